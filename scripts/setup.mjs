@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// Installs what `npm test` and `npm run dev` need on a fresh machine, or says exactly what to
+// install. Uses only Node's standard library: it runs before node_modules exists.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const purpose = process.argv.includes('--for') ? process.argv[process.argv.indexOf('--for') + 1] : 'test';
+const say = (line) => process.stderr.write(`setup: ${line}\n`);
+
+function fail(lines) {
+  for (const line of lines) say(line);
+  process.exit(1);
+}
+
+function has(command, args = ['--version']) {
+  return spawnSync(command, args, { stdio: 'ignore' }).status === 0;
+}
+
+function run(command, args) {
+  say(`running: ${command} ${args.join(' ')}`);
+  const result = spawnSync(command, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  return result.status === 0;
+}
+
+const [major] = process.versions.node.split('.').map(Number);
+if (major < 20) fail([`Node.js ${process.versions.node} is too old; Isthmus needs Node 20 or newer.`]);
+
+// npm packages: install when missing or when the lock file changed since the last install.
+const installedLock = join(root, 'node_modules', '.package-lock.json');
+const lock = join(root, 'package-lock.json');
+if (!existsSync(installedLock) || statSync(lock).mtimeMs > statSync(installedLock).mtimeMs) {
+  if (!run('npm', ['ci', '--no-audit', '--no-fund'])) fail(['`npm ci` failed; see its output above.']);
+}
+
+// etcd: the federation store. Debian's package is etcd-server.
+if (!has('etcd')) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (isRoot && has('apt-get', ['--version'])) {
+    if (!run('apt-get', ['install', '-y', 'etcd-server'])) {
+      run('apt-get', ['update']);
+      if (!run('apt-get', ['install', '-y', 'etcd-server'])) fail(['apt-get could not install etcd-server; install etcd 3.4 or newer and put `etcd` on PATH.']);
+    }
+  } else {
+    fail([
+      'etcd is not installed, and it is the federation store Isthmus runs on.',
+      'Install it, then run this command again:',
+      '  Debian/Ubuntu: sudo apt-get install -y etcd-server',
+      '  other systems: put the `etcd` binary (3.4 or newer) on PATH',
+    ]);
+  }
+}
+
+if (purpose === 'test' && !has('openssl', ['version'])) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!(isRoot && run('apt-get', ['install', '-y', 'openssl']))) fail(['openssl is needed by the tests (certificates are checked with it): apt-get install -y openssl']);
+}
+
+try {
+  const version = execFileSync('etcd', ['--version'], { encoding: 'utf8' }).split('\n')[0];
+  say(`ready for ${purpose}: node ${process.versions.node}, ${version}`);
+} catch {
+  // etcd --version printed nothing useful; the checks above already passed.
+}

@@ -1,0 +1,192 @@
+import { X509Certificate } from 'node:crypto';
+import type { Command } from 'commander';
+import { IsthmusError } from '../core/errors.js';
+import { keys } from '../core/keys.js';
+import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
+import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
+import type { FederationStore } from '../federation/store.js';
+import type { Catalog } from '../model/catalog.js';
+import { validateBundle, type TrustBundle } from '../trust/bundle.js';
+import { readClusterCa } from '../trust/ca-files.js';
+import { certificateInfo } from '../trust/verify.js';
+import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
+import { readMeshCatalog } from './list.js';
+import { failedChecks, printChecks, runChecks, type Check } from './preflight.js';
+
+interface CheckContext {
+  endpoints: string[];
+  configPath?: string;
+  loaded?: LoadedClusterConfig;
+  store?: FederationStore;
+  catalog?: Catalog;
+  bundles: TrustBundle[];
+}
+
+const expiryWarnDays = 30;
+
+export function registerCheck(program: Command): void {
+  program.command('check')
+    .description('check the mesh: etcd, clock skew, certificates and their expiry, each cluster\'s liveness; says how to fix what is wrong')
+    .addOption(etcdOption())
+    .option('-c, --config <file>', 'also check this cluster\'s config and CA files (and take the etcd address from it)')
+    .addOption(outputOption())
+    .action(action(async (opts: { etcd?: string; config?: string; output: string }) => {
+      const loaded = opts.config ? loadClusterConfig(opts.config) : undefined;
+      const endpoints = etcdEndpoints(opts.etcd ?? loaded?.config.etcd.endpoints.join(','));
+      const context: CheckContext = { endpoints, bundles: [], ...(loaded ? { loaded } : {}) };
+      try {
+        const results = await runChecks(checks(context), context);
+        printChecks(results, opts.output);
+        const failed = failedChecks(results);
+        if (failed.length > 0) {
+          throw new IsthmusError('ISTHMUS_ERR_PREFLIGHT_FAILED', `${failed.length} check(s) failed: ${failed.map((f) => f.name).join(', ')}`);
+        }
+      } finally {
+        await context.store?.close().catch(() => undefined);
+      }
+    }));
+}
+
+function checks(ctx: CheckContext): Check<CheckContext>[] {
+  const list: Check<CheckContext>[] = [
+    {
+      name: 'etcd reachable and writable',
+      async run() {
+        try {
+          ctx.store = await connectStore(ctx.endpoints.join(','));
+          const ms = await ctx.store.ping();
+          const status = await ctx.store.status();
+          return { status: 'ok', detail: `${ctx.endpoints.join(', ')}: etcd ${status.version}, write round trip ${ms.toFixed(0)} ms` };
+        } catch (err) {
+          return { status: 'failed', detail: (err as Error).message, hint: 'start etcd, or pass the right --etcd / ISTHMUS_ETCD' };
+        }
+      },
+    },
+    {
+      name: 'clock skew',
+      needs: ['etcd reachable and writable'],
+      async run() {
+        const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '');
+        const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
+        if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise clocks with NTP: certificates are refused outside their validity window' };
+        if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };
+        return { status: 'ok', detail };
+      },
+    },
+    {
+      name: 'trust bundles',
+      needs: ['etcd reachable and writable'],
+      async run() {
+        const { records } = await ctx.store!.list(keys.bundles);
+        if (records.length === 0) return { status: 'failed', detail: 'no trust bundle in etcd', hint: 'join a cluster with `isthmus join`' };
+        const problems: string[] = [];
+        const expiring: string[] = [];
+        for (const record of records) {
+          try {
+            const bundle = validateBundle(record.value);
+            ctx.bundles.push(bundle);
+            for (const root of bundle.roots) {
+              const days = daysLeft(root);
+              if (days < expiryWarnDays) expiring.push(`${bundle.trustDomain} root expires in ${days} days`);
+            }
+          } catch (err) {
+            problems.push(`${record.key}: ${(err as Error).message}`);
+          }
+        }
+        if (problems.length > 0) return { status: 'failed', detail: problems.join('; '), hint: 'rejoin a cluster of that trust domain with its root CA to rewrite the bundle' };
+        const detail = `${ctx.bundles.length} trust domain(s): ${ctx.bundles.map((b) => `${b.trustDomain} (${b.roots.length} root${b.roots.length > 1 ? 's' : ''})`).join(', ')}`;
+        if (expiring.length > 0) return { status: 'warn', detail: `${detail}; ${expiring.join('; ')}`, hint: 'rotate the root CA (docs/trust.md)' };
+        return { status: 'ok', detail };
+      },
+    },
+    {
+      name: 'cluster intermediates',
+      needs: ['trust bundles'],
+      async run() {
+        const { records } = await ctx.store!.list<{ certificate?: string }>(keys.intermediates);
+        const roots = ctx.bundles.flatMap((b) => b.roots);
+        const bad: string[] = [];
+        const expiring: string[] = [];
+        for (const record of records) {
+          const cluster = record.key.slice(keys.intermediates.length);
+          try {
+            const pem = String(record.value.certificate ?? '');
+            verifyIntermediate(pem, roots);
+            const days = daysLeft(pem);
+            if (days < expiryWarnDays) expiring.push(`${cluster} expires in ${days} days`);
+          } catch (err) {
+            bad.push(`${cluster}: ${(err as Error).message}`);
+          }
+        }
+        if (bad.length > 0) return { status: 'failed', detail: bad.join('; '), hint: 'rejoin those clusters with `isthmus join --force` to issue a new intermediate' };
+        if (expiring.length > 0) return { status: 'warn', detail: expiring.join('; '), hint: 'rejoin those clusters to renew their intermediate' };
+        return { status: 'ok', detail: `${records.length} intermediate(s) chain to a mesh root and are valid` };
+      },
+    },
+    {
+      name: 'cluster liveness',
+      needs: ['etcd reachable and writable'],
+      async run() {
+        ctx.catalog = (await readMeshCatalog(ctx.store!)).catalog;
+        const down = ctx.catalog.clusters.filter((c) => !c.alive);
+        if (ctx.catalog.clusters.length === 0) return { status: 'warn', detail: 'no clusters have joined', hint: 'isthmus join <cluster> ...' };
+        if (down.length > 0) {
+          return { status: 'failed', detail: `not alive: ${down.map((c) => c.name).join(', ')} (alive: ${ctx.catalog.clusters.filter((c) => c.alive).map((c) => c.name).join(', ') || 'none'})`, hint: 'start their federation service: isthmus federation --config <cluster-dir>/cluster.yaml' };
+        }
+        return { status: 'ok', detail: `all ${ctx.catalog.clusters.length} cluster(s) alive: ${ctx.catalog.clusters.map((c) => c.name).join(', ')}` };
+      },
+    },
+    {
+      name: 'records readable',
+      needs: ['cluster liveness'],
+      async run() {
+        const invalid = ctx.catalog!.invalidKeys;
+        if (invalid.length > 0) return { status: 'failed', detail: `malformed: ${invalid.join(', ')}`, hint: 'delete them with etcdctl; their owners rewrite them' };
+        return { status: 'ok', detail: 'every catalog record matches its schema' };
+      },
+    },
+  ];
+  if (ctx.loaded) {
+    const loaded = ctx.loaded;
+    list.push({
+      name: `cluster ${loaded.config.cluster} CA files`,
+      async run() {
+        const files = readClusterCa(loaded.caDir);
+        verifyIntermediate(files.ca.certPem, [files.rootCert]);
+        const days = daysLeft(files.ca.certPem);
+        if (days < expiryWarnDays) return { status: 'warn', detail: `intermediate expires in ${days} days`, hint: `renew it: isthmus join ${loaded.config.cluster} --force ...` };
+        return { status: 'ok', detail: `${loaded.caDir}: intermediate valid for ${days} more days` };
+      },
+    });
+    list.push({
+      name: `cluster ${loaded.config.cluster} known to the mesh`,
+      needs: ['trust bundles'],
+      async run() {
+        const files = readClusterCa(loaded.caDir);
+        const published = await ctx.store!.get<{ certificate?: string }>(keys.intermediate(loaded.config.cluster));
+        if (!published) return { status: 'failed', detail: `no intermediate for ${loaded.config.cluster} in etcd`, hint: `join it: isthmus join ${loaded.config.cluster} ...` };
+        if (String(published.value.certificate ?? '').trim() !== files.ca.certPem.trim()) {
+          return { status: 'failed', detail: 'the intermediate in etcd is not the one in the CA directory', hint: 'this directory is from an older join; use the newest one or rejoin with --force' };
+        }
+        const inBundle = ctx.bundles.some((b) => b.roots.some((r) => r.trim() === files.rootCert.trim()));
+        if (!inBundle) return { status: 'failed', detail: 'its root is in no mesh trust bundle', hint: 'rejoin the cluster so its root is published' };
+        return { status: 'ok', detail: 'intermediate published and its root trusted by the mesh' };
+      },
+    });
+  }
+  return list;
+}
+
+function daysLeft(pem: string): number {
+  return Math.floor((certificateInfo(pem).notAfter.getTime() - Date.now()) / 86_400_000);
+}
+
+/** An intermediate is a CA, so it cannot go through the leaf path check: verify it directly with Node. */
+function verifyIntermediate(pem: string, roots: string[]): void {
+  const cert = new X509Certificate(pem);
+  const now = Date.now();
+  if (Date.parse(cert.validTo) < now) throw new Error(`expired on ${new Date(cert.validTo).toISOString()}`);
+  if (!cert.ca) throw new Error('not a CA certificate');
+  const issuer = roots.map((r) => new X509Certificate(r)).find((r) => cert.checkIssued(r) && cert.verify(r.publicKey));
+  if (!issuer) throw new Error('not signed by any root of the mesh trust bundles');
+}

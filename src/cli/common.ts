@@ -1,0 +1,66 @@
+import { Option, type Command } from 'commander';
+import { IsthmusError, describeError, isIsthmusError } from '../core/errors.js';
+import { silentLogger } from '../core/log.js';
+import { FederationStore } from '../federation/store.js';
+import { parseOutputFormat, printJson, type OutputFormat } from './output.js';
+
+/** Exit codes: 0 ok, 1 the operation failed, 2 the command line was wrong (commander's own). */
+export const exitFailure = 1;
+
+export function etcdOption(): Option {
+  return new Option('--etcd <urls>', 'etcd client URL(s), comma-separated').env('ISTHMUS_ETCD');
+}
+
+export function outputOption(): Option {
+  return new Option('-o, --output <format>', 'table for people, json for scripts').choices(['table', 'json']).default('table');
+}
+
+export function etcdEndpoints(value: string | undefined): string[] {
+  if (!value) {
+    throw new IsthmusError('ISTHMUS_ERR_ETCD_NOT_CONFIGURED', 'no etcd address: pass --etcd http://host:2379 or set ISTHMUS_ETCD');
+  }
+  const endpoints = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const endpoint of endpoints) {
+    if (!/^https?:\/\/[^/\s]+$/.test(endpoint)) {
+      throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--etcd "${endpoint}" is not a URL like http://127.0.0.1:2379`);
+    }
+  }
+  return endpoints;
+}
+
+export async function connectStore(etcd: string | undefined): Promise<FederationStore> {
+  return await FederationStore.connect({ endpoints: etcdEndpoints(etcd), logger: silentLogger, dialTimeoutMs: 3000 });
+}
+
+/** Opens a store, runs `work`, always closes it. */
+export async function withStore<T>(etcd: string | undefined, work: (store: FederationStore) => Promise<T>): Promise<T> {
+  const store = await connectStore(etcd);
+  try {
+    return await work(store);
+  } finally {
+    await store.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Wraps an action: an error becomes one line on stderr ("isthmus <verb>: <reason>") and exit
+ * code 1, or a JSON error object on stdout with `--output json`, never a stack trace.
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      const command = args[args.length - 1] as Command;
+      const opts = command.optsWithGlobals?.() as { output?: string } | undefined;
+      const format: OutputFormat = opts?.output === 'json' ? 'json' : parseOutputFormat('table');
+      const verb = command.name?.() ?? 'isthmus';
+      if (format === 'json') {
+        printJson({ error: isIsthmusError(err) ? err.toJSON() : { code: 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', message: describeError(err) } });
+      }
+      process.stderr.write(`isthmus ${verb}: ${describeError(err)}\n`);
+      if (!isIsthmusError(err) && process.env.ISTHMUS_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+      process.exitCode = exitFailure;
+    }
+  };
+}

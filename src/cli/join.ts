@@ -1,0 +1,273 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { IsthmusError } from '../core/errors.js';
+import { keys, recordVersion } from '../core/keys.js';
+import { checkName } from '../core/names.js';
+import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
+import type { FederationStore } from '../federation/store.js';
+import type { ClusterRecord } from '../model/records.js';
+import { addRoot, newBundle, validateBundle, type TrustBundle } from '../trust/bundle.js';
+import { createIntermediateCa, type CertAndKey } from '../trust/ca.js';
+import { readRootCa, writeClusterCa } from '../trust/ca-files.js';
+import { certificateInfo } from '../trust/verify.js';
+import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
+import { printJson } from './output.js';
+import { failedChecks, formatCheck, printChecks, runChecks, type Check } from './preflight.js';
+
+interface JoinOptions {
+  region: string;
+  zone: string[];
+  etcd?: string;
+  ca: string;
+  out: string;
+  federationHost: string;
+  apiPort: number;
+  dashboardPort: number;
+  gateway: string[];
+  leaseTtl: string;
+  force?: boolean;
+  output: string;
+}
+
+interface JoinContext {
+  cluster: string;
+  opts: JoinOptions;
+  endpoints: string[];
+  store?: FederationStore;
+  root?: CertAndKey & { trustDomain: string };
+  bundle?: { value: TrustBundle; modRevision: number };
+  existing?: { modRevision: number };
+}
+
+const collect = (value: string, previous: string[]) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
+const port = (value: string) => {
+  const n = Number.parseInt(value, 10);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`"${value}" is not a port number`);
+  return n;
+};
+
+export function registerJoin(program: Command): void {
+  program.command('join')
+    .description('add a cluster to the mesh: preflight checks, intermediate CA, cluster config, records in etcd')
+    .argument('<cluster>', 'cluster name (a DNS label)')
+    .requiredOption('--region <region>', 'region of the cluster, e.g. us-east')
+    .requiredOption('--zone <zone>', 'zone(s) of the cluster; repeat or comma-separate', collect, [])
+    .addOption(etcdOption())
+    .requiredOption('--ca <dir>', 'root CA directory from `isthmus ca init` (root-cert.pem, root-key.pem)')
+    .requiredOption('--out <dir>', 'directory for the cluster\'s CA files and cluster.yaml (new or empty)')
+    .option('--federation-host <host>', 'address the federation service listens on and advertises', '127.0.0.1')
+    .option('--api-port <port>', 'federation API port', port, 15010)
+    .option('--dashboard-port <port>', 'dashboard port', port, 15014)
+    .option('--gateway <host:port>', 'an east-west gateway address to publish; repeatable', collect, [])
+    .option('--lease-ttl <duration>', 'how long the cluster\'s records outlive its federation service', '15s')
+    .option('--force', 'replace a cluster of the same name and reuse a non-empty --out')
+    .addOption(outputOption())
+    .action(action(async (cluster: string, opts: JoinOptions) => {
+      checkName('cluster', cluster);
+      checkName('region', opts.region);
+      if (opts.zone.length === 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--zone needs at least one zone');
+      for (const zone of opts.zone) checkName('zone', zone);
+      const context: JoinContext = { cluster, opts, endpoints: etcdEndpoints(opts.etcd) };
+      try {
+        const results = await runChecks(joinChecks, context, opts.output === 'json' ? undefined : (r) => process.stdout.write(`${formatCheck(r)}\n`));
+        if (failedChecks(results).length > 0) {
+          if (opts.output === 'json') printChecks(results, 'json', { joined: false });
+          throw new IsthmusError('ISTHMUS_ERR_PREFLIGHT_FAILED', `${failedChecks(results).length} preflight check(s) failed; nothing was written`, { details: results });
+        }
+        const written = await writeJoin(context);
+        if (opts.output === 'json') {
+          printJson({ joined: true, cluster, checks: results, ...written });
+        } else {
+          process.stdout.write([
+            '',
+            `Cluster ${cluster} joined the mesh (trust domain ${context.root?.trustDomain}).`,
+            `  config:       ${written.config}`,
+            `  intermediate: ${written.dir}/ca-cert.pem (valid until ${written.intermediateNotAfter})`,
+            '',
+            'Next: start its federation service:',
+            `  isthmus federation --config ${written.config}`,
+            '',
+          ].join('\n'));
+        }
+      } finally {
+        await context.store?.close().catch(() => undefined);
+      }
+    }));
+}
+
+const joinChecks: Check<JoinContext>[] = [
+  {
+    name: 'root CA',
+    async run(ctx) {
+      try {
+        ctx.root = readRootCa(resolve(ctx.opts.ca));
+      } catch (err) {
+        return { status: 'failed', detail: (err as Error).message, hint: `point --ca at the directory \`isthmus ca init --out\` wrote` };
+      }
+      const info = certificateInfo(ctx.root.certPem);
+      const days = Math.floor((info.notAfter.getTime() - Date.now()) / 86_400_000);
+      if (days < 30) return { status: 'failed', detail: `root expires in ${days} days (${info.notAfter.toISOString()})`, hint: 'rotate the root CA before joining more clusters' };
+      return { status: 'ok', detail: `trust domain ${ctx.root.trustDomain}, valid for ${days} more days` };
+    },
+  },
+  {
+    name: 'etcd reachable and writable',
+    async run(ctx) {
+      try {
+        ctx.store = await connectStore(ctx.endpoints.join(','));
+        const ms = await ctx.store.ping();
+        return { status: 'ok', detail: `${ctx.endpoints.join(', ')} answered a write in ${ms.toFixed(0)} ms` };
+      } catch (err) {
+        return { status: 'failed', detail: (err as Error).message, hint: 'start etcd or correct --etcd / ISTHMUS_ETCD' };
+      }
+    },
+  },
+  {
+    name: 'clock skew',
+    needs: ['etcd reachable and writable'],
+    async run(ctx) {
+      const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '');
+      const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
+      if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise this machine\'s clock (NTP); certificates would be refused' };
+      if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };
+      return { status: 'ok', detail };
+    },
+  },
+  {
+    name: 'cluster name free',
+    needs: ['etcd reachable and writable'],
+    async run(ctx) {
+      const existing = await ctx.store!.get<ClusterRecord>(keys.cluster(ctx.cluster));
+      if (!existing) return { status: 'ok', detail: `no cluster named ${ctx.cluster} yet` };
+      ctx.existing = { modRevision: existing.modRevision };
+      const detail = `${ctx.cluster} joined at ${existing.value.joinedAt}`;
+      if (ctx.opts.force) return { status: 'warn', detail: `${detail}; --force replaces it`, hint: 'make sure the old cluster\'s federation service is stopped' };
+      return { status: 'failed', detail, hint: `pick another name, run \`isthmus leave ${ctx.cluster}\` first, or pass --force to replace it` };
+    },
+  },
+  {
+    name: 'CA compatible with the mesh',
+    needs: ['root CA', 'etcd reachable and writable'],
+    async run(ctx) {
+      const td = ctx.root!.trustDomain;
+      const stored = await ctx.store!.get(keys.bundle(td));
+      const others = (await ctx.store!.list(keys.bundles)).records.length - (stored ? 1 : 0);
+      if (!stored) {
+        return { status: 'ok', detail: others > 0 ? `new trust domain ${td}: the mesh will federate it with ${others} other(s)` : `first cluster of trust domain ${td}` };
+      }
+      const bundle = validateBundle(stored.value);
+      ctx.bundle = { value: bundle, modRevision: stored.modRevision };
+      const fingerprint = certificateInfo(ctx.root!.certPem).fingerprint256;
+      if (bundle.roots.some((r) => certificateInfo(r).fingerprint256 === fingerprint)) return { status: 'ok', detail: `root is in the mesh bundle of ${td}` };
+      return { status: 'failed', detail: `trust domain ${td} already has a different root in the mesh`, hint: 'use the --ca directory that trust domain was created with, or choose a new trust domain with `isthmus ca init`' };
+    },
+  },
+  {
+    name: 'addresses free',
+    needs: ['etcd reachable and writable'],
+    async run(ctx) {
+      const mine = new Set([`${ctx.opts.federationHost}:${ctx.opts.apiPort}`, ...ctx.opts.gateway]);
+      const clashes: string[] = [];
+      for (const record of (await ctx.store!.list<ClusterRecord>(keys.clusters)).records) {
+        const owner = record.key.slice(keys.clusters.length);
+        if (owner === ctx.cluster || owner.includes('/')) continue;
+        if (mine.has(record.value.federation)) clashes.push(`${record.value.federation} (federation of ${owner})`);
+      }
+      for (const record of (await ctx.store!.list<{ address: string; port: number }>(keys.gateways)).records) {
+        const owner = record.key.slice(keys.gateways.length).split('/')[0];
+        const address = `${record.value.address}:${record.value.port}`;
+        if (owner !== ctx.cluster && mine.has(address)) clashes.push(`${address} (gateway of ${owner})`);
+      }
+      if (clashes.length > 0) return { status: 'failed', detail: `already used: ${clashes.join(', ')}`, hint: 'give this cluster its own --federation-host/--api-port or --gateway address' };
+      return { status: 'ok', detail: [...mine].join(', ') };
+    },
+  },
+  {
+    name: 'output directory',
+    async run(ctx) {
+      const out = resolve(ctx.opts.out);
+      if (!existsSync(out) || readdirSync(out).length === 0) return { status: 'ok', detail: `${out} will be created` };
+      if (ctx.opts.force) return { status: 'warn', detail: `${out} is not empty; --force replaces it` };
+      return { status: 'failed', detail: `${out} is not empty`, hint: 'choose a new --out directory, or pass --force to replace it' };
+    },
+  },
+];
+
+/**
+ * Writes the cluster directory to a temporary sibling first, then etcd in one transaction, then
+ * renames the directory into place: a failure at any step leaves neither half behind.
+ */
+async function writeJoin(ctx: JoinContext): Promise<{ dir: string; config: string; intermediateNotAfter: string }> {
+  const { cluster, opts } = ctx;
+  const root = ctx.root!;
+  const store = ctx.store!;
+  const out = resolve(opts.out);
+  const intermediate = createIntermediateCa({ root, trustDomain: root.trustDomain, cluster });
+  mkdirSync(dirname(out), { recursive: true });
+  const staging = mkdtempSync(join(dirname(out), `.${basename(out)}-`));
+  try {
+    writeClusterCa(staging, {
+      caCert: intermediate.certPem,
+      caKey: intermediate.keyPem,
+      rootCert: root.certPem,
+      certChain: `${intermediate.certPem.trim()}\n${root.certPem.trim()}\n`,
+    });
+    writeFileSync(join(staging, 'cluster.yaml'), clusterYaml(ctx), { mode: 0o644 });
+
+    const record: ClusterRecord = {
+      version: recordVersion, name: cluster, region: opts.region, zones: opts.zone, trustDomain: root.trustDomain,
+      federation: `${opts.federationHost}:${opts.apiPort}`, joinedAt: new Date().toISOString(),
+    };
+    const bundle = ctx.bundle ? addRoot(ctx.bundle.value, root.certPem) : newBundle(root.trustDomain, root.certPem);
+    const committed = await store.transact({
+      ifAbsent: [...(ctx.existing ? [] : [keys.cluster(cluster)]), ...(ctx.bundle ? [] : [keys.bundle(root.trustDomain)])],
+      ifModRevision: {
+        ...(ctx.existing ? { [keys.cluster(cluster)]: ctx.existing.modRevision } : {}),
+        ...(ctx.bundle ? { [keys.bundle(root.trustDomain)]: ctx.bundle.modRevision } : {}),
+      },
+      puts: [
+        { key: keys.cluster(cluster), value: record },
+        { key: keys.intermediate(cluster), value: { version: recordVersion, certificate: intermediate.certPem } },
+        { key: keys.bundle(root.trustDomain), value: bundle },
+      ],
+      deletePrefixes: ctx.existing ? [keys.exportsOf(cluster), keys.gatewaysOf(cluster)] : [],
+    });
+    if (!committed) {
+      throw new IsthmusError('ISTHMUS_ERR_ETCD_CONFLICT', `another writer changed cluster ${cluster} or the trust bundle while joining; nothing was written, run the command again`);
+    }
+    try {
+      if (existsSync(out)) {
+        if (readdirSync(out).length === 0) rmdirSync(out);
+        else rmSync(out, { recursive: true, force: true }); // only reached with --force (preflight)
+      }
+      renameSync(staging, out);
+    } catch (err) {
+      await store.transact({
+        deletes: [keys.cluster(cluster), keys.intermediate(cluster), ...(ctx.bundle ? [] : [keys.bundle(root.trustDomain)])],
+        puts: ctx.bundle ? [{ key: keys.bundle(root.trustDomain), value: ctx.bundle.value }] : [],
+      }).catch(() => undefined);
+      throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `could not write ${out}: ${(err as Error).message}; the cluster record was removed again`, { cause: err });
+    }
+    return { dir: out, config: join(out, 'cluster.yaml'), intermediateNotAfter: certificateInfo(intermediate.certPem).notAfter.toISOString() };
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+function clusterYaml(ctx: JoinContext): string {
+  const { opts } = ctx;
+  const config = {
+    cluster: ctx.cluster,
+    region: opts.region,
+    zones: opts.zone,
+    trustDomain: ctx.root!.trustDomain,
+    etcd: { endpoints: ctx.endpoints },
+    federation: { host: opts.federationHost, apiPort: opts.apiPort, dashboardPort: opts.dashboardPort, leaseTtl: opts.leaseTtl },
+    certificates: { workloadTtl: '24h', caDir: '.' },
+    gateways: opts.gateway.map((address, i) => ({ id: `gw-${i + 1}`, address, zone: opts.zone[0] })),
+    services: [],
+  };
+  return `# Written by \`isthmus join\`. Services of the local platform go under services:, e.g.\n#   services:\n#     - name: hello\n#       namespace: demo\n#       ports: [{ port: 8080, protocol: http }]\n#       instances: [{ address: "127.0.0.1:8080", zone: ${opts.zone[0]} }]\n${stringify(config)}`;
+}

@@ -1,0 +1,51 @@
+import { Command, CommanderError } from 'commander';
+import { version } from '../core/version.js';
+import { registerCa } from './ca.js';
+import { registerFederation } from './federation.js';
+import { registerJoin } from './join.js';
+import { registerLeave } from './leave.js';
+import { registerExport } from './export.js';
+import { registerList } from './list.js';
+import { registerCheck } from './check.js';
+import { registerRegister } from './register.js';
+
+export function buildProgram(): Command {
+  const program = new Command('isthmus')
+    .description('Isthmus: a multi-cluster service mesh. Join clusters, export services, watch them talk.')
+    .version(version, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ sortSubcommands: false });
+  registerCa(program);
+  registerJoin(program);
+  registerLeave(program);
+  registerExport(program);
+  registerList(program);
+  registerRegister(program);
+  registerCheck(program);
+  registerFederation(program);
+  program.addHelpText('after', `
+Examples:
+  isthmus ca init --trust-domain mesh.example --out ./ca
+  isthmus join east --region us-east --zone a --etcd http://127.0.0.1:2379 --ca ./ca --out ./east
+  isthmus federation --config ./east/cluster.yaml
+  isthmus export hello --namespace demo --cluster east
+  isthmus services --output json
+
+The etcd address may also come from ISTHMUS_ETCD.`);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version exit 0; usage errors exit 2 (commander already printed why).
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    throw err;
+  }
+}

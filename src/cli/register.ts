@@ -1,0 +1,79 @@
+import type { Command } from 'commander';
+import { IsthmusError } from '../core/errors.js';
+import { checkName } from '../core/names.js';
+import { parseDuration } from '../core/validate.js';
+import { loadClusterConfig } from '../federation/config.js';
+import { liveTokens, updateRegistry } from '../federation/registry-file.js';
+import { workloadId } from '../trust/spiffe.js';
+import { issueToken } from '../trust/tokens.js';
+import { action, outputOption } from './common.js';
+import { printJson } from './output.js';
+
+interface RegisterOptions { namespace: string; config: string; address: string; zone?: string; serviceAccount?: string; tokenTtl: string; output: string }
+
+export function registerRegister(program: Command): void {
+  program.command('register')
+    .description('add an instance of a service on the local platform, and issue the bootstrap token its sidecar uses to get a certificate')
+    .argument('<service>', 'service name')
+    .option('-n, --namespace <ns>', 'namespace', 'default')
+    .requiredOption('-c, --config <file>', 'the cluster.yaml of the cluster the instance runs in')
+    .requiredOption('--address <host:port>', 'where the instance listens')
+    .option('--zone <zone>', 'zone of the instance (default: the cluster\'s first zone)')
+    .option('--service-account <sa>', 'identity of the instance (default: the service name)')
+    .option('--token-ttl <duration>', 'how long the bootstrap token is accepted', '1h')
+    .addOption(outputOption())
+    .action(action(async (service: string, opts: RegisterOptions) => {
+      checkName('service', service);
+      checkName('namespace', opts.namespace);
+      const serviceAccount = checkName('service account', opts.serviceAccount ?? service);
+      if (!/^[^:\s]+:[0-9]{1,5}$/.test(opts.address)) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--address "${opts.address}" is not host:port`);
+      const loaded = loadClusterConfig(opts.config);
+      const zone = opts.zone ?? loaded.config.zones[0] ?? 'default';
+      if (!loaded.config.zones.includes(zone)) {
+        throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `zone "${zone}" is not a zone of cluster ${loaded.config.cluster} (${loaded.config.zones.join(', ')})`);
+      }
+      const identity = workloadId(loaded.config.trustDomain, opts.namespace, serviceAccount);
+      const now = new Date();
+      const { token, record } = issueToken({ identity, ttlSeconds: parseDuration(opts.tokenTtl), now });
+      updateRegistry(loaded.dir, (registry) => ({
+        version: 1,
+        instances: [
+          ...registry.instances.filter((i) => !(i.address === opts.address && i.namespace === opts.namespace && i.service === service)),
+          { namespace: opts.namespace, service, serviceAccount, address: opts.address, zone, registeredAt: now.toISOString() },
+        ],
+        // Only the hash is kept; expired tokens are dropped while we are here.
+        tokens: [...liveTokens(registry.tokens, now), record],
+      }));
+      const result = { cluster: loaded.config.cluster, namespace: opts.namespace, service, address: opts.address, zone, identity, token, tokenExpiresAt: record.expiresAt };
+      if (opts.output === 'json') return printJson(result);
+      process.stdout.write([
+        `Registered ${opts.namespace}/${service} at ${opts.address} (zone ${zone}) in cluster ${loaded.config.cluster}.`,
+        `Identity: ${identity}`,
+        `Bootstrap token (shown once, valid until ${record.expiresAt}):`,
+        `  ${token}`,
+        '',
+      ].join('\n'));
+    }));
+
+  program.command('deregister')
+    .description('remove an instance of a service from the local platform')
+    .argument('<service>', 'service name')
+    .option('-n, --namespace <ns>', 'namespace', 'default')
+    .requiredOption('-c, --config <file>', 'the cluster.yaml of the cluster the instance runs in')
+    .requiredOption('--address <host:port>', 'the instance to remove')
+    .addOption(outputOption())
+    .action(action(async (service: string, opts: RegisterOptions) => {
+      const loaded = loadClusterConfig(opts.config);
+      let removed = 0;
+      updateRegistry(loaded.dir, (registry) => {
+        const instances = registry.instances.filter((i) => !(i.address === opts.address && i.namespace === opts.namespace && i.service === service));
+        removed = registry.instances.length - instances.length;
+        return { ...registry, instances };
+      });
+      if (removed === 0) {
+        throw new IsthmusError('ISTHMUS_ERR_SERVICE_UNKNOWN', `no registered instance of ${opts.namespace}/${service} at ${opts.address} in cluster ${loaded.config.cluster}`);
+      }
+      if (opts.output === 'json') return printJson({ namespace: opts.namespace, service, address: opts.address, removed: true });
+      process.stdout.write(`Removed ${opts.namespace}/${service} at ${opts.address} from cluster ${loaded.config.cluster}.\n`);
+    }));
+}

@@ -1,0 +1,70 @@
+/**
+ * Every error a user can see carries a stable code (`ISTHMUS_ERR_<AREA>_<WHAT>`), a message that
+ * says what to do, and where it applies an HTTP status. Code decides on `err.code`, never on the
+ * message. docs/errors.md lists every code; src/core/errors.test.ts keeps the two in step.
+ */
+export const errorCodes = {
+  // config
+  ISTHMUS_ERR_CONFIG_INVALID: { status: 400, summary: 'A config file or flag does not match its schema.' },
+  ISTHMUS_ERR_CONFIG_UNREADABLE: { status: 400, summary: 'A config file could not be read or parsed as YAML.' },
+  // etcd / federation store
+  ISTHMUS_ERR_ETCD_UNREACHABLE: { status: 503, summary: 'The federation store (etcd) did not answer.' },
+  ISTHMUS_ERR_ETCD_CONFLICT: { status: 409, summary: 'A transaction lost a race with another writer.' },
+  ISTHMUS_ERR_ETCD_RECORD_INVALID: { status: 500, summary: 'A record read from etcd is not valid JSON of the expected shape.' },
+  ISTHMUS_ERR_ETCD_NOT_CONFIGURED: { status: 400, summary: 'No etcd address was given (--etcd or ISTHMUS_ETCD).' },
+  // trust
+  ISTHMUS_ERR_TRUST_CA_EXISTS: { status: 409, summary: 'A CA already exists where a new one would be written.' },
+  ISTHMUS_ERR_TRUST_CA_MISSING: { status: 400, summary: 'A CA directory lacks a file it needs or holds an unusable one.' },
+  ISTHMUS_ERR_TRUST_CERT_INVALID: { status: 400, summary: 'A certificate could not be parsed or is not what was expected.' },
+  ISTHMUS_ERR_TRUST_CERT_EXPIRED: { status: 400, summary: 'A certificate is outside its validity period.' },
+  ISTHMUS_ERR_TRUST_CHAIN_INVALID: { status: 400, summary: 'A certificate does not chain to a trusted root.' },
+  ISTHMUS_ERR_TRUST_CSR_INVALID: { status: 400, summary: 'A certificate signing request is malformed, badly signed or has an unacceptable key.' },
+  ISTHMUS_ERR_TRUST_IDENTITY_DENIED: { status: 403, summary: 'The caller may not obtain a certificate for that identity.' },
+  ISTHMUS_ERR_TRUST_TOKEN_INVALID: { status: 401, summary: 'A bootstrap token is unknown, expired or malformed.' },
+  ISTHMUS_ERR_TRUST_SPIFFE_INVALID: { status: 400, summary: 'A SPIFFE ID or trust domain is malformed.' },
+  // cluster membership
+  ISTHMUS_ERR_CLUSTER_UNKNOWN: { status: 404, summary: 'No cluster of that name is in the mesh.' },
+  ISTHMUS_ERR_CLUSTER_NAME_INVALID: { status: 400, summary: 'A cluster, namespace or service name is not a DNS label.' },
+  ISTHMUS_ERR_PREFLIGHT_FAILED: { status: 400, summary: 'One or more preflight checks failed; nothing was written.' },
+  // services
+  ISTHMUS_ERR_SERVICE_UNKNOWN: { status: 404, summary: 'No service of that name is known to the cluster.' },
+  // API
+  ISTHMUS_ERR_API_BAD_REQUEST: { status: 400, summary: 'A request to the federation API is malformed.' },
+  ISTHMUS_ERR_API_UNREACHABLE: { status: 503, summary: 'The federation API of a cluster did not answer.' },
+  // anything else
+  ISTHMUS_ERR_INTERNAL_UNEXPECTED: { status: 500, summary: 'A bug: an error without a code of its own. Please report it with the log line.' },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export class IsthmusError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra structured detail (field paths, failed checks) for JSON output and logs. */
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'IsthmusError';
+    this.code = code;
+    this.status = errorCodes[code].status;
+    this.details = options.details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details?: unknown } {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export function isIsthmusError(err: unknown, code?: ErrorCode): err is IsthmusError {
+  return err instanceof IsthmusError && (code === undefined || err.code === code);
+}
+
+/** One line for a terminal: the message, and the cause's message where it adds something. */
+export function describeError(err: unknown): string {
+  if (err instanceof IsthmusError) return err.message;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,37 @@
+/**
+ * The federation store's key layout (DESIGN.md, "Federation store — contract"). Every key the
+ * project reads or writes is built here, so the layout lives in one place.
+ */
+export const prefix = '/isthmus/v1';
+
+export const keys = {
+  all: `${prefix}/`,
+  clusters: `${prefix}/clusters/`,
+  cluster: (cluster: string) => `${prefix}/clusters/${cluster}`,
+  alive: (cluster: string) => `${prefix}/clusters/${cluster}/alive`,
+  gateways: `${prefix}/gateways/`,
+  gatewaysOf: (cluster: string) => `${prefix}/gateways/${cluster}/`,
+  gateway: (cluster: string, id: string) => `${prefix}/gateways/${cluster}/${id}`,
+  exports: `${prefix}/exports/`,
+  exportsOf: (cluster: string) => `${prefix}/exports/${cluster}/`,
+  export: (cluster: string, ns: string, service: string) => `${prefix}/exports/${cluster}/${ns}/${service}`,
+  /**
+   * The operator's intent to export (persistent, survives restarts), as a Kubernetes
+   * ServiceExport. The leased `/exports/...` record is what the federation service publishes
+   * from it while the cluster is alive. An addition to the DESIGN.md layout.
+   */
+  serviceExports: `${prefix}/serviceexports/`,
+  serviceExportsOf: (cluster: string) => `${prefix}/serviceexports/${cluster}/`,
+  serviceExport: (cluster: string, ns: string, service: string) => `${prefix}/serviceexports/${cluster}/${ns}/${service}`,
+  bundles: `${prefix}/trust/bundles/`,
+  bundle: (trustDomain: string) => `${prefix}/trust/bundles/${trustDomain}`,
+  intermediates: `${prefix}/trust/intermediates/`,
+  intermediate: (cluster: string) => `${prefix}/trust/intermediates/${cluster}`,
+  policies: `${prefix}/policies/`,
+  policy: (kind: string, ns: string, name: string) => `${prefix}/policies/${kind}/${ns}/${name}`,
+  probes: `${prefix}/probes/`,
+  probe: (from: string, to: string) => `${prefix}/probes/${from}/${to}`,
+} as const;
+
+/** Current version of every JSON value we write; readers refuse versions they do not know. */
+export const recordVersion = 1;

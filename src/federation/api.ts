@@ -1,0 +1,132 @@
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { fastify } from 'fastify';
+import { IsthmusError, isIsthmusError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { version } from '../core/version.js';
+import type { Catalog } from '../model/catalog.js';
+import type { Federation } from './federation.js';
+import type { WorkloadSigner } from './workload-signer.js';
+
+export type FederationApi = ReturnType<typeof buildApi>;
+
+export interface ApiOptions {
+  federation: Federation;
+  signer: WorkloadSigner;
+  trustBundle: () => string[];
+  tls: { certPem: string; keyPem: string; chainPem: string[] };
+  logger: Logger;
+}
+
+const maxWaitMs = 60_000;
+
+/**
+ * The federation API (port 15010) for sidecars, gateways and operators, over TLS with the
+ * federation's own certificate. Client certificates are requested but not required: a
+ * workload's first CSR authenticates with a bootstrap token, renewals with its certificate.
+ */
+export function buildApi(opts: ApiOptions) {
+  const { federation } = opts;
+  const app = fastify({
+    loggerInstance: opts.logger.child({ component: 'api' }),
+    disableRequestLogging: true,
+    bodyLimit: 64 * 1024,
+    https: {
+      cert: [opts.tls.certPem, ...opts.tls.chainPem].join('\n'),
+      key: opts.tls.keyPem,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+  });
+
+  app.setErrorHandler((raw, request, reply) => {
+    if (isIsthmusError(raw)) return reply.status(raw.status).send({ error: raw.toJSON() });
+    const err = raw as Error & { statusCode?: number };
+    const status = err.statusCode ?? 500;
+    if (status >= 500) request.log.error({ err }, 'federation API error');
+    const code = status < 500 ? 'ISTHMUS_ERR_API_BAD_REQUEST' : 'ISTHMUS_ERR_API_UNREACHABLE';
+    return reply.status(status).send({ error: { code, message: err.message } });
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok', cluster: federation.cluster, version, catalogRevision: federation.catalog.revision }));
+
+  app.get<{ Querystring: { version?: string; wait?: string } }>('/v1/catalog', async (request) => {
+    const known = request.query.version === undefined ? undefined : Number(request.query.version);
+    const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
+    if (known !== undefined && known === federation.catalog.revision && waitMs > 0) {
+      // Long-poll: answer as soon as the catalog changes, or with the same version at the deadline.
+      await nextCatalog(federation, waitMs, request.raw);
+    }
+    return federation.catalog;
+  });
+
+  app.get('/v1/catalog/stream', (request, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    const send = (catalog: Catalog) => res.write(`id: ${catalog.revision}\nevent: catalog\ndata: ${JSON.stringify(catalog)}\n\n`);
+    send(federation.catalog);
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    federation.on('catalog', send);
+    request.raw.on('close', () => {
+      clearInterval(keepAlive);
+      federation.off('catalog', send);
+    });
+  });
+
+  app.get('/v1/status', async () => ({
+    cluster: federation.cluster,
+    revision: federation.mirror.revision,
+    now: new Date().toISOString(),
+    clusters: federation.mirror.clusterSyncs().map((s) => ({ ...s, lagMs: Date.now() - s.seenAt, seenAt: new Date(s.seenAt).toISOString() })),
+    services: federation.services.map((s) => ({
+      namespace: s.namespace,
+      name: s.name,
+      exported: federation.exportedServices().has(`${s.namespace}/${s.name}`),
+      instances: s.instances.map((i) => ({ ...i })),
+    })),
+  }));
+
+  app.get('/v1/trust', async () => ({ roots: opts.trustBundle() }));
+
+  app.post<{ Body: { csr?: unknown } }>('/v1/certificates', async (request) => {
+    const csr = request.body?.csr;
+    if (typeof csr !== 'string') {
+      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'send a JSON body {"csr": "<PEM certificate request>"}');
+    }
+    const auth = request.headers.authorization;
+    const bearerToken = auth?.startsWith('Bearer ') ? auth.slice('Bearer '.length).trim() : undefined;
+    return opts.signer.sign(csr, { bearerToken, peerChainPem: peerChain(request.raw.socket as TLSSocket) });
+  });
+
+  return app;
+}
+
+function nextCatalog(federation: Federation, waitMs: number, req: NodeJS.EventEmitter): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      federation.off('catalog', done);
+      req.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, waitMs);
+    federation.on('catalog', done);
+    req.on('close', done);
+  });
+}
+
+/** The client's certificate chain as PEM, leaf first; empty when none was sent. */
+function peerChain(socket: TLSSocket): string[] | undefined {
+  if (typeof socket.getPeerCertificate !== 'function') return undefined;
+  const chain: string[] = [];
+  let cert = socket.getPeerCertificate(true);
+  const seen = new Set<string>();
+  while (cert && cert.raw && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    chain.push(new X509Certificate(cert.raw).toString());
+    cert = cert.issuerCertificate;
+  }
+  return chain.length > 0 ? chain : undefined;
+}

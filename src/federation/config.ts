@@ -1,0 +1,115 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { IsthmusError } from '../core/errors.js';
+import { dnsLabelPattern } from '../core/names.js';
+import { durationPattern, parseDuration, validate } from '../core/validate.js';
+
+const label = (description: string) => Type.String({ pattern: dnsLabelPattern, description });
+const hostPort = Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port' });
+const duration = (dflt: string, description: string) =>
+  Type.String({ pattern: durationPattern, default: dflt, description });
+
+const Instance = Type.Object({
+  address: hostPort,
+  zone: Type.Optional(label('a zone of this cluster')),
+}, { additionalProperties: false });
+
+const Service = Type.Object({
+  name: label('service name'),
+  namespace: Type.String({ pattern: dnsLabelPattern, default: 'default', description: 'namespace' }),
+  serviceAccount: Type.Optional(label('service account; defaults to the service name')),
+  ports: Type.Array(Type.Object({
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    protocol: Type.Union([Type.Literal('http'), Type.Literal('tcp')], { default: 'http' }),
+    name: Type.Optional(Type.String()),
+  }, { additionalProperties: false }), { default: [{ port: 8080, protocol: 'http' }] }),
+  instances: Type.Array(Instance, { default: [] }),
+}, { additionalProperties: false });
+
+const Gateway = Type.Object({
+  id: label('gateway id'),
+  address: hostPort,
+  zone: Type.Optional(label('zone')),
+}, { additionalProperties: false });
+
+/** The cluster config file that `isthmus join` writes and `isthmus federation --config` reads. */
+export const ClusterConfigSchema = Type.Object({
+  cluster: label('cluster name'),
+  region: label('region'),
+  zones: Type.Array(label('zone'), { minItems: 1 }),
+  trustDomain: Type.String({ pattern: '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$', description: 'trust domain, a DNS name' }),
+  etcd: Type.Object({
+    endpoints: Type.Array(Type.String({ pattern: '^https?://' }), { minItems: 1 }),
+  }, { additionalProperties: false }),
+  federation: Type.Object({
+    host: Type.String({ default: '127.0.0.1', description: 'address to listen on and to advertise' }),
+    apiPort: Type.Integer({ minimum: 0, maximum: 65535, default: 15010 }),
+    dashboardPort: Type.Integer({ minimum: 0, maximum: 65535, default: 15014 }),
+    leaseTtl: duration('15s', 'TTL of the cluster lease; its records vanish this long after the federation dies'),
+    healthCheckInterval: duration('2s', 'how often local instances are probed'),
+  }, { additionalProperties: false, default: {} }),
+  certificates: Type.Object({
+    workloadTtl: duration('24h', 'lifetime of workload certificates'),
+    caDir: Type.String({ default: '.', description: 'directory with ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem (relative to this file)' }),
+  }, { additionalProperties: false, default: {} }),
+  gateways: Type.Array(Gateway, { default: [] }),
+  services: Type.Array(Service, { default: [] }),
+}, { additionalProperties: false });
+
+export type ClusterConfig = Static<typeof ClusterConfigSchema>;
+export type ServiceConfig = Static<typeof Service>;
+
+/** A validated config plus the values derived from it once (paths resolved, durations in seconds). */
+export interface LoadedClusterConfig {
+  config: Readonly<ClusterConfig>;
+  path: string;
+  /** The directory that holds the config: registry and token files live beside it. */
+  dir: string;
+  caDir: string;
+  leaseTtlSeconds: number;
+  workloadTtlSeconds: number;
+  healthCheckIntervalMs: number;
+}
+
+export function parseClusterConfig(text: string, path: string): LoadedClusterConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `${path} is not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${path} must be a YAML mapping with at least cluster, region, zones, trustDomain and etcd (see docs/config.md)`);
+  }
+  const config = validate(ClusterConfigSchema, raw, path);
+  for (const service of config.services) {
+    for (const instance of service.instances) {
+      if (instance.zone !== undefined && !config.zones.includes(instance.zone)) {
+        throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${path} is not valid:\n  /services/${service.name}/instances: zone "${instance.zone}" is not one of this cluster's zones (${config.zones.join(', ')})`);
+      }
+    }
+  }
+  const dir = dirname(resolve(path));
+  return {
+    config,
+    path: resolve(path),
+    dir,
+    caDir: resolve(dir, config.certificates.caDir),
+    leaseTtlSeconds: parseDuration(config.federation.leaseTtl),
+    workloadTtlSeconds: parseDuration(config.certificates.workloadTtl),
+    healthCheckIntervalMs: parseDuration(config.federation.healthCheckInterval) * 1000,
+  };
+}
+
+export function loadClusterConfig(path: string): LoadedClusterConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; pass the file \`isthmus join\` wrote (<out>/cluster.yaml)`, { cause: err });
+  }
+  return parseClusterConfig(text, path);
+}

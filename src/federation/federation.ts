@@ -1,0 +1,256 @@
+import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { describeError, isIsthmusError } from '../core/errors.js';
+import { keys, recordVersion } from '../core/keys.js';
+import type { Logger } from '../core/log.js';
+import type { Catalog } from '../model/catalog.js';
+import type { AliveRecord } from '../model/records.js';
+import { version as federationVersion } from '../core/version.js';
+import type { LoadedClusterConfig } from './config.js';
+import { desiredRecords } from './desired-records.js';
+import { HealthChecker } from './health-checker.js';
+import { localServices, type LocalService } from './local-services.js';
+import { StoreMirror } from './mirror.js';
+import { Publisher } from './publisher.js';
+import { readRegistry, registryPath, type Registry } from './registry-file.js';
+import { FederationStore, type LeaseSession, type PrefixWatch, type StoredRecord, type StoreEvent } from './store.js';
+
+/**
+ * Everything that can happen to a federation service. Watches and timers only enqueue these;
+ * one loop handles them in order, so no two handlers ever race on the mirror or the publisher.
+ */
+export type FederationEvent =
+  | { type: 'store-reset'; records: StoredRecord[]; revision: number }
+  | { type: 'store-changes'; events: StoreEvent[]; revision: number }
+  | { type: 'local-changed' }
+  | { type: 'heartbeat' }
+  | { type: 'tick' };
+
+const maxAttempts = 5;
+
+export class Federation extends EventEmitter {
+  readonly mirror = new StoreMirror();
+  readonly instanceId = randomUUID();
+  catalog: Catalog = { revision: 0, clusters: [], services: [], invalidKeys: [] };
+  services: LocalService[] = [];
+  registry: Registry = { version: 1, instances: [], tokens: [] };
+  private readonly queue: FederationEvent[] = [];
+  private draining = false;
+  private session: LeaseSession | undefined;
+  private watch: PrefixWatch | undefined;
+  private readonly publisher = new Publisher(() => this.requireSession());
+  private readonly health: HealthChecker;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private registryMtime = 0;
+  private catalogJson = '';
+  private stopped = false;
+
+  constructor(
+    readonly loaded: LoadedClusterConfig,
+    readonly store: FederationStore,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.health = new HealthChecker({
+      intervalMs: loaded.healthCheckIntervalMs,
+      addresses: () => this.services.flatMap((s) => s.instances.map((i) => i.address)),
+      onChange: () => this.enqueue({ type: 'local-changed' }),
+    });
+  }
+
+  get cluster(): string {
+    return this.loaded.config.cluster;
+  }
+
+  /** A cluster whose heartbeat we have not seen for this long is withdrawn from our catalog. */
+  get staleAfterMs(): number {
+    return (2 * this.loaded.leaseTtlSeconds + 5) * 1000;
+  }
+
+  async start(): Promise<void> {
+    const { config } = this.loaded;
+    this.reloadRegistry(true);
+    this.session = await this.store.leaseSession({
+      ttlSeconds: this.loaded.leaseTtlSeconds,
+      onLost: (err) => this.log.warn({ err: describeError(err) }, 'cluster lease lost; re-granting and re-publishing'),
+    });
+    await this.cleanUpOrphans();
+    await this.session.put(keys.alive(this.cluster), this.aliveRecord());
+    await this.health.round();
+    await this.publish();
+    this.watch = this.store.watchPrefix(keys.all, {
+      onReset: (records, revision) => this.enqueue({ type: 'store-reset', records, revision }),
+      onEvents: (events, revision) => this.enqueue({ type: 'store-changes', events, revision }),
+      onError: (err) => this.log.warn({ err: describeError(err) }, 'federation store watch interrupted; resuming'),
+    });
+    this.health.start();
+    const heartbeatMs = Math.max(1000, (this.loaded.leaseTtlSeconds * 1000) / 3);
+    this.timers.push(setInterval(() => this.enqueue({ type: 'heartbeat' }), heartbeatMs));
+    this.timers.push(setInterval(() => this.enqueue({ type: 'tick' }), 1000));
+    for (const timer of this.timers) timer.unref();
+    this.log.info({ cluster: config.cluster, region: config.region, lease: this.session.id }, 'federation started');
+  }
+
+  /** Graceful stop revokes the lease: other clusters drop our exports at once, not after the TTL. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.health.stop();
+    await this.watch?.close();
+    await this.session?.revoke().catch((err: unknown) => this.log.warn({ err: describeError(err) }, 'could not revoke the cluster lease; records expire with its TTL'));
+  }
+
+  enqueue(event: FederationEvent): void {
+    if (this.stopped) return;
+    this.queue.push(event);
+    if (!this.draining) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      for (let event = this.queue.shift(); event; event = this.queue.shift()) {
+        await this.handleWithRetry(event);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async handleWithRetry(event: FederationEvent): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.handle(event);
+        return;
+      } catch (err) {
+        const retryable = isIsthmusError(err, 'ISTHMUS_ERR_ETCD_UNREACHABLE') || isIsthmusError(err, 'ISTHMUS_ERR_ETCD_CONFLICT');
+        if (!retryable || attempt >= maxAttempts || this.stopped) {
+          // Dropped: every handler is idempotent and the next heartbeat re-syncs what it missed.
+          this.log.error({ event: event.type, attempt, err: describeError(err) }, 'federation event failed; dropped');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
+      }
+    }
+  }
+
+  private async handle(event: FederationEvent): Promise<void> {
+    const now = Date.now();
+    switch (event.type) {
+      case 'store-reset':
+        this.mirror.reset(event.records, event.revision, now);
+        await this.afterStoreChange();
+        return;
+      case 'store-changes':
+        this.mirror.apply(event.events, event.revision, now);
+        await this.afterStoreChange();
+        return;
+      case 'local-changed':
+        await this.publish();
+        return;
+      case 'heartbeat':
+        await this.requireSession().put(keys.alive(this.cluster), this.aliveRecord());
+        this.publisher.reconcile((key) => this.mirror.get(key));
+        await this.publish();
+        return;
+      case 'tick':
+        this.reloadRegistry(false);
+        this.refreshCatalog();
+        return;
+      default: {
+        const never: never = event;
+        throw new Error(`unhandled federation event ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  private async afterStoreChange(): Promise<void> {
+    if (this.mirror.get(keys.cluster(this.cluster)) === undefined && this.mirror.revision > 0) {
+      this.log.error({ cluster: this.cluster }, 'this cluster is no longer in the mesh (isthmus leave?); stopping');
+      await this.stop();
+      this.emit('left');
+      return;
+    }
+    this.refreshCatalog();
+    await this.publish();
+  }
+
+  private refreshCatalog(): void {
+    const catalog = this.mirror.catalog(Date.now(), this.staleAfterMs);
+    const json = JSON.stringify({ ...catalog, revision: 0 });
+    if (json === this.catalogJson) return;
+    this.catalogJson = json;
+    this.catalog = catalog;
+    this.emit('catalog', catalog);
+  }
+
+  /** Export intents of this cluster, as `<ns>/<name>`. */
+  exportedServices(): Set<string> {
+    const prefix = keys.serviceExportsOf(this.cluster);
+    return new Set(this.mirror.entries(prefix).map(([key]) => key.slice(prefix.length)));
+  }
+
+  private async publish(): Promise<void> {
+    const { config } = this.loaded;
+    const desired = desiredRecords({
+      cluster: config.cluster,
+      trustDomain: config.trustDomain,
+      zones: config.zones,
+      services: this.services,
+      exported: this.exportedServices(),
+      isHealthy: (address) => this.health.isHealthy(address),
+      gateways: config.gateways,
+    });
+    const { puts, deletes } = await this.publisher.sync(desired);
+    if (puts + deletes > 0) this.log.debug({ puts, deletes }, 'published cluster records');
+  }
+
+  /**
+   * A crash can happen between any two writes: records of a previous run of this cluster that
+   * we no longer want are removed before we publish, instead of waiting for their old lease.
+   */
+  private async cleanUpOrphans(): Promise<void> {
+    for (const prefix of [keys.exportsOf(this.cluster), keys.gatewaysOf(this.cluster)]) {
+      const { records } = await this.store.list(prefix);
+      for (const record of records) {
+        if (record.lease !== this.session?.id) await this.store.delete(record.key);
+      }
+    }
+  }
+
+  /** Picks up `isthmus register` changes now rather than at the next tick (a new token must work at once). */
+  refreshRegistry(): void {
+    this.reloadRegistry(false);
+  }
+
+  private reloadRegistry(force: boolean): void {
+    const path = registryPath(this.loaded.dir);
+    let mtime = 0;
+    try {
+      mtime = statSync(path).mtimeMs;
+    } catch {
+      mtime = 0;
+    }
+    if (!force && mtime === this.registryMtime) return;
+    this.registryMtime = mtime;
+    try {
+      this.registry = readRegistry(this.loaded.dir);
+    } catch (err) {
+      this.log.error({ path, err: describeError(err) }, 'registry file unreadable; keeping the last good copy');
+      return;
+    }
+    this.services = localServices(this.loaded.config.services, this.registry.instances, this.loaded.config.zones[0] ?? 'default');
+    if (!force) this.enqueue({ type: 'local-changed' });
+  }
+
+  private aliveRecord(): AliveRecord {
+    return { version: recordVersion, heartbeatAt: new Date().toISOString(), federationVersion, instance: this.instanceId };
+  }
+
+  private requireSession(): LeaseSession {
+    if (!this.session) throw new Error('federation not started');
+    return this.session;
+  }
+}

@@ -1,0 +1,74 @@
+import { connect } from 'node:net';
+
+/**
+ * Active TCP health checks of this cluster's instances. An instance is healthy once a connect
+ * succeeds and unhealthy after `unhealthyAfter` consecutive failures, so one slow accept does
+ * not flap the exported counts that every other cluster sees.
+ */
+export class HealthChecker {
+  private readonly state = new Map<string, { healthy: boolean; failures: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+
+  constructor(
+    private readonly opts: {
+      intervalMs: number;
+      timeoutMs?: number;
+      unhealthyAfter?: number;
+      addresses: () => string[];
+      onChange: () => void;
+    },
+  ) {}
+
+  isHealthy(address: string): boolean {
+    return this.state.get(address)?.healthy ?? false;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.round();
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Checks every address once now; resolves when all are done. */
+  async round(): Promise<void> {
+    const addresses = this.opts.addresses();
+    for (const known of [...this.state.keys()]) if (!addresses.includes(known)) this.state.delete(known);
+    const results = await Promise.all(addresses.map(async (a) => [a, await probe(a, this.opts.timeoutMs ?? 1000)] as const));
+    let changed = false;
+    for (const [address, ok] of results) {
+      const previous = this.state.get(address) ?? { healthy: false, failures: 0 };
+      const failures = ok ? 0 : previous.failures + 1;
+      const healthy = ok ? true : previous.healthy && failures < (this.opts.unhealthyAfter ?? 2);
+      if (healthy !== previous.healthy || !this.state.has(address)) changed = true;
+      this.state.set(address, { healthy, failures });
+    }
+    if (changed) this.opts.onChange();
+    if (this.running) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => void this.round(), this.opts.intervalMs);
+      this.timer.unref();
+    }
+  }
+}
+
+function probe(address: string, timeoutMs: number): Promise<boolean> {
+  const split = address.lastIndexOf(':');
+  const host = address.slice(0, split);
+  const port = Number(address.slice(split + 1));
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}

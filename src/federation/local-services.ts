@@ -1,0 +1,57 @@
+import type { ServiceConfig } from './config.js';
+import type { RegisteredInstance } from './registry-file.js';
+
+/** One service of this cluster as the federation sees it, whatever platform it came from. */
+export interface LocalService {
+  namespace: string;
+  name: string;
+  serviceAccount: string;
+  ports: { port: number; protocol: string; name?: string }[];
+  instances: LocalInstance[];
+}
+
+export interface LocalInstance {
+  address: string;
+  zone: string;
+}
+
+/**
+ * Merges services declared in the cluster config with instances added by `isthmus register`.
+ * Pure: the same inputs always give the same, sorted, list.
+ */
+export function localServices(configured: readonly ServiceConfig[], registered: readonly RegisteredInstance[], defaultZone: string): LocalService[] {
+  const byId = new Map<string, LocalService>();
+  for (const service of configured) {
+    byId.set(`${service.namespace}/${service.name}`, {
+      namespace: service.namespace,
+      name: service.name,
+      serviceAccount: service.serviceAccount ?? service.name,
+      ports: service.ports.map((p) => (p.name === undefined ? { port: p.port, protocol: p.protocol } : { ...p })),
+      instances: service.instances.map((i) => ({ address: i.address, zone: i.zone ?? defaultZone })),
+    });
+  }
+  for (const instance of registered) {
+    const id = `${instance.namespace}/${instance.service}`;
+    let service = byId.get(id);
+    if (!service) {
+      service = {
+        namespace: instance.namespace,
+        name: instance.service,
+        serviceAccount: instance.serviceAccount,
+        ports: instance.ports ? instance.ports.map((p) => ({ ...p })) : [{ port: portOf(instance.address), protocol: 'http' }],
+        instances: [],
+      };
+      byId.set(id, service);
+    }
+    if (!service.instances.some((i) => i.address === instance.address)) {
+      service.instances.push({ address: instance.address, zone: instance.zone });
+    }
+  }
+  const list = [...byId.values()];
+  for (const service of list) service.instances.sort((a, b) => a.address.localeCompare(b.address));
+  return list.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+}
+
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
+}

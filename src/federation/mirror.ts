@@ -1,0 +1,84 @@
+import { keys, prefix } from '../core/keys.js';
+import { buildCatalog, type Catalog } from '../model/catalog.js';
+import type { StoredRecord, StoreEvent } from './store.js';
+
+export interface ClusterSync {
+  cluster: string;
+  /** The newest etcd revision we have seen written by that cluster. */
+  revision: number;
+  /** When we received it (local clock, ms). */
+  seenAt: number;
+}
+
+/**
+ * Our copy of the federation store, fed by the prefix watch. Keeps just enough bookkeeping to
+ * answer "how far behind is each cluster" (sync lag) and "is it still alive" without trusting
+ * remote clocks. No I/O.
+ */
+export class StoreMirror {
+  private readonly records = new Map<string, unknown>();
+  private readonly heartbeatsSeenAt = new Map<string, number>();
+  private readonly syncs = new Map<string, ClusterSync>();
+  revision = 0;
+
+  reset(records: StoredRecord[], revision: number, now: number): void {
+    this.records.clear();
+    for (const record of records) this.records.set(record.key, record.value);
+    // Anything listed is live in etcd right now, whatever we saw before.
+    this.heartbeatsSeenAt.clear();
+    for (const record of records) this.noteWriter(record.key, record.modRevision, now);
+    this.revision = revision;
+  }
+
+  apply(events: StoreEvent[], revision: number, now: number): void {
+    for (const event of events) {
+      if (event.type === 'put') {
+        this.records.set(event.record.key, event.record.value);
+        this.noteWriter(event.record.key, event.record.modRevision, now);
+      } else {
+        this.records.delete(event.key);
+        const cluster = aliveKeyCluster(event.key);
+        if (cluster) this.heartbeatsSeenAt.delete(cluster);
+      }
+    }
+    this.revision = Math.max(this.revision, revision);
+  }
+
+  get(key: string): unknown {
+    return this.records.get(key);
+  }
+
+  entries(keyPrefix: string): [string, unknown][] {
+    return [...this.records].filter(([key]) => key.startsWith(keyPrefix));
+  }
+
+  catalog(now: number, staleAfterMs: number): Catalog {
+    return buildCatalog({
+      records: this.records,
+      revision: this.revision,
+      now: new Date(now),
+      heartbeatsSeenAt: this.heartbeatsSeenAt,
+      staleAfterMs,
+    });
+  }
+
+  /** Per cluster: the last revision and when we saw it. */
+  clusterSyncs(): ClusterSync[] {
+    return [...this.syncs.values()].sort((a, b) => a.cluster.localeCompare(b.cluster));
+  }
+
+  private noteWriter(key: string, modRevision: number, now: number): void {
+    const cluster = aliveKeyCluster(key);
+    if (cluster) {
+      this.heartbeatsSeenAt.set(cluster, now);
+      const previous = this.syncs.get(cluster);
+      if (!previous || previous.revision <= modRevision) this.syncs.set(cluster, { cluster, revision: modRevision, seenAt: now });
+    }
+  }
+}
+
+function aliveKeyCluster(key: string): string | undefined {
+  if (!key.startsWith(keys.clusters) || !key.endsWith('/alive')) return undefined;
+  const rest = key.slice(`${prefix}/clusters/`.length, -'/alive'.length);
+  return rest.includes('/') || rest === '' ? undefined : rest;
+}

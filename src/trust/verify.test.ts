@@ -1,0 +1,227 @@
+import { execFileSync } from 'node:child_process';
+import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { isIsthmusError } from '../core/errors.js';
+import { createCsr, createIntermediateCa, createRootCa, issueCertificate, signWorkloadCsr, type CertAndKey } from './ca.js';
+import { certificateInfo, parseCertificates, verifyChain, verifyKeyMatchesCert } from './verify.js';
+import { basicConstraintsOf } from './x509-facts.js';
+
+const alice = 'spiffe://example.org/ns/shop/sa/alice';
+const day = 86_400_000;
+
+let dir: string;
+let root: CertAndKey;
+let east: CertAndKey;
+let leaf: CertAndKey;
+let otherRoot: CertAndKey;
+let otherWest: CertAndKey;
+let otherLeaf: CertAndKey;
+
+function run(args: string[], input?: string): string {
+  try {
+    return execFileSync('/usr/bin/openssl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    throw new Error(`openssl ${args.join(' ')} failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+  }
+}
+
+/**
+ * A certificate made by openssl, outside our CA's rules: how an attacker or a careless operator
+ * would make one. `extensions` is an openssl extension section body.
+ */
+function opensslIssue(issuer: CertAndKey, subject: string, extensions: string): CertAndKey {
+  const id = Math.random().toString(36).slice(2);
+  const keyPem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const path = (name: string) => join(dir, `${id}-${name}`);
+  writeFileSync(path('key.pem'), keyPem);
+  writeFileSync(path('ca.pem'), issuer.certPem);
+  writeFileSync(path('ca-key.pem'), issuer.keyPem);
+  writeFileSync(path('ext.cnf'), `[ext]\n${extensions}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
+  const csr = run(['req', '-new', '-key', path('key.pem'), '-subj', subject]);
+  const certPem = run(
+    ['x509', '-req', '-CA', path('ca.pem'), '-CAkey', path('ca-key.pem'), '-set_serial', '0x1f2e3d', '-days', '2', '-extfile', path('ext.cnf'), '-extensions', 'ext'],
+    csr,
+  );
+  return { certPem, keyPem };
+}
+
+function failure(fn: () => unknown): { code?: string; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    return { code: isIsthmusError(err) ? err.code : undefined, message: (err as Error).message };
+  }
+  return { message: 'did not throw' };
+}
+
+function toPem(der: Buffer): string {
+  return `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`;
+}
+
+/** The certificate with one byte flipped; `where` picks a byte in the signature or inside the signed key. */
+function tamper(certPem: string, where: 'signature' | 'tbs'): string {
+  const cert = new X509Certificate(certPem);
+  const der = Buffer.from(cert.raw);
+  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+  const index = where === 'signature' ? der.length - 7 : der.indexOf(spki) + Math.floor(spki.length / 2);
+  der[index] = (der[index] ?? 0) ^ 0x40;
+  return toPem(der);
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'isthmus-verify-test-'));
+  root = createRootCa({ trustDomain: 'example.org' });
+  east = createIntermediateCa({ root, trustDomain: 'example.org', cluster: 'east' });
+  leaf = issueCertificate({ identity: alice, issuer: east });
+  otherRoot = createRootCa({ trustDomain: 'other.org' });
+  otherWest = createIntermediateCa({ root: otherRoot, trustDomain: 'other.org', cluster: 'west' });
+  otherLeaf = issueCertificate({ identity: 'spiffe://other.org/ns/shop/sa/alice', issuer: otherWest });
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('parseCertificates', () => {
+  test('reads a chain in order and skips text between blocks', () => {
+    const certs = parseCertificates(`subject=leaf\n${leaf.certPem}\nsome comment\n${east.certPem}${root.certPem}`);
+    expect(certs.map((c) => c.fingerprint256)).toEqual([leaf, east, root].map((c) => new X509Certificate(c.certPem).fingerprint256));
+  });
+
+  test.each([
+    ['empty text', '', /No "-----BEGIN CERTIFICATE-----" block/],
+    ['plain garbage', 'hello world', /No "-----BEGIN CERTIFICATE-----" block/],
+    ['a private key', () => leaf.keyPem, /found a "PRIVATE KEY" PEM block.*Never put a private key/],
+    ['a certificate followed by its key', () => leaf.certPem + leaf.keyPem, /PRIVATE KEY/],
+    ['a CSR', () => createCsr({ keyPem: leaf.keyPem }).csrPem, /"CERTIFICATE REQUEST"/],
+    ['a damaged second certificate', () => `${leaf.certPem}-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n`, /Certificate #2 in the PEM could not be parsed/],
+  ])('refuses %s', (_name, input, message) => {
+    const pem = typeof input === 'function' ? input() : input;
+    const result = failure(() => parseCertificates(pem));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CERT_INVALID');
+    expect(result.message).toMatch(message);
+  });
+});
+
+describe('verifyChain accepts', () => {
+  test('leaf → intermediate → root, returning the identity and the issuer chain', () => {
+    const result = verifyChain({ leafPem: leaf.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] });
+    expect(result.identity).toBe(alice);
+    expect(result.issuerChain.map((c) => c.fingerprint256)).toEqual([east, root].map((c) => new X509Certificate(c.certPem).fingerprint256));
+    expect(result.notAfter.toISOString()).toBe(new Date(new X509Certificate(leaf.certPem).validTo).toISOString());
+  });
+
+  test('a chain PEM as a peer sends it, against the roots of several trust domains', () => {
+    const result = verifyChain({ leafPem: leaf.certPem + east.certPem, rootsPem: [otherRoot.certPem, root.certPem] });
+    expect(result.identity).toBe(alice);
+  });
+
+  test('during a root rotation, leaves of the old and of the new root (same name, different keys)', () => {
+    const newRoot = createRootCa({ trustDomain: 'example.org' });
+    const newEast = createIntermediateCa({ root: newRoot, trustDomain: 'example.org', cluster: 'east' });
+    const newLeaf = issueCertificate({ identity: alice, issuer: newEast });
+    const both = [root.certPem, newRoot.certPem];
+    expect(verifyChain({ leafPem: leaf.certPem, intermediatesPem: [east.certPem, newEast.certPem], rootsPem: both }).identity).toBe(alice);
+    expect(verifyChain({ leafPem: newLeaf.certPem, intermediatesPem: [east.certPem, newEast.certPem], rootsPem: both }).identity).toBe(alice);
+    const onlyOld = failure(() => verifyChain({ leafPem: newLeaf.certPem, intermediatesPem: [newEast.certPem], rootsPem: [root.certPem] }));
+    expect(onlyOld.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(onlyOld.message).toMatch(/different key.*rotation/);
+  });
+
+  test('a leaf with no SPIFFE ID, whose identity is then undefined', () => {
+    const plain = opensslIssue(east, '/O=example.org', 'basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:gw.example.org');
+    expect(verifyChain({ leafPem: plain.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }).identity).toBeUndefined();
+  });
+});
+
+describe('verifyChain refuses', () => {
+  const cases: [string, () => Parameters<typeof verifyChain>[0], string, RegExp][] = [
+    ['a flipped byte in the signature', () => ({ leafPem: tamper(leaf.certPem, 'signature'), intermediatesPem: [east.certPem], rootsPem: [root.certPem] }), 'ISTHMUS_ERR_TRUST_CHAIN_INVALID', /does not verify.*altered/],
+    ['a flipped byte in the signed public key', () => ({ leafPem: tamper(leaf.certPem, 'tbs'), intermediatesPem: [east.certPem], rootsPem: [root.certPem] }), 'ISTHMUS_ERR_TRUST_CHAIN_INVALID', /does not verify/],
+    ['a tampered intermediate', () => ({ leafPem: leaf.certPem, intermediatesPem: [tamper(east.certPem, 'signature')], rootsPem: [root.certPem] }), 'ISTHMUS_ERR_TRUST_CHAIN_INVALID', /cluster\/east\/ca.*does not verify/],
+    ['a leaf checked after it expired', () => ({ leafPem: leaf.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem], now: new Date(Date.now() + 2 * day) }), 'ISTHMUS_ERR_TRUST_CERT_EXPIRED', /The leaf certificate spiffe:\/\/example.org\/ns\/shop\/sa\/alice .*expired at \d{4}-\d\d-\d\dT/],
+    ['a leaf issued in the past that has expired', () => ({ leafPem: issueCertificate({ identity: alice, issuer: east, now: new Date(Date.now() - 3 * day), ttlSeconds: 3600 }).certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }), 'ISTHMUS_ERR_TRUST_CERT_EXPIRED', /leaf .*expired at/],
+    ['a leaf that is not valid yet', () => ({ leafPem: leaf.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem], now: new Date(Date.now() - day) }), 'ISTHMUS_ERR_TRUST_CERT_EXPIRED', /not valid until.*clock/],
+    ['a leaf of another root', () => ({ leafPem: otherLeaf.certPem, intermediatesPem: [otherWest.certPem], rootsPem: [root.certPem] }), 'ISTHMUS_ERR_TRUST_CHAIN_INVALID', /cluster\/west\/ca.*neither a trusted root/],
+    ['a missing intermediate', () => ({ leafPem: leaf.certPem, rootsPem: [root.certPem] }), 'ISTHMUS_ERR_TRUST_CHAIN_INVALID', /Send the full chain/],
+    ['a CA presented as the leaf', () => ({ leafPem: east.certPem, rootsPem: [root.certPem] }), 'ISTHMUS_ERR_TRUST_CHAIN_INVALID', /is a CA certificate, not a leaf/],
+    ['no roots at all', () => ({ leafPem: leaf.certPem, intermediatesPem: [east.certPem], rootsPem: [] }), 'ISTHMUS_ERR_TRUST_CHAIN_INVALID', /No trusted roots/],
+    ['garbage as the leaf', () => ({ leafPem: 'nope', rootsPem: [root.certPem] }), 'ISTHMUS_ERR_TRUST_CERT_INVALID', /No "-----BEGIN CERTIFICATE-----"/],
+  ];
+
+  test.each(cases)('%s', (_name, input, code, message) => {
+    const result = failure(() => verifyChain(input()));
+    expect(result.code).toBe(code);
+    expect(result.message).toMatch(message);
+  });
+
+  test('a CA issued by an intermediate (pathLen 0), and the leaves below it', () => {
+    const subCa = opensslIssue(
+      east,
+      '/O=example.org/CN=rogue sub-CA',
+      'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectAltName=URI:spiffe://example.org/cluster/rogue/ca',
+    );
+    expect(basicConstraintsOf(new X509Certificate(subCa.certPem))).toEqual({ ca: true });
+    const below = signWorkloadCsr({ csrPem: createCsr().csrPem, identity: alice, issuer: subCa });
+    const result = failure(() => verifyChain({ leafPem: below.certPem, intermediatesPem: [subCa.certPem, east.certPem], rootsPem: [root.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(/cluster\/east\/ca .*has pathLen 0 but issued the CA .*cluster\/rogue\/ca.*must not issue another CA/);
+  });
+
+  test("an identity of one trust domain vouched for by another trust domain's root", () => {
+    const forged = opensslIssue(otherWest, '/O=other.org', `basicConstraints=critical,CA:FALSE\nsubjectAltName=URI:${alice}`);
+    const result = failure(() => verifyChain({ leafPem: forged.certPem, intermediatesPem: [otherWest.certPem], rootsPem: [root.certPem, otherRoot.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(/claims spiffe:\/\/example.org\/ns\/shop\/sa\/alice but chains to the root of trust domain "other.org"/);
+  });
+
+  test('a leaf with two SPIFFE IDs', () => {
+    const twoIds = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nsubjectAltName=URI:${alice},URI:spiffe://example.org/ns/shop/sa/bob`);
+    const result = failure(() => verifyChain({ leafPem: twoIds.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(/2 SPIFFE IDs/);
+  });
+
+  test('a leaf signed by a certificate that is not a CA', () => {
+    const notCa = opensslIssue(east, '/O=example.org/CN=not a ca', 'basicConstraints=critical,CA:FALSE\nsubjectAltName=URI:spiffe://example.org/ns/a/sa/b');
+    const below = opensslIssue(notCa, '/O=example.org', `basicConstraints=critical,CA:FALSE\nsubjectAltName=URI:${alice}`);
+    const result = failure(() => verifyChain({ leafPem: below.certPem, intermediatesPem: [notCa.certPem, east.certPem], rootsPem: [root.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(/spiffe:\/\/example.org\/ns\/a\/sa\/b .*is not a CA/);
+  });
+});
+
+describe('certificateInfo and verifyKeyMatchesCert', () => {
+  test('certificateInfo describes leaves and CAs', () => {
+    const cert = new X509Certificate(leaf.certPem);
+    expect(certificateInfo(leaf.certPem)).toEqual({
+      subject: 'O=example.org',
+      issuer: 'O=example.org\nCN=Isthmus intermediate CA for cluster east',
+      notBefore: new Date(cert.validFrom),
+      notAfter: new Date(cert.validTo),
+      isCa: false,
+      identity: alice,
+      fingerprint256: cert.fingerprint256,
+      serialNumber: cert.serialNumber,
+    });
+    expect(certificateInfo(root.certPem)).toMatchObject({ isCa: true, identity: 'spiffe://example.org', subject: 'O=example.org\nCN=Isthmus root CA' });
+  });
+
+  test.each<[string, () => [string, string], string | undefined]>([
+    ['the matching key', () => [root.certPem, root.keyPem], undefined],
+    ["another certificate's key", () => [root.certPem, east.keyPem], 'ISTHMUS_ERR_TRUST_CA_MISSING'],
+    ['a public key', () => [root.certPem, createPublicKey(root.keyPem).export({ type: 'spki', format: 'pem' }) as string], 'ISTHMUS_ERR_TRUST_CA_MISSING'],
+    ['garbage', () => [root.certPem, 'garbage'], 'ISTHMUS_ERR_TRUST_CA_MISSING'],
+  ])('verifyKeyMatchesCert with %s', (_name, pair, code) => {
+    const [certPem, keyPem] = pair();
+    expect(failure(() => verifyKeyMatchesCert(certPem, keyPem)).code).toBe(code);
+  });
+
+  test('the mismatch message names the files it was given', () => {
+    expect(() => verifyKeyMatchesCert(root.certPem, east.keyPem, { cert: '/ca/root-cert.pem', key: '/ca/root-key.pem' })).toThrow(
+      /\/ca\/root-key.pem does not belong to \/ca\/root-cert.pem/,
+    );
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * Reading facts out of a parsed certificate with Node's X509Certificate only (DESIGN.md: peer
+ * chains are verified with Node's crypto, never with forge). Two facts Node does not expose,
+ * basicConstraints' pathLen and the raw extension, are read here with a twenty-line DER walk
+ * over `x509.raw`, so this file and verify.ts stay free of forge.
+ */
+import type { X509Certificate } from 'node:crypto';
+
+/** Node 20 prints dates as "Jan  2 03:04:05 2026 GMT"; newer Nodes also offer a Date. */
+function parseCertDate(text: string, date: Date | undefined): Date {
+  const parsed = date ?? new Date(text);
+  if (Number.isNaN(parsed.getTime())) throw new Error(`unreadable certificate date ${JSON.stringify(text)}`);
+  return parsed;
+}
+
+type WithDates = X509Certificate & { validFromDate?: Date; validToDate?: Date };
+
+export function notBeforeOf(cert: X509Certificate): Date {
+  return parseCertDate(cert.validFrom, (cert as WithDates).validFromDate);
+}
+
+export function notAfterOf(cert: X509Certificate): Date {
+  return parseCertDate(cert.validTo, (cert as WithDates).validToDate);
+}
+
+export interface AltNames {
+  uris: string[];
+  dnsNames: string[];
+  ipAddresses: string[];
+}
+
+/**
+ * Splits Node's subjectAltName text ("URI:spiffe://a/b, DNS:x, IP Address:1.2.3.4"). Since the
+ * fix for CVE-2021-44532 Node JSON-quotes any value that contains a separator, so a name
+ * crafted as `spiffe://a/b, URI:spiffe://c` arrives as one quoted value and cannot smuggle in
+ * a second identity. We honour the quotes instead of splitting on ", ".
+ */
+export function altNamesOf(cert: X509Certificate): AltNames {
+  const names: AltNames = { uris: [], dnsNames: [], ipAddresses: [] };
+  const text = cert.subjectAltName ?? '';
+  let i = 0;
+  while (i < text.length) {
+    const colon = text.indexOf(':', i);
+    if (colon === -1) break;
+    const kind = text.slice(i, colon);
+    let value: string;
+    let end: number;
+    if (text[colon + 1] === '"') {
+      end = colon + 2;
+      while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      value = JSON.parse(text.slice(colon + 1, end + 1)) as string;
+      end += 1;
+    } else {
+      end = text.indexOf(', ', colon);
+      if (end === -1) end = text.length;
+      value = text.slice(colon + 1, end);
+    }
+    if (kind === 'URI') names.uris.push(value);
+    else if (kind === 'DNS') names.dnsNames.push(value);
+    else if (kind === 'IP Address') names.ipAddresses.push(value);
+    i = end + 2;
+  }
+  return names;
+}
+
+/** Every spiffe:// URI SAN; an X509-SVID carries exactly one (SPIFFE X509-SVID.md §2). */
+export function spiffeIdsOf(cert: X509Certificate): string[] {
+  return altNamesOf(cert).uris.filter((uri) => uri.startsWith('spiffe://'));
+}
+
+interface Tlv {
+  tag: number;
+  contentStart: number;
+  end: number;
+}
+
+function readTlv(der: Buffer, offset: number, limit: number): Tlv {
+  const tag = der[offset];
+  let length = der[offset + 1];
+  if (tag === undefined || length === undefined) throw new Error('truncated DER');
+  let contentStart = offset + 2;
+  if (length & 0x80) {
+    const count = length & 0x7f;
+    if (count === 0 || count > 4) throw new Error('unsupported DER length');
+    length = 0;
+    for (let k = 0; k < count; k++) length = length * 256 + (der[contentStart + k] ?? 0);
+    contentStart += count;
+  }
+  const end = contentStart + length;
+  if (end > limit) throw new Error('DER length runs past its container');
+  return { tag, contentStart, end };
+}
+
+function childrenOf(der: Buffer, parent: Tlv): Tlv[] {
+  const items: Tlv[] = [];
+  for (let at = parent.contentStart; at < parent.end; ) {
+    const item = readTlv(der, at, parent.end);
+    items.push(item);
+    at = item.end;
+  }
+  return items;
+}
+
+const basicConstraintsOid = Buffer.from([0x55, 0x1d, 0x13]); // 2.5.29.19
+
+export interface BasicConstraints {
+  ca: boolean;
+  pathLen?: number;
+}
+
+/** The basicConstraints extension (RFC 5280 §4.2.1.9), or undefined when the certificate has none. */
+export function basicConstraintsOf(cert: X509Certificate): BasicConstraints | undefined {
+  const der = cert.raw;
+  const certificate = readTlv(der, 0, der.length);
+  const tbs = childrenOf(der, certificate)[0];
+  if (!tbs) return undefined;
+  const extensionsWrapper = childrenOf(der, tbs).find((item) => item.tag === 0xa3);
+  const extensionList = extensionsWrapper && childrenOf(der, extensionsWrapper)[0];
+  if (!extensionList) return undefined;
+  for (const extension of childrenOf(der, extensionList)) {
+    const parts = childrenOf(der, extension);
+    const id = parts[0];
+    const value = parts[parts.length - 1];
+    if (!id || !value || !der.subarray(id.contentStart, id.end).equals(basicConstraintsOid)) continue;
+    const inner = readTlv(der, value.contentStart, value.end);
+    const result: BasicConstraints = { ca: false };
+    for (const field of childrenOf(der, inner)) {
+      if (field.tag === 0x01) result.ca = der[field.contentStart] !== 0;
+      if (field.tag === 0x02) result.pathLen = der.subarray(field.contentStart, field.end).readUIntBE(0, Math.min(6, field.end - field.contentStart));
+    }
+    return result;
+  }
+  return undefined;
+}
+
+/** How a message names a certificate: its identity if it has one, else its subject, plus its serial. */
+export function describeCertificate(cert: X509Certificate): string {
+  const ids = spiffeIdsOf(cert);
+  const name = ids.length === 1 ? ids[0] : `"${cert.subject.replace(/\n/g, ', ')}"`;
+  return `${name} (serial ${cert.serialNumber})`;
+}

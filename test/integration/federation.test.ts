@@ -1,0 +1,153 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createCsr } from '../../src/trust/ca.js';
+import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
+import { TestMesh, type TestCluster } from '../helpers/mesh.js';
+
+// Three clusters on their own loopback addresses; north brings its own root (trust federation).
+let mesh: TestMesh;
+let east: TestCluster;
+let west: TestCluster;
+let north: TestCluster;
+const clients = new Map<string, ApiClient>();
+
+function client(cluster: TestCluster): ApiClient {
+  let c = clients.get(cluster.name);
+  if (!c) {
+    c = apiClient(cluster.rootCert);
+    clients.set(cluster.name, c);
+  }
+  return c;
+}
+
+async function catalogOf(cluster: TestCluster): Promise<any> {
+  const res = await client(cluster).get(`https://${cluster.apiAddress}/v1/catalog`);
+  expect(res.status).toBe(200);
+  return res.body;
+}
+
+function served(catalog: any, ns: string, name: string, from: string): any {
+  return catalog.services.find((s: any) => s.namespace === ns && s.name === name)?.clusters.find((c: any) => c.cluster === from);
+}
+
+beforeAll(async () => {
+  mesh = await TestMesh.create();
+  const ca = await mesh.caInit('ca', 'mesh.test');
+  const northCa = await mesh.caInit('north-ca', 'north.test');
+  east = await mesh.join('east', { index: 1, ca, region: 'us-east', zones: ['a', 'b'] });
+  west = await mesh.join('west', { index: 2, ca, region: 'us-west' });
+  north = await mesh.join('north', { index: 3, ca: northCa, region: 'eu-north' });
+  for (const [cluster, service] of [[east, 'hello'], [west, 'hello'], [west, 'ledger'], [north, 'hello']] as const) {
+    const address = await mesh.workload(cluster.name);
+    await isthmusOk(['register', service, '-n', 'demo', '-c', cluster.config, '--address', address]);
+  }
+  await Promise.all(['east', 'west', 'north'].map((n) => mesh.startFederation(n)));
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of clients.values()) await c.close();
+  await mesh?.close();
+});
+
+describe('a three-cluster mesh', () => {
+  test('an export from west appears in east\'s and north\'s catalogs within 2 s, with healthy counts', async () => {
+    await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', '--etcd', mesh.etcd.url]);
+    for (const cluster of [east, north]) {
+      const { value } = await waitFor(async () => served(await catalogOf(cluster), 'demo', 'ledger', 'west')?.zones[0]?.healthy === 1 && served(await catalogOf(cluster), 'demo', 'ledger', 'west'), 2_000, `ledger in ${cluster.name}'s catalog`);
+      expect(value).toMatchObject({ cluster: 'west', region: 'us-west', identities: ['spiffe://mesh.test/ns/demo/sa/ledger'], zones: [{ zone: 'a', healthy: 1, total: 1 }] });
+    }
+    const services = JSON.parse((await isthmusOk(['services', '--output', 'json', '--etcd', mesh.etcd.url])).stdout);
+    expect(services.services.map((s: any) => `${s.namespace}/${s.name}`)).toContain('demo/ledger');
+  });
+
+  test('every cluster trusts both trust domains without copying a file', async () => {
+    const trust = (await client(east).get(`https://${east.apiAddress}/v1/trust`)).body;
+    expect(trust.roots).toHaveLength(2);
+    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
+    expect(clusters.map((c: any) => [c.name, c.trustDomain, c.alive])).toEqual([
+      ['east', 'mesh.test', true], ['north', 'north.test', true], ['west', 'mesh.test', true],
+    ]);
+  });
+
+  test('a workload gets a certificate for the identity its token was issued for, and renews with it', async () => {
+    const address = await mesh.workload('east');
+    const registered = JSON.parse((await isthmusOk(['register', 'reviews', '-n', 'shop', '-c', east.config, '--address', address, '-o', 'json'])).stdout);
+    const { csrPem, keyPem } = createCsr();
+    const signed = await client(east).post(`https://${east.apiAddress}/v1/certificates`, { csr: csrPem }, { authorization: `Bearer ${registered.token}` });
+    expect(signed.status).toBe(200);
+    expect(signed.body.identity).toBe('spiffe://mesh.test/ns/shop/sa/reviews');
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-leaf-'));
+    writeFileSync(join(dir, 'leaf.pem'), signed.body.certificate);
+    writeFileSync(join(dir, 'chain.pem'), signed.body.chain.join('\n'));
+    const verified = execFileSync('openssl', ['verify', '-x509_strict', '-purpose', 'sslclient', '-CAfile', east.rootCert, '-untrusted', join(dir, 'chain.pem'), join(dir, 'leaf.pem')], { encoding: 'utf8' });
+    expect(verified.trim()).toBe(`${join(dir, 'leaf.pem')}: OK`);
+
+    // Renewal: the current certificate is the credential; no token.
+    const renewing = apiClient(east.rootCert, { cert: [signed.body.certificate, ...signed.body.chain].join('\n'), key: keyPem });
+    const next = createCsr();
+    const renewed = await renewing.post(`https://${east.apiAddress}/v1/certificates`, { csr: next.csrPem });
+    expect(renewed.status).toBe(200);
+    expect(renewed.body.identity).toBe('spiffe://mesh.test/ns/shop/sa/reviews');
+
+    // The same certificate at north (trust domain north.test) is a foreign identity: refused.
+    const foreign = apiClient(north.rootCert, { cert: [signed.body.certificate, ...signed.body.chain].join('\n'), key: keyPem });
+    const refused = await foreign.post(`https://${north.apiAddress}/v1/certificates`, { csr: next.csrPem });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('ISTHMUS_ERR_TRUST_IDENTITY_DENIED');
+    // And east's token means nothing to north.
+    const wrongToken = await client(north).post(`https://${north.apiAddress}/v1/certificates`, { csr: next.csrPem }, { authorization: `Bearer ${registered.token}` });
+    expect(wrongToken.status).toBe(401);
+    expect(wrongToken.body.error.code).toBe('ISTHMUS_ERR_TRUST_TOKEN_INVALID');
+    await renewing.close();
+    await foreign.close();
+  });
+
+  test('etcd restarted under running federations: they reconnect and the catalog converges with nothing lost', async () => {
+    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'east', '--etcd', mesh.etcd.url]);
+    await waitFor(async () => served(await catalogOf(west), 'demo', 'hello', 'east'), 2_000, 'hello from east in west');
+    await mesh.etcd.stop();
+    await new Promise((r) => setTimeout(r, 2_000));
+    await mesh.etcd.start();
+    // A change made after the restart reaches everyone, and nothing from before was lost.
+    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'north', '--etcd', mesh.etcd.url]);
+    for (const cluster of [east, west, north]) {
+      await waitFor(async () => {
+        const catalog = await catalogOf(cluster);
+        return served(catalog, 'demo', 'hello', 'north') && served(catalog, 'demo', 'hello', 'east') && served(catalog, 'demo', 'ledger', 'west');
+      }, 10_000, `converged catalog in ${cluster.name}`);
+    }
+  });
+
+  test('a federation killed without warning: its exports vanish from the others within the lease TTL + 2 s', async () => {
+    await waitFor(async () => served(await catalogOf(east), 'demo', 'hello', 'north'), 5_000, 'hello from north in east');
+    await north.federation!.stop('SIGKILL');
+    await waitFor(async () => !served(await catalogOf(east), 'demo', 'hello', 'north'), 3_000 + 2_000, 'north withdrawn from east');
+    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
+    expect(clusters.find((c: any) => c.name === 'north').alive).toBe(false);
+  });
+
+  test('a federation stopped with SIGTERM withdraws its exports at once (lease revoked)', async () => {
+    expect(await west.federation!.stop('SIGTERM')).toBe(0);
+    // Well inside the 3 s lease TTL: the revoke, not the expiry, removed it.
+    await waitFor(async () => !served(await catalogOf(east), 'demo', 'ledger', 'west'), 1_500, 'west withdrawn from east');
+    // Exports are intent in etcd: they come back with the federation.
+    await mesh.startFederation('west');
+    await waitFor(async () => served(await catalogOf(east), 'demo', 'ledger', 'west'), 5_000, 'ledger back after restart');
+  });
+
+  test('no private key is ever written to etcd', async () => {
+    const etcd = new Etcd3({ hosts: mesh.etcd.url });
+    try {
+      const all = await etcd.getAll().prefix('/').strings();
+      expect(Object.keys(all).length).toBeGreaterThan(10);
+      const withKeys = Object.entries(all).filter(([, v]) => /PRIVATE KEY/.test(v)).map(([k]) => k);
+      expect(withKeys).toEqual([]);
+    } finally {
+      etcd.close();
+    }
+  });
+});
