@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { IsthmusError, describeError, isIsthmusError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
-import { FederationStore } from '../federation/store.js';
+import type { FederationStore } from '../federation/store.js';
 import { parseOutputFormat, printJson, type OutputFormat } from './output.js';
 
 /** Exit codes: 0 ok, 1 the operation failed, 2 the command line was wrong (commander's own). */
@@ -29,6 +29,8 @@ export function etcdEndpoints(value: string | undefined): string[] {
 }
 
 export async function connectStore(etcd: string | undefined): Promise<FederationStore> {
+  // Loaded on use: the etcd client (gRPC, protobufs) is most of the CLI's start-up time.
+  const { FederationStore } = await import('../federation/store.js');
   return await FederationStore.connect({ endpoints: etcdEndpoints(etcd), logger: silentLogger, dialTimeoutMs: 3000 });
 }
 

@@ -2,7 +2,6 @@ import { Option, type Command } from 'commander';
 import { describeError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadClusterConfig } from '../federation/config.js';
-import { runFederation } from '../federation/server.js';
 import { action } from './common.js';
 
 export function logOptions(command: Command): Command {
@@ -18,6 +17,7 @@ export function registerFederation(program: Command): void {
     .action(action(async (opts: { config: string; logFormat: LogFormat; logLevel: string }) => {
       const loaded = loadClusterConfig(opts.config);
       const logger = createLogger({ name: 'isthmus-federation', format: opts.logFormat, level: opts.logLevel });
+      const { runFederation } = await import('../federation/server.js');
       const running = await runFederation(loaded, logger);
       logger.info({ api: `https://${running.apiAddress}`, cluster: loaded.config.cluster }, 'federation API listening');
       await new Promise<void>((resolve) => {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, rm
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { IsthmusError } from '../core/errors.js';
+import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
 import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
@@ -14,9 +14,9 @@ import { readRootCa, writeClusterCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
 import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
-import { failedChecks, formatCheck, printChecks, runChecks, type Check } from './preflight.js';
+import { failedChecks, formatCheck, printChecks, runChecks, type Check, type CheckResult } from './preflight.js';
 
-interface JoinOptions {
+export interface JoinOptions {
   region: string;
   zone: string[];
   etcd?: string;
@@ -65,36 +65,48 @@ export function registerJoin(program: Command): void {
     .option('--force', 'replace a cluster of the same name and reuse a non-empty --out')
     .addOption(outputOption())
     .action(action(async (cluster: string, opts: JoinOptions) => {
-      checkName('cluster', cluster);
-      checkName('region', opts.region);
-      if (opts.zone.length === 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--zone needs at least one zone');
-      for (const zone of opts.zone) checkName('zone', zone);
-      const context: JoinContext = { cluster, opts, endpoints: etcdEndpoints(opts.etcd) };
-      try {
-        const results = await runChecks(joinChecks, context, opts.output === 'json' ? undefined : (r) => process.stdout.write(`${formatCheck(r)}\n`));
-        if (failedChecks(results).length > 0) {
-          if (opts.output === 'json') printChecks(results, 'json', { joined: false });
-          throw new IsthmusError('ISTHMUS_ERR_PREFLIGHT_FAILED', `${failedChecks(results).length} preflight check(s) failed; nothing was written`, { details: results });
-        }
-        const written = await writeJoin(context);
-        if (opts.output === 'json') {
-          printJson({ joined: true, cluster, checks: results, ...written });
-        } else {
-          process.stdout.write([
-            '',
-            `Cluster ${cluster} joined the mesh (trust domain ${context.root?.trustDomain}).`,
-            `  config:       ${written.config}`,
-            `  intermediate: ${written.dir}/ca-cert.pem (valid until ${written.intermediateNotAfter})`,
-            '',
-            'Next: start its federation service:',
-            `  isthmus federation --config ${written.config}`,
-            '',
-          ].join('\n'));
-        }
-      } finally {
-        await context.store?.close().catch(() => undefined);
-      }
+      const json = opts.output === 'json';
+      const joined = await joinCluster(cluster, opts, json ? undefined : (r) => process.stdout.write(`${formatCheck(r)}\n`)).catch((err: unknown) => {
+        if (json && isIsthmusError(err, 'ISTHMUS_ERR_PREFLIGHT_FAILED')) printChecks(err.details as CheckResult[], 'json', { joined: false });
+        throw err;
+      });
+      if (json) return printJson({ joined: true, cluster, ...joined });
+      process.stdout.write([
+        '',
+        `Cluster ${cluster} joined the mesh (trust domain ${joined.trustDomain}).`,
+        `  config:       ${joined.config}`,
+        `  intermediate: ${joined.dir}/ca-cert.pem (valid until ${joined.intermediateNotAfter})`,
+        '',
+        'Next: start its federation service:',
+        `  isthmus federation --config ${joined.config}`,
+        '',
+      ].join('\n'));
     }));
+}
+
+export interface JoinResult { dir: string; config: string; trustDomain: string; intermediateNotAfter: string; checks: CheckResult[] }
+
+/**
+ * Preflight, then the intermediate CA, the cluster directory and the etcd records. Throws
+ * ISTHMUS_ERR_PREFLIGHT_FAILED (details: every check) without writing anything when a check fails.
+ */
+export async function joinCluster(cluster: string, opts: JoinOptions, onCheck?: (r: CheckResult) => void): Promise<JoinResult> {
+  checkName('cluster', cluster);
+  checkName('region', opts.region);
+  if (opts.zone.length === 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--zone needs at least one zone');
+  for (const zone of opts.zone) checkName('zone', zone);
+  const context: JoinContext = { cluster, opts, endpoints: etcdEndpoints(opts.etcd) };
+  try {
+    const checks = await runChecks(joinChecks, context, onCheck);
+    const failed = failedChecks(checks);
+    if (failed.length > 0) {
+      throw new IsthmusError('ISTHMUS_ERR_PREFLIGHT_FAILED', `${failed.length} preflight check(s) failed (${failed.map((f) => f.name).join(', ')}); nothing was written`, { details: checks });
+    }
+    const written = await writeJoin(context);
+    return { ...written, trustDomain: context.root!.trustDomain, checks };
+  } finally {
+    await context.store?.close().catch(() => undefined);
+  }
 }
 
 const joinChecks: Check<JoinContext>[] = [

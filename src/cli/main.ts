@@ -8,13 +8,16 @@ import { registerExport } from './export.js';
 import { registerList } from './list.js';
 import { registerCheck } from './check.js';
 import { registerRegister } from './register.js';
+import { registerDev } from './dev.js';
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')
     .description('Isthmus: a multi-cluster service mesh. Join clusters, export services, watch them talk.')
     .version(version, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
-    .configureHelp({ sortSubcommands: false });
+    .configureHelp({ sortSubcommands: false })
+    // Set before the subcommands exist so they inherit it: usage errors exit 2, not 1.
+    .exitOverride();
   registerCa(program);
   registerJoin(program);
   registerLeave(program);
@@ -23,8 +26,10 @@ export function buildProgram(): Command {
   registerRegister(program);
   registerCheck(program);
   registerFederation(program);
+  registerDev(program);
   program.addHelpText('after', `
 Examples:
+  isthmus dev up                      # a whole two-cluster mesh on this machine
   isthmus ca init --trust-domain mesh.example --out ./ca
   isthmus join east --region us-east --zone a --etcd http://127.0.0.1:2379 --ca ./ca --out ./east
   isthmus federation --config ./east/cluster.yaml
@@ -37,7 +42,6 @@ The etcd address may also come from ISTHMUS_ETCD.`);
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 
 export type LogFormat = 'json' | 'pretty';
 export type { Logger };
@@ -8,13 +8,16 @@ export type { Logger };
  * JSON lines on stderr by default (for collectors); `pretty` for people. Pretty printing runs in
  * this thread on purpose: a worker transport can lose the last lines when a CLI exits.
  */
-export function createLogger(opts: { name: string; level?: string; format?: LogFormat } = { name: 'isthmus' }): Logger {
+export function createLogger(opts: { name: string; level?: string; format?: LogFormat; file?: string } = { name: 'isthmus' }): Logger {
   const level = opts.level ?? process.env.ISTHMUS_LOG_LEVEL ?? 'info';
   const format = opts.format ?? (process.env.ISTHMUS_LOG_FORMAT as LogFormat | undefined) ?? 'json';
   if (format === 'pretty') {
+    // Loaded only when asked for: most processes log JSON and should not pay for it at start-up.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     return pino({ name: opts.name, level }, pretty({ destination: 2, colorize: process.stderr.isTTY ?? false, sync: true }));
   }
-  return pino({ name: opts.name, level }, pino.destination({ fd: 2, sync: true }));
+  const destination = opts.file === undefined ? pino.destination({ fd: 2, sync: true }) : pino.destination({ dest: opts.file, mkdir: true, sync: false });
+  return pino({ name: opts.name, level }, destination);
 }
 
 /** A logger that drops everything, for library callers and tests that do not care. */

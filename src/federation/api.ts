@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { fastify } from 'fastify';
+import { fastify, LogController } from 'fastify';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { version } from '../core/version.js';
@@ -29,7 +29,7 @@ export function buildApi(opts: ApiOptions) {
   const { federation } = opts;
   const app = fastify({
     loggerInstance: opts.logger.child({ component: 'api' }),
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
     https: {
       cert: [opts.tls.certPem, ...opts.tls.chainPem].join('\n'),

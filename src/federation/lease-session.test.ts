@@ -67,6 +67,8 @@ describe('leaseSession', () => {
       await session.delete(`${p}deleted`);
       await session.put(`${p}deleted-by-store`, { version: 1 });
       await store.delete(`${p}deleted-by-store`);
+      await session.put(`${p}failed-delete`, { version: 1 });
+      expect(await store.transact({ ifAbsent: [`${p}by-session`], deletes: [`${p}failed-delete`] })).toBe(false);
       const first = session.id;
 
       await raw.leaseClient.leaseRevoke({ ID: first });
@@ -78,13 +80,13 @@ describe('leaseSession', () => {
       expect(lost).toHaveLength(1);
       const { records } = await observer.list<{ n?: number }>(p);
       expect(records.map((r) => [r.key, r.lease])).toEqual([
-        [`${p}by-session`, session.id], [`${p}by-store-put`, session.id], [`${p}by-transact`, session.id],
+        [`${p}by-session`, session.id], [`${p}by-store-put`, session.id], [`${p}by-transact`, session.id], [`${p}failed-delete`, session.id],
       ]);
       expect(records[0]?.value.n).toBe(2);
 
       // The new lease is kept alive too.
       await sleep(3_500);
-      expect((await observer.list(p)).records).toHaveLength(3);
+      expect((await observer.list(p)).records).toHaveLength(4);
     } finally {
       await session.revoke();
     }

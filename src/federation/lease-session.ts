@@ -32,6 +32,8 @@ export interface LeasePort {
   /** Ignores a lease that is already gone. */
   revoke(id: string): Promise<void>;
   openKeepAlive(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>;
+  /** Throws for a value the store would refuse, before anything is remembered. */
+  validate(key: string, value: object): void;
   /** Rejects with etcd3's EtcdLeaseInvalidError when etcd no longer knows the lease. */
   put(key: string, value: object, leaseId: string): Promise<number>;
   delete(key: string): Promise<void>;
@@ -40,6 +42,8 @@ export interface LeasePort {
 }
 
 const retryInitialMs = 100;
+/** A re-grant writes what was put, not what the caller's object has become since. */
+const snapshot = (value: object): object => JSON.parse(JSON.stringify(value)) as object;
 const retryMaxMs = 1_000;
 
 /**
@@ -80,7 +84,7 @@ export class LeaseKeeper implements LeaseSession {
     this.#options = options;
     this.ttlSeconds = options.ttlSeconds;
     this.#id = id;
-    this.#log = port.logger.child({ lease: id });
+    this.#log = port.logger.child({ component: 'lease-session' });
     this.#done = this.#maintain();
   }
 
@@ -94,13 +98,14 @@ export class LeaseKeeper implements LeaseSession {
 
   /** put() that returns the revision of the write (FederationStore.put with a lease uses it). */
   async write(key: string, value: object): Promise<number> {
+    this.#port.validate(key, value);
     for (;;) {
       this.#assertOpen();
       const revision = await this.#exclusive(async () => {
         if (this.#state === 'alive') {
           try {
             const written = await this.#port.put(key, value, this.#id);
-            this.#records.set(key, value);
+            this.#records.set(key, snapshot(value));
             return written;
           } catch (err) {
             if (!(err instanceof EtcdLeaseInvalidError)) throw err;
@@ -108,7 +113,7 @@ export class LeaseKeeper implements LeaseSession {
           }
         }
         // Remembered first, so the re-grant that is coming writes it with the others.
-        if (this.#state === 'lost') this.#records.set(key, value);
+        if (this.#state === 'lost') this.#records.set(key, snapshot(value));
         return undefined;
       });
       if (revision !== undefined) return revision;
@@ -119,21 +124,33 @@ export class LeaseKeeper implements LeaseSession {
   async delete(key: string): Promise<void> {
     this.#assertOpen();
     await this.#exclusive(async () => {
+      const value = this.#records.get(key);
       this.#records.delete(key);
-      await this.#port.delete(key);
+      try {
+        await this.#port.delete(key);
+      } catch (err) {
+        if (value !== undefined) this.#records.set(key, value); // still there, so still ours to keep
+        throw err;
+      }
     });
   }
 
-  /** Forgets remembered records (the store deleted them by other means) after any re-grant in flight. */
-  async forget(matches: (key: string) => boolean): Promise<void> {
-    await this.#exclusive(async () => {
-      for (const key of [...this.#records.keys()]) if (matches(key)) this.#records.delete(key);
+  /**
+   * Forgets remembered records the store is about to delete by other means, after any re-grant
+   * in flight; returns them so a delete that then fails can hand them back with remember().
+   */
+  async forget(matches: (key: string) => boolean): Promise<Map<string, object>> {
+    return await this.#exclusive(async () => {
+      const forgotten = new Map<string, object>();
+      for (const [key, value] of this.#records) if (matches(key)) forgotten.set(key, value);
+      for (const key of forgotten.keys()) this.#records.delete(key);
+      return forgotten;
     });
   }
 
-  /** A transaction wrote the record under this lease: keep it present from now on. */
+  /** A transaction wrote the record under this lease (or a delete failed): keep it present. */
   remember(key: string, value: object): void {
-    if (this.#state !== 'closed') this.#records.set(key, value);
+    if (this.#state !== 'closed') this.#records.set(key, snapshot(value));
   }
 
   /** A write elsewhere (a transaction) found the lease gone. */
@@ -154,7 +171,7 @@ export class LeaseKeeper implements LeaseSession {
       try {
         await this.#port.revoke(this.#id);
       } catch (err) {
-        this.#log.warn({ err }, `could not revoke the lease; its records vanish within ${this.ttlSeconds} s`);
+        this.#log.warn({ err, lease: this.#id }, `could not revoke the lease; its records vanish within ${this.ttlSeconds} s`);
       }
     });
   }
@@ -173,11 +190,11 @@ export class LeaseKeeper implements LeaseSession {
         if (this.#state === 'lost') {
           nextAtOnce = await this.#regrant();
         } else {
-          if (await this.#keepAlive()) delay = retryInitialMs; if (this.#stateNow() === 'alive') return;
+          if (await this.#keepAlive()) delay = retryInitialMs;
           nextAtOnce = this.#stateNow() === 'lost';
         }
       } catch (err) {
-        this.#log.warn({ err }, 'lease keepalive or re-grant failed; retrying');
+        this.#log.warn({ err, lease: this.#id }, 'lease keepalive or re-grant failed; retrying');
       }
       if (this.#stateNow() === 'closed') break;
       if (nextAtOnce) {
@@ -213,7 +230,7 @@ export class LeaseKeeper implements LeaseSession {
         // A partition can stall a connection without any error; etcd answers every keepalive,
         // so two unanswered ticks mean this stream is useless and a new one is needed.
         if (Date.now() - lastAnswer > 2 * tickMs + 250) {
-          this.#log.warn('etcd stopped answering lease keepalives; reconnecting');
+          this.#log.warn({ lease: id }, 'etcd stopped answering lease keepalives; reconnecting');
           return finish();
         }
         stream.write({ ID: id });
@@ -232,7 +249,7 @@ export class LeaseKeeper implements LeaseSession {
         answered = true;
       });
       stream.on('error', (err) => {
-        if (!settled) this.#log.debug({ err }, 'lease keepalive stream failed');
+        if (!settled) this.#log.debug({ err, lease: id }, 'lease keepalive stream failed');
         finish();
       });
       stream.on('end', finish);
@@ -260,7 +277,7 @@ export class LeaseKeeper implements LeaseSession {
       this.#state = 'alive';
       this.#replaced?.resolve();
       this.#replaced = undefined;
-      this.#log.info({ newLease: id, records: this.#records.size }, 'granted a new lease and re-wrote its records');
+      this.#log.info({ lease: id, previous, records: this.#records.size }, 'granted a new lease and re-wrote its records');
       this.#callback(() => this.#options.onRegranted?.(id, previous));
       return true;
     });
@@ -277,7 +294,7 @@ export class LeaseKeeper implements LeaseSession {
     });
     promise.catch(() => undefined); // nobody may be waiting when the session ends
     this.#replaced = { promise, resolve, reject };
-    this.#log.warn({ err }, 'etcd lost the lease; granting a new one');
+    this.#log.warn({ err, lease: this.#id }, 'etcd lost the lease; granting a new one');
     this.#interrupt?.();
     this.#callback(() => this.#options.onLost?.(err));
   }

@@ -122,7 +122,8 @@ export class FederationStore {
   readonly #client: Etcd3;
   readonly #endpoints: string[];
   readonly #log: Logger;
-  readonly #sessions = new Set<LeaseKeeper>();
+  readonly #sessions = new Set<LeaseKeeper>(); // live ones, for close() and deletes
+  readonly #issued = new WeakSet<LeaseKeeper>();
   readonly #watches = new Set<PrefixWatcher>();
   #closed = false;
 
@@ -201,21 +202,30 @@ export class FederationStore {
       ...(opts.ifAbsent ?? []).map((key): ICompare => ({ key: Buffer.from(key), target: 'Create', result: 'Equal', create_revision: 0 })),
       ...Object.entries(opts.ifModRevision ?? {}).map(([key, rev]): ICompare => ({ key: Buffer.from(key), target: 'Mod', result: 'Equal', mod_revision: rev })),
     ];
-    for (const prefix of opts.deletePrefixes ?? []) assertDeletablePrefix(prefix);
-    const puts = (opts.puts ?? []).map((p) => ({ ...p, keeper: p.lease === undefined ? undefined : this.#keeper(p.lease), data: encodeValue(p.key, p.value) }));
-    const keepers = new Set(puts.flatMap((p) => (p.keeper ? [p.keeper] : [])));
-    await this.#forget((key) => (opts.deletes ?? []).includes(key) || (opts.deletePrefixes ?? []).some((prefix) => key.startsWith(prefix)));
+    const puts = (opts.puts ?? []).map((p) => ({ key: p.key, value: p.value, data: encodeValue(p.key, p.value), keeper: p.lease && this.#keeper(p.lease) }));
+    const deletes = opts.deletes ?? [];
+    const prefixes = opts.deletePrefixes ?? [];
+    for (const prefix of prefixes) assertDeletablePrefix(prefix);
+    const removals: IRequestOp[] = [
+      ...deletes.map((key): IRequestOp => ({ request_delete_range: { key: Buffer.from(key) } })),
+      ...prefixes.map((prefix): IRequestOp => {
+        const range = Range.prefix(prefix);
+        return { request_delete_range: { key: range.start, range_end: range.end } };
+      }),
+    ];
+    const doomed = (key: string) => deletes.includes(key) || prefixes.some((prefix) => key.startsWith(prefix));
+    return await this.#forgetWhile(doomed, () => this.#txn(compare, puts, removals), (succeeded) => succeeded);
+  }
 
+  /** A transaction refused because a lease was gone wrote nothing: it is retried under the lease's successor. */
+  async #txn(compare: ICompare[], puts: { key: string; value: object; data: Buffer; keeper: LeaseKeeper | undefined }[], removals: IRequestOp[]): Promise<boolean> {
+    const keepers = new Set(puts.flatMap((p) => (p.keeper ? [p.keeper] : [])));
     for (;;) {
       // A lease being replaced cannot take writes; wait for its successor, as LeaseSession.put does.
       await Promise.all([...keepers].map((k) => k.whenUsable()));
       const success: IRequestOp[] = [
         ...puts.map((p): IRequestOp => ({ request_put: { key: Buffer.from(p.key), value: p.data, lease: p.keeper?.id ?? '0' } })),
-        ...(opts.deletes ?? []).map((key): IRequestOp => ({ request_delete_range: { key: Buffer.from(key) } })),
-        ...(opts.deletePrefixes ?? []).map((prefix): IRequestOp => {
-          const range = Range.prefix(prefix);
-          return { request_delete_range: { key: range.start, range_end: range.end } };
-        }),
+        ...removals,
       ];
       try {
         const res = await this.#call('writing a transaction', () => this.#client.kv.txn({ compare, success }));
@@ -223,22 +233,24 @@ export class FederationStore {
         return res.succeeded;
       } catch (err) {
         if (!(err instanceof EtcdLeaseInvalidError) || keepers.size === 0) throw err;
-        for (const k of keepers) k.noticeLost(err); // nothing was written; retry under the new lease
+        for (const k of keepers) k.noticeLost(err);
       }
     }
   }
 
   async delete(key: string): Promise<void> {
-    await this.#forget((k) => k === key);
-    await this.#call(`deleting ${key}`, () => this.#client.kv.deleteRange({ key: Buffer.from(key) }));
+    await this.#forgetWhile((k) => k === key, async () => {
+      await this.#call(`deleting ${key}`, () => this.#client.kv.deleteRange({ key: Buffer.from(key) }));
+    });
   }
 
   async deletePrefix(prefix: string): Promise<number> {
     assertDeletablePrefix(prefix);
-    await this.#forget((key) => key.startsWith(prefix));
     const range = Range.prefix(prefix);
-    const res = await this.#call(`deleting ${prefix}`, () => this.#client.kv.deleteRange({ key: range.start, range_end: range.end }));
-    return Number(res.deleted);
+    return await this.#forgetWhile((key) => key.startsWith(prefix), async () => {
+      const res = await this.#call(`deleting ${prefix}`, () => this.#client.kv.deleteRange({ key: range.start, range_end: range.end }));
+      return Number(res.deleted);
+    });
   }
 
   async ping(): Promise<number> {
@@ -259,6 +271,7 @@ export class FederationStore {
     this.#assertOpen();
     const keeper: LeaseKeeper = await LeaseKeeper.grant({ ...this.#leasePort(), onEnded: () => this.#sessions.delete(keeper) }, opts);
     this.#sessions.add(keeper);
+    this.#issued.add(keeper);
     return keeper;
   }
 
@@ -301,9 +314,24 @@ export class FederationStore {
     return Number(res.header.revision);
   }
 
-  /** Sessions must not write back a record that the store is deleting. */
-  async #forget(matches: (key: string) => boolean): Promise<void> {
-    await Promise.all([...this.#sessions].map((s) => s.forget(matches)));
+  /**
+   * Sessions forget the records a delete is about to remove *before* it runs, so that a re-grant
+   * cannot write them back afterwards; if the delete then fails (or a transaction's compare
+   * does), they remember them again.
+   */
+  async #forgetWhile<T>(matches: (key: string) => boolean, remove: () => Promise<T>, removed: (result: T) => boolean = () => true): Promise<T> {
+    const forgotten = await Promise.all([...this.#sessions].map(async (s) => [s, await s.forget(matches)] as const));
+    const restore = () => {
+      for (const [session, records] of forgotten) for (const [key, value] of records) session.remember(key, value);
+    };
+    try {
+      const result = await remove();
+      if (!removed(result)) restore();
+      return result;
+    } catch (err) {
+      restore();
+      throw err;
+    }
   }
 
   #leasePort(): LeasePort {
@@ -317,6 +345,7 @@ export class FederationStore {
         }
       },
       openKeepAlive: () => this.#client.leaseClient.leaseKeepAlive(),
+      validate: (key, value) => void encodeValue(key, value),
       put: (key, value, leaseId) => this.#put(key, value, leaseId),
       delete: async (key) => {
         await this.#call(`deleting ${key}`, () => this.#client.kv.deleteRange({ key: Buffer.from(key) }));
@@ -326,7 +355,7 @@ export class FederationStore {
   }
 
   #keeper(session: LeaseSession): LeaseKeeper {
-    if (!(session instanceof LeaseKeeper) || !this.#sessions.has(session)) {
+    if (!(session instanceof LeaseKeeper) || !this.#issued.has(session)) {
       throw new TypeError('a lease must be a LeaseSession from this FederationStore');
     }
     return session;

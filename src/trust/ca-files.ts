@@ -86,11 +86,11 @@ function singleCertificate(pem: string, path: string, hint: string): X509Certifi
   return certs[0] as X509Certificate;
 }
 
-function checkPair(dir: string, certName: string, keyName: string, certPem: string, keyPem: string): void {
+function checkPair(dir: string, certName: string, keyName: string, certPem: string, keyPem: string, hint: string): void {
   try {
     verifyKeyMatchesCert(certPem, keyPem, { cert: join(dir, certName), key: join(dir, keyName) });
   } catch (cause) {
-    throw missing(`${(cause as Error).message} The two files must come from the same CA.`, cause);
+    throw missing(`${(cause as Error).message} ${hint}`, cause);
   }
 }
 
@@ -123,7 +123,7 @@ export function readRootCa(dir: string): CertAndKey & { trustDomain: string } {
   const certPem = readCaFile(dir, 'root-cert.pem', hint);
   const keyPem = readCaFile(dir, 'root-key.pem', hint);
   const trustDomain = checkRootCert(singleCertificate(certPem, join(dir, 'root-cert.pem'), hint), join(dir, 'root-cert.pem'), hint);
-  checkPair(dir, 'root-cert.pem', 'root-key.pem', certPem, keyPem);
+  checkPair(dir, 'root-cert.pem', 'root-key.pem', certPem, keyPem, hint);
   return { certPem, keyPem, trustDomain };
 }
 
@@ -149,7 +149,7 @@ export function readClusterCa(dir: string): { ca: CertAndKey; rootCert: string; 
   const root = singleCertificate(rootCert, path('root-cert.pem'), hint);
   const rootDomain = checkRootCert(root, path('root-cert.pem'), hint);
   if (!intermediate.ca) throw missing(`${path('ca-cert.pem')} is not a CA certificate. ${hint}`);
-  checkPair(dir, 'ca-cert.pem', 'ca-key.pem', certPem, keyPem);
+  checkPair(dir, 'ca-cert.pem', 'ca-key.pem', certPem, keyPem, hint);
   if (!isSignedBy(intermediate, root)) {
     throw missing(`${path('ca-cert.pem')} was not signed by ${path('root-cert.pem')}: the files come from different CAs. ${hint}`);
   }

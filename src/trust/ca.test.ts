@@ -241,7 +241,16 @@ describe('CSR checks', () => {
     return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
   }
 
+  /** The same CSR with its outer length in non-minimal long form: valid BER, not DER. */
+  function berLength(csrPem: string): string {
+    const der = Buffer.from(csrPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
+    expect(der[1]).toBe(0x82);
+    const ber = Buffer.concat([Buffer.from([0x30, 0x83, 0x00]), der.subarray(2)]);
+    return `-----BEGIN CERTIFICATE REQUEST-----\n${ber.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+  }
+
   test.each<[string, () => string, string]>([
+    ['a non-DER (BER) encoding', () => berLength(sidecar.csrPem), 'ISTHMUS_ERR_TRUST_CSR_INVALID'],
     ['a flipped signature byte', () => tamper(sidecar.csrPem, -5), 'ISTHMUS_ERR_TRUST_CSR_INVALID'],
     ['a public key the sender does not hold', () => swappedKey(sidecar.csrPem), 'ISTHMUS_ERR_TRUST_CSR_INVALID'],
     ['an RSA 1024 key', () => opensslCsr(['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024']), 'ISTHMUS_ERR_TRUST_CSR_INVALID'],

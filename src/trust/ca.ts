@@ -161,7 +161,7 @@ function issueLeaf(publicKey: KeyObject, opts: LeafOptions, issuer: LoadedIssuer
   if (identity.path === '') {
     throw new IsthmusError(
       'ISTHMUS_ERR_TRUST_IDENTITY_DENIED',
-      `Refusing to sign ${opts.identity}: it names the trust domain itself, and a leaf must name a workload (SPIFFE X509-SVID §2). ` +
+      `Refusing to sign ${opts.identity}: it names the trust domain itself, and a leaf must name a workload (SPIFFE X509-SVID §3.1). ` +
         'Use an ID such as spiffe://<trust-domain>/ns/<ns>/sa/<service-account>.',
     );
   }

@@ -1,6 +1,6 @@
 /**
  * Assembles X.509 v3 certificates (RFC 5280 §4.1) for the three profiles Isthmus issues: a root
- * CA, a cluster intermediate CA (pathLen 0) and a leaf SVID (SPIFFE X509-SVID.md §4, §5).
+ * CA, a cluster intermediate CA (pathLen 0) and a leaf SVID (SPIFFE X509-SVID.md §3, §4).
  * Decisions about who may get what live in ca.ts; this file only encodes them faithfully.
  */
 import { createHash, randomBytes, type KeyObject } from 'node:crypto';
@@ -61,8 +61,9 @@ export interface CertificateSpec {
 
 /**
  * A fresh positive 128-bit serial. Serials are random rather than counted, so two CAs, or one
- * CA restored from a backup, can never hand out the same one twice (collision odds 2^-64 after
- * 2^32 certificates). The encoding is minimal DER: no leading zero byte unless the top bit is set.
+ * CA restored from a backup, never hand out the same one twice (odds of any collision stay
+ * below 2^-60 after 2^32 certificates). The encoding is minimal DER: no leading zero byte unless
+ * the top bit is set, and never a zero first byte, which -x509_strict verifiers reject.
  */
 export function newSerialNumber(): Buffer {
   for (;;) {
@@ -95,7 +96,9 @@ export function issuerFromCertificate(certDer: Buffer, privateKey: KeyObject, pu
   // The version field is [0] EXPLICIT and optional, so the subject moves by one without it.
   const offset = isContextTag(tbs[0], 0) ? 1 : 0;
   const subject = tbs[4 + offset];
-  if (!subject || !isTag(subject, Tag.SEQUENCE)) throw new Error('issuer certificate has no subject name');
+  if (!subject || !isTag(subject, Tag.SEQUENCE)) {
+    throw new IsthmusError('ISTHMUS_ERR_TRUST_CERT_INVALID', 'The issuer certificate has no subject name to chain to. Use a CA certificate made by `isthmus` or a standard CA tool.');
+  }
   const extensions = tbs.find((item) => isContextTag(item, 3));
   let keyId: Buffer | undefined;
   for (const extension of children(children(extensions ?? sequence([]))[0] ?? sequence([]))) {

@@ -177,11 +177,23 @@ describe('verifyChain refuses', () => {
     expect(result.message).toMatch(/claims spiffe:\/\/example.org\/ns\/shop\/sa\/alice but chains to the root of trust domain "other.org"/);
   });
 
-  test('a leaf with two SPIFFE IDs', () => {
-    const twoIds = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nsubjectAltName=URI:${alice},URI:spiffe://example.org/ns/shop/sa/bob`);
-    const result = failure(() => verifyChain({ leafPem: twoIds.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }));
+  test.each([
+    ['two SPIFFE IDs', `URI:${alice},URI:spiffe://example.org/ns/shop/sa/bob`, /carries 2 URI SANs/],
+    ['a SPIFFE ID and another URI', `URI:${alice},URI:https://example.org/alice`, /carries 2 URI SANs/],
+    ['the bare trust domain as its ID', 'URI:spiffe://example.org', /names the trust domain itself/],
+    ['a malformed SPIFFE ID', 'URI:spiffe://example.org/a//b', /SPIFFE ID is malformed/],
+  ])('a leaf with %s (SPIFFE X509-SVID §2, §3.1)', (_name, san, message) => {
+    const bad = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nsubjectAltName=${san}`);
+    const result = failure(() => verifyChain({ leafPem: bad.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }));
     expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
-    expect(result.message).toMatch(/2 SPIFFE IDs/);
+    expect(result.message).toMatch(message);
+  });
+
+  test('a leaf whose key may sign certificates', () => {
+    const bad = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyCertSign\nsubjectAltName=URI:${alice}`);
+    const result = failure(() => verifyChain({ leafPem: bad.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(/key usage allows signing certificates/);
   });
 
   test('a leaf signed by a certificate that is not a CA', () => {

@@ -1,13 +1,14 @@
 /**
  * Deciding whether a certificate is acceptable, with Node's crypto only (DESIGN.md, "Trust —
  * contract"). Path validation follows RFC 5280 §6.1 for the parts a mesh needs: signatures,
- * validity, CA flags and path length; plus the SPIFFE rule that a trust domain's root vouches
- * only for identities in that trust domain (SPIFFE Trust Domain and Bundle §4).
+ * validity, CA flags and path length; plus SPIFFE's leaf rules (X509-SVID §5.2) and the rule
+ * that a trust domain's root vouches only for identities in that trust domain, so one domain of
+ * the mesh bundle cannot mint identities of another.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
-import { parseSpiffeId, trustDomainOf } from './spiffe.js';
-import { basicConstraintsOf, describeCertificate, notAfterOf, notBeforeOf, spiffeIdsOf } from './x509-facts.js';
+import { parseSpiffeId, trustDomainOf, type SpiffeId } from './spiffe.js';
+import { altNamesOf, basicConstraintsOf, describeCertificate, keyUsageBits, keyUsageOf, notAfterOf, notBeforeOf, spiffeIdsOf } from './x509-facts.js';
 
 // Root → cluster intermediate → leaf is our whole hierarchy; a few more hops tolerate operators'
 // plug-in CAs while a loop of cross-signed certificates still ends quickly.
@@ -182,17 +183,32 @@ export function verifyChain(opts: { leafPem: string; intermediatesPem?: string[]
   return { identity, notAfter, issuerChain: path.slice(1) };
 }
 
+/**
+ * SPIFFE X509-SVID §2, §3.1, §5.2: a leaf that carries a SPIFFE ID carries exactly one URI SAN,
+ * its ID names a workload (not the bare trust domain), and its key cannot sign certificates.
+ */
 function leafIdentity(leaf: X509Certificate): string | undefined {
-  const ids = spiffeIdsOf(leaf);
-  if (ids.length > 1) {
-    throw chainInvalid(`${describeCertificate(leaf)} carries ${ids.length} SPIFFE IDs (${ids.join(', ')}); an identity must be unambiguous, so re-issue it with one.`);
+  const usage = keyUsageOf(leaf);
+  if (usage?.has(keyUsageBits.keyCertSign) || usage?.has(keyUsageBits.cRLSign)) {
+    throw chainInvalid(`${describeCertificate(leaf)} is a leaf whose key usage allows signing certificates or CRLs. Re-issue it as a plain leaf.`);
   }
-  const [id] = ids;
+  const { uris } = altNamesOf(leaf);
+  const [id] = uris.filter((uri) => uri.startsWith('spiffe://'));
   if (id === undefined) return undefined;
+  if (uris.length > 1) {
+    throw chainInvalid(
+      `${describeCertificate(leaf)} carries ${uris.length} URI SANs (${uris.join(', ')}); ` +
+        'an X509-SVID carries exactly one, so its identity is unambiguous. Re-issue it with a single SPIFFE ID.',
+    );
+  }
+  let parsed: SpiffeId;
   try {
-    parseSpiffeId(id);
+    parsed = parseSpiffeId(id);
   } catch (cause) {
     throw new IsthmusError('ISTHMUS_ERR_TRUST_CHAIN_INVALID', `The leaf's SPIFFE ID is malformed: ${(cause as Error).message}`, { cause });
+  }
+  if (parsed.path === '') {
+    throw chainInvalid(`The leaf's SPIFFE ID ${id} names the trust domain itself; a leaf must name a workload. Re-issue it with a workload ID.`);
   }
   return id;
 }

@@ -102,14 +102,10 @@ function childrenOf(der: Buffer, parent: Tlv): Tlv[] {
 }
 
 const basicConstraintsOid = Buffer.from([0x55, 0x1d, 0x13]); // 2.5.29.19
+const keyUsageOid = Buffer.from([0x55, 0x1d, 0x0f]); // 2.5.29.15
 
-export interface BasicConstraints {
-  ca: boolean;
-  pathLen?: number;
-}
-
-/** The basicConstraints extension (RFC 5280 §4.2.1.9), or undefined when the certificate has none. */
-export function basicConstraintsOf(cert: X509Certificate): BasicConstraints | undefined {
+/** The DER inside an extension's OCTET STRING, or undefined when the certificate lacks it. */
+function extensionValue(cert: X509Certificate, oid: Buffer): { der: Buffer; value: Tlv } | undefined {
   const der = cert.raw;
   const certificate = readTlv(der, 0, der.length);
   const tbs = childrenOf(der, certificate)[0];
@@ -121,16 +117,43 @@ export function basicConstraintsOf(cert: X509Certificate): BasicConstraints | un
     const parts = childrenOf(der, extension);
     const id = parts[0];
     const value = parts[parts.length - 1];
-    if (!id || !value || !der.subarray(id.contentStart, id.end).equals(basicConstraintsOid)) continue;
-    const inner = readTlv(der, value.contentStart, value.end);
-    const result: BasicConstraints = { ca: false };
-    for (const field of childrenOf(der, inner)) {
-      if (field.tag === 0x01) result.ca = der[field.contentStart] !== 0;
-      if (field.tag === 0x02) result.pathLen = der.subarray(field.contentStart, field.end).readUIntBE(0, Math.min(6, field.end - field.contentStart));
+    if (id && value && der.subarray(id.contentStart, id.end).equals(oid)) {
+      return { der, value: readTlv(der, value.contentStart, value.end) };
     }
-    return result;
   }
   return undefined;
+}
+
+export interface BasicConstraints {
+  ca: boolean;
+  pathLen?: number;
+}
+
+/** The basicConstraints extension (RFC 5280 §4.2.1.9), or undefined when the certificate has none. */
+export function basicConstraintsOf(cert: X509Certificate): BasicConstraints | undefined {
+  const found = extensionValue(cert, basicConstraintsOid);
+  if (!found) return undefined;
+  const { der, value } = found;
+  const result: BasicConstraints = { ca: false };
+  for (const field of childrenOf(der, value)) {
+    if (field.tag === 0x01) result.ca = der[field.contentStart] !== 0;
+    if (field.tag === 0x02) result.pathLen = der.subarray(field.contentStart, field.end).readUIntBE(0, Math.min(6, field.end - field.contentStart));
+  }
+  return result;
+}
+
+export const keyUsageBits = { digitalSignature: 0, keyEncipherment: 2, keyAgreement: 4, keyCertSign: 5, cRLSign: 6 } as const;
+
+/** The keyUsage bits set (RFC 5280 §4.2.1.3, bit 0 = digitalSignature), or undefined without the extension. */
+export function keyUsageOf(cert: X509Certificate): Set<number> | undefined {
+  const found = extensionValue(cert, keyUsageOid);
+  if (!found || found.value.tag !== 0x03) return undefined;
+  const bits = new Set<number>();
+  // Skip the leading "unused bits" byte of the BIT STRING.
+  found.der.subarray(found.value.contentStart + 1, found.value.end).forEach((byte, index) => {
+    for (let bit = 0; bit < 8; bit++) if (byte & (0x80 >> bit)) bits.add(index * 8 + bit);
+  });
+  return bits;
 }
 
 /** How a message names a certificate: its identity if it has one, else its subject, plus its serial. */

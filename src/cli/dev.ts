@@ -1,0 +1,59 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { action, etcdOption, outputOption } from './common.js';
+import { printJson } from './output.js';
+
+interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; output: string }
+
+export function registerDev(program: Command): void {
+  const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
+  dev.command('up')
+    .description('start etcd, a CA and N clusters (federation service, sample services, exports) on loopback; Ctrl-C stops everything')
+    .option('--clusters <names>', 'comma-separated cluster names', 'east,west')
+    .option('--state-dir <dir>', 'keep state here (and write mesh.json); default: a temporary directory removed on exit')
+    .option('--trust-domain <domain>', 'trust domain of the dev mesh', 'dev.isthmus')
+    .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
+    .addOption(outputOption())
+    .action(action(async (opts: DevUpOptions) => {
+      const { startDevMesh } = await import('../dev/dev-mesh.js');
+      const keep = opts.stateDir !== undefined;
+      const stateDir = keep ? resolve(opts.stateDir!) : mkdtempSync(join(tmpdir(), 'isthmus-dev-'));
+      const clusters = opts.clusters.split(',').map((s) => s.trim()).filter(Boolean);
+      const json = opts.output === 'json';
+      const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+      say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}`);
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, progress: say });
+      if (json) {
+        printJson({ stateDir, meshFile: join(stateDir, 'mesh.json'), ...mesh.file });
+      } else {
+        const first = clusters[0] ?? 'east';
+        say([
+          '',
+          `Mesh is up. Addresses: ${join(stateDir, 'mesh.json')}; logs: ${join(stateDir, 'logs')}/`,
+          '',
+          'Try:',
+          `  export ISTHMUS_ETCD=${mesh.file.etcd}`,
+          '  npx isthmus clusters',
+          '  npx isthmus services',
+          '  npx isthmus check',
+          `  npx isthmus unexport hello -n demo --cluster ${first}   # watch it leave \`isthmus services\``,
+          '',
+          'Press Ctrl-C to stop everything.',
+        ].join('\n'));
+      }
+      await new Promise<void>((resolveStop) => {
+        const shutdown = (signal: string) => {
+          say(`\n${signal}: stopping the mesh...`);
+          void mesh.stop().then(() => {
+            if (!keep) rmSync(stateDir, { recursive: true, force: true });
+            say('stopped.');
+            resolveStop();
+          });
+        };
+        process.once('SIGINT', () => shutdown('SIGINT'));
+        process.once('SIGTERM', () => shutdown('SIGTERM'));
+      });
+    }));
+}

@@ -1,0 +1,72 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { IsthmusError } from '../core/errors.js';
+import { freePort } from './ports.js';
+
+export interface EtcdProcess {
+  /** Client URL, e.g. http://127.0.0.1:23791 */
+  url: string;
+  dataDir: string;
+  /** Stops the server, keeping its data dir. */
+  stop(): Promise<void>;
+  /** Starts it again on the same ports and data dir. */
+  start(): Promise<void>;
+}
+
+/**
+ * Runs a single-member etcd on loopback for `isthmus dev up` and the tests: free ports unless
+ * given, the caller's data dir (kept across restarts, so a restart loses nothing).
+ */
+export async function startEtcdProcess(opts: { dataDir: string; host?: string; clientPort?: number; peerPort?: number }): Promise<EtcdProcess> {
+  if (spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status !== 0) {
+    throw new IsthmusError('ISTHMUS_ERR_ETCD_UNREACHABLE', 'etcd is not installed: install it (Debian/Ubuntu: apt-get install -y etcd-server) or pass --etcd with the URL of a running one');
+  }
+  const host = opts.host ?? '127.0.0.1';
+  const clientPort = opts.clientPort ?? (await freePort(host));
+  const peerPort = opts.peerPort ?? (await freePort(host));
+  const url = `http://${host}:${clientPort}`;
+  let child: ChildProcess | undefined;
+
+  const start = async (): Promise<void> => {
+    const proc = spawn('etcd', [
+      '--name', 'isthmus-dev',
+      '--data-dir', opts.dataDir,
+      '--listen-client-urls', url,
+      '--advertise-client-urls', url,
+      '--listen-peer-urls', `http://${host}:${peerPort}`,
+      '--initial-advertise-peer-urls', `http://${host}:${peerPort}`,
+      '--initial-cluster', `isthmus-dev=http://${host}:${peerPort}`,
+      '--log-level', 'error',
+      '--logger', 'zap',
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = proc;
+    let stderr = '';
+    proc.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-4000); });
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (proc.exitCode !== null) throw new IsthmusError('ISTHMUS_ERR_ETCD_UNREACHABLE', `etcd exited with code ${proc.exitCode}: ${stderr.trim() || 'no output'}`);
+      try {
+        const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+        if (res.ok && ((await res.json()) as { health?: string }).health === 'true') return;
+      } catch {
+        // not up yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    proc.kill('SIGKILL');
+    throw new IsthmusError('ISTHMUS_ERR_ETCD_UNREACHABLE', `etcd did not become healthy within 15 s: ${stderr.trim() || 'no output'}`);
+  };
+
+  const stop = async (): Promise<void> => {
+    const proc = child;
+    child = undefined;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      proc.once('exit', () => resolve());
+      proc.kill('SIGTERM');
+      setTimeout(() => proc.kill('SIGKILL'), 5_000).unref();
+    });
+  };
+
+  await start();
+  return { url, dataDir: opts.dataDir, stop, start };
+}

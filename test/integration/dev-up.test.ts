@@ -1,0 +1,55 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, test } from 'vitest';
+import { isPortListening } from '../helpers/ports.js';
+import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
+
+const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-devup-'));
+afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
+
+test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stops everything including etcd', async () => {
+  const child = spawn(process.execPath, [isthmusBin, 'dev', 'up', '--clusters', 'east,west', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => { output += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { output += c.toString(); });
+  try {
+    await waitFor(async () => output.includes('Press Ctrl-C'), 90_000, `dev up to finish starting; output so far:\n${output}`);
+    expect(output).toMatch(/✓ etcd: http:\/\/127\.0\.0\.1:\d+/);
+    expect(output).toMatch(/✓ cluster west federation: https:\/\/127\.0\.2\.1:15010/);
+    const mesh = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8'));
+    expect(Object.keys(mesh.clusters)).toEqual(['east', 'west']);
+    expect(mesh.clusters.east.federation).toBe('127.0.1.1:15010');
+
+    // What a user sees: both clusters alive, hello from both and ledger from west only.
+    await waitFor(async () => {
+      const services = JSON.parse((await isthmusOk(['services', '-o', 'json', '--etcd', mesh.etcd])).stdout).services;
+      const where = services.map((s: any) => `${s.name}@${s.clusters.map((c: any) => `${c.cluster}:${c.zones.reduce((n: number, z: any) => n + z.healthy, 0)}`).join(',')}`);
+      return JSON.stringify(where) === JSON.stringify(['hello@east:2,west:2', 'ledger@west:1']);
+    }, 10_000, 'sample services exported and healthy');
+    const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'));
+    const catalog = (await api.get(`https://${mesh.clusters.east.federation}/v1/catalog`)).body;
+    await api.close();
+    expect(catalog.services.find((s: any) => s.name === 'ledger').clusters.map((c: any) => c.cluster)).toEqual(['west']);
+
+    // A sample answers JSON naming its cluster, zone and instance.
+    const ledger = await (await fetch(`http://${mesh.clusters.west.services.find((s: any) => s.name === 'ledger').instances[0]}/`)).json();
+    expect(ledger).toMatchObject({ service: 'ledger', cluster: 'west', zone: 'west-a', instance: 'ledger-west-1' });
+    const etcdPort = Number(new URL(mesh.etcd).port);
+
+    const code = await new Promise<number | null>((resolve) => {
+      child.once('exit', (c) => resolve(c));
+      child.kill('SIGTERM');
+    });
+    expect(code).toBe(0);
+    expect(output).toContain('stopped.');
+    expect(await isPortListening('127.0.0.1', etcdPort)).toBe(false);
+    expect(await isPortListening('127.0.1.1', 15010)).toBe(false);
+    expect(existsSync(join(stateDir, 'mesh.json'))).toBe(true); // --state-dir keeps state
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- dev up output ---\n${output}`);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}, 150_000);
