@@ -23,6 +23,8 @@ export interface JoinOptions {
   ca: string;
   out: string;
   federationHost: string;
+  /** host:port other clusters and workloads use to reach the federation API, when not the listen address (NAT, Kubernetes Service). */
+  advertise?: string | undefined;
   apiPort: number;
   dashboardPort: number;
   gateway: string[];
@@ -58,6 +60,7 @@ export function registerJoin(program: Command): void {
     .requiredOption('--ca <dir>', 'root CA directory from `isthmus ca init` (root-cert.pem, root-key.pem)')
     .requiredOption('--out <dir>', 'directory for the cluster\'s CA files and cluster.yaml (new or empty)')
     .option('--federation-host <host>', 'address the federation service listens on and advertises', '127.0.0.1')
+    .option('--advertise <host:port>', 'address others reach the federation API at, when it differs from --federation-host:--api-port (e.g. listening on 0.0.0.0 behind a Service)')
     .option('--api-port <port>', 'federation API port', port, 15010)
     .option('--dashboard-port <port>', 'dashboard port', port, 15014)
     .option('--gateway <host:port>', 'an east-west gateway address to publish; repeatable', collect, [])
@@ -180,7 +183,7 @@ const joinChecks: Check<JoinContext>[] = [
     name: 'addresses free',
     needs: ['etcd reachable and writable'],
     async run(ctx) {
-      const mine = new Set([`${ctx.opts.federationHost}:${ctx.opts.apiPort}`, ...ctx.opts.gateway]);
+      const mine = new Set([advertisedAddress(ctx.opts), ...ctx.opts.gateway]);
       const clashes: string[] = [];
       for (const record of (await ctx.store!.list<ClusterRecord>(keys.clusters)).records) {
         const owner = record.key.slice(keys.clusters.length);
@@ -230,7 +233,7 @@ async function writeJoin(ctx: JoinContext): Promise<{ dir: string; config: strin
 
     const record: ClusterRecord = {
       version: recordVersion, name: cluster, region: opts.region, zones: opts.zone, trustDomain: root.trustDomain,
-      federation: `${opts.federationHost}:${opts.apiPort}`, joinedAt: new Date().toISOString(),
+      federation: advertisedAddress(opts), joinedAt: new Date().toISOString(),
     };
     const bundle = ctx.bundle ? addRoot(ctx.bundle.value, root.certPem) : newBundle(root.trustDomain, root.certPem);
     const committed = await store.transact({
@@ -268,6 +271,13 @@ async function writeJoin(ctx: JoinContext): Promise<{ dir: string; config: strin
   }
 }
 
+function advertisedAddress(opts: JoinOptions): string {
+  if (opts.advertise !== undefined && !/^[^:\s]+:[0-9]{1,5}$/.test(opts.advertise)) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--advertise "${opts.advertise}" is not host:port`);
+  }
+  return opts.advertise ?? `${opts.federationHost}:${opts.apiPort}`;
+}
+
 function clusterYaml(ctx: JoinContext): string {
   const { opts } = ctx;
   const config = {
@@ -276,7 +286,11 @@ function clusterYaml(ctx: JoinContext): string {
     zones: opts.zone,
     trustDomain: ctx.root!.trustDomain,
     etcd: { endpoints: ctx.endpoints },
-    federation: { host: opts.federationHost, apiPort: opts.apiPort, dashboardPort: opts.dashboardPort, leaseTtl: opts.leaseTtl },
+    federation: {
+      host: opts.federationHost,
+      ...(opts.advertise ? { advertise: opts.advertise } : {}),
+      apiPort: opts.apiPort, dashboardPort: opts.dashboardPort, leaseTtl: opts.leaseTtl,
+    },
     certificates: { workloadTtl: '24h', caDir: '.' },
     gateways: opts.gateway.map((address, i) => ({ id: `gw-${i + 1}`, address, zone: opts.zone[0] })),
     services: [],

@@ -44,7 +44,8 @@ export const ClusterConfigSchema = Type.Object({
     endpoints: Type.Array(Type.String({ pattern: '^https?://' }), { minItems: 1 }),
   }, { additionalProperties: false }),
   federation: Type.Object({
-    host: Type.String({ default: '127.0.0.1', description: 'address to listen on and to advertise' }),
+    host: Type.String({ default: '127.0.0.1', description: 'address to listen on (and to advertise, unless advertise is set)' }),
+    advertise: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port others reach the API at, when it differs from host:apiPort' })),
     apiPort: Type.Integer({ minimum: 0, maximum: 65535, default: 15010 }),
     dashboardPort: Type.Integer({ minimum: 0, maximum: 65535, default: 15014 }),
     leaseTtl: duration('15s', 'TTL of the cluster lease; its records vanish this long after the federation dies'),

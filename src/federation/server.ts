@@ -43,12 +43,15 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     return meshRoots([...bundles, { version: 1, trustDomain: config.trustDomain, roots: [clusterCa.rootCert] }]);
   };
 
+  // The serving certificate names every address a client may dial: the listen host and the advertised one.
+  const hosts = [config.federation.host, config.federation.advertise?.slice(0, config.federation.advertise.lastIndexOf(':'))]
+    .filter((h): h is string => h !== undefined && h !== '0.0.0.0' && h !== '::');
   const serving = issueCertificate({
     identity: clusterRoleId(config.trustDomain, config.cluster, 'federation'),
     issuer: clusterCa.ca,
     ttlSeconds: 30 * 24 * 3600,
-    dnsNames: ['localhost'],
-    ipAddresses: isIp(config.federation.host) ? [config.federation.host] : [],
+    dnsNames: [...new Set(['localhost', ...hosts.filter((h) => !isIp(h))])],
+    ipAddresses: [...new Set(hosts.filter(isIp))],
   });
   const signer = new WorkloadSigner({
     issuer: clusterCa.ca,

@@ -1,0 +1,118 @@
+import { findService, type Catalog } from './catalog.js';
+
+/**
+ * The endpoints of one service as one caller sees them, grouped by locality and ranked by
+ * priority relative to that caller (DESIGN.md, "Locality failover"). Shaped like Envoy's
+ * ClusterLoadAssignment: localities with a priority, each holding endpoints with health and
+ * weight. A remote cluster is one more locality whose endpoints are its east-west gateways.
+ */
+export type Priority = 0 | 1 | 2 | 3;
+export const priorities: readonly Priority[] = [0, 1, 2, 3];
+
+export interface Endpoint {
+  /** Where to connect: `host:port` of a workload (`local`) or of an east-west gateway (`gateway`). */
+  address: string;
+  healthy: boolean;
+  /** Relative share among the healthy endpoints of the same priority; any positive number. */
+  weight: number;
+  kind: 'local' | 'gateway';
+  /** Gateway endpoints only: the SNI that names the service to the remote gateway (contract). */
+  sni?: string;
+}
+
+export interface Locality {
+  region: string;
+  zone: string;
+  cluster: string;
+  priority: Priority;
+  endpoints: Endpoint[];
+}
+
+export interface ServiceLocalities {
+  localities: Locality[];
+}
+
+export interface CallerLocality { region: string; zone: string; cluster: string }
+
+/** An instance of the service in the caller's own cluster, as the local platform reports it. */
+export interface LocalEndpoint { address: string; zone: string; healthy: boolean; weight?: number }
+
+export interface LocalitiesInput {
+  catalog: Catalog;
+  namespace: string;
+  service: string;
+  caller: CallerLocality;
+  localEndpoints: readonly LocalEndpoint[];
+}
+
+/** SNI of a cross-cluster connection (DESIGN.md, "SNI and ports — contract"). */
+export function sniFor(service: string, namespace: string, cluster: string): string {
+  return `${service}.${namespace}.svc.${cluster}.isthmus`.toLowerCase();
+}
+
+/**
+ * Ranks every endpoint the caller may use for `namespace/service`:
+ * P0 its own zone, P1 the other zones of its cluster, P2 other clusters of its region, P3 the
+ * rest. Pure: the same snapshot and caller always give the same, sorted answer, so a sidecar can
+ * compare two results to decide whether anything changed.
+ */
+export function localitiesFor(opts: LocalitiesInput): ServiceLocalities {
+  const { caller } = opts;
+  const localities: Locality[] = [];
+
+  // The caller's own cluster comes from the local platform, with real addresses; the catalog's
+  // copy of our own export only has counts, so it is skipped below.
+  const localByZone = new Map<string, Endpoint[]>();
+  for (const e of opts.localEndpoints) {
+    const endpoint: Endpoint = { address: e.address, healthy: e.healthy, weight: e.weight ?? 1, kind: 'local' };
+    pushTo(localByZone, e.zone, endpoint);
+  }
+  for (const [zone, endpoints] of localByZone) {
+    localities.push({
+      region: caller.region, zone, cluster: caller.cluster,
+      priority: zone === caller.zone ? 0 : 1,
+      endpoints: endpoints.sort(byAddress),
+    });
+  }
+
+  const service = findService(opts.catalog, opts.namespace, opts.service);
+  for (const exported of service?.clusters ?? []) {
+    if (exported.cluster === caller.cluster) continue;
+    // A cluster without a live gateway cannot be reached, however healthy its pods are.
+    if (exported.gateways.length === 0) continue;
+    const healthyBehind = exported.zones.reduce((sum, z) => sum + Math.max(0, z.healthy), 0);
+    // The gateway picks a healthy pod itself, so it is usable as soon as any zone has one.
+    const healthy = healthyBehind > 0;
+    // Spread the cluster's capacity over its gateways: a cluster's share of its priority then
+    // follows how many healthy endpoints it has, not how many gateways it happens to run.
+    const weight = Math.max(1, healthyBehind) / exported.gateways.length;
+    const sni = sniFor(opts.service, opts.namespace, exported.cluster);
+
+    const gatewaysByZone = new Map<string, Endpoint[]>();
+    for (const gateway of exported.gateways) {
+      pushTo(gatewaysByZone, gateway.zone, {
+        address: `${gateway.address}:${gateway.port}`, healthy, weight, kind: 'gateway', sni,
+      });
+    }
+    for (const [zone, endpoints] of gatewaysByZone) {
+      localities.push({
+        region: exported.region, zone, cluster: exported.cluster,
+        priority: exported.region === caller.region ? 2 : 3,
+        endpoints: endpoints.sort(byAddress),
+      });
+    }
+  }
+
+  localities.sort((x, y) => x.priority - y.priority || x.cluster.localeCompare(y.cluster) || x.zone.localeCompare(y.zone));
+  return { localities };
+}
+
+function byAddress(x: Endpoint, y: Endpoint): number {
+  return x.address.localeCompare(y.address);
+}
+
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
