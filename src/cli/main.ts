@@ -9,6 +9,7 @@ import { registerList } from './list.js';
 import { registerCheck } from './check.js';
 import { registerRegister } from './register.js';
 import { registerDev } from './dev.js';
+import { registerGateway } from './gateway.js';
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerRegister(program);
   registerCheck(program);
   registerFederation(program);
+  registerGateway(program);
   registerDev(program);
   program.addHelpText('after', `
 Examples:

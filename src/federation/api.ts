@@ -6,6 +6,8 @@ import type { Logger } from '../core/log.js';
 import { version } from '../core/version.js';
 import type { Catalog } from '../model/catalog.js';
 import type { Federation } from './federation.js';
+import { clusterRoleId } from '../trust/spiffe.js';
+import { verifyChain } from '../trust/verify.js';
 import type { WorkloadSigner } from './workload-signer.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
@@ -56,7 +58,7 @@ export function buildApi(opts: ApiOptions) {
     const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
     if (known !== undefined && known === federation.catalog.revision && waitMs > 0) {
       // Long-poll: answer as soon as the catalog changes, or with the same version at the deadline.
-      await nextCatalog(federation, waitMs, request.raw);
+      await nextEvent(federation, 'catalog', waitMs, request.raw);
     }
     return federation.catalog;
   });
@@ -88,6 +90,33 @@ export function buildApi(opts: ApiOptions) {
     })),
   }));
 
+  app.get<{ Querystring: { version?: string; wait?: string } }>('/v1/gateway/routes', async (request) => {
+    const known = request.query.version === undefined ? undefined : Number(request.query.version);
+    const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
+    if (known !== undefined && known === federation.gatewayRoutes.version && waitMs > 0) {
+      await nextEvent(federation, 'gateway-routes', waitMs, request.raw);
+    }
+    return federation.gatewayRoutes;
+  });
+
+  app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown } }>('/v1/gateways', async (request) => {
+    // Only this cluster's gateways may publish a gateway: anyone else could draw the mesh's traffic.
+    const expected = clusterRoleId(federation.loaded.config.trustDomain, federation.cluster, 'gateway');
+    const chain = peerChain(request.raw.socket as TLSSocket);
+    const identity = chain?.[0] === undefined ? undefined : verifyChain({ leafPem: chain.join('\n'), rootsPem: opts.trustBundle() }).identity;
+    if (identity !== expected) {
+      throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only ${expected} may register a gateway of ${federation.cluster}; present that certificate (the gateway makes it from the cluster's CA directory)`);
+    }
+    const { id, address, zone } = request.body ?? {};
+    if (typeof id !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(id) || typeof address !== 'string' || !/^[^:\s]+:[0-9]{1,5}$/.test(address)) {
+      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'send {"id": "<dns label>", "address": "<host:port>", "zone": "<zone>"}');
+    }
+    const zones = federation.loaded.config.zones;
+    const gatewayZone = typeof zone === 'string' && zones.includes(zone) ? zone : zones[0] ?? 'default';
+    const ttlMs = federation.registerGateway({ id, address, zone: gatewayZone });
+    return { cluster: federation.cluster, id, zone: gatewayZone, ttlMs };
+  });
+
   app.get('/v1/trust', async () => ({ roots: opts.trustBundle() }));
 
   app.post<{ Body: { csr?: unknown } }>('/v1/certificates', async (request) => {
@@ -103,16 +132,17 @@ export function buildApi(opts: ApiOptions) {
   return app;
 }
 
-function nextCatalog(federation: Federation, waitMs: number, req: NodeJS.EventEmitter): Promise<void> {
+/** Long-poll: resolves at the next `event`, when the client goes away, or at the deadline. */
+function nextEvent(federation: Federation, event: 'catalog' | 'gateway-routes', waitMs: number, req: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
-      federation.off('catalog', done);
+      federation.off(event, done);
       req.off('close', done);
       resolve();
     };
     const timer = setTimeout(done, waitMs);
-    federation.on('catalog', done);
+    federation.on(event, done);
     req.on('close', done);
   });
 }

@@ -28,10 +28,14 @@ const Service = Type.Object({
   instances: Type.Array(Instance, { default: [] }),
 }, { additionalProperties: false });
 
+/** One east-west gateway of this cluster: `isthmus gateway --config <this file> --id <id>` runs it. */
 const Gateway = Type.Object({
   id: label('gateway id'),
-  address: hostPort,
+  address: Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port the gateway listens on for TLS (default port 15443)' }),
+  admin: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port of /healthz and /readyz (default: the gateway host, port 15021)' })),
   zone: Type.Optional(label('zone')),
+  clientHelloTimeout: duration('5s', 'a connection whose ClientHello has not arrived by then is refused'),
+  connectTimeout: duration('2s', 'how long to wait for a local endpoint to accept'),
 }, { additionalProperties: false });
 
 /** The cluster config file that `isthmus join` writes and `isthmus federation --config` reads. */

@@ -20,6 +20,13 @@ import { FederationStore, type LeaseSession, type PrefixWatch, type StoredRecord
  * Everything that can happen to a federation service. Watches and timers only enqueue these;
  * one loop handles them in order, so no two handlers ever race on the mirror or the publisher.
  */
+/** The routing table of this cluster's gateways: exported services and their local endpoints. */
+export interface GatewayRoutes {
+  version: number;
+  cluster: string;
+  services: { namespace: string; name: string; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
+}
+
 export type FederationEvent =
   | { type: 'store-reset'; records: StoredRecord[]; revision: number }
   | { type: 'store-changes'; events: StoreEvent[]; revision: number }
@@ -43,6 +50,11 @@ export class Federation extends EventEmitter {
   private readonly health: HealthChecker;
   private readonly timers: NodeJS.Timeout[] = [];
   private registryMtime = 0;
+  /** Gateways of this cluster that reported in through the API, published under our lease. */
+  private readonly gatewayRegistrations = new Map<string, { address: string; zone: string; expiresAt: number }>();
+  /** What this cluster's gateways route: bumped whenever exported services or their health change. */
+  gatewayRoutes: GatewayRoutes = { version: 0, cluster: '', services: [] };
+  private gatewayRoutesJson = '';
   private catalogJson = '';
   private stopped = false;
 
@@ -158,6 +170,7 @@ export class Federation extends EventEmitter {
       case 'tick':
         this.reloadRegistry(false);
         this.refreshCatalog();
+        if (this.expireGateways(now)) await this.publish();
         return;
       default: {
         const never: never = event;
@@ -192,8 +205,56 @@ export class Federation extends EventEmitter {
     return new Set(this.mirror.entries(prefix).map(([key]) => key.slice(prefix.length)));
   }
 
+  /**
+   * A gateway reports in every few seconds; it stays published while it does, and is dropped
+   * (from etcd too) three report intervals after it stops, so sidecars elsewhere stop using it.
+   */
+  registerGateway(gateway: { id: string; address: string; zone: string }, now = Date.now()): number {
+    const previous = this.gatewayRegistrations.get(gateway.id);
+    const ttlMs = this.gatewayTtlMs;
+    this.gatewayRegistrations.set(gateway.id, { address: gateway.address, zone: gateway.zone, expiresAt: now + ttlMs });
+    if (!previous || previous.address !== gateway.address || previous.zone !== gateway.zone) {
+      this.log.info({ gateway: gateway.id, address: gateway.address }, 'gateway registered');
+      this.enqueue({ type: 'local-changed' });
+    }
+    return ttlMs;
+  }
+
+  get gatewayTtlMs(): number {
+    return Math.max(3000, this.loaded.leaseTtlSeconds * 1000);
+  }
+
+  private expireGateways(now: number): boolean {
+    let changed = false;
+    for (const [id, registration] of this.gatewayRegistrations) {
+      if (registration.expiresAt < now) {
+        this.gatewayRegistrations.delete(id);
+        this.log.warn({ gateway: id }, 'gateway stopped reporting; withdrawn');
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  private refreshGatewayRoutes(): void {
+    const exported = this.exportedServices();
+    const services = this.services
+      .filter((s) => exported.has(`${s.namespace}/${s.name}`))
+      .map((s) => ({
+        namespace: s.namespace,
+        name: s.name,
+        endpoints: s.instances.map((i) => ({ address: i.address, zone: i.zone, healthy: this.health.isHealthy(i.address) })),
+      }));
+    const json = JSON.stringify(services);
+    if (json === this.gatewayRoutesJson) return;
+    this.gatewayRoutesJson = json;
+    this.gatewayRoutes = { version: this.gatewayRoutes.version + 1, cluster: this.cluster, services };
+    this.emit('gateway-routes', this.gatewayRoutes);
+  }
+
   private async publish(): Promise<void> {
     const { config } = this.loaded;
+    this.refreshGatewayRoutes();
     const desired = desiredRecords({
       cluster: config.cluster,
       trustDomain: config.trustDomain,
@@ -201,7 +262,9 @@ export class Federation extends EventEmitter {
       services: this.services,
       exported: this.exportedServices(),
       isHealthy: (address) => this.health.isHealthy(address),
-      gateways: config.gateways,
+      // Only gateways that report in are published: a configured gateway that is not running
+      // must not attract traffic from other clusters.
+      gateways: [...this.gatewayRegistrations].map(([id, r]) => ({ id, address: r.address, zone: r.zone })),
     });
     const { puts, deletes } = await this.publisher.sync(desired);
     if (puts + deletes > 0) this.log.debug({ puts, deletes }, 'published cluster records');

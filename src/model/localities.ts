@@ -1,4 +1,5 @@
 import { findService, type Catalog } from './catalog.js';
+import { formatServiceSni } from './sni.js';
 
 /**
  * The endpoints of one service as one caller sees them, grouped by locality and ranked by
@@ -45,10 +46,6 @@ export interface LocalitiesInput {
   localEndpoints: readonly LocalEndpoint[];
 }
 
-/** SNI of a cross-cluster connection (DESIGN.md, "SNI and ports — contract"). */
-export function sniFor(service: string, namespace: string, cluster: string): string {
-  return `${service}.${namespace}.svc.${cluster}.isthmus`.toLowerCase();
-}
 
 /**
  * Ranks every endpoint the caller may use for `namespace/service`:
@@ -86,7 +83,7 @@ export function localitiesFor(opts: LocalitiesInput): ServiceLocalities {
     // Spread the cluster's capacity over its gateways: a cluster's share of its priority then
     // follows how many healthy endpoints it has, not how many gateways it happens to run.
     const weight = Math.max(1, healthyBehind) / exported.gateways.length;
-    const sni = sniFor(opts.service, opts.namespace, exported.cluster);
+    const sni = formatServiceSni({ service: opts.service, namespace: opts.namespace, cluster: exported.cluster });
 
     const gatewaysByZone = new Map<string, Endpoint[]>();
     for (const gateway of exported.gateways) {

@@ -1,0 +1,31 @@
+import type { Command } from 'commander';
+import { describeError } from '../core/errors.js';
+import { createLogger, type LogFormat } from '../core/log.js';
+import { loadGatewayConfig } from '../gateway/config.js';
+import { action } from './common.js';
+import { logOptions } from './federation.js';
+
+export function registerGateway(program: Command): void {
+  logOptions(program.command('gateway'))
+    .description('run an east-west gateway: routes incoming TLS by SNI to exported services, without terminating it')
+    .requiredOption('-c, --config <file>', 'the cluster.yaml of the gateway\'s cluster (its gateways: entry)')
+    .option('--id <id>', 'which gateways: entry to run (optional when there is only one)')
+    .action(action(async (opts: { config: string; id?: string; logFormat: LogFormat; logLevel: string }) => {
+      const config = loadGatewayConfig(opts.config, opts.id);
+      const logger = createLogger({ name: `isthmus-gateway-${config.id}`, format: opts.logFormat, level: opts.logLevel });
+      const { runGateway } = await import('../gateway/run.js');
+      const running = await runGateway(config, logger);
+      logger.info({ cluster: config.cluster, id: config.id, listen: running.address, admin: running.admin, federation: config.federationUrl }, 'gateway listening');
+      await new Promise<void>((resolve) => {
+        const shutdown = (signal: string) => {
+          logger.info({ signal }, 'stopping');
+          running.stop().then(resolve, (err: unknown) => {
+            logger.error({ err: describeError(err) }, 'error while stopping');
+            resolve();
+          });
+        };
+        process.once('SIGINT', () => shutdown('SIGINT'));
+        process.once('SIGTERM', () => shutdown('SIGTERM'));
+      });
+    }));
+}

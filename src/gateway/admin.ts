@@ -1,0 +1,25 @@
+import { createServer, type Server } from 'node:http';
+import type { Gateway } from './gateway.js';
+
+/**
+ * Admin port (15021): /healthz answers while the process runs; /readyz only once the gateway
+ * has a routing table (a gateway without one refuses everything, so it must not take traffic);
+ * /stats gives the counters as JSON until src/telemetry/ exports them as metrics.
+ */
+export function startAdmin(gateway: Gateway, host: string, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    const send = (status: number, body: unknown) => {
+      const text = JSON.stringify(body);
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    };
+    if (req.url === '/healthz') return send(200, { status: 'ok' });
+    if (req.url === '/readyz') return gateway.ready ? send(200, { status: 'ready' }) : send(503, { status: 'waiting for the routing table from the federation service' });
+    if (req.url === '/stats') return send(200, gateway.stats);
+    return send(404, { error: 'try /healthz, /readyz or /stats' });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}

@@ -1,0 +1,50 @@
+import { IsthmusError } from '../core/errors.js';
+import { parseDuration } from '../core/validate.js';
+import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
+
+export interface GatewayConfig {
+  cluster: string;
+  trustDomain: string;
+  id: string;
+  zone: string;
+  listen: { host: string; port: number };
+  admin: { host: string; port: number };
+  /** https://host:port of this cluster's federation API. */
+  federationUrl: string;
+  caDir: string;
+  clientHelloTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+/** The gateway runs from its cluster's cluster.yaml: its entry under `gateways:` picked by id. */
+export function loadGatewayConfig(configPath: string, id: string | undefined): GatewayConfig {
+  const loaded: LoadedClusterConfig = loadClusterConfig(configPath);
+  const { config } = loaded;
+  const ids = config.gateways.map((g) => g.id);
+  const entry = id === undefined && ids.length === 1 ? config.gateways[0] : config.gateways.find((g) => g.id === id);
+  if (!entry) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', ids.length === 0
+      ? `${loaded.path} has no gateways: add one under gateways: (id, address), or join with --gateway <host:port>`
+      : `${loaded.path} has no gateway "${id ?? ''}"; pass --id with one of: ${ids.join(', ')}`);
+  }
+  const listen = splitHostPort(entry.address);
+  const admin = entry.admin === undefined ? { host: listen.host, port: 15021 } : splitHostPort(entry.admin);
+  const federationHost = config.federation.advertise ?? `${config.federation.host === '0.0.0.0' ? '127.0.0.1' : config.federation.host}:${config.federation.apiPort}`;
+  return {
+    cluster: config.cluster,
+    trustDomain: config.trustDomain,
+    id: entry.id,
+    zone: entry.zone ?? config.zones[0] ?? 'default',
+    listen,
+    admin,
+    federationUrl: `https://${federationHost}`,
+    caDir: loaded.caDir,
+    clientHelloTimeoutMs: parseDuration(entry.clientHelloTimeout) * 1000,
+    connectTimeoutMs: parseDuration(entry.connectTimeout) * 1000,
+  };
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const split = address.lastIndexOf(':');
+  return { host: address.slice(0, split), port: Number(address.slice(split + 1)) };
+}

@@ -1,0 +1,85 @@
+import { Agent, request } from 'undici';
+import { describeError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { issueCertificate } from '../trust/ca.js';
+import { readClusterCa } from '../trust/ca-files.js';
+import { clusterRoleId } from '../trust/spiffe.js';
+import type { GatewayConfig } from './config.js';
+import type { GatewayRoutes } from './routes.js';
+
+const longPollSeconds = 30;
+
+/**
+ * The gateway's line to its cluster's federation service: it reports itself (so the federation
+ * publishes it under the cluster lease) and long-polls its routing table. It authenticates with
+ * a gateway certificate it makes from the cluster's CA directory. When the federation is down
+ * the gateway keeps routing with the last table it had.
+ */
+export class FederationClient {
+  private readonly agent: Agent;
+  private stopped = false;
+  private registerTimer: NodeJS.Timeout | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
+    const ca = readClusterCa(config.caDir);
+    const identity = issueCertificate({ identity: clusterRoleId(config.trustDomain, config.cluster, 'gateway'), issuer: ca.ca, ttlSeconds: 7 * 24 * 3600 });
+    this.agent = new Agent({
+      connect: { ca: ca.rootCert, cert: `${identity.certPem.trim()}\n${ca.ca.certPem.trim()}\n`, key: identity.keyPem },
+      headersTimeout: (longPollSeconds + 10) * 1000,
+      bodyTimeout: (longPollSeconds + 10) * 1000,
+    });
+  }
+
+  /** Reports the gateway now and then every third of the TTL the federation answers with. */
+  async startRegistering(advertise: { address: string; zone: string }): Promise<void> {
+    const once = async (): Promise<number> => {
+      const res = await request(`${this.config.federationUrl}/v1/gateways`, {
+        method: 'POST', dispatcher: this.agent, signal: this.abort.signal,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: this.config.id, address: advertise.address, zone: advertise.zone }),
+      });
+      const body = (await res.body.json()) as { ttlMs?: number; error?: { message: string } };
+      if (res.statusCode !== 200) throw new Error(body.error?.message ?? `federation answered ${res.statusCode}`);
+      return body.ttlMs ?? 15_000;
+    };
+    const loop = async (): Promise<void> => {
+      let next = 1000;
+      try {
+        next = Math.max(1000, (await once()) / 3);
+      } catch (err) {
+        if (!this.stopped) this.log.warn({ err: describeError(err) }, 'could not report to the federation service; retrying');
+      }
+      if (!this.stopped) this.registerTimer = setTimeout(() => void loop(), next);
+    };
+    await loop();
+  }
+
+  /** Calls `onRoutes` with every new routing table until stopped. Never throws. */
+  async watchRoutes(onRoutes: (routes: GatewayRoutes) => void): Promise<void> {
+    let version: number | undefined;
+    while (!this.stopped) {
+      try {
+        const query = version === undefined ? '' : `?version=${version}&wait=${longPollSeconds}`;
+        const res = await request(`${this.config.federationUrl}/v1/gateway/routes${query}`, { dispatcher: this.agent, signal: this.abort.signal });
+        const routes = (await res.body.json()) as GatewayRoutes;
+        if (res.statusCode !== 200) throw new Error(`federation answered ${res.statusCode}`);
+        if (routes.version !== version) {
+          version = routes.version;
+          onRoutes(routes);
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        this.log.warn({ err: describeError(err) }, 'routing table unavailable; keeping the last one');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    if (this.registerTimer) clearTimeout(this.registerTimer);
+    this.abort.abort();
+    await this.agent.destroy();
+  }
+}

@@ -1,0 +1,151 @@
+import { channel } from 'node:diagnostics_channel';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from '../core/log.js';
+import { parseClientHello } from './client-hello.js';
+import type { GatewayConfig } from './config.js';
+import { routeFor, type GatewayRefusal, type GatewayRoutes } from './routes.js';
+
+/** Published for src/telemetry/ to count; the core never imports a metrics library. */
+export const refusedChannel = channel('isthmus:gateway:refused');
+export const routedChannel = channel('isthmus:gateway:routed');
+
+export interface GatewayStats {
+  accepted: number;
+  routed: number;
+  active: number;
+  refused: Partial<Record<GatewayRefusal, number>>;
+}
+
+// TLS alert records (RFC 8446 §6): fatal unrecognized_name (112) tells a real TLS client why,
+// instead of a bare reset. Sent only after a well-formed ClientHello.
+const alertUnrecognizedName = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]);
+const alertInternalError = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80]);
+
+/**
+ * The east-west gateway's data path: read the ClientHello without terminating TLS, route by
+ * SNI to a healthy local endpoint of an exported service, then splice the two sockets. The
+ * gateway holds no key for any service: TLS is end to end, caller to destination.
+ */
+export class Gateway {
+  readonly stats: GatewayStats = { accepted: 0, routed: 0, active: 0, refused: {} };
+  private routes: GatewayRoutes | undefined;
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private next = 0;
+
+  constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
+    this.server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    this.server.on('error', (err) => this.log.error({ err: err.message }, 'gateway listener error'));
+  }
+
+  get ready(): boolean {
+    return this.routes !== undefined;
+  }
+
+  setRoutes(routes: GatewayRoutes): void {
+    this.routes = routes;
+    this.log.info({ version: routes.version, services: routes.services.map((s) => `${s.namespace}/${s.name}`) }, 'routing table updated');
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.config.listen.port, this.config.listen.host, () => resolve());
+    });
+    const address = this.server.address();
+    return { host: this.config.listen.host, port: typeof address === 'object' && address ? address.port : this.config.listen.port };
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private accept(client: Socket): void {
+    this.stats.accepted += 1;
+    this.track(client);
+    client.setNoDelay(true);
+    let buffered: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => this.refuse(client, 'client-hello-timeout', `no complete ClientHello within ${this.config.clientHelloTimeoutMs} ms`), this.config.clientHelloTimeoutMs);
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const hello = parseClientHello(buffered);
+      if (hello.kind === 'incomplete') return;
+      clearTimeout(timer);
+      client.off('data', onData);
+      client.pause();
+      if (hello.kind === 'invalid') {
+        this.refuse(client, 'not-client-hello', `${hello.reason}: ${hello.detail}`);
+        return;
+      }
+      if (!this.routes) {
+        this.refuse(client, 'not-ready', 'no routing table from the federation service yet', alertInternalError);
+        return;
+      }
+      const decision = routeFor(hello.serverName, this.routes);
+      if (decision.kind === 'refuse') {
+        this.refuse(client, decision.reason, decision.detail, alertUnrecognizedName);
+        return;
+      }
+      this.splice(client, buffered, decision.endpoints, `${decision.namespace}/${decision.service}`);
+    };
+    client.on('data', onData);
+    client.on('error', () => client.destroy());
+    client.once('close', () => clearTimeout(timer));
+  }
+
+  /** Tries the endpoints in turn (starting at a rotating offset) until one accepts. */
+  private splice(client: Socket, hello: Buffer, endpoints: string[], service: string): void {
+    const start = this.next++ % endpoints.length;
+    const order = endpoints.map((_, i) => endpoints[(start + i) % endpoints.length] as string);
+    const attempt = (index: number): void => {
+      const address = order[index];
+      if (address === undefined || client.destroyed) {
+        this.refuse(client, 'connect-failed', `no endpoint of ${service} accepted a connection`, alertInternalError);
+        return;
+      }
+      const split = address.lastIndexOf(':');
+      const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true });
+      this.track(upstream);
+      let connected = false;
+      const timeout = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.config.connectTimeoutMs);
+      upstream.once('error', () => {
+        clearTimeout(timeout);
+        if (!connected) attempt(index + 1);
+        else client.destroy();
+      });
+      upstream.once('connect', () => {
+        connected = true;
+        clearTimeout(timeout);
+        upstream.removeAllListeners('error');
+        upstream.on('error', () => client.destroy());
+        client.on('error', () => upstream.destroy());
+        this.stats.routed += 1;
+        this.stats.active += 1;
+        upstream.once('close', () => { this.stats.active -= 1; });
+        routedChannel.publish({ service, endpoint: address, remote: client.remoteAddress });
+        upstream.write(hello);
+        client.pipe(upstream);
+        upstream.pipe(client);
+        client.once('close', () => upstream.destroy());
+        upstream.once('close', () => client.destroy());
+        client.resume();
+      });
+    };
+    attempt(0);
+  }
+
+  private refuse(client: Socket, reason: GatewayRefusal, detail: string, alert?: Buffer): void {
+    this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
+    refusedChannel.publish({ reason, detail, remote: client.remoteAddress });
+    this.log.debug({ reason, detail, remote: client.remoteAddress }, 'connection refused');
+    if (alert && !client.destroyed) client.end(alert);
+    else client.destroy();
+    setTimeout(() => client.destroy(), 1000).unref();
+  }
+}

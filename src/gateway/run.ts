@@ -1,0 +1,43 @@
+import type { Server } from 'node:http';
+import type { Logger } from '../core/log.js';
+import { startAdmin } from './admin.js';
+import type { GatewayConfig } from './config.js';
+import { FederationClient } from './federation-client.js';
+import { Gateway } from './gateway.js';
+
+export interface RunningGateway {
+  gateway: Gateway;
+  address: string;
+  admin: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a gateway: its listener, admin port, routing-table watch and self-registration. */
+export async function runGateway(config: GatewayConfig, logger: Logger): Promise<RunningGateway> {
+  const gateway = new Gateway(config, logger.child({ component: 'gateway' }));
+  const client = new FederationClient(config, logger.child({ component: 'federation-client' }));
+  let admin: Server | undefined;
+  try {
+    const listening = await gateway.listen();
+    admin = await startAdmin(gateway, config.admin.host, config.admin.port);
+    const adminAddress = admin.address();
+    void client.watchRoutes((routes) => gateway.setRoutes(routes));
+    const address = `${listening.host}:${listening.port}`;
+    void client.startRegistering({ address, zone: config.zone });
+    return {
+      gateway,
+      address,
+      admin: `${config.admin.host}:${typeof adminAddress === 'object' && adminAddress ? adminAddress.port : config.admin.port}`,
+      stop: async () => {
+        await client.close();
+        await new Promise<void>((resolve) => admin?.close(() => resolve()));
+        await gateway.close();
+      },
+    };
+  } catch (err) {
+    await client.close();
+    admin?.close();
+    await gateway.close().catch(() => undefined);
+    throw err;
+  }
+}

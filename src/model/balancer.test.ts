@@ -1,0 +1,121 @@
+import { describe, expect, test } from 'vitest';
+import { choosePriority, pickEndpoint, retryOrder } from './balancer.js';
+import type { Endpoint, Locality, Priority, ServiceLocalities } from './localities.js';
+import { healthCounts, priorityLoad } from './priority-load.js';
+
+const ep = (address: string, weight = 1, healthy = true): Endpoint => ({ address, healthy, weight, kind: 'local' });
+const gwEp = (address: string, cluster: string): Endpoint =>
+  ({ address, healthy: true, weight: 1, kind: 'gateway', sni: `reviews.shop.svc.${cluster}.isthmus` });
+const loc = (priority: Priority, cluster: string, zone: string, endpoints: Endpoint[]): Locality =>
+  ({ region: priority === 3 ? 'eu' : 'us', zone, cluster, priority, endpoints });
+
+const service: ServiceLocalities = {
+  localities: [
+    loc(0, 'east', 'a', [ep('p0-light', 1), ep('p0-heavy', 3), ep('p0-down', 5, false)]),
+    loc(1, 'east', 'b', [ep('p1-only')]),
+    loc(2, 'west', 'a', [gwEp('gw-west', 'west')]),
+    loc(3, 'north', 'a', [gwEp('gw-north', 'north')]),
+  ],
+};
+const constant = (u: number) => () => u;
+
+describe('choosePriority', () => {
+  test.each([
+    [[70, 30, 0, 0], 0, 0], [[70, 30, 0, 0], 0.699, 0], [[70, 30, 0, 0], 0.7, 1], [[70, 30, 0, 0], 0.9999, 1],
+    [[0, 0, 0, 100], 0, 3], [[0, 0, 0, 100], 0.9999, 3], [[0, 50, 0, 50], 0, 1], [[0, 50, 0, 50], 0.5, 3],
+    [[0, 0, 0, 0], 0.5, 0], [[], 0.5, 0],
+  ] as [number[], number, Priority][])('loads %j at u=%d → P%i', (loads, u, expected) => {
+    expect(choosePriority(loads, u)).toBe(expected);
+  });
+});
+
+describe('pickEndpoint', () => {
+  test('returns the endpoint with its locality', () => {
+    expect(pickEndpoint(service, [0, 0, 100, 0], constant(0))).toEqual({
+      address: 'gw-west', healthy: true, weight: 1, kind: 'gateway', sni: 'reviews.shop.svc.west.isthmus',
+      priority: 2, region: 'us', zone: 'a', cluster: 'west',
+    });
+  });
+
+  test('falls to the next priority when the chosen one has nothing eligible, then wraps to the higher ones', () => {
+    const loads = [100, 0, 0, 0];
+    expect(pickEndpoint(service, loads, constant(0), new Set(['p0-light', 'p0-heavy']))?.address).toBe('p1-only');
+    expect(pickEndpoint(service, [0, 0, 0, 100], constant(0), new Set(['gw-north']))?.address).toBe('p0-light');
+    const everything = new Set(['p0-light', 'p0-heavy', 'p1-only', 'gw-west', 'gw-north']);
+    expect(pickEndpoint(service, loads, constant(0), everything)).toBeUndefined();
+  });
+
+  test('never picks an unhealthy or zero-weight endpoint, even when the loads are stale', () => {
+    const broken: ServiceLocalities = { localities: [loc(0, 'east', 'a', [ep('down', 1, false), ep('zero', 0)])] };
+    expect(pickEndpoint(broken, [100, 0, 0, 0], constant(0.3))).toBeUndefined();
+  });
+
+  test('never returns an unhealthy or excluded endpoint (seeded random shapes)', () => {
+    const random = mulberry32(42);
+    for (let round = 0; round < 2000; round++) {
+      const shape: ServiceLocalities = {
+        localities: ([0, 1, 2, 3] as Priority[]).map((p) => loc(p, `c${p}`, 'a',
+          Array.from({ length: Math.floor(random() * 4) }, (_, i) => ep(`${p}-${i}`, 1 + Math.floor(random() * 3), random() < 0.6)))),
+      };
+      const exclude = new Set(shape.localities.flatMap((l) => l.endpoints).filter(() => random() < 0.3).map((e) => e.address));
+      const { loads } = priorityLoad(healthCounts(shape));
+      const picked = pickEndpoint(shape, loads, random, exclude);
+      const anyEligible = shape.localities.some((l) => l.endpoints.some((e) => e.healthy && !exclude.has(e.address)));
+      expect(picked !== undefined).toBe(anyEligible);
+      if (picked) expect(picked.healthy && !exclude.has(picked.address)).toBe(true);
+    }
+  });
+
+  test('10k picks follow the priority loads and the weights within a priority (fixed seed)', () => {
+    const random = mulberry32(7);
+    const loads = [70, 30, 0, 0];
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 10_000; i++) {
+      const address = pickEndpoint(service, loads, random)?.address ?? 'none';
+      counts.set(address, (counts.get(address) ?? 0) + 1);
+    }
+    // Expected 1750 / 5250 / 3000; binomial σ ≤ 50, so ±200 is four σ, not luck.
+    expect(Math.abs((counts.get('p0-light') ?? 0) - 1750)).toBeLessThan(200);
+    expect(Math.abs((counts.get('p0-heavy') ?? 0) - 5250)).toBeLessThan(200);
+    expect(Math.abs((counts.get('p1-only') ?? 0) - 3000)).toBeLessThan(200);
+    expect([...counts.keys()].sort()).toEqual(['p0-heavy', 'p0-light', 'p1-only']);
+  });
+});
+
+describe('retryOrder', () => {
+  test('same priority first, then the lower priorities, then the higher ones; never the failed one', () => {
+    const order = retryOrder(service, { address: 'p0-light', priority: 0 }, mulberry32(1));
+    expect(order.map((e) => e.address)).toEqual(['p0-heavy', 'p1-only', 'gw-west', 'gw-north']);
+    const fromP2 = retryOrder(service, { address: 'gw-west', priority: 2 }, constant(0));
+    expect(fromP2.map((e) => e.address)).toEqual(['gw-north', 'p0-light', 'p0-heavy', 'p1-only']);
+  });
+
+  test('honours exclusions and skips unhealthy endpoints', () => {
+    const order = retryOrder(service, { address: 'p0-light', priority: 0 }, constant(0), new Set(['p1-only']));
+    expect(order.map((e) => e.address)).toEqual(['p0-heavy', 'gw-west', 'gw-north']);
+  });
+
+  test('orders a priority by weight: the heavier endpoint comes first about as often as its weight says', () => {
+    const wide: ServiceLocalities = { localities: [loc(0, 'east', 'a', [ep('failed'), ep('w1', 1), ep('w3', 3)])] };
+    const random = mulberry32(99);
+    let heavyFirst = 0;
+    for (let i = 0; i < 4000; i++) {
+      const order = retryOrder(wide, { address: 'failed', priority: 0 }, random);
+      expect(order.map((e) => e.address).sort()).toEqual(['w1', 'w3']);
+      if (order[0]?.address === 'w3') heavyFirst++;
+    }
+    expect(Math.abs(heavyFirst - 3000)).toBeLessThan(150);
+  });
+});
+
+/** A small seeded PRNG, so statistical tests are random in shape but identical on every run. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

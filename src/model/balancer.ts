@@ -1,0 +1,107 @@
+import { priorities, type Endpoint, type Priority, type ServiceLocalities } from './localities.js';
+
+/**
+ * Which endpoint gets a request, given the service's localities and the priority load computed
+ * from them (priority-load.ts). Two steps, as Envoy: choose a priority by its load, then a
+ * healthy endpoint of that priority by weight. Randomness is a parameter so tests can seed it
+ * and the sidecar can pass Math.random.
+ */
+export interface PickedEndpoint extends Endpoint {
+  priority: Priority;
+  region: string;
+  zone: string;
+  cluster: string;
+}
+
+/** A uniform number in [0, 1), like Math.random. */
+export type Random = () => number;
+
+/**
+ * Never returns an unhealthy, zero-weight or excluded endpoint. When the chosen priority has
+ * none left (all excluded by earlier attempts, or health changed since the load was computed),
+ * falls to the next lower priority, then wraps to the higher ones: any healthy endpoint is better
+ * than failing the request. `undefined` only when no eligible endpoint exists at all.
+ */
+export function pickEndpoint(
+  service: ServiceLocalities,
+  priorityLoads: readonly number[],
+  random: Random,
+  exclude: ReadonlySet<string> = new Set(),
+): PickedEndpoint | undefined {
+  const chosen = choosePriority(priorityLoads, random());
+  for (const priority of fallbackOrder(chosen)) {
+    const picked = weightedPick(eligible(service, priority, exclude), random());
+    if (picked) return picked;
+  }
+  return undefined;
+}
+
+/**
+ * Where to retry after `failed` could not be reached: the other endpoints of its priority
+ * first (a connect error says little about its neighbours, and they are as close), then the
+ * next lower priorities, then the higher ones. Each priority's endpoints come in weighted random
+ * order, so retries of many callers spread instead of all hitting the same next endpoint.
+ */
+export function retryOrder(
+  service: ServiceLocalities,
+  failed: { address: string; priority: Priority },
+  random: Random,
+  exclude: ReadonlySet<string> = new Set(),
+): PickedEndpoint[] {
+  const skip = new Set(exclude).add(failed.address);
+  return fallbackOrder(failed.priority).flatMap((priority) => weightedShuffle(eligible(service, priority, skip), random));
+}
+
+/** The priority whose cumulative load first exceeds `u` × total; P0 when every load is 0. */
+export function choosePriority(priorityLoads: readonly number[], u: number): Priority {
+  const total = priorityLoads.reduce((a, b) => a + b, 0);
+  if (total <= 0) return 0;
+  const point = u * total;
+  let cumulative = 0;
+  for (const priority of priorities) {
+    cumulative += priorityLoads[priority] ?? 0;
+    if (point < cumulative) return priority;
+  }
+  // u is below 1, so only float rounding lands here: the last priority with any load.
+  return priorities.filter((p) => (priorityLoads[p] ?? 0) > 0).at(-1) ?? 0;
+}
+
+function fallbackOrder(start: Priority): Priority[] {
+  return [...priorities.filter((p) => p >= start), ...priorities.filter((p) => p < start)];
+}
+
+function eligible(service: ServiceLocalities, priority: Priority, exclude: ReadonlySet<string>): PickedEndpoint[] {
+  const result: PickedEndpoint[] = [];
+  for (const locality of service.localities) {
+    if (locality.priority !== priority) continue;
+    for (const endpoint of locality.endpoints) {
+      if (!endpoint.healthy || !(endpoint.weight > 0) || exclude.has(endpoint.address)) continue;
+      result.push({ ...endpoint, priority, region: locality.region, zone: locality.zone, cluster: locality.cluster });
+    }
+  }
+  return result;
+}
+
+function weightedPick<T extends { weight: number }>(items: readonly T[], u: number): T | undefined {
+  const total = items.reduce((sum, item) => sum + item.weight, 0);
+  const point = u * total;
+  let cumulative = 0;
+  for (const item of items) {
+    cumulative += item.weight;
+    if (point < cumulative) return item;
+  }
+  return items.at(-1);
+}
+
+/** Weighted sampling without replacement: each draw picks by weight among those left. */
+function weightedShuffle<T extends { weight: number }>(items: readonly T[], random: Random): T[] {
+  const left = [...items];
+  const order: T[] = [];
+  while (left.length > 0) {
+    const picked = weightedPick(left, random());
+    if (!picked) break;
+    order.push(picked);
+    left.splice(left.indexOf(picked), 1);
+  }
+  return order;
+}

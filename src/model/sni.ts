@@ -1,0 +1,35 @@
+/**
+ * The SNI a sidecar sends to a remote cluster's gateway names the exported service it wants:
+ * `<service>.<namespace>.svc.<cluster>.isthmus`, lower case (DESIGN.md, "SNI and ports — contract").
+ * Pure: the gateway parses what parseClientHello returns; sidecars format what they dial.
+ */
+import { checkName, dnsLabelPattern } from '../core/names.js';
+
+export type ServiceSni = { service: string; namespace: string; cluster: string };
+
+const dnsLabel = new RegExp(dnsLabelPattern);
+
+/** Throws ISTHMUS_ERR_CLUSTER_NAME_INVALID if a part is not an RFC 1123 label once lower-cased. */
+export function formatServiceSni({ service, namespace, cluster }: ServiceSni): string {
+  const parts = [
+    checkName('service', service.toLowerCase()),
+    checkName('namespace', namespace.toLowerCase()),
+    'svc',
+    checkName('cluster', cluster.toLowerCase()),
+    'isthmus',
+  ];
+  return parts.join('.');
+}
+
+/**
+ * The service an SNI names, or undefined for anything not exactly of that shape: five labels, the
+ * third `svc` and the last `isthmus`, each an RFC 1123 label in lower case (parseClientHello
+ * already lower-cases SNI, so upper case here means the caller skipped it).
+ */
+export function parseServiceSni(name: string): ServiceSni | undefined {
+  const labels = name.split('.');
+  if (labels.length !== 5 || labels[2] !== 'svc' || labels[4] !== 'isthmus') return undefined;
+  const [service = '', namespace = '', , cluster = ''] = labels;
+  if (![service, namespace, cluster].every((label) => dnsLabel.test(label))) return undefined;
+  return { service, namespace, cluster };
+}

@@ -1,0 +1,145 @@
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer, type Server } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { readClusterCa } from '../../src/trust/ca-files.js';
+import { issueCertificate } from '../../src/trust/ca.js';
+import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
+import { TestMesh, freePort, type TestCluster } from '../helpers/mesh.js';
+
+let mesh: TestMesh;
+let west: TestCluster;
+let workload: Server;
+let gateway: ChildProcess;
+let gatewayLogs = '';
+let gatewayAddress: { host: string; port: number };
+let adminUrl: string;
+const execFileAsync = promisify(execFile);
+const ledgerId = 'spiffe://mesh.test/ns/demo/sa/ledger';
+
+beforeAll(async () => {
+  mesh = await TestMesh.create();
+  const ca = await mesh.caInit('ca', 'mesh.test');
+  gatewayAddress = { host: '127.0.2.1', port: await freePort('127.0.2.1') };
+  const adminPort = await freePort('127.0.2.1');
+  west = await mesh.join('west', { index: 2, ca, region: 'us-west' });
+  // The operator's config: one gateway entry (join --gateway writes the same), a short ClientHello timeout.
+  const config = parse(readFileSync(west.config, 'utf8'));
+  config.gateways = [{ id: 'gw-1', address: `${gatewayAddress.host}:${gatewayAddress.port}`, admin: `127.0.2.1:${adminPort}`, clientHelloTimeout: '1s' }];
+  writeFileSync(west.config, stringify(config));
+  adminUrl = `http://127.0.2.1:${adminPort}`;
+
+  // A TLS workload with its own certificate from west's CA: the gateway must never see its key.
+  const leaf = issueCertificate({ identity: ledgerId, issuer: readClusterCa(west.dir).ca });
+  workload = createTlsServer({ cert: `${leaf.certPem}${readClusterCa(west.dir).ca.certPem}`, key: leaf.keyPem }, (socket) => {
+    socket.end('ledger says hello\n');
+  });
+  await new Promise<void>((resolve) => workload.listen(0, '127.0.2.1', resolve));
+  const port = (workload.address() as { port: number }).port;
+  await isthmusOk(['register', 'ledger', '-n', 'demo', '-c', west.config, '--address', `127.0.2.1:${port}`]);
+  await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', '--etcd', mesh.etcd.url]);
+  await mesh.startFederation('west');
+
+  gateway = spawn(process.execPath, [isthmusBin, 'gateway', '--config', west.config, '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  gateway.stdout?.on('data', (c: Buffer) => { gatewayLogs += c.toString(); });
+  gateway.stderr?.on('data', (c: Buffer) => { gatewayLogs += c.toString(); });
+  await waitFor(async () => (await fetch(`${adminUrl}/readyz`)).status === 200, 20_000, 'gateway ready');
+}, 120_000);
+
+afterAll(async () => {
+  gateway?.kill('SIGKILL');
+  workload?.close();
+  await mesh?.close();
+});
+
+/** The whole TLS session through the gateway; returns what the destination sent and its certificate. */
+function tlsThroughGateway(servername: string | undefined): Promise<{ data: string; peerIdentity: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      host: gatewayAddress.host, port: gatewayAddress.port, ca: readFileSync(west.rootCert, 'utf8'),
+      ...(servername ? { servername } : {}),
+      checkServerIdentity: () => undefined, // identity is checked below, by SPIFFE ID
+    });
+    let data = '';
+    socket.on('data', (c: Buffer) => { data += c.toString(); });
+    socket.on('end', () => resolve({ data, peerIdentity: socket.getPeerCertificate().subjectaltname?.replace(/^URI:/, '') }));
+    socket.on('error', reject);
+  });
+}
+
+function rawExchange(bytes: Buffer | undefined, waitMs = 3000): Promise<{ closed: boolean; reply: Buffer }> {
+  return new Promise((resolve) => {
+    const socket = netConnect(gatewayAddress.port, gatewayAddress.host);
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => { socket.destroy(); resolve({ closed: false, reply: Buffer.concat(chunks) }); }, waitMs);
+    socket.on('connect', () => { if (bytes) socket.write(bytes); });
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => undefined);
+    socket.on('close', () => { clearTimeout(timer); resolve({ closed: true, reply: Buffer.concat(chunks) }); });
+  });
+}
+
+describe('the east-west gateway', () => {
+  test('routes TLS by SNI to the exported service, end to end: the client sees the workload\'s own certificate', async () => {
+    const result = await tlsThroughGateway('ledger.demo.svc.west.isthmus');
+    expect(result.data).toBe('ledger says hello\n');
+    expect(result.peerIdentity).toBe(ledgerId);
+
+    // openssl agrees: the certificate that answers through the gateway is the workload's.
+    // Asynchronously: the workload's TLS server lives in this process and must keep answering.
+    // The workload closes without close_notify, which OpenSSL 3 reports as an error after the
+    // handshake; what matters here is the verified certificate it printed.
+    const out = await execFileAsync('openssl', ['s_client', '-connect', `${gatewayAddress.host}:${gatewayAddress.port}`, '-servername', 'ledger.demo.svc.west.isthmus', '-CAfile', west.rootCert, '-verify_return_error'], { timeout: 10_000 })
+      .then((r) => r.stdout, (err: { stdout?: string }) => err.stdout ?? '');
+    expect(out).toMatch(/Verify return code: 0 \(ok\)/);
+    const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(out)?.[0] ?? '';
+    const san = execFileSync('openssl', ['x509', '-noout', '-ext', 'subjectAltName'], { input: pem, encoding: 'utf8' });
+    expect(san).toContain(`URI:${ledgerId}`);
+  });
+
+  test('publishes itself under the cluster lease, so other clusters see the gateway address', async () => {
+    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
+    expect(clusters[0].gateways).toEqual([{ id: 'gw-1', address: gatewayAddress.host, port: gatewayAddress.port, zone: 'a' }]);
+  });
+
+  test.each([
+    ['no SNI', undefined, 'no-sni'],
+    ['an SNI of another cluster', 'ledger.demo.svc.east.isthmus', 'sni-other-cluster'],
+    ['an SNI of a service not exported', 'hello.demo.svc.west.isthmus', 'service-not-exported'],
+    ['an SNI outside the mesh', 'example.com', 'sni-not-mesh'],
+  ])('refuses %s with a TLS alert, and counts it', async (_what, servername, reason) => {
+    const before = ((await (await fetch(`${adminUrl}/stats`)).json()) as any).refused[reason] ?? 0;
+    await expect(tlsThroughGateway(servername)).rejects.toThrow(/unrecognized name|alert number 112/i);
+    const after = ((await (await fetch(`${adminUrl}/stats`)).json()) as any).refused[reason];
+    expect(after).toBe(before + 1);
+  });
+
+  test('refuses bytes that are not a ClientHello, and a ClientHello that never arrives; stays up', async () => {
+    const http = await rawExchange(Buffer.from('GET / HTTP/1.1\r\nHost: ledger\r\n\r\n'));
+    expect(http.closed).toBe(true);
+    const ssh = await rawExchange(Buffer.from('SSH-2.0-OpenSSH_9.2\r\n'));
+    expect(ssh.closed).toBe(true);
+    const silent = await rawExchange(undefined, 4000);
+    expect(silent.closed).toBe(true); // clientHelloTimeout is 1 s
+    const stats = (await (await fetch(`${adminUrl}/stats`)).json()) as any;
+    expect(stats.refused['not-client-hello']).toBeGreaterThanOrEqual(2);
+    expect(stats.refused['client-hello-timeout']).toBeGreaterThanOrEqual(1);
+    expect((await tlsThroughGateway('ledger.demo.svc.west.isthmus')).data).toBe('ledger says hello\n');
+    expect(gateway.exitCode).toBeNull();
+  });
+
+  test('a gateway that dies is withdrawn from the mesh', async () => {
+    gateway.kill('SIGKILL');
+    await waitFor(async () => {
+      const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
+      return clusters[0].gateways.length === 0;
+    }, 10_000, 'gateway withdrawn');
+    const api = apiClient(west.rootCert);
+    const refused = await api.post(`https://${west.apiAddress}/v1/gateways`, { id: 'rogue', address: '127.0.9.9:15443' });
+    await api.close();
+    expect(refused.status).toBe(403); // only a certificate of west's gateway role may register one
+  });
+});
