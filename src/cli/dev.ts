@@ -34,6 +34,11 @@ export function registerDev(program: Command): void {
           `Mesh is up. Addresses: ${join(stateDir, 'mesh.json')}; logs: ${join(stateDir, 'logs')}/`,
           '',
           'Try:',
+          ...clusters.slice(0, 1).flatMap((c) => [
+            `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://hello.demo.mesh/     # answered in ${c}`,
+            `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://ledger.demo.mesh/    # answered by west, through its gateway`,
+            `  npx isthmus explain ledger -n demo --from ${c} --state-dir ${stateDir}`,
+          ]),
           `  export ISTHMUS_ETCD=${mesh.file.etcd}`,
           '  npx isthmus clusters',
           '  npx isthmus services',

@@ -10,6 +10,7 @@ import { registerCheck } from './check.js';
 import { registerRegister } from './register.js';
 import { registerDev } from './dev.js';
 import { registerGateway } from './gateway.js';
+import { registerSidecar } from './sidecar.js';
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerFederation(program);
   registerGateway(program);
+  registerSidecar(program);
   registerDev(program);
   program.addHelpText('after', `
 Examples:

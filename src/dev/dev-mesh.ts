@@ -1,14 +1,15 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { keys, recordVersion } from '../core/keys.js';
 import { createLogger } from '../core/log.js';
 import { checkName } from '../core/names.js';
 import { loadClusterConfig } from '../federation/config.js';
-import { updateRegistry } from '../federation/registry-file.js';
-import type { RunningFederation } from '../federation/server.js';
+import { liveTokens, updateRegistry } from '../federation/registry-file.js';
 import { withStore } from '../cli/common.js';
 import { createRootCa } from '../trust/ca.js';
 import { writeRootCa } from '../trust/ca-files.js';
+import { workloadId } from '../trust/spiffe.js';
+import { issueToken, type TokenRecord } from '../trust/tokens.js';
 import { startEtcdProcess, type EtcdProcess } from './etcd-process.js';
 import { startSampleInstance, type SampleInstance } from './sample-service.js';
 
@@ -30,6 +31,7 @@ export interface DevMeshCluster {
   federation: string;
   config: string;
   gateways: string[];
+  client: { proxy: string; admin: string };
   services: { name: string; namespace: string; instances: string[] }[];
 }
 
@@ -80,8 +82,12 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
 
     const { joinCluster } = await import('../cli/join.js');
     const { runFederation } = await import('../federation/server.js');
+    const { runGateway } = await import('../gateway/run.js');
+    const { loadGatewayConfig } = await import('../gateway/config.js');
+    const { runSidecar } = await import('../sidecar/sidecar.js');
     const file: MeshFile = { etcd: etcdUrl, trustDomain: opts.trustDomain, ca: caDir, clusters: {} };
-    const federations: RunningFederation[] = [];
+    const log = (name: string) => createLogger({ name, format: 'json', level: 'info', file: join(opts.stateDir, 'logs', `${name}.log`) });
+
     for (const [index, name] of opts.clusters.entries()) {
       const host = clusterHost(index);
       const dir = join(opts.stateDir, 'clusters', name);
@@ -91,37 +97,79 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
         if (existsSync(config)) return { url: `${dir} (kept from an earlier run)` };
         await joinCluster(name, {
           region: name, zone: zones, etcd: etcdUrl, ca: caDir, out: dir, federationHost: host, apiPort: 15010,
-          dashboardPort: 15014, gateway: [], leaseTtl: '15s', output: 'table',
+          dashboardPort: 15014, gateway: [`${host}:15443`], leaseTtl: '15s', output: 'table',
         });
         return { url: dir };
       });
-      const instances: SampleInstance[] = [];
+
+      // Each sample instance: the app on 18080+i, its sidecar's inbound mTLS listener on 19080+i
+      // (the address other clusters' traffic reaches through the gateway).
+      const instances: (SampleInstance & { inbound: string; token: string; record: TokenRecord })[] = [];
+      const client = issueToken({ identity: workloadId(opts.trustDomain, 'demo', 'client'), ttlSeconds: 3600 });
       await step(opts, `cluster ${name} sample services`, async () => {
-        let port = 18080;
+        let i = 0;
         for (const sample of samples(name)) {
-          for (let i = 0; i < sample.instances; i += 1) {
-            const zone = zones[i % zones.length] ?? zones[0]!;
-            const instance = await startSampleInstance({ service: sample.name, cluster: name, zone, instance: `${sample.name}-${name}-${i + 1}`, host, port: port++ });
-            stoppers.push(() => instance.close());
-            instances.push(instance);
+          for (let n = 0; n < sample.instances; n += 1, i += 1) {
+            const zone = zones[n % zones.length] ?? zones[0]!;
+            const app = await startSampleInstance({ service: sample.name, cluster: name, zone, instance: `${sample.name}-${name}-${n + 1}`, host, port: 18080 + i });
+            stoppers.push(() => app.close());
+            const { token, record } = issueToken({ identity: workloadId(opts.trustDomain, 'demo', sample.name), ttlSeconds: 3600 });
+            instances.push(Object.assign(app, { inbound: `${host}:${19080 + i}`, token, record }));
           }
         }
+        const now = new Date();
         updateRegistry(dir, (registry) => ({
-          ...registry,
-          instances: instances.map((i) => ({ namespace: 'demo', service: i.service, serviceAccount: i.service, address: i.address, zone: i.zone, registeredAt: new Date().toISOString() })),
+          version: 1,
+          instances: instances.map((x) => ({ namespace: 'demo', service: x.service, serviceAccount: x.service, address: x.inbound, zone: x.zone, registeredAt: now.toISOString() })),
+          tokens: [...liveTokens(registry.tokens, now), ...instances.map((x) => x.record), client.record],
         }));
-        return { url: instances.map((i) => `${i.service}@${i.address}`).join(' ') };
+        return { url: instances.map((x) => `${x.service}@${x.address}`).join(' ') };
       });
-      const logger = createLogger({ name: `federation-${name}`, format: 'json', level: 'info', file: join(opts.stateDir, 'logs', `federation-${name}.log`) });
+
       const federation = await step(opts, `cluster ${name} federation`, async () => {
-        const running = await runFederation(loadClusterConfig(config), logger);
+        const running = await runFederation(loadClusterConfig(config), log(`federation-${name}`));
         return Object.assign(running, { url: `https://${running.apiAddress}` });
       });
       stoppers.push(() => federation.stop());
-      federations.push(federation);
+
+      const gateway = await step(opts, `cluster ${name} gateway`, async () => {
+        const running = await runGateway(loadGatewayConfig(config, 'gw-1'), log(`gateway-${name}`));
+        return Object.assign(running, { url: running.address });
+      });
+      stoppers.push(() => gateway.stop());
+
+      const rootCert = join(dir, 'root-cert.pem');
+      const sidecarConfig = (workload: string, ports: { outbound: number; admin: number }, inbound?: { listen: string; app: string }) => ({
+        cluster: name, zone: zones[0]!, namespace: 'demo', service: workload,
+        federation: { url: `https://${federation.apiAddress}`, rootCert },
+        stateDir: join(opts.stateDir, 'sidecars', name, `${workload}-${ports.outbound}`),
+        outbound: { listen: `${host}:${ports.outbound}` },
+        admin: { listen: `${host}:${ports.admin}` },
+        ...(inbound ? { inbound } : {}),
+      });
+      await step(opts, `cluster ${name} sidecars`, async () => {
+        for (const [i, x] of instances.entries()) {
+          const sidecar = await runSidecar(
+            { ...sidecarConfig(x.service, { outbound: 19180 + i, admin: 19280 + i }, { listen: x.inbound, app: x.address }), zone: x.zone, rootCertPem: readFileSync(rootCert, 'utf8'), bootstrapToken: x.token, stateDirPath: join(opts.stateDir, 'sidecars', name, x.instance) },
+            log(`sidecar-${name}-${x.instance}`),
+          );
+          stoppers.push(() => sidecar.stop());
+        }
+        return { url: `${instances.length} sample sidecars` };
+      });
+      const clientSidecar = await step(opts, `cluster ${name} client sidecar`, async () => {
+        const running = await runSidecar(
+          { ...sidecarConfig('client', { outbound: 15001, admin: 15020 }), rootCertPem: readFileSync(rootCert, 'utf8'), bootstrapToken: client.token, stateDirPath: join(opts.stateDir, 'sidecars', name, 'client') },
+          log(`sidecar-${name}-client`),
+        );
+        return Object.assign(running, { url: `proxy http://${running.outbound}, admin http://${running.admin}` });
+      });
+      stoppers.push(() => clientSidecar.stop());
+
       file.clusters[name] = {
-        host, region: name, zones, federation: federation.apiAddress, config, gateways: [],
-        services: samples(name).map((s) => ({ name: s.name, namespace: s.namespace, instances: instances.filter((i) => i.service === s.name).map((i) => i.address) })),
+        host, region: name, zones, federation: federation.apiAddress, config, gateways: [gateway.address],
+        client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin },
+        services: samples(name).map((s) => ({ name: s.name, namespace: s.namespace, instances: instances.filter((x) => x.service === s.name).map((x) => x.address) })),
       };
     }
 
@@ -133,7 +181,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           }
         }
       });
-      return { url: opts.clusters.map((c) => `${c}: ${samples(c).map((s) => s.name).join(', ')}`).join('; ') };
+      return { url: opts.clusters.map((c) => `${c}: ${samples(c).map((x) => x.name).join(', ')}`).join('; ') };
     });
     writeFileSync(join(opts.stateDir, 'mesh.json'), `${JSON.stringify(file, null, 2)}\n`);
     return { file, stop };
@@ -149,3 +197,4 @@ async function step<T extends { url: string }>(opts: DevMeshOptions, what: strin
   opts.progress(`  ✓ ${what}: ${result.url} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   return result;
 }
+

@@ -22,6 +22,8 @@ export interface ApiOptions {
 
 const maxWaitMs = 60_000;
 
+type SnapshotEvent = 'catalog' | 'gateway-routes' | 'local-endpoints';
+
 /**
  * The federation API (port 15010) for sidecars, gateways and operators, over TLS with the
  * federation's own certificate. Client certificates are requested but not required: a
@@ -51,17 +53,20 @@ export function buildApi(opts: ApiOptions) {
     return reply.status(status).send({ error: { code, message: err.message } });
   });
 
+  function longPoll(path: string, event: SnapshotEvent, snapshot: () => { version?: number; revision?: number }): void {
+    app.get<{ Querystring: { version?: string; wait?: string } }>(path, async (request) => {
+      const current = () => { const v = snapshot(); return v.version ?? v.revision; };
+      const known = request.query.version === undefined ? undefined : Number(request.query.version);
+      const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
+      if (known !== undefined && known === current() && waitMs > 0) await nextEvent(federation, event, waitMs, request.raw);
+      return snapshot();
+    });
+  }
+
   app.get('/healthz', async () => ({ status: 'ok', cluster: federation.cluster, version, catalogRevision: federation.catalog.revision }));
 
-  app.get<{ Querystring: { version?: string; wait?: string } }>('/v1/catalog', async (request) => {
-    const known = request.query.version === undefined ? undefined : Number(request.query.version);
-    const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
-    if (known !== undefined && known === federation.catalog.revision && waitMs > 0) {
-      // Long-poll: answer as soon as the catalog changes, or with the same version at the deadline.
-      await nextEvent(federation, 'catalog', waitMs, request.raw);
-    }
-    return federation.catalog;
-  });
+  // Long-polled snapshots: `?version=<what you have>&wait=<seconds>` answers when it changes.
+  longPoll('/v1/catalog', 'catalog', () => federation.catalog);
 
   app.get('/v1/catalog/stream', (request, reply) => {
     reply.hijack();
@@ -90,14 +95,9 @@ export function buildApi(opts: ApiOptions) {
     })),
   }));
 
-  app.get<{ Querystring: { version?: string; wait?: string } }>('/v1/gateway/routes', async (request) => {
-    const known = request.query.version === undefined ? undefined : Number(request.query.version);
-    const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
-    if (known !== undefined && known === federation.gatewayRoutes.version && waitMs > 0) {
-      await nextEvent(federation, 'gateway-routes', waitMs, request.raw);
-    }
-    return federation.gatewayRoutes;
-  });
+  longPoll('/v1/gateway/routes', 'gateway-routes', () => federation.gatewayRoutes);
+
+  longPoll('/v1/endpoints', 'local-endpoints', () => federation.localEndpoints);
 
   app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown } }>('/v1/gateways', async (request) => {
     // Only this cluster's gateways may publish a gateway: anyone else could draw the mesh's traffic.
@@ -133,7 +133,7 @@ export function buildApi(opts: ApiOptions) {
 }
 
 /** Long-poll: resolves at the next `event`, when the client goes away, or at the deadline. */
-function nextEvent(federation: Federation, event: 'catalog' | 'gateway-routes', waitMs: number, req: NodeJS.EventEmitter): Promise<void> {
+function nextEvent(federation: Federation, event: SnapshotEvent, waitMs: number, req: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);

@@ -7,6 +7,7 @@ import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';
 import type { AliveRecord } from '../model/records.js';
 import { version as federationVersion } from '../core/version.js';
+import { workloadId } from '../trust/spiffe.js';
 import type { LoadedClusterConfig } from './config.js';
 import { desiredRecords } from './desired-records.js';
 import { HealthChecker } from './health-checker.js';
@@ -24,7 +25,7 @@ import { FederationStore, type LeaseSession, type PrefixWatch, type StoredRecord
 export interface GatewayRoutes {
   version: number;
   cluster: string;
-  services: { namespace: string; name: string; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
+  services: { namespace: string; name: string; identities: string[]; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
 }
 
 export type FederationEvent =
@@ -55,6 +56,9 @@ export class Federation extends EventEmitter {
   /** What this cluster's gateways route: bumped whenever exported services or their health change. */
   gatewayRoutes: GatewayRoutes = { version: 0, cluster: '', services: [] };
   private gatewayRoutesJson = '';
+  /** Every local service's instances and health, for this cluster's sidecars (same shape). */
+  localEndpoints: GatewayRoutes = { version: 0, cluster: '', services: [] };
+  private localEndpointsJson = '';
   private catalogJson = '';
   private stopped = false;
 
@@ -236,25 +240,33 @@ export class Federation extends EventEmitter {
     return changed;
   }
 
-  private refreshGatewayRoutes(): void {
+  /** Recomputes what local sidecars and gateways route to; each snapshot's version moves only when it changes. */
+  private refreshLocalSnapshots(): void {
     const exported = this.exportedServices();
-    const services = this.services
-      .filter((s) => exported.has(`${s.namespace}/${s.name}`))
-      .map((s) => ({
-        namespace: s.namespace,
-        name: s.name,
-        endpoints: s.instances.map((i) => ({ address: i.address, zone: i.zone, healthy: this.health.isHealthy(i.address) })),
-      }));
-    const json = JSON.stringify(services);
-    if (json === this.gatewayRoutesJson) return;
-    this.gatewayRoutesJson = json;
-    this.gatewayRoutes = { version: this.gatewayRoutes.version + 1, cluster: this.cluster, services };
-    this.emit('gateway-routes', this.gatewayRoutes);
+    const services = this.services.map((s) => ({
+      namespace: s.namespace,
+      name: s.name,
+      identities: [workloadId(this.loaded.config.trustDomain, s.namespace, s.serviceAccount)],
+      endpoints: s.instances.map((i) => ({ address: i.address, zone: i.zone, healthy: this.health.isHealthy(i.address) })),
+    }));
+    const localJson = JSON.stringify(services);
+    if (localJson !== this.localEndpointsJson) {
+      this.localEndpointsJson = localJson;
+      this.localEndpoints = { version: this.localEndpoints.version + 1, cluster: this.cluster, services };
+      this.emit('local-endpoints', this.localEndpoints);
+    }
+    const routes = services.filter((s) => exported.has(`${s.namespace}/${s.name}`));
+    const routesJson = JSON.stringify(routes);
+    if (routesJson !== this.gatewayRoutesJson) {
+      this.gatewayRoutesJson = routesJson;
+      this.gatewayRoutes = { version: this.gatewayRoutes.version + 1, cluster: this.cluster, services: routes };
+      this.emit('gateway-routes', this.gatewayRoutes);
+    }
   }
 
   private async publish(): Promise<void> {
     const { config } = this.loaded;
-    this.refreshGatewayRoutes();
+    this.refreshLocalSnapshots();
     const desired = desiredRecords({
       cluster: config.cluster,
       trustDomain: config.trustDomain,

@@ -24,6 +24,11 @@ export class HealthChecker {
     return this.state.get(address)?.healthy ?? false;
   }
 
+  /** undefined until the address has been checked once. */
+  healthOf(address: string): boolean | undefined {
+    return this.state.get(address)?.healthy;
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;

@@ -3,7 +3,7 @@ import { parseServiceSni } from '../model/sni.js';
 export interface GatewayRoutes {
   version: number;
   cluster: string;
-  services: { namespace: string; name: string; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
+  services: { namespace: string; name: string; identities: string[]; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
 }
 
 /** Why a connection was refused; stable strings, counted per reason. */

@@ -1,0 +1,53 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { parse as parseYaml } from 'yaml';
+import { IsthmusError } from '../core/errors.js';
+import { dnsLabelPattern } from '../core/names.js';
+import { validate } from '../core/validate.js';
+
+const hostPort = (description: string) => Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description });
+const label = (description: string) => Type.String({ pattern: dnsLabelPattern, description });
+
+/** `isthmus sidecar --config <file>`: one workload instance's sidecar. */
+export const SidecarConfigSchema = Type.Object({
+  cluster: label('the cluster this workload runs in'),
+  zone: label('the zone of this instance'),
+  namespace: label('namespace of the workload'),
+  service: label('service of the workload'),
+  federation: Type.Object({
+    url: Type.String({ pattern: '^https://', description: 'the federation API of this cluster, https://host:15010' }),
+    rootCert: Type.String({ description: 'root-cert.pem of the cluster, to trust the federation API (relative to this file)' }),
+  }, { additionalProperties: false }),
+  token: Type.Optional(Type.String({ description: 'bootstrap token from `isthmus register` (or use tokenFile)' })),
+  tokenFile: Type.Optional(Type.String({ description: 'file holding the bootstrap token' })),
+  stateDir: Type.String({ description: 'where the certificate and the last catalog are kept, so a restart works with the federation down' }),
+  outbound: Type.Object({ listen: hostPort('the app\'s HTTP proxy (HTTP_PROXY), default port 15001') }, { additionalProperties: false }),
+  inbound: Type.Optional(Type.Object({
+    listen: hostPort('the mTLS listener other sidecars and gateways connect to, default port 15006'),
+    app: hostPort('where the app itself listens (plain HTTP, loopback)'),
+  }, { additionalProperties: false })),
+  admin: Type.Object({ listen: hostPort('/healthz, /readyz, /routes; default port 15020') }, { additionalProperties: false }),
+}, { additionalProperties: false });
+
+export type SidecarConfig = Static<typeof SidecarConfigSchema> & { rootCertPem: string; bootstrapToken?: string | undefined; stateDirPath: string };
+
+export function loadSidecarConfig(path: string): Readonly<SidecarConfig> {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read sidecar config ${path}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  const config = validate(SidecarConfigSchema, raw, path);
+  const dir = dirname(resolve(path));
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(resolve(dir, file), 'utf8');
+    } catch (err) {
+      throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `${path}: cannot read ${what} ${resolve(dir, file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+  };
+  const bootstrapToken = config.token ?? (config.tokenFile ? read(config.tokenFile, 'tokenFile').trim() : undefined);
+  return Object.freeze({ ...config, rootCertPem: read(config.federation.rootCert, 'federation.rootCert'), bootstrapToken, stateDirPath: resolve(dir, config.stateDir) });
+}

@@ -1,0 +1,57 @@
+import type { Route } from './routing.js';
+
+export interface RouteExplanation {
+  namespace: string;
+  service: string;
+  from: { cluster: string; zone: string };
+  status: string;
+  /** The priority taking most of the traffic, if any. */
+  primary: number | null;
+  priorities: { priority: number; healthy: number; total: number; health: number; load: number; reason: string }[];
+  localities: {
+    priority: number;
+    region: string;
+    cluster: string;
+    zone: string;
+    endpoints: { address: string; kind: string; sni?: string; healthy: boolean; ejected: boolean }[];
+  }[];
+  computedAt: string;
+}
+
+/** Where traffic for one service goes now and why, as data (admin /routes) for people and tools. */
+export function explainRoute(route: Route, from: { cluster: string; zone: string }, ejected: ReadonlySet<string>): RouteExplanation {
+  const primary = route.load.loads.reduce((best, load, priority) => (load > (route.load.loads[best] ?? 0) ? priority : best), 0);
+  return {
+    namespace: route.namespace,
+    service: route.service,
+    from,
+    status: route.load.status,
+    primary: route.load.status === 'no-healthy-endpoints' ? null : primary,
+    priorities: route.load.explain.filter((p) => p.total > 0 || p.load > 0).map((p) => ({ ...p })),
+    localities: route.localities.localities.map((l) => ({
+      priority: l.priority,
+      region: l.region,
+      cluster: l.cluster,
+      zone: l.zone,
+      endpoints: l.endpoints.map((e) => ({ address: e.address, kind: e.kind, ...(e.sni ? { sni: e.sni } : {}), healthy: e.healthy, ejected: ejected.has(e.address) })),
+    })),
+    computedAt: new Date(route.computedAt).toISOString(),
+  };
+}
+
+/** The same, as a person reads it (`isthmus explain`). */
+export function formatExplanation(e: RouteExplanation): string {
+  const lines = [`${e.namespace}/${e.service} as seen from ${e.from.cluster} (zone ${e.from.zone}): ${e.status === 'no-healthy-endpoints' ? 'NO HEALTHY ENDPOINT' : `most traffic to P${e.primary}`}`, ''];
+  for (const p of e.priorities) {
+    lines.push(`  P${p.priority}  ${String(p.load).padStart(3)}% of requests  ${p.healthy}/${p.total} healthy  — ${p.reason}`);
+    for (const l of e.localities.filter((x) => x.priority === p.priority)) {
+      for (const ep of l.endpoints) {
+        const state = ep.ejected ? 'EJECTED (outlier detection)' : ep.healthy ? 'healthy' : 'unhealthy';
+        const via = ep.kind === 'gateway' ? `gateway of ${l.cluster}, SNI ${ep.sni}` : `local sidecar`;
+        lines.push(`        ${l.cluster}/${l.zone}  ${ep.address}  ${state}  (${via})`);
+      }
+    }
+  }
+  if (e.priorities.length === 0) lines.push('  no endpoint in any cluster');
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,334 @@
+import { generateKeyPair } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { Agent, buildConnector, request } from 'undici';
+import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { createCsr } from '../trust/ca.js';
+import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
+
+export interface WorkloadCredentials {
+  identity: string;
+  certPem: string;
+  /** Issuer chain, intermediate first, presented after the leaf. */
+  chainPem: string[];
+  keyPem: string;
+  /** Every root the mesh trusts, to verify peers with. */
+  trustBundle: string[];
+  notAfter: Date;
+}
+
+export interface WorkloadIdentityOptions {
+  /** https://host:port of this cluster's federation API. */
+  federationUrl: string;
+  /** The root that vouches for the federation API's serving certificate. */
+  rootCertPem: string;
+  /** From `isthmus register`; needed only when no usable certificate is saved in stateDir. */
+  bootstrapToken?: string;
+  stateDir: string;
+  logger: Logger;
+  /** Fraction of a certificate's life after which it is renewed. */
+  renewAt?: number;
+  trustRefreshMs?: number;
+  now?: () => number;
+}
+
+/** `lifeStart` is when we received the certificate: the CA backdates notBefore for clock skew, which is not life we can use. */
+interface Held extends WorkloadCredentials { lifeStart: number }
+
+const fileName = 'identity.json';
+// Below this fraction of life left a saved certificate is not started with, and a failing renewal is an error.
+const minLifeLeft = 0.1;
+const firstRetryMs = 1000;
+const maxRetryMs = 30_000;
+const maxTimerMs = 2 ** 31 - 1;
+const generateRsaKey = promisify(generateKeyPair);
+
+/**
+ * The workload's certificate (DESIGN.md, "Trust — contract"): the key is made here, the first
+ * certificate is bought with a bootstrap token, every later one with the certificate before it,
+ * at `renewAt` of its life and with no gap: a new certificate is installed only once it is
+ * signed, and the old one serves until then. Kept on disk so a sidecar restarts while the
+ * federation service is down.
+ */
+export class WorkloadIdentity extends EventEmitter {
+  // Assigned by init() before start() hands the object out.
+  private held!: Held;
+  private context: SecureContext | undefined;
+  private federationContext: SecureContext | undefined;
+  private readonly agent: Agent;
+  private renewalAgent: Agent | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private trustTimer: NodeJS.Timeout | undefined;
+  private readonly abort = new AbortController();
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private stopped = false;
+  private trustOutage = false;
+  private refreshing = false;
+
+  private constructor(private readonly opts: WorkloadIdentityOptions) {
+    super();
+    this.log = opts.logger.child({ component: 'identity' });
+    this.now = opts.now ?? Date.now;
+    // Bootstrap and trust refreshes present no client certificate; renewals use their own agent.
+    this.agent = new Agent({ connect: connectorFor(() => (this.federationContext ??= createSecureContext({ ca: this.federationRoots() }))) });
+  }
+
+  static async start(opts: WorkloadIdentityOptions): Promise<WorkloadIdentity> {
+    const self = new WorkloadIdentity(opts);
+    try {
+      await self.init();
+    } catch (err) {
+      await self.stop();
+      throw err;
+    }
+    return self;
+  }
+
+  current(): WorkloadCredentials {
+    const { identity, certPem, chainPem, keyPem, trustBundle, notAfter } = this.held;
+    return { identity, certPem, chainPem: [...chainPem], keyPem, trustBundle: [...trustBundle], notAfter: new Date(notAfter) };
+  }
+
+  /** For servers and clients facing peers; the same object until the certificate or trust bundle changes. */
+  secureContext(): SecureContext {
+    const { certPem, chainPem, keyPem, trustBundle } = this.held;
+    return (this.context ??= createSecureContext({ cert: [certPem, ...chainPem].join('\n'), key: keyPem, ca: trustBundle }));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.renewTimer);
+    clearInterval(this.trustTimer);
+    this.abort.abort();
+    await Promise.all([this.agent.destroy(), this.renewalAgent?.destroy()]);
+  }
+
+  private async init(): Promise<void> {
+    mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
+    const saved = this.load();
+    if (saved && this.lifeLeft(saved) > minLifeLeft) {
+      this.log.info({ identity: saved.identity, notAfter: saved.notAfter }, 'using the saved workload certificate');
+      this.install(saved, false);
+    } else {
+      if (saved) this.held = saved;
+      try {
+        this.install(await this.obtain(), false);
+      } catch (err) {
+        if (!saved || saved.notAfter.getTime() <= this.now()) throw err;
+        // Nearly spent still beats none: serve with it while the renewal loop keeps trying.
+        this.log.error({ err: describeError(err), notAfter: saved.notAfter }, 'could not renew the saved certificate, which is close to expiry; using it meanwhile');
+      }
+    }
+    this.log.info({ identity: this.held.identity, notAfter: this.held.notAfter }, 'workload identity ready');
+    this.scheduleRenewal();
+    this.trustTimer = setInterval(() => void this.refreshTrust(), this.opts.trustRefreshMs ?? 30_000).unref();
+  }
+
+  private scheduleRenewal(): void {
+    const { lifeStart, notAfter } = this.held;
+    const delay = lifeStart + (this.opts.renewAt ?? 0.5) * (notAfter.getTime() - lifeStart) - this.now();
+    // setTimeout fires at once for delays beyond ~24.8 days; wait in steps for long-lived certificates.
+    if (delay > maxTimerMs) this.renewTimer = setTimeout(() => this.scheduleRenewal(), maxTimerMs).unref();
+    else this.renewTimer = setTimeout(() => void this.renew(firstRetryMs), Math.max(0, delay)).unref();
+  }
+
+  private async renew(retryMs: number): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const next = await this.obtain();
+      if (this.stopped) return;
+      this.install(next, true);
+      this.log.info({ identity: this.held.identity, notAfter: this.held.notAfter }, 'workload certificate renewed');
+      this.scheduleRenewal();
+    } catch (err) {
+      if (this.stopped) return;
+      const left = this.lifeLeft(this.held);
+      const fields = { err: describeError(err), notAfter: this.held.notAfter, retryInMs: retryMs };
+      if (left <= 0) this.log.error(fields, 'the workload certificate has EXPIRED and could not be renewed: peers refuse this workload until renewal succeeds');
+      else if (left < minLifeLeft) this.log.error(fields, 'the workload certificate expires soon and could not be renewed; check the federation service');
+      else this.log.warn(fields, 'could not renew the workload certificate; keeping the current one and retrying');
+      this.renewTimer = setTimeout(() => void this.renew(Math.min(retryMs * 2, maxRetryMs)), retryMs).unref();
+    }
+  }
+
+  /** Renews with the current certificate while it is valid, else with the bootstrap token. */
+  private async obtain(): Promise<Held> {
+    const held = this.held as Held | undefined;
+    if (held && held.notAfter.getTime() > this.now()) return await this.sign({ certificate: held });
+    if (this.opts.bootstrapToken !== undefined) return await this.sign({ token: this.opts.bootstrapToken });
+    throw new IsthmusError(
+      'ISTHMUS_ERR_TRUST_TOKEN_INVALID',
+      `No usable certificate in ${join(this.opts.stateDir, fileName)} and no bootstrap token. ` +
+        'Run `isthmus register <service> -n <namespace> -c <cluster.yaml> --address <host:port>` and start the sidecar with the token it prints.',
+    );
+  }
+
+  private async sign(auth: { token: string } | { certificate: Held }): Promise<Held> {
+    const url = this.opts.federationUrl;
+    // Made off the event loop: a synchronous RSA key takes long enough to stall the proxy's requests.
+    const { csrPem, keyPem } = createCsr({ keyPem: (await generateRsaKey('rsa', { modulusLength: 2048 })).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
+    // A fresh connection for a renewal, so the federation sees the current certificate, not one an older connection presented.
+    const agent = 'token' in auth ? this.agent : (this.renewalAgent = new Agent({
+      connect: { ca: this.federationRoots(), cert: [auth.certificate.certPem, ...auth.certificate.chainPem].join('\n'), key: auth.certificate.keyPem },
+    }));
+    let status: number;
+    let body: unknown;
+    try {
+      const res = await request(`${url}/v1/certificates`, {
+        method: 'POST', dispatcher: agent, signal: this.abort.signal,
+        headers: { 'content-type': 'application/json', ...('token' in auth ? { authorization: `Bearer ${auth.token}` } : {}) },
+        body: JSON.stringify({ csr: csrPem }),
+      });
+      status = res.statusCode;
+      body = await res.body.json().catch(() => undefined);
+    } catch (err) {
+      throw new IsthmusError('ISTHMUS_ERR_API_UNREACHABLE', `The federation service at ${url} did not answer a certificate request (${describeError(err)}). Check that \`isthmus federation\` runs for this cluster and that ${url} is reachable from here.`, { cause: err });
+    } finally {
+      if (agent !== this.agent) await agent.destroy();
+      this.renewalAgent = undefined;
+    }
+    if (status !== 200) throw refusal(url, status, body, 'token' in auth);
+    const signed = (body ?? {}) as { certificate?: unknown; chain?: unknown; trustBundle?: unknown };
+    if (typeof signed.certificate !== 'string' || !isStrings(signed.chain) || !isStrings(signed.trustBundle)) {
+      throw new IsthmusError('ISTHMUS_ERR_API_UNREACHABLE', `The federation service at ${url} answered a certificate request without certificate, chain and trustBundle; is it an Isthmus federation of this version?`);
+    }
+    const now = this.now();
+    const verified = verifyChain({ leafPem: signed.certificate, intermediatesPem: signed.chain, rootsPem: signed.trustBundle, now: new Date(now) });
+    return {
+      identity: identityOf(verified.identity), certPem: signed.certificate, chainPem: signed.chain, keyPem,
+      trustBundle: signed.trustBundle, notAfter: verified.notAfter,
+      lifeStart: Math.max(now, certificateInfo(signed.certificate).notBefore.getTime()),
+    };
+  }
+
+  private install(next: Held, announce: boolean): void {
+    const previous = this.held as Held | undefined;
+    this.held = next;
+    this.context = undefined;
+    this.federationContext = undefined;
+    this.save();
+    if (announce) this.emit('renewed', this.current());
+    if (previous && !sameRoots(previous.trustBundle, next.trustBundle)) this.emit('trust-bundle', [...next.trustBundle]);
+  }
+
+  private async refreshTrust(): Promise<void> {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      const res = await request(`${this.opts.federationUrl}/v1/trust`, { dispatcher: this.agent, signal: this.abort.signal });
+      const body = (await res.body.json()) as { roots?: unknown };
+      if (res.statusCode !== 200 || !isStrings(body.roots) || body.roots.length === 0) throw new Error(`federation answered ${res.statusCode} without roots`);
+      if (this.trustOutage) this.log.info('trust bundle reachable again');
+      this.trustOutage = false;
+      if (sameRoots(this.held.trustBundle, body.roots)) return;
+      this.log.info({ roots: body.roots.length }, 'trust bundle changed');
+      this.install({ ...this.held, trustBundle: body.roots }, false);
+    } catch (err) {
+      if (this.stopped || this.trustOutage) return;
+      this.trustOutage = true;
+      this.log.warn({ err: describeError(err) }, 'could not refresh the trust bundle; keeping the current one');
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  /** What the federation API's certificate may chain to: the root we were given, and any root added since. */
+  private federationRoots(): string[] {
+    return [...new Set([this.opts.rootCertPem, ...((this.held as Held | undefined)?.trustBundle ?? [])].map((pem) => pem.trim()))];
+  }
+
+  private lifeLeft(held: Held): number {
+    const total = held.notAfter.getTime() - held.lifeStart;
+    return total > 0 ? (held.notAfter.getTime() - this.now()) / total : 0;
+  }
+
+  private save(): void {
+    const { identity, certPem, chainPem, keyPem, trustBundle, notAfter, lifeStart } = this.held;
+    try {
+      writeJsonAtomic(join(this.opts.stateDir, fileName), { identity, cert: certPem, chain: chainPem, key: keyPem, trustBundle, notAfter, receivedAt: new Date(lifeStart) });
+    } catch (err) {
+      this.log.error({ err: describeError(err), stateDir: this.opts.stateDir }, 'could not save the workload certificate; a restart will need the federation service');
+    }
+  }
+
+  /** The saved credentials if they still verify against their own trust bundle; anything else is ignored with a reason. */
+  private load(): Held | undefined {
+    const path = join(this.opts.stateDir, fileName);
+    try {
+      const saved = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+      const { cert, chain, key, trustBundle, receivedAt } = saved;
+      if (typeof cert !== 'string' || typeof key !== 'string' || !isStrings(chain) || !isStrings(trustBundle)) throw new Error('cert, chain, key or trustBundle is missing');
+      verifyKeyMatchesCert(cert, key);
+      const verified = verifyChain({ leafPem: cert, intermediatesPem: chain, rootsPem: trustBundle, now: new Date(this.now()) });
+      const notBefore = certificateInfo(cert).notBefore.getTime();
+      return {
+        identity: identityOf(verified.identity), certPem: cert, chainPem: chain, keyPem: key, trustBundle, notAfter: verified.notAfter,
+        lifeStart: Math.max(notBefore, typeof receivedAt === 'string' ? Date.parse(receivedAt) || 0 : 0),
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ path, err: describeError(err) }, 'ignoring the saved workload certificate');
+      return undefined;
+    }
+  }
+}
+
+/**
+ * An undici connector whose new connections use whatever context `secureContext()` returns then,
+ * so renewed credentials apply without replacing the Agent; open connections keep theirs.
+ */
+export function connectorFor(secureContext: () => SecureContext): buildConnector.connector {
+  let built: { context: SecureContext; connect: buildConnector.connector } | undefined;
+  return (options, callback) => {
+    const context = secureContext();
+    // A new connector per context also drops cached TLS sessions, which would resume the old client certificate.
+    if (built?.context !== context) built = { context, connect: buildConnector({ secureContext: context }) };
+    built.connect(options, callback);
+  };
+}
+
+/** Temp file, fsync, rename: a crash leaves the old file or the new one, never half of one. Mode 0600: it may hold a private key. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  const temp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(temp, 'w', 0o600);
+  try {
+    writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+}
+
+function refusal(url: string, status: number, body: unknown, withToken: boolean): IsthmusError {
+  const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  const reason = typeof error?.message === 'string' ? error.message : `HTTP ${status}`;
+  if (withToken && error?.code === 'ISTHMUS_ERR_TRUST_TOKEN_INVALID') {
+    return new IsthmusError(
+      'ISTHMUS_ERR_TRUST_TOKEN_INVALID',
+      `The federation service at ${url} refused the bootstrap token: ${reason} ` +
+        'Run `isthmus register <service> -n <namespace> -c <cluster.yaml> --address <host:port>` for a new token and start the sidecar with it.',
+    );
+  }
+  const code: ErrorCode = typeof error?.code === 'string' && error.code in errorCodes ? (error.code as ErrorCode) : 'ISTHMUS_ERR_API_UNREACHABLE';
+  return new IsthmusError(code, `The federation service at ${url} refused the certificate request (HTTP ${status}): ${reason}`);
+}
+
+function identityOf(identity: string | undefined): string {
+  if (identity === undefined) throw new IsthmusError('ISTHMUS_ERR_TRUST_CERT_INVALID', 'The workload certificate carries no SPIFFE ID; it cannot serve as a mesh identity.');
+  return identity;
+}
+
+function isStrings(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+function sameRoots(a: string[], b: string[]): boolean {
+  const left = new Set(a.map((pem) => pem.trim()));
+  const right = new Set(b.map((pem) => pem.trim()));
+  return left.size === right.size && [...left].every((pem) => right.has(pem));
+}

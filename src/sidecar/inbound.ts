@@ -1,0 +1,86 @@
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { pipeline } from 'node:stream/promises';
+import { Pool, type Dispatcher } from 'undici';
+import type { Logger } from '../core/log.js';
+import { peerIdentity } from './peer-identity.js';
+
+export interface InboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[]; identity: string }
+
+const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/**
+ * The mTLS listener in front of the app. Only peers with a certificate that chains to a mesh
+ * root get in; the app learns who called from `x-forwarded-client-cert` in Envoy's format
+ * (By=<us>;Hash=<sha256 of their certificate>;URI=<their SPIFFE ID>), which this sidecar sets
+ * and which it strips from anything that arrives, so it cannot be forged from outside.
+ */
+export class Inbound {
+  readonly server: Server;
+  private readonly app: Pool;
+  private identity: string;
+
+  constructor(credentials: InboundCredentials, appAddress: string, private readonly logger: Logger) {
+    this.identity = credentials.identity;
+    this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000 });
+    this.server = createServer({ ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', keepAliveTimeout: 60_000 }, (req, res) => {
+      void this.handle(req, res).catch((err: unknown) => {
+        this.logger.warn({ err: (err as Error).message }, 'inbound request to the app failed');
+        if (!res.headersSent) {
+          res.writeHead(502, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_API_UNREACHABLE', message: `the app at ${appAddress} did not answer` } }));
+        } else res.destroy();
+      });
+    });
+    this.server.on('secureConnection', (socket) => socket.setNoDelay(true));
+    this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
+  }
+
+  /** A renewed certificate or a changed trust bundle applies to new connections at once. */
+  update(credentials: InboundCredentials): void {
+    this.identity = credentials.identity;
+    this.server.setSecureContext(tlsOptions(credentials));
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.app.close();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const socket = req.socket as TLSSocket;
+    const cert = socket.getPeerCertificate(true);
+    const peer = peerIdentity(cert);
+    if ('error' in peer) {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
+      return;
+    }
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined && !hopByHop.has(name) && name !== 'x-forwarded-client-cert') headers[name] = value;
+    }
+    const hash = createHash('sha256').update(cert.raw).digest('hex');
+    headers['x-forwarded-client-cert'] = `By=${this.identity};Hash=${hash};URI=${peer.identity}`;
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    const response = await this.app.request({
+      path: req.url ?? '/',
+      method: req.method as Dispatcher.HttpMethod,
+      headers,
+      body: hasBody ? req : null,
+    });
+    const out: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (value !== undefined && !hopByHop.has(name)) out[name] = value;
+    }
+    res.writeHead(response.statusCode, out);
+    await pipeline(response.body, res).catch(() => res.destroy());
+  }
+}
+
+function tlsOptions(c: InboundCredentials) {
+  return { cert: [c.certPem.trim(), ...c.chainPem.map((p) => p.trim())].join('\n'), key: c.keyPem, ca: c.trustBundle };
+}

@@ -1,0 +1,122 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import type { Dispatcher } from 'undici';
+import type { Logger } from '../core/log.js';
+import type { PickedEndpoint } from '../model/balancer.js';
+import { formatServiceSni } from '../model/sni.js';
+import type { Route, RoutingTable } from './routing.js';
+import type { Upstreams } from './upstreams.js';
+
+const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const maxBufferedBody = 1024 * 1024;
+const maxAttempts = 3;
+
+/** `<service>.<ns>.mesh` or `<service>.<ns>.svc.clusterset.local` (the MCS API's name), any port. */
+export function meshTarget(host: string | undefined): { service: string; namespace: string } | undefined {
+  if (!host) return undefined;
+  const name = host.replace(/:\d+$/, '').toLowerCase();
+  const match = /^([a-z0-9-]+)\.([a-z0-9-]+)\.(?:mesh|svc\.clusterset\.local)$/.exec(name);
+  return match ? { service: match[1] as string, namespace: match[2] as string } : undefined;
+}
+
+export interface OutboundDeps {
+  cluster: string;
+  routing: RoutingTable;
+  upstreams: Upstreams;
+  identitiesFor: (route: Route, endpoint: PickedEndpoint) => string[];
+  logger: Logger;
+}
+
+/**
+ * The app's HTTP proxy (HTTP_PROXY=http://<this>): resolves mesh names through the catalog,
+ * picks an endpoint by locality priority, and sends the request over a pooled mTLS connection,
+ * directly to a local sidecar or through a remote cluster's gateway. A connect failure is
+ * retried on another endpoint, then on the next priority; never an unknown name left hanging.
+ */
+export function createOutbound(deps: OutboundDeps): Server {
+  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+    void handle(deps, req, res).catch((err: unknown) => {
+      deps.logger.error({ err: (err as Error).message }, 'outbound request failed unexpectedly');
+      if (!res.headersSent) reply(res, 502, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request');
+      else res.destroy();
+    });
+  });
+  server.on('connection', (socket) => socket.setNoDelay(true));
+  server.on('clientError', (_err, socket) => socket.destroy());
+  return server;
+}
+
+async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = req.url?.startsWith('http://') ? new URL(req.url) : undefined;
+  const host = url?.host ?? req.headers.host;
+  const target = meshTarget(host);
+  if (!target) {
+    return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${host ?? '(no host)'} is not a mesh name: use http://<service>.<namespace>.mesh/`);
+  }
+  const route = deps.routing.route(target.namespace, target.service);
+  if (!route) {
+    return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${target.namespace}/${target.service} is not in the mesh: no cluster runs or exports it (isthmus services)`);
+  }
+  if (route.load.status === 'no-healthy-endpoints') {
+    return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${target.namespace}/${target.service} has no healthy endpoint in any cluster (isthmus explain ${target.service} -n ${target.namespace})`);
+  }
+  const body = await readBody(req);
+  if (body === 'too-large') return reply(res, 413, 'ISTHMUS_ERR_API_BAD_REQUEST', `request bodies over ${maxBufferedBody} bytes are not supported by the sidecar yet`);
+  const path = url ? `${url.pathname}${url.search}` : (req.url ?? '/');
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined && !hopByHop.has(name)) headers[name] = value;
+  }
+  headers.host = host ?? `${target.service}.${target.namespace}.mesh`;
+
+  const tried = new Set<string>();
+  let endpoint = deps.routing.pick(route);
+  let lastError = 'no eligible endpoint';
+  for (let attempt = 1; endpoint && attempt <= maxAttempts; attempt += 1) {
+    tried.add(endpoint.address);
+    const sni = endpoint.sni ?? formatServiceSni({ service: target.service, namespace: target.namespace, cluster: deps.cluster });
+    const pool = deps.upstreams.get({ address: endpoint.address, sni, identities: deps.identitiesFor(route, endpoint) });
+    let response: Dispatcher.ResponseData;
+    try {
+      // undici would derive the TLS server name from the Host header; the mesh SNI must win.
+      const options = { path, method: req.method as Dispatcher.HttpMethod, headers, body: body ?? null, servername: sni };
+      response = await pool.request(options as Dispatcher.RequestOptions);
+    } catch (err) {
+      // Nothing reached the app: safe to send the request elsewhere.
+      lastError = `${endpoint.address}: ${(err as Error).message}`;
+      deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' });
+      endpoint = deps.routing.retries(route, endpoint, tried)[0];
+      continue;
+    }
+    deps.routing.record(endpoint.address, response.statusCode >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' });
+    const out: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (value !== undefined && !hopByHop.has(name)) out[name] = value;
+    }
+    res.writeHead(response.statusCode, out);
+    await pipeline(response.body, res).catch(() => res.destroy());
+    return;
+  }
+  return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `no endpoint of ${target.namespace}/${target.service} could be reached after ${tried.size} attempt(s); last: ${lastError}`);
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer | undefined | 'too-large'> {
+  if (req.method === 'GET' || req.method === 'HEAD' || (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined)) {
+    req.resume();
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > maxBufferedBody) return 'too-large';
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function reply(res: ServerResponse, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
+  res.end(body);
+}

@@ -1,0 +1,123 @@
+import { channel } from 'node:diagnostics_channel';
+import type { Catalog } from '../model/catalog.js';
+import { pickEndpoint, retryOrder, type PickedEndpoint } from '../model/balancer.js';
+import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
+import { ejectedAddresses, isEjected, outlierState, recordResult, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
+import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
+
+export const failoverChannel = channel('isthmus:balancer:failover');
+
+export interface LocalEndpointsSnapshot {
+  version: number;
+  cluster: string;
+  services: { namespace: string; name: string; identities: string[]; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
+}
+
+export interface Route {
+  namespace: string;
+  service: string;
+  localities: ServiceLocalities;
+  load: PriorityLoad;
+  /** Where most traffic goes now: the lowest priority with load. */
+  primary: number | undefined;
+  computedAt: number;
+}
+
+/**
+ * The sidecar's routing state: catalog + local endpoints + health (active checks, outlier
+ * ejections) → per-service localities and priority load. Decisions are cached per service and
+ * recomputed only when an input changes, never per request.
+ */
+export class RoutingTable {
+  private catalog: Catalog | undefined;
+  private endpoints: LocalEndpointsSnapshot | undefined;
+  private readonly routes = new Map<string, Route>();
+  private outliers: OutlierState = outlierState();
+  private readonly lastPrimary = new Map<string, number | undefined>();
+
+  constructor(
+    private readonly caller: { cluster: string; zone: string },
+    private readonly activeHealthy: (address: string) => boolean,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get ready(): boolean {
+    return this.catalog !== undefined;
+  }
+
+  setCatalog(catalog: Catalog): void {
+    this.catalog = catalog;
+    this.invalidate();
+  }
+
+  setEndpoints(endpoints: LocalEndpointsSnapshot): void {
+    this.endpoints = endpoints;
+    this.invalidate();
+  }
+
+  /** Health of some endpoint changed (active check or ejection): recompute on next use. */
+  invalidate(): void {
+    this.routes.clear();
+  }
+
+  /** Every address the sidecar may send to, for active health checks. */
+  addresses(): string[] {
+    const local = this.endpoints?.services.flatMap((s) => s.endpoints.map((e) => e.address)) ?? [];
+    const gateways = this.catalog?.clusters.filter((c) => c.name !== this.caller.cluster).flatMap((c) => c.gateways.map((g) => `${g.address}:${g.port}`)) ?? [];
+    return [...new Set([...local, ...gateways])];
+  }
+
+  knows(namespace: string, service: string): boolean {
+    return (this.catalog?.services.some((s) => s.namespace === namespace && s.name === service) ?? false)
+      || (this.endpoints?.services.some((s) => s.namespace === namespace && s.name === service) ?? false);
+  }
+
+  route(namespace: string, service: string): Route | undefined {
+    const key = `${namespace}/${service}`;
+    const cached = this.routes.get(key);
+    if (cached) return cached;
+    if (!this.catalog || !this.knows(namespace, service)) return undefined;
+    const region = this.catalog.clusters.find((c) => c.name === this.caller.cluster)?.region ?? '';
+    const local = this.endpoints?.services.find((s) => s.namespace === namespace && s.name === service)?.endpoints ?? [];
+    const now = this.now();
+    const ejected = ejectedAddresses(this.outliers, now);
+    const base = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local });
+    // Health as this sidecar sees it: what the federation reports, and our own checks, and not ejected.
+    const localities: ServiceLocalities = {
+      localities: base.localities.map((l) => ({
+        ...l,
+        endpoints: l.endpoints.map((e) => ({ ...e, healthy: e.healthy && this.activeHealthy(e.address) && !ejected.has(e.address) })),
+      })),
+    };
+    this.outliers = withHosts(this.outliers, localities.localities.flatMap((l) => l.endpoints.map((e) => e.address)));
+    const load = priorityLoad(healthCounts(localities));
+    const primary = load.loads.findIndex((l) => l > 0);
+    const route: Route = { namespace, service, localities, load, primary: primary < 0 ? undefined : primary, computedAt: now };
+    this.routes.set(key, route);
+    if (this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
+      failoverChannel.publish({ namespace, service, from: this.lastPrimary.get(key), to: route.primary, loads: load.loads, at: now });
+    }
+    this.lastPrimary.set(key, route.primary);
+    return route;
+  }
+
+  pick(route: Route, exclude?: ReadonlySet<string>): PickedEndpoint | undefined {
+    return pickEndpoint(route.localities, route.load.loads, Math.random, exclude);
+  }
+
+  retries(route: Route, failed: PickedEndpoint, exclude: ReadonlySet<string>): PickedEndpoint[] {
+    return retryOrder(route.localities, failed, Math.random, exclude);
+  }
+
+  /** Feeds outlier detection; an ejection or a return changes health, so routes are recomputed. */
+  record(address: string, result: OutlierResult): void {
+    const now = this.now();
+    const before = isEjected(this.outliers, address, now);
+    this.outliers = recordResult(this.outliers, address, result, now);
+    if (isEjected(this.outliers, address, now) !== before) this.invalidate();
+  }
+
+  ejected(): Set<string> {
+    return ejectedAddresses(this.outliers, this.now());
+  }
+}

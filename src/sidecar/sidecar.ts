@@ -1,0 +1,136 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../core/log.js';
+import { HealthChecker } from '../federation/health-checker.js';
+import type { Catalog } from '../model/catalog.js';
+import { startSidecarAdmin } from './admin.js';
+import { CatalogWatch } from './catalog-watch.js';
+import type { SidecarConfig } from './config.js';
+import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
+import { Inbound } from './inbound.js';
+import { createOutbound } from './outbound.js';
+import { RoutingTable, type LocalEndpointsSnapshot } from './routing.js';
+import { Upstreams } from './upstreams.js';
+
+export interface RunningSidecar {
+  outbound: string;
+  inbound: string | undefined;
+  admin: string;
+  identity: WorkloadIdentity;
+  routing: RoutingTable;
+  stop(): Promise<void>;
+}
+
+/**
+ * One workload's sidecar: its certificate, its catalog, the outbound proxy for the app, the
+ * inbound mTLS listener in front of it, and the admin port. Starts with the federation down
+ * when an earlier run left a certificate and catalog in stateDir.
+ */
+export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger): Promise<RunningSidecar> {
+  const closers: (() => Promise<void> | void)[] = [];
+  const stop = async () => {
+    for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
+  };
+  try {
+    const identity = await WorkloadIdentity.start({
+      federationUrl: config.federation.url, rootCertPem: config.rootCertPem, stateDir: config.stateDirPath, logger,
+      ...(config.bootstrapToken ? { bootstrapToken: config.bootstrapToken } : {}),
+    });
+    closers.push(() => identity.stop());
+
+    let catalog: Catalog | undefined;
+    let endpoints: LocalEndpointsSnapshot | undefined;
+    const health = new HealthChecker({
+      intervalMs: 2000,
+      unhealthyAfter: 1,
+      addresses: () => routing.addresses(),
+      onChange: () => routing.invalidate(),
+    });
+    // An address not checked yet is as healthy as the federation says: no blackout at start or
+    // when an endpoint appears.
+    const routing: RoutingTable = new RoutingTable({ cluster: config.cluster, zone: config.zone }, (address) => health.healthOf(address) ?? true);
+    const upstreams = new Upstreams(() => identity.secureContext());
+    closers.push(() => upstreams.close());
+
+    const watch = new CatalogWatch({ federationUrl: config.federation.url, identity, stateDir: config.stateDirPath, logger });
+    const firstCatalog = new Promise<void>((resolve) => {
+      watch.once('catalog', () => resolve());
+      setTimeout(resolve, 10_000).unref();
+    });
+    watch.on('catalog', (c: Catalog) => { catalog = c; routing.setCatalog(c); });
+    watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
+    watch.start();
+    closers.push(() => watch.stop());
+    // Serving before the first catalog would answer "not in the mesh" for everything.
+    await firstCatalog;
+    health.start();
+    closers.push(() => health.stop());
+    // Ejections end by time, not by an event: look again every second.
+    const recheck = setInterval(() => { if (routing.ejected().size > 0) routing.invalidate(); }, 1000);
+    recheck.unref();
+    closers.push(() => clearInterval(recheck));
+
+    const identitiesFor = (route: { namespace: string; service: string }, endpoint: { kind: string; cluster: string }): string[] => {
+      if (endpoint.kind === 'local') return endpoints?.services.find((s) => s.namespace === route.namespace && s.name === route.service)?.identities ?? [];
+      return catalog?.services.find((s) => s.namespace === route.namespace && s.name === route.service)?.clusters.find((c) => c.cluster === endpoint.cluster)?.identities ?? [];
+    };
+    const outbound = createOutbound({ cluster: config.cluster, routing, upstreams, identitiesFor, logger: logger.child({ component: 'outbound' }) });
+    const outboundAddress = await listen(outbound, config.outbound.listen);
+    closers.push(() => closeServer(outbound));
+
+    let inbound: Inbound | undefined;
+    let inboundAddress: string | undefined;
+    if (config.inbound) {
+      const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
+      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }));
+      inboundAddress = await listen(inbound.server, config.inbound.listen);
+      const running = inbound;
+      closers.push(() => running.close());
+    }
+    const refresh = () => {
+      upstreams.rotate(() => identity.secureContext());
+      inbound?.update(identity.current());
+    };
+    identity.on('renewed', refresh);
+    identity.on('trust-bundle', refresh);
+
+    const admin = await startSidecarAdmin({
+      cluster: config.cluster,
+      zone: config.zone,
+      identity: () => identity.current().identity,
+      routing,
+      services: () => [
+        ...new Map([...(catalog?.services ?? []), ...(endpoints?.services ?? [])].map((s) => [`${s.namespace}/${s.name}`, { namespace: s.namespace, name: s.name }])).values(),
+      ],
+      snapshot: () => ({ catalogRevision: catalog?.revision, source: watch.status().catalog?.source }),
+    }, ...hostPort(config.admin.listen));
+    closers.push(() => closeServer(admin));
+    const adminAddress = admin.address() as AddressInfo;
+
+    logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');
+    return { outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}`, identity, routing, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+function hostPort(address: string): [string, number] {
+  const split = address.lastIndexOf(':');
+  return [address.slice(0, split), Number(address.slice(split + 1))];
+}
+
+async function listen(server: Server | import('node:https').Server, address: string): Promise<string> {
+  const [host, port] = hostPort(address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = server.address() as AddressInfo;
+  return `${host}:${bound.port}`;
+}
+
+async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
