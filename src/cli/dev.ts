@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; output: string }
+interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -14,6 +14,7 @@ export function registerDev(program: Command): void {
     .option('--clusters <names>', 'comma-separated cluster names', 'east,west')
     .option('--state-dir <dir>', 'keep state here (and write mesh.json); default: a temporary directory removed on exit')
     .option('--trust-domain <domain>', 'trust domain of the dev mesh', 'dev.isthmus')
+    .option('--gateways <n>', 'east-west gateways per cluster', (v) => Number.parseInt(v, 10), 1)
     .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
     .addOption(outputOption())
     .action(action(async (opts: DevUpOptions) => {
@@ -24,7 +25,7 @@ export function registerDev(program: Command): void {
       const json = opts.output === 'json';
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, progress: say });
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, progress: say });
       if (json) {
         printJson({ stateDir, meshFile: join(stateDir, 'mesh.json'), ...mesh.file });
       } else {

@@ -1,17 +1,18 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { withStore } from '../cli/common.js';
 import { keys, recordVersion } from '../core/keys.js';
-import { createLogger } from '../core/log.js';
+import { createLogger, type Logger } from '../core/log.js';
 import { checkName } from '../core/names.js';
 import { loadClusterConfig } from '../federation/config.js';
 import { liveTokens, updateRegistry } from '../federation/registry-file.js';
-import { withStore } from '../cli/common.js';
 import { createRootCa } from '../trust/ca.js';
 import { writeRootCa } from '../trust/ca-files.js';
 import { workloadId } from '../trust/spiffe.js';
-import { issueToken, type TokenRecord } from '../trust/tokens.js';
-import { startEtcdProcess, type EtcdProcess } from './etcd-process.js';
-import { startSampleInstance, type SampleInstance } from './sample-service.js';
+import { issueToken } from '../trust/tokens.js';
+import { startEtcdProcess } from './etcd-process.js';
+import { SampleWorkload, sidecarStateDir } from './sample-workload.js';
 
 export interface DevMeshOptions {
   clusters: string[];
@@ -19,12 +20,15 @@ export interface DevMeshOptions {
   /** Use this etcd instead of starting one. */
   etcd?: string | undefined;
   trustDomain: string;
+  /** East-west gateways per cluster (active-active). */
+  gateways?: number;
+  /** Cluster n gets 127.0.<hostBase+n>.1; tests move it so meshes do not collide. */
+  hostBase?: number;
   /** One line per step, for a person watching. */
   progress: (line: string) => void;
 }
 
-export interface DevMeshCluster {
-  name: string;
+export interface MeshFileCluster {
   host: string;
   region: string;
   zones: string[];
@@ -39,25 +43,30 @@ export interface MeshFile {
   etcd: string;
   trustDomain: string;
   ca: string;
-  clusters: Record<string, Omit<DevMeshCluster, 'name'>>;
+  clusters: Record<string, MeshFileCluster>;
 }
 
 export interface DevMesh {
   file: MeshFile;
+  workloads: SampleWorkload[];
+  gateways: { cluster: string; id: string; address: string; stop(): Promise<void> }[];
   stop(): Promise<void>;
 }
 
-/** Cluster n (1-based) owns the loopback address 127.0.n.1, so every cluster can use the default ports. */
-export const clusterHost = (index: number) => `127.0.${index + 1}.1`;
+export const clusterHost = (index: number, hostBase = 1) => `127.0.${index + hostBase}.1`;
 
+/** `hello` in every cluster (one instance per zone), `ledger` only in `west`. */
 const samples = (cluster: string) => [
-  { name: 'hello', namespace: 'demo', instances: 2 },
-  ...(cluster === 'west' ? [{ name: 'ledger', namespace: 'demo', instances: 1 }] : []),
+  { name: 'hello', instances: 2 },
+  ...(cluster === 'west' ? [{ name: 'ledger', instances: 1 }] : []),
 ];
+const namespace = 'demo';
 
 /**
  * A whole mesh on one machine: etcd, a root CA, and per cluster an intermediate, a federation
- * service and sample services, all exported. Built through the same functions the CLI verbs use.
+ * service, gateways, sample services with sidecars, and a client sidecar; the samples exported.
+ * Built with the same functions the CLI verbs use. Ports repeat per cluster (DESIGN.md): each
+ * cluster has its own loopback address.
  */
 export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
   for (const name of opts.clusters) checkName('cluster', name);
@@ -65,13 +74,14 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
   const stoppers: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const s of stoppers.reverse()) await s().catch(() => undefined);
+    stoppers.length = 0;
   };
+  const log = (name: string): Logger => createLogger({ name, format: 'json', level: 'info', file: join(opts.stateDir, 'logs', `${name}.log`) });
   try {
-    let etcd: EtcdProcess | undefined;
     let etcdUrl = opts.etcd;
     if (!etcdUrl) {
-      etcd = await step(opts, 'etcd', async () => startEtcdProcess({ dataDir: join(opts.stateDir, 'etcd') }));
-      stoppers.push(() => etcd!.stop());
+      const etcd = await step(opts, 'etcd', async () => startEtcdProcess({ dataDir: join(opts.stateDir, 'etcd') }));
+      stoppers.push(() => etcd.stop());
       etcdUrl = etcd.url;
     }
     const caDir = join(opts.stateDir, 'ca');
@@ -86,45 +96,61 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     const { loadGatewayConfig } = await import('../gateway/config.js');
     const { runSidecar } = await import('../sidecar/sidecar.js');
     const file: MeshFile = { etcd: etcdUrl, trustDomain: opts.trustDomain, ca: caDir, clusters: {} };
-    const log = (name: string) => createLogger({ name, format: 'json', level: 'info', file: join(opts.stateDir, 'logs', `${name}.log`) });
+    const mesh: DevMesh = { file, workloads: [], gateways: [], stop };
+    const gatewayCount = opts.gateways ?? 1;
 
     for (const [index, name] of opts.clusters.entries()) {
-      const host = clusterHost(index);
+      const host = clusterHost(index, opts.hostBase);
       const dir = join(opts.stateDir, 'clusters', name);
       const zones = [`${name}-a`, `${name}-b`];
       const config = join(dir, 'cluster.yaml');
+      const rootCertFile = join(dir, 'root-cert.pem');
       await step(opts, `cluster ${name} joined`, async () => {
         if (existsSync(config)) return { url: `${dir} (kept from an earlier run)` };
         await joinCluster(name, {
-          region: name, zone: zones, etcd: etcdUrl, ca: caDir, out: dir, federationHost: host, apiPort: 15010,
-          dashboardPort: 15014, gateway: [`${host}:15443`], leaseTtl: '15s', output: 'table',
+          region: name, zone: zones, etcd: etcdUrl, ca: caDir, out: dir, federationHost: host, apiPort: 15010, dashboardPort: 15014,
+          gateway: Array.from({ length: gatewayCount }, (_, g) => `${host}:${15443 + g}`), leaseTtl: '15s', output: 'table',
         });
+        // Each gateway's admin port beside its TLS port: 15021, 15022, ...
+        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[] };
+        yaml.gateways.forEach((g, i) => { g.admin = `${host}:${15021 + i}`; });
+        writeFileSync(config, stringify(yaml));
         return { url: dir };
       });
 
-      // Each sample instance: the app on 18080+i, its sidecar's inbound mTLS listener on 19080+i
-      // (the address other clusters' traffic reaches through the gateway).
-      const instances: (SampleInstance & { inbound: string; token: string; record: TokenRecord })[] = [];
-      const client = issueToken({ identity: workloadId(opts.trustDomain, 'demo', 'client'), ttlSeconds: 3600 });
-      await step(opts, `cluster ${name} sample services`, async () => {
-        let i = 0;
-        for (const sample of samples(name)) {
-          for (let n = 0; n < sample.instances; n += 1, i += 1) {
-            const zone = zones[n % zones.length] ?? zones[0]!;
-            const app = await startSampleInstance({ service: sample.name, cluster: name, zone, instance: `${sample.name}-${name}-${n + 1}`, host, port: 18080 + i });
-            stoppers.push(() => app.close());
-            const { token, record } = issueToken({ identity: workloadId(opts.trustDomain, 'demo', sample.name), ttlSeconds: 3600 });
-            instances.push(Object.assign(app, { inbound: `${host}:${19080 + i}`, token, record }));
+      await step(opts, `cluster ${name} exports`, async () => {
+        await withStore(etcdUrl, async (store) => {
+          for (const sample of samples(name)) {
+            await store.put(keys.serviceExport(name, namespace, sample.name), { version: recordVersion, exportedAt: new Date().toISOString() });
           }
-        }
-        const now = new Date();
-        updateRegistry(dir, (registry) => ({
-          version: 1,
-          instances: instances.map((x) => ({ namespace: 'demo', service: x.service, serviceAccount: x.service, address: x.inbound, zone: x.zone, registeredAt: now.toISOString() })),
-          tokens: [...liveTokens(registry.tokens, now), ...instances.map((x) => x.record), client.record],
-        }));
-        return { url: instances.map((x) => `${x.service}@${x.address}`).join(' ') };
+        });
+        return { url: samples(name).map((x) => `${namespace}/${x.name}`).join(', ') };
       });
+
+      // Instance i: app on 18080+i, sidecar inbound (the registered address) 19080+i, outbound 19180+i, admin 19280+i.
+      const workloads: SampleWorkload[] = [];
+      const client = issueToken({ identity: workloadId(opts.trustDomain, namespace, 'client'), ttlSeconds: 24 * 3600 });
+      const records = [client.record];
+      for (const sample of samples(name)) {
+        for (let n = 0; n < sample.instances; n += 1) {
+          const i = workloads.length;
+          const instance = `${sample.name}-${name}-${n + 1}`;
+          const token = issueToken({ identity: workloadId(opts.trustDomain, namespace, sample.name), ttlSeconds: 24 * 3600 });
+          records.push(token.record);
+          workloads.push(new SampleWorkload({
+            cluster: name, zone: zones[n % zones.length] ?? name, namespace, service: sample.name, instance, host,
+            appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
+            federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
+            stateDir: sidecarStateDir(opts.stateDir, name, instance), logger: log(`sidecar-${name}-${instance}`),
+          }));
+        }
+      }
+      const now = new Date();
+      updateRegistry(dir, (registry) => ({
+        version: 1,
+        instances: workloads.map((w) => ({ namespace, service: w.spec.service, serviceAccount: w.spec.service, address: w.inbound, zone: w.spec.zone, registeredAt: now.toISOString() })),
+        tokens: [...liveTokens(registry.tokens, now), ...records],
+      }));
 
       const federation = await step(opts, `cluster ${name} federation`, async () => {
         const running = await runFederation(loadClusterConfig(config), log(`federation-${name}`));
@@ -132,59 +158,51 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       });
       stoppers.push(() => federation.stop());
 
-      const gateway = await step(opts, `cluster ${name} gateway`, async () => {
-        const running = await runGateway(loadGatewayConfig(config, 'gw-1'), log(`gateway-${name}`));
-        return Object.assign(running, { url: running.address });
-      });
-      stoppers.push(() => gateway.stop());
+      const gateways: string[] = [];
+      for (let g = 1; g <= gatewayCount; g += 1) {
+        const gateway = await step(opts, `cluster ${name} gateway gw-${g}`, async () => {
+          const running = await runGateway(loadGatewayConfig(config, `gw-${g}`), log(`gateway-${name}-gw-${g}`));
+          return Object.assign(running, { url: `${running.address} (admin http://${running.admin})` });
+        });
+        let stopped = false;
+        const stopGateway = async () => {
+          if (!stopped) await gateway.stop();
+          stopped = true;
+        };
+        stoppers.push(stopGateway);
+        gateways.push(gateway.address);
+        mesh.gateways.push({ cluster: name, id: `gw-${g}`, address: gateway.address, stop: stopGateway });
+      }
 
-      const rootCert = join(dir, 'root-cert.pem');
-      const sidecarConfig = (workload: string, ports: { outbound: number; admin: number }, inbound?: { listen: string; app: string }) => ({
-        cluster: name, zone: zones[0]!, namespace: 'demo', service: workload,
-        federation: { url: `https://${federation.apiAddress}`, rootCert },
-        stateDir: join(opts.stateDir, 'sidecars', name, `${workload}-${ports.outbound}`),
-        outbound: { listen: `${host}:${ports.outbound}` },
-        admin: { listen: `${host}:${ports.admin}` },
-        ...(inbound ? { inbound } : {}),
-      });
-      await step(opts, `cluster ${name} sidecars`, async () => {
-        for (const [i, x] of instances.entries()) {
-          const sidecar = await runSidecar(
-            { ...sidecarConfig(x.service, { outbound: 19180 + i, admin: 19280 + i }, { listen: x.inbound, app: x.address }), zone: x.zone, rootCertPem: readFileSync(rootCert, 'utf8'), bootstrapToken: x.token, stateDirPath: join(opts.stateDir, 'sidecars', name, x.instance) },
-            log(`sidecar-${name}-${x.instance}`),
-          );
-          stoppers.push(() => sidecar.stop());
+      await step(opts, `cluster ${name} samples with sidecars`, async () => {
+        for (const workload of workloads) {
+          await workload.start();
+          stoppers.push(() => workload.stop());
         }
-        return { url: `${instances.length} sample sidecars` };
+        return { url: workloads.map((w) => `${w.spec.service}@${w.inbound}`).join(' ') };
       });
+      mesh.workloads.push(...workloads);
+
       const clientSidecar = await step(opts, `cluster ${name} client sidecar`, async () => {
-        const running = await runSidecar(
-          { ...sidecarConfig('client', { outbound: 15001, admin: 15020 }), rootCertPem: readFileSync(rootCert, 'utf8'), bootstrapToken: client.token, stateDirPath: join(opts.stateDir, 'sidecars', name, 'client') },
-          log(`sidecar-${name}-client`),
-        );
+        const running = await runSidecar({
+          cluster: name, zone: zones[0] ?? name, namespace, service: 'client',
+          federation: { url: `https://${host}:15010`, rootCert: rootCertFile }, rootCertPem: readFileSync(rootCertFile, 'utf8'), bootstrapToken: client.token,
+          stateDir: sidecarStateDir(opts.stateDir, name, 'client'), stateDirPath: sidecarStateDir(opts.stateDir, name, 'client'),
+          outbound: { listen: `${host}:15001` }, admin: { listen: `${host}:15020` },
+        }, log(`sidecar-${name}-client`));
         return Object.assign(running, { url: `proxy http://${running.outbound}, admin http://${running.admin}` });
       });
       stoppers.push(() => clientSidecar.stop());
 
       file.clusters[name] = {
-        host, region: name, zones, federation: federation.apiAddress, config, gateways: [gateway.address],
+        host, region: name, zones, federation: federation.apiAddress, config, gateways,
         client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin },
-        services: samples(name).map((s) => ({ name: s.name, namespace: s.namespace, instances: instances.filter((x) => x.service === s.name).map((x) => x.address) })),
+        services: samples(name).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
       };
     }
 
-    await step(opts, 'samples exported', async () => {
-      await withStore(etcdUrl, async (store) => {
-        for (const name of opts.clusters) {
-          for (const sample of samples(name)) {
-            await store.put(keys.serviceExport(name, sample.namespace, sample.name), { version: recordVersion, exportedAt: new Date().toISOString() });
-          }
-        }
-      });
-      return { url: opts.clusters.map((c) => `${c}: ${samples(c).map((x) => x.name).join(', ')}`).join('; ') };
-    });
     writeFileSync(join(opts.stateDir, 'mesh.json'), `${JSON.stringify(file, null, 2)}\n`);
-    return { file, stop };
+    return mesh;
   } catch (err) {
     await stop();
     throw err;
@@ -197,4 +215,3 @@ async function step<T extends { url: string }>(opts: DevMeshOptions, what: strin
   opts.progress(`  ✓ ${what}: ${result.url} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   return result;
 }
-

@@ -17,6 +17,8 @@ export class HealthChecker {
       unhealthyAfter?: number;
       addresses: () => string[];
       onChange: () => void;
+      /** After every round, changed or not (the sidecar un-ejects hosts that pass a check). */
+      onRound?: () => void;
     },
   ) {}
 
@@ -54,6 +56,7 @@ export class HealthChecker {
       this.state.set(address, { healthy, failures });
     }
     if (changed) this.opts.onChange();
+    this.opts.onRound?.();
     if (this.running) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = setTimeout(() => void this.round(), this.opts.intervalMs);

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { isIsthmusError } from '../core/errors.js';
 import {
-  ejectedAddresses, isEjected, outlierConfig, outlierState, recordResult, withHosts,
+  ejectedAddresses, isEjected, outlierConfig, outlierState, recordResult, unejectHost, withHosts,
   type OutlierResult, type OutlierState,
 } from './outlier.js';
 
@@ -162,3 +162,17 @@ function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+describe('unejectHost', () => {
+  test('ends an ejection at once but remembers it, so the next one lasts longer', () => {
+    const config = outlierConfig({ consecutiveConnectErrors: 1, baseEjectionMs: 30_000, maxEjectionPercent: 100 });
+    let state = outlierState(config, ['a:1', 'b:1']);
+    state = recordResult(state, 'a:1', { ok: false, kind: 'connect-error' }, 0);
+    expect(isEjected(state, 'a:1', 1_000)).toBe(true);
+    state = unejectHost(state, 'a:1', 1_000);
+    expect(isEjected(state, 'a:1', 1_000)).toBe(false);
+    state = recordResult(state, 'a:1', { ok: false, kind: 'connect-error' }, 2_000);
+    expect(isEjected(state, 'a:1', 2_000 + 59_000)).toBe(true); // second ejection: 2 × 30 s
+    expect(unejectHost(state, 'b:1', 3_000)).toBe(state); // not ejected: unchanged
+  });
+});

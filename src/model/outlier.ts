@@ -133,3 +133,16 @@ function unforgiven(host: HostOutlier, now: number, config: Readonly<OutlierConf
   const inService = Math.max(0, now - host.ejectedUntil);
   return Math.max(0, host.ejections - Math.floor(inService / config.decayIntervalMs));
 }
+
+/**
+ * An active health check succeeded: end the ejection now instead of at its deadline, as Envoy
+ * does by default (successful_active_health_check_uneject_host). The ejection count is kept, so
+ * a host that fails again is ejected for longer.
+ */
+export function unejectHost(state: OutlierState, address: string, now: number): OutlierState {
+  const host = state.hosts.get(address);
+  if (!host || now >= host.ejectedUntil) return state;
+  const hosts = new Map(state.hosts);
+  hosts.set(address, { ...host, ejectedUntil: 0, consecutive5xx: 0, consecutiveConnectErrors: 0 });
+  return { config: state.config, hosts };
+}

@@ -10,6 +10,14 @@ import type { Upstreams } from './upstreams.js';
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const maxBufferedBody = 1024 * 1024;
 const maxAttempts = 3;
+const idempotent = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+const connectErrors = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME']);
+
+/** Errors raised before the request could have been written (connect, TLS handshake, identity check). */
+function neverSent(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code !== undefined && (connectErrors.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_'));
+}
 
 /** `<service>.<ns>.mesh` or `<service>.<ns>.svc.clusterset.local` (the MCS API's name), any port. */
 export function meshTarget(host: string | undefined): { service: string; namespace: string } | undefined {
@@ -82,9 +90,10 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
       const options = { path, method: req.method as Dispatcher.HttpMethod, headers, body: body ?? null, servername: sni };
       response = await pool.request(options as Dispatcher.RequestOptions);
     } catch (err) {
-      // Nothing reached the app: safe to send the request elsewhere.
       lastError = `${endpoint.address}: ${(err as Error).message}`;
       deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' });
+      // Retry elsewhere only when the app cannot have acted on it: it never connected, or the method is idempotent.
+      if (!idempotent.has(req.method ?? '') && !neverSent(err)) break;
       endpoint = deps.routing.retries(route, endpoint, tried)[0];
       continue;
     }

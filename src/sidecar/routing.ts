@@ -2,7 +2,7 @@ import { channel } from 'node:diagnostics_channel';
 import type { Catalog } from '../model/catalog.js';
 import { pickEndpoint, retryOrder, type PickedEndpoint } from '../model/balancer.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
-import { ejectedAddresses, isEjected, outlierState, recordResult, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
+import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 
 export const failoverChannel = channel('isthmus:balancer:failover');
@@ -115,6 +115,19 @@ export class RoutingTable {
     const before = isEjected(this.outliers, address, now);
     this.outliers = recordResult(this.outliers, address, result, now);
     if (isEjected(this.outliers, address, now) !== before) this.invalidate();
+  }
+
+  /** Ejected hosts that pass an active health check return at once (Envoy's default). */
+  unejectHealthy(isHealthy: (address: string) => boolean | undefined): void {
+    const now = this.now();
+    let changed = false;
+    for (const address of ejectedAddresses(this.outliers, now)) {
+      if (isHealthy(address) === true) {
+        this.outliers = unejectHost(this.outliers, address, now);
+        changed = true;
+      }
+    }
+    if (changed) this.invalidate();
   }
 
   ejected(): Set<string> {

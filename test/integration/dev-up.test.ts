@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { isPortListening } from '../helpers/ports.js';
 import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
+import { viaProxy } from '../helpers/proxy.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-devup-'));
 afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
@@ -33,9 +34,18 @@ test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stop
     await api.close();
     expect(catalog.services.find((s: any) => s.name === 'ledger').clusters.map((c: any) => c.cluster)).toEqual(['west']);
 
-    // A sample answers JSON naming its cluster, zone and instance.
-    const ledger = await (await fetch(`http://${mesh.clusters.west.services.find((s: any) => s.name === 'ledger').instances[0]}/`)).json();
-    expect(ledger).toMatchObject({ service: 'ledger', cluster: 'west', zone: 'west-a', instance: 'ledger-west-1' });
+    // What the README promises: curl -x <east client sidecar> reaches ledger in west, hello in east.
+    expect(mesh.clusters.east.client.proxy).toBe('127.0.1.1:15001');
+    expect(mesh.clusters.west.gateways).toEqual(['127.0.2.1:15443']);
+    await waitFor(async () => (await viaProxy(mesh.clusters.east.client.proxy, 'http://ledger.demo.mesh/')).status === 200, 10_000, 'ledger through the mesh');
+    const ledger = await viaProxy(mesh.clusters.east.client.proxy, 'http://ledger.demo.mesh/');
+    expect(ledger.body).toMatchObject({ service: 'ledger', cluster: 'west', zone: 'west-a', instance: 'ledger-west-1' });
+    const hello = await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/');
+    expect(hello.body).toMatchObject({ service: 'hello', cluster: 'east' });
+    expect(output).toContain('curl -x http://127.0.1.1:15001 http://ledger.demo.mesh/');
+    const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east', '--state-dir', stateDir]);
+    expect(explained.stdout).toMatch(/demo\/ledger as seen from east .*most traffic to P3/);
+    expect(explained.stdout).toMatch(/west\/west-a\s+127\.0\.2\.1:15443\s+healthy\s+\(gateway of west, SNI ledger\.demo\.svc\.west\.isthmus\)/);
     const etcdPort = Number(new URL(mesh.etcd).port);
 
     const code = await new Promise<number | null>((resolve) => {

@@ -1,0 +1,51 @@
+import { request } from 'node:http';
+
+export interface ProxiedResponse { status: number; body: any; text: string }
+
+/** What `curl -x http://<proxy> <url>` does: an absolute-form request to the sidecar's proxy port. */
+export function viaProxy(proxy: string, url: string, timeoutMs = 5000): Promise<ProxiedResponse> {
+  const split = proxy.lastIndexOf(':');
+  return new Promise((resolve, reject) => {
+    const req = request({ host: proxy.slice(0, split), port: Number(proxy.slice(split + 1)), path: url, headers: { host: new URL(url).host }, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => { text += c.toString(); });
+      res.on('end', () => {
+        let body: unknown;
+        try { body = JSON.parse(text); } catch { body = undefined; }
+        resolve({ status: res.statusCode ?? 0, body, text });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Sends requests one after another (a steady, bounded loop) until stopped, recording where each
+ * was answered and whether it failed, with a timestamp.
+ */
+export function steadyTraffic(proxy: string, url: string, gapMs = 40) {
+  const results: { at: number; ok: boolean; cluster?: string; status: number; error?: string }[] = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const at = Date.now();
+      try {
+        const res = await viaProxy(proxy, url, 3000);
+        results.push({ at, ok: res.status === 200, cluster: res.body?.cluster, status: res.status, ...(res.status === 200 ? {} : { error: res.text.slice(0, 200) }) });
+      } catch (err) {
+        results.push({ at, ok: false, status: 0, error: (err as Error).message });
+      }
+      await new Promise((r) => setTimeout(r, gapMs));
+    }
+  })();
+  return {
+    results,
+    async stop() {
+      running = false;
+      await done;
+      return results;
+    },
+  };
+}
