@@ -10,3 +10,6 @@ if (!existsSync(fileURLToPath(entry))) {
 }
 const { main } = await import(entry.href);
 await main(process.argv);
+// The command is done (long-running ones return only after their shutdown). Whatever handle a
+// library left open must not keep the process alive: give output a moment to flush, then exit.
+setTimeout(() => process.exit(), 1000).unref();

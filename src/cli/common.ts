@@ -4,6 +4,12 @@ import { silentLogger } from '../core/log.js';
 import type { FederationStore } from '../federation/store.js';
 import { parseOutputFormat, printJson, type OutputFormat } from './output.js';
 
+function commandPath(command: Command | undefined): string {
+  const names: string[] = [];
+  for (let c = command; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ') || 'isthmus';
+}
+
 /** Exit codes: 0 ok, 1 the operation failed, 2 the command line was wrong (commander's own). */
 export const exitFailure = 1;
 
@@ -56,7 +62,7 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
       const command = args[args.length - 1] as Command;
       const opts = command.optsWithGlobals?.() as { output?: string } | undefined;
       const format: OutputFormat = opts?.output === 'json' ? 'json' : parseOutputFormat('table');
-      const verb = command.name?.() ?? 'isthmus';
+      const verb = commandPath(command);
       if (format === 'json') {
         printJson({ error: isIsthmusError(err) ? err.toJSON() : { code: 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', message: describeError(err) } });
       }

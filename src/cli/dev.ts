@@ -2,10 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { IsthmusError } from '../core/errors.js';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; output: string }
+interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -15,6 +16,7 @@ export function registerDev(program: Command): void {
     .option('--state-dir <dir>', 'keep state here (and write mesh.json); default: a temporary directory removed on exit')
     .option('--trust-domain <domain>', 'trust domain of the dev mesh', 'dev.isthmus')
     .option('--gateways <n>', 'east-west gateways per cluster', (v) => Number.parseInt(v, 10), 1)
+    .option('--host-base <n>', 'cluster n listens on 127.0.<n+base-1>.1; change it to run a second dev mesh beside the first', (v) => Number.parseInt(v, 10), 1)
     .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
     .addOption(outputOption())
     .action(action(async (opts: DevUpOptions) => {
@@ -25,7 +27,15 @@ export function registerDev(program: Command): void {
       const json = opts.output === 'json';
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, progress: say });
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, progress: say })
+        .catch((err: unknown) => {
+          if (!keep) rmSync(stateDir, { recursive: true, force: true });
+          const inUse = /EADDRINUSE: address already in use (\S+)/.exec((err as Error).message);
+          if (inUse) {
+            throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${inUse[1]} is already in use: is another \`isthmus dev up\` running? Stop it, or run this one beside it with --host-base ${opts.hostBase + clusters.length + 10}`, { cause: err });
+          }
+          throw err;
+        });
       if (json) {
         printJson({ stateDir, meshFile: join(stateDir, 'mesh.json'), ...mesh.file });
       } else {

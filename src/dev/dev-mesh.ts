@@ -35,7 +35,7 @@ export interface MeshFileCluster {
   federation: string;
   config: string;
   gateways: string[];
-  client: { proxy: string; admin: string };
+  client: { proxy: string; admin: string; listeners: Record<string, string> };
   services: { name: string; namespace: string; instances: string[] }[];
 }
 
@@ -189,6 +189,8 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           federation: { url: `https://${host}:15010`, rootCert: rootCertFile }, rootCertPem: readFileSync(rootCertFile, 'utf8'), bootstrapToken: client.token,
           stateDir: sidecarStateDir(opts.stateDir, name, 'client'), stateDirPath: sidecarStateDir(opts.stateDir, name, 'client'),
           outbound: { listen: `${host}:15001` }, admin: { listen: `${host}:15020` },
+          // For apps that cannot use a proxy: plain http://<host>:15101/ reaches ledger.
+          listeners: opts.clusters.includes('west') ? [{ service: 'ledger', namespace, listen: `${host}:15101` }] : [],
         }, log(`sidecar-${name}-client`));
         return Object.assign(running, { url: `proxy http://${running.outbound}, admin http://${running.admin}` });
       });
@@ -196,7 +198,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
 
       file.clusters[name] = {
         host, region: name, zones, federation: federation.apiAddress, config, gateways,
-        client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin },
+        client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin, listeners: clientSidecar.listeners },
         services: samples(name).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
       };
     }

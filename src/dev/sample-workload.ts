@@ -59,6 +59,7 @@ export class SampleWorkload {
         outbound: { listen: `${s.host}:${s.outboundPort}` },
         inbound: { listen: this.inbound, app: this.appAddress },
         admin: { listen: `${s.host}:${s.adminPort}` },
+        listeners: [],
       }, s.logger);
     } catch (err) {
       await this.stop();

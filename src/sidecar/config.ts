@@ -28,6 +28,12 @@ export const SidecarConfigSchema = Type.Object({
     app: hostPort('where the app itself listens (plain HTTP, loopback)'),
   }, { additionalProperties: false })),
   admin: Type.Object({ listen: hostPort('/healthz, /readyz, /routes; default port 15020') }, { additionalProperties: false }),
+  /** For apps that cannot use a proxy: a plain HTTP listener per upstream service. */
+  listeners: Type.Array(Type.Object({
+    service: label('upstream service'),
+    namespace: label('its namespace'),
+    listen: hostPort('where the app connects, e.g. 127.0.0.1:9001'),
+  }, { additionalProperties: false }), { default: [] }),
 }, { additionalProperties: false });
 
 export type SidecarConfig = Static<typeof SidecarConfigSchema> & { rootCertPem: string; bootstrapToken?: string | undefined; stateDirPath: string };

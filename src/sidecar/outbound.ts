@@ -41,9 +41,9 @@ export interface OutboundDeps {
  * directly to a local sidecar or through a remote cluster's gateway. A connect failure is
  * retried on another endpoint, then on the next priority; never an unknown name left hanging.
  */
-export function createOutbound(deps: OutboundDeps): Server {
+export function createOutbound(deps: OutboundDeps, fixedTarget?: { service: string; namespace: string }): Server {
   const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    void handle(deps, req, res).catch((err: unknown) => {
+    void handle(deps, req, res, fixedTarget).catch((err: unknown) => {
       deps.logger.error({ err: (err as Error).message }, 'outbound request failed unexpectedly');
       if (!res.headersSent) reply(res, 502, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request');
       else res.destroy();
@@ -54,10 +54,11 @@ export function createOutbound(deps: OutboundDeps): Server {
   return server;
 }
 
-async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixedTarget?: { service: string; namespace: string }): Promise<void> {
   const url = req.url?.startsWith('http://') ? new URL(req.url) : undefined;
-  const host = url?.host ?? req.headers.host;
-  const target = meshTarget(host);
+  // A fixed listener (for apps that cannot use a proxy) serves one service whatever Host says.
+  const host = fixedTarget ? `${fixedTarget.service}.${fixedTarget.namespace}.mesh` : (url?.host ?? req.headers.host);
+  const target = fixedTarget ?? meshTarget(host);
   if (!target) {
     return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${host ?? '(no host)'} is not a mesh name: use http://<service>.<namespace>.mesh/`);
   }

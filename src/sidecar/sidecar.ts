@@ -15,6 +15,8 @@ import { Upstreams } from './upstreams.js';
 export interface RunningSidecar {
   outbound: string;
   inbound: string | undefined;
+  /** `<ns>/<service>` → address of its fixed local listener. */
+  listeners: Record<string, string>;
   admin: string;
   identity: WorkloadIdentity;
   routing: RoutingTable;
@@ -78,6 +80,12 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const outbound = createOutbound({ cluster: config.cluster, routing, upstreams, identitiesFor, logger: logger.child({ component: 'outbound' }) });
     const outboundAddress = await listen(outbound, config.outbound.listen);
     closers.push(() => closeServer(outbound));
+    const listeners: Record<string, string> = {};
+    for (const fixed of config.listeners ?? []) {
+      const server = createOutbound({ cluster: config.cluster, routing, upstreams, identitiesFor, logger: logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` }) }, fixed);
+      listeners[`${fixed.namespace}/${fixed.service}`] = await listen(server, fixed.listen);
+      closers.push(() => closeServer(server));
+    }
 
     let inbound: Inbound | undefined;
     let inboundAddress: string | undefined;
@@ -109,7 +117,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const adminAddress = admin.address() as AddressInfo;
 
     logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');
-    return { outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}`, identity, routing, stop };
+    return { outbound: outboundAddress, inbound: inboundAddress, listeners, admin: `${adminAddress.address}:${adminAddress.port}`, identity, routing, stop };
   } catch (err) {
     await stop();
     throw err;

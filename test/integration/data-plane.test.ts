@@ -53,6 +53,13 @@ describe('the data plane of a two-cluster mesh', () => {
     expect(String(san)).toContain('URI:spiffe://dev.test/ns/demo/sa/ledger');
   });
 
+  test('an app that cannot use a proxy reaches ledger through a fixed local listener', async () => {
+    const listener = mesh.file.clusters.east!.client.listeners['demo/ledger'];
+    const res = await fetch(`http://${listener}/plain`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ service: 'ledger', cluster: 'west', path: '/plain' });
+  });
+
   test('an unknown mesh name gets a 503 that says so, at once', async () => {
     const res = await viaProxy(eastProxy(), 'http://nope.demo.mesh/');
     expect(res.status).toBe(503);
