@@ -5,11 +5,11 @@ import type { TLSSocket } from 'node:tls';
 import { pipeline } from 'node:stream/promises';
 import { Pool, type Dispatcher } from 'undici';
 import type { Logger } from '../core/log.js';
+import { forwardableHeaders } from './headers.js';
 import { peerIdentity } from './peer-identity.js';
 
 export interface InboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[]; identity: string }
 
-const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 /**
  * The mTLS listener in front of the app. Only peers with a certificate that chains to a mesh
@@ -59,10 +59,8 @@ export class Inbound {
       res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
       return;
     }
-    const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value !== undefined && !hopByHop.has(name) && name !== 'x-forwarded-client-cert') headers[name] = value;
-    }
+    // Any XFCC that arrives is dropped: only this sidecar may say who called.
+    const headers = forwardableHeaders(req.headers, 'x-forwarded-client-cert');
     const hash = createHash('sha256').update(cert.raw).digest('hex');
     headers['x-forwarded-client-cert'] = `By=${this.identity};Hash=${hash};URI=${peer.identity}`;
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
@@ -72,11 +70,7 @@ export class Inbound {
       headers,
       body: hasBody ? req : null,
     });
-    const out: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value !== undefined && !hopByHop.has(name)) out[name] = value;
-    }
-    res.writeHead(response.statusCode, out);
+    res.writeHead(response.statusCode, forwardableHeaders(response.headers));
     await pipeline(response.body, res).catch(() => res.destroy());
   }
 }

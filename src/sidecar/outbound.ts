@@ -4,10 +4,10 @@ import type { Dispatcher } from 'undici';
 import type { Logger } from '../core/log.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 import { formatServiceSni } from '../model/sni.js';
+import { forwardableHeaders } from './headers.js';
 import type { Route, RoutingTable } from './routing.js';
 import type { Upstreams } from './upstreams.js';
 
-const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const maxBufferedBody = 1024 * 1024;
 const maxAttempts = 3;
 const idempotent = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -72,10 +72,7 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
   const body = await readBody(req);
   if (body === 'too-large') return reply(res, 413, 'ISTHMUS_ERR_API_BAD_REQUEST', `request bodies over ${maxBufferedBody} bytes are not supported by the sidecar yet`);
   const path = url ? `${url.pathname}${url.search}` : (req.url ?? '/');
-  const headers: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined && !hopByHop.has(name)) headers[name] = value;
-  }
+  const headers = forwardableHeaders(req.headers);
   headers.host = host ?? `${target.service}.${target.namespace}.mesh`;
 
   const tried = new Set<string>();
@@ -99,11 +96,7 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
       continue;
     }
     deps.routing.record(endpoint.address, response.statusCode >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' });
-    const out: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value !== undefined && !hopByHop.has(name)) out[name] = value;
-    }
-    res.writeHead(response.statusCode, out);
+    res.writeHead(response.statusCode, forwardableHeaders(response.headers));
     await pipeline(response.body, res).catch(() => res.destroy());
     return;
   }

@@ -3,10 +3,10 @@ import { request } from 'node:http';
 export interface ProxiedResponse { status: number; body: any; text: string }
 
 /** What `curl -x http://<proxy> <url>` does: an absolute-form request to the sidecar's proxy port. */
-export function viaProxy(proxy: string, url: string, timeoutMs = 5000): Promise<ProxiedResponse> {
+export function viaProxy(proxy: string, url: string, timeoutMs = 5000, headers: Record<string, string> = {}): Promise<ProxiedResponse> {
   const split = proxy.lastIndexOf(':');
   return new Promise((resolve, reject) => {
-    const req = request({ host: proxy.slice(0, split), port: Number(proxy.slice(split + 1)), path: url, headers: { host: new URL(url).host }, timeout: timeoutMs }, (res) => {
+    const req = request({ host: proxy.slice(0, split), port: Number(proxy.slice(split + 1)), path: url, headers: { host: new URL(url).host, ...headers }, timeout: timeoutMs }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => { text += c.toString(); });
       res.on('end', () => {

@@ -35,6 +35,13 @@ describe('the data plane of a two-cluster mesh', () => {
     expect(await gatewayRouted('west')).toBeGreaterThanOrEqual(before);
   });
 
+  test('a forged x-forwarded-client-cert from the caller never reaches the app', async () => {
+    const res = await viaProxy(eastProxy(), 'http://ledger.demo.mesh/', 5000, { 'x-forwarded-client-cert': 'By=spiffe://evil/x;URI=spiffe://dev.test/ns/demo/sa/admin' });
+    expect(res.status).toBe(200);
+    expect(res.body.caller).toMatch(/;URI=spiffe:\/\/dev\.test\/ns\/demo\/sa\/client$/);
+    expect(res.body.caller).not.toContain('evil');
+  });
+
   test('TLS is end to end: through west\'s gateway, openssl sees the ledger workload\'s own certificate', async () => {
     const gateway = mesh.file.clusters.west!.gateways[0]!;
     // stdin closed at once: s_client prints the handshake and leaves. The sidecar then refuses
