@@ -72,3 +72,22 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
     }
   };
 }
+
+/**
+ * Keeps a long-running command (federation, gateway, sidecar) alive until SIGINT or SIGTERM,
+ * then stops it gracefully. Resolves when it has stopped, or early when `stopped` fires.
+ */
+export async function runUntilSignal(logger: { info(o: object, m: string): void; error(o: object, m: string): void }, stop: () => Promise<void>, stopped?: Promise<void>): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      logger.info({ signal }, 'stopping');
+      stop().then(resolve, (err: unknown) => {
+        logger.error({ err: describeError(err) }, 'error while stopping');
+        resolve();
+      });
+    };
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    void stopped?.then(resolve);
+  });
+}

@@ -1,8 +1,7 @@
 import { Option, type Command } from 'commander';
-import { describeError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadClusterConfig } from '../federation/config.js';
-import { action } from './common.js';
+import { action, runUntilSignal } from './common.js';
 
 export function logOptions(command: Command): Command {
   return command
@@ -20,20 +19,11 @@ export function registerFederation(program: Command): void {
       const { runFederation } = await import('../federation/server.js');
       const running = await runFederation(loaded, logger);
       logger.info({ api: `https://${running.apiAddress}`, cluster: loaded.config.cluster }, 'federation API listening');
-      await new Promise<void>((resolve) => {
-        const shutdown = (signal: string) => {
-          logger.info({ signal }, 'stopping: revoking the cluster lease');
-          running.stop().then(resolve, (err: unknown) => {
-            logger.error({ err: describeError(err) }, 'error while stopping');
-            resolve();
-          });
-        };
-        process.once('SIGINT', () => shutdown('SIGINT'));
-        process.once('SIGTERM', () => shutdown('SIGTERM'));
-        running.federation.once('left', () => {
-          process.exitCode = 1;
-          void running.stop().then(resolve);
-        });
-      });
+      // The cluster was removed from the mesh (isthmus leave): stop, and say so with the exit code.
+      const left = new Promise<void>((resolve) => running.federation.once('left', () => {
+        process.exitCode = 1;
+        void running.stop().then(resolve);
+      }));
+      await runUntilSignal(logger, () => running.stop(), left);
     }));
 }

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import { describeError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadGatewayConfig } from '../gateway/config.js';
-import { action } from './common.js';
+import { action, runUntilSignal } from './common.js';
 import { logOptions } from './federation.js';
 
 export function registerGateway(program: Command): void {
@@ -16,16 +15,6 @@ export function registerGateway(program: Command): void {
       const { runGateway } = await import('../gateway/run.js');
       const running = await runGateway(config, logger);
       logger.info({ cluster: config.cluster, id: config.id, listen: running.address, admin: running.admin, federation: config.federationUrl }, 'gateway listening');
-      await new Promise<void>((resolve) => {
-        const shutdown = (signal: string) => {
-          logger.info({ signal }, 'stopping');
-          running.stop().then(resolve, (err: unknown) => {
-            logger.error({ err: describeError(err) }, 'error while stopping');
-            resolve();
-          });
-        };
-        process.once('SIGINT', () => shutdown('SIGINT'));
-        process.once('SIGTERM', () => shutdown('SIGTERM'));
-      });
+      await runUntilSignal(logger, () => running.stop());
     }));
 }

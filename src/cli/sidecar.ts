@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { describeError, IsthmusError } from '../core/errors.js';
+import { IsthmusError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadSidecarConfig } from '../sidecar/config.js';
 import { formatExplanation, type RouteExplanation } from '../sidecar/explain.js';
-import { action, outputOption } from './common.js';
+import { action, outputOption, runUntilSignal } from './common.js';
 import { logOptions } from './federation.js';
 import { printJson } from './output.js';
 
@@ -18,17 +18,7 @@ export function registerSidecar(program: Command): void {
       const logger = createLogger({ name: `isthmus-sidecar-${config.service}`, format: opts.logFormat, level: opts.logLevel });
       const { runSidecar } = await import('../sidecar/sidecar.js');
       const running = await runSidecar(config, logger);
-      await new Promise<void>((resolve) => {
-        const shutdown = (signal: string) => {
-          logger.info({ signal }, 'stopping');
-          running.stop().then(resolve, (err: unknown) => {
-            logger.error({ err: describeError(err) }, 'error while stopping');
-            resolve();
-          });
-        };
-        process.once('SIGINT', () => shutdown('SIGINT'));
-        process.once('SIGTERM', () => shutdown('SIGTERM'));
-      });
+      await runUntilSignal(logger, () => running.stop());
     }));
 
   program.command('explain')

@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { choosePriority, pickEndpoint, retryOrder } from './balancer.js';
 import type { Endpoint, Locality, Priority, ServiceLocalities } from './localities.js';
 import { healthCounts, priorityLoad } from './priority-load.js';
+import { mulberry32 } from '../../test/helpers/random.js';
 
 const ep = (address: string, weight = 1, healthy = true): Endpoint => ({ address, healthy, weight, kind: 'local' });
 const gwEp = (address: string, cluster: string): Endpoint =>
@@ -108,14 +109,3 @@ describe('retryOrder', () => {
   });
 });
 
-/** A small seeded PRNG, so statistical tests are random in shape but identical on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

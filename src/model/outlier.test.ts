@@ -4,6 +4,7 @@ import {
   ejectedAddresses, isEjected, outlierConfig, outlierState, recordResult, unejectHost, withHosts,
   type OutlierResult, type OutlierState,
 } from './outlier.js';
+import { mulberry32 } from '../../test/helpers/random.js';
 
 const ok: OutlierResult = { ok: true, kind: 'ok' };
 const e5xx: OutlierResult = { ok: false, kind: '5xx' };
@@ -151,17 +152,6 @@ describe('state handling', () => {
   });
 });
 
-/** A small seeded PRNG, so the event sequences are random in shape but identical on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('unejectHost', () => {
   test('ends an ejection at once but remembers it, so the next one lasts longer', () => {

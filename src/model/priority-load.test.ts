@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { healthCounts, priorityLoad, type PriorityHealthCount } from './priority-load.js';
 import type { ServiceLocalities } from './localities.js';
+import { mulberry32 } from '../../test/helpers/random.js';
 
 /** "X% healthy" as X healthy endpoints out of 100, so the percentages are exact. */
 const pct = (healthy: number): PriorityHealthCount => ({ healthy, total: 100 });
@@ -172,14 +173,3 @@ describe('healthCounts', () => {
   });
 });
 
-/** A small seeded PRNG, so property tests are random in shape but identical on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { isIsthmusError } from '../core/errors.js';
 import { addRoot, meshRoots, newBundle, removeRoot, validateBundle, type TrustBundle } from './bundle.js';
 import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from './ca.js';
+import { failure } from '../../test/helpers/failure.js';
 
 let root: CertAndKey;
 let nextRoot: CertAndKey;
@@ -12,14 +13,6 @@ let leaf: CertAndKey;
 
 const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
 
-function failure(fn: () => unknown): { code?: string; message: string } {
-  try {
-    fn();
-  } catch (err) {
-    return { code: isIsthmusError(err) ? err.code : undefined, message: (err as Error).message };
-  }
-  return { message: 'did not throw' };
-}
 
 beforeAll(() => {
   root = createRootCa({ trustDomain: 'example.org' });

@@ -2,9 +2,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { isIsthmusError } from '../core/errors.js';
 import { createIntermediateCa, createRootCa, type CertAndKey } from './ca.js';
 import { readClusterCa, readRootCa, writeClusterCa, writeRootCa } from './ca-files.js';
+import { failure } from '../../test/helpers/failure.js';
 
 let base: string;
 let root: CertAndKey;
@@ -15,14 +15,6 @@ let counter = 0;
 const fresh = () => join(base, `case-${++counter}`);
 const mode = (path: string) => statSync(path).mode & 0o777;
 
-function failure(fn: () => unknown): { code?: string; message: string } {
-  try {
-    fn();
-  } catch (err) {
-    return { code: isIsthmusError(err) ? err.code : undefined, message: (err as Error).message };
-  }
-  return { message: 'did not throw' };
-}
 
 function clusterFiles(intermediate: CertAndKey = east, rootCa: CertAndKey = root) {
   return { caCert: intermediate.certPem, caKey: intermediate.keyPem, rootCert: rootCa.certPem, certChain: intermediate.certPem + rootCa.certPem };

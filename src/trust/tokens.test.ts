@@ -1,20 +1,12 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { isIsthmusError } from '../core/errors.js';
 import { issueToken, verifyToken, type TokenRecord } from './tokens.js';
+import { failure } from '../../test/helpers/failure.js';
 
 const identity = 'spiffe://example.org/ns/shop/sa/checkout';
 const now = new Date('2030-01-01T00:00:00Z');
 const later = (seconds: number) => new Date(now.getTime() + seconds * 1000);
 
-function failure(fn: () => unknown): { code?: string; message: string } {
-  try {
-    fn();
-  } catch (err) {
-    return { code: isIsthmusError(err) ? err.code : undefined, message: (err as Error).message };
-  }
-  return { message: 'did not throw' };
-}
 
 describe('issueToken', () => {
   test('makes an isth_ token of 32 random bytes and stores only its SHA-256', () => {

@@ -4,10 +4,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { isIsthmusError } from '../core/errors.js';
 import { createCsr, createIntermediateCa, createRootCa, issueCertificate, signWorkloadCsr, type CertAndKey } from './ca.js';
 import { certificateInfo, parseCertificates, verifyChain, verifyKeyMatchesCert } from './verify.js';
 import { basicConstraintsOf } from './x509-facts.js';
+import { failure } from '../../test/helpers/failure.js';
 
 const alice = 'spiffe://example.org/ns/shop/sa/alice';
 const day = 86_400_000;
@@ -49,14 +49,6 @@ function opensslIssue(issuer: CertAndKey, subject: string, extensions: string): 
   return { certPem, keyPem };
 }
 
-function failure(fn: () => unknown): { code?: string; message: string } {
-  try {
-    fn();
-  } catch (err) {
-    return { code: isIsthmusError(err) ? err.code : undefined, message: (err as Error).message };
-  }
-  return { message: 'did not throw' };
-}
 
 function toPem(der: Buffer): string {
   return `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`;
