@@ -64,6 +64,23 @@ describe('a three-cluster mesh', () => {
     expect(services.services.map((s: any) => `${s.namespace}/${s.name}`)).toContain('demo/ledger');
   });
 
+  test('each federation knows how far behind every other cluster is (sync lag) and streams catalog changes', async () => {
+    const status = (await client(east).get(`https://${east.apiAddress}/v1/status`)).body;
+    expect(status.clusters.map((c: any) => c.cluster)).toEqual(['east', 'north', 'west']);
+    for (const c of status.clusters) {
+      expect(c.revision).toBeGreaterThan(0);
+      expect(c.lagMs).toBeGreaterThanOrEqual(0);
+      expect(c.lagMs).toBeLessThan(10_000); // heartbeats every TTL/3 = 1 s
+    }
+    // Long-poll: asking with the current version waits for the next change, which an export makes.
+    const current = (await catalogOf(east)).revision;
+    const next = client(east).get(`https://${east.apiAddress}/v1/catalog?version=${current}&wait=20`);
+    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'west', '--etcd', mesh.etcd.url]);
+    const changed = (await next).body;
+    expect(changed.revision).toBeGreaterThan(current);
+    expect(served(changed, 'demo', 'hello', 'west')).toBeDefined();
+  });
+
   test('every cluster trusts both trust domains without copying a file', async () => {
     const trust = (await client(east).get(`https://${east.apiAddress}/v1/trust`)).body;
     expect(trust.roots).toHaveLength(2);

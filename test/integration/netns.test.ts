@@ -117,6 +117,8 @@ beforeAll(async () => {
       cluster: 'west', service: 'ledger', federation: joined.west!.api, rootCert: joined.west!.rootCert, token: ledgerToken,
       outbound: `127.0.0.1:${proxyPort}`, admin: '127.0.0.1:15020', inbound: { listen: `${west.innerAddress}:${inbound}`, app: `127.0.0.1:${app}` },
     })]));
+    // Its admin port is W's own loopback: ready when its inbound listener accepts (root reaches W).
+    await waitFor(async () => (await tcpProbeRoot(west!.innerAddress, inbound)) === 'CONNECTED', 20_000, 'ledger sidecar listening in W');
     // E: the client sidecar; its proxy listens on E's veth address so this test (in root) can use it.
     const eastAddress = east.innerAddress;
     proxy = `${eastAddress}:${proxyPort}`;
