@@ -9,7 +9,7 @@ import { issueToken } from '../trust/tokens.js';
 import { action, outputOption } from './common.js';
 import { printJson } from './output.js';
 
-interface RegisterOptions { namespace: string; config: string; address: string; zone?: string; serviceAccount?: string; tokenTtl: string; output: string }
+interface RegisterOptions { namespace: string; config: string; address?: string; zone?: string; serviceAccount?: string; tokenTtl: string; output: string }
 
 export function registerRegister(program: Command): void {
   program.command('register')
@@ -17,7 +17,7 @@ export function registerRegister(program: Command): void {
     .argument('<service>', 'service name')
     .option('-n, --namespace <ns>', 'namespace', 'default')
     .requiredOption('-c, --config <file>', 'the cluster.yaml of the cluster the instance runs in')
-    .requiredOption('--address <host:port>', 'where the instance listens')
+    .option('--address <host:port>', 'where the instance (its sidecar\'s inbound listener) listens; leave out for a client-only workload, which only needs a token')
     .option('--zone <zone>', 'zone of the instance (default: the cluster\'s first zone)')
     .option('--service-account <sa>', 'identity of the instance (default: the service name)')
     .option('--token-ttl <duration>', 'how long the bootstrap token is accepted', '1h')
@@ -26,7 +26,7 @@ export function registerRegister(program: Command): void {
       checkName('service', service);
       checkName('namespace', opts.namespace);
       const serviceAccount = checkName('service account', opts.serviceAccount ?? service);
-      if (!/^[^:\s]+:[0-9]{1,5}$/.test(opts.address)) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--address "${opts.address}" is not host:port`);
+      if (opts.address !== undefined && !/^[^:\s]+:[0-9]{1,5}$/.test(opts.address)) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--address "${opts.address}" is not host:port`);
       const loaded = loadClusterConfig(opts.config);
       const zone = opts.zone ?? loaded.config.zones[0] ?? 'default';
       if (!loaded.config.zones.includes(zone)) {
@@ -37,17 +37,19 @@ export function registerRegister(program: Command): void {
       const { token, record } = issueToken({ identity, ttlSeconds: parseDuration(opts.tokenTtl), now });
       updateRegistry(loaded.dir, (registry) => ({
         version: 1,
-        instances: [
+        instances: opts.address === undefined ? registry.instances : [
           ...registry.instances.filter((i) => !(i.address === opts.address && i.namespace === opts.namespace && i.service === service)),
           { namespace: opts.namespace, service, serviceAccount, address: opts.address, zone, registeredAt: now.toISOString() },
         ],
         // Only the hash is kept; expired tokens are dropped while we are here.
         tokens: [...liveTokens(registry.tokens, now), record],
       }));
-      const result = { cluster: loaded.config.cluster, namespace: opts.namespace, service, address: opts.address, zone, identity, token, tokenExpiresAt: record.expiresAt };
+      const result = { cluster: loaded.config.cluster, namespace: opts.namespace, service, address: opts.address ?? null, zone, identity, token, tokenExpiresAt: record.expiresAt };
       if (opts.output === 'json') return printJson(result);
       process.stdout.write([
-        `Registered ${opts.namespace}/${service} at ${opts.address} (zone ${zone}) in cluster ${loaded.config.cluster}.`,
+        opts.address === undefined
+          ? `Issued a token for ${opts.namespace}/${service} in cluster ${loaded.config.cluster} (no instance registered: a client-only workload).`
+          : `Registered ${opts.namespace}/${service} at ${opts.address} (zone ${zone}) in cluster ${loaded.config.cluster}.`,
         `Identity: ${identity}`,
         `Bootstrap token (shown once, valid until ${record.expiresAt}):`,
         `  ${token}`,

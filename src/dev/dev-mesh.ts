@@ -106,7 +106,13 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       const config = join(dir, 'cluster.yaml');
       const rootCertFile = join(dir, 'root-cert.pem');
       await step(opts, `cluster ${name} joined`, async () => {
-        if (existsSync(config)) return { url: `${dir} (kept from an earlier run)` };
+        if (existsSync(config)) {
+          // Kept from an earlier run; our own etcd may have a new port this time.
+          const kept = parse(readFileSync(config, 'utf8')) as { etcd: { endpoints: string[] } };
+          kept.etcd.endpoints = [etcdUrl];
+          writeFileSync(config, stringify(kept));
+          return { url: `${dir} (kept from an earlier run)` };
+        }
         await joinCluster(name, {
           region: name, zone: zones, etcd: etcdUrl, ca: caDir, out: dir, federationHost: host, apiPort: 15010, dashboardPort: 15014,
           gateway: Array.from({ length: gatewayCount }, (_, g) => `${host}:${15443 + g}`), leaseTtl: '15s', output: 'table',

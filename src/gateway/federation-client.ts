@@ -8,6 +8,7 @@ import type { GatewayConfig } from './config.js';
 import type { GatewayRoutes } from './routes.js';
 
 const longPollSeconds = 30;
+const certificateTtlSeconds = 24 * 3600;
 
 /**
  * The gateway's line to its cluster's federation service: it reports itself (so the federation
@@ -16,15 +17,28 @@ const longPollSeconds = 30;
  * the gateway keeps routing with the last table it had.
  */
 export class FederationClient {
-  private readonly agent: Agent;
+  private agent: Agent;
   private stopped = false;
   private registerTimer: NodeJS.Timeout | undefined;
+  private readonly renewTimer: NodeJS.Timeout;
   private readonly abort = new AbortController();
 
   constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
-    const ca = readClusterCa(config.caDir);
-    const identity = issueCertificate({ identity: clusterRoleId(config.trustDomain, config.cluster, 'gateway'), issuer: ca.ca, ttlSeconds: 7 * 24 * 3600 });
-    this.agent = new Agent({
+    this.agent = this.newAgent();
+    // The gateway's own certificate is re-made at half its life; the old agent finishes its requests.
+    this.renewTimer = setInterval(() => {
+      const old = this.agent;
+      this.agent = this.newAgent();
+      void old.close().catch(() => undefined);
+      this.log.info({}, 'gateway certificate renewed');
+    }, (certificateTtlSeconds * 1000) / 2);
+    this.renewTimer.unref();
+  }
+
+  private newAgent(): Agent {
+    const ca = readClusterCa(this.config.caDir);
+    const identity = issueCertificate({ identity: clusterRoleId(this.config.trustDomain, this.config.cluster, 'gateway'), issuer: ca.ca, ttlSeconds: certificateTtlSeconds });
+    return new Agent({
       connect: { ca: ca.rootCert, cert: `${identity.certPem.trim()}\n${ca.ca.certPem.trim()}\n`, key: identity.keyPem },
       headersTimeout: (longPollSeconds + 10) * 1000,
       bodyTimeout: (longPollSeconds + 10) * 1000,
@@ -79,6 +93,7 @@ export class FederationClient {
   async close(): Promise<void> {
     this.stopped = true;
     if (this.registerTimer) clearTimeout(this.registerTimer);
+    clearInterval(this.renewTimer);
     this.abort.abort();
     await this.agent.destroy();
   }

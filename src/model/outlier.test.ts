@@ -165,4 +165,14 @@ describe('unejectHost', () => {
     expect(isEjected(state, 'a:1', 2_000 + 59_000)).toBe(true); // second ejection: 2 × 30 s
     expect(unejectHost(state, 'b:1', 3_000)).toBe(state); // not ejected: unchanged
   });
+
+  test('a reachability check ends only ejections for connect errors, not for 5xx', () => {
+    const config = outlierConfig({ consecutive5xx: 1, consecutiveConnectErrors: 1, maxEjectionPercent: 100 });
+    let state = outlierState(config, ['a:1', 'b:1', 'c:1']);
+    state = recordResult(state, 'a:1', { ok: false, kind: '5xx' }, 0);
+    state = recordResult(state, 'b:1', { ok: false, kind: 'connect-error' }, 0);
+    state = unejectHost(unejectHost(state, 'a:1', 1_000, 'connect-error'), 'b:1', 1_000, 'connect-error');
+    expect(isEjected(state, 'a:1', 1_000)).toBe(true);
+    expect(isEjected(state, 'b:1', 1_000)).toBe(false);
+  });
 });

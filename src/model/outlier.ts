@@ -49,6 +49,8 @@ export interface HostOutlier {
   ejections: number;
   /** Ejected while now < ejectedUntil; 0 when never ejected. */
   ejectedUntil: number;
+  /** What the last ejection was for. */
+  ejectedFor?: 'connect-error' | '5xx';
 }
 
 export interface OutlierState {
@@ -105,6 +107,7 @@ export function recordResult(state: OutlierState, address: string, result: Outli
     next = {
       consecutive5xx: 0, consecutiveConnectErrors: 0, ejections,
       ejectedUntil: now + Math.min(config.maxEjectionMs, config.baseEjectionMs * ejections),
+      ejectedFor: result.kind === '5xx' ? '5xx' : 'connect-error',
     };
   }
   const hosts = new Map(state.hosts);
@@ -139,9 +142,10 @@ function unforgiven(host: HostOutlier, now: number, config: Readonly<OutlierConf
  * does by default (successful_active_health_check_uneject_host). The ejection count is kept, so
  * a host that fails again is ejected for longer.
  */
-export function unejectHost(state: OutlierState, address: string, now: number): OutlierState {
+export function unejectHost(state: OutlierState, address: string, now: number, onlyFor?: 'connect-error' | '5xx'): OutlierState {
   const host = state.hosts.get(address);
   if (!host || now >= host.ejectedUntil) return state;
+  if (onlyFor !== undefined && host.ejectedFor !== onlyFor) return state;
   const hosts = new Map(state.hosts);
   hosts.set(address, { ...host, ejectedUntil: 0, consecutive5xx: 0, consecutiveConnectErrors: 0 });
   return { config: state.config, hosts };

@@ -11,7 +11,8 @@ import type { Upstreams } from './upstreams.js';
 const maxBufferedBody = 1024 * 1024;
 const maxAttempts = 3;
 const idempotent = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
-const connectErrors = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME']);
+// ECONNRESET is not here: a reset can come after the request was written.
+const connectErrors = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME']);
 
 /** Errors raised before the request could have been written (connect, TLS handshake, identity check). */
 function neverSent(err: unknown): boolean {

@@ -47,11 +47,17 @@ export class RoutingTable {
 
   setCatalog(catalog: Catalog): void {
     this.catalog = catalog;
-    this.invalidate();
+    this.trackHosts();
   }
 
   setEndpoints(endpoints: LocalEndpointsSnapshot): void {
     this.endpoints = endpoints;
+    this.trackHosts();
+  }
+
+  /** Outlier history is kept for every endpoint of every service, and dropped only when it leaves. */
+  private trackHosts(): void {
+    this.outliers = withHosts(this.outliers, this.addresses());
     this.invalidate();
   }
 
@@ -89,7 +95,6 @@ export class RoutingTable {
         endpoints: l.endpoints.map((e) => ({ ...e, healthy: e.healthy && this.activeHealthy(e.address) && !ejected.has(e.address) })),
       })),
     };
-    this.outliers = withHosts(this.outliers, localities.localities.flatMap((l) => l.endpoints.map((e) => e.address)));
     const load = priorityLoad(healthCounts(localities));
     const primary = load.loads.findIndex((l) => l > 0);
     const route: Route = { namespace, service, localities, load, primary: primary < 0 ? undefined : primary, computedAt: now };
@@ -117,17 +122,17 @@ export class RoutingTable {
     if (isEjected(this.outliers, address, now) !== before) this.invalidate();
   }
 
-  /** Ejected hosts that pass an active health check return at once (Envoy's default). */
-  unejectHealthy(isHealthy: (address: string) => boolean | undefined): void {
+  /**
+   * Hosts ejected for refusing connections return as soon as an active check connects (Envoy's
+   * default). A TCP check says nothing about 5xx, so those ejections run their course.
+   */
+  unejectReachable(isReachable: (address: string) => boolean | undefined): void {
     const now = this.now();
-    let changed = false;
+    const before = this.outliers;
     for (const address of ejectedAddresses(this.outliers, now)) {
-      if (isHealthy(address) === true) {
-        this.outliers = unejectHost(this.outliers, address, now);
-        changed = true;
-      }
+      if (isReachable(address) === true) this.outliers = unejectHost(this.outliers, address, now, 'connect-error');
     }
-    if (changed) this.invalidate();
+    if (this.outliers !== before) this.invalidate();
   }
 
   ejected(): Set<string> {

@@ -47,7 +47,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       unhealthyAfter: 1,
       addresses: () => routing.addresses(),
       onChange: () => routing.invalidate(),
-      onRound: () => routing.unejectHealthy((address) => health.healthOf(address)),
+      onRound: () => routing.unejectReachable((address) => health.healthOf(address)),
     });
     // An address not checked yet is as healthy as the federation says: no blackout at start or
     // when an endpoint appears.

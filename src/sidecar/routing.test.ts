@@ -1,0 +1,77 @@
+import { describe, expect, test } from 'vitest';
+import type { Catalog } from '../model/catalog.js';
+import { failoverChannel, RoutingTable } from './routing.js';
+
+const catalog: Catalog = {
+  revision: 1,
+  invalidKeys: [],
+  clusters: [
+    { name: 'east', region: 'us', zones: ['a'], trustDomain: 'td', federation: 'x:1', joinedAt: '', alive: true, gateways: [] },
+    { name: 'west', region: 'us', zones: ['a'], trustDomain: 'td', federation: 'y:1', joinedAt: '', alive: true, gateways: [{ id: 'gw-1', address: '127.0.2.1', port: 15443, zone: 'a' }] },
+  ],
+  services: [{
+    namespace: 'd', name: 'a',
+    clusters: [{ cluster: 'west', region: 'us', zones: [{ zone: 'a', healthy: 1, total: 1 }], gateways: [{ id: 'gw-1', address: '127.0.2.1', port: 15443, zone: 'a' }], identities: ['spiffe://td/ns/d/sa/a'], ports: [] }],
+  }],
+};
+const endpoints = {
+  version: 1,
+  cluster: 'east',
+  services: [
+    { namespace: 'd', name: 'a', identities: ['spiffe://td/ns/d/sa/a'], endpoints: [{ address: '127.0.1.1:1', zone: 'a', healthy: true }, { address: '127.0.1.1:2', zone: 'a', healthy: true }] },
+    { namespace: 'd', name: 'b', identities: ['spiffe://td/ns/d/sa/b'], endpoints: [{ address: '127.0.1.1:3', zone: 'a', healthy: true }] },
+  ],
+};
+
+function table(now = { t: 0 }) {
+  const routing = new RoutingTable({ cluster: 'east', zone: 'a' }, () => true, () => now.t);
+  routing.setCatalog(catalog);
+  routing.setEndpoints(endpoints);
+  return routing;
+}
+
+describe('RoutingTable', () => {
+  test('local endpoints first (P0); the remote gateway only as a lower priority', () => {
+    const route = table().route('d', 'a')!;
+    expect(route.primary).toBe(0);
+    expect(route.load.loads).toEqual([100, 0, 0, 0]);
+    expect(route.localities.localities.map((l) => [l.priority, l.cluster])).toEqual([[0, 'east'], [2, 'west']]);
+  });
+
+  test('an ejection survives routing another service, and moves traffic to the rest', () => {
+    const routing = table();
+    for (let i = 0; i < 3; i += 1) routing.record('127.0.1.1:1', { ok: false, kind: 'connect-error' });
+    routing.route('d', 'b');
+    expect(routing.ejected()).toEqual(new Set(['127.0.1.1:1']));
+    const route = routing.route('d', 'a')!;
+    expect(route.localities.localities[0]!.endpoints.find((e) => e.address === '127.0.1.1:1')!.healthy).toBe(false);
+    // One of two local endpoints healthy: P0 health 70% (1/2 × 1.4), the rest spills to the gateway (Envoy's arithmetic).
+    expect(route.load.loads).toEqual([70, 0, 30, 0]);
+    for (let i = 0; i < 50; i += 1) expect(routing.pick(route)!.address).not.toBe('127.0.1.1:1');
+  });
+
+  test('all local endpoints down: everything fails over to the gateway, and a failover event says so', () => {
+    const events: unknown[] = [];
+    const listener = (message: unknown) => events.push(message);
+    failoverChannel.subscribe(listener);
+    const routing = table();
+    expect(routing.route('d', 'a')!.primary).toBe(0);
+    for (const address of ['127.0.1.1:1', '127.0.1.1:2']) for (let i = 0; i < 3; i += 1) routing.record(address, { ok: false, kind: 'connect-error' });
+    const route = routing.route('d', 'a')!;
+    expect(route.load.loads).toEqual([0, 0, 100, 0]);
+    expect(routing.pick(route)!.sni).toBe('a.d.svc.west.isthmus');
+    failoverChannel.unsubscribe(listener);
+    expect(events).toMatchObject([{ namespace: 'd', service: 'a', from: 0, to: 2 }]);
+  });
+
+  test('a host ejected for refusing connections returns when an active check reaches it', () => {
+    const routing = table();
+    for (let i = 0; i < 3; i += 1) routing.record('127.0.1.1:1', { ok: false, kind: 'connect-error' });
+    routing.unejectReachable((address) => address === '127.0.1.1:1');
+    expect(routing.ejected().size).toBe(0);
+  });
+
+  test('an unknown service has no route', () => {
+    expect(table().route('d', 'nope')).toBeUndefined();
+  });
+});
