@@ -33,6 +33,8 @@ export interface MeshFileCluster {
   region: string;
   zones: string[];
   federation: string;
+  /** host:port of the federation's plain-HTTP /metrics (port 15014); absent if it could not listen. */
+  metrics?: string;
   config: string;
   gateways: string[];
   client: { proxy: string; admin: string; listeners: Record<string, string> };
@@ -203,7 +205,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       stoppers.push(() => clientSidecar.stop());
 
       file.clusters[name] = {
-        host, region: name, zones, federation: federation.apiAddress, config, gateways,
+        host, region: name, zones, federation: federation.apiAddress, ...(federation.metricsAddress ? { metrics: federation.metricsAddress } : {}), config, gateways,
         client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin, listeners: clientSidecar.listeners },
         services: samples(name).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
       };

@@ -5,6 +5,7 @@ import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { version } from '../core/version.js';
 import type { Catalog } from '../model/catalog.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import type { Federation } from './federation.js';
 import { clusterRoleId } from '../trust/spiffe.js';
 import { verifyChain } from '../trust/verify.js';
@@ -18,6 +19,8 @@ export interface ApiOptions {
   trustBundle: () => string[];
   tls: { certPem: string; keyPem: string; chainPem: string[] };
   logger: Logger;
+  /** Served at /metrics (also on the plain-HTTP port 15014, for scrapers without the mesh root). */
+  metrics?: Pick<Metrics, 'exposition'>;
 }
 
 const maxWaitMs = 60_000;
@@ -64,6 +67,14 @@ export function buildApi(opts: ApiOptions) {
   }
 
   app.get('/healthz', async () => ({ status: 'ok', cluster: federation.cluster, version, catalogRevision: federation.catalog.revision }));
+
+  const { metrics } = opts;
+  if (metrics) {
+    app.get('/metrics', async (_request, reply) => {
+      const { contentType, body } = await metrics.exposition();
+      return reply.type(contentType).send(body);
+    });
+  }
 
   // Long-polled snapshots: `?version=<what you have>&wait=<seconds>` answers when it changes.
   longPoll('/v1/catalog', 'catalog', () => federation.catalog);

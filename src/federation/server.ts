@@ -1,10 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import { keys } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
+import { startTelemetryServer, type TelemetryServer } from '../telemetry/http.js';
+import { createMetrics } from '../telemetry/metrics.js';
 import { meshRoots, validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { issueCertificate } from '../trust/ca.js';
 import { readClusterCa } from '../trust/ca-files.js';
 import { clusterRoleId } from '../trust/spiffe.js';
+import { certificateInfo } from '../trust/verify.js';
 import { buildApi, type FederationApi } from './api.js';
 import type { LoadedClusterConfig } from './config.js';
 import { Federation } from './federation.js';
@@ -17,6 +20,8 @@ export interface RunningFederation {
   api: FederationApi;
   /** host:port the API listens on. */
   apiAddress: string;
+  /** host:port of plain-HTTP /metrics and /healthz (federation.dashboardPort); undefined if it could not listen. */
+  metricsAddress: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -46,12 +51,19 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   // The serving certificate names every address a client may dial: the listen host and the advertised one.
   const hosts = [config.federation.host, config.federation.advertise?.slice(0, config.federation.advertise.lastIndexOf(':'))]
     .filter((h): h is string => h !== undefined && h !== '0.0.0.0' && h !== '::');
+  const servingIdentity = clusterRoleId(config.trustDomain, config.cluster, 'federation');
   const serving = issueCertificate({
-    identity: clusterRoleId(config.trustDomain, config.cluster, 'federation'),
+    identity: servingIdentity,
     issuer: clusterCa.ca,
     ttlSeconds: 30 * 24 * 3600,
     dnsNames: [...new Set(['localhost', ...hosts.filter((h) => !isIp(h))])],
     ipAddresses: [...new Set(hosts.filter(isIp))],
+  });
+  const servingNotAfter = certificateInfo(serving.certPem).notAfter;
+  const metrics = createMetrics('federation', { cluster: config.cluster }, {
+    clusterSyncs: () => federation.mirror.clusterSyncs(),
+    catalog: () => federation.catalog,
+    certificates: () => [{ identity: servingIdentity, notAfter: servingNotAfter }],
   });
   const signer = new WorkloadSigner({
     issuer: clusterCa.ca,
@@ -70,12 +82,23 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     trustBundle,
     tls: { certPem: serving.certPem, keyPem: serving.keyPem, chainPem: [clusterCa.ca.certPem] },
     logger,
+    metrics,
   });
 
+  let telemetry: TelemetryServer | undefined;
   try {
     await federation.start();
     await api.listen({ host: config.federation.host, port: config.federation.apiPort });
+    // Metrics are not worth failing the federation for: a taken port is logged, /metrics stays on the API.
+    telemetry = await startTelemetryServer({
+      host: config.federation.host, port: config.federation.dashboardPort, metrics,
+      healthz: () => ({ status: 'ok', cluster: config.cluster }),
+    }).catch((err: unknown) => {
+      logger.error({ err: (err as Error).message, port: config.federation.dashboardPort }, 'could not listen for /metrics on the dashboard port; /metrics is still served on the API port');
+      return undefined;
+    });
   } catch (err) {
+    metrics.close();
     await federation.stop().catch(() => undefined);
     await api.close().catch(() => undefined);
     await store.close().catch(() => undefined);
@@ -87,8 +110,11 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     federation,
     api,
     apiAddress: `${config.federation.host}:${address.port}`,
+    metricsAddress: telemetry?.address,
     stop: () => {
       stopping ??= (async () => {
+        await telemetry?.close();
+        metrics.close();
         await api.close();
         await federation.stop();
         await store.close();

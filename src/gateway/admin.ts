@@ -1,12 +1,14 @@
 import { createServer, type Server } from 'node:http';
+import { sendMetrics } from '../telemetry/http.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import type { Gateway } from './gateway.js';
 
 /**
  * Admin port (15021): /healthz answers while the process runs; /readyz only once the gateway
  * has a routing table (a gateway without one refuses everything, so it must not take traffic);
- * /stats gives the counters as JSON until src/telemetry/ exports them as metrics.
+ * /metrics gives them to Prometheus (docs/metrics.md), /stats as JSON.
  */
-export function startAdmin(gateway: Gateway, host: string, port: number): Promise<Server> {
+export function startAdmin(gateway: Gateway, host: string, port: number, metrics?: Pick<Metrics, 'exposition'>): Promise<Server> {
   const server = createServer((req, res) => {
     const send = (status: number, body: unknown) => {
       const text = JSON.stringify(body);
@@ -16,7 +18,8 @@ export function startAdmin(gateway: Gateway, host: string, port: number): Promis
     if (req.url === '/healthz') return send(200, { status: 'ok' });
     if (req.url === '/readyz') return gateway.ready ? send(200, { status: 'ready' }) : send(503, { status: 'waiting for the routing table from the federation service' });
     if (req.url === '/stats') return send(200, gateway.stats);
-    return send(404, { error: 'try /healthz, /readyz or /stats' });
+    if (req.url === '/metrics' && metrics) return void sendMetrics(metrics, res);
+    return send(404, { error: 'try /healthz, /readyz, /metrics or /stats' });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -1,13 +1,13 @@
-import { channel } from 'node:diagnostics_channel';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { parseClientHello } from './client-hello.js';
 import type { GatewayConfig } from './config.js';
 import { routeFor, type GatewayRefusal, type GatewayRoutes } from './routes.js';
 
-/** Published for src/telemetry/ to count; the core never imports a metrics library. */
-export const refusedChannel = channel('isthmus:gateway:refused');
-export const routedChannel = channel('isthmus:gateway:routed');
+/** Published for src/telemetry/ to count (src/core/channels.ts); the core never imports a metrics library. */
+export const refusedChannel = channels.gatewayRefused;
+export const routedChannel = channels.gatewayRouted;
 
 export interface GatewayStats {
   accepted: number;
@@ -128,7 +128,7 @@ export class Gateway {
         this.stats.routed += 1;
         this.stats.active += 1;
         upstream.once('close', () => { this.stats.active -= 1; });
-        routedChannel.publish({ service, endpoint: address, remote: client.remoteAddress });
+        if (routedChannel.hasSubscribers) routedChannel.publish({ origin: this, service, endpoint: address, remote: client.remoteAddress });
         upstream.write(hello);
         client.pipe(upstream);
         upstream.pipe(client);
@@ -142,7 +142,7 @@ export class Gateway {
 
   private refuse(client: Socket, reason: GatewayRefusal, detail: string, alert?: Buffer): void {
     this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
-    refusedChannel.publish({ reason, detail, remote: client.remoteAddress });
+    if (refusedChannel.hasSubscribers) refusedChannel.publish({ origin: this, reason, detail, remote: client.remoteAddress });
     this.log.debug({ reason, detail, remote: client.remoteAddress }, 'connection refused');
     if (alert && !client.destroyed) client.end(alert);
     else client.destroy();

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { Logger } from '../core/log.js';
+import { createMetrics } from '../telemetry/metrics.js';
 import { startAdmin } from './admin.js';
 import type { GatewayConfig } from './config.js';
 import { FederationClient } from './federation-client.js';
@@ -16,10 +17,11 @@ export interface RunningGateway {
 export async function runGateway(config: GatewayConfig, logger: Logger): Promise<RunningGateway> {
   const gateway = new Gateway(config, logger.child({ component: 'gateway' }));
   const client = new FederationClient(config, logger.child({ component: 'federation-client' }));
+  const metrics = createMetrics('gateway', { cluster: config.cluster }, { origins: [gateway], activeConnections: () => gateway.stats.active });
   let admin: Server | undefined;
   try {
     const listening = await gateway.listen();
-    admin = await startAdmin(gateway, config.admin.host, config.admin.port);
+    admin = await startAdmin(gateway, config.admin.host, config.admin.port, metrics);
     const adminAddress = admin.address();
     void client.watchRoutes((routes) => gateway.setRoutes(routes));
     const address = `${listening.host}:${listening.port}`;
@@ -32,9 +34,11 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
         await client.close();
         await new Promise<void>((resolve) => admin?.close(() => resolve()));
         await gateway.close();
+        metrics.close();
       },
     };
   } catch (err) {
+    metrics.close();
     await client.close();
     admin?.close();
     await gateway.close().catch(() => undefined);

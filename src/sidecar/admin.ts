@@ -1,4 +1,6 @@
 import { createServer, type Server } from 'node:http';
+import { sendMetrics } from '../telemetry/http.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { explainRoute } from './explain.js';
 import type { RoutingTable } from './routing.js';
 
@@ -9,9 +11,11 @@ export interface SidecarAdminState {
   routing: RoutingTable;
   services: () => { namespace: string; name: string }[];
   snapshot: () => { catalogRevision: number | undefined; source: string | undefined };
+  /** Served at /metrics in the Prometheus text format. */
+  metrics?: Pick<Metrics, 'exposition'>;
 }
 
-/** Admin port (15020): /healthz, /readyz, and /routes — where each service's traffic goes now and why. */
+/** Admin port (15020): /healthz, /readyz, /metrics, and /routes — where each service's traffic goes now and why. */
 export function startSidecarAdmin(state: SidecarAdminState, host: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {
     const send = (status: number, body: unknown) => {
@@ -22,6 +26,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
     const from = { cluster: state.cluster, zone: state.zone };
     const url = new URL(req.url ?? '/', 'http://admin');
     if (url.pathname === '/healthz') return send(200, { status: 'ok' });
+    if (url.pathname === '/metrics' && state.metrics) return void sendMetrics(state.metrics, res);
     if (url.pathname === '/readyz') {
       const ready = state.identity() !== undefined && state.routing.ready;
       return send(ready ? 200 : 503, { ready, identity: state.identity() ?? null, ...state.snapshot() });
@@ -40,7 +45,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
       if (!route) return send(404, { error: { code: 'ISTHMUS_ERR_SERVICE_UNKNOWN', message: `${match[1]}/${match[2]} is not in this sidecar's catalog` } });
       return send(200, explainRoute(route, from, state.routing.ejected()));
     }
-    return send(404, { error: 'try /healthz, /readyz, /routes or /routes/<namespace>/<service>' });
+    return send(404, { error: 'try /healthz, /readyz, /metrics, /routes or /routes/<namespace>/<service>' });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -4,9 +4,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { pipeline } from 'node:stream/promises';
 import { Pool, type Dispatcher } from 'undici';
+import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { forwardableHeaders } from './headers.js';
 import { peerIdentity } from './peer-identity.js';
+
+const requestChannel = channels.inboundRequest;
 
 export interface InboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[]; identity: string }
 
@@ -50,11 +53,18 @@ export class Inbound {
     await this.app.close();
   }
 
+  /** One event per answered request, for src/telemetry/. */
+  private answered(started: number, peer: string | undefined, code: number): void {
+    if (requestChannel.hasSubscribers) requestChannel.publish({ origin: this, peer, code, seconds: (performance.now() - started) / 1000 });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
     const socket = req.socket as TLSSocket;
     const cert = socket.getPeerCertificate(true);
     const peer = peerIdentity(cert);
     if ('error' in peer) {
+      this.answered(started, undefined, 403);
       res.writeHead(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
       return;
@@ -69,8 +79,12 @@ export class Inbound {
       method: req.method as Dispatcher.HttpMethod,
       headers,
       body: hasBody ? req : null,
+    }).catch((err: unknown) => {
+      this.answered(started, peer.identity, 502);
+      throw err;
     });
     res.writeHead(response.statusCode, forwardableHeaders(response.headers));
+    this.answered(started, peer.identity, response.statusCode);
     await pipeline(response.body, res).catch(() => res.destroy());
   }
 }

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
+import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 import { formatServiceSni } from '../model/sni.js';
@@ -8,6 +9,7 @@ import { forwardableHeaders } from './headers.js';
 import type { Route, RoutingTable } from './routing.js';
 import type { Upstreams } from './upstreams.js';
 
+const requestChannel = channels.outboundRequest;
 const maxBufferedBody = 1024 * 1024;
 const maxAttempts = 3;
 const idempotent = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -56,22 +58,34 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: { service: stri
 }
 
 async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixedTarget?: { service: string; namespace: string }): Promise<void> {
+  const started = performance.now();
+  // One event per answered request, for src/telemetry/; labels only from the catalog (bounded).
+  const answered = (code: number | 'connect_error', service?: string, cluster?: string) => {
+    if (requestChannel.hasSubscribers) requestChannel.publish({ origin: deps.routing, service, cluster, code, seconds: (performance.now() - started) / 1000 });
+  };
   const url = req.url?.startsWith('http://') ? new URL(req.url) : undefined;
   // A fixed listener (for apps that cannot use a proxy) serves one service whatever Host says.
   const host = fixedTarget ? `${fixedTarget.service}.${fixedTarget.namespace}.mesh` : (url?.host ?? req.headers.host);
   const target = fixedTarget ?? meshTarget(host);
   if (!target) {
+    answered(503);
     return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${host ?? '(no host)'} is not a mesh name: use http://<service>.<namespace>.mesh/`);
   }
   const route = deps.routing.route(target.namespace, target.service);
   if (!route) {
+    answered(503);
     return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${target.namespace}/${target.service} is not in the mesh: no cluster runs or exports it (isthmus services)`);
   }
+  const service = `${target.namespace}/${target.service}`;
   if (route.load.status === 'no-healthy-endpoints') {
+    answered(503, service);
     return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${target.namespace}/${target.service} has no healthy endpoint in any cluster (isthmus explain ${target.service} -n ${target.namespace})`);
   }
   const body = await readBody(req);
-  if (body === 'too-large') return reply(res, 413, 'ISTHMUS_ERR_API_BAD_REQUEST', `request bodies over ${maxBufferedBody} bytes are not supported by the sidecar yet`);
+  if (body === 'too-large') {
+    answered(413, service);
+    return reply(res, 413, 'ISTHMUS_ERR_API_BAD_REQUEST', `request bodies over ${maxBufferedBody} bytes are not supported by the sidecar yet`);
+  }
   const path = url ? `${url.pathname}${url.search}` : (req.url ?? '/');
   const headers = forwardableHeaders(req.headers);
   headers.host = host ?? `${target.service}.${target.namespace}.mesh`;
@@ -79,8 +93,10 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
   const tried = new Set<string>();
   let endpoint = deps.routing.pick(route);
   let lastError = 'no eligible endpoint';
+  let lastCluster: string | undefined;
   for (let attempt = 1; endpoint && attempt <= maxAttempts; attempt += 1) {
     tried.add(endpoint.address);
+    lastCluster = endpoint.cluster;
     const sni = endpoint.sni ?? formatServiceSni({ service: target.service, namespace: target.namespace, cluster: deps.cluster });
     const pool = deps.upstreams.get({ address: endpoint.address, sni, identities: deps.identitiesFor(route, endpoint) });
     let response: Dispatcher.ResponseData;
@@ -90,17 +106,19 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
       response = await pool.request(options as Dispatcher.RequestOptions);
     } catch (err) {
       lastError = `${endpoint.address}: ${(err as Error).message}`;
-      deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' });
+      deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' }, { service, cluster: endpoint.cluster });
       // Retry elsewhere only when the app cannot have acted on it: it never connected, or the method is idempotent.
       if (!idempotent.has(req.method ?? '') && !neverSent(err)) break;
       endpoint = deps.routing.retries(route, endpoint, tried)[0];
       continue;
     }
-    deps.routing.record(endpoint.address, response.statusCode >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' });
+    deps.routing.record(endpoint.address, response.statusCode >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
     res.writeHead(response.statusCode, forwardableHeaders(response.headers));
+    answered(response.statusCode, service, endpoint.cluster);
     await pipeline(response.body, res).catch(() => res.destroy());
     return;
   }
+  answered(lastCluster === undefined ? 503 : 'connect_error', service, lastCluster);
   return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `no endpoint of ${target.namespace}/${target.service} could be reached after ${tried.size} attempt(s); last: ${lastError}`);
 }
 

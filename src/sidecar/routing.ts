@@ -1,11 +1,12 @@
-import { channel } from 'node:diagnostics_channel';
+import { channels } from '../core/channels.js';
 import type { Catalog } from '../model/catalog.js';
 import { pickEndpoint, retryOrder, type PickedEndpoint } from '../model/balancer.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 
-export const failoverChannel = channel('isthmus:balancer:failover');
+export const failoverChannel = channels.balancerFailover;
+const ejectionChannel = channels.balancerEjection;
 
 export interface LocalEndpointsSnapshot {
   version: number;
@@ -100,7 +101,7 @@ export class RoutingTable {
     const route: Route = { namespace, service, localities, load, primary: primary < 0 ? undefined : primary, computedAt: now };
     this.routes.set(key, route);
     if (this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
-      failoverChannel.publish({ namespace, service, from: this.lastPrimary.get(key), to: route.primary, loads: load.loads, at: now });
+      failoverChannel.publish({ origin: this, namespace, service, from: this.lastPrimary.get(key), to: route.primary, loads: load.loads, at: now });
     }
     this.lastPrimary.set(key, route.primary);
     return route;
@@ -114,12 +115,19 @@ export class RoutingTable {
     return retryOrder(route.localities, failed, Math.random, exclude);
   }
 
-  /** Feeds outlier detection; an ejection or a return changes health, so routes are recomputed. */
-  record(address: string, result: OutlierResult): void {
+  /**
+   * Feeds outlier detection; an ejection or a return changes health, so routes are recomputed.
+   * `about` (the request's `<ns>/<name>` and the endpoint's cluster) only labels the ejection event.
+   */
+  record(address: string, result: OutlierResult, about?: { service: string; cluster: string }): void {
     const now = this.now();
     const before = isEjected(this.outliers, address, now);
     this.outliers = recordResult(this.outliers, address, result, now);
-    if (isEjected(this.outliers, address, now) !== before) this.invalidate();
+    if (isEjected(this.outliers, address, now) === before) return;
+    this.invalidate();
+    if (!before && !result.ok && ejectionChannel.hasSubscribers) {
+      ejectionChannel.publish({ origin: this, address, reason: result.kind, service: about?.service, cluster: about?.cluster, at: now });
+    }
   }
 
   /**

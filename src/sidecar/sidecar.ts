@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/log.js';
 import { HealthChecker } from '../federation/health-checker.js';
 import type { Catalog } from '../model/catalog.js';
+import { createMetrics } from '../telemetry/metrics.js';
 import { startSidecarAdmin } from './admin.js';
 import { CatalogWatch } from './catalog-watch.js';
 import type { SidecarConfig } from './config.js';
@@ -103,6 +104,14 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     identity.on('renewed', refresh);
     identity.on('trust-bundle', refresh);
 
+    // Counts only this sidecar's events: others may share the process (isthmus dev up).
+    const metrics = createMetrics('sidecar', { cluster: config.cluster }, {
+      origins: inbound ? [routing, inbound] : [routing],
+      service: `${config.namespace}/${config.service}`,
+      certificates: () => [identity.current()],
+    });
+    closers.push(() => metrics.close());
+
     const admin = await startSidecarAdmin({
       cluster: config.cluster,
       zone: config.zone,
@@ -112,6 +121,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
         ...new Map([...(catalog?.services ?? []), ...(endpoints?.services ?? [])].map((s) => [`${s.namespace}/${s.name}`, { namespace: s.namespace, name: s.name }])).values(),
       ],
       snapshot: () => ({ catalogRevision: catalog?.revision, source: watch.status().catalog?.source }),
+      metrics,
     }, ...hostPort(config.admin.listen));
     closers.push(() => closeServer(admin));
     const adminAddress = admin.address() as AddressInfo;

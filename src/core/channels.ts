@@ -1,0 +1,103 @@
+import { channel } from 'node:diagnostics_channel';
+
+/**
+ * Every `node:diagnostics_channel` the core publishes on, with the shape of its messages: the
+ * one list (STYLE.md, "Events inside, telemetry outside"). src/telemetry/ subscribes; the core
+ * never imports a metrics or tracing library. Publishers check `hasSubscribers` first where a
+ * message would cost something on a hot path.
+ *
+ * `origin` is the object that published (a Gateway, a RoutingTable, an Inbound). Several
+ * sidecars and gateways can share one process (`isthmus dev up`), and channels are
+ * process-wide: a subscriber keeps the messages of the components it observes by origin.
+ */
+export const channelNames = {
+  gatewayRefused: 'isthmus:gateway:refused',
+  gatewayRouted: 'isthmus:gateway:routed',
+  balancerFailover: 'isthmus:balancer:failover',
+  balancerEjection: 'isthmus:balancer:ejection',
+  outboundRequest: 'isthmus:sidecar:outbound',
+  inboundRequest: 'isthmus:sidecar:inbound',
+} as const;
+
+/** The gateway closed a connection without routing it; `reason` is a GatewayRefusal. */
+export interface GatewayRefusedMessage {
+  origin: object;
+  reason: string;
+  detail: string;
+  remote: string | undefined;
+}
+
+/** The gateway spliced a connection to a local endpoint of `service` (`<ns>/<name>`). */
+export interface GatewayRoutedMessage {
+  origin: object;
+  service: string;
+  endpoint: string;
+  remote: string | undefined;
+}
+
+/** A sidecar moved a service's primary traffic to another locality priority (undefined: none left). */
+export interface FailoverMessage {
+  origin: object;
+  namespace: string;
+  service: string;
+  from: number | undefined;
+  to: number | undefined;
+  loads: number[];
+  at: number;
+}
+
+/**
+ * Outlier detection ejected an endpoint (a local instance or a remote gateway). `service` and
+ * `cluster` say which request tipped it, when the caller told.
+ */
+export interface EjectionMessage {
+  origin: object;
+  address: string;
+  reason: 'connect-error' | '5xx';
+  service: string | undefined;
+  cluster: string | undefined;
+  at: number;
+}
+
+/**
+ * A request through a sidecar's outbound proxy was answered (response headers sent to the app).
+ * `service` is `<ns>/<name>` only for services the catalog knows: names typed by an app are
+ * unbounded. `cluster` is the cluster of the last endpoint tried, undefined when none was.
+ * `code` is the HTTP status given to the app, or `connect_error` when no endpoint answered.
+ */
+export interface OutboundRequestMessage {
+  origin: object;
+  service: string | undefined;
+  cluster: string | undefined;
+  code: number | 'connect_error';
+  seconds: number;
+}
+
+/** A request arrived through a sidecar's inbound mTLS listener; `peer` is the caller's SPIFFE ID if accepted. */
+export interface InboundRequestMessage {
+  origin: object;
+  peer: string | undefined;
+  code: number;
+  seconds: number;
+}
+
+/** A diagnostics channel whose messages have one type. */
+export interface TypedChannel<T> {
+  readonly name: string | symbol;
+  readonly hasSubscribers: boolean;
+  publish(message: T): void;
+  subscribe(listener: (message: T, name: string | symbol) => void): void;
+  unsubscribe(listener: (message: T, name: string | symbol) => void): boolean;
+}
+
+const typed = <T>(name: string): TypedChannel<T> => channel(name) as unknown as TypedChannel<T>;
+
+// Held here for the life of the process: a channel nobody references may be collected with its subscribers.
+export const channels = {
+  gatewayRefused: typed<GatewayRefusedMessage>(channelNames.gatewayRefused),
+  gatewayRouted: typed<GatewayRoutedMessage>(channelNames.gatewayRouted),
+  balancerFailover: typed<FailoverMessage>(channelNames.balancerFailover),
+  balancerEjection: typed<EjectionMessage>(channelNames.balancerEjection),
+  outboundRequest: typed<OutboundRequestMessage>(channelNames.outboundRequest),
+  inboundRequest: typed<InboundRequestMessage>(channelNames.inboundRequest),
+} as const;

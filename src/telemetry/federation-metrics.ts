@@ -1,0 +1,51 @@
+import { Gauge, type Registry } from 'prom-client';
+import { certificateExpiry, type CertificateFacts } from './shared.js';
+
+export interface CatalogFacts {
+  services: unknown[];
+  clusters: { name: string; alive: boolean }[];
+}
+
+export interface FederationSources {
+  /** Per cluster, when we last received a write of its heartbeat (local clock, ms): StoreMirror.clusterSyncs(). */
+  clusterSyncs?: () => { cluster: string; seenAt: number }[];
+  catalog?: () => CatalogFacts;
+  certificates?: () => CertificateFacts[];
+  now?: () => number;
+}
+
+/** A federation service's metrics, all read on scrape from its mirror and catalog. */
+export function federationMetrics(registry: Registry, cluster: string, sources: FederationSources): void {
+  const registers = [registry];
+  const now = sources.now ?? Date.now;
+  const { clusterSyncs, catalog } = sources;
+  if (clusterSyncs) {
+    new Gauge({
+      name: 'isthmus_federation_sync_lag_seconds',
+      help: 'Seconds since this federation service last received a heartbeat write of each other cluster in its catalog (it writes one every lease TTL / 3).',
+      labelNames: ['cluster', 'remote_cluster'], registers,
+      collect() {
+        this.reset();
+        // A cluster that left the mesh drops out of the catalog; its last heartbeat is no lag to alert on.
+        const known = catalog ? new Set(catalog().clusters.map((c) => c.name)) : undefined;
+        const at = now();
+        for (const sync of clusterSyncs()) {
+          if (sync.cluster === cluster || (known && !known.has(sync.cluster))) continue;
+          this.set({ cluster, remote_cluster: sync.cluster }, Math.max(0, (at - sync.seenAt) / 1000));
+        }
+      },
+    });
+  }
+  if (catalog) {
+    const gauge = (name: string, help: string, value: (c: CatalogFacts) => number) => new Gauge({
+      name, help, labelNames: ['cluster'], registers,
+      collect() {
+        this.set({ cluster }, value(catalog()));
+      },
+    });
+    gauge('isthmus_catalog_services', 'Services in this federation service\'s merged catalog (any cluster).', (c) => c.services.length);
+    gauge('isthmus_catalog_clusters', 'Clusters in the catalog, alive or not.', (c) => c.clusters.length);
+    gauge('isthmus_catalog_clusters_alive', 'Clusters in the catalog whose lease and heartbeat are current.', (c) => c.clusters.filter((x) => x.alive).length);
+  }
+  certificateExpiry(registry, cluster, sources.certificates);
+}

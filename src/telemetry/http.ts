@@ -1,0 +1,64 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Metrics } from './metrics.js';
+
+/** Answers a scrape: the Prometheus text format of `metrics`, or 500 if collecting failed. */
+export async function sendMetrics(metrics: Pick<Metrics, 'exposition'>, res: ServerResponse): Promise<void> {
+  try {
+    const { contentType, body } = await metrics.exposition();
+    res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  } catch (err) {
+    const body = `could not collect metrics: ${(err as Error).message}\n`;
+    res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+}
+
+export interface TelemetryServer {
+  server: Server;
+  /** host:port it listens on (the real port when asked for port 0). */
+  address: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The federation service's plain-HTTP port (15014, `federation.dashboardPort`): `/metrics` for
+ * Prometheus and `/healthz`; the dashboard (src/dashboard/) is to be served here too.
+ */
+export async function startTelemetryServer(opts: {
+  host: string;
+  port: number;
+  metrics: Pick<Metrics, 'exposition'>;
+  healthz: () => unknown;
+}): Promise<TelemetryServer> {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'only GET' });
+    if (path === '/metrics') return void sendMetrics(opts.metrics, res);
+    if (path === '/healthz') return send(res, 200, opts.healthz());
+    return send(res, 404, { error: 'try /metrics or /healthz' });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  return {
+    server,
+    address: `${opts.host}:${bound.port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

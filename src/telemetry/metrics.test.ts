@@ -1,0 +1,65 @@
+import { describe, expect, test } from 'vitest';
+import { channels } from '../core/channels.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { callerLabels } from './sidecar-metrics.js';
+
+const sample = async (metrics: Metrics, name: string): Promise<string[]> =>
+  (await metrics.exposition()).body.split('\n').filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `));
+
+describe('createMetrics', () => {
+  test('a sidecar counts only the events of the components it observes', async () => {
+    const mine = {};
+    const other = {};
+    const metrics = createMetrics('sidecar', { cluster: 'east' }, { origins: [mine] });
+    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02 });
+    channels.outboundRequest.publish({ origin: other, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02 });
+    channels.outboundRequest.publish({ origin: mine, service: undefined, cluster: undefined, code: 503, seconds: 0 });
+    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 'connect_error', seconds: 1 });
+    expect(await sample(metrics, 'isthmus_requests_total')).toEqual([
+      'isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/ledger",code="200"} 1',
+      'isthmus_requests_total{source_cluster="east",destination_cluster="none",destination_service="unknown",code="503"} 1',
+      'isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/ledger",code="connect_error"} 1',
+    ]);
+    metrics.close();
+    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02 });
+    expect((await sample(metrics, 'isthmus_requests_total'))[0]).toMatch(/ 1$/);
+  });
+
+  test('the gateway counts refusals by reason and reads active connections on scrape', async () => {
+    const gateway = {};
+    let active = 3;
+    const metrics = createMetrics('gateway', { cluster: 'west' }, { origins: [gateway], activeConnections: () => active });
+    channels.gatewayRefused.publish({ origin: gateway, reason: 'sni-not-mesh', detail: 'x', remote: '10.0.0.1' });
+    channels.gatewayRouted.publish({ origin: gateway, service: 'demo/ledger', endpoint: '10.0.0.2:80', remote: '10.0.0.1' });
+    active = 2;
+    expect(await sample(metrics, 'isthmus_gateway_refusals_total')).toEqual(['isthmus_gateway_refusals_total{cluster="west",reason="sni-not-mesh"} 1']);
+    expect(await sample(metrics, 'isthmus_gateway_connections_total')).toEqual(['isthmus_gateway_connections_total{cluster="west",destination_service="demo/ledger"} 1']);
+    expect(await sample(metrics, 'isthmus_gateway_active_connections')).toEqual(['isthmus_gateway_active_connections{cluster="west"} 2']);
+    metrics.close();
+  });
+
+  test('federation sync lag: other clusters of the catalog only, in seconds on the local clock', async () => {
+    const metrics = createMetrics('federation', { cluster: 'east' }, {
+      now: () => 10_000,
+      clusterSyncs: () => [{ cluster: 'east', seenAt: 0 }, { cluster: 'gone', seenAt: 0 }, { cluster: 'west', seenAt: 7_500 }],
+      catalog: () => ({ services: [{}, {}], clusters: [{ name: 'east', alive: true }, { name: 'west', alive: false }] }),
+    });
+    expect(await sample(metrics, 'isthmus_federation_sync_lag_seconds')).toEqual(['isthmus_federation_sync_lag_seconds{cluster="east",remote_cluster="west"} 2.5']);
+    expect(await sample(metrics, 'isthmus_catalog_clusters_alive')).toEqual(['isthmus_catalog_clusters_alive{cluster="east"} 1']);
+    expect(await sample(metrics, 'isthmus_catalog_services')).toEqual(['isthmus_catalog_services{cluster="east"} 2']);
+  });
+
+  test('every registry has the process metrics, prefixed', async () => {
+    const a = createMetrics('federation', { cluster: 'a' });
+    const b = createMetrics('federation', { cluster: 'b' });
+    expect(await sample(a, 'isthmus_process_cpu_seconds_total')).toHaveLength(1);
+    expect(await sample(b, 'isthmus_process_cpu_seconds_total')).toHaveLength(1);
+  });
+});
+
+test('inbound callers are labelled by SPIFFE namespace and service account, never the raw ID', () => {
+  expect(callerLabels('spiffe://dev.test/ns/demo/sa/client')).toEqual({ source_namespace: 'demo', source_service_account: 'client' });
+  expect(callerLabels('spiffe://dev.test/cluster/east/gateway')).toEqual({ source_namespace: 'other', source_service_account: 'other' });
+  expect(callerLabels('not an id')).toEqual({ source_namespace: 'other', source_service_account: 'other' });
+  expect(callerLabels(undefined)).toEqual({ source_namespace: 'unauthenticated', source_service_account: 'unauthenticated' });
+});

@@ -1,0 +1,25 @@
+import { Gauge, type Registry } from 'prom-client';
+import type { TypedChannel } from '../core/channels.js';
+
+/** Subscribes to a channel, keeping only the messages of the observed components (their `origin`). */
+export type Listen = <T extends { origin: object }>(channel: TypedChannel<T>, listener: (message: T) => void) => void;
+
+export interface CertificateFacts {
+  identity: string;
+  notAfter: Date;
+}
+
+/** `isthmus_certificate_expiry_timestamp_seconds{cluster, identity}`, read on scrape. */
+export function certificateExpiry(registry: Registry, cluster: string, certificates: (() => CertificateFacts[]) | undefined): void {
+  if (!certificates) return;
+  new Gauge({
+    name: 'isthmus_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate this process serves with expires (Unix seconds); alert when this - time() gets small.',
+    labelNames: ['cluster', 'identity'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const cert of certificates()) this.set({ cluster, identity: cert.identity }, Math.floor(cert.notAfter.getTime() / 1000));
+    },
+  });
+}

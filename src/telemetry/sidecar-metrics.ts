@@ -1,0 +1,92 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { channels } from '../core/channels.js';
+import { parseSpiffeId } from '../trust/spiffe.js';
+import { certificateExpiry, type CertificateFacts, type Listen } from './shared.js';
+
+export interface SidecarSources {
+  /** The workload's own service, `<ns>/<name>`: the destination of its inbound requests. */
+  service?: string;
+  certificates?: () => CertificateFacts[];
+}
+
+/** Request latency inside a mesh: from a millisecond (same host) to seconds (a slow remote). */
+export const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * A sidecar's request metrics. Every label value comes from the catalog, the config or a
+ * certificate the mesh issued: never a path, a host typed by an app, or an IP address.
+ */
+export function sidecarMetrics(registry: Registry, cluster: string, sources: SidecarSources, listen: Listen): void {
+  const registers = [registry];
+  const requests = new Counter({
+    name: 'isthmus_requests_total',
+    help: 'Requests the app sent through this sidecar, by where they were answered and the status (or connect_error).',
+    labelNames: ['source_cluster', 'destination_cluster', 'destination_service', 'code'], registers,
+  });
+  const duration = new Histogram({
+    name: 'isthmus_request_duration_seconds',
+    help: 'Time from the app\'s request to the response headers, through this sidecar, retries included.',
+    labelNames: ['source_cluster', 'destination_cluster', 'destination_service'], buckets: latencyBuckets, registers,
+  });
+  listen(channels.outboundRequest, (m) => {
+    const labels = { source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service ?? 'unknown' };
+    requests.inc({ ...labels, code: String(m.code) });
+    duration.observe(labels, m.seconds);
+  });
+
+  const inbound = new Counter({
+    name: 'isthmus_inbound_requests_total',
+    help: 'Requests that reached this workload through its sidecar, by the caller\'s SPIFFE namespace and service account.',
+    labelNames: ['destination_cluster', 'destination_service', 'source_namespace', 'source_service_account', 'code'], registers,
+  });
+  const inboundDuration = new Histogram({
+    name: 'isthmus_inbound_request_duration_seconds',
+    help: 'Time from a request\'s arrival at the inbound listener to the app\'s response headers.',
+    labelNames: ['destination_cluster', 'destination_service'], buckets: latencyBuckets, registers,
+  });
+  const destination = { destination_cluster: cluster, destination_service: sources.service ?? 'unknown' };
+  listen(channels.inboundRequest, (m) => {
+    inbound.inc({ ...destination, ...callerLabels(m.peer), code: String(m.code) });
+    inboundDuration.observe(destination, m.seconds);
+  });
+
+  const ejections = new Counter({
+    name: 'isthmus_endpoint_ejections_total',
+    help: 'Endpoints (local instances or remote gateways) ejected by outlier detection, by the request that tipped it.',
+    labelNames: ['source_cluster', 'destination_cluster', 'destination_service', 'reason'], registers,
+  });
+  listen(channels.balancerEjection, (m) => {
+    ejections.inc({ source_cluster: cluster, destination_cluster: m.cluster ?? 'unknown', destination_service: m.service ?? 'unknown', reason: m.reason });
+  });
+
+  const failovers = new Counter({
+    name: 'isthmus_failovers_total',
+    help: 'Times a service\'s primary traffic moved to another locality priority (0 = same zone; "none" = no healthy endpoint).',
+    labelNames: ['source_cluster', 'destination_service', 'from_priority', 'to_priority'], registers,
+  });
+  listen(channels.balancerFailover, (m) => {
+    failovers.inc({ source_cluster: cluster, destination_service: `${m.namespace}/${m.service}`, from_priority: String(m.from ?? 'none'), to_priority: String(m.to ?? 'none') });
+  });
+
+  certificateExpiry(registry, cluster, sources.certificates);
+}
+
+const callers = new Map<string, { source_namespace: string; source_service_account: string }>();
+
+/** Namespace and service account from `spiffe://<td>/ns/<ns>/sa/<sa>`; other IDs are "other". Cached: IDs are few. */
+export function callerLabels(peer: string | undefined): { source_namespace: string; source_service_account: string } {
+  if (peer === undefined) return { source_namespace: 'unauthenticated', source_service_account: 'unauthenticated' };
+  let labels = callers.get(peer);
+  if (!labels) {
+    let id: ReturnType<typeof parseSpiffeId> | undefined;
+    try {
+      id = parseSpiffeId(peer);
+    } catch {
+      id = undefined;
+    }
+    labels = { source_namespace: id?.namespace ?? 'other', source_service_account: id?.serviceAccount ?? 'other' };
+    if (callers.size >= 10_000) callers.clear();
+    callers.set(peer, labels);
+  }
+  return labels;
+}
