@@ -24,6 +24,8 @@ export interface DevMeshOptions {
   gateways?: number;
   /** Cluster n gets 127.0.<hostBase+n>.1; tests move it so meshes do not collide. */
   hostBase?: number;
+  /** federation.probeInterval of every cluster (e.g. `1s` in tests); the default otherwise. */
+  probeInterval?: string;
   /** One line per step, for a person watching. */
   progress: (line: string) => void;
 }
@@ -120,8 +122,9 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           gateway: Array.from({ length: gatewayCount }, (_, g) => `${host}:${15443 + g}`), leaseTtl: '15s', output: 'table',
         });
         // Each gateway's admin port beside its TLS port: 15021, 15022, ...
-        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[] };
+        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[]; federation?: Record<string, unknown> };
         yaml.gateways.forEach((g, i) => { g.admin = `${host}:${15021 + i}`; });
+        if (opts.probeInterval) yaml.federation = { ...yaml.federation, probeInterval: opts.probeInterval };
         writeFileSync(config, stringify(yaml));
         return { url: dir };
       });

@@ -2,9 +2,11 @@ import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { fastify, LogController } from 'fastify';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
+import { keys } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
 import { version } from '../core/version.js';
 import type { Catalog } from '../model/catalog.js';
+import { isRecord, ProbeRecordSchema } from '../model/records.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Federation } from './federation.js';
 import { clusterRoleId } from '../trust/spiffe.js';
@@ -127,6 +129,13 @@ export function buildApi(opts: ApiOptions) {
     const ttlMs = federation.registerGateway({ id, address, zone: gatewayZone });
     return { cluster: federation.cluster, id, zone: gatewayZone, ttlMs };
   });
+
+  // The whole cluster × cluster probe matrix, as every federation publishes it (from our mirror).
+  app.get('/v1/probes', async () => ({
+    probes: federation.mirror.entries(keys.probes)
+      .flatMap(([key, value]) => (key.slice(keys.probes.length).split('/').length === 2 && isRecord(ProbeRecordSchema, value) ? [value] : []))
+      .sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to)),
+  }));
 
   app.get('/v1/trust', async () => ({ roots: opts.trustBundle() }));
 

@@ -54,6 +54,7 @@ export const ClusterConfigSchema = Type.Object({
     dashboardPort: Type.Integer({ minimum: 0, maximum: 65535, default: 15014 }),
     leaseTtl: duration('15s', 'TTL of the cluster lease; its records vanish this long after the federation dies'),
     healthCheckInterval: duration('2s', 'how often local instances are probed'),
+    probeInterval: duration('5s', 'how often every other cluster\'s gateways are probed (TLS round trip to their federation)'),
   }, { additionalProperties: false, default: {} }),
   certificates: Type.Object({
     workloadTtl: duration('24h', 'lifetime of workload certificates'),
@@ -76,6 +77,7 @@ export interface LoadedClusterConfig {
   leaseTtlSeconds: number;
   workloadTtlSeconds: number;
   healthCheckIntervalMs: number;
+  probeIntervalMs: number;
 }
 
 export function parseClusterConfig(text: string, path: string): LoadedClusterConfig {
@@ -106,6 +108,7 @@ export function parseClusterConfig(text: string, path: string): LoadedClusterCon
     leaseTtlSeconds: parseDuration(config.federation.leaseTtl),
     workloadTtlSeconds: parseDuration(config.certificates.workloadTtl),
     healthCheckIntervalMs: parseDuration(config.federation.healthCheckInterval) * 1000,
+    probeIntervalMs: parseDuration(config.federation.probeInterval) * 1000,
   };
 }
 

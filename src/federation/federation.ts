@@ -32,6 +32,7 @@ export type FederationEvent =
   | { type: 'store-reset'; records: StoredRecord[]; revision: number }
   | { type: 'store-changes'; events: StoreEvent[]; revision: number }
   | { type: 'local-changed' }
+  | { type: 'probes' }
   | { type: 'heartbeat' }
   | { type: 'tick' };
 
@@ -60,6 +61,8 @@ export class Federation extends EventEmitter {
   localEndpoints: GatewayRoutes = { version: 0, cluster: '', services: [] };
   private localEndpointsJson = '';
   private catalogJson = '';
+  /** This cluster's gateway probe summaries (GatewayProber), published with its other leased records. */
+  private probeRecords: ReadonlyMap<string, object> = new Map();
   private stopped = false;
 
   constructor(
@@ -164,6 +167,7 @@ export class Federation extends EventEmitter {
         await this.afterStoreChange();
         return;
       case 'local-changed':
+      case 'probes':
         await this.publish();
         return;
       case 'heartbeat':
@@ -224,6 +228,12 @@ export class Federation extends EventEmitter {
     return ttlMs;
   }
 
+  /** Replaces the probe records; pairs no longer given are deleted from etcd by the next publish. */
+  setProbeRecords(records: ReadonlyMap<string, object>): void {
+    this.probeRecords = records;
+    this.enqueue({ type: 'probes' });
+  }
+
   get gatewayTtlMs(): number {
     return Math.max(3000, this.loaded.leaseTtlSeconds * 1000);
   }
@@ -278,7 +288,7 @@ export class Federation extends EventEmitter {
       // must not attract traffic from other clusters.
       gateways: [...this.gatewayRegistrations].map(([id, r]) => ({ id, address: r.address, zone: r.zone })),
     });
-    const { puts, deletes } = await this.publisher.sync(desired);
+    const { puts, deletes } = await this.publisher.sync(new Map<string, object>([...desired, ...this.probeRecords]));
     if (puts + deletes > 0) this.log.debug({ puts, deletes }, 'published cluster records');
   }
 
@@ -287,7 +297,7 @@ export class Federation extends EventEmitter {
    * we no longer want are removed before we publish, instead of waiting for their old lease.
    */
   private async cleanUpOrphans(): Promise<void> {
-    for (const prefix of [keys.exportsOf(this.cluster), keys.gatewaysOf(this.cluster)]) {
+    for (const prefix of [keys.exportsOf(this.cluster), keys.gatewaysOf(this.cluster), `${keys.probes}${this.cluster}/`]) {
       const { records } = await this.store.list(prefix);
       for (const record of records) {
         if (record.lease !== this.session?.id) await this.store.delete(record.key);

@@ -11,6 +11,7 @@ import { certificateInfo } from '../trust/verify.js';
 import { buildApi, type FederationApi } from './api.js';
 import type { LoadedClusterConfig } from './config.js';
 import { Federation } from './federation.js';
+import { GatewayProber } from './gateway-prober.js';
 import { liveTokens } from './registry-file.js';
 import { FederationStore } from './store.js';
 import { WorkloadSigner } from './workload-signer.js';
@@ -60,10 +61,21 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     ipAddresses: [...new Set(hosts.filter(isIp))],
   });
   const servingNotAfter = certificateInfo(serving.certPem).notAfter;
+  const prober = new GatewayProber({
+    cluster: config.cluster,
+    intervalMs: loaded.probeIntervalMs,
+    catalog: () => federation.catalog,
+    trustBundle,
+    publish: (records) => federation.setProbeRecords(records),
+    logger: logger.child({ component: 'gateway-prober' }),
+  });
+  // A federation that leaves the mesh stops itself; its prober must not outlive it.
+  federation.once('left', () => void prober.stop());
   const metrics = createMetrics('federation', { cluster: config.cluster }, {
     clusterSyncs: () => federation.mirror.clusterSyncs(),
     catalog: () => federation.catalog,
     certificates: () => [{ identity: servingIdentity, notAfter: servingNotAfter }],
+    probes: () => prober.records(),
   });
   const signer = new WorkloadSigner({
     issuer: clusterCa.ca,
@@ -89,6 +101,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   try {
     await federation.start();
     await api.listen({ host: config.federation.host, port: config.federation.apiPort });
+    prober.start();
     // Metrics are not worth failing the federation for: a taken port is logged, /metrics stays on the API.
     telemetry = await startTelemetryServer({
       host: config.federation.host, port: config.federation.dashboardPort, metrics,
@@ -99,6 +112,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     });
   } catch (err) {
     metrics.close();
+    await prober.stop();
     await federation.stop().catch(() => undefined);
     await api.close().catch(() => undefined);
     await store.close().catch(() => undefined);
@@ -115,6 +129,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
       stopping ??= (async () => {
         await telemetry?.close();
         metrics.close();
+        await prober.stop();
         await api.close();
         await federation.stop();
         await store.close();

@@ -23,7 +23,8 @@ const alertInternalError = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80])
 
 /**
  * The east-west gateway's data path: read the ClientHello without terminating TLS, route by
- * SNI to a healthy local endpoint of an exported service, then splice the two sockets. The
+ * SNI to a healthy local endpoint of an exported service (or, for this cluster's probe SNI, to
+ * its federation API), then splice the two sockets. The
  * gateway holds no key for any service: TLS is end to end, caller to destination.
  */
 export class Gateway {
@@ -32,8 +33,12 @@ export class Gateway {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private next = 0;
+  /** host:port of this cluster's federation API, where probe SNIs are piped (still TLS end to end). */
+  private readonly probeTarget: string;
 
   constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
+    const federation = new URL(config.federationUrl);
+    this.probeTarget = `${federation.hostname}:${federation.port || '443'}`;
     this.server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'gateway listener error'));
   }
@@ -92,7 +97,8 @@ export class Gateway {
         this.refuse(client, decision.reason, decision.detail, alertUnrecognizedName);
         return;
       }
-      this.splice(client, buffered, decision.endpoints, `${decision.namespace}/${decision.service}`);
+      if (decision.kind === 'probe') this.splice(client, buffered, [this.probeTarget], 'probe');
+      else this.splice(client, buffered, decision.endpoints, `${decision.namespace}/${decision.service}`);
     };
     client.on('data', onData);
     client.on('error', () => client.destroy());

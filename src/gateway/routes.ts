@@ -1,4 +1,4 @@
-import { parseServiceSni } from '../model/sni.js';
+import { parseProbeSni, parseServiceSni } from '../model/sni.js';
 
 export interface GatewayRoutes {
   version: number;
@@ -20,6 +20,8 @@ export type GatewayRefusal =
 
 export type RouteDecision =
   | { kind: 'route'; service: string; namespace: string; endpoints: string[] }
+  /** A gateway probe of this cluster: the gateway pipes it to its own federation API. */
+  | { kind: 'probe'; cluster: string }
   | { kind: 'refuse'; reason: GatewayRefusal; detail: string };
 
 /**
@@ -28,8 +30,13 @@ export type RouteDecision =
  */
 export function routeFor(serverName: string | undefined, routes: GatewayRoutes): RouteDecision {
   if (serverName === undefined) return { kind: 'refuse', reason: 'no-sni', detail: 'the ClientHello names no server' };
+  const probed = parseProbeSni(serverName);
+  if (probed !== undefined) {
+    if (probed === routes.cluster) return { kind: 'probe', cluster: probed };
+    return { kind: 'refuse', reason: 'sni-other-cluster', detail: `"${serverName}" probes cluster ${probed}; this gateway serves ${routes.cluster}` };
+  }
   const target = parseServiceSni(serverName);
-  if (!target) return { kind: 'refuse', reason: 'sni-not-mesh', detail: `"${serverName}" is not <service>.<ns>.svc.<cluster>.isthmus` };
+  if (!target) return { kind: 'refuse', reason: 'sni-not-mesh', detail: `"${serverName}" is not <service>.<ns>.svc.<cluster>.isthmus nor probe.gateway.<cluster>.isthmus` };
   if (target.cluster !== routes.cluster) {
     return { kind: 'refuse', reason: 'sni-other-cluster', detail: `"${serverName}" names cluster ${target.cluster}; this gateway serves ${routes.cluster}` };
   }

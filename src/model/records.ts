@@ -60,6 +60,29 @@ export const ServiceExportRecordSchema = Type.Object({
 });
 export type ServiceExportRecord = Static<typeof ServiceExportRecordSchema>;
 
+/** Milliseconds, or null when the window holds no successful probe. */
+const maybeMs = Type.Union([Type.Number(), Type.Null()]);
+
+/**
+ * `/probes/<from>/<to>`, leased by <from>: its federation's TLS round trips through <to>'s
+ * gateways (last 60 per pair). `failures` and `lastError` cover the same window.
+ */
+export const ProbeRecordSchema = Type.Object({
+  version,
+  from: Type.String(),
+  to: Type.String(),
+  p50Ms: maybeMs,
+  p99Ms: maybeMs,
+  minMs: maybeMs,
+  maxMs: maybeMs,
+  samples: Type.Integer(),
+  failures: Type.Integer(),
+  lastError: Type.Optional(Type.String()),
+  updatedAt: Type.String(),
+  gateways: Type.Array(Type.Object({ id: Type.String(), p50Ms: maybeMs, ok: Type.Boolean() })),
+});
+export type ProbeRecord = Static<typeof ProbeRecordSchema>;
+
 export function isRecord<S extends TSchema>(schema: S, value: unknown): value is Static<S> {
   return Value.Check(schema, value);
 }

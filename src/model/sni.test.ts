@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isIsthmusError } from '../core/errors.js';
-import { formatServiceSni, parseServiceSni } from './sni.js';
+import { formatProbeSni, formatServiceSni, parseProbeSni, parseServiceSni } from './sni.js';
 
 describe('formatServiceSni', () => {
   it.each([
@@ -57,5 +57,20 @@ describe('parseServiceSni', () => {
     'reviews.shop.svc.west.isthmus\n',
   ])('refuses %j', (name) => {
     expect(parseServiceSni(name)).toBeUndefined();
+  });
+});
+
+describe('probe SNI', () => {
+  it('formats and parses probe.gateway.<cluster>.isthmus', () => {
+    expect(formatProbeSni('West')).toBe('probe.gateway.west.isthmus');
+    expect(parseProbeSni('probe.gateway.west.isthmus')).toBe('west');
+  });
+
+  it.each(['probe.gateway.west', 'probe.gateway.-x.isthmus', 'probe.gw.west.isthmus', 'ledger.demo.svc.west.isthmus', 'a.probe.gateway.west.isthmus'])('does not take %s for a probe', (sni) => {
+    expect(parseProbeSni(sni)).toBeUndefined();
+  });
+
+  it('is never a service SNI', () => {
+    expect(parseServiceSni('probe.gateway.west.isthmus')).toBeUndefined();
   });
 });

@@ -33,3 +33,20 @@ export function parseServiceSni(name: string): ServiceSni | undefined {
   if (![service, namespace, cluster].every((label) => dnsLabel.test(label))) return undefined;
   return { service, namespace, cluster };
 }
+
+/**
+ * The SNI of a gateway probe: `probe.gateway.<cluster>.isthmus`. Four labels, so it can never be
+ * mistaken for a service SNI (five). The gateway of <cluster> pipes it, TLS untouched, to its own
+ * federation API: a prober gets a real TLS round trip through the gateway (DESIGN.md, "Observability").
+ */
+export function formatProbeSni(cluster: string): string {
+  return ['probe', 'gateway', checkName('cluster', cluster.toLowerCase()), 'isthmus'].join('.');
+}
+
+/** The cluster a probe SNI names, or undefined for anything not exactly of that shape. */
+export function parseProbeSni(name: string): string | undefined {
+  const labels = name.split('.');
+  if (labels.length !== 4 || labels[0] !== 'probe' || labels[1] !== 'gateway' || labels[3] !== 'isthmus') return undefined;
+  const cluster = labels[2] ?? '';
+  return dnsLabel.test(cluster) ? cluster : undefined;
+}

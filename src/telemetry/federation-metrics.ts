@@ -11,6 +11,8 @@ export interface FederationSources {
   clusterSyncs?: () => { cluster: string; seenAt: number }[];
   catalog?: () => CatalogFacts;
   certificates?: () => CertificateFacts[];
+  /** This federation's latest gateway probe summaries, one per other cluster (GatewayProber.records()). */
+  probes?: () => readonly { to: string; p50Ms: number | null; p99Ms: number | null }[];
   now?: () => number;
 }
 
@@ -46,6 +48,22 @@ export function federationMetrics(registry: Registry, cluster: string, sources: 
     gauge('isthmus_catalog_services', 'Services in this federation service\'s merged catalog (any cluster).', (c) => c.services.length);
     gauge('isthmus_catalog_clusters', 'Clusters in the catalog, alive or not.', (c) => c.clusters.length);
     gauge('isthmus_catalog_clusters_alive', 'Clusters in the catalog whose lease and heartbeat are current.', (c) => c.clusters.filter((x) => x.alive).length);
+  }
+  const { probes } = sources;
+  if (probes) {
+    new Gauge({
+      name: 'isthmus_gateway_probe_latency_seconds',
+      help: 'TLS round trip (connect, handshake, GET /healthz) from this federation service through each other cluster\'s gateways to its federation, over the last 60 probes.',
+      labelNames: ['cluster', 'remote_cluster', 'quantile'], registers,
+      collect() {
+        this.reset();
+        // A pair with no successful probe in its window has no latency; its absence is the signal.
+        for (const probe of probes()) {
+          if (probe.p50Ms !== null) this.set({ cluster, remote_cluster: probe.to, quantile: '0.5' }, probe.p50Ms / 1000);
+          if (probe.p99Ms !== null) this.set({ cluster, remote_cluster: probe.to, quantile: '0.99' }, probe.p99Ms / 1000);
+        }
+      },
+    });
   }
   certificateExpiry(registry, cluster, sources.certificates);
 }
