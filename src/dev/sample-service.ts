@@ -18,6 +18,7 @@ export async function startSampleInstance(opts: { service: string; cluster: stri
     const body = JSON.stringify({
       service: opts.service, cluster: opts.cluster, zone: opts.zone, instance: opts.instance,
       method: req.method, path: req.url, caller: req.headers['x-forwarded-client-cert'] ?? null,
+      traceparent: req.headers.traceparent ?? null,
     });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);

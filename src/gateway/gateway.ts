@@ -1,6 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
+import { activeTracer } from '../core/tracing.js';
 import { parseClientHello } from './client-hello.js';
 import type { GatewayConfig } from './config.js';
 import { routeFor, type GatewayRefusal, type GatewayRoutes } from './routes.js';
@@ -97,21 +98,31 @@ export class Gateway {
         this.refuse(client, decision.reason, decision.detail, alertUnrecognizedName);
         return;
       }
-      if (decision.kind === 'probe') this.splice(client, buffered, [this.probeTarget], 'probe');
-      else this.splice(client, buffered, decision.endpoints, `${decision.namespace}/${decision.service}`);
+      if (decision.kind === 'probe') this.splice(client, buffered, [this.probeTarget], 'probe', hello.serverName);
+      else this.splice(client, buffered, decision.endpoints, `${decision.namespace}/${decision.service}`, hello.serverName);
     };
     client.on('data', onData);
     client.on('error', () => client.destroy());
     client.once('close', () => clearTimeout(timer));
   }
 
-  /** Tries the endpoints in turn (starting at a rotating offset) until one accepts. */
-  private splice(client: Socket, hello: Buffer, endpoints: string[], service: string): void {
+  /**
+   * Tries the endpoints in turn (starting at a rotating offset) until one accepts. With tracing
+   * on, one INTERNAL span covers the routed connection until it closes: a root span of its own
+   * trace, since TLS is end to end and the gateway never sees the request's traceparent.
+   */
+  private splice(client: Socket, hello: Buffer, endpoints: string[], service: string, sni: string | undefined): void {
+    const span = activeTracer()?.start({
+      kind: 'internal', name: `gateway ${service}`,
+      attributes: { 'isthmus.cluster': this.config.cluster, 'isthmus.destination_service': service, 'tls.server_name': sni, 'network.peer.address': client.remoteAddress },
+    });
+    if (span) client.once('close', () => span.end());
     const start = this.next++ % endpoints.length;
     const order = endpoints.map((_, i) => endpoints[(start + i) % endpoints.length] as string);
     const attempt = (index: number): void => {
       const address = order[index];
       if (address === undefined || client.destroyed) {
+        span?.end({ error: 'connect-failed' });
         this.refuse(client, 'connect-failed', `no endpoint of ${service} accepted a connection`, alertInternalError);
         return;
       }
@@ -135,6 +146,7 @@ export class Gateway {
         this.stats.active += 1;
         upstream.once('close', () => { this.stats.active -= 1; });
         if (routedChannel.hasSubscribers) routedChannel.publish({ origin: this, service, endpoint: address, remote: client.remoteAddress });
+        span?.setAttributes({ 'isthmus.endpoint': address });
         upstream.write(hello);
         client.pipe(upstream);
         upstream.pipe(client);

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Logger } from '../core/log.js';
 import { createMetrics } from '../telemetry/metrics.js';
+import { flushTracing, startTracing } from '../telemetry/tracing.js';
 import { startAdmin } from './admin.js';
 import type { GatewayConfig } from './config.js';
 import { FederationClient } from './federation-client.js';
@@ -15,6 +16,8 @@ export interface RunningGateway {
 
 /** Starts a gateway: its listener, admin port, routing-table watch and self-registration. */
 export async function runGateway(config: GatewayConfig, logger: Logger): Promise<RunningGateway> {
+  // Process-wide and idempotent: on only when an OTLP endpoint is set (docs/tracing.md).
+  startTracing('isthmus-gateway');
   const gateway = new Gateway(config, logger.child({ component: 'gateway' }));
   const client = new FederationClient(config, logger.child({ component: 'federation-client' }));
   const metrics = createMetrics('gateway', { cluster: config.cluster }, { origins: [gateway], activeConnections: () => gateway.stats.active });
@@ -35,6 +38,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
         await new Promise<void>((resolve) => admin?.close(() => resolve()));
         await gateway.close();
         metrics.close();
+        await flushTracing().catch(() => undefined);
       },
     };
   } catch (err) {

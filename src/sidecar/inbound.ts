@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { Pool, type Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
+import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import { forwardableHeaders } from './headers.js';
 import { peerIdentity } from './peer-identity.js';
 
@@ -13,6 +14,8 @@ const requestChannel = channels.inboundRequest;
 
 export interface InboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[]; identity: string }
 
+/** Where this listener runs, for its spans: the cluster and the workload's `<ns>/<name>`. */
+export interface InboundPlace { cluster?: string; service?: string }
 
 /**
  * The mTLS listener in front of the app. Only peers with a certificate that chains to a mesh
@@ -25,7 +28,7 @@ export class Inbound {
   private readonly app: Pool;
   private identity: string;
 
-  constructor(credentials: InboundCredentials, appAddress: string, private readonly logger: Logger) {
+  constructor(credentials: InboundCredentials, appAddress: string, private readonly logger: Logger, private readonly place: InboundPlace = {}) {
     this.identity = credentials.identity;
     this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000 });
     this.server = createServer({ ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', keepAliveTimeout: 60_000 }, (req, res) => {
@@ -53,18 +56,29 @@ export class Inbound {
     await this.app.close();
   }
 
-  /** One event per answered request, for src/telemetry/. */
-  private answered(started: number, peer: string | undefined, code: number): void {
+  /** One event per answered request, for src/telemetry/, and the end of its span when tracing is on. */
+  private answered(started: number, peer: string | undefined, code: number, span: ActiveSpan | undefined): void {
     if (requestChannel.hasSubscribers) requestChannel.publish({ origin: this, peer, code, seconds: (performance.now() - started) / 1000 });
+    span?.end({
+      attributes: { 'isthmus.caller_identity': peer, 'http.status_code': code, 'http.response.status_code': code },
+      ...(code >= 500 ? { error: String(code) } : code === 403 ? { error: 'caller identity denied' } : {}),
+    });
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
+    // A SERVER span, child of the caller's traceparent, only when tracing is on (docs/tracing.md).
+    const span = activeTracer()?.start({
+      kind: 'server',
+      name: this.place.service ? `inbound ${this.place.service}` : 'inbound',
+      parent: parseTraceparent(req.headers.traceparent, req.headers.tracestate),
+      attributes: { 'isthmus.cluster': this.place.cluster, 'isthmus.service': this.place.service, 'http.request.method': req.method, 'network.peer.address': req.socket.remoteAddress },
+    });
     const socket = req.socket as TLSSocket;
     const cert = socket.getPeerCertificate(true);
     const peer = peerIdentity(cert);
     if ('error' in peer) {
-      this.answered(started, undefined, 403);
+      this.answered(started, undefined, 403, span);
       res.writeHead(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
       return;
@@ -73,6 +87,12 @@ export class Inbound {
     const headers = forwardableHeaders(req.headers, 'x-forwarded-client-cert');
     const hash = createHash('sha256').update(cert.raw).digest('hex');
     headers['x-forwarded-client-cert'] = `By=${this.identity};Hash=${hash};URI=${peer.identity}`;
+    if (span) {
+      // The app's parent is this span: same trace id, this span's id.
+      headers.traceparent = formatTraceparent(span.context);
+      if (span.context.traceState) headers.tracestate = span.context.traceState;
+      else delete headers.tracestate;
+    }
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     const response = await this.app.request({
       path: req.url ?? '/',
@@ -80,11 +100,11 @@ export class Inbound {
       headers,
       body: hasBody ? req : null,
     }).catch((err: unknown) => {
-      this.answered(started, peer.identity, 502);
+      this.answered(started, peer.identity, 502, span);
       throw err;
     });
     res.writeHead(response.statusCode, forwardableHeaders(response.headers));
-    this.answered(started, peer.identity, response.statusCode);
+    this.answered(started, peer.identity, response.statusCode, span);
     await pipeline(response.body, res).catch(() => res.destroy());
   }
 }

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
+import { activeTracer, formatTraceparent, parseTraceparent } from '../core/tracing.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 import { formatServiceSni } from '../model/sni.js';
 import { forwardableHeaders } from './headers.js';
@@ -59,9 +60,29 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: { service: stri
 
 async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixedTarget?: { service: string; namespace: string }): Promise<void> {
   const started = performance.now();
+  // A CLIENT span only when tracing is on (docs/tracing.md): otherwise no span object at all.
+  const tracer = activeTracer();
+  const span = tracer?.start({
+    kind: 'client', name: 'outbound',
+    parent: parseTraceparent(req.headers.traceparent, req.headers.tracestate),
+    attributes: { 'isthmus.source_cluster': deps.cluster, 'http.request.method': req.method },
+  });
+  let last: PickedEndpoint | undefined;
   // One event per answered request, for src/telemetry/; labels only from the catalog (bounded).
   const answered = (code: number | 'connect_error', service?: string, cluster?: string) => {
     if (requestChannel.hasSubscribers) requestChannel.publish({ origin: deps.routing, service, cluster, code, seconds: (performance.now() - started) / 1000 });
+    if (span) {
+      span.end({
+        // Span names stay bounded: a name the catalog does not know is not one.
+        name: service ? `outbound ${service}` : 'outbound',
+        attributes: {
+          'isthmus.destination_service': service, 'isthmus.destination_cluster': cluster, 'isthmus.priority': last?.priority,
+          'http.status_code': typeof code === 'number' ? code : undefined, 'http.response.status_code': typeof code === 'number' ? code : undefined,
+          'network.peer.address': last?.address, 'isthmus.endpoint_kind': last?.kind,
+        },
+        ...(code === 'connect_error' || code >= 500 ? { error: String(code) } : {}),
+      });
+    }
   };
   const url = req.url?.startsWith('http://') ? new URL(req.url) : undefined;
   // A fixed listener (for apps that cannot use a proxy) serves one service whatever Host says.
@@ -89,6 +110,12 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
   const path = url ? `${url.pathname}${url.search}` : (req.url ?? '/');
   const headers = forwardableHeaders(req.headers);
   headers.host = host ?? `${target.service}.${target.namespace}.mesh`;
+  if (span) {
+    // W3C: the upstream's parent is this span; tracestate goes on only with a valid traceparent.
+    headers.traceparent = formatTraceparent(span.context);
+    if (span.context.traceState) headers.tracestate = span.context.traceState;
+    else delete headers.tracestate;
+  }
 
   const tried = new Set<string>();
   let endpoint = deps.routing.pick(route);
@@ -97,6 +124,7 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
   for (let attempt = 1; endpoint && attempt <= maxAttempts; attempt += 1) {
     tried.add(endpoint.address);
     lastCluster = endpoint.cluster;
+    last = endpoint;
     const sni = endpoint.sni ?? formatServiceSni({ service: target.service, namespace: target.namespace, cluster: deps.cluster });
     const pool = deps.upstreams.get({ address: endpoint.address, sni, identities: deps.identitiesFor(route, endpoint) });
     let response: Dispatcher.ResponseData;

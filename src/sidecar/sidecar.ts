@@ -4,6 +4,7 @@ import type { Logger } from '../core/log.js';
 import { HealthChecker } from '../federation/health-checker.js';
 import type { Catalog } from '../model/catalog.js';
 import { createMetrics } from '../telemetry/metrics.js';
+import { flushTracing, startTracing } from '../telemetry/tracing.js';
 import { startSidecarAdmin } from './admin.js';
 import { CatalogWatch } from './catalog-watch.js';
 import type { SidecarConfig } from './config.js';
@@ -35,6 +36,9 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
   };
   try {
+    // Process-wide and idempotent: on only when an OTLP endpoint is set (docs/tracing.md).
+    startTracing('isthmus-sidecar');
+    closers.push(() => flushTracing());
     const identity = await WorkloadIdentity.start({
       federationUrl: config.federation.url, rootCertPem: config.rootCertPem, stateDir: config.stateDirPath, logger,
       ...(config.bootstrapToken ? { bootstrapToken: config.bootstrapToken } : {}),
@@ -92,7 +96,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     let inboundAddress: string | undefined;
     if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
-      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }));
+      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` });
       inboundAddress = await listen(inbound.server, config.inbound.listen);
       const running = inbound;
       closers.push(() => running.close());
