@@ -53,6 +53,14 @@ if (!has('etcd')) {
   }
 }
 
+// The dashboard test drives Debian's Chromium (playwright-core never downloads a browser here).
+if (purpose === 'test' && !existsSync('/usr/bin/chromium')) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!(isRoot && run('apt-get', ['install', '-y', 'chromium']))) {
+    say('chromium is not installed: the dashboard browser test will be skipped (apt-get install -y chromium to run it)');
+  }
+}
+
 if (purpose === 'test' && !has('openssl', ['version'])) {
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!(isRoot && run('apt-get', ['install', '-y', 'openssl']))) fail(['openssl is needed by the tests (certificates are checked with it): apt-get install -y openssl']);

@@ -43,6 +43,7 @@ export function registerDev(program: Command): void {
         say([
           '',
           `Mesh is up. Addresses: ${join(stateDir, 'mesh.json')}; logs: ${join(stateDir, 'logs')}/`,
+          ...(mesh.file.dashboard ? [`Dashboard: ${mesh.file.dashboard}`] : []),
           '',
           'Try:',
           ...clusters.slice(0, 1).flatMap((c) => [

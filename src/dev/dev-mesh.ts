@@ -47,6 +47,8 @@ export interface MeshFile {
   etcd: string;
   trustDomain: string;
   ca: string;
+  /** The dashboard of the first cluster's federation (`http://<its metrics address>/`); absent if that port could not listen. */
+  dashboard?: string;
   clusters: Record<string, MeshFileCluster>;
 }
 
@@ -214,6 +216,8 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       };
     }
 
+    const firstMetrics = file.clusters[opts.clusters[0] ?? '']?.metrics;
+    if (firstMetrics) file.dashboard = `http://${firstMetrics}/`;
     writeFileSync(join(opts.stateDir, 'mesh.json'), `${JSON.stringify(file, null, 2)}\n`);
     return mesh;
   } catch (err) {

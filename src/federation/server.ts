@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { keys } from '../core/keys.js';
+import { createDashboard } from '../dashboard/server.js';
 import type { Logger } from '../core/log.js';
 import { startTelemetryServer, type TelemetryServer } from '../telemetry/http.js';
 import { createMetrics } from '../telemetry/metrics.js';
@@ -21,7 +22,7 @@ export interface RunningFederation {
   api: FederationApi;
   /** host:port the API listens on. */
   apiAddress: string;
-  /** host:port of plain-HTTP /metrics and /healthz (federation.dashboardPort); undefined if it could not listen. */
+  /** host:port of plain-HTTP /metrics, /healthz and the dashboard (federation.dashboardPort); undefined if it could not listen. */
   metricsAddress: string | undefined;
   stop(): Promise<void>;
 }
@@ -97,6 +98,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     metrics,
   });
 
+  const dashboard = createDashboard(federation);
   let telemetry: TelemetryServer | undefined;
   try {
     await federation.start();
@@ -106,6 +108,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     telemetry = await startTelemetryServer({
       host: config.federation.host, port: config.federation.dashboardPort, metrics,
       healthz: () => ({ status: 'ok', cluster: config.cluster }),
+      extra: (req, res) => dashboard.handle(req, res),
     }).catch((err: unknown) => {
       logger.error({ err: (err as Error).message, port: config.federation.dashboardPort }, 'could not listen for /metrics on the dashboard port; /metrics is still served on the API port');
       return undefined;
@@ -127,6 +130,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     metricsAddress: telemetry?.address,
     stop: () => {
       stopping ??= (async () => {
+        dashboard.close();
         await telemetry?.close();
         metrics.close();
         await prober.stop();

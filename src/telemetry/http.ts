@@ -24,20 +24,23 @@ export interface TelemetryServer {
 
 /**
  * The federation service's plain-HTTP port (15014, `federation.dashboardPort`): `/metrics` for
- * Prometheus and `/healthz`; the dashboard (src/dashboard/) is to be served here too.
+ * Prometheus and `/healthz`; the federation also serves the dashboard (src/dashboard/) here via `extra`.
  */
 export async function startTelemetryServer(opts: {
   host: string;
   port: number;
   metrics: Pick<Metrics, 'exposition'>;
   healthz: () => unknown;
+  /** Tried after /metrics and /healthz (the dashboard); returns false to let the 404 answer. */
+  extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }): Promise<TelemetryServer> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'only GET' });
     if (path === '/metrics') return void sendMetrics(opts.metrics, res);
     if (path === '/healthz') return send(res, 200, opts.healthz());
-    return send(res, 404, { error: 'try /metrics or /healthz' });
+    if (opts.extra?.(req, res)) return;
+    return send(res, 404, { error: opts.extra ? 'try /, /metrics or /healthz' : 'try /metrics or /healthz' });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,0 +1,80 @@
+import { parseArgs } from 'node:util';
+import { IsthmusError } from '../core/errors.js';
+import type { MeshMode } from './bench-mesh.js';
+
+export interface BenchArgs {
+  rates: number[];
+  seconds: number;
+  warmup: number;
+  output: 'table' | 'json';
+  mesh: MeshMode;
+  hostBase: number;
+  connections: number;
+  /** Write a CPU profile of the mesh process (child mode) into this directory. */
+  cpuProf: string | undefined;
+}
+
+export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
+  --rates <list>        fixed arrival rates in requests/s, comma-separated (default 200,500; each 1..5000, at most 6)
+  --seconds <n>         measured seconds per point (default 10; 1..60)
+  --warmup <n>          unmeasured seconds at the same rate before each point (default 2; 0..10)
+  --mesh child|in-process
+                        run the mesh in its own process (default) or inside this one (CPU then includes the generator)
+  --host-base <n>       dev mesh clusters on 127.0.<n>.1, 127.0.<n+1>.1 (default 60)
+  --connections <n>     keep-alive connections per first hop (default 128; 1..1024)
+  --cpu-prof <dir>      write a V8 CPU profile of the mesh process into <dir> (child mode; open it in Chrome DevTools)
+  -o, --output table|json`;
+
+/** Worst case the bench will agree to run, so a typo cannot keep a shared machine busy for an hour. */
+const maxTotalSeconds = 600;
+
+const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
+
+function integer(name: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw invalid(`--${name} must be an integer from ${min} to ${max}, not "${value}"`);
+  return n;
+}
+
+/** Parses and bounds the flags; throws ISTHMUS_ERR_CONFIG_INVALID naming the flag. `help` when asked. */
+export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        rates: { type: 'string', default: '200,500' },
+        seconds: { type: 'string', default: '10' },
+        warmup: { type: 'string', default: '2' },
+        mesh: { type: 'string', default: 'child' },
+        'host-base': { type: 'string', default: '60' },
+        connections: { type: 'string', default: '128' },
+        output: { type: 'string', short: 'o', default: 'table' },
+        'cpu-prof': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (err) {
+    throw invalid((err as Error).message);
+  }
+  if (values.help) return 'help';
+  const rates = values.rates.split(',').map((r) => r.trim()).filter(Boolean).map((r) => integer('rates', r, 1, 5000));
+  if (rates.length === 0 || rates.length > 6) throw invalid('--rates takes 1 to 6 rates');
+  if (values.output !== 'table' && values.output !== 'json') throw invalid(`--output must be "table" or "json", not "${values.output}"`);
+  if (values.mesh !== 'child' && values.mesh !== 'in-process') throw invalid(`--mesh must be "child" or "in-process", not "${values.mesh}"`);
+  const args: BenchArgs = {
+    rates,
+    seconds: integer('seconds', values.seconds, 1, 60),
+    warmup: integer('warmup', values.warmup, 0, 10),
+    output: values.output,
+    mesh: values.mesh,
+    hostBase: integer('host-base', values['host-base'], 1, 250),
+    connections: integer('connections', values.connections, 1, 1024),
+    cpuProf: values['cpu-prof'],
+  };
+  if (args.cpuProf !== undefined && args.mesh !== 'child') throw invalid('--cpu-prof needs --mesh child: in-process, profile the bench itself with node --cpu-prof');
+  const total = rates.length * 3 * (args.seconds + args.warmup + 1);
+  if (total > maxTotalSeconds) throw invalid(`that is about ${total} s of load; keep rates × 3 scenarios × (seconds + warmup) under ${maxTotalSeconds} s`);
+  return args;
+}

@@ -1,0 +1,61 @@
+import { performance } from 'node:perf_hooks';
+import type { BenchMesh } from './bench-mesh.js';
+import { systemCpu, type SystemCpu } from './proc-cpu.js';
+
+/** CPU counters at one instant: the mesh, its etcd, this load generator, and the whole machine. */
+export interface CpuSnapshot {
+  atMs: number;
+  mesh: number;
+  etcd: number;
+  generator: number;
+  system: SystemCpu;
+}
+
+/** CPU seconds spent between two snapshots, and by whom. */
+export interface CpuSpent {
+  seconds: number;
+  mesh: number;
+  etcd: number;
+  generator: number;
+  /**
+   * Everything else that ran on the machine meanwhile (other people's builds and tests on a shared
+   * machine, the kernel's own work). Competes with the mesh for the same cores, so a point with a
+   * lot of it has a worse tail than the mesh alone would.
+   */
+  other: number;
+  steal: number;
+}
+
+const safe = (read: (() => number) | undefined) => {
+  if (!read) return Number.NaN;
+  try {
+    return read();
+  } catch {
+    return Number.NaN; // the process is gone: the errors column says why
+  }
+};
+
+export function cpuSnapshot(mesh: BenchMesh): CpuSnapshot {
+  const generator = process.cpuUsage();
+  return {
+    atMs: performance.now(),
+    mesh: safe(() => mesh.cpuSeconds()),
+    etcd: safe(mesh.etcdCpuSeconds),
+    generator: (generator.user + generator.system) / 1e6,
+    system: systemCpu(),
+  };
+}
+
+/** Pure. In-process, the mesh's figure already contains the generator's: it is not subtracted twice. */
+export function cpuSpent(before: CpuSnapshot, after: CpuSnapshot, generatorInsideMesh: boolean): CpuSpent {
+  const mesh = after.mesh - before.mesh;
+  const etcd = after.etcd - before.etcd;
+  const generator = after.generator - before.generator;
+  const ours = mesh + (Number.isNaN(etcd) ? 0 : etcd) + (generatorInsideMesh ? 0 : generator);
+  return {
+    seconds: (after.atMs - before.atMs) / 1000,
+    mesh, etcd, generator,
+    other: Math.max(0, after.system.busy - before.system.busy - ours),
+    steal: after.system.steal - before.system.steal,
+  };
+}
