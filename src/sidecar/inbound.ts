@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { pipeline } from 'node:stream/promises';
 import { Pool, type Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import { forwardableHeaders } from './headers.js';
+import { relay } from './relay.js';
 import { peerIdentity } from './peer-identity.js';
 
 const requestChannel = channels.inboundRequest;
@@ -120,7 +120,7 @@ export class Inbound {
     });
     res.writeHead(response.statusCode, forwardableHeaders(response.headers));
     this.answered(started, peer.identity, response.statusCode, span);
-    await pipeline(response.body, res).catch(() => res.destroy());
+    relay(response.body, res);
   }
 }
 

@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
@@ -7,6 +6,7 @@ import { activeTracer, formatTraceparent, parseTraceparent } from '../core/traci
 import type { PickedEndpoint } from '../model/balancer.js';
 import { formatServiceSni } from '../model/sni.js';
 import { forwardableHeaders } from './headers.js';
+import { relay } from './relay.js';
 import type { Route, RoutingTable } from './routing.js';
 import type { Upstreams } from './upstreams.js';
 
@@ -143,7 +143,7 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
     deps.routing.record(endpoint.address, response.statusCode >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
     res.writeHead(response.statusCode, forwardableHeaders(response.headers));
     answered(response.statusCode, service, endpoint.cluster);
-    await pipeline(response.body, res).catch(() => res.destroy());
+    relay(response.body, res);
     return;
   }
   answered(lastCluster === undefined ? 503 : 'connect_error', service, lastCluster);
