@@ -4,10 +4,9 @@ import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer, formatTraceparent, parseTraceparent } from '../core/tracing.js';
 import type { PickedEndpoint } from '../model/balancer.js';
-import { formatServiceSni } from '../model/sni.js';
 import { forwardableHeaders } from './headers.js';
 import { relay } from './relay.js';
-import type { Route, RoutingTable } from './routing.js';
+import type { RoutingTable } from './routing.js';
 import type { Upstreams } from './upstreams.js';
 
 const requestChannel = channels.outboundRequest;
@@ -35,7 +34,6 @@ export interface OutboundDeps {
   cluster: string;
   routing: RoutingTable;
   upstreams: Upstreams;
-  identitiesFor: (route: Route, endpoint: PickedEndpoint) => string[];
   logger: Logger;
 }
 
@@ -125,8 +123,10 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
     tried.add(endpoint.address);
     lastCluster = endpoint.cluster;
     last = endpoint;
-    const sni = endpoint.sni ?? formatServiceSni({ service: target.service, namespace: target.namespace, cluster: deps.cluster });
-    const pool = deps.upstreams.get({ address: endpoint.address, sni, identities: deps.identitiesFor(route, endpoint) });
+    const upstream = route.upstreams.get(endpoint.address);
+    if (!upstream) break; // cannot happen: every endpoint of a route has its key
+    const { sni } = upstream;
+    const pool = deps.upstreams.get(upstream);
     let response: Dispatcher.ResponseData;
     try {
       // undici would derive the TLS server name from the Host header; the mesh SNI must win.

@@ -71,6 +71,12 @@ describe('RoutingTable', () => {
     expect(routing.ejected().size).toBe(0);
   });
 
+  test('each endpoint of a route has its SNI and allowed identities worked out once', () => {
+    const route = table().route('d', 'a')!;
+    expect(route.upstreams.get('127.0.1.1:1')).toMatchObject({ sni: 'a.d.svc.east.isthmus', identities: ['spiffe://td/ns/d/sa/a'] });
+    expect(route.upstreams.get('127.0.2.1:15443')).toMatchObject({ sni: 'a.d.svc.west.isthmus', identities: ['spiffe://td/ns/d/sa/a'] });
+  });
+
   test('an unknown service has no route', () => {
     expect(table().route('d', 'nope')).toBeUndefined();
   });

@@ -4,6 +4,8 @@ import { pickEndpoint, retryOrder, type PickedEndpoint } from '../model/balancer
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
+import { formatServiceSni } from '../model/sni.js';
+import type { UpstreamKey } from './upstreams.js';
 
 export const failoverChannel = channels.balancerFailover;
 const ejectionChannel = channels.balancerEjection;
@@ -21,6 +23,8 @@ export interface Route {
   load: PriorityLoad;
   /** Where most traffic goes now: the lowest priority with load. */
   primary: number | undefined;
+  /** Per endpoint address: the SNI to send and the identities allowed to answer, worked out once per route. */
+  upstreams: ReadonlyMap<string, UpstreamKey>;
   computedAt: number;
 }
 
@@ -98,13 +102,32 @@ export class RoutingTable {
     };
     const load = priorityLoad(healthCounts(localities));
     const primary = load.loads.findIndex((l) => l > 0);
-    const route: Route = { namespace, service, localities, load, primary: primary < 0 ? undefined : primary, computedAt: now };
+    const route: Route = { namespace, service, localities, load, primary: primary < 0 ? undefined : primary, upstreams: this.upstreamKeys(namespace, service, localities), computedAt: now };
     this.routes.set(key, route);
     if (this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
       failoverChannel.publish({ origin: this, namespace, service, from: this.lastPrimary.get(key), to: route.primary, loads: load.loads, at: now });
     }
     this.lastPrimary.set(key, route.primary);
     return route;
+  }
+
+  /**
+   * A direct connection to a local sidecar names the service with our own cluster's SNI; a
+   * gateway endpoint carries the remote SNI already. The allowed identities come from the local
+   * endpoints snapshot or from the exporting cluster's catalog entry.
+   */
+  private upstreamKeys(namespace: string, service: string, localities: ServiceLocalities): Map<string, UpstreamKey> {
+    const localIdentities = this.endpoints?.services.find((s) => s.namespace === namespace && s.name === service)?.identities ?? [];
+    const exported = this.catalog?.services.find((s) => s.namespace === namespace && s.name === service);
+    const keys = new Map<string, UpstreamKey>();
+    for (const locality of localities.localities) {
+      for (const endpoint of locality.endpoints) {
+        const sni = endpoint.sni ?? formatServiceSni({ service, namespace, cluster: this.caller.cluster });
+        const identities = endpoint.kind === 'local' ? localIdentities : (exported?.clusters.find((c) => c.cluster === locality.cluster)?.identities ?? []);
+        keys.set(endpoint.address, { address: endpoint.address, sni, identities, id: `${endpoint.address}|${sni}|${identities.join(',')}` });
+      }
+    }
+    return keys;
   }
 
   pick(route: Route, exclude?: ReadonlySet<string>): PickedEndpoint | undefined {

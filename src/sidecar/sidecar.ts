@@ -78,16 +78,12 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     recheck.unref();
     closers.push(() => clearInterval(recheck));
 
-    const identitiesFor = (route: { namespace: string; service: string }, endpoint: { kind: string; cluster: string }): string[] => {
-      if (endpoint.kind === 'local') return endpoints?.services.find((s) => s.namespace === route.namespace && s.name === route.service)?.identities ?? [];
-      return catalog?.services.find((s) => s.namespace === route.namespace && s.name === route.service)?.clusters.find((c) => c.cluster === endpoint.cluster)?.identities ?? [];
-    };
-    const outbound = createOutbound({ cluster: config.cluster, routing, upstreams, identitiesFor, logger: logger.child({ component: 'outbound' }) });
+    const outbound = createOutbound({ cluster: config.cluster, routing, upstreams, logger: logger.child({ component: 'outbound' }) });
     const outboundAddress = await listen(outbound, config.outbound.listen);
     closers.push(() => closeServer(outbound));
     const listeners: Record<string, string> = {};
     for (const fixed of config.listeners ?? []) {
-      const server = createOutbound({ cluster: config.cluster, routing, upstreams, identitiesFor, logger: logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` }) }, fixed);
+      const server = createOutbound({ cluster: config.cluster, routing, upstreams, logger: logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` }) }, fixed);
       listeners[`${fixed.namespace}/${fixed.service}`] = await listen(server, fixed.listen);
       closers.push(() => closeServer(server));
     }

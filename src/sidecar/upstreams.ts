@@ -9,6 +9,8 @@ export interface UpstreamKey {
   sni: string;
   /** SPIFFE IDs the catalog allows to serve the service. */
   identities: readonly string[];
+  /** address|sni|identities, computed with the route, so a request only looks a pool up. */
+  id: string;
 }
 
 /**
@@ -22,7 +24,7 @@ export class Upstreams {
   constructor(private secureContext: () => SecureContext, private readonly connections = 32) {}
 
   get(key: UpstreamKey): Pool {
-    const id = `${key.address}|${key.sni}|${key.identities.join(',')}`;
+    const { id } = key;
     let pool = this.pools.get(id);
     if (!pool) {
       const split = key.address.lastIndexOf(':');
