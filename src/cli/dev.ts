@@ -1,12 +1,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; output: string }
+interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -17,6 +17,11 @@ export function registerDev(program: Command): void {
     .option('--trust-domain <domain>', 'trust domain of the dev mesh', 'dev.isthmus')
     .option('--gateways <n>', 'east-west gateways per cluster', (v) => Number.parseInt(v, 10), 1)
     .option('--host-base <n>', 'cluster n listens on 127.0.<n+base-1>.1; change it to run a second dev mesh beside the first', (v) => Number.parseInt(v, 10), 1)
+    .option('--traffic <rps>', 'sample requests a second from each cluster\'s client sidecar, for the dashboard (0: none)', (v) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0 || n > 200) throw new InvalidArgumentError('give requests a second between 0 and 200');
+      return n;
+    }, 2)
     .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
     .addOption(outputOption())
     .action(action(async (opts: DevUpOptions) => {
@@ -27,7 +32,7 @@ export function registerDev(program: Command): void {
       const json = opts.output === 'json';
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, progress: say })
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, progress: say })
         .catch((err: unknown) => {
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
           const inUse = /EADDRINUSE: address already in use (\S+)/.exec((err as Error).message);

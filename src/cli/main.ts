@@ -11,6 +11,8 @@ import { registerRegister } from './register.js';
 import { registerDev } from './dev.js';
 import { registerGateway } from './gateway.js';
 import { registerSidecar } from './sidecar.js';
+import { registerDash } from './dash.js';
+import { registerPolicy } from './policy.js';
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')
@@ -31,6 +33,8 @@ export function buildProgram(): Command {
   registerGateway(program);
   registerSidecar(program);
   registerDev(program);
+  registerDash(program);
+  registerPolicy(program);
   program.addHelpText('after', `
 Examples:
   isthmus dev up                      # a whole two-cluster mesh on this machine

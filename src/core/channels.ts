@@ -42,6 +42,9 @@ export interface FailoverMessage {
   service: string;
   from: number | undefined;
   to: number | undefined;
+  /** The clusters whose localities hold priority `from` and `to` (empty for none). */
+  fromClusters: string[];
+  toClusters: string[];
   loads: number[];
   at: number;
 }

@@ -29,6 +29,16 @@ export const keys = {
   intermediate: (cluster: string) => `${prefix}/trust/intermediates/${cluster}`,
   policies: `${prefix}/policies/`,
   policy: (kind: string, ns: string, name: string) => `${prefix}/policies/${kind}/${ns}/${name}`,
+  sloPolicies: `${prefix}/policies/slo/`,
+  sloStatuses: `${prefix}/slostatus/`,
+  /** Which verdict on an objective was last acted on (an addition to the DESIGN.md layout). */
+  sloStatus: (ns: string, name: string) => `${prefix}/slostatus/${ns}/${name}`,
+  /** Sidecar-reported request counters of one cluster, leased (an addition to the DESIGN.md layout). */
+  traffic: `${prefix}/traffic/`,
+  trafficOf: (cluster: string) => `${prefix}/traffic/${cluster}`,
+  /** A cluster's recent failover, ejection and SLO events, leased (an addition to the DESIGN.md layout). */
+  events: `${prefix}/events/`,
+  eventsOf: (cluster: string) => `${prefix}/events/${cluster}`,
   probes: `${prefix}/probes/`,
   probe: (from: string, to: string) => `${prefix}/probes/${from}/${to}`,
 } as const;

@@ -1,6 +1,9 @@
 import { keys } from '../core/keys.js';
 import type { Catalog } from '../model/catalog.js';
-import { isRecord, ProbeRecordSchema, type ProbeRecord } from '../model/records.js';
+import { isRecord, ProbeRecordSchema, SloPolicySchema, SloStatusRecordSchema, type MeshEvent, type ProbeRecord, type SloPolicy } from '../model/records.js';
+import { evaluateSlo } from '../model/slo.js';
+import { recentEvents } from './recent-events.js';
+import { statsOf, type RouteWindow, type TrafficHistory, type Window } from './traffic-history.js';
 
 /** What the dashboard page draws: one JSON document, sent by /api/overview and pushed by /api/stream. */
 export interface Overview {
@@ -9,9 +12,60 @@ export interface Overview {
   generatedAt: string;
   catalogRevision: number;
   clusters: { name: string; region: string; alive: boolean; gateways: number }[];
-  services: { namespace: string; name: string; clusters: { cluster: string; healthy: number; total: number }[] }[];
+  services: { namespace: string; name: string; clusters: { cluster: string; healthy: number; total: number }[]; traffic: ServiceTraffic | null }[];
   /** Every `/probes/<from>/<to>` record in our mirror, sorted by pair. */
   probes: Omit<ProbeRecord, 'version' | 'gateways'>[];
+  /** Real requests, as the sidecars of each cluster reported them, over the last `windowSeconds`. */
+  traffic: {
+    windowSeconds: number;
+    /** One row per source → destination cluster pair that carried requests in the window, sorted by pair. */
+    pairs: TrafficStats[];
+  };
+  /** The most recent events of every cluster, newest first (at most 50). */
+  events: (MeshEvent & { cluster: string })[];
+  /** Every objective in `/policies/slo/`, sorted by namespace/name. */
+  slos: SloView[];
+}
+
+/** Requests over a window. Rates are per second; null where the window held no request. */
+export interface TrafficStats {
+  from: string;
+  to: string;
+  requests: number;
+  rps: number;
+  successPercent: number | null;
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+/** A service's traffic over the window, from every source cluster together. */
+export interface ServiceTraffic {
+  requests: number;
+  rps: number;
+  successPercent: number | null;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  /** Share of the window's requests each destination cluster answered (0..1), largest first. */
+  servedFrom: { cluster: string; share: number }[];
+}
+
+export interface SloView {
+  namespace: string;
+  name: string;
+  service: string;
+  objective: { latency?: { percentile: number; belowMs: number }; successPercent?: number; windowSeconds: number; minRequests: number };
+  /** How much of the window the reader has history for (a fresh dashboard has little). */
+  coveredSeconds: number;
+  observed: { requests: number; successPercent: number | null; latencyMs: number | null };
+  /**
+   * Error budget burn: 1 spends the budget exactly over the window, above 1 the objective is
+   * being missed. `window` over the objective's window, `short` over the last five minutes
+   * (a fast burn shows there first). Null when there were too few requests to say.
+   */
+  burnRate: { window: number | null; short: number | null };
+  state: 'ok' | 'violated' | 'no-data';
+  /** What `/slostatus/` holds: the last verdict a federation acted on (and paged for). */
+  alerted?: { state: 'ok' | 'violated'; since: string; by: string };
 }
 
 /** The parts of a Federation the overview reads (an interface so it can be tested without etcd). */
@@ -21,8 +75,15 @@ export interface OverviewSource {
   mirror: { entries(prefix: string): [string, unknown][] };
 }
 
-export function buildOverview(source: OverviewSource, now = new Date()): Overview {
+/** How far back the matrix and the services table look. */
+export const trafficWindowSeconds = 60;
+const shortBurnSeconds = 300;
+
+export function buildOverview(source: OverviewSource, history?: TrafficHistory, now = new Date()): Overview {
   const { catalog } = source;
+  const t = now.getTime();
+  const recent = history?.window(trafficWindowSeconds * 1000, t) ?? { coveredMs: 0, routes: [] };
+  const seconds = recent.coveredMs / 1000;
   return {
     servedBy: source.cluster,
     generatedAt: now.toISOString(),
@@ -39,11 +100,77 @@ export function buildOverview(source: OverviewSource, now = new Date()): Overvie
           healthy: c.zones.reduce((n, z) => n + z.healthy, 0),
           total: c.zones.reduce((n, z) => n + z.total, 0),
         })).sort((a, b) => a.cluster.localeCompare(b.cluster)),
+        traffic: serviceTraffic(recent.routes.filter((r) => r.namespace === s.namespace && r.service === s.name), seconds),
       }))
       .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
     probes: probeRecords(source.mirror.entries(keys.probes))
       .map(({ version: _v, gateways: _g, ...rest }) => rest),
+    traffic: { windowSeconds: trafficWindowSeconds, pairs: trafficPairs(recent.routes, seconds) },
+    events: recentEvents(source.mirror.entries(keys.events)),
+    slos: sloViews(source.mirror, history, t),
   };
+}
+
+function serviceTraffic(routes: RouteWindow[], seconds: number): ServiceTraffic | null {
+  if (routes.length === 0) return null;
+  const { errors: _e, buckets: _b, ...stats } = statsOf(routes, seconds);
+  const byCluster = new Map<string, number>();
+  for (const r of routes) if (r.to !== '') byCluster.set(r.to, (byCluster.get(r.to) ?? 0) + r.requests);
+  const answered = [...byCluster.values()].reduce((a, b) => a + b, 0);
+  const servedFrom = [...byCluster]
+    .map(([cluster, n]) => ({ cluster, share: Math.round((n / answered) * 1000) / 1000 }))
+    .sort((a, b) => b.share - a.share || a.cluster.localeCompare(b.cluster));
+  return { ...stats, servedFrom };
+}
+
+/** Source → destination cluster pairs; requests no endpoint answered have no destination and are left out. */
+function trafficPairs(routes: RouteWindow[], seconds: number): TrafficStats[] {
+  const byPair = new Map<string, RouteWindow[]>();
+  for (const r of routes) {
+    if (r.to === '') continue;
+    const key = `${r.from}\u0000${r.to}`;
+    const list = byPair.get(key);
+    if (list) list.push(r);
+    else byPair.set(key, [r]);
+  }
+  return [...byPair.values()].map((list) => {
+    const { errors: _e, buckets: _b, ...stats } = statsOf(list, seconds);
+    return { from: (list[0] as RouteWindow).from, to: (list[0] as RouteWindow).to, ...stats };
+  }).sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to));
+}
+
+function sloViews(mirror: OverviewSource['mirror'], history: TrafficHistory | undefined, now: number): SloView[] {
+  return sloPolicies(mirror).map((policy) => {
+    const forService = (w: Window) => w.routes.filter((r) => r.namespace === policy.namespace && r.service === policy.service);
+    const whole = history?.window(policy.windowSeconds * 1000, now) ?? { coveredMs: 0, routes: [] };
+    const short = history?.window(Math.min(shortBurnSeconds, policy.windowSeconds) * 1000, now) ?? { coveredMs: 0, routes: [] };
+    const verdict = evaluateSlo(policy, statsOf(forService(whole), 0));
+    const shortVerdict = evaluateSlo(policy, statsOf(forService(short), 0));
+    const status = mirror.entries(keys.sloStatus(policy.namespace, policy.name)).find(([key]) => key === keys.sloStatus(policy.namespace, policy.name))?.[1];
+    return {
+      namespace: policy.namespace,
+      name: policy.name,
+      service: policy.service,
+      objective: {
+        ...(policy.latency ? { latency: { ...policy.latency } } : {}),
+        ...(policy.successPercent !== undefined ? { successPercent: policy.successPercent } : {}),
+        windowSeconds: policy.windowSeconds,
+        minRequests: policy.minRequests,
+      },
+      coveredSeconds: Math.round(whole.coveredMs / 1000),
+      observed: verdict.observed,
+      burnRate: { window: verdict.burnRate, short: shortVerdict.burnRate },
+      state: verdict.state,
+      ...(isRecord(SloStatusRecordSchema, status) ? { alerted: { state: status.state, since: status.since, by: status.by } } : {}),
+    };
+  });
+}
+
+/** Every valid objective under `/policies/slo/<ns>/<name>`, sorted. */
+export function sloPolicies(mirror: OverviewSource['mirror']): SloPolicy[] {
+  return mirror.entries(keys.sloPolicies)
+    .flatMap(([key, value]) => (key.slice(keys.sloPolicies.length).split('/').length === 2 && isRecord(SloPolicySchema, value) ? [value] : []))
+    .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
 }
 
 /** The same selection as the API's /v1/probes: `<prefix><from>/<to>` keys holding a valid record. */

@@ -2,7 +2,10 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { buildOverview, type OverviewSource } from './overview.js';
+import { keys } from '../core/keys.js';
+import { isRecord, TrafficRecordSchema, type TrafficRecord } from '../model/records.js';
+import { buildOverview, sloPolicies, type Overview, type OverviewSource } from './overview.js';
+import { statsOf, TrafficHistory } from './traffic-history.js';
 
 /**
  * Our page's own files. tsc does not copy them to dist/, so both src/dashboard/server.ts and
@@ -23,26 +26,64 @@ const assets: Record<string, [string, string]> = {
 export interface DashboardSource extends OverviewSource {
   on(event: 'catalog', listener: () => void): unknown;
   off(event: 'catalog', listener: () => void): unknown;
+  /** The sidecars reporting to this federation, for `/api/sidecars` (`isthmus trace` looks one up there). */
+  sidecars?: () => unknown[];
 }
 
 export interface DashboardHandler {
   /** Answers the request and returns true if it is the dashboard's; false leaves it to the caller. */
   handle(req: IncomingMessage, res: ServerResponse): boolean;
-  /** Ends every open stream. */
+  /** The document /api/overview answers, now (the SLO alerter reads its verdicts). */
+  overview(): Overview;
+  /** Ends every open stream and stops sampling. */
   close(): void;
+}
+
+const sampleEveryMs = 5000;
+const minRetentionMs = 15 * 60_000;
+const maxRetentionMs = 7 * 24 * 3600_000;
+/** Samples kept at most: the resolution coarsens for long SLO windows instead. */
+const maxSamples = 720;
+
+/** Every valid `/traffic/<from>` record in the mirror. */
+export function trafficRecords(mirror: OverviewSource['mirror']): TrafficRecord[] {
+  return mirror.entries(keys.traffic).flatMap(([key, value]) => (!key.slice(keys.traffic.length).includes('/') && isRecord(TrafficRecordSchema, value) ? [value] : []));
 }
 
 /** The dashboard on the federation's plain-HTTP port: the page, its assets, /api/overview and /api/stream (SSE). */
 export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?: number } = {}): DashboardHandler {
   const streams = new Set<() => void>();
   const pushIntervalMs = opts.pushIntervalMs ?? 2000;
+  // History for windows and SLOs, from the moment this process started: long enough for the
+  // longest objective's window, at a resolution that keeps it to maxSamples.
+  const retentionFor = () => Math.min(maxRetentionMs, Math.max(minRetentionMs, ...sloPolicies(source.mirror).map((p) => p.windowSeconds * 1000 + 60_000)));
+  let retentionMs = retentionFor();
+  let history = new TrafficHistory({ resolutionMs: Math.max(sampleEveryMs, retentionMs / maxSamples), retentionMs });
+  const sample = () => {
+    const wanted = retentionFor();
+    if (wanted > retentionMs) {
+      // A longer objective appeared: keep the samples there are, at the coarser resolution from now on.
+      retentionMs = wanted;
+      const longer = new TrafficHistory({ resolutionMs: Math.max(sampleEveryMs, retentionMs / maxSamples), retentionMs });
+      longer.adopt(history);
+      history = longer;
+    }
+    history.observe(trafficRecords(source.mirror), Date.now());
+  };
+  sample();
+  const sampler = setInterval(sample, sampleEveryMs);
+  sampler.unref();
+  const overview = () => {
+    sample();
+    return buildOverview(source, history);
+  };
 
   function stream(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     let seq = 0;
     const push = () => {
       seq += 1;
-      res.write(`id: ${seq}\nevent: overview\ndata: ${JSON.stringify(buildOverview(source))}\n\n`);
+      res.write(`id: ${seq}\nevent: overview\ndata: ${JSON.stringify(overview())}\n\n`);
     };
     push();
     const timer = setInterval(push, pushIntervalMs);
@@ -61,9 +102,25 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
     handle(req, res) {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       if (path === '/api/overview') {
-        const body = JSON.stringify(buildOverview(source));
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-        res.end(req.method === 'HEAD' ? undefined : body);
+        sendJson(req, res, 200, overview());
+        return true;
+      }
+      if (path === '/api/series') {
+        // Real-traffic p50/p99 and rate of one cluster pair, one point per history sample.
+        const query = new URL(req.url ?? '/', 'http://dashboard').searchParams;
+        const from = query.get('from') ?? '';
+        const to = query.get('to') ?? '';
+        const minutes = Math.min(24 * 60, Math.max(1, Number(query.get('minutes') ?? 10) || 10));
+        sample();
+        const points = history.steps(minutes * 60_000, Date.now()).map((step) => {
+          const { requests, rps, successPercent, p50Ms, p99Ms } = statsOf(step.routes.filter((r) => r.from === from && r.to === to), step.seconds);
+          return { t: step.t, requests, rps, successPercent, p50Ms, p99Ms };
+        });
+        sendJson(req, res, 200, { from, to, points });
+        return true;
+      }
+      if (path === '/api/sidecars') {
+        sendJson(req, res, source.sidecars ? 200 : 404, source.sidecars ? { sidecars: source.sidecars() } : { error: 'this dashboard is not a federation service: no sidecars report to it' });
         return true;
       }
       if (path === '/api/stream') {
@@ -83,8 +140,16 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
       });
       return true;
     },
+    overview,
     close() {
+      clearInterval(sampler);
       for (const end of [...streams]) end();
     },
   };
+}
+
+function sendJson(req: IncomingMessage, res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : body);
 }

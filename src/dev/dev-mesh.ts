@@ -12,6 +12,7 @@ import { writeRootCa } from '../trust/ca-files.js';
 import { workloadId } from '../trust/spiffe.js';
 import { issueToken } from '../trust/tokens.js';
 import { startEtcdProcess } from './etcd-process.js';
+import { TrafficGenerator } from './traffic-generator.js';
 import { SampleWorkload, sidecarStateDir } from './sample-workload.js';
 
 export interface DevMeshOptions {
@@ -26,6 +27,10 @@ export interface DevMeshOptions {
   hostBase?: number;
   /** federation.probeInterval of every cluster (e.g. `1s` in tests); the default otherwise. */
   probeInterval?: string;
+  /** Sample requests a second from each cluster's client sidecar (to hello and, where it exists, ledger); 0 or absent: none. */
+  traffic?: number;
+  /** How often sidecars send their traffic counts to the federation (ms; default 5000). */
+  reportIntervalMs?: number;
   /** One line per step, for a person watching. */
   progress: (line: string) => void;
 }
@@ -155,6 +160,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
             appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
             stateDir: sidecarStateDir(opts.stateDir, name, instance), logger: log(`sidecar-${name}-${instance}`),
+            reportIntervalMs: opts.reportIntervalMs,
           }));
         }
       }
@@ -204,6 +210,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           outbound: { listen: `${host}:15001` }, admin: { listen: `${host}:15020` },
           // For apps that cannot use a proxy: plain http://<host>:15101/ reaches ledger.
           listeners: opts.clusters.includes('west') ? [{ service: 'ledger', namespace, listen: `${host}:15101` }] : [],
+          reportIntervalMs: opts.reportIntervalMs,
         }, log(`sidecar-${name}-client`));
         return Object.assign(running, { url: `proxy http://${running.outbound}, admin http://${running.admin}` });
       });
@@ -214,6 +221,16 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
         client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin, listeners: clientSidecar.listeners },
         services: samples(name).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
       };
+    }
+
+    if (opts.traffic && opts.traffic > 0) {
+      const generator = new TrafficGenerator(opts.clusters.map((name) => ({
+        proxy: (file.clusters[name] as MeshFileCluster).client.proxy,
+        urls: [`http://hello.${namespace}.mesh/`, ...(opts.clusters.includes('west') ? [`http://ledger.${namespace}.mesh/`] : [])],
+      })), opts.traffic);
+      generator.start();
+      stoppers.push(async () => generator.stop());
+      opts.progress(`  ✓ sample traffic: ${opts.traffic} requests/s from each cluster's client to hello${opts.clusters.includes('west') ? ' and ledger' : ''}`);
     }
 
     const firstMetrics = file.clusters[opts.clusters[0] ?? '']?.metrics;

@@ -21,6 +21,7 @@ export interface SampleWorkloadSpec {
   bootstrapToken: string;
   stateDir: string;
   logger: Logger;
+  reportIntervalMs?: number | undefined;
 }
 
 /**
@@ -60,6 +61,7 @@ export class SampleWorkload {
         inbound: { listen: this.inbound, app: this.appAddress },
         admin: { listen: `${s.host}:${s.adminPort}` },
         listeners: [],
+        reportIntervalMs: s.reportIntervalMs,
       }, s.logger);
     } catch (err) {
       await this.stop();

@@ -12,6 +12,10 @@ import type { Federation } from './federation.js';
 import { clusterRoleId } from '../trust/spiffe.js';
 import { verifyChain } from '../trust/verify.js';
 import type { WorkloadSigner } from './workload-signer.js';
+import { Value } from '@sinclair/typebox/value';
+import { TrafficReportSchema, type TrafficReport } from '../model/traffic-report.js';
+import { parseSpiffeId } from '../trust/spiffe.js';
+import type { TrafficLedger } from './traffic-ledger.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
 
@@ -23,6 +27,10 @@ export interface ApiOptions {
   logger: Logger;
   /** Served at /metrics (also on the plain-HTTP port 15014, for scrapers without the mesh root). */
   metrics?: Pick<Metrics, 'exposition'>;
+  /** Takes the sidecars' POST /v1/reports; without it the route answers 404. */
+  ledger?: TrafficLedger;
+  /** PEM of this cluster's intermediate CA: reports are taken only from workloads it signed. */
+  clusterCaPem?: string;
 }
 
 const maxWaitMs = 60_000;
@@ -112,7 +120,7 @@ export function buildApi(opts: ApiOptions) {
 
   longPoll('/v1/endpoints', 'local-endpoints', () => federation.localEndpoints);
 
-  app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown } }>('/v1/gateways', async (request) => {
+  app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown; admin?: unknown } }>('/v1/gateways', async (request) => {
     // Only this cluster's gateways may publish a gateway: anyone else could draw the mesh's traffic.
     const expected = clusterRoleId(federation.loaded.config.trustDomain, federation.cluster, 'gateway');
     const chain = peerChain(request.raw.socket as TLSSocket);
@@ -120,13 +128,15 @@ export function buildApi(opts: ApiOptions) {
     if (identity !== expected) {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only ${expected} may register a gateway of ${federation.cluster}; present that certificate (the gateway makes it from the cluster's CA directory)`);
     }
-    const { id, address, zone } = request.body ?? {};
-    if (typeof id !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(id) || typeof address !== 'string' || !/^[^:\s]+:[0-9]{1,5}$/.test(address)) {
-      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'send {"id": "<dns label>", "address": "<host:port>", "zone": "<zone>"}');
+    const { id, address, zone, admin } = request.body ?? {};
+    const hostPort = /^[^:\s]+:[0-9]{1,5}$/;
+    if (typeof id !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(id) || typeof address !== 'string' || !hostPort.test(address)
+      || (admin !== undefined && (typeof admin !== 'string' || !hostPort.test(admin)))) {
+      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'send {"id": "<dns label>", "address": "<host:port>", "zone": "<zone>", "admin": "<host:port, optional>"}');
     }
     const zones = federation.loaded.config.zones;
     const gatewayZone = typeof zone === 'string' && zones.includes(zone) ? zone : zones[0] ?? 'default';
-    const ttlMs = federation.registerGateway({ id, address, zone: gatewayZone });
+    const ttlMs = federation.registerGateway({ id, address, zone: gatewayZone, admin: typeof admin === 'string' ? admin : undefined });
     return { cluster: federation.cluster, id, zone: gatewayZone, ttlMs };
   });
 
@@ -136,6 +146,40 @@ export function buildApi(opts: ApiOptions) {
       .flatMap(([key, value]) => (key.slice(keys.probes.length).split('/').length === 2 && isRecord(ProbeRecordSchema, value) ? [value] : []))
       .sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to)),
   }));
+
+  const { ledger } = opts;
+  if (ledger) {
+    // Counts from a sidecar of another cluster would be booked as this cluster's traffic: only
+    // workloads whose certificate our own intermediate signed may report here.
+    const ourCa = opts.clusterCaPem === undefined ? undefined : new X509Certificate(opts.clusterCaPem).fingerprint256;
+    app.post<{ Body: unknown }>('/v1/reports', { bodyLimit: 1024 * 1024 }, async (request, reply) => {
+      const chain = peerChain(request.raw.socket as TLSSocket);
+      let caller: { identity: string; namespace?: string | undefined; serviceAccount?: string | undefined } | undefined;
+      if (chain?.[0] !== undefined) {
+        try {
+          // The peer's chain as Node gives it may stop at the leaf; our own intermediate is the only one we accept anyway.
+          const verified = verifyChain({ leafPem: chain[0], intermediatesPem: [...chain.slice(1), ...(opts.clusterCaPem ? [opts.clusterCaPem] : [])], rootsPem: opts.trustBundle() });
+          const id = verified.identity === undefined ? undefined : parseSpiffeId(verified.identity);
+          const signedByUs = ourCa === undefined || verified.issuerChain[0]?.fingerprint256 === ourCa;
+          if (id?.namespace !== undefined && id.trustDomain === federation.loaded.config.trustDomain && signedByUs) {
+            caller = { identity: verified.identity as string, namespace: id.namespace, serviceAccount: id.serviceAccount };
+          }
+        } catch (err) {
+          request.log.warn({ err: (err as Error).message }, 'a traffic report came with a certificate that does not verify');
+          caller = undefined;
+        }
+      }
+      if (!caller) {
+        throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only workloads of ${federation.cluster} may report traffic here; present the workload certificate this cluster's federation issued`);
+      }
+      if (!Value.Check(TrafficReportSchema, request.body)) {
+        const first = [...Value.Errors(TrafficReportSchema, request.body)][0];
+        throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `a traffic report is {"version": 1, "routes": [...], "events": [...]}; ${first ? `${first.path || '(body)'}: ${first.message}` : 'it does not match'}`);
+      }
+      ledger.accept(request.body as TrafficReport, caller);
+      return reply.status(204).send();
+    });
+  }
 
   app.get('/v1/trust', async () => ({ roots: opts.trustBundle() }));
 

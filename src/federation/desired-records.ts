@@ -11,7 +11,7 @@ export interface DesiredInput {
   /** `<ns>/<name>` of every service the operator exported from this cluster. */
   exported: ReadonlySet<string>;
   isHealthy: (address: string) => boolean;
-  gateways: readonly { id: string; address: string; zone?: string | undefined }[];
+  gateways: readonly { id: string; address: string; zone?: string | undefined; admin?: string | undefined }[];
 }
 
 /**
@@ -44,6 +44,7 @@ export function desiredRecords(input: DesiredInput): Map<string, ExportRecord | 
       address: gateway.address.slice(0, split),
       port: Number(gateway.address.slice(split + 1)),
       zone: gateway.zone ?? input.zones[0] ?? 'default',
+      ...(gateway.admin ? { admin: gateway.admin } : {}),
     });
   }
   return out;

@@ -8,6 +8,7 @@ import type { Catalog } from '../model/catalog.js';
 import type { AliveRecord } from '../model/records.js';
 import { version as federationVersion } from '../core/version.js';
 import { workloadId } from '../trust/spiffe.js';
+import { CatalogChanges, staleAfterMs } from './catalog-changes.js';
 import type { LoadedClusterConfig } from './config.js';
 import { desiredRecords } from './desired-records.js';
 import { HealthChecker } from './health-checker.js';
@@ -32,7 +33,7 @@ export type FederationEvent =
   | { type: 'store-reset'; records: StoredRecord[]; revision: number }
   | { type: 'store-changes'; events: StoreEvent[]; revision: number }
   | { type: 'local-changed' }
-  | { type: 'probes' }
+  | { type: 'telemetry' }
   | { type: 'heartbeat' }
   | { type: 'tick' };
 
@@ -53,16 +54,21 @@ export class Federation extends EventEmitter {
   private readonly timers: NodeJS.Timeout[] = [];
   private registryMtime = 0;
   /** Gateways of this cluster that reported in through the API, published under our lease. */
-  private readonly gatewayRegistrations = new Map<string, { address: string; zone: string; expiresAt: number }>();
+  private readonly gatewayRegistrations = new Map<string, { address: string; zone: string; admin: string | undefined; expiresAt: number }>();
   /** What this cluster's gateways route: bumped whenever exported services or their health change. */
   gatewayRoutes: GatewayRoutes = { version: 0, cluster: '', services: [] };
   private gatewayRoutesJson = '';
   /** Every local service's instances and health, for this cluster's sidecars (same shape). */
   localEndpoints: GatewayRoutes = { version: 0, cluster: '', services: [] };
   private localEndpointsJson = '';
-  private catalogJson = '';
-  /** This cluster's gateway probe summaries (GatewayProber), published with its other leased records. */
-  private probeRecords: ReadonlyMap<string, object> = new Map();
+  private readonly catalogChanges = new CatalogChanges();
+  /**
+   * Leased records made elsewhere in the process, published with this cluster's others: gateway
+   * probe summaries (GatewayProber), sidecar traffic and events (TrafficLedger), by source.
+   */
+  private readonly telemetryRecords = new Map<'probes' | 'traffic', ReadonlyMap<string, object>>();
+  /** host:port of our plain-HTTP dashboard port once it listens; told to other clusters in the alive record. */
+  private dashboardAddress: string | undefined;
   private stopped = false;
 
   constructor(
@@ -84,7 +90,7 @@ export class Federation extends EventEmitter {
 
   /** A cluster whose heartbeat we have not seen for this long is withdrawn from our catalog. */
   get staleAfterMs(): number {
-    return (2 * this.loaded.leaseTtlSeconds + 5) * 1000;
+    return staleAfterMs(this.loaded.leaseTtlSeconds);
   }
 
   async start(): Promise<void> {
@@ -167,7 +173,7 @@ export class Federation extends EventEmitter {
         await this.afterStoreChange();
         return;
       case 'local-changed':
-      case 'probes':
+      case 'telemetry':
         await this.publish();
         return;
       case 'heartbeat':
@@ -199,10 +205,8 @@ export class Federation extends EventEmitter {
   }
 
   private refreshCatalog(): void {
-    const catalog = this.mirror.catalog(Date.now(), this.staleAfterMs);
-    const json = JSON.stringify({ ...catalog, revision: 0 });
-    if (json === this.catalogJson) return;
-    this.catalogJson = json;
+    const catalog = this.catalogChanges.next(this.mirror, Date.now(), this.staleAfterMs);
+    if (!catalog) return;
     this.catalog = catalog;
     this.emit('catalog', catalog);
   }
@@ -217,21 +221,31 @@ export class Federation extends EventEmitter {
    * A gateway reports in every few seconds; it stays published while it does, and is dropped
    * (from etcd too) three report intervals after it stops, so sidecars elsewhere stop using it.
    */
-  registerGateway(gateway: { id: string; address: string; zone: string }, now = Date.now()): number {
+  registerGateway(gateway: { id: string; address: string; zone: string; admin?: string | undefined }, now = Date.now()): number {
     const previous = this.gatewayRegistrations.get(gateway.id);
     const ttlMs = this.gatewayTtlMs;
-    this.gatewayRegistrations.set(gateway.id, { address: gateway.address, zone: gateway.zone, expiresAt: now + ttlMs });
-    if (!previous || previous.address !== gateway.address || previous.zone !== gateway.zone) {
+    this.gatewayRegistrations.set(gateway.id, { address: gateway.address, zone: gateway.zone, admin: gateway.admin, expiresAt: now + ttlMs });
+    if (!previous || previous.address !== gateway.address || previous.zone !== gateway.zone || previous.admin !== gateway.admin) {
       this.log.info({ gateway: gateway.id, address: gateway.address }, 'gateway registered');
       this.enqueue({ type: 'local-changed' });
     }
     return ttlMs;
   }
 
-  /** Replaces the probe records; pairs no longer given are deleted from etcd by the next publish. */
+  /** Replaces one source's records; keys no longer given are deleted from etcd by the next publish. */
+  setTelemetryRecords(source: 'probes' | 'traffic', records: ReadonlyMap<string, object>): void {
+    this.telemetryRecords.set(source, records);
+    this.enqueue({ type: 'telemetry' });
+  }
+
   setProbeRecords(records: ReadonlyMap<string, object>): void {
-    this.probeRecords = records;
-    this.enqueue({ type: 'probes' });
+    this.setTelemetryRecords('probes', records);
+  }
+
+  /** Our dashboard port's address, written into the alive record at the next heartbeat. */
+  setDashboardAddress(address: string | undefined): void {
+    this.dashboardAddress = address;
+    if (this.session) this.enqueue({ type: 'heartbeat' });
   }
 
   get gatewayTtlMs(): number {
@@ -286,9 +300,11 @@ export class Federation extends EventEmitter {
       isHealthy: (address) => this.health.isHealthy(address),
       // Only gateways that report in are published: a configured gateway that is not running
       // must not attract traffic from other clusters.
-      gateways: [...this.gatewayRegistrations].map(([id, r]) => ({ id, address: r.address, zone: r.zone })),
+      gateways: [...this.gatewayRegistrations].map(([id, r]) => ({ id, address: r.address, zone: r.zone, admin: r.admin })),
     });
-    const { puts, deletes } = await this.publisher.sync(new Map<string, object>([...desired, ...this.probeRecords]));
+    const all = new Map<string, object>(desired);
+    for (const records of this.telemetryRecords.values()) for (const [key, value] of records) all.set(key, value);
+    const { puts, deletes } = await this.publisher.sync(all);
     if (puts + deletes > 0) this.log.debug({ puts, deletes }, 'published cluster records');
   }
 
@@ -301,6 +317,12 @@ export class Federation extends EventEmitter {
       const { records } = await this.store.list(prefix);
       for (const record of records) {
         if (record.lease !== this.session?.id) await this.store.delete(record.key);
+      }
+    }
+    for (const key of [keys.trafficOf(this.cluster), keys.eventsOf(this.cluster)]) {
+      const { records } = await this.store.list(key);
+      for (const record of records) {
+        if (record.key === key && record.lease !== this.session?.id) await this.store.delete(record.key);
       }
     }
   }
@@ -331,7 +353,10 @@ export class Federation extends EventEmitter {
   }
 
   private aliveRecord(): AliveRecord {
-    return { version: recordVersion, heartbeatAt: new Date().toISOString(), federationVersion, instance: this.instanceId };
+    return {
+      version: recordVersion, heartbeatAt: new Date().toISOString(), federationVersion, instance: this.instanceId,
+      ...(this.dashboardAddress ? { dashboard: this.dashboardAddress } : {}),
+    };
   }
 
   private requireSession(): LeaseSession {

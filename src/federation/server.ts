@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { keys } from '../core/keys.js';
 import { createDashboard } from '../dashboard/server.js';
+import { sloPolicies } from '../dashboard/overview.js';
+import { SloAlerter } from './slo-alerter.js';
 import type { Logger } from '../core/log.js';
 import { startTelemetryServer, type TelemetryServer } from '../telemetry/http.js';
 import { createMetrics } from '../telemetry/metrics.js';
@@ -13,6 +15,8 @@ import { buildApi, type FederationApi } from './api.js';
 import type { LoadedClusterConfig } from './config.js';
 import { Federation } from './federation.js';
 import { GatewayProber } from './gateway-prober.js';
+import { TrafficLedger } from './traffic-ledger.js';
+import type { Catalog } from '../model/catalog.js';
 import { liveTokens } from './registry-file.js';
 import { FederationStore } from './store.js';
 import { WorkloadSigner } from './workload-signer.js';
@@ -89,6 +93,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     },
     trustBundle,
   });
+  const ledger = new TrafficLedger(config.cluster);
   const api = buildApi({
     federation,
     signer,
@@ -96,10 +101,38 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     tls: { certPem: serving.certPem, keyPem: serving.keyPem, chainPem: [clusterCa.ca.certPem] },
     logger,
     metrics,
+    ledger,
+    clusterCaPem: clusterCa.ca.certPem,
   });
+  // Counters change with every request: publish at most every 2 s, and only when something moved.
+  let publishedGeneration = -1;
+  const publishTraffic = setInterval(() => {
+    if (ledger.generation === publishedGeneration) return;
+    publishedGeneration = ledger.generation;
+    federation.setTelemetryRecords('traffic', ledger.records());
+  }, 2000);
+  publishTraffic.unref();
+  const watchLiveness = clusterLivenessEvents(ledger);
+  federation.on('catalog', watchLiveness);
 
-  const dashboard = createDashboard(federation);
+  const dashboard = createDashboard({
+    get cluster() { return federation.cluster; },
+    get catalog() { return federation.catalog; },
+    mirror: federation.mirror,
+    on: (event, listener) => federation.on(event, listener),
+    off: (event, listener) => federation.off(event, listener),
+    sidecars: () => ledger.reportingSidecars(),
+  });
   let telemetry: TelemetryServer | undefined;
+  const alerter = new SloAlerter({
+    cluster: config.cluster,
+    store,
+    views: () => dashboard.overview().slos,
+    webhookOf: (ns, name) => sloPolicies(federation.mirror).find((p) => p.namespace === ns && p.name === name)?.webhook?.url,
+    ledger,
+    logger: logger.child({ component: 'slo-alerter' }),
+    dashboard: () => (telemetry ? `http://${advertised(telemetry.address, config.federation.advertise)}/` : undefined),
+  });
   try {
     await federation.start();
     await api.listen({ host: config.federation.host, port: config.federation.apiPort });
@@ -113,7 +146,10 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
       logger.error({ err: (err as Error).message, port: config.federation.dashboardPort }, 'could not listen for /metrics on the dashboard port; /metrics is still served on the API port');
       return undefined;
     });
+    federation.setDashboardAddress(telemetry ? advertised(telemetry.address, config.federation.advertise) : undefined);
+    alerter.start();
   } catch (err) {
+    clearInterval(publishTraffic);
     metrics.close();
     await prober.stop();
     await federation.stop().catch(() => undefined);
@@ -130,6 +166,9 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     metricsAddress: telemetry?.address,
     stop: () => {
       stopping ??= (async () => {
+        clearInterval(publishTraffic);
+        federation.off('catalog', watchLiveness);
+        await alerter.stop();
         dashboard.close();
         await telemetry?.close();
         metrics.close();
@@ -141,6 +180,36 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
       return stopping;
     },
   };
+}
+
+/**
+ * Events for clusters that stop or start heartbeating, as this federation's mirror sees them.
+ * Every federation notes the same change; the dashboard shows equal events once.
+ */
+function clusterLivenessEvents(ledger: TrafficLedger): (catalog: Catalog) => void {
+  let alive = new Map<string, boolean>();
+  // Only a cluster we saw go down comes back: one that is simply starting is not news.
+  const wentDown = new Set<string>();
+  return (catalog) => {
+    const now = new Map(catalog.clusters.map((c) => [c.name, c.alive]));
+    for (const [name, isAlive] of now) {
+      const was = alive.get(name);
+      if (was === true && !isAlive) {
+        wentDown.add(name);
+        ledger.addEvent({ at: new Date().toISOString(), kind: 'cluster-down', summary: `cluster ${name} stopped heartbeating (its lease expired or it left); its exports were withdrawn` });
+      }
+      if (isAlive && wentDown.delete(name)) ledger.addEvent({ at: new Date().toISOString(), kind: 'cluster-up', summary: `cluster ${name} is heartbeating again` });
+    }
+    alive = now;
+  };
+}
+
+/** The dashboard's address as other hosts dial it: the advertised host when the listen host is a wildcard. */
+function advertised(listening: string, advertise: string | undefined): string {
+  const split = listening.lastIndexOf(':');
+  const host = listening.slice(0, split);
+  if ((host === '0.0.0.0' || host === '::') && advertise) return `${advertise.slice(0, advertise.lastIndexOf(':'))}:${listening.slice(split + 1)}`;
+  return listening;
 }
 
 function isIp(host: string): boolean {

@@ -26,6 +26,8 @@ export const AliveRecordSchema = Type.Object({
   heartbeatAt: Type.String(),
   federationVersion: Type.String(),
   instance: Type.String(),
+  /** host:port of the federation's plain-HTTP port (dashboard, /metrics, /api/sidecars), when it listens. */
+  dashboard: Type.Optional(Type.String()),
 });
 export type AliveRecord = Static<typeof AliveRecordSchema>;
 
@@ -34,6 +36,8 @@ export const GatewayRecordSchema = Type.Object({
   address: Type.String(),
   port: Type.Integer(),
   zone: Type.String(),
+  /** host:port of the gateway's admin port (/healthz, /stats, /debug/connections), as it told its federation. */
+  admin: Type.Optional(Type.String()),
 });
 export type GatewayRecord = Static<typeof GatewayRecordSchema>;
 
@@ -82,6 +86,93 @@ export const ProbeRecordSchema = Type.Object({
   gateways: Type.Array(Type.Object({ id: Type.String(), p50Ms: maybeMs, ok: Type.Boolean() })),
 });
 export type ProbeRecord = Static<typeof ProbeRecordSchema>;
+
+const count = Type.Integer({ minimum: 0 });
+
+/**
+ * `/traffic/<from>`, leased by <from>: what <from>'s sidecars saw of their own requests, as
+ * counters that only grow while `epoch` (one federation run) stays the same, like Prometheus
+ * counters: a reader takes differences over the window it wants. One row per destination
+ * service and destination cluster, so the size follows services × clusters, never requests.
+ * `buckets` use src/model/latency-histogram.ts's layout.
+ */
+export const TrafficRecordSchema = Type.Object({
+  version,
+  from: Type.String(),
+  epoch: Type.String(),
+  updatedAt: Type.String(),
+  routes: Type.Array(Type.Object({
+    namespace: Type.String(),
+    service: Type.String(),
+    /** The destination cluster; "" when no endpoint answered at all. */
+    to: Type.String(),
+    requests: count,
+    /** 5xx answers and requests no endpoint answered. */
+    errors: count,
+    buckets: Type.Array(count, { maxItems: 85 }),
+  })),
+});
+export type TrafficRecord = Static<typeof TrafficRecordSchema>;
+
+export const MeshEventSchema = Type.Object({
+  /** Unique within its cluster's record; the page uses `<cluster>/<id>` to tell events apart. */
+  id: Type.String(),
+  at: Type.String(),
+  kind: Type.Union([
+    Type.Literal('failover'), Type.Literal('failback'), Type.Literal('ejection'),
+    Type.Literal('cluster-down'), Type.Literal('cluster-up'),
+    Type.Literal('slo-violated'), Type.Literal('slo-resolved'),
+  ]),
+  /** `<ns>/<name>` when the event is about a service. */
+  service: Type.Optional(Type.String()),
+  /** One sentence for people: what moved, from where to where, and why. */
+  summary: Type.String(),
+  /** How many sidecars reported the same thing in the same few seconds (one line, not fifty). */
+  count: Type.Optional(count),
+});
+export type MeshEvent = Static<typeof MeshEventSchema>;
+
+/** `/events/<cluster>`, leased by <cluster>: its most recent events (at most 50, oldest first). */
+export const EventsRecordSchema = Type.Object({
+  version,
+  cluster: Type.String(),
+  events: Type.Array(MeshEventSchema, { maxItems: 50 }),
+});
+export type EventsRecord = Static<typeof EventsRecordSchema>;
+
+/**
+ * `/policies/slo/<ns>/<name>`, persistent: a service level objective over the requests every
+ * cluster's sidecars send to `service`. Written by `isthmus policy apply`.
+ */
+export const SloPolicySchema = Type.Object({
+  version,
+  namespace: Type.String(),
+  name: Type.String(),
+  service: Type.String(),
+  /** "99% of requests faster than 250 ms": percentile 99, belowMs 250. */
+  latency: Type.Optional(Type.Object({ percentile: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 100 }), belowMs: Type.Number({ exclusiveMinimum: 0 }) })),
+  /** Percent of requests that must succeed (not 5xx, not unanswered), e.g. 99.9. */
+  successPercent: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 100 })),
+  windowSeconds: Type.Integer({ minimum: 60 }),
+  /** Fewer requests than this in the window say nothing: no verdict, no page. */
+  minRequests: Type.Integer({ minimum: 1 }),
+  webhook: Type.Optional(Type.Object({ url: Type.String() })),
+});
+export type SloPolicy = Static<typeof SloPolicySchema>;
+
+/**
+ * `/slostatus/<ns>/<name>`, persistent: the last verdict a federation acted on. Written only in a
+ * transaction that compares the previous state, so of all the federations evaluating the same
+ * objective exactly one sends each webhook.
+ */
+export const SloStatusRecordSchema = Type.Object({
+  version,
+  state: Type.Union([Type.Literal('ok'), Type.Literal('violated')]),
+  since: Type.String(),
+  /** The federation that made the change and sent the webhook. */
+  by: Type.String(),
+});
+export type SloStatusRecord = Static<typeof SloStatusRecordSchema>;
 
 export function isRecord<S extends TSchema>(schema: S, value: unknown): value is Static<S> {
   return Value.Check(schema, value);

@@ -109,6 +109,16 @@ export class CatalogWatch extends EventEmitter {
     return this.context.context;
   }
 
+  /** POSTs JSON to the federation over the same mTLS connections; rejects unless it answers 2xx. */
+  async post(path: string, body: unknown, timeoutMs = 5000): Promise<void> {
+    const res = await request(`${this.opts.federationUrl}${path}`, {
+      method: 'POST', dispatcher: this.agent, signal: AbortSignal.timeout(timeoutMs),
+      headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+    const text = await res.body.text();
+    if (res.statusCode < 200 || res.statusCode >= 300) throw new Error(`the federation answered ${res.statusCode} to POST ${path}: ${text.slice(0, 300)}`);
+  }
+
   start(): void {
     if (this.running) return;
     mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });

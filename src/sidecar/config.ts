@@ -36,7 +36,11 @@ export const SidecarConfigSchema = Type.Object({
   }, { additionalProperties: false }), { default: [] }),
 }, { additionalProperties: false });
 
-export type SidecarConfig = Static<typeof SidecarConfigSchema> & { rootCertPem: string; bootstrapToken?: string | undefined; stateDirPath: string };
+export type SidecarConfig = Static<typeof SidecarConfigSchema> & {
+  rootCertPem: string; bootstrapToken?: string | undefined; stateDirPath: string;
+  /** How often traffic counts go to the federation (default 5 s); set by `isthmus dev up` and tests. */
+  reportIntervalMs?: number | undefined;
+};
 
 export function loadSidecarConfig(path: string): Readonly<SidecarConfig> {
   let raw: unknown;

@@ -105,7 +105,9 @@ export class RoutingTable {
     const route: Route = { namespace, service, localities, load, primary: primary < 0 ? undefined : primary, upstreams: this.upstreamKeys(namespace, service, localities), computedAt: now };
     this.routes.set(key, route);
     if (this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
-      failoverChannel.publish({ origin: this, namespace, service, from: this.lastPrimary.get(key), to: route.primary, loads: load.loads, at: now });
+      const from = this.lastPrimary.get(key);
+      const clustersAt = (priority: number | undefined) => [...new Set(localities.localities.filter((l) => l.priority === priority).map((l) => l.cluster))].sort();
+      failoverChannel.publish({ origin: this, namespace, service, from, to: route.primary, fromClusters: clustersAt(from), toClusters: clustersAt(route.primary), loads: load.loads, at: now });
     }
     this.lastPrimary.set(key, route.primary);
     return route;

@@ -5,6 +5,7 @@ import { HealthChecker } from '../federation/health-checker.js';
 import type { Catalog } from '../model/catalog.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
+import { TrafficReporter } from '../telemetry/traffic-reporter.js';
 import { startSidecarAdmin } from './admin.js';
 import { CatalogWatch } from './catalog-watch.js';
 import type { SidecarConfig } from './config.js';
@@ -125,6 +126,26 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     }, ...hostPort(config.admin.listen));
     closers.push(() => closeServer(admin));
     const adminAddress = admin.address() as AddressInfo;
+
+    // Per-destination request counts and failover/ejection events for the dashboard, every 5 s.
+    let reportFailures = 0;
+    const reporter = new TrafficReporter({
+      cluster: config.cluster,
+      origins: [routing],
+      admin: `${adminAddress.address}:${adminAddress.port}`,
+      intervalMs: config.reportIntervalMs ?? 5000,
+      send: (report) => watch.post('/v1/reports', report).then(() => {
+        if (reportFailures > 0) logger.info({ after: reportFailures }, 'traffic reports reach the federation again');
+        reportFailures = 0;
+      }),
+      onError: (err) => {
+        reportFailures += 1;
+        // Once, then every 12th: the federation being away is already logged by the catalog watch.
+        if (reportFailures === 1 || reportFailures % 12 === 0) logger.warn({ err: err.message, failures: reportFailures }, 'could not send a traffic report; the counts are kept for the next one');
+      },
+    });
+    reporter.start();
+    closers.push(() => reporter.stop());
 
     logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');
     return { outbound: outboundAddress, inbound: inboundAddress, listeners, admin: `${adminAddress.address}:${adminAddress.port}`, identity, routing, stop };

@@ -1,0 +1,140 @@
+import { add, quantile, subtract, total, type Buckets } from '../model/latency-histogram.js';
+import type { TrafficRecord } from '../model/records.js';
+
+/** Requests of one route (source cluster → service → destination cluster) over some window. */
+export interface RouteWindow {
+  from: string;
+  namespace: string;
+  service: string;
+  to: string;
+  requests: number;
+  errors: number;
+  buckets: Buckets;
+}
+
+export interface Window {
+  /** How much of the asked window the history covers (less while the reader is young). */
+  coveredMs: number;
+  routes: RouteWindow[];
+}
+
+interface Sample {
+  t: number;
+  /** Source cluster → its `/traffic/<from>` record at that moment (the mirror's own objects: no copies). */
+  records: ReadonlyMap<string, TrafficRecord>;
+}
+
+/**
+ * The clusters' traffic counters as they were over time, sampled from the `/traffic/` records,
+ * so any window up to `retentionMs` can be read as differences (the counters only grow within
+ * an epoch). Kept by whoever draws the dashboard: each federation, and `isthmus dash`.
+ */
+export class TrafficHistory {
+  private samples: Sample[] = [];
+
+  constructor(private readonly opts: { resolutionMs: number; retentionMs: number }) {}
+
+  /** Takes over another history's samples (when the retention grows and the resolution with it). */
+  adopt(other: TrafficHistory): void {
+    this.samples = [...other.samples];
+  }
+
+  /** Takes a sample when `resolutionMs` passed since the last one (else replaces the last one). */
+  observe(records: readonly TrafficRecord[], now: number): void {
+    const sample: Sample = { t: now, records: new Map(records.map((r) => [r.from, r])) };
+    const last = this.samples.at(-1);
+    const beforeLast = this.samples.at(-2);
+    // The newest sample always holds the latest counters; older ones stay at least a resolution apart.
+    if (last && beforeLast && now - beforeLast.t < this.opts.resolutionMs) this.samples[this.samples.length - 1] = sample;
+    else this.samples.push(sample);
+    const oldest = now - this.opts.retentionMs;
+    while (this.samples.length > 2 && (this.samples[1] as Sample).t <= oldest) this.samples.shift();
+  }
+
+  /** Counts over the last `ms` (or over the history there is): latest counters minus those at the window's start. */
+  window(ms: number, now: number): Window {
+    const latest = this.samples.at(-1);
+    if (!latest) return { coveredMs: 0, routes: [] };
+    const base = this.baseline(now - ms) ?? latest;
+    return { coveredMs: Math.max(0, latest.t - base.t), routes: difference(latest, base) };
+  }
+
+  /**
+   * Per-step counts between consecutive samples over the last `ms`, for a time series: one
+   * point per sample, each the routes' counts since the previous sample.
+   */
+  steps(ms: number, now: number): { t: number; seconds: number; routes: RouteWindow[] }[] {
+    const out: { t: number; seconds: number; routes: RouteWindow[] }[] = [];
+    for (let i = 1; i < this.samples.length; i += 1) {
+      const a = this.samples[i - 1] as Sample;
+      const b = this.samples[i] as Sample;
+      // The newest sample moves with every observation; a sliver of a step would be mostly noise.
+      if (b.t < now - ms || b.t - a.t < this.opts.resolutionMs / 2) continue;
+      out.push({ t: b.t, seconds: (b.t - a.t) / 1000, routes: difference(b, a) });
+    }
+    return out;
+  }
+
+  /** The newest sample taken at or before `t`; the oldest one if all are younger. */
+  private baseline(t: number): Sample | undefined {
+    let found: Sample | undefined;
+    for (const s of this.samples) {
+      if (s.t <= t) found = s;
+      else break;
+    }
+    return found ?? this.samples[0];
+  }
+}
+
+function difference(later: Sample, earlier: Sample): RouteWindow[] {
+  const out: RouteWindow[] = [];
+  for (const [from, record] of later.records) {
+    const before = earlier.records.get(from);
+    // Another epoch is another federation run: its counters started from zero after `earlier`.
+    const sameEpoch = before !== undefined && before.epoch === record.epoch;
+    const previous = new Map(sameEpoch ? before.routes.map((r) => [`${r.namespace}/${r.service}\u0000${r.to}`, r]) : []);
+    for (const r of record.routes) {
+      const p = previous.get(`${r.namespace}/${r.service}\u0000${r.to}`);
+      const reset = p !== undefined && (r.requests < p.requests || r.errors < p.errors);
+      const requests = p && !reset ? r.requests - p.requests : r.requests;
+      if (requests === 0) continue;
+      out.push({
+        from, namespace: r.namespace, service: r.service, to: r.to, requests,
+        errors: p && !reset ? r.errors - p.errors : r.errors,
+        buckets: p && !reset ? subtract(r.buckets, p.buckets) : [...r.buckets],
+      });
+    }
+  }
+  return out;
+}
+
+/** Request statistics of some routes taken together. */
+export interface Stats {
+  requests: number;
+  rps: number;
+  successPercent: number | null;
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+export function statsOf(routes: readonly RouteWindow[], seconds: number): Stats & { errors: number; buckets: Buckets } {
+  let requests = 0;
+  let errors = 0;
+  const buckets: Buckets = [];
+  for (const r of routes) {
+    requests += r.requests;
+    errors += r.errors;
+    add(buckets, r.buckets);
+  }
+  const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
+  return {
+    requests,
+    errors,
+    buckets,
+    rps: seconds > 0 ? round(requests / seconds, 3) : 0,
+    successPercent: requests > 0 ? round(100 * (1 - errors / requests), 3) : null,
+    // Quantiles come from the latency buckets: requests answered with no latency (none) count too.
+    p50Ms: total(buckets) > 0 ? quantile(buckets, 0.5) : null,
+    p99Ms: total(buckets) > 0 ? quantile(buckets, 0.99) : null,
+  };
+}

@@ -1,0 +1,91 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { add, type Buckets } from './latency-histogram.js';
+import { MeshEventSchema, type MeshEvent } from './records.js';
+
+const count = Type.Integer({ minimum: 0 });
+const label = Type.String({ minLength: 1, maxLength: 253 });
+
+/** One route's requests since the sidecar's previous accepted report (deltas, not totals). */
+export const RouteCountsSchema = Type.Object({
+  namespace: label,
+  service: label,
+  /** Destination cluster; "" when no endpoint answered. */
+  to: Type.String({ maxLength: 253 }),
+  requests: count,
+  errors: count,
+  buckets: Type.Array(count, { maxItems: 85 }),
+});
+export type RouteCounts = Static<typeof RouteCountsSchema>;
+
+/**
+ * What a sidecar sends its federation every few seconds (POST /v1/reports): its requests since
+ * the last report the federation accepted, the events it saw, and where its admin port is (so
+ * `isthmus trace` can find a sidecar of a cluster). The caller's identity is its client
+ * certificate, never a field of the body.
+ */
+export const TrafficReportSchema = Type.Object({
+  version: Type.Literal(1),
+  admin: Type.Optional(Type.String({ maxLength: 300 })),
+  routes: Type.Array(RouteCountsSchema, { maxItems: 2000 }),
+  events: Type.Array(Type.Omit(MeshEventSchema, ['id']), { maxItems: 100 }),
+}, { additionalProperties: false });
+export type TrafficReport = Static<typeof TrafficReportSchema>;
+
+export const routeKey = (r: { namespace: string; service: string; to: string }): string => `${r.namespace}/${r.service}\u0000${r.to}`;
+
+/** Adds `from` into `into` route by route (a report not delivered is merged into the next). */
+export function mergeRoutes(into: Map<string, RouteCounts>, from: Iterable<RouteCounts>): Map<string, RouteCounts> {
+  for (const r of from) {
+    const key = routeKey(r);
+    const have = into.get(key);
+    if (have) {
+      have.requests += r.requests;
+      have.errors += r.errors;
+      add(have.buckets, r.buckets);
+    } else {
+      into.set(key, { namespace: r.namespace, service: r.service, to: r.to, requests: r.requests, errors: r.errors, buckets: [...r.buckets] as Buckets });
+    }
+  }
+  return into;
+}
+
+export type ReportedEvent = Omit<MeshEvent, 'id'>;
+
+const priorityNames = ['same zone', 'same cluster', 'same region', 'other regions'];
+
+function where(clusters: readonly string[], priority: number | undefined): string {
+  if (priority === undefined) return 'nowhere (no healthy endpoint)';
+  const name = priorityNames[priority] ?? `priority ${priority}`;
+  return clusters.length > 0 ? `${clusters.join(', ')} (P${priority}, ${name})` : `P${priority} (${name})`;
+}
+
+/**
+ * A sidecar's failover as people read it: where the service's primary traffic was and where it
+ * is now. Moving to a lower number is a failback (traffic returns closer).
+ */
+export function failoverEvent(m: { namespace: string; service: string; from: number | undefined; to: number | undefined; fromClusters: readonly string[]; toClusters: readonly string[]; at: number }): ReportedEvent {
+  const service = `${m.namespace}/${m.service}`;
+  const back = m.from !== undefined && m.to !== undefined && m.to < m.from;
+  const summary = m.to === undefined
+    ? `${service}: no healthy endpoint left (was ${where(m.fromClusters, m.from)})`
+    : back
+      ? `${service}: traffic back to ${where(m.toClusters, m.to)} from ${where(m.fromClusters, m.from)}`
+      : `${service}: traffic moved from ${where(m.fromClusters, m.from)} to ${where(m.toClusters, m.to)}`;
+  return { at: new Date(m.at).toISOString(), kind: back ? 'failback' : 'failover', service, summary };
+}
+
+/**
+ * Outlier detection took an endpoint out. A remote gateway is named by its cluster (its address
+ * is in the catalog anyway); a local instance is not named by address, since events cross
+ * clusters and pod addresses do not (DESIGN.md: only aggregates cross clusters).
+ */
+export function ejectionEvent(m: { address: string; reason: 'connect-error' | '5xx'; service: string | undefined; cluster: string | undefined; at: number }, ownCluster: string): ReportedEvent {
+  const why = m.reason === '5xx' ? 'consecutive 5xx answers' : 'connections refused or timed out';
+  const what = m.cluster !== undefined && m.cluster !== ownCluster ? `${m.cluster}'s gateway ${m.address}` : `an instance in ${m.cluster ?? ownCluster}`;
+  return {
+    at: new Date(m.at).toISOString(),
+    kind: 'ejection',
+    ...(m.service ? { service: m.service } : {}),
+    summary: `ejected ${what}${m.service ? ` for ${m.service}` : ''} after ${why}`,
+  };
+}

@@ -1,0 +1,102 @@
+import { channels, type EjectionMessage, type FailoverMessage, type OutboundRequestMessage } from '../core/channels.js';
+import { record } from '../model/latency-histogram.js';
+import { ejectionEvent, failoverEvent, mergeRoutes, routeKey, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
+
+export interface TrafficReporterOptions {
+  cluster: string;
+  /** The objects whose channel messages are this sidecar's (several sidecars can share a process). */
+  origins: readonly object[];
+  /** Delivers one report; rejects when the federation did not take it (the counts go into the next). */
+  send: (report: TrafficReport) => Promise<void>;
+  /** This sidecar's admin address, told to the federation so `isthmus trace` can find it. */
+  admin?: string;
+  intervalMs?: number;
+  onError?: (err: Error) => void;
+}
+
+const maxPendingEvents = 100;
+
+/**
+ * Counts this sidecar's outbound requests per destination service and cluster (requests,
+ * errors, latency buckets) and the failovers and ejections it publishes, and sends them to its
+ * federation every few seconds. Deltas only: a sidecar that restarts loses at most one interval,
+ * and a report the federation did not take is merged into the next one, not dropped.
+ */
+export class TrafficReporter {
+  private pending = new Map<string, RouteCounts>();
+  private events: ReportedEvent[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private sending: Promise<void> | undefined;
+  private readonly origins: Set<object>;
+
+  private readonly onRequest = (m: OutboundRequestMessage): void => {
+    if (!this.origins.has(m.origin) || m.service === undefined) return;
+    const split = m.service.indexOf('/');
+    const namespace = m.service.slice(0, split);
+    const service = m.service.slice(split + 1);
+    const to = m.cluster ?? '';
+    const key = routeKey({ namespace, service, to });
+    let counts = this.pending.get(key);
+    if (!counts) this.pending.set(key, (counts = { namespace, service, to, requests: 0, errors: 0, buckets: [] }));
+    counts.requests += 1;
+    if (m.code === 'connect_error' || m.code >= 500) counts.errors += 1;
+    record(counts.buckets, m.seconds * 1000);
+  };
+
+  private readonly onFailover = (m: FailoverMessage): void => {
+    if (this.origins.has(m.origin)) this.addEvent(failoverEvent(m));
+  };
+
+  private readonly onEjection = (m: EjectionMessage): void => {
+    if (this.origins.has(m.origin)) this.addEvent(ejectionEvent(m, this.opts.cluster));
+  };
+
+  constructor(private readonly opts: TrafficReporterOptions) {
+    this.origins = new Set(opts.origins);
+  }
+
+  start(): void {
+    channels.outboundRequest.subscribe(this.onRequest);
+    channels.balancerFailover.subscribe(this.onFailover);
+    channels.balancerEjection.subscribe(this.onEjection);
+    this.timer = setInterval(() => void this.flush(), this.opts.intervalMs ?? 5000);
+    this.timer.unref();
+  }
+
+  /** Sends what has been counted since the last accepted report; one send at a time. */
+  flush(): Promise<void> {
+    this.sending ??= this.sendPending().finally(() => { this.sending = undefined; });
+    return this.sending;
+  }
+
+  /** Stops counting and makes one last attempt to deliver. */
+  async stop(): Promise<void> {
+    channels.outboundRequest.unsubscribe(this.onRequest);
+    channels.balancerFailover.unsubscribe(this.onFailover);
+    channels.balancerEjection.unsubscribe(this.onEjection);
+    if (this.timer) clearInterval(this.timer);
+    await this.sending;
+    await this.flush();
+  }
+
+  private addEvent(event: ReportedEvent): void {
+    this.events.push(event);
+    if (this.events.length > maxPendingEvents) this.events.splice(0, this.events.length - maxPendingEvents);
+  }
+
+  private async sendPending(): Promise<void> {
+    const routes = this.pending;
+    const events = this.events;
+    this.pending = new Map();
+    this.events = [];
+    const report: TrafficReport = { version: 1, routes: [...routes.values()], events, ...(this.opts.admin ? { admin: this.opts.admin } : {}) };
+    try {
+      await this.opts.send(report);
+    } catch (err) {
+      // Not taken: what was counted meanwhile joins it, and the next interval tries again.
+      this.pending = mergeRoutes(routes, this.pending.values());
+      this.events = [...events, ...this.events].slice(-maxPendingEvents);
+      this.opts.onError?.(err as Error);
+    }
+  }
+}
