@@ -12,7 +12,7 @@ import { writeRootCa } from '../trust/ca-files.js';
 import { workloadId } from '../trust/spiffe.js';
 import { issueToken } from '../trust/tokens.js';
 import { startEtcdProcess } from './etcd-process.js';
-import { TrafficGenerator } from './traffic-generator.js';
+import { TrafficGenerator, waitUntilServing } from './traffic-generator.js';
 import { SampleWorkload, sidecarStateDir } from './sample-workload.js';
 
 export interface DevMeshOptions {
@@ -223,11 +223,16 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       };
     }
 
+    const targets = opts.clusters.map((name) => ({
+      proxy: (file.clusters[name] as MeshFileCluster).client.proxy,
+      urls: [`http://hello.${namespace}.mesh/`, ...(opts.clusters.includes('west') ? [`http://ledger.${namespace}.mesh/`] : [])],
+    }));
+    await step(opts, 'every client reaches every sample service', async () => {
+      const failing = await waitUntilServing(targets, 20_000);
+      return { url: failing.length === 0 ? 'ok' : `still failing after 20 s: ${failing.join(', ')} (see the logs)` };
+    });
     if (opts.traffic && opts.traffic > 0) {
-      const generator = new TrafficGenerator(opts.clusters.map((name) => ({
-        proxy: (file.clusters[name] as MeshFileCluster).client.proxy,
-        urls: [`http://hello.${namespace}.mesh/`, ...(opts.clusters.includes('west') ? [`http://ledger.${namespace}.mesh/`] : [])],
-      })), opts.traffic);
+      const generator = new TrafficGenerator(targets, opts.traffic);
       generator.start();
       stoppers.push(async () => generator.stop());
       opts.progress(`  ✓ sample traffic: ${opts.traffic} requests/s from each cluster's client to hello${opts.clusters.includes('west') ? ' and ledger' : ''}`);

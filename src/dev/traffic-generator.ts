@@ -43,20 +43,48 @@ export class TrafficGenerator {
   }
 
   private send(proxy: string, url: string): void {
-    const split = proxy.lastIndexOf(':');
     this.inFlight += 1;
     this.sent += 1;
-    const done = (ok: boolean) => {
+    void requestThrough(proxy, url).then((status) => {
       this.inFlight -= 1;
-      if (!ok) this.failed += 1;
-    };
-    const req = request({ host: proxy.slice(0, split), port: Number(proxy.slice(split + 1)), path: url, headers: { host: new URL(url).host }, timeout: 10_000 }, (res) => {
+      if (status >= 500) this.failed += 1;
+    });
+  }
+}
+
+/** One GET of `url` through the HTTP proxy at `proxy`: the status, or 599 when none came. */
+export function requestThrough(proxy: string, url: string, timeoutMs = 10_000): Promise<number> {
+  const split = proxy.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const req = request({ host: proxy.slice(0, split), port: Number(proxy.slice(split + 1)), path: url, headers: { host: new URL(url).host }, timeout: timeoutMs }, (res) => {
       res.resume();
-      res.on('end', () => done((res.statusCode ?? 500) < 500));
-      res.on('error', () => done(false));
+      res.on('end', () => resolve(res.statusCode ?? 599));
+      res.on('error', () => resolve(599));
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', () => done(false));
+    req.on('error', () => resolve(599));
     req.end();
-  }
+  });
+}
+
+/**
+ * Waits until every target answers each of its URLs with a 2xx, so "the mesh is up" means a
+ * request works (catalogs and health checks settle a moment after the processes start).
+ * Resolves with the URLs still failing at the deadline.
+ */
+export async function waitUntilServing(targets: readonly TrafficTarget[], timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let failing: string[] = [];
+  do {
+    failing = [];
+    for (const t of targets) {
+      for (const url of t.urls) {
+        const status = await requestThrough(t.proxy, url, 3000);
+        if (status < 200 || status >= 300) failing.push(`${url} via ${t.proxy} (${status})`);
+      }
+    }
+    if (failing.length === 0) return [];
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  } while (Date.now() < deadline);
+  return failing;
 }

@@ -1,0 +1,74 @@
+import { describe, expect, test } from 'vitest';
+import { record as recordLatency, total, type Buckets } from '../model/latency-histogram.js';
+import type { TrafficRecord } from '../model/records.js';
+import { statsOf, TrafficHistory } from './traffic-history.js';
+
+const latencies = (...ms: number[]): Buckets => {
+  const b: Buckets = [];
+  for (const m of ms) recordLatency(b, m);
+  return b;
+};
+
+function rec(from: string, epoch: string, routes: { service: string; to: string; requests: number; errors?: number; ms?: number[] }[]): TrafficRecord {
+  return {
+    version: 1, from, epoch, updatedAt: new Date(0).toISOString(),
+    routes: routes.map((r) => ({ namespace: 'demo', service: r.service, to: r.to, requests: r.requests, errors: r.errors ?? 0, buckets: latencies(...(r.ms ?? [])) })),
+  };
+}
+
+describe('TrafficHistory: windows as differences of growing counters', () => {
+  test('a window is the latest counters minus those at its start', () => {
+    const h = new TrafficHistory({ resolutionMs: 5000, retentionMs: 600_000 });
+    h.observe([rec('east', 'e1', [{ service: 'ledger', to: 'west', requests: 10, errors: 1, ms: Array(10).fill(5) }])], 0);
+    h.observe([rec('east', 'e1', [{ service: 'ledger', to: 'west', requests: 30, errors: 1, ms: [...Array(10).fill(5), ...Array(20).fill(50)] }])], 60_000);
+    const w = h.window(60_000, 60_000);
+    expect(w.coveredMs).toBe(60_000);
+    expect(w.routes).toHaveLength(1);
+    expect(w.routes[0]).toMatchObject({ from: 'east', service: 'ledger', to: 'west', requests: 20, errors: 0 });
+    expect(total(w.routes[0]!.buckets)).toBe(20);
+    const stats = statsOf(w.routes, 60);
+    expect(stats.rps).toBeCloseTo(20 / 60, 3);
+    expect(stats.successPercent).toBe(100);
+    expect(stats.p50Ms).toBeGreaterThan(40);
+  });
+
+  test('a young history answers over what it has, and says how much', () => {
+    const h = new TrafficHistory({ resolutionMs: 5000, retentionMs: 600_000 });
+    h.observe([rec('east', 'e1', [{ service: 'hello', to: 'east', requests: 4 }])], 1000);
+    h.observe([rec('east', 'e1', [{ service: 'hello', to: 'east', requests: 9 }])], 11_000);
+    const w = h.window(300_000, 11_000);
+    expect(w.coveredMs).toBe(10_000);
+    expect(w.routes[0]?.requests).toBe(5);
+  });
+
+  test('a new epoch (the federation restarted) counts its counters from zero', () => {
+    const h = new TrafficHistory({ resolutionMs: 1000, retentionMs: 600_000 });
+    h.observe([rec('east', 'e1', [{ service: 'hello', to: 'east', requests: 100 }])], 0);
+    h.observe([rec('east', 'e2', [{ service: 'hello', to: 'east', requests: 7 }])], 10_000);
+    expect(h.window(10_000, 10_000).routes[0]?.requests).toBe(7);
+  });
+
+  test('a source that appeared in the window counts whole; routes with no new request are left out', () => {
+    const h = new TrafficHistory({ resolutionMs: 1000, retentionMs: 600_000 });
+    h.observe([rec('east', 'e1', [{ service: 'hello', to: 'east', requests: 3 }])], 0);
+    h.observe([rec('east', 'e1', [{ service: 'hello', to: 'east', requests: 3 }]), rec('west', 'w1', [{ service: 'ledger', to: 'west', requests: 2 }])], 5000);
+    const w = h.window(5000, 5000);
+    expect(w.routes.map((r) => `${r.from}:${r.requests}`)).toEqual(['west:2']);
+  });
+
+  test('samples older than the retention go, newer ones stay a resolution apart, and steps add up to the window', () => {
+    const h = new TrafficHistory({ resolutionMs: 5000, retentionMs: 30_000 });
+    for (let t = 0; t <= 60_000; t += 1000) h.observe([rec('east', 'e1', [{ service: 'hello', to: 'east', requests: t / 1000 }])], t);
+    const steps = h.steps(30_000, 60_000);
+    expect(steps.length).toBeGreaterThanOrEqual(5);
+    for (const s of steps) expect(s.seconds).toBeGreaterThanOrEqual(2.5);
+    const w = h.window(30_000, 60_000);
+    expect(w.coveredMs).toBeLessThanOrEqual(35_000);
+    const stepped = steps.filter((s) => s.t > 60_000 - w.coveredMs).reduce((n, s) => n + (s.routes[0]?.requests ?? 0), 0);
+    expect(stepped).toBe(w.routes[0]?.requests);
+  });
+
+  test('statsOf with nothing says nothing rather than zero', () => {
+    expect(statsOf([], 60)).toMatchObject({ requests: 0, rps: 0, successPercent: null, p50Ms: null, p99Ms: null });
+  });
+});

@@ -1,0 +1,48 @@
+import { afterEach, describe, expect, test } from 'vitest';
+import { channels } from '../core/channels.js';
+import { total } from '../model/latency-histogram.js';
+import type { TrafficReport } from '../model/traffic-report.js';
+import { TrafficReporter } from './traffic-reporter.js';
+
+const origin = {};
+const other = {};
+let reporter: TrafficReporter | undefined;
+afterEach(async () => { await reporter?.stop(); reporter = undefined; });
+
+describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its federation', () => {
+  test('counts only its own origin\'s requests, per service and destination cluster, errors being 5xx or unanswered', async () => {
+    const sent: TrafficReport[] = [];
+    reporter = new TrafficReporter({ cluster: 'east', origins: [origin], admin: '127.0.0.1:15020', intervalMs: 60_000, send: async (r) => { sent.push(r); } });
+    reporter.start();
+    const publish = (code: number | 'connect_error', cluster: string | undefined, from: object = origin, service: string | undefined = 'demo/ledger') =>
+      channels.outboundRequest.publish({ origin: from, service, cluster, code, seconds: 0.004 });
+    publish(200, 'west');
+    publish(503, 'west');
+    publish('connect_error', undefined);
+    publish(200, 'west', other);
+    channels.outboundRequest.publish({ origin, service: undefined, cluster: undefined, code: 404, seconds: 0.001 });
+    await reporter.flush();
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.admin).toBe('127.0.0.1:15020');
+    const routes = Object.fromEntries(sent[0]!.routes.map((r) => [`${r.service}@${r.to}`, [r.requests, r.errors, total(r.buckets)]]));
+    expect(routes).toEqual({ 'ledger@west': [2, 1, 2], 'ledger@': [1, 1, 1] });
+    await reporter.flush();
+    expect(sent[1]?.routes).toEqual([]);
+  });
+
+  test('a report the federation did not take goes out again with the next one', async () => {
+    const sent: TrafficReport[] = [];
+    let fail = true;
+    reporter = new TrafficReporter({ cluster: 'east', origins: [origin], intervalMs: 60_000, send: async (r) => { if (fail) throw new Error('federation away'); sent.push(r); } });
+    reporter.start();
+    channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001 });
+    channels.balancerFailover.publish({ origin, namespace: 'demo', service: 'hello', from: 1, to: 2, fromClusters: ['east'], toClusters: ['west'], loads: [0, 0, 100, 0], at: 0 });
+    await reporter.flush();
+    channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001 });
+    fail = false;
+    await reporter.flush();
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.routes[0]?.requests).toBe(2);
+    expect(sent[0]?.events.map((e) => e.kind)).toEqual(['failover']);
+  });
+});
