@@ -57,6 +57,8 @@ export function registerDev(program: Command): void {
             `  npx isthmus explain ledger -n demo --from ${c} --state-dir ${stateDir}`,
           ]),
           `  export ISTHMUS_ETCD=${mesh.file.etcd}`,
+          ...clusters.slice(0, 1).map((c) => `  npx isthmus trace ledger --from ${c}          # one real request, hop by hop`),
+          '  npx isthmus policy apply -f slo.yaml         # a service level objective (see `isthmus policy apply --help`)',
           '  npx isthmus clusters',
           '  npx isthmus services',
           '  npx isthmus check',

@@ -11,6 +11,7 @@ import { registerRegister } from './register.js';
 import { registerDev } from './dev.js';
 import { registerGateway } from './gateway.js';
 import { registerSidecar } from './sidecar.js';
+import { registerTrace } from './trace.js';
 import { registerDash } from './dash.js';
 import { registerPolicy } from './policy.js';
 
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerFederation(program);
   registerGateway(program);
   registerSidecar(program);
+  registerTrace(program);
   registerDev(program);
   registerDash(program);
   registerPolicy(program);

@@ -31,6 +31,11 @@ export const errorCodes = {
   // API
   ISTHMUS_ERR_API_BAD_REQUEST: { status: 400, summary: 'A request to the federation API is malformed.' },
   ISTHMUS_ERR_API_UNREACHABLE: { status: 503, summary: 'The federation API of a cluster did not answer.' },
+  // isthmus trace
+  ISTHMUS_ERR_TRACE_NO_SIDECAR: { status: 503, summary: 'No sidecar of the cluster to trace from could be found or answered.' },
+  ISTHMUS_ERR_TRACE_CONNECT_FAILED: { status: 502, summary: 'The traced request could not connect to its first hop (a local sidecar or a gateway).' },
+  ISTHMUS_ERR_TRACE_HANDSHAKE_FAILED: { status: 502, summary: 'The traced request\'s TLS handshake failed: a gateway refused the SNI, a certificate did not verify, or the destination\'s identity is not one the catalog allows.' },
+  ISTHMUS_ERR_TRACE_NO_ANSWER: { status: 504, summary: 'The traced request was sent but no complete answer came back in time.' },
   // anything else
   ISTHMUS_ERR_INTERNAL_UNEXPECTED: { status: 500, summary: 'A bug: an error without a code of its own. Please report it with the log line.' },
 } as const satisfies Record<string, { status: number; summary: string }>;

@@ -81,6 +81,8 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     catalog: () => federation.catalog,
     certificates: () => [{ identity: servingIdentity, notAfter: servingNotAfter }],
     probes: () => prober.records(),
+    // The dashboard is made below; a scrape comes only once the federation is serving.
+    slos: () => dashboard.overview().slos,
   });
   const signer = new WorkloadSigner({
     issuer: clusterCa.ca,

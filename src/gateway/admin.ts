@@ -6,7 +6,8 @@ import type { Gateway } from './gateway.js';
 /**
  * Admin port (15021): /healthz answers while the process runs; /readyz only once the gateway
  * has a routing table (a gateway without one refuses everything, so it must not take traffic);
- * /metrics gives them to Prometheus (docs/metrics.md), /stats as JSON.
+ * /metrics gives them to Prometheus (docs/metrics.md), /stats as JSON; /debug/connections the
+ * last routed connections (`?remote=<ip:port>` for one caller's, as `isthmus trace` asks).
  */
 export function startAdmin(gateway: Gateway, host: string, port: number, metrics?: Pick<Metrics, 'exposition'>): Promise<Server> {
   const server = createServer((req, res) => {
@@ -19,7 +20,14 @@ export function startAdmin(gateway: Gateway, host: string, port: number, metrics
     if (req.url === '/readyz') return gateway.ready ? send(200, { status: 'ready' }) : send(503, { status: 'waiting for the routing table from the federation service' });
     if (req.url === '/stats') return send(200, gateway.stats);
     if (req.url === '/metrics' && metrics) return void sendMetrics(metrics, res);
-    return send(404, { error: 'try /healthz, /readyz, /metrics or /stats' });
+    if (req.url?.startsWith('/debug/connections')) {
+      const url = new URL(req.url, 'http://admin');
+      if (url.pathname === '/debug/connections') {
+        const limit = Number(url.searchParams.get('limit') ?? gateway.connections.capacity);
+        return send(200, { connections: gateway.connections.recent({ remote: url.searchParams.get('remote') ?? undefined, limit: Number.isInteger(limit) && limit > 0 ? limit : undefined }) });
+      }
+    }
+    return send(404, { error: 'try /healthz, /readyz, /metrics, /stats or /debug/connections?remote=<ip:port>' });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

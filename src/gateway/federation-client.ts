@@ -45,13 +45,19 @@ export class FederationClient {
     });
   }
 
-  /** Reports the gateway now and then every third of the TTL the federation answers with. */
-  async startRegistering(advertise: { address: string; zone: string }): Promise<void> {
+  /**
+   * Reports the gateway now and then every third of the TTL the federation answers with. The
+   * admin address (for `isthmus trace`) defaults to the configured one; a port 0 there is not
+   * dialable by anyone else, so it is left out unless the bound address is passed.
+   */
+  async startRegistering(advertise: { address: string; zone: string; admin?: string }): Promise<void> {
+    const { admin: configured } = this.config;
+    const admin = advertise.admin ?? (configured.port === 0 ? undefined : `${configured.host}:${configured.port}`);
     const once = async (): Promise<number> => {
       const res = await request(`${this.config.federationUrl}/v1/gateways`, {
         method: 'POST', dispatcher: this.agent, signal: this.abort.signal,
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ id: this.config.id, address: advertise.address, zone: advertise.zone }),
+        body: JSON.stringify({ id: this.config.id, address: advertise.address, zone: advertise.zone, ...(admin ? { admin } : {}) }),
       });
       const body = (await res.body.json()) as { ttlMs?: number; error?: { message: string } };
       if (res.statusCode !== 200) throw new Error(body.error?.message ?? `federation answered ${res.statusCode}`);

@@ -3,6 +3,7 @@ import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer } from '../core/tracing.js';
 import { parseClientHello } from './client-hello.js';
+import { ConnectionLog } from './connection-log.js';
 import type { GatewayConfig } from './config.js';
 import { routeFor, type GatewayRefusal, type GatewayRoutes } from './routes.js';
 
@@ -30,6 +31,8 @@ const alertInternalError = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80])
  */
 export class Gateway {
   readonly stats: GatewayStats = { accepted: 0, routed: 0, active: 0, refused: {} };
+  /** The last 256 routed connections, for `isthmus trace` (admin /debug/connections). */
+  readonly connections = new ConnectionLog(256);
   private routes: GatewayRoutes | undefined;
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
@@ -76,6 +79,7 @@ export class Gateway {
     this.stats.accepted += 1;
     this.track(client);
     client.setNoDelay(true);
+    const acceptedAt = performance.now();
     let buffered: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => this.refuse(client, 'client-hello-timeout', `no complete ClientHello within ${this.config.clientHelloTimeoutMs} ms`), this.config.clientHelloTimeoutMs);
     const onData = (chunk: Buffer): void => {
@@ -85,6 +89,7 @@ export class Gateway {
       clearTimeout(timer);
       client.off('data', onData);
       client.pause();
+      const clientHelloMs = performance.now() - acceptedAt;
       if (hello.kind === 'invalid') {
         this.refuse(client, 'not-client-hello', `${hello.reason}: ${hello.detail}`);
         return;
@@ -98,8 +103,8 @@ export class Gateway {
         this.refuse(client, decision.reason, decision.detail, alertUnrecognizedName);
         return;
       }
-      if (decision.kind === 'probe') this.splice(client, buffered, [this.probeTarget], 'probe', hello.serverName);
-      else this.splice(client, buffered, decision.endpoints, `${decision.namespace}/${decision.service}`, hello.serverName);
+      if (decision.kind === 'probe') this.splice(client, buffered, [this.probeTarget], 'probe', hello.serverName, clientHelloMs);
+      else this.splice(client, buffered, decision.endpoints, `${decision.namespace}/${decision.service}`, hello.serverName, clientHelloMs);
     };
     client.on('data', onData);
     client.on('error', () => client.destroy());
@@ -111,7 +116,7 @@ export class Gateway {
    * on, one INTERNAL span covers the routed connection until it closes: a root span of its own
    * trace, since TLS is end to end and the gateway never sees the request's traceparent.
    */
-  private splice(client: Socket, hello: Buffer, endpoints: string[], service: string, sni: string | undefined): void {
+  private splice(client: Socket, hello: Buffer, endpoints: string[], service: string, sni: string | undefined, clientHelloMs: number): void {
     const span = activeTracer()?.start({
       kind: 'internal', name: `gateway ${service}`,
       attributes: { 'isthmus.cluster': this.config.cluster, 'isthmus.destination_service': service, 'tls.server_name': sni, 'network.peer.address': client.remoteAddress },
@@ -119,6 +124,7 @@ export class Gateway {
     if (span) client.once('close', () => span.end());
     const start = this.next++ % endpoints.length;
     const order = endpoints.map((_, i) => endpoints[(start + i) % endpoints.length] as string);
+    const dialStarted = performance.now();
     const attempt = (index: number): void => {
       const address = order[index];
       if (address === undefined || client.destroyed) {
@@ -144,6 +150,10 @@ export class Gateway {
         client.on('error', () => upstream.destroy());
         this.stats.routed += 1;
         this.stats.active += 1;
+        this.connections.add({
+          at: Date.now(), remoteAddress: client.remoteAddress, remotePort: client.remotePort, sni, service, endpoint: address,
+          clientHelloMs, dialMs: performance.now() - dialStarted,
+        });
         upstream.once('close', () => { this.stats.active -= 1; });
         if (routedChannel.hasSubscribers) routedChannel.publish({ origin: this, service, endpoint: address, remote: client.remoteAddress });
         span?.setAttributes({ 'isthmus.endpoint': address });

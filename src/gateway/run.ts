@@ -28,11 +28,13 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     const adminAddress = admin.address();
     void client.watchRoutes((routes) => gateway.setRoutes(routes));
     const address = `${listening.host}:${listening.port}`;
-    void client.startRegistering({ address, zone: config.zone });
+    const adminHostPort = `${config.admin.host}:${typeof adminAddress === 'object' && adminAddress ? adminAddress.port : config.admin.port}`;
+    // The admin address goes into the gateway's etcd record, where `isthmus trace` finds it.
+    void client.startRegistering({ address, zone: config.zone, admin: adminHostPort });
     return {
       gateway,
       address,
-      admin: `${config.admin.host}:${typeof adminAddress === 'object' && adminAddress ? adminAddress.port : config.admin.port}`,
+      admin: adminHostPort,
       stop: async () => {
         await client.close();
         await new Promise<void>((resolve) => admin?.close(() => resolve()));

@@ -1,8 +1,13 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { isIsthmusError } from '../core/errors.js';
 import { sendMetrics } from '../telemetry/http.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { explainRoute } from './explain.js';
 import type { RoutingTable } from './routing.js';
+import { parseTraceRequest, type TraceRequest } from './trace.js';
+import { traceRequest, type TraceDeps } from './trace-request.js';
+
+const maxTraceBody = 16 * 1024;
 
 export interface SidecarAdminState {
   cluster: string;
@@ -13,9 +18,14 @@ export interface SidecarAdminState {
   snapshot: () => { catalogRevision: number | undefined; source: string | undefined };
   /** Served at /metrics in the Prometheus text format. */
   metrics?: Pick<Metrics, 'exposition'>;
+  /** What POST /trace dials with: the outbound's routing and credentials. Absent: no tracing from here. */
+  trace?: TraceDeps;
 }
 
-/** Admin port (15020): /healthz, /readyz, /metrics, and /routes — where each service's traffic goes now and why. */
+/**
+ * Admin port (15020): /healthz, /readyz, /metrics, /routes — where each service's traffic goes
+ * now and why — and POST /trace, which sends one real request and reports every hop (docs/trace.md).
+ */
 export function startSidecarAdmin(state: SidecarAdminState, host: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {
     const send = (status: number, body: unknown) => {
@@ -45,10 +55,50 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
       if (!route) return send(404, { error: { code: 'ISTHMUS_ERR_SERVICE_UNKNOWN', message: `${match[1]}/${match[2]} is not in this sidecar's catalog` } });
       return send(200, explainRoute(route, from, state.routing.ejected()));
     }
-    return send(404, { error: 'try /healthz, /readyz, /metrics, /routes or /routes/<namespace>/<service>' });
+    if (url.pathname === '/trace') {
+      if (req.method !== 'POST') return send(405, { error: { code: 'ISTHMUS_ERR_API_BAD_REQUEST', message: 'POST a JSON body: {"service": "<name>[.<namespace>]", "path": "/", "method": "GET"}' } });
+      void trace(state, req).then(({ status, body }) => send(status, body), (err: unknown) => {
+        send(500, { error: { code: 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', message: (err as Error).message } });
+      });
+      return;
+    }
+    return send(404, { error: 'try /healthz, /readyz, /metrics, /routes, /routes/<namespace>/<service> or POST /trace' });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));
   });
+}
+
+async function trace(state: SidecarAdminState, req: IncomingMessage): Promise<{ status: number; body: unknown }> {
+  const bad = (message: string) => ({ status: 400, body: { error: { code: 'ISTHMUS_ERR_API_BAD_REQUEST', message } } });
+  let text = '';
+  for await (const chunk of req) {
+    text += (chunk as Buffer).toString('utf8');
+    if (text.length > maxTraceBody) return bad(`the body is over ${maxTraceBody} bytes`);
+  }
+  let parsed: TraceRequest | { error: string };
+  try {
+    parsed = parseTraceRequest(JSON.parse(text || 'null'));
+  } catch {
+    return bad('the body is not JSON');
+  }
+  if ('error' in parsed) return bad(parsed.error);
+  const deps = state.trace;
+  if (!deps) return { status: 503, body: { error: { code: 'ISTHMUS_ERR_TRACE_NO_SIDECAR', message: 'this sidecar has no outbound proxy to trace through' } } };
+  // A bare name is fine when exactly one namespace has a service of that name.
+  let namespace = parsed.namespace;
+  if (namespace === undefined) {
+    const namespaces = [...new Set(state.services().filter((s) => s.name === parsed.service).map((s) => s.namespace))].sort();
+    if (namespaces.length > 1) return bad(`${parsed.service} exists in namespaces ${namespaces.join(', ')}: say which (${parsed.service}.<namespace>, or --namespace)`);
+    namespace = namespaces[0];
+    if (namespace === undefined) return { status: 404, body: { error: { code: 'ISTHMUS_ERR_SERVICE_UNKNOWN', message: `no service named ${parsed.service} in any namespace: no cluster runs or exports it (isthmus services)` } } };
+  }
+  try {
+    const result = await traceRequest(deps, { cluster: state.cluster, zone: state.zone, identity: state.identity() ?? null }, { ...parsed, namespace });
+    return { status: 200, body: result };
+  } catch (err) {
+    if (isIsthmusError(err)) return { status: err.status, body: { error: err.toJSON() } };
+    throw err;
+  }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
@@ -9,6 +10,7 @@ import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } fr
 import { forwardableHeaders } from './headers.js';
 import { relay } from './relay.js';
 import { peerIdentity } from './peer-identity.js';
+import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 
 const requestChannel = channels.inboundRequest;
 
@@ -32,8 +34,11 @@ export class Inbound {
    * certificate once per connection, not per request (it was a quarter of the CPU, docs/benchmarks.md).
    */
   private readonly peers = new WeakMap<TLSSocket, { identity: string; xfcc: string } | { error: string }>();
+  /** TCP accept time per raw socket, and TLS handshake duration per TLS socket, for `isthmus trace` (one entry per connection). */
+  private readonly accepted = new WeakMap<Socket, number>();
+  private readonly handshakes = new WeakMap<TLSSocket, number>();
 
-  constructor(credentials: InboundCredentials, appAddress: string, private readonly logger: Logger, private readonly place: InboundPlace = {}) {
+  constructor(credentials: InboundCredentials, private readonly appAddress: string, private readonly logger: Logger, private readonly place: InboundPlace = {}) {
     this.identity = credentials.identity;
     this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000 });
     this.server = createServer({ ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', keepAliveTimeout: 60_000 }, (req, res) => {
@@ -45,7 +50,14 @@ export class Inbound {
         } else res.destroy();
       });
     });
-    this.server.on('secureConnection', (socket) => socket.setNoDelay(true));
+    this.server.on('connection', (raw: Socket) => this.accepted.set(raw, performance.now()));
+    this.server.on('secureConnection', (socket: TLSSocket) => {
+      socket.setNoDelay(true);
+      // Node keeps the accepted TCP socket as the TLS socket's `_parent` (server side).
+      const raw = (socket as TLSSocket & { _parent?: Socket })._parent;
+      const at = raw ? this.accepted.get(raw) : undefined;
+      if (at !== undefined) this.handshakes.set(socket, performance.now() - at);
+    });
     this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
   }
 
@@ -93,8 +105,11 @@ export class Inbound {
       attributes: { 'isthmus.cluster': this.place.cluster, 'isthmus.service': this.place.service, 'http.request.method': req.method, 'network.peer.address': req.socket.remoteAddress },
     });
     const peer = this.peerOf(req.socket as TLSSocket);
+    // `isthmus trace` asks for a report (docs/trace.md); ordinary requests pay this one lookup.
+    const traced = req.headers[traceHeader] !== undefined;
     if ('error' in peer) {
       this.answered(started, undefined, 403, span);
+      if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, null, 0, peer.error));
       res.writeHead(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
       return;
@@ -108,7 +123,9 @@ export class Inbound {
       if (span.context.traceState) headers.tracestate = span.context.traceState;
       else delete headers.tracestate;
     }
+    if (traced) delete headers[traceHeader];
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    const appStarted = traced ? performance.now() : 0;
     const response = await this.app.request({
       path: req.url ?? '/',
       method: req.method as Dispatcher.HttpMethod,
@@ -116,11 +133,29 @@ export class Inbound {
       body: hasBody ? req : null,
     }).catch((err: unknown) => {
       this.answered(started, peer.identity, 502, span);
+      if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity, performance.now() - appStarted));
       throw err;
     });
-    res.writeHead(response.statusCode, forwardableHeaders(response.headers));
+    const responseHeaders = forwardableHeaders(response.headers);
+    if (traced) responseHeaders[inboundReportHeader] = this.traceReport(req, peer.identity, performance.now() - appStarted);
+    res.writeHead(response.statusCode, responseHeaders);
     this.answered(started, peer.identity, response.statusCode, span);
     relay(response.body, res);
+  }
+
+  /**
+   * What this end saw of a traced request: who it is, whom it verified, where the app is, and
+   * the connection's handshake time (given once: a trace always comes on a fresh connection).
+   */
+  private traceReport(req: IncomingMessage, client: string | null, appMs: number, clientError?: string): string {
+    const socket = req.socket as TLSSocket;
+    const handshakeMs = this.handshakes.get(socket);
+    this.handshakes.delete(socket);
+    return encodeInboundReport({
+      cluster: this.place.cluster, identity: this.identity, client, ...(clientError ? { clientError } : {}),
+      endpoint: `${socket.localAddress}:${socket.localPort}`, app: this.appAddress,
+      ...(handshakeMs !== undefined ? { handshakeMs } : {}), appMs,
+    });
   }
 }
 

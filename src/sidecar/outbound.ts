@@ -7,6 +7,7 @@ import type { PickedEndpoint } from '../model/balancer.js';
 import { forwardableHeaders } from './headers.js';
 import { relay } from './relay.js';
 import type { RoutingTable } from './routing.js';
+import { inboundReportHeader, traceHeader } from './trace.js';
 import type { Upstreams } from './upstreams.js';
 
 const requestChannel = channels.outboundRequest;
@@ -106,7 +107,8 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
     return reply(res, 413, 'ISTHMUS_ERR_API_BAD_REQUEST', `request bodies over ${maxBufferedBody} bytes are not supported by the sidecar yet`);
   }
   const path = url ? `${url.pathname}${url.search}` : (req.url ?? '/');
-  const headers = forwardableHeaders(req.headers);
+  // Trace mode is the admin port's (POST /trace); an app cannot ask a destination for its report.
+  const headers = forwardableHeaders(req.headers, traceHeader);
   headers.host = host ?? `${target.service}.${target.namespace}.mesh`;
   if (span) {
     // W3C: the upstream's parent is this span; tracestate goes on only with a valid traceparent.
@@ -141,7 +143,8 @@ async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerRespo
       continue;
     }
     deps.routing.record(endpoint.address, response.statusCode >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
-    res.writeHead(response.statusCode, forwardableHeaders(response.headers));
+    // A destination's trace report is for `isthmus trace` only, never for the app.
+    res.writeHead(response.statusCode, forwardableHeaders(response.headers, inboundReportHeader));
     answered(response.statusCode, service, endpoint.cluster);
     relay(response.body, res);
     return;

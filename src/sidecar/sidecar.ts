@@ -123,6 +123,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       ],
       snapshot: () => ({ catalogRevision: catalog?.revision, source: watch.status().catalog?.source }),
       metrics,
+      trace: { routing, secureContext: () => upstreams.secureContext() },
     }, ...hostPort(config.admin.listen));
     closers.push(() => closeServer(admin));
     const adminAddress = admin.address() as AddressInfo;

@@ -21,7 +21,12 @@ export interface UpstreamKey {
 export class Upstreams {
   private readonly pools = new Map<string, Pool>();
 
-  constructor(private secureContext: () => SecureContext, private readonly connections = 32) {}
+  constructor(private contextOf: () => SecureContext, private readonly connections = 32) {}
+
+  /** The credentials new connections use now (renewals apply at once); `isthmus trace` dials with them too. */
+  secureContext(): SecureContext {
+    return this.contextOf();
+  }
 
   get(key: UpstreamKey): Pool {
     const { id } = key;
@@ -35,7 +40,7 @@ export class Upstreams {
           host: key.address.slice(0, split),
           port: Number(key.address.slice(split + 1)),
           servername: key.sni,
-          secureContext: this.secureContext(),
+          secureContext: this.contextOf(),
           checkServerIdentity: checkDestination(key.identities),
           noDelay: true,
           timeout: 2_000,
@@ -48,7 +53,7 @@ export class Upstreams {
 
   /** New credentials: new pools for new connections; in-flight requests complete on the old ones. */
   rotate(secureContext: () => SecureContext): void {
-    this.secureContext = secureContext;
+    this.contextOf = secureContext;
     const old = [...this.pools.values()];
     this.pools.clear();
     for (const pool of old) void pool.close().catch(() => undefined);

@@ -13,6 +13,8 @@ export interface FederationSources {
   certificates?: () => CertificateFacts[];
   /** This federation's latest gateway probe summaries, one per other cluster (GatewayProber.records()). */
   probes?: () => readonly { to: string; p50Ms: number | null; p99Ms: number | null }[];
+  /** Every objective's verdict as the dashboard computes it (src/dashboard/overview.ts SloView). */
+  slos?: () => readonly { namespace: string; name: string; service: string; burnRate: { window: number | null; short: number | null }; state: string }[];
   now?: () => number;
 }
 
@@ -61,6 +63,23 @@ export function federationMetrics(registry: Registry, cluster: string, sources: 
         for (const probe of probes()) {
           if (probe.p50Ms !== null) this.set({ cluster, remote_cluster: probe.to, quantile: '0.5' }, probe.p50Ms / 1000);
           if (probe.p99Ms !== null) this.set({ cluster, remote_cluster: probe.to, quantile: '0.99' }, probe.p99Ms / 1000);
+        }
+      },
+    });
+  }
+  const { slos } = sources;
+  if (slos) {
+    const labelNames = ['cluster', 'slo', 'destination_service', 'window'];
+    new Gauge({
+      name: 'isthmus_slo_burn_rate',
+      help: 'Error-budget burn of each service level objective as this federation reads the mesh\'s traffic: 1 spends the budget exactly over the window, above 1 misses it. window="objective" is the objective\'s own window, "5m" the last five minutes. Absent with too few requests.',
+      labelNames, registers,
+      collect() {
+        this.reset();
+        for (const slo of slos()) {
+          const labels = { cluster, slo: `${slo.namespace}/${slo.name}`, destination_service: `${slo.namespace}/${slo.service}` };
+          if (slo.burnRate.window !== null) this.set({ ...labels, window: 'objective' }, slo.burnRate.window);
+          if (slo.burnRate.short !== null) this.set({ ...labels, window: '5m' }, slo.burnRate.short);
         }
       },
     });

@@ -1,12 +1,12 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh, type MeshFile } from '../../src/dev/dev-mesh.js';
 import type { Overview } from '../../src/dashboard/overview.js';
-import { waitFor } from '../helpers/cli.js';
+import { isthmusOk, waitFor } from '../helpers/cli.js';
 
 const clusters = ['east', 'west', 'north'];
 const pairs = clusters.flatMap((from) => clusters.filter((to) => to !== from).map((to) => `${from}→${to}`));
@@ -21,7 +21,7 @@ let browserProblem: string | undefined;
 
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-dashboard-'));
-  mesh = await startDevMesh({ clusters, stateDir, trustDomain: 'dev.test', gateways: 1, hostBase: 71, probeInterval: '1s', progress: () => undefined });
+  mesh = await startDevMesh({ clusters, stateDir, trustDomain: 'dev.test', gateways: 1, hostBase: 71, probeInterval: '1s', traffic: 5, reportIntervalMs: 1000, progress: () => undefined });
   meshFile = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8')) as MeshFile;
   browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -89,34 +89,126 @@ describe('dashboard on the federation\'s port 15014', () => {
     expect(overview.clusters).toHaveLength(3);
   });
 
-  test('in Chromium: 3 alive clusters, every off-diagonal matrix cell in ms, the services table, live updates', async ({ skip }) => {
-    if (!browser) return skip(browserProblem);
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    const errors: string[] = [];
-    page.on('pageerror', (err) => errors.push(err.message));
-    const opened = Date.now();
-    await page.goto(meshFile.dashboard!);
-    const alive = page.locator('#clusters li.alive');
-    await expect.poll(() => alive.count(), { timeout: 10_000 }).toBe(3);
-    const cells = page.locator('#matrix td.cell');
-    await expect.poll(async () => {
-      const texts = await cells.allTextContents();
-      return texts.length === 6 && texts.every((t) => /^[0-9.]+ \/ [0-9.]+ ms/.test(t));
-    }, { timeout: 10_000 - (Date.now() - opened) }).toBe(true);
-    expect(await page.locator('#services tr[data-service]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-service'))))
-      .toEqual(['demo/hello', 'demo/ledger']);
-    expect(await page.locator('#services tr[data-service="demo/ledger"] td').allTextContents()).toEqual(['demo/ledger', 'west', '–', '–', '1/1']);
-    // Live: the stream pushes again within a few seconds, and the chart gets a second point.
-    const stamp = await page.locator('#served-by').textContent();
-    await expect.poll(() => page.locator('#served-by').textContent(), { timeout: 6_000 }).not.toBe(stamp);
-    expect(await page.locator('#conn').textContent()).toBe('live');
-    expect(await page.locator('#series canvas').count()).toBeGreaterThan(0);
-    await page.waitForTimeout(2500);
-    mkdirSync(resultsDir, { recursive: true });
-    const shot = join(resultsDir, 'dashboard.png');
-    await page.screenshot({ path: shot, fullPage: true });
-    console.log(`dashboard screenshot: ${shot} (rendered ${Date.now() - opened} ms after opening)`);
-    expect(errors).toEqual([]);
-    await page.close();
-  }, 40_000);
+  describe('in Chromium', () => {
+    let page: Page | undefined;
+    const pageErrors: string[] = [];
+    const ms = /^[0-9.]+ \/ [0-9.]+ ms/;
+    const cell = (view: 'probes' | 'traffic', from: string, to: string) =>
+      page!.locator(`#matrix td.cell[data-view="${view}"][data-from="${from}"][data-to="${to}"]`);
+
+    afterAll(async () => {
+      await page?.close();
+    });
+
+    test('3 alive clusters on the map and in the list, every off-diagonal probe cell in ms, the services table, live updates', async ({ skip }) => {
+      if (!browser) return skip(browserProblem);
+      page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      page.on('pageerror', (err) => pageErrors.push(err.message));
+      const opened = Date.now();
+      await page.goto(meshFile.dashboard!);
+      const alive = page.locator('#clusters li.alive');
+      await expect.poll(() => alive.count(), { timeout: 10_000 }).toBe(3);
+      const cells = page.locator('#matrix td.cell');
+      await expect.poll(async () => {
+        const texts = await cells.allTextContents();
+        return texts.length === 6 && texts.every((t) => ms.test(t));
+      }, { timeout: 10_000 - (Date.now() - opened) }).toBe(true);
+      expect(await page.locator('#matrix').getAttribute('data-view')).toBe('probes');
+      expect(await cells.evaluateAll((tds) => tds.map((td) => `${td.getAttribute('data-from')}→${td.getAttribute('data-to')}`).sort())).toEqual([...pairs].sort());
+      // The map: a node per cluster, alive, and both halves of every link coloured by a measured p50.
+      expect(await page.locator('#map g.node[data-alive="true"]').count()).toBe(3);
+      await expect.poll(async () => {
+        const links = await page!.locator('#map line.link').evaluateAll((lines) => lines.map((l) => [`${l.getAttribute('data-from')}→${l.getAttribute('data-to')}`, l.getAttribute('class') ?? '']));
+        return links.length === 6 && pairs.every((p) => links.some(([k, c]) => k === p && /lat-(good|warn|bad)/.test(c!)));
+      }, { timeout: 6_000 }).toBe(true);
+      expect(await page.locator('#services tr[data-service]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-service'))))
+        .toEqual(['demo/hello', 'demo/ledger']);
+      expect(await page.locator('#services tr[data-service="demo/ledger"] td[data-cluster]').allTextContents()).toEqual(['–', '–', '1/1']);
+      expect(await page.locator('#services tr[data-service="demo/hello"] td[data-cluster]').allTextContents()).toEqual(['2/2', '2/2', '2/2']);
+      // Live: the stream pushes again within a few seconds, and the chart is drawn.
+      const stamp = await page.locator('#served-by').textContent();
+      await expect.poll(() => page!.locator('#served-by').textContent(), { timeout: 6_000 }).not.toBe(stamp);
+      expect(await page.locator('#conn').textContent()).toBe('live');
+      expect(await page.locator('#series canvas').count()).toBeGreaterThan(0);
+    }, 40_000);
+
+    test('real-traffic view: east→west and north→west (ledger) and east→east (hello) in ms with rate and success; ledger\'s rate and success in the services table', async ({ skip }) => {
+      if (!page) return skip(browserProblem ?? 'the page did not open');
+      await page.locator('.switch button[data-view="traffic"]').click();
+      expect(await page.locator('#matrix').getAttribute('data-view')).toBe('traffic');
+      // Reports arrive every second; the dashboard samples every 5 s.
+      for (const [from, to] of [['east', 'west'], ['north', 'west'], ['east', 'east']] as const) {
+        const { value: text } = await waitFor(async () => {
+          const t = await cell('traffic', from, to).textContent();
+          return t && ms.test(t) ? t : undefined;
+        }, 20_000, `a real-traffic number for ${from}→${to}`);
+        expect(text).toMatch(/ms[0-9.]+ req\/s · [0-9.]+%$/);
+      }
+      // No request from east is answered in north: hello is served locally, ledger in west.
+      expect(await cell('traffic', 'east', 'north').textContent()).toBe('no traffic');
+      const ledger = page.locator('#services tr[data-service="demo/ledger"]');
+      await waitFor(async () => /^[0-9.]+$/.test((await ledger.locator('td[data-col="rate"]').textContent()) ?? ''), 20_000, 'a rate for demo/ledger');
+      expect(Number(await ledger.locator('td[data-col="rate"]').textContent())).toBeGreaterThan(0);
+      expect(await ledger.locator('td[data-col="success"]').textContent()).toBe('100%');
+      expect(await ledger.locator('td[data-col="served-from"]').textContent()).toBe('west 100%');
+      expect(await ledger.locator('td[data-col="p99"]').textContent()).toMatch(/^[0-9.]+$/);
+      mkdirSync(resultsDir, { recursive: true });
+      await page.locator('#matrix-section').screenshot({ path: join(resultsDir, 'dashboard-traffic.png') });
+      // A click on a cell charts that pair; the chart gets real-traffic points from /api/series.
+      const series = page.waitForResponse((r) => r.url().includes('/api/series?from=east&to=west'));
+      await cell('traffic', 'east', 'west').click();
+      expect(await page.locator('#pair').inputValue()).toBe('east→west');
+      expect((await series).status()).toBe(200);
+      await page.locator('.switch button[data-view="probes"]').click();
+      expect(await page.locator('#matrix td.cell[data-view="probes"]').count()).toBe(6);
+    }, 60_000);
+
+    test('an SLO applied with `isthmus policy apply` shows ok with a burn rate; a failover of demo/hello shows in the events list (screenshot)', async ({ skip }) => {
+      if (!page) return skip(browserProblem ?? 'the page did not open');
+      const slos = page.locator('#slos');
+      expect(await slos.textContent()).toContain('isthmus policy apply');
+      const file = join(stateDir, 'ledger-slo.yaml');
+      writeFileSync(file, [
+        'apiVersion: isthmus.dev/v1alpha1',
+        'kind: ServiceLevelObjective',
+        'metadata: { name: ledger-fast, namespace: demo }',
+        'spec:',
+        '  service: ledger',
+        '  latency: { percentile: 99, below: 5s }',
+        '  success: 99',
+        '  window: 5m',
+        '  minRequests: 5',
+        '',
+      ].join('\n'));
+      await isthmusOk(['policy', 'apply', '-f', file], { ISTHMUS_ETCD: meshFile.etcd });
+
+      const hello = mesh.workloads.filter((w) => w.spec.cluster === 'east' && w.spec.service === 'hello');
+      expect(hello).toHaveLength(2);
+      try {
+        // Traffic keeps flowing: east's client sidecar finds its local hello gone and moves to another cluster.
+        await Promise.all(hello.map((w) => w.stop()));
+        const failover = page.locator('#events li[data-kind="failover"][data-service="demo/hello"]');
+        await waitFor(async () => (await failover.count()) > 0, 20_000, 'a failover of demo/hello in the events list');
+        const first = failover.first();
+        expect(await first.locator('.badge').textContent()).toBe('failover');
+        expect(await first.locator('.summary').textContent()).toContain('demo/hello');
+        expect(await first.locator('.who').textContent()).toContain('east');
+
+        const slo = page.locator('#slos tr[data-slo="demo/ledger-fast"]');
+        await waitFor(async () => (await slo.getAttribute('data-state').catch(() => null)) === 'ok', 20_000, 'the SLO demo/ledger-fast ok on the page');
+        expect(await slo.locator('td[data-col="objective"]').textContent()).toContain('p99 < 5000 ms and 99% success over 5m');
+        expect(await slo.locator('td[data-col="state"]').textContent()).toBe('ok');
+        expect(await slo.locator('td[data-col="burn"]').textContent()).toMatch(/^[0-9.]+ over 5m/);
+        expect(await slo.locator('td[data-col="observed"]').textContent()).toMatch(/100% success · [0-9]+ requests/);
+
+        mkdirSync(resultsDir, { recursive: true });
+        const shot = join(resultsDir, 'dashboard.png');
+        await page.screenshot({ path: shot, fullPage: true });
+        console.log(`dashboard screenshot: ${shot}`);
+      } finally {
+        await Promise.all(hello.map((w) => w.start()));
+      }
+      expect(pageErrors).toEqual([]);
+    }, 90_000);
+  });
 });

@@ -72,11 +72,12 @@ describe('real traffic, as the sidecars report it', () => {
     for (const cluster of ['east', 'west']) {
       const { value: ledger } = await waitFor(async () => {
         const s = (await overview(cluster)).services.find((x) => x.name === 'ledger');
-        return s?.traffic && s.traffic.requests > 0 && s.traffic.p50Ms !== null ? s.traffic : undefined;
+        // Enough requests that the few start-up 503s cannot dominate the window.
+        return s?.traffic && s.traffic.requests >= 60 && s.traffic.p50Ms !== null ? s.traffic : undefined;
       }, 20_000, `ledger traffic on ${cluster}'s dashboard`);
       expect(ledger.rps).toBeGreaterThan(0);
       // The start-up check's first requests, before west's export settles, were answered 503 and count.
-      expect(ledger.successPercent).toBeGreaterThan(80);
+      expect(ledger.successPercent).toBeGreaterThan(85);
       expect(ledger.p99Ms).toBeGreaterThanOrEqual(ledger.p50Ms!);
       expect(ledger.servedFrom).toEqual([{ cluster: 'west', share: 1 }]);
     }
@@ -172,6 +173,9 @@ describe('service level objectives', () => {
       return slo?.state === 'violated' && slo.alerted?.state === 'violated' && event ? { slo, event } : undefined;
     }, 15_000, 'the violated SLO and its event on the dashboard');
     expect(onPage.slo.burnRate.short).toBeGreaterThan(1);
+    const scrape = await (await fetch(`http://${mesh.file.clusters.west!.metrics}/metrics`)).text();
+    const burn = /^isthmus_slo_burn_rate\{cluster="west",slo="demo\/ledger-fast",destination_service="demo\/ledger",window="objective"\} (\S+)$/m.exec(scrape);
+    expect(Number(burn?.[1])).toBeGreaterThan(1);
 
     const listed = await isthmus(['policy', 'list', '--output', 'json'], env());
     expect(listed.code).toBe(0);

@@ -1,24 +1,49 @@
-// Isthmus dashboard: plain DOM, no build step. Draws /api/stream's overview documents.
+// Isthmus dashboard: plain DOM, no build step. Draws /api/stream's overview documents
+// (`Overview` in src/dashboard/overview.ts) and charts one pair from /api/series.
 /* global uPlot */
 'use strict';
 
-const maxPoints = 300; // per pair: 10 minutes at one push every 2 s
-const history = new Map(); // "from→to" → { t: number[], p50: (number|null)[] }
+const maxPoints = 300; // probe p50 per pair: 10 minutes at one push every 2 s
+const seriesEveryMs = 5000; // /api/series has one point per 5 s step
+const probeHistory = new Map(); // "from→to" → { t: number[], p50: (number|null)[] }
+const trafficPairsSeen = new Set(); // "from→to" pairs that carried real requests since the tab opened
+let trafficSeries = { key: '', t: [], p50: [], p99: [] };
+let view = 'probes'; // which matrix: 'probes' or 'traffic'
+let latest; // the last overview
 let chart;
 let lastGeneratedAt;
+const drawn = new Map(); // section → JSON of what it last drew, to leave unchanged DOM alone
 
 const $ = (id) => document.getElementById(id);
+const svgNs = 'http://www.w3.org/2000/svg';
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
     if (k === 'class') node.className = v;
     else node.setAttribute(k, v);
   }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(svgNs, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) node.setAttribute(k, v);
   for (const c of children) node.append(c);
   return node;
 }
 
+/** True (and remembers) when `value` differs from what `section` drew last time. */
+function changed(section, value) {
+  const json = JSON.stringify(value);
+  if (drawn.get(section) === json) return false;
+  drawn.set(section, json);
+  return true;
+}
+
+/** The colour classes of the legend: one set of thresholds for probes and real traffic. */
 function latencyClass(ms) {
   if (ms === null || ms === undefined) return 'lat-none';
   if (ms < 5) return 'lat-good';
@@ -26,95 +51,340 @@ function latencyClass(ms) {
   return 'lat-bad';
 }
 
-const fmt = (ms) => (ms === null || ms === undefined ? '–' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
+const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
+const fmt = (ms) => (!isNum(ms) ? '–' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
+const fmtRate = (rps) => (!isNum(rps) ? '–' : rps < 10 ? rps.toFixed(1) : rps.toFixed(0));
+const fmtPct = (p) => (!isNum(p) ? '–' : p === 100 ? '100%' : `${p.toFixed(p >= 99 ? 2 : 1)}%`);
+const fmtTime = (iso) => new Date(iso).toLocaleTimeString();
+const pairKey = (from, to) => `${from}→${to}`;
+
+/** 300 → "5m", 3600 → "1h", as `isthmus policy apply` writes windows. */
+function fmtWindow(s) {
+  if (s % 86400 === 0) return `${s / 86400}d`;
+  if (s % 3600 === 0) return `${s / 3600}h`;
+  return `${Math.round(s / 60)}m`;
+}
+
+/** 130 → "2m 10s". */
+function fmtDuration(s) {
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? ` ${s % 60}s` : ''}`;
+  return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)}m` : ''}`;
+}
+
+// ---- clusters: map and list ----
+
+/** Nodes on a ring; each link split at its middle, each half coloured by the probes from its end. */
+function renderMap(o) {
+  const probes = new Map(o.probes.map((p) => [pairKey(p.from, p.to), p]));
+  const n = o.clusters.length;
+  const r = n <= 1 ? 0 : Math.max(80, n * 18); // the ring grows with the clusters so nodes keep apart
+  const at = new Map(o.clusters.map((c, i) => {
+    const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
+    return [c.name, { x: r * Math.cos(a), y: r * Math.sin(a), a }];
+  }));
+  const links = [];
+  const labels = [];
+  o.clusters.forEach((a, i) => o.clusters.slice(i + 1).forEach((b) => {
+    const pa = at.get(a.name);
+    const pb = at.get(b.name);
+    const mid = { x: (pa.x + pb.x) / 2, y: (pa.y + pb.y) / 2 };
+    // Labels beside the line, on the side away from the ring's centre, so they never cover it.
+    const len = Math.hypot(pb.x - pa.x, pb.y - pa.y) || 1;
+    let side = { x: -(pb.y - pa.y) / len, y: (pb.x - pa.x) / len };
+    if (side.x * mid.x + side.y * mid.y < 0) side = { x: -side.x, y: -side.y };
+    for (const [from, to, p0] of [[a, b, pa], [b, a, pb]]) {
+      const p = probes.get(pairKey(from.name, to.name));
+      const ms = p ? p.p50Ms : null;
+      links.push(svg('line', { x1: p0.x, y1: p0.y, x2: mid.x, y2: mid.y, class: `link ${latencyClass(ms)}`, 'data-from': from.name, 'data-to': to.name },
+        svg('title', {}, `${from.name} → ${to.name}: ${isNum(ms) ? `p50 ${fmt(ms)} ms, p99 ${fmt(p.p99Ms)} ms` : p?.lastError ? `failing: ${p.lastError}` : 'no probe data'}`)));
+      // A half without data is dashed grey and says nothing more.
+      if (isNum(ms)) {
+        labels.push(svg('text', { x: p0.x + (mid.x - p0.x) * 0.55 + side.x * 11, y: p0.y + (mid.y - p0.y) * 0.55 + side.y * 11 + 4, class: 'link-label' }, fmt(ms)));
+      }
+    }
+  }));
+  const nodes = o.clusters.map((c) => {
+    const p = at.get(c.name);
+    // Names sit outside the ring, away from the links; a down cluster says so under its name.
+    const lx = p.x + Math.cos(p.a) * 22;
+    const ly = p.y + Math.sin(p.a) * 22 + (Math.sin(p.a) < -0.5 && !c.alive ? -8 : 4);
+    const anchor = Math.abs(Math.cos(p.a)) < 0.3 ? 'middle' : Math.cos(p.a) > 0 ? 'start' : 'end';
+    return svg('g', { class: `node ${c.alive ? 'alive' : 'dead'}`, 'data-cluster': c.name, 'data-alive': String(c.alive) },
+      svg('title', {}, `${c.name} (region ${c.region}): ${c.alive ? 'alive' : 'down'}, ${c.gateways} gateway${c.gateways === 1 ? '' : 's'}`),
+      svg('circle', { cx: p.x, cy: p.y, r: 12 }),
+      svg('text', { x: lx, y: ly, 'text-anchor': anchor, class: 'node-label' }, c.name,
+        ...(c.alive ? [] : [svg('tspan', { x: lx, dy: '1.1em', class: 'node-down' }, 'down')])));
+  });
+  // Fit the drawing: room beside the nodes for names, above and below for names and labels.
+  const xs = [...at.values()].map((p) => p.x);
+  const ys = [...at.values()].map((p) => p.y);
+  const [x0, x1] = [Math.min(...xs, 0) - 75, Math.max(...xs, 0) + 75];
+  const [y0, y1] = [Math.min(...ys, 0) - 36, Math.max(...ys, 0) + 40];
+  $('map').setAttribute('viewBox', `${x0} ${y0} ${x1 - x0} ${y1 - y0}`);
+  $('map').replaceChildren(...links, ...labels, ...nodes);
+}
 
 function renderClusters(o) {
+  if (!changed('clusters', [o.clusters, o.probes.map((p) => [p.from, p.to, p.p50Ms, p.p99Ms, p.lastError])])) return;
+  renderMap(o);
   $('clusters').replaceChildren(...o.clusters.map((c) => el('li',
     { class: c.alive ? 'alive' : 'dead', 'data-cluster': c.name },
     el('span', { class: 'dot' }), el('strong', {}, c.name),
     el('span', { class: 'state' }, `${c.alive ? 'alive' : 'down'} · ${c.gateways} gw`))));
 }
 
+// ---- latency matrix ----
+
+function probeCell(p, from, to) {
+  if (from === to) return el('td', { class: 'self', 'data-view': 'probes' }, '·');
+  const cell = el('td', { class: `cell ${latencyClass(p?.p50Ms)}`, 'data-view': 'probes', 'data-from': from, 'data-to': to });
+  if (!p || p.p50Ms === null) {
+    cell.append(p?.lastError ? 'failing' : 'no data');
+    if (p?.lastError) cell.title = p.lastError;
+  } else {
+    cell.append(el('span', { class: 'ms' }, `${fmt(p.p50Ms)} / ${fmt(p.p99Ms)} ms`));
+    cell.title = `${p.samples} probes, ${p.failures} failed, updated ${p.updatedAt}`;
+  }
+  if (p && p.failures > 0) cell.append(el('span', { class: 'sub' }, `${p.failures} failed`));
+  return cell;
+}
+
+function trafficCell(t, from, to, windowSeconds) {
+  const cell = el('td', { class: `cell ${latencyClass(t?.p50Ms)}${from === to ? ' same' : ''}`, 'data-view': 'traffic', 'data-from': from, 'data-to': to });
+  if (!t || t.requests === 0) {
+    cell.append('no traffic');
+    cell.title = `no request from ${from} answered in ${to} in the last ${windowSeconds} s`;
+    return cell;
+  }
+  cell.append(el('span', { class: 'ms' }, `${fmt(t.p50Ms)} / ${fmt(t.p99Ms)} ms`),
+    el('span', { class: 'sub' }, `${fmtRate(t.rps)} req/s · ${fmtPct(t.successPercent)}`));
+  cell.title = `${t.requests} requests from ${from}'s sidecars answered in ${to}, last ${windowSeconds} s`;
+  return cell;
+}
+
 function renderMatrix(o) {
   const names = o.clusters.map((c) => c.name);
-  const byPair = new Map(o.probes.map((p) => [`${p.from}→${p.to}`, p]));
+  const probes = new Map(o.probes.map((p) => [pairKey(p.from, p.to), p]));
+  const traffic = new Map((o.traffic?.pairs ?? []).map((t) => [pairKey(t.from, t.to), t]));
+  const windowSeconds = o.traffic?.windowSeconds ?? 60;
+  $('matrix-note').textContent = view === 'probes'
+    ? 'p50 / p99 ms of gateway probes, row → column'
+    : `p50 / p99 ms of real requests over the last ${windowSeconds} s, row → column (diagonal: within the cluster)`;
   const head = el('tr', {}, el('th', {}, 'from \\ to'), ...names.map((n) => el('th', {}, n)));
-  const rows = names.map((from) => el('tr', {}, el('th', {}, from), ...names.map((to) => {
-    if (from === to) return el('td', { class: 'self' }, '·');
-    const p = byPair.get(`${from}→${to}`);
-    const cell = el('td', { class: `cell ${latencyClass(p?.p50Ms)}`, 'data-from': from, 'data-to': to });
-    if (!p || p.p50Ms === null) {
-      cell.append(p?.lastError ? 'failing' : 'no data');
-      if (p?.lastError) cell.title = p.lastError;
-    } else {
-      cell.append(el('span', { class: 'ms' }, `${fmt(p.p50Ms)} / ${fmt(p.p99Ms)} ms`));
-      cell.title = `${p.samples} samples, ${p.failures} failures, updated ${p.updatedAt}`;
-    }
-    if (p && p.failures > 0) cell.append(el('span', { class: 'fail' }, `${p.failures} failed`));
-    return cell;
-  })));
+  const rows = names.map((from) => el('tr', {}, el('th', {}, from), ...names.map((to) => (view === 'probes'
+    ? probeCell(probes.get(pairKey(from, to)), from, to)
+    : trafficCell(traffic.get(pairKey(from, to)), from, to, windowSeconds)))));
+  $('matrix').dataset.view = view;
   $('matrix').replaceChildren(el('thead', {}, head), el('tbody', {}, ...rows));
 }
 
-function renderServices(o) {
-  const names = o.clusters.map((c) => c.name);
-  const head = el('tr', {}, el('th', {}, 'service'), el('th', {}, 'served from'), ...names.map((n) => el('th', {}, n)));
-  const rows = o.services.map((s) => {
-    const byCluster = new Map(s.clusters.map((c) => [c.cluster, c]));
-    return el('tr', { 'data-service': `${s.namespace}/${s.name}` },
-      el('td', {}, `${s.namespace}/${s.name}`),
-      el('td', {}, s.clusters.map((c) => c.cluster).join(', ')),
-      ...names.map((n) => {
-        const c = byCluster.get(n);
-        if (!c) return el('td', { class: 'absent' }, '–');
-        return el('td', { class: c.healthy === 0 ? 'down' : '' }, `${c.healthy}/${c.total}`);
-      }));
-  });
-  $('services').replaceChildren(el('thead', {}, head), el('tbody', {}, ...rows));
+function setView(next) {
+  view = next;
+  for (const b of document.querySelectorAll('.switch button')) b.setAttribute('aria-pressed', String(b.dataset.view === view));
+  if (latest) renderMatrix(latest);
 }
+
+// ---- time series ----
 
 function record(o) {
   if (o.generatedAt === lastGeneratedAt) return;
   lastGeneratedAt = o.generatedAt;
   const t = Date.parse(o.generatedAt) / 1000;
   for (const p of o.probes) {
-    const key = `${p.from}→${p.to}`;
-    let h = history.get(key);
-    if (!h) history.set(key, (h = { t: [], p50: [] }));
+    const key = pairKey(p.from, p.to);
+    let h = probeHistory.get(key);
+    if (!h) probeHistory.set(key, (h = { t: [], p50: [] }));
     h.t.push(t);
     h.p50.push(p.p50Ms);
     if (h.t.length > maxPoints) { h.t.shift(); h.p50.shift(); }
   }
+  for (const p of o.traffic?.pairs ?? []) trafficPairsSeen.add(pairKey(p.from, p.to));
   const select = $('pair');
-  const keys = [...history.keys()].sort();
+  const keys = [...new Set([...probeHistory.keys(), ...trafficPairsSeen])].sort();
   if (keys.join() !== [...select.options].map((x) => x.value).join()) {
     const chosen = select.value;
-    select.replaceChildren(...keys.map((k) => el('option', { value: k }, k)));
-    if (keys.includes(chosen)) select.value = chosen;
+    select.replaceChildren(...keys.map((k) => el('option', { value: k }, k.replace('→', ' → '))));
+    // First visit: a pair between two clusters, which is what the page is about.
+    select.value = keys.includes(chosen) ? chosen : (keys.find((k) => k.split('→')[0] !== k.split('→')[1]) ?? keys[0] ?? '');
+    if (select.value !== chosen) void fetchSeries();
+  }
+}
+
+async function fetchSeries() {
+  const key = $('pair').value;
+  if (!key) return;
+  const [from, to] = key.split('→');
+  try {
+    const res = await fetch(`/api/series?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&minutes=10`);
+    if (!res.ok) return;
+    const { points } = await res.json();
+    if ($('pair').value !== key) return; // the choice moved on while we waited
+    trafficSeries = { key, t: points.map((p) => p.t / 1000), p50: points.map((p) => p.p50Ms), p99: points.map((p) => p.p99Ms) };
+    drawSeries();
+  } catch {
+    // The stream's indicator already says when the server is gone; keep the last points.
   }
 }
 
 function drawSeries() {
-  const h = history.get($('pair').value);
-  const data = h ? [h.t, h.p50] : [[], []];
+  const key = $('pair').value;
+  const h = probeHistory.get(key) ?? { t: [], p50: [] };
+  const s = trafficSeries.key === key ? trafficSeries : { t: [], p50: [], p99: [] };
+  // Alignment gaps become `undefined` (drawn over); real nulls (no data in a step) stay gaps.
+  const data = uPlot.join([[h.t, h.p50], [s.t, s.p50, s.p99]]);
   if (!chart) {
-    const width = Math.max(300, $('series').clientWidth);
+    const size = () => ({ width: Math.max(300, $('series').clientWidth), height: 240 });
     chart = new uPlot({
-      width, height: 220,
-      series: [{}, { label: 'p50 ms', stroke: '#0969da', width: 2, spanGaps: false }],
+      ...size(),
+      series: [{},
+        { label: 'probe p50 ms', stroke: '#0969da', width: 2, value: (u, v) => fmt(v) },
+        { label: 'traffic p50 ms', stroke: '#8250df', width: 2, value: (u, v) => fmt(v) },
+        { label: 'traffic p99 ms', stroke: '#8250df', width: 1, dash: [6, 4], value: (u, v) => fmt(v) }],
       axes: [{}, { label: 'ms' }],
+      scales: { y: { range: (u, min, max) => [0, Math.max(1, max ?? 1) * 1.1] } },
     }, data, $('series'));
-    window.addEventListener('resize', () => chart.setSize({ width: Math.max(300, $('series').clientWidth), height: 220 }));
+    window.addEventListener('resize', () => chart.setSize(size()));
   } else {
     chart.setData(data);
   }
 }
 
+function choosePair(key) {
+  if (![...$('pair').options].some((o) => o.value === key)) return;
+  $('pair').value = key;
+  drawSeries();
+  void fetchSeries();
+}
+
+// ---- services ----
+
+function servedFrom(s) {
+  const t = s.traffic;
+  if (!t) return el('span', { class: 'muted', title: 'no requests in the window; these clusters export it' }, s.clusters.map((c) => c.cluster).join(', '));
+  if (t.servedFrom.length === 0) return el('span', { class: 'bad-text' }, 'no answer');
+  // Never round a share to 0% or 100% that is not.
+  const pct = (share) => (share > 0 && share < 0.005 ? '<1' : share < 1 && share >= 0.995 ? '>99' : String(Math.round(share * 100)));
+  return t.servedFrom.map((x) => `${x.cluster} ${pct(x.share)}%`).join(', ');
+}
+
+function renderServices(o) {
+  if (!changed('services', [o.clusters.map((c) => c.name), o.services])) return;
+  const names = o.clusters.map((c) => c.name);
+  const head = el('tr', {},
+    el('th', {}, 'service'), el('th', {}, 'served from'), el('th', {}, 'req/s'), el('th', {}, 'success'),
+    el('th', {}, 'p50 ms'), el('th', {}, 'p99 ms'), ...names.map((n) => el('th', { class: 'cluster-col' }, n)));
+  const rows = o.services.map((s) => {
+    const byCluster = new Map(s.clusters.map((c) => [c.cluster, c]));
+    const t = s.traffic;
+    return el('tr', { 'data-service': `${s.namespace}/${s.name}` },
+      el('td', { 'data-col': 'service' }, `${s.namespace}/${s.name}`),
+      el('td', { 'data-col': 'served-from' }, servedFrom(s)),
+      el('td', { 'data-col': 'rate', class: 'num' }, fmtRate(t?.rps)),
+      el('td', { 'data-col': 'success', class: `num${isNum(t?.successPercent) && t.successPercent < 99 ? ' bad-text' : ''}` }, fmtPct(t?.successPercent)),
+      el('td', { 'data-col': 'p50', class: 'num' }, fmt(t?.p50Ms)),
+      el('td', { 'data-col': 'p99', class: 'num' }, fmt(t?.p99Ms)),
+      ...names.map((n) => {
+        const c = byCluster.get(n);
+        if (!c) return el('td', { class: 'absent', 'data-cluster': n }, '–');
+        return el('td', { class: c.healthy === 0 ? 'down' : c.healthy < c.total ? 'partial' : '', 'data-cluster': n }, `${c.healthy}/${c.total}`);
+      }));
+  });
+  $('services').replaceChildren(el('thead', {}, head), el('tbody', {}, ...rows));
+}
+
+// ---- events ----
+
+const eventTone = {
+  failover: 'warn', ejection: 'warn', 'cluster-down': 'bad', 'slo-violated': 'bad',
+  failback: 'good', 'cluster-up': 'good', 'slo-resolved': 'good',
+};
+
+function renderEvents(o) {
+  const events = o.events ?? [];
+  if (!changed('events', events)) return;
+  $('events-note').textContent = events.length ? `newest first · ${events.length} shown` : 'newest first';
+  if (events.length === 0) {
+    $('events').replaceChildren(el('li', { class: 'empty' }, 'No events yet. Failovers, ejections, clusters going down or coming back, and SLOs missed or met again appear here.'));
+    return;
+  }
+  $('events').replaceChildren(...events.map((e) => el('li', {
+    class: `event tone-${eventTone[e.kind] ?? 'none'} kind-${e.kind}`, 'data-kind': e.kind, 'data-service': e.service, 'data-id': `${e.cluster}/${e.id}`,
+  },
+  el('time', { datetime: e.at, title: e.at }, fmtTime(e.at)),
+  el('span', { class: `badge tone-${eventTone[e.kind] ?? 'none'}` }, e.kind),
+  el('span', { class: 'who', title: 'reported by' }, e.cluster),
+  el('span', { class: 'summary' }, e.summary),
+  (e.count ?? 1) > 1 ? el('span', { class: 'count', title: `${e.count} reports of the same change` }, `×${e.count}`) : null)));
+}
+
+// ---- SLOs ----
+
+function describeObjective(ob) {
+  const parts = [
+    ...(ob.latency ? [`p${ob.latency.percentile} < ${ob.latency.belowMs} ms`] : []),
+    ...(isNum(ob.successPercent) ? [`${ob.successPercent}% success`] : []),
+  ];
+  return `${parts.join(' and ')} over ${fmtWindow(ob.windowSeconds)}`;
+}
+
+function burnCell(s) {
+  const one = (value, label) => el('span', { class: `burn${isNum(value) && value > 1 ? ' bad-text' : ''}` },
+    el('b', {}, isNum(value) ? value.toFixed(2) : '–'), ` ${label}`);
+  return el('td', { 'data-col': 'burn', title: '1 spends the error budget exactly over the window; above 1 the objective is being missed; – is too few requests to say' },
+    one(s.burnRate.window, `over ${fmtWindow(s.objective.windowSeconds)}`), el('br'), one(s.burnRate.short, `last ${fmtWindow(Math.min(300, s.objective.windowSeconds))}`));
+}
+
+function coveredCell(s) {
+  const share = Math.min(1, s.coveredSeconds / s.objective.windowSeconds);
+  return el('td', { 'data-col': 'covered', title: 'how much of the window this dashboard has history for; it starts when the federation starts' },
+    `${fmtDuration(s.coveredSeconds)} of ${fmtWindow(s.objective.windowSeconds)}`,
+    el('span', { class: 'bar' }, el('span', { style: `width: ${(share * 100).toFixed(0)}%` })));
+}
+
+function alertedCell(s) {
+  const a = s.alerted;
+  if (!a) return el('td', { 'data-col': 'paged', class: 'muted' }, 'never paged');
+  return el('td', { 'data-col': 'paged', class: a.state === 'violated' ? 'bad-text' : '' },
+    a.state === 'violated' ? `paged: missed since ${fmtTime(a.since)}` : `resolved since ${fmtTime(a.since)}`,
+    el('small', {}, ` by ${a.by}`));
+}
+
+function renderSlos(o) {
+  const slos = o.slos ?? [];
+  if (!changed('slos', slos)) return;
+  if (slos.length === 0) {
+    $('slos').replaceChildren(el('p', { class: 'empty' }, 'No service level objectives. Write one as YAML (kind: ServiceLevelObjective; see ',
+      el('code', {}, 'isthmus policy apply --help'), ') and apply it with ', el('code', {}, 'isthmus policy apply -f slo.yaml'), '.'));
+    return;
+  }
+  const head = el('tr', {}, ...['objective', 'service', 'target', 'state', 'burn rate', 'observed', 'window covered', 'webhook'].map((h) => el('th', {}, h)));
+  const rows = slos.map((s) => {
+    const ob = s.observed;
+    const latency = s.objective.latency ? `p${s.objective.latency.percentile} ${fmt(ob.latencyMs)} ms · ` : '';
+    return el('tr', { 'data-slo': `${s.namespace}/${s.name}`, 'data-state': s.state },
+      el('td', { 'data-col': 'name' }, `${s.namespace}/${s.name}`),
+      el('td', { 'data-col': 'service' }, `${s.namespace}/${s.service}`),
+      el('td', { 'data-col': 'objective' }, describeObjective(s.objective), el('small', {}, ` (≥ ${s.objective.minRequests} requests)`)),
+      el('td', { 'data-col': 'state' }, el('span', { class: `badge state-${s.state}` }, s.state)),
+      burnCell(s),
+      el('td', { 'data-col': 'observed' }, `${latency}${fmtPct(ob.successPercent)} success · ${ob.requests} requests`),
+      coveredCell(s),
+      alertedCell(s));
+  });
+  $('slos').replaceChildren(el('table', {}, el('thead', {}, head), el('tbody', {}, ...rows)));
+}
+
+// ---- the stream ----
+
 function render(o) {
+  latest = o;
   $('served-by').textContent = `served by ${o.servedBy} · catalog r${o.catalogRevision} · ${new Date(o.generatedAt).toLocaleTimeString()}`;
   renderClusters(o);
   renderMatrix(o);
   renderServices(o);
+  renderSlos(o);
+  renderEvents(o);
   record(o);
   drawSeries();
 }
@@ -126,5 +396,11 @@ function connect() {
   source.addEventListener('overview', (e) => render(JSON.parse(e.data)));
 }
 
-$('pair').addEventListener('change', drawSeries);
+$('pair').addEventListener('change', () => choosePair($('pair').value));
+for (const b of document.querySelectorAll('.switch button')) b.addEventListener('click', () => setView(b.dataset.view));
+$('matrix').addEventListener('click', (e) => {
+  const cell = e.target.closest('td[data-from]');
+  if (cell) choosePair(pairKey(cell.dataset.from, cell.dataset.to));
+});
+setInterval(() => void fetchSeries(), seriesEveryMs);
 connect();

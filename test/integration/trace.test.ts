@@ -1,0 +1,160 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
+import type { TraceHop, TraceResult } from '../../src/sidecar/trace.js';
+import { isthmus, waitFor } from '../helpers/cli.js';
+import { viaProxy } from '../helpers/proxy.js';
+
+let mesh: DevMesh;
+let stateDir: string;
+let env: Record<string, string>;
+const td = 'spiffe://dev.test/ns/demo/sa';
+const east = () => mesh.file.clusters.east!;
+
+// The mesh `isthmus dev up` builds, on 127.0.61.1 (east) and 127.0.62.1 (west): ledger only in west.
+beforeAll(async () => {
+  stateDir = mkdtempSync(join(tmpdir(), 'isthmus-trace-'));
+  mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 61, progress: () => undefined });
+  env = { ISTHMUS_ETCD: mesh.file.etcd };
+  await waitFor(async () => (await viaProxy(east().client.proxy, 'http://ledger.demo.mesh/')).status === 200, 20_000, 'ledger reachable from east');
+  // `trace --from` finds a sidecar through the federation's dashboard, which lists those that reported.
+  await waitFor(async () => {
+    const listed = (await (await fetch(`http://${east().metrics}/api/sidecars`)).json()) as { sidecars?: unknown[] };
+    return (listed.sidecars?.length ?? 0) > 0;
+  }, 30_000, 'east\'s sidecars listed by its federation');
+}, 120_000);
+
+afterAll(async () => {
+  await mesh?.stop();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+});
+
+async function traceJson(args: string[]): Promise<TraceResult & { sidecar: string }> {
+  const res = await isthmus(['trace', ...args, '--output', 'json'], env);
+  expect(res.code, `isthmus trace ${args.join(' ')}: ${res.stderr}`).toBe(0);
+  return JSON.parse(res.stdout) as TraceResult & { sidecar: string };
+}
+
+function hop<K extends TraceHop['kind']>(result: TraceResult, kind: K): Extract<TraceHop, { kind: K }> {
+  const found = result.hops.find((h) => h.kind === kind);
+  expect(found, `a ${kind} hop in ${JSON.stringify(result.hops.map((h) => h.kind))}`).toBeDefined();
+  return found as Extract<TraceHop, { kind: K }>;
+}
+
+function expectTimesAddUp(result: TraceResult): void {
+  expect(typeof result.totalMs).toBe('number');
+  for (const h of result.hops) {
+    expect(typeof h.ms).toBe('number');
+    expect(h.ms).toBeGreaterThanOrEqual(0);
+  }
+  expect(result.hops.reduce((sum, h) => sum + h.ms, 0)).toBeLessThanOrEqual(result.totalMs);
+}
+
+describe('isthmus trace: one real request, hop by hop', () => {
+  test('ledger from east: east\'s sidecar picks west\'s locality, west\'s gateway routes the SNI to ledger, each end checks the other\'s identity', async () => {
+    const result = await traceJson(['ledger', '--from', 'east']);
+    expect(result).toMatchObject({ service: 'demo/ledger', answered: true, status: 200, from: { cluster: 'east' } });
+    expect(result.hops.map((h) => h.kind)).toEqual(['sidecar', 'gateway', 'destination', 'app']);
+
+    const sidecar = hop(result, 'sidecar');
+    expect(sidecar.cluster).toBe('east');
+    // Regions are cluster names in the dev mesh: west is another region, so P3.
+    expect(sidecar.decision.chosen).toMatchObject({ cluster: 'west', priority: 3, kind: 'gateway', sni: 'ledger.demo.svc.west.isthmus' });
+    expect(sidecar.decision.priorities).toContainEqual(expect.objectContaining({ priority: 3, load: 100 }));
+    expect(sidecar.localAddress).toMatch(/^[\d.]+:\d+$/);
+
+    const westLedger = mesh.workloads.filter((w) => w.spec.cluster === 'west' && w.spec.service === 'ledger').map((w) => w.inbound);
+    const gateway = hop(result, 'gateway');
+    expect(gateway).toMatchObject({ cluster: 'west', address: mesh.file.clusters.west!.gateways[0], sni: 'ledger.demo.svc.west.isthmus', view: 'gateway' });
+    // The gateway's own log: the endpoint it chose, and how long its dial took.
+    expect(westLedger).toContain(gateway.endpoint);
+    expect(gateway.timings.dialMs).toBeGreaterThanOrEqual(0);
+    expect(gateway.timings.clientHelloMs).toBeGreaterThanOrEqual(0);
+
+    const destination = hop(result, 'destination');
+    expect(destination).toMatchObject({
+      cluster: 'west', service: 'demo/ledger', endpoint: gateway.endpoint,
+      serverIdentity: { presented: `${td}/ledger`, allowed: [`${td}/ledger`], accepted: true },
+      clientIdentity: { verified: `${td}/client` },
+    });
+    expect(destination.timings.inboundHandshakeMs).toBeGreaterThanOrEqual(0);
+    expect(hop(result, 'app')).toMatchObject({ cluster: 'west', status: 200, address: mesh.file.clusters.west!.services.find((s) => s.name === 'ledger')!.instances[0] });
+    expectTimesAddUp(result);
+  });
+
+  test('people get a numbered hop list with the same facts', async () => {
+    const res = await isthmus(['trace', 'ledger', '--from', 'east', '--namespace', 'demo', '--path', '/accounts?id=7'], env);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/^trace demo\/ledger from east .*GET http:\/\/ledger\.demo\.mesh\/accounts\?id=7 → 200 in [\d.]+ ms$/m);
+    expect(res.stdout).toMatch(/^ 1 {2}east sidecar/m);
+    expect(res.stdout).toMatch(/^ 2 {2}west gateway .*\n.*SNI ledger\.demo\.svc\.west\.isthmus → endpoint [\d.:]+ \(the gateway's own log\)/m);
+    expect(res.stdout).toMatch(/^ 3 {2}west sidecar of demo\/ledger/m);
+    expect(res.stdout).toContain(`server identity ${td}/ledger: allowed`);
+    expect(res.stdout).toContain(`client identity ${td}/client, verified by the destination`);
+    expect(res.stdout).toMatch(/^ 4 {2}west app .*\n.*200, answered in/m);
+  });
+
+  test('hello from east stays in east: no gateway hop', async () => {
+    const result = await traceJson(['hello.demo', '--from', 'east']);
+    expect(result).toMatchObject({ service: 'demo/hello', answered: true, status: 200 });
+    expect(result.hops.map((h) => h.kind)).toEqual(['sidecar', 'destination', 'app']);
+    expect(hop(result, 'sidecar').decision.chosen).toMatchObject({ cluster: 'east', kind: 'local' });
+    expect(hop(result, 'destination')).toMatchObject({ cluster: 'east', serverIdentity: { presented: `${td}/hello`, accepted: true }, clientIdentity: { verified: expect.stringMatching(/^spiffe:\/\/dev\.test\/ns\/demo\/sa\//) } });
+    expectTimesAddUp(result);
+  });
+
+  test('--sidecar sends from a named sidecar; with no etcd the gateway hop is inferred from both ends, and says so', async () => {
+    const res = await isthmus(['trace', 'ledger', '--from', 'east', '--sidecar', east().client.admin, '--output', 'json']);
+    expect(res.code, res.stderr).toBe(0);
+    const result = JSON.parse(res.stdout) as TraceResult;
+    expect(hop(result, 'gateway')).toMatchObject({ view: 'inferred', endpoint: expect.stringMatching(/^[\d.]+:\d+$/) });
+    expect(result.notes.join('\n')).toMatch(/gateway's own view is missing/);
+    expectTimesAddUp(result);
+  });
+
+  test('an unknown service is a clear error and exit 1', async () => {
+    const res = await isthmus(['trace', 'nope', '--from', 'east'], env);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/isthmus trace: no service named nope in any namespace/);
+    const json = await isthmus(['trace', 'nope', '-n', 'demo', '--from', 'east', '--output', 'json'], env);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout).error).toMatchObject({ code: 'ISTHMUS_ERR_SERVICE_UNKNOWN', message: expect.stringMatching(/demo\/nope is not in the mesh/) });
+  });
+
+  test('a cluster that is not in the mesh, or no --from, is refused', async () => {
+    const north = await isthmus(['trace', 'ledger', '--from', 'north'], env);
+    expect(north.code).toBe(1);
+    expect(north.stderr).toMatch(/cluster north is not alive/);
+    expect((await isthmus(['trace', 'ledger'], env)).code).toBe(2);
+  });
+
+  test('ordinary requests never carry the destination\'s trace report back to the app, even when the app asks', async () => {
+    const split = east().client.proxy.lastIndexOf(':');
+    const headers = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const req = request({ host: east().client.proxy.slice(0, split), port: Number(east().client.proxy.slice(split + 1)), path: 'http://ledger.demo.mesh/', headers: { host: 'ledger.demo.mesh', 'x-isthmus-trace': '1' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.headers));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(headers).not.toHaveProperty('x-isthmus-trace-inbound');
+  });
+
+  // Last: it stops west's only gateway.
+  test('with west\'s gateway gone, tracing ledger fails with exit 1 and a code that says where', async () => {
+    await mesh.gateways.find((g) => g.cluster === 'west')!.stop();
+    const res = await isthmus(['trace', 'ledger', '--from', 'east', '--output', 'json'], env);
+    expect(res.code).toBe(1);
+    const result = JSON.parse(res.stdout) as TraceResult;
+    expect(result.answered).toBe(false);
+    // Before east's health check notices (within 2 s) the connect is refused; after, no endpoint is left.
+    expect(['ISTHMUS_ERR_TRACE_CONNECT_FAILED', 'ISTHMUS_ERR_SERVICE_UNKNOWN']).toContain(result.error?.code);
+    const failed = result.hops.find((h) => h.error);
+    expect(failed?.kind).toBe(result.error?.code === 'ISTHMUS_ERR_TRACE_CONNECT_FAILED' ? 'gateway' : 'sidecar');
+    expect(res.stderr).toMatch(/^isthmus trace: /);
+  });
+});
