@@ -64,6 +64,8 @@ export interface SloView {
    */
   burnRate: { window: number | null; short: number | null };
   state: 'ok' | 'violated' | 'no-data';
+  /** Whether a change of verdict sends a webhook (its URL stays out of the page: it may hold a token). */
+  webhook: boolean;
   /** What `/slostatus/` holds: the last verdict a federation acted on (and paged for). */
   alerted?: { state: 'ok' | 'violated'; since: string; by: string };
 }
@@ -103,7 +105,7 @@ export function buildOverview(source: OverviewSource, history?: TrafficHistory, 
         traffic: serviceTraffic(recent.routes.filter((r) => r.namespace === s.namespace && r.service === s.name), seconds),
       }))
       .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
-    probes: probeRecords(source.mirror.entries(keys.probes))
+    probes: probeRecords(source.mirror)
       .map(({ version: _v, gateways: _g, ...rest }) => rest),
     traffic: { windowSeconds: trafficWindowSeconds, pairs: trafficPairs(recent.routes, seconds) },
     events: recentEvents(source.mirror.entries(keys.events)),
@@ -161,6 +163,7 @@ function sloViews(mirror: OverviewSource['mirror'], history: TrafficHistory | un
       observed: verdict.observed,
       burnRate: { window: verdict.burnRate, short: shortVerdict.burnRate },
       state: verdict.state,
+      webhook: policy.webhook !== undefined,
       ...(isRecord(SloStatusRecordSchema, status) ? { alerted: { state: status.state, since: status.since, by: status.by } } : {}),
     };
   });
@@ -174,8 +177,8 @@ export function sloPolicies(mirror: OverviewSource['mirror']): SloPolicy[] {
 }
 
 /** The same selection as the API's /v1/probes: `<prefix><from>/<to>` keys holding a valid record. */
-function probeRecords(entries: [string, unknown][]): ProbeRecord[] {
-  return entries
+export function probeRecords(mirror: OverviewSource['mirror']): ProbeRecord[] {
+  return mirror.entries(keys.probes)
     .flatMap(([key, value]) => (key.slice(keys.probes.length).split('/').length === 2 && isRecord(ProbeRecordSchema, value) ? [value] : []))
     .sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to));
 }

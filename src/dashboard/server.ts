@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { keys } from '../core/keys.js';
 import { isRecord, TrafficRecordSchema, type TrafficRecord } from '../model/records.js';
-import { buildOverview, sloPolicies, type Overview, type OverviewSource } from './overview.js';
+import { buildOverview, probeRecords, sloPolicies, type Overview, type OverviewSource } from './overview.js';
 import { statsOf, TrafficHistory } from './traffic-history.js';
 
 /**
@@ -44,6 +44,8 @@ const minRetentionMs = 15 * 60_000;
 const maxRetentionMs = 7 * 24 * 3600_000;
 /** Samples kept at most: the resolution coarsens for long SLO windows instead. */
 const maxSamples = 720;
+/** Probe matrix samples kept for /api/series: an hour at one per 5 s. */
+const probeSamplesKept = 720;
 
 /** Every valid `/traffic/<from>` record in the mirror. */
 export function trafficRecords(mirror: OverviewSource['mirror']): TrafficRecord[] {
@@ -57,6 +59,7 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
   // History for windows and SLOs, from the moment this process started: long enough for the
   // longest objective's window, at a resolution that keeps it to maxSamples.
   const retentionFor = () => Math.min(maxRetentionMs, Math.max(minRetentionMs, ...sloPolicies(source.mirror).map((p) => p.windowSeconds * 1000 + 60_000)));
+  const probeSamples: { t: number; pairs: Map<string, { p50Ms: number | null; p99Ms: number | null }> }[] = [];
   let retentionMs = retentionFor();
   let history = new TrafficHistory({ resolutionMs: Math.max(sampleEveryMs, retentionMs / maxSamples), retentionMs });
   const sample = () => {
@@ -68,7 +71,14 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
       longer.adopt(history);
       history = longer;
     }
-    history.observe(trafficRecords(source.mirror), Date.now());
+    const now = Date.now();
+    history.observe(trafficRecords(source.mirror), now);
+    // The probe matrix over time too, so a chart survives a reload (an hour, one point per sample).
+    const last = probeSamples.at(-1);
+    if (!last || now - last.t >= sampleEveryMs - 100) {
+      probeSamples.push({ t: now, pairs: new Map(probeRecords(source.mirror).map((p) => [`${p.from}\u0000${p.to}`, { p50Ms: p.p50Ms, p99Ms: p.p99Ms }])) });
+      if (probeSamples.length > probeSamplesKept) probeSamples.splice(0, probeSamples.length - probeSamplesKept);
+    }
   };
   sample();
   const sampler = setInterval(sample, sampleEveryMs);
@@ -116,7 +126,9 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
           const { requests, rps, successPercent, p50Ms, p99Ms } = statsOf(step.routes.filter((r) => r.from === from && r.to === to), step.seconds);
           return { t: step.t, requests, rps, successPercent, p50Ms, p99Ms };
         });
-        sendJson(req, res, 200, { from, to, points });
+        const since = Date.now() - minutes * 60_000;
+        const probes = probeSamples.filter((s) => s.t >= since).map((s) => ({ t: s.t, ...(s.pairs.get(`${from}\u0000${to}`) ?? { p50Ms: null, p99Ms: null }) }));
+        sendJson(req, res, 200, { from, to, points, probes });
         return true;
       }
       if (path === '/api/sidecars') {

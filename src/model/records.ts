@@ -68,8 +68,9 @@ export type ServiceExportRecord = Static<typeof ServiceExportRecordSchema>;
 const maybeMs = Type.Union([Type.Number(), Type.Null()]);
 
 /**
- * `/probes/<from>/<to>`, leased by <from>: its federation's TLS round trips through <to>'s
- * gateways (last 60 per pair). `failures` and `lastError` cover the same window.
+ * `/probes/<from>/<to>`, leased by <from>: its federation's round trips (`GET /healthz`) through
+ * <to>'s gateways to <to>'s federation, over a TLS connection kept between probes (last 60 per
+ * pair). `failures`, `lastError` and `handshakeP50Ms` cover the same window.
  */
 export const ProbeRecordSchema = Type.Object({
   version,
@@ -82,6 +83,11 @@ export const ProbeRecordSchema = Type.Object({
   samples: Type.Integer(),
   failures: Type.Integer(),
   lastError: Type.Optional(Type.String()),
+  /**
+   * p50 of the connection opens (TCP connect, TLS handshake, identity check) in the window; null
+   * when every probe reused a kept connection. Optional: records written before it still validate.
+   */
+  handshakeP50Ms: Type.Optional(maybeMs),
   updatedAt: Type.String(),
   gateways: Type.Array(Type.Object({ id: Type.String(), p50Ms: maybeMs, ok: Type.Boolean() })),
 });

@@ -55,7 +55,7 @@ export function federationMetrics(registry: Registry, cluster: string, sources: 
   if (probes) {
     new Gauge({
       name: 'isthmus_gateway_probe_latency_seconds',
-      help: 'TLS round trip (connect, handshake, GET /healthz) from this federation service through each other cluster\'s gateways to its federation, over the last 60 probes.',
+      help: 'Round trip of GET /healthz from this federation service through each other cluster\'s gateways to its federation, over a kept TLS connection (the handshake is not included), over the last 60 probes.',
       labelNames: ['cluster', 'remote_cluster', 'quantile'], registers,
       collect() {
         this.reset();

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
+import type { Overview } from '../../src/dashboard/overview.js';
 import { waitFor } from '../helpers/cli.js';
 import { steadyTraffic, viaProxy } from '../helpers/proxy.js';
 
@@ -104,6 +105,15 @@ describe('the data plane of a two-cluster mesh', () => {
     console.log(`failover: first answer from west ${firstWest.at - stoppedAt} ms after the local instances stopped; ${failedDuringFailover.length} of ${results.filter((r) => r.at >= stoppedAt).length} requests failed (${failedDuringFailover.map((f) => f.error ?? f.status).join('; ')})`);
     expect(firstWest.at - stoppedAt).toBeLessThan(5_000);
     expect(failedDuringFailover.length).toBeLessThanOrEqual(5);
+
+    // Why traffic moved, as the dashboard tells it: east's client sidecar reported both moves.
+    const { value: events } = await waitFor(async () => {
+      const o = (await (await fetch(`http://${mesh.file.clusters.east!.metrics}/api/overview`)).json()) as Overview;
+      const hello = o.events.filter((e) => e.service === 'demo/hello' && e.cluster.split(', ').includes('east'));
+      return hello.some((e) => e.kind === 'failover') && hello.some((e) => e.kind === 'failback') ? hello : undefined;
+    }, 20_000, 'failover and failback events of demo/hello on east\'s dashboard');
+    expect(events.find((e) => e.kind === 'failover')?.summary).toMatch(/^demo\/hello: traffic moved from east .* to west/);
+    expect(events.find((e) => e.kind === 'failback')?.summary).toMatch(/^demo\/hello: traffic back to east/);
   });
 
   test('two gateways in west: one dies under steady traffic and requests keep succeeding', async () => {

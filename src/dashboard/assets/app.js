@@ -218,8 +218,10 @@ async function fetchSeries() {
   try {
     const res = await fetch(`/api/series?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&minutes=10`);
     if (!res.ok) return;
-    const { points } = await res.json();
+    const { points, probes } = await res.json();
     if ($('pair').value !== key) return; // the choice moved on while we waited
+    // The server keeps the probe history too (an hour): a reload or a new pair starts with it.
+    if (Array.isArray(probes) && probes.length > 0) probeHistory.set(key, { t: probes.map((p) => p.t / 1000), p50: probes.map((p) => p.p50Ms) });
     trafficSeries = { key, t: points.map((p) => p.t / 1000), p50: points.map((p) => p.p50Ms), p99: points.map((p) => p.p99Ms) };
     drawSeries();
   } catch {
@@ -344,9 +346,10 @@ function coveredCell(s) {
 
 function alertedCell(s) {
   const a = s.alerted;
-  if (!a) return el('td', { 'data-col': 'paged', class: 'muted' }, 'never paged');
+  const verb = s.webhook ? 'paged' : 'recorded (no webhook)';
+  if (!a) return el('td', { 'data-col': 'paged', class: 'muted' }, s.webhook ? 'never paged' : 'no webhook');
   return el('td', { 'data-col': 'paged', class: a.state === 'violated' ? 'bad-text' : '' },
-    a.state === 'violated' ? `paged: missed since ${fmtTime(a.since)}` : `resolved since ${fmtTime(a.since)}`,
+    a.state === 'violated' ? `${verb}: missed since ${fmtTime(a.since)}` : `resolved since ${fmtTime(a.since)}`,
     el('small', {}, ` by ${a.by}`));
 }
 
