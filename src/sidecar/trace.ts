@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../core/errors.js';
 import type { RouteExplanation } from './explain.js';
+import type { RoutedConnection } from '../gateway/connection-log.js';
 
 /**
  * `isthmus trace`: one real request through the mesh, told hop by hop. This file is the pure
@@ -40,16 +41,8 @@ export interface InboundReport {
   appMs: number;
 }
 
-/** One entry of a gateway's /debug/connections, as the gateway recorded it. */
-export interface GatewayView {
-  at: string;
-  remote: string;
-  sni: string | undefined;
-  service: string;
-  endpoint: string;
-  clientHelloMs: number;
-  dialMs: number;
-}
+/** One entry of a gateway's /debug/connections, as the gateway recorded it (the JSON is the gateway's type). */
+export type GatewayView = RoutedConnection;
 
 export type TraceStep = 'route' | 'connect' | 'handshake' | 'identity' | 'response';
 
