@@ -44,7 +44,8 @@ export async function startBenchMesh(opts: BenchMeshOptions): Promise<BenchMesh>
  */
 async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
   const args = [binPath, 'dev', 'up', '--clusters', opts.clusters.join(','), '--host-base', String(opts.hostBase), '--state-dir', opts.stateDir,
-    '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '-o', 'json'];
+    // No sample traffic: the only requests are the bench's own.
+    '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '--traffic', '0', '-o', 'json'];
   const profile = opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
   const child = spawn(process.execPath, [...profile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

@@ -152,9 +152,15 @@ export function buildApi(opts: ApiOptions) {
     // Counts from a sidecar of another cluster would be booked as this cluster's traffic: only
     // workloads whose certificate our own intermediate signed may report here.
     const ourCa = opts.clusterCaPem === undefined ? undefined : new X509Certificate(opts.clusterCaPem).fingerprint256;
+    type Caller = { identity: string; namespace?: string | undefined; serviceAccount?: string | undefined };
+    // A sidecar reports every few seconds over a kept connection: its chain is verified once per
+    // connection (until the leaf expires), not once per report.
+    const verifiedPeers = new WeakMap<TLSSocket, { caller: Caller; until: number }>();
     app.post<{ Body: unknown }>('/v1/reports', { bodyLimit: 1024 * 1024 }, async (request, reply) => {
-      const chain = peerChain(request.raw.socket as TLSSocket);
-      let caller: { identity: string; namespace?: string | undefined; serviceAccount?: string | undefined } | undefined;
+      const socket = request.raw.socket as TLSSocket;
+      const known = verifiedPeers.get(socket);
+      let caller: Caller | undefined = known && known.until > Date.now() ? known.caller : undefined;
+      const chain = caller ? undefined : peerChain(socket);
       if (chain?.[0] !== undefined) {
         try {
           // The peer's chain as Node gives it may stop at the leaf; our own intermediate is the only one we accept anyway.
@@ -163,6 +169,7 @@ export function buildApi(opts: ApiOptions) {
           const signedByUs = ourCa === undefined || verified.issuerChain[0]?.fingerprint256 === ourCa;
           if (id?.namespace !== undefined && id.trustDomain === federation.loaded.config.trustDomain && signedByUs) {
             caller = { identity: verified.identity as string, namespace: id.namespace, serviceAccount: id.serviceAccount };
+            verifiedPeers.set(socket, { caller, until: verified.notAfter.getTime() });
           }
         } catch (err) {
           request.log.warn({ err: (err as Error).message }, 'a traffic report came with a certificate that does not verify');

@@ -65,3 +65,19 @@ describe('recentEvents: every cluster\'s events, merged for the page', () => {
     expect(shown.map((e) => [e.kind, e.cluster, e.count ?? 1])).toEqual([['failover', 'east', 1], ['cluster-down', 'east, north', 2]]);
   });
 });
+
+describe('TrafficLedger bounds', () => {
+  test('stops adding rows at maxRoutes (existing rows still count), and says how many it refused', async () => {
+    const { maxRoutes } = await import('./traffic-ledger.js');
+    const ledger = new TrafficLedger('east');
+    const many = Array.from({ length: maxRoutes + 10 }, (_, i) => route(`svc-${i}`, 'west', 1));
+    ledger.accept({ version: 1, routes: many.slice(0, 2000), events: [] }, caller);
+    ledger.accept({ version: 1, routes: many.slice(2000, 4000), events: [] }, caller);
+    ledger.accept({ version: 1, routes: many.slice(4000), events: [] }, caller);
+    ledger.accept({ version: 1, routes: [route('svc-0', 'west', 4)], events: [] }, caller);
+    const traffic = ledger.records().get(keys.trafficOf('east')) as TrafficRecord;
+    expect(traffic.routes).toHaveLength(maxRoutes);
+    expect(traffic.routes.find((r) => r.service === 'svc-0')?.requests).toBe(5);
+    expect(ledger.droppedRoutes).toBe(10);
+  });
+});

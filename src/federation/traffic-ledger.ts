@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { keys, recordVersion } from '../core/keys.js';
 import type { EventsRecord, MeshEvent, TrafficRecord } from '../model/records.js';
-import { mergeRoutes, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
+import { mergeRoutes, routeKey, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
 
 /** A sidecar that reported in, as `/api/sidecars` lists it. */
 export interface ReportingSidecar {
@@ -16,6 +16,8 @@ const maxEvents = 50;
 /** The same event from many sidecars within this long is one line with a count. */
 const sameEventMs = 15_000;
 const sidecarTtlMs = 30_000;
+/** Rows of `/traffic/<cluster>` at most (services × destination clusters); far above any real mesh's. */
+export const maxRoutes = 5000;
 
 /**
  * The federation's side of the sidecars' reports: this cluster's request counters since the
@@ -29,6 +31,8 @@ export class TrafficLedger {
   private events: MeshEvent[] = [];
   private readonly sidecars = new Map<string, ReportingSidecar & { at: number }>();
   private seq = 0;
+  /** Report rows refused because the record was full (see maxRoutes). */
+  droppedRoutes = 0;
   /** Moves whenever records() would return something new. */
   generation = 0;
 
@@ -36,7 +40,20 @@ export class TrafficLedger {
 
   accept(report: TrafficReport, caller: { identity: string; namespace?: string | undefined; serviceAccount?: string | undefined }, now = Date.now()): void {
     if (report.routes.length > 0) {
-      mergeRoutes(this.routes, report.routes.filter((r) => r.requests > 0));
+      // Sidecars name only services their catalog knows, so rows follow services × clusters; the
+      // cap keeps a misbehaving workload from growing the record without bound.
+      let room = maxRoutes - this.routes.size;
+      const fresh = report.routes.filter((r) => {
+        if (r.requests === 0) return false;
+        if (this.routes.has(routeKey(r))) return true;
+        if (room <= 0) {
+          this.droppedRoutes += 1;
+          return false;
+        }
+        room -= 1;
+        return true;
+      });
+      mergeRoutes(this.routes, fresh);
       this.generation += 1;
     }
     for (const event of report.events) this.addEvent(event, now);
