@@ -28,10 +28,19 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     help: 'Time from the app\'s request to the response headers, through this sidecar, retries included.',
     labelNames: ['source_cluster', 'destination_cluster', 'destination_service'], buckets: latencyBuckets, registers,
   });
+  // prom-client validates and hashes a label object on every call; the label sets are few and
+  // bounded (catalog services × clusters × codes), so each one's child is looked up once.
+  const outbound = new Map<string, { requests: Counter.Internal; duration: Histogram.Internal<string> }>();
   listen(channels.outboundRequest, (m) => {
-    const labels = { source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service ?? 'unknown' };
-    requests.inc({ ...labels, code: String(m.code) });
-    duration.observe(labels, m.seconds);
+    const key = `${m.cluster ?? 'none'}\u0000${m.service ?? 'unknown'}\u0000${m.code}`;
+    let children = outbound.get(key);
+    if (!children) {
+      const labels = { source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service ?? 'unknown' };
+      children = { requests: requests.labels({ ...labels, code: String(m.code) }), duration: duration.labels(labels) };
+      outbound.set(key, children);
+    }
+    children.requests.inc();
+    children.duration.observe(m.seconds);
   });
 
   const inbound = new Counter({
@@ -45,9 +54,19 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     labelNames: ['destination_cluster', 'destination_service'], buckets: latencyBuckets, registers,
   });
   const destination = { destination_cluster: cluster, destination_service: sources.service ?? 'unknown' };
+  const inboundDurationChild = inboundDuration.labels(destination);
+  const inboundChildren = new Map<string, Counter.Internal>();
   listen(channels.inboundRequest, (m) => {
-    inbound.inc({ ...destination, ...callerLabels(m.peer), code: String(m.code) });
-    inboundDuration.observe(destination, m.seconds);
+    const key = `${m.peer ?? ''}\u0000${m.code}`;
+    let child = inboundChildren.get(key);
+    if (!child) {
+      child = inbound.labels({ ...destination, ...callerLabels(m.peer), code: String(m.code) });
+      // Peers are mesh identities (bounded), but a cap costs nothing.
+      if (inboundChildren.size >= 10_000) inboundChildren.clear();
+      inboundChildren.set(key, child);
+    }
+    child.inc();
+    inboundDurationChild.observe(m.seconds);
   });
 
   const ejections = new Counter({
