@@ -120,6 +120,10 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
         const query = new URL(req.url ?? '/', 'http://dashboard').searchParams;
         const from = query.get('from') ?? '';
         const to = query.get('to') ?? '';
+        if (!/^[a-z0-9-]{1,63}$/.test(from) || !/^[a-z0-9-]{1,63}$/.test(to)) {
+          sendJson(req, res, 400, { error: 'give the pair as ?from=<cluster>&to=<cluster> (cluster names), and optionally &minutes=<1..1440>' });
+          return true;
+        }
         const minutes = Math.min(24 * 60, Math.max(1, Number(query.get('minutes') ?? 10) || 10));
         sample();
         const points = history.steps(minutes * 60_000, Date.now()).map((step) => {

@@ -1,0 +1,89 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, test } from 'vitest';
+import { keys } from '../core/keys.js';
+import { record, type Buckets } from '../model/latency-histogram.js';
+import type { Catalog } from '../model/catalog.js';
+import type { TrafficRecord } from '../model/records.js';
+import type { Overview } from './overview.js';
+import { createDashboard, type DashboardHandler, type DashboardSource } from './server.js';
+
+/** The records a federation's mirror would hold, as plain data: the handler reads nothing else. */
+function source(entries: Map<string, unknown>, sidecars?: () => unknown[]): DashboardSource {
+  const catalog: Catalog = { revision: 7, clusters: [], services: [], invalidKeys: [] };
+  return {
+    cluster: 'east', catalog,
+    mirror: { entries: (prefix) => [...entries].filter(([k]) => k.startsWith(prefix)) },
+    on: () => undefined, off: () => undefined,
+    ...(sidecars ? { sidecars } : {}),
+  };
+}
+
+const latencies = (n: number, ms: number): Buckets => {
+  const b: Buckets = [];
+  for (let i = 0; i < n; i += 1) record(b, ms);
+  return b;
+};
+const traffic = (requests: number, errors: number): TrafficRecord => ({
+  version: 1, from: 'east', epoch: 'e1', updatedAt: new Date().toISOString(),
+  routes: [{ namespace: 'demo', service: 'ledger', to: 'west', requests, errors, buckets: latencies(requests, 4) }],
+});
+
+let server: Server | undefined;
+let dashboard: DashboardHandler | undefined;
+afterEach(async () => {
+  dashboard?.close();
+  server?.closeAllConnections();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  server = undefined;
+});
+
+async function serve(src: DashboardSource): Promise<string> {
+  dashboard = createDashboard(src);
+  const handler = dashboard;
+  server = createServer((req, res) => { if (!handler.handle(req, res)) { res.writeHead(404); res.end(); } });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
+}
+
+describe('the dashboard\'s HTTP API', () => {
+  test('/api/overview reads windows as differences of the /traffic/ counters it has seen', async () => {
+    const entries = new Map<string, unknown>([[keys.trafficOf('east'), traffic(100, 0)]]);
+    const base = await serve(source(entries));
+    const first = (await (await fetch(`${base}/api/overview`)).json()) as Overview;
+    // One sample: no window yet, so no rate (not a made-up one).
+    expect(first.traffic.pairs).toEqual([]);
+    entries.set(keys.trafficOf('east'), traffic(150, 5));
+    await new Promise((r) => setTimeout(r, 50));
+    const second = (await (await fetch(`${base}/api/overview`)).json()) as Overview;
+    expect(second.traffic.pairs).toHaveLength(1);
+    expect(second.traffic.pairs[0]).toMatchObject({ from: 'east', to: 'west', requests: 50, successPercent: 90 });
+    expect(second.traffic.pairs[0]!.p50Ms).toBeGreaterThan(3);
+  });
+
+  test('/api/series: a pair by cluster names, else 400 saying how to ask', async () => {
+    const base = await serve(source(new Map([[keys.trafficOf('east'), traffic(10, 0)]])));
+    const bad = await fetch(`${base}/api/series?from=%00&to=west`);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(/from=<cluster>&to=<cluster>/);
+    const ok = await fetch(`${base}/api/series?from=east&to=west&minutes=5`);
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ from: 'east', to: 'west', points: expect.any(Array), probes: expect.any(Array) });
+  });
+
+  test('/api/sidecars: the federation\'s reporting sidecars, or 404 where nobody reports (isthmus dash)', async () => {
+    let base = await serve(source(new Map()));
+    expect((await fetch(`${base}/api/sidecars`)).status).toBe(404);
+    dashboard?.close();
+    server?.closeAllConnections();
+    await new Promise<void>((resolve) => server!.close(() => resolve()));
+    base = await serve(source(new Map(), () => [{ identity: 'spiffe://t/ns/demo/sa/client', admin: '127.0.0.1:15020' }]));
+    expect(await (await fetch(`${base}/api/sidecars`)).json()).toEqual({ sidecars: [{ identity: 'spiffe://t/ns/demo/sa/client', admin: '127.0.0.1:15020' }] });
+  });
+
+  test('paths that are not the dashboard\'s are left to the caller', async () => {
+    const base = await serve(source(new Map()));
+    expect((await fetch(`${base}/../../etc/passwd`)).status).toBe(404);
+    expect((await fetch(`${base}/assets/nothing.js`)).status).toBe(404);
+  });
+});
