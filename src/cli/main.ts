@@ -14,6 +14,7 @@ import { registerSidecar } from './sidecar.js';
 import { registerTrace } from './trace.js';
 import { registerDash } from './dash.js';
 import { registerPolicy } from './policy.js';
+import { registerStat } from './stat.js';
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerDev(program);
   registerDash(program);
   registerPolicy(program);
+  registerStat(program);
   program.addHelpText('after', `
 Examples:
   isthmus dev up                      # a whole two-cluster mesh on this machine

@@ -4,7 +4,8 @@ import { parseAllDocuments } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import type { SloView } from '../dashboard/overview.js';
-import { AliveRecordSchema, isRecord, SloPolicySchema, type SloPolicy } from '../model/records.js';
+import { isRecord, SloPolicySchema, type SloPolicy } from '../model/records.js';
+import { liveOverview } from './dashboard-client.js';
 import { describeObjective, sloPolicyFromSpec } from '../model/slo-spec.js';
 import type { FederationStore } from '../federation/store.js';
 import { action, etcdOption, outputOption, withStore } from './common.js';
@@ -125,17 +126,6 @@ function readPolicies(file: string): SloPolicy[] {
 
 /** The verdicts of the first alive federation whose dashboard answers (they all evaluate the same counters). */
 async function liveVerdicts(store: FederationStore): Promise<{ views: SloView[]; from: string | undefined }> {
-  const { records } = await store.list(keys.clusters);
-  for (const r of records) {
-    if (!r.key.endsWith('/alive') || !isRecord(AliveRecordSchema, r.value) || !r.value.dashboard) continue;
-    try {
-      const res = await fetch(`http://${r.value.dashboard}/api/overview`, { signal: AbortSignal.timeout(3000) });
-      if (!res.ok) continue;
-      const overview = (await res.json()) as { slos?: SloView[]; servedBy?: string };
-      return { views: overview.slos ?? [], from: overview.servedBy };
-    } catch {
-      continue;
-    }
-  }
-  return { views: [], from: undefined };
+  const live = await liveOverview(store);
+  return { views: live?.overview.slos ?? [], from: live?.overview.servedBy };
 }

@@ -225,6 +225,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
 
     const targets = opts.clusters.map((name) => ({
       proxy: (file.clusters[name] as MeshFileCluster).client.proxy,
+      admin: (file.clusters[name] as MeshFileCluster).client.admin,
       urls: [`http://hello.${namespace}.mesh/`, ...(opts.clusters.includes('west') ? [`http://ledger.${namespace}.mesh/`] : [])],
     }));
     await step(opts, 'every client reaches every sample service', async () => {

@@ -69,16 +69,22 @@ export function requestThrough(proxy: string, url: string, timeoutMs = 10_000): 
 
 /**
  * Waits until every target answers each of its URLs with a 2xx, so "the mesh is up" means a
- * request works (catalogs and health checks settle a moment after the processes start).
+ * request works (catalogs and health checks settle a moment after the processes start). It asks
+ * the sidecar's admin port first whether the route has a healthy endpoint, so the wait itself
+ * does not send requests that are bound to fail (they would show in the first minute's numbers).
  * Resolves with the URLs still failing at the deadline.
  */
-export async function waitUntilServing(targets: readonly TrafficTarget[], timeoutMs: number): Promise<string[]> {
+export async function waitUntilServing(targets: readonly (TrafficTarget & { admin?: string })[], timeoutMs: number): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   let failing: string[] = [];
   do {
     failing = [];
     for (const t of targets) {
       for (const url of t.urls) {
+        if (t.admin && !(await routeHasHealthyEndpoint(t.admin, url))) {
+          failing.push(`${url} via ${t.proxy} (no healthy endpoint yet)`);
+          continue;
+        }
         const status = await requestThrough(t.proxy, url, 3000);
         if (status < 200 || status >= 300) failing.push(`${url} via ${t.proxy} (${status})`);
       }
@@ -87,4 +93,17 @@ export async function waitUntilServing(targets: readonly TrafficTarget[], timeou
     await new Promise((resolve) => setTimeout(resolve, 200));
   } while (Date.now() < deadline);
   return failing;
+}
+
+/** `http://<svc>.<ns>.mesh/` → the sidecar admin's /routes/<ns>/<svc> says whether anything healthy serves it. */
+async function routeHasHealthyEndpoint(admin: string, url: string): Promise<boolean> {
+  const [service, namespace] = new URL(url).hostname.split('.');
+  try {
+    const res = await fetch(`http://${admin}/routes/${namespace}/${service}`, { signal: AbortSignal.timeout(2000) });
+    if (!res.ok) return false;
+    const route = (await res.json()) as { status?: string };
+    return route.status !== 'no-healthy-endpoints';
+  } catch {
+    return false;
+  }
 }

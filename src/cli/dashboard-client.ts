@@ -1,0 +1,26 @@
+import { keys } from '../core/keys.js';
+import type { Overview } from '../dashboard/overview.js';
+import type { FederationStore } from '../federation/store.js';
+import { AliveRecordSchema, isRecord } from '../model/records.js';
+
+/**
+ * The overview of a live federation's dashboard: each alive record names its federation's
+ * dashboard address; `prefer` is tried first, then the others in name order. Every federation
+ * reads the same etcd records, so any of them will do for the mesh-wide numbers.
+ */
+export async function liveOverview(store: FederationStore, prefer?: string, timeoutMs = 3000): Promise<{ overview: Overview; from: string } | undefined> {
+  const { records } = await store.list(keys.clusters);
+  const dashboards = records
+    .flatMap((r) => (r.key.endsWith('/alive') && isRecord(AliveRecordSchema, r.value) && r.value.dashboard
+      ? [{ cluster: r.key.slice(keys.clusters.length, -'/alive'.length), address: r.value.dashboard }] : []))
+    .sort((a, b) => Number(b.cluster === prefer) - Number(a.cluster === prefer) || a.cluster.localeCompare(b.cluster));
+  for (const d of dashboards) {
+    try {
+      const res = await fetch(`http://${d.address}/api/overview`, { signal: AbortSignal.timeout(timeoutMs) });
+      if (res.ok) return { overview: (await res.json()) as Overview, from: `${d.cluster} (http://${d.address}/)` };
+    } catch {
+      continue;
+    }
+  }
+  return undefined;
+}
