@@ -16,6 +16,7 @@ import type { LoadedClusterConfig } from './config.js';
 import { Federation } from './federation.js';
 import { GatewayProber } from './gateway-prober.js';
 import { TrafficLedger } from './traffic-ledger.js';
+import { Reachability } from './reachability.js';
 import type { Catalog } from '../model/catalog.js';
 import { liveTokens } from './registry-file.js';
 import { FederationStore } from './store.js';
@@ -66,12 +67,16 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     ipAddresses: [...new Set(hosts.filter(isIp))],
   });
   const servingNotAfter = certificateInfo(serving.certPem).notAfter;
+  const reachability = new Reachability(config.cluster);
   const prober = new GatewayProber({
     cluster: config.cluster,
     intervalMs: loaded.probeIntervalMs,
     catalog: () => federation.catalog,
     trustBundle,
-    publish: (records) => federation.setProbeRecords(records),
+    publish: (records) => {
+      federation.setProbeRecords(records);
+      for (const event of reachability.round([...records.values()])) ledger.addEvent(event);
+    },
     logger: logger.child({ component: 'gateway-prober' }),
   });
   // A federation that leaves the mesh stops itself; its prober must not outlive it.

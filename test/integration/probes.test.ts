@@ -5,6 +5,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
+import type { Overview } from '../../src/dashboard/overview.js';
 import { apiClient, waitFor } from '../helpers/cli.js';
 
 let mesh: DevMesh;
@@ -85,7 +86,14 @@ describe('gateway probes', () => {
     console.log(`east→west after west's gateway stopped: ${JSON.stringify(probe)}`);
     expect(probe.failures).toBeGreaterThan(0);
     expect(probe.lastError).toMatch(/ECONNREFUSED|no gateway published|closed|alert/);
-  }, 30_000);
+
+    // The dashboard says so in words: east lost its way to west (as east's prober saw it).
+    const { value: event } = await waitFor(async () => {
+      const o = (await (await fetch(`http://${mesh.file.clusters.east!.metrics}/api/overview`)).json()) as Overview;
+      return o.events.find((e) => e.kind === 'unreachable' && e.cluster === 'east');
+    }, 15_000, 'an unreachable event from east');
+    expect(event.summary).toMatch(/^east cannot reach west through any of its 1 gateway\(s\)/);
+  }, 40_000);
 });
 
 /** A TLS handshake verified against the mesh root; resolves with the peer's subjectAltName. */
