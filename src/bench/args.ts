@@ -8,6 +8,8 @@ export interface BenchArgs {
   warmup: number;
   output: 'table' | 'json';
   mesh: MeshMode;
+  /** `dev up --processes`: every sidecar and gateway its own process (child mode only; off by default). */
+  processes: boolean;
   hostBase: number;
   connections: number;
   /** Write a CPU profile of the mesh process (child mode) into this directory. */
@@ -20,6 +22,10 @@ export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -
   --warmup <n>          unmeasured seconds at the same rate before each point (default 2; 0..10)
   --mesh child|in-process
                         run the mesh in its own process (default) or inside this one (CPU then includes the generator)
+  --processes [true|false], --no-processes
+                        child mode: every sidecar and gateway in a process of its own (isthmus dev up --processes),
+                        one event loop per proxy as the peers ran; default off: all in dev up's one process, which
+                        measured better on this 2-core machine (docs/benchmarks.md)
   --host-base <n>       dev mesh clusters on 127.0.<n>.1, 127.0.<n+1>.1 (default 60)
   --connections <n>     keep-alive connections per first hop (default 128; 1..1024)
   --cpu-prof <dir>      write a V8 CPU profile of the mesh process into <dir> (child mode; open it in Chrome DevTools)
@@ -36,18 +42,39 @@ function integer(name: string, value: string, min: number, max: number): number 
   return n;
 }
 
+/**
+ * `--processes` is a boolean that also takes `true`/`false` and has a `--no-` form; node 20's
+ * parseArgs knows neither, so they become `--processes=<value>` first.
+ */
+function normaliseProcessesFlag(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i] as string;
+    if (arg === '--no-processes') out.push('--processes=false');
+    else if (arg === '--processes') {
+      const next = argv[i + 1];
+      if (next === 'true' || next === 'false') {
+        out.push(`--processes=${next}`);
+        i += 1;
+      } else out.push('--processes=true');
+    } else out.push(arg);
+  }
+  return out;
+}
+
 /** Parses and bounds the flags; throws ISTHMUS_ERR_CONFIG_INVALID naming the flag. `help` when asked. */
 export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: normaliseProcessesFlag(argv),
       strict: true,
       options: {
         rates: { type: 'string', default: '200,500' },
         seconds: { type: 'string', default: '10' },
         warmup: { type: 'string', default: '2' },
         mesh: { type: 'string', default: 'child' },
+        processes: { type: 'string' },
         'host-base': { type: 'string', default: '60' },
         connections: { type: 'string', default: '128' },
         output: { type: 'string', short: 'o', default: 'table' },
@@ -63,12 +90,15 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
   if (rates.length === 0 || rates.length > 6) throw invalid('--rates takes 1 to 6 rates');
   if (values.output !== 'table' && values.output !== 'json') throw invalid(`--output must be "table" or "json", not "${values.output}"`);
   if (values.mesh !== 'child' && values.mesh !== 'in-process') throw invalid(`--mesh must be "child" or "in-process", not "${values.mesh}"`);
+  if (values.processes !== undefined && values.processes !== 'true' && values.processes !== 'false') throw invalid(`--processes takes true or false, not "${values.processes}"`);
+  if (values.processes === 'true' && values.mesh === 'in-process') throw invalid('--processes needs --mesh child: in-process, the mesh runs inside the bench');
   const args: BenchArgs = {
     rates,
     seconds: integer('seconds', values.seconds, 1, 60),
     warmup: integer('warmup', values.warmup, 0, 10),
     output: values.output,
     mesh: values.mesh,
+    processes: values.mesh === 'child' && values.processes === 'true',
     hostBase: integer('host-base', values['host-base'], 1, 250),
     connections: integer('connections', values.connections, 1, 1024),
     cpuProf: values['cpu-prof'],

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { MeshFile } from '../dev/dev-mesh.js';
-import { childPids, isAlive, processCpuSeconds, processName } from './proc-cpu.js';
+import { childPids, isAlive, processCpuSeconds, processName, processTree, processTreeCpuSeconds } from './proc-cpu.js';
 
 export type MeshMode = 'child' | 'in-process';
 
@@ -12,6 +12,8 @@ export interface BenchMeshOptions {
   clusters: string[];
   trustDomain: string;
   gateways: number;
+  /** Child mode: `dev up --processes`, every sidecar and gateway in a process of its own. */
+  processes: boolean;
   /** Child mode: write a V8 CPU profile of the mesh process here when it stops (`--cpu-prof`). */
   cpuProfileDir?: string | undefined;
   /** Progress for a person watching (stderr). */
@@ -22,11 +24,15 @@ export interface BenchMeshOptions {
 export interface BenchMesh {
   file: MeshFile;
   mode: MeshMode;
+  /** Every sidecar and gateway in a process of its own (`dev up --processes`). */
+  processes: boolean;
   /** Which processes `cpuSeconds` covers, in words for the report. */
   cpuCovers: string;
   cpuSeconds(): number;
-  /** The control plane's store, when it runs as a process of its own (not counted above). */
+  /** The control plane's store, when it runs as a process of its own; shown apart. */
   etcdCpuSeconds?: () => number;
+  /** Whether `cpuSeconds` already includes etcd's (child mode: the whole tree). */
+  etcdInsideMesh: boolean;
   stop(): Promise<void>;
 }
 
@@ -45,9 +51,13 @@ export async function startBenchMesh(opts: BenchMeshOptions): Promise<BenchMesh>
 async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
   const args = [binPath, 'dev', 'up', '--clusters', opts.clusters.join(','), '--host-base', String(opts.hostBase), '--state-dir', opts.stateDir,
     // No sample traffic: the only requests are the bench's own.
-    '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '--traffic', '0', '-o', 'json'];
+    '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '--traffic', '0', '-o', 'json', ...(opts.processes ? ['--processes'] : [])];
   const profile = opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
-  const child = spawn(process.execPath, [...profile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // With --processes the proxies are dev up's children: NODE_OPTIONS profiles them too, one file each.
+  const env = opts.cpuProfileDir && opts.processes
+    ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${opts.cpuProfileDir}`.trim() }
+    : process.env;
+  const child = spawn(process.execPath, [...profile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -82,12 +92,17 @@ async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
 
   const pid = child.pid as number;
   const etcdPid = childPids(pid).find((p) => processName(p) === 'etcd');
+  const proxies = processTree(pid).length - 1 - (etcdPid === undefined ? 0 : 1);
   return {
     file,
     mode: 'child',
-    cpuCovers: `the mesh process (pid ${pid}: federation, gateways, sidecars AND the sample apps, one Node event loop); etcd and the load generator not counted`,
-    cpuSeconds: () => processCpuSeconds(pid),
+    processes: opts.processes,
+    cpuCovers: opts.processes
+      ? `the whole process tree of isthmus dev up --processes, read from /proc at each reading: dev up itself (pid ${pid}: federation services and sample apps), its ${proxies} sidecar and gateway processes, and etcd; the load generator not counted`
+      : `the whole process tree of isthmus dev up, read from /proc at each reading: dev up itself (pid ${pid}: federation, gateways, sidecars AND the sample apps, one Node event loop) and etcd; the load generator not counted`,
+    cpuSeconds: () => processTreeCpuSeconds(pid),
     ...(etcdPid === undefined ? {} : { etcdCpuSeconds: () => (isAlive(etcdPid) ? processCpuSeconds(etcdPid) : Number.NaN) }),
+    etcdInsideMesh: true,
     stop: async () => {
       await stopChild(pid, exited);
       // dev up stops its etcd on SIGTERM; only if it was killed could etcd outlive it.
@@ -123,6 +138,8 @@ async function startInProcess(opts: BenchMeshOptions): Promise<BenchMesh> {
   return {
     file: mesh.file,
     mode: 'in-process',
+    processes: false,
+    etcdInsideMesh: false,
     cpuCovers: 'the bench process: mesh AND load generator share one event loop and its CPU (numbers are upper bounds; prefer --mesh child)',
     cpuSeconds: () => {
       const usage = process.cpuUsage();

@@ -38,10 +38,15 @@ describe('/proc parsing', () => {
 describe('cpuSpent', () => {
   const snap = (atMs: number, mesh: number, generator: number, busy: number): CpuSnapshot => ({ atMs, mesh, etcd: 0, generator, system: { busy, steal: 0 } });
   test('other = machine busy minus mesh, etcd and generator', () => {
-    expect(cpuSpent(snap(0, 1, 1, 10), snap(2000, 2, 1.5, 12), false)).toMatchObject({ seconds: 2, mesh: 1, generator: 0.5, other: 0.5 });
+    expect(cpuSpent(snap(0, 1, 1, 10), snap(2000, 2, 1.5, 12), { generator: false, etcd: false })).toMatchObject({ seconds: 2, mesh: 1, generator: 0.5, other: 0.5 });
   });
   test('in-process, the generator is inside the mesh figure and not subtracted twice', () => {
-    expect(cpuSpent(snap(0, 1, 1, 10), snap(1000, 2, 2, 11), true).other).toBe(0);
+    expect(cpuSpent(snap(0, 1, 1, 10), snap(1000, 2, 2, 11), { generator: true, etcd: false }).other).toBe(0);
+  });
+  test('when the mesh figure is the whole process tree, etcd (inside it) is not subtracted twice', () => {
+    const withEtcd = (atMs: number, mesh: number, etcd: number, busy: number): CpuSnapshot => ({ atMs, mesh, etcd, generator: 0, system: { busy, steal: 0 } });
+    expect(cpuSpent(withEtcd(0, 1, 0.1, 10), withEtcd(1000, 2, 0.3, 11.5), { generator: false, etcd: true })).toMatchObject({ mesh: 1, other: 0.5 });
+    expect(cpuSpent(withEtcd(0, 1, 0.1, 10), withEtcd(1000, 2, 0.3, 11.5), { generator: false, etcd: false }).other).toBeCloseTo(0.3);
   });
 });
 
@@ -66,11 +71,22 @@ describe('buildRows', () => {
 
 describe('parseBenchArgs', () => {
   test('defaults', () => {
-    expect(parseBenchArgs([])).toMatchObject({ rates: [200, 500], seconds: 10, warmup: 2, output: 'table', mesh: 'child', hostBase: 60 });
+    expect(parseBenchArgs([])).toMatchObject({ rates: [200, 500], seconds: 10, warmup: 2, output: 'table', mesh: 'child', processes: false, hostBase: 60 });
+  });
+  test.each([
+    [['--processes'], true], [['--processes', 'true'], true], [['--processes=true', '--rates', '1000'], true],
+    [['--no-processes'], false], [['--processes', 'false'], false], [['--processes=false'], false],
+    [['--processes', '--rates', '1000'], true], [['--mesh', 'in-process'], false], [['--mesh', 'in-process', '--no-processes'], false],
+  ])('%j: processes %s', (argv, processes) => {
+    expect(parseBenchArgs(argv)).toMatchObject({ processes });
+  });
+  test('--processes followed by another flag leaves that flag alone', () => {
+    expect(parseBenchArgs(['--processes', '--rates', '1000'])).toMatchObject({ rates: [1000], processes: true });
   });
   test.each([
     [['--rates', '0']], [['--rates', '200,abc']], [['--seconds', '61']], [['--output', 'yaml']], [['--mesh', 'docker']],
     [['--rates', '5000,5000,5000,5000,5000,5000', '--seconds', '60']], [['--frobnicate']], [['--cpu-prof', 'x', '--mesh', 'in-process']],
+    [['--processes=maybe']], [['--processes', '--mesh', 'in-process']],
   ])('%j is refused with ISTHMUS_ERR_CONFIG_INVALID', (argv) => {
     expect(() => parseBenchArgs(argv)).toThrow(expect.objectContaining({ code: 'ISTHMUS_ERR_CONFIG_INVALID' }));
   });

@@ -46,12 +46,20 @@ export function cpuSnapshot(mesh: BenchMesh): CpuSnapshot {
   };
 }
 
-/** Pure. In-process, the mesh's figure already contains the generator's: it is not subtracted twice. */
-export function cpuSpent(before: CpuSnapshot, after: CpuSnapshot, generatorInsideMesh: boolean): CpuSpent {
+/** Which other figures the mesh's CPU figure already contains, so that none is subtracted twice. */
+export interface InsideMesh {
+  /** In-process: the load generator shares the mesh's process. */
+  generator: boolean;
+  /** Child mode: the mesh figure is dev up's whole process tree, etcd included. */
+  etcd: boolean;
+}
+
+/** Pure. Whatever the mesh's figure already contains is not subtracted twice. */
+export function cpuSpent(before: CpuSnapshot, after: CpuSnapshot, inside: InsideMesh): CpuSpent {
   const mesh = after.mesh - before.mesh;
   const etcd = after.etcd - before.etcd;
   const generator = after.generator - before.generator;
-  const ours = mesh + (Number.isNaN(etcd) ? 0 : etcd) + (generatorInsideMesh ? 0 : generator);
+  const ours = mesh + (Number.isNaN(etcd) || inside.etcd ? 0 : etcd) + (inside.generator ? 0 : generator);
   return {
     seconds: (after.atMs - before.atMs) / 1000,
     mesh, etcd, generator,

@@ -48,6 +48,31 @@ export function childPids(pid: number): number[] {
   return [...found];
 }
 
+/** The process and all its descendants, parents before children (a snapshot: processes come and go). */
+export function processTree(root: number): number[] {
+  const tree = [root];
+  for (let i = 0; i < tree.length; i += 1) tree.push(...childPids(tree[i] as number));
+  return tree;
+}
+
+/**
+ * CPU seconds of a whole process tree so far: the root and every descendant alive right now.
+ * A descendant that exits between two readings takes its CPU out of the later sum (its parent's
+ * cutime only gets it when reaped), so a point during which a proxy restarts is not comparable;
+ * the bench restarts nothing while it measures. Throws only when the root itself is gone.
+ */
+export function processTreeCpuSeconds(root: number): number {
+  let total = processCpuSeconds(root);
+  for (const pid of processTree(root).slice(1)) {
+    try {
+      total += processCpuSeconds(pid);
+    } catch {
+      // exited between the listing and the read
+    }
+  }
+  return total;
+}
+
 export function processName(pid: number): string | undefined {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();

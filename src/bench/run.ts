@@ -63,9 +63,11 @@ async function main(argv: string[]): Promise<number> {
   let idleOtherPerSecond = Number.NaN;
   try {
     const hosts = `127.0.${args.hostBase}.1 and 127.0.${args.hostBase + 1}.1`;
-    say(`starting the dev mesh ${args.mesh === 'child' ? 'in a child process (isthmus dev up)' : 'inside this process'} on ${hosts}, state in ${stateDir}`);
+    const where = args.mesh === 'in-process' ? 'inside this process'
+      : args.processes ? 'in child processes (isthmus dev up --processes: every sidecar and gateway a process of its own)' : 'in a child process (isthmus dev up, every proxy in its one process)';
+    say(`starting the dev mesh ${where} on ${hosts}, state in ${stateDir}`);
     mesh = await startBenchMesh({
-      mode: args.mesh, stateDir, hostBase: args.hostBase, clusters: ['east', 'west'], trustDomain: 'bench.isthmus', gateways: 1,
+      mode: args.mesh, processes: args.processes, stateDir, hostBase: args.hostBase, clusters: ['east', 'west'], trustDomain: 'bench.isthmus', gateways: 1,
       cpuProfileDir: args.cpuProf === undefined ? undefined : resolve(args.cpuProf),
       say: args.mesh === 'child' ? say : () => undefined,
     });
@@ -74,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
     clients = targets.map((t) => targetClient(t, args.connections));
     const before = cpuSnapshot(mesh);
     await sleep(1000);
-    const idle = cpuSpent(before, cpuSnapshot(mesh), mesh.mode === 'in-process');
+    const idle = cpuSpent(before, cpuSnapshot(mesh), inside(mesh));
     idleCpuPerSecond = idle.mesh / idle.seconds;
     idleOtherPerSecond = idle.other / idle.seconds;
   } catch (err) {
@@ -93,7 +95,6 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const points: MeasuredPoint[] = [];
-  const inProcess = mesh.mode === 'in-process';
   // Scenarios interleave within each rate so the baseline and its chains share the machine's state.
   for (const rate of args.rates) {
     for (const client of clients) {
@@ -103,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
       if (args.warmup > 0) await runOpenLoop({ ...loop, seconds: args.warmup });
       const before = cpuSnapshot(mesh);
       const result = await runOpenLoop({ ...loop, seconds: args.seconds });
-      points.push({ scenario, result, cpu: cpuSpent(before, cpuSnapshot(mesh), inProcess) });
+      points.push({ scenario, result, cpu: cpuSpent(before, cpuSnapshot(mesh), inside(mesh)) });
     }
   }
 
@@ -113,7 +114,8 @@ async function main(argv: string[]): Promise<number> {
   const source = sourceState();
   const generatorPer1000 = rows.reduce((sum, r) => sum + r.generatorCpuSecondsPer1000, 0) / Math.max(1, rows.length);
   const notes = [
-    `mesh: ${mesh.mode === 'child' ? 'isthmus dev up in a child process' : 'startDevMesh INSIDE the bench process'}; "CPU s/1k req" covers ${mesh.cpuCovers}`,
+    `mesh: ${mesh.mode === 'in-process' ? 'startDevMesh INSIDE the bench process' : mesh.processes ? 'isthmus dev up --processes: each sidecar and gateway its own process, one event loop per proxy (as the peers ran)' : 'isthmus dev up in a child process, every proxy in that one process (--no-processes)'}; "CPU s/1k req" covers ${mesh.cpuCovers}`,
+    ...(mesh.processes ? [`only ${cpus().length} cores: the load generator, dev up, etcd and every proxy process compete for them, so a hop can wait for a core as well as for its own event loop`] : []),
     '"added CPU s/1k" = chain minus baseline at the same rate: roughly the proxies\' own CPU (the baseline pays for the app and the mesh\'s background work)',
     `idle before load: mesh ${idleCpuPerSecond.toFixed(3)} CPU s/s, other processes on the machine ${idleOtherPerSecond.toFixed(2)} CPU s/s`,
     '"other CPU/s" = CPU seconds per second used during the point by processes that are neither the mesh, its etcd nor the generator: on a shared 2-core machine, anything well above 0.1 competes with the proxies and inflates the tail',
@@ -125,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (args.output === 'json') {
     process.stdout.write(`${JSON.stringify({
-      date: new Date().toISOString(), machine, source, settings: args, mesh: { mode: mesh.mode, cpuCovers: mesh.cpuCovers, idleCpuPerSecond, idleOtherPerSecond },
+      date: new Date().toISOString(), machine, source, settings: args, mesh: { mode: mesh.mode, processes: mesh.processes, cpuCovers: mesh.cpuCovers, idleCpuPerSecond, idleOtherPerSecond },
       scenarios, rows, reference: peerReference, notes,
     }, null, 2)}\n`);
   } else {
@@ -139,6 +141,8 @@ async function main(argv: string[]): Promise<number> {
   await cleanup();
   return 0;
 }
+
+const inside = (mesh: BenchMesh) => ({ generator: mesh.mode === 'in-process', etcd: mesh.etcdInsideMesh });
 
 process.exitCode = await main(process.argv.slice(2));
 // undici or a timer may still hold the loop for a moment; the work is done and reported.

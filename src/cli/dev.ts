@@ -6,7 +6,7 @@ import { IsthmusError } from '../core/errors.js';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; output: string }
+interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -22,6 +22,7 @@ export function registerDev(program: Command): void {
       if (!Number.isFinite(n) || n < 0 || n > 200) throw new InvalidArgumentError('give requests a second between 0 and 200');
       return n;
     }, 2)
+    .option('--processes', 'run every sidecar and gateway as its own process (isthmus sidecar / isthmus gateway), as they are deployed, instead of all in this one; etcd, the federation services and the sample apps stay as they are', false)
     .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
     .addOption(outputOption())
     .action(action(async (opts: DevUpOptions) => {
@@ -31,11 +32,11 @@ export function registerDev(program: Command): void {
       const clusters = opts.clusters.split(',').map((s) => s.trim()).filter(Boolean);
       const json = opts.output === 'json';
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
-      say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, progress: say })
+      say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, progress: say })
         .catch((err: unknown) => {
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
-          const inUse = /EADDRINUSE: address already in use (\S+)/.exec((err as Error).message);
+          const inUse = /EADDRINUSE: address already in use ([0-9A-Fa-f.:[\]]+)/.exec((err as Error).message);
           if (inUse) {
             throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${inUse[1]} is already in use: is another \`isthmus dev up\` running? Stop it, or run this one beside it with --host-base ${opts.hostBase + clusters.length + 10}`, { cause: err });
           }

@@ -11,7 +11,9 @@ import { createRootCa } from '../trust/ca.js';
 import { writeRootCa } from '../trust/ca-files.js';
 import { workloadId } from '../trust/spiffe.js';
 import { issueToken } from '../trust/tokens.js';
+import { startDevSidecar, type SidecarRunner } from './dev-sidecar.js';
 import { startEtcdProcess } from './etcd-process.js';
+import { MeshProcess } from './mesh-process.js';
 import { TrafficGenerator, waitUntilServing } from './traffic-generator.js';
 import { SampleWorkload, sidecarStateDir } from './sample-workload.js';
 
@@ -29,8 +31,14 @@ export interface DevMeshOptions {
   probeInterval?: string;
   /** Sample requests a second from each cluster's client sidecar (to hello and, where it exists, ledger); 0 or absent: none. */
   traffic?: number;
-  /** How often sidecars send their traffic counts to the federation (ms; default 5000). */
+  /** How often sidecars send their traffic counts to the federation (ms; default 5000; whole seconds with `processes`). */
   reportIntervalMs?: number;
+  /**
+   * Run every sidecar (the samples' and the client's) and every gateway as its own process
+   * through the CLI (`isthmus sidecar`, `isthmus gateway`), one event loop per proxy as deployed.
+   * etcd, the federation services and the sample apps stay in this process either way.
+   */
+  processes?: boolean;
   /** One line per step, for a person watching. */
   progress: (line: string) => void;
 }
@@ -87,7 +95,13 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     for (const s of stoppers.reverse()) await s().catch(() => undefined);
     stoppers.length = 0;
   };
-  const log = (name: string): Logger => createLogger({ name, format: 'json', level: 'info', file: join(opts.stateDir, 'logs', `${name}.log`) });
+  const logFile = (name: string) => join(opts.stateDir, 'logs', `${name}.log`);
+  const log = (name: string): Logger => createLogger({ name, format: 'json', level: 'info', file: logFile(name) });
+  // A crashed child stays down (as a pod without a restart policy): said once, in the progress and its log.
+  const onUnexpectedExit = (line: string) => opts.progress(`  ✗ ${line}`);
+  const sidecarRunner = (name: string): SidecarRunner => (opts.processes
+    ? { kind: 'process', name, logFile: logFile(name), onUnexpectedExit }
+    : { kind: 'in-process', logger: log(name) });
   try {
     let etcdUrl = opts.etcd;
     if (!etcdUrl) {
@@ -105,7 +119,6 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     const { runFederation } = await import('../federation/server.js');
     const { runGateway } = await import('../gateway/run.js');
     const { loadGatewayConfig } = await import('../gateway/config.js');
-    const { runSidecar } = await import('../sidecar/sidecar.js');
     const file: MeshFile = { etcd: etcdUrl, trustDomain: opts.trustDomain, ca: caDir, clusters: {} };
     const mesh: DevMesh = { file, workloads: [], gateways: [], stop };
     const gatewayCount = opts.gateways ?? 1;
@@ -159,7 +172,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
             cluster: name, zone: zones[n % zones.length] ?? name, namespace, service: sample.name, instance, host,
             appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
-            stateDir: sidecarStateDir(opts.stateDir, name, instance), logger: log(`sidecar-${name}-${instance}`),
+            stateDir: sidecarStateDir(opts.stateDir, name, instance), sidecar: sidecarRunner(`sidecar-${name}-${instance}`),
             reportIntervalMs: opts.reportIntervalMs,
           }));
         }
@@ -179,8 +192,21 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
 
       const gateways: string[] = [];
       for (let g = 1; g <= gatewayCount; g += 1) {
+        const gatewayName = `gateway-${name}-gw-${g}`;
         const gateway = await step(opts, `cluster ${name} gateway gw-${g}`, async () => {
-          const running = await runGateway(loadGatewayConfig(config, `gw-${g}`), log(`gateway-${name}-gw-${g}`));
+          if (opts.processes) {
+            // The same entry of the same cluster.yaml, read by the CLI in a process of its own.
+            const { listen, admin } = loadGatewayConfig(config, `gw-${g}`);
+            const child = new MeshProcess({
+              name: gatewayName, args: ['gateway', '--config', config, '--id', `gw-${g}`], logFile: logFile(gatewayName),
+              readyUrl: `http://${admin.host}:${admin.port}/readyz`, onUnexpectedExit,
+            });
+            stoppers.push(() => child.stop()); // before it is ready: a failed start leaves nothing behind
+            await child.start();
+            const address = `${listen.host}:${listen.port}`;
+            return { address, stop: () => child.stop(), url: `${address} (admin http://${admin.host}:${admin.port}, pid ${child.pid})` };
+          }
+          const running = await runGateway(loadGatewayConfig(config, `gw-${g}`), log(gatewayName));
           return Object.assign(running, { url: `${running.address} (admin http://${running.admin})` });
         });
         let stopped = false;
@@ -194,25 +220,32 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       }
 
       await step(opts, `cluster ${name} samples with sidecars`, async () => {
-        for (const workload of workloads) {
-          await workload.start();
-          stoppers.push(() => workload.stop());
+        if (opts.processes) {
+          // Node start-up dominates here, so the sidecar processes start side by side. allSettled,
+          // not all: a stop() must not race a start() that is still running.
+          for (const workload of workloads) stoppers.push(() => workload.stop());
+          const failed = (await Promise.allSettled(workloads.map((w) => w.start()))).find((r) => r.status === 'rejected');
+          if (failed) throw failed.reason;
+        } else {
+          for (const workload of workloads) {
+            await workload.start();
+            stoppers.push(() => workload.stop());
+          }
         }
         return { url: workloads.map((w) => `${w.spec.service}@${w.inbound}`).join(' ') };
       });
       mesh.workloads.push(...workloads);
 
       const clientSidecar = await step(opts, `cluster ${name} client sidecar`, async () => {
-        const running = await runSidecar({
+        const running = await startDevSidecar({
           cluster: name, zone: zones[0] ?? name, namespace, service: 'client',
-          federation: { url: `https://${host}:15010`, rootCert: rootCertFile }, rootCertPem: readFileSync(rootCertFile, 'utf8'), bootstrapToken: client.token,
-          stateDir: sidecarStateDir(opts.stateDir, name, 'client'), stateDirPath: sidecarStateDir(opts.stateDir, name, 'client'),
+          federation: { url: `https://${host}:15010`, rootCert: rootCertFile },
+          stateDir: sidecarStateDir(opts.stateDir, name, 'client'),
           outbound: { listen: `${host}:15001` }, admin: { listen: `${host}:15020` },
           // For apps that cannot use a proxy: plain http://<host>:15101/ reaches ledger.
           listeners: opts.clusters.includes('west') ? [{ service: 'ledger', namespace, listen: `${host}:15101` }] : [],
-          reportIntervalMs: opts.reportIntervalMs,
-        }, log(`sidecar-${name}-client`));
-        return Object.assign(running, { url: `proxy http://${running.outbound}, admin http://${running.admin}` });
+        }, { bootstrapToken: client.token, reportIntervalMs: opts.reportIntervalMs }, sidecarRunner(`sidecar-${name}-client`));
+        return Object.assign(running, { url: `proxy http://${running.outbound}, admin http://${running.admin}${opts.processes ? `, pid ${running.pid}` : ''}` });
       });
       stoppers.push(() => clientSidecar.stop());
 

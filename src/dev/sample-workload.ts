@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from '../core/log.js';
-import type { RunningSidecar } from '../sidecar/sidecar.js';
+import { startDevSidecar, type DevSidecar, type SidecarRunner } from './dev-sidecar.js';
 import { startSampleInstance, type SampleInstance } from './sample-service.js';
 
 export interface SampleWorkloadSpec {
@@ -20,17 +18,20 @@ export interface SampleWorkloadSpec {
   rootCertFile: string;
   bootstrapToken: string;
   stateDir: string;
-  logger: Logger;
+  /** In this process with a logger, or as its own `isthmus sidecar` process (`dev up --processes`). */
+  sidecar: SidecarRunner;
   reportIntervalMs?: number | undefined;
 }
 
 /**
  * One sample instance of the dev mesh: the app and its sidecar, which stop and start together
- * as a pod would. A restart reuses the certificate the sidecar saved in its state dir.
+ * as a pod would. A restart reuses the certificate the sidecar saved in its state dir. The app
+ * always runs in this process; the sidecar may run in a process of its own (spec.sidecar), and
+ * start() then resolves once its admin /readyz answers 200.
  */
 export class SampleWorkload {
   private app: SampleInstance | undefined;
-  private sidecar: RunningSidecar | undefined;
+  private sidecar: DevSidecar | undefined;
 
   constructor(readonly spec: SampleWorkloadSpec) {}
 
@@ -48,21 +49,18 @@ export class SampleWorkload {
 
   async start(): Promise<void> {
     if (this.app) return;
-    const { runSidecar } = await import('../sidecar/sidecar.js');
     const s = this.spec;
     this.app = await startSampleInstance({ service: s.service, cluster: s.cluster, zone: s.zone, instance: s.instance, host: s.host, port: s.appPort });
     try {
-      this.sidecar = await runSidecar({
+      this.sidecar = await startDevSidecar({
         cluster: s.cluster, zone: s.zone, namespace: s.namespace, service: s.service,
         federation: { url: s.federationUrl, rootCert: s.rootCertFile },
-        stateDir: s.stateDir, stateDirPath: s.stateDir,
-        rootCertPem: readFileSync(s.rootCertFile, 'utf8'), bootstrapToken: s.bootstrapToken,
+        stateDir: s.stateDir,
         outbound: { listen: `${s.host}:${s.outboundPort}` },
         inbound: { listen: this.inbound, app: this.appAddress },
         admin: { listen: `${s.host}:${s.adminPort}` },
         listeners: [],
-        reportIntervalMs: s.reportIntervalMs,
-      }, s.logger);
+      }, { bootstrapToken: s.bootstrapToken, reportIntervalMs: s.reportIntervalMs }, s.sidecar);
     } catch (err) {
       await this.stop();
       throw err;

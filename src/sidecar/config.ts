@@ -4,7 +4,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { parse as parseYaml } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
 import { dnsLabelPattern } from '../core/names.js';
-import { validate } from '../core/validate.js';
+import { durationPattern, parseDuration, validate } from '../core/validate.js';
 
 const hostPort = (description: string) => Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description });
 const label = (description: string) => Type.String({ pattern: dnsLabelPattern, description });
@@ -34,11 +34,12 @@ export const SidecarConfigSchema = Type.Object({
     namespace: label('its namespace'),
     listen: hostPort('where the app connects, e.g. 127.0.0.1:9001'),
   }, { additionalProperties: false }), { default: [] }),
+  reportInterval: Type.Optional(Type.String({ pattern: durationPattern, description: 'how often traffic counts go to the federation, e.g. 5s (default 5s)' })),
 }, { additionalProperties: false });
 
 export type SidecarConfig = Static<typeof SidecarConfigSchema> & {
   rootCertPem: string; bootstrapToken?: string | undefined; stateDirPath: string;
-  /** How often traffic counts go to the federation (default 5 s); set by `isthmus dev up` and tests. */
+  /** How often traffic counts go to the federation (default 5 s); from `reportInterval`, or set by `isthmus dev up` and tests. */
   reportIntervalMs?: number | undefined;
 };
 
@@ -59,5 +60,13 @@ export function loadSidecarConfig(path: string): Readonly<SidecarConfig> {
     }
   };
   const bootstrapToken = config.token ?? (config.tokenFile ? read(config.tokenFile, 'tokenFile').trim() : undefined);
-  return Object.freeze({ ...config, rootCertPem: read(config.federation.rootCert, 'federation.rootCert'), bootstrapToken, stateDirPath: resolve(dir, config.stateDir) });
+  // A zero interval would report in a busy loop; the pattern alone allows "0s".
+  const reportIntervalSeconds = config.reportInterval === undefined ? undefined : parseDuration(config.reportInterval);
+  if (reportIntervalSeconds === 0) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${path} is not valid:\n  /reportInterval: must be at least 1s, got "0s"`, { details: [{ path: '/reportInterval', message: 'must be at least 1s' }] });
+  }
+  return Object.freeze({
+    ...config, rootCertPem: read(config.federation.rootCert, 'federation.rootCert'), bootstrapToken, stateDirPath: resolve(dir, config.stateDir),
+    ...(reportIntervalSeconds === undefined ? {} : { reportIntervalMs: reportIntervalSeconds * 1000 }),
+  });
 }

@@ -1,0 +1,43 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { stringify } from 'yaml';
+import { loadSidecarConfig } from './config.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'isthmus-sidecar-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+writeFileSync(join(dir, 'root-cert.pem'), 'ROOT\n');
+writeFileSync(join(dir, 'token'), 'tok-123\n');
+
+const write = (name: string, extra: Record<string, unknown>) => {
+  const path = join(dir, name);
+  writeFileSync(path, stringify({
+    cluster: 'east', zone: 'east-a', namespace: 'demo', service: 'hello',
+    federation: { url: 'https://127.0.0.1:15010', rootCert: 'root-cert.pem' },
+    tokenFile: 'token', stateDir: 'state',
+    outbound: { listen: '127.0.0.1:15001' }, admin: { listen: '127.0.0.1:15020' },
+    ...extra,
+  }));
+  return path;
+};
+
+describe('loadSidecarConfig', () => {
+  test('reads the token and root certificate relative to the file; no reportInterval leaves the default to the sidecar', () => {
+    const config = loadSidecarConfig(write('plain.yaml', {}));
+    expect(config).toMatchObject({ bootstrapToken: 'tok-123', rootCertPem: 'ROOT\n', stateDirPath: join(dir, 'state'), listeners: [] });
+    expect(config.reportIntervalMs).toBeUndefined();
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  test.each([['1s', 1000], ['5s', 5000], ['2m', 120_000]])('reportInterval %s is %d ms', (text, ms) => {
+    expect(loadSidecarConfig(write(`report-${text}.yaml`, { reportInterval: text })).reportIntervalMs).toBe(ms);
+  });
+
+  test.each([['500ms'], ['5'], ['0s'], [5]])('reportInterval %j is refused, naming the field', (value) => {
+    expect(() => loadSidecarConfig(write('bad.yaml', { reportInterval: value }))).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_CONFIG_INVALID',
+      message: expect.stringContaining('/reportInterval'),
+    }));
+  });
+});
