@@ -8,10 +8,15 @@ import type { ReportedEvent } from '../model/traffic-report.js';
  */
 export class Reachability {
   private readonly reachable = new Map<string, boolean>();
+  /** Clusters we said were unreachable: only those make news when they answer again. */
+  private readonly announced = new Set<string>();
 
   constructor(private readonly cluster: string) {}
 
-  /** Events for the pairs whose reachability changed in this round (none for a pair seen for the first time up). */
+  /**
+   * Events for the pairs whose reachability changed in this round. A cluster still starting (its
+   * first probes fail, then answer) is not news: "reachable" follows only an "unreachable".
+   */
   round(records: readonly Pick<ProbeRecord, 'to' | 'gateways' | 'lastError'>[], now = new Date()): ReportedEvent[] {
     const events: ReportedEvent[] = [];
     const seen = new Set<string>();
@@ -22,13 +27,19 @@ export class Reachability {
       const was = this.reachable.get(r.to);
       this.reachable.set(r.to, up);
       if (was === true && !up) {
+        this.announced.add(r.to);
         events.push({ at: now.toISOString(), kind: 'unreachable', summary: `${this.cluster} cannot reach ${r.to} through any of its ${r.gateways.length} gateway(s)${r.lastError ? `: ${r.lastError}` : ''}` });
-      } else if (was === false && up) {
+      } else if (up && this.announced.delete(r.to)) {
         events.push({ at: now.toISOString(), kind: 'reachable', summary: `${this.cluster} reaches ${r.to}'s gateways again` });
       }
     }
     // A cluster that left the catalog is no longer probed; its state goes with it.
-    for (const to of [...this.reachable.keys()]) if (!seen.has(to)) this.reachable.delete(to);
+    for (const to of [...this.reachable.keys()]) {
+      if (!seen.has(to)) {
+        this.reachable.delete(to);
+        this.announced.delete(to);
+      }
+    }
     return events;
   }
 }
