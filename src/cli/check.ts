@@ -11,6 +11,8 @@ import { readClusterCa } from '../trust/ca-files.js';
 import { certificateInfo, isSignedBy } from '../trust/verify.js';
 import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
 import { readMeshCatalog } from './list.js';
+import { liveOverview } from './dashboard-client.js';
+import { AliveRecordSchema, isRecord } from '../model/records.js';
 import { failedChecks, printChecks, runChecks, type Check } from './preflight.js';
 
 interface CheckContext {
@@ -134,6 +136,47 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
           return { status: 'failed', detail: `not alive: ${down.map((c) => c.name).join(', ')} (alive: ${ctx.catalog.clusters.filter((c) => c.alive).map((c) => c.name).join(', ') || 'none'})`, hint: 'start their federation service: isthmus federation --config <cluster-dir>/cluster.yaml' };
         }
         return { status: 'ok', detail: `all ${ctx.catalog.clusters.length} cluster(s) alive: ${ctx.catalog.clusters.map((c) => c.name).join(', ')}` };
+      },
+    },
+    {
+      name: 'dashboards',
+      needs: ['cluster liveness'],
+      async run() {
+        // Each alive federation names its plain-HTTP port (dashboard, /metrics) in its heartbeat.
+        const problems: string[] = [];
+        const alive = ctx.catalog!.clusters.filter((c) => c.alive);
+        for (const c of alive) {
+          const record = await ctx.store!.get<unknown>(keys.alive(c.name));
+          const address = isRecord(AliveRecordSchema, record?.value) ? record.value.dashboard : undefined;
+          if (!address) {
+            problems.push(`${c.name}: no dashboard address (its dashboard port could not listen, or it runs an older federation)`);
+            continue;
+          }
+          const answered = await fetch(`http://${address}/healthz`, { signal: AbortSignal.timeout(3000) }).then((r) => r.ok, () => false);
+          if (!answered) problems.push(`${c.name}: http://${address}/ does not answer from here`);
+        }
+        if (problems.length > 0) return { status: 'warn', detail: problems.join('; '), hint: 'see that federation\'s log for "could not listen" (federation.dashboardPort), or whether this shell can reach its address' };
+        return { status: 'ok', detail: `${alive.length} dashboard(s) answer` };
+      },
+    },
+    {
+      name: 'service level objectives',
+      needs: ['cluster liveness'],
+      async run() {
+        const { records } = await ctx.store!.list(keys.sloPolicies);
+        if (records.length === 0) return { status: 'ok', detail: 'none defined (isthmus policy apply)' };
+        const live = await liveOverview(ctx.store!);
+        if (!live) return { status: 'warn', detail: `${records.length} objective(s), but no federation dashboard answered to evaluate them`, hint: 'start a federation service, or check the dashboards above' };
+        const missed = live.overview.slos.filter((s) => s.state === 'violated');
+        if (missed.length > 0) {
+          return {
+            status: 'warn',
+            detail: `missed: ${missed.map((s) => `${s.namespace}/${s.name} (burn ${s.burnRate.window ?? '?'} over ${Math.round(s.objective.windowSeconds / 60)}m)`).join(', ')}`,
+            hint: 'isthmus stat and the dashboard show the service\'s latency and errors; isthmus trace <service> --from <cluster> shows one request hop by hop',
+          };
+        }
+        const noData = live.overview.slos.filter((s) => s.state === 'no-data').length;
+        return { status: 'ok', detail: `${live.overview.slos.length} objective(s) held${noData > 0 ? ` (${noData} with too few requests to judge)` : ''}, as ${live.from} reads them` };
       },
     },
     {

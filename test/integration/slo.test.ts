@@ -207,6 +207,13 @@ describe('service level objectives', () => {
     const burn = /^isthmus_slo_burn_rate\{cluster="west",slo="demo\/ledger-fast",destination_service="demo\/ledger",window="objective"\} (\S+)$/m.exec(scrape);
     expect(Number(burn?.[1])).toBeGreaterThan(1);
 
+    // `isthmus check` says so too (a warning, not a failure: the mesh itself is fine).
+    const check = await isthmus(['check', '--output', 'json'], env());
+    expect(check.code).toBe(0);
+    const results = (JSON.parse(check.stdout) as { checks: { name: string; status: string; detail: string }[] }).checks;
+    expect(results.find((c) => c.name === 'dashboards')).toMatchObject({ status: 'ok', detail: '2 dashboard(s) answer' });
+    expect(results.find((c) => c.name === 'service level objectives')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^missed: demo\/ledger-fast \(burn [0-9.]+ over 5m\)/) });
+
     const listed = await isthmus(['policy', 'list', '--output', 'json'], env());
     expect(listed.code).toBe(0);
     const policy = (JSON.parse(listed.stdout) as { policies: { name: string; verdict: { state: string } | null }[] }).policies.find((p) => p.name === 'ledger-fast');
