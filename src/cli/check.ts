@@ -11,8 +11,7 @@ import { readClusterCa } from '../trust/ca-files.js';
 import { certificateInfo, isSignedBy } from '../trust/verify.js';
 import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
 import { readMeshCatalog } from './list.js';
-import { liveOverview } from './dashboard-client.js';
-import { AliveRecordSchema, isRecord } from '../model/records.js';
+import { dashboardOf, liveOverview } from './dashboard-client.js';
 import { failedChecks, printChecks, runChecks, type Check } from './preflight.js';
 
 interface CheckContext {
@@ -146,8 +145,7 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
         const problems: string[] = [];
         const alive = ctx.catalog!.clusters.filter((c) => c.alive);
         for (const c of alive) {
-          const record = await ctx.store!.get<unknown>(keys.alive(c.name));
-          const address = isRecord(AliveRecordSchema, record?.value) ? record.value.dashboard : undefined;
+          const address = await dashboardOf(ctx.store!, c.name);
           if (!address) {
             problems.push(`${c.name}: no dashboard address (its dashboard port could not listen, or it runs an older federation)`);
             continue;

@@ -4,6 +4,16 @@ import type { FederationStore } from '../federation/store.js';
 import { AliveRecordSchema, isRecord } from '../model/records.js';
 
 /**
+ * Where a cluster's federation serves its dashboard, as its heartbeat says: undefined when the
+ * cluster is not alive, null when it is but names no dashboard (its port could not listen).
+ */
+export async function dashboardOf(store: FederationStore, cluster: string): Promise<string | null | undefined> {
+  const alive = await store.get<unknown>(keys.alive(cluster));
+  if (!alive) return undefined;
+  return isRecord(AliveRecordSchema, alive.value) && alive.value.dashboard ? alive.value.dashboard : null;
+}
+
+/**
  * The overview of a live federation's dashboard: each alive record names its federation's
  * dashboard address; `prefer` is tried first, then the others in name order. Every federation
  * reads the same etcd records, so any of them will do for the mesh-wide numbers.

@@ -5,6 +5,7 @@ import type { FederationStore } from '../federation/store.js';
 import { assembleTrace, formatTrace, type GatewayView, type TraceResult } from '../sidecar/trace.js';
 import { action, connectStore, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
+import { dashboardOf } from './dashboard-client.js';
 
 interface TraceOptions { from: string; namespace?: string; path: string; method: string; sidecar?: string; etcd?: string; output: string }
 
@@ -81,10 +82,9 @@ function pathArg(value: string): string {
  * dashboard's address, and its /api/sidecars lists the sidecars that report to it.
  */
 async function sidecarsOf(store: FederationStore, cluster: string): Promise<string[]> {
-  const alive = await store.get<{ dashboard?: string }>(keys.alive(cluster));
-  if (!alive) throw new IsthmusError('ISTHMUS_ERR_CLUSTER_UNKNOWN', `cluster ${cluster} is not alive in the mesh (isthmus clusters lists them); or pass --sidecar <admin host:port>`);
-  const dashboard = alive.value.dashboard;
-  if (!dashboard) throw new IsthmusError('ISTHMUS_ERR_TRACE_NO_SIDECAR', `cluster ${cluster}'s federation publishes no dashboard address, so its sidecars cannot be listed; pass --sidecar <admin host:port>`);
+  const dashboard = await dashboardOf(store, cluster);
+  if (dashboard === undefined) throw new IsthmusError('ISTHMUS_ERR_CLUSTER_UNKNOWN', `cluster ${cluster} is not alive in the mesh (isthmus clusters lists them); or pass --sidecar <admin host:port>`);
+  if (dashboard === null) throw new IsthmusError('ISTHMUS_ERR_TRACE_NO_SIDECAR', `cluster ${cluster}'s federation publishes no dashboard address, so its sidecars cannot be listed; pass --sidecar <admin host:port>`);
   let listed: { sidecars?: { admin?: string }[] };
   try {
     const res = await fetch(`http://${dashboard}/api/sidecars`, { signal: AbortSignal.timeout(adminTimeoutMs) });

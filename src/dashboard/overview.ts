@@ -142,13 +142,14 @@ function trafficPairs(routes: RouteWindow[], seconds: number): TrafficStats[] {
 }
 
 function sloViews(mirror: OverviewSource['mirror'], history: TrafficHistory | undefined, now: number): SloView[] {
+  const statuses = new Map(mirror.entries(keys.sloStatuses));
   return sloPolicies(mirror).map((policy) => {
     const forService = (w: Window) => w.routes.filter((r) => r.namespace === policy.namespace && r.service === policy.service);
     const whole = history?.window(policy.windowSeconds * 1000, now) ?? { coveredMs: 0, routes: [] };
     const short = history?.window(Math.min(shortBurnSeconds, policy.windowSeconds) * 1000, now) ?? { coveredMs: 0, routes: [] };
     const verdict = evaluateSlo(policy, statsOf(forService(whole), 0));
     const shortVerdict = evaluateSlo(policy, statsOf(forService(short), 0));
-    const status = mirror.entries(keys.sloStatus(policy.namespace, policy.name)).find(([key]) => key === keys.sloStatus(policy.namespace, policy.name))?.[1];
+    const status = statuses.get(keys.sloStatus(policy.namespace, policy.name));
     return {
       namespace: policy.namespace,
       name: policy.name,

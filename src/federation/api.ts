@@ -120,12 +120,34 @@ export function buildApi(opts: ApiOptions) {
 
   longPoll('/v1/endpoints', 'local-endpoints', () => federation.localEndpoints);
 
+  // Gateways and sidecars of this cluster call in every few seconds over kept connections: who the
+  // caller is gets verified once per connection (until its leaf expires), not once per request.
+  // Only certificates our own intermediate signed count: another cluster's workload or gateway
+  // must not register gateways or book traffic here.
+  const ourCa = opts.clusterCaPem === undefined ? undefined : new X509Certificate(opts.clusterCaPem).fingerprint256;
+  const verifiedPeers = new WeakMap<TLSSocket, { identity: string; until: number }>();
+  const localCaller = (request: { raw: { socket: unknown }; log: Logger }): string | undefined => {
+    const socket = request.raw.socket as TLSSocket;
+    const known = verifiedPeers.get(socket);
+    if (known && known.until > Date.now()) return known.identity;
+    const chain = peerChain(socket);
+    if (chain?.[0] === undefined) return undefined;
+    try {
+      // The peer's chain as Node gives it may stop at the leaf; our own intermediate is the only one we accept anyway.
+      const verified = verifyChain({ leafPem: chain[0], intermediatesPem: [...chain.slice(1), ...(opts.clusterCaPem ? [opts.clusterCaPem] : [])], rootsPem: opts.trustBundle() });
+      if (verified.identity === undefined || (ourCa !== undefined && verified.issuerChain[0]?.fingerprint256 !== ourCa)) return undefined;
+      verifiedPeers.set(socket, { identity: verified.identity, until: verified.notAfter.getTime() });
+      return verified.identity;
+    } catch (err) {
+      request.log.warn({ err: (err as Error).message }, 'a client certificate that does not verify');
+      return undefined;
+    }
+  };
+
   app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown; admin?: unknown } }>('/v1/gateways', async (request) => {
     // Only this cluster's gateways may publish a gateway: anyone else could draw the mesh's traffic.
     const expected = clusterRoleId(federation.loaded.config.trustDomain, federation.cluster, 'gateway');
-    const chain = peerChain(request.raw.socket as TLSSocket);
-    const identity = chain?.[0] === undefined ? undefined : verifyChain({ leafPem: chain.join('\n'), rootsPem: opts.trustBundle() }).identity;
-    if (identity !== expected) {
+    if (localCaller(request) !== expected) {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only ${expected} may register a gateway of ${federation.cluster}; present that certificate (the gateway makes it from the cluster's CA directory)`);
     }
     const { id, address, zone, admin } = request.body ?? {};
@@ -149,41 +171,17 @@ export function buildApi(opts: ApiOptions) {
 
   const { ledger } = opts;
   if (ledger) {
-    // Counts from a sidecar of another cluster would be booked as this cluster's traffic: only
-    // workloads whose certificate our own intermediate signed may report here.
-    const ourCa = opts.clusterCaPem === undefined ? undefined : new X509Certificate(opts.clusterCaPem).fingerprint256;
-    type Caller = { identity: string; namespace?: string | undefined; serviceAccount?: string | undefined };
-    // A sidecar reports every few seconds over a kept connection: its chain is verified once per
-    // connection (until the leaf expires), not once per report.
-    const verifiedPeers = new WeakMap<TLSSocket, { caller: Caller; until: number }>();
     app.post<{ Body: unknown }>('/v1/reports', { bodyLimit: 1024 * 1024 }, async (request, reply) => {
-      const socket = request.raw.socket as TLSSocket;
-      const known = verifiedPeers.get(socket);
-      let caller: Caller | undefined = known && known.until > Date.now() ? known.caller : undefined;
-      const chain = caller ? undefined : peerChain(socket);
-      if (chain?.[0] !== undefined) {
-        try {
-          // The peer's chain as Node gives it may stop at the leaf; our own intermediate is the only one we accept anyway.
-          const verified = verifyChain({ leafPem: chain[0], intermediatesPem: [...chain.slice(1), ...(opts.clusterCaPem ? [opts.clusterCaPem] : [])], rootsPem: opts.trustBundle() });
-          const id = verified.identity === undefined ? undefined : parseSpiffeId(verified.identity);
-          const signedByUs = ourCa === undefined || verified.issuerChain[0]?.fingerprint256 === ourCa;
-          if (id?.namespace !== undefined && id.trustDomain === federation.loaded.config.trustDomain && signedByUs) {
-            caller = { identity: verified.identity as string, namespace: id.namespace, serviceAccount: id.serviceAccount };
-            verifiedPeers.set(socket, { caller, until: verified.notAfter.getTime() });
-          }
-        } catch (err) {
-          request.log.warn({ err: (err as Error).message }, 'a traffic report came with a certificate that does not verify');
-          caller = undefined;
-        }
-      }
-      if (!caller) {
+      const identity = localCaller(request);
+      const id = identity === undefined ? undefined : parseSpiffeId(identity);
+      if (identity === undefined || id?.namespace === undefined || id.trustDomain !== federation.loaded.config.trustDomain) {
         throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only workloads of ${federation.cluster} may report traffic here; present the workload certificate this cluster's federation issued`);
       }
       if (!Value.Check(TrafficReportSchema, request.body)) {
         const first = [...Value.Errors(TrafficReportSchema, request.body)][0];
         throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `a traffic report is {"version": 1, "routes": [...], "events": [...]}; ${first ? `${first.path || '(body)'}: ${first.message}` : 'it does not match'}`);
       }
-      ledger.accept(request.body as TrafficReport, caller);
+      ledger.accept(request.body as TrafficReport, { identity, namespace: id.namespace, serviceAccount: id.serviceAccount });
       return reply.status(204).send();
     });
   }

@@ -1,6 +1,6 @@
 import { channels, type EjectionMessage, type FailoverMessage, type OutboundRequestMessage } from '../core/channels.js';
 import { record } from '../model/latency-histogram.js';
-import { ejectionEvent, failoverEvent, mergeRoutes, routeKey, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
+import { ejectionEvent, failoverEvent, mergeRoutes, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
 
 export interface TrafficReporterOptions {
   cluster: string;
@@ -31,13 +31,15 @@ export class TrafficReporter {
 
   private readonly onRequest = (m: OutboundRequestMessage): void => {
     if (!this.origins.has(m.origin) || m.service === undefined) return;
-    const split = m.service.indexOf('/');
-    const namespace = m.service.slice(0, split);
-    const service = m.service.slice(split + 1);
     const to = m.cluster ?? '';
-    const key = routeKey({ namespace, service, to });
+    // `<ns>/<name>\0<to>`: the same key routeKey() makes, without splitting the name per request.
+    const key = `${m.service}\u0000${to}`;
     let counts = this.pending.get(key);
-    if (!counts) this.pending.set(key, (counts = { namespace, service, to, requests: 0, errors: 0, buckets: [] }));
+    if (!counts) {
+      const split = m.service.indexOf('/');
+      counts = { namespace: m.service.slice(0, split), service: m.service.slice(split + 1), to, requests: 0, errors: 0, buckets: [] };
+      this.pending.set(key, counts);
+    }
     counts.requests += 1;
     if (m.code === 'connect_error' || m.code >= 500) counts.errors += 1;
     record(counts.buckets, m.seconds * 1000);
