@@ -31,6 +31,14 @@ export const errorCodes = {
   // API
   ISTHMUS_ERR_API_BAD_REQUEST: { status: 400, summary: 'A request to the federation API is malformed.' },
   ISTHMUS_ERR_API_UNREACHABLE: { status: 503, summary: 'The federation API of a cluster did not answer.' },
+  // data plane (what a sidecar answers an app with, as status, body and x-isthmus-error)
+  ISTHMUS_ERR_DATAPLANE_NO_ROUTE: { status: 503, summary: 'The request names no mesh service: not a <service>.<namespace>.mesh name, or no cluster runs or exports that service.' },
+  ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT: { status: 503, summary: 'The service is known but no endpoint in any cluster is healthy now.' },
+  ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE: { status: 503, summary: 'No endpoint of the service could be connected to (refused, unreachable, TLS handshake or identity check failed), after every allowed attempt.' },
+  ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET: { status: 502, summary: 'The connection to the destination broke after the request was sent and before an answer came.' },
+  ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT: { status: 504, summary: 'The destination did not start its answer within the response-headers timeout.' },
+  ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE: { status: 502, summary: 'The destination sidecar could not reach or lost its own app.' },
+  ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED: { status: 501, summary: 'The request uses a protocol feature the sidecar does not carry (the message names it).' },
   // isthmus trace
   ISTHMUS_ERR_TRACE_NO_SIDECAR: { status: 503, summary: 'No sidecar of the cluster to trace from could be found or answered.' },
   ISTHMUS_ERR_TRACE_CONNECT_FAILED: { status: 502, summary: 'The traced request could not connect to its first hop (a local sidecar or a gateway).' },

@@ -1,4 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { WebSocketServer } from 'ws';
 
 export interface SampleInstance {
   service: string;
@@ -9,21 +11,41 @@ export interface SampleInstance {
   close(): Promise<void>;
 }
 
+/** Largest `/bytes?n=` download, so a typo cannot make the sample stream forever. */
+const maxDownload = 4 * 1024 * 1024 * 1024;
+
 /**
- * A sample workload for `isthmus dev up`: answers every request with JSON naming where it runs,
- * so a person (or a test) can see which cluster, zone and instance served a request.
+ * A sample workload for `isthmus dev up`, to try what the mesh carries:
+ * - any path: JSON naming where it runs (cluster, zone, instance), the caller's identity as its
+ *   sidecar gave it (x-forwarded-client-cert) and the traceparent;
+ * - `POST /echo`: streams the request body back as it arrives, and says its SHA-256 in a trailer;
+ * - `GET /bytes?n=<count>`: streams that many bytes of a known pattern (byte i is i mod 251);
+ * - `/ws`: a WebSocket that echoes every message; the 101 names the caller (x-sample-caller).
  */
 export async function startSampleInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number }): Promise<SampleInstance> {
+  const where = { service: opts.service, cluster: opts.cluster, zone: opts.zone, instance: opts.instance };
   const server: Server = createServer((req, res) => {
+    if (req.method === 'POST' && req.url?.split('?')[0] === '/echo') return echo(req, res);
+    if (req.url?.startsWith('/bytes?')) return bytes(req, res);
     const body = JSON.stringify({
-      service: opts.service, cluster: opts.cluster, zone: opts.zone, instance: opts.instance,
-      method: req.method, path: req.url, caller: req.headers['x-forwarded-client-cert'] ?? null,
+      ...where, method: req.method, path: req.url, caller: req.headers['x-forwarded-client-cert'] ?? null,
       traceparent: req.headers.traceparent ?? null,
     });
+    req.resume();
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });
   server.keepAliveTimeout = 60_000;
+  server.requestTimeout = 0;
+  const sockets = new WebSocketServer({ noServer: true });
+  sockets.on('headers', (headers, req) => {
+    headers.push(`x-sample-caller: ${String(req.headers['x-forwarded-client-cert'] ?? '')}`, `x-sample-where: ${opts.cluster}/${opts.instance}`);
+  });
+  sockets.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+  server.on('upgrade', (req, socket, head) => {
+    if (req.url?.split('?')[0] !== '/ws') return void socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    sockets.handleUpgrade(req, socket, head, (ws) => sockets.emit('connection', ws, req));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
@@ -34,8 +56,58 @@ export async function startSampleInstance(opts: { service: string; cluster: stri
     ...opts,
     address: `${opts.host}:${port}`,
     close: () => new Promise((resolve) => {
+      for (const ws of sockets.clients) ws.terminate();
+      sockets.close();
       server.closeAllConnections();
       server.close(() => resolve());
     }),
   };
+}
+
+function echo(req: IncomingMessage, res: ServerResponse): void {
+  const hash = createHash('sha256');
+  res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/octet-stream', trailer: 'x-sha256' });
+  req.on('data', (chunk: Buffer) => {
+    hash.update(chunk);
+    if (!res.write(chunk)) {
+      req.pause();
+      res.once('drain', () => req.resume());
+    }
+  });
+  req.once('end', () => {
+    res.addTrailers({ 'x-sha256': hash.digest('hex') });
+    res.end();
+  });
+  req.once('error', () => res.destroy());
+}
+
+/** Byte i of a download is i mod 251: a pattern with no short period, cheap to make and to check. */
+export function patternChunk(offset: number, length: number): Buffer {
+  const chunk = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i += 1) chunk[i] = (offset + i) % 251;
+  return chunk;
+}
+
+function bytes(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  const n = Number(new URLSearchParams(req.url?.split('?')[1] ?? '').get('n'));
+  if (!Number.isSafeInteger(n) || n < 0 || n > maxDownload) {
+    res.writeHead(400, { 'content-type': 'text/plain' });
+    return void res.end(`n must be a whole number of bytes up to ${maxDownload}\n`);
+  }
+  // One 64 KiB block repeats exactly when its length is a multiple of 251.
+  const block = patternChunk(0, 251 * 261);
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
+  let sent = 0;
+  const more = () => {
+    while (sent < n) {
+      const size = Math.min(block.length, n - sent);
+      const chunk = size === block.length ? block : block.subarray(0, size);
+      sent += size;
+      if (!res.write(chunk)) return void res.once('drain', more);
+    }
+    res.end();
+  };
+  res.once('close', () => { sent = n; });
+  more();
 }

@@ -14,6 +14,8 @@ export interface GatewayConfig {
   caDir: string;
   clientHelloTimeoutMs: number;
   connectTimeoutMs: number;
+  /** A spliced connection with no byte either way for this long is closed (default 1 h). */
+  idleTimeoutMs: number;
 }
 
 /** The gateway runs from its cluster's cluster.yaml: its entry under `gateways:` picked by id. */
@@ -41,6 +43,7 @@ export function loadGatewayConfig(configPath: string, id: string | undefined): G
     caDir: loaded.caDir,
     clientHelloTimeoutMs: parseDuration(entry.clientHelloTimeout) * 1000,
     connectTimeoutMs: parseDuration(entry.connectTimeout) * 1000,
+    idleTimeoutMs: 3_600_000,
   };
 }
 

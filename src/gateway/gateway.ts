@@ -1,4 +1,5 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { splice } from '../core/splice.js';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer } from '../core/tracing.js';
@@ -43,7 +44,8 @@ export class Gateway {
   constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
     const federation = new URL(config.federationUrl);
     this.probeTarget = `${federation.hostname}:${federation.port || '443'}`;
-    this.server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    // allowHalfOpen: one side's FIN is passed on while the other direction keeps flowing (TCP services, CONNECT).
+    this.server = createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'gateway listener error'));
   }
 
@@ -133,7 +135,7 @@ export class Gateway {
         return;
       }
       const split = address.lastIndexOf(':');
-      const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true });
+      const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true, allowHalfOpen: true });
       this.track(upstream);
       let connected = false;
       const timeout = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.config.connectTimeoutMs);
@@ -146,8 +148,6 @@ export class Gateway {
         connected = true;
         clearTimeout(timeout);
         upstream.removeAllListeners('error');
-        upstream.on('error', () => client.destroy());
-        client.on('error', () => upstream.destroy());
         this.stats.routed += 1;
         this.stats.active += 1;
         this.connections.add({
@@ -158,10 +158,7 @@ export class Gateway {
         if (routedChannel.hasSubscribers) routedChannel.publish({ origin: this, service, endpoint: address, remote: client.remoteAddress });
         span?.setAttributes({ 'isthmus.endpoint': address });
         upstream.write(hello);
-        client.pipe(upstream);
-        upstream.pipe(client);
-        client.once('close', () => upstream.destroy());
-        upstream.once('close', () => client.destroy());
+        splice(client, upstream, this.config.idleTimeoutMs);
         client.resume();
       });
     };

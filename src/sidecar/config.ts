@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
 import { dnsLabelPattern } from '../core/names.js';
 import { durationPattern, parseDuration, validate } from '../core/validate.js';
+import { TimeoutsSchema } from './timeouts.js';
 
 const hostPort = (description: string) => Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description });
 const label = (description: string) => Type.String({ pattern: dnsLabelPattern, description });
@@ -34,6 +35,8 @@ export const SidecarConfigSchema = Type.Object({
     namespace: label('its namespace'),
     listen: hostPort('where the app connects, e.g. 127.0.0.1:9001'),
   }, { additionalProperties: false }), { default: [] }),
+  timeouts: Type.Optional(TimeoutsSchema),
+  retryBuffer: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: 'bytes of a request body kept so a failed attempt can be resent elsewhere (default 1048576); a larger body is streamed and never retried' })),
   reportInterval: Type.Optional(Type.String({ pattern: durationPattern, description: 'how often traffic counts go to the federation, e.g. 5s (default 5s)' })),
 }, { additionalProperties: false });
 

@@ -1,15 +1,19 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import { forwardableHeaders } from './headers.js';
-import { relay } from './relay.js';
+import { errorResponse, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
+import { ResponseRelay } from './response-relay.js';
+import { splice } from '../core/splice.js';
+import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 
 const requestChannel = channels.inboundRequest;
@@ -37,20 +41,45 @@ export class Inbound {
   /** TCP accept time per raw socket, and TLS handshake duration per TLS socket, for `isthmus trace` (one entry per connection). */
   private readonly accepted = new WeakMap<Socket, number>();
   private readonly handshakes = new WeakMap<TLSSocket, number>();
+  /** WebSocket and CONNECT tunnels now open: the HTTP server no longer tracks their sockets. */
+  private readonly tunnels = new Set<Duplex>();
+  /**
+   * Every accepted TCP connection. allowHalfOpen (for tunnels) means a peer that sends FIN
+   * before finishing a TLS handshake (a TCP health check) is not closed by Node until the
+   * handshake timeout; close() must not wait for those.
+   */
+  private readonly sockets = new Set<Socket>();
 
-  constructor(credentials: InboundCredentials, private readonly appAddress: string, private readonly logger: Logger, private readonly place: InboundPlace = {}) {
+  constructor(
+    credentials: InboundCredentials, private readonly appAddress: string, private readonly logger: Logger,
+    private readonly place: InboundPlace = {}, private readonly timeouts: Readonly<DataPlaneTimeouts> = defaultTimeouts,
+  ) {
     this.identity = credentials.identity;
-    this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000 });
-    this.server = createServer({ ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', keepAliveTimeout: 60_000 }, (req, res) => {
+    this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000, connect: { timeout: timeouts.connectMs } });
+    this.server = createServer({
+      ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
+      // A tunnel (WebSocket, CONNECT) passes the caller's FIN on and keeps answering.
+      allowHalfOpen: true,
+      // A connection that never finishes its handshake is dropped after this (Node's default is 120 s).
+      handshakeTimeout: 10_000,
+      // Pooled connections from other sidecars stay open across bursts; the client side closes first.
+      keepAliveTimeout: timeouts.connectionIdleMs + 5_000, headersTimeout: timeouts.requestHeadersMs, requestTimeout: 0,
+    }, (req, res) => {
       void this.handle(req, res).catch((err: unknown) => {
         this.logger.warn({ err: (err as Error).message }, 'inbound request to the app failed');
         if (!res.headersSent) {
-          res.writeHead(502, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_API_UNREACHABLE', message: `the app at ${appAddress} did not answer` } }));
+          res.writeHead(502, { 'content-type': 'application/json', 'x-isthmus-error': 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE' });
+          res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', message: `the app at ${appAddress} did not answer: ${(err as Error).message}` } }));
         } else res.destroy();
       });
     });
-    this.server.on('connection', (raw: Socket) => this.accepted.set(raw, performance.now()));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
+    this.server.on('connection', (raw: Socket) => {
+      this.accepted.set(raw, performance.now());
+      this.sockets.add(raw);
+      raw.once('close', () => this.sockets.delete(raw));
+    });
     this.server.on('secureConnection', (socket: TLSSocket) => {
       socket.setNoDelay(true);
       // Node keeps the accepted TCP socket as the TLS socket's `_parent` (server side).
@@ -82,6 +111,8 @@ export class Inbound {
 
   async close(): Promise<void> {
     this.server.closeAllConnections();
+    for (const socket of this.tunnels) socket.destroy();
+    for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     await this.app.close();
   }
@@ -124,23 +155,66 @@ export class Inbound {
       else delete headers.tracestate;
     }
     if (traced) delete headers[traceHeader];
-    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    // Expect: 100-continue was answered by this server already; undici refuses to send it on.
+    delete headers.expect;
+    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    if (!hasBody) req.resume();
     const appStarted = traced ? performance.now() : 0;
-    const response = await this.app.request({
-      path: req.url ?? '/',
-      method: req.method as Dispatcher.HttpMethod,
-      headers,
-      body: hasBody ? req : null,
-    }).catch((err: unknown) => {
+    // A traced request's report rides on the response head (docs/trace.md).
+    const relay = new ResponseRelay(res, undefined, traced
+      ? (head) => { head[inboundReportHeader] = this.traceReport(req, peer.identity, performance.now() - appStarted); }
+      : undefined);
+    this.app.dispatch({
+      path: req.url ?? '/', method: req.method as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
+      headersTimeout: this.timeouts.responseHeadersMs, bodyTimeout: this.timeouts.streamIdleMs,
+    }, relay);
+    try {
+      const status = await relay.started;
+      this.answered(started, peer.identity, status, span);
+    } catch (err) {
       this.answered(started, peer.identity, 502, span);
       if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity, performance.now() - appStarted));
       throw err;
+    }
+  }
+
+  /**
+   * A WebSocket upgrade or a CONNECT from another sidecar: the same peer check as a request,
+   * then a plain connection to the app. An upgrade's head goes to the app with the caller's
+   * identity in x-forwarded-client-cert (and any that arrived removed); a CONNECT is answered
+   * 200 here once the app accepted, and its bytes carry no header, so the app cannot learn the
+   * caller from them. After that, bytes both ways until either side is done.
+   */
+  private tunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const started = performance.now();
+    const peer = this.peerOf(socket as TLSSocket);
+    if ('error' in peer) {
+      this.answered(started, undefined, 403, undefined);
+      socket.end(errorResponse(403, 'Forbidden', 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error));
+      return;
+    }
+    const split = this.appAddress.lastIndexOf(':');
+    const app = netConnect({ host: this.appAddress.slice(0, split), port: Number(this.appAddress.slice(split + 1)), allowHalfOpen: true });
+    app.setNoDelay(true);
+    const refuse = (err: Error) => {
+      this.answered(started, peer.identity, 502, undefined);
+      socket.end(errorResponse(502, 'Bad Gateway', 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', `the app at ${this.appAddress} did not accept: ${err.message}`));
+    };
+    const timer = setTimeout(() => app.destroy(new Error(`no connection within ${this.timeouts.connectMs} ms`)), this.timeouts.connectMs);
+    app.once('error', refuse);
+    app.once('connect', () => {
+      clearTimeout(timer);
+      app.removeListener('error', refuse);
+      if (req.method === 'CONNECT') {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        this.answered(started, peer.identity, 200, undefined);
+      } else {
+        app.write(requestHead(req.method ?? 'GET', req.url ?? '/', req.rawHeaders, { drop: new Set(['x-forwarded-client-cert']), set: { 'x-forwarded-client-cert': peer.xfcc } }));
+        this.answered(started, peer.identity, 101, undefined);
+      }
+      if (head.length > 0) app.write(head);
+      splice(socket, app, this.timeouts.tunnelIdleMs, this.tunnels);
     });
-    const responseHeaders = forwardableHeaders(response.headers);
-    if (traced) responseHeaders[inboundReportHeader] = this.traceReport(req, peer.identity, performance.now() - appStarted);
-    res.writeHead(response.statusCode, responseHeaders);
-    this.answered(started, peer.identity, response.statusCode, span);
-    relay(response.body, res);
   }
 
   /**

@@ -1,175 +1,228 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { channels } from '../core/channels.js';
+import { errorCodes, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { activeTracer, formatTraceparent, parseTraceparent } from '../core/tracing.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 import { forwardableHeaders } from './headers.js';
-import { relay } from './relay.js';
-import type { RoutingTable } from './routing.js';
+import { errorResponse, requestHead } from './http-head.js';
+import { outboundObserver } from './outbound-observer.js';
+import { RequestBody } from './request-body.js';
+import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
+import { ResponseRelay } from './response-relay.js';
+import { failureKind, shouldRetry, type FailureKind } from './retry-policy.js';
+import type { Route, RoutingTable } from './routing.js';
+import { splice } from '../core/splice.js';
+import type { DataPlaneTimeouts } from './timeouts.js';
 import { inboundReportHeader, traceHeader } from './trace.js';
 import type { Upstreams } from './upstreams.js';
 
-const requestChannel = channels.outboundRequest;
-const maxBufferedBody = 1024 * 1024;
+export { meshTarget } from './request-target.js';
+
 const maxAttempts = 3;
-const idempotent = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
-// ECONNRESET is not here: a reset can come after the request was written.
-const connectErrors = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME']);
-
-/** Errors raised before the request could have been written (connect, TLS handshake, identity check). */
-function neverSent(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code !== undefined && (connectErrors.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_'));
-}
-
-/** `<service>.<ns>.mesh` or `<service>.<ns>.svc.clusterset.local` (the MCS API's name), any port. */
-export function meshTarget(host: string | undefined): { service: string; namespace: string } | undefined {
-  if (!host) return undefined;
-  const name = host.replace(/:\d+$/, '').toLowerCase();
-  const match = /^([a-z0-9-]+)\.([a-z0-9-]+)\.(?:mesh|svc\.clusterset\.local)$/.exec(name);
-  return match ? { service: match[1] as string, namespace: match[2] as string } : undefined;
-}
 
 export interface OutboundDeps {
   cluster: string;
   routing: RoutingTable;
   upstreams: Upstreams;
   logger: Logger;
+  timeouts: Readonly<DataPlaneTimeouts>;
+  /** Bytes of a request body kept so that a failed attempt can be repeated (default 1 MiB). */
+  retryBufferBytes?: number;
 }
 
 /**
- * The app's HTTP proxy (HTTP_PROXY=http://<this>): resolves mesh names through the catalog,
- * picks an endpoint by locality priority, and sends the request over a pooled mTLS connection,
- * directly to a local sidecar or through a remote cluster's gateway. A connect failure is
- * retried on another endpoint, then on the next priority; never an unknown name left hanging.
+ * The app's HTTP proxy (HTTP_PROXY=http://<this>) and the fixed per-service listeners. A request
+ * goes through small steps, each its own function or file: resolve the mesh name
+ * (request-target.ts) → route it (RoutingTable: localities, priority load) → pick an endpoint →
+ * attempt over a pooled mTLS connection, retried elsewhere when retry-policy.ts allows → record
+ * the outcome (outlier detection, outbound-observer.ts) → relay the answer as it streams
+ * (response-relay.ts). Bodies stream both ways; nothing is held whole. WebSocket upgrades and
+ * CONNECT become byte tunnels to the chosen endpoint.
  */
-export function createOutbound(deps: OutboundDeps, fixedTarget?: { service: string; namespace: string }): Server {
-  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    void handle(deps, req, res, fixedTarget).catch((err: unknown) => {
+export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Server {
+  const tunnels = new Set<Duplex>();
+  const server = createServer({
+    keepAliveTimeout: deps.timeouts.connectionIdleMs,
+    headersTimeout: deps.timeouts.requestHeadersMs,
+    // No deadline on a whole request: uploads may take hours; silence is what is limited.
+    requestTimeout: 0,
+  }, (req, res) => {
+    proxyRequest(deps, req, res, fixedTarget).catch((err: unknown) => {
       deps.logger.error({ err: (err as Error).message }, 'outbound request failed unexpectedly');
-      if (!res.headersSent) reply(res, 502, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request');
+      if (!res.headersSent && !res.destroyed) reply(res, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request');
       else res.destroy();
     });
   });
   server.on('connection', (socket) => socket.setNoDelay(true));
   server.on('clientError', (_err, socket) => socket.destroy());
+  const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    openTunnel(deps, req, socket, head, tunnels, fixedTarget).catch(() => socket.destroy());
+  };
+  server.on('upgrade', tunnel);
+  server.on('connect', tunnel);
+  // Upgraded and CONNECT sockets are no longer the HTTP server's: close them with its own.
+  const closeAll = server.closeAllConnections.bind(server);
+  server.closeAllConnections = () => {
+    closeAll();
+    for (const socket of tunnels) socket.destroy();
+  };
   return server;
 }
 
-async function handle(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixedTarget?: { service: string; namespace: string }): Promise<void> {
-  const started = performance.now();
-  // A CLIENT span only when tracing is on (docs/tracing.md): otherwise no span object at all.
-  const tracer = activeTracer();
-  const span = tracer?.start({
-    kind: 'client', name: 'outbound',
-    parent: parseTraceparent(req.headers.traceparent, req.headers.tracestate),
-    attributes: { 'isthmus.source_cluster': deps.cluster, 'http.request.method': req.method },
-  });
-  let last: PickedEndpoint | undefined;
-  // One event per answered request, for src/telemetry/; labels only from the catalog (bounded).
-  const answered = (code: number | 'connect_error', service?: string, cluster?: string) => {
-    if (requestChannel.hasSubscribers) requestChannel.publish({ origin: deps.routing, service, cluster, code, seconds: (performance.now() - started) / 1000 });
-    if (span) {
-      span.end({
-        // Span names stay bounded: a name the catalog does not know is not one.
-        name: service ? `outbound ${service}` : 'outbound',
-        attributes: {
-          'isthmus.destination_service': service, 'isthmus.destination_cluster': cluster, 'isthmus.priority': last?.priority,
-          'http.status_code': typeof code === 'number' ? code : undefined, 'http.response.status_code': typeof code === 'number' ? code : undefined,
-          'network.peer.address': last?.address, 'isthmus.endpoint_kind': last?.kind,
-        },
-        ...(code === 'connect_error' || code >= 500 ? { error: String(code) } : {}),
-      });
-    }
-  };
-  const url = req.url?.startsWith('http://') ? new URL(req.url) : undefined;
-  // A fixed listener (for apps that cannot use a proxy) serves one service whatever Host says.
-  const host = fixedTarget ? `${fixedTarget.service}.${fixedTarget.namespace}.mesh` : (url?.host ?? req.headers.host);
-  const target = fixedTarget ?? meshTarget(host);
-  if (!target) {
-    answered(503);
-    return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${host ?? '(no host)'} is not a mesh name: use http://<service>.<namespace>.mesh/`);
-  }
-  const route = deps.routing.route(target.namespace, target.service);
-  if (!route) {
-    answered(503);
-    return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${target.namespace}/${target.service} is not in the mesh: no cluster runs or exports it (isthmus services)`);
-  }
-  const service = `${target.namespace}/${target.service}`;
+type Routed = { route: Route; service: string } | { code: ErrorCode; message: string; service?: string };
+
+/** The route for a resolved name, or the refusal an app gets for it. */
+function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refused: string }): Routed {
+  if ('refused' in resolved) return { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: resolved.refused };
+  const { namespace, service } = resolved.target;
+  const route = routing.route(namespace, service);
+  if (!route) return { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: `${namespace}/${service} is not in the mesh: no cluster runs or exports it (isthmus services)` };
+  const name = `${namespace}/${service}`;
   if (route.load.status === 'no-healthy-endpoints') {
-    answered(503, service);
-    return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `${target.namespace}/${target.service} has no healthy endpoint in any cluster (isthmus explain ${target.service} -n ${target.namespace})`);
+    return { code: 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT', service: name, message: `${name} has no healthy endpoint in any cluster (isthmus explain ${service} -n ${namespace})` };
   }
-  const body = await readBody(req);
-  if (body === 'too-large') {
-    answered(413, service);
-    return reply(res, 413, 'ISTHMUS_ERR_API_BAD_REQUEST', `request bodies over ${maxBufferedBody} bytes are not supported by the sidecar yet`);
+  return { route, service: name };
+}
+
+const failureCodes: Record<FailureKind, ErrorCode> = {
+  connect: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE',
+  reset: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET',
+  timeout: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT',
+  response: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET',
+};
+
+async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixed?: MeshTarget): Promise<void> {
+  const observer = outboundObserver(deps.routing, deps.cluster, req);
+  const resolved = resolveTarget(req.method, req.url, req.headers.host, fixed);
+  const routed = routeOf(deps.routing, resolved);
+  if ('code' in routed) {
+    req.resume();
+    observer.answered(errorStatus(routed.code), routed.service);
+    return reply(res, routed.code, routed.message);
   }
-  const path = url ? `${url.pathname}${url.search}` : (req.url ?? '/');
+  const { route, service } = routed;
+  const { host, path } = resolved as ResolvedTarget;
   // Trace mode is the admin port's (POST /trace); an app cannot ask a destination for its report.
   const headers = forwardableHeaders(req.headers, traceHeader);
-  headers.host = host ?? `${target.service}.${target.namespace}.mesh`;
-  if (span) {
-    // W3C: the upstream's parent is this span; tracestate goes on only with a valid traceparent.
-    headers.traceparent = formatTraceparent(span.context);
-    if (span.context.traceState) headers.tracestate = span.context.traceState;
-    else delete headers.tracestate;
-  }
+  // Expect: 100-continue was answered by this server already; undici refuses to send it on.
+  delete headers.expect;
+  headers.host = host;
+  observer.propagate(headers);
+  const body = hasBody(req) ? new RequestBody(req, deps.retryBufferBytes) : undefined;
+  if (!body) req.resume();
+  const method = req.method ?? 'GET';
 
+  const tried = new Set<string>();
+  let endpoint: PickedEndpoint | undefined = deps.routing.pick(route);
+  let failure: FailureKind = 'connect';
+  let lastError = 'no eligible endpoint';
+  let lastCluster: string | undefined;
+  for (let attempts = 1; endpoint; attempts += 1) {
+    tried.add(endpoint.address);
+    lastCluster = endpoint.cluster;
+    observer.tried(endpoint);
+    const upstream = route.upstreams.get(endpoint.address);
+    if (!upstream) break; // cannot happen: every endpoint of a route has its key
+    const relay = new ResponseRelay(res, inboundReportHeader);
+    // undici would derive the TLS server name from the Host header; the mesh SNI must win.
+    const options = {
+      path, method, headers, body: body ? body.open() : null, servername: upstream.sni,
+      headersTimeout: deps.timeouts.responseHeadersMs, bodyTimeout: deps.timeouts.streamIdleMs,
+    };
+    deps.upstreams.get(upstream).dispatch(options as Dispatcher.DispatchOptions, relay);
+    const about = { service, cluster: endpoint.cluster };
+    try {
+      const status = await relay.started;
+      deps.routing.record(endpoint.address, status >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
+      observer.answered(status, service, endpoint.cluster);
+      return;
+    } catch (err) {
+      failure = failureKind(err);
+      lastError = `${endpoint.address}: ${(err as Error).message}`;
+      deps.routing.record(endpoint.address, { ok: false, kind: failure === 'connect' ? 'connect-error' : '5xx' }, about);
+      if (res.destroyed) return observer.answered(499, service, endpoint.cluster);
+      if (!shouldRetry({ failure, method, bodyReplayable: body?.replayable ?? true, attempts, maxAttempts })) break;
+      endpoint = deps.routing.retries(route, endpoint, tried)[0];
+    }
+  }
+  const code = tried.size === 0 ? 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT' : failureCodes[failure];
+  observer.answered(failure === 'connect' && tried.size > 0 ? 'connect_error' : errorStatus(code), service, lastCluster);
+  return reply(res, code, `${service}: ${describeFailure(failure, tried.size)}; last: ${lastError}`);
+}
+
+function describeFailure(failure: FailureKind, tried: number): string {
+  switch (failure) {
+    case 'connect': return `no endpoint could be reached after ${tried} attempt(s)`;
+    case 'timeout': return 'the destination did not start its answer in time (timeouts.responseHeaders)';
+    case 'reset':
+    case 'response': return `the connection broke before an answer came (${tried} attempt(s); a request whose body was not kept, or that is not idempotent, is not retried)`;
+  }
+}
+
+/**
+ * An HTTP/1.1 Upgrade (WebSocket) or a CONNECT: pick an endpoint as for a request, open an mTLS
+ * connection to it (a local sidecar, or a remote gateway by SNI), write the request head, then
+ * splice bytes both ways. The destination's answer (101, 200 or a refusal) flows back as is.
+ * Only a failed connection is retried on another endpoint: nothing was sent yet.
+ */
+async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: Set<Duplex>, fixed?: MeshTarget): Promise<void> {
+  const observer = outboundObserver(deps.routing, deps.cluster, req);
+  const routed = routeOf(deps.routing, resolveTarget(req.method, req.url, req.headers.host, fixed));
+  if ('code' in routed) {
+    observer.answered(errorStatus(routed.code), routed.service);
+    socket.end(errorResponse(errorStatus(routed.code), 'Service Unavailable', routed.code, routed.message));
+    return;
+  }
+  const { route, service } = routed;
+  const resolved = resolveTarget(req.method, req.url, req.headers.host, fixed) as ResolvedTarget;
+  const connect = req.method === 'CONNECT';
+  const upstreamHead = connect
+    ? `CONNECT ${resolved.host} HTTP/1.1\r\nhost: ${resolved.host}\r\n\r\n`
+    : requestHead(req.method ?? 'GET', resolved.path, req.rawHeaders, { drop: new Set(['host', traceHeader]), set: { host: resolved.host } });
   const tried = new Set<string>();
   let endpoint = deps.routing.pick(route);
   let lastError = 'no eligible endpoint';
   let lastCluster: string | undefined;
-  for (let attempt = 1; endpoint && attempt <= maxAttempts; attempt += 1) {
+  for (let attempts = 1; endpoint && attempts <= maxAttempts; attempts += 1) {
     tried.add(endpoint.address);
     lastCluster = endpoint.cluster;
-    last = endpoint;
+    observer.tried(endpoint);
     const upstream = route.upstreams.get(endpoint.address);
-    if (!upstream) break; // cannot happen: every endpoint of a route has its key
-    const { sni } = upstream;
-    const pool = deps.upstreams.get(upstream);
-    let response: Dispatcher.ResponseData;
+    if (!upstream) break;
     try {
-      // undici would derive the TLS server name from the Host header; the mesh SNI must win.
-      const options = { path, method: req.method as Dispatcher.HttpMethod, headers, body: body ?? null, servername: sni };
-      response = await pool.request(options as Dispatcher.RequestOptions);
+      const tls = await deps.upstreams.connect(upstream, deps.timeouts.connectMs);
+      if (socket.destroyed) return void tls.destroy();
+      deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
+      tls.write(upstreamHead);
+      if (head.length > 0) tls.write(head);
+      observer.answered(connect ? 200 : 101, service, endpoint.cluster);
+      splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels);
+      return;
     } catch (err) {
       lastError = `${endpoint.address}: ${(err as Error).message}`;
       deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' }, { service, cluster: endpoint.cluster });
-      // Retry elsewhere only when the app cannot have acted on it: it never connected, or the method is idempotent.
-      if (!idempotent.has(req.method ?? '') && !neverSent(err)) break;
       endpoint = deps.routing.retries(route, endpoint, tried)[0];
-      continue;
     }
-    deps.routing.record(endpoint.address, response.statusCode >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
-    // A destination's trace report is for `isthmus trace` only, never for the app.
-    res.writeHead(response.statusCode, forwardableHeaders(response.headers, inboundReportHeader));
-    answered(response.statusCode, service, endpoint.cluster);
-    relay(response.body, res);
-    return;
   }
-  answered(lastCluster === undefined ? 503 : 'connect_error', service, lastCluster);
-  return reply(res, 503, 'ISTHMUS_ERR_SERVICE_UNKNOWN', `no endpoint of ${target.namespace}/${target.service} could be reached after ${tried.size} attempt(s); last: ${lastError}`);
+  observer.answered(tried.size > 0 ? 'connect_error' : 503, service, lastCluster);
+  const message = `${service}: no endpoint could be reached after ${tried.size} attempt(s); last: ${lastError}`;
+  socket.end(errorResponse(503, 'Service Unavailable', 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE', message));
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer | undefined | 'too-large'> {
-  if (req.method === 'GET' || req.method === 'HEAD' || (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined)) {
-    req.resume();
-    return undefined;
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > maxBufferedBody) return 'too-large';
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+/** RFC 9110 §6.4: a request has content when it says so by Content-Length or Transfer-Encoding. */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
 
-function reply(res: ServerResponse, status: number, code: string, message: string): void {
+function errorStatus(code: ErrorCode): number {
+  return errorCodes[code].status;
+}
+
+function reply(res: ServerResponse, code: ErrorCode, message: string): void {
+  if (res.destroyed) return;
   const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
+  res.writeHead(errorStatus(code), { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
   res.end(body);
 }

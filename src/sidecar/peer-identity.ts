@@ -1,4 +1,5 @@
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import { IsthmusError } from '../core/errors.js';
 import { trustDomainOf } from '../trust/spiffe.js';
 
 /**
@@ -22,9 +23,10 @@ export function peerIdentity(cert: PeerCertificate | DetailedPeerCertificate): {
 export function checkDestination(allowed: readonly string[]) {
   return (_host: string, cert: PeerCertificate): Error | undefined => {
     const peer = peerIdentity(cert);
-    if ('error' in peer) return new Error(peer.error);
+    if ('error' in peer) return new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error);
     if (!allowed.includes(peer.identity)) {
-      return new Error(`destination answered as ${peer.identity}, but the catalog allows only ${allowed.join(', ') || 'no identity'} for this service`);
+      // A code, so the request path knows nothing was sent (src/sidecar/retry-policy.ts).
+      return new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `destination answered as ${peer.identity}, but the catalog allows only ${allowed.join(', ') || 'no identity'} for this service`);
     }
     return undefined;
   };

@@ -13,6 +13,7 @@ import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
 import { Inbound } from './inbound.js';
 import { createOutbound } from './outbound.js';
 import { RoutingTable, type LocalEndpointsSnapshot } from './routing.js';
+import { resolveTimeouts } from './timeouts.js';
 import { Upstreams } from './upstreams.js';
 
 export interface RunningSidecar {
@@ -58,7 +59,8 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     // An address not checked yet is as healthy as the federation says: no blackout at start or
     // when an endpoint appears.
     const routing: RoutingTable = new RoutingTable({ cluster: config.cluster, zone: config.zone }, (address) => health.healthOf(address) ?? true);
-    const upstreams = new Upstreams(() => identity.secureContext());
+    const timeouts = resolveTimeouts(config.timeouts);
+    const upstreams = new Upstreams(() => identity.secureContext(), { connectTimeoutMs: timeouts.connectMs });
     closers.push(() => upstreams.close());
 
     const watch = new CatalogWatch({ federationUrl: config.federation.url, identity, stateDir: config.stateDirPath, logger });
@@ -79,12 +81,13 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     recheck.unref();
     closers.push(() => clearInterval(recheck));
 
-    const outbound = createOutbound({ cluster: config.cluster, routing, upstreams, logger: logger.child({ component: 'outbound' }) });
+    const outboundDeps = { cluster: config.cluster, routing, upstreams, timeouts, ...(config.retryBuffer === undefined ? {} : { retryBufferBytes: config.retryBuffer }) };
+    const outbound = createOutbound({ ...outboundDeps, logger: logger.child({ component: 'outbound' }) });
     const outboundAddress = await listen(outbound, config.outbound.listen);
     closers.push(() => closeServer(outbound));
     const listeners: Record<string, string> = {};
     for (const fixed of config.listeners ?? []) {
-      const server = createOutbound({ cluster: config.cluster, routing, upstreams, logger: logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` }) }, fixed);
+      const server = createOutbound({ ...outboundDeps, logger: logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` }) }, fixed);
       listeners[`${fixed.namespace}/${fixed.service}`] = await listen(server, fixed.listen);
       closers.push(() => closeServer(server));
     }
@@ -93,7 +96,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     let inboundAddress: string | undefined;
     if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
-      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` });
+      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts);
       inboundAddress = await listen(inbound.server, config.inbound.listen);
       const running = inbound;
       closers.push(() => running.close());

@@ -1,5 +1,6 @@
-import type { SecureContext } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { Pool } from 'undici';
+import { defaultTimeouts } from './timeouts.js';
 import { checkDestination } from './peer-identity.js';
 
 export interface UpstreamKey {
@@ -13,42 +14,86 @@ export interface UpstreamKey {
   id: string;
 }
 
+export interface UpstreamOptions {
+  /** Keep-alive connections per pool. */
+  connections?: number;
+  connectTimeoutMs?: number;
+  /** An idle pooled connection is closed after this; long enough to carry a pool across bursts. */
+  idleMs?: number;
+}
+
 /**
  * Keep-alive mTLS connection pools, one per (address, SNI). A new handshake costs ~3 ms of CPU
- * in Node (PERF-NOTES.md), so it must never happen per request. Pools are rebuilt when the
- * workload certificate or the trust bundle changes; old pools finish their requests first.
+ * in Node, so it must never happen per request. Pools are rebuilt when the workload certificate
+ * or the trust bundle changes; old pools finish their requests first.
  */
 export class Upstreams {
   private readonly pools = new Map<string, Pool>();
+  private readonly connections: number;
+  private readonly connectTimeoutMs: number;
+  private readonly idleMs: number;
 
-  constructor(private contextOf: () => SecureContext, private readonly connections = 32) {}
+  constructor(private contextOf: () => SecureContext, options: UpstreamOptions = {}) {
+    this.connections = options.connections ?? 32;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? defaultTimeouts.connectMs;
+    this.idleMs = options.idleMs ?? 60_000;
+  }
 
   /** The credentials new connections use now (renewals apply at once); `isthmus trace` dials with them too. */
   secureContext(): SecureContext {
     return this.contextOf();
   }
 
+  /** TLS options for a connection to `key`: our certificate, the mesh SNI, the catalog's identities. */
+  tlsOptions(key: UpstreamKey): ConnectionOptions & { host: string; port: number } {
+    const split = key.address.lastIndexOf(':');
+    return {
+      host: key.address.slice(0, split),
+      port: Number(key.address.slice(split + 1)),
+      servername: key.sni,
+      secureContext: this.contextOf(),
+      checkServerIdentity: checkDestination(key.identities),
+    };
+  }
+
   get(key: UpstreamKey): Pool {
     const { id } = key;
     let pool = this.pools.get(id);
     if (!pool) {
-      const split = key.address.lastIndexOf(':');
       pool = new Pool(`https://${key.address}`, {
         connections: this.connections,
-        keepAliveTimeout: 30_000,
-        connect: {
-          host: key.address.slice(0, split),
-          port: Number(key.address.slice(split + 1)),
-          servername: key.sni,
-          secureContext: this.contextOf(),
-          checkServerIdentity: checkDestination(key.identities),
-          noDelay: true,
-          timeout: 2_000,
-        },
+        keepAliveTimeout: this.idleMs,
+        keepAliveMaxTimeout: this.idleMs,
+        connect: { ...this.tlsOptions(key), noDelay: true, timeout: this.connectTimeoutMs },
       });
       this.pools.set(id, pool);
     }
     return pool;
+  }
+
+  /**
+   * One unpooled mTLS connection, for a tunnel (WebSocket, CONNECT, TCP): resolves once the
+   * handshake and the destination's identity check passed, rejects on any failure before that.
+   */
+  connect(key: UpstreamKey, timeoutMs = this.connectTimeoutMs): Promise<TLSSocket> {
+    return new Promise((resolve, reject) => {
+      // allowHalfOpen: a tunnel passes one side's FIN on while the other direction keeps flowing.
+      const socket = tlsConnect({ ...this.tlsOptions(key), ALPNProtocols: ['http/1.1'], allowHalfOpen: true } as ConnectionOptions);
+      socket.setNoDelay(true);
+      const timer = setTimeout(() => {
+        const err = Object.assign(new Error(`no TLS connection to ${key.address} within ${timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' });
+        socket.destroy(err);
+      }, timeoutMs);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.removeListener('error', reject);
+        resolve(socket);
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
   }
 
   /** New credentials: new pools for new connections; in-flight requests complete on the old ones. */

@@ -1,0 +1,55 @@
+import type { IncomingMessage } from 'node:http';
+import { channels } from '../core/channels.js';
+import { activeTracer, formatTraceparent, parseTraceparent } from '../core/tracing.js';
+import type { PickedEndpoint } from '../model/balancer.js';
+
+const requestChannel = channels.outboundRequest;
+
+export interface OutboundObserver {
+  /** Adds this request's traceparent (the outbound span's) to the upstream headers, when tracing is on. */
+  propagate(headers: Record<string, string | string[]>): void;
+  /** The endpoint an attempt goes to; the span names the last one. */
+  tried(endpoint: PickedEndpoint): void;
+  /** Once per request: what the app was answered, for src/telemetry/ and the span. */
+  answered(code: number | 'connect_error', service?: string, cluster?: string): void;
+}
+
+/**
+ * The record step of the outbound request path: one diagnostics-channel event per answered
+ * request (labels only from the catalog, so they stay bounded) and, when tracing is on, a
+ * CLIENT span (docs/tracing.md). With tracing off and nobody subscribed it costs a timestamp.
+ */
+export function outboundObserver(origin: object, cluster: string, req: IncomingMessage): OutboundObserver {
+  const started = performance.now();
+  const span = activeTracer()?.start({
+    kind: 'client', name: 'outbound',
+    parent: parseTraceparent(req.headers.traceparent, req.headers.tracestate),
+    attributes: { 'isthmus.source_cluster': cluster, 'http.request.method': req.method },
+  });
+  let last: PickedEndpoint | undefined;
+  return {
+    propagate(headers) {
+      if (!span) return;
+      // W3C: the upstream's parent is this span; tracestate goes on only with a valid traceparent.
+      headers.traceparent = formatTraceparent(span.context);
+      if (span.context.traceState) headers.tracestate = span.context.traceState;
+      else delete headers.tracestate;
+    },
+    tried(endpoint) {
+      last = endpoint;
+    },
+    answered(code, service, destination) {
+      if (requestChannel.hasSubscribers) requestChannel.publish({ origin, service, cluster: destination, code, seconds: (performance.now() - started) / 1000 });
+      span?.end({
+        // Span names stay bounded: a name the catalog does not know is not one.
+        name: service ? `outbound ${service}` : 'outbound',
+        attributes: {
+          'isthmus.destination_service': service, 'isthmus.destination_cluster': destination, 'isthmus.priority': last?.priority,
+          'http.status_code': typeof code === 'number' ? code : undefined, 'http.response.status_code': typeof code === 'number' ? code : undefined,
+          'network.peer.address': last?.address, 'isthmus.endpoint_kind': last?.kind,
+        },
+        ...(code === 'connect_error' || code >= 500 ? { error: String(code) } : {}),
+      });
+    },
+  };
+}

@@ -1,0 +1,80 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+
+/** Envoy keeps up to its per-request buffer limit (1 MiB by default) so that a retry can resend a body; so do we. */
+export const defaultRetryBufferBytes = 1024 * 1024;
+
+/**
+ * An app's request body, streamed to the upstream with back-pressure and never held whole.
+ * Each attempt reads it through `open()`; the first `limit` bytes are also kept, so that an
+ * attempt that failed before the upstream answered can be repeated elsewhere with the same body.
+ * Once more than `limit` bytes have gone out, the kept bytes are dropped (memory stays flat for
+ * a 1 GiB upload) and `replayable` turns false: such a request is never retried.
+ */
+export class RequestBody {
+  private kept: Buffer[] | undefined = [];
+  private keptBytes = 0;
+  private current: Readable | undefined;
+  private ended = false;
+  private failed: Error | undefined;
+
+  constructor(private readonly source: IncomingMessage, private readonly limit = defaultRetryBufferBytes) {
+    source.on('data', (chunk: Buffer) => this.onData(chunk));
+    source.once('end', () => {
+      this.ended = true;
+      this.current?.push(null);
+    });
+    // The app went away mid-body: the attempt reading it fails too, and is never retried.
+    source.once('aborted', () => this.fail(new Error('the app closed its request before the body ended')));
+    source.once('error', (err) => this.fail(err));
+    source.pause();
+  }
+
+  /** True while every byte handed to an attempt is still kept (always, until `limit` is passed). */
+  get replayable(): boolean {
+    return this.kept !== undefined && this.failed === undefined;
+  }
+
+  /** A stream of the whole body for one attempt: the kept bytes first, then the rest as it arrives. */
+  open(): Readable {
+    this.current?.destroy();
+    const stream = new Readable({
+      read: () => {
+        if (!this.ended) this.source.resume();
+      },
+      destroy: (err, callback) => {
+        if (this.current === stream) {
+          this.current = undefined;
+          this.source.pause();
+        }
+        callback(err);
+      },
+    });
+    this.current = stream;
+    for (const chunk of this.kept ?? []) stream.push(chunk);
+    if (this.failed) stream.destroy(this.failed);
+    else if (this.ended) stream.push(null);
+    return stream;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.kept) {
+      this.keptBytes += chunk.length;
+      if (this.keptBytes <= this.limit) this.kept.push(chunk);
+      else this.kept = undefined;
+    }
+    if (!this.current) {
+      // Nobody reads now (between attempts): hold this chunk only if it is kept anyway.
+      this.source.pause();
+      if (!this.kept) this.fail(new Error('the request body could not be kept for another attempt'));
+      return;
+    }
+    if (!this.current.push(chunk)) this.source.pause();
+  }
+
+  private fail(err: Error): void {
+    if (this.failed) return;
+    this.failed = err;
+    this.current?.destroy(err);
+  }
+}

@@ -1,0 +1,40 @@
+import { describe, expect, test } from 'vitest';
+import { meshTarget, resolveTarget } from './request-target.js';
+
+describe('resolveTarget', () => {
+  test.each([
+    // method, request-target, Host, → host, path
+    ['GET', 'http://ledger.demo.mesh/accounts?id=7', 'ledger.demo.mesh', 'ledger.demo.mesh', '/accounts?id=7'],
+    ['GET', 'http://ledger.demo.mesh', undefined, 'ledger.demo.mesh', '/'],
+    ['GET', 'http://ledger.demo.mesh?x=1', undefined, 'ledger.demo.mesh', '/?x=1'],
+    ['GET', 'http://ledger.demo.mesh:8080/a#frag', undefined, 'ledger.demo.mesh:8080', '/a'],
+    ['POST', '/echo', 'ledger.demo.svc.clusterset.local', 'ledger.demo.svc.clusterset.local', '/echo'],
+    ['CONNECT', 'ledger.demo.mesh:443', undefined, 'ledger.demo.mesh:443', 'ledger.demo.mesh:443'],
+  ])('%s %s (Host %s) → %s %s', (method, url, hostHeader, host, path) => {
+    expect(resolveTarget(method, url, hostHeader)).toEqual({ target: { service: 'ledger', namespace: 'demo' }, host, path });
+  });
+
+  test('absolute-form wins over the Host header (RFC 9112 §3.2.2)', () => {
+    expect(resolveTarget('GET', 'http://ledger.demo.mesh/', 'evil.example')).toMatchObject({ host: 'ledger.demo.mesh' });
+  });
+
+  test('a fixed listener serves its service whatever Host says', () => {
+    expect(resolveTarget('GET', '/x', 'localhost:9001', { service: 'hello', namespace: 'demo' })).toEqual({ target: { service: 'hello', namespace: 'demo' }, host: 'hello.demo.mesh', path: '/x' });
+  });
+
+  test.each([
+    ['GET', 'http://example.com/', undefined],
+    ['GET', '/', undefined],
+    ['GET', '/', 'ledger.mesh'],
+    ['CONNECT', 'example.com:443', undefined],
+  ])('%s %s (Host %s) is refused with a message naming the form to use', (method, url, host) => {
+    const result = resolveTarget(method, url, host);
+    expect(result).toHaveProperty('refused');
+    expect((result as { refused: string }).refused).toMatch(/is not a mesh name: use http:\/\/<service>\.<namespace>\.mesh\//);
+  });
+});
+
+test('meshTarget lower-cases and ignores the port', () => {
+  expect(meshTarget('Ledger.Demo.MESH:80')).toEqual({ service: 'ledger', namespace: 'demo' });
+  expect(meshTarget('a.b.c.mesh')).toBeUndefined();
+});

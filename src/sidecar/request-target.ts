@@ -1,0 +1,52 @@
+/**
+ * Which mesh service an app's request names, worked out from what llhttp already parsed
+ * (no `new URL` per request). Pure: src/sidecar/request-target.test.ts covers the forms.
+ */
+export interface MeshTarget { service: string; namespace: string }
+
+export interface ResolvedTarget {
+  target: MeshTarget;
+  /** The Host to send on: as the app wrote it, or `<service>.<namespace>.mesh` for a fixed listener. */
+  host: string;
+  /** origin-form path and query for the upstream (RFC 9112 §3.2.1). */
+  path: string;
+}
+
+export type TargetRefusal = { refused: string };
+
+/** `<service>.<ns>.mesh` or `<service>.<ns>.svc.clusterset.local` (the MCS API's name), any port. */
+export function meshTarget(host: string | undefined): MeshTarget | undefined {
+  if (!host) return undefined;
+  const name = host.replace(/:\d+$/, '').toLowerCase();
+  const match = /^([a-z0-9-]+)\.([a-z0-9-]+)\.(?:mesh|svc\.clusterset\.local)$/.exec(name);
+  return match ? { service: match[1] as string, namespace: match[2] as string } : undefined;
+}
+
+/**
+ * `url` is the request-target as received: absolute-form from an app using the proxy
+ * (`http://ledger.demo.mesh/x`), origin-form (`/x`) with a Host header from an app that was
+ * pointed at the proxy directly or at a fixed listener, or authority-form (`ledger.demo.mesh:80`)
+ * for CONNECT. A fixed listener serves one service whatever Host says.
+ */
+export function resolveTarget(method: string | undefined, url: string | undefined, hostHeader: string | undefined, fixed?: MeshTarget): ResolvedTarget | TargetRefusal {
+  const raw = url ?? '/';
+  let host = hostHeader;
+  let path = raw;
+  if (method === 'CONNECT') {
+    host = raw;
+    path = raw;
+  } else if (raw.startsWith('http://') || raw.startsWith('https://')) {
+    const start = raw.indexOf('//') + 2;
+    let end = start;
+    while (end < raw.length && raw[end] !== '/' && raw[end] !== '?' && raw[end] !== '#') end += 1;
+    host = raw.slice(start, end);
+    const rest = raw.slice(end);
+    path = rest === '' ? '/' : rest.startsWith('/') ? rest : `/${rest}`;
+    const fragment = path.indexOf('#');
+    if (fragment >= 0) path = path.slice(0, fragment);
+  }
+  if (fixed) return { target: fixed, host: `${fixed.service}.${fixed.namespace}.mesh`, path };
+  const target = meshTarget(host);
+  if (!target) return { refused: `${host || '(no host)'} is not a mesh name: use http://<service>.<namespace>.mesh/` };
+  return { target, host: host as string, path };
+}

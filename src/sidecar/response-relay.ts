@@ -1,0 +1,77 @@
+import type { ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { forwardableHeaders } from './headers.js';
+
+type Controller = Dispatcher.DispatchController;
+
+/**
+ * An undici dispatch handler that writes the upstream's answer straight into the app's
+ * response: head, body chunks with back-pressure (the upstream is paused while the app's socket
+ * is full), trailers, end. No BodyReadable, no pipe and no promise per chunk.
+ *
+ * `started` settles once: with the status when the head has been written, or with the error
+ * when the attempt failed before any byte of an answer (the caller may then retry). After the
+ * head, a failure can only cut the app's response short.
+ */
+export class ResponseRelay implements Dispatcher.DispatchHandler {
+  readonly started: Promise<number>;
+  private resolve!: (status: number) => void;
+  private reject!: (err: Error) => void;
+  private controller: Controller | undefined;
+  private headWritten = false;
+  /**
+   * Resumes the upstream once a write the app's socket could not take at once has been flushed.
+   * A write callback, not the response's 'drain': on an https server whose request is paused
+   * for back-pressure (a full-duplex echo), Node 20 was seen to reset the response's need-drain
+   * state without emitting 'drain', and the relay then stalled for good.
+   */
+  private readonly flushed = () => {
+    if (this.controller?.paused) this.controller.resume();
+  };
+
+  /**
+   * `drop`: a response header the app must not see; `decorate`: adds headers of this sidecar's
+   * own to the head just before it is written (the trace report).
+   */
+  constructor(private readonly res: ServerResponse, private readonly drop?: string, private readonly decorate?: (headers: Record<string, string | string[]>) => void) {
+    this.started = new Promise<number>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  onRequestStart(controller: Controller): void {
+    this.controller = controller;
+    // The app went away: stop reading (and stop the upstream sending) at once.
+    this.res.once('close', () => {
+      if (!this.res.writableFinished && !controller.aborted) controller.abort(new Error('the app closed its connection'));
+    });
+  }
+
+  onResponseStart(_controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    if (statusCode < 200) return; // 1xx: informational, the final head follows
+    const forwarded = forwardableHeaders(headers, this.drop);
+    this.decorate?.(forwarded);
+    this.res.writeHead(statusCode, statusMessage ?? '', forwarded);
+    this.headWritten = true;
+    this.resolve(statusCode);
+  }
+
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    if (!this.res.write(chunk, this.flushed)) controller.pause();
+  }
+
+  onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
+    // Trailers reach an HTTP/1.1 app only on a chunked response (RFC 9112 §7.1.2).
+    for (const name in trailers) {
+      this.res.addTrailers(forwardableHeaders(trailers));
+      break;
+    }
+    this.res.end();
+  }
+
+  onResponseError(_controller: Controller, err: Error): void {
+    if (!this.headWritten) this.reject(err);
+    else this.res.destroy(err);
+  }
+}

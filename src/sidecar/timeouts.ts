@@ -1,0 +1,57 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { durationPattern, parseDuration } from '../core/validate.js';
+
+/**
+ * Every phase of a proxied request or tunnel has a limit, so that nothing a slow or vanished
+ * peer does can hold a socket or a buffer forever. The defaults follow what operators of
+ * Envoy-based meshes expect: a short connect timeout, no overall request deadline (streams and
+ * uploads may run for hours) but a limit on silence.
+ */
+export interface DataPlaneTimeouts {
+  /** TCP connect plus TLS handshake to a sidecar or gateway. */
+  connectMs: number;
+  /** From the app's first byte to the end of its request head. */
+  requestHeadersMs: number;
+  /** From the request sent to the upstream's response head. */
+  responseHeadersMs: number;
+  /** No byte either way on a request or response body. */
+  streamIdleMs: number;
+  /** A kept-alive connection with no request, app side. */
+  connectionIdleMs: number;
+  /** No byte either way on a WebSocket, CONNECT or TCP tunnel. */
+  tunnelIdleMs: number;
+}
+
+export const defaultTimeouts: Readonly<DataPlaneTimeouts> = Object.freeze({
+  connectMs: 2_000,
+  requestHeadersMs: 10_000,
+  responseHeadersMs: 60_000,
+  streamIdleMs: 300_000,
+  connectionIdleMs: 60_000,
+  tunnelIdleMs: 3_600_000,
+});
+
+const duration = (description: string) => Type.Optional(Type.String({ pattern: durationPattern, description }));
+
+/** The sidecar YAML's `timeouts:` block; every field optional, durations like 2s, 5m, 1h. */
+export const TimeoutsSchema = Type.Object({
+  connect: duration('TCP connect + TLS handshake to a sidecar or gateway (default 2s)'),
+  requestHeaders: duration('the app must send its whole request head within this (default 10s)'),
+  responseHeaders: duration('the upstream must start its answer within this (default 60s)'),
+  streamIdle: duration('a body with no byte either way for this long is cut (default 5m)'),
+  connectionIdle: duration('an idle keep-alive connection from the app is closed after this (default 60s)'),
+  tunnelIdle: duration('a WebSocket, CONNECT or TCP tunnel with no byte either way is closed after this (default 1h)'),
+}, { additionalProperties: false });
+export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
+
+export function resolveTimeouts(config: TimeoutsConfig | undefined): Readonly<DataPlaneTimeouts> {
+  const ms = (value: string | undefined, fallback: number) => (value === undefined ? fallback : Math.max(1, Math.round(parseDuration(value) * 1000)));
+  return Object.freeze({
+    connectMs: ms(config?.connect, defaultTimeouts.connectMs),
+    requestHeadersMs: ms(config?.requestHeaders, defaultTimeouts.requestHeadersMs),
+    responseHeadersMs: ms(config?.responseHeaders, defaultTimeouts.responseHeadersMs),
+    streamIdleMs: ms(config?.streamIdle, defaultTimeouts.streamIdleMs),
+    connectionIdleMs: ms(config?.connectionIdle, defaultTimeouts.connectionIdleMs),
+    tunnelIdleMs: ms(config?.tunnelIdle, defaultTimeouts.tunnelIdleMs),
+  });
+}

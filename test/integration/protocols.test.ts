@@ -1,0 +1,190 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import WebSocket from 'ws';
+import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
+import { patternChunk } from '../../src/dev/sample-service.js';
+import { waitFor } from '../helpers/cli.js';
+import { viaProxy } from '../helpers/proxy.js';
+
+let mesh: DevMesh;
+let stateDir: string;
+const east = () => mesh.file.clusters.east!;
+const split = (address: string) => ({ host: address.slice(0, address.lastIndexOf(':')), port: Number(address.slice(address.lastIndexOf(':') + 1)) });
+
+// `isthmus dev up` with its sample apps (echo, bytes, WebSocket) on 127.0.92.1 / 127.0.93.1.
+beforeAll(async () => {
+  stateDir = mkdtempSync(join(tmpdir(), 'isthmus-protocols-'));
+  mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'proto.test', gateways: 1, hostBase: 91, progress: () => undefined });
+  await waitFor(async () => (await viaProxy(east().client.proxy, 'http://ledger.demo.mesh/')).status === 200, 15_000, 'ledger reachable from east');
+}, 120_000);
+
+afterAll(async () => {
+  await mesh?.stop();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+});
+
+/** The SHA-256 of `bytes` bytes of the samples' pattern (byte i is i mod 251), made in blocks. */
+function patternHash(bytes: number): string {
+  const hash = createHash('sha256');
+  const block = patternChunk(0, 251 * 261);
+  for (let sent = 0; sent < bytes; sent += block.length) hash.update(bytes - sent >= block.length ? block : block.subarray(0, bytes - sent));
+  return hash.digest('hex');
+}
+
+/** Highest RSS of this process (where the whole dev mesh runs) while `work` runs, sampled every 100 ms. */
+async function peakRss<T>(work: () => Promise<T>): Promise<{ result: T; before: number; peak: number }> {
+  global.gc?.();
+  const before = process.memoryUsage.rss();
+  let peak = before;
+  const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 100);
+  try {
+    const result = await work();
+    return { result, before, peak };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/**
+ * curl with the given arguments; `upload` bytes of the pattern are fed to its standard input
+ * as it reads them, and what it prints is hashed as it arrives: neither side holds a body.
+ */
+function curl(args: string[], upload = 0): Promise<{ code: number | null; sha256: string; bytes: number; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('curl', ['-sS', '--fail-with-body', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => { hash.update(c); bytes += c.length; });
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, sha256: hash.digest('hex'), bytes, stderr }));
+    if (upload === 0) return void child.stdin.end();
+    const block = patternChunk(0, 251 * 261);
+    let sent = 0;
+    const more = () => {
+      while (sent < upload) {
+        const size = Math.min(block.length, upload - sent);
+        sent += size;
+        if (!child.stdin.write(size === block.length ? block : block.subarray(0, size))) return void child.stdin.once('drain', more);
+      }
+      child.stdin.end();
+    };
+    child.stdin.on('error', () => undefined);
+    more();
+  });
+}
+
+describe('bodies of any size stream through the mesh', () => {
+  const size = 512 * 1024 * 1024;
+
+  test('a 512 MiB upload crosses to west and its echo comes back byte for byte, with the mesh\'s memory flat', async () => {
+    const { result, before, peak } = await peakRss(() => curl(['-x', `http://${east().client.proxy}`, '-X', 'POST', '-T', '-', '-H', 'content-type: application/octet-stream', 'http://ledger.demo.mesh/echo'], size));
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.bytes).toBe(size);
+    expect(result.sha256).toBe(patternHash(size));
+    // Buffering the body anywhere in the chain would add at least its size.
+    expect(peak - before).toBeLessThan(160 * 1024 * 1024);
+  }, 180_000);
+
+  test('a 512 MiB download from west arrives whole (hash checked), with the mesh\'s memory flat', async () => {
+    const { result, before, peak } = await peakRss(() => curl(['-x', `http://${east().client.proxy}`, `http://ledger.demo.mesh/bytes?n=${size}`]));
+    expect(result.code).toBe(0);
+    expect(result.bytes).toBe(size);
+    expect(result.sha256).toBe(patternHash(size));
+    expect(peak - before).toBeLessThan(160 * 1024 * 1024);
+  }, 180_000);
+
+  test('a 3 MB POST within one cluster (east hello), sent with Expect: 100-continue, is echoed whole', async () => {
+    const bytes = 3 * 1000 * 1000;
+    const result = await curl(['-x', `http://${east().client.proxy}`, '--data-binary', '@-', 'http://hello.demo.mesh/echo'], bytes);
+    expect(result.code).toBe(0);
+    expect(result.sha256).toBe(patternHash(bytes));
+  }, 60_000);
+});
+
+/** Sends a raw request head to `address` and reads until the end of the response head. */
+function rawExchange(address: string, head: string): Promise<{ socket: Socket; head: string; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(split(address), () => socket.write(head));
+    let buffered = Buffer.alloc(0);
+    const onData = (c: Buffer) => {
+      buffered = Buffer.concat([buffered, c]);
+      const end = buffered.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.removeListener('data', onData);
+      socket.pause();
+      resolve({ socket, head: buffered.subarray(0, end).toString('latin1'), rest: buffered.subarray(end + 4) });
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+    setTimeout(() => reject(new Error(`no response head from ${address}`)), 10_000).unref();
+  });
+}
+
+function readAll(socket: Socket, first: Buffer): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks = [first];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.once('end', () => resolve(Buffer.concat(chunks)));
+    socket.once('close', () => resolve(Buffer.concat(chunks)));
+    socket.resume();
+  });
+}
+
+describe('WebSocket and CONNECT', () => {
+  test('a WebSocket through east\'s fixed listener for ledger echoes messages both ways, and the app learns the caller\'s identity', async () => {
+    const listener = east().client.listeners['demo/ledger']!;
+    const ws = new WebSocket(`ws://${listener}/ws`);
+    const upgrade = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+      ws.once('upgrade', (res) => resolve(res.headers));
+      ws.once('error', reject);
+    });
+    await new Promise<void>((resolve) => (ws.readyState === WebSocket.OPEN ? resolve() : ws.once('open', () => resolve())));
+    expect(upgrade['x-sample-where']).toMatch(/^west\//);
+    expect(upgrade['x-sample-caller']).toMatch(/;URI=spiffe:\/\/proto\.test\/ns\/demo\/sa\/client$/);
+    const replies: string[] = [];
+    ws.on('message', (data) => replies.push(data.toString()));
+    const big = 'x'.repeat(200_000);
+    for (const text of ['one', 'two', big]) ws.send(text);
+    await waitFor(async () => replies.length === 3, 10_000, 'three echoes');
+    expect(replies).toEqual(['one', 'two', big]);
+    ws.close();
+  });
+
+  test('an absolute-form WebSocket upgrade through the outbound proxy gets the app\'s 101', async () => {
+    const { socket, head } = await rawExchange(east().client.proxy, [
+      'GET http://ledger.demo.mesh/ws HTTP/1.1', 'Host: ledger.demo.mesh', 'Upgrade: websocket', 'Connection: Upgrade',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13', '', '',
+    ].join('\r\n'));
+    socket.destroy();
+    expect(head).toMatch(/^HTTP\/1\.1 101 /);
+    expect(head).toMatch(/sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
+    expect(head).toMatch(/x-sample-where: west\//i);
+  });
+
+  test('CONNECT ledger.demo.mesh:80 opens a tunnel to west\'s ledger; a half-closed request still gets its whole answer', async () => {
+    const { socket, head, rest } = await rawExchange(east().client.proxy, 'CONNECT ledger.demo.mesh:80 HTTP/1.1\r\nHost: ledger.demo.mesh:80\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 200 /);
+    const body = 'through a tunnel';
+    socket.write(`POST /echo HTTP/1.1\r\nHost: ledger.demo.mesh\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    socket.end(); // our FIN goes through; the answer must still come back
+    const answer = (await readAll(socket, rest)).toString('latin1');
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer).toContain(body);
+  });
+
+  test('CONNECT to a name that is not in the mesh is refused with a code, at once', async () => {
+    const { socket, head, rest } = await rawExchange(east().client.proxy, 'CONNECT nope.demo.mesh:80 HTTP/1.1\r\nHost: nope.demo.mesh:80\r\n\r\n');
+    const body = (await readAll(socket, rest)).toString();
+    expect(head).toMatch(/^HTTP\/1\.1 503 /);
+    expect(head).toMatch(/x-isthmus-error: ISTHMUS_ERR_DATAPLANE_NO_ROUTE/);
+    expect(JSON.parse(body).error.message).toMatch(/demo\/nope is not in the mesh/);
+  });
+});
