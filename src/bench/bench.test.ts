@@ -1,10 +1,17 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
 import { describe, expect, test } from 'vitest';
+import { startSampleInstance } from '../dev/sample-service.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
 import { parseBenchArgs } from './args.js';
 import { cpuSpent, type CpuSnapshot } from './cpu-snapshot.js';
 import { LatencySample } from './latency-sample.js';
 import type { OpenLoopResult } from './open-loop.js';
-import { parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js';
+import { startPeerChain, type PeerChain } from './peer-chain.js';
+import { nginxQuote, renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
+import { isAlive, parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js';
 import { buildRows } from './report.js';
 import { benchTargets } from './targets.js';
 
@@ -115,3 +122,114 @@ describe('benchTargets', () => {
     expect(() => benchTargets({ ...mesh, clusters: { east: mesh.clusters.east! } })).toThrow(/east.*west/);
   });
 });
+
+describe('peer chain configuration', () => {
+  const tls = { certChain: '/t/chain.pem', key: '/t/key.pem', rootCa: '/t/root.pem' };
+  const lines = (text: string) => text.split('\n').map((l) => l.trim());
+  const outbound = renderNginxOutbound({
+    prefix: '/t/out', listen: '127.0.60.2:4001', tls, keepalive: 64,
+    routes: [
+      { host: 'hello.demo.mesh', upstream: '127.0.60.2:4002', sniName: 'hello.demo.mesh' },
+      { host: 'ledger.demo.mesh', upstream: '127.0.61.2:4003', sniName: 'ledger.demo.mesh' },
+    ],
+  });
+  const inbound = renderNginxInbound({ prefix: '/t/in', listen: '127.0.61.2:4004', serverName: 'ledger.demo.mesh', tls, origin: '127.0.61.1:18082', keepalive: 32 });
+  const gateway = renderHaproxyGateway({ listen: '127.0.61.2:4003', routes: [{ sniName: 'ledger.demo.mesh', backend: '127.0.61.2:4004' }, { sniName: 'hello.demo.mesh', backend: '127.0.61.2:4005' }] });
+
+  test.each([
+    ['outbound', outbound], ['inbound', inbound],
+  ])('%s nginx: one process in the foreground, its files in its own directory, keep-alive without a request limit', (_, text) => {
+    expect(lines(text)).toEqual(expect.arrayContaining(['daemon off;', 'master_process off;', 'worker_processes 1;', 'access_log off;', 'keepalive_requests 1000000;', 'tcp_nodelay on;']));
+    expect(text).not.toMatch(/\/var\/|\/etc\//);
+  });
+  test.each([
+    'upstream route_0 {', 'server 127.0.60.2:4002;', 'upstream route_1 {', 'server 127.0.61.2:4003;', 'keepalive 64;',
+    'server_name hello.demo.mesh;', 'proxy_pass https://route_0;', 'server_name ledger.demo.mesh;', 'proxy_pass https://route_1;',
+    'proxy_ssl_name ledger.demo.mesh;', 'proxy_ssl_server_name on;', 'proxy_ssl_protocols TLSv1.3;', 'proxy_ssl_verify on;',
+    'proxy_ssl_certificate /t/chain.pem;', 'proxy_ssl_certificate_key /t/key.pem;', 'proxy_ssl_trusted_certificate /t/root.pem;',
+    'proxy_http_version 1.1;', 'proxy_set_header Connection "";', 'listen 127.0.60.2:4001 default_server;', 'return 404;',
+  ])('outbound nginx has %j', (line) => {
+    expect(lines(outbound)).toContain(line);
+  });
+  test('outbound: each route sends its own SNI to its own upstream', () => {
+    const ledger = outbound.slice(outbound.indexOf('server_name ledger.demo.mesh;'));
+    expect(ledger.indexOf('proxy_pass https://route_1;')).toBeLessThan(ledger.indexOf('proxy_ssl_name ledger.demo.mesh;'));
+    expect(ledger).not.toContain('hello.demo.mesh');
+  });
+  test.each([
+    'listen 127.0.61.2:4004 ssl;', 'ssl_protocols TLSv1.3;', 'ssl_verify_client on;', 'ssl_client_certificate /t/root.pem;', 'ssl_verify_depth 2;',
+    'ssl_certificate /t/chain.pem;', 'server 127.0.61.1:18082;', 'keepalive 32;', 'proxy_pass http://origin;',
+    'proxy_set_header x-forwarded-client-cert "Hash=$ssl_client_fingerprint;Subject=\\"$ssl_client_s_dn\\"";',
+  ])('inbound nginx has %j', (line) => {
+    expect(lines(inbound)).toContain(line);
+  });
+  test('inbound: an access log only when asked, at server level (the http level turns logs off)', () => {
+    expect(inbound).not.toContain('peer_mtls');
+    const logged = renderNginxInbound({ prefix: '/t/in', listen: '127.0.61.2:4004', serverName: 'x', tls, origin: '127.0.61.1:1', keepalive: 1, accessLog: '/t/in/access.log' });
+    expect(logged.indexOf('access_log /t/in/access.log peer_mtls;')).toBeGreaterThan(logged.indexOf('server {'));
+  });
+  test.each([
+    'nbthread 1', 'mode tcp', 'bind 127.0.61.2:4003', 'tcp-request inspect-delay 5s', 'tcp-request content accept if { req.ssl_hello_type 1 }',
+    'use_backend inbound_0 if { req.ssl_sni -i ledger.demo.mesh }', 'use_backend inbound_1 if { req.ssl_sni -i hello.demo.mesh }',
+    'server inbound_0 127.0.61.2:4004', 'server inbound_1 127.0.61.2:4005',
+  ])('HAProxy gateway has %j', (line) => {
+    expect(lines(gateway)).toContain(line);
+  });
+  test('HAProxy gateway has no default backend: an unknown SNI is closed, not sent somewhere', () => {
+    expect(gateway).not.toContain('default_backend');
+  });
+  test.each([['plain', '"plain"'], ['a "b" c', '"a \\"b\\" c"'], ['back\\slash', '"back\\\\slash"']])('nginxQuote(%j) is %s', (value, quoted) => {
+    expect(nginxQuote(value)).toBe(quoted);
+  });
+});
+
+describe('peer chain (nginx → HAProxy → nginx with certificates from our CA), started for real', () => {
+  test('a request crosses the cross-cluster peer chain with 200, and the inbound verified the client certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-peer-test-'));
+    const origin = await startSampleInstance({ service: 'ledger', cluster: 'west', zone: 'west-a', instance: 'ledger-west-1', host: '127.0.0.1', port: 0 });
+    let chain: PeerChain | undefined;
+    try {
+      chain = await startPeerChain({
+        dir, trustDomain: 'bench.isthmus', namespace: 'demo', clientCluster: 'east', accessLogs: true,
+        hosts: { east: '127.0.0.1', west: '127.0.0.1' },
+        services: [{ name: 'ledger', cluster: 'west', origin: origin.address }],
+      });
+      expect(chain.processes.map((p) => p.name)).toEqual(['nginx inbound-ledger-west', 'haproxy gateway-west', 'nginx outbound-east']);
+      const pool = new Pool(`http://${chain.outbound}`, { connections: 2 });
+      try {
+        for (let i = 0; i < 5; i += 1) {
+          const res = await pool.request({ method: 'GET', path: 'http://ledger.demo.mesh/', headers: { host: 'ledger.demo.mesh' } });
+          const body = await res.body.json() as { service: string; cluster: string; caller: string | null };
+          expect(res.statusCode).toBe(200);
+          expect(body).toMatchObject({ service: 'ledger', cluster: 'west' });
+          // The inbound hands the app the client certificate it checked: the outbound's leaf.
+          expect(body.caller).toMatch(/^Hash=[0-9a-f]{40};Subject="O=bench\.isthmus"$/);
+        }
+        const unknown = await pool.request({ method: 'GET', path: 'http://nobody.demo.mesh/', headers: { host: 'nobody.demo.mesh' } });
+        await unknown.body.dump();
+        expect(unknown.statusCode).toBe(404);
+      } finally {
+        await pool.close();
+      }
+      // nginx writes its access log line when the request ends, before the answer is complete
+      // for the client; still, poll briefly rather than rely on that.
+      const lines = await waitForLines(chain.accessLogs.ledger as string, 5);
+      expect(lines).toEqual(Array(5).fill('SUCCESS "O=bench.isthmus" TLSv1.3 200'));
+    } finally {
+      const pids = chain?.processes.map((p) => p.pid) ?? [];
+      await chain?.stop();
+      await origin.close();
+      rmSync(dir, { recursive: true, force: true });
+      for (const pid of pids) expect(isAlive(pid)).toBe(false);
+    }
+  }, 30_000);
+});
+
+async function waitForLines(file: string, count: number): Promise<string[]> {
+  let lines: string[] = [];
+  for (let i = 0; i < 50 && lines.length < count; i += 1) {
+    lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+    if (lines.length < count) await new Promise((r) => setTimeout(r, 100));
+  }
+  return lines;
+}
