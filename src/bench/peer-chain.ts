@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../dev/ports.js';
@@ -144,4 +145,16 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
     await stop();
     throw err;
   }
+}
+
+/** `nginx/1.22.1`, `HAProxy 2.6.12-1+deb12u4`: what ran, for the report. */
+export function peerVersions(opts: { nginx?: string; haproxy?: string } = {}): { nginx: string; haproxy: string } {
+  const first = (command: string, args: string[], pattern: RegExp) => {
+    const out = spawnSync(command, args, { encoding: 'utf8' });
+    return pattern.exec(`${out.stdout ?? ''}${out.stderr ?? ''}`)?.[0] ?? `${command} (version unknown)`;
+  };
+  return {
+    nginx: first(opts.nginx ?? 'nginx', ['-v'], /nginx\/\S+/),
+    haproxy: first(opts.haproxy ?? 'haproxy', ['-v'], /HAProxy version \S+/),
+  };
 }
