@@ -175,6 +175,15 @@ describe('rows and ratios against the peer chain', () => {
     ]);
     expect(compareRows(at2000).find((c) => c.figure === 'p50 ms')).toMatchObject({ ratio: 20, target: 2, verdict: 'missed' });
   });
+  test('a point during which other processes were busy marks its chain\'s verdicts', () => {
+    const busy = rows.map((r) => (r.label === 'peer cross-cluster' ? { ...r, otherCpuPerSecond: 1.2 } : r));
+    const marked = compareRows(busy);
+    expect(marked.filter((c) => c.busyMachine).map((c) => c.chain)).toEqual(Array(4).fill('cross-cluster'));
+    const table = formatComparisons(marked);
+    expect(table.split('\n')[0]).toContain('"(busy machine)"');
+    expect(table).toContain('≤ 2×: met (busy machine)');
+    expect(table).toContain('no ratio target\n');
+  });
   test('a chain measured on one side only is not compared', () => {
     expect(compareRows(rows.filter((r) => r.label !== 'peer same-cluster')).map((c) => c.chain)).not.toContain('same-cluster');
   });

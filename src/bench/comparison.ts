@@ -30,7 +30,15 @@ export interface Comparison {
   ratio: number;
   target: number | undefined;
   verdict: Verdict;
+  /**
+   * Other processes used more than `busyMachineCpuPerSecond` during either point: they competed
+   * for the same cores, so a tail ratio in particular may say more about them than about us.
+   */
+  busyMachine: boolean;
 }
+
+/** CPU s/s of other processes (a 2-core machine has 2) above which a point's tail is suspect. */
+export const busyMachineCpuPerSecond = 0.3;
 
 /** Pure. A verdict only where both figures exist, the peer's is above zero and a target is set. */
 export function ratioOf(isthmus: number, peer: number, target: number | undefined): { ratio: number; verdict: Verdict } {
@@ -67,7 +75,10 @@ export function compareRows(rows: Row[]): Comparison[] {
       if (!ours || !peer) continue;
       for (const figure of figuresAt(rate)) {
         const target = ratioTargets[figure];
-        out.push({ rate, chain, figure, isthmus: value(ours, figure), peer: value(peer, figure), target, ...ratioOf(value(ours, figure), value(peer, figure), target) });
+        out.push({
+          rate, chain, figure, isthmus: value(ours, figure), peer: value(peer, figure), target, ...ratioOf(value(ours, figure), value(peer, figure), target),
+          busyMachine: Math.max(ours.otherCpuPerSecond, peer.otherCpuPerSecond) > busyMachineCpuPerSecond,
+        });
       }
     }
   }
@@ -82,7 +93,9 @@ const figureText = (figure: FigureName, v: number) => {
   return v.toFixed(2);
 };
 
-const verdictText = (c: Comparison) => {
+const verdictText = (c: Comparison) => `${verdictWords(c)}${c.busyMachine && c.target !== undefined ? ' (busy machine)' : ''}`;
+
+const verdictWords = (c: Comparison) => {
   switch (c.verdict) {
     case 'met': return `≤ ${c.target}×: met`;
     case 'missed': return `≤ ${c.target}×: missed`;
@@ -96,8 +109,9 @@ export function formatComparisons(comparisons: Comparison[]): string {
   const rates = [...new Set(comparisons.map((c) => c.rate))];
   return rates.map((rate) => {
     const at = comparisons.filter((c) => c.rate === rate);
+    const busy = at.some((c) => c.busyMachine);
     return [
-      `at ${rate} requests/s: isthmus against the peer chain, same run`,
+      `at ${rate} requests/s: isthmus against the peer chain, same run${busy ? `; "(busy machine)": other processes used more than ${busyMachineCpuPerSecond} CPU s/s during that chain's points, read its ratios with care` : ''}`,
       formatTable(
         ['chain', 'figure', 'isthmus', 'peer', 'isthmus/peer', 'target'],
         at.map((c) => [c.chain, c.figure, figureText(c.figure, c.isthmus), figureText(c.figure, c.peer), Number.isNaN(c.ratio) ? '—' : `${c.ratio.toFixed(2)}×`, verdictText(c)]),
