@@ -92,7 +92,10 @@ async function main(argv: string[]): Promise<number> {
       { name: chainDestinations['same-cluster'].service, cluster: chainDestinations['same-cluster'].cluster, origin: origins['same-cluster'] },
       { name: chainDestinations['cross-cluster'].service, cluster: chainDestinations['cross-cluster'].cluster, origin: origins['cross-cluster'] },
     ];
-    peers = await startPeerChain({ dir: peerDir, trustDomain: 'bench.isthmus', namespace, clientCluster, hosts: peerHosts, services });
+    // nginx closes an upstream connection beyond `keepalive` idle ones after its request, and a new
+    // one costs an RSA handshake: a pool that keeps as many as the generator can have in flight
+    // never churns (ours keeps up to 32 per upstream and queues beyond that).
+    peers = await startPeerChain({ dir: peerDir, trustDomain: 'bench.isthmus', namespace, clientCluster, hosts: peerHosts, services, keepalive: args.connections });
     for (const p of peers.processes) say(`  peer: ${p.name} (pid ${p.pid}) carries ${p.services.join(', ')}`);
     peerPids = peers.processes.map((p) => p.pid);
     const destinationOf = (service: string) => destinations.filter((d) => d.service === service);
@@ -164,7 +167,7 @@ async function main(argv: string[]): Promise<number> {
   const counted = (side: ProxyProcess['side']) => proxies.filter((p) => p.side === side).map((p) => `${p.name} (${p.carries.map((d) => d.service).join('+')})`).join(', ');
   const notes = [
     `isthmus: ${mesh.mode === 'in-process' ? 'startDevMesh INSIDE the bench process (proxies, apps and the load generator share one event loop)' : mesh.processes ? 'isthmus dev up --processes: each sidecar and gateway its own process, as the peers run' : 'isthmus dev up --no-processes: every proxy and the sample apps in that one process'}`,
-    `peer chain: ${versions.nginx} outbound and inbound sidecars (master_process off: one process each), ${versions.haproxy} east-west gateway (mode tcp, SNI passthrough, nbthread 1); TLS 1.3 mutual TLS with RSA-2048 leaves under per-cluster intermediates from our own CA; keep-alive pools on every hop; it ends at the same apps as ours`,
+    `peer chain: ${versions.nginx} outbound and inbound sidecars (master_process off: one process each), ${versions.haproxy} east-west gateway (mode tcp, SNI passthrough, nbthread 1); TLS 1.3 mutual TLS with RSA-2048 leaves under per-cluster intermediates from our own CA; keep-alive pools on every hop (up to ${args.connections} idle connections each); it ends at the same apps as ours`,
     `"proxies CPU s/1k" = utime + stime from /proc of the proxy processes on that chain, per 1000 answers; "proxies RSS MB" = the sum of their peak RSS (VmHWM). Counted for isthmus: ${counted('isthmus')}; for the peer: ${counted('peer')}`,
     ...(oursIncludeOrigin ? ['isthmus\'s proxies share a process with the sample apps here: their CPU is the chain\'s minus the baseline\'s at the same rate, and their RSS includes the apps, federation services and all other proxies'] : []),
     `idle before load: isthmus proxies ${idle.isthmusProxies.toFixed(3)} CPU s/s, peer proxies ${idle.peerProxies.toFixed(3)} CPU s/s, dev up's tree ${idle.mesh.toFixed(3)} CPU s/s, other processes on the machine ${idle.other.toFixed(2)} CPU s/s`,
