@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
@@ -341,6 +341,7 @@ describe('peer chain (nginx → HAProxy → nginx with certificates from our CA)
         services: [{ name: 'ledger', cluster: 'west', origin: origin.address }],
       });
       expect(chain.processes.map((p) => p.name)).toEqual(['nginx inbound-ledger-west', 'haproxy gateway-west', 'nginx outbound-east']);
+      expect(processesMentioning(dir).sort()).toEqual(chain.processes.map((p) => p.pid).sort());
       const pool = new Pool(`http://${chain.outbound}`, { connections: 2 });
       try {
         for (let i = 0; i < 5; i += 1) {
@@ -367,9 +368,46 @@ describe('peer chain (nginx → HAProxy → nginx with certificates from our CA)
       await origin.close();
       rmSync(dir, { recursive: true, force: true });
       for (const pid of pids) expect(isAlive(pid)).toBe(false);
+      expect(processesMentioning(dir)).toEqual([]);
     }
   }, 30_000);
 });
+
+describe('peer chain start-up failures', () => {
+  test('a proxy that cannot start fails the start with its name, and nothing started before it is left running', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-peer-test-'));
+    try {
+      // The inbound (real nginx) starts first; the gateway's binary does not exist.
+      const started = startPeerChain({
+        dir, trustDomain: 'bench.isthmus', namespace: 'demo', clientCluster: 'east', haproxy: join(dir, 'no-such-haproxy'),
+        hosts: { east: '127.0.0.1', west: '127.0.0.1' },
+        services: [{ name: 'ledger', cluster: 'west', origin: '127.0.0.1:9' }],
+      });
+      await expect(started).rejects.toThrow(/haproxy gateway-west .*could not run/);
+      // It had started (its config is there), and it has exited: no process runs from this
+      // directory, and nginx removed its pid file on the way out.
+      expect(existsSync(join(dir, 'inbound-ledger-west', 'nginx.conf'))).toBe(true);
+      expect(processesMentioning(dir)).toEqual([]);
+      expect(existsSync(join(dir, 'inbound-ledger-west', 'nginx.pid'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
+
+/** Pids whose command line contains `text` (the test's own temp directory). */
+function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
 
 async function waitForLines(file: string, count: number): Promise<string[]> {
   let lines: string[] = [];
