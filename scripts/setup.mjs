@@ -56,10 +56,12 @@ if (!has('etcd')) {
 // The bench runs the peer chain (nginx sidecars, HAProxy gateway) beside ours, and
 // src/bench/bench.test.ts starts that chain too, so tests need them as well.
 const isRootUser = typeof process.getuid === 'function' && process.getuid() === 0;
+// Debian puts both in /usr/sbin, which a non-root PATH often lacks; the bench looks there too.
 const peerBinaries = [['nginx', ['-v'], 'nginx-light'], ['haproxy', ['-v'], 'haproxy']];
-const missingPeers = () => peerBinaries.filter(([command, args]) => !has(command, args)).map(([, , pkg]) => pkg);
+const missingPeers = () => peerBinaries.filter(([command, args]) => !has(command, args) && !has(`/usr/sbin/${command}`, args));
 if ((purpose === 'bench' || purpose === 'test') && missingPeers().length > 0) {
-  const packages = missingPeers();
+  const packages = missingPeers().map(([, , pkg]) => pkg);
+  const commands = missingPeers().map(([command]) => command);
   if (isRootUser && has('apt-get', ['--version'])) {
     if (!run('apt-get', ['install', '-y', ...packages])) {
       run('apt-get', ['update']);
@@ -67,7 +69,7 @@ if ((purpose === 'bench' || purpose === 'test') && missingPeers().length > 0) {
     }
   } else {
     fail([
-      `${packages.join(' and ')} ${packages.length === 1 ? 'is' : 'are'} not installed; the bench's peer chain (nginx sidecars, HAProxy gateway) and its test need them.`,
+      `${commands.join(' and ')} ${commands.length === 1 ? 'is' : 'are'} not installed; the bench's peer chain (nginx sidecars, HAProxy gateway) and its test need ${commands.length === 1 ? 'it' : 'them'}.`,
       'Install them, then run this command again:',
       `  Debian/Ubuntu: sudo apt-get install -y ${packages.join(' ')}`,
       '  other systems: put `nginx` (with the ssl module) and `haproxy` (2.x) on PATH',

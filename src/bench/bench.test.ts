@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
@@ -9,7 +9,7 @@ import { parseBenchArgs } from './args.js';
 import { cpuSpent, type CpuSnapshot } from './cpu-snapshot.js';
 import { LatencySample } from './latency-sample.js';
 import type { OpenLoopResult } from './open-loop.js';
-import { startPeerChain, type PeerChain } from './peer-chain.js';
+import { peerBinary, startPeerChain, type PeerChain } from './peer-chain.js';
 import { nginxQuote, renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
 import { isAlive, parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js';
 import { ourCarries, ourRole, parsePeakRss, proxiesSpent, type ProcessReadings, type ProxyProcess } from './proxy-processes.js';
@@ -371,6 +371,19 @@ describe('peer chain (nginx → HAProxy → nginx with certificates from our CA)
       expect(processesMentioning(dir)).toEqual([]);
     }
   }, 30_000);
+});
+
+describe('peerBinary', () => {
+  test('PATH first, then /usr/sbin (where Debian installs nginx and HAProxy, often off a non-root PATH)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-peer-bin-'));
+    try {
+      writeFileSync(join(dir, 'nginx'), '');
+      expect(peerBinary('nginx', `/nonexistent:${dir}`)).toBe(join(dir, 'nginx'));
+      expect(peerBinary('haproxy', '/nonexistent')).toBe('/usr/sbin/haproxy');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('peer chain start-up failures', () => {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { freePort } from '../dev/ports.js';
 import { writePeerCertificates } from './peer-certs.js';
 import { renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
@@ -56,8 +56,8 @@ export const peerServiceHost = (service: string, namespace: string) => `${servic
  * as ours do. One process per proxy; `stop()` stops them all (also after a failed start).
  */
 export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain> {
-  const nginx = opts.nginx ?? 'nginx';
-  const haproxy = opts.haproxy ?? 'haproxy';
+  const nginx = opts.nginx ?? peerBinary('nginx');
+  const haproxy = opts.haproxy ?? peerBinary('haproxy');
   const keepalive = opts.keepalive ?? 64;
   const hostOf = (cluster: string) => {
     const host = opts.hosts[cluster];
@@ -147,6 +147,17 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
   }
 }
 
+/**
+ * The command to run: as found on PATH, else Debian's /usr/sbin (where both packages install,
+ * and which a non-root PATH often lacks).
+ */
+export function peerBinary(name: 'nginx' | 'haproxy', path = process.env.PATH ?? ''): string {
+  for (const dir of [...path.split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/sbin']) {
+    if (existsSync(join(dir, name))) return join(dir, name);
+  }
+  return name;
+}
+
 /** `nginx/1.22.1`, `HAProxy 2.6.12-1+deb12u4`: what ran, for the report. */
 export function peerVersions(opts: { nginx?: string; haproxy?: string } = {}): { nginx: string; haproxy: string } {
   const first = (command: string, args: string[], pattern: RegExp) => {
@@ -154,7 +165,7 @@ export function peerVersions(opts: { nginx?: string; haproxy?: string } = {}): {
     return pattern.exec(`${out.stdout ?? ''}${out.stderr ?? ''}`)?.[0] ?? `${command} (version unknown)`;
   };
   return {
-    nginx: first(opts.nginx ?? 'nginx', ['-v'], /nginx\/\S+/),
-    haproxy: first(opts.haproxy ?? 'haproxy', ['-v'], /HAProxy version \S+/),
+    nginx: first(opts.nginx ?? peerBinary('nginx'), ['-v'], /nginx\/\S+/),
+    haproxy: first(opts.haproxy ?? peerBinary('haproxy'), ['-v'], /HAProxy version \S+/),
   };
 }
