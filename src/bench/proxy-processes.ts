@@ -64,7 +64,8 @@ const roleName = (role: OurRole) => (role.kind === 'sidecar' ? `sidecar ${role.c
  * Our proxy processes on the chains, from dev up's process tree. With every proxy in dev up's one
  * process, that process is the proxy (and the apps: `includesOrigin`).
  */
-export function ourProxyProcesses(mesh: { pid: number; processes: boolean }, destinations: Destination[], fromCluster: string): ProxyProcess[] {
+export function ourProxyProcesses(mesh: { pid: number; processes: boolean; mode: 'child' | 'in-process' }, destinations: Destination[], fromCluster: string): ProxyProcess[] {
+  if (mesh.mode === 'in-process') return [{ side: 'isthmus', name: `this bench process (every proxy, the sample apps AND the load generator, pid ${mesh.pid})`, pid: mesh.pid, carries: destinations, includesOrigin: true }];
   if (!mesh.processes) return [{ side: 'isthmus', name: `dev up (every proxy and the sample apps, pid ${mesh.pid})`, pid: mesh.pid, carries: destinations, includesOrigin: true }];
   const found: ProxyProcess[] = [];
   for (const pid of processTree(mesh.pid).slice(1)) {

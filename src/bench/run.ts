@@ -100,7 +100,7 @@ async function main(argv: string[]): Promise<number> {
     peerPids = peers.processes.map((p) => p.pid);
     const destinationOf = (service: string) => destinations.filter((d) => d.service === service);
     proxies = [
-      ...ourProxyProcesses({ pid: mesh.pid, processes: mesh.mode === 'child' && mesh.processes }, destinations, clientCluster),
+      ...ourProxyProcesses({ pid: mesh.pid, processes: mesh.processes, mode: mesh.mode }, destinations, clientCluster),
       ...peers.processes.map((p): ProxyProcess => ({ side: 'peer', name: p.name, pid: p.pid, carries: p.services.flatMap(destinationOf), includesOrigin: false })),
     ];
 
