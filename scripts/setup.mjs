@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Installs what `npm test` and `npm run dev` need on a fresh machine, or says exactly what to
+// Installs what `npm test`, `npm run dev` and `npm run bench` need on a fresh machine, or says exactly what to
 // install. Uses only Node's standard library: it runs before node_modules exists.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -49,6 +49,30 @@ if (!has('etcd')) {
       'Install it, then run this command again:',
       '  Debian/Ubuntu: sudo apt-get install -y etcd-server',
       '  other systems: put the `etcd` binary (3.4 or newer) on PATH',
+    ]);
+  }
+}
+
+// The bench runs the peer chain (nginx sidecars, HAProxy gateway) beside ours, and
+// src/bench/bench.test.ts starts that chain too, so tests need them as well.
+const isRootUser = typeof process.getuid === 'function' && process.getuid() === 0;
+// Debian puts both in /usr/sbin, which a non-root PATH often lacks; the bench looks there too.
+const peerBinaries = [['nginx', ['-v'], 'nginx-light'], ['haproxy', ['-v'], 'haproxy']];
+const missingPeers = () => peerBinaries.filter(([command, args]) => !has(command, args) && !has(`/usr/sbin/${command}`, args));
+if ((purpose === 'bench' || purpose === 'test') && missingPeers().length > 0) {
+  const packages = missingPeers().map(([, , pkg]) => pkg);
+  const commands = missingPeers().map(([command]) => command);
+  if (isRootUser && has('apt-get', ['--version'])) {
+    if (!run('apt-get', ['install', '-y', ...packages])) {
+      run('apt-get', ['update']);
+      if (!run('apt-get', ['install', '-y', ...packages])) fail([`apt-get could not install ${packages.join(' ')}; the bench's peer chain needs nginx (with the ssl module) and HAProxy on PATH.`]);
+    }
+  } else {
+    fail([
+      `${commands.join(' and ')} ${commands.length === 1 ? 'is' : 'are'} not installed; the bench's peer chain (nginx sidecars, HAProxy gateway) and its test need ${commands.length === 1 ? 'it' : 'them'}.`,
+      'Install them, then run this command again:',
+      `  Debian/Ubuntu: sudo apt-get install -y ${packages.join(' ')}`,
+      '  other systems: put `nginx` (with the ssl module) and `haproxy` (2.x) on PATH',
     ]);
   }
 }

@@ -8,8 +8,10 @@ export interface BenchArgs {
   warmup: number;
   output: 'table' | 'json';
   mesh: MeshMode;
-  /** `dev up --processes`: every sidecar and gateway its own process (child mode only; off by default). */
+  /** `dev up --processes`: every sidecar and gateway its own process (child mode only; on by default, as the peers run). */
   processes: boolean;
+  /** `--quick`: one rate (1000/s), short points; the whole run in well under 3 minutes. */
+  quick: boolean;
   hostBase: number;
   connections: number;
   /** Write a CPU profile of the mesh process (child mode) into this directory. */
@@ -17,15 +19,17 @@ export interface BenchArgs {
 }
 
 export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
-  --rates <list>        fixed arrival rates in requests/s, comma-separated (default 200,500; each 1..5000, at most 6)
+Runs our chains and the peer chain (nginx → HAProxy → nginx) interleaved, and prints ours/peer ratios.
+  --rates <list>        fixed arrival rates in requests/s, comma-separated (default 1000,2000; each 1..5000, at most 6)
   --seconds <n>         measured seconds per point (default 10; 1..60)
   --warmup <n>          unmeasured seconds at the same rate before each point (default 2; 0..10)
+  --quick               --rates 1000 --seconds 5 --warmup 2 unless given: the whole run in under 3 minutes
   --mesh child|in-process
                         run the mesh in its own process (default) or inside this one (CPU then includes the generator)
   --processes [true|false], --no-processes
                         child mode: every sidecar and gateway in a process of its own (isthmus dev up --processes),
-                        one event loop per proxy as the peers ran; default off: all in dev up's one process, which
-                        measured better on this 2-core machine (docs/benchmarks.md)
+                        one process per proxy as the peers run (default); --no-processes: the whole mesh and the
+                        sample apps in dev up's one process
   --host-base <n>       dev mesh clusters on 127.0.<n>.1, 127.0.<n+1>.1 (default 60)
   --connections <n>     keep-alive connections per first hop (default 128; 1..1024)
   --cpu-prof <dir>      write a V8 CPU profile of the mesh process into <dir> (child mode; open it in Chrome DevTools)
@@ -33,6 +37,8 @@ export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -
 
 /** Worst case the bench will agree to run, so a typo cannot keep a shared machine busy for an hour. */
 const maxTotalSeconds = 600;
+/** Baseline, then ours and the peers' for each of the two chains. */
+const scenarioCount = 5;
 
 const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
 
@@ -70,9 +76,10 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
       args: normaliseProcessesFlag(argv),
       strict: true,
       options: {
-        rates: { type: 'string', default: '200,500' },
-        seconds: { type: 'string', default: '10' },
-        warmup: { type: 'string', default: '2' },
+        rates: { type: 'string' },
+        seconds: { type: 'string' },
+        warmup: { type: 'string' },
+        quick: { type: 'boolean', default: false },
         mesh: { type: 'string', default: 'child' },
         processes: { type: 'string' },
         'host-base': { type: 'string', default: '60' },
@@ -86,7 +93,8 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
     throw invalid((err as Error).message);
   }
   if (values.help) return 'help';
-  const rates = values.rates.split(',').map((r) => r.trim()).filter(Boolean).map((r) => integer('rates', r, 1, 5000));
+  const quick = values.quick;
+  const rates = (values.rates ?? (quick ? '1000' : '1000,2000')).split(',').map((r) => r.trim()).filter(Boolean).map((r) => integer('rates', r, 1, 5000));
   if (rates.length === 0 || rates.length > 6) throw invalid('--rates takes 1 to 6 rates');
   if (values.output !== 'table' && values.output !== 'json') throw invalid(`--output must be "table" or "json", not "${values.output}"`);
   if (values.mesh !== 'child' && values.mesh !== 'in-process') throw invalid(`--mesh must be "child" or "in-process", not "${values.mesh}"`);
@@ -94,17 +102,18 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
   if (values.processes === 'true' && values.mesh === 'in-process') throw invalid('--processes needs --mesh child: in-process, the mesh runs inside the bench');
   const args: BenchArgs = {
     rates,
-    seconds: integer('seconds', values.seconds, 1, 60),
-    warmup: integer('warmup', values.warmup, 0, 10),
+    seconds: integer('seconds', values.seconds ?? (quick ? '5' : '10'), 1, 60),
+    warmup: integer('warmup', values.warmup ?? '2', 0, 10),
+    quick,
     output: values.output,
     mesh: values.mesh,
-    processes: values.mesh === 'child' && values.processes === 'true',
+    processes: values.mesh === 'child' && values.processes !== 'false',
     hostBase: integer('host-base', values['host-base'], 1, 250),
     connections: integer('connections', values.connections, 1, 1024),
     cpuProf: values['cpu-prof'],
   };
   if (args.cpuProf !== undefined && args.mesh !== 'child') throw invalid('--cpu-prof needs --mesh child: in-process, profile the bench itself with node --cpu-prof');
-  const total = rates.length * 3 * (args.seconds + args.warmup + 1);
-  if (total > maxTotalSeconds) throw invalid(`that is about ${total} s of load; keep rates × 3 scenarios × (seconds + warmup) under ${maxTotalSeconds} s`);
+  const total = rates.length * scenarioCount * (args.seconds + args.warmup + 1);
+  if (total > maxTotalSeconds) throw invalid(`that is about ${total} s of load; keep rates × ${scenarioCount} scenarios × (seconds + warmup) under ${maxTotalSeconds} s`);
   return args;
 }

@@ -24,6 +24,8 @@ export interface BenchMeshOptions {
 export interface BenchMesh {
   file: MeshFile;
   mode: MeshMode;
+  /** dev up's process (child mode), or this one (in-process). */
+  pid: number;
   /** Every sidecar and gateway in a process of its own (`dev up --processes`). */
   processes: boolean;
   /** Which processes `cpuSeconds` covers, in words for the report. */
@@ -96,6 +98,7 @@ async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
   return {
     file,
     mode: 'child',
+    pid,
     processes: opts.processes,
     cpuCovers: opts.processes
       ? `the whole process tree of isthmus dev up --processes, read from /proc at each reading: dev up itself (pid ${pid}: federation services and sample apps), its ${proxies} sidecar and gateway processes, and etcd; the load generator not counted`
@@ -138,6 +141,7 @@ async function startInProcess(opts: BenchMeshOptions): Promise<BenchMesh> {
   return {
     file: mesh.file,
     mode: 'in-process',
+    pid: process.pid,
     processes: false,
     etcdInsideMesh: false,
     cpuCovers: 'the bench process: mesh AND load generator share one event loop and its CPU (numbers are upper bounds; prefer --mesh child)',

@@ -1,12 +1,21 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
 import { describe, expect, test } from 'vitest';
+import { startSampleInstance } from '../dev/sample-service.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
 import { parseBenchArgs } from './args.js';
 import { cpuSpent, type CpuSnapshot } from './cpu-snapshot.js';
 import { LatencySample } from './latency-sample.js';
 import type { OpenLoopResult } from './open-loop.js';
-import { parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js';
-import { buildRows } from './report.js';
-import { benchTargets } from './targets.js';
+import { peerBinary, startPeerChain, type PeerChain } from './peer-chain.js';
+import { nginxQuote, renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
+import { isAlive, parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js';
+import { ourCarries, ourRole, parsePeakRss, proxiesSpent, type ProcessReadings, type ProxyProcess } from './proxy-processes.js';
+import { compareRows, formatComparisons, ratioOf } from './comparison.js';
+import { buildRows, formatRows, type Row } from './report.js';
+import { benchTargets, chainOrigins, targetLabel } from './targets.js';
 
 describe('LatencySample', () => {
   const sample = new LatencySample(4); // grows past its first capacity
@@ -36,15 +45,18 @@ describe('/proc parsing', () => {
 });
 
 describe('cpuSpent', () => {
-  const snap = (atMs: number, mesh: number, generator: number, busy: number): CpuSnapshot => ({ atMs, mesh, etcd: 0, generator, system: { busy, steal: 0 } });
+  const snap = (atMs: number, mesh: number, generator: number, busy: number, peers = 0): CpuSnapshot => ({ atMs, mesh, etcd: 0, peers, generator, system: { busy, steal: 0 } });
   test('other = machine busy minus mesh, etcd and generator', () => {
     expect(cpuSpent(snap(0, 1, 1, 10), snap(2000, 2, 1.5, 12), { generator: false, etcd: false })).toMatchObject({ seconds: 2, mesh: 1, generator: 0.5, other: 0.5 });
+  });
+  test('the peer chain\'s processes are not "other": they are ours to count', () => {
+    expect(cpuSpent(snap(0, 1, 1, 10, 2), snap(1000, 2, 1.5, 12, 2.5), { generator: false, etcd: false })).toMatchObject({ peers: 0.5, other: 0 });
   });
   test('in-process, the generator is inside the mesh figure and not subtracted twice', () => {
     expect(cpuSpent(snap(0, 1, 1, 10), snap(1000, 2, 2, 11), { generator: true, etcd: false }).other).toBe(0);
   });
   test('when the mesh figure is the whole process tree, etcd (inside it) is not subtracted twice', () => {
-    const withEtcd = (atMs: number, mesh: number, etcd: number, busy: number): CpuSnapshot => ({ atMs, mesh, etcd, generator: 0, system: { busy, steal: 0 } });
+    const withEtcd = (atMs: number, mesh: number, etcd: number, busy: number): CpuSnapshot => ({ atMs, mesh, etcd, peers: 0, generator: 0, system: { busy, steal: 0 } });
     expect(cpuSpent(withEtcd(0, 1, 0.1, 10), withEtcd(1000, 2, 0.3, 11.5), { generator: false, etcd: true })).toMatchObject({ mesh: 1, other: 0.5 });
     expect(cpuSpent(withEtcd(0, 1, 0.1, 10), withEtcd(1000, 2, 0.3, 11.5), { generator: false, etcd: false }).other).toBeCloseTo(0.3);
   });
@@ -56,12 +68,12 @@ describe('buildRows', () => {
     for (const v of latencies) latency.record(v);
     return { rate, scheduled: latencies.length, sent: latencies.length, ok: latencies.length, failed: 0, failures: {}, latency, sendLag: new LatencySample(), elapsedSeconds: latencies.length / rate, bytes: 100 };
   };
-  const cpu = (mesh: number) => ({ seconds: 1, mesh, etcd: 0, generator: 0, other: 0, steal: 0 });
+  const cpu = (mesh: number) => ({ seconds: 1, mesh, etcd: 0, peers: 0, generator: 0, other: 0, steal: 0 });
   test('added figures are taken against the baseline of the same rate', () => {
     const rows = buildRows([
-      { scenario: 'baseline', result: result(100, Array(100).fill(1)), cpu: cpu(0.1) },
-      { scenario: 'baseline', result: result(200, Array(100).fill(2)), cpu: cpu(0.1) },
-      { scenario: 'cross-cluster', result: result(200, Array(100).fill(5)), cpu: cpu(0.3) },
+      { scenario: 'baseline', side: 'origin', result: result(100, Array(100).fill(1)), cpu: cpu(0.1) },
+      { scenario: 'baseline', side: 'origin', result: result(200, Array(100).fill(2)), cpu: cpu(0.1) },
+      { scenario: 'cross-cluster', side: 'isthmus', result: result(200, Array(100).fill(5)), cpu: cpu(0.3) },
     ]);
     expect(rows[0]?.addedP50Ms).toBeUndefined();
     expect(rows[2]).toMatchObject({ addedP50Ms: 3, addedP99Ms: 3, cpuSecondsPer1000: 3, achievedRps: 200 });
@@ -69,14 +81,145 @@ describe('buildRows', () => {
   });
 });
 
+describe('which processes are a chain\'s proxies', () => {
+  const hello = { service: 'hello', cluster: 'east' };
+  const ledger = { service: 'ledger', cluster: 'west' };
+  const bin = ['/usr/bin/node', '--import', 'file:///x/dist/dev/parent-watch.js', '/x/bin/isthmus.js'];
+  test.each([
+    [[...bin, 'sidecar', '--config', '/tmp/b/sidecars/east/client/sidecar.yaml', '--log-format', 'json'], { kind: 'sidecar', cluster: 'east', instance: 'client' }],
+    [[...bin, 'sidecar', '--config', '/tmp/b/sidecars/west/ledger-west-1/sidecar.yaml'], { kind: 'sidecar', cluster: 'west', instance: 'ledger-west-1' }],
+    [[...bin, 'gateway', '--config', '/tmp/b/clusters/west/cluster.yaml', '--id', 'gw-1'], { kind: 'gateway', cluster: 'west', id: 'gw-1' }],
+    [['etcd', '--data-dir', '/tmp/b/etcd'], undefined],
+    [[...bin, 'dev', 'up', '--clusters', 'east,west'], undefined],
+  ])('%j is %j', (args, role) => {
+    expect(ourRole(args)).toEqual(role);
+  });
+  test.each([
+    ['east client sidecar', { kind: 'sidecar', cluster: 'east', instance: 'client' } as const, [hello, ledger]],
+    ['west client sidecar (requests do not start there)', { kind: 'sidecar', cluster: 'west', instance: 'client' } as const, []],
+    ['east hello sidecar, either zone', { kind: 'sidecar', cluster: 'east', instance: 'hello-east-2' } as const, [hello]],
+    ['west hello sidecar', { kind: 'sidecar', cluster: 'west', instance: 'hello-west-1' } as const, []],
+    ['west ledger sidecar', { kind: 'sidecar', cluster: 'west', instance: 'ledger-west-1' } as const, [ledger]],
+    ['west gateway', { kind: 'gateway', cluster: 'west', id: 'gw-1' } as const, [ledger]],
+    ['east gateway (same-cluster requests do not use it)', { kind: 'gateway', cluster: 'east', id: 'gw-1' } as const, []],
+  ])('%s carries the right chains', (_, role, carries) => {
+    expect(ourCarries(role, [hello, ledger], 'east')).toEqual(carries);
+  });
+  test('peak RSS is VmHWM in bytes', () => {
+    expect(parsePeakRss('Name:\tnginx\nVmPeak:\t  20000 kB\nVmHWM:\t    9876 kB\nVmRSS:\t 9000 kB\n')).toBe(9876 * 1024);
+    expect(() => parsePeakRss('Name:\tx\n')).toThrow(/VmHWM/);
+  });
+  test('a chain sums only its side\'s processes that carry its destination', () => {
+    const processes: ProxyProcess[] = [
+      { side: 'peer', name: 'outbound', pid: 1, carries: [hello, ledger], includesOrigin: false },
+      { side: 'peer', name: 'gateway', pid: 2, carries: [ledger], includesOrigin: false },
+      { side: 'peer', name: 'inbound hello', pid: 3, carries: [hello], includesOrigin: false },
+      { side: 'isthmus', name: 'client', pid: 4, carries: [hello, ledger], includesOrigin: false },
+    ];
+    const reading = (cpu: number[], rss: number[]): ProcessReadings => new Map(cpu.map((c, i) => [i + 1, { cpuSeconds: c, peakRssBytes: rss[i] as number }]));
+    const spent = proxiesSpent(processes, 'peer', ledger, reading([1, 1, 1, 1], [0, 0, 0, 0]), reading([1.5, 1.25, 9, 9], [10e6, 5e6, 7e6, 99e6]));
+    expect(spent).toMatchObject({ cpuSeconds: 0.75, peakRssBytes: 15e6 });
+    expect(spent.processes.map((p) => p.name)).toEqual(['outbound', 'gateway']);
+    expect(proxiesSpent(processes, 'isthmus', { service: 'nope', cluster: 'x' }, reading([], []), reading([], [])).cpuSeconds).toBeNaN();
+  });
+});
+
+describe('rows and ratios against the peer chain', () => {
+  const result = (rate: number, latency: number, n = 100): OpenLoopResult => {
+    const sample = new LatencySample();
+    for (let i = 0; i < n; i += 1) sample.record(latency);
+    return { rate, scheduled: n, sent: n, ok: n, failed: 0, failures: {}, latency: sample, sendLag: new LatencySample(), elapsedSeconds: n / rate, bytes: 100 };
+  };
+  const cpu = { seconds: 1, mesh: 0, etcd: 0, peers: 0, generator: 0, other: 0, steal: 0 };
+  const proxies = (cpuSeconds: number, peakRssBytes: number) => ({ cpuSeconds, peakRssBytes, processes: [{ name: 'p', cpuSeconds, peakRssBytes }] });
+  const rows = buildRows([
+    { scenario: 'baseline', side: 'origin', result: result(1000, 1), cpu, proxies: proxies(0.01, 100e6) },
+    { scenario: 'same-cluster', side: 'isthmus', result: result(1000, 1.9), cpu, proxies: proxies(0.05, 120e6) },
+    { scenario: 'same-cluster', side: 'peer', result: result(1000, 1.3), cpu, proxies: proxies(0.02, 20e6) },
+    { scenario: 'cross-cluster', side: 'isthmus', result: result(1000, 2.2), cpu, proxies: proxies(0.03, 150e6) },
+    { scenario: 'cross-cluster', side: 'peer', result: result(1000, 1.4), cpu, proxies: proxies(0.02, 30e6) },
+  ]);
+  test('each row has its side\'s proxies, per 1000 answers; the baseline has none', () => {
+    expect(rows.map((r) => [r.label, r.proxiesCpuSecondsPer1000, r.proxiesPeakRssMb])).toEqual([
+      ['baseline', undefined, undefined],
+      ['isthmus same-cluster', 0.5, 120], ['peer same-cluster', 0.2, 20],
+      ['isthmus cross-cluster', 0.3, 150], ['peer cross-cluster', 0.2, 30],
+    ]);
+  });
+  test('proxies that also serve the apps (one process) count the chain minus the baseline', () => {
+    const [, ours] = buildRows([
+      { scenario: 'baseline', side: 'origin', result: result(1000, 1), cpu, proxies: proxies(0.01, 100e6), proxiesIncludeOrigin: true },
+      { scenario: 'same-cluster', side: 'isthmus', result: result(1000, 2), cpu, proxies: proxies(0.05, 120e6), proxiesIncludeOrigin: true },
+    ]);
+    expect(ours?.proxiesCpuSecondsPer1000).toBeCloseTo(0.4);
+  });
+  test.each([
+    [1.5, 1, 1.5, 'met'], [3.1, 1, 1.5, 'missed'], [2, 1, undefined, 'no target'], [1, 0, 2, 'no ratio'], [1, -0.1, 2, 'no ratio'], [Number.NaN, 1, 2, 'no ratio'], [-0.2, 0.5, 1.5, 'met'],
+  ])('ratioOf(%d, %d) against %s: %s', (ours, peer, target, verdict) => {
+    expect(ratioOf(ours, peer, target).verdict).toBe(verdict);
+  });
+  const comparisons = compareRows(rows);
+  test('each chain compares added p50, added p99, CPU and RSS, with the issue\'s targets', () => {
+    const cross = comparisons.filter((c) => c.chain === 'cross-cluster');
+    expect(cross.map((c) => [c.figure, c.target, c.verdict])).toEqual([
+      ['added p50 ms', 1.5, 'missed'], ['added p99 ms', 2, 'missed'], ['proxies CPU s/1k req', 2, 'met'], ['proxies peak RSS MB', undefined, 'no target'],
+    ]);
+    expect(cross[0]?.ratio).toBeCloseTo(3);
+    expect(cross[3]?.ratio).toBeCloseTo(5);
+  });
+  test('at 2000 requests/s, p50 itself is compared too (no queueing: within 2×)', () => {
+    const at2000 = buildRows([
+      { scenario: 'baseline', side: 'origin', result: result(2000, 1), cpu },
+      { scenario: 'cross-cluster', side: 'isthmus', result: result(2000, 30), cpu },
+      { scenario: 'cross-cluster', side: 'peer', result: result(2000, 1.5), cpu },
+    ]);
+    expect(compareRows(at2000).find((c) => c.figure === 'p50 ms')).toMatchObject({ ratio: 20, target: 2, verdict: 'missed' });
+  });
+  test('a point during which other processes were busy marks its chain\'s verdicts', () => {
+    const busy = rows.map((r) => (r.label === 'peer cross-cluster' ? { ...r, otherCpuPerSecond: 1.2 } : r));
+    const marked = compareRows(busy);
+    expect(marked.filter((c) => c.busyMachine).map((c) => c.chain)).toEqual(Array(4).fill('cross-cluster'));
+    const table = formatComparisons(marked);
+    expect(table.split('\n')[0]).toContain('"(busy machine)"');
+    expect(table).toContain('≤ 2×: met (busy machine)');
+    expect(table).toContain('no ratio target\n');
+  });
+  test('a chain measured on one side only is not compared', () => {
+    expect(compareRows(rows.filter((r) => r.label !== 'peer same-cluster')).map((c) => c.chain)).not.toContain('same-cluster');
+  });
+  test('the table per rate (golden)', () => {
+    expect(formatComparisons(comparisons)).toBe([
+      'at 1000 requests/s: isthmus against the peer chain, same run',
+      'chain          figure                isthmus  peer   isthmus/peer  target',
+      'same-cluster   added p50 ms          +0.90    +0.30  3.00×         ≤ 1.5×: missed',
+      'same-cluster   added p99 ms          +0.90    +0.30  3.00×         ≤ 2×: missed',
+      'same-cluster   proxies CPU s/1k req  0.500    0.200  2.50×         ≤ 2×: missed',
+      'same-cluster   proxies peak RSS MB   120.0    20.0   6.00×         no ratio target',
+      'cross-cluster  added p50 ms          +1.20    +0.40  3.00×         ≤ 1.5×: missed',
+      'cross-cluster  added p99 ms          +1.20    +0.40  3.00×         ≤ 2×: missed',
+      'cross-cluster  proxies CPU s/1k req  0.300    0.200  1.50×         ≤ 2×: met',
+      'cross-cluster  proxies peak RSS MB   150.0    30.0   5.00×         no ratio target',
+    ].join('\n'));
+  });
+  test('the rows table labels each side and shows the proxies\' figures', () => {
+    const lines = formatRows(rows as Row[]).split('\n');
+    expect(lines[0]).toMatch(/^scenario\s+rate\s+achieved rps.*proxies CPU s\/1k\s+proxies RSS MB\s+errors/);
+    expect(lines.map((l) => l.split(/\s{2,}/)[0])).toEqual(['scenario', 'baseline', 'isthmus same-cluster', 'peer same-cluster', 'isthmus cross-cluster', 'peer cross-cluster']);
+  });
+});
+
 describe('parseBenchArgs', () => {
   test('defaults', () => {
-    expect(parseBenchArgs([])).toMatchObject({ rates: [200, 500], seconds: 10, warmup: 2, output: 'table', mesh: 'child', processes: false, hostBase: 60 });
+    expect(parseBenchArgs([])).toMatchObject({ rates: [1000, 2000], seconds: 10, warmup: 2, output: 'table', mesh: 'child', processes: true, quick: false, hostBase: 60 });
+  });
+  test('--quick: one rate, short points, unless told otherwise', () => {
+    expect(parseBenchArgs(['--quick'])).toMatchObject({ rates: [1000], seconds: 5, warmup: 2, quick: true, processes: true });
+    expect(parseBenchArgs(['--quick', '--rates', '500', '--seconds', '3'])).toMatchObject({ rates: [500], seconds: 3, quick: true });
   });
   test.each([
     [['--processes'], true], [['--processes', 'true'], true], [['--processes=true', '--rates', '1000'], true],
     [['--no-processes'], false], [['--processes', 'false'], false], [['--processes=false'], false],
-    [['--processes', '--rates', '1000'], true], [['--mesh', 'in-process'], false], [['--mesh', 'in-process', '--no-processes'], false],
+    [['--processes', '--rates', '1000'], true], [['--mesh', 'in-process'], false], [['--mesh', 'in-process', '--no-processes'], false], [[], true],
   ])('%j: processes %s', (argv, processes) => {
     expect(parseBenchArgs(argv)).toMatchObject({ processes });
   });
@@ -105,13 +248,185 @@ describe('benchTargets', () => {
     },
   };
   test('baseline goes straight to the west ledger app; both chains start at the east client proxy', () => {
-    expect(benchTargets(mesh).map((t) => [t.scenario, t.firstHop, t.path])).toEqual([
+    expect(benchTargets(mesh).map((t) => [targetLabel(t), t.firstHop, t.path])).toEqual([
       ['baseline', '127.0.61.1:18082', '/'],
-      ['same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/'],
-      ['cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/'],
+      ['isthmus same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/'],
+      ['isthmus cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/'],
     ]);
+  });
+  test('with the peer chain, each of its chains follows ours, to the same service and the same app', () => {
+    expect(benchTargets(mesh, '127.0.60.2:4001').map((t) => [targetLabel(t), t.firstHop, t.path, `${t.expect.service}@${t.expect.cluster}`])).toEqual([
+      ['baseline', '127.0.61.1:18082', '/', 'ledger@west'],
+      ['isthmus same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/', 'hello@east'],
+      ['peer same-cluster', '127.0.60.2:4001', 'http://hello.demo.mesh/', 'hello@east'],
+      ['isthmus cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/', 'ledger@west'],
+      ['peer cross-cluster', '127.0.60.2:4001', 'http://ledger.demo.mesh/', 'ledger@west'],
+    ]);
+    expect(chainOrigins(mesh)).toEqual({ 'same-cluster': '127.0.60.1:18080', 'cross-cluster': '127.0.61.1:18082' });
   });
   test('a mesh without west is refused', () => {
     expect(() => benchTargets({ ...mesh, clusters: { east: mesh.clusters.east! } })).toThrow(/east.*west/);
   });
 });
+
+describe('peer chain configuration', () => {
+  const tls = { certChain: '/t/chain.pem', key: '/t/key.pem', rootCa: '/t/root.pem' };
+  const lines = (text: string) => text.split('\n').map((l) => l.trim());
+  const outbound = renderNginxOutbound({
+    prefix: '/t/out', listen: '127.0.60.2:4001', tls, keepalive: 64,
+    routes: [
+      { host: 'hello.demo.mesh', upstream: '127.0.60.2:4002', sniName: 'hello.demo.mesh' },
+      { host: 'ledger.demo.mesh', upstream: '127.0.61.2:4003', sniName: 'ledger.demo.mesh' },
+    ],
+  });
+  const inbound = renderNginxInbound({ prefix: '/t/in', listen: '127.0.61.2:4004', serverName: 'ledger.demo.mesh', tls, origin: '127.0.61.1:18082', keepalive: 32 });
+  const gateway = renderHaproxyGateway({ listen: '127.0.61.2:4003', routes: [{ sniName: 'ledger.demo.mesh', backend: '127.0.61.2:4004' }, { sniName: 'hello.demo.mesh', backend: '127.0.61.2:4005' }] });
+
+  test.each([
+    ['outbound', outbound], ['inbound', inbound],
+  ])('%s nginx: one process in the foreground, its files in its own directory, keep-alive without a request limit', (_, text) => {
+    expect(lines(text)).toEqual(expect.arrayContaining(['daemon off;', 'master_process off;', 'worker_processes 1;', 'access_log off;', 'keepalive_requests 1000000;', 'tcp_nodelay on;']));
+    expect(text).not.toMatch(/\/var\/|\/etc\//);
+  });
+  test.each([
+    'upstream route_0 {', 'server 127.0.60.2:4002;', 'upstream route_1 {', 'server 127.0.61.2:4003;', 'keepalive 64;',
+    'server_name hello.demo.mesh;', 'proxy_pass https://route_0;', 'server_name ledger.demo.mesh;', 'proxy_pass https://route_1;',
+    'proxy_ssl_name ledger.demo.mesh;', 'proxy_ssl_server_name on;', 'proxy_ssl_protocols TLSv1.3;', 'proxy_ssl_verify on;',
+    'proxy_ssl_certificate /t/chain.pem;', 'proxy_ssl_certificate_key /t/key.pem;', 'proxy_ssl_trusted_certificate /t/root.pem;',
+    'proxy_http_version 1.1;', 'proxy_set_header Connection "";', 'listen 127.0.60.2:4001 default_server;', 'return 404;',
+  ])('outbound nginx has %j', (line) => {
+    expect(lines(outbound)).toContain(line);
+  });
+  test('outbound: each route sends its own SNI to its own upstream', () => {
+    const ledger = outbound.slice(outbound.indexOf('server_name ledger.demo.mesh;'));
+    expect(ledger.indexOf('proxy_pass https://route_1;')).toBeLessThan(ledger.indexOf('proxy_ssl_name ledger.demo.mesh;'));
+    expect(ledger).not.toContain('hello.demo.mesh');
+  });
+  test.each([
+    'listen 127.0.61.2:4004 ssl;', 'ssl_protocols TLSv1.3;', 'ssl_verify_client on;', 'ssl_client_certificate /t/root.pem;', 'ssl_verify_depth 2;',
+    'ssl_certificate /t/chain.pem;', 'server 127.0.61.1:18082;', 'keepalive 32;', 'proxy_pass http://origin;',
+    'proxy_set_header x-forwarded-client-cert "Hash=$ssl_client_fingerprint;Subject=\\"$ssl_client_s_dn\\"";',
+  ])('inbound nginx has %j', (line) => {
+    expect(lines(inbound)).toContain(line);
+  });
+  test('inbound: an access log only when asked, at server level (the http level turns logs off)', () => {
+    expect(inbound).not.toContain('peer_mtls');
+    const logged = renderNginxInbound({ prefix: '/t/in', listen: '127.0.61.2:4004', serverName: 'x', tls, origin: '127.0.61.1:1', keepalive: 1, accessLog: '/t/in/access.log' });
+    expect(logged.indexOf('access_log /t/in/access.log peer_mtls;')).toBeGreaterThan(logged.indexOf('server {'));
+  });
+  test.each([
+    'nbthread 1', 'mode tcp', 'bind 127.0.61.2:4003', 'tcp-request inspect-delay 5s', 'tcp-request content accept if { req.ssl_hello_type 1 }',
+    'use_backend inbound_0 if { req.ssl_sni -i ledger.demo.mesh }', 'use_backend inbound_1 if { req.ssl_sni -i hello.demo.mesh }',
+    'server inbound_0 127.0.61.2:4004', 'server inbound_1 127.0.61.2:4005',
+  ])('HAProxy gateway has %j', (line) => {
+    expect(lines(gateway)).toContain(line);
+  });
+  test('HAProxy gateway has no default backend: an unknown SNI is closed, not sent somewhere', () => {
+    expect(gateway).not.toContain('default_backend');
+  });
+  test.each([['plain', '"plain"'], ['a "b" c', '"a \\"b\\" c"'], ['back\\slash', '"back\\\\slash"']])('nginxQuote(%j) is %s', (value, quoted) => {
+    expect(nginxQuote(value)).toBe(quoted);
+  });
+});
+
+describe('peer chain (nginx → HAProxy → nginx with certificates from our CA), started for real', () => {
+  test('a request crosses the cross-cluster peer chain with 200, and the inbound verified the client certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-peer-test-'));
+    const origin = await startSampleInstance({ service: 'ledger', cluster: 'west', zone: 'west-a', instance: 'ledger-west-1', host: '127.0.0.1', port: 0 });
+    let chain: PeerChain | undefined;
+    try {
+      chain = await startPeerChain({
+        dir, trustDomain: 'bench.isthmus', namespace: 'demo', clientCluster: 'east', accessLogs: true,
+        hosts: { east: '127.0.0.1', west: '127.0.0.1' },
+        services: [{ name: 'ledger', cluster: 'west', origin: origin.address }],
+      });
+      expect(chain.processes.map((p) => p.name)).toEqual(['nginx inbound-ledger-west', 'haproxy gateway-west', 'nginx outbound-east']);
+      expect(processesMentioning(dir).sort()).toEqual(chain.processes.map((p) => p.pid).sort());
+      const pool = new Pool(`http://${chain.outbound}`, { connections: 2 });
+      try {
+        for (let i = 0; i < 5; i += 1) {
+          const res = await pool.request({ method: 'GET', path: 'http://ledger.demo.mesh/', headers: { host: 'ledger.demo.mesh' } });
+          const body = await res.body.json() as { service: string; cluster: string; caller: string | null };
+          expect(res.statusCode).toBe(200);
+          expect(body).toMatchObject({ service: 'ledger', cluster: 'west' });
+          // The inbound hands the app the client certificate it checked: the outbound's leaf.
+          expect(body.caller).toMatch(/^Hash=[0-9a-f]{40};Subject="O=bench\.isthmus"$/);
+        }
+        const unknown = await pool.request({ method: 'GET', path: 'http://nobody.demo.mesh/', headers: { host: 'nobody.demo.mesh' } });
+        await unknown.body.dump();
+        expect(unknown.statusCode).toBe(404);
+      } finally {
+        await pool.close();
+      }
+      // nginx writes its access log line when the request ends, before the answer is complete
+      // for the client; still, poll briefly rather than rely on that.
+      const lines = await waitForLines(chain.accessLogs.ledger as string, 5);
+      expect(lines).toEqual(Array(5).fill('SUCCESS "O=bench.isthmus" TLSv1.3 200'));
+    } finally {
+      const pids = chain?.processes.map((p) => p.pid) ?? [];
+      await chain?.stop();
+      await origin.close();
+      rmSync(dir, { recursive: true, force: true });
+      for (const pid of pids) expect(isAlive(pid)).toBe(false);
+      expect(processesMentioning(dir)).toEqual([]);
+    }
+  }, 30_000);
+});
+
+describe('peerBinary', () => {
+  test('PATH first, then /usr/sbin (where Debian installs nginx and HAProxy, often off a non-root PATH)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-peer-bin-'));
+    try {
+      writeFileSync(join(dir, 'nginx'), '');
+      expect(peerBinary('nginx', `/nonexistent:${dir}`)).toBe(join(dir, 'nginx'));
+      expect(peerBinary('haproxy', '/nonexistent')).toBe('/usr/sbin/haproxy');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('peer chain start-up failures', () => {
+  test('a proxy that cannot start fails the start with its name, and nothing started before it is left running', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-peer-test-'));
+    try {
+      // The inbound (real nginx) starts first; the gateway's binary does not exist.
+      const started = startPeerChain({
+        dir, trustDomain: 'bench.isthmus', namespace: 'demo', clientCluster: 'east', haproxy: join(dir, 'no-such-haproxy'),
+        hosts: { east: '127.0.0.1', west: '127.0.0.1' },
+        services: [{ name: 'ledger', cluster: 'west', origin: '127.0.0.1:9' }],
+      });
+      await expect(started).rejects.toThrow(/haproxy gateway-west .*could not run/);
+      // It had started (its config is there), and it has exited: no process runs from this
+      // directory, and nginx removed its pid file on the way out.
+      expect(existsSync(join(dir, 'inbound-ledger-west', 'nginx.conf'))).toBe(true);
+      expect(processesMentioning(dir)).toEqual([]);
+      expect(existsSync(join(dir, 'inbound-ledger-west', 'nginx.pid'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
+
+/** Pids whose command line contains `text` (the test's own temp directory). */
+function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+async function waitForLines(file: string, count: number): Promise<string[]> {
+  let lines: string[] = [];
+  for (let i = 0; i < 50 && lines.length < count; i += 1) {
+    lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+    if (lines.length < count) await new Promise((r) => setTimeout(r, 100));
+  }
+  return lines;
+}

@@ -1,12 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import type { BenchMesh } from './bench-mesh.js';
-import { systemCpu, type SystemCpu } from './proc-cpu.js';
+import { processCpuSeconds, systemCpu, type SystemCpu } from './proc-cpu.js';
 
-/** CPU counters at one instant: the mesh, its etcd, this load generator, and the whole machine. */
+/** CPU counters at one instant: the mesh, its etcd, the peer chain, this load generator, and the whole machine. */
 export interface CpuSnapshot {
   atMs: number;
   mesh: number;
   etcd: number;
+  /** The peer chain's nginx and HAProxy processes (not in the mesh's process tree). */
+  peers: number;
   generator: number;
   system: SystemCpu;
 }
@@ -16,6 +18,7 @@ export interface CpuSpent {
   seconds: number;
   mesh: number;
   etcd: number;
+  peers: number;
   generator: number;
   /**
    * Everything else that ran on the machine meanwhile (other people's builds and tests on a shared
@@ -35,12 +38,13 @@ const safe = (read: (() => number) | undefined) => {
   }
 };
 
-export function cpuSnapshot(mesh: BenchMesh): CpuSnapshot {
+export function cpuSnapshot(mesh: BenchMesh, peerPids: number[] = []): CpuSnapshot {
   const generator = process.cpuUsage();
   return {
     atMs: performance.now(),
     mesh: safe(() => mesh.cpuSeconds()),
     etcd: safe(mesh.etcdCpuSeconds),
+    peers: peerPids.reduce((sum, pid) => sum + safe(() => processCpuSeconds(pid)), 0),
     generator: (generator.user + generator.system) / 1e6,
     system: systemCpu(),
   };
@@ -59,10 +63,11 @@ export function cpuSpent(before: CpuSnapshot, after: CpuSnapshot, inside: Inside
   const mesh = after.mesh - before.mesh;
   const etcd = after.etcd - before.etcd;
   const generator = after.generator - before.generator;
-  const ours = mesh + (Number.isNaN(etcd) || inside.etcd ? 0 : etcd) + (inside.generator ? 0 : generator);
+  const peers = after.peers - before.peers;
+  const ours = mesh + (Number.isNaN(etcd) || inside.etcd ? 0 : etcd) + (inside.generator ? 0 : generator) + (Number.isNaN(peers) ? 0 : peers);
   return {
     seconds: (after.atMs - before.atMs) / 1000,
-    mesh, etcd, generator,
+    mesh, etcd, peers, generator,
     other: Math.max(0, after.system.busy - before.system.busy - ours),
     steal: after.system.steal - before.system.steal,
   };

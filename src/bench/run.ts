@@ -5,22 +5,28 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../core/errors.js';
 import { parseBenchArgs, usage, type BenchArgs } from './args.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
+import { compareRows, formatComparisons, ratioTargets } from './comparison.js';
 import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
-import { buildRows, formatRows, peerReference, referenceLines, type MeasuredPoint } from './report.js';
+import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
+import { ourProxyProcesses, proxiesSpent, readProcesses, type ProxyProcess } from './proxy-processes.js';
+import { buildRows, formatRows, type MeasuredPoint } from './report.js';
 import { sourceState } from './source-state.js';
 import { targetClient, waitUntilServing, type ProbeResult, type TargetClient } from './target-client.js';
-import { benchTargets } from './targets.js';
+import { benchTargets, chainDestinations, chainOrigins, clientCluster, targetLabel, type Destination } from './targets.js';
 
 /**
- * `npm run bench`: the data plane's added latency and CPU at fixed arrival rates, measured the way
- * PERF-NOTES.md measures the peer chain (open loop, latency from the scheduled send, "added" =
- * chain minus direct-to-origin in the same run), against a dev mesh on loopback. Exits non-zero
- * only when the mesh could not be set up; errors under load are results and go in the table.
+ * `npm run bench`: the data plane's added latency, CPU and memory at fixed arrival rates, beside
+ * the peer chain's (nginx → HAProxy → nginx) measured in the same run, on loopback. Method as in
+ * the team's measurements: open loop, latency from the scheduled send, "added" = chain minus
+ * direct-to-origin at the same rate. Exits non-zero only when the mesh or the peer chain could
+ * not be set up; errors under load are results and go in the table.
  */
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const requestTimeoutMs = 5_000;
 const readyTimeoutMs = 30_000;
+const namespace = 'demo';
+const destinations: Destination[] = [chainDestinations['same-cluster'], chainDestinations['cross-cluster']];
 
 async function main(argv: string[]): Promise<number> {
   let args: BenchArgs;
@@ -37,17 +43,24 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-bench-'));
+  const peerDir = mkdtempSync(join(tmpdir(), 'isthmus-bench-peers-'));
   let mesh: BenchMesh | undefined;
+  let peers: PeerChain | undefined;
   let clients: TargetClient[] = [];
   let cleaned: Promise<void> | undefined;
   const cleanup = () => {
     cleaned ??= (async () => {
       await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+      if (peers) {
+        say('stopping the peer chain...');
+        await peers.stop().catch((err: unknown) => say(`could not stop the peer chain cleanly: ${describeError(err)}`));
+      }
       if (mesh) {
         say('stopping the mesh...');
         await mesh.stop().catch((err: unknown) => say(`could not stop the mesh cleanly: ${describeError(err)}`));
       }
       rmSync(stateDir, { recursive: true, force: true });
+      rmSync(peerDir, { recursive: true, force: true });
     })();
     return cleaned;
   };
@@ -59,26 +72,49 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const probes: ProbeResult[] = [];
-  let idleCpuPerSecond = Number.NaN;
-  let idleOtherPerSecond = Number.NaN;
+  let proxies: ProxyProcess[] = [];
+  let peerPids: number[] = [];
+  const idle = { mesh: Number.NaN, other: Number.NaN, isthmusProxies: Number.NaN, peerProxies: Number.NaN };
   try {
     const hosts = `127.0.${args.hostBase}.1 and 127.0.${args.hostBase + 1}.1`;
     const where = args.mesh === 'in-process' ? 'inside this process'
-      : args.processes ? 'in child processes (isthmus dev up --processes: every sidecar and gateway a process of its own)' : 'in a child process (isthmus dev up, every proxy in its one process)';
+      : args.processes ? 'in child processes (isthmus dev up --processes: every sidecar and gateway a process of its own)' : 'in a child process (isthmus dev up --no-processes, every proxy in its one process)';
     say(`starting the dev mesh ${where} on ${hosts}, state in ${stateDir}`);
     mesh = await startBenchMesh({
       mode: args.mesh, processes: args.processes, stateDir, hostBase: args.hostBase, clusters: ['east', 'west'], trustDomain: 'bench.isthmus', gateways: 1,
       cpuProfileDir: args.cpuProf === undefined ? undefined : resolve(args.cpuProf),
       say: args.mesh === 'child' ? say : () => undefined,
     });
-    const targets = benchTargets(mesh.file);
+    const origins = chainOrigins(mesh.file);
+    const peerHosts = { east: `127.0.${args.hostBase}.2`, west: `127.0.${args.hostBase + 1}.2` };
+    say(`starting the peer chain on ${peerHosts.east} and ${peerHosts.west} (nginx outbound → HAProxy gateway → nginx inbound, one process each), files in ${peerDir}`);
+    const services = [
+      { name: chainDestinations['same-cluster'].service, cluster: chainDestinations['same-cluster'].cluster, origin: origins['same-cluster'] },
+      { name: chainDestinations['cross-cluster'].service, cluster: chainDestinations['cross-cluster'].cluster, origin: origins['cross-cluster'] },
+    ];
+    // nginx closes an upstream connection beyond `keepalive` idle ones after its request, and a new
+    // one costs an RSA handshake: a pool that keeps as many as the generator can have in flight
+    // never churns (ours keeps up to 32 per upstream and queues beyond that).
+    peers = await startPeerChain({ dir: peerDir, trustDomain: 'bench.isthmus', namespace, clientCluster, hosts: peerHosts, services, keepalive: args.connections });
+    for (const p of peers.processes) say(`  peer: ${p.name} (pid ${p.pid}) carries ${p.services.join(', ')}`);
+    peerPids = peers.processes.map((p) => p.pid);
+    const destinationOf = (service: string) => destinations.filter((d) => d.service === service);
+    proxies = [
+      ...ourProxyProcesses({ pid: mesh.pid, processes: mesh.processes, mode: mesh.mode }, destinations, clientCluster),
+      ...peers.processes.map((p): ProxyProcess => ({ side: 'peer', name: p.name, pid: p.pid, carries: p.services.flatMap(destinationOf), includesOrigin: false })),
+    ];
+
+    const targets = benchTargets(mesh.file, peers.outbound);
     for (const target of targets) probes.push(await waitUntilServing(target, readyTimeoutMs));
     clients = targets.map((t) => targetClient(t, args.connections));
-    const before = cpuSnapshot(mesh);
+    const before = cpuSnapshot(mesh, peerPids);
+    const beforeProxies = readProcesses(proxies.map((p) => p.pid));
     await sleep(1000);
-    const idle = cpuSpent(before, cpuSnapshot(mesh), inside(mesh));
-    idleCpuPerSecond = idle.mesh / idle.seconds;
-    idleOtherPerSecond = idle.other / idle.seconds;
+    const spent = cpuSpent(before, cpuSnapshot(mesh, peerPids), inside(mesh));
+    const afterProxies = readProcesses(proxies.map((p) => p.pid));
+    const idleOf = (side: ProxyProcess['side']) => proxies.filter((p) => p.side === side)
+      .reduce((sum, p) => sum + (afterProxies.get(p.pid)?.cpuSeconds ?? Number.NaN) - (beforeProxies.get(p.pid)?.cpuSeconds ?? Number.NaN), 0) / spent.seconds;
+    Object.assign(idle, { mesh: spent.mesh / spent.seconds, other: spent.other / spent.seconds, isthmusProxies: idleOf('isthmus'), peerProxies: idleOf('peer') });
   } catch (err) {
     say(`setup failed: ${describeError(err)}`);
     await cleanup();
@@ -87,7 +123,7 @@ async function main(argv: string[]): Promise<number> {
 
   // Once per scenario at the highest rate before anything is measured: JIT-compiled hot paths and
   // every keep-alive mTLS connection the sidecars' pools will need (a handshake is ~3 ms of CPU,
-  // and in one event loop a burst of them stalls every request behind it).
+  // and a burst of them stalls every request behind it). The peers' pools are filled the same way.
   if (args.warmup > 0) {
     const top = Math.max(...args.rates);
     say(`priming: each scenario at ${top} rps for ${args.warmup} s (not measured)`);
@@ -95,47 +131,67 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const points: MeasuredPoint[] = [];
-  // Scenarios interleave within each rate so the baseline and its chains share the machine's state.
+  const pids = proxies.map((p) => p.pid);
+  const oursIncludeOrigin = proxies.some((p) => p.side === 'isthmus' && p.includesOrigin);
+  // Scenarios interleave within each rate (baseline, ours and the peers' same-cluster, ours and
+  // the peers' cross-cluster) so that each pair shares the machine's state as closely as it can.
   for (const rate of args.rates) {
     for (const client of clients) {
-      const scenario = client.target.scenario;
+      const { scenario, side, expect } = client.target;
       const loop = { rate, send: client.send, maxInFlight: Math.max(256, rate * 2), drainMs: requestTimeoutMs + 1_000 };
-      say(`  ${scenario} at ${rate} rps: ${args.warmup} s warm-up, ${args.seconds} s measured`);
+      say(`  ${targetLabel(client.target)} at ${rate} rps: ${args.warmup} s warm-up, ${args.seconds} s measured`);
       if (args.warmup > 0) await runOpenLoop({ ...loop, seconds: args.warmup });
-      const before = cpuSnapshot(mesh);
+      const before = cpuSnapshot(mesh, peerPids);
+      const beforeProxies = readProcesses(pids);
       const result = await runOpenLoop({ ...loop, seconds: args.seconds });
-      points.push({ scenario, result, cpu: cpuSpent(before, cpuSnapshot(mesh), inside(mesh)) });
+      const afterProxies = readProcesses(pids);
+      const cpu = cpuSpent(before, cpuSnapshot(mesh, peerPids), inside(mesh));
+      // The baseline records our proxies too: with the whole mesh in one process, that process
+      // also serves the apps, and its baseline share is subtracted from our chains' figure.
+      const proxySide = side === 'peer' ? 'peer' : 'isthmus';
+      points.push({
+        scenario, side, result, cpu,
+        proxies: proxiesSpent(proxies, proxySide, expect, beforeProxies, afterProxies),
+        proxiesIncludeOrigin: proxySide === 'isthmus' && oursIncludeOrigin,
+      });
     }
   }
 
   const rows = buildRows(points);
+  const comparisons = compareRows(rows);
   const machine = { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version, loadavg: loadavg().map((l) => Number(l.toFixed(2))) };
-  const scenarios = clients.map((c, i) => ({ scenario: c.target.scenario, route: c.target.route, responseBodyBytes: probes[i]?.bytes ?? Number.NaN }));
+  const scenarios = clients.map((c, i) => ({ scenario: targetLabel(c.target), route: c.target.route, responseBodyBytes: probes[i]?.bytes ?? Number.NaN }));
   const source = sourceState();
+  const versions = peerVersions();
   const generatorPer1000 = rows.reduce((sum, r) => sum + r.generatorCpuSecondsPer1000, 0) / Math.max(1, rows.length);
+  const counted = (side: ProxyProcess['side']) => proxies.filter((p) => p.side === side).map((p) => `${p.name} (${p.carries.map((d) => d.service).join('+')})`).join(', ');
   const notes = [
-    `mesh: ${mesh.mode === 'in-process' ? 'startDevMesh INSIDE the bench process' : mesh.processes ? 'isthmus dev up --processes: each sidecar and gateway its own process, one event loop per proxy (as the peers ran)' : 'isthmus dev up in a child process, every proxy in that one process (--no-processes)'}; "CPU s/1k req" covers ${mesh.cpuCovers}`,
-    ...(mesh.processes ? [`only ${cpus().length} cores: the load generator, dev up, etcd and every proxy process compete for them, so a hop can wait for a core as well as for its own event loop`] : []),
-    '"added CPU s/1k" = chain minus baseline at the same rate: roughly the proxies\' own CPU (the baseline pays for the app and the mesh\'s background work)',
-    `idle before load: mesh ${idleCpuPerSecond.toFixed(3)} CPU s/s, other processes on the machine ${idleOtherPerSecond.toFixed(2)} CPU s/s`,
-    '"other CPU/s" = CPU seconds per second used during the point by processes that are neither the mesh, its etcd nor the generator: on a shared 2-core machine, anything well above 0.1 competes with the proxies and inflates the tail',
-    `response bodies: ${scenarios.map((s) => `${s.scenario} ${s.responseBodyBytes} B`).join(', ')} (the sample app's small JSON, not the 1 KiB PERF-NOTES uses; through the mesh it also echoes x-forwarded-client-cert)`,
+    `isthmus: ${mesh.mode === 'in-process' ? 'startDevMesh INSIDE the bench process (proxies, apps and the load generator share one event loop)' : mesh.processes ? 'isthmus dev up --processes: each sidecar and gateway its own process, as the peers run' : 'isthmus dev up --no-processes: every proxy and the sample apps in that one process'}`,
+    `peer chain: ${versions.nginx} outbound and inbound sidecars (master_process off: one process each), ${versions.haproxy} east-west gateway (mode tcp, SNI passthrough, nbthread 1); TLS 1.3 mutual TLS with RSA-2048 leaves under per-cluster intermediates from our own CA; keep-alive pools on every hop (up to ${args.connections} idle connections each); it ends at the same apps as ours`,
+    `"proxies CPU s/1k" = utime + stime from /proc of the proxy processes on that chain, per 1000 answers; "proxies RSS MB" = the sum of their peak RSS (VmHWM). Counted for isthmus: ${counted('isthmus')}; for the peer: ${counted('peer')}`,
+    ...(oursIncludeOrigin ? ['isthmus\'s proxies share a process with the sample apps here: their CPU is the chain\'s minus the baseline\'s at the same rate, and their RSS includes the apps, federation services and all other proxies'] : []),
+    `idle before load: isthmus proxies ${idle.isthmusProxies.toFixed(3)} CPU s/s, peer proxies ${idle.peerProxies.toFixed(3)} CPU s/s, dev up's tree ${idle.mesh.toFixed(3)} CPU s/s, other processes on the machine ${idle.other.toFixed(2)} CPU s/s`,
+    `"other CPU/s" = CPU seconds per second used during the point by processes that are neither the mesh, its etcd, the peer chain nor the generator: on a shared ${machine.cpus}-core machine, anything well above 0.1 competes with the proxies and inflates the tail`,
+    `response bodies: ${scenarios.map((s) => `${s.scenario} ${s.responseBodyBytes} B`).join(', ')} (the sample app's small JSON; through either chain it also echoes x-forwarded-client-cert)`,
     `latency from the scheduled send (open loop), keep-alive HTTP/1.1 (undici Pool of ${args.connections}) to the first hop, ${args.seconds} s per point after ${args.warmup} s warm-up at the same rate; "gen lag p99" = how late the generator's timer fired (inside every latency, mostly cancels out of "added")`,
+    `targets (issue 9) are ratios isthmus/peer at 1000 requests/s: added p50 ≤ ${ratioTargets['added p50 ms']}×, added p99 ≤ ${ratioTargets['added p99 ms']}×, CPU ≤ ${ratioTargets['proxies CPU s/1k req']}×; at 2000 requests/s p50 ≤ ${ratioTargets['p50 ms']}× (no queueing). One run is not a trend: run it again before believing a ratio`,
     `source tree when the run started: ${source ? `commit ${source.commit}${source.uncommitted.length ? ` plus uncommitted changes in ${source.uncommitted.join(', ')}` : ', clean'}` : 'unknown (not a git checkout)'}; what ran is dist/, which \`npm run bench\` builds from it just before`,
     `load generator: ${generatorPer1000.toFixed(3)} CPU s/1k req on average, in its own process${mesh.mode === 'child' ? '' : ' (the same one as the mesh)'}; machine: ${machine.cpus} × ${machine.model}, Node ${machine.node}`,
   ];
 
   if (args.output === 'json') {
     process.stdout.write(`${JSON.stringify({
-      date: new Date().toISOString(), machine, source, settings: args, mesh: { mode: mesh.mode, processes: mesh.processes, cpuCovers: mesh.cpuCovers, idleCpuPerSecond, idleOtherPerSecond },
-      scenarios, rows, reference: peerReference, notes,
+      date: new Date().toISOString(), machine, source, settings: args,
+      mesh: { mode: mesh.mode, processes: mesh.processes, cpuCovers: mesh.cpuCovers, idleCpuPerSecond: idle.mesh, idleOtherPerSecond: idle.other },
+      peers: { versions, processes: peers?.processes.map((p) => ({ name: p.name, pid: p.pid, services: p.services })) ?? [] },
+      proxies: proxies.map((p) => ({ side: p.side, name: p.name, pid: p.pid, carries: p.carries, includesOrigin: p.includesOrigin })),
+      idleProxiesCpuPerSecond: { isthmus: idle.isthmusProxies, peer: idle.peerProxies },
+      scenarios, rows, comparisons, targets: ratioTargets, notes,
     }, null, 2)}\n`);
   } else {
-    process.stdout.write(`\nIsthmus data plane, ${new Date().toISOString()}\n`);
+    process.stdout.write(`\nIsthmus data plane against the peer chain, ${new Date().toISOString()}\n`);
     for (const s of scenarios) process.stdout.write(`  ${s.scenario}: ${s.route}\n`);
-    process.stdout.write(`\n${formatRows(rows)}\n\n`);
-    for (const line of referenceLines()) process.stdout.write(`${line}\n`);
-    process.stdout.write('\n');
+    process.stdout.write(`\n${formatRows(rows)}\n\n${formatComparisons(comparisons)}\n\n`);
     for (const line of notes) process.stdout.write(`- ${line}\n`);
   }
   await cleanup();

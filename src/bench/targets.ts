@@ -1,10 +1,21 @@
 import type { MeshFile } from '../dev/dev-mesh.js';
 
+/** The path a request takes: straight to the app, or one of the two chains. */
 export type ScenarioName = 'baseline' | 'same-cluster' | 'cross-cluster';
+export type ChainName = Exclude<ScenarioName, 'baseline'>;
+/** Whose proxies carry it: ours, the peer chain's (nginx/HAProxy), or none (the baseline). */
+export type Side = 'isthmus' | 'peer' | 'origin';
+
+/** Where a request ends: which service in which cluster answers it. */
+export interface Destination {
+  service: string;
+  cluster: string;
+}
 
 /** One path through the mesh, as the load generator addresses it. */
 export interface Target {
   scenario: ScenarioName;
+  side: Side;
   /** The hops, for the report. */
   route: string;
   /** host:port of the first hop: the app itself or the client sidecar's proxy port. */
@@ -13,33 +24,63 @@ export interface Target {
   path: string;
   host: string;
   /** Where the answer must come from, checked before measuring. */
-  expect: { service: string; cluster: string };
+  expect: Destination;
+}
+
+/** How a target is named in tables: `baseline`, `isthmus cross-cluster`, `peer same-cluster`. */
+export const targetLabel = (t: { scenario: ScenarioName; side: Side }) => (t.side === 'origin' ? t.scenario : `${t.side} ${t.scenario}`);
+
+/** The cluster the load generator's requests start in (its client sidecar or the peer outbound). */
+export const clientCluster = 'east';
+
+/** Where each chain ends. `ledger` runs only in `west`, so asking for it from `east` must cross. */
+export const chainDestinations: Record<ChainName, Destination> = {
+  'same-cluster': { service: 'hello', cluster: 'east' },
+  'cross-cluster': { service: 'ledger', cluster: 'west' },
+};
+
+/** The apps the chains end at, from mesh.json: the peer chain ends at the same ones. */
+export function chainOrigins(mesh: MeshFile): Record<ChainName, string> {
+  const origin = (d: Destination) => {
+    const address = mesh.clusters[d.cluster]?.services.find((s) => s.name === d.service)?.instances[0];
+    if (!address) throw new Error(`mesh.json lists no ${d.service} instance in ${d.cluster}`);
+    return address;
+  };
+  return { 'same-cluster': origin(chainDestinations['same-cluster']), 'cross-cluster': origin(chainDestinations['cross-cluster']) };
 }
 
 /**
- * The three paths the bench compares, from the dev mesh's mesh.json: the origin directly (the
- * baseline every "added" figure subtracts), a chain inside one cluster, and a chain through the
- * remote cluster's east-west gateway. `ledger` runs only in `west`, so asking for it from `east`
- * must cross; `hello` runs in both, so asking from `east` stays local.
+ * The paths the bench compares, in the order it measures them at each rate: the origin directly
+ * (the baseline every "added" figure subtracts), then each chain through our mesh and through the
+ * peer chain, one after the other. `peerOutbound` is the peer chain's outbound nginx; without it
+ * only our chains are measured.
  */
-export function benchTargets(mesh: MeshFile): Target[] {
+export function benchTargets(mesh: MeshFile, peerOutbound?: string): Target[] {
   const east = mesh.clusters.east;
   const west = mesh.clusters.west;
   if (!east || !west) throw new Error('the bench needs clusters "east" and "west" in mesh.json');
   const ledgerApp = west.services.find((s) => s.name === 'ledger')?.instances[0];
   if (!ledgerApp) throw new Error('mesh.json lists no ledger instance in west');
+  const origins = peerOutbound === undefined ? undefined : chainOrigins(mesh);
+  const peer = (scenario: ChainName, route: string): Target[] => (peerOutbound === undefined ? [] : [{
+    scenario, side: 'peer', route, firstHop: peerOutbound, path: `http://${hostOf(scenario)}/`, host: hostOf(scenario), expect: chainDestinations[scenario],
+  }]);
   return [
     {
-      scenario: 'baseline', route: `direct → west ledger app (${ledgerApp})`,
+      scenario: 'baseline', side: 'origin', route: `direct → west ledger app (${ledgerApp})`,
       firstHop: ledgerApp, path: '/', host: ledgerApp, expect: { service: 'ledger', cluster: 'west' },
     },
     {
-      scenario: 'same-cluster', route: `east client sidecar (${east.client.proxy}) → east hello sidecar inbound → app`,
-      firstHop: east.client.proxy, path: 'http://hello.demo.mesh/', host: 'hello.demo.mesh', expect: { service: 'hello', cluster: 'east' },
+      scenario: 'same-cluster', side: 'isthmus', route: `east client sidecar (${east.client.proxy}) → east hello sidecar inbound → app`,
+      firstHop: east.client.proxy, path: 'http://hello.demo.mesh/', host: 'hello.demo.mesh', expect: chainDestinations['same-cluster'],
     },
+    ...peer('same-cluster', `nginx outbound (${peerOutbound ?? ''}) → nginx inbound (client certificate required) → east hello app (${origins?.['same-cluster'] ?? ''})`),
     {
-      scenario: 'cross-cluster', route: `east client sidecar (${east.client.proxy}) → west gateway (${west.gateways[0] ?? '?'}) → west ledger sidecar inbound → app`,
-      firstHop: east.client.proxy, path: 'http://ledger.demo.mesh/', host: 'ledger.demo.mesh', expect: { service: 'ledger', cluster: 'west' },
+      scenario: 'cross-cluster', side: 'isthmus', route: `east client sidecar (${east.client.proxy}) → west gateway (${west.gateways[0] ?? '?'}) → west ledger sidecar inbound → app`,
+      firstHop: east.client.proxy, path: 'http://ledger.demo.mesh/', host: 'ledger.demo.mesh', expect: chainDestinations['cross-cluster'],
     },
+    ...peer('cross-cluster', `nginx outbound (${peerOutbound ?? ''}) → HAProxy gateway (SNI passthrough) → nginx inbound (client certificate required) → west ledger app (${origins?.['cross-cluster'] ?? ''})`),
   ];
 }
+
+const hostOf = (scenario: ChainName) => `${chainDestinations[scenario].service}.demo.mesh`;

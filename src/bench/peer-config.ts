@@ -1,0 +1,198 @@
+/**
+ * Configuration text for the peer chain the bench measures us against: nginx as outbound and
+ * inbound sidecar, HAProxy as the east-west gateway. Pure: plain data in, file text out, so every
+ * directive the comparison depends on is checked by a test without starting anything.
+ *
+ * What keeps the comparison fair (each proxy does what ours does, no more and no less):
+ *   - one process per proxy (nginx `master_process off`, HAProxy `nbthread 1`), as ours runs;
+ *   - keep-alive everywhere: generator → outbound, outbound → inbound/gateway (an mTLS pool) and
+ *     inbound → origin, with no request limit per connection (ours has none);
+ *   - TLS 1.3 only, the client certificate required and verified up to the root, the server's
+ *     name verified by the outbound (as our sidecars verify identities);
+ *   - the gateway reads only the ClientHello's SNI and splices bytes, as ours does;
+ *   - no access log unless asked (ours logs no line per request).
+ */
+
+/** A path on disk; nginx and HAProxy read these, so they must be absolute. */
+type File = string;
+
+export interface PeerTlsFiles {
+  /** Leaf followed by its intermediate (what the peer is sent). */
+  certChain: File;
+  key: File;
+  /** The root that verifies the other end's chain. */
+  rootCa: File;
+}
+
+export interface NginxOutboundSpec {
+  /** Directory for the pid file, error log and nginx's temp directories. */
+  prefix: File;
+  /** host:port the load generator sends plain HTTP to (absolute-form, as to our outbound). */
+  listen: string;
+  /** One per service name the app may ask for (the Host of its request). */
+  routes: { host: string; upstream: string; sniName: string }[];
+  /** The outbound's client certificate and the root it verifies servers with. */
+  tls: PeerTlsFiles;
+  /** Idle keep-alive connections kept per upstream. */
+  keepalive: number;
+}
+
+export interface NginxInboundSpec {
+  prefix: File;
+  /** host:port of the TLS listener (what the gateway or the outbound connects to). */
+  listen: string;
+  serverName: string;
+  tls: PeerTlsFiles;
+  /** host:port of the app behind this sidecar. */
+  origin: string;
+  keepalive: number;
+  /** One line per request with the client certificate's verification result, for tests. */
+  accessLog?: File;
+}
+
+export interface HaproxyGatewaySpec {
+  listen: string;
+  /** SNI name → host:port of the inbound sidecar it is spliced to. */
+  routes: { sniName: string; backend: string }[];
+}
+
+const noRequestLimit = 1_000_000;
+
+/** Directives every nginx of the chain shares: one process in the foreground, files in `prefix`. */
+function nginxMain(prefix: File, http: string[]): string {
+  return [
+    'daemon off;',
+    'master_process off;',
+    'worker_processes 1;',
+    `pid ${prefix}/nginx.pid;`,
+    `error_log ${prefix}/error.log warn;`,
+    'events {',
+    '  worker_connections 4096;',
+    '}',
+    'http {',
+    ...[
+      'access_log off;',
+      `client_body_temp_path ${prefix}/client-body;`,
+      `proxy_temp_path ${prefix}/proxy;`,
+      `fastcgi_temp_path ${prefix}/fastcgi;`,
+      `uwsgi_temp_path ${prefix}/uwsgi;`,
+      `scgi_temp_path ${prefix}/scgi;`,
+      'tcp_nodelay on;',
+      'keepalive_timeout 60s;',
+      `keepalive_requests ${noRequestLimit};`,
+      ...http,
+    ].map((line) => (line === '' ? '' : `  ${line}`)),
+    '}',
+    '',
+  ].join('\n');
+}
+
+function upstream(name: string, server: string, keepalive: number): string[] {
+  return [
+    `upstream ${name} {`,
+    `  server ${server};`,
+    `  keepalive ${keepalive};`,
+    '  keepalive_timeout 60s;',
+    `  keepalive_requests ${noRequestLimit};`,
+    '}',
+  ];
+}
+
+/** HTTP/1.1 with keep-alive to the upstream (nginx speaks 1.0 and closes unless told). */
+const keepAliveProxying = ['proxy_http_version 1.1;', 'proxy_set_header Connection "";'];
+
+/** Quoted for nginx's parser: a value in double quotes with `"` and `\` escaped. */
+export function nginxQuote(value: string): string {
+  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+export function renderNginxOutbound(spec: NginxOutboundSpec): string {
+  const http: string[] = [];
+  spec.routes.forEach((route, i) => http.push(...upstream(`route_${i}`, route.upstream, spec.keepalive), ''));
+  spec.routes.forEach((route, i) => {
+    http.push(
+      'server {',
+      `  listen ${spec.listen};`,
+      `  server_name ${route.host};`,
+      '  location / {',
+      ...[
+        `proxy_pass https://route_${i};`,
+        ...keepAliveProxying,
+        'proxy_set_header Host $host;',
+        'proxy_ssl_protocols TLSv1.3;',
+        'proxy_ssl_server_name on;',
+        `proxy_ssl_name ${route.sniName};`,
+        `proxy_ssl_certificate ${spec.tls.certChain};`,
+        `proxy_ssl_certificate_key ${spec.tls.key};`,
+        `proxy_ssl_trusted_certificate ${spec.tls.rootCa};`,
+        'proxy_ssl_verify on;',
+        'proxy_ssl_verify_depth 2;',
+        'proxy_ssl_session_reuse on;',
+      ].map((line) => `    ${line}`),
+      '  }',
+      '}',
+      '',
+    );
+  });
+  // A Host no route names gets an answer, not whichever route happens to be first.
+  http.push('server {', `  listen ${spec.listen} default_server;`, '  return 404;', '}');
+  return nginxMain(spec.prefix, http);
+}
+
+export function renderNginxInbound(spec: NginxInboundSpec): string {
+  // The caller's identity goes to the app as ours sends it (x-forwarded-client-cert), so both
+  // chains hand the app a header of about the same size and the answers are alike.
+  const xfcc = 'Hash=$ssl_client_fingerprint;Subject="$ssl_client_s_dn"';
+  return nginxMain(spec.prefix, [
+    ...(spec.accessLog ? ['log_format peer_mtls \'$ssl_client_verify "$ssl_client_s_dn" $ssl_protocol $status\';'] : []),
+    ...upstream('origin', spec.origin, spec.keepalive),
+    '',
+    'server {',
+    `  listen ${spec.listen} ssl;`,
+    `  server_name ${spec.serverName};`,
+    ...[
+      `ssl_certificate ${spec.tls.certChain};`,
+      `ssl_certificate_key ${spec.tls.key};`,
+      'ssl_protocols TLSv1.3;',
+      `ssl_client_certificate ${spec.tls.rootCa};`,
+      'ssl_verify_client on;',
+      'ssl_verify_depth 2;',
+      // At server level: the http level's `access_log off` would cancel it there.
+      ...(spec.accessLog ? [`access_log ${spec.accessLog} peer_mtls;`] : []),
+      'location / {',
+      '  proxy_pass http://origin;',
+      ...keepAliveProxying.map((line) => `  ${line}`),
+      `  proxy_set_header x-forwarded-client-cert ${nginxQuote(xfcc)};`,
+      '}',
+    ].map((line) => `  ${line}`),
+    '}',
+  ]);
+}
+
+/**
+ * mode tcp: the gateway waits for the ClientHello (`inspect-delay`), picks the inbound by its SNI
+ * (`req.ssl_sni`) and splices; it never holds a key. An SNI it does not know gets no backend, so
+ * the connection is closed.
+ */
+export function renderHaproxyGateway(spec: HaproxyGatewaySpec): string {
+  const lines = [
+    'global',
+    '  nbthread 1',
+    '  maxconn 8192',
+    '',
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 5s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    '',
+    'frontend east_west',
+    `  bind ${spec.listen}`,
+    '  tcp-request inspect-delay 5s',
+    '  tcp-request content accept if { req.ssl_hello_type 1 }',
+    ...spec.routes.map((route, i) => `  use_backend inbound_${i} if { req.ssl_sni -i ${route.sniName} }`),
+    '',
+  ];
+  spec.routes.forEach((route, i) => lines.push(`backend inbound_${i}`, `  server inbound_${i} ${route.backend}`, ''));
+  return lines.join('\n');
+}

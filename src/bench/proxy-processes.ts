@@ -1,0 +1,130 @@
+import { readFileSync } from 'node:fs';
+import { processCpuSeconds, processTree } from './proc-cpu.js';
+import type { Destination, Side } from './targets.js';
+
+/**
+ * A process whose CPU and memory count as a proxy's: one of our sidecars or gateways, or one of
+ * the peer chain's nginx/HAProxy processes. `carries` says which destinations' requests pass
+ * through it, so that a chain's figure sums exactly the proxies on that chain (the issue's "CPU
+ * of the three proxies"), and an idle sidecar elsewhere in the mesh counts for neither.
+ */
+export interface ProxyProcess {
+  side: Exclude<Side, 'origin'>;
+  name: string;
+  pid: number;
+  carries: Destination[];
+  /**
+   * The process also serves the origin apps (our single-process mesh): its CPU per request is
+   * then counted as the chain's minus the baseline's at the same rate.
+   */
+  includesOrigin: boolean;
+}
+
+/** Which of our components a process is, from its command line (`isthmus sidecar --config ...`). */
+export type OurRole =
+  | { kind: 'sidecar'; cluster: string; instance: string }
+  | { kind: 'gateway'; cluster: string; id: string };
+
+/**
+ * Pure. Reads what `isthmus dev up --processes` starts: `sidecar --config
+ * <state>/sidecars/<cluster>/<instance>/sidecar.yaml` and `gateway --config
+ * <state>/clusters/<cluster>/cluster.yaml --id <id>`. Anything else (etcd, a shell) is undefined.
+ */
+export function ourRole(args: string[]): OurRole | undefined {
+  const verb = args.findIndex((a) => a === 'sidecar' || a === 'gateway');
+  if (verb < 0) return undefined;
+  const option = (name: string) => {
+    const i = args.indexOf(name, verb);
+    return i < 0 ? undefined : args[i + 1];
+  };
+  const config = option('--config') ?? '';
+  if (args[verb] === 'sidecar') {
+    const m = /\/sidecars\/([^/]+)\/([^/]+)\/sidecar\.yaml$/.exec(config);
+    return m ? { kind: 'sidecar', cluster: m[1] as string, instance: m[2] as string } : undefined;
+  }
+  const m = /\/clusters\/([^/]+)\/cluster\.yaml$/.exec(config);
+  const id = option('--id');
+  return m && id ? { kind: 'gateway', cluster: m[1] as string, id } : undefined;
+}
+
+/**
+ * Pure. The destinations one of our proxies carries requests for, given where the requests start:
+ * the client's sidecar carries all of them; a destination's gateway carries those from another
+ * cluster; a sample's sidecar (instance `<service>-<cluster>-<n>`) those for its service there.
+ */
+export function ourCarries(role: OurRole, destinations: Destination[], fromCluster: string): Destination[] {
+  if (role.kind === 'gateway') return destinations.filter((d) => d.cluster === role.cluster && d.cluster !== fromCluster);
+  if (role.instance === 'client') return role.cluster === fromCluster ? destinations : [];
+  return destinations.filter((d) => d.cluster === role.cluster && role.instance.startsWith(`${d.service}-${d.cluster}-`));
+}
+
+const roleName = (role: OurRole) => (role.kind === 'sidecar' ? `sidecar ${role.cluster}/${role.instance}` : `gateway ${role.cluster}/${role.id}`);
+
+/**
+ * Our proxy processes on the chains, from dev up's process tree. With every proxy in dev up's one
+ * process, that process is the proxy (and the apps: `includesOrigin`).
+ */
+export function ourProxyProcesses(mesh: { pid: number; processes: boolean; mode: 'child' | 'in-process' }, destinations: Destination[], fromCluster: string): ProxyProcess[] {
+  if (mesh.mode === 'in-process') return [{ side: 'isthmus', name: `this bench process (every proxy, the sample apps AND the load generator, pid ${mesh.pid})`, pid: mesh.pid, carries: destinations, includesOrigin: true }];
+  if (!mesh.processes) return [{ side: 'isthmus', name: `dev up (every proxy and the sample apps, pid ${mesh.pid})`, pid: mesh.pid, carries: destinations, includesOrigin: true }];
+  const found: ProxyProcess[] = [];
+  for (const pid of processTree(mesh.pid).slice(1)) {
+    const role = ourRole(commandLine(pid));
+    if (!role) continue;
+    const carries = ourCarries(role, destinations, fromCluster);
+    if (carries.length > 0) found.push({ side: 'isthmus', name: roleName(role), pid, carries, includesOrigin: false });
+  }
+  return found;
+}
+
+function commandLine(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** Pure. The peak resident set (VmHWM) in bytes from the text of /proc/<pid>/status (proc(5)). */
+export function parsePeakRss(status: string): number {
+  const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
+  if (!m) throw new Error('no VmHWM line in /proc/<pid>/status');
+  return Number(m[1]) * 1024;
+}
+
+/** CPU seconds and peak RSS of each process at one instant, by pid (NaN for one that is gone). */
+export type ProcessReadings = Map<number, { cpuSeconds: number; peakRssBytes: number }>;
+
+export function readProcesses(pids: number[]): ProcessReadings {
+  const readings: ProcessReadings = new Map();
+  for (const pid of pids) {
+    try {
+      readings.set(pid, { cpuSeconds: processCpuSeconds(pid), peakRssBytes: parsePeakRss(readFileSync(`/proc/${pid}/status`, 'utf8')) });
+    } catch {
+      readings.set(pid, { cpuSeconds: Number.NaN, peakRssBytes: Number.NaN });
+    }
+  }
+  return readings;
+}
+
+/** What one point cost a side's proxies on one chain: CPU during the point, peak RSS by its end. */
+export interface ProxiesSpent {
+  cpuSeconds: number;
+  peakRssBytes: number;
+  processes: { name: string; cpuSeconds: number; peakRssBytes: number }[];
+}
+
+/** Pure. Sums the processes of `side` that carry `destination`, between two readings. */
+export function proxiesSpent(processes: ProxyProcess[], side: ProxyProcess['side'], destination: Destination, before: ProcessReadings, after: ProcessReadings): ProxiesSpent {
+  const on = processes.filter((p) => p.side === side && p.carries.some((d) => d.service === destination.service && d.cluster === destination.cluster));
+  const each = on.map((p) => ({
+    name: p.name,
+    cpuSeconds: (after.get(p.pid)?.cpuSeconds ?? Number.NaN) - (before.get(p.pid)?.cpuSeconds ?? Number.NaN),
+    peakRssBytes: after.get(p.pid)?.peakRssBytes ?? Number.NaN,
+  }));
+  return {
+    cpuSeconds: each.length === 0 ? Number.NaN : each.reduce((sum, p) => sum + p.cpuSeconds, 0),
+    peakRssBytes: each.length === 0 ? Number.NaN : each.reduce((sum, p) => sum + p.peakRssBytes, 0),
+    processes: each,
+  };
+}
