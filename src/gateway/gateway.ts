@@ -43,7 +43,9 @@ export class Gateway {
   constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
     const federation = new URL(config.federationUrl);
     this.probeTarget = `${federation.hostname}:${federation.port || '443'}`;
-    this.server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    // allowHalfOpen on both legs: a FIN from one side ends one direction only (pipe forwards it),
+    // so a TCP service's half-close passes through intact; 'close' then means both directions ended.
+    this.server = createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'gateway listener error'));
   }
 
@@ -133,7 +135,7 @@ export class Gateway {
         return;
       }
       const split = address.lastIndexOf(':');
-      const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true });
+      const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true, allowHalfOpen: true });
       this.track(upstream);
       let connected = false;
       const timeout = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.config.connectTimeoutMs);
@@ -160,8 +162,10 @@ export class Gateway {
         upstream.write(hello);
         client.pipe(upstream);
         upstream.pipe(client);
-        client.once('close', () => upstream.destroy());
-        upstream.once('close', () => client.destroy());
+        // A clean close of one leg means both of its directions ended, and the other leg has had
+        // end() from pipe: let it flush its buffer and close by itself. Anything else cuts it.
+        client.once('close', () => { if (!upstream.writableEnded) upstream.destroy(); });
+        upstream.once('close', () => { if (!client.writableEnded) client.destroy(); });
         client.resume();
       });
     };

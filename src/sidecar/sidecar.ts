@@ -14,6 +14,10 @@ import { Inbound } from './inbound.js';
 import { createOutbound } from './outbound.js';
 import { RoutingTable, type LocalEndpointsSnapshot } from './routing.js';
 import { Upstreams } from './upstreams.js';
+import { parseDuration } from '../core/validate.js';
+import { TcpInbound } from './tcp-inbound.js';
+import { TcpListener } from './tcp-listener.js';
+import { catalogProtocol, listenerProtocol } from './tcp-protocol.js';
 
 export interface RunningSidecar {
   outbound: string;
@@ -84,14 +88,36 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => closeServer(outbound));
     const listeners: Record<string, string> = {};
     for (const fixed of config.listeners ?? []) {
-      const server = createOutbound({ cluster: config.cluster, routing, upstreams, logger: logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` }) }, fixed);
-      listeners[`${fixed.namespace}/${fixed.service}`] = await listen(server, fixed.listen);
-      closers.push(() => closeServer(server));
+      const listenerLogger = logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` });
+      const target = { service: fixed.service, namespace: fixed.namespace };
+      if (fixed.protocol === 'http') {
+        const server = createOutbound({ cluster: config.cluster, routing, upstreams, logger: listenerLogger }, target);
+        listeners[`${fixed.namespace}/${fixed.service}`] = await listen(server, fixed.listen);
+        closers.push(() => closeServer(server));
+        continue;
+      }
+      // tcp, or left to the catalog per connection (docs/sidecar.md, "TCP services").
+      const http = fixed.protocol === 'tcp' ? undefined : createOutbound({ cluster: config.cluster, routing, upstreams, logger: listenerLogger }, target);
+      const tcp = new TcpListener(
+        { routing, upstreams, logger: listenerLogger, idleTimeoutMs: fixed.idleTimeout ? parseDuration(fixed.idleTimeout) * 1000 : undefined },
+        target, () => listenerProtocol(fixed.protocol, catalogProtocol(catalog, fixed.namespace, fixed.service)), http,
+      );
+      listeners[`${fixed.namespace}/${fixed.service}`] = await listen(tcp.server, fixed.listen);
+      closers.push(() => tcp.close());
     }
 
+    let tcpInbound: TcpInbound | undefined;
+    if (config.inbound?.protocol === 'tcp') {
+      const idle = config.inbound.idleTimeout ? parseDuration(config.inbound.idleTimeout) * 1000 : undefined;
+      tcpInbound = new TcpInbound(identity.current(), config.inbound.app, logger.child({ component: 'inbound', protocol: 'tcp' }), idle);
+      const running = tcpInbound;
+      closers.push(() => running.close());
+    }
     let inbound: Inbound | undefined;
     let inboundAddress: string | undefined;
-    if (config.inbound) {
+    if (tcpInbound && config.inbound) {
+      inboundAddress = await listen(tcpInbound.server, config.inbound.listen);
+    } else if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
       inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` });
       inboundAddress = await listen(inbound.server, config.inbound.listen);
@@ -101,6 +127,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const refresh = () => {
       upstreams.rotate(() => identity.secureContext());
       inbound?.update(identity.current());
+      tcpInbound?.update(identity.current());
     };
     identity.on('renewed', refresh);
     identity.on('trust-bundle', refresh);
@@ -161,7 +188,7 @@ function hostPort(address: string): [string, number] {
   return [address.slice(0, split), Number(address.slice(split + 1))];
 }
 
-async function listen(server: Server | import('node:https').Server, address: string): Promise<string> {
+async function listen(server: Server | import('node:https').Server | import('node:net').Server, address: string): Promise<string> {
   const [host, port] = hostPort(address);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
