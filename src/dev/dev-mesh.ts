@@ -179,7 +179,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           records.push(token.record);
           workloads.push(new SampleWorkload({
             cluster: name, zone: zones[n % zones.length] ?? name, namespace, service: sample.name, instance, host,
-            ...(sample.app ? { app: sample.app } : {}), appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
+            ...(sample.app ? { app: sample.app, appTempRoot: join(opts.stateDir, 'apps') } : {}), appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
             stateDir: sidecarStateDir(opts.stateDir, name, instance), sidecar: sidecarRunner(`sidecar-${name}-${instance}`),
             reportIntervalMs: opts.reportIntervalMs,

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,18 +13,27 @@ export function hasRedisServer(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
+/** util-linux's setpriv (Essential on Debian): with it, redis-server gets SIGTERM when this process dies, even by SIGKILL. */
+const setpriv = spawnSync('setpriv', ['--help'], { stdio: 'ignore' }).status === 0;
+
 /**
  * The dev mesh's TCP sample: a `redis-server` child on host:port, with a fresh temporary
- * directory as its working dir, nothing saved to disk, and no daemonising, so that close()
- * (SIGTERM, SIGKILL after 5 s) leaves no process and no file behind.
+ * directory (under `tempRoot`, default the system's) as its working dir, nothing saved to disk,
+ * and no daemonising, so that close() (SIGTERM, SIGKILL after 5 s) leaves no process and no
+ * file behind. Its parent-death signal is SIGTERM where setpriv exists, so it also goes when
+ * the process that started it is killed without a chance to stop it.
  */
-export async function startRedisInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number }): Promise<SampleInstance> {
+export async function startRedisInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number; tempRoot?: string | undefined }): Promise<SampleInstance> {
   if (!hasRedisServer()) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `redis-server is not installed; the TCP sample needs it (${redisInstallHint})`);
-  const dir = mkdtempSync(join(tmpdir(), 'isthmus-redis-'));
-  const child = spawn('redis-server', [
-    '--bind', opts.host, '--port', String(opts.port), '--dir', dir, '--save', '', '--appendonly', 'no',
+  const root = opts.tempRoot ?? tmpdir();
+  mkdirSync(root, { recursive: true });
+  const dir = mkdtempSync(join(root, `${opts.instance}-`));
+  const args = [
+    'redis-server', '--bind', opts.host, '--port', String(opts.port), '--dir', dir, '--save', '', '--appendonly', 'no',
     '--daemonize', 'no', '--protected-mode', 'no', '--logfile', '', '--loglevel', 'warning',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  ];
+  const [command, ...rest] = setpriv ? ['setpriv', '--pdeathsig', 'TERM', ...args] : args;
+  const child = spawn(command as string, rest, { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   child.stderr?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-2000); });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -46,7 +55,8 @@ export async function startRedisInstance(opts: { service: string; cluster: strin
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { ...opts, address: `${opts.host}:${opts.port}`, close };
+  const { service, cluster, zone, instance, host } = opts;
+  return { service, cluster, zone, instance, address: `${host}:${opts.port}`, close };
 }
 
 /** One `PING` in the Redis protocol (RESP); true on `+PONG`. Used on the app and through a sidecar's TCP listener. */

@@ -12,6 +12,8 @@ export interface SampleWorkloadSpec {
   host: string;
   /** The app: the HTTP sample (default), or `redis-server`, a TCP service behind an `inbound.protocol: tcp` sidecar. */
   app?: 'http' | 'redis';
+  /** Where an app that needs a working dir (redis) makes its temporary one; the system's temp dir if absent. */
+  appTempRoot?: string | undefined;
   appPort: number;
   /** The sidecar's inbound mTLS port: the address registered for this instance. */
   inboundPort: number;
@@ -54,7 +56,7 @@ export class SampleWorkload {
     if (this.app) return;
     const s = this.spec;
     const where = { service: s.service, cluster: s.cluster, zone: s.zone, instance: s.instance, host: s.host, port: s.appPort };
-    this.app = s.app === 'redis' ? await startRedisInstance(where) : await startSampleInstance(where);
+    this.app = s.app === 'redis' ? await startRedisInstance({ ...where, tempRoot: s.appTempRoot }) : await startSampleInstance(where);
     try {
       this.sidecar = await startDevSidecar({
         cluster: s.cluster, zone: s.zone, namespace: s.namespace, service: s.service,

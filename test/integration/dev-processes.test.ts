@@ -35,7 +35,7 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
     expect(res.body).toMatchObject({ service: 'ledger', cluster: 'west', path: '/accounts?id=7' });
     expect(res.body.caller).toMatch(/;URI=spiffe:\/\/dev\.test\/ns\/demo\/sa\/client$/);
     // The same addresses as the in-process mode.
-    expect(mesh.file.clusters.east!.client).toEqual({ proxy: '127.0.151.1:15001', admin: '127.0.151.1:15020', listeners: { 'demo/ledger': '127.0.151.1:15101' } });
+    expect(mesh.file.clusters.east!.client).toEqual({ proxy: '127.0.151.1:15001', admin: '127.0.151.1:15020', listeners: { 'demo/ledger': '127.0.151.1:15101', 'demo/redis': '127.0.151.1:16379' } });
     expect(mesh.file.clusters.west!.gateways).toEqual(['127.0.152.1:15443', '127.0.152.1:15444']);
     expect(JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8'))).toEqual(mesh.file);
   });
@@ -115,7 +115,8 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
 
   test('mesh.stop() leaves no process behind', async () => {
     const children = processesMentioning(stateDir);
-    expect(children).toHaveLength(7 + 3 + 1); // 7 sidecars, the 3 gateways still up, and etcd
+    // 8 sidecars (redis's included), the 3 gateways still up, etcd, and redis-server (its temp dir is in the state dir)
+    expect(children).toHaveLength(8 + 3 + 1 + 1);
     await mesh.stop();
     expect(processesMentioning(stateDir)).toEqual([]);
     for (const pid of children) expect(isAlive(pid)).toBe(false);
