@@ -16,7 +16,7 @@ export const tcpAlpn = 'isthmus-tcp';
  * cluster.yaml), `http` when any is something else, undefined when no cluster exports it.
  * Clusters that disagree are a mistake; HTTP then wins, as it is the default everywhere.
  */
-export function catalogProtocol(catalog: Pick<Catalog, 'services'> | undefined, namespace: string, service: string): AppProtocol | undefined {
+export function catalogProtocol(catalog: { readonly services: readonly Catalog['services'][number][] } | undefined, namespace: string, service: string): AppProtocol | undefined {
   const entry = catalog?.services.find((s) => s.namespace === namespace && s.name === service);
   const ports = entry?.clusters.flatMap((c) => c.ports) ?? [];
   if (ports.length === 0) return undefined;
