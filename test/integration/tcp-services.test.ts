@@ -2,10 +2,11 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { redisListenerPort, startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
+import { apiClient, isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -31,6 +32,31 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     expect(eastListener()).toBe(`127.0.141.1:${redisListenerPort}`);
     expect(mesh.file.clusters.west!.client.listeners['demo/redis']).toBeUndefined();
     expect(mesh.file.clusters.west!.services.find((s) => s.name === 'redis')?.instances).toEqual(['127.0.142.1:18083']);
+  });
+
+  test('west\'s export record carries protocol tcp, and east\'s catalog shows it', async () => {
+    const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'));
+    try {
+      const { value: redis } = await waitFor(async () => {
+        const catalog = (await api.get(`https://${mesh.file.clusters.east!.federation}/v1/catalog`)).body;
+        return catalog.services.find((s: { name: string }) => s.name === 'redis') as { clusters: { cluster: string; ports: unknown[] }[] } | undefined;
+      }, 10_000, 'demo/redis in east\'s catalog');
+      expect(redis.clusters.map((c) => ({ cluster: c.cluster, ports: c.ports }))).toEqual([{ cluster: 'west', ports: [{ port: 19083, protocol: 'tcp' }] }]);
+    } finally {
+      await api.close();
+    }
+  });
+
+  test('isthmus register --protocol tcp records the instance\'s port as tcp; a bad protocol is refused', async () => {
+    const config = mesh.file.clusters.west!.config;
+    const out = JSON.parse((await isthmusOk(['register', 'cache', '-n', 'demo', '-c', config, '--address', '127.0.142.1:19500', '--protocol', 'tcp', '-o', 'json'])).stdout);
+    expect(out).toMatchObject({ service: 'cache', protocol: 'tcp' });
+    const registry = JSON.parse(readFileSync(join(dirname(config), 'registry.json'), 'utf8')) as { instances: { service: string; ports?: unknown }[] };
+    expect(registry.instances.find((i) => i.service === 'cache')?.ports).toEqual([{ port: 19500, protocol: 'tcp' }]);
+    await isthmusOk(['deregister', 'cache', '-n', 'demo', '-c', config, '--address', '127.0.142.1:19500']);
+    const bad = await isthmus(['register', 'cache', '-n', 'demo', '-c', config, '--address', '127.0.142.1:19500', '--protocol', 'udp']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--protocol "udp" is not http or tcp/);
   });
 
   test('redis-cli in east sets and gets a value through its fixed listener, crossing west\'s gateway', async () => {
