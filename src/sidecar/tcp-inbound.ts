@@ -30,7 +30,7 @@ export class TcpInbound {
   constructor(credentials: TcpInboundCredentials, private readonly appAddress: string, private readonly log: Logger, private readonly idleTimeoutMs = defaultTcpIdleTimeoutMs) {
     this.server = createServer({
       ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
-      ALPNProtocols: [tcpAlpn], allowHalfOpen: true, pauseOnConnect: false,
+      ALPNProtocols: [tcpAlpn], allowHalfOpen: true,
     }, (socket) => this.accept(socket));
     this.server.on('connection', (raw: Socket) => this.track(raw));
     this.server.on('tlsClientError', (err) => this.refuse(undefined, 'handshake', err.message));
