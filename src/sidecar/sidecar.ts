@@ -134,7 +134,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
 
     // Counts only this sidecar's events: others may share the process (isthmus dev up).
     const metrics = createMetrics('sidecar', { cluster: config.cluster }, {
-      origins: inbound ? [routing, inbound] : [routing],
+      origins: [routing, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
       service: `${config.namespace}/${config.service}`,
       certificates: () => [identity.current()],
     });

@@ -1,10 +1,13 @@
 import { connect, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { peerIdentity } from './peer-identity.js';
 import { spliceSockets } from './tcp-pipe.js';
 import { defaultTcpIdleTimeoutMs } from './tcp-listener.js';
 import { tcpAlpn } from './tcp-protocol.js';
+
+const tcpChannel = channels.tcpInbound;
 
 export interface TcpInboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[] }
 
@@ -73,12 +76,14 @@ export class TcpInbound {
       caller.off('close', abandon);
       this.stats.refused['app-unreachable'] = (this.stats.refused['app-unreachable'] ?? 0) + 1;
       this.log.warn({ code: 'ISTHMUS_ERR_TCP_APP_UNREACHABLE', app: this.appAddress, caller: peer.identity, err: err.message }, `the app at ${this.appAddress} did not accept; caller's connection closed`);
+      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'app_unreachable' });
       caller.destroy();
     });
     app.once('connect', () => {
       caller.off('close', abandon);
       app.removeAllListeners('error');
       this.stats.accepted += 1;
+      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'accepted' });
       this.log.debug({ caller: peer.identity, app: this.appAddress }, 'TCP caller spliced to the app');
       spliceSockets(caller, app, this.idleTimeoutMs);
       caller.resume();
@@ -87,6 +92,7 @@ export class TcpInbound {
 
   private refuse(caller: TLSSocket | undefined, reason: keyof TcpInboundStats['refused'], detail: string): void {
     this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
+    if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: undefined, result: 'refused' });
     // A failed handshake is a port scan or a client without a mesh certificate: debug, as the HTTP inbound does.
     this.log[reason === 'handshake' ? 'debug' : 'warn']({ code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED', reason, remote: caller?.remoteAddress }, detail);
     caller?.destroy();

@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Server as HttpServer } from 'node:http';
+import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 import { checkDestination } from './peer-identity.js';
@@ -12,6 +13,8 @@ import type { Upstreams } from './upstreams.js';
 /** As the HTTP path: at most 3 endpoints per connection, each given 2 s to connect and handshake. */
 const maxAttempts = 3;
 const connectTimeoutMs = 2_000;
+const tcpChannel = channels.tcpOutbound;
+
 /** Envoy's tcp_proxy default: an hour without a byte either way closes both sides. */
 export const defaultTcpIdleTimeoutMs = 60 * 60 * 1000;
 
@@ -80,18 +83,20 @@ export class TcpListener {
       this.log.warn({ code: 'ISTHMUS_ERR_TCP_NO_ENDPOINT', service: `${namespace}/${service}` }, route
         ? `${namespace}/${service} has no healthy endpoint in any cluster; connection closed (isthmus explain ${service} -n ${namespace})`
         : `${namespace}/${service} is not in the mesh: no cluster runs or exports it; connection closed`);
+      this.publish(`${namespace}/${service}`, undefined, 'no_endpoint');
       client.destroy();
       return;
     }
     this.attempt(client, route, this.deps.routing.pick(route), new Set(), 1, 'no eligible endpoint');
   }
 
-  private attempt(client: Socket, route: Route, endpoint: PickedEndpoint | undefined, tried: Set<string>, n: number, lastError: string): void {
+  private attempt(client: Socket, route: Route, endpoint: PickedEndpoint | undefined, tried: Set<string>, n: number, lastError: string, lastCluster?: string): void {
     const service = `${route.namespace}/${route.service}`;
     if (client.destroyed) return;
     const key = endpoint && n <= maxAttempts ? route.upstreams.get(endpoint.address) : undefined;
     if (!endpoint || !key) {
       this.log.warn({ code: 'ISTHMUS_ERR_TCP_UPSTREAM_UNREACHABLE', service, attempts: tried.size, last: lastError }, `no endpoint of ${service} could be reached; connection closed`);
+      this.publish(service, lastCluster, tried.size === 0 ? 'no_endpoint' : 'unreachable');
       client.destroy();
       return;
     }
@@ -120,7 +125,7 @@ export class TcpListener {
       if (client.destroyed) return;
       this.deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' }, { service, cluster: endpoint.cluster });
       const next = this.deps.routing.retries(route, endpoint, tried)[0];
-      this.attempt(client, route, next, tried, n + 1, `${endpoint.address}: ${err.message}`);
+      this.attempt(client, route, next, tried, n + 1, `${endpoint.address}: ${err.message}`, endpoint.cluster);
     };
     upstream.once('error', failed);
     upstream.once('secureConnect', () => {
@@ -134,8 +139,14 @@ export class TcpListener {
       upstream.off('error', failed);
       this.deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
       this.log.debug({ service, endpoint: endpoint.address, cluster: endpoint.cluster, priority: endpoint.priority }, 'TCP connection spliced');
+      this.publish(service, endpoint.cluster, 'connected');
       spliceSockets(client, upstream, this.deps.idleTimeoutMs ?? defaultTcpIdleTimeoutMs);
       client.resume();
     });
+  }
+
+  /** For src/telemetry/: the RoutingTable is the origin, as for HTTP requests (one sidecar's metrics count its own). */
+  private publish(service: string, cluster: string | undefined, result: 'connected' | 'no_endpoint' | 'unreachable'): void {
+    if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this.deps.routing, service, cluster, result });
   }
 }

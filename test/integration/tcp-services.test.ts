@@ -66,6 +66,12 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     expect((await redisCli(['-h', host, '-p', port, 'GET', 'greeting'])).trim()).toBe('hello from east');
     // Each redis-cli run is one TCP connection, and each went through west's gateway by SNI.
     expect(await gatewayConnections('west', 'demo/redis') - before).toBeGreaterThanOrEqual(2);
+    // Both sidecars counted them: east's listener spliced to west, west's inbound accepted east's client.
+    const east = await (await fetch(`http://${mesh.file.clusters.east!.client.admin}/metrics`)).text();
+    expect(counter(east, 'isthmus_tcp_connections_total', 'destination_cluster="west",destination_service="demo/redis",result="connected"')).toBeGreaterThanOrEqual(2);
+    const redis = mesh.workloads.find((w) => w.spec.service === 'redis')!;
+    const west = await (await fetch(`http://${redis.spec.host}:${redis.spec.adminPort}/metrics`)).text();
+    expect(counter(west, 'isthmus_inbound_tcp_connections_total', 'source_namespace="demo",source_service_account="client",result="accepted"')).toBeGreaterThanOrEqual(2);
   });
 
   test('a 1 MiB value goes up and comes back intact (checked by hash)', async () => {
@@ -83,6 +89,10 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     const noCert = { servername: 'redis.demo.svc.west.isthmus', rejectUnauthorized: false, ALPNProtocols: ['isthmus-tcp'] };
     expect(await pingOverTls(redisInbound(), noCert)).toBe('');
     expect(await pingOverTls(gateway, noCert)).toBe('');
+    // West's redis sidecar counted the refusals (the caller had no identity to label them with).
+    const redis = mesh.workloads.find((w) => w.spec.service === 'redis')!;
+    const metrics = await (await fetch(`http://${redis.spec.host}:${redis.spec.adminPort}/metrics`)).text();
+    expect(counter(metrics, 'isthmus_inbound_tcp_connections_total', 'source_namespace="unauthenticated",source_service_account="unauthenticated",result="refused"')).toBeGreaterThanOrEqual(2);
   });
 
   test('with the east client\'s own mesh certificate, the inbound lets PING through only with ALPN isthmus-tcp', async () => {
@@ -95,6 +105,12 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     expect(await pingOverTls(redisInbound(), { ...withCert, ALPNProtocols: ['http/1.1'] })).toBe('');
   });
 });
+
+/** The value of the one series of `name` whose labels contain `labels`, 0 if none. */
+function counter(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+  return Number(line?.split(' ').pop() ?? 0);
+}
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
