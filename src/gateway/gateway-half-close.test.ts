@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { connect, createServer, type Server } from 'node:tls';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { silentLogger } from '../core/log.js';
@@ -60,4 +60,16 @@ test('a caller that half-closes through the gateway still gets the whole answer'
   });
   expect(answer).toBe(createHash('sha256').update(payload).digest('hex'));
   expect(gateway.stats.routed).toBeGreaterThanOrEqual(1);
+});
+
+test('a peer that closes before sending a ClientHello (a TCP health check) is closed at once, not counted as refused', async () => {
+  const refusedBefore = { ...gateway.stats.refused };
+  await new Promise<void>((resolve) => {
+    const socket = tcpConnect({ host: '127.0.0.1', port: gatewayPort, allowHalfOpen: true });
+    socket.once('connect', () => socket.end());
+    socket.on('error', () => undefined);
+    // With allowHalfOpen, only the gateway closing its side ends this.
+    socket.on('close', () => resolve());
+  });
+  expect(gateway.stats.refused).toEqual(refusedBefore);
 });
