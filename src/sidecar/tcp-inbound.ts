@@ -33,10 +33,17 @@ export class TcpInbound {
   constructor(credentials: TcpInboundCredentials, private readonly appAddress: string, private readonly log: Logger, private readonly idleTimeoutMs = defaultTcpIdleTimeoutMs) {
     this.server = createServer({
       ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
-      ALPNProtocols: [tcpAlpn], allowHalfOpen: true,
+      // Not allowHalfOpen here: a TCP health check's FIN before any handshake must close the
+      // socket at once (half-open, it would linger until the handshake timeout). Callers that
+      // pass are made half-open in accept(), before the first byte is read.
+      ALPNProtocols: [tcpAlpn],
     }, (socket) => this.accept(socket));
     this.server.on('connection', (raw: Socket) => this.track(raw));
-    this.server.on('tlsClientError', (err) => this.refuse(undefined, 'handshake', err.message));
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+      // A peer that left before finishing a handshake (health checks, every 2 s) was not refused.
+      if (err.code === 'ECONNRESET') return;
+      this.refuse(undefined, 'handshake', err.message);
+    });
   }
 
   /** A renewed certificate or a changed trust bundle applies to new connections at once. */
@@ -55,6 +62,7 @@ export class TcpInbound {
   }
 
   private accept(caller: TLSSocket): void {
+    caller.allowHalfOpen = true; // read by the stream when the caller's end arrives: only that direction ends
     caller.pause();
     this.track(caller);
     caller.on('error', () => caller.destroy());

@@ -182,6 +182,18 @@ describe('the TCP inbound refuses callers before any byte reaches the app', () =
     expect(appConnections).toBe(before);
   });
 
+  test('a peer that connects and leaves without a handshake (a TCP health check) is closed at once, not counted as refused', async () => {
+    const before = { ...inbound.stats.refused };
+    const [host, port] = inboundAddress().split(':') as [string, string];
+    await new Promise<void>((resolve) => {
+      const socket = connect({ host, port: Number(port), allowHalfOpen: true });
+      socket.once('connect', () => socket.end());
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve()); // only the inbound closing its side ends this
+    });
+    expect(inbound.stats.refused).toEqual(before);
+  });
+
   test('the control: a mesh certificate with ALPN isthmus-tcp reaches the app', async () => {
     expect(await ping({ ...withCert(), ALPNProtocols: ['isthmus-tcp'] })).toMatch(/^echo:/);
   });
