@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/log.js';
+import { parseDuration } from '../core/validate.js';
 import { HealthChecker } from '../federation/health-checker.js';
 import type { Catalog } from '../model/catalog.js';
 import { createMetrics } from '../telemetry/metrics.js';
@@ -13,11 +14,10 @@ import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
 import { Inbound } from './inbound.js';
 import { createOutbound } from './outbound.js';
 import { RoutingTable, type LocalEndpointsSnapshot } from './routing.js';
-import { Upstreams } from './upstreams.js';
-import { parseDuration } from '../core/validate.js';
 import { TcpInbound } from './tcp-inbound.js';
 import { TcpListener } from './tcp-listener.js';
 import { catalogProtocol, listenerProtocol } from './tcp-protocol.js';
+import { Upstreams } from './upstreams.js';
 
 export interface RunningSidecar {
   outbound: string;

@@ -3,8 +3,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { peerIdentity } from './peer-identity.js';
-import { spliceSockets } from './tcp-pipe.js';
-import { defaultTcpIdleTimeoutMs } from './tcp-listener.js';
+import { defaultTcpIdleTimeoutMs, spliceSockets } from './tcp-pipe.js';
 import { tcpAlpn } from './tcp-protocol.js';
 
 const tcpChannel = channels.tcpInbound;

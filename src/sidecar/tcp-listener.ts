@@ -6,7 +6,7 @@ import type { Logger } from '../core/log.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 import { checkDestination } from './peer-identity.js';
 import type { Route, RoutingTable } from './routing.js';
-import { spliceSockets } from './tcp-pipe.js';
+import { defaultTcpIdleTimeoutMs, spliceSockets } from './tcp-pipe.js';
 import { tcpAlpn, type AppProtocol } from './tcp-protocol.js';
 import type { Upstreams } from './upstreams.js';
 
@@ -14,9 +14,6 @@ import type { Upstreams } from './upstreams.js';
 const maxAttempts = 3;
 const connectTimeoutMs = 2_000;
 const tcpChannel = channels.tcpOutbound;
-
-/** Envoy's tcp_proxy default: an hour without a byte either way closes both sides. */
-export const defaultTcpIdleTimeoutMs = 60 * 60 * 1000;
 
 export interface TcpListenerDeps {
   routing: RoutingTable;

@@ -1,5 +1,8 @@
 import type { Socket } from 'node:net';
 
+/** Envoy's tcp_proxy default: an hour without a byte either way closes both sides. */
+export const defaultTcpIdleTimeoutMs = 60 * 60 * 1000;
+
 /**
  * Splices two connected sockets both ways until both directions are done. Both must be made
  * with `allowHalfOpen: true`: a FIN (or a TLS close_notify) from one side ends only the
