@@ -85,6 +85,19 @@ if (purpose === 'test' && !existsSync('/usr/bin/chromium')) {
   }
 }
 
+// The dev mesh's TCP sample (demo/redis in west) is Debian's redis-server; the tests drive it with redis-cli.
+if ((purpose === 'test' || purpose === 'dev') && !(has('redis-server') && has('redis-cli'))) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!(isRoot && (run('apt-get', ['install', '-y', 'redis-server', 'redis-tools']) || (run('apt-get', ['update']) && run('apt-get', ['install', '-y', 'redis-server', 'redis-tools']))))) {
+    const lines = [
+      'redis-server and redis-cli are not installed: `isthmus dev up` leaves its TCP sample (demo/redis) out without them,',
+      '  and the TCP services test needs both. Debian/Ubuntu: sudo apt-get install -y redis-server redis-tools',
+    ];
+    if (purpose === 'test') fail(lines);
+    for (const line of lines) say(line);
+  }
+}
+
 if (purpose === 'test' && !has('openssl', ['version'])) {
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!(isRoot && run('apt-get', ['install', '-y', 'openssl']))) fail(['openssl is needed by the tests (certificates are checked with it): apt-get install -y openssl']);

@@ -57,6 +57,11 @@ export function registerDev(program: Command): void {
             `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://ledger.demo.mesh/    # answered by west, through its gateway`,
             `  npx isthmus explain ledger -n demo --from ${c} --state-dir ${stateDir}`,
           ]),
+          // The TCP sample: redis-cli in a cluster without redis reaches west's through a fixed TCP listener.
+          ...clusters.filter((c) => mesh.file.clusters[c]?.client.listeners['demo/redis']).slice(0, 1).map((c) => {
+            const [host, port] = (mesh.file.clusters[c]?.client.listeners['demo/redis'] ?? '').split(':');
+            return `  redis-cli -h ${host} -p ${port} ping             # plain TCP: redis in west, through its gateway`;
+          }),
           `  export ISTHMUS_ETCD=${mesh.file.etcd}`,
           ...clusters.slice(0, 1).map((c) => `  npx isthmus trace ledger --from ${c}          # one real request, hop by hop`),
           '  npx isthmus policy apply -f slo.yaml         # a service level objective (see `isthmus policy apply --help`)',

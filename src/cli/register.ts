@@ -9,7 +9,7 @@ import { issueToken } from '../trust/tokens.js';
 import { action, outputOption } from './common.js';
 import { printJson } from './output.js';
 
-interface RegisterOptions { namespace: string; config: string; address?: string; zone?: string; serviceAccount?: string; tokenTtl: string; output: string }
+interface RegisterOptions { namespace: string; config: string; address?: string; zone?: string; serviceAccount?: string; protocol?: string; tokenTtl: string; output: string }
 
 export function registerRegister(program: Command): void {
   program.command('register')
@@ -20,6 +20,7 @@ export function registerRegister(program: Command): void {
     .option('--address <host:port>', 'where the instance (its sidecar\'s inbound listener) listens; leave out for a client-only workload, which only needs a token')
     .option('--zone <zone>', 'zone of the instance (default: the cluster\'s first zone)')
     .option('--service-account <sa>', 'identity of the instance (default: the service name)')
+    .option('--protocol <http|tcp>', 'what the service speaks on its port, like Kubernetes appProtocol: http (the default) or tcp (reached through TCP listeners, docs/sidecar.md)')
     .option('--token-ttl <duration>', 'how long the bootstrap token is accepted', '1h')
     .addOption(outputOption())
     .action(action(async (service: string, opts: RegisterOptions) => {
@@ -27,6 +28,8 @@ export function registerRegister(program: Command): void {
       checkName('namespace', opts.namespace);
       const serviceAccount = checkName('service account', opts.serviceAccount ?? service);
       if (opts.address !== undefined && !/^[^:\s]+:[0-9]{1,5}$/.test(opts.address)) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--address "${opts.address}" is not host:port`);
+      if (opts.protocol !== undefined && opts.protocol !== 'http' && opts.protocol !== 'tcp') throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--protocol "${opts.protocol}" is not http or tcp`);
+      if (opts.protocol !== undefined && opts.address === undefined) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--protocol describes the port of an instance: give --address too');
       const loaded = loadClusterConfig(opts.config);
       const zone = opts.zone ?? loaded.config.zones[0] ?? 'default';
       if (!loaded.config.zones.includes(zone)) {
@@ -39,17 +42,21 @@ export function registerRegister(program: Command): void {
         version: 1,
         instances: opts.address === undefined ? registry.instances : [
           ...registry.instances.filter((i) => !(i.address === opts.address && i.namespace === opts.namespace && i.service === service)),
-          { namespace: opts.namespace, service, serviceAccount, address: opts.address, zone, registeredAt: now.toISOString() },
+          {
+            namespace: opts.namespace, service, serviceAccount, address: opts.address, zone, registeredAt: now.toISOString(),
+            // The export record carries it to every cluster (the catalog's ports); without it, http.
+            ...(opts.protocol === undefined ? {} : { ports: [{ port: Number(opts.address.slice(opts.address.lastIndexOf(':') + 1)), protocol: opts.protocol }] }),
+          },
         ],
         // Only the hash is kept; expired tokens are dropped while we are here.
         tokens: [...liveTokens(registry.tokens, now), record],
       }));
-      const result = { cluster: loaded.config.cluster, namespace: opts.namespace, service, address: opts.address ?? null, zone, identity, token, tokenExpiresAt: record.expiresAt };
+      const result = { cluster: loaded.config.cluster, namespace: opts.namespace, service, address: opts.address ?? null, zone, protocol: opts.address === undefined ? null : (opts.protocol ?? 'http'), identity, token, tokenExpiresAt: record.expiresAt };
       if (opts.output === 'json') return printJson(result);
       process.stdout.write([
         opts.address === undefined
           ? `Issued a token for ${opts.namespace}/${service} in cluster ${loaded.config.cluster} (no instance registered: a client-only workload).`
-          : `Registered ${opts.namespace}/${service} at ${opts.address} (zone ${zone}) in cluster ${loaded.config.cluster}.`,
+          : `Registered ${opts.namespace}/${service} at ${opts.address} (zone ${zone}${opts.protocol === 'tcp' ? ', protocol tcp' : ''}) in cluster ${loaded.config.cluster}.`,
         `Identity: ${identity}`,
         `Bootstrap token (shown once, valid until ${record.expiresAt}):`,
         `  ${token}`,

@@ -17,6 +17,8 @@ export const channelNames = {
   balancerEjection: 'isthmus:balancer:ejection',
   outboundRequest: 'isthmus:sidecar:outbound',
   inboundRequest: 'isthmus:sidecar:inbound',
+  tcpOutbound: 'isthmus:sidecar:tcp-outbound',
+  tcpInbound: 'isthmus:sidecar:tcp-inbound',
 } as const;
 
 /** The gateway closed a connection without routing it; `reason` is a GatewayRefusal. */
@@ -84,6 +86,26 @@ export interface InboundRequestMessage {
   seconds: number;
 }
 
+/**
+ * A TCP fixed listener finished choosing for one of the app's connections: `connected` (spliced
+ * to an endpoint of `cluster`), `no_endpoint` (unknown service or nothing healthy), or
+ * `unreachable` (every attempt failed; `cluster` is the last one tried). `service` is
+ * `<ns>/<name>` from the listener's config. Published with the RoutingTable as origin.
+ */
+export interface TcpOutboundMessage {
+  origin: object;
+  service: string;
+  cluster: string | undefined;
+  result: 'connected' | 'no_endpoint' | 'unreachable';
+}
+
+/** A TCP inbound listener decided on a caller: `peer` is its SPIFFE ID once its certificate was accepted. */
+export interface TcpInboundMessage {
+  origin: object;
+  peer: string | undefined;
+  result: 'accepted' | 'refused' | 'app_unreachable';
+}
+
 /** A diagnostics channel whose messages have one type. */
 export interface TypedChannel<T> {
   readonly name: string | symbol;
@@ -103,4 +125,6 @@ export const channels = {
   balancerEjection: typed<EjectionMessage>(channelNames.balancerEjection),
   outboundRequest: typed<OutboundRequestMessage>(channelNames.outboundRequest),
   inboundRequest: typed<InboundRequestMessage>(channelNames.inboundRequest),
+  tcpOutbound: typed<TcpOutboundMessage>(channelNames.tcpOutbound),
+  tcpInbound: typed<TcpInboundMessage>(channelNames.tcpInbound),
 } as const;

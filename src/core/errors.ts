@@ -44,6 +44,11 @@ export const errorCodes = {
   ISTHMUS_ERR_TRACE_CONNECT_FAILED: { status: 502, summary: 'The traced request could not connect to its first hop (a local sidecar or a gateway).' },
   ISTHMUS_ERR_TRACE_HANDSHAKE_FAILED: { status: 502, summary: 'The traced request\'s TLS handshake failed: a gateway refused the SNI, a certificate did not verify, or the destination\'s identity is not one the catalog allows.' },
   ISTHMUS_ERR_TRACE_NO_ANSWER: { status: 504, summary: 'The traced request was sent but no complete answer came back in time.' },
+  // plain TCP services (docs/sidecar.md, "TCP services"): the app's connection is closed, the code is logged
+  ISTHMUS_ERR_TCP_NO_ENDPOINT: { status: 503, summary: 'A TCP listener\'s service is not in the mesh or has no healthy endpoint in any cluster.' },
+  ISTHMUS_ERR_TCP_UPSTREAM_UNREACHABLE: { status: 502, summary: 'No endpoint of a TCP service accepted the connection (connect, TLS, identity or protocol check failed on every attempt).' },
+  ISTHMUS_ERR_TCP_CALLER_REFUSED: { status: 403, summary: 'A TCP inbound listener refused a caller: no mesh certificate, an unacceptable identity, or no `isthmus-tcp` ALPN.' },
+  ISTHMUS_ERR_TCP_APP_UNREACHABLE: { status: 502, summary: 'A TCP inbound listener could not connect to its app\'s port.' },
   // anything else
   ISTHMUS_ERR_INTERNAL_UNEXPECTED: { status: 500, summary: 'A bug: an error without a code of its own. Please report it with the log line.' },
 } as const satisfies Record<string, { status: number; summary: string }>;

@@ -14,7 +14,8 @@ import { issueToken } from '../trust/tokens.js';
 import { startDevSidecar, type SidecarRunner } from './dev-sidecar.js';
 import { startEtcdProcess } from './etcd-process.js';
 import { MeshProcess } from './mesh-process.js';
-import { TrafficGenerator, waitUntilServing } from './traffic-generator.js';
+import { hasRedisServer, redisInstallHint, redisPing } from './redis-sample.js';
+import { routeHasHealthyEndpoint, TrafficGenerator, waitUntilServing } from './traffic-generator.js';
 import { SampleWorkload, sidecarStateDir } from './sample-workload.js';
 
 export interface DevMeshOptions {
@@ -74,12 +75,18 @@ export interface DevMesh {
 
 export const clusterHost = (index: number, hostBase = 1) => `127.0.${index + hostBase}.1`;
 
-/** `hello` in every cluster (one instance per zone), `ledger` only in `west`. */
-const samples = (cluster: string) => [
+/**
+ * `hello` in every cluster (one instance per zone), `ledger` only in `west`, and in `west` too
+ * `redis`, the TCP sample (`redis-server`), when it is installed.
+ */
+const samples = (cluster: string, withRedis: boolean): { name: string; instances: number; app?: 'redis' }[] => [
   { name: 'hello', instances: 2 },
   ...(cluster === 'west' ? [{ name: 'ledger', instances: 1 }] : []),
+  ...(cluster === 'west' && withRedis ? [{ name: 'redis', instances: 1, app: 'redis' as const }] : []),
 ];
 const namespace = 'demo';
+/** The client sidecar's fixed TCP listener for demo/redis, in every cluster but west. */
+export const redisListenerPort = 16379;
 
 /**
  * A whole mesh on one machine: etcd, a root CA, and per cluster an intermediate, a federation
@@ -122,6 +129,8 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     const file: MeshFile = { etcd: etcdUrl, trustDomain: opts.trustDomain, ca: caDir, clusters: {} };
     const mesh: DevMesh = { file, workloads: [], gateways: [], stop };
     const gatewayCount = opts.gateways ?? 1;
+    const withRedis = opts.clusters.includes('west') && hasRedisServer();
+    if (opts.clusters.includes('west') && !withRedis) opts.progress(`  ✗ TCP sample demo/redis left out: redis-server is not installed (${redisInstallHint})`);
 
     for (const [index, name] of opts.clusters.entries()) {
       const host = clusterHost(index, opts.hostBase);
@@ -151,18 +160,18 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
 
       await step(opts, `cluster ${name} exports`, async () => {
         await withStore(etcdUrl, async (store) => {
-          for (const sample of samples(name)) {
+          for (const sample of samples(name, withRedis)) {
             await store.put(keys.serviceExport(name, namespace, sample.name), { version: recordVersion, exportedAt: new Date().toISOString() });
           }
         });
-        return { url: samples(name).map((x) => `${namespace}/${x.name}`).join(', ') };
+        return { url: samples(name, withRedis).map((x) => `${namespace}/${x.name}`).join(', ') };
       });
 
       // Instance i: app on 18080+i, sidecar inbound (the registered address) 19080+i, outbound 19180+i, admin 19280+i.
       const workloads: SampleWorkload[] = [];
       const client = issueToken({ identity: workloadId(opts.trustDomain, namespace, 'client'), ttlSeconds: 24 * 3600 });
       const records = [client.record];
-      for (const sample of samples(name)) {
+      for (const sample of samples(name, withRedis)) {
         for (let n = 0; n < sample.instances; n += 1) {
           const i = workloads.length;
           const instance = `${sample.name}-${name}-${n + 1}`;
@@ -170,7 +179,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           records.push(token.record);
           workloads.push(new SampleWorkload({
             cluster: name, zone: zones[n % zones.length] ?? name, namespace, service: sample.name, instance, host,
-            appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
+            ...(sample.app ? { app: sample.app, appTempRoot: join(opts.stateDir, 'apps') } : {}), appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
             stateDir: sidecarStateDir(opts.stateDir, name, instance), sidecar: sidecarRunner(`sidecar-${name}-${instance}`),
             reportIntervalMs: opts.reportIntervalMs,
@@ -180,7 +189,11 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       const now = new Date();
       updateRegistry(dir, (registry) => ({
         version: 1,
-        instances: workloads.map((w) => ({ namespace, service: w.spec.service, serviceAccount: w.spec.service, address: w.inbound, zone: w.spec.zone, registeredAt: now.toISOString() })),
+        instances: workloads.map((w) => ({
+          namespace, service: w.spec.service, serviceAccount: w.spec.service, address: w.inbound, zone: w.spec.zone, registeredAt: now.toISOString(),
+          // As `isthmus register --protocol tcp` writes it: the export record tells every cluster.
+          ...(w.spec.app === 'redis' ? { ports: [{ port: w.spec.inboundPort, protocol: 'tcp' }] } : {}),
+        })),
         tokens: [...liveTokens(registry.tokens, now), ...records],
       }));
 
@@ -243,7 +256,11 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           stateDir: sidecarStateDir(opts.stateDir, name, 'client'),
           outbound: { listen: `${host}:15001` }, admin: { listen: `${host}:15020` },
           // For apps that cannot use a proxy: plain http://<host>:15101/ reaches ledger.
-          listeners: opts.clusters.includes('west') ? [{ service: 'ledger', namespace, listen: `${host}:15101` }] : [],
+          // An app speaking the Redis protocol: redis-cli -h <host> -p 16379 reaches redis in west.
+          listeners: [
+            ...(opts.clusters.includes('west') ? [{ service: 'ledger', namespace, listen: `${host}:15101` }] : []),
+            ...(withRedis && name !== 'west' ? [{ service: 'redis', namespace, listen: `${host}:${redisListenerPort}`, protocol: 'tcp' as const }] : []),
+          ],
         }, { bootstrapToken: client.token, reportIntervalMs: opts.reportIntervalMs }, sidecarRunner(`sidecar-${name}-client`));
         return Object.assign(running, { url: `proxy http://${running.outbound}, admin http://${running.admin}${opts.processes ? `, pid ${running.pid}` : ''}` });
       });
@@ -252,7 +269,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       file.clusters[name] = {
         host, region: name, zones, federation: federation.apiAddress, ...(federation.metricsAddress ? { metrics: federation.metricsAddress } : {}), config, gateways,
         client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin, listeners: clientSidecar.listeners },
-        services: samples(name).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
+        services: samples(name, withRedis).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
       };
     }
 
@@ -263,6 +280,8 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     }));
     await step(opts, 'every client reaches every sample service', async () => {
       const failing = await waitUntilServing(targets, 20_000);
+      const redisClients = opts.clusters.map((name) => file.clusters[name]?.client).filter((c) => c?.listeners[`${namespace}/redis`] !== undefined);
+      failing.push(...await waitUntilRedisAnswers(redisClients.map((c) => ({ admin: c?.admin ?? '', listener: c?.listeners[`${namespace}/redis`] ?? '' })), 20_000));
       return { url: failing.length === 0 ? 'ok' : `still failing after 20 s: ${failing.join(', ')} (see the logs)` };
     });
     if (opts.traffic && opts.traffic > 0) {
@@ -280,6 +299,22 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     await stop();
     throw err;
   }
+}
+
+/**
+ * PING through each TCP listener until +PONG; the listeners still failing after `timeoutMs`.
+ * As for HTTP, the route is asked first, so no connection is tried (and no failure counted
+ * against a gateway) before the sidecar has a healthy endpoint.
+ */
+async function waitUntilRedisAnswers(clients: { admin: string; listener: string }[], timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let failing = clients;
+  while (failing.length > 0 && Date.now() < deadline) {
+    const answers = await Promise.all(failing.map(async (c) => ((await routeHasHealthyEndpoint(c.admin, `tcp://redis.${namespace}.mesh/`)) && (await redisPing(c.listener)) ? undefined : c)));
+    failing = answers.filter((c): c is { admin: string; listener: string } => c !== undefined);
+    if (failing.length > 0) await new Promise((r) => setTimeout(r, 200));
+  }
+  return failing.map((c) => `redis PING via ${c.listener}`);
 }
 
 async function step<T extends { url: string }>(opts: DevMeshOptions, what: string, work: () => Promise<T>): Promise<T> {

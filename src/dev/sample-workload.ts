@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { startDevSidecar, type DevSidecar, type SidecarRunner } from './dev-sidecar.js';
+import { startRedisInstance } from './redis-sample.js';
 import { startSampleInstance, type SampleInstance } from './sample-service.js';
 
 export interface SampleWorkloadSpec {
@@ -9,6 +10,10 @@ export interface SampleWorkloadSpec {
   service: string;
   instance: string;
   host: string;
+  /** The app: the HTTP sample (default), or `redis-server`, a TCP service behind an `inbound.protocol: tcp` sidecar. */
+  app?: 'http' | 'redis';
+  /** Where an app that needs a working dir (redis) makes its temporary one; the system's temp dir if absent. */
+  appTempRoot?: string | undefined;
   appPort: number;
   /** The sidecar's inbound mTLS port: the address registered for this instance. */
   inboundPort: number;
@@ -50,14 +55,15 @@ export class SampleWorkload {
   async start(): Promise<void> {
     if (this.app) return;
     const s = this.spec;
-    this.app = await startSampleInstance({ service: s.service, cluster: s.cluster, zone: s.zone, instance: s.instance, host: s.host, port: s.appPort });
+    const where = { service: s.service, cluster: s.cluster, zone: s.zone, instance: s.instance, host: s.host, port: s.appPort };
+    this.app = s.app === 'redis' ? await startRedisInstance({ ...where, tempRoot: s.appTempRoot }) : await startSampleInstance(where);
     try {
       this.sidecar = await startDevSidecar({
         cluster: s.cluster, zone: s.zone, namespace: s.namespace, service: s.service,
         federation: { url: s.federationUrl, rootCert: s.rootCertFile },
         stateDir: s.stateDir,
         outbound: { listen: `${s.host}:${s.outboundPort}` },
-        inbound: { listen: this.inbound, app: this.appAddress },
+        inbound: { listen: this.inbound, app: this.appAddress, ...(s.app === 'redis' ? { protocol: 'tcp' as const } : {}) },
         admin: { listen: `${s.host}:${s.adminPort}` },
         listeners: [],
       }, { bootstrapToken: s.bootstrapToken, reportIntervalMs: s.reportIntervalMs }, s.sidecar);

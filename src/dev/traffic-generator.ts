@@ -96,7 +96,7 @@ export async function waitUntilServing(targets: readonly (TrafficTarget & { admi
 }
 
 /** `http://<svc>.<ns>.mesh/` → the sidecar admin's /routes/<ns>/<svc> says whether anything healthy serves it. */
-async function routeHasHealthyEndpoint(admin: string, url: string): Promise<boolean> {
+export async function routeHasHealthyEndpoint(admin: string, url: string): Promise<boolean> {
   const [service, namespace] = new URL(url).hostname.split('.');
   try {
     const res = await fetch(`http://${admin}/routes/${namespace}/${service}`, { signal: AbortSignal.timeout(2000) });

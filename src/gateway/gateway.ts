@@ -84,12 +84,17 @@ export class Gateway {
     const acceptedAt = performance.now();
     let buffered: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => this.refuse(client, 'client-hello-timeout', `no complete ClientHello within ${this.config.clientHelloTimeoutMs} ms`), this.config.clientHelloTimeoutMs);
+    // A peer that closes before its ClientHello is whole (a TCP health check, a port scan) is
+    // gone, not refused: close at once, as before the socket was half-open.
+    const onEnd = (): void => { client.destroy(); };
+    client.once('end', onEnd);
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
       const hello = parseClientHello(buffered);
       if (hello.kind === 'incomplete') return;
       clearTimeout(timer);
       client.off('data', onData);
+      client.off('end', onEnd);
       client.pause();
       const clientHelloMs = performance.now() - acceptedAt;
       if (hello.kind === 'invalid') {

@@ -9,6 +9,7 @@ import { TimeoutsSchema } from './timeouts.js';
 
 const hostPort = (description: string) => Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description });
 const label = (description: string) => Type.String({ pattern: dnsLabelPattern, description });
+const appProtocol = (description: string) => Type.Union([Type.Literal('http'), Type.Literal('tcp')], { description });
 
 /** `isthmus sidecar --config <file>`: one workload instance's sidecar. */
 export const SidecarConfigSchema = Type.Object({
@@ -26,14 +27,18 @@ export const SidecarConfigSchema = Type.Object({
   outbound: Type.Object({ listen: hostPort('the app\'s HTTP proxy (HTTP_PROXY), default port 15001') }, { additionalProperties: false }),
   inbound: Type.Optional(Type.Object({
     listen: hostPort('the mTLS listener other sidecars and gateways connect to, default port 15006'),
-    app: hostPort('where the app itself listens (plain HTTP, loopback)'),
+    app: hostPort('where the app itself listens (plain HTTP, or TCP with protocol: tcp; loopback)'),
+    protocol: Type.Optional(appProtocol('what the app speaks: http (the default) or tcp (bytes piped to the app\'s port, docs/sidecar.md)')),
+    idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'protocol tcp: close a connection after this long without a byte either way (default 1h)' })),
   }, { additionalProperties: false })),
   admin: Type.Object({ listen: hostPort('/healthz, /readyz, /routes; default port 15020') }, { additionalProperties: false }),
-  /** For apps that cannot use a proxy: a plain HTTP listener per upstream service. */
+  /** For apps that cannot use a proxy (HTTP), and for plain TCP services: one listener per upstream service. */
   listeners: Type.Array(Type.Object({
     service: label('upstream service'),
     namespace: label('its namespace'),
     listen: hostPort('where the app connects, e.g. 127.0.0.1:9001'),
+    protocol: Type.Optional(appProtocol('http or tcp; left out, each connection follows the protocol the catalog declares for the service')),
+    idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'TCP connections: close after this long without a byte either way (default 1h)' })),
   }, { additionalProperties: false }), { default: [] }),
   timeouts: Type.Optional(TimeoutsSchema),
   retryBuffer: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: 'bytes of a request body kept so a failed attempt can be resent elsewhere (default 1048576); a larger body is streamed and never retried' })),

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/log.js';
+import { parseDuration } from '../core/validate.js';
 import { HealthChecker } from '../federation/health-checker.js';
 import type { Catalog } from '../model/catalog.js';
 import { createMetrics } from '../telemetry/metrics.js';
@@ -13,6 +14,9 @@ import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
 import { Inbound } from './inbound.js';
 import { createOutbound } from './outbound.js';
 import { RoutingTable, type LocalEndpointsSnapshot } from './routing.js';
+import { TcpInbound } from './tcp-inbound.js';
+import { TcpListener } from './tcp-listener.js';
+import { catalogProtocol, listenerProtocol } from './tcp-protocol.js';
 import { resolveTimeouts } from './timeouts.js';
 import { Upstreams } from './upstreams.js';
 
@@ -87,14 +91,36 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => closeServer(outbound));
     const listeners: Record<string, string> = {};
     for (const fixed of config.listeners ?? []) {
-      const server = createOutbound({ ...outboundDeps, logger: logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` }) }, fixed);
-      listeners[`${fixed.namespace}/${fixed.service}`] = await listen(server, fixed.listen);
-      closers.push(() => closeServer(server));
+      const listenerLogger = logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` });
+      const target = { service: fixed.service, namespace: fixed.namespace };
+      if (fixed.protocol === 'http') {
+        const server = createOutbound({ ...outboundDeps, logger: listenerLogger }, target);
+        listeners[`${fixed.namespace}/${fixed.service}`] = await listen(server, fixed.listen);
+        closers.push(() => closeServer(server));
+        continue;
+      }
+      // tcp, or left to the catalog per connection (docs/sidecar.md, "TCP services").
+      const http = fixed.protocol === 'tcp' ? undefined : createOutbound({ ...outboundDeps, logger: listenerLogger }, target);
+      const tcp = new TcpListener(
+        { routing, upstreams, logger: listenerLogger, idleTimeoutMs: fixed.idleTimeout ? parseDuration(fixed.idleTimeout) * 1000 : timeouts.tunnelIdleMs },
+        target, () => listenerProtocol(fixed.protocol, catalogProtocol(catalog, fixed.namespace, fixed.service)), http,
+      );
+      listeners[`${fixed.namespace}/${fixed.service}`] = await listen(tcp.server, fixed.listen);
+      closers.push(() => tcp.close());
     }
 
+    let tcpInbound: TcpInbound | undefined;
+    if (config.inbound?.protocol === 'tcp') {
+      const idle = config.inbound.idleTimeout ? parseDuration(config.inbound.idleTimeout) * 1000 : timeouts.tunnelIdleMs;
+      tcpInbound = new TcpInbound(identity.current(), config.inbound.app, logger.child({ component: 'inbound', protocol: 'tcp' }), idle);
+      const running = tcpInbound;
+      closers.push(() => running.close());
+    }
     let inbound: Inbound | undefined;
     let inboundAddress: string | undefined;
-    if (config.inbound) {
+    if (tcpInbound && config.inbound) {
+      inboundAddress = await listen(tcpInbound.server, config.inbound.listen);
+    } else if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
       inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts);
       inboundAddress = await listen(inbound.server, config.inbound.listen);
@@ -104,13 +130,14 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const refresh = () => {
       upstreams.rotate(() => identity.secureContext());
       inbound?.update(identity.current());
+      tcpInbound?.update(identity.current());
     };
     identity.on('renewed', refresh);
     identity.on('trust-bundle', refresh);
 
     // Counts only this sidecar's events: others may share the process (isthmus dev up).
     const metrics = createMetrics('sidecar', { cluster: config.cluster }, {
-      origins: inbound ? [routing, inbound] : [routing],
+      origins: [routing, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
       service: `${config.namespace}/${config.service}`,
       certificates: () => [identity.current()],
     });
@@ -164,7 +191,7 @@ function hostPort(address: string): [string, number] {
   return [address.slice(0, split), Number(address.slice(split + 1))];
 }
 
-async function listen(server: Server | import('node:https').Server, address: string): Promise<string> {
+async function listen(server: Server | import('node:https').Server | import('node:net').Server, address: string): Promise<string> {
   const [host, port] = hostPort(address);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
+import { redisPing } from '../../src/dev/redis-sample.js';
 import { waitFor } from '../helpers/cli.js';
 import { steadyTraffic, viaProxy } from '../helpers/proxy.js';
 
@@ -35,9 +36,11 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
     expect(res.body).toMatchObject({ service: 'ledger', cluster: 'west', path: '/accounts?id=7' });
     expect(res.body.caller).toMatch(/;URI=spiffe:\/\/dev\.test\/ns\/demo\/sa\/client$/);
     // The same addresses as the in-process mode.
-    expect(mesh.file.clusters.east!.client).toEqual({ proxy: '127.0.151.1:15001', admin: '127.0.151.1:15020', listeners: { 'demo/ledger': '127.0.151.1:15101' } });
+    expect(mesh.file.clusters.east!.client).toEqual({ proxy: '127.0.151.1:15001', admin: '127.0.151.1:15020', listeners: { 'demo/ledger': '127.0.151.1:15101', 'demo/redis': '127.0.151.1:16379' } });
     expect(mesh.file.clusters.west!.gateways).toEqual(['127.0.152.1:15443', '127.0.152.1:15444']);
     expect(JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8'))).toEqual(mesh.file);
+    // The TCP sample works the same way: east's client sidecar process pipes a Redis PING to west.
+    expect(await redisPing(mesh.file.clusters.east!.client.listeners['demo/redis']!)).toBe(true);
   });
 
   test('each sidecar\'s and gateway\'s admin port is served by a process of its own, started through the CLI; the federation stays here', () => {
@@ -46,7 +49,7 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
       { what: 'gateway', address: `${c.host}:15021` },
       { what: 'gateway', address: `${c.host}:15022` },
     ]).concat(mesh.workloads.map((w) => ({ what: 'sidecar', address: `${w.spec.host}:${w.spec.adminPort}` })));
-    expect(admins).toHaveLength(11);
+    expect(admins).toHaveLength(12); // redis's sidecar included
     const pids = admins.map(({ what, address }) => {
       const pid = listeningPid(address);
       expect(pid, address).toBeDefined();
@@ -115,10 +118,13 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
 
   test('mesh.stop() leaves no process behind', async () => {
     const children = processesMentioning(stateDir);
-    expect(children).toHaveLength(7 + 3 + 1); // 7 sidecars, the 3 gateways still up, and etcd
+    expect(children).toHaveLength(8 + 3 + 1); // 8 sidecars (redis's included), the 3 gateways still up, and etcd
+    // redis-server rewrites its command line (its process title), so it is found by its port.
+    const redis = listeningPid(mesh.file.clusters.west!.services.find((s) => s.name === 'redis')!.instances[0]!);
+    expect(redis).toBeDefined();
     await mesh.stop();
     expect(processesMentioning(stateDir)).toEqual([]);
-    for (const pid of children) expect(isAlive(pid)).toBe(false);
+    for (const pid of [...children, redis!]) expect(isAlive(pid)).toBe(false);
   });
 });
 
@@ -147,9 +153,16 @@ function listeningPid(address: string): number | undefined {
   const row = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).find((f) => f[1] === local && f[3] === '0A');
   const inode = row?.[9];
   if (!inode) return undefined;
+  const link = (path: string) => {
+    try {
+      return readlinkSync(path);
+    } catch {
+      return undefined; // an fd closed since the listing: a busy process (this one) does that all the time
+    }
+  };
   for (const pid of pids()) {
     try {
-      if (readdirSync(`/proc/${pid}/fd`).some((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`)) return pid;
+      if (readdirSync(`/proc/${pid}/fd`).some((fd) => link(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`)) return pid;
     } catch {
       // gone, or another user's
     }

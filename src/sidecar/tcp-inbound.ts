@@ -1,0 +1,111 @@
+import { connect, type Socket } from 'node:net';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { channels } from '../core/channels.js';
+import type { Logger } from '../core/log.js';
+import { peerIdentity } from './peer-identity.js';
+import { defaultTcpIdleTimeoutMs, spliceSockets } from './tcp-pipe.js';
+import { tcpAlpn } from './tcp-protocol.js';
+
+const tcpChannel = channels.tcpInbound;
+
+export interface TcpInboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[] }
+
+export interface TcpInboundStats {
+  /** Callers that passed the checks and were spliced to the app. */
+  accepted: number;
+  /** Callers closed before any byte reached the app, by reason. */
+  refused: Partial<Record<'handshake' | 'alpn' | 'identity' | 'app-unreachable', number>>;
+}
+
+/**
+ * The inbound listener of a sidecar whose app speaks plain TCP (`inbound.protocol: tcp`): it
+ * terminates mTLS exactly as the HTTP inbound does (a client certificate chaining to a mesh
+ * root, exactly one SPIFFE ID in that root's trust domain), requires ALPN `isthmus-tcp`, and
+ * then splices the decrypted stream to the app's port. Nothing is read from the caller until
+ * the app has accepted, and no byte of a refused caller ever reaches the app.
+ */
+export class TcpInbound {
+  readonly server: Server;
+  readonly stats: TcpInboundStats = { accepted: 0, refused: {} };
+  private readonly sockets = new Set<Socket>();
+
+  constructor(credentials: TcpInboundCredentials, private readonly appAddress: string, private readonly log: Logger, private readonly idleTimeoutMs = defaultTcpIdleTimeoutMs) {
+    this.server = createServer({
+      ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
+      // Not allowHalfOpen here: a TCP health check's FIN before any handshake must close the
+      // socket at once (half-open, it would linger until the handshake timeout). Callers that
+      // pass are made half-open in accept(), before the first byte is read.
+      ALPNProtocols: [tcpAlpn],
+    }, (socket) => this.accept(socket));
+    this.server.on('connection', (raw: Socket) => this.track(raw));
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+      // A peer that left before finishing a handshake (health checks, every 2 s) was not refused.
+      if (err.code === 'ECONNRESET') return;
+      this.refuse(undefined, 'handshake', err.message);
+    });
+  }
+
+  /** A renewed certificate or a changed trust bundle applies to new connections at once. */
+  update(credentials: TcpInboundCredentials): void {
+    this.server.setSecureContext(tlsOptions(credentials));
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private accept(caller: TLSSocket): void {
+    caller.allowHalfOpen = true; // read by the stream when the caller's end arrives: only that direction ends
+    caller.pause();
+    this.track(caller);
+    caller.on('error', () => caller.destroy());
+    if (caller.alpnProtocol !== tcpAlpn) {
+      this.refuse(caller, 'alpn', `the caller did not offer ALPN ${tcpAlpn} (got ${caller.alpnProtocol || 'none'}); connect through a sidecar's TCP listener`);
+      return;
+    }
+    const peer = peerIdentity(caller.getPeerCertificate(true));
+    if ('error' in peer) {
+      this.refuse(caller, 'identity', peer.error);
+      return;
+    }
+    const split = this.appAddress.lastIndexOf(':');
+    const app = connect({ host: this.appAddress.slice(0, split), port: Number(this.appAddress.slice(split + 1)), allowHalfOpen: true, noDelay: true });
+    this.track(app);
+    const abandon = () => app.destroy();
+    caller.once('close', abandon);
+    app.once('error', (err) => {
+      caller.off('close', abandon);
+      this.stats.refused['app-unreachable'] = (this.stats.refused['app-unreachable'] ?? 0) + 1;
+      this.log.warn({ code: 'ISTHMUS_ERR_TCP_APP_UNREACHABLE', app: this.appAddress, caller: peer.identity, err: err.message }, `the app at ${this.appAddress} did not accept; caller's connection closed`);
+      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'app_unreachable' });
+      caller.destroy();
+    });
+    app.once('connect', () => {
+      caller.off('close', abandon);
+      app.removeAllListeners('error');
+      this.stats.accepted += 1;
+      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'accepted' });
+      this.log.debug({ caller: peer.identity, app: this.appAddress }, 'TCP caller spliced to the app');
+      spliceSockets(caller, app, this.idleTimeoutMs);
+      caller.resume();
+    });
+  }
+
+  private refuse(caller: TLSSocket | undefined, reason: keyof TcpInboundStats['refused'], detail: string): void {
+    this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
+    if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: undefined, result: 'refused' });
+    // A failed handshake is a port scan or a client without a mesh certificate: debug, as the HTTP inbound does.
+    this.log[reason === 'handshake' ? 'debug' : 'warn']({ code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED', reason, remote: caller?.remoteAddress }, detail);
+    caller?.destroy();
+  }
+}
+
+function tlsOptions(c: TcpInboundCredentials) {
+  return { cert: [c.certPem.trim(), ...c.chainPem.map((p) => p.trim())].join('\n'), key: c.keyPem, ca: c.trustBundle };
+}

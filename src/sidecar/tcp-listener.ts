@@ -1,0 +1,149 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { Server as HttpServer } from 'node:http';
+import { channels } from '../core/channels.js';
+import type { Logger } from '../core/log.js';
+import type { PickedEndpoint } from '../model/balancer.js';
+import { checkDestination } from './peer-identity.js';
+import type { Route, RoutingTable } from './routing.js';
+import { defaultTcpIdleTimeoutMs, spliceSockets } from './tcp-pipe.js';
+import { tcpAlpn, type AppProtocol } from './tcp-protocol.js';
+import type { Upstreams } from './upstreams.js';
+
+/** As the HTTP path: at most 3 endpoints per connection, each given 2 s to connect and handshake. */
+const maxAttempts = 3;
+const connectTimeoutMs = 2_000;
+const tcpChannel = channels.tcpOutbound;
+
+export interface TcpListenerDeps {
+  routing: RoutingTable;
+  upstreams: Upstreams;
+  logger: Logger;
+  idleTimeoutMs?: number | undefined;
+}
+
+export interface FixedTarget { service: string; namespace: string }
+
+/**
+ * A fixed local listener for one service that carries raw TCP: each accepted connection gets
+ * an endpoint the way an HTTP request does (locality priority, then retries on the next
+ * endpoints, outlier detection fed with the result), an mTLS connection to it with the mesh
+ * SNI and ALPN `isthmus-tcp` (to a local sidecar's TCP inbound, or through a remote gateway,
+ * which passes it through untouched), and then the bytes, both ways, with half-close.
+ *
+ * `protocolOf` is asked once per connection; `http` hands the connection to `http` (the
+ * fixed-listener HTTP server, which never listens itself), so a listener declared without a
+ * protocol follows what the catalog says about the service at the time of each connection.
+ */
+export class TcpListener {
+  readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly deps: TcpListenerDeps,
+    private readonly target: FixedTarget,
+    private readonly protocolOf: () => AppProtocol,
+    private readonly http?: HttpServer,
+  ) {
+    this.log = deps.logger;
+    this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.http) {
+      this.http.closeAllConnections();
+      await new Promise<void>((resolve) => this.http?.close(() => resolve()));
+    }
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private accept(client: Socket): void {
+    this.track(client);
+    if (this.protocolOf() === 'http' && this.http) {
+      // An HTTP server accepts sockets it did not accept itself: the same path as its own.
+      this.http.emit('connection', client);
+      return;
+    }
+    // Nothing is read until an upstream is ready; the kernel and the stream buffer the rest.
+    client.pause();
+    client.on('error', () => client.destroy());
+    const { namespace, service } = this.target;
+    const route = this.deps.routing.route(namespace, service);
+    if (!route || route.load.status === 'no-healthy-endpoints') {
+      this.log.warn({ code: 'ISTHMUS_ERR_TCP_NO_ENDPOINT', service: `${namespace}/${service}` }, route
+        ? `${namespace}/${service} has no healthy endpoint in any cluster; connection closed (isthmus explain ${service} -n ${namespace})`
+        : `${namespace}/${service} is not in the mesh: no cluster runs or exports it; connection closed`);
+      this.publish(`${namespace}/${service}`, undefined, 'no_endpoint');
+      client.destroy();
+      return;
+    }
+    this.attempt(client, route, this.deps.routing.pick(route), new Set(), 1, 'no eligible endpoint');
+  }
+
+  private attempt(client: Socket, route: Route, endpoint: PickedEndpoint | undefined, tried: Set<string>, n: number, lastError: string, lastCluster?: string): void {
+    const service = `${route.namespace}/${route.service}`;
+    if (client.destroyed) return;
+    const key = endpoint && n <= maxAttempts ? route.upstreams.get(endpoint.address) : undefined;
+    if (!endpoint || !key) {
+      this.log.warn({ code: 'ISTHMUS_ERR_TCP_UPSTREAM_UNREACHABLE', service, attempts: tried.size, last: lastError }, `no endpoint of ${service} could be reached; connection closed`);
+      this.publish(service, lastCluster, tried.size === 0 ? 'no_endpoint' : 'unreachable');
+      client.destroy();
+      return;
+    }
+    tried.add(endpoint.address);
+    const split = key.address.lastIndexOf(':');
+    const upstream: TLSSocket = tlsConnect({
+      // Node passes allowHalfOpen on to the TLSSocket; @types/node does not list it.
+      ...({ allowHalfOpen: true } as object),
+      host: key.address.slice(0, split),
+      port: Number(key.address.slice(split + 1)),
+      servername: key.sni,
+      secureContext: this.deps.upstreams.secureContext(),
+      checkServerIdentity: checkDestination(key.identities),
+      ALPNProtocols: [tcpAlpn],
+    });
+    upstream.setNoDelay(true);
+    this.track(upstream);
+    const abandon = () => upstream.destroy();
+    client.once('close', abandon);
+    const timer = setTimeout(() => upstream.destroy(new Error(`no TLS session within ${connectTimeoutMs} ms`)), connectTimeoutMs);
+    const failed = (err: Error) => {
+      clearTimeout(timer);
+      client.off('close', abandon);
+      upstream.on('error', () => undefined); // a late second error must not go unhandled
+      upstream.destroy();
+      if (client.destroyed) return;
+      this.deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' }, { service, cluster: endpoint.cluster });
+      const next = this.deps.routing.retries(route, endpoint, tried)[0];
+      this.attempt(client, route, next, tried, n + 1, `${endpoint.address}: ${err.message}`, endpoint.cluster);
+    };
+    upstream.once('error', failed);
+    upstream.once('secureConnect', () => {
+      // Only a TCP inbound selects this ALPN: anything else would get the app's bytes as HTTP.
+      if (upstream.alpnProtocol !== tcpAlpn) {
+        failed(new Error(`the destination did not select ALPN ${tcpAlpn} (got ${upstream.alpnProtocol || 'none'}): its sidecar does not serve ${service} as TCP (inbound.protocol: tcp)`));
+        return;
+      }
+      clearTimeout(timer);
+      client.off('close', abandon);
+      upstream.off('error', failed);
+      this.deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
+      this.log.debug({ service, endpoint: endpoint.address, cluster: endpoint.cluster, priority: endpoint.priority }, 'TCP connection spliced');
+      this.publish(service, endpoint.cluster, 'connected');
+      spliceSockets(client, upstream, this.deps.idleTimeoutMs ?? defaultTcpIdleTimeoutMs);
+      client.resume();
+    });
+  }
+
+  /** For src/telemetry/: the RoutingTable is the origin, as for HTTP requests (one sidecar's metrics count its own). */
+  private publish(service: string, cluster: string | undefined, result: 'connected' | 'no_endpoint' | 'unreachable'): void {
+    if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this.deps.routing, service, cluster, result });
+  }
+}
