@@ -55,9 +55,10 @@ async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
     // No sample traffic: the only requests are the bench's own.
     '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '--traffic', '0', '-o', 'json', ...(opts.processes ? ['--processes'] : [])];
   const profile = opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
-  // With --processes the proxies are dev up's children: NODE_OPTIONS profiles them too, one file each.
+  // With --processes the proxies are dev up's children; Node refuses --cpu-prof in NODE_OPTIONS,
+  // so dev up passes it to each child it starts (src/dev/mesh-process.ts), one file each.
   const env = opts.cpuProfileDir && opts.processes
-    ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${opts.cpuProfileDir}`.trim() }
+    ? { ...process.env, ISTHMUS_CPU_PROF_DIR: opts.cpuProfileDir }
     : process.env;
   const child = spawn(process.execPath, [...profile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';

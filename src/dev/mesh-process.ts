@@ -47,7 +47,9 @@ export class MeshProcess {
     try {
       // Its own process group: a Ctrl-C in dev up's terminal reaches dev up only, which then
       // stops the children in order (client first, gateways last) instead of all at once.
-      child = spawn(process.execPath, ['--import', parentWatch, isthmusBin, ...spec.args, '--log-format', 'json', '--log-level', 'info'], {
+      // Node refuses --cpu-prof in NODE_OPTIONS, so `npm run bench -- --cpu-prof` asks through ISTHMUS_CPU_PROF_DIR.
+      const profile = process.env.ISTHMUS_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.ISTHMUS_CPU_PROF_DIR}`] : [];
+      child = spawn(process.execPath, [...profile, '--import', parentWatch, isthmusBin, ...spec.args, '--log-format', 'json', '--log-level', 'info'], {
         stdio: ['ignore', log, log], detached: true,
       });
     } finally {

@@ -67,7 +67,8 @@ describe('isthmus dash: the dashboard from an operator\'s shell, straight from e
     const { value: overview } = await waitFor(async () => {
       const o = (await (await fetch(`${dash.url}api/overview`)).json()) as Overview;
       const measured = o.probes.filter((p) => p.p50Ms !== null).map((p) => `${p.from}→${p.to}`);
-      const healthy = o.services.length === 2 && o.services.every((s) => s.clusters.every((c) => c.healthy === c.total));
+      // hello, ledger and the TCP sample redis (setup installs redis-server).
+      const healthy = o.services.length === 3 && o.services.every((s) => s.clusters.every((c) => c.healthy === c.total));
       return o.clusters.filter((c) => c.alive).length === 2 && measured.includes('east→west') && measured.includes('west→east') && healthy ? o : undefined;
     }, 30_000, 'both clusters alive, both probe pairs measured, every endpoint healthy');
     expect(overview.servedBy).toBe(`isthmus dash (etcd ${new URL(mesh.file.etcd).host})`);
@@ -75,6 +76,7 @@ describe('isthmus dash: the dashboard from an operator\'s shell, straight from e
     const services = Object.fromEntries(overview.services.map((s) => [`${s.namespace}/${s.name}`, s.clusters]));
     expect(services['demo/hello']).toEqual(['east', 'west'].map((cluster) => ({ cluster, healthy: 2, total: 2 })));
     expect(services['demo/ledger']).toEqual([{ cluster: 'west', healthy: 1, total: 1 }]);
+    expect(services['demo/redis']).toEqual([{ cluster: 'west', healthy: 1, total: 1 }]);
 
     const page = await fetch(dash.url);
     expect(page.headers.get('content-type')).toMatch(/text\/html/);

@@ -122,8 +122,9 @@ describe('dashboard on the federation\'s port 15014', () => {
         return links.length === 6 && pairs.every((p) => links.some(([k, c]) => k === p && /lat-(good|warn|bad)/.test(c!)));
       }, { timeout: 6_000 }).toBe(true);
       expect(await page.locator('#services tr[data-service]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-service'))))
-        .toEqual(['demo/hello', 'demo/ledger']);
+        .toEqual(['demo/hello', 'demo/ledger', 'demo/redis']);
       expect(await page.locator('#services tr[data-service="demo/ledger"] td[data-cluster]').allTextContents()).toEqual(['–', '–', '1/1']);
+      expect(await page.locator('#services tr[data-service="demo/redis"] td[data-cluster]').allTextContents()).toEqual(['–', '–', '1/1']);
       expect(await page.locator('#services tr[data-service="demo/hello"] td[data-cluster]').allTextContents()).toEqual(['2/2', '2/2', '2/2']);
       // Live: the stream pushes again within a few seconds, and the chart is drawn.
       const stamp = await page.locator('#served-by').textContent();
