@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { choosePriority, pickEndpoint, retryOrder } from './balancer.js';
+import { choosePriority, pickEndpoint, pickPrepared, prepareEndpoints, retryOrder } from './balancer.js';
 import type { Endpoint, Locality, Priority, ServiceLocalities } from './localities.js';
 import { healthCounts, priorityLoad } from './priority-load.js';
 import { mulberry32 } from '../../test/helpers/random.js';
@@ -109,3 +109,21 @@ describe('retryOrder', () => {
   });
 });
 
+
+describe('pickPrepared (the per-request pick over endpoints prepared once per route)', () => {
+  test('makes exactly the choices of the general pick, draw for draw, whatever the health and loads', () => {
+    const random = mulberry32(9);
+    for (let round = 0; round < 300; round += 1) {
+      // Random health per endpoint, so some priorities are empty and the pick falls through.
+      const shaped: ServiceLocalities = {
+        localities: service.localities.map((l) => ({ ...l, endpoints: l.endpoints.map((e) => ({ ...e, healthy: random() < 0.6 })) })),
+      };
+      const loads = priorityLoad(healthCounts(shaped)).loads;
+      const seed = Math.floor(random() * 1e9);
+      // An exclude set naming nothing real takes the general path (eligible lists built per call).
+      const general = pickEndpoint(shaped, loads, mulberry32(seed), new Set(['nowhere:1']));
+      const prepared = pickPrepared(prepareEndpoints(shaped), loads, mulberry32(seed));
+      expect(prepared).toEqual(general);
+    }
+  });
+});

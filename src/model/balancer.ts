@@ -26,12 +26,40 @@ export function pickEndpoint(
   service: ServiceLocalities,
   priorityLoads: readonly number[],
   random: Random,
-  exclude: ReadonlySet<string> = new Set(),
+  exclude: ReadonlySet<string> = noneExcluded,
 ): PickedEndpoint | undefined {
+  if (exclude.size === 0) return pickPrepared(prepareEndpoints(service), priorityLoads, random);
   const chosen = choosePriority(priorityLoads, random());
   for (const priority of fallbackOrder(chosen)) {
     const picked = weightedPick(eligible(service, priority, exclude), random());
     if (picked) return picked;
+  }
+  return undefined;
+}
+
+const noneExcluded: ReadonlySet<string> = new Set();
+
+/** Each priority's eligible endpoints (healthy, weight above 0), index = priority. */
+export type PreparedEndpoints = readonly (readonly PickedEndpoint[])[];
+
+/**
+ * The eligible endpoints of every priority, worked out once per routing decision (when health
+ * or the catalog changes) so that picking for a request allocates nothing.
+ */
+export function prepareEndpoints(service: ServiceLocalities): PreparedEndpoints {
+  return priorities.map((priority) => eligible(service, priority, noneExcluded));
+}
+
+/** pickEndpoint with nothing excluded, over prepared endpoints: the same choice, no allocation. */
+export function pickPrepared(prepared: PreparedEndpoints, priorityLoads: readonly number[], random: Random): PickedEndpoint | undefined {
+  const chosen = choosePriority(priorityLoads, random());
+  for (let i = 0; i < priorities.length; i += 1) {
+    // The fallback order: chosen, the lower priorities, then the higher ones (as fallbackOrder).
+    const priority = (chosen + i) % priorities.length;
+    const items = prepared[priority];
+    // One draw per priority tried, as pickEndpoint makes: seeded callers see the same sequence.
+    const u = random();
+    if (items && items.length > 0) return weightedPick(items, u);
   }
   return undefined;
 }

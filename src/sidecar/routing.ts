@@ -1,6 +1,6 @@
 import { channels } from '../core/channels.js';
 import type { Catalog } from '../model/catalog.js';
-import { pickEndpoint, retryOrder, type PickedEndpoint } from '../model/balancer.js';
+import { pickEndpoint, pickPrepared, prepareEndpoints, retryOrder, type PickedEndpoint, type PreparedEndpoints } from '../model/balancer.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
@@ -23,6 +23,8 @@ export interface Route {
   load: PriorityLoad;
   /** Where most traffic goes now: the lowest priority with load. */
   primary: number | undefined;
+  /** Each priority's eligible endpoints, worked out once per route so a pick allocates nothing. */
+  prepared: PreparedEndpoints;
   /** Per endpoint address: the SNI to send and the identities allowed to answer, worked out once per route. */
   upstreams: ReadonlyMap<string, UpstreamKey>;
   computedAt: number;
@@ -102,7 +104,7 @@ export class RoutingTable {
     };
     const load = priorityLoad(healthCounts(localities));
     const primary = load.loads.findIndex((l) => l > 0);
-    const route: Route = { namespace, service, localities, load, primary: primary < 0 ? undefined : primary, upstreams: this.upstreamKeys(namespace, service, localities), computedAt: now };
+    const route: Route = { namespace, service, localities, load, prepared: prepareEndpoints(localities), primary: primary < 0 ? undefined : primary, upstreams: this.upstreamKeys(namespace, service, localities), computedAt: now };
     this.routes.set(key, route);
     if (this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
       const from = this.lastPrimary.get(key);
@@ -133,6 +135,7 @@ export class RoutingTable {
   }
 
   pick(route: Route, exclude?: ReadonlySet<string>): PickedEndpoint | undefined {
+    if (!exclude || exclude.size === 0) return pickPrepared(route.prepared, route.load.loads, Math.random);
     return pickEndpoint(route.localities, route.load.loads, Math.random, exclude);
   }
 
