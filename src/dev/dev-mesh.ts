@@ -39,6 +39,11 @@ export interface DevMeshOptions {
    * etcd, the federation services and the sample apps stay in this process either way.
    */
   processes?: boolean;
+  /**
+   * Also run the gRPC echo sample, `grpc-echo`, in west (`isthmus dev up` does; it is off by
+   * default so that meshes built by tests for other things keep their set of services).
+   */
+  grpcEcho?: boolean;
   /** One line per step, for a person watching. */
   progress: (line: string) => void;
 }
@@ -74,10 +79,11 @@ export interface DevMesh {
 
 export const clusterHost = (index: number, hostBase = 1) => `127.0.${index + hostBase}.1`;
 
-/** `hello` in every cluster (one instance per zone), `ledger` only in `west`. */
-const samples = (cluster: string) => [
-  { name: 'hello', instances: 2 },
-  ...(cluster === 'west' ? [{ name: 'ledger', instances: 1 }] : []),
+/** `hello` in every cluster (one instance per zone), `ledger` only in `west`, and with `grpcEcho` the gRPC sample `grpc-echo` in `west`. */
+const samples = (cluster: string, grpcEcho = false): { name: string; instances: number; kind: 'http' | 'grpc' }[] => [
+  { name: 'hello', instances: 2, kind: 'http' },
+  ...(cluster === 'west' ? [{ name: 'ledger', instances: 1, kind: 'http' as const }] : []),
+  ...(cluster === 'west' && grpcEcho ? [{ name: 'grpc-echo', instances: 1, kind: 'grpc' as const }] : []),
 ];
 const namespace = 'demo';
 
@@ -151,18 +157,18 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
 
       await step(opts, `cluster ${name} exports`, async () => {
         await withStore(etcdUrl, async (store) => {
-          for (const sample of samples(name)) {
+          for (const sample of samples(name, opts.grpcEcho)) {
             await store.put(keys.serviceExport(name, namespace, sample.name), { version: recordVersion, exportedAt: new Date().toISOString() });
           }
         });
-        return { url: samples(name).map((x) => `${namespace}/${x.name}`).join(', ') };
+        return { url: samples(name, opts.grpcEcho).map((x) => `${namespace}/${x.name}`).join(', ') };
       });
 
       // Instance i: app on 18080+i, sidecar inbound (the registered address) 19080+i, outbound 19180+i, admin 19280+i.
       const workloads: SampleWorkload[] = [];
       const client = issueToken({ identity: workloadId(opts.trustDomain, namespace, 'client'), ttlSeconds: 24 * 3600 });
       const records = [client.record];
-      for (const sample of samples(name)) {
+      for (const sample of samples(name, opts.grpcEcho)) {
         for (let n = 0; n < sample.instances; n += 1) {
           const i = workloads.length;
           const instance = `${sample.name}-${name}-${n + 1}`;
@@ -173,7 +179,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
             appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
             stateDir: sidecarStateDir(opts.stateDir, name, instance), sidecar: sidecarRunner(`sidecar-${name}-${instance}`),
-            reportIntervalMs: opts.reportIntervalMs,
+            reportIntervalMs: opts.reportIntervalMs, kind: sample.kind,
           }));
         }
       }
@@ -242,8 +248,12 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           federation: { url: `https://${host}:15010`, rootCert: rootCertFile },
           stateDir: sidecarStateDir(opts.stateDir, name, 'client'),
           outbound: { listen: `${host}:15001` }, admin: { listen: `${host}:15020` },
-          // For apps that cannot use a proxy: plain http://<host>:15101/ reaches ledger.
-          listeners: opts.clusters.includes('west') ? [{ service: 'ledger', namespace, listen: `${host}:15101` }] : [],
+          // For apps that cannot use a proxy: plain http://<host>:15101/ reaches ledger, and a
+          // gRPC client (h2c) pointed at <host>:15102 reaches grpc-echo.
+          listeners: opts.clusters.includes('west') ? [
+            { service: 'ledger', namespace, listen: `${host}:15101` },
+            ...(opts.grpcEcho ? [{ service: 'grpc-echo', namespace, listen: `${host}:15102` }] : []),
+          ] : [],
         }, { bootstrapToken: client.token, reportIntervalMs: opts.reportIntervalMs }, sidecarRunner(`sidecar-${name}-client`));
         return Object.assign(running, { url: `proxy http://${running.outbound}, admin http://${running.admin}${opts.processes ? `, pid ${running.pid}` : ''}` });
       });
@@ -252,7 +262,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       file.clusters[name] = {
         host, region: name, zones, federation: federation.apiAddress, ...(federation.metricsAddress ? { metrics: federation.metricsAddress } : {}), config, gateways,
         client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin, listeners: clientSidecar.listeners },
-        services: samples(name).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
+        services: samples(name, opts.grpcEcho).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
       };
     }
 

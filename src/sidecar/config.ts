@@ -27,6 +27,9 @@ export const SidecarConfigSchema = Type.Object({
   inbound: Type.Optional(Type.Object({
     listen: hostPort('the mTLS listener other sidecars and gateways connect to, default port 15006'),
     app: hostPort('where the app itself listens (plain HTTP, loopback)'),
+    appProtocol: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('h2c')], {
+      description: 'what the app speaks: http (HTTP/1.1, the default) or h2c (HTTP/2 over cleartext, as a gRPC server does)',
+    })),
   }, { additionalProperties: false })),
   admin: Type.Object({ listen: hostPort('/healthz, /readyz, /routes; default port 15020') }, { additionalProperties: false }),
   /** For apps that cannot use a proxy: a plain HTTP listener per upstream service. */

@@ -6,7 +6,9 @@ import type { Logger } from '../core/log.js';
 import { attemptEndpoints, maxAttempts, routeOf } from './attempts.js';
 import { forwardableHeaders } from './headers.js';
 import { errorResponse, requestHead } from './http-head.js';
+import { createOutboundH2 } from './outbound-h2.js';
 import { outboundObserver } from './outbound-observer.js';
+import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 import { RequestBody } from './request-body.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { ResponseRelay } from './response-relay.js';
@@ -35,7 +37,8 @@ export interface OutboundDeps {
  * attempt over a pooled mTLS connection, retried elsewhere when retry-policy.ts allows → record
  * the outcome (outlier detection, outbound-observer.ts) → relay the answer as it streams
  * (response-relay.ts). Bodies stream both ways; nothing is held whole. WebSocket upgrades and
- * CONNECT become byte tunnels to the chosen endpoint.
+ * CONNECT become byte tunnels to the chosen endpoint. Connections that open with the HTTP/2
+ * preface are served by outbound-h2.ts, through the same steps.
  */
 export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Server {
   const tunnels = new Set<Duplex>();
@@ -52,6 +55,8 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
     });
   });
   server.on('connection', (socket) => socket.setNoDelay(true));
+  // An app that speaks h2c (gRPC) on the same port: its connections go to the HTTP/2 server.
+  servePriorKnowledgeH2(server, createOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
   server.on('clientError', (_err, socket) => socket.destroy());
   const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     openTunnel(deps, req, socket, head, tunnels, fixedTarget).catch(() => socket.destroy());
