@@ -1,4 +1,5 @@
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { PassThrough } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { isGrpc } from './grpc-status.js';
@@ -67,8 +68,11 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   delete request.headers[traceHeader];
   inbound.appFields(request.headers, peer.xfcc, span);
   const relay = new H2ResponseRelay(stream, method);
+  // undici destroys a body stream once it has sent it; the HTTP/2 stream must live on for the
+  // answer, so the body goes through a stream of its own (piped: back-pressure is kept).
+  const body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
   inbound.app.dispatch({
-    path: request.path, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body: stream.endAfterHeaders ? null : stream,
+    path: request.path, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body,
     headersTimeout: timeouts.responseHeadersMs, bodyTimeout: timeouts.streamIdleMs,
   }, relay);
   relay.started.then(done, refuse);

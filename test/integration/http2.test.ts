@@ -123,12 +123,12 @@ describe('HTTP/2 and gRPC from east to services only west runs, through west\'s 
 
     // With east's client certificate, through the gateway as a sidecar connects: h2 is chosen when
     // offered, HTTP/1.1 when it is all that is offered.
-    const held = JSON.parse(readFileSync(join(sidecarStateDir(stateDir, 'east', 'client'), 'identity.json'), 'utf8')) as { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[] };
+    const held = JSON.parse(readFileSync(join(sidecarStateDir(stateDir, 'east', 'client'), 'identity.json'), 'utf8')) as { cert: string; chain: string[]; key: string; trustBundle: string[] };
     const [host, port] = [gateway.address.slice(0, gateway.address.lastIndexOf(':')), Number(gateway.address.slice(gateway.address.lastIndexOf(':') + 1))];
     const alpn = (offered: string[]) => new Promise<string | false | null>((resolve, reject) => {
       const socket = tlsConnect({
         host, port, servername: 'grpc-echo.demo.svc.west.isthmus', ALPNProtocols: offered, ca: held.trustBundle,
-        cert: [held.certPem, ...held.chainPem].join('\n'), key: held.keyPem, checkServerIdentity: () => undefined,
+        cert: [held.cert, ...held.chain].join('\n'), key: held.key, checkServerIdentity: () => undefined,
       }, () => {
         resolve(socket.alpnProtocol);
         socket.destroy();
