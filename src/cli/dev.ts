@@ -55,6 +55,7 @@ export function registerDev(program: Command): void {
           ...clusters.slice(0, 1).flatMap((c) => [
             `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://hello.demo.mesh/     # answered in ${c}`,
             `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://ledger.demo.mesh/    # answered by west, through its gateway`,
+            ...(mesh.file.clusters[c]?.client.listeners['demo/grpc-echo'] ? [`  curl --http2-prior-knowledge http://${mesh.file.clusters[c]?.client.listeners['demo/ledger']}/   # HTTP/2 (h2c); gRPC clients: ${mesh.file.clusters[c]?.client.listeners['demo/grpc-echo']} reaches grpc-echo (docs/dev-mesh.md)`] : []),
             `  npx isthmus explain ledger -n demo --from ${c} --state-dir ${stateDir}`,
           ]),
           `  export ISTHMUS_ETCD=${mesh.file.etcd}`,
