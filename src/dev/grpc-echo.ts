@@ -7,13 +7,14 @@ import type { SampleInstance } from './sample-service.js';
  * JSON messages, so no .proto file or code generator is needed; any gRPC client can call it with
  * this definition (`echoServiceDefinition`, and `EchoClient` below).
  *
- * - `/isthmus.dev.Echo/Echo` (unary): answers `{ message, cluster, instance, caller, metadata }`;
- *   request metadata `x-echo-status: <code>` makes it fail with that gRPC status instead, its
- *   message the request's (to see errors cross the mesh intact).
+ * - `/isthmus.dev.Echo/Echo` (unary): answers `{ message, cluster, instance, caller, metadata,
+ *   cancelledStreams }`; request metadata `x-echo-status: <code>` makes it fail with that gRPC
+ *   status instead, its message the request's (to see errors cross the mesh intact).
+ *   `cancelledStreams` counts the EchoStream calls their caller cancelled (to see a cancel cross it).
  * - `/isthmus.dev.Echo/EchoStream` (bidirectional): answers every message as it arrives, in order.
  */
 export interface EchoRequest { message: string }
-export interface EchoReply { message: string; cluster: string; instance: string; caller: string | null; metadata: Record<string, string> }
+export interface EchoReply { message: string; cluster: string; instance: string; caller: string | null; metadata: Record<string, string>; cancelledStreams: number }
 
 const json = {
   serialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
@@ -30,10 +31,12 @@ export const EchoClient = grpc.makeGenericClientConstructor(echoServiceDefinitio
 
 export async function startGrpcEchoInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number }): Promise<SampleInstance> {
   const server = new grpc.Server();
+  let cancelledStreams = 0;
   const reply = (call: grpc.ServerUnaryCall<EchoRequest, EchoReply> | grpc.ServerDuplexStream<EchoRequest, EchoReply>, message: string): EchoReply => ({
     message, cluster: opts.cluster, instance: opts.instance,
     caller: String(call.metadata.get('x-forwarded-client-cert')[0] ?? '') || null,
     metadata: Object.fromEntries(Object.entries(call.metadata.getMap()).filter(([k]) => k.startsWith('x-echo-')).map(([k, v]) => [k, String(v)])),
+    cancelledStreams,
   });
   server.addService(echoServiceDefinition, {
     Echo: (call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, callback: grpc.sendUnaryData<EchoReply>) => {
@@ -48,6 +51,7 @@ export async function startGrpcEchoInstance(opts: { service: string; cluster: st
     EchoStream: (call: grpc.ServerDuplexStream<EchoRequest, EchoReply>) => {
       call.on('data', (request: EchoRequest) => call.write(reply(call, request.message)));
       call.on('end', () => call.end());
+      call.on('cancelled', () => { cancelledStreams += 1; });
       call.on('error', () => undefined);
     },
   });

@@ -102,6 +102,17 @@ describe('HTTP/2 and gRPC from east to services only west runs, through west\'s 
     expect(received.every((m, i) => m.startsWith(`m${i} `))).toBe(true);
   });
 
+  test('a gRPC stream cancelled by the client is cancelled at the server in west too (RST_STREAM passed on)', async () => {
+    const before = (await unary(echo, 'count')).cancelledStreams;
+    const call = (echo as unknown as { EchoStream: () => grpc.ClientDuplexStream<{ message: string }, EchoReply> }).EchoStream();
+    call.on('error', () => undefined); // CANCELLED, as asked
+    const first = new Promise((resolve) => call.once('data', resolve));
+    call.write({ message: 'then cancel' });
+    await first;
+    call.cancel();
+    await waitFor(async () => (await unary(echo, 'count')).cancelledStreams === before + 1, 5_000, 'the server saw the cancel');
+  });
+
   test('gRPC to an app that speaks HTTP/1.1 is refused with UNIMPLEMENTED naming inbound.appProtocol', async () => {
     const ledger = new EchoClient(east().client.listeners['demo/ledger']!, grpc.credentials.createInsecure());
     try {
