@@ -33,7 +33,7 @@ export function registerDev(program: Command): void {
       const json = opts.output === 'json';
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, progress: say })
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, progress: say })
         .catch((err: unknown) => {
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
           const inUse = /EADDRINUSE: address already in use ([0-9A-Fa-f.:[\]]+)/.exec((err as Error).message);
@@ -55,6 +55,7 @@ export function registerDev(program: Command): void {
           ...clusters.slice(0, 1).flatMap((c) => [
             `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://hello.demo.mesh/     # answered in ${c}`,
             `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://ledger.demo.mesh/    # answered by west, through its gateway`,
+            ...(mesh.file.clusters[c]?.client.listeners['demo/grpc-echo'] ? [`  curl --http2-prior-knowledge http://${mesh.file.clusters[c]?.client.listeners['demo/ledger']}/   # HTTP/2 (h2c); gRPC clients: ${mesh.file.clusters[c]?.client.listeners['demo/grpc-echo']} reaches grpc-echo (docs/dev-mesh.md)`] : []),
             `  npx isthmus explain ledger -n demo --from ${c} --state-dir ${stateDir}`,
           ]),
           // The TCP sample: redis-cli in a cluster without redis reaches west's through a fixed TCP listener.

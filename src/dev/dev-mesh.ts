@@ -40,6 +40,11 @@ export interface DevMeshOptions {
    * etcd, the federation services and the sample apps stay in this process either way.
    */
   processes?: boolean;
+  /**
+   * Also run the gRPC echo sample, `grpc-echo`, in west (`isthmus dev up` does; it is off by
+   * default so that meshes built by tests for other things keep their set of services).
+   */
+  grpcEcho?: boolean;
   /** One line per step, for a person watching. */
   progress: (line: string) => void;
 }
@@ -77,12 +82,14 @@ export const clusterHost = (index: number, hostBase = 1) => `127.0.${index + hos
 
 /**
  * `hello` in every cluster (one instance per zone), `ledger` only in `west`, and in `west` too
- * `redis`, the TCP sample (`redis-server`), when it is installed.
+ * `redis`, the TCP sample (`redis-server`), when it is installed, and with `grpcEcho` the gRPC
+ * sample `grpc-echo`.
  */
-const samples = (cluster: string, withRedis: boolean): { name: string; instances: number; app?: 'redis' }[] => [
-  { name: 'hello', instances: 2 },
-  ...(cluster === 'west' ? [{ name: 'ledger', instances: 1 }] : []),
-  ...(cluster === 'west' && withRedis ? [{ name: 'redis', instances: 1, app: 'redis' as const }] : []),
+const samples = (cluster: string, withRedis: boolean, grpcEcho = false): { name: string; instances: number; kind: 'http' | 'grpc'; app?: 'redis' }[] => [
+  { name: 'hello', instances: 2, kind: 'http' },
+  ...(cluster === 'west' ? [{ name: 'ledger', instances: 1, kind: 'http' as const }] : []),
+  ...(cluster === 'west' && withRedis ? [{ name: 'redis', instances: 1, kind: 'http' as const, app: 'redis' as const }] : []),
+  ...(cluster === 'west' && grpcEcho ? [{ name: 'grpc-echo', instances: 1, kind: 'grpc' as const }] : []),
 ];
 const namespace = 'demo';
 /** The client sidecar's fixed TCP listener for demo/redis, in every cluster but west. */
@@ -160,18 +167,18 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
 
       await step(opts, `cluster ${name} exports`, async () => {
         await withStore(etcdUrl, async (store) => {
-          for (const sample of samples(name, withRedis)) {
+          for (const sample of samples(name, withRedis, opts.grpcEcho)) {
             await store.put(keys.serviceExport(name, namespace, sample.name), { version: recordVersion, exportedAt: new Date().toISOString() });
           }
         });
-        return { url: samples(name, withRedis).map((x) => `${namespace}/${x.name}`).join(', ') };
+        return { url: samples(name, withRedis, opts.grpcEcho).map((x) => `${namespace}/${x.name}`).join(', ') };
       });
 
       // Instance i: app on 18080+i, sidecar inbound (the registered address) 19080+i, outbound 19180+i, admin 19280+i.
       const workloads: SampleWorkload[] = [];
       const client = issueToken({ identity: workloadId(opts.trustDomain, namespace, 'client'), ttlSeconds: 24 * 3600 });
       const records = [client.record];
-      for (const sample of samples(name, withRedis)) {
+      for (const sample of samples(name, withRedis, opts.grpcEcho)) {
         for (let n = 0; n < sample.instances; n += 1) {
           const i = workloads.length;
           const instance = `${sample.name}-${name}-${n + 1}`;
@@ -182,7 +189,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
             ...(sample.app ? { app: sample.app, appTempRoot: join(opts.stateDir, 'apps') } : {}), appPort: 18080 + i, inboundPort: 19080 + i, outboundPort: 19180 + i, adminPort: 19280 + i,
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
             stateDir: sidecarStateDir(opts.stateDir, name, instance), sidecar: sidecarRunner(`sidecar-${name}-${instance}`),
-            reportIntervalMs: opts.reportIntervalMs,
+            reportIntervalMs: opts.reportIntervalMs, kind: sample.kind,
           }));
         }
       }
@@ -255,10 +262,12 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           federation: { url: `https://${host}:15010`, rootCert: rootCertFile },
           stateDir: sidecarStateDir(opts.stateDir, name, 'client'),
           outbound: { listen: `${host}:15001` }, admin: { listen: `${host}:15020` },
-          // For apps that cannot use a proxy: plain http://<host>:15101/ reaches ledger.
-          // An app speaking the Redis protocol: redis-cli -h <host> -p 16379 reaches redis in west.
+          // For apps that cannot use a proxy: plain http://<host>:15101/ reaches ledger, a gRPC
+          // client (h2c) pointed at <host>:15102 reaches grpc-echo, and an app speaking the Redis
+          // protocol (redis-cli -h <host> -p 16379) reaches redis in west.
           listeners: [
             ...(opts.clusters.includes('west') ? [{ service: 'ledger', namespace, listen: `${host}:15101` }] : []),
+            ...(opts.clusters.includes('west') && opts.grpcEcho ? [{ service: 'grpc-echo', namespace, listen: `${host}:15102` }] : []),
             ...(withRedis && name !== 'west' ? [{ service: 'redis', namespace, listen: `${host}:${redisListenerPort}`, protocol: 'tcp' as const }] : []),
           ],
         }, { bootstrapToken: client.token, reportIntervalMs: opts.reportIntervalMs }, sidecarRunner(`sidecar-${name}-client`));
@@ -269,7 +278,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       file.clusters[name] = {
         host, region: name, zones, federation: federation.apiAddress, ...(federation.metricsAddress ? { metrics: federation.metricsAddress } : {}), config, gateways,
         client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin, listeners: clientSidecar.listeners },
-        services: samples(name, withRedis).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
+        services: samples(name, withRedis, opts.grpcEcho).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
       };
     }
 

@@ -26,6 +26,8 @@ export interface SampleWorkloadSpec {
   /** In this process with a logger, or as its own `isthmus sidecar` process (`dev up --processes`). */
   sidecar: SidecarRunner;
   reportIntervalMs?: number | undefined;
+  /** `grpc`: the gRPC echo sample (grpc-echo.ts), served h2c; the HTTP sample otherwise. */
+  kind?: 'http' | 'grpc';
 }
 
 /**
@@ -56,14 +58,20 @@ export class SampleWorkload {
     if (this.app) return;
     const s = this.spec;
     const where = { service: s.service, cluster: s.cluster, zone: s.zone, instance: s.instance, host: s.host, port: s.appPort };
-    this.app = s.app === 'redis' ? await startRedisInstance({ ...where, tempRoot: s.appTempRoot }) : await startSampleInstance(where);
+    // gRPC is loaded only where a gRPC sample runs.
+    this.app = s.app === 'redis'
+      ? await startRedisInstance({ ...where, tempRoot: s.appTempRoot })
+      : s.kind === 'grpc' ? await (await import('./grpc-echo.js')).startGrpcEchoInstance(where) : await startSampleInstance(where);
     try {
       this.sidecar = await startDevSidecar({
         cluster: s.cluster, zone: s.zone, namespace: s.namespace, service: s.service,
         federation: { url: s.federationUrl, rootCert: s.rootCertFile },
         stateDir: s.stateDir,
         outbound: { listen: `${s.host}:${s.outboundPort}` },
-        inbound: { listen: this.inbound, app: this.appAddress, ...(s.app === 'redis' ? { protocol: 'tcp' as const } : {}) },
+        inbound: {
+          listen: this.inbound, app: this.appAddress,
+          ...(s.app === 'redis' ? { protocol: 'tcp' as const } : {}), ...(s.kind === 'grpc' ? { appProtocol: 'h2c' as const } : {}),
+        },
         admin: { listen: `${s.host}:${s.adminPort}` },
         listeners: [],
       }, { bootstrapToken: s.bootstrapToken, reportIntervalMs: s.reportIntervalMs }, s.sidecar);

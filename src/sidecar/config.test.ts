@@ -60,4 +60,15 @@ describe('loadSidecarConfig', () => {
       message: expect.stringContaining(field),
     }));
   });
+
+  test.each([['http'], ['h2c']])('inbound.appProtocol %s is accepted', (appProtocol) => {
+    expect(loadSidecarConfig(write(`app-${appProtocol}.yaml`, { inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:9000', appProtocol } })).inbound?.appProtocol).toBe(appProtocol);
+  });
+
+  test.each([['grpc'], ['h2'], ['HTTP']])('inbound.appProtocol %j is refused, naming the field', (appProtocol) => {
+    expect(() => loadSidecarConfig(write('bad-app.yaml', { inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:9000', appProtocol } }))).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_CONFIG_INVALID',
+      message: expect.stringContaining('/inbound/appProtocol'),
+    }));
+  });
 });

@@ -30,6 +30,9 @@ export const SidecarConfigSchema = Type.Object({
     app: hostPort('where the app itself listens (plain HTTP, or TCP with protocol: tcp; loopback)'),
     protocol: Type.Optional(appProtocol('what the app speaks: http (the default) or tcp (bytes piped to the app\'s port, docs/sidecar.md)')),
     idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'protocol tcp: close a connection after this long without a byte either way (default 1h)' })),
+    appProtocol: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('h2c')], {
+      description: 'with protocol http: what the app speaks, http (HTTP/1.1, the default) or h2c (HTTP/2 over cleartext, as a gRPC server does)',
+    })),
   }, { additionalProperties: false })),
   admin: Type.Object({ listen: hostPort('/healthz, /readyz, /routes; default port 15020') }, { additionalProperties: false }),
   /** For apps that cannot use a proxy (HTTP), and for plain TCP services: one listener per upstream service. */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { connect as connectH2, createServer as createH2Server, type ClientHttp2Session, type Http2Server } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -8,7 +9,10 @@ import { Pool, type Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
+import { H2Sessions } from './h2-sessions.js';
 import { forwardableHeaders } from './headers.js';
+import { forwardStream } from './inbound-h2.js';
+import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
 import { ResponseRelay } from './response-relay.js';
@@ -17,6 +21,12 @@ import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 
 const requestChannel = channels.inboundRequest;
+
+/** What the app behind the inbound speaks: HTTP/1.1, or HTTP/2 over cleartext (a gRPC server). */
+export type AppProtocol = 'http' | 'h2c';
+
+export type Peer = { identity: string; xfcc: string } | { error: string };
+export interface Admitted { started: number; span: ActiveSpan | undefined; peer: Peer }
 
 export interface InboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[]; identity: string }
 
@@ -31,13 +41,17 @@ export interface InboundPlace { cluster?: string; service?: string }
  */
 export class Inbound {
   readonly server: Server;
-  private readonly app: Pool;
+  /** Serves the connections whose ALPN chose h2 (inbound-h2.ts); the HTTPS server keeps HTTP/1.1. */
+  private readonly h2: Http2Server;
+  readonly app: Pool;
+  /** The kept h2c session to an app that speaks HTTP/2 (`inbound.appProtocol: h2c`). */
+  private readonly appSessions: H2Sessions;
   private identity: string;
   /**
    * The peer of a TLS connection does not change between its requests: read and check its
    * certificate once per connection, not per request (it was a quarter of the CPU, docs/benchmarks.md).
    */
-  private readonly peers = new WeakMap<TLSSocket, { identity: string; xfcc: string } | { error: string }>();
+  private readonly peers = new WeakMap<TLSSocket, Peer>();
   /** TCP accept time per raw socket, and TLS handshake duration per TLS socket, for `isthmus trace` (one entry per connection). */
   private readonly accepted = new WeakMap<Socket, number>();
   private readonly handshakes = new WeakMap<TLSSocket, number>();
@@ -51,13 +65,18 @@ export class Inbound {
   private readonly sockets = new Set<Socket>();
 
   constructor(
-    credentials: InboundCredentials, private readonly appAddress: string, private readonly logger: Logger,
-    private readonly place: InboundPlace = {}, private readonly timeouts: Readonly<DataPlaneTimeouts> = defaultTimeouts,
+    credentials: InboundCredentials, readonly appAddress: string, readonly logger: Logger,
+    private readonly place: InboundPlace = {}, readonly timeouts: Readonly<DataPlaneTimeouts> = defaultTimeouts,
+    readonly appProtocol: AppProtocol = 'http',
   ) {
     this.identity = credentials.identity;
     this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000, connect: { timeout: timeouts.connectMs } });
+    this.appSessions = new H2Sessions(30_000);
     this.server = createServer({
       ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
+      // Other sidecars choose h2 for requests that came to them as HTTP/2 (gRPC) and http/1.1
+      // for the rest; a client that offers no ALPN (a probe, openssl) gets HTTP/1.1.
+      ALPNProtocols: ['h2', 'http/1.1'],
       // A tunnel (WebSocket, CONNECT) passes the caller's FIN on and keeps answering.
       allowHalfOpen: true,
       // A connection that never finishes its handshake is dropped after this (Node's default is 120 s).
@@ -73,6 +92,13 @@ export class Inbound {
         } else res.destroy();
       });
     });
+    this.h2 = createH2Server();
+    this.h2.on('session', (session) => {
+      session.setTimeout(timeouts.connectionIdleMs + 5_000, () => session.close());
+      session.on('error', () => undefined);
+    });
+    this.h2.on('stream', (stream, headers) => forwardStream(this, stream, headers));
+    serveAlpnH2(this.server, this.h2);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.server.on('connection', (raw: Socket) => {
@@ -90,7 +116,7 @@ export class Inbound {
     this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
   }
 
-  private peerOf(socket: TLSSocket): { identity: string; xfcc: string } | { error: string } {
+  private peerOf(socket: TLSSocket): Peer {
     let peer = this.peers.get(socket);
     if (!peer) {
       const cert = socket.getPeerCertificate(true);
@@ -114,11 +140,17 @@ export class Inbound {
     for (const socket of this.tunnels) socket.destroy();
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.appSessions.closeAll(false);
     await this.app.close();
   }
 
+  /** The h2c session to the app, opened when there is none (inbound-h2.ts). */
+  appSession(): Promise<ClientHttp2Session> {
+    return this.appSessions.get('app', () => connectH2(`http://${this.appAddress}`), this.timeouts.connectMs);
+  }
+
   /** One event per answered request, for src/telemetry/, and the end of its span when tracing is on. */
-  private answered(started: number, peer: string | undefined, code: number, span: ActiveSpan | undefined): void {
+  answered(started: number, peer: string | undefined, code: number, span: ActiveSpan | undefined): void {
     if (requestChannel.hasSubscribers) requestChannel.publish({ origin: this, peer, code, seconds: (performance.now() - started) / 1000 });
     span?.end({
       attributes: { 'isthmus.caller_identity': peer, 'http.status_code': code, 'http.response.status_code': code },
@@ -126,16 +158,35 @@ export class Inbound {
     });
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * What every request or stream starts with, whatever its protocol: the clock, a SERVER span
+   * (child of the caller's traceparent, only when tracing is on, docs/tracing.md) and the
+   * caller's identity, read once per connection.
+   */
+  admit(method: string | undefined, headers: IncomingHttpHeaders, socket: TLSSocket): Admitted {
     const started = performance.now();
-    // A SERVER span, child of the caller's traceparent, only when tracing is on (docs/tracing.md).
     const span = activeTracer()?.start({
       kind: 'server',
       name: this.place.service ? `inbound ${this.place.service}` : 'inbound',
-      parent: parseTraceparent(req.headers.traceparent, req.headers.tracestate),
-      attributes: { 'isthmus.cluster': this.place.cluster, 'isthmus.service': this.place.service, 'http.request.method': req.method, 'network.peer.address': req.socket.remoteAddress },
+      parent: parseTraceparent(headers.traceparent, headers.tracestate),
+      attributes: { 'isthmus.cluster': this.place.cluster, 'isthmus.service': this.place.service, 'http.request.method': method, 'network.peer.address': socket.remoteAddress },
     });
-    const peer = this.peerOf(req.socket as TLSSocket);
+    return { started, span, peer: this.peerOf(socket) };
+  }
+
+  /** The caller's identity in XFCC (any that arrived is dropped: only this sidecar may say who called) and the span's traceparent. */
+  appFields(fields: Record<string, string | string[]>, xfcc: string, span: ActiveSpan | undefined): void {
+    fields['x-forwarded-client-cert'] = xfcc;
+    if (span) {
+      // The app's parent is this span: same trace id, this span's id.
+      fields.traceparent = formatTraceparent(span.context);
+      if (span.context.traceState) fields.tracestate = span.context.traceState;
+      else delete fields.tracestate;
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { started, span, peer } = this.admit(req.method, req.headers, req.socket as TLSSocket);
     // `isthmus trace` asks for a report (docs/trace.md); ordinary requests pay this one lookup.
     const traced = req.headers[traceHeader] !== undefined;
     if ('error' in peer) {
@@ -145,15 +196,8 @@ export class Inbound {
       res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
       return;
     }
-    // Any XFCC that arrives is dropped: only this sidecar may say who called.
     const headers = forwardableHeaders(req.headers, 'x-forwarded-client-cert');
-    headers['x-forwarded-client-cert'] = peer.xfcc;
-    if (span) {
-      // The app's parent is this span: same trace id, this span's id.
-      headers.traceparent = formatTraceparent(span.context);
-      if (span.context.traceState) headers.tracestate = span.context.traceState;
-      else delete headers.tracestate;
-    }
+    this.appFields(headers, peer.xfcc, span);
     if (traced) delete headers[traceHeader];
     // Expect: 100-continue was answered by this server already; undici refuses to send it on.
     delete headers.expect;

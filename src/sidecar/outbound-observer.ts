@@ -19,7 +19,7 @@ export interface OutboundObserver {
  * request (labels only from the catalog, so they stay bounded) and, when tracing is on, a
  * CLIENT span (docs/tracing.md). With tracing off and nobody subscribed it costs a timestamp.
  */
-export function outboundObserver(origin: object, cluster: string, req: IncomingMessage): OutboundObserver {
+export function outboundObserver(origin: object, cluster: string, req: Pick<IncomingMessage, 'method' | 'headers'>): OutboundObserver {
   const started = performance.now();
   const span = activeTracer()?.start({
     kind: 'client', name: 'outbound',

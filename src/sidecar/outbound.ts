@@ -3,23 +3,22 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import type { PickedEndpoint } from '../model/balancer.js';
+import { attemptEndpoints, maxAttempts, routeOf } from './attempts.js';
 import { forwardableHeaders } from './headers.js';
 import { errorResponse, requestHead } from './http-head.js';
+import { createOutboundH2 } from './outbound-h2.js';
 import { outboundObserver } from './outbound-observer.js';
+import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 import { RequestBody } from './request-body.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { ResponseRelay } from './response-relay.js';
-import { failureKind, shouldRetry, type FailureKind } from './retry-policy.js';
-import type { Route, RoutingTable } from './routing.js';
+import type { RoutingTable } from './routing.js';
 import { splice } from '../core/splice.js';
 import type { DataPlaneTimeouts } from './timeouts.js';
 import { inboundReportHeader, traceHeader } from './trace.js';
 import type { Upstreams } from './upstreams.js';
 
 export { meshTarget } from './request-target.js';
-
-const maxAttempts = 3;
 
 export interface OutboundDeps {
   cluster: string;
@@ -38,7 +37,8 @@ export interface OutboundDeps {
  * attempt over a pooled mTLS connection, retried elsewhere when retry-policy.ts allows → record
  * the outcome (outlier detection, outbound-observer.ts) → relay the answer as it streams
  * (response-relay.ts). Bodies stream both ways; nothing is held whole. WebSocket upgrades and
- * CONNECT become byte tunnels to the chosen endpoint.
+ * CONNECT become byte tunnels to the chosen endpoint. Connections that open with the HTTP/2
+ * preface are served by outbound-h2.ts, through the same steps.
  */
 export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Server {
   const tunnels = new Set<Duplex>();
@@ -55,6 +55,8 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
     });
   });
   server.on('connection', (socket) => socket.setNoDelay(true));
+  // An app that speaks h2c (gRPC) on the same port: its connections go to the HTTP/2 server.
+  servePriorKnowledgeH2(server, createOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
   server.on('clientError', (_err, socket) => socket.destroy());
   const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     openTunnel(deps, req, socket, head, tunnels, fixedTarget).catch(() => socket.destroy());
@@ -69,28 +71,6 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   };
   return server;
 }
-
-type Routed = { route: Route; service: string } | { code: ErrorCode; message: string; service?: string };
-
-/** The route for a resolved name, or the refusal an app gets for it. */
-function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refused: string }): Routed {
-  if ('refused' in resolved) return { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: resolved.refused };
-  const { namespace, service } = resolved.target;
-  const route = routing.route(namespace, service);
-  if (!route) return { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: `${namespace}/${service} is not in the mesh: no cluster runs or exports it (isthmus services)` };
-  const name = `${namespace}/${service}`;
-  if (route.load.status === 'no-healthy-endpoints') {
-    return { code: 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT', service: name, message: `${name} has no healthy endpoint in any cluster (isthmus explain ${service} -n ${namespace})` };
-  }
-  return { route, service: name };
-}
-
-const failureCodes: Record<FailureKind, ErrorCode> = {
-  connect: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE',
-  reset: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET',
-  timeout: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT',
-  response: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET',
-};
 
 async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
@@ -113,17 +93,9 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
   if (!body) req.resume();
   const method = req.method ?? 'GET';
 
-  const tried = new Set<string>();
-  let endpoint: PickedEndpoint | undefined = deps.routing.pick(route);
-  let failure: FailureKind = 'connect';
-  let lastError = 'no eligible endpoint';
-  let lastCluster: string | undefined;
-  for (let attempts = 1; endpoint; attempts += 1) {
-    tried.add(endpoint.address);
-    lastCluster = endpoint.cluster;
-    observer.tried(endpoint);
-    const upstream = route.upstreams.get(endpoint.address);
-    if (!upstream) break; // cannot happen: every endpoint of a route has its key
+  const outcome = await attemptEndpoints(deps.routing, {
+    route, service, method, observer, replayable: () => body?.replayable ?? true, gone: () => res.destroyed,
+  }, (upstream) => {
     const relay = new ResponseRelay(res, inboundReportHeader);
     // undici would derive the TLS server name from the Host header; the mesh SNI must win.
     const options = {
@@ -131,33 +103,9 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
       headersTimeout: deps.timeouts.responseHeadersMs, bodyTimeout: deps.timeouts.streamIdleMs,
     };
     deps.upstreams.get(upstream).dispatch(options as Dispatcher.DispatchOptions, relay);
-    const about = { service, cluster: endpoint.cluster };
-    try {
-      const status = await relay.started;
-      deps.routing.record(endpoint.address, status >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
-      observer.answered(status, service, endpoint.cluster);
-      return;
-    } catch (err) {
-      failure = failureKind(err);
-      lastError = `${endpoint.address}: ${(err as Error).message}`;
-      deps.routing.record(endpoint.address, { ok: false, kind: failure === 'connect' ? 'connect-error' : '5xx' }, about);
-      if (res.destroyed) return observer.answered(499, service, endpoint.cluster);
-      if (!shouldRetry({ failure, method, bodyReplayable: body?.replayable ?? true, attempts, maxAttempts })) break;
-      endpoint = deps.routing.retries(route, endpoint, tried)[0];
-    }
-  }
-  const code = tried.size === 0 ? 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT' : failureCodes[failure];
-  observer.answered(failure === 'connect' && tried.size > 0 ? 'connect_error' : errorStatus(code), service, lastCluster);
-  return reply(res, code, `${service}: ${describeFailure(failure, tried.size)}; last: ${lastError}`);
-}
-
-function describeFailure(failure: FailureKind, tried: number): string {
-  switch (failure) {
-    case 'connect': return `no endpoint could be reached after ${tried} attempt(s)`;
-    case 'timeout': return 'the destination did not start its answer in time (timeouts.responseHeaders)';
-    case 'reset':
-    case 'response': return `the connection broke before an answer came (${tried} attempt(s); a request whose body was not kept, or that is not idempotent, is not retried)`;
-  }
+    return relay.started;
+  });
+  if (!outcome.answered) reply(res, outcome.code, outcome.message);
 }
 
 /**

@@ -1,11 +1,10 @@
-import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 
 /** Envoy keeps up to its per-request buffer limit (1 MiB by default) so that a retry can resend a body; so do we. */
 export const defaultRetryBufferBytes = 1024 * 1024;
 
 /**
- * An app's request body, streamed to the upstream with back-pressure and never held whole.
+ * An app's request body (an HTTP/1.1 request or an HTTP/2 stream), streamed to the upstream with back-pressure and never held whole.
  * Each attempt reads it through `open()`; the first `limit` bytes are also kept, so that an
  * attempt that failed before the upstream answered can be repeated elsewhere with the same body.
  * Once more than `limit` bytes have gone out, the kept bytes are dropped (memory stays flat for
@@ -18,7 +17,7 @@ export class RequestBody {
   private ended = false;
   private failed: Error | undefined;
 
-  constructor(private readonly source: IncomingMessage, private readonly limit = defaultRetryBufferBytes) {
+  constructor(private readonly source: Readable, private readonly limit = defaultRetryBufferBytes) {
     source.on('data', (chunk: Buffer) => this.onData(chunk));
     source.once('end', () => {
       this.ended = true;

@@ -122,7 +122,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       inboundAddress = await listen(tcpInbound.server, config.inbound.listen);
     } else if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
-      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts);
+      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol ?? 'http');
       inboundAddress = await listen(inbound.server, config.inbound.listen);
       const running = inbound;
       closers.push(() => running.close());

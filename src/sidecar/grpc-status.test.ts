@@ -1,0 +1,32 @@
+import { expect, test } from 'vitest';
+import { encodeGrpcMessage, grpcStatusOf, isGrpc } from './grpc-status.js';
+
+test.each([
+  ['application/grpc', true],
+  ['application/grpc+proto', true],
+  ['application/grpc+json', true],
+  ['application/grpc; charset=utf-8', true],
+  ['APPLICATION/GRPC', true],
+  ['application/grpcx', false],
+  ['application/json', false],
+  [undefined, false],
+] as const)('content-type %s is gRPC: %s', (contentType, expected) => {
+  expect(isGrpc(contentType)).toBe(expected);
+});
+
+// Each status the sidecar's own errors use (src/core/errors.ts) → the grpc-status a client sees.
+test.each([
+  [503, 14], [502, 14], [504, 14], [429, 14], [501, 12], [500, 13], [403, 7], [401, 16], [404, 12], [400, 13], [418, 2],
+])('HTTP %i → grpc-status %i', (http, grpc) => {
+  expect(grpcStatusOf(http)).toBe(grpc);
+});
+
+test.each([
+  ['plain text', 'plain text'],
+  ['100% sure', '100%25 sure'],
+  ['new\nline', 'new%0Aline'],
+  ['café', 'caf%C3%A9'],
+  ['demo/grpc-echo: no endpoint; last: 127.0.0.1:1', 'demo/grpc-echo: no endpoint; last: 127.0.0.1:1'],
+])('grpc-message of %j is %j', (message, encoded) => {
+  expect(encodeGrpcMessage(message)).toBe(encoded);
+});

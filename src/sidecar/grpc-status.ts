@@ -1,0 +1,41 @@
+/**
+ * What a gRPC client is told when the sidecar itself answers. gRPC clients expect a
+ * "trailers-only" response (HTTP status 200, grpc-status and grpc-message in the only HEADERS
+ * frame) and turn any other HTTP status into a code of their own with no message; so for gRPC
+ * requests the sidecar's errors become grpc-status codes and the message goes in grpc-message.
+ * Pure: src/sidecar/grpc-status.test.ts.
+ */
+
+/** application/grpc, application/grpc+proto, application/grpc-web… (gRPC over HTTP/2, "Requests"). */
+export function isGrpc(contentType: string | string[] | undefined): boolean {
+  return typeof contentType === 'string' && /^application\/grpc(?:[+;-]|$)/i.test(contentType);
+}
+
+export const grpcCodes = { OK: 0, UNKNOWN: 2, PERMISSION_DENIED: 7, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+
+/**
+ * gRPC's own HTTP→gRPC table ("HTTP to gRPC Status Code Mapping" in the gRPC docs) for the
+ * statuses our errors use, plus two it leaves as UNKNOWN where a better code exists: 500 is an
+ * INTERNAL error of the sidecar, 501 a protocol it does not carry (UNIMPLEMENTED).
+ */
+export function grpcStatusOf(httpStatus: number): number {
+  switch (httpStatus) {
+    case 400: return grpcCodes.INTERNAL;
+    case 401: return grpcCodes.UNAUTHENTICATED;
+    case 403: return grpcCodes.PERMISSION_DENIED;
+    case 404: return grpcCodes.UNIMPLEMENTED;
+    case 429: case 502: case 503: case 504: return grpcCodes.UNAVAILABLE;
+    case 500: return grpcCodes.INTERNAL;
+    case 501: return grpcCodes.UNIMPLEMENTED;
+    default: return grpcCodes.UNKNOWN;
+  }
+}
+
+/** grpc-message is percent-encoded UTF-8: every byte outside 0x20–0x7E, and '%' itself (PROTOCOL-HTTP2, "Responses"). */
+export function encodeGrpcMessage(message: string): string {
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}

@@ -1,0 +1,27 @@
+import { constants, type ServerHttp2Stream } from 'node:http2';
+import { errorCodes, type ErrorCode } from '../core/errors.js';
+import { encodeGrpcMessage, grpcStatusOf } from './grpc-status.js';
+
+/**
+ * The sidecar's own answer on an HTTP/2 stream: the same JSON error and `x-isthmus-error` as on
+ * HTTP/1.1, or, for a gRPC request, a trailers-only response (status 200, one HEADERS frame with
+ * END_STREAM) whose grpc-status follows gRPC's HTTP mapping (503 → 14 UNAVAILABLE) and whose
+ * grpc-message is the same message: gRPC clients show those, and drop the body of anything else.
+ */
+export function replyH2(stream: ServerHttp2Stream, code: ErrorCode, message: string, grpc: boolean): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.headersSent) return void stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  const status = errorCodes[code].status;
+  // Whatever body is still arriving is not wanted; reading it lets the stream close cleanly.
+  stream.resume();
+  if (grpc) {
+    stream.respond({
+      ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatusOf(status)),
+      'grpc-message': encodeGrpcMessage(message), 'x-isthmus-error': code,
+    }, { endStream: true });
+    return;
+  }
+  const body = JSON.stringify({ error: { code, message } });
+  stream.respond({ ':status': status, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
+  stream.end(body);
+}

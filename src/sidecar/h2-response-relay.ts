@@ -1,0 +1,71 @@
+import { constants, type ServerHttp2Stream } from 'node:http2';
+import type { Dispatcher } from 'undici';
+import { bodiless, h2ForwardFields, http1ResponseAsH2 } from './h2-headers.js';
+
+type Controller = Dispatcher.DispatchController;
+
+/**
+ * The counterpart of response-relay.ts for a caller that spoke HTTP/2 to an app that speaks
+ * HTTP/1.1: an undici dispatch handler that writes the app's answer into the caller's HTTP/2
+ * stream, translated (http1ResponseAsH2): head, body with back-pressure, trailers.
+ *
+ * `started` settles once: with the status when the head has been written, or with the error
+ * when the attempt failed before any byte of an answer.
+ */
+export class H2ResponseRelay implements Dispatcher.DispatchHandler {
+  readonly started: Promise<number>;
+  private resolve!: (status: number) => void;
+  private reject!: (err: Error) => void;
+  private controller: Controller | undefined;
+  private headWritten = false;
+  private noBody = false;
+  private trailers: Record<string, string | string[]> = {};
+  private readonly flushed = () => {
+    if (this.controller?.paused) this.controller.resume();
+  };
+
+  constructor(private readonly stream: ServerHttp2Stream, private readonly method: string, private readonly decorate?: (headers: Record<string, string | string[] | number>) => void) {
+    this.started = new Promise<number>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  onRequestStart(controller: Controller): void {
+    this.controller = controller;
+    // The caller cancelled its stream: the app's request is aborted too.
+    this.stream.once('close', () => {
+      if (!this.stream.writableFinished && !controller.aborted) controller.abort(new Error('the caller closed its stream'));
+    });
+  }
+
+  onResponseStart(_controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200 || this.stream.destroyed) return;
+    const head = http1ResponseAsH2(statusCode, headers);
+    this.decorate?.(head);
+    this.noBody = bodiless(this.method, statusCode);
+    if (this.noBody) this.stream.respond(head, { endStream: true });
+    else {
+      this.stream.respond(head, { waitForTrailers: true });
+      this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
+    }
+    this.headWritten = true;
+    this.resolve(statusCode);
+  }
+
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    if (this.noBody || this.stream.destroyed) return;
+    if (!this.stream.write(chunk, this.flushed)) controller.pause();
+  }
+
+  onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
+    if (this.noBody || this.stream.destroyed) return;
+    this.trailers = h2ForwardFields(trailers);
+    this.stream.end();
+  }
+
+  onResponseError(_controller: Controller, err: Error): void {
+    if (!this.headWritten) this.reject(err);
+    else if (!this.stream.closed) this.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  }
+}

@@ -1,0 +1,70 @@
+import type { ClientHttp2Session } from 'node:http2';
+
+/**
+ * Kept HTTP/2 client sessions, one per key: HTTP/2 multiplexes every stream on one connection,
+ * so one session per destination replaces a pool of connections, and its handshake is paid once.
+ * A session that fails, closes or receives GOAWAY is forgotten, and the next stream opens a new
+ * one; one that stays idle for `idleMs` is closed gracefully (its streams finish first).
+ */
+export class H2Sessions {
+  private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
+  private readonly live = new Set<ClientHttp2Session>();
+
+  constructor(private readonly idleMs: number) {}
+
+  /**
+   * The session for `id`, or a new one from `open`. Resolves once it is connected (TLS
+   * handshake and identity check passed); rejects with the connection's own error (its code
+   * tells retry-policy.ts it was a connect failure) or after `connectTimeoutMs`.
+   */
+  get(id: string, open: () => ClientHttp2Session, connectTimeoutMs: number): Promise<ClientHttp2Session> {
+    let session = this.sessions.get(id);
+    if (!session) {
+      session = this.connect(id, open(), connectTimeoutMs);
+      this.sessions.set(id, session);
+    }
+    return session;
+  }
+
+  private connect(id: string, session: ClientHttp2Session, connectTimeoutMs: number): Promise<ClientHttp2Session> {
+    this.live.add(session);
+    const forget = () => {
+      this.live.delete(session);
+      if (this.sessions.get(id) === pending) this.sessions.delete(id);
+    };
+    const pending = new Promise<ClientHttp2Session>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        session.destroy(Object.assign(new Error(`no HTTP/2 connection within ${connectTimeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
+      }, connectTimeoutMs);
+      session.once('connect', () => {
+        clearTimeout(timer);
+        resolve(session);
+      });
+      session.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      session.once('close', () => {
+        clearTimeout(timer);
+        reject(Object.assign(new Error('the HTTP/2 connection closed before it was ready'), { code: 'ECONNRESET' }));
+      });
+    });
+    // Errors after connect end the session's streams (each attempt sees its own); here they only retire the session.
+    session.on('error', forget);
+    session.once('close', forget);
+    session.once('goaway', forget);
+    session.setTimeout(this.idleMs, () => session.close());
+    pending.catch(() => undefined);
+    return pending;
+  }
+
+  /** New credentials or shutdown: no new stream goes to the current sessions; `graceful` lets theirs finish. */
+  closeAll(graceful: boolean): void {
+    this.sessions.clear();
+    for (const session of this.live) {
+      if (graceful) session.close();
+      else session.destroy();
+    }
+    if (!graceful) this.live.clear();
+  }
+}

@@ -1,0 +1,79 @@
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { PassThrough } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Dispatcher } from 'undici';
+import { isGrpc } from './grpc-status.js';
+import { h2ForwardFields, h2RequestAsHttp1 } from './h2-headers.js';
+import { relayH2 } from './h2-relay.js';
+import { replyH2 } from './h2-reply.js';
+import { H2ResponseRelay } from './h2-response-relay.js';
+import type { Inbound } from './inbound.js';
+import { traceHeader } from './trace.js';
+
+/**
+ * An HTTP/2 stream from another sidecar (ALPN h2), for the app behind this inbound. The same
+ * admission as an HTTP/1.1 request (peer identity once per connection, XFCC set and any that
+ * arrived dropped, the span); then, by `inbound.appProtocol`:
+ * - `h2c`: relayed as HTTP/2 over a kept cleartext session to the app (gRPC needs this);
+ * - `http`: translated to HTTP/1.1 over the app's keep-alive pool (h2-headers.ts), except gRPC,
+ *   which cannot live without HTTP/2 trailers: that gets 501, naming the setting to change.
+ * `isthmus trace` speaks HTTP/1.1, so no trace report is made here; its header is dropped.
+ */
+export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  stream.on('error', () => undefined); // a reset stream: its close does the cleaning up
+  const method = headers[':method'] ?? 'GET';
+  const grpc = isGrpc(headers['content-type']);
+  const { started, span, peer } = inbound.admit(method, headers, stream.session?.socket as TLSSocket);
+  if ('error' in peer) {
+    inbound.answered(started, undefined, 403, span);
+    return replyH2(stream, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error, grpc);
+  }
+  const refuse = (err: Error) => {
+    inbound.answered(started, peer.identity, 502, span);
+    inbound.logger.warn({ err: err.message }, 'inbound HTTP/2 request to the app failed');
+    replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', `the app at ${inbound.appAddress} did not answer: ${err.message}`, grpc);
+  };
+  const done = (status: number) => inbound.answered(started, peer.identity, status, span);
+  const { timeouts } = inbound;
+  stream.setTimeout(timeouts.streamIdleMs, () => stream.close(constants.NGHTTP2_CANCEL));
+  if (method === 'CONNECT') {
+    inbound.answered(started, peer.identity, 501, span);
+    return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried', grpc);
+  }
+
+  if (inbound.appProtocol === 'h2c') {
+    const fields: Record<string, string | string[]> = {
+      ...h2ForwardFields(headers, 'x-forwarded-client-cert'), ':method': method, ':path': headers[':path'] ?? '/',
+      ':authority': headers[':authority'] ?? '', ':scheme': 'http',
+    };
+    delete fields[traceHeader];
+    inbound.appFields(fields, peer.xfcc, span);
+    let trailers: IncomingHttpHeaders | undefined;
+    stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
+    inbound.appSession()
+      .then((session) => relayH2(session, stream, {
+        headers: fields, body: stream.endAfterHeaders ? undefined : stream, trailers: () => trailers,
+        responseHeadersMs: timeouts.responseHeadersMs, streamIdleMs: timeouts.streamIdleMs,
+      }))
+      .then(done, refuse);
+    return;
+  }
+
+  if (grpc) {
+    inbound.answered(started, peer.identity, 501, span);
+    return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED',
+      'gRPC needs HTTP/2 to the app, and this sidecar speaks HTTP/1.1 to it: set inbound.appProtocol: h2c in its config', true);
+  }
+  const request = h2RequestAsHttp1(headers, 'x-forwarded-client-cert');
+  delete request.headers[traceHeader];
+  inbound.appFields(request.headers, peer.xfcc, span);
+  const relay = new H2ResponseRelay(stream, method);
+  // undici destroys a body stream once it has sent it; the HTTP/2 stream must live on for the
+  // answer, so the body goes through a stream of its own (piped: back-pressure is kept).
+  const body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
+  inbound.app.dispatch({
+    path: request.path, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body,
+    headersTimeout: timeouts.responseHeadersMs, bodyTimeout: timeouts.streamIdleMs,
+  }, relay);
+  relay.started.then(done, refuse);
+}

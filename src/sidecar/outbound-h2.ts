@@ -1,0 +1,74 @@
+import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { errorCodes } from '../core/errors.js';
+import { attemptEndpoints, routeOf } from './attempts.js';
+import { isGrpc } from './grpc-status.js';
+import { h2ForwardFields } from './h2-headers.js';
+import { relayH2 } from './h2-relay.js';
+import { replyH2 } from './h2-reply.js';
+import type { OutboundDeps } from './outbound.js';
+import { outboundObserver } from './outbound-observer.js';
+import { RequestBody } from './request-body.js';
+import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
+import { inboundReportHeader, traceHeader } from './trace.js';
+
+/**
+ * HTTP/2 from the app (h2c with prior knowledge) on the proxy port or a fixed listener: each
+ * stream takes the same steps as an HTTP/1.1 request (attempts.ts: route, pick, attempt/retry,
+ * record) and goes to the destination sidecar as HTTP/2 over a kept mTLS session (ALPN h2),
+ * so that gRPC's trailers and grpc-status pass intact. Bodies stream both ways; a cancel on
+ * either side cancels the other; errors are HTTP/2 answers (gRPC ones trailers-only).
+ */
+export function createOutboundH2(deps: OutboundDeps, fixedTarget?: MeshTarget): Http2Server {
+  const server = createServer();
+  server.on('session', (session) => {
+    // An idle connection from the app is closed as an HTTP/1.1 keep-alive one would be.
+    session.setTimeout(deps.timeouts.connectionIdleMs, () => session.close());
+    session.on('error', () => undefined);
+  });
+  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    stream.on('error', () => undefined); // a stream reset by the app: its close does the cleaning up
+    proxyStream(deps, stream, headers, fixedTarget).catch((err: unknown) => {
+      deps.logger.error({ err: (err as Error).message }, 'outbound HTTP/2 stream failed unexpectedly');
+      replyH2(stream, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request', isGrpc(headers['content-type']));
+    });
+  });
+  return server;
+}
+
+async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, fixed?: MeshTarget): Promise<void> {
+  const method = headers[':method'] ?? 'GET';
+  const grpc = isGrpc(headers['content-type']);
+  const observer = outboundObserver(deps.routing, deps.cluster, { method, headers });
+  if (method === 'CONNECT') {
+    observer.answered(501);
+    return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried: send CONNECT over HTTP/1.1 to the proxy port', grpc);
+  }
+  const resolved = resolveTarget(method, headers[':path'], headers[':authority'] ?? headers.host, fixed);
+  const routed = routeOf(deps.routing, resolved);
+  if ('code' in routed) {
+    observer.answered(errorCodes[routed.code].status, routed.service);
+    return replyH2(stream, routed.code, routed.message, grpc);
+  }
+  const { route, service } = routed;
+  const { host, path } = resolved as ResolvedTarget;
+  // Trace mode is the admin port's (POST /trace); an app cannot ask a destination for its report.
+  const upstreamHeaders: Record<string, string | string[]> = {
+    ...h2ForwardFields(headers, traceHeader), ':method': method, ':path': path, ':authority': host, ':scheme': 'https',
+  };
+  observer.propagate(upstreamHeaders);
+  const body = stream.endAfterHeaders ? undefined : new RequestBody(stream, deps.retryBufferBytes);
+  let trailers: IncomingHttpHeaders | undefined;
+  stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
+  stream.setTimeout(deps.timeouts.streamIdleMs, () => stream.close(constants.NGHTTP2_CANCEL));
+
+  const outcome = await attemptEndpoints(deps.routing, {
+    route, service, method, observer, replayable: () => body?.replayable ?? true, gone: () => stream.closed || stream.destroyed,
+  }, async (upstream) => {
+    const session = await deps.upstreams.h2Session(upstream);
+    return relayH2(session, stream, {
+      headers: upstreamHeaders, body: body?.open(), trailers: () => trailers, drop: inboundReportHeader,
+      responseHeadersMs: deps.timeouts.responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs,
+    });
+  });
+  if (!outcome.answered) replyH2(stream, outcome.code, outcome.message, grpc);
+}

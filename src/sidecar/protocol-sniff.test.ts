@@ -1,0 +1,75 @@
+import { createServer, type Server } from 'node:http';
+import { createServer as createH2Server, type Http2Server } from 'node:http2';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { afterEach, beforeEach, expect, test } from 'vitest';
+import { h2Preface } from './h2-preface.js';
+import { servePriorKnowledgeH2 } from './protocol-sniff.js';
+
+let http1: Server;
+let h2: Http2Server;
+let port: number;
+const sockets: Socket[] = [];
+
+// A real HTTP/1.1 server sharing its port with a real HTTP/2 one, as the outbound proxy does.
+beforeEach(async () => {
+  http1 = createServer((req, res) => res.end(`http1 ${req.method} ${req.url}`));
+  h2 = createH2Server();
+  h2.on('stream', (stream) => { stream.respond({ ':status': 200 }); stream.end('h2'); });
+  servePriorKnowledgeH2(http1, h2, 300);
+  await new Promise<void>((resolve) => http1.listen(0, '127.0.0.1', resolve));
+  port = (http1.address() as AddressInfo).port;
+});
+
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  http1.closeAllConnections();
+  await new Promise<void>((resolve) => http1.close(() => resolve()));
+});
+
+/** Writes `pieces` with a pause between them, as a slow client would, and collects what comes back until `until` says enough or the server closes. */
+function exchange(pieces: Buffer[], until: (received: Buffer) => boolean): Promise<{ received: Buffer; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    let received = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (until(received)) resolve({ received, closed: false });
+    });
+    socket.on('close', () => resolve({ received, closed: true }));
+    socket.on('error', reject);
+    let i = 0;
+    const next = () => {
+      const piece = pieces[i++];
+      if (!piece) return;
+      socket.write(piece);
+      setTimeout(next, 30);
+    };
+    socket.once('connect', next);
+  });
+}
+
+const emptySettings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+
+test('the HTTP/2 preface arriving in two pieces still reaches the HTTP/2 server, which answers with its SETTINGS frame', async () => {
+  const { received } = await exchange([h2Preface.subarray(0, 10), Buffer.concat([h2Preface.subarray(10), emptySettings])], (r) => r.length >= 9);
+  expect(received[3]).toBe(0x4); // frame type SETTINGS (RFC 9113 §6.5)
+});
+
+test('an HTTP/1.1 request whose first byte looks like the preface is served by the HTTP/1.1 server, bytes intact', async () => {
+  const { received } = await exchange([Buffer.from('P'), Buffer.from('UT /kept HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n')], (r) => r.includes('http1 PUT /kept'));
+  expect(received.toString()).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*http1 PUT \/kept$/);
+});
+
+test('a connection that sends nothing is closed after the first-bytes timeout', async () => {
+  const { received, closed } = await exchange([], () => false);
+  expect(closed).toBe(true);
+  expect(received.length).toBe(0);
+});
+
+test('closeAllConnections also closes HTTP/2 sessions', async () => {
+  await exchange([Buffer.concat([h2Preface, emptySettings])], (r) => r.length >= 9);
+  const closed = new Promise<boolean>((resolve) => sockets[0]!.once('close', () => resolve(true)));
+  http1.closeAllConnections();
+  expect(await closed).toBe(true);
+});
