@@ -7,7 +7,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { Agent, buildConnector, request } from 'undici';
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { createCsr } from '../trust/ca.js';
+import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
 
 export interface WorkloadCredentials {
