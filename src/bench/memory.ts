@@ -190,9 +190,14 @@ async function main(): Promise<void> {
       say(`  the sidecar's catalog has ${bigCatalog} services, ${((Date.now() - started) / 1000).toFixed(1)} s after the first export`);
       await sleep(5000);
       measure('sidecar running, catalog arrived', bigCatalog, `state dir ${dirBytes(clientState)} bytes`);
+      // After the reading above, so that it does not count: how long explaining every route takes.
+      const explainStarted = Date.now();
+      const explained = await fetch(`http://${east.client.admin}/routes`, { signal: AbortSignal.timeout(60_000) }).then(async (res) => ((await res.json()) as { services: unknown[] }).services.length, () => 0);
+      const explainMs = Date.now() - explainStarted;
+      say(`  admin /routes explained ${explained} routes in ${explainMs} ms`);
       const bulkUrls = names.slice(0, 100).map((n) => `http://${n}.${namespace}.mesh/`);
       const after = await send(east.client.proxy, [...sampleUrls, ...bulkUrls], requestCount);
-      measure('sidecar running, after requests', bigCatalog, `${requestCount} GETs to hello, ledger and 100 of the new services: ${JSON.stringify(after)}`);
+      measure('sidecar running, after requests', bigCatalog, `${requestCount} GETs to hello, ledger and 100 of the new services: ${JSON.stringify(after)}; admin /routes explained ${explained} routes in ${explainMs} ms before them`);
     }
   } finally {
     await mesh?.stop();

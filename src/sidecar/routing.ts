@@ -97,7 +97,7 @@ export class RoutingTable {
     const local = this.localServices.get(key)?.endpoints ?? [];
     const now = this.now();
     const ejected = ejectedAddresses(this.outliers, now);
-    const base = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local });
+    const base = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService: this.catalogServices.get(key) ?? null });
     // Health as this sidecar sees it: what the federation reports, and our own checks, and not ejected.
     const localities: ServiceLocalities = {
       localities: base.localities.map((l) => ({
