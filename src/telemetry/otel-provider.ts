@@ -9,7 +9,7 @@ import { setTracer, type ActiveSpan, type SpanAttributes, type SpanKindName, typ
 /**
  * The OpenTelemetry SDK behind src/telemetry/tracing.ts, in a module of its own so that a
  * process without an OTLP endpoint never loads it (the SDK and its exporters are several MB of
- * a sidecar's memory; docs/benchmarks.md, "Memory").
+ * a sidecar's memory; docs/benchmarks.md, "Memory of one sidecar process").
  */
 
 let provider: BasicTracerProvider | undefined;
