@@ -13,6 +13,13 @@ function commandPath(command: Command | undefined): string {
 /** Exit codes: 0 ok, 1 the operation failed, 2 the command line was wrong (commander's own). */
 export const exitFailure = 1;
 
+/** --log-format and --log-level of the long-running commands (federation, gateway, sidecar). */
+export function logOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--log-format <format>', 'json lines, or pretty for people').choices(['json', 'pretty']).env('ISTHMUS_LOG_FORMAT').default('json'))
+    .addOption(new Option('--log-level <level>', 'minimum level to log').choices(['debug', 'info', 'warn', 'error']).env('ISTHMUS_LOG_LEVEL').default('info'));
+}
+
 export function etcdOption(): Option {
   return new Option('--etcd <urls>', 'etcd client URL(s), comma-separated').env('ISTHMUS_ETCD');
 }

@@ -1,13 +1,7 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadClusterConfig } from '../federation/config.js';
-import { action, runUntilSignal } from './common.js';
-
-export function logOptions(command: Command): Command {
-  return command
-    .addOption(new Option('--log-format <format>', 'json lines, or pretty for people').choices(['json', 'pretty']).env('ISTHMUS_LOG_FORMAT').default('json'))
-    .addOption(new Option('--log-level <level>', 'minimum level to log').choices(['debug', 'info', 'warn', 'error']).env('ISTHMUS_LOG_LEVEL').default('info'));
-}
+import { action, logOptions, runUntilSignal } from './common.js';
 
 export function registerFederation(program: Command): void {
   logOptions(program.command('federation'))

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadGatewayConfig } from '../gateway/config.js';
-import { action, runUntilSignal } from './common.js';
-import { logOptions } from './federation.js';
+import { action, logOptions, runUntilSignal } from './common.js';
 
 export function registerGateway(program: Command): void {
   logOptions(program.command('gateway'))

@@ -1,22 +1,42 @@
 import { Command, CommanderError } from 'commander';
 import { version } from '../core/version.js';
-import { registerCa } from './ca.js';
-import { registerFederation } from './federation.js';
-import { registerJoin } from './join.js';
-import { registerLeave } from './leave.js';
-import { registerExport } from './export.js';
-import { registerList } from './list.js';
-import { registerCheck } from './check.js';
-import { registerRegister } from './register.js';
-import { registerDev } from './dev.js';
-import { registerGateway } from './gateway.js';
-import { registerSidecar } from './sidecar.js';
-import { registerTrace } from './trace.js';
-import { registerDash } from './dash.js';
-import { registerPolicy } from './policy.js';
-import { registerStat } from './stat.js';
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Each top-level command and the module that defines it, in help order. Loaded on demand: a
+ * long-running `isthmus sidecar` should not carry the CA, etcd or dashboard code of the other
+ * verbs (docs/benchmarks.md, "Memory of one sidecar process"). Several commands share a
+ * module (export and unexport).
+ */
+const commands: readonly { names: readonly string[]; load: () => Promise<Register> }[] = [
+  { names: ['ca'], load: async () => (await import('./ca.js')).registerCa },
+  { names: ['join'], load: async () => (await import('./join.js')).registerJoin },
+  { names: ['leave'], load: async () => (await import('./leave.js')).registerLeave },
+  { names: ['export', 'unexport'], load: async () => (await import('./export.js')).registerExport },
+  { names: ['services', 'clusters'], load: async () => (await import('./list.js')).registerList },
+  { names: ['register', 'deregister'], load: async () => (await import('./register.js')).registerRegister },
+  { names: ['check'], load: async () => (await import('./check.js')).registerCheck },
+  { names: ['federation'], load: async () => (await import('./federation.js')).registerFederation },
+  { names: ['gateway'], load: async () => (await import('./gateway.js')).registerGateway },
+  { names: ['sidecar', 'explain'], load: async () => (await import('./sidecar.js')).registerSidecar },
+  { names: ['trace'], load: async () => (await import('./trace.js')).registerTrace },
+  { names: ['dev'], load: async () => (await import('./dev.js')).registerDev },
+  { names: ['dash'], load: async () => (await import('./dash.js')).registerDash },
+  { names: ['policy'], load: async () => (await import('./policy.js')).registerPolicy },
+  { names: ['stat'], load: async () => (await import('./stat.js')).registerStat },
+];
+
+/** The command word of argv (`node isthmus <word> ...`): the first argument that is not an option. */
+export function commandWord(argv: readonly string[]): string | undefined {
+  return argv.slice(2).find((arg) => !arg.startsWith('-'));
+}
+
+/**
+ * The CLI. With `only` naming a known command, just that command's module is loaded and
+ * registered; otherwise every command is (top-level help, `help <cmd>`, unknown commands).
+ */
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('isthmus')
     .description('Isthmus: a multi-cluster service mesh. Join clusters, export services, watch them talk.')
     .version(version, '-V, --version')
@@ -24,21 +44,8 @@ export function buildProgram(): Command {
     .configureHelp({ sortSubcommands: false })
     // Set before the subcommands exist so they inherit it: usage errors exit 2, not 1.
     .exitOverride();
-  registerCa(program);
-  registerJoin(program);
-  registerLeave(program);
-  registerExport(program);
-  registerList(program);
-  registerRegister(program);
-  registerCheck(program);
-  registerFederation(program);
-  registerGateway(program);
-  registerSidecar(program);
-  registerTrace(program);
-  registerDev(program);
-  registerDash(program);
-  registerPolicy(program);
-  registerStat(program);
+  const wanted = commands.filter((c) => only !== undefined && c.names.includes(only));
+  for (const command of wanted.length > 0 ? wanted : commands) (await command.load())(program);
   program.addHelpText('after', `
 Examples:
   isthmus dev up                      # a whole two-cluster mesh on this machine
@@ -53,7 +60,7 @@ The etcd address may also come from ISTHMUS_ETCD.`);
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(commandWord(argv));
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -5,8 +5,7 @@ import { IsthmusError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadSidecarConfig } from '../sidecar/config.js';
 import { formatExplanation, type RouteExplanation } from '../sidecar/explain.js';
-import { action, outputOption, runUntilSignal } from './common.js';
-import { logOptions } from './federation.js';
+import { action, logOptions, outputOption, runUntilSignal } from './common.js';
 import { printJson } from './output.js';
 
 export function registerSidecar(program: Command): void {

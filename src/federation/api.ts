@@ -12,7 +12,7 @@ import type { Federation } from './federation.js';
 import { clusterRoleId } from '../trust/spiffe.js';
 import { verifyChain } from '../trust/verify.js';
 import type { WorkloadSigner } from './workload-signer.js';
-import { Value } from '@sinclair/typebox/value';
+import { Value } from '../core/typebox.js';
 import { TrafficReportSchema, type TrafficReport } from '../model/traffic-report.js';
 import { parseSpiffeId } from '../trust/spiffe.js';
 import type { TrafficLedger } from './traffic-ledger.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static } from '../core/typebox.js';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
 import { dnsLabelPattern } from '../core/names.js';

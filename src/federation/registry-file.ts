@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static } from '../core/typebox.js';
 import { IsthmusError } from '../core/errors.js';
 import { validate } from '../core/validate.js';
 import type { TokenRecord } from '../trust/tokens.js';

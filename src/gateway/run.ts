@@ -17,7 +17,7 @@ export interface RunningGateway {
 /** Starts a gateway: its listener, admin port, routing-table watch and self-registration. */
 export async function runGateway(config: GatewayConfig, logger: Logger): Promise<RunningGateway> {
   // Process-wide and idempotent: on only when an OTLP endpoint is set (docs/tracing.md).
-  startTracing('isthmus-gateway');
+  await startTracing('isthmus-gateway');
   const gateway = new Gateway(config, logger.child({ component: 'gateway' }));
   const client = new FederationClient(config, logger.child({ component: 'federation-client' }));
   const metrics = createMetrics('gateway', { cluster: config.cluster }, { origins: [gateway], activeConnections: () => gateway.stats.active });

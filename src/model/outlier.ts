@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static } from '../core/typebox.js';
 import { IsthmusError } from '../core/errors.js';
 import { validate } from '../core/validate.js';
 

@@ -1,5 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+import { Type, Value, type Static, type TSchema } from '../core/typebox.js';
 
 /**
  * The JSON values stored under /isthmus/v1 (DESIGN.md, federation store contract). Records

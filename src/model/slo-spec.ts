@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox';
+import { Type } from '../core/typebox.js';
 import { recordVersion } from '../core/keys.js';
 import { IsthmusError } from '../core/errors.js';
 import { dnsLabelPattern } from '../core/names.js';

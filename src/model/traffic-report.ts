@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static } from '../core/typebox.js';
 import { add, type Buckets } from './latency-histogram.js';
 import { MeshEventSchema, type MeshEvent } from './records.js';
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { Agent, request } from 'undici';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';
-import { connectorFor, writeJsonAtomic, type WorkloadIdentity } from './identity.js';
+import { connectorFor, writeTextAtomic, type WorkloadIdentity } from './identity.js';
 
 /** This cluster's own services and instances, as GET /v1/endpoints serves them. */
 export interface LocalEndpoints {
@@ -78,7 +79,11 @@ export function checkEndpoints(value: unknown): string | undefined {
  * Listeners: attach before `start()`, which emits what the disk holds synchronously.
  */
 export class CatalogWatch extends EventEmitter {
-  private readonly snapshots: { catalog?: { value: Catalog; json: string; status: SnapshotStatus }; endpoints?: { value: LocalEndpoints; json: string; status: SnapshotStatus } } = {};
+  /**
+   * The last good snapshot of each feed, with a digest of its JSON to tell a repeat from a
+   * change: with a big catalog, keeping the text itself would hold a second copy of it.
+   */
+  private readonly snapshots: { catalog?: { value: Catalog; digest: string; status: SnapshotStatus }; endpoints?: { value: LocalEndpoints; digest: string; status: SnapshotStatus } } = {};
   private readonly agent: Agent;
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -207,16 +212,18 @@ export class CatalogWatch extends EventEmitter {
 
   private accept(feed: Feed<unknown>, value: unknown, status: SnapshotStatus): void {
     const json = JSON.stringify(value);
+    const digest = createHash('sha256').update(json).digest('base64');
     const held = this.snapshots[feed.kind];
-    if (held?.json === json) {
+    if (held?.digest === digest) {
       // The same snapshot, now confirmed by the federation: nothing to announce.
       held.status = { ...held.status, source: status.source };
       return;
     }
-    (this.snapshots as Record<string, unknown>)[feed.kind] = { value, json, status };
+    (this.snapshots as Record<string, unknown>)[feed.kind] = { value, digest, status };
     if (status.source === 'federation') {
       try {
-        writeJsonAtomic(join(this.opts.stateDir, feed.file), value);
+        // Compact, as it came: the file is for this sidecar's restarts, not for people.
+        writeTextAtomic(join(this.opts.stateDir, feed.file), `${json}\n`);
       } catch (err) {
         this.log.warn({ err: describeError(err), stateDir: this.opts.stateDir }, `could not save the ${feed.kind}; a restart will need the federation service`);
       }

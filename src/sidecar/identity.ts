@@ -7,7 +7,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { Agent, buildConnector, request } from 'undici';
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { createCsr } from '../trust/ca.js';
+import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
 
 export interface WorkloadCredentials {
@@ -293,10 +293,15 @@ export function connectorFor(secureContext: () => SecureContext): buildConnector
 
 /** Temp file, fsync, rename: a crash leaves the old file or the new one, never half of one. Mode 0600: it may hold a private key. */
 export function writeJsonAtomic(path: string, value: unknown): void {
+  writeTextAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** writeJsonAtomic for text already serialised (a big catalog is not stringified twice). */
+export function writeTextAtomic(path: string, text: string): void {
   const temp = `${path}.${process.pid}.tmp`;
   const fd = openSync(temp, 'w', 0o600);
   try {
-    writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
+    writeSync(fd, text);
     fsyncSync(fd);
   } finally {
     closeSync(fd);

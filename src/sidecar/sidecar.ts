@@ -43,7 +43,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
   };
   try {
     // Process-wide and idempotent: on only when an OTLP endpoint is set (docs/tracing.md).
-    startTracing('isthmus-sidecar');
+    await startTracing('isthmus-sidecar');
     closers.push(() => flushTracing());
     const identity = await WorkloadIdentity.start({
       federationUrl: config.federation.url, rootCertPem: config.rootCertPem, stateDir: config.stateDirPath, logger,

@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static } from '../core/typebox.js';
 import { durationPattern, parseDuration } from '../core/validate.js';
 
 /**

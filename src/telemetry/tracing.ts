@@ -1,18 +1,9 @@
-import { createTraceState, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type Tracer as OtelTracer } from '@opentelemetry/api';
-import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  AlwaysOffSampler, AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler,
-} from '@opentelemetry/sdk-trace-base';
-import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import { setTracer, type ActiveSpan, type SpanAttributes, type SpanKindName, type SpanStart, type Tracer } from '../core/tracing.js';
-
 /**
  * The process's OpenTelemetry tracer provider, configured from the standard OTEL_* variables
  * (docs/tracing.md). Tracing is on only when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
  * OTEL_EXPORTER_OTLP_ENDPOINT is set (and OTEL_SDK_DISABLED is not true, OTEL_TRACES_EXPORTER
- * is not none); otherwise nothing is installed and the data path makes no span.
+ * is not none); otherwise nothing is installed, the data path makes no span, and the SDK
+ * (./otel-provider.ts) is never loaded.
  */
 export interface TracingStatus {
   enabled: boolean;
@@ -20,110 +11,49 @@ export interface TracingStatus {
   reason?: string;
 }
 
-let provider: BasicTracerProvider | undefined;
-let status: TracingStatus | undefined;
+let status: Promise<TracingStatus> | undefined;
+let provider: typeof import('./otel-provider.js') | undefined;
 
-const kinds: Record<SpanKindName, SpanKind> = { client: SpanKind.CLIENT, server: SpanKind.SERVER, internal: SpanKind.INTERNAL };
+/** Whether the environment asks for tracing, and with which OTLP protocol. Pure. */
+export function tracingSettings(env: NodeJS.ProcessEnv): TracingStatus {
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  if (!endpoint) return { enabled: false, reason: 'no OTLP endpoint set' };
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return { enabled: false, reason: 'OTEL_SDK_DISABLED=true' };
+  if (env.OTEL_TRACES_EXPORTER?.trim().toLowerCase() === 'none') return { enabled: false, reason: 'OTEL_TRACES_EXPORTER=none' };
+  const requested = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/protobuf').trim();
+  const protocol = requested === 'http/json' ? 'http/json' : 'http/protobuf';
+  if (requested !== protocol) process.emitWarning(`OTLP protocol ${requested} is not supported by isthmus; using http/protobuf`);
+  return { enabled: true, protocol };
+}
 
 /**
  * Installs the process's tracer once (idempotent: several sidecars and gateways share a process
  * in `isthmus dev up`). `serviceName` is used when OTEL_SERVICE_NAME is not set.
  */
-export function startTracing(serviceName = 'isthmus', env: NodeJS.ProcessEnv = process.env): TracingStatus {
-  if (status) return status;
-  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  if (!endpoint) return (status = { enabled: false, reason: 'no OTLP endpoint set' });
-  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return (status = { enabled: false, reason: 'OTEL_SDK_DISABLED=true' });
-  if (env.OTEL_TRACES_EXPORTER?.trim().toLowerCase() === 'none') return (status = { enabled: false, reason: 'OTEL_TRACES_EXPORTER=none' });
-
-  const requested = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/protobuf').trim();
-  const protocol = requested === 'http/json' ? 'http/json' : 'http/protobuf';
-  if (requested !== protocol) process.emitWarning(`OTLP protocol ${requested} is not supported by isthmus; using http/protobuf`);
-  // The exporters read the endpoint, headers, timeout and compression from the environment themselves.
-  const exporter = protocol === 'http/json' ? new JsonExporter() : new ProtobufExporter();
-  const resource = defaultResource()
-    .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName }))
-    .merge(detectResources({ detectors: [envDetector] }));
-  provider = new BasicTracerProvider({ resource, sampler: samplerFrom(env), spanProcessors: [new BatchSpanProcessor(exporter)] });
-  setTracer(new OtelBridge(provider.getTracer('isthmus')));
-  return (status = { enabled: true, protocol });
+export function startTracing(serviceName = 'isthmus', env: NodeJS.ProcessEnv = process.env): Promise<TracingStatus> {
+  status ??= (async () => {
+    const settings = tracingSettings(env);
+    if (!settings.enabled || !settings.protocol) return settings;
+    const loaded = await import('./otel-provider.js');
+    await loaded.installProvider(serviceName, settings.protocol, env);
+    provider = loaded;
+    return settings;
+  })().catch((err: unknown) => {
+    status = undefined;
+    throw err;
+  });
+  return status;
 }
 
 /** Sends every finished span now (tests; before a process exits). */
 export async function flushTracing(): Promise<void> {
-  await provider?.forceFlush();
+  await provider?.flushProvider();
 }
 
 /** Flushes and stops the provider, uninstalls the tracer; a later startTracing reads the environment again. */
 export async function stopTracing(): Promise<void> {
-  setTracer(undefined);
   const stopping = provider;
   provider = undefined;
   status = undefined;
-  await stopping?.shutdown();
-}
-
-/** OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG; the default is parentbased_always_on, as the spec says. */
-export function samplerFrom(env: NodeJS.ProcessEnv): Sampler {
-  const name = (env.OTEL_TRACES_SAMPLER || 'parentbased_always_on').trim().toLowerCase();
-  const arg = Number(env.OTEL_TRACES_SAMPLER_ARG);
-  const ratio = () => new TraceIdRatioBasedSampler(Number.isFinite(arg) && arg >= 0 && arg <= 1 && env.OTEL_TRACES_SAMPLER_ARG !== undefined ? arg : 1);
-  switch (name) {
-    case 'always_on': return new AlwaysOnSampler();
-    case 'always_off': return new AlwaysOffSampler();
-    case 'traceidratio': return ratio();
-    case 'parentbased_always_off': return new ParentBasedSampler({ root: new AlwaysOffSampler() });
-    case 'parentbased_traceidratio': return new ParentBasedSampler({ root: ratio() });
-    case 'parentbased_always_on': return new ParentBasedSampler({ root: new AlwaysOnSampler() });
-    default:
-      process.emitWarning(`OTEL_TRACES_SAMPLER=${name} is not supported by isthmus; using parentbased_always_on`);
-      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
-  }
-}
-
-/** The core's Tracer (src/core/tracing.ts) over an OpenTelemetry tracer. */
-class OtelBridge implements Tracer {
-  constructor(private readonly tracer: OtelTracer) {}
-
-  start(start: SpanStart): ActiveSpan {
-    const { parent } = start;
-    const context = parent
-      ? trace.setSpanContext(ROOT_CONTEXT, {
-        traceId: parent.traceId, spanId: parent.spanId, traceFlags: parent.flags, isRemote: true,
-        ...(parent.traceState ? { traceState: createTraceState(parent.traceState) } : {}),
-      })
-      : ROOT_CONTEXT;
-    const span = this.tracer.startSpan(start.name, { kind: kinds[start.kind], attributes: clean(start.attributes) }, context);
-    return new BridgedSpan(span);
-  }
-}
-
-class BridgedSpan implements ActiveSpan {
-  readonly context;
-  private ended = false;
-
-  constructor(private readonly span: Span) {
-    const c = span.spanContext();
-    const state = c.traceState?.serialize();
-    this.context = { traceId: c.traceId, spanId: c.spanId, flags: c.traceFlags, ...(state ? { traceState: state } : {}) };
-  }
-
-  setAttributes(attributes: SpanAttributes): void {
-    if (!this.ended) this.span.setAttributes(clean(attributes));
-  }
-
-  end(result?: { name?: string; attributes?: SpanAttributes; error?: string }): void {
-    if (this.ended) return;
-    this.ended = true;
-    if (result?.name) this.span.updateName(result.name);
-    if (result?.attributes) this.span.setAttributes(clean(result.attributes));
-    if (result?.error !== undefined) this.span.setStatus({ code: SpanStatusCode.ERROR, message: result.error });
-    this.span.end();
-  }
-}
-
-function clean(attributes: SpanAttributes | undefined): Record<string, string | number | boolean> {
-  const out: Record<string, string | number | boolean> = {};
-  for (const [key, value] of Object.entries(attributes ?? {})) if (value !== undefined) out[key] = value;
-  return out;
+  await stopping?.stopProvider();
 }

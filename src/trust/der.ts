@@ -6,11 +6,18 @@
  * holds the keys and makes every signature, so a CA key gets OpenSSL's constant-time, blinded
  * RSA instead of forge's pure-JS bignums, and EC keys work where forge's pki layer has none.
  */
-import forge from 'node-forge';
 import { sign, type KeyObject } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type forgeTypes from 'node-forge';
 
+// Only forge's ASN.1 codec and the byte buffer it uses (lib/asn1 loads lib/util), not its index:
+// that would bring its ciphers, TLS, PKI and bignums into every process that makes a CSR (each
+// sidecar) for nothing. lib/forge is the namespace object these modules fill in.
+const requireForge = createRequire(import.meta.url);
+requireForge('node-forge/lib/asn1');
+const forge = requireForge('node-forge/lib/forge') as typeof forgeTypes;
 const { asn1 } = forge;
-export type Asn1 = forge.asn1.Asn1;
+export type Asn1 = forgeTypes.asn1.Asn1;
 export const Tag = asn1.Type;
 export const TagClass = asn1.Class;
 
@@ -66,7 +73,7 @@ export function signatureAlgorithmFor(key: KeyObject): SignatureAlgorithm {
 export const binary = (buf: Buffer): string => buf.toString('binary');
 export const bytes = (s: string): Buffer => Buffer.from(s, 'binary');
 
-export function node(type: forge.asn1.Type, value: string | Asn1[], tagClass = TagClass.UNIVERSAL): Asn1 {
+export function node(type: forgeTypes.asn1.Type, value: string | Asn1[], tagClass = TagClass.UNIVERSAL): Asn1 {
   return asn1.create(tagClass, type, Array.isArray(value), value);
 }
 
@@ -79,9 +86,9 @@ export const bitString = (value: Buffer): Asn1 => node(Tag.BITSTRING, '\x00' + b
 export const integerBytes = (value: Buffer): Asn1 => node(Tag.INTEGER, binary(value));
 export const smallInteger = (value: number): Asn1 => node(Tag.INTEGER, asn1.integerToDer(value).getBytes());
 export const explicit = (tagNumber: number, inner: Asn1[]): Asn1 =>
-  asn1.create(TagClass.CONTEXT_SPECIFIC, tagNumber as forge.asn1.Type, true, inner);
+  asn1.create(TagClass.CONTEXT_SPECIFIC, tagNumber as forgeTypes.asn1.Type, true, inner);
 export const implicitPrimitive = (tagNumber: number, value: Buffer | string): Asn1 =>
-  asn1.create(TagClass.CONTEXT_SPECIFIC, tagNumber as forge.asn1.Type, false, typeof value === 'string' ? value : binary(value));
+  asn1.create(TagClass.CONTEXT_SPECIFIC, tagNumber as forgeTypes.asn1.Type, false, typeof value === 'string' ? value : binary(value));
 
 export function algorithmIdentifier(algorithm: SignatureAlgorithm): Asn1 {
   // RFC 4055 §5: RSA PKCS#1 v1.5 identifiers carry NULL parameters; RFC 5758 §3.2: ECDSA ones carry none.
@@ -112,7 +119,7 @@ export function primitiveBytes(value: Asn1): Buffer {
   return typeof value.value === 'string' ? bytes(value.value) : Buffer.alloc(0);
 }
 
-export function isTag(value: Asn1 | undefined, type: forge.asn1.Type, tagClass = TagClass.UNIVERSAL): value is Asn1 {
+export function isTag(value: Asn1 | undefined, type: forgeTypes.asn1.Type, tagClass = TagClass.UNIVERSAL): value is Asn1 {
   return value !== undefined && value.type === type && value.tagClass === tagClass;
 }
 

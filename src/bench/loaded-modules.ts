@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** dist/ of this checkout, whether this file runs from src/ (vitest) or dist/. */
+const dist = new URL('../../dist/', import.meta.url);
+const traceEntry = fileURLToPath(new URL('bench/module-trace.js', dist));
+
+/**
+ * What a long-running command loads before it starts serving: the CLI for that verb and the
+ * module its action imports, the way bin/isthmus.js and the action run them, without starting it.
+ */
+export const processEntries = {
+  bare: [],
+  sidecar: [{ program: 'sidecar' }, 'sidecar/sidecar.js'],
+  gateway: [{ program: 'gateway' }, 'gateway/run.js'],
+} as const satisfies Record<string, readonly ({ program: string } | string)[]>;
+export type ProcessKind = keyof typeof processEntries;
+
+export interface LoadedModules {
+  /** Every module URL the process loaded (file: URLs and node: builtins), sorted; empty without `trace`. */
+  modules: string[];
+  /** npm packages among them (`@scope/name` or `name`), sorted. */
+  packages: string[];
+  /**
+   * The process's VmRSS and VmHWM in kB once everything was imported (after a GC). With `trace`
+   * the loader hooks' own thread is in them too (about 13 MB): read memory from a run without.
+   */
+  rssKb: number;
+  hwmKb: number;
+  heapUsedBytes: number;
+}
+
+/** The npm package a module URL or path belongs to (the last node_modules/ segment), if any. */
+export function packageOf(module: string): string | undefined {
+  const at = module.lastIndexOf('node_modules/');
+  if (at < 0) return undefined;
+  const [first, second] = module.slice(at + 'node_modules/'.length).split('/');
+  return first?.startsWith('@') ? `${first}/${second}` : first;
+}
+
+/** `VmRSS` and `VmHWM` (kB) from the text of /proc/<pid>/status. */
+export function parseProcStatus(status: string): { rssKb: number; hwmKb: number } {
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+  return { rssKb: field('VmRSS'), hwmKb: field('VmHWM') };
+}
+
+/**
+ * Runs a fresh `node` that imports what process `kind` imports at start, lists the modules it
+ * loaded (with `trace`, the default), and reads its memory. The environment is this one's minus
+ * every OTEL_* variable unless `env` sets them.
+ */
+export async function loadedModules(kind: ProcessKind, opts: { env?: Record<string, string>; trace?: boolean } = {}): Promise<LoadedModules> {
+  const trace = opts.trace ?? true;
+  const dir = mkdtempSync(join(tmpdir(), 'isthmus-modules-'));
+  const traceFile = join(dir, 'modules.txt');
+  const steps = processEntries[kind].map((entry) => (typeof entry === 'string'
+    ? `await import(${JSON.stringify(new URL(entry, dist).href)});`
+    : `await (await import(${JSON.stringify(new URL('cli/main.js', dist).href)})).buildProgram(${JSON.stringify(entry.program)});`));
+  const script = `${steps.join('\n')}
+globalThis.gc?.();
+const status = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
+process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage().heapUsed }));`;
+  const childEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')));
+  try {
+    const stdout = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--expose-gc', ...(trace ? ['--import', traceEntry] : []), '--input-type=module', '-e', script], {
+        env: { ...childEnv, ...opts.env, ...(trace ? { ISTHMUS_MODULE_TRACE: traceFile } : {}) }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+      child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+      child.once('error', reject);
+      child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`node exited ${code} importing the ${kind} module graph: ${err.trim()}`))));
+    });
+    const { status, heapUsedBytes } = JSON.parse(stdout) as { status: string; heapUsedBytes: number };
+    const modules = trace ? [...new Set(readFileSync(traceFile, 'utf8').split('\n').filter(Boolean))].sort() : [];
+    const packages = [...new Set(modules.map(packageOf).filter((p): p is string => p !== undefined))].sort();
+    return { modules, packages, ...parseProcStatus(status), heapUsedBytes };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

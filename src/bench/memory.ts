@@ -1,0 +1,226 @@
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { withStore } from '../cli/common.js';
+import { keys, recordVersion } from '../core/keys.js';
+import { startDevMesh, type DevMesh, type MeshFile } from '../dev/dev-mesh.js';
+import { requestThrough } from '../dev/traffic-generator.js';
+import { updateRegistry } from '../federation/registry-file.js';
+import { loadedModules, parseProcStatus } from './loaded-modules.js';
+
+/**
+ * `node dist/bench/memory.js [--services 1000] [-o json]`: what a sidecar process costs in
+ * memory. Bare Node, the sidecar's module graph alone, then a real `isthmus sidecar` process
+ * (the east client sidecar of a two-cluster `dev up --processes` mesh on loopback) with the
+ * sample catalog and again after `--services` more services were registered and exported the
+ * way `isthmus register` and `isthmus export` do it (half in each cluster, so the sidecar holds
+ * both local and remote routes). Memory is the process's VmRSS and VmHWM from /proc.
+ */
+const { values: args } = parseArgs({
+  options: {
+    services: { type: 'string', default: '1000' },
+    requests: { type: 'string', default: '400' },
+    // Services exported per etcd transaction: 1 is `isthmus export` run once per service, and the
+    // sidecar then receives many more catalog snapshots on the way.
+    'export-batch': { type: 'string', default: '50' },
+    'host-base': { type: 'string', default: '80' },
+    output: { type: 'string', short: 'o', default: 'table' },
+  },
+});
+const extraServices = Number(args.services);
+const requestCount = Number(args.requests);
+const exportBatch = Math.min(50, Math.max(1, Number(args['export-batch'])));
+const say = (line: string) => process.stderr.write(`${line}\n`);
+const namespace = 'bulk';
+
+interface MemoryRow {
+  what: string;
+  services: number | null;
+  rssMb: number;
+  peakRssMb: number;
+  note: string;
+}
+
+const mb = (kb: number) => Math.round(kb / 102.4) / 10;
+
+function procMemory(pid: number): { rssKb: number; hwmKb: number } {
+  return parseProcStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
+}
+
+/** The pid of the process listening on host:port (IPv4), found through /proc/net/tcp and the fds of our own processes. */
+function pidListeningOn(address: string): number {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  const hexHost = host.split('.').map((b) => Number(b).toString(16).padStart(2, '0').toUpperCase()).reverse().join('');
+  const local = `${hexHost}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
+  const line = readFileSync('/proc/net/tcp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f[1] === local && f[3] === '0A');
+  const inode = line?.[9];
+  if (!inode) throw new Error(`nothing listens on ${address}`);
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`) return Number(pid);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  throw new Error(`no process of ours holds the socket listening on ${address}`);
+}
+
+/**
+ * Services in the catalog the sidecar last accepted, read from the copy it saves in its state
+ * dir: asking its admin /routes instead would make it explain a thousand routes every second
+ * and so change what is measured.
+ */
+function catalogSize(stateDir: string): number {
+  try {
+    const saved = JSON.parse(readFileSync(join(stateDir, 'catalog.json'), 'utf8')) as { services?: unknown[] };
+    return saved.services?.length ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits until the sidecar's catalog holds `atLeast` services; at the deadline, measures what arrived (the row says how many). */
+async function waitForCatalog(stateDir: string, atLeast: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let size = 0;
+  while (Date.now() < deadline) {
+    size = catalogSize(stateDir);
+    if (size >= atLeast) return size;
+    await sleep(1000);
+  }
+  if (size === 0) throw new Error(`the sidecar's catalog is still empty after ${timeoutMs / 1000} s`);
+  say(`  only ${size} of ${atLeast} services arrived within ${timeoutMs / 1000} s; measuring with those`);
+  return size;
+}
+
+/** `count` GETs through the proxy, `concurrency` at a time, round robin over `urls`; the statuses seen. */
+async function send(proxy: string, urls: string[], count: number, concurrency = 8): Promise<Record<string, number>> {
+  const statuses: Record<string, number> = {};
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < count) {
+      const url = urls[next % urls.length] as string;
+      next += 1;
+      const status = await requestThrough(proxy, url, 5000);
+      statuses[status] = (statuses[status] ?? 0) + 1;
+    }
+  }));
+  return statuses;
+}
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    total += entry.isDirectory() ? dirBytes(path) : statSync(path).size;
+  }
+  return total;
+}
+
+async function main(): Promise<void> {
+  const rows: MemoryRow[] = [];
+  say('module graphs (a fresh node each) ...');
+  const bare = await loadedModules('bare', { trace: false });
+  rows.push({ what: 'bare node', services: null, rssMb: mb(bare.rssKb), peakRssMb: mb(bare.hwmKb), note: `node ${process.version}` });
+  const graph = await loadedModules('sidecar', { trace: false });
+  const traced = await loadedModules('sidecar');
+  rows.push({
+    what: 'sidecar module graph', services: null, rssMb: mb(graph.rssKb), peakRssMb: mb(graph.hwmKb),
+    note: `imported, not started; heap used ${(graph.heapUsedBytes / 1048576).toFixed(1)} MB; ${traced.modules.length} modules; packages: ${traced.packages.join(' ')}`,
+  });
+
+  const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-bench-memory-'));
+  let mesh: DevMesh | undefined;
+  try {
+    say(`a two-cluster dev mesh, one process per proxy, state in ${stateDir} ...`);
+    mesh = await startDevMesh({
+      clusters: ['east', 'west'], stateDir, trustDomain: 'bench.isthmus', hostBase: Number(args['host-base']), processes: true,
+      progress: (line) => say(line),
+    });
+    const file = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8')) as MeshFile;
+    const east = file.clusters.east as MeshFile['clusters'][string];
+    const pid = pidListeningOn(east.client.admin);
+    const clientState = join(stateDir, 'sidecars', 'east', 'client');
+    const sampleUrls = ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'];
+    const measure = (what: string, services: number, note: string) => {
+      const m = procMemory(pid);
+      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), note });
+      say(`  ${what}: ${services} services, RSS ${mb(m.rssKb)} MB, peak ${mb(m.hwmKb)} MB`);
+    };
+
+    const sampleCatalog = await waitForCatalog(clientState, 1, 30_000);
+    await sleep(5000);
+    measure('sidecar running, catalog arrived', sampleCatalog, `pid ${pid}; state dir ${dirBytes(clientState)} bytes`);
+    const before = await send(east.client.proxy, sampleUrls, requestCount);
+    measure('sidecar running, after requests', sampleCatalog, `${requestCount} GETs to hello and ledger: ${JSON.stringify(before)}`);
+
+    if (extraServices > 0) {
+      say(`registering and exporting ${extraServices} services, ${exportBatch} per transaction ...`);
+      const names = Array.from({ length: extraServices }, (_, i) => `svc-${String(i).padStart(4, '0')}`);
+      const clusterOf = (i: number) => (i % 2 === 0 ? 'east' : 'west');
+      const now = new Date().toISOString();
+      for (const cluster of ['east', 'west']) {
+        const info = file.clusters[cluster] as MeshFile['clusters'][string];
+        // Each at the address of the cluster's first hello instance's sidecar, with its service
+        // account: reachable, and answering with the identity the route expects.
+        const address = mesh.workloads.find((w) => w.spec.cluster === cluster && w.spec.service === 'hello')?.inbound as string;
+        updateRegistry(join(stateDir, 'clusters', cluster), (registry) => ({
+          ...registry,
+          instances: [...registry.instances, ...names.filter((_, i) => clusterOf(i) === cluster).map((name) => ({
+            namespace, service: name, serviceAccount: 'hello', address, zone: info.zones[0] as string, registeredAt: now,
+          }))],
+        }));
+      }
+      const started = Date.now();
+      await withStore(file.etcd, async (store) => {
+        // What `isthmus export` writes, `exportBatch` services a transaction (etcd allows 128 operations in one).
+        for (let from = 0; from < names.length; from += exportBatch) {
+          const batch = names.slice(from, from + exportBatch).map((name, i) => keys.serviceExport(clusterOf(from + i), namespace, name));
+          await store.transact({ ifAbsent: batch, puts: batch.map((key) => ({ key, value: { version: recordVersion, exportedAt: now } })) });
+        }
+      });
+      say(`  registered and exported in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      const bigCatalog = await waitForCatalog(clientState, sampleCatalog + extraServices, 300_000);
+      say(`  the sidecar's catalog has ${bigCatalog} services, ${((Date.now() - started) / 1000).toFixed(1)} s after the first export`);
+      await sleep(5000);
+      measure('sidecar running, catalog arrived', bigCatalog, `state dir ${dirBytes(clientState)} bytes`);
+      const bulkUrls = names.slice(0, 100).map((n) => `http://${n}.${namespace}.mesh/`);
+      const after = await send(east.client.proxy, [...sampleUrls, ...bulkUrls], requestCount);
+      measure('sidecar running, after requests', bigCatalog, `${requestCount} GETs to hello, ledger and 100 of the new services: ${JSON.stringify(after)}`);
+      // After the last reading, so that it does not count: how long explaining every route takes.
+      const explainStarted = Date.now();
+      const explained = await fetch(`http://${east.client.admin}/routes`, { signal: AbortSignal.timeout(60_000) }).then(async (res) => ((await res.json()) as { services: unknown[] }).services.length, () => 0);
+      const explainMs = Date.now() - explainStarted;
+      say(`  admin /routes explained ${explained} routes in ${explainMs} ms`);
+      rows.push({ what: 'admin /routes of every service', services: explained, rssMb: mb(procMemory(pid).rssKb), peakRssMb: mb(procMemory(pid).hwmKb), note: `answered in ${explainMs} ms (RSS read after it)` });
+    }
+  } finally {
+    await mesh?.stop();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+
+  if (args.output === 'json') {
+    process.stdout.write(`${JSON.stringify({ rows }, null, 2)}\n`);
+    return;
+  }
+  const header = ['what', 'services', 'RSS MB', 'peak RSS MB'];
+  const lines = rows.map((r) => [r.what, r.services === null ? '—' : String(r.services), r.rssMb.toFixed(1), r.peakRssMb.toFixed(1)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
+  const format = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
+  process.stdout.write(`${[format(header), ...lines.map(format)].join('\n')}\n\n${rows.map((r) => `${r.what} (${r.services ?? '—'}): ${r.note}`).join('\n')}\n`);
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  say(`bench memory: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});
