@@ -23,11 +23,11 @@ test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stop
     expect(Object.keys(mesh.clusters)).toEqual(['east', 'west']);
     expect(mesh.clusters.east.federation).toBe('127.0.1.1:15010');
 
-    // What a user sees: both clusters alive, hello from both, ledger and redis (TCP) from west only.
+    // What a user sees: both clusters alive, hello from both, ledger, redis (TCP) and grpc-echo (gRPC) from west only.
     await waitFor(async () => {
       const services = JSON.parse((await isthmusOk(['services', '-o', 'json', '--etcd', mesh.etcd])).stdout).services;
       const where = services.map((s: any) => `${s.name}@${s.clusters.map((c: any) => `${c.cluster}:${c.zones.reduce((n: number, z: any) => n + z.healthy, 0)}`).join(',')}`);
-      return JSON.stringify(where) === JSON.stringify(['hello@east:2,west:2', 'ledger@west:1', 'redis@west:1']);
+      return JSON.stringify([...where].sort()) === JSON.stringify(['grpc-echo@west:1', 'hello@east:2,west:2', 'ledger@west:1', 'redis@west:1']);
     }, 10_000, 'sample services exported and healthy');
     const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'));
     const catalog = (await api.get(`https://${mesh.clusters.east.federation}/v1/catalog`)).body;
