@@ -10,7 +10,7 @@ export interface SampleWorkloadSpec {
   service: string;
   instance: string;
   host: string;
-  /** The app: the HTTP sample (default), or `redis-server`, a TCP service behind an `inbound.protocol: tcp` sidecar. */
+  /** The app: the HTTP sample (default), or `redis-server`, a TCP service behind an `inbound.appProtocol: tcp` sidecar. */
   app?: 'http' | 'redis';
   /** Where an app that needs a working dir (redis) makes its temporary one; the system's temp dir if absent. */
   appTempRoot?: string | undefined;
@@ -70,7 +70,7 @@ export class SampleWorkload {
         outbound: { listen: `${s.host}:${s.outboundPort}` },
         inbound: {
           listen: this.inbound, app: this.appAddress,
-          ...(s.app === 'redis' ? { protocol: 'tcp' as const } : {}), ...(s.kind === 'grpc' ? { appProtocol: 'h2c' as const } : {}),
+          ...(s.app === 'redis' ? { appProtocol: 'tcp' as const } : s.kind === 'grpc' ? { appProtocol: 'h2c' as const } : {}),
         },
         admin: { listen: `${s.host}:${s.adminPort}` },
         listeners: [],

@@ -43,17 +43,19 @@ describe('loadSidecarConfig', () => {
 
   test('listeners and the inbound may declare protocol tcp and an idle timeout', () => {
     const config = loadSidecarConfig(write('tcp.yaml', {
-      inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:6379', protocol: 'tcp', idleTimeout: '10m' },
+      inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:6379', appProtocol: 'tcp', idleTimeout: '10m' },
       listeners: [{ service: 'redis', namespace: 'demo', listen: '127.0.0.1:16379', protocol: 'tcp' }, { service: 'ledger', namespace: 'demo', listen: '127.0.0.1:15101' }],
     }));
-    expect(config.inbound).toMatchObject({ protocol: 'tcp', idleTimeout: '10m' });
+    expect(config.inbound).toMatchObject({ appProtocol: 'tcp', idleTimeout: '10m' });
     expect(config.listeners.map((l) => l.protocol)).toEqual(['tcp', undefined]);
   });
 
   test.each([
     [{ listeners: [{ service: 'redis', namespace: 'demo', listen: '127.0.0.1:16379', protocol: 'udp' }] }, '/listeners/0/protocol'],
-    [{ inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:6379', protocol: 'grpc' } }, '/inbound/protocol'],
-    [{ inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:6379', protocol: 'tcp', idleTimeout: 'soon' } }, '/inbound/idleTimeout'],
+    [{ inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:6379', appProtocol: 'grpc' } }, '/inbound/appProtocol'],
+    // The old name of the field is refused, naming it (unknown keys are never ignored).
+    [{ inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:6379', protocol: 'tcp' } }, '/inbound/protocol'],
+    [{ inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:6379', appProtocol: 'tcp', idleTimeout: 'soon' } }, '/inbound/idleTimeout'],
   ])('%j is refused, naming %s', (extra, field) => {
     expect(() => loadSidecarConfig(write('bad-protocol.yaml', extra))).toThrow(expect.objectContaining({
       code: 'ISTHMUS_ERR_CONFIG_INVALID',
@@ -61,7 +63,7 @@ describe('loadSidecarConfig', () => {
     }));
   });
 
-  test.each([['http'], ['h2c']])('inbound.appProtocol %s is accepted', (appProtocol) => {
+  test.each([['http'], ['h2c'], ['tcp']])('inbound.appProtocol %s is accepted', (appProtocol) => {
     expect(loadSidecarConfig(write(`app-${appProtocol}.yaml`, { inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:9000', appProtocol } })).inbound?.appProtocol).toBe(appProtocol);
   });
 

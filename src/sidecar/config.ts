@@ -27,12 +27,12 @@ export const SidecarConfigSchema = Type.Object({
   outbound: Type.Object({ listen: hostPort('the app\'s HTTP proxy (HTTP_PROXY), default port 15001') }, { additionalProperties: false }),
   inbound: Type.Optional(Type.Object({
     listen: hostPort('the mTLS listener other sidecars and gateways connect to, default port 15006'),
-    app: hostPort('where the app itself listens (plain HTTP, or TCP with protocol: tcp; loopback)'),
-    protocol: Type.Optional(appProtocol('what the app speaks: http (the default) or tcp (bytes piped to the app\'s port, docs/sidecar.md)')),
-    idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'protocol tcp: close a connection after this long without a byte either way (default 1h)' })),
-    appProtocol: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('h2c')], {
-      description: 'with protocol http: what the app speaks, http (HTTP/1.1, the default) or h2c (HTTP/2 over cleartext, as a gRPC server does)',
+    app: hostPort('where the app itself listens (loopback)'),
+    // One field for what the app speaks, like a Kubernetes port's appProtocol.
+    appProtocol: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('h2c'), Type.Literal('tcp')], {
+      description: 'what the app speaks: http (HTTP/1.1, the default), h2c (HTTP/2 over cleartext, as a gRPC server does) or tcp (bytes piped to the app\'s port)',
     })),
+    idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'appProtocol tcp: close a connection after this long without a byte either way (default: timeouts.tunnelIdle)' })),
   }, { additionalProperties: false })),
   admin: Type.Object({ listen: hostPort('/healthz, /readyz, /routes; default port 15020') }, { additionalProperties: false }),
   /** For apps that cannot use a proxy (HTTP), and for plain TCP services: one listener per upstream service. */

@@ -110,7 +110,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     }
 
     let tcpInbound: TcpInbound | undefined;
-    if (config.inbound?.protocol === 'tcp') {
+    if (config.inbound?.appProtocol === 'tcp') {
       const idle = config.inbound.idleTimeout ? parseDuration(config.inbound.idleTimeout) * 1000 : timeouts.tunnelIdleMs;
       tcpInbound = new TcpInbound(identity.current(), config.inbound.app, logger.child({ component: 'inbound', protocol: 'tcp' }), idle);
       const running = tcpInbound;
@@ -122,7 +122,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       inboundAddress = await listen(tcpInbound.server, config.inbound.listen);
     } else if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
-      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol ?? 'http');
+      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol === 'h2c' ? 'h2c' : 'http');
       inboundAddress = await listen(inbound.server, config.inbound.listen);
       const running = inbound;
       closers.push(() => running.close());

@@ -18,7 +18,7 @@ export interface TcpInboundStats {
 }
 
 /**
- * The inbound listener of a sidecar whose app speaks plain TCP (`inbound.protocol: tcp`): it
+ * The inbound listener of a sidecar whose app speaks plain TCP (`inbound.appProtocol: tcp`): it
  * terminates mTLS exactly as the HTTP inbound does (a client certificate chaining to a mesh
  * root, exactly one SPIFFE ID in that root's trust domain), requires ALPN `isthmus-tcp`, and
  * then splices the decrypted stream to the app's port. Nothing is read from the caller until

@@ -128,7 +128,7 @@ export class TcpListener {
     upstream.once('secureConnect', () => {
       // Only a TCP inbound selects this ALPN: anything else would get the app's bytes as HTTP.
       if (upstream.alpnProtocol !== tcpAlpn) {
-        failed(new Error(`the destination did not select ALPN ${tcpAlpn} (got ${upstream.alpnProtocol || 'none'}): its sidecar does not serve ${service} as TCP (inbound.protocol: tcp)`));
+        failed(new Error(`the destination did not select ALPN ${tcpAlpn} (got ${upstream.alpnProtocol || 'none'}): its sidecar does not serve ${service} as TCP (inbound.appProtocol: tcp)`));
         return;
       }
       clearTimeout(timer);
