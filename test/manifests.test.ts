@@ -14,7 +14,7 @@ import { ClusterConfigSchema, parseClusterConfig } from '../src/federation/confi
 const root = fileURLToPath(new URL('..', import.meta.url));
 const image = 'ghcr.io/isthmus-mesh/isthmus:0.1.0';
 
-/** Default ports, DESIGN.md "SNI and ports — contract". */
+/** Default ports, docs/architecture.md, "Contracts". */
 const designPorts = { federationApi: 15010, federationDashboard: 15014, gatewayTls: 15443, gatewayAdmin: 15021 };
 
 type Obj = Record<string, unknown>;
@@ -381,7 +381,7 @@ describe('manifests in deploy/ and kind-configs/', () => {
     expect(listAt(service, 'spec.ports').map((p) => at(p, 'port'))).toEqual([designPorts.gatewayTls]);
   });
 
-  it('ports match the DESIGN.md defaults and the cluster config schema\'s defaults', () => {
+  it('ports match the documented defaults (docs/architecture.md) and the cluster config schema\'s defaults', () => {
     expect(portsOf(containerOf('isthmus-federation'))).toEqual({ api: designPorts.federationApi, dashboard: designPorts.federationDashboard });
     expect(portsOf(containerOf('isthmus-gateway'))).toEqual({ tls: designPorts.gatewayTls, admin: designPorts.gatewayAdmin });
     expect(listAt(byName('Service', 'isthmus-federation').doc, 'spec.ports').map((p) => at(p, 'port')))

@@ -2,7 +2,7 @@ import { channel } from 'node:diagnostics_channel';
 
 /**
  * Every `node:diagnostics_channel` the core publishes on, with the shape of its messages: the
- * one list (STYLE.md, "Events inside, telemetry outside"). src/telemetry/ subscribes; the core
+ * one list. src/telemetry/ subscribes; the core
  * never imports a metrics or tracing library. Publishers check `hasSubscribers` first where a
  * message would cost something on a hot path.
  *

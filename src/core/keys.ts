@@ -1,5 +1,5 @@
 /**
- * The federation store's key layout (DESIGN.md, "Federation store — contract"). Every key the
+ * The federation store's key layout (docs/federation.md, "Key layout"). Every key the
  * project reads or writes is built here, so the layout lives in one place.
  */
 export const prefix = '/isthmus/v1';
@@ -18,7 +18,7 @@ export const keys = {
   /**
    * The operator's intent to export (persistent, survives restarts), as a Kubernetes
    * ServiceExport. The leased `/exports/...` record is what the federation service publishes
-   * from it while the cluster is alive. An addition to the DESIGN.md layout.
+   * from it while the cluster is alive. Listed in docs/federation.md.
    */
   serviceExports: `${prefix}/serviceexports/`,
   serviceExportsOf: (cluster: string) => `${prefix}/serviceexports/${cluster}/`,
@@ -31,12 +31,12 @@ export const keys = {
   policy: (kind: string, ns: string, name: string) => `${prefix}/policies/${kind}/${ns}/${name}`,
   sloPolicies: `${prefix}/policies/slo/`,
   sloStatuses: `${prefix}/slostatus/`,
-  /** Which verdict on an objective was last acted on (an addition to the DESIGN.md layout). */
+  /** Which verdict on an objective was last acted on (docs/federation.md). */
   sloStatus: (ns: string, name: string) => `${prefix}/slostatus/${ns}/${name}`,
-  /** Sidecar-reported request counters of one cluster, leased (an addition to the DESIGN.md layout). */
+  /** Sidecar-reported request counters of one cluster, leased (docs/federation.md). */
   traffic: `${prefix}/traffic/`,
   trafficOf: (cluster: string) => `${prefix}/traffic/${cluster}`,
-  /** A cluster's recent failover, ejection and SLO events, leased (an addition to the DESIGN.md layout). */
+  /** A cluster's recent failover, ejection and SLO events, leased (docs/federation.md). */
   events: `${prefix}/events/`,
   eventsOf: (cluster: string) => `${prefix}/events/${cluster}`,
   probes: `${prefix}/probes/`,

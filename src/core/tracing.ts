@@ -4,8 +4,8 @@
  * with `setTracer` when an OTLP endpoint is configured; until then `activeTracer()` is
  * undefined and the data path creates no span object at all (one function call per request).
  *
- * Why an interface and not a diagnostics channel (STYLE.md, "Events inside, telemetry
- * outside"): the outbound must inject the new span's id into the upstream request before it is
+ * Why an interface and not a diagnostics channel (the core's other events are channels,
+ * src/core/channels.ts): the outbound must inject the new span's id into the upstream request before it is
  * sent, so the start of a span needs an answer back. The core still never imports OpenTelemetry.
  */
 

@@ -98,7 +98,7 @@ export const redisListenerPort = 16379;
 /**
  * A whole mesh on one machine: etcd, a root CA, and per cluster an intermediate, a federation
  * service, gateways, sample services with sidecars, and a client sidecar; the samples exported.
- * Built with the same functions the CLI verbs use. Ports repeat per cluster (DESIGN.md): each
+ * Built with the same functions the CLI verbs use. Ports repeat per cluster (docs/architecture.md, "Contracts"): each
  * cluster has its own loopback address.
  */
 export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {

@@ -35,7 +35,7 @@ const retryInitialMs = 100;
 const retryMaxMs = 2_000;
 
 /**
- * List-then-watch over one prefix (DESIGN.md, "Federation store — contract").
+ * List-then-watch over one prefix (docs/federation.md, "Watches").
  *
  * We drive a raw etcd watch stream instead of etcd3's Watcher because the Watcher moves its resume
  * revision to the *current* store revision as soon as a (re)created watch is acknowledged, before

@@ -3,7 +3,7 @@ import { formatServiceSni } from './sni.js';
 
 /**
  * The endpoints of one service as one caller sees them, grouped by locality and ranked by
- * priority relative to that caller (DESIGN.md, "Locality failover"). Shaped like Envoy's
+ * priority relative to that caller (docs/sidecar.md, "Locality priorities and spill-over"). Shaped like Envoy's
  * ClusterLoadAssignment: localities with a priority, each holding endpoints with health and
  * weight. A remote cluster is one more locality whose endpoints are its east-west gateways.
  */

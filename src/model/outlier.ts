@@ -30,7 +30,7 @@ export const OutlierConfigSchema = Type.Object({
 }, { additionalProperties: false });
 export type OutlierConfig = Static<typeof OutlierConfigSchema>;
 
-/** Validates once, applies defaults, freezes (STYLE.md, "Config is validated once"). */
+/** Validates once, applies defaults, freezes: nothing re-checks it per request. */
 export function outlierConfig(input: unknown = {}, source = 'outlier detection config'): Readonly<OutlierConfig> {
   const config = validate(OutlierConfigSchema, input, source);
   if (config.maxEjectionMs < config.baseEjectionMs) {

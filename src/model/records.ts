@@ -1,7 +1,7 @@
 import { Type, Value, type Static, type TSchema } from '../core/typebox.js';
 
 /**
- * The JSON values stored under /isthmus/v1 (DESIGN.md, federation store contract). Records
+ * The JSON values stored under /isthmus/v1 (docs/federation.md, "Key layout" and "Value shapes"). Records
  * from etcd come from other clusters, so they are checked against these schemas before use;
  * unknown extra fields are tolerated so that a newer writer does not break an older reader.
  */

@@ -1,6 +1,6 @@
 /**
  * The SNI a sidecar sends to a remote cluster's gateway names the exported service it wants:
- * `<service>.<namespace>.svc.<cluster>.isthmus`, lower case (DESIGN.md, "SNI and ports — contract").
+ * `<service>.<namespace>.svc.<cluster>.isthmus`, lower case (docs/architecture.md, "Contracts"; docs/gateway.md).
  * Pure: the gateway parses what parseClientHello returns; sidecars format what they dial.
  */
 import { checkName, dnsLabelPattern } from '../core/names.js';
@@ -37,7 +37,7 @@ export function parseServiceSni(name: string): ServiceSni | undefined {
 /**
  * The SNI of a gateway probe: `probe.gateway.<cluster>.isthmus`. Four labels, so it can never be
  * mistaken for a service SNI (five). The gateway of <cluster> pipes it, TLS untouched, to its own
- * federation API: a prober gets a real TLS round trip through the gateway (DESIGN.md, "Observability").
+ * federation API: a prober gets a real TLS round trip through the gateway (docs/gateway.md, "Probes").
  */
 export function formatProbeSni(cluster: string): string {
   return ['probe', 'gateway', checkName('cluster', cluster.toLowerCase()), 'isthmus'].join('.');

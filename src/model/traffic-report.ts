@@ -77,7 +77,7 @@ export function failoverEvent(m: { namespace: string; service: string; from: num
 /**
  * Outlier detection took an endpoint out. A remote gateway is named by its cluster (its address
  * is in the catalog anyway); a local instance is not named by address, since events cross
- * clusters and pod addresses do not (DESIGN.md: only aggregates cross clusters).
+ * clusters and pod addresses do not (docs/architecture.md, "Contracts": only aggregates cross clusters).
  */
 export function ejectionEvent(m: { address: string; reason: 'connect-error' | '5xx'; service: string | undefined; cluster: string | undefined; at: number }, ownCluster: string): ReportedEvent {
   const why = m.reason === '5xx' ? 'consecutive 5xx answers' : 'connections refused or timed out';

@@ -48,7 +48,7 @@ const maxTimerMs = 2 ** 31 - 1;
 const generateRsaKey = promisify(generateKeyPair);
 
 /**
- * The workload's certificate (DESIGN.md, "Trust — contract"): the key is made here, the first
+ * The workload's certificate (docs/trust.md): the key is made here, the first
  * certificate is bought with a bootstrap token, every later one with the certificate before it,
  * at `renewAt` of its life and with no gap: a new certificate is installed only once it is
  * signed, and the old one serves until then. Kept on disk so a sidecar restarts while the

@@ -1,7 +1,7 @@
 /**
  * Trust bundles: the roots of one trust domain, as published in etcd under
  * `/isthmus/v1/trust/bundles/<td>` and merged into the mesh bundle every peer verifies against
- * (DESIGN.md, "Trust — contract"). A bundle holds two roots only during a rotation; the order
+ * (docs/trust.md). A bundle holds two roots only during a rotation; the order
  * of `roots` is the order they were added, so the newest root is last.
  *
  * Bundles travel between clusters and land in logs, so they are checked with Node's crypto on

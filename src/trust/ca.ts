@@ -1,7 +1,6 @@
 /**
  * The certificate authority: the root an operator keeps on disk, each cluster's intermediate,
- * and the leaves the federation service hands to sidecars and gateways (DESIGN.md, "Trust —
- * contract"). This file decides what may be issued; certificate-builder.ts encodes it.
+ * and the leaves the federation service hands to sidecars and gateways (docs/trust.md). This file decides what may be issued; certificate-builder.ts encodes it.
  *
  * Invariants kept here:
  *   - a leaf's identity is the one the caller authenticated, never one read from a CSR;

@@ -2,7 +2,7 @@
  * PKCS#10 certificate signing requests (RFC 2986). A sidecar makes its key where it runs and
  * proves it holds it by signing the request; the CA takes only the public key from it.
  * Everything else a CSR can say (subject, SAN attributes) is ignored on purpose: the identity
- * comes from the authenticated caller (DESIGN.md, "Trust — contract").
+ * comes from the authenticated caller (docs/trust.md).
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';

@@ -1,6 +1,5 @@
 /**
- * SPIFFE IDs, the names every Isthmus certificate carries in its URI SAN (DESIGN.md, "Trust —
- * contract"). Follows the SPIFFE ID specification (spiffe/standards, SPIFFE-ID.md §2), narrowed
+ * SPIFFE IDs, the names every Isthmus certificate carries in its URI SAN (docs/trust.md). Follows the SPIFFE ID specification (spiffe/standards, SPIFFE-ID.md §2), narrowed
  * where Isthmus is stricter:
  *   - a trust domain must be a lower-case DNS name (the spec also allows `_`; Kubernetes and
  *     our SNI names do not, and a trust domain ends up in both);

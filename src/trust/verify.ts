@@ -1,6 +1,5 @@
 /**
- * Deciding whether a certificate is acceptable, with Node's crypto only (DESIGN.md, "Trust —
- * contract"). Path validation follows RFC 5280 §6.1 for the parts a mesh needs: signatures,
+ * Deciding whether a certificate is acceptable, with Node's crypto only (docs/trust.md). Path validation follows RFC 5280 §6.1 for the parts a mesh needs: signatures,
  * validity, CA flags and path length; plus SPIFFE's leaf rules (X509-SVID §5.2) and the rule
  * that a trust domain's root vouches only for identities in that trust domain, so one domain of
  * the mesh bundle cannot mint identities of another.

@@ -1,5 +1,5 @@
 /**
- * Reading facts out of a parsed certificate with Node's X509Certificate only (DESIGN.md: peer
+ * Reading facts out of a parsed certificate with Node's X509Certificate only (docs/trust.md: peer
  * chains are verified with Node's crypto, never with forge). Two facts Node does not expose,
  * basicConstraints' pathLen and the raw extension, are read here with a twenty-line DER walk
  * over `x509.raw`, so this file and verify.ts stay free of forge.
