@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { OpenSockets } from './open-sockets.js';
 
 export type SpliceEnd = 'closed' | 'idle' | 'error';
 
@@ -10,8 +11,9 @@ export type SpliceEnd = 'closed' | 'idle' | 'error';
  * sockets forever). `open`, when given, holds both sockets while they are spliced, so that a
  * stopping proxy can close its tunnels (an HTTP server's closeAllConnections does not see them).
  */
-export function splice(a: Duplex, b: Duplex, idleMs: number, open?: Set<Duplex>, onEnd?: (how: SpliceEnd) => void): void {
-  open?.add(a).add(b);
+export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets, onEnd?: (how: SpliceEnd) => void): void {
+  open?.track(a);
+  open?.track(b);
   let done = false;
   const finish = (how: SpliceEnd) => {
     if (done) return;
@@ -19,8 +21,6 @@ export function splice(a: Duplex, b: Duplex, idleMs: number, open?: Set<Duplex>,
     clearTimeout(timer);
     a.destroy();
     b.destroy();
-    open?.delete(a);
-    open?.delete(b);
     onEnd?.(how);
   };
   const timer = setTimeout(() => finish('idle'), idleMs);

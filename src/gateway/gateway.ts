@@ -1,4 +1,5 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
@@ -36,7 +37,7 @@ export class Gateway {
   readonly connections = new ConnectionLog(256);
   private routes: GatewayRoutes | undefined;
   private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new OpenSockets();
   private next = 0;
   /** host:port of this cluster's federation API, where probe SNIs are piped (still TLS end to end). */
   private readonly probeTarget: string;
@@ -68,18 +69,13 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
+    this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private track(socket: Socket): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
   }
 
   private accept(client: Socket): void {
     this.stats.accepted += 1;
-    this.track(client);
+    this.sockets.track(client);
     client.setNoDelay(true);
     const acceptedAt = performance.now();
     let buffered: Buffer = Buffer.alloc(0);
@@ -141,7 +137,7 @@ export class Gateway {
       }
       const split = address.lastIndexOf(':');
       const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true, allowHalfOpen: true });
-      this.track(upstream);
+      this.sockets.track(upstream);
       let connected = false;
       const timeout = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.config.connectTimeoutMs);
       upstream.once('error', () => {

@@ -16,6 +16,7 @@ import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
 import { ResponseRelay } from './response-relay.js';
+import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
 import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
@@ -56,13 +57,13 @@ export class Inbound {
   private readonly accepted = new WeakMap<Socket, number>();
   private readonly handshakes = new WeakMap<TLSSocket, number>();
   /** WebSocket and CONNECT tunnels now open: the HTTP server no longer tracks their sockets. */
-  private readonly tunnels = new Set<Duplex>();
+  private readonly tunnels = new OpenSockets();
   /**
    * Every accepted TCP connection. allowHalfOpen (for tunnels) means a peer that sends FIN
    * before finishing a TLS handshake (a TCP health check) is not closed by Node until the
    * handshake timeout; close() must not wait for those.
    */
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new OpenSockets();
 
   constructor(
     credentials: InboundCredentials, readonly appAddress: string, readonly logger: Logger,
@@ -103,8 +104,7 @@ export class Inbound {
     this.server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.server.on('connection', (raw: Socket) => {
       this.accepted.set(raw, performance.now());
-      this.sockets.add(raw);
-      raw.once('close', () => this.sockets.delete(raw));
+      this.sockets.track(raw);
     });
     this.server.on('secureConnection', (socket: TLSSocket) => {
       socket.setNoDelay(true);
@@ -137,8 +137,8 @@ export class Inbound {
 
   async close(): Promise<void> {
     this.server.closeAllConnections();
-    for (const socket of this.tunnels) socket.destroy();
-    for (const socket of this.sockets) socket.destroy();
+    this.tunnels.destroyAll();
+    this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.appSessions.closeAll(false);
     await this.app.close();

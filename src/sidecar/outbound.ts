@@ -13,6 +13,7 @@ import { RequestBody } from './request-body.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { ResponseRelay } from './response-relay.js';
 import type { RoutingTable } from './routing.js';
+import { alsoOnCloseAll, OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
 import type { DataPlaneTimeouts } from './timeouts.js';
 import { inboundReportHeader, traceHeader } from './trace.js';
@@ -41,7 +42,7 @@ export interface OutboundDeps {
  * preface are served by outbound-h2.ts, through the same steps.
  */
 export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Server {
-  const tunnels = new Set<Duplex>();
+  const tunnels = new OpenSockets();
   const server = createServer({
     keepAliveTimeout: deps.timeouts.connectionIdleMs,
     headersTimeout: deps.timeouts.requestHeadersMs,
@@ -64,11 +65,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   server.on('upgrade', tunnel);
   server.on('connect', tunnel);
   // Upgraded and CONNECT sockets are no longer the HTTP server's: close them with its own.
-  const closeAll = server.closeAllConnections.bind(server);
-  server.closeAllConnections = () => {
-    closeAll();
-    for (const socket of tunnels) socket.destroy();
-  };
+  alsoOnCloseAll(server, () => tunnels.destroyAll());
   return server;
 }
 
@@ -114,7 +111,7 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
  * splice bytes both ways. The destination's answer (101, 200 or a refusal) flows back as is.
  * Only a failed connection is retried on another endpoint: nothing was sent yet.
  */
-async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: Set<Duplex>, fixed?: MeshTarget): Promise<void> {
+async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
   const routed = routeOf(deps.routing, resolveTarget(req.method, req.url, req.headers.host, fixed));
   if ('code' in routed) {

@@ -3,6 +3,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { alsoOnCloseAll } from '../core/open-sockets.js';
 import { sniffPreface } from './h2-preface.js';
 
 /**
@@ -55,12 +56,10 @@ export function servePriorKnowledgeH2(http1: HttpServer, h2: Http2Server, firstB
   });
 
   // The HTTP/1.1 server's closeAllConnections knows only its own connections.
-  const closeAll = http1.closeAllConnections.bind(http1);
-  http1.closeAllConnections = () => {
-    closeAll();
+  alsoOnCloseAll(http1, () => {
     for (const socket of undecided) socket.destroy();
     for (const session of sessions) session.destroy();
-  };
+  });
 }
 
 /**

@@ -3,7 +3,9 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { peerIdentity } from './peer-identity.js';
-import { defaultTcpIdleTimeoutMs, spliceSockets } from './tcp-pipe.js';
+import { OpenSockets } from '../core/open-sockets.js';
+import { splice } from '../core/splice.js';
+import { defaultTimeouts } from './timeouts.js';
 import { tcpAlpn } from './tcp-protocol.js';
 
 const tcpChannel = channels.tcpInbound;
@@ -27,9 +29,9 @@ export interface TcpInboundStats {
 export class TcpInbound {
   readonly server: Server;
   readonly stats: TcpInboundStats = { accepted: 0, refused: {} };
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new OpenSockets();
 
-  constructor(credentials: TcpInboundCredentials, private readonly appAddress: string, private readonly log: Logger, private readonly idleTimeoutMs = defaultTcpIdleTimeoutMs) {
+  constructor(credentials: TcpInboundCredentials, private readonly appAddress: string, private readonly log: Logger, private readonly idleTimeoutMs = defaultTimeouts.tunnelIdleMs) {
     this.server = createServer({
       ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
       // Not allowHalfOpen here: a TCP health check's FIN before any handshake must close the
@@ -37,7 +39,7 @@ export class TcpInbound {
       // pass are made half-open in accept(), before the first byte is read.
       ALPNProtocols: [tcpAlpn],
     }, (socket) => this.accept(socket));
-    this.server.on('connection', (raw: Socket) => this.track(raw));
+    this.server.on('connection', (raw: Socket) => this.sockets.track(raw));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
       // A peer that left before finishing a handshake (health checks, every 2 s) was not refused.
       if (err.code === 'ECONNRESET') return;
@@ -51,19 +53,14 @@ export class TcpInbound {
   }
 
   async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
+    this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private track(socket: Socket): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
   }
 
   private accept(caller: TLSSocket): void {
     caller.allowHalfOpen = true; // read by the stream when the caller's end arrives: only that direction ends
     caller.pause();
-    this.track(caller);
+    this.sockets.track(caller);
     caller.on('error', () => caller.destroy());
     if (caller.alpnProtocol !== tcpAlpn) {
       this.refuse(caller, 'alpn', `the caller did not offer ALPN ${tcpAlpn} (got ${caller.alpnProtocol || 'none'}); connect through a sidecar's TCP listener`);
@@ -76,7 +73,7 @@ export class TcpInbound {
     }
     const split = this.appAddress.lastIndexOf(':');
     const app = connect({ host: this.appAddress.slice(0, split), port: Number(this.appAddress.slice(split + 1)), allowHalfOpen: true, noDelay: true });
-    this.track(app);
+    this.sockets.track(app);
     const abandon = () => app.destroy();
     caller.once('close', abandon);
     app.once('error', (err) => {
@@ -92,7 +89,7 @@ export class TcpInbound {
       this.stats.accepted += 1;
       if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'accepted' });
       this.log.debug({ caller: peer.identity, app: this.appAddress }, 'TCP caller spliced to the app');
-      spliceSockets(caller, app, this.idleTimeoutMs);
+      splice(caller, app, this.idleTimeoutMs);
       caller.resume();
     });
   }

@@ -6,7 +6,9 @@ import type { Logger } from '../core/log.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 import { checkDestination } from './peer-identity.js';
 import type { Route, RoutingTable } from './routing.js';
-import { defaultTcpIdleTimeoutMs, spliceSockets } from './tcp-pipe.js';
+import { OpenSockets } from '../core/open-sockets.js';
+import { splice } from '../core/splice.js';
+import { defaultTimeouts } from './timeouts.js';
 import { tcpAlpn, type AppProtocol } from './tcp-protocol.js';
 import type { Upstreams } from './upstreams.js';
 
@@ -37,7 +39,7 @@ export interface FixedTarget { service: string; namespace: string }
  */
 export class TcpListener {
   readonly server: Server;
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new OpenSockets();
   private readonly log: Logger;
 
   constructor(
@@ -51,7 +53,7 @@ export class TcpListener {
   }
 
   async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
+    this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (this.http) {
       this.http.closeAllConnections();
@@ -59,13 +61,8 @@ export class TcpListener {
     }
   }
 
-  private track(socket: Socket): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-  }
-
   private accept(client: Socket): void {
-    this.track(client);
+    this.sockets.track(client);
     if (this.protocolOf() === 'http' && this.http) {
       // An HTTP server accepts sockets it did not accept itself: the same path as its own.
       this.http.emit('connection', client);
@@ -110,7 +107,7 @@ export class TcpListener {
       ALPNProtocols: [tcpAlpn],
     });
     upstream.setNoDelay(true);
-    this.track(upstream);
+    this.sockets.track(upstream);
     const abandon = () => upstream.destroy();
     client.once('close', abandon);
     const timer = setTimeout(() => upstream.destroy(new Error(`no TLS session within ${connectTimeoutMs} ms`)), connectTimeoutMs);
@@ -137,7 +134,7 @@ export class TcpListener {
       this.deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
       this.log.debug({ service, endpoint: endpoint.address, cluster: endpoint.cluster, priority: endpoint.priority }, 'TCP connection spliced');
       this.publish(service, endpoint.cluster, 'connected');
-      spliceSockets(client, upstream, this.deps.idleTimeoutMs ?? defaultTcpIdleTimeoutMs);
+      splice(client, upstream, this.deps.idleTimeoutMs ?? defaultTimeouts.tunnelIdleMs);
       client.resume();
     });
   }

@@ -1,0 +1,35 @@
+import type { Server } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+/**
+ * The sockets a proxy has open now (accepted, dialled, or spliced), so that stopping it closes
+ * them at once: `server.close()` waits for every connection to end by itself, and a half-open
+ * or spliced socket may never do so.
+ */
+export class OpenSockets {
+  private readonly sockets = new Set<Duplex>();
+
+  /** Holds `socket` until it closes. */
+  track(socket: Duplex): void {
+    if (this.sockets.has(socket)) return;
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  destroyAll(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+}
+
+/**
+ * Makes an HTTP server's `closeAllConnections()` also run `close`: sockets the server handed
+ * away (upgrades, CONNECT tunnels, connections taken over by another protocol's server) are no
+ * longer its own, and would otherwise outlive it.
+ */
+export function alsoOnCloseAll(server: Server & { closeAllConnections(): void }, close: () => void): void {
+  const closeAll = server.closeAllConnections.bind(server);
+  server.closeAllConnections = () => {
+    closeAll();
+    close();
+  };
+}
