@@ -113,14 +113,15 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
  */
 async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
-  const routed = routeOf(deps.routing, resolveTarget(req.method, req.url, req.headers.host, fixed));
+  const target = resolveTarget(req.method, req.url, req.headers.host, fixed);
+  const routed = routeOf(deps.routing, target);
   if ('code' in routed) {
     observer.answered(errorStatus(routed.code), routed.service);
     socket.end(errorResponse(errorStatus(routed.code), 'Service Unavailable', routed.code, routed.message));
     return;
   }
   const { route, service } = routed;
-  const resolved = resolveTarget(req.method, req.url, req.headers.host, fixed) as ResolvedTarget;
+  const resolved = target as ResolvedTarget; // routeOf refused every other case
   const connect = req.method === 'CONNECT';
   const upstreamHead = connect
     ? `CONNECT ${resolved.host} HTTP/1.1\r\nhost: ${resolved.host}\r\n\r\n`
