@@ -21,6 +21,12 @@ describe('a sidecar or gateway process loads only what it uses (memory)', () => 
     expect(loaded.modules.filter((m) => /\/dist\/cli\/(join|check|dev|dash|policy|ca)\.js$/.test(m))).toEqual([]);
   });
 
+  test.each(['sidecar', 'gateway'] as const)('isthmus %s loads undici\'s client, pool and agent, not its index with fetch and WebSocket', async (kind) => {
+    const undici = (await loadedModules(kind)).modules.filter((m) => m.includes('/node_modules/undici/'));
+    expect(undici.some((m) => m.endsWith('/lib/dispatcher/client.js'))).toBe(true);
+    expect(undici.filter((m) => m.endsWith('/node_modules/undici/index.js') || m.includes('/lib/web/'))).toEqual([]);
+  });
+
   test('the sidecar loads node-forge\'s ASN.1 codec for its CSR, not the whole of node-forge', async () => {
     const forge = (await loadedModules('sidecar')).modules.filter((m) => m.includes('/node_modules/node-forge/'));
     expect(forge.some((m) => m.endsWith('/lib/asn1.js'))).toBe(true);

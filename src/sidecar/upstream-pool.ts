@@ -1,4 +1,5 @@
-import { buildConnector, Client, Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { buildConnector, Client, Dispatcher as DispatcherBase, type Connector, type ConnectorOptions } from '../core/undici.js';
 
 export interface UpstreamPoolOptions {
   /** Keep-alive connections at most. */
@@ -14,7 +15,7 @@ export interface UpstreamPoolOptions {
   /** An idle connection is closed after this. */
   idleMs: number;
   /** What undici's connector gets: TLS options of the upstream, connect timeout, no delay. */
-  connect: buildConnector.BuildOptions;
+  connect: ConnectorOptions;
 }
 
 interface Member {
@@ -36,14 +37,14 @@ interface Waiting {
  * queue for the first one that frees (or the next that connects), not behind a handshake of its
  * own. The connector is built once per pool, so its TLS session cache serves every connection.
  */
-export class UpstreamPool extends Dispatcher {
+export class UpstreamPool extends DispatcherBase {
   private readonly members: Member[] = [];
   private queue: Waiting[] = [];
   private head = 0;
   private connecting = 0;
   private closing: (() => void) | undefined;
   private closed = false;
-  private readonly connector: buildConnector.connector;
+  private readonly connector: Connector;
 
   constructor(private readonly origin: string, private readonly options: UpstreamPoolOptions) {
     super();
