@@ -115,7 +115,7 @@ function httpRouteProblems(spec: HttpRouteSpec, namespace: string): FieldProblem
 export function schemaProblems(schema: TSchema, value: unknown, at: string): FieldProblem[] {
   return [...Value.Errors(schema, value)].slice(0, 10).map((e) => {
     const hint = typeof e.schema.description === 'string' ? ` (${e.schema.description})` : '';
-    const message = e.message.startsWith('Unexpected property') ? 'a field Isthmus does not know or does not carry out (docs/traffic-policy.md lists them); remove it or check its spelling' : e.message.toLowerCase();
+    const message = e.message.startsWith('Unexpected property') ? 'a field Isthmus does not know or does not carry out (docs/traffic-policy.md lists them); remove it or check its spelling' : e.message.charAt(0).toLowerCase() + e.message.slice(1);
     return { path: `${at}${e.path}` || '/', message: `${message}, got ${e.value === undefined ? 'nothing' : JSON.stringify(e.value)?.slice(0, 60)}${hint}` };
   });
 }

@@ -11,7 +11,7 @@ const split = (name: string, backends: { service: string; weight: number }[], cr
   spec: { service: 'hello', backends },
 });
 const to = (service: string, extra: object = {}) => ({ matches: [], backendRefs: [{ name: service }], ...extra });
-const req = (path: string, headers: Record<string, string> = {}, method = 'GET'): RequestFacts => ({ method, path, header: (n) => headers[n] });
+const req = (path: string, headers: Record<string, string> = {}, method = 'GET'): RequestFacts => ({ method, path, headers });
 
 function table(records: PolicyRecord[]): ServiceRoutes {
   const routes = compileTrafficPolicies(records).get('demo/hello');

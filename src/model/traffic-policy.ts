@@ -61,12 +61,12 @@ export interface ServiceRoutes {
   routeAttached: boolean;
 }
 
-/** What matching needs of a request; `header` takes a lower-case name. */
+/** What matching needs of a request: Node's own header object (lower-case names) will do. */
 export interface RequestFacts {
   method: string;
   /** The request target's path, with its query string if any. */
   path: string;
-  header(name: string): string | undefined;
+  headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
 interface Ranked extends RoutingEntry { rank: readonly (number | string)[] }
@@ -192,7 +192,10 @@ export function matchRequest(routes: ServiceRoutes, request: RequestFacts): Rout
 }
 
 function headersMatch(headers: CompiledMatch['headers'], request: RequestFacts): boolean {
-  for (const [name, value] of headers) if (request.header(name) !== value) return false;
+  for (const [name, value] of headers) {
+    const held = request.headers[name];
+    if (held !== value && !(Array.isArray(held) && held.includes(value))) return false;
+  }
   return true;
 }
 
