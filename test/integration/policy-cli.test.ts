@@ -127,4 +127,14 @@ describe('isthmus policy get, list, delete', () => {
     expect(missing.code).toBe(1);
     expect(JSON.parse(missing.stdout).error.code).toBe('ISTHMUS_ERR_POLICY_NOT_FOUND');
   });
+
+  test('objectives still apply, list and delete beside the traffic kinds, with the JSON scripts already read', async () => {
+    const slo = yamlFile('slo.yaml', 'apiVersion: isthmus.dev/v1alpha1\nkind: ServiceLevelObjective\nmetadata: { name: hello-fast, namespace: demo }\nspec: { service: hello, success: 99.9, window: 1h }\n');
+    const applied = await isthmus(['policy', 'apply', '-f', slo, '--output', 'json'], env());
+    expect(JSON.parse(applied.stdout).applied).toEqual([{ kind: 'ServiceLevelObjective', name: 'demo/hello-fast', change: 'created', changed: true }]);
+    const listed = JSON.parse((await isthmus(['policy', 'list', '--output', 'json'], env())).stdout) as { policies: { kind: string; name: string; successPercent?: number }[] };
+    expect(listed.policies.find((p) => p.kind === 'ServiceLevelObjective')).toMatchObject({ name: 'hello-fast', successPercent: 99.9 });
+    expect((await isthmus(['policy', 'delete', 'slo', 'demo/hello-fast'], env())).code).toBe(0);
+    expect(await store.get(keys.policy('slo', 'demo', 'hello-fast'))).toBeUndefined();
+  });
 });
