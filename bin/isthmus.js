@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `isthmus` command. The TypeScript sources are compiled to dist/ by `npm ci` (prepare).
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 
@@ -11,11 +11,17 @@ import { setFlagsFromString } from 'node:v8';
 // (docs/benchmarks.md, "Memory of one sidecar process"). It must be set before undici loads.
 setFlagsFromString('--liftoff-only');
 
-const entry = new URL('../dist/cli/main.js', import.meta.url);
-if (!existsSync(fileURLToPath(entry))) {
+const compiled = new URL('../dist/cli/main.js', import.meta.url);
+const bundled = new URL('../dist/bundle/main.js', import.meta.url);
+if (!existsSync(fileURLToPath(compiled))) {
   process.stderr.write('isthmus: dist/ is missing; run `npm run build` (or `npm ci`) in the isthmus checkout first\n');
   process.exit(1);
 }
+// `npm run build` compiles dist/ and then bundles it into dist/bundle/ (scripts/bundle.mjs),
+// which costs each sidecar and gateway less memory. A bundle older than the compiled code (tsc
+// run alone) would run stale code, so then the compiled modules run instead.
+const mtime = (url) => (existsSync(fileURLToPath(url)) ? statSync(url).mtimeMs : -1);
+const entry = mtime(bundled) >= mtime(compiled) ? bundled : compiled;
 const { main } = await import(entry.href);
 await main(process.argv);
 // The command is done (long-running ones return only after their shutdown). Whatever handle a

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +7,37 @@ import { fileURLToPath } from 'node:url';
 /** dist/ of this checkout, whether this file runs from src/ (vitest) or dist/. */
 const dist = new URL('../../dist/', import.meta.url);
 const traceEntry = fileURLToPath(new URL('bench/module-trace.js', dist));
+const root = new URL('../', dist);
+const bundleMeta = new URL('bundle/meta.json', dist);
+
+interface BundleMeta {
+  outputs: Record<string, { entryPoint?: string; inputs: Record<string, unknown> }>;
+}
+
+/**
+ * The bundle bin/isthmus.js runs (scripts/bundle.mjs), when it is there and not older than the
+ * compiled modules (the same rule bin/isthmus.js follows); otherwise the compiled modules run.
+ */
+function currentBundle(): BundleMeta | undefined {
+  const main = new URL('cli/main.js', dist);
+  if (!existsSync(bundleMeta) || statSync(new URL('bundle/main.js', dist)).mtimeMs < statSync(main).mtimeMs) return undefined;
+  return JSON.parse(readFileSync(bundleMeta, 'utf8')) as BundleMeta;
+}
+
+/** The chunk that holds compiled module `entry` (e.g. `sidecar/sidecar.js`) as an entry point. */
+function chunkOf(meta: BundleMeta, entry: string): URL {
+  const found = Object.entries(meta.outputs).find(([, o]) => o.entryPoint === `dist/${entry}`);
+  if (!found) throw new Error(`dist/bundle/meta.json has no chunk for dist/${entry}; run npm run build`);
+  return new URL(found[0], root);
+}
+
+/** Bundle chunks replaced by the modules they were built from, so callers see the same graph either way. */
+function unbundled(meta: BundleMeta, modules: string[]): string[] {
+  return modules.flatMap((m) => {
+    const output = m.startsWith(root.href) ? meta.outputs[m.slice(root.href.length)] : undefined;
+    return output ? [m, ...Object.keys(output.inputs).map((input) => new URL(input, root).href)] : [m];
+  });
+}
 
 /**
  * What a long-running command loads before it starts serving: the CLI for that verb and the
@@ -20,7 +51,10 @@ export const processEntries = {
 export type ProcessKind = keyof typeof processEntries;
 
 export interface LoadedModules {
-  /** Every module URL the process loaded (file: URLs and node: builtins), sorted; empty without `trace`. */
+  /**
+   * Every module URL the process loaded (file: URLs and node: builtins), sorted; empty without
+   * `trace`. From the bundle, each chunk loaded is listed with the modules it was built from.
+   */
   modules: string[];
   /** npm packages among them (`@scope/name` or `name`), sorted. */
   packages: string[];
@@ -56,9 +90,11 @@ export async function loadedModules(kind: ProcessKind, opts: { env?: Record<stri
   const trace = opts.trace ?? true;
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-modules-'));
   const traceFile = join(dir, 'modules.txt');
+  const meta = currentBundle();
+  const moduleUrl = (entry: string) => (meta ? chunkOf(meta, entry) : new URL(entry, dist)).href;
   const steps = processEntries[kind].map((entry) => (typeof entry === 'string'
-    ? `await import(${JSON.stringify(new URL(entry, dist).href)});`
-    : `await (await import(${JSON.stringify(new URL('cli/main.js', dist).href)})).buildProgram(${JSON.stringify(entry.program)});`));
+    ? `await import(${JSON.stringify(moduleUrl(entry))});`
+    : `await (await import(${JSON.stringify(meta ? new URL('bundle/main.js', dist).href : new URL('cli/main.js', dist).href)})).buildProgram(${JSON.stringify(entry.program)});`));
   const script = `${steps.join('\n')}
 globalThis.gc?.();
 const status = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
@@ -77,7 +113,8 @@ process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage
       child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`node exited ${code} importing the ${kind} module graph: ${err.trim()}`))));
     });
     const { status, heapUsedBytes } = JSON.parse(stdout) as { status: string; heapUsedBytes: number };
-    const modules = trace ? [...new Set(readFileSync(traceFile, 'utf8').split('\n').filter(Boolean))].sort() : [];
+    const traced = trace ? readFileSync(traceFile, 'utf8').split('\n').filter(Boolean) : [];
+    const modules = [...new Set(meta ? unbundled(meta, traced) : traced)].sort();
     const packages = [...new Set(modules.map(packageOf).filter((p): p is string => p !== undefined))].sort();
     return { modules, packages, ...parseProcStatus(status), heapUsedBytes };
   } finally {

@@ -1,28 +1,31 @@
-import { createRequire } from 'node:module';
 import type * as Undici from 'undici';
+import api from 'undici/lib/api/index.js';
+import connect from 'undici/lib/core/connect.js';
+import agent from 'undici/lib/dispatcher/agent.js';
+import client from 'undici/lib/dispatcher/client.js';
+import dispatcher from 'undici/lib/dispatcher/dispatcher.js';
+import pool from 'undici/lib/dispatcher/pool.js';
 
 /**
  * The parts of undici the proxies use, without undici's index. The index also loads fetch,
  * WebSocket, EventSource, the cache stores and the web streams behind them, eagerly: in a fresh
  * Node 20 process that is about 9 MB of RSS more than the client, pool, agent and request API
  * below (measured for docs/benchmarks.md, "Memory of one sidecar process"), and a sidecar pays
- * it in every pod. undici has no `exports` map, so these paths are importable; the version is
- * pinned exactly in package.json, and src/core/undici.test.ts checks each export is what its
+ * it in every pod. undici has no `exports` map, so these paths are importable (their types are in
+ * ./deep-imports.d.ts); the version is pinned exactly in package.json, and src/core/undici.test.ts checks each export is what its
  * name says, so an upgrade that moves a file fails a test rather than a sidecar.
  */
-const require = createRequire(import.meta.url);
-
-export const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as typeof Undici.Dispatcher;
+export const Dispatcher = dispatcher;
 // What undici's index does: request/stream/pipeline/upgrade/connect become methods of every dispatcher.
-Object.assign(Dispatcher.prototype, require('undici/lib/api/index.js') as object);
+Object.assign(Dispatcher.prototype, api);
 
-export const Client = require('undici/lib/dispatcher/client.js') as typeof Undici.Client;
+export const Client = client;
 export type Client = Undici.Client;
-export const Pool = require('undici/lib/dispatcher/pool.js') as typeof Undici.Pool;
+export const Pool = pool;
 export type Pool = Undici.Pool;
-export const Agent = require('undici/lib/dispatcher/agent.js') as typeof Undici.Agent;
+export const Agent = agent;
 export type Agent = Undici.Agent;
-export const buildConnector = require('undici/lib/core/connect.js') as typeof Undici.buildConnector;
+export const buildConnector = connect;
 export type ConnectorOptions = Undici.buildConnector.BuildOptions;
 export type Connector = Undici.buildConnector.connector;
 

@@ -1,5 +1,20 @@
-import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
+import counter from 'prom-client/lib/counter.js';
+import gauge from 'prom-client/lib/gauge.js';
+import histogram from 'prom-client/lib/histogram.js';
+import eventLoopLag from 'prom-client/lib/metrics/eventLoopLag.js';
+import gc from 'prom-client/lib/metrics/gc.js';
+import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
+import heapSpacesSizeAndUsed from 'prom-client/lib/metrics/heapSpacesSizeAndUsed.js';
+import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
+import processHandles from 'prom-client/lib/metrics/processHandles.js';
+import processMaxFileDescriptors from 'prom-client/lib/metrics/processMaxFileDescriptors.js';
+import processOpenFileDescriptors from 'prom-client/lib/metrics/processOpenFileDescriptors.js';
+import processRequests from 'prom-client/lib/metrics/processRequests.js';
+import processResources from 'prom-client/lib/metrics/processResources.js';
+import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
+import nodeVersion from 'prom-client/lib/metrics/version.js';
+import registry from 'prom-client/lib/registry.js';
 
 /**
  * The parts of prom-client Isthmus uses, without its index. The index also loads the push
@@ -8,27 +23,23 @@ import type * as PromClient from 'prom-client';
  * use. Every proxy exposes /metrics, so each pays for what this file loads; the version is
  * pinned exactly in package.json, and src/telemetry/metrics.test.ts checks the process metrics.
  */
-const require = createRequire(import.meta.url);
-
-export const Registry = require('prom-client/lib/registry') as typeof PromClient.Registry;
+export const Registry = registry;
 export type Registry = PromClient.Registry;
-export const Counter = require('prom-client/lib/counter') as typeof PromClient.Counter;
+export const Counter = counter;
 export type Counter<T extends string = string> = PromClient.Counter<T>;
-export const Gauge = require('prom-client/lib/gauge') as typeof PromClient.Gauge;
+export const Gauge = gauge;
 export type Gauge<T extends string = string> = PromClient.Gauge<T>;
-export const Histogram = require('prom-client/lib/histogram') as typeof PromClient.Histogram;
+export const Histogram = histogram;
 export type Histogram<T extends string = string> = PromClient.Histogram<T>;
 
 /** A label set's child, looked up once and kept (prom-client hashes labels on every call otherwise). */
 export type CounterChild = PromClient.Counter.Internal;
 export type HistogramChild = PromClient.Histogram.Internal<string>;
 
-type DefaultMetric = (registry: Registry, config: { prefix: string; eventLoopMonitoringPrecision: number }) => void;
-
 /** prom-client's default process metrics (lib/defaultMetrics.js) but its CPU counter, which is below. */
 const processMetricFiles = [
-  'processStartTime', 'osMemoryHeap', 'processOpenFileDescriptors', 'processMaxFileDescriptors', 'eventLoopLag',
-  'processHandles', 'processRequests', 'processResources', 'heapSizeAndUsed', 'heapSpacesSizeAndUsed', 'version', 'gc',
+  processStartTime, osMemoryHeap, processOpenFileDescriptors, processMaxFileDescriptors, eventLoopLag,
+  processHandles, processRequests, processResources, heapSizeAndUsed, heapSpacesSizeAndUsed, nodeVersion, gc,
 ];
 
 /**
@@ -37,7 +48,7 @@ const processMetricFiles = [
  */
 export function collectProcessMetrics(registry: Registry, prefix: string): void {
   const config = { prefix, eventLoopMonitoringPrecision: 10 };
-  for (const file of processMetricFiles) (require(`prom-client/lib/metrics/${file}`) as DefaultMetric)(registry, config);
+  for (const collect of processMetricFiles) collect(registry, config);
   // CPU time as three counters moved forward at each scrape by what process.cpuUsage() gained.
   let last = process.cpuUsage();
   const user = new Counter({ name: `${prefix}process_cpu_user_seconds_total`, help: 'Total user CPU time spent in seconds.', registers: [registry] });

@@ -7,15 +7,14 @@
  * RSA instead of forge's pure-JS bignums, and EC keys work where forge's pki layer has none.
  */
 import { sign, type KeyObject } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type forgeTypes from 'node-forge';
+import 'node-forge/lib/asn1.js';
+import forgeNamespace from 'node-forge/lib/forge.js';
 
 // Only forge's ASN.1 codec and the byte buffer it uses (lib/asn1 loads lib/util), not its index:
 // that would bring its ciphers, TLS, PKI and bignums into every process that makes a CSR (each
 // sidecar) for nothing. lib/forge is the namespace object these modules fill in.
-const requireForge = createRequire(import.meta.url);
-requireForge('node-forge/lib/asn1');
-const forge = requireForge('node-forge/lib/forge') as typeof forgeTypes;
+const forge = forgeNamespace;
 const { asn1 } = forge;
 export type Asn1 = forgeTypes.asn1.Asn1;
 export const Tag = asn1.Type;
