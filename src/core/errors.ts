@@ -35,6 +35,7 @@ export const errorCodes = {
   ISTHMUS_ERR_DATAPLANE_NO_ROUTE: { status: 503, summary: 'The request names no mesh service: not a <service>.<namespace>.mesh name, or no cluster runs or exports that service.' },
   ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT: { status: 503, summary: 'The service is known but no endpoint in any cluster is healthy now.' },
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE: { status: 503, summary: 'No endpoint of the service could be connected to (refused, unreachable, TLS handshake or identity check failed), after every allowed attempt.' },
+  ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED: { status: 503, summary: 'An HTTP/2 destination refused the request without processing it (REFUSED_STREAM, or GOAWAY below its stream), after every allowed attempt.' },
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET: { status: 502, summary: 'The connection to the destination broke after the request was sent and before an answer came.' },
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT: { status: 504, summary: 'The destination did not start its answer within the response-headers timeout.' },
   ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE: { status: 502, summary: 'The destination sidecar could not reach or lost its own app.' },

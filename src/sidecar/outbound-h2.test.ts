@@ -1,0 +1,143 @@
+import { connect, constants, createSecureServer, type Http2SecureServer, type ServerHttp2Stream } from 'node:http2';
+import type { Server } from 'node:http';
+import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { clientContext, listen, routingTo, serverTls, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
+import { silentLogger } from '../core/log.js';
+import { createOutbound } from './outbound.js';
+import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
+import { Upstreams } from './upstreams.js';
+
+/**
+ * The outbound's HTTP/2 path against a real HTTP/2 destination over mTLS (ALPN h2), the way a
+ * destination sidecar's inbound serves it: an app speaks h2c to the outbound, which routes to
+ * the one endpoint of demo/echo. The destination misbehaves on purpose, stream by stream.
+ */
+
+type Behaviour = (stream: ServerHttp2Stream, body: string) => void;
+
+let pki: TestPki;
+const closers: (() => Promise<void>)[] = [];
+
+beforeAll(() => {
+  pki = testPki();
+});
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+const answer: Behaviour = (stream, body) => {
+  stream.respond({ ':status': 200, 'x-session': String((stream.session as unknown as { n: number }).n) });
+  stream.end(`echo:${body}`);
+};
+
+/** The destination: each stream's behaviour is `behaviours[i]` for the i-th stream it gets (the last one repeats). */
+async function destination(behaviours: Behaviour[]): Promise<{ address: string; streams: string[]; sessions: () => number }> {
+  const streams: string[] = [];
+  let sessions = 0;
+  const server: Http2SecureServer = createSecureServer({ ...serverTls(pki), ALPNProtocols: ['h2'] });
+  server.on('session', (session) => {
+    sessions += 1;
+    (session as unknown as { n: number }).n = sessions;
+    session.on('error', () => undefined);
+  });
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => undefined);
+    const behaviour = behaviours[Math.min(streams.length, behaviours.length - 1)]!;
+    streams.push(`${headers[':method']} ${headers[':path']}`);
+    let body = '';
+    stream.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+    if (stream.endAfterHeaders) behaviour(stream, body);
+    else stream.once('end', () => behaviour(stream, body));
+  });
+  const address = await listen(server);
+  closers.push(async () => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      // Sessions the outbound keeps would hold close() open.
+      for (const socket of sockets) socket.destroy();
+    });
+  });
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (socket: import('node:net').Socket) => sockets.add(socket));
+  return { address, streams, sessions: () => sessions };
+}
+
+async function outbound(address: string, timeouts: Partial<DataPlaneTimeouts> = {}): Promise<string> {
+  const upstreams = new Upstreams(() => clientContext(pki));
+  const server: Server = createOutbound({ cluster: 'west', routing: routingTo([address]), upstreams, logger: silentLogger, timeouts: { ...defaultTimeouts, ...timeouts } });
+  const listening = await listen(server);
+  closers.push(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await upstreams.close();
+  });
+  return listening;
+}
+
+interface Answer { status: number; error: string | undefined; body: string }
+
+/** Requests sent by an h2c app (prior knowledge) on one session to the outbound, one after the other. */
+async function h2c(outboundAddress: string, requests: { method: string; path: string; body?: string }[]): Promise<Answer[]> {
+  const session = connect(`http://${outboundAddress}`);
+  session.on('error', () => undefined);
+  const answers: Answer[] = [];
+  try {
+    for (const r of requests) {
+      const stream = session.request({ ':method': r.method, ':path': r.path, ':authority': 'echo.demo.mesh' }, { endStream: r.body === undefined });
+      if (r.body !== undefined) stream.end(r.body);
+      answers.push(await new Promise<Answer>((resolve, reject) => {
+        let head: Answer | undefined;
+        let body = '';
+        stream.on('response', (h) => { head = { status: Number(h[':status']), error: h['x-isthmus-error'] as string | undefined, body: '' }; });
+        stream.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+        stream.on('error', reject);
+        stream.on('close', () => (head ? resolve({ ...head, body }) : reject(new Error(`stream closed with code ${stream.rstCode} and no answer`))));
+      }));
+    }
+  } finally {
+    session.destroy();
+  }
+  return answers;
+}
+
+const refuse: Behaviour = (stream) => stream.close(constants.NGHTTP2_REFUSED_STREAM);
+const goaway = (code: number): Behaviour => (stream) => stream.session?.goaway(code, stream.id - 2, Buffer.from('draining'));
+
+describe('an HTTP/2 request the destination provably did not process is retried, whatever its method', () => {
+  test('RST_STREAM REFUSED_STREAM on a POST: sent again, and the app gets one answer with the whole body', async () => {
+    const dest = await destination([refuse, answer]);
+    const [reply] = await h2c(await outbound(dest.address), [{ method: 'POST', path: '/orders', body: 'one order' }]);
+    expect(reply).toEqual({ status: 200, error: undefined, body: 'echo:one order' });
+    expect(dest.streams).toEqual(['POST /orders', 'POST /orders']);
+  });
+
+  test('GOAWAY (NO_ERROR) whose last-stream-id is below the stream: the POST goes again on a fresh session', async () => {
+    const dest = await destination([answer, goaway(constants.NGHTTP2_NO_ERROR), answer]);
+    const replies = await h2c(await outbound(dest.address), [{ method: 'GET', path: '/warm' }, { method: 'POST', path: '/pay', body: 'ten' }]);
+    expect(replies).toEqual([{ status: 200, error: undefined, body: 'echo:' }, { status: 200, error: undefined, body: 'echo:ten' }]);
+    expect(dest.streams).toEqual(['GET /warm', 'POST /pay', 'POST /pay']);
+    expect(dest.sessions()).toBe(2);
+  });
+
+  test('GOAWAY with an error code below the stream is also unprocessed: retried on a fresh session', async () => {
+    const dest = await destination([answer, goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM), answer]);
+    const replies = await h2c(await outbound(dest.address), [{ method: 'GET', path: '/warm' }, { method: 'PATCH', path: '/item', body: 'x' }]);
+    expect(replies[1]).toEqual({ status: 200, error: undefined, body: 'echo:x' });
+    expect(dest.sessions()).toBe(2);
+  });
+
+  test('refused on every attempt: 3 attempts, then 503 ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', async () => {
+    const dest = await destination([refuse]);
+    const [reply] = await h2c(await outbound(dest.address), [{ method: 'POST', path: '/orders', body: 'one order' }]);
+    expect(reply).toMatchObject({ status: 503, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED' });
+    expect(dest.streams).toHaveLength(3);
+  });
+
+  test('the control: a POST reset with INTERNAL_ERROR may have been processed, so it is not sent again (502)', async () => {
+    const dest = await destination([(stream) => stream.close(constants.NGHTTP2_INTERNAL_ERROR), answer]);
+    const [reply] = await h2c(await outbound(dest.address), [{ method: 'POST', path: '/orders', body: 'one order' }]);
+    expect(reply).toMatchObject({ status: 502, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET' });
+    expect(dest.streams).toEqual(['POST /orders']);
+  });
+});
