@@ -102,7 +102,7 @@ async function h2c(outboundAddress: string, requests: { method: string; path: st
 }
 
 const refuse: Behaviour = (stream) => stream.close(constants.NGHTTP2_REFUSED_STREAM);
-const goaway = (code: number): Behaviour => (stream) => stream.session?.goaway(code, stream.id - 2, Buffer.from('draining'));
+const goaway = (code: number): Behaviour => (stream) => stream.session?.goaway(code, (stream.id ?? 1) - 2, Buffer.from('draining'));
 
 describe('an HTTP/2 request the destination provably did not process is retried, whatever its method', () => {
   test('RST_STREAM REFUSED_STREAM on a POST: sent again, and the app gets one answer with the whole body', async () => {
