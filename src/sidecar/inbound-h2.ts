@@ -35,7 +35,10 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   };
   const done = (status: number) => inbound.answered(started, peer.identity, status, span);
   const { timeouts } = inbound;
-  stream.setTimeout(timeouts.streamIdleMs, () => stream.close(constants.NGHTTP2_CANCEL));
+  // Before the app's head, the relay's limits answer (responseHeaders, streamIdle: 502 named); after it, silence cuts the stream.
+  stream.setTimeout(timeouts.streamIdleMs, () => {
+    if (stream.headersSent) stream.close(constants.NGHTTP2_CANCEL);
+  });
   if (method === 'CONNECT') {
     inbound.answered(started, peer.identity, 501, span);
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried', grpc);

@@ -92,7 +92,11 @@ async function h2c(outboundAddress: string, requests: { method: string; path: st
         stream.on('response', (h) => { head = { status: Number(h[':status']), error: h['x-isthmus-error'] as string | undefined, body: '' }; });
         stream.on('data', (chunk: Buffer) => { body += chunk.toString(); });
         stream.on('error', reject);
-        stream.on('close', () => (head ? resolve({ ...head, body }) : reject(new Error(`stream closed with code ${stream.rstCode} and no answer`))));
+        stream.on('close', () => {
+          if (!head) reject(new Error(`stream closed with code ${stream.rstCode} and no answer`));
+          else if (stream.rstCode) reject(new Error(`stream reset with code ${stream.rstCode} after the head`));
+          else resolve({ ...head, body });
+        });
       }));
     }
   } finally {
@@ -139,5 +143,32 @@ describe('an HTTP/2 request the destination provably did not process is retried,
     const [reply] = await h2c(await outbound(dest.address), [{ method: 'POST', path: '/orders', body: 'one order' }]);
     expect(reply).toMatchObject({ status: 502, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET' });
     expect(dest.streams).toEqual(['POST /orders']);
+  });
+});
+
+describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
+  test('an app\'s h2c connection that opens no stream within timeouts.requestHeaders is closed with GOAWAY naming the error', async () => {
+    const dest = await destination([answer]);
+    const session = connect(`http://${await outbound(dest.address, { requestHeadersMs: 200 })}`);
+    session.on('error', () => undefined);
+    const data = await new Promise<Buffer | undefined>((resolve) => session.once('goaway', (_c: number, _l: number, d?: Buffer) => resolve(d)));
+    session.destroy();
+    expect(String(data)).toMatch(/^ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT: /);
+  });
+
+  test('a destination silent for timeouts.streamIdle before its head: 504 ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT, not sent again', async () => {
+    const dest = await destination([() => undefined]);
+    const [reply] = await h2c(await outbound(dest.address, { streamIdleMs: 200 }), [{ method: 'GET', path: '/slow' }]);
+    expect(reply).toMatchObject({ status: 504, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT' });
+    expect(dest.streams).toEqual(['GET /slow']);
+  });
+
+  test('a destination silent for timeouts.streamIdle after its head: the app\'s stream is reset with CANCEL', async () => {
+    const dest = await destination([(stream) => {
+      stream.respond({ ':status': 200 });
+      stream.write('partial');
+    }]);
+    const err = await h2c(await outbound(dest.address, { streamIdleMs: 200 }), [{ method: 'GET', path: '/stalls' }]).then(() => undefined, (e: Error) => e);
+    expect(err?.message).toBe(`stream reset with code ${constants.NGHTTP2_CANCEL} after the head`);
   });
 });
