@@ -32,11 +32,14 @@ export function limitFirstRequestHead(h2: Http2Server | Http2SecureServer, ms: n
 
 /** An HTTP/1.1 server's `clientError`: a head that took too long gets 408 with the code; anything else is dropped. */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable) {
-    socket.end(errorResponse(408, 'Request Timeout', code, 'no complete request head within timeouts.requestHeaders'));
-    return;
-  }
-  socket.destroy();
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answerHeadTimeout(socket);
+  else socket.destroy();
+}
+
+/** The 408 a caller gets when its HTTP/1.1 head did not arrive in time; the connection is closed. */
+export function answerHeadTimeout(socket: Duplex): void {
+  if (!socket.writable) return void socket.destroy();
+  socket.end(errorResponse(408, 'Request Timeout', code, 'no complete request head within timeouts.requestHeaders'));
 }
 
 /** How often Node's HTTP/1.1 server looks for heads past `headersTimeout` (its default, 30 s, would stretch a 10 s limit to 40 s). */
