@@ -1,8 +1,9 @@
-import { connect, constants, createSecureServer, type Http2SecureServer, type ServerHttp2Stream } from 'node:http2';
+import { connect, constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from 'node:http';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { clientContext, listen, routingTo, serverTls, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
+import { clientContext, echoId, listen, routingTo, serverTls, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
 import { silentLogger } from '../core/log.js';
+import { Inbound } from './inbound.js';
 import { createOutbound } from './outbound.js';
 import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
 import { Upstreams } from './upstreams.js';
@@ -32,10 +33,10 @@ const answer: Behaviour = (stream, body) => {
 };
 
 /** The destination: each stream's behaviour is `behaviours[i]` for the i-th stream it gets (the last one repeats). */
-async function destination(behaviours: Behaviour[]): Promise<{ address: string; streams: string[]; sessions: () => number }> {
+async function destination(behaviours: Behaviour[], h2c = false): Promise<{ address: string; streams: string[]; sessions: () => number }> {
   const streams: string[] = [];
   let sessions = 0;
-  const server: Http2SecureServer = createSecureServer({ ...serverTls(pki), ALPNProtocols: ['h2'] });
+  const server: Http2SecureServer | Http2Server = h2c ? createServer() : createSecureServer({ ...serverTls(pki), ALPNProtocols: ['h2'] });
   server.on('session', (session) => {
     sessions += 1;
     (session as unknown as { n: number }).n = sessions;
@@ -143,6 +144,32 @@ describe('an HTTP/2 request the destination provably did not process is retried,
     const [reply] = await h2c(await outbound(dest.address), [{ method: 'POST', path: '/orders', body: 'one order' }]);
     expect(reply).toMatchObject({ status: 502, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET' });
     expect(dest.streams).toEqual(['POST /orders']);
+  });
+});
+
+describe('behind a destination sidecar\'s inbound, an h2c app that refuses a stream', () => {
+  /** The destination sidecar's inbound (appProtocol h2c) in front of an h2c app. */
+  async function inboundBefore(app: string): Promise<string> {
+    const inbound = new Inbound({ certPem: pki.echo.certPem, chainPem: [pki.west.certPem], keyPem: pki.echo.keyPem, trustBundle: [pki.root.certPem], identity: echoId },
+      app, silentLogger, {}, defaultTimeouts, 'h2c');
+    const address = await listen(inbound.server as unknown as import('node:net').Server);
+    closers.push(() => inbound.close());
+    return address;
+  }
+
+  test('REFUSED_STREAM from the app reaches the client sidecar as REFUSED_STREAM, which sends the POST again', async () => {
+    const app = await destination([refuse, answer], true);
+    const [reply] = await h2c(await outbound(await inboundBefore(app.address)), [{ method: 'POST', path: '/orders', body: 'one order' }]);
+    expect(reply).toEqual({ status: 200, error: undefined, body: 'echo:one order' });
+    expect(app.streams).toEqual(['POST /orders', 'POST /orders']);
+  });
+
+  test('GOAWAY below the stream from the app: the retry reaches it on a fresh session', async () => {
+    const app = await destination([answer, goaway(constants.NGHTTP2_NO_ERROR), answer], true);
+    const replies = await h2c(await outbound(await inboundBefore(app.address)), [{ method: 'GET', path: '/warm' }, { method: 'POST', path: '/pay', body: 'ten' }]);
+    expect(replies[1]).toEqual({ status: 200, error: undefined, body: 'echo:ten' });
+    expect(app.streams).toEqual(['GET /warm', 'POST /pay', 'POST /pay']);
+    expect(app.sessions()).toBe(2);
   });
 });
 
