@@ -37,7 +37,7 @@ export const errorCodes = {
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE: { status: 503, summary: 'No endpoint of the service could be connected to (refused, unreachable, TLS handshake or identity check failed), after every allowed attempt.' },
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED: { status: 503, summary: 'An HTTP/2 destination refused the request without processing it (REFUSED_STREAM, or GOAWAY below its stream), after every allowed attempt.' },
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET: { status: 502, summary: 'The connection to the destination broke after the request was sent and before an answer came.' },
-  ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT: { status: 504, summary: 'The destination did not start its answer within the response-headers timeout.' },
+  ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT: { status: 504, summary: 'The destination did not start its answer within the response-headers timeout (or, on HTTP/2, its stream stayed silent for the stream-idle timeout before it).' },
   ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT: { status: 408, summary: 'A caller did not send a complete request head within timeouts.requestHeaders; its connection was closed.' },
   ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE: { status: 502, summary: 'The destination sidecar could not reach or lost its own app.' },
   ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED: { status: 501, summary: 'The request uses a protocol feature the sidecar does not carry (the message names it).' },
