@@ -16,6 +16,9 @@ export interface BenchArgs {
   connections: number;
   /** Write a CPU profile of the mesh process (child mode) into this directory. */
   cpuProf: string | undefined;
+  /** Cold start: this rate, cross-cluster, on the fresh chains before anything warms them (0: skip). */
+  coldRate: number;
+  coldSeconds: number;
 }
 
 export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
@@ -32,6 +35,9 @@ Runs our chains and the peer chain (nginx → HAProxy → nginx) interleaved, an
                         sample apps in dev up's one process
   --host-base <n>       dev mesh clusters on 127.0.<n>.1, 127.0.<n+1>.1 (default 60)
   --connections <n>     keep-alive connections per first hop (default 128; 1..1024)
+  --cold-rate <n>       cold start: requests/s sent cross-cluster to each fresh chain before any warm-up,
+                        measured from the first request (default 500; 0 skips it)
+  --cold-seconds <n>    how long the cold-start point lasts (default 5; 1..30)
   --cpu-prof <dir>      write a V8 CPU profile of the mesh process into <dir> (child mode; open it in Chrome DevTools)
   -o, --output table|json`;
 
@@ -86,6 +92,8 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
         connections: { type: 'string', default: '128' },
         output: { type: 'string', short: 'o', default: 'table' },
         'cpu-prof': { type: 'string' },
+        'cold-rate': { type: 'string', default: '500' },
+        'cold-seconds': { type: 'string', default: '5' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -111,9 +119,11 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
     hostBase: integer('host-base', values['host-base'], 1, 250),
     connections: integer('connections', values.connections, 1, 1024),
     cpuProf: values['cpu-prof'],
+    coldRate: integer('cold-rate', values['cold-rate'], 0, 5000),
+    coldSeconds: integer('cold-seconds', values['cold-seconds'], 1, 30),
   };
   if (args.cpuProf !== undefined && args.mesh !== 'child') throw invalid('--cpu-prof needs --mesh child: in-process, profile the bench itself with node --cpu-prof');
-  const total = rates.length * scenarioCount * (args.seconds + args.warmup + 1);
+  const total = rates.length * scenarioCount * (args.seconds + args.warmup + 1) + (args.coldRate > 0 ? 2 * args.coldSeconds : 0);
   if (total > maxTotalSeconds) throw invalid(`that is about ${total} s of load; keep rates × ${scenarioCount} scenarios × (seconds + warmup) under ${maxTotalSeconds} s`);
   return args;
 }

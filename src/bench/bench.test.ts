@@ -13,6 +13,7 @@ import { peerBinary, startPeerChain, type PeerChain } from './peer-chain.js';
 import { nginxQuote, renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
 import { isAlive, parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js';
 import { ourCarries, ourRole, parsePeakRss, proxiesSpent, type ProcessReadings, type ProxyProcess } from './proxy-processes.js';
+import { coldRows, formatColdRows } from './cold-start.js';
 import { compareRows, formatComparisons, ratioOf } from './comparison.js';
 import { buildRows, formatRows, type Row } from './report.js';
 import { benchTargets, chainOrigins, targetLabel } from './targets.js';
@@ -208,9 +209,33 @@ describe('rows and ratios against the peer chain', () => {
   });
 });
 
+describe('cold start rows', () => {
+  const point = (values: number[], failed = 0) => {
+    const latency = new LatencySample();
+    for (const v of values) latency.record(v);
+    return { rate: 500, scheduled: values.length + failed, sent: values.length + failed, ok: values.length, failed, failures: failed ? { 'status 503': failed } : {}, latency, sendLag: new LatencySample(), elapsedSeconds: 5, bytes: 0 } as OpenLoopResult;
+  };
+  const fast = Array.from({ length: 100 }, (_, i) => 1 + i / 10);
+  test('ours meets the target only with p99 under 50 ms and no errors; the peer has none', () => {
+    const rows = coldRows([
+      { label: 'isthmus cross-cluster', side: 'isthmus', result: point(fast) },
+      { label: 'isthmus cross-cluster', side: 'isthmus', result: point([...fast.slice(2), 60, 70]) },
+      { label: 'isthmus cross-cluster', side: 'isthmus', result: point(fast, 1) },
+      { label: 'peer cross-cluster', side: 'peer', result: point([...fast.slice(2), 60, 70]) },
+    ]);
+    expect(rows.map((r) => [r.p99Ms, r.verdict])).toEqual([[10.8, 'met'], [60, 'missed'], [10.8, 'missed'], [60, 'no target']]);
+    const table = formatColdRows(rows).split('\n');
+    expect(table[0]).toMatch(/^cold start\s+rate\s+p50 ms\s+p99 ms\s+max ms\s+errors\s+target p99 < 50 ms$/);
+    expect(table[3]).toMatch(/1 \(status 503: 1\)\s+missed$/);
+  });
+});
+
 describe('parseBenchArgs', () => {
   test('defaults', () => {
-    expect(parseBenchArgs([])).toMatchObject({ rates: [1000, 2000], seconds: 10, warmup: 2, output: 'table', mesh: 'child', processes: true, quick: false, hostBase: 60 });
+    expect(parseBenchArgs([])).toMatchObject({ rates: [1000, 2000], seconds: 10, warmup: 2, output: 'table', mesh: 'child', processes: true, quick: false, hostBase: 60, coldRate: 500, coldSeconds: 5 });
+  });
+  test('--cold-rate 0 skips the cold-start point; --cold-seconds sets its length', () => {
+    expect(parseBenchArgs(['--cold-rate', '0', '--cold-seconds', '3'])).toMatchObject({ coldRate: 0, coldSeconds: 3 });
   });
   test('--quick: one rate, short points, unless told otherwise', () => {
     expect(parseBenchArgs(['--quick'])).toMatchObject({ rates: [1000], seconds: 5, warmup: 2, quick: true, processes: true });
@@ -229,7 +254,7 @@ describe('parseBenchArgs', () => {
   test.each([
     [['--rates', '0']], [['--rates', '200,abc']], [['--seconds', '61']], [['--output', 'yaml']], [['--mesh', 'docker']],
     [['--rates', '5000,5000,5000,5000,5000,5000', '--seconds', '60']], [['--frobnicate']], [['--cpu-prof', 'x', '--mesh', 'in-process']],
-    [['--processes=maybe']], [['--processes', '--mesh', 'in-process']],
+    [['--processes=maybe']], [['--processes', '--mesh', 'in-process']], [['--cold-rate', '-1']], [['--cold-seconds', '0']], [['--cold-seconds', '31']],
   ])('%j is refused with ISTHMUS_ERR_CONFIG_INVALID', (argv) => {
     expect(() => parseBenchArgs(argv)).toThrow(expect.objectContaining({ code: 'ISTHMUS_ERR_CONFIG_INVALID' }));
   });

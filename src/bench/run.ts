@@ -6,6 +6,7 @@ import { describeError } from '../core/errors.js';
 import { parseBenchArgs, usage, type BenchArgs } from './args.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
 import { compareRows, formatComparisons, ratioTargets } from './comparison.js';
+import { coldRows, formatColdRows, type ColdPoint } from './cold-start.js';
 import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
 import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
@@ -121,6 +122,19 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
 
+  // Cold start comes first, while every proxy is as fresh as dev up and the peers' start left it:
+  // only the readiness probe has crossed each chain, so handshakes and compilation happen under load.
+  const cold: ColdPoint[] = [];
+  if (args.coldRate > 0) {
+    for (const client of clients.filter((c) => c.target.scenario === 'cross-cluster')) {
+      const label = targetLabel(client.target);
+      say(`cold start: ${label} at ${args.coldRate} rps for ${args.coldSeconds} s, measured from the first request`);
+      const result = await runOpenLoop({ rate: args.coldRate, seconds: args.coldSeconds, send: client.send, maxInFlight: Math.max(256, args.coldRate * 2), drainMs: requestTimeoutMs + 1_000 });
+      cold.push({ label, side: client.target.side, result });
+    }
+  }
+  const coldStart = coldRows(cold);
+
   // Once per scenario at the highest rate before anything is measured: JIT-compiled hot paths and
   // every keep-alive mTLS connection the sidecars' pools will need (a handshake is ~3 ms of CPU,
   // and a burst of them stalls every request behind it). The peers' pools are filled the same way.
@@ -186,12 +200,13 @@ async function main(argv: string[]): Promise<number> {
       peers: { versions, processes: peers?.processes.map((p) => ({ name: p.name, pid: p.pid, services: p.services })) ?? [] },
       proxies: proxies.map((p) => ({ side: p.side, name: p.name, pid: p.pid, carries: p.carries, includesOrigin: p.includesOrigin })),
       idleProxiesCpuPerSecond: { isthmus: idle.isthmusProxies, peer: idle.peerProxies },
-      scenarios, rows, comparisons, targets: ratioTargets, notes,
+      scenarios, rows, comparisons, coldStart, targets: ratioTargets, notes,
     }, null, 2)}\n`);
   } else {
     process.stdout.write(`\nIsthmus data plane against the peer chain, ${new Date().toISOString()}\n`);
     for (const s of scenarios) process.stdout.write(`  ${s.scenario}: ${s.route}\n`);
     process.stdout.write(`\n${formatRows(rows)}\n\n${formatComparisons(comparisons)}\n\n`);
+    if (coldStart.length > 0) process.stdout.write(`${formatColdRows(coldStart)}\n\n`);
     for (const line of notes) process.stdout.write(`- ${line}\n`);
   }
   await cleanup();

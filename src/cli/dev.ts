@@ -6,7 +6,7 @@ import { IsthmusError } from '../core/errors.js';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; output: string }
+interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -23,6 +23,7 @@ export function registerDev(program: Command): void {
       return n;
     }, 2)
     .option('--processes', 'run every sidecar and gateway as its own process (isthmus sidecar / isthmus gateway), as they are deployed, instead of all in this one; etcd, the federation services and the sample apps stay as they are', false)
+    .option('--versions', 'also run hello-v1 and hello-v2 in every cluster and label hello\'s instances version=v1 / version=v2, to try traffic splits (docs/traffic-policy.md)', false)
     .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
     .addOption(outputOption())
     .action(action(async (opts: DevUpOptions) => {
@@ -33,7 +34,7 @@ export function registerDev(program: Command): void {
       const json = opts.output === 'json';
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, progress: say })
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
         .catch((err: unknown) => {
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
           const inUse = /EADDRINUSE: address already in use ([0-9A-Fa-f.:[\]]+)/.exec((err as Error).message);

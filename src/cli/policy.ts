@@ -1,31 +1,50 @@
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parseAllDocuments } from 'yaml';
+import { stringify } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import type { SloView } from '../dashboard/overview.js';
 import { isRecord, SloPolicySchema, type SloPolicy } from '../model/records.js';
+import { kindByWord, policyKinds } from '../model/policy-kinds.js';
+import { policyDocument, PolicyRecordSchema, type PolicyRecord } from '../model/policy-records.js';
 import { liveOverview } from './dashboard-client.js';
-import { describeObjective, sloPolicyFromSpec } from '../model/slo-spec.js';
+import { describeObjective } from '../model/slo-spec.js';
 import type { FederationStore } from '../federation/store.js';
 import { action, etcdOption, outputOption, withStore } from './common.js';
 import { printJson, printTable } from './output.js';
+import { applyPolicies } from './policy-apply.js';
 
 interface PolicyOptions { etcd?: string; output: string }
 
-/** Kinds `policy` knows; the etcd key segment of each (`/policies/<kind>/<ns>/<name>`). */
-const kinds: Record<string, string> = { ServiceLevelObjective: 'slo', slo: 'slo' };
+const kindWords = `slo, ${policyKinds.map((k) => k.segment).join(', ')}`;
 
 export function registerPolicy(program: Command): void {
-  const policy = program.command('policy').description('traffic and service-level policies of the mesh, stored in etcd');
+  const policy = program.command('policy').description('traffic and service-level policies of the mesh, stored in etcd (docs/traffic-policy.md)');
 
   policy.command('apply')
-    .description('create or replace the policies in a YAML file (kind ServiceLevelObjective; several documents allowed)')
+    .description('create or replace the policies of a YAML file, all or none (HTTPRoute, TrafficSplit, ServiceLevelObjective and the isthmus.dev kinds; several documents allowed)')
     .requiredOption('-f, --file <file>', 'YAML file, or - for standard input')
+    .option('--dry-run', 'check the file and show what would change (created, changed, unchanged); write nothing')
     .addOption(etcdOption())
     .addOption(outputOption())
     .addHelpText('after', `
-Example (slo.yaml):
+Example (split.yaml): 90% of demo/hello's requests to hello-v1, 10% to hello-v2, and every
+request with the header x-user-group: beta to hello-v2:
+  apiVersion: gateway.networking.k8s.io/v1
+  kind: HTTPRoute
+  metadata: { name: hello-canary, namespace: demo }
+  spec:
+    parentRefs: [{ group: "", kind: Service, name: hello }]
+    rules:
+      - matches: [{ headers: [{ name: x-user-group, value: beta }] }]
+        backendRefs: [{ name: hello-v2 }]
+      - backendRefs: [{ name: hello-v1, weight: 90 }, { name: hello-v2, weight: 10 }]
+        timeouts: { request: 5s }
+
+  isthmus policy apply -f split.yaml --dry-run
+  isthmus policy apply -f split.yaml
+  cat split.yaml | isthmus policy apply -f -
+
+A service level objective (slo.yaml):
   apiVersion: isthmus.dev/v1alpha1
   kind: ServiceLevelObjective
   metadata: { name: ledger-fast, namespace: demo }
@@ -34,94 +53,99 @@ Example (slo.yaml):
     latency: { percentile: 99, below: 250ms }
     success: 99.9
     window: 1h
-    webhook: { url: https://hooks.example.com/isthmus }
-
-  isthmus policy apply -f slo.yaml`)
-    .action(action(async (opts: PolicyOptions & { file: string }) => {
-      const policies = readPolicies(opts.file);
-      const applied = await withStore(opts.etcd, async (store) => {
-        const out: { kind: string; name: string; changed: boolean }[] = [];
-        for (const p of policies) {
-          const key = keys.policy('slo', p.namespace, p.name);
-          const before = await store.get(key);
-          const changed = JSON.stringify(before?.value) !== JSON.stringify(p);
-          if (changed) await store.put(key, p);
-          out.push({ kind: 'ServiceLevelObjective', name: `${p.namespace}/${p.name}`, changed });
-        }
-        return out;
-      });
-      if (opts.output === 'json') return printJson({ applied });
-      for (const a of applied) process.stdout.write(`${a.kind} ${a.name} ${a.changed ? 'applied' : 'unchanged'}\n`);
+    webhook: { url: https://hooks.example.com/isthmus }`)
+    .action(action(async (opts: PolicyOptions & { file: string; dryRun?: boolean }) => {
+      const result = await applyPolicies(opts.file, opts.etcd, opts.dryRun === true);
+      if (opts.output === 'json') return printJson(result);
+      for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+      const verb = { created: result.dryRun ? 'would be created' : 'created', changed: result.dryRun ? 'would be changed' : 'changed', unchanged: 'unchanged' };
+      for (const a of result.applied) process.stdout.write(`${a.kind} ${a.name} ${verb[a.change]}\n`);
+      if (result.dryRun) process.stdout.write('(dry run: nothing was written)\n');
     }));
 
   policy.command('list')
-    .description('list the policies, with each objective\'s current verdict from a federation\'s dashboard when one is reachable')
+    .description('list the policies of every kind, with each objective\'s current verdict from a federation\'s dashboard when one is reachable')
     .addOption(etcdOption())
     .addOption(outputOption())
     .action(action(async (opts: PolicyOptions) => {
-      const { policies, views, from } = await withStore(opts.etcd, async (store) => {
-        const { records } = await store.list(keys.sloPolicies);
-        const found = records.flatMap((r) => (isRecord(SloPolicySchema, r.value) ? [r.value] : []));
-        return { policies: found, ...(found.length > 0 ? await liveVerdicts(store) : { views: [] as SloView[], from: undefined }) };
+      const { slos, traffic, views, from } = await withStore(opts.etcd, async (store) => {
+        const { records } = await store.list(keys.policies);
+        const slos = records.filter((r) => r.key.startsWith(keys.sloPolicies)).flatMap((r) => (isRecord(SloPolicySchema, r.value) ? [r.value] : []));
+        const traffic = records.filter((r) => !r.key.startsWith(keys.sloPolicies)).flatMap((r) => (isRecord(PolicyRecordSchema, r.value) ? [r.value] : []));
+        return { slos, traffic, ...(slos.length > 0 ? await liveVerdicts(store) : { views: [] as SloView[], from: undefined }) };
       });
       const viewOf = (p: SloPolicy) => views.find((v) => v.namespace === p.namespace && v.name === p.name);
       if (opts.output === 'json') {
-        return printJson({ verdictsFrom: from ?? null, policies: policies.map((p) => ({ kind: 'ServiceLevelObjective', ...p, verdict: viewOf(p) ?? null })) });
+        return printJson({
+          verdictsFrom: from ?? null,
+          policies: [
+            ...slos.map((p) => ({ kind: 'ServiceLevelObjective', ...p, verdict: viewOf(p) ?? null })),
+            ...traffic.map((p) => ({ kind: p.kind, namespace: p.namespace, name: p.name, services: p.services, backends: p.backends, createdAt: p.createdAt })),
+          ],
+        });
       }
-      printTable(['KIND', 'NAME', 'SERVICE', 'OBJECTIVE', 'STATE', 'BURN (WINDOW/5M)', 'WEBHOOK'], policies.map((p) => {
-        const v = viewOf(p);
-        const burn = v ? `${v.burnRate.window ?? '–'} / ${v.burnRate.short ?? '–'}` : '?';
-        return ['slo', `${p.namespace}/${p.name}`, p.service, describeObjective(p), v?.state ?? 'unknown', burn, p.webhook ? 'yes' : 'no'];
-      }), '(no policies; see `isthmus policy apply --help`)');
-      if (policies.length > 0 && !from) process.stdout.write('\nNo federation dashboard answered, so no verdicts: the federations evaluate objectives (is one running?).\n');
+      printTable(['KIND', 'NAME', 'SERVICE', 'WHAT', 'STATE'], [
+        ...slos.map((p) => {
+          const v = viewOf(p);
+          const burn = v ? `burn ${v.burnRate.window ?? '–'} / ${v.burnRate.short ?? '–'}` : '';
+          return ['slo', `${p.namespace}/${p.name}`, p.service, `${describeObjective(p)}${p.webhook ? ', webhook' : ''}`, `${v?.state ?? 'unknown'} ${burn}`.trim()];
+        }),
+        ...traffic.map((p) => [kindByWord(p.kind)?.segment ?? p.kind, `${p.namespace}/${p.name}`, p.services.join(','), summary(p), 'stored']),
+      ], '(no policies; see `isthmus policy apply --help`)');
+      if (slos.length > 0 && !from) process.stdout.write('\nNo federation dashboard answered, so no verdicts: the federations evaluate objectives (is one running?).\n');
+    }));
+
+  policy.command('get')
+    .description('print one policy as the document that was applied (YAML, or JSON with --output json)')
+    .argument('<kind>', kindWords)
+    .argument('<name>', '<namespace>/<name>')
+    .addOption(etcdOption())
+    .addOption(outputOption())
+    .action(action(async (kindWord: string, name: string, opts: PolicyOptions) => {
+      const { key, label } = policyKey(kindWord, name);
+      const stored = await withStore(opts.etcd, async (store) => store.get(key));
+      if (!stored) throw new IsthmusError('ISTHMUS_ERR_POLICY_NOT_FOUND', `there is no ${label}; \`isthmus policy list\` shows them`);
+      const value = isRecord(PolicyRecordSchema, stored.value) ? policyDocument(stored.value) : stored.value;
+      if (opts.output === 'json') return printJson(value);
+      process.stdout.write(stringify(value));
     }));
 
   policy.command('delete')
     .description('delete a policy')
-    .argument('<kind>', 'slo (ServiceLevelObjective)')
+    .argument('<kind>', kindWords)
     .argument('<name>', '<namespace>/<name>')
     .addOption(etcdOption())
     .addOption(outputOption())
-    .action(action(async (kind: string, name: string, opts: PolicyOptions) => {
-      const segment = kinds[kind];
-      const [ns, policyName, ...rest] = name.split('/');
-      if (!segment || !ns || !policyName || rest.length > 0) {
-        throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `give a kind (slo) and <namespace>/<name>, e.g. \`isthmus policy delete slo demo/ledger-fast\``);
-      }
+    .action(action(async (kindWord: string, name: string, opts: PolicyOptions) => {
+      const { key, label, slo, namespace, policyName } = policyKey(kindWord, name);
       const existed = await withStore(opts.etcd, async (store) => {
-        const key = keys.policy(segment, ns, policyName);
         const had = (await store.get(key)) !== undefined;
-        if (had) await store.transact({ deletes: [key, keys.sloStatus(ns, policyName)] });
+        if (had) await store.transact({ deletes: [key, ...(slo ? [keys.sloStatus(namespace, policyName)] : [])] });
         return had;
       });
-      if (opts.output === 'json') return printJson({ kind, name, deleted: existed });
-      if (!existed) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `there is no ${kind} policy ${name}; \`isthmus policy list\` shows them`);
-      process.stdout.write(`${kind} ${name} deleted\n`);
+      if (opts.output === 'json') return printJson({ kind: kindWord, name, deleted: existed });
+      if (!existed) throw new IsthmusError('ISTHMUS_ERR_POLICY_NOT_FOUND', `there is no ${label}; \`isthmus policy list\` shows them`);
+      process.stdout.write(`${kindWord} ${name} deleted\n`);
     }));
 }
 
-function readPolicies(file: string): SloPolicy[] {
-  let text: string;
-  try {
-    text = readFileSync(file === '-' ? 0 : file, 'utf8');
-  } catch (err) {
-    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+function policyKey(kindWord: string, name: string): { key: string; label: string; slo: boolean; namespace: string; policyName: string } {
+  const slo = ['slo', 'servicelevelobjective'].includes(kindWord.toLowerCase());
+  const kind = slo ? undefined : kindByWord(kindWord);
+  const [namespace, policyName, ...rest] = name.split('/');
+  if ((!slo && !kind) || !namespace || !policyName || rest.length > 0) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `give a kind (${kindWords}) and <namespace>/<name>, e.g. \`isthmus policy delete httproute demo/hello-canary\``);
   }
-  const docs = parseAllDocuments(text);
-  const out: SloPolicy[] = [];
-  docs.forEach((doc, i) => {
-    const source = docs.length > 1 ? `${file} (document ${i + 1})` : file;
-    if (doc.errors.length > 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${source} is not valid YAML: ${doc.errors[0]?.message}`);
-    const value = doc.toJS() as unknown;
-    if (value === null || value === undefined) return;
-    const kind = (value as { kind?: unknown }).kind;
-    if (kind !== 'ServiceLevelObjective') {
-      throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${source}: kind ${JSON.stringify(kind ?? null)} is not a policy Isthmus knows; write kind: ServiceLevelObjective`);
-    }
-    out.push(sloPolicyFromSpec(value, source));
-  });
-  if (out.length === 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${file} holds no policy; see \`isthmus policy apply --help\` for an example`);
-  return out;
+  const segment = slo ? 'slo' : (kind?.segment as string);
+  return { key: keys.policy(segment, namespace, policyName), label: `${segment} policy ${name}`, slo, namespace, policyName };
+}
+
+/** One line on what a traffic policy does, for the table. */
+function summary(p: PolicyRecord): string {
+  const spec = p.spec as { rules?: unknown[]; backends?: { service: string; weight: number }[] };
+  if (p.kind === 'HTTPRoute') return `${spec.rules?.length ?? 0} rule(s) → ${p.backends.join(', ') || 'subsets'}`;
+  if (p.kind === 'TrafficSplit') return (spec.backends ?? []).map((b) => `${b.service} ${b.weight}`).join(', ');
+  return p.kind;
 }
 
 /** The verdicts of the first alive federation whose dashboard answers (they all evaluate the same counters). */

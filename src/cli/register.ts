@@ -9,7 +9,7 @@ import { issueToken } from '../trust/tokens.js';
 import { action, outputOption } from './common.js';
 import { printJson } from './output.js';
 
-interface RegisterOptions { namespace: string; config: string; address?: string; zone?: string; serviceAccount?: string; protocol?: string; tokenTtl: string; output: string }
+interface RegisterOptions { namespace: string; config: string; address?: string; zone?: string; serviceAccount?: string; protocol?: string; label: string[]; tokenTtl: string; output: string }
 
 export function registerRegister(program: Command): void {
   program.command('register')
@@ -21,6 +21,7 @@ export function registerRegister(program: Command): void {
     .option('--zone <zone>', 'zone of the instance (default: the cluster\'s first zone)')
     .option('--service-account <sa>', 'identity of the instance (default: the service name)')
     .option('--protocol <http|tcp>', 'what the service speaks on its port, like Kubernetes appProtocol: http (the default) or tcp (reached through TCP listeners, docs/sidecar.md)')
+    .option('--label <key=value>', 'an instance label, e.g. version=v2 (repeat for more); a ServiceSubset selects instances by them (docs/traffic-policy.md)', (value: string, all: string[]) => [...all, value], [] as string[])
     .option('--token-ttl <duration>', 'how long the bootstrap token is accepted', '1h')
     .addOption(outputOption())
     .action(action(async (service: string, opts: RegisterOptions) => {
@@ -30,6 +31,8 @@ export function registerRegister(program: Command): void {
       if (opts.address !== undefined && !/^[^:\s]+:[0-9]{1,5}$/.test(opts.address)) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--address "${opts.address}" is not host:port`);
       if (opts.protocol !== undefined && opts.protocol !== 'http' && opts.protocol !== 'tcp') throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--protocol "${opts.protocol}" is not http or tcp`);
       if (opts.protocol !== undefined && opts.address === undefined) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--protocol describes the port of an instance: give --address too');
+      const labels = parseLabels(opts.label ?? []);
+      if (Object.keys(labels).length > 0 && opts.address === undefined) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--label describes an instance: give --address too');
       const loaded = loadClusterConfig(opts.config);
       const zone = opts.zone ?? loaded.config.zones[0] ?? 'default';
       if (!loaded.config.zones.includes(zone)) {
@@ -45,13 +48,14 @@ export function registerRegister(program: Command): void {
           {
             namespace: opts.namespace, service, serviceAccount, address: opts.address, zone, registeredAt: now.toISOString(),
             // The export record carries it to every cluster (the catalog's ports); without it, http.
+            ...(Object.keys(labels).length === 0 ? {} : { labels }),
             ...(opts.protocol === undefined ? {} : { ports: [{ port: Number(opts.address.slice(opts.address.lastIndexOf(':') + 1)), protocol: opts.protocol }] }),
           },
         ],
         // Only the hash is kept; expired tokens are dropped while we are here.
         tokens: [...liveTokens(registry.tokens, now), record],
       }));
-      const result = { cluster: loaded.config.cluster, namespace: opts.namespace, service, address: opts.address ?? null, zone, protocol: opts.address === undefined ? null : (opts.protocol ?? 'http'), identity, token, tokenExpiresAt: record.expiresAt };
+      const result = { cluster: loaded.config.cluster, namespace: opts.namespace, service, address: opts.address ?? null, zone, protocol: opts.address === undefined ? null : (opts.protocol ?? 'http'), labels, identity, token, tokenExpiresAt: record.expiresAt };
       if (opts.output === 'json') return printJson(result);
       process.stdout.write([
         opts.address === undefined
@@ -85,4 +89,19 @@ export function registerRegister(program: Command): void {
       if (opts.output === 'json') return printJson({ namespace: opts.namespace, service, address: opts.address, removed: true });
       process.stdout.write(`Removed ${opts.namespace}/${service} at ${opts.address} from cluster ${loaded.config.cluster}.\n`);
     }));
+}
+
+/** `--label version=v2 --label track=canary` → {version: "v2", track: "canary"}; names as Kubernetes label keys, values up to 63 characters. */
+export function parseLabels(flags: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const flag of flags) {
+    const eq = flag.indexOf('=');
+    const key = eq < 0 ? flag : flag.slice(0, eq);
+    const value = eq < 0 ? '' : flag.slice(eq + 1);
+    if (eq < 0 || !/^[A-Za-z0-9]([-A-Za-z0-9_./]{0,61}[A-Za-z0-9])?$/.test(key) || !/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/.test(value)) {
+      throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--label "${flag}" is not key=value (letters, digits, '-', '_', '.'; a value of at most 63 characters)`);
+    }
+    labels[key] = value;
+  }
+  return labels;
 }

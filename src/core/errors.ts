@@ -28,6 +28,9 @@ export const errorCodes = {
   ISTHMUS_ERR_PREFLIGHT_FAILED: { status: 400, summary: 'One or more preflight checks failed; nothing was written.' },
   // services
   ISTHMUS_ERR_SERVICE_UNKNOWN: { status: 404, summary: 'No service of that name is known to the cluster.' },
+  // traffic policies
+  ISTHMUS_ERR_POLICY_INVALID: { status: 400, summary: 'A policy document does not match its schema or asks for something Isthmus does not do; nothing was applied.' },
+  ISTHMUS_ERR_POLICY_NOT_FOUND: { status: 404, summary: 'No policy of that kind and name is stored.' },
   // API
   ISTHMUS_ERR_API_BAD_REQUEST: { status: 400, summary: 'A request to the federation API is malformed.' },
   ISTHMUS_ERR_API_UNREACHABLE: { status: 503, summary: 'The federation API of a cluster did not answer.' },
@@ -40,6 +43,8 @@ export const errorCodes = {
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT: { status: 504, summary: 'The destination did not start its answer within the response-headers timeout (or, on HTTP/2, its stream stayed silent for the stream-idle timeout before it).' },
   ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT: { status: 408, summary: 'A caller did not send a complete request head within timeouts.requestHeaders; its connection was closed.' },
   ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE: { status: 502, summary: 'The destination sidecar could not reach or lost its own app.' },
+  ISTHMUS_ERR_DATAPLANE_NO_MATCHING_RULE: { status: 404, summary: 'An HTTPRoute is attached to the service and none of its rules matches the request.' },
+  ISTHMUS_ERR_DATAPLANE_NO_BACKEND: { status: 500, summary: 'The traffic policy rule that matched gives every backend weight 0, or names no backend the mesh knows.' },
   ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED: { status: 501, summary: 'The request uses a protocol feature the sidecar does not carry (the message names it).' },
   // isthmus trace
   ISTHMUS_ERR_TRACE_NO_SIDECAR: { status: 503, summary: 'No sidecar of the cluster to trace from could be found or answered.' },

@@ -45,6 +45,12 @@ export interface DevMeshOptions {
    * default so that meshes built by tests for other things keep their set of services).
    */
   grpcEcho?: boolean;
+  /**
+   * Also run `hello-v1` and `hello-v2` (one instance each) in every cluster, the services a
+   * traffic split's backendRefs name, and label hello's instances version=v1 and version=v2
+   * (docs/traffic-policy.md). Off by default so other tests keep their set of services.
+   */
+  versions?: boolean;
   /** One line per step, for a person watching. */
   progress: (line: string) => void;
 }
@@ -85,8 +91,9 @@ export const clusterHost = (index: number, hostBase = 1) => `127.0.${index + hos
  * `redis`, the TCP sample (`redis-server`), when it is installed, and with `grpcEcho` the gRPC
  * sample `grpc-echo`.
  */
-const samples = (cluster: string, withRedis: boolean, grpcEcho = false): { name: string; instances: number; kind: 'http' | 'grpc'; app?: 'redis' }[] => [
+const samples = (cluster: string, withRedis: boolean, grpcEcho = false, versions = false): { name: string; instances: number; kind: 'http' | 'grpc'; app?: 'redis' }[] => [
   { name: 'hello', instances: 2, kind: 'http' },
+  ...(versions ? [{ name: 'hello-v1', instances: 1, kind: 'http' as const }, { name: 'hello-v2', instances: 1, kind: 'http' as const }] : []),
   ...(cluster === 'west' ? [{ name: 'ledger', instances: 1, kind: 'http' as const }] : []),
   ...(cluster === 'west' && withRedis ? [{ name: 'redis', instances: 1, kind: 'http' as const, app: 'redis' as const }] : []),
   ...(cluster === 'west' && grpcEcho ? [{ name: 'grpc-echo', instances: 1, kind: 'grpc' as const }] : []),
@@ -167,18 +174,18 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
 
       await step(opts, `cluster ${name} exports`, async () => {
         await withStore(etcdUrl, async (store) => {
-          for (const sample of samples(name, withRedis, opts.grpcEcho)) {
+          for (const sample of samples(name, withRedis, opts.grpcEcho, opts.versions)) {
             await store.put(keys.serviceExport(name, namespace, sample.name), { version: recordVersion, exportedAt: new Date().toISOString() });
           }
         });
-        return { url: samples(name, withRedis, opts.grpcEcho).map((x) => `${namespace}/${x.name}`).join(', ') };
+        return { url: samples(name, withRedis, opts.grpcEcho, opts.versions).map((x) => `${namespace}/${x.name}`).join(', ') };
       });
 
       // Instance i: app on 18080+i, sidecar inbound (the registered address) 19080+i, outbound 19180+i, admin 19280+i.
       const workloads: SampleWorkload[] = [];
       const client = issueToken({ identity: workloadId(opts.trustDomain, namespace, 'client'), ttlSeconds: 24 * 3600 });
       const records = [client.record];
-      for (const sample of samples(name, withRedis, opts.grpcEcho)) {
+      for (const sample of samples(name, withRedis, opts.grpcEcho, opts.versions)) {
         for (let n = 0; n < sample.instances; n += 1) {
           const i = workloads.length;
           const instance = `${sample.name}-${name}-${n + 1}`;
@@ -200,6 +207,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           namespace, service: w.spec.service, serviceAccount: w.spec.service, address: w.inbound, zone: w.spec.zone, registeredAt: now.toISOString(),
           // As `isthmus register --protocol tcp` writes it: the export record tells every cluster.
           ...(w.spec.app === 'redis' ? { ports: [{ port: w.spec.inboundPort, protocol: 'tcp' }] } : {}),
+          ...(opts.versions ? versionLabels(w.spec.service, w.spec.instance) : {}),
         })),
         tokens: [...liveTokens(registry.tokens, now), ...records],
       }));
@@ -278,7 +286,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       file.clusters[name] = {
         host, region: name, zones, federation: federation.apiAddress, ...(federation.metricsAddress ? { metrics: federation.metricsAddress } : {}), config, gateways,
         client: { proxy: clientSidecar.outbound, admin: clientSidecar.admin, listeners: clientSidecar.listeners },
-        services: samples(name, withRedis, opts.grpcEcho).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
+        services: samples(name, withRedis, opts.grpcEcho, opts.versions).map((s) => ({ name: s.name, namespace, instances: workloads.filter((w) => w.spec.service === s.name).map((w) => w.appAddress) })),
       };
     }
 
@@ -324,6 +332,13 @@ async function waitUntilRedisAnswers(clients: { admin: string; listener: string 
     if (failing.length > 0) await new Promise((r) => setTimeout(r, 200));
   }
   return failing.map((c) => `redis PING via ${c.listener}`);
+}
+
+/** As `isthmus register --label version=...`: hello-<cluster>-1 is v1, hello-<cluster>-2 v2, hello-vN is vN. */
+function versionLabels(service: string, instance: string): { labels?: Record<string, string> } {
+  if (service === 'hello-v1' || service === 'hello-v2') return { labels: { version: service.slice('hello-'.length) } };
+  if (service === 'hello') return { labels: { version: instance.endsWith('-1') ? 'v1' : 'v2' } };
+  return {};
 }
 
 async function step<T extends { url: string }>(opts: DevMeshOptions, what: string, work: () => Promise<T>): Promise<T> {

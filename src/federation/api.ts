@@ -35,7 +35,7 @@ export interface ApiOptions {
 
 const maxWaitMs = 60_000;
 
-type SnapshotEvent = 'catalog' | 'gateway-routes' | 'local-endpoints';
+type SnapshotEvent = 'catalog' | 'gateway-routes' | 'local-endpoints' | 'policies';
 
 /**
  * The federation API (port 15010) for sidecars, gateways and operators, over TLS with the
@@ -119,6 +119,9 @@ export function buildApi(opts: ApiOptions) {
   longPoll('/v1/gateway/routes', 'gateway-routes', () => federation.gatewayRoutes);
 
   longPoll('/v1/endpoints', 'local-endpoints', () => federation.localEndpoints);
+
+  // Traffic policies (HTTPRoute, TrafficSplit, isthmus.dev kinds) for sidecars, long-polled the same way.
+  longPoll('/v1/policies', 'policies', () => federation.policies);
 
   // Gateways and sidecars of this cluster call in every few seconds over kept connections: who the
   // caller is gets verified once per connection (until its leaf expires), not once per request.

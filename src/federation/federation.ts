@@ -14,6 +14,7 @@ import { desiredRecords } from './desired-records.js';
 import { HealthChecker } from './health-checker.js';
 import { localServices, type LocalService } from './local-services.js';
 import { StoreMirror } from './mirror.js';
+import { PolicySnapshots } from './policy-snapshot.js';
 import { Publisher } from './publisher.js';
 import { readRegistry, registryPath, type Registry } from './registry-file.js';
 import { FederationStore, type LeaseSession, type PrefixWatch, type StoredRecord, type StoreEvent } from './store.js';
@@ -62,6 +63,8 @@ export class Federation extends EventEmitter {
   localEndpoints: GatewayRoutes = { version: 0, cluster: '', services: [] };
   private localEndpointsJson = '';
   private readonly catalogChanges = new CatalogChanges();
+  /** Traffic policies for this cluster's sidecars (GET /v1/policies), versioned apart from the catalog. */
+  private readonly policySnapshots = new PolicySnapshots();
   /**
    * Leased records made elsewhere in the process, published with this cluster's others: gateway
    * probe summaries (GatewayProber), sidecar traffic and events (TrafficLedger), by source.
@@ -201,7 +204,19 @@ export class Federation extends EventEmitter {
       return;
     }
     this.refreshCatalog();
+    this.refreshPolicies();
     await this.publish();
+  }
+
+  get policies() {
+    return this.policySnapshots.current;
+  }
+
+  private refreshPolicies(): void {
+    const changed = this.policySnapshots.next(this.mirror.entries(keys.policies));
+    if (!changed) return;
+    if (changed.invalidKeys.length > 0) this.log.warn({ keys: changed.invalidKeys }, 'policy records that are not valid were left out');
+    this.emit('policies', changed.snapshot);
   }
 
   private refreshCatalog(): void {
@@ -271,7 +286,7 @@ export class Federation extends EventEmitter {
       namespace: s.namespace,
       name: s.name,
       identities: [workloadId(this.loaded.config.trustDomain, s.namespace, s.serviceAccount)],
-      endpoints: s.instances.map((i) => ({ address: i.address, zone: i.zone, healthy: this.health.isHealthy(i.address) })),
+      endpoints: s.instances.map((i) => ({ address: i.address, zone: i.zone, healthy: this.health.isHealthy(i.address), ...(i.labels ? { labels: i.labels } : {}) })),
     }));
     const localJson = JSON.stringify(services);
     if (localJson !== this.localEndpointsJson) {

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { PeerCertificate } from 'node:tls';
-import { buildConnector, Client } from 'undici';
+import { buildConnector, Client } from '../core/undici.js';
 import { keys } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';

@@ -13,6 +13,8 @@ export interface LocalService {
 export interface LocalInstance {
   address: string;
   zone: string;
+  /** Instance labels (`isthmus register --label`); absent when none. */
+  labels?: Record<string, string>;
 }
 
 /**
@@ -44,7 +46,7 @@ export function localServices(configured: readonly ServiceConfig[], registered: 
       byId.set(id, service);
     }
     if (!service.instances.some((i) => i.address === instance.address)) {
-      service.instances.push({ address: instance.address, zone: instance.zone });
+      service.instances.push({ address: instance.address, zone: instance.zone, ...(instance.labels && Object.keys(instance.labels).length > 0 ? { labels: { ...instance.labels } } : {}) });
     }
   }
   const list = [...byId.values()];

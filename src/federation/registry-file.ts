@@ -20,6 +20,8 @@ const RegistrySchema = Type.Object({
     address: Type.String(),
     zone: Type.String(),
     ports: Type.Optional(Type.Array(Type.Object({ port: Type.Integer(), protocol: Type.String() }))),
+    /** `isthmus register --label k=v`: what a ServiceSubset selects instances by (docs/traffic-policy.md). */
+    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
     registeredAt: Type.String(),
   }), { default: [] }),
   tokens: Type.Array(Type.Object({

@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import { Agent, request } from '../core/undici.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { issueCertificate } from '../trust/ca.js';

@@ -1,9 +1,11 @@
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import type { PickedEndpoint } from '../model/balancer.js';
+import type { RequestFacts, RuleAction } from '../model/traffic-policy.js';
 import type { OutboundObserver } from './outbound-observer.js';
 import type { ResolvedTarget } from './request-target.js';
 import { failureKind, mayRepeatEndpoint, shouldRetry, type FailureKind } from './retry-policy.js';
 import type { Route, RoutingTable } from './routing.js';
+import { choosePolicyBackend } from './traffic-layer.js';
 import type { UpstreamKey } from './upstreams.js';
 
 /**
@@ -16,19 +18,31 @@ import type { UpstreamKey } from './upstreams.js';
 /** Attempts per request or tunnel, the first included. */
 export const maxAttempts = 3;
 
-export type Routed = { route: Route; service: string } | { code: ErrorCode; message: string; service?: string };
+/** `action`: the traffic-policy rule that chose the route's service, when one did (its timeout and header changes apply). */
+export type Routed = { route: Route; service: string; action?: RuleAction } | { code: ErrorCode; message: string; service?: string };
 
-/** The route for a resolved name, or the refusal an app gets for it. */
-export function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refused: string }): Routed {
+/**
+ * The route for a resolved name, or the refusal an app gets for it. With `request` (an HTTP
+ * request the policy step can match), the service's traffic policy picks the backend service
+ * or subset first (traffic-layer.ts); without it the named service is routed as it is.
+ */
+export function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refused: string }, request?: RequestFacts): Routed {
   if ('refused' in resolved) return { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: resolved.refused };
   const { namespace, service } = resolved.target;
-  const route = routing.route(namespace, service);
-  if (!route) return { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: `${namespace}/${service} is not in the mesh: no cluster runs or exports it (isthmus services)` };
-  const name = `${namespace}/${service}`;
+  const policy = request === undefined ? undefined : routing.policyFor(namespace, service);
+  const choice = policy && request ? choosePolicyBackend(policy, request, Math.random) : undefined;
+  if (choice && 'code' in choice) return { ...choice, service: `${namespace}/${service}` };
+  const backend = choice?.backend;
+  const route = backend ? routing.route(backend.namespace, backend.service, backend.subset) : routing.route(namespace, service);
+  if (!route) {
+    if (backend) return { code: 'ISTHMUS_ERR_DATAPLANE_NO_BACKEND', service: `${namespace}/${service}`, message: `${choice.action.policy} sends ${namespace}/${service} to ${backend.namespace}/${backend.service}${backend.subset ? ` (subset ${backend.subset.name})` : ''}, which is not in the mesh (isthmus services)` };
+    return { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: `${namespace}/${service} is not in the mesh: no cluster runs or exports it (isthmus services)` };
+  }
+  const name = `${route.namespace}/${route.service}`;
   if (route.load.status === 'no-healthy-endpoints') {
     return { code: 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT', service: name, message: `${name} has no healthy endpoint in any cluster (isthmus explain ${service} -n ${namespace})` };
   }
-  return { route, service: name };
+  return choice ? { route, service: name, action: choice.action } : { route, service: name };
 }
 
 const failureCodes: Record<FailureKind, ErrorCode> = {

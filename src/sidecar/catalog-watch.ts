@@ -4,17 +4,18 @@ import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request } from 'undici';
+import { Agent, request } from '../core/undici.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';
+import type { PoliciesSnapshot } from '../model/policy-records.js';
 import { connectorFor, writeTextAtomic, type WorkloadIdentity } from './identity.js';
 
 /** This cluster's own services and instances, as GET /v1/endpoints serves them. */
 export interface LocalEndpoints {
   version: number;
   cluster: string;
-  services: { namespace: string; name: string; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
+  services: { namespace: string; name: string; endpoints: { address: string; zone: string; healthy: boolean; labels?: Record<string, string> }[] }[];
 }
 
 export interface SnapshotStatus {
@@ -37,7 +38,7 @@ export interface CatalogWatchOptions {
 }
 
 interface Feed<T> {
-  kind: 'catalog' | 'endpoints';
+  kind: 'catalog' | 'endpoints' | 'policies';
   path: string;
   file: string;
   /** Why a snapshot is refused, or undefined when it is acceptable. */
@@ -53,6 +54,18 @@ const catalogFeed: Feed<Catalog> = {
 const endpointsFeed: Feed<LocalEndpoints> = {
   kind: 'endpoints', path: '/v1/endpoints', file: 'endpoints.json', check: checkEndpoints, versionOf: (e) => e.version, optional: true,
 };
+/** Traffic policies (docs/traffic-policy.md); a federation from before them answers 404, and the sidecar routes plainly. */
+const policiesFeed: Feed<PoliciesSnapshot> = {
+  kind: 'policies', path: '/v1/policies', file: 'policies.json', check: checkPolicies, versionOf: (p) => p.version, optional: true,
+};
+
+/** Each record is checked again when the routing table is compiled (model/traffic-policy.ts); here only the envelope. */
+export function checkPolicies(value: unknown): string | undefined {
+  if (!isObject(value)) return 'not a JSON object';
+  if (!Number.isFinite(value.version)) return 'version is not a number';
+  if (!Array.isArray(value.policies)) return 'policies is not an array';
+  return undefined;
+}
 
 /** The catalog's version is its etcd `revision` (src/model/catalog.ts); it must carry the lists a sidecar routes by. */
 export function checkCatalog(value: unknown): string | undefined {
@@ -83,7 +96,7 @@ export class CatalogWatch extends EventEmitter {
    * The last good snapshot of each feed, with a digest of its JSON to tell a repeat from a
    * change: with a big catalog, keeping the text itself would hold a second copy of it.
    */
-  private readonly snapshots: { catalog?: { value: Catalog; digest: string; status: SnapshotStatus }; endpoints?: { value: LocalEndpoints; digest: string; status: SnapshotStatus } } = {};
+  private readonly snapshots: { catalog?: { value: Catalog; digest: string; status: SnapshotStatus }; endpoints?: { value: LocalEndpoints; digest: string; status: SnapshotStatus }; policies?: { value: PoliciesSnapshot; digest: string; status: SnapshotStatus } } = {};
   private readonly agent: Agent;
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -127,8 +140,8 @@ export class CatalogWatch extends EventEmitter {
   start(): void {
     if (this.running) return;
     mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
-    for (const feed of [catalogFeed, endpointsFeed] as Feed<unknown>[]) this.loadFromDisk(feed);
-    this.running = Promise.all([this.poll(catalogFeed), this.poll(endpointsFeed)]);
+    for (const feed of [catalogFeed, endpointsFeed, policiesFeed] as Feed<unknown>[]) this.loadFromDisk(feed);
+    this.running = Promise.all([this.poll(catalogFeed), this.poll(endpointsFeed), this.poll(policiesFeed)]);
   }
 
   catalog(): Catalog | undefined {
@@ -139,8 +152,12 @@ export class CatalogWatch extends EventEmitter {
     return this.snapshots.endpoints?.value;
   }
 
-  status(): { catalog?: SnapshotStatus; endpoints?: SnapshotStatus } {
-    return { catalog: this.snapshots.catalog?.status, endpoints: this.snapshots.endpoints?.status };
+  policies(): PoliciesSnapshot | undefined {
+    return this.snapshots.policies?.value;
+  }
+
+  status(): { catalog?: SnapshotStatus; endpoints?: SnapshotStatus; policies?: SnapshotStatus } {
+    return { catalog: this.snapshots.catalog?.status, endpoints: this.snapshots.endpoints?.status, policies: this.snapshots.policies?.status };
   }
 
   async stop(): Promise<void> {

@@ -4,7 +4,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, wr
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { Agent, buildConnector, request } from 'undici';
+import { Agent, buildConnector, request, type Connector } from '../core/undici.js';
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { createCsr } from '../trust/csr.js';
@@ -281,8 +281,8 @@ export class WorkloadIdentity extends EventEmitter {
  * An undici connector whose new connections use whatever context `secureContext()` returns then,
  * so renewed credentials apply without replacing the Agent; open connections keep theirs.
  */
-export function connectorFor(secureContext: () => SecureContext): buildConnector.connector {
-  let built: { context: SecureContext; connect: buildConnector.connector } | undefined;
+export function connectorFor(secureContext: () => SecureContext): Connector {
+  let built: { context: SecureContext; connect: Connector } | undefined;
   return (options, callback) => {
     const context = secureContext();
     // A new connector per context also drops cached TLS sessions, which would resume the old client certificate.

@@ -5,7 +5,8 @@ import { connect as connectH2, createServer as createH2Server, type ClientHttp2S
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Pool } from '../core/undici.js';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';

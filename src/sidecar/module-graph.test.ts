@@ -2,11 +2,11 @@ import { describe, expect, test } from 'vitest';
 import { loadedModules } from '../bench/loaded-modules.js';
 
 // Packages a sidecar or gateway process never needs at start: the control plane's etcd client
-// and its gRPC stack, the dashboard's HTTP framework, pretty logs, and the OpenTelemetry SDK and
+// and its gRPC stack, the dashboard's HTTP framework, pretty logs, and OpenTelemetry's API, SDK and
 // exporters (loaded only once an OTLP endpoint is set). Runs the built dist/ (npm test builds it).
 const notForProxies = [
   'etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs', 'fastify', 'pino-pretty', 'ws',
-  '@opentelemetry/sdk-trace-base', '@opentelemetry/resources',
+  '@opentelemetry/api', '@opentelemetry/sdk-trace-base', '@opentelemetry/resources',
   '@opentelemetry/exporter-trace-otlp-proto', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/otlp-transformer',
 ];
 
@@ -19,6 +19,12 @@ describe('a sidecar or gateway process loads only what it uses (memory)', () => 
     expect(loaded.packages.filter((p) => notForProxies.includes(p))).toEqual([]);
     // The CLI's other verbs stay unloaded too.
     expect(loaded.modules.filter((m) => /\/dist\/cli\/(join|check|dev|dash|policy|ca)\.js$/.test(m))).toEqual([]);
+  });
+
+  test.each(['sidecar', 'gateway'] as const)('isthmus %s loads undici\'s client, pool and agent, not its index with fetch and WebSocket', async (kind) => {
+    const undici = (await loadedModules(kind)).modules.filter((m) => m.includes('/node_modules/undici/'));
+    expect(undici.some((m) => m.endsWith('/lib/dispatcher/client.js'))).toBe(true);
+    expect(undici.filter((m) => m.endsWith('/node_modules/undici/index.js') || m.includes('/lib/web/'))).toEqual([]);
   });
 
   test('the sidecar loads node-forge\'s ASN.1 codec for its CSR, not the whole of node-forge', async () => {

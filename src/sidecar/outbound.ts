@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { applyHeaderChanges } from '../model/traffic-policy.js';
 import { attemptEndpoints, maxAttempts, routeOf } from './attempts.js';
 import { forwardableHeaders } from './headers.js';
 import { errorResponse, requestHead } from './http-head.js';
@@ -74,16 +75,19 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
 async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
   const resolved = resolveTarget(req.method, req.url, req.headers.host, fixed);
-  const routed = routeOf(deps.routing, resolved);
+  // The traffic-policy step needs the request only when some policy exists.
+  const facts = deps.routing.hasPolicies && !('refused' in resolved) ? { method: req.method ?? 'GET', path: resolved.path, headers: req.headers } : undefined;
+  const routed = routeOf(deps.routing, resolved, facts);
   if ('code' in routed) {
     req.resume();
     observer.answered(errorStatus(routed.code), routed.service);
     return reply(res, routed.code, routed.message);
   }
-  const { route, service } = routed;
+  const { route, service, action } = routed;
   const { host, path } = resolved as ResolvedTarget;
   // Trace mode is the admin port's (POST /trace); an app cannot ask a destination for its report.
   const headers = forwardableHeaders(req.headers, traceHeader);
+  if (action?.headers) applyHeaderChanges(headers, action.headers);
   // Expect: 100-continue was answered by this server already; undici refuses to send it on.
   delete headers.expect;
   headers.host = host;
@@ -99,7 +103,8 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
     // undici would derive the TLS server name from the Host header; the mesh SNI must win.
     const options = {
       path, method, headers, body: body ? body.open() : null, servername: upstream.sni,
-      headersTimeout: deps.timeouts.responseHeadersMs, bodyTimeout: deps.timeouts.streamIdleMs,
+      // A rule's timeouts.request stands in for the response-headers timeout (docs/traffic-policy.md).
+      headersTimeout: action?.timeoutMs ?? deps.timeouts.responseHeadersMs, bodyTimeout: deps.timeouts.streamIdleMs,
     };
     deps.upstreams.get(upstream).dispatch(options as Dispatcher.DispatchOptions, relay);
     return relay.started;

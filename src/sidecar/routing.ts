@@ -5,6 +5,8 @@ import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 import { formatServiceSni } from '../model/sni.js';
+import type { PolicyRecord } from '../model/policy-records.js';
+import { compileTrafficPolicies, type Backend, type ServiceRoutes } from '../model/traffic-policy.js';
 import type { UpstreamKey } from './upstreams.js';
 
 export const failoverChannel = channels.balancerFailover;
@@ -13,7 +15,7 @@ const ejectionChannel = channels.balancerEjection;
 export interface LocalEndpointsSnapshot {
   version: number;
   cluster: string;
-  services: { namespace: string; name: string; identities: string[]; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
+  services: { namespace: string; name: string; identities: string[]; endpoints: { address: string; zone: string; healthy: boolean; labels?: Record<string, string> }[] }[];
 }
 
 export interface Route {
@@ -44,6 +46,8 @@ export class RoutingTable {
   private readonly routes = new Map<string, Route>();
   private outliers: OutlierState = outlierState();
   private readonly lastPrimary = new Map<string, number | undefined>();
+  /** Routing policies by `<ns>/<service>` (model/traffic-policy.ts), compiled once per policy snapshot. */
+  private policies = new Map<string, ServiceRoutes>();
 
   constructor(
     private readonly caller: { cluster: string; zone: string },
@@ -65,6 +69,19 @@ export class RoutingTable {
     this.endpoints = endpoints;
     this.localServices = new Map(endpoints.services.map((s) => [`${s.namespace}/${s.name}`, s]));
     this.trackHosts();
+  }
+
+  setPolicies(records: readonly PolicyRecord[]): void {
+    this.policies = compileTrafficPolicies(records);
+  }
+
+  get hasPolicies(): boolean {
+    return this.policies.size > 0;
+  }
+
+  /** The routing policy of a service the app called, if any applies to it. */
+  policyFor(namespace: string, service: string): ServiceRoutes | undefined {
+    return this.policies.size === 0 ? undefined : this.policies.get(`${namespace}/${service}`);
   }
 
   /** Outlier history is kept for every endpoint of every service, and dropped only when it leaves. */
@@ -90,16 +107,24 @@ export class RoutingTable {
     return this.catalogServices.has(key) || this.localServices.has(key);
   }
 
-  route(namespace: string, service: string): Route | undefined {
-    const key = `${namespace}/${service}`;
+  /**
+   * A service's route, or with `subset` the route to those of its instances that carry all the
+   * subset's labels. Labels are known only for this cluster's own instances (other clusters
+   * publish counts, not instances), so a subset route never leaves the cluster.
+   */
+  route(namespace: string, service: string, subset?: Backend['subset']): Route | undefined {
+    const serviceKey = `${namespace}/${service}`;
+    const key = subset ? `${serviceKey}#${subset.name}` : serviceKey;
     const cached = this.routes.get(key);
     if (cached) return cached;
     if (!this.catalog || !this.knows(namespace, service)) return undefined;
     const region = this.catalog.clusters.find((c) => c.name === this.caller.cluster)?.region ?? '';
-    const local = this.localServices.get(key)?.endpoints ?? [];
+    const all = this.localServices.get(serviceKey)?.endpoints ?? [];
+    const local = subset ? all.filter((e) => hasLabels(e.labels, subset.labels)) : all;
     const now = this.now();
     const ejected = ejectedAddresses(this.outliers, now);
-    const base = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService: this.catalogServices.get(key) ?? null });
+    const catalogService = subset ? null : (this.catalogServices.get(serviceKey) ?? null);
+    const base = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
     // Health as this sidecar sees it: what the federation reports, and our own checks, and not ejected.
     const localities: ServiceLocalities = {
       localities: base.localities.map((l) => ({
@@ -179,4 +204,9 @@ export class RoutingTable {
   ejected(): Set<string> {
     return ejectedAddresses(this.outliers, this.now());
   }
+}
+
+function hasLabels(held: Readonly<Record<string, string>> | undefined, wanted: Readonly<Record<string, string>>): boolean {
+  for (const name in wanted) if (held?.[name] !== wanted[name]) return false;
+  return true;
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../core/log.js';
 import { parseDuration } from '../core/validate.js';
 import { HealthChecker } from '../federation/health-checker.js';
 import type { Catalog } from '../model/catalog.js';
+import type { PoliciesSnapshot } from '../model/policy-records.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
 import { TrafficReporter } from '../telemetry/traffic-reporter.js';
@@ -74,6 +75,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     });
     watch.on('catalog', (c: Catalog) => { catalog = c; routing.setCatalog(c); });
     watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
+    watch.on('policies', (p: PoliciesSnapshot) => routing.setPolicies(p.policies));
     watch.start();
     closers.push(() => watch.stop());
     // Serving before the first catalog would answer "not in the mesh" for everything.

@@ -1,9 +1,9 @@
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
-import { Pool } from 'undici';
 import { defaultTimeouts } from './timeouts.js';
 import { checkDestination } from './peer-identity.js';
 import { H2Sessions } from './h2-sessions.js';
+import { UpstreamPool } from './upstream-pool.js';
 
 export interface UpstreamKey {
   /** host:port of a local sidecar's inbound listener or of a remote gateway. */
@@ -19,6 +19,8 @@ export interface UpstreamKey {
 export interface UpstreamOptions {
   /** Keep-alive connections per pool. */
   connections?: number;
+  /** Handshakes in flight per pool (upstream-pool.ts says why this is bounded). */
+  maxConnecting?: number;
   connectTimeoutMs?: number;
   /** An idle pooled connection is closed after this; long enough to carry a pool across bursts. */
   idleMs?: number;
@@ -31,14 +33,16 @@ export interface UpstreamOptions {
  * or the trust bundle changes; old pools finish their requests first.
  */
 export class Upstreams {
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools = new Map<string, UpstreamPool>();
   private sessions: H2Sessions;
   private readonly connections: number;
+  private readonly maxConnecting: number;
   private readonly connectTimeoutMs: number;
   private readonly idleMs: number;
 
   constructor(private contextOf: () => SecureContext, options: UpstreamOptions = {}) {
     this.connections = options.connections ?? 32;
+    this.maxConnecting = options.maxConnecting ?? 2;
     this.connectTimeoutMs = options.connectTimeoutMs ?? defaultTimeouts.connectMs;
     this.idleMs = options.idleMs ?? 60_000;
     this.sessions = new H2Sessions(this.idleMs);
@@ -61,14 +65,14 @@ export class Upstreams {
     };
   }
 
-  get(key: UpstreamKey): Pool {
+  get(key: UpstreamKey): UpstreamPool {
     const { id } = key;
     let pool = this.pools.get(id);
     if (!pool) {
-      pool = new Pool(`https://${key.address}`, {
+      pool = new UpstreamPool(`https://${key.address}`, {
         connections: this.connections,
-        keepAliveTimeout: this.idleMs,
-        keepAliveMaxTimeout: this.idleMs,
+        maxConnecting: this.maxConnecting,
+        idleMs: this.idleMs,
         connect: { ...this.tlsOptions(key), noDelay: true, timeout: this.connectTimeoutMs },
       });
       this.pools.set(id, pool);

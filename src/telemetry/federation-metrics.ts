@@ -1,4 +1,4 @@
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from './prom.js';
 import { certificateExpiry, type CertificateFacts } from './shared.js';
 
 export interface CatalogFacts {

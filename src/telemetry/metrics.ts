@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectProcessMetrics, Registry } from './prom.js';
 import { federationMetrics, type FederationSources } from './federation-metrics.js';
 import { gatewayMetrics, type GatewaySources } from './gateway-metrics.js';
 import type { Listen } from './shared.js';
@@ -34,7 +34,7 @@ let processRegistry: Registry | undefined;
 function processMetrics(): Registry {
   if (!processRegistry) {
     processRegistry = new Registry();
-    collectDefaultMetrics({ register: processRegistry, prefix: 'isthmus_' });
+    collectProcessMetrics(processRegistry, 'isthmus_');
   }
   return processRegistry;
 }

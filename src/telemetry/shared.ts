@@ -1,4 +1,4 @@
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from './prom.js';
 import type { TypedChannel } from '../core/channels.js';
 
 /** Subscribes to a channel, keeping only the messages of the observed components (their `origin`). */

@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type CounterChild, type HistogramChild, type Registry } from './prom.js';
 import { channels } from '../core/channels.js';
 import { parseSpiffeId } from '../trust/spiffe.js';
 import { certificateExpiry, type CertificateFacts, type Listen } from './shared.js';
@@ -31,7 +31,7 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
   });
   // prom-client validates and hashes a label object on every call; the label sets are few and
   // bounded (catalog services × clusters × codes), so each one's child is looked up once.
-  const outbound = new Map<string, { requests: Counter.Internal; duration: Histogram.Internal<string> }>();
+  const outbound = new Map<string, { requests: CounterChild; duration: HistogramChild }>();
   listen(channels.outboundRequest, (m) => {
     const key = `${m.cluster ?? 'none'}\u0000${m.service ?? 'unknown'}\u0000${m.code}`;
     let children = outbound.get(key);
@@ -56,7 +56,7 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
   });
   const destination = { destination_cluster: cluster, destination_service: sources.service ?? 'unknown' };
   const inboundDurationChild = inboundDuration.labels(destination);
-  const inboundChildren = new Map<string, Counter.Internal>();
+  const inboundChildren = new Map<string, CounterChild>();
   listen(channels.inboundRequest, (m) => {
     const key = `${m.peer ?? ''}\u0000${m.code}`;
     let child = inboundChildren.get(key);

@@ -182,7 +182,7 @@ describe('service level objectives', () => {
     const tight = sloYaml('ledger-fast', `  service: ledger\n  latency: { percentile: 99, below: 0.001ms }\n  window: 5m\n  minRequests: 5\n  webhook: { url: ${hookUrl} }\n`);
     const applied = await isthmus(['policy', 'apply', '-f', tight, '--output', 'json'], env());
     expect(applied.code).toBe(0);
-    expect(JSON.parse(applied.stdout).applied).toEqual([{ kind: 'ServiceLevelObjective', name: 'demo/ledger-fast', changed: true }]);
+    expect(JSON.parse(applied.stdout).applied).toEqual([{ kind: 'ServiceLevelObjective', name: 'demo/ledger-fast', change: 'created', changed: true }]);
 
     const { value: page } = await waitFor(async () => received.find((p) => p.state === 'violated'), 30_000, 'a violated webhook');
     expect(page).toMatchObject({ kind: 'isthmus.slo', slo: 'demo/ledger-fast', service: 'demo/ledger' });

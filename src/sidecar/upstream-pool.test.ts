@@ -1,0 +1,161 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createHttpsServer, type Server } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
+import { checkDestination } from './peer-identity.js';
+import { UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.js';
+
+/**
+ * The upstream pool against a real mTLS server: how many handshakes it runs at once, where a
+ * request waits when every connection is busy, what happens to waiting requests when the
+ * upstream refuses, and that later connections resume the first one's TLS session.
+ */
+
+const trustDomain = 'example.org';
+const serverId = `spiffe://${trustDomain}/ns/demo/sa/ledger`;
+const clientId = `spiffe://${trustDomain}/ns/demo/sa/client`;
+let root: CertAndKey;
+let cluster: CertAndKey;
+let server: Server;
+let address: { host: string; port: number };
+/** What the server saw: full and resumed handshakes, connections, requests in flight now and at most. */
+const seen = { full: 0, resumed: 0, connections: 0, inFlight: 0, maxInFlight: 0 };
+
+beforeAll(async () => {
+  root = createRootCa({ trustDomain });
+  cluster = createIntermediateCa({ root, trustDomain, cluster: 'west' });
+  const leaf = issueCertificate({ identity: serverId, issuer: cluster });
+  server = createHttpsServer({
+    cert: leaf.certPem + cluster.certPem, key: leaf.keyPem, ca: root.certPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3',
+  }, (req, res) => {
+    seen.inFlight += 1;
+    seen.maxInFlight = Math.max(seen.maxInFlight, seen.inFlight);
+    // Every answer waits a little, so a burst finds every connection busy.
+    setTimeout(() => {
+      seen.inFlight -= 1;
+      res.end((req.socket as TLSSocket).getPeerCertificate().subjectaltname ?? '');
+    }, 15);
+  });
+  server.on('connection', () => { seen.connections += 1; });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.isSessionReused()) seen.resumed += 1;
+    else seen.full += 1;
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  address = { host: '127.0.0.1', port: (server.address() as AddressInfo).port };
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+function pool(overrides: Partial<UpstreamPoolOptions> = {}, port = address.port): UpstreamPool {
+  const client = issueCertificate({ identity: clientId, issuer: cluster });
+  return new UpstreamPool(`https://127.0.0.1:${port}`, {
+    connections: 16, maxConnecting: 2, idleMs: 10_000,
+    connect: {
+      host: address.host, port, servername: 'ledger.demo.mesh', timeout: 2_000,
+      cert: client.certPem + cluster.certPem, key: client.keyPem, ca: root.certPem,
+      checkServerIdentity: checkDestination([serverId]),
+    },
+    ...overrides,
+  });
+}
+
+async function get(p: UpstreamPool): Promise<string> {
+  const res = await p.request({ method: 'GET', path: '/' });
+  return await res.body.text();
+}
+
+const reset = () => Object.assign(seen, { full: 0, resumed: 0, connections: 0, inFlight: 0, maxInFlight: 0 });
+
+describe('an upstream pool of mTLS connections', () => {
+  test('a burst of 60 requests on a cold pool: at most 2 handshakes at once, later ones resume the session, every request answered', async () => {
+    reset();
+    // undici announces each connection attempt and its end on these channels: the client's view,
+    // which is the one the bound applies to (the server sees a handshake end half a round trip later).
+    const connecting = { now: 0, max: 0 };
+    const started = () => { connecting.now += 1; connecting.max = Math.max(connecting.max, connecting.now); };
+    const ended = () => { connecting.now -= 1; };
+    subscribe('undici:client:beforeConnect', started);
+    subscribe('undici:client:connected', ended);
+    subscribe('undici:client:connectError', ended);
+    const p = pool();
+    try {
+      const answers = await Promise.all(Array.from({ length: 60 }, () => get(p)));
+      expect(answers.every((a) => a === `URI:${clientId}`)).toBe(true);
+      expect(connecting.max).toBe(2);
+      expect(seen.connections).toBeGreaterThan(2);
+      expect(seen.connections).toBeLessThanOrEqual(16);
+      // The first two handshakes are full; a connection opened after a ticket arrived resumes.
+      expect(seen.resumed).toBeGreaterThan(0);
+      expect(seen.full + seen.resumed).toBe(seen.connections);
+    } finally {
+      unsubscribe('undici:client:beforeConnect', started);
+      unsubscribe('undici:client:connected', ended);
+      unsubscribe('undici:client:connectError', ended);
+      await p.close();
+    }
+  });
+
+  test('more requests than connections wait in the pool and each goes to the first connection that frees', async () => {
+    reset();
+    const p = pool({ connections: 3, maxConnecting: 3 });
+    try {
+      const answers = await Promise.all(Array.from({ length: 30 }, () => get(p)));
+      expect(answers).toHaveLength(30);
+      expect(seen.connections).toBe(3);
+      expect(seen.maxInFlight).toBe(3);
+      expect(p.queued).toBe(0);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('an upstream that refuses connections fails every waiting request with the connect error, not one handshake at a time', async () => {
+    const closed = createNetServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const p = pool({ connections: 4, maxConnecting: 1 }, port);
+    try {
+      const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => get(p)));
+      expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code?: string }).code : 'answered'))).toEqual(Array(20).fill('ECONNREFUSED'));
+      expect(p.queued).toBe(0);
+      expect(p.size).toBe(0);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('close() lets waiting and running requests finish, then refuses new ones', async () => {
+    const p = pool({ connections: 1, maxConnecting: 1 });
+    const pending = Array.from({ length: 5 }, () => get(p));
+    const closing = p.close();
+    expect(await Promise.all(pending)).toEqual(Array(5).fill(`URI:${clientId}`));
+    await closing;
+    await expect(get(p)).rejects.toThrow(/closed/);
+  });
+
+  test('a connection the server closes leaves the pool, and the next request opens a new one', async () => {
+    reset();
+    const p = pool({ connections: 1 });
+    try {
+      expect(await get(p)).toBe(`URI:${clientId}`);
+      let socket: Socket | undefined;
+      server.once('request', (req) => { socket = req.socket; });
+      await get(p);
+      expect(p.size).toBe(1);
+      socket?.destroy();
+      for (let i = 0; i < 100 && p.size > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(p.size).toBe(0);
+      expect(await get(p)).toBe(`URI:${clientId}`);
+      expect(seen.connections).toBe(2);
+    } finally {
+      await p.close();
+    }
+  });
+});

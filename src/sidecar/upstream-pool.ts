@@ -1,0 +1,205 @@
+import type { Dispatcher } from 'undici';
+import { buildConnector, Client, Dispatcher as DispatcherBase, type Connector, type ConnectorOptions } from '../core/undici.js';
+
+export interface UpstreamPoolOptions {
+  /** Keep-alive connections at most. */
+  connections: number;
+  /**
+   * Handshakes in flight at most. A burst on a cold pool otherwise opens every connection at once:
+   * each costs milliseconds of CPU on both sidecars, they all finish together, and every request
+   * waits for the slowest. Bounded, the first connections are up in one handshake's time, the
+   * requests beyond them go to whichever connection frees first, and the later handshakes resume
+   * the TLS session the first one got (no certificate signature or chain check).
+   */
+  maxConnecting: number;
+  /** An idle connection is closed after this. */
+  idleMs: number;
+  /** What undici's connector gets: TLS options of the upstream, connect timeout, no delay. */
+  connect: ConnectorOptions;
+}
+
+interface Member {
+  client: Client;
+  connecting: boolean;
+  /** The client said it takes nothing more (its dispatch returned false) until it emits 'drain'. */
+  busy: boolean;
+}
+
+interface Waiting {
+  opts: Dispatcher.DispatchOptions;
+  handler: Dispatcher.DispatchHandler;
+}
+
+/**
+ * Keep-alive HTTP/1.1 connections to one upstream (a sidecar's inbound, or a gateway for one
+ * SNI), like undici's Pool, with one difference that matters at start-up: at most `maxConnecting`
+ * handshakes at a time, and a request that finds every connection busy waits in the pool's own
+ * queue for the first one that frees (or the next that connects), not behind a handshake of its
+ * own. The connector is built once per pool, so its TLS session cache serves every connection.
+ */
+export class UpstreamPool extends DispatcherBase {
+  private readonly members: Member[] = [];
+  private queue: Waiting[] = [];
+  private head = 0;
+  private connecting = 0;
+  private closing: (() => void) | undefined;
+  private closed = false;
+  private readonly connector: Connector;
+
+  constructor(private readonly origin: string, private readonly options: UpstreamPoolOptions) {
+    super();
+    this.connector = buildConnector(options.connect);
+  }
+
+  /** Requests waiting for a connection (not yet handed to one). */
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** Connections open or opening. */
+  get size(): number {
+    return this.members.length;
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (this.closed) {
+      failHandler(handler, Object.assign(new Error('the upstream pool is closed'), { code: 'UND_ERR_CLOSED' }));
+      return false;
+    }
+    const member = this.free() ?? this.grow();
+    if (member) this.send(member, opts, handler);
+    else this.queue.push({ opts, handler });
+    return true;
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    this.closed = true;
+    const done = (this.queued === 0 ? Promise.resolve() : new Promise<void>((resolve) => { this.closing = resolve; }))
+      .then(() => Promise.all(this.members.map((m) => m.client.close()))).then(() => undefined);
+    if (!callback) return done;
+    void done.then(callback);
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(errOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | void {
+    const err = typeof errOrCallback === 'function' ? null : errOrCallback ?? null;
+    const cb = typeof errOrCallback === 'function' ? errOrCallback : callback;
+    this.closed = true;
+    this.failQueued(err ?? Object.assign(new Error('the upstream pool was destroyed'), { code: 'UND_ERR_DESTROYED' }));
+    const done = Promise.all(this.members.map((m) => m.client.destroy(err))).then(() => undefined);
+    if (!cb) return done;
+    void done.then(cb);
+  }
+
+  private free(): Member | undefined {
+    for (const m of this.members) if (!m.busy && !m.connecting) return m;
+    return undefined;
+  }
+
+  /** A new connection, if the pool may open one now. */
+  private grow(): Member | undefined {
+    if (this.members.length >= this.options.connections || this.connecting >= this.options.maxConnecting) return undefined;
+    const client = new Client(this.origin, {
+      connect: this.connector,
+      keepAliveTimeout: this.options.idleMs,
+      keepAliveMaxTimeout: this.options.idleMs,
+    });
+    const member: Member = { client, connecting: true, busy: false };
+    this.connecting += 1;
+    client.on('connect', () => {
+      member.connecting = false;
+      this.connecting -= 1;
+      this.drain(member);
+      this.growForQueue();
+    });
+    client.on('connectionError', (_origin, _targets, err: Error) => {
+      if (member.connecting) {
+        member.connecting = false;
+        this.connecting -= 1;
+      }
+      this.remove(member);
+      // Nothing connected to hand the waiting requests to: they would each wait for a handshake
+      // that will most likely fail the same way. Fail them now; the attempt layer retries elsewhere.
+      if (!this.members.some((m) => !m.connecting)) this.failQueued(err);
+      else this.growForQueue();
+    });
+    client.on('disconnect', () => {
+      // A closed keep-alive connection (idle, or the server's choice) leaves the pool; a new one
+      // opens through grow(), so every handshake is counted.
+      if (member.connecting) return;
+      this.remove(member);
+      void client.close().catch(() => undefined);
+    });
+    client.on('drain', () => {
+      member.busy = false;
+      this.drain(member);
+    });
+    this.members.push(member);
+    return member;
+  }
+
+  private send(member: Member, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+    if (!member.client.dispatch(opts, handler)) member.busy = true;
+  }
+
+  /** Hands waiting requests to a connection that can take them. */
+  private drain(member: Member): void {
+    while (this.head < this.queue.length && !member.busy && !member.connecting && this.members.includes(member)) {
+      const next = this.queue[this.head] as Waiting;
+      this.queue[this.head] = undefined as unknown as Waiting;
+      this.head += 1;
+      this.send(member, next.opts, next.handler);
+    }
+    this.compact();
+  }
+
+  /** Requests still waiting after a handshake finished: open the next connection for them. */
+  private growForQueue(): void {
+    while (this.queued > 0) {
+      const member = this.grow();
+      if (!member) return;
+      const next = this.queue[this.head] as Waiting;
+      this.queue[this.head] = undefined as unknown as Waiting;
+      this.head += 1;
+      this.send(member, next.opts, next.handler);
+    }
+    this.compact();
+  }
+
+  private failQueued(err: Error): void {
+    const waiting = this.queue.slice(this.head);
+    this.queue = [];
+    this.head = 0;
+    for (const w of waiting) failHandler(w.handler, err);
+    this.closing?.();
+  }
+
+  private compact(): void {
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+      this.closing?.();
+    } else if (this.head > 1024) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private remove(member: Member): void {
+    const i = this.members.indexOf(member);
+    if (i !== -1) this.members.splice(i, 1);
+  }
+}
+
+/** Ends a request that never reached a connection, for handlers of either undici interface. */
+function failHandler(handler: Dispatcher.DispatchHandler, err: Error): void {
+  if (handler.onResponseError) {
+    const controller = { aborted: true, paused: false, reason: err, abort: () => undefined, pause: () => undefined, resume: () => undefined };
+    handler.onResponseError(controller as unknown as Dispatcher.DispatchController, err);
+  } else handler.onError?.(err);
+}
