@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from './prom.js';
 import { channels } from '../core/channels.js';
 import type { Listen } from './shared.js';
 
