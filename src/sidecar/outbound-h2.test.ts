@@ -1,4 +1,4 @@
-import { connect, constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
+import { connect, constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type ServerHttp2Stream, type Settings } from 'node:http2';
 import type { Server } from 'node:http';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { clientContext, echoId, listen, routingTo, serverTls, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
@@ -33,10 +33,11 @@ const answer: Behaviour = (stream, body) => {
 };
 
 /** The destination: each stream's behaviour is `behaviours[i]` for the i-th stream it gets (the last one repeats). */
-async function destination(behaviours: Behaviour[], h2c = false): Promise<{ address: string; streams: string[]; sessions: () => number }> {
+async function destination(behaviours: Behaviour[], options: { h2c?: boolean; settings?: Settings } = {}): Promise<{ address: string; streams: string[]; sessions: () => number }> {
   const streams: string[] = [];
   let sessions = 0;
-  const server: Http2SecureServer | Http2Server = h2c ? createServer() : createSecureServer({ ...serverTls(pki), ALPNProtocols: ['h2'] });
+  const settings = options.settings ?? {};
+  const server: Http2SecureServer | Http2Server = options.h2c ? createServer({ settings }) : createSecureServer({ ...serverTls(pki), ALPNProtocols: ['h2'], settings });
   server.on('session', (session) => {
     sessions += 1;
     (session as unknown as { n: number }).n = sessions;
@@ -117,6 +118,29 @@ describe('an HTTP/2 request the destination provably did not process is retried,
     expect(dest.streams).toEqual(['POST /orders', 'POST /orders']);
   });
 
+  test('a burst on a fresh session beyond the destination\'s maxConcurrentStreams: the refused POSTs are sent again, all answered', async () => {
+    // Streams sent before the destination's SETTINGS arrive may exceed its limit; it refuses them (REFUSED_STREAM).
+    const dest = await destination([(stream, body) => setTimeout(() => answer(stream, body), 50)], { settings: { maxConcurrentStreams: 1 } });
+    const address = await outbound(dest.address);
+    const session = connect(`http://${address}`);
+    session.on('error', () => undefined);
+    try {
+      const statuses = await Promise.all([1, 2, 3, 4].map((i) => new Promise<string>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': `/burst/${i}`, ':authority': 'echo.demo.mesh' });
+        stream.end(`order ${i}`);
+        let body = '';
+        stream.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+        stream.on('end', () => resolve(body));
+        stream.on('error', reject);
+      })));
+      expect(statuses).toEqual(['echo:order 1', 'echo:order 2', 'echo:order 3', 'echo:order 4']);
+    } finally {
+      session.destroy();
+    }
+    // Each POST reached the app exactly once: the refused streams never reached it (nghttp2 refuses them unseen).
+    expect([...dest.streams].sort()).toEqual(['POST /burst/1', 'POST /burst/2', 'POST /burst/3', 'POST /burst/4']);
+  });
+
   test('GOAWAY (NO_ERROR) whose last-stream-id is below the stream: the POST goes again on a fresh session', async () => {
     const dest = await destination([answer, goaway(constants.NGHTTP2_NO_ERROR), answer]);
     const replies = await h2c(await outbound(dest.address), [{ method: 'GET', path: '/warm' }, { method: 'POST', path: '/pay', body: 'ten' }]);
@@ -158,14 +182,14 @@ describe('behind a destination sidecar\'s inbound, an h2c app that refuses a str
   }
 
   test('REFUSED_STREAM from the app reaches the client sidecar as REFUSED_STREAM, which sends the POST again', async () => {
-    const app = await destination([refuse, answer], true);
+    const app = await destination([refuse, answer], { h2c: true });
     const [reply] = await h2c(await outbound(await inboundBefore(app.address)), [{ method: 'POST', path: '/orders', body: 'one order' }]);
     expect(reply).toEqual({ status: 200, error: undefined, body: 'echo:one order' });
     expect(app.streams).toEqual(['POST /orders', 'POST /orders']);
   });
 
   test('GOAWAY below the stream from the app: the retry reaches it on a fresh session', async () => {
-    const app = await destination([answer, goaway(constants.NGHTTP2_NO_ERROR), answer], true);
+    const app = await destination([answer, goaway(constants.NGHTTP2_NO_ERROR), answer], { h2c: true });
     const replies = await h2c(await outbound(await inboundBefore(app.address)), [{ method: 'GET', path: '/warm' }, { method: 'POST', path: '/pay', body: 'ten' }]);
     expect(replies[1]).toEqual({ status: 200, error: undefined, body: 'echo:ten' });
     expect(app.streams).toEqual(['GET /warm', 'POST /pay', 'POST /pay']);
