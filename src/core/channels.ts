@@ -19,6 +19,8 @@ export const channelNames = {
   inboundRequest: 'isthmus:sidecar:inbound',
   tcpOutbound: 'isthmus:sidecar:tcp-outbound',
   tcpInbound: 'isthmus:sidecar:tcp-inbound',
+  tcpOutboundClosed: 'isthmus:sidecar:tcp-outbound-closed',
+  tcpInboundClosed: 'isthmus:sidecar:tcp-inbound-closed',
 } as const;
 
 /** The gateway closed a connection without routing it; `reason` is a GatewayRefusal. */
@@ -88,22 +90,53 @@ export interface InboundRequestMessage {
 
 /**
  * A TCP fixed listener finished choosing for one of the app's connections: `connected` (spliced
- * to an endpoint of `cluster`), `no_endpoint` (unknown service or nothing healthy), or
- * `unreachable` (every attempt failed; `cluster` is the last one tried). `service` is
- * `<ns>/<name>` from the listener's config. Published with the RoutingTable as origin.
+ * to an endpoint of `cluster`: the connection is open), `no_endpoint` (unknown service or
+ * nothing healthy), or `unreachable` (every attempt failed; `cluster` is the last one tried);
+ * a failure carries its error code (what the log line says). `service` is `<ns>/<name>` from
+ * the listener's config. Published with the RoutingTable as origin.
  */
 export interface TcpOutboundMessage {
   origin: object;
   service: string;
   cluster: string | undefined;
   result: 'connected' | 'no_endpoint' | 'unreachable';
+  code?: 'ISTHMUS_ERR_TCP_NO_ENDPOINT' | 'ISTHMUS_ERR_TCP_UPSTREAM_UNREACHABLE';
 }
 
-/** A TCP inbound listener decided on a caller: `peer` is its SPIFFE ID once its certificate was accepted. */
+/**
+ * A TCP inbound listener decided on a caller: `accepted` (spliced to the app: the connection is
+ * open), or a failure with its error code. `peer` is its SPIFFE ID once its certificate was accepted.
+ */
 export interface TcpInboundMessage {
   origin: object;
   peer: string | undefined;
   result: 'accepted' | 'refused' | 'app_unreachable';
+  code?: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' | 'ISTHMUS_ERR_TCP_APP_UNREACHABLE';
+}
+
+/**
+ * A spliced TCP connection is over (both sides closed). `end`: both finished cleanly (`closed`),
+ * `idle` (the idle timeout closed it), or `error` (a reset or error on either leg).
+ * `sentBytes`: what the local workload sent through it, `receivedBytes`: what it got back (on
+ * the client side the app is the local workload; on the inbound, the app behind it).
+ */
+export interface TcpClosedFields {
+  origin: object;
+  end: 'closed' | 'idle' | 'error';
+  sentBytes: number;
+  receivedBytes: number;
+  seconds: number;
+}
+
+/** A connection through a TCP fixed listener closed; `service` and `cluster` as when it was `connected`. */
+export interface TcpOutboundClosedMessage extends TcpClosedFields {
+  service: string;
+  cluster: string;
+}
+
+/** A connection through the TCP inbound closed; `peer` is the caller's SPIFFE ID. */
+export interface TcpInboundClosedMessage extends TcpClosedFields {
+  peer: string;
 }
 
 /** A diagnostics channel whose messages have one type. */
@@ -127,4 +160,6 @@ export const channels = {
   inboundRequest: typed<InboundRequestMessage>(channelNames.inboundRequest),
   tcpOutbound: typed<TcpOutboundMessage>(channelNames.tcpOutbound),
   tcpInbound: typed<TcpInboundMessage>(channelNames.tcpInbound),
+  tcpOutboundClosed: typed<TcpOutboundClosedMessage>(channelNames.tcpOutboundClosed),
+  tcpInboundClosed: typed<TcpInboundClosedMessage>(channelNames.tcpInboundClosed),
 } as const;

@@ -3,6 +3,9 @@ import type { OpenSockets } from './open-sockets.js';
 
 export type SpliceEnd = 'closed' | 'idle' | 'error';
 
+/** Bytes read from each side (and so handed to the other) while the two were spliced. */
+export interface SplicedBytes { fromA: number; fromB: number }
+
 /**
  * Bytes both ways between two sockets until both sides are done: back-pressure through pipe,
  * a half-close (one side's FIN) is passed on while the other direction keeps flowing, an error,
@@ -10,8 +13,9 @@ export type SpliceEnd = 'closed' | 'idle' | 'error';
  * `idleMs` closes both (a WebSocket or TCP session left open by a vanished peer must not hold
  * sockets forever). `open`, when given, holds both sockets while they are spliced, so that a
  * stopping proxy can close its tunnels (an HTTP server's closeAllConnections does not see them).
+ * `onEnd` is told once, when both are closed, how it ended and how many bytes each side sent.
  */
-export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets, onEnd?: (how: SpliceEnd) => void): void {
+export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets, onEnd?: (how: SpliceEnd, bytes: SplicedBytes) => void): void {
   open?.track(a);
   open?.track(b);
   let done = false;
@@ -21,12 +25,18 @@ export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets,
     clearTimeout(timer);
     a.destroy();
     b.destroy();
-    onEnd?.(how);
+    onEnd?.(how, bytes);
   };
   const timer = setTimeout(() => finish('idle'), idleMs);
-  const touch = () => timer.refresh();
-  a.on('data', touch);
-  b.on('data', touch);
+  const bytes: SplicedBytes = { fromA: 0, fromB: 0 };
+  a.on('data', (chunk: Buffer) => {
+    bytes.fromA += chunk.length;
+    timer.refresh();
+  });
+  b.on('data', (chunk: Buffer) => {
+    bytes.fromB += chunk.length;
+    timer.refresh();
+  });
   a.on('error', () => finish('error'));
   b.on('error', () => finish('error'));
   // A side that closed after its clean end (FIN) leaves the other to finish its direction; one

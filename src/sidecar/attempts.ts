@@ -3,7 +3,7 @@ import type { PickedEndpoint } from '../model/balancer.js';
 import type { RequestFacts, RuleAction } from '../model/traffic-policy.js';
 import type { OutboundObserver } from './outbound-observer.js';
 import type { ResolvedTarget } from './request-target.js';
-import { failureKind, shouldRetry, type FailureKind } from './retry-policy.js';
+import { failureKind, mayRepeatEndpoint, shouldRetry, type FailureKind } from './retry-policy.js';
 import type { Route, RoutingTable } from './routing.js';
 import { choosePolicyBackend } from './traffic-layer.js';
 import type { UpstreamKey } from './upstreams.js';
@@ -47,6 +47,7 @@ export function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refu
 
 const failureCodes: Record<FailureKind, ErrorCode> = {
   connect: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE',
+  unprocessed: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED',
   reset: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET',
   timeout: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT',
   response: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET',
@@ -94,13 +95,14 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
     } catch (err) {
       failure = failureKind(err);
       lastError = `${endpoint.address}: ${(err as Error).message}`;
-      routing.record(endpoint.address, { ok: false, kind: failure === 'connect' ? 'connect-error' : '5xx' }, about);
+      // A refused stream counts as a refused connection would: the endpoint did not take the request.
+      routing.record(endpoint.address, { ok: false, kind: failure === 'connect' || failure === 'unprocessed' ? 'connect-error' : '5xx' }, about);
       if (request.gone()) {
         observer.answered(499, service, endpoint.cluster);
         return { answered: true };
       }
       if (!shouldRetry({ failure, method: request.method, bodyReplayable: request.replayable(), attempts, maxAttempts })) break;
-      endpoint = routing.retries(route, endpoint, tried)[0];
+      endpoint = routing.retries(route, endpoint, tried)[0] ?? (mayRepeatEndpoint(failure) ? endpoint : undefined);
     }
   }
   const code = tried.size === 0 ? 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT' : failureCodes[failure];
@@ -111,7 +113,8 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
 function describeFailure(failure: FailureKind, tried: number): string {
   switch (failure) {
     case 'connect': return `no endpoint could be reached after ${tried} attempt(s)`;
-    case 'timeout': return 'the destination did not start its answer in time (timeouts.responseHeaders)';
+    case 'unprocessed': return `the destination refused the request without processing it (HTTP/2 REFUSED_STREAM or GOAWAY) on ${tried} endpoint(s)`;
+    case 'timeout': return 'the destination did not start its answer in time (timeouts.responseHeaders, or timeouts.streamIdle while the request body was silent)';
     case 'reset':
     case 'response': return `the connection broke before an answer came (${tried} attempt(s); a request whose body was not kept, or that is not idempotent, is not retried)`;
   }

@@ -1,6 +1,9 @@
 import { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
+import { IsthmusError } from '../core/errors.js';
 import { h2ForwardFields, h2Response } from './h2-headers.js';
+import { goawayLastStreamId } from './h2-sessions.js';
+import { h2StreamUnprocessed } from './retry-policy.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
 
@@ -24,7 +27,10 @@ export interface H2Forward {
  * ways: an RST_STREAM from either side closes the other with the same code.
  *
  * Resolves with the status once the response head has been passed on; rejects when the attempt
- * failed before that, so the caller may retry. After the head, a failure cuts the stream.
+ * failed before that, so the caller may retry: with ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED when
+ * the destination provably did not process the stream (retry-policy.ts, any method may be
+ * retried), with ETIMEDOUT when no head came within `responseHeadersMs` or the stream stayed
+ * silent for `streamIdleMs` before it. After the head, a failure or silence cuts the stream.
  */
 export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stream, f: H2Forward): Promise<number> {
   return new Promise<number>((resolve, reject) => {
@@ -35,6 +41,13 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
       downstream.removeListener('close', onDownstreamClose);
       reject(err);
     };
+    // An end before any head: refused unprocessed (safe to send again), or anything else.
+    const ended = (err: Error) => {
+      const unprocessed = h2StreamUnprocessed({ rstCode: upstream.rstCode, streamId: upstream.id, goawayLastStreamId: goawayLastStreamId(session) });
+      fail(unprocessed
+        ? new IsthmusError('ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', `the destination refused the stream unprocessed (${err.message})`, { cause: err })
+        : err);
+    };
     const headTimer = setTimeout(() => {
       upstream.close(NGHTTP2_CANCEL);
       fail(Object.assign(new Error(`no response head within ${f.responseHeadersMs} ms`), { code: 'ETIMEDOUT' }));
@@ -44,7 +57,10 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
       if (!upstream.closed) upstream.close(downstream.rstCode && downstream.rstCode !== NGHTTP2_NO_ERROR ? downstream.rstCode : NGHTTP2_CANCEL);
     };
     downstream.once('close', onDownstreamClose);
-    upstream.setTimeout(f.streamIdleMs, () => upstream.close(NGHTTP2_CANCEL));
+    upstream.setTimeout(f.streamIdleMs, () => {
+      if (!started) fail(Object.assign(new Error(`no byte either way for ${f.streamIdleMs} ms before a response head (timeouts.streamIdle)`), { code: 'ETIMEDOUT' }));
+      upstream.close(NGHTTP2_CANCEL);
+    });
 
     if (f.body) {
       f.body.pipe(upstream);
@@ -72,12 +88,12 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
     });
 
     upstream.once('error', (err: Error) => {
-      if (!started) fail(err);
+      if (!started) ended(err);
     });
     upstream.once('close', () => {
       if (!started) {
         // Closed with no head and no error: the destination refused or cancelled the stream.
-        return fail(Object.assign(new Error(`the destination closed the stream (code ${upstream.rstCode}) before answering`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
+        return ended(Object.assign(new Error(`the destination closed the stream (code ${upstream.rstCode}) before answering`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
       }
       // Cut mid-answer (RST_STREAM, idle timeout, lost connection): the caller's stream ends the same way.
       if (upstream.rstCode !== NGHTTP2_NO_ERROR && !downstream.closed) downstream.close(upstream.rstCode);

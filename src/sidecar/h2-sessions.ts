@@ -1,5 +1,13 @@
 import type { ClientHttp2Session } from 'node:http2';
 
+/** The last-stream-id of the GOAWAY each session received: streams above it were not processed. */
+const goaways = new WeakMap<ClientHttp2Session, number>();
+
+/** The last-stream-id of a GOAWAY `session` received, undefined if none came (retry-policy.ts h2StreamUnprocessed). */
+export function goawayLastStreamId(session: ClientHttp2Session): number | undefined {
+  return goaways.get(session);
+}
+
 /**
  * Kept HTTP/2 client sessions, one per key: HTTP/2 multiplexes every stream on one connection,
  * so one session per destination replaces a pool of connections, and its handshake is paid once.
@@ -52,7 +60,11 @@ export class H2Sessions {
     // Errors after connect end the session's streams (each attempt sees its own); here they only retire the session.
     session.on('error', forget);
     session.once('close', forget);
-    session.once('goaway', forget);
+    // Node emits 'goaway' before it closes the streams the GOAWAY refused, so their attempts can tell.
+    session.once('goaway', (_code: number, lastStreamId: number) => {
+      goaways.set(session, lastStreamId);
+      forget();
+    });
     session.setTimeout(this.idleMs, () => session.close());
     pending.catch(() => undefined);
     return pending;

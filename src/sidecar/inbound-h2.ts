@@ -2,6 +2,7 @@ import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'nod
 import { PassThrough } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
+import { isIsthmusError } from '../core/errors.js';
 import { isGrpc } from './grpc-status.js';
 import { h2ForwardFields, h2RequestAsHttp1 } from './h2-headers.js';
 import { relayH2 } from './h2-relay.js';
@@ -35,7 +36,10 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   };
   const done = (status: number) => inbound.answered(started, peer.identity, status, span);
   const { timeouts } = inbound;
-  stream.setTimeout(timeouts.streamIdleMs, () => stream.close(constants.NGHTTP2_CANCEL));
+  // Before the app's head, the relay's limits answer (responseHeaders, streamIdle: 502 named); after it, silence cuts the stream.
+  stream.setTimeout(timeouts.streamIdleMs, () => {
+    if (stream.headersSent) stream.close(constants.NGHTTP2_CANCEL);
+  });
   if (method === 'CONNECT') {
     inbound.answered(started, peer.identity, 501, span);
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried', grpc);
@@ -55,7 +59,13 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
         headers: fields, body: stream.endAfterHeaders ? undefined : stream, trailers: () => trailers,
         responseHeadersMs: timeouts.responseHeadersMs, streamIdleMs: timeouts.streamIdleMs,
       }))
-      .then(done, refuse);
+      .then(done, (err: unknown) => {
+        // The app refused the stream unprocessed (REFUSED_STREAM, GOAWAY): so is the caller's, and
+        // its sidecar may send it again whatever the method (retry-policy.ts), here or elsewhere.
+        if (!isIsthmusError(err, 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED')) return refuse(err as Error);
+        inbound.answered(started, peer.identity, 503, span);
+        if (!stream.closed) stream.close(constants.NGHTTP2_REFUSED_STREAM);
+      });
     return;
   }
 

@@ -16,6 +16,7 @@ import { forwardStream } from './inbound-h2.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
+import { answerClientError, headersCheckInterval, limitFirstRequestHead } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
@@ -85,6 +86,7 @@ export class Inbound {
       handshakeTimeout: 10_000,
       // Pooled connections from other sidecars stay open across bursts; the client side closes first.
       keepAliveTimeout: timeouts.connectionIdleMs + 5_000, headersTimeout: timeouts.requestHeadersMs, requestTimeout: 0,
+      connectionsCheckingInterval: headersCheckInterval(timeouts.requestHeadersMs),
     }, (req, res) => {
       void this.handle(req, res).catch((err: unknown) => {
         this.logger.warn({ err: (err as Error).message }, 'inbound request to the app failed');
@@ -95,6 +97,7 @@ export class Inbound {
       });
     });
     this.h2 = createH2Server();
+    limitFirstRequestHead(this.h2, timeouts.requestHeadersMs);
     this.h2.on('session', (session) => {
       session.setTimeout(timeouts.connectionIdleMs + 5_000, () => session.close());
       session.on('error', () => undefined);
@@ -114,6 +117,7 @@ export class Inbound {
       const at = raw ? this.accepted.get(raw) : undefined;
       if (at !== undefined) this.handshakes.set(socket, performance.now() - at);
     });
+    this.server.on('clientError', answerClientError);
     this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
   }
 

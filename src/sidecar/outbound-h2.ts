@@ -8,6 +8,7 @@ import { replyH2 } from './h2-reply.js';
 import type { OutboundDeps } from './outbound.js';
 import { outboundObserver } from './outbound-observer.js';
 import { RequestBody } from './request-body.js';
+import { limitFirstRequestHead } from './request-head-timeout.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { inboundReportHeader, traceHeader } from './trace.js';
 
@@ -20,6 +21,7 @@ import { inboundReportHeader, traceHeader } from './trace.js';
  */
 export function createOutboundH2(deps: OutboundDeps, fixedTarget?: MeshTarget): Http2Server {
   const server = createServer();
+  limitFirstRequestHead(server, deps.timeouts.requestHeadersMs);
   server.on('session', (session) => {
     // An idle connection from the app is closed as an HTTP/1.1 keep-alive one would be.
     session.setTimeout(deps.timeouts.connectionIdleMs, () => session.close());
@@ -59,7 +61,10 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
   const body = stream.endAfterHeaders ? undefined : new RequestBody(stream, deps.retryBufferBytes);
   let trailers: IncomingHttpHeaders | undefined;
   stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
-  stream.setTimeout(deps.timeouts.streamIdleMs, () => stream.close(constants.NGHTTP2_CANCEL));
+  // Before the answer's head the attempt's own limits decide (504 UPSTREAM_TIMEOUT); after it, a silent stream is cut.
+  stream.setTimeout(deps.timeouts.streamIdleMs, () => {
+    if (stream.headersSent) stream.close(constants.NGHTTP2_CANCEL);
+  });
 
   const outcome = await attemptEndpoints(deps.routing, {
     route, service, method, observer, replayable: () => body?.replayable ?? true, gone: () => stream.closed || stream.destroyed,

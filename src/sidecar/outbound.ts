@@ -11,6 +11,7 @@ import { createOutboundH2 } from './outbound-h2.js';
 import { outboundObserver } from './outbound-observer.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 import { RequestBody } from './request-body.js';
+import { answerClientError, headersCheckInterval } from './request-head-timeout.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { ResponseRelay } from './response-relay.js';
 import type { RoutingTable } from './routing.js';
@@ -47,6 +48,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   const server = createServer({
     keepAliveTimeout: deps.timeouts.connectionIdleMs,
     headersTimeout: deps.timeouts.requestHeadersMs,
+    connectionsCheckingInterval: headersCheckInterval(deps.timeouts.requestHeadersMs),
     // No deadline on a whole request: uploads may take hours; silence is what is limited.
     requestTimeout: 0,
   }, (req, res) => {
@@ -59,7 +61,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   server.on('connection', (socket) => socket.setNoDelay(true));
   // An app that speaks h2c (gRPC) on the same port: its connections go to the HTTP/2 server.
   servePriorKnowledgeH2(server, createOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
-  server.on('clientError', (_err, socket) => socket.destroy());
+  server.on('clientError', answerClientError);
   const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     openTunnel(deps, req, socket, head, tunnels, fixedTarget).catch(() => socket.destroy());
   };

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
-import { connect, type AddressInfo, type Socket } from 'node:net';
-import { afterEach, beforeEach, expect, test } from 'vitest';
+import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { h2Preface } from './h2-preface.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 
@@ -72,4 +72,54 @@ test('closeAllConnections also closes HTTP/2 sessions', async () => {
   const closed = new Promise<boolean>((resolve) => sockets[0]!.once('close', () => resolve(true)));
   http1.closeAllConnections();
   expect(await closed).toBe(true);
+});
+
+describe('an HTTP/1.1 server that is handed its sockets (a fixed listener whose protocol the catalog decides)', () => {
+  // Node times heads only on a server that listens; this one never does, as in tcp-listener.ts.
+  let front: NetServer;
+  let handed: Server;
+
+  beforeEach(async () => {
+    handed = createServer((req, res) => res.end(`handed ${req.url}`));
+    servePriorKnowledgeH2(handed, createH2Server(), 300);
+    front = createNetServer((socket) => handed.emit('connection', socket));
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+  });
+
+  afterEach(async () => {
+    handed.closeAllConnections();
+    await new Promise<void>((resolve) => front.close(() => resolve()));
+  });
+
+  /** Writes `pieces` a pause apart, then ends (or, with `end` false, keeps silent); resolves with what came back once closed. */
+  const talk = (pieces: string[], pauseMs: number, end = true) => new Promise<string>((resolve) => {
+    const socket = connect((front.address() as AddressInfo).port, '127.0.0.1');
+    sockets.push(socket);
+    let received = '';
+    socket.on('data', (chunk: Buffer) => { received += chunk.toString(); });
+    socket.on('close', () => resolve(received));
+    socket.on('error', () => undefined);
+    setTimeout(() => socket.destroy(), 5_000).unref(); // a server that never closes fails the test, not its timeout
+    let i = 0;
+    const next = () => {
+      const piece = pieces[i++];
+      if (piece === undefined) return void (end && setTimeout(() => socket.end(), pauseMs));
+      socket.write(piece);
+      setTimeout(next, pauseMs);
+    };
+    socket.once('connect', next);
+  });
+
+  test('a head that stalls past timeouts.requestHeaders gets 408 with ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT', async () => {
+    const received = await talk(['GET /never-finished HTTP/1.1\r\nhost: x\r\n'], 10, false);
+    expect(received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(received).toContain('x-isthmus-error: ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT');
+  });
+
+  test('the control: a connection whose first head came in time keeps serving after the limit', async () => {
+    const received = await talk(['GET /one HTTP/1.1\r\nhost: x\r\n\r\n', 'GET /two HTTP/1.1\r\nhost: x\r\n\r\n'], 400);
+    expect(received).toContain('handed /one');
+    expect(received).toContain('handed /two');
+    expect(received).not.toContain('408');
+  });
 });

@@ -65,7 +65,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     // when an endpoint appears.
     const routing: RoutingTable = new RoutingTable({ cluster: config.cluster, zone: config.zone }, (address) => health.healthOf(address) ?? true);
     const timeouts = resolveTimeouts(config.timeouts);
-    const upstreams = new Upstreams(() => identity.secureContext(), { connectTimeoutMs: timeouts.connectMs });
+    const upstreams = new Upstreams(() => identity.secureContext(), { connectTimeoutMs: timeouts.connectMs, idleMs: timeouts.connectionIdleMs });
     closers.push(() => upstreams.close());
 
     const watch = new CatalogWatch({ federationUrl: config.federation.url, identity, stateDir: config.stateDirPath, logger });

@@ -9,6 +9,7 @@ import { defaultTimeouts } from './timeouts.js';
 import { tcpAlpn } from './tcp-protocol.js';
 
 const tcpChannel = channels.tcpInbound;
+const closedChannel = channels.tcpInboundClosed;
 
 export interface TcpInboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[] }
 
@@ -80,7 +81,7 @@ export class TcpInbound {
       caller.off('close', abandon);
       this.stats.refused['app-unreachable'] = (this.stats.refused['app-unreachable'] ?? 0) + 1;
       this.log.warn({ code: 'ISTHMUS_ERR_TCP_APP_UNREACHABLE', app: this.appAddress, caller: peer.identity, err: err.message }, `the app at ${this.appAddress} did not accept; caller's connection closed`);
-      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'app_unreachable' });
+      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'app_unreachable', code: 'ISTHMUS_ERR_TCP_APP_UNREACHABLE' });
       caller.destroy();
     });
     app.once('connect', () => {
@@ -89,14 +90,19 @@ export class TcpInbound {
       this.stats.accepted += 1;
       if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'accepted' });
       this.log.debug({ caller: peer.identity, app: this.appAddress }, 'TCP caller spliced to the app');
-      splice(caller, app, this.idleTimeoutMs);
+      const opened = performance.now();
+      splice(caller, app, this.idleTimeoutMs, undefined, (end, bytes) => {
+        if (!closedChannel.hasSubscribers) return;
+        // The local workload is the app: what it sent is what came from it.
+        closedChannel.publish({ origin: this, peer: peer.identity, end, sentBytes: bytes.fromB, receivedBytes: bytes.fromA, seconds: (performance.now() - opened) / 1000 });
+      });
       caller.resume();
     });
   }
 
   private refuse(caller: TLSSocket | undefined, reason: keyof TcpInboundStats['refused'], detail: string): void {
     this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
-    if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: undefined, result: 'refused' });
+    if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: undefined, result: 'refused', code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' });
     // A failed handshake is a port scan or a client without a mesh certificate: debug, as the HTTP inbound does.
     this.log[reason === 'handshake' ? 'debug' : 'warn']({ code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED', reason, remote: caller?.remoteAddress }, detail);
     caller?.destroy();

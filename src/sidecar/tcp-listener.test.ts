@@ -4,9 +4,9 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { connect as tlsConnect, createSecureContext, type ConnectionOptions } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { silentLogger } from '../core/log.js';
-import type { Catalog } from '../model/catalog.js';
-import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
-import { RoutingTable } from './routing.js';
+import { createIntermediateCa, createRootCa, issueCertificate } from '../trust/ca.js';
+import { clientContext, echoId, listen, routingTo, testPki, trustDomain, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
+import type { RoutingTable } from './routing.js';
 import { TcpInbound } from './tcp-inbound.js';
 import { TcpListener } from './tcp-listener.js';
 import { Upstreams } from './upstreams.js';
@@ -18,14 +18,7 @@ import { Upstreams } from './upstreams.js';
  * shows that a half-close travels through both sidecars while the other direction stays open.
  */
 
-const trustDomain = 'example.org';
-const echoId = `spiffe://${trustDomain}/ns/demo/sa/echo`;
-const clientId = `spiffe://${trustDomain}/ns/demo/sa/client`;
-
-let root: CertAndKey;
-let west: CertAndKey;
-let echoCert: CertAndKey;
-let clientCert: CertAndKey;
+let pki: TestPki;
 let app: Server;
 let appConnections = 0;
 let inbound: TcpInbound;
@@ -43,27 +36,8 @@ function startApp(): Promise<string> {
   return listen(app);
 }
 
-async function listen(server: Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-function routingTo(addresses: string[], identities: string[]): RoutingTable {
-  const routing = new RoutingTable({ cluster: 'west', zone: 'west-a' }, () => true);
-  const catalog: Catalog = {
-    revision: 1, invalidKeys: [], services: [],
-    clusters: [{ name: 'west', region: 'west', zones: ['west-a'], trustDomain, federation: '127.0.0.1:1', joinedAt: '', alive: true, gateways: [] }],
-  };
-  routing.setCatalog(catalog);
-  routing.setEndpoints({
-    version: 1, cluster: 'west',
-    services: [{ namespace: 'demo', name: 'echo', identities, endpoints: addresses.map((address) => ({ address, zone: 'west-a', healthy: true })) }],
-  });
-  return routing;
-}
-
 async function startListener(routing: RoutingTable, idleTimeoutMs?: number): Promise<string> {
-  const upstreams = new Upstreams(() => createSecureContext({ cert: clientCert.certPem + west.certPem, key: clientCert.keyPem, ca: root.certPem }));
+  const upstreams = new Upstreams(() => clientContext(pki));
   const listener = new TcpListener({ routing, upstreams, logger: silentLogger, idleTimeoutMs }, { namespace: 'demo', service: 'echo' }, () => 'tcp');
   closers.push(async () => { await listener.close(); await upstreams.close(); });
   return await listen(listener.server);
@@ -83,12 +57,9 @@ async function exchange(address: string, payload: Buffer): Promise<string> {
 }
 
 beforeAll(async () => {
-  root = createRootCa({ trustDomain });
-  west = createIntermediateCa({ root, trustDomain, cluster: 'west' });
-  echoCert = issueCertificate({ identity: echoId, issuer: west });
-  clientCert = issueCertificate({ identity: clientId, issuer: west });
+  pki = testPki();
   const appAddress = await startApp();
-  inbound = new TcpInbound({ certPem: echoCert.certPem, chainPem: [west.certPem], keyPem: echoCert.keyPem, trustBundle: [root.certPem] }, appAddress, silentLogger);
+  inbound = new TcpInbound({ certPem: pki.echo.certPem, chainPem: [pki.west.certPem], keyPem: pki.echo.keyPem, trustBundle: [pki.root.certPem] }, appAddress, silentLogger);
   await listen(inbound.server as unknown as Server);
 });
 
@@ -127,7 +98,7 @@ describe('a TCP fixed listener and a TCP inbound in one cluster', () => {
 
   test('a service no cluster runs: the client is closed at once', async () => {
     const routing = routingTo([inboundAddress()], [echoId]);
-    const upstreams = new Upstreams(() => createSecureContext({ ca: root.certPem }));
+    const upstreams = new Upstreams(() => createSecureContext({ ca: pki.root.certPem }));
     const listener = new TcpListener({ routing, upstreams, logger: silentLogger }, { namespace: 'demo', service: 'nope' }, () => 'tcp');
     closers.push(async () => { await listener.close(); await upstreams.close(); });
     expect(await exchange(await listen(listener.server), Buffer.from('x'))).toBe('');
@@ -145,7 +116,7 @@ describe('a TCP fixed listener and a TCP inbound in one cluster', () => {
   test('left to the catalog and the catalog says http: the connection goes to the HTTP server', async () => {
     const http = createHttpServer((_req, res) => res.end('served as http'));
     const routing = routingTo([inboundAddress()], [echoId]);
-    const upstreams = new Upstreams(() => createSecureContext({ ca: root.certPem }));
+    const upstreams = new Upstreams(() => createSecureContext({ ca: pki.root.certPem }));
     const listener = new TcpListener({ routing, upstreams, logger: silentLogger }, { namespace: 'demo', service: 'echo' }, () => 'http', http);
     closers.push(async () => { await listener.close(); await upstreams.close(); });
     const res = await fetch(`http://${await listen(listener.server)}/`);
@@ -166,7 +137,7 @@ describe('the TCP inbound refuses callers before any byte reaches the app', () =
     });
   };
   // Functions: the certificates exist only once beforeAll has run.
-  const withCert = () => ({ cert: clientCert.certPem + west.certPem, key: clientCert.keyPem, ca: root.certPem });
+  const withCert = () => ({ cert: pki.client.certPem + pki.west.certPem, key: pki.client.keyPem, ca: pki.root.certPem });
 
   test.each([
     ['no client certificate', () => ({ rejectUnauthorized: false, ALPNProtocols: ['isthmus-tcp'] })],

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Server as HttpServer } from 'node:http';
-import { channels } from '../core/channels.js';
+import { channels, type TcpOutboundMessage } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 import { checkDestination } from './peer-identity.js';
@@ -16,6 +16,7 @@ import type { Upstreams } from './upstreams.js';
 const maxAttempts = 3;
 const connectTimeoutMs = 2_000;
 const tcpChannel = channels.tcpOutbound;
+const closedChannel = channels.tcpOutboundClosed;
 
 export interface TcpListenerDeps {
   routing: RoutingTable;
@@ -77,7 +78,7 @@ export class TcpListener {
       this.log.warn({ code: 'ISTHMUS_ERR_TCP_NO_ENDPOINT', service: `${namespace}/${service}` }, route
         ? `${namespace}/${service} has no healthy endpoint in any cluster; connection closed (isthmus explain ${service} -n ${namespace})`
         : `${namespace}/${service} is not in the mesh: no cluster runs or exports it; connection closed`);
-      this.publish(`${namespace}/${service}`, undefined, 'no_endpoint');
+      this.publish(`${namespace}/${service}`, undefined, 'no_endpoint', 'ISTHMUS_ERR_TCP_NO_ENDPOINT');
       client.destroy();
       return;
     }
@@ -90,7 +91,8 @@ export class TcpListener {
     const key = endpoint && n <= maxAttempts ? route.upstreams.get(endpoint.address) : undefined;
     if (!endpoint || !key) {
       this.log.warn({ code: 'ISTHMUS_ERR_TCP_UPSTREAM_UNREACHABLE', service, attempts: tried.size, last: lastError }, `no endpoint of ${service} could be reached; connection closed`);
-      this.publish(service, lastCluster, tried.size === 0 ? 'no_endpoint' : 'unreachable');
+      if (tried.size === 0) this.publish(service, lastCluster, 'no_endpoint', 'ISTHMUS_ERR_TCP_NO_ENDPOINT');
+      else this.publish(service, lastCluster, 'unreachable', 'ISTHMUS_ERR_TCP_UPSTREAM_UNREACHABLE');
       client.destroy();
       return;
     }
@@ -134,13 +136,20 @@ export class TcpListener {
       this.deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
       this.log.debug({ service, endpoint: endpoint.address, cluster: endpoint.cluster, priority: endpoint.priority }, 'TCP connection spliced');
       this.publish(service, endpoint.cluster, 'connected');
-      splice(client, upstream, this.deps.idleTimeoutMs ?? defaultTimeouts.tunnelIdleMs);
+      const opened = performance.now();
+      splice(client, upstream, this.deps.idleTimeoutMs ?? defaultTimeouts.tunnelIdleMs, undefined, (end, bytes) => {
+        if (!closedChannel.hasSubscribers) return;
+        closedChannel.publish({
+          origin: this.deps.routing, service, cluster: endpoint.cluster, end,
+          sentBytes: bytes.fromA, receivedBytes: bytes.fromB, seconds: (performance.now() - opened) / 1000,
+        });
+      });
       client.resume();
     });
   }
 
   /** For src/telemetry/: the RoutingTable is the origin, as for HTTP requests (one sidecar's metrics count its own). */
-  private publish(service: string, cluster: string | undefined, result: 'connected' | 'no_endpoint' | 'unreachable'): void {
-    if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this.deps.routing, service, cluster, result });
+  private publish(service: string, cluster: string | undefined, result: TcpOutboundMessage['result'], code?: TcpOutboundMessage['code']): void {
+    if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this.deps.routing, service, cluster, result, ...(code ? { code } : {}) });
   }
 }

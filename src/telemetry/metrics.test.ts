@@ -49,6 +49,45 @@ describe('createMetrics', () => {
     expect(await sample(metrics, 'isthmus_catalog_services')).toEqual(['isthmus_catalog_services{cluster="east"} 2']);
   });
 
+  test('a sidecar\'s TCP metrics: connections by result, open connections, bytes each way and durations by end, both sides', async () => {
+    const routing = {};
+    const tcpInbound = {};
+    const metrics = createMetrics('sidecar', { cluster: 'east' }, { origins: [routing, tcpInbound], service: 'demo/redis' });
+    const client = 'spiffe://dev.test/ns/demo/sa/client';
+    channels.tcpOutbound.publish({ origin: routing, service: 'demo/redis', cluster: 'west', result: 'connected' });
+    channels.tcpOutbound.publish({ origin: routing, service: 'demo/redis', cluster: 'west', result: 'connected' });
+    channels.tcpOutbound.publish({ origin: routing, service: 'demo/redis', cluster: 'west', result: 'unreachable', code: 'ISTHMUS_ERR_TCP_UPSTREAM_UNREACHABLE' });
+    channels.tcpOutboundClosed.publish({ origin: routing, service: 'demo/redis', cluster: 'west', end: 'closed', sentBytes: 49, receivedBytes: 5, seconds: 0.02 });
+    channels.tcpInbound.publish({ origin: tcpInbound, peer: client, result: 'accepted' });
+    channels.tcpInbound.publish({ origin: tcpInbound, peer: undefined, result: 'refused', code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' });
+    channels.tcpInboundClosed.publish({ origin: tcpInbound, peer: client, end: 'idle', sentBytes: 22, receivedBytes: 27, seconds: 3600 });
+    const route = 'source_cluster="east",destination_cluster="west",destination_service="demo/redis"';
+    expect(await sample(metrics, 'isthmus_tcp_connections_total')).toEqual([
+      `isthmus_tcp_connections_total{${route},result="connected"} 2`,
+      `isthmus_tcp_connections_total{${route},result="unreachable"} 1`,
+    ]);
+    expect(await sample(metrics, 'isthmus_tcp_open_connections')).toEqual([`isthmus_tcp_open_connections{${route}} 1`]);
+    expect(await sample(metrics, 'isthmus_tcp_bytes_total')).toEqual([
+      `isthmus_tcp_bytes_total{${route},direction="sent"} 49`,
+      `isthmus_tcp_bytes_total{${route},direction="received"} 5`,
+    ]);
+    expect(await sample(metrics, 'isthmus_tcp_connection_duration_seconds_count')).toEqual([`isthmus_tcp_connection_duration_seconds_count{${route},end="closed"} 1`]);
+    const caller = 'destination_cluster="east",destination_service="demo/redis",source_namespace="demo",source_service_account="client"';
+    expect(await sample(metrics, 'isthmus_inbound_tcp_connections_total')).toEqual([
+      `isthmus_inbound_tcp_connections_total{${caller},result="accepted"} 1`,
+      'isthmus_inbound_tcp_connections_total{destination_cluster="east",destination_service="demo/redis",source_namespace="unauthenticated",source_service_account="unauthenticated",result="refused"} 1',
+    ]);
+    expect(await sample(metrics, 'isthmus_inbound_tcp_open_connections')).toEqual([`isthmus_inbound_tcp_open_connections{${caller}} 0`]);
+    expect(await sample(metrics, 'isthmus_inbound_tcp_bytes_total')).toEqual([
+      `isthmus_inbound_tcp_bytes_total{${caller},direction="received"} 27`,
+      `isthmus_inbound_tcp_bytes_total{${caller},direction="sent"} 22`,
+    ]);
+    expect(await sample(metrics, 'isthmus_inbound_tcp_connection_duration_seconds_count')).toEqual([
+      'isthmus_inbound_tcp_connection_duration_seconds_count{destination_cluster="east",destination_service="demo/redis",end="idle"} 1',
+    ]);
+    metrics.close();
+  });
+
   test('every registry has the process metrics, prefixed', async () => {
     const a = createMetrics('federation', { cluster: 'a' });
     const b = createMetrics('federation', { cluster: 'b' });

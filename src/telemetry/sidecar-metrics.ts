@@ -2,6 +2,7 @@ import { Counter, Histogram, type CounterChild, type HistogramChild, type Regist
 import { channels } from '../core/channels.js';
 import { parseSpiffeId } from '../trust/spiffe.js';
 import { certificateExpiry, type CertificateFacts, type Listen } from './shared.js';
+import { tcpMetrics } from './tcp-metrics.js';
 
 export interface SidecarSources {
   /** The workload's own service, `<ns>/<name>`: the destination of its inbound requests. */
@@ -87,22 +88,7 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     failovers.inc({ source_cluster: cluster, destination_service: `${m.namespace}/${m.service}`, from_priority: String(m.from ?? 'none'), to_priority: String(m.to ?? 'none') });
   });
 
-  const tcpConnections = new Counter({
-    name: 'isthmus_tcp_connections_total',
-    help: 'Connections the app opened to a TCP fixed listener, by where they were spliced and the result (connected, no_endpoint, unreachable).',
-    labelNames: ['source_cluster', 'destination_cluster', 'destination_service', 'result'], registers,
-  });
-  listen(channels.tcpOutbound, (m) => {
-    tcpConnections.inc({ source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service, result: m.result });
-  });
-  const tcpInbound = new Counter({
-    name: 'isthmus_inbound_tcp_connections_total',
-    help: 'Connections to this workload\'s TCP inbound listener, by the caller\'s SPIFFE namespace and service account and the result (accepted, refused, app_unreachable).',
-    labelNames: ['destination_cluster', 'destination_service', 'source_namespace', 'source_service_account', 'result'], registers,
-  });
-  listen(channels.tcpInbound, (m) => {
-    tcpInbound.inc({ ...destination, ...callerLabels(m.peer), result: m.result });
-  });
+  tcpMetrics(registry, cluster, destination, callerLabels, listen);
 
   certificateExpiry(registry, cluster, sources.certificates);
 }

@@ -74,6 +74,53 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     expect(counter(west, 'isthmus_inbound_tcp_connections_total', 'source_namespace="demo",source_service_account="client",result="accepted"')).toBeGreaterThanOrEqual(2);
   });
 
+  test('each redis-cli connection shows exactly in both sidecars\' /metrics: connections, bytes each way, durations, none left open', async () => {
+    const east = mesh.file.clusters.east!.client.admin;
+    const redis = mesh.workloads.find((w) => w.spec.service === 'redis')!;
+    const west = `${redis.spec.host}:${redis.spec.adminPort}`;
+    const route = 'source_cluster="east",destination_cluster="west",destination_service="demo/redis"';
+    const caller = 'destination_cluster="west",destination_service="demo/redis",source_namespace="demo",source_service_account="client"';
+    const read = async () => {
+      const [e, w] = await Promise.all([east, west].map(async (admin) => (await fetch(`http://${admin}/metrics`)).text())) as [string, string];
+      return {
+        connected: counter(e, 'isthmus_tcp_connections_total', `${route},result="connected"`),
+        open: counter(e, 'isthmus_tcp_open_connections', route),
+        sent: counter(e, 'isthmus_tcp_bytes_total', `${route},direction="sent"`),
+        received: counter(e, 'isthmus_tcp_bytes_total', `${route},direction="received"`),
+        closed: counter(e, 'isthmus_tcp_connection_duration_seconds_count', `${route},end="closed"`),
+        accepted: counter(w, 'isthmus_inbound_tcp_connections_total', `${caller},result="accepted"`),
+        inboundOpen: counter(w, 'isthmus_inbound_tcp_open_connections', caller),
+        appReceived: counter(w, 'isthmus_inbound_tcp_bytes_total', `${caller},direction="received"`),
+        appSent: counter(w, 'isthmus_inbound_tcp_bytes_total', `${caller},direction="sent"`),
+        inboundClosed: counter(w, 'isthmus_inbound_tcp_connection_duration_seconds_count', 'destination_cluster="west",destination_service="demo/redis",end="closed"'),
+      };
+    };
+    // Connections of earlier tests may still be closing: start from a quiet mesh.
+    const { value: before } = await waitFor(async () => {
+      const now = await read();
+      return now.open === 0 && now.inboundOpen === 0 ? now : undefined;
+    }, 10_000, 'no TCP connection open through the mesh');
+    const [host, port] = eastListener().split(':') as [string, string];
+    expect((await redisCli(['-h', host, '-p', port, 'SET', 'greeting', 'hello from east'])).trim()).toBe('OK');
+    expect((await redisCli(['-h', host, '-p', port, 'GET', 'greeting'])).trim()).toBe('hello from east');
+    // What redis-cli writes and redis answers, in RESP: the bytes each sidecar must count.
+    const set = '*3\r\n$3\r\nSET\r\n$8\r\ngreeting\r\n$15\r\nhello from east\r\n';
+    const get = '*2\r\n$3\r\nGET\r\n$8\r\ngreeting\r\n';
+    const answers = '+OK\r\n' + '$15\r\nhello from east\r\n';
+    // A connection is counted closed once both sidecars have seen both ends go.
+    const { value: after } = await waitFor(async () => {
+      const now = await read();
+      return now.closed - before.closed === 2 && now.inboundClosed - before.inboundClosed === 2 ? now : undefined;
+    }, 10_000, 'both connections closed in both sidecars\' metrics');
+    const delta = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]]));
+    expect(delta).toEqual({
+      connected: 2, open: 0, sent: set.length + get.length, received: answers.length, closed: 2,
+      accepted: 2, inboundOpen: 0, appReceived: set.length + get.length, appSent: answers.length, inboundClosed: 2,
+    });
+    expect(after.open).toBe(0);
+    expect(after.inboundOpen).toBe(0);
+  });
+
   test('a 1 MiB value goes up and comes back intact (checked by hash)', async () => {
     const value = randomBytes(512 * 1024).toString('hex');
     const [host, port] = eastListener().split(':') as [string, string];

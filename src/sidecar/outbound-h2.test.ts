@@ -1,0 +1,225 @@
+import { connect, constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type ServerHttp2Stream, type Settings } from 'node:http2';
+import type { Server } from 'node:http';
+import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { clientContext, echoId, listen, routingTo, serverTls, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
+import { silentLogger } from '../core/log.js';
+import { Inbound } from './inbound.js';
+import { createOutbound } from './outbound.js';
+import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
+import { Upstreams } from './upstreams.js';
+
+/**
+ * The outbound's HTTP/2 path against a real HTTP/2 destination over mTLS (ALPN h2), the way a
+ * destination sidecar's inbound serves it: an app speaks h2c to the outbound, which routes to
+ * the one endpoint of demo/echo. The destination misbehaves on purpose, stream by stream.
+ */
+
+type Behaviour = (stream: ServerHttp2Stream, body: string) => void;
+
+let pki: TestPki;
+const closers: (() => Promise<void>)[] = [];
+
+beforeAll(() => {
+  pki = testPki();
+});
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+const answer: Behaviour = (stream, body) => {
+  stream.respond({ ':status': 200, 'x-session': String((stream.session as unknown as { n: number }).n) });
+  stream.end(`echo:${body}`);
+};
+
+/** The destination: each stream's behaviour is `behaviours[i]` for the i-th stream it gets (the last one repeats). */
+async function destination(behaviours: Behaviour[], options: { h2c?: boolean; settings?: Settings } = {}): Promise<{ address: string; streams: string[]; sessions: () => number }> {
+  const streams: string[] = [];
+  let sessions = 0;
+  const settings = options.settings ?? {};
+  const server: Http2SecureServer | Http2Server = options.h2c ? createServer({ settings }) : createSecureServer({ ...serverTls(pki), ALPNProtocols: ['h2'], settings });
+  server.on('session', (session) => {
+    sessions += 1;
+    (session as unknown as { n: number }).n = sessions;
+    session.on('error', () => undefined);
+  });
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => undefined);
+    const behaviour = behaviours[Math.min(streams.length, behaviours.length - 1)]!;
+    streams.push(`${headers[':method']} ${headers[':path']}`);
+    let body = '';
+    stream.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+    if (stream.endAfterHeaders) behaviour(stream, body);
+    else stream.once('end', () => behaviour(stream, body));
+  });
+  const address = await listen(server);
+  closers.push(async () => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      // Sessions the outbound keeps would hold close() open.
+      for (const socket of sockets) socket.destroy();
+    });
+  });
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (socket: import('node:net').Socket) => sockets.add(socket));
+  return { address, streams, sessions: () => sessions };
+}
+
+async function outbound(address: string, timeouts: Partial<DataPlaneTimeouts> = {}): Promise<string> {
+  const upstreams = new Upstreams(() => clientContext(pki));
+  const server: Server = createOutbound({ cluster: 'west', routing: routingTo([address]), upstreams, logger: silentLogger, timeouts: { ...defaultTimeouts, ...timeouts } });
+  const listening = await listen(server);
+  closers.push(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await upstreams.close();
+  });
+  return listening;
+}
+
+interface Answer { status: number; error: string | undefined; body: string }
+
+/** Requests sent by an h2c app (prior knowledge) on one session to the outbound, one after the other. */
+async function h2c(outboundAddress: string, requests: { method: string; path: string; body?: string }[]): Promise<Answer[]> {
+  const session = connect(`http://${outboundAddress}`);
+  session.on('error', () => undefined);
+  const answers: Answer[] = [];
+  try {
+    for (const r of requests) {
+      const stream = session.request({ ':method': r.method, ':path': r.path, ':authority': 'echo.demo.mesh' }, { endStream: r.body === undefined });
+      if (r.body !== undefined) stream.end(r.body);
+      answers.push(await new Promise<Answer>((resolve, reject) => {
+        let head: Answer | undefined;
+        let body = '';
+        stream.on('response', (h) => { head = { status: Number(h[':status']), error: h['x-isthmus-error'] as string | undefined, body: '' }; });
+        stream.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+        stream.on('error', reject);
+        stream.on('close', () => {
+          if (!head) reject(new Error(`stream closed with code ${stream.rstCode} and no answer`));
+          else if (stream.rstCode) reject(new Error(`stream reset with code ${stream.rstCode} after the head`));
+          else resolve({ ...head, body });
+        });
+      }));
+    }
+  } finally {
+    session.destroy();
+  }
+  return answers;
+}
+
+const refuse: Behaviour = (stream) => stream.close(constants.NGHTTP2_REFUSED_STREAM);
+const goaway = (code: number): Behaviour => (stream) => stream.session?.goaway(code, (stream.id ?? 1) - 2, Buffer.from('draining'));
+
+describe('an HTTP/2 request the destination provably did not process is retried, whatever its method', () => {
+  test('RST_STREAM REFUSED_STREAM on a POST: sent again, and the app gets one answer with the whole body', async () => {
+    const dest = await destination([refuse, answer]);
+    const [reply] = await h2c(await outbound(dest.address), [{ method: 'POST', path: '/orders', body: 'one order' }]);
+    expect(reply).toEqual({ status: 200, error: undefined, body: 'echo:one order' });
+    expect(dest.streams).toEqual(['POST /orders', 'POST /orders']);
+  });
+
+  test('a burst on a fresh session beyond the destination\'s maxConcurrentStreams: the refused POSTs are sent again, all answered', async () => {
+    // Streams sent before the destination's SETTINGS arrive may exceed its limit; it refuses them (REFUSED_STREAM).
+    const dest = await destination([(stream, body) => setTimeout(() => answer(stream, body), 50)], { settings: { maxConcurrentStreams: 1 } });
+    const address = await outbound(dest.address);
+    const session = connect(`http://${address}`);
+    session.on('error', () => undefined);
+    try {
+      const statuses = await Promise.all([1, 2, 3, 4].map((i) => new Promise<string>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': `/burst/${i}`, ':authority': 'echo.demo.mesh' });
+        stream.end(`order ${i}`);
+        let body = '';
+        stream.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+        stream.on('end', () => resolve(body));
+        stream.on('error', reject);
+      })));
+      expect(statuses).toEqual(['echo:order 1', 'echo:order 2', 'echo:order 3', 'echo:order 4']);
+    } finally {
+      session.destroy();
+    }
+    // Each POST reached the app exactly once: the refused streams never reached it (nghttp2 refuses them unseen).
+    expect([...dest.streams].sort()).toEqual(['POST /burst/1', 'POST /burst/2', 'POST /burst/3', 'POST /burst/4']);
+  });
+
+  test('GOAWAY (NO_ERROR) whose last-stream-id is below the stream: the POST goes again on a fresh session', async () => {
+    const dest = await destination([answer, goaway(constants.NGHTTP2_NO_ERROR), answer]);
+    const replies = await h2c(await outbound(dest.address), [{ method: 'GET', path: '/warm' }, { method: 'POST', path: '/pay', body: 'ten' }]);
+    expect(replies).toEqual([{ status: 200, error: undefined, body: 'echo:' }, { status: 200, error: undefined, body: 'echo:ten' }]);
+    expect(dest.streams).toEqual(['GET /warm', 'POST /pay', 'POST /pay']);
+    expect(dest.sessions()).toBe(2);
+  });
+
+  test('GOAWAY with an error code below the stream is also unprocessed: retried on a fresh session', async () => {
+    const dest = await destination([answer, goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM), answer]);
+    const replies = await h2c(await outbound(dest.address), [{ method: 'GET', path: '/warm' }, { method: 'PATCH', path: '/item', body: 'x' }]);
+    expect(replies[1]).toEqual({ status: 200, error: undefined, body: 'echo:x' });
+    expect(dest.sessions()).toBe(2);
+  });
+
+  test('refused on every attempt: 3 attempts, then 503 ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', async () => {
+    const dest = await destination([refuse]);
+    const [reply] = await h2c(await outbound(dest.address), [{ method: 'POST', path: '/orders', body: 'one order' }]);
+    expect(reply).toMatchObject({ status: 503, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED' });
+    expect(dest.streams).toHaveLength(3);
+  });
+
+  test('the control: a POST reset with INTERNAL_ERROR may have been processed, so it is not sent again (502)', async () => {
+    const dest = await destination([(stream) => stream.close(constants.NGHTTP2_INTERNAL_ERROR), answer]);
+    const [reply] = await h2c(await outbound(dest.address), [{ method: 'POST', path: '/orders', body: 'one order' }]);
+    expect(reply).toMatchObject({ status: 502, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET' });
+    expect(dest.streams).toEqual(['POST /orders']);
+  });
+});
+
+describe('behind a destination sidecar\'s inbound, an h2c app that refuses a stream', () => {
+  /** The destination sidecar's inbound (appProtocol h2c) in front of an h2c app. */
+  async function inboundBefore(app: string): Promise<string> {
+    const inbound = new Inbound({ certPem: pki.echo.certPem, chainPem: [pki.west.certPem], keyPem: pki.echo.keyPem, trustBundle: [pki.root.certPem], identity: echoId },
+      app, silentLogger, {}, defaultTimeouts, 'h2c');
+    const address = await listen(inbound.server as unknown as import('node:net').Server);
+    closers.push(() => inbound.close());
+    return address;
+  }
+
+  test('REFUSED_STREAM from the app reaches the client sidecar as REFUSED_STREAM, which sends the POST again', async () => {
+    const app = await destination([refuse, answer], { h2c: true });
+    const [reply] = await h2c(await outbound(await inboundBefore(app.address)), [{ method: 'POST', path: '/orders', body: 'one order' }]);
+    expect(reply).toEqual({ status: 200, error: undefined, body: 'echo:one order' });
+    expect(app.streams).toEqual(['POST /orders', 'POST /orders']);
+  });
+
+  test('GOAWAY below the stream from the app: the retry reaches it on a fresh session', async () => {
+    const app = await destination([answer, goaway(constants.NGHTTP2_NO_ERROR), answer], { h2c: true });
+    const replies = await h2c(await outbound(await inboundBefore(app.address)), [{ method: 'GET', path: '/warm' }, { method: 'POST', path: '/pay', body: 'ten' }]);
+    expect(replies[1]).toEqual({ status: 200, error: undefined, body: 'echo:ten' });
+    expect(app.streams).toEqual(['GET /warm', 'POST /pay', 'POST /pay']);
+    expect(app.sessions()).toBe(2);
+  });
+});
+
+describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
+  test('an app\'s h2c connection that opens no stream within timeouts.requestHeaders is closed with GOAWAY naming the error', async () => {
+    const dest = await destination([answer]);
+    const session = connect(`http://${await outbound(dest.address, { requestHeadersMs: 200 })}`);
+    session.on('error', () => undefined);
+    const data = await new Promise<Buffer | undefined>((resolve) => session.once('goaway', (_c: number, _l: number, d?: Buffer) => resolve(d)));
+    session.destroy();
+    expect(String(data)).toMatch(/^ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT: /);
+  });
+
+  test('a destination silent for timeouts.streamIdle before its head: 504 ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT, not sent again', async () => {
+    const dest = await destination([() => undefined]);
+    const [reply] = await h2c(await outbound(dest.address, { streamIdleMs: 200 }), [{ method: 'GET', path: '/slow' }]);
+    expect(reply).toMatchObject({ status: 504, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT' });
+    expect(dest.streams).toEqual(['GET /slow']);
+  });
+
+  test('a destination silent for timeouts.streamIdle after its head: the app\'s stream is reset with CANCEL', async () => {
+    const dest = await destination([(stream) => {
+      stream.respond({ ':status': 200 });
+      stream.write('partial');
+    }]);
+    const err = await h2c(await outbound(dest.address, { streamIdleMs: 200 }), [{ method: 'GET', path: '/stalls' }]).then(() => undefined, (e: Error) => e);
+    expect(err?.message).toBe(`stream reset with code ${constants.NGHTTP2_CANCEL} after the head`);
+  });
+});

@@ -1,0 +1,48 @@
+import { constants, type Http2Server, type Http2SecureServer } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { errorResponse } from './http-head.js';
+
+const code = 'ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT';
+
+/**
+ * `timeouts.requestHeaders` for both protocols a listener speaks, with one named error.
+ *
+ * HTTP/1.1: Node's server measures it (`headersTimeout`, from a connection's start or a request's
+ * first byte) and reports ERR_HTTP_REQUEST_TIMEOUT; the caller gets 408 with the code.
+ *
+ * HTTP/2: Node's server has no such limit, and it hands a stream over only once its whole header
+ * block has arrived. So a new session must open its first stream within the same time, as a new
+ * HTTP/1.1 connection must send its first head; one that does not is closed with GOAWAY
+ * (NO_ERROR, last-stream-id 0: nothing was processed) whose debug data names the code. Later
+ * heads on a session that is in use are not timed: Node does not say when one has begun, and a
+ * silent session is closed by `timeouts.connectionIdle`.
+ */
+export function limitFirstRequestHead(h2: Http2Server | Http2SecureServer, ms: number): void {
+  h2.on('session', (session) => {
+    const timer = setTimeout(() => {
+      if (session.closed || session.destroyed) return;
+      session.goaway(constants.NGHTTP2_NO_ERROR, 0, Buffer.from(`${code}: no request head within ${ms} ms (timeouts.requestHeaders)`));
+      session.close();
+    }, ms);
+    const clear = () => clearTimeout(timer);
+    session.once('stream', clear);
+    session.once('close', clear);
+  });
+}
+
+/** An HTTP/1.1 server's `clientError`: a head that took too long gets 408 with the code; anything else is dropped. */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answerHeadTimeout(socket);
+  else socket.destroy();
+}
+
+/** The 408 a caller gets when its HTTP/1.1 head did not arrive in time; the connection is closed. */
+export function answerHeadTimeout(socket: Duplex): void {
+  if (!socket.writable) return void socket.destroy();
+  socket.end(errorResponse(408, 'Request Timeout', code, 'no complete request head within timeouts.requestHeaders'));
+}
+
+/** How often Node's HTTP/1.1 server looks for heads past `headersTimeout` (its default, 30 s, would stretch a 10 s limit to 40 s). */
+export function headersCheckInterval(requestHeadersMs: number): number {
+  return Math.min(30_000, Math.max(250, Math.floor(requestHeadersMs / 2)));
+}

@@ -1,0 +1,77 @@
+import { Counter, Gauge, Histogram, type Registry } from './prom.js';
+import { channels } from '../core/channels.js';
+import type { Listen } from './shared.js';
+
+/** A TCP connection lives from milliseconds (a health check, one redis-cli command) to hours (a pool). */
+export const connectionBuckets = [0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 14_400];
+
+type CallerLabels = (peer: string | undefined) => { source_namespace: string; source_service_account: string };
+
+/** What each side says about its connections in its metrics' help. */
+interface Side { prefix: string; connections: string; open: string; bytes: string; duration: string }
+
+const listenerSide: Side = {
+  prefix: 'isthmus_tcp',
+  connections: 'Connections the app opened to a TCP fixed listener, by where they were spliced and the result (connected, no_endpoint, unreachable).',
+  open: 'Connections from the app through a TCP fixed listener that are spliced now.',
+  bytes: 'Bytes carried through TCP fixed listeners: sent by the app to the service, or received by the app from it (counted when a connection closes).',
+  duration: 'How long connections through TCP fixed listeners stayed spliced, by how they ended (closed, idle, error).',
+};
+
+const inboundSide: Side = {
+  prefix: 'isthmus_inbound_tcp',
+  connections: 'Connections to this workload\'s TCP inbound listener, by the caller\'s SPIFFE namespace and service account and the result (accepted, refused, app_unreachable).',
+  open: 'Callers spliced to this workload\'s app through its TCP inbound now.',
+  bytes: 'Bytes carried through this workload\'s TCP inbound: received by the app from the caller, or sent by the app to it (counted when a connection closes).',
+  duration: 'How long callers stayed spliced to this workload\'s app through its TCP inbound, by how they ended (closed, idle, error).',
+};
+
+/** The four metrics of one side: connections by result, open now, bytes by direction, durations by end. */
+function family(registry: Registry, side: Side, labelNames: readonly string[], durationLabels: readonly string[]) {
+  const registers = [registry];
+  return {
+    connections: new Counter({ name: `${side.prefix}_connections_total`, help: side.connections, labelNames: [...labelNames, 'result'], registers }),
+    open: new Gauge({ name: `${side.prefix}_open_connections`, help: side.open, labelNames, registers }),
+    bytes: new Counter({ name: `${side.prefix}_bytes_total`, help: side.bytes, labelNames: [...labelNames, 'direction'], registers }),
+    duration: new Histogram({ name: `${side.prefix}_connection_duration_seconds`, help: side.duration, labelNames: [...durationLabels, 'end'], buckets: connectionBuckets, registers }),
+  };
+}
+
+/**
+ * A sidecar's TCP service metrics (docs/metrics.md): connections, open connections, bytes each
+ * way and connection durations, for the app's connections through fixed TCP listeners
+ * (`isthmus_tcp_*`) and for callers through the TCP inbound (`isthmus_inbound_tcp_*`). Failures
+ * are the `result` label, one value per error code (no_endpoint: ISTHMUS_ERR_TCP_NO_ENDPOINT,
+ * unreachable: _UPSTREAM_UNREACHABLE, refused: _CALLER_REFUSED, app_unreachable: _APP_UNREACHABLE).
+ * `direction` is from the local workload's side: `sent` by it, `received` by it.
+ */
+export function tcpMetrics(registry: Registry, cluster: string, destination: { destination_cluster: string; destination_service: string }, callerLabels: CallerLabels, listen: Listen): void {
+  const route = ['source_cluster', 'destination_cluster', 'destination_service'];
+  const client = family(registry, listenerSide, route, route);
+  listen(channels.tcpOutbound, (m) => {
+    const labels = { source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service };
+    client.connections.inc({ ...labels, result: m.result });
+    if (m.result === 'connected') client.open.inc(labels);
+  });
+  listen(channels.tcpOutboundClosed, (m) => {
+    const labels = { source_cluster: cluster, destination_cluster: m.cluster, destination_service: m.service };
+    client.open.dec(labels);
+    client.bytes.inc({ ...labels, direction: 'sent' }, m.sentBytes);
+    client.bytes.inc({ ...labels, direction: 'received' }, m.receivedBytes);
+    client.duration.observe({ ...labels, end: m.end }, m.seconds);
+  });
+
+  const inbound = family(registry, inboundSide, ['destination_cluster', 'destination_service', 'source_namespace', 'source_service_account'], ['destination_cluster', 'destination_service']);
+  listen(channels.tcpInbound, (m) => {
+    const labels = { ...destination, ...callerLabels(m.peer) };
+    inbound.connections.inc({ ...labels, result: m.result });
+    if (m.result === 'accepted') inbound.open.inc(labels);
+  });
+  listen(channels.tcpInboundClosed, (m) => {
+    const labels = { ...destination, ...callerLabels(m.peer) };
+    inbound.open.dec(labels);
+    inbound.bytes.inc({ ...labels, direction: 'received' }, m.receivedBytes);
+    inbound.bytes.inc({ ...labels, direction: 'sent' }, m.sentBytes);
+    inbound.duration.observe({ ...destination, end: m.end }, m.seconds);
+  });
+}
