@@ -41,6 +41,7 @@ export const errorCodes = {
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED: { status: 503, summary: 'An HTTP/2 destination refused the request without processing it (REFUSED_STREAM, or GOAWAY below its stream), after every allowed attempt.' },
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET: { status: 502, summary: 'The connection to the destination broke after the request was sent and before an answer came.' },
   ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT: { status: 504, summary: 'The destination did not start its answer within the response-headers timeout (or, on HTTP/2, its stream stayed silent for the stream-idle timeout before it).' },
+  ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED: { status: 400, summary: 'The bytes a caller sent are not an HTTP/1.1 request head (431 when the head is larger than the sidecar accepts); the connection was closed.' },
   ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT: { status: 408, summary: 'A caller did not send a complete request head within timeouts.requestHeaders; its connection was closed.' },
   ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE: { status: 502, summary: 'The destination sidecar could not reach or lost its own app.' },
   ISTHMUS_ERR_DATAPLANE_NO_MATCHING_RULE: { status: 404, summary: 'An HTTPRoute is attached to the service and none of its rules matches the request.' },

@@ -223,3 +223,32 @@ describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
     expect(err?.message).toBe(`stream reset with code ${constants.NGHTTP2_CANCEL} after the head`);
   });
 });
+
+describe('bytes that are not HTTP on the outbound\'s proxy port', () => {
+  /** Writes `bytes` on a fresh TCP connection and returns everything the outbound answered before closing it. */
+  async function raw(address: string, bytes: string): Promise<string> {
+    const [host, port] = address.split(':') as [string, string];
+    const { connect: tcpConnect } = await import('node:net');
+    return await new Promise((resolve) => {
+      const socket = tcpConnect({ host, port: Number(port) });
+      let got = '';
+      socket.on('data', (c: Buffer) => { got += c.toString('latin1'); });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(got));
+      socket.write(bytes);
+    });
+  }
+
+  test.each([
+    ['a TLS ClientHello-like record', '\x16\x03\x01\x00\x05hello\r\n\r\n', 400],
+    ['a line with no HTTP version', 'HELLO THERE\r\n\r\n', 400],
+    ['a 20 KiB header', `GET http://hello.demo.mesh/ HTTP/1.1\r\nhost: hello.demo.mesh\r\nx-big: ${'a'.repeat(20 * 1024)}\r\n\r\n`, 431],
+  ])('%s: %i with ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED, then the connection closes', async (_what, bytes, status) => {
+    const dest = await destination([answer]);
+    const answered = await raw(await outbound(dest.address), bytes);
+    expect(answered.split('\r\n')[0]).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    expect(answered).toMatch(/\r\nx-isthmus-error: ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED\r\n/);
+    expect(answered).toMatch(/"message":"[^"]*send HTTP\/1\.1/);
+    expect(dest.streams).toEqual([]);
+  });
+});

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { errorResponse } from './http-head.js';
 
 const code = 'ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT';
+const malformed = 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED';
 
 /**
  * `timeouts.requestHeaders` for both protocols a listener speaks, with one named error.
@@ -30,10 +31,17 @@ export function limitFirstRequestHead(h2: Http2Server | Http2SecureServer, ms: n
   });
 }
 
-/** An HTTP/1.1 server's `clientError`: a head that took too long gets 408 with the code; anything else is dropped. */
+/**
+ * An HTTP/1.1 server's `clientError`: a head that took too long gets 408, bytes that are not
+ * HTTP/1.1 get 400 (431 for a head over Node's size limit), each with a code that says which; a
+ * connection already reset by the caller is just closed.
+ */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answerHeadTimeout(socket);
-  else socket.destroy();
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return answerHeadTimeout(socket);
+  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  socket.end(errorResponse(tooLarge ? 431 : 400, tooLarge ? 'Request Header Fields Too Large' : 'Bad Request', malformed,
+    `${tooLarge ? 'the request head is larger than the sidecar accepts' : 'these bytes are not an HTTP/1.1 request'} (${err.code ?? err.message}); send HTTP/1.1, or HTTP/2 with prior knowledge`));
 }
 
 /** The 408 a caller gets when its HTTP/1.1 head did not arrive in time; the connection is closed. */
