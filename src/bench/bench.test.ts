@@ -274,18 +274,18 @@ describe('benchTargets', () => {
   };
   test('baseline goes straight to the west ledger app; both chains start at the east client proxy', () => {
     expect(benchTargets(mesh).map((t) => [targetLabel(t), t.firstHop, t.path])).toEqual([
-      ['baseline', '127.0.61.1:18082', '/'],
-      ['isthmus same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/'],
-      ['isthmus cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/'],
+      ['baseline', '127.0.61.1:18082', '/?size=1024'],
+      ['isthmus same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/?size=1024'],
+      ['isthmus cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/?size=1024'],
     ]);
   });
   test('with the peer chain, each of its chains follows ours, to the same service and the same app', () => {
     expect(benchTargets(mesh, '127.0.60.2:4001').map((t) => [targetLabel(t), t.firstHop, t.path, `${t.expect.service}@${t.expect.cluster}`])).toEqual([
-      ['baseline', '127.0.61.1:18082', '/', 'ledger@west'],
-      ['isthmus same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/', 'hello@east'],
-      ['peer same-cluster', '127.0.60.2:4001', 'http://hello.demo.mesh/', 'hello@east'],
-      ['isthmus cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/', 'ledger@west'],
-      ['peer cross-cluster', '127.0.60.2:4001', 'http://ledger.demo.mesh/', 'ledger@west'],
+      ['baseline', '127.0.61.1:18082', '/?size=1024', 'ledger@west'],
+      ['isthmus same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/?size=1024', 'hello@east'],
+      ['peer same-cluster', '127.0.60.2:4001', 'http://hello.demo.mesh/?size=1024', 'hello@east'],
+      ['isthmus cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/?size=1024', 'ledger@west'],
+      ['peer cross-cluster', '127.0.60.2:4001', 'http://ledger.demo.mesh/?size=1024', 'ledger@west'],
     ]);
     expect(chainOrigins(mesh)).toEqual({ 'same-cluster': '127.0.60.1:18080', 'cross-cluster': '127.0.61.1:18082' });
   });

@@ -14,7 +14,7 @@ import { ourProxyProcesses, proxiesSpent, readProcesses, type ProxyProcess } fro
 import { buildRows, formatRows, type MeasuredPoint } from './report.js';
 import { sourceState } from './source-state.js';
 import { targetClient, waitUntilServing, type ProbeResult, type TargetClient } from './target-client.js';
-import { benchTargets, chainDestinations, chainOrigins, clientCluster, targetLabel, type Destination } from './targets.js';
+import { benchTargets, chainDestinations, chainOrigins, clientCluster, responseBytes, targetLabel, type Destination } from './targets.js';
 
 /**
  * `npm run bench`: the data plane's added latency, CPU and memory at fixed arrival rates, beside
@@ -186,7 +186,7 @@ async function main(argv: string[]): Promise<number> {
     ...(oursIncludeOrigin ? ['isthmus\'s proxies share a process with the sample apps here: their CPU is the chain\'s minus the baseline\'s at the same rate, and their RSS includes the apps, federation services and all other proxies'] : []),
     `idle before load: isthmus proxies ${idle.isthmusProxies.toFixed(3)} CPU s/s, peer proxies ${idle.peerProxies.toFixed(3)} CPU s/s, dev up's tree ${idle.mesh.toFixed(3)} CPU s/s, other processes on the machine ${idle.other.toFixed(2)} CPU s/s`,
     `"other CPU/s" = CPU seconds per second used during the point by processes that are neither the mesh, its etcd, the peer chain nor the generator: on a shared ${machine.cpus}-core machine, anything well above 0.1 competes with the proxies and inflates the tail`,
-    `response bodies: ${scenarios.map((s) => `${s.scenario} ${s.responseBodyBytes} B`).join(', ')} (the sample app's small JSON; through either chain it also echoes x-forwarded-client-cert)`,
+    `response bodies: ${scenarios.map((s) => `${s.scenario} ${s.responseBodyBytes} B`).join(', ')} (the sample app's JSON answer padded to ${responseBytes} bytes with ?size=, so both chains carry the same size although ours adds a longer x-forwarded-client-cert, which the app echoes)`,
     `latency from the scheduled send (open loop), keep-alive HTTP/1.1 (undici Pool of ${args.connections}) to the first hop, ${args.seconds} s per point after ${args.warmup} s warm-up at the same rate; "gen lag p99" = how late the generator's timer fired (inside every latency, mostly cancels out of "added")`,
     `targets (issue 9) are ratios isthmus/peer at 1000 requests/s: added p50 ≤ ${ratioTargets['added p50 ms']}×, added p99 ≤ ${ratioTargets['added p99 ms']}×, CPU ≤ ${ratioTargets['proxies CPU s/1k req']}×; at 2000 requests/s p50 ≤ ${ratioTargets['p50 ms']}× (no queueing). One run is not a trend: run it again before believing a ratio`,
     `source tree when the run started: ${source ? `commit ${source.commit}${source.uncommitted.length ? ` plus uncommitted changes in ${source.uncommitted.join(', ')}` : ', clean'}` : 'unknown (not a git checkout)'}; what ran is dist/, which \`npm run bench\` builds from it just before`,

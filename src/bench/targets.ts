@@ -30,6 +30,10 @@ export interface Target {
 /** How a target is named in tables: `baseline`, `isthmus cross-cluster`, `peer same-cluster`. */
 export const targetLabel = (t: { scenario: ScenarioName; side: Side }) => (t.side === 'origin' ? t.scenario : `${t.side} ${t.scenario}`);
 
+/** Every answer is this many bytes, whichever chain carried it (the sample app pads its JSON). */
+export const responseBytes = 1024;
+const query = `?size=${responseBytes}`;
+
 /** The cluster the load generator's requests start in (its client sidecar or the peer outbound). */
 export const clientCluster = 'east';
 
@@ -63,21 +67,21 @@ export function benchTargets(mesh: MeshFile, peerOutbound?: string): Target[] {
   if (!ledgerApp) throw new Error('mesh.json lists no ledger instance in west');
   const origins = peerOutbound === undefined ? undefined : chainOrigins(mesh);
   const peer = (scenario: ChainName, route: string): Target[] => (peerOutbound === undefined ? [] : [{
-    scenario, side: 'peer', route, firstHop: peerOutbound, path: `http://${hostOf(scenario)}/`, host: hostOf(scenario), expect: chainDestinations[scenario],
+    scenario, side: 'peer', route, firstHop: peerOutbound, path: `http://${hostOf(scenario)}/${query}`, host: hostOf(scenario), expect: chainDestinations[scenario],
   }]);
   return [
     {
       scenario: 'baseline', side: 'origin', route: `direct → west ledger app (${ledgerApp})`,
-      firstHop: ledgerApp, path: '/', host: ledgerApp, expect: { service: 'ledger', cluster: 'west' },
+      firstHop: ledgerApp, path: `/${query}`, host: ledgerApp, expect: { service: 'ledger', cluster: 'west' },
     },
     {
       scenario: 'same-cluster', side: 'isthmus', route: `east client sidecar (${east.client.proxy}) → east hello sidecar inbound → app`,
-      firstHop: east.client.proxy, path: 'http://hello.demo.mesh/', host: 'hello.demo.mesh', expect: chainDestinations['same-cluster'],
+      firstHop: east.client.proxy, path: `http://hello.demo.mesh/${query}`, host: 'hello.demo.mesh', expect: chainDestinations['same-cluster'],
     },
     ...peer('same-cluster', `nginx outbound (${peerOutbound ?? ''}) → nginx inbound (client certificate required) → east hello app (${origins?.['same-cluster'] ?? ''})`),
     {
       scenario: 'cross-cluster', side: 'isthmus', route: `east client sidecar (${east.client.proxy}) → west gateway (${west.gateways[0] ?? '?'}) → west ledger sidecar inbound → app`,
-      firstHop: east.client.proxy, path: 'http://ledger.demo.mesh/', host: 'ledger.demo.mesh', expect: chainDestinations['cross-cluster'],
+      firstHop: east.client.proxy, path: `http://ledger.demo.mesh/${query}`, host: 'ledger.demo.mesh', expect: chainDestinations['cross-cluster'],
     },
     ...peer('cross-cluster', `nginx outbound (${peerOutbound ?? ''}) → HAProxy gateway (SNI passthrough) → nginx inbound (client certificate required) → west ledger app (${origins?.['cross-cluster'] ?? ''})`),
   ];

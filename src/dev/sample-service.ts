@@ -27,10 +27,10 @@ export async function startSampleInstance(opts: { service: string; cluster: stri
   const server: Server = createServer((req, res) => {
     if (req.method === 'POST' && req.url?.split('?')[0] === '/echo') return echo(req, res);
     if (req.url?.startsWith('/bytes?')) return bytes(req, res);
-    const body = JSON.stringify({
+    const body = padded({
       ...where, method: req.method, path: req.url, caller: req.headers['x-forwarded-client-cert'] ?? null,
       traceparent: req.headers.traceparent ?? null,
-    });
+    }, req.url);
     req.resume();
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
@@ -86,6 +86,18 @@ export function patternChunk(offset: number, length: number): Buffer {
   const chunk = Buffer.allocUnsafe(length);
   for (let i = 0; i < length; i += 1) chunk[i] = (offset + i) % 251;
   return chunk;
+}
+
+/**
+ * The JSON answer, grown to exactly `?size=<n>` bytes with a `pad` field when asked (up to 64 KiB):
+ * the bench asks for 1 KiB answers, whatever the caller's identity header adds through each chain.
+ */
+export function padded(answer: Record<string, unknown>, url: string | undefined): string {
+  const plain = JSON.stringify(answer);
+  const size = Number(new URLSearchParams(url?.split('?')[1] ?? '').get('size') ?? Number.NaN);
+  const bare = JSON.stringify({ ...answer, pad: '' });
+  if (!Number.isSafeInteger(size) || size > 65_536 || size < Buffer.byteLength(bare)) return plain;
+  return JSON.stringify({ ...answer, pad: '.'.repeat(size - Buffer.byteLength(bare)) });
 }
 
 function bytes(req: IncomingMessage, res: ServerResponse): void {
