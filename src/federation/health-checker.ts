@@ -19,6 +19,12 @@ export class HealthChecker {
       onChange: () => void;
       /** After every round, changed or not (the sidecar un-ejects hosts that pass a check). */
       onRound?: () => void;
+      /**
+       * Passive proof: an address that answered real traffic since the last round is healthy
+       * without a probe. Under load a sidecar then probes only what it does not use, and the
+       * instances and gateways it calls are spared a connection from every caller every round.
+       */
+      servedSince?: (address: string, since: number) => boolean;
     },
   ) {}
 
@@ -42,11 +48,16 @@ export class HealthChecker {
     if (this.timer) clearTimeout(this.timer);
   }
 
-  /** Checks every address once now; resolves when all are done. */
+  private lastRoundAt = Number.NEGATIVE_INFINITY;
+
+  /** Checks every address once now (or takes its recent traffic as proof); resolves when all are done. */
   async round(): Promise<void> {
     const addresses = this.opts.addresses();
     for (const known of [...this.state.keys()]) if (!addresses.includes(known)) this.state.delete(known);
-    const results = await Promise.all(addresses.map(async (a) => [a, await probe(a, this.opts.timeoutMs ?? 1000)] as const));
+    const since = this.lastRoundAt;
+    this.lastRoundAt = Date.now();
+    const served = (a: string) => this.state.has(a) && this.opts.servedSince?.(a, since) === true;
+    const results = await Promise.all(addresses.map(async (a) => [a, served(a) || await probe(a, this.opts.timeoutMs ?? 1000)] as const));
     let changed = false;
     for (const [address, ok] of results) {
       const previous = this.state.get(address) ?? { healthy: false, failures: 0 };

@@ -46,6 +46,8 @@ export class RoutingTable {
   private readonly routes = new Map<string, Route>();
   private outliers: OutlierState = outlierState();
   private readonly lastPrimary = new Map<string, number | undefined>();
+  /** When each address last answered a request (this table's clock); few entries: one per endpoint or gateway ever called. */
+  private readonly answeredAt = new Map<string, number>();
   /** Routing policies by `<ns>/<service>` (model/traffic-policy.ts), compiled once per policy snapshot. */
   private policies = new Map<string, ServiceRoutes>();
 
@@ -169,6 +171,11 @@ export class RoutingTable {
     return pickEndpoint(route.localities, route.load.loads, Math.random, exclude);
   }
 
+  /** Whether `address` answered a request at or after `since` (ms, this table's clock): the health checker's passive proof. */
+  answeredSince(address: string, since: number): boolean {
+    return (this.answeredAt.get(address) ?? Number.NEGATIVE_INFINITY) >= since;
+  }
+
   retries(route: Route, failed: PickedEndpoint, exclude: ReadonlySet<string>): PickedEndpoint[] {
     return retryOrder(route.localities, failed, Math.random, exclude);
   }
@@ -179,6 +186,7 @@ export class RoutingTable {
    */
   record(address: string, result: OutlierResult, about?: { service: string; cluster: string }): void {
     const now = this.now();
+    if (result.ok) this.answeredAt.set(address, now);
     const before = isEjected(this.outliers, address, now);
     this.outliers = recordResult(this.outliers, address, result, now);
     if (isEjected(this.outliers, address, now) === before) return;

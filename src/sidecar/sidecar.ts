@@ -60,6 +60,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       addresses: () => routing.addresses(),
       onChange: () => routing.invalidate(),
       onRound: () => routing.unejectReachable((address) => health.healthOf(address)),
+      servedSince: (address, since) => routing.answeredSince(address, since),
     });
     // An address not checked yet is as healthy as the federation says: no blackout at start or
     // when an endpoint appears.
