@@ -40,6 +40,7 @@ export const OutlierDetectionSpecSchema = Type.Object({
   consecutive5xx: Type.Optional(count('5xx answers in a row that eject an endpoint')),
   consecutiveConnectErrors: Type.Optional(count('connect failures in a row that eject an endpoint')),
   baseEjectionTime: Type.Optional(duration('how long a first ejection lasts')),
+  interval: Type.Optional(duration('each this long back in service forgives one past ejection')),
   maxEjectionPercent: Type.Optional(percent('the most of a service\'s endpoints ejected at once')),
 }, strict);
 

@@ -7,6 +7,7 @@ import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority
 import { formatServiceSni } from '../model/sni.js';
 import type { PolicyRecord } from '../model/policy-records.js';
 import { compileTrafficPolicies, type Backend, type ServiceRoutes } from '../model/traffic-policy.js';
+import { ResiliencePolicies } from './resilience-state.js';
 import type { UpstreamKey } from './upstreams.js';
 
 export const failoverChannel = channels.balancerFailover;
@@ -48,6 +49,8 @@ export class RoutingTable {
   private readonly lastPrimary = new Map<string, number | undefined>();
   /** Routing policies by `<ns>/<service>` (model/traffic-policy.ts), compiled once per policy snapshot. */
   private policies = new Map<string, ServiceRoutes>();
+  /** Retries, breakers, outlier settings, rate limits, faults and failover per service (resilience-state.ts). */
+  readonly resilience = new ResiliencePolicies();
 
   constructor(
     private readonly caller: { cluster: string; zone: string },
@@ -73,10 +76,14 @@ export class RoutingTable {
 
   setPolicies(records: readonly PolicyRecord[]): void {
     this.policies = compileTrafficPolicies(records);
+    this.resilience.set(records);
+    // A FailoverPolicy changes localities.
+    this.invalidate();
   }
 
+  /** Some routing or resilience policy exists: requests go through the policy step. */
   get hasPolicies(): boolean {
-    return this.policies.size > 0;
+    return this.policies.size > 0 || this.resilience.size > 0;
   }
 
   /** The routing policy of a service the app called, if any applies to it. */
@@ -180,7 +187,9 @@ export class RoutingTable {
   record(address: string, result: OutlierResult, about?: { service: string; cluster: string }): void {
     const now = this.now();
     const before = isEjected(this.outliers, address, now);
-    this.outliers = recordResult(this.outliers, address, result, now);
+    // A service's OutlierDetection policy replaces the defaults for the results of its requests.
+    const config = about ? this.resilience.of(about.service)?.outlier : undefined;
+    this.outliers = recordResult(this.outliers, address, result, now, config);
     if (isEjected(this.outliers, address, now) === before) return;
     this.invalidate();
     if (!before && !result.ok && ejectionChannel.hasSubscribers) {
