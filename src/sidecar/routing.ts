@@ -1,6 +1,7 @@
 import { channels } from '../core/channels.js';
 import type { Catalog } from '../model/catalog.js';
 import { pickEndpoint, pickPrepared, prepareEndpoints, retryOrder, type PickedEndpoint, type PreparedEndpoints } from '../model/balancer.js';
+import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
@@ -131,7 +132,10 @@ export class RoutingTable {
     const now = this.now();
     const ejected = ejectedAddresses(this.outliers, now);
     const catalogService = subset ? null : (this.catalogServices.get(serviceKey) ?? null);
-    const base = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
+    const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
+    // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region.
+    const failover = this.resilience.of(serviceKey)?.failover;
+    const base = failover ? withinScope(unscoped, failover.scope) : unscoped;
     // Health as this sidecar sees it: what the federation reports, and our own checks, and not ejected.
     const localities: ServiceLocalities = {
       localities: base.localities.map((l) => ({

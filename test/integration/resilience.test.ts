@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { connect } from 'node:http2';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy, type ProxiedResponse } from '../helpers/proxy.js';
@@ -62,6 +63,20 @@ async function timed(url: string): Promise<ProxiedResponse & { ms: number }> {
   const started = performance.now();
   const res = await viaProxy(proxy(), url, 10_000);
   return { ...res, ms: performance.now() - started };
+}
+
+/** One h2c request (prior knowledge, as gRPC clients send) to east's proxy port: its response head. */
+function viaH2(authority: string, headers: Record<string, string> = {}): Promise<Record<string, string | string[] | number | undefined>> {
+  return new Promise((resolve, reject) => {
+    const session = connect(`http://${proxy()}`);
+    session.on('error', reject);
+    const stream = session.request({ ':method': 'POST', ':path': '/', ':authority': authority, ...headers }, { endStream: true });
+    stream.on('response', (head) => {
+      stream.resume();
+      stream.on('end', () => { session.close(); resolve(head as Record<string, string>); });
+    });
+    stream.on('error', reject);
+  });
 }
 
 beforeAll(async () => {
@@ -143,6 +158,11 @@ describe('resilience policies through real sidecars', () => {
     const before = await reached('hello');
     const answers = await Promise.all(Array.from({ length: 40 }, () => viaProxy(proxy(), 'http://hello.demo.mesh/')));
     expect(answers.map((a) => `${a.status} ${String(a.headers['x-isthmus-error'])}`)).toEqual(Array(40).fill('418 ISTHMUS_ERR_DATAPLANE_FAULT_INJECTED'));
+    // HTTP/2 takes the same policy step: a plain h2 request gets the status, a gRPC call a
+    // trailers-only answer whose grpc-status follows the status (418 → 2 UNKNOWN).
+    expect((await viaH2('hello.demo.mesh'))[':status']).toBe(418);
+    const grpc = await viaH2('hello.demo.mesh', { 'content-type': 'application/grpc' });
+    expect([grpc[':status'], grpc['grpc-status'], grpc['x-isthmus-error']]).toEqual([200, '2', 'ISTHMUS_ERR_DATAPLANE_FAULT_INJECTED']);
     expect(await reached('hello') - before).toBe(0);
 
     await remove('faultinjection', 'hello-abort');
