@@ -21,7 +21,24 @@ export const channelNames = {
   tcpInbound: 'isthmus:sidecar:tcp-inbound',
   tcpOutboundClosed: 'isthmus:sidecar:tcp-outbound-closed',
   tcpInboundClosed: 'isthmus:sidecar:tcp-inbound-closed',
+  policyAction: 'isthmus:sidecar:policy-action',
 } as const;
+
+/**
+ * What a resilience policy did to a request at the calling sidecar (docs/traffic-policy.md):
+ * `retry_budget_exhausted` (a retry the RetryPolicy's budget refused: the app got the original
+ * answer or error), `circuit_open` (a CircuitBreaker limit refused it, 503), `rate_limited`
+ * (LocalRateLimit, 429), `fault_abort` and `fault_delay` (FaultInjection).
+ */
+export type PolicyAction = 'retry_budget_exhausted' | 'circuit_open' | 'rate_limited' | 'fault_abort' | 'fault_delay';
+
+/** `service` is the catalog's `<ns>/<name>`; `policy` names the document ("RetryPolicy demo/hello-retries"). Published with the RoutingTable as origin. */
+export interface PolicyActionMessage {
+  origin: object;
+  service: string | undefined;
+  action: PolicyAction;
+  policy: string | undefined;
+}
 
 /** The gateway closed a connection without routing it; `reason` is a GatewayRefusal. */
 export interface GatewayRefusedMessage {
@@ -162,4 +179,5 @@ export const channels = {
   tcpInbound: typed<TcpInboundMessage>(channelNames.tcpInbound),
   tcpOutboundClosed: typed<TcpOutboundClosedMessage>(channelNames.tcpOutboundClosed),
   tcpInboundClosed: typed<TcpInboundClosedMessage>(channelNames.tcpInboundClosed),
+  policyAction: typed<PolicyActionMessage>(channelNames.policyAction),
 } as const;

@@ -21,6 +21,8 @@ const maxDownload = 4 * 1024 * 1024 * 1024;
  * - `POST /echo`: streams the request body back as it arrives, and says its SHA-256 in a trailer;
  * - `GET /bytes?n=<count>`: streams that many bytes of a known pattern (byte i is i mod 251);
  * - `/ws`: a WebSocket that echoes every message; the 101 names the caller (x-sample-caller).
+ * - `/status/<code>` answers with that status (to try a RetryPolicy or OutlierDetection), and
+ *   `?delay=<ms>` on any plain path waits that long first (to try a CircuitBreaker or timeouts).
  */
 export async function startSampleInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number }): Promise<SampleInstance> {
   const where = { service: opts.service, cluster: opts.cluster, zone: opts.zone, instance: opts.instance };
@@ -32,8 +34,14 @@ export async function startSampleInstance(opts: { service: string; cluster: stri
       traceparent: req.headers.traceparent ?? null,
     }, req.url);
     req.resume();
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
+    const { status, delayMs } = sampleAnswer(req.url ?? '/');
+    const answer = () => {
+      if (res.destroyed) return;
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+    if (delayMs > 0) setTimeout(answer, delayMs);
+    else answer();
   });
   server.keepAliveTimeout = 60_000;
   server.requestTimeout = 0;
@@ -62,6 +70,14 @@ export async function startSampleInstance(opts: { service: string; cluster: stri
       server.close(() => resolve());
     }),
   };
+}
+
+/** `/status/503` → 503; `?delay=250` → wait 250 ms (at most a minute). Anything else: 200 at once. */
+export function sampleAnswer(url: string): { status: number; delayMs: number } {
+  const [path = '/', query = ''] = url.split('?');
+  const code = /^\/status\/([1-5][0-9][0-9])$/.exec(path)?.[1];
+  const delay = Number(new URLSearchParams(query).get('delay') ?? 0);
+  return { status: code && Number(code) >= 200 ? Number(code) : 200, delayMs: Number.isFinite(delay) ? Math.min(60_000, Math.max(0, delay)) : 0 };
 }
 
 function echo(req: IncomingMessage, res: ServerResponse): void {

@@ -79,9 +79,10 @@ export function ejectedAddresses(state: OutlierState, now: number): Set<string> 
 
 /**
  * Returns a new state (the old one is untouched), or the same object when nothing changed, so
- * the hot path of successful requests allocates nothing.
+ * the hot path of successful requests allocates nothing. `config`: the settings of the service
+ * whose request this was (an OutlierDetection policy), else the state's defaults.
  */
-export function recordResult(state: OutlierState, address: string, result: OutlierResult, now: number): OutlierState {
+export function recordResult(state: OutlierState, address: string, result: OutlierResult, now: number, config: Readonly<OutlierConfig> = state.config): OutlierState {
   const host = state.hosts.get(address) ?? fresh;
   // Requests that were in flight when the host was ejected report late; they say nothing new
   // and must not stretch or stack the ejection.
@@ -97,11 +98,10 @@ export function recordResult(state: OutlierState, address: string, result: Outli
     next = { ...host, consecutiveConnectErrors: host.consecutiveConnectErrors + 1 };
   }
 
-  const { config } = state;
   // `>=`, not Envoy's `==`: a host refused ejection by the budget is ejected on its next error
   // once the budget allows, instead of never.
   const outlier = next.consecutive5xx >= config.consecutive5xx || next.consecutiveConnectErrors >= config.consecutiveConnectErrors;
-  if (outlier && mayEject(state, address, now)) {
+  if (outlier && mayEject(state, address, now, config.maxEjectionPercent)) {
     // Capped where the ejection time is: beyond that it could only slow the decay.
     const ejections = Math.min(unforgiven(host, now, config) + 1, Math.ceil(config.maxEjectionMs / config.baseEjectionMs));
     next = {
@@ -112,7 +112,7 @@ export function recordResult(state: OutlierState, address: string, result: Outli
   }
   const hosts = new Map(state.hosts);
   hosts.set(address, next);
-  return { config, hosts };
+  return { config: state.config, hosts };
 }
 
 /**
@@ -122,12 +122,12 @@ export function recordResult(state: OutlierState, address: string, result: Outli
  * anywhere, it only turns errors into "no endpoint" for the whole ejection time, even after the
  * host recovers.
  */
-function mayEject(state: OutlierState, address: string, now: number): boolean {
+function mayEject(state: OutlierState, address: string, now: number, maxEjectionPercent: number): boolean {
   const hosts = state.hosts.has(address) ? state.hosts.size : state.hosts.size + 1;
   const ejected = ejectedAddresses(state, now).size;
   if (ejected + 1 >= hosts) return false;
   if (ejected === 0) return true;
-  return (ejected + 1) * 100 <= state.config.maxEjectionPercent * hosts;
+  return (ejected + 1) * 100 <= maxEjectionPercent * hosts;
 }
 
 /** Past ejections still counted: one is forgiven per decay interval spent back in service. */

@@ -6,7 +6,7 @@ import { dnsLabelPattern } from '../core/names.js';
  * budget, circuit breaking, outlier detection, local rate limits, fault injection, failover
  * order, and subsets of a service's instances by label. Each names one service in its
  * namespace with `spec.service`. Their schemas are checked at apply time; the sidecar carries
- * out ServiceSubset now, the others are stored and delivered but not yet acted on
+ * out ServiceSubset and the resilience kinds (model/resilience-policy.ts) except a FailoverPolicy's order
  * (docs/traffic-policy.md says which).
  */
 const service = Type.String({ pattern: dnsLabelPattern, description: 'the service (a DNS label) in metadata.namespace' });
@@ -40,6 +40,7 @@ export const OutlierDetectionSpecSchema = Type.Object({
   consecutive5xx: Type.Optional(count('5xx answers in a row that eject an endpoint')),
   consecutiveConnectErrors: Type.Optional(count('connect failures in a row that eject an endpoint')),
   baseEjectionTime: Type.Optional(duration('how long a first ejection lasts')),
+  interval: Type.Optional(duration('each this long back in service forgives one past ejection')),
   maxEjectionPercent: Type.Optional(percent('the most of a service\'s endpoints ejected at once')),
 }, strict);
 

@@ -3,7 +3,12 @@ import type { PickedEndpoint } from '../model/balancer.js';
 import type { RequestFacts, RuleAction } from '../model/traffic-policy.js';
 import type { OutboundObserver } from './outbound-observer.js';
 import type { ResolvedTarget } from './request-target.js';
-import { failureKind, mayRepeatEndpoint, shouldRetry, type FailureKind } from './retry-policy.js';
+import type { BreakerLimits } from '../model/circuit-breaker.js';
+import type { OutlierResult } from '../model/outlier.js';
+import type { RetryCondition } from '../model/resilience-policy.js';
+import type { RetryBudget } from '../model/retry-budget.js';
+import { publishPolicyAction } from './policy-actions.js';
+import { failureKind, mayRepeatEndpoint, shouldRetry, type FailureKind, type RetryQuestion } from './retry-policy.js';
 import type { Route, RoutingTable } from './routing.js';
 import { choosePolicyBackend } from './traffic-layer.js';
 import type { UpstreamKey } from './upstreams.js';
@@ -15,8 +20,21 @@ import type { UpstreamKey } from './upstreams.js';
  * own protocol. The decisions stay in retry-policy.ts and routing.ts.
  */
 
-/** Attempts per request or tunnel, the first included. */
+/** Attempts per request or tunnel, the first included, without a RetryPolicy. */
 export const maxAttempts = 3;
+
+/** What a RetryPolicy sets for one request; without one, `builtInRetries`. */
+export interface RetryLimits {
+  maxAttempts: number;
+  /** retryOn; absent, the built-in table of retry-policy.ts. */
+  conditions?: ReadonlySet<RetryCondition>;
+  perTryTimeoutMs?: number;
+  budget?: RetryBudget;
+  /** The document, for the budget-exhausted event. */
+  policy?: string;
+}
+
+export const builtInRetries: Readonly<RetryLimits> = Object.freeze({ maxAttempts });
 
 /** `action`: the traffic-policy rule that chose the route's service, when one did (its timeout and header changes apply). */
 export type Routed = { route: Route; service: string; action?: RuleAction } | { code: ErrorCode; message: string; service?: string };
@@ -45,12 +63,30 @@ export function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refu
   return choice ? { route, service: name, action: choice.action } : { route, service: name };
 }
 
+/**
+ * The retry limits and circuit-breaker limits of a routed request: a RetryPolicy of the service
+ * the app named, else of the backend a split chose; the CircuitBreaker of the backend (its pools).
+ */
+export function resilienceOf(routing: RoutingTable, resolved: ResolvedTarget, route: Route): { retry: RetryLimits; breaker: BreakerLimits | undefined } {
+  if (routing.resilience.size === 0) return { retry: builtInRetries, breaker: undefined };
+  const named = `${resolved.target.namespace}/${resolved.target.service}`;
+  const routed = `${route.namespace}/${route.service}`;
+  const retry = routing.resilience.of(named)?.retry ? routing.resilience.retryLimits(named) : routing.resilience.retryLimits(routed);
+  return { retry, breaker: routing.resilience.of(routed)?.breaker };
+}
+
+/** How long one attempt may wait for its answer's head: the request's limit, or a shorter per-try timeout. */
+export function attemptTimeout(requestMs: number, retry: RetryLimits): number {
+  return retry.perTryTimeoutMs === undefined ? requestMs : Math.min(requestMs, retry.perTryTimeoutMs);
+}
+
 const failureCodes: Record<FailureKind, ErrorCode> = {
   connect: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE',
   unprocessed: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED',
   reset: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET',
   timeout: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT',
   response: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_RESET',
+  overflow: 'ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN',
 };
 
 export interface AttemptedRequest {
@@ -62,25 +98,51 @@ export interface AttemptedRequest {
   replayable: () => boolean;
   /** The app went away: no answer is owed, and nothing is retried. */
   gone: () => boolean;
+  /** Limits from the service's RetryPolicy, or the built-in ones (`builtInRetries`). */
+  retry: RetryLimits;
+  /** A gRPC request: its grpc-status answers may be retried (retry-policy.ts). */
+  grpc?: boolean;
 }
+
+/**
+ * May the answer whose head just arrived be held back and the request sent again? Asked by an
+ * attempt before it passes the head on; true means the decision is taken (and the budget spent):
+ * the attempt drops the answer and rejects with retriedAnswerCode.
+ */
+export type RetryAnswer = (status: number, grpcStatus: number | undefined) => boolean;
 
 /**
  * One attempt at one endpoint: resolves with the status once the answer's head was passed to
  * the app, rejects (with an error code retry-policy.ts knows) when it failed before that.
  */
-export type Attempt = (upstream: UpstreamKey, endpoint: PickedEndpoint) => Promise<number>;
+export type Attempt = (upstream: UpstreamKey, endpoint: PickedEndpoint, retryAnswer: RetryAnswer) => Promise<number>;
 
 /** `answered`: the app has its answer (or left); otherwise the error it must be given. */
 export type AttemptsOutcome = { answered: true } | { answered: false; code: ErrorCode; message: string };
 
 export async function attemptEndpoints(routing: RoutingTable, request: AttemptedRequest, attempt: Attempt): Promise<AttemptsOutcome> {
-  const { route, service, observer } = request;
+  const { route, service, observer, retry } = request;
+  retry.budget?.request(Date.now());
   const tried = new Set<string>();
   let endpoint: PickedEndpoint | undefined = routing.pick(route);
   let failure: FailureKind = 'connect';
   let lastError = 'no eligible endpoint';
   let lastCluster: string | undefined;
-  for (let attempts = 1; endpoint; attempts += 1) {
+  let attempts = 1;
+  let answerRetried = false;
+  // The retry table first, then the budget: a retry the table refuses spends nothing.
+  const mayRetry = (q: Pick<RetryQuestion, 'failure' | 'status' | 'grpcStatus'>): boolean => {
+    if (!shouldRetry({ ...q, method: request.method, bodyReplayable: request.replayable(), attempts, maxAttempts: retry.maxAttempts, ...(retry.conditions ? { conditions: retry.conditions } : {}), grpc: request.grpc === true })) return false;
+    if (!retry.budget || retry.budget.tryRetry(Date.now())) return true;
+    publishPolicyAction(routing, service, 'retry_budget_exhausted', retry.policy);
+    return false;
+  };
+  const retryAnswer: RetryAnswer = (status, grpcStatus) => {
+    if (!retry.conditions || (status < 400 && !grpcStatus) || request.gone()) return false;
+    answerRetried = mayRetry({ failure: 'response', status, ...(grpcStatus === undefined ? {} : { grpcStatus }) });
+    return answerRetried;
+  };
+  for (; endpoint; attempts += 1) {
     tried.add(endpoint.address);
     lastCluster = endpoint.cluster;
     observer.tried(endpoint);
@@ -88,21 +150,28 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
     if (!upstream) break; // cannot happen: every endpoint of a route has its key
     const about = { service, cluster: endpoint.cluster };
     try {
-      const status = await attempt(upstream, endpoint);
+      const status = await attempt(upstream, endpoint, retryAnswer);
       routing.record(endpoint.address, status >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
       observer.answered(status, service, endpoint.cluster);
       return { answered: true };
     } catch (err) {
       failure = failureKind(err);
       lastError = `${endpoint.address}: ${(err as Error).message}`;
-      // A refused stream counts as a refused connection would: the endpoint did not take the request.
-      routing.record(endpoint.address, { ok: false, kind: failure === 'connect' || failure === 'unprocessed' ? 'connect-error' : '5xx' }, about);
+      if (failure === 'overflow') {
+        // The breaker refused before anything was sent: no verdict on the endpoint, no retry.
+        publishPolicyAction(routing, service, 'circuit_open', undefined);
+        observer.answered(errorCodes.ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN.status, service, endpoint.cluster);
+        return { answered: false, code: 'ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN', message: `${service}: ${(err as Error).message}` };
+      }
+      routing.record(endpoint.address, outlierResult(failure, (err as { status?: number }).status), about);
       if (request.gone()) {
         observer.answered(499, service, endpoint.cluster);
         return { answered: true };
       }
-      if (!shouldRetry({ failure, method: request.method, bodyReplayable: request.replayable(), attempts, maxAttempts })) break;
-      endpoint = routing.retries(route, endpoint, tried)[0] ?? (mayRepeatEndpoint(failure) ? endpoint : undefined);
+      const retrying = failure === 'response' ? answerRetried : mayRetry({ failure });
+      answerRetried = false;
+      if (!retrying) break;
+      endpoint = routing.retries(route, endpoint, tried)[0] ?? (mayRepeatEndpoint(failure, retry.conditions !== undefined) ? endpoint : undefined);
     }
   }
   const code = tried.size === 0 ? 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT' : failureCodes[failure];
@@ -110,11 +179,19 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
   return { answered: false, code, message: `${service}: ${describeFailure(failure, tried.size)}; last: ${lastError}` };
 }
 
+function outlierResult(failure: FailureKind, status: number | undefined): OutlierResult {
+  // A refused stream counts as a refused connection would: the endpoint did not take the request.
+  if (failure === 'connect' || failure === 'unprocessed') return { ok: false, kind: 'connect-error' };
+  if (failure === 'response' && status !== undefined && status < 500) return { ok: true, kind: 'ok' };
+  return { ok: false, kind: '5xx' };
+}
+
 function describeFailure(failure: FailureKind, tried: number): string {
   switch (failure) {
     case 'connect': return `no endpoint could be reached after ${tried} attempt(s)`;
     case 'unprocessed': return `the destination refused the request without processing it (HTTP/2 REFUSED_STREAM or GOAWAY) on ${tried} endpoint(s)`;
     case 'timeout': return 'the destination did not start its answer in time (timeouts.responseHeaders, or timeouts.streamIdle while the request body was silent)';
+    case 'overflow': return 'a circuit breaker refused the request';
     case 'reset':
     case 'response': return `the connection broke before an answer came (${tried} attempt(s); a request whose body was not kept, or that is not idempotent, is not retried)`;
   }

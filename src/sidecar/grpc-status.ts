@@ -31,6 +31,24 @@ export function grpcStatusOf(httpStatus: number): number {
   }
 }
 
+/**
+ * The HTTP status a non-gRPC caller gets for a gRPC status code (a FaultInjection abort with
+ * grpcStatus): the inverse of the table above where it has one (gRPC's "Status codes and their
+ * use in gRPC": UNAVAILABLE is 503, DEADLINE_EXCEEDED 504, RESOURCE_EXHAUSTED 429), else 500.
+ */
+export function httpStatusOfGrpc(grpcStatus: number): number {
+  switch (grpcStatus) {
+    case 0: return 200;
+    case 4: return 504;
+    case 7: return 403;
+    case 8: return 429;
+    case 12: return 501;
+    case 14: return 503;
+    case 16: return 401;
+    default: return 500;
+  }
+}
+
 /** grpc-message is percent-encoded UTF-8: every byte outside 0x20–0x7E, and '%' itself (PROTOCOL-HTTP2, "Responses"). */
 export function encodeGrpcMessage(message: string): string {
   let out = '';

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { IsthmusError } from '../core/errors.js';
 import { h2ForwardFields, h2Response } from './h2-headers.js';
 import { goawayLastStreamId } from './h2-sessions.js';
-import { h2StreamUnprocessed } from './retry-policy.js';
+import { h2StreamUnprocessed, retriedAnswerCode } from './retry-policy.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
 
@@ -18,6 +18,10 @@ export interface H2Forward {
   streamIdleMs: number;
   /** A response header the caller must not see (the trace report between sidecars). */
   drop?: string;
+  /** Asked before the head is passed on: true drops the answer (it will be retried, attempts.ts). */
+  retryAnswer?: (status: number, grpcStatus: number | undefined) => boolean;
+  /** Runs once when the stream is over, however it ended (a circuit breaker's count). */
+  done?: () => void;
 }
 
 /**
@@ -36,6 +40,7 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
   return new Promise<number>((resolve, reject) => {
     let started = false;
     const upstream = session.request(f.headers, { endStream: !f.body, waitForTrailers: f.body !== undefined });
+    if (f.done) upstream.once('close', f.done);
     const fail = (err: Error) => {
       clearTimeout(headTimer);
       downstream.removeListener('close', onDownstreamClose);
@@ -71,6 +76,13 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
     upstream.once('response', (headers, flags) => {
       clearTimeout(headTimer);
       if (downstream.destroyed || downstream.closed) return void upstream.close(NGHTTP2_CANCEL);
+      if (f.retryAnswer) {
+        const grpcStatus = headers['grpc-status'] === undefined ? undefined : Number(headers['grpc-status']);
+        if (f.retryAnswer(Number(headers[':status']), grpcStatus)) {
+          fail(Object.assign(new Error(`the destination answered ${headers[':status']}${grpcStatus === undefined ? '' : ` (grpc-status ${grpcStatus})`}; retried`), { code: retriedAnswerCode, status: Number(headers[':status']) }));
+          return void upstream.close(NGHTTP2_CANCEL);
+        }
+      }
       const head = h2Response(headers, f.drop);
       // gRPC's trailers-only answer (an error, most often) must stay one HEADERS frame with END_STREAM.
       if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {

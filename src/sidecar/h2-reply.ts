@@ -8,20 +8,21 @@ import { encodeGrpcMessage, grpcStatusOf } from './grpc-status.js';
  * END_STREAM) whose grpc-status follows gRPC's HTTP mapping (503 → 14 UNAVAILABLE) and whose
  * grpc-message is the same message: gRPC clients show those, and drop the body of anything else.
  */
-export function replyH2(stream: ServerHttp2Stream, code: ErrorCode, message: string, grpc: boolean): void {
+export function replyH2(stream: ServerHttp2Stream, code: ErrorCode, message: string, grpc: boolean, override?: { status: number; grpcStatus: number; headers?: Record<string, string> }): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) return void stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-  const status = errorCodes[code].status;
+  // A policy's own answer (a fault's status or gRPC code, a rate limit's retry-after) overrides the code's.
+  const status = override?.status ?? errorCodes[code].status;
   // Whatever body is still arriving is not wanted; reading it lets the stream close cleanly.
   stream.resume();
   if (grpc) {
     stream.respond({
-      ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatusOf(status)),
+      ...override?.headers, ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(override?.grpcStatus ?? grpcStatusOf(status)),
       'grpc-message': encodeGrpcMessage(message), 'x-isthmus-error': code,
     }, { endStream: true });
     return;
   }
   const body = JSON.stringify({ error: { code, message } });
-  stream.respond({ ':status': status, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
+  stream.respond({ ...override?.headers, ':status': status, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
   stream.end(body);
 }

@@ -1,6 +1,9 @@
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { errorCodes } from '../core/errors.js';
-import { attemptEndpoints, routeOf } from './attempts.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { applyHeaderChanges } from '../model/traffic-policy.js';
+import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attempts.js';
+import { admitRequest } from './policy-step.js';
 import { isGrpc } from './grpc-status.js';
 import { h2ForwardFields } from './h2-headers.js';
 import { relayH2 } from './h2-relay.js';
@@ -46,18 +49,31 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried: send CONNECT over HTTP/1.1 to the proxy port', grpc);
   }
   const resolved = resolveTarget(method, headers[':path'], headers[':authority'] ?? headers.host, fixed);
-  const routed = routeOf(deps.routing, resolved);
+  // The same policy step as HTTP/1.1 (outbound.ts): faults and rate limits, then the routing rule.
+  const withPolicies = deps.routing.hasPolicies && !('refused' in resolved);
+  if (withPolicies) {
+    const admission = admitRequest(deps.routing, resolved.target, headers);
+    if (admission.delayMs > 0) await sleep(admission.delayMs);
+    if (admission.refusal) {
+      observer.answered(admission.refusal.status, deps.routing.knows(resolved.target.namespace, resolved.target.service) ? `${resolved.target.namespace}/${resolved.target.service}` : undefined);
+      return replyH2(stream, admission.refusal.code, admission.refusal.message, grpc, admission.refusal);
+    }
+  }
+  const routed = routeOf(deps.routing, resolved, withPolicies ? { method, path: resolved.path, headers } : undefined);
   if ('code' in routed) {
     observer.answered(errorCodes[routed.code].status, routed.service);
     return replyH2(stream, routed.code, routed.message, grpc);
   }
-  const { route, service } = routed;
+  const { route, service, action } = routed;
   const { host, path } = resolved as ResolvedTarget;
   // Trace mode is the admin port's (POST /trace); an app cannot ask a destination for its report.
   const upstreamHeaders: Record<string, string | string[]> = {
     ...h2ForwardFields(headers, traceHeader), ':method': method, ':path': path, ':authority': host, ':scheme': 'https',
   };
+  if (action?.headers) applyHeaderChanges(upstreamHeaders, action.headers);
   observer.propagate(upstreamHeaders);
+  const { retry, breaker } = resilienceOf(deps.routing, resolved as ResolvedTarget, route);
+  const responseHeadersMs = attemptTimeout(action?.timeoutMs ?? deps.timeouts.responseHeadersMs, retry);
   const body = stream.endAfterHeaders ? undefined : new RequestBody(stream, deps.retryBufferBytes);
   let trailers: IncomingHttpHeaders | undefined;
   stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
@@ -67,13 +83,19 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
   });
 
   const outcome = await attemptEndpoints(deps.routing, {
-    route, service, method, observer, replayable: () => body?.replayable ?? true, gone: () => stream.closed || stream.destroyed,
-  }, async (upstream) => {
-    const session = await deps.upstreams.h2Session(upstream);
-    return relayH2(session, stream, {
-      headers: upstreamHeaders, body: body?.open(), trailers: () => trailers, drop: inboundReportHeader,
-      responseHeadersMs: deps.timeouts.responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs,
-    });
+    route, service, method, observer, retry, grpc, replayable: () => body?.replayable ?? true, gone: () => stream.closed || stream.destroyed,
+  }, async (upstream, _endpoint, retryAnswer) => {
+    const release = deps.upstreams.admitStream(upstream, breaker);
+    try {
+      const session = await deps.upstreams.h2Session(upstream);
+      return await relayH2(session, stream, {
+        headers: upstreamHeaders, body: body?.open(), trailers: () => trailers, drop: inboundReportHeader,
+        responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs, retryAnswer, done: release,
+      });
+    } catch (err) {
+      release();
+      throw err;
+    }
   });
   if (!outcome.answered) replyH2(stream, outcome.code, outcome.message, grpc);
 }

@@ -4,7 +4,9 @@ import type { Dispatcher } from 'undici';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { applyHeaderChanges } from '../model/traffic-policy.js';
-import { attemptEndpoints, maxAttempts, routeOf } from './attempts.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { attemptEndpoints, attemptTimeout, maxAttempts, resilienceOf, routeOf } from './attempts.js';
+import { admitRequest } from './policy-step.js';
 import { forwardableHeaders } from './headers.js';
 import { errorResponse, requestHead } from './http-head.js';
 import { createOutboundH2 } from './outbound-h2.js';
@@ -75,8 +77,18 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
 async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
   const resolved = resolveTarget(req.method, req.url, req.headers.host, fixed);
-  // The traffic-policy step needs the request only when some policy exists.
-  const facts = deps.routing.hasPolicies && !('refused' in resolved) ? { method: req.method ?? 'GET', path: resolved.path, headers: req.headers } : undefined;
+  // The policy step needs the request only when some policy exists.
+  const withPolicies = deps.routing.hasPolicies && !('refused' in resolved);
+  if (withPolicies) {
+    const admission = admitRequest(deps.routing, resolved.target, req.headers);
+    if (admission.delayMs > 0) await sleep(admission.delayMs);
+    if (admission.refusal) {
+      req.resume();
+      observer.answered(admission.refusal.status, knownService(deps, resolved.target));
+      return reply(res, admission.refusal.code, admission.refusal.message, admission.refusal);
+    }
+  }
+  const facts = withPolicies ? { method: req.method ?? 'GET', path: resolved.path, headers: req.headers } : undefined;
   const routed = routeOf(deps.routing, resolved, facts);
   if ('code' in routed) {
     req.resume();
@@ -95,18 +107,19 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
   const body = hasBody(req) ? new RequestBody(req, deps.retryBufferBytes) : undefined;
   if (!body) req.resume();
   const method = req.method ?? 'GET';
+  const { retry, breaker } = resilienceOf(deps.routing, resolved as ResolvedTarget, route);
+  // A rule's timeouts.request stands in for the response-headers timeout (docs/traffic-policy.md); a per-try timeout may shorten it.
+  const headersTimeout = attemptTimeout(action?.timeoutMs ?? deps.timeouts.responseHeadersMs, retry);
 
   const outcome = await attemptEndpoints(deps.routing, {
-    route, service, method, observer, replayable: () => body?.replayable ?? true, gone: () => res.destroyed,
-  }, (upstream) => {
-    const relay = new ResponseRelay(res, inboundReportHeader);
+    route, service, method, observer, retry, replayable: () => body?.replayable ?? true, gone: () => res.destroyed,
+  }, (upstream, _endpoint, retryAnswer) => {
+    const relay = new ResponseRelay(res, inboundReportHeader, undefined, retryAnswer);
     // undici would derive the TLS server name from the Host header; the mesh SNI must win.
     const options = {
-      path, method, headers, body: body ? body.open() : null, servername: upstream.sni,
-      // A rule's timeouts.request stands in for the response-headers timeout (docs/traffic-policy.md).
-      headersTimeout: action?.timeoutMs ?? deps.timeouts.responseHeadersMs, bodyTimeout: deps.timeouts.streamIdleMs,
+      path, method, headers, body: body ? body.open() : null, servername: upstream.sni, headersTimeout, bodyTimeout: deps.timeouts.streamIdleMs,
     };
-    deps.upstreams.get(upstream).dispatch(options as Dispatcher.DispatchOptions, relay);
+    deps.upstreams.get(upstream, breaker).dispatch(options as Dispatcher.DispatchOptions, relay);
     return relay.started;
   });
   if (!outcome.answered) reply(res, outcome.code, outcome.message);
@@ -173,9 +186,14 @@ function errorStatus(code: ErrorCode): number {
   return errorCodes[code].status;
 }
 
-function reply(res: ServerResponse, code: ErrorCode, message: string): void {
+function knownService(deps: OutboundDeps, target: MeshTarget): string | undefined {
+  return deps.routing.knows(target.namespace, target.service) ? `${target.namespace}/${target.service}` : undefined;
+}
+
+/** `override`: a policy's own status and headers (a fault's status, a rate limit's retry-after). */
+function reply(res: ServerResponse, code: ErrorCode, message: string, override?: { status: number; headers?: Record<string, string> }): void {
   if (res.destroyed) return;
   const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(errorStatus(code), { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
+  res.writeHead(override?.status ?? errorStatus(code), { ...override?.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
   res.end(body);
 }

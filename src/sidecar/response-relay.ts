@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { forwardableHeaders } from './headers.js';
+import { retriedAnswerCode } from './retry-policy.js';
 
 type Controller = Dispatcher.DispatchController;
 
@@ -19,6 +20,8 @@ export class ResponseRelay implements Dispatcher.DispatchHandler {
   private reject!: (err: Error) => void;
   private controller: Controller | undefined;
   private headWritten = false;
+  /** The answer is being retried: its body is read to its end (the connection stays usable) and dropped. */
+  private dropping = false;
   /**
    * Resumes the upstream once a write the app's socket could not take at once has been flushed.
    * A write callback, not the response's 'drain': on an https server whose request is paused
@@ -33,7 +36,11 @@ export class ResponseRelay implements Dispatcher.DispatchHandler {
    * `drop`: a response header the app must not see; `decorate`: adds headers of this sidecar's
    * own to the head just before it is written (the trace report).
    */
-  constructor(private readonly res: ServerResponse, private readonly drop?: string, private readonly decorate?: (headers: Record<string, string | string[]>) => void) {
+  constructor(
+    private readonly res: ServerResponse, private readonly drop?: string, private readonly decorate?: (headers: Record<string, string | string[]>) => void,
+    /** Asked before the head is written: true holds the answer back (it will be retried, attempts.ts). */
+    private readonly retryAnswer?: (status: number, grpcStatus: number | undefined) => boolean,
+  ) {
     this.started = new Promise<number>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -50,6 +57,11 @@ export class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseStart(_controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
     if (statusCode < 200) return; // 1xx: informational, the final head follows
+    if (this.retryAnswer?.(statusCode, undefined)) {
+      this.dropping = true;
+      this.reject(Object.assign(new Error(`the destination answered ${statusCode}; retried`), { code: retriedAnswerCode, status: statusCode }));
+      return;
+    }
     const forwarded = forwardableHeaders(headers, this.drop);
     this.decorate?.(forwarded);
     this.res.writeHead(statusCode, statusMessage ?? '', forwarded);
@@ -58,10 +70,12 @@ export class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
+    if (this.dropping) return;
     if (!this.res.write(chunk, this.flushed)) controller.pause();
   }
 
   onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
+    if (this.dropping) return;
     // Trailers reach an HTTP/1.1 app only on a chunked response (RFC 9112 §7.1.2).
     for (const name in trailers) {
       this.res.addTrailers(forwardableHeaders(trailers));
@@ -71,6 +85,7 @@ export class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Controller, err: Error): void {
+    if (this.dropping) return;
     if (!this.headWritten) this.reject(err);
     else this.res.destroy(err);
   }

@@ -1,12 +1,14 @@
 import { channels } from '../core/channels.js';
 import type { Catalog } from '../model/catalog.js';
 import { pickEndpoint, pickPrepared, prepareEndpoints, retryOrder, type PickedEndpoint, type PreparedEndpoints } from '../model/balancer.js';
+import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 import { formatServiceSni } from '../model/sni.js';
 import type { PolicyRecord } from '../model/policy-records.js';
 import { compileTrafficPolicies, type Backend, type ServiceRoutes } from '../model/traffic-policy.js';
+import { ResiliencePolicies } from './resilience-state.js';
 import type { UpstreamKey } from './upstreams.js';
 
 export const failoverChannel = channels.balancerFailover;
@@ -50,6 +52,8 @@ export class RoutingTable {
   private readonly answeredAt = new Map<string, number>();
   /** Routing policies by `<ns>/<service>` (model/traffic-policy.ts), compiled once per policy snapshot. */
   private policies = new Map<string, ServiceRoutes>();
+  /** Retries, breakers, outlier settings, rate limits, faults and failover per service (resilience-state.ts). */
+  readonly resilience = new ResiliencePolicies();
 
   constructor(
     private readonly caller: { cluster: string; zone: string },
@@ -75,10 +79,14 @@ export class RoutingTable {
 
   setPolicies(records: readonly PolicyRecord[]): void {
     this.policies = compileTrafficPolicies(records);
+    this.resilience.set(records);
+    // A FailoverPolicy changes localities.
+    this.invalidate();
   }
 
+  /** Some routing or resilience policy exists: requests go through the policy step. */
   get hasPolicies(): boolean {
-    return this.policies.size > 0;
+    return this.policies.size > 0 || this.resilience.size > 0;
   }
 
   /** The routing policy of a service the app called, if any applies to it. */
@@ -126,7 +134,10 @@ export class RoutingTable {
     const now = this.now();
     const ejected = ejectedAddresses(this.outliers, now);
     const catalogService = subset ? null : (this.catalogServices.get(serviceKey) ?? null);
-    const base = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
+    const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
+    // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region.
+    const failover = this.resilience.of(serviceKey)?.failover;
+    const base = failover ? withinScope(unscoped, failover.scope) : unscoped;
     // Health as this sidecar sees it: what the federation reports, and our own checks, and not ejected.
     const localities: ServiceLocalities = {
       localities: base.localities.map((l) => ({
@@ -188,7 +199,9 @@ export class RoutingTable {
     const now = this.now();
     if (result.ok) this.answeredAt.set(address, now);
     const before = isEjected(this.outliers, address, now);
-    this.outliers = recordResult(this.outliers, address, result, now);
+    // A service's OutlierDetection policy replaces the defaults for the results of its requests.
+    const config = about ? this.resilience.of(about.service)?.outlier : undefined;
+    this.outliers = recordResult(this.outliers, address, result, now, config);
     if (isEjected(this.outliers, address, now) === before) return;
     this.invalidate();
     if (!before && !result.ok && ejectionChannel.hasSubscribers) {

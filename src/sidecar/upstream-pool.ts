@@ -1,4 +1,7 @@
 import type { Dispatcher } from 'undici';
+import { IsthmusError } from '../core/errors.js';
+import { breakerVerdict, connectionCap, type BreakerLimits } from '../model/circuit-breaker.js';
+import { countedHandler } from './counted-handler.js';
 import { buildConnector, Client, Dispatcher as DispatcherBase, type Connector, type ConnectorOptions } from '../core/undici.js';
 
 export interface UpstreamPoolOptions {
@@ -45,6 +48,9 @@ export class UpstreamPool extends DispatcherBase {
   private closing: (() => void) | undefined;
   private closed = false;
   private readonly connector: Connector;
+  /** A CircuitBreaker's limits (model/circuit-breaker.ts), and the requests it counts. */
+  private limits: Readonly<BreakerLimits> | undefined;
+  private outstanding = 0;
 
   constructor(private readonly origin: string, private readonly options: UpstreamPoolOptions) {
     super();
@@ -61,10 +67,28 @@ export class UpstreamPool extends DispatcherBase {
     return this.members.length;
   }
 
-  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  /** Sets or clears the circuit breaker's limits; requests already admitted are not affected. */
+  setLimits(limits: Readonly<BreakerLimits> | undefined): void {
+    this.limits = limits;
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, given: Dispatcher.DispatchHandler): boolean {
     if (this.closed) {
-      failHandler(handler, Object.assign(new Error('the upstream pool is closed'), { code: 'UND_ERR_CLOSED' }));
+      failHandler(given, Object.assign(new Error('the upstream pool is closed'), { code: 'UND_ERR_CLOSED' }));
       return false;
+    }
+    let handler = given;
+    if (this.limits) {
+      const verdict = breakerVerdict({ inFlight: this.outstanding - this.queued, queued: this.queued, canSendNow: this.free() !== undefined || this.mayGrow() }, this.limits);
+      if (verdict.open) {
+        const what = verdict.limit === 'maxRequests' ? 'requests outstanding' : 'requests waiting for a connection';
+        failHandler(handler, new IsthmusError('ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN', `circuit breaker open at ${this.origin}: ${verdict.value} ${what} already (${verdict.limit} ${verdict.value} of ${this.limits.policy}); refused without sending`));
+        return true;
+      }
+      if (this.limits.maxRequests !== undefined) {
+        this.outstanding += 1;
+        handler = countedHandler(handler, () => { this.outstanding -= 1; });
+      }
     }
     const member = this.free() ?? this.grow();
     if (member) this.send(member, opts, handler);
@@ -101,9 +125,13 @@ export class UpstreamPool extends DispatcherBase {
     return undefined;
   }
 
+  private mayGrow(): boolean {
+    return this.members.length < connectionCap(this.options.connections, this.limits) && this.connecting < this.options.maxConnecting;
+  }
+
   /** A new connection, if the pool may open one now. */
   private grow(): Member | undefined {
-    if (this.members.length >= this.options.connections || this.connecting >= this.options.maxConnecting) return undefined;
+    if (!this.mayGrow()) return undefined;
     const client = new Client(this.origin, {
       connect: this.connector,
       keepAliveTimeout: this.options.idleMs,

@@ -1,5 +1,7 @@
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
+import { IsthmusError } from '../core/errors.js';
+import { breakerVerdict, type BreakerLimits } from '../model/circuit-breaker.js';
 import { defaultTimeouts } from './timeouts.js';
 import { checkDestination } from './peer-identity.js';
 import { H2Sessions } from './h2-sessions.js';
@@ -26,6 +28,8 @@ export interface UpstreamOptions {
   idleMs?: number;
 }
 
+const noop = (): void => undefined;
+
 /**
  * Keep-alive mTLS connection pools, one per (address, SNI), for HTTP/1.1 requests; and one kept
  * HTTP/2 session per (address, SNI) for requests that arrived as HTTP/2 (gRPC above all). A new handshake costs ~3 ms of CPU
@@ -34,6 +38,8 @@ export interface UpstreamOptions {
  */
 export class Upstreams {
   private readonly pools = new Map<string, UpstreamPool>();
+  /** HTTP/2 streams open per key, counted only for services with a CircuitBreaker's maxRequests. */
+  private readonly streams = new Map<string, number>();
   private sessions: H2Sessions;
   private readonly connections: number;
   private readonly maxConnecting: number;
@@ -65,7 +71,8 @@ export class Upstreams {
     };
   }
 
-  get(key: UpstreamKey): UpstreamPool {
+  /** The pool for `key`, with a CircuitBreaker's limits when the service has one (cleared when it has none). */
+  get(key: UpstreamKey, limits?: Readonly<BreakerLimits>): UpstreamPool {
     const { id } = key;
     let pool = this.pools.get(id);
     if (!pool) {
@@ -77,6 +84,7 @@ export class Upstreams {
       });
       this.pools.set(id, pool);
     }
+    pool.setLimits(limits);
     return pool;
   }
 
@@ -93,6 +101,27 @@ export class Upstreams {
         return socket;
       },
     }), this.connectTimeoutMs);
+  }
+
+  /**
+   * A CircuitBreaker's maxRequests for HTTP/2 streams to `key` (streams are not queued by the
+   * sidecar, so maxPendingRequests does not apply): throws ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN
+   * when that many are open, else counts one and returns the function that ends it (idempotent).
+   */
+  admitStream(key: UpstreamKey, limits: Readonly<BreakerLimits> | undefined): () => void {
+    if (limits?.maxRequests === undefined) return noop;
+    const open = this.streams.get(key.id) ?? 0;
+    const verdict = breakerVerdict({ inFlight: open, queued: 0, canSendNow: true }, limits);
+    if (verdict.open) throw new IsthmusError('ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN', `circuit breaker open at ${key.address}: ${verdict.value} streams open already (${verdict.limit} ${verdict.value} of ${limits.policy}); refused without sending`);
+    this.streams.set(key.id, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.streams.get(key.id) ?? 1) - 1;
+      if (left <= 0) this.streams.delete(key.id);
+      else this.streams.set(key.id, left);
+    };
   }
 
   /**

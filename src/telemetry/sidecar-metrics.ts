@@ -88,6 +88,15 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     failovers.inc({ source_cluster: cluster, destination_service: `${m.namespace}/${m.service}`, from_priority: String(m.from ?? 'none'), to_priority: String(m.to ?? 'none') });
   });
 
+  const policyActions = new Counter({
+    name: 'isthmus_policy_actions_total',
+    help: 'What resilience policies did to the app\'s requests: retry_budget_exhausted (a retry the budget refused), circuit_open, rate_limited, fault_abort, fault_delay.',
+    labelNames: ['source_cluster', 'destination_service', 'action'], registers,
+  });
+  listen(channels.policyAction, (m) => {
+    policyActions.inc({ source_cluster: cluster, destination_service: m.service ?? 'unknown', action: m.action });
+  });
+
   tcpMetrics(registry, cluster, destination, callerLabels, listen);
 
   certificateExpiry(registry, cluster, sources.certificates);

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 
-export interface ProxiedResponse { status: number; body: any; text: string }
+export interface ProxiedResponse { status: number; body: any; text: string; headers: Record<string, string | string[] | undefined> }
 
 /** What `curl -x http://<proxy> <url>` does: an absolute-form request to the sidecar's proxy port. */
 export function viaProxy(proxy: string, url: string, timeoutMs = 5000, headers: Record<string, string> = {}): Promise<ProxiedResponse> {
@@ -12,7 +12,7 @@ export function viaProxy(proxy: string, url: string, timeoutMs = 5000, headers: 
       res.on('end', () => {
         let body: unknown;
         try { body = JSON.parse(text); } catch { body = undefined; }
-        resolve({ status: res.statusCode ?? 0, body, text });
+        resolve({ status: res.statusCode ?? 0, body, text, headers: res.headers });
       });
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
