@@ -1,8 +1,9 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
 import { workloadId } from '../trust/spiffe.js';
 import type { PeerTlsFiles } from './peer-config.js';
+import { ensureDirectory } from '../core/user-paths.js';
 
 export interface PeerCertificates {
   rootCa: string;
@@ -28,7 +29,7 @@ export interface PeerCertificateRequest {
  * the root it trusts. Written 0600 into `dir`, which the bench deletes at the end.
  */
 export function writePeerCertificates(dir: string, request: PeerCertificateRequest): PeerCertificates {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureDirectory(dir, 'the bench\'s certificate directory', 0o700);
   const root = createRootCa({ trustDomain: request.trustDomain });
   const intermediates = new Map<string, CertAndKey>();
   const intermediate = (cluster: string) => {

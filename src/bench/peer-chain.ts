@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { freePort } from '../dev/ports.js';
 import { writePeerCertificates } from './peer-certs.js';
 import { renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
 import { startPeerProcess, type PeerProcess } from './peer-process.js';
+import { ensureDirectory } from '../core/user-paths.js';
 
 /** A service the peer chain reaches, where its app runs, and in which cluster. */
 export interface PeerService {
@@ -78,7 +79,7 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
   const address = async (cluster: string) => `${hostOf(cluster)}:${await freePort(hostOf(cluster))}`;
   const prefix = (name: string) => {
     const dir = join(opts.dir, name);
-    mkdirSync(dir, { recursive: true });
+    ensureDirectory(dir, 'the bench\'s peer directory');
     return dir;
   };
   const runNginx = async (name: string, config: string, listen: string, services: string[]) => {

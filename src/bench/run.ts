@@ -3,6 +3,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../core/errors.js';
+import { ensureDirectory } from '../core/user-paths.js';
 import { parseBenchArgs, usage, type BenchArgs } from './args.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
 import { compareRows, formatComparisons, ratioTargets } from './comparison.js';
@@ -38,6 +39,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     args = parsed;
+    // Before the mesh starts: node would only fail at the end, when it writes the profile.
+    if (args.cpuProf !== undefined) ensureDirectory(args.cpuProf, '--cpu-prof');
   } catch (err) {
     say(describeError(err));
     return 1;

@@ -1,5 +1,5 @@
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { ensureDirectory } from '../core/user-paths.js';
 import { createRootCa } from '../trust/ca.js';
 import { writeRootCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
@@ -17,7 +17,7 @@ export function registerCa(program: Command): void {
     .addOption(outputOption())
     .action(action(async (opts: { trustDomain: string; out: string; validityDays: number; output: string }) => {
       const trustDomain = validateTrustDomain(opts.trustDomain);
-      const dir = resolve(opts.out);
+      const dir = ensureDirectory(opts.out, '--out', 0o700);
       const root = createRootCa({ trustDomain, validityDays: opts.validityDays });
       writeRootCa(dir, root);
       const info = certificateInfo(root.certPem);

@@ -5,6 +5,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
+import { ensureDirectory } from '../core/user-paths.js';
 
 interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; output: string }
 
@@ -29,7 +30,8 @@ export function registerDev(program: Command): void {
     .action(action(async (opts: DevUpOptions) => {
       const { startDevMesh } = await import('../dev/dev-mesh.js');
       const keep = opts.stateDir !== undefined;
-      const stateDir = keep ? resolve(opts.stateDir!) : mkdtempSync(join(tmpdir(), 'isthmus-dev-'));
+      // Refused before anything starts: a state dir that cannot be written would fail half-way.
+      const stateDir = keep ? ensureDirectory(opts.stateDir!, '--state-dir') : mkdtempSync(join(tmpdir(), 'isthmus-dev-'));
       const clusters = opts.clusters.split(',').map((s) => s.trim()).filter(Boolean);
       const json = opts.output === 'json';
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);

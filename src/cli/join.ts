@@ -1,10 +1,11 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { IsthmusError, isIsthmusError } from '../core/errors.js';
+import { describeError, IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
+import { checkDirectory, ensureDirectory } from '../core/user-paths.js';
 import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
 import type { FederationStore } from '../federation/store.js';
 import type { ClusterRecord } from '../model/records.js';
@@ -203,6 +204,11 @@ const joinChecks: Check<JoinContext>[] = [
     name: 'output directory',
     async run(ctx) {
       const out = resolve(ctx.opts.out);
+      try {
+        checkDirectory(out, '--out');
+      } catch (err) {
+        return { status: 'failed', detail: describeError(err), hint: 'choose an --out directory on a writable disk' };
+      }
       if (!existsSync(out) || readdirSync(out).length === 0) return { status: 'ok', detail: `${out} will be created` };
       if (ctx.opts.force) return { status: 'warn', detail: `${out} is not empty; --force replaces it` };
       return { status: 'failed', detail: `${out} is not empty`, hint: 'choose a new --out directory, or pass --force to replace it' };
@@ -220,7 +226,7 @@ async function writeJoin(ctx: JoinContext): Promise<{ dir: string; config: strin
   const store = ctx.store!;
   const out = resolve(opts.out);
   const intermediate = createIntermediateCa({ root, trustDomain: root.trustDomain, cluster });
-  mkdirSync(dirname(out), { recursive: true });
+  ensureDirectory(dirname(out), '--out');
   const staging = mkdtempSync(join(dirname(out), `.${basename(out)}-`));
   try {
     writeClusterCa(staging, {

@@ -1,5 +1,7 @@
 import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
+import { ensureDirectory } from './user-paths.js';
 
 export type LogFormat = 'json' | 'pretty';
 export type { Logger };
@@ -16,7 +18,9 @@ export function createLogger(opts: { name: string; level?: string; format?: LogF
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     return pino({ name: opts.name, level }, pretty({ destination: 2, colorize: process.stderr.isTTY ?? false, sync: true }));
   }
-  const destination = opts.file === undefined ? pino.destination({ fd: 2, sync: true }) : pino.destination({ dest: opts.file, mkdir: true, sync: false });
+  // Not pino's own mkdir: it is Node's recursive mkdir, which spins on /proc (see ensureDirectory).
+  if (opts.file !== undefined) ensureDirectory(dirname(opts.file), 'the log file\'s directory');
+  const destination = opts.file === undefined ? pino.destination({ fd: 2, sync: true }) : pino.destination({ dest: opts.file, sync: false });
   return pino({ name: opts.name, level }, destination);
 }
 

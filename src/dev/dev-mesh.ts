@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { withStore } from '../cli/common.js';
@@ -17,6 +17,7 @@ import { MeshProcess } from './mesh-process.js';
 import { hasRedisServer, redisInstallHint, redisPing } from './redis-sample.js';
 import { routeHasHealthyEndpoint, TrafficGenerator, waitUntilServing } from './traffic-generator.js';
 import { SampleWorkload, sidecarStateDir } from './sample-workload.js';
+import { ensureDirectory } from '../core/user-paths.js';
 
 export interface DevMeshOptions {
   clusters: string[];
@@ -110,7 +111,7 @@ export const redisListenerPort = 16379;
  */
 export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
   for (const name of opts.clusters) checkName('cluster', name);
-  mkdirSync(join(opts.stateDir, 'logs'), { recursive: true });
+  ensureDirectory(join(opts.stateDir, 'logs'), 'the dev mesh\'s log directory');
   const stoppers: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const s of stoppers.reverse()) await s().catch(() => undefined);

@@ -1,9 +1,10 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Logger } from '../core/log.js';
 import type { SidecarConfig } from '../sidecar/config.js';
 import { MeshProcess } from './mesh-process.js';
+import { ensureDirectory } from '../core/user-paths.js';
 
 /** What the YAML of `isthmus sidecar --config` says, minus the token (passed apart, never in the YAML). */
 export type DevSidecarSettings = Omit<SidecarConfig, 'rootCertPem' | 'bootstrapToken' | 'stateDirPath' | 'reportIntervalMs' | 'token' | 'tokenFile' | 'reportInterval'>;
@@ -54,7 +55,7 @@ export async function startDevSidecar(settings: DevSidecarSettings, secrets: { b
  * write them. The report interval is whole seconds, as every duration in the config is.
  */
 export function writeSidecarFiles(settings: DevSidecarSettings, secrets: { bootstrapToken: string; reportIntervalMs?: number | undefined }): string {
-  mkdirSync(settings.stateDir, { recursive: true });
+  ensureDirectory(settings.stateDir, 'the sidecar\'s state directory');
   const tokenFile = join(settings.stateDir, 'bootstrap-token');
   writeFileSync(tokenFile, `${secrets.bootstrapToken}\n`, { mode: 0o600 });
   chmodSync(tokenFile, 0o600);

@@ -1,10 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
 import type { SampleInstance } from './sample-service.js';
+import { ensureDirectory } from '../core/user-paths.js';
 
 export const redisInstallHint = 'apt-get install -y redis-server redis-tools';
 
@@ -26,7 +27,7 @@ const setpriv = spawnSync('setpriv', ['--help'], { stdio: 'ignore' }).status ===
 export async function startRedisInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number; tempRoot?: string | undefined }): Promise<SampleInstance> {
   if (!hasRedisServer()) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `redis-server is not installed; the TCP sample needs it (${redisInstallHint})`);
   const root = opts.tempRoot ?? tmpdir();
-  mkdirSync(root, { recursive: true });
+  ensureDirectory(root, 'the redis sample\'s directory');
   const dir = mkdtempSync(join(root, `${opts.instance}-`));
   const args = [
     'redis-server', '--bind', opts.host, '--port', String(opts.port), '--dir', dir, '--save', '', '--appendonly', 'no',

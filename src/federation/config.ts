@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '../core/typebox.js';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
+import { pathError } from '../core/user-paths.js';
 import { dnsLabelPattern } from '../core/names.js';
 import { durationPattern, parseDuration, validate } from '../core/validate.js';
 
@@ -117,7 +118,8 @@ export function loadClusterConfig(path: string): LoadedClusterConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; pass the file \`isthmus join\` wrote (<out>/cluster.yaml)`, { cause: err });
+    const refused = pathError(err, resolve(path), 'read-file', 'the cluster config');
+    throw new IsthmusError(refused.code, `${refused.message} Pass the cluster.yaml that \`isthmus join\` wrote in its --out directory.`, { cause: err });
   }
   return parseClusterConfig(text, path);
 }

@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type, type Static } from '../core/typebox.js';
 import { IsthmusError } from '../core/errors.js';
+import { pathError, readUserFile } from '../core/user-paths.js';
 import { validate } from '../core/validate.js';
 import type { TokenRecord } from '../trust/tokens.js';
 
@@ -42,9 +43,10 @@ export function registryPath(clusterDir: string): string {
 export function readRegistry(clusterDir: string): Registry {
   const path = registryPath(clusterDir);
   if (!existsSync(path)) return { version: 1, instances: [], tokens: [] };
+  const text = readUserFile(path, 'the registry file');
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (err) {
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `${path} is not valid JSON; restore it or remove it and register the instances again`, { cause: err });
   }
@@ -57,8 +59,13 @@ export function updateRegistry(clusterDir: string, change: (registry: Registry) 
   const next = change(readRegistry(clusterDir));
   const path = registryPath(clusterDir);
   const temp = `${path}.${process.pid}.tmp`;
-  writeFileSync(temp, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
-  renameSync(temp, path);
+  try {
+    writeFileSync(temp, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
+    renameSync(temp, path);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw pathError(err, path, 'write-file', 'the registry file (beside cluster.yaml)');
+  }
   return next;
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,7 @@ import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';
 import type { PoliciesSnapshot } from '../model/policy-records.js';
 import { connectorFor, writeTextAtomic, type WorkloadIdentity } from './identity.js';
+import { ensureDirectory } from '../core/user-paths.js';
 
 /** This cluster's own services and instances, as GET /v1/endpoints serves them. */
 export interface LocalEndpoints {
@@ -139,7 +140,7 @@ export class CatalogWatch extends EventEmitter {
 
   start(): void {
     if (this.running) return;
-    mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
+    ensureDirectory(this.opts.stateDir, 'the sidecar\'s stateDir', 0o700);
     for (const feed of [catalogFeed, endpointsFeed, policiesFeed] as Feed<unknown>[]) this.loadFromDisk(feed);
     this.running = Promise.all([this.poll(catalogFeed), this.poll(endpointsFeed), this.poll(policiesFeed)]);
   }

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '../core/typebox.js';
 import { parse as parseYaml } from 'yaml';
-import { IsthmusError } from '../core/errors.js';
+import { IsthmusError, isIsthmusError } from '../core/errors.js';
+import { readUserFile } from '../core/user-paths.js';
 import { dnsLabelPattern } from '../core/names.js';
 import { durationPattern, parseDuration, validate } from '../core/validate.js';
 import { TimeoutsSchema } from './timeouts.js';
@@ -57,8 +58,9 @@ export type SidecarConfig = Static<typeof SidecarConfigSchema> & {
 export function loadSidecarConfig(path: string): Readonly<SidecarConfig> {
   let raw: unknown;
   try {
-    raw = parseYaml(readFileSync(path, 'utf8'));
+    raw = parseYaml(readUserFile(path, 'the sidecar config'));
   } catch (err) {
+    if (isIsthmusError(err)) throw err;
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read sidecar config ${path}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
   const config = validate(SidecarConfigSchema, raw, path);

@@ -1,6 +1,6 @@
 import { generateKeyPair } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createSecureContext, type SecureContext } from 'node:tls';
@@ -9,6 +9,7 @@ import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core
 import type { Logger } from '../core/log.js';
 import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
+import { ensureDirectory } from '../core/user-paths.js';
 
 export interface WorkloadCredentials {
   identity: string;
@@ -109,7 +110,7 @@ export class WorkloadIdentity extends EventEmitter {
   }
 
   private async init(): Promise<void> {
-    mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
+    ensureDirectory(this.opts.stateDir, 'the sidecar\'s stateDir', 0o700);
     const saved = this.load();
     if (saved && this.lifeLeft(saved) > minLifeLeft) {
       this.log.info({ identity: saved.identity, notAfter: saved.notAfter }, 'using the saved workload certificate');

@@ -8,10 +8,11 @@
  * overwritten. Reads check that the files belong together, because the most common CA outage
  * is a key copied from one directory and a certificate from another.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
+import { ensureDirectory, pathError } from '../core/user-paths.js';
 import type { CertAndKey } from './ca.js';
 import { parseSpiffeId, trustDomainOf, type SpiffeId } from './spiffe.js';
 import { isSignedBy, parseCertificates, verifyKeyMatchesCert } from './verify.js';
@@ -32,7 +33,7 @@ function missing(message: string, cause?: unknown): IsthmusError {
 }
 
 function writeExclusive(dir: string, files: FileSpec[]): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureDirectory(dir, 'the CA directory', 0o700);
   const present = files.filter((file) => existsSync(join(dir, file.name))).map((file) => file.name);
   const refuse = (names: string[]) =>
     new IsthmusError(
@@ -58,7 +59,7 @@ function writeExclusive(dir: string, files: FileSpec[]): void {
     // Leave nothing half-written: a lone key would block the next attempt and trust no one.
     for (const path of created) rmSync(path, { force: true });
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw refuse([(err as NodeJS.ErrnoException).path ?? 'a CA file']);
-    throw new Error(`Could not write the CA files in ${dir} (${(err as Error).message}). Check that the directory is writable and the disk has space.`, { cause: err });
+    throw pathError(err, (err as NodeJS.ErrnoException).path ?? dir, 'write-file', 'the CA file');
   }
 }
 

@@ -7,8 +7,11 @@ export const isthmusBin = fileURLToPath(new URL('../../bin/isthmus.js', import.m
 
 export interface CliResult { code: number; stdout: string; stderr: string }
 
-/** Runs the built `isthmus` command as a user would, with no standard input. */
-export async function isthmus(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/**
+ * Runs the built `isthmus` command as a user would, with no standard input. With `timeoutMs`, a
+ * command still running then is killed and the promise rejects: a hang fails the test by name.
+ */
+export async function isthmus(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [isthmusBin, ...args], {
       env: { ...process.env, ISTHMUS_ETCD: '', NO_COLOR: '1', ...env },
@@ -16,10 +19,17 @@ export async function isthmus(args: string[], env: Record<string, string> = {}):
     });
     let stdout = '';
     let stderr = '';
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`isthmus ${args.join(' ')} was still running after ${opts.timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, opts.timeoutMs);
     child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
     child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
   });
 }
 

@@ -127,7 +127,7 @@ describe('bad input gets a clear error, a non-zero exit, and nothing half-writte
     expect(result.stderr).toMatch(/\/servics: unknown field/);
     const missing = await isthmus(['federation', '--config', join(dir, 'missing.yaml')]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/cannot read config file .*missing\.yaml: ENOENT/);
+    expect(missing.stderr).toMatch(/the cluster config .*missing\.yaml cannot be read: it does not exist/);
   });
 
   test('export to an unknown cluster is refused; unexport of something not exported too', async () => {
