@@ -5,10 +5,12 @@ import { issueCertificate } from '../trust/ca.js';
 import { readClusterCa } from '../trust/ca-files.js';
 import { clusterRoleId } from '../trust/spiffe.js';
 import type { GatewayConfig } from './config.js';
-import type { GatewayRoutes } from './routes.js';
+import { longPoll, type LongPollFeed } from '../core/long-poll.js';
+import { GatewayRoutesSchema, type GatewayRoutes } from '../model/records.js';
 
 const longPollSeconds = 30;
 const certificateTtlSeconds = 24 * 3600;
+const routesFeed: LongPollFeed<typeof GatewayRoutesSchema> = { name: 'routing table', path: '/v1/gateway/routes', schema: GatewayRoutesSchema, versionOf: (r) => r.version };
 
 /**
  * The gateway's line to its cluster's federation service: it reports itself (so the federation
@@ -75,25 +77,16 @@ export class FederationClient {
     await loop();
   }
 
-  /** Calls `onRoutes` with every new routing table until stopped. Never throws. */
+  /**
+   * Calls `onRoutes` with every new routing table until stopped; never throws. The same client as
+   * the sidecars' (core/long-poll.ts): a restarted federation's tables are taken even when their
+   * version repeats one held before.
+   */
   async watchRoutes(onRoutes: (routes: GatewayRoutes) => void): Promise<void> {
-    let version: number | undefined;
-    while (!this.stopped) {
-      try {
-        const query = version === undefined ? '' : `?version=${version}&wait=${longPollSeconds}`;
-        const res = await request(`${this.config.federationUrl}/v1/gateway/routes${query}`, { dispatcher: this.agent, signal: this.abort.signal });
-        const routes = (await res.body.json()) as GatewayRoutes;
-        if (res.statusCode !== 200) throw new Error(`federation answered ${res.statusCode}`);
-        if (routes.version !== version) {
-          version = routes.version;
-          onRoutes(routes);
-        }
-      } catch (err) {
-        if (this.stopped) return;
-        this.log.warn({ err: describeError(err) }, 'routing table unavailable; keeping the last one');
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
+    await longPoll(routesFeed, {
+      federationUrl: this.config.federationUrl, dispatcher: () => this.agent, signal: this.abort.signal, logger: this.log,
+      waitSeconds: longPollSeconds, onSnapshot: onRoutes,
+    });
   }
 
   async close(): Promise<void> {

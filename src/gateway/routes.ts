@@ -1,10 +1,7 @@
+import type { GatewayRoutes } from '../model/records.js';
 import { parseProbeSni, parseServiceSni } from '../model/sni.js';
 
-export interface GatewayRoutes {
-  version: number;
-  cluster: string;
-  services: { namespace: string; name: string; identities: string[]; endpoints: { address: string; zone: string; healthy: boolean }[] }[];
-}
+export type { GatewayRoutes };
 
 /** Why a connection was refused; stable strings, counted per reason. */
 export type GatewayRefusal =

@@ -183,3 +183,59 @@ export type SloStatusRecord = Static<typeof SloStatusRecordSchema>;
 export function isRecord<S extends TSchema>(schema: S, value: unknown): value is Static<S> {
   return Value.Check(schema, value);
 }
+
+/*
+ * Snapshots the federation API serves to sidecars and gateways (long-polled, docs/federation.md).
+ * Every reader checks an answer against these before using it and keeps its last good one when
+ * one does not match: a half-written or foreign answer must not empty a routing table.
+ */
+const CatalogGatewaySchema = Type.Object({ id: Type.String(), address: Type.String(), port: Type.Integer(), zone: Type.String() });
+
+/** src/model/catalog.ts's `Catalog`; its version is the etcd `revision`. */
+export const CatalogSnapshotSchema = Type.Object({
+  revision: Type.Integer(),
+  clusters: Type.Array(Type.Object({
+    name: Type.String(), region: Type.String(), zones: Type.Array(Type.String()), trustDomain: Type.String(),
+    federation: Type.String(), joinedAt: Type.String(), alive: Type.Boolean(), gateways: Type.Array(CatalogGatewaySchema),
+  })),
+  services: Type.Array(Type.Object({
+    namespace: Type.String(),
+    name: Type.String(),
+    clusters: Type.Array(Type.Object({
+      cluster: Type.String(),
+      region: Type.String(),
+      zones: Type.Array(Type.Object({ zone: Type.String(), healthy: Type.Integer({ minimum: 0 }), total: Type.Integer({ minimum: 0 }) })),
+      gateways: Type.Array(CatalogGatewaySchema),
+      identities: Type.Array(Type.String()),
+      ports: Type.Array(Type.Object({ port: Type.Integer(), protocol: Type.String(), name: Type.Optional(Type.String()) })),
+    })),
+  })),
+  invalidKeys: Type.Array(Type.String()),
+});
+
+/** GET /v1/endpoints: this cluster's own services and instances. */
+export const LocalEndpointsSchema = Type.Object({
+  version: Type.Integer(),
+  cluster: Type.String(),
+  services: Type.Array(Type.Object({
+    namespace: Type.String(),
+    name: Type.String(),
+    endpoints: Type.Array(Type.Object({
+      address: Type.String(), zone: Type.String(), healthy: Type.Boolean(), labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+    })),
+  })),
+});
+export type LocalEndpoints = Static<typeof LocalEndpointsSchema>;
+
+/** GET /v1/gateway/routes: the exported services a gateway of this cluster may splice to. */
+export const GatewayRoutesSchema = Type.Object({
+  version: Type.Integer(),
+  cluster: Type.String(),
+  services: Type.Array(Type.Object({
+    namespace: Type.String(),
+    name: Type.String(),
+    identities: Type.Array(Type.String()),
+    endpoints: Type.Array(Type.Object({ address: Type.String(), zone: Type.String(), healthy: Type.Boolean() })),
+  })),
+});
+export type GatewayRoutes = Static<typeof GatewayRoutesSchema>;

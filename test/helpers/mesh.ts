@@ -37,7 +37,7 @@ export class TestMesh {
     return out;
   }
 
-  async join(name: string, opts: { index: number; ca: string; region?: string; zones?: string[]; leaseTtl?: string }): Promise<TestCluster> {
+  async join(name: string, opts: { index: number; ca: string; region?: string; zones?: string[]; leaseTtl?: string; gateways?: string[] }): Promise<TestCluster> {
     const host = `127.0.${opts.index}.1`;
     const port = await freePort(host);
     const metricsPort = await freePort(host);
@@ -45,6 +45,7 @@ export class TestMesh {
     await isthmusOk([
       'join', name, '--region', opts.region ?? 'us', '--zone', (opts.zones ?? ['a']).join(','), '--etcd', this.etcd.url,
       '--ca', opts.ca, '--out', dir, '--federation-host', host, '--api-port', String(port), '--dashboard-port', String(metricsPort), '--lease-ttl', opts.leaseTtl ?? '3s',
+      ...(opts.gateways ?? []).flatMap((address) => ['--gateway', address]),
     ]);
     const cluster = { name, host, dir, config: join(dir, 'cluster.yaml'), rootCert: join(dir, 'root-cert.pem'), apiAddress: `${host}:${port}` };
     this.clusters.set(name, cluster);

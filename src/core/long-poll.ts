@@ -1,0 +1,114 @@
+/**
+ * The one long-poll client for the federation API's snapshots (catalog, local endpoints, traffic
+ * policies, gateway routes), used by sidecars and gateways alike.
+ *
+ * A federation service numbers its snapshots afresh when it restarts, so a version is only
+ * meaningful to the federation that gave it: after an error (the federation may have restarted)
+ * or a refused answer, the client forgets the version it holds and asks without one, and it
+ * passes on every answer whose content differs from the last one it passed on, whatever its
+ * version says. Otherwise a restarted federation that has reached the very number the client
+ * holds would keep it waiting on a stale table until the next change.
+ *
+ * Every answer is checked against its schema before the caller sees it; one that does not match
+ * is logged and dropped, and the caller keeps its last good snapshot.
+ */
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Dispatcher } from 'undici';
+import { describeError } from './errors.js';
+import type { Logger } from './log.js';
+import { Value, type Static, type TSchema } from './typebox.js';
+import { request } from './undici.js';
+
+export interface LongPollFeed<S extends TSchema> {
+  /** For logs, e.g. "catalog". */
+  name: string;
+  /** e.g. /v1/catalog */
+  path: string;
+  schema: S;
+  versionOf(value: Static<S>): number;
+  /** A 404 means this federation does not serve the path (an older version), not a fault: ask again later. */
+  optional?: boolean;
+}
+
+export interface LongPollOptions<S extends TSchema> {
+  /** The federation API, https://host:port */
+  federationUrl: string;
+  /** Asked before each request, so a caller can swap its agent (a renewed certificate). */
+  dispatcher(): Dispatcher;
+  signal: AbortSignal;
+  logger: Logger;
+  waitSeconds: number;
+  notFoundRetryMs?: number;
+  rejectedRetryMs?: number;
+  /** Called with each snapshot whose content differs from the previous one passed on. */
+  onSnapshot(value: Static<S>, version: number): void;
+}
+
+/** Why an answer is not a snapshot of the schema (the first few problems with their paths), or undefined. */
+export function snapshotProblem(schema: TSchema, value: unknown): string | undefined {
+  // TypeBox reports a missing field twice (required, then its type): the first per path says it.
+  const problems = new Map<string, string>();
+  for (const error of Value.Errors(schema, value)) {
+    const path = error.path === '' ? '/' : error.path;
+    if (!problems.has(path)) problems.set(path, `${path}: ${error.message.toLowerCase()}`);
+    if (problems.size === 3) break;
+  }
+  return problems.size === 0 ? undefined : [...problems.values()].join('; ');
+}
+
+/** Polls until `signal` aborts; never throws. */
+export async function longPoll<S extends TSchema>(feed: LongPollFeed<S>, opts: LongPollOptions<S>): Promise<void> {
+  const { signal } = opts;
+  const log = opts.logger;
+  let held: number | undefined;
+  let delivered: string | undefined;
+  let outage = false;
+  let retryMs = 1000;
+  while (!signal.aborted) {
+    try {
+      const query = held === undefined ? '' : `?version=${held}&wait=${opts.waitSeconds}`;
+      const res = await request(`${opts.federationUrl}${feed.path}${query}`, { dispatcher: opts.dispatcher(), signal });
+      if (res.statusCode === 404 && feed.optional === true) {
+        await res.body.dump();
+        if (!outage) log.info(`the federation service does not serve ${feed.path} yet; retrying later`);
+        outage = true;
+        held = undefined;
+        await sleep(opts.notFoundRetryMs ?? 30_000, undefined, { signal });
+        continue;
+      }
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`federation answered ${res.statusCode} to GET ${feed.path}: ${text.slice(0, 200)}`);
+      if (outage) log.info(`${feed.name} reachable again`);
+      outage = false;
+      retryMs = 1000;
+      let body: unknown;
+      let problem: string | undefined;
+      try {
+        body = JSON.parse(text);
+        problem = snapshotProblem(feed.schema, body);
+      } catch (err) {
+        problem = `not JSON (${describeError(err)})`;
+      }
+      if (problem !== undefined) {
+        log.warn({ reason: problem }, `rejected a ${feed.name} snapshot from the federation service; keeping the last good one`);
+        held = undefined;
+        await sleep(opts.rejectedRetryMs ?? 5000, undefined, { signal });
+        continue;
+      }
+      const snapshot = body as Static<S>;
+      held = feed.versionOf(snapshot);
+      const digest = createHash('sha256').update(text).digest('base64');
+      if (digest === delivered) continue;
+      delivered = digest;
+      opts.onSnapshot(snapshot, held);
+    } catch (err) {
+      if (signal.aborted) return;
+      if (!outage) log.warn({ err: describeError(err), url: opts.federationUrl }, `${feed.name} unavailable; keeping the last good one and retrying`);
+      outage = true;
+      held = undefined;
+      await sleep(retryMs, undefined, { signal }).catch(() => undefined);
+      retryMs = Math.min(retryMs * 2, 30_000);
+    }
+  }
+}
