@@ -23,31 +23,47 @@ afterAll(async () => {
 
 type Call = { kind: 'reset'; records: StoredRecord[]; revision: number } | { kind: 'events'; events: StoreEvent[]; revision: number };
 
-/** Records every call and keeps the mirror a consumer would build from them. */
+/**
+ * Records every call and keeps the mirror a consumer would build from them. What the watch
+ * promises its handlers (one call at a time, revisions never going back, nothing after close) is
+ * checked here and kept in `broken`, which every test asserts empty: an expect() inside a handler
+ * would only throw into the watch, which reports it to onError and goes on.
+ */
 function recorder() {
   const calls: Call[] = [];
   const errors: Error[] = [];
+  const broken: string[] = [];
   const mirror = new Map<string, unknown>();
-  let busy = false;
-  const guard = (fn: () => void) => {
-    expect(busy, 'handlers must never overlap').toBe(false);
-    busy = true;
-    fn();
-    busy = false;
+  let inside = false;
+  let closed = false;
+  const handle = (what: Call['kind'], revision: number, fn: () => void) => {
+    const last = calls.at(-1)?.revision ?? 0;
+    if (inside) broken.push(`${what} at ${revision} was called while another handler ran`);
+    if (closed) broken.push(`${what} at ${revision} came after close`);
+    if (revision < last || (what === 'events' && revision === last)) broken.push(`${what} at ${revision} came after revision ${last}`);
+    inside = true;
+    try {
+      fn();
+    } finally {
+      inside = false;
+    }
   };
   return {
     calls,
     errors,
+    broken,
     mirror,
+    /** From now on any call is a broken promise. */
+    closed: () => { closed = true; },
     resets: () => calls.filter((c) => c.kind === 'reset').length,
     events: () => calls.flatMap((c) => (c.kind === 'events' ? c.events : [])),
     handlers: {
-      onReset: (records: StoredRecord[], revision: number) => guard(() => {
+      onReset: (records: StoredRecord[], revision: number) => handle('reset', revision, () => {
         calls.push({ kind: 'reset', records, revision });
         mirror.clear();
         for (const r of records) mirror.set(r.key, r.value);
       }),
-      onEvents: (events: StoreEvent[], revision: number) => guard(() => {
+      onEvents: (events: StoreEvent[], revision: number) => handle('events', revision, () => {
         calls.push({ kind: 'events', events, revision });
         for (const e of events) {
           if (e.type === 'put') mirror.set(e.record.key, e.record.value);
@@ -110,6 +126,7 @@ describe('watchPrefix', () => {
       expect(rec.mirror).toEqual(await current(p));
       expect(rec.resets()).toBe(1);
       expect(rec.errors).toEqual([]);
+      expect(rec.broken).toEqual([]);
     } finally {
       await watch.close();
     }
@@ -130,6 +147,8 @@ describe('watchPrefix', () => {
       await vi.waitFor(() => expect(rec.events()).toHaveLength(1));
       expect(rec.events()[0]).toMatchObject({ type: 'delete', key: `${p}good` });
       expect(rec.errors[1]?.message).toContain(`${p}good`);
+      expect(rec.errors).toHaveLength(2);
+      expect(rec.broken).toEqual([]);
     } finally {
       await watch.close();
     }
@@ -153,6 +172,8 @@ describe('watchPrefix', () => {
       await writer.put(`${p}2`, { version: 1 });
       await vi.waitFor(() => expect(seen).toEqual([`${p}1`, `${p}2`]));
       expect(errors).toHaveLength(1);
+      expect(errors[0]?.message).toBe(`a watch handler for ${p} threw`);
+      expect((errors[0]?.cause as Error).message).toBe('boom');
     } finally {
       await watch.close();
     }
@@ -164,9 +185,12 @@ describe('watchPrefix', () => {
     const watch = watching.watchPrefix(p, rec.handlers);
     await vi.waitFor(() => expect(rec.resets()).toBe(1));
     await watch.close();
+    rec.closed();
     await writer.put(`${p}x`, { version: 1 });
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(rec.calls).toHaveLength(1);
+    expect(rec.broken).toEqual([]);
+    expect(rec.errors).toEqual([]);
   });
 
   test('survives an etcd restart: resumes from the last revision (no re-list) and delivers what is written right after', async () => {
@@ -192,6 +216,9 @@ describe('watchPrefix', () => {
       expect(rec.events().map((e) => (e.type === 'put' ? e.record.modRevision : e.modRevision))).toEqual([seen, afterRestart, afterRestart + 1, last]);
       expectOrdered(rec.calls);
       expect(rec.mirror).toEqual(await current(p));
+      expect(rec.broken).toEqual([]);
+      // The outage may be reported (a failed reconnect); nothing else may.
+      expect(rec.errors.filter((e) => (e as { code?: string }).code === 'ISTHMUS_ERR_ETCD_RECORD_INVALID' || /watch handler/.test(e.message))).toEqual([]);
     } finally {
       await watch.close();
     }
