@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
+import { rawGet } from '../../test/helpers/raw-http.js';
 import { keys } from '../core/keys.js';
 import { record, type Buckets } from '../model/latency-histogram.js';
 import type { Catalog } from '../model/catalog.js';
@@ -83,7 +84,12 @@ describe('the dashboard\'s HTTP API', () => {
 
   test('paths that are not the dashboard\'s are left to the caller', async () => {
     const base = await serve(source(new Map()));
-    expect((await fetch(`${base}/../../etc/passwd`)).status).toBe(404);
+    // Sent as raw bytes: fetch would turn /assets/../../etc/passwd into /etc/passwd before sending it.
+    for (const target of ['/../../etc/passwd', '/assets/../../../../etc/passwd', '/assets/../app.js', '/assets/..%2f..%2fpackage.json']) {
+      const res = await rawGet(base, target);
+      expect(res.status, target).toBe(404);
+      expect(res.body, target).not.toMatch(/root:|"name"|addEventListener/);
+    }
     expect((await fetch(`${base}/assets/nothing.js`)).status).toBe(404);
   });
 });

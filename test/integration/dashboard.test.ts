@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh, type MeshFile } from '../../src/dev/dev-mesh.js';
 import type { Overview } from '../../src/dashboard/overview.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
+import { rawGet } from '../helpers/raw-http.js';
 
 const clusters = ['east', 'west', 'north'];
 const pairs = clusters.flatMap((from) => clusters.filter((to) => to !== from).map((to) => `${from}→${to}`));
@@ -72,7 +73,12 @@ describe('dashboard on the federation\'s port 15014', () => {
       expect(res.headers.get('content-type'), path).toMatch(type);
     }
     expect(await (await fetch(`${base}assets/uplot.js`)).text()).toContain('uPlot');
-    expect((await fetch(`${base}assets/../package.json`)).status).toBe(404);
+    // As raw bytes: fetch would send /assets/../package.json as /package.json.
+    for (const target of ['/assets/../package.json', '/assets/../../../package.json', '/../../../../etc/passwd']) {
+      const res = await rawGet(base, target);
+      expect(res.status, target).toBe(404);
+      expect(res.body, target).not.toMatch(/"name"|root:/);
+    }
     expect((await fetch(`${base}metrics`)).status).toBe(200);
   });
 
