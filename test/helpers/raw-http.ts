@@ -25,3 +25,26 @@ export async function rawGet(url: string, target: string, timeoutMs = 5000): Pro
     });
   });
 }
+
+/**
+ * Reads a server-sent event stream up to its first complete event. A stream that ends first, or
+ * sends nothing for `timeoutMs`, fails with what it sent, rather than reading empty chunks until
+ * the test's own timeout.
+ */
+export async function firstEvent(body: ReadableStream<Uint8Array>, timeoutMs: number): Promise<string> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const deadline = setTimeout(() => void reader.cancel(new Error('timeout')), timeoutMs);
+  let text = '';
+  try {
+    while (!text.includes('\n\n')) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`the event stream ended (or sent nothing for ${timeoutMs} ms) before a whole event; it sent ${JSON.stringify(text)}`);
+      text += decoder.decode(value, { stream: true });
+    }
+    return text;
+  } finally {
+    clearTimeout(deadline);
+    reader.releaseLock();
+  }
+}

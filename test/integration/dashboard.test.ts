@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh, type MeshFile } from '../../src/dev/dev-mesh.js';
 import type { Overview } from '../../src/dashboard/overview.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
-import { rawGet } from '../helpers/raw-http.js';
+import { firstEvent, rawGet } from '../helpers/raw-http.js';
 
 const clusters = ['east', 'west', 'north'];
 const pairs = clusters.flatMap((from) => clusters.filter((to) => to !== from).map((to) => `${from}→${to}`));
@@ -86,9 +86,7 @@ describe('dashboard on the federation\'s port 15014', () => {
     const controller = new AbortController();
     const res = await fetch(`${meshFile.dashboard}api/stream`, { signal: controller.signal });
     expect(res.headers.get('content-type')).toBe('text/event-stream');
-    const reader = res.body!.getReader();
-    let text = '';
-    while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+    const text = await firstEvent(res.body!, 10_000);
     controller.abort();
     expect(text).toMatch(/^id: 1\nevent: overview\ndata: \{/);
     const overview = JSON.parse(/data: (.*)\n/.exec(text)![1]!) as Overview;

@@ -69,7 +69,10 @@ describe('a three-cluster mesh', () => {
     expect(status.clusters.map((c: any) => c.cluster)).toEqual(['east', 'north', 'west']);
     for (const c of status.clusters) {
       expect(c.revision).toBeGreaterThan(0);
-      expect(c.lagMs).toBeGreaterThanOrEqual(0);
+      // The age of the last record seen from that cluster, as of this answer (its `now`, taken a moment before).
+      const age = Date.parse(status.now) - Date.parse(c.seenAt);
+      expect(c.lagMs).toBeGreaterThanOrEqual(age);
+      expect(c.lagMs).toBeLessThan(age + 1000);
       expect(c.lagMs).toBeLessThan(10_000); // heartbeats every TTL/3 = 1 s
     }
     // Long-poll: asking with the current version waits for the next change, which an export makes.
