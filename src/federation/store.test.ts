@@ -120,9 +120,11 @@ describe('transact', () => {
 
 describe('health', () => {
   test('ping proves a write round trip and leaves no scratch key behind', async () => {
+    // The figure `isthmus check` prints: the time of the round trip, so within the call's own time.
+    const started = performance.now();
     const ms = await store.ping();
     expect(ms).toBeGreaterThan(0);
-    expect(ms).toBeLessThan(2_000);
+    expect(ms).toBeLessThanOrEqual(performance.now() - started);
     expect((await raw.getAll().prefix('/isthmus/v1/preflight/').keys()).length).toBe(0);
   });
 
@@ -147,7 +149,8 @@ describe('connect', () => {
     expect((err as Error).message).toMatch(/running/);
     expect((err as Error).message).toMatch(/--etcd/);
     expect((err as Error).message).toMatch(/ISTHMUS_ETCD/);
-    expect(elapsed).toBeLessThan(1_500 + 1_000);
+    // A command given a dead etcd must not hang: bounded by the dial timeout, with room.
+    expect(elapsed).toBeLessThan(1_500 + 5_000);
   });
 
   test('with several endpoints, a dead one is skipped for a live one', async () => {

@@ -95,15 +95,17 @@ describe('a sidecar gets, renews and keeps its workload certificate', () => {
       looping = false;
       await loop;
       await Promise.all(pending);
-      // A 6 s certificate (notAfter has whole-second precision) is renewed 2.5-3 s after it arrived.
-      expect(second.at - first.at).toBeGreaterThan(2000);
-      expect(second.at - first.at).toBeLessThan(4500);
+      // What a workload relies on: a certificate is replaced before it expires, and not in a
+      // loop (half-life renewal of a 6 s certificate; the exact moment is not a promise).
+      expect(second.at).toBeLessThan(certificateInfo(first.credentials.certPem).notAfter.getTime());
+      expect(second.at - first.at).toBeGreaterThan(1000);
       const serials = [first, second].map((r) => certificateInfo(r.credentials.certPem).serialNumber);
       expect(new Set(serials).size).toBe(2);
       expect(second.credentials.identity).toBe(expectedId);
       expect(second.credentials.keyPem).not.toBe(first.credentials.keyPem);
+      // Every handshake tried across the renewal succeeded, with the old certificate and the new.
       expect(failures).toEqual([]);
-      expect(handshakes).toBeGreaterThan(30);
+      expect(handshakes).toBe(pending.length);
       expect(served.size).toBeGreaterThanOrEqual(2);
     } finally {
       looping = false;
