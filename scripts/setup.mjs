@@ -2,7 +2,7 @@
 // Installs what `npm test`, `npm run dev` and `npm run bench` need on a fresh machine, or says exactly what to
 // install. Uses only Node's standard library: it runs before node_modules exists.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,6 +25,28 @@ function run(command, args) {
   return result.status === 0;
 }
 
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const canApt = isRoot && has('apt-get', ['--version']);
+let aptUpdated = false;
+
+/**
+ * Installs Debian packages when we are root and have apt-get; false otherwise or when apt-get
+ * fails. A fresh machine has no package lists yet, so apt-get update runs first there; elsewhere
+ * only when an install fails (the lists may be stale), and at most once per run.
+ */
+function aptInstall(packages) {
+  if (!canApt) return false;
+  const update = () => {
+    aptUpdated = true;
+    return run('apt-get', ['update']);
+  };
+  const listsDir = '/var/lib/apt/lists';
+  const fresh = !existsSync(listsDir) || !readdirSync(listsDir).some((name) => name.includes('_Packages'));
+  if (fresh && !aptUpdated) update();
+  if (run('apt-get', ['install', '-y', ...packages])) return true;
+  return !aptUpdated && update() && run('apt-get', ['install', '-y', ...packages]);
+}
+
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 20) fail([`Node.js ${process.versions.node} is too old; Isthmus needs Node 20 or newer.`]);
 
@@ -37,12 +59,8 @@ if (!existsSync(installedLock) || statSync(lock).mtimeMs > statSync(installedLoc
 
 // etcd: the federation store. Debian's package is etcd-server.
 if (!has('etcd')) {
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (isRoot && has('apt-get', ['--version'])) {
-    if (!run('apt-get', ['install', '-y', 'etcd-server'])) {
-      run('apt-get', ['update']);
-      if (!run('apt-get', ['install', '-y', 'etcd-server'])) fail(['apt-get could not install etcd-server; install etcd 3.4 or newer and put `etcd` on PATH.']);
-    }
+  if (canApt) {
+    if (!aptInstall(['etcd-server'])) fail(['apt-get could not install etcd-server; install etcd 3.4 or newer and put `etcd` on PATH.']);
   } else {
     fail([
       'etcd is not installed, and it is the federation store Isthmus runs on.',
@@ -55,18 +73,14 @@ if (!has('etcd')) {
 
 // The bench runs the peer chain (nginx sidecars, HAProxy gateway) beside ours, and
 // src/bench/bench.test.ts starts that chain too, so tests need them as well.
-const isRootUser = typeof process.getuid === 'function' && process.getuid() === 0;
 // Debian puts both in /usr/sbin, which a non-root PATH often lacks; the bench looks there too.
 const peerBinaries = [['nginx', ['-v'], 'nginx-light'], ['haproxy', ['-v'], 'haproxy']];
 const missingPeers = () => peerBinaries.filter(([command, args]) => !has(command, args) && !has(`/usr/sbin/${command}`, args));
 if ((purpose === 'bench' || purpose === 'test') && missingPeers().length > 0) {
   const packages = missingPeers().map(([, , pkg]) => pkg);
   const commands = missingPeers().map(([command]) => command);
-  if (isRootUser && has('apt-get', ['--version'])) {
-    if (!run('apt-get', ['install', '-y', ...packages])) {
-      run('apt-get', ['update']);
-      if (!run('apt-get', ['install', '-y', ...packages])) fail([`apt-get could not install ${packages.join(' ')}; the bench's peer chain needs nginx (with the ssl module) and HAProxy on PATH.`]);
-    }
+  if (canApt) {
+    if (!aptInstall(packages)) fail([`apt-get could not install ${packages.join(' ')}; the bench's peer chain needs nginx (with the ssl module) and HAProxy on PATH.`]);
   } else {
     fail([
       `${commands.join(' and ')} ${commands.length === 1 ? 'is' : 'are'} not installed; the bench's peer chain (nginx sidecars, HAProxy gateway) and its test need ${commands.length === 1 ? 'it' : 'them'}.`,
@@ -79,16 +93,14 @@ if ((purpose === 'bench' || purpose === 'test') && missingPeers().length > 0) {
 
 // The dashboard test drives Debian's Chromium (playwright-core never downloads a browser here).
 if (purpose === 'test' && !existsSync('/usr/bin/chromium')) {
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (!(isRoot && run('apt-get', ['install', '-y', 'chromium']))) {
+  if (!aptInstall(['chromium'])) {
     say('chromium is not installed: the dashboard browser test will be skipped (apt-get install -y chromium to run it)');
   }
 }
 
 // The dev mesh's TCP sample (demo/redis in west) is Debian's redis-server; the tests drive it with redis-cli.
 if ((purpose === 'test' || purpose === 'dev') && !(has('redis-server') && has('redis-cli'))) {
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (!(isRoot && (run('apt-get', ['install', '-y', 'redis-server', 'redis-tools']) || (run('apt-get', ['update']) && run('apt-get', ['install', '-y', 'redis-server', 'redis-tools']))))) {
+  if (!aptInstall(['redis-server', 'redis-tools'])) {
     const lines = [
       'redis-server and redis-cli are not installed: `isthmus dev up` leaves its TCP sample (demo/redis) out without them,',
       '  and the TCP services test needs both. Debian/Ubuntu: sudo apt-get install -y redis-server redis-tools',
@@ -99,8 +111,15 @@ if ((purpose === 'test' || purpose === 'dev') && !(has('redis-server') && has('r
 }
 
 if (purpose === 'test' && !has('openssl', ['version'])) {
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (!(isRoot && run('apt-get', ['install', '-y', 'openssl']))) fail(['openssl is needed by the tests (certificates are checked with it): apt-get install -y openssl']);
+  if (!aptInstall(['openssl'])) fail(['openssl is needed by the tests (certificates are checked with it): apt-get install -y openssl']);
+}
+
+// The network-namespace tests (test/integration/netns.test.ts) build clusters in namespaces with
+// `ip` (Debian's iproute2); without it, or without root, they are skipped and .ci/run says so.
+if (purpose === 'test' && !has('ip', ['-V']) && !has('/usr/sbin/ip', ['-V']) && !has('/sbin/ip', ['-V'])) {
+  if (!aptInstall(['iproute2'])) {
+    say(`iproute2 is not installed${isRoot ? '' : ' (and this is not root)'}: the network namespace tests will be skipped (apt-get install -y iproute2, as root, to run them)`);
+  }
 }
 
 try {
