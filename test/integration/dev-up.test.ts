@@ -8,20 +8,23 @@ import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-devup-'));
+// Its own host base (east 127.0.241.1, west 127.0.242.1), so it does not collide with a user's
+// `isthmus dev up` on the default addresses.
+const hostBase = '241';
 afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
 test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stops everything including etcd', async () => {
-  const child = spawn(process.execPath, [isthmusBin, 'dev', 'up', '--clusters', 'east,west', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [isthmusBin, 'dev', 'up', '--clusters', 'east,west', '--state-dir', stateDir, '--host-base', hostBase], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (c: Buffer) => { output += c.toString(); });
   child.stderr.on('data', (c: Buffer) => { output += c.toString(); });
   try {
     await waitFor(async () => output.includes('Press Ctrl-C'), 90_000, `dev up to finish starting; output so far:\n${output}`);
     expect(output).toMatch(/✓ etcd: http:\/\/127\.0\.0\.1:\d+/);
-    expect(output).toMatch(/✓ cluster west federation: https:\/\/127\.0\.2\.1:15010/);
+    expect(output).toMatch(/✓ cluster west federation: https:\/\/127\.0\.242\.1:15010/);
     const mesh = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8'));
     expect(Object.keys(mesh.clusters)).toEqual(['east', 'west']);
-    expect(mesh.clusters.east.federation).toBe('127.0.1.1:15010');
+    expect(mesh.clusters.east.federation).toBe('127.0.241.1:15010');
 
     // What a user sees: both clusters alive, hello from both, ledger, redis (TCP) and grpc-echo (gRPC) from west only.
     await waitFor(async () => {
@@ -35,17 +38,17 @@ test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stop
     expect(catalog.services.find((s: any) => s.name === 'ledger').clusters.map((c: any) => c.cluster)).toEqual(['west']);
 
     // What the README promises: curl -x <east client sidecar> reaches ledger in west, hello in east.
-    expect(mesh.clusters.east.client.proxy).toBe('127.0.1.1:15001');
-    expect(mesh.clusters.west.gateways).toEqual(['127.0.2.1:15443']);
+    expect(mesh.clusters.east.client.proxy).toBe('127.0.241.1:15001');
+    expect(mesh.clusters.west.gateways).toEqual(['127.0.242.1:15443']);
     await waitFor(async () => (await viaProxy(mesh.clusters.east.client.proxy, 'http://ledger.demo.mesh/')).status === 200, 10_000, 'ledger through the mesh');
     const ledger = await viaProxy(mesh.clusters.east.client.proxy, 'http://ledger.demo.mesh/');
     expect(ledger.body).toMatchObject({ service: 'ledger', cluster: 'west', zone: 'west-a', instance: 'ledger-west-1' });
     const hello = await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/');
     expect(hello.body).toMatchObject({ service: 'hello', cluster: 'east' });
-    expect(output).toContain('curl -x http://127.0.1.1:15001 http://ledger.demo.mesh/');
+    expect(output).toContain('curl -x http://127.0.241.1:15001 http://ledger.demo.mesh/');
     const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east', '--state-dir', stateDir]);
     expect(explained.stdout).toMatch(/demo\/ledger as seen from east .*most traffic to P3/);
-    expect(explained.stdout).toMatch(/west\/west-a\s+127\.0\.2\.1:15443\s+healthy\s+\(gateway of west, SNI ledger\.demo\.svc\.west\.isthmus\)/);
+    expect(explained.stdout).toMatch(/west\/west-a\s+127\.0\.242\.1:15443\s+healthy\s+\(gateway of west, SNI ledger\.demo\.svc\.west\.isthmus\)/);
     const etcdPort = Number(new URL(mesh.etcd).port);
 
     const code = await new Promise<number | null>((resolve) => {
@@ -55,7 +58,7 @@ test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stop
     expect(code).toBe(0);
     expect(output).toContain('stopped.');
     expect(await isPortListening('127.0.0.1', etcdPort)).toBe(false);
-    expect(await isPortListening('127.0.1.1', 15010)).toBe(false);
+    expect(await isPortListening('127.0.241.1', 15010)).toBe(false);
     expect(existsSync(join(stateDir, 'mesh.json'))).toBe(true); // --state-dir keeps state
   } catch (err) {
     throw new Error(`${(err as Error).message}\n--- dev up output ---\n${output}`);
