@@ -213,6 +213,11 @@ export const CatalogSnapshotSchema = Type.Object({
   invalidKeys: Type.Array(Type.String()),
 });
 
+/** One instance of a service as the federation API serves it: where, in which zone, whether it answers health checks. */
+const EndpointSchema = Type.Object({
+  address: Type.String(), zone: Type.String(), healthy: Type.Boolean(), labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+});
+
 /** GET /v1/endpoints: this cluster's own services and instances. */
 export const LocalEndpointsSchema = Type.Object({
   version: Type.Integer(),
@@ -220,9 +225,7 @@ export const LocalEndpointsSchema = Type.Object({
   services: Type.Array(Type.Object({
     namespace: Type.String(),
     name: Type.String(),
-    endpoints: Type.Array(Type.Object({
-      address: Type.String(), zone: Type.String(), healthy: Type.Boolean(), labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-    })),
+    endpoints: Type.Array(EndpointSchema),
   })),
 });
 export type LocalEndpoints = Static<typeof LocalEndpointsSchema>;
@@ -235,7 +238,7 @@ export const GatewayRoutesSchema = Type.Object({
     namespace: Type.String(),
     name: Type.String(),
     identities: Type.Array(Type.String()),
-    endpoints: Type.Array(Type.Object({ address: Type.String(), zone: Type.String(), healthy: Type.Boolean() })),
+    endpoints: Type.Array(EndpointSchema),
   })),
 });
 export type GatewayRoutes = Static<typeof GatewayRoutesSchema>;
