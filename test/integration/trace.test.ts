@@ -101,7 +101,8 @@ describe('isthmus trace: one real request, hop by hop', () => {
     expect(res.stdout).toMatch(/^ 2 {2}west gateway .*\n.*SNI ledger\.demo\.svc\.west\.isthmus → endpoint [\d.:]+ \(the gateway's own log\)/m);
     expect(res.stdout).toMatch(/^ 3 {2}west sidecar of demo\/ledger/m);
     expect(res.stdout).toContain(`server identity ${td}/ledger: allowed`);
-    expect(res.stdout).toContain(`client identity ${td}/client, verified by the destination`);
+    // Whichever east sidecar the federation lists first sends the trace (as in the first test).
+    expect(res.stdout).toMatch(new RegExp(`client identity ${td}/(client|hello), verified by the destination`));
     expect(res.stdout).toMatch(/^ 4 {2}west app .*\n.*200, answered in/m);
   });
 
