@@ -41,6 +41,8 @@ export interface LongPollOptions<S extends TSchema> {
   waitSeconds: number;
   notFoundRetryMs?: number;
   rejectedRetryMs?: number;
+  /** The longest wait between attempts while the federation does not answer (from 1 s, doubling). */
+  maxRetryMs?: number;
   /** Called with each snapshot whose content differs from the previous one passed on. */
   onSnapshot(value: Static<S>, version: number): void;
 }
@@ -108,7 +110,9 @@ export async function longPoll<S extends TSchema>(feed: LongPollFeed<S>, opts: L
       outage = true;
       held = undefined;
       await sleep(retryMs, undefined, { signal }).catch(() => undefined);
-      retryMs = Math.min(retryMs * 2, 30_000);
+      // Short enough that a restarted federation is found again within seconds: it is this
+      // cluster's own service, and its restart is when stale tables are most likely.
+      retryMs = Math.min(retryMs * 2, opts.maxRetryMs ?? 5_000);
     }
   }
 }
