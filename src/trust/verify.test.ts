@@ -8,6 +8,7 @@ import { createCsr, createIntermediateCa, createRootCa, issueCertificate, signWo
 import { certificateInfo, parseCertificates, verifyChain, verifyKeyMatchesCert } from './verify.js';
 import { basicConstraintsOf } from './x509-facts.js';
 import { failure } from '../../test/helpers/failure.js';
+import { opensslIssue, opensslRoot } from '../../test/helpers/openssl-certs.js';
 
 const alice = 'spiffe://example.org/ns/shop/sa/alice';
 const day = 86_400_000;
@@ -28,27 +29,6 @@ function run(args: string[], input?: string): string {
     throw new Error(`openssl ${args.join(' ')} failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
   }
 }
-
-/**
- * A certificate made by openssl, outside our CA's rules: how an attacker or a careless operator
- * would make one. `extensions` is an openssl extension section body.
- */
-function opensslIssue(issuer: CertAndKey, subject: string, extensions: string): CertAndKey {
-  const id = Math.random().toString(36).slice(2);
-  const keyPem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-  const path = (name: string) => join(dir, `${id}-${name}`);
-  writeFileSync(path('key.pem'), keyPem);
-  writeFileSync(path('ca.pem'), issuer.certPem);
-  writeFileSync(path('ca-key.pem'), issuer.keyPem);
-  writeFileSync(path('ext.cnf'), `[ext]\n${extensions}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
-  const csr = run(['req', '-new', '-key', path('key.pem'), '-subj', subject]);
-  const certPem = run(
-    ['x509', '-req', '-CA', path('ca.pem'), '-CAkey', path('ca-key.pem'), '-set_serial', '0x1f2e3d', '-days', '2', '-extfile', path('ext.cnf'), '-extensions', 'ext'],
-    csr,
-  );
-  return { certPem, keyPem };
-}
-
 
 function toPem(der: Buffer): string {
   return `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`;
@@ -167,6 +147,26 @@ describe('verifyChain refuses', () => {
     const result = failure(() => verifyChain({ leafPem: forged.certPem, intermediatesPem: [otherWest.certPem], rootsPem: [root.certPem, otherRoot.certPem] }));
     expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
     expect(result.message).toMatch(/claims spiffe:\/\/example.org\/ns\/shop\/sa\/alice but chains to the root of trust domain "other.org"/);
+  });
+
+  test.each([
+    ['no URI SAN at all', undefined],
+    ['two trust-domain SANs', 'URI:spiffe://example.org,URI:spiffe://other.org'],
+    ['a workload ID instead of the trust domain', 'URI:spiffe://example.org/ns/shop/sa/alice'],
+    ['a DNS name only', 'DNS:ca.example.org'],
+  ])('an identity under a root with %s: openssl verify accepts the chain, Isthmus does not', (_name, san) => {
+    const rogueRoot = opensslRoot('/O=example.org/CN=rogue root', san);
+    const rogueCa = opensslIssue(rogueRoot, '/O=example.org/CN=rogue intermediate', 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign');
+    const forged = opensslIssue(rogueCa, '/O=example.org', `basicConstraints=critical,CA:FALSE\nsubjectAltName=URI:${alice}`);
+    // X.509 has no rule tying a root to a trust domain: path validation alone passes.
+    const files = { root: join(dir, 'rogue-root.pem'), chain: join(dir, 'rogue-chain.pem'), leaf: join(dir, 'rogue-leaf.pem') };
+    writeFileSync(files.root, rogueRoot.certPem);
+    writeFileSync(files.chain, rogueCa.certPem);
+    writeFileSync(files.leaf, forged.certPem);
+    expect(run(['verify', '-CAfile', files.root, '-untrusted', files.chain, files.leaf])).toMatch(/: OK/);
+    const result = failure(() => verifyChain({ leafPem: forged.certPem, intermediatesPem: [rogueCa.certPem], rootsPem: [root.certPem, rogueRoot.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(/claims spiffe:\/\/example.org\/ns\/shop\/sa\/alice but chains to the root .*which names no single trust domain/);
   });
 
   test.each([

@@ -36,8 +36,15 @@ export interface AltNames {
  * a second identity. We honour the quotes instead of splitting on ", ".
  */
 export function altNamesOf(cert: X509Certificate): AltNames {
+  return altNamesFromText(cert.subjectAltName ?? '');
+}
+
+/**
+ * The same, from the text itself: what `tls` gives for a peer (`PeerCertificate.subjectaltname`).
+ * This is the one SAN reader of the code base; never split that text on ", " yourself.
+ */
+export function altNamesFromText(text: string): AltNames {
   const names: AltNames = { uris: [], dnsNames: [], ipAddresses: [] };
-  const text = cert.subjectAltName ?? '';
   let i = 0;
   while (i < text.length) {
     const colon = text.indexOf(':', i);
@@ -66,6 +73,17 @@ export function altNamesOf(cert: X509Certificate): AltNames {
 /** Every spiffe:// URI SAN; an X509-SVID carries exactly one (SPIFFE X509-SVID.md §2). */
 export function spiffeIdsOf(cert: X509Certificate): string[] {
   return altNamesOf(cert).uris.filter((uri) => uri.startsWith('spiffe://'));
+}
+
+/**
+ * The trust domain a root CA vouches for: its one URI SAN, which must be the bare trust-domain ID
+ * `spiffe://<td>`. Undefined for a root with no URI SAN, several, or any other kind: such a root
+ * vouches for no SPIFFE identity at all (docs/trust.md).
+ */
+export function rootTrustDomainOf(uris: readonly string[]): string | undefined {
+  if (uris.length !== 1) return undefined;
+  const m = /^spiffe:\/\/([^/]+)$/.exec(uris[0] as string);
+  return m?.[1];
 }
 
 interface Tlv {
