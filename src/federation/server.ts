@@ -20,6 +20,7 @@ import { Reachability } from './reachability.js';
 import type { Catalog } from '../model/catalog.js';
 import { liveTokens } from './registry-file.js';
 import { FederationStore } from './store.js';
+import { resolveWebhookUrl } from './webhook-url.js';
 import { WorkloadSigner } from './workload-signer.js';
 
 export interface RunningFederation {
@@ -141,7 +142,16 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     cluster: config.cluster,
     store,
     views: () => dashboard.overview().slos,
-    webhookOf: (ns, name) => sloPolicies(federation.mirror).find((p) => p.namespace === ns && p.name === name)?.webhook?.url,
+    webhookOf: (ns, name) => {
+      const reference = sloPolicies(federation.mirror).find((p) => p.namespace === ns && p.name === name)?.webhook;
+      if (!reference) return undefined;
+      try {
+        return resolveWebhookUrl(reference);
+      } catch (err) {
+        logger.warn({ slo: `${ns}/${name}`, err: (err as Error).message }, 'SLO webhook not sent');
+        return undefined;
+      }
+    },
     ledger,
     logger: logger.child({ component: 'slo-alerter' }),
     dashboard: () => (telemetry ? `http://${advertised(telemetry.address, config.federation.advertise)}/` : undefined),
