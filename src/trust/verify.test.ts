@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +7,7 @@ import { createCsr, createIntermediateCa, createRootCa, issueCertificate, signWo
 import { certificateInfo, parseCertificates, verifyChain, verifyKeyMatchesCert } from './verify.js';
 import { basicConstraintsOf } from './x509-facts.js';
 import { failure } from '../../test/helpers/failure.js';
-import { opensslIssue, opensslRoot } from '../../test/helpers/openssl-certs.js';
+import { openssl, opensslIssue, opensslRoot } from '../../test/helpers/openssl-certs.js';
 
 const alice = 'spiffe://example.org/ns/shop/sa/alice';
 const day = 86_400_000;
@@ -21,14 +20,6 @@ let otherRoot: CertAndKey;
 let otherWest: CertAndKey;
 let otherLeaf: CertAndKey;
 
-function run(args: string[], input?: string): string {
-  try {
-    return execFileSync('/usr/bin/openssl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    throw new Error(`openssl ${args.join(' ')} failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
-}
 
 function toPem(der: Buffer): string {
   return `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`;
@@ -163,7 +154,7 @@ describe('verifyChain refuses', () => {
     writeFileSync(files.root, rogueRoot.certPem);
     writeFileSync(files.chain, rogueCa.certPem);
     writeFileSync(files.leaf, forged.certPem);
-    expect(run(['verify', '-CAfile', files.root, '-untrusted', files.chain, files.leaf])).toMatch(/: OK/);
+    expect(openssl(['verify', '-CAfile', files.root, '-untrusted', files.chain, files.leaf])).toMatch(/: OK/);
     const result = failure(() => verifyChain({ leafPem: forged.certPem, intermediatesPem: [rogueCa.certPem], rootsPem: [root.certPem, rogueRoot.certPem] }));
     expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
     expect(result.message).toMatch(/claims spiffe:\/\/example.org\/ns\/shop\/sa\/alice but chains to the root .*which names no single trust domain/);

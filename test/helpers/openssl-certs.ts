@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CertAndKey } from '../../src/trust/ca.js';
 
-function openssl(args: string[], input?: string): string {
+/** Runs Debian's openssl; a failure throws with its output. */
+export function openssl(args: string[], input?: string): string {
   try {
     return execFileSync('/usr/bin/openssl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (err) {
