@@ -6,6 +6,7 @@ import { explainRoute } from './explain.js';
 import type { RoutingTable } from './routing.js';
 import { parseTraceRequest, type TraceRequest } from './trace.js';
 import { traceRequest, type TraceDeps } from './trace-request.js';
+import { limitHttpServer } from '../core/server-limits.js';
 
 const maxTraceBody = 16 * 1024;
 
@@ -64,6 +65,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
     }
     return send(404, { error: 'try /healthz, /readyz, /metrics, /routes, /routes/<namespace>/<service> or POST /trace' });
   });
+  limitHttpServer(server);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));
