@@ -54,6 +54,13 @@ describe('a destination\'s identity over a real handshake', () => {
     expect(outcome).toMatch(/^ISTHMUS_ERR_TRUST_IDENTITY_DENIED: spiffe:\/\/example.org\/ns\/demo\/sa\/admin chains to a root that names no single trust domain/);
   });
 
+  test('a leaf of the mesh CA whose extended key usage leaves out serverAuth is refused by the handshake itself', async () => {
+    // OpenSSL checks the purpose during the handshake (both ways: a client certificate without
+    // clientAuth is refused by a server too), so no identity check runs on such a peer.
+    const clientOnly = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:${admin}`);
+    expect(await dial({ ...clientOnly, chainPem: east.certPem }, [root.certPem], [admin])).toBe('INVALID_PURPOSE: unsuitable certificate purpose');
+  });
+
   test('a SAN whose value hides ", URI:" is one quoted name, not a second identity', async () => {
     const rogueValue = `spiffe://example.org/ns/demo/sa/guest, URI:${admin}`;
     // openssl's config syntax would split the value at the comma; our builder writes it as one URI.

@@ -172,6 +172,25 @@ describe('verifyChain refuses', () => {
     expect(result.message).toMatch(message);
   });
 
+  test.each([
+    ['code signing only', 'codeSigning', 'serverAuth and clientAuth'],
+    ['server authentication only', 'serverAuth', 'clientAuth'],
+  ])('a leaf whose extended key usage is %s: refused here and by openssl verify -purpose sslclient', (_name, eku, missing) => {
+    const bad = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nextendedKeyUsage=${eku}\nsubjectAltName=URI:${alice}`);
+    const result = failure(() => verifyChain({ leafPem: bad.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(new RegExp(`extended key usage \\([0-9.]+\\) without ${missing};`));
+    const files = { root: join(dir, 'eku-root.pem'), chain: join(dir, 'eku-chain.pem'), leaf: join(dir, 'eku-leaf.pem') };
+    writeFileSync(files.root, root.certPem);
+    writeFileSync(files.chain, east.certPem);
+    writeFileSync(files.leaf, bad.certPem);
+    expect(() => openssl(['verify', '-purpose', 'sslclient', '-CAfile', files.root, '-untrusted', files.chain, files.leaf])).toThrow(/unsuitable certificate purpose/);
+  });
+
+  test('our own leaves carry both purposes and pass', () => {
+    expect(verifyChain({ leafPem: leaf.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }).identity).toBeDefined();
+  });
+
   test('a leaf whose key may sign certificates', () => {
     const bad = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyCertSign\nsubjectAltName=URI:${alice}`);
     const result = failure(() => verifyChain({ leafPem: bad.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }));

@@ -121,6 +121,7 @@ function childrenOf(der: Buffer, parent: Tlv): Tlv[] {
 
 const basicConstraintsOid = Buffer.from([0x55, 0x1d, 0x13]); // 2.5.29.19
 const keyUsageOid = Buffer.from([0x55, 0x1d, 0x0f]); // 2.5.29.15
+const extKeyUsageOid = Buffer.from([0x55, 0x1d, 0x25]); // 2.5.29.37
 
 /** The DER inside an extension's OCTET STRING, or undefined when the certificate lacks it. */
 function extensionValue(cert: X509Certificate, oid: Buffer): { der: Buffer; value: Tlv } | undefined {
@@ -179,4 +180,29 @@ export function describeCertificate(cert: X509Certificate): string {
   const ids = spiffeIdsOf(cert);
   const name = ids.length === 1 ? ids[0] : `"${cert.subject.replace(/\n/g, ', ')}"`;
   return `${name} (serial ${cert.serialNumber})`;
+}
+
+/** id-kp-serverAuth and id-kp-clientAuth (RFC 5280 §4.2.1.12): what a mesh leaf is used for, both ways. */
+export const meshKeyPurposes = ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'] as const;
+
+/** The extendedKeyUsage purposes as dotted OIDs (RFC 5280 §4.2.1.12), or undefined without the extension. */
+export function extKeyUsageOf(cert: X509Certificate): string[] | undefined {
+  const found = extensionValue(cert, extKeyUsageOid);
+  if (!found || found.value.tag !== 0x30) return undefined;
+  return childrenOf(found.der, found.value).filter((item) => item.tag === 0x06).map((item) => dottedOid(found.der.subarray(item.contentStart, item.end)));
+}
+
+/** X.690 §8.19: the first byte holds the first two arcs, the rest are base-128 with a continuation bit. */
+function dottedOid(bytes: Buffer): string {
+  const first = bytes[0] ?? 0;
+  const arcs = [Math.min(2, Math.floor(first / 40)), first - Math.min(2, Math.floor(first / 40)) * 40];
+  let value = 0;
+  for (const byte of bytes.subarray(1)) {
+    value = value * 128 + (byte & 0x7f);
+    if (!(byte & 0x80)) {
+      arcs.push(value);
+      value = 0;
+    }
+  }
+  return arcs.join('.');
 }
