@@ -1,6 +1,7 @@
 import { channels } from '../core/channels.js';
 import type { Catalog } from '../model/catalog.js';
 import { pickEndpoint, pickPrepared, prepareEndpoints, retryOrder, type PickedEndpoint, type PreparedEndpoints } from '../model/balancer.js';
+import { withClusterOrder } from '../model/failover-order.js';
 import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
@@ -135,9 +136,10 @@ export class RoutingTable {
     const ejected = ejectedAddresses(this.outliers, now);
     const catalogService = subset ? null : (this.catalogServices.get(serviceKey) ?? null);
     const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
-    // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region.
+    // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region; its
+    // order then ranks the remaining clusters, one priority level each.
     const failover = this.resilience.of(serviceKey)?.failover;
-    const base = failover ? withinScope(unscoped, failover.scope) : unscoped;
+    const base = failover ? withClusterOrder(withinScope(unscoped, failover.scope), failover.order, this.caller.cluster) : unscoped;
     // Health as this sidecar sees it: what the federation reports, and our own checks, and not ejected.
     const localities: ServiceLocalities = {
       localities: base.localities.map((l) => ({
