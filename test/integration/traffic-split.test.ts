@@ -88,6 +88,14 @@ describe('traffic splits through real sidecars', () => {
     const sd = Math.sqrt(n * 0.1 * 0.9);
     expect(Math.abs(v2 - n * 0.1)).toBeLessThanOrEqual(4.5 * sd);
 
+    // isthmus explain shows the rules in force and the split the requests took.
+    const explained = await isthmusOk(['explain', 'hello', '-n', 'demo', '--sidecar', mesh.file.clusters.east!.client.admin]);
+    expect(explained.stdout).toContain('HTTPRoute demo/hello-canary rule 1: every request → demo/hello-v1 90% / demo/hello-v2 10%');
+    expect(explained.stdout).toContain('HTTPRoute demo/hello-canary rule 0: header x-user-group: beta → demo/hello-v2 100%');
+    const live = /live split \((\d+) requests since the policies arrived\): demo\/hello-v1 ([\d.]+)% \/ demo\/hello-v2 ([\d.]+)%/.exec(explained.stdout);
+    expect(Number(live?.[1])).toBeGreaterThanOrEqual(n);
+    expect(Math.abs(Number(live?.[3]) - 10)).toBeLessThanOrEqual(6);
+
     for (const cluster of ['east', 'west']) {
       const beta = await send(cluster, 50, { 'x-user-group': 'beta' });
       expect(beta.map((a) => `${a.status} ${a.service}`)).toEqual(Array(50).fill('200 hello-v2'));
