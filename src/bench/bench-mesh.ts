@@ -52,8 +52,9 @@ export async function startBenchMesh(opts: BenchMeshOptions): Promise<BenchMesh>
  */
 async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
   const args = [binPath, 'dev', 'up', '--clusters', opts.clusters.join(','), '--host-base', String(opts.hostBase), '--state-dir', opts.stateDir,
-    // No sample traffic: the only requests are the bench's own.
-    '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '--traffic', '0', '-o', 'json', ...(opts.processes ? ['--processes'] : [])];
+    // No sample traffic: the only requests are the bench's own. No hello-v1/hello-v2: the
+    // mesh measured stays the one earlier runs measured (docs/benchmarks.md).
+    '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '--traffic', '0', '--no-versions', '-o', 'json', ...(opts.processes ? ['--processes'] : [])];
   const profile = opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
   // With --processes the proxies are dev up's children; Node refuses --cpu-prof in NODE_OPTIONS,
   // so dev up passes it to each child it starts (src/dev/mesh-process.ts), one file each.

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
+import { canaryRouteName, writeCanaryFiles } from '../dev/canary-files.js';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
 import { ensureDirectory } from '../core/user-paths.js';
@@ -24,7 +25,7 @@ export function registerDev(program: Command): void {
       return n;
     }, 2)
     .option('--processes', 'run every sidecar and gateway as its own process (isthmus sidecar / isthmus gateway), as they are deployed, instead of all in this one; etcd, the federation services and the sample apps stay as they are', false)
-    .option('--versions', 'also run hello-v1 and hello-v2 in every cluster and label hello\'s instances version=v1 / version=v2, to try traffic splits (docs/traffic-policy.md)', false)
+    .option('--no-versions', 'do not run hello-v1 and hello-v2 nor label hello\'s instances version=v1 / version=v2 (by default they run, to try traffic splits: docs/traffic-policy.md)')
     .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
     .addOption(outputOption())
     .action(action(async (opts: DevUpOptions) => {
@@ -45,10 +46,12 @@ export function registerDev(program: Command): void {
           }
           throw err;
         });
+      const canary = opts.versions ? writeCanaryFiles(stateDir) : undefined;
       if (json) {
         printJson({ stateDir, meshFile: join(stateDir, 'mesh.json'), ...mesh.file });
       } else {
         const first = clusters[0] ?? 'east';
+        const proxy = mesh.file.clusters[first]?.client.proxy;
         say([
           '',
           `Mesh is up. Addresses: ${join(stateDir, 'mesh.json')}; logs: ${join(stateDir, 'logs')}/`,
@@ -73,6 +76,16 @@ export function registerDev(program: Command): void {
           '  npx isthmus services',
           '  npx isthmus check',
           `  npx isthmus unexport hello -n demo --cluster ${first}   # watch it leave \`isthmus services\``,
+          ...(canary ? [
+            '',
+            'Try a canary: hello runs v1 and v2 in every cluster (also as hello-v1 and hello-v2), and every answer names its "version":',
+            `  npx isthmus policy apply -f ${canary.canary}        # 90% to v1, 10% to v2; x-user-group: beta always v2`,
+            `  for i in $(seq 50); do curl -s -x http://${proxy} http://hello.demo.mesh/ | grep -o '"version":"v[12]"'; done | sort | uniq -c`,
+            '  npx isthmus stat                             # hello-v1 and hello-v2 take the split',
+            `  npx isthmus explain hello -n demo --from ${first} --state-dir ${stateDir}   # the rules in force and the live split`,
+            `  npx isthmus policy apply -f ${canary.blueGreen}   # blue-green: flip everything to v2`,
+            `  npx isthmus policy delete httproute demo/${canaryRouteName}    # back to plain hello`,
+          ] : []),
           '',
           'Press Ctrl-C to stop everything.',
         ].join('\n'));

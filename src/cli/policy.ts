@@ -53,7 +53,9 @@ A service level objective (slo.yaml):
     latency: { percentile: 99, below: 250ms }
     success: 99.9
     window: 1h
-    webhook: { url: https://hooks.example.com/isthmus }`)
+    webhook: { urlFrom: { env: SLO_WEBHOOK_URL } }   # read by each federation; never stored
+
+  isthmus policy apply -f slo.yaml`)
     .action(action(async (opts: PolicyOptions & { file: string; dryRun?: boolean }) => {
       const result = await applyPolicies(opts.file, opts.etcd, opts.dryRun === true);
       if (opts.output === 'json') return printJson(result);

@@ -39,6 +39,9 @@ export const keys = {
   /** A cluster's recent failover, ejection and SLO events, leased (docs/federation.md). */
   events: `${prefix}/events/`,
   eventsOf: (cluster: string) => `${prefix}/events/${cluster}`,
+  /** A bootstrap token that bought its certificate, by the token's SHA-256: never accepted again (docs/federation.md). */
+  usedTokens: `${prefix}/tokens/used/`,
+  usedToken: (hash: string) => `${prefix}/tokens/used/${hash}`,
   probes: `${prefix}/probes/`,
   probe: (from: string, to: string) => `${prefix}/probes/${from}/${to}`,
 } as const;

@@ -2,7 +2,9 @@ import { keys } from '../core/keys.js';
 import type { Catalog } from '../model/catalog.js';
 import { isRecord, ProbeRecordSchema, SloPolicySchema, SloStatusRecordSchema, type MeshEvent, type ProbeRecord, type SloPolicy } from '../model/records.js';
 import { evaluateSlo } from '../model/slo.js';
+import { PolicyRecordSchema } from '../model/policy-records.js';
 import { recentEvents } from './recent-events.js';
+import { liveShares, servicePolicies, type PolicyBadge } from './service-policies.js';
 import { statsOf, type RouteWindow, type TrafficHistory, type Window } from './traffic-history.js';
 
 /** What the dashboard page draws: one JSON document, sent by /api/overview and pushed by /api/stream. */
@@ -12,7 +14,11 @@ export interface Overview {
   generatedAt: string;
   catalogRevision: number;
   clusters: { name: string; region: string; alive: boolean; gateways: number }[];
-  services: { namespace: string; name: string; clusters: { cluster: string; healthy: number; total: number }[]; traffic: ServiceTraffic | null }[];
+  services: {
+    namespace: string; name: string; clusters: { cluster: string; healthy: number; total: number }[]; traffic: ServiceTraffic | null;
+    /** Policies in force (service-policies.ts), and how the window's requests were shared among a split's backends; absent without a policy. */
+    policies?: { badges: PolicyBadge[]; live: { backend: string; share: number }[] | null };
+  }[];
   /** Every `/probes/<from>/<to>` record in our mirror, sorted by pair. */
   probes: Omit<ProbeRecord, 'version' | 'gateways'>[];
   /** Real requests, as the sidecars of each cluster reported them, over the last `windowSeconds`. */
@@ -86,6 +92,8 @@ export function buildOverview(source: OverviewSource, history?: TrafficHistory, 
   const t = now.getTime();
   const recent = history?.window(trafficWindowSeconds * 1000, t) ?? { coveredMs: 0, routes: [] };
   const seconds = recent.coveredMs / 1000;
+  const policies = servicePolicies(source.mirror.entries(keys.policies).flatMap(([, value]) => (isRecord(PolicyRecordSchema, value) ? [value] : [])));
+  const requestsTo = (service: string) => recent.routes.reduce((n, r) => (`${r.namespace}/${r.service}` === service ? n + r.requests : n), 0);
   return {
     servedBy: source.cluster,
     generatedAt: now.toISOString(),
@@ -94,16 +102,20 @@ export function buildOverview(source: OverviewSource, history?: TrafficHistory, 
       .map((c) => ({ name: c.name, region: c.region, alive: c.alive, gateways: c.gateways.length }))
       .sort((a, b) => a.name.localeCompare(b.name)),
     services: catalog.services
-      .map((s) => ({
-        namespace: s.namespace,
-        name: s.name,
-        clusters: s.clusters.map((c) => ({
-          cluster: c.cluster,
-          healthy: c.zones.reduce((n, z) => n + z.healthy, 0),
-          total: c.zones.reduce((n, z) => n + z.total, 0),
-        })).sort((a, b) => a.cluster.localeCompare(b.cluster)),
-        traffic: serviceTraffic(recent.routes.filter((r) => r.namespace === s.namespace && r.service === s.name), seconds),
-      }))
+      .map((s) => {
+        const held = policies.get(`${s.namespace}/${s.name}`);
+        return {
+          namespace: s.namespace,
+          name: s.name,
+          clusters: s.clusters.map((c) => ({
+            cluster: c.cluster,
+            healthy: c.zones.reduce((n, z) => n + z.healthy, 0),
+            total: c.zones.reduce((n, z) => n + z.total, 0),
+          })).sort((a, b) => a.cluster.localeCompare(b.cluster)),
+          traffic: serviceTraffic(recent.routes.filter((r) => r.namespace === s.namespace && r.service === s.name), seconds),
+          ...(held ? { policies: { badges: held.badges, live: held.backends ? liveShares(held.backends, requestsTo) : null } } : {}),
+        };
+      })
       .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
     probes: probeRecords(source.mirror)
       .map(({ version: _v, gateways: _g, ...rest }) => rest),

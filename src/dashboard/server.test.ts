@@ -93,3 +93,33 @@ describe('the dashboard\'s HTTP API', () => {
     expect((await fetch(`${base}/assets/nothing.js`)).status).toBe(404);
   });
 });
+
+describe('live streams are bounded', () => {
+  /** Opens /api/stream and resolves once its first event (or a refusal) arrived, with the status and a way to close it. */
+  async function open(base: string): Promise<{ status: number; body: string; close: () => void }> {
+    const controller = new AbortController();
+    const res = await fetch(`${base}/api/stream`, { signal: controller.signal });
+    const reader = res.body!.getReader();
+    const { value } = await reader.read();
+    return { status: res.status, body: new TextDecoder().decode(value), close: () => controller.abort() };
+  }
+
+  test('one client holds 8 streams at most; the 9th gets 429 with the code, and closing one frees a slot', async () => {
+    const base = await serve(source(new Map()));
+    const streams = [];
+    for (let i = 0; i < 8; i += 1) streams.push(await open(base));
+    expect(streams.map((s) => s.status)).toEqual(Array(8).fill(200));
+    expect(streams[0]!.body).toMatch(/^id: 1\nevent: overview\n/);
+    const refused = await open(base);
+    expect(refused.status).toBe(429);
+    expect(JSON.parse(refused.body)).toEqual({ error: { code: 'ISTHMUS_ERR_API_TOO_MANY_STREAMS', message: expect.stringMatching(/already holds 8 live streams/) } });
+    streams[0]!.close();
+    let again = await open(base);
+    for (let i = 0; i < 50 && again.status !== 200; i += 1) {
+      await new Promise((r) => setTimeout(r, 20));
+      again = await open(base);
+    }
+    expect(again.status).toBe(200);
+    for (const s of [...streams.slice(1), again]) s.close();
+  });
+});

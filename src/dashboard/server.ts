@@ -6,6 +6,7 @@ import { keys } from '../core/keys.js';
 import { isRecord, TrafficRecordSchema, type TrafficRecord } from '../model/records.js';
 import { buildOverview, probeRecords, sloPolicies, type Overview, type OverviewSource } from './overview.js';
 import { statsOf, TrafficHistory } from './traffic-history.js';
+import { StreamSlots } from '../core/server-limits.js';
 
 /**
  * Our page's own files. tsc does not copy them to dist/, so both src/dashboard/server.ts and
@@ -55,6 +56,7 @@ export function trafficRecords(mirror: OverviewSource['mirror']): TrafficRecord[
 /** The dashboard on the federation's plain-HTTP port: the page, its assets, /api/overview and /api/stream (SSE). */
 export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?: number } = {}): DashboardHandler {
   const streams = new Set<() => void>();
+  const slots = new StreamSlots();
   const pushIntervalMs = opts.pushIntervalMs ?? 2000;
   // History for windows and SLOs, from the moment this process started: long enough for the
   // longest objective's window, at a resolution that keeps it to maxSamples.
@@ -89,6 +91,12 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
   };
 
   function stream(req: IncomingMessage, res: ServerResponse): void {
+    const client = req.socket.remoteAddress ?? 'unknown';
+    const release = slots.take(client);
+    if (!release) {
+      sendJson(req, res, 429, { error: { code: 'ISTHMUS_ERR_API_TOO_MANY_STREAMS', message: slots.refusal(client) } });
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     let seq = 0;
     const push = () => {
@@ -99,6 +107,7 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
     const timer = setInterval(push, pushIntervalMs);
     source.on('catalog', push);
     const end = () => {
+      release();
       clearInterval(timer);
       source.off('catalog', push);
       streams.delete(end);

@@ -49,7 +49,9 @@ export interface DevMeshOptions {
   /**
    * Also run `hello-v1` and `hello-v2` (one instance each) in every cluster, the services a
    * traffic split's backendRefs name, and label hello's instances version=v1 and version=v2
-   * (docs/traffic-policy.md). Off by default so other tests keep their set of services.
+   * (docs/traffic-policy.md); every answer of hello then names its `version`. `isthmus dev up`
+   * does by default; off here so that meshes built by tests for other things keep their set of
+   * services.
    */
   versions?: boolean;
   /** One line per step, for a person watching. */
@@ -198,6 +200,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
             stateDir: sidecarStateDir(opts.stateDir, name, instance), sidecar: sidecarRunner(`sidecar-${name}-${instance}`),
             reportIntervalMs: opts.reportIntervalMs, kind: sample.kind,
+            ...(opts.versions ? { version: versionLabels(sample.name, instance).labels?.version } : {}),
           }));
         }
       }

@@ -16,7 +16,7 @@ const maxDownload = 4 * 1024 * 1024 * 1024;
 
 /**
  * A sample workload for `isthmus dev up`, to try what the mesh carries:
- * - any path: JSON naming where it runs (cluster, zone, instance), the caller's identity as its
+ * - any path: JSON naming where it runs (cluster, zone, instance, and its version when it has one), the caller's identity as its
  *   sidecar gave it (x-forwarded-client-cert) and the traceparent;
  * - `POST /echo`: streams the request body back as it arrives, and says its SHA-256 in a trailer;
  * - `GET /bytes?n=<count>`: streams that many bytes of a known pattern (byte i is i mod 251);
@@ -24,8 +24,9 @@ const maxDownload = 4 * 1024 * 1024 * 1024;
  * - `/status/<code>` answers with that status (to try a RetryPolicy or OutlierDetection), and
  *   `?delay=<ms>` on any plain path waits that long first (to try a CircuitBreaker or timeouts).
  */
-export async function startSampleInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number }): Promise<SampleInstance> {
-  const where = { service: opts.service, cluster: opts.cluster, zone: opts.zone, instance: opts.instance };
+export async function startSampleInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number; version?: string | undefined }): Promise<SampleInstance> {
+  // `version` (its `version` label) only where the mesh runs versions: a split's answers say which one served them.
+  const where = { service: opts.service, cluster: opts.cluster, zone: opts.zone, instance: opts.instance, ...(opts.version ? { version: opts.version } : {}) };
   const server: Server = createServer((req, res) => {
     if (req.method === 'POST' && req.url?.split('?')[0] === '/echo') return echo(req, res);
     if (req.url?.startsWith('/bytes?')) return bytes(req, res);

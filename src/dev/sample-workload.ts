@@ -28,6 +28,8 @@ export interface SampleWorkloadSpec {
   reportIntervalMs?: number | undefined;
   /** `grpc`: the gRPC echo sample (grpc-echo.ts), served h2c; the HTTP sample otherwise. */
   kind?: 'http' | 'grpc';
+  /** The instance's `version` label, which the HTTP sample names in every answer. */
+  version?: string | undefined;
 }
 
 /**
@@ -61,7 +63,7 @@ export class SampleWorkload {
     // gRPC is loaded only where a gRPC sample runs.
     this.app = s.app === 'redis'
       ? await startRedisInstance({ ...where, tempRoot: s.appTempRoot })
-      : s.kind === 'grpc' ? await (await import('./grpc-echo.js')).startGrpcEchoInstance(where) : await startSampleInstance(where);
+      : s.kind === 'grpc' ? await (await import('./grpc-echo.js')).startGrpcEchoInstance(where) : await startSampleInstance({ ...where, version: s.version });
     try {
       this.sidecar = await startDevSidecar({
         cluster: s.cluster, zone: s.zone, namespace: s.namespace, service: s.service,

@@ -16,6 +16,7 @@ import { Value } from '../core/typebox.js';
 import { TrafficReportSchema, type TrafficReport } from '../model/traffic-report.js';
 import { parseSpiffeId } from '../trust/spiffe.js';
 import type { TrafficLedger } from './traffic-ledger.js';
+import { StreamSlots } from '../core/server-limits.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
 
@@ -48,6 +49,9 @@ export function buildApi(opts: ApiOptions) {
     loggerInstance: opts.logger.child({ component: 'api' }),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
+    // A request head or body that trickles in is cut off (long polls and streams are responses, not limited).
+    connectionTimeout: 0,
+    requestTimeout: 30_000,
     https: {
       cert: [opts.tls.certPem, ...opts.tls.chainPem].join('\n'),
       key: opts.tls.keyPem,
@@ -89,7 +93,11 @@ export function buildApi(opts: ApiOptions) {
   // Long-polled snapshots: `?version=<what you have>&wait=<seconds>` answers when it changes.
   longPoll('/v1/catalog', 'catalog', () => federation.catalog);
 
+  const slots = new StreamSlots();
   app.get('/v1/catalog/stream', (request, reply) => {
+    const client = request.raw.socket.remoteAddress ?? 'unknown';
+    const release = slots.take(client);
+    if (!release) return reply.code(429).send({ error: { code: 'ISTHMUS_ERR_API_TOO_MANY_STREAMS', message: slots.refusal(client) } });
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
@@ -98,6 +106,7 @@ export function buildApi(opts: ApiOptions) {
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     federation.on('catalog', send);
     request.raw.on('close', () => {
+      release();
       clearInterval(keepAlive);
       federation.off('catalog', send);
     });

@@ -7,6 +7,7 @@ import type { Catalog } from '../model/catalog.js';
 import type { ProbeRecord } from '../model/records.js';
 import { formatProbeSni } from '../model/sni.js';
 import { clusterRoleId } from '../trust/spiffe.js';
+import { altNamesFromText } from '../trust/x509-facts.js';
 
 /**
  * One probe: the request round trip (or why it failed), and `handshakeMs` when this probe had
@@ -172,7 +173,7 @@ function errorText(err: unknown): string {
 }
 
 function uriSans(cert: PeerCertificate): string[] {
-  return (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice('URI:'.length));
+  return altNamesFromText(cert.subjectaltname ?? '').uris;
 }
 
 export interface GatewayProberOptions {

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { keys } from '../core/keys.js';
+import { keys, recordVersion } from '../core/keys.js';
 import { createDashboard } from '../dashboard/server.js';
 import { sloPolicies } from '../dashboard/overview.js';
 import { SloAlerter } from './slo-alerter.js';
@@ -20,6 +20,7 @@ import { Reachability } from './reachability.js';
 import type { Catalog } from '../model/catalog.js';
 import { liveTokens } from './registry-file.js';
 import { FederationStore } from './store.js';
+import { resolveWebhookUrl } from './webhook-url.js';
 import { WorkloadSigner } from './workload-signer.js';
 
 export interface RunningFederation {
@@ -41,6 +42,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   const clusterCa = readClusterCa(loaded.caDir);
   const store = await FederationStore.connect({ endpoints: [...config.etcd.endpoints], logger });
   const federation = new Federation(loaded, store, logger.child({ component: 'federation' }));
+  void sweepSpentTokens(store, new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not sweep expired spent-token records; they are retried at the next start'));
 
   // Every root of every trust domain in the mesh, as etcd has them; our own root at least.
   const trustBundle = (): string[] => {
@@ -99,6 +101,11 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
       return liveTokens(federation.registry.tokens, new Date());
     },
     trustBundle,
+    // One etcd transaction, so two federations (or two requests) cannot both accept the token.
+    spendToken: (token, now) => store.transact({
+      ifAbsent: [keys.usedToken(token.hash)],
+      puts: [{ key: keys.usedToken(token.hash), value: { version: recordVersion, identity: token.identity, usedAt: now.toISOString(), expiresAt: token.expiresAt } }],
+    }),
   });
   const ledger = new TrafficLedger(config.cluster);
   const api = buildApi({
@@ -135,7 +142,16 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     cluster: config.cluster,
     store,
     views: () => dashboard.overview().slos,
-    webhookOf: (ns, name) => sloPolicies(federation.mirror).find((p) => p.namespace === ns && p.name === name)?.webhook?.url,
+    webhookOf: (ns, name) => {
+      const reference = sloPolicies(federation.mirror).find((p) => p.namespace === ns && p.name === name)?.webhook;
+      if (!reference) return undefined;
+      try {
+        return resolveWebhookUrl(reference);
+      } catch (err) {
+        logger.warn({ slo: `${ns}/${name}`, err: (err as Error).message }, 'SLO webhook not sent');
+        return undefined;
+      }
+    },
     ledger,
     logger: logger.child({ component: 'slo-alerter' }),
     dashboard: () => (telemetry ? `http://${advertised(telemetry.address, config.federation.advertise)}/` : undefined),
@@ -221,4 +237,17 @@ function advertised(listening: string, advertise: string | undefined): string {
 
 function isIp(host: string): boolean {
   return /^[0-9.]+$/.test(host) || host.includes(':');
+}
+
+/**
+ * A spent token's record only matters until the token would have expired anyway; those past it
+ * are deleted at start (a crash can leave them behind whenever it happens).
+ */
+async function sweepSpentTokens(store: FederationStore, now: Date): Promise<void> {
+  const { records } = await store.list(keys.usedTokens);
+  const expired = records.filter((r) => {
+    const at = Date.parse(String((r.value as { expiresAt?: unknown }).expiresAt));
+    return Number.isNaN(at) || at <= now.getTime();
+  }).map((r) => r.key);
+  if (expired.length > 0) await store.transact({ deletes: expired });
 }

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
 import { signWorkloadCsr, type CertAndKey } from '../trust/ca.js';
 import { parseSpiffeId } from '../trust/spiffe.js';
-import { verifyToken, type TokenRecord } from '../trust/tokens.js';
+import { acceptToken, type TokenRecord } from '../trust/tokens.js';
 import { verifyChain } from '../trust/verify.js';
 
 export interface Caller {
@@ -36,11 +36,20 @@ export class WorkloadSigner {
       ttlSeconds: number;
       tokens: () => TokenRecord[];
       trustBundle: () => string[];
+      /**
+       * Marks a token spent; false when it already was. Single use: a token bought one
+       * certificate, and every later one is bought with the certificate before it.
+       */
+      spendToken?: (token: TokenRecord, now: Date) => Promise<boolean>;
     },
   ) {}
 
-  authenticate(caller: Caller, now = new Date()): string {
-    if (caller.bearerToken !== undefined) return verifyToken(caller.bearerToken, this.opts.tokens(), now);
+  /** Who the caller is: the token's identity (and the token, to spend once the certificate is made), or its certificate's. */
+  authenticate(caller: Caller, now = new Date()): { identity: string; token?: TokenRecord } {
+    if (caller.bearerToken !== undefined) {
+      const token = acceptToken(caller.bearerToken, this.opts.tokens(), now);
+      return { identity: token.identity, token };
+    }
     const [leaf, ...intermediates] = caller.peerChainPem ?? [];
     if (leaf === undefined) {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_TOKEN_INVALID', 'no credentials: send "Authorization: Bearer <token>" from `isthmus register`, or renew over TLS with your current certificate');
@@ -53,12 +62,20 @@ export class WorkloadSigner {
     if (id.trustDomain !== this.opts.trustDomain || id.namespace === undefined || id.serviceAccount === undefined) {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `${identity} is not a workload of trust domain ${this.opts.trustDomain}; ask the federation service of that workload's own cluster`);
     }
-    return identity;
+    return { identity };
   }
 
-  sign(csrPem: string, caller: Caller, now = new Date()): SignedWorkload {
-    const identity = this.authenticate(caller, now);
+  async sign(csrPem: string, caller: Caller, now = new Date()): Promise<SignedWorkload> {
+    const { identity, token } = this.authenticate(caller, now);
+    // Signed before the token is spent, so a malformed CSR does not use the token up.
     const { certPem } = signWorkloadCsr({ csrPem, identity, issuer: this.opts.issuer, ttlSeconds: this.opts.ttlSeconds, now });
+    if (token && this.opts.spendToken && !(await this.opts.spendToken(token, now))) {
+      throw new IsthmusError(
+        'ISTHMUS_ERR_TRUST_TOKEN_INVALID',
+        `The bootstrap token for ${identity} was already used to get a certificate; tokens are single-use. ` +
+          'A workload renews with its saved certificate; if that is lost, issue a new token with `isthmus register`.',
+      );
+    }
     const notAfter = new Date(new X509Certificate(certPem).validTo);
     return { identity, certificate: certPem, chain: [...this.opts.issuerChain], trustBundle: this.opts.trustBundle(), notAfter: notAfter.toISOString() };
   }

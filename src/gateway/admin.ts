@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { sendMetrics } from '../telemetry/http.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Gateway } from './gateway.js';
+import { limitHttpServer } from '../core/server-limits.js';
 
 /**
  * Admin port (15021): /healthz answers while the process runs; /readyz only once the gateway
@@ -29,6 +30,7 @@ export function startAdmin(gateway: Gateway, host: string, port: number, metrics
     }
     return send(404, { error: 'try /healthz, /readyz, /metrics, /stats or /debug/connections?remote=<ip:port>' });
   });
+  limitHttpServer(server);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));

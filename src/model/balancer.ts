@@ -1,4 +1,4 @@
-import { priorities, type Endpoint, type Priority, type ServiceLocalities } from './localities.js';
+import { priorityLevels, type Endpoint, type Priority, type ServiceLocalities } from './localities.js';
 
 /**
  * Which endpoint gets a request, given the service's localities and the priority load computed
@@ -30,7 +30,7 @@ export function pickEndpoint(
 ): PickedEndpoint | undefined {
   if (exclude.size === 0) return pickPrepared(prepareEndpoints(service), priorityLoads, random);
   const chosen = choosePriority(priorityLoads, random());
-  for (const priority of fallbackOrder(chosen)) {
+  for (const priority of fallbackOrder(chosen, priorityLevels(service).length)) {
     const picked = weightedPick(eligible(service, priority, exclude), random());
     if (picked) return picked;
   }
@@ -47,15 +47,15 @@ export type PreparedEndpoints = readonly (readonly PickedEndpoint[])[];
  * or the catalog changes) so that picking for a request allocates nothing.
  */
 export function prepareEndpoints(service: ServiceLocalities): PreparedEndpoints {
-  return priorities.map((priority) => eligible(service, priority, noneExcluded));
+  return priorityLevels(service).map((priority) => eligible(service, priority, noneExcluded));
 }
 
 /** pickEndpoint with nothing excluded, over prepared endpoints: the same choice, no allocation. */
 export function pickPrepared(prepared: PreparedEndpoints, priorityLoads: readonly number[], random: Random): PickedEndpoint | undefined {
   const chosen = choosePriority(priorityLoads, random());
-  for (let i = 0; i < priorities.length; i += 1) {
+  for (let i = 0; i < prepared.length; i += 1) {
     // The fallback order: chosen, the lower priorities, then the higher ones (as fallbackOrder).
-    const priority = (chosen + i) % priorities.length;
+    const priority = (chosen + i) % prepared.length;
     const items = prepared[priority];
     // One draw per priority tried, as pickEndpoint makes: seeded callers see the same sequence.
     const u = random();
@@ -77,7 +77,7 @@ export function retryOrder(
   exclude: ReadonlySet<string> = new Set(),
 ): PickedEndpoint[] {
   const skip = new Set(exclude).add(failed.address);
-  return fallbackOrder(failed.priority).flatMap((priority) => weightedShuffle(eligible(service, priority, skip), random));
+  return fallbackOrder(failed.priority, priorityLevels(service).length).flatMap((priority) => weightedShuffle(eligible(service, priority, skip), random));
 }
 
 /** The priority whose cumulative load first exceeds `u` × total; P0 when every load is 0. */
@@ -86,16 +86,20 @@ export function choosePriority(priorityLoads: readonly number[], u: number): Pri
   if (total <= 0) return 0;
   const point = u * total;
   let cumulative = 0;
-  for (const priority of priorities) {
-    cumulative += priorityLoads[priority] ?? 0;
+  let lastWithLoad = 0;
+  for (let priority = 0; priority < priorityLoads.length; priority += 1) {
+    const load = priorityLoads[priority] ?? 0;
+    cumulative += load;
     if (point < cumulative) return priority;
+    if (load > 0) lastWithLoad = priority;
   }
   // u is below 1, so only float rounding lands here: the last priority with any load.
-  return priorities.filter((p) => (priorityLoads[p] ?? 0) > 0).at(-1) ?? 0;
+  return lastWithLoad;
 }
 
-function fallbackOrder(start: Priority): Priority[] {
-  return [...priorities.filter((p) => p >= start), ...priorities.filter((p) => p < start)];
+/** `start`, the levels below it, then the ones above it, over `levels` levels. */
+function fallbackOrder(start: Priority, levels: number): Priority[] {
+  return Array.from({ length: levels }, (_, i) => (start + i) % levels);
 }
 
 function eligible(service: ServiceLocalities, priority: Priority, exclude: ReadonlySet<string>): PickedEndpoint[] {

@@ -7,8 +7,19 @@ import { formatServiceSni } from './sni.js';
  * ClusterLoadAssignment: localities with a priority, each holding endpoints with health and
  * weight. A remote cluster is one more locality whose endpoints are its east-west gateways.
  */
-export type Priority = 0 | 1 | 2 | 3;
+export type Priority = number;
+/**
+ * The four levels of the default ranking. A FailoverPolicy's cluster order (failover-order.ts)
+ * gives each listed cluster a level of its own, so a service may have more: code that walks the
+ * levels asks `priorityLevels` instead of assuming four.
+ */
 export const priorities: readonly Priority[] = [0, 1, 2, 3];
+
+/** The levels of a service's ranking: at least the default four, more when an order adds some. */
+export function priorityLevels(service: ServiceLocalities): Priority[] {
+  const deepest = service.localities.reduce((max, l) => Math.max(max, l.priority), priorities.length - 1);
+  return Array.from({ length: deepest + 1 }, (_, i) => i);
+}
 
 export interface Endpoint {
   /** Where to connect: `host:port` of a workload (`local`) or of an east-west gateway (`gateway`). */

@@ -1,4 +1,4 @@
-import { priorities, type ServiceLocalities } from './localities.js';
+import { priorityLevels, type ServiceLocalities } from './localities.js';
 
 /**
  * Envoy's priority-level load arithmetic: how much of the traffic each priority receives, given
@@ -48,9 +48,9 @@ export interface PriorityLoad {
 
 export const defaultOverprovisioningFactor = 1.4;
 
-/** Healthy and total endpoint counts for P0..P3 (Envoy counts hosts, not weights, by default). */
+/** Healthy and total endpoint counts for each level, P0 first (Envoy counts hosts, not weights, by default). */
 export function healthCounts(service: ServiceLocalities): PriorityHealthCount[] {
-  return priorities.map((priority) => {
+  return priorityLevels(service).map((priority) => {
     const endpoints = service.localities.filter((l) => l.priority === priority).flatMap((l) => l.endpoints);
     return { healthy: endpoints.filter((e) => e.healthy).length, total: endpoints.length };
   });

@@ -162,7 +162,14 @@ export const SloPolicySchema = Type.Object({
   windowSeconds: Type.Integer({ minimum: 60 }),
   /** Fewer requests than this in the window say nothing: no verdict, no page. */
   minRequests: Type.Integer({ minimum: 1 }),
-  webhook: Type.Optional(Type.Object({ url: Type.String() })),
+  /**
+   * Where the federation finds the webhook URL when it pages: an environment variable or a file
+   * on its own host. Never the URL itself: webhook URLs carry tokens, and etcd stores this in clear.
+   */
+  webhook: Type.Optional(Type.Union([
+    Type.Object({ env: Type.String() }, { additionalProperties: false }),
+    Type.Object({ file: Type.String() }, { additionalProperties: false }),
+  ])),
 });
 export type SloPolicy = Static<typeof SloPolicySchema>;
 

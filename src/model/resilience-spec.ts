@@ -6,8 +6,8 @@ import { dnsLabelPattern } from '../core/names.js';
  * budget, circuit breaking, outlier detection, local rate limits, fault injection, failover
  * order, and subsets of a service's instances by label. Each names one service in its
  * namespace with `spec.service`. Their schemas are checked at apply time; the sidecar carries
- * out ServiceSubset and the resilience kinds (model/resilience-policy.ts) except a FailoverPolicy's order
- * (docs/traffic-policy.md says which).
+ * out ServiceSubset and the resilience kinds (model/resilience-policy.ts), a FailoverPolicy's
+ * order included (failover-order.ts).
  */
 const service = Type.String({ pattern: dnsLabelPattern, description: 'the service (a DNS label) in metadata.namespace' });
 const duration = (description: string) => Type.String({ pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$', description: `${description}, a duration such as 250ms, 2s or 1m30s` });

@@ -30,13 +30,21 @@ export const SloSpecSchema = Type.Object({
     window: Type.String({ pattern: windowPattern, default: '1h', description: 'the window the objective holds over: minutes, hours or days, e.g. 1h' }),
     minRequests: Type.Integer({ minimum: 1, default: 20, description: 'fewer requests in the window give no verdict' }),
     webhook: Type.Optional(Type.Object({
-      url: Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http or https URL that receives a JSON POST when the objective is missed and when it holds again' }),
+      urlFrom: Type.Union([
+        Type.Object({ env: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'an environment variable of the federation processes holding the URL' }) }, { additionalProperties: false }),
+        Type.Object({ file: Type.String({ pattern: '^/', description: 'an absolute path on the federation hosts of a file holding the URL' }) }, { additionalProperties: false }),
+      ], { description: 'where each federation reads the http(s) URL that receives a JSON POST when the objective is missed and when it holds again' }),
     }, { additionalProperties: false })),
   }, { additionalProperties: false }),
 }, { additionalProperties: false });
 
 /** One YAML document → the record stored at `/policies/slo/<ns>/<name>`; throws naming the field. */
 export function sloPolicyFromSpec(doc: unknown, source: string): SloPolicy {
+  const inline = (doc as { spec?: { webhook?: { url?: unknown } } } | null)?.spec?.webhook?.url;
+  if (inline !== undefined) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${source} is not valid:\n  /spec/webhook/url: a webhook URL usually carries a token, and policies are stored in etcd in clear. ` +
+      'Put the URL in an environment variable or a file on the federation hosts and write webhook: { urlFrom: { env: SLO_WEBHOOK_URL } } or { urlFrom: { file: /etc/isthmus/slo-webhook } }');
+  }
   const spec = validate(SloSpecSchema, doc, source);
   const s = spec.spec;
   if (!s.latency && s.success === undefined) {
@@ -55,7 +63,7 @@ export function sloPolicyFromSpec(doc: unknown, source: string): SloPolicy {
     ...(s.success !== undefined ? { successPercent: s.success } : {}),
     windowSeconds,
     minRequests: s.minRequests,
-    ...(s.webhook ? { webhook: { url: s.webhook.url } } : {}),
+    ...(s.webhook ? { webhook: { ...s.webhook.urlFrom } } : {}),
   };
 }
 

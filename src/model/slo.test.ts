@@ -44,10 +44,10 @@ const doc = (spec: Record<string, unknown>) => ({ apiVersion: 'isthmus.dev/v1alp
 
 describe('ServiceLevelObjective YAML → /policies/slo record', () => {
   test('units become numbers; defaults apply', () => {
-    const p = sloPolicyFromSpec(doc({ service: 'ledger', latency: { percentile: 99, below: '1.5s' }, success: 99.9, webhook: { url: 'https://hooks.example/x' } }), 'slo.yaml');
+    const p = sloPolicyFromSpec(doc({ service: 'ledger', latency: { percentile: 99, below: '1.5s' }, success: 99.9, webhook: { urlFrom: { env: 'SLO_WEBHOOK_URL' } } }), 'slo.yaml');
     expect(p).toEqual({
       version: 1, namespace: 'demo', name: 'ledger-fast', service: 'ledger',
-      latency: { percentile: 99, belowMs: 1500 }, successPercent: 99.9, windowSeconds: 3600, minRequests: 20, webhook: { url: 'https://hooks.example/x' },
+      latency: { percentile: 99, belowMs: 1500 }, successPercent: 99.9, windowSeconds: 3600, minRequests: 20, webhook: { env: 'SLO_WEBHOOK_URL' },
     });
     expect(describeObjective(p)).toBe('p99 < 1500 ms and 99.9% success over 1h');
   });
@@ -58,7 +58,10 @@ describe('ServiceLevelObjective YAML → /policies/slo record', () => {
     [{ service: 'ledger', success: 99, window: '30s' }, /\/spec\/window/],
     [{ service: 'ledger', success: 99, window: '8d' }, /between 1m and 7d/],
     [{ service: 'ledger', latency: { percentile: 99, below: '250' } }, /\/spec\/latency\/below/],
-    [{ service: 'ledger', success: 99, webhook: { url: 'ftp://x' } }, /\/spec\/webhook\/url/],
+    [{ service: 'ledger', success: 99, webhook: { url: 'https://hooks.example/T0/B0/secret' } }, /\/spec\/webhook\/url: a webhook URL usually carries a token, and policies are stored in etcd in clear/],
+    [{ service: 'ledger', success: 99, webhook: { urlFrom: { env: 'SLO-URL' } } }, /\/spec\/webhook\/urlFrom/],
+    [{ service: 'ledger', success: 99, webhook: { urlFrom: { file: 'relative/path' } } }, /\/spec\/webhook\/urlFrom/],
+    [{ service: 'ledger', success: 99, webhook: { urlFrom: { env: 'A', file: '/x' } } }, /\/spec\/webhook\/urlFrom/],
     [{ service: 'ledger', success: 99, typo: 1 }, /\/spec\/typo: unknown field/],
   ])('refused with the field named: %j', (spec, message) => {
     expect(() => sloPolicyFromSpec(doc(spec), 'slo.yaml')).toThrow(message);

@@ -6,6 +6,7 @@ import { explainRoute } from './explain.js';
 import type { RoutingTable } from './routing.js';
 import { parseTraceRequest, type TraceRequest } from './trace.js';
 import { traceRequest, type TraceDeps } from './trace-request.js';
+import { limitHttpServer } from '../core/server-limits.js';
 
 const maxTraceBody = 16 * 1024;
 
@@ -45,7 +46,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
       const ejected = state.routing.ejected();
       const services = state.services().flatMap((s) => {
         const route = state.routing.route(s.namespace, s.name);
-        return route ? [explainRoute(route, from, ejected)] : [];
+        return route ? [explainRoute(route, from, ejected, state.routing.policiesOf(s.namespace, s.name))] : [];
       });
       return send(200, { from, identity: state.identity() ?? null, ...state.snapshot(), services });
     }
@@ -53,7 +54,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
     if (match) {
       const route = state.routing.route(match[1] as string, match[2] as string);
       if (!route) return send(404, { error: { code: 'ISTHMUS_ERR_SERVICE_UNKNOWN', message: `${match[1]}/${match[2]} is not in this sidecar's catalog` } });
-      return send(200, explainRoute(route, from, state.routing.ejected()));
+      return send(200, explainRoute(route, from, state.routing.ejected(), state.routing.policiesOf(match[1] as string, match[2] as string)));
     }
     if (url.pathname === '/trace') {
       if (req.method !== 'POST') return send(405, { error: { code: 'ISTHMUS_ERR_API_BAD_REQUEST', message: 'POST a JSON body: {"service": "<name>[.<namespace>]", "path": "/", "method": "GET"}' } });
@@ -64,6 +65,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
     }
     return send(404, { error: 'try /healthz, /readyz, /metrics, /routes, /routes/<namespace>/<service> or POST /trace' });
   });
+  limitHttpServer(server);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));

@@ -60,7 +60,9 @@ export function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refu
   if (route.load.status === 'no-healthy-endpoints') {
     return { code: 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT', service: name, message: `${name} has no healthy endpoint in any cluster (isthmus explain ${service} -n ${namespace})` };
   }
-  return choice ? { route, service: name, action: choice.action } : { route, service: name };
+  if (!choice) return { route, service: name };
+  if (policy) routing.countSplit(policy, choice.backend);
+  return { route, service: name, action: choice.action };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { formatPolicySummary, type LiveSplit, type PolicySummary } from '../model/policy-summary.js';
 import type { Route } from './routing.js';
 
 export interface RouteExplanation {
@@ -16,10 +17,15 @@ export interface RouteExplanation {
     endpoints: { address: string; kind: string; sni?: string; healthy: boolean; ejected: boolean }[];
   }[];
   computedAt: string;
+  /** The policies in force for the service (absent: none), and the split its requests took since they arrived. */
+  policies?: PolicySummary;
+  liveSplit?: LiveSplit[];
 }
 
 /** Where traffic for one service goes now and why, as data (admin /routes) for people and tools. */
-export function explainRoute(route: Route, from: { cluster: string; zone: string }, ejected: ReadonlySet<string>): RouteExplanation {
+export function explainRoute(
+  route: Route, from: { cluster: string; zone: string }, ejected: ReadonlySet<string>, policies?: { policies: PolicySummary; liveSplit: LiveSplit[] },
+): RouteExplanation {
   const primary = route.load.loads.reduce((best, load, priority) => (load > (route.load.loads[best] ?? 0) ? priority : best), 0);
   return {
     namespace: route.namespace,
@@ -36,6 +42,7 @@ export function explainRoute(route: Route, from: { cluster: string; zone: string
       endpoints: l.endpoints.map((e) => ({ address: e.address, kind: e.kind, ...(e.sni ? { sni: e.sni } : {}), healthy: e.healthy, ejected: ejected.has(e.address) })),
     })),
     computedAt: new Date(route.computedAt).toISOString(),
+    ...policies,
   };
 }
 
@@ -53,5 +60,6 @@ export function formatExplanation(e: RouteExplanation): string {
     }
   }
   if (e.priorities.length === 0) lines.push('  no endpoint in any cluster');
+  if (e.policies) lines.push(...formatPolicySummary(e.policies, e.liveSplit ?? []));
   return `${lines.join('\n')}\n`;
 }

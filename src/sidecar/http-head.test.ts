@@ -15,3 +15,9 @@ test('an error response for a raw socket is complete HTTP/1.1 with the code in a
   expect(head).toContain(`content-length: ${Buffer.byteLength(body)}`);
   expect(JSON.parse(body)).toEqual({ error: { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: 'nope' } });
 });
+
+test('a routing rule\'s added fields come after the ones that arrived, and the refusal of an upgrade can carry retry-after', () => {
+  const head = requestHead('GET', '/ws', ['Host', 'x', 'X-Tag', 'a'], { set: { host: 'hello.demo.mesh' }, add: [['x-tag', 'b']] });
+  expect(head).toBe('GET /ws HTTP/1.1\r\nX-Tag: a\r\nhost: hello.demo.mesh\r\nx-tag: b\r\n\r\n');
+  expect(errorResponse(429, 'Too Many Requests', 'ISTHMUS_ERR_DATAPLANE_RATE_LIMITED', 'later', { 'retry-after': '5' })).toMatch(/^HTTP\/1\.1 429 Too Many Requests\r\nretry-after: 5\r\n/);
+});

@@ -12,6 +12,8 @@ export interface HeadChanges {
   drop?: ReadonlySet<string>;
   /** Fields to set, replacing any that arrived with that name. */
   set?: Readonly<Record<string, string>>;
+  /** Fields to add after the ones that arrived, keeping those. */
+  add?: readonly (readonly [string, string])[];
 }
 
 /** `rawHeaders` is Node's flat [name, value, name, value, …] list. */
@@ -26,11 +28,13 @@ export function requestHead(method: string, target: string, rawHeaders: readonly
     head += `${name}: ${rawHeaders[i + 1] as string}\r\n`;
   }
   for (const [name, value] of Object.entries(set)) head += `${name}: ${value}\r\n`;
+  for (const [name, value] of changes.add ?? []) head += `${name}: ${value}\r\n`;
   return `${head}\r\n`;
 }
 
 /** A short HTTP/1.1 response for a socket that has no ServerResponse (upgrade and CONNECT paths). */
-export function errorResponse(status: number, reason: string, code: string, message: string): string {
+export function errorResponse(status: number, reason: string, code: string, message: string, headers: Readonly<Record<string, string>> = {}): string {
   const body = JSON.stringify({ error: { code, message } });
-  return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-isthmus-error: ${code}\r\nconnection: close\r\n\r\n${body}`;
+  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  return `HTTP/1.1 ${status} ${reason}\r\n${extra}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-isthmus-error: ${code}\r\nconnection: close\r\n\r\n${body}`;
 }

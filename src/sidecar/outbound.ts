@@ -5,12 +5,12 @@ import { errorCodes, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { applyHeaderChanges } from '../model/traffic-policy.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { attemptEndpoints, attemptTimeout, maxAttempts, resilienceOf, routeOf } from './attempts.js';
+import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attempts.js';
 import { admitRequest } from './policy-step.js';
 import { forwardableHeaders } from './headers.js';
-import { errorResponse, requestHead } from './http-head.js';
 import { createOutboundH2 } from './outbound-h2.js';
 import { outboundObserver } from './outbound-observer.js';
+import { openTunnel } from './outbound-tunnel.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 import { RequestBody } from './request-body.js';
 import { answerClientError, headersCheckInterval } from './request-head-timeout.js';
@@ -18,7 +18,6 @@ import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-t
 import { ResponseRelay } from './response-relay.js';
 import type { RoutingTable } from './routing.js';
 import { alsoOnCloseAll, OpenSockets } from '../core/open-sockets.js';
-import { splice } from '../core/splice.js';
 import type { DataPlaneTimeouts } from './timeouts.js';
 import { inboundReportHeader, traceHeader } from './trace.js';
 import type { Upstreams } from './upstreams.js';
@@ -42,7 +41,7 @@ export interface OutboundDeps {
  * attempt over a pooled mTLS connection, retried elsewhere when retry-policy.ts allows → record
  * the outcome (outlier detection, outbound-observer.ts) → relay the answer as it streams
  * (response-relay.ts). Bodies stream both ways; nothing is held whole. WebSocket upgrades and
- * CONNECT become byte tunnels to the chosen endpoint. Connections that open with the HTTP/2
+ * CONNECT take the same policy step, then become byte tunnels (outbound-tunnel.ts). Connections that open with the HTTP/2
  * preface are served by outbound-h2.ts, through the same steps.
  */
 export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Server {
@@ -123,57 +122,6 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
     return relay.started;
   });
   if (!outcome.answered) reply(res, outcome.code, outcome.message);
-}
-
-/**
- * An HTTP/1.1 Upgrade (WebSocket) or a CONNECT: pick an endpoint as for a request, open an mTLS
- * connection to it (a local sidecar, or a remote gateway by SNI), write the request head, then
- * splice bytes both ways. The destination's answer (101, 200 or a refusal) flows back as is.
- * Only a failed connection is retried on another endpoint: nothing was sent yet.
- */
-async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
-  const observer = outboundObserver(deps.routing, deps.cluster, req);
-  const target = resolveTarget(req.method, req.url, req.headers.host, fixed);
-  const routed = routeOf(deps.routing, target);
-  if ('code' in routed) {
-    observer.answered(errorStatus(routed.code), routed.service);
-    socket.end(errorResponse(errorStatus(routed.code), 'Service Unavailable', routed.code, routed.message));
-    return;
-  }
-  const { route, service } = routed;
-  const resolved = target as ResolvedTarget; // routeOf refused every other case
-  const connect = req.method === 'CONNECT';
-  const upstreamHead = connect
-    ? `CONNECT ${resolved.host} HTTP/1.1\r\nhost: ${resolved.host}\r\n\r\n`
-    : requestHead(req.method ?? 'GET', resolved.path, req.rawHeaders, { drop: new Set(['host', traceHeader]), set: { host: resolved.host } });
-  const tried = new Set<string>();
-  let endpoint = deps.routing.pick(route);
-  let lastError = 'no eligible endpoint';
-  let lastCluster: string | undefined;
-  for (let attempts = 1; endpoint && attempts <= maxAttempts; attempts += 1) {
-    tried.add(endpoint.address);
-    lastCluster = endpoint.cluster;
-    observer.tried(endpoint);
-    const upstream = route.upstreams.get(endpoint.address);
-    if (!upstream) break;
-    try {
-      const tls = await deps.upstreams.connect(upstream, deps.timeouts.connectMs);
-      if (socket.destroyed) return void tls.destroy();
-      deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
-      tls.write(upstreamHead);
-      if (head.length > 0) tls.write(head);
-      observer.answered(connect ? 200 : 101, service, endpoint.cluster);
-      splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels);
-      return;
-    } catch (err) {
-      lastError = `${endpoint.address}: ${(err as Error).message}`;
-      deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' }, { service, cluster: endpoint.cluster });
-      endpoint = deps.routing.retries(route, endpoint, tried)[0];
-    }
-  }
-  observer.answered(tried.size > 0 ? 'connect_error' : 503, service, lastCluster);
-  const message = `${service}: no endpoint could be reached after ${tried.size} attempt(s); last: ${lastError}`;
-  socket.end(errorResponse(503, 'Service Unavailable', 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE', message));
 }
 
 /** RFC 9110 §6.4: a request has content when it says so by Content-Length or Transfer-Encoding. */

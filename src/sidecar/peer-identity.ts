@@ -1,6 +1,7 @@
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import { IsthmusError } from '../core/errors.js';
 import { trustDomainOf } from '../trust/spiffe.js';
+import { altNamesFromText, rootTrustDomainOf } from '../trust/x509-facts.js';
 
 /**
  * The SPIFFE ID of a peer whose chain Node's TLS already verified against the mesh roots, or
@@ -8,14 +9,19 @@ import { trustDomainOf } from '../trust/spiffe.js';
  * vouches for its own trust domain, so the ID's trust domain must be the anchoring root's.
  */
 export function peerIdentity(cert: PeerCertificate | DetailedPeerCertificate): { identity: string } | { error: string } {
-  const ids = uris(cert).filter((u) => u.startsWith('spiffe://'));
-  if (ids.length !== 1) return { error: `peer certificate carries ${ids.length} SPIFFE IDs; exactly one is required` };
+  const all = uris(cert);
+  const ids = all.filter((u) => u.startsWith('spiffe://'));
+  if (ids.length !== 1 || all.length !== 1) return { error: `peer certificate carries ${ids.length} SPIFFE IDs among ${all.length} URI SANs; exactly one URI SAN, a SPIFFE ID, is required` };
   const identity = ids[0] as string;
+  const domain = trustDomainOf(identity);
+  if (domain === undefined) return { error: `peer certificate names ${JSON.stringify(identity)}, which is not a valid SPIFFE ID` };
   const root = anchor(cert as DetailedPeerCertificate);
-  const rootDomains = root ? uris(root).filter((u) => u.startsWith('spiffe://')).map(trustDomainOf) : [];
-  if (rootDomains.length > 0 && !rootDomains.includes(trustDomainOf(identity))) {
-    return { error: `${identity} chains to the root of ${rootDomains.join(', ')}, which may not vouch for it` };
-  }
+  if (!root) return { error: `${identity}: its chain does not end at a self-signed root within 8 certificates` };
+  // A root vouches only for the trust domain its one URI SAN names, and one that names none
+  // vouches for nobody: otherwise any root in the bundle could mint any domain's identities.
+  const rootDomain = rootTrustDomainOf(uris(root));
+  if (rootDomain === undefined) return { error: `${identity} chains to a root that names no single trust domain (it needs exactly one URI SAN, spiffe://<trust-domain>), which may vouch for no identity` };
+  if (rootDomain !== domain) return { error: `${identity} chains to the root of ${rootDomain}, which may not vouch for it` };
   return { identity };
 }
 
@@ -33,7 +39,7 @@ export function checkDestination(allowed: readonly string[]) {
 }
 
 function uris(cert: PeerCertificate): string[] {
-  return (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+  return altNamesFromText(cert.subjectaltname ?? '').uris;
 }
 
 function anchor(cert: DetailedPeerCertificate): DetailedPeerCertificate | undefined {

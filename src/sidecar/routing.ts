@@ -1,12 +1,14 @@
 import { channels } from '../core/channels.js';
 import type { Catalog } from '../model/catalog.js';
 import { pickEndpoint, pickPrepared, prepareEndpoints, retryOrder, type PickedEndpoint, type PreparedEndpoints } from '../model/balancer.js';
+import { withClusterOrder } from '../model/failover-order.js';
 import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 import { formatServiceSni } from '../model/sni.js';
 import type { PolicyRecord } from '../model/policy-records.js';
+import { backendName, liveSplit, summarisePolicies, type LiveSplit, type PolicySummary } from '../model/policy-summary.js';
 import { compileTrafficPolicies, type Backend, type ServiceRoutes } from '../model/traffic-policy.js';
 import { ResiliencePolicies } from './resilience-state.js';
 import type { UpstreamKey } from './upstreams.js';
@@ -54,6 +56,8 @@ export class RoutingTable {
   private policies = new Map<string, ServiceRoutes>();
   /** Retries, breakers, outlier settings, rate limits, faults and failover per service (resilience-state.ts). */
   readonly resilience = new ResiliencePolicies();
+  /** Requests per backend the policy step chose, since the last policy snapshot (explain's live split); keyed by objects, so counting allocates nothing. */
+  private splitCounts = new Map<ServiceRoutes, Map<Backend, number>>();
 
   constructor(
     private readonly caller: { cluster: string; zone: string },
@@ -79,6 +83,7 @@ export class RoutingTable {
 
   setPolicies(records: readonly PolicyRecord[]): void {
     this.policies = compileTrafficPolicies(records);
+    this.splitCounts = new Map();
     this.resilience.set(records);
     // A FailoverPolicy changes localities.
     this.invalidate();
@@ -92,6 +97,26 @@ export class RoutingTable {
   /** The routing policy of a service the app called, if any applies to it. */
   policyFor(namespace: string, service: string): ServiceRoutes | undefined {
     return this.policies.size === 0 ? undefined : this.policies.get(`${namespace}/${service}`);
+  }
+
+  /** One request of `routes`' service went to `backend` (the policy step's choice). */
+  countSplit(routes: ServiceRoutes, backend: Backend): void {
+    let counts = this.splitCounts.get(routes);
+    if (!counts) this.splitCounts.set(routes, (counts = new Map()));
+    counts.set(backend, (counts.get(backend) ?? 0) + 1);
+  }
+
+  /** The policies in force for a service the app names, and the split its requests took since they arrived. */
+  policiesOf(namespace: string, service: string): { policies: PolicySummary; liveSplit: LiveSplit[] } | undefined {
+    const routes = this.policyFor(namespace, service);
+    const policies = summarisePolicies(routes, this.resilience.of(`${namespace}/${service}`));
+    if (!policies) return undefined;
+    const counts = new Map<string, number>();
+    for (const [backend, n] of (routes && this.splitCounts.get(routes)) ?? []) {
+      const name = backendName(backend);
+      counts.set(name, (counts.get(name) ?? 0) + n);
+    }
+    return { policies, liveSplit: liveSplit(counts) };
   }
 
   /** Outlier history is kept for every endpoint of every service, and dropped only when it leaves. */
@@ -135,9 +160,10 @@ export class RoutingTable {
     const ejected = ejectedAddresses(this.outliers, now);
     const catalogService = subset ? null : (this.catalogServices.get(serviceKey) ?? null);
     const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
-    // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region.
+    // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region; its
+    // order then ranks the remaining clusters, one priority level each.
     const failover = this.resilience.of(serviceKey)?.failover;
-    const base = failover ? withinScope(unscoped, failover.scope) : unscoped;
+    const base = failover ? withClusterOrder(withinScope(unscoped, failover.scope), failover.order, this.caller.cluster) : unscoped;
     // Health as this sidecar sees it: what the federation reports, and our own checks, and not ejected.
     const localities: ServiceLocalities = {
       localities: base.localities.map((l) => ({

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from './metrics.js';
+import { limitHttpServer } from '../core/server-limits.js';
 
 /** Answers a scrape: the Prometheus text format of `metrics`, or 500 if collecting failed. */
 export async function sendMetrics(metrics: Pick<Metrics, 'exposition'>, res: ServerResponse): Promise<void> {
@@ -42,6 +43,7 @@ export async function startTelemetryServer(opts: {
     if (opts.extra?.(req, res)) return;
     return send(res, 404, { error: opts.extra ? 'try /, /metrics or /healthz' : 'try /metrics or /healthz' });
   });
+  limitHttpServer(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

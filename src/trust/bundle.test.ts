@@ -4,6 +4,7 @@ import { isIsthmusError } from '../core/errors.js';
 import { addRoot, meshRoots, newBundle, removeRoot, validateBundle, type TrustBundle } from './bundle.js';
 import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from './ca.js';
 import { failure } from '../../test/helpers/failure.js';
+import { opensslRoot } from '../../test/helpers/openssl-certs.js';
 
 let root: CertAndKey;
 let nextRoot: CertAndKey;
@@ -58,6 +59,10 @@ describe('building bundles', () => {
     ['a certificate with its key', () => newBundle('example.org', root.certPem + root.keyPem), /private key/],
     ['two roots in one entry', () => newBundle('example.org', root.certPem + nextRoot.certPem), /holds 2 certificates/],
     ['a bad trust domain', () => newBundle('Example.org', root.certPem), /lower-case DNS name/],
+    ['a root with no URI SAN', () => newBundle('example.org', opensslRoot('/O=example.org/CN=plain root', undefined).certPem), /carries no URI SAN; a root enters the bundle of "example.org" only with exactly one, spiffe:\/\/example.org/],
+    ['a root with a DNS name only', () => newBundle('example.org', opensslRoot('/O=example.org/CN=dns root', 'DNS:ca.example.org').certPem), /carries no URI SAN/],
+    ['a root naming two trust domains', () => newBundle('example.org', opensslRoot('/O=example.org/CN=two', 'URI:spiffe://example.org,URI:spiffe://other.org').certPem), /carries the URI SANs spiffe:\/\/example.org, spiffe:\/\/other.org/],
+    ['a root whose SAN is a workload, not the trust domain', () => newBundle('example.org', opensslRoot('/O=example.org/CN=wl', 'URI:spiffe://example.org/ns/demo/sa/admin').certPem), /carries the URI SANs spiffe:\/\/example.org\/ns\/demo\/sa\/admin/],
   ])('refuses %s', (_name, call, message) => {
     const result = failure(call);
     expect(result.code).toMatch(/^ISTHMUS_ERR_TRUST_(CERT|SPIFFE)_INVALID$/);

@@ -11,7 +11,7 @@ import type { X509Certificate } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
 import { validateTrustDomain } from './spiffe.js';
 import { isSignedBy, parseCertificates } from './verify.js';
-import { describeCertificate, spiffeIdsOf } from './x509-facts.js';
+import { altNamesOf, describeCertificate, rootTrustDomainOf } from './x509-facts.js';
 import { recordVersion } from '../core/keys.js';
 
 export interface TrustBundle {
@@ -56,9 +56,17 @@ function checkRoot(pem: string, trustDomain: string, field: string): X509Certifi
       field,
     );
   }
-  const foreign = spiffeIdsOf(root).find((id) => id !== `spiffe://${trustDomain}` && !id.startsWith(`spiffe://${trustDomain}/`));
-  if (foreign) {
-    throw bundleInvalid(`${field} is the root of ${foreign}, not of trust domain "${trustDomain}". Publish it in its own trust domain's bundle.`, field);
+  const { uris } = altNamesOf(root);
+  const domain = rootTrustDomainOf(uris);
+  if (domain === undefined) {
+    throw bundleInvalid(
+      `${field} (${describeCertificate(root)}) carries ${uris.length === 0 ? 'no URI SAN' : `the URI SANs ${uris.join(', ')}`}; a root enters the bundle of "${trustDomain}" only with exactly one, spiffe://${trustDomain}. ` +
+        'Without it the root could vouch for any trust domain\'s identities. Make the root with `isthmus ca init`.',
+      field,
+    );
+  }
+  if (domain !== trustDomain) {
+    throw bundleInvalid(`${field} is the root of spiffe://${domain}, not of trust domain "${trustDomain}". Publish it in its own trust domain's bundle.`, field);
   }
   return root;
 }

@@ -1,6 +1,8 @@
 /**
  * Bootstrap tokens for the `local` platform: `isthmus register` issues one, the workload
  * presents it once to get its first certificate, and renews with that certificate afterwards.
+ * Once it has bought a certificate it is spent (the federation records it in etcd), so a token
+ * copied from a config file or a log later buys nothing.
  * Only a SHA-256 of each token is stored, so the registry file is useless to whoever reads it.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -51,6 +53,11 @@ export function issueToken(opts: { identity: string; ttlSeconds: number; now?: D
  * the time taken says nothing about which stored hash came close.
  */
 export function verifyToken(token: string, records: TokenRecord[], now: Date = new Date()): string {
+  return acceptToken(token, records, now).identity;
+}
+
+/** verifyToken's check, returning the record the token matched (its hash names it in the used-token keys). */
+export function acceptToken(token: string, records: TokenRecord[], now: Date = new Date()): TokenRecord {
   if (typeof token !== 'string' || !tokenShape.test(token)) {
     throw tokenInvalid('The bootstrap token is malformed: expected "isth_" followed by 43 base64url characters. Copy the whole token `isthmus register` printed.');
   }
@@ -70,5 +77,5 @@ export function verifyToken(token: string, records: TokenRecord[], now: Date = n
         '(tokens are for the first certificate only; renewals use the certificate).',
     );
   }
-  return match.identity;
+  return match;
 }

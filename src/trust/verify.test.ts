@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { createCsr, createIntermediateCa, createRootCa, issueCertificate, signWo
 import { certificateInfo, parseCertificates, verifyChain, verifyKeyMatchesCert } from './verify.js';
 import { basicConstraintsOf } from './x509-facts.js';
 import { failure } from '../../test/helpers/failure.js';
+import { openssl, opensslIssue, opensslRoot } from '../../test/helpers/openssl-certs.js';
 
 const alice = 'spiffe://example.org/ns/shop/sa/alice';
 const day = 86_400_000;
@@ -19,35 +19,6 @@ let leaf: CertAndKey;
 let otherRoot: CertAndKey;
 let otherWest: CertAndKey;
 let otherLeaf: CertAndKey;
-
-function run(args: string[], input?: string): string {
-  try {
-    return execFileSync('/usr/bin/openssl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    throw new Error(`openssl ${args.join(' ')} failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
-}
-
-/**
- * A certificate made by openssl, outside our CA's rules: how an attacker or a careless operator
- * would make one. `extensions` is an openssl extension section body.
- */
-function opensslIssue(issuer: CertAndKey, subject: string, extensions: string): CertAndKey {
-  const id = Math.random().toString(36).slice(2);
-  const keyPem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-  const path = (name: string) => join(dir, `${id}-${name}`);
-  writeFileSync(path('key.pem'), keyPem);
-  writeFileSync(path('ca.pem'), issuer.certPem);
-  writeFileSync(path('ca-key.pem'), issuer.keyPem);
-  writeFileSync(path('ext.cnf'), `[ext]\n${extensions}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
-  const csr = run(['req', '-new', '-key', path('key.pem'), '-subj', subject]);
-  const certPem = run(
-    ['x509', '-req', '-CA', path('ca.pem'), '-CAkey', path('ca-key.pem'), '-set_serial', '0x1f2e3d', '-days', '2', '-extfile', path('ext.cnf'), '-extensions', 'ext'],
-    csr,
-  );
-  return { certPem, keyPem };
-}
 
 
 function toPem(der: Buffer): string {
@@ -170,6 +141,26 @@ describe('verifyChain refuses', () => {
   });
 
   test.each([
+    ['no URI SAN at all', undefined],
+    ['two trust-domain SANs', 'URI:spiffe://example.org,URI:spiffe://other.org'],
+    ['a workload ID instead of the trust domain', 'URI:spiffe://example.org/ns/shop/sa/alice'],
+    ['a DNS name only', 'DNS:ca.example.org'],
+  ])('an identity under a root with %s: openssl verify accepts the chain, Isthmus does not', (_name, san) => {
+    const rogueRoot = opensslRoot('/O=example.org/CN=rogue root', san);
+    const rogueCa = opensslIssue(rogueRoot, '/O=example.org/CN=rogue intermediate', 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign');
+    const forged = opensslIssue(rogueCa, '/O=example.org', `basicConstraints=critical,CA:FALSE\nsubjectAltName=URI:${alice}`);
+    // X.509 has no rule tying a root to a trust domain: path validation alone passes.
+    const files = { root: join(dir, 'rogue-root.pem'), chain: join(dir, 'rogue-chain.pem'), leaf: join(dir, 'rogue-leaf.pem') };
+    writeFileSync(files.root, rogueRoot.certPem);
+    writeFileSync(files.chain, rogueCa.certPem);
+    writeFileSync(files.leaf, forged.certPem);
+    expect(openssl(['verify', '-CAfile', files.root, '-untrusted', files.chain, files.leaf])).toMatch(/: OK/);
+    const result = failure(() => verifyChain({ leafPem: forged.certPem, intermediatesPem: [rogueCa.certPem], rootsPem: [root.certPem, rogueRoot.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(/claims spiffe:\/\/example.org\/ns\/shop\/sa\/alice but chains to the root .*which names no single trust domain/);
+  });
+
+  test.each([
     ['two SPIFFE IDs', `URI:${alice},URI:spiffe://example.org/ns/shop/sa/bob`, /carries 2 URI SANs/],
     ['a SPIFFE ID and another URI', `URI:${alice},URI:https://example.org/alice`, /carries 2 URI SANs/],
     ['the bare trust domain as its ID', 'URI:spiffe://example.org', /names the trust domain itself/],
@@ -179,6 +170,25 @@ describe('verifyChain refuses', () => {
     const result = failure(() => verifyChain({ leafPem: bad.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }));
     expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
     expect(result.message).toMatch(message);
+  });
+
+  test.each([
+    ['code signing only', 'codeSigning', 'serverAuth and clientAuth'],
+    ['server authentication only', 'serverAuth', 'clientAuth'],
+  ])('a leaf whose extended key usage is %s: refused here and by openssl verify -purpose sslclient', (_name, eku, missing) => {
+    const bad = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nextendedKeyUsage=${eku}\nsubjectAltName=URI:${alice}`);
+    const result = failure(() => verifyChain({ leafPem: bad.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }));
+    expect(result.code).toBe('ISTHMUS_ERR_TRUST_CHAIN_INVALID');
+    expect(result.message).toMatch(new RegExp(`extended key usage \\([0-9.]+\\) without ${missing};`));
+    const files = { root: join(dir, 'eku-root.pem'), chain: join(dir, 'eku-chain.pem'), leaf: join(dir, 'eku-leaf.pem') };
+    writeFileSync(files.root, root.certPem);
+    writeFileSync(files.chain, east.certPem);
+    writeFileSync(files.leaf, bad.certPem);
+    expect(() => openssl(['verify', '-purpose', 'sslclient', '-CAfile', files.root, '-untrusted', files.chain, files.leaf])).toThrow(/unsuitable certificate purpose/);
+  });
+
+  test('our own leaves carry both purposes and pass', () => {
+    expect(verifyChain({ leafPem: leaf.certPem, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }).identity).toBeDefined();
   });
 
   test('a leaf whose key may sign certificates', () => {

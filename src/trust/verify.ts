@@ -7,7 +7,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
 import { parseSpiffeId, trustDomainOf, type SpiffeId } from './spiffe.js';
-import { altNamesOf, basicConstraintsOf, describeCertificate, keyUsageBits, keyUsageOf, notAfterOf, notBeforeOf, spiffeIdsOf } from './x509-facts.js';
+import { altNamesOf, basicConstraintsOf, describeCertificate, extKeyUsageOf, keyUsageBits, keyUsageOf, meshKeyPurposes, notAfterOf, notBeforeOf, rootTrustDomainOf, spiffeIdsOf } from './x509-facts.js';
 
 // Root → cluster intermediate → leaf is our whole hierarchy; a few more hops tolerate operators'
 // plug-in CAs while a loop of cross-signed certificates still ends quickly.
@@ -165,13 +165,22 @@ export function verifyChain(opts: { leafPem: string; intermediatesPem?: string[]
 
   const identity = leafIdentity(leaf);
   const anchor = path[path.length - 1] as X509Certificate;
-  const anchorDomains = spiffeIdsOf(anchor).map(trustDomainOf);
+  // A root vouches only for the one trust domain its URI SAN names; a root that names none (or
+  // several) vouches for no SPIFFE identity, else any root in the mesh bundle could mint any
+  // domain's identities.
+  const anchorDomain = rootTrustDomainOf(altNamesOf(anchor).uris);
   for (const cert of [leaf, ...path.slice(1, -1)]) {
     for (const id of spiffeIdsOf(cert)) {
       const domain = trustDomainOf(id);
-      if (anchorDomains.length > 0 && (domain === undefined || !anchorDomains.includes(domain))) {
+      if (anchorDomain === undefined) {
         throw chainInvalid(
-          `${describeCertificate(cert)} claims ${id} but chains to the root of trust domain "${anchorDomains.join('", "')}". ` +
+          `${describeCertificate(cert)} claims ${id} but chains to the root ${describeCertificate(anchor)}, which names no single trust domain (it needs exactly one URI SAN, spiffe://<trust-domain>). ` +
+            'Such a root vouches for no SPIFFE identity; re-issue the root with `isthmus ca init`.',
+        );
+      }
+      if (domain !== anchorDomain) {
+        throw chainInvalid(
+          `${describeCertificate(cert)} claims ${id} but chains to the root of trust domain "${anchorDomain}". ` +
             "A trust domain's root vouches only for its own identities; this certificate was mis-issued or forged.",
         );
       }
@@ -190,6 +199,16 @@ function leafIdentity(leaf: X509Certificate): string | undefined {
   const usage = keyUsageOf(leaf);
   if (usage?.has(keyUsageBits.keyCertSign) || usage?.has(keyUsageBits.cRLSign)) {
     throw chainInvalid(`${describeCertificate(leaf)} is a leaf whose key usage allows signing certificates or CRLs. Re-issue it as a plain leaf.`);
+  }
+  // A mesh leaf serves and calls (mutual TLS both ways); an EKU that leaves either out, or names
+  // other purposes only (code signing, e-mail), is a certificate made for something else.
+  const purposes = extKeyUsageOf(leaf);
+  const missing = purposes === undefined ? [] : meshKeyPurposes.filter((p) => !purposes.includes(p));
+  if (missing.length > 0) {
+    throw chainInvalid(
+      `${describeCertificate(leaf)} has an extended key usage (${purposes?.join(', ')}) without ${missing.map((p) => (p.endsWith('.1') ? 'serverAuth' : 'clientAuth')).join(' and ')}; ` +
+        'a mesh certificate is used for TLS in both directions. Re-issue it from the cluster CA.',
+    );
   }
   const { uris } = altNamesOf(leaf);
   const [id] = uris.filter((uri) => uri.startsWith('spiffe://'));

@@ -36,8 +36,15 @@ export interface AltNames {
  * a second identity. We honour the quotes instead of splitting on ", ".
  */
 export function altNamesOf(cert: X509Certificate): AltNames {
+  return altNamesFromText(cert.subjectAltName ?? '');
+}
+
+/**
+ * The same, from the text itself: what `tls` gives for a peer (`PeerCertificate.subjectaltname`).
+ * This is the one SAN reader of the code base; never split that text on ", " yourself.
+ */
+export function altNamesFromText(text: string): AltNames {
   const names: AltNames = { uris: [], dnsNames: [], ipAddresses: [] };
-  const text = cert.subjectAltName ?? '';
   let i = 0;
   while (i < text.length) {
     const colon = text.indexOf(':', i);
@@ -66,6 +73,17 @@ export function altNamesOf(cert: X509Certificate): AltNames {
 /** Every spiffe:// URI SAN; an X509-SVID carries exactly one (SPIFFE X509-SVID.md §2). */
 export function spiffeIdsOf(cert: X509Certificate): string[] {
   return altNamesOf(cert).uris.filter((uri) => uri.startsWith('spiffe://'));
+}
+
+/**
+ * The trust domain a root CA vouches for: its one URI SAN, which must be the bare trust-domain ID
+ * `spiffe://<td>`. Undefined for a root with no URI SAN, several, or any other kind: such a root
+ * vouches for no SPIFFE identity at all (docs/trust.md).
+ */
+export function rootTrustDomainOf(uris: readonly string[]): string | undefined {
+  if (uris.length !== 1) return undefined;
+  const m = /^spiffe:\/\/([^/]+)$/.exec(uris[0] as string);
+  return m?.[1];
 }
 
 interface Tlv {
@@ -103,6 +121,7 @@ function childrenOf(der: Buffer, parent: Tlv): Tlv[] {
 
 const basicConstraintsOid = Buffer.from([0x55, 0x1d, 0x13]); // 2.5.29.19
 const keyUsageOid = Buffer.from([0x55, 0x1d, 0x0f]); // 2.5.29.15
+const extKeyUsageOid = Buffer.from([0x55, 0x1d, 0x25]); // 2.5.29.37
 
 /** The DER inside an extension's OCTET STRING, or undefined when the certificate lacks it. */
 function extensionValue(cert: X509Certificate, oid: Buffer): { der: Buffer; value: Tlv } | undefined {
@@ -161,4 +180,29 @@ export function describeCertificate(cert: X509Certificate): string {
   const ids = spiffeIdsOf(cert);
   const name = ids.length === 1 ? ids[0] : `"${cert.subject.replace(/\n/g, ', ')}"`;
   return `${name} (serial ${cert.serialNumber})`;
+}
+
+/** id-kp-serverAuth and id-kp-clientAuth (RFC 5280 §4.2.1.12): what a mesh leaf is used for, both ways. */
+export const meshKeyPurposes = ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'] as const;
+
+/** The extendedKeyUsage purposes as dotted OIDs (RFC 5280 §4.2.1.12), or undefined without the extension. */
+export function extKeyUsageOf(cert: X509Certificate): string[] | undefined {
+  const found = extensionValue(cert, extKeyUsageOid);
+  if (!found || found.value.tag !== 0x30) return undefined;
+  return childrenOf(found.der, found.value).filter((item) => item.tag === 0x06).map((item) => dottedOid(found.der.subarray(item.contentStart, item.end)));
+}
+
+/** X.690 §8.19: the first byte holds the first two arcs, the rest are base-128 with a continuation bit. */
+function dottedOid(bytes: Buffer): string {
+  const first = bytes[0] ?? 0;
+  const arcs = [Math.min(2, Math.floor(first / 40)), first - Math.min(2, Math.floor(first / 40)) * 40];
+  let value = 0;
+  for (const byte of bytes.subarray(1)) {
+    value = value * 128 + (byte & 0x7f);
+    if (!(byte & 0x80)) {
+      arcs.push(value);
+      value = 0;
+    }
+  }
+  return arcs.join('.');
 }

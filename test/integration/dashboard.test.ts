@@ -185,6 +185,12 @@ describe('dashboard on the federation\'s port 15014', () => {
         '  success: 90',
         '  window: 5m',
         '  minRequests: 5',
+        '---',
+        // Only for requests that carry x-chaos: the sample traffic is not touched; the row shows it.
+        'apiVersion: isthmus.dev/v1alpha1',
+        'kind: FaultInjection',
+        'metadata: { name: ledger-chaos, namespace: demo }',
+        'spec: { service: ledger, abort: { status: 503, percent: 50 }, headers: [{ name: x-chaos, value: "on" }] }',
         '',
       ].join('\n'));
       await isthmusOk(['policy', 'apply', '-f', file], { ISTHMUS_ETCD: meshFile.etcd });
@@ -207,6 +213,12 @@ describe('dashboard on the federation\'s port 15014', () => {
         expect(await slo.locator('td[data-col="state"]').textContent()).toBe('ok');
         expect(await slo.locator('td[data-col="burn"]').textContent()).toMatch(/^[0-9.]+ over 5m/);
         expect(await slo.locator('td[data-col="observed"]').textContent()).toMatch(/[0-9.]+% success · [0-9]+ requests/);
+
+        const chaos = page.locator('#services tr[data-service="demo/ledger"] .badge[data-policy="fault"]');
+        await waitFor(async () => (await chaos.count()) > 0, 20_000, 'a fault badge on demo/ledger\'s row');
+        expect(await chaos.textContent()).toBe('fault');
+        expect(await chaos.getAttribute('title')).toBe('FaultInjection demo/ledger-chaos: abort with status 503 for 50% of requests with x-chaos: on');
+        expect(await page.locator('#services tr[data-service="demo/hello"] .badge').count()).toBe(0);
 
         mkdirSync(resultsDir, { recursive: true });
         const shot = join(resultsDir, 'dashboard.png');

@@ -13,7 +13,7 @@ const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-devup-'));
 const hostBase = '241';
 afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
-test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stops everything including etcd', async () => {
+test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.json, its canary walkthrough works, and SIGTERM stops everything including etcd', async () => {
   const child = spawn(process.execPath, [isthmusBin, 'dev', 'up', '--clusters', 'east,west', '--state-dir', stateDir, '--host-base', hostBase], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (c: Buffer) => { output += c.toString(); });
@@ -25,12 +25,15 @@ test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stop
     const mesh = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8'));
     expect(Object.keys(mesh.clusters)).toEqual(['east', 'west']);
     expect(mesh.clusters.east.federation).toBe('127.0.241.1:15010');
+    for (const cluster of ['east', 'west']) {
+      expect(mesh.clusters[cluster].services.filter((s: any) => s.name.startsWith('hello')).map((s: any) => `${s.name}:${s.instances.length}`)).toEqual(['hello:2', 'hello-v1:1', 'hello-v2:1']);
+    }
 
-    // What a user sees: both clusters alive, hello from both, ledger, redis (TCP) and grpc-echo (gRPC) from west only.
+    // What a user sees: both clusters alive, hello (and its versions) from both, ledger, redis (TCP) and grpc-echo (gRPC) from west only.
     await waitFor(async () => {
       const services = JSON.parse((await isthmusOk(['services', '-o', 'json', '--etcd', mesh.etcd])).stdout).services;
       const where = services.map((s: any) => `${s.name}@${s.clusters.map((c: any) => `${c.cluster}:${c.zones.reduce((n: number, z: any) => n + z.healthy, 0)}`).join(',')}`);
-      return JSON.stringify([...where].sort()) === JSON.stringify(['grpc-echo@west:1', 'hello@east:2,west:2', 'ledger@west:1', 'redis@west:1']);
+      return JSON.stringify([...where].sort()) === JSON.stringify(['grpc-echo@west:1', 'hello-v1@east:1,west:1', 'hello-v2@east:1,west:1', 'hello@east:2,west:2', 'ledger@west:1', 'redis@west:1']);
     }, 10_000, 'sample services exported and healthy');
     const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'));
     const catalog = (await api.get(`https://${mesh.clusters.east.federation}/v1/catalog`)).body;
@@ -45,10 +48,36 @@ test('`isthmus dev up` starts a working mesh, writes mesh.json, and SIGTERM stop
     expect(ledger.body).toMatchObject({ service: 'ledger', cluster: 'west', zone: 'west-a', instance: 'ledger-west-1' });
     const hello = await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/');
     expect(hello.body).toMatchObject({ service: 'hello', cluster: 'east' });
+    expect(['v1', 'v2']).toContain(hello.body.version);
     expect(output).toContain('curl -x http://127.0.241.1:15001 http://ledger.demo.mesh/');
     const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east', '--state-dir', stateDir]);
     expect(explained.stdout).toMatch(/demo\/ledger as seen from east .*most traffic to P3/);
     expect(explained.stdout).toMatch(/west\/west-a\s+127\.0\.242\.1:15443\s+healthy\s+\(gateway of west, SNI ledger\.demo\.svc\.west\.isthmus\)/);
+
+    // The canary walkthrough, with the commands as printed: 90/10, then blue-green, then delete.
+    const printed = (pattern: RegExp) => {
+      const found = pattern.exec(output)?.[1];
+      if (!found) throw new Error(`no ${pattern} in the output`);
+      return found.split(/\s+#/)[0]!.trim().split(/\s+/).slice(2); // drop "npx isthmus"
+    };
+    const env = { ISTHMUS_ETCD: mesh.etcd };
+    const versions = async (n: number) => {
+      const seen: string[] = [];
+      for (let i = 0; i < n; i += 1) seen.push(String((await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/')).body?.version));
+      return seen;
+    };
+    await isthmusOk(printed(/^ {2}(npx isthmus policy apply -f \S+hello-canary\.yaml.*)$/m), env);
+    await waitFor(async () => (await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/', 5000, { 'x-user-group': 'beta' })).body?.service === 'hello-v2', 10_000, 'the canary in east');
+    const canary = await versions(100);
+    expect(canary.filter((v) => v !== 'v1' && v !== 'v2')).toEqual([]);
+    // Binomial(100, 0.1): 0 to 25 v2 answers in all but about one run in 10^5.
+    expect(canary.filter((v) => v === 'v2').length).toBeLessThanOrEqual(25);
+    expect(canary.filter((v) => v === 'v1').length).toBeGreaterThanOrEqual(75);
+    await isthmusOk(printed(/^ {2}(npx isthmus policy apply -f \S+hello-blue-green\.yaml.*)$/m), env);
+    await waitFor(async () => ((await versions(10)).every((v) => v === 'v2') ? true : undefined), 10_000, 'blue-green in east');
+    expect(new Set(await versions(50))).toEqual(new Set(['v2']));
+    await isthmusOk(printed(/^ {2}(npx isthmus policy delete httproute demo\/hello-canary.*)$/m), env);
+    await waitFor(async () => ((await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/')).body?.service === 'hello' ? true : undefined), 10_000, 'plain hello again');
     const etcdPort = Number(new URL(mesh.etcd).port);
 
     const code = await new Promise<number | null>((resolve) => {

@@ -107,6 +107,12 @@ describe('a three-cluster mesh', () => {
     const verified = execFileSync('openssl', ['verify', '-x509_strict', '-purpose', 'sslclient', '-CAfile', east.rootCert, '-untrusted', join(dir, 'chain.pem'), join(dir, 'leaf.pem')], { encoding: 'utf8' });
     expect(verified.trim()).toBe(`${join(dir, 'leaf.pem')}: OK`);
 
+    // The token bought that certificate and is spent: presented again, even with a fresh CSR, it is refused.
+    const again = await client(east).post(`https://${east.apiAddress}/v1/certificates`, { csr: createCsr().csrPem }, { authorization: `Bearer ${registered.token}` });
+    expect(again.status).toBe(401);
+    expect(again.body.error.code).toBe('ISTHMUS_ERR_TRUST_TOKEN_INVALID');
+    expect(again.body.error.message).toMatch(/^The bootstrap token for spiffe:\/\/mesh.test\/ns\/shop\/sa\/reviews was already used to get a certificate; tokens are single-use/);
+
     // Renewal: the current certificate is the credential; no token.
     const renewing = apiClient(east.rootCert, { cert: [signed.body.certificate, ...signed.body.chain].join('\n'), key: keyPem });
     const next = createCsr();

@@ -19,6 +19,7 @@ let stateDir: string;
 let store: FederationStore;
 let hook: Server;
 let hookUrl: string;
+let hookFile: string;
 const received: SloWebhookPayload[] = [];
 
 const overview = async (cluster: string): Promise<Overview> =>
@@ -53,6 +54,9 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
   hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/page`;
+  // Each federation reads the URL from this file when it pages; the policy names only the file.
+  hookFile = join(stateDir, 'slo-webhook-url');
+  writeFileSync(hookFile, `${hookUrl}\n`, { mode: 0o600 });
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 101, traffic: 10, reportIntervalMs: 1000, progress: () => undefined });
   store = await FederationStore.connect({ endpoints: [mesh.file.etcd] });
 }, 120_000);
@@ -192,10 +196,14 @@ describe('service level objectives', () => {
 
   test('missed: one webhook page however many federations watch, the verdict recorded, an event on the page; then resolved', async () => {
     // No request on loopback is faster than 1 µs: this objective is missed from the first request.
-    const tight = sloYaml('ledger-fast', `  service: ledger\n  latency: { percentile: 99, below: 0.001ms }\n  window: 5m\n  minRequests: 5\n  webhook: { url: ${hookUrl} }\n`);
+    const tight = sloYaml('ledger-fast', `  service: ledger\n  latency: { percentile: 99, below: 0.001ms }\n  window: 5m\n  minRequests: 5\n  webhook: { urlFrom: { file: ${hookFile} } }\n`);
     const applied = await isthmus(['policy', 'apply', '-f', tight, '--output', 'json'], env());
     expect(applied.code).toBe(0);
     expect(JSON.parse(applied.stdout).applied).toEqual([{ kind: 'ServiceLevelObjective', name: 'demo/ledger-fast', change: 'created', changed: true }]);
+    // The webhook URL is a secret: no key or value in etcd holds it, only the file's path.
+    const everything = await store.list(keys.all);
+    expect(everything.records.filter((r) => `${r.key} ${JSON.stringify(r.value)}`.includes(hookUrl)).map((r) => r.key)).toEqual([]);
+    expect(everything.records.some((r) => JSON.stringify(r.value).includes(hookFile))).toBe(true);
 
     const { value: page } = await waitFor(async () => received.find((p) => p.state === 'violated'), 30_000, 'a violated webhook');
     expect(page).toMatchObject({ kind: 'isthmus.slo', slo: 'demo/ledger-fast', service: 'demo/ledger' });
@@ -233,7 +241,7 @@ describe('service level objectives', () => {
     expect(policy?.verdict?.state).toBe('violated');
 
     // The same objective, relaxed: it holds again, and that is paged once too.
-    const loose = sloYaml('ledger-fast', `  service: ledger\n  latency: { percentile: 99, below: 60s }\n  window: 5m\n  minRequests: 5\n  webhook: { url: ${hookUrl} }\n`);
+    const loose = sloYaml('ledger-fast', `  service: ledger\n  latency: { percentile: 99, below: 60s }\n  window: 5m\n  minRequests: 5\n  webhook: { urlFrom: { file: ${hookFile} } }\n`);
     expect((await isthmus(['policy', 'apply', '-f', loose], env())).code).toBe(0);
     const { value: resolved } = await waitFor(async () => received.find((p) => p.state === 'resolved'), 30_000, 'a resolved webhook');
     expect(resolved.burnRate.window).toBeLessThanOrEqual(1);

@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import WebSocket from 'ws';
 import { keys } from '../../src/core/keys.js';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { FederationStore } from '../../src/federation/store.js';
@@ -86,6 +88,14 @@ describe('traffic splits through real sidecars', () => {
     const sd = Math.sqrt(n * 0.1 * 0.9);
     expect(Math.abs(v2 - n * 0.1)).toBeLessThanOrEqual(4.5 * sd);
 
+    // isthmus explain shows the rules in force and the split the requests took.
+    const explained = await isthmusOk(['explain', 'hello', '-n', 'demo', '--sidecar', mesh.file.clusters.east!.client.admin]);
+    expect(explained.stdout).toContain('HTTPRoute demo/hello-canary rule 1: every request → demo/hello-v1 90% / demo/hello-v2 10%');
+    expect(explained.stdout).toContain('HTTPRoute demo/hello-canary rule 0: header x-user-group: beta → demo/hello-v2 100%');
+    const live = /live split \((\d+) requests since the policies arrived\): demo\/hello-v1 ([\d.]+)% \/ demo\/hello-v2 ([\d.]+)%/.exec(explained.stdout);
+    expect(Number(live?.[1])).toBeGreaterThanOrEqual(n);
+    expect(Math.abs(Number(live?.[3]) - 10)).toBeLessThanOrEqual(6);
+
     for (const cluster of ['east', 'west']) {
       const beta = await send(cluster, 50, { 'x-user-group': 'beta' });
       expect(beta.map((a) => `${a.status} ${a.service}`)).toEqual(Array(50).fill('200 hello-v2'));
@@ -141,4 +151,108 @@ ${route(`    - backendRefs: [{ group: isthmus.dev, kind: ServiceSubset, name: he
     const answers = await send('east', 30);
     expect(answers.every((a) => a.status === 200 && a.service === 'hello')).toBe(true);
   }, 30_000);
+});
+
+/** A WebSocket to hello through `cluster`'s outbound proxy (origin-form, by Host): the 101's x-sample-where, or the refusal's status and headers. */
+async function openSocket(cluster: string, headers: Record<string, string> = {}): Promise<{ where?: string; status?: number; headers?: Record<string, string | string[] | undefined> }> {
+  const [host, port] = proxyOf(cluster).split(':');
+  const ws = new WebSocket('ws://hello.demo.mesh/ws', { headers, createConnection: () => netConnect(Number(port), host as string) });
+  return new Promise((resolve, reject) => {
+    ws.once('upgrade', (res) => {
+      const where = String(res.headers['x-sample-where'] ?? '');
+      ws.once('open', () => {
+        ws.once('message', (data) => {
+          ws.close();
+          resolve(data.toString() === 'ping' ? { where } : { where: `${where} (no echo)` });
+        });
+        ws.send('ping');
+      });
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      res.resume();
+      resolve({ status: res.statusCode, headers: res.headers });
+      ws.terminate();
+    });
+    ws.on('error', reject);
+  });
+}
+
+/** CONNECT hello.demo.mesh:80 through `cluster`'s proxy, then GET / inside the tunnel: which service answered, or the refusal's status. */
+function connectThrough(cluster: string, headers: Record<string, string> = {}): Promise<{ status: number; service?: string }> {
+  const [host, port] = proxyOf(cluster).split(':');
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(Number(port), host as string, () => {
+      socket.write(`CONNECT hello.demo.mesh:80 HTTP/1.1\r\nHost: hello.demo.mesh:80\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
+    });
+    let buffered = '';
+    let tunnelled = false;
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      if (!tunnelled) {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const status = Number(buffered.slice(9, 12));
+        if (status !== 200) {
+          socket.destroy();
+          return resolve({ status });
+        }
+        tunnelled = true;
+        buffered = buffered.slice(end + 4);
+        socket.write('GET / HTTP/1.1\r\nHost: hello.demo.mesh\r\nConnection: close\r\n\r\n');
+      }
+    });
+    socket.once('end', () => {
+      const body = buffered.slice(buffered.indexOf('\r\n\r\n') + 4);
+      resolve({ status: Number(buffered.slice(9, 12)), service: (JSON.parse(body) as { service?: string }).service });
+    });
+    socket.once('error', reject);
+    setTimeout(() => reject(new Error('no answer through the tunnel')), 10_000).unref();
+  });
+}
+
+describe('WebSocket upgrades and CONNECT tunnels take the policy step', () => {
+  const doc = (kind: string, name: string, spec: string) => `apiVersion: isthmus.dev/v1alpha1\nkind: ${kind}\nmetadata: { name: ${name}, namespace: demo }\nspec: ${spec}\n`;
+
+  test('the split chooses a WebSocket\'s backend, and a header match pins a beta user\'s socket to v2, in both clusters', async () => {
+    await apply('ws-v1', canary(100, 0));
+    for (const cluster of ['east', 'west']) {
+      await waitFor(async () => ((await openSocket(cluster)).where?.includes('/hello-v1-') ? true : undefined), 10_000, `${cluster}'s sockets to hello-v1`);
+      const sockets = await Promise.all(Array.from({ length: 10 }, () => openSocket(cluster)));
+      expect(sockets.map((s) => s.where?.replace(/-\d+$/, ''))).toEqual(Array(10).fill(`${cluster}/hello-v1-${cluster}`));
+      const beta = await Promise.all(Array.from({ length: 10 }, () => openSocket(cluster, { 'x-user-group': 'beta' })));
+      expect(beta.map((s) => s.where?.replace(/-\d+$/, ''))).toEqual(Array(10).fill(`${cluster}/hello-v2-${cluster}`));
+    }
+  }, 60_000);
+
+  test('a CONNECT tunnel goes where the split sends it', async () => {
+    await apply('connect-v2', canary(0, 100));
+    await waitFor(async () => ((await connectThrough('east')).service === 'hello-v2' ? true : undefined), 10_000, 'a tunnel to hello-v2');
+    const tunnels = await Promise.all(Array.from({ length: 10 }, () => connectThrough('east')));
+    expect(tunnels).toEqual(Array(10).fill({ status: 200, service: 'hello-v2' }));
+  }, 30_000);
+
+  test('a fault aborts the upgrade request with its status, and a rate limit refuses it with 429 and retry-after', async () => {
+    await apply('ws-fault', `${canary(100, 0)}---\n${doc('FaultInjection', 'hello-chaos', '{ service: hello, abort: { status: 418, percent: 100 }, headers: [{ name: x-chaos, value: "on" }] }')}`);
+    const aborted = await waitFor(async () => {
+      const s = await openSocket('east', { 'x-chaos': 'on' });
+      return s.status === 418 ? s : undefined;
+    }, 10_000, 'an aborted upgrade');
+    expect(aborted.value.headers?.['x-isthmus-error']).toBe('ISTHMUS_ERR_DATAPLANE_FAULT_INJECTED');
+    expect((await connectThrough('east', { 'x-chaos': 'on' })).status).toBe(418);
+    expect((await openSocket('east')).where).toMatch(/^east\/hello-v1-east-/);
+
+    await apply('ws-limit', doc('LocalRateLimit', 'hello-limit', '{ service: hello, requestsPerSecond: 0.2, burst: 2 }'));
+    const limited = await waitFor(async () => {
+      const s = await openSocket('east');
+      return s.status === 429 ? s : undefined;
+    }, 10_000, 'a rate-limited upgrade');
+    expect(limited.value.headers?.['x-isthmus-error']).toBe('ISTHMUS_ERR_DATAPLANE_RATE_LIMITED');
+    expect(Number(limited.value.headers?.['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect((await connectThrough('east')).status).toBe(429);
+    for (const [kind, name] of [['faultinjection', 'hello-chaos'], ['localratelimit', 'hello-limit'], ['httproute', 'hello-canary']]) {
+      await isthmusOk(['policy', 'delete', kind as string, `demo/${name}`], env());
+    }
+    await waitFor(async () => ((await openSocket('east')).where?.startsWith('east/hello-east-') ? true : undefined), 10_000, 'plain routing again');
+  }, 60_000);
 });

@@ -270,6 +270,14 @@ function servedFrom(s) {
   return t.servedFrom.map((x) => `${x.cluster} ${pct(x.share)}%`).join(', ');
 }
 
+/** The policies in force on a service (isthmus explain says the same), and a split's live shares. */
+function policyBadges(p) {
+  if (!p) return [];
+  const badges = p.badges.map((b) => el('span', { class: `badge policy policy-${b.tone}`, title: b.title, 'data-policy': b.tone }, b.label));
+  const live = p.live ? [el('span', { class: 'muted live-split', 'data-col': 'live-split' }, `live ${p.live.map((x) => `${x.backend.slice(x.backend.indexOf('/') + 1)} ${Math.round(x.share * 100)}%`).join(' / ')}`)] : [];
+  return [' ', ...badges.flatMap((b) => [b, ' ']), ...live];
+}
+
 function renderServices(o) {
   if (!changed('services', [o.clusters.map((c) => c.name), o.services])) return;
   const names = o.clusters.map((c) => c.name);
@@ -280,7 +288,7 @@ function renderServices(o) {
     const byCluster = new Map(s.clusters.map((c) => [c.cluster, c]));
     const t = s.traffic;
     return el('tr', { 'data-service': `${s.namespace}/${s.name}` },
-      el('td', { 'data-col': 'service' }, `${s.namespace}/${s.name}`),
+      el('td', { 'data-col': 'service' }, `${s.namespace}/${s.name}`, ...policyBadges(s.policies)),
       el('td', { 'data-col': 'served-from' }, servedFrom(s)),
       el('td', { 'data-col': 'rate', class: 'num' }, fmtRate(t?.rps)),
       el('td', { 'data-col': 'success', class: `num${isNum(t?.successPercent) && t.successPercent < 99 ? ' bad-text' : ''}` }, fmtPct(t?.successPercent)),

@@ -1,0 +1,61 @@
+import { describe, expect, test } from 'vitest';
+import { keys } from '../core/keys.js';
+import type { Catalog } from '../model/catalog.js';
+import type { PolicyRecord } from '../model/policy-records.js';
+import { buildOverview } from './overview.js';
+import { liveShares, servicePolicies } from './service-policies.js';
+
+const at = '2026-01-01T00:00:00.000Z';
+const record = (apiVersion: string, kind: string, name: string, spec: object): PolicyRecord => ({
+  version: 1, apiVersion, kind, namespace: 'demo', name, services: ['hello'], backends: [], createdAt: at, spec,
+});
+const canary = (v1: number, v2: number) => record('gateway.networking.k8s.io/v1', 'HTTPRoute', 'hello-canary', {
+  parentRefs: [{ group: '', kind: 'Service', name: 'hello' }],
+  rules: [
+    { matches: [{ headers: [{ name: 'x-user-group', value: 'beta' }] }], backendRefs: [{ name: 'hello-v2' }] },
+    { backendRefs: [{ name: 'hello-v1', weight: v1 }, { name: 'hello-v2', weight: v2 }] },
+  ],
+});
+const fault = record('isthmus.dev/v1alpha1', 'FaultInjection', 'ledger-chaos', { service: 'ledger', abort: { status: 503, percent: 10 } });
+const slo = record('isthmus.dev/v1alpha1', 'ServiceLevelObjective', 'hello-slo', { service: 'hello', objective: 99.9 });
+
+describe('servicePolicies: the badges of the services table', () => {
+  test.each([
+    ['no policy', [], {}],
+    ['a 90/10 canary with a beta pin', [canary(90, 10)], { 'demo/hello': ['split split 90/10', 'other route → hello-v2'] }],
+    ['blue-green 0/100', [canary(0, 100)], { 'demo/hello': ['split split 0/100', 'other route → hello-v2'] }],
+    ['a fault on another service', [fault], { 'demo/ledger': ['fault fault'] }],
+    ['an objective is not a traffic policy', [slo], {}],
+  ] as [string, PolicyRecord[], Record<string, string[]>][])('%s', (_name, records, expected) => {
+    const shown = Object.fromEntries([...servicePolicies(records)].map(([service, p]) => [service, p.badges.map((b) => `${b.tone} ${b.label}`).sort()]));
+    expect(shown).toEqual(Object.fromEntries(Object.entries(expected).map(([k, v]) => [k, [...v].sort()])));
+  });
+
+  test('a badge\'s title says the whole setting', () => {
+    expect(servicePolicies([fault]).get('demo/ledger')?.badges[0]?.title).toBe('FaultInjection demo/ledger-chaos: abort with status 503 for 10%');
+  });
+});
+
+describe('liveShares', () => {
+  test.each([
+    [{ 'demo/hello-v1': 0, 'demo/hello-v2': 0 }, null],
+    [{ 'demo/hello-v1': 90, 'demo/hello-v2': 10 }, [0.9, 0.1]],
+    [{ 'demo/hello-v1': 2, 'demo/hello-v2': 1 }, [0.667, 0.333]],
+  ] as [Record<string, number>, number[] | null][])('%j → %j', (counts, shares) => {
+    expect(liveShares(Object.keys(counts), (b) => counts[b] ?? 0)?.map((s) => s.share) ?? null).toEqual(shares);
+  });
+  test('subsets of one service cannot be told apart: no live split', () => {
+    expect(liveShares(['demo/hello (subset v1)', 'demo/hello (subset v2)'], () => 5)).toBeNull();
+  });
+});
+
+test('the overview marks the split service\'s row with its policies and the live split of the backends\' traffic', () => {
+  const catalog = { revision: 1, clusters: [], services: ['hello', 'hello-v1', 'hello-v2'].map((name) => ({ namespace: 'demo', name, clusters: [] })), invalidKeys: [] } as unknown as Catalog;
+  const entries = new Map<string, unknown>([[keys.policy('httproute', 'demo', 'hello-canary'), canary(90, 10)]]);
+  const history = { window: () => ({ coveredMs: 60_000, routes: [['hello-v1', 45], ['hello-v2', 5]].map(([service, requests]) => ({ namespace: 'demo', service, from: 'east', to: 'east', requests, errors: 0, buckets: [] })) }) };
+  const overview = buildOverview({ cluster: 'east', catalog, mirror: { entries: (prefix: string) => [...entries].filter(([k]) => k.startsWith(prefix)) } } as never, history as never);
+  const hello = overview.services.find((s) => s.name === 'hello');
+  expect(hello?.policies?.badges.map((b) => b.label).sort()).toEqual(['route → hello-v2', 'split 90/10']);
+  expect(hello?.policies?.live).toEqual([{ backend: 'demo/hello-v1', share: 0.9 }, { backend: 'demo/hello-v2', share: 0.1 }]);
+  expect(overview.services.find((s) => s.name === 'hello-v1')?.policies).toBeUndefined();
+});

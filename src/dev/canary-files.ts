@@ -1,0 +1,33 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * The policy files of the canary walkthrough `isthmus dev up` prints (README, docs/dev-mesh.md):
+ * an HTTPRoute on demo/hello sending 90% to hello-v1 and 10% to hello-v2 (and every request
+ * with `x-user-group: beta` to v2), and the same route flipped to 0/100 for blue-green. Both
+ * name one route, so applying the second replaces the first and one delete removes it.
+ */
+export const canaryRouteName = 'hello-canary';
+
+export function canaryRoute(v1: number, v2: number): string {
+  return `# isthmus policy apply -f <this file>; isthmus policy delete httproute demo/${canaryRouteName}
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: ${canaryRouteName}, namespace: demo }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: hello }]
+  rules:
+    - matches: [{ headers: [{ name: x-user-group, value: beta }] }]
+      backendRefs: [{ name: hello-v2 }]
+    - backendRefs: [{ name: hello-v1, weight: ${v1} }, { name: hello-v2, weight: ${v2} }]
+`;
+}
+
+/** Writes `hello-canary.yaml` (90/10) and `hello-blue-green.yaml` (0/100) into `dir`; their paths. */
+export function writeCanaryFiles(dir: string): { canary: string; blueGreen: string } {
+  const canary = join(dir, 'hello-canary.yaml');
+  const blueGreen = join(dir, 'hello-blue-green.yaml');
+  writeFileSync(canary, canaryRoute(90, 10));
+  writeFileSync(blueGreen, canaryRoute(0, 100));
+  return { canary, blueGreen };
+}

@@ -1,0 +1,97 @@
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorCodes } from '../core/errors.js';
+import type { OpenSockets } from '../core/open-sockets.js';
+import { splice } from '../core/splice.js';
+import type { HeaderChanges } from '../model/traffic-policy.js';
+import { maxAttempts, routeOf } from './attempts.js';
+import { errorResponse, requestHead, type HeadChanges } from './http-head.js';
+import type { OutboundDeps } from './outbound.js';
+import { outboundObserver } from './outbound-observer.js';
+import { admitRequest } from './policy-step.js';
+import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
+import { traceHeader } from './trace.js';
+
+/**
+ * An HTTP/1.1 Upgrade (WebSocket) or a CONNECT: the policy step at the opening request, then
+ * pick an endpoint as for a request, open an mTLS connection to it (a local sidecar, or a remote
+ * gateway by SNI), write the request head, then splice bytes both ways. The destination's
+ * answer (101, 200 or a refusal) flows back as is.
+ *
+ * The policy step is the one requests take (docs/traffic-policy.md): a FaultInjection (delay,
+ * abort) and a LocalRateLimit act on the opening request; an HTTPRoute or TrafficSplit chooses
+ * the backend by its matches and weights, and a rule's header changes apply to the head sent on.
+ * Nothing applies after the upgrade: the tunnel is a byte stream with no requests to retry or
+ * time out, so a RetryPolicy, per-try and request timeouts are not used. Only a failed
+ * connection is retried on another endpoint, as for any tunnel: nothing was sent yet.
+ */
+export async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
+  const observer = outboundObserver(deps.routing, deps.cluster, req);
+  const target = resolveTarget(req.method, req.url, req.headers.host, fixed);
+  const connect = req.method === 'CONNECT';
+  const withPolicies = deps.routing.hasPolicies && !('refused' in target);
+  if (withPolicies) {
+    const admission = admitRequest(deps.routing, target.target, req.headers);
+    if (admission.delayMs > 0) await sleep(admission.delayMs);
+    if (admission.refusal) {
+      const { status, code, message, headers } = admission.refusal;
+      const service = `${target.target.namespace}/${target.target.service}`;
+      observer.answered(status, deps.routing.knows(target.target.namespace, target.target.service) ? service : undefined);
+      return void socket.end(errorResponse(status, STATUS_CODES[status] ?? 'Error', code, message, headers));
+    }
+  }
+  // CONNECT names an authority, not a path: its rules match as a request for `/` would (a rule
+  // without path match, Gateway API's default PathPrefix /), by method and headers.
+  const facts = withPolicies ? { method: req.method ?? 'GET', path: connect ? '/' : target.path, headers: req.headers } : undefined;
+  const routed = routeOf(deps.routing, target, facts);
+  if ('code' in routed) {
+    const status = errorCodes[routed.code].status;
+    observer.answered(status, routed.service);
+    return void socket.end(errorResponse(status, STATUS_CODES[status] ?? 'Error', routed.code, routed.message));
+  }
+  const { route, service, action } = routed;
+  const resolved = target as ResolvedTarget; // routeOf refused every other case
+  const upstreamHead = connect
+    ? `CONNECT ${resolved.host} HTTP/1.1\r\nhost: ${resolved.host}\r\n\r\n`
+    : requestHead(req.method ?? 'GET', resolved.path, req.rawHeaders, headChanges(resolved.host, action?.headers));
+  const tried = new Set<string>();
+  let endpoint = deps.routing.pick(route);
+  let lastError = 'no eligible endpoint';
+  let lastCluster: string | undefined;
+  for (let attempts = 1; endpoint && attempts <= maxAttempts; attempts += 1) {
+    tried.add(endpoint.address);
+    lastCluster = endpoint.cluster;
+    observer.tried(endpoint);
+    const upstream = route.upstreams.get(endpoint.address);
+    if (!upstream) break;
+    try {
+      const tls = await deps.upstreams.connect(upstream, deps.timeouts.connectMs);
+      if (socket.destroyed) return void tls.destroy();
+      deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
+      tls.write(upstreamHead);
+      if (head.length > 0) tls.write(head);
+      observer.answered(connect ? 200 : 101, service, endpoint.cluster);
+      splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels);
+      return;
+    } catch (err) {
+      lastError = `${endpoint.address}: ${(err as Error).message}`;
+      deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' }, { service, cluster: endpoint.cluster });
+      endpoint = deps.routing.retries(route, endpoint, tried)[0];
+    }
+  }
+  observer.answered(tried.size > 0 ? 'connect_error' : 503, service, lastCluster);
+  const message = `${service}: no endpoint could be reached after ${tried.size} attempt(s); last: ${lastError}`;
+  socket.end(errorResponse(503, 'Service Unavailable', 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE', message));
+}
+
+/** The upgrade head's changes: the mesh Host, no trace header, and a routing rule's header modifiers. */
+function headChanges(host: string, rule: HeaderChanges | undefined): HeadChanges {
+  if (!rule) return { drop: tunnelDrops, set: { host } };
+  return {
+    drop: new Set([...tunnelDrops, ...rule.remove.map((n) => n.toLowerCase())]),
+    set: { ...Object.fromEntries(rule.set), host },
+    add: rule.add,
+  };
+}
+const tunnelDrops: ReadonlySet<string> = new Set(['host', traceHeader]);

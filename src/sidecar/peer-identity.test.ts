@@ -1,0 +1,78 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createServer, connect, type TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
+import { buildCertificate, issuerFromCertificate } from '../trust/certificate-builder.js';
+import { opensslIssue, opensslRoot } from '../../test/helpers/openssl-certs.js';
+import { checkDestination } from './peer-identity.js';
+
+/**
+ * The check a sidecar runs on the destination of every mTLS connection, over real handshakes:
+ * Node verifies the chain against every root of the mesh bundle, and peer-identity.ts decides
+ * whether that root may vouch for the identity the leaf claims.
+ */
+const admin = 'spiffe://example.org/ns/demo/sa/admin';
+let root: CertAndKey;
+let east: CertAndKey;
+
+beforeAll(() => {
+  root = createRootCa({ trustDomain: 'example.org' });
+  east = createIntermediateCa({ root, trustDomain: 'example.org', cluster: 'east' });
+});
+
+/** Connects to a TLS server presenting `chainPem`, trusting `roots`, checking the destination may be `allowed`; resolves the error or 'ok'. */
+async function dial(server: { certPem: string; keyPem: string; chainPem: string }, roots: string[], allowed: string[]): Promise<string> {
+  const tlsServer = createServer({ cert: server.certPem + server.chainPem, key: server.keyPem }, (socket) => socket.end());
+  await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
+  const { port } = tlsServer.address() as AddressInfo;
+  try {
+    return await new Promise<string>((resolve) => {
+      const socket: TLSSocket = connect({ host: '127.0.0.1', port, servername: 'admin.demo.mesh', ca: roots, checkServerIdentity: checkDestination(allowed) });
+      socket.once('secureConnect', () => { socket.destroy(); resolve('ok'); });
+      socket.once('error', (err) => resolve(`${(err as { code?: string }).code}: ${err.message}`));
+    });
+  } finally {
+    await new Promise((resolve) => tlsServer.close(resolve));
+  }
+}
+
+describe('a destination\'s identity over a real handshake', () => {
+  test('a genuine leaf of the mesh passes', async () => {
+    const leaf = issueCertificate({ identity: admin, issuer: east });
+    expect(await dial({ ...leaf, chainPem: east.certPem }, [root.certPem], [admin])).toBe('ok');
+  });
+
+  test.each([
+    ['no URI SAN', undefined],
+    ['two trust-domain SANs', 'URI:spiffe://example.org,URI:spiffe://other.org'],
+  ])('a leaf for %s\'s root claiming a mesh identity is refused, though the bundle trusts that root', async (_what, san) => {
+    // The attack: a root without a trust-domain SAN slipped into the bundle mints spiffe://example.org/... identities.
+    const rogue = opensslRoot('/O=rogue/CN=rogue root', san);
+    const forged = opensslIssue(rogue, '/O=rogue', `basicConstraints=critical,CA:FALSE\nsubjectAltName=URI:${admin}`);
+    const outcome = await dial({ ...forged, chainPem: '' }, [root.certPem, rogue.certPem], [admin]);
+    expect(outcome).toMatch(/^ISTHMUS_ERR_TRUST_IDENTITY_DENIED: spiffe:\/\/example.org\/ns\/demo\/sa\/admin chains to a root that names no single trust domain/);
+  });
+
+  test('a leaf of the mesh CA whose extended key usage leaves out serverAuth is refused by the handshake itself', async () => {
+    // OpenSSL checks the purpose during the handshake (both ways: a client certificate without
+    // clientAuth is refused by a server too), so no identity check runs on such a peer.
+    const clientOnly = opensslIssue(east, '/O=example.org', `basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:${admin}`);
+    expect(await dial({ ...clientOnly, chainPem: east.certPem }, [root.certPem], [admin])).toBe('INVALID_PURPOSE: unsuitable certificate purpose');
+  });
+
+  test('a SAN whose value hides ", URI:" is one quoted name, not a second identity', async () => {
+    const rogueValue = `spiffe://example.org/ns/demo/sa/guest, URI:${admin}`;
+    // openssl's config syntax would split the value at the comma; our builder writes it as one URI.
+    const eastKey = createPrivateKey(east.keyPem);
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const certPem = buildCertificate({
+      profile: 'leaf', subject: [{ oid: '2.5.4.10', value: 'example.org' }], publicKey,
+      issuer: issuerFromCertificate(new X509Certificate(east.certPem).raw, eastKey, createPublicKey(eastKey)),
+      notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000), uris: [rogueValue],
+    });
+    const crafted = { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+    const outcome = await dial({ ...crafted, chainPem: east.certPem }, [root.certPem], [admin]);
+    expect(outcome).toBe(`ISTHMUS_ERR_TRUST_IDENTITY_DENIED: peer certificate names ${JSON.stringify(rogueValue)}, which is not a valid SPIFFE ID`);
+  });
+});
