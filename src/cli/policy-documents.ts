@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
-import { IsthmusError } from '../core/errors.js';
+import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
+import { readUserFile } from '../core/user-paths.js';
 import { invalid, kindsByName, policyRecordFromDocument, type FieldProblem } from '../model/policy-kinds.js';
 import type { PolicyRecord } from '../model/policy-records.js';
 import type { SloPolicy } from '../model/records.js';
@@ -20,9 +21,10 @@ export type ParsedPolicy =
 export async function readPolicyFile(file: string, now = new Date()): Promise<ParsedPolicy[]> {
   let text: string;
   try {
-    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+    text = file === '-' ? readFileSync(0, 'utf8') : readUserFile(file, 'the policy file');
   } catch (err) {
-    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    if (isIsthmusError(err)) throw err;
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read ${file === '-' ? 'standard input' : file}: ${(err as Error).message}`, { cause: err });
   }
   const docs = parseAllDocuments(text);
   const out: ParsedPolicy[] = [];

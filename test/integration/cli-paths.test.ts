@@ -116,6 +116,13 @@ describe('a file a user names that cannot be read is refused at once, naming it'
     });
   }
 
+  test('policy apply -f: every kind of unreadable file', async () => {
+    for (const { kind, path, says } of files()) {
+      const result = await isthmus(['policy', 'apply', '-f', path, '--etcd', etcd.url], {}, { timeoutMs: deadlineMs });
+      named(`policy apply, ${kind}`, () => expectRefused(result, path, says));
+    }
+  });
+
   test('register: a registry file that is a directory is named, and nothing is registered', async () => {
     const cluster = join(dir, 'cluster-east');
     await isthmusOk(['join', 'east', '--region', 'us', '--zone', 'a', '--etcd', etcd.url, '--ca', ca, '--out', cluster, '--federation-host', '127.0.241.1', '--api-port', '0']);
