@@ -15,6 +15,8 @@ import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
 let mesh: TestMesh;
 let cluster: TestCluster;
 let token: string;
+/** Tokens are single-use: each test that buys a first certificate has its own. */
+let watcherToken: string;
 let rootCertPem: string;
 let stateDir: string;
 let identity: WorkloadIdentity | undefined;
@@ -30,6 +32,8 @@ beforeAll(async () => {
   writeFileSync(cluster.config, stringify({ ...config, certificates: { workloadTtl: '6s', caDir: '.' } }));
   const registered = await isthmusOk(['register', 'client', '-n', 'demo', '-c', cluster.config, '--address', '127.0.5.1:1', '-o', 'json']);
   token = (JSON.parse(registered.stdout) as { token: string }).token;
+  const watcher = await isthmusOk(['register', 'watcher', '-n', 'demo', '-c', cluster.config, '--address', '127.0.5.1:2', '-o', 'json']);
+  watcherToken = (JSON.parse(watcher.stdout) as { token: string }).token;
   rootCertPem = readFileSync(cluster.rootCert, 'utf8');
   stateDir = join(mesh.dir, 'sidecar-state');
   await mesh.startFederation('east');
@@ -114,7 +118,7 @@ describe('a sidecar gets, renews and keeps its workload certificate', () => {
   });
 
   test('a root added to the mesh (trust federation, rotation) reaches the trust bundle and the secure context', async () => {
-    const watcher = await start({ bootstrapToken: token, stateDir: join(mesh.dir, 'trust-watch'), trustRefreshMs: 300 });
+    const watcher = await start({ bootstrapToken: watcherToken, stateDir: join(mesh.dir, 'trust-watch'), trustRefreshMs: 300 });
     try {
       const before = watcher.secureContext();
       const changed = new Promise<string[]>((resolve) => watcher.once('trust-bundle', resolve));
@@ -134,6 +138,12 @@ describe('a sidecar gets, renews and keeps its workload certificate', () => {
     } finally {
       await watcher.stop();
     }
+  });
+
+  test('a token that already bought a certificate is refused to a second sidecar with nothing saved', async () => {
+    const err = await start({ bootstrapToken: token, stateDir: join(mesh.dir, 'second-buyer') }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ISTHMUS_ERR_TRUST_TOKEN_INVALID' });
+    expect((err as Error).message).toMatch(/already used to get a certificate; tokens are single-use/);
   });
 
   test('a bad bootstrap token is refused with a code and says how to get a new one', async () => {
