@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureDirectory } from '../core/user-paths.js';
 import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
 import { workloadId } from '../trust/spiffe.js';
 import type { PeerTlsFiles } from './peer-config.js';
-import { ensureDirectory } from '../core/user-paths.js';
 
 export interface PeerCertificates {
   rootCa: string;

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { ensureDirectory } from '../core/user-paths.js';
 import { freePort } from '../dev/ports.js';
 import { writePeerCertificates } from './peer-certs.js';
 import { renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
 import { startPeerProcess, type PeerProcess } from './peer-process.js';
-import { ensureDirectory } from '../core/user-paths.js';
 
 /** A service the peer chain reaches, where its app runs, and in which cluster. */
 export interface PeerService {

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
+import { ensureDirectory } from '../core/user-paths.js';
 import { canaryRouteName, writeCanaryFiles } from '../dev/canary-files.js';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
-import { ensureDirectory } from '../core/user-paths.js';
 
 interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; output: string }
 

@@ -5,6 +5,7 @@ import { withStore } from '../cli/common.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { checkName } from '../core/names.js';
+import { ensureDirectory } from '../core/user-paths.js';
 import { loadClusterConfig } from '../federation/config.js';
 import { liveTokens, updateRegistry } from '../federation/registry-file.js';
 import { createRootCa } from '../trust/ca.js';
@@ -17,7 +18,6 @@ import { MeshProcess } from './mesh-process.js';
 import { hasRedisServer, redisInstallHint, redisPing } from './redis-sample.js';
 import { routeHasHealthyEndpoint, TrafficGenerator, waitUntilServing } from './traffic-generator.js';
 import { SampleWorkload, sidecarStateDir } from './sample-workload.js';
-import { ensureDirectory } from '../core/user-paths.js';
 
 export interface DevMeshOptions {
   clusters: string[];

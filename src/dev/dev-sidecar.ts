@@ -2,9 +2,9 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Logger } from '../core/log.js';
+import { ensureDirectory } from '../core/user-paths.js';
 import type { SidecarConfig } from '../sidecar/config.js';
 import { MeshProcess } from './mesh-process.js';
-import { ensureDirectory } from '../core/user-paths.js';
 
 /** What the YAML of `isthmus sidecar --config` says, minus the token (passed apart, never in the YAML). */
 export type DevSidecarSettings = Omit<SidecarConfig, 'rootCertPem' | 'bootstrapToken' | 'stateDirPath' | 'reportIntervalMs' | 'token' | 'tokenFile' | 'reportInterval'>;

@@ -4,8 +4,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
-import type { SampleInstance } from './sample-service.js';
 import { ensureDirectory } from '../core/user-paths.js';
+import type { SampleInstance } from './sample-service.js';
 
 export const redisInstallHint = 'apt-get install -y redis-server redis-tools';
 

@@ -8,11 +8,11 @@ import { longPoll, snapshotProblem, type LongPollFeed } from '../core/long-poll.
 import { Type, type TSchema } from '../core/typebox.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { ensureDirectory } from '../core/user-paths.js';
 import type { Catalog } from '../model/catalog.js';
 import { CatalogSnapshotSchema, LocalEndpointsSchema, type LocalEndpoints } from '../model/records.js';
 import type { PoliciesSnapshot } from '../model/policy-records.js';
 import { connectorFor, writeTextAtomic, type WorkloadIdentity } from './identity.js';
-import { ensureDirectory } from '../core/user-paths.js';
 
 export type { LocalEndpoints };
 

@@ -7,9 +7,9 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { Agent, buildConnector, request, type Connector } from '../core/undici.js';
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { ensureDirectory } from '../core/user-paths.js';
 import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
-import { ensureDirectory } from '../core/user-paths.js';
 
 export interface WorkloadCredentials {
   identity: string;
