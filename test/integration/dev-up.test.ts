@@ -63,7 +63,12 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
     const env = { ISTHMUS_ETCD: mesh.etcd };
     const versions = async (n: number) => {
       const seen: string[] = [];
-      for (let i = 0; i < n; i += 1) seen.push(String((await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/')).body?.version));
+      for (let i = 0; i < n; i += 1) {
+        // An answer without a version says what it was instead, so a failure names its cause.
+        const answer = await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/');
+        const body = answer.body as { version?: string; error?: { code?: string } } | undefined;
+        seen.push(body?.version ?? `${answer.status} ${body?.error?.code ?? answer.headers['x-isthmus-error'] ?? answer.text.slice(0, 120)}`);
+      }
       return seen;
     };
     await isthmusOk(printed(/^ {2}(npx isthmus policy apply -f \S+hello-canary\.yaml.*)$/m), env);
