@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
 import { buildCertificate, issuerFromCertificate } from '../trust/certificate-builder.js';
 import { opensslIssue, opensslRoot } from '../../test/helpers/openssl-certs.js';
-import { checkDestination } from './peer-identity.js';
+import { checkDestination, peerIdentity } from './peer-identity.js';
 
 /**
  * The check a sidecar runs on the destination of every mTLS connection, over real handshakes:
@@ -74,5 +74,35 @@ describe('a destination\'s identity over a real handshake', () => {
     const crafted = { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
     const outcome = await dial({ ...crafted, chainPem: east.certPem }, [root.certPem], [admin]);
     expect(outcome).toBe(`ISTHMUS_ERR_TRUST_IDENTITY_DENIED: peer certificate names ${JSON.stringify(rogueValue)}, which is not a valid SPIFFE ID`);
+  });
+});
+
+describe('a caller\'s identity on a resumed TLS session (as the inbound checks it)', () => {
+  test('the resumed session carries the leaf without its chain, and the identity still holds', async () => {
+    const server = issueCertificate({ identity: 'spiffe://example.org/ns/demo/sa/ledger', issuer: east });
+    const caller = issueCertificate({ identity: admin, issuer: east });
+    const tlsServer = createServer({ cert: server.certPem + east.certPem, key: server.keyPem, ca: root.certPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (socket) => {
+      const peer = peerIdentity(socket.getPeerCertificate(true));
+      socket.end(JSON.stringify({ resumed: socket.isSessionReused(), peer }));
+    });
+    await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
+    const { port } = tlsServer.address() as AddressInfo;
+    const ask = (session?: Buffer) => new Promise<{ answer: { resumed: boolean; peer: unknown }; session?: Buffer }>((resolve, reject) => {
+      let got: Buffer | undefined;
+      const socket = connect({ host: '127.0.0.1', port, ca: root.certPem, cert: caller.certPem + east.certPem, key: caller.keyPem, checkServerIdentity: () => undefined, ...(session ? { session } : {}) });
+      let text = '';
+      socket.on('session', (s: Buffer) => { got = s; });
+      socket.on('data', (c: Buffer) => { text += c.toString(); });
+      socket.on('end', () => resolve({ answer: JSON.parse(text), ...(got ? { session: got } : {}) }));
+      socket.on('error', reject);
+    });
+    try {
+      const first = await ask();
+      expect(first.answer).toEqual({ resumed: false, peer: { identity: admin } });
+      const second = await ask(first.session);
+      expect(second.answer).toEqual({ resumed: true, peer: { identity: admin } });
+    } finally {
+      await new Promise((resolve) => tlsServer.close(resolve));
+    }
   });
 });

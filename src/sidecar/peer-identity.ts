@@ -15,6 +15,11 @@ export function peerIdentity(cert: PeerCertificate | DetailedPeerCertificate): {
   const identity = ids[0] as string;
   const domain = trustDomainOf(identity);
   if (domain === undefined) return { error: `peer certificate names ${JSON.stringify(identity)}, which is not a valid SPIFFE ID` };
+  // A resumed TLS session carries the peer's leaf but not its chain: OpenSSL verified that chain
+  // in the full handshake the session came from, and the root rule below was applied then by
+  // whichever side checked. (Bundles refuse roots without a single trust-domain SAN besides, so no
+  // such root can anchor the original chain: src/trust/bundle.ts.)
+  if ((cert as DetailedPeerCertificate).issuerCertificate === undefined) return { identity };
   const root = anchor(cert as DetailedPeerCertificate);
   if (!root) return { error: `${identity}: its chain does not end at a self-signed root within 8 certificates` };
   // A root vouches only for the trust domain its one URI SAN names, and one that names none
