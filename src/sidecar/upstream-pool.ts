@@ -26,6 +26,8 @@ interface Member {
   connecting: boolean;
   /** The client said it takes nothing more (its dispatch returned false) until it emits 'drain'. */
   busy: boolean;
+  /** Left the pool (closed, failed to connect): takes no more requests. */
+  removed: boolean;
 }
 
 interface Waiting {
@@ -137,7 +139,7 @@ export class UpstreamPool extends DispatcherBase {
       keepAliveTimeout: this.options.idleMs,
       keepAliveMaxTimeout: this.options.idleMs,
     });
-    const member: Member = { client, connecting: true, busy: false };
+    const member: Member = { client, connecting: true, busy: false, removed: false };
     this.connecting += 1;
     client.on('connect', () => {
       member.connecting = false;
@@ -177,12 +179,7 @@ export class UpstreamPool extends DispatcherBase {
 
   /** Hands waiting requests to a connection that can take them. */
   private drain(member: Member): void {
-    while (this.head < this.queue.length && !member.busy && !member.connecting && this.members.includes(member)) {
-      const next = this.queue[this.head] as Waiting;
-      this.queue[this.head] = undefined as unknown as Waiting;
-      this.head += 1;
-      this.send(member, next.opts, next.handler);
-    }
+    while (this.head < this.queue.length && !member.busy && !member.connecting && !member.removed) this.sendNext(member);
     this.compact();
   }
 
@@ -191,12 +188,17 @@ export class UpstreamPool extends DispatcherBase {
     while (this.queued > 0) {
       const member = this.grow();
       if (!member) return;
-      const next = this.queue[this.head] as Waiting;
-      this.queue[this.head] = undefined as unknown as Waiting;
-      this.head += 1;
-      this.send(member, next.opts, next.handler);
+      this.sendNext(member);
     }
     this.compact();
+  }
+
+  /** Hands the longest-waiting request to `member`. */
+  private sendNext(member: Member): void {
+    const next = this.queue[this.head] as Waiting;
+    this.queue[this.head] = undefined as unknown as Waiting;
+    this.head += 1;
+    this.send(member, next.opts, next.handler);
   }
 
   private failQueued(err: Error): void {
@@ -219,6 +221,7 @@ export class UpstreamPool extends DispatcherBase {
   }
 
   private remove(member: Member): void {
+    member.removed = true;
     const i = this.members.indexOf(member);
     if (i !== -1) this.members.splice(i, 1);
   }
