@@ -22,6 +22,7 @@ export const channelNames = {
   tcpOutboundClosed: 'isthmus:sidecar:tcp-outbound-closed',
   tcpInboundClosed: 'isthmus:sidecar:tcp-inbound-closed',
   policyAction: 'isthmus:sidecar:policy-action',
+  requestRefused: 'isthmus:sidecar:request-refused',
 } as const;
 
 /**
@@ -38,6 +39,20 @@ export interface PolicyActionMessage {
   service: string | undefined;
   action: PolicyAction;
   policy: string | undefined;
+}
+
+/**
+ * A sidecar's HTTP/1.1 listener refused bytes before they became a request, so nothing was
+ * forwarded: `head_timeout` (408: the head did not arrive in time), `header_too_large` (431),
+ * `malformed` (400: not HTTP/1.1 as RFC 9112 frames it — conflicting Content-Length and
+ * Transfer-Encoding, obs-fold, a bare CR, a bad chunk size, two Host fields…). `listener` is
+ * `outbound` (the app's proxy and fixed listeners) or `inbound` (the mTLS listener).
+ * Published with the RoutingTable (outbound) or the Inbound as origin.
+ */
+export interface RequestRefusedMessage {
+  origin: object;
+  listener: 'outbound' | 'inbound';
+  reason: 'head_timeout' | 'header_too_large' | 'malformed';
 }
 
 /** The gateway closed a connection without routing it; `reason` is a GatewayRefusal. */
@@ -180,4 +195,5 @@ export const channels = {
   tcpOutboundClosed: typed<TcpOutboundClosedMessage>(channelNames.tcpOutboundClosed),
   tcpInboundClosed: typed<TcpInboundClosedMessage>(channelNames.tcpInboundClosed),
   policyAction: typed<PolicyActionMessage>(channelNames.policyAction),
+  requestRefused: typed<RequestRefusedMessage>(channelNames.requestRefused),
 } as const;

@@ -16,6 +16,23 @@ export interface HeadChanges {
   add?: readonly (readonly [string, string])[];
 }
 
+/**
+ * RFC 9112 §3.2: a request with more than one Host field is refused with 400. Node keeps the
+ * first and drops the rest from `headers`, but the raw-head paths (upgrades, CONNECT) would
+ * pass both on, and an app behind might read the other one.
+ */
+export function repeatsHost(rawHeaders: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
+}
+
 /** `rawHeaders` is Node's flat [name, value, name, value, …] list. */
 export function requestHead(method: string, target: string, rawHeaders: readonly string[], changes: HeadChanges = {}): string {
   const set = changes.set ?? {};

@@ -14,9 +14,9 @@ import { H2Sessions } from './h2-sessions.js';
 import { forwardableHeaders } from './headers.js';
 import { forwardStream } from './inbound-h2.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
-import { errorResponse, requestHead } from './http-head.js';
+import { errorResponse, repeatsHost, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
-import { answerClientError, headersCheckInterval, limitFirstRequestHead } from './request-head-timeout.js';
+import { clientErrorHandler, headersCheckInterval, limitFirstRequestHead, refuseMalformed } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
@@ -117,7 +117,7 @@ export class Inbound {
       const at = raw ? this.accepted.get(raw) : undefined;
       if (at !== undefined) this.handshakes.set(socket, performance.now() - at);
     });
-    this.server.on('clientError', answerClientError);
+    this.server.on('clientError', clientErrorHandler(this, 'inbound'));
     this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
   }
 
@@ -190,6 +190,11 @@ export class Inbound {
     }
   }
 
+  /** Counted as isthmus_requests_refused_total{listener="inbound",reason="malformed"}. */
+  private refusedMalformed(): void {
+    if (channels.requestRefused.hasSubscribers) channels.requestRefused.publish({ origin: this, listener: 'inbound', reason: 'malformed' });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { started, span, peer } = this.admit(req.method, req.headers, req.socket as TLSSocket);
     // `isthmus trace` asks for a report (docs/trace.md); ordinary requests pay this one lookup.
@@ -199,6 +204,14 @@ export class Inbound {
       if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, null, 0, peer.error));
       res.writeHead(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
+      return;
+    }
+    if (repeatsHost(req.rawHeaders)) {
+      this.answered(started, peer.identity, 400, span);
+      this.refusedMalformed();
+      const message = 'the request has two Host fields (RFC 9112 §3.2); send one';
+      res.writeHead(400, { 'content-type': 'application/json', 'x-isthmus-error': 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED', connection: 'close' });
+      res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED', message } }));
       return;
     }
     const headers = forwardableHeaders(req.headers, 'x-forwarded-client-cert');
@@ -241,6 +254,12 @@ export class Inbound {
       this.answered(started, undefined, 403, undefined);
       socket.end(errorResponse(403, 'Forbidden', 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error));
       return;
+    }
+    // The head is written to the app from the raw fields; a second Host would go with it.
+    if (repeatsHost(req.rawHeaders)) {
+      this.answered(started, peer.identity, 400, undefined);
+      this.refusedMalformed();
+      return refuseMalformed(socket, false, '(two Host fields, RFC 9112 §3.2)');
     }
     const split = this.appAddress.lastIndexOf(':');
     const app = netConnect({ host: this.appAddress.slice(0, split), port: Number(this.appAddress.slice(split + 1)), allowHalfOpen: true });

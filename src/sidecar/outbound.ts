@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { channels } from '../core/channels.js';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { applyHeaderChanges } from '../model/traffic-policy.js';
@@ -8,12 +9,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attempts.js';
 import { admitRequest } from './policy-step.js';
 import { forwardableHeaders } from './headers.js';
+import { repeatsHost } from './http-head.js';
 import { createOutboundH2 } from './outbound-h2.js';
 import { outboundObserver } from './outbound-observer.js';
 import { openTunnel } from './outbound-tunnel.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 import { RequestBody } from './request-body.js';
-import { answerClientError, headersCheckInterval } from './request-head-timeout.js';
+import { clientErrorHandler, headersCheckInterval, refuseMalformed } from './request-head-timeout.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { ResponseRelay } from './response-relay.js';
 import type { RoutingTable } from './routing.js';
@@ -53,6 +55,10 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
     // No deadline on a whole request: uploads may take hours; silence is what is limited.
     requestTimeout: 0,
   }, (req, res) => {
+    if (repeatsHost(req.rawHeaders)) {
+      refused(deps);
+      return reply(res, 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED', 'the request has two Host fields (RFC 9112 §3.2); send one', { status: 400, headers: { connection: 'close' } });
+    }
     proxyRequest(deps, req, res, fixedTarget).catch((err: unknown) => {
       deps.logger.error({ err: (err as Error).message }, 'outbound request failed unexpectedly');
       if (!res.headersSent && !res.destroyed) reply(res, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request');
@@ -62,8 +68,12 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   server.on('connection', (socket) => socket.setNoDelay(true));
   // An app that speaks h2c (gRPC) on the same port: its connections go to the HTTP/2 server.
   servePriorKnowledgeH2(server, createOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
-  server.on('clientError', answerClientError);
+  server.on('clientError', clientErrorHandler(deps.routing, 'outbound'));
   const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (repeatsHost(req.rawHeaders)) {
+      refused(deps);
+      return refuseMalformed(socket, false, '(two Host fields, RFC 9112 §3.2)');
+    }
     openTunnel(deps, req, socket, head, tunnels, fixedTarget).catch(() => socket.destroy());
   };
   server.on('upgrade', tunnel);
@@ -128,6 +138,11 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** Counted as isthmus_requests_refused_total{listener="outbound",reason="malformed"}. */
+function refused(deps: OutboundDeps): void {
+  if (channels.requestRefused.hasSubscribers) channels.requestRefused.publish({ origin: deps.routing, listener: 'outbound', reason: 'malformed' });
 }
 
 function errorStatus(code: ErrorCode): number {

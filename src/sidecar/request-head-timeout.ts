@@ -1,5 +1,6 @@
 import { constants, type Http2Server, type Http2SecureServer } from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { channels, type RequestRefusedMessage } from '../core/channels.js';
 import { errorResponse } from './http-head.js';
 
 const code = 'ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT';
@@ -34,14 +35,29 @@ export function limitFirstRequestHead(h2: Http2Server | Http2SecureServer, ms: n
 /**
  * An HTTP/1.1 server's `clientError`: a head that took too long gets 408, bytes that are not
  * HTTP/1.1 get 400 (431 for a head over Node's size limit), each with a code that says which; a
- * connection already reset by the caller is just closed.
+ * connection already reset by the caller is just closed. Node's parser (llhttp, strict) is what
+ * refuses the request-smuggling shapes (Content-Length with Transfer-Encoding, two lengths,
+ * obs-fold, bare CR, bad chunk sizes), before any of it is forwarded. Each refusal is published
+ * on `channels.requestRefused` (isthmus_requests_refused_total) with `origin` and `listener`.
  */
-export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return answerHeadTimeout(socket);
-  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+export function clientErrorHandler(origin: object, listener: RequestRefusedMessage['listener']): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+  return (err, socket) => {
+    if (err.code === 'ECONNRESET' || (!socket.writable && err.code !== 'ERR_HTTP_REQUEST_TIMEOUT')) return void socket.destroy();
+    const reason: RequestRefusedMessage['reason'] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'head_timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : 'malformed';
+    if (channels.requestRefused.hasSubscribers) channels.requestRefused.publish({ origin, listener, reason });
+    if (reason === 'head_timeout') return answerHeadTimeout(socket);
+    refuseMalformed(socket, reason === 'header_too_large', `(${err.code ?? err.message})`);
+  };
+}
+
+/**
+ * A 400 (or 431) with ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED; the connection is closed, so
+ * nothing that followed the bad head on it is read as another request.
+ */
+export function refuseMalformed(socket: Duplex, tooLarge: boolean, detail: string): void {
+  if (!socket.writable) return void socket.destroy();
   socket.end(errorResponse(tooLarge ? 431 : 400, tooLarge ? 'Request Header Fields Too Large' : 'Bad Request', malformed,
-    `${tooLarge ? 'the request head is larger than the sidecar accepts' : 'these bytes are not an HTTP/1.1 request'} (${err.code ?? err.message}); send HTTP/1.1, or HTTP/2 with prior knowledge`));
+    `${tooLarge ? 'the request head is larger than the sidecar accepts' : 'these bytes are not an HTTP/1.1 request'} ${detail}; send HTTP/1.1, or HTTP/2 with prior knowledge`));
 }
 
 /** The 408 a caller gets when its HTTP/1.1 head did not arrive in time; the connection is closed. */

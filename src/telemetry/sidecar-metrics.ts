@@ -97,6 +97,15 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     policyActions.inc({ source_cluster: cluster, destination_service: m.service ?? 'unknown', action: m.action });
   });
 
+  const refused = new Counter({
+    name: 'isthmus_requests_refused_total',
+    help: 'Bytes a sidecar listener refused before they became a request, so nothing was forwarded: malformed (400: not HTTP/1.1 as RFC 9112 frames it, e.g. Content-Length with Transfer-Encoding, obs-fold, a bare CR, two Host fields), header_too_large (431), head_timeout (408).',
+    labelNames: ['cluster', 'listener', 'reason'], registers,
+  });
+  listen(channels.requestRefused, (m) => {
+    refused.inc({ cluster, listener: m.listener, reason: m.reason });
+  });
+
   tcpMetrics(registry, cluster, destination, callerLabels, listen);
 
   certificateExpiry(registry, cluster, sources.certificates);
