@@ -26,12 +26,19 @@ export async function readPolicyFile(file: string, now = new Date()): Promise<Pa
     if (isIsthmusError(err)) throw err;
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read ${file === '-' ? 'standard input' : file}: ${(err as Error).message}`, { cause: err });
   }
-  const docs = parseAllDocuments(text);
+  // Warnings (an unknown tag, an odd anchor) would go to stderr as process warnings; errors say enough.
+  const docs = parseAllDocuments(text, { logLevel: 'error' });
   const out: ParsedPolicy[] = [];
   for (const [i, doc] of docs.entries()) {
     const source = docs.length > 1 ? `${file} (document ${i + 1})` : file;
     if (doc.errors.length > 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `${source} is not valid YAML: ${doc.errors[0]?.message}`);
-    const value = doc.toJS() as unknown;
+    let value: unknown;
+    try {
+      value = doc.toJS();
+    } catch (err) {
+      // The yaml package refuses aliases that would expand without bound ("billion laughs").
+      throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `${source} cannot be read: ${(err as Error).message}`, { cause: err });
+    }
     if (value === null || value === undefined) continue;
     if (typeof value !== 'object' || Array.isArray(value)) throw invalid(source, [{ path: '/', message: 'a policy is a YAML mapping with apiVersion, kind, metadata and spec' }]);
     out.push(await parsePolicy(value as Record<string, unknown>, source, now));

@@ -84,7 +84,7 @@ export interface LoadedClusterConfig {
 export function parseClusterConfig(text: string, path: string): LoadedClusterConfig {
   let raw: unknown;
   try {
-    raw = parseYaml(text);
+    raw = parseYaml(text, { logLevel: 'error' });
   } catch (err) {
     const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `${path} is not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`, { cause: err });

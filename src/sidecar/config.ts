@@ -58,7 +58,7 @@ export type SidecarConfig = Static<typeof SidecarConfigSchema> & {
 export function loadSidecarConfig(path: string): Readonly<SidecarConfig> {
   let raw: unknown;
   try {
-    raw = parseYaml(readUserFile(path, 'the sidecar config'));
+    raw = parseYaml(readUserFile(path, 'the sidecar config'), { logLevel: 'error' });
   } catch (err) {
     if (isIsthmusError(err)) throw err;
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read sidecar config ${path}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
