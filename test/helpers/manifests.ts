@@ -49,8 +49,8 @@ export function parseManifests(texts: { file: string; text: string }[]): Loaded 
   for (const { file, text } of texts) {
     for (const [i, document] of parseAllDocuments(text).entries()) {
       for (const error of document.errors) problems.push(`${file} document ${i + 1}: ${error.message}`);
-      if (document.contents === null) continue; // a trailing `---` or a comment-only document
       const doc: unknown = document.toJS();
+      if (doc === null || doc === undefined) continue; // a trailing `---` or a comment-only document
       if (!isObj(doc)) problems.push(`${file} document ${i + 1}: not a mapping`);
       else manifests.push({ file, index: i + 1, doc });
     }
