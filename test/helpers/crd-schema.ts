@@ -1,4 +1,5 @@
 import { Ajv, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
 
 /*
  * Custom resources checked against their CustomResourceDefinition's own openAPIV3Schema, as the
@@ -37,6 +38,10 @@ export interface CrdVersion {
 /** One validator per served version of each CRD. */
 export function crdValidators(crds: Schema[]): CrdVersion[] {
   const ajv = new Ajv({ allErrors: true, strict: false, keywords: kubernetesKeywords });
+  addFormats.default(ajv); // date-time and the other JSON Schema formats (a CommonJS module: its function is .default)
+  // The OpenAPI integer formats the API server checks.
+  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
   return crds.flatMap((crd) => {
     const spec = crd.spec as { group: string; names: { kind: string }; versions: { name: string; schema?: { openAPIV3Schema?: unknown } }[] };
     // A version without a schema is the CRD's own problem, reported when the CRD is validated.
