@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { injectText, uninjectText } from '../src/inject/inject.js';
 import { defaultImage, defaultTokenAudience } from '../src/inject/sidecar-spec.js';
-import { isthmusBin } from './helpers/cli.js';
+import { isthmus } from './helpers/cli.js';
 import { isCrd, loadManifests, parseManifests, root, schemaProblems, yamlFiles } from './helpers/manifests.js';
 
 /*
@@ -71,18 +70,7 @@ describe('inject and uninject on real-world-shaped manifests', () => {
   });
 });
 
-async function runIsthmus(args: string[], input: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [isthmusBin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
+const runIsthmus = (args: string[], input: string) => isthmus(args, {}, { input });
 
 describe('the isthmus inject and uninject commands', () => {
   const shop = fixtures.find((f) => f.file.endsWith('shop.yaml'));
