@@ -299,6 +299,10 @@ describe('the checkers themselves', () => {
 describe('manifests in deploy/', () => {
   const workloads = objects.filter((m) => isWorkload(m.doc));
 
+  it('every object has a name (the API server requires one; the OpenAPI schema does not say so)', () => {
+    expect(objects.filter((m) => nameOf(m.doc) === '').map((m) => `${m.file} document ${m.index}`)).toEqual([]);
+  });
+
   it('workloads: selectors match template labels, containers have resources, named ports, probes on declared ports', () => {
     expect(workloads.map((m) => nameOf(m.doc)).sort()).toEqual(['caller', 'isthmus-etcd', 'isthmus-federation', 'isthmus-gateway', 'ledger']);
     expect(workloads.filter((m) => nameOf(m.doc) !== 'caller').flatMap(checkWorkload)).toEqual([]);
