@@ -1,32 +1,28 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Value } from '../src/core/typebox.js';
+import { SidecarConfigSchema } from '../src/sidecar/config.js';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 import { ClusterConfigSchema, parseClusterConfig } from '../src/federation/config.js';
+import {
+  isCrd, isKindCluster, isKustomization, isObj, loadManifests, parseManifests, root, schemaProblems, yamlFiles,
+  type Manifest, type Obj,
+} from './helpers/manifests.js';
 
 /*
- * Offline checks of deploy/ and kind-configs/: no API server runs here, so these catch what
- * `kubectl apply --dry-run=server` would, plus the cross-file references kubectl never checks
- * (a Service selecting no pods, a binding naming a missing role, a probe on an undeclared port).
+ * Offline checks of deploy/ and kind-configs/: no API server runs here. Every document is
+ * validated against the schema of what it is (helpers/manifests.ts: the Kubernetes OpenAPI
+ * definitions, CRDs for custom resources, kind's and kustomize's shapes), which catches what
+ * `kubectl apply --validate=strict` would, a misspelled field included. The rules below the
+ * schemas are ours: cross-file references kubectl never checks (a Service selecting no pods, a
+ * binding naming a missing role, a probe on an undeclared port) and what the mesh needs.
  */
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const image = 'ghcr.io/isthmus-mesh/isthmus:0.1.0';
 
 /** Default ports, docs/architecture.md, "Contracts". */
 const designPorts = { federationApi: 15010, federationDashboard: 15014, gatewayTls: 15443, gatewayAdmin: 15021 };
-
-type Obj = Record<string, unknown>;
-
-interface Manifest {
-  file: string;
-  doc: Obj;
-}
-
-function isObj(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Reads a dotted path; undefined when any step is missing. */
 function at(value: unknown, path: string): unknown {
@@ -48,58 +44,22 @@ function listAt(value: unknown, path: string): unknown[] {
   return Array.isArray(found) ? found : [];
 }
 
-function yamlFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) return yamlFiles(path);
-    return /\.ya?ml$/.test(entry.name) ? [path] : [];
-  }).sort();
-}
-
-interface Loaded {
-  manifests: Manifest[];
-  problems: string[];
-}
-
-function loadManifests(files: string[]): Loaded {
-  const manifests: Manifest[] = [];
-  const problems: string[] = [];
-  for (const path of files) {
-    const file = relative(root, path);
-    for (const [i, document] of parseAllDocuments(readFileSync(path, 'utf8')).entries()) {
-      for (const error of document.errors) problems.push(`${file} document ${i + 1}: ${error.message}`);
-      if (document.contents === null) continue; // a trailing `---` or a comment-only document
-      const doc: unknown = document.toJS();
-      if (!isObj(doc)) problems.push(`${file} document ${i + 1}: not a mapping`);
-      else manifests.push({ file, doc });
-    }
-  }
-  return { manifests, problems };
-}
-
-const isKindCluster = (doc: Obj) => doc.kind === 'Cluster' && String(doc.apiVersion).startsWith('kind.x-k8s.io/');
-
 function nameOf(doc: Obj): string {
   // kind decodes its config strictly and has no metadata: the cluster name is top-level.
   const name = isKindCluster(doc) ? doc.name : at(doc, 'metadata.name');
   return typeof name === 'string' ? name : '';
 }
 
-function checkIdentity({ file, doc }: Manifest): string[] {
-  const problems: string[] = [];
-  if (typeof doc.apiVersion !== 'string' || doc.apiVersion === '') problems.push(`${file}: a document has no apiVersion`);
-  if (typeof doc.kind !== 'string' || doc.kind === '') problems.push(`${file}: a document has no kind`);
-  if (nameOf(doc) === '') problems.push(`${file}: ${String(doc.kind)} has no ${isKindCluster(doc) ? 'name' : 'metadata.name'}`);
-  return problems;
-}
+const workloadKinds = ['Deployment', 'StatefulSet', 'DaemonSet'];
+const isWorkload = (doc: Obj) => workloadKinds.includes(String(doc.kind));
 
 function containersOf(doc: Obj): Obj[] {
   return listAt(doc, 'spec.template.spec.containers').filter(isObj);
 }
 
-/** Every field a Deployment here must have, and every reference inside it that must resolve. */
-function checkDeployment({ file, doc }: Manifest): string[] {
-  const where = `${file} Deployment ${nameOf(doc)}`;
+/** What a workload here must have beyond its schema, and every reference inside it that must resolve. */
+function checkWorkload({ file, doc }: Manifest): string[] {
+  const where = `${file} ${String(doc.kind)} ${nameOf(doc)}`;
   const problems: string[] = [];
   const matchLabels = objAt(doc, 'spec.selector.matchLabels');
   const templateLabels = objAt(doc, 'spec.template.metadata.labels');
@@ -149,9 +109,9 @@ const namespaceOf = (doc: Obj) => String(at(doc, 'metadata.namespace') ?? 'defau
 function checkService({ file, doc }: Manifest, all: Manifest[]): string[] {
   const where = `${file} Service ${nameOf(doc)}`;
   const selector = objAt(doc, 'spec.selector');
-  const targets = all.filter((m) => m.doc.kind === 'Deployment' && namespaceOf(m.doc) === namespaceOf(doc)
+  const targets = all.filter((m) => isWorkload(m.doc) && namespaceOf(m.doc) === namespaceOf(doc)
     && selects(selector, objAt(m.doc, 'spec.template.metadata.labels')));
-  if (targets.length === 0) return [`${where}: selector ${JSON.stringify(selector)} matches no Deployment's pod labels`];
+  if (targets.length === 0) return [`${where}: selector ${JSON.stringify(selector)} matches no workload's pod labels`];
   const problems: string[] = [];
   for (const port of listAt(doc, 'spec.ports').filter(isObj)) {
     const target = port.targetPort ?? port.port;
@@ -216,14 +176,16 @@ function cidrsOverlap(a: string, b: string): boolean {
 }
 
 const loaded = loadManifests([...yamlFiles(join(root, 'deploy')), ...yamlFiles(join(root, 'kind-configs'))]);
-const { manifests } = loaded;
-const ofKind = (kind: string) => manifests.filter((m) => m.doc.kind === kind && !isKindCluster(m.doc));
+const manifests = loaded.manifests;
+const objects = manifests.filter((m) => !isKindCluster(m.doc) && !isKustomization(m.doc));
+const ofKind = (kind: string) => objects.filter((m) => m.doc.kind === kind);
 const byName = (kind: string, name: string) => {
   const found = ofKind(kind).find((m) => nameOf(m.doc) === name);
   if (!found) throw new Error(`no ${kind} ${name} in deploy/`);
   return found;
 };
 const kindClusters = manifests.filter((m) => isKindCluster(m.doc));
+const kustomizations = manifests.filter((m) => isKustomization(m.doc));
 const containerOf = (deployment: string) => {
   const container = containersOf(byName('Deployment', deployment).doc)[0];
   if (!container) throw new Error(`Deployment ${deployment} has no container`);
@@ -231,6 +193,12 @@ const containerOf = (deployment: string) => {
 };
 const portsOf = (container: Obj) =>
   Object.fromEntries(listAt(container, 'ports').filter(isObj).map((p) => [String(p.name), p.containerPort]));
+/** Copies of a file with one change each, validated like the real ones. */
+const brokenCopy = (file: string, from: string, to: string, name: string) => {
+  const text = readFileSync(join(root, file), 'utf8');
+  if (!text.includes(from)) throw new Error(`${file} has no ${from}`);
+  return parseManifests([{ file: name, text: text.replace(from, to) }]).manifests;
+};
 
 describe('cidrsOverlap', () => {
   it.each([
@@ -252,12 +220,55 @@ describe('cidrsOverlap', () => {
   });
 });
 
+describe('schema validation of deploy/ and kind-configs/', () => {
+  it('every document validates against its schema: Kubernetes OpenAPI, its CRD, kind v1alpha4 or kustomize', async () => {
+    expect(loaded.problems).toEqual([]);
+    expect(await schemaProblems(manifests)).toEqual([]);
+    // Each kind of schema was used at least once, so none of them passes by having nothing to check.
+    expect(objects.filter((m) => isCrd(m.doc))).toHaveLength(2);
+    expect(objects.filter((m) => m.doc.kind === 'ServiceExport')).toHaveLength(1);
+    expect(kindClusters).toHaveLength(3);
+    expect(kustomizations.length).toBeGreaterThanOrEqual(6);
+  });
+
+  // Deliberately broken copies of real files: each must fail, naming its copy and the field.
+  const broken: [string, string, string, string, RegExp][] = [
+    ['a misspelled container field', 'deploy/multi-cluster/base/gateway.yaml', 'readinessProbe:', 'readinesProbe:', /'"readinesProbe"' does not exist in type 'IContainer'/],
+    ['a misspelled Service field', 'deploy/multi-cluster/base/gateway.yaml', '  type: LoadBalancer', '  typ: LoadBalancer', /'"typ"' does not exist in type 'IServiceSpec'/],
+    ['a number where a string belongs', 'deploy/multi-cluster/base/federation.yaml', 'name: ISTHMUS_LOG_FORMAT\n              value: json', 'name: ISTHMUS_LOG_FORMAT\n              value: 1', /Type 'number' is not assignable to type 'string'/],
+    ['a misspelled RBAC field', 'deploy/multi-cluster/base/federation.yaml', 'apiGroups: [discovery.k8s.io]', 'apiGroup: [discovery.k8s.io]', /'"apiGroup"' does not exist in type 'IPolicyRule'/],
+    ['a misspelled CRD schema key', 'deploy/multi-cluster/crds/mcs-api.yaml', 'openAPIV3Schema:', 'openAPIv3Schema:', /'"openAPIv3Schema"' does not exist/],
+    ['a misspelled custom resource field (checked against its CRD)', 'deploy/multi-cluster/sample-app/ledger.yaml', 'kind: ServiceExport\nmetadata:', 'kind: ServiceExport\nspec: {}\nmetadata:', /ServiceExport ledger\): \/ must NOT have additional properties \(spec\)/],
+    ['a misspelled kind node field', 'kind-configs/east.yaml', 'extraPortMappings:', 'extraPortMapping:', /document 1 \(Cluster east\): \/nodes\/0\/extraPortMapping/],
+    ['a wrong kind node role', 'kind-configs/west.yaml', 'role: worker', 'role: agent', /\/nodes\/1\/role/],
+    ['a misspelled kustomization field', 'deploy/multi-cluster/overlays/east/kustomization.yaml', 'configMapGenerator:', 'configmapGenerator:', /\/configmapGenerator/],
+  ];
+  // All copies are checked in one pass (one TypeScript program): each problem names its copy.
+  const label = (i: number, file: string) => `broken copy ${i + 1} of ${file}`;
+  let brokenProblems: Promise<string[]> | undefined;
+  const problemsOfBrokenCopies = () => {
+    brokenProblems ??= schemaProblems(broken.flatMap(([, file, from, to], i) => brokenCopy(file, from, to, label(i, file))),
+      ofKind('CustomResourceDefinition').map((m) => m.doc));
+    return brokenProblems;
+  };
+
+  it.each(broken.map((b, i) => [...b, i] as const))('%s fails', async (_, file, _from, _to, problem, i) => {
+    const problems = (await problemsOfBrokenCopies()).filter((p) => p.startsWith(`${label(i, file)} `));
+    expect(problems.join('\n')).toMatch(problem);
+  });
+
+  it('an object of no known kind is reported rather than passed', async () => {
+    const [m] = parseManifests([{ file: 'x.yaml', text: 'apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: x}\n' }]).manifests;
+    expect((await schemaProblems(m ? [m] : [])).join('\n')).toMatch(/apps\/v1 Deploymnet is no Kubernetes API kind/);
+  });
+});
+
 describe('the checkers themselves', () => {
   // Guards against checks that pass vacuously: each broken document must produce a problem.
   const deployment = (patch: (d: Obj) => void): Manifest => {
     const doc = structuredClone(byName('Deployment', 'isthmus-gateway').doc);
     patch(doc);
-    return { file: 'broken.yaml', doc };
+    return { file: 'broken.yaml', index: 1, doc };
   };
 
   it.each<[string, (d: Obj) => void, RegExp]>([
@@ -266,86 +277,88 @@ describe('the checkers themselves', () => {
     ['an unnamed port', (d) => { delete (listAt(containersOf(d)[0], 'ports')[0] as Obj).name; }, /has no name/],
     ['a probe on an undeclared port', (d) => { objAt(containersOf(d)[0], 'readinessProbe.httpGet').port = 'nope'; }, /uses port nope/],
   ])('a Deployment with %s is reported', (_, patch, problem) => {
-    expect(checkDeployment(deployment(patch)).join('\n')).toMatch(problem);
+    expect(checkWorkload(deployment(patch)).join('\n')).toMatch(problem);
   });
 
-  it('a Service whose selector matches no Deployment is reported', () => {
+  it('a Service whose selector matches no workload is reported', () => {
     const doc = structuredClone(byName('Service', 'isthmus-gateway').doc);
     objAt(doc, 'spec.selector')['app.kubernetes.io/name'] = 'nobody';
-    expect(checkService({ file: 'broken.yaml', doc }, manifests).join('\n')).toMatch(/matches no Deployment/);
+    expect(checkService({ file: 'broken.yaml', index: 1, doc }, objects).join('\n')).toMatch(/matches no workload/);
   });
 
   it('a binding to a missing role or account is reported', () => {
     const doc = structuredClone(byName('ClusterRoleBinding', 'isthmus-federation').doc);
     objAt(doc, 'roleRef').name = 'missing';
     (listAt(doc, 'subjects')[0] as Obj).namespace = 'elsewhere';
-    const problems = checkClusterRoleBinding({ file: 'broken.yaml', doc }, manifests).join('\n');
+    const problems = checkClusterRoleBinding({ file: 'broken.yaml', index: 1, doc }, objects).join('\n');
     expect(problems).toMatch(/roleRef ClusterRole\/missing/);
     expect(problems).toMatch(/ServiceAccount elsewhere\/isthmus-federation/);
   });
 });
 
-describe('manifests in deploy/ and kind-configs/', () => {
-  it('parse as YAML without errors', () => {
-    expect(loaded.problems).toEqual([]);
-    const files = new Set(manifests.map((m) => m.file));
-    for (const file of [
-      'deploy/multi-cluster/namespace.yaml', 'deploy/multi-cluster/federation.yaml', 'deploy/multi-cluster/gateway.yaml',
-      'deploy/multi-cluster/serviceexport-crd.yaml', 'deploy/multi-cluster/configmap-example.yaml',
-      'kind-configs/east.yaml', 'kind-configs/west.yaml', 'kind-configs/north.yaml',
-    ]) expect(files, file).toContain(file);
+describe('manifests in deploy/', () => {
+  const workloads = objects.filter((m) => isWorkload(m.doc));
+
+  it('every object has a name (the API server requires one; the OpenAPI schema does not say so)', () => {
+    expect(objects.filter((m) => nameOf(m.doc) === '').map((m) => `${m.file} document ${m.index}`)).toEqual([]);
   });
 
-  it('every document has apiVersion, kind and a name', () => {
-    expect(manifests.flatMap(checkIdentity)).toEqual([]);
+  it('workloads: selectors match template labels, containers have resources, named ports, probes on declared ports', () => {
+    expect(workloads.map((m) => nameOf(m.doc)).sort()).toEqual(['caller', 'isthmus-etcd', 'isthmus-federation', 'isthmus-gateway', 'ledger']);
+    expect(workloads.filter((m) => nameOf(m.doc) !== 'caller').flatMap(checkWorkload)).toEqual([]);
   });
 
-  it('Deployments: selectors match template labels, containers have images, resources, named ports, probes on declared ports', () => {
-    expect(ofKind('Deployment')).toHaveLength(2);
-    expect(ofKind('Deployment').flatMap(checkDeployment)).toEqual([]);
-  });
-
-  it('every container uses the release image', () => {
-    const images = ofKind('Deployment').flatMap((m) => containersOf(m.doc).map((c) => c.image));
+  it('every Isthmus container uses the release image', () => {
+    const images = ['isthmus-federation', 'isthmus-gateway'].flatMap((name) => containersOf(byName('Deployment', name).doc).map((c) => c.image));
     expect(new Set(images)).toEqual(new Set([image]));
   });
 
-  it('Services select a Deployment\'s pods and target ports they declare', () => {
-    expect(ofKind('Service')).toHaveLength(2);
-    expect(ofKind('Service').flatMap((m) => checkService(m, manifests))).toEqual([]);
+  it('Services select a workload\'s pods and target ports they declare', () => {
+    expect(ofKind('Service').map((m) => nameOf(m.doc)).sort()).toEqual(['isthmus-etcd', 'isthmus-federation', 'isthmus-gateway', 'ledger']);
+    expect(ofKind('Service').flatMap((m) => checkService(m, objects))).toEqual([]);
   });
 
   it('ClusterRoleBindings refer to a ClusterRole and ServiceAccounts in these files', () => {
     expect(ofKind('ClusterRoleBinding').length).toBeGreaterThan(0);
-    expect(ofKind('ClusterRoleBinding').flatMap((m) => checkClusterRoleBinding(m, manifests))).toEqual([]);
+    expect(ofKind('ClusterRoleBinding').flatMap((m) => checkClusterRoleBinding(m, objects))).toEqual([]);
   });
 
-  it('Deployments run as ServiceAccounts in these files, in the isthmus-system namespace', () => {
-    for (const { doc } of ofKind('Deployment')) {
+  it('workloads run as ServiceAccounts of their namespace; the control plane lives in isthmus-system, the demo in demo', () => {
+    for (const { doc } of workloads) {
       const account = at(doc, 'spec.template.spec.serviceAccountName');
+      if (account === undefined) {
+        expect(at(doc, 'spec.template.spec.automountServiceAccountToken'), `${nameOf(doc)} uses the default account without its token`).toBe(false);
+        continue;
+      }
       expect(ofKind('ServiceAccount').some((m) => nameOf(m.doc) === account && namespaceOf(m.doc) === namespaceOf(doc)), String(account)).toBe(true);
     }
-    const namespaced = manifests.filter((m) => !isKindCluster(m.doc) && !['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition'].includes(String(m.doc.kind)));
-    expect(new Set(namespaced.map((m) => at(m.doc, 'metadata.namespace')))).toEqual(new Set(['isthmus-system']));
-    expect(nameOf(byName('Namespace', 'isthmus-system').doc)).toBe('isthmus-system');
+    const namespaced = objects.filter((m) => !['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition'].includes(String(m.doc.kind)));
+    const namespaceOfFile = (file: string) => (file.includes('/sample-app/') ? 'demo' : 'isthmus-system');
+    expect(namespaced.filter((m) => at(m.doc, 'metadata.namespace') !== namespaceOfFile(m.file)).map((m) => `${m.file} ${nameOf(m.doc)}`)).toEqual([]);
+    expect(ofKind('Namespace').map((m) => nameOf(m.doc)).sort()).toEqual(['demo', 'isthmus-system']);
   });
 
-  it('the federation ClusterRole reads services, endpointslices, nodes, serviceexports and writes serviceimports', () => {
+  it('the federation ClusterRole is least privilege: reads what the adapter watches, writes imports, export status and TokenReviews only', () => {
     const rules = listAt(byName('ClusterRole', 'isthmus-federation').doc, 'rules').filter(isObj);
     const verbsFor = (group: string, resource: string) => new Set(rules
       .filter((r) => listAt(r, 'apiGroups').includes(group) && listAt(r, 'resources').includes(resource))
       .flatMap((r) => listAt(r, 'verbs')));
     for (const [group, resource] of [['', 'services'], ['', 'nodes'], ['discovery.k8s.io', 'endpointslices'],
       ['multicluster.x-k8s.io', 'serviceexports'], ['multicluster.x-k8s.io', 'serviceimports']] as const) {
-      for (const verb of ['get', 'list', 'watch']) expect(verbsFor(group, resource), `${verb} ${resource}`).toContain(verb);
+      expect(verbsFor(group, resource), resource).toEqual(new Set(['get', 'list', 'watch', ...resource === 'serviceimports' ? ['create', 'update', 'patch', 'delete'] : []]));
     }
-    for (const verb of ['create', 'update', 'patch', 'delete']) expect(verbsFor('multicluster.x-k8s.io', 'serviceimports')).toContain(verb);
-    // Nothing else may be written.
+    for (const resource of ['serviceexports/status', 'serviceimports/status']) {
+      expect(verbsFor('multicluster.x-k8s.io', resource), resource).toEqual(new Set(['get', 'update', 'patch']));
+    }
+    expect(verbsFor('authentication.k8s.io', 'tokenreviews')).toEqual(new Set(['create']));
+    // Nothing else may be written, and no rule uses a wildcard.
     const writes = rules.filter((r) => listAt(r, 'verbs').some((v) => !['get', 'list', 'watch'].includes(String(v))));
-    expect(new Set(writes.flatMap((r) => listAt(r, 'resources')))).toEqual(new Set(['serviceimports', 'serviceimports/status']));
+    expect(new Set(writes.flatMap((r) => listAt(r, 'resources')))).toEqual(new Set(['serviceimports', 'serviceimports/status', 'serviceexports/status', 'tokenreviews']));
+    expect(rules.flatMap((r) => [...listAt(r, 'apiGroups'), ...listAt(r, 'resources'), ...listAt(r, 'verbs')])).not.toContain('*');
+    expect(ofKind('ClusterRole')).toHaveLength(1);
   });
 
-  it('the federation runs `isthmus federation` hardened, with the CA Secret and config ConfigMap mounted', () => {
+  it('the federation runs `isthmus federation` hardened, with the CA Secret, etcd client Secret and config ConfigMap mounted', () => {
     const deployment = byName('Deployment', 'isthmus-federation').doc;
     const container = containerOf('isthmus-federation');
     expect(container.args).toEqual(['federation', '--config', '/etc/isthmus/cluster.yaml']);
@@ -359,6 +372,9 @@ describe('manifests in deploy/ and kind-configs/', () => {
     const sources = listAt(deployment, 'spec.template.spec.volumes').filter(isObj).flatMap((v) => listAt(v, 'projected.sources')).filter(isObj);
     const secret = sources.find((s) => at(s, 'secret.name') === 'isthmus-cluster-ca');
     expect(listAt(secret, 'secret.items').map((i) => at(i, 'key')).sort()).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem']);
+    const etcdClient = sources.find((s) => at(s, 'secret.name') === 'isthmus-etcd-client');
+    expect(at(etcdClient, 'secret.optional')).toBe(true);
+    expect(listAt(etcdClient, 'secret.items').map((i) => at(i, 'path'))).toEqual(['etcd/ca.crt', 'etcd/tls.crt', 'etcd/tls.key']);
     const configMap = sources.find((s) => at(s, 'configMap.name') === 'isthmus-cluster');
     expect(listAt(configMap, 'configMap.items').map((i) => at(i, 'path'))).toEqual(['cluster.yaml']);
     // The example ConfigMap is the one the Deployments mount.
@@ -413,6 +429,33 @@ describe('manifests in deploy/ and kind-configs/', () => {
     expect(config.federation.dashboardPort).toBe(designPorts.federationDashboard);
     expect(config.certificates.caDir).toBe('.'); // the CA files are projected beside cluster.yaml
   });
+
+  it('kustomizations name files that exist, and the overlays generate what base/ mounts from join/ (ignored by git)', () => {
+    for (const { file, doc } of kustomizations) {
+      for (const resource of listAt(doc, 'resources')) expect(existsSync(join(root, dirname(file), String(resource))), `${file}: ${String(resource)}`).toBe(true);
+    }
+    const overlays = kustomizations.filter((m) => m.file.includes('/overlays/'));
+    expect(overlays.map((m) => m.file.split('/').at(-2)).sort()).toEqual(['central', 'east', 'west']);
+    for (const { file, doc } of overlays) {
+      expect(listAt(doc, 'resources'), file).toContain('../../base');
+      expect(listAt(doc, 'configMapGenerator').map((g) => at(g, 'name')), file).toEqual(['isthmus-cluster']);
+      expect(listAt(doc, 'secretGenerator').map((g) => at(g, 'name')), file).toEqual(['isthmus-cluster-ca']);
+      // Unhashed names: federation.yaml and gateway.yaml mount them by these names.
+      expect(at(doc, 'generatorOptions.disableNameSuffixHash'), file).toBe(true);
+      const files = [...listAt(doc, 'configMapGenerator'), ...listAt(doc, 'secretGenerator')].flatMap((g) => listAt(g, 'files')).map(String);
+      expect(files.map((f) => f.split('=')[0]).sort(), file).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'cluster.yaml', 'root-cert.pem']);
+      for (const f of files) expect(f.split('=')[1], file).toMatch(/^join\//);
+    }
+    expect(overlays.filter((m) => listAt(m.doc, 'resources').includes('../../etcd-lab')).map((m) => m.file.split('/').at(-2))).toEqual(['central']);
+    expect(readFileSync(join(root, 'deploy/multi-cluster/.gitignore'), 'utf8')).toContain('overlays/*/join/');
+  });
+
+  it('the sample app\'s sidecar config passes the sidecar config validator once a pod\'s values are added', () => {
+    const sidecarYaml = String(objAt(byName('ConfigMap', 'isthmus-sidecar').doc, 'data')['sidecar.yaml']);
+    const config = { ...parse(sidecarYaml) as Obj, namespace: 'demo', service: 'ledger' };
+    expect(Value.Errors(SidecarConfigSchema, Value.Default(SidecarConfigSchema, config)).First()).toBeUndefined();
+    expect(config).toMatchObject({ federation: { url: 'https://isthmus-federation.isthmus-system.svc:15010', rootCert: 'root-cert.pem' } });
+  });
 });
 
 describe('kind cluster definitions', () => {
@@ -422,8 +465,8 @@ describe('kind cluster definitions', () => {
     service: String(at(doc, 'networking.serviceSubnet')),
   }));
 
-  it('define east, west and north', () => {
-    expect(kindClusters.map((m) => nameOf(m.doc)).sort()).toEqual(['east', 'north', 'west']);
+  it('define east, west and central', () => {
+    expect(kindClusters.map((m) => nameOf(m.doc)).sort()).toEqual(['central', 'east', 'west']);
     for (const { doc } of kindClusters) expect(doc.apiVersion).toBe('kind.x-k8s.io/v1alpha4');
   });
 
@@ -435,7 +478,7 @@ describe('kind cluster definitions', () => {
     expect(overlaps).toEqual([]);
   });
 
-  it.each(['east', 'west', 'north'])('%s has one control-plane, two workers, and nodes in two zones of one region', (name) => {
+  it.each(['east', 'west', 'central'])('%s has one control-plane, two workers, and nodes in two zones of one region', (name) => {
     const cluster = kindClusters.find((m) => nameOf(m.doc) === name);
     const nodes = listAt(cluster?.doc, 'nodes').filter(isObj);
     expect(nodes.map((n) => n.role)).toEqual(['control-plane', 'worker', 'worker']);

@@ -25,6 +25,7 @@ const commands: readonly { names: readonly string[]; load: () => Promise<Registe
   { names: ['dash'], load: async () => (await import('./dash.js')).registerDash },
   { names: ['policy'], load: async () => (await import('./policy.js')).registerPolicy },
   { names: ['stat'], load: async () => (await import('./stat.js')).registerStat },
+  { names: ['inject', 'uninject'], load: async () => (await import('./inject.js')).registerInject },
 ];
 
 /** The command word of argv (`node isthmus <word> ...`): the first argument that is not an option. */

@@ -12,8 +12,13 @@ export function registerSidecar(program: Command): void {
   logOptions(program.command('sidecar'))
     .description('run a workload\'s sidecar: HTTP proxy for the app, mTLS listener in front of it, locality-aware failover')
     .requiredOption('-c, --config <file>', 'sidecar config (see docs/sidecar.md)')
-    .action(action(async (opts: { config: string; logFormat: LogFormat; logLevel: string }) => {
-      const config = loadSidecarConfig(opts.config);
+    // Set by `isthmus inject` from the pod (docs/kubernetes.md); empty values are ignored.
+    .option('--namespace <ns>', 'namespace of the workload, over the config\'s')
+    .option('--service <name>', 'service of the workload, over the config\'s')
+    .option('--zone <zone>', 'zone of this instance, over the config\'s')
+    .option('--inbound-app <host:port>', 'where the app listens (inbound.app), over the config\'s')
+    .action(action(async (opts: { config: string; namespace?: string; service?: string; zone?: string; inboundApp?: string; logFormat: LogFormat; logLevel: string }) => {
+      const config = loadSidecarConfig(opts.config, opts);
       const logger = createLogger({ name: `isthmus-sidecar-${config.service}`, format: opts.logFormat, level: opts.logLevel });
       const { runSidecar } = await import('../sidecar/sidecar.js');
       const running = await runSidecar(config, logger);

@@ -8,6 +8,9 @@ export const errorCodes = {
   ISTHMUS_ERR_CONFIG_INVALID: { status: 400, summary: 'A config file or flag does not match its schema.' },
   ISTHMUS_ERR_CONFIG_UNREADABLE: { status: 400, summary: 'A config file could not be read or parsed as YAML.' },
   ISTHMUS_ERR_CONFIG_PATH_UNUSABLE: { status: 400, summary: 'A directory or file a flag or config names cannot be created or written (a file where a directory is needed, no permission, a file system such as /proc).' },
+  // isthmus inject / uninject
+  ISTHMUS_ERR_INJECT_YAML_INVALID: { status: 400, summary: 'The manifests given to inject or uninject are not valid YAML.' },
+  ISTHMUS_ERR_INJECT_UNSUPPORTED: { status: 400, summary: 'A workload is written in a form inject cannot edit without rewriting the user\'s YAML, or clashes with what inject adds.' },
   // etcd / federation store
   ISTHMUS_ERR_ETCD_UNREACHABLE: { status: 503, summary: 'The federation store (etcd) did not answer.' },
   ISTHMUS_ERR_ETCD_CONFLICT: { status: 409, summary: 'A transaction lost a race with another writer.' },

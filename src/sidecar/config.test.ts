@@ -74,3 +74,24 @@ describe('loadSidecarConfig', () => {
     }));
   });
 });
+
+describe('loadSidecarConfig with command-line values (a config shared by a namespace\'s pods)', () => {
+  test('namespace, service, zone and the app address replace the file\'s; inbound.listen stays the file\'s', () => {
+    const path = write('shared.yaml', { inbound: { listen: '0.0.0.0:15007', app: '127.0.0.1:8080' } });
+    const config = loadSidecarConfig(path, { namespace: 'shop', service: 'cart', zone: 'east-b', inboundApp: '127.0.0.1:9090' });
+    expect(config).toMatchObject({ namespace: 'shop', service: 'cart', zone: 'east-b', inbound: { listen: '0.0.0.0:15007', app: '127.0.0.1:9090' } });
+  });
+
+  test('empty values (a downward-API variable the pod lacks) leave the file\'s in force', () => {
+    const config = loadSidecarConfig(write('shared-empty.yaml', {}), { namespace: '', zone: '', service: '' });
+    expect(config).toMatchObject({ namespace: 'demo', service: 'hello', zone: 'east-a' });
+    expect(config.inbound).toBeUndefined();
+  });
+
+  test('an app address without an inbound section in the file listens on 0.0.0.0:15006; the values are validated like the file\'s', () => {
+    expect(loadSidecarConfig(write('no-inbound.yaml', {}), { inboundApp: '127.0.0.1:8080' }).inbound).toEqual({ listen: '0.0.0.0:15006', app: '127.0.0.1:8080' });
+    expect(() => loadSidecarConfig(write('bad-zone.yaml', {}), { zone: 'Not A Label' })).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_CONFIG_INVALID', message: expect.stringContaining('/zone'),
+    }));
+  });
+});

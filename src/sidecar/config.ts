@@ -55,7 +55,32 @@ export type SidecarConfig = Static<typeof SidecarConfigSchema> & {
   reportIntervalMs?: number | undefined;
 };
 
-export function loadSidecarConfig(path: string): Readonly<SidecarConfig> {
+/**
+ * Values the command line sets over the file's, for a config shared by many workloads: in a
+ * Kubernetes pod, `isthmus inject` passes the pod's namespace, service and zone this way (the
+ * file comes from a ConfigMap of the namespace). An empty value is ignored, so a downward-API
+ * variable the pod lacks (no zone label on the pod) leaves the file's value in force.
+ */
+export interface SidecarOverrides {
+  namespace?: string | undefined;
+  service?: string | undefined;
+  zone?: string | undefined;
+  /** `inbound.app`: where the app listens; `inbound.listen` keeps the file's value or 0.0.0.0:15006. */
+  inboundApp?: string | undefined;
+}
+
+function applyOverrides(raw: unknown, overrides: SidecarOverrides): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const config: Record<string, unknown> = { ...raw };
+  for (const key of ['namespace', 'service', 'zone'] as const) if (overrides[key]) config[key] = overrides[key];
+  if (overrides.inboundApp) {
+    const inbound = typeof config.inbound === 'object' && config.inbound !== null ? config.inbound : { listen: '0.0.0.0:15006' };
+    config.inbound = { ...inbound, app: overrides.inboundApp };
+  }
+  return config;
+}
+
+export function loadSidecarConfig(path: string, overrides: SidecarOverrides = {}): Readonly<SidecarConfig> {
   let raw: unknown;
   try {
     raw = parseYaml(readUserFile(path, 'the sidecar config'), { logLevel: 'error' });
@@ -63,7 +88,7 @@ export function loadSidecarConfig(path: string): Readonly<SidecarConfig> {
     if (isIsthmusError(err)) throw err;
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read sidecar config ${path}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
-  const config = validate(SidecarConfigSchema, raw, path);
+  const config = validate(SidecarConfigSchema, applyOverrides(raw, overrides), path);
   const dir = dirname(resolve(path));
   const read = (file: string, what: string) => {
     try {

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
@@ -8,15 +9,17 @@ export const isthmusBin = fileURLToPath(new URL('../../bin/isthmus.js', import.m
 export interface CliResult { code: number; stdout: string; stderr: string }
 
 /**
- * Runs the built `isthmus` command as a user would, with no standard input. With `timeoutMs`, a
- * command still running then is killed and the promise rejects: a hang fails the test by name.
+ * Runs the built `isthmus` command as a user would, with no standard input unless `input` is
+ * given (for `-f -`). With `timeoutMs`, a command still running then is killed and the promise
+ * rejects: a hang fails the test by name.
  */
-export async function isthmus(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+export async function isthmus(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [isthmusBin, ...args], {
       env: { ...process.env, ISTHMUS_ETCD: '', NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
+    child.stdin?.end(opts.input);
     let stdout = '';
     let stderr = '';
     const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {

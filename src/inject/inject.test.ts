@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { injectText, uninjectText } from './inject.js';
+import { defaultImage, podFacts, proxyEnv, sidecarName } from './sidecar-spec.js';
+
+const options = { image: defaultImage, tokenAudience: 'isthmus' };
+
+const deployment = (podSpec: string) => `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+${podSpec}`;
+
+type Obj = Record<string, unknown>;
+const podSpecOf = (text: string) => ((((parse(text) as Obj).spec as Obj).template as Obj).spec as Obj);
+
+describe('podFacts', () => {
+  it.each<[string, unknown, unknown, string, number | undefined]>([
+    ['the app.kubernetes.io/name label first', { 'app.kubernetes.io/name': 'cart', app: 'other' }, { containers: [{ ports: [{ containerPort: 8080 }] }] }, 'cart', 8080],
+    ['then the app label', { app: 'cart' }, {}, 'cart', undefined],
+    ['else the workload name', {}, {}, 'web', undefined],
+    ['an empty label does not count', { app: '' }, {}, 'web', undefined],
+    ['the first TCP port of any app container', {}, { containers: [{ ports: [{ containerPort: 53, protocol: 'UDP' }] }, { ports: [{ containerPort: 9000 }] }] }, 'web', 9000],
+  ])('%s', (_, labels, spec, service, appPort) => {
+    expect(podFacts('web', labels, spec)).toEqual({ service, appPort });
+  });
+});
+
+describe('injectText', () => {
+  const text = deployment(`      initContainers:
+        - name: migrate # first the schema
+          image: migrate:1
+      containers:
+        - name: web
+          image: web:1
+          ports:
+            - containerPort: 8080
+          env:
+            - name: LOG_LEVEL
+              value: info
+`);
+
+  it('adds the sidecar as the first init container, the proxy variables after the app\'s own, and the volumes', () => {
+    const { text: injected, changed } = injectText(text, 'app.yaml', options);
+    expect(changed).toEqual(['Deployment shop/web (app.yaml document 1, line 1)']);
+    const spec = podSpecOf(injected);
+    const init = spec.initContainers as Obj[];
+    expect(init.map((c) => c.name)).toEqual([sidecarName, 'migrate']);
+    expect(init[0]).toMatchObject({ restartPolicy: 'Always', image: defaultImage });
+    expect(init[0]?.args).toEqual(['sidecar', '--config', '/etc/isthmus-sidecar/sidecar.yaml', '--namespace', '$(POD_NAMESPACE)',
+      '--service', 'web', '--zone', '$(ISTHMUS_ZONE)', '--inbound-app', '127.0.0.1:8080']);
+    const env = (spec.containers as Obj[])[0]?.env as Obj[];
+    expect(env).toEqual([{ name: 'LOG_LEVEL', value: 'info' }, ...proxyEnv()]);
+    expect((spec.volumes as Obj[]).map((v) => v.name)).toEqual(['isthmus-sidecar-config', 'isthmus-token', 'isthmus-state']);
+    expect(injected).toContain('- name: migrate # first the schema');
+  });
+
+  it('the token volume asks for the audience given', () => {
+    const spec = podSpecOf(injectText(text, 'app.yaml', { ...options, tokenAudience: 'mesh.example.org' }).text);
+    expect(JSON.stringify(spec.volumes)).toContain('"audience":"mesh.example.org"');
+  });
+
+  it('is idempotent, and uninject gives the text back byte for byte', () => {
+    const once = injectText(text, 'app.yaml', options);
+    const twice = injectText(once.text, 'app.yaml', options);
+    expect(twice.text).toBe(once.text);
+    expect(twice.unchanged).toEqual(once.changed);
+    expect(uninjectText(once.text, 'app.yaml').text).toBe(text);
+    expect(uninjectText(text, 'app.yaml')).toEqual({ text, changed: [], unchanged: ['Deployment shop/web (app.yaml document 1, line 1)'] });
+  });
+
+  it('leaves documents without a workload, and an empty input, untouched', () => {
+    const other = '# a Service\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n---\n';
+    expect(injectText(other, 'svc.yaml', options)).toEqual({ text: other, changed: [], unchanged: [] });
+    expect(injectText('', 'empty.yaml', options).text).toBe('');
+  });
+
+  it('uninject keeps what the user had besides: a volume or env the user wrote stays', () => {
+    const injected = injectText(text, 'app.yaml', options).text;
+    const spec = podSpecOf(uninjectText(injected, 'app.yaml').text);
+    expect((spec.containers as Obj[])[0]?.env).toEqual([{ name: 'LOG_LEVEL', value: 'info' }]);
+    expect((spec.initContainers as Obj[]).map((c) => c.name)).toEqual(['migrate']);
+  });
+
+  it('the output parses to as many documents as the input', () => {
+    const two = `${text}---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - name: a\n      image: a\n`;
+    const injected = injectText(two, 'two.yaml', options);
+    expect(injected.changed).toHaveLength(2);
+    expect(parseAllDocuments(injected.text)).toHaveLength(2);
+  });
+});
+
+describe('what inject refuses, naming the workload, document and line', () => {
+  it.each<[string, string, RegExp]>([
+    ['a flow-style container list', deployment('      containers: [{name: web, image: web:1}]\n'), /Deployment shop\/web \(app\.yaml document 1, line 1\): containers must be a block list/],
+    ['an alias where inject adds', deployment('      containers:\n        - name: web\n          image: web:1\n      volumes: *vols\n').replace('metadata:\n  name', 'x: &vols\n  - name: v\n    emptyDir: {}\nmetadata:\n  name'), /volumes is an alias \(\*vols\)/],
+    ['a container that sets HTTP_PROXY', deployment('      containers:\n        - name: web\n          image: web:1\n          env:\n            - name: HTTP_PROXY\n              value: http://corp-proxy:3128\n'), /container web: sets HTTP_PROXY already/],
+    ['a volume named like ours', deployment('      containers:\n        - name: web\n          image: web:1\n      volumes:\n        - name: isthmus-state\n          emptyDir: {}\n'), /already has a volume named isthmus-state/],
+    ['no containers', deployment('      hostNetwork: true\n'), /no containers/],
+  ])('%s', (_, text, message) => {
+    expect(() => injectText(text, 'app.yaml', options)).toThrow(expect.objectContaining({ code: 'ISTHMUS_ERR_INJECT_UNSUPPORTED', message: expect.stringMatching(message) }));
+  });
+
+  it('YAML that does not parse, naming the document and the line', () => {
+    const text = 'kind: Service\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n';
+    expect(() => injectText(text, 'bad.yaml', options)).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_INJECT_YAML_INVALID', message: expect.stringMatching(/^bad\.yaml: document 2, line \d+: /),
+    }));
+    expect(() => uninjectText(text, 'bad.yaml')).toThrow(expect.objectContaining({ code: 'ISTHMUS_ERR_INJECT_YAML_INVALID' }));
+  });
+});

@@ -1,0 +1,132 @@
+/*
+ * What `isthmus inject` adds to a pod, as plain data; no YAML and no I/O (inject.ts splices it
+ * into the user's text). Ports are the defaults of docs/architecture.md, "Contracts".
+ *
+ * The sidecar runs as a native sidecar (Kubernetes 1.29+): the first init container, with
+ * `restartPolicy: Always`. It starts, and passes its startup probe, before the app's containers
+ * and the user's own init containers, so their first calls find the proxy; it is stopped after
+ * them; and a Job's pod completes when its containers do.
+ *
+ * Traffic reaches the sidecar through the standard proxy variables (proxy mode): no iptables,
+ * so no NET_ADMIN capability and no privileged init container. An app that ignores
+ * HTTP_PROXY uses a fixed listener instead (docs/sidecar.md). Capturing traffic with iptables is
+ * a later mode (docs/kubernetes.md).
+ */
+
+export const sidecarName = 'isthmus-sidecar';
+export const defaultImage = 'ghcr.io/isthmus-mesh/isthmus:0.1.0';
+/** The audience of the projected ServiceAccount token; the federation's TokenReview asks for it. */
+export const defaultTokenAudience = 'isthmus';
+
+const ports = { outbound: 15001, inbound: 15006, admin: 15020 };
+const paths = { config: '/etc/isthmus-sidecar', token: '/var/run/secrets/isthmus', state: '/var/lib/isthmus' };
+/** The ConfigMaps every injected pod of a namespace mounts (docs/kubernetes.md). */
+export const namespaceConfigMaps = { sidecar: 'isthmus-sidecar', rootCert: 'isthmus-root-cert' };
+
+export const volumeNames = ['isthmus-sidecar-config', 'isthmus-token', 'isthmus-state'] as const;
+
+export interface InjectOptions {
+  image: string;
+  tokenAudience: string;
+}
+
+export interface PodFacts {
+  /** The mesh service the pod serves. */
+  service: string;
+  /** The port the app listens on, when it declares one: the sidecar's inbound hands mTLS traffic to it. */
+  appPort?: number | undefined;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/**
+ * The service a pod serves: its `app.kubernetes.io/name` label, else its `app` label, else the
+ * workload's name (the same choice `kubectl` users make for a Service's selector).
+ */
+export function podFacts(workloadName: string, podLabels: unknown, podSpec: unknown): PodFacts {
+  const labels = isObj(podLabels) ? podLabels : {};
+  const named = labels['app.kubernetes.io/name'] ?? labels.app;
+  const service = typeof named === 'string' && named !== '' ? named : workloadName;
+  const spec = isObj(podSpec) ? podSpec : {};
+  const appPort = list(spec.containers).filter(isObj).flatMap((c) => list(c.ports).filter(isObj))
+    .find((p) => (p.protocol ?? 'TCP') === 'TCP' && typeof p.containerPort === 'number')?.containerPort;
+  return { service, appPort: typeof appPort === 'number' ? appPort : undefined };
+}
+
+/** The variables each app container gets: every plain-http call goes to the sidecar, except in-cluster names. */
+export function proxyEnv(): { name: string; value: string }[] {
+  const proxy = `http://127.0.0.1:${ports.outbound}`;
+  // Kubernetes names (.svc, .cluster.local) and loopback stay direct; clusterset names
+  // (<svc>.<ns>.svc.clusterset.local) and <svc>.<ns>.mesh go through the sidecar.
+  const direct = 'localhost,127.0.0.1,::1,.svc,.cluster.local';
+  return [
+    { name: 'HTTP_PROXY', value: proxy },
+    { name: 'http_proxy', value: proxy },
+    { name: 'NO_PROXY', value: direct },
+    { name: 'no_proxy', value: direct },
+  ];
+}
+
+export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
+  const admin = { path: '/readyz', port: 'isthmus-admin' };
+  return {
+    name: sidecarName,
+    image: options.image,
+    restartPolicy: 'Always',
+    args: [
+      'sidecar', '--config', `${paths.config}/sidecar.yaml`,
+      '--namespace', '$(POD_NAMESPACE)', '--service', facts.service, '--zone', '$(ISTHMUS_ZONE)',
+      ...facts.appPort === undefined ? [] : ['--inbound-app', `127.0.0.1:${facts.appPort}`],
+    ],
+    env: [
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      // Set on pods where the cluster copies the node's topology labels onto them; empty
+      // elsewhere, and the sidecar config's zone applies.
+      { name: 'ISTHMUS_ZONE', valueFrom: { fieldRef: { fieldPath: 'metadata.labels[\'topology.kubernetes.io/zone\']' } } },
+      { name: 'ISTHMUS_LOG_FORMAT', value: 'json' },
+    ],
+    ports: [
+      { name: 'isthmus-out', containerPort: ports.outbound, protocol: 'TCP' },
+      { name: 'isthmus-in', containerPort: ports.inbound, protocol: 'TCP' },
+      { name: 'isthmus-admin', containerPort: ports.admin, protocol: 'TCP' },
+    ],
+    // The app's containers start once this passes: the certificate and the catalog are loaded.
+    startupProbe: { httpGet: admin, periodSeconds: 1, failureThreshold: 120 },
+    readinessProbe: { httpGet: admin, periodSeconds: 5, failureThreshold: 3 },
+    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+    securityContext: {
+      runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532,
+      allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] },
+    },
+    volumeMounts: [
+      { name: 'isthmus-sidecar-config', mountPath: paths.config, readOnly: true },
+      { name: 'isthmus-token', mountPath: paths.token, readOnly: true },
+      { name: 'isthmus-state', mountPath: paths.state },
+    ],
+  };
+}
+
+export function sidecarVolumes(options: InjectOptions): Obj[] {
+  return [
+    {
+      name: 'isthmus-sidecar-config',
+      projected: {
+        sources: [
+          { configMap: { name: namespaceConfigMaps.sidecar, items: [{ key: 'sidecar.yaml', path: 'sidecar.yaml' }] } },
+          { configMap: { name: namespaceConfigMaps.rootCert, items: [{ key: 'root-cert.pem', path: 'root-cert.pem' }] } },
+        ],
+      },
+    },
+    {
+      name: 'isthmus-token',
+      projected: {
+        // 0444 in decimal: readable by the sidecar's user whatever user the app runs as.
+        defaultMode: 292,
+        sources: [{ serviceAccountToken: { audience: options.tokenAudience, expirationSeconds: 3600, path: 'token' } }],
+      },
+    },
+    { name: 'isthmus-state', emptyDir: { sizeLimit: '16Mi' } },
+  ];
+}
