@@ -48,7 +48,7 @@ const apiVersionOf = (r: Resource) => (r.group === '' ? r.version : `${r.group}/
 
 interface WatchEvent { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: KubeObject; rv: number }
 
-interface Watcher { resource: Resource; namespace: string | undefined; res: ServerResponse; bookmarks: boolean; sentRv: number }
+interface Watcher { resource: Resource; namespace: string | undefined; res: ServerResponse; bookmarks: boolean }
 
 export interface ServiceAccountToken { namespace: string; serviceAccount: string; audiences: string[]; podName?: string }
 
@@ -136,7 +136,7 @@ export class FakeKubeApiServer {
     const store = this.store(plural);
     const key = keyOf(object);
     const previous = store.get(key);
-    const next = this.stamp(plural, structuredClone(object), previous);
+    const next = this.stamp(structuredClone(object), previous);
     store.set(key, next);
     this.record(plural, previous ? 'MODIFIED' : 'ADDED', next);
     return next;
@@ -179,11 +179,10 @@ export class FakeKubeApiServer {
     this.failures.push({ prefix, status, remaining: count });
   }
 
-  /** Sends a BOOKMARK with the current resourceVersion to every watch that asked for bookmarks. */
+  /** Sends a BOOKMARK with the current resourceVersion to every watch that asked for bookmarks (the real server sends them about once a minute). */
   sendBookmarks(): void {
     for (const w of this.watchers) {
-      if (!w.bookmarks || w.sentRv >= this.rv) continue;
-      w.sentRv = this.rv;
+      if (!w.bookmarks) continue;
       writeEvent(w.res, { type: 'BOOKMARK', object: { kind: w.resource.kind, apiVersion: apiVersionOf(w.resource), metadata: { resourceVersion: String(this.rv) } } });
     }
   }
@@ -274,7 +273,9 @@ export class FakeKubeApiServer {
     this.watchesOpened += 1;
     const from = url.searchParams.get('resourceVersion');
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-    const watcher: Watcher = { resource, namespace, res, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true', sentRv: 0 };
+    // The real server answers a watch's head at once, before any event.
+    res.flushHeaders();
+    const watcher: Watcher = { resource, namespace, res, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true' };
     if (from === null || from === '' || from === '0') {
       // "Start at most recent": synthetic ADDED events for what exists, then changes.
       for (const object of this.store(resource.plural).values()) if (matches(watcher, object)) writeEvent(res, { type: 'ADDED', object: this.withKind(resource, object) });
@@ -289,7 +290,6 @@ export class FakeKubeApiServer {
         if (event.rv > since && matches(watcher, event.object)) writeEvent(res, { type: event.type, object: this.withKind(resource, event.object) });
       }
     }
-    watcher.sentRv = this.rv;
     this.watchers.add(watcher);
     res.on('close', () => this.watchers.delete(watcher));
     const timeout = Number(url.searchParams.get('timeoutSeconds') ?? 0);
@@ -329,7 +329,7 @@ export class FakeKubeApiServer {
     return store;
   }
 
-  private stamp(plural: string, object: KubeObject, previous: KubeObject | undefined): KubeObject {
+  private stamp(object: KubeObject, previous: KubeObject | undefined): KubeObject {
     this.rv += 1;
     delete object.apiVersion;
     delete object.kind;
@@ -340,7 +340,6 @@ export class FakeKubeApiServer {
       creationTimestamp: previous?.metadata.creationTimestamp ?? object.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
       generation: (previous?.metadata.generation ?? 0) + 1,
     };
-    void plural;
     return object;
   }
 
@@ -358,7 +357,6 @@ export class FakeKubeApiServer {
     const resource = resources.find((r) => r.plural === plural) as Resource;
     for (const w of this.watchers) {
       if (w.resource.plural !== plural || !matches(w, object)) continue;
-      w.sentRv = rv;
       writeEvent(w.res, { type, object: this.withKind(resource, object) });
     }
   }
