@@ -54,13 +54,13 @@ describe('a Kubernetes watch that survives', () => {
     expect(names(watch)).toEqual(['w1/a']);
     fake.apply('services', service('w1', 'b'));
     fake.apply('services', service('w1', 'a', 9090));
-    await waitFor(() => watch.items.get('w1/a')?.ports[0]?.port === 9090 && watch.items.has('w1/b'), 5000, 'added and modified services');
+    await waitFor(async () => watch.items.get('w1/a')?.ports[0]?.port === 9090 && watch.items.has('w1/b'), 5000, 'added and modified services');
     fake.remove('services', 'w1', 'b');
-    await waitFor(() => !watch.items.has('w1/b'), 5000, 'deleted service');
+    await waitFor(async () => !watch.items.has('w1/b'), 5000, 'deleted service');
     // Other kinds move the shared resourceVersion; a bookmark carries it to this watch.
     fake.apply('nodes', { metadata: { name: 'n1' } });
     const target = String(fake.resourceVersion);
-    await waitFor(() => watch.resourceVersion === target, 5000, 'a bookmark with the newest resourceVersion');
+    await waitFor(async () => watch.resourceVersion === target, 5000, 'a bookmark with the newest resourceVersion');
     expect(fake.requests.some((r) => r.includes('/namespaces/w1/services?') && r.includes('allowWatchBookmarks=true') && r.includes('watch=true'))).toBe(true);
     await watch.stop();
   });
@@ -70,12 +70,12 @@ describe('a Kubernetes watch that survives', () => {
     const watch = servicesWatch('w2', { count: 0 });
     watch.start();
     await watch.synced;
-    await waitFor(() => fake.openWatches > 0, 5000, 'the watch to open');
+    await waitFor(async () => fake.openWatches > 0, 5000, 'the watch to open');
     const resumedFrom = watch.resourceVersion;
     fake.dropWatches();
     fake.apply('services', service('w2', 'b'));
     fake.remove('services', 'w2', 'a');
-    await waitFor(() => names(watch).join() === 'w2/b', 5000, 'the changes made while disconnected');
+    await waitFor(async () => names(watch).join() === 'w2/b', 5000, 'the changes made while disconnected');
     expect(watch.stats.lists).toBe(1);
     expect(fake.requests.some((r) => r.includes('/namespaces/w2/services?') && r.includes(`resourceVersion=${resumedFrom}`))).toBe(true);
     await watch.stop();
@@ -87,14 +87,14 @@ describe('a Kubernetes watch that survives', () => {
     const watch = servicesWatch('w3', { count: 0 });
     watch.start();
     await watch.synced;
-    await waitFor(() => fake.openWatches > 0, 5000, 'the watch to open');
+    await waitFor(async () => fake.openWatches > 0, 5000, 'the watch to open');
     // Stop the bookmarks from rescuing it: the watch is dropped, changes happen, history is compacted.
     fake.dropWatches();
     fake.remove('services', 'w3', 'a');
     fake.apply('services', service('w3', 'c'));
     fake.apply('services', service('w3', 'b', 7070));
     fake.compact();
-    await waitFor(() => names(watch).join() === 'w3/b,w3/c' && watch.items.get('w3/b')?.ports[0]?.port === 7070, 5000, 'the state after the gap');
+    await waitFor(async () => names(watch).join() === 'w3/b,w3/c' && watch.items.get('w3/b')?.ports[0]?.port === 7070, 5000, 'the state after the gap');
     expect(watch.stats.gone).toBeGreaterThanOrEqual(1);
     expect(watch.stats.lists).toBe(2);
     await watch.stop();
@@ -107,10 +107,10 @@ describe('a Kubernetes watch that survives', () => {
     watch.start();
     await watch.synced;
     expect(watch.stats.errors).toBe(3);
-    await waitFor(() => fake.openWatches > 0, 5000, 'the watch to open');
+    await waitFor(async () => fake.openWatches > 0, 5000, 'the watch to open');
     const before = fake.openWatches;
     await watch.stop();
-    await waitFor(() => fake.openWatches === before - 1, 5000, 'the stopped watch to close on the server');
+    await waitFor(async () => fake.openWatches === before - 1, 5000, 'the stopped watch to close on the server');
     const requests = fake.requests.length;
     fake.dropWatches();
     await new Promise((r) => setTimeout(r, 300));
