@@ -149,6 +149,18 @@ describe('two clusters on Kubernetes, through the MCS API', () => {
     await waitFor(async () => (westKube.get('serviceimports', 'demo', 'ledger')?.spec as any)?.ports?.[0]?.port === 80, 15_000, 'the import\'s port back');
   });
 
+  test('a deleted EndpointSlice empties the export; a deleted Service withdraws it and its ServiceExport says Valid=False until it is back', async () => {
+    eastKube.remove('endpointslices', 'demo', 'ledger-abc12');
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.total === 0, 15_000, 'no endpoint exported');
+    eastKube.remove('services', 'demo', 'ledger');
+    await waitFor(async () => (await exportRecord('east', 'ledger')) === null, 15_000, 'the export record withdrawn');
+    await waitFor(async () => conditionsOf(eastKube, 'ledger').Valid === 'False/NoService', 15_000, 'Valid=False on the ServiceExport');
+    eastKube.apply('services', service('ledger', 80));
+    eastKube.apply('endpointslices', slice('ledger', ledgerInbound, true));
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 1, 15_000, 'the export back');
+    await waitFor(async () => conditionsOf(eastKube, 'ledger').Valid === 'True/ServiceExported', 15_000, 'Valid=True again');
+  });
+
   test('west exports ledger too, with other ports: its ServiceExport says Conflict=True and names east, whose export is older', async () => {
     westKube.apply('services', service('ledger', 9090));
     westKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'ledger' } });

@@ -140,11 +140,6 @@ export class KubernetesPlatform implements Platform {
     return { namespace: match[1] as string, serviceAccount: match[2] as string };
   };
 
-  /** Counters of every watch (lists, watches, 410s, errors), for tests and logs. */
-  watchStats(): Record<string, KubeWatch<unknown>['stats']> {
-    return Object.fromEntries(this.watches.map((w) => [(w as unknown as { opts: { source: WatchSource } }).opts.source.what, { ...w.stats }]));
-  }
-
   // --- reading ---
 
   private scheduleRecompute(): void {
