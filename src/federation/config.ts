@@ -37,6 +37,7 @@ const Gateway = Type.Object({
   zone: Type.Optional(label('zone')),
   clientHelloTimeout: duration('5s', 'a connection whose ClientHello has not arrived by then is refused'),
   connectTimeout: duration('2s', 'how long to wait for a local endpoint to accept'),
+  tokenFile: Type.Optional(Type.String({ description: 'a projected ServiceAccount token (Kubernetes) the gateway buys its certificate with, by CSR; absent: it makes its own from the CA key in caDir (relative to this file)' })),
 }, { additionalProperties: false });
 
 /** `platform: kubernetes`: where the adapter finds the API server and what it watches (docs/config.md). */
@@ -45,6 +46,7 @@ const Kubernetes = Type.Object({
   context: Type.Optional(Type.String({ description: 'kubeconfig context; absent: its current-context' })),
   namespaces: Type.Array(Type.String({ pattern: dnsLabelPattern }), { default: [], description: 'namespaces whose Services, EndpointSlices and ServiceExports are watched; empty: all' }),
   tokenAudience: Type.String({ default: 'isthmus', description: 'audience a workload\'s projected ServiceAccount token must carry (TokenReview)' }),
+  gatewayServiceAccount: Type.Optional(Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$', description: '<namespace>/<name> of the gateways\' ServiceAccount: its token buys the gateway identity, not a workload one' })),
 }, { additionalProperties: false, default: {} });
 
 /** The cluster config file that `isthmus join` writes and `isthmus federation --config` reads. */

@@ -98,6 +98,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     issuer: clusterCa.ca,
     issuerChain: [clusterCa.ca.certPem],
     trustDomain: config.trustDomain,
+    cluster: config.cluster,
     ttlSeconds: loaded.workloadTtlSeconds,
     tokens: () => {
       if (!(platform instanceof LocalPlatform)) return [];
@@ -105,6 +106,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
       return liveTokens(platform.registry.tokens, new Date());
     },
     reviewToken: platform.reviewToken,
+    gatewayServiceAccount: config.platform === 'kubernetes' ? config.kubernetes.gatewayServiceAccount : undefined,
     trustBundle,
     // One etcd transaction, so two federations (or two requests) cannot both accept the token.
     spendToken: (token, now) => store.transact({

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
 import { signWorkloadCsr, type CertAndKey } from '../trust/ca.js';
-import { parseSpiffeId, workloadId } from '../trust/spiffe.js';
+import { clusterRoleId, parseSpiffeId, workloadId } from '../trust/spiffe.js';
 import { acceptToken, type TokenRecord } from '../trust/tokens.js';
 import { verifyChain } from '../trust/verify.js';
 
@@ -37,6 +37,8 @@ export class WorkloadSigner {
       issuer: CertAndKey;
       issuerChain: string[];
       trustDomain: string;
+      /** This cluster: the only cluster whose gateway identity it signs. */
+      cluster: string;
       ttlSeconds: number;
       tokens: () => TokenRecord[];
       trustBundle: () => string[];
@@ -50,6 +52,8 @@ export class WorkloadSigner {
        * bootstrap tokens: the SPIFFE ID is made from the namespace and ServiceAccount it returns.
        */
       reviewToken?: ((token: string) => Promise<{ namespace: string; serviceAccount: string }>) | undefined;
+      /** The reviewed account (`<ns>/<name>`) whose token buys this cluster's gateway identity instead of a workload one. */
+      gatewayServiceAccount?: string | undefined;
     },
   ) {}
 
@@ -57,6 +61,7 @@ export class WorkloadSigner {
   async authenticate(caller: Caller, now = new Date()): Promise<{ identity: string; token?: TokenRecord }> {
     if (caller.bearerToken !== undefined && this.opts.reviewToken) {
       const { namespace, serviceAccount } = await this.opts.reviewToken(caller.bearerToken);
+      if (`${namespace}/${serviceAccount}` === this.opts.gatewayServiceAccount) return { identity: clusterRoleId(this.opts.trustDomain, this.opts.cluster, 'gateway') };
       return { identity: workloadId(this.opts.trustDomain, namespace, serviceAccount) };
     }
     if (caller.bearerToken !== undefined) {
@@ -72,6 +77,8 @@ export class WorkloadSigner {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', 'the client certificate carries no SPIFFE ID; only workload certificates can be renewed');
     }
     const id = parseSpiffeId(identity);
+    // A gateway renews too, but only as this cluster's gateway: another cluster's is not ours to sign.
+    if (id.trustDomain === this.opts.trustDomain && id.cluster === this.opts.cluster && id.role === 'gateway') return { identity };
     if (id.trustDomain !== this.opts.trustDomain || id.namespace === undefined || id.serviceAccount === undefined) {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `${identity} is not a workload of trust domain ${this.opts.trustDomain}; ask the federation service of that workload's own cluster`);
     }

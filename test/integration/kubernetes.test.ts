@@ -1,9 +1,10 @@
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { silentLogger } from '../../src/core/log.js';
@@ -66,7 +67,7 @@ beforeAll(async () => {
   eastKube = await FakeKubeApiServer.start({ host: '127.0.162.2' });
   westKube = await FakeKubeApiServer.start({ host: '127.0.163.2' });
   for (const [cluster, kube] of [[east, eastKube], [west, westKube]] as const) {
-    appendFileSync(cluster.config, `platform: kubernetes\nkubernetes:\n  kubeconfig: ${kube.writeKubeconfig()}\n  namespaces: [demo]\n`);
+    appendFileSync(cluster.config, `platform: kubernetes\nkubernetes:\n  kubeconfig: ${kube.writeKubeconfig()}\n  namespaces: [demo]\n  gatewayServiceAccount: isthmus-system/isthmus-gateway\n`);
   }
 
   // east runs ledger: an app, its sidecar's inbound as the EndpointSlice's address, on a node in zone b.
@@ -81,8 +82,18 @@ beforeAll(async () => {
 
   await Promise.all([mesh.startFederation('east'), mesh.startFederation('west')]);
   eastApi = apiClient(east.rootCert);
+  // east's gateway as in a pod: cluster.yaml, the root certificate and its ServiceAccount's
+  // projected token; no CA key. It buys its certificate by CSR.
+  const gatewayDir = join(logDir, 'gateway-pod');
+  mkdirSync(join(gatewayDir, 'ca'), { recursive: true });
+  copyFileSync(east.rootCert, join(gatewayDir, 'ca', 'root-cert.pem'));
+  writeFileSync(join(gatewayDir, 'token'), eastKube.issueToken({ namespace: 'isthmus-system', serviceAccount: 'isthmus-gateway', audiences: ['isthmus'] }));
+  const podConfig = parse(readFileSync(east.config, 'utf8'));
+  podConfig.certificates = { ...podConfig.certificates, caDir: 'ca' };
+  podConfig.gateways[0].tokenFile = 'token';
+  writeFileSync(join(gatewayDir, 'cluster.yaml'), stringify(podConfig));
   gateway = new MeshProcess({
-    name: 'east-gateway', args: ['gateway', '--config', east.config, '--id', 'gw-1'], logFile: join(logDir, 'gateway.log'),
+    name: 'east-gateway', args: ['gateway', '--config', join(gatewayDir, 'cluster.yaml'), '--id', 'gw-1'], logFile: join(logDir, 'gateway.log'),
     readyUrl: 'http://127.0.162.1:15021/readyz', onUnexpectedExit: () => undefined,
   });
   await gateway.start();
@@ -135,6 +146,9 @@ describe('two clusters on Kubernetes, through the MCS API', () => {
       return res.status === 200 && res;
     }, 20_000, 'ledger.demo.svc.clusterset.local from west');
     expect(value.body).toEqual({ cluster: 'east', path: '/accounts?id=7' });
+    // That crossed east's gateway, which registered with a certificate bought by its token: it has no CA key.
+    expect(existsSync(join(logDir, 'gateway-pod', 'ca', 'ca-key.pem'))).toBe(false);
+    expect(readFileSync(join(logDir, 'gateway.log'), 'utf8')).toContain('gateway certificate obtained');
   });
 
   test('an EndpointSlice that turns not ready and back, and a Service whose port changes, move the export and the import', async () => {
@@ -213,5 +227,8 @@ describe('two clusters on Kubernetes, through the MCS API', () => {
     // A token for another audience (the API server's own) is not a workload credential.
     const apiToken = eastKube.issueToken({ namespace: 'demo', serviceAccount: 'b', audiences: ['https://kubernetes.default.svc'] });
     expect((await eastApi.post(url, { csr: createCsr().csrPem }, { authorization: `Bearer ${apiToken}` })).status).toBe(401);
+    // The gateways' ServiceAccount gets east's gateway identity, and nothing else does.
+    const gatewayToken = eastKube.issueToken({ namespace: 'isthmus-system', serviceAccount: 'isthmus-gateway', audiences: ['isthmus'] });
+    expect((await eastApi.post(url, { csr: createCsr().csrPem }, { authorization: `Bearer ${gatewayToken}` })).body.identity).toBe('spiffe://mesh.test/cluster/east/gateway');
   });
 });
