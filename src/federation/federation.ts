@@ -238,8 +238,13 @@ export class Federation extends EventEmitter {
     }
   }
 
-  /** Tells the platform what the mesh offers now (it writes ServiceImports and export status from it). */
+  /**
+   * Tells the platform what the mesh offers now (it writes ServiceImports and export status from
+   * it). Not before the first full view of etcd: an empty catalog at start would have it delete
+   * every ServiceImport, only to write them again a moment later.
+   */
   private showMesh(): void {
+    if (this.mirror.revision === 0) return;
     const exportedAt = new Map<string, string>();
     for (const [key, value] of this.mirror.entries(keys.serviceExports)) {
       const at = (value as { exportedAt?: unknown } | undefined)?.exportedAt;

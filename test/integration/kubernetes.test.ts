@@ -151,6 +151,17 @@ describe('two clusters on Kubernetes, through the MCS API', () => {
     expect(readFileSync(join(logDir, 'gateway.log'), 'utf8')).toContain('gateway certificate obtained');
   });
 
+  test('a restarted federation leaves its cluster\'s ServiceImports alone while it catches up with etcd', async () => {
+    const deletes = () => eastKube.requests.filter((r) => r.startsWith('DELETE /apis/multicluster.x-k8s.io/v1alpha1/namespaces/demo/serviceimports/')).length;
+    const before = deletes();
+    await east.federation?.stop();
+    await mesh.startFederation('east');
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 1, 15_000, 'east publishing again');
+    await waitFor(async () => (westKube.get('serviceimports', 'demo', 'ledger')?.status as any)?.clusters?.length === 1, 15_000, 'west importing again');
+    expect(eastKube.get('serviceimports', 'demo', 'ledger')).toBeDefined();
+    expect(deletes()).toBe(before);
+  });
+
   test('an EndpointSlice that turns not ready and back, and a Service whose port changes, move the export and the import', async () => {
     eastKube.apply('endpointslices', slice('ledger', ledgerInbound, false));
     await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 0, 15_000, 'no healthy endpoint exported');

@@ -71,12 +71,12 @@ describe('the kubernetes platform', () => {
       await waitFor(async () => (fake.get('serviceexports', 'shop', 'cart')?.status as any)?.conditions?.length === 2, 5000, 'export conditions');
       const conditions = (fake.get('serviceexports', 'shop', 'cart')?.status as any).conditions;
       expect(conditions.map((c: any) => [c.type, c.status, c.reason])).toEqual([['Valid', 'True', 'ServiceExported'], ['Conflict', 'True', 'PortConflict']]);
-      // The service is no longer exported anywhere: its ServiceImport goes.
-      p.meshChanged({ catalog: { revision: 2, clusters: [], invalidKeys: [], services: [] }, exportedAt: new Map() });
-      await waitFor(async () => fake.get('serviceimports', 'shop', 'cart') === undefined, 5000, 'the ServiceImport to be deleted');
-      // A ServiceExport deleted by the user: no longer in exports().
+      // The ServiceExport deleted by the user, and west's export gone: the service is exported
+      // nowhere, and its ServiceImport goes.
       fake.remove('serviceexports', 'shop', 'cart');
       await waitFor(async () => p.exports().size === 0 && changes > 0, 5000, 'the export to go');
+      p.meshChanged({ catalog: { revision: 2, clusters: [], invalidKeys: [], services: [] }, exportedAt: new Map() });
+      await waitFor(async () => fake.get('serviceimports', 'shop', 'cart') === undefined, 5000, 'the ServiceImport to be deleted');
     } finally {
       await p.stop();
     }

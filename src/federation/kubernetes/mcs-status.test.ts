@@ -66,6 +66,13 @@ describe('what the MCS API objects of a cluster say (KEP-1645)', () => {
     expect(conflict?.message).toContain('cluster west');
   });
 
+  test('this cluster\'s own exports count before etcd echoes them, and a stale echo of one it withdrew does not', () => {
+    const fresh = mcsStatus(input({ exports: new Map([['demo/ledger', serviceExport]]), services: new Map([['demo/ledger', service()]]) }));
+    expect(fresh.imports.get('demo/ledger')?.clusters).toEqual(['east']);
+    const withdrawn = mcsStatus(input({ catalog: { services: [{ namespace: 'demo', name: 'ledger', clusters: [exporter('east')] }] } }));
+    expect(withdrawn.imports.size).toBe(0);
+  });
+
   test('lastTransitionTime moves only when a condition\'s status does', () => {
     const before = { ...serviceExport, conditions: [{ type: 'Valid', status: 'True' as const, reason: 'ServiceExported', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] };
     const { conditions } = mcsStatus(input({ exports: new Map([['demo/ledger', before]]), services: new Map([['demo/ledger', service()]]) }));

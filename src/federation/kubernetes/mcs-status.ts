@@ -12,6 +12,9 @@ import type { Condition, ExportSummary, ServiceSummary } from './kube-objects.js
  *   cluster name). The import carries the winner's ports and type; an export whose ports differ
  *   from the winner's says Conflict=True and names the field and the winner.
  * - A ServiceExport whose Service is missing or is an ExternalName is Valid=False.
+ * - This cluster's own exports are taken from its ServiceExports and Services, not from etcd's
+ *   echo of them, so a federation that restarts (and has not published yet) or loses etcd
+ *   does not withdraw its own cluster's imports.
  */
 
 export interface ServiceImportSpec {
@@ -47,10 +50,10 @@ type Ports = { port: number; protocol: string; name?: string }[];
 export function mcsStatus(input: McsInput): McsStatus {
   const imports = new Map<string, ServiceImportSpec>();
   const winners = new Map<string, { cluster: string; ports: Ports; headless: boolean }>();
-  for (const service of input.catalog.services) {
+  for (const service of withOwnExports(input)) {
     const id = `${service.namespace}/${service.name}`;
     const ranked = [...service.clusters].sort((a, b) => {
-      const at = (c: string) => input.exportedAt.get(`${c}/${id}`) ?? '9999';
+      const at = (c: string) => (c === input.cluster ? input.exports.get(id)?.createdAt : undefined) ?? input.exportedAt.get(`${c}/${id}`) ?? '9999';
       return at(a.cluster).localeCompare(at(b.cluster)) || a.cluster.localeCompare(b.cluster);
     });
     const winner = ranked[0];
@@ -98,6 +101,27 @@ export function mcsStatus(input: McsInput): McsStatus {
     conditions.set(id, [valid, conflict]);
   }
   return { imports, conditions };
+}
+
+type MeshService = { namespace: string; name: string; clusters: { cluster: string; ports: Ports; serviceType?: 'Headless' }[] };
+
+/** The catalog's services with this cluster's part replaced by what its own ServiceExports and Services say. */
+function withOwnExports(input: McsInput): MeshService[] {
+  const byId = new Map<string, MeshService>();
+  for (const service of input.catalog.services) {
+    byId.set(`${service.namespace}/${service.name}`, { namespace: service.namespace, name: service.name, clusters: service.clusters.filter((c) => c.cluster !== input.cluster) });
+  }
+  for (const [id, serviceExport] of input.exports) {
+    const service = input.services.get(id);
+    if (!service || service.type === 'ExternalName' || service.ports.length === 0) continue;
+    let entry = byId.get(id);
+    if (!entry) {
+      entry = { namespace: serviceExport.namespace, name: serviceExport.name, clusters: [] };
+      byId.set(id, entry);
+    }
+    entry.clusters.push({ cluster: input.cluster, ports: service.ports.map((p) => ({ port: p.port, protocol: p.protocol, ...(p.name ? { name: p.name } : {}) })), ...(service.headless ? { serviceType: 'Headless' as const } : {}) });
+  }
+  return [...byId.values()].filter((s) => s.clusters.length > 0);
 }
 
 function portKey(ports: Ports): string {
