@@ -84,6 +84,31 @@ describe('the kubernetes platform', () => {
     await waitFor(async () => fake.openWatches === 0, 5000, 'no watch left open');
   });
 
+  test('with no namespaces listed, it watches the whole cluster', async () => {
+    fake.apply('services', svc('team-a', 'api'));
+    fake.apply('services', svc('team-b', 'web'));
+    fake.apply('serviceexports', { metadata: { namespace: 'team-b', name: 'web' } });
+    const p = platform();
+    await p.start(() => undefined);
+    try {
+      expect(p.services().map((s) => `${s.namespace}/${s.name}`)).toEqual(expect.arrayContaining(['team-a/api', 'team-b/web', 'other/hidden']));
+      expect([...p.exports().keys()]).toEqual(['team-b/web']);
+      expect(fake.requests).toContain('GET /apis/multicluster.x-k8s.io/v1alpha1/serviceexports');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('a kubeconfig that cannot be loaded stops the start with ISTHMUS_ERR_KUBERNETES_UNREACHABLE, naming the file', () => {
+    const loaded = parseClusterConfig('cluster: east\nregion: us\nzones: [a]\ntrustDomain: mesh.test\netcd: { endpoints: ["http://127.0.0.1:1"] }\nplatform: kubernetes\nkubernetes: { kubeconfig: missing-kubeconfig }\n', '/tmp/east/cluster.yaml');
+    expect(() => new KubernetesPlatform(loaded, silentLogger)).toThrow(/\/tmp\/east\/missing-kubeconfig/);
+    try {
+      new KubernetesPlatform(loaded, silentLogger);
+    } catch (err) {
+      expect(isIsthmusError(err, 'ISTHMUS_ERR_KUBERNETES_UNREACHABLE')).toBe(true);
+    }
+  });
+
   test('10,000 Services: the adapter\'s heap grows by its summaries, bounded (figure in docs/kubernetes.md)', async () => {
     for (let i = 0; i < 10_000; i += 1) {
       fake.apply('services', {
