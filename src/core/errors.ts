@@ -36,6 +36,8 @@ export const errorCodes = {
   ISTHMUS_ERR_POLICY_INVALID: { status: 400, summary: 'A policy document does not match its schema or asks for something Isthmus does not do; nothing was applied.' },
   ISTHMUS_ERR_POLICY_NOT_FOUND: { status: 404, summary: 'No policy of that kind and name is stored.' },
   // API
+  ISTHMUS_ERR_KUBERNETES_UNREACHABLE: { status: 503, summary: 'The Kubernetes API server did not answer, refused the federation\'s credentials, or its kubeconfig could not be loaded.' },
+
   ISTHMUS_ERR_API_BAD_REQUEST: { status: 400, summary: 'A request to the federation API is malformed.' },
   ISTHMUS_ERR_API_UNREACHABLE: { status: 503, summary: 'The federation API of a cluster did not answer.' },
   ISTHMUS_ERR_API_TOO_MANY_STREAMS: { status: 429, summary: 'A client asked for another live stream (dashboard or catalog events) while it, or all clients together, already hold as many as the server allows.' },

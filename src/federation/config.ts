@@ -37,7 +37,17 @@ const Gateway = Type.Object({
   zone: Type.Optional(label('zone')),
   clientHelloTimeout: duration('5s', 'a connection whose ClientHello has not arrived by then is refused'),
   connectTimeout: duration('2s', 'how long to wait for a local endpoint to accept'),
+  tokenFile: Type.Optional(Type.String({ description: 'a projected ServiceAccount token (Kubernetes) the gateway buys its certificate with, by CSR; absent: it makes its own from the CA key in caDir (relative to this file)' })),
 }, { additionalProperties: false });
+
+/** `platform: kubernetes`: where the adapter finds the API server and what it watches (docs/config.md). */
+const Kubernetes = Type.Object({
+  kubeconfig: Type.Optional(Type.String({ description: 'kubeconfig file (relative to this file); absent: in-cluster (the pod\'s ServiceAccount), else $KUBECONFIG or ~/.kube/config' })),
+  context: Type.Optional(Type.String({ description: 'kubeconfig context; absent: its current-context' })),
+  namespaces: Type.Array(Type.String({ pattern: dnsLabelPattern }), { default: [], description: 'namespaces whose Services, EndpointSlices and ServiceExports are watched; empty: all' }),
+  tokenAudience: Type.String({ default: 'isthmus', description: 'audience a workload\'s projected ServiceAccount token must carry (TokenReview)' }),
+  gatewayServiceAccount: Type.Optional(Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$', description: '<namespace>/<name> of the gateways\' ServiceAccount: its token buys the gateway identity, not a workload one' })),
+}, { additionalProperties: false, default: {} });
 
 /** The cluster config file that `isthmus join` writes and `isthmus federation --config` reads. */
 export const ClusterConfigSchema = Type.Object({
@@ -62,6 +72,8 @@ export const ClusterConfigSchema = Type.Object({
     caDir: Type.String({ default: '.', description: 'directory with ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem (relative to this file)' }),
   }, { additionalProperties: false, default: {} }),
   gateways: Type.Array(Gateway, { default: [] }),
+  platform: Type.Union([Type.Literal('local'), Type.Literal('kubernetes')], { default: 'local', description: 'where workloads come from' }),
+  kubernetes: Kubernetes,
   services: Type.Array(Service, { default: [] }),
 }, { additionalProperties: false });
 
@@ -79,6 +91,8 @@ export interface LoadedClusterConfig {
   workloadTtlSeconds: number;
   healthCheckIntervalMs: number;
   probeIntervalMs: number;
+  /** `kubernetes.kubeconfig` resolved against the config's directory; undefined when not set. */
+  kubeconfigPath: string | undefined;
 }
 
 export function parseClusterConfig(text: string, path: string): LoadedClusterConfig {
@@ -110,6 +124,7 @@ export function parseClusterConfig(text: string, path: string): LoadedClusterCon
     workloadTtlSeconds: parseDuration(config.certificates.workloadTtl),
     healthCheckIntervalMs: parseDuration(config.federation.healthCheckInterval) * 1000,
     probeIntervalMs: parseDuration(config.federation.probeInterval) * 1000,
+    kubeconfigPath: config.kubernetes.kubeconfig === undefined ? undefined : resolve(dir, config.kubernetes.kubeconfig),
   };
 }
 

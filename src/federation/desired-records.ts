@@ -28,13 +28,14 @@ export function desiredRecords(input: DesiredInput): Map<string, ExportRecord | 
     for (const instance of service.instances) {
       const counts = zones[instance.zone] ?? (zones[instance.zone] = { healthy: 0, total: 0 });
       counts.total += 1;
-      if (input.isHealthy(instance.address)) counts.healthy += 1;
+      if (instance.ready ?? input.isHealthy(instance.address)) counts.healthy += 1;
     }
     out.set(keys.export(input.cluster, service.namespace, service.name), {
       version: recordVersion,
       ports: service.ports.map((p) => ({ ...p })),
       identities: [workloadId(input.trustDomain, service.namespace, service.serviceAccount)],
       zones,
+      ...(service.serviceType ? { serviceType: service.serviceType } : {}),
     });
   }
   for (const gateway of input.gateways) {

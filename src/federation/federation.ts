@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { describeError, isIsthmusError } from '../core/errors.js';
 import { keys, recordVersion } from '../core/keys.js';
@@ -12,11 +11,11 @@ import { CatalogChanges, staleAfterMs } from './catalog-changes.js';
 import type { LoadedClusterConfig } from './config.js';
 import { desiredRecords } from './desired-records.js';
 import { HealthChecker } from './health-checker.js';
-import { localServices, type LocalService } from './local-services.js';
+import type { LocalService } from './local-services.js';
 import { StoreMirror } from './mirror.js';
 import { PolicySnapshots } from './policy-snapshot.js';
 import { Publisher } from './publisher.js';
-import { readRegistry, registryPath, type Registry } from './registry-file.js';
+import type { Platform } from './platform.js';
 import { FederationStore, type LeaseSession, type PrefixWatch, type StoredRecord, type StoreEvent } from './store.js';
 
 /**
@@ -45,7 +44,6 @@ export class Federation extends EventEmitter {
   readonly instanceId = randomUUID();
   catalog: Catalog = { revision: 0, clusters: [], services: [], invalidKeys: [] };
   services: LocalService[] = [];
-  registry: Registry = { version: 1, instances: [], tokens: [] };
   private readonly queue: FederationEvent[] = [];
   private draining = false;
   private session: LeaseSession | undefined;
@@ -53,7 +51,6 @@ export class Federation extends EventEmitter {
   private readonly publisher = new Publisher(() => this.requireSession());
   private readonly health: HealthChecker;
   private readonly timers: NodeJS.Timeout[] = [];
-  private registryMtime = 0;
   /** Gateways of this cluster that reported in through the API, published under our lease. */
   private readonly gatewayRegistrations = new Map<string, { address: string; zone: string; admin: string | undefined; expiresAt: number }>();
   /** What this cluster's gateways route: bumped whenever exported services or their health change. */
@@ -78,11 +75,14 @@ export class Federation extends EventEmitter {
     readonly loaded: LoadedClusterConfig,
     readonly store: FederationStore,
     private readonly log: Logger,
+    /** Where this cluster's services come from (local or kubernetes). */
+    readonly platform: Platform,
   ) {
     super();
+    // Instances whose platform reports readiness (Kubernetes) are not probed: the kubelet already does.
     this.health = new HealthChecker({
       intervalMs: loaded.healthCheckIntervalMs,
-      addresses: () => this.services.flatMap((s) => s.instances.map((i) => i.address)),
+      addresses: () => this.services.flatMap((s) => s.instances.filter((i) => i.ready === undefined).map((i) => i.address)),
       onChange: () => this.enqueue({ type: 'local-changed' }),
     });
   }
@@ -98,7 +98,8 @@ export class Federation extends EventEmitter {
 
   async start(): Promise<void> {
     const { config } = this.loaded;
-    this.reloadRegistry(true);
+    await this.platform.start(() => this.enqueue({ type: 'local-changed' }));
+    this.services = this.platform.services();
     this.session = await this.store.leaseSession({
       ttlSeconds: this.loaded.leaseTtlSeconds,
       onLost: (err) => this.log.warn({ err: describeError(err) }, 'cluster lease lost; re-granting and re-publishing'),
@@ -126,6 +127,7 @@ export class Federation extends EventEmitter {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     this.health.stop();
+    await this.platform.stop();
     await this.watch?.close();
     await this.session?.revoke().catch((err: unknown) => this.log.warn({ err: describeError(err) }, 'could not revoke the cluster lease; records expire with its TTL'));
   }
@@ -176,6 +178,11 @@ export class Federation extends EventEmitter {
         await this.afterStoreChange();
         return;
       case 'local-changed':
+        this.services = this.platform.services();
+        await this.syncExportIntents();
+        await this.publish();
+        this.showMesh();
+        return;
       case 'telemetry':
         await this.publish();
         return;
@@ -185,7 +192,6 @@ export class Federation extends EventEmitter {
         await this.publish();
         return;
       case 'tick':
-        this.reloadRegistry(false);
         this.refreshCatalog();
         if (this.expireGateways(now)) await this.publish();
         return;
@@ -205,7 +211,46 @@ export class Federation extends EventEmitter {
     }
     this.refreshCatalog();
     this.refreshPolicies();
+    await this.syncExportIntents();
     await this.publish();
+    this.showMesh();
+  }
+
+  /**
+   * Where the platform says what is exported (Kubernetes ServiceExports), the export intents of
+   * this cluster in etcd follow it: written when an export appears, deleted when it goes, so
+   * `isthmus services` and every other cluster see the same thing as `kubectl get serviceexports`.
+   * Waits for the first full view of etcd, so nothing is deleted that was merely not seen yet.
+   */
+  private async syncExportIntents(): Promise<void> {
+    const wanted = this.platform.exports();
+    if (!wanted || this.mirror.revision === 0) return;
+    const prefix = keys.serviceExportsOf(this.cluster);
+    const present = new Set(this.mirror.entries(prefix).map(([key]) => key.slice(prefix.length)));
+    for (const [id, exportedAt] of wanted) {
+      if (present.has(id)) continue;
+      const [ns = '', name = ''] = id.split('/');
+      await this.store.put(keys.serviceExport(this.cluster, ns, name), { version: recordVersion, exportedAt });
+    }
+    for (const id of present) {
+      const [ns = '', name = ''] = id.split('/');
+      if (!wanted.has(id)) await this.store.delete(keys.serviceExport(this.cluster, ns, name));
+    }
+  }
+
+  /**
+   * Tells the platform what the mesh offers now (it writes ServiceImports and export status from
+   * it). Not before the first full view of etcd: an empty catalog at start would have it delete
+   * every ServiceImport, only to write them again a moment later.
+   */
+  private showMesh(): void {
+    if (this.mirror.revision === 0) return;
+    const exportedAt = new Map<string, string>();
+    for (const [key, value] of this.mirror.entries(keys.serviceExports)) {
+      const at = (value as { exportedAt?: unknown } | undefined)?.exportedAt;
+      if (typeof at === 'string') exportedAt.set(key.slice(keys.serviceExports.length), at);
+    }
+    this.platform.meshChanged({ catalog: this.catalog, exportedAt });
   }
 
   get policies() {
@@ -286,7 +331,7 @@ export class Federation extends EventEmitter {
       namespace: s.namespace,
       name: s.name,
       identities: [workloadId(this.loaded.config.trustDomain, s.namespace, s.serviceAccount)],
-      endpoints: s.instances.map((i) => ({ address: i.address, zone: i.zone, healthy: this.health.isHealthy(i.address), ...(i.labels ? { labels: i.labels } : {}) })),
+      endpoints: s.instances.map((i) => ({ address: i.address, zone: i.zone, healthy: this.isHealthy(i), ...(i.labels ? { labels: i.labels } : {}) })),
     }));
     const localJson = JSON.stringify(services);
     if (localJson !== this.localEndpointsJson) {
@@ -342,29 +387,9 @@ export class Federation extends EventEmitter {
     }
   }
 
-  /** Picks up `isthmus register` changes now rather than at the next tick (a new token must work at once). */
-  refreshRegistry(): void {
-    this.reloadRegistry(false);
-  }
-
-  private reloadRegistry(force: boolean): void {
-    const path = registryPath(this.loaded.dir);
-    let mtime = 0;
-    try {
-      mtime = statSync(path).mtimeMs;
-    } catch {
-      mtime = 0;
-    }
-    if (!force && mtime === this.registryMtime) return;
-    this.registryMtime = mtime;
-    try {
-      this.registry = readRegistry(this.loaded.dir);
-    } catch (err) {
-      this.log.error({ path, err: describeError(err) }, 'registry file unreadable; keeping the last good copy');
-      return;
-    }
-    this.services = localServices(this.loaded.config.services, this.registry.instances, this.loaded.config.zones[0] ?? 'default');
-    if (!force) this.enqueue({ type: 'local-changed' });
+  /** The platform's readiness where it has one, else our own TCP check. */
+  private isHealthy(instance: LocalService['instances'][number]): boolean {
+    return instance.ready ?? this.health.isHealthy(instance.address);
   }
 
   private aliveRecord(): AliveRecord {

@@ -7,6 +7,8 @@ export interface LocalService {
   name: string;
   serviceAccount: string;
   ports: { port: number; protocol: string; name?: string }[];
+  /** How other clusters import it (MCS ServiceImport type); absent means ClusterSetIP. */
+  serviceType?: 'Headless';
   instances: LocalInstance[];
 }
 
@@ -15,6 +17,11 @@ export interface LocalInstance {
   zone: string;
   /** Instance labels (`isthmus register --label`); absent when none. */
   labels?: Record<string, string>;
+  /**
+   * The platform's own readiness (an EndpointSlice's `ready` condition). When present it is the
+   * instance's health and the federation does not probe it; absent on the local platform.
+   */
+  ready?: boolean;
 }
 
 /**

@@ -19,6 +19,8 @@ import { TrafficLedger } from './traffic-ledger.js';
 import { Reachability } from './reachability.js';
 import type { Catalog } from '../model/catalog.js';
 import { liveTokens } from './registry-file.js';
+import { LocalPlatform } from './local-platform.js';
+import type { Platform } from './platform.js';
 import { FederationStore } from './store.js';
 import { resolveWebhookUrl } from './webhook-url.js';
 import { WorkloadSigner } from './workload-signer.js';
@@ -40,8 +42,9 @@ export interface RunningFederation {
 export async function runFederation(loaded: LoadedClusterConfig, logger: Logger): Promise<RunningFederation> {
   const { config } = loaded;
   const clusterCa = readClusterCa(loaded.caDir);
+  const platform = await makePlatform(loaded, logger.child({ component: 'platform' }));
   const store = await FederationStore.connect({ endpoints: [...config.etcd.endpoints], logger });
-  const federation = new Federation(loaded, store, logger.child({ component: 'federation' }));
+  const federation = new Federation(loaded, store, logger.child({ component: 'federation' }), platform);
   void sweepSpentTokens(store, new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not sweep expired spent-token records; they are retried at the next start'));
 
   // Every root of every trust domain in the mesh, as etcd has them; our own root at least.
@@ -95,11 +98,15 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     issuer: clusterCa.ca,
     issuerChain: [clusterCa.ca.certPem],
     trustDomain: config.trustDomain,
+    cluster: config.cluster,
     ttlSeconds: loaded.workloadTtlSeconds,
     tokens: () => {
-      federation.refreshRegistry();
-      return liveTokens(federation.registry.tokens, new Date());
+      if (!(platform instanceof LocalPlatform)) return [];
+      platform.refresh();
+      return liveTokens(platform.registry.tokens, new Date());
     },
+    reviewToken: platform.reviewToken,
+    gatewayServiceAccount: config.platform === 'kubernetes' ? config.kubernetes.gatewayServiceAccount : undefined,
     trustBundle,
     // One etcd transaction, so two federations (or two requests) cannot both accept the token.
     spendToken: (token, now) => store.transact({
@@ -233,6 +240,16 @@ function advertised(listening: string, advertise: string | undefined): string {
   const host = listening.slice(0, split);
   if ((host === '0.0.0.0' || host === '::') && advertise) return `${advertise.slice(0, advertise.lastIndexOf(':'))}:${listening.slice(split + 1)}`;
   return listening;
+}
+
+/**
+ * The platform cluster.yaml names. The Kubernetes adapter (and @kubernetes/client-node with it)
+ * is imported only when asked for, so a federation on the local platform never loads it.
+ */
+async function makePlatform(loaded: LoadedClusterConfig, logger: Logger): Promise<Platform> {
+  if (loaded.config.platform === 'local') return new LocalPlatform(loaded, logger);
+  const { KubernetesPlatform } = await import('./kubernetes/kube-platform.js');
+  return new KubernetesPlatform(loaded, logger);
 }
 
 function isIp(host: string): boolean {

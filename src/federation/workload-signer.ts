@@ -1,12 +1,15 @@
 import { X509Certificate } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
 import { signWorkloadCsr, type CertAndKey } from '../trust/ca.js';
-import { parseSpiffeId } from '../trust/spiffe.js';
+import { clusterRoleId, parseSpiffeId, workloadId } from '../trust/spiffe.js';
 import { acceptToken, type TokenRecord } from '../trust/tokens.js';
 import { verifyChain } from '../trust/verify.js';
 
 export interface Caller {
-  /** `Authorization: Bearer <token>` from `isthmus register` (local platform bootstrap). */
+  /**
+   * `Authorization: Bearer <token>`: a bootstrap token from `isthmus register` (local platform),
+   * or a pod's projected ServiceAccount token (Kubernetes platform).
+   */
   bearerToken?: string | undefined;
   /** A client certificate the caller presented on the TLS connection, leaf first (renewal). */
   peerChainPem?: string[] | undefined;
@@ -24,8 +27,9 @@ export interface SignedWorkload {
 
 /**
  * Signs workload certificates for this cluster. The identity always comes from how the caller
- * authenticated (a bootstrap token issued for one identity, or a still-valid certificate of
- * ours), never from the CSR, as Istio's CA does: a CSR is only a public key with a signature.
+ * authenticated (a bootstrap token issued for one identity, a ServiceAccount token the platform
+ * reviewed, or a still-valid certificate of ours), never from the CSR or anything else in the
+ * request, as Istio's CA does: a CSR is only a public key with a signature.
  */
 export class WorkloadSigner {
   constructor(
@@ -33,6 +37,8 @@ export class WorkloadSigner {
       issuer: CertAndKey;
       issuerChain: string[];
       trustDomain: string;
+      /** This cluster: the only cluster whose gateway identity it signs. */
+      cluster: string;
       ttlSeconds: number;
       tokens: () => TokenRecord[];
       trustBundle: () => string[];
@@ -41,11 +47,23 @@ export class WorkloadSigner {
        * certificate, and every later one is bought with the certificate before it.
        */
       spendToken?: (token: TokenRecord, now: Date) => Promise<boolean>;
+      /**
+       * The platform's check of a bearer token (Kubernetes TokenReview), which then replaces
+       * bootstrap tokens: the SPIFFE ID is made from the namespace and ServiceAccount it returns.
+       */
+      reviewToken?: ((token: string) => Promise<{ namespace: string; serviceAccount: string }>) | undefined;
+      /** The reviewed account (`<ns>/<name>`) whose token buys this cluster's gateway identity instead of a workload one. */
+      gatewayServiceAccount?: string | undefined;
     },
   ) {}
 
   /** Who the caller is: the token's identity (and the token, to spend once the certificate is made), or its certificate's. */
-  authenticate(caller: Caller, now = new Date()): { identity: string; token?: TokenRecord } {
+  async authenticate(caller: Caller, now = new Date()): Promise<{ identity: string; token?: TokenRecord }> {
+    if (caller.bearerToken !== undefined && this.opts.reviewToken) {
+      const { namespace, serviceAccount } = await this.opts.reviewToken(caller.bearerToken);
+      if (`${namespace}/${serviceAccount}` === this.opts.gatewayServiceAccount) return { identity: clusterRoleId(this.opts.trustDomain, this.opts.cluster, 'gateway') };
+      return { identity: workloadId(this.opts.trustDomain, namespace, serviceAccount) };
+    }
     if (caller.bearerToken !== undefined) {
       const token = acceptToken(caller.bearerToken, this.opts.tokens(), now);
       return { identity: token.identity, token };
@@ -59,6 +77,8 @@ export class WorkloadSigner {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', 'the client certificate carries no SPIFFE ID; only workload certificates can be renewed');
     }
     const id = parseSpiffeId(identity);
+    // A gateway renews too, but only as this cluster's gateway: another cluster's is not ours to sign.
+    if (id.trustDomain === this.opts.trustDomain && id.cluster === this.opts.cluster && id.role === 'gateway') return { identity };
     if (id.trustDomain !== this.opts.trustDomain || id.namespace === undefined || id.serviceAccount === undefined) {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `${identity} is not a workload of trust domain ${this.opts.trustDomain}; ask the federation service of that workload's own cluster`);
     }
@@ -66,7 +86,7 @@ export class WorkloadSigner {
   }
 
   async sign(csrPem: string, caller: Caller, now = new Date()): Promise<SignedWorkload> {
-    const { identity, token } = this.authenticate(caller, now);
+    const { identity, token } = await this.authenticate(caller, now);
     // Signed before the token is spent, so a malformed CSR does not use the token up.
     const { certPem } = signWorkloadCsr({ csrPem, identity, issuer: this.opts.issuer, ttlSeconds: this.opts.ttlSeconds, now });
     if (token && this.opts.spendToken && !(await this.opts.spendToken(token, now))) {

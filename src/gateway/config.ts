@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
 import { parseDuration } from '../core/validate.js';
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
@@ -11,7 +12,10 @@ export interface GatewayConfig {
   admin: { host: string; port: number };
   /** https://host:port of this cluster's federation API. */
   federationUrl: string;
+  /** Only root-cert.pem is read from it when `tokenFile` is set. */
   caDir: string;
+  /** A ServiceAccount token to buy the gateway certificate with (resolved path); undefined: self-issued from caDir. */
+  tokenFile?: string | undefined;
   clientHelloTimeoutMs: number;
   connectTimeoutMs: number;
   /** A spliced connection with no byte either way for this long is closed (default 1 h). */
@@ -41,6 +45,7 @@ export function loadGatewayConfig(configPath: string, id: string | undefined): G
     admin,
     federationUrl: `https://${federationHost}`,
     caDir: loaded.caDir,
+    tokenFile: entry.tokenFile === undefined ? undefined : resolve(loaded.dir, entry.tokenFile),
     clientHelloTimeoutMs: parseDuration(entry.clientHelloTimeout) * 1000,
     connectTimeoutMs: parseDuration(entry.connectTimeout) * 1000,
     idleTimeoutMs: 3_600_000,

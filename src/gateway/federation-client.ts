@@ -1,47 +1,71 @@
 import { Agent, request } from '../core/undici.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { issueCertificate } from '../trust/ca.js';
-import { readClusterCa } from '../trust/ca-files.js';
-import { clusterRoleId } from '../trust/spiffe.js';
 import type { GatewayConfig } from './config.js';
+import { gatewayCertificate, gatewayRoot, type GatewayCertificate } from './gateway-certificate.js';
 import { longPoll, type LongPollFeed } from '../core/long-poll.js';
 import { GatewayRoutesSchema, type GatewayRoutes } from '../model/records.js';
 
 const longPollSeconds = 30;
-const certificateTtlSeconds = 24 * 3600;
 const routesFeed: LongPollFeed<typeof GatewayRoutesSchema> = { name: 'routing table', path: '/v1/gateway/routes', schema: GatewayRoutesSchema, versionOf: (r) => r.version };
 
 /**
  * The gateway's line to its cluster's federation service: it reports itself (so the federation
  * publishes it under the cluster lease) and long-polls its routing table. It authenticates with
- * a gateway certificate it makes from the cluster's CA directory. When the federation is down
- * the gateway keeps routing with the last table it had.
+ * its gateway certificate (gateway-certificate.ts), renewed at half its life. Until it has one,
+ * it long-polls routes without (they need no client certificate) and its reports are refused
+ * and retried. When the federation is down the gateway keeps routing with the last table it had.
  */
 export class FederationClient {
   private agent: Agent;
   private stopped = false;
   private registerTimer: NodeJS.Timeout | undefined;
-  private readonly renewTimer: NodeJS.Timeout;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private certificate: GatewayCertificate | undefined;
   private readonly abort = new AbortController();
 
   constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
-    this.agent = this.newAgent();
-    // The gateway's own certificate is re-made at half its life; the old agent finishes its requests.
-    this.renewTimer = setInterval(() => {
-      const old = this.agent;
-      this.agent = this.newAgent();
-      void old.close().catch(() => undefined);
-      this.log.info({}, 'gateway certificate renewed');
-    }, (certificateTtlSeconds * 1000) / 2);
-    this.renewTimer.unref();
+    this.agent = this.newAgent(undefined);
   }
 
-  private newAgent(): Agent {
-    const ca = readClusterCa(this.config.caDir);
-    const identity = issueCertificate({ identity: clusterRoleId(this.config.trustDomain, this.config.cluster, 'gateway'), issuer: ca.ca, ttlSeconds: certificateTtlSeconds });
+  /**
+   * Gets the gateway's certificate now, then again at half its life; the old agent finishes its
+   * requests. A failure is retried within seconds (backing off to a minute); only a first
+   * self-issued one (the CA directory is unusable) is thrown.
+   */
+  async startCertificates(): Promise<void> {
+    let failures = 0;
+    const renew = async (first: boolean): Promise<void> => {
+      let nextMs: number;
+      try {
+        this.certificate = await gatewayCertificate(this.config, this.certificate);
+        const old = this.agent;
+        this.agent = this.newAgent(this.certificate);
+        void old.close().catch(() => undefined);
+        this.log.info({ notAfter: this.certificate.notAfter.toISOString() }, 'gateway certificate obtained');
+        failures = 0;
+        nextMs = Math.max(1000, (this.certificate.notAfter.getTime() - Date.now()) / 2);
+      } catch (err) {
+        // Made from the CA directory, a failure is a missing or unreadable file: say so at start.
+        if (first && this.config.tokenFile === undefined) throw err;
+        failures += 1;
+        nextMs = Math.min(60_000, 500 * 2 ** failures);
+        if (!this.stopped) this.log.warn({ err: describeError(err), retryInMs: nextMs }, 'could not get the gateway certificate; retrying');
+      }
+      if (!this.stopped) {
+        this.renewTimer = setTimeout(() => void renew(false), nextMs);
+        this.renewTimer.unref();
+      }
+    };
+    await renew(true);
+  }
+
+  private newAgent(certificate: GatewayCertificate | undefined): Agent {
     return new Agent({
-      connect: { ca: ca.rootCert, cert: `${identity.certPem.trim()}\n${ca.ca.certPem.trim()}\n`, key: identity.keyPem },
+      connect: {
+        ca: certificate?.rootPem ?? gatewayRoot(this.config),
+        ...(certificate ? { cert: [certificate.certPem, ...certificate.chainPem].map((p) => p.trim()).join('\n'), key: certificate.keyPem } : {}),
+      },
       headersTimeout: (longPollSeconds + 10) * 1000,
       bodyTimeout: (longPollSeconds + 10) * 1000,
     });
@@ -92,7 +116,7 @@ export class FederationClient {
   async close(): Promise<void> {
     this.stopped = true;
     if (this.registerTimer) clearTimeout(this.registerTimer);
-    clearInterval(this.renewTimer);
+    clearTimeout(this.renewTimer);
     this.abort.abort();
     await this.agent.destroy();
   }

@@ -26,6 +26,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     const listening = await gateway.listen();
     admin = await startAdmin(gateway, config.admin.host, config.admin.port, metrics);
     const adminAddress = admin.address();
+    await client.startCertificates();
     void client.watchRoutes((routes) => gateway.setRoutes(routes));
     const address = `${listening.host}:${listening.port}`;
     const adminHostPort = `${config.admin.host}:${typeof adminAddress === 'object' && adminAddress ? adminAddress.port : config.admin.port}`;

@@ -39,6 +39,8 @@ export interface CatalogServiceCluster {
   gateways: CatalogGateway[];
   identities: string[];
   ports: { port: number; protocol: string; name?: string }[];
+  /** `Headless` when that cluster's Service has no cluster IP; absent means ClusterSetIP. */
+  serviceType?: 'Headless';
 }
 
 export interface CatalogService {
@@ -124,6 +126,7 @@ export function buildCatalog(input: CatalogInput): Catalog {
       gateways: cluster.gateways,
       identities: [...entry.value.identities].sort(),
       ports: entry.value.ports.map((p) => ({ ...p })),
+      ...(entry.value.serviceType ? { serviceType: entry.value.serviceType } : {}),
     });
   }
   for (const service of services.values()) service.clusters.sort((x, y) => x.cluster.localeCompare(y.cluster));

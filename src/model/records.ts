@@ -53,6 +53,8 @@ export const ExportRecordSchema = Type.Object({
   identities: Type.Array(Type.String()),
   /** Endpoint counts per zone, never addresses: the catalog grows with zones, not pods. */
   zones: Type.Record(Type.String(), Type.Object({ healthy: Type.Integer(), total: Type.Integer() })),
+  /** `Headless` when the exporting cluster's Service has no cluster IP (Kubernetes); absent means ClusterSetIP. */
+  serviceType: Type.Optional(Type.Literal('Headless')),
 });
 export type ExportRecord = Static<typeof ExportRecordSchema>;
 

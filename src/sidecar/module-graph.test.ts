@@ -3,11 +3,13 @@ import { loadedModules } from '../bench/loaded-modules.js';
 
 // Packages a sidecar or gateway process never needs at start: the control plane's etcd client
 // and its gRPC stack, the dashboard's HTTP framework, pretty logs, and OpenTelemetry's API, SDK and
-// exporters (loaded only once an OTLP endpoint is set). Runs the built dist/ (npm test builds it).
+// exporters (loaded only once an OTLP endpoint is set), and the Kubernetes client (only a federation on
+// `platform: kubernetes` loads it). Runs the built dist/ (npm test builds it).
 const notForProxies = [
   'etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs', 'fastify', 'pino-pretty', 'ws',
   '@opentelemetry/api', '@opentelemetry/sdk-trace-base', '@opentelemetry/resources',
   '@opentelemetry/exporter-trace-otlp-proto', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/otlp-transformer',
+  '@kubernetes/client-node',
 ];
 
 describe('a sidecar or gateway process loads only what it uses (memory)', () => {

@@ -1,0 +1,57 @@
+import { describe, expect, test } from 'vitest';
+import { meshProtocol, summarizeService, type EndpointSummary, type ServiceSummary, type SliceSummary } from './kube-objects.js';
+import { kubeServices } from './kube-services.js';
+
+const ledger: ServiceSummary = { namespace: 'demo', name: 'ledger', type: 'ClusterIP', headless: false, ports: [{ name: 'http', port: 80, protocol: 'http' }], serviceAccount: 'ledger' };
+
+function endpoint(address: string, conditions: Partial<EndpointSummary> = {}): EndpointSummary {
+  return { addresses: [address], ready: true, serving: true, terminating: false, ...conditions };
+}
+
+function slice(endpoints: EndpointSummary[], ports: SliceSummary['ports'] = [{ name: 'http', port: 8080 }]): SliceSummary {
+  return { namespace: 'demo', name: `ledger-${endpoints.length}`, service: 'ledger', ports, endpoints };
+}
+
+const nodes = new Map([['node-b', { name: 'node-b', zone: 'b', region: 'us' }]]);
+const instances = (slices: SliceSummary[], service = ledger) => kubeServices({ services: [service], slices, nodes, defaultZone: 'a' })[0]?.instances;
+
+describe('Services and EndpointSlices as the federation sees them', () => {
+  test.each([
+    ['ready endpoints are healthy instances at the slice port', [endpoint('10.0.0.1')], [{ address: '10.0.0.1:8080', zone: 'a', ready: true }]],
+    ['a not-ready endpoint is listed, not healthy', [endpoint('10.0.0.1', { ready: false, serving: false })], [{ address: '10.0.0.1:8080', zone: 'a', ready: false }]],
+    ['a terminating endpoint is left out while another is ready', [endpoint('10.0.0.1'), endpoint('10.0.0.2', { ready: false, serving: true, terminating: true })], [{ address: '10.0.0.1:8080', zone: 'a', ready: true }]],
+    ['when all terminate, those still serving carry traffic', [endpoint('10.0.0.1', { ready: false, serving: true, terminating: true }), endpoint('10.0.0.2', { ready: false, serving: false, terminating: true })], [{ address: '10.0.0.1:8080', zone: 'a', ready: true }]],
+    ['zone from the endpoint, else from its node', [endpoint('10.0.0.1', { zone: 'c' }), endpoint('10.0.0.2', { nodeName: 'node-b' })], [{ address: '10.0.0.1:8080', zone: 'c', ready: true }, { address: '10.0.0.2:8080', zone: 'b', ready: true }]],
+    ['IPv6 addresses are bracketed', [endpoint('fd00::1')], [{ address: '[fd00::1]:8080', zone: 'a', ready: true }]],
+  ])('%s', (_name, endpoints, expected) => {
+    expect(instances([slice(endpoints)])).toEqual(expected);
+  });
+
+  test('the slice port is the one named like the Service\'s first port', () => {
+    expect(instances([slice([endpoint('10.0.0.1')], [{ name: 'metrics', port: 9090 }, { name: 'http', port: 8080 }])])).toEqual([{ address: '10.0.0.1:8080', zone: 'a', ready: true }]);
+    expect(instances([slice([endpoint('10.0.0.1')], [{ name: 'metrics', port: 9090 }])])).toEqual([]);
+  });
+
+  test('ExternalName services are not listed; headless ones are, as Headless', () => {
+    const services = kubeServices({ services: [{ ...ledger, type: 'ExternalName' }, { ...ledger, name: 'db', headless: true }], slices: [], nodes, defaultZone: 'a' });
+    expect(services.map((s) => [s.name, s.serviceType])).toEqual([['db', 'Headless']]);
+  });
+
+  test('a Service object: TCP ports only, protocol from appProtocol or the port name, service account from the annotation', () => {
+    const summary = summarizeService({
+      metadata: { namespace: 'demo', name: 'db', annotations: { 'isthmus.dev/service-account': 'db-sa' } },
+      spec: { type: 'ClusterIP', clusterIP: 'None', ports: [{ name: 'tcp-pg', port: 5432, protocol: 'TCP' }, { name: 'dns', port: 53, protocol: 'UDP' }, { name: 'web', port: 80, appProtocol: 'http' }] },
+    });
+    expect(summary).toEqual({
+      namespace: 'demo', name: 'db', type: 'ClusterIP', headless: true, serviceAccount: 'db-sa',
+      ports: [{ name: 'tcp-pg', port: 5432, protocol: 'tcp' }, { name: 'web', port: 80, protocol: 'http' }],
+    });
+  });
+
+  test.each([
+    [undefined, undefined, 'http'], ['tcp', undefined, 'tcp'], [undefined, 'tcp-db', 'tcp'], [undefined, 'grpc-api', 'http'],
+    ['kubernetes.io/h2c', undefined, 'http'], [undefined, 'redis', 'tcp'],
+  ])('appProtocol %s, port name %s: %s', (appProtocol, name, expected) => {
+    expect(meshProtocol(appProtocol, name)).toBe(expected);
+  });
+});

@@ -1,0 +1,84 @@
+import { describe, expect, test } from 'vitest';
+import type { CatalogServiceCluster } from '../../model/catalog.js';
+import type { ExportSummary, ServiceSummary } from './kube-objects.js';
+import { conditionsDiffer, mcsStatus, type McsInput } from './mcs-status.js';
+
+const port80 = [{ name: 'http', port: 80, protocol: 'http' }];
+
+function exporter(cluster: string, ports = port80, serviceType?: 'Headless'): CatalogServiceCluster {
+  return { cluster, region: 'us', zones: [], gateways: [], identities: [], ports, ...(serviceType ? { serviceType } : {}) };
+}
+
+const service = (ports = port80, headless = false): ServiceSummary => ({ namespace: 'demo', name: 'ledger', type: 'ClusterIP', headless, ports: ports.map((p) => ({ ...p, protocol: p.protocol as 'http' })), serviceAccount: 'ledger' });
+const serviceExport: ExportSummary = { namespace: 'demo', name: 'ledger', createdAt: '2026-01-02T00:00:00Z', generation: 1, conditions: [] };
+
+function input(over: Partial<McsInput>): McsInput {
+  return {
+    cluster: 'east',
+    catalog: { services: [] },
+    exportedAt: new Map(),
+    exports: new Map(),
+    services: new Map(),
+    hasNamespace: () => true,
+    now: '2026-01-03T00:00:00Z',
+    ...over,
+  };
+}
+
+describe('what the MCS API objects of a cluster say (KEP-1645)', () => {
+  test('every exported service is imported here, from every exporting cluster, with the oldest export\'s ports', () => {
+    const { imports } = mcsStatus(input({
+      catalog: { services: [{ namespace: 'demo', name: 'ledger', clusters: [exporter('west', [{ name: 'http', port: 8080, protocol: 'http' }]), exporter('north')] }] },
+      exportedAt: new Map([['west/demo/ledger', '2026-01-01T00:00:00Z'], ['north/demo/ledger', '2025-12-31T00:00:00Z']]),
+    }));
+    expect(imports.get('demo/ledger')).toEqual({ namespace: 'demo', name: 'ledger', type: 'ClusterSetIP', ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }], clusters: ['north', 'west'] });
+  });
+
+  test('a headless export is imported as Headless; a namespace this cluster lacks gets no import', () => {
+    const catalog = { services: [{ namespace: 'demo', name: 'ledger', clusters: [exporter('west', port80, 'Headless')] }] };
+    expect(mcsStatus(input({ catalog })).imports.get('demo/ledger')?.type).toBe('Headless');
+    expect(mcsStatus(input({ catalog, hasNamespace: () => false })).imports.size).toBe(0);
+  });
+
+  test.each([
+    ['no Service', undefined, [['Valid', 'False', 'NoService'], ['Conflict', 'False', 'NoConflicts']]],
+    ['an ExternalName Service', { ...service(), type: 'ExternalName' }, [['Valid', 'False', 'ServiceUnsupported'], ['Conflict', 'False', 'NoConflicts']]],
+    ['the oldest export', service(), [['Valid', 'True', 'ServiceExported'], ['Conflict', 'False', 'NoConflicts']]],
+  ])('a ServiceExport with %s', (_name, svc, expected) => {
+    const { conditions } = mcsStatus(input({
+      catalog: { services: svc ? [{ namespace: 'demo', name: 'ledger', clusters: [exporter('east')] }] : [] },
+      exports: new Map([['demo/ledger', serviceExport]]),
+      services: new Map(svc ? [['demo/ledger', svc]] : []),
+    }));
+    expect(conditions.get('demo/ledger')?.map((c) => [c.type, c.status, c.reason])).toEqual(expected);
+  });
+
+  test('ports that differ from an older export in another cluster: Conflict=True, naming the field and the winner', () => {
+    const { conditions } = mcsStatus(input({
+      catalog: { services: [{ namespace: 'demo', name: 'ledger', clusters: [exporter('east', [{ name: 'http', port: 8080, protocol: 'http' }]), exporter('west')] }] },
+      exportedAt: new Map([['west/demo/ledger', '2026-01-01T00:00:00Z'], ['east/demo/ledger', '2026-01-02T00:00:00Z']]),
+      exports: new Map([['demo/ledger', serviceExport]]),
+      services: new Map([['demo/ledger', service([{ name: 'http', port: 8080, protocol: 'http' }])]]),
+    }));
+    const conflict = conditions.get('demo/ledger')?.find((c) => c.type === 'Conflict');
+    expect(conflict).toMatchObject({ status: 'True', reason: 'PortConflict', observedGeneration: 1, lastTransitionTime: '2026-01-03T00:00:00Z' });
+    expect(conflict?.message).toContain('spec.ports');
+    expect(conflict?.message).toContain('cluster west');
+  });
+
+  test('this cluster\'s own exports count before etcd echoes them, and a stale echo of one it withdrew does not', () => {
+    const fresh = mcsStatus(input({ exports: new Map([['demo/ledger', serviceExport]]), services: new Map([['demo/ledger', service()]]) }));
+    expect(fresh.imports.get('demo/ledger')?.clusters).toEqual(['east']);
+    const withdrawn = mcsStatus(input({ catalog: { services: [{ namespace: 'demo', name: 'ledger', clusters: [exporter('east')] }] } }));
+    expect(withdrawn.imports.size).toBe(0);
+  });
+
+  test('lastTransitionTime moves only when a condition\'s status does', () => {
+    const before = { ...serviceExport, conditions: [{ type: 'Valid', status: 'True' as const, reason: 'ServiceExported', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] };
+    const { conditions } = mcsStatus(input({ exports: new Map([['demo/ledger', before]]), services: new Map([['demo/ledger', service()]]) }));
+    const valid = conditions.get('demo/ledger')?.find((c) => c.type === 'Valid');
+    expect(valid?.lastTransitionTime).toBe('2026-01-01T00:00:00Z');
+    expect(conditionsDiffer(before.conditions, conditions.get('demo/ledger') ?? [])).toBe(true);
+    expect(conditionsDiffer(conditions.get('demo/ledger') ?? [], conditions.get('demo/ledger') ?? [])).toBe(false);
+  });
+});

@@ -1,0 +1,245 @@
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { parse, stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { keys } from '../../src/core/keys.js';
+import { silentLogger } from '../../src/core/log.js';
+import { startDevSidecar, type DevSidecar } from '../../src/dev/dev-sidecar.js';
+import { MeshProcess } from '../../src/dev/mesh-process.js';
+import { createCsr } from '../../src/trust/ca.js';
+import { apiClient, waitFor, type ApiClient } from '../helpers/cli.js';
+import { FakeKubeApiServer, type KubeObject } from '../helpers/fake-kube-api-server.js';
+import { TestMesh, freePort, type TestCluster } from '../helpers/mesh.js';
+import { viaProxy } from '../helpers/proxy.js';
+
+// Two clusters on `platform: kubernetes`, each with its own FakeKubeApiServer (east on
+// 127.0.162.x, west on 127.0.163.x), one real etcd, real federation and gateway processes and
+// in-process sidecars whose certificates are bought with ServiceAccount tokens. Everything a
+// user does is done to the API servers, as kubectl would: nothing is registered or exported
+// through the isthmus CLI.
+let mesh: TestMesh;
+let east: TestCluster;
+let west: TestCluster;
+let eastKube: FakeKubeApiServer;
+let westKube: FakeKubeApiServer;
+let etcd: Etcd3;
+let eastApi: ApiClient;
+let gateway: MeshProcess;
+let ledgerSidecar: DevSidecar;
+let clientSidecar: DevSidecar;
+let app: Server;
+let ledgerInbound: number;
+let logDir: string;
+
+const service = (name: string, port: number): KubeObject => ({
+  metadata: { namespace: 'demo', name },
+  spec: { type: 'ClusterIP', clusterIP: '10.96.0.20', selector: { app: name }, ports: [{ name: 'http', port, protocol: 'TCP', targetPort: port }] },
+});
+
+const slice = (name: string, port: number, ready: boolean): KubeObject => ({
+  metadata: { namespace: 'demo', name: `${name}-abc12`, labels: { 'kubernetes.io/service-name': name } },
+  addressType: 'IPv4',
+  ports: [{ name: 'http', protocol: 'TCP', port }],
+  endpoints: [{ addresses: ['127.0.162.1'], conditions: { ready, serving: ready, terminating: false }, nodeName: 'east-node-1' }],
+});
+
+async function exportRecord(cluster: string, name: string): Promise<any> {
+  return await etcd.get(keys.export(cluster, 'demo', name)).json();
+}
+
+function conditionsOf(kube: FakeKubeApiServer, name: string): Record<string, string> {
+  const conditions = ((kube.get('serviceexports', 'demo', name)?.status as any)?.conditions ?? []) as { type: string; status: string; reason: string }[];
+  return Object.fromEntries(conditions.map((c) => [c.type, `${c.status}/${c.reason}`]));
+}
+
+beforeAll(async () => {
+  logDir = mkdtempSync(join(tmpdir(), 'isthmus-k8s-'));
+  mesh = await TestMesh.create();
+  etcd = new Etcd3({ hosts: mesh.etcd.url });
+  const ca = await mesh.caInit('ca', 'mesh.test');
+  const gatewayPort = await freePort('127.0.162.1');
+  east = await mesh.join('east', { index: 162, ca, region: 'us-east', zones: ['a', 'b'], gateways: [`127.0.162.1:${gatewayPort}`] });
+  west = await mesh.join('west', { index: 163, ca, region: 'us-west' });
+  eastKube = await FakeKubeApiServer.start({ host: '127.0.162.2' });
+  westKube = await FakeKubeApiServer.start({ host: '127.0.163.2' });
+  for (const [cluster, kube] of [[east, eastKube], [west, westKube]] as const) {
+    appendFileSync(cluster.config, `platform: kubernetes\nkubernetes:\n  kubeconfig: ${kube.writeKubeconfig()}\n  namespaces: [demo]\n  gatewayServiceAccount: isthmus-system/isthmus-gateway\n`);
+  }
+
+  // east runs ledger: an app, its sidecar's inbound as the EndpointSlice's address, on a node in zone b.
+  app = createServer((req, res) => res.end(JSON.stringify({ cluster: 'east', path: req.url })));
+  await new Promise<void>((resolve) => app.listen(0, '127.0.162.1', resolve));
+  ledgerInbound = await freePort('127.0.162.1');
+  eastKube.apply('nodes', { metadata: { name: 'east-node-1', labels: { 'topology.kubernetes.io/zone': 'b', 'topology.kubernetes.io/region': 'us-east' } } });
+  eastKube.apply('services', service('ledger', 80));
+  eastKube.apply('endpointslices', slice('ledger', ledgerInbound, true));
+  // west runs the caller; its Service makes the demo namespace exist there.
+  westKube.apply('services', service('client', 80));
+
+  await Promise.all([mesh.startFederation('east'), mesh.startFederation('west')]);
+  eastApi = apiClient(east.rootCert);
+  // east's gateway as in a pod: cluster.yaml, the root certificate and its ServiceAccount's
+  // projected token; no CA key. It buys its certificate by CSR.
+  const gatewayDir = join(logDir, 'gateway-pod');
+  mkdirSync(join(gatewayDir, 'ca'), { recursive: true });
+  copyFileSync(east.rootCert, join(gatewayDir, 'ca', 'root-cert.pem'));
+  writeFileSync(join(gatewayDir, 'token'), eastKube.issueToken({ namespace: 'isthmus-system', serviceAccount: 'isthmus-gateway', audiences: ['isthmus'] }));
+  const podConfig = parse(readFileSync(east.config, 'utf8'));
+  podConfig.certificates = { ...podConfig.certificates, caDir: 'ca' };
+  podConfig.gateways[0].tokenFile = 'token';
+  writeFileSync(join(gatewayDir, 'cluster.yaml'), stringify(podConfig));
+  gateway = new MeshProcess({
+    name: 'east-gateway', args: ['gateway', '--config', join(gatewayDir, 'cluster.yaml'), '--id', 'gw-1'], logFile: join(logDir, 'gateway.log'),
+    readyUrl: 'http://127.0.162.1:15021/readyz', onUnexpectedExit: () => undefined,
+  });
+  await gateway.start();
+
+  const sidecar = async (cluster: TestCluster, host: string, name: string, token: string, inbound?: { listen: string; app: string }) => startDevSidecar({
+    cluster: cluster.name, zone: 'a', namespace: 'demo', service: name,
+    federation: { url: `https://${cluster.apiAddress}`, rootCert: cluster.rootCert },
+    stateDir: join(logDir, `${cluster.name}-${name}`),
+    outbound: { listen: `${host}:${await freePort(host)}` },
+    admin: { listen: `${host}:${await freePort(host)}` },
+    ...(inbound ? { inbound } : {}),
+    listeners: [],
+  }, { bootstrapToken: token }, { kind: 'in-process', logger: silentLogger });
+  // Each pod's projected ServiceAccount token, as its own API server issued it.
+  ledgerSidecar = await sidecar(east, '127.0.162.1', 'ledger', eastKube.issueToken({ namespace: 'demo', serviceAccount: 'ledger', audiences: ['isthmus'] }),
+    { listen: `127.0.162.1:${ledgerInbound}`, app: `127.0.162.1:${(app.address() as AddressInfo).port}` });
+  clientSidecar = await sidecar(west, '127.0.163.1', 'client', westKube.issueToken({ namespace: 'demo', serviceAccount: 'client', audiences: ['isthmus'] }));
+}, 180_000);
+
+afterAll(async () => {
+  await clientSidecar?.stop();
+  await ledgerSidecar?.stop();
+  await gateway?.stop();
+  await eastApi?.close();
+  etcd?.close();
+  await mesh?.close();
+  await eastKube?.stop();
+  await westKube?.stop();
+  app?.close();
+  if (logDir) rmSync(logDir, { recursive: true, force: true });
+});
+
+describe('two clusters on Kubernetes, through the MCS API', () => {
+  test('a ServiceExport exports the service: its record in etcd, a ServiceImport in the other cluster, and that cluster\'s app reaches <svc>.<ns>.svc.clusterset.local', async () => {
+    eastKube.apply('serviceexports', { apiVersion: 'multicluster.x-k8s.io/v1alpha1', kind: 'ServiceExport', metadata: { namespace: 'demo', name: 'ledger' } });
+    // The endpoint has no zone of its own: its node's label says b.
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 1, 15_000, 'east/demo/ledger exported with one healthy endpoint');
+    expect(await exportRecord('east', 'ledger')).toMatchObject({ ports: [{ port: 80, protocol: 'http', name: 'http' }], identities: ['spiffe://mesh.test/ns/demo/sa/ledger'], zones: { a: { healthy: 0, total: 0 }, b: { healthy: 1, total: 1 } } });
+    await waitFor(async () => (westKube.get('serviceimports', 'demo', 'ledger')?.status as any)?.clusters?.length === 1, 15_000, 'a ServiceImport in west');
+    expect(westKube.get('serviceimports', 'demo', 'ledger')).toMatchObject({
+      spec: { type: 'ClusterSetIP', ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }] },
+      status: { clusters: [{ cluster: 'east' }] },
+    });
+    // The exporting cluster imports it too (KEP-1645), and `kubectl get serviceexports` tells the truth.
+    await waitFor(async () => eastKube.get('serviceimports', 'demo', 'ledger') !== undefined, 15_000, 'a ServiceImport in east');
+    await waitFor(async () => conditionsOf(eastKube, 'ledger').Valid === 'True/ServiceExported', 15_000, 'Valid=True on east\'s ServiceExport');
+    expect(conditionsOf(eastKube, 'ledger')).toEqual({ Valid: 'True/ServiceExported', Conflict: 'False/NoConflicts' });
+    const { value } = await waitFor(async () => {
+      const res = await viaProxy(clientSidecar.outbound, 'http://ledger.demo.svc.clusterset.local/accounts?id=7');
+      return res.status === 200 && res;
+    }, 20_000, 'ledger.demo.svc.clusterset.local from west');
+    expect(value.body).toEqual({ cluster: 'east', path: '/accounts?id=7' });
+    // That crossed east's gateway, which registered with a certificate bought by its token: it has no CA key.
+    expect(existsSync(join(logDir, 'gateway-pod', 'ca', 'ca-key.pem'))).toBe(false);
+    expect(readFileSync(join(logDir, 'gateway.log'), 'utf8')).toContain('gateway certificate obtained');
+  });
+
+  test('a restarted federation leaves its cluster\'s ServiceImports alone while it catches up with etcd', async () => {
+    const deletes = () => eastKube.requests.filter((r) => r.startsWith('DELETE /apis/multicluster.x-k8s.io/v1alpha1/namespaces/demo/serviceimports/')).length;
+    const before = deletes();
+    await east.federation?.stop();
+    await mesh.startFederation('east');
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 1, 15_000, 'east publishing again');
+    await waitFor(async () => (westKube.get('serviceimports', 'demo', 'ledger')?.status as any)?.clusters?.length === 1, 15_000, 'west importing again');
+    expect(eastKube.get('serviceimports', 'demo', 'ledger')).toBeDefined();
+    expect(deletes()).toBe(before);
+  });
+
+  test('an EndpointSlice that turns not ready and back, and a Service whose port changes, move the export and the import', async () => {
+    eastKube.apply('endpointslices', slice('ledger', ledgerInbound, false));
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 0, 15_000, 'no healthy endpoint exported');
+    expect((await exportRecord('east', 'ledger')).zones.b.total).toBe(1);
+    eastKube.apply('endpointslices', slice('ledger', ledgerInbound, true));
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 1, 15_000, 'the endpoint healthy again');
+    eastKube.apply('services', service('ledger', 8080));
+    await waitFor(async () => (westKube.get('serviceimports', 'demo', 'ledger')?.spec as any)?.ports?.[0]?.port === 8080, 15_000, 'the import\'s port to follow');
+    eastKube.apply('services', service('ledger', 80));
+    await waitFor(async () => (westKube.get('serviceimports', 'demo', 'ledger')?.spec as any)?.ports?.[0]?.port === 80, 15_000, 'the import\'s port back');
+  });
+
+  test('a deleted EndpointSlice empties the export; a deleted Service withdraws it and its ServiceExport says Valid=False until it is back', async () => {
+    eastKube.remove('endpointslices', 'demo', 'ledger-abc12');
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.total === 0, 15_000, 'no endpoint exported');
+    eastKube.remove('services', 'demo', 'ledger');
+    await waitFor(async () => (await exportRecord('east', 'ledger')) === null, 15_000, 'the export record withdrawn');
+    await waitFor(async () => conditionsOf(eastKube, 'ledger').Valid === 'False/NoService', 15_000, 'Valid=False on the ServiceExport');
+    eastKube.apply('services', service('ledger', 80));
+    eastKube.apply('endpointslices', slice('ledger', ledgerInbound, true));
+    await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 1, 15_000, 'the export back');
+    await waitFor(async () => conditionsOf(eastKube, 'ledger').Valid === 'True/ServiceExported', 15_000, 'Valid=True again');
+  });
+
+  test('west exports ledger too, with other ports: its ServiceExport says Conflict=True and names east, whose export is older', async () => {
+    westKube.apply('services', service('ledger', 9090));
+    westKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'ledger' } });
+    await waitFor(async () => conditionsOf(westKube, 'ledger').Conflict === 'True/PortConflict', 15_000, 'Conflict=True on west\'s ServiceExport');
+    const conflict = ((westKube.get('serviceexports', 'demo', 'ledger')?.status as any).conditions as any[]).find((c) => c.type === 'Conflict');
+    expect(conflict.message).toContain('cluster east');
+    expect(conflict.message).toContain('spec.ports');
+    // The import keeps the oldest export's ports and lists both clusters.
+    await waitFor(async () => (westKube.get('serviceimports', 'demo', 'ledger')?.status as any)?.clusters?.length === 2, 15_000, 'both clusters in the import');
+    expect((westKube.get('serviceimports', 'demo', 'ledger')?.spec as any).ports[0].port).toBe(80);
+    expect(conditionsOf(eastKube, 'ledger').Conflict).toBe('False/NoConflicts');
+    westKube.remove('serviceexports', 'demo', 'ledger');
+    westKube.remove('services', 'demo', 'ledger');
+    await waitFor(async () => (await etcd.get(keys.serviceExport('west', 'demo', 'ledger')).string()) === null && (await exportRecord('west', 'ledger')) === null, 15_000, 'west\'s export withdrawn');
+  });
+
+  test('a watch dropped while things change, whose history is then gone (410), lists again and misses nothing', async () => {
+    const lists = () => eastKube.requests.filter((r) => r.startsWith('GET /apis/multicluster.x-k8s.io/v1alpha1/namespaces/demo/serviceexports') && !r.includes('watch=')).length;
+    const listedBefore = lists();
+    eastKube.dropWatches();
+    eastKube.apply('services', service('billing', 80));
+    eastKube.apply('endpointslices', slice('billing', ledgerInbound, true));
+    eastKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'billing' } });
+    eastKube.compact();
+    await waitFor(async () => (await exportRecord('east', 'billing'))?.zones?.b?.healthy === 1, 20_000, 'billing exported after the 410');
+    await waitFor(async () => westKube.get('serviceimports', 'demo', 'billing') !== undefined, 15_000, 'billing imported in west');
+    expect(lists()).toBeGreaterThan(listedBefore);
+    eastKube.remove('serviceexports', 'demo', 'billing');
+    await waitFor(async () => westKube.get('serviceimports', 'demo', 'billing') === undefined, 15_000, 'billing\'s import gone');
+  });
+
+  test('deleting the ServiceExport unexports: the record leaves etcd, the ServiceImports go, and west\'s sidecar no longer routes to ledger', async () => {
+    eastKube.remove('serviceexports', 'demo', 'ledger');
+    await waitFor(async () => (await exportRecord('east', 'ledger')) === null && (await etcd.get(keys.serviceExport('east', 'demo', 'ledger')).string()) === null, 15_000, 'the export gone from etcd');
+    await waitFor(async () => westKube.get('serviceimports', 'demo', 'ledger') === undefined && eastKube.get('serviceimports', 'demo', 'ledger') === undefined, 15_000, 'the ServiceImports deleted');
+    await waitFor(async () => (await viaProxy(clientSidecar.outbound, 'http://ledger.demo.svc.clusterset.local/')).status === 503, 15_000, 'west\'s sidecar to stop routing');
+  });
+
+  test('a pod\'s ServiceAccount token buys a certificate for its own account only, whatever the request says', async () => {
+    const url = `https://${east.apiAddress}/v1/certificates`;
+    const tokenA = eastKube.issueToken({ namespace: 'demo', serviceAccount: 'a', audiences: ['isthmus'] });
+    const signed = await eastApi.post(url, { csr: createCsr().csrPem, identity: 'spiffe://mesh.test/ns/demo/sa/b', namespace: 'demo', serviceAccount: 'b' }, { authorization: `Bearer ${tokenA}` });
+    expect(signed.status).toBe(200);
+    expect(signed.body.identity).toBe('spiffe://mesh.test/ns/demo/sa/a');
+    // West's API server issued this one: east's TokenReview does not know it.
+    const foreign = westKube.issueToken({ namespace: 'demo', serviceAccount: 'b', audiences: ['isthmus'] });
+    const refused = await eastApi.post(url, { csr: createCsr().csrPem }, { authorization: `Bearer ${foreign}` });
+    expect(refused.status).toBe(401);
+    expect(refused.body.error.code).toBe('ISTHMUS_ERR_TRUST_TOKEN_INVALID');
+    // A token for another audience (the API server's own) is not a workload credential.
+    const apiToken = eastKube.issueToken({ namespace: 'demo', serviceAccount: 'b', audiences: ['https://kubernetes.default.svc'] });
+    expect((await eastApi.post(url, { csr: createCsr().csrPem }, { authorization: `Bearer ${apiToken}` })).status).toBe(401);
+    // The gateways' ServiceAccount gets east's gateway identity, and nothing else does.
+    const gatewayToken = eastKube.issueToken({ namespace: 'isthmus-system', serviceAccount: 'isthmus-gateway', audiences: ['isthmus'] });
+    expect((await eastApi.post(url, { csr: createCsr().csrPem }, { authorization: `Bearer ${gatewayToken}` })).body.identity).toBe('spiffe://mesh.test/cluster/east/gateway');
+  });
+});
