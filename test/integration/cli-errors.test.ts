@@ -45,6 +45,11 @@ describe('bad input gets a clear error, a non-zero exit, and nothing half-writte
     }
   });
 
+  test('unexport --help says that callers in the service\'s own cluster still reach it', async () => {
+    const result = await isthmus(['unexport', '--help']);
+    expect(result.stdout).toMatch(/callers in its own cluster still reach it locally/);
+  });
+
   test('a usage error exits 2 and says what is missing', async () => {
     const result = await isthmus(['join', 'x']);
     expect(result.code).toBe(2);
