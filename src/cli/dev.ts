@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { fstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
@@ -36,10 +36,13 @@ export function registerDev(program: Command): void {
       const stateDir = keep ? ensureDirectory(opts.stateDir!, '--state-dir') : mkdtempSync(join(tmpdir(), 'isthmus-dev-'));
       const clusters = opts.clusters.split(',').map((s) => s.trim()).filter(Boolean);
       const json = opts.output === 'json';
-      const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+      const say = sayer(json);
+      // Listening from the start: a stop asked for during start-up is carried out once it ends.
+      const asked = stopRequests();
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
       const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
         .catch((err: unknown) => {
+          asked.dispose();
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
           const inUse = /EADDRINUSE: address already in use ([0-9A-Fa-f.:[\]]+)/.exec((err as Error).message);
           if (inUse) {
@@ -62,18 +65,18 @@ export function registerDev(program: Command): void {
           'Press Ctrl-C to stop everything.',
         ].join('\n'));
       }
-      await new Promise<void>((resolveStop) => {
-        const shutdown = (signal: string) => {
-          say(`\n${signal}: stopping the mesh...`);
-          void mesh.stop().then(() => {
-            if (!keep) rmSync(stateDir, { recursive: true, force: true });
-            say('stopped.');
-            resolveStop();
-          });
-        };
-        process.once('SIGINT', () => shutdown('SIGINT'));
-        process.once('SIGTERM', () => shutdown('SIGTERM'));
-      });
+      const reason = await asked.reason;
+      say(`\n${reason}: stopping the mesh...`);
+      try {
+        await mesh.stop();
+      } catch (err) {
+        say(`error while stopping the mesh: ${(err as Error).message}`);
+        process.exitCode = 1;
+      } finally {
+        if (!keep) rmSync(stateDir, { recursive: true, force: true });
+        asked.dispose();
+      }
+      say('stopped.');
     }));
 }
 
@@ -120,4 +123,62 @@ export function tryLines(file: MeshFile, clusters: string[], stateDir: string, s
       `  isthmus policy delete httproute demo/${canaryRouteName}          # back to plain hello`,
     ] : []),
   ];
+}
+
+/**
+ * Lines for people, on stdout (stderr with --output json). A closed pipe (`npm run dev | tee log`
+ * ended by the same Ctrl-C) makes a write fail with EPIPE; that must not stop the clean-up, so
+ * the line goes to stderr instead, and is dropped when both are closed.
+ */
+function sayer(json: boolean): (line: string) => void {
+  const open = new Set<NodeJS.WriteStream>([process.stdout, process.stderr]);
+  for (const stream of open) stream.on('error', () => open.delete(stream));
+  return (line) => {
+    for (const stream of json ? [process.stderr] : [process.stdout, process.stderr]) {
+      if (!open.has(stream) || stream.destroyed || !stream.writable) continue;
+      try {
+        stream.write(`${line}\n`);
+        return;
+      } catch {
+        open.delete(stream);
+      }
+    }
+  };
+}
+
+/**
+ * Every way a user asks `dev up` to stop: Ctrl-C (SIGINT), SIGTERM, SIGHUP (the terminal
+ * closed), and the end of standard input when that is a pipe or socket (the process that
+ * started it went away). `reason` names the first; later ones are ignored rather than killing
+ * the process half-way through its clean-up. A terminal or /dev/null on stdin is not watched:
+ * `isthmus dev up &` reads an immediate end of /dev/null.
+ */
+function stopRequests(): { reason: Promise<string>; dispose(): void } {
+  let stop!: (why: string) => void;
+  const reason = new Promise<string>((resolve) => { stop = resolve; });
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const handlers = signals.map((signal) => [signal, () => stop(signal)] as const);
+  for (const [signal, handler] of handlers) process.on(signal, handler);
+  let stdinWatched = false;
+  try {
+    const stdin = fstatSync(0);
+    stdinWatched = stdin.isFIFO() || stdin.isSocket();
+  } catch {
+    // no standard input at all
+  }
+  const onEnd = () => stop('end of standard input');
+  if (stdinWatched) {
+    process.stdin.on('end', onEnd).on('error', onEnd).on('close', onEnd);
+    process.stdin.resume();
+  }
+  return {
+    reason,
+    dispose() {
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+      if (stdinWatched) {
+        process.stdin.off('end', onEnd).off('error', onEnd).off('close', onEnd);
+        process.stdin.destroy();
+      }
+    },
+  };
 }
