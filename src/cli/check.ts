@@ -6,7 +6,7 @@ import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
 import type { FederationStore } from '../federation/store.js';
 import type { Catalog } from '../model/catalog.js';
-import { isRecord, SloPolicySchema } from '../model/records.js';
+import { isRecord, ProbeRecordSchema, SloPolicySchema } from '../model/records.js';
 import { validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { readClusterCa } from '../trust/ca-files.js';
 import { certificateInfo, isSignedBy } from '../trust/verify.js';
@@ -167,6 +167,38 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
         if (problems.length > 0) return { status: 'warn', detail: `${problems.join('; ')}${skipped}`, hint: 'see that federation\'s log for "could not listen" (federation.dashboardPort), or whether this shell can reach its address' };
         if (alive.length === 0) return { status: 'warn', detail: `no cluster is alive to serve one${skipped}`, hint: 'start a federation service: isthmus federation --config <cluster-dir>/cluster.yaml' };
         return { status: 'ok', detail: `${alive.length} dashboard(s) answer${skipped}` };
+      },
+    },
+    {
+      // The same facts as the dashboard's latency matrix: a cluster with no gateway is "no gateway"
+      // there and a warning here; a pair whose probes fail is red there and a warning here.
+      name: 'east-west gateways',
+      needs: ['etcd reachable and writable'],
+      async run() {
+        const catalog = await catalogOf(ctx);
+        const alive = catalog.clusters.filter((c) => c.alive);
+        if (alive.length < 2) return { status: 'ok', detail: 'fewer than two clusters alive: nothing crosses clusters' };
+        const gatewayless = alive.filter((c) => c.gateways.length === 0).map((c) => c.name);
+        const { records } = await ctx.store!.list(keys.probes);
+        const failing = records
+          .flatMap((r) => (isRecord(ProbeRecordSchema, r.value) ? [r.value] : []))
+          .filter((p) => alive.some((c) => c.name === p.from) && alive.some((c) => c.name === p.to && c.gateways.length > 0))
+          .filter((p) => p.p50Ms === null && p.failures > 0)
+          .map((p) => `${p.from} → ${p.to}${p.lastError ? ` (${p.lastError})` : ''}`);
+        const problems = [
+          ...(gatewayless.length > 0 ? [`no gateway: ${gatewayless.join(', ')} (other clusters cannot reach their services)`] : []),
+          ...(failing.length > 0 ? [`probes failing: ${failing.join(', ')}`] : []),
+        ];
+        if (problems.length > 0) {
+          return {
+            status: 'warn', detail: problems.join('; '),
+            hint: gatewayless.length > 0
+              ? 'give each cluster a gateway: isthmus join <cluster> ... --gateway <host:port> --force, then isthmus gateway --config <cluster-dir>/cluster.yaml (docs/gateway.md)'
+              : 'is that cluster\'s gateway running, and can this cluster reach its address? the dashboard\'s matrix shows the same pairs',
+          };
+        }
+        const gateways = alive.reduce((n, c) => n + c.gateways.length, 0);
+        return { status: 'ok', detail: `${gateways} gateway(s) in ${alive.length} alive cluster(s); every probed pair answers` };
       },
     },
     {
