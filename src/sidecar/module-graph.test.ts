@@ -6,7 +6,7 @@ import { loadedModules } from '../bench/loaded-modules.js';
 // exporters (loaded only once an OTLP endpoint is set). Runs the built dist/ (npm test builds it).
 const notForProxies = [
   'etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs', 'fastify', 'pino-pretty', 'ws',
-  '@opentelemetry/api', '@opentelemetry/sdk-trace-base', '@opentelemetry/resources',
+  '@opentelemetry/api', '@opentelemetry/sdk-node', '@opentelemetry/sdk-trace-base', '@opentelemetry/resources',
   '@opentelemetry/exporter-trace-otlp-proto', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/otlp-transformer',
 ];
 
