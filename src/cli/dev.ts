@@ -39,6 +39,8 @@ export function registerDev(program: Command): void {
       const say = sayer(json);
       // Listening from the start: a stop asked for during start-up is carried out once it ends.
       const asked = stopRequests();
+      let started = false;
+      void asked.reason.then((reason) => { if (!started) say(`${reason}: the mesh stops as soon as it has finished starting...`); });
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
       const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
         .catch((err: unknown) => {
@@ -50,6 +52,7 @@ export function registerDev(program: Command): void {
           }
           throw err;
         });
+      started = true;
       const canary = opts.versions ? writeCanaryFiles(stateDir) : undefined;
       const slo = writeSloFile(stateDir);
       if (json) {

@@ -39,3 +39,24 @@ test.each(cases)('`isthmus dev up` stopped by $name removes its temporary state 
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 }, 150_000);
+
+test('`isthmus dev up` asked to stop (SIGHUP) while it is still starting stops once started, and removes its state directory', async () => {
+  const child = spawn(process.execPath, [isthmusBin, 'dev', 'up', '--host-base', '248', '--traffic', '0', '--no-versions'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => { output += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { output += c.toString(); });
+  try {
+    await waitFor(async () => /✓ etcd: /.test(output), 60_000, `dev up to start etcd; output so far:\n${output}`);
+    const stateDir = /^Starting a .* in (\S+)$/m.exec(output)?.[1] ?? '';
+    const etcdPort = Number(/✓ etcd: http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    child.kill('SIGHUP');
+    expect(await exited, output).toBe(0);
+    expect(output).toContain('SIGHUP: the mesh stops as soon as it has finished starting');
+    expect(output).toContain('stopped.');
+    expect(existsSync(stateDir), `${stateDir} left behind`).toBe(false);
+    expect(await isPortListening('127.0.0.1', etcdPort)).toBe(false);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}, 150_000);
