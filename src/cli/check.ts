@@ -6,11 +6,12 @@ import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
 import type { FederationStore } from '../federation/store.js';
 import type { Catalog } from '../model/catalog.js';
+import { isRecord, ProbeRecordSchema, SloPolicySchema } from '../model/records.js';
 import { validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { readClusterCa } from '../trust/ca-files.js';
 import { certificateInfo, isSignedBy } from '../trust/verify.js';
-import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
-import { readMeshCatalog } from './list.js';
+import { action, connectStore, etcdEndpoints, etcdOption, exitFailure, outputOption } from './common.js';
+import { inMesh, readMeshCatalog } from './list.js';
 import { dashboardOf, liveOverview } from './dashboard-client.js';
 import { failedChecks, printChecks, runChecks, type Check } from './preflight.js';
 
@@ -19,6 +20,7 @@ interface CheckContext {
   configPath?: string;
   loaded?: LoadedClusterConfig;
   store?: FederationStore;
+  /** Read once by the first check that needs it; every later one sees the same mesh. */
   catalog?: Catalog;
   bundles: TrustBundle[];
 }
@@ -39,7 +41,11 @@ export function registerCheck(program: Command): void {
         const results = await runChecks(checks(context), context);
         printChecks(results, opts.output);
         const failed = failedChecks(results);
-        if (failed.length > 0) {
+        if (failed.length > 0 && opts.output === 'json') {
+          // The JSON above already names each failed check: one document on stdout, the reason on stderr.
+          process.stderr.write(`isthmus check: ${failed.length} check(s) failed: ${failed.map((f) => f.name).join(', ')}\n`);
+          process.exitCode = exitFailure;
+        } else if (failed.length > 0) {
           throw new IsthmusError('ISTHMUS_ERR_PREFLIGHT_FAILED', `${failed.length} check(s) failed: ${failed.map((f) => f.name).join(', ')}`);
         }
       } finally {
@@ -128,7 +134,7 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
       name: 'cluster liveness',
       needs: ['etcd reachable and writable'],
       async run() {
-        ctx.catalog = (await readMeshCatalog(ctx.store!)).catalog;
+        ctx.catalog = await catalogOf(ctx);
         const down = ctx.catalog.clusters.filter((c) => !c.alive);
         if (ctx.catalog.clusters.length === 0) return { status: 'warn', detail: 'no clusters have joined', hint: 'isthmus join <cluster> ...' };
         if (down.length > 0) {
@@ -137,13 +143,18 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
         return { status: 'ok', detail: `all ${ctx.catalog.clusters.length} cluster(s) alive: ${ctx.catalog.clusters.map((c) => c.name).join(', ')}` };
       },
     },
+    // The checks below look at the clusters that are alive even when another one is down: one
+    // cluster down must not hide what is wrong (or right) with the rest.
     {
       name: 'dashboards',
-      needs: ['cluster liveness'],
+      needs: ['etcd reachable and writable'],
       async run() {
         // Each alive federation names its plain-HTTP port (dashboard, /metrics) in its heartbeat.
         const problems: string[] = [];
-        const alive = ctx.catalog!.clusters.filter((c) => c.alive);
+        const catalog = await catalogOf(ctx);
+        const alive = catalog.clusters.filter((c) => c.alive);
+        const down = catalog.clusters.filter((c) => !c.alive).map((c) => c.name);
+        const skipped = down.length > 0 ? ` (not asked: ${down.join(', ')}, not alive)` : '';
         for (const c of alive) {
           const address = await dashboardOf(ctx.store!, c.name);
           if (!address) {
@@ -153,35 +164,73 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
           const answered = await fetch(`http://${address}/healthz`, { signal: AbortSignal.timeout(3000) }).then((r) => r.ok, () => false);
           if (!answered) problems.push(`${c.name}: http://${address}/ does not answer from here`);
         }
-        if (problems.length > 0) return { status: 'warn', detail: problems.join('; '), hint: 'see that federation\'s log for "could not listen" (federation.dashboardPort), or whether this shell can reach its address' };
-        return { status: 'ok', detail: `${alive.length} dashboard(s) answer` };
+        if (problems.length > 0) return { status: 'warn', detail: `${problems.join('; ')}${skipped}`, hint: 'see that federation\'s log for "could not listen" (federation.dashboardPort), or whether this shell can reach its address' };
+        if (alive.length === 0) return { status: 'warn', detail: `no cluster is alive to serve one${skipped}`, hint: 'start a federation service: isthmus federation --config <cluster-dir>/cluster.yaml' };
+        return { status: 'ok', detail: `${alive.length} dashboard(s) answer${skipped}` };
+      },
+    },
+    {
+      // The same facts as the dashboard's latency matrix: a cluster with no gateway is "no gateway"
+      // there and a warning here; a pair whose probes fail is red there and a warning here.
+      name: 'east-west gateways',
+      needs: ['etcd reachable and writable'],
+      async run() {
+        const catalog = await catalogOf(ctx);
+        const alive = catalog.clusters.filter((c) => c.alive);
+        if (alive.length < 2) return { status: 'ok', detail: 'fewer than two clusters alive: nothing crosses clusters' };
+        const gatewayless = alive.filter((c) => c.gateways.length === 0).map((c) => c.name);
+        const { records } = await ctx.store!.list(keys.probes);
+        const failing = records
+          .flatMap((r) => (isRecord(ProbeRecordSchema, r.value) ? [r.value] : []))
+          .filter((p) => alive.some((c) => c.name === p.from) && alive.some((c) => c.name === p.to && c.gateways.length > 0))
+          .filter((p) => p.p50Ms === null && p.failures > 0)
+          .map((p) => `${p.from} → ${p.to}${p.lastError ? ` (${p.lastError})` : ''}`);
+        const problems = [
+          ...(gatewayless.length > 0 ? [`no gateway: ${gatewayless.join(', ')} (other clusters cannot reach their services)`] : []),
+          ...(failing.length > 0 ? [`probes failing: ${failing.join(', ')}`] : []),
+        ];
+        if (problems.length > 0) {
+          return {
+            status: 'warn', detail: problems.join('; '),
+            hint: gatewayless.length > 0
+              ? 'give each cluster a gateway: isthmus join <cluster> ... --gateway <host:port> --force, then isthmus gateway --config <cluster-dir>/cluster.yaml (docs/gateway.md)'
+              : 'is that cluster\'s gateway running, and can this cluster reach its address? the dashboard\'s matrix shows the same pairs',
+          };
+        }
+        const gateways = alive.reduce((n, c) => n + c.gateways.length, 0);
+        return { status: 'ok', detail: `${gateways} gateway(s) in ${alive.length} alive cluster(s); every probed pair answers` };
       },
     },
     {
       name: 'service level objectives',
-      needs: ['cluster liveness'],
+      needs: ['etcd reachable and writable'],
       async run() {
         const { records } = await ctx.store!.list(keys.sloPolicies);
         if (records.length === 0) return { status: 'ok', detail: 'none defined (isthmus policy apply)' };
+        const catalog = await catalogOf(ctx);
+        const orphans = records.flatMap((r) => (isRecord(SloPolicySchema, r.value) && !inMesh(catalog, r.value.namespace, r.value.service) ? [r.value] : []));
+        const orphaned = orphans.length > 0 ? `; service gone from the mesh: ${orphans.map((p) => `${p.namespace}/${p.name} (service ${p.namespace}/${p.service} is published by no alive cluster)`).join(', ')}` : '';
+        const orphanHint = 'export the service again (isthmus export) or start its cluster\'s federation; or delete the objective: isthmus policy delete slo <namespace>/<name>';
         const live = await liveOverview(ctx.store!);
-        if (!live) return { status: 'warn', detail: `${records.length} objective(s), but no federation dashboard answered to evaluate them`, hint: 'start a federation service, or check the dashboards above' };
+        if (!live) return { status: 'warn', detail: `${records.length} objective(s), but no federation dashboard answered to evaluate them${orphaned}`, hint: orphans.length > 0 ? orphanHint : 'start a federation service, or check the dashboards above' };
         const missed = live.overview.slos.filter((s) => s.state === 'violated');
         if (missed.length > 0) {
           return {
             status: 'warn',
-            detail: `missed: ${missed.map((s) => `${s.namespace}/${s.name} (burn ${s.burnRate.window ?? '?'} over ${Math.round(s.objective.windowSeconds / 60)}m)`).join(', ')}`,
+            detail: `missed: ${missed.map((s) => `${s.namespace}/${s.name} (burn ${s.burnRate.window ?? '?'} over ${Math.round(s.objective.windowSeconds / 60)}m)`).join(', ')}${orphaned}`,
             hint: 'isthmus stat and the dashboard show the service\'s latency and errors; isthmus trace <service> --from <cluster> shows one request hop by hop',
           };
         }
+        if (orphans.length > 0) return { status: 'warn', detail: `${live.overview.slos.length - orphans.length} of ${live.overview.slos.length} objective(s) can be judged${orphaned}`, hint: orphanHint };
         const noData = live.overview.slos.filter((s) => s.state === 'no-data').length;
         return { status: 'ok', detail: `${live.overview.slos.length} objective(s) held${noData > 0 ? ` (${noData} with too few requests to judge)` : ''}, as ${live.from} reads them` };
       },
     },
     {
       name: 'records readable',
-      needs: ['cluster liveness'],
+      needs: ['etcd reachable and writable'],
       async run() {
-        const invalid = ctx.catalog!.invalidKeys;
+        const invalid = (await catalogOf(ctx)).invalidKeys;
         if (invalid.length > 0) return { status: 'failed', detail: `malformed: ${invalid.join(', ')}`, hint: 'delete them with etcdctl; their owners rewrite them' };
         return { status: 'ok', detail: 'every catalog record matches its schema' };
       },
@@ -216,6 +265,10 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
     });
   }
   return list;
+}
+
+async function catalogOf(ctx: CheckContext): Promise<Catalog> {
+  return (ctx.catalog ??= (await readMeshCatalog(ctx.store!)).catalog);
 }
 
 function daysLeft(pem: string): number {

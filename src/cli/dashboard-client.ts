@@ -1,3 +1,4 @@
+import { IsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import type { Overview } from '../dashboard/overview.js';
 import type { FederationStore } from '../federation/store.js';
@@ -33,4 +34,25 @@ export async function liveOverview(store: FederationStore, prefer?: string, time
     }
   }
   return undefined;
+}
+
+/**
+ * The sidecars of a cluster, from its federation's dashboard: the alive record names the
+ * dashboard's address, and its /api/sidecars lists the sidecars that report to it.
+ */
+export async function sidecarsOf(store: FederationStore, cluster: string, timeoutMs = 3000): Promise<string[]> {
+  const dashboard = await dashboardOf(store, cluster);
+  if (dashboard === undefined) throw new IsthmusError('ISTHMUS_ERR_CLUSTER_UNKNOWN', `cluster ${cluster} is not alive in the mesh (isthmus clusters lists them); or pass --sidecar <admin host:port>`);
+  if (dashboard === null) throw new IsthmusError('ISTHMUS_ERR_TRACE_NO_SIDECAR', `cluster ${cluster}'s federation publishes no dashboard address, so its sidecars cannot be listed; pass --sidecar <admin host:port>`);
+  let listed: { sidecars?: { admin?: string }[] };
+  try {
+    const res = await fetch(`http://${dashboard}/api/sidecars`, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!res.ok) throw new Error(`it answered ${res.status}`);
+    listed = (await res.json()) as typeof listed;
+  } catch (err) {
+    throw new IsthmusError('ISTHMUS_ERR_TRACE_NO_SIDECAR', `could not list ${cluster}'s sidecars at http://${dashboard}/api/sidecars (${(err as Error).message}); pass --sidecar <admin host:port>`, { cause: err });
+  }
+  const admins = (listed.sidecars ?? []).flatMap((s) => (typeof s.admin === 'string' ? [s.admin] : []));
+  if (admins.length === 0) throw new IsthmusError('ISTHMUS_ERR_TRACE_NO_SIDECAR', `cluster ${cluster} has no sidecar reporting to its federation; pass --sidecar <admin host:port>`);
+  return admins;
 }

@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { fstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { ensureDirectory } from '../core/user-paths.js';
-import { canaryRouteName, writeCanaryFiles } from '../dev/canary-files.js';
+import { canaryRouteName, writeCanaryFiles, writeSloFile } from '../dev/canary-files.js';
+import type { MeshFile } from '../dev/dev-mesh.js';
 import { action, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
 
@@ -35,10 +36,15 @@ export function registerDev(program: Command): void {
       const stateDir = keep ? ensureDirectory(opts.stateDir!, '--state-dir') : mkdtempSync(join(tmpdir(), 'isthmus-dev-'));
       const clusters = opts.clusters.split(',').map((s) => s.trim()).filter(Boolean);
       const json = opts.output === 'json';
-      const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+      const say = sayer(json);
+      // Listening from the start: a stop asked for during start-up is carried out once it ends.
+      const asked = stopRequests();
+      let started = false;
+      void asked.reason.then((reason) => { if (!started) say(`${reason}: the mesh stops as soon as it has finished starting...`); });
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
       const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
         .catch((err: unknown) => {
+          asked.dispose();
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
           const inUse = /EADDRINUSE: address already in use ([0-9A-Fa-f.:[\]]+)/.exec((err as Error).message);
           if (inUse) {
@@ -46,61 +52,136 @@ export function registerDev(program: Command): void {
           }
           throw err;
         });
+      started = true;
       const canary = opts.versions ? writeCanaryFiles(stateDir) : undefined;
+      const slo = writeSloFile(stateDir);
       if (json) {
         printJson({ stateDir, meshFile: join(stateDir, 'mesh.json'), ...mesh.file });
       } else {
-        const first = clusters[0] ?? 'east';
-        const proxy = mesh.file.clusters[first]?.client.proxy;
         say([
           '',
           `Mesh is up. Addresses: ${join(stateDir, 'mesh.json')}; logs: ${join(stateDir, 'logs')}/`,
           ...(mesh.file.dashboard ? [`Dashboard: ${mesh.file.dashboard}`] : []),
           '',
-          'Try:',
-          ...clusters.slice(0, 1).flatMap((c) => [
-            `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://hello.demo.mesh/     # answered in ${c}`,
-            `  curl -x http://${mesh.file.clusters[c]?.client.proxy} http://ledger.demo.mesh/    # answered by west, through its gateway`,
-            ...(mesh.file.clusters[c]?.client.listeners['demo/grpc-echo'] ? [`  curl --http2-prior-knowledge http://${mesh.file.clusters[c]?.client.listeners['demo/ledger']}/   # HTTP/2 (h2c); gRPC clients: ${mesh.file.clusters[c]?.client.listeners['demo/grpc-echo']} reaches grpc-echo (docs/dev-mesh.md)`] : []),
-            `  npx isthmus explain ledger -n demo --from ${c} --state-dir ${stateDir}`,
-          ]),
-          // The TCP sample: redis-cli in a cluster without redis reaches west's through a fixed TCP listener.
-          ...clusters.filter((c) => mesh.file.clusters[c]?.client.listeners['demo/redis']).slice(0, 1).map((c) => {
-            const [host, port] = (mesh.file.clusters[c]?.client.listeners['demo/redis'] ?? '').split(':');
-            return `  redis-cli -h ${host} -p ${port} ping             # plain TCP: redis in west, through its gateway`;
-          }),
-          `  export ISTHMUS_ETCD=${mesh.file.etcd}`,
-          ...clusters.slice(0, 1).map((c) => `  npx isthmus trace ledger --from ${c}          # one real request, hop by hop`),
-          '  npx isthmus policy apply -f slo.yaml         # a service level objective (see `isthmus policy apply --help`)',
-          '  npx isthmus clusters',
-          '  npx isthmus services',
-          '  npx isthmus check',
-          `  npx isthmus unexport hello -n demo --cluster ${first}   # watch it leave \`isthmus services\``,
-          ...(canary ? [
-            '',
-            'Try a canary: hello runs v1 and v2 in every cluster (also as hello-v1 and hello-v2), and every answer names its "version":',
-            `  npx isthmus policy apply -f ${canary.canary}        # 90% to v1, 10% to v2; x-user-group: beta always v2`,
-            `  for i in $(seq 50); do curl -s -x http://${proxy} http://hello.demo.mesh/ | grep -o '"version":"v[12]"'; done | sort | uniq -c`,
-            '  npx isthmus stat                             # hello-v1 and hello-v2 take the split',
-            `  npx isthmus explain hello -n demo --from ${first} --state-dir ${stateDir}   # the rules in force and the live split`,
-            `  npx isthmus policy apply -f ${canary.blueGreen}   # blue-green: flip everything to v2`,
-            `  npx isthmus policy delete httproute demo/${canaryRouteName}    # back to plain hello`,
-          ] : []),
+          ...tryLines(mesh.file, clusters, stateDir, slo, canary),
           '',
           'Press Ctrl-C to stop everything.',
         ].join('\n'));
       }
-      await new Promise<void>((resolveStop) => {
-        const shutdown = (signal: string) => {
-          say(`\n${signal}: stopping the mesh...`);
-          void mesh.stop().then(() => {
-            if (!keep) rmSync(stateDir, { recursive: true, force: true });
-            say('stopped.');
-            resolveStop();
-          });
-        };
-        process.once('SIGINT', () => shutdown('SIGINT'));
-        process.once('SIGTERM', () => shutdown('SIGTERM'));
-      });
+      const reason = await asked.reason;
+      say(`\n${reason}: stopping the mesh...`);
+      try {
+        await mesh.stop();
+      } catch (err) {
+        say(`error while stopping the mesh: ${(err as Error).message}`);
+        process.exitCode = 1;
+      } finally {
+        if (!keep) rmSync(stateDir, { recursive: true, force: true });
+        asked.dispose();
+      }
+      say('stopped.');
     }));
+}
+
+/**
+ * The "Try:" list `dev up` prints: the same commands as README.md's "Set-up" and canary blocks,
+ * with this mesh's addresses and paths (test/integration/dev-up.test.ts holds the two together).
+ */
+export function tryLines(file: MeshFile, clusters: string[], stateDir: string, slo: string, canary: { canary: string; blueGreen: string } | undefined): string[] {
+  const first = clusters[0] ?? 'east';
+  const client = file.clusters[first]?.client;
+  const proxy = client?.proxy;
+  const hasWest = clusters.includes('west');
+  const redis = clusters.map((c) => file.clusters[c]?.client.listeners['demo/redis']).find((l) => l !== undefined);
+  return [
+    'Try (`isthmus` is on your PATH after `npm link` once in the checkout):',
+    `  curl -x http://${proxy} http://hello.demo.mesh/    # answered by hello in ${first}, the caller's cluster`,
+    ...(hasWest && client ? [
+      `  curl -x http://${proxy} http://ledger.demo.mesh/   # only west runs ledger: through west's gateway, mTLS end to end`,
+      ...(client.listeners['demo/ledger'] ? [`  curl http://${client.listeners['demo/ledger']}/                              # the same, for apps that cannot use a proxy`] : []),
+      ...(client.listeners['demo/ledger'] && client.listeners['demo/grpc-echo'] ? [`  curl --http2-prior-knowledge http://${client.listeners['demo/ledger']}/       # HTTP/2 (h2c); gRPC clients: ${client.listeners['demo/grpc-echo']} reaches grpc-echo`] : []),
+      `  head -c 100000000 /dev/zero | curl -sS -x http://${proxy} -T - -X POST http://ledger.demo.mesh/echo | wc -c   # 100 MB, streamed both ways`,
+      `  curl -p -x http://${proxy} http://ledger.demo.mesh/                # through a CONNECT tunnel`,
+    ] : []),
+    ...(redis ? [`  redis-cli -h ${redis.split(':')[0]} -p ${redis.split(':')[1]} ping                                       # a plain TCP service in west, through its gateway`] : []),
+    `  export ISTHMUS_ETCD=${file.etcd}`,
+    ...(hasWest ? [
+      `  isthmus explain ledger -n demo --from ${first}     # where ledger's traffic goes from ${first}, and why`,
+      `  isthmus trace ledger --from ${first}               # one request, hop by hop`,
+    ] : []),
+    '  isthmus stat                                  # rate, success, p50/p99 per service',
+    '  isthmus clusters',
+    '  isthmus services',
+    '  isthmus check',
+    `  isthmus policy apply -f ${slo} && isthmus policy list   # a service level objective on ledger`,
+    `  isthmus unexport hello -n demo --cluster ${first}   # other clusters stop routing to ${first}'s hello; ${first}'s own callers still reach it`,
+    ...(canary ? [
+      '',
+      'Try a canary: hello runs v1 and v2 in every cluster (also as hello-v1 and hello-v2), and every answer names its "version":',
+      `  isthmus policy apply -f ${canary.canary}       # 90% to v1, 10% to v2 (x-user-group: beta: always v2)`,
+      `  for i in $(seq 50); do curl -s -x http://${proxy} http://hello.demo.mesh/ | grep -o '"version":"v[12]"'; done | sort | uniq -c`,
+      '  isthmus stat                                                # watch hello-v1 and hello-v2 share the traffic',
+      `  isthmus explain hello -n demo --from ${first}              # the rules in force and the live split`,
+      `  isthmus policy apply -f ${canary.blueGreen}   # blue-green: flip everything to v2`,
+      `  isthmus policy delete httproute demo/${canaryRouteName}          # back to plain hello`,
+    ] : []),
+  ];
+}
+
+/**
+ * Lines for people, on stdout (stderr with --output json). A closed pipe (`npm run dev | tee log`
+ * ended by the same Ctrl-C) makes a write fail with EPIPE; that must not stop the clean-up, so
+ * the line goes to stderr instead, and is dropped when both are closed.
+ */
+function sayer(json: boolean): (line: string) => void {
+  const open = new Set<NodeJS.WriteStream>([process.stdout, process.stderr]);
+  for (const stream of open) stream.on('error', () => open.delete(stream));
+  return (line) => {
+    for (const stream of json ? [process.stderr] : [process.stdout, process.stderr]) {
+      if (!open.has(stream) || stream.destroyed || !stream.writable) continue;
+      try {
+        stream.write(`${line}\n`);
+        return;
+      } catch {
+        open.delete(stream);
+      }
+    }
+  };
+}
+
+/**
+ * Every way a user asks `dev up` to stop: Ctrl-C (SIGINT), SIGTERM, SIGHUP (the terminal
+ * closed), and the end of standard input when that is a pipe or socket (the process that
+ * started it went away). `reason` names the first; later ones are ignored rather than killing
+ * the process half-way through its clean-up. A terminal or /dev/null on stdin is not watched:
+ * `isthmus dev up &` reads an immediate end of /dev/null.
+ */
+function stopRequests(): { reason: Promise<string>; dispose(): void } {
+  let stop!: (why: string) => void;
+  const reason = new Promise<string>((resolve) => { stop = resolve; });
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const handlers = signals.map((signal) => [signal, () => stop(signal)] as const);
+  for (const [signal, handler] of handlers) process.on(signal, handler);
+  let stdinWatched = false;
+  try {
+    const stdin = fstatSync(0);
+    stdinWatched = stdin.isFIFO() || stdin.isSocket();
+  } catch {
+    // no standard input at all
+  }
+  const onEnd = () => stop('end of standard input');
+  if (stdinWatched) {
+    process.stdin.on('end', onEnd).on('error', onEnd).on('close', onEnd);
+    process.stdin.resume();
+  }
+  return {
+    reason,
+    dispose() {
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+      if (stdinWatched) {
+        process.stdin.off('end', onEnd).off('error', onEnd).off('close', onEnd);
+        process.stdin.destroy();
+      }
+    },
+  };
 }

@@ -32,12 +32,20 @@ export function registerExport(program: Command): void {
     }));
 
   program.command('unexport')
-    .description('stop offering a service to the other clusters')
+    .description('stop offering a service to the other clusters; callers in its own cluster still reach it locally')
     .argument('<service>', 'service name')
     .option('-n, --namespace <ns>', 'namespace of the service', 'default')
     .requiredOption('--cluster <cluster>', 'the cluster that serves it')
     .addOption(etcdOption())
     .addOption(outputOption())
+    .addHelpText('after', `
+Other clusters stop routing to the service at once, and its row leaves \`isthmus services\`.
+Sidecars in its own cluster still send their callers to its local instances: an export decides
+who else may reach a service, not whether it runs. To take it out of its own cluster too,
+deregister its instances (\`isthmus deregister\`) or stop it.
+
+Example:
+  isthmus unexport ledger -n shop --cluster west`)
     .action(action(async (service: string, opts: ExportOptions) => {
       validateNames(service, opts);
       await withStore(opts.etcd, async (store) => {
@@ -50,7 +58,7 @@ export function registerExport(program: Command): void {
         await store.transact({ deletes: [key, keys.export(opts.cluster, opts.namespace, service)] });
       });
       if (opts.output === 'json') return printJson({ service, namespace: opts.namespace, cluster: opts.cluster, exported: false });
-      process.stdout.write(`${opts.namespace}/${service} is no longer exported from ${opts.cluster}.\n`);
+      process.stdout.write(`${opts.namespace}/${service} is no longer exported from ${opts.cluster}: other clusters stop routing to it; callers in ${opts.cluster} still reach it locally.\n`);
     }));
 }
 

@@ -1,4 +1,5 @@
 import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
@@ -23,7 +24,8 @@ export interface JoinOptions {
   etcd?: string;
   ca: string;
   out: string;
-  federationHost: string;
+  /** Unset in local mode: join picks the first loopback 127.0.N.1 that no cluster uses and nothing here listens on. */
+  federationHost?: string;
   /** host:port other clusters and workloads use to reach the federation API, when not the listen address (NAT, Kubernetes Service). */
   advertise?: string | undefined;
   apiPort: number;
@@ -60,7 +62,7 @@ export function registerJoin(program: Command): void {
     .addOption(etcdOption())
     .requiredOption('--ca <dir>', 'root CA directory from `isthmus ca init` (root-cert.pem, root-key.pem)')
     .requiredOption('--out <dir>', 'directory for the cluster\'s CA files and cluster.yaml (new or empty)')
-    .option('--federation-host <host>', 'address the federation service listens on and advertises', '127.0.0.1')
+    .option('--federation-host <host>', 'address the federation service listens on and advertises (default: the first loopback address 127.0.N.1 no other cluster uses, so clusters on one machine do not clash)')
     .option('--advertise <host:port>', 'address others reach the federation API at, when it differs from --federation-host:--api-port (e.g. listening on 0.0.0.0 behind a Service)')
     .option('--api-port <port>', 'federation API port', port, 15010)
     .option('--dashboard-port <port>', 'dashboard port', port, 15014)
@@ -184,9 +186,15 @@ const joinChecks: Check<JoinContext>[] = [
     name: 'addresses free',
     needs: ['etcd reachable and writable'],
     async run(ctx) {
+      const clusters = (await ctx.store!.list<ClusterRecord>(keys.clusters)).records;
+      let picked = '';
+      if (ctx.opts.federationHost === undefined && ctx.opts.advertise === undefined) {
+        ctx.opts.federationHost = await freeLoopbackHost(ctx.cluster, clusters, ctx.opts);
+        picked = ` (federation host picked: the first loopback address no other cluster uses; --federation-host chooses another)`;
+      }
       const mine = new Set([advertisedAddress(ctx.opts), ...ctx.opts.gateway]);
       const clashes: string[] = [];
-      for (const record of (await ctx.store!.list<ClusterRecord>(keys.clusters)).records) {
+      for (const record of clusters) {
         const owner = record.key.slice(keys.clusters.length);
         if (owner === ctx.cluster || owner.includes('/')) continue;
         if (mine.has(record.value.federation)) clashes.push(`${record.value.federation} (federation of ${owner})`);
@@ -197,7 +205,7 @@ const joinChecks: Check<JoinContext>[] = [
         if (owner !== ctx.cluster && mine.has(address)) clashes.push(`${address} (gateway of ${owner})`);
       }
       if (clashes.length > 0) return { status: 'failed', detail: `already used: ${clashes.join(', ')}`, hint: 'give this cluster its own --federation-host/--api-port or --gateway address' };
-      return { status: 'ok', detail: [...mine].join(', ') };
+      return { status: 'ok', detail: `${[...mine].join(', ')}${picked}` };
     },
   },
   {
@@ -281,7 +289,33 @@ function advertisedAddress(opts: JoinOptions): string {
   if (opts.advertise !== undefined && !/^[^:\s]+:[0-9]{1,5}$/.test(opts.advertise)) {
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--advertise "${opts.advertise}" is not host:port`);
   }
-  return opts.advertise ?? `${opts.federationHost}:${opts.apiPort}`;
+  return opts.advertise ?? `${opts.federationHost ?? '127.0.0.1'}:${opts.apiPort}`;
+}
+
+/**
+ * Local mode: the first 127.0.N.1 (N from 1) whose federation address no other cluster in etcd
+ * has and whose API and dashboard ports nothing on this machine listens on, so a second
+ * `isthmus join` on one machine does not fail the "addresses free" check.
+ */
+async function freeLoopbackHost(cluster: string, clusters: { key: string; value: ClusterRecord }[], opts: JoinOptions): Promise<string> {
+  const taken = new Set(clusters
+    .filter((r) => r.key.slice(keys.clusters.length) !== cluster && !r.key.slice(keys.clusters.length).includes('/'))
+    .map((r) => r.value.federation.slice(0, r.value.federation.lastIndexOf(':'))));
+  for (let n = 1; n < 255; n++) {
+    const host = `127.0.${n}.1`;
+    if (taken.has(host)) continue;
+    if (await canListen(host, opts.apiPort) && await canListen(host, opts.dashboardPort)) return host;
+  }
+  throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', 'every loopback address 127.0.1.1 … 127.0.254.1 is taken by a cluster or a listener; pass --federation-host');
+}
+
+async function canListen(host: string, port: number): Promise<boolean> {
+  if (port === 0) return true;
+  return await new Promise((resolveListen) => {
+    const server = createServer();
+    server.once('error', () => resolveListen(false));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolveListen(true)));
+  });
 }
 
 function clusterYaml(ctx: JoinContext): string {
@@ -293,7 +327,7 @@ function clusterYaml(ctx: JoinContext): string {
     trustDomain: ctx.root!.trustDomain,
     etcd: { endpoints: ctx.endpoints },
     federation: {
-      host: opts.federationHost,
+      host: opts.federationHost ?? '127.0.0.1',
       ...(opts.advertise ? { advertise: opts.advertise } : {}),
       apiPort: opts.apiPort, dashboardPort: opts.dashboardPort, leaseTtl: opts.leaseTtl,
     },

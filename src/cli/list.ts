@@ -28,6 +28,11 @@ export async function readMeshCatalog(store: FederationStore): Promise<{ catalog
   return { catalog, exportIntents };
 }
 
+/** Whether any alive cluster publishes namespace/name: an objective on a service that is in no cluster has nothing to judge. */
+export function inMesh(catalog: Catalog, namespace: string, name: string): boolean {
+  return catalog.services.some((s) => s.namespace === namespace && s.name === name && s.clusters.length > 0);
+}
+
 export function registerList(program: Command): void {
   program.command('services')
     .description('list the services exported in the mesh, per cluster, with healthy/total endpoints')

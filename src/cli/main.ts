@@ -61,6 +61,14 @@ The etcd address may also come from ISTHMUS_ETCD.`);
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // A reader that went away (`isthmus services | head`, a `| tee` ended by Ctrl-C) is not this
+  // command's failure: the write is dropped instead of crashing the process with EPIPE, and a
+  // long-running command carries on with its own shutdown.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
   const program = await buildProgram(commandWord(argv));
   try {
     await program.parseAsync(argv);

@@ -7,6 +7,7 @@ import { isRecord, SloPolicySchema, type SloPolicy } from '../model/records.js';
 import { kindByWord, policyKinds } from '../model/policy-kinds.js';
 import { policyDocument, PolicyRecordSchema, type PolicyRecord } from '../model/policy-records.js';
 import { liveOverview } from './dashboard-client.js';
+import { inMesh, readMeshCatalog } from './list.js';
 import { describeObjective } from '../model/slo-spec.js';
 import type { FederationStore } from '../federation/store.js';
 import { action, etcdOption, outputOption, withStore } from './common.js';
@@ -70,18 +71,21 @@ A service level objective (slo.yaml):
     .addOption(etcdOption())
     .addOption(outputOption())
     .action(action(async (opts: PolicyOptions) => {
-      const { slos, traffic, views, from } = await withStore(opts.etcd, async (store) => {
+      const { slos, traffic, catalog, views, from } = await withStore(opts.etcd, async (store) => {
         const { records } = await store.list(keys.policies);
         const slos = records.filter((r) => r.key.startsWith(keys.sloPolicies)).flatMap((r) => (isRecord(SloPolicySchema, r.value) ? [r.value] : []));
         const traffic = records.filter((r) => !r.key.startsWith(keys.sloPolicies)).flatMap((r) => (isRecord(PolicyRecordSchema, r.value) ? [r.value] : []));
-        return { slos, traffic, ...(slos.length > 0 ? await liveVerdicts(store) : { views: [] as SloView[], from: undefined }) };
+        const catalog = slos.length > 0 ? (await readMeshCatalog(store)).catalog : undefined;
+        return { slos, traffic, catalog, ...(slos.length > 0 ? await liveVerdicts(store) : { views: [] as SloView[], from: undefined }) };
       });
       const viewOf = (p: SloPolicy) => views.find((v) => v.namespace === p.namespace && v.name === p.name);
+      // An objective on a service no alive cluster publishes has nothing to judge: say so, not just "no-data".
+      const serviceGone = (p: SloPolicy) => catalog !== undefined && !inMesh(catalog, p.namespace, p.service);
       if (opts.output === 'json') {
         return printJson({
           verdictsFrom: from ?? null,
           policies: [
-            ...slos.map((p) => ({ kind: 'ServiceLevelObjective', ...p, verdict: viewOf(p) ?? null })),
+            ...slos.map((p) => ({ kind: 'ServiceLevelObjective', ...p, serviceInMesh: !serviceGone(p), verdict: viewOf(p) ?? null })),
             ...traffic.map((p) => ({ kind: p.kind, namespace: p.namespace, name: p.name, services: p.services, backends: p.backends, createdAt: p.createdAt })),
           ],
         });
@@ -90,10 +94,12 @@ A service level objective (slo.yaml):
         ...slos.map((p) => {
           const v = viewOf(p);
           const burn = v ? `burn ${v.burnRate.window ?? '–'} / ${v.burnRate.short ?? '–'}` : '';
-          return ['slo', `${p.namespace}/${p.name}`, p.service, `${describeObjective(p)}${p.webhook ? ', webhook' : ''}`, `${v?.state ?? 'unknown'} ${burn}`.trim()];
+          const gone = serviceGone(p) ? ` (service ${p.namespace}/${p.service} left the mesh)` : '';
+          return ['slo', `${p.namespace}/${p.name}`, p.service, `${describeObjective(p)}${p.webhook ? ', webhook' : ''}`, `${v?.state ?? 'unknown'} ${burn}${gone}`.trim()];
         }),
         ...traffic.map((p) => [kindByWord(p.kind)?.segment ?? p.kind, `${p.namespace}/${p.name}`, p.services.join(','), summary(p), 'stored']),
       ], '(no policies; see `isthmus policy apply --help`)');
+      if (slos.some(serviceGone)) process.stdout.write('\nAn objective whose service left the mesh has nothing to judge: export the service again, start its cluster\'s federation, or delete the objective (isthmus policy delete slo <namespace>/<name>).\n');
       if (slos.length > 0 && !from) process.stdout.write('\nNo federation dashboard answered, so no verdicts: the federations evaluate objectives (is one running?).\n');
     }));
 

@@ -5,7 +5,8 @@ import { IsthmusError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadSidecarConfig } from '../sidecar/config.js';
 import { formatExplanation, type RouteExplanation } from '../sidecar/explain.js';
-import { action, logOptions, outputOption, runUntilSignal } from './common.js';
+import { action, etcdOption, logOptions, outputOption, runUntilSignal, withStore } from './common.js';
+import { sidecarsOf } from './dashboard-client.js';
 import { printJson } from './output.js';
 
 export function registerSidecar(program: Command): void {
@@ -29,32 +30,50 @@ export function registerSidecar(program: Command): void {
     .description('where traffic for a service goes now from a cluster, and why (priorities, health, ejections)')
     .argument('<service>', 'service name')
     .option('-n, --namespace <ns>', 'namespace', 'default')
-    .option('--from <cluster>', 'ask the client sidecar of this cluster (from the dev mesh\'s mesh.json)')
-    .option('--state-dir <dir>', 'the `isthmus dev up --state-dir` directory holding mesh.json', '.isthmus')
+    .option('--from <cluster>', 'ask a sidecar of this cluster (found through its federation, from etcd)')
     .option('--sidecar <host:port>', 'ask this sidecar admin address instead')
+    .option('--state-dir <dir>', 'find --from\'s client sidecar in the mesh.json of this `isthmus dev up --state-dir` instead of etcd')
+    .addOption(etcdOption())
     .addOption(outputOption())
-    .action(action(async (service: string, opts: { namespace: string; from?: string; stateDir: string; sidecar?: string; output: string }) => {
-      const admin = opts.sidecar ?? adminFromMesh(opts.stateDir, opts.from);
-      let res: Response;
-      try {
-        res = await fetch(`http://${admin}/routes/${opts.namespace}/${service}`, { signal: AbortSignal.timeout(5000) });
-      } catch (err) {
-        throw new IsthmusError('ISTHMUS_ERR_API_UNREACHABLE', `the sidecar admin port ${admin} did not answer (${(err as Error).message}); is the sidecar running?`, { cause: err });
+    .addHelpText('after', `
+Examples:
+  ISTHMUS_ETCD=http://127.0.0.1:2379 isthmus explain ledger -n demo --from east
+  isthmus explain hello -n demo --sidecar 127.0.1.1:15020 --output json`)
+    .action(action(async (service: string, opts: { namespace: string; from?: string; stateDir?: string; sidecar?: string; etcd?: string; output: string }) => {
+      const admins = opts.sidecar !== undefined ? [opts.sidecar] : await adminsOf(opts);
+      const unreachable: string[] = [];
+      for (const admin of admins) {
+        let res: Response;
+        try {
+          res = await fetch(`http://${admin}/routes/${opts.namespace}/${service}`, { signal: AbortSignal.timeout(5000) });
+        } catch (err) {
+          unreachable.push(`${admin} (${(err as Error).message})`);
+          continue;
+        }
+        const body = (await res.json()) as RouteExplanation & { error?: { code: string; message: string } };
+        if (body.error) throw new IsthmusError('ISTHMUS_ERR_SERVICE_UNKNOWN', body.error.message);
+        if (opts.output === 'json') return printJson(body);
+        process.stdout.write(formatExplanation(body));
+        return;
       }
-      const body = (await res.json()) as RouteExplanation & { error?: { code: string; message: string } };
-      if (body.error) throw new IsthmusError('ISTHMUS_ERR_SERVICE_UNKNOWN', body.error.message);
-      if (opts.output === 'json') return printJson(body);
-      process.stdout.write(formatExplanation(body));
+      throw new IsthmusError('ISTHMUS_ERR_API_UNREACHABLE', `no sidecar admin port answered: ${unreachable.join('; ')}; is the sidecar running?`);
     }));
 }
 
-function adminFromMesh(stateDir: string, from: string | undefined): string {
-  if (!from) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', 'say which sidecar to ask: --from <cluster> (with a dev mesh) or --sidecar <admin host:port>');
+/** The sidecars to ask: --from's client sidecar in a dev mesh's mesh.json, or --from's sidecars as its federation lists them. */
+async function adminsOf(opts: { from?: string; stateDir?: string; etcd?: string }): Promise<string[]> {
+  if (!opts.from) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', 'say which sidecar to ask: --from <cluster> (with --etcd or ISTHMUS_ETCD) or --sidecar <admin host:port>');
+  if (opts.stateDir !== undefined) return [adminFromMesh(opts.stateDir, opts.from)];
+  const from = opts.from;
+  return await withStore(opts.etcd, (store) => sidecarsOf(store, from));
+}
+
+function adminFromMesh(stateDir: string, from: string): string {
   let mesh: { clusters?: Record<string, { client?: { admin?: string } }> };
   try {
     mesh = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8'));
   } catch (err) {
-    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read ${join(stateDir, 'mesh.json')}: pass --state-dir of your \`isthmus dev up\`, or --sidecar <admin host:port>`, { cause: err });
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read ${join(stateDir, 'mesh.json')}: pass --state-dir of your \`isthmus dev up\`, or set ISTHMUS_ETCD and leave --state-dir out`, { cause: err });
   }
   const admin = mesh.clusters?.[from]?.client?.admin;
   if (!admin) throw new IsthmusError('ISTHMUS_ERR_CLUSTER_UNKNOWN', `mesh.json has no client sidecar for cluster ${from}`);

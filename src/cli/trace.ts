@@ -5,7 +5,7 @@ import type { FederationStore } from '../federation/store.js';
 import { assembleTrace, formatTrace, type GatewayView, type TraceResult } from '../sidecar/trace.js';
 import { action, connectStore, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
-import { dashboardOf } from './dashboard-client.js';
+import { sidecarsOf } from './dashboard-client.js';
 
 interface TraceOptions { from: string; namespace?: string; path: string; method: string; sidecar?: string; etcd?: string; output: string }
 
@@ -75,27 +75,6 @@ Examples:
 function pathArg(value: string): string {
   if (!value.startsWith('/') || /\s/.test(value)) throw new InvalidArgumentError('a path starts with / and holds no spaces, e.g. /accounts?id=7');
   return value;
-}
-
-/**
- * The sidecars of a cluster, from its federation's dashboard: the alive record names the
- * dashboard's address, and its /api/sidecars lists the sidecars that report to it.
- */
-async function sidecarsOf(store: FederationStore, cluster: string): Promise<string[]> {
-  const dashboard = await dashboardOf(store, cluster);
-  if (dashboard === undefined) throw new IsthmusError('ISTHMUS_ERR_CLUSTER_UNKNOWN', `cluster ${cluster} is not alive in the mesh (isthmus clusters lists them); or pass --sidecar <admin host:port>`);
-  if (dashboard === null) throw new IsthmusError('ISTHMUS_ERR_TRACE_NO_SIDECAR', `cluster ${cluster}'s federation publishes no dashboard address, so its sidecars cannot be listed; pass --sidecar <admin host:port>`);
-  let listed: { sidecars?: { admin?: string }[] };
-  try {
-    const res = await fetch(`http://${dashboard}/api/sidecars`, { signal: AbortSignal.timeout(adminTimeoutMs) });
-    if (!res.ok) throw new Error(`it answered ${res.status}`);
-    listed = (await res.json()) as typeof listed;
-  } catch (err) {
-    throw new IsthmusError('ISTHMUS_ERR_TRACE_NO_SIDECAR', `could not list ${cluster}'s sidecars at http://${dashboard}/api/sidecars (${(err as Error).message}); pass --sidecar <admin host:port>`, { cause: err });
-  }
-  const admins = (listed.sidecars ?? []).flatMap((s) => (typeof s.admin === 'string' ? [s.admin] : []));
-  if (admins.length === 0) throw new IsthmusError('ISTHMUS_ERR_TRACE_NO_SIDECAR', `cluster ${cluster} has no sidecar reporting to its federation; pass --sidecar <admin host:port>`);
-  return admins;
 }
 
 /** POST /trace to the first sidecar admin that answers. */

@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
+import { Backoff } from './backoff.js';
 import { describeError } from './errors.js';
 import type { Logger } from './log.js';
 import { Value, type Static, type TSchema } from './typebox.js';
@@ -66,7 +67,7 @@ export async function longPoll<S extends TSchema>(feed: LongPollFeed<S>, opts: L
   let held: number | undefined;
   let delivered: string | undefined;
   let outage = false;
-  let retryMs = 1000;
+  const backoff = new Backoff({ initialMs: 1000, maxMs: opts.maxRetryMs ?? 5_000 });
   while (!signal.aborted) {
     try {
       const query = held === undefined ? '' : `?version=${held}&wait=${opts.waitSeconds}`;
@@ -83,7 +84,7 @@ export async function longPoll<S extends TSchema>(feed: LongPollFeed<S>, opts: L
       if (res.statusCode !== 200) throw new Error(`federation answered ${res.statusCode} to GET ${feed.path}: ${text.slice(0, 200)}`);
       if (outage) log.info(`${feed.name} reachable again`);
       outage = false;
-      retryMs = 1000;
+      backoff.reset();
       let body: unknown;
       let problem: string | undefined;
       try {
@@ -109,10 +110,9 @@ export async function longPoll<S extends TSchema>(feed: LongPollFeed<S>, opts: L
       if (!outage) log.warn({ err: describeError(err), url: opts.federationUrl }, `${feed.name} unavailable; keeping the last good one and retrying`);
       outage = true;
       held = undefined;
-      await sleep(retryMs, undefined, { signal }).catch(() => undefined);
+      await sleep(backoff.next(), undefined, { signal }).catch(() => undefined);
       // Short enough that a restarted federation is found again within seconds: it is this
       // cluster's own service, and its restart is when stale tables are most likely.
-      retryMs = Math.min(retryMs * 2, opts.maxRetryMs ?? 5_000);
     }
   }
 }

@@ -1,10 +1,15 @@
-import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect, test } from 'vitest';
+import { expect, onTestFinished, test } from 'vitest';
 import { checkDirectory, ensureDirectory, readUserFile } from './user-paths.js';
 
-const scratch = () => mkdtempSync(join(tmpdir(), 'isthmus-user-paths-'));
+/** A directory of the running test's own, removed when it finishes. */
+const scratch = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'isthmus-user-paths-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+};
 
 test.each([
   ['/proc/isthmus-nope', 'ISTHMUS_ERR_CONFIG_PATH_UNUSABLE', /accepts no new files/],

@@ -22,6 +22,9 @@ const assets: Record<string, [string, string]> = {
   '/assets/style.css': [`${assetsDir}style.css`, 'text/css; charset=utf-8'],
   '/assets/uplot.js': [require.resolve('uplot/dist/uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
   '/assets/uplot.css': [require.resolve('uplot/dist/uPlot.min.css'), 'text/css; charset=utf-8'],
+  // Browsers ask for /favicon.ico whatever the page says; an SVG answers both names.
+  '/favicon.ico': [`${assetsDir}favicon.svg`, 'image/svg+xml'],
+  '/assets/favicon.svg': [`${assetsDir}favicon.svg`, 'image/svg+xml'],
 };
 
 export interface DashboardSource extends OverviewSource {

@@ -31,3 +31,22 @@ export function writeCanaryFiles(dir: string): { canary: string; blueGreen: stri
   writeFileSync(blueGreen, canaryRoute(0, 100));
   return { canary, blueGreen };
 }
+
+/** A service level objective on demo/ledger, for `isthmus policy apply -f` (docs/dashboard.md). */
+export const ledgerSlo = `apiVersion: isthmus.dev/v1alpha1
+kind: ServiceLevelObjective
+metadata: { name: ledger-fast, namespace: demo }
+spec:
+  service: ledger
+  latency: { percentile: 99, below: 250ms }
+  success: 99.9
+  window: 1h
+  minRequests: 20
+`;
+
+/** Writes `ledger-slo.yaml` into `dir`; its path. */
+export function writeSloFile(dir: string): string {
+  const path = join(dir, 'ledger-slo.yaml');
+  writeFileSync(path, ledgerSlo);
+  return path;
+}

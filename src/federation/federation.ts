@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { describeError, isIsthmusError } from '../core/errors.js';
+import { backoffDelay } from '../core/backoff.js';
 import { keys, recordVersion } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';
@@ -161,7 +162,7 @@ export class Federation extends EventEmitter {
           this.log.error({ event: event.type, attempt, err: describeError(err) }, 'federation event failed; dropped');
           return;
         }
-        await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
+        await new Promise((r) => setTimeout(r, backoffDelay(attempt, { initialMs: 400, maxMs: 5000 })));
       }
     }
   }

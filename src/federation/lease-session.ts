@@ -1,5 +1,6 @@
 import { EtcdLeaseInvalidError, type IDuplexStream, type ILeaseKeepAliveRequest, type ILeaseKeepAliveResponse } from 'etcd3';
 import type { Logger } from 'pino';
+import { Backoff } from '../core/backoff.js';
 
 export interface LeaseSession {
   /** Current lease id; changes after a re-grant. */
@@ -183,14 +184,14 @@ export class LeaseKeeper implements LeaseSession {
   }
 
   async #maintain(): Promise<void> {
-    let delay = retryInitialMs;
+    const backoff = new Backoff({ initialMs: retryInitialMs, maxMs: retryMaxMs });
     while (this.#state !== 'closed') {
       let nextAtOnce = false;
       try {
         if (this.#state === 'lost') {
           nextAtOnce = await this.#regrant();
         } else {
-          if (await this.#keepAlive()) delay = retryInitialMs;
+          if (await this.#keepAlive()) backoff.reset();
           nextAtOnce = this.#stateNow() === 'lost';
         }
       } catch (err) {
@@ -198,11 +199,10 @@ export class LeaseKeeper implements LeaseSession {
       }
       if (this.#stateNow() === 'closed') break;
       if (nextAtOnce) {
-        delay = retryInitialMs;
+        backoff.reset();
         continue;
       }
-      await this.#pause(delay);
-      delay = Math.min(delay * 2, retryMaxMs);
+      await this.#pause(backoff.next());
     }
   }
 

@@ -1,6 +1,7 @@
 import { Range, type IDuplexStream, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3';
 import type { Logger } from 'pino';
 import type { StoredRecord, StoreEvent } from './store.js';
+import { Backoff } from '../core/backoff.js';
 
 export interface PrefixWatch {
   close(): Promise<void>;
@@ -78,7 +79,7 @@ export class PrefixWatcher implements PrefixWatch {
 
   async #run(): Promise<void> {
     let relist = true;
-    let delay = retryInitialMs;
+    const backoff = new Backoff({ initialMs: retryInitialMs, maxMs: retryMaxMs });
     while (!this.#closed) {
       try {
         if (relist) {
@@ -87,13 +88,12 @@ export class PrefixWatcher implements PrefixWatch {
         }
         const end = await this.#follow();
         relist = end.relist;
-        if (end.established) delay = retryInitialMs;
+        if (end.established) backoff.reset();
       } catch (err) {
         this.#report(err);
       }
       if (this.#closed) break;
-      await this.#pause(delay);
-      delay = Math.min(delay * 2, retryMaxMs);
+      await this.#pause(backoff.next());
     }
   }
 

@@ -1,5 +1,6 @@
 import { keys, recordVersion } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
+import { backoffDelay } from '../core/backoff.js';
 import type { SloView } from '../dashboard/overview.js';
 import { isRecord, SloStatusRecordSchema, type SloStatusRecord } from '../model/records.js';
 import { describeObjective } from '../model/slo-spec.js';
@@ -32,7 +33,7 @@ export interface SloAlerterOptions {
   logger: Logger;
   dashboard?: () => string | undefined;
   intervalMs?: number;
-  /** Delivery attempts per webhook (1 s, then 2 s, ... between them). */
+  /** Delivery attempts per webhook (about 1 s, then 2 s, ... between them, with jitter). */
   attempts?: number;
 }
 
@@ -126,7 +127,7 @@ export class SloAlerter {
         const last = attempt === attempts;
         this.opts.logger[last ? 'error' : 'warn']({ slo: payload.slo, url: redact(url), attempt, err: (err as Error).message },
           last ? 'SLO webhook failed; giving up (the verdict is recorded, the dashboard shows it)' : 'SLO webhook failed; trying again');
-        if (!last) await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
+        if (!last) await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, { initialMs: 1000, maxMs: 8000 })));
       }
     }
   }

@@ -8,6 +8,7 @@ import { Agent, buildConnector, request, type Connector } from '../core/undici.j
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { ensureDirectory } from '../core/user-paths.js';
+import { Backoff } from '../core/backoff.js';
 import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
 
@@ -63,6 +64,8 @@ export class WorkloadIdentity extends EventEmitter {
   private readonly agent: Agent;
   private renewalAgent: Agent | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  /** Waits between failed renewals: about 1 s, growing to 30 s, with jitter so a mesh of sidecars does not retry in step. */
+  private readonly renewBackoff = new Backoff({ initialMs: firstRetryMs, maxMs: maxRetryMs });
   private trustTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -135,25 +138,27 @@ export class WorkloadIdentity extends EventEmitter {
     const delay = lifeStart + (this.opts.renewAt ?? 0.5) * (notAfter.getTime() - lifeStart) - this.now();
     // setTimeout fires at once for delays beyond ~24.8 days; wait in steps for long-lived certificates.
     if (delay > maxTimerMs) this.renewTimer = setTimeout(() => this.scheduleRenewal(), maxTimerMs).unref();
-    else this.renewTimer = setTimeout(() => void this.renew(firstRetryMs), Math.max(0, delay)).unref();
+    else this.renewTimer = setTimeout(() => void this.renew(), Math.max(0, delay)).unref();
   }
 
-  private async renew(retryMs: number): Promise<void> {
+  private async renew(): Promise<void> {
     if (this.stopped) return;
     try {
       const next = await this.obtain();
       if (this.stopped) return;
       this.install(next, true);
+      this.renewBackoff.reset();
       this.log.info({ identity: this.held.identity, notAfter: this.held.notAfter }, 'workload certificate renewed');
       this.scheduleRenewal();
     } catch (err) {
       if (this.stopped) return;
       const left = this.lifeLeft(this.held);
+      const retryMs = this.renewBackoff.next();
       const fields = { err: describeError(err), notAfter: this.held.notAfter, retryInMs: retryMs };
       if (left <= 0) this.log.error(fields, 'the workload certificate has EXPIRED and could not be renewed: peers refuse this workload until renewal succeeds');
       else if (left < minLifeLeft) this.log.error(fields, 'the workload certificate expires soon and could not be renewed; check the federation service');
       else this.log.warn(fields, 'could not renew the workload certificate; keeping the current one and retrying');
-      this.renewTimer = setTimeout(() => void this.renew(Math.min(retryMs * 2, maxRetryMs)), retryMs).unref();
+      this.renewTimer = setTimeout(() => void this.renew(), retryMs).unref();
     }
   }
 

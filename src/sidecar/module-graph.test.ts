@@ -7,7 +7,7 @@ import { loadedModules } from '../bench/loaded-modules.js';
 // `platform: kubernetes` loads it). Runs the built dist/ (npm test builds it).
 const notForProxies = [
   'etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs', 'fastify', 'pino-pretty', 'ws',
-  '@opentelemetry/api', '@opentelemetry/sdk-trace-base', '@opentelemetry/resources',
+  '@opentelemetry/api', '@opentelemetry/sdk-node', '@opentelemetry/sdk-trace-base', '@opentelemetry/resources',
   '@opentelemetry/exporter-trace-otlp-proto', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/otlp-transformer',
   '@kubernetes/client-node',
 ];

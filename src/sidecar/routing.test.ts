@@ -64,6 +64,26 @@ describe('RoutingTable', () => {
     expect(events).toMatchObject([{ namespace: 'd', service: 'a', from: 0, to: 2 }]);
   });
 
+  test('the first healthy decision for a service is start-up, not a failover; losing every endpoint and getting one back later are', () => {
+    const events: { from?: number; to?: number }[] = [];
+    const listener = (message: unknown) => events.push(message as { from?: number; to?: number });
+    failoverChannel.subscribe(listener);
+    const routing = new RoutingTable({ cluster: 'east', zone: 'a' }, () => true, () => 0);
+    const onlyB = (healthy: boolean) => ({ ...endpoints, services: [{ ...endpoints.services[1]!, endpoints: [{ ...endpoints.services[1]!.endpoints[0]!, healthy }] }] });
+    routing.setCatalog({ ...catalog, services: [] });
+    routing.setEndpoints(onlyB(false));
+    expect(routing.route('d', 'b')!.primary).toBeUndefined(); // starting: nothing healthy yet
+    routing.setEndpoints(onlyB(true));
+    expect(routing.route('d', 'b')!.primary).toBe(0);
+    expect(events).toEqual([]);
+    routing.setEndpoints(onlyB(false));
+    expect(routing.route('d', 'b')!.primary).toBeUndefined();
+    routing.setEndpoints(onlyB(true));
+    expect(routing.route('d', 'b')!.primary).toBe(0);
+    failoverChannel.unsubscribe(listener);
+    expect(events).toMatchObject([{ service: 'b', from: 0, to: undefined }, { service: 'b', from: undefined, to: 0 }]);
+  });
+
   test('a host ejected for refusing connections returns when an active check reaches it', () => {
     const routing = table();
     for (let i = 0; i < 3; i += 1) routing.record('127.0.1.1:1', { ok: false, kind: 'connect-error' });

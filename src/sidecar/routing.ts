@@ -50,6 +50,8 @@ export class RoutingTable {
   private readonly routes = new Map<string, Route>();
   private outliers: OutlierState = outlierState();
   private readonly lastPrimary = new Map<string, number | undefined>();
+  /** Services this table has routed somewhere at least once: their first healthy decision is start-up, not a failover. */
+  private readonly everRouted = new Set<string>();
   /** When each address last answered a request (this table's clock); few entries: one per endpoint or gateway ever called. */
   private readonly answeredAt = new Map<string, number>();
   /** Routing policies by `<ns>/<service>` (model/traffic-policy.ts), compiled once per policy snapshot. */
@@ -175,7 +177,12 @@ export class RoutingTable {
     const primary = load.loads.findIndex((l) => l > 0);
     const route: Route = { namespace, service, localities, load, prepared: prepareEndpoints(localities), primary: primary < 0 ? undefined : primary, upstreams: this.upstreamKeys(namespace, service, localities), computedAt: now };
     this.routes.set(key, route);
-    if (this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
+    // "From nowhere" before any healthy decision is the mesh starting (or a service appearing),
+    // not traffic moving: no failover event and no failover count for it. Once routed, losing
+    // every endpoint and getting one back are failovers like any other move.
+    const startUp = !this.everRouted.has(key);
+    if (route.primary !== undefined) this.everRouted.add(key);
+    if (!startUp && this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
       const from = this.lastPrimary.get(key);
       const clustersAt = (priority: number | undefined) => [...new Set(localities.localities.filter((l) => l.priority === priority).map((l) => l.cluster))].sort();
       failoverChannel.publish({ origin: this, namespace, service, from, to: route.primary, fromClusters: clustersAt(from), toClusters: clustersAt(route.primary), loads: load.loads, at: now });

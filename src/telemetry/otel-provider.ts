@@ -1,64 +1,54 @@
-import { createTraceState, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type Tracer as OtelTracer } from '@opentelemetry/api';
-import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  AlwaysOffSampler, AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler,
-} from '@opentelemetry/sdk-trace-base';
-import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { context, createTraceState, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type Tracer as OtelTracer } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
 import { setTracer, type ActiveSpan, type SpanAttributes, type SpanKindName, type SpanStart, type Tracer } from '../core/tracing.js';
 
 /**
- * The OpenTelemetry SDK behind src/telemetry/tracing.ts, in a module of its own so that a
- * process without an OTLP endpoint never loads it (the SDK and its exporters are several MB of
- * a sidecar's memory; docs/benchmarks.md, "Memory of one sidecar process").
+ * The OpenTelemetry SDK behind src/telemetry/tracing.ts: `@opentelemetry/sdk-node`'s NodeSDK,
+ * which reads the standard OTEL_* configuration itself (exporter and its protocol, grpc,
+ * http/protobuf or http/json; endpoint, headers, timeout, compression; sampler; resource
+ * attributes and detectors; propagators; batch settings). In a module of its own so that a
+ * process without an OTLP endpoint never loads it (the SDK and its exporters are many MB of a
+ * sidecar's memory; docs/benchmarks.md, "Memory of one sidecar process").
  */
 
-let provider: BasicTracerProvider | undefined;
+let sdk: NodeSDK | undefined;
 
 const kinds: Record<SpanKindName, SpanKind> = { client: SpanKind.CLIENT, server: SpanKind.SERVER, internal: SpanKind.INTERNAL };
 
-/** Builds the provider and installs the core's tracer; the exporter reads its OTEL_* settings itself. */
-export async function installProvider(serviceName: string, protocol: 'http/json' | 'http/protobuf', env: NodeJS.ProcessEnv): Promise<void> {
-  // Only the exporter in use is loaded (the protobuf one brings protobufjs). Both read the
-  // endpoint, headers, timeout and compression from the environment themselves.
-  const exporter = protocol === 'http/json'
-    ? new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter()
-    : new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter();
-  const resource = defaultResource()
-    .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName }))
-    .merge(detectResources({ detectors: [envDetector] }));
-  provider = new BasicTracerProvider({ resource, sampler: samplerFrom(env), spanProcessors: [new BatchSpanProcessor(exporter)] });
-  setTracer(new OtelBridge(provider.getTracer('isthmus')));
+/**
+ * Starts the SDK for traces only and installs the core's tracer. `serviceName` is the
+ * resource's service.name unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES names one.
+ */
+export async function installProvider(serviceName: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const named = Boolean(env.OTEL_SERVICE_NAME) || /(^|,)\s*service\.name\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '');
+  sdk = new NodeSDK({
+    ...(named ? {} : { serviceName }),
+    // Traces only: Isthmus's metrics are Prometheus (docs/metrics.md) and its logs pino lines,
+    // so no meter or log exporter starts (their OTEL_*_EXPORTER defaults would send to OTLP too).
+    metricReaders: [],
+    logRecordProcessors: [],
+    // The data path makes its own spans (src/core/tracing.ts); no library is patched.
+    instrumentations: [],
+  });
+  sdk.start();
+  setTracer(new OtelBridge(trace.getTracer('isthmus')));
 }
 
 /** Sends every finished span now. */
 export async function flushProvider(): Promise<void> {
-  await provider?.forceFlush();
+  const provider = trace.getTracerProvider() as unknown as { getDelegate?: () => { forceFlush?: () => Promise<void> } };
+  await provider.getDelegate?.().forceFlush?.();
 }
 
-/** Flushes and stops the provider and uninstalls the tracer. */
+/** Flushes and stops the SDK, uninstalls the tracer, and frees the globals it set so a later start can set them again. */
 export async function stopProvider(): Promise<void> {
   setTracer(undefined);
-  const stopping = provider;
-  provider = undefined;
+  const stopping = sdk;
+  sdk = undefined;
   await stopping?.shutdown();
-}
-
-/** OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG; the default is parentbased_always_on, as the spec says. */
-export function samplerFrom(env: NodeJS.ProcessEnv): Sampler {
-  const name = (env.OTEL_TRACES_SAMPLER || 'parentbased_always_on').trim().toLowerCase();
-  const arg = Number(env.OTEL_TRACES_SAMPLER_ARG);
-  const ratio = () => new TraceIdRatioBasedSampler(Number.isFinite(arg) && arg >= 0 && arg <= 1 && env.OTEL_TRACES_SAMPLER_ARG !== undefined ? arg : 1);
-  switch (name) {
-    case 'always_on': return new AlwaysOnSampler();
-    case 'always_off': return new AlwaysOffSampler();
-    case 'traceidratio': return ratio();
-    case 'parentbased_always_off': return new ParentBasedSampler({ root: new AlwaysOffSampler() });
-    case 'parentbased_traceidratio': return new ParentBasedSampler({ root: ratio() });
-    case 'parentbased_always_on': return new ParentBasedSampler({ root: new AlwaysOnSampler() });
-    default:
-      process.emitWarning(`OTEL_TRACES_SAMPLER=${name} is not supported by isthmus; using parentbased_always_on`);
-      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
-  }
+  trace.disable();
+  context.disable();
+  propagation.disable();
 }
 
 /** The core's Tracer (src/core/tracing.ts) over an OpenTelemetry tracer. */

@@ -37,8 +37,9 @@ export class TestMesh {
     return out;
   }
 
-  async join(name: string, opts: { index: number; ca: string; region?: string; zones?: string[]; leaseTtl?: string; gateways?: string[] }): Promise<TestCluster> {
-    const host = `127.0.${opts.index}.1`;
+  /** `index` n puts the cluster on 127.0.n.1; `host` names the address instead. */
+  async join(name: string, opts: { index: number; host?: string; ca: string; region?: string; zones?: string[]; leaseTtl?: string; gateways?: string[] }): Promise<TestCluster> {
+    const host = opts.host ?? `127.0.${opts.index}.1`;
     const port = await freePort(host);
     const metricsPort = await freePort(host);
     const dir = join(this.dir, name);

@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { isthmus, isthmusOk } from '../helpers/cli.js';
+import { isthmus, isthmusBin, isthmusOk } from '../helpers/cli.js';
 import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -34,6 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await etcd?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('bad input gets a clear error, a non-zero exit, and nothing half-written', () => {
@@ -43,6 +45,22 @@ describe('bad input gets a clear error, a non-zero exit, and nothing half-writte
       expect(result.code, command.join(' ')).toBe(0);
       expect(result.stdout).toContain('Usage: isthmus');
     }
+  });
+
+  test('unexport --help says that callers in the service\'s own cluster still reach it', async () => {
+    const result = await isthmus(['unexport', '--help']);
+    expect(result.stdout.replace(/\s+/g, ' ')).toMatch(/callers in its own cluster still reach it locally/);
+    expect(result.stdout.replace(/\s+/g, ' ')).toMatch(/Sidecars in its own cluster still send their callers to its local instances/);
+  });
+
+  test('output into a pipe whose reader went away (`isthmus --help | head -1`) is not a crash', async () => {
+    const child = spawn(process.execPath, [isthmusBin, 'join', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect(stderr).not.toContain('EPIPE');
+    expect(code).toBe(0);
   });
 
   test('a usage error exits 2 and says what is missing', async () => {

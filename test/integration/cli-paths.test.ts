@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -27,6 +27,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await etcd?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Directories that cannot be used, each with what the message must say. */

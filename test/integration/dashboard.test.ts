@@ -108,6 +108,8 @@ describe('dashboard on the federation\'s port 15014', () => {
       if (!browser) return skip(browserProblem);
       page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       page.on('pageerror', (err) => pageErrors.push(err.message));
+      // A console error (a 404 for /favicon.ico was one) is a page error too.
+      page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`); });
       const opened = Date.now();
       await page.goto(meshFile.dashboard!);
       const alive = page.locator('#clusters li.alive');
@@ -125,6 +127,44 @@ describe('dashboard on the federation\'s port 15014', () => {
         const links = await page!.locator('#map line.link').evaluateAll((lines) => lines.map((l) => [`${l.getAttribute('data-from')}→${l.getAttribute('data-to')}`, l.getAttribute('class') ?? '']));
         return links.length === 6 && pairs.every((p) => links.some(([k, c]) => k === p && /lat-(good|warn|bad)/.test(c!)));
       }, { timeout: 6_000 }).toBe(true);
+      // Each link label names its unit, and its background box is centred on the label's point on the line.
+      await expect.poll(() => page!.locator('#map g.link-label').count(), { timeout: 6_000 }).toBe(6);
+      const labels = await page.locator('#map g.link-label').evaluateAll((gs) => gs.map((g) => {
+        const rect = g.querySelector('rect')!;
+        const text = g.querySelector('text')!;
+        const box = text.getBBox();
+        return {
+          text: text.textContent ?? '',
+          dx: Number(rect.getAttribute('x')) + Number(rect.getAttribute('width')) / 2 - Number(text.getAttribute('x')),
+          dy: Number(rect.getAttribute('y')) + Number(rect.getAttribute('height')) / 2 - Number(text.getAttribute('y')),
+          fits: box.width <= Number(rect.getAttribute('width')) && box.height <= Number(rect.getAttribute('height')) + 2,
+          inkDx: box.x + box.width / 2 - Number(text.getAttribute('x')),
+          inkDy: box.y + box.height / 2 - Number(text.getAttribute('y')),
+        };
+      }));
+      for (const l of labels) {
+        expect(l.text).toMatch(/^[0-9.]+ ms$/);
+        expect(Math.abs(l.dx)).toBeLessThan(0.01);
+        expect(Math.abs(l.dy)).toBeLessThan(0.01);
+        expect(l.fits, l.text).toBe(true);
+        expect(Math.abs(l.inkDx), `${l.text} drawn off-centre`).toBeLessThan(1.5);
+        expect(Math.abs(l.inkDy), `${l.text} drawn off-centre`).toBeLessThan(2);
+      }
+      const boxes = await page.locator('#map g.link-label rect').evaluateAll((rs) => rs.map((r) => r.getBoundingClientRect()).map((b) => ({ x: b.x, y: b.y, w: b.width, h: b.height })));
+      for (const [i, a] of boxes.entries()) {
+        for (const b of boxes.slice(i + 1)) {
+          expect(a.x + a.w <= b.x || b.x + b.w <= a.x || a.y + a.h <= b.y || b.y + b.h <= a.y, `link labels overlap: ${JSON.stringify([a, b])}`).toBe(true);
+        }
+      }
+      // Start-up is not a failover: every sidecar's first healthy route is no event.
+      expect(await page.locator('#events').textContent()).not.toMatch(/from nowhere/);
+      expect(await page.locator('#events li[data-kind="failover"], #events li[data-kind="failback"]').count()).toBe(0);
+      // The matrix card is as tall as its content, not stretched to the map beside it.
+      const matrixCard = await page.locator('#matrix-section').boundingBox();
+      const legend = await page.locator('#matrix-section .legend').boundingBox();
+      expect(matrixCard!.y + matrixCard!.height - (legend!.y + legend!.height)).toBeLessThan(30);
+      mkdirSync(resultsDir, { recursive: true });
+      await page.screenshot({ path: join(resultsDir, 'dashboard-startup.png'), fullPage: true });
       expect(await page.locator('#services tr[data-service]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-service'))))
         .toEqual(['demo/hello', 'demo/ledger', 'demo/redis']);
       expect(await page.locator('#services tr[data-service="demo/ledger"] td[data-cluster]').allTextContents()).toEqual(['–', '–', '1/1']);

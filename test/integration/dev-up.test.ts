@@ -50,7 +50,18 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
     expect(hello.body).toMatchObject({ service: 'hello', cluster: 'east' });
     expect(['v1', 'v2']).toContain(hello.body.version);
     expect(output).toContain('curl -x http://127.0.241.1:15001 http://ledger.demo.mesh/');
-    const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east', '--state-dir', stateDir]);
+    // The Try list and README.md's set-up and canary blocks name the same commands.
+    const command = (line: string) => line.replace(/\s+#\s.*$/, '').trim();
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const readmeBlocks = [readme.indexOf('`npm run dev` prints'), readme.indexOf('### A canary in the first five minutes')]
+      .map((at) => /```sh\n([\s\S]*?)```/.exec(readme.slice(at))?.[1] ?? '');
+    const readmeCommands = readmeBlocks.join('').split('\n').map(command).filter(Boolean)
+      .map((c) => c.replaceAll('127.0.1.1', '127.0.241.1').replaceAll('<the printed etcd>', mesh.etcd).replaceAll('<state dir>', stateDir));
+    const tryCommands = output.slice(output.indexOf('Try ('), output.indexOf('Press Ctrl-C')).split('\n')
+      .filter((l) => l.startsWith('  ')).map(command);
+    expect(tryCommands).toEqual(readmeCommands);
+
+    const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east'], { ISTHMUS_ETCD: mesh.etcd });
     expect(explained.stdout).toMatch(/demo\/ledger as seen from east .*most traffic to P3/);
     expect(explained.stdout).toMatch(/west\/west-a\s+127\.0\.242\.1:15443\s+healthy\s+\(gateway of west, SNI ledger\.demo\.svc\.west\.isthmus\)/);
 
@@ -58,7 +69,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
     const printed = (pattern: RegExp) => {
       const found = pattern.exec(output)?.[1];
       if (!found) throw new Error(`no ${pattern} in the output`);
-      return found.split(/\s+#/)[0]!.trim().split(/\s+/).slice(2); // drop "npx isthmus"
+      return found.split(/\s+#/)[0]!.trim().split(/\s+/).slice(1); // drop "isthmus"
     };
     const env = { ISTHMUS_ETCD: mesh.etcd };
     const versions = async (n: number) => {
@@ -71,17 +82,17 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       }
       return seen;
     };
-    await isthmusOk(printed(/^ {2}(npx isthmus policy apply -f \S+hello-canary\.yaml.*)$/m), env);
+    await isthmusOk(printed(/^ {2}(isthmus policy apply -f \S+hello-canary\.yaml.*)$/m), env);
     await waitFor(async () => (await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/', 5000, { 'x-user-group': 'beta' })).body?.service === 'hello-v2', 10_000, 'the canary in east');
     const canary = await versions(100);
     expect(canary.filter((v) => v !== 'v1' && v !== 'v2')).toEqual([]);
     // Binomial(100, 0.1): 0 to 25 v2 answers in all but about one run in 10^5.
     expect(canary.filter((v) => v === 'v2').length).toBeLessThanOrEqual(25);
     expect(canary.filter((v) => v === 'v1').length).toBeGreaterThanOrEqual(75);
-    await isthmusOk(printed(/^ {2}(npx isthmus policy apply -f \S+hello-blue-green\.yaml.*)$/m), env);
+    await isthmusOk(printed(/^ {2}(isthmus policy apply -f \S+hello-blue-green\.yaml.*)$/m), env);
     await waitFor(async () => ((await versions(10)).every((v) => v === 'v2') ? true : undefined), 10_000, 'blue-green in east');
     expect(new Set(await versions(50))).toEqual(new Set(['v2']));
-    await isthmusOk(printed(/^ {2}(npx isthmus policy delete httproute demo\/hello-canary.*)$/m), env);
+    await isthmusOk(printed(/^ {2}(isthmus policy delete httproute demo\/hello-canary.*)$/m), env);
     await waitFor(async () => ((await viaProxy(mesh.clusters.east.client.proxy, 'http://hello.demo.mesh/')).body?.service === 'hello' ? true : undefined), 10_000, 'plain hello again');
     const etcdPort = Number(new URL(mesh.etcd).port);
 

@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -101,7 +100,7 @@ describe('a three-cluster mesh', () => {
     const signed = await client(east).post(`https://${east.apiAddress}/v1/certificates`, { csr: csrPem }, { authorization: `Bearer ${registered.token}` });
     expect(signed.status).toBe(200);
     expect(signed.body.identity).toBe('spiffe://mesh.test/ns/shop/sa/reviews');
-    const dir = mkdtempSync(join(tmpdir(), 'isthmus-leaf-'));
+    const dir = mkdtempSync(join(mesh.dir, 'leaf-')); // removed with the mesh
     writeFileSync(join(dir, 'leaf.pem'), signed.body.certificate);
     writeFileSync(join(dir, 'chain.pem'), signed.body.chain.join('\n'));
     const verified = execFileSync('openssl', ['verify', '-x509_strict', '-purpose', 'sslclient', '-CAfile', east.rootCert, '-untrusted', join(dir, 'chain.pem'), join(dir, 'leaf.pem')], { encoding: 'utf8' });

@@ -17,6 +17,8 @@ interface OtlpSpan {
   name: string;
   kind: number;
   attributes?: { key: string; value: Record<string, unknown> }[];
+  /** The attributes of the resource it was sent with. */
+  resource?: { key: string; value: Record<string, unknown> }[];
 }
 const kind = { internal: 1, server: 2, client: 3 } as const;
 
@@ -35,8 +37,8 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       if (req.method === 'POST' && req.url === '/v1/traces') {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: { scopeSpans?: { spans?: OtlpSpan[] }[] }[] };
-        for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) spans.push(...(ss.spans ?? []));
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: { resource?: { attributes?: OtlpSpan['attributes'] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[] };
+        for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) spans.push(...(ss.spans ?? []).map((span) => ({ ...span, resource: rs.resource?.attributes ?? [] })));
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end('{}');
       } else {
@@ -100,6 +102,12 @@ describe('one cross-cluster request is one trace', () => {
     expect(attr(client, 'http.status_code')).toBe(200);
     expect(attr(client, 'network.peer.address')).toMatch(/^127\.0\.52\.1:\d+$/);
     expect(typeof attr(client, 'isthmus.priority')).toBe('number');
+
+    // The resource is what @opentelemetry/sdk-node's standard configuration makes: service.name
+    // from OTEL_SERVICE_NAME, and its default detectors' process and host attributes.
+    const resource = Object.fromEntries((client.resource ?? []).map((a) => [a.key, a.value.stringValue ?? a.value.intValue]));
+    expect(resource).toMatchObject({ 'service.name': 'isthmus-tracing-test', 'telemetry.sdk.language': 'nodejs', 'process.runtime.name': 'nodejs' });
+    expect(resource['host.name']).toBeTruthy();
 
     const server = await collected('the inbound span', (s) => s.traceId === appTraceId && s.kind === kind.server);
     expect(server.parentSpanId).toBe(client.spanId);

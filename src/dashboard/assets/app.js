@@ -78,7 +78,8 @@ function fmtDuration(s) {
 function renderMap(o) {
   const probes = new Map(o.probes.map((p) => [pairKey(p.from, p.to), p]));
   const n = o.clusters.length;
-  const r = n <= 1 ? 0 : Math.max(80, n * 18); // the ring grows with the clusters so nodes keep apart
+  // The ring grows with the clusters so nodes, and the labels of the links meeting at one, keep apart.
+  const r = n <= 1 ? 0 : Math.max(110, n * 24);
   const at = new Map(o.clusters.map((c, i) => {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
     return [c.name, { x: r * Math.cos(a), y: r * Math.sin(a), a }];
@@ -96,11 +97,19 @@ function renderMap(o) {
     for (const [from, to, p0] of [[a, b, pa], [b, a, pb]]) {
       const p = probes.get(pairKey(from.name, to.name));
       const ms = p ? p.p50Ms : null;
-      links.push(svg('line', { x1: p0.x, y1: p0.y, x2: mid.x, y2: mid.y, class: `link ${latencyClass(ms)}`, 'data-from': from.name, 'data-to': to.name },
-        svg('title', {}, `${from.name} → ${to.name}: ${isNum(ms) ? `p50 ${fmt(ms)} ms, p99 ${fmt(p.p99Ms)} ms` : p?.lastError ? `failing: ${p.lastError}` : 'no probe data'}`)));
-      // A half without data is dashed grey and says nothing more.
-      if (isNum(ms)) {
-        labels.push(svg('text', { x: p0.x + (mid.x - p0.x) * 0.55 + side.x * 11, y: p0.y + (mid.y - p0.y) * 0.55 + side.y * 11 + 4, class: 'link-label' }, fmt(ms)));
+      const noGateway = to.gateways === 0;
+      links.push(svg('line', { x1: p0.x, y1: p0.y, x2: mid.x, y2: mid.y, class: `link ${noGateway ? 'no-gateway' : latencyClass(ms)}`, 'data-from': from.name, 'data-to': to.name },
+        svg('title', {}, `${from.name} → ${to.name}: ${noGateway ? `${to.name} publishes no east-west gateway` : isNum(ms) ? `p50 ${fmt(ms)} ms, p99 ${fmt(p.p99Ms)} ms` : p?.lastError ? `failing: ${p.lastError}` : 'no probe data'}`)));
+      // A half without data is dashed grey and says nothing more. A label sits on its half of the
+      // line, its background centred on the line: the text is centred on the same point.
+      if (isNum(ms) && !noGateway) {
+        const text = `${fmt(ms)} ms`;
+        const x = p0.x + (mid.x - p0.x) * 0.6;
+        const y = p0.y + (mid.y - p0.y) * 0.6;
+        const w = text.length * 5.8 + 8;
+        labels.push(svg('g', { class: 'link-label', 'data-from': from.name, 'data-to': to.name },
+          svg('rect', { x: x - w / 2, y: y - 8, width: w, height: 16, rx: 3 }),
+          svg('text', { x, y, 'dominant-baseline': 'central', 'text-anchor': 'middle' }, text)));
       }
     }
   }));
@@ -136,8 +145,12 @@ function renderClusters(o) {
 
 // ---- latency matrix ----
 
-function probeCell(p, from, to) {
+function probeCell(p, from, to, gateways) {
   if (from === to) return el('td', { class: 'self', 'data-view': 'probes' }, '·');
+  if (gateways === 0) {
+    // Nothing to probe is not a failing probe: the cluster has no way in from other clusters.
+    return el('td', { class: 'cell no-gateway', 'data-view': 'probes', 'data-from': from, 'data-to': to, title: `${to} publishes no east-west gateway, so no other cluster can reach its services (isthmus join ${to} --gateway <host:port> --force, then start isthmus gateway)` }, 'no gateway');
+  }
   const cell = el('td', { class: `cell ${latencyClass(p?.p50Ms)}`, 'data-view': 'probes', 'data-from': from, 'data-to': to });
   if (!p || p.p50Ms === null) {
     cell.append(p?.lastError ? 'failing' : 'no data');
@@ -165,6 +178,7 @@ function trafficCell(t, from, to, windowSeconds) {
 
 function renderMatrix(o) {
   const names = o.clusters.map((c) => c.name);
+  const gateways = new Map(o.clusters.map((c) => [c.name, c.gateways]));
   const probes = new Map(o.probes.map((p) => [pairKey(p.from, p.to), p]));
   const traffic = new Map((o.traffic?.pairs ?? []).map((t) => [pairKey(t.from, t.to), t]));
   const windowSeconds = o.traffic?.windowSeconds ?? 60;
@@ -173,7 +187,7 @@ function renderMatrix(o) {
     : `p50 / p99 ms of real requests over the last ${windowSeconds} s, row → column (diagonal: within the cluster)`;
   const head = el('tr', {}, el('th', {}, 'from \\ to'), ...names.map((n) => el('th', {}, n)));
   const rows = names.map((from) => el('tr', {}, el('th', {}, from), ...names.map((to) => (view === 'probes'
-    ? probeCell(probes.get(pairKey(from, to)), from, to)
+    ? probeCell(probes.get(pairKey(from, to)), from, to, gateways.get(to))
     : trafficCell(traffic.get(pairKey(from, to)), from, to, windowSeconds)))));
   $('matrix').dataset.view = view;
   $('matrix').replaceChildren(el('thead', {}, head), el('tbody', {}, ...rows));
