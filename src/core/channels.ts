@@ -22,6 +22,7 @@ export const channelNames = {
   tcpOutboundClosed: 'isthmus:sidecar:tcp-outbound-closed',
   tcpInboundClosed: 'isthmus:sidecar:tcp-inbound-closed',
   policyAction: 'isthmus:sidecar:policy-action',
+  authzDenied: 'isthmus:sidecar:authz-denied',
 } as const;
 
 /**
@@ -38,6 +39,24 @@ export interface PolicyActionMessage {
   service: string | undefined;
   action: PolicyAction;
   policy: string | undefined;
+}
+
+/**
+ * A destination's inbound refused a caller by authorization (docs/authorization.md): `reason`
+ * `deny_rule` (a deny rule matched; `rule` names it), `no_rule_allows` (an allow list or the
+ * namespace's default), or `path_refused` (the path cannot be matched safely: 400).
+ * `service` is the inbound's own `<ns>/<name>`; `caller` the verified SPIFFE ID, undefined for a
+ * plain-text caller; `cluster` the caller's issuing cluster when known. Published with the
+ * InboundAuthorization as origin.
+ */
+export interface AuthzDeniedMessage {
+  origin: object;
+  service: string;
+  caller: string | undefined;
+  cluster: string | undefined;
+  reason: 'deny_rule' | 'no_rule_allows' | 'path_refused';
+  rule: string | undefined;
+  at: number;
 }
 
 /** The gateway closed a connection without routing it; `reason` is a GatewayRefusal. */
@@ -180,4 +199,5 @@ export const channels = {
   tcpOutboundClosed: typed<TcpOutboundClosedMessage>(channelNames.tcpOutboundClosed),
   tcpInboundClosed: typed<TcpInboundClosedMessage>(channelNames.tcpInboundClosed),
   policyAction: typed<PolicyActionMessage>(channelNames.policyAction),
+  authzDenied: typed<AuthzDeniedMessage>(channelNames.authzDenied),
 } as const;

@@ -9,6 +9,7 @@ import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
 import { TrafficReporter } from '../telemetry/traffic-reporter.js';
 import { startSidecarAdmin } from './admin.js';
+import { InboundAuthorization } from './authz-layer.js';
 import { CatalogWatch } from './catalog-watch.js';
 import type { SidecarConfig } from './config.js';
 import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
@@ -76,7 +77,12 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     });
     watch.on('catalog', (c: Catalog) => { catalog = c; routing.setCatalog(c); });
     watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
-    watch.on('policies', (p: PoliciesSnapshot) => routing.setPolicies(p.policies));
+    // Who may call this workload: enforced by its inbound (docs/authorization.md).
+    const authorization = new InboundAuthorization(config.namespace, config.service);
+    watch.on('policies', (p: PoliciesSnapshot) => {
+      routing.setPolicies(p.policies);
+      authorization.set(p.policies);
+    });
     watch.start();
     closers.push(() => watch.stop());
     // Serving before the first catalog would answer "not in the mesh" for everything.
@@ -115,7 +121,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     let tcpInbound: TcpInbound | undefined;
     if (config.inbound?.appProtocol === 'tcp') {
       const idle = config.inbound.idleTimeout ? parseDuration(config.inbound.idleTimeout) * 1000 : timeouts.tunnelIdleMs;
-      tcpInbound = new TcpInbound(identity.current(), config.inbound.app, logger.child({ component: 'inbound', protocol: 'tcp' }), idle);
+      tcpInbound = new TcpInbound(identity.current(), config.inbound.app, logger.child({ component: 'inbound', protocol: 'tcp' }), idle, authorization);
       const running = tcpInbound;
       closers.push(() => running.close());
     }
@@ -125,7 +131,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       inboundAddress = await listen(tcpInbound.server, config.inbound.listen);
     } else if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
-      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol === 'h2c' ? 'h2c' : 'http');
+      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol === 'h2c' ? 'h2c' : 'http', authorization);
       inboundAddress = await listen(inbound.server, config.inbound.listen);
       const running = inbound;
       closers.push(() => running.close());
@@ -140,7 +146,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
 
     // Counts only this sidecar's events: others may share the process (isthmus dev up).
     const metrics = createMetrics('sidecar', { cluster: config.cluster }, {
-      origins: [routing, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
+      origins: [routing, authorization, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
       service: `${config.namespace}/${config.service}`,
       certificates: () => [identity.current()],
     });
@@ -165,7 +171,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     let reportFailures = 0;
     const reporter = new TrafficReporter({
       cluster: config.cluster,
-      origins: [routing],
+      origins: [routing, authorization],
       admin: `${adminAddress.address}:${adminAddress.port}`,
       intervalMs: config.reportIntervalMs ?? 5000,
       send: (report) => watch.post('/v1/reports', report).then(() => {
