@@ -231,20 +231,3 @@ export function workloadOf(identity: string): { namespace: string; serviceAccoun
   const m = workloadPattern.exec(identity);
   return m ? { namespace: m[1] as string, serviceAccount: m[2] as string } : undefined;
 }
-
-/** A rule as people read it (`isthmus explain`, `isthmus can`). */
-export function describeRule(rule: CompiledRule): string {
-  const from = [
-    rule.identities ? `identity ${rule.identities.map((m) => ('exact' in m ? m.exact : `${m.prefix}*`)).join(' or ')}` : undefined,
-    rule.namespaces ? `namespace ${[...rule.namespaces].join(' or ')}` : undefined,
-    rule.serviceAccounts ? `service account ${[...rule.serviceAccounts].join(' or ')}` : undefined,
-    rule.clusters ? `cluster ${[...rule.clusters].join(' or ')}` : undefined,
-  ].filter((x): x is string => x !== undefined);
-  const to = [
-    rule.methods ? `method ${[...rule.methods].join(' or ')}` : undefined,
-    rule.paths ? `path ${rule.paths.map((p) => ('exact' in p ? `= ${p.exact}` : 'prefix' in p ? `${p.prefix}*` : `*${p.suffix}`)).join(' or ')}` : undefined,
-    rule.pathRegex ? `path ~ ${rule.pathRegex.source}` : undefined,
-    rule.headers ? rule.headers.map(([n, v]) => `header ${n}: ${v}`).join(', ') : undefined,
-  ].filter((x): x is string => x !== undefined);
-  return `${from.length > 0 ? `from ${from.join(', ')}` : 'from anyone'}${to.length > 0 ? ` to ${to.join(', ')}` : ''}`;
-}
