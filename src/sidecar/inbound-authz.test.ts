@@ -16,7 +16,8 @@ import { Inbound } from './inbound.js';
  * The authorization step on a real inbound (TLS from our CA, a real app behind it), reached
  * with raw bytes so that nothing between the test and the inbound normalises the path first.
  */
-const host = '127.0.111.1';
+// 127.0.119.1: this area's loopback range (the integration test's meshes take 127.0.111–112)
+const host = '127.0.119.1';
 const otherId = `spiffe://${trustDomain}/ns/other/sa/intruder`;
 let pki: TestPki;
 let intruder: CertAndKey;
