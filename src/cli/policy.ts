@@ -18,10 +18,10 @@ interface PolicyOptions { etcd?: string; output: string }
 const kindWords = `slo, ${policyKinds.map((k) => k.segment).join(', ')}`;
 
 export function registerPolicy(program: Command): void {
-  const policy = program.command('policy').description('traffic and service-level policies of the mesh, stored in etcd (docs/traffic-policy.md)');
+  const policy = program.command('policy').description('traffic, service-level and authorization policies of the mesh, stored in etcd (docs/traffic-policy.md, docs/authorization.md)');
 
   policy.command('apply')
-    .description('create or replace the policies of a YAML file, all or none (HTTPRoute, TrafficSplit, ServiceLevelObjective and the isthmus.dev kinds; several documents allowed)')
+    .description('create or replace the policies of a YAML file, all or none (HTTPRoute, TrafficSplit, ServiceLevelObjective, the isthmus.dev kinds, and the authorization kinds AuthorizationPolicy, MeshNamespace, TrafficTarget, HTTPRouteGroup of docs/authorization.md; several documents allowed)')
     .requiredOption('-f, --file <file>', 'YAML file, or - for standard input')
     .option('--dry-run', 'check the file and show what would change (created, changed, unchanged); write nothing')
     .addOption(etcdOption())
@@ -147,6 +147,14 @@ function summary(p: PolicyRecord): string {
   const spec = p.spec as { rules?: unknown[]; backends?: { service: string; weight: number }[] };
   if (p.kind === 'HTTPRoute') return `${spec.rules?.length ?? 0} rule(s) → ${p.backends.join(', ') || 'subsets'}`;
   if (p.kind === 'TrafficSplit') return (spec.backends ?? []).map((b) => `${b.service} ${b.weight}`).join(', ');
+  if (p.kind === 'AuthorizationPolicy') {
+    const authz = p.spec as { allow?: unknown[]; deny?: unknown[] };
+    return `${authz.allow === undefined ? 'no allow list' : `${authz.allow.length} allow rule(s)`}, ${authz.deny?.length ?? 0} deny rule(s)`;
+  }
+  if (p.kind === 'MeshNamespace') {
+    const ns = p.spec as { authorization?: { default: string }; mtls?: { mode: string } };
+    return `default ${ns.authorization?.default ?? 'allow'}, mTLS ${ns.mtls?.mode ?? 'strict'}`;
+  }
   return p.kind;
 }
 
