@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as h2Connect } from 'node:http2';
-import { connect as netConnect, type AddressInfo, type Server } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { clientId, testPki, trustDomain, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
@@ -11,6 +11,8 @@ import type { PolicyRecord } from '../model/policy-records.js';
 import { issueCertificate, type CertAndKey } from '../trust/ca.js';
 import { InboundAuthorization } from './authz-layer.js';
 import { Inbound } from './inbound.js';
+import { TcpInbound } from './tcp-inbound.js';
+import { tcpAlpn } from './tcp-protocol.js';
 
 /**
  * The authorization step on a real inbound (TLS from our CA, a real app behind it), reached
@@ -210,8 +212,61 @@ describe('mTLS mode', () => {
     expect(await rawTls('/public/a')).toMatchObject({ status: 200 });
   });
 
+  test('permissive: HTTP/2 over mTLS still works (the TLS bytes pass through the sniffed stream)', async () => {
+    authz.set([policy('MeshNamespace', 'demo', { mtls: { mode: 'permissive' } })]);
+    const [h, port] = address.split(':');
+    const s = h2Connect(`https://${h}:${port}`, { cert: pki.client.certPem + pki.west.certPem, key: pki.client.keyPem, ca: pki.root.certPem, checkServerIdentity: () => undefined });
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const stream = s.request({ ':path': '/public/h2' });
+        let text = '';
+        stream.on('data', (c: Buffer) => { text += c.toString(); });
+        stream.on('end', () => resolve(text));
+        stream.on('error', reject);
+      });
+      expect(JSON.parse(body)).toMatchObject({ path: '/public/h2', xfcc: expect.stringContaining(`URI=${clientId}`) });
+    } finally {
+      s.close();
+    }
+  });
+
   test('back to strict: plain text is refused again', async () => {
     authz.set([]);
     expect(await rawPlain('/public/a')).toMatchObject({ closed: expect.stringContaining('no HTTP answer') });
+  });
+});
+
+describe('the TCP inbound', () => {
+  test('only rules about the caller can allow a connection: the allowed identity is spliced to the app, another is closed before any byte reaches it', async () => {
+    const received: string[] = [];
+    const tcpApp = createNetServer((socket) => socket.on('data', (c: Buffer) => {
+      received.push(c.toString());
+      socket.end(`echo ${c.toString()}`);
+    }));
+    await new Promise<void>((resolve) => tcpApp.listen(0, host, resolve));
+    const tcpAuthz = new InboundAuthorization('demo', 'echo');
+    tcpAuthz.set([policy('AuthorizationPolicy', 'echo-tcp', { service: 'echo', allow: [{ from: { identities: [clientId] } }, { from: { identities: [otherId] }, to: { paths: [{ prefix: '/' }] } }] })]);
+    const tcp = new TcpInbound({ certPem: pki.echo.certPem, chainPem: [pki.west.certPem], keyPem: pki.echo.keyPem, trustBundle: [pki.root.certPem] },
+      `${host}:${(tcpApp.address() as AddressInfo).port}`, silentLogger, undefined, tcpAuthz);
+    await new Promise<void>((resolve) => tcp.server.listen(0, host, resolve));
+    const port = (tcp.server.address() as AddressInfo).port;
+    const send = (leaf: CertAndKey, text: string) => new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host, port, cert: leaf.certPem + pki.west.certPem, key: leaf.keyPem, ca: pki.root.certPem, checkServerIdentity: () => undefined, ALPNProtocols: [tcpAlpn] });
+      let answer = '';
+      socket.on('secureConnect', () => socket.write(text));
+      socket.on('data', (c: Buffer) => { answer += c.toString(); });
+      socket.on('close', () => resolve(answer));
+      socket.on('error', () => undefined);
+    });
+    try {
+      expect(await send(pki.client, 'hello')).toBe('echo hello');
+      // The intruder's only rule needs a path, which a TCP connection has not: it allows nothing.
+      expect(await send(intruder, 'sneak')).toBe('');
+      expect(received).toEqual(['hello']);
+      expect(tcp.stats.refused).toEqual({ authorization: 1 });
+    } finally {
+      await tcp.close();
+      await new Promise((resolve) => tcpApp.close(resolve));
+    }
   });
 });

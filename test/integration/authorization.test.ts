@@ -194,4 +194,40 @@ describe('mTLS mode per namespace', () => {
     // ledger's own allow list still decides for ledger.
     expect((await viaProxy(proxyOf('west'), ledger('/'))).status).toBe(200);
   }, 30_000);
+
+  test('an SMI TrafficTarget opens hello to the clients for its HTTPRouteGroup\'s routes; without the group applied it allows nothing, and apply says so', async () => {
+    const target = `apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: { name: clients-read-hello, namespace: demo }
+spec:
+  destination: { kind: ServiceAccount, name: hello, namespace: demo }
+  sources: [{ kind: ServiceAccount, name: client, namespace: demo }]
+  rules: [{ kind: HTTPRouteGroup, name: hello-routes, matches: [read] }]
+`;
+    const file = join(stateDir, 'hello-target.yaml');
+    writeFileSync(file, target);
+    const applied = await isthmusOk(['policy', 'apply', '-f', file], env());
+    expect(applied.stderr).toContain('warning: TrafficTarget demo/clients-read-hello names HTTPRouteGroup demo/hello-routes, which is not applied (yet?)');
+    const noGroup = await isthmus(['can', 'demo/client', 'hello.demo', '--path', '/greet'], env());
+    expect({ code: noGroup.code, line: noGroup.stdout.split('\n')[1] }).toEqual({ code: 1, line: '  no rule allows it (demo/hello has an allow list: TrafficTarget demo/clients-read-hello)' });
+
+    await apply('hello-routes', `apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: { name: hello-routes, namespace: demo }
+spec:
+  matches:
+    - { name: read, pathRegex: "/greet(/.*)?", methods: [GET] }
+`);
+    const allowed = await waitFor(async () => {
+      const res = await viaProxy(proxyOf('east'), 'http://hello.demo.mesh/greet/you');
+      return res.status === 200 ? res : undefined;
+    }, 10_000, 'hello allowing the clients\' reads');
+    expect(allowed.value.body?.path).toBe('/greet/you');
+    const other = await viaProxy(proxyOf('east'), 'http://hello.demo.mesh/other');
+    expect({ status: other.status, message: other.body?.error?.message }).toEqual({
+      status: 403, message: `${client} (cluster east) may not GET /other on demo/hello: no rule allows it (demo/hello has an allow list: TrafficTarget demo/clients-read-hello)`,
+    });
+    const can = await isthmus(['can', 'demo/client', 'hello.demo', '--path', '/greet/../greet/x', '-o', 'json'], env());
+    expect(JSON.parse(can.stdout)).toMatchObject({ allowed: true, path: '/greet/x', rule: 'TrafficTarget demo/clients-read-hello route hello-routes/read' });
+  }, 30_000);
 });
