@@ -97,6 +97,23 @@ function rawPlain(target: string): Promise<Answer | { closed: string }> {
   });
 }
 
+/** A client sidecar's HTTP/2 session to the inbound, and one GET on it. */
+function h2Session() {
+  const [h, port] = address.split(':');
+  return h2Connect(`https://${h}:${port}`, { cert: pki.client.certPem + pki.west.certPem, key: pki.client.keyPem, ca: pki.root.certPem, checkServerIdentity: () => undefined });
+}
+function h2Get(s: ReturnType<typeof h2Session>, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const stream = s.request({ ':path': path });
+    let status = 0;
+    let body = '';
+    stream.on('response', (hd) => { status = Number(hd[':status']); });
+    stream.on('data', (c: Buffer) => { body += c.toString(); });
+    stream.on('end', () => resolve({ status, body }));
+    stream.on('error', reject);
+  });
+}
+
 describe('without authorization policies the inbound passes requests as they came', () => {
   test('a path with dot segments reaches the app untouched, as before', async () => {
     authz.set([]);
@@ -170,21 +187,11 @@ describe('an AuthorizationPolicy on the inbound', () => {
   });
 
   test('HTTP/2 gets the same answer', async () => {
-    const [h, port] = address.split(':');
-    const s = h2Connect(`https://${h}:${port}`, { cert: pki.client.certPem + pki.west.certPem, key: pki.client.keyPem, ca: pki.root.certPem, checkServerIdentity: () => undefined });
+    const s = h2Session();
     try {
-      const get = (path: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const stream = s.request({ ':path': path });
-        let status = 0;
-        let body = '';
-        stream.on('response', (hd) => { status = Number(hd[':status']); });
-        stream.on('data', (c: Buffer) => { body += c.toString(); });
-        stream.on('end', () => resolve({ status, body }));
-        stream.on('error', reject);
-      });
-      expect((await get('/public/%2e%2e/admin')).status).toBe(403);
-      expect((await get('/public/..%2Fadmin')).status).toBe(400);
-      const ok = await get('/public/x/../y');
+      expect((await h2Get(s, '/public/%2e%2e/admin')).status).toBe(403);
+      expect((await h2Get(s, '/public/..%2Fadmin')).status).toBe(400);
+      const ok = await h2Get(s, '/public/x/../y');
       expect({ status: ok.status, path: JSON.parse(ok.body).path }).toEqual({ status: 200, path: '/public/y' });
     } finally {
       s.close();
@@ -214,19 +221,33 @@ describe('mTLS mode', () => {
 
   test('permissive: HTTP/2 over mTLS still works (the TLS bytes pass through the sniffed stream)', async () => {
     authz.set([policy('MeshNamespace', 'demo', { mtls: { mode: 'permissive' } })]);
-    const [h, port] = address.split(':');
-    const s = h2Connect(`https://${h}:${port}`, { cert: pki.client.certPem + pki.west.certPem, key: pki.client.keyPem, ca: pki.root.certPem, checkServerIdentity: () => undefined });
+    const s = h2Session();
     try {
-      const body = await new Promise<string>((resolve, reject) => {
-        const stream = s.request({ ':path': '/public/h2' });
-        let text = '';
-        stream.on('data', (c: Buffer) => { text += c.toString(); });
-        stream.on('end', () => resolve(text));
-        stream.on('error', reject);
-      });
+      const { body } = await h2Get(s, '/public/h2');
       expect(JSON.parse(body)).toMatchObject({ path: '/public/h2', xfcc: expect.stringContaining(`URI=${clientId}`) });
     } finally {
       s.close();
+    }
+  });
+
+  test('a plain-text connection kept open from permissive mode is refused per request once the namespace is strict again', async () => {
+    authz.set([policy('MeshNamespace', 'demo', { mtls: { mode: 'permissive' } })]);
+    const [h, port] = address.split(':');
+    const socket = netConnect({ host: h as string, port: Number(port) });
+    let text = '';
+    socket.on('data', (c: Buffer) => { text += c.toString('latin1'); });
+    const ask = async () => {
+      text = '';
+      socket.write('GET /public/a HTTP/1.1\r\nhost: echo.demo.mesh\r\n\r\n');
+      for (let i = 0; i < 100 && !/\r\n\r\n[\s\S]*\}$/.test(text); i += 1) await new Promise((r) => setTimeout(r, 20));
+      return parse(text);
+    };
+    try {
+      expect((await ask()).status).toBe(200);
+      authz.set([]);
+      expect(await ask()).toMatchObject({ status: 403, code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED' });
+    } finally {
+      socket.destroy();
     }
   });
 

@@ -39,6 +39,7 @@ export type AppProtocol = 'http' | 'h2c';
 export type Peer = { identity: string | undefined; xfcc: string | undefined; caller: CallerFacts } | { error: string };
 
 const plaintextPeer: Peer = Object.freeze({ identity: undefined, xfcc: undefined, caller: Object.freeze({}) });
+const plaintextRefused: Peer = Object.freeze({ error: 'a plain-text caller, and the namespace\'s mTLS mode is strict now: call through a sidecar' });
 export interface Admitted { started: number; span: ActiveSpan | undefined; peer: Peer }
 
 export interface InboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[]; identity: string }
@@ -146,8 +147,9 @@ export class Inbound {
   }
 
   private peerOf(socket: TLSSocket): Peer {
-    // Only the plain-text server hands over unencrypted sockets, and only while permissive.
-    if (socket.encrypted !== true) return plaintextPeer;
+    // Only the plain-text server hands over unencrypted sockets, and only while permissive; a
+    // connection kept open from then is refused per request once the namespace is strict again.
+    if (socket.encrypted !== true) return this.authz?.mtls === 'permissive' ? plaintextPeer : plaintextRefused;
     let peer = this.peers.get(socket);
     if (!peer) {
       const cert = socket.getPeerCertificate(true);
@@ -229,9 +231,7 @@ export class Inbound {
     if ('error' in peer) {
       this.answered(started, undefined, 403, span);
       if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, null, 0, peer.error));
-      res.writeHead(403, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
-      return;
+      return answerError(req, res, 403, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error);
     }
     let target = req.url ?? '/';
     if (this.authz) {
@@ -239,11 +239,7 @@ export class Inbound {
       if ('refusal' in verdict) {
         this.answered(started, peer.identity, verdict.refusal.status, span);
         if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, 0, verdict.refusal.message));
-        req.resume();
-        const body = JSON.stringify({ error: { code: verdict.refusal.code, message: verdict.refusal.message } });
-        res.writeHead(verdict.refusal.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': verdict.refusal.code });
-        res.end(body);
-        return;
+        return answerError(req, res, verdict.refusal.status, verdict.refusal.code, verdict.refusal.message);
       }
       target = verdict.target;
     }
@@ -337,6 +333,14 @@ export class Inbound {
       ...(handshakeMs !== undefined ? { handshakeMs } : {}), appMs,
     });
   }
+}
+
+/** The inbound's own answer, instead of the app's; what is left of the request body is read and dropped. */
+function answerError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
+  req.resume();
+  const body = JSON.stringify({ error: { code, message } });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
+  res.end(body);
 }
 
 function refusalOrTarget(refusal: AuthzRefusal | undefined, target: string): { target: string } | { refusal: AuthzRefusal } {
