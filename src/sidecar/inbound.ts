@@ -238,7 +238,7 @@ export class Inbound {
       const verdict = this.authz.request(peer.caller, req.method ?? 'GET', target, req.headers);
       if ('refusal' in verdict) {
         this.answered(started, peer.identity, verdict.refusal.status, span);
-        if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, 0, verdict.refusal.message));
+        if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, 0, undefined, verdict.refusal.message));
         return answerError(req, res, verdict.refusal.status, verdict.refusal.code, verdict.refusal.message);
       }
       target = verdict.target;
@@ -323,12 +323,12 @@ export class Inbound {
    * What this end saw of a traced request: who it is, whom it verified, where the app is, and
    * the connection's handshake time (given once: a trace always comes on a fresh connection).
    */
-  private traceReport(req: IncomingMessage, client: string | null, appMs: number, clientError?: string): string {
+  private traceReport(req: IncomingMessage, client: string | null, appMs: number, clientError?: string, authorization?: string): string {
     const socket = req.socket as TLSSocket;
     const handshakeMs = this.handshakes.get(socket);
     this.handshakes.delete(socket);
     return encodeInboundReport({
-      cluster: this.place.cluster, identity: this.identity, client, ...(clientError ? { clientError } : {}),
+      cluster: this.place.cluster, identity: this.identity, client, ...(clientError ? { clientError } : {}), ...(authorization ? { authorization } : {}),
       endpoint: `${socket.localAddress}:${socket.localPort}`, app: this.appAddress,
       ...(handshakeMs !== undefined ? { handshakeMs } : {}), appMs,
     });

@@ -149,6 +149,10 @@ describe('authorization by identity, across clusters', () => {
     expect(explained.stdout).toContain(`allow  AuthorizationPolicy demo/ledger-access allow rule 0 (east-public): from identity ${client}, cluster east to method GET, path /public/*`);
     expect(explained.stdout).toContain('otherwise denied (an allow list is in force)');
 
+    // isthmus trace from east's client: the destination hop says authorization refused it, and why.
+    const trace = await isthmus(['trace', 'ledger', '-n', 'demo', '--from', 'east', '--sidecar', mesh.file.clusters.east!.client.admin, '--path', '/admin'], env());
+    expect(trace.stdout).toContain(`authorization REFUSED the request — ${client} (cluster east) may not GET /admin on demo/ledger: denied by AuthorizationPolicy demo/ledger-access deny rule 0 (no-admin)`);
+
     const no = await isthmus(['can', 'demo/client', 'ledger.demo', '--from-cluster', 'east', '--path', '/public/../admin', '-o', 'json'], env());
     expect(no.code).toBe(1);
     expect(JSON.parse(no.stdout)).toMatchObject({ allowed: false, source: client, path: '/admin', rule: 'AuthorizationPolicy demo/ledger-access deny rule 0 (no-admin)', code: 'ISTHMUS_ERR_AUTHZ_DENIED', mtls: 'strict' });
