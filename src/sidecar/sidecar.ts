@@ -71,10 +71,15 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => upstreams.close());
 
     const watch = new CatalogWatch({ federationUrl: config.federation.url, identity, stateDir: config.stateDirPath, logger });
-    const firstCatalog = new Promise<void>((resolve) => {
-      watch.once('catalog', () => resolve());
+    const first = (feed: 'catalog' | 'policies') => new Promise<void>((resolve) => {
+      watch.once(feed, () => resolve());
       setTimeout(resolve, 10_000).unref();
     });
+    const firstCatalog = first('catalog');
+    // The inbound opens only with a policy snapshot (from the federation, or the last one on
+    // disk): before it, a service's authorization rules are not known and every caller would
+    // pass. A federation that serves no policies is waited for 10 s at most, as the catalog is.
+    const firstPolicies = first('policies');
     watch.on('catalog', (c: Catalog) => { catalog = c; routing.setCatalog(c); });
     watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
     // Who may call this workload: enforced by its inbound (docs/authorization.md).
@@ -86,7 +91,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     watch.start();
     closers.push(() => watch.stop());
     // Serving before the first catalog would answer "not in the mesh" for everything.
-    await firstCatalog;
+    await Promise.all([firstCatalog, firstPolicies]);
     health.start();
     closers.push(() => health.stop());
     // Ejections end by time, not by an event: look again every second.
