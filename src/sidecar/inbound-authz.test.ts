@@ -219,6 +219,31 @@ describe('mTLS mode', () => {
     expect(await rawTls('/public/a')).toMatchObject({ status: 200 });
   });
 
+  test('permissive: a plain-text HTTP/2 caller (prior knowledge, as gRPC clients send it) is accepted without an identity; strict refuses it', async () => {
+    const [h, port] = address.split(':');
+    const h2c = () => {
+      const s = h2Connect(`http://${h}:${port}`);
+      s.on('error', () => undefined);
+      return s;
+    };
+    authz.set([policy('MeshNamespace', 'demo', { mtls: { mode: 'permissive' } })]);
+    const s = h2c();
+    try {
+      const answer = await h2Get(s, '/public/h2c');
+      expect({ status: answer.status, ...JSON.parse(answer.body) }).toEqual({ status: 200, path: '/public/h2c', xfcc: null });
+    } finally {
+      s.close();
+    }
+    authz.set([]);
+    const strict = h2c();
+    try {
+      // The TLS server reads the preface as a broken handshake: no answer, however the client reports it.
+      expect((await h2Get(strict, '/public/h2c').catch(() => ({ status: 0, body: '' }))).status).toBe(0);
+    } finally {
+      strict.destroy();
+    }
+  });
+
   test('permissive: HTTP/2 over mTLS still works (the TLS bytes pass through the sniffed stream)', async () => {
     authz.set([policy('MeshNamespace', 'demo', { mtls: { mode: 'permissive' } })]);
     const s = h2Session();

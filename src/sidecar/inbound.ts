@@ -110,8 +110,8 @@ export class Inbound {
     this.plain.on('clientError', answerClientError);
     // Before the inbound's own 'connection' listener below; strict (the default) hands every
     // connection to TLS untouched.
-    acceptPlaintextWhen(this.server, this.plain, () => this.authz?.mtls === 'permissive', timeouts.requestHeadersMs);
     this.h2 = createH2Server();
+    acceptPlaintextWhen(this.server, this.plain, this.h2, () => this.authz?.mtls === 'permissive', timeouts.requestHeadersMs);
     limitFirstRequestHead(this.h2, timeouts.requestHeadersMs);
     this.h2.on('session', (session) => {
       session.setTimeout(timeouts.connectionIdleMs + 5_000, () => session.close());
