@@ -3,6 +3,7 @@ import { connect as h2Connect } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { h2Get } from '../../test/helpers/h2.js';
 import { clientId, testPki, trustDomain, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
 import { channels, type AuthzDeniedMessage } from '../core/channels.js';
 import { silentLogger } from '../core/log.js';
@@ -97,21 +98,10 @@ function rawPlain(target: string): Promise<Answer | { closed: string }> {
   });
 }
 
-/** A client sidecar's HTTP/2 session to the inbound, and one GET on it. */
+/** A client sidecar's HTTP/2 session to the inbound. */
 function h2Session() {
   const [h, port] = address.split(':');
   return h2Connect(`https://${h}:${port}`, { cert: pki.client.certPem + pki.west.certPem, key: pki.client.keyPem, ca: pki.root.certPem, checkServerIdentity: () => undefined });
-}
-function h2Get(s: ReturnType<typeof h2Session>, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const stream = s.request({ ':path': path });
-    let status = 0;
-    let body = '';
-    stream.on('response', (hd) => { status = Number(hd[':status']); });
-    stream.on('data', (c: Buffer) => { body += c.toString(); });
-    stream.on('end', () => resolve({ status, body }));
-    stream.on('error', reject);
-  });
 }
 
 describe('without authorization policies the inbound passes requests as they came', () => {
