@@ -134,7 +134,8 @@ A service level objective (slo.yaml):
 function policyKey(kindWord: string, name: string): { key: string; label: string; slo: boolean; namespace: string; policyName: string } {
   const slo = ['slo', 'servicelevelobjective'].includes(kindWord.toLowerCase());
   const kind = slo ? undefined : kindByWord(kindWord);
-  const [namespace, policyName, ...rest] = name.split('/');
+  // A MeshNamespace is named after its namespace: `meshnamespace demo` is `demo/demo`.
+  const [namespace, policyName, ...rest] = kind?.kind === 'MeshNamespace' && !name.includes('/') ? [name, name] : name.split('/');
   if ((!slo && !kind) || !namespace || !policyName || rest.length > 0) {
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `give a kind (${kindWords}) and <namespace>/<name>, e.g. \`isthmus policy delete httproute demo/hello-canary\``);
   }

@@ -197,6 +197,8 @@ describe('mTLS mode per namespace', () => {
     expect((await plain('hello', '/')).status).toBeNaN();
     // ledger's own allow list still decides for ledger.
     expect((await viaProxy(proxyOf('west'), ledger('/'))).status).toBe(200);
+    // A MeshNamespace is named by its namespace alone.
+    expect((await isthmusOk(['policy', 'get', 'meshnamespace', 'demo'], env())).stdout).toMatch(/authorization:\s+default: deny/);
   }, 30_000);
 
   test('an SMI TrafficTarget opens hello to the clients for its HTTPRouteGroup\'s routes; without the group applied it allows nothing, and apply says so', async () => {
