@@ -20,6 +20,7 @@ const commands: readonly { names: readonly string[]; load: () => Promise<Registe
   { names: ['federation'], load: async () => (await import('./federation.js')).registerFederation },
   { names: ['gateway'], load: async () => (await import('./gateway.js')).registerGateway },
   { names: ['sidecar', 'explain'], load: async () => (await import('./sidecar.js')).registerSidecar },
+  { names: ['can'], load: async () => (await import('./can.js')).registerCan },
   { names: ['trace'], load: async () => (await import('./trace.js')).registerTrace },
   { names: ['dev'], load: async () => (await import('./dev.js')).registerDev },
   { names: ['dash'], load: async () => (await import('./dash.js')).registerDash },

@@ -21,7 +21,7 @@ export async function applyPolicies(file: string, etcd: string | undefined, dryR
   const parsed = await readPolicyFile(file);
   return await withStore(etcd, async (store) => {
     const known = await knownServices(store);
-    const warnings = parsed.flatMap((p) => unknownServiceWarnings(p, known));
+    const warnings = [...parsed.flatMap((p) => unknownServiceWarnings(p, known)), ...await missingRouteGroupWarnings(parsed, store)];
     const puts: { key: string; value: object }[] = [];
     const ifAbsent: string[] = [];
     const ifModRevision: Record<string, number> = {};
@@ -54,6 +54,24 @@ async function knownServices(store: FederationStore): Promise<Set<string>> {
     }
   }
   return known;
+}
+
+/**
+ * A TrafficTarget's rule whose HTTPRouteGroup is neither in the file nor stored allows nothing
+ * until the group is applied (docs/authorization.md): said at apply time, not only in explain.
+ */
+async function missingRouteGroupWarnings(parsed: readonly ParsedPolicy[], store: FederationStore): Promise<string[]> {
+  const inFile = new Set(parsed.filter((p) => p.kind === 'HTTPRouteGroup').map((p) => `${p.namespace}/${p.name}`));
+  const warnings: string[] = [];
+  for (const p of parsed) {
+    if (p.kind !== 'TrafficTarget') continue;
+    const rules = ((p.record as PolicyRecord).spec as { rules: { kind: string; name: string }[] }).rules;
+    for (const rule of rules) {
+      if (inFile.has(`${p.namespace}/${rule.name}`) || (await store.get(keys.policy('httproutegroup', p.namespace, rule.name))) !== undefined) continue;
+      warnings.push(`TrafficTarget ${p.namespace}/${p.name} names HTTPRouteGroup ${p.namespace}/${rule.name}, which is not applied (yet?): that rule allows nothing until it is`);
+    }
+  }
+  return warnings;
 }
 
 function unknownServiceWarnings(p: ParsedPolicy, known: ReadonlySet<string>): string[] {

@@ -19,10 +19,10 @@ interface PolicyOptions { etcd?: string; output: string }
 const kindWords = `slo, ${policyKinds.map((k) => k.segment).join(', ')}`;
 
 export function registerPolicy(program: Command): void {
-  const policy = program.command('policy').description('traffic and service-level policies of the mesh, stored in etcd (docs/traffic-policy.md)');
+  const policy = program.command('policy').description('traffic, service-level and authorization policies of the mesh, stored in etcd (docs/traffic-policy.md, docs/authorization.md)');
 
   policy.command('apply')
-    .description('create or replace the policies of a YAML file, all or none (HTTPRoute, TrafficSplit, ServiceLevelObjective and the isthmus.dev kinds; several documents allowed)')
+    .description('create or replace the policies of a YAML file, all or none (HTTPRoute, TrafficSplit, ServiceLevelObjective, the isthmus.dev kinds, and the authorization kinds AuthorizationPolicy, MeshNamespace, TrafficTarget, HTTPRouteGroup of docs/authorization.md; several documents allowed)')
     .requiredOption('-f, --file <file>', 'YAML file, or - for standard input')
     .option('--dry-run', 'check the file and show what would change (created, changed, unchanged); write nothing')
     .addOption(etcdOption())
@@ -140,7 +140,8 @@ A service level objective (slo.yaml):
 function policyKey(kindWord: string, name: string): { key: string; label: string; slo: boolean; namespace: string; policyName: string } {
   const slo = ['slo', 'servicelevelobjective'].includes(kindWord.toLowerCase());
   const kind = slo ? undefined : kindByWord(kindWord);
-  const [namespace, policyName, ...rest] = name.split('/');
+  // A MeshNamespace is named after its namespace: `meshnamespace demo` is `demo/demo`.
+  const [namespace, policyName, ...rest] = kind?.kind === 'MeshNamespace' && !name.includes('/') ? [name, name] : name.split('/');
   if ((!slo && !kind) || !namespace || !policyName || rest.length > 0) {
     throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `give a kind (${kindWords}) and <namespace>/<name>, e.g. \`isthmus policy delete httproute demo/hello-canary\``);
   }
@@ -153,6 +154,14 @@ function summary(p: PolicyRecord): string {
   const spec = p.spec as { rules?: unknown[]; backends?: { service: string; weight: number }[] };
   if (p.kind === 'HTTPRoute') return `${spec.rules?.length ?? 0} rule(s) → ${p.backends.join(', ') || 'subsets'}`;
   if (p.kind === 'TrafficSplit') return (spec.backends ?? []).map((b) => `${b.service} ${b.weight}`).join(', ');
+  if (p.kind === 'AuthorizationPolicy') {
+    const authz = p.spec as { allow?: unknown[]; deny?: unknown[] };
+    return `${authz.allow === undefined ? 'no allow list' : `${authz.allow.length} allow rule(s)`}, ${authz.deny?.length ?? 0} deny rule(s)`;
+  }
+  if (p.kind === 'MeshNamespace') {
+    const ns = p.spec as { authorization?: { default: string }; mtls?: { mode: string } };
+    return `default ${ns.authorization?.default ?? 'allow'}, mTLS ${ns.mtls?.mode ?? 'strict'}`;
+  }
   return p.kind;
 }
 

@@ -23,6 +23,7 @@ export const channelNames = {
   tcpInboundClosed: 'isthmus:sidecar:tcp-inbound-closed',
   policyAction: 'isthmus:sidecar:policy-action',
   requestRefused: 'isthmus:sidecar:request-refused',
+  authzDenied: 'isthmus:sidecar:authz-denied',
 } as const;
 
 /**
@@ -53,6 +54,24 @@ export interface RequestRefusedMessage {
   origin: object;
   listener: 'outbound' | 'inbound';
   reason: 'head_timeout' | 'header_too_large' | 'malformed';
+}
+
+/**
+ * A destination's inbound refused a caller by authorization (docs/authorization.md): `reason`
+ * `deny_rule` (a deny rule matched; `rule` names it), `no_rule_allows` (an allow list or the
+ * namespace's default), or `path_refused` (the path cannot be matched safely: 400).
+ * `service` is the inbound's own `<ns>/<name>`; `caller` the verified SPIFFE ID, undefined for a
+ * plain-text caller; `cluster` the caller's issuing cluster when known. Published with the
+ * InboundAuthorization as origin.
+ */
+export interface AuthzDeniedMessage {
+  origin: object;
+  service: string;
+  caller: string | undefined;
+  cluster: string | undefined;
+  reason: 'deny_rule' | 'no_rule_allows' | 'path_refused';
+  rule: string | undefined;
+  at: number;
 }
 
 /** The gateway closed a connection without routing it; `reason` is a GatewayRefusal. */
@@ -196,4 +215,5 @@ export const channels = {
   tcpInboundClosed: typed<TcpInboundClosedMessage>(channelNames.tcpInboundClosed),
   policyAction: typed<PolicyActionMessage>(channelNames.policyAction),
   requestRefused: typed<RequestRefusedMessage>(channelNames.requestRefused),
+  authzDenied: typed<AuthzDeniedMessage>(channelNames.authzDenied),
 } as const;

@@ -18,6 +18,8 @@ const canary = (v1: number, v2: number) => record('gateway.networking.k8s.io/v1'
 });
 const fault = record('isthmus.dev/v1alpha1', 'FaultInjection', 'ledger-chaos', { service: 'ledger', abort: { status: 503, percent: 10 } });
 const slo = record('isthmus.dev/v1alpha1', 'ServiceLevelObjective', 'hello-slo', { service: 'hello', objective: 99.9 });
+const ledgerAccess = record('isthmus.dev/v1alpha1', 'AuthorizationPolicy', 'ledger-access', { service: 'ledger', allow: [{ from: { namespaces: ['demo'] } }], deny: [{ to: { paths: [{ prefix: '/admin' }] } }] });
+const noAdmin = record('isthmus.dev/v1alpha1', 'AuthorizationPolicy', 'no-admin', { service: 'hello', deny: [{ to: { paths: [{ prefix: '/admin' }] } }] });
 
 describe('servicePolicies: the badges of the services table', () => {
   test.each([
@@ -26,6 +28,8 @@ describe('servicePolicies: the badges of the services table', () => {
     ['blue-green 0/100', [canary(0, 100)], { 'demo/hello': ['split split 0/100', 'other route → hello-v2'] }],
     ['a fault on another service', [fault], { 'demo/ledger': ['fault fault'] }],
     ['an objective is not a traffic policy', [slo], {}],
+    ['an allow list beside a fault', [fault, ledgerAccess], { 'demo/ledger': ['fault fault', 'other authz: allow list'] }],
+    ['deny rules only, beside a canary', [canary(90, 10), noAdmin], { 'demo/hello': ['split split 90/10', 'other route → hello-v2', 'other authz: deny rules'] }],
   ] as [string, PolicyRecord[], Record<string, string[]>][])('%s', (_name, records, expected) => {
     const shown = Object.fromEntries([...servicePolicies(records)].map(([service, p]) => [service, p.badges.map((b) => `${b.tone} ${b.label}`).sort()]));
     expect(shown).toEqual(Object.fromEntries(Object.entries(expected).map(([k, v]) => [k, [...v].sort()])));
@@ -33,6 +37,7 @@ describe('servicePolicies: the badges of the services table', () => {
 
   test('a badge\'s title says the whole setting', () => {
     expect(servicePolicies([fault]).get('demo/ledger')?.badges[0]?.title).toBe('FaultInjection demo/ledger-chaos: abort with status 503 for 10%');
+    expect(servicePolicies([ledgerAccess]).get('demo/ledger')?.badges[0]?.title).toBe('deny AuthorizationPolicy demo/ledger-access deny rule 0: from anyone to path /admin*\nallow AuthorizationPolicy demo/ledger-access allow rule 0: from namespace demo');
   });
 });
 

@@ -1,3 +1,5 @@
+import { compileAuthorization } from '../model/authorization.js';
+import { summariseAuthorization } from '../model/authorization-summary.js';
 import { summarisePolicies, type PolicySummary } from '../model/policy-summary.js';
 import type { PolicyRecord } from '../model/policy-records.js';
 import { compileResiliencePolicies } from '../model/resilience-policy.js';
@@ -26,7 +28,7 @@ const labels: Record<string, string> = {
   RetryPolicy: 'retry', CircuitBreaker: 'breaker', OutlierDetection: 'outlier', LocalRateLimit: 'rate limit', FaultInjection: 'fault', FailoverPolicy: 'failover',
 };
 
-/** Every service with a routing or resilience policy, by `<ns>/<name>`. */
+/** Every service with a routing, resilience or authorization policy, by `<ns>/<name>`. */
 export function servicePolicies(records: readonly PolicyRecord[]): Map<string, ServicePolicies> {
   const routes = compileTrafficPolicies(records);
   const resilience = compileResiliencePolicies(records);
@@ -34,6 +36,16 @@ export function servicePolicies(records: readonly PolicyRecord[]): Map<string, S
   for (const service of new Set([...routes.keys(), ...resilience.keys()])) {
     const summary = summarisePolicies(routes.get(service), resilience.get(service));
     if (summary) out.set(service, badgesOf(summary));
+  }
+  // Who may call it: one badge, its title the rules in the order the inbound tries them.
+  const authorization = compileAuthorization(records);
+  for (const [service, entry] of authorization.services) {
+    const a = summariseAuthorization(authorization, entry.namespace, entry.service);
+    const rules = [...a.deny.map((d) => `deny ${d.rule}: ${d.matches}`), ...a.allow.map((r) => `allow ${r.rule}: ${r.matches}`)];
+    const badge: PolicyBadge = { label: a.allowList ? 'authz: allow list' : 'authz: deny rules', tone: 'other', title: [...rules, ...a.problems].join('\n') };
+    const held = out.get(service);
+    if (held) held.badges.push(badge);
+    else out.set(service, { badges: [badge] });
   }
   return out;
 }

@@ -4,6 +4,10 @@ import { Type, Value, type TSchema } from '../core/typebox.js';
 import { recordVersion } from '../core/keys.js';
 import { gatewayDurationMs, HttpRouteSpecSchema, type HttpRouteSpec } from './http-route-spec.js';
 import type { PolicyRecord } from './policy-records.js';
+import {
+  AuthorizationPolicySpecSchema, authorizationProblems, HttpRouteGroupSpecSchema, MeshNamespaceSpecSchema, TrafficTargetSpecSchema,
+  type AuthorizationPolicySpec, type TrafficTargetSpec,
+} from './authorization-spec.js';
 import { crossFieldProblems, isthmusKindSchemas } from './resilience-spec.js';
 import { TrafficSplitSpecSchema, type TrafficSplitSpec } from './traffic-split-spec.js';
 
@@ -39,6 +43,20 @@ export const policyKinds: readonly PolicyKind[] = [
     services: (s: { service: string }) => [s.service],
     backends: () => [],
   })),
+  // Authorization (docs/authorization.md): enforced by the destination's inbound sidecar.
+  {
+    kind: 'AuthorizationPolicy', apiVersion: isthmusApi, segment: 'authorizationpolicy', spec: AuthorizationPolicySpecSchema,
+    services: (spec: AuthorizationPolicySpec) => [spec.service],
+    backends: () => [],
+  },
+  {
+    kind: 'TrafficTarget', apiVersion: 'access.smi-spec.io/v1alpha3', segment: 'traffictarget', spec: TrafficTargetSpecSchema,
+    services: (spec: TrafficTargetSpec) => [spec.destination.name],
+    backends: () => [],
+  },
+  { kind: 'HTTPRouteGroup', apiVersion: 'specs.smi-spec.io/v1alpha4', segment: 'httproutegroup', spec: HttpRouteGroupSpecSchema, services: () => [], backends: () => [] },
+  /** Namespace-wide settings: one per namespace, named after it (metadata.name is the namespace). */
+  { kind: 'MeshNamespace', apiVersion: isthmusApi, segment: 'meshnamespace', spec: MeshNamespaceSpecSchema, services: () => [], backends: () => [] },
 ];
 
 export const kindsByName: ReadonlyMap<string, PolicyKind> = new Map(policyKinds.map((k) => [k.kind, k]));
@@ -73,15 +91,23 @@ export function policyRecordFromDocument(doc: Record<string, unknown>, source: s
   ];
   if (problems.length > 0) throw invalid(source, problems);
   const spec = doc.spec as Record<string, unknown>;
-  const namespace = (doc.metadata as { namespace?: string }).namespace ?? 'default';
-  const more = [...crossFieldProblems(kind.kind, spec), ...(kind.kind === 'HTTPRoute' ? httpRouteProblems(spec as HttpRouteSpec, namespace) : [])];
+  const metadata = doc.metadata as { name: string; namespace?: string };
+  // A MeshNamespace is about the namespace it is named after, and is stored in it.
+  const namespace = kind.kind === 'MeshNamespace' ? metadata.name : metadata.namespace ?? 'default';
+  const more = [
+    ...crossFieldProblems(kind.kind, spec),
+    ...authorizationProblems(kind.kind, spec, namespace),
+    ...(kind.kind === 'HTTPRoute' ? httpRouteProblems(spec as HttpRouteSpec, namespace) : []),
+    ...(kind.kind === 'MeshNamespace' && metadata.namespace !== undefined && metadata.namespace !== metadata.name
+      ? [{ path: '/metadata/namespace', message: `a MeshNamespace is named after the namespace it configures: leave metadata.namespace out, or make it ${metadata.name}` }] : []),
+  ];
   if (more.length > 0) throw invalid(source, more);
   return {
     version: recordVersion,
     apiVersion: kind.apiVersion,
     kind: kind.kind,
     namespace,
-    name: (doc.metadata as { name: string }).name,
+    name: metadata.name,
     services: kind.services(spec as never, namespace),
     backends: kind.backends(spec as never, namespace),
     createdAt: now.toISOString(),

@@ -130,6 +130,7 @@ export const MeshEventSchema = Type.Object({
     Type.Literal('cluster-down'), Type.Literal('cluster-up'),
     Type.Literal('slo-violated'), Type.Literal('slo-resolved'),
     Type.Literal('unreachable'), Type.Literal('reachable'),
+    Type.Literal('authz-denied'),
   ]),
   /** `<ns>/<name>` when the event is about a service. */
   service: Type.Optional(Type.String()),

@@ -1,3 +1,4 @@
+import { formatAuthorizationSummary, type AuthorizationSummary } from '../model/authorization-summary.js';
 import { formatPolicySummary, type LiveSplit, type PolicySummary } from '../model/policy-summary.js';
 import type { Route } from './routing.js';
 
@@ -20,11 +21,14 @@ export interface RouteExplanation {
   /** The policies in force for the service (absent: none), and the split its requests took since they arrived. */
   policies?: PolicySummary;
   liveSplit?: LiveSplit[];
+  /** Who may call the service: its namespace's mTLS mode and default, and its authorization rules. */
+  authorization?: AuthorizationSummary;
 }
 
 /** Where traffic for one service goes now and why, as data (admin /routes) for people and tools. */
 export function explainRoute(
   route: Route, from: { cluster: string; zone: string }, ejected: ReadonlySet<string>, policies?: { policies: PolicySummary; liveSplit: LiveSplit[] },
+  authorization?: AuthorizationSummary,
 ): RouteExplanation {
   const primary = route.load.loads.reduce((best, load, priority) => (load > (route.load.loads[best] ?? 0) ? priority : best), 0);
   return {
@@ -43,6 +47,7 @@ export function explainRoute(
     })),
     computedAt: new Date(route.computedAt).toISOString(),
     ...policies,
+    ...(authorization ? { authorization } : {}),
   };
 }
 
@@ -61,5 +66,6 @@ export function formatExplanation(e: RouteExplanation): string {
   }
   if (e.priorities.length === 0) lines.push('  no endpoint in any cluster');
   if (e.policies) lines.push(...formatPolicySummary(e.policies, e.liveSplit ?? []));
+  if (e.authorization) lines.push(...formatAuthorizationSummary(e.authorization));
   return `${lines.join('\n')}\n`;
 }

@@ -3,6 +3,7 @@ import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import type { Server } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { h2Get } from '../../test/helpers/h2.js';
 import { listen, serverTls, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
 import { silentLogger } from '../core/log.js';
 import { Inbound } from './inbound.js';
@@ -41,18 +42,6 @@ function session(): ClientHttp2Session {
   return s;
 }
 
-function get(s: ClientHttp2Session, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const stream = s.request({ ':path': path });
-    let status = 0;
-    let body = '';
-    stream.on('response', (h) => { status = Number(h[':status']); });
-    stream.on('data', (c: Buffer) => { body += c.toString(); });
-    stream.on('end', () => resolve({ status, body }));
-    stream.on('error', reject);
-  });
-}
-
 describe('timeouts.requestHeaders on the inbound', () => {
   test('an HTTP/2 connection that opens no stream is closed with GOAWAY naming ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT', async () => {
     const s = session();
@@ -70,9 +59,9 @@ describe('timeouts.requestHeaders on the inbound', () => {
     let goaway = false;
     s.once('goaway', () => { goaway = true; });
     try {
-      expect(await get(s, '/first')).toEqual({ status: 200, body: 'app saw GET /first' });
+      expect(await h2Get(s, '/first')).toEqual({ status: 200, body: 'app saw GET /first' });
       await new Promise((resolve) => setTimeout(resolve, requestHeadersMs * 3));
-      expect(await get(s, '/later')).toEqual({ status: 200, body: 'app saw GET /later' });
+      expect(await h2Get(s, '/later')).toEqual({ status: 200, body: 'app saw GET /later' });
       expect(goaway).toBe(false);
     } finally {
       s.destroy();

@@ -29,6 +29,15 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
     inbound.answered(started, undefined, 403, span);
     return replyH2(stream, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error, grpc);
   }
+  let path = headers[':path'] ?? '/';
+  if (inbound.authz && method !== 'CONNECT') {
+    const verdict = inbound.authz.request(peer.caller, method, path, headers);
+    if ('refusal' in verdict) {
+      inbound.answered(started, peer.identity, verdict.refusal.status, span);
+      return replyH2(stream, verdict.refusal.code, verdict.refusal.message, grpc);
+    }
+    path = verdict.target;
+  }
   const refuse = (err: Error) => {
     inbound.answered(started, peer.identity, 502, span);
     inbound.logger.warn({ err: err.message }, 'inbound HTTP/2 request to the app failed');
@@ -47,7 +56,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
 
   if (inbound.appProtocol === 'h2c') {
     const fields: Record<string, string | string[]> = {
-      ...h2ForwardFields(headers, 'x-forwarded-client-cert'), ':method': method, ':path': headers[':path'] ?? '/',
+      ...h2ForwardFields(headers, 'x-forwarded-client-cert'), ':method': method, ':path': path,
       ':authority': headers[':authority'] ?? '', ':scheme': 'http',
     };
     delete fields[traceHeader];
@@ -74,7 +83,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED',
       'gRPC needs HTTP/2 to the app, and this sidecar speaks HTTP/1.1 to it: set inbound.appProtocol: h2c in its config', true);
   }
-  const request = h2RequestAsHttp1(headers, 'x-forwarded-client-cert');
+  const request = h2RequestAsHttp1(path === headers[':path'] ? headers : { ...headers, ':path': path }, 'x-forwarded-client-cert');
   delete request.headers[traceHeader];
   inbound.appFields(request.headers, peer.xfcc, span);
   const relay = new H2ResponseRelay(stream, method);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect as connectH2, createServer as createH2Server, type ClientHttp2Session, type Http2Server } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -9,6 +9,8 @@ import type { Dispatcher } from 'undici';
 import { Pool } from '../core/undici.js';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
+import type { CallerFacts } from '../model/authorization.js';
+import { IssuingClusters, type AuthzRefusal, type InboundAuthorization } from './authz-layer.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import { H2Sessions } from './h2-sessions.js';
 import { forwardableHeaders } from './headers.js';
@@ -16,6 +18,7 @@ import { forwardStream } from './inbound-h2.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, repeatsHost, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
+import { acceptPlaintextWhen } from './plaintext-inbound.js';
 import { clientErrorHandler, headersCheckInterval, limitFirstRequestHead, refuseMalformed } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
@@ -28,7 +31,15 @@ const requestChannel = channels.inboundRequest;
 /** What the app behind the inbound speaks: HTTP/1.1, or HTTP/2 over cleartext (a gRPC server). */
 export type AppProtocol = 'http' | 'h2c';
 
-export type Peer = { identity: string; xfcc: string } | { error: string };
+/**
+ * Who called: a verified mesh identity with the XFCC the app gets, a plain-text caller (no
+ * identity, no XFCC: let in only while the namespace's mTLS mode is permissive), or a
+ * certificate that is not acceptable.
+ */
+export type Peer = { identity: string | undefined; xfcc: string | undefined; caller: CallerFacts } | { error: string };
+
+const plaintextPeer: Peer = Object.freeze({ identity: undefined, xfcc: undefined, caller: Object.freeze({}) });
+const plaintextRefused: Peer = Object.freeze({ error: 'a plain-text caller, and the namespace\'s mTLS mode is strict now: call through a sidecar' });
 export interface Admitted { started: number; span: ActiveSpan | undefined; peer: Peer }
 
 export interface InboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[]; identity: string }
@@ -66,11 +77,16 @@ export class Inbound {
    * handshake timeout; close() must not wait for those.
    */
   private readonly sockets = new OpenSockets();
+  /** Plain-text HTTP/1.1 callers, handed over while the namespace is permissive (plaintext-inbound.ts). */
+  private readonly plain: HttpServer;
+  private readonly clusters = new IssuingClusters();
 
   constructor(
     credentials: InboundCredentials, readonly appAddress: string, readonly logger: Logger,
     private readonly place: InboundPlace = {}, readonly timeouts: Readonly<DataPlaneTimeouts> = defaultTimeouts,
     readonly appProtocol: AppProtocol = 'http',
+    /** Who may call the app (authz-layer.ts); absent: everyone with a mesh certificate. */
+    readonly authz?: InboundAuthorization,
   ) {
     this.identity = credentials.identity;
     this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000, connect: { timeout: timeouts.connectMs } });
@@ -87,16 +103,15 @@ export class Inbound {
       // Pooled connections from other sidecars stay open across bursts; the client side closes first.
       keepAliveTimeout: timeouts.connectionIdleMs + 5_000, headersTimeout: timeouts.requestHeadersMs, requestTimeout: 0,
       connectionsCheckingInterval: headersCheckInterval(timeouts.requestHeadersMs),
-    }, (req, res) => {
-      void this.handle(req, res).catch((err: unknown) => {
-        this.logger.warn({ err: (err as Error).message }, 'inbound request to the app failed');
-        if (!res.headersSent) {
-          res.writeHead(502, { 'content-type': 'application/json', 'x-isthmus-error': 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE' });
-          res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', message: `the app at ${appAddress} did not answer: ${(err as Error).message}` } }));
-        } else res.destroy();
-      });
-    });
+    }, (req, res) => this.serve(req, res));
+    this.plain = createHttpServer({ keepAliveTimeout: timeouts.connectionIdleMs + 5_000, headersTimeout: timeouts.requestHeadersMs, requestTimeout: 0 }, (req, res) => this.serve(req, res));
+    this.plain.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
+    this.plain.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
+    this.plain.on('clientError', clientErrorHandler(this, 'inbound'));
+    // Before the inbound's own 'connection' listener below; strict (the default) hands every
+    // connection to TLS untouched.
     this.h2 = createH2Server();
+    acceptPlaintextWhen(this.server, this.plain, this.h2, () => this.authz?.mtls === 'permissive', timeouts.requestHeadersMs);
     limitFirstRequestHead(this.h2, timeouts.requestHeadersMs);
     this.h2.on('session', (session) => {
       session.setTimeout(timeouts.connectionIdleMs + 5_000, () => session.close());
@@ -121,14 +136,31 @@ export class Inbound {
     this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
   }
 
+  private serve(req: IncomingMessage, res: ServerResponse): void {
+    void this.handle(req, res).catch((err: unknown) => {
+      this.logger.warn({ err: (err as Error).message }, 'inbound request to the app failed');
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'application/json', 'x-isthmus-error': 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE' });
+        res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', message: `the app at ${this.appAddress} did not answer: ${(err as Error).message}` } }));
+      } else res.destroy();
+    });
+  }
+
   private peerOf(socket: TLSSocket): Peer {
+    // Only the plain-text server hands over unencrypted sockets, and only while permissive; a
+    // connection kept open from then is refused per request once the namespace is strict again.
+    if (socket.encrypted !== true) return this.authz?.mtls === 'permissive' ? plaintextPeer : plaintextRefused;
     let peer = this.peers.get(socket);
     if (!peer) {
       const cert = socket.getPeerCertificate(true);
       const checked = peerIdentity(cert);
       peer = 'error' in checked
         ? checked
-        : { identity: checked.identity, xfcc: `By=${this.identity};Hash=${createHash('sha256').update(cert.raw).digest('hex')};URI=${checked.identity}` };
+        : {
+          identity: checked.identity,
+          xfcc: `By=${this.identity};Hash=${createHash('sha256').update(cert.raw).digest('hex')};URI=${checked.identity}`,
+          caller: this.clusters.facts(cert, checked),
+        };
       this.peers.set(socket, peer);
     }
     return peer;
@@ -142,6 +174,7 @@ export class Inbound {
 
   async close(): Promise<void> {
     this.server.closeAllConnections();
+    this.plain.closeAllConnections();
     this.tunnels.destroyAll();
     this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -179,9 +212,10 @@ export class Inbound {
     return { started, span, peer: this.peerOf(socket) };
   }
 
-  /** The caller's identity in XFCC (any that arrived is dropped: only this sidecar may say who called) and the span's traceparent. */
-  appFields(fields: Record<string, string | string[]>, xfcc: string, span: ActiveSpan | undefined): void {
-    fields['x-forwarded-client-cert'] = xfcc;
+  /** The caller's identity in XFCC (any that arrived is dropped: only this sidecar may say who called; a plain-text caller gets none) and the span's traceparent. */
+  appFields(fields: Record<string, string | string[]>, xfcc: string | undefined, span: ActiveSpan | undefined): void {
+    if (xfcc === undefined) delete fields['x-forwarded-client-cert'];
+    else fields['x-forwarded-client-cert'] = xfcc;
     if (span) {
       // The app's parent is this span: same trace id, this span's id.
       fields.traceparent = formatTraceparent(span.context);
@@ -202,9 +236,17 @@ export class Inbound {
     if ('error' in peer) {
       this.answered(started, undefined, 403, span);
       if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, null, 0, peer.error));
-      res.writeHead(403, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', message: peer.error } }));
-      return;
+      return answerError(req, res, 403, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error);
+    }
+    let target = req.url ?? '/';
+    if (this.authz) {
+      const verdict = this.authz.request(peer.caller, req.method ?? 'GET', target, req.headers);
+      if ('refusal' in verdict) {
+        this.answered(started, peer.identity, verdict.refusal.status, span);
+        if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, 0, undefined, verdict.refusal.message));
+        return answerError(req, res, verdict.refusal.status, verdict.refusal.code, verdict.refusal.message);
+      }
+      target = verdict.target;
     }
     if (repeatsHost(req.rawHeaders)) {
       this.answered(started, peer.identity, 400, span);
@@ -224,10 +266,10 @@ export class Inbound {
     const appStarted = traced ? performance.now() : 0;
     // A traced request's report rides on the response head (docs/trace.md).
     const relay = new ResponseRelay(res, undefined, traced
-      ? (head) => { head[inboundReportHeader] = this.traceReport(req, peer.identity, performance.now() - appStarted); }
+      ? (head) => { head[inboundReportHeader] = this.traceReport(req, peer.identity ?? null, performance.now() - appStarted); }
       : undefined);
     this.app.dispatch({
-      path: req.url ?? '/', method: req.method as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
+      path: target, method: req.method as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
       headersTimeout: this.timeouts.responseHeadersMs, bodyTimeout: this.timeouts.streamIdleMs,
     }, relay);
     try {
@@ -235,7 +277,7 @@ export class Inbound {
       this.answered(started, peer.identity, status, span);
     } catch (err) {
       this.answered(started, peer.identity, 502, span);
-      if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity, performance.now() - appStarted));
+      if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, performance.now() - appStarted));
       throw err;
     }
   }
@@ -261,6 +303,17 @@ export class Inbound {
       this.refusedMalformed();
       return refuseMalformed(socket, false, '(two Host fields, RFC 9112 §3.2)');
     }
+    // A CONNECT's bytes carry no request: only who calls can be checked.
+    let target = req.url ?? '/';
+    const verdict: { target: string } | { refusal: AuthzRefusal } | undefined = !this.authz ? undefined
+      : req.method === 'CONNECT' ? refusalOrTarget(this.authz.connection(peer.caller), target)
+        : this.authz.request(peer.caller, req.method ?? 'GET', target, req.headers);
+    if (verdict && 'refusal' in verdict) {
+      this.answered(started, peer.identity, verdict.refusal.status, undefined);
+      socket.end(errorResponse(verdict.refusal.status, verdict.refusal.status === 403 ? 'Forbidden' : 'Bad Request', verdict.refusal.code, verdict.refusal.message));
+      return;
+    }
+    if (verdict) target = verdict.target;
     const split = this.appAddress.lastIndexOf(':');
     const app = netConnect({ host: this.appAddress.slice(0, split), port: Number(this.appAddress.slice(split + 1)), allowHalfOpen: true });
     app.setNoDelay(true);
@@ -277,7 +330,7 @@ export class Inbound {
         socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         this.answered(started, peer.identity, 200, undefined);
       } else {
-        app.write(requestHead(req.method ?? 'GET', req.url ?? '/', req.rawHeaders, { drop: new Set(['x-forwarded-client-cert']), set: { 'x-forwarded-client-cert': peer.xfcc } }));
+        app.write(requestHead(req.method ?? 'GET', target, req.rawHeaders, { drop: new Set(['x-forwarded-client-cert']), set: peer.xfcc === undefined ? {} : { 'x-forwarded-client-cert': peer.xfcc } }));
         this.answered(started, peer.identity, 101, undefined);
       }
       if (head.length > 0) app.write(head);
@@ -289,16 +342,28 @@ export class Inbound {
    * What this end saw of a traced request: who it is, whom it verified, where the app is, and
    * the connection's handshake time (given once: a trace always comes on a fresh connection).
    */
-  private traceReport(req: IncomingMessage, client: string | null, appMs: number, clientError?: string): string {
+  private traceReport(req: IncomingMessage, client: string | null, appMs: number, clientError?: string, authorization?: string): string {
     const socket = req.socket as TLSSocket;
     const handshakeMs = this.handshakes.get(socket);
     this.handshakes.delete(socket);
     return encodeInboundReport({
-      cluster: this.place.cluster, identity: this.identity, client, ...(clientError ? { clientError } : {}),
+      cluster: this.place.cluster, identity: this.identity, client, ...(clientError ? { clientError } : {}), ...(authorization ? { authorization } : {}),
       endpoint: `${socket.localAddress}:${socket.localPort}`, app: this.appAddress,
       ...(handshakeMs !== undefined ? { handshakeMs } : {}), appMs,
     });
   }
+}
+
+/** The inbound's own answer, instead of the app's; what is left of the request body is read and dropped. */
+function answerError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
+  req.resume();
+  const body = JSON.stringify({ error: { code, message } });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
+  res.end(body);
+}
+
+function refusalOrTarget(refusal: AuthzRefusal | undefined, target: string): { target: string } | { refusal: AuthzRefusal } {
+  return refusal ? { refusal } : { target };
 }
 
 function tlsOptions(c: InboundCredentials) {

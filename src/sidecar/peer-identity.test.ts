@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
 import { buildCertificate, issuerFromCertificate } from '../trust/certificate-builder.js';
 import { opensslIssue, opensslRoot } from '../../test/helpers/openssl-certs.js';
+import { IssuingClusters } from './authz-layer.js';
 import { checkDestination, peerIdentity } from './peer-identity.js';
 
 /**
@@ -78,16 +79,19 @@ describe('a destination\'s identity over a real handshake', () => {
 });
 
 describe('a caller\'s identity on a resumed TLS session (as the inbound checks it)', () => {
-  test('the resumed session carries the leaf without its chain, and the identity still holds', async () => {
+  test('the resumed session carries the leaf without its chain, and the identity still holds; its issuing cluster is remembered from the full handshake', async () => {
     const server = issueCertificate({ identity: 'spiffe://example.org/ns/demo/sa/ledger', issuer: east });
     const caller = issueCertificate({ identity: admin, issuer: east });
+    const clusters = new IssuingClusters();
     const tlsServer = createServer({ cert: server.certPem + east.certPem, key: server.keyPem, ca: root.certPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (socket) => {
-      const peer = peerIdentity(socket.getPeerCertificate(true));
-      socket.end(JSON.stringify({ resumed: socket.isSessionReused(), peer }));
+      const cert = socket.getPeerCertificate(true);
+      const peer = peerIdentity(cert);
+      const facts = 'error' in peer ? undefined : clusters.facts(cert, peer);
+      socket.end(JSON.stringify({ resumed: socket.isSessionReused(), peer, facts }));
     });
     await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
     const { port } = tlsServer.address() as AddressInfo;
-    const ask = (session?: Buffer) => new Promise<{ answer: { resumed: boolean; peer: unknown }; session?: Buffer }>((resolve, reject) => {
+    const ask = (session?: Buffer) => new Promise<{ answer: { resumed: boolean; peer: unknown; facts: unknown }; session?: Buffer }>((resolve, reject) => {
       let got: Buffer | undefined;
       const socket = connect({ host: '127.0.0.1', port, ca: root.certPem, cert: caller.certPem + east.certPem, key: caller.keyPem, checkServerIdentity: () => undefined, ...(session ? { session } : {}) });
       let text = '';
@@ -98,9 +102,9 @@ describe('a caller\'s identity on a resumed TLS session (as the inbound checks i
     });
     try {
       const first = await ask();
-      expect(first.answer).toEqual({ resumed: false, peer: { identity: admin } });
+      expect(first.answer).toEqual({ resumed: false, peer: { identity: admin, cluster: 'east' }, facts: { identity: admin, cluster: 'east' } });
       const second = await ask(first.session);
-      expect(second.answer).toEqual({ resumed: true, peer: { identity: admin } });
+      expect(second.answer).toEqual({ resumed: true, peer: { identity: admin }, facts: { identity: admin, cluster: 'east' } });
     } finally {
       await new Promise((resolve) => tlsServer.close(resolve));
     }

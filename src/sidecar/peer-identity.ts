@@ -1,6 +1,6 @@
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import { IsthmusError } from '../core/errors.js';
-import { trustDomainOf } from '../trust/spiffe.js';
+import { parseSpiffeId, trustDomainOf } from '../trust/spiffe.js';
 import { altNamesFromText, rootTrustDomainOf } from '../trust/x509-facts.js';
 
 /**
@@ -8,7 +8,7 @@ import { altNamesFromText, rootTrustDomainOf } from '../trust/x509-facts.js';
  * an error saying why it is not acceptable. Node accepts a chain to ANY mesh root; a root only
  * vouches for its own trust domain, so the ID's trust domain must be the anchoring root's.
  */
-export function peerIdentity(cert: PeerCertificate | DetailedPeerCertificate): { identity: string } | { error: string } {
+export function peerIdentity(cert: PeerCertificate | DetailedPeerCertificate): { identity: string; cluster?: string } | { error: string } {
   const all = uris(cert);
   const ids = all.filter((u) => u.startsWith('spiffe://'));
   if (ids.length !== 1 || all.length !== 1) return { error: `peer certificate carries ${ids.length} SPIFFE IDs among ${all.length} URI SANs; exactly one URI SAN, a SPIFFE ID, is required` };
@@ -27,7 +27,26 @@ export function peerIdentity(cert: PeerCertificate | DetailedPeerCertificate): {
   const rootDomain = rootTrustDomainOf(uris(root));
   if (rootDomain === undefined) return { error: `${identity} chains to a root that names no single trust domain (it needs exactly one URI SAN, spiffe://<trust-domain>), which may vouch for no identity` };
   if (rootDomain !== domain) return { error: `${identity} chains to the root of ${rootDomain}, which may not vouch for it` };
-  return { identity };
+  const cluster = issuingCluster(cert as DetailedPeerCertificate, domain);
+  return cluster === undefined ? { identity } : { identity, cluster };
+}
+
+/**
+ * The cluster whose CA signed the leaf: the issuer's `spiffe://<td>/cluster/<c>/ca` ID, in the
+ * leaf's own trust domain (authorization rules may name it: docs/authorization.md). The chain
+ * was verified, so the issuer is a CA the root signed.
+ */
+function issuingCluster(leaf: DetailedPeerCertificate, domain: string): string | undefined {
+  const issuer = leaf.issuerCertificate;
+  if (!issuer || issuer === leaf) return undefined;
+  const ids = uris(issuer);
+  if (ids.length !== 1) return undefined;
+  try {
+    const id = parseSpiffeId(ids[0] as string);
+    return id.trustDomain === domain && id.role === 'ca' ? id.cluster : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** For outbound connections: the destination must be one of the identities the catalog allows. */

@@ -126,7 +126,7 @@ function trackSessions(h2: Http2Server): Set<ServerHttp2Session> {
  * same named error as Node's own check gives, request-head-timeout.ts). Later heads on a kept
  * connection are bounded by its keep-alive timeout, which Node does apply.
  */
-class FirstHeads {
+export class FirstHeads {
   private readonly timers = new Map<Duplex, NodeJS.Timeout>();
   private listening = false;
 

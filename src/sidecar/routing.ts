@@ -8,6 +8,8 @@ import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, w
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 import { formatServiceSni } from '../model/sni.js';
 import type { PolicyRecord } from '../model/policy-records.js';
+import { compileAuthorization, emptyAuthorization, type AuthorizationTable } from '../model/authorization.js';
+import { summariseAuthorization, type AuthorizationSummary } from '../model/authorization-summary.js';
 import { backendName, liveSplit, summarisePolicies, type LiveSplit, type PolicySummary } from '../model/policy-summary.js';
 import { compileTrafficPolicies, type Backend, type ServiceRoutes } from '../model/traffic-policy.js';
 import { ResiliencePolicies } from './resilience-state.js';
@@ -60,6 +62,8 @@ export class RoutingTable {
   readonly resilience = new ResiliencePolicies();
   /** Requests per backend the policy step chose, since the last policy snapshot (explain's live split); keyed by objects, so counting allocates nothing. */
   private splitCounts = new Map<ServiceRoutes, Map<Backend, number>>();
+  /** Who may call each service (enforced by the destinations' inbounds; kept here for explain). */
+  private authorization: AuthorizationTable = emptyAuthorization;
 
   constructor(
     private readonly caller: { cluster: string; zone: string },
@@ -87,6 +91,7 @@ export class RoutingTable {
     this.policies = compileTrafficPolicies(records);
     this.splitCounts = new Map();
     this.resilience.set(records);
+    this.authorization = compileAuthorization(records);
     // A FailoverPolicy changes localities.
     this.invalidate();
   }
@@ -106,6 +111,11 @@ export class RoutingTable {
     let counts = this.splitCounts.get(routes);
     if (!counts) this.splitCounts.set(routes, (counts = new Map()));
     counts.set(backend, (counts.get(backend) ?? 0) + 1);
+  }
+
+  /** Who may call a service, as its inbound decides it (the same policy snapshot reaches every sidecar). */
+  authorizationOf(namespace: string, service: string): AuthorizationSummary {
+    return summariseAuthorization(this.authorization, namespace, service);
   }
 
   /** The policies in force for a service the app names, and the split its requests took since they arrived. */

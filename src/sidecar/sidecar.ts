@@ -9,6 +9,7 @@ import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
 import { TrafficReporter } from '../telemetry/traffic-reporter.js';
 import { startSidecarAdmin } from './admin.js';
+import { InboundAuthorization } from './authz-layer.js';
 import { CatalogWatch } from './catalog-watch.js';
 import type { SidecarConfig } from './config.js';
 import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
@@ -70,17 +71,27 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => upstreams.close());
 
     const watch = new CatalogWatch({ federationUrl: config.federation.url, identity, stateDir: config.stateDirPath, logger });
-    const firstCatalog = new Promise<void>((resolve) => {
-      watch.once('catalog', () => resolve());
+    const first = (feed: 'catalog' | 'policies') => new Promise<void>((resolve) => {
+      watch.once(feed, () => resolve());
       setTimeout(resolve, 10_000).unref();
     });
+    const firstCatalog = first('catalog');
+    // The inbound opens only with a policy snapshot (from the federation, or the last one on
+    // disk): before it, a service's authorization rules are not known and every caller would
+    // pass. A federation that serves no policies is waited for 10 s at most, as the catalog is.
+    const firstPolicies = first('policies');
     watch.on('catalog', (c: Catalog) => { catalog = c; routing.setCatalog(c); });
     watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
-    watch.on('policies', (p: PoliciesSnapshot) => routing.setPolicies(p.policies));
+    // Who may call this workload: enforced by its inbound (docs/authorization.md).
+    const authorization = new InboundAuthorization(config.namespace, config.service);
+    watch.on('policies', (p: PoliciesSnapshot) => {
+      routing.setPolicies(p.policies);
+      authorization.set(p.policies);
+    });
     watch.start();
     closers.push(() => watch.stop());
     // Serving before the first catalog would answer "not in the mesh" for everything.
-    await firstCatalog;
+    await Promise.all([firstCatalog, firstPolicies]);
     health.start();
     closers.push(() => health.stop());
     // Ejections end by time, not by an event: look again every second.
@@ -115,7 +126,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     let tcpInbound: TcpInbound | undefined;
     if (config.inbound?.appProtocol === 'tcp') {
       const idle = config.inbound.idleTimeout ? parseDuration(config.inbound.idleTimeout) * 1000 : timeouts.tunnelIdleMs;
-      tcpInbound = new TcpInbound(identity.current(), config.inbound.app, logger.child({ component: 'inbound', protocol: 'tcp' }), idle);
+      tcpInbound = new TcpInbound(identity.current(), config.inbound.app, logger.child({ component: 'inbound', protocol: 'tcp' }), idle, authorization);
       const running = tcpInbound;
       closers.push(() => running.close());
     }
@@ -125,7 +136,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       inboundAddress = await listen(tcpInbound.server, config.inbound.listen);
     } else if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
-      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol === 'h2c' ? 'h2c' : 'http');
+      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol === 'h2c' ? 'h2c' : 'http', authorization);
       inboundAddress = await listen(inbound.server, config.inbound.listen);
       const running = inbound;
       closers.push(() => running.close());
@@ -140,7 +151,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
 
     // Counts only this sidecar's events: others may share the process (isthmus dev up).
     const metrics = createMetrics('sidecar', { cluster: config.cluster }, {
-      origins: [routing, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
+      origins: [routing, authorization, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
       service: `${config.namespace}/${config.service}`,
       certificates: () => [identity.current()],
     });
@@ -165,7 +176,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     let reportFailures = 0;
     const reporter = new TrafficReporter({
       cluster: config.cluster,
-      origins: [routing],
+      origins: [routing, authorization],
       admin: `${adminAddress.address}:${adminAddress.port}`,
       intervalMs: config.reportIntervalMs ?? 5000,
       send: (report) => watch.post('/v1/reports', report).then(() => {

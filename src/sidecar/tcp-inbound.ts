@@ -2,6 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
+import { IssuingClusters, type InboundAuthorization } from './authz-layer.js';
 import { peerIdentity } from './peer-identity.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
@@ -17,7 +18,7 @@ export interface TcpInboundStats {
   /** Callers that passed the checks and were spliced to the app. */
   accepted: number;
   /** Callers closed before any byte reached the app, by reason. */
-  refused: Partial<Record<'handshake' | 'alpn' | 'identity' | 'app-unreachable', number>>;
+  refused: Partial<Record<'handshake' | 'alpn' | 'identity' | 'authorization' | 'app-unreachable', number>>;
 }
 
 /**
@@ -31,8 +32,17 @@ export class TcpInbound {
   readonly server: Server;
   readonly stats: TcpInboundStats = { accepted: 0, refused: {} };
   private readonly sockets = new OpenSockets();
+  private readonly clusters = new IssuingClusters();
 
-  constructor(credentials: TcpInboundCredentials, private readonly appAddress: string, private readonly log: Logger, private readonly idleTimeoutMs = defaultTimeouts.tunnelIdleMs) {
+  /**
+   * `authz`: who may connect (authz-layer.ts); a TCP connection has no method or path, so only
+   * rules about the caller can allow it. The TCP inbound is always strict: plain-text callers
+   * never get in, whatever the namespace's mTLS mode.
+   */
+  constructor(
+    credentials: TcpInboundCredentials, private readonly appAddress: string, private readonly log: Logger,
+    private readonly idleTimeoutMs = defaultTimeouts.tunnelIdleMs, private readonly authz?: InboundAuthorization,
+  ) {
     this.server = createServer({
       ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
       // Not allowHalfOpen here: a TCP health check's FIN before any handshake must close the
@@ -67,9 +77,15 @@ export class TcpInbound {
       this.refuse(caller, 'alpn', `the caller did not offer ALPN ${tcpAlpn} (got ${caller.alpnProtocol || 'none'}); connect through a sidecar's TCP listener`);
       return;
     }
-    const peer = peerIdentity(caller.getPeerCertificate(true));
+    const cert = caller.getPeerCertificate(true);
+    const peer = peerIdentity(cert);
     if ('error' in peer) {
       this.refuse(caller, 'identity', peer.error);
+      return;
+    }
+    const refusal = this.authz?.connection(this.clusters.facts(cert, peer));
+    if (refusal) {
+      this.refuse(caller, 'authorization', refusal.message, refusal.code);
       return;
     }
     const split = this.appAddress.lastIndexOf(':');
@@ -100,11 +116,11 @@ export class TcpInbound {
     });
   }
 
-  private refuse(caller: TLSSocket | undefined, reason: keyof TcpInboundStats['refused'], detail: string): void {
+  private refuse(caller: TLSSocket | undefined, reason: keyof TcpInboundStats['refused'], detail: string, code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' | 'ISTHMUS_ERR_AUTHZ_DENIED' | 'ISTHMUS_ERR_AUTHZ_PATH_REFUSED' = 'ISTHMUS_ERR_TCP_CALLER_REFUSED'): void {
     this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
     if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: undefined, result: 'refused', code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' });
     // A failed handshake is a port scan or a client without a mesh certificate: debug, as the HTTP inbound does.
-    this.log[reason === 'handshake' ? 'debug' : 'warn']({ code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED', reason, remote: caller?.remoteAddress }, detail);
+    this.log[reason === 'handshake' ? 'debug' : 'warn']({ code, reason, remote: caller?.remoteAddress }, detail);
     caller?.destroy();
   }
 }

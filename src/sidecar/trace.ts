@@ -31,6 +31,8 @@ export interface InboundReport {
   client: string | null;
   /** Why the caller's certificate was refused, when it was. */
   clientError?: string;
+  /** Why the service's authorization policies refused the request, when they did (docs/authorization.md). */
+  authorization?: string;
   /** host:port the inbound listener accepted the connection on. */
   endpoint: string;
   /** host:port of the app behind it. */
@@ -128,6 +130,8 @@ export interface DestinationHop extends HopBase {
   serverIdentity: { presented: string | null; allowed: string[]; accepted: boolean; reason?: string };
   /** What the destination inbound checked: the client certificate's SPIFFE ID. */
   clientIdentity: { verified: string | null; reason?: string } | null;
+  /** The destination's authorization refused the request: why. */
+  authorization?: string;
   timings: { connectMs?: number; handshakeMs: number; inboundHandshakeMs?: number; forwardMs: number };
 }
 
@@ -264,6 +268,7 @@ export function assembleTrace(facts: TraceFacts, gateway?: GatewayView): TraceRe
       endpoint: viaGateway ? (inbound?.endpoint ?? gateway?.endpoint ?? null) : chosen.address,
       serverIdentity: { presented, allowed: chosen.allowedIdentities, accepted, ...(facts.serverIdentityError ? { reason: facts.serverIdentityError } : {}) },
       clientIdentity: inbound ? { verified: inbound.client, ...(inbound.clientError ? { reason: inbound.clientError } : {}) } : null,
+      ...(typeof inbound?.authorization === 'string' ? { authorization: inbound.authorization } : {}),
       ms: floor3((viaGateway ? 0 : span.connect) + span.handshake - gatewayShare + forward),
       timings: {
         ...(viaGateway ? {} : { connectMs: round3(span.connect) }),
@@ -349,6 +354,7 @@ function formatHop(hop: TraceHop): string[] {
       const s = hop.serverIdentity;
       lines.push(`server identity ${s.presented ?? '(none)'}: ${s.accepted ? 'allowed' : 'NOT ALLOWED'} (catalog allows ${s.allowed.join(', ') || 'no identity'})${s.reason && !s.accepted ? ` — ${s.reason}` : ''}`);
       if (hop.clientIdentity) lines.push(`client identity ${hop.clientIdentity.verified ?? 'REFUSED'}, verified by the destination${hop.clientIdentity.reason ? ` — ${hop.clientIdentity.reason}` : ''}`);
+      if (hop.authorization) lines.push(`authorization REFUSED the request — ${hop.authorization}`);
       const t = hop.timings;
       lines.push([
         ...(t.connectMs !== undefined ? [`TCP connect ${ms(t.connectMs)}`] : []),

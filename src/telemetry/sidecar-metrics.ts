@@ -106,6 +106,16 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     refused.inc({ cluster, listener: m.listener, reason: m.reason });
   });
 
+  const authzDenied = new Counter({
+    name: 'isthmus_authz_denied_total',
+    help: 'Requests and connections this workload\'s inbound refused by authorization: reason deny_rule (rule names it), no_rule_allows, or path_refused (400).',
+    labelNames: ['destination_cluster', 'destination_service', 'reason', 'rule'], registers,
+  });
+  // Rules come from stored policies (bounded); the caller is not a label (the event names it).
+  listen(channels.authzDenied, (m) => {
+    authzDenied.inc({ ...destination, reason: m.reason, rule: m.rule ?? '' });
+  });
+
   tcpMetrics(registry, cluster, destination, callerLabels, listen);
 
   certificateExpiry(registry, cluster, sources.certificates);

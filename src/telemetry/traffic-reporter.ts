@@ -1,6 +1,6 @@
-import { channels, type EjectionMessage, type FailoverMessage, type OutboundRequestMessage } from '../core/channels.js';
+import { channels, type AuthzDeniedMessage, type EjectionMessage, type FailoverMessage, type OutboundRequestMessage } from '../core/channels.js';
 import { record } from '../model/latency-histogram.js';
-import { ejectionEvent, failoverEvent, mergeRoutes, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
+import { authzDeniedEvent, ejectionEvent, failoverEvent, mergeRoutes, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
 
 export interface TrafficReporterOptions {
   cluster: string;
@@ -53,6 +53,15 @@ export class TrafficReporter {
     if (this.origins.has(m.origin)) this.addEvent(ejectionEvent(m, this.opts.cluster));
   };
 
+  private readonly onAuthzDenied = (m: AuthzDeniedMessage): void => {
+    if (!this.origins.has(m.origin)) return;
+    const event = authzDeniedEvent(m);
+    // Folded here too: a caller refused in a loop must not push every other event out of the report.
+    const same = this.events.find((e) => e.kind === event.kind && e.summary === event.summary);
+    if (same) same.count = (same.count ?? 1) + 1;
+    else this.addEvent(event);
+  };
+
   constructor(private readonly opts: TrafficReporterOptions) {
     this.origins = new Set(opts.origins);
   }
@@ -61,6 +70,7 @@ export class TrafficReporter {
     channels.outboundRequest.subscribe(this.onRequest);
     channels.balancerFailover.subscribe(this.onFailover);
     channels.balancerEjection.subscribe(this.onEjection);
+    channels.authzDenied.subscribe(this.onAuthzDenied);
     this.timer = setInterval(() => void this.flush(), this.opts.intervalMs ?? 5000);
     this.timer.unref();
   }
@@ -76,6 +86,7 @@ export class TrafficReporter {
     channels.outboundRequest.unsubscribe(this.onRequest);
     channels.balancerFailover.unsubscribe(this.onFailover);
     channels.balancerEjection.unsubscribe(this.onEjection);
+    channels.authzDenied.unsubscribe(this.onAuthzDenied);
     if (this.timer) clearInterval(this.timer);
     await this.sending;
     await this.flush();

@@ -322,6 +322,7 @@ function renderServices(o) {
 const eventTone = {
   failover: 'warn', ejection: 'warn', 'cluster-down': 'bad', 'slo-violated': 'bad',
   failback: 'good', 'cluster-up': 'good', 'slo-resolved': 'good', unreachable: 'bad', reachable: 'good',
+  'authz-denied': 'bad',
 };
 
 function renderEvents(o) {
@@ -329,7 +330,7 @@ function renderEvents(o) {
   if (!changed('events', events)) return;
   $('events-note').textContent = events.length ? `newest first · ${events.length} shown` : 'newest first';
   if (events.length === 0) {
-    $('events').replaceChildren(el('li', { class: 'empty' }, 'No events yet. Failovers, ejections, clusters going down or coming back, gateways this cluster cannot reach, and SLOs missed or met again appear here.'));
+    $('events').replaceChildren(el('li', { class: 'empty' }, 'No events yet. Failovers, ejections, clusters going down or coming back, gateways this cluster cannot reach, SLOs missed or met again, and callers refused by authorization appear here.'));
     return;
   }
   $('events').replaceChildren(...events.map((e) => el('li', {
