@@ -1,13 +1,13 @@
 import { generateKeyPair } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { Agent, buildConnector, request, type Connector } from '../core/undici.js';
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { ensureDirectory } from '../core/user-paths.js';
+import { ensureDirectory, writeTextAtomic } from '../core/user-paths.js';
 import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
 
@@ -297,18 +297,6 @@ export function writeJsonAtomic(path: string, value: unknown): void {
   writeTextAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** writeJsonAtomic for text already serialised (a big catalog is not stringified twice). */
-export function writeTextAtomic(path: string, text: string): void {
-  const temp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(temp, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, path);
-}
 
 function refusal(url: string, status: number, body: unknown, withToken: boolean): IsthmusError {
   const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
