@@ -70,6 +70,7 @@ export function registerDev(program: Command): void {
             return `  redis-cli -h ${host} -p ${port} ping             # plain TCP: redis in west, through its gateway`;
           }),
           `  export ISTHMUS_ETCD=${mesh.file.etcd}`,
+          `  export ISTHMUS_OPERATOR_DIR=${mesh.file.operator}   # your operator credential: trace and admin ports ask for it`,
           ...clusters.slice(0, 1).map((c) => `  npx isthmus trace ledger --from ${c}          # one real request, hop by hop`),
           '  npx isthmus policy apply -f slo.yaml         # a service level objective (see `isthmus policy apply --help`)',
           '  npx isthmus clusters',

@@ -30,12 +30,17 @@ export function registerSidecar(program: Command): void {
     .addOption(outputOption())
     .action(action(async (service: string, opts: { namespace: string; from?: string; stateDir: string; sidecar?: string; output: string }) => {
       const admin = opts.sidecar ?? adminFromMesh(opts.stateDir, opts.from);
+      // Loaded here: `isthmus sidecar`, in this module too, must not carry them (docs/benchmarks.md).
+      const { findOperatorCredential, operatorHeaders } = await import('../trust/operator-files.js');
+      const { refusal } = await import('./dashboard-client.js');
       let res: Response;
       try {
-        res = await fetch(`http://${admin}/routes/${opts.namespace}/${service}`, { signal: AbortSignal.timeout(5000) });
+        // /routes answers loopback callers as they are; from elsewhere it wants the operator.
+        res = await fetch(`http://${admin}/routes/${opts.namespace}/${service}`, { headers: operatorHeaders(findOperatorCredential()), signal: AbortSignal.timeout(5000) });
       } catch (err) {
         throw new IsthmusError('ISTHMUS_ERR_API_UNREACHABLE', `the sidecar admin port ${admin} did not answer (${(err as Error).message}); is the sidecar running?`, { cause: err });
       }
+      if (res.status === 401 || res.status === 403) throw await refusal(res, `http://${admin}/routes/${opts.namespace}/${service}`);
       const body = (await res.json()) as RouteExplanation & { error?: { code: string; message: string } };
       if (body.error) throw new IsthmusError('ISTHMUS_ERR_SERVICE_UNKNOWN', body.error.message);
       if (opts.output === 'json') return printJson(body);

@@ -7,6 +7,8 @@ import { isRecord, TrafficRecordSchema, type TrafficRecord } from '../model/reco
 import { buildOverview, probeRecords, sloPolicies, type Overview, type OverviewSource } from './overview.js';
 import { statsOf, TrafficHistory } from './traffic-history.js';
 import { StreamSlots } from '../core/server-limits.js';
+import { isIsthmusError } from '../core/errors.js';
+import { operatorCookie, requireOperator, verifyOperatorToken } from '../trust/operator.js';
 
 /**
  * Our page's own files. tsc does not copy them to dist/, so both src/dashboard/server.ts and
@@ -29,6 +31,19 @@ export interface DashboardSource extends OverviewSource {
   off(event: 'catalog', listener: () => void): unknown;
   /** The sidecars reporting to this federation, for `/api/sidecars` (`isthmus trace` looks one up there). */
   sidecars?: () => unknown[];
+}
+
+/**
+ * Who may read (docs/security.md, "Endpoints"). The page and its assets are the same for everyone
+ * and always served; the data under /api/ needs an operator credential unless `reads` is
+ * `public`; /api/sidecars (every sidecar's admin address) always needs one.
+ */
+export interface DashboardAccess {
+  reads: 'public' | 'operator';
+  /** The roots an operator credential must chain to (the mesh bundle). */
+  rootsPem: () => string[];
+  /** Only operators of this trust domain count; undefined: an operator of any trust domain in the mesh. */
+  trustDomain?: string | undefined;
 }
 
 export interface DashboardHandler {
@@ -54,7 +69,7 @@ export function trafficRecords(mirror: OverviewSource['mirror']): TrafficRecord[
 }
 
 /** The dashboard on the federation's plain-HTTP port: the page, its assets, /api/overview and /api/stream (SSE). */
-export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?: number } = {}): DashboardHandler {
+export function createDashboard(source: DashboardSource, opts: { access: DashboardAccess; pushIntervalMs?: number }): DashboardHandler {
   const streams = new Set<() => void>();
   const slots = new StreamSlots();
   const pushIntervalMs = opts.pushIntervalMs ?? 2000;
@@ -117,9 +132,28 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
     req.on('close', end);
   }
 
+  const { access } = opts;
+  /** False after answering 401/403 when the request lacks the credential `path` needs. */
+  const allowed = (req: IncomingMessage, res: ServerResponse, path: string): boolean => {
+    if (access.reads === 'public' && path !== '/api/sidecars') return true;
+    try {
+      requireOperator(req.headers, { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `GET ${path}` });
+      return true;
+    } catch (err) {
+      if (!isIsthmusError(err)) throw err;
+      sendJson(req, res, err.status, { error: err.toJSON() });
+      return false;
+    }
+  };
+
   return {
     handle(req, res) {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
+      if (path.startsWith('/api/') && !allowed(req, res, path)) return true;
+      if (path === '/' && (req.url ?? '').includes('token=')) {
+        login(req, res, access);
+        return true;
+      }
       if (path === '/api/overview') {
         sendJson(req, res, 200, overview());
         return true;
@@ -171,6 +205,23 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
       for (const end of [...streams]) end();
     },
   };
+}
+
+/**
+ * `/?token=<operator token>`: a browser signs in once; the token goes into an HttpOnly,
+ * SameSite=Strict cookie that lives as long as the token, and the address bar loses it.
+ */
+function login(req: IncomingMessage, res: ServerResponse, access: DashboardAccess): void {
+  const token = new URL(req.url ?? '/', 'http://dashboard').searchParams.get('token') ?? '';
+  try {
+    const operator = verifyOperatorToken(token, { rootsPem: access.rootsPem(), trustDomain: access.trustDomain });
+    const maxAge = Math.max(0, Math.floor((operator.notAfter.getTime() - Date.now()) / 1000));
+    res.writeHead(303, { location: '/', 'set-cookie': `${operatorCookie}=${token}; Max-Age=${maxAge}; Path=/; HttpOnly; SameSite=Strict`, 'cache-control': 'no-store', 'content-length': 0 });
+    res.end();
+  } catch (err) {
+    if (!isIsthmusError(err)) throw err;
+    sendJson(req, res, err.status, { error: err.toJSON() });
+  }
 }
 
 function sendJson(req: IncomingMessage, res: ServerResponse, status: number, value: unknown): void {

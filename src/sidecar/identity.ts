@@ -75,8 +75,9 @@ export class WorkloadIdentity extends EventEmitter {
     super();
     this.log = opts.logger.child({ component: 'identity' });
     this.now = opts.now ?? Date.now;
-    // Bootstrap and trust refreshes present no client certificate; renewals use their own agent.
-    this.agent = new Agent({ connect: connectorFor(() => (this.federationContext ??= createSecureContext({ ca: this.federationRoots() }))) });
+    // Trust refreshes present the certificate held (the federation API serves mesh members only);
+    // the bootstrap has none yet and pays with its token. Renewals use their own agent.
+    this.agent = new Agent({ connect: connectorFor(() => (this.federationContext ??= this.heldContext())) });
   }
 
   static async start(opts: WorkloadIdentityOptions): Promise<WorkloadIdentity> {
@@ -236,6 +237,11 @@ export class WorkloadIdentity extends EventEmitter {
     } finally {
       this.refreshing = false;
     }
+  }
+
+  private heldContext(): SecureContext {
+    const held = this.held as Held | undefined;
+    return createSecureContext({ ca: this.federationRoots(), ...(held ? { cert: [held.certPem, ...held.chainPem].join('\n'), key: held.keyPem } : {}) });
   }
 
   /** What the federation API's certificate may chain to: the root we were given, and any root added since. */

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
-import { TestMesh, type TestCluster } from '../helpers/mesh.js';
+import { TestMesh, type TestCluster, type TestOperator } from '../helpers/mesh.js';
+import { opensslIssue, opensslRoot } from '../helpers/openssl-certs.js';
 
 // Three clusters on their own loopback addresses; north brings its own root (trust federation).
 let mesh: TestMesh;
@@ -15,11 +16,13 @@ let east: TestCluster;
 let west: TestCluster;
 let north: TestCluster;
 const clients = new Map<string, ApiClient>();
+let operator: TestOperator;
 
+/** The federation API as an operator calls it: any mesh certificate reads, and mesh.test's operator is one in every cluster. */
 function client(cluster: TestCluster): ApiClient {
   let c = clients.get(cluster.name);
   if (!c) {
-    c = apiClient(cluster.rootCert);
+    c = apiClient(cluster.rootCert, operator.tls);
     clients.set(cluster.name, c);
   }
   return c;
@@ -42,6 +45,7 @@ beforeAll(async () => {
   east = await mesh.join('east', { index: 1, ca, region: 'us-east', zones: ['a', 'b'] });
   west = await mesh.join('west', { index: 2, ca, region: 'us-west' });
   north = await mesh.join('north', { index: 3, ca: northCa, region: 'eu-north' });
+  operator = await mesh.operator(ca);
   for (const [cluster, service] of [[east, 'hello'], [west, 'hello'], [west, 'ledger'], [north, 'hello']] as const) {
     const address = await mesh.workload(cluster.name);
     await isthmusOk(['register', service, '-n', 'demo', '-c', cluster.config, '--address', address]);
@@ -92,6 +96,31 @@ describe('a three-cluster mesh', () => {
     expect(clusters.map((c: any) => [c.name, c.trustDomain, c.alive])).toEqual([
       ['east', 'mesh.test', true], ['north', 'north.test', true], ['west', 'mesh.test', true],
     ]);
+  });
+
+  test('the API\'s reads need a mesh certificate: none, or one the mesh does not trust, is a 401 with a code', async () => {
+    const reads = ['/v1/catalog', '/v1/catalog/stream', '/v1/endpoints', '/v1/gateway/routes', '/v1/policies', '/v1/trust', '/v1/status', '/v1/probes'];
+    const anonymous = apiClient(east.rootCert);
+    // A certificate for an identity of mesh.test under a root nobody in the mesh trusts.
+    const rogueRoot = opensslRoot('/CN=rogue', 'URI:spiffe://mesh.test');
+    const rogueLeaf = opensslIssue(rogueRoot, '/O=mesh.test', 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:spiffe://mesh.test/ns/demo/sa/admin');
+    const rogue = apiClient(east.rootCert, { cert: rogueLeaf.certPem, key: rogueLeaf.keyPem });
+    try {
+      for (const path of reads) {
+        const refused = await anonymous.get(`https://${east.apiAddress}${path}`);
+        expect(refused.status, path).toBe(401);
+        expect(refused.body.error.code, path).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+        const untrusted = await rogue.get(`https://${east.apiAddress}${path}`);
+        expect(untrusted.status, path).toBe(401);
+        expect(untrusted.body.error.code, path).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_INVALID');
+      }
+      expect((await anonymous.get(`https://${east.apiAddress}/healthz`)).status).toBe(200);
+      // north's own root is in the mesh bundle: an operator of mesh.test reads north's API too.
+      expect((await client(north).get(`https://${north.apiAddress}/v1/trust`)).status).toBe(200);
+    } finally {
+      await anonymous.close();
+      await rogue.close();
+    }
   });
 
   test('a workload gets a certificate for the identity its token was issued for, and renews with it', async () => {
