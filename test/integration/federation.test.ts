@@ -126,6 +126,10 @@ describe('a three-cluster mesh', () => {
   test('a workload gets a certificate for the identity its token was issued for, and renews with it', async () => {
     const address = await mesh.workload('east');
     const registered = JSON.parse((await isthmusOk(['register', 'reviews', '-n', 'shop', '-c', east.config, '--address', address, '-o', 'json'])).stdout);
+    // Short-lived by default: it only has to last until the sidecar first starts.
+    const lifetime = Date.parse(registered.tokenExpiresAt) - Date.now();
+    expect(lifetime).toBeGreaterThan(14 * 60_000);
+    expect(lifetime).toBeLessThanOrEqual(15 * 60_000);
     const { csrPem, keyPem } = createCsr();
     const signed = await client(east).post(`https://${east.apiAddress}/v1/certificates`, { csr: csrPem }, { authorization: `Bearer ${registered.token}` });
     expect(signed.status).toBe(200);
