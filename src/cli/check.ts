@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
-import { IsthmusError } from '../core/errors.js';
+import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
@@ -163,7 +163,16 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
       async run() {
         const { records } = await ctx.store!.list(keys.sloPolicies);
         if (records.length === 0) return { status: 'ok', detail: 'none defined (isthmus policy apply)' };
-        const live = await liveOverview(ctx.store!);
+        let live: Awaited<ReturnType<typeof liveOverview>>;
+        try {
+          live = await liveOverview(ctx.store!);
+        } catch (err) {
+          // A dashboard whose data is for operators, and no operator credential here.
+          if (isIsthmusError(err) && err.code.startsWith('ISTHMUS_ERR_AUTH_')) {
+            return { status: 'warn', detail: `${records.length} objective(s), but the dashboards refused to show them: ${err.message}`, hint: 'point the CLI at an operator credential: export ISTHMUS_OPERATOR_DIR=<dir> (isthmus operator issue)' };
+          }
+          throw err;
+        }
         if (!live) return { status: 'warn', detail: `${records.length} objective(s), but no federation dashboard answered to evaluate them`, hint: 'start a federation service, or check the dashboards above' };
         const missed = live.overview.slos.filter((s) => s.state === 'violated');
         if (missed.length > 0) {

@@ -19,7 +19,7 @@ type Kind = 'URI' | 'DNS' | 'IP Address';
 interface Name { kind: Kind; value: string }
 
 /**
- * Node's printing of one IA5String SAN (src/crypto/crypto_common.cc, PrintAltName, since the fix
+ * Node's printing of one IA5String SAN (its PrintAltName in C++, since the fix
  * for CVE-2021-44532): printed as it is unless it holds `"`, `\`, `,`, `'` or a byte outside
  * printable ASCII; then JSON-quoted, with `"` and `\` escaped and `,`, control and non-ASCII
  * bytes as \u00XX (each byte as Latin-1).
