@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { isPortListening } from '../helpers/ports.js';
-import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
+import { apiClient, isthmus, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
 import { testOperator } from '../helpers/mesh.js';
 import { viaProxy } from '../helpers/proxy.js';
 
@@ -63,6 +63,17 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       return found.split(/\s+#/)[0]!.trim().split(/\s+/).slice(2); // drop "npx isthmus"
     };
     const env = { ISTHMUS_ETCD: mesh.etcd };
+
+    // The printed trace works with the operator credential dev up issued, through the printed export line.
+    const operatorDir = /^ {2}export ISTHMUS_OPERATOR_DIR=(\S+)/m.exec(output)?.[1];
+    expect(operatorDir).toBe(join(stateDir, 'operator'));
+    const traceArgs = printed(/^ {2}(npx isthmus trace ledger --from east.*)$/m);
+    // Sidecars are listed once they have reported (every 5 s); until then trace says none is.
+    const { value: traced } = await waitFor(async () => {
+      const res = await isthmus(traceArgs, { ...env, ISTHMUS_OPERATOR_DIR: operatorDir! });
+      return res.code === 0 ? res : undefined;
+    }, 30_000, 'the printed isthmus trace to answer');
+    expect(traced.stdout).toMatch(/gateway/);
     const versions = async (n: number) => {
       const seen: string[] = [];
       for (let i = 0; i < n; i += 1) {
