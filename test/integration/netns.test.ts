@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { isthmusBin, isthmusOk, startFederation, waitFor, type FederationProcess } from '../helpers/cli.js';
+import { testOperator, type TestOperator } from '../helpers/mesh.js';
 import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { addRoute, createNsLink, deleteNsLink, freeSubnets, killAndWait, netnsUnavailable, spawnNodeIn, tcpProbeIn, type NsLink, type NsProcess } from '../helpers/netns.js';
 import { freePort } from '../helpers/ports.js';
@@ -36,6 +37,7 @@ const children: ChildProcess[] = [];
 const nsProcesses: NsProcess[] = [];
 let gatewayLogs = '';
 let gateway = { host: '', port: 0, admin: '' };
+let operator: TestOperator;
 let proxy = '';
 let trustDomain = '';
 
@@ -80,6 +82,9 @@ beforeAll(async () => {
     const ca = join(dir, 'ca');
     trustDomain = 'netns.test';
     await isthmusOk(['ca', 'init', '--trust-domain', trustDomain, '--out', ca]);
+    // /stats answers a caller from another address only with an operator credential.
+    await isthmusOk(['operator', 'issue', '--name', 'tester', '--ca-dir', ca, '--out', join(dir, 'operator')]);
+    operator = testOperator(join(dir, 'operator'));
     gateway = { host: west.outerAddress, port: await freePort(west.outerAddress), admin: `${west.outerAddress}:${await freePort(west.outerAddress)}` };
     const joined: Record<string, { config: string; rootCert: string; api: string }> = {};
     for (const [name, link] of [['east', east], ['west', west]] as const) {
@@ -160,7 +165,7 @@ describe('clusters whose workloads live in separate network namespaces', () => {
   });
 
   test.skipIf(unavailable)(`east's client reaches ledger, served only in west, through west's gateway, with its own identity${skipped}`, async () => {
-    const routedBefore = ((await (await fetch(`http://${gateway.admin}/stats`)).json()) as { routed: number }).routed;
+    const routedBefore = ((await (await fetch(`http://${gateway.admin}/stats`, { headers: operator.headers() })).json()) as { routed: number }).routed;
     const { value: res, ms } = await waitFor(async () => {
       const r = await viaProxy(proxy, 'http://ledger.demo.mesh/accounts?id=7', 3000);
       return r.status === 200 ? r : undefined;
@@ -168,7 +173,7 @@ describe('clusters whose workloads live in separate network namespaces', () => {
     console.log(`netns: ledger answered east's client after ${ms} ms of polling`);
     expect(res.body).toMatchObject({ service: 'ledger', cluster: 'west', path: '/accounts?id=7' });
     expect(res.body.caller).toMatch(new RegExp(`URI=spiffe://${trustDomain.replace('.', '\\.')}/ns/demo/sa/client$`));
-    const routedAfter = ((await (await fetch(`http://${gateway.admin}/stats`)).json()) as { routed: number }).routed;
+    const routedAfter = ((await (await fetch(`http://${gateway.admin}/stats`, { headers: operator.headers() })).json()) as { routed: number }).routed;
     expect(routedAfter).toBeGreaterThan(routedBefore); // it did go through west's gateway
   });
 });
