@@ -38,6 +38,7 @@ const nsProcesses: NsProcess[] = [];
 let gatewayLogs = '';
 let gateway = { host: '', port: 0, admin: '' };
 let operator: TestOperator;
+let eastAdmin = '';
 let proxy = '';
 let trustDomain = '';
 
@@ -132,6 +133,7 @@ beforeAll(async () => {
       outbound: proxy, admin: `${eastAddress}:15020`,
     })]));
     await waitFor(async () => (await fetch(`http://${eastAddress}:15020/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200, 20_000, 'east client sidecar ready');
+    eastAdmin = `${eastAddress}:15020`;
   } catch (err) {
     const logs = [...nsProcesses.map((p) => p.logs()), gatewayLogs, ...federations.map((f) => f.logs())].join('\n---\n').slice(-6000);
     await teardown();
@@ -175,5 +177,13 @@ describe('clusters whose workloads live in separate network namespaces', () => {
     expect(res.body.caller).toMatch(new RegExp(`URI=spiffe://${trustDomain.replace('.', '\\.')}/ns/demo/sa/client$`));
     const routedAfter = ((await (await fetch(`http://${gateway.admin}/stats`, { headers: operator.headers() })).json()) as { routed: number }).routed;
     expect(routedAfter).toBeGreaterThan(routedBefore); // it did go through west's gateway
+  });
+
+  test.skipIf(unavailable)(`a sidecar admin port reached from another address: /routes wants an operator, /readyz does not${skipped}`, async () => {
+    expect((await fetch(`http://${eastAdmin}/readyz`)).status).toBe(200);
+    const anonymous = await fetch(`http://${eastAdmin}/routes`);
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+    expect((await fetch(`http://${eastAdmin}/routes`, { headers: operator.headers() })).status).toBe(200);
   });
 });
