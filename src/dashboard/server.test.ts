@@ -142,6 +142,22 @@ describe('who may read', () => {
     expect((await fetch(`${base}/api/overview`, { headers: { cookie: cookie.split(';')[0]! } })).status).toBe(200);
     expect((await fetch(`${base}/?token=isthop_junk.x`, { redirect: 'manual' })).status).toBe(401);
   });
+  test('a stream opened with a token ends when the token does', async () => {
+    const base = await serve(source(new Map(), sidecars), { reads: 'operator', rootsPem: () => [root.certPem] });
+    const brief = issueOperatorCertificate({ name: 'brief', issuer: root, ttlSeconds: 600 });
+    const { token } = mintOperatorToken({ certPem: brief.certPem, keyPem: brief.keyPem, ttlSeconds: 1 });
+    const res = await fetch(`${base}/api/stream`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let events = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      events += new TextDecoder().decode(value);
+    }
+    // It did stream before it ended (a first event at once), and the server ended it, not us.
+    expect(events).toMatch(/^id: 1\nevent: overview\n/);
+  });
 });
 
 describe('live streams are bounded', () => {

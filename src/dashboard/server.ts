@@ -105,7 +105,8 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
     return buildOverview(source, history);
   };
 
-  function stream(req: IncomingMessage, res: ServerResponse): void {
+  /** `until`: when the operator credential that opened it expires (the stream ends then); undefined for public reads. */
+  function stream(req: IncomingMessage, res: ServerResponse, until: number | undefined): void {
     const client = req.socket.remoteAddress ?? 'unknown';
     const release = slots.take(client);
     if (!release) {
@@ -121,9 +122,11 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
     push();
     const timer = setInterval(push, pushIntervalMs);
     source.on('catalog', push);
+    const expiry = until === undefined ? undefined : setTimeout(() => end(), Math.max(0, until - Date.now()));
     const end = () => {
       release();
       clearInterval(timer);
+      clearTimeout(expiry);
       source.off('catalog', push);
       streams.delete(end);
       res.end();
@@ -133,23 +136,26 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
   }
 
   const { access } = opts;
-  /** False after answering 401/403 when the request lacks the credential `path` needs. */
-  const allowed = (req: IncomingMessage, res: ServerResponse, path: string): boolean => {
-    if (access.reads === 'public' && path !== '/api/sidecars') return true;
+  /**
+   * Undefined after answering 401/403 when the request lacks the credential `path` needs; else
+   * until when the credential counts (Infinity for public reads).
+   */
+  const allowed = (req: IncomingMessage, res: ServerResponse, path: string): number | undefined => {
+    if (access.reads === 'public' && path !== '/api/sidecars') return Infinity;
     try {
-      requireOperator(req.headers, { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `GET ${path}` });
-      return true;
+      return requireOperator(req.headers, { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `GET ${path}` }).notAfter.getTime();
     } catch (err) {
       if (!isIsthmusError(err)) throw err;
       sendJson(req, res, err.status, { error: err.toJSON() });
-      return false;
+      return undefined;
     }
   };
 
   return {
     handle(req, res) {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
-      if (path.startsWith('/api/') && !allowed(req, res, path)) return true;
+      const until = path.startsWith('/api/') ? allowed(req, res, path) : Infinity;
+      if (until === undefined) return true;
       if (path === '/' && (req.url ?? '').includes('token=')) {
         login(req, res, access);
         return true;
@@ -183,7 +189,7 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
         return true;
       }
       if (path === '/api/stream') {
-        stream(req, res);
+        stream(req, res, Number.isFinite(until) ? until : undefined);
         return true;
       }
       const asset = assets[path === '/index.html' ? '/' : path];
