@@ -88,7 +88,7 @@ export function buildApi(opts: ApiOptions) {
   // verified once per connection (until its leaf expires), not once per request.
   const verifiedPeers = new WeakMap<TLSSocket, { identity: string; issuer: string | undefined; until: number }>();
   /** The caller's verified mesh identity (any trust domain of the mesh, as a client) and the CA that issued it. */
-  const meshCaller = (request: CallerRequest): { identity: string; issuer: string | undefined } | undefined => {
+  const meshCaller = (request: CallerRequest): { identity: string; issuer: string | undefined; until: number } | undefined => {
     const socket = request.raw.socket as TLSSocket;
     const known = verifiedPeers.get(socket);
     if (known && known.until > Date.now()) return known;
@@ -148,9 +148,13 @@ export function buildApi(opts: ApiOptions) {
     send(federation.catalog);
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     federation.on('catalog', send);
+    // The caller's certificate was checked when the stream opened; the stream ends when it expires.
+    const until = meshCaller(request)?.until ?? Date.now();
+    const expiry = setTimeout(() => res.end(), Math.min(Math.max(0, until - Date.now()), 2 ** 31 - 1));
     request.raw.on('close', () => {
       release();
       clearInterval(keepAlive);
+      clearTimeout(expiry);
       federation.off('catalog', send);
     });
   });

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -7,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
-import { TestMesh, type TestCluster, type TestOperator } from '../helpers/mesh.js';
+import { TestMesh, testOperator, type TestCluster, type TestOperator } from '../helpers/mesh.js';
 import { opensslIssue, opensslRoot } from '../helpers/openssl-certs.js';
 
 // Three clusters on their own loopback addresses; north brings its own root (trust federation).
@@ -120,6 +121,20 @@ describe('a three-cluster mesh', () => {
     } finally {
       await anonymous.close();
       await rogue.close();
+    }
+  });
+
+  test('a catalog stream ends when the certificate that opened it expires', async () => {
+    const out = join(mesh.dir, 'operator-brief');
+    await isthmusOk(['operator', 'issue', '--name', 'brief', '--ca-dir', join(mesh.dir, 'ca'), '--out', out, '--ttl', '3s']);
+    const agent = new Agent({ connect: { ca: readFileSync(east.rootCert, 'utf8'), ...testOperator(out).tls } });
+    try {
+      const res = await request(`https://${east.apiAddress}/v1/catalog/stream`, { dispatcher: agent });
+      expect(res.statusCode).toBe(200);
+      // Reading to the end returns only because the server ended the stream.
+      expect(await res.body.text()).toMatch(/^id: \d+\nevent: catalog\n/);
+    } finally {
+      await agent.close();
     }
   });
 
