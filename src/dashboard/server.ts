@@ -8,7 +8,7 @@ import { buildOverview, probeRecords, sloPolicies, type Overview, type OverviewS
 import { statsOf, TrafficHistory } from './traffic-history.js';
 import { StreamSlots } from '../core/server-limits.js';
 import { isIsthmusError } from '../core/errors.js';
-import { operatorCookie, requireOperator, verifyOperatorToken } from '../trust/operator.js';
+import { admitOperator, operatorCookie, verifyOperatorToken } from '../trust/operator.js';
 
 /**
  * Our page's own files. tsc does not copy them to dist/, so both src/dashboard/server.ts and
@@ -142,13 +142,7 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
    */
   const allowed = (req: IncomingMessage, res: ServerResponse, path: string): number | undefined => {
     if (access.reads === 'public' && path !== '/api/sidecars') return Infinity;
-    try {
-      return requireOperator(req.headers, { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `GET ${path}` }).notAfter.getTime();
-    } catch (err) {
-      if (!isIsthmusError(err)) throw err;
-      sendJson(req, res, err.status, { error: err.toJSON() });
-      return undefined;
-    }
+    return admitOperator(req, (status, body) => sendJson(req, res, status, body), { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `GET ${path}` });
   };
 
   return {

@@ -3,8 +3,7 @@ import { sendMetrics } from '../telemetry/http.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Gateway } from './gateway.js';
 import { limitHttpServer } from '../core/server-limits.js';
-import { isIsthmusError } from '../core/errors.js';
-import { isLoopbackAddress, requireOperator } from '../trust/operator.js';
+import { admitOperator } from '../trust/operator.js';
 
 /** What an operator credential must chain to, and the trust domain it must be of (the gateway's own). */
 export interface AdminOperators {
@@ -30,17 +29,7 @@ export function startAdmin(gateway: Gateway, host: string, port: number, operato
       res.end(text);
     };
     /** False after answering 401/403 to a caller without what the path needs. */
-    const permitted = (what: string, loopbackSuffices: boolean): boolean => {
-      if (loopbackSuffices && isLoopbackAddress(req.socket.remoteAddress)) return true;
-      try {
-        requireOperator(req.headers, { ...operators, what: `GET ${what}` });
-        return true;
-      } catch (err) {
-        if (!isIsthmusError(err)) throw err;
-        send(err.status, { error: err.toJSON() });
-        return false;
-      }
-    };
+    const permitted = (what: string, loopbackSuffices: boolean) => admitOperator(req, send, { ...operators, what: `GET ${what}`, loopbackSuffices }) !== undefined;
     if (req.url === '/healthz') return send(200, { status: 'ok' });
     if (req.url === '/readyz') return gateway.ready ? send(200, { status: 'ready' }) : send(503, { status: 'waiting for the routing table from the federation service' });
     if (req.url === '/stats') return permitted('/stats from another machine', true) ? send(200, gateway.stats) : undefined;

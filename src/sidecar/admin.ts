@@ -7,7 +7,7 @@ import type { RoutingTable } from './routing.js';
 import { parseTraceRequest, type TraceRequest } from './trace.js';
 import { traceRequest, type TraceDeps } from './trace-request.js';
 import { limitHttpServer } from '../core/server-limits.js';
-import { isLoopbackAddress, requireOperator } from '../trust/operator.js';
+import { admitOperator } from '../trust/operator.js';
 
 const maxTraceBody = 16 * 1024;
 
@@ -45,17 +45,10 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
     const from = { cluster: state.cluster, zone: state.zone };
     const url = new URL(req.url ?? '/', 'http://admin');
     /** False after answering 401/403 to a caller without what the path needs. */
-    const permitted = (loopbackSuffices: boolean): boolean => {
-      if (loopbackSuffices && isLoopbackAddress(req.socket.remoteAddress)) return true;
-      try {
-        requireOperator(req.headers, { rootsPem: state.operators.rootsPem(), trustDomain: state.operators.trustDomain(), what: `${req.method ?? 'GET'} ${url.pathname}${loopbackSuffices ? ' from another machine' : ''}` });
-        return true;
-      } catch (err) {
-        if (!isIsthmusError(err)) throw err;
-        send(err.status, { error: err.toJSON() });
-        return false;
-      }
-    };
+    const permitted = (loopbackSuffices: boolean) => admitOperator(req, send, {
+      rootsPem: state.operators.rootsPem(), trustDomain: state.operators.trustDomain(), loopbackSuffices,
+      what: `${req.method ?? 'GET'} ${url.pathname}${loopbackSuffices ? ' from another machine' : ''}`,
+    }) !== undefined;
     if (url.pathname === '/healthz') return send(200, { status: 'ok' });
     if (url.pathname === '/metrics' && state.metrics) return void sendMetrics(state.metrics, res);
     if (url.pathname === '/readyz') {

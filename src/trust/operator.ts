@@ -153,3 +153,23 @@ export function isLoopbackAddress(address: string | undefined): boolean {
   const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
   return v4.startsWith('127.') || address === '::1';
 }
+
+/**
+ * The check of every plain-HTTP admin and dashboard endpoint that needs an operator: undefined
+ * after answering the request's 401/403 (through `refuse`, as `{error: {code, message}}`), else
+ * until when the caller counts (Infinity for a loopback caller where `loopbackSuffices`).
+ */
+export function admitOperator(
+  req: { headers: { authorization?: string | undefined; cookie?: string | undefined }; socket: { remoteAddress?: string | undefined } },
+  refuse: (status: number, body: unknown) => void,
+  opts: { rootsPem: string[]; trustDomain?: string | undefined; what: string; loopbackSuffices?: boolean },
+): number | undefined {
+  if (opts.loopbackSuffices && isLoopbackAddress(req.socket.remoteAddress)) return Infinity;
+  try {
+    return requireOperator(req.headers, opts).notAfter.getTime();
+  } catch (err) {
+    if (!(err instanceof IsthmusError)) throw err;
+    refuse(err.status, { error: err.toJSON() });
+    return undefined;
+  }
+}
