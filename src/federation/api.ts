@@ -110,16 +110,16 @@ export function buildApi(opts: ApiOptions) {
   // Every route needs a mesh certificate (a workload's, a gateway's, a federation's or an
   // operator's) but these: health and metrics (docs/security.md says why) and the certificate
   // route, where a bootstrap token is the credential and the signer decides.
-  const open = new Set(['GET /healthz', 'GET /metrics', 'POST /v1/certificates']);
   app.addHook('onRequest', async (request) => {
-    if (open.has(`${request.method} ${request.url.split('?')[0]}`)) return;
+    const path = request.url.split('?')[0];
+    if (path === '/healthz' || path === '/metrics' || (request.method === 'POST' && path === '/v1/certificates')) return;
     if (meshCaller(request) !== undefined) return;
     const presented = peerChain(request.raw.socket as TLSSocket) !== undefined;
     throw new IsthmusError(
       presented ? 'ISTHMUS_ERR_AUTH_CREDENTIAL_INVALID' : 'ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING',
       presented
-        ? `the client certificate presented for ${request.method} ${request.url.split('?')[0]} does not verify against the mesh's roots (the federation's log says why); present a current mesh or operator certificate`
-        : `${request.method} ${request.url.split('?')[0]} needs a mesh certificate as the TLS client certificate: a workload's, a gateway's or an operator's (isthmus operator issue)`,
+        ? `the client certificate presented for ${request.method} ${path} does not verify against the mesh's roots (the federation's log says why); present a current mesh or operator certificate`
+        : `${request.method} ${path} needs a mesh certificate as the TLS client certificate: a workload's, a gateway's or an operator's (isthmus operator issue)`,
     );
   });
 
