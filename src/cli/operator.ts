@@ -17,7 +17,7 @@ const maxCertificateTtlSeconds = 7 * 86_400;
 /** --operator-cert, --operator-key and --operator-dir, for every command that calls an endpoint needing an operator. */
 export function operatorOptions(command: Command): Command {
   return command
-    .addOption(new Option('--operator-dir <dir>', 'directory with operator-cert.pem and operator-key.pem (default: $ISTHMUS_OPERATOR_DIR, else ~/.config/isthmus/operator)'))
+    .addOption(new Option('--operator-dir <dir>', 'directory with operator-cert.pem and operator-key.pem (default: $ISTHMUS_OPERATOR_DIR, operator.dir of ~/.config/isthmus/config.yaml, else ~/.config/isthmus/operator)'))
     .addOption(new Option('--operator-cert <file>', 'operator certificate (with its chain); with --operator-key (or ISTHMUS_OPERATOR_CERT)'))
     .addOption(new Option('--operator-key <file>', 'its private key (or ISTHMUS_OPERATOR_KEY)'));
 }
@@ -46,7 +46,8 @@ export function registerOperator(program: Command): void {
     .addOption(outputOption())
     .addHelpText('after', `
 The CLI finds the credential in --operator-dir, ISTHMUS_OPERATOR_DIR (or ISTHMUS_OPERATOR_CERT and
-ISTHMUS_OPERATOR_KEY), or the default --out directory. Issuing again replaces it.
+ISTHMUS_OPERATOR_KEY), ~/.config/isthmus/config.yaml (operator: {dir: ...}), or the default --out
+directory. Issuing again replaces it.
 
 Examples:
   isthmus operator issue --name alice --ca-dir ./ca

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -33,6 +33,18 @@ describe('finding the operator credential', () => {
     expect(defaultOperatorDir({ XDG_CONFIG_HOME: join(dir, 'config') })).toBe(join(dir, 'config', 'isthmus', 'operator'));
     expect(findOperatorCredential({}, { XDG_CONFIG_HOME: join(dir, 'nowhere') })).toBeUndefined();
     expect(operatorHeaders(undefined)).toEqual({});
+  });
+
+  test('the CLI config file names one, relative to itself, after the environment and before the default directory', () => {
+    const home = join(dir, 'with-config');
+    mkdirSync(join(home, 'isthmus'), { recursive: true });
+    writeFileSync(join(home, 'isthmus', 'config.yaml'), 'operator:\n  dir: ../../flag\n');
+    expect(identityIn(findOperatorCredential({}, { XDG_CONFIG_HOME: home }))).toBe('flag');
+    expect(identityIn(findOperatorCredential({}, { XDG_CONFIG_HOME: home, ISTHMUS_OPERATOR_DIR: join(dir, 'env') }))).toBe('env');
+    writeFileSync(join(home, 'isthmus', 'config.yaml'), `operator:\n  cert: ${join(dir, 'env', 'operator-cert.pem')}\n  key: ${join(dir, 'env', 'operator-key.pem')}\n`);
+    expect(identityIn(findOperatorCredential({}, { XDG_CONFIG_HOME: home }))).toBe('env');
+    writeFileSync(join(home, 'isthmus', 'config.yaml'), 'operator:\n  certificate: x\n');
+    expect(failure(() => findOperatorCredential({}, { XDG_CONFIG_HOME: home })).message).toMatch(/\/operator\/certificate: unknown field/);
   });
 
   test('a named credential that is missing, or half of a pair, is an error, not silence', () => {

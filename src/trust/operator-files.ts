@@ -4,13 +4,18 @@
  * as `isthmus operator issue` writes them. The CLI finds it, first match wins:
  *   1. --operator-cert/--operator-key, or --operator-dir;
  *   2. ISTHMUS_OPERATOR_CERT/ISTHMUS_OPERATOR_KEY, or ISTHMUS_OPERATOR_DIR;
- *   3. the per-user default directory, $XDG_CONFIG_HOME/isthmus/operator (~/.config/isthmus/operator).
+ *   3. the CLI's config file, $XDG_CONFIG_HOME/isthmus/config.yaml (~/.config/isthmus/config.yaml):
+ *      `operator: {dir: <dir>}` or `operator: {cert: <file>, key: <file>}`, relative to the file;
+ *   4. the per-user default directory, $XDG_CONFIG_HOME/isthmus/operator (~/.config/isthmus/operator).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
-import { ensureDirectory, writeTextAtomic } from '../core/user-paths.js';
+import { Type } from '../core/typebox.js';
+import { ensureDirectory, readUserFile, writeTextAtomic } from '../core/user-paths.js';
+import { validate } from '../core/validate.js';
 import { mintOperatorToken } from './operator.js';
 import { parseCertificates } from './verify.js';
 
@@ -31,9 +36,40 @@ export interface OperatorFlags {
   operatorDir?: string | undefined;
 }
 
+const configHome = (env: NodeJS.ProcessEnv) => join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'isthmus');
+
 /** $XDG_CONFIG_HOME/isthmus/operator, else ~/.config/isthmus/operator. */
 export function defaultOperatorDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'isthmus', 'operator');
+  return join(configHome(env), 'operator');
+}
+
+/** The CLI's own config file; today it says only where the operator credential is. */
+export const CliConfigSchema = Type.Object({
+  operator: Type.Optional(Type.Object({
+    dir: Type.Optional(Type.String({ description: 'directory with operator-cert.pem and operator-key.pem' })),
+    cert: Type.Optional(Type.String({ description: 'operator certificate (with its chain), with key' })),
+    key: Type.Optional(Type.String({ description: 'its private key' })),
+  }, { additionalProperties: false })),
+}, { additionalProperties: false });
+
+function fromConfigFile(env: NodeJS.ProcessEnv): OperatorCredential | undefined {
+  const path = join(configHome(env), 'config.yaml');
+  if (!existsSync(path)) return undefined;
+  let raw: unknown;
+  try {
+    raw = parseYaml(readUserFile(path, 'the CLI config file'));
+  } catch (cause) {
+    if (cause instanceof IsthmusError) throw cause;
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `cannot read ${path}: ${(cause as Error).message.split('\n')[0]}`, { cause });
+  }
+  const { operator } = validate(CliConfigSchema, raw ?? {}, path);
+  const at = (file: string) => resolve(dirname(path), file);
+  if (operator?.cert || operator?.key) {
+    if (!operator.cert || !operator.key) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${path}: give operator.cert and operator.key together (or operator.dir)`);
+    return readFrom(at(operator.cert), at(operator.key), path);
+  }
+  if (operator?.dir) return readFrom(join(at(operator.dir), operatorCertFile), join(at(operator.dir), operatorKeyFile), path);
+  return undefined;
 }
 
 export function writeOperatorCredential(dir: string, credential: { certPem: string; chainPem: string[]; keyPem: string }): { cert: string; key: string } {
@@ -59,7 +95,7 @@ function readFrom(certPath: string, keyPath: string, source: string): OperatorCr
 }
 
 /**
- * The operator credential the flags, the environment or the default directory name; undefined when
+ * The operator credential the flags, the environment, the config file or the default directory name; undefined when
  * none is configured and the default directory holds none (callers then send no credential, and
  * the server's 401 says what to do).
  */
@@ -74,6 +110,8 @@ export function findOperatorCredential(flags: OperatorFlags = {}, env: NodeJS.Pr
     return readFrom(env.ISTHMUS_OPERATOR_CERT, env.ISTHMUS_OPERATOR_KEY, 'ISTHMUS_OPERATOR_CERT/ISTHMUS_OPERATOR_KEY');
   }
   if (env.ISTHMUS_OPERATOR_DIR) return readFrom(join(env.ISTHMUS_OPERATOR_DIR, operatorCertFile), join(env.ISTHMUS_OPERATOR_DIR, operatorKeyFile), 'ISTHMUS_OPERATOR_DIR');
+  const configured = fromConfigFile(env);
+  if (configured) return configured;
   const fallback = defaultOperatorDir(env);
   if (!existsSync(join(fallback, operatorCertFile))) return undefined;
   return readFrom(join(fallback, operatorCertFile), join(fallback, operatorKeyFile), fallback);
