@@ -187,6 +187,21 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
       },
     },
     {
+      // Not the mesh's health but this shell's: trace, admin ports and dashboard data ask for it.
+      name: 'operator credential',
+      async run() {
+        const { findOperatorCredential } = await import('../trust/operator-files.js');
+        const credential = findOperatorCredential();
+        const hint = 'isthmus operator issue --name <you> --ca-dir <root or cluster CA dir> (docs/security.md)';
+        if (!credential) return { status: 'warn', detail: 'none found: isthmus trace, /debug/connections and dashboard data will be refused', hint };
+        const [leaf] = credential.chainPem;
+        const info = certificateInfo(leaf ?? '');
+        const hoursLeft = (info.notAfter.getTime() - Date.now()) / 3600_000;
+        if (hoursLeft <= 0) return { status: 'failed', detail: `${info.identity ?? 'the certificate'} in ${credential.source} expired at ${info.notAfter.toISOString()}`, hint };
+        return { status: hoursLeft < 1 ? 'warn' : 'ok', detail: `${info.identity ?? 'no SPIFFE ID'} from ${credential.source}, ${hoursLeft.toFixed(1)} h left`, ...(hoursLeft < 1 ? { hint } : {}) };
+      },
+    },
+    {
       name: 'records readable',
       needs: ['cluster liveness'],
       async run() {

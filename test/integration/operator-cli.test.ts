@@ -54,6 +54,16 @@ describe('isthmus operator', () => {
     expect(verifyOperatorToken(token, { rootsPem: [readFileSync(join(ca, 'root-cert.pem'), 'utf8')], trustDomain: 'ops.test' }).identity).toBe('spiffe://ops.test/operator/bob');
   });
 
+  test('isthmus check says whether this shell has an operator credential, whose, and for how long', async () => {
+    const checked = async (env: Record<string, string>) => {
+      const res = await isthmus(['check', '--etcd', mesh.etcd.url, '--output', 'json'], env);
+      // east's federation is not running, so check fails and prints its error document after the checks.
+      return (JSON.parse(res.stdout.slice(0, res.stdout.indexOf('\n}\n') + 2)) as { checks: { name: string; status: string; detail: string }[] }).checks.find((c) => c.name === 'operator credential');
+    };
+    expect(await checked({ ISTHMUS_OPERATOR_DIR: join(mesh.dir, 'alice') })).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^spiffe:\/\/ops\.test\/operator\/alice from ISTHMUS_OPERATOR_DIR, [0-9.]+ h left$/) });
+    expect(await checked({})).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^none found/) });
+  });
+
   test('refused: lifetimes past the limits, a name that is not a DNS name, and a token without a credential', async () => {
     const tooLong = await isthmus(['operator', 'issue', '--name', 'carol', '--ca-dir', ca, '--out', join(mesh.dir, 'carol'), '--ttl', '8d']);
     expect(tooLong.code).toBe(1);
