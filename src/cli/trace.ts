@@ -28,10 +28,12 @@ export function registerTrace(program: Command): void {
     .addOption(outputOption())
     .addHelpText('after', `
 The request is real: it reaches the app like any other (use a harmless path). It goes on a fresh
-connection with no retry, so what you see is one attempt. The sidecar's POST /trace, the
-dashboard's /api/sidecars and the gateway's /debug/connections need your operator credential
-(isthmus operator issue; found as --operator-dir, ISTHMUS_OPERATOR_DIR or the default directory). Exit 0 when it was answered (any
+connection with no retry, so what you see is one attempt. Exit 0 when it was answered (any
 status), 1 when it failed, with the reason as an error code, 2 for a wrong command line.
+
+The sidecar's POST /trace, the dashboard's /api/sidecars and the gateway's /debug/connections
+need your operator credential (isthmus operator issue), found in --operator-dir,
+ISTHMUS_OPERATOR_DIR, ~/.config/isthmus/config.yaml or ~/.config/isthmus/operator.
 
 Examples:
   isthmus trace ledger --from east
