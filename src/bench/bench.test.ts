@@ -266,7 +266,7 @@ describe('benchTargets', () => {
     client: { proxy: `${host}:15001`, admin: '', listeners: {} }, services,
   });
   const mesh: MeshFile = {
-    etcd: '', trustDomain: 'bench.isthmus', ca: '',
+    etcd: '', trustDomain: 'bench.isthmus', ca: '', operator: '',
     clusters: {
       east: cluster('127.0.60.1', [{ name: 'hello', namespace: 'demo', instances: ['127.0.60.1:18080'] }]),
       west: cluster('127.0.61.1', [{ name: 'ledger', namespace: 'demo', instances: ['127.0.61.1:18082'] }]),

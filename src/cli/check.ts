@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
-import { IsthmusError } from '../core/errors.js';
+import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
@@ -211,7 +211,16 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
         const orphans = records.flatMap((r) => (isRecord(SloPolicySchema, r.value) && !inMesh(catalog, r.value.namespace, r.value.service) ? [r.value] : []));
         const orphaned = orphans.length > 0 ? `; service gone from the mesh: ${orphans.map((p) => `${p.namespace}/${p.name} (service ${p.namespace}/${p.service} is published by no alive cluster)`).join(', ')}` : '';
         const orphanHint = 'export the service again (isthmus export) or start its cluster\'s federation; or delete the objective: isthmus policy delete slo <namespace>/<name>';
-        const live = await liveOverview(ctx.store!);
+        let live: Awaited<ReturnType<typeof liveOverview>>;
+        try {
+          live = await liveOverview(ctx.store!);
+        } catch (err) {
+          // A dashboard whose data is for operators, and no operator credential here.
+          if (isIsthmusError(err) && err.code.startsWith('ISTHMUS_ERR_AUTH_')) {
+            return { status: 'warn', detail: `${records.length} objective(s), but the dashboards refused to show them: ${err.message}${orphaned}`, hint: 'point the CLI at an operator credential: export ISTHMUS_OPERATOR_DIR=<dir> (isthmus operator issue)' };
+          }
+          throw err;
+        }
         if (!live) return { status: 'warn', detail: `${records.length} objective(s), but no federation dashboard answered to evaluate them${orphaned}`, hint: orphans.length > 0 ? orphanHint : 'start a federation service, or check the dashboards above' };
         const missed = live.overview.slos.filter((s) => s.state === 'violated');
         if (missed.length > 0) {
@@ -224,6 +233,21 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
         if (orphans.length > 0) return { status: 'warn', detail: `${live.overview.slos.length - orphans.length} of ${live.overview.slos.length} objective(s) can be judged${orphaned}`, hint: orphanHint };
         const noData = live.overview.slos.filter((s) => s.state === 'no-data').length;
         return { status: 'ok', detail: `${live.overview.slos.length} objective(s) held${noData > 0 ? ` (${noData} with too few requests to judge)` : ''}, as ${live.from} reads them` };
+      },
+    },
+    {
+      // Not the mesh's health but this shell's: trace, admin ports and dashboard data ask for it.
+      name: 'operator credential',
+      async run() {
+        const { findOperatorCredential } = await import('../trust/operator-files.js');
+        const credential = findOperatorCredential();
+        const hint = 'isthmus operator issue --name <you> --ca-dir <root or cluster CA dir> (docs/security.md)';
+        if (!credential) return { status: 'warn', detail: 'none found: isthmus trace, /debug/connections and dashboard data will be refused', hint };
+        const [leaf] = credential.chainPem;
+        const info = certificateInfo(leaf ?? '');
+        const hoursLeft = (info.notAfter.getTime() - Date.now()) / 3600_000;
+        if (hoursLeft <= 0) return { status: 'failed', detail: `${info.identity ?? 'the certificate'} in ${credential.source} expired at ${info.notAfter.toISOString()}`, hint };
+        return { status: hoursLeft < 1 ? 'warn' : 'ok', detail: `${info.identity ?? 'no SPIFFE ID'} from ${credential.source}, ${hoursLeft.toFixed(1)} h left`, ...(hoursLeft < 1 ? { hint } : {}) };
       },
     },
     {

@@ -5,24 +5,29 @@ import { Option, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { action, etcdEndpoints, etcdOption, outputOption, runUntilSignal } from './common.js';
+import { operatorOptions } from './operator.js';
+import type { OperatorFlags } from '../trust/operator-files.js';
 
-interface DashOptions { listen: string; etcd?: string; open?: boolean; output: string; logFormat?: LogFormat; logLevel: string }
+interface DashOptions extends OperatorFlags { listen: string; etcd?: string; open?: boolean; output: string; logFormat?: LogFormat; logLevel: string; reads: 'operator' | 'public' }
 
 const defaultListen = '127.0.0.1:15015';
 
 export function registerDash(program: Command): void {
-  program.command('dash')
+  operatorOptions(program.command('dash'))
     .description('serve the mesh dashboard from this shell, read straight from etcd (no federation service needed); Ctrl-C stops it')
     .option('--listen <host:port>', 'where to serve the page; port 0 picks a free one', defaultListen)
     .addOption(etcdOption())
     .option('--open', 'open the page in a browser (xdg-open)')
+    .addOption(new Option('--reads <who>', 'who may read the data under /api/: operators (a token; this command signs you in with your operator credential) or anyone who reaches --listen').choices(['operator', 'public']).default('operator'))
     .addOption(outputOption())
     .addOption(new Option('--log-format <format>', 'json lines, or pretty for people (default: pretty, json with --output json)').choices(['json', 'pretty']).env('ISTHMUS_LOG_FORMAT'))
     .addOption(new Option('--log-level <level>', 'minimum level to log').choices(['debug', 'info', 'warn', 'error']).env('ISTHMUS_LOG_LEVEL').default('info'))
     .addHelpText('after', `
 The page, /api/overview and /api/stream are the same as on a federation's port 15014; /healthz
 says whether etcd answers, /metrics has this process's own metrics. If etcd goes away the page
-keeps the last state (and says so) until it is back.
+keeps the last state (and says so) until it is back. With --reads operator (the default) the
+printed address carries a token of your operator credential (isthmus operator issue), which the
+page keeps in a cookie; without a credential, open it with ?token=$(isthmus operator token).
 
 Examples:
   isthmus dash --etcd http://127.0.0.1:2379 --open
@@ -45,7 +50,13 @@ Examples:
         clusterSyncs: () => source.mirror.clusterSyncs(),
         catalog: () => source.catalog,
       });
-      const dashboard = createDashboard(source);
+      const { meshRootsOfRecords } = await import('../trust/bundle.js');
+      const { findOperatorCredential } = await import('../trust/operator-files.js');
+      const { mintOperatorToken, maxTokenTtlSeconds } = await import('../trust/operator.js');
+      const { keys } = await import('../core/keys.js');
+      // Read before anything listens: a broken credential is an error now, not a page that refuses later.
+      const credential = opts.reads === 'operator' ? findOperatorCredential(opts) : undefined;
+      const dashboard = createDashboard(source, { access: { reads: opts.reads, rootsPem: () => meshRootsOfRecords(source.mirror.entries(keys.bundles)) } });
       const server = await startTelemetryServer({
         host: listen.host, port: listen.port, metrics,
         healthz: () => {
@@ -59,10 +70,19 @@ Examples:
         throw listenError(err, opts.listen);
       });
       const url = pageUrl(listen.host, Number(server.address.slice(server.address.lastIndexOf(':') + 1)));
+      let signIn: string | undefined;
+      if (credential) {
+        const [certPem, ...chainPem] = credential.chainPem as [string, ...string[]];
+        signIn = `${url}?token=${mintOperatorToken({ certPem, chainPem, keyPem: credential.keyPem, ttlSeconds: maxTokenTtlSeconds }).token}`;
+      }
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
-      if (json) process.stdout.write(`${JSON.stringify({ url })}\n`);
-      else say(`Dashboard of the mesh in etcd ${endpoints.join(', ')}: ${url}\nPress Ctrl-C to stop.`);
-      if (opts.open) say(openInBrowser(url));
+      if (json) process.stdout.write(`${JSON.stringify({ url, ...(signIn ? { signIn } : {}) })}\n`);
+      else {
+        say(`Dashboard of the mesh in etcd ${endpoints.join(', ')}: ${signIn ?? url}`);
+        if (opts.reads === 'operator' && !signIn) say(`Its data needs an operator token: open ${url}?token=<isthmus operator token>, or run with --reads public.`);
+        say('Press Ctrl-C to stop.');
+      }
+      if (opts.open) say(openInBrowser(signIn ?? url));
 
       await runUntilSignal(logger, async () => {
         dashboard.close();

@@ -105,6 +105,7 @@ export function tryLines(file: MeshFile, clusters: string[], stateDir: string, s
     ] : []),
     ...(redis ? [`  redis-cli -h ${redis.split(':')[0]} -p ${redis.split(':')[1]} ping                                       # a plain TCP service in west, through its gateway`] : []),
     `  export ISTHMUS_ETCD=${file.etcd}`,
+    `  export ISTHMUS_OPERATOR_DIR=${file.operator}   # your operator credential: trace and the admin ports ask for it`,
     ...(hasWest ? [
       `  isthmus explain ledger -n demo --from ${first}     # where ledger's traffic goes from ${first}, and why`,
       `  isthmus trace ledger --from ${first}               # one request, hop by hop`,

@@ -16,6 +16,7 @@ const commands: readonly { names: readonly string[]; load: () => Promise<Registe
   { names: ['export', 'unexport'], load: async () => (await import('./export.js')).registerExport },
   { names: ['services', 'clusters'], load: async () => (await import('./list.js')).registerList },
   { names: ['register', 'deregister'], load: async () => (await import('./register.js')).registerRegister },
+  { names: ['operator'], load: async () => (await import('./operator.js')).registerOperator },
   { names: ['check'], load: async () => (await import('./check.js')).registerCheck },
   { names: ['federation'], load: async () => (await import('./federation.js')).registerFederation },
   { names: ['gateway'], load: async () => (await import('./gateway.js')).registerGateway },

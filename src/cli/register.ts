@@ -5,7 +5,7 @@ import { parseDuration } from '../core/validate.js';
 import { loadClusterConfig } from '../federation/config.js';
 import { liveTokens, updateRegistry } from '../federation/registry-file.js';
 import { workloadId } from '../trust/spiffe.js';
-import { issueToken } from '../trust/tokens.js';
+import { defaultTokenTtl, issueToken } from '../trust/tokens.js';
 import { action, outputOption } from './common.js';
 import { printJson } from './output.js';
 
@@ -22,7 +22,7 @@ export function registerRegister(program: Command): void {
     .option('--service-account <sa>', 'identity of the instance (default: the service name)')
     .option('--protocol <http|tcp>', 'what the service speaks on its port, like Kubernetes appProtocol: http (the default) or tcp (reached through TCP listeners, docs/sidecar.md)')
     .option('--label <key=value>', 'an instance label, e.g. version=v2 (repeat for more); a ServiceSubset selects instances by them (docs/traffic-policy.md)', (value: string, all: string[]) => [...all, value], [] as string[])
-    .option('--token-ttl <duration>', 'how long the bootstrap token is accepted', '1h')
+    .option('--token-ttl <duration>', 'how long the bootstrap token is accepted (it buys one certificate, so only until the sidecar first starts)', defaultTokenTtl)
     .addOption(outputOption())
     .action(action(async (service: string, opts: RegisterOptions) => {
       checkName('service', service);

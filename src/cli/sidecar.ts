@@ -40,16 +40,22 @@ Examples:
   ISTHMUS_ETCD=http://127.0.0.1:2379 isthmus explain ledger -n demo --from east
   isthmus explain hello -n demo --sidecar 127.0.1.1:15020 --output json`)
     .action(action(async (service: string, opts: { namespace: string; from?: string; stateDir?: string; sidecar?: string; etcd?: string; output: string }) => {
-      const admins = opts.sidecar !== undefined ? [opts.sidecar] : await adminsOf(opts);
+      // Loaded here: `isthmus sidecar`, in this module too, must not carry them (docs/benchmarks.md).
+      const { findOperatorCredential, operatorHeaders } = await import('../trust/operator-files.js');
+      const { refusal } = await import('./dashboard-client.js');
+      const headers = operatorHeaders(findOperatorCredential());
+      const admins = opts.sidecar !== undefined ? [opts.sidecar] : await adminsOf(opts, headers);
       const unreachable: string[] = [];
       for (const admin of admins) {
         let res: Response;
         try {
-          res = await fetch(`http://${admin}/routes/${opts.namespace}/${service}`, { signal: AbortSignal.timeout(5000) });
+          // /routes answers loopback callers as they are; from elsewhere it wants the operator.
+          res = await fetch(`http://${admin}/routes/${opts.namespace}/${service}`, { headers, signal: AbortSignal.timeout(5000) });
         } catch (err) {
           unreachable.push(`${admin} (${(err as Error).message})`);
           continue;
         }
+        if (res.status === 401 || res.status === 403) throw await refusal(res, `http://${admin}/routes/${opts.namespace}/${service}`);
         const body = (await res.json()) as RouteExplanation & { error?: { code: string; message: string } };
         if (body.error) throw new IsthmusError('ISTHMUS_ERR_SERVICE_UNKNOWN', body.error.message);
         if (opts.output === 'json') return printJson(body);
@@ -61,11 +67,11 @@ Examples:
 }
 
 /** The sidecars to ask: --from's client sidecar in a dev mesh's mesh.json, or --from's sidecars as its federation lists them. */
-async function adminsOf(opts: { from?: string; stateDir?: string; etcd?: string }): Promise<string[]> {
+async function adminsOf(opts: { from?: string; stateDir?: string; etcd?: string }, headers: Record<string, string>): Promise<string[]> {
   if (!opts.from) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', 'say which sidecar to ask: --from <cluster> (with --etcd or ISTHMUS_ETCD) or --sidecar <admin host:port>');
   if (opts.stateDir !== undefined) return [adminFromMesh(opts.stateDir, opts.from)];
   const from = opts.from;
-  return await withStore(opts.etcd, (store) => sidecarsOf(store, from));
+  return await withStore(opts.etcd, (store) => sidecarsOf(store, from, headers));
 }
 
 function adminFromMesh(stateDir: string, from: string): string {

@@ -5,16 +5,18 @@ import type { FederationStore } from '../federation/store.js';
 import { assembleTrace, formatTrace, type GatewayView, type TraceResult } from '../sidecar/trace.js';
 import { action, connectStore, etcdOption, outputOption } from './common.js';
 import { printJson } from './output.js';
-import { sidecarsOf } from './dashboard-client.js';
+import { dashboardOf, refusal, sidecarsOf } from './dashboard-client.js';
+import { operatorOptions } from './operator.js';
+import { findOperatorCredential, operatorHeaders, type OperatorFlags } from '../trust/operator-files.js';
 
-interface TraceOptions { from: string; namespace?: string; path: string; method: string; sidecar?: string; etcd?: string; output: string }
+interface TraceOptions extends OperatorFlags { from: string; namespace?: string; path: string; method: string; sidecar?: string; etcd?: string; output: string }
 
 const adminTimeoutMs = 3_000;
 /** The sidecar waits up to 10 s for the traced answer; give it that and a little. */
 const traceTimeoutMs = 15_000;
 
 export function registerTrace(program: Command): void {
-  program.command('trace')
+  operatorOptions(program.command('trace'))
     .description('send one real request through the mesh from a cluster and show every hop: routing decision, gateway and SNI, destination, identities checked at each end, time per hop')
     .argument('<service>', 'service name, or <name>.<namespace>')
     .requiredOption('--from <cluster>', 'the cluster to send the request from (one of its sidecars sends it)')
@@ -29,6 +31,10 @@ The request is real: it reaches the app like any other (use a harmless path). It
 connection with no retry, so what you see is one attempt. Exit 0 when it was answered (any
 status), 1 when it failed, with the reason as an error code, 2 for a wrong command line.
 
+The sidecar's POST /trace, the dashboard's /api/sidecars and the gateway's /debug/connections
+need your operator credential (isthmus operator issue), found in --operator-dir,
+ISTHMUS_OPERATOR_DIR, ~/.config/isthmus/config.yaml or ~/.config/isthmus/operator.
+
 Examples:
   isthmus trace ledger --from east
   isthmus trace ledger.demo --from east --path /accounts?id=7 --output json
@@ -38,17 +44,19 @@ Examples:
       const notes: string[] = [];
       try {
         const openStore = async () => (store ??= await connectStore(opts.etcd));
+        // One token for the whole command: every admin port it asks wants the operator.
+        const headers = operatorHeaders(findOperatorCredential(opts));
         const body = { service, ...(opts.namespace ? { namespace: opts.namespace } : {}), path: opts.path, method: opts.method.toUpperCase() };
         const traced = opts.sidecar
-          ? await traceFrom(opts.sidecar, body)
-          : await traceFrom(await sidecarsOf(await openStore(), opts.from), body);
+          ? await traceFrom(opts.sidecar, body, headers)
+          : await traceFrom(await sidecarsOf(await openStore(), opts.from, headers), body, headers);
         if (traced.result.from.cluster !== opts.from) {
           throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `the sidecar at ${traced.admin} is in cluster ${traced.result.from.cluster}, not ${opts.from}`);
         }
         let result = traced.result;
         const gatewayHop = result.hops.find((h) => h.kind === 'gateway');
         if (gatewayHop && result.facts && result.localAddress) {
-          const view = await gatewayView(opts.etcd || !opts.sidecar ? openStore : undefined, gatewayHop.cluster, gatewayHop.address, result.localAddress, gatewayHop.sni);
+          const view = await gatewayView(opts.etcd || !opts.sidecar ? openStore : undefined, gatewayHop.cluster, gatewayHop.address, result.localAddress, gatewayHop.sni, headers);
           if ('view' in view) result = assembleTrace(result.facts, view.view);
           else notes.push(`the gateway's own view is missing (${view.missing}); its times are inferred from both ends`);
         }
@@ -78,14 +86,14 @@ function pathArg(value: string): string {
 }
 
 /** POST /trace to the first sidecar admin that answers. */
-async function traceFrom(admins: string | string[], body: object): Promise<{ admin: string; result: TraceResult }> {
+async function traceFrom(admins: string | string[], body: object, headers: Record<string, string>): Promise<{ admin: string; result: TraceResult }> {
   const candidates = typeof admins === 'string' ? [admins] : admins;
   const unreachable: string[] = [];
   for (const admin of candidates) {
     let res: Response;
     try {
       res = await fetch(`http://${admin}/trace`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(traceTimeoutMs),
+        method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(traceTimeoutMs),
       });
     } catch (err) {
       unreachable.push(`${admin} (${(err as Error).message})`);
@@ -108,7 +116,7 @@ async function traceFrom(admins: string | string[], body: object): Promise<{ adm
  */
 async function gatewayView(
   openStore: (() => Promise<FederationStore>) | undefined,
-  cluster: string, address: string, remote: string, sni: string,
+  cluster: string, address: string, remote: string, sni: string, headers: Record<string, string>,
 ): Promise<{ view: GatewayView } | { missing: string }> {
   if (!openStore) return { missing: 'no etcd address to find the gateway\'s admin port: pass --etcd or set ISTHMUS_ETCD' };
   let records: { key: string; value: { address?: string; port?: number; admin?: string } }[];
@@ -121,8 +129,8 @@ async function gatewayView(
   if (!record) return { missing: `no gateway record of ${cluster} at ${address}` };
   if (!record.value.admin) return { missing: `gateway ${record.key.slice(keys.gatewaysOf(cluster).length)} of ${cluster} publishes no admin address` };
   try {
-    const res = await fetch(`http://${record.value.admin}/debug/connections?remote=${encodeURIComponent(remote)}`, { signal: AbortSignal.timeout(adminTimeoutMs) });
-    if (!res.ok) return { missing: `the gateway admin port ${record.value.admin} answered ${res.status}` };
+    const res = await fetch(`http://${record.value.admin}/debug/connections?remote=${encodeURIComponent(remote)}`, { headers, signal: AbortSignal.timeout(adminTimeoutMs) });
+    if (!res.ok) return { missing: `the gateway admin port ${record.value.admin} answered ${res.status}${res.status === 401 || res.status === 403 ? ` (${(await refusal(res, '/debug/connections')).message})` : ''}` };
     const { connections = [] } = (await res.json()) as { connections?: GatewayView[] };
     const view = connections.find((c) => c.sni === sni) ?? connections[0];
     return view ? { view } : { missing: `the gateway at ${record.value.admin} has no record of a connection from ${remote}` };

@@ -26,6 +26,10 @@ export const errorCodes = {
   ISTHMUS_ERR_TRUST_IDENTITY_DENIED: { status: 403, summary: 'The caller may not obtain a certificate for that identity.' },
   ISTHMUS_ERR_TRUST_TOKEN_INVALID: { status: 401, summary: 'A bootstrap token is unknown, expired or malformed.' },
   ISTHMUS_ERR_TRUST_SPIFFE_INVALID: { status: 400, summary: 'A SPIFFE ID or trust domain is malformed.' },
+  // the control plane's own callers (docs/security.md, "Endpoints")
+  ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING: { status: 401, summary: 'An admin, API or dashboard endpoint was called without the credential it needs (an operator token, or a mesh certificate as the TLS client certificate).' },
+  ISTHMUS_ERR_AUTH_CREDENTIAL_INVALID: { status: 401, summary: 'A presented operator token or certificate does not verify: malformed, expired, altered, or not chained to a root of the mesh.' },
+  ISTHMUS_ERR_AUTH_FORBIDDEN: { status: 403, summary: 'A verified caller is not one this endpoint serves: not an operator, an operator of another trust domain, or not on loopback.' },
   // cluster membership
   ISTHMUS_ERR_CLUSTER_UNKNOWN: { status: 404, summary: 'No cluster of that name is in the mesh.' },
   ISTHMUS_ERR_CLUSTER_NAME_INVALID: { status: 400, summary: 'A cluster, namespace or service name is not a DNS label.' },

@@ -5,7 +5,7 @@
  * new entries with ENOENT (`/proc/nope`): it keeps climbing to the parent and back. So directories
  * are made here one level at a time, each step bounded by the number of path components.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, statSync, type Stats } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmdirSync, statSync, writeSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { IsthmusError } from './errors.js';
 import { describePathProblem, type PathUse } from './path-problem.js';
@@ -76,4 +76,20 @@ export function readUserFile(path: string, given: string): string {
   } catch (err) {
     throw pathError(err, resolve(path), 'read-file', given);
   }
+}
+
+/**
+ * Temp file, fsync, rename: a crash leaves the old file or the new one, never half of one.
+ * Mode 0600 from the moment the file exists: it may hold a private key.
+ */
+export function writeTextAtomic(path: string, text: string): void {
+  const temp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(temp, 'w', 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
 }

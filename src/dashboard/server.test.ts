@@ -1,13 +1,30 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { rawGet } from '../../test/helpers/raw-http.js';
 import { keys } from '../core/keys.js';
 import { record, type Buckets } from '../model/latency-histogram.js';
 import type { Catalog } from '../model/catalog.js';
 import type { TrafficRecord } from '../model/records.js';
 import type { Overview } from './overview.js';
-import { createDashboard, type DashboardHandler, type DashboardSource } from './server.js';
+import { createDashboard, type DashboardAccess, type DashboardHandler, type DashboardSource } from './server.js';
+import { createRootCa, issueCertificate, issueOperatorCertificate, createIntermediateCa, type CertAndKey } from '../trust/ca.js';
+import { mintOperatorToken } from '../trust/operator.js';
+
+let root: CertAndKey;
+let operatorToken: string;
+let workloadToken: string;
+beforeAll(() => {
+  root = createRootCa({ trustDomain: 't.test' });
+  const alice = issueOperatorCertificate({ name: 'alice', issuer: root, ttlSeconds: 600 });
+  operatorToken = mintOperatorToken({ certPem: alice.certPem, keyPem: alice.keyPem, ttlSeconds: 300 }).token;
+  // A workload's certificate signs a token just as well; it must still not count as an operator.
+  const east = createIntermediateCa({ root, trustDomain: 't.test', cluster: 'east' });
+  const workload = issueCertificate({ identity: 'spiffe://t.test/ns/demo/sa/client', issuer: east });
+  workloadToken = mintOperatorToken({ certPem: workload.certPem, chainPem: [east.certPem], keyPem: workload.keyPem, ttlSeconds: 300 }).token;
+});
+const publicReads = (): DashboardAccess => ({ reads: 'public', rootsPem: () => [root.certPem] });
+const asOperator = () => ({ headers: { authorization: `Bearer ${operatorToken}` } });
 
 /** The records a federation's mirror would hold, as plain data: the handler reads nothing else. */
 function source(entries: Map<string, unknown>, sidecars?: () => unknown[]): DashboardSource {
@@ -39,8 +56,8 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function serve(src: DashboardSource): Promise<string> {
-  dashboard = createDashboard(src);
+async function serve(src: DashboardSource, access: DashboardAccess = publicReads()): Promise<string> {
+  dashboard = createDashboard(src, { access });
   const handler = dashboard;
   server = createServer((req, res) => { if (!handler.handle(req, res)) { res.writeHead(404); res.end(); } });
   await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
@@ -74,12 +91,12 @@ describe('the dashboard\'s HTTP API', () => {
 
   test('/api/sidecars: the federation\'s reporting sidecars, or 404 where nobody reports (isthmus dash)', async () => {
     let base = await serve(source(new Map()));
-    expect((await fetch(`${base}/api/sidecars`)).status).toBe(404);
+    expect((await fetch(`${base}/api/sidecars`, asOperator())).status).toBe(404);
     dashboard?.close();
     server?.closeAllConnections();
     await new Promise<void>((resolve) => server!.close(() => resolve()));
     base = await serve(source(new Map(), () => [{ identity: 'spiffe://t/ns/demo/sa/client', admin: '127.0.0.1:15020' }]));
-    expect(await (await fetch(`${base}/api/sidecars`)).json()).toEqual({ sidecars: [{ identity: 'spiffe://t/ns/demo/sa/client', admin: '127.0.0.1:15020' }] });
+    expect(await (await fetch(`${base}/api/sidecars`, asOperator())).json()).toEqual({ sidecars: [{ identity: 'spiffe://t/ns/demo/sa/client', admin: '127.0.0.1:15020' }] });
   });
 
   test('paths that are not the dashboard\'s are left to the caller', async () => {
@@ -91,6 +108,55 @@ describe('the dashboard\'s HTTP API', () => {
       expect(res.body, target).not.toMatch(/root:|"name"|addEventListener/);
     }
     expect((await fetch(`${base}/assets/nothing.js`)).status).toBe(404);
+  });
+});
+
+describe('who may read', () => {
+  const sidecars = () => [{ identity: 'spiffe://t.test/ns/demo/sa/client', admin: '127.0.0.1:15020' }];
+
+  test('/api/sidecars (every sidecar\'s admin address) needs an operator even where reads are public', async () => {
+    const base = await serve(source(new Map(), sidecars));
+    const anonymous = await fetch(`${base}/api/sidecars`);
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+    const workload = await fetch(`${base}/api/sidecars`, { headers: { authorization: `Bearer ${workloadToken}` } });
+    expect(workload.status).toBe(403);
+    expect(((await workload.json()) as { error: { code: string } }).error.code).toBe('ISTHMUS_ERR_AUTH_FORBIDDEN');
+    expect((await fetch(`${base}/api/sidecars`, asOperator())).status).toBe(200);
+  });
+
+  test('with operator reads, /api/ needs a token; the page does not; /?token= signs a browser in with a cookie', async () => {
+    const base = await serve(source(new Map(), sidecars), { reads: 'operator', rootsPem: () => [root.certPem], trustDomain: 't.test' });
+    for (const path of ['/api/overview', '/api/series?from=east&to=west', '/api/stream']) {
+      const res = await fetch(`${base}${path}`);
+      expect(res.status, path).toBe(401);
+      expect(((await res.json()) as { error: { code: string } }).error.code, path).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+    }
+    expect((await fetch(`${base}/api/overview`, { headers: { authorization: 'Bearer isthop_forged.x' } })).status).toBe(401);
+    expect((await fetch(`${base}/api/overview`, asOperator())).status).toBe(200);
+    expect((await fetch(`${base}/`)).status).toBe(200);
+    const login = await fetch(`${base}/?token=${operatorToken}`, { redirect: 'manual' });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get('set-cookie') ?? '';
+    expect(cookie).toMatch(/^isthmus_operator=isthop_[^;]+; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict$/);
+    expect((await fetch(`${base}/api/overview`, { headers: { cookie: cookie.split(';')[0]! } })).status).toBe(200);
+    expect((await fetch(`${base}/?token=isthop_junk.x`, { redirect: 'manual' })).status).toBe(401);
+  });
+  test('a stream opened with a token ends when the token does', async () => {
+    const base = await serve(source(new Map(), sidecars), { reads: 'operator', rootsPem: () => [root.certPem] });
+    const brief = issueOperatorCertificate({ name: 'brief', issuer: root, ttlSeconds: 600 });
+    const { token } = mintOperatorToken({ certPem: brief.certPem, keyPem: brief.keyPem, ttlSeconds: 1 });
+    const res = await fetch(`${base}/api/stream`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let events = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      events += new TextDecoder().decode(value);
+    }
+    // It did stream before it ended (a first event at once), and the server ended it, not us.
+    expect(events).toMatch(/^id: 1\nevent: overview\n/);
   });
 });
 

@@ -7,6 +7,8 @@ import { isRecord, TrafficRecordSchema, type TrafficRecord } from '../model/reco
 import { buildOverview, probeRecords, sloPolicies, type Overview, type OverviewSource } from './overview.js';
 import { statsOf, TrafficHistory } from './traffic-history.js';
 import { StreamSlots } from '../core/server-limits.js';
+import { isIsthmusError } from '../core/errors.js';
+import { admitOperator, operatorCookie, verifyOperatorToken } from '../trust/operator.js';
 
 /**
  * Our page's own files. tsc does not copy them to dist/, so both src/dashboard/server.ts and
@@ -34,6 +36,19 @@ export interface DashboardSource extends OverviewSource {
   sidecars?: () => unknown[];
 }
 
+/**
+ * Who may read (docs/security.md, "Endpoints"). The page and its assets are the same for everyone
+ * and always served; the data under /api/ needs an operator credential unless `reads` is
+ * `public`; /api/sidecars (every sidecar's admin address) always needs one.
+ */
+export interface DashboardAccess {
+  reads: 'public' | 'operator';
+  /** The roots an operator credential must chain to (the mesh bundle). */
+  rootsPem: () => string[];
+  /** Only operators of this trust domain count; undefined: an operator of any trust domain in the mesh. */
+  trustDomain?: string | undefined;
+}
+
 export interface DashboardHandler {
   /** Answers the request and returns true if it is the dashboard's; false leaves it to the caller. */
   handle(req: IncomingMessage, res: ServerResponse): boolean;
@@ -57,7 +72,7 @@ export function trafficRecords(mirror: OverviewSource['mirror']): TrafficRecord[
 }
 
 /** The dashboard on the federation's plain-HTTP port: the page, its assets, /api/overview and /api/stream (SSE). */
-export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?: number } = {}): DashboardHandler {
+export function createDashboard(source: DashboardSource, opts: { access: DashboardAccess; pushIntervalMs?: number }): DashboardHandler {
   const streams = new Set<() => void>();
   const slots = new StreamSlots();
   const pushIntervalMs = opts.pushIntervalMs ?? 2000;
@@ -93,7 +108,8 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
     return buildOverview(source, history);
   };
 
-  function stream(req: IncomingMessage, res: ServerResponse): void {
+  /** `until`: when the operator credential that opened it expires (the stream ends then); undefined for public reads. */
+  function stream(req: IncomingMessage, res: ServerResponse, until: number | undefined): void {
     const client = req.socket.remoteAddress ?? 'unknown';
     const release = slots.take(client);
     if (!release) {
@@ -109,9 +125,11 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
     push();
     const timer = setInterval(push, pushIntervalMs);
     source.on('catalog', push);
+    const expiry = until === undefined ? undefined : setTimeout(() => end(), Math.max(0, until - Date.now()));
     const end = () => {
       release();
       clearInterval(timer);
+      clearTimeout(expiry);
       source.off('catalog', push);
       streams.delete(end);
       res.end();
@@ -120,9 +138,25 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
     req.on('close', end);
   }
 
+  const { access } = opts;
+  /**
+   * Undefined after answering 401/403 when the request lacks the credential `path` needs; else
+   * until when the credential counts (Infinity for public reads).
+   */
+  const allowed = (req: IncomingMessage, res: ServerResponse, path: string): number | undefined => {
+    if (access.reads === 'public' && path !== '/api/sidecars') return Infinity;
+    return admitOperator(req, (status, body) => sendJson(req, res, status, body), { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `GET ${path}` });
+  };
+
   return {
     handle(req, res) {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
+      const until = path.startsWith('/api/') ? allowed(req, res, path) : Infinity;
+      if (until === undefined) return true;
+      if (path === '/' && (req.url ?? '').includes('token=')) {
+        login(req, res, access);
+        return true;
+      }
       if (path === '/api/overview') {
         sendJson(req, res, 200, overview());
         return true;
@@ -152,7 +186,7 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
         return true;
       }
       if (path === '/api/stream') {
-        stream(req, res);
+        stream(req, res, Number.isFinite(until) ? until : undefined);
         return true;
       }
       const asset = assets[path === '/index.html' ? '/' : path];
@@ -174,6 +208,23 @@ export function createDashboard(source: DashboardSource, opts: { pushIntervalMs?
       for (const end of [...streams]) end();
     },
   };
+}
+
+/**
+ * `/?token=<operator token>`: a browser signs in once; the token goes into an HttpOnly,
+ * SameSite=Strict cookie that lives as long as the token, and the address bar loses it.
+ */
+function login(req: IncomingMessage, res: ServerResponse, access: DashboardAccess): void {
+  const token = new URL(req.url ?? '/', 'http://dashboard').searchParams.get('token') ?? '';
+  try {
+    const operator = verifyOperatorToken(token, { rootsPem: access.rootsPem(), trustDomain: access.trustDomain });
+    const maxAge = Math.max(0, Math.floor((operator.notAfter.getTime() - Date.now()) / 1000));
+    res.writeHead(303, { location: '/', 'set-cookie': `${operatorCookie}=${token}; Max-Age=${maxAge}; Path=/; HttpOnly; SameSite=Strict`, 'cache-control': 'no-store', 'content-length': 0 });
+    res.end();
+  } catch (err) {
+    if (!isIsthmusError(err)) throw err;
+    sendJson(req, res, err.status, { error: err.toJSON() });
+  }
 }
 
 function sendJson(req: IncomingMessage, res: ServerResponse, status: number, value: unknown): void {

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { withStore } from '../cli/common.js';
@@ -8,8 +9,9 @@ import { checkName } from '../core/names.js';
 import { ensureDirectory } from '../core/user-paths.js';
 import { loadClusterConfig } from '../federation/config.js';
 import { liveTokens, updateRegistry } from '../federation/registry-file.js';
-import { createRootCa } from '../trust/ca.js';
-import { writeRootCa } from '../trust/ca-files.js';
+import { createRootCa, issueOperatorCertificate } from '../trust/ca.js';
+import { readRootCa, writeRootCa } from '../trust/ca-files.js';
+import { writeOperatorCredential } from '../trust/operator-files.js';
 import { workloadId } from '../trust/spiffe.js';
 import { issueToken } from '../trust/tokens.js';
 import { startDevSidecar, type SidecarRunner } from './dev-sidecar.js';
@@ -77,6 +79,8 @@ export interface MeshFile {
   ca: string;
   /** The dashboard of the first cluster's federation (`http://<its metrics address>/`); absent if that port could not listen. */
   dashboard?: string;
+  /** The local user's operator credential (operator-cert.pem, operator-key.pem), for ISTHMUS_OPERATOR_DIR. */
+  operator: string;
   clusters: Record<string, MeshFileCluster>;
 }
 
@@ -143,7 +147,15 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     const { runFederation } = await import('../federation/server.js');
     const { runGateway } = await import('../gateway/run.js');
     const { loadGatewayConfig } = await import('../gateway/config.js');
-    const file: MeshFile = { etcd: etcdUrl, trustDomain: opts.trustDomain, ca: caDir, clusters: {} };
+    // The local user is this mesh's operator: trace, the gateways' /debug/connections and the
+    // dashboard's /api/sidecars ask for it. Re-issued at every start (it lives 8 hours).
+    const operatorDir = join(opts.stateDir, 'operator');
+    await step(opts, 'operator credential', async () => {
+      const issued = issueOperatorCertificate({ name: operatorName(), issuer: readRootCa(caDir), ttlSeconds: 8 * 3600 });
+      writeOperatorCredential(operatorDir, issued);
+      return { url: `${operatorDir} (${issued.identity})` };
+    });
+    const file: MeshFile = { etcd: etcdUrl, trustDomain: opts.trustDomain, ca: caDir, operator: operatorDir, clusters: {} };
     const mesh: DevMesh = { file, workloads: [], gateways: [], stop };
     const gatewayCount = opts.gateways ?? 1;
     const withRedis = opts.clusters.includes('west') && hasRedisServer();
@@ -158,8 +170,10 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       await step(opts, `cluster ${name} joined`, async () => {
         if (existsSync(config)) {
           // Kept from an earlier run; our own etcd may have a new port this time.
-          const kept = parse(readFileSync(config, 'utf8')) as { etcd: { endpoints: string[] } };
+          const kept = parse(readFileSync(config, 'utf8')) as { etcd: { endpoints: string[] }; federation?: Record<string, unknown> };
           kept.etcd.endpoints = [etcdUrl];
+          // A state dir from before dashboardReads existed: keep its dashboard open, as it was.
+          kept.federation = { dashboardReads: 'public', ...kept.federation };
           writeFileSync(config, stringify(kept));
           return { url: `${dir} (kept from an earlier run)` };
         }
@@ -170,6 +184,9 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
         // Each gateway's admin port beside its TLS port: 15021, 15022, ...
         const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[]; federation?: Record<string, unknown> };
         yaml.gateways.forEach((g, i) => { g.admin = `${host}:${15021 + i}`; });
+        // Dashboard data for anyone who reaches 127.0.x.1: a dev mesh is one person's, on loopback,
+        // and a browser opens it without a token. /api/sidecars still needs the operator.
+        yaml.federation = { ...yaml.federation, dashboardReads: 'public' };
         if (opts.probeInterval) yaml.federation = { ...yaml.federation, probeInterval: opts.probeInterval };
         writeFileSync(config, stringify(yaml));
         return { url: dir };
@@ -350,4 +367,15 @@ async function step<T extends { url: string }>(opts: DevMeshOptions, what: strin
   const result = await work();
   opts.progress(`  ✓ ${what}: ${result.url} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   return result;
+}
+
+/** The local user's name as an operator name (a DNS label), `dev` when it is not one. */
+function operatorName(): string {
+  let name = 'dev';
+  try {
+    name = userInfo().username.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63) || 'dev';
+  } catch {
+    // no passwd entry for this uid (a container): keep `dev`
+  }
+  return name;
 }

@@ -20,6 +20,9 @@ import { StreamSlots } from '../core/server-limits.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
 
+/** What telling a caller needs of a request: its socket, and a log for certificates that do not verify. */
+interface CallerRequest { raw: { socket: unknown }; log: Pick<Logger, 'warn'> }
+
 export interface ApiOptions {
   federation: Federation;
   signer: WorkloadSigner;
@@ -40,7 +43,8 @@ type SnapshotEvent = 'catalog' | 'gateway-routes' | 'local-endpoints' | 'policie
 
 /**
  * The federation API (port 15010) for sidecars, gateways and operators, over TLS with the
- * federation's own certificate. Client certificates are requested but not required: a
+ * federation's own certificate. Client certificates are requested and, except for /healthz,
+ * /metrics and the certificate route, required (checked here, not by the TLS handshake): a
  * workload's first CSR authenticates with a bootstrap token, renewals with its certificate.
  */
 export function buildApi(opts: ApiOptions) {
@@ -80,6 +84,45 @@ export function buildApi(opts: ApiOptions) {
     });
   }
 
+  // Gateways and sidecars call in every few seconds over kept connections: who the caller is gets
+  // verified once per connection (until its leaf expires), not once per request.
+  const verifiedPeers = new WeakMap<TLSSocket, { identity: string; issuer: string | undefined; until: number }>();
+  /** The caller's verified mesh identity (any trust domain of the mesh, as a client) and the CA that issued it. */
+  const meshCaller = (request: CallerRequest): { identity: string; issuer: string | undefined; until: number } | undefined => {
+    const socket = request.raw.socket as TLSSocket;
+    const known = verifiedPeers.get(socket);
+    if (known && known.until > Date.now()) return known;
+    const chain = peerChain(socket);
+    if (chain?.[0] === undefined) return undefined;
+    try {
+      // The peer's chain as Node gives it may stop at the leaf; our own intermediate is offered for that case.
+      const verified = verifyChain({ leafPem: chain[0], intermediatesPem: [...chain.slice(1), ...(opts.clusterCaPem ? [opts.clusterCaPem] : [])], rootsPem: opts.trustBundle(), purpose: 'client' });
+      if (verified.identity === undefined) return undefined;
+      const caller = { identity: verified.identity, issuer: verified.issuerChain[0]?.fingerprint256, until: verified.notAfter.getTime() };
+      verifiedPeers.set(socket, caller);
+      return caller;
+    } catch (err) {
+      request.log.warn({ err: (err as Error).message }, 'a client certificate that does not verify');
+      return undefined;
+    }
+  };
+
+  // Every route needs a mesh certificate (a workload's, a gateway's, a federation's or an
+  // operator's) but these: health and metrics (docs/security.md says why) and the certificate
+  // route, where a bootstrap token is the credential and the signer decides.
+  app.addHook('onRequest', async (request) => {
+    const path = request.url.split('?')[0];
+    if (path === '/healthz' || path === '/metrics' || (request.method === 'POST' && path === '/v1/certificates')) return;
+    if (meshCaller(request) !== undefined) return;
+    const presented = peerChain(request.raw.socket as TLSSocket) !== undefined;
+    throw new IsthmusError(
+      presented ? 'ISTHMUS_ERR_AUTH_CREDENTIAL_INVALID' : 'ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING',
+      presented
+        ? `the client certificate presented for ${request.method} ${path} does not verify against the mesh's roots (the federation's log says why); present a current mesh or operator certificate`
+        : `${request.method} ${path} needs a mesh certificate as the TLS client certificate: a workload's, a gateway's or an operator's (isthmus operator issue)`,
+    );
+  });
+
   app.get('/healthz', async () => ({ status: 'ok', cluster: federation.cluster, version, catalogRevision: federation.catalog.revision }));
 
   const { metrics } = opts;
@@ -105,9 +148,13 @@ export function buildApi(opts: ApiOptions) {
     send(federation.catalog);
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     federation.on('catalog', send);
+    // The caller's certificate was checked when the stream opened; the stream ends when it expires.
+    const until = meshCaller(request)?.until ?? Date.now();
+    const expiry = setTimeout(() => res.end(), Math.min(Math.max(0, until - Date.now()), 2 ** 31 - 1));
     request.raw.on('close', () => {
       release();
       clearInterval(keepAlive);
+      clearTimeout(expiry);
       federation.off('catalog', send);
     });
   });
@@ -132,28 +179,12 @@ export function buildApi(opts: ApiOptions) {
   // Traffic policies (HTTPRoute, TrafficSplit, isthmus.dev kinds) for sidecars, long-polled the same way.
   longPoll('/v1/policies', 'policies', () => federation.policies);
 
-  // Gateways and sidecars of this cluster call in every few seconds over kept connections: who the
-  // caller is gets verified once per connection (until its leaf expires), not once per request.
-  // Only certificates our own intermediate signed count: another cluster's workload or gateway
-  // must not register gateways or book traffic here.
+  // For writes, only certificates our own intermediate signed count: another cluster's workload or
+  // gateway must not register gateways or book traffic here.
   const ourCa = opts.clusterCaPem === undefined ? undefined : new X509Certificate(opts.clusterCaPem).fingerprint256;
-  const verifiedPeers = new WeakMap<TLSSocket, { identity: string; until: number }>();
-  const localCaller = (request: { raw: { socket: unknown }; log: Logger }): string | undefined => {
-    const socket = request.raw.socket as TLSSocket;
-    const known = verifiedPeers.get(socket);
-    if (known && known.until > Date.now()) return known.identity;
-    const chain = peerChain(socket);
-    if (chain?.[0] === undefined) return undefined;
-    try {
-      // The peer's chain as Node gives it may stop at the leaf; our own intermediate is the only one we accept anyway.
-      const verified = verifyChain({ leafPem: chain[0], intermediatesPem: [...chain.slice(1), ...(opts.clusterCaPem ? [opts.clusterCaPem] : [])], rootsPem: opts.trustBundle() });
-      if (verified.identity === undefined || (ourCa !== undefined && verified.issuerChain[0]?.fingerprint256 !== ourCa)) return undefined;
-      verifiedPeers.set(socket, { identity: verified.identity, until: verified.notAfter.getTime() });
-      return verified.identity;
-    } catch (err) {
-      request.log.warn({ err: (err as Error).message }, 'a client certificate that does not verify');
-      return undefined;
-    }
+  const localCaller = (request: CallerRequest): string | undefined => {
+    const caller = meshCaller(request);
+    return caller === undefined || (ourCa !== undefined && caller.issuer !== ourCa) ? undefined : caller.identity;
   };
 
   app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown; admin?: unknown } }>('/v1/gateways', async (request) => {

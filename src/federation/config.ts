@@ -33,7 +33,7 @@ const Service = Type.Object({
 const Gateway = Type.Object({
   id: label('gateway id'),
   address: Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port the gateway listens on for TLS (default port 15443)' }),
-  admin: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port of /healthz and /readyz (default: the gateway host, port 15021)' })),
+  admin: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port of /healthz, /readyz, /metrics, /stats and /debug/connections (default: port 15021 on loopback: the gateway host if it is a loopback address, else 127.0.0.1)' })),
   zone: Type.Optional(label('zone')),
   clientHelloTimeout: duration('5s', 'a connection whose ClientHello has not arrived by then is refused'),
   connectTimeout: duration('2s', 'how long to wait for a local endpoint to accept'),
@@ -63,6 +63,10 @@ export const ClusterConfigSchema = Type.Object({
     advertise: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port others reach the API at, when it differs from host:apiPort' })),
     apiPort: Type.Integer({ minimum: 0, maximum: 65535, default: 15010 }),
     dashboardPort: Type.Integer({ minimum: 0, maximum: 65535, default: 15014 }),
+    dashboardReads: Type.Union([Type.Literal('operator'), Type.Literal('public')], {
+      default: 'operator',
+      description: 'who may read the dashboard\'s /api/ data: operators only (an operator token), or anyone who reaches the port; /api/sidecars always needs an operator',
+    }),
     leaseTtl: duration('15s', 'TTL of the cluster lease; its records vanish this long after the federation dies'),
     healthCheckInterval: duration('2s', 'how often local instances are probed'),
     probeInterval: duration('5s', 'how often every other cluster\'s gateways are probed (TLS round trip to their federation)'),

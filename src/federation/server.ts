@@ -6,7 +6,7 @@ import { SloAlerter } from './slo-alerter.js';
 import type { Logger } from '../core/log.js';
 import { startTelemetryServer, type TelemetryServer } from '../telemetry/http.js';
 import { createMetrics } from '../telemetry/metrics.js';
-import { meshRoots, validateBundle, type TrustBundle } from '../trust/bundle.js';
+import { meshRootsOfRecords } from '../trust/bundle.js';
 import { issueCertificate } from '../trust/ca.js';
 import { readClusterCa } from '../trust/ca-files.js';
 import { clusterRoleId } from '../trust/spiffe.js';
@@ -48,17 +48,11 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   void sweepSpentTokens(store, new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not sweep expired spent-token records; they are retried at the next start'));
 
   // Every root of every trust domain in the mesh, as etcd has them; our own root at least.
-  const trustBundle = (): string[] => {
-    const bundles: TrustBundle[] = [];
-    for (const [key, value] of federation.mirror.entries(keys.bundles)) {
-      try {
-        bundles.push(validateBundle(value));
-      } catch (err) {
-        logger.warn({ key, err: (err as Error).message }, 'ignoring an invalid trust bundle record');
-      }
-    }
-    return meshRoots([...bundles, { version: 1, trustDomain: config.trustDomain, roots: [clusterCa.rootCert] }]);
-  };
+  const trustBundle = (): string[] => meshRootsOfRecords(
+    federation.mirror.entries(keys.bundles),
+    [{ version: 1, trustDomain: config.trustDomain, roots: [clusterCa.rootCert] }],
+    (key, err) => logger.warn({ key, err: err.message }, 'ignoring an invalid trust bundle record'),
+  );
 
   // The serving certificate names every address a client may dial: the listen host and the advertised one.
   const hosts = [config.federation.host, config.federation.advertise?.slice(0, config.federation.advertise.lastIndexOf(':'))]
@@ -143,7 +137,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     on: (event, listener) => federation.on(event, listener),
     off: (event, listener) => federation.off(event, listener),
     sidecars: () => ledger.reportingSidecars(),
-  });
+  }, { access: { reads: config.federation.dashboardReads, rootsPem: trustBundle, trustDomain: config.trustDomain } });
   let telemetry: TelemetryServer | undefined;
   const alerter = new SloAlerter({
     cluster: config.cluster,

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
 import { parseDuration } from '../core/validate.js';
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
+import { isLoopbackAddress } from '../trust/operator.js';
 
 export interface GatewayConfig {
   cluster: string;
@@ -34,7 +35,9 @@ export function loadGatewayConfig(configPath: string, id: string | undefined): G
       : `${loaded.path} has no gateway "${id ?? ''}"; pass --id with one of: ${ids.join(', ')}`);
   }
   const listen = splitHostPort(entry.address);
-  const admin = entry.admin === undefined ? { host: listen.host, port: 15021 } : splitHostPort(entry.admin);
+  // Loopback unless configured: what the admin port tells is for this machine and operators, not
+  // for the other clusters that reach the gateway's own address (docs/security.md).
+  const admin = entry.admin === undefined ? { host: isLoopbackAddress(listen.host) ? listen.host : '127.0.0.1', port: 15021 } : splitHostPort(entry.admin);
   const federationHost = config.federation.advertise ?? `${config.federation.host === '0.0.0.0' ? '127.0.0.1' : config.federation.host}:${config.federation.apiPort}`;
   return {
     cluster: config.cluster,

@@ -7,6 +7,7 @@ import type { RoutingTable } from './routing.js';
 import { parseTraceRequest, type TraceRequest } from './trace.js';
 import { traceRequest, type TraceDeps } from './trace-request.js';
 import { limitHttpServer } from '../core/server-limits.js';
+import { admitOperator } from '../trust/operator.js';
 
 const maxTraceBody = 16 * 1024;
 
@@ -21,11 +22,18 @@ export interface SidecarAdminState {
   metrics?: Pick<Metrics, 'exposition'>;
   /** What POST /trace dials with: the outbound's routing and credentials. Absent: no tracing from here. */
   trace?: TraceDeps;
+  /** What an operator credential must chain to (the mesh bundle), and the trust domain it must belong to (the workload's). */
+  operators: { rootsPem: () => string[]; trustDomain: () => string | undefined };
 }
 
 /**
  * Admin port (15020): /healthz, /readyz, /metrics, /routes — where each service's traffic goes
  * now and why — and POST /trace, which sends one real request and reports every hop (docs/trace.md).
+ *
+ * Who may ask (docs/security.md): /healthz, /readyz and /metrics anyone who reaches the port;
+ * /routes a caller on this machine (it shows what the app's own outbound proxy, also on loopback,
+ * would do) or an operator; POST /trace only an operator, from anywhere, because it sends a real
+ * request with the workload's identity.
  */
 export function startSidecarAdmin(state: SidecarAdminState, host: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {
@@ -36,12 +44,18 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
     };
     const from = { cluster: state.cluster, zone: state.zone };
     const url = new URL(req.url ?? '/', 'http://admin');
+    /** False after answering 401/403 to a caller without what the path needs. */
+    const permitted = (loopbackSuffices: boolean) => admitOperator(req, send, {
+      rootsPem: state.operators.rootsPem(), trustDomain: state.operators.trustDomain(), loopbackSuffices,
+      what: `${req.method ?? 'GET'} ${url.pathname}${loopbackSuffices ? ' from another machine' : ''}`,
+    }) !== undefined;
     if (url.pathname === '/healthz') return send(200, { status: 'ok' });
     if (url.pathname === '/metrics' && state.metrics) return void sendMetrics(state.metrics, res);
     if (url.pathname === '/readyz') {
       const ready = state.identity() !== undefined && state.routing.ready;
       return send(ready ? 200 : 503, { ready, identity: state.identity() ?? null, ...state.snapshot() });
     }
+    if (url.pathname.startsWith('/routes') && !permitted(true)) return;
     if (url.pathname === '/routes') {
       const ejected = state.routing.ejected();
       const services = state.services().flatMap((s) => {
@@ -57,6 +71,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
       return send(200, explainRoute(route, from, state.routing.ejected(), state.routing.policiesOf(match[1] as string, match[2] as string), state.routing.authorizationOf(match[1] as string, match[2] as string)));
     }
     if (url.pathname === '/trace') {
+      if (!permitted(false)) return;
       if (req.method !== 'POST') return send(405, { error: { code: 'ISTHMUS_ERR_API_BAD_REQUEST', message: 'POST a JSON body: {"service": "<name>[.<namespace>]", "path": "/", "method": "GET"}' } });
       void trace(state, req).then(({ status, body }) => send(status, body), (err: unknown) => {
         send(500, { error: { code: 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', message: (err as Error).message } });

@@ -12,7 +12,8 @@ import { ensureDirectory } from '../core/user-paths.js';
 import type { Catalog } from '../model/catalog.js';
 import { CatalogSnapshotSchema, LocalEndpointsSchema, type LocalEndpoints } from '../model/records.js';
 import type { PoliciesSnapshot } from '../model/policy-records.js';
-import { connectorFor, writeTextAtomic, type WorkloadIdentity } from './identity.js';
+import { connectorFor, type WorkloadIdentity } from './identity.js';
+import { writeTextAtomic } from '../core/user-paths.js';
 
 export type { LocalEndpoints };
 

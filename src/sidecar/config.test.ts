@@ -30,6 +30,16 @@ describe('loadSidecarConfig', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  test('without an admin section the admin port listens on loopback (docs/security.md)', () => {
+    const path = join(dir, 'no-admin.yaml');
+    writeFileSync(path, stringify({
+      cluster: 'east', zone: 'east-a', namespace: 'demo', service: 'hello',
+      federation: { url: 'https://127.0.0.1:15010', rootCert: 'root-cert.pem' }, tokenFile: 'token', stateDir: 'state',
+      outbound: { listen: '127.0.0.1:15001' },
+    }));
+    expect(loadSidecarConfig(path).admin).toEqual({ listen: '127.0.0.1:15020' });
+  });
+
   test.each([['1s', 1000], ['5s', 5000], ['2m', 120_000]])('reportInterval %s is %d ms', (text, ms) => {
     expect(loadSidecarConfig(write(`report-${text}.yaml`, { reportInterval: text })).reportIntervalMs).toBe(ms);
   });

@@ -35,7 +35,7 @@ export const SidecarConfigSchema = Type.Object({
     })),
     idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'appProtocol tcp: close a connection after this long without a byte either way (default: timeouts.tunnelIdle)' })),
   }, { additionalProperties: false })),
-  admin: Type.Object({ listen: hostPort('/healthz, /readyz, /routes; default port 15020') }, { additionalProperties: false }),
+  admin: Type.Object({ listen: hostPort('/healthz, /readyz, /metrics, /routes and POST /trace (docs/security.md); loopback unless you mean otherwise') }, { additionalProperties: false, default: { listen: '127.0.0.1:15020' } }),
   /** For apps that cannot use a proxy (HTTP), and for plain TCP services: one listener per upstream service. */
   listeners: Type.Array(Type.Object({
     service: label('upstream service'),

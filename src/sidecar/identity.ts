@@ -1,13 +1,13 @@
 import { generateKeyPair } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { Agent, buildConnector, request, type Connector } from '../core/undici.js';
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { ensureDirectory } from '../core/user-paths.js';
+import { ensureDirectory, writeTextAtomic } from '../core/user-paths.js';
 import { Backoff } from '../core/backoff.js';
 import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
@@ -78,8 +78,9 @@ export class WorkloadIdentity extends EventEmitter {
     super();
     this.log = opts.logger.child({ component: 'identity' });
     this.now = opts.now ?? Date.now;
-    // Bootstrap and trust refreshes present no client certificate; renewals use their own agent.
-    this.agent = new Agent({ connect: connectorFor(() => (this.federationContext ??= createSecureContext({ ca: this.federationRoots() }))) });
+    // Trust refreshes present the certificate held (the federation API serves mesh members only);
+    // the bootstrap has none yet and pays with its token. Renewals use their own agent.
+    this.agent = new Agent({ connect: connectorFor(() => (this.federationContext ??= this.heldContext())) });
   }
 
   static async start(opts: WorkloadIdentityOptions): Promise<WorkloadIdentity> {
@@ -243,6 +244,11 @@ export class WorkloadIdentity extends EventEmitter {
     }
   }
 
+  private heldContext(): SecureContext {
+    const held = this.held as Held | undefined;
+    return createSecureContext({ ca: this.federationRoots(), ...(held ? { cert: [held.certPem, ...held.chainPem].join('\n'), key: held.keyPem } : {}) });
+  }
+
   /** What the federation API's certificate may chain to: the root we were given, and any root added since. */
   private federationRoots(): string[] {
     return [...new Set([this.opts.rootCertPem, ...((this.held as Held | undefined)?.trustBundle ?? [])].map((pem) => pem.trim()))];
@@ -302,18 +308,6 @@ export function writeJsonAtomic(path: string, value: unknown): void {
   writeTextAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** writeJsonAtomic for text already serialised (a big catalog is not stringified twice). */
-export function writeTextAtomic(path: string, text: string): void {
-  const temp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(temp, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, path);
-}
 
 function refusal(url: string, status: number, body: unknown, withToken: boolean): IsthmusError {
   const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;

@@ -10,6 +10,7 @@ import { flushTracing, startTracing } from '../telemetry/tracing.js';
 import { TrafficReporter } from '../telemetry/traffic-reporter.js';
 import { startSidecarAdmin } from './admin.js';
 import { InboundAuthorization } from './authz-layer.js';
+import { trustDomainOf } from '../trust/spiffe.js';
 import { CatalogWatch } from './catalog-watch.js';
 import type { SidecarConfig } from './config.js';
 import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
@@ -168,6 +169,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       snapshot: () => ({ catalogRevision: catalog?.revision, source: watch.status().catalog?.source }),
       metrics,
       trace: { routing, secureContext: () => upstreams.secureContext() },
+      operators: { rootsPem: () => identity.current().trustBundle, trustDomain: () => trustDomainOf(identity.current().identity) },
     }, ...hostPort(config.admin.listen));
     closers.push(() => closeServer(admin));
     const adminAddress = admin.address() as AddressInfo;

@@ -155,3 +155,19 @@ export function meshRoots(bundles: TrustBundle[]): string[] {
   }
   return roots;
 }
+
+/**
+ * The mesh roots from the bundle records under `/trust/bundles/` (as a mirror of etcd lists them),
+ * plus `extra` bundles; a record that does not validate is reported to `onInvalid` and skipped.
+ */
+export function meshRootsOfRecords(records: readonly (readonly [string, unknown])[], extra: TrustBundle[] = [], onInvalid?: (key: string, err: Error) => void): string[] {
+  const bundles: TrustBundle[] = [];
+  for (const [key, value] of records) {
+    try {
+      bundles.push(validateBundle(value));
+    } catch (err) {
+      onInvalid?.(key, err as Error);
+    }
+  }
+  return meshRoots([...bundles, ...extra]);
+}

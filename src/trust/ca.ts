@@ -13,7 +13,7 @@ import { IsthmusError } from '../core/errors.js';
 import { buildCertificate, encodeName, issuerFromCertificate, keyIdentifier, type Issuer, type NameAttribute } from './certificate-builder.js';
 import { generateRsaKey, readCsr } from './csr.js';
 import { oids, toDer } from './der.js';
-import { clusterRoleId, parseSpiffeId, trustDomainId, trustDomainOf, validateTrustDomain } from './spiffe.js';
+import { clusterRoleId, operatorId, parseSpiffeId, trustDomainId, trustDomainOf, validateTrustDomain } from './spiffe.js';
 import { parseCertificates } from './verify.js';
 import { basicConstraintsOf, describeCertificate, notAfterOf, spiffeIdsOf } from './x509-facts.js';
 
@@ -155,7 +155,7 @@ interface LeafOptions {
 }
 
 /** The one path every leaf takes, whether its key came in a CSR or was made here. */
-function issueLeaf(publicKey: KeyObject, opts: LeafOptions, issuer: LoadedIssuer): string {
+function issueLeaf(publicKey: KeyObject, opts: LeafOptions, issuer: LoadedIssuer, profile: 'leaf' | 'operator' = 'leaf'): string {
   const identity = parseSpiffeId(opts.identity);
   if (identity.path === '') {
     throw new IsthmusError(
@@ -166,7 +166,7 @@ function issueLeaf(publicKey: KeyObject, opts: LeafOptions, issuer: LoadedIssuer
   }
   const lifetime = positive(opts.ttlSeconds ?? 86_400, 'ttlSeconds') * second;
   return buildCertificate({
-    profile: 'leaf',
+    profile,
     subject: [{ oid: oids.organizationName, value: issuer.trustDomain }],
     publicKey,
     issuer,
@@ -196,4 +196,16 @@ export function issueCertificate(opts: LeafOptions): CertAndKey {
   requireOwnDomain(opts.identity, issuer, 'certificate request');
   const { privateKey, publicKey } = generateRsaKey();
   return { certPem: issueLeaf(publicKey, opts, issuer), keyPem: exportKey(privateKey) };
+}
+
+/**
+ * An operator's certificate (`spiffe://<td>/operator/<name>`, clientAuth only) from the root or a
+ * cluster intermediate of the trust domain; `chainPem` is what the holder presents after it.
+ */
+export function issueOperatorCertificate(opts: { name: string; issuer: CertAndKey; issuerChainPem?: string[]; ttlSeconds: number; now?: Date }): CertAndKey & { identity: string; chainPem: string[] } {
+  const issuer = loadIssuer(opts.issuer, 'issuing');
+  const identity = operatorId(issuer.trustDomain, opts.name);
+  const { privateKey, publicKey } = generateRsaKey();
+  const certPem = issueLeaf(publicKey, { identity, issuer: opts.issuer, ttlSeconds: opts.ttlSeconds, ...(opts.now ? { now: opts.now } : {}) }, issuer, 'operator');
+  return { identity, certPem, keyPem: exportKey(privateKey), chainPem: opts.issuerChainPem ?? [] };
 }

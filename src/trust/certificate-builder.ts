@@ -1,6 +1,7 @@
 /**
- * Assembles X.509 v3 certificates (RFC 5280 §4.1) for the three profiles Isthmus issues: a root
- * CA, a cluster intermediate CA (pathLen 0) and a leaf SVID (SPIFFE X509-SVID.md §3, §4).
+ * Assembles X.509 v3 certificates (RFC 5280 §4.1) for the four profiles Isthmus issues: a root
+ * CA, a cluster intermediate CA (pathLen 0), a leaf SVID (SPIFFE X509-SVID.md §3, §4) and an operator
+ * leaf (clientAuth only).
  * Decisions about who may get what live in ca.ts; this file only encodes them faithfully.
  */
 import { createHash, randomBytes, type KeyObject } from 'node:crypto';
@@ -32,7 +33,8 @@ import {
   type Asn1,
 } from './der.js';
 
-export type Profile = 'root' | 'intermediate' | 'leaf';
+/** `operator`: a leaf for a person at the CLI, clientAuth only, so it can call but never serve (docs/trust.md). */
+export type Profile = 'root' | 'intermediate' | 'leaf' | 'operator';
 
 export interface NameAttribute {
   oid: string;
@@ -167,7 +169,7 @@ function subjectAltNames(spec: CertificateSpec): Asn1 {
 }
 
 function extensionsFor(spec: CertificateSpec): Asn1[] {
-  const isCa = spec.profile !== 'leaf';
+  const isCa = spec.profile === 'root' || spec.profile === 'intermediate';
   const basic = !isCa ? [] : spec.profile === 'intermediate' ? [node(Tag.BOOLEAN, '\xff'), smallInteger(0)] : [node(Tag.BOOLEAN, '\xff')];
   // keyUsage bits (RFC 5280 §4.2.1.3): 0 digitalSignature, 2 keyEncipherment, 5 keyCertSign, 6 cRLSign.
   // RFC 8813 §3 forbids keyEncipherment on EC keys, which can only sign or agree on keys.
@@ -176,7 +178,8 @@ function extensionsFor(spec: CertificateSpec): Asn1[] {
     extension(oids.basicConstraints, true, sequence(basic)),
     extension(oids.keyUsage, true, namedBits(usage)),
   ];
-  if (!isCa) list.push(extension(oids.extKeyUsage, false, sequence([oid(oids.serverAuth), oid(oids.clientAuth)])));
+  if (spec.profile === 'leaf') list.push(extension(oids.extKeyUsage, false, sequence([oid(oids.serverAuth), oid(oids.clientAuth)])));
+  if (spec.profile === 'operator') list.push(extension(oids.extKeyUsage, false, sequence([oid(oids.clientAuth)])));
   list.push(
     extension(oids.subjectKeyIdentifier, false, octets(keyIdentifier(spec.publicKey))),
     extension(oids.authorityKeyIdentifier, false, sequence([implicitPrimitive(0, spec.issuer.keyId)])),

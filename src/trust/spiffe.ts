@@ -19,6 +19,8 @@ export interface SpiffeId {
   serviceAccount?: string;
   cluster?: string;
   role?: string;
+  /** Set for `spiffe://<td>/operator/<name>` only. */
+  operator?: string;
 }
 
 const scheme = 'spiffe://';
@@ -74,6 +76,16 @@ export function clusterRoleId(trustDomain: string, cluster: string, role: Cluste
   return `${scheme}${trustDomain}/cluster/${cluster}/${role}`;
 }
 
+/**
+ * `spiffe://<td>/operator/<name>`: a person (or a script acting for one) at the CLI or the
+ * dashboard. The name is a DNS subdomain, like a service account, so `alice` or `ci.deploy`.
+ */
+export function operatorId(trustDomain: string, name: string): string {
+  validateTrustDomain(trustDomain);
+  checkName('operator name', name, 'subdomain');
+  return `${scheme}${trustDomain}/operator/${name}`;
+}
+
 /** `spiffe://<td>`: the ID a root CA carries, naming the trust domain it vouches for. */
 export function trustDomainId(trustDomain: string): string {
   return `${scheme}${validateTrustDomain(trustDomain)}`;
@@ -118,6 +130,8 @@ export function parseSpiffeId(uri: string): SpiffeId {
   } else if (segments.length === 3 && first === 'cluster') {
     id.cluster = second;
     id.role = third;
+  } else if (segments.length === 2 && first === 'operator') {
+    id.operator = second;
   }
   return id;
 }

@@ -17,6 +17,14 @@ export interface TokenRecord {
   expiresAt: string;
 }
 
+/**
+ * How long `isthmus register`'s token is accepted unless `--token-ttl` says otherwise. A token
+ * only has to live from `register` until the sidecar first starts, which a deploy does within
+ * minutes; 15 minutes leaves room for a slow image pull or rollout, while a token copied from a
+ * log, a shell history or a config file later buys nothing (it is single-use besides).
+ */
+export const defaultTokenTtl = '15m';
+
 const prefix = 'isth_';
 // 32 random bytes are 43 base64url characters without padding. The prefix lets secret scanners
 // and people recognise a leaked token; the fixed shape lets us refuse junk before hashing.

@@ -117,7 +117,11 @@ function noIssuerReason(current: X509Certificate, everyone: X509Certificate[]): 
  * a chain (leaf first), as a peer sends it. Throws ISTHMUS_ERR_TRUST_CHAIN_INVALID or
  * ISTHMUS_ERR_TRUST_CERT_EXPIRED with a reason a person can act on.
  */
-export function verifyChain(opts: { leafPem: string; intermediatesPem?: string[] | string; rootsPem: string[]; now?: Date }): VerifiedChain {
+export function verifyChain(opts: {
+  leafPem: string; intermediatesPem?: string[] | string; rootsPem: string[]; now?: Date;
+  /** `mesh` (the default): the leaf serves and calls; `client`: it only needs to call (an operator's, or any mesh leaf acting as a client). */
+  purpose?: 'mesh' | 'client';
+}): VerifiedChain {
   const now = opts.now ?? new Date();
   const [leaf, ...presented] = parseCertificates(opts.leafPem);
   if (!leaf) throw chainInvalid('No leaf certificate was given.');
@@ -163,7 +167,7 @@ export function verifyChain(opts: { leafPem: string; intermediatesPem?: string[]
     }
   }
 
-  const identity = leafIdentity(leaf);
+  const identity = leafIdentity(leaf, opts.purpose ?? 'mesh');
   const anchor = path[path.length - 1] as X509Certificate;
   // A root vouches only for the one trust domain its URI SAN names; a root that names none (or
   // several) vouches for no SPIFFE identity, else any root in the mesh bundle could mint any
@@ -195,7 +199,7 @@ export function verifyChain(opts: { leafPem: string; intermediatesPem?: string[]
  * SPIFFE X509-SVID §2, §3.1, §5.2: a leaf that carries a SPIFFE ID carries exactly one URI SAN,
  * its ID names a workload (not the bare trust domain), and its key cannot sign certificates.
  */
-function leafIdentity(leaf: X509Certificate): string | undefined {
+function leafIdentity(leaf: X509Certificate, purpose: 'mesh' | 'client'): string | undefined {
   const usage = keyUsageOf(leaf);
   if (usage?.has(keyUsageBits.keyCertSign) || usage?.has(keyUsageBits.cRLSign)) {
     throw chainInvalid(`${describeCertificate(leaf)} is a leaf whose key usage allows signing certificates or CRLs. Re-issue it as a plain leaf.`);
@@ -203,11 +207,12 @@ function leafIdentity(leaf: X509Certificate): string | undefined {
   // A mesh leaf serves and calls (mutual TLS both ways); an EKU that leaves either out, or names
   // other purposes only (code signing, e-mail), is a certificate made for something else.
   const purposes = extKeyUsageOf(leaf);
-  const missing = purposes === undefined ? [] : meshKeyPurposes.filter((p) => !purposes.includes(p));
+  const needed = purpose === 'mesh' ? meshKeyPurposes : meshKeyPurposes.slice(1);
+  const missing = purposes === undefined ? [] : needed.filter((p) => !purposes.includes(p));
   if (missing.length > 0) {
     throw chainInvalid(
       `${describeCertificate(leaf)} has an extended key usage (${purposes?.join(', ')}) without ${missing.map((p) => (p.endsWith('.1') ? 'serverAuth' : 'clientAuth')).join(' and ')}; ` +
-        'a mesh certificate is used for TLS in both directions. Re-issue it from the cluster CA.',
+        (purpose === 'mesh' ? 'a mesh certificate is used for TLS in both directions. Re-issue it from the cluster CA.' : 'a client certificate needs clientAuth. Re-issue it from the cluster CA or with `isthmus operator issue`.'),
     );
   }
   const { uris } = altNamesOf(leaf);

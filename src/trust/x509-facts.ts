@@ -55,7 +55,10 @@ export function altNamesFromText(text: string): AltNames {
     if (text[colon + 1] === '"') {
       end = colon + 2;
       while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
-      value = JSON.parse(text.slice(colon + 1, end + 1)) as string;
+      const quoted = text.slice(colon + 1, end + 1);
+      // Node always closes its quotes; text that does not is kept raw, and a value starting with
+      // '"' is no SPIFFE ID, so broken quoting can only lose an identity, never make one.
+      value = jsonString(quoted) ?? quoted;
       end += 1;
     } else {
       end = text.indexOf(', ', colon);
@@ -68,6 +71,15 @@ export function altNamesFromText(text: string): AltNames {
     i = end + 2;
   }
   return names;
+}
+
+function jsonString(quoted: string): string | undefined {
+  try {
+    const value: unknown = JSON.parse(quoted);
+    return typeof value === 'string' ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Every spiffe:// URI SAN; an X509-SVID carries exactly one (SPIFFE X509-SVID.md §2). */

@@ -16,7 +16,8 @@ export interface CliResult { code: number; stdout: string; stderr: string }
 export async function isthmus(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [isthmusBin, ...args], {
-      env: { ...process.env, ISTHMUS_ETCD: '', NO_COLOR: '1', ...env },
+      // No operator credential unless a test gives one: never the developer's own (~/.config/isthmus/operator).
+      env: { ...process.env, ISTHMUS_ETCD: '', ISTHMUS_OPERATOR_DIR: '', XDG_CONFIG_HOME: '/nonexistent/isthmus-test-config', NO_COLOR: '1', ...env },
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
     child.stdin?.end(opts.input);

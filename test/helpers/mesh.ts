@@ -1,10 +1,34 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEtcd, type TestEtcd } from './etcd.js';
 import { isthmusOk, startFederation, type FederationProcess } from './cli.js';
 import { freePort } from './ports.js';
+import { mintOperatorToken } from '../../src/trust/operator.js';
+import { parseCertificates } from '../../src/trust/verify.js';
+
+/** An operator credential as `isthmus operator issue` writes it, and the ways clients present it. */
+export interface TestOperator {
+  dir: string;
+  /** For the CLI: ISTHMUS_OPERATOR_DIR. */
+  env: Record<string, string>;
+  /** As a TLS client certificate (apiClient's second argument). */
+  tls: { cert: string; key: string };
+  /** `Authorization: Bearer <a fresh token>`. */
+  headers(): Record<string, string>;
+}
+
+/** Reads the credential `isthmus operator issue` wrote into `dir`. */
+export function testOperator(dir: string): TestOperator {
+  const cert = readFileSync(join(dir, 'operator-cert.pem'), 'utf8');
+  const key = readFileSync(join(dir, 'operator-key.pem'), 'utf8');
+  const [leaf, ...chain] = parseCertificates(cert).map((c) => c.toString());
+  return {
+    dir, env: { ISTHMUS_OPERATOR_DIR: dir }, tls: { cert, key },
+    headers: () => ({ authorization: `Bearer ${mintOperatorToken({ certPem: leaf!, chainPem: chain, keyPem: key, ttlSeconds: 300 }).token}` }),
+  };
+}
 
 export interface TestCluster {
   name: string;
@@ -23,6 +47,7 @@ export interface TestCluster {
 export class TestMesh {
   readonly clusters = new Map<string, TestCluster>();
   private readonly servers: Server[] = [];
+  private operators = 0;
 
   private constructor(readonly etcd: TestEtcd, readonly dir: string) {}
 
@@ -51,6 +76,13 @@ export class TestMesh {
     const cluster = { name, host, dir, config: join(dir, 'cluster.yaml'), rootCert: join(dir, 'root-cert.pem'), apiAddress: `${host}:${port}` };
     this.clusters.set(name, cluster);
     return cluster;
+  }
+
+  /** `isthmus operator issue --name <name> --ca-dir <caDir>`: a person's credential, from the root or a cluster directory. */
+  async operator(caDir: string, name = 'tester'): Promise<TestOperator> {
+    const out = join(this.dir, `operator-${name}-${this.operators++}`);
+    await isthmusOk(['operator', 'issue', '--name', name, '--ca-dir', caDir, '--out', out]);
+    return testOperator(out);
   }
 
   async startFederation(name: string): Promise<FederationProcess> {

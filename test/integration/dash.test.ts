@@ -9,16 +9,16 @@ import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { isthmus, isthmusBin, waitFor } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
 
-interface DashProcess { child: ChildProcess; url: string; output(): string }
+interface DashProcess { child: ChildProcess; url: string; signIn?: string; output(): string }
 
 let mesh: DevMesh;
 let stateDir: string;
 const started: ChildProcess[] = [];
 
 /** Runs `isthmus dash ... --output json` and reads the URL from its one line of output. */
-async function startDash(args: string[]): Promise<DashProcess> {
+async function startDash(args: string[], env: Record<string, string> = {}): Promise<DashProcess> {
   const child = spawn(process.execPath, [isthmusBin, 'dash', ...args, '--output', 'json'], {
-    env: { ...process.env, ISTHMUS_ETCD: '', NO_COLOR: '1' },
+    env: { ...process.env, ISTHMUS_ETCD: '', ISTHMUS_OPERATOR_DIR: '', XDG_CONFIG_HOME: '/nonexistent/isthmus-test-config', NO_COLOR: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   started.push(child);
@@ -26,12 +26,12 @@ async function startDash(args: string[]): Promise<DashProcess> {
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
   child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-  const { value: url } = await waitFor(async () => {
+  const { value: printed } = await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`isthmus dash exited ${child.exitCode}: ${stdout}${stderr}`);
     const line = stdout.split('\n')[0];
-    return stdout.includes('\n') && line ? (JSON.parse(line) as { url: string }).url : undefined;
+    return stdout.includes('\n') && line ? (JSON.parse(line) as { url: string; signIn?: string }) : undefined;
   }, 15_000, 'isthmus dash to print its URL');
-  return { child, url, output: () => stdout + stderr };
+  return { child, ...printed, output: () => stdout + stderr };
 }
 
 function exitOf(child: ChildProcess): Promise<number | null> {
@@ -59,13 +59,22 @@ afterAll(async () => {
 
 describe('isthmus dash: the dashboard from an operator\'s shell, straight from etcd', () => {
   test('serves the mesh as the federations see it (clusters, services, probes) and stops cleanly on SIGTERM', async () => {
-    const dash = await startDash(['--etcd', mesh.file.etcd, '--listen', '127.0.0.1:0']);
+    // With the operator credential dev up issued: dash prints an address that signs the browser in.
+    const dash = await startDash(['--etcd', mesh.file.etcd, '--listen', '127.0.0.1:0'], { ISTHMUS_OPERATOR_DIR: mesh.file.operator });
     const { hostname, port } = new URL(dash.url);
     expect(hostname).toBe('127.0.0.1');
     expect(Number(port)).toBeGreaterThan(0);
+    // Its data is for operators: none without the token, which the sign-in address trades for a cookie.
+    const anonymous = await fetch(`${dash.url}api/overview`);
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+    expect(dash.signIn).toMatch(/\?token=isthop_/);
+    const signedIn = await fetch(dash.signIn!, { redirect: 'manual' });
+    expect(signedIn.status).toBe(303);
+    const cookie = (signedIn.headers.get('set-cookie') ?? '').split(';')[0]!;
 
     const { value: overview } = await waitFor(async () => {
-      const o = (await (await fetch(`${dash.url}api/overview`)).json()) as Overview;
+      const o = (await (await fetch(`${dash.url}api/overview`, { headers: { cookie } })).json()) as Overview;
       const measured = o.probes.filter((p) => p.p50Ms !== null).map((p) => `${p.from}→${p.to}`);
       // hello, ledger and the TCP sample redis (setup installs redis-server).
       const healthy = o.services.length === 3 && o.services.every((s) => s.clusters.every((c) => c.healthy === c.total));
@@ -96,6 +105,15 @@ describe('isthmus dash: the dashboard from an operator\'s shell, straight from e
     expect(Date.now() - stoppedAt).toBeLessThan(5_000);
     expect(await refused('127.0.0.1', Number(port))).toBe(true);
   }, 90_000);
+
+  test('--reads public serves the data to anyone who reaches the address, /api/sidecars aside', async () => {
+    const dash = await startDash(['--etcd', mesh.file.etcd, '--listen', '127.0.0.1:0', '--reads', 'public']);
+    expect(dash.signIn).toBeUndefined();
+    expect((await fetch(`${dash.url}api/overview`)).status).toBe(200);
+    expect((await fetch(`${dash.url}api/sidecars`)).status).toBe(401);
+    dash.child.kill('SIGTERM');
+    expect(await exitOf(dash.child), dash.output()).toBe(0);
+  });
 
   test('an unreachable etcd fails at start: exit 1 within 15 s, ISTHMUS_ERR_ETCD_UNREACHABLE, naming the address', async () => {
     const etcd = `http://127.0.0.1:${await freePort()}`;

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { isPortListening } from '../helpers/ports.js';
-import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
+import { apiClient, isthmus, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
+import { testOperator } from '../helpers/mesh.js';
 import { viaProxy } from '../helpers/proxy.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-devup-'));
@@ -35,7 +36,8 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       const where = services.map((s: any) => `${s.name}@${s.clusters.map((c: any) => `${c.cluster}:${c.zones.reduce((n: number, z: any) => n + z.healthy, 0)}`).join(',')}`);
       return JSON.stringify([...where].sort()) === JSON.stringify(['grpc-echo@west:1', 'hello-v1@east:1,west:1', 'hello-v2@east:1,west:1', 'hello@east:2,west:2', 'ledger@west:1', 'redis@west:1']);
     }, 10_000, 'sample services exported and healthy');
-    const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'));
+    // dev up issued the local user's operator credential; the API's reads need a mesh certificate.
+    const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'), testOperator(join(stateDir, 'operator')).tls);
     const catalog = (await api.get(`https://${mesh.clusters.east.federation}/v1/catalog`)).body;
     await api.close();
     expect(catalog.services.find((s: any) => s.name === 'ledger').clusters.map((c: any) => c.cluster)).toEqual(['west']);
@@ -72,6 +74,17 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       return found.split(/\s+#/)[0]!.trim().split(/\s+/).slice(1); // drop "isthmus"
     };
     const env = { ISTHMUS_ETCD: mesh.etcd };
+
+    // The printed trace works with the operator credential dev up issued, through the printed export line.
+    const operatorDir = /^ {2}export ISTHMUS_OPERATOR_DIR=(\S+)/m.exec(output)?.[1];
+    expect(operatorDir).toBe(join(stateDir, 'operator'));
+    const traceArgs = printed(/^ {2}(npx isthmus trace ledger --from east.*)$/m);
+    // Sidecars are listed once they have reported (every 5 s); until then trace says none is.
+    const { value: traced } = await waitFor(async () => {
+      const res = await isthmus(traceArgs, { ...env, ISTHMUS_OPERATOR_DIR: operatorDir! });
+      return res.code === 0 ? res : undefined;
+    }, 30_000, 'the printed isthmus trace to answer');
+    expect(traced.stdout).toMatch(/gateway/);
     const versions = async (n: number) => {
       const seen: string[] = [];
       for (let i = 0; i < n; i += 1) {

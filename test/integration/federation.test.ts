@@ -1,12 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'undici';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
-import { TestMesh, type TestCluster } from '../helpers/mesh.js';
+import { TestMesh, testOperator, type TestCluster, type TestOperator } from '../helpers/mesh.js';
+import { opensslIssue, opensslRoot } from '../helpers/openssl-certs.js';
 
 // Three clusters on their own loopback addresses; north brings its own root (trust federation).
 let mesh: TestMesh;
@@ -14,11 +17,13 @@ let east: TestCluster;
 let west: TestCluster;
 let north: TestCluster;
 const clients = new Map<string, ApiClient>();
+let operator: TestOperator;
 
+/** The federation API as an operator calls it: any mesh certificate reads, and mesh.test's operator is one in every cluster. */
 function client(cluster: TestCluster): ApiClient {
   let c = clients.get(cluster.name);
   if (!c) {
-    c = apiClient(cluster.rootCert);
+    c = apiClient(cluster.rootCert, operator.tls);
     clients.set(cluster.name, c);
   }
   return c;
@@ -41,6 +46,7 @@ beforeAll(async () => {
   east = await mesh.join('east', { index: 1, ca, region: 'us-east', zones: ['a', 'b'] });
   west = await mesh.join('west', { index: 2, ca, region: 'us-west' });
   north = await mesh.join('north', { index: 3, ca: northCa, region: 'eu-north' });
+  operator = await mesh.operator(ca);
   for (const [cluster, service] of [[east, 'hello'], [west, 'hello'], [west, 'ledger'], [north, 'hello']] as const) {
     const address = await mesh.workload(cluster.name);
     await isthmusOk(['register', service, '-n', 'demo', '-c', cluster.config, '--address', address]);
@@ -93,9 +99,52 @@ describe('a three-cluster mesh', () => {
     ]);
   });
 
+  test('the API\'s reads need a mesh certificate: none, or one the mesh does not trust, is a 401 with a code', async () => {
+    const reads = ['/v1/catalog', '/v1/catalog/stream', '/v1/endpoints', '/v1/gateway/routes', '/v1/policies', '/v1/trust', '/v1/status', '/v1/probes'];
+    const anonymous = apiClient(east.rootCert);
+    // A certificate for an identity of mesh.test under a root nobody in the mesh trusts.
+    const rogueRoot = opensslRoot('/CN=rogue', 'URI:spiffe://mesh.test');
+    const rogueLeaf = opensslIssue(rogueRoot, '/O=mesh.test', 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:spiffe://mesh.test/ns/demo/sa/admin');
+    const rogue = apiClient(east.rootCert, { cert: rogueLeaf.certPem, key: rogueLeaf.keyPem });
+    try {
+      for (const path of reads) {
+        const refused = await anonymous.get(`https://${east.apiAddress}${path}`);
+        expect(refused.status, path).toBe(401);
+        expect(refused.body.error.code, path).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+        const untrusted = await rogue.get(`https://${east.apiAddress}${path}`);
+        expect(untrusted.status, path).toBe(401);
+        expect(untrusted.body.error.code, path).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_INVALID');
+      }
+      expect((await anonymous.get(`https://${east.apiAddress}/healthz`)).status).toBe(200);
+      // north's own root is in the mesh bundle: an operator of mesh.test reads north's API too.
+      expect((await client(north).get(`https://${north.apiAddress}/v1/trust`)).status).toBe(200);
+    } finally {
+      await anonymous.close();
+      await rogue.close();
+    }
+  });
+
+  test('a catalog stream ends when the certificate that opened it expires', async () => {
+    const out = join(mesh.dir, 'operator-brief');
+    await isthmusOk(['operator', 'issue', '--name', 'brief', '--ca-dir', join(mesh.dir, 'ca'), '--out', out, '--ttl', '3s']);
+    const agent = new Agent({ connect: { ca: readFileSync(east.rootCert, 'utf8'), ...testOperator(out).tls } });
+    try {
+      const res = await request(`https://${east.apiAddress}/v1/catalog/stream`, { dispatcher: agent });
+      expect(res.statusCode).toBe(200);
+      // Reading to the end returns only because the server ended the stream.
+      expect(await res.body.text()).toMatch(/^id: \d+\nevent: catalog\n/);
+    } finally {
+      await agent.close();
+    }
+  });
+
   test('a workload gets a certificate for the identity its token was issued for, and renews with it', async () => {
     const address = await mesh.workload('east');
     const registered = JSON.parse((await isthmusOk(['register', 'reviews', '-n', 'shop', '-c', east.config, '--address', address, '-o', 'json'])).stdout);
+    // Short-lived by default: it only has to last until the sidecar first starts.
+    const lifetime = Date.parse(registered.tokenExpiresAt) - Date.now();
+    expect(lifetime).toBeGreaterThan(14 * 60_000);
+    expect(lifetime).toBeLessThanOrEqual(15 * 60_000);
     const { csrPem, keyPem } = createCsr();
     const signed = await client(east).post(`https://${east.apiAddress}/v1/certificates`, { csr: csrPem }, { authorization: `Bearer ${registered.token}` });
     expect(signed.status).toBe(200);

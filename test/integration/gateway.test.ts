@@ -134,13 +134,34 @@ describe('the east-west gateway', () => {
     expect(gateway.exitCode).toBeNull();
   });
 
+  test('/debug/connections (callers, SNIs, endpoints) needs an operator credential of the gateway\'s trust domain', async () => {
+    await tlsThroughGateway('ledger.demo.svc.west.isthmus');
+    const anonymous = await fetch(`${adminUrl}/debug/connections`);
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+    const forged = await fetch(`${adminUrl}/debug/connections`, { headers: { authorization: 'Bearer isthop_e30.AA' } });
+    expect(((await forged.json()) as { error: { code: string } }).error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_INVALID');
+    const foreign = await mesh.operator(await mesh.caInit('other-ca', 'other.test'));
+    const elsewhere = await fetch(`${adminUrl}/debug/connections`, { headers: foreign.headers() });
+    expect(elsewhere.status).toBe(401); // another trust domain's root is not in this gateway's trust
+    const operator = await mesh.operator(west.dir);
+    const res = await fetch(`${adminUrl}/debug/connections`, { headers: operator.headers() });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { connections: { sni: string }[] }).connections.map((c) => c.sni)).toContain('ledger.demo.svc.west.isthmus');
+  });
+
   test('a gateway that dies is withdrawn from the mesh', async () => {
     gateway.kill('SIGKILL');
     await waitFor(async () => {
       const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
       return clusters[0].gateways.length === 0;
     }, 10_000, 'gateway withdrawn');
-    const api = apiClient(west.rootCert);
+    const anonymous = apiClient(west.rootCert);
+    const unauthenticated = await anonymous.post(`https://${west.apiAddress}/v1/gateways`, { id: 'rogue', address: '127.0.9.9:15443' });
+    await anonymous.close();
+    expect(unauthenticated.status).toBe(401);
+    // A mesh certificate that is not west's gateway role (an operator's) may read, not register a gateway.
+    const api = apiClient(west.rootCert, (await mesh.operator(west.dir)).tls);
     const refused = await api.post(`https://${west.apiAddress}/v1/gateways`, { id: 'rogue', address: '127.0.9.9:15443' });
     await api.close();
     expect(refused.status).toBe(403); // only a certificate of west's gateway role may register one

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { isthmusBin, isthmusOk, startFederation, waitFor, type FederationProcess } from '../helpers/cli.js';
+import { testOperator, type TestOperator } from '../helpers/mesh.js';
 import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { addRoute, createNsLink, deleteNsLink, freeSubnets, killAndWait, netnsUnavailable, spawnNodeIn, tcpProbeIn, type NsLink, type NsProcess } from '../helpers/netns.js';
 import { freePort } from '../helpers/ports.js';
@@ -36,6 +37,8 @@ const children: ChildProcess[] = [];
 const nsProcesses: NsProcess[] = [];
 let gatewayLogs = '';
 let gateway = { host: '', port: 0, admin: '' };
+let operator: TestOperator;
+let eastAdmin = '';
 let proxy = '';
 let trustDomain = '';
 
@@ -80,6 +83,9 @@ beforeAll(async () => {
     const ca = join(dir, 'ca');
     trustDomain = 'netns.test';
     await isthmusOk(['ca', 'init', '--trust-domain', trustDomain, '--out', ca]);
+    // /stats answers a caller from another address only with an operator credential.
+    await isthmusOk(['operator', 'issue', '--name', 'tester', '--ca-dir', ca, '--out', join(dir, 'operator')]);
+    operator = testOperator(join(dir, 'operator'));
     gateway = { host: west.outerAddress, port: await freePort(west.outerAddress), admin: `${west.outerAddress}:${await freePort(west.outerAddress)}` };
     const joined: Record<string, { config: string; rootCert: string; api: string }> = {};
     for (const [name, link] of [['east', east], ['west', west]] as const) {
@@ -127,6 +133,7 @@ beforeAll(async () => {
       outbound: proxy, admin: `${eastAddress}:15020`,
     })]));
     await waitFor(async () => (await fetch(`http://${eastAddress}:15020/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200, 20_000, 'east client sidecar ready');
+    eastAdmin = `${eastAddress}:15020`;
   } catch (err) {
     const logs = [...nsProcesses.map((p) => p.logs()), gatewayLogs, ...federations.map((f) => f.logs())].join('\n---\n').slice(-6000);
     await teardown();
@@ -160,7 +167,7 @@ describe('clusters whose workloads live in separate network namespaces', () => {
   });
 
   test.skipIf(unavailable)(`east's client reaches ledger, served only in west, through west's gateway, with its own identity${skipped}`, async () => {
-    const routedBefore = ((await (await fetch(`http://${gateway.admin}/stats`)).json()) as { routed: number }).routed;
+    const routedBefore = ((await (await fetch(`http://${gateway.admin}/stats`, { headers: operator.headers() })).json()) as { routed: number }).routed;
     const { value: res, ms } = await waitFor(async () => {
       const r = await viaProxy(proxy, 'http://ledger.demo.mesh/accounts?id=7', 3000);
       return r.status === 200 ? r : undefined;
@@ -168,7 +175,15 @@ describe('clusters whose workloads live in separate network namespaces', () => {
     console.log(`netns: ledger answered east's client after ${ms} ms of polling`);
     expect(res.body).toMatchObject({ service: 'ledger', cluster: 'west', path: '/accounts?id=7' });
     expect(res.body.caller).toMatch(new RegExp(`URI=spiffe://${trustDomain.replace('.', '\\.')}/ns/demo/sa/client$`));
-    const routedAfter = ((await (await fetch(`http://${gateway.admin}/stats`)).json()) as { routed: number }).routed;
+    const routedAfter = ((await (await fetch(`http://${gateway.admin}/stats`, { headers: operator.headers() })).json()) as { routed: number }).routed;
     expect(routedAfter).toBeGreaterThan(routedBefore); // it did go through west's gateway
+  });
+
+  test.skipIf(unavailable)(`a sidecar admin port reached from another address: /routes wants an operator, /readyz does not${skipped}`, async () => {
+    expect((await fetch(`http://${eastAdmin}/readyz`)).status).toBe(200);
+    const anonymous = await fetch(`http://${eastAdmin}/routes`);
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+    expect((await fetch(`http://${eastAdmin}/routes`, { headers: operator.headers() })).status).toBe(200);
   });
 });

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import type { Overview } from '../../src/dashboard/overview.js';
 import { apiClient, waitFor } from '../helpers/cli.js';
+import { testOperator } from '../helpers/mesh.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -50,7 +51,7 @@ describe('gateway probes', () => {
 
   test('GET /v1/probes serves the whole matrix, and /metrics the latency gauge', async () => {
     const east = mesh.file.clusters.east!;
-    const api = apiClient(rootCert());
+    const api = apiClient(rootCert(), testOperator(mesh.file.operator).tls);
     const res = await api.get(`https://${east.federation}/v1/probes`);
     await api.close();
     expect(res.status).toBe(200);

@@ -12,6 +12,7 @@ import type { SloWebhookPayload } from '../../src/federation/slo-alerter.js';
 import { FederationStore } from '../../src/federation/store.js';
 import type { TrafficRecord } from '../../src/model/records.js';
 import { apiClient, isthmus, sleep, waitFor } from '../helpers/cli.js';
+import { testOperator } from '../helpers/mesh.js';
 
 // Two clusters on 127.0.101.1 / 127.0.102.1, sample traffic from both clients, reports every second.
 let mesh: DevMesh;
@@ -145,7 +146,8 @@ describe('real traffic, as the sidecars report it', () => {
 
   test('/api/sidecars lists the sidecars reporting to the cluster\'s federation, with their admin ports', async () => {
     const { value } = await waitFor(async () => {
-      const body = (await (await fetch(`http://${mesh.file.clusters.east!.metrics}/api/sidecars`)).json()) as { sidecars: { identity: string; admin: string }[] };
+      // Every sidecar's admin address is for operators only: dev up issued the local user's credential.
+      const body = (await (await fetch(`http://${mesh.file.clusters.east!.metrics}/api/sidecars`, { headers: testOperator(mesh.file.operator).headers() })).json()) as { sidecars: { identity: string; admin: string }[] };
       return body.sidecars.length >= 3 ? body.sidecars : undefined;
     }, 15_000, 'three sidecars of east reporting');
     expect(value.map((s) => s.admin)).toContain(mesh.file.clusters.east!.client.admin);
@@ -158,8 +160,8 @@ describe('real traffic, as the sidecars report it', () => {
     const anonymous = apiClient(ca);
     try {
       const res = await anonymous.post(url, { version: 1, routes: [], events: [] });
-      expect(res.status).toBe(403);
-      expect(res.body.error.code).toBe('ISTHMUS_ERR_TRUST_IDENTITY_DENIED');
+      expect(res.status).toBe(401);
+      expect(res.body.error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
     } finally {
       await anonymous.close();
     }

@@ -7,6 +7,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { redisListenerPort, startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { apiClient, isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
+import { testOperator } from '../helpers/mesh.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -35,7 +36,7 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
   });
 
   test('west\'s export record carries protocol tcp, and east\'s catalog shows it', async () => {
-    const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'));
+    const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'), testOperator(join(stateDir, 'operator')).tls);
     try {
       const { value: redis } = await waitFor(async () => {
         const catalog = (await api.get(`https://${mesh.file.clusters.east!.federation}/v1/catalog`)).body;

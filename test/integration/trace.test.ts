@@ -7,6 +7,7 @@ import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import type { TraceHop, TraceResult } from '../../src/sidecar/trace.js';
 import { isthmus, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
+import { testOperator } from '../helpers/mesh.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -18,11 +19,12 @@ const east = () => mesh.file.clusters.east!;
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-trace-'));
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 61, progress: () => undefined });
-  env = { ISTHMUS_ETCD: mesh.file.etcd };
+  // The CLI finds the operator credential dev up issued: POST /trace and /api/sidecars ask for it.
+  env = { ISTHMUS_ETCD: mesh.file.etcd, ISTHMUS_OPERATOR_DIR: mesh.file.operator };
   await waitFor(async () => (await viaProxy(east().client.proxy, 'http://ledger.demo.mesh/')).status === 200, 20_000, 'ledger reachable from east');
   // `trace --from` finds a sidecar through the federation's dashboard, which lists those that reported.
   await waitFor(async () => {
-    const listed = (await (await fetch(`http://${east().metrics}/api/sidecars`)).json()) as { sidecars?: unknown[] };
+    const listed = (await (await fetch(`http://${east().metrics}/api/sidecars`, { headers: testOperator(mesh.file.operator).headers() })).json()) as { sidecars?: unknown[] };
     return (listed.sidecars?.length ?? 0) > 0;
   }, 30_000, 'east\'s sidecars listed by its federation');
 }, 120_000);
@@ -116,12 +118,26 @@ describe('isthmus trace: one real request, hop by hop', () => {
   });
 
   test('--sidecar sends from a named sidecar; with no etcd the gateway hop is inferred from both ends, and says so', async () => {
-    const res = await isthmus(['trace', 'ledger', '--from', 'east', '--sidecar', east().client.admin, '--output', 'json']);
+    const res = await isthmus(['trace', 'ledger', '--from', 'east', '--sidecar', east().client.admin, '--output', 'json'], { ISTHMUS_OPERATOR_DIR: mesh.file.operator });
     expect(res.code, res.stderr).toBe(0);
     const result = JSON.parse(res.stdout) as TraceResult;
     expect(hop(result, 'gateway')).toMatchObject({ view: 'inferred', endpoint: expect.stringMatching(/^[\d.]+:\d+$/) });
     expect(result.notes.join('\n')).toMatch(/gateway's own view is missing/);
     expectTimesAddUp(result);
+  });
+
+  test('POST /trace sends a request as the workload, so it needs an operator credential; so does the CLI', async () => {
+    const url = `http://${east().client.admin}/trace`;
+    const body = JSON.stringify({ service: 'ledger', namespace: 'demo', path: '/', method: 'GET' });
+    const anonymous = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
+    const authorized = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...testOperator(mesh.file.operator).headers() }, body });
+    expect(authorized.status).toBe(200);
+    expect(((await authorized.json()) as TraceResult).answered).toBe(true);
+    const withoutCredential = await isthmus(['trace', 'ledger', '--from', 'east', '--sidecar', east().client.admin, '--output', 'json']);
+    expect(withoutCredential.code).toBe(1);
+    expect(JSON.parse(withoutCredential.stdout).error.code).toBe('ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING');
   });
 
   test('an unknown service is a clear error and exit 1', async () => {

@@ -418,7 +418,17 @@ function render(o) {
 function connect() {
   const source = new EventSource('/api/stream');
   source.addEventListener('open', () => { $('conn').className = 'conn up'; $('conn').textContent = 'live'; });
-  source.addEventListener('error', () => { $('conn').className = 'conn down'; $('conn').textContent = 'reconnecting…'; });
+  source.addEventListener('error', () => {
+    $('conn').className = 'conn down';
+    $('conn').textContent = 'reconnecting…';
+    // A refused stream is closed for good: say why when it is the missing operator credential.
+    if (source.readyState === EventSource.CLOSED) {
+      void fetch('/api/overview').then((res) => {
+        if (res.status === 401 || res.status === 403) $('conn').textContent = 'sign in: open /?token=<the output of isthmus operator token>';
+        else setTimeout(connect, 2000);
+      }, () => setTimeout(connect, 2000));
+    }
+  });
   source.addEventListener('overview', (e) => render(JSON.parse(e.data)));
 }
 
