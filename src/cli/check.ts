@@ -9,13 +9,14 @@ import type { Catalog } from '../model/catalog.js';
 import { validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { readClusterCa } from '../trust/ca-files.js';
 import { certificateInfo, isSignedBy } from '../trust/verify.js';
-import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
+import { action, connectStore, etcdEndpoints, etcdFlagsWithConfig, etcdOption, outputOption, type EtcdFlags } from './common.js';
 import { readMeshCatalog } from './list.js';
 import { dashboardOf, liveOverview } from './dashboard-client.js';
 import { failedChecks, printChecks, runChecks, type Check } from './preflight.js';
 
 interface CheckContext {
   endpoints: string[];
+  etcd: EtcdFlags;
   configPath?: string;
   loaded?: LoadedClusterConfig;
   store?: FederationStore;
@@ -29,12 +30,12 @@ export function registerCheck(program: Command): void {
   program.command('check')
     .description('check the mesh: etcd, clock skew, certificates and their expiry, each cluster\'s liveness; says how to fix what is wrong')
     .addOption(etcdOption())
-    .option('-c, --config <file>', 'also check this cluster\'s config and CA files (and take the etcd address from it)')
+    .option('-c, --config <file>', 'also check this cluster\'s config and CA files (and take the etcd address and TLS files from it)')
     .addOption(outputOption())
-    .action(action(async (opts: { etcd?: string; config?: string; output: string }) => {
+    .action(action(async (opts: EtcdFlags & { config?: string; output: string }) => {
       const loaded = opts.config ? loadClusterConfig(opts.config) : undefined;
-      const endpoints = etcdEndpoints(opts.etcd ?? loaded?.config.etcd.endpoints.join(','));
-      const context: CheckContext = { endpoints, bundles: [], ...(loaded ? { loaded } : {}) };
+      const etcd = etcdFlagsWithConfig(opts, loaded);
+      const context: CheckContext = { endpoints: etcdEndpoints(etcd.etcd), etcd, bundles: [], ...(loaded ? { loaded } : {}) };
       try {
         const results = await runChecks(checks(context), context);
         printChecks(results, opts.output);
@@ -54,12 +55,12 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
       name: 'etcd reachable and writable',
       async run() {
         try {
-          ctx.store = await connectStore(ctx.endpoints.join(','));
+          ctx.store = await connectStore(ctx.etcd);
           const ms = await ctx.store.ping();
           const status = await ctx.store.status();
           return { status: 'ok', detail: `${ctx.endpoints.join(', ')}: etcd ${status.version}, write round trip ${ms.toFixed(0)} ms` };
         } catch (err) {
-          return { status: 'failed', detail: (err as Error).message, hint: 'start etcd, or pass the right --etcd / ISTHMUS_ETCD' };
+          return { status: 'failed', detail: (err as Error).message, hint: 'start etcd, or pass the right --etcd / ISTHMUS_ETCD (and --etcd-ca, --etcd-cert, --etcd-key for a TLS etcd)' };
         }
       },
     },
@@ -67,7 +68,7 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
       name: 'clock skew',
       needs: ['etcd reachable and writable'],
       async run() {
-        const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '');
+        const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '', ctx.store?.tls);
         const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
         if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise clocks with NTP: certificates are refused outside their validity window' };
         if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };

@@ -5,10 +5,10 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { ensureDirectory } from '../core/user-paths.js';
 import { canaryRouteName, writeCanaryFiles } from '../dev/canary-files.js';
-import { action, etcdOption, outputOption } from './common.js';
+import { action, etcdOption, etcdTlsFiles, outputOption, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; output: string }
+interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -37,7 +37,7 @@ export function registerDev(program: Command): void {
       const json = opts.output === 'json';
       const say = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, etcdTls: etcdTlsFiles(opts), trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
         .catch((err: unknown) => {
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
           const inUse = /EADDRINUSE: address already in use ([0-9A-Fa-f.:[\]]+)/.exec((err as Error).message);
@@ -70,6 +70,9 @@ export function registerDev(program: Command): void {
             return `  redis-cli -h ${host} -p ${port} ping             # plain TCP: redis in west, through its gateway`;
           }),
           `  export ISTHMUS_ETCD=${mesh.file.etcd}`,
+          ...(mesh.file.etcdTls ? [
+            `  export ISTHMUS_ETCD_CA=${mesh.file.etcdTls.ca ?? ''} ISTHMUS_ETCD_CERT=${mesh.file.etcdTls.cert ?? ''} ISTHMUS_ETCD_KEY=${mesh.file.etcdTls.key ?? ''}`,
+          ] : []),
           ...clusters.slice(0, 1).map((c) => `  npx isthmus trace ledger --from ${c}          # one real request, hop by hop`),
           '  npx isthmus policy apply -f slo.yaml         # a service level objective (see `isthmus policy apply --help`)',
           '  npx isthmus clusters',

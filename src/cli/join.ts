@@ -7,20 +7,20 @@ import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
 import { checkDirectory, ensureDirectory } from '../core/user-paths.js';
 import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
+import type { EtcdTls } from '../federation/etcd-tls.js';
 import type { FederationStore } from '../federation/store.js';
 import type { ClusterRecord } from '../model/records.js';
 import { addRoot, newBundle, validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { createIntermediateCa, type CertAndKey } from '../trust/ca.js';
 import { readRootCa, writeClusterCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
-import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
+import { action, connectStore, etcdEndpoints, etcdOption, outputOption, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 import { failedChecks, formatCheck, printChecks, runChecks, type Check, type CheckResult } from './preflight.js';
 
-export interface JoinOptions {
+export interface JoinOptions extends EtcdFlags {
   region: string;
   zone: string[];
-  etcd?: string;
   ca: string;
   out: string;
   federationHost: string;
@@ -132,11 +132,11 @@ const joinChecks: Check<JoinContext>[] = [
     name: 'etcd reachable and writable',
     async run(ctx) {
       try {
-        ctx.store = await connectStore(ctx.endpoints.join(','));
+        ctx.store = await connectStore(ctx.opts);
         const ms = await ctx.store.ping();
         return { status: 'ok', detail: `${ctx.endpoints.join(', ')} answered a write in ${ms.toFixed(0)} ms` };
       } catch (err) {
-        return { status: 'failed', detail: (err as Error).message, hint: 'start etcd or correct --etcd / ISTHMUS_ETCD' };
+        return { status: 'failed', detail: (err as Error).message, hint: 'start etcd or correct --etcd / ISTHMUS_ETCD (and --etcd-ca, --etcd-cert, --etcd-key for a TLS etcd)' };
       }
     },
   },
@@ -144,7 +144,7 @@ const joinChecks: Check<JoinContext>[] = [
     name: 'clock skew',
     needs: ['etcd reachable and writable'],
     async run(ctx) {
-      const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '');
+      const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '', ctx.store?.tls);
       const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
       if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise this machine\'s clock (NTP); certificates would be refused' };
       if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };
@@ -284,6 +284,14 @@ function advertisedAddress(opts: JoinOptions): string {
   return opts.advertise ?? `${opts.federationHost}:${opts.apiPort}`;
 }
 
+/**
+ * The TLS files join connected with, absolute, so the federation started from any directory
+ * presents the same client certificate to etcd.
+ */
+function recordedEtcdTls(tls: EtcdTls | undefined): { ca?: string; cert?: string; key?: string } {
+  return { ...(tls?.files.ca ? { ca: tls.files.ca } : {}), ...(tls?.files.cert ? { cert: tls.files.cert } : {}), ...(tls?.files.key ? { key: tls.files.key } : {}) };
+}
+
 function clusterYaml(ctx: JoinContext): string {
   const { opts } = ctx;
   const config = {
@@ -291,7 +299,7 @@ function clusterYaml(ctx: JoinContext): string {
     region: opts.region,
     zones: opts.zone,
     trustDomain: ctx.root!.trustDomain,
-    etcd: { endpoints: ctx.endpoints },
+    etcd: { endpoints: ctx.endpoints, ...recordedEtcdTls(ctx.store?.tls) },
     federation: {
       host: opts.federationHost,
       ...(opts.advertise ? { advertise: opts.advertise } : {}),

@@ -3,11 +3,11 @@ import { errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import type { FederationStore } from '../federation/store.js';
 import { assembleTrace, formatTrace, type GatewayView, type TraceResult } from '../sidecar/trace.js';
-import { action, connectStore, etcdOption, outputOption } from './common.js';
+import { action, connectStore, etcdOption, outputOption, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 import { dashboardOf } from './dashboard-client.js';
 
-interface TraceOptions { from: string; namespace?: string; path: string; method: string; sidecar?: string; etcd?: string; output: string }
+interface TraceOptions extends EtcdFlags { from: string; namespace?: string; path: string; method: string; sidecar?: string; output: string }
 
 const adminTimeoutMs = 3_000;
 /** The sidecar waits up to 10 s for the traced answer; give it that and a little. */
@@ -37,7 +37,7 @@ Examples:
       let store: FederationStore | undefined;
       const notes: string[] = [];
       try {
-        const openStore = async () => (store ??= await connectStore(opts.etcd));
+        const openStore = async () => (store ??= await connectStore(opts));
         const body = { service, ...(opts.namespace ? { namespace: opts.namespace } : {}), path: opts.path, method: opts.method.toUpperCase() };
         const traced = opts.sidecar
           ? await traceFrom(opts.sidecar, body)

@@ -40,7 +40,7 @@ export interface RunningFederation {
 export async function runFederation(loaded: LoadedClusterConfig, logger: Logger): Promise<RunningFederation> {
   const { config } = loaded;
   const clusterCa = readClusterCa(loaded.caDir);
-  const store = await FederationStore.connect({ endpoints: [...config.etcd.endpoints], logger });
+  const store = await FederationStore.connect({ endpoints: [...config.etcd.endpoints], tls: loaded.etcdTls, logger });
   const federation = new Federation(loaded, store, logger.child({ component: 'federation' }));
   void sweepSpentTokens(store, new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not sweep expired spent-token records; they are retried at the next start'));
 

@@ -14,7 +14,7 @@ export interface CliResult { code: number; stdout: string; stderr: string }
 export async function isthmus(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [isthmusBin, ...args], {
-      env: { ...process.env, ISTHMUS_ETCD: '', NO_COLOR: '1', ...env },
+      env: { ...process.env, ISTHMUS_ETCD: '', ISTHMUS_ETCD_CA: '', ISTHMUS_ETCD_CERT: '', ISTHMUS_ETCD_KEY: '', NO_COLOR: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

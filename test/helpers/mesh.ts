@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEtcd, type TestEtcd } from './etcd.js';
+import { etcdArgs, startEtcd, type TestEtcd } from './etcd.js';
 import { isthmusOk, startFederation, type FederationProcess } from './cli.js';
 import { freePort } from './ports.js';
 
@@ -43,7 +43,7 @@ export class TestMesh {
     const metricsPort = await freePort(host);
     const dir = join(this.dir, name);
     await isthmusOk([
-      'join', name, '--region', opts.region ?? 'us', '--zone', (opts.zones ?? ['a']).join(','), '--etcd', this.etcd.url,
+      'join', name, '--region', opts.region ?? 'us', '--zone', (opts.zones ?? ['a']).join(','), ...etcdArgs(this.etcd),
       '--ca', opts.ca, '--out', dir, '--federation-host', host, '--api-port', String(port), '--dashboard-port', String(metricsPort), '--lease-ttl', opts.leaseTtl ?? '3s',
       ...(opts.gateways ?? []).flatMap((address) => ['--gateway', address]),
     ]);

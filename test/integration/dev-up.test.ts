@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
+import { etcdArgs, etcdEnv } from '../helpers/etcd.js';
 import { isPortListening } from '../helpers/ports.js';
 import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
@@ -20,7 +21,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
   child.stderr.on('data', (c: Buffer) => { output += c.toString(); });
   try {
     await waitFor(async () => output.includes('Press Ctrl-C'), 90_000, `dev up to finish starting; output so far:\n${output}`);
-    expect(output).toMatch(/✓ etcd: http:\/\/127\.0\.0\.1:\d+/);
+    expect(output).toMatch(/✓ etcd: https:\/\/127\.0\.0\.1:\d+/);
     expect(output).toMatch(/✓ cluster west federation: https:\/\/127\.0\.242\.1:15010/);
     const mesh = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8'));
     expect(Object.keys(mesh.clusters)).toEqual(['east', 'west']);
@@ -31,7 +32,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
 
     // What a user sees: both clusters alive, hello (and its versions) from both, ledger, redis (TCP) and grpc-echo (gRPC) from west only.
     await waitFor(async () => {
-      const services = JSON.parse((await isthmusOk(['services', '-o', 'json', '--etcd', mesh.etcd])).stdout).services;
+      const services = JSON.parse((await isthmusOk(['services', '-o', 'json', ...etcdArgs(mesh)])).stdout).services;
       const where = services.map((s: any) => `${s.name}@${s.clusters.map((c: any) => `${c.cluster}:${c.zones.reduce((n: number, z: any) => n + z.healthy, 0)}`).join(',')}`);
       return JSON.stringify([...where].sort()) === JSON.stringify(['grpc-echo@west:1', 'hello-v1@east:1,west:1', 'hello-v2@east:1,west:1', 'hello@east:2,west:2', 'ledger@west:1', 'redis@west:1']);
     }, 10_000, 'sample services exported and healthy');
@@ -60,7 +61,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       if (!found) throw new Error(`no ${pattern} in the output`);
       return found.split(/\s+#/)[0]!.trim().split(/\s+/).slice(2); // drop "npx isthmus"
     };
-    const env = { ISTHMUS_ETCD: mesh.etcd };
+    const env = etcdEnv(mesh);
     const versions = async (n: number) => {
       const seen: string[] = [];
       for (let i = 0; i < n; i += 1) {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import type { Overview } from '../../src/dashboard/overview.js';
 import { apiClient, waitFor } from '../helpers/cli.js';
+import { rawEtcd } from '../helpers/etcd.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -24,7 +25,7 @@ async function stored(from: string, to: string): Promise<Probe | undefined> {
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-probes-'));
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', gateways: 1, hostBase: 41, probeInterval: '1s', progress: () => undefined });
-  etcd = new Etcd3({ hosts: mesh.file.etcd });
+  etcd = rawEtcd(mesh.file);
 }, 120_000);
 
 afterAll(async () => {

@@ -7,6 +7,7 @@ import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import type { TraceHop, TraceResult } from '../../src/sidecar/trace.js';
 import { isthmus, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -18,7 +19,7 @@ const east = () => mesh.file.clusters.east!;
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-trace-'));
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 61, progress: () => undefined });
-  env = { ISTHMUS_ETCD: mesh.file.etcd };
+  env = etcdEnv(mesh.file);
   await waitFor(async () => (await viaProxy(east().client.proxy, 'http://ledger.demo.mesh/')).status === 200, 20_000, 'ledger reachable from east');
   // `trace --from` finds a sidecar through the federation's dashboard, which lists those that reported.
   await waitFor(async () => {
