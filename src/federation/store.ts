@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
-  Etcd3, EtcdLeaseInvalidError, GRPCUnavailableError, Range, isRecoverableError,
+  Etcd3, EtcdLeaseInvalidError, EtcdPermissionDeniedError, GRPCUnavailableError, Range, isRecoverableError,
   type ICompare, type IKeyValue, type IOptions, type IRequestOp,
 } from 'etcd3';
 import { pino, type Logger } from 'pino';
@@ -411,6 +411,14 @@ export class FederationStore {
     try {
       return await fn();
     } catch (err) {
+      if (err instanceof EtcdPermissionDeniedError || (err instanceof Error && /PERMISSION_DENIED|permission denied/.test(err.message))) {
+        const user = this.tls?.files.cert ? `the etcd user named by the common name of ${this.tls.files.cert}` : 'this client\'s etcd user';
+        throw new IsthmusError(
+          'ISTHMUS_ERR_ETCD_PERMISSION_DENIED',
+          `etcd refused ${what}: ${user} may not do that. Grant its role that key (docs/security.md, "etcd", lists what each writer needs), or use the client certificate of a user that may.`,
+          { cause: err, details: { endpoints: this.#endpoints } },
+        );
+      }
       if (err instanceof Error && !(err instanceof IsthmusError) && isRecoverableError(err)) {
         throw new IsthmusError(
           'ISTHMUS_ERR_ETCD_UNREACHABLE',
