@@ -7,7 +7,7 @@ import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
 import { checkDirectory, ensureDirectory } from '../core/user-paths.js';
 import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
-import type { EtcdTls } from '../federation/etcd-tls.js';
+import { loadEtcdTls, type EtcdTls } from '../federation/etcd-tls.js';
 import type { FederationStore } from '../federation/store.js';
 import type { ClusterRecord } from '../model/records.js';
 import { addRoot, newBundle, validateBundle, type TrustBundle } from '../trust/bundle.js';
@@ -31,6 +31,12 @@ export interface JoinOptions extends EtcdFlags {
   gateway: string[];
   leaseTtl: string;
   force?: boolean;
+  /**
+   * The client certificate and key the cluster's federation presents to etcd, recorded in
+   * cluster.yaml instead of --etcd-cert/--etcd-key (the operator's, which join itself uses).
+   */
+  federationEtcdCert?: string | undefined;
+  federationEtcdKey?: string | undefined;
   output: string;
 }
 
@@ -42,6 +48,7 @@ interface JoinContext {
   root?: CertAndKey & { trustDomain: string };
   bundle?: { value: TrustBundle; modRevision: number };
   existing?: { modRevision: number };
+  federationEtcd?: { cert?: string | undefined; key?: string | undefined };
 }
 
 const collect = (value: string, previous: string[]) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -66,6 +73,8 @@ export function registerJoin(program: Command): void {
     .option('--dashboard-port <port>', 'dashboard port', port, 15014)
     .option('--gateway <host:port>', 'an east-west gateway address to publish; repeatable', collect, [])
     .option('--lease-ttl <duration>', 'how long the cluster\'s records outlive its federation service', '15s')
+    .option('--federation-etcd-cert <file>', 'client certificate the cluster\'s federation presents to etcd, recorded in cluster.yaml (default: --etcd-cert, which join itself uses)')
+    .option('--federation-etcd-key <file>', 'key of --federation-etcd-cert')
     .option('--force', 'replace a cluster of the same name and reuse a non-empty --out')
     .addOption(outputOption())
     .action(action(async (cluster: string, opts: JoinOptions) => {
@@ -100,6 +109,11 @@ export async function joinCluster(cluster: string, opts: JoinOptions, onCheck?: 
   if (opts.zone.length === 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--zone needs at least one zone');
   for (const zone of opts.zone) checkName('zone', zone);
   const context: JoinContext = { cluster, opts, endpoints: etcdEndpoints(opts.etcd) };
+  if (opts.federationEtcdCert || opts.federationEtcdKey) {
+    // Checked (pair, expiry, readable) before anything is written; etcd itself judges it when the federation starts.
+    const files = loadEtcdTls(context.endpoints, { ca: opts.etcdCa, cert: opts.federationEtcdCert, key: opts.federationEtcdKey });
+    context.federationEtcd = { cert: files?.files.cert, key: files?.files.key };
+  }
   try {
     const checks = await runChecks(joinChecks, context, onCheck);
     const failed = failedChecks(checks);
@@ -285,11 +299,13 @@ function advertisedAddress(opts: JoinOptions): string {
 }
 
 /**
- * The TLS files join connected with, absolute, so the federation started from any directory
- * presents the same client certificate to etcd.
+ * The TLS files join connected with (or --federation-etcd-cert/-key), absolute, so the
+ * federation started from any directory presents the same client certificate to etcd.
  */
-function recordedEtcdTls(tls: EtcdTls | undefined): { ca?: string; cert?: string; key?: string } {
-  return { ...(tls?.files.ca ? { ca: tls.files.ca } : {}), ...(tls?.files.cert ? { cert: tls.files.cert } : {}), ...(tls?.files.key ? { key: tls.files.key } : {}) };
+function recordedEtcdTls(tls: EtcdTls | undefined, federation: JoinContext['federationEtcd']): { ca?: string; cert?: string; key?: string } {
+  const cert = federation?.cert ?? tls?.files.cert;
+  const key = federation?.key ?? tls?.files.key;
+  return { ...(tls?.files.ca ? { ca: tls.files.ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
 }
 
 function clusterYaml(ctx: JoinContext): string {
@@ -299,7 +315,7 @@ function clusterYaml(ctx: JoinContext): string {
     region: opts.region,
     zones: opts.zone,
     trustDomain: ctx.root!.trustDomain,
-    etcd: { endpoints: ctx.endpoints, ...recordedEtcdTls(ctx.store?.tls) },
+    etcd: { endpoints: ctx.endpoints, ...recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd) },
     federation: {
       host: opts.federationHost,
       ...(opts.advertise ? { advertise: opts.advertise } : {}),

@@ -187,7 +187,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           return { url: `${dir} (kept from an earlier run)` };
         }
         await joinCluster(name, {
-          region: name, zone: zones, ...etcdFlags(etcdUrl, clusterTls), ca: caDir, out: dir, federationHost: host, apiPort: 15010, dashboardPort: 15014,
+          region: name, zone: zones, ...operatorEtcd, federationEtcdCert: clusterTls?.cert, federationEtcdKey: clusterTls?.key, ca: caDir, out: dir, federationHost: host, apiPort: 15010, dashboardPort: 15014,
           gateway: Array.from({ length: gatewayCount }, (_, g) => `${host}:${15443 + g}`), leaseTtl: '15s', output: 'table',
         });
         // Each gateway's admin port beside its TLS port: 15021, 15022, ...

@@ -37,7 +37,7 @@ export class TestMesh {
     return out;
   }
 
-  async join(name: string, opts: { index: number; ca: string; region?: string; zones?: string[]; leaseTtl?: string; gateways?: string[] }): Promise<TestCluster> {
+  async join(name: string, opts: { index: number; ca: string; region?: string; zones?: string[]; leaseTtl?: string; gateways?: string[]; federationEtcd?: { cert: string; key: string } }): Promise<TestCluster> {
     const host = `127.0.${opts.index}.1`;
     const port = await freePort(host);
     const metricsPort = await freePort(host);
@@ -46,6 +46,7 @@ export class TestMesh {
       'join', name, '--region', opts.region ?? 'us', '--zone', (opts.zones ?? ['a']).join(','), ...etcdArgs(this.etcd),
       '--ca', opts.ca, '--out', dir, '--federation-host', host, '--api-port', String(port), '--dashboard-port', String(metricsPort), '--lease-ttl', opts.leaseTtl ?? '3s',
       ...(opts.gateways ?? []).flatMap((address) => ['--gateway', address]),
+      ...(opts.federationEtcd ? ['--federation-etcd-cert', opts.federationEtcd.cert, '--federation-etcd-key', opts.federationEtcd.key] : []),
     ]);
     const cluster = { name, host, dir, config: join(dir, 'cluster.yaml'), rootCert: join(dir, 'root-cert.pem'), apiAddress: `${host}:${port}` };
     this.clusters.set(name, cluster);

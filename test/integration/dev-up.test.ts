@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { etcdArgs, etcdEnv } from '../helpers/etcd.js';
 import { isPortListening } from '../helpers/ports.js';
-import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
+import { apiClient, isthmus, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-devup-'));
@@ -36,6 +36,10 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       const where = services.map((s: any) => `${s.name}@${s.clusters.map((c: any) => `${c.cluster}:${c.zones.reduce((n: number, z: any) => n + z.healthy, 0)}`).join(',')}`);
       return JSON.stringify([...where].sort()) === JSON.stringify(['grpc-echo@west:1', 'hello-v1@east:1,west:1', 'hello-v2@east:1,west:1', 'hello@east:2,west:2', 'ledger@west:1', 'redis@west:1']);
     }, 10_000, 'sample services exported and healthy');
+    // etcd is locked down: TLS, and a client without a certificate of etcd's CA is refused, saying so.
+    const bare = await isthmus(['services', '-o', 'json', '--etcd', mesh.etcd, '--etcd-ca', mesh.etcdTls.ca]);
+    expect(JSON.parse(bare.stdout).error).toMatchObject({ code: 'ISTHMUS_ERR_ETCD_TLS_FAILED', message: expect.stringContaining('requires a client certificate') });
+    expect(output).toContain(`export ISTHMUS_ETCD_CA=${mesh.etcdTls.ca} ISTHMUS_ETCD_CERT=${mesh.etcdTls.cert} ISTHMUS_ETCD_KEY=${mesh.etcdTls.key}`);
     const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'));
     const catalog = (await api.get(`https://${mesh.clusters.east.federation}/v1/catalog`)).body;
     await api.close();

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { parse, stringify } from 'yaml';
+import { parse } from 'yaml';
 import { keys, recordVersion } from '../../src/core/keys.js';
 import { FederationStore } from '../../src/federation/store.js';
 import type { EtcdClientFiles } from '../../src/trust/etcd-ca.js';
@@ -23,12 +23,6 @@ let west: TestCluster;
 let eastFederation: EtcdClientFiles;
 let root: EtcdClientFiles;
 
-/** The cluster's federation presents its own certificate to etcd, not the operator's that join recorded. */
-function useEtcdClient(cluster: TestCluster, files: EtcdClientFiles): void {
-  const config = parse(readFileSync(cluster.config, 'utf8')) as { etcd: Record<string, unknown> };
-  config.etcd = { ...config.etcd, cert: files.cert, key: files.key };
-  writeFileSync(cluster.config, stringify(config));
-}
 
 beforeAll(async () => {
   mesh = await TestMesh.create();
@@ -37,10 +31,10 @@ beforeAll(async () => {
   await run(rolesScript, [mesh.etcd.url, root.ca, root.cert, root.key, 'east', 'west']);
   const ca = await mesh.caInit('ca', 'mesh.test');
   // The test etcd's operator certificate has common name "operator": the script's operator user.
-  east = await mesh.join('east', { index: 133, ca });
-  west = await mesh.join('west', { index: 134, ca });
-  useEtcdClient(east, eastFederation);
-  useEtcdClient(west, mesh.etcd.client('federation-west'));
+  // join writes as the operator and records the federation's own certificate in cluster.yaml.
+  east = await mesh.join('east', { index: 133, ca, federationEtcd: eastFederation });
+  west = await mesh.join('west', { index: 134, ca, federationEtcd: mesh.etcd.client('federation-west') });
+  expect(parse(readFileSync(east.config, 'utf8'))).toMatchObject({ etcd: { endpoints: [mesh.etcd.url], ca: eastFederation.ca, cert: eastFederation.cert, key: eastFederation.key } });
   await isthmusOk(['register', 'ledger', '-n', 'demo', '-c', west.config, '--address', await mesh.workload('west')]);
   await Promise.all(['east', 'west'].map((n) => mesh.startFederation(n)));
 }, 120_000);
