@@ -11,7 +11,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { resolve } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
-import { describePathProblem } from '../core/path-problem.js';
+import { pathProblemReason } from '../core/path-problem.js';
 
 /** Paths of the TLS files of an etcd client; all optional (https:// alone trusts the system's roots). */
 export interface EtcdTlsFiles {
@@ -43,10 +43,7 @@ function readTlsFile(role: keyof typeof roles, path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    const errno = (err as NodeJS.ErrnoException).code;
-    // describePathProblem says "<given> <path> cannot be read: <why>; <todo>."; keep only the why.
-    const why = describePathProblem({ path, given: '', use: 'read-file', errno }).replace(/^.*?cannot be read: /, '').replace(/; .*$/, '');
-    throw fileInvalid(role, path, `cannot be read: ${why}`, err);
+    throw fileInvalid(role, path, `cannot be read: ${pathProblemReason('read-file', (err as NodeJS.ErrnoException).code)}`, err);
   }
 }
 
@@ -93,30 +90,30 @@ export function loadEtcdTls(endpoints: readonly string[], files: EtcdTlsFiles | 
   }
   const now = opts.now ?? new Date();
   const path = (p: string) => resolve(opts.baseDir ?? '.', p);
-  const files_: EtcdTlsFiles = {
+  const resolved: EtcdTlsFiles = {
     ...(given.ca ? { ca: path(given.ca) } : {}),
     ...(given.cert ? { cert: path(given.cert) } : {}),
     ...(given.key ? { key: path(given.key) } : {}),
   };
-  const tls: EtcdTls = { files: files_ };
-  if (files_.ca) {
-    tls.ca = readTlsFile('ca', files_.ca);
-    const cas = certificates('ca', files_.ca, tls.ca);
-    if (!cas.some((c) => c.ca)) throw fileInvalid('ca', files_.ca, 'holds no CA certificate (basicConstraints CA:TRUE)');
-    for (const c of cas) checkCurrent('ca', files_.ca, c, now);
+  const tls: EtcdTls = { files: resolved };
+  if (resolved.ca) {
+    tls.ca = readTlsFile('ca', resolved.ca);
+    const cas = certificates('ca', resolved.ca, tls.ca);
+    if (!cas.some((c) => c.ca)) throw fileInvalid('ca', resolved.ca, 'holds no CA certificate (basicConstraints CA:TRUE)');
+    for (const c of cas) checkCurrent('ca', resolved.ca, c, now);
   }
-  if (files_.cert && files_.key) {
-    tls.cert = readTlsFile('cert', files_.cert);
-    tls.key = readTlsFile('key', files_.key);
-    const [leaf] = certificates('cert', files_.cert, tls.cert);
-    checkCurrent('cert', files_.cert, leaf!, now);
+  if (resolved.cert && resolved.key) {
+    tls.cert = readTlsFile('cert', resolved.cert);
+    tls.key = readTlsFile('key', resolved.key);
+    const [leaf] = certificates('cert', resolved.cert, tls.cert);
+    checkCurrent('cert', resolved.cert, leaf!, now);
     let key;
     try {
       key = createPrivateKey(tls.key);
     } catch (err) {
-      throw fileInvalid('key', files_.key, 'is not a PEM private key', err);
+      throw fileInvalid('key', resolved.key, 'is not a PEM private key', err);
     }
-    if (!leaf!.checkPrivateKey(key)) throw fileInvalid('key', files_.key, `does not belong to the client certificate ${files_.cert}`);
+    if (!leaf!.checkPrivateKey(key)) throw fileInvalid('key', resolved.key, `does not belong to the client certificate ${resolved.cert}`);
   }
   return tls;
 }
