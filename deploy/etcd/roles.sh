@@ -45,6 +45,8 @@ for c in "$@"; do
   # and which SLO verdict was acted on (the first federation to see it writes it).
   e role grant-permission "$r" --prefix=true readwrite "$p/tokens/used/"
   e role grant-permission "$r" --prefix=true readwrite "$p/slostatus/"
+  # The write test of `isthmus check --config <this cluster's cluster.yaml>` (deleted at once).
+  e role grant-permission "$r" --prefix=true readwrite "$p/preflight/"
   e user add "federation-$c" --no-password
   e user grant-role "federation-$c" "$r"
 done

@@ -5,7 +5,7 @@ import { ensureEtcdPki, type EtcdClientFiles, type EtcdServerFiles } from '../tr
 import { freePort } from './ports.js';
 
 export interface EtcdProcess {
-  /** Client URL, e.g. https://127.0.0.1:23791 (http:// only when started with `tls: false`). */
+  /** Client URL, e.g. https://127.0.0.1:23791 (http:// when started without `pkiDir`). */
   url: string;
   dataDir: string;
   /** The CA and a client certificate that etcd accepts (`operator`); absent without TLS. */

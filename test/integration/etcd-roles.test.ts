@@ -7,7 +7,7 @@ import { parse } from 'yaml';
 import { keys, recordVersion } from '../../src/core/keys.js';
 import { FederationStore } from '../../src/federation/store.js';
 import type { EtcdClientFiles } from '../../src/trust/etcd-ca.js';
-import { apiClient, isthmusOk, waitFor } from '../helpers/cli.js';
+import { apiClient, isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 import { etcdArgs, rawEtcd } from '../helpers/etcd.js';
 import { TestMesh, type TestCluster } from '../helpers/mesh.js';
 
@@ -56,6 +56,10 @@ describe('etcd with a role per writer', () => {
       await api.close();
     }
     for (const cluster of [east, west]) expect(cluster.federation?.logs()).not.toMatch(/permission denied|PERMISSION_DENIED/i);
+    // `isthmus check --config` takes etcd and the federation's certificate from cluster.yaml.
+    const check = await isthmus(['check', '--config', east.config, '-o', 'json']);
+    const checks = (JSON.parse(check.stdout) as { checks: { name: string; status: string; detail: string }[] }).checks;
+    expect(checks.find((c) => c.name === 'etcd reachable and writable'), check.stdout).toMatchObject({ status: 'ok' });
   });
 
   test('a cluster\'s credential cannot write another cluster\'s exports, a trust bundle, or a cluster whose name starts with its own', async () => {
