@@ -46,7 +46,7 @@ export function addEtcdTlsOptions(program: Command): void {
     // Beside --etcd's own variable: ISTHMUS_ETCD_CA, or ISTHMUS_DEV_ETCD_CA for `dev up`.
     const env = command.options[at]?.envVar ?? 'ISTHMUS_ETCD';
     const added = [
-      new Option('--etcd-ca <file>', 'CA certificate that signed etcd\'s server certificate (default: the system\'s roots)').env(`${env}_CA`),
+      new Option('--etcd-ca <file>', 'CA certificate that signed etcd\'s server certificate (default: Node\'s public CAs and NODE_EXTRA_CA_CERTS)').env(`${env}_CA`),
       new Option('--etcd-cert <file>', 'client certificate for etcd (its --client-cert-auth), signed by etcd\'s CA').env(`${env}_CERT`),
       new Option('--etcd-key <file>', 'private key of --etcd-cert').env(`${env}_KEY`),
     ];

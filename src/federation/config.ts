@@ -48,7 +48,7 @@ export const ClusterConfigSchema = Type.Object({
   trustDomain: Type.String({ pattern: '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$', description: 'trust domain, a DNS name' }),
   etcd: Type.Object({
     endpoints: Type.Array(Type.String({ pattern: '^https?://' }), { minItems: 1 }),
-    ca: Type.Optional(Type.String({ minLength: 1, description: 'CA certificate that signed etcd\'s server certificate (relative to this file); default: the system\'s roots' })),
+    ca: Type.Optional(Type.String({ minLength: 1, description: 'CA certificate that signed etcd\'s server certificate (relative to this file); default: Node\'s public CAs and NODE_EXTRA_CA_CERTS' })),
     cert: Type.Optional(Type.String({ minLength: 1, description: 'client certificate this cluster\'s federation presents to etcd (relative to this file)' })),
     key: Type.Optional(Type.String({ minLength: 1, description: 'private key of cert (relative to this file)' })),
   }, { additionalProperties: false }),

@@ -92,7 +92,7 @@ describe('FederationStore.connect names the TLS problem instead of timing out', 
     ['no client certificate', () => ({ endpoints: etcd.url, tls: { ca: etcd.tls.ca } }), /requires a client certificate and none was given: pass one signed by etcd's CA with --etcd-cert and --etcd-key/],
     ['a client certificate of another CA', () => ({ endpoints: etcd.url, tls: { ca: etcd.tls.ca, cert: intruder.cert, key: intruder.key } }), /refused the client certificate .*client-intruder\.pem.*not signed by the CA etcd trusts/],
     ['a CA that did not sign etcd\'s certificate', () => ({ endpoints: etcd.url, tls: { ca: intruder.ca, cert: etcd.tls.cert, key: etcd.tls.key } }), /server certificate that the etcd CA .*other-ca\/ca\.pem did not sign .*pass the CA that signed etcd's --cert-file with --etcd-ca/],
-    ['no CA at all (the system\'s roots)', () => ({ endpoints: etcd.url }), /server certificate that no system root signed, and no --etcd-ca was given/],
+    ['no CA at all (Node\'s public CAs)', () => ({ endpoints: etcd.url }), /server certificate that no public CA \(nor NODE_EXTRA_CA_CERTS\) signed, and no --etcd-ca was given/],
     ['http:// for a TLS etcd', () => ({ endpoints: etcd.url.replace('https://', 'http://') }), /speaks TLS, but the address is http:\/\/: write it as https:\/\//],
   ];
   test.each(cases)('%s: ISTHMUS_ERR_ETCD_TLS_FAILED saying so', async (_name, options, message) => {
@@ -142,6 +142,11 @@ describe('the CLI', () => {
     expect(bare.code).toBe(1);
     expect(JSON.parse(bare.stdout).error).toMatchObject({ code: 'ISTHMUS_ERR_ETCD_TLS_FAILED', message: expect.stringContaining('requires a client certificate') });
     expect(bare.stderr).not.toMatch(/DeprecationWarning/);
+
+    // Without --etcd-ca, etcd's certificate is checked against Node's public CAs and
+    // NODE_EXTRA_CA_CERTS: trusted there, nothing else is needed.
+    const systemRoots = await isthmus(['clusters', '-o', 'json', '--etcd', etcd.url, '--etcd-cert', etcd.tls.cert, '--etcd-key', etcd.tls.key], { NODE_EXTRA_CA_CERTS: etcd.tls.ca });
+    expect(systemRoots, systemRoots.stderr).toMatchObject({ code: 0 });
 
     const missing = await isthmus(['clusters', '-o', 'json', ...etcdArgs(etcd).slice(0, -1), join(dir, 'gone-key.pem')]);
     expect(missing.code).toBe(1);

@@ -8,12 +8,12 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect as tlsConnect } from 'node:tls';
+import { rootCertificates, connect as tlsConnect } from 'node:tls';
 import { resolve } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
 import { pathProblemReason } from '../core/path-problem.js';
 
-/** Paths of the TLS files of an etcd client; all optional (https:// alone trusts the system's roots). */
+/** Paths of the TLS files of an etcd client; all optional (https:// alone trusts Node's public CAs and NODE_EXTRA_CA_CERTS). */
 export interface EtcdTlsFiles {
   ca?: string | undefined;
   cert?: string | undefined;
@@ -118,11 +118,27 @@ export function loadEtcdTls(endpoints: readonly string[], files: EtcdTlsFiles | 
   return tls;
 }
 
-/** etcd3's `credentials` option: gRPC's createSsl arguments (no CA: the system's roots). */
+/**
+ * The roots an etcd without --etcd-ca is checked against: Node's bundled public CAs and the
+ * file NODE_EXTRA_CA_CERTS names, as Node's own HTTPS client has them. Given explicitly to gRPC
+ * and to etcdHttpGet alike, because gRPC's own default leaves NODE_EXTRA_CA_CERTS out, and a
+ * diagnosis must judge with the roots the connection used.
+ */
+function defaultRoots(): Buffer {
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  let extraPem = '';
+  try {
+    if (extra) extraPem = readFileSync(extra, 'utf8');
+  } catch {
+    // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS; so do we, by ignoring it.
+  }
+  return Buffer.from([...rootCertificates, extraPem].join('\n'));
+}
+
+/** etcd3's `credentials` option: gRPC's createSsl arguments. */
 export function grpcCredentials(tls: EtcdTls): { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer } {
   return {
-    // createSsl takes null for "the default roots"; etcd3's type says Buffer.
-    rootCertificate: (tls.ca ?? null) as Buffer,
+    rootCertificate: tls.ca ?? defaultRoots(),
     ...(tls.key ? { privateKey: tls.key } : {}),
     ...(tls.cert ? { certChain: tls.cert } : {}),
   };
@@ -137,7 +153,7 @@ export interface EtcdHttpAnswer { status: number; headers: IncomingHttpHeaders; 
 export async function etcdHttpGet(endpoint: string, path: string, tls: EtcdTls | undefined, timeoutMs: number): Promise<EtcdHttpAnswer> {
   const url = new URL(path, `${endpoint.replace(/\/+$/, '')}/`);
   return await new Promise((resolvePromise, reject) => {
-    const options = { agent: false as const, timeout: timeoutMs, ...(tls ? { ca: tls.ca, cert: tls.cert, key: tls.key } : {}) };
+    const options = { agent: false as const, timeout: timeoutMs, ...(tls ? { ca: tls.ca ?? defaultRoots(), cert: tls.cert, key: tls.key } : {}) };
     const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, (res) => {
       let body = '';
       res.setEncoding('utf8');
@@ -193,7 +209,7 @@ function describeTlsFailure(endpoint: string, tls: EtcdTls, err: NodeJS.ErrnoExc
   const message = err.message ?? '';
   const { files } = tls;
   if (untrustedServer.has(code)) {
-    return `etcd at ${endpoint} presented a server certificate that ${files.ca ? `the etcd CA ${files.ca} did not sign` : 'no system root signed, and no --etcd-ca was given'} (${code}): pass the CA that signed etcd's --cert-file with --etcd-ca`;
+    return `etcd at ${endpoint} presented a server certificate that ${files.ca ? `the etcd CA ${files.ca} did not sign` : 'no public CA (nor NODE_EXTRA_CA_CERTS) signed, and no --etcd-ca was given'} (${code}): pass the CA that signed etcd's --cert-file with --etcd-ca`;
   }
   if (code === 'CERT_HAS_EXPIRED') return `etcd at ${endpoint} presented an expired server certificate: renew etcd's --cert-file`;
   if (code === 'CERT_NOT_YET_VALID') return `etcd at ${endpoint} presented a server certificate that is not valid yet: check this machine's clock and etcd's`;

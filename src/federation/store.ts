@@ -30,7 +30,7 @@ export interface ConnectOptions {
   endpoints: string | string[];
   /**
    * etcd's CA and this client's certificate and key (paths). Needed by an etcd with
-   * --client-cert-auth; an https:// endpoint without a CA is checked against the system's roots.
+   * --client-cert-auth; an https:// endpoint without a CA is checked against Node's public CAs and NODE_EXTRA_CA_CERTS.
    */
   tls?: EtcdTlsFiles | undefined;
   logger?: Logger;
