@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
@@ -62,6 +63,20 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
         } catch (err) {
           return { status: 'failed', detail: (err as Error).message, hint: 'start etcd, or pass the right --etcd / ISTHMUS_ETCD (and --etcd-ca, --etcd-cert, --etcd-key for a TLS etcd)' };
         }
+      },
+    },
+    {
+      name: 'etcd TLS',
+      needs: ['etcd reachable and writable'],
+      async run() {
+        const files = ctx.store?.tls?.files;
+        if (!files) return { status: 'warn', detail: 'plain text (http://): anyone who reaches etcd can rewrite the trust bundles', hint: 'turn on TLS with client certificates (docs/security.md, "etcd")' };
+        if (!files.cert) return { status: 'warn', detail: `TLS, with no client certificate${files.ca ? ` (CA ${files.ca})` : ''}`, hint: 'etcd should ask for client certificates (--client-cert-auth; docs/security.md, "etcd")' };
+        const notAfter = new Date(new X509Certificate(readFileSync(files.cert)).validTo);
+        const days = Math.floor((notAfter.getTime() - Date.now()) / 86_400_000);
+        const detail = `client certificate ${files.cert}, valid for ${days} more days`;
+        if (days < 30) return { status: 'warn', detail, hint: 'issue a new one before it expires (isthmus ca issue-etcd-client)' };
+        return { status: 'ok', detail };
       },
     },
     {

@@ -137,6 +137,10 @@ describe('the CLI', () => {
     expect(JSON.parse(flags.stdout)).toMatchObject({ clusters: [] });
     const env = await isthmus(['clusters', '-o', 'json'], etcdEnv(etcd));
     expect(env, env.stderr).toMatchObject({ code: 0 });
+    // An empty etcd fails other checks, so the checks' JSON is followed by the error's: read the first document.
+    const checked = (await isthmus(['check', '-o', 'json'], etcdEnv(etcd))).stdout;
+    const check = JSON.parse(checked.slice(0, checked.indexOf('\n}\n') + 2)) as { checks: { name: string; status: string; detail: string }[] };
+    expect(check.checks.find((c) => c.name === 'etcd TLS')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/client certificate .*client-operator\.pem, valid for 36[45] more days/) });
 
     const bare = await isthmus(['clusters', '-o', 'json', '--etcd', etcd.url, '--etcd-ca', etcd.tls.ca]);
     expect(bare.code).toBe(1);
