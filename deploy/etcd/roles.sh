@@ -7,8 +7,8 @@
 #
 # The root certificate's common name must be "root" (isthmus ca issue-etcd-client root).
 # Every cluster named gets a user federation-<cluster> with the role isthmus-federation-<cluster>;
-# the user "operator" gets isthmus-operator. Run it again with more clusters to add them (it
-# stops at the first error, so add new clusters only).
+# the user "operator" gets isthmus-operator. Run it again with only new clusters to add them
+# (it stops at the first error, such as a role that exists).
 set -eu
 [ "$#" -ge 4 ] || { echo "usage: $0 <endpoint> <ca.pem> <client-root.pem> <client-root-key.pem> [cluster...]" >&2; exit 2; }
 endpoint=$1 ca=$2 cert=$3 key=$4
@@ -16,8 +16,8 @@ shift 4
 e() { ETCDCTL_API=3 etcdctl --endpoints "$endpoint" --cacert "$ca" --cert "$cert" --key "$key" "$@" >/dev/null; }
 p=/isthmus/v1
 
-auth_on=$(ETCDCTL_API=3 etcdctl --endpoints "$endpoint" --cacert "$ca" --cert "$cert" --key "$key" auth status 2>/dev/null | grep -c 'Authentication Status: true' || true)
-if [ "$auth_on" = 0 ]; then
+# The first run makes root and the operator; a later one (root exists) only adds clusters.
+if ! e user get root 2>/dev/null; then
   e user add root --no-password
   e user grant-role root root
   # Operators: join and leave write a cluster's records, its intermediate and the trust bundle;
@@ -51,4 +51,5 @@ for c in "$@"; do
   e user grant-role "federation-$c" "$r"
 done
 
-[ "$auth_on" != 0 ] || e auth enable
+# etcd ignores this when authentication is already on.
+e auth enable

@@ -43,6 +43,13 @@ afterAll(async () => {
   await mesh?.close();
 });
 
+/** A federation's user may write its own exports and not east's. */
+async function northWritesOnlyItsOwn(store: FederationStore): Promise<void> {
+  await store.put(keys.export('north', 'demo', 'x'), { version: recordVersion });
+  await store.delete(keys.export('north', 'demo', 'x'));
+  await expect(store.put(keys.export('east', 'demo', 'x'), { version: recordVersion })).rejects.toMatchObject({ code: 'ISTHMUS_ERR_ETCD_PERMISSION_DENIED' });
+}
+
 describe('etcd with a role per writer', () => {
   test('federations running as their own etcd users publish and see each other; the operator exports', async () => {
     await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', ...etcdArgs(mesh.etcd)]);
@@ -83,6 +90,14 @@ describe('etcd with a role per writer', () => {
     const raw = rawEtcd(mesh.etcd);
     try {
       expect(JSON.parse((await raw.get(keys.bundle('mesh.test')).string())!)).toMatchObject({ trustDomain: 'mesh.test' });
+      // A cluster joining later: the script run again with its name adds its user and role.
+      await run(rolesScript, [mesh.etcd.url, root.ca, root.cert, root.key, 'north']);
+      const north = await FederationStore.connect({ endpoints: mesh.etcd.url, tls: mesh.etcd.client('federation-north') });
+      try {
+        await northWritesOnlyItsOwn(north);
+      } finally {
+        await north.close();
+      }
       expect(await raw.get(keys.export('west', 'demo', 'ledger')).string()).not.toBeNull();
     } finally {
       raw.close();
