@@ -114,6 +114,12 @@ if (purpose === 'test' && !has('openssl', ['version'])) {
   if (!aptInstall(['openssl'])) fail(['openssl is needed by the tests (certificates are checked with it): apt-get install -y openssl']);
 }
 
+// etcdctl, etcd's own client (Debian's etcd-client): the etcd security tests show with it, as an
+// operator would, that etcd refuses a client without a certificate and enforces its roles.
+if (purpose === 'test' && !has('etcdctl', ['version'])) {
+  if (!aptInstall(['etcd-client'])) fail(['etcdctl is needed by the tests (etcd\'s TLS and roles are checked with it): apt-get install -y etcd-client']);
+}
+
 // The network-namespace tests (test/integration/netns.test.ts) build clusters in namespaces with
 // `ip` (Debian's iproute2); without it, or without root, they are skipped and .ci/run says so.
 if (purpose === 'test' && !has('ip', ['-V']) && !has('/usr/sbin/ip', ['-V']) && !has('/sbin/ip', ['-V'])) {

@@ -372,9 +372,10 @@ describe('manifests in deploy/', () => {
     const sources = listAt(deployment, 'spec.template.spec.volumes').filter(isObj).flatMap((v) => listAt(v, 'projected.sources')).filter(isObj);
     const secret = sources.find((s) => at(s, 'secret.name') === 'isthmus-cluster-ca');
     expect(listAt(secret, 'secret.items').map((i) => at(i, 'key')).sort()).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem']);
+    // etcd's CA and the federation's client certificate, where the example's etcd.ca/cert/key point.
     const etcdClient = sources.find((s) => at(s, 'secret.name') === 'isthmus-etcd-client');
     expect(at(etcdClient, 'secret.optional')).toBe(true);
-    expect(listAt(etcdClient, 'secret.items').map((i) => at(i, 'path'))).toEqual(['etcd/ca.crt', 'etcd/tls.crt', 'etcd/tls.key']);
+    expect(listAt(etcdClient, 'secret.items').map((i) => at(i, 'path')).sort()).toEqual(['etcd/ca.pem', 'etcd/client-key.pem', 'etcd/client.pem']);
     const configMap = sources.find((s) => at(s, 'configMap.name') === 'isthmus-cluster');
     expect(listAt(configMap, 'configMap.items').map((i) => at(i, 'path'))).toEqual(['cluster.yaml']);
     // The example ConfigMap is the one the Deployments mount.
@@ -425,6 +426,8 @@ describe('manifests in deploy/', () => {
     const { config } = parseClusterConfig(String(clusterYaml), 'configmap-example.yaml');
     expect(config).toMatchObject({ cluster: 'east', region: 'us-east', zones: ['us-east-1a', 'us-east-1b'], services: [] });
     expect(config.etcd.endpoints.length).toBeGreaterThan(0);
+    expect(config.etcd).toMatchObject({ ca: 'etcd/ca.pem', cert: 'etcd/client.pem', key: 'etcd/client-key.pem' });
+    expect(config.etcd.endpoints.every((e) => e.startsWith('https://'))).toBe(true);
     expect(config.federation.apiPort).toBe(designPorts.federationApi);
     expect(config.federation.dashboardPort).toBe(designPorts.federationDashboard);
     expect(config.certificates.caDir).toBe('.'); // the CA files are projected beside cluster.yaml

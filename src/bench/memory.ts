@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { withStore } from '../cli/common.js';
 import { keys, recordVersion } from '../core/keys.js';
-import { startDevMesh, type DevMesh, type MeshFile } from '../dev/dev-mesh.js';
+import { etcdFlags, startDevMesh, type DevMesh, type MeshFile } from '../dev/dev-mesh.js';
 import { requestThrough } from '../dev/traffic-generator.js';
 import { updateRegistry } from '../federation/registry-file.js';
 import { loadedModules, parseProcStatus } from './loaded-modules.js';
@@ -182,7 +182,7 @@ async function main(): Promise<void> {
         }));
       }
       const started = Date.now();
-      await withStore(file.etcd, async (store) => {
+      await withStore(etcdFlags(file.etcd, file.etcdTls), async (store) => {
         // What `isthmus export` writes, `exportBatch` services a transaction (etcd allows 128 operations in one).
         for (let from = 0; from < names.length; from += exportBatch) {
           const batch = names.slice(from, from + exportBatch).map((name, i) => keys.serviceExport(clusterOf(from + i), namespace, name));

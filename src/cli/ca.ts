@@ -1,7 +1,9 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ensureDirectory } from '../core/user-paths.js';
 import { createRootCa } from '../trust/ca.js';
 import { writeRootCa } from '../trust/ca-files.js';
+import { initEtcdCa, issueEtcdClient } from '../trust/etcd-ca.js';
 import { certificateInfo } from '../trust/verify.js';
 import { validateTrustDomain } from '../trust/spiffe.js';
 import { action, outputOption } from './common.js';
@@ -32,6 +34,50 @@ export function registerCa(program: Command): void {
         '',
         'Next: join a cluster to the mesh:',
         `  isthmus join <cluster> --region <region> --zone <zone> --etcd <url> --ca ${opts.out} --out <cluster-dir>`,
+        '',
+      ].join('\n'));
+    }));
+
+  const collect = (value: string, previous: string[]) => [...previous, ...value.split(',').map((v) => v.trim()).filter(Boolean)];
+  ca.command('init-etcd')
+    .description('create a CA for etcd, apart from the mesh\'s, and etcd\'s server certificate (ca.pem, ca-key.pem, server.pem, server-key.pem); refuses to overwrite them')
+    .requiredOption('--out <dir>', 'directory to write the etcd CA and server certificate into (keys mode 0600)')
+    .option('--host <name-or-ip>', 'an address clients dial etcd at, put in its server certificate; repeat or comma-separate', collect, [])
+    .option('--validity-days <days>', 'server certificate lifetime (the CA lives ten years)', (v) => Number.parseInt(v, 10), 365)
+    .addOption(outputOption())
+    .addHelpText('after', `
+Then start etcd with TLS and client-certificate authentication:
+  etcd --listen-client-urls https://10.0.0.5:2379 --advertise-client-urls https://10.0.0.5:2379 \\
+       --cert-file <dir>/server.pem --key-file <dir>/server-key.pem \\
+       --trusted-ca-file <dir>/ca.pem --client-cert-auth
+and give every writer its own client certificate with \`isthmus ca issue-etcd-client\` (docs/security.md).`)
+    .action(action(async (opts: { out: string; host: string[]; validityDays: number; output: string }) => {
+      const hosts = opts.host.length > 0 ? opts.host : ['127.0.0.1', 'localhost'];
+      const files = initEtcdCa(ensureDirectory(opts.out, '--out', 0o700), { hosts, validityDays: opts.validityDays });
+      if (opts.output === 'json') return printJson({ ...files, serverHosts: hosts });
+      process.stdout.write([
+        `etcd CA and server certificate (for ${hosts.join(', ')}) written to ${resolve(opts.out)}`,
+        `  --trusted-ca-file ${files.ca}`,
+        `  --cert-file       ${files.cert}`,
+        `  --key-file        ${files.key}`,
+        '',
+        'Next: a client certificate per writer, e.g. each cluster\'s federation and the operator:',
+        `  isthmus ca issue-etcd-client federation-<cluster> --ca-dir ${opts.out}`,
+        '',
+      ].join('\n'));
+    }));
+  ca.command('issue-etcd-client')
+    .description('issue an etcd client certificate (client-<name>.pem, client-<name>-key.pem) from the etcd CA; its common name is the etcd user when etcd\'s auth is on')
+    .argument('<name>', 'client name, e.g. federation-east or operator')
+    .requiredOption('--ca-dir <dir>', 'the directory `isthmus ca init-etcd` wrote')
+    .option('--validity-days <days>', 'certificate lifetime', (v) => Number.parseInt(v, 10), 365)
+    .addOption(outputOption())
+    .action(action(async (name: string, opts: { caDir: string; validityDays: number; output: string }) => {
+      const files = issueEtcdClient(opts.caDir, name, { validityDays: opts.validityDays });
+      if (opts.output === 'json') return printJson({ name, ...files });
+      process.stdout.write([
+        `etcd client certificate for "${name}" written to ${resolve(opts.caDir)}`,
+        `  --etcd-ca ${files.ca} --etcd-cert ${files.cert} --etcd-key ${files.key}`,
         '',
       ].join('\n'));
     }));

@@ -92,7 +92,7 @@ Examples:
         if (eq <= 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `--header ${JSON.stringify(h)} is not name=value`);
         headers[h.slice(0, eq)] = h.slice(eq + 1);
       }
-      const { records, trustDomains } = await withStore(opts.etcd, async (store) => {
+      const { records, trustDomains } = await withStore(opts, async (store) => {
         const policies = (await store.list(keys.policies)).records.filter((r) => !r.key.startsWith(keys.sloPolicies)).flatMap((r) => (isRecord(PolicyRecordSchema, r.value) ? [r.value] : []));
         const clusters = opts.trustDomain ? [] : (await store.list(keys.clusters)).records.flatMap((r) => (isRecord(ClusterRecordSchema, r.value) ? [r.value.trustDomain] : []));
         return { records: policies, trustDomains: opts.trustDomain ? [opts.trustDomain] : clusters };

@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
@@ -10,13 +11,14 @@ import { isRecord, ProbeRecordSchema, SloPolicySchema } from '../model/records.j
 import { validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { readClusterCa } from '../trust/ca-files.js';
 import { certificateInfo, isSignedBy } from '../trust/verify.js';
-import { action, connectStore, etcdEndpoints, etcdOption, exitFailure, outputOption } from './common.js';
+import { action, connectStore, etcdEndpoints, etcdFlagsWithConfig, etcdOption, exitFailure, outputOption, type EtcdFlags } from './common.js';
 import { inMesh, readMeshCatalog } from './list.js';
 import { dashboardOf, liveOverview } from './dashboard-client.js';
 import { failedChecks, printChecks, runChecks, type Check } from './preflight.js';
 
 interface CheckContext {
   endpoints: string[];
+  etcd: EtcdFlags;
   configPath?: string;
   loaded?: LoadedClusterConfig;
   store?: FederationStore;
@@ -31,12 +33,12 @@ export function registerCheck(program: Command): void {
   program.command('check')
     .description('check the mesh: etcd, clock skew, certificates and their expiry, each cluster\'s liveness; says how to fix what is wrong')
     .addOption(etcdOption())
-    .option('-c, --config <file>', 'also check this cluster\'s config and CA files (and take the etcd address from it)')
+    .option('-c, --config <file>', 'also check this cluster\'s config and CA files (and take the etcd address and TLS files from it)')
     .addOption(outputOption())
-    .action(action(async (opts: { etcd?: string; config?: string; output: string }) => {
+    .action(action(async (opts: EtcdFlags & { config?: string; output: string }) => {
       const loaded = opts.config ? loadClusterConfig(opts.config) : undefined;
-      const endpoints = etcdEndpoints(opts.etcd ?? loaded?.config.etcd.endpoints.join(','));
-      const context: CheckContext = { endpoints, bundles: [], ...(loaded ? { loaded } : {}) };
+      const etcd = etcdFlagsWithConfig(opts, loaded);
+      const context: CheckContext = { endpoints: etcdEndpoints(etcd.etcd), etcd, bundles: [], ...(loaded ? { loaded } : {}) };
       try {
         const results = await runChecks(checks(context), context);
         printChecks(results, opts.output);
@@ -60,20 +62,34 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
       name: 'etcd reachable and writable',
       async run() {
         try {
-          ctx.store = await connectStore(ctx.endpoints.join(','));
+          ctx.store = await connectStore(ctx.etcd);
           const ms = await ctx.store.ping();
           const status = await ctx.store.status();
           return { status: 'ok', detail: `${ctx.endpoints.join(', ')}: etcd ${status.version}, write round trip ${ms.toFixed(0)} ms` };
         } catch (err) {
-          return { status: 'failed', detail: (err as Error).message, hint: 'start etcd, or pass the right --etcd / ISTHMUS_ETCD' };
+          return { status: 'failed', detail: (err as Error).message, hint: 'start etcd, or pass the right --etcd / ISTHMUS_ETCD (and --etcd-ca, --etcd-cert, --etcd-key for a TLS etcd)' };
         }
+      },
+    },
+    {
+      name: 'etcd TLS',
+      needs: ['etcd reachable and writable'],
+      async run() {
+        const files = ctx.store?.tls?.files;
+        if (!files) return { status: 'warn', detail: 'plain text (http://): anyone who reaches etcd can rewrite the trust bundles', hint: 'turn on TLS with client certificates (docs/security.md, "etcd")' };
+        if (!files.cert) return { status: 'warn', detail: `TLS, with no client certificate${files.ca ? ` (CA ${files.ca})` : ''}`, hint: 'etcd should ask for client certificates (--client-cert-auth; docs/security.md, "etcd")' };
+        const notAfter = new Date(new X509Certificate(readFileSync(files.cert)).validTo);
+        const days = Math.floor((notAfter.getTime() - Date.now()) / 86_400_000);
+        const detail = `client certificate ${files.cert}, valid for ${days} more days`;
+        if (days < 30) return { status: 'warn', detail, hint: 'issue a new one before it expires (isthmus ca issue-etcd-client)' };
+        return { status: 'ok', detail };
       },
     },
     {
       name: 'clock skew',
       needs: ['etcd reachable and writable'],
       async run() {
-        const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '');
+        const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '', ctx.store?.tls);
         const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
         if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise clocks with NTP: certificates are refused outside their validity window' };
         if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { IsthmusError, describeError, isIsthmusError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
+import type { EtcdTlsFiles } from '../federation/etcd-tls.js';
 import type { FederationStore } from '../federation/store.js';
 import { parseOutputFormat, printJson, type OutputFormat } from './output.js';
 
@@ -21,7 +22,58 @@ export function logOptions(command: Command): Command {
 }
 
 export function etcdOption(): Option {
-  return new Option('--etcd <urls>', 'etcd client URL(s), comma-separated').env('ISTHMUS_ETCD');
+  return new Option('--etcd <urls>', 'etcd client URL(s), comma-separated (https:// when etcd has TLS on)').env('ISTHMUS_ETCD');
+}
+
+/** What a command that reads etcd gets from --etcd and its TLS options (or their environment variables). */
+export interface EtcdFlags {
+  etcd?: string | undefined;
+  etcdCa?: string | undefined;
+  etcdCert?: string | undefined;
+  etcdKey?: string | undefined;
+}
+
+/**
+ * Gives every command that has --etcd (below `program`) --etcd-ca, --etcd-cert and --etcd-key
+ * too, listed right after it, so no command can read etcd without being able to prove itself
+ * to a locked-down one. Run once the commands are registered.
+ */
+export function addEtcdTlsOptions(program: Command): void {
+  for (const command of program.commands) {
+    addEtcdTlsOptions(command);
+    const at = command.options.findIndex((o) => o.long === '--etcd');
+    if (at < 0) continue;
+    // Beside --etcd's own variable: ISTHMUS_ETCD_CA, or ISTHMUS_DEV_ETCD_CA for `dev up`.
+    const env = command.options[at]?.envVar ?? 'ISTHMUS_ETCD';
+    const added = [
+      new Option('--etcd-ca <file>', 'CA certificate that signed etcd\'s server certificate (default: Node\'s public CAs and NODE_EXTRA_CA_CERTS)').env(`${env}_CA`),
+      new Option('--etcd-cert <file>', 'client certificate for etcd (its --client-cert-auth), signed by etcd\'s CA').env(`${env}_CERT`),
+      new Option('--etcd-key <file>', 'private key of --etcd-cert').env(`${env}_KEY`),
+    ];
+    for (const option of added) command.addOption(option);
+    // Help lists options in this array's order: keep the three beside --etcd.
+    (command.options as Option[]).splice(command.options.length - added.length, added.length);
+    (command.options as Option[]).splice(at + 1, 0, ...added);
+  }
+}
+
+/**
+ * The etcd a command reads: the flags (or their environment variables) where given, otherwise
+ * what the cluster config (`--config`) says, field by field.
+ */
+export function etcdFlagsWithConfig(flags: EtcdFlags, config: { config: { etcd: { endpoints: readonly string[] } }; etcdTls: EtcdTlsFiles } | undefined): EtcdFlags {
+  if (!config) return flags;
+  return {
+    etcd: flags.etcd || config.config.etcd.endpoints.join(','),
+    etcdCa: flags.etcdCa || config.etcdTls.ca,
+    etcdCert: flags.etcdCert || config.etcdTls.cert,
+    etcdKey: flags.etcdKey || config.etcdTls.key,
+  };
+}
+
+/** The TLS files of EtcdFlags, for FederationStore.connect. */
+export function etcdTlsFiles(flags: EtcdFlags): EtcdTlsFiles {
+  return { ca: flags.etcdCa || undefined, cert: flags.etcdCert || undefined, key: flags.etcdKey || undefined };
 }
 
 export function outputOption(): Option {
@@ -41,15 +93,15 @@ export function etcdEndpoints(value: string | undefined): string[] {
   return endpoints;
 }
 
-export async function connectStore(etcd: string | undefined): Promise<FederationStore> {
+export async function connectStore(flags: EtcdFlags): Promise<FederationStore> {
   // Loaded on use: the etcd client (gRPC, protobufs) is most of the CLI's start-up time.
   const { FederationStore } = await import('../federation/store.js');
-  return await FederationStore.connect({ endpoints: etcdEndpoints(etcd), logger: silentLogger, dialTimeoutMs: 3000 });
+  return await FederationStore.connect({ endpoints: etcdEndpoints(flags.etcd), tls: etcdTlsFiles(flags), logger: silentLogger, dialTimeoutMs: 3000 });
 }
 
 /** Opens a store, runs `work`, always closes it. */
-export async function withStore<T>(etcd: string | undefined, work: (store: FederationStore) => Promise<T>): Promise<T> {
-  const store = await connectStore(etcd);
+export async function withStore<T>(flags: EtcdFlags, work: (store: FederationStore) => Promise<T>): Promise<T> {
+  const store = await connectStore(flags);
   try {
     return await work(store);
   } finally {

@@ -4,11 +4,11 @@ import { delimiter, join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
-import { action, etcdEndpoints, etcdOption, outputOption, runUntilSignal } from './common.js';
+import { action, etcdEndpoints, etcdTlsFiles, etcdOption, outputOption, runUntilSignal, type EtcdFlags } from './common.js';
 import { operatorOptions } from './operator.js';
 import type { OperatorFlags } from '../trust/operator-files.js';
 
-interface DashOptions extends OperatorFlags { listen: string; etcd?: string; open?: boolean; output: string; logFormat?: LogFormat; logLevel: string; reads: 'operator' | 'public' }
+interface DashOptions extends OperatorFlags, EtcdFlags { listen: string; open?: boolean; output: string; logFormat?: LogFormat; logLevel: string; reads: 'operator' | 'public' }
 
 const defaultListen = '127.0.0.1:15015';
 
@@ -32,6 +32,7 @@ page keeps in a cookie; without a credential, open it with ?token=$(isthmus oper
 Examples:
   isthmus dash --etcd http://127.0.0.1:2379 --open
   ISTHMUS_ETCD=http://10.0.0.5:2379 isthmus dash --listen 0.0.0.0:15015
+  isthmus dash --etcd https://10.0.0.5:2379 --etcd-ca etcd-ca.pem --etcd-cert client-operator.pem --etcd-key client-operator-key.pem
   isthmus dash --listen 127.0.0.1:0 --output json     # prints {"url":"http://127.0.0.1:<port>/"}`)
     .action(action(async (opts: DashOptions) => {
       const json = opts.output === 'json';
@@ -44,7 +45,7 @@ Examples:
       const { startTelemetryServer } = await import('../telemetry/http.js');
       const { createMetrics } = await import('../telemetry/metrics.js');
 
-      const source = await StoreSource.open({ endpoints, logger });
+      const source = await StoreSource.open({ endpoints, tls: etcdTlsFiles(opts), logger });
       // This process's own metrics: process stats, and the catalog and sync lag as this dash sees them.
       const metrics = createMetrics('federation', { cluster: 'dash' }, {
         clusterSyncs: () => source.mirror.clusterSyncs(),

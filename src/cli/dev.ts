@@ -6,10 +6,10 @@ import { IsthmusError } from '../core/errors.js';
 import { ensureDirectory } from '../core/user-paths.js';
 import { canaryRouteName, writeCanaryFiles, writeSloFile } from '../dev/canary-files.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
-import { action, etcdOption, outputOption } from './common.js';
+import { action, etcdOption, etcdTlsFiles, outputOption, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions { clusters: string; stateDir?: string; etcd?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; output: string }
+interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -42,7 +42,7 @@ export function registerDev(program: Command): void {
       let started = false;
       void asked.reason.then((reason) => { if (!started) say(`${reason}: the mesh stops as soon as it has finished starting...`); });
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, etcdTls: etcdTlsFiles(opts), trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
         .catch((err: unknown) => {
           asked.dispose();
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
@@ -105,6 +105,7 @@ export function tryLines(file: MeshFile, clusters: string[], stateDir: string, s
     ] : []),
     ...(redis ? [`  redis-cli -h ${redis.split(':')[0]} -p ${redis.split(':')[1]} ping                                       # a plain TCP service in west, through its gateway`] : []),
     `  export ISTHMUS_ETCD=${file.etcd}`,
+    ...(file.etcdTls ? [`  export ISTHMUS_ETCD_CA=${file.etcdTls.ca ?? ''} ISTHMUS_ETCD_CERT=${file.etcdTls.cert ?? ''} ISTHMUS_ETCD_KEY=${file.etcdTls.key ?? ''}`] : []),
     `  export ISTHMUS_OPERATOR_DIR=${file.operator}   # your operator credential: trace and the admin ports ask for it`,
     ...(hasWest ? [
       `  isthmus explain ledger -n demo --from ${first}     # where ledger's traffic goes from ${first}, and why`,

@@ -3,10 +3,10 @@ import { IsthmusError } from '../core/errors.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
 import type { ServiceExportRecord } from '../model/records.js';
-import { action, etcdOption, outputOption, withStore } from './common.js';
+import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
-interface ExportOptions { namespace: string; cluster: string; etcd?: string; output: string }
+interface ExportOptions extends EtcdFlags { namespace: string; cluster: string; output: string }
 
 export function registerExport(program: Command): void {
   program.command('export')
@@ -18,7 +18,7 @@ export function registerExport(program: Command): void {
     .addOption(outputOption())
     .action(action(async (service: string, opts: ExportOptions) => {
       validateNames(service, opts);
-      const changed = await withStore(opts.etcd, async (store) => {
+      const changed = await withStore(opts, async (store) => {
         await requireCluster(store, opts.cluster);
         const key = keys.serviceExport(opts.cluster, opts.namespace, service);
         const value: ServiceExportRecord = { version: recordVersion, exportedAt: new Date().toISOString() };
@@ -48,7 +48,7 @@ Example:
   isthmus unexport ledger -n shop --cluster west`)
     .action(action(async (service: string, opts: ExportOptions) => {
       validateNames(service, opts);
-      await withStore(opts.etcd, async (store) => {
+      await withStore(opts, async (store) => {
         await requireCluster(store, opts.cluster);
         const key = keys.serviceExport(opts.cluster, opts.namespace, service);
         if (!(await store.get(key))) {

@@ -8,20 +8,20 @@ import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
 import { checkDirectory, ensureDirectory } from '../core/user-paths.js';
 import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
+import { loadEtcdTls, type EtcdTls } from '../federation/etcd-tls.js';
 import type { FederationStore } from '../federation/store.js';
 import type { ClusterRecord } from '../model/records.js';
 import { addRoot, newBundle, validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { createIntermediateCa, type CertAndKey } from '../trust/ca.js';
 import { readRootCa, writeClusterCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
-import { action, connectStore, etcdEndpoints, etcdOption, outputOption } from './common.js';
+import { action, connectStore, etcdEndpoints, etcdOption, outputOption, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 import { failedChecks, formatCheck, printChecks, runChecks, type Check, type CheckResult } from './preflight.js';
 
-export interface JoinOptions {
+export interface JoinOptions extends EtcdFlags {
   region: string;
   zone: string[];
-  etcd?: string;
   ca: string;
   out: string;
   /** Unset in local mode: join picks the first loopback 127.0.N.1 that no cluster uses and nothing here listens on. */
@@ -33,6 +33,12 @@ export interface JoinOptions {
   gateway: string[];
   leaseTtl: string;
   force?: boolean;
+  /**
+   * The client certificate and key the cluster's federation presents to etcd, recorded in
+   * cluster.yaml instead of --etcd-cert/--etcd-key (the operator's, which join itself uses).
+   */
+  federationEtcdCert?: string | undefined;
+  federationEtcdKey?: string | undefined;
   output: string;
 }
 
@@ -44,6 +50,7 @@ interface JoinContext {
   root?: CertAndKey & { trustDomain: string };
   bundle?: { value: TrustBundle; modRevision: number };
   existing?: { modRevision: number };
+  federationEtcd?: { cert?: string | undefined; key?: string | undefined };
 }
 
 const collect = (value: string, previous: string[]) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -68,6 +75,8 @@ export function registerJoin(program: Command): void {
     .option('--dashboard-port <port>', 'dashboard port', port, 15014)
     .option('--gateway <host:port>', 'an east-west gateway address to publish; repeatable', collect, [])
     .option('--lease-ttl <duration>', 'how long the cluster\'s records outlive its federation service', '15s')
+    .option('--federation-etcd-cert <file>', 'client certificate the cluster\'s federation presents to etcd, recorded in cluster.yaml (default: --etcd-cert, which join itself uses)')
+    .option('--federation-etcd-key <file>', 'key of --federation-etcd-cert')
     .option('--force', 'replace a cluster of the same name and reuse a non-empty --out')
     .addOption(outputOption())
     .action(action(async (cluster: string, opts: JoinOptions) => {
@@ -102,6 +111,11 @@ export async function joinCluster(cluster: string, opts: JoinOptions, onCheck?: 
   if (opts.zone.length === 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--zone needs at least one zone');
   for (const zone of opts.zone) checkName('zone', zone);
   const context: JoinContext = { cluster, opts, endpoints: etcdEndpoints(opts.etcd) };
+  if (opts.federationEtcdCert || opts.federationEtcdKey) {
+    // Checked (pair, expiry, readable) before anything is written; etcd itself judges it when the federation starts.
+    const files = loadEtcdTls(context.endpoints, { ca: opts.etcdCa, cert: opts.federationEtcdCert, key: opts.federationEtcdKey });
+    context.federationEtcd = { cert: files?.files.cert, key: files?.files.key };
+  }
   try {
     const checks = await runChecks(joinChecks, context, onCheck);
     const failed = failedChecks(checks);
@@ -134,11 +148,11 @@ const joinChecks: Check<JoinContext>[] = [
     name: 'etcd reachable and writable',
     async run(ctx) {
       try {
-        ctx.store = await connectStore(ctx.endpoints.join(','));
+        ctx.store = await connectStore(ctx.opts);
         const ms = await ctx.store.ping();
         return { status: 'ok', detail: `${ctx.endpoints.join(', ')} answered a write in ${ms.toFixed(0)} ms` };
       } catch (err) {
-        return { status: 'failed', detail: (err as Error).message, hint: 'start etcd or correct --etcd / ISTHMUS_ETCD' };
+        return { status: 'failed', detail: (err as Error).message, hint: 'start etcd or correct --etcd / ISTHMUS_ETCD (and --etcd-ca, --etcd-cert, --etcd-key for a TLS etcd)' };
       }
     },
   },
@@ -146,7 +160,7 @@ const joinChecks: Check<JoinContext>[] = [
     name: 'clock skew',
     needs: ['etcd reachable and writable'],
     async run(ctx) {
-      const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '');
+      const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '', ctx.store?.tls);
       const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
       if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise this machine\'s clock (NTP); certificates would be refused' };
       if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };
@@ -318,6 +332,16 @@ async function canListen(host: string, port: number): Promise<boolean> {
   });
 }
 
+/**
+ * The TLS files join connected with (or --federation-etcd-cert/-key), absolute, so the
+ * federation started from any directory presents the same client certificate to etcd.
+ */
+function recordedEtcdTls(tls: EtcdTls | undefined, federation: JoinContext['federationEtcd']): { ca?: string; cert?: string; key?: string } {
+  const cert = federation?.cert ?? tls?.files.cert;
+  const key = federation?.key ?? tls?.files.key;
+  return { ...(tls?.files.ca ? { ca: tls.files.ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+}
+
 function clusterYaml(ctx: JoinContext): string {
   const { opts } = ctx;
   const config = {
@@ -325,7 +349,7 @@ function clusterYaml(ctx: JoinContext): string {
     region: opts.region,
     zones: opts.zone,
     trustDomain: ctx.root!.trustDomain,
-    etcd: { endpoints: ctx.endpoints },
+    etcd: { endpoints: ctx.endpoints, ...recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd) },
     federation: {
       host: opts.federationHost ?? '127.0.0.1',
       ...(opts.advertise ? { advertise: opts.advertise } : {}),

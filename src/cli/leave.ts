@@ -3,7 +3,7 @@ import { IsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import { checkName } from '../core/names.js';
 import type { ClusterRecord } from '../model/records.js';
-import { action, etcdOption, outputOption, withStore } from './common.js';
+import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
 export function registerLeave(program: Command): void {
@@ -12,9 +12,9 @@ export function registerLeave(program: Command): void {
     .argument('<cluster>', 'cluster name')
     .addOption(etcdOption())
     .addOption(outputOption())
-    .action(action(async (cluster: string, opts: { etcd?: string; output: string }) => {
+    .action(action(async (cluster: string, opts: EtcdFlags & { output: string }) => {
       checkName('cluster', cluster);
-      const result = await withStore(opts.etcd, async (store) => {
+      const result = await withStore(opts, async (store) => {
         const record = await store.get<ClusterRecord>(keys.cluster(cluster));
         if (!record) throw new IsthmusError('ISTHMUS_ERR_CLUSTER_UNKNOWN', `no cluster named ${cluster} is in the mesh; \`isthmus clusters\` lists them`);
         const wasAlive = (await store.get(keys.alive(cluster))) !== undefined;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { keys } from '../core/keys.js';
 import type { FederationStore } from '../federation/store.js';
 import { buildCatalog, type Catalog } from '../model/catalog.js';
-import { action, etcdOption, outputOption, withStore } from './common.js';
+import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { printJson, printTable } from './output.js';
 
 /**
@@ -38,8 +38,8 @@ export function registerList(program: Command): void {
     .description('list the services exported in the mesh, per cluster, with healthy/total endpoints')
     .addOption(etcdOption())
     .addOption(outputOption())
-    .action(action(async (opts: { etcd?: string; output: string }) => {
-      const { catalog, exportIntents } = await withStore(opts.etcd, readMeshCatalog);
+    .action(action(async (opts: EtcdFlags & { output: string }) => {
+      const { catalog, exportIntents } = await withStore(opts, readMeshCatalog);
       // An export the operator asked for but no live federation service publishes: say so.
       const pending = exportIntents.filter((i) => !catalog.services.some((s) => s.namespace === i.namespace && s.name === i.name && s.clusters.some((c) => c.cluster === i.cluster)));
       if (opts.output === 'json') return printJson({ revision: catalog.revision, services: catalog.services, pending });
@@ -58,8 +58,8 @@ export function registerList(program: Command): void {
     .description('list the clusters in the mesh with their liveness and gateways')
     .addOption(etcdOption())
     .addOption(outputOption())
-    .action(action(async (opts: { etcd?: string; output: string }) => {
-      const { catalog } = await withStore(opts.etcd, readMeshCatalog);
+    .action(action(async (opts: EtcdFlags & { output: string }) => {
+      const { catalog } = await withStore(opts, readMeshCatalog);
       if (opts.output === 'json') return printJson({ revision: catalog.revision, clusters: catalog.clusters });
       printTable(
         ['NAME', 'REGION', 'ZONES', 'TRUST DOMAIN', 'ALIVE', 'FEDERATION', 'GATEWAYS'],

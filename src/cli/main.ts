@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { version } from '../core/version.js';
+import { addEtcdTlsOptions } from './common.js';
 
 type Register = (program: Command) => void;
 
@@ -49,6 +50,7 @@ export async function buildProgram(only?: string): Promise<Command> {
     .exitOverride();
   const wanted = commands.filter((c) => only !== undefined && c.names.includes(only));
   for (const command of wanted.length > 0 ? wanted : commands) (await command.load())(program);
+  addEtcdTlsOptions(program);
   program.addHelpText('after', `
 Examples:
   isthmus dev up                      # a whole two-cluster mesh on this machine
@@ -58,7 +60,8 @@ Examples:
   isthmus export hello --namespace demo --cluster east
   isthmus services --output json
 
-The etcd address may also come from ISTHMUS_ETCD.`);
+The etcd address may also come from ISTHMUS_ETCD, and etcd's TLS files (--etcd-ca, --etcd-cert,
+--etcd-key) from ISTHMUS_ETCD_CA, ISTHMUS_ETCD_CERT and ISTHMUS_ETCD_KEY.`);
   return program;
 }
 

@@ -2,7 +2,7 @@ import { IsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import { planPolicy, type ApplyChange, type PolicyRecord } from '../model/policy-records.js';
 import type { FederationStore } from '../federation/store.js';
-import { withStore } from './common.js';
+import { withStore, type EtcdFlags } from './common.js';
 import { readPolicyFile, type ParsedPolicy } from './policy-documents.js';
 
 export interface ApplyResult {
@@ -17,7 +17,7 @@ export interface ApplyResult {
  * is written), then one etcd transaction for all of them, guarded by the revisions read, so a
  * concurrent writer makes it fail whole (ISTHMUS_ERR_ETCD_CONFLICT) rather than half-apply.
  */
-export async function applyPolicies(file: string, etcd: string | undefined, dryRun: boolean): Promise<ApplyResult> {
+export async function applyPolicies(file: string, etcd: EtcdFlags, dryRun: boolean): Promise<ApplyResult> {
   const parsed = await readPolicyFile(file);
   return await withStore(etcd, async (store) => {
     const known = await knownServices(store);

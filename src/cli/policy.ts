@@ -10,11 +10,11 @@ import { liveOverview } from './dashboard-client.js';
 import { inMesh, readMeshCatalog } from './list.js';
 import { describeObjective } from '../model/slo-spec.js';
 import type { FederationStore } from '../federation/store.js';
-import { action, etcdOption, outputOption, withStore } from './common.js';
+import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { printJson, printTable } from './output.js';
 import { applyPolicies } from './policy-apply.js';
 
-interface PolicyOptions { etcd?: string; output: string }
+interface PolicyOptions extends EtcdFlags { output: string }
 
 const kindWords = `slo, ${policyKinds.map((k) => k.segment).join(', ')}`;
 
@@ -58,7 +58,7 @@ A service level objective (slo.yaml):
 
   isthmus policy apply -f slo.yaml`)
     .action(action(async (opts: PolicyOptions & { file: string; dryRun?: boolean }) => {
-      const result = await applyPolicies(opts.file, opts.etcd, opts.dryRun === true);
+      const result = await applyPolicies(opts.file, opts, opts.dryRun === true);
       if (opts.output === 'json') return printJson(result);
       for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
       const verb = { created: result.dryRun ? 'would be created' : 'created', changed: result.dryRun ? 'would be changed' : 'changed', unchanged: 'unchanged' };
@@ -71,7 +71,7 @@ A service level objective (slo.yaml):
     .addOption(etcdOption())
     .addOption(outputOption())
     .action(action(async (opts: PolicyOptions) => {
-      const { slos, traffic, catalog, views, from } = await withStore(opts.etcd, async (store) => {
+      const { slos, traffic, catalog, views, from } = await withStore(opts, async (store) => {
         const { records } = await store.list(keys.policies);
         const slos = records.filter((r) => r.key.startsWith(keys.sloPolicies)).flatMap((r) => (isRecord(SloPolicySchema, r.value) ? [r.value] : []));
         const traffic = records.filter((r) => !r.key.startsWith(keys.sloPolicies)).flatMap((r) => (isRecord(PolicyRecordSchema, r.value) ? [r.value] : []));
@@ -111,7 +111,7 @@ A service level objective (slo.yaml):
     .addOption(outputOption())
     .action(action(async (kindWord: string, name: string, opts: PolicyOptions) => {
       const { key, label } = policyKey(kindWord, name);
-      const stored = await withStore(opts.etcd, async (store) => store.get(key));
+      const stored = await withStore(opts, async (store) => store.get(key));
       if (!stored) throw new IsthmusError('ISTHMUS_ERR_POLICY_NOT_FOUND', `there is no ${label}; \`isthmus policy list\` shows them`);
       const value = isRecord(PolicyRecordSchema, stored.value) ? policyDocument(stored.value) : stored.value;
       if (opts.output === 'json') return printJson(value);
@@ -126,7 +126,7 @@ A service level objective (slo.yaml):
     .addOption(outputOption())
     .action(action(async (kindWord: string, name: string, opts: PolicyOptions) => {
       const { key, label, slo, namespace, policyName } = policyKey(kindWord, name);
-      const existed = await withStore(opts.etcd, async (store) => {
+      const existed = await withStore(opts, async (store) => {
         const had = (await store.get(key)) !== undefined;
         if (had) await store.transact({ deletes: [key, ...(slo ? [keys.sloStatus(namespace, policyName)] : [])] });
         return had;

@@ -5,7 +5,7 @@ import { IsthmusError } from '../core/errors.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { loadSidecarConfig } from '../sidecar/config.js';
 import { formatExplanation, type RouteExplanation } from '../sidecar/explain.js';
-import { action, etcdOption, logOptions, outputOption, runUntilSignal, withStore } from './common.js';
+import { action, etcdOption, logOptions, outputOption, runUntilSignal, withStore, type EtcdFlags } from './common.js';
 import { sidecarsOf } from './dashboard-client.js';
 import { printJson } from './output.js';
 
@@ -67,11 +67,11 @@ Examples:
 }
 
 /** The sidecars to ask: --from's client sidecar in a dev mesh's mesh.json, or --from's sidecars as its federation lists them. */
-async function adminsOf(opts: { from?: string; stateDir?: string; etcd?: string }, headers: Record<string, string>): Promise<string[]> {
+async function adminsOf(opts: EtcdFlags & { from?: string; stateDir?: string }, headers: Record<string, string>): Promise<string[]> {
   if (!opts.from) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', 'say which sidecar to ask: --from <cluster> (with --etcd or ISTHMUS_ETCD) or --sidecar <admin host:port>');
   if (opts.stateDir !== undefined) return [adminFromMesh(opts.stateDir, opts.from)];
   const from = opts.from;
-  return await withStore(opts.etcd, (store) => sidecarsOf(store, from, headers));
+  return await withStore(opts, (store) => sidecarsOf(store, from, headers));
 }
 
 function adminFromMesh(stateDir: string, from: string): string {

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
-import { action, etcdOption, outputOption, withStore } from './common.js';
+import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { liveOverview } from './dashboard-client.js';
 import { printJson, printTable } from './output.js';
 import { operatorOptions } from './operator.js';
 import type { OperatorFlags } from '../trust/operator-files.js';
 
-interface StatOptions extends OperatorFlags { etcd?: string; output: string; pairs?: boolean; from?: string }
+interface StatOptions extends OperatorFlags, EtcdFlags { output: string; pairs?: boolean; from?: string }
 
 const num = (v: number | null | undefined, digits = 2) => (v === null || v === undefined ? '-' : v.toFixed(digits));
 
@@ -26,7 +26,7 @@ Examples:
   isthmus stat --pairs
   isthmus stat --output json | jq '.services[] | select(.traffic.successPercent < 99.9)'`)
     .action(action(async (opts: StatOptions) => {
-      const live = await withStore(opts.etcd, (store) => liveOverview(store, opts.from, undefined, opts));
+      const live = await withStore(opts, (store) => liveOverview(store, opts.from, undefined, opts));
       if (!live) {
         throw new IsthmusError('ISTHMUS_ERR_API_UNREACHABLE', 'no federation dashboard answered: is a federation service running (`isthmus clusters` shows which are alive)? Its alive record names its dashboard port (15014)');
       }

@@ -3,13 +3,13 @@ import { errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import type { FederationStore } from '../federation/store.js';
 import { assembleTrace, formatTrace, type GatewayView, type TraceResult } from '../sidecar/trace.js';
-import { action, connectStore, etcdOption, outputOption } from './common.js';
+import { action, connectStore, etcdOption, outputOption, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 import { dashboardOf, refusal, sidecarsOf } from './dashboard-client.js';
 import { operatorOptions } from './operator.js';
 import { findOperatorCredential, operatorHeaders, type OperatorFlags } from '../trust/operator-files.js';
 
-interface TraceOptions extends OperatorFlags { from: string; namespace?: string; path: string; method: string; sidecar?: string; etcd?: string; output: string }
+interface TraceOptions extends OperatorFlags, EtcdFlags { from: string; namespace?: string; path: string; method: string; sidecar?: string; output: string }
 
 const adminTimeoutMs = 3_000;
 /** The sidecar waits up to 10 s for the traced answer; give it that and a little. */
@@ -43,7 +43,7 @@ Examples:
       let store: FederationStore | undefined;
       const notes: string[] = [];
       try {
-        const openStore = async () => (store ??= await connectStore(opts.etcd));
+        const openStore = async () => (store ??= await connectStore(opts));
         // One token for the whole command: every admin port it asks wants the operator.
         const headers = operatorHeaders(findOperatorCredential(opts));
         const body = { service, ...(opts.namespace ? { namespace: opts.namespace } : {}), path: opts.path, method: opts.method.toUpperCase() };

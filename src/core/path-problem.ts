@@ -53,6 +53,11 @@ function reason(use: PathUse, errno: string | undefined): { why: string; todo: s
   }
 }
 
+/** Only the why of describePathProblem ("it does not exist"), for a message that says the rest itself. */
+export function pathProblemReason(use: PathUse, errno: string | undefined): string {
+  return reason(use, errno).why;
+}
+
 export function describePathProblem(problem: PathProblem): string {
   const { why, todo } = reason(problem.use, problem.errno);
   return `${problem.given} ${problem.path} ${intent[problem.use]}: ${why}; ${todo}.`;

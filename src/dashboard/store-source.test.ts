@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startEtcd, type TestEtcd } from '../../test/helpers/etcd.js';
+import { startEtcd, storeOptions, type TestEtcd } from '../../test/helpers/etcd.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
@@ -28,7 +28,7 @@ async function until<T>(probe: () => T | undefined | false, timeoutMs: number, w
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  writer = await FederationStore.connect({ endpoints: etcd.url });
+  writer = await FederationStore.connect(storeOptions(etcd));
   await writer.put(keys.cluster('east'), cluster('east'));
   await writer.put(keys.alive('east'), alive());
   await writer.put(keys.export('east', 'demo', 'hello'), exported);
@@ -40,9 +40,9 @@ afterAll(async () => {
 
 describe('StoreSource: the dashboard straight from etcd', () => {
   test('lists the whole prefix, builds the catalog as a federation does, and follows changes with a catalog event', async () => {
-    const source = await StoreSource.open({ endpoints: [etcd.url] });
+    const source = await StoreSource.open({ endpoints: [etcd.url], tls: etcd.tls });
     try {
-      expect(source.cluster).toBe(`isthmus dash (etcd ${etcd.url.replace('http://', '')})`);
+      expect(source.cluster).toBe(`isthmus dash (etcd ${etcd.url.replace('https://', '')})`);
       expect(source.catalog.clusters.map((c) => [c.name, c.alive])).toEqual([['east', true]]);
       expect(source.catalog.services.map((s) => `${s.namespace}/${s.name}`)).toEqual(['demo/hello']);
       const overview = buildOverview(source);
@@ -70,7 +70,7 @@ describe('StoreSource: the dashboard straight from etcd', () => {
     await writer.put(keys.cluster('quiet'), cluster('quiet'));
     await writer.put(keys.alive('quiet'), alive());
     // leaseTtlSeconds 0: stale after 5 s unseen.
-    const source = await StoreSource.open({ endpoints: [etcd.url], leaseTtlSeconds: 0, tickMs: 200 });
+    const source = await StoreSource.open({ endpoints: [etcd.url], tls: etcd.tls, leaseTtlSeconds: 0, tickMs: 200 });
     try {
       expect(source.catalog.clusters.find((c) => c.name === 'quiet')?.alive).toBe(true);
       await until(() => source.catalog.clusters.find((c) => c.name === 'quiet')?.alive === false, 9_000, 'quiet to go stale');
@@ -82,7 +82,7 @@ describe('StoreSource: the dashboard straight from etcd', () => {
   }, 20_000);
 
   test('through an etcd outage: keeps the last state (not stale), says so, and follows again after', async () => {
-    const source = await StoreSource.open({ endpoints: [etcd.url], leaseTtlSeconds: 0, tickMs: 200 });
+    const source = await StoreSource.open({ endpoints: [etcd.url], tls: etcd.tls, leaseTtlSeconds: 0, tickMs: 200 });
     // Heartbeats keep east alive while etcd is up, as its federation would.
     const beat = setInterval(() => void writer.put(keys.alive('east'), alive()).catch(() => undefined), 500);
     try {

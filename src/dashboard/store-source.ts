@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { CatalogChanges, staleAfterMs } from '../federation/catalog-changes.js';
 import { StoreMirror } from '../federation/mirror.js';
 import { FederationStore, type PrefixWatch } from '../federation/store.js';
+import type { EtcdTlsFiles } from '../federation/etcd-tls.js';
 import type { Catalog } from '../model/catalog.js';
 import type { DashboardSource } from './server.js';
 
@@ -13,6 +14,8 @@ export interface StoreSourceOptions {
   endpoints: string[];
   /** Who serves the page; the page's "served by" adds the etcd address. Default `isthmus dash`. */
   name?: string;
+  /** etcd's CA and this reader's client certificate (FederationStore.connect). */
+  tls?: EtcdTlsFiles;
   /**
    * The federations' lease TTL (`federation.leaseTtl`, 15 s unless a cluster config changes it):
    * a cluster whose heartbeat is unseen for two of them is shown down, as its peers see it.
@@ -73,7 +76,7 @@ export class StoreSource extends EventEmitter implements DashboardSource {
     const logger = opts.logger ?? silentLogger;
     // The watch warns at every failed retry; during an outage one line saying so (ours) is enough.
     const storeLogger = logger.isLevelEnabled('debug') ? logger : logger.child({}, { level: 'error' });
-    const store = await FederationStore.connect({ endpoints: opts.endpoints, logger: storeLogger, dialTimeoutMs: opts.dialTimeoutMs ?? 3_000 });
+    const store = await FederationStore.connect({ endpoints: opts.endpoints, tls: opts.tls, logger: storeLogger, dialTimeoutMs: opts.dialTimeoutMs ?? 3_000 });
     const source = new StoreSource(store, opts, logger);
     try {
       await source.#start(opts.firstListTimeoutMs ?? 10_000, opts.tickMs ?? 1_000);

@@ -2,15 +2,17 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { withStore } from '../cli/common.js';
+import { withStore, type EtcdFlags } from '../cli/common.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { checkName } from '../core/names.js';
 import { ensureDirectory } from '../core/user-paths.js';
 import { loadClusterConfig } from '../federation/config.js';
+import type { EtcdTlsFiles } from '../federation/etcd-tls.js';
 import { liveTokens, updateRegistry } from '../federation/registry-file.js';
 import { createRootCa, issueOperatorCertificate } from '../trust/ca.js';
 import { readRootCa, writeRootCa } from '../trust/ca-files.js';
+import { ensureEtcdPki } from '../trust/etcd-ca.js';
 import { writeOperatorCredential } from '../trust/operator-files.js';
 import { workloadId } from '../trust/spiffe.js';
 import { issueToken } from '../trust/tokens.js';
@@ -26,6 +28,8 @@ export interface DevMeshOptions {
   stateDir: string;
   /** Use this etcd instead of starting one. */
   etcd?: string | undefined;
+  /** With `etcd`: its CA and a client certificate, which every cluster and the CLI then use. */
+  etcdTls?: EtcdTlsFiles | undefined;
   trustDomain: string;
   /** East-west gateways per cluster (active-active). */
   gateways?: number;
@@ -75,6 +79,11 @@ export interface MeshFileCluster {
 
 export interface MeshFile {
   etcd: string;
+  /**
+   * The CA of etcd and the operator's client certificate for it (ISTHMUS_ETCD_CA, _CERT, _KEY);
+   * absent for a plain-text etcd given with --etcd.
+   */
+  etcdTls?: EtcdTlsFiles;
   trustDomain: string;
   ca: string;
   /** The dashboard of the first cluster's federation (`http://<its metrics address>/`); absent if that port could not listen. */
@@ -89,6 +98,11 @@ export interface DevMesh {
   workloads: SampleWorkload[];
   gateways: { cluster: string; id: string; address: string; stop(): Promise<void> }[];
   stop(): Promise<void>;
+}
+
+/** The CLI's flags for an etcd at `url` with these TLS files, as a user would pass them. */
+export function etcdFlags(url: string, tls: EtcdTlsFiles | undefined): EtcdFlags {
+  return { etcd: url, etcdCa: tls?.ca, etcdCert: tls?.cert, etcdKey: tls?.key };
 }
 
 export const clusterHost = (index: number, hostBase = 1) => `127.0.${index + hostBase}.1`;
@@ -131,12 +145,20 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     ? { kind: 'process', name, logFile: logFile(name), onUnexpectedExit }
     : { kind: 'in-process', logger: log(name) });
   try {
+    // Our own etcd takes TLS clients with certificates of its own CA only, as a production one
+    // should (docs/security.md, "etcd"); each cluster's federation gets a client certificate.
     let etcdUrl = opts.etcd;
+    let etcdTls = opts.etcdTls;
+    let etcdPki: string | undefined;
     if (!etcdUrl) {
-      const etcd = await step(opts, 'etcd', async () => startEtcdProcess({ dataDir: join(opts.stateDir, 'etcd') }));
+      const pkiDir = join(opts.stateDir, 'etcd-pki');
+      const etcd = await step(opts, 'etcd', async () => startEtcdProcess({ dataDir: join(opts.stateDir, 'etcd'), pkiDir }));
       stoppers.push(() => etcd.stop());
       etcdUrl = etcd.url;
+      etcdTls = etcd.tls;
+      etcdPki = pkiDir;
     }
+    const operatorEtcd = etcdFlags(etcdUrl, etcdTls);
     const caDir = join(opts.stateDir, 'ca');
     await step(opts, 'root CA', async () => {
       if (!existsSync(join(caDir, 'root-cert.pem'))) writeRootCa(caDir, createRootCa({ trustDomain: opts.trustDomain }));
@@ -155,7 +177,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       writeOperatorCredential(operatorDir, issued);
       return { url: `${operatorDir} (${issued.identity})` };
     });
-    const file: MeshFile = { etcd: etcdUrl, trustDomain: opts.trustDomain, ca: caDir, operator: operatorDir, clusters: {} };
+    const file: MeshFile = { etcd: etcdUrl, ...(etcdTls ? { etcdTls } : {}), trustDomain: opts.trustDomain, ca: caDir, operator: operatorDir, clusters: {} };
     const mesh: DevMesh = { file, workloads: [], gateways: [], stop };
     const gatewayCount = opts.gateways ?? 1;
     const withRedis = opts.clusters.includes('west') && hasRedisServer();
@@ -167,18 +189,19 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       const zones = [`${name}-a`, `${name}-b`];
       const config = join(dir, 'cluster.yaml');
       const rootCertFile = join(dir, 'root-cert.pem');
+      const clusterTls = etcdPki === undefined ? etcdTls : ensureEtcdPki(etcdPki, [], [`federation-${name}`]).clients[`federation-${name}`];
       await step(opts, `cluster ${name} joined`, async () => {
         if (existsSync(config)) {
           // Kept from an earlier run; our own etcd may have a new port this time.
           const kept = parse(readFileSync(config, 'utf8')) as { etcd: { endpoints: string[] }; federation?: Record<string, unknown> };
-          kept.etcd.endpoints = [etcdUrl];
+          kept.etcd = { endpoints: [etcdUrl], ...clusterTls };
           // A state dir from before dashboardReads existed: keep its dashboard open, as it was.
           kept.federation = { dashboardReads: 'public', ...kept.federation };
           writeFileSync(config, stringify(kept));
           return { url: `${dir} (kept from an earlier run)` };
         }
         await joinCluster(name, {
-          region: name, zone: zones, etcd: etcdUrl, ca: caDir, out: dir, federationHost: host, apiPort: 15010, dashboardPort: 15014,
+          region: name, zone: zones, ...operatorEtcd, federationEtcdCert: clusterTls?.cert, federationEtcdKey: clusterTls?.key, ca: caDir, out: dir, federationHost: host, apiPort: 15010, dashboardPort: 15014,
           gateway: Array.from({ length: gatewayCount }, (_, g) => `${host}:${15443 + g}`), leaseTtl: '15s', output: 'table',
         });
         // Each gateway's admin port beside its TLS port: 15021, 15022, ...
@@ -193,7 +216,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       });
 
       await step(opts, `cluster ${name} exports`, async () => {
-        await withStore(etcdUrl, async (store) => {
+        await withStore(operatorEtcd, async (store) => {
           for (const sample of samples(name, withRedis, opts.grpcEcho, opts.versions)) {
             await store.put(keys.serviceExport(name, namespace, sample.name), { version: recordVersion, exportedAt: new Date().toISOString() });
           }

@@ -1,29 +1,47 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { IsthmusError } from '../core/errors.js';
+import { etcdHttpGet, loadEtcdTls, type EtcdTls } from '../federation/etcd-tls.js';
+import { ensureEtcdPki, type EtcdClientFiles, type EtcdServerFiles } from '../trust/etcd-ca.js';
 import { freePort } from './ports.js';
 
 export interface EtcdProcess {
-  /** Client URL, e.g. http://127.0.0.1:23791 */
+  /** Client URL, e.g. https://127.0.0.1:23791 (http:// when started without `pkiDir`). */
   url: string;
   dataDir: string;
+  /** The CA and a client certificate that etcd accepts (`operator`); absent without TLS. */
+  tls?: EtcdClientFiles;
+  /** The etcd CA directory: more client certificates come from it (`issueEtcdClient`). */
+  pkiDir?: string;
   /** Stops the server, keeping its data dir. */
   stop(): Promise<void>;
   /** Starts it again on the same ports and data dir. */
   start(): Promise<void>;
 }
 
+/** The client certificate `isthmus dev up` and the tests hand to operators' commands. */
+export const operatorEtcdClient = 'operator';
+
 /**
  * Runs a single-member etcd on loopback for `isthmus dev up` and the tests: free ports unless
- * given, the caller's data dir (kept across restarts, so a restart loses nothing).
+ * given, the caller's data dir (kept across restarts, so a restart loses nothing). With
+ * `pkiDir` (the default for both) clients must speak TLS and present a certificate of the etcd
+ * CA kept there (`--client-cert-auth`), made on first use, as a locked-down production etcd
+ * does; the peer URL stays plain text on loopback, since this etcd has no peers.
  */
-export async function startEtcdProcess(opts: { dataDir: string; host?: string; clientPort?: number; peerPort?: number }): Promise<EtcdProcess> {
+export async function startEtcdProcess(opts: { dataDir: string; pkiDir?: string; host?: string; clientPort?: number; peerPort?: number }): Promise<EtcdProcess> {
   if (spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status !== 0) {
     throw new IsthmusError('ISTHMUS_ERR_ETCD_UNREACHABLE', 'etcd is not installed: install it (Debian/Ubuntu: apt-get install -y etcd-server) or pass --etcd with the URL of a running one');
   }
   const host = opts.host ?? '127.0.0.1';
   const clientPort = opts.clientPort ?? (await freePort(host));
   const peerPort = opts.peerPort ?? (await freePort(host));
-  const url = `http://${host}:${clientPort}`;
+  const pki = opts.pkiDir === undefined ? undefined : ensureEtcdPki(opts.pkiDir, [host, 'localhost'], [operatorEtcdClient]);
+  const url = `${pki ? 'https' : 'http'}://${host}:${clientPort}`;
+  const clientFiles = pki?.clients[operatorEtcdClient];
+  const clientTls: EtcdTls | undefined = clientFiles ? loadEtcdTls([url], clientFiles) : undefined;
+  const tlsFlags = (server: EtcdServerFiles | undefined) => (server
+    ? ['--cert-file', server.cert, '--key-file', server.key, '--trusted-ca-file', server.ca, '--client-cert-auth']
+    : []);
   let child: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
@@ -35,6 +53,7 @@ export async function startEtcdProcess(opts: { dataDir: string; host?: string; c
       '--listen-peer-urls', `http://${host}:${peerPort}`,
       '--initial-advertise-peer-urls', `http://${host}:${peerPort}`,
       '--initial-cluster', `isthmus-dev=http://${host}:${peerPort}`,
+      ...tlsFlags(pki?.server),
       '--log-level', 'error',
       '--logger', 'zap',
     ], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -45,8 +64,8 @@ export async function startEtcdProcess(opts: { dataDir: string; host?: string; c
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new IsthmusError('ISTHMUS_ERR_ETCD_UNREACHABLE', `etcd exited with code ${proc.exitCode}: ${stderr.trim() || 'no output'}`);
       try {
-        const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
-        if (res.ok && ((await res.json()) as { health?: string }).health === 'true') return;
+        const res = await etcdHttpGet(url, '/health', clientTls, 1000);
+        if (res.status === 200 && (JSON.parse(res.body) as { health?: string }).health === 'true') return;
       } catch {
         // not up yet
       }
@@ -68,5 +87,5 @@ export async function startEtcdProcess(opts: { dataDir: string; host?: string; c
   };
 
   await start();
-  return { url, dataDir: opts.dataDir, stop, start };
+  return { url, dataDir: opts.dataDir, ...(clientFiles ? { tls: clientFiles, pkiDir: opts.pkiDir } : {}), stop, start };
 }

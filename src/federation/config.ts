@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '../core/typebox.js';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
+import type { EtcdTlsFiles } from './etcd-tls.js';
 import { pathError } from '../core/user-paths.js';
 import { dnsLabelPattern } from '../core/names.js';
 import { durationPattern, parseDuration, validate } from '../core/validate.js';
@@ -57,6 +58,9 @@ export const ClusterConfigSchema = Type.Object({
   trustDomain: Type.String({ pattern: '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$', description: 'trust domain, a DNS name' }),
   etcd: Type.Object({
     endpoints: Type.Array(Type.String({ pattern: '^https?://' }), { minItems: 1 }),
+    ca: Type.Optional(Type.String({ minLength: 1, description: 'CA certificate that signed etcd\'s server certificate (relative to this file); default: Node\'s public CAs and NODE_EXTRA_CA_CERTS' })),
+    cert: Type.Optional(Type.String({ minLength: 1, description: 'client certificate this cluster\'s federation presents to etcd (relative to this file)' })),
+    key: Type.Optional(Type.String({ minLength: 1, description: 'private key of cert (relative to this file)' })),
   }, { additionalProperties: false }),
   federation: Type.Object({
     host: Type.String({ default: '127.0.0.1', description: 'address to listen on (and to advertise, unless advertise is set)' }),
@@ -91,6 +95,8 @@ export interface LoadedClusterConfig {
   /** The directory that holds the config: registry and token files live beside it. */
   dir: string;
   caDir: string;
+  /** etcd.ca, etcd.cert and etcd.key resolved against the config's directory. */
+  etcdTls: EtcdTlsFiles;
   leaseTtlSeconds: number;
   workloadTtlSeconds: number;
   healthCheckIntervalMs: number;
@@ -124,6 +130,11 @@ export function parseClusterConfig(text: string, path: string): LoadedClusterCon
     path: resolve(path),
     dir,
     caDir: resolve(dir, config.certificates.caDir),
+    etcdTls: {
+      ...(config.etcd.ca ? { ca: resolve(dir, config.etcd.ca) } : {}),
+      ...(config.etcd.cert ? { cert: resolve(dir, config.etcd.cert) } : {}),
+      ...(config.etcd.key ? { key: resolve(dir, config.etcd.key) } : {}),
+    },
     leaseTtlSeconds: parseDuration(config.federation.leaseTtl),
     workloadTtlSeconds: parseDuration(config.certificates.workloadTtl),
     healthCheckIntervalMs: parseDuration(config.federation.healthCheckInterval) * 1000,

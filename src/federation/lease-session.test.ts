@@ -1,6 +1,6 @@
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { startEtcd, type TestEtcd } from '../../test/helpers/etcd.js';
+import { rawEtcd, startEtcd, storeOptions, type TestEtcd } from '../../test/helpers/etcd.js';
 import { FederationStore } from './store.js';
 
 let etcd: TestEtcd;
@@ -10,9 +10,9 @@ let raw: Etcd3;
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  store = await FederationStore.connect({ endpoints: etcd.url });
-  observer = await FederationStore.connect({ endpoints: etcd.url });
-  raw = new Etcd3({ hosts: etcd.url });
+  store = await FederationStore.connect(storeOptions(etcd));
+  observer = await FederationStore.connect(storeOptions(etcd));
+  raw = rawEtcd(etcd);
 });
 afterAll(async () => {
   raw?.close();
@@ -38,7 +38,7 @@ describe('leaseSession', () => {
   test('records vanish within TTL + 2 s once nobody keeps the lease alive (its store closed without revoking)', async () => {
     const p = '/isthmus/v1/test-lease/abandoned/';
     const ttlSeconds = 2;
-    const other = await FederationStore.connect({ endpoints: etcd.url });
+    const other = await FederationStore.connect(storeOptions(etcd));
     const session = await other.leaseSession({ ttlSeconds });
     await session.put(`${p}a`, { version: 1 });
     await sleep(ttlSeconds * 1000 + 500); // kept alive past one TTL while the store is open

@@ -6,7 +6,7 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { startEtcd, type TestEtcd } from '../../test/helpers/etcd.js';
+import { rawEtcd, startEtcd, storeOptions, type TestEtcd } from '../../test/helpers/etcd.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { FederationStore, type StoredRecord, type StoreEvent } from './store.js';
 
@@ -48,7 +48,8 @@ async function startProxy(targetUrl: string): Promise<Proxy> {
     await closed;
   };
   await heal();
-  return { url: `http://127.0.0.1:${port}`, cut, heal };
+  // TLS passes through untouched: etcd's certificate names 127.0.0.1, where the proxy listens too.
+  return { url: `${target.protocol}//127.0.0.1:${port}`, cut, heal };
 }
 
 let etcd: TestEtcd;
@@ -60,9 +61,9 @@ let raw: Etcd3;
 beforeAll(async () => {
   etcd = await startEtcd();
   proxy = await startProxy(etcd.url);
-  partitioned = await FederationStore.connect({ endpoints: proxy.url, callTimeoutMs: 2_000 });
-  others = await FederationStore.connect({ endpoints: etcd.url });
-  raw = new Etcd3({ hosts: etcd.url });
+  partitioned = await FederationStore.connect({ endpoints: proxy.url, tls: etcd.tls, callTimeoutMs: 2_000 });
+  others = await FederationStore.connect(storeOptions(etcd));
+  raw = rawEtcd(etcd);
 });
 afterAll(async () => {
   raw?.close();

@@ -1,6 +1,6 @@
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { startEtcd, type TestEtcd } from '../../test/helpers/etcd.js';
+import { rawEtcd, startEtcd, storeOptions, type TestEtcd } from '../../test/helpers/etcd.js';
 import { FederationStore, type StoredRecord, type StoreEvent } from './store.js';
 
 let etcd: TestEtcd;
@@ -10,9 +10,9 @@ let raw: Etcd3;
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  watching = await FederationStore.connect({ endpoints: etcd.url });
-  writer = await FederationStore.connect({ endpoints: etcd.url });
-  raw = new Etcd3({ hosts: etcd.url });
+  watching = await FederationStore.connect(storeOptions(etcd));
+  writer = await FederationStore.connect(storeOptions(etcd));
+  raw = rawEtcd(etcd);
 });
 afterAll(async () => {
   raw?.close();

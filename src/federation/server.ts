@@ -43,7 +43,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   const { config } = loaded;
   const clusterCa = readClusterCa(loaded.caDir);
   const platform = await makePlatform(loaded, logger.child({ component: 'platform' }));
-  const store = await FederationStore.connect({ endpoints: [...config.etcd.endpoints], logger });
+  const store = await FederationStore.connect({ endpoints: [...config.etcd.endpoints], tls: loaded.etcdTls, logger });
   const federation = new Federation(loaded, store, logger.child({ component: 'federation' }), platform);
   void sweepSpentTokens(store, new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not sweep expired spent-token records; they are retried at the next start'));
 

@@ -1,6 +1,6 @@
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startEtcd, type TestEtcd } from '../../test/helpers/etcd.js';
+import { rawEtcd, startEtcd, storeOptions, type TestEtcd } from '../../test/helpers/etcd.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { isIsthmusError } from '../core/errors.js';
 import { FederationStore } from './store.js';
@@ -11,8 +11,8 @@ let raw: Etcd3; // writes what our store refuses to write
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  store = await FederationStore.connect({ endpoints: etcd.url });
-  raw = new Etcd3({ hosts: etcd.url });
+  store = await FederationStore.connect(storeOptions(etcd));
+  raw = rawEtcd(etcd);
 });
 afterAll(async () => {
   raw?.close();
@@ -154,8 +154,8 @@ describe('connect', () => {
   });
 
   test('with several endpoints, a dead one is skipped for a live one', async () => {
-    const dead = `http://127.0.0.1:${await freePort()}`;
-    const s = await FederationStore.connect({ endpoints: `${dead},${etcd.url}` });
+    const dead = `https://127.0.0.1:${await freePort()}`;
+    const s = await FederationStore.connect({ endpoints: `${dead},${etcd.url}`, tls: etcd.tls });
     try {
       for (let i = 0; i < 20; i++) expect(await s.get(`${base}/rt/a`)).toBeDefined();
     } finally {
@@ -169,7 +169,7 @@ describe('connect', () => {
 
   test('calls to a stopped etcd fail with ISTHMUS_ERR_ETCD_UNREACHABLE, and the first call after it is back succeeds', async () => {
     const other = await startEtcd();
-    const s = await FederationStore.connect({ endpoints: other.url, callTimeoutMs: 1_000 });
+    const s = await FederationStore.connect({ ...storeOptions(other), callTimeoutMs: 1_000 });
     // A watch keeps reconnecting during the outage, which leaves gRPC channels backing off.
     const watch = s.watchPrefix(`${base}/`, { onReset: () => undefined, onEvents: () => undefined });
     try {

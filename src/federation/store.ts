@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
-  Etcd3, EtcdLeaseInvalidError, GRPCUnavailableError, Range, isRecoverableError,
+  Etcd3, EtcdLeaseInvalidError, EtcdPermissionDeniedError, GRPCUnavailableError, Range, isRecoverableError,
   type ICompare, type IKeyValue, type IOptions, type IRequestOp,
 } from 'etcd3';
 import { pino, type Logger } from 'pino';
 import { IsthmusError } from '../core/errors.js';
+import { diagnoseEtcdTls, grpcCredentials, loadEtcdTls, type EtcdTls, type EtcdTlsFiles } from './etcd-tls.js';
 import { prefix as rootPrefix, recordVersion } from '../core/keys.js';
 import { LeaseKeeper, type LeasePort, type LeaseSession, type LeaseSessionOptions } from './lease-session.js';
 import { PrefixWatcher, type PrefixWatch, type PrefixWatchHandlers, type WatchPort } from './prefix-watch.js';
@@ -27,6 +28,11 @@ export type StoreEvent = { type: 'put'; record: StoredRecord } | { type: 'delete
 export interface ConnectOptions {
   /** `http://host:port`, a list of them, or a comma-separated list (as ISTHMUS_ETCD holds it). */
   endpoints: string | string[];
+  /**
+   * etcd's CA and this client's certificate and key (paths). Needed by an etcd with
+   * --client-cert-auth; an https:// endpoint without a CA is checked against Node's public CAs and NODE_EXTRA_CA_CERTS.
+   */
+  tls?: EtcdTlsFiles | undefined;
   logger?: Logger;
   dialTimeoutMs?: number;
   callTimeoutMs?: number;
@@ -80,6 +86,28 @@ export function parseEndpoints(endpoints: string | string[]): string[] {
   return list;
 }
 
+/**
+ * gRPC names the server in TLS's SNI even when it is an IP address, and Node 20 warns about that
+ * (DEP0123) on the process's stderr, in the middle of a CLI command's output. The name is only
+ * SNI: the certificate is still checked against the IP address dialled. Only that warning is
+ * dropped, and only once the process talks TLS to etcd.
+ */
+function silenceIpServernameWarning(): void {
+  const emit = process.emitWarning;
+  if ((emit as { isthmusFiltered?: boolean }).isthmusFiltered) return;
+  const filtered = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+    const code = typeof rest[0] === 'object' && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+    if (code === 'DEP0123') return;
+    return (emit as (...args: unknown[]) => void).call(process, warning, ...rest);
+  };
+  process.emitWarning = Object.assign(filtered, { isthmusFiltered: true }) as typeof process.emitWarning;
+}
+
+async function tlsFailure(endpoints: string[], tls: EtcdTls | undefined, cause: unknown): Promise<IsthmusError | undefined> {
+  const reason = await diagnoseEtcdTls(endpoints[0]!, tls).catch(() => undefined);
+  return reason === undefined ? undefined : new IsthmusError('ISTHMUS_ERR_ETCD_TLS_FAILED', `${reason}.`, { cause, details: { endpoints } });
+}
+
 /** A short reason for a terminal: the socket error when there is one, not gRPC's whole story. */
 function reasonOf(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
@@ -127,9 +155,13 @@ export class FederationStore {
   readonly #watches = new Set<PrefixWatcher>();
   #closed = false;
 
-  private constructor(client: Etcd3, endpoints: string[], log: Logger) {
+  /** The TLS files this store connected with, loaded; undefined for a plain-text etcd. */
+  readonly tls: EtcdTls | undefined;
+
+  private constructor(client: Etcd3, endpoints: string[], tls: EtcdTls | undefined, log: Logger) {
     this.#client = client;
     this.#endpoints = endpoints;
+    this.tls = tls;
     this.#log = log;
   }
 
@@ -140,6 +172,8 @@ export class FederationStore {
    */
   static async connect(opts: ConnectOptions): Promise<FederationStore> {
     const endpoints = parseEndpoints(opts.endpoints);
+    const tls = loadEtcdTls(endpoints, opts.tls);
+    if (tls) silenceIpServernameWarning();
     const dialTimeoutMs = opts.dialTimeoutMs ?? 3_000;
     const callTimeoutMs = opts.callTimeoutMs ?? 5_000;
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'federation-store' });
@@ -149,6 +183,7 @@ export class FederationStore {
       hosts: endpoints,
       defaultCallOptions: (call) => (call.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
       faultHandling: { host: () => passThrough, global },
+      ...(tls ? { credentials: grpcCredentials(tls) } : {}),
       grpcOptions: {
         // Reconnect promptly after an etcd restart instead of gRPC's default (up to 120 s) backoff.
         'grpc.initial_reconnect_backoff_ms': 100,
@@ -163,15 +198,24 @@ export class FederationStore {
     while (Date.now() < deadline) {
       try {
         await client.maintenance.status({ deadline });
-        log.debug({ endpoints }, 'connected to etcd');
-        return new FederationStore(client, endpoints, log);
+        log.debug({ endpoints, tls: tls?.files }, 'connected to etcd');
+        return new FederationStore(client, endpoints, tls, log);
       } catch (err) {
+        // gRPC says UNAVAILABLE for a refused certificate as for a stopped etcd; a TLS failure will
+        // not heal by waiting, so it is told at once and by name.
+        const failedTls = lastError === undefined ? await tlsFailure(endpoints, tls, err) : undefined;
         lastError = err;
+        if (failedTls) {
+          client.close();
+          throw failedTls;
+        }
         if (!(err instanceof Error && isRecoverableError(err))) break;
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, Math.max(0, deadline - Date.now()))));
       }
     }
     client.close();
+    const failedTls = lastError === undefined ? undefined : await tlsFailure(endpoints, tls, lastError);
+    if (failedTls) throw failedTls;
     throw new IsthmusError(
       'ISTHMUS_ERR_ETCD_UNREACHABLE',
       `etcd at ${endpoints.join(', ')} did not answer within ${dialTimeoutMs} ms (${reasonOf(lastError)}). ` +
@@ -367,6 +411,14 @@ export class FederationStore {
     try {
       return await fn();
     } catch (err) {
+      if (err instanceof EtcdPermissionDeniedError || (err instanceof Error && /PERMISSION_DENIED|permission denied/.test(err.message))) {
+        const user = this.tls?.files.cert ? `the etcd user named by the common name of ${this.tls.files.cert}` : 'this client\'s etcd user';
+        throw new IsthmusError(
+          'ISTHMUS_ERR_ETCD_PERMISSION_DENIED',
+          `etcd refused ${what}: ${user} may not do that. Grant its role that key (docs/security.md, "etcd", lists what each writer needs), or use the client certificate of a user that may.`,
+          { cause: err, details: { endpoints: this.#endpoints } },
+        );
+      }
       if (err instanceof Error && !(err instanceof IsthmusError) && isRecoverableError(err)) {
         throw new IsthmusError(
           'ISTHMUS_ERR_ETCD_UNREACHABLE',

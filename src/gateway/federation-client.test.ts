@@ -5,6 +5,7 @@ import { silentLogger } from '../core/log.js';
 import type { GatewayRoutes } from '../model/records.js';
 import { loadGatewayConfig } from './config.js';
 import { FederationClient } from './federation-client.js';
+import { etcdArgs } from '../../test/helpers/etcd.js';
 
 let mesh: TestMesh;
 let cluster: TestCluster;
@@ -27,7 +28,7 @@ afterAll(async () => {
 const exported = (routes: GatewayRoutes | undefined) => routes?.services.filter((s) => s.endpoints.some((e) => e.healthy)).map((s) => s.name).sort();
 
 test('after its federation restarts (numbering its routing tables afresh), a gateway routes by the new table', async () => {
-  const etcd = ['--etcd', mesh.etcd.url];
+  const etcd = [...etcdArgs(mesh.etcd)];
   await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'east', ...etcd]);
   await mesh.startFederation('east');
   const tables: GatewayRoutes[] = [];

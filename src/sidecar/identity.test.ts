@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
-import { Etcd3 } from 'etcd3';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isthmusOk } from '../../test/helpers/cli.js';
@@ -11,6 +10,7 @@ import { silentLogger } from '../core/log.js';
 import { createRootCa } from '../trust/ca.js';
 import { certificateInfo } from '../trust/verify.js';
 import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
+import { rawEtcd } from '../../test/helpers/etcd.js';
 
 let mesh: TestMesh;
 let cluster: TestCluster;
@@ -123,7 +123,7 @@ describe('a sidecar gets, renews and keeps its workload certificate', () => {
       const before = watcher.secureContext();
       const changed = new Promise<string[]>((resolve) => watcher.once('trust-bundle', resolve));
       const foreign = createRootCa({ trustDomain: 'other.test' }).certPem;
-      const etcd = new Etcd3({ hosts: mesh.etcd.url });
+      const etcd = rawEtcd(mesh.etcd);
       try {
         await etcd.put('/isthmus/v1/trust/bundles/other.test').value(JSON.stringify({ version: 1, trustDomain: 'other.test', roots: [foreign] }));
       } finally {

@@ -22,7 +22,7 @@ const rootHint = (dir: string) => `Run \`isthmus ca init --trust-domain <td> --o
 const clusterHint = (dir: string) =>
   `Run \`isthmus join <cluster> --ca <root CA dir> --out ${dir} ...\` to create the cluster CA, or copy all four files from the directory it wrote.`;
 
-interface FileSpec {
+export interface FileSpec {
   name: string;
   content: string;
   mode: number;
@@ -32,7 +32,8 @@ function missing(message: string, cause?: unknown): IsthmusError {
   return new IsthmusError('ISTHMUS_ERR_TRUST_CA_MISSING', message, cause === undefined ? {} : { cause });
 }
 
-function writeExclusive(dir: string, files: FileSpec[]): void {
+/** Writes all of `files` into `dir` or none of them; refuses when any already exists. */
+export function writeExclusive(dir: string, files: FileSpec[]): void {
   ensureDirectory(dir, 'the CA directory', 0o700);
   const present = files.filter((file) => existsSync(join(dir, file.name))).map((file) => file.name);
   const refuse = (names: string[]) =>

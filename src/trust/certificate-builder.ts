@@ -183,8 +183,11 @@ function extensionsFor(spec: CertificateSpec): Asn1[] {
   list.push(
     extension(oids.subjectKeyIdentifier, false, octets(keyIdentifier(spec.publicKey))),
     extension(oids.authorityKeyIdentifier, false, sequence([implicitPrimitive(0, spec.issuer.keyId)])),
-    extension(oids.subjectAltName, false, subjectAltNames(spec)),
   );
+  // RFC 5280 §4.2.1.6: a subjectAltName extension holds at least one name, so none means no extension
+  // (the etcd CA and etcd client certificates name their holder in the subject's CN only).
+  const names = subjectAltNames(spec);
+  if (children(names).length > 0) list.push(extension(oids.subjectAltName, false, names));
   return list;
 }
 

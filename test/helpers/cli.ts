@@ -17,7 +17,7 @@ export async function isthmus(args: string[], env: Record<string, string> = {}, 
   return await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [isthmusBin, ...args], {
       // No operator credential unless a test gives one: never the developer's own (~/.config/isthmus/operator).
-      env: { ...process.env, ISTHMUS_ETCD: '', ISTHMUS_OPERATOR_DIR: '', XDG_CONFIG_HOME: '/nonexistent/isthmus-test-config', NO_COLOR: '1', ...env },
+      env: { ...process.env, ISTHMUS_ETCD: '', ISTHMUS_ETCD_CA: '', ISTHMUS_ETCD_CERT: '', ISTHMUS_ETCD_KEY: '', ISTHMUS_OPERATOR_DIR: '', XDG_CONFIG_HOME: '/nonexistent/isthmus-test-config', NO_COLOR: '1', ...env },
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
     child.stdin?.end(opts.input);

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEtcd, type TestEtcd } from './etcd.js';
+import { etcdArgs, startEtcd, type TestEtcd } from './etcd.js';
 import { isthmusOk, startFederation, type FederationProcess } from './cli.js';
 import { freePort } from './ports.js';
 import { mintOperatorToken } from '../../src/trust/operator.js';
@@ -63,15 +63,16 @@ export class TestMesh {
   }
 
   /** `index` n puts the cluster on 127.0.n.1; `host` names the address instead. */
-  async join(name: string, opts: { index: number; host?: string; ca: string; region?: string; zones?: string[]; leaseTtl?: string; gateways?: string[] }): Promise<TestCluster> {
+  async join(name: string, opts: { index: number; host?: string; ca: string; region?: string; zones?: string[]; leaseTtl?: string; gateways?: string[]; federationEtcd?: { cert: string; key: string } }): Promise<TestCluster> {
     const host = opts.host ?? `127.0.${opts.index}.1`;
     const port = await freePort(host);
     const metricsPort = await freePort(host);
     const dir = join(this.dir, name);
     await isthmusOk([
-      'join', name, '--region', opts.region ?? 'us', '--zone', (opts.zones ?? ['a']).join(','), '--etcd', this.etcd.url,
+      'join', name, '--region', opts.region ?? 'us', '--zone', (opts.zones ?? ['a']).join(','), ...etcdArgs(this.etcd),
       '--ca', opts.ca, '--out', dir, '--federation-host', host, '--api-port', String(port), '--dashboard-port', String(metricsPort), '--lease-ttl', opts.leaseTtl ?? '3s',
       ...(opts.gateways ?? []).flatMap((address) => ['--gateway', address]),
+      ...(opts.federationEtcd ? ['--federation-etcd-cert', opts.federationEtcd.cert, '--federation-etcd-key', opts.federationEtcd.key] : []),
     ]);
     const cluster = { name, host, dir, config: join(dir, 'cluster.yaml'), rootCert: join(dir, 'root-cert.pem'), apiAddress: `${host}:${port}` };
     this.clusters.set(name, cluster);

@@ -9,6 +9,7 @@ import type { EventsRecord } from '../../src/model/records.js';
 import { isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
 import { rawGet } from '../helpers/raw-http.js';
+import { etcdEnv, storeOptions } from '../helpers/etcd.js';
 
 // Two clusters on 127.0.111.1 (east) / 127.0.112.1 (west), as `isthmus dev up` builds them:
 // ledger runs only in west, so east's client reaches it through west's gateway, with TLS end
@@ -19,7 +20,7 @@ let mesh: DevMesh;
 let stateDir: string;
 let store: FederationStore;
 const client = 'spiffe://dev.test/ns/demo/sa/client';
-const env = () => ({ ISTHMUS_ETCD: mesh.file.etcd });
+const env = () => etcdEnv(mesh.file);
 const proxyOf = (cluster: string) => mesh.file.clusters[cluster]!.client.proxy;
 const ledger = (path: string) => `http://ledger.demo.mesh${path}`;
 /** A sample instance's sidecar ports sit beside its app's (dev-mesh.ts: app 18080+i, inbound 19080+i, admin 19280+i). */
@@ -53,7 +54,7 @@ spec:
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-authz-'));
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', gateways: 1, hostBase: 111, reportIntervalMs: 1000, progress: () => undefined });
-  store = await FederationStore.connect({ endpoints: [mesh.file.etcd] });
+  store = await FederationStore.connect(storeOptions(mesh.file));
 }, 120_000);
 
 afterAll(async () => {

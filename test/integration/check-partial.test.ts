@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 import { TestMesh } from '../helpers/mesh.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 // east on 127.0.245.1, west on 127.0.246.1.
 let mesh: TestMesh;
@@ -22,7 +23,7 @@ afterAll(async () => {
 
 type Checked = { name: string; status: string; detail: string; hint?: string };
 const checks = async (): Promise<Checked[]> => JSON.parse((await isthmus(['check', '--output', 'json'], env())).stdout).checks;
-const env = () => ({ ISTHMUS_ETCD: mesh.etcd.url });
+const env = () => etcdEnv(mesh.etcd);
 
 test('with one cluster down, `isthmus check` still checks the others and the objectives, and an objective whose service left the mesh says so there and in `policy list`', async () => {
   const west = mesh.cluster('west');

@@ -2,10 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isthmus, isthmusBin, isthmusOk } from '../helpers/cli.js';
-import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { etcdArgs, rawEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 
 let etcd: TestEtcd;
@@ -13,7 +12,7 @@ let dir: string;
 let ca: string;
 
 async function snapshot(): Promise<Record<string, string>> {
-  const client = new Etcd3({ hosts: etcd.url });
+  const client = rawEtcd(etcd);
   try {
     return await client.getAll().prefix('/isthmus/').strings();
   } finally {
@@ -22,7 +21,7 @@ async function snapshot(): Promise<Record<string, string>> {
 }
 
 const join_ = (name: string, extra: string[] = [], out = name) => [
-  'join', name, '--region', 'us', '--zone', 'a', '--etcd', etcd.url, '--ca', ca, '--out', join(dir, out), '--api-port', '0', ...extra,
+  'join', name, '--region', 'us', '--zone', 'a', ...etcdArgs(etcd), '--ca', ca, '--out', join(dir, out), '--api-port', '0', ...extra,
 ];
 
 beforeAll(async () => {
@@ -89,7 +88,7 @@ describe('bad input gets a clear error, a non-zero exit, and nothing half-writte
 
   test('a wrong CA directory is named, with the command that makes one; nothing written', async () => {
     const before = await snapshot();
-    const result = await isthmus(['join', 'west', '--region', 'us', '--zone', 'a', '--etcd', etcd.url, '--ca', join(dir, 'nope'), '--out', join(dir, 'west')]);
+    const result = await isthmus(['join', 'west', '--region', 'us', '--zone', 'a', ...etcdArgs(etcd), '--ca', join(dir, 'nope'), '--out', join(dir, 'west')]);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/× root CA: .*root-cert\.pem/);
     expect(result.stdout).toContain('isthmus ca init');
@@ -101,14 +100,14 @@ describe('bad input gets a clear error, a non-zero exit, and nothing half-writte
     const other = join(dir, 'other-ca');
     await isthmusOk(['ca', 'init', '--trust-domain', 'mesh.test', '--out', other]);
     const before = await snapshot();
-    const result = await isthmus(['join', 'west', '--region', 'us', '--zone', 'a', '--etcd', etcd.url, '--ca', other, '--out', join(dir, 'west')]);
+    const result = await isthmus(['join', 'west', '--region', 'us', '--zone', 'a', ...etcdArgs(etcd), '--ca', other, '--out', join(dir, 'west')]);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/× CA compatible with the mesh: trust domain mesh.test already has a different root/);
     expect(await snapshot()).toEqual(before);
   });
 
   test('an address another cluster uses is refused', async () => {
-    const east = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', etcd.url])).stdout).clusters[0];
+    const east = JSON.parse((await isthmusOk(['clusters', '-o', 'json', ...etcdArgs(etcd)])).stdout).clusters[0];
     const [host, port] = east.federation.split(':');
     const result = await isthmus(join_('west', ['--federation-host', host, '--api-port', port]));
     expect(result.code).toBe(1);
@@ -149,23 +148,23 @@ describe('bad input gets a clear error, a non-zero exit, and nothing half-writte
   });
 
   test('export to an unknown cluster is refused; unexport of something not exported too', async () => {
-    const result = await isthmus(['export', 'hello', '-n', 'demo', '--cluster', 'nowhere', '--etcd', etcd.url, '-o', 'json']);
+    const result = await isthmus(['export', 'hello', '-n', 'demo', '--cluster', 'nowhere', ...etcdArgs(etcd), '-o', 'json']);
     expect(result.code).toBe(1);
     expect(JSON.parse(result.stdout).error.code).toBe('ISTHMUS_ERR_CLUSTER_UNKNOWN');
-    const un = await isthmus(['unexport', 'hello', '-n', 'demo', '--cluster', 'east', '--etcd', etcd.url]);
+    const un = await isthmus(['unexport', 'hello', '-n', 'demo', '--cluster', 'east', ...etcdArgs(etcd)]);
     expect(un.code).toBe(1);
     expect(un.stderr).toMatch(/not exported from east/);
   });
 
   test('export is persisted; leave removes everything of the cluster in one go', async () => {
-    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'east', '--etcd', etcd.url]);
+    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'east', ...etcdArgs(etcd)]);
     expect(Object.keys(await snapshot())).toContain('/isthmus/v1/serviceexports/east/demo/hello');
-    const check = await isthmus(['check', '--etcd', etcd.url]);
+    const check = await isthmus(['check', ...etcdArgs(etcd)]);
     expect(check.code).toBe(1); // east has joined but its federation is not running
     expect(check.stdout).toMatch(/× cluster liveness: not alive: east/);
     expect(check.stdout).toMatch(/fix: start their federation service/);
     expect(check.stdout).toMatch(/√ trust bundles: 1 trust domain\(s\): mesh.test \(1 root\)/);
-    await isthmusOk(['leave', 'east', '--etcd', etcd.url]);
+    await isthmusOk(['leave', 'east', ...etcdArgs(etcd)]);
     expect(Object.keys(await snapshot())).toEqual([]);
   });
 });

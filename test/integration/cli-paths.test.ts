@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isthmus, isthmusOk, type CliResult } from '../helpers/cli.js';
-import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { etcdArgs, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 
 // Every path a user gives must be refused at once, naming the path and what to do, with exit 1.
 // Node's own recursive mkdir spins forever on /proc paths, so each run has a deadline: a hang
@@ -74,7 +74,7 @@ describe('a directory a user names that cannot be used is refused at once, namin
     { verb: 'ca init --out', run: (path) => isthmus(['ca', 'init', '--trust-domain', 'paths.test', '--out', path], {}, { timeoutMs: deadlineMs }) },
     {
       verb: 'join --out',
-      run: (path) => isthmus(['join', 'east', '--region', 'us', '--zone', 'a', '--etcd', etcd.url, '--ca', ca, '--out', path, '--federation-host', '127.0.241.1', '--api-port', '0'], {}, { timeoutMs: deadlineMs }),
+      run: (path) => isthmus(['join', 'east', '--region', 'us', '--zone', 'a', ...etcdArgs(etcd), '--ca', ca, '--out', path, '--federation-host', '127.0.241.1', '--api-port', '0'], {}, { timeoutMs: deadlineMs }),
     },
     { verb: 'dev up --state-dir', run: (path) => isthmus(['dev', 'up', '--state-dir', path, '--host-base', '241'], {}, { timeoutMs: deadlineMs }) },
     { verb: 'sidecar (stateDir in its config)', run: (path) => isthmus(['sidecar', '--config', sidecarConfig(path)], {}, { timeoutMs: deadlineMs }) },
@@ -119,14 +119,14 @@ describe('a file a user names that cannot be read is refused at once, naming it'
 
   test('policy apply -f: every kind of unreadable file', async () => {
     for (const { kind, path, says } of files()) {
-      const result = await isthmus(['policy', 'apply', '-f', path, '--etcd', etcd.url], {}, { timeoutMs: deadlineMs });
+      const result = await isthmus(['policy', 'apply', '-f', path, ...etcdArgs(etcd)], {}, { timeoutMs: deadlineMs });
       named(`policy apply, ${kind}`, () => expectRefused(result, path, says));
     }
   });
 
   test('register: a registry file that is a directory is named, and nothing is registered', async () => {
     const cluster = join(dir, 'cluster-east');
-    await isthmusOk(['join', 'east', '--region', 'us', '--zone', 'a', '--etcd', etcd.url, '--ca', ca, '--out', cluster, '--federation-host', '127.0.241.1', '--api-port', '0']);
+    await isthmusOk(['join', 'east', '--region', 'us', '--zone', 'a', ...etcdArgs(etcd), '--ca', ca, '--out', cluster, '--federation-host', '127.0.241.1', '--api-port', '0']);
     const registry = join(cluster, 'registry.json');
     mkdirSync(registry);
     const result = await isthmus(['register', 'hello', '-n', 'demo', '--config', join(cluster, 'cluster.yaml'), '--address', '127.0.241.1:9001'], {}, { timeoutMs: deadlineMs });

@@ -8,6 +8,7 @@ import type { Overview } from '../../src/dashboard/overview.js';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { isthmus, isthmusBin, waitFor } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
+import { etcdArgs } from '../helpers/etcd.js';
 
 interface DashProcess { child: ChildProcess; url: string; signIn?: string; output(): string }
 
@@ -18,7 +19,7 @@ const started: ChildProcess[] = [];
 /** Runs `isthmus dash ... --output json` and reads the URL from its one line of output. */
 async function startDash(args: string[], env: Record<string, string> = {}): Promise<DashProcess> {
   const child = spawn(process.execPath, [isthmusBin, 'dash', ...args, '--output', 'json'], {
-    env: { ...process.env, ISTHMUS_ETCD: '', ISTHMUS_OPERATOR_DIR: '', XDG_CONFIG_HOME: '/nonexistent/isthmus-test-config', NO_COLOR: '1', ...env },
+    env: { ...process.env, ISTHMUS_ETCD: '', ISTHMUS_ETCD_CA: '', ISTHMUS_ETCD_CERT: '', ISTHMUS_ETCD_KEY: '', ISTHMUS_OPERATOR_DIR: '', XDG_CONFIG_HOME: '/nonexistent/isthmus-test-config', NO_COLOR: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   started.push(child);
@@ -60,7 +61,7 @@ afterAll(async () => {
 describe('isthmus dash: the dashboard from an operator\'s shell, straight from etcd', () => {
   test('serves the mesh as the federations see it (clusters, services, probes) and stops cleanly on SIGTERM', async () => {
     // With the operator credential dev up issued: dash prints an address that signs the browser in.
-    const dash = await startDash(['--etcd', mesh.file.etcd, '--listen', '127.0.0.1:0'], { ISTHMUS_OPERATOR_DIR: mesh.file.operator });
+    const dash = await startDash([...etcdArgs(mesh.file), '--listen', '127.0.0.1:0'], { ISTHMUS_OPERATOR_DIR: mesh.file.operator });
     const { hostname, port } = new URL(dash.url);
     expect(hostname).toBe('127.0.0.1');
     expect(Number(port)).toBeGreaterThan(0);
@@ -94,7 +95,7 @@ describe('isthmus dash: the dashboard from an operator\'s shell, straight from e
     expect(await (await fetch(`${dash.url}metrics`)).text()).toMatch(/^isthmus_catalog_clusters_alive\{cluster="dash"\} 2$/m);
 
     // A second dash on the same port is refused, naming the port and the flag to change.
-    const taken = await isthmus(['dash', '--etcd', mesh.file.etcd, '--listen', `127.0.0.1:${port}`]);
+    const taken = await isthmus(['dash', ...etcdArgs(mesh.file), '--listen', `127.0.0.1:${port}`]);
     expect(taken.code).toBe(1);
     expect(taken.stderr).toContain(`127.0.0.1:${port} is already in use`);
     expect(taken.stderr).toContain('--listen');

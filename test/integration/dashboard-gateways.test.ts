@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { Overview } from '../../src/dashboard/overview.js';
 import { isthmus, waitFor } from '../helpers/cli.js';
 import { TestMesh } from '../helpers/mesh.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 const resultsDir = fileURLToPath(new URL('../../test-results/', import.meta.url));
 const chromiumPath = '/usr/bin/chromium';
@@ -63,7 +64,7 @@ test('a cluster with no gateway is "no gateway" on the page, not a failing probe
     await page.close();
   }
 
-  const check = await isthmus(['check', '--output', 'json'], { ISTHMUS_ETCD: mesh.etcd.url });
+  const check = await isthmus(['check', '--output', 'json'], etcdEnv(mesh.etcd));
   expect(check.code).toBe(0); // a warning: the control plane itself is fine
   const gateways = (JSON.parse(check.stdout) as { checks: { name: string; status: string; detail: string; hint?: string }[] }).checks.find((c) => c.name === 'east-west gateways');
   expect(gateways).toMatchObject({ status: 'warn', detail: 'no gateway: east, west (other clusters cannot reach their services)', hint: expect.stringMatching(/--gateway <host:port>/) });

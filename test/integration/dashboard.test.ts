@@ -8,6 +8,7 @@ import { startDevMesh, type DevMesh, type MeshFile } from '../../src/dev/dev-mes
 import type { Overview } from '../../src/dashboard/overview.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
 import { firstEvent, rawGet } from '../helpers/raw-http.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 const clusters = ['east', 'west', 'north'];
 const pairs = clusters.flatMap((from) => clusters.filter((to) => to !== from).map((to) => `${from}→${to}`));
@@ -233,7 +234,7 @@ describe('dashboard on the federation\'s port 15014', () => {
         'spec: { service: ledger, abort: { status: 503, percent: 50 }, headers: [{ name: x-chaos, value: "on" }] }',
         '',
       ].join('\n'));
-      await isthmusOk(['policy', 'apply', '-f', file], { ISTHMUS_ETCD: meshFile.etcd });
+      await isthmusOk(['policy', 'apply', '-f', file], etcdEnv(meshFile));
 
       const hello = mesh.workloads.filter((w) => w.spec.cluster === 'east' && w.spec.service === 'hello');
       expect(hello).toHaveLength(2);

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
+import { etcdArgs, etcdEnv } from '../helpers/etcd.js';
 import { isPortListening } from '../helpers/ports.js';
 import { apiClient, isthmus, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
 import { testOperator } from '../helpers/mesh.js';
@@ -21,7 +22,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
   child.stderr.on('data', (c: Buffer) => { output += c.toString(); });
   try {
     await waitFor(async () => output.includes('Press Ctrl-C'), 90_000, `dev up to finish starting; output so far:\n${output}`);
-    expect(output).toMatch(/✓ etcd: http:\/\/127\.0\.0\.1:\d+/);
+    expect(output).toMatch(/✓ etcd: https:\/\/127\.0\.0\.1:\d+/);
     expect(output).toMatch(/✓ cluster west federation: https:\/\/127\.0\.242\.1:15010/);
     const mesh = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8'));
     expect(Object.keys(mesh.clusters)).toEqual(['east', 'west']);
@@ -32,10 +33,14 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
 
     // What a user sees: both clusters alive, hello (and its versions) from both, ledger, redis (TCP) and grpc-echo (gRPC) from west only.
     await waitFor(async () => {
-      const services = JSON.parse((await isthmusOk(['services', '-o', 'json', '--etcd', mesh.etcd])).stdout).services;
+      const services = JSON.parse((await isthmusOk(['services', '-o', 'json', ...etcdArgs(mesh)])).stdout).services;
       const where = services.map((s: any) => `${s.name}@${s.clusters.map((c: any) => `${c.cluster}:${c.zones.reduce((n: number, z: any) => n + z.healthy, 0)}`).join(',')}`);
       return JSON.stringify([...where].sort()) === JSON.stringify(['grpc-echo@west:1', 'hello-v1@east:1,west:1', 'hello-v2@east:1,west:1', 'hello@east:2,west:2', 'ledger@west:1', 'redis@west:1']);
     }, 10_000, 'sample services exported and healthy');
+    // etcd is locked down: TLS, and a client without a certificate of etcd's CA is refused, saying so.
+    const bare = await isthmus(['services', '-o', 'json', '--etcd', mesh.etcd, '--etcd-ca', mesh.etcdTls.ca]);
+    expect(JSON.parse(bare.stdout).error).toMatchObject({ code: 'ISTHMUS_ERR_ETCD_TLS_FAILED', message: expect.stringContaining('requires a client certificate') });
+    expect(output).toContain(`export ISTHMUS_ETCD_CA=${mesh.etcdTls.ca} ISTHMUS_ETCD_CERT=${mesh.etcdTls.cert} ISTHMUS_ETCD_KEY=${mesh.etcdTls.key}`);
     // dev up issued the local user's operator credential; the API's reads need a mesh certificate.
     const api = apiClient(join(stateDir, 'ca', 'root-cert.pem'), testOperator(join(stateDir, 'operator')).tls);
     const catalog = (await api.get(`https://${mesh.clusters.east.federation}/v1/catalog`)).body;
@@ -73,7 +78,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       if (!found) throw new Error(`no ${pattern} in the output`);
       return found.split(/\s+#/)[0]!.trim().split(/\s+/).slice(1); // drop "isthmus"
     };
-    const env = { ISTHMUS_ETCD: mesh.etcd };
+    const env = etcdEnv(mesh);
 
     // The printed trace works with the operator credential dev up issued, through the printed export line.
     const operatorDir = /^ {2}export ISTHMUS_OPERATOR_DIR=(\S+)/m.exec(output)?.[1];

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 // Three clusters on 127.0.231.1 (east), 127.0.232.1 (west), 127.0.233.1 (north), each its own
 // region, so by default west and north are both P3 for east. East's own hello instances are
@@ -12,7 +13,7 @@ import { viaProxy } from '../helpers/proxy.js';
 // `order` decides which.
 let mesh: DevMesh;
 let stateDir: string;
-const env = () => ({ ISTHMUS_ETCD: mesh.file.etcd });
+const env = () => (etcdEnv(mesh.file));
 const proxy = () => mesh.file.clusters.east!.client.proxy;
 
 async function applyOrder(name: string, order: string[]): Promise<void> {

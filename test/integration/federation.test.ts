@@ -3,13 +3,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
 import { TestMesh, testOperator, type TestCluster, type TestOperator } from '../helpers/mesh.js';
 import { opensslIssue, opensslRoot } from '../helpers/openssl-certs.js';
+import { etcdArgs, rawEtcd } from '../helpers/etcd.js';
 
 // Three clusters on their own loopback addresses; north brings its own root (trust federation).
 let mesh: TestMesh;
@@ -61,12 +61,12 @@ afterAll(async () => {
 
 describe('a three-cluster mesh', () => {
   test('an export from west appears in east\'s and north\'s catalogs, with healthy counts', async () => {
-    await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', '--etcd', mesh.etcd.url]);
+    await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', ...etcdArgs(mesh.etcd)]);
     for (const cluster of [east, north]) {
       const { value } = await waitFor(async () => served(await catalogOf(cluster), 'demo', 'ledger', 'west')?.zones[0]?.healthy === 1 && served(await catalogOf(cluster), 'demo', 'ledger', 'west'), 10_000, `ledger in ${cluster.name}'s catalog`);
       expect(value).toMatchObject({ cluster: 'west', region: 'us-west', identities: ['spiffe://mesh.test/ns/demo/sa/ledger'], zones: [{ zone: 'a', healthy: 1, total: 1 }] });
     }
-    const services = JSON.parse((await isthmusOk(['services', '--output', 'json', '--etcd', mesh.etcd.url])).stdout);
+    const services = JSON.parse((await isthmusOk(['services', '--output', 'json', ...etcdArgs(mesh.etcd)])).stdout);
     expect(services.services.map((s: any) => `${s.namespace}/${s.name}`)).toContain('demo/ledger');
   });
 
@@ -84,7 +84,7 @@ describe('a three-cluster mesh', () => {
     // Long-poll: asking with the current version waits for the next change, which an export makes.
     const current = (await catalogOf(east)).revision;
     const next = client(east).get(`https://${east.apiAddress}/v1/catalog?version=${current}&wait=20`);
-    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'west', '--etcd', mesh.etcd.url]);
+    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'west', ...etcdArgs(mesh.etcd)]);
     const changed = (await next).body;
     expect(changed.revision).toBeGreaterThan(current);
     expect(served(changed, 'demo', 'hello', 'west')).toBeDefined();
@@ -93,7 +93,7 @@ describe('a three-cluster mesh', () => {
   test('every cluster trusts both trust domains without copying a file', async () => {
     const trust = (await client(east).get(`https://${east.apiAddress}/v1/trust`)).body;
     expect(trust.roots).toHaveLength(2);
-    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
+    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', ...etcdArgs(mesh.etcd)])).stdout).clusters;
     expect(clusters.map((c: any) => [c.name, c.trustDomain, c.alive])).toEqual([
       ['east', 'mesh.test', true], ['north', 'north.test', true], ['west', 'mesh.test', true],
     ]);
@@ -182,13 +182,13 @@ describe('a three-cluster mesh', () => {
   });
 
   test('etcd restarted under running federations: they reconnect and the catalog converges with nothing lost', async () => {
-    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'east', '--etcd', mesh.etcd.url]);
+    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'east', ...etcdArgs(mesh.etcd)]);
     await waitFor(async () => served(await catalogOf(west), 'demo', 'hello', 'east'), 2_000, 'hello from east in west');
     await mesh.etcd.stop();
     await new Promise((r) => setTimeout(r, 2_000));
     await mesh.etcd.start();
     // A change made after the restart reaches everyone, and nothing from before was lost.
-    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'north', '--etcd', mesh.etcd.url]);
+    await isthmusOk(['export', 'hello', '-n', 'demo', '--cluster', 'north', ...etcdArgs(mesh.etcd)]);
     for (const cluster of [east, west, north]) {
       await waitFor(async () => {
         const catalog = await catalogOf(cluster);
@@ -201,7 +201,7 @@ describe('a three-cluster mesh', () => {
     await waitFor(async () => served(await catalogOf(east), 'demo', 'hello', 'north'), 5_000, 'hello from north in east');
     await north.federation!.stop('SIGKILL');
     await waitFor(async () => !served(await catalogOf(east), 'demo', 'hello', 'north'), 3_000 + 2_000, 'north withdrawn from east');
-    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
+    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', ...etcdArgs(mesh.etcd)])).stdout).clusters;
     expect(clusters.find((c: any) => c.name === 'north').alive).toBe(false);
   });
 
@@ -209,7 +209,7 @@ describe('a three-cluster mesh', () => {
     expect(await west.federation!.stop('SIGTERM')).toBe(0);
     // The promise (docs/concepts.md, "Graceful stop"): the lease is revoked before the process
     // ends, so west's leased records are gone the moment it has exited, not when the TTL runs out.
-    const etcd = new Etcd3({ hosts: mesh.etcd.url });
+    const etcd = rawEtcd(mesh.etcd);
     try {
       const left = [
         ...Object.keys(await etcd.getAll().prefix(keys.exportsOf('west')).strings()),
@@ -228,7 +228,7 @@ describe('a three-cluster mesh', () => {
   });
 
   test('no private key is ever written to etcd', async () => {
-    const etcd = new Etcd3({ hosts: mesh.etcd.url });
+    const etcd = rawEtcd(mesh.etcd);
     try {
       const all = await etcd.getAll().prefix('/').strings();
       expect(Object.keys(all).length).toBeGreaterThan(10);

@@ -9,6 +9,7 @@ import { readClusterCa } from '../../src/trust/ca-files.js';
 import { issueCertificate } from '../../src/trust/ca.js';
 import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
 import { TestMesh, freePort, type TestCluster } from '../helpers/mesh.js';
+import { etcdArgs } from '../helpers/etcd.js';
 
 let mesh: TestMesh;
 let west: TestCluster;
@@ -40,7 +41,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => workload.listen(0, '127.0.2.1', resolve));
   const port = (workload.address() as { port: number }).port;
   await isthmusOk(['register', 'ledger', '-n', 'demo', '-c', west.config, '--address', `127.0.2.1:${port}`]);
-  await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', '--etcd', mesh.etcd.url]);
+  await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', ...etcdArgs(mesh.etcd)]);
   await mesh.startFederation('west');
 
   gateway = spawn(process.execPath, [isthmusBin, 'gateway', '--config', west.config, '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -101,7 +102,7 @@ describe('the east-west gateway', () => {
   });
 
   test('publishes itself under the cluster lease, so other clusters see the gateway address', async () => {
-    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
+    const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', ...etcdArgs(mesh.etcd)])).stdout).clusters;
     expect(clusters[0].gateways).toEqual([{ id: 'gw-1', address: gatewayAddress.host, port: gatewayAddress.port, zone: 'a' }]);
   });
 
@@ -153,7 +154,7 @@ describe('the east-west gateway', () => {
   test('a gateway that dies is withdrawn from the mesh', async () => {
     gateway.kill('SIGKILL');
     await waitFor(async () => {
-      const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', '--etcd', mesh.etcd.url])).stdout).clusters;
+      const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', ...etcdArgs(mesh.etcd)])).stdout).clusters;
       return clusters[0].gateways.length === 0;
     }, 10_000, 'gateway withdrawn');
     const anonymous = apiClient(west.rootCert);

@@ -15,6 +15,7 @@ import { apiClient, waitFor, type ApiClient } from '../helpers/cli.js';
 import { FakeKubeApiServer, type KubeObject } from '../helpers/fake-kube-api-server.js';
 import { TestMesh, freePort, type TestCluster } from '../helpers/mesh.js';
 import { viaProxy } from '../helpers/proxy.js';
+import { rawEtcd } from '../helpers/etcd.js';
 
 // Two clusters on `platform: kubernetes`, each with its own FakeKubeApiServer (east on
 // 127.0.162.x, west on 127.0.163.x), one real etcd, real federation and gateway processes and
@@ -59,7 +60,7 @@ function conditionsOf(kube: FakeKubeApiServer, name: string): Record<string, str
 beforeAll(async () => {
   logDir = mkdtempSync(join(tmpdir(), 'isthmus-k8s-'));
   mesh = await TestMesh.create();
-  etcd = new Etcd3({ hosts: mesh.etcd.url });
+  etcd = rawEtcd(mesh.etcd);
   const ca = await mesh.caInit('ca', 'mesh.test');
   const gatewayPort = await freePort('127.0.162.1');
   east = await mesh.join('east', { index: 162, ca, region: 'us-east', zones: ['a', 'b'], gateways: [`127.0.162.1:${gatewayPort}`] });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { isthmusBin, isthmusOk, startFederation, waitFor, type FederationProcess } from '../helpers/cli.js';
 import { testOperator, type TestOperator } from '../helpers/mesh.js';
-import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { etcdArgs, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { addRoute, createNsLink, deleteNsLink, freeSubnets, killAndWait, netnsUnavailable, spawnNodeIn, tcpProbeIn, type NsLink, type NsProcess } from '../helpers/netns.js';
 import { freePort } from '../helpers/ports.js';
 import { viaProxy } from '../helpers/proxy.js';
@@ -92,7 +92,7 @@ beforeAll(async () => {
       const api = `${link.outerAddress}:${await freePort(link.outerAddress)}`;
       const out = join(dir, name);
       await isthmusOk([
-        'join', name, '--region', `us-${name}`, '--zone', 'a', '--etcd', etcd.url, '--ca', ca, '--out', out,
+        'join', name, '--region', `us-${name}`, '--zone', 'a', ...etcdArgs(etcd), '--ca', ca, '--out', out,
         '--federation-host', link.outerAddress, '--api-port', api.split(':')[1]!, '--dashboard-port', String(await freePort(link.outerAddress)),
         ...(name === 'west' ? ['--gateway', `${gateway.host}:${gateway.port}`] : []),
       ]);
@@ -106,7 +106,7 @@ beforeAll(async () => {
       JSON.parse((await isthmusOk(['register', service, '-n', 'demo', '-c', joined[cluster]!.config, '--address', address, '-o', 'json'])).stdout).token as string;
     const ledgerToken = await register('ledger', 'west', `${west.innerAddress}:${inbound}`);
     const clientToken = await register('client', 'east', `${east.innerAddress}:1`);
-    await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', '--etcd', etcd.url]);
+    await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', ...etcdArgs(etcd)]);
     for (const name of ['east', 'west']) federations.push(await startFederation(joined[name]!.config, joined[name]!.api, joined[name]!.rootCert));
 
     const gw = spawn(process.execPath, [isthmusBin, 'gateway', '--config', joined.west!.config, '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });

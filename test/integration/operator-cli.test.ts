@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { verifyOperatorToken } from '../../src/trust/operator.js';
 import { isthmus, isthmusOk } from '../helpers/cli.js';
 import { TestMesh } from '../helpers/mesh.js';
+import { etcdArgs } from '../helpers/etcd.js';
 
 // `isthmus operator issue` and `operator token` as a person runs them; the cluster on 127.0.121.1.
 let mesh: TestMesh;
@@ -56,7 +57,7 @@ describe('isthmus operator', () => {
 
   test('isthmus check says whether this shell has an operator credential, whose, and for how long', async () => {
     const checked = async (env: Record<string, string>) => {
-      const res = await isthmus(['check', '--etcd', mesh.etcd.url, '--output', 'json'], env);
+      const res = await isthmus(['check', ...etcdArgs(mesh.etcd), '--output', 'json'], env);
       // east's federation is not running, so check fails and prints its error document after the checks.
       return (JSON.parse(res.stdout.slice(0, res.stdout.indexOf('\n}\n') + 2)) as { checks: { name: string; status: string; detail: string }[] }).checks.find((c) => c.name === 'operator credential');
     };

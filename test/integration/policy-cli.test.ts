@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { keys } from '../../src/core/keys.js';
 import { FederationStore } from '../../src/federation/store.js';
-import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { etcdEnv, startEtcd, storeOptions, type TestEtcd } from '../helpers/etcd.js';
 import { isthmus, isthmusBin, type CliResult } from '../helpers/cli.js';
 
 // `isthmus policy` against a real etcd: what a user sees from apply (dry run, all-or-nothing,
@@ -15,7 +15,7 @@ const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', 'p
 let etcd: TestEtcd;
 let store: FederationStore;
 let dir: string;
-const env = () => ({ ISTHMUS_ETCD: etcd.url });
+const env = () => (etcdEnv(etcd));
 const policyKeys = async () => (await store.list(keys.policies)).records.map((r) => r.key).sort();
 
 function yamlFile(name: string, text: string): string {
@@ -40,7 +40,7 @@ function isthmusWithInput(args: string[], input: string): Promise<CliResult> {
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  store = await FederationStore.connect({ endpoints: [etcd.url] });
+  store = await FederationStore.connect(storeOptions(etcd));
   dir = mkdtempSync(join(tmpdir(), 'isthmus-policy-cli-'));
 });
 

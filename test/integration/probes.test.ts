@@ -8,6 +8,7 @@ import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import type { Overview } from '../../src/dashboard/overview.js';
 import { apiClient, waitFor } from '../helpers/cli.js';
 import { testOperator } from '../helpers/mesh.js';
+import { rawEtcd } from '../helpers/etcd.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -25,7 +26,7 @@ async function stored(from: string, to: string): Promise<Probe | undefined> {
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-probes-'));
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', gateways: 1, hostBase: 41, probeInterval: '1s', progress: () => undefined });
-  etcd = new Etcd3({ hosts: mesh.file.etcd });
+  etcd = rawEtcd(mesh.file);
 }, 120_000);
 
 afterAll(async () => {

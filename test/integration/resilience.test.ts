@@ -6,13 +6,14 @@ import { connect } from 'node:http2';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy, type ProxiedResponse } from '../helpers/proxy.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 // Two clusters on 127.0.211.1 / 127.0.212.1, one gateway each; ledger runs only in west, hello
 // in both. Policies are applied and deleted with the real CLI and reach east's client sidecar
 // through its federation; what the destinations saw is read from their sidecars' /metrics.
 let mesh: DevMesh;
 let stateDir: string;
-const env = () => ({ ISTHMUS_ETCD: mesh.file.etcd });
+const env = () => (etcdEnv(mesh.file));
 const proxy = () => mesh.file.clusters.east!.client.proxy;
 const clientAdmin = () => mesh.file.clusters.east!.client.admin;
 

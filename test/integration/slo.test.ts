@@ -13,6 +13,7 @@ import { FederationStore } from '../../src/federation/store.js';
 import type { TrafficRecord } from '../../src/model/records.js';
 import { apiClient, isthmus, sleep, waitFor } from '../helpers/cli.js';
 import { testOperator } from '../helpers/mesh.js';
+import { etcdEnv, storeOptions } from '../helpers/etcd.js';
 
 // Two clusters on 127.0.101.1 / 127.0.102.1, sample traffic from both clients, reports every second.
 let mesh: DevMesh;
@@ -25,7 +26,7 @@ const received: SloWebhookPayload[] = [];
 
 const overview = async (cluster: string): Promise<Overview> =>
   (await (await fetch(`http://${mesh.file.clusters[cluster]!.metrics}/api/overview`)).json()) as Overview;
-const env = () => ({ ISTHMUS_ETCD: mesh.file.etcd });
+const env = () => (etcdEnv(mesh.file));
 
 /** Failed requests to ledger the sidecars of every cluster have reported since the mesh started. */
 async function ledgerErrorsReported(): Promise<number> {
@@ -59,7 +60,7 @@ beforeAll(async () => {
   hookFile = join(stateDir, 'slo-webhook-url');
   writeFileSync(hookFile, `${hookUrl}\n`, { mode: 0o600 });
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 101, traffic: 10, reportIntervalMs: 1000, progress: () => undefined });
-  store = await FederationStore.connect({ endpoints: [mesh.file.etcd] });
+  store = await FederationStore.connect(storeOptions(mesh.file));
 }, 120_000);
 
 afterAll(async () => {

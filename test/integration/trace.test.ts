@@ -8,6 +8,7 @@ import type { TraceHop, TraceResult } from '../../src/sidecar/trace.js';
 import { isthmus, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
 import { testOperator } from '../helpers/mesh.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -20,7 +21,7 @@ beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-trace-'));
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 61, progress: () => undefined });
   // The CLI finds the operator credential dev up issued: POST /trace and /api/sidecars ask for it.
-  env = { ISTHMUS_ETCD: mesh.file.etcd, ISTHMUS_OPERATOR_DIR: mesh.file.operator };
+  env = { ...etcdEnv(mesh.file), ISTHMUS_OPERATOR_DIR: mesh.file.operator };
   await waitFor(async () => (await viaProxy(east().client.proxy, 'http://ledger.demo.mesh/')).status === 200, 20_000, 'ledger reachable from east');
   // `trace --from` finds a sidecar through the federation's dashboard, which lists those that reported.
   await waitFor(async () => {

@@ -9,6 +9,7 @@ import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { FederationStore } from '../../src/federation/store.js';
 import { isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
+import { etcdEnv, storeOptions } from '../helpers/etcd.js';
 
 // Two clusters on 127.0.181.1 / 127.0.182.1; hello runs as hello (instances labelled version
 // v1 and v2), hello-v1 and hello-v2 in both. Policies are applied with the real CLI and reach
@@ -16,7 +17,7 @@ import { viaProxy } from '../helpers/proxy.js';
 let mesh: DevMesh;
 let stateDir: string;
 let store: FederationStore;
-const env = () => ({ ISTHMUS_ETCD: mesh.file.etcd });
+const env = () => (etcdEnv(mesh.file));
 const proxyOf = (cluster: string) => mesh.file.clusters[cluster]!.client.proxy;
 const hello = 'http://hello.demo.mesh/';
 
@@ -58,7 +59,7 @@ async function until(cluster: string, service: string, headers: Record<string, s
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-split-'));
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 181, versions: true, progress: () => undefined });
-  store = await FederationStore.connect({ endpoints: [mesh.file.etcd] });
+  store = await FederationStore.connect(storeOptions(mesh.file));
 }, 120_000);
 
 afterAll(async () => {

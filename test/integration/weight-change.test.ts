@@ -6,6 +6,7 @@ import { canaryRoute } from '../../src/dev/canary-files.js';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 // Two clusters on 127.0.221.1 / 127.0.222.1, hello-v1 and hello-v2 in both. While a client in
 // each cluster sends requests at a steady rate, the route's weights move 100/0 → 50/50 → 0/100
@@ -14,7 +15,7 @@ import { viaProxy } from '../helpers/proxy.js';
 let mesh: DevMesh;
 let stateDir: string;
 const clusters = ['east', 'west'] as const;
-const env = () => ({ ISTHMUS_ETCD: mesh.file.etcd });
+const env = () => (etcdEnv(mesh.file));
 const proxyOf = (cluster: string) => mesh.file.clusters[cluster]!.client.proxy;
 const hello = 'http://hello.demo.mesh/';
 
