@@ -2,15 +2,18 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
-import { TestMesh } from '../helpers/mesh.js';
+import { TestMesh, type TestOperator } from '../helpers/mesh.js';
 import { etcdEnv } from '../helpers/etcd.js';
 
 // east on 127.0.245.1, west on 127.0.246.1.
 let mesh: TestMesh;
+let operator: TestOperator;
 
 beforeAll(async () => {
   mesh = await TestMesh.create();
   const ca = await mesh.caInit('ca', 'mesh.test');
+  // The objectives are evaluated by the dashboards, whose data is for operators.
+  operator = await mesh.operator(ca);
   await mesh.join('east', { index: 245, ca });
   await mesh.join('west', { index: 246, ca });
   await mesh.startFederation('east');
@@ -23,7 +26,7 @@ afterAll(async () => {
 
 type Checked = { name: string; status: string; detail: string; hint?: string };
 const checks = async (): Promise<Checked[]> => JSON.parse((await isthmus(['check', '--output', 'json'], env())).stdout).checks;
-const env = () => etcdEnv(mesh.etcd);
+const env = () => ({ ...etcdEnv(mesh.etcd), ...operator.env });
 
 test('with one cluster down, `isthmus check` still checks the others and the objectives, and an objective whose service left the mesh says so there and in `policy list`', async () => {
   const west = mesh.cluster('west');

@@ -108,7 +108,7 @@ describe('isthmus dash: the dashboard from an operator\'s shell, straight from e
   }, 90_000);
 
   test('--reads public serves the data to anyone who reaches the address, /api/sidecars aside', async () => {
-    const dash = await startDash(['--etcd', mesh.file.etcd, '--listen', '127.0.0.1:0', '--reads', 'public']);
+    const dash = await startDash([...etcdArgs(mesh.file), '--listen', '127.0.0.1:0', '--reads', 'public']);
     expect(dash.signIn).toBeUndefined();
     expect((await fetch(`${dash.url}api/overview`)).status).toBe(200);
     expect((await fetch(`${dash.url}api/sidecars`)).status).toBe(401);

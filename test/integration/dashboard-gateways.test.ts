@@ -6,7 +6,7 @@ import { parse } from 'yaml';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { Overview } from '../../src/dashboard/overview.js';
 import { isthmus, waitFor } from '../helpers/cli.js';
-import { TestMesh } from '../helpers/mesh.js';
+import { TestMesh, type TestOperator } from '../helpers/mesh.js';
 import { etcdEnv } from '../helpers/etcd.js';
 
 const resultsDir = fileURLToPath(new URL('../../test-results/', import.meta.url));
@@ -14,6 +14,7 @@ const chromiumPath = '/usr/bin/chromium';
 
 // Two clusters joined without --gateway, on 127.0.250.1 and 127.0.250.2.
 let mesh: TestMesh;
+let operator: TestOperator;
 let browser: Browser;
 let dashboard: string;
 
@@ -24,6 +25,7 @@ beforeAll(async () => {
   await mesh.join('west', { index: 250, host: '127.0.250.2', ca });
   await mesh.startFederation('east');
   await mesh.startFederation('west');
+  operator = await mesh.operator(ca);
   dashboard = `http://${east.host}:${parse(readFileSync(east.config, 'utf8')).federation.dashboardPort}/`;
   browser = await chromium.launch({ executablePath: chromiumPath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
 }, 60_000);
@@ -36,7 +38,7 @@ afterAll(async () => {
 test('a cluster with no gateway is "no gateway" on the page, not a failing probe, and `isthmus check` names the same thing; /favicon.ico is served and the page logs no error (screenshot)', async () => {
   // Both federations have probed: the records say "failed" (there is nothing to probe).
   await waitFor(async () => {
-    const o = (await (await fetch(`${dashboard}api/overview`)).json()) as Overview;
+    const o = (await (await fetch(`${dashboard}api/overview`, { headers: operator.headers() })).json()) as Overview;
     return o.clusters.filter((c) => c.alive).length === 2 && o.probes.length === 2 && o.probes.every((p) => p.failures > 0);
   }, 20_000, 'probe records from both clusters');
 
@@ -50,7 +52,8 @@ test('a cluster with no gateway is "no gateway" on the page, not a failing probe
   page.on('pageerror', (err) => problems.push(`page: ${err.message}`));
   page.on('response', (r) => { if (r.status() >= 400) problems.push(`${r.status()} ${r.url()}`); });
   try {
-    await page.goto(dashboard);
+    // The page's data is for operators: the sign-in address sets the browser's cookie.
+    await page.goto(`${dashboard}?token=${operator.headers().authorization!.slice('Bearer '.length)}`);
     const cells = page.locator('#matrix td.cell[data-view="probes"]');
     await expect.poll(() => cells.allTextContents(), { timeout: 10_000 }).toEqual(['no gateway', 'no gateway']);
     expect(await cells.evaluateAll((tds) => tds.map((td) => td.className))).toEqual(['cell no-gateway', 'cell no-gateway']);
@@ -64,7 +67,7 @@ test('a cluster with no gateway is "no gateway" on the page, not a failing probe
     await page.close();
   }
 
-  const check = await isthmus(['check', '--output', 'json'], etcdEnv(mesh.etcd));
+  const check = await isthmus(['check', '--output', 'json'], { ...etcdEnv(mesh.etcd), ...operator.env });
   expect(check.code).toBe(0); // a warning: the control plane itself is fine
   const gateways = (JSON.parse(check.stdout) as { checks: { name: string; status: string; detail: string; hint?: string }[] }).checks.find((c) => c.name === 'east-west gateways');
   expect(gateways).toMatchObject({ status: 'warn', detail: 'no gateway: east, west (other clusters cannot reach their services)', hint: expect.stringMatching(/--gateway <host:port>/) });

@@ -23,7 +23,7 @@ test.each(cases)('`isthmus dev up` stopped by $name removes its temporary state 
   try {
     await waitFor(async () => stdout.includes('Press Ctrl-C'), 90_000, `dev up to finish starting; output so far:\n${stdout}${stderr}`);
     const stateDir = /^Starting a .* in (\S+)$/m.exec(stdout)?.[1] ?? '';
-    const etcdPort = Number(/✓ etcd: http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)?.[1]);
+    const etcdPort = Number(/✓ etcd: https?:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)?.[1]);
     expect(existsSync(stateDir), stateDir).toBe(true);
     // The reading ends go away, as tee's does.
     child.stdout!.destroy();
@@ -48,7 +48,7 @@ test('`isthmus dev up` asked to stop (SIGHUP) while it is still starting stops o
   try {
     await waitFor(async () => /✓ etcd: /.test(output), 60_000, `dev up to start etcd; output so far:\n${output}`);
     const stateDir = /^Starting a .* in (\S+)$/m.exec(output)?.[1] ?? '';
-    const etcdPort = Number(/✓ etcd: http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]);
+    const etcdPort = Number(/✓ etcd: https?:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]);
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     child.kill('SIGHUP');
     expect(await exited, output).toBe(0);

@@ -68,7 +68,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       .filter((l) => l.startsWith('  ')).map(command);
     expect(tryCommands).toEqual(readmeCommands);
 
-    const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east'], { ISTHMUS_ETCD: mesh.etcd });
+    const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east'], { ...etcdEnv(mesh), ISTHMUS_OPERATOR_DIR: join(stateDir, 'operator') });
     expect(explained.stdout).toMatch(/demo\/ledger as seen from east .*most traffic to P3/);
     expect(explained.stdout).toMatch(/west\/west-a\s+127\.0\.242\.1:15443\s+healthy\s+\(gateway of west, SNI ledger\.demo\.svc\.west\.isthmus\)/);
 
@@ -83,7 +83,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
     // The printed trace works with the operator credential dev up issued, through the printed export line.
     const operatorDir = /^ {2}export ISTHMUS_OPERATOR_DIR=(\S+)/m.exec(output)?.[1];
     expect(operatorDir).toBe(join(stateDir, 'operator'));
-    const traceArgs = printed(/^ {2}(npx isthmus trace ledger --from east.*)$/m);
+    const traceArgs = printed(/^ {2}(isthmus trace ledger --from east.*)$/m);
     // Sidecars are listed once they have reported (every 5 s); until then trace says none is.
     const { value: traced } = await waitFor(async () => {
       const res = await isthmus(traceArgs, { ...env, ISTHMUS_OPERATOR_DIR: operatorDir! });
