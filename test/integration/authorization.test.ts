@@ -20,7 +20,7 @@ let mesh: DevMesh;
 let stateDir: string;
 let store: FederationStore;
 const client = 'spiffe://dev.test/ns/demo/sa/client';
-const env = () => etcdEnv(mesh.file);
+const env = () => ({ ...etcdEnv(mesh.file), ISTHMUS_OPERATOR_DIR: mesh.file.operator });
 const proxyOf = (cluster: string) => mesh.file.clusters[cluster]!.client.proxy;
 const ledger = (path: string) => `http://ledger.demo.mesh${path}`;
 /** A sample instance's sidecar ports sit beside its app's (dev-mesh.ts: app 18080+i, inbound 19080+i, admin 19280+i). */
