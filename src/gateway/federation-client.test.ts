@@ -33,6 +33,8 @@ test('after its federation restarts (numbering its routing tables afresh), a gat
   await mesh.startFederation('east');
   const tables: GatewayRoutes[] = [];
   client = new FederationClient(loadGatewayConfig(cluster.config, undefined), silentLogger);
+  // As the gateway does (run.ts): its certificate first, since the federation API wants one for every read.
+  await client.startCertificates();
   void client.watchRoutes((routes) => tables.push(routes));
   await waitFor(async () => exported(tables.at(-1))?.join() === 'hello', 20_000, 'a table routing hello');
   const before = tables.at(-1)!.version;

@@ -13,8 +13,8 @@ const routesFeed: LongPollFeed<typeof GatewayRoutesSchema> = { name: 'routing ta
  * The gateway's line to its cluster's federation service: it reports itself (so the federation
  * publishes it under the cluster lease) and long-polls its routing table. It authenticates with
  * its gateway certificate (gateway-certificate.ts), renewed at half its life. Until it has one,
- * it long-polls routes without (they need no client certificate) and its reports are refused
- * and retried. When the federation is down the gateway keeps routing with the last table it had.
+ * its long polls and reports are refused (every read of the federation API needs a mesh
+ * certificate) and retried. When the federation is down the gateway keeps routing with the last table it had.
  */
 export class FederationClient {
   private agent: Agent;

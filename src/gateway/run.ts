@@ -3,9 +3,9 @@ import type { Logger } from '../core/log.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
 import { startAdmin } from './admin.js';
-import { readClusterCa } from '../trust/ca-files.js';
 import type { GatewayConfig } from './config.js';
 import { FederationClient } from './federation-client.js';
+import { gatewayRoot } from './gateway-certificate.js';
 import { Gateway } from './gateway.js';
 
 export interface RunningGateway {
@@ -25,7 +25,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
   let admin: Server | undefined;
   try {
     const listening = await gateway.listen();
-    admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [readClusterCa(config.caDir).rootCert], trustDomain: config.trustDomain }, metrics);
+    admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics);
     const adminAddress = admin.address();
     await client.startCertificates();
     void client.watchRoutes((routes) => gateway.setRoutes(routes));
