@@ -9,7 +9,7 @@ import { FederationStore } from '../../src/federation/store.js';
 import type { EtcdClientFiles } from '../../src/trust/etcd-ca.js';
 import { apiClient, isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 import { etcdArgs, rawEtcd } from '../helpers/etcd.js';
-import { TestMesh, type TestCluster } from '../helpers/mesh.js';
+import { TestMesh, type TestCluster, type TestOperator } from '../helpers/mesh.js';
 
 // etcd locked down as docs/security.md ("etcd") says, with the script it gives
 // (deploy/etcd/roles.sh): the operator joins and exports, each cluster's federation runs with a
@@ -17,6 +17,7 @@ import { TestMesh, type TestCluster } from '../helpers/mesh.js';
 // cluster's exports or a trust bundle.
 const run = promisify(execFile);
 const rolesScript = fileURLToPath(new URL('../../deploy/etcd/roles.sh', import.meta.url));
+let operator: TestOperator;
 let mesh: TestMesh;
 let east: TestCluster;
 let west: TestCluster;
@@ -30,6 +31,7 @@ beforeAll(async () => {
   eastFederation = mesh.etcd.client('federation-east');
   await run(rolesScript, [mesh.etcd.url, root.ca, root.cert, root.key, 'east', 'west']);
   const ca = await mesh.caInit('ca', 'mesh.test');
+  operator = await mesh.operator(ca);
   // The test etcd's operator certificate has common name "operator": the script's operator user.
   // join writes as the operator and records the federation's own certificate in cluster.yaml.
   east = await mesh.join('east', { index: 133, ca, federationEtcd: eastFederation });
@@ -53,7 +55,7 @@ async function northWritesOnlyItsOwn(store: FederationStore): Promise<void> {
 describe('etcd with a role per writer', () => {
   test('federations running as their own etcd users publish and see each other; the operator exports', async () => {
     await isthmusOk(['export', 'ledger', '-n', 'demo', '--cluster', 'west', ...etcdArgs(mesh.etcd)]);
-    const api = apiClient(east.rootCert);
+    const api = apiClient(east.rootCert, operator.tls); // the API's reads want a mesh certificate
     try {
       await waitFor(async () => {
         const catalog = (await api.get(`https://${east.apiAddress}/v1/catalog`)).body as { services: { name: string; clusters: { cluster: string }[] }[] };
