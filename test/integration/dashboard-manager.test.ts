@@ -130,6 +130,7 @@ describe('the service page in Chromium', () => {
     await expect.poll(() => status.textContent(), { timeout: 10_000 }).toMatch(/ISTHMUS_ERR_POLICY_INVALID/);
     expect(await status.textContent()).toContain('/spec/rules/1/backendRefs/0/weight');
     expect(await status.getAttribute('data-code')).toBe('ISTHMUS_ERR_POLICY_INVALID');
+    await split.screenshot({ path: join(resultsDir, 'dashboard-service-page-refused.png') });
     expect(await storedWeights()).toEqual([20, 80]);
   }, 30_000);
 
@@ -164,6 +165,8 @@ describe('the service page in Chromium', () => {
     expect(await putFrom(stranger, path, body, json)).toEqual({ status: 401, code: 'ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING' });
     expect(await putFrom(stranger, path, body, { ...json, authorization: `Bearer ${workloadToken}` })).toEqual({ status: 403, code: 'ISTHMUS_ERR_AUTH_FORBIDDEN' });
     await context.close();
+    // Only the two writes take another method than GET: the federation's port refuses the rest.
+    expect((await fetch(`${meshFile.dashboard!}api/overview`, { method: 'POST', headers: json, body: '{}' })).status).toBe(405);
     // The signed-in page: its cookie counts, but only for a JSON write.
     expect(await putFrom(page, path, body, { 'content-type': 'text/plain' })).toEqual({ status: 415, code: 'ISTHMUS_ERR_API_NOT_JSON' });
     expect(await storedWeights()).toEqual([20, 80]);
