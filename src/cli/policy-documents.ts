@@ -28,25 +28,37 @@ export async function readPolicyFile(file: string, now = new Date()): Promise<Pa
   }
   // Warnings (an unknown tag, an odd anchor) would go to stderr as process warnings; errors say enough.
   const docs = parseAllDocuments(text, { logLevel: 'error' });
-  const out: ParsedPolicy[] = [];
+  const values: { value: unknown; source: string }[] = [];
   for (const [i, doc] of docs.entries()) {
     const source = docs.length > 1 ? `${file} (document ${i + 1})` : file;
     if (doc.errors.length > 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `${source} is not valid YAML: ${doc.errors[0]?.message}`);
-    let value: unknown;
     try {
-      value = doc.toJS();
+      values.push({ value: doc.toJS(), source });
     } catch (err) {
       // The yaml package refuses aliases that would expand without bound ("billion laughs").
       throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `${source} cannot be read: ${(err as Error).message}`, { cause: err });
     }
+  }
+  return await checkPolicyDocuments(values, file, now);
+}
+
+/**
+ * Checks policy documents already read (from a file, or built by the dashboard's manager view)
+ * each one whole, as `policy apply` does: the first bad one throws ISTHMUS_ERR_POLICY_INVALID
+ * naming `source` and the path of each bad field; empty documents are skipped; none at all, or
+ * one kind and name twice, is refused too.
+ */
+export async function checkPolicyDocuments(docs: readonly { value: unknown; source: string }[], what: string, now = new Date()): Promise<ParsedPolicy[]> {
+  const out: ParsedPolicy[] = [];
+  for (const { value, source } of docs) {
     if (value === null || value === undefined) continue;
     if (typeof value !== 'object' || Array.isArray(value)) throw invalid(source, [{ path: '/', message: 'a policy is a YAML mapping with apiVersion, kind, metadata and spec' }]);
     out.push(await parsePolicy(value as Record<string, unknown>, source, now));
   }
-  if (out.length === 0) throw new IsthmusError('ISTHMUS_ERR_POLICY_INVALID', `${file} holds no policy; see \`isthmus policy apply --help\` for examples`);
+  if (out.length === 0) throw new IsthmusError('ISTHMUS_ERR_POLICY_INVALID', `${what} holds no policy; see \`isthmus policy apply --help\` for examples`);
   const seen = new Set<string>();
   for (const p of out) {
-    if (seen.has(p.key)) throw new IsthmusError('ISTHMUS_ERR_POLICY_INVALID', `${file} holds ${p.kind} ${p.namespace}/${p.name} twice; nothing was applied`);
+    if (seen.has(p.key)) throw new IsthmusError('ISTHMUS_ERR_POLICY_INVALID', `${what} holds ${p.kind} ${p.namespace}/${p.name} twice; nothing was applied`);
     seen.add(p.key);
   }
   return out;

@@ -125,6 +125,22 @@ describe('who may read', () => {
     expect((await fetch(`${base}/api/sidecars`, asOperator())).status).toBe(200);
   });
 
+  test('the manager view\'s writes need an operator even where reads are public, and JSON; other methods are not the dashboard\'s', async () => {
+    const base = await serve(source(new Map()));
+    const put = async (headers: Record<string, string>) => {
+      const res = await fetch(`${base}/api/services/demo/hello/weights`, { method: 'PUT', headers, body: JSON.stringify({ kind: 'HTTPRoute', policy: 'hello-canary', rule: 1, weights: [1, 1] }) });
+      return [res.status, ((await res.json()) as { error: { code: string } }).error.code];
+    };
+    const json = { 'content-type': 'application/json' };
+    expect(await put(json)).toEqual([401, 'ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING']);
+    expect(await put({ ...json, authorization: `Bearer ${workloadToken}` })).toEqual([403, 'ISTHMUS_ERR_AUTH_FORBIDDEN']);
+    expect(await put({ 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${operatorToken}` })).toEqual([415, 'ISTHMUS_ERR_API_NOT_JSON']);
+    // This source has no store: an operator's JSON write is refused, not lost.
+    expect(await put({ ...json, authorization: `Bearer ${operatorToken}` })).toEqual([400, 'ISTHMUS_ERR_API_BAD_REQUEST']);
+    // A POST elsewhere is left to the caller (the telemetry server answers 405).
+    expect((await fetch(`${base}/api/overview`, { method: 'POST' })).status).toBe(404);
+  });
+
   test('with operator reads, /api/ needs a token; the page does not; /?token= signs a browser in with a cookie', async () => {
     const base = await serve(source(new Map(), sidecars), { reads: 'operator', rootsPem: () => [root.certPem], trustDomain: 't.test' });
     for (const path of ['/api/overview', '/api/series?from=east&to=west', '/api/stream']) {

@@ -7,8 +7,15 @@ import { isRecord, TrafficRecordSchema, type TrafficRecord } from '../model/reco
 import { buildOverview, probeRecords, sloPolicies, type Overview, type OverviewSource } from './overview.js';
 import { statsOf, TrafficHistory } from './traffic-history.js';
 import { StreamSlots } from '../core/server-limits.js';
-import { isIsthmusError } from '../core/errors.js';
+import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { admitOperator, operatorCookie, verifyOperatorToken } from '../trust/operator.js';
+import type { FederationStore } from '../federation/store.js';
+import { PolicyRecordSchema, type PolicyRecord } from '../model/policy-records.js';
+import { kindsByName } from '../model/policy-kinds.js';
+import { checkPolicyDocuments } from '../cli/policy-documents.js';
+import { applyParsedPolicies } from '../federation/apply-policies.js';
+import { editRequest, FaultEditSchema, serviceDetail, WeightsEditSchema, withFault, withWeights, type FaultEdit, type WeightsEdit } from './manager.js';
+import { trafficWindowSeconds } from './overview.js';
 
 /**
  * Our page's own files. tsc does not copy them to dist/, so both src/dashboard/server.ts and
@@ -34,6 +41,11 @@ export interface DashboardSource extends OverviewSource {
   off(event: 'catalog', listener: () => void): unknown;
   /** The sidecars reporting to this federation, for `/api/sidecars` (`isthmus trace` looks one up there). */
   sidecars?: () => unknown[];
+  /**
+   * Where the manager view's writes go (through `policy apply`'s checks and transaction); absent:
+   * this dashboard takes no writes. Its etcd user needs write access to `/policies/`.
+   */
+  store?: FederationStore;
 }
 
 /**
@@ -148,9 +160,53 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
     return admitOperator(req, (status, body) => sendJson(req, res, status, body), { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `GET ${path}` });
   };
 
+  /**
+   * PUT /api/services/<ns>/<name>/weights|fault (docs/dashboard.md, "The service page"): always
+   * needs an operator credential, whatever `reads` says. Against cross-site requests: the cookie
+   * is SameSite=Strict, and a write must be `content-type: application/json`, which a form
+   * cannot send and a cross-origin script cannot send without a preflight this server never
+   * allows.
+   */
+  async function write(req: IncomingMessage, res: ServerResponse, namespace: string, name: string, what: 'weights' | 'fault'): Promise<void> {
+    const refuse = (status: number, body: unknown) => sendJson(req, res, status, body);
+    try {
+      if (admitOperator(req, refuse, { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `${req.method ?? 'PUT'} ${req.url ?? ''}` }) === undefined) return;
+      if (req.method !== 'PUT' && req.method !== 'POST') throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `${req.url ?? ''} takes PUT (or POST) with a JSON body`);
+      if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+        throw new IsthmusError('ISTHMUS_ERR_API_NOT_JSON', 'a dashboard write must be sent as content-type: application/json (what keeps a form on another site from making it)');
+      }
+      const store = source.store;
+      if (!store) throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'this dashboard has no store to write to; change policies with `isthmus policy apply`');
+      const body = await readJsonBody(req);
+      const fields = what === 'fault' ? editRequest<FaultEdit>(FaultEditSchema, body) : editRequest<WeightsEdit>(WeightsEditSchema, body);
+      const kind = 'kind' in fields ? fields.kind : 'FaultInjection';
+      const key = keys.policy(kindsByName.get(kind)?.segment ?? kind.toLowerCase(), namespace, fields.policy);
+      const held = await store.get<unknown>(key);
+      const record = held && isRecord(PolicyRecordSchema, held.value) && held.value.services.includes(name) ? held.value : undefined;
+      if (!record || !held) throw new IsthmusError('ISTHMUS_ERR_POLICY_NOT_FOUND', `no ${kind} ${namespace}/${fields.policy} applies to ${namespace}/${name}; reload the page, it may have been deleted`);
+      const doc = what === 'fault' ? withFault(record, fields as FaultEdit) : withWeights(record, fields as WeightsEdit);
+      // The same checks and the same one-transaction write as `isthmus policy apply`.
+      const parsed = await checkPolicyDocuments([{ value: doc, source: `${kind} ${namespace}/${fields.policy}` }], 'the dashboard\'s change');
+      const result = await applyParsedPolicies(parsed, store, false, { readAt: { [key]: held.modRevision } });
+      sendJson(req, res, 200, result);
+    } catch (err) {
+      if (!isIsthmusError(err)) {
+        sendJson(req, res, 500, { error: { code: 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', message: (err as Error).message } });
+        return;
+      }
+      sendJson(req, res, err.status, { error: err.toJSON() });
+    }
+  }
+
   return {
     handle(req, res) {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
+      const edit = /^\/api\/services\/([a-z0-9-]{1,63})\/([a-z0-9-]{1,63})\/(weights|fault)$/.exec(path);
+      if (edit && req.method !== 'GET' && req.method !== 'HEAD') {
+        void write(req, res, edit[1]!, edit[2]!, edit[3] as 'weights' | 'fault');
+        return true;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') return false;
       const until = path.startsWith('/api/') ? allowed(req, res, path) : Infinity;
       if (until === undefined) return true;
       if (path === '/' && (req.url ?? '').includes('token=')) {
@@ -179,6 +235,14 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
         const since = Date.now() - minutes * 60_000;
         const probes = probeSamples.filter((s) => s.t >= since).map((s) => ({ t: s.t, ...(s.pairs.get(`${from}\u0000${to}`) ?? { p50Ms: null, p99Ms: null }) }));
         sendJson(req, res, 200, { from, to, points, probes });
+        return true;
+      }
+      const detail = /^\/api\/services\/([a-z0-9-]{1,63})\/([a-z0-9-]{1,63})$/.exec(path);
+      if (detail) {
+        const [, namespace, name] = detail as unknown as [string, string, string];
+        const recent = (sample(), history.window(trafficWindowSeconds * 1000, Date.now()));
+        const requestsTo = (backend: string) => recent.routes.reduce((n, r) => (`${r.namespace}/${r.service}` === backend ? n + r.requests : n), 0);
+        sendJson(req, res, 200, { ...serviceDetail(policyRecords(source.mirror), namespace, name, requestsTo), writable: source.store !== undefined });
         return true;
       }
       if (path === '/api/sidecars') {
@@ -231,4 +295,27 @@ function sendJson(req: IncomingMessage, res: ServerResponse, status: number, val
   const body = JSON.stringify(value);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
   res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** Every valid traffic-policy record in the mirror. */
+function policyRecords(mirror: OverviewSource['mirror']): PolicyRecord[] {
+  return mirror.entries(keys.policies).flatMap(([, value]) => (isRecord(PolicyRecordSchema, value) ? [value] : []));
+}
+
+const maxWriteBytes = 64 * 1024;
+
+/** A write's body as JSON, at most 64 KiB; ISTHMUS_ERR_API_BAD_REQUEST for more or for anything else. */
+async function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > maxWriteBytes) throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `a dashboard write's body is at most ${maxWriteBytes / 1024} KiB`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'the body of a dashboard write is not JSON');
+  }
 }

@@ -87,6 +87,11 @@ export class StoreSource extends EventEmitter implements DashboardSource {
     return source;
   }
 
+  /** The store the manager view writes policies to (with this reader's etcd user: it needs write access to `/policies/`). */
+  get store(): FederationStore {
+    return this.#store;
+  }
+
   private constructor(store: FederationStore, opts: StoreSourceOptions, logger: Logger) {
     super();
     this.#store = store;

@@ -137,6 +137,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     on: (event, listener) => federation.on(event, listener),
     off: (event, listener) => federation.off(event, listener),
     sidecars: () => ledger.reportingSidecars(),
+    store,
   }, { access: { reads: config.federation.dashboardReads, rootsPem: trustBundle, trustDomain: config.trustDomain } });
   let telemetry: TelemetryServer | undefined;
   const alerter = new SloAlerter({

@@ -32,12 +32,13 @@ export async function startTelemetryServer(opts: {
   port: number;
   metrics: Pick<Metrics, 'exposition'>;
   healthz: () => unknown;
-  /** Tried after /metrics and /healthz (the dashboard); returns false to let the 404 answer. */
+  /** Tried after /metrics and /healthz (the dashboard), and first for other methods than GET; returns false to let the 404 (405) answer. */
   extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }): Promise<TelemetryServer> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'only GET' });
+    // The dashboard's writes (its manager view) are its own to answer; everything else here only reads.
+    if (req.method !== 'GET' && req.method !== 'HEAD') return opts.extra?.(req, res) ? undefined : send(res, 405, { error: 'only GET' });
     if (path === '/metrics') return void sendMetrics(opts.metrics, res);
     if (path === '/healthz') return send(res, 200, opts.healthz());
     if (opts.extra?.(req, res)) return;

@@ -302,7 +302,7 @@ function renderServices(o) {
     const byCluster = new Map(s.clusters.map((c) => [c.cluster, c]));
     const t = s.traffic;
     return el('tr', { 'data-service': `${s.namespace}/${s.name}` },
-      el('td', { 'data-col': 'service' }, `${s.namespace}/${s.name}`, ...policyBadges(s.policies)),
+      el('td', { 'data-col': 'service' }, el('a', { href: `#service=${s.namespace}/${s.name}`, 'data-open-service': `${s.namespace}/${s.name}` }, `${s.namespace}/${s.name}`), ...policyBadges(s.policies)),
       el('td', { 'data-col': 'served-from' }, servedFrom(s)),
       el('td', { 'data-col': 'rate', class: 'num' }, fmtRate(t?.rps)),
       el('td', { 'data-col': 'success', class: `num${isNum(t?.successPercent) && t.successPercent < 99 ? ' bad-text' : ''}` }, fmtPct(t?.successPercent)),
@@ -431,6 +431,134 @@ function connect() {
   });
   source.addEventListener('overview', (e) => render(JSON.parse(e.data)));
 }
+
+// ---- the service page (manager view) ----
+
+let openService; // "<ns>/<name>" shown on the service page, or undefined
+const pct = (share) => `${Math.round(share * 100)}%`;
+
+async function showService(key) {
+  openService = key;
+  $('service-page').hidden = false;
+  $('service-name').textContent = key;
+  await refreshService(true);
+}
+
+function closeService() {
+  openService = undefined;
+  $('service-page').hidden = true;
+  if (location.hash.startsWith('#service=')) history.replaceState(null, '', location.pathname);
+}
+
+/** `full`: draw the page anew (after opening it or a write); else only the live split moves, so an edit in progress is kept. */
+async function refreshService(full) {
+  const key = openService;
+  if (!key) return;
+  const res = await fetch(`/api/services/${key}`);
+  if (openService !== key) return;
+  if (!res.ok) {
+    $('service-body').replaceChildren(el('p', { class: 'edit-error' }, res.status === 401 || res.status === 403 ? 'sign in: open /?token=<the output of isthmus operator token>' : `the service could not be read (${res.status})`));
+    return;
+  }
+  const d = await res.json();
+  const live = new Map((d.live ?? []).map((x) => [x.backend, x.share]));
+  if (!full && $('service-body').dataset.service === key) {
+    for (const span of document.querySelectorAll('#service-body [data-live-backend]')) {
+      const share = live.get(span.dataset.liveBackend);
+      span.textContent = share === undefined ? '–' : pct(share);
+    }
+    return;
+  }
+  $('service-body').dataset.service = key;
+  $('service-body').replaceChildren(
+    el('h3', {}, 'Splits'), ...(d.splits.length ? d.splits.map((sp) => splitEditor(key, sp, live, d.writable)) : [el('p', { class: 'muted' }, 'no HTTPRoute or TrafficSplit routes this service')]),
+    el('h3', {}, 'Routes'), list(d.routes.map((r) => `${r.policy}: ${r.match} → ${r.backends.map((b) => `${b.backend.slice(b.backend.indexOf('/') + 1)} ${b.percent}%`).join(' / ')}${r.timeoutMs !== undefined ? `, timeout ${r.timeoutMs} ms` : ''}`), 'routes', 'every request goes to the service itself'),
+    el('h3', {}, 'Faults'), ...(d.faults.length ? d.faults.map((f) => faultEditor(key, f, d.writable)) : [el('p', { class: 'muted' }, 'no FaultInjection on this service')]),
+    el('h3', {}, 'Retries, circuit breakers, rate limits, failover'), list(d.resilience.filter((r) => r.kind !== 'FaultInjection').map((r) => `${r.kind} — ${r.settings}`), 'resilience', 'none: the built-in retries and no limits (docs/traffic-policy.md)'),
+    el('h3', {}, 'Authorization'), d.authorization ? list([`${d.authorization.allowList ? 'allow list' : 'deny rules only'}`, ...d.authorization.rules, ...d.authorization.problems], 'authorization') : el('p', { class: 'muted', 'data-section': 'authorization' }, 'no authorization policy: the namespace default applies'));
+}
+
+function list(lines, section, none) {
+  if (lines.length === 0) return el('p', { class: 'muted', 'data-section': section }, none);
+  return el('ul', { 'data-section': section }, ...lines.map((l) => el('li', {}, l)));
+}
+
+function splitEditor(key, sp, live, writable) {
+  const id = `${sp.kind}/${sp.policy}/${sp.rule}`;
+  const total = sp.backends.reduce((n, b) => n + b.weight, 0);
+  const rows = sp.backends.map((b, i) => el('tr', { 'data-backend': b.backend },
+    el('td', {}, b.backend.slice(b.backend.indexOf('/') + 1)),
+    el('td', {}, el('input', { type: 'number', min: '0', step: '1', value: String(b.weight), 'data-weight-index': String(i), 'aria-label': `weight of ${b.backend}` })),
+    el('td', { class: 'muted' }, total > 0 ? pct(b.weight / total) : '–'),
+    // The live split is the service's, among the backends of its weighted rules: a one-backend rule has none.
+    el('td', {}, sp.backends.length > 1 ? el('span', { 'data-live-backend': b.backend }, live.has(b.backend) ? pct(live.get(b.backend)) : '–') : '–')));
+  const status = el('p', { class: 'edit-status' });
+  const save = el('button', { type: 'button', 'data-action': 'save-weights', disabled: !writable }, 'save weights');
+  const box = el('div', { class: 'split', 'data-split': id },
+    el('p', {}, `${sp.kind} ${sp.policy}${sp.kind === 'HTTPRoute' ? ` rule ${sp.rule}` : ''}: ${sp.match}`),
+    el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'backend'), el('th', {}, 'weight'), el('th', {}, 'share'), el('th', {}, 'live (60 s)'))), el('tbody', {}, ...rows)),
+    save, status);
+  save.addEventListener('click', () => {
+    // Sent as typed: the policy's own checks judge each weight and name the bad one's path.
+    const weights = [...box.querySelectorAll('input[data-weight-index]')].map((input) => (input.value.trim() !== '' && Number.isFinite(Number(input.value)) ? Number(input.value) : input.value));
+    void sendEdit(key, 'weights', { kind: sp.kind, policy: sp.policy, rule: sp.rule, weights }, status);
+  });
+  return box;
+}
+
+function faultEditor(key, f, writable) {
+  const current = f.abortPercent ?? f.delayPercent ?? 0;
+  const on = el('input', { type: 'checkbox', 'data-fault-on': f.policy, checked: f.on });
+  const percent = el('input', { type: 'number', min: '0', max: '100', value: String(current > 0 ? current : 10), 'data-fault-percent': f.policy, 'aria-label': `percent of ${f.policy}` });
+  const status = el('p', { class: 'edit-status' });
+  const apply = el('button', { type: 'button', 'data-action': 'apply-fault', disabled: !writable }, 'apply');
+  apply.addEventListener('click', () => {
+    const n = Number(percent.value);
+    void sendEdit(key, 'fault', on.checked ? { policy: f.policy, on: true, percent: percent.value.trim() !== '' && Number.isFinite(n) ? n : percent.value } : { policy: f.policy, on: false }, status);
+  });
+  return el('div', { class: 'fault', 'data-fault': f.policy },
+    el('p', {}, `FaultInjection ${f.policy}: ${f.settings} `, el('span', { class: `badge ${f.on ? 'policy-fault' : 'policy-other'} policy` }, f.on ? 'on' : 'off')),
+    el('label', {}, on, ' on, for '), percent, ' % of requests ', apply, status);
+}
+
+async function sendEdit(key, what, body, status) {
+  status.className = 'edit-status';
+  status.textContent = 'saving…';
+  try {
+    const res = await fetch(`/api/services/${key}/${what}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const answer = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const e = answer.error ?? {};
+      status.className = 'edit-status edit-error';
+      status.dataset.code = e.code ?? '';
+      // A policy's problems name each bad field's path (e.g. /spec/rules/1/backendRefs/0/weight).
+      const fields = Array.isArray(e.details) ? e.details.map((p) => `${p.path}: ${p.message}`).join('\n') : '';
+      status.textContent = `${res.status} ${e.code ?? ''}\n${fields || e.message || ''}${res.status === 401 ? '\nsign in: open /?token=<the output of isthmus operator token>' : ''}`;
+      return;
+    }
+    status.className = 'edit-status edit-ok';
+    status.dataset.code = '';
+    status.textContent = `applied: ${answer.applied.map((a) => `${a.kind} ${a.name} ${a.change}`).join(', ')}`;
+    const note = status.textContent;
+    await refreshService(true);
+    // The page was drawn anew: say what happened on the new editor too.
+    const again = document.querySelector(`#service-body [data-${what === 'fault' ? 'fault' : 'split'}="${what === 'fault' ? body.policy : `${body.kind}/${body.policy}/${body.rule}`}"] .edit-status`);
+    if (again) { again.className = 'edit-status edit-ok'; again.textContent = note; }
+  } catch (err) {
+    status.className = 'edit-status edit-error';
+    status.textContent = `not sent: ${err.message}`;
+  }
+}
+
+function serviceFromHash() {
+  const m = /^#service=([a-z0-9-]+\/[a-z0-9-]+)$/.exec(location.hash);
+  if (m) void showService(m[1]);
+}
+
+$('service-close').addEventListener('click', closeService);
+window.addEventListener('hashchange', serviceFromHash);
+setInterval(() => void refreshService(false), 5000);
+serviceFromHash();
 
 $('pair').addEventListener('change', () => choosePair($('pair').value));
 for (const b of document.querySelectorAll('.switch button')) b.addEventListener('click', () => setView(b.dataset.view));
