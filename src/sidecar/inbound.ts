@@ -108,6 +108,7 @@ export class Inbound {
     this.plain.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.plain.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.plain.on('clientError', clientErrorHandler(this, 'inbound'));
+    this.plain.setTimeout(timeouts.streamIdleMs);
     // Before the inbound's own 'connection' listener below; strict (the default) hands every
     // connection to TLS untouched.
     this.h2 = createH2Server();
@@ -133,6 +134,8 @@ export class Inbound {
       if (at !== undefined) this.handshakes.set(socket, performance.now() - at);
     });
     this.server.on('clientError', clientErrorHandler(this, 'inbound'));
+    // No byte either way for streamIdle closes the connection (a request body stalled mid-way too).
+    this.server.setTimeout(timeouts.streamIdleMs);
     this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
   }
 

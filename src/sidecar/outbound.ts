@@ -67,6 +67,9 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   });
   server.on('connection', (socket) => socket.setNoDelay(true));
   // An app that speaks h2c (gRPC) on the same port: its connections go to the HTTP/2 server.
+  // A connection with no byte either way for streamIdle is closed, whatever it waits for: a
+  // request body that stalls mid-way (a chunked body whose end never comes) holds nothing for ever.
+  server.setTimeout(deps.timeouts.streamIdleMs);
   servePriorKnowledgeH2(server, createOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
   server.on('clientError', clientErrorHandler(deps.routing, 'outbound'));
   const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer) => {

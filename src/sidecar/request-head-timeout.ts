@@ -42,7 +42,8 @@ export function limitFirstRequestHead(h2: Http2Server | Http2SecureServer, ms: n
  */
 export function clientErrorHandler(origin: object, listener: RequestRefusedMessage['listener']): (err: NodeJS.ErrnoException, socket: Duplex) => void {
   return (err, socket) => {
-    if (err.code === 'ECONNRESET' || (!socket.writable && err.code !== 'ERR_HTTP_REQUEST_TIMEOUT')) return void socket.destroy();
+    // A caller that is gone (reset, or its connection no longer writable) is not refused: nobody is told.
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
     const reason: RequestRefusedMessage['reason'] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'head_timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : 'malformed';
     if (channels.requestRefused.hasSubscribers) channels.requestRefused.publish({ origin, listener, reason });
     if (reason === 'head_timeout') return answerHeadTimeout(socket);

@@ -7,19 +7,9 @@ import { sidecarChain, testPki, type SidecarChain } from '../helpers/sidecar-fix
  * pipelines, upgrades, CONNECT, an HTTP/2 preface), as raw bytes on a real outbound → inbound
  * (mTLS) → app chain: every connection is answered or closed (no hang: the short limits below
  * close whatever waits), the process survives (an uncaught error fails the run), every refusal
- * the caller is told of is counted in isthmus_requests_refused_total, and the chain still serves
- * a good request at the end. ISTHMUS_FUZZ_SECONDS / ISTHMUS_FUZZ_SEED (test/helpers/fuzz.ts).
+ * the caller is told of is counted in isthmus_requests_refused_total (at most one per
+ * connection: a refusal closes it), and the chain still serves a good request at the end. ISTHMUS_FUZZ_SECONDS / ISTHMUS_FUZZ_SEED (test/helpers/fuzz.ts).
  */
-
-let chain: SidecarChain;
-
-beforeAll(async () => {
-  chain = await sidecarChain(testPki(), { requestHeadersMs: 400, streamIdleMs: 800, connectionIdleMs: 800, responseHeadersMs: 2000 });
-});
-
-afterAll(async () => {
-  await chain?.close();
-});
 
 const corpus = (t: string) => [
   `GET ${t}/ HTTP/1.1\r\nhost: echo.demo.mesh\r\n\r\n`,
@@ -35,6 +25,16 @@ const corpus = (t: string) => [
 const refusalCodes = /x-isthmus-error: ISTHMUS_ERR_DATAPLANE_REQUEST_(MALFORMED|HEADERS_TIMEOUT)\r\n/g;
 
 describe.each([['outbound', 'http://echo.demo.mesh'], ['inbound', '']] as const)('the %s listener under fuzzing', (listener, target) => {
+  // A chain of its own: requests the outbound's fuzzing left half-sent reach the inbound later,
+  // and the inbound rightly refuses them; they must not be counted against the inbound's run.
+  let chain: SidecarChain;
+  beforeAll(async () => {
+    chain = await sidecarChain(testPki(), { requestHeadersMs: 400, streamIdleMs: 800, connectionIdleMs: 800, responseHeadersMs: 2000, tunnelIdleMs: 800 });
+  });
+  afterAll(async () => {
+    await chain?.close();
+  });
+
   test('every input is answered or closed, every refusal is counted, and the listener still serves', async () => {
     const run = fuzzRun(3, corpus(target));
     const before = await chain.refused(listener);
@@ -56,7 +56,12 @@ describe.each([['outbound', 'http://echo.demo.mesh'], ['inbound', '']] as const)
     };
     await Promise.all(Array.from({ length: 8 }, worker));
     expect(problems, `${n} inputs`).toEqual([]);
-    expect(await chain.refused(listener), `refusals told to callers in ${n} inputs (${run.label(0)})`).toBe(before + told);
+    // Every refusal a caller was told of is counted. A refusal can be counted and not seen (its 400
+    // is lost when the caller is still sending as the sidecar closes: the kernel resets the
+    // connection), but a refusal closes its connection, so there is at most one per input.
+    const counted = (await chain.refused(listener)) - before;
+    expect(counted, `refusals counted vs told in ${n} inputs (${run.label(0)})`).toBeGreaterThanOrEqual(told);
+    expect(counted, `refusals counted vs inputs (${run.label(0)})`).toBeLessThanOrEqual(n);
     chain.seen.length = 0;
     const good = await chain.send(listener, `GET ${target}/after HTTP/1.1\r\nhost: echo.demo.mesh\r\nconnection: close\r\n\r\n`);
     expect(good.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
