@@ -41,7 +41,7 @@ export const rolloutSplitName = (service: string) => `${service}-rollout`;
 export function rolloutSplit(record: RolloutRecord, weight: number, createdAt: string | undefined, now: Date): PolicyRecord {
   const split = policyRecordFromDocument({
     apiVersion: 'split.smi-spec.io/v1alpha4', kind: 'TrafficSplit',
-    metadata: { name: record.split, namespace: record.namespace, annotations: { 'isthmus.dev/rollout': `${record.namespace}/${record.service}` } },
+    metadata: { name: record.split, namespace: record.namespace },
     spec: { service: record.service, backends: splitBackends(record, weight) },
   }, `rollout ${record.namespace}/${record.service}`, now);
   return createdAt ? { ...split, createdAt } : split;
