@@ -12,8 +12,8 @@ interface RolloutOptions extends EtcdFlags { output: string; namespace: string }
 
 const examples = `
 Examples (isthmus dev up runs hello-v1 and hello-v2 in every cluster):
-  isthmus policy apply -f hello-latency.yaml     # a ServiceLevelObjective on demo/hello-v2
-  isthmus rollout start hello -n demo --from hello-v1 --to hello-v2 --steps 10,50,100 --interval 1m --objective hello-latency
+  isthmus policy apply -f <state dir>/hello-v2-slo.yaml   # the objective hello-v2-fast, on demo/hello-v2
+  isthmus rollout start hello -n demo --from hello-v1 --to hello-v2 --steps 10,50,100 --interval 1m --objective hello-v2-fast
   isthmus rollout status hello -n demo
   isthmus rollout pause hello -n demo
   isthmus rollout resume hello -n demo
