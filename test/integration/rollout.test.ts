@@ -95,6 +95,27 @@ describe('rollouts gated by an objective', () => {
     expect(await rolloutOf()).toBeUndefined();
   });
 
+  test('pause, resume and abort from the CLI: JSON for scripts, exit codes, and abort sends every request back to --from', async () => {
+    const json = async (args: string[]) => {
+      const res = await isthmus(['rollout', ...args, '-n', 'demo', '-o', 'json'], env());
+      expect(res.code, res.stderr).toBe(0);
+      return JSON.parse(res.stdout) as RolloutRecord;
+    };
+    await json(['start', 'quiet', '--from', 'quiet-v1', '--to', 'quiet-v2', '--steps', '50,100', '--interval', '1m', '--objective', 'v2-fast']);
+    expect((await json(['pause', 'quiet'])).phase).toBe('paused');
+    const again = await isthmus(['rollout', 'pause', 'quiet', '-n', 'demo', '-o', 'json'], env());
+    expect(again.code).toBe(1);
+    expect(codeOf(again.stdout).code).toBe('ISTHMUS_ERR_ROLLOUT_ACTIVE');
+    expect((await json(['resume', 'quiet'])).phase).toBe('progressing');
+    const table = await isthmus(['rollout', 'status', '-n', 'demo'], env());
+    expect(table.stdout).toMatch(/^demo\/quiet\s+progressing\s+quiet-v1\s+quiet-v2\s+1\/2 \(50%\)\s+v2-fast/m);
+    const aborted = await json(['abort', 'quiet']);
+    expect(aborted).toMatchObject({ phase: 'aborted', history: [{ step: 0, weight: 50 }] });
+    expect((await store.get<PolicyRecord>(keys.policy('trafficsplit', 'demo', 'quiet-rollout')))?.value.spec)
+      .toEqual({ service: 'quiet', backends: [{ service: 'quiet-v1', weight: 100 }, { service: 'quiet-v2', weight: 0 }] });
+    await isthmus(['policy', 'delete', 'trafficsplit', 'demo/quiet-rollout'], env());
+  });
+
   test('a healthy v2 reaches 100% step by step and says so: status succeeded, an event, every answer from v2', async () => {
     const started = await isthmus(['rollout', 'start', 'hello', '-n', 'demo', '--from', 'hello-v1', '--to', 'hello-v2', '--steps', '10,50,100', '--interval', '3s', '--objective', 'v2-fast', '--output', 'json'], env());
     expect(started.code, started.stderr).toBe(0);
