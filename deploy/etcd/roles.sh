@@ -45,6 +45,11 @@ for c in "$@"; do
   # and which SLO verdict was acted on (the first federation to see it writes it).
   e role grant-permission "$r" --prefix=true readwrite "$p/tokens/used/"
   e role grant-permission "$r" --prefix=true readwrite "$p/slostatus/"
+  # Rollouts (docs/rollouts.md): the federation holding /rolloutdriver moves every rollout on,
+  # writing its record and the TrafficSplit it owns. So every federation may write TrafficSplits.
+  e role grant-permission "$r" --prefix=true readwrite "$p/rollouts/"
+  e role grant-permission "$r" readwrite "$p/rolloutdriver"
+  e role grant-permission "$r" --prefix=true readwrite "$p/policies/trafficsplit/"
   # The write test of `isthmus check --config <this cluster's cluster.yaml>` (deleted at once).
   e role grant-permission "$r" --prefix=true readwrite "$p/preflight/"
   e user add "federation-$c" --no-password

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { ensureDirectory } from '../core/user-paths.js';
-import { canaryRouteName, writeCanaryFiles, writeSloFile } from '../dev/canary-files.js';
+import { canaryRouteName, rolloutObjectiveName, writeCanaryFiles, writeSloFile } from '../dev/canary-files.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
 import { action, etcdOption, etcdTlsFiles, outputOption, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
@@ -87,7 +87,7 @@ export function registerDev(program: Command): void {
  * The "Try:" list `dev up` prints: the same commands as README.md's "Set-up" and canary blocks,
  * with this mesh's addresses and paths (test/integration/dev-up.test.ts holds the two together).
  */
-export function tryLines(file: MeshFile, clusters: string[], stateDir: string, slo: string, canary: { canary: string; blueGreen: string } | undefined): string[] {
+export function tryLines(file: MeshFile, clusters: string[], stateDir: string, slo: string, canary: { canary: string; blueGreen: string; rolloutSlo: string } | undefined): string[] {
   const first = clusters[0] ?? 'east';
   const client = file.clusters[first]?.client;
   const proxy = client?.proxy;
@@ -126,6 +126,7 @@ export function tryLines(file: MeshFile, clusters: string[], stateDir: string, s
       `  isthmus explain hello -n demo --from ${first}              # the rules in force and the live split`,
       `  isthmus policy apply -f ${canary.blueGreen}   # blue-green: flip everything to v2`,
       `  isthmus policy delete httproute demo/${canaryRouteName}          # back to plain hello`,
+      `  isthmus policy apply -f ${canary.rolloutSlo} && isthmus rollout start hello -n demo --from hello-v1 --to hello-v2 --steps 10,50,100 --interval 30s --objective ${rolloutObjectiveName}   # a rollout gated by an objective: isthmus rollout status hello -n demo`,
     ] : []),
   ];
 }

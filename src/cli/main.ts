@@ -27,6 +27,7 @@ const commands: readonly { names: readonly string[]; load: () => Promise<Registe
   { names: ['dev'], load: async () => (await import('./dev.js')).registerDev },
   { names: ['dash'], load: async () => (await import('./dash.js')).registerDash },
   { names: ['policy'], load: async () => (await import('./policy.js')).registerPolicy },
+  { names: ['rollout'], load: async () => (await import('./rollout.js')).registerRollout },
   { names: ['stat'], load: async () => (await import('./stat.js')).registerStat },
   { names: ['inject', 'uninject'], load: async () => (await import('./inject.js')).registerInject },
 ];

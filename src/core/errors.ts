@@ -42,6 +42,12 @@ export const errorCodes = {
   // traffic policies
   ISTHMUS_ERR_POLICY_INVALID: { status: 400, summary: 'A policy document does not match its schema or asks for something Isthmus does not do; nothing was applied.' },
   ISTHMUS_ERR_POLICY_NOT_FOUND: { status: 404, summary: 'No policy of that kind and name is stored.' },
+  // rollouts (docs/rollouts.md)
+  ISTHMUS_ERR_ROLLOUT_INVALID: { status: 400, summary: 'A rollout was asked for with steps, an interval, versions or an objective that cannot work; nothing was written.' },
+  ISTHMUS_ERR_ROLLOUT_NOT_FOUND: { status: 404, summary: 'No rollout of that service is stored.' },
+  ISTHMUS_ERR_ROLLOUT_ACTIVE: { status: 409, summary: 'The service already has a rollout in progress or paused.' },
+  ISTHMUS_ERR_ROLLOUT_FINISHED: { status: 409, summary: 'The rollout has ended (succeeded, rolled back or aborted): it cannot be paused, resumed or aborted.' },
+  ISTHMUS_ERR_ROLLOUT_SPLIT_TAKEN: { status: 409, summary: 'Another HTTPRoute or TrafficSplit already decides where the service\'s requests go, so the rollout\'s split would not be followed.' },
   // API
   ISTHMUS_ERR_KUBERNETES_UNREACHABLE: { status: 503, summary: 'The Kubernetes API server did not answer, refused the federation\'s credentials, or its kubeconfig could not be loaded.' },
 

@@ -42,6 +42,11 @@ export const keys = {
   /** A bootstrap token that bought its certificate, by the token's SHA-256: never accepted again (docs/federation.md). */
   usedTokens: `${prefix}/tokens/used/`,
   usedToken: (hash: string) => `${prefix}/tokens/used/${hash}`,
+  /** A service's progressive delivery, persistent (docs/rollouts.md). */
+  rollouts: `${prefix}/rollouts/`,
+  rollout: (ns: string, service: string) => `${prefix}/rollouts/${ns}/${service}`,
+  /** Which federation drives every rollout now, under that federation's own lease (docs/rollouts.md). */
+  rolloutDriver: `${prefix}/rolloutdriver`,
   probes: `${prefix}/probes/`,
   probe: (from: string, to: string) => `${prefix}/probes/${from}/${to}`,
 } as const;

@@ -23,13 +23,30 @@ spec:
 `;
 }
 
-/** Writes `hello-canary.yaml` (90/10) and `hello-blue-green.yaml` (0/100) into `dir`; their paths. */
-export function writeCanaryFiles(dir: string): { canary: string; blueGreen: string } {
+/**
+ * The objective the walkthrough's rollout is gated by (docs/rollouts.md): on hello-v2, the
+ * backend the rollout moves traffic to, since sidecars count a request under the backend it went to.
+ */
+export const rolloutObjectiveName = 'hello-v2-fast';
+const helloV2Slo = `apiVersion: isthmus.dev/v1alpha1
+kind: ServiceLevelObjective
+metadata: { name: ${rolloutObjectiveName}, namespace: demo }
+spec:
+  service: hello-v2
+  latency: { percentile: 99, below: 250ms }
+  window: 5m
+  minRequests: 10
+`;
+
+/** Writes `hello-canary.yaml` (90/10), `hello-blue-green.yaml` (0/100) and `hello-v2-slo.yaml` into `dir`; their paths. */
+export function writeCanaryFiles(dir: string): { canary: string; blueGreen: string; rolloutSlo: string } {
   const canary = join(dir, 'hello-canary.yaml');
   const blueGreen = join(dir, 'hello-blue-green.yaml');
+  const rolloutSlo = join(dir, 'hello-v2-slo.yaml');
   writeFileSync(canary, canaryRoute(90, 10));
   writeFileSync(blueGreen, canaryRoute(0, 100));
-  return { canary, blueGreen };
+  writeFileSync(rolloutSlo, helloV2Slo);
+  return { canary, blueGreen, rolloutSlo };
 }
 
 /** A service level objective on demo/ledger, for `isthmus policy apply -f` (docs/dashboard.md). */

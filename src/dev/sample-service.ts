@@ -8,6 +8,8 @@ export interface SampleInstance {
   zone: string;
   instance: string;
   address: string;
+  /** Answers every later request this much later, on top of any `?delay=` (a slow version, to try a rollout's rollback). */
+  setDelay?(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -26,6 +28,7 @@ const maxDownload = 4 * 1024 * 1024 * 1024;
  */
 export async function startSampleInstance(opts: { service: string; cluster: string; zone: string; instance: string; host: string; port: number; version?: string | undefined }): Promise<SampleInstance> {
   // `version` (its `version` label) only where the mesh runs versions: a split's answers say which one served them.
+  let addedDelayMs = 0;
   const where = { service: opts.service, cluster: opts.cluster, zone: opts.zone, instance: opts.instance, ...(opts.version ? { version: opts.version } : {}) };
   const server: Server = createServer((req, res) => {
     if (req.method === 'POST' && req.url?.split('?')[0] === '/echo') return echo(req, res);
@@ -35,7 +38,8 @@ export async function startSampleInstance(opts: { service: string; cluster: stri
       traceparent: req.headers.traceparent ?? null,
     }, req.url);
     req.resume();
-    const { status, delayMs } = sampleAnswer(req.url ?? '/');
+    const { status, delayMs: asked } = sampleAnswer(req.url ?? '/');
+    const delayMs = asked + addedDelayMs;
     const answer = () => {
       if (res.destroyed) return;
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
@@ -64,6 +68,7 @@ export async function startSampleInstance(opts: { service: string; cluster: stri
   return {
     ...opts,
     address: `${opts.host}:${port}`,
+    setDelay: (ms) => { addedDelayMs = Math.max(0, ms); },
     close: () => new Promise((resolve) => {
       for (const ws of sockets.clients) ws.terminate();
       sockets.close();

@@ -83,6 +83,11 @@ export class SampleWorkload {
     }
   }
 
+  /** Makes the HTTP sample answer `ms` later from now on (0: at once again); the others ignore it. */
+  setAppDelay(ms: number): void {
+    this.app?.setDelay?.(ms);
+  }
+
   async stop(): Promise<void> {
     const { app, sidecar } = this;
     this.app = undefined;

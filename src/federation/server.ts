@@ -3,6 +3,8 @@ import { keys, recordVersion } from '../core/keys.js';
 import { createDashboard } from '../dashboard/server.js';
 import { sloPolicies } from '../dashboard/overview.js';
 import { SloAlerter } from './slo-alerter.js';
+import type { SloView } from '../dashboard/overview.js';
+import { RolloutDriver } from './rollouts.js';
 import type { Logger } from '../core/log.js';
 import { startTelemetryServer, type TelemetryServer } from '../telemetry/http.js';
 import { createMetrics } from '../telemetry/metrics.js';
@@ -140,10 +142,11 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     store,
   }, { access: { reads: config.federation.dashboardReads, rootsPem: trustBundle, trustDomain: config.trustDomain } });
   let telemetry: TelemetryServer | undefined;
-  const alerter = new SloAlerter({
+  const alerter: SloAlerter = new SloAlerter({
     cluster: config.cluster,
     store,
-    views: () => dashboard.overview().slos,
+    // An objective gating a rollout is paged by the rollout driver when it rolls back.
+    views: (): SloView[] => dashboard.overview().slos.filter((v) => !rollouts.gates(v.namespace, v.name)),
     webhookOf: (ns, name) => {
       const reference = sloPolicies(federation.mirror).find((p) => p.namespace === ns && p.name === name)?.webhook;
       if (!reference) return undefined;
@@ -157,6 +160,15 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     ledger,
     logger: logger.child({ component: 'slo-alerter' }),
     dashboard: () => (telemetry ? `http://${advertised(telemetry.address, config.federation.advertise)}/` : undefined),
+  });
+  const rollouts: RolloutDriver = new RolloutDriver({
+    cluster: config.cluster,
+    store,
+    views: () => dashboard.overview().slos,
+    ledger,
+    page: (view, rollout): Promise<void> => alerter.record(view, rollout),
+    logger: logger.child({ component: 'rollout-driver' }),
+    leaseTtlSeconds: loaded.leaseTtlSeconds,
   });
   try {
     await federation.start();
@@ -173,8 +185,10 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     });
     federation.setDashboardAddress(telemetry ? advertised(telemetry.address, config.federation.advertise) : undefined);
     alerter.start();
+    await rollouts.start();
   } catch (err) {
     clearInterval(publishTraffic);
+    await alerter.stop();
     metrics.close();
     await prober.stop();
     await federation.stop().catch(() => undefined);
@@ -193,6 +207,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
       stopping ??= (async () => {
         clearInterval(publishTraffic);
         federation.off('catalog', watchLiveness);
+        await rollouts.stop().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not revoke the rollout driver\'s lease; another federation takes over when it expires'));
         await alerter.stop();
         dashboard.close();
         await telemetry?.close();

@@ -20,6 +20,8 @@ export interface SloWebhookPayload {
   /** The federation that noticed and sent this. */
   cluster: string;
   dashboard?: string;
+  /** Set when a rollout gated by this objective was rolled back for it: what the rollout did. */
+  rollout?: string;
   at: string;
 }
 
@@ -80,7 +82,16 @@ export class SloAlerter {
     }
   }
 
-  private async transition(view: SloView): Promise<void> {
+  /**
+   * Records a verdict now, as a round would, and pages for it unless some federation already
+   * has: a rollout rolled back by this objective pages through here, so the webhook hears of
+   * the violation once, with what the rollout did.
+   */
+  async record(view: SloView, rollout?: string): Promise<void> {
+    await this.transition(view, rollout);
+  }
+
+  private async transition(view: SloView, rollout?: string): Promise<void> {
     const key = keys.sloStatus(view.namespace, view.name);
     const current = await this.opts.store.get<SloStatusRecord>(key);
     const currentState = current && isRecord(SloStatusRecordSchema, current.value) ? current.value.state : 'ok';
@@ -103,7 +114,7 @@ export class SloAlerter {
     const payload: SloWebhookPayload = {
       kind: 'isthmus.slo', state: violated ? 'violated' : 'resolved', slo: name, service: `${view.namespace}/${view.service}`,
       summary, objective: view.objective, observed: view.observed, burnRate: view.burnRate, cluster: this.opts.cluster,
-      ...(dashboard ? { dashboard } : {}), at,
+      ...(dashboard ? { dashboard } : {}), ...(rollout ? { rollout } : {}), at,
     };
     const delivery = this.deliver(url, payload).finally(() => this.deliveries.delete(delivery));
     this.deliveries.add(delivery);

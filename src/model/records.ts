@@ -131,6 +131,7 @@ export const MeshEventSchema = Type.Object({
     Type.Literal('slo-violated'), Type.Literal('slo-resolved'),
     Type.Literal('unreachable'), Type.Literal('reachable'),
     Type.Literal('authz-denied'),
+    Type.Literal('rollout-step'), Type.Literal('rollout-succeeded'), Type.Literal('rollout-rolled-back'),
   ]),
   /** `<ns>/<name>` when the event is about a service. */
   service: Type.Optional(Type.String()),

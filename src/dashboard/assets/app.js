@@ -323,6 +323,7 @@ const eventTone = {
   failover: 'warn', ejection: 'warn', 'cluster-down': 'bad', 'slo-violated': 'bad',
   failback: 'good', 'cluster-up': 'good', 'slo-resolved': 'good', unreachable: 'bad', reachable: 'good',
   'authz-denied': 'bad',
+  'rollout-step': 'warn', 'rollout-succeeded': 'good', 'rollout-rolled-back': 'bad',
 };
 
 function renderEvents(o) {

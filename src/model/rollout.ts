@@ -1,0 +1,97 @@
+import { Type, type Static } from '../core/typebox.js';
+
+/**
+ * `/rollouts/<ns>/<service>`, persistent: a progressive delivery of `service` from the backend
+ * `from` to the backend `to` (docs/rollouts.md). The CLI (or the dashboard) writes it when a
+ * rollout starts, is paused, resumed or aborted; the one federation that drives rollouts writes
+ * every other change. Every write is guarded by the record's revision, so two writers can never
+ * both move a rollout on: a step is recorded once, with the time it began.
+ */
+export const RolloutPhaseSchema = Type.Union([
+  Type.Literal('progressing'), Type.Literal('paused'), Type.Literal('succeeded'), Type.Literal('rolled-back'), Type.Literal('aborted'),
+]);
+export type RolloutPhase = Static<typeof RolloutPhaseSchema>;
+
+export const RolloutStepSchema = Type.Object({
+  /** Index into `steps`. */
+  step: Type.Integer({ minimum: 0 }),
+  /** Percent of the service's requests sent to `to` during this step. */
+  weight: Type.Integer({ minimum: 0, maximum: 100 }),
+  startedAt: Type.String(),
+  /** The cluster whose federation (or `cli`) began the step. */
+  by: Type.String(),
+  /** Time spent paused during the step: the hold counts from startedAt without it. */
+  pausedMs: Type.Integer({ minimum: 0 }),
+});
+export type RolloutStep = Static<typeof RolloutStepSchema>;
+
+export const RolloutRecordSchema = Type.Object({
+  version: Type.Literal(1),
+  namespace: Type.String(),
+  service: Type.String(),
+  from: Type.String(),
+  to: Type.String(),
+  steps: Type.Array(Type.Integer({ minimum: 1, maximum: 100 }), { minItems: 1 }),
+  intervalSeconds: Type.Integer({ minimum: 1 }),
+  /** The ServiceLevelObjective (in `namespace`) whose burn rate gates every step. */
+  objective: Type.String(),
+  /** The TrafficSplit the rollout owns and rewrites, `<service>-rollout` in `namespace`. */
+  split: Type.String(),
+  phase: RolloutPhaseSchema,
+  /** Every step begun, in order; the last one is the current step. */
+  history: Type.Array(RolloutStepSchema),
+  pausedAt: Type.Optional(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  /** Set when the rollout ended: why, and the burn rate that rolled it back. */
+  ended: Type.Optional(Type.Object({
+    at: Type.String(),
+    by: Type.String(),
+    reason: Type.String(),
+    burnRate: Type.Optional(Type.Number()),
+  })),
+});
+export type RolloutRecord = Static<typeof RolloutRecordSchema>;
+
+/** What the driver does with a progressing rollout now. */
+export type RolloutDecision =
+  | { kind: 'hold'; remainingMs: number }
+  | { kind: 'advance'; step: number; weight: number }
+  | { kind: 'succeed' }
+  | { kind: 'roll-back'; burnRate: number };
+
+export const activePhases: readonly RolloutPhase[] = ['progressing', 'paused'];
+
+/**
+ * The rollout's next move, from its record, the objective's current burn rate (null: too few
+ * requests to say, which holds the step without failing it) and the time. Pure, so every
+ * federation that might drive it decides the same. A burn rate above 1 rolls back whatever
+ * the step; a window with fewer requests than the objective's minRequests gives no verdict and
+ * does not hold a step back (docs/rollouts.md says why and what to do about it); otherwise a step that has held for the interval (counted from its recorded start,
+ * less the time it was paused) gives way to the next, and the last step to success.
+ */
+export function decideRollout(record: RolloutRecord, burnRate: number | null, nowMs: number): RolloutDecision {
+  if (burnRate !== null && burnRate > 1) return { kind: 'roll-back', burnRate };
+  const current = record.history.at(-1);
+  if (!current) return { kind: 'advance', step: 0, weight: record.steps[0]! };
+  const held = nowMs - Date.parse(current.startedAt) - current.pausedMs;
+  const remainingMs = record.intervalSeconds * 1000 - held;
+  if (remainingMs > 0) return { kind: 'hold', remainingMs };
+  const next = current.step + 1;
+  if (next >= record.steps.length) return { kind: 'succeed' };
+  return { kind: 'advance', step: next, weight: record.steps[next]! };
+}
+
+/** The split's weights for `to`'s share `weight` (percent): the rest goes to `from`. */
+export function splitBackends(record: Pick<RolloutRecord, 'from' | 'to'>, weight: number): { service: string; weight: number }[] {
+  return [{ service: record.from, weight: 100 - weight }, { service: record.to, weight }];
+}
+
+/** `10,50,100` → [10, 50, 100]; increasing whole percents ending at 100. Undefined plus a reason when not. */
+export function parseSteps(text: string): { steps: number[] } | { problem: string } {
+  const steps = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (steps.length === 0 || steps.some((s) => !Number.isInteger(s) || s < 1 || s > 100)) return { problem: 'steps are whole percents from 1 to 100, comma-separated (10,50,100)' };
+  if (steps.some((s, i) => i > 0 && s <= steps[i - 1]!)) return { problem: 'each step must send more traffic than the one before (10,50,100)' };
+  if (steps.at(-1) !== 100) return { problem: 'the last step must be 100: a rollout ends with every request on the new version' };
+  return { steps };
+}
