@@ -6,7 +6,7 @@ import { processTree } from '../../src/bench/proc-cpu.js';
 import { processLabel } from '../../src/bench/soak.js';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { waitFor } from '../helpers/cli.js';
-import { killProcess, printFigure, trafficFigure } from '../helpers/faults.js';
+import { killProcess, pauseProcess, printFigure, trafficFigure } from '../helpers/faults.js';
 import { steadyTraffic, viaProxy } from '../helpers/proxy.js';
 
 // Three clusters on 127.0.147.1 (east), 127.0.148.1 (west), 127.0.149.1 (north), every sidecar
@@ -31,15 +31,52 @@ afterAll(async () => {
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
-describe('a whole cluster\'s data plane killed under traffic', () => {
-  test('east\'s traffic to hello moves to west within lease TTL + 5 s; the failed requests are counted', async () => {
-    await waitFor(async () => {
-      const seen = new Set<string>();
-      for (let i = 0; i < 20; i += 1) seen.add(String((await viaProxy(eastProxy(), 'http://hello.demo.mesh/', 5000)).body?.cluster));
-      return seen.has('west') && seen.has('north') ? true : undefined;
-    }, 30_000, 'east answered by both west and north');
+const bothAnswer = () => waitFor(async () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 20; i += 1) seen.add(String((await viaProxy(eastProxy(), 'http://hello.demo.mesh/', 5000)).body?.cluster));
+  return seen.has('west') && seen.has('north') ? true : undefined;
+}, 30_000, 'east answered by both west and north');
 
-    const north = processTree(process.pid).filter((pid) => / clusters\/north | sidecars\/north\//.test(` ${processLabel(pid, stateDir)}`));
+const processesOf = (pattern: RegExp) => processTree(process.pid).filter((pid) => pattern.test(` ${processLabel(pid, stateDir)}`));
+
+describe('a cluster\'s gateway hangs (SIGSTOP) under traffic, then a whole cluster\'s data plane is killed', () => {
+  let hung: { at: number; ms: number; ok: boolean; cluster?: string }[] = [];
+  let pausedAt = 0;
+  let resumedAt = 0;
+
+  test('north\'s gateway hangs for 20 s: no request fails, and when it resumes north takes traffic again', async () => {
+    await bothAnswer();
+    const [gateway] = processesOf(/ gateway clusters\/north /);
+    expect(gateway).toBeDefined();
+    // The client waits 30 s: a request the mesh leaves hanging longer shows as `timed out`.
+    const traffic = steadyTraffic(eastProxy(), 'http://hello.demo.mesh/', 40, 30_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    pausedAt = Date.now();
+    const paused = pauseProcess(gateway!, 60_000);
+    await new Promise((r) => setTimeout(r, takeOverMs));
+    paused.resume();
+    resumedAt = Date.now();
+    await bothAnswer();
+    hung = await traffic.stop();
+
+    printFigure(trafficFigure('gateway north hung 20s', hung, pausedAt, { longestMs: Math.max(...hung.map((r) => r.ms)), startedDuringHang: hung.filter((r) => r.at >= pausedAt && r.at < resumedAt).length }));
+    expect(hung.filter((r) => !r.ok)).toEqual([]);
+  }, 120_000);
+
+  // KNOWN DEFECT, found by this scenario: a request sent to a gateway that hangs (accepts
+  // connections, answers nothing) waits for as long as the hang lasts (20 s here; only one
+  // request was even started during it) instead of being moved to west. test.fails keeps the
+  // check running: it turns red the day the sidecar gives up on a hung gateway; make it a plain
+  // test then. 10 s is far above any retry or connect timeout a user would want.
+  test.fails('while north\'s gateway hangs, no request waits more than 10 s: they move to west', () => {
+    expect(hung.length).toBeGreaterThan(0);
+    expect(hung.filter((r) => r.ms > 10_000)).toEqual([]);
+    expect(hung.filter((r) => r.at >= pausedAt && r.at < resumedAt).length).toBeGreaterThan(10);
+  });
+
+  test('east\'s traffic to hello moves to west within lease TTL + 5 s; the failed requests are counted', async () => {
+    await bothAnswer();
+    const north = processesOf(/ clusters\/north | sidecars\/north\//);
     expect(north.length).toBeGreaterThanOrEqual(3); // the gateway and hello's two sidecars at least
 
     const traffic = steadyTraffic(eastProxy(), 'http://hello.demo.mesh/');
