@@ -3,65 +3,23 @@
  * have others write (and compact) while our watch is away, and to have etcd expire our lease
  * while we are still running. A TCP proxy stands between that client and etcd and can be cut.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { rawEtcd, startEtcd, storeOptions, type TestEtcd } from '../../test/helpers/etcd.js';
-import { freePort } from '../../test/helpers/ports.js';
+import { LinkProxy } from '../../test/helpers/faults.js';
 import { FederationStore, type StoredRecord, type StoreEvent } from './store.js';
 
-interface Proxy {
-  url: string;
-  /** Drops every connection and refuses new ones, as a partition looks from the client. */
-  cut(): Promise<void>;
-  heal(): Promise<void>;
-}
-
-async function startProxy(targetUrl: string): Promise<Proxy> {
-  const target = new URL(targetUrl);
-  const port = await freePort();
-  const sockets = new Set<Socket>();
-  let server: Server | undefined;
-  const track = (socket: Socket, peer: () => Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => peer().destroy());
-  };
-  const heal = () => new Promise<void>((resolve, reject) => {
-    const s = createServer((downstream) => {
-      const upstream = connect(Number(target.port), target.hostname);
-      track(downstream, () => upstream);
-      track(upstream, () => downstream);
-      downstream.pipe(upstream).pipe(downstream);
-    });
-    s.once('error', reject);
-    s.listen(port, '127.0.0.1', () => {
-      server = s;
-      resolve();
-    });
-  });
-  const cut = async () => {
-    const s = server;
-    server = undefined;
-    const closed = new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()));
-    for (const socket of sockets) socket.destroy();
-    await closed;
-  };
-  await heal();
-  // TLS passes through untouched: etcd's certificate names 127.0.0.1, where the proxy listens too.
-  return { url: `${target.protocol}//127.0.0.1:${port}`, cut, heal };
-}
-
 let etcd: TestEtcd;
-let proxy: Proxy;
+let proxy: LinkProxy;
 let partitioned: FederationStore; // talks to etcd through the proxy
 let others: FederationStore; // the rest of the mesh, straight to etcd
 let raw: Etcd3;
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  proxy = await startProxy(etcd.url);
-  partitioned = await FederationStore.connect({ endpoints: proxy.url, tls: etcd.tls, callTimeoutMs: 2_000 });
+  // TLS passes through untouched: etcd's certificate names 127.0.0.1, where the link listens too.
+  proxy = await LinkProxy.start(new URL(etcd.url).host);
+  partitioned = await FederationStore.connect({ endpoints: `${new URL(etcd.url).protocol}//${proxy.address}`, tls: etcd.tls, callTimeoutMs: 2_000 });
   others = await FederationStore.connect(storeOptions(etcd));
   raw = rawEtcd(etcd);
 });

@@ -23,19 +23,20 @@ export function viaProxy(proxy: string, url: string, timeoutMs = 5000, headers: 
 
 /**
  * Sends requests one after another (a steady, bounded loop) until stopped, recording where each
- * was answered and whether it failed, with a timestamp.
+ * was answered and whether it failed, with a timestamp. A request not answered within
+ * `timeoutMs` is given up (status 0, error `timed out`).
  */
-export function steadyTraffic(proxy: string, url: string, gapMs = 40) {
-  const results: { at: number; ok: boolean; cluster?: string; status: number; error?: string }[] = [];
+export function steadyTraffic(proxy: string, url: string, gapMs = 40, timeoutMs = 3000) {
+  const results: { at: number; ms: number; ok: boolean; cluster?: string; status: number; error?: string }[] = [];
   let running = true;
   const done = (async () => {
     while (running) {
       const at = Date.now();
       try {
-        const res = await viaProxy(proxy, url, 3000);
-        results.push({ at, ok: res.status === 200, cluster: res.body?.cluster, status: res.status, ...(res.status === 200 ? {} : { error: res.text.slice(0, 200) }) });
+        const res = await viaProxy(proxy, url, timeoutMs);
+        results.push({ at, ms: Date.now() - at, ok: res.status === 200, cluster: res.body?.cluster, status: res.status, ...(res.status === 200 ? {} : { error: res.text.slice(0, 200) }) });
       } catch (err) {
-        results.push({ at, ok: false, status: 0, error: (err as Error).message });
+        results.push({ at, ms: Date.now() - at, ok: false, status: 0, error: (err as Error).message });
       }
       await new Promise((r) => setTimeout(r, gapMs));
     }

@@ -1,0 +1,97 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { processTree } from '../../src/bench/proc-cpu.js';
+import { processLabel } from '../../src/bench/soak.js';
+import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
+import { waitFor } from '../helpers/cli.js';
+import { killProcess, pauseProcess, printFigure, trafficFigure } from '../helpers/faults.js';
+import { steadyTraffic, viaProxy } from '../helpers/proxy.js';
+
+// Three clusters on 127.0.147.1 (east), 127.0.148.1 (west), 127.0.149.1 (north), every sidecar
+// and gateway a process of its own. East's own hello instances are stopped, so east's client
+// reaches hello in west and north. Then every process of north's data plane (its gateway and
+// all its sidecars) is SIGKILLed at once: for the other clusters, north is gone. Its federation
+// runs inside the test process and stays; it is not what other clusters route through.
+let mesh: DevMesh;
+let stateDir: string;
+const eastProxy = () => mesh.file.clusters.east!.client.proxy;
+/** The lease TTL a dev mesh's clusters join with, and the issue's bound: other clusters take over within TTL + 5 s. */
+const takeOverMs = 15_000 + 5_000;
+
+beforeAll(async () => {
+  stateDir = mkdtempSync(join(tmpdir(), 'isthmus-cluster-killed-'));
+  mesh = await startDevMesh({ clusters: ['east', 'west', 'north'], stateDir, trustDomain: 'dev.test', hostBase: 147, gateways: 1, processes: true, progress: () => undefined });
+  for (const w of mesh.workloads.filter((x) => x.spec.cluster === 'east' && x.spec.service === 'hello')) await w.stop();
+}, 180_000);
+
+afterAll(async () => {
+  await mesh?.stop();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+});
+
+const bothAnswer = () => waitFor(async () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 20; i += 1) seen.add(String((await viaProxy(eastProxy(), 'http://hello.demo.mesh/', 5000)).body?.cluster));
+  return seen.has('west') && seen.has('north') ? true : undefined;
+}, 30_000, 'east answered by both west and north');
+
+const processesOf = (pattern: RegExp) => processTree(process.pid).filter((pid) => pattern.test(` ${processLabel(pid, stateDir)}`));
+
+describe('a cluster\'s gateway hangs (SIGSTOP) under traffic, then a whole cluster\'s data plane is killed', () => {
+  let hung: { at: number; ms: number; ok: boolean; cluster?: string }[] = [];
+  let pausedAt = 0;
+  let resumedAt = 0;
+
+  test('north\'s gateway hangs for 20 s: no request fails, and when it resumes north takes traffic again', async () => {
+    await bothAnswer();
+    const [gateway] = processesOf(/ gateway clusters\/north /);
+    expect(gateway).toBeDefined();
+    // The client waits 30 s: a request the mesh leaves hanging longer shows as `timed out`.
+    const traffic = steadyTraffic(eastProxy(), 'http://hello.demo.mesh/', 40, 30_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    pausedAt = Date.now();
+    const paused = pauseProcess(gateway!, 60_000);
+    await new Promise((r) => setTimeout(r, takeOverMs));
+    paused.resume();
+    resumedAt = Date.now();
+    await bothAnswer();
+    hung = await traffic.stop();
+
+    printFigure(trafficFigure('gateway north hung 20s', hung, pausedAt, { longestMs: Math.max(...hung.map((r) => r.ms)), startedDuringHang: hung.filter((r) => r.at >= pausedAt && r.at < resumedAt).length }));
+    expect(hung.filter((r) => !r.ok)).toEqual([]);
+  }, 120_000);
+
+  // KNOWN DEFECT, found by this scenario: a request sent to a gateway that hangs (accepts
+  // connections, answers nothing) waits for as long as the hang lasts (20 s here; only one
+  // request was even started during it) instead of being moved to west. test.fails keeps the
+  // check running: it turns red the day the sidecar gives up on a hung gateway; make it a plain
+  // test then. 10 s is far above any retry or connect timeout a user would want.
+  test.fails('while north\'s gateway hangs, no request waits more than 10 s: they move to west', () => {
+    expect(hung.length).toBeGreaterThan(0);
+    expect(hung.filter((r) => r.ms > 10_000)).toEqual([]);
+    expect(hung.filter((r) => r.at >= pausedAt && r.at < resumedAt).length).toBeGreaterThan(10);
+  });
+
+  test('east\'s traffic to hello moves to west within lease TTL + 5 s; the failed requests are counted', async () => {
+    await bothAnswer();
+    const north = processesOf(/ clusters\/north | sidecars\/north\//);
+    expect(north.length).toBeGreaterThanOrEqual(3); // the gateway and hello's two sidecars at least
+
+    const traffic = steadyTraffic(eastProxy(), 'http://hello.demo.mesh/');
+    await new Promise((r) => setTimeout(r, 2000));
+    const killedAt = Date.now();
+    await Promise.all(north.map((pid) => killProcess(pid)));
+    await new Promise((r) => setTimeout(r, takeOverMs + 5000));
+    const results = await traffic.stop();
+
+    const figure = trafficFigure('cluster north killed', results, killedAt, { processesKilled: north.length });
+    printFigure(figure);
+    expect(results.filter((r) => r.at < killedAt).every((r) => r.ok)).toBe(true);
+    // After the bound every request succeeds, answered by west.
+    const late = results.filter((r) => r.at >= killedAt + takeOverMs);
+    expect(late.length).toBeGreaterThan(10);
+    expect(late.filter((r) => !r.ok || r.cluster !== 'west')).toEqual([]);
+  }, 120_000);
+});
