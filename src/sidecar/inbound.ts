@@ -72,9 +72,8 @@ export class Inbound {
   /** WebSocket and CONNECT tunnels now open: the HTTP server no longer tracks their sockets. */
   private readonly tunnels = new OpenSockets();
   /**
-   * Every accepted TCP connection. allowHalfOpen (for tunnels) means a peer that sends FIN
-   * before finishing a TLS handshake (a TCP health check) is not closed by Node until the
-   * handshake timeout; close() must not wait for those.
+   * Every accepted TCP connection, so that close() need not wait for a peer that never finishes
+   * its TLS handshake.
    */
   private readonly sockets = new OpenSockets();
   /** Plain-text HTTP/1.1 callers, handed over while the namespace is permissive (plaintext-inbound.ts). */
@@ -96,8 +95,9 @@ export class Inbound {
       // Other sidecars choose h2 for requests that came to them as HTTP/2 (gRPC) and http/1.1
       // for the rest; a client that offers no ALPN (a probe, openssl) gets HTTP/1.1.
       ALPNProtocols: ['h2', 'http/1.1'],
-      // A tunnel (WebSocket, CONNECT) passes the caller's FIN on and keeps answering.
-      allowHalfOpen: true,
+      // Not allowHalfOpen: a TCP health check's FIN before any byte must close the socket at
+      // once (half-open, it stayed in CLOSE-WAIT for ever: a descriptor per check). Tunnels are
+      // made half-open when they open (tunnel()), before the caller's FIN can be read.
       // A connection that never finishes its handshake is dropped after this (Node's default is 120 s).
       handshakeTimeout: 10_000,
       // Pooled connections from other sidecars stay open across bursts; the client side closes first.
@@ -294,6 +294,9 @@ export class Inbound {
    */
   private tunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const started = performance.now();
+    // A tunnel (WebSocket, CONNECT) passes the caller's FIN on and keeps answering: the stream
+    // reads this when the caller's end arrives.
+    socket.allowHalfOpen = true;
     const peer = this.peerOf(socket as TLSSocket);
     if ('error' in peer) {
       this.answered(started, undefined, 403, undefined);
