@@ -179,6 +179,16 @@ describe('a three-cluster mesh', () => {
     expect(wrongToken.body.error.code).toBe('ISTHMUS_ERR_TRUST_TOKEN_INVALID');
     await renewing.close();
     await foreign.close();
+
+    // A secret is never in etcd in clear: the token is in no key or value; its spending is recorded under a hash.
+    const etcd = rawEtcd(mesh.etcd);
+    try {
+      const all = await etcd.getAll().prefix('/').strings();
+      expect(Object.entries(all).filter(([k, v]) => `${k} ${v}`.includes(registered.token)).map(([k]) => k)).toEqual([]);
+      expect(Object.entries(all).filter(([k, v]) => k.includes('/tokens/used/') && v.includes('spiffe://mesh.test/ns/shop/sa/reviews'))).toHaveLength(1);
+    } finally {
+      etcd.close();
+    }
   });
 
   test('etcd restarted under running federations: they reconnect and the catalog converges with nothing lost', async () => {
