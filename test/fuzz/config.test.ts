@@ -77,45 +77,40 @@ async function verdictAsync(load: () => Promise<unknown>): Promise<string | unde
   }
 }
 
+/** Runs mutations of `corpus` through `check` for the run's seconds (and at least `min` cases); each problem is named with its seed and case. */
+async function fuzzLoader(corpus: string[], min: number, check: (input: Buffer) => Promise<string | undefined>): Promise<{ problems: string[]; n: number }> {
+  const run = fuzzRun(1, corpus);
+  const problems: string[] = [];
+  const end = Date.now() + run.seconds * 1000;
+  let n = 0;
+  for (; Date.now() < end || n < min; n++) {
+    const problem = await check(run.input(n));
+    if (problem) problems.push(`${run.label(n)}: ${problem}`);
+  }
+  return { problems, n };
+}
+
 describe('config loaders under fuzzing', () => {
-  test('cluster config: every mutation is accepted or refused with a config error', () => {
-    const run = fuzzRun(1, [cluster]);
-    const problems: string[] = [];
-    const end = Date.now() + run.seconds * 1000;
-    let n = 0;
-    for (; Date.now() < end || n < 200; n++) {
-      const text = run.input(n).toString('utf8');
-      const problem = verdict(() => parseClusterConfig(text, join(dir, 'cluster.yaml')));
-      if (problem) problems.push(`${run.label(n)}: ${problem}`);
-    }
+  test('cluster config: every mutation is accepted or refused with a config error', async () => {
+    const { problems, n } = await fuzzLoader([cluster], 200, async (input) => verdict(() => parseClusterConfig(input.toString('utf8'), join(dir, 'cluster.yaml'))));
     expect(problems, `${n} cases`).toEqual([]);
   });
 
-  test('sidecar config: every mutation is accepted or refused with a config error', () => {
-    const run = fuzzRun(1, [sidecar]);
-    const problems: string[] = [];
-    const end = Date.now() + run.seconds * 1000;
-    let n = 0;
-    for (; Date.now() < end || n < 200; n++) {
-      const path = join(dir, 'sidecar.yaml');
-      writeFileSync(path, run.input(n));
-      const problem = verdict(() => loadSidecarConfig(path));
-      if (problem) problems.push(`${run.label(n)}: ${problem}`);
-    }
+  test('sidecar config: every mutation is accepted or refused with a config error', async () => {
+    const path = join(dir, 'sidecar.yaml');
+    const { problems, n } = await fuzzLoader([sidecar], 200, async (input) => {
+      writeFileSync(path, input);
+      return verdict(() => loadSidecarConfig(path));
+    });
     expect(problems, `${n} cases`).toEqual([]);
   });
 
   test('policy files: every mutation is accepted or refused with a config or policy error', async () => {
-    const run = fuzzRun(1, [policies, slo]);
-    const problems: string[] = [];
-    const end = Date.now() + run.seconds * 1000;
-    let n = 0;
-    for (; Date.now() < end || n < 100; n++) {
-      const path = join(dir, 'policy.yaml');
-      writeFileSync(path, run.input(n));
-      const problem = await verdictAsync(() => readPolicyFile(path));
-      if (problem) problems.push(`${run.label(n)}: ${problem}`);
-    }
+    const path = join(dir, 'policy.yaml');
+    const { problems, n } = await fuzzLoader([policies, slo], 100, async (input) => {
+      writeFileSync(path, input);
+      return await verdictAsync(() => readPolicyFile(path));
+    });
     expect(problems, `${n} cases`).toEqual([]);
   });
 

@@ -1,6 +1,4 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -9,6 +7,7 @@ import { keys } from '../../src/core/keys.js';
 import type { Overview } from '../../src/dashboard/overview.js';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import type { SloWebhookPayload } from '../../src/federation/slo-alerter.js';
+import { webhookReceiver, type WebhookReceiver } from '../helpers/webhook.js';
 import { FederationStore } from '../../src/federation/store.js';
 import type { PolicyRecord } from '../../src/model/policy-records.js';
 import type { RolloutRecord } from '../../src/model/rollout.js';
@@ -20,8 +19,8 @@ import { etcdEnv, storeOptions } from '../helpers/etcd.js';
 let mesh: DevMesh;
 let stateDir: string;
 let store: FederationStore;
-let hook: Server;
-const pages: SloWebhookPayload[] = [];
+let hook: WebhookReceiver;
+let pages: SloWebhookPayload[] = [];
 const env = () => etcdEnv(mesh.file);
 /** The error code a refused command prints with --output json. */
 const codeOf = (stdout: string) => (JSON.parse(stdout) as { error: { code: string; message: string } }).error;
@@ -53,16 +52,9 @@ function objective(name: string, service: string, webhookFile: string): string {
 
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-rollout-'));
-  hook = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => { body += c.toString(); });
-    req.on('end', () => {
-      pages.push(JSON.parse(body) as SloWebhookPayload);
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => hook.listen(0, '127.0.201.1', resolve));
-  writeFileSync(join(stateDir, 'webhook-url'), `http://127.0.201.1:${(hook.address() as AddressInfo).port}/page\n`, { mode: 0o600 });
+  hook = await webhookReceiver('127.0.201.1');
+  pages = hook.pages;
+  writeFileSync(join(stateDir, 'webhook-url'), `${hook.url}\n`, { mode: 0o600 });
   mesh = await startDevMesh({
     clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 201, versions: true, traffic: 10, reportIntervalMs: 1000, progress: () => undefined,
   });
@@ -76,7 +68,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await store?.close();
   await mesh?.stop();
-  await new Promise<void>((resolve) => (hook ? hook.close(() => resolve()) : resolve()));
+  await hook?.close();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 

@@ -1,6 +1,4 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -9,6 +7,7 @@ import type { Overview } from '../../src/dashboard/overview.js';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { sidecarStateDir } from '../../src/dev/sample-workload.js';
 import type { SloWebhookPayload } from '../../src/federation/slo-alerter.js';
+import { webhookReceiver, type WebhookReceiver } from '../helpers/webhook.js';
 import { FederationStore } from '../../src/federation/store.js';
 import type { TrafficRecord } from '../../src/model/records.js';
 import { apiClient, isthmus, sleep, waitFor } from '../helpers/cli.js';
@@ -19,10 +18,10 @@ import { etcdEnv, storeOptions } from '../helpers/etcd.js';
 let mesh: DevMesh;
 let stateDir: string;
 let store: FederationStore;
-let hook: Server;
+let hook: WebhookReceiver;
 let hookUrl: string;
 let hookFile: string;
-const received: SloWebhookPayload[] = [];
+let received: SloWebhookPayload[] = [];
 
 const overview = async (cluster: string): Promise<Overview> =>
   (await (await fetch(`http://${mesh.file.clusters[cluster]!.metrics}/api/overview`)).json()) as Overview;
@@ -46,16 +45,9 @@ function sloYaml(name: string, spec: string): string {
 
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-slo-'));
-  hook = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => { body += c.toString(); });
-    req.on('end', () => {
-      received.push(JSON.parse(body) as SloWebhookPayload);
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
-  hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/page`;
+  hook = await webhookReceiver('127.0.0.1');
+  hookUrl = hook.url;
+  received = hook.pages;
   // Each federation reads the URL from this file when it pages; the policy names only the file.
   hookFile = join(stateDir, 'slo-webhook-url');
   writeFileSync(hookFile, `${hookUrl}\n`, { mode: 0o600 });
@@ -66,7 +58,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await store?.close();
   await mesh?.stop();
-  await new Promise<void>((resolve) => (hook ? hook.close(() => resolve()) : resolve()));
+  await hook?.close();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
