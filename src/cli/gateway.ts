@@ -8,12 +8,13 @@ export function registerGateway(program: Command): void {
     .description('run an east-west gateway: routes incoming TLS by SNI to exported services, without terminating it')
     .requiredOption('-c, --config <file>', 'the cluster.yaml of the gateway\'s cluster (its gateways: entry)')
     .option('--id <id>', 'which gateways: entry to run (optional when there is only one)')
-    .action(action(async (opts: { config: string; id?: string; logFormat: LogFormat; logLevel: string }) => {
-      const config = loadGatewayConfig(opts.config, opts.id);
+    .option('--advertise <host:port>', 'the address other clusters dial, published instead of the listen address (a load balancer or NAT in front of the gateway); overrides the entry\'s advertise')
+    .action(action(async (opts: { config: string; id?: string; advertise?: string; logFormat: LogFormat; logLevel: string }) => {
+      const config = loadGatewayConfig(opts.config, opts.id, { advertise: opts.advertise });
       const logger = createLogger({ name: `isthmus-gateway-${config.id}`, format: opts.logFormat, level: opts.logLevel });
       const { runGateway } = await import('../gateway/run.js');
       const running = await runGateway(config, logger);
-      logger.info({ cluster: config.cluster, id: config.id, listen: running.address, admin: running.admin, federation: config.federationUrl }, 'gateway listening');
+      logger.info({ cluster: config.cluster, id: config.id, listen: running.address, advertised: running.advertised, admin: running.admin, federation: config.federationUrl }, 'gateway listening');
       await runUntilSignal(logger, () => running.stop());
     }));
 }

@@ -34,6 +34,7 @@ const Service = Type.Object({
 const Gateway = Type.Object({
   id: label('gateway id'),
   address: Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port the gateway listens on for TLS (default port 15443)' }),
+  advertise: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port other clusters dial, published in the gateway\'s record, when it differs from address (a load balancer or NAT in front of the gateway)' })),
   admin: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port of /healthz, /readyz, /metrics, /stats and /debug/connections (default: port 15021 on loopback: the gateway host if it is a loopback address, else 127.0.0.1)' })),
   zone: Type.Optional(label('zone')),
   clientHelloTimeout: duration('5s', 'a connection whose ClientHello has not arrived by then is refused'),

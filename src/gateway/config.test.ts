@@ -28,3 +28,37 @@ describe('the gateway admin address', () => {
     expect(loadGatewayConfig(clusterYaml({ id: 'gw-set', address: '10.1.2.3:15443', admin: '10.1.2.3:15099' }), undefined).admin).toEqual({ host: '10.1.2.3', port: 15099 });
   });
 });
+
+describe('the advertised address (what other clusters dial, published in the gateway\'s record)', () => {
+  test('unset: none, the listen address is published', () => {
+    expect(loadGatewayConfig(clusterYaml({ id: 'adv-unset', address: '10.1.2.3:15443' }), undefined).advertise).toBeUndefined();
+  });
+
+  test('set in the entry, it is used; --advertise overrides it', () => {
+    const path = clusterYaml({ id: 'adv-set', address: '0.0.0.0:15443', advertise: 'gw.west.example.org:443' });
+    expect(loadGatewayConfig(path, undefined).advertise).toEqual({ host: 'gw.west.example.org', port: 443 });
+    expect(loadGatewayConfig(path, undefined, { advertise: '10.9.9.9:30443' }).advertise).toEqual({ host: '10.9.9.9', port: 30443 });
+  });
+
+  test.each([
+    ['a wildcard listen address with nothing advertised', 'adv-0', { address: '0.0.0.0:15443' }, {}, /gateways\[adv-0\]\.address listens on every interface \(0\.0\.0\.0\).*set advertise/],
+    ['an advertised wildcard address', 'adv-1', { address: '10.1.2.3:15443', advertise: '0.0.0.0:15443' }, {}, /gateways\[adv-1\]\.advertise is "0\.0\.0\.0:15443": expected host:port that other clusters can dial/],
+    ['an advertised port 0', 'adv-2', { address: '10.1.2.3:15443', advertise: 'gw.example.org:0' }, {}, /advertise is "gw\.example\.org:0"/],
+    ['an advertised port above 65535', 'adv-3', { address: '10.1.2.3:15443', advertise: 'gw.example.org:70000' }, {}, /port from 1 to 65535/],
+    ['--advertise without a port', 'adv-4', { address: '10.1.2.3:15443' }, { advertise: 'gw.example.org' }, /^--advertise is "gw\.example\.org": expected host:port/],
+    ['--advertise of [::]', 'adv-5', { address: '10.1.2.3:15443' }, { advertise: '[::]:15443' }, /^--advertise is "\[::\]:15443"/],
+  ])('refused: %s', (_what, id, entry, overrides, message) => {
+    let error: unknown;
+    try {
+      loadGatewayConfig(clusterYaml({ id, ...entry }), undefined, overrides);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toMatchObject({ code: 'ISTHMUS_ERR_CONFIG_INVALID' });
+    expect((error as Error).message).toMatch(message);
+  });
+
+  test('the schema refuses an advertise that is not host:port, naming the field', () => {
+    expect(() => loadGatewayConfig(clusterYaml({ id: 'adv-schema', address: '10.1.2.3:15443', advertise: 'no port here' }), undefined)).toThrow(/\/gateways\/0\/advertise/);
+  });
+});

@@ -10,6 +10,11 @@ export interface GatewayConfig {
   id: string;
   zone: string;
   listen: { host: string; port: number };
+  /**
+   * What other clusters dial, published in the gateway's record: `advertise` of its entry (or
+   * `--advertise`); undefined: the address the listener bound.
+   */
+  advertise?: { host: string; port: number } | undefined;
   admin: { host: string; port: number };
   /** https://host:port of this cluster's federation API. */
   federationUrl: string;
@@ -24,7 +29,7 @@ export interface GatewayConfig {
 }
 
 /** The gateway runs from its cluster's cluster.yaml: its entry under `gateways:` picked by id. */
-export function loadGatewayConfig(configPath: string, id: string | undefined): GatewayConfig {
+export function loadGatewayConfig(configPath: string, id: string | undefined, overrides: { advertise?: string | undefined } = {}): GatewayConfig {
   const loaded: LoadedClusterConfig = loadClusterConfig(configPath);
   const { config } = loaded;
   const ids = config.gateways.map((g) => g.id);
@@ -35,6 +40,7 @@ export function loadGatewayConfig(configPath: string, id: string | undefined): G
       : `${loaded.path} has no gateway "${id ?? ''}"; pass --id with one of: ${ids.join(', ')}`);
   }
   const listen = splitHostPort(entry.address);
+  const advertise = gatewayAdvertise(overrides.advertise ?? entry.advertise, listen, overrides.advertise !== undefined ? '--advertise' : `${loaded.path}: gateways[${entry.id}].advertise`, `${loaded.path}: gateways[${entry.id}].address`);
   // Loopback unless configured: what the admin port tells is for this machine and operators, not
   // for the other clusters that reach the gateway's own address (docs/security.md).
   const admin = entry.admin === undefined ? { host: isLoopbackAddress(listen.host) ? listen.host : '127.0.0.1', port: 15021 } : splitHostPort(entry.admin);
@@ -45,6 +51,7 @@ export function loadGatewayConfig(configPath: string, id: string | undefined): G
     id: entry.id,
     zone: entry.zone ?? config.zones[0] ?? 'default',
     listen,
+    advertise,
     admin,
     federationUrl: `https://${federationHost}`,
     caDir: loaded.caDir,
@@ -53,6 +60,26 @@ export function loadGatewayConfig(configPath: string, id: string | undefined): G
     connectTimeoutMs: parseDuration(entry.connectTimeout) * 1000,
     idleTimeoutMs: 3_600_000,
   };
+}
+
+const unspecifiedHosts = new Set(['0.0.0.0', '::', '[::]']);
+
+/**
+ * The address published for other clusters. It must be one they can dial: a wildcard listen
+ * address (`0.0.0.0`) reaches nobody when published, so it needs an advertised address beside it.
+ */
+function gatewayAdvertise(given: string | undefined, listen: { host: string; port: number }, givenWhere: string, listenWhere: string): { host: string; port: number } | undefined {
+  if (given === undefined) {
+    if (unspecifiedHosts.has(listen.host)) {
+      throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${listenWhere} listens on every interface (${listen.host}), which other clusters cannot dial: set advertise (or pass --advertise) to the host:port they reach the gateway at`);
+    }
+    return undefined;
+  }
+  const advertise = /^[^:\s]+:[0-9]{1,5}$/.test(given) ? splitHostPort(given) : undefined;
+  if (!advertise || advertise.port < 1 || advertise.port > 65535 || unspecifiedHosts.has(advertise.host)) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${givenWhere} is "${given}": expected host:port that other clusters can dial (a host name or address, not ${[...unspecifiedHosts].join(' or ')}, and a port from 1 to 65535)`);
+  }
+  return advertise;
 }
 
 function splitHostPort(address: string): { host: string; port: number } {

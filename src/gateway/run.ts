@@ -11,6 +11,8 @@ import { Gateway } from './gateway.js';
 export interface RunningGateway {
   gateway: Gateway;
   address: string;
+  /** What other clusters dial: the advertised address, else `address`. */
+  advertised: string;
   admin: string;
   stop(): Promise<void>;
 }
@@ -31,11 +33,15 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     void client.watchRoutes((routes) => gateway.setRoutes(routes));
     const address = `${listening.host}:${listening.port}`;
     const adminHostPort = `${config.admin.host}:${typeof adminAddress === 'object' && adminAddress ? adminAddress.port : config.admin.port}`;
-    // The admin address goes into the gateway's etcd record, where `isthmus trace` finds it.
-    void client.startRegistering({ address, zone: config.zone, admin: adminHostPort });
+    // The advertised address (what other clusters dial: a load balancer, NAT or link in front of
+    // this listener) and the admin address (where `isthmus trace` finds it) go into the
+    // gateway's etcd record. A listen port 0 is advertised as the port bound.
+    const advertised = config.advertise ? `${config.advertise.host}:${config.advertise.port}` : address;
+    void client.startRegistering({ address: advertised, zone: config.zone, admin: adminHostPort });
     return {
       gateway,
       address,
+      advertised,
       admin: adminHostPort,
       stop: async () => {
         await client.close();
