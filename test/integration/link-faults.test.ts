@@ -126,3 +126,118 @@ describe('a partition between east and west through the link: east fails over to
     expect(returned).toBeDefined();
   }, 120_000);
 });
+
+describe('a partition that drops everything (black hole): connections open, nothing arrives', () => {
+  let results: { at: number; ms: number; ok: boolean; cluster?: string }[] = [];
+  let holeAt = 0;
+  let healedAt = 0;
+
+  test('link black-holed: each cluster serves its own calls; healed, traffic returns to west', async () => {
+    await onlyFrom('west', 'east answered by west before the black hole');
+    // Four callers side by side, so that requests not stuck on a connection opened before the
+    // hole show where they go. Each waits 30 s: a request left hanging longer shows as `timed out`.
+    const traffic = Array.from({ length: 4 }, () => steadyTraffic(east().client.proxy, hello, 40, 30_000));
+    await new Promise((r) => setTimeout(r, 2000));
+    holeAt = Date.now();
+    await link.blackHole();
+    await new Promise((r) => setTimeout(r, 5000));
+    const duringHole = await servingLocally();
+    await new Promise((r) => setTimeout(r, 10_000));
+    healedAt = Date.now();
+    await link.heal();
+    await onlyFrom('west', 'east answered by west again after the heal', 60_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    results = (await Promise.all(traffic.map((t) => t.stop()))).flat().sort((a, b) => a.at - b.at);
+
+    const moved = firstFrom(results, 'north', holeAt);
+    printFigure(trafficFigure('partition east-west (black hole)', results, holeAt, {
+      moveMs: moved ? moved.at - holeAt : -1,
+      byNorthDuringHole: results.filter((r) => r.at >= holeAt && r.at < healedAt && r.cluster === 'north').length,
+      startedDuringHole: results.filter((r) => r.at >= holeAt && r.at < healedAt).length,
+      longestMs: Math.max(...results.map((r) => r.ms)), over2s: results.filter((r) => r.ms > 2000).length,
+    }));
+    expect(duringHole).toEqual(allLocal);
+    expect(results.length).toBeGreaterThan(0);
+  }, 150_000);
+
+  // KNOWN DEFECT, found by this scenario (the same as a hung gateway's in cluster-killed.test.ts):
+  // east's sidecar keeps connections to west's gateway open between requests, and a request
+  // sent on one after the hole opened waits for an answer that never comes, up to
+  // timeouts.responseHeaders (60 s), instead of moving to north; the callers give up first
+  // (30 s) and count it failed. The sidecar's health check of the gateway is a TCP connect, which
+  // the black hole accepts, so west stays in service. test.fails keeps the check running: it
+  // turns red the day the sidecar gives up on a silent connection; make it a plain test then.
+  test.fails('while the link black-holes, no request fails or waits more than 10 s: they move to north', () => {
+    expect(results.length).toBeGreaterThan(0);
+    expect(results.filter((r) => !r.ok || r.ms > 10_000)).toEqual([]);
+    expect(firstFrom(results, 'north', holeAt)).toBeDefined();
+  });
+});
+
+/** Nearest-rank percentile of `values` (ms). */
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? -1 : sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+};
+
+describe('a slow link (200 ms each way, 5% of chunks stalled 1 s) between east and west', () => {
+  // What a request may take in all under the RetryPolicy below: 3 attempts, each at most the
+  // connect timeout (2 s, the sidecar's default) plus the per-try timeout (1 s).
+  const attempts = 3;
+  const perTryMs = 1000;
+  const boundMs = attempts * (2000 + perTryMs);
+  let remote: { at: number; ms: number; ok: boolean; cluster?: string }[] = [];
+
+  test('locality keeps east\'s traffic to a service it runs itself off the slow link, all of it', async () => {
+    link.set({ latencyMs: 200, stallPercent: 5, stallMs: 1000 });
+    const traffic = steadyTraffic(east().client.proxy, 'http://hello-v1.demo.mesh/', 40, 30_000);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const results = await traffic.stop();
+    printFigure(trafficFigure('slow link, local service', results, results[0]?.at ?? 0, {
+      local: results.filter((r) => r.cluster === 'east').length, p99Ms: percentile(results.map((r) => r.ms), 99),
+    }));
+    expect(results.length).toBeGreaterThan(20);
+    expect(results.filter((r) => !r.ok || r.cluster !== 'east')).toEqual([]);
+  }, 60_000);
+
+  test('a service only west and north run: no request fails or waits longer than its timeouts allow', async () => {
+    link.set({ latencyMs: 200, stallPercent: 5, stallMs: 1000 });
+    await isthmusOk(['policy', 'delete', 'failoverpolicy', 'demo/hello-order'], etcdEnv(mesh.file));
+    await applyPolicy('retries', `apiVersion: isthmus.dev/v1alpha1
+kind: RetryPolicy
+metadata: { name: hello-retries, namespace: demo }
+spec: { service: hello, attempts: ${attempts}, perTryTimeout: ${perTryMs}ms, retryOn: [connect-failure, reset, 5xx], budget: { percent: 20 } }
+`);
+    await waitFor(async () => {
+      const seen = await answeredBy(20);
+      return (seen.get('200 west') ?? 0) > 0 && (seen.get('200 north') ?? 0) > 0 ? true : undefined;
+    }, 60_000, 'east answered by both west and north');
+
+    const traffic = Array.from({ length: 2 }, () => steadyTraffic(east().client.proxy, hello, 40, 30_000));
+    await new Promise((r) => setTimeout(r, 20_000));
+    remote = (await Promise.all(traffic.map((t) => t.stop()))).flat().sort((a, b) => a.at - b.at);
+    const by = (cluster: string) => remote.filter((r) => r.cluster === cluster).map((r) => r.ms);
+    printFigure(trafficFigure('slow link, remote service', remote, remote[0]?.at ?? 0, {
+      overSlowLink: `${Math.round((100 * by('west').length) / Math.max(1, remote.length))}%`,
+      westP50Ms: percentile(by('west'), 50), westP99Ms: percentile(by('west'), 99),
+      northP50Ms: percentile(by('north'), 50), northP99Ms: percentile(by('north'), 99),
+      longestMs: Math.max(...remote.map((r) => r.ms)), boundMs,
+    }));
+    expect(remote.length).toBeGreaterThan(20);
+    expect(remote.filter((r) => !r.ok)).toEqual([]);
+    // The bound is the configured timeouts, not a speed: a request past it was left waiting.
+    expect(remote.filter((r) => r.ms > boundMs)).toEqual([]);
+    link.set({});
+  }, 120_000);
+
+  // KNOWN GAP, found by this scenario: with west and north at the same priority, east's sidecar
+  // splits requests by weight alone (44% over the slow link when measured). Outlier detection
+  // reacts to errors only, and a slow answer is not one; the TCP health check passes, since the
+  // link delays bytes, not the connect. Envoy's least-request or Linkerd's latency-weighted
+  // (EWMA) balancing would move most of it to north. test.fails keeps the check running: it
+  // turns red the day balancing takes latency into account; make it a plain test then.
+  test.fails('most of that traffic avoids the slow link: at most a quarter goes through it', () => {
+    expect(remote.length).toBeGreaterThan(20);
+    expect(remote.filter((r) => r.cluster === 'west').length / remote.length).toBeLessThanOrEqual(0.25);
+  });
+});
