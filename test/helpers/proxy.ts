@@ -23,18 +23,18 @@ export function viaProxy(proxy: string, url: string, timeoutMs = 5000, headers: 
 
 /**
  * Sends requests one after another (a steady, bounded loop) until stopped, recording where each
- * was answered and whether it failed, with a timestamp. A request not answered within
- * `timeoutMs` is given up (status 0, error `timed out`).
+ * was answered (the cluster and instance a dev mesh sample names) and whether it failed, with a
+ * timestamp. A request not answered within `timeoutMs` is given up (status 0, error `timed out`).
  */
 export function steadyTraffic(proxy: string, url: string, gapMs = 40, timeoutMs = 3000) {
-  const results: { at: number; ms: number; ok: boolean; cluster?: string; status: number; error?: string }[] = [];
+  const results: { at: number; ms: number; ok: boolean; cluster?: string; instance?: string; status: number; error?: string }[] = [];
   let running = true;
   const done = (async () => {
     while (running) {
       const at = Date.now();
       try {
         const res = await viaProxy(proxy, url, timeoutMs);
-        results.push({ at, ms: Date.now() - at, ok: res.status === 200, cluster: res.body?.cluster, status: res.status, ...(res.status === 200 ? {} : { error: res.text.slice(0, 200) }) });
+        results.push({ at, ms: Date.now() - at, ok: res.status === 200, cluster: res.body?.cluster, instance: res.body?.instance, status: res.status, ...(res.status === 200 ? {} : { error: res.text.slice(0, 200) }) });
       } catch (err) {
         results.push({ at, ms: Date.now() - at, ok: false, status: 0, error: (err as Error).message });
       }
