@@ -194,7 +194,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
         if (existsSync(config)) {
           // Kept from an earlier run; our own etcd may have a new port this time.
           const kept = parse(readFileSync(config, 'utf8')) as { etcd: { endpoints: string[] }; federation?: Record<string, unknown> };
-          kept.etcd = { endpoints: [etcdUrl], ...clusterTls };
+          kept.etcd = { endpoints: etcdUrl.split(','), ...clusterTls };
           // A state dir from before dashboardReads existed: keep its dashboard open, as it was.
           kept.federation = { dashboardReads: 'public', ...kept.federation };
           writeFileSync(config, stringify(kept));
