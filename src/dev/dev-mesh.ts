@@ -44,9 +44,15 @@ export interface DevMeshOptions {
   /**
    * Run every sidecar (the samples' and the client's) and every gateway as its own process
    * through the CLI (`isthmus sidecar`, `isthmus gateway`), one event loop per proxy as deployed.
-   * etcd, the federation services and the sample apps stay in this process either way.
+   * etcd and the sample apps stay in this process either way, the federation services too
+   * unless `federationProcesses`.
    */
   processes?: boolean;
+  /**
+   * Run each cluster's federation service as its own `isthmus federation --config` process too,
+   * as deployed, so that it can crash alone (the reliability scenarios SIGKILL it).
+   */
+  federationProcesses?: boolean;
   /**
    * Also run the gRPC echo sample, `grpc-echo`, in west (`isthmus dev up` does; it is off by
    * default so that meshes built by tests for other things keep their set of services).
@@ -97,6 +103,8 @@ export interface DevMesh {
   file: MeshFile;
   workloads: SampleWorkload[];
   gateways: { cluster: string; id: string; address: string; stop(): Promise<void> }[];
+  /** Each cluster's federation process, with `federationProcesses` (restartable after a crash with start()). */
+  federationProcesses: { cluster: string; process: MeshProcess }[];
   stop(): Promise<void>;
 }
 
@@ -178,7 +186,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       return { url: `${operatorDir} (${issued.identity})` };
     });
     const file: MeshFile = { etcd: etcdUrl, ...(etcdTls ? { etcdTls } : {}), trustDomain: opts.trustDomain, ca: caDir, operator: operatorDir, clusters: {} };
-    const mesh: DevMesh = { file, workloads: [], gateways: [], stop };
+    const mesh: DevMesh = { file, workloads: [], gateways: [], federationProcesses: [], stop };
     const gatewayCount = opts.gateways ?? 1;
     const withRedis = opts.clusters.includes('west') && hasRedisServer();
     if (opts.clusters.includes('west') && !withRedis) opts.progress(`  ✗ TCP sample demo/redis left out: redis-server is not installed (${redisInstallHint})`);
@@ -257,10 +265,23 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       }));
 
       const federation = await step(opts, `cluster ${name} federation`, async () => {
+        if (opts.federationProcesses) {
+          const { federation: listen } = loadClusterConfig(config).config;
+          const metricsAddress = `${listen.host}:${listen.dashboardPort}`;
+          const child = new MeshProcess({
+            name: `federation-${name}`, args: ['federation', '--config', config], logFile: logFile(`federation-${name}`),
+            readyUrl: `http://${metricsAddress}/healthz`, onUnexpectedExit,
+          });
+          stoppers.push(() => child.stop()); // before it is ready: a failed start leaves nothing behind
+          await child.start();
+          mesh.federationProcesses.push({ cluster: name, process: child });
+          const apiAddress = `${listen.host}:${listen.apiPort}`;
+          return { apiAddress, metricsAddress, stop: () => child.stop(), url: `https://${apiAddress} (pid ${child.pid})` };
+        }
         const running = await runFederation(loadClusterConfig(config), log(`federation-${name}`));
+        stoppers.push(() => running.stop());
         return Object.assign(running, { url: `https://${running.apiAddress}` });
       });
-      stoppers.push(() => federation.stop());
 
       const gateways: string[] = [];
       for (let g = 1; g <= gatewayCount; g += 1) {
