@@ -37,6 +37,8 @@ export interface DevMeshOptions {
   hostBase?: number;
   /** federation.probeInterval of every cluster (e.g. `1s` in tests); the default otherwise. */
   probeInterval?: string;
+  /** certificates.workloadTtl of every cluster (e.g. `20s` to see renewals in a test); the default otherwise. */
+  workloadTtl?: string;
   /** Sample requests a second from each cluster's client sidecar (to hello and, where it exists, ledger); 0 or absent: none. */
   traffic?: number;
   /** How often sidecars send their traffic counts to the federation (ms; default 5000; whole seconds with `processes`). */
@@ -213,12 +215,13 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           gateway: Array.from({ length: gatewayCount }, (_, g) => `${host}:${15443 + g}`), leaseTtl: '15s', output: 'table',
         });
         // Each gateway's admin port beside its TLS port: 15021, 15022, ...
-        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[]; federation?: Record<string, unknown> };
+        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[]; federation?: Record<string, unknown>; certificates?: Record<string, unknown> };
         yaml.gateways.forEach((g, i) => { g.admin = `${host}:${15021 + i}`; });
         // Dashboard data for anyone who reaches 127.0.x.1: a dev mesh is one person's, on loopback,
         // and a browser opens it without a token. /api/sidecars still needs the operator.
         yaml.federation = { ...yaml.federation, dashboardReads: 'public' };
         if (opts.probeInterval) yaml.federation = { ...yaml.federation, probeInterval: opts.probeInterval };
+        if (opts.workloadTtl) yaml.certificates = { ...yaml.certificates, workloadTtl: opts.workloadTtl };
         writeFileSync(config, stringify(yaml));
         return { url: dir };
       });
