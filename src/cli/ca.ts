@@ -6,6 +6,7 @@ import { writeRootCa } from '../trust/ca-files.js';
 import { initEtcdCa, issueEtcdClient } from '../trust/etcd-ca.js';
 import { certificateInfo } from '../trust/verify.js';
 import { validateTrustDomain } from '../trust/spiffe.js';
+import { registerCaRoots } from './ca-roots.js';
 import { action, outputOption } from './common.js';
 import { printJson } from './output.js';
 
@@ -81,4 +82,5 @@ and give every writer its own client certificate with \`isthmus ca issue-etcd-cl
         '',
       ].join('\n'));
     }));
+  registerCaRoots(ca);
 }

@@ -37,6 +37,8 @@ export interface DevMeshOptions {
   hostBase?: number;
   /** federation.probeInterval of every cluster (e.g. `1s` in tests); the default otherwise. */
   probeInterval?: string;
+  /** certificates.workloadTtl of every cluster (e.g. `20s` to see renewals in a test); the default otherwise. */
+  workloadTtl?: string;
   /** Sample requests a second from each cluster's client sidecar (to hello and, where it exists, ledger); 0 or absent: none. */
   traffic?: number;
   /** How often sidecars send their traffic counts to the federation (ms; default 5000; whole seconds with `processes`). */
@@ -44,9 +46,15 @@ export interface DevMeshOptions {
   /**
    * Run every sidecar (the samples' and the client's) and every gateway as its own process
    * through the CLI (`isthmus sidecar`, `isthmus gateway`), one event loop per proxy as deployed.
-   * etcd, the federation services and the sample apps stay in this process either way.
+   * etcd and the sample apps stay in this process either way, the federation services too
+   * unless `federationProcesses`.
    */
   processes?: boolean;
+  /**
+   * Run each cluster's federation service as its own `isthmus federation --config` process too,
+   * as deployed, so that it can crash alone (the reliability scenarios SIGKILL it).
+   */
+  federationProcesses?: boolean;
   /**
    * Also run the gRPC echo sample, `grpc-echo`, in west (`isthmus dev up` does; it is off by
    * default so that meshes built by tests for other things keep their set of services).
@@ -97,6 +105,8 @@ export interface DevMesh {
   file: MeshFile;
   workloads: SampleWorkload[];
   gateways: { cluster: string; id: string; address: string; stop(): Promise<void> }[];
+  /** Each cluster's federation process, with `federationProcesses` (restartable after a crash with start()). */
+  federationProcesses: { cluster: string; process: MeshProcess }[];
   stop(): Promise<void>;
 }
 
@@ -178,7 +188,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       return { url: `${operatorDir} (${issued.identity})` };
     });
     const file: MeshFile = { etcd: etcdUrl, ...(etcdTls ? { etcdTls } : {}), trustDomain: opts.trustDomain, ca: caDir, operator: operatorDir, clusters: {} };
-    const mesh: DevMesh = { file, workloads: [], gateways: [], stop };
+    const mesh: DevMesh = { file, workloads: [], gateways: [], federationProcesses: [], stop };
     const gatewayCount = opts.gateways ?? 1;
     const withRedis = opts.clusters.includes('west') && hasRedisServer();
     if (opts.clusters.includes('west') && !withRedis) opts.progress(`  ✗ TCP sample demo/redis left out: redis-server is not installed (${redisInstallHint})`);
@@ -194,7 +204,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
         if (existsSync(config)) {
           // Kept from an earlier run; our own etcd may have a new port this time.
           const kept = parse(readFileSync(config, 'utf8')) as { etcd: { endpoints: string[] }; federation?: Record<string, unknown> };
-          kept.etcd = { endpoints: [etcdUrl], ...clusterTls };
+          kept.etcd = { endpoints: etcdUrl.split(','), ...clusterTls };
           // A state dir from before dashboardReads existed: keep its dashboard open, as it was.
           kept.federation = { dashboardReads: 'public', ...kept.federation };
           writeFileSync(config, stringify(kept));
@@ -205,12 +215,13 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           gateway: Array.from({ length: gatewayCount }, (_, g) => `${host}:${15443 + g}`), leaseTtl: '15s', output: 'table',
         });
         // Each gateway's admin port beside its TLS port: 15021, 15022, ...
-        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[]; federation?: Record<string, unknown> };
+        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[]; federation?: Record<string, unknown>; certificates?: Record<string, unknown> };
         yaml.gateways.forEach((g, i) => { g.admin = `${host}:${15021 + i}`; });
         // Dashboard data for anyone who reaches 127.0.x.1: a dev mesh is one person's, on loopback,
         // and a browser opens it without a token. /api/sidecars still needs the operator.
         yaml.federation = { ...yaml.federation, dashboardReads: 'public' };
         if (opts.probeInterval) yaml.federation = { ...yaml.federation, probeInterval: opts.probeInterval };
+        if (opts.workloadTtl) yaml.certificates = { ...yaml.certificates, workloadTtl: opts.workloadTtl };
         writeFileSync(config, stringify(yaml));
         return { url: dir };
       });
@@ -257,10 +268,23 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       }));
 
       const federation = await step(opts, `cluster ${name} federation`, async () => {
+        if (opts.federationProcesses) {
+          const { federation: listen } = loadClusterConfig(config).config;
+          const metricsAddress = `${listen.host}:${listen.dashboardPort}`;
+          const child = new MeshProcess({
+            name: `federation-${name}`, args: ['federation', '--config', config], logFile: logFile(`federation-${name}`),
+            readyUrl: `http://${metricsAddress}/healthz`, onUnexpectedExit,
+          });
+          stoppers.push(() => child.stop()); // before it is ready: a failed start leaves nothing behind
+          await child.start();
+          mesh.federationProcesses.push({ cluster: name, process: child });
+          const apiAddress = `${listen.host}:${listen.apiPort}`;
+          return { apiAddress, metricsAddress, stop: () => child.stop(), url: `https://${apiAddress} (pid ${child.pid})` };
+        }
         const running = await runFederation(loadClusterConfig(config), log(`federation-${name}`));
+        stoppers.push(() => running.stop());
         return Object.assign(running, { url: `https://${running.apiAddress}` });
       });
-      stoppers.push(() => federation.stop());
 
       const gateways: string[] = [];
       for (let g = 1; g <= gatewayCount; g += 1) {

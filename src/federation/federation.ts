@@ -5,7 +5,7 @@ import { backoffDelay } from '../core/backoff.js';
 import { keys, recordVersion } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';
-import type { AliveRecord } from '../model/records.js';
+import { GatewayRecordSchema, isRecord, type AliveRecord } from '../model/records.js';
 import { version as federationVersion } from '../core/version.js';
 import { workloadId } from '../trust/spiffe.js';
 import { CatalogChanges, staleAfterMs } from './catalog-changes.js';
@@ -105,10 +105,15 @@ export class Federation extends EventEmitter {
       ttlSeconds: this.loaded.leaseTtlSeconds,
       onLost: (err) => this.log.warn({ err: describeError(err) }, 'cluster lease lost; re-granting and re-publishing'),
     });
-    await this.cleanUpOrphans();
+    await this.adoptGateways();
+    // The first publish must know what is exported (the intents live in etcd): one made before
+    // the watch's first view would leave our exports out, and the clean-up below delete them.
+    const view = await this.store.list(keys.all);
+    this.mirror.reset(view.records, view.revision, Date.now());
     await this.session.put(keys.alive(this.cluster), this.aliveRecord());
     await this.health.round();
     await this.publish();
+    await this.cleanUpOrphans();
     this.watch = this.store.watchPrefix(keys.all, {
       onReset: (records, revision) => this.enqueue({ type: 'store-reset', records, revision }),
       onEvents: (events, revision) => this.enqueue({ type: 'store-changes', events, revision }),
@@ -371,7 +376,10 @@ export class Federation extends EventEmitter {
 
   /**
    * A crash can happen between any two writes: records of a previous run of this cluster that
-   * we no longer want are removed before we publish, instead of waiting for their old lease.
+   * we no longer want are removed, instead of waiting for their old lease. Run after the first
+   * publish, which has written every record we still want under our own lease: deleting first
+   * would withdraw our exports from every other cluster until the publish, for nothing (a
+   * federation restarted within its lease must look, to the others, as if it never stopped).
    */
   private async cleanUpOrphans(): Promise<void> {
     for (const prefix of [keys.exportsOf(this.cluster), keys.gatewaysOf(this.cluster), `${keys.probes}${this.cluster}/`]) {
@@ -385,6 +393,24 @@ export class Federation extends EventEmitter {
       for (const record of records) {
         if (record.key === key && record.lease !== this.session?.id) await this.store.delete(record.key);
       }
+    }
+  }
+
+  /**
+   * Gateways that reported to a previous run of this federation (its records under an older
+   * lease) are taken as registered now: they report to us within the next interval, and one that
+   * does not is withdrawn a gateway TTL later as any silent gateway is. Otherwise a restart would
+   * publish our exports without a gateway until each gateway reported again, and other clusters
+   * would have no way in.
+   */
+  private async adoptGateways(now = Date.now()): Promise<void> {
+    const { records } = await this.store.list(keys.gatewaysOf(this.cluster));
+    for (const record of records) {
+      const id = record.key.slice(keys.gatewaysOf(this.cluster).length);
+      if (record.lease === this.session?.id || this.gatewayRegistrations.has(id) || !isRecord(GatewayRecordSchema, record.value)) continue;
+      const { address, port, zone, admin } = record.value;
+      this.gatewayRegistrations.set(id, { address: `${address}:${port}`, zone, admin, expiresAt: now + this.gatewayTtlMs });
+      this.log.info({ gateway: id, address: `${address}:${port}` }, 'gateway of the previous run kept until it reports in');
     }
   }
 

@@ -101,7 +101,7 @@ export function removeRoot(bundle: TrustBundle, fingerprint256: string): TrustBu
   if (roots.length === 0) {
     throw bundleInvalid(
       `Refusing to remove the only root of trust domain "${bundle.trustDomain}": no workload of it could be verified any more. ` +
-        'Add the new root first (addRoot), then remove the old one.',
+        'Add the new root first (`isthmus ca add-root`), then remove the old one.',
     );
   }
   return freeze({ ...bundle, roots });

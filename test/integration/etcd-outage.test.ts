@@ -1,12 +1,13 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
-import { isthmusOk, waitFor } from '../helpers/cli.js';
-import { etcdEnv, rawEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { waitFor } from '../helpers/cli.js';
+import { rawEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { longFaults, outage, printFigure, trafficFigure } from '../helpers/faults.js';
-import { steadyTraffic, viaProxy } from '../helpers/proxy.js';
+import { PolicyMarker } from '../helpers/policy-marker.js';
+import { steadyTraffic } from '../helpers/proxy.js';
 
 // Two clusters on 127.0.135.1 (east) and 127.0.136.1 (west); ledger runs only in west, so every
 // request from east's client to it crosses clusters through west's gateway. etcd is ours, so
@@ -18,27 +19,7 @@ const eastProxy = () => mesh.file.clusters.east!.client.proxy;
 /** 20 s in CI; the issue's 60 s with ISTHMUS_FAULT_LONG=1. */
 const outageMs = longFaults ? 60_000 : 20_000;
 
-/**
- * Applies the FaultInjection `marker`, which aborts (299) requests to ledger carrying
- * `x-policy-sync: value`: a record written through etcd whose arrival at east's client one
- * request shows. Always the same document, replaced: of two FaultInjections for one service the
- * older one wins (docs/traffic-policy.md), so a second marker would never show.
- */
-async function applyMarker(value: string): Promise<void> {
-  const file = join(stateDir, `marker-${value}.yaml`);
-  writeFileSync(file, `apiVersion: isthmus.dev/v1alpha1
-kind: FaultInjection
-metadata: { name: marker, namespace: demo }
-spec: { service: ledger, abort: { status: 299, percent: 100 }, headers: [{ name: x-policy-sync, value: "${value}" }] }
-`);
-  await isthmusOk(['policy', 'apply', '-f', file], etcdEnv(etcd));
-}
-let lastAnswer = '';
-const markerHonoured = async (value: string) => {
-  const res = await viaProxy(eastProxy(), 'http://ledger.demo.mesh/', 5000, { 'x-policy-sync': value });
-  lastAnswer = `${res.status} ${res.text.slice(0, 200)}`;
-  return res.status === 299;
-};
+let marker: PolicyMarker;
 
 async function allKeys(): Promise<string[]> {
   const client = rawEtcd(etcd);
@@ -53,6 +34,7 @@ beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-etcd-outage-'));
   etcd = await startEtcd();
   mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 135, etcd: etcd.url, etcdTls: etcd.tls, gateways: 1, progress: () => undefined });
+  marker = new PolicyMarker({ etcd, dir: stateDir, proxy: eastProxy, service: 'ledger', namespace: 'demo' });
 }, 120_000);
 
 afterAll(async () => {
@@ -65,8 +47,8 @@ describe('etcd stopped under steady cross-cluster traffic', () => {
   let backAt = 0;
 
   test(`no request fails while etcd is down (${outageMs / 1000} s); after it returns every key written before is there and still applies`, async () => {
-    await applyMarker('before');
-    await waitFor(async () => markerHonoured('before'), 15_000, 'the marker written before the outage at east\'s client');
+    await marker.apply('before');
+    await waitFor(async () => marker.honoured('before'), 15_000, 'the marker written before the outage at east\'s client');
     const before = await allKeys();
 
     const traffic = steadyTraffic(eastProxy(), 'http://ledger.demo.mesh/');
@@ -83,14 +65,14 @@ describe('etcd stopped under steady cross-cluster traffic', () => {
 
     const after = new Set(await allKeys());
     expect(before.filter((k) => !after.has(k))).toEqual([]);
-    expect(await markerHonoured('before')).toBe(true);
+    expect(await marker.honoured('before')).toBe(true);
   }, 180_000);
 
   test('a policy written after etcd returns reaches east\'s client sidecar', async () => {
     expect(backAt).toBeGreaterThan(0);
-    await applyMarker('after');
-    const converged = await waitFor(async () => markerHonoured('after'), 30_000, 'a policy written after the outage at east\'s client').catch((err: Error) => {
-      throw new Error(`${err.message}; the last answer: ${lastAnswer}`);
+    await marker.apply('after');
+    const converged = await waitFor(async () => marker.honoured('after'), 30_000, 'a policy written after the outage at east\'s client').catch((err: Error) => {
+      throw new Error(`${err.message}; the last answer: ${marker.lastAnswer}`);
     });
     printFigure({ scenario: `etcd stopped ${outageMs / 1000}s, convergence`, sent: 0, failed: 0, extra: { convergedAfterReturn: `${Date.now() - backAt}ms`, writeToSidecar: `${converged.ms}ms` } });
   }, 60_000);
