@@ -128,6 +128,8 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
   });
 
   test('Secrets and ConfigMaps as `isthmus join` creates and reads them, a created Namespace, and an RBAC denial', async () => {
+    expect((await call('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'isthmus-system' } })).status).toBe(201);
+    expect(shapeProblems(fixture('namespace.json'), JSON.parse((await call('GET', '/api/v1/namespaces/isthmus-system')).text))).toEqual([]);
     for (const [plural, name] of [['secrets', 'secret.json'], ['configmaps', 'configmap.json']] as const) {
       const recorded = fixture(name);
       const created = await call('POST', `/api/v1/namespaces/isthmus-system/${plural}`, { ...recorded, metadata: { name: recorded.metadata.name, labels: recorded.metadata.labels } });
@@ -135,8 +137,6 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
       const served = JSON.parse((await call('GET', `/api/v1/namespaces/isthmus-system/${plural}/${recorded.metadata.name}`)).text);
       expect(shapeProblems(recorded, served)).toEqual([]);
     }
-    expect((await call('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'isthmus-system' } })).status).toBe(201);
-    expect(shapeProblems(fixture('namespace.json'), JSON.parse((await call('GET', '/api/v1/namespaces/isthmus-system')).text))).toEqual([]);
     fake.deny('get', 'secrets');
     const denied = await call('GET', '/api/v1/namespaces/isthmus-system/secrets/isthmus-cluster-ca');
     fake.allowAll();

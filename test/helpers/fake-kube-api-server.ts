@@ -142,7 +142,14 @@ export class FakeKubeApiServer {
 
   // --- state, as kubectl would change it ---
 
+  /**
+   * Creates or replaces an object, as `kubectl apply` would. An object of a namespace that does
+   * not exist yet brings its Namespace into being first (a test's convenience, as if `kubectl
+   * create namespace` had run); the real server would refuse it.
+   */
   apply(plural: string, object: KubeObject): KubeObject {
+    const ns = object.metadata.namespace;
+    if (ns && plural !== 'namespaces' && !this.store('namespaces').has(ns)) this.apply('namespaces', { metadata: { name: ns } });
     const store = this.store(plural);
     const key = keyOf(object);
     const previous = store.get(key);

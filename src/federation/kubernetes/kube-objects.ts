@@ -38,6 +38,14 @@ export interface SliceSummary {
 
 export interface NodeSummary { name: string; zone?: string; region?: string }
 
+export interface NamespaceSummary {
+  name: string;
+  /** The `isthmus.dev/mesh` label, when it says `enabled` or `disabled`. */
+  mesh?: 'enabled' | 'disabled';
+  /** Being deleted (`status.phase: Terminating`, or a `deletionTimestamp`). */
+  terminating: boolean;
+}
+
 export interface ExportSummary {
   namespace: string;
   name: string;
@@ -152,6 +160,13 @@ export function summarizeNode(raw: unknown): NodeSummary {
   const zone = str(meta.labels[zoneLabel]);
   const region = str(meta.labels[regionLabel]);
   return { name: meta.name, ...(zone ? { zone } : {}), ...(region ? { region } : {}) };
+}
+
+export function summarizeNamespace(raw: unknown): NamespaceSummary {
+  const meta = metaOf(raw);
+  const label = meta.labels['isthmus.dev/mesh'];
+  const terminating = obj(obj(raw).status).phase === 'Terminating' || obj(obj(raw).metadata).deletionTimestamp !== undefined;
+  return { name: meta.name, ...(label === 'enabled' || label === 'disabled' ? { mesh: label } : {}), terminating };
 }
 
 export function summarizeExport(raw: unknown): ExportSummary {

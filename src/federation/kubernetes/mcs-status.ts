@@ -37,7 +37,7 @@ export interface McsInput {
   /** This cluster's ServiceExports and Services, by `<ns>/<name>`. */
   exports: ReadonlyMap<string, ExportSummary>;
   services: ReadonlyMap<string, ServiceSummary>;
-  /** Namespaces that exist here (seen on Services); undefined: every namespace. */
+  /** Whether a namespace exists here and is in the mesh (kube-namespaces.ts). */
   hasNamespace: (namespace: string) => boolean;
   now: string;
 }
