@@ -1,11 +1,10 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { silentLogger } from '../../core/log.js';
 import { FakeKubeApiServer, type KubeObject } from '../../../test/helpers/fake-kube-api-server.js';
 import { waitFor } from '../../../test/helpers/cli.js';
-import { parseClusterConfig } from '../config.js';
-import { KubernetesPlatform } from './kube-platform.js';
+import { testKubePlatform } from '../../../test/helpers/kube-platform.js';
+import type { KubernetesPlatform } from './kube-platform.js';
 
 // 10,000 Services listed, 10,000 more arriving by watch, then all 20,000 modified by watch, from
 // FakeKubeApiServer on 127.0.168.2. The fake runs in this process too, so the adapter's share is
@@ -35,8 +34,7 @@ test('10,000 Services listed and 10,000 more watched, then all changed: what the
   for (let i = 0; i < 10_000; i += 1) fake.apply('services', service(i, 1));
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
-  const loaded = parseClusterConfig(`cluster: east\nregion: us\nzones: [a]\ntrustDomain: mesh.test\netcd: { endpoints: ["http://127.0.0.1:1"] }\nplatform: kubernetes\nkubernetes:\n  kubeconfig: ${fake.writeKubeconfig()}\n  namespaces: [bulk]\n`, '/tmp/east/cluster.yaml');
-  let p: KubernetesPlatform | undefined = new KubernetesPlatform(loaded, silentLogger);
+  let p: KubernetesPlatform | undefined = testKubePlatform(fake, '  namespaces: [bulk]\n');
   await p.start(() => undefined);
   expect(p.services()).toHaveLength(10_000);
   for (let i = 10_000; i < 20_000; i += 1) fake.apply('services', service(i, 1));

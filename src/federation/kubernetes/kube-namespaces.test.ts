@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { silentLogger } from '../../core/log.js';
 import { FakeKubeApiServer, type KubeObject } from '../../../test/helpers/fake-kube-api-server.js';
 import { waitFor } from '../../../test/helpers/cli.js';
-import { parseClusterConfig } from '../config.js';
+import { testKubePlatform } from '../../../test/helpers/kube-platform.js';
 import { inMesh } from './kube-namespaces.js';
 import { summarizeNamespace, type NamespaceSummary } from './kube-objects.js';
 import { KubernetesPlatform } from './kube-platform.js';
@@ -43,18 +42,6 @@ afterAll(async () => {
   await fake?.stop();
 });
 
-function platform(extra = ''): KubernetesPlatform {
-  const loaded = parseClusterConfig(`cluster: east
-region: us
-zones: [a]
-trustDomain: mesh.test
-etcd: { endpoints: ["http://127.0.0.1:1"] }
-platform: kubernetes
-kubernetes:
-  kubeconfig: ${fake.writeKubeconfig()}
-${extra}`, '/tmp/east/cluster.yaml');
-  return new KubernetesPlatform(loaded, silentLogger);
-}
 
 const svc = (namespace: string, name: string): KubeObject => ({ metadata: { namespace, name }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.9', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } });
 const namespace = (name: string, labels: Record<string, string> = {}, phase = 'Active'): KubeObject => ({ metadata: { name, labels }, status: { phase } });
@@ -73,7 +60,7 @@ describe('the adapter watches Namespaces', () => {
       fake.apply('services', svc(space, 'cart'));
       fake.apply('serviceexports', { metadata: { namespace: space, name: 'cart' } });
     }
-    const p = platform();
+    const p = testKubePlatform(fake);
     await p.start(() => undefined);
     try {
       expect(names(p)).toEqual(['shop/cart']);
@@ -106,7 +93,7 @@ describe('the adapter watches Namespaces', () => {
     fake.apply('namespaces', namespace('optin', { 'isthmus.dev/mesh': 'enabled' }));
     fake.apply('services', svc('optin', 'api'));
     fake.apply('services', svc('unlabelled', 'api'));
-    const p = platform('  requireMeshLabel: true');
+    const p = testKubePlatform(fake, '  requireMeshLabel: true');
     await p.start(() => undefined);
     try {
       expect(names(p)).toEqual(['legacy/cart', 'optin/api']);

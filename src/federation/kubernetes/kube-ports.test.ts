@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { silentLogger } from '../../core/log.js';
 import { catalogProtocol } from '../../sidecar/tcp-protocol.js';
 import { FakeKubeApiServer, type KubeObject } from '../../../test/helpers/fake-kube-api-server.js';
 import { waitFor } from '../../../test/helpers/cli.js';
-import { parseClusterConfig } from '../config.js';
+import { testKubePlatform } from '../../../test/helpers/kube-platform.js';
 import { desiredRecords } from '../desired-records.js';
 import { KubernetesPlatform } from './kube-platform.js';
 
@@ -20,19 +19,6 @@ afterAll(async () => {
   await fake?.stop();
 });
 
-function platform(): KubernetesPlatform {
-  const loaded = parseClusterConfig(`cluster: east
-region: us
-zones: [a]
-trustDomain: mesh.test
-etcd: { endpoints: ["http://127.0.0.1:1"] }
-platform: kubernetes
-kubernetes:
-  kubeconfig: ${fake.writeKubeconfig()}
-  namespaces: [shop]
-`, '/tmp/east/cluster.yaml');
-  return new KubernetesPlatform(loaded, silentLogger);
-}
 
 const cart = (ports: unknown[]): KubeObject => ({ metadata: { namespace: 'shop', name: 'cart' }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.7', ports } });
 
@@ -49,7 +35,7 @@ test('a Service with HTTP, gRPC and Redis ports (and a UDP one) is exported with
     endpoints: [{ addresses: ['10.1.0.5'], conditions: { ready: true }, zone: 'a' }],
   });
   fake.apply('serviceexports', { metadata: { namespace: 'shop', name: 'cart' } });
-  const p = platform();
+  const p = testKubePlatform(fake, '  namespaces: [shop]\n');
   await p.start(() => undefined);
   try {
     const exported = () => desiredRecords({ cluster: 'east', trustDomain: 'mesh.test', zones: ['a'], services: p.services(), exported: new Set(p.exports().keys()), isHealthy: () => true, gateways: [] }).get('/isthmus/v1/exports/east/shop/cart') as { ports: unknown[]; zones: unknown };
