@@ -4,6 +4,7 @@ import { Value } from '../src/core/typebox.js';
 import { SidecarConfigSchema } from '../src/sidecar/config.js';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { controlPlane } from '../src/cli/control-plane-objects.js';
 import { ClusterConfigSchema, parseClusterConfig } from '../src/federation/config.js';
 import {
   isCrd, isKindCluster, isKustomization, isObj, loadManifests, parseManifests, root, schemaProblems, yamlFiles,
@@ -241,7 +242,7 @@ describe('schema validation of deploy/ and kind-configs/', () => {
     ['a misspelled custom resource field (checked against its CRD)', 'deploy/multi-cluster/sample-app/ledger.yaml', 'kind: ServiceExport\nmetadata:', 'kind: ServiceExport\nspec: {}\nmetadata:', /ServiceExport ledger\): \/ must NOT have additional properties \(spec\)/],
     ['a misspelled kind node field', 'kind-configs/east.yaml', 'extraPortMappings:', 'extraPortMapping:', /document 1 \(Cluster east\): \/nodes\/0\/extraPortMapping/],
     ['a wrong kind node role', 'kind-configs/west.yaml', 'role: worker', 'role: agent', /\/nodes\/1\/role/],
-    ['a misspelled kustomization field', 'deploy/multi-cluster/overlays/east/kustomization.yaml', 'configMapGenerator:', 'configmapGenerator:', /\/configmapGenerator/],
+    ['a misspelled kustomization field', 'deploy/multi-cluster/overlays/east/kustomization.yaml', 'resources:', 'resourcez:', /\/resourcez/],
   ];
   // All copies are checked in one pass (one TypeScript program): each problem names its copy.
   const label = (i: number, file: string) => `broken copy ${i + 1} of ${file}`;
@@ -433,7 +434,7 @@ describe('manifests in deploy/', () => {
     expect(config.certificates.caDir).toBe('.'); // the CA files are projected beside cluster.yaml
   });
 
-  it('kustomizations name files that exist, and the overlays generate what base/ mounts from join/ (ignored by git)', () => {
+  it('kustomizations name files that exist; the overlays generate nothing, and base/ mounts by name what `isthmus join --kubeconfig` writes', () => {
     for (const { file, doc } of kustomizations) {
       for (const resource of listAt(doc, 'resources')) expect(existsSync(join(root, dirname(file), String(resource))), `${file}: ${String(resource)}`).toBe(true);
     }
@@ -441,16 +442,22 @@ describe('manifests in deploy/', () => {
     expect(overlays.map((m) => m.file.split('/').at(-2)).sort()).toEqual(['central', 'east', 'west']);
     for (const { file, doc } of overlays) {
       expect(listAt(doc, 'resources'), file).toContain('../../base');
-      expect(listAt(doc, 'configMapGenerator').map((g) => at(g, 'name')), file).toEqual(['isthmus-cluster']);
-      expect(listAt(doc, 'secretGenerator').map((g) => at(g, 'name')), file).toEqual(['isthmus-cluster-ca']);
-      // Unhashed names: federation.yaml and gateway.yaml mount them by these names.
-      expect(at(doc, 'generatorOptions.disableNameSuffixHash'), file).toBe(true);
-      const files = [...listAt(doc, 'configMapGenerator'), ...listAt(doc, 'secretGenerator')].flatMap((g) => listAt(g, 'files')).map(String);
-      expect(files.map((f) => f.split('=')[0]).sort(), file).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'cluster.yaml', 'root-cert.pem']);
-      for (const f of files) expect(f.split('=')[1], file).toMatch(/^join\//);
+      // The CA Secret and the config live in the cluster only (join writes them): no CA key in a checkout.
+      expect(listAt(doc, 'configMapGenerator'), file).toEqual([]);
+      expect(listAt(doc, 'secretGenerator'), file).toEqual([]);
     }
     expect(overlays.filter((m) => listAt(m.doc, 'resources').includes('../../etcd-lab')).map((m) => m.file.split('/').at(-2))).toEqual(['central']);
-    expect(readFileSync(join(root, 'deploy/multi-cluster/.gitignore'), 'utf8')).toContain('overlays/*/join/');
+    const volume = (deployment: string) => listAt(byName('Deployment', deployment).doc, 'spec.template.spec.volumes').map((v) => v as Obj).find((v) => at(v, 'name') === 'cluster') as Obj;
+    const sources = listAt(volume('isthmus-federation'), 'projected.sources').map((source) => {
+      const ref = (at(source as Obj, 'configMap') ?? at(source as Obj, 'secret')) as Obj;
+      return `${at(source as Obj, 'configMap') ? 'ConfigMap' : 'Secret'} ${String(at(ref, 'name'))}: ${listAt(ref, 'items').map((i) => String(at(i as Obj, 'key'))).join(',')}`;
+    });
+    expect(sources).toEqual([
+      `ConfigMap ${controlPlane.configMap}: cluster.yaml`,
+      `Secret ${controlPlane.caSecret}: ca-cert.pem,ca-key.pem,root-cert.pem,cert-chain.pem`,
+      `Secret ${controlPlane.etcdSecret}: ca.pem,client.pem,client-key.pem`,
+    ]);
+    expect(at(volume('isthmus-gateway'), 'configMap.name')).toBe(controlPlane.configMap);
   });
 
   it('the sample app\'s sidecar config passes the sidecar config validator once a pod\'s values are added', () => {

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -15,6 +15,8 @@ import { addRoot, newBundle, validateBundle, type TrustBundle } from '../trust/b
 import { createIntermediateCa, type CertAndKey } from '../trust/ca.js';
 import { readRootCa, writeClusterCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
+import { controlPlane, etcdFilesInPod } from './control-plane-objects.js';
+import type { ClusterObjects, ClusterTarget } from './join-kubernetes.js';
 import { action, connectStore, etcdEndpoints, etcdOption, outputOption, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 import { failedChecks, formatCheck, printChecks, runChecks, type Check, type CheckResult } from './preflight.js';
@@ -23,7 +25,10 @@ export interface JoinOptions extends EtcdFlags {
   region: string;
   zone: string[];
   ca: string;
-  out: string;
+  /** Where the cluster's CA files and cluster.yaml go: a directory, or (kubeconfig) the cluster itself. */
+  out?: string | undefined;
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
   /** Unset in local mode: join picks the first loopback 127.0.N.1 that no cluster uses and nothing here listens on. */
   federationHost?: string;
   /** host:port other clusters and workloads use to reach the federation API, when not the listen address (NAT, Kubernetes Service). */
@@ -51,6 +56,8 @@ interface JoinContext {
   bundle?: { value: TrustBundle; modRevision: number };
   existing?: { modRevision: number };
   federationEtcd?: { cert?: string | undefined; key?: string | undefined };
+  /** --kubeconfig: the cluster the Secrets and ConfigMap go to, once the check has reached it. */
+  kube?: ClusterTarget;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -68,7 +75,9 @@ export function registerJoin(program: Command): void {
     .requiredOption('--zone <zone>', 'zone(s) of the cluster; repeat or comma-separate', collect, [])
     .addOption(etcdOption())
     .requiredOption('--ca <dir>', 'root CA directory from `isthmus ca init` (root-cert.pem, root-key.pem)')
-    .requiredOption('--out <dir>', 'directory for the cluster\'s CA files and cluster.yaml (new or empty)')
+    .option('--out <dir>', 'directory for the cluster\'s CA files and cluster.yaml (new or empty); or --kubeconfig')
+    .option('--kubeconfig <file>', `write the CA files and cluster.yaml into the cluster instead (namespace ${controlPlane.namespace}: Secret ${controlPlane.caSecret}, ConfigMap ${controlPlane.configMap}, Secret ${controlPlane.etcdSecret} for a TLS etcd), as deploy/multi-cluster/ mounts them; the cluster config says platform: kubernetes`)
+    .option('--context <name>', 'kubeconfig context of the cluster (default: the file\'s current-context)')
     .option('--federation-host <host>', 'address the federation service listens on and advertises (default: the first loopback address 127.0.N.1 no other cluster uses, so clusters on one machine do not clash)')
     .option('--advertise <host:port>', 'address others reach the federation API at, when it differs from --federation-host:--api-port (e.g. listening on 0.0.0.0 behind a Service)')
     .option('--api-port <port>', 'federation API port', port, 15010)
@@ -86,6 +95,20 @@ export function registerJoin(program: Command): void {
         throw err;
       });
       if (json) return printJson({ joined: true, cluster, ...joined });
+      if (joined.kubernetes) {
+        const k = joined.kubernetes;
+        return void process.stdout.write([
+          '',
+          `Cluster ${cluster} joined the mesh (trust domain ${joined.trustDomain}).`,
+          `  written to context ${k.context} (${k.server}), namespace ${k.namespace}: ${k.objects.join(', ')}`,
+          `  intermediate valid until ${joined.intermediateNotAfter}`,
+          '',
+          'Next: install the control plane (docs/kubernetes.md), or restart it after a --force join:',
+          `  kubectl --context ${k.context} apply -k deploy/multi-cluster/overlays/<cluster>`,
+          `  kubectl --context ${k.context} -n ${k.namespace} rollout restart deploy`,
+          '',
+        ].join('\n'));
+      }
       process.stdout.write([
         '',
         `Cluster ${cluster} joined the mesh (trust domain ${joined.trustDomain}).`,
@@ -99,7 +122,16 @@ export function registerJoin(program: Command): void {
     }));
 }
 
-export interface JoinResult { dir: string; config: string; trustDomain: string; intermediateNotAfter: string; checks: CheckResult[] }
+export interface JoinResult {
+  /** --out: the directory and its cluster.yaml. */
+  dir?: string;
+  config?: string;
+  /** --kubeconfig: where the objects went. */
+  kubernetes?: { context: string; server: string; namespace: string; objects: string[] };
+  trustDomain: string;
+  intermediateNotAfter: string;
+  checks: CheckResult[];
+}
 
 /**
  * Preflight, then the intermediate CA, the cluster directory and the etcd records. Throws
@@ -110,6 +142,14 @@ export async function joinCluster(cluster: string, opts: JoinOptions, onCheck?: 
   checkName('region', opts.region);
   if (opts.zone.length === 0) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', '--zone needs at least one zone');
   for (const zone of opts.zone) checkName('zone', zone);
+  if ((opts.out === undefined) === (opts.kubeconfig === undefined)) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', 'say where the cluster\'s CA and config go: --out <dir> for a directory, or --kubeconfig <file> (and --context) for a Kubernetes cluster; not both');
+  }
+  if (opts.kubeconfig !== undefined) {
+    // In a pod: listen on every address (the kubelet probes, the Service forwards), reached through the Service.
+    opts.federationHost ??= '0.0.0.0';
+    opts.advertise ??= `isthmus-federation.${controlPlane.namespace}.svc:${opts.apiPort}`;
+  }
   const context: JoinContext = { cluster, opts, endpoints: etcdEndpoints(opts.etcd) };
   if (opts.federationEtcdCert || opts.federationEtcdKey) {
     // Checked (pair, expiry, readable) before anything is written; etcd itself judges it when the federation starts.
@@ -117,7 +157,7 @@ export async function joinCluster(cluster: string, opts: JoinOptions, onCheck?: 
     context.federationEtcd = { cert: files?.files.cert, key: files?.files.key };
   }
   try {
-    const checks = await runChecks(joinChecks, context, onCheck);
+    const checks = await runChecks([...joinChecks, opts.kubeconfig !== undefined ? clusterObjectsCheck : outputDirectoryCheck], context, onCheck);
     const failed = failedChecks(checks);
     if (failed.length > 0) {
       throw new IsthmusError('ISTHMUS_ERR_PREFLIGHT_FAILED', `${failed.length} preflight check(s) failed (${failed.map((f) => f.name).join(', ')}); nothing was written`, { details: checks });
@@ -208,9 +248,12 @@ const joinChecks: Check<JoinContext>[] = [
       }
       const mine = new Set([advertisedAddress(ctx.opts), ...ctx.opts.gateway]);
       const clashes: string[] = [];
+      // In a Kubernetes cluster the federation is reached by its Service's cluster-local name,
+      // which every cluster has alike; only the gateways' addresses are the mesh's to share.
+      const federationShared = ctx.opts.kubeconfig === undefined;
       for (const record of clusters) {
         const owner = record.key.slice(keys.clusters.length);
-        if (owner === ctx.cluster || owner.includes('/')) continue;
+        if (!federationShared || owner === ctx.cluster || owner.includes('/')) continue;
         if (mine.has(record.value.federation)) clashes.push(`${record.value.federation} (federation of ${owner})`);
       }
       for (const record of (await ctx.store!.list<{ address: string; port: number }>(keys.gateways)).records) {
@@ -222,10 +265,12 @@ const joinChecks: Check<JoinContext>[] = [
       return { status: 'ok', detail: `${[...mine].join(', ')}${picked}` };
     },
   },
-  {
+];
+
+const outputDirectoryCheck: Check<JoinContext> = {
     name: 'output directory',
     async run(ctx) {
-      const out = resolve(ctx.opts.out);
+      const out = resolve(ctx.opts.out as string);
       try {
         checkDirectory(out, '--out');
       } catch (err) {
@@ -235,51 +280,54 @@ const joinChecks: Check<JoinContext>[] = [
       if (ctx.opts.force) return { status: 'warn', detail: `${out} is not empty; --force replaces it` };
       return { status: 'failed', detail: `${out} is not empty`, hint: 'choose a new --out directory, or pass --force to replace it' };
     },
+  };
+
+const clusterObjectsCheck: Check<JoinContext> = {
+  name: 'Kubernetes cluster',
+  async run(ctx) {
+    // client-node is loaded only by a join into a cluster.
+    const { ClusterTarget, clusterCheck } = await import('./join-kubernetes.js');
+    try {
+      ctx.kube = ClusterTarget.open(ctx.opts.kubeconfig as string, ctx.opts.context);
+    } catch (err) {
+      return { status: 'failed', detail: describeError(err), hint: 'kubectl config get-contexts lists the contexts of a kubeconfig' };
+    }
+    return await clusterCheck(ctx.kube, clusterSecrets(ctx), ctx.opts.force === true);
   },
-];
+};
+
+type JoinWritten = Omit<JoinResult, 'trustDomain' | 'checks'>;
 
 /**
- * Writes the cluster directory to a temporary sibling first, then etcd in one transaction, then
- * renames the directory into place: a failure at any step leaves neither half behind.
+ * The intermediate CA, then the cluster's files, then etcd in one transaction. A directory is
+ * written to a temporary sibling first and renamed into place after etcd; a cluster's objects are
+ * written after etcd, whose records are removed again if that fails: a failure at any step
+ * leaves no cluster record without its CA and config.
  */
-async function writeJoin(ctx: JoinContext): Promise<{ dir: string; config: string; intermediateNotAfter: string }> {
-  const { cluster, opts } = ctx;
+async function writeJoin(ctx: JoinContext): Promise<JoinWritten> {
   const root = ctx.root!;
-  const store = ctx.store!;
-  const out = resolve(opts.out);
-  const intermediate = createIntermediateCa({ root, trustDomain: root.trustDomain, cluster });
+  const intermediate = createIntermediateCa({ root, trustDomain: root.trustDomain, cluster: ctx.cluster });
+  const files = { caCert: intermediate.certPem, caKey: intermediate.keyPem, rootCert: root.certPem, certChain: `${intermediate.certPem.trim()}\n${root.certPem.trim()}\n` };
+  const intermediateNotAfter = certificateInfo(intermediate.certPem).notAfter.toISOString();
+  if (ctx.kube) {
+    const objects = clusterObjects(ctx, files);
+    await commitRecords(ctx, intermediate.certPem);
+    try {
+      const written = await ctx.kube.write(objects, ctx.opts.force === true);
+      return { kubernetes: { context: ctx.kube.context, server: ctx.kube.server, namespace: controlPlane.namespace, objects: written }, intermediateNotAfter };
+    } catch (err) {
+      await rollbackRecords(ctx);
+      if (err instanceof IsthmusError) throw new IsthmusError(err.code, `${err.message}; the cluster's records in etcd were removed again`, { cause: err });
+      throw err;
+    }
+  }
+  const out = resolve(ctx.opts.out as string);
   ensureDirectory(dirname(out), '--out');
   const staging = mkdtempSync(join(dirname(out), `.${basename(out)}-`));
   try {
-    writeClusterCa(staging, {
-      caCert: intermediate.certPem,
-      caKey: intermediate.keyPem,
-      rootCert: root.certPem,
-      certChain: `${intermediate.certPem.trim()}\n${root.certPem.trim()}\n`,
-    });
+    writeClusterCa(staging, files);
     writeFileSync(join(staging, 'cluster.yaml'), clusterYaml(ctx), { mode: 0o644 });
-
-    const record: ClusterRecord = {
-      version: recordVersion, name: cluster, region: opts.region, zones: opts.zone, trustDomain: root.trustDomain,
-      federation: advertisedAddress(opts), joinedAt: new Date().toISOString(),
-    };
-    const bundle = ctx.bundle ? addRoot(ctx.bundle.value, root.certPem) : newBundle(root.trustDomain, root.certPem);
-    const committed = await store.transact({
-      ifAbsent: [...(ctx.existing ? [] : [keys.cluster(cluster)]), ...(ctx.bundle ? [] : [keys.bundle(root.trustDomain)])],
-      ifModRevision: {
-        ...(ctx.existing ? { [keys.cluster(cluster)]: ctx.existing.modRevision } : {}),
-        ...(ctx.bundle ? { [keys.bundle(root.trustDomain)]: ctx.bundle.modRevision } : {}),
-      },
-      puts: [
-        { key: keys.cluster(cluster), value: record },
-        { key: keys.intermediate(cluster), value: { version: recordVersion, certificate: intermediate.certPem } },
-        { key: keys.bundle(root.trustDomain), value: bundle },
-      ],
-      deletePrefixes: ctx.existing ? [keys.exportsOf(cluster), keys.gatewaysOf(cluster)] : [],
-    });
-    if (!committed) {
-      throw new IsthmusError('ISTHMUS_ERR_ETCD_CONFLICT', `another writer changed cluster ${cluster} or the trust bundle while joining; nothing was written, run the command again`);
-    }
+    await commitRecords(ctx, intermediate.certPem);
     try {
       if (existsSync(out)) {
         if (readdirSync(out).length === 0) rmdirSync(out);
@@ -287,16 +335,66 @@ async function writeJoin(ctx: JoinContext): Promise<{ dir: string; config: strin
       }
       renameSync(staging, out);
     } catch (err) {
-      await store.transact({
-        deletes: [keys.cluster(cluster), keys.intermediate(cluster), ...(ctx.bundle ? [] : [keys.bundle(root.trustDomain)])],
-        puts: ctx.bundle ? [{ key: keys.bundle(root.trustDomain), value: ctx.bundle.value }] : [],
-      }).catch(() => undefined);
+      await rollbackRecords(ctx);
       throw new IsthmusError('ISTHMUS_ERR_CONFIG_UNREADABLE', `could not write ${out}: ${(err as Error).message}; the cluster record was removed again`, { cause: err });
     }
-    return { dir: out, config: join(out, 'cluster.yaml'), intermediateNotAfter: certificateInfo(intermediate.certPem).notAfter.toISOString() };
+    return { dir: out, config: join(out, 'cluster.yaml'), intermediateNotAfter };
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
+}
+
+/** The cluster record, its intermediate and the trust bundle, in one transaction that loses to any other writer. */
+async function commitRecords(ctx: JoinContext, intermediateCert: string): Promise<void> {
+  const { cluster, opts } = ctx;
+  const root = ctx.root!;
+  const record: ClusterRecord = {
+    version: recordVersion, name: cluster, region: opts.region, zones: opts.zone, trustDomain: root.trustDomain,
+    federation: advertisedAddress(opts), joinedAt: new Date().toISOString(),
+  };
+  const bundle = ctx.bundle ? addRoot(ctx.bundle.value, root.certPem) : newBundle(root.trustDomain, root.certPem);
+  const committed = await ctx.store!.transact({
+    ifAbsent: [...(ctx.existing ? [] : [keys.cluster(cluster)]), ...(ctx.bundle ? [] : [keys.bundle(root.trustDomain)])],
+    ifModRevision: {
+      ...(ctx.existing ? { [keys.cluster(cluster)]: ctx.existing.modRevision } : {}),
+      ...(ctx.bundle ? { [keys.bundle(root.trustDomain)]: ctx.bundle.modRevision } : {}),
+    },
+    puts: [
+      { key: keys.cluster(cluster), value: record },
+      { key: keys.intermediate(cluster), value: { version: recordVersion, certificate: intermediateCert } },
+      { key: keys.bundle(root.trustDomain), value: bundle },
+    ],
+    deletePrefixes: ctx.existing ? [keys.exportsOf(cluster), keys.gatewaysOf(cluster)] : [],
+  });
+  if (!committed) {
+    throw new IsthmusError('ISTHMUS_ERR_ETCD_CONFLICT', `another writer changed cluster ${cluster} or the trust bundle while joining; nothing was written, run the command again`);
+  }
+}
+
+async function rollbackRecords(ctx: JoinContext): Promise<void> {
+  const root = ctx.root!;
+  await ctx.store!.transact({
+    deletes: [keys.cluster(ctx.cluster), keys.intermediate(ctx.cluster), ...(ctx.bundle ? [] : [keys.bundle(root.trustDomain)])],
+    puts: ctx.bundle ? [{ key: keys.bundle(root.trustDomain), value: ctx.bundle.value }] : [],
+  }).catch(() => undefined);
+}
+
+/** The Secrets a join into a cluster writes: the CA, and etcd's client files when etcd speaks TLS. */
+function clusterSecrets(ctx: JoinContext): string[] {
+  return [controlPlane.caSecret, ...(Object.keys(recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd)).length > 0 ? [controlPlane.etcdSecret] : [])];
+}
+
+/** The files of a join, keyed as deploy/multi-cluster/base/federation.yaml projects them beside cluster.yaml. */
+function clusterObjects(ctx: JoinContext, files: { caCert: string; caKey: string; rootCert: string; certChain: string }): ClusterObjects {
+  const etcdFiles = recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd);
+  const etcdData = Object.fromEntries(Object.entries(etcdFiles).map(([which, path]) => [etcdFilesInPod[which as keyof typeof etcdFilesInPod].slice('etcd/'.length), readFileSync(path, 'utf8')]));
+  return {
+    configMap: { 'cluster.yaml': clusterYaml(ctx) },
+    secrets: [
+      { name: controlPlane.caSecret, data: { 'ca-cert.pem': files.caCert, 'ca-key.pem': files.caKey, 'root-cert.pem': files.rootCert, 'cert-chain.pem': files.certChain } },
+      ...(Object.keys(etcdData).length > 0 ? [{ name: controlPlane.etcdSecret, data: etcdData }] : []),
+    ],
+  };
 }
 
 function advertisedAddress(opts: JoinOptions): string {
@@ -344,20 +442,28 @@ function recordedEtcdTls(tls: EtcdTls | undefined, federation: JoinContext['fede
 
 function clusterYaml(ctx: JoinContext): string {
   const { opts } = ctx;
+  const inCluster = ctx.kube !== undefined;
+  const etcdFiles = recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd);
   const config = {
     cluster: ctx.cluster,
     region: opts.region,
     zones: opts.zone,
     trustDomain: ctx.root!.trustDomain,
-    etcd: { endpoints: ctx.endpoints, ...recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd) },
+    // In a pod, etcd's files are Secret isthmus-etcd-client's, projected beside cluster.yaml.
+    etcd: { endpoints: ctx.endpoints, ...(inCluster ? Object.fromEntries(Object.keys(etcdFiles).map((which) => [which, etcdFilesInPod[which as keyof typeof etcdFilesInPod]])) : etcdFiles) },
     federation: {
       host: opts.federationHost ?? '127.0.0.1',
       ...(opts.advertise ? { advertise: opts.advertise } : {}),
       apiPort: opts.apiPort, dashboardPort: opts.dashboardPort, leaseTtl: opts.leaseTtl,
     },
     certificates: { workloadTtl: '24h', caDir: '.' },
-    gateways: opts.gateway.map((address, i) => ({ id: `gw-${i + 1}`, address, zone: opts.zone[0] })),
+    // In a pod the admin port listens on every address, so the kubelet's probes reach /readyz.
+    gateways: opts.gateway.map((address, i) => ({ id: `gw-${i + 1}`, address, zone: opts.zone[0], ...(inCluster ? { admin: '0.0.0.0:15021' } : {}) })),
+    ...(inCluster ? { platform: 'kubernetes' } : {}),
     services: [],
   };
+  if (inCluster) {
+    return `# Written by \`isthmus join --kubeconfig\` into ConfigMap ${controlPlane.configMap}. Services come from the\n# cluster's Services and ServiceExports (platform: kubernetes, docs/kubernetes.md).\n${stringify(config)}`;
+  }
   return `# Written by \`isthmus join\`. Services of the local platform go under services:, e.g.\n#   services:\n#     - name: hello\n#       namespace: demo\n#       ports: [{ port: 8080, protocol: http }]\n#       instances: [{ address: "127.0.0.1:8080", zone: ${opts.zone[0]} }]\n${stringify(config)}`;
 }

@@ -51,6 +51,8 @@ export const errorCodes = {
   ISTHMUS_ERR_ROLLOUT_SPLIT_TAKEN: { status: 409, summary: 'Another HTTPRoute or TrafficSplit already decides where the service\'s requests go, so the rollout\'s split would not be followed.' },
   // API
   ISTHMUS_ERR_KUBERNETES_UNREACHABLE: { status: 503, summary: 'The Kubernetes API server did not answer, refused the federation\'s credentials, or its kubeconfig could not be loaded.' },
+  ISTHMUS_ERR_KUBERNETES_FORBIDDEN: { status: 403, summary: 'The Kubernetes API server refused a request for lack of an RBAC permission; the message names the verb, resource and namespace.' },
+  ISTHMUS_ERR_KUBERNETES_CONFLICT: { status: 409, summary: 'An object `isthmus join` writes into the cluster appeared or changed while it was writing.' },
 
   ISTHMUS_ERR_API_BAD_REQUEST: { status: 400, summary: 'A request to the federation API is malformed.' },
   ISTHMUS_ERR_API_UNREACHABLE: { status: 503, summary: 'The federation API of a cluster did not answer.' },

@@ -127,6 +127,25 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
     expect(stored?.metadata.labels).toEqual({ a: 'b' });
   });
 
+  test('Secrets and ConfigMaps as `isthmus join` creates and reads them, a created Namespace, and an RBAC denial', async () => {
+    expect((await call('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'isthmus-system' } })).status).toBe(201);
+    expect(shapeProblems(fixture('namespace.json'), JSON.parse((await call('GET', '/api/v1/namespaces/isthmus-system')).text))).toEqual([]);
+    for (const [plural, name] of [['secrets', 'secret.json'], ['configmaps', 'configmap.json']] as const) {
+      const recorded = fixture(name);
+      const created = await call('POST', `/api/v1/namespaces/isthmus-system/${plural}`, { ...recorded, metadata: { name: recorded.metadata.name, labels: recorded.metadata.labels } });
+      expect(created.status).toBe(201);
+      const served = JSON.parse((await call('GET', `/api/v1/namespaces/isthmus-system/${plural}/${recorded.metadata.name}`)).text);
+      expect(shapeProblems(recorded, served)).toEqual([]);
+    }
+    fake.deny('get', 'secrets');
+    const denied = await call('GET', '/api/v1/namespaces/isthmus-system/secrets/isthmus-cluster-ca');
+    fake.allowAll();
+    expect(denied.status).toBe(403);
+    const status = JSON.parse(denied.text);
+    expect(shapeProblems(fixture('status-forbidden.json'), status)).toEqual([]);
+    expect(status.message).toBe(fixture('status-forbidden.json').message.replace('"jane"', `"${fake.adminUser}"`));
+  });
+
   test('a request without the bearer token is refused', async () => {
     const res = await request(`${fake.url}/api/v1/services`, { dispatcher: agent });
     expect(res.statusCode).toBe(401);

@@ -10,8 +10,10 @@ import { clusterRoleId } from '../../src/trust/spiffe.js';
 
 /**
  * FakeKubeApiServer: a small HTTPS server serving the Kubernetes list/watch endpoints the
- * Isthmus adapter uses, and nothing else. It is not a Kubernetes API server: no admission, no
- * field validation, no RBAC beyond one bearer token, no label selectors. What it does keep is
+ * Isthmus adapter uses, and the get/create/update of Namespaces, Secrets and ConfigMaps that
+ * `isthmus join --kubeconfig` uses, and nothing else. It is not a Kubernetes API server: no
+ * admission, no field validation, no label selectors, and RBAC is one bearer token whose verbs
+ * a test can take away (`deny`, answered 403 as the real authorizer words it). What it does keep is
  * what a watch client can get wrong: one resourceVersion counter shared by all kinds (as etcd's
  * revision is), watch streams of ADDED/MODIFIED/DELETED/BOOKMARK lines that resume from a
  * resourceVersion, and "410 Gone" (an ERROR event with a Status, as the real server sends) for a
@@ -42,6 +44,10 @@ const resources: Resource[] = [
   { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true, statusSubresource: false },
   { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceexports', kind: 'ServiceExport', namespaced: true, statusSubresource: true },
   { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceimports', kind: 'ServiceImport', namespaced: true, statusSubresource: true },
+  // What `isthmus join --kubeconfig` reads and writes: the control plane's namespace, its Secrets and ConfigMap.
+  { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false, statusSubresource: true },
+  { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true, statusSubresource: false },
+  { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true, statusSubresource: false },
 ];
 
 const apiVersionOf = (r: Resource) => (r.group === '' ? r.version : `${r.group}/${r.version}`);
@@ -73,6 +79,10 @@ export class FakeKubeApiServer {
   watchesOpened = 0;
   /** The next requests of a path prefix answer with this status (backoff tests). */
   private readonly failures: { prefix: string; status: number; remaining: number }[] = [];
+  /** `<verb> <plural>` the admin token's user is not granted (RBAC tests): answered 403 Forbidden. */
+  private readonly denied = new Set<string>();
+  /** The user the admin token authenticates as, named in Forbidden answers. */
+  readonly adminUser = 'kubernetes-admin';
 
   private constructor(private readonly host: string, private readonly maxHistory: number) {
     const root = createRootCa({ trustDomain: 'kube-api.test' });
@@ -132,11 +142,24 @@ export class FakeKubeApiServer {
 
   // --- state, as kubectl would change it ---
 
+  /**
+   * Creates or replaces an object, as `kubectl apply` would. An object of a namespace that does
+   * not exist yet brings its Namespace into being first (a test's convenience, as if `kubectl
+   * create namespace` had run); the real server would refuse it.
+   */
   apply(plural: string, object: KubeObject): KubeObject {
+    const ns = object.metadata.namespace;
+    if (ns && plural !== 'namespaces' && !this.store('namespaces').has(ns)) this.apply('namespaces', { metadata: { name: ns } });
     const store = this.store(plural);
     const key = keyOf(object);
     const previous = store.get(key);
     const next = this.stamp(structuredClone(object), previous);
+    // What the real API server adds to every Namespace (the name label since 1.21, the finalizer, the phase).
+    if (plural === 'namespaces') {
+      next.metadata.labels = { ...next.metadata.labels, 'kubernetes.io/metadata.name': next.metadata.name };
+      next.spec = { finalizers: ['kubernetes'], ...(next.spec as object | undefined) };
+      next.status = { phase: 'Active', ...(next.status as object | undefined) };
+    }
     store.set(key, next);
     this.record(plural, previous ? 'MODIFIED' : 'ADDED', next);
     return next;
@@ -177,6 +200,19 @@ export class FakeKubeApiServer {
   /** The next `count` requests whose path starts with `prefix` are answered with `status`. */
   failNext(prefix: string, status: number, count = 1): void {
     this.failures.push({ prefix, status, remaining: count });
+  }
+
+  /**
+   * Takes `verb` (get, list, watch, create, update, patch, delete) on `plural` away from the admin
+   * token's user, as a Role without it would: such requests get 403 Forbidden in the real server's words.
+   */
+  deny(verb: string, plural: string): void {
+    this.denied.add(`${verb} ${plural}`);
+  }
+
+  /** Gives back every verb `deny` took. */
+  allowAll(): void {
+    this.denied.clear();
   }
 
   /** Sends a BOOKMARK with the current resourceVersion to every watch that asked for bookmarks (the real server sends them about once a minute). */
@@ -223,6 +259,8 @@ export class FakeKubeApiServer {
     const path = parsePath(url.pathname);
     if (!path) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const { resource, namespace, name, subresource } = path;
+    const verb = verbOf(method, name, url);
+    if (this.denied.has(`${verb} ${resource.plural}`)) return sendJson(res, 403, forbiddenStatus(this.adminUser, verb, resource, namespace, name));
     const store = this.store(resource.plural);
     const key = name === undefined ? undefined : namespace ? `${namespace}/${name}` : name;
     if (name === undefined) {
@@ -364,6 +402,22 @@ export class FakeKubeApiServer {
   private withKind(resource: Resource, object: KubeObject): KubeObject {
     return { kind: resource.kind, apiVersion: apiVersionOf(resource), ...object };
   }
+}
+
+/** The RBAC verb of a request (Kubernetes docs, "Authorization": request verbs). */
+function verbOf(method: string, name: string | undefined, url: URL): string {
+  if (method === 'GET') return name !== undefined ? 'get' : url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1' ? 'watch' : 'list';
+  return ({ POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' } as Record<string, string>)[method] ?? method.toLowerCase();
+}
+
+/** The Status an RBAC denial answers with, message and details as the real authorizer words them. */
+export function forbiddenStatus(user: string, verb: string, resource: { group: string; plural: string }, namespace: string | undefined, name: string | undefined): KubeObject {
+  const where = namespace ? ` in the namespace "${namespace}"` : ' at the cluster scope';
+  return {
+    kind: 'Status', apiVersion: 'v1', metadata: {} as KubeObject['metadata'], status: 'Failure',
+    message: `${resource.plural}${name ? ` "${name}"` : ''} is forbidden: User "${user}" cannot ${verb} resource "${resource.plural}" in API group "${resource.group}"${where}`,
+    reason: 'Forbidden', details: { ...(name ? { name } : {}), ...(resource.group ? { group: resource.group } : {}), kind: resource.plural }, code: 403,
+  };
 }
 
 function keyOf(object: KubeObject): string {

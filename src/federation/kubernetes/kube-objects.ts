@@ -12,7 +12,8 @@ export interface ServiceSummary {
   type: string;
   /** `clusterIP: None`: imported as a Headless ServiceImport. */
   headless: boolean;
-  ports: { name?: string; port: number; targetPort?: number | string; protocol: 'http' | 'tcp' }[];
+  /** Every TCP port, in the Service's order. */
+  ports: { name?: string; port: number; targetPort?: number | string; protocol: MeshProtocol }[];
   /** `isthmus.dev/service-account` annotation, else the Service's name (as on the local platform). */
   serviceAccount: string;
 }
@@ -36,6 +37,14 @@ export interface SliceSummary {
 }
 
 export interface NodeSummary { name: string; zone?: string; region?: string }
+
+export interface NamespaceSummary {
+  name: string;
+  /** The `isthmus.dev/mesh` label, when it says `enabled` or `disabled`. */
+  mesh?: 'enabled' | 'disabled';
+  /** Being deleted (`status.phase: Terminating`, or a `deletionTimestamp`). */
+  terminating: boolean;
+}
 
 export interface ExportSummary {
   namespace: string;
@@ -91,14 +100,24 @@ export function summarizeService(raw: unknown): ServiceSummary {
   };
 }
 
+/** What a port speaks, as the mesh's records and sidecars name it. */
+export type MeshProtocol = 'http' | 'h2c' | 'tcp';
+
 /**
- * Which of our two protocols a port speaks: `appProtocol` first (as Kubernetes documents it),
- * then Istio's port-name convention (`http-…`, `grpc-…`, `tcp-…`); HTTP when neither says.
+ * What a port speaks: `appProtocol` first (as Kubernetes documents it: an IANA service name, or
+ * `kubernetes.io/h2c`), then Istio's port-name convention (`http-…`, `http2-…`, `grpc-…`,
+ * `tcp-…`); HTTP when neither says. gRPC is HTTP/2 without TLS to the app (h2c).
  */
-export function meshProtocol(appProtocol: string | undefined, name: string | undefined): 'http' | 'tcp' {
+export function meshProtocol(appProtocol: string | undefined, name: string | undefined): MeshProtocol {
   const said = (appProtocol ?? name?.split('-')[0] ?? '').toLowerCase();
   if (said === 'tcp' || said === 'mysql' || said === 'redis' || said === 'mongo' || said === 'tls') return 'tcp';
+  if (said === 'kubernetes.io/h2c' || said === 'h2c' || said === 'grpc' || said === 'http2') return 'h2c';
   return 'http';
+}
+
+/** The `appProtocol` a ServiceImport port says for a protocol: none for plain TCP. */
+export function appProtocolOf(protocol: string): string | undefined {
+  return protocol === 'http' ? 'http' : protocol === 'h2c' ? 'kubernetes.io/h2c' : undefined;
 }
 
 export function summarizeSlice(raw: unknown): SliceSummary | undefined {
@@ -141,6 +160,13 @@ export function summarizeNode(raw: unknown): NodeSummary {
   const zone = str(meta.labels[zoneLabel]);
   const region = str(meta.labels[regionLabel]);
   return { name: meta.name, ...(zone ? { zone } : {}), ...(region ? { region } : {}) };
+}
+
+export function summarizeNamespace(raw: unknown): NamespaceSummary {
+  const meta = metaOf(raw);
+  const label = meta.labels['isthmus.dev/mesh'];
+  const terminating = obj(obj(raw).status).phase === 'Terminating' || obj(obj(raw).metadata).deletionTimestamp !== undefined;
+  return { name: meta.name, ...(label === 'enabled' || label === 'disabled' ? { mesh: label } : {}), terminating };
 }
 
 export function summarizeExport(raw: unknown): ExportSummary {

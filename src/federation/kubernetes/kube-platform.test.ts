@@ -5,6 +5,7 @@ import { isIsthmusError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import { FakeKubeApiServer, type KubeObject } from '../../../test/helpers/fake-kube-api-server.js';
 import { waitFor } from '../../../test/helpers/cli.js';
+import { testKubePlatform } from '../../../test/helpers/kube-platform.js';
 import { parseClusterConfig } from '../config.js';
 import { KubernetesPlatform } from './kube-platform.js';
 
@@ -20,24 +21,12 @@ afterAll(async () => {
   await fake?.stop();
 });
 
-function platform(extra = ''): KubernetesPlatform {
-  const loaded = parseClusterConfig(`cluster: east
-region: us
-zones: [a]
-trustDomain: mesh.test
-etcd: { endpoints: ["http://127.0.0.1:1"] }
-platform: kubernetes
-kubernetes:
-  kubeconfig: ${fake.writeKubeconfig()}
-${extra}`, '/tmp/east/cluster.yaml');
-  return new KubernetesPlatform(loaded, silentLogger);
-}
 
 const svc = (namespace: string, name: string, port = 80): KubeObject => ({ metadata: { namespace, name }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.10', ports: [{ name: 'http', port, protocol: 'TCP', targetPort: 8080 }] } });
 
 describe('the kubernetes platform', () => {
   test('a ServiceAccount token gets its own identity only; a token without our audience gets none', async () => {
-    const p = platform();
+    const p = testKubePlatform(fake);
     const a = fake.issueToken({ namespace: 'demo', serviceAccount: 'a', audiences: ['isthmus'] });
     expect(await p.reviewToken(a)).toEqual({ namespace: 'demo', serviceAccount: 'a' });
     const other = fake.issueToken({ namespace: 'demo', serviceAccount: 'b', audiences: ['https://kubernetes.default.svc'] });
@@ -49,7 +38,7 @@ describe('the kubernetes platform', () => {
     fake.apply('services', svc('shop', 'cart', 8080));
     fake.apply('services', svc('other', 'hidden'));
     fake.apply('serviceexports', { metadata: { namespace: 'shop', name: 'cart' } });
-    const p = platform('  namespaces: [shop]');
+    const p = testKubePlatform(fake, '  namespaces: [shop]');
     let changes = 0;
     await p.start(() => { changes += 1; });
     try {
@@ -88,7 +77,7 @@ describe('the kubernetes platform', () => {
     fake.apply('services', svc('team-a', 'api'));
     fake.apply('services', svc('team-b', 'web'));
     fake.apply('serviceexports', { metadata: { namespace: 'team-b', name: 'web' } });
-    const p = platform();
+    const p = testKubePlatform(fake);
     await p.start(() => undefined);
     try {
       expect(p.services().map((s) => `${s.namespace}/${s.name}`)).toEqual(expect.arrayContaining(['team-a/api', 'team-b/web', 'other/hidden']));
@@ -121,7 +110,7 @@ describe('the kubernetes platform', () => {
     }
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const p = platform('  namespaces: [bulk]');
+    const p = testKubePlatform(fake, '  namespaces: [bulk]');
     gc();
     const before = process.memoryUsage().heapUsed;
     await p.start(() => undefined);

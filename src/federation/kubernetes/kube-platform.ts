@@ -6,9 +6,10 @@ import type { LoadedClusterConfig } from '../config.js';
 import type { LocalService } from '../local-services.js';
 import type { Platform } from '../platform.js';
 import {
-  summarizeExport, summarizeNode, summarizeService, summarizeSlice, metaOf,
-  type ExportSummary, type NodeSummary, type ServiceSummary, type SliceSummary,
+  summarizeExport, summarizeNamespace, summarizeNode, summarizeService, summarizeSlice, metaOf,
+  type ExportSummary, type NamespaceSummary, type NodeSummary, type ServiceSummary, type SliceSummary,
 } from './kube-objects.js';
+import { inMesh } from './kube-namespaces.js';
 import { kubeServices } from './kube-services.js';
 import { backoffMs, KubeWatch, statusOf, type WatchSource } from './kube-watch.js';
 import { conditionsDiffer, mcsStatus, type ServiceImportSpec } from './mcs-status.js';
@@ -20,7 +21,7 @@ interface ImportSummary { namespace: string; name: string; managed: boolean; wri
 
 /**
  * The `kubernetes` platform: a cluster's services from its API server, through
- * @kubernetes/client-node. Watches Services, EndpointSlices, Nodes and the MCS API's
+ * @kubernetes/client-node. Watches Namespaces, Services, EndpointSlices, Nodes and the MCS API's
  * ServiceExports (multicluster.x-k8s.io/v1alpha1) and ServiceImports; writes the mesh's imports
  * as ServiceImports and the truth about each export as its status conditions (Valid, Conflict);
  * checks workloads' projected ServiceAccount tokens with TokenReview. Loaded only when
@@ -38,6 +39,7 @@ export class KubernetesPlatform implements Platform {
   private readonly exportWatches: KubeWatch<ExportSummary>[] = [];
   private readonly importWatches: KubeWatch<ImportSummary>[] = [];
   private readonly nodeWatch: KubeWatch<NodeSummary>;
+  private readonly namespaceWatch: KubeWatch<NamespaceSummary>;
   private current: LocalService[] = [];
   private onChange: () => void = () => undefined;
   private recompute: NodeJS.Immediate | undefined;
@@ -85,6 +87,8 @@ export class KubernetesPlatform implements Platform {
       }, summarizeImport, this.importWatches, repair);
     }
     this.nodeWatch = make({ what: 'nodes', path: '/api/v1/nodes', list: async () => listed(await this.core.listNode()) }, summarizeNode, undefined, changed);
+    // Which namespaces exist, are being deleted, and what their isthmus.dev/mesh label says (kube-namespaces.ts).
+    this.namespaceWatch = make({ what: 'namespaces', path: '/api/v1/namespaces', list: async () => listed(await this.core.listNamespace()) }, summarizeNamespace, undefined, changed);
   }
 
   async start(onChange: () => void): Promise<void> {
@@ -110,8 +114,21 @@ export class KubernetesPlatform implements Platform {
 
   exports(): ReadonlyMap<string, string> {
     const out = new Map<string, string>();
-    for (const watch of this.exportWatches) for (const e of watch.items.values()) out.set(`${e.namespace}/${e.name}`, e.createdAt);
+    for (const e of this.exportsInMesh()) out.set(`${e.namespace}/${e.name}`, e.createdAt);
     return out;
+  }
+
+  private inMesh(namespace: string): boolean {
+    const { namespaces, requireMeshLabel } = this.loaded.config.kubernetes;
+    return inMesh(namespace, { namespaces: this.namespaceWatch.items, listed: namespaces, requireMeshLabel });
+  }
+
+  private servicesInMesh(): ServiceSummary[] {
+    return this.serviceWatches.flatMap((w) => [...w.items.values()]).filter((s) => this.inMesh(s.namespace));
+  }
+
+  private exportsInMesh(): ExportSummary[] {
+    return this.exportWatches.flatMap((w) => [...w.items.values()]).filter((e) => this.inMesh(e.namespace));
   }
 
   meshChanged(view: { catalog: Catalog; exportedAt: ReadonlyMap<string, string> }): void {
@@ -155,8 +172,8 @@ export class KubernetesPlatform implements Platform {
 
   private computeServices(): LocalService[] {
     return kubeServices({
-      services: this.serviceWatches.flatMap((w) => [...w.items.values()]),
-      slices: this.sliceWatches.flatMap((w) => [...w.items.values()]),
+      services: this.servicesInMesh(),
+      slices: this.sliceWatches.flatMap((w) => [...w.items.values()]).filter((s) => this.inMesh(s.namespace)),
       nodes: this.nodeWatch.items,
       defaultZone: this.loaded.config.zones[0] ?? 'default',
     });
@@ -192,17 +209,15 @@ export class KubernetesPlatform implements Platform {
   private async reconcile(): Promise<void> {
     const view = this.view;
     if (!view) return;
-    const { namespaces } = this.loaded.config.kubernetes;
-    const services = new Map(this.serviceWatches.flatMap((w) => [...w.items.values()]).map((s) => [`${s.namespace}/${s.name}`, s]));
-    const present = new Set([...services.values()].map((s) => s.namespace));
-    const exportsHere = new Map(this.exportWatches.flatMap((w) => [...w.items.values()]).map((e) => [`${e.namespace}/${e.name}`, e]));
+    const services = new Map(this.servicesInMesh().map((s) => [`${s.namespace}/${s.name}`, s]));
+    const exportsHere = new Map(this.exportsInMesh().map((e) => [`${e.namespace}/${e.name}`, e]));
     const desired = mcsStatus({
       cluster: this.loaded.config.cluster,
       catalog: view.catalog,
       exportedAt: view.exportedAt,
       exports: exportsHere,
       services,
-      hasNamespace: (ns) => (namespaces.length > 0 ? namespaces.includes(ns) : present.has(ns)),
+      hasNamespace: (ns) => this.inMesh(ns),
       now: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     });
     const observed = new Map(this.importWatches.flatMap((w) => [...w.items.values()]).map((i) => [`${i.namespace}/${i.name}`, i]));

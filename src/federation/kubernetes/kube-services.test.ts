@@ -49,8 +49,9 @@ describe('Services and EndpointSlices as the federation sees them', () => {
   });
 
   test.each([
-    [undefined, undefined, 'http'], ['tcp', undefined, 'tcp'], [undefined, 'tcp-db', 'tcp'], [undefined, 'grpc-api', 'http'],
-    ['kubernetes.io/h2c', undefined, 'http'], [undefined, 'redis', 'tcp'],
+    [undefined, undefined, 'http'], ['tcp', undefined, 'tcp'], [undefined, 'tcp-db', 'tcp'], [undefined, 'grpc-api', 'h2c'],
+    ['kubernetes.io/h2c', undefined, 'h2c'], ['grpc', 'http-web', 'h2c'], [undefined, 'http2-api', 'h2c'], ['http', 'grpc', 'http'],
+    ['kubernetes.io/ws', undefined, 'http'], [undefined, 'redis', 'tcp'],
   ])('appProtocol %s, port name %s: %s', (appProtocol, name, expected) => {
     expect(meshProtocol(appProtocol, name)).toBe(expected);
   });

@@ -66,6 +66,32 @@ describe('what the MCS API objects of a cluster say (KEP-1645)', () => {
     expect(conflict?.message).toContain('cluster west');
   });
 
+  // west's export is older: east's whole port set is compared with west's.
+  const threePorts = [{ name: 'http', port: 80, protocol: 'http' }, { name: 'grpc', port: 9000, protocol: 'h2c' }, { name: 'redis', port: 6379, protocol: 'tcp' }];
+  test.each([
+    ['the same three ports', threePorts, 'False/NoConflicts'],
+    ['the same ports in another order', [...threePorts].reverse(), 'False/NoConflicts'],
+    ['the second port on another number', [threePorts[0], { ...threePorts[1], port: 9001 }, threePorts[2]], 'True/PortConflict'],
+    ['the second port speaking HTTP/1.1, not h2c', [threePorts[0], { ...threePorts[1], protocol: 'http' }, threePorts[2]], 'True/PortConflict'],
+    ['the third port renamed', [threePorts[0], threePorts[1], { ...threePorts[2], name: 'cache' }], 'True/PortConflict'],
+    ['one port fewer', threePorts.slice(0, 2), 'True/PortConflict'],
+  ])('every port counts: this cluster exports %s', (_name, ours, expected) => {
+    const { conditions, imports } = mcsStatus(input({
+      catalog: { services: [{ namespace: 'demo', name: 'ledger', clusters: [exporter('west', threePorts)] }] },
+      exportedAt: new Map([['west/demo/ledger', '2026-01-01T00:00:00Z']]),
+      exports: new Map([['demo/ledger', serviceExport]]),
+      services: new Map([['demo/ledger', service(ours as typeof port80)]]),
+    }));
+    const conflict = conditions.get('demo/ledger')?.find((c) => c.type === 'Conflict');
+    expect(`${conflict?.status}/${conflict?.reason}`).toBe(expected);
+    // The import carries every port of the winner, each with its appProtocol (none for TCP).
+    expect(imports.get('demo/ledger')?.ports).toEqual([
+      { name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' },
+      { name: 'grpc', port: 9000, protocol: 'TCP', appProtocol: 'kubernetes.io/h2c' },
+      { name: 'redis', port: 6379, protocol: 'TCP' },
+    ]);
+  });
+
   test('this cluster\'s own exports count before etcd echoes them, and a stale echo of one it withdrew does not', () => {
     const fresh = mcsStatus(input({ exports: new Map([['demo/ledger', serviceExport]]), services: new Map([['demo/ledger', service()]]) }));
     expect(fresh.imports.get('demo/ledger')?.clusters).toEqual(['east']);

@@ -1,5 +1,5 @@
 import type { Catalog } from '../../model/catalog.js';
-import type { Condition, ExportSummary, ServiceSummary } from './kube-objects.js';
+import { appProtocolOf, type Condition, type ExportSummary, type ServiceSummary } from './kube-objects.js';
 
 /**
  * What the Multi-Cluster Services API objects of one cluster should say (KEP-1645), from the
@@ -7,6 +7,9 @@ import type { Condition, ExportSummary, ServiceSummary } from './kube-objects.js
  *
  * - Every service some live cluster exports gets a ServiceImport in every cluster that has
  *   the namespace (namespace sameness), the exporting cluster included, as the KEP asks.
+ * - Every port of the Service is carried, with its protocol (`appProtocol` http,
+ *   kubernetes.io/h2c, or none for plain TCP); two exports agree when their whole port sets
+ *   (name, port, protocol; in any order) are equal.
  * - Conflicts are resolved as the KEP says: the oldest export wins (the ServiceExport's
  *   creation time, which the adapter stores as the export intent's `exportedAt`; ties go to the
  *   cluster name). The import carries the winner's ports and type; an export whose ports differ
@@ -34,7 +37,7 @@ export interface McsInput {
   /** This cluster's ServiceExports and Services, by `<ns>/<name>`. */
   exports: ReadonlyMap<string, ExportSummary>;
   services: ReadonlyMap<string, ServiceSummary>;
-  /** Namespaces that exist here (seen on Services); undefined: every namespace. */
+  /** Whether a namespace exists here and is in the mesh (kube-namespaces.ts). */
   hasNamespace: (namespace: string) => boolean;
   now: string;
 }
@@ -64,7 +67,10 @@ export function mcsStatus(input: McsInput): McsStatus {
       namespace: service.namespace,
       name: service.name,
       type: winner.serviceType === 'Headless' ? 'Headless' : 'ClusterSetIP',
-      ports: winner.ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, protocol: 'TCP' as const, ...(p.protocol === 'http' ? { appProtocol: 'http' } : {}) })),
+      ports: winner.ports.map((p) => {
+        const appProtocol = appProtocolOf(p.protocol);
+        return { ...(p.name ? { name: p.name } : {}), port: p.port, protocol: 'TCP' as const, ...(appProtocol ? { appProtocol } : {}) };
+      }),
       clusters: service.clusters.map((c) => c.cluster).sort(),
     });
   }

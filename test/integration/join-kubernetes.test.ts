@@ -1,0 +1,160 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { loadClusterConfig } from '../../src/federation/config.js';
+import { readClusterCa } from '../../src/trust/ca-files.js';
+import { isthmus, isthmusOk } from '../helpers/cli.js';
+import { etcdArgs, rawEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { FakeKubeApiServer, type KubeObject } from '../helpers/fake-kube-api-server.js';
+import { freePort } from '../helpers/ports.js';
+
+// `isthmus join --kubeconfig` against FakeKubeApiServer over real HTTPS (127.0.164.x, and
+// 127.0.165.x for a second cluster), with a real TLS etcd on 127.0.164.1, through the built CLI.
+let etcd: TestEtcd;
+let dir: string;
+let ca: string;
+let east: FakeKubeApiServer;
+let west: FakeKubeApiServer;
+
+const joinArgs = (cluster: string, kubeconfig: string, extra: string[] = []) => [
+  'join', cluster, '--region', 'us', '--zone', 'a', ...etcdArgs(etcd), '--ca', ca, '--kubeconfig', kubeconfig,
+  '--gateway', `gw.${cluster}.example:30443`, ...extra,
+];
+
+async function clusterRecord(cluster: string): Promise<string | null> {
+  const client = rawEtcd(etcd);
+  try {
+    return await client.get(`/isthmus/v1/clusters/${cluster}`).string();
+  } finally {
+    client.close();
+  }
+}
+
+const decoded = (secret: KubeObject | undefined) => Object.fromEntries(Object.entries((secret?.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+
+beforeAll(async () => {
+  etcd = await startEtcd({ host: '127.0.164.1' });
+  dir = mkdtempSync(join(tmpdir(), 'isthmus-join-k8s-'));
+  ca = join(dir, 'ca');
+  await isthmusOk(['ca', 'init', '--trust-domain', 'mesh.test', '--out', ca]);
+  east = await FakeKubeApiServer.start({ host: '127.0.164.2' });
+  west = await FakeKubeApiServer.start({ host: '127.0.165.2' });
+}, 60_000);
+
+afterAll(async () => {
+  await east?.stop();
+  await west?.stop();
+  await etcd?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('isthmus join --kubeconfig writes the cluster\'s CA and config into the cluster', () => {
+  test('the namespace, the CA Secret, the etcd client Secret and the ConfigMap, named and keyed as the federation Deployment mounts them, hold a CA and a config the federation accepts', async () => {
+    const joined = await isthmusOk(joinArgs('east', east.writeKubeconfig(), ['--context', 'fake', '-o', 'json']));
+    const result = JSON.parse(joined.stdout);
+    expect(result).toMatchObject({ joined: true, kubernetes: { context: 'fake', namespace: 'isthmus-system', objects: ['Namespace isthmus-system', 'Secret isthmus-cluster-ca', 'Secret isthmus-etcd-client', 'ConfigMap isthmus-cluster'] } });
+    expect(east.get('namespaces', undefined, 'isthmus-system')).toBeDefined();
+
+    // What deploy/multi-cluster/base/federation.yaml projects into /etc/isthmus must all be there.
+    const deployment = parseAllDocuments(readFileSync(new URL('../../deploy/multi-cluster/base/federation.yaml', import.meta.url), 'utf8'))
+      .map((d) => d.toJS()).find((d) => d.kind === 'Deployment');
+    const sources = deployment.spec.template.spec.volumes.find((v: any) => v.name === 'cluster').projected.sources as any[];
+    const pod = join(dir, 'pod-etc-isthmus');
+    mkdirSync(join(pod, 'etcd'), { recursive: true });
+    for (const source of sources) {
+      const [plural, ref] = source.configMap ? ['configmaps', source.configMap] : ['secrets', source.secret];
+      const object = east.get(plural, 'isthmus-system', ref.name);
+      expect(object, `${plural} ${ref.name}`).toBeDefined();
+      const data = plural === 'secrets' ? decoded(object) : object?.data as Record<string, string>;
+      for (const item of ref.items) {
+        expect(data[item.key], `${ref.name} key ${item.key}`).toBeTypeOf('string');
+        writeFileSync(join(pod, item.path), data[item.key] as string);
+      }
+    }
+    // The files as the pod sees them: a CA chain that verifies, and a cluster.yaml that validates.
+    const clusterCa = readClusterCa(pod);
+    expect(clusterCa.trustDomain).toBe('mesh.test');
+    const loaded = loadClusterConfig(join(pod, 'cluster.yaml'));
+    expect(loaded.config).toMatchObject({
+      cluster: 'east', platform: 'kubernetes',
+      etcd: { ca: 'etcd/ca.pem', cert: 'etcd/client.pem', key: 'etcd/client-key.pem' },
+      federation: { host: '0.0.0.0', advertise: 'isthmus-federation.isthmus-system.svc:15010' },
+      certificates: { caDir: '.' },
+      gateways: [{ id: 'gw-1', address: 'gw.east.example:30443', admin: '0.0.0.0:15021' }],
+    });
+    expect(readFileSync(join(pod, 'etcd', 'client.pem'), 'utf8')).toBe(readFileSync(etcd.tls.cert, 'utf8'));
+    expect(JSON.parse(await clusterRecord('east') ?? 'null')).toMatchObject({ name: 'east', federation: 'isthmus-federation.isthmus-system.svc:15010' });
+  });
+
+  test('a second join refuses without --force and changes nothing; with --force it replaces the Secrets and the ConfigMap in place', async () => {
+    const before = east.get('secrets', 'isthmus-system', 'isthmus-cluster-ca');
+    const refused = await isthmus(joinArgs('east', east.writeKubeconfig()));
+    expect(refused.code).not.toBe(0);
+    expect(refused.stdout).toMatch(/Kubernetes cluster.*Secret isthmus-cluster-ca, Secret isthmus-etcd-client, ConfigMap isthmus-cluster in isthmus-system from an earlier join/);
+    expect(refused.stdout).toContain('pass --force to replace them');
+    expect(east.get('secrets', 'isthmus-system', 'isthmus-cluster-ca')).toEqual(before);
+
+    const puts = () => east.requests.filter((r) => r.startsWith('PUT /api/v1/namespaces/isthmus-system/')).length;
+    const replaced = await isthmusOk(joinArgs('east', east.writeKubeconfig(), ['--force']));
+    expect(replaced.stdout).toContain('--force replaces them');
+    const after = east.get('secrets', 'isthmus-system', 'isthmus-cluster-ca');
+    expect(after?.metadata.uid).toBe(before?.metadata.uid);
+    expect(decoded(after)['ca-cert.pem']).not.toBe(decoded(before)['ca-cert.pem']);
+    expect(puts()).toBe(3);
+  });
+
+  test('a context the kubeconfig lacks fails preflight naming the contexts it has; nothing is written anywhere', async () => {
+    const result = await isthmus(joinArgs('north', west.writeKubeconfig(), ['--context', 'kind-north']));
+    expect(result.code).not.toBe(0);
+    expect(result.stdout).toContain('has no context "kind-north" (it has fake)');
+    expect(result.stderr).toContain('preflight check(s) failed (Kubernetes cluster); nothing was written');
+    expect(await clusterRecord('north')).toBeNull();
+    expect(west.list('secrets')).toEqual([]);
+  });
+
+  test('neither --out nor --kubeconfig, or both: join says which to give and writes nothing', async () => {
+    for (const where of [[], ['--out', join(dir, 'both'), '--kubeconfig', west.writeKubeconfig()]]) {
+      const result = await isthmus(['join', 'north', '--region', 'us', '--zone', 'a', ...etcdArgs(etcd), '--ca', ca, ...where]);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain('--out <dir> for a directory, or --kubeconfig <file> (and --context) for a Kubernetes cluster; not both');
+    }
+    expect(await clusterRecord('north')).toBeNull();
+  });
+
+  test('an API server that does not answer fails preflight saying so, with its address', async () => {
+    const closed = await freePort('127.0.165.3');
+    const kubeconfig = join(dir, 'unreachable-kubeconfig');
+    writeFileSync(kubeconfig, readFileSync(west.writeKubeconfig(), 'utf8').replace(west.url, `https://127.0.165.3:${closed}`));
+    const result = await isthmus(joinArgs('north', kubeconfig));
+    expect(result.code).not.toBe(0);
+    expect(result.stdout).toContain(`could not reach the Kubernetes API server https://127.0.165.3:${closed} of context "fake"`);
+    expect(await clusterRecord('north')).toBeNull();
+  });
+
+  test('RBAC: a missing read permission fails preflight, a missing write permission fails the write; each names the verb, resource and namespace, and etcd keeps no record', async () => {
+    west.deny('get', 'secrets');
+    const unreadable = await isthmus(joinArgs('west', west.writeKubeconfig()));
+    expect(unreadable.code).not.toBe(0);
+    expect(unreadable.stdout).toContain('may not get secrets in namespace isthmus-system');
+    expect(unreadable.stdout).toContain('grant its user RBAC verb "get" on resource "secrets"');
+    west.allowAll();
+
+    west.deny('create', 'configmaps');
+    const unwritable = await isthmus(joinArgs('west', west.writeKubeconfig(), ['-o', 'json']));
+    expect(unwritable.code).not.toBe(0);
+    expect(JSON.parse(unwritable.stdout).error.code).toBe('ISTHMUS_ERR_KUBERNETES_FORBIDDEN');
+    expect(unwritable.stderr).toContain('may not create configmaps in namespace isthmus-system');
+    expect(unwritable.stderr).toContain('User "kubernetes-admin" cannot create resource "configmaps"');
+    expect(unwritable.stderr).toContain('the cluster\'s records in etcd were removed again');
+    expect(await clusterRecord('west')).toBeNull();
+    west.allowAll();
+
+    // Granted, the join goes through; what the failed one wrote is replaced only with --force.
+    expect((await isthmus(joinArgs('west', west.writeKubeconfig()))).code).not.toBe(0);
+    await isthmusOk(joinArgs('west', west.writeKubeconfig(), ['--force']));
+    expect(parse((west.get('configmaps', 'isthmus-system', 'isthmus-cluster')?.data as Record<string, string>)['cluster.yaml'] as string).cluster).toBe('west');
+    expect(await clusterRecord('west')).not.toBeNull();
+  });
+});
