@@ -20,7 +20,7 @@ import { traceHeader } from './trace.js';
  * answer (101, 200 or a refusal) flows back as is.
  *
  * The policy step is the one requests take (docs/traffic-policy.md): a FaultInjection (delay,
- * abort) and a LocalRateLimit act on the opening request; an HTTPRoute or TrafficSplit chooses
+ * abort) acts on the opening request (the destination's inbound takes a LocalRateLimit token for it); an HTTPRoute or TrafficSplit chooses
  * the backend by its matches and weights, and a rule's header changes apply to the head sent on.
  * Nothing applies after the upgrade: the tunnel is a byte stream with no requests to retry or
  * time out, so a RetryPolicy, per-try and request timeouts are not used. Only a failed
