@@ -6,6 +6,7 @@ import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
+import { hasLabels } from '../model/labels.js';
 import { formatServiceSni } from '../model/sni.js';
 import type { PolicyRecord } from '../model/policy-records.js';
 import { compileAuthorization, emptyAuthorization, type AuthorizationTable } from '../model/authorization.js';
@@ -156,8 +157,9 @@ export class RoutingTable {
 
   /**
    * A service's route, or with `subset` the route to those of its instances that carry all the
-   * subset's labels. Labels are known only for this cluster's own instances (other clusters
-   * publish counts, not instances), so a subset route never leaves the cluster.
+   * subset's labels: this cluster's own instances by their labels, and the other clusters whose
+   * export counts healthy instances of a matching label set, through their gateways with the
+   * subset named in the SNI (the gateway there picks only that subset's instances).
    */
   route(namespace: string, service: string, subset?: Backend['subset']): Route | undefined {
     const serviceKey = `${namespace}/${service}`;
@@ -170,8 +172,8 @@ export class RoutingTable {
     const local = subset ? all.filter((e) => hasLabels(e.labels, subset.labels)) : all;
     const now = this.now();
     const ejected = ejectedAddresses(this.outliers, now);
-    const catalogService = subset ? null : (this.catalogServices.get(serviceKey) ?? null);
-    const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
+    const catalogService = this.catalogServices.get(serviceKey) ?? null;
+    const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService, ...(subset ? { subset } : {}) });
     // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region; its
     // order then ranks the remaining clusters, one priority level each.
     const failover = this.resilience.of(serviceKey)?.failover;
@@ -270,7 +272,3 @@ export class RoutingTable {
   }
 }
 
-function hasLabels(held: Readonly<Record<string, string>> | undefined, wanted: Readonly<Record<string, string>>): boolean {
-  for (const name in wanted) if (held?.[name] !== wanted[name]) return false;
-  return true;
-}
