@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { keys, recordVersion } from '../core/keys.js';
 import type { EventsRecord, MeshEvent, TrafficRecord } from '../model/records.js';
-import { mergeRoutes, routeKey, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
+import { mergeRoutes, mergeSplits, routeKey, splitKey, type ReportedEvent, type RouteCounts, type SplitCounts, type TrafficReport } from '../model/traffic-report.js';
 
 /** A sidecar that reported in, as `/api/sidecars` lists it. */
 export interface ReportingSidecar {
@@ -28,6 +28,8 @@ export const maxRoutes = 5000;
 export class TrafficLedger {
   readonly epoch = randomUUID();
   private readonly routes = new Map<string, RouteCounts>();
+  /** Requests per split and backend (the policy step's choices), capped as routes are. */
+  private readonly splits = new Map<string, SplitCounts>();
   private events: MeshEvent[] = [];
   private readonly sidecars = new Map<string, ReportingSidecar & { at: number }>();
   private seq = 0;
@@ -54,6 +56,20 @@ export class TrafficLedger {
         return true;
       });
       mergeRoutes(this.routes, fresh);
+      this.generation += 1;
+    }
+    if (report.splits && report.splits.length > 0) {
+      let room = maxRoutes - this.splits.size;
+      mergeSplits(this.splits, report.splits.filter((s) => {
+        if (s.requests === 0) return false;
+        if (this.splits.has(splitKey(s))) return true;
+        if (room <= 0) {
+          this.droppedRoutes += 1;
+          return false;
+        }
+        room -= 1;
+        return true;
+      }));
       this.generation += 1;
     }
     for (const event of report.events) this.addEvent(event, now);
@@ -89,7 +105,7 @@ export class TrafficLedger {
   /** The leased records for this cluster: counters once anything was counted, events once any happened. */
   records(now = Date.now()): Map<string, TrafficRecord | EventsRecord> {
     const out = new Map<string, TrafficRecord | EventsRecord>();
-    if (this.routes.size > 0) {
+    if (this.routes.size > 0 || this.splits.size > 0) {
       out.set(keys.trafficOf(this.cluster), {
         version: recordVersion,
         from: this.cluster,
@@ -98,6 +114,7 @@ export class TrafficLedger {
         routes: [...this.routes.values()]
           .map((r) => ({ ...r, buckets: [...r.buckets] }))
           .sort((a, b) => `${a.namespace}/${a.service}/${a.to}`.localeCompare(`${b.namespace}/${b.service}/${b.to}`)),
+        ...(this.splits.size > 0 ? { splits: [...this.splits.values()].map((s) => ({ ...s })).sort((a, b) => splitKey(a).localeCompare(splitKey(b))) } : {}),
       });
     }
     if (this.events.length > 0) {

@@ -36,7 +36,7 @@ export function summarisePolicies(routes: ServiceRoutes | undefined, resilience:
 }
 
 /** `demo/hello-v2`, or `demo/hello (subset v2)` for a ServiceSubset backend. */
-export function backendName(b: Pick<Backend, 'namespace' | 'service' | 'subset'>): string {
+export function backendName(b: Pick<Backend, 'namespace' | 'service'> & { subset?: { name: string } | undefined }): string {
   return `${b.namespace}/${b.service}${b.subset ? ` (subset ${b.subset.name})` : ''}`;
 }
 

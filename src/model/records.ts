@@ -126,6 +126,8 @@ export const TrafficRecordSchema = Type.Object({
     errors: count,
     buckets: Type.Array(count, { maxItems: 85 }),
   })),
+  /** Requests each traffic split sent to each backend, as the policy step chose (the dashboard's live split). */
+  splits: Type.Optional(Type.Array(Type.Object({ namespace: Type.String(), service: Type.String(), backend: Type.String(), requests: count }))),
 });
 export type TrafficRecord = Static<typeof TrafficRecordSchema>;
 

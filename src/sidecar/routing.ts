@@ -114,6 +114,15 @@ export class RoutingTable {
     counts.set(backend, (counts.get(backend) ?? 0) + 1);
   }
 
+  /**
+   * Every split's counts since the policy snapshot arrived, for the traffic reporter: the same
+   * objects as keys on every call until the next snapshot, so a reader can keep what it saw
+   * last by them and send only the difference. Read every few seconds, never per request.
+   */
+  forEachSplitCount(fn: (routes: ServiceRoutes, backend: Backend, requests: number) => void): void {
+    for (const [routes, counts] of this.splitCounts) for (const [backend, n] of counts) fn(routes, backend, n);
+  }
+
   /** Who may call a service, as its inbound decides it (the same policy snapshot reaches every sidecar). */
   authorizationOf(namespace: string, service: string): AuthorizationSummary {
     return summariseAuthorization(this.authorization, namespace, service);

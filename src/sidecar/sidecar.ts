@@ -183,6 +183,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const reporter = new TrafficReporter({
       cluster: config.cluster,
       origins: [routing, authorization],
+      splitCounts: (fn) => routing.forEachSplitCount(fn),
       admin: `${adminAddress.address}:${adminAddress.port}`,
       intervalMs: config.reportIntervalMs ?? 5000,
       send: (report) => watch.post('/v1/reports', report).then(() => {
