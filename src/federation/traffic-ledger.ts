@@ -44,32 +44,11 @@ export class TrafficLedger {
     if (report.routes.length > 0) {
       // Sidecars name only services their catalog knows, so rows follow services × clusters; the
       // cap keeps a misbehaving workload from growing the record without bound.
-      let room = maxRoutes - this.routes.size;
-      const fresh = report.routes.filter((r) => {
-        if (r.requests === 0) return false;
-        if (this.routes.has(routeKey(r))) return true;
-        if (room <= 0) {
-          this.droppedRoutes += 1;
-          return false;
-        }
-        room -= 1;
-        return true;
-      });
-      mergeRoutes(this.routes, fresh);
+      mergeRoutes(this.routes, this.withinCap(report.routes, this.routes, routeKey));
       this.generation += 1;
     }
     if (report.splits && report.splits.length > 0) {
-      let room = maxRoutes - this.splits.size;
-      mergeSplits(this.splits, report.splits.filter((s) => {
-        if (s.requests === 0) return false;
-        if (this.splits.has(splitKey(s))) return true;
-        if (room <= 0) {
-          this.droppedRoutes += 1;
-          return false;
-        }
-        room -= 1;
-        return true;
-      }));
+      mergeSplits(this.splits, this.withinCap(report.splits, this.splits, splitKey));
       this.generation += 1;
     }
     for (const event of report.events) this.addEvent(event, now);
@@ -77,6 +56,21 @@ export class TrafficLedger {
     this.sidecars.set(key, {
       identity: caller.identity, namespace: caller.namespace, service: caller.serviceAccount,
       admin: report.admin, lastReportAt: new Date(now).toISOString(), at: now,
+    });
+  }
+
+  /** The rows of a report worth adding: not empty, and either known already or within maxRoutes new rows. */
+  private withinCap<T extends { requests: number }>(rows: readonly T[], held: ReadonlyMap<string, unknown>, keyOf: (row: T) => string): T[] {
+    let room = maxRoutes - held.size;
+    return rows.filter((row) => {
+      if (row.requests === 0) return false;
+      if (held.has(keyOf(row))) return true;
+      if (room <= 0) {
+        this.droppedRoutes += 1;
+        return false;
+      }
+      room -= 1;
+      return true;
     });
   }
 
