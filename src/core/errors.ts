@@ -71,7 +71,7 @@ export const errorCodes = {
   ISTHMUS_ERR_DATAPLANE_NO_MATCHING_RULE: { status: 404, summary: 'An HTTPRoute is attached to the service and none of its rules matches the request.' },
   ISTHMUS_ERR_DATAPLANE_NO_BACKEND: { status: 500, summary: 'The traffic policy rule that matched gives every backend weight 0, or names no backend the mesh knows.' },
   ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN: { status: 503, summary: 'A CircuitBreaker limit of the upstream (maxRequests or maxPendingRequests) is reached; the request was refused at once, without being sent (the message names the limit).' },
-  ISTHMUS_ERR_DATAPLANE_RATE_LIMITED: { status: 429, summary: 'The service\'s LocalRateLimit has no token left at this sidecar; retry after the Retry-After header\'s seconds.' },
+  ISTHMUS_ERR_DATAPLANE_RATE_LIMITED: { status: 429, summary: 'The service\'s LocalRateLimit has no token left at the destination instance (for this caller, with per: caller); retry after the Retry-After header\'s seconds.' },
   ISTHMUS_ERR_DATAPLANE_FAULT_INJECTED: { status: 503, summary: 'A FaultInjection policy aborted the request on purpose, with the status it declares (503 is only the default of the code).' },
   ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED: { status: 501, summary: 'The request uses a protocol feature the sidecar does not carry (the message names it).' },
   // authorization (docs/authorization.md): what a destination's inbound sidecar answers a caller with

@@ -5,7 +5,7 @@ import { evaluateSlo } from '../model/slo.js';
 import { PolicyRecordSchema } from '../model/policy-records.js';
 import { recentEvents } from './recent-events.js';
 import { liveShares, servicePolicies, type PolicyBadge } from './service-policies.js';
-import { statsOf, type RouteWindow, type TrafficHistory, type Window } from './traffic-history.js';
+import { splitRequests, statsOf, type RouteWindow, type TrafficHistory, type Window } from './traffic-history.js';
 
 /** What the dashboard page draws: one JSON document, sent by /api/overview and pushed by /api/stream. */
 export interface Overview {
@@ -90,10 +90,9 @@ const shortBurnSeconds = 300;
 export function buildOverview(source: OverviewSource, history?: TrafficHistory, now = new Date()): Overview {
   const { catalog } = source;
   const t = now.getTime();
-  const recent = history?.window(trafficWindowSeconds * 1000, t) ?? { coveredMs: 0, routes: [] };
+  const recent = history?.window(trafficWindowSeconds * 1000, t) ?? { coveredMs: 0, routes: [], splits: [] };
   const seconds = recent.coveredMs / 1000;
   const policies = servicePolicies(source.mirror.entries(keys.policies).flatMap(([, value]) => (isRecord(PolicyRecordSchema, value) ? [value] : [])));
-  const requestsTo = (service: string) => recent.routes.reduce((n, r) => (`${r.namespace}/${r.service}` === service ? n + r.requests : n), 0);
   return {
     servedBy: source.cluster,
     generatedAt: now.toISOString(),
@@ -113,7 +112,7 @@ export function buildOverview(source: OverviewSource, history?: TrafficHistory, 
             total: c.zones.reduce((n, z) => n + z.total, 0),
           })).sort((a, b) => a.cluster.localeCompare(b.cluster)),
           traffic: serviceTraffic(recent.routes.filter((r) => r.namespace === s.namespace && r.service === s.name), seconds),
-          ...(held ? { policies: { badges: held.badges, live: held.backends ? liveShares(held.backends, requestsTo) : null } } : {}),
+          ...(held ? { policies: { badges: held.badges, live: held.backends ? liveShares(held.backends, (backend) => splitRequests(recent.splits, `${s.namespace}/${s.name}`, backend)) : null } } : {}),
         };
       })
       .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
@@ -157,8 +156,8 @@ function sloViews(mirror: OverviewSource['mirror'], history: TrafficHistory | un
   const statuses = new Map(mirror.entries(keys.sloStatuses));
   return sloPolicies(mirror).map((policy) => {
     const forService = (w: Window) => w.routes.filter((r) => r.namespace === policy.namespace && r.service === policy.service);
-    const whole = history?.window(policy.windowSeconds * 1000, now) ?? { coveredMs: 0, routes: [] };
-    const short = history?.window(Math.min(shortBurnSeconds, policy.windowSeconds) * 1000, now) ?? { coveredMs: 0, routes: [] };
+    const whole = history?.window(policy.windowSeconds * 1000, now) ?? { coveredMs: 0, routes: [], splits: [] };
+    const short = history?.window(Math.min(shortBurnSeconds, policy.windowSeconds) * 1000, now) ?? { coveredMs: 0, routes: [], splits: [] };
     const verdict = evaluateSlo(policy, statsOf(forService(whole), 0));
     const shortVerdict = evaluateSlo(policy, statsOf(forService(short), 0));
     const status = statuses.get(keys.sloStatus(policy.namespace, policy.name));

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { keys } from '../core/keys.js';
 import { isRecord, TrafficRecordSchema, type TrafficRecord } from '../model/records.js';
 import { buildOverview, probeRecords, sloPolicies, type Overview, type OverviewSource } from './overview.js';
-import { statsOf, TrafficHistory } from './traffic-history.js';
+import { splitRequests, statsOf, TrafficHistory } from './traffic-history.js';
 import { StreamSlots } from '../core/server-limits.js';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { admitOperator, operatorCookie, verifyOperatorToken } from '../trust/operator.js';
@@ -241,7 +241,7 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
       if (detail) {
         const [, namespace, name] = detail as unknown as [string, string, string];
         const recent = (sample(), history.window(trafficWindowSeconds * 1000, Date.now()));
-        const requestsTo = (backend: string) => recent.routes.reduce((n, r) => (`${r.namespace}/${r.service}` === backend ? n + r.requests : n), 0);
+        const requestsTo = (backend: string) => splitRequests(recent.splits, `${namespace}/${name}`, backend);
         sendJson(req, res, 200, { ...serviceDetail(policyRecords(source.mirror), namespace, name, requestsTo), writable: source.store !== undefined });
         return true;
       }

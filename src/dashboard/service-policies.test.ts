@@ -49,15 +49,23 @@ describe('liveShares', () => {
   ] as [Record<string, number>, number[] | null][])('%j → %j', (counts, shares) => {
     expect(liveShares(Object.keys(counts), (b) => counts[b] ?? 0)?.map((s) => s.share) ?? null).toEqual(shares);
   });
-  test('subsets of one service cannot be told apart: no live split', () => {
-    expect(liveShares(['demo/hello (subset v1)', 'demo/hello (subset v2)'], () => 5)).toBeNull();
+  test('subsets of one service are told apart: the split reports each choice by backend name', () => {
+    const counts: Record<string, number> = { 'demo/hello (subset v1)': 3, 'demo/hello (subset v2)': 1 };
+    expect(liveShares(Object.keys(counts), (b) => counts[b] ?? 0)).toEqual([{ backend: 'demo/hello (subset v1)', share: 0.75 }, { backend: 'demo/hello (subset v2)', share: 0.25 }]);
   });
 });
 
-test('the overview marks the split service\'s row with its policies and the live split of the backends\' traffic', () => {
+test('the overview marks the split service\'s row with its policies and the live split of the split\'s own choices, not the backends\' whole traffic', () => {
   const catalog = { revision: 1, clusters: [], services: ['hello', 'hello-v1', 'hello-v2'].map((name) => ({ namespace: 'demo', name, clusters: [] })), invalidKeys: [] } as unknown as Catalog;
   const entries = new Map<string, unknown>([[keys.policy('httproute', 'demo', 'hello-canary'), canary(90, 10)]]);
-  const history = { window: () => ({ coveredMs: 60_000, routes: [['hello-v1', 45], ['hello-v2', 5]].map(([service, requests]) => ({ namespace: 'demo', service, from: 'east', to: 'east', requests, errors: 0, buckets: [] })) }) };
+  // hello-v2 also had 40 requests called directly (not through hello's split): they are not the split's.
+  const history = {
+    window: () => ({
+      coveredMs: 60_000,
+      routes: [['hello-v1', 45], ['hello-v2', 45]].map(([service, requests]) => ({ namespace: 'demo', service, from: 'east', to: 'east', requests, errors: 0, buckets: [] })),
+      splits: [['demo/hello-v1', 30], ['demo/hello-v2', 3], ['demo/hello-v1', 15], ['demo/hello-v2', 2]].map(([backend, requests]) => ({ namespace: 'demo', service: 'hello', backend, requests })),
+    }),
+  };
   const overview = buildOverview({ cluster: 'east', catalog, mirror: { entries: (prefix: string) => [...entries].filter(([k]) => k.startsWith(prefix)) } } as never, history as never);
   const hello = overview.services.find((s) => s.name === 'hello');
   expect(hello?.policies?.badges.map((b) => b.label).sort()).toEqual(['route → hello-v2', 'split 90/10']);

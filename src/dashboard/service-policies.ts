@@ -9,7 +9,7 @@ import { compileTrafficPolicies } from '../model/traffic-policy.js';
  * What the dashboard's services table shows of the policies in force on a service: one badge
  * per policy (the split's weights, "fault", "retry", ...; its title the whole setting, as
  * `isthmus explain` says it), and the live split: how the requests of the last window were
- * shared among the split's backends, from the traffic the sidecars reported for them. Pure.
+ * shared among the split's backends, as the sidecars' policy steps chose them. Pure.
  */
 export interface PolicyBadge {
   label: string;
@@ -62,10 +62,11 @@ function badgesOf(summary: PolicySummary): ServicePolicies {
   return backends.length > 1 ? { badges, backends } : { badges };
 }
 
-/** The live split over `backends` (`<ns>/<name>`), from each one's requests in the window; null without any. */
+/**
+ * The live split over `backends` (as explain names them), from the requests the split itself
+ * sent to each in the window (the policy step's choices, reported by the sidecars); null without any.
+ */
 export function liveShares(backends: readonly string[], requestsOf: (backend: string) => number): { backend: string; share: number }[] | null {
-  // Subsets of one service share its traffic reports: their shares cannot be told apart.
-  if (backends.some((b) => b.includes(' (subset '))) return null;
   const counts = backends.map((backend) => ({ backend, requests: requestsOf(backend) }));
   const total = counts.reduce((a, c) => a + c.requests, 0);
   if (total === 0) return null;

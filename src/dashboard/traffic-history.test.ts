@@ -71,4 +71,19 @@ describe('TrafficHistory: windows as differences of growing counters', () => {
   test('statsOf with nothing says nothing rather than zero', () => {
     expect(statsOf([], 60)).toMatchObject({ requests: 0, rps: 0, successPercent: null, p50Ms: null, p99Ms: null });
   });
+
+  test('split counts: a window is the difference per split and backend, every source cluster together', () => {
+    const h = new TrafficHistory({ resolutionMs: 5000, retentionMs: 600_000 });
+    const withSplits = (from: string, epoch: string, v1: number, v2: number): TrafficRecord => ({
+      ...rec(from, epoch, []),
+      splits: [{ namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: v1 }, { namespace: 'demo', service: 'hello', backend: 'demo/hello-v2', requests: v2 }],
+    });
+    h.observe([withSplits('east', 'e1', 10, 1), withSplits('west', 'w1', 5, 5)], 0);
+    h.observe([withSplits('east', 'e1', 19, 2), withSplits('west', 'w2', 3, 0)], 60_000);
+    // east: +9 / +1; west restarted (another epoch): its counters count whole, 3 / 0.
+    expect(h.window(60_000, 60_000).splits.sort((a, b) => a.backend.localeCompare(b.backend))).toEqual([
+      { namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: 12 },
+      { namespace: 'demo', service: 'hello', backend: 'demo/hello-v2', requests: 1 },
+    ]);
+  });
 });

@@ -12,10 +12,19 @@ export interface RouteWindow {
   buckets: Buckets;
 }
 
+/** Requests a split (of `<namespace>/<service>`) sent to `backend` over some window, every source cluster together. */
+export interface SplitWindow {
+  namespace: string;
+  service: string;
+  backend: string;
+  requests: number;
+}
+
 export interface Window {
   /** How much of the asked window the history covers (less while the reader is young). */
   coveredMs: number;
   routes: RouteWindow[];
+  splits: SplitWindow[];
 }
 
 interface Sample {
@@ -54,9 +63,9 @@ export class TrafficHistory {
   /** Counts over the last `ms` (or over the history there is): latest counters minus those at the window's start. */
   window(ms: number, now: number): Window {
     const latest = this.samples.at(-1);
-    if (!latest) return { coveredMs: 0, routes: [] };
+    if (!latest) return { coveredMs: 0, routes: [], splits: [] };
     const base = this.baseline(now - ms) ?? latest;
-    return { coveredMs: Math.max(0, latest.t - base.t), routes: difference(latest, base) };
+    return { coveredMs: Math.max(0, latest.t - base.t), routes: difference(latest, base), splits: splitDifference(latest, base) };
   }
 
   /**
@@ -106,6 +115,32 @@ function difference(later: Sample, earlier: Sample): RouteWindow[] {
     }
   }
   return out;
+}
+
+function splitDifference(later: Sample, earlier: Sample): SplitWindow[] {
+  const out = new Map<string, SplitWindow>();
+  for (const [from, record] of later.records) {
+    const before = earlier.records.get(from);
+    const sameEpoch = before !== undefined && before.epoch === record.epoch;
+    const previous = new Map(sameEpoch ? (before.splits ?? []).map((s) => [`${s.namespace}/${s.service}\u0000${s.backend}`, s.requests]) : []);
+    for (const s of record.splits ?? []) {
+      const key = `${s.namespace}/${s.service}\u0000${s.backend}`;
+      const p = previous.get(key);
+      const requests = p !== undefined && s.requests >= p ? s.requests - p : s.requests;
+      if (requests === 0) continue;
+      const held = out.get(key);
+      if (held) held.requests += requests;
+      else out.set(key, { namespace: s.namespace, service: s.service, backend: s.backend, requests });
+    }
+  }
+  return [...out.values()];
+}
+
+/** Requests `<namespace>/<service>`'s split sent to `backend` in a window (the live split). */
+export function splitRequests(splits: readonly SplitWindow[], service: string, backend: string): number {
+  let n = 0;
+  for (const s of splits) if (s.backend === backend && `${s.namespace}/${s.service}` === service) n += s.requests;
+  return n;
 }
 
 /** Request statistics of some routes taken together. */

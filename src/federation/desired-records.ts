@@ -1,4 +1,5 @@
 import { keys, recordVersion } from '../core/keys.js';
+import { labelSets } from '../model/labels.js';
 import type { ExportRecord, GatewayRecord } from '../model/records.js';
 import { workloadId } from '../trust/spiffe.js';
 import type { LocalService } from './local-services.js';
@@ -30,12 +31,15 @@ export function desiredRecords(input: DesiredInput): Map<string, ExportRecord | 
       counts.total += 1;
       if (instance.ready ?? input.isHealthy(instance.address)) counts.healthy += 1;
     }
+    // Which label sets it has, with counts: lets callers elsewhere route a ServiceSubset here.
+    const sets = labelSets(service.instances.map((i) => ({ labels: i.labels, healthy: i.ready ?? input.isHealthy(i.address) })));
     out.set(keys.export(input.cluster, service.namespace, service.name), {
       version: recordVersion,
       ports: service.ports.map((p) => ({ ...p })),
       identities: [workloadId(input.trustDomain, service.namespace, service.serviceAccount)],
       zones,
       ...(service.serviceType ? { serviceType: service.serviceType } : {}),
+      ...(sets.length > 0 ? { labelSets: sets } : {}),
     });
   }
   for (const gateway of input.gateways) {

@@ -7,6 +7,7 @@ import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';
 import { GatewayRecordSchema, isRecord, type AliveRecord } from '../model/records.js';
 import { version as federationVersion } from '../core/version.js';
+import { subsetsByService } from '../model/labels.js';
 import { workloadId } from '../trust/spiffe.js';
 import { CatalogChanges, staleAfterMs } from './catalog-changes.js';
 import type { LoadedClusterConfig } from './config.js';
@@ -268,6 +269,8 @@ export class Federation extends EventEmitter {
     if (!changed) return;
     if (changed.invalidKeys.length > 0) this.log.warn({ keys: changed.invalidKeys }, 'policy records that are not valid were left out');
     this.emit('policies', changed.snapshot);
+    // ServiceSubsets are part of the gateway's routes.
+    this.refreshLocalSnapshots();
   }
 
   private refreshCatalog(): void {
@@ -345,7 +348,12 @@ export class Federation extends EventEmitter {
       this.localEndpoints = { version: this.localEndpoints.version + 1, cluster: this.cluster, services };
       this.emit('local-endpoints', this.localEndpoints);
     }
-    const routes = services.filter((s) => exported.has(`${s.namespace}/${s.name}`));
+    // The gateway selects a `<subset>.` SNI's instances by the subset's labels, as this cluster's policies define it.
+    const subsets = subsetsByService(this.policies.policies);
+    const routes = services.filter((s) => exported.has(`${s.namespace}/${s.name}`)).map((s) => {
+      const named = subsets.get(`${s.namespace}/${s.name}`);
+      return named ? { ...s, subsets: named } : s;
+    });
     const routesJson = JSON.stringify(routes);
     if (routesJson !== this.gatewayRoutesJson) {
       this.gatewayRoutesJson = routesJson;

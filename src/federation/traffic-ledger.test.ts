@@ -23,6 +23,16 @@ describe('TrafficLedger: the federation side of sidecar reports', () => {
     ]);
   });
 
+  test('split counts add up per split and backend, and ride in the same record', () => {
+    const ledger = new TrafficLedger('east');
+    const split = (backend: string, requests: number) => ({ namespace: 'demo', service: 'hello', backend, requests });
+    ledger.accept({ version: 1, routes: [], splits: [split('demo/hello-v1', 9), split('demo/hello-v2', 1)], events: [] }, caller);
+    ledger.accept({ version: 1, routes: [], splits: [split('demo/hello-v1', 3), split('demo/hello-v2', 0)], events: [] }, caller);
+    const traffic = ledger.records().get(keys.trafficOf('east')) as TrafficRecord;
+    expect(isRecord(TrafficRecordSchema, traffic)).toBe(true);
+    expect(traffic.splits).toEqual([split('demo/hello-v1', 12), split('demo/hello-v2', 1)]);
+  });
+
   test('the same failover from fifty sidecars is one event with a count; others stay separate', () => {
     const ledger = new TrafficLedger('east');
     const moved = failoverEvent({ namespace: 'demo', service: 'hello', from: 1, to: 2, fromClusters: ['east'], toClusters: ['west'], at: Date.parse('2026-01-01T00:00:00Z') });

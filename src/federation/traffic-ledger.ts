@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { keys, recordVersion } from '../core/keys.js';
 import type { EventsRecord, MeshEvent, TrafficRecord } from '../model/records.js';
-import { mergeRoutes, routeKey, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
+import { mergeRoutes, mergeSplits, routeKey, splitKey, type ReportedEvent, type RouteCounts, type SplitCounts, type TrafficReport } from '../model/traffic-report.js';
 
 /** A sidecar that reported in, as `/api/sidecars` lists it. */
 export interface ReportingSidecar {
@@ -28,6 +28,8 @@ export const maxRoutes = 5000;
 export class TrafficLedger {
   readonly epoch = randomUUID();
   private readonly routes = new Map<string, RouteCounts>();
+  /** Requests per split and backend (the policy step's choices), capped as routes are. */
+  private readonly splits = new Map<string, SplitCounts>();
   private events: MeshEvent[] = [];
   private readonly sidecars = new Map<string, ReportingSidecar & { at: number }>();
   private seq = 0;
@@ -42,18 +44,11 @@ export class TrafficLedger {
     if (report.routes.length > 0) {
       // Sidecars name only services their catalog knows, so rows follow services × clusters; the
       // cap keeps a misbehaving workload from growing the record without bound.
-      let room = maxRoutes - this.routes.size;
-      const fresh = report.routes.filter((r) => {
-        if (r.requests === 0) return false;
-        if (this.routes.has(routeKey(r))) return true;
-        if (room <= 0) {
-          this.droppedRoutes += 1;
-          return false;
-        }
-        room -= 1;
-        return true;
-      });
-      mergeRoutes(this.routes, fresh);
+      mergeRoutes(this.routes, this.withinCap(report.routes, this.routes, routeKey));
+      this.generation += 1;
+    }
+    if (report.splits && report.splits.length > 0) {
+      mergeSplits(this.splits, this.withinCap(report.splits, this.splits, splitKey));
       this.generation += 1;
     }
     for (const event of report.events) this.addEvent(event, now);
@@ -61,6 +56,21 @@ export class TrafficLedger {
     this.sidecars.set(key, {
       identity: caller.identity, namespace: caller.namespace, service: caller.serviceAccount,
       admin: report.admin, lastReportAt: new Date(now).toISOString(), at: now,
+    });
+  }
+
+  /** The rows of a report worth adding: not empty, and either known already or within maxRoutes new rows. */
+  private withinCap<T extends { requests: number }>(rows: readonly T[], held: ReadonlyMap<string, unknown>, keyOf: (row: T) => string): T[] {
+    let room = maxRoutes - held.size;
+    return rows.filter((row) => {
+      if (row.requests === 0) return false;
+      if (held.has(keyOf(row))) return true;
+      if (room <= 0) {
+        this.droppedRoutes += 1;
+        return false;
+      }
+      room -= 1;
+      return true;
     });
   }
 
@@ -89,7 +99,7 @@ export class TrafficLedger {
   /** The leased records for this cluster: counters once anything was counted, events once any happened. */
   records(now = Date.now()): Map<string, TrafficRecord | EventsRecord> {
     const out = new Map<string, TrafficRecord | EventsRecord>();
-    if (this.routes.size > 0) {
+    if (this.routes.size > 0 || this.splits.size > 0) {
       out.set(keys.trafficOf(this.cluster), {
         version: recordVersion,
         from: this.cluster,
@@ -98,6 +108,7 @@ export class TrafficLedger {
         routes: [...this.routes.values()]
           .map((r) => ({ ...r, buckets: [...r.buckets] }))
           .sort((a, b) => `${a.namespace}/${a.service}/${a.to}`.localeCompare(`${b.namespace}/${b.service}/${b.to}`)),
+        ...(this.splits.size > 0 ? { splits: [...this.splits.values()].map((s) => ({ ...s })).sort((a, b) => splitKey(a).localeCompare(splitKey(b))) } : {}),
       });
     }
     if (this.events.length > 0) {

@@ -1,4 +1,5 @@
 import type { GatewayRoutes } from '../model/records.js';
+import { hasLabels } from '../model/labels.js';
 import { parseProbeSni, parseServiceSni } from '../model/sni.js';
 
 export type { GatewayRoutes };
@@ -11,6 +12,7 @@ export type GatewayRefusal =
   | 'sni-not-mesh'
   | 'sni-other-cluster'
   | 'service-not-exported'
+  | 'unknown-subset'
   | 'no-healthy-endpoint'
   | 'connect-failed'
   | 'not-ready';
@@ -33,13 +35,19 @@ export function routeFor(serverName: string | undefined, routes: GatewayRoutes):
     return { kind: 'refuse', reason: 'sni-other-cluster', detail: `"${serverName}" probes cluster ${probed}; this gateway serves ${routes.cluster}` };
   }
   const target = parseServiceSni(serverName);
-  if (!target) return { kind: 'refuse', reason: 'sni-not-mesh', detail: `"${serverName}" is not <service>.<ns>.svc.<cluster>.isthmus nor probe.gateway.<cluster>.isthmus` };
+  if (!target) return { kind: 'refuse', reason: 'sni-not-mesh', detail: `"${serverName}" is not [<subset>.]<service>.<ns>.svc.<cluster>.isthmus nor probe.gateway.<cluster>.isthmus` };
   if (target.cluster !== routes.cluster) {
     return { kind: 'refuse', reason: 'sni-other-cluster', detail: `"${serverName}" names cluster ${target.cluster}; this gateway serves ${routes.cluster}` };
   }
   const service = routes.services.find((s) => s.name === target.service && s.namespace === target.namespace);
   if (!service) return { kind: 'refuse', reason: 'service-not-exported', detail: `${target.namespace}/${target.service} is not exported from ${routes.cluster}` };
-  const endpoints = service.endpoints.filter((e) => e.healthy).map((e) => e.address);
-  if (endpoints.length === 0) return { kind: 'refuse', reason: 'no-healthy-endpoint', detail: `${target.namespace}/${target.service} has no healthy endpoint in ${routes.cluster}` };
+  // A subset SNI: only the instances carrying all of the ServiceSubset's labels, as this cluster knows the subset.
+  const labels = target.subset === undefined ? undefined : service.subsets?.[target.subset];
+  if (target.subset !== undefined && !labels) {
+    return { kind: 'refuse', reason: 'unknown-subset', detail: `${target.namespace}/${target.service} has no ServiceSubset ${target.subset} in ${routes.cluster}'s policies` };
+  }
+  const endpoints = service.endpoints.filter((e) => e.healthy && (!labels || hasLabels(e.labels, labels))).map((e) => e.address);
+  const what = target.subset === undefined ? `${target.namespace}/${target.service}` : `${target.namespace}/${target.service} (subset ${target.subset})`;
+  if (endpoints.length === 0) return { kind: 'refuse', reason: 'no-healthy-endpoint', detail: `${what} has no healthy endpoint in ${routes.cluster}` };
   return { kind: 'route', service: service.name, namespace: service.namespace, endpoints };
 }

@@ -1,3 +1,4 @@
+import type { LabelSet } from './labels.js';
 import {
   AliveRecordSchema, ClusterRecordSchema, ExportRecordSchema, GatewayRecordSchema, isRecord,
   type ClusterRecord, type GatewayRecord,
@@ -41,6 +42,8 @@ export interface CatalogServiceCluster {
   ports: { port: number; protocol: string; name?: string }[];
   /** `Headless` when that cluster's Service has no cluster IP; absent means ClusterSetIP. */
   serviceType?: 'Headless';
+  /** Its instances' distinct label sets with counts (model/labels.ts); absent when none is labelled. */
+  labelSets?: LabelSet[];
 }
 
 export interface CatalogService {
@@ -127,6 +130,7 @@ export function buildCatalog(input: CatalogInput): Catalog {
       identities: [...entry.value.identities].sort(),
       ports: entry.value.ports.map((p) => ({ ...p })),
       ...(entry.value.serviceType ? { serviceType: entry.value.serviceType } : {}),
+      ...(entry.value.labelSets && entry.value.labelSets.length > 0 ? { labelSets: entry.value.labelSets.map((l) => ({ labels: { ...l.labels }, healthy: l.healthy, total: l.total })) } : {}),
     });
   }
   for (const service of services.values()) service.clusters.sort((x, y) => x.cluster.localeCompare(y.cluster));

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { breakerVerdict, connectionCap, type BreakerLimits, type BreakerVerdict, type PoolLoad } from './circuit-breaker.js';
+import { breakerVerdict, connectionCap, tunnelVerdict, type BreakerLimits, type BreakerVerdict, type PoolLoad } from './circuit-breaker.js';
 
 const policy = 'CircuitBreaker demo/b';
 const open = (limit: 'maxRequests' | 'maxPendingRequests', value: number): BreakerVerdict => ({ open: true, limit, value });
@@ -24,4 +24,20 @@ describe('breakerVerdict', () => {
 
 test.each([[32, undefined, 32], [32, 4, 4], [2, 100, 2]] as [number, number | undefined, number][])('pool cap %i with maxConnections %s → %i', (cap, max, expected) => {
   expect(connectionCap(cap, max === undefined ? { policy } : { policy, maxConnections: max })).toBe(expected);
+});
+
+test.each([
+  [32, 4, 0, 4], [32, 4, 3, 1], [32, 4, 4, 1], [32, 4, 9, 1], [2, 100, 5, 2],
+] as [number, number, number, number][])('pool cap %i, maxConnections %i, %i tunnels open → %i', (cap, max, tunnels, expected) => {
+  expect(connectionCap(cap, { policy, maxConnections: max }, tunnels)).toBe(expected);
+});
+
+test.each([
+  ['no limits', 5, 5, undefined, { open: false }],
+  ['no maxConnections', 5, 5, { policy, maxRequests: 1 }, { open: false }],
+  ['room left', 1, 1, { policy, maxConnections: 3 }, { open: false }],
+  ['tunnels alone fill it', 0, 2, { policy, maxConnections: 2 }, { open: true, limit: 'maxConnections', value: 2 }],
+  ['busy pool connections and tunnels together', 1, 1, { policy, maxConnections: 2 }, { open: true, limit: 'maxConnections', value: 2 }],
+] as [string, number, number, BreakerLimits | undefined, unknown][])('tunnel admission: %s', (_name, busy, tunnels, limits, expected) => {
+  expect(tunnelVerdict(busy, tunnels, limits)).toEqual(expected);
 });

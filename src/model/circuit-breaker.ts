@@ -6,7 +6,9 @@
  * - `maxRequests`: requests outstanding in the pool (sent on a connection, or waiting for one).
  * - `maxPendingRequests`: requests waiting for a connection.
  * - `maxConnections`: connections open or opening; requests beyond them wait (and so count
- *   against `maxPendingRequests`).
+ *   against `maxPendingRequests`). A WebSocket or CONNECT tunnel holds a connection of its own
+ *   for its life, so it counts too: beyond the limit a tunnel is refused (it cannot wait as a
+ *   request does), and open tunnels leave the pool fewer connections.
  */
 export interface BreakerLimits {
   /** The document that set them ("CircuitBreaker demo/hello-breaker"), for messages. */
@@ -35,7 +37,21 @@ export function breakerVerdict(load: PoolLoad, limits: Readonly<BreakerLimits> |
   return { open: false };
 }
 
-/** The connections a pool may hold: its own cap, lowered by a breaker's maxConnections. */
-export function connectionCap(poolCap: number, limits: Readonly<BreakerLimits> | undefined): number {
-  return limits?.maxConnections === undefined ? poolCap : Math.min(poolCap, limits.maxConnections);
+/**
+ * The connections a pool may hold: its own cap, lowered by a breaker's maxConnections less the
+ * tunnels open to the same upstream, but never below one: requests wait for a connection, and
+ * a tunnel may stay open for hours, so they must not be left with none.
+ */
+export function connectionCap(poolCap: number, limits: Readonly<BreakerLimits> | undefined, tunnels = 0): number {
+  return limits?.maxConnections === undefined ? poolCap : Math.min(poolCap, Math.max(1, limits.maxConnections - tunnels));
+}
+
+/**
+ * Whether one more tunnel may open to an upstream that has `busyConnections` pool connections
+ * carrying requests (idle keep-alive ones do not count: they would be closed before refusing)
+ * and `tunnels` tunnels open.
+ */
+export function tunnelVerdict(busyConnections: number, tunnels: number, limits: Readonly<BreakerLimits> | undefined): { open: false } | { open: true; limit: 'maxConnections'; value: number } {
+  if (limits?.maxConnections === undefined || busyConnections + tunnels < limits.maxConnections) return { open: false };
+  return { open: true, limit: 'maxConnections', value: limits.maxConnections };
 }

@@ -98,3 +98,26 @@ describe('localitiesFor', () => {
   });
 
 });
+
+describe('localitiesFor a ServiceSubset', () => {
+  const withSets = (cluster: CatalogServiceCluster, labelSets: CatalogServiceCluster['labelSets']) => ({ ...cluster, labelSets });
+  const mesh = catalogWith(
+    withSets(exportOf('west', 'us', [['a', 3, 3]], [gw('gw1', '127.0.2.1', 'a')]), [{ labels: { version: 'v1' }, healthy: 1, total: 1 }, { labels: { version: 'v2' }, healthy: 2, total: 2 }]),
+    withSets(exportOf('north', 'eu', [['a', 1, 2]], [gw('gw1', '127.0.3.1', 'a')]), [{ labels: { version: 'v2' }, healthy: 0, total: 1 }, { labels: { version: 'v1' }, healthy: 1, total: 1 }]),
+    exportOf('south', 'eu', [['a', 4, 4]], [gw('gw1', '127.0.4.1', 'a')]), // no labels published (an older federation)
+  );
+  const v2 = { name: 'reviews-v2', labels: { version: 'v2' } };
+
+  test('other clusters serve it only with instances of a matching label set, weighted by those, through the gateway with the subset in the SNI', () => {
+    const result = run(mesh, [local('10.0.0.1:8080', 'a')], { subset: v2 });
+    expect(result.localities.map((l) => [l.priority, l.cluster])).toEqual([[0, 'east'], [2, 'west'], [3, 'north']]);
+    expect(result.localities[1]?.endpoints).toEqual([{ address: '127.0.2.1:15443', healthy: true, weight: 2, kind: 'gateway', sni: 'reviews-v2.reviews.shop.svc.west.isthmus' }]);
+    // north has v2 instances, none healthy: there but unhealthy, as a cluster whose pods are all down.
+    expect(result.localities[2]?.endpoints).toEqual([{ address: '127.0.3.1:15443', healthy: false, weight: 1, kind: 'gateway', sni: 'reviews-v2.reviews.shop.svc.north.isthmus' }]);
+  });
+
+  test('a subset no other cluster has stays in the caller\'s cluster', () => {
+    const result = run(mesh, [], { subset: { name: 'v9', labels: { version: 'v9' } } });
+    expect(result.localities).toEqual([]);
+  });
+});

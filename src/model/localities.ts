@@ -1,4 +1,5 @@
 import { findService, type Catalog, type CatalogService } from './catalog.js';
+import { subsetCounts } from './labels.js';
 import { formatServiceSni } from './sni.js';
 
 /**
@@ -60,6 +61,12 @@ export interface LocalitiesInput {
    * scanning a catalog of thousands for every route made explaining all routes quadratic.
    */
   catalogService?: CatalogService | null;
+  /**
+   * Only a ServiceSubset's instances: `localEndpoints` are already those; another cluster counts
+   * only its instances of a matching label set (its export's `labelSets`), is left out without
+   * one, and is dialled with the subset in the SNI.
+   */
+  subset?: { name: string; labels: Readonly<Record<string, string>> };
 }
 
 
@@ -93,13 +100,15 @@ export function localitiesFor(opts: LocalitiesInput): ServiceLocalities {
     if (exported.cluster === caller.cluster) continue;
     // A cluster without a live gateway cannot be reached, however healthy its pods are.
     if (exported.gateways.length === 0) continue;
-    const healthyBehind = exported.zones.reduce((sum, z) => sum + Math.max(0, z.healthy), 0);
+    const inSubset = opts.subset ? subsetCounts(exported.labelSets, opts.subset.labels) : undefined;
+    if (inSubset && inSubset.total === 0) continue;
+    const healthyBehind = inSubset ? inSubset.healthy : exported.zones.reduce((sum, z) => sum + Math.max(0, z.healthy), 0);
     // The gateway picks a healthy pod itself, so it is usable as soon as any zone has one.
     const healthy = healthyBehind > 0;
     // Spread the cluster's capacity over its gateways: a cluster's share of its priority then
     // follows how many healthy endpoints it has, not how many gateways it happens to run.
     const weight = Math.max(1, healthyBehind) / exported.gateways.length;
-    const sni = formatServiceSni({ service: opts.service, namespace: opts.namespace, cluster: exported.cluster });
+    const sni = formatServiceSni({ service: opts.service, namespace: opts.namespace, cluster: exported.cluster, ...(opts.subset ? { subset: opts.subset.name } : {}) });
 
     const gatewaysByZone = new Map<string, Endpoint[]>();
     for (const gateway of exported.gateways) {

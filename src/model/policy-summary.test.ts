@@ -41,7 +41,7 @@ describe('summarisePolicies', () => {
   test.each([
     ['RetryPolicy', { attempts: 3, retryOn: ['5xx', 'reset'], perTryTimeout: '500ms', budget: { percent: 20 } }, '3 attempts on 5xx, reset, 500 ms per try; budget 20% of requests, at least 10/s'],
     ['CircuitBreaker', { maxConnections: 4, maxRequests: 10 }, 'maxConnections 4, maxRequests 10 per upstream'],
-    ['LocalRateLimit', { requestsPerSecond: 5, burst: 10 }, '5 requests/s, burst 10; 429 with retry-after beyond'],
+    ['LocalRateLimit', { requestsPerSecond: 5, burst: 10 }, '5 requests/s, burst 10, per instance; 429 with retry-after beyond, at the destination\'s inbound'],
     ['FaultInjection', { abort: { status: 503, percent: 10 }, headers: [{ name: 'X-Chaos', value: 'on' }] }, 'abort with status 503 for 10% of requests with x-chaos: on'],
     ['FaultInjection', { delay: { fixed: '2s', percent: 50 }, abort: { grpcStatus: 14, percent: 5 } }, 'delay 2000 ms for 50%, abort with grpc-status 14 for 5%'],
     ['FailoverPolicy', { scope: 'region', order: ['west', 'north'] }, 'scope region, clusters in order west, north'],

@@ -36,7 +36,7 @@ export function summarisePolicies(routes: ServiceRoutes | undefined, resilience:
 }
 
 /** `demo/hello-v2`, or `demo/hello (subset v2)` for a ServiceSubset backend. */
-export function backendName(b: Pick<Backend, 'namespace' | 'service' | 'subset'>): string {
+export function backendName(b: Pick<Backend, 'namespace' | 'service'> & { subset?: { name: string } | undefined }): string {
   return `${b.namespace}/${b.service}${b.subset ? ` (subset ${b.subset.name})` : ''}`;
 }
 
@@ -64,7 +64,7 @@ function describeResilience(r: ServiceResilience): PolicySummary['resilience'] {
     const o = r.outlier;
     out.push({ kind: 'OutlierDetection', policy: 'OutlierDetection', settings: `eject after ${o.consecutive5xx} 5xx or ${o.consecutiveConnectErrors} connect errors in a row, for ${o.baseEjectionMs} ms at first, at most ${o.maxEjectionPercent}% of endpoints` });
   }
-  if (r.rateLimit) out.push({ kind: 'LocalRateLimit', policy: r.rateLimit.policy, settings: `${r.rateLimit.requestsPerSecond} requests/s, burst ${r.rateLimit.burst}; 429 with retry-after beyond` });
+  if (r.rateLimit) out.push({ kind: 'LocalRateLimit', policy: r.rateLimit.policy, settings: `${r.rateLimit.requestsPerSecond} requests/s, burst ${r.rateLimit.burst}, ${r.rateLimit.per === 'caller' ? 'per caller identity at each instance' : 'per instance'}; 429 with retry-after beyond, at the destination's inbound` });
   if (r.fault) {
     const f = r.fault;
     const what = [

@@ -46,6 +46,8 @@ export const PortSchema = Type.Object({
   name: Type.Optional(Type.String()),
 });
 
+const LabelSetSchema = Type.Object({ labels: Type.Record(Type.String(), Type.String()), healthy: Type.Integer({ minimum: 0 }), total: Type.Integer({ minimum: 0 }) });
+
 export const ExportRecordSchema = Type.Object({
   version,
   ports: Type.Array(PortSchema),
@@ -53,6 +55,12 @@ export const ExportRecordSchema = Type.Object({
   identities: Type.Array(Type.String()),
   /** Endpoint counts per zone, never addresses: the catalog grows with zones, not pods. */
   zones: Type.Record(Type.String(), Type.Object({ healthy: Type.Integer(), total: Type.Integer() })),
+  /**
+   * The distinct label sets of its instances (`isthmus register --label`), with counts: what a
+   * caller elsewhere needs to know which clusters serve a ServiceSubset. Absent when no instance
+   * has labels.
+   */
+  labelSets: Type.Optional(Type.Array(LabelSetSchema)),
   /** `Headless` when the exporting cluster's Service has no cluster IP (Kubernetes); absent means ClusterSetIP. */
   serviceType: Type.Optional(Type.Literal('Headless')),
 });
@@ -118,6 +126,8 @@ export const TrafficRecordSchema = Type.Object({
     errors: count,
     buckets: Type.Array(count, { maxItems: 85 }),
   })),
+  /** Requests each traffic split sent to each backend, as the policy step chose (the dashboard's live split). */
+  splits: Type.Optional(Type.Array(Type.Object({ namespace: Type.String(), service: Type.String(), backend: Type.String(), requests: count }))),
 });
 export type TrafficRecord = Static<typeof TrafficRecordSchema>;
 
@@ -219,6 +229,7 @@ export const CatalogSnapshotSchema = Type.Object({
       gateways: Type.Array(CatalogGatewaySchema),
       identities: Type.Array(Type.String()),
       ports: Type.Array(Type.Object({ port: Type.Integer(), protocol: Type.String(), name: Type.Optional(Type.String()) })),
+      labelSets: Type.Optional(Type.Array(LabelSetSchema)),
     })),
   })),
   invalidKeys: Type.Array(Type.String()),
@@ -250,6 +261,8 @@ export const GatewayRoutesSchema = Type.Object({
     name: Type.String(),
     identities: Type.Array(Type.String()),
     endpoints: Type.Array(EndpointSchema),
+    /** The service's ServiceSubsets by name, with the labels an instance must all carry: what a `<subset>.` SNI selects. */
+    subsets: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), Type.String()))),
   })),
 });
 export type GatewayRoutes = Static<typeof GatewayRoutesSchema>;

@@ -19,7 +19,7 @@ describe('compileResiliencePolicies', () => {
     expect(compiled?.retry).toEqual({ policy: 'RetryPolicy demo/r', maxAttempts: 4, conditions: new Set(['5xx', 'unavailable']), perTryTimeoutMs: 250, budget: { percent: 20, minRetriesPerSecond: defaultMinRetriesPerSecond } });
     expect(compiled?.breaker).toEqual({ policy: 'CircuitBreaker demo/b', maxPendingRequests: 1, maxRequests: 2 });
     expect(compiled?.outlier).toMatchObject({ consecutive5xx: 7, consecutiveConnectErrors: 3, baseEjectionMs: 600_000, maxEjectionMs: 600_000, decayIntervalMs: 5000, maxEjectionPercent: 33 });
-    expect(compiled?.rateLimit).toEqual({ policy: 'LocalRateLimit demo/l', requestsPerSecond: 2.5, burst: 3 });
+    expect(compiled?.rateLimit).toEqual({ policy: 'LocalRateLimit demo/l', requestsPerSecond: 2.5, burst: 3, per: 'service' });
     expect(compiled?.fault).toEqual({ policy: 'FaultInjection demo/f', delay: { ms: 1000, percent: 10 }, headers: [['x-chaos', 'on']] });
     expect(compiled?.failover).toEqual({ policy: 'FailoverPolicy demo/p', scope: 'mesh', order: ['west'] });
   });

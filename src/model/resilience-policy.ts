@@ -31,6 +31,8 @@ export interface RateLimitSettings {
   policy: string;
   requestsPerSecond: number;
   burst: number;
+  /** One bucket per instance of the service, or one per verified caller identity at each instance. */
+  per: 'service' | 'caller';
 }
 
 export type FailoverScope = 'zone' | 'cluster' | 'region' | 'mesh';
@@ -85,7 +87,7 @@ const compilers: Record<string, (spec: never, policy: string) => Partial<Service
   },
   LocalRateLimit: (spec: Static<typeof LocalRateLimitSpecSchema>, policy) => ({
     // Without a burst, one second's worth of requests may come at once.
-    rateLimit: { policy, requestsPerSecond: spec.requestsPerSecond, burst: spec.burst ?? Math.max(1, Math.ceil(spec.requestsPerSecond)) },
+    rateLimit: { policy, requestsPerSecond: spec.requestsPerSecond, burst: spec.burst ?? Math.max(1, Math.ceil(spec.requestsPerSecond)), per: spec.per ?? 'service' },
   }),
   FaultInjection: (spec: Static<typeof FaultInjectionSpecSchema>, policy) => {
     const delayMs = spec.delay ? gatewayDurationMs(spec.delay.fixed) : undefined;

@@ -13,6 +13,18 @@ describe('formatServiceSni', () => {
     expect(parseServiceSni(sni)).toEqual({ service: target.service.toLowerCase(), namespace: target.namespace.toLowerCase(), cluster: target.cluster.toLowerCase() });
   });
 
+  it('puts a subset first, as its own label', () => {
+    expect(formatServiceSni({ service: 'reviews', namespace: 'shop', cluster: 'west', subset: 'v2' })).toBe('v2.reviews.shop.svc.west.isthmus');
+    expect(() => formatServiceSni({ service: 'reviews', namespace: 'shop', cluster: 'west', subset: 'v.2' })).toThrow(expect.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_ERR_CLUSTER_NAME_INVALID')));
+  });
+
+  it.each([
+    [{ service: 'reviews', namespace: 'shop', cluster: 'west' }, 'reviews.shop.svc.west.isthmus'],
+  ])('formats %o as %s without a subset', (target, sni) => {
+    expect(formatServiceSni(target)).toBe(sni);
+    expect(parseServiceSni(sni)).toEqual({ service: target.service.toLowerCase(), namespace: target.namespace.toLowerCase(), cluster: target.cluster.toLowerCase() });
+  });
+
   it.each([
     { service: 'reviews.v2', namespace: 'shop', cluster: 'west' },
     { service: 'reviews', namespace: '', cluster: 'west' },
@@ -30,6 +42,9 @@ describe('parseServiceSni', () => {
     ['svc.svc.svc.svc.isthmus', { service: 'svc', namespace: 'svc', cluster: 'svc' }],
     ['a-1.b-2.svc.c-3.isthmus', { service: 'a-1', namespace: 'b-2', cluster: 'c-3' }],
     ['1.2.svc.3.isthmus', { service: '1', namespace: '2', cluster: '3' }],
+    // A ServiceSubset's name first: only that subset's instances.
+    ['v2.reviews.shop.svc.west.isthmus', { service: 'reviews', namespace: 'shop', cluster: 'west', subset: 'v2' }],
+    ['hello-v2-instances.hello.demo.svc.east.isthmus', { service: 'hello', namespace: 'demo', cluster: 'east', subset: 'hello-v2-instances' }],
   ])('parses %s', (name, expected) => {
     expect(parseServiceSni(name)).toEqual(expected);
   });
@@ -41,7 +56,10 @@ describe('parseServiceSni', () => {
     'reviews.shop.svc.west.isthmus.',
     '.reviews.shop.svc.west.isthmus',
     'reviews.shop.svc.west.isthmus.evil.com',
-    'v2.reviews.shop.svc.west.isthmus',
+    'V2.reviews.shop.svc.west.isthmus',
+    'v_2.reviews.shop.svc.west.isthmus',
+    'a.v2.reviews.shop.svc.west.isthmus',
+    'v2.reviews.shop.svc.west.isthmus.x',
     'reviews.shop.svc.cluster.local',
     'reviews.shop.pod.west.isthmus',
     'reviews..svc.west.isthmus',

@@ -1,17 +1,21 @@
 /**
  * The SNI a sidecar sends to a remote cluster's gateway names the exported service it wants:
- * `<service>.<namespace>.svc.<cluster>.isthmus`, lower case (docs/architecture.md, "Contracts"; docs/gateway.md).
+ * `<service>.<namespace>.svc.<cluster>.isthmus`, lower case (docs/architecture.md, "Contracts"; docs/gateway.md),
+ * or `<subset>.<service>.<namespace>.svc.<cluster>.isthmus` for only the instances of a
+ * ServiceSubset (as Istio names a subset in its SNI; a leading label, so the five-label form
+ * keeps its meaning and older gateways refuse the six-label one as not a mesh name).
  * Pure: the gateway parses what parseClientHello returns; sidecars format what they dial.
  */
 import { checkName, dnsLabelPattern } from '../core/names.js';
 
-export type ServiceSni = { service: string; namespace: string; cluster: string };
+export type ServiceSni = { service: string; namespace: string; cluster: string; subset?: string };
 
 const dnsLabel = new RegExp(dnsLabelPattern);
 
 /** Throws ISTHMUS_ERR_CLUSTER_NAME_INVALID if a part is not an RFC 1123 label once lower-cased. */
-export function formatServiceSni({ service, namespace, cluster }: ServiceSni): string {
+export function formatServiceSni({ service, namespace, cluster, subset }: ServiceSni): string {
   const parts = [
+    ...(subset === undefined ? [] : [checkName('service', subset.toLowerCase())]),
     checkName('service', service.toLowerCase()),
     checkName('namespace', namespace.toLowerCase()),
     'svc',
@@ -23,15 +27,18 @@ export function formatServiceSni({ service, namespace, cluster }: ServiceSni): s
 
 /**
  * The service an SNI names, or undefined for anything not exactly of that shape: five labels, the
- * third `svc` and the last `isthmus`, each an RFC 1123 label in lower case (parseClientHello
- * already lower-cases SNI, so upper case here means the caller skipped it).
+ * third `svc` and the last `isthmus`, or six with a subset first, each an RFC 1123 label in
+ * lower case (parseClientHello already lower-cases SNI, so upper case here means the caller skipped it).
  */
 export function parseServiceSni(name: string): ServiceSni | undefined {
-  const labels = name.split('.');
-  if (labels.length !== 5 || labels[2] !== 'svc' || labels[4] !== 'isthmus') return undefined;
+  const all = name.split('.');
+  if (all.length !== 5 && all.length !== 6) return undefined;
+  const labels = all.length === 6 ? all.slice(1) : all;
+  if (labels[2] !== 'svc' || labels[4] !== 'isthmus') return undefined;
   const [service = '', namespace = '', , cluster = ''] = labels;
-  if (![service, namespace, cluster].every((label) => dnsLabel.test(label))) return undefined;
-  return { service, namespace, cluster };
+  const subset = all.length === 6 ? all[0] ?? '' : undefined;
+  if (![service, namespace, cluster, ...(subset === undefined ? [] : [subset])].every((label) => dnsLabel.test(label))) return undefined;
+  return subset === undefined ? { service, namespace, cluster } : { service, namespace, cluster, subset };
 }
 
 /**

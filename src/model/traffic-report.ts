@@ -18,6 +18,33 @@ export const RouteCountsSchema = Type.Object({
 export type RouteCounts = Static<typeof RouteCountsSchema>;
 
 /**
+ * Requests a traffic split (HTTPRoute, TrafficSplit) of the service the app called sent to one
+ * backend, as the policy step chose it: the live split counts these, so a direct call to a
+ * backend service is not mistaken for the split's. `backend` as explain names it
+ * (`<ns>/<service>` or `<ns>/<service> (subset <name>)`). Deltas, as routes.
+ */
+export const SplitCountsSchema = Type.Object({
+  namespace: label,
+  service: label,
+  backend: Type.String({ minLength: 1, maxLength: 600 }),
+  requests: count,
+});
+export type SplitCounts = Static<typeof SplitCountsSchema>;
+
+export const splitKey = (s: { namespace: string; service: string; backend: string }): string => `${s.namespace}/${s.service}\u0000${s.backend}`;
+
+/** Adds `from` into `into` split by split. */
+export function mergeSplits(into: Map<string, SplitCounts>, from: Iterable<SplitCounts>): Map<string, SplitCounts> {
+  for (const s of from) {
+    const key = splitKey(s);
+    const have = into.get(key);
+    if (have) have.requests += s.requests;
+    else into.set(key, { ...s });
+  }
+  return into;
+}
+
+/**
  * What a sidecar sends its federation every few seconds (POST /v1/reports): its requests since
  * the last report the federation accepted, the events it saw, and where its admin port is (so
  * `isthmus trace` can find a sidecar of a cluster). The caller's identity is its client
@@ -27,6 +54,7 @@ export const TrafficReportSchema = Type.Object({
   version: Type.Literal(1),
   admin: Type.Optional(Type.String({ maxLength: 300 })),
   routes: Type.Array(RouteCountsSchema, { maxItems: 2000 }),
+  splits: Type.Optional(Type.Array(SplitCountsSchema, { maxItems: 2000 })),
   events: Type.Array(Type.Omit(MeshEventSchema, ['id']), { maxItems: 100 }),
 }, { additionalProperties: false });
 export type TrafficReport = Static<typeof TrafficReportSchema>;

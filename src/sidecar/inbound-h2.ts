@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { isIsthmusError } from '../core/errors.js';
-import { isGrpc } from './grpc-status.js';
+import { grpcStatusOf, isGrpc } from './grpc-status.js';
 import { h2ForwardFields, h2RequestAsHttp1 } from './h2-headers.js';
 import { relayH2 } from './h2-relay.js';
 import { replyH2 } from './h2-reply.js';
@@ -37,6 +37,11 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
       return replyH2(stream, verdict.refusal.code, verdict.refusal.message, grpc);
     }
     path = verdict.target;
+  }
+  const limited = inbound.rateLimit?.admit(peer.caller);
+  if (limited) {
+    inbound.answered(started, peer.identity, 429, span);
+    return replyH2(stream, limited.code, limited.message, grpc, { status: 429, grpcStatus: grpcStatusOf(429), headers: limited.headers });
   }
   const refuse = (err: Error) => {
     inbound.answered(started, peer.identity, 502, span);

@@ -11,6 +11,7 @@ import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import type { CallerFacts } from '../model/authorization.js';
 import { IssuingClusters, type AuthzRefusal, type InboundAuthorization } from './authz-layer.js';
+import type { InboundRateLimit } from './inbound-rate-limit.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import { H2Sessions } from './h2-sessions.js';
 import { forwardableHeaders } from './headers.js';
@@ -86,6 +87,8 @@ export class Inbound {
     readonly appProtocol: AppProtocol = 'http',
     /** Who may call the app (authz-layer.ts); absent: everyone with a mesh certificate. */
     readonly authz?: InboundAuthorization,
+    /** The service's LocalRateLimit, taken after authorization (inbound-rate-limit.ts); absent: none. */
+    readonly rateLimit?: InboundRateLimit,
   ) {
     this.identity = credentials.identity;
     this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000, connect: { timeout: timeouts.connectMs } });
@@ -251,6 +254,12 @@ export class Inbound {
       }
       target = verdict.target;
     }
+    const limited = this.rateLimit?.admit(peer.caller);
+    if (limited) {
+      this.answered(started, peer.identity, 429, span);
+      if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, 0, undefined, limited.message));
+      return answerError(req, res, 429, limited.code, limited.message, limited.headers);
+    }
     if (repeatsHost(req.rawHeaders)) {
       this.answered(started, peer.identity, 400, span);
       this.refusedMalformed();
@@ -320,6 +329,12 @@ export class Inbound {
       return;
     }
     if (verdict) target = verdict.target;
+    const limited = this.rateLimit?.admit(peer.caller);
+    if (limited) {
+      this.answered(started, peer.identity, 429, undefined);
+      socket.end(errorResponse(429, 'Too Many Requests', limited.code, limited.message, limited.headers));
+      return;
+    }
     const split = this.appAddress.lastIndexOf(':');
     const app = netConnect({ host: this.appAddress.slice(0, split), port: Number(this.appAddress.slice(split + 1)), allowHalfOpen: true });
     app.setNoDelay(true);
@@ -361,10 +376,10 @@ export class Inbound {
 }
 
 /** The inbound's own answer, instead of the app's; what is left of the request body is read and dropped. */
-function answerError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
+function answerError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string, extra: Readonly<Record<string, string>> = {}): void {
   req.resume();
   const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
+  res.writeHead(status, { ...extra, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
   res.end(body);
 }
 

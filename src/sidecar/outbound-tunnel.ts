@@ -9,6 +9,7 @@ import { maxAttempts, routeOf } from './attempts.js';
 import { errorResponse, requestHead, type HeadChanges } from './http-head.js';
 import type { OutboundDeps } from './outbound.js';
 import { outboundObserver } from './outbound-observer.js';
+import { publishPolicyAction } from './policy-actions.js';
 import { admitRequest } from './policy-step.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { traceHeader } from './trace.js';
@@ -20,11 +21,13 @@ import { traceHeader } from './trace.js';
  * answer (101, 200 or a refusal) flows back as is.
  *
  * The policy step is the one requests take (docs/traffic-policy.md): a FaultInjection (delay,
- * abort) and a LocalRateLimit act on the opening request; an HTTPRoute or TrafficSplit chooses
+ * abort) acts on the opening request (the destination's inbound takes a LocalRateLimit token for it); an HTTPRoute or TrafficSplit chooses
  * the backend by its matches and weights, and a rule's header changes apply to the head sent on.
  * Nothing applies after the upgrade: the tunnel is a byte stream with no requests to retry or
  * time out, so a RetryPolicy, per-try and request timeouts are not used. Only a failed
- * connection is retried on another endpoint, as for any tunnel: nothing was sent yet.
+ * connection is retried on another endpoint, as for any tunnel: nothing was sent yet. The
+ * tunnel's connection counts toward the backend's CircuitBreaker `maxConnections` while it is
+ * open; beyond it the tunnel is refused with 503 CIRCUIT_OPEN.
  */
 export async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
@@ -55,6 +58,8 @@ export async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socke
   const upstreamHead = connect
     ? `CONNECT ${resolved.host} HTTP/1.1\r\nhost: ${resolved.host}\r\n\r\n`
     : requestHead(req.method ?? 'GET', resolved.path, req.rawHeaders, headChanges(resolved.host, action?.headers));
+  // A tunnel holds a connection for its life: it counts toward the backend's CircuitBreaker maxConnections.
+  const breaker = withPolicies ? deps.routing.resilience.of(`${route.namespace}/${route.service}`)?.breaker : undefined;
   const tried = new Set<string>();
   let endpoint = deps.routing.pick(route);
   let lastError = 'no eligible endpoint';
@@ -65,8 +70,19 @@ export async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socke
     observer.tried(endpoint);
     const upstream = route.upstreams.get(endpoint.address);
     if (!upstream) break;
+    let release: () => void;
+    try {
+      release = deps.upstreams.admitTunnel(upstream, breaker);
+    } catch (err) {
+      // Refused before connecting: no verdict on the endpoint, and no other endpoint tried (it
+      // would only spread the overload), as for a request.
+      publishPolicyAction(deps.routing, service, 'circuit_open', breaker?.policy);
+      observer.answered(503, service, endpoint.cluster);
+      return void socket.end(errorResponse(503, 'Service Unavailable', 'ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN', `${service}: ${(err as Error).message}`));
+    }
     try {
       const tls = await deps.upstreams.connect(upstream, deps.timeouts.connectMs);
+      tls.once('close', release);
       if (socket.destroyed) return void tls.destroy();
       deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
       tls.write(upstreamHead);
@@ -75,6 +91,7 @@ export async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socke
       splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels);
       return;
     } catch (err) {
+      release();
       lastError = `${endpoint.address}: ${(err as Error).message}`;
       deps.routing.record(endpoint.address, { ok: false, kind: 'connect-error' }, { service, cluster: endpoint.cluster });
       endpoint = deps.routing.retries(route, endpoint, tried)[0];

@@ -1,6 +1,5 @@
 import type { ErrorCode } from '../core/errors.js';
 import { chooseFault } from '../model/fault-injection.js';
-import { retryAfterSeconds } from '../model/token-bucket.js';
 import { grpcStatusOf, httpStatusOfGrpc } from './grpc-status.js';
 import { publishPolicyAction } from './policy-actions.js';
 import type { MeshTarget } from './request-target.js';
@@ -9,9 +8,10 @@ import type { RoutingTable } from './routing.js';
 /**
  * The resilience part of the policy step, before routing, for HTTP/1.1 and HTTP/2 alike: a
  * FaultInjection of the service the app called (a delay, then perhaps an answer made up by the
- * sidecar, as Istio injects faults at the calling side), then its LocalRateLimit (a token
- * bucket per sidecar and destination service). The decisions are model/fault-injection.ts and
- * model/token-bucket.ts; this file only asks them and says what the app must be answered.
+ * sidecar, as Istio injects faults at the calling side). The decision is
+ * model/fault-injection.ts; this file only asks it and says what the app must be answered. A
+ * LocalRateLimit is not taken here but at the destination's inbound (inbound-rate-limit.ts),
+ * where every caller's requests meet.
  */
 export interface Refusal {
   code: ErrorCode;
@@ -31,7 +31,7 @@ export interface Admission {
 
 const admitted: Admission = Object.freeze({ delayMs: 0 });
 
-export function admitRequest(routing: RoutingTable, target: MeshTarget, headers: Readonly<Record<string, string | string[] | undefined>>, now = Date.now()): Admission {
+export function admitRequest(routing: RoutingTable, target: MeshTarget, headers: Readonly<Record<string, string | string[] | undefined>>): Admission {
   const service = `${target.namespace}/${target.service}`;
   const settings = routing.resilience.of(service);
   if (!settings) return admitted;
@@ -52,18 +52,6 @@ export function admitRequest(routing: RoutingTable, target: MeshTarget, headers:
         },
       };
     }
-  }
-  const token = routing.resilience.takeToken(service, now);
-  if (token && !token.allowed) {
-    publishPolicyAction(routing, label, 'rate_limited', token.policy);
-    const seconds = retryAfterSeconds(token.retryAfterMs);
-    return {
-      delayMs,
-      refusal: {
-        code: 'ISTHMUS_ERR_DATAPLANE_RATE_LIMITED', status: 429, grpcStatus: grpcStatusOf(429), headers: { 'retry-after': String(seconds) },
-        message: `${token.policy} allows this sidecar no more requests to ${service} now; retry after ${seconds} s`,
-      },
-    };
   }
   return delayMs === 0 ? admitted : { delayMs };
 }

@@ -1,24 +1,20 @@
 import type { PolicyRecord } from '../model/policy-records.js';
 import { compileResiliencePolicies, type ServiceResilience } from '../model/resilience-policy.js';
 import { RetryBudget } from '../model/retry-budget.js';
-import { fullBucket, takeToken, type TakeResult, type TokenBucket } from '../model/token-bucket.js';
 import { builtInRetries, type RetryLimits } from './attempts.js';
 
 /**
  * The sidecar's resilience policies (model/resilience-policy.ts) and the state they need per
- * destination service: a retry budget's counts, a rate limit's bucket. A new policy snapshot
- * keeps the state of a service whose policy did not change, so re-delivering the same
- * policies does not refill a bucket or forget a budget.
+ * destination service: a retry budget's counts. A new policy snapshot keeps the state of a
+ * service whose policy did not change, so re-delivering the same policies forgets no budget.
  */
 export class ResiliencePolicies {
   private settings = new Map<string, ServiceResilience>();
   private readonly retries = new Map<string, { spec: string; limits: RetryLimits }>();
-  private readonly buckets = new Map<string, { spec: string; bucket: TokenBucket }>();
 
   set(records: readonly PolicyRecord[]): void {
     this.settings = compileResiliencePolicies(records);
     for (const [service, held] of this.retries) if (held.spec !== JSON.stringify(this.retrySpec(service))) this.retries.delete(service);
-    for (const [service, held] of this.buckets) if (held.spec !== JSON.stringify(this.settings.get(service)?.rateLimit)) this.buckets.delete(service);
   }
 
   get size(): number {
@@ -46,21 +42,6 @@ export class ResiliencePolicies {
       this.retries.set(service, held);
     }
     return held.limits;
-  }
-
-  /** Takes a token of `service`'s LocalRateLimit; undefined when it has none. */
-  takeToken(service: string, now: number): (TakeResult & { policy: string }) | undefined {
-    const limit = this.of(service)?.rateLimit;
-    if (!limit) return undefined;
-    const config = { ratePerSecond: limit.requestsPerSecond, burst: limit.burst };
-    let held = this.buckets.get(service);
-    if (!held) {
-      held = { spec: JSON.stringify(limit), bucket: fullBucket(config, now) };
-      this.buckets.set(service, held);
-    }
-    const result = takeToken(held.bucket, config, now);
-    held.bucket = result.bucket;
-    return { ...result, policy: limit.policy };
   }
 
   private retrySpec(service: string): unknown {

@@ -6,6 +6,7 @@ import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
+import { hasLabels } from '../model/labels.js';
 import { formatServiceSni } from '../model/sni.js';
 import type { PolicyRecord } from '../model/policy-records.js';
 import { compileAuthorization, emptyAuthorization, type AuthorizationTable } from '../model/authorization.js';
@@ -113,6 +114,15 @@ export class RoutingTable {
     counts.set(backend, (counts.get(backend) ?? 0) + 1);
   }
 
+  /**
+   * Every split's counts since the policy snapshot arrived, for the traffic reporter: the same
+   * objects as keys on every call until the next snapshot, so a reader can keep what it saw
+   * last by them and send only the difference. Read every few seconds, never per request.
+   */
+  forEachSplitCount(fn: (routes: ServiceRoutes, backend: Backend, requests: number) => void): void {
+    for (const [routes, counts] of this.splitCounts) for (const [backend, n] of counts) fn(routes, backend, n);
+  }
+
   /** Who may call a service, as its inbound decides it (the same policy snapshot reaches every sidecar). */
   authorizationOf(namespace: string, service: string): AuthorizationSummary {
     return summariseAuthorization(this.authorization, namespace, service);
@@ -156,8 +166,9 @@ export class RoutingTable {
 
   /**
    * A service's route, or with `subset` the route to those of its instances that carry all the
-   * subset's labels. Labels are known only for this cluster's own instances (other clusters
-   * publish counts, not instances), so a subset route never leaves the cluster.
+   * subset's labels: this cluster's own instances by their labels, and the other clusters whose
+   * export counts healthy instances of a matching label set, through their gateways with the
+   * subset named in the SNI (the gateway there picks only that subset's instances).
    */
   route(namespace: string, service: string, subset?: Backend['subset']): Route | undefined {
     const serviceKey = `${namespace}/${service}`;
@@ -170,8 +181,8 @@ export class RoutingTable {
     const local = subset ? all.filter((e) => hasLabels(e.labels, subset.labels)) : all;
     const now = this.now();
     const ejected = ejectedAddresses(this.outliers, now);
-    const catalogService = subset ? null : (this.catalogServices.get(serviceKey) ?? null);
-    const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService });
+    const catalogService = this.catalogServices.get(serviceKey) ?? null;
+    const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService, ...(subset ? { subset } : {}) });
     // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region; its
     // order then ranks the remaining clusters, one priority level each.
     const failover = this.resilience.of(serviceKey)?.failover;
@@ -270,7 +281,3 @@ export class RoutingTable {
   }
 }
 
-function hasLabels(held: Readonly<Record<string, string>> | undefined, wanted: Readonly<Record<string, string>>): boolean {
-  for (const name in wanted) if (held?.[name] !== wanted[name]) return false;
-  return true;
-}

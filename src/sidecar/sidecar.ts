@@ -10,6 +10,7 @@ import { flushTracing, startTracing } from '../telemetry/tracing.js';
 import { TrafficReporter } from '../telemetry/traffic-reporter.js';
 import { startSidecarAdmin } from './admin.js';
 import { InboundAuthorization } from './authz-layer.js';
+import { InboundRateLimit } from './inbound-rate-limit.js';
 import { trustDomainOf } from '../trust/spiffe.js';
 import { CatalogWatch } from './catalog-watch.js';
 import type { SidecarConfig } from './config.js';
@@ -85,9 +86,12 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
     // Who may call this workload: enforced by its inbound (docs/authorization.md).
     const authorization = new InboundAuthorization(config.namespace, config.service);
+    // How many requests it takes in: its LocalRateLimit, also enforced by its inbound.
+    const rateLimit = new InboundRateLimit(config.namespace, config.service);
     watch.on('policies', (p: PoliciesSnapshot) => {
       routing.setPolicies(p.policies);
       authorization.set(p.policies);
+      rateLimit.set(p.policies);
     });
     watch.start();
     closers.push(() => watch.stop());
@@ -137,7 +141,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       inboundAddress = await listen(tcpInbound.server, config.inbound.listen);
     } else if (config.inbound) {
       const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
-      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol === 'h2c' ? 'h2c' : 'http', authorization);
+      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol === 'h2c' ? 'h2c' : 'http', authorization, rateLimit);
       inboundAddress = await listen(inbound.server, config.inbound.listen);
       const running = inbound;
       closers.push(() => running.close());
@@ -152,7 +156,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
 
     // Counts only this sidecar's events: others may share the process (isthmus dev up).
     const metrics = createMetrics('sidecar', { cluster: config.cluster }, {
-      origins: [routing, authorization, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
+      origins: [routing, authorization, rateLimit, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
       service: `${config.namespace}/${config.service}`,
       certificates: () => [identity.current()],
     });
@@ -179,6 +183,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const reporter = new TrafficReporter({
       cluster: config.cluster,
       origins: [routing, authorization],
+      splitCounts: (fn) => routing.forEachSplitCount(fn),
       admin: `${adminAddress.address}:${adminAddress.port}`,
       intervalMs: config.reportIntervalMs ?? 5000,
       send: (report) => watch.post('/v1/reports', report).then(() => {

@@ -69,6 +69,16 @@ export class UpstreamPool extends DispatcherBase {
     return this.members.length;
   }
 
+  /** WebSocket and CONNECT tunnels open to this upstream: they hold connections of maxConnections (upstreams.ts). */
+  tunnels = 0;
+
+  /** Connections carrying a request now (or opening for one). */
+  get busy(): number {
+    let n = 0;
+    for (const m of this.members) if (m.busy || m.connecting) n += 1;
+    return n;
+  }
+
   /** Sets or clears the circuit breaker's limits; requests already admitted are not affected. */
   setLimits(limits: Readonly<BreakerLimits> | undefined): void {
     this.limits = limits;
@@ -128,7 +138,7 @@ export class UpstreamPool extends DispatcherBase {
   }
 
   private mayGrow(): boolean {
-    return this.members.length < connectionCap(this.options.connections, this.limits) && this.connecting < this.options.maxConnecting;
+    return this.members.length < connectionCap(this.options.connections, this.limits, this.tunnels) && this.connecting < this.options.maxConnecting;
   }
 
   /** A new connection, if the pool may open one now. */

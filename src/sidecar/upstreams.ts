@@ -1,7 +1,7 @@
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { IsthmusError } from '../core/errors.js';
-import { breakerVerdict, type BreakerLimits } from '../model/circuit-breaker.js';
+import { breakerVerdict, tunnelVerdict, type BreakerLimits } from '../model/circuit-breaker.js';
 import { defaultTimeouts } from './timeouts.js';
 import { checkDestination } from './peer-identity.js';
 import { H2Sessions } from './h2-sessions.js';
@@ -40,6 +40,8 @@ export class Upstreams {
   private readonly pools = new Map<string, UpstreamPool>();
   /** HTTP/2 streams open per key, counted only for services with a CircuitBreaker's maxRequests. */
   private readonly streams = new Map<string, number>();
+  /** WebSocket and CONNECT tunnels open per key, counted only for services with a CircuitBreaker's maxConnections. */
+  private readonly tunnels = new Map<string, number>();
   private sessions: H2Sessions;
   private readonly connections: number;
   private readonly maxConnecting: number;
@@ -83,6 +85,7 @@ export class Upstreams {
         connect: { ...this.tlsOptions(key), noDelay: true, timeout: this.connectTimeoutMs },
       });
       this.pools.set(id, pool);
+      pool.tunnels = this.tunnels.get(id) ?? 0;
     }
     pool.setLimits(limits);
     return pool;
@@ -122,6 +125,34 @@ export class Upstreams {
       if (left <= 0) this.streams.delete(key.id);
       else this.streams.set(key.id, left);
     };
+  }
+
+  /**
+   * A CircuitBreaker's maxConnections for a tunnel to `key`: a tunnel holds a connection for
+   * its life, so it counts with the pool's busy connections (model/circuit-breaker.ts). Throws
+   * ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN at the limit, else counts one and returns the function
+   * that ends it (idempotent; call it when the tunnel closes or fails to open).
+   */
+  admitTunnel(key: UpstreamKey, limits: Readonly<BreakerLimits> | undefined): () => void {
+    if (limits?.maxConnections === undefined) return noop;
+    const open = this.tunnels.get(key.id) ?? 0;
+    const pool = this.pools.get(key.id);
+    const verdict = tunnelVerdict(pool?.busy ?? 0, open, limits);
+    if (verdict.open) throw new IsthmusError('ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN', `circuit breaker open at ${key.address}: ${verdict.value} connections held already, tunnels and requests together (${verdict.limit} ${verdict.value} of ${limits.policy}); tunnel refused without connecting`);
+    this.countTunnels(key.id, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.countTunnels(key.id, (this.tunnels.get(key.id) ?? 1) - 1);
+    };
+  }
+
+  private countTunnels(id: string, n: number): void {
+    if (n <= 0) this.tunnels.delete(id);
+    else this.tunnels.set(id, n);
+    const pool = this.pools.get(id);
+    if (pool) pool.tunnels = Math.max(0, n);
   }
 
   /**

@@ -19,7 +19,7 @@ export function gatewayMetrics(registry: Registry, cluster: string, sources: Gat
 
   const refusals = new Counter({
     name: 'isthmus_gateway_refusals_total',
-    help: 'Connections this gateway closed without routing, by reason (not-client-hello, sni-not-mesh, service-not-exported, ...).',
+    help: 'Connections this gateway closed without routing, by reason (not-client-hello, sni-not-mesh, service-not-exported, unknown-subset, ...).',
     labelNames: ['cluster', 'reason'], registers,
   });
   listen(channels.gatewayRefused, (m) => refusals.inc({ cluster, reason: m.reason }));

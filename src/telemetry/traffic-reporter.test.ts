@@ -45,4 +45,32 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     expect(sent[0]?.routes[0]?.requests).toBe(2);
     expect(sent[0]?.events.map((e) => e.kind)).toEqual(['failover']);
   });
+
+  test('reports what the splits chose since the last report, by backend name, from the routing table\'s own counters', async () => {
+    const sent: TrafficReport[] = [];
+    // Stand-ins for one policy snapshot's objects: a service's routes and its two backends.
+    let snapshot = { routes: { namespace: 'demo', service: 'hello' }, v1: { namespace: 'demo', service: 'hello-v1' }, v2: { namespace: 'demo', service: 'hello', subset: { name: 'v2' } } };
+    const counts = new Map<object, number>([[snapshot.v1, 3], [snapshot.v2, 1]]);
+    reporter = new TrafficReporter({
+      cluster: 'east', origins: [origin], intervalMs: 60_000, send: async (r) => { sent.push(r); },
+      splitCounts: (fn) => { for (const b of [snapshot.v1, snapshot.v2]) if (counts.has(b)) fn(snapshot.routes, b, counts.get(b)!); },
+    });
+    reporter.start();
+    await reporter.flush();
+    expect(sent[0]?.splits).toEqual([
+      { namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: 3 },
+      { namespace: 'demo', service: 'hello', backend: 'demo/hello (subset v2)', requests: 1 },
+    ]);
+    counts.set(snapshot.v1, 5);
+    await reporter.flush();
+    expect(sent[1]?.splits).toEqual([{ namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: 2 }]);
+    await reporter.flush();
+    expect(sent[2]?.splits).toBeUndefined();
+    // A new policy snapshot: new objects, counters from zero.
+    snapshot = { routes: { namespace: 'demo', service: 'hello' }, v1: { namespace: 'demo', service: 'hello-v1' }, v2: { namespace: 'demo', service: 'hello', subset: { name: 'v2' } } };
+    counts.clear();
+    counts.set(snapshot.v1, 1);
+    await reporter.flush();
+    expect(sent[3]?.splits).toEqual([{ namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: 1 }]);
+  });
 });

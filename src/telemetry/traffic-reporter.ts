@@ -1,6 +1,12 @@
 import { channels, type AuthzDeniedMessage, type EjectionMessage, type FailoverMessage, type OutboundRequestMessage } from '../core/channels.js';
 import { record } from '../model/latency-histogram.js';
-import { authzDeniedEvent, ejectionEvent, failoverEvent, mergeRoutes, type ReportedEvent, type RouteCounts, type TrafficReport } from '../model/traffic-report.js';
+import { backendName } from '../model/policy-summary.js';
+import { authzDeniedEvent, ejectionEvent, failoverEvent, mergeRoutes, mergeSplits, splitKey, type ReportedEvent, type RouteCounts, type SplitCounts, type TrafficReport } from '../model/traffic-report.js';
+
+type SplitBackend = { namespace: string; service: string; subset?: { name: string } | undefined };
+
+/** The policy step's split counts, cumulative since a policy snapshot (RoutingTable.forEachSplitCount). */
+export type SplitCountSource = (fn: (routes: { namespace: string; service: string }, backend: SplitBackend, requests: number) => void) => void;
 
 export interface TrafficReporterOptions {
   cluster: string;
@@ -12,6 +18,8 @@ export interface TrafficReporterOptions {
   admin?: string;
   intervalMs?: number;
   onError?: (err: Error) => void;
+  /** Where the splits' backend choices are counted; absent: no split counts are reported. */
+  splitCounts?: SplitCountSource;
 }
 
 const maxPendingEvents = 100;
@@ -24,6 +32,9 @@ const maxPendingEvents = 100;
  */
 export class TrafficReporter {
   private pending = new Map<string, RouteCounts>();
+  private pendingSplits = new Map<string, SplitCounts>();
+  /** The split counts already taken into a report, by the source's own objects (a new policy snapshot brings new ones). */
+  private splitsSeen = new WeakMap<object, Map<object, number>>();
   private events: ReportedEvent[] = [];
   private timer: NodeJS.Timeout | undefined;
   private sending: Promise<void> | undefined;
@@ -97,17 +108,36 @@ export class TrafficReporter {
     if (this.events.length > maxPendingEvents) this.events.splice(0, this.events.length - maxPendingEvents);
   }
 
+  /** What the splits chose since the last look: the source counts, less what was seen of them before. */
+  private takeSplits(): void {
+    this.opts.splitCounts?.((routes, backend, requests) => {
+      let seen = this.splitsSeen.get(routes);
+      if (!seen) this.splitsSeen.set(routes, (seen = new Map()));
+      const delta = requests - (seen.get(backend) ?? 0);
+      if (delta <= 0) return;
+      seen.set(backend, requests);
+      mergeSplits(this.pendingSplits, [{ namespace: routes.namespace, service: routes.service, backend: backendName(backend), requests: delta }]);
+    });
+  }
+
   private async sendPending(): Promise<void> {
+    this.takeSplits();
     const routes = this.pending;
+    const splits = this.pendingSplits;
     const events = this.events;
     this.pending = new Map();
+    this.pendingSplits = new Map();
     this.events = [];
-    const report: TrafficReport = { version: 1, routes: [...routes.values()], events, ...(this.opts.admin ? { admin: this.opts.admin } : {}) };
+    const report: TrafficReport = {
+      version: 1, routes: [...routes.values()], ...(splits.size > 0 ? { splits: [...splits.values()] } : {}), events,
+      ...(this.opts.admin ? { admin: this.opts.admin } : {}),
+    };
     try {
       await this.opts.send(report);
     } catch (err) {
       // Not taken: what was counted meanwhile joins it, and the next interval tries again.
       this.pending = mergeRoutes(routes, this.pending.values());
+      this.pendingSplits = mergeSplits(splits, this.pendingSplits.values());
       this.events = [...events, ...this.events].slice(-maxPendingEvents);
       this.opts.onError?.(err as Error);
     }

@@ -116,7 +116,7 @@ describe('the service page in Chromium', () => {
     }, 30_000, 'hello-v2 answering about 80% of the requests');
     expect((after['hello-v1'] ?? 0) + (after['hello-v2'] ?? 0)).toBe(200);
 
-    // The live split on the page comes from the traffic the sidecars report.
+    // The live split on the page comes from the split's own backend choices, which the sidecars report.
     await expect.poll(async () => page.locator('#service-body [data-live-backend="demo/hello-v2"]').first().textContent(), { timeout: 30_000 }).toMatch(/^[1-9][0-9]?%$/);
     mkdirSync(resultsDir, { recursive: true });
     await page.locator('#service-page').screenshot({ path: join(resultsDir, 'dashboard-service-page.png') });

@@ -195,10 +195,11 @@ describe('resilience policies through real sidecars', () => {
     await remove('faultinjection', 'hello-delay');
   }, 90_000);
 
-  test('LocalRateLimit of 5/s: a burst beyond it gets 429 with retry-after and its code; the rate comes back', async () => {
-    await apply('limit', doc('LocalRateLimit', 'hello-limit', '{ service: hello, requestsPerSecond: 5, burst: 5 }'));
+  test('LocalRateLimit of 5/s at ledger\'s inbound: a burst beyond it gets 429 with retry-after and its code; the rate comes back', async () => {
+    // ledger has one instance (in west): its inbound holds the one bucket (per: service).
+    await apply('limit', doc('LocalRateLimit', 'ledger-limit', '{ service: ledger, requestsPerSecond: 5, burst: 5 }'));
     const started = Date.now();
-    const answers = await Promise.all(Array.from({ length: 30 }, () => viaProxy(proxy(), 'http://hello.demo.mesh/')));
+    const answers = await Promise.all(Array.from({ length: 30 }, () => viaProxy(proxy(), 'http://ledger.demo.mesh/')));
     const seconds = (Date.now() - started) / 1000;
     const ok = answers.filter((a) => a.status === 200).length;
     // The burst, plus what refilled while the requests were in flight.
@@ -212,8 +213,8 @@ describe('resilience policies through real sidecars', () => {
       expect(Number(a.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     }
     await new Promise((r) => setTimeout(r, 1000));
-    expect((await viaProxy(proxy(), 'http://hello.demo.mesh/')).status).toBe(200);
-    await remove('localratelimit', 'hello-limit');
+    expect((await viaProxy(proxy(), 'http://ledger.demo.mesh/')).status).toBe(200);
+    await remove('localratelimit', 'ledger-limit');
   }, 60_000);
 
   test('deleting the OutlierDetection brings back the defaults: 5 consecutive 503s eject the endpoint', async () => {

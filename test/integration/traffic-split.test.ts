@@ -243,7 +243,8 @@ describe('WebSocket upgrades and CONNECT tunnels take the policy step', () => {
     expect((await connectThrough('east', { 'x-chaos': 'on' })).status).toBe(418);
     expect((await openSocket('east')).where).toMatch(/^east\/hello-v1-east-/);
 
-    await apply('ws-limit', doc('LocalRateLimit', 'hello-limit', '{ service: hello, requestsPerSecond: 0.2, burst: 2 }'));
+    // The limit is hello-v1's, where the route sends the upgrades: its inbound (one instance in east) refuses them.
+    await apply('ws-limit', doc('LocalRateLimit', 'hello-v1-limit', '{ service: hello-v1, requestsPerSecond: 0.2, burst: 2 }'));
     const limited = await waitFor(async () => {
       const s = await openSocket('east');
       return s.status === 429 ? s : undefined;
@@ -251,7 +252,7 @@ describe('WebSocket upgrades and CONNECT tunnels take the policy step', () => {
     expect(limited.value.headers?.['x-isthmus-error']).toBe('ISTHMUS_ERR_DATAPLANE_RATE_LIMITED');
     expect(Number(limited.value.headers?.['retry-after'])).toBeGreaterThanOrEqual(1);
     expect((await connectThrough('east')).status).toBe(429);
-    for (const [kind, name] of [['faultinjection', 'hello-chaos'], ['localratelimit', 'hello-limit'], ['httproute', 'hello-canary']]) {
+    for (const [kind, name] of [['faultinjection', 'hello-chaos'], ['localratelimit', 'hello-v1-limit'], ['httproute', 'hello-canary']]) {
       await isthmusOk(['policy', 'delete', kind as string, `demo/${name}`], env());
     }
     await waitFor(async () => ((await openSocket('east')).where?.startsWith('east/hello-east-') ? true : undefined), 10_000, 'plain routing again');
