@@ -8,6 +8,7 @@ import { PolicyRecordSchema, type PolicyRecord } from '../model/policy-records.j
 import {
   activePhases, decideRollout, RolloutRecordSchema, splitBackends, type RolloutDecision, type RolloutRecord,
 } from '../model/rollout.js';
+import { flagNames, invalidField, readRolloutTiming, type FieldNames, type RolloutStartInput } from './rollout-input.js';
 import type { FederationStore, LeaseSession, StoredRecord } from './store.js';
 import type { TrafficLedger } from './traffic-ledger.js';
 
@@ -32,6 +33,8 @@ export interface StartRolloutRequest {
   objective: string;
   /** Who starts it, for the step's `by` (`cli`, `dashboard`). */
   by?: string;
+  /** How refusals name the fields: `--to` for the CLI (the default), `to` for the dashboard's JSON. */
+  names?: FieldNames;
   now?: Date;
 }
 
@@ -56,10 +59,6 @@ async function requireRollout(store: Store, namespace: string, service: string):
   const stored = await readRollout(store, namespace, service);
   if (!stored) throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_NOT_FOUND', `${namespace}/${service} has no rollout; isthmus rollout status -n ${namespace} lists the rollouts there are`);
   return stored;
-}
-
-function invalid(message: string): IsthmusError {
-  return new IsthmusError('ISTHMUS_ERR_ROLLOUT_INVALID', `${message}; nothing was written`);
 }
 
 function conflict(what: string): IsthmusError {
@@ -90,13 +89,14 @@ export async function startRollout(store: Store, request: StartRolloutRequest): 
     throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_ACTIVE', `${namespace}/${service} already has a rollout ${existing.value.phase} (to ${existing.value.to}); wait for it or isthmus rollout abort ${service} -n ${namespace}`);
   }
   const from = request.from ?? (existing?.value.phase === 'succeeded' ? existing.value.to : service);
-  if (from === to) throw invalid(`--to ${to} is what already has the traffic (--from ${from}); name the new version with --to`);
+  const names = request.names ?? flagNames;
+  if (from === to) throw invalidField('to', names, `${to} is what already has the traffic (${names('from')} ${from}); name the new version`);
   if (steps.length === 0 || steps.at(-1) !== 100 || steps.some((s, i) => !Number.isInteger(s) || s < 1 || s > 100 || (i > 0 && s <= steps[i - 1]!))) {
-    throw invalid('--steps must be increasing whole percents ending at 100 (10,50,100)');
+    throw invalidField('steps', names, 'must be increasing whole percents ending at 100 (10,50,100)');
   }
-  if (!Number.isInteger(intervalSeconds) || intervalSeconds < 1) throw invalid('--interval must be at least 1s');
+  if (!Number.isInteger(intervalSeconds) || intervalSeconds < 1) throw invalidField('interval', names, 'must be at least 1s');
   if (!(await store.get(keys.policy('slo', namespace, objective)))) {
-    throw invalid(`no ServiceLevelObjective ${namespace}/${objective} is stored (isthmus policy list); apply one first, a rollout needs it to judge each step`);
+    throw invalidField('objective', names, `${objective}: no ServiceLevelObjective ${namespace}/${objective} is stored (isthmus policy list); apply one first, a rollout needs it to judge each step`);
   }
   const split = rolloutSplitName(service);
   const { records } = await store.list<PolicyRecord>(keys.policies);
@@ -113,6 +113,17 @@ export async function startRollout(store: Store, request: StartRolloutRequest): 
   };
   if (!(await writeRollout(store, record, existing?.modRevision ?? 0, steps[0]!, now))) throw conflict(`the rollout of ${namespace}/${service}`);
   return record;
+}
+
+/**
+ * Starts a rollout from what a person typed (the CLI's flags, the dashboard's form): the one
+ * reading of steps and interval, then startRollout. Refusals name the field as `names` says.
+ */
+export async function startRolloutFrom(store: Store, namespace: string, service: string, input: RolloutStartInput, opts: { by: string; names: FieldNames }): Promise<RolloutRecord> {
+  const { steps, intervalSeconds } = readRolloutTiming(input, opts.names);
+  return await startRollout(store, {
+    namespace, service, to: input.to, from: input.from, steps, intervalSeconds, objective: input.objective, by: opts.by, names: opts.names,
+  });
 }
 
 export async function rolloutStatus(store: Store, namespace: string, service: string): Promise<RolloutRecord> {
@@ -164,6 +175,14 @@ export async function abortRollout(store: Store, namespace: string, service: str
     return { record: { ...rest, phase: 'aborted', updatedAt: at, ended: { at, by: opts.by ?? 'cli', reason: `aborted; every request back to ${r.from}` } }, weight: 0 };
   }, opts.now ?? new Date());
 }
+
+/** The verbs on a running rollout, by name, as `isthmus rollout <verb>` and the dashboard's buttons call them; `by` is who (cli, dashboard). */
+export const rolloutActions = {
+  pause: (store: Store, namespace: string, service: string, _by: string) => pauseRollout(store, namespace, service),
+  resume: (store: Store, namespace: string, service: string, _by: string) => resumeRollout(store, namespace, service),
+  abort: (store: Store, namespace: string, service: string, by: string) => abortRollout(store, namespace, service, { by }),
+} as const;
+export type RolloutAction = keyof typeof rolloutActions;
 
 export interface RolloutDriverOptions {
   cluster: string;

@@ -82,6 +82,19 @@ export function decideRollout(record: RolloutRecord, burnRate: number | null, no
   return { kind: 'advance', step: next, weight: record.steps[next]! };
 }
 
+/**
+ * Where a running rollout stands: its current step and how long that step has held (from its
+ * recorded start, less time paused, frozen while paused) and has left. Undefined for a rollout
+ * that has ended or has no step. Pure; `rollout status` and the dashboard's panel both say this.
+ */
+export function stepProgress(record: RolloutRecord, nowMs: number): { step: number; of: number; weight: number; heldMs: number; remainingMs: number } | undefined {
+  const current = record.history.at(-1);
+  if (!current || !activePhases.includes(record.phase)) return undefined;
+  const until = record.phase === 'paused' && record.pausedAt ? Date.parse(record.pausedAt) : nowMs;
+  const heldMs = Math.max(0, until - Date.parse(current.startedAt) - current.pausedMs);
+  return { step: current.step, of: record.steps.length, weight: current.weight, heldMs, remainingMs: Math.max(0, record.intervalSeconds * 1000 - heldMs) };
+}
+
 /** The split's weights for `to`'s share `weight` (percent): the rest goes to `from`. */
 export function splitBackends(record: Pick<RolloutRecord, 'from' | 'to'>, weight: number): { service: string; weight: number }[] {
   return [{ service: record.from, weight: 100 - weight }, { service: record.to, weight }];
