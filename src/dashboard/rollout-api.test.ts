@@ -29,6 +29,7 @@ beforeAll(async () => {
   etcd = await startEtcd({ host: '127.0.194.1' });
   store = await FederationStore.connect(storeOptions(etcd));
   await store.put(keys.policy('slo', 'demo', 'v2-fast'), { version: recordVersion, namespace: 'demo', name: 'v2-fast', service: 'hello-v2', latency: { percentile: 99, belowMs: 250 }, windowSeconds: 60, minRequests: 5 });
+  await store.put(keys.policy('slo', 'demo', 'v1-fast'), { version: recordVersion, namespace: 'demo', name: 'v1-fast', service: 'hello-v1', latency: { percentile: 99, belowMs: 250 }, windowSeconds: 60, minRequests: 5 });
   const root = createRootCa({ trustDomain: 't.test' });
   const alice = issueOperatorCertificate({ name: 'alice', issuer: root, ttlSeconds: 600 });
   operator = { ...json, authorization: `Bearer ${mintOperatorToken({ certPem: alice.certPem, keyPem: alice.keyPem, ttlSeconds: 300 }).token}` };
@@ -101,6 +102,7 @@ describe('the rollout panel\'s API', () => {
     ['interval', { ...start, interval: 'soon' }, 400, 'ISTHMUS_ERR_ROLLOUT_INVALID', '/interval', /^interval soon is not a duration/],
     ['objective', { ...start, objective: 'nope' }, 400, 'ISTHMUS_ERR_ROLLOUT_INVALID', '/objective', /^objective nope: no ServiceLevelObjective demo\/nope/],
     ['to', { ...start, to: 'hello-v1' }, 400, 'ISTHMUS_ERR_ROLLOUT_INVALID', '/to', /^to hello-v1 is what already has the traffic \(from hello-v1\)/],
+    ['objective (not on the new version)', { ...start, objective: 'v1-fast' }, 400, 'ISTHMUS_ERR_ROLLOUT_INVALID', '/objective', /^objective v1-fast judges demo\/hello-v1, not demo\/hello-v2, the new version this rollout sends traffic to \(to hello-v2\)/],
     ['a field the API does not know', { ...start, weight: 5 }, 400, 'ISTHMUS_ERR_API_BAD_REQUEST', '/weight', /request body is not valid: \/weight/],
     ['a service name that is not a DNS label', { ...start, to: 'Hello V2' }, 400, 'ISTHMUS_ERR_API_BAD_REQUEST', '/to', /\/to: /],
   ])('a bad %s is refused naming the field, and nothing is written', async (_what, body, status, code, path, message) => {

@@ -3,7 +3,7 @@ import { keys, recordVersion } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
 import type { SloView } from '../dashboard/overview.js';
 import { policyRecordFromDocument } from '../model/policy-kinds.js';
-import { isRecord } from '../model/records.js';
+import { isRecord, SloPolicySchema, type SloPolicy } from '../model/records.js';
 import { PolicyRecordSchema, type PolicyRecord } from '../model/policy-records.js';
 import {
   activePhases, decideRollout, RolloutRecordSchema, splitBackends, type RolloutDecision, type RolloutRecord,
@@ -95,8 +95,16 @@ export async function startRollout(store: Store, request: StartRolloutRequest): 
     throw invalidField('steps', names, 'must be increasing whole percents ending at 100 (10,50,100)');
   }
   if (!Number.isInteger(intervalSeconds) || intervalSeconds < 1) throw invalidField('interval', names, 'must be at least 1s');
-  if (!(await store.get(keys.policy('slo', namespace, objective)))) {
+  const slo = await store.get<SloPolicy>(keys.policy('slo', namespace, objective));
+  if (!slo) {
     throw invalidField('objective', names, `${objective}: no ServiceLevelObjective ${namespace}/${objective} is stored (isthmus policy list); apply one first, a rollout needs it to judge each step`);
+  }
+  // Sidecars count a request under the backend the split sent it to, so only an objective on
+  // `to` measures the new version; one on the service or on `from` would judge the old one and
+  // pass a bad version (docs/rollouts.md, "How each step is judged").
+  if (!isRecord(SloPolicySchema, slo.value) || slo.value.service !== to) {
+    const judged = isRecord(SloPolicySchema, slo.value) ? `${namespace}/${slo.value.service}` : 'nothing (its record is not valid)';
+    throw invalidField('objective', names, `${objective} judges ${judged}, not ${namespace}/${to}, the new version this rollout sends traffic to (${names('to')} ${to}); its burn rate would not measure ${to}. Give an objective whose spec.service is ${to}`);
   }
   const split = rolloutSplitName(service);
   const { records } = await store.list<PolicyRecord>(keys.policies);

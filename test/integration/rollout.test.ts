@@ -59,7 +59,7 @@ beforeAll(async () => {
     clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 201, versions: true, traffic: 10, reportIntervalMs: 1000, progress: () => undefined,
   });
   store = await FederationStore.connect(storeOptions(mesh.file));
-  for (const [name, service] of [['v2-fast', 'hello-v2'], ['v1-fast', 'hello-v1']]) {
+  for (const [name, service] of [['v2-fast', 'hello-v2'], ['v1-fast', 'hello-v1'], ['quiet-fast', 'quiet-v2']]) {
     const applied = await isthmus(['policy', 'apply', '-f', objective(name!, service!, join(stateDir, 'webhook-url'))], env());
     expect(applied.code, applied.stderr).toBe(0);
   }
@@ -81,6 +81,10 @@ describe('rollouts gated by an objective', () => {
     const noObjective = await isthmus(['rollout', 'start', 'hello', '-n', 'demo', '--from', 'hello-v1', '--to', 'hello-v2', '--objective', 'nope', '-o', 'json'], env());
     expect(noObjective.code).toBe(1);
     expect(codeOf(noObjective.stdout)).toMatchObject({ code: 'ISTHMUS_ERR_ROLLOUT_INVALID', message: expect.stringMatching(/demo\/nope/) });
+    // An objective on another service than --to would not judge the new version.
+    const elsewhere = await isthmus(['rollout', 'start', 'hello', '-n', 'demo', '--from', 'hello-v1', '--to', 'hello-v2', '--objective', 'v1-fast', '-o', 'json'], env());
+    expect(elsewhere.code).toBe(1);
+    expect(codeOf(elsewhere.stdout)).toMatchObject({ code: 'ISTHMUS_ERR_ROLLOUT_INVALID', message: expect.stringMatching(/^--objective v1-fast judges demo\/hello-v1, not demo\/hello-v2/) });
     const status = await isthmus(['rollout', 'status', 'hello', '-n', 'demo', '-o', 'json'], env());
     expect(status.code).toBe(1);
     expect(codeOf(status.stdout).code).toBe('ISTHMUS_ERR_ROLLOUT_NOT_FOUND');
@@ -93,14 +97,14 @@ describe('rollouts gated by an objective', () => {
       expect(res.code, res.stderr).toBe(0);
       return JSON.parse(res.stdout) as RolloutRecord;
     };
-    await json(['start', 'quiet', '--from', 'quiet-v1', '--to', 'quiet-v2', '--steps', '50,100', '--interval', '1m', '--objective', 'v2-fast']);
+    await json(['start', 'quiet', '--from', 'quiet-v1', '--to', 'quiet-v2', '--steps', '50,100', '--interval', '1m', '--objective', 'quiet-fast']);
     expect((await json(['pause', 'quiet'])).phase).toBe('paused');
     const again = await isthmus(['rollout', 'pause', 'quiet', '-n', 'demo', '-o', 'json'], env());
     expect(again.code).toBe(1);
     expect(codeOf(again.stdout).code).toBe('ISTHMUS_ERR_ROLLOUT_ACTIVE');
     expect((await json(['resume', 'quiet'])).phase).toBe('progressing');
     const table = await isthmus(['rollout', 'status', '-n', 'demo'], env());
-    expect(table.stdout).toMatch(/^demo\/quiet\s+progressing\s+quiet-v1\s+quiet-v2\s+1\/2 \(50%\)\s+v2-fast/m);
+    expect(table.stdout).toMatch(/^demo\/quiet\s+progressing\s+quiet-v1\s+quiet-v2\s+1\/2 \(50%\)\s+quiet-fast/m);
     const aborted = await json(['abort', 'quiet']);
     expect(aborted).toMatchObject({ phase: 'aborted', history: [{ step: 0, weight: 50 }] });
     expect((await store.get<PolicyRecord>(keys.policy('trafficsplit', 'demo', 'quiet-rollout')))?.value.spec)
