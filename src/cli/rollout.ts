@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { flagNames } from '../federation/rollout-input.js';
 import { listRollouts, rolloutActions, rolloutStatus, startRolloutFrom } from '../federation/rollouts.js';
-import { stepProgress, type RolloutRecord } from '../model/rollout.js';
+import { describeWaiting, stepProgress, type RolloutRecord } from '../model/rollout.js';
 import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { printJson, printTable } from './output.js';
 
@@ -27,6 +27,8 @@ function describeRollout(r: RolloutRecord, now = Date.now()): string {
   if (progress) {
     lines.push(`  step ${progress.step + 1} of ${progress.of}: ${progress.weight}% to ${r.to}, held ${Math.round(progress.heldMs / 1000)}s of ${r.intervalSeconds}s`);
   }
+  const waiting = describeWaiting(r);
+  if (waiting) lines.push(`  ${waiting}`);
   if (r.ended) lines.push(`  ${r.ended.reason} (${r.ended.by}, ${r.ended.at})`);
   lines.push('  steps:');
   for (const s of r.history) lines.push(`    ${s.step + 1}. ${s.weight}% to ${r.to} from ${s.startedAt} (${s.by})`);

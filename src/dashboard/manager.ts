@@ -7,7 +7,7 @@ import { policyDocument, type PolicyRecord } from '../model/policy-records.js';
 import { summarisePolicies, type PolicySummary } from '../model/policy-summary.js';
 import { compileResiliencePolicies } from '../model/resilience-policy.js';
 import { compileTrafficPolicies } from '../model/traffic-policy.js';
-import { stepProgress, type RolloutRecord } from '../model/rollout.js';
+import { describeWaiting, stepProgress, type RolloutRecord } from '../model/rollout.js';
 import type { SloView } from './overview.js';
 import { liveShares } from './service-policies.js';
 
@@ -59,6 +59,8 @@ export interface ServiceDetail {
 /** The rollout panel: the record as stored, where its step stands, and the objective judging it as this dashboard sees it. */
 export interface RolloutPanel {
   record: RolloutRecord;
+  /** Why the step is held past its interval, as `rollout status` says it (describeWaiting); absent when it is not. */
+  held?: string;
   /** The current step and its time held and left; absent once the rollout ended. */
   progress?: { step: number; of: number; weight: number; heldMs: number; remainingMs: number };
   /** Null when the objective is not stored (the driver then holds the step). */
@@ -76,8 +78,10 @@ export interface RolloutPanel {
 
 export function rolloutPanel(record: RolloutRecord, view: SloView | undefined, nowMs: number): RolloutPanel {
   const progress = stepProgress(record, nowMs);
+  const held = describeWaiting(record);
   return {
     record,
+    ...(held ? { held } : {}),
     ...(progress ? { progress } : {}),
     objective: view ? {
       name: view.name, service: view.service, burnRate: view.burnRate.window, requests: view.observed.requests,

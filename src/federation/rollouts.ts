@@ -6,7 +6,7 @@ import { policyRecordFromDocument } from '../model/policy-kinds.js';
 import { isRecord, SloPolicySchema, type SloPolicy } from '../model/records.js';
 import { PolicyRecordSchema, type PolicyRecord } from '../model/policy-records.js';
 import {
-  activePhases, decideRollout, RolloutRecordSchema, splitBackends, type RolloutDecision, type RolloutRecord,
+  activePhases, decideRollout, describeWaiting, RolloutRecordSchema, splitBackends, type RolloutDecision, type RolloutRecord,
 } from '../model/rollout.js';
 import { flagNames, invalidField, readRolloutTiming, type FieldNames, type RolloutStartInput } from './rollout-input.js';
 import type { FederationStore, LeaseSession, StoredRecord } from './store.js';
@@ -147,13 +147,17 @@ export async function listRollouts(store: Store, namespace?: string): Promise<Ro
 
 /** Reads, changes and writes back a rollout that is still in one of `phases`; the split follows the new record's last step. */
 async function changeRollout(store: Store, namespace: string, service: string, verb: string, change: (r: RolloutRecord, at: string) => { record: RolloutRecord; weight: number }, now: Date): Promise<RolloutRecord> {
-  const stored = await requireRollout(store, namespace, service);
-  if (!activePhases.includes(stored.value.phase)) {
-    throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_FINISHED', `the rollout of ${namespace}/${service} has ${stored.value.phase === 'aborted' ? 'been aborted' : stored.value.phase}, so it cannot be ${verb}; start a new one with isthmus rollout start`);
+  // The driver writes the record too (a step begun, why a step waits): a lost race is read
+  // again and the change made on what is there now, a few times, before giving up.
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const stored = await requireRollout(store, namespace, service);
+    if (!activePhases.includes(stored.value.phase)) {
+      throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_FINISHED', `the rollout of ${namespace}/${service} has ${stored.value.phase === 'aborted' ? 'been aborted' : stored.value.phase}, so it cannot be ${verb}; start a new one with isthmus rollout start`);
+    }
+    const { record, weight } = change(stored.value, now.toISOString());
+    if (await writeRollout(store, record, stored.modRevision, weight, now)) return record;
   }
-  const { record, weight } = change(stored.value, now.toISOString());
-  if (!(await writeRollout(store, record, stored.modRevision, weight, now))) throw conflict(`the rollout of ${namespace}/${service}`);
-  return record;
+  throw conflict(`the rollout of ${namespace}/${service}`);
 }
 
 const currentWeight = (r: RolloutRecord) => r.history.at(-1)?.weight ?? 0;
@@ -179,7 +183,7 @@ export async function resumeRollout(store: Store, namespace: string, service: st
 /** Ends the rollout and sends every request back to `from` at once. */
 export async function abortRollout(store: Store, namespace: string, service: string, opts: { by?: string; now?: Date } = {}): Promise<RolloutRecord> {
   return await changeRollout(store, namespace, service, 'aborted', (r, at) => {
-    const { pausedAt: _, ...rest } = r;
+    const { pausedAt: _, waiting: _held, ...rest } = r;
     return { record: { ...rest, phase: 'aborted', updatedAt: at, ended: { at, by: opts.by ?? 'cli', reason: `aborted; every request back to ${r.from}` } }, weight: 0 };
   }, opts.now ?? new Date());
 }
@@ -191,6 +195,9 @@ export const rolloutActions = {
   abort: (store: Store, namespace: string, service: string, by: string) => abortRollout(store, namespace, service, { by }),
 } as const;
 export type RolloutAction = keyof typeof rolloutActions;
+
+/** How often at most the driver rewrites a held step's `waiting` count while it moves. */
+const waitingNoteMs = 2000;
 
 export interface RolloutDriverOptions {
   cluster: string;
@@ -280,14 +287,36 @@ export class RolloutDriver {
     const views = this.opts.views();
     for (const stored of progressing) {
       const view = views.find((v) => v.namespace === stored.value.namespace && v.name === stored.value.objective);
-      const decision = decideRollout(stored.value, view?.burnRate.window ?? null, this.now());
+      const verdict = view ? { burnRate: view.burnRate.window, requests: view.observed.requests, minRequests: view.objective.minRequests } : undefined;
+      const decision = decideRollout(stored.value, verdict, this.now());
       if (decision.kind === 'hold') continue;
-      await this.act(stored, decision, view);
+      if (decision.kind === 'wait') await this.noteWaiting(stored, decision.waiting);
+      else await this.act(stored, decision, view);
     }
   }
 
-  private async act(stored: StoredRecord<RolloutRecord>, decision: Exclude<RolloutDecision, { kind: 'hold' }>, view: SloView | undefined): Promise<void> {
+  /**
+   * Records why a step is held past its interval, for `rollout status` and the page: when the
+   * reason starts, and then as the count moves, at most every `waitingNoteMs` (the record only,
+   * not the split, so sidecars see no change).
+   */
+  private async noteWaiting(stored: StoredRecord<RolloutRecord>, waiting: Extract<RolloutDecision, { kind: 'wait' }>['waiting']): Promise<void> {
     const r = stored.value;
+    const now = this.now();
+    const at = new Date(now).toISOString();
+    const before = r.waiting;
+    const same = before?.reason === waiting.reason && (waiting.reason !== 'too-few-requests' || (before.reason === 'too-few-requests' && before.requests === waiting.requests && before.minRequests === waiting.minRequests));
+    if (same || (before?.reason === waiting.reason && now - Date.parse(before.updatedAt) < waitingNoteMs)) return;
+    const record: RolloutRecord = { ...r, waiting: { ...waiting, since: before?.reason === waiting.reason ? before.since : at, updatedAt: at } };
+    const key = keys.rollout(r.namespace, r.service);
+    if (!(await this.opts.store.transact({ ifModRevision: { [key]: stored.modRevision }, puts: [{ key, value: record }] }))) return;
+    if (before?.reason !== waiting.reason) {
+      this.opts.logger.info({ rollout: `${r.namespace}/${r.service}`, waiting }, describeWaiting(record) ?? 'rollout step held');
+    }
+  }
+
+  private async act(stored: StoredRecord<RolloutRecord>, decision: Exclude<RolloutDecision, { kind: 'hold' | 'wait' }>, view: SloView | undefined): Promise<void> {
+    const { waiting: _held, ...r } = stored.value;
     const nowDate = new Date(this.now());
     const at = nowDate.toISOString();
     const name = `${r.namespace}/${r.service}`;

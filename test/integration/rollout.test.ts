@@ -112,6 +112,26 @@ describe('rollouts gated by an objective', () => {
     await isthmus(['policy', 'delete', 'trafficsplit', 'demo/quiet-rollout'], env());
   });
 
+  test('a step whose objective has too few requests is held past its interval, and status says it waits for them', async () => {
+    // quiet-v2 gets no traffic: quiet-fast (minRequests 5) has no verdict, so the 1 s step must not give way.
+    const started = await isthmus(['rollout', 'start', 'quiet', '-n', 'demo', '--from', 'quiet-v1', '--to', 'quiet-v2', '--steps', '50,100', '--interval', '1s', '--objective', 'quiet-fast'], env());
+    expect(started.code, started.stderr).toBe(0);
+    const { value: held } = await waitFor(async () => {
+      const r = await rolloutOf('quiet');
+      return r?.waiting ? r : undefined;
+    }, 20_000, 'the driver to say why the step is held');
+    expect(held.waiting).toMatchObject({ reason: 'too-few-requests', requests: 0, minRequests: 5 });
+    const status = await isthmus(['rollout', 'status', 'quiet', '-n', 'demo'], env());
+    expect(status.stdout).toMatch(/held: waiting for 5 requests to quiet-v2 \(0 of the 5 quiet-fast needs in its window for a verdict\)/);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const later = await rolloutOf('quiet');
+    expect(later?.phase).toBe('progressing');
+    expect(later?.history.map((h) => h.step)).toEqual([0]);
+    expect((await isthmus(['rollout', 'abort', 'quiet', '-n', 'demo'], env())).code).toBe(0);
+    expect((await rolloutOf('quiet'))?.waiting).toBeUndefined();
+    await isthmus(['policy', 'delete', 'trafficsplit', 'demo/quiet-rollout'], env());
+  }, 40_000);
+
   test('a healthy v2 reaches 100% step by step and says so: status succeeded, an event, every answer from v2', async () => {
     const started = await isthmus(['rollout', 'start', 'hello', '-n', 'demo', '--from', 'hello-v1', '--to', 'hello-v2', '--steps', '10,50,100', '--interval', '3s', '--objective', 'v2-fast', '--output', 'json'], env());
     expect(started.code, started.stderr).toBe(0);

@@ -601,6 +601,7 @@ function rolloutState(panel) {
     lines.push(el('p', { 'data-section': 'rollout-step' }, `step ${p.step + 1} of ${p.of}: ${p.weight}% of requests to ${r.to} · `,
       el('span', { 'data-time-left': '' }, ''), r.phase === 'paused' ? ' (paused: the hold does not count on)' : ''));
   }
+  if (panel.held) lines.push(el('p', { class: 'waiting', 'data-section': 'rollout-held' }, panel.held));
   const ob = panel.objective;
   if (!ob) {
     lines.push(el('p', { class: 'bad-text', 'data-section': 'rollout-objective' }, `objective ${r.objective}: not stored. The step is held until it is applied again (isthmus policy apply) or the rollout is aborted.`));
