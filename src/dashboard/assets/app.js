@@ -464,7 +464,9 @@ async function refreshService(full) {
   const d = await res.json();
   renderRollout(key, d.rollout, d.writable, full);
   const live = new Map((d.live ?? []).map((x) => [x.backend, x.share]));
-  if (!full && $('service-body').dataset.service === key) {
+  // Drawn anew when the splits themselves changed (a rollout's step, another operator) or the rollout's phase did.
+  const drawnFrom = JSON.stringify([key, d.splits, d.rollout?.record.phase ?? 'none']);
+  if (!full && $('service-body').dataset.drawnFrom === drawnFrom) {
     for (const span of document.querySelectorAll('#service-body [data-live-backend]')) {
       const share = live.get(span.dataset.liveBackend);
       span.textContent = share === undefined ? '–' : pct(share);
@@ -472,8 +474,9 @@ async function refreshService(full) {
     return;
   }
   $('service-body').dataset.service = key;
+  $('service-body').dataset.drawnFrom = drawnFrom;
   $('service-body').replaceChildren(
-    el('h3', {}, 'Splits'), ...(d.splits.length ? d.splits.map((sp) => splitEditor(key, sp, live, d.writable)) : [el('p', { class: 'muted' }, 'no HTTPRoute or TrafficSplit routes this service')]),
+    el('h3', {}, 'Splits'), ...(d.splits.length ? d.splits.map((sp) => splitEditor(key, sp, live, d.writable, rolloutActive && d.rollout?.record.split === sp.policy && sp.kind === 'TrafficSplit')) : [el('p', { class: 'muted' }, 'no HTTPRoute or TrafficSplit routes this service')]),
     el('h3', {}, 'Routes'), list(d.routes.map((r) => `${r.policy}: ${r.match} → ${r.backends.map((b) => `${b.backend.slice(b.backend.indexOf('/') + 1)} ${b.percent}%`).join(' / ')}${r.timeoutMs !== undefined ? `, timeout ${r.timeoutMs} ms` : ''}`), 'routes', 'every request goes to the service itself'),
     el('h3', {}, 'Faults'), ...(d.faults.length ? d.faults.map((f) => faultEditor(key, f, d.writable)) : [el('p', { class: 'muted' }, 'no FaultInjection on this service')]),
     el('h3', {}, 'Retries, circuit breakers, rate limits, failover'), list(d.resilience.filter((r) => r.kind !== 'FaultInjection').map((r) => `${r.kind} — ${r.settings}`), 'resilience', 'none: the built-in retries and no limits (docs/traffic-policy.md)'),
@@ -485,7 +488,8 @@ function list(lines, section, none) {
   return el('ul', { 'data-section': section }, ...lines.map((l) => el('li', {}, l)));
 }
 
-function splitEditor(key, sp, live, writable) {
+/** `owned`: the running rollout's own split, which its driver rewrites at every step; edited from the rollout panel only. */
+function splitEditor(key, sp, live, writable, owned) {
   const id = `${sp.kind}/${sp.policy}/${sp.rule}`;
   const total = sp.backends.reduce((n, b) => n + b.weight, 0);
   const rows = sp.backends.map((b, i) => el('tr', { 'data-backend': b.backend },
@@ -495,9 +499,10 @@ function splitEditor(key, sp, live, writable) {
     // The live split is the service's, among the backends of its weighted rules: a one-backend rule has none.
     el('td', {}, sp.backends.length > 1 ? el('span', { 'data-live-backend': b.backend }, live.has(b.backend) ? pct(live.get(b.backend)) : '–') : '–')));
   const status = el('p', { class: 'edit-status' });
-  const save = el('button', { type: 'button', 'data-action': 'save-weights', disabled: !writable }, 'save weights');
+  const save = el('button', { type: 'button', 'data-action': 'save-weights', disabled: !writable || owned }, 'save weights');
   const box = el('div', { class: 'split', 'data-split': id },
-    el('p', {}, `${sp.kind} ${sp.policy}${sp.kind === 'HTTPRoute' ? ` rule ${sp.rule}` : ''}: ${sp.match}`),
+    el('p', {}, `${sp.kind} ${sp.policy}${sp.kind === 'HTTPRoute' ? ` rule ${sp.rule}` : ''}: ${sp.match}`,
+      owned ? el('small', { class: 'muted', 'data-owned-by': 'rollout' }, ' (the rollout\'s: it sets these weights at every step; pause or abort it above)') : null),
     el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'backend'), el('th', {}, 'weight'), el('th', {}, 'share'), el('th', {}, 'live (60 s)'))), el('tbody', {}, ...rows)),
     save, status);
   save.addEventListener('click', () => {
@@ -568,6 +573,9 @@ function renderRollout(key, panel, writable, full) {
   const state = r ? rolloutState(panel) : [el('p', { class: 'muted', 'data-section': 'rollout-state' }, 'rollout: none. Start one below to move this service\'s requests to a new version step by step, each step judged by an objective.')];
   if (changed('rollout-state', [key, panel && { ...panel, progress: panel.progress && { ...panel.progress, heldMs: 0, remainingMs: 0 } }])) {
     $('rollout-state').replaceChildren(...state);
+    // A note of what the operator just did ("started: progressing") is stale once the rollout moved on; a refusal stays.
+    const note = document.querySelector('#rollout-controls .edit-ok');
+    if (note && note.dataset.at && Date.now() - Number(note.dataset.at) > 3000) { note.textContent = ''; note.className = 'edit-status'; }
   }
   rolloutDeadline = panel?.progress ? { at: Date.now() + panel.progress.remainingMs, phase: r.phase, left: panel.progress.remainingMs } : undefined;
   tickRollout();
@@ -673,7 +681,7 @@ async function sendRollout(key, what, body, status) {
     }
     await refreshService(true);
     const again = document.querySelector('#rollout-controls [data-section="rollout-status"]');
-    if (again) { again.className = 'edit-status edit-ok'; again.dataset.code = ''; again.textContent = `${what === 'rollout' ? 'started' : what.slice('rollout/'.length)}: ${answer.rollout.phase}`; }
+    if (again) { again.className = 'edit-status edit-ok'; again.dataset.code = ''; again.dataset.at = String(Date.now()); again.textContent = `${what === 'rollout' ? 'started' : what.slice('rollout/'.length)}: ${answer.rollout.phase}`; }
   } catch (err) {
     status.className = 'edit-status edit-error';
     status.textContent = `not sent: ${err.message}`;
