@@ -97,6 +97,17 @@ describe('the rollout panel\'s API', () => {
     expect(detail.rollout?.progress).toBeUndefined();
   });
 
+  test('a step the driver holds for want of requests: the panel says why, in the words of `rollout status`', async () => {
+    const since = new Date().toISOString();
+    const started = await post('waiting/rollout', { ...start, interval: '1s' });
+    expect(started.status).toBe(200);
+    // What the driver writes when the step's interval is over and the objective has no verdict.
+    await store.put(keys.rollout('demo', 'waiting'), { ...started.body.rollout, waiting: { reason: 'too-few-requests', requests: 2, minRequests: 5, since, updatedAt: since } });
+    const detail = await waitForDetail((d) => d.rollout?.held !== undefined, 'waiting');
+    expect(detail.rollout?.held).toBe('held: waiting for 3 requests to hello-v2 (2 of the 5 v2-fast needs in its window for a verdict); the step goes on once it has one');
+    expect((await post('waiting/rollout/abort', {})).body.rollout?.waiting).toBeUndefined();
+  });
+
   test.each([
     ['steps', { ...start, steps: '50,10' }, 400, 'ISTHMUS_ERR_ROLLOUT_INVALID', '/steps', /^steps 50,10: each step must send more traffic/],
     ['interval', { ...start, interval: 'soon' }, 400, 'ISTHMUS_ERR_ROLLOUT_INVALID', '/interval', /^interval soon is not a duration/],
@@ -130,10 +141,10 @@ describe('the rollout panel\'s API', () => {
 });
 
 /** GET the service page's document until `ok` (the source follows etcd by watch, a moment behind the write). */
-async function waitForDetail(ok: (d: ServiceDetail) => boolean): Promise<ServiceDetail> {
+async function waitForDetail(ok: (d: ServiceDetail) => boolean, service = 'hello'): Promise<ServiceDetail> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const detail = await (await fetch(`${base}/api/services/demo/hello`)).json() as ServiceDetail;
+    const detail = await (await fetch(`${base}/api/services/demo/${service}`)).json() as ServiceDetail;
     if (ok(detail)) return detail;
     if (Date.now() > deadline) throw new Error(`the service page never showed it: ${JSON.stringify(detail.rollout)}`);
     await new Promise((r) => setTimeout(r, 100));
