@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
-import { IsthmusError } from '../core/errors.js';
-import { parseDuration } from '../core/validate.js';
-import {
-  abortRollout, listRollouts, pauseRollout, resumeRollout, rolloutStatus, startRollout,
-} from '../federation/rollouts.js';
-import { parseSteps, type RolloutRecord } from '../model/rollout.js';
+import { flagNames } from '../federation/rollout-input.js';
+import { listRollouts, rolloutActions, rolloutStatus, startRolloutFrom } from '../federation/rollouts.js';
+import { describeWaiting, stepProgress, type RolloutRecord } from '../model/rollout.js';
 import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { printJson, printTable } from './output.js';
 
@@ -22,15 +19,16 @@ Examples (isthmus dev up runs hello-v1 and hello-v2 in every cluster):
 Exit codes: 0 done; 1 refused or failed (the message names why, with its ISTHMUS_ERR_ROLLOUT_* code).`;
 
 function describeRollout(r: RolloutRecord, now = Date.now()): string {
-  const step = r.history.at(-1);
+  const progress = stepProgress(r, now);
   const lines = [
     `rollout ${r.namespace}/${r.service}: ${r.phase}`,
     `  from ${r.from} to ${r.to}, steps ${r.steps.join(',')}% every ${r.intervalSeconds}s, gated by ${r.objective}; split trafficsplit ${r.namespace}/${r.split}`,
   ];
-  if (step && (r.phase === 'progressing' || r.phase === 'paused')) {
-    const held = Math.max(0, Math.round(((r.pausedAt ? Date.parse(r.pausedAt) : now) - Date.parse(step.startedAt) - step.pausedMs) / 1000));
-    lines.push(`  step ${step.step + 1} of ${r.steps.length}: ${step.weight}% to ${r.to}, held ${held}s of ${r.intervalSeconds}s`);
+  if (progress) {
+    lines.push(`  step ${progress.step + 1} of ${progress.of}: ${progress.weight}% to ${r.to}, held ${Math.round(progress.heldMs / 1000)}s of ${r.intervalSeconds}s`);
   }
+  const waiting = describeWaiting(r);
+  if (waiting) lines.push(`  ${waiting}`);
   if (r.ended) lines.push(`  ${r.ended.reason} (${r.ended.by}, ${r.ended.at})`);
   lines.push('  steps:');
   for (const s of r.history) lines.push(`    ${s.step + 1}. ${s.weight}% to ${r.to} from ${s.startedAt} (${s.by})`);
@@ -57,17 +55,9 @@ export function registerRollout(program: Command): void {
     .option('--interval <duration>', 'how long each step holds (5s, 1m)', '1m')
     .requiredOption('--objective <slo>', 'the ServiceLevelObjective (in the namespace) whose burn rate gates every step'))
     .action(action(async (service: string, opts: RolloutOptions & { to: string; from?: string; steps: string; interval: string; objective: string }) => {
-      const parsed = parseSteps(opts.steps);
-      if ('problem' in parsed) throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_INVALID', `--steps ${opts.steps}: ${parsed.problem}; nothing was written`);
-      let intervalSeconds: number;
-      try {
-        intervalSeconds = parseDuration(opts.interval);
-      } catch {
-        throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_INVALID', `--interval ${opts.interval} is not a duration; write e.g. 30s or 1m; nothing was written`);
-      }
-      const record = await withStore(opts, (store) => startRollout(store, {
-        namespace: opts.namespace, service, to: opts.to, from: opts.from, steps: parsed.steps, intervalSeconds, objective: opts.objective,
-      }));
+      const record = await withStore(opts, (store) => startRolloutFrom(store, opts.namespace, service, {
+        to: opts.to, from: opts.from, steps: opts.steps, interval: opts.interval, objective: opts.objective,
+      }, { by: 'cli', names: flagNames }));
       print(opts, record);
     }));
 
@@ -82,14 +72,14 @@ export function registerRollout(program: Command): void {
       ]));
     }));
 
-  for (const [verb, description, run] of [
-    ['pause', 'hold the current step until resumed (the pause does not count towards its interval)', pauseRollout],
-    ['resume', 'go on with a paused rollout', resumeRollout],
-    ['abort', 'end the rollout and send every request back to --from at once', (store, ns, svc) => abortRollout(store, ns, svc)],
-  ] as const satisfies readonly (readonly [string, string, typeof pauseRollout])[]) {
+  for (const [verb, description] of [
+    ['pause', 'hold the current step until resumed (the pause does not count towards its interval)'],
+    ['resume', 'go on with a paused rollout'],
+    ['abort', 'end the rollout and send every request back to --from at once'],
+  ] as const) {
     common(rollout.command(`${verb} <service>`).description(description))
       .action(action(async (service: string, opts: RolloutOptions) => {
-        print(opts, await withStore(opts, (store) => run(store, opts.namespace, service)));
+        print(opts, await withStore(opts, (store) => rolloutActions[verb](store, opts.namespace, service, 'cli')));
       }));
   }
 }

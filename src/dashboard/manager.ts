@@ -7,11 +7,14 @@ import { policyDocument, type PolicyRecord } from '../model/policy-records.js';
 import { summarisePolicies, type PolicySummary } from '../model/policy-summary.js';
 import { compileResiliencePolicies } from '../model/resilience-policy.js';
 import { compileTrafficPolicies } from '../model/traffic-policy.js';
+import { describeWaiting, stepProgress, type RolloutRecord } from '../model/rollout.js';
+import type { SloView } from './overview.js';
 import { liveShares } from './service-policies.js';
 
 /**
  * The manager view (docs/dashboard.md, "The service page"): everything in force on one service,
- * and the two edits an operator makes there. An edit never writes a record itself: it turns the
+ * its rollout, and the two policy edits an operator makes there (a rollout's verbs are those of
+ * src/federation/rollouts.ts). An edit never writes a record itself: it turns the
  * stored record back into the document that was applied, changes the one field, and hands that
  * document to the checks and the transaction of `isthmus policy apply`. Pure.
  */
@@ -49,14 +52,48 @@ export interface ServiceDetail {
   faults: FaultView[];
   /** How the last window's requests were shared among the split's backends; null without traffic or split. */
   live: { backend: string; share: number }[] | null;
-  /** No rollout API yet: always null; the page says "rollout: none". */
-  rollout: null;
+  /** The service's rollout (running or the last one ended); null when it never had one. */
+  rollout: RolloutPanel | null;
+}
+
+/** The rollout panel: the record as stored, where its step stands, and the objective judging it as this dashboard sees it. */
+export interface RolloutPanel {
+  record: RolloutRecord;
+  /** Why the step is held past its interval, as `rollout status` says it (describeWaiting); absent when it is not. */
+  held?: string;
+  /** The current step and its time held and left; absent once the rollout ended. */
+  progress?: { step: number; of: number; weight: number; heldMs: number; remainingMs: number };
+  /** Null when the objective is not stored (the driver then holds the step). */
+  objective: {
+    name: string;
+    service: string;
+    /** Burn rate over the objective's window; null with fewer requests than minRequests. */
+    burnRate: number | null;
+    requests: number;
+    minRequests: number;
+    windowSeconds: number;
+    state: SloView['state'];
+  } | null;
+}
+
+export function rolloutPanel(record: RolloutRecord, view: SloView | undefined, nowMs: number): RolloutPanel {
+  const progress = stepProgress(record, nowMs);
+  const held = describeWaiting(record);
+  return {
+    record,
+    ...(held ? { held } : {}),
+    ...(progress ? { progress } : {}),
+    objective: view ? {
+      name: view.name, service: view.service, burnRate: view.burnRate.window, requests: view.observed.requests,
+      minRequests: view.objective.minRequests, windowSeconds: view.objective.windowSeconds, state: view.state,
+    } : null,
+  };
 }
 
 const ofService = (records: readonly PolicyRecord[], namespace: string, name: string) =>
   records.filter((r) => r.namespace === namespace && r.services.includes(name));
 
-export function serviceDetail(records: readonly PolicyRecord[], namespace: string, name: string, requestsTo: (backend: string) => number): ServiceDetail {
+export function serviceDetail(records: readonly PolicyRecord[], namespace: string, name: string, requestsTo: (backend: string) => number, rollout: RolloutPanel | null = null): ServiceDetail {
   const service = `${namespace}/${name}`;
   const summary = summarisePolicies(compileTrafficPolicies(records).get(service), compileResiliencePolicies(records).get(service));
   const mine = ofService(records, namespace, name).sort((a, b) => `${a.kind}/${a.name}`.localeCompare(`${b.kind}/${b.name}`));
@@ -72,7 +109,7 @@ export function serviceDetail(records: readonly PolicyRecord[], namespace: strin
     authorization: a ? { allowList: a.allowList, rules: [...a.deny.map((d) => `deny ${d.rule}: ${d.matches}`), ...a.allow.map((r) => `allow ${r.rule}: ${r.matches}`)], problems: a.problems } : null,
     splits, faults,
     live: backends.length > 1 ? liveShares(backends, requestsTo) : null,
-    rollout: null,
+    rollout,
   };
 }
 

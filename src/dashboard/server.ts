@@ -14,7 +14,14 @@ import { PolicyRecordSchema, type PolicyRecord } from '../model/policy-records.j
 import { kindsByName } from '../model/policy-kinds.js';
 import { checkPolicyDocuments } from '../cli/policy-documents.js';
 import { applyParsedPolicies } from '../federation/apply-policies.js';
-import { editRequest, FaultEditSchema, serviceDetail, WeightsEditSchema, withFault, withWeights, type FaultEdit, type WeightsEdit } from './manager.js';
+import { editRequest, FaultEditSchema, rolloutPanel, serviceDetail, WeightsEditSchema, withFault, withWeights, type FaultEdit, type WeightsEdit } from './manager.js';
+import { jsonNames, RolloutStartSchema, type RolloutStartInput } from '../federation/rollout-input.js';
+import { rolloutActions, startRolloutFrom, type RolloutAction } from '../federation/rollouts.js';
+import { RolloutRecordSchema } from '../model/rollout.js';
+import { Type } from '../core/typebox.js';
+
+/** The body of a rollout's pause, resume or abort: `{}` (JSON, so that no form can send it). */
+const NoFieldsSchema = Type.Object({}, { additionalProperties: false });
 import { trafficWindowSeconds } from './overview.js';
 
 /**
@@ -161,13 +168,14 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
   };
 
   /**
-   * PUT /api/services/<ns>/<name>/weights|fault (docs/dashboard.md, "The service page"): always
-   * needs an operator credential, whatever `reads` says. Against cross-site requests: the cookie
-   * is SameSite=Strict, and a write must be `content-type: application/json`, which a form
-   * cannot send and a cross-origin script cannot send without a preflight this server never
-   * allows.
+   * The manager view's writes (docs/dashboard.md, "The service page"): PUT (or POST)
+   * /api/services/<ns>/<name>/weights|fault, POST …/rollout and …/rollout/pause|resume|abort.
+   * Each always needs an operator credential, whatever `reads` says. Against cross-site
+   * requests: the cookie is SameSite=Strict, and a write must be `content-type:
+   * application/json`, which a form cannot send and a cross-origin script cannot send without a
+   * preflight this server never allows. `run` gets the store and the parsed body.
    */
-  async function write(req: IncomingMessage, res: ServerResponse, namespace: string, name: string, what: 'weights' | 'fault'): Promise<void> {
+  async function write(req: IncomingMessage, res: ServerResponse, run: (store: FederationStore, body: unknown) => Promise<unknown>): Promise<void> {
     const refuse = (status: number, body: unknown) => sendJson(req, res, status, body);
     try {
       if (admitOperator(req, refuse, { rootsPem: access.rootsPem(), trustDomain: access.trustDomain, what: `${req.method ?? 'PUT'} ${req.url ?? ''}` }) === undefined) return;
@@ -177,18 +185,7 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
       }
       const store = source.store;
       if (!store) throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'this dashboard has no store to write to; change policies with `isthmus policy apply`');
-      const body = await readJsonBody(req);
-      const fields = what === 'fault' ? editRequest<FaultEdit>(FaultEditSchema, body) : editRequest<WeightsEdit>(WeightsEditSchema, body);
-      const kind = 'kind' in fields ? fields.kind : 'FaultInjection';
-      const key = keys.policy(kindsByName.get(kind)?.segment ?? kind.toLowerCase(), namespace, fields.policy);
-      const held = await store.get<unknown>(key);
-      const record = held && isRecord(PolicyRecordSchema, held.value) && held.value.services.includes(name) ? held.value : undefined;
-      if (!record || !held) throw new IsthmusError('ISTHMUS_ERR_POLICY_NOT_FOUND', `no ${kind} ${namespace}/${fields.policy} applies to ${namespace}/${name}; reload the page, it may have been deleted`);
-      const doc = what === 'fault' ? withFault(record, fields as FaultEdit) : withWeights(record, fields as WeightsEdit);
-      // The same checks and the same one-transaction write as `isthmus policy apply`.
-      const parsed = await checkPolicyDocuments([{ value: doc, source: `${kind} ${namespace}/${fields.policy}` }], 'the dashboard\'s change');
-      const result = await applyParsedPolicies(parsed, store, false, { readAt: { [key]: held.modRevision } });
-      sendJson(req, res, 200, result);
+      sendJson(req, res, 200, await run(store, await readJsonBody(req)));
     } catch (err) {
       if (!isIsthmusError(err)) {
         sendJson(req, res, 500, { error: { code: 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', message: (err as Error).message } });
@@ -198,12 +195,38 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
     }
   }
 
+  /** A weights or fault edit: the stored policy's applied document, one field changed, through `policy apply`'s checks and transaction. */
+  async function editPolicy(store: FederationStore, body: unknown, namespace: string, name: string, what: 'weights' | 'fault'): Promise<unknown> {
+    const fields = what === 'fault' ? editRequest<FaultEdit>(FaultEditSchema, body) : editRequest<WeightsEdit>(WeightsEditSchema, body);
+    const kind = 'kind' in fields ? fields.kind : 'FaultInjection';
+    const key = keys.policy(kindsByName.get(kind)?.segment ?? kind.toLowerCase(), namespace, fields.policy);
+    const held = await store.get<unknown>(key);
+    const record = held && isRecord(PolicyRecordSchema, held.value) && held.value.services.includes(name) ? held.value : undefined;
+    if (!record || !held) throw new IsthmusError('ISTHMUS_ERR_POLICY_NOT_FOUND', `no ${kind} ${namespace}/${fields.policy} applies to ${namespace}/${name}; reload the page, it may have been deleted`);
+    const doc = what === 'fault' ? withFault(record, fields as FaultEdit) : withWeights(record, fields as WeightsEdit);
+    const parsed = await checkPolicyDocuments([{ value: doc, source: `${kind} ${namespace}/${fields.policy}` }], 'the dashboard\'s change');
+    return await applyParsedPolicies(parsed, store, false, { readAt: { [key]: held.modRevision } });
+  }
+
+  /** A rollout verb: the same functions as `isthmus rollout start|pause|resume|abort`, fields named as the JSON has them. */
+  async function rolloutVerb(store: FederationStore, body: unknown, namespace: string, name: string, verb: 'start' | RolloutAction): Promise<unknown> {
+    if (verb === 'start') {
+      const input = editRequest<RolloutStartInput>(RolloutStartSchema, body);
+      return { rollout: await startRolloutFrom(store, namespace, name, input, { by: 'dashboard', names: jsonNames }) };
+    }
+    editRequest<Record<string, never>>(NoFieldsSchema, body);
+    return { rollout: await rolloutActions[verb](store, namespace, name, 'dashboard') };
+  }
+
   return {
     handle(req, res) {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
-      const edit = /^\/api\/services\/([a-z0-9-]{1,63})\/([a-z0-9-]{1,63})\/(weights|fault)$/.exec(path);
+      const edit = /^\/api\/services\/([a-z0-9-]{1,63})\/([a-z0-9-]{1,63})\/(weights|fault|rollout(?:\/(?:pause|resume|abort))?)$/.exec(path);
       if (edit && req.method !== 'GET' && req.method !== 'HEAD') {
-        void write(req, res, edit[1]!, edit[2]!, edit[3] as 'weights' | 'fault');
+        const [, namespace, name, what] = edit as unknown as [string, string, string, string];
+        void write(req, res, (store, body) => (what === 'weights' || what === 'fault'
+          ? editPolicy(store, body, namespace, name, what)
+          : rolloutVerb(store, body, namespace, name, what === 'rollout' ? 'start' : what.slice('rollout/'.length) as RolloutAction)));
         return true;
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') return false;
@@ -242,7 +265,11 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
         const [, namespace, name] = detail as unknown as [string, string, string];
         const recent = (sample(), history.window(trafficWindowSeconds * 1000, Date.now()));
         const requestsTo = (backend: string) => splitRequests(recent.splits, `${namespace}/${name}`, backend);
-        sendJson(req, res, 200, { ...serviceDetail(policyRecords(source.mirror), namespace, name, requestsTo), writable: source.store !== undefined });
+        const stored = source.mirror.entries(keys.rollout(namespace, name)).find(([key]) => key === keys.rollout(namespace, name))?.[1];
+        const rollout = isRecord(RolloutRecordSchema, stored)
+          ? rolloutPanel(stored, overview().slos.find((v) => v.namespace === namespace && v.name === stored.objective), Date.now())
+          : null;
+        sendJson(req, res, 200, { ...serviceDetail(policyRecords(source.mirror), namespace, name, requestsTo, rollout), writable: source.store !== undefined });
         return true;
       }
       if (path === '/api/sidecars') {

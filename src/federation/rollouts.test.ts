@@ -9,14 +9,16 @@ let etcd: TestEtcd;
 let store: FederationStore;
 const t0 = Date.parse('2026-01-01T00:00:00.000Z');
 const start = (service: string, more: { from?: string; now?: number } = {}) => startRollout(store, {
-  namespace: 'demo', service, to: `${service}-v2`, from: more.from ?? `${service}-v1`, steps: [10, 50, 100], intervalSeconds: 30, objective: 'fast', now: new Date(more.now ?? t0),
+  namespace: 'demo', service, to: `${service}-v2`, from: more.from ?? `${service}-v1`, steps: [10, 50, 100], intervalSeconds: 30, objective: `${service}-fast`, now: new Date(more.now ?? t0),
 });
+/** An objective `<service>-fast` on `<service>-v2`, the version each rollout here moves to. */
+const objectiveOn = (name: string, service: string) => store.put(keys.policy('slo', 'demo', name), { version: recordVersion, namespace: 'demo', name, service, windowSeconds: 60, minRequests: 1 });
 const splitOf = async (service: string) => (await store.get<PolicyRecord>(keys.policy('trafficsplit', 'demo', `${service}-rollout`)))?.value;
 
 beforeAll(async () => {
   etcd = await startEtcd({ host: '127.0.203.1' });
   store = await FederationStore.connect(storeOptions(etcd));
-  await store.put(keys.policy('slo', 'demo', 'fast'), { version: recordVersion, namespace: 'demo', name: 'fast', service: 'x-v2', windowSeconds: 60, minRequests: 1 });
+  for (const service of ['alpha', 'beta', 'gamma', 'delta']) await objectiveOn(`${service}-fast`, `${service}-v2`);
 }, 30_000);
 
 afterAll(async () => {
@@ -59,8 +61,24 @@ describe('the rollout verbs, on a real etcd', () => {
     expect(await store.get(keys.rollout('demo', 'gamma'))).toBeUndefined();
     expect(await splitOf('gamma')).toBeUndefined();
     await expect(rolloutStatus(store, 'demo', 'nothing')).rejects.toMatchObject({ code: 'ISTHMUS_ERR_ROLLOUT_NOT_FOUND' });
-    await expect(startRollout(store, { namespace: 'demo', service: 'delta', to: 'delta', steps: [100], intervalSeconds: 1, objective: 'fast' }))
+    await expect(startRollout(store, { namespace: 'demo', service: 'delta', to: 'delta', steps: [100], intervalSeconds: 1, objective: 'delta-fast' }))
       .rejects.toMatchObject({ code: 'ISTHMUS_ERR_ROLLOUT_INVALID' });
     expect((await listRollouts(store, 'demo')).map((r) => r.service)).toEqual(['alpha', 'beta']);
+  });
+
+  test('an objective that does not judge the new version is refused, naming both services; nothing is written', async () => {
+    // On the service itself: it sees only the requests the split still sends to `from` (here the service).
+    await objectiveOn('epsilon-fast', 'epsilon');
+    await expect(startRollout(store, { namespace: 'demo', service: 'epsilon', to: 'epsilon-v2', steps: [50, 100], intervalSeconds: 10, objective: 'epsilon-fast' }))
+      .rejects.toMatchObject({
+        code: 'ISTHMUS_ERR_ROLLOUT_INVALID',
+        message: expect.stringMatching(/^--objective epsilon-fast judges demo\/epsilon, not demo\/epsilon-v2, the new version this rollout sends traffic to \(--to epsilon-v2\)/),
+        details: [{ path: '/objective', message: expect.any(String) }],
+      });
+    // On the old version: it would judge what is being replaced.
+    await expect(startRollout(store, { namespace: 'demo', service: 'epsilon', from: 'alpha-v2', to: 'epsilon-v2', steps: [100], intervalSeconds: 10, objective: 'alpha-fast' }))
+      .rejects.toMatchObject({ message: expect.stringContaining('alpha-fast judges demo/alpha-v2, not demo/epsilon-v2') });
+    expect(await store.get(keys.rollout('demo', 'epsilon'))).toBeUndefined();
+    expect(await splitOf('epsilon')).toBeUndefined();
   });
 });

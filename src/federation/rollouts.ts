@@ -3,11 +3,12 @@ import { keys, recordVersion } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
 import type { SloView } from '../dashboard/overview.js';
 import { policyRecordFromDocument } from '../model/policy-kinds.js';
-import { isRecord } from '../model/records.js';
+import { isRecord, SloPolicySchema, type SloPolicy } from '../model/records.js';
 import { PolicyRecordSchema, type PolicyRecord } from '../model/policy-records.js';
 import {
-  activePhases, decideRollout, RolloutRecordSchema, splitBackends, type RolloutDecision, type RolloutRecord,
+  activePhases, decideRollout, describeWaiting, RolloutRecordSchema, splitBackends, type RolloutDecision, type RolloutRecord,
 } from '../model/rollout.js';
+import { flagNames, invalidField, readRolloutTiming, type FieldNames, type RolloutStartInput } from './rollout-input.js';
 import type { FederationStore, LeaseSession, StoredRecord } from './store.js';
 import type { TrafficLedger } from './traffic-ledger.js';
 
@@ -32,6 +33,8 @@ export interface StartRolloutRequest {
   objective: string;
   /** Who starts it, for the step's `by` (`cli`, `dashboard`). */
   by?: string;
+  /** How refusals name the fields: `--to` for the CLI (the default), `to` for the dashboard's JSON. */
+  names?: FieldNames;
   now?: Date;
 }
 
@@ -56,10 +59,6 @@ async function requireRollout(store: Store, namespace: string, service: string):
   const stored = await readRollout(store, namespace, service);
   if (!stored) throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_NOT_FOUND', `${namespace}/${service} has no rollout; isthmus rollout status -n ${namespace} lists the rollouts there are`);
   return stored;
-}
-
-function invalid(message: string): IsthmusError {
-  return new IsthmusError('ISTHMUS_ERR_ROLLOUT_INVALID', `${message}; nothing was written`);
 }
 
 function conflict(what: string): IsthmusError {
@@ -90,13 +89,22 @@ export async function startRollout(store: Store, request: StartRolloutRequest): 
     throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_ACTIVE', `${namespace}/${service} already has a rollout ${existing.value.phase} (to ${existing.value.to}); wait for it or isthmus rollout abort ${service} -n ${namespace}`);
   }
   const from = request.from ?? (existing?.value.phase === 'succeeded' ? existing.value.to : service);
-  if (from === to) throw invalid(`--to ${to} is what already has the traffic (--from ${from}); name the new version with --to`);
+  const names = request.names ?? flagNames;
+  if (from === to) throw invalidField('to', names, `${to} is what already has the traffic (${names('from')} ${from}); name the new version`);
   if (steps.length === 0 || steps.at(-1) !== 100 || steps.some((s, i) => !Number.isInteger(s) || s < 1 || s > 100 || (i > 0 && s <= steps[i - 1]!))) {
-    throw invalid('--steps must be increasing whole percents ending at 100 (10,50,100)');
+    throw invalidField('steps', names, 'must be increasing whole percents ending at 100 (10,50,100)');
   }
-  if (!Number.isInteger(intervalSeconds) || intervalSeconds < 1) throw invalid('--interval must be at least 1s');
-  if (!(await store.get(keys.policy('slo', namespace, objective)))) {
-    throw invalid(`no ServiceLevelObjective ${namespace}/${objective} is stored (isthmus policy list); apply one first, a rollout needs it to judge each step`);
+  if (!Number.isInteger(intervalSeconds) || intervalSeconds < 1) throw invalidField('interval', names, 'must be at least 1s');
+  const slo = await store.get<SloPolicy>(keys.policy('slo', namespace, objective));
+  if (!slo) {
+    throw invalidField('objective', names, `${objective}: no ServiceLevelObjective ${namespace}/${objective} is stored (isthmus policy list); apply one first, a rollout needs it to judge each step`);
+  }
+  // Sidecars count a request under the backend the split sent it to, so only an objective on
+  // `to` measures the new version; one on the service or on `from` would judge the old one and
+  // pass a bad version (docs/rollouts.md, "How each step is judged").
+  if (!isRecord(SloPolicySchema, slo.value) || slo.value.service !== to) {
+    const judged = isRecord(SloPolicySchema, slo.value) ? `${namespace}/${slo.value.service}` : 'nothing (its record is not valid)';
+    throw invalidField('objective', names, `${objective} judges ${judged}, not ${namespace}/${to}, the new version this rollout sends traffic to (${names('to')} ${to}); its burn rate would not measure ${to}. Give an objective whose spec.service is ${to}`);
   }
   const split = rolloutSplitName(service);
   const { records } = await store.list<PolicyRecord>(keys.policies);
@@ -115,6 +123,17 @@ export async function startRollout(store: Store, request: StartRolloutRequest): 
   return record;
 }
 
+/**
+ * Starts a rollout from what a person typed (the CLI's flags, the dashboard's form): the one
+ * reading of steps and interval, then startRollout. Refusals name the field as `names` says.
+ */
+export async function startRolloutFrom(store: Store, namespace: string, service: string, input: RolloutStartInput, opts: { by: string; names: FieldNames }): Promise<RolloutRecord> {
+  const { steps, intervalSeconds } = readRolloutTiming(input, opts.names);
+  return await startRollout(store, {
+    namespace, service, to: input.to, from: input.from, steps, intervalSeconds, objective: input.objective, by: opts.by, names: opts.names,
+  });
+}
+
 export async function rolloutStatus(store: Store, namespace: string, service: string): Promise<RolloutRecord> {
   return (await requireRollout(store, namespace, service)).value;
 }
@@ -128,13 +147,17 @@ export async function listRollouts(store: Store, namespace?: string): Promise<Ro
 
 /** Reads, changes and writes back a rollout that is still in one of `phases`; the split follows the new record's last step. */
 async function changeRollout(store: Store, namespace: string, service: string, verb: string, change: (r: RolloutRecord, at: string) => { record: RolloutRecord; weight: number }, now: Date): Promise<RolloutRecord> {
-  const stored = await requireRollout(store, namespace, service);
-  if (!activePhases.includes(stored.value.phase)) {
-    throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_FINISHED', `the rollout of ${namespace}/${service} has ${stored.value.phase === 'aborted' ? 'been aborted' : stored.value.phase}, so it cannot be ${verb}; start a new one with isthmus rollout start`);
+  // The driver writes the record too (a step begun, why a step waits): a lost race is read
+  // again and the change made on what is there now, a few times, before giving up.
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const stored = await requireRollout(store, namespace, service);
+    if (!activePhases.includes(stored.value.phase)) {
+      throw new IsthmusError('ISTHMUS_ERR_ROLLOUT_FINISHED', `the rollout of ${namespace}/${service} has ${stored.value.phase === 'aborted' ? 'been aborted' : stored.value.phase}, so it cannot be ${verb}; start a new one with isthmus rollout start`);
+    }
+    const { record, weight } = change(stored.value, now.toISOString());
+    if (await writeRollout(store, record, stored.modRevision, weight, now)) return record;
   }
-  const { record, weight } = change(stored.value, now.toISOString());
-  if (!(await writeRollout(store, record, stored.modRevision, weight, now))) throw conflict(`the rollout of ${namespace}/${service}`);
-  return record;
+  throw conflict(`the rollout of ${namespace}/${service}`);
 }
 
 const currentWeight = (r: RolloutRecord) => r.history.at(-1)?.weight ?? 0;
@@ -160,10 +183,21 @@ export async function resumeRollout(store: Store, namespace: string, service: st
 /** Ends the rollout and sends every request back to `from` at once. */
 export async function abortRollout(store: Store, namespace: string, service: string, opts: { by?: string; now?: Date } = {}): Promise<RolloutRecord> {
   return await changeRollout(store, namespace, service, 'aborted', (r, at) => {
-    const { pausedAt: _, ...rest } = r;
+    const { pausedAt: _, waiting: _held, ...rest } = r;
     return { record: { ...rest, phase: 'aborted', updatedAt: at, ended: { at, by: opts.by ?? 'cli', reason: `aborted; every request back to ${r.from}` } }, weight: 0 };
   }, opts.now ?? new Date());
 }
+
+/** The verbs on a running rollout, by name, as `isthmus rollout <verb>` and the dashboard's buttons call them; `by` is who (cli, dashboard). */
+export const rolloutActions = {
+  pause: (store: Store, namespace: string, service: string, _by: string) => pauseRollout(store, namespace, service),
+  resume: (store: Store, namespace: string, service: string, _by: string) => resumeRollout(store, namespace, service),
+  abort: (store: Store, namespace: string, service: string, by: string) => abortRollout(store, namespace, service, { by }),
+} as const;
+export type RolloutAction = keyof typeof rolloutActions;
+
+/** How often at most the driver rewrites a held step's `waiting` count while it moves. */
+const waitingNoteMs = 2000;
 
 export interface RolloutDriverOptions {
   cluster: string;
@@ -253,14 +287,36 @@ export class RolloutDriver {
     const views = this.opts.views();
     for (const stored of progressing) {
       const view = views.find((v) => v.namespace === stored.value.namespace && v.name === stored.value.objective);
-      const decision = decideRollout(stored.value, view?.burnRate.window ?? null, this.now());
+      const verdict = view ? { burnRate: view.burnRate.window, requests: view.observed.requests, minRequests: view.objective.minRequests } : undefined;
+      const decision = decideRollout(stored.value, verdict, this.now());
       if (decision.kind === 'hold') continue;
-      await this.act(stored, decision, view);
+      if (decision.kind === 'wait') await this.noteWaiting(stored, decision.waiting);
+      else await this.act(stored, decision, view);
     }
   }
 
-  private async act(stored: StoredRecord<RolloutRecord>, decision: Exclude<RolloutDecision, { kind: 'hold' }>, view: SloView | undefined): Promise<void> {
+  /**
+   * Records why a step is held past its interval, for `rollout status` and the page: when the
+   * reason starts, and then as the count moves, at most every `waitingNoteMs` (the record only,
+   * not the split, so sidecars see no change).
+   */
+  private async noteWaiting(stored: StoredRecord<RolloutRecord>, waiting: Extract<RolloutDecision, { kind: 'wait' }>['waiting']): Promise<void> {
     const r = stored.value;
+    const now = this.now();
+    const at = new Date(now).toISOString();
+    const before = r.waiting;
+    const same = before?.reason === waiting.reason && (waiting.reason !== 'too-few-requests' || (before.reason === 'too-few-requests' && before.requests === waiting.requests && before.minRequests === waiting.minRequests));
+    if (same || (before?.reason === waiting.reason && now - Date.parse(before.updatedAt) < waitingNoteMs)) return;
+    const record: RolloutRecord = { ...r, waiting: { ...waiting, since: before?.reason === waiting.reason ? before.since : at, updatedAt: at } };
+    const key = keys.rollout(r.namespace, r.service);
+    if (!(await this.opts.store.transact({ ifModRevision: { [key]: stored.modRevision }, puts: [{ key, value: record }] }))) return;
+    if (before?.reason !== waiting.reason) {
+      this.opts.logger.info({ rollout: `${r.namespace}/${r.service}`, waiting }, describeWaiting(record) ?? 'rollout step held');
+    }
+  }
+
+  private async act(stored: StoredRecord<RolloutRecord>, decision: Exclude<RolloutDecision, { kind: 'hold' | 'wait' }>, view: SloView | undefined): Promise<void> {
+    const { waiting: _held, ...r } = stored.value;
     const nowDate = new Date(this.now());
     const at = nowDate.toISOString();
     const name = `${r.namespace}/${r.service}`;

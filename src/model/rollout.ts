@@ -25,6 +25,19 @@ export const RolloutStepSchema = Type.Object({
 });
 export type RolloutStep = Static<typeof RolloutStepSchema>;
 
+export const RolloutWaitingSchema = Type.Union([
+  Type.Object({
+    reason: Type.Literal('too-few-requests'),
+    /** Requests to `to` in the objective's window, and how many it needs for a verdict. */
+    requests: Type.Integer({ minimum: 0 }),
+    minRequests: Type.Integer({ minimum: 1 }),
+    since: Type.String(),
+    updatedAt: Type.String(),
+  }),
+  Type.Object({ reason: Type.Literal('no-objective'), since: Type.String(), updatedAt: Type.String() }),
+]);
+export type RolloutWaiting = Static<typeof RolloutWaitingSchema>;
+
 export const RolloutRecordSchema = Type.Object({
   version: Type.Literal(1),
   namespace: Type.String(),
@@ -43,6 +56,12 @@ export const RolloutRecordSchema = Type.Object({
   pausedAt: Type.Optional(Type.String()),
   createdAt: Type.String(),
   updatedAt: Type.String(),
+  /**
+   * Set by the driver while the current step's hold is over but the objective gives no verdict
+   * (fewer requests in its window than its minRequests, or the objective is gone): the step is
+   * held, and this says why. Cleared when the step gives way.
+   */
+  waiting: Type.Optional(RolloutWaitingSchema),
   /** Set when the rollout ended: why, and the burn rate that rolled it back. */
   ended: Type.Optional(Type.Object({
     at: Type.String(),
@@ -53,9 +72,20 @@ export const RolloutRecordSchema = Type.Object({
 });
 export type RolloutRecord = Static<typeof RolloutRecordSchema>;
 
+/**
+ * What the objective says now, as the driver reads it: the burn rate over its window (null when
+ * the window holds fewer requests than minRequests: no verdict), and those two counts.
+ */
+export interface RolloutVerdict {
+  burnRate: number | null;
+  requests: number;
+  minRequests: number;
+}
+
 /** What the driver does with a progressing rollout now. */
 export type RolloutDecision =
   | { kind: 'hold'; remainingMs: number }
+  | { kind: 'wait'; waiting: { reason: 'too-few-requests'; requests: number; minRequests: number } | { reason: 'no-objective' } }
   | { kind: 'advance'; step: number; weight: number }
   | { kind: 'succeed' }
   | { kind: 'roll-back'; burnRate: number };
@@ -63,23 +93,53 @@ export type RolloutDecision =
 export const activePhases: readonly RolloutPhase[] = ['progressing', 'paused'];
 
 /**
- * The rollout's next move, from its record, the objective's current burn rate (null: too few
- * requests to say, which holds the step without failing it) and the time. Pure, so every
- * federation that might drive it decides the same. A burn rate above 1 rolls back whatever
- * the step; a window with fewer requests than the objective's minRequests gives no verdict and
- * does not hold a step back (docs/rollouts.md says why and what to do about it); otherwise a step that has held for the interval (counted from its recorded start,
- * less the time it was paused) gives way to the next, and the last step to success.
+ * The rollout's next move, from its record, the objective's verdict (undefined: the objective
+ * is not stored) and the time. Pure, so every federation that might drive it decides the same.
+ * A burn rate above 1 rolls back whatever the step. Otherwise a step holds for the interval
+ * (counted from its recorded start, less the time it was paused); after that it gives way to
+ * the next, and the last step to success, only on a verdict of 1 or below: with no verdict
+ * (too few requests judged, or no objective) the step waits, as Flagger holds a canary whose
+ * metrics are missing, because a version nobody has judged must not get more traffic.
  */
-export function decideRollout(record: RolloutRecord, burnRate: number | null, nowMs: number): RolloutDecision {
-  if (burnRate !== null && burnRate > 1) return { kind: 'roll-back', burnRate };
+export function decideRollout(record: RolloutRecord, verdict: RolloutVerdict | undefined, nowMs: number): RolloutDecision {
+  if (verdict && verdict.burnRate !== null && verdict.burnRate > 1) return { kind: 'roll-back', burnRate: verdict.burnRate };
   const current = record.history.at(-1);
   if (!current) return { kind: 'advance', step: 0, weight: record.steps[0]! };
   const held = nowMs - Date.parse(current.startedAt) - current.pausedMs;
   const remainingMs = record.intervalSeconds * 1000 - held;
   if (remainingMs > 0) return { kind: 'hold', remainingMs };
+  if (!verdict) return { kind: 'wait', waiting: { reason: 'no-objective' } };
+  if (verdict.burnRate === null) return { kind: 'wait', waiting: { reason: 'too-few-requests', requests: verdict.requests, minRequests: verdict.minRequests } };
   const next = current.step + 1;
   if (next >= record.steps.length) return { kind: 'succeed' };
   return { kind: 'advance', step: next, weight: record.steps[next]! };
+}
+
+/**
+ * Why a progressing rollout's step is held past its interval, in one sentence (`rollout status`
+ * and the dashboard's panel say the same); undefined when it is not.
+ */
+export function describeWaiting(record: RolloutRecord): string | undefined {
+  const w = record.waiting;
+  if (!w || record.phase !== 'progressing') return undefined;
+  if (w.reason === 'no-objective') {
+    return `held: waiting for the objective ${record.namespace}/${record.objective}, which is not stored; apply it again (isthmus policy apply) or abort the rollout`;
+  }
+  const missing = Math.max(1, w.minRequests - w.requests);
+  return `held: waiting for ${missing} request${missing === 1 ? '' : 's'} to ${record.to} (${w.requests} of the ${w.minRequests} ${record.objective} needs in its window for a verdict); the step goes on once it has one`;
+}
+
+/**
+ * Where a running rollout stands: its current step and how long that step has held (from its
+ * recorded start, less time paused, frozen while paused) and has left. Undefined for a rollout
+ * that has ended or has no step. Pure; `rollout status` and the dashboard's panel both say this.
+ */
+export function stepProgress(record: RolloutRecord, nowMs: number): { step: number; of: number; weight: number; heldMs: number; remainingMs: number } | undefined {
+  const current = record.history.at(-1);
+  if (!current || !activePhases.includes(record.phase)) return undefined;
+  const until = record.phase === 'paused' && record.pausedAt ? Date.parse(record.pausedAt) : nowMs;
+  const heldMs = Math.max(0, until - Date.parse(current.startedAt) - current.pausedMs);
+  return { step: current.step, of: record.steps.length, weight: current.weight, heldMs, remainingMs: Math.max(0, record.intervalSeconds * 1000 - heldMs) };
 }
 
 /** The split's weights for `to`'s share `weight` (percent): the rest goes to `from`. */

@@ -2,14 +2,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { canaryRoute } from '../../src/dev/canary-files.js';
 import { startDevMesh, type DevMesh, type MeshFile } from '../../src/dev/dev-mesh.js';
-import { readRootCa } from '../../src/trust/ca-files.js';
-import { createIntermediateCa, issueCertificate } from '../../src/trust/ca.js';
-import { mintOperatorToken } from '../../src/trust/operator.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
+import { dashboardTokens, launchChromium, sendFrom } from '../helpers/dashboard-page.js';
 import { etcdEnv } from '../helpers/etcd.js';
 import { viaProxy } from '../helpers/proxy.js';
 
@@ -18,7 +16,6 @@ import { viaProxy } from '../helpers/proxy.js';
 // client sends through its sidecar follow; the same write without a credential, or with a
 // workload's token, is refused and changes nothing.
 const resultsDir = fileURLToPath(new URL('../../test-results/', import.meta.url));
-const chromiumPath = '/usr/bin/chromium';
 const hello = 'http://hello.demo.mesh/';
 
 let mesh: DevMesh;
@@ -47,15 +44,6 @@ async function storedWeights(): Promise<number[]> {
   return doc.spec.rules[1]!.backendRefs.map((b) => b.weight ?? 1);
 }
 
-/** A write as a script on another page would send it: from the page's origin, with `headers`, no cookie of ours unless the context has one. */
-async function putFrom(p: Page, path: string, body: unknown, headers: Record<string, string>): Promise<{ status: number; code: string | undefined }> {
-  return await p.evaluate(async ({ path, body, headers }) => {
-    const res = await fetch(path, { method: 'PUT', headers, body: JSON.stringify(body) });
-    const answer = await res.json().catch(() => ({})) as { error?: { code?: string } };
-    return { status: res.status, code: answer.error?.code };
-  }, { path, body, headers });
-}
-
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-manager-'));
   mesh = await startDevMesh({ clusters: ['east'], stateDir, trustDomain: 'dev.test', hostBase: 191, versions: true, reportIntervalMs: 1000, progress: () => undefined });
@@ -71,13 +59,8 @@ spec:
   headers: [{ name: x-chaos, value: "on" }]
 `);
   await isthmusOk(['policy', 'apply', '-f', route], env());
-  operatorToken = (await isthmusOk(['operator', 'token', '--ttl', '30m'], { ISTHMUS_OPERATOR_DIR: meshFile.operator })).stdout.trim();
-  // A workload's certificate signs a token just as well; it must not count as an operator.
-  const root = readRootCa(meshFile.ca);
-  const east = createIntermediateCa({ root, trustDomain: 'dev.test', cluster: 'east' });
-  const workload = issueCertificate({ identity: 'spiffe://dev.test/ns/demo/sa/client', issuer: east });
-  workloadToken = mintOperatorToken({ certPem: workload.certPem, chainPem: [east.certPem], keyPem: workload.keyPem, ttlSeconds: 600 }).token;
-  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  ({ operator: operatorToken, workload: workloadToken } = await dashboardTokens(meshFile));
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
 }, 120_000);
 
@@ -162,13 +145,13 @@ describe('the service page in Chromium', () => {
     const context = await browser.newContext();
     const stranger = await context.newPage();
     await stranger.goto(meshFile.dashboard!);
-    expect(await putFrom(stranger, path, body, json)).toEqual({ status: 401, code: 'ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING' });
-    expect(await putFrom(stranger, path, body, { ...json, authorization: `Bearer ${workloadToken}` })).toEqual({ status: 403, code: 'ISTHMUS_ERR_AUTH_FORBIDDEN' });
+    expect(await sendFrom(stranger, 'PUT', path, body, json)).toEqual({ status: 401, code: 'ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING' });
+    expect(await sendFrom(stranger, 'PUT', path, body, { ...json, authorization: `Bearer ${workloadToken}` })).toEqual({ status: 403, code: 'ISTHMUS_ERR_AUTH_FORBIDDEN' });
     await context.close();
     // Only the two writes take another method than GET: the federation's port refuses the rest.
     expect((await fetch(`${meshFile.dashboard!}api/overview`, { method: 'POST', headers: json, body: '{}' })).status).toBe(405);
     // The signed-in page: its cookie counts, but only for a JSON write.
-    expect(await putFrom(page, path, body, { 'content-type': 'text/plain' })).toEqual({ status: 415, code: 'ISTHMUS_ERR_API_NOT_JSON' });
+    expect(await sendFrom(page, 'PUT', path, body, { 'content-type': 'text/plain' })).toEqual({ status: 415, code: 'ISTHMUS_ERR_API_NOT_JSON' });
     expect(await storedWeights()).toEqual([20, 80]);
     // And the page's refusal is shown there too: sign out (drop the cookie) and save.
     await page.context().clearCookies();

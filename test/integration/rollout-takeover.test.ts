@@ -6,6 +6,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { FederationStore } from '../../src/federation/store.js';
+import { record, type Buckets } from '../../src/model/latency-histogram.js';
+import type { TrafficRecord } from '../../src/model/records.js';
 import type { RolloutRecord } from '../../src/model/rollout.js';
 import { isthmusOk, waitFor } from '../helpers/cli.js';
 import { etcdArgs, storeOptions } from '../helpers/etcd.js';
@@ -17,6 +19,25 @@ import { TestMesh } from '../helpers/mesh.js';
 const rolesScript = fileURLToPath(new URL('../../deploy/etcd/roles.sh', import.meta.url));
 let mesh: TestMesh;
 let store: FederationStore;
+let feeder: NodeJS.Timeout | undefined;
+
+/**
+ * No sidecars run here, so the requests that give the objective a verdict (a step waits without
+ * one) come as a federation publishes its sidecars' reports: a `/traffic/<cluster>` record whose
+ * counters grow, for a traffic source named `loadgen`: 10 quick requests to hello-v2 every 500 ms.
+ */
+function feedTraffic(): void {
+  const buckets: Buckets = [];
+  let requests = 0;
+  const epoch = `loadgen-${process.pid}`;
+  const publish = async () => {
+    for (let i = 0; i < 10; i += 1) record(buckets, 2);
+    requests += 10;
+    const traffic: TrafficRecord = { version: 1, from: 'loadgen', epoch, updatedAt: new Date().toISOString(), routes: [{ namespace: 'demo', service: 'hello-v2', to: 'east', requests, errors: 0, buckets: [...buckets] }] };
+    await store.put(keys.trafficOf('loadgen'), traffic).catch(() => undefined);
+  };
+  feeder = setInterval(() => void publish(), 500);
+}
 
 beforeAll(async () => {
   mesh = await TestMesh.create();
@@ -30,9 +51,11 @@ beforeAll(async () => {
   const slo = join(mesh.dir, 'slo.yaml');
   writeFileSync(slo, 'apiVersion: isthmus.dev/v1alpha1\nkind: ServiceLevelObjective\nmetadata: { name: v2-fast, namespace: demo }\nspec:\n  service: hello-v2\n  latency: { percentile: 99, below: 150ms }\n  window: 1m\n');
   await isthmusOk(['policy', 'apply', '-f', slo, ...etcdArgs(mesh.etcd)]);
+  feedTraffic();
 }, 60_000);
 
 afterAll(async () => {
+  clearInterval(feeder);
   await store?.close();
   await mesh?.close();
 });

@@ -59,7 +59,7 @@ beforeAll(async () => {
     clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 201, versions: true, traffic: 10, reportIntervalMs: 1000, progress: () => undefined,
   });
   store = await FederationStore.connect(storeOptions(mesh.file));
-  for (const [name, service] of [['v2-fast', 'hello-v2'], ['v1-fast', 'hello-v1']]) {
+  for (const [name, service] of [['v2-fast', 'hello-v2'], ['v1-fast', 'hello-v1'], ['quiet-fast', 'quiet-v2']]) {
     const applied = await isthmus(['policy', 'apply', '-f', objective(name!, service!, join(stateDir, 'webhook-url'))], env());
     expect(applied.code, applied.stderr).toBe(0);
   }
@@ -81,6 +81,10 @@ describe('rollouts gated by an objective', () => {
     const noObjective = await isthmus(['rollout', 'start', 'hello', '-n', 'demo', '--from', 'hello-v1', '--to', 'hello-v2', '--objective', 'nope', '-o', 'json'], env());
     expect(noObjective.code).toBe(1);
     expect(codeOf(noObjective.stdout)).toMatchObject({ code: 'ISTHMUS_ERR_ROLLOUT_INVALID', message: expect.stringMatching(/demo\/nope/) });
+    // An objective on another service than --to would not judge the new version.
+    const elsewhere = await isthmus(['rollout', 'start', 'hello', '-n', 'demo', '--from', 'hello-v1', '--to', 'hello-v2', '--objective', 'v1-fast', '-o', 'json'], env());
+    expect(elsewhere.code).toBe(1);
+    expect(codeOf(elsewhere.stdout)).toMatchObject({ code: 'ISTHMUS_ERR_ROLLOUT_INVALID', message: expect.stringMatching(/^--objective v1-fast judges demo\/hello-v1, not demo\/hello-v2/) });
     const status = await isthmus(['rollout', 'status', 'hello', '-n', 'demo', '-o', 'json'], env());
     expect(status.code).toBe(1);
     expect(codeOf(status.stdout).code).toBe('ISTHMUS_ERR_ROLLOUT_NOT_FOUND');
@@ -93,20 +97,40 @@ describe('rollouts gated by an objective', () => {
       expect(res.code, res.stderr).toBe(0);
       return JSON.parse(res.stdout) as RolloutRecord;
     };
-    await json(['start', 'quiet', '--from', 'quiet-v1', '--to', 'quiet-v2', '--steps', '50,100', '--interval', '1m', '--objective', 'v2-fast']);
+    await json(['start', 'quiet', '--from', 'quiet-v1', '--to', 'quiet-v2', '--steps', '50,100', '--interval', '1m', '--objective', 'quiet-fast']);
     expect((await json(['pause', 'quiet'])).phase).toBe('paused');
     const again = await isthmus(['rollout', 'pause', 'quiet', '-n', 'demo', '-o', 'json'], env());
     expect(again.code).toBe(1);
     expect(codeOf(again.stdout).code).toBe('ISTHMUS_ERR_ROLLOUT_ACTIVE');
     expect((await json(['resume', 'quiet'])).phase).toBe('progressing');
     const table = await isthmus(['rollout', 'status', '-n', 'demo'], env());
-    expect(table.stdout).toMatch(/^demo\/quiet\s+progressing\s+quiet-v1\s+quiet-v2\s+1\/2 \(50%\)\s+v2-fast/m);
+    expect(table.stdout).toMatch(/^demo\/quiet\s+progressing\s+quiet-v1\s+quiet-v2\s+1\/2 \(50%\)\s+quiet-fast/m);
     const aborted = await json(['abort', 'quiet']);
     expect(aborted).toMatchObject({ phase: 'aborted', history: [{ step: 0, weight: 50 }] });
     expect((await store.get<PolicyRecord>(keys.policy('trafficsplit', 'demo', 'quiet-rollout')))?.value.spec)
       .toEqual({ service: 'quiet', backends: [{ service: 'quiet-v1', weight: 100 }, { service: 'quiet-v2', weight: 0 }] });
     await isthmus(['policy', 'delete', 'trafficsplit', 'demo/quiet-rollout'], env());
   });
+
+  test('a step whose objective has too few requests is held past its interval, and status says it waits for them', async () => {
+    // quiet-v2 gets no traffic: quiet-fast (minRequests 5) has no verdict, so the 1 s step must not give way.
+    const started = await isthmus(['rollout', 'start', 'quiet', '-n', 'demo', '--from', 'quiet-v1', '--to', 'quiet-v2', '--steps', '50,100', '--interval', '1s', '--objective', 'quiet-fast'], env());
+    expect(started.code, started.stderr).toBe(0);
+    const { value: held } = await waitFor(async () => {
+      const r = await rolloutOf('quiet');
+      return r?.waiting ? r : undefined;
+    }, 20_000, 'the driver to say why the step is held');
+    expect(held.waiting).toMatchObject({ reason: 'too-few-requests', requests: 0, minRequests: 5 });
+    const status = await isthmus(['rollout', 'status', 'quiet', '-n', 'demo'], env());
+    expect(status.stdout).toMatch(/held: waiting for 5 requests to quiet-v2 \(0 of the 5 quiet-fast needs in its window for a verdict\)/);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const later = await rolloutOf('quiet');
+    expect(later?.phase).toBe('progressing');
+    expect(later?.history.map((h) => h.step)).toEqual([0]);
+    expect((await isthmus(['rollout', 'abort', 'quiet', '-n', 'demo'], env())).code).toBe(0);
+    expect((await rolloutOf('quiet'))?.waiting).toBeUndefined();
+    await isthmus(['policy', 'delete', 'trafficsplit', 'demo/quiet-rollout'], env());
+  }, 40_000);
 
   test('a healthy v2 reaches 100% step by step and says so: status succeeded, an event, every answer from v2', async () => {
     const started = await isthmus(['rollout', 'start', 'hello', '-n', 'demo', '--from', 'hello-v1', '--to', 'hello-v2', '--steps', '10,50,100', '--interval', '3s', '--objective', 'v2-fast', '--output', 'json'], env());

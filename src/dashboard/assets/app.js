@@ -462,8 +462,11 @@ async function refreshService(full) {
     return;
   }
   const d = await res.json();
+  renderRollout(key, d.rollout, d.writable, full);
   const live = new Map((d.live ?? []).map((x) => [x.backend, x.share]));
-  if (!full && $('service-body').dataset.service === key) {
+  // Drawn anew when the splits themselves changed (a rollout's step, another operator) or the rollout's phase did.
+  const drawnFrom = JSON.stringify([key, d.splits, d.rollout?.record.phase ?? 'none']);
+  if (!full && $('service-body').dataset.drawnFrom === drawnFrom) {
     for (const span of document.querySelectorAll('#service-body [data-live-backend]')) {
       const share = live.get(span.dataset.liveBackend);
       span.textContent = share === undefined ? '–' : pct(share);
@@ -471,8 +474,9 @@ async function refreshService(full) {
     return;
   }
   $('service-body').dataset.service = key;
+  $('service-body').dataset.drawnFrom = drawnFrom;
   $('service-body').replaceChildren(
-    el('h3', {}, 'Splits'), ...(d.splits.length ? d.splits.map((sp) => splitEditor(key, sp, live, d.writable)) : [el('p', { class: 'muted' }, 'no HTTPRoute or TrafficSplit routes this service')]),
+    el('h3', {}, 'Splits'), ...(d.splits.length ? d.splits.map((sp) => splitEditor(key, sp, live, d.writable, rolloutActive && d.rollout?.record.split === sp.policy && sp.kind === 'TrafficSplit')) : [el('p', { class: 'muted' }, 'no HTTPRoute or TrafficSplit routes this service')]),
     el('h3', {}, 'Routes'), list(d.routes.map((r) => `${r.policy}: ${r.match} → ${r.backends.map((b) => `${b.backend.slice(b.backend.indexOf('/') + 1)} ${b.percent}%`).join(' / ')}${r.timeoutMs !== undefined ? `, timeout ${r.timeoutMs} ms` : ''}`), 'routes', 'every request goes to the service itself'),
     el('h3', {}, 'Faults'), ...(d.faults.length ? d.faults.map((f) => faultEditor(key, f, d.writable)) : [el('p', { class: 'muted' }, 'no FaultInjection on this service')]),
     el('h3', {}, 'Retries, circuit breakers, rate limits, failover'), list(d.resilience.filter((r) => r.kind !== 'FaultInjection').map((r) => `${r.kind} — ${r.settings}`), 'resilience', 'none: the built-in retries and no limits (docs/traffic-policy.md)'),
@@ -484,7 +488,8 @@ function list(lines, section, none) {
   return el('ul', { 'data-section': section }, ...lines.map((l) => el('li', {}, l)));
 }
 
-function splitEditor(key, sp, live, writable) {
+/** `owned`: the running rollout's own split, which its driver rewrites at every step; edited from the rollout panel only. */
+function splitEditor(key, sp, live, writable, owned) {
   const id = `${sp.kind}/${sp.policy}/${sp.rule}`;
   const total = sp.backends.reduce((n, b) => n + b.weight, 0);
   const rows = sp.backends.map((b, i) => el('tr', { 'data-backend': b.backend },
@@ -494,9 +499,10 @@ function splitEditor(key, sp, live, writable) {
     // The live split is the service's, among the backends of its weighted rules: a one-backend rule has none.
     el('td', {}, sp.backends.length > 1 ? el('span', { 'data-live-backend': b.backend }, live.has(b.backend) ? pct(live.get(b.backend)) : '–') : '–')));
   const status = el('p', { class: 'edit-status' });
-  const save = el('button', { type: 'button', 'data-action': 'save-weights', disabled: !writable }, 'save weights');
+  const save = el('button', { type: 'button', 'data-action': 'save-weights', disabled: !writable || owned }, 'save weights');
   const box = el('div', { class: 'split', 'data-split': id },
-    el('p', {}, `${sp.kind} ${sp.policy}${sp.kind === 'HTTPRoute' ? ` rule ${sp.rule}` : ''}: ${sp.match}`),
+    el('p', {}, `${sp.kind} ${sp.policy}${sp.kind === 'HTTPRoute' ? ` rule ${sp.rule}` : ''}: ${sp.match}`,
+      owned ? el('small', { class: 'muted', 'data-owned-by': 'rollout' }, ' (the rollout\'s: it sets these weights at every step; pause or abort it above)') : null),
     el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'backend'), el('th', {}, 'weight'), el('th', {}, 'share'), el('th', {}, 'live (60 s)'))), el('tbody', {}, ...rows)),
     save, status);
   save.addEventListener('click', () => {
@@ -551,6 +557,137 @@ async function sendEdit(key, what, body, status) {
   }
 }
 
+// ---- the rollout panel ----
+
+let rolloutDeadline; // { at: ms when the step's hold ends, phase } for the ticking "left" figure
+let rolloutActive = false; // a running rollout refreshes the page every 2 s instead of 5 s
+const endedWords = { succeeded: 'succeeded', 'rolled-back': 'rolled back', aborted: 'aborted' };
+const phaseTone = { progressing: 'warn', paused: 'none', succeeded: 'good', 'rolled-back': 'bad', aborted: 'none' };
+
+/** The rollout's state (drawn on every refresh) and its controls (drawn anew only when the phase changes, so a half-typed form survives). */
+function renderRollout(key, panel, writable, full) {
+  const r = panel?.record;
+  rolloutActive = r ? r.phase === 'progressing' || r.phase === 'paused' : false;
+  const box = $('rollout-panel');
+  box.dataset.rollout = r ? r.phase : 'none';
+  const state = r ? rolloutState(panel) : [el('p', { class: 'muted', 'data-section': 'rollout-state' }, 'rollout: none. Start one below to move this service\'s requests to a new version step by step, each step judged by an objective.')];
+  if (changed('rollout-state', [key, panel && { ...panel, progress: panel.progress && { ...panel.progress, heldMs: 0, remainingMs: 0 } }])) {
+    $('rollout-state').replaceChildren(...state);
+    // A note of what the operator just did ("started: progressing") is stale once the rollout moved on; a refusal stays.
+    const note = document.querySelector('#rollout-controls .edit-ok');
+    if (note && note.dataset.at && Date.now() - Number(note.dataset.at) > 3000) { note.textContent = ''; note.className = 'edit-status'; }
+  }
+  rolloutDeadline = panel?.progress ? { at: Date.now() + panel.progress.remainingMs, phase: r.phase, left: panel.progress.remainingMs } : undefined;
+  tickRollout();
+  if (changed('rollout-controls', [key, r?.phase ?? 'none', r?.createdAt, writable]) || full) {
+    $('rollout-controls').replaceChildren(...rolloutControls(key, panel, writable));
+  }
+}
+
+function rolloutState(panel) {
+  const r = panel.record;
+  const p = panel.progress;
+  const current = p ? p.step : -1;
+  const ended = r.phase in endedWords;
+  const lastBegun = r.history.at(-1)?.step ?? -1;
+  const steps = el('ol', { class: 'rollout-steps', 'data-section': 'rollout-steps' }, ...r.steps.map((weight, i) => {
+    const begun = r.history.find((h) => h.step === i);
+    let stepState = 'pending';
+    if (i === current) stepState = 'current';
+    else if (i < lastBegun) stepState = 'done';
+    else if (i === lastBegun && ended) stepState = r.phase === 'succeeded' ? 'done' : 'stopped';
+    return el('li', { class: `rollout-step step-${stepState}`, 'data-step': String(i), 'data-state': stepState, 'aria-current': i === current ? 'step' : undefined,
+      title: begun ? `begun ${begun.startedAt} by ${begun.by}` : 'not begun' },
+    el('b', {}, `${weight}%`), el('small', {}, stepState === 'current' ? ' now' : stepState === 'stopped' ? ' stopped here' : begun ? ` ${fmtTime(begun.startedAt)}` : ''));
+  }));
+  const lines = [
+    el('p', { 'data-section': 'rollout-summary' }, el('span', { class: `badge tone-${phaseTone[r.phase]}`, 'data-phase': r.phase }, r.phase), ' ',
+      el('b', {}, r.from), ' → ', el('b', {}, r.to), ` · ${r.steps.join(' / ')}% every ${fmtDuration(r.intervalSeconds)} · split `, el('code', {}, r.split)),
+    steps,
+  ];
+  if (p) {
+    lines.push(el('p', { 'data-section': 'rollout-step' }, `step ${p.step + 1} of ${p.of}: ${p.weight}% of requests to ${r.to} · `,
+      el('span', { 'data-time-left': '' }, ''), r.phase === 'paused' ? ' (paused: the hold does not count on)' : ''));
+  }
+  if (panel.held) lines.push(el('p', { class: 'waiting', 'data-section': 'rollout-held' }, panel.held));
+  const ob = panel.objective;
+  if (!ob) {
+    lines.push(el('p', { class: 'bad-text', 'data-section': 'rollout-objective' }, `objective ${r.objective}: not stored. The step is held until it is applied again (isthmus policy apply) or the rollout is aborted.`));
+  } else {
+    const burn = isNum(ob.burnRate) ? ob.burnRate.toFixed(2) : '–';
+    lines.push(el('p', { 'data-section': 'rollout-objective' }, `objective ${r.objective} on ${ob.service}: burn rate `,
+      el('b', { class: isNum(ob.burnRate) && ob.burnRate > 1 ? 'bad-text' : '', 'data-burn-rate': burn }, burn),
+      ` over ${fmtWindow(ob.windowSeconds)} (${ob.requests} requests; ${ob.minRequests} needed for a verdict; above 1 rolls back)`));
+  }
+  if (r.ended) {
+    lines.push(el('p', { class: r.phase === 'rolled-back' ? 'bad-text' : '', 'data-section': 'rollout-ended' },
+      `${endedWords[r.phase]}: ${r.ended.reason} (${r.ended.by}, ${fmtTime(r.ended.at)})`));
+  }
+  return lines;
+}
+
+/** The ticking "12s left of 30s": from the server's figure, counted down here between refreshes. */
+function tickRollout() {
+  const span = document.querySelector('#rollout-state [data-time-left]');
+  if (!span || !rolloutDeadline) return;
+  const left = rolloutDeadline.phase === 'paused' ? rolloutDeadline.left : Math.max(0, rolloutDeadline.at - Date.now());
+  span.textContent = `${fmtDuration(Math.ceil(left / 1000))} left in this step`;
+}
+
+function rolloutControls(key, panel, writable) {
+  const r = panel?.record;
+  const status = el('p', { class: 'edit-status', 'data-section': 'rollout-status' });
+  const button = (verb, label) => {
+    const b = el('button', { type: 'button', 'data-action': `rollout-${verb}`, disabled: !writable }, label);
+    b.addEventListener('click', () => void sendRollout(key, `rollout/${verb}`, {}, status));
+    return b;
+  };
+  if (r && (r.phase === 'progressing' || r.phase === 'paused')) {
+    return [el('p', {}, r.phase === 'progressing' ? button('pause', 'pause') : button('resume', 'resume'), ' ', button('abort', 'abort: every request back to ' + r.from)), status];
+  }
+  const [namespace] = key.split('/');
+  const objectives = (latest?.slos ?? []).filter((s) => s.namespace === namespace);
+  const field = (name, label, attrs) => el('label', {}, `${label} `, el('input', { name, 'aria-label': label, ...attrs }));
+  const form = el('form', { class: 'rollout-start', 'data-section': 'rollout-start' },
+    field('to', 'to', { placeholder: 'new version, e.g. hello-v2', required: true }),
+    field('from', 'from', { placeholder: r?.phase === 'succeeded' ? r.to : `default: ${key.split('/')[1]}` }),
+    field('steps', 'steps', { value: '10,50,100', size: '10' }),
+    field('interval', 'interval', { value: '1m', size: '5' }),
+    field('objective', 'objective', { list: 'rollout-objectives', placeholder: 'an objective on the new version', required: true }),
+    el('datalist', { id: 'rollout-objectives' }, ...objectives.map((s) => el('option', { value: s.name }, `${s.name} (on ${s.service})`))),
+    el('button', { type: 'submit', 'data-action': 'rollout-start', disabled: !writable }, 'start rollout'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const value = (name) => form.elements[name].value.trim();
+    // Sent as typed: the server reads steps and interval as `isthmus rollout start` does and names a bad field.
+    void sendRollout(key, 'rollout', { to: value('to'), ...(value('from') ? { from: value('from') } : {}), steps: value('steps'), interval: value('interval'), objective: value('objective') }, status);
+  });
+  return [form, status];
+}
+
+async function sendRollout(key, what, body, status) {
+  status.className = 'edit-status';
+  status.textContent = 'sending…';
+  try {
+    const res = await fetch(`/api/services/${key}/${what}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const answer = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const e = answer.error ?? {};
+      status.className = 'edit-status edit-error';
+      status.dataset.code = e.code ?? '';
+      // The message names the bad field as the JSON has it (steps, interval, to, objective).
+      status.textContent = `${res.status} ${e.code ?? ''}\n${e.message ?? ''}${res.status === 401 ? '\nsign in: open /?token=<the output of isthmus operator token>' : ''}`;
+      return;
+    }
+    await refreshService(true);
+    const again = document.querySelector('#rollout-controls [data-section="rollout-status"]');
+    if (again) { again.className = 'edit-status edit-ok'; again.dataset.code = ''; again.dataset.at = String(Date.now()); again.textContent = `${what === 'rollout' ? 'started' : what.slice('rollout/'.length)}: ${answer.rollout.phase}`; }
+  } catch (err) {
+    status.className = 'edit-status edit-error';
+    status.textContent = `not sent: ${err.message}`;
+  }
+}
+
 function serviceFromHash() {
   const m = /^#service=([a-z0-9-]+\/[a-z0-9-]+)$/.exec(location.hash);
   if (m) void showService(m[1]);
@@ -558,7 +695,12 @@ function serviceFromHash() {
 
 $('service-close').addEventListener('click', closeService);
 window.addEventListener('hashchange', serviceFromHash);
-setInterval(() => void refreshService(false), 5000);
+let serviceTicks = 0;
+setInterval(() => {
+  serviceTicks += 1;
+  tickRollout();
+  if (serviceTicks % (rolloutActive ? 2 : 5) === 0) void refreshService(false);
+}, 1000);
 serviceFromHash();
 
 $('pair').addEventListener('change', () => choosePair($('pair').value));
