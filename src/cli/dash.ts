@@ -3,12 +3,13 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
+import { loadListenerTls, type ListenerTls } from '../core/tls-files.js';
 import { createLogger, type LogFormat } from '../core/log.js';
 import { action, etcdEndpoints, etcdTlsFiles, etcdOption, outputOption, runUntilSignal, type EtcdFlags } from './common.js';
 import { operatorOptions } from './operator.js';
 import type { OperatorFlags } from '../trust/operator-files.js';
 
-interface DashOptions extends OperatorFlags, EtcdFlags { listen: string; open?: boolean; output: string; logFormat?: LogFormat; logLevel: string; reads: 'operator' | 'public' }
+interface DashOptions extends OperatorFlags, EtcdFlags { listen: string; open?: boolean; output: string; logFormat?: LogFormat; logLevel: string; reads: 'operator' | 'public'; tlsCert?: string; tlsKey?: string }
 
 const defaultListen = '127.0.0.1:15015';
 
@@ -18,6 +19,8 @@ export function registerDash(program: Command): void {
     .option('--listen <host:port>', 'where to serve the page; port 0 picks a free one', defaultListen)
     .addOption(etcdOption())
     .option('--open', 'open the page in a browser (xdg-open)')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (then its chain), naming the address browsers dial; with --tls-key')
+    .option('--tls-key <file>', 'the private key of --tls-cert')
     .addOption(new Option('--reads <who>', 'who may read the data under /api/: operators (a token; this command signs you in with your operator credential) or anyone who reaches --listen').choices(['operator', 'public']).default('operator'))
     .addOption(outputOption())
     .addOption(new Option('--log-format <format>', 'json lines, or pretty for people (default: pretty, json with --output json)').choices(['json', 'pretty']).env('ISTHMUS_LOG_FORMAT'))
@@ -33,11 +36,13 @@ Examples:
   isthmus dash --etcd http://127.0.0.1:2379 --open
   ISTHMUS_ETCD=http://10.0.0.5:2379 isthmus dash --listen 0.0.0.0:15015
   isthmus dash --etcd https://10.0.0.5:2379 --etcd-ca etcd-ca.pem --etcd-cert client-operator.pem --etcd-key client-operator-key.pem
-  isthmus dash --listen 127.0.0.1:0 --output json     # prints {"url":"http://127.0.0.1:<port>/"}`)
+  isthmus dash --listen 127.0.0.1:0 --output json     # prints {"url":"http://127.0.0.1:<port>/"}
+  isthmus dash --listen 10.0.0.7:15015 --tls-cert dash.pem --tls-key dash-key.pem   # HTTPS, for a dashboard others reach`)
     .action(action(async (opts: DashOptions) => {
       const json = opts.output === 'json';
       const endpoints = etcdEndpoints(opts.etcd);
       const listen = parseListen(opts.listen);
+      const tls = listenerTls(opts);
       const logger = createLogger({ name: 'isthmus-dash', format: opts.logFormat ?? (json ? 'json' : 'pretty'), level: opts.logLevel });
       // Loaded on use: the etcd client is most of the CLI's start-up time.
       const { StoreSource } = await import('../dashboard/store-source.js');
@@ -64,13 +69,13 @@ Examples:
           const health = source.health();
           return { status: health.etcd === 'reachable' ? 'ok' : 'degraded', ...health };
         },
-        extra: (req, res) => dashboard.handle(req, res),
+        extra: (req, res) => dashboard.handle(req, res), tls,
       }).catch(async (err: unknown) => {
         metrics.close();
         await source.close();
         throw listenError(err, opts.listen);
       });
-      const url = pageUrl(listen.host, Number(server.address.slice(server.address.lastIndexOf(':') + 1)));
+      const url = pageUrl(tls ? 'https' : 'http', listen.host, Number(server.address.slice(server.address.lastIndexOf(':') + 1)));
       let signIn: string | undefined;
       if (credential) {
         const [certPem, ...chainPem] = credential.chainPem as [string, ...string[]];
@@ -92,6 +97,15 @@ Examples:
         await source.close();
       });
     }));
+}
+
+/** --tls-cert and --tls-key, read and checked before anything connects; neither: plain HTTP. */
+function listenerTls(opts: DashOptions): ListenerTls | undefined {
+  if (opts.tlsCert === undefined && opts.tlsKey === undefined) return undefined;
+  if (opts.tlsCert === undefined || opts.tlsKey === undefined) {
+    throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${opts.tlsCert === undefined ? '--tls-key' : '--tls-cert'} was given without ${opts.tlsCert === undefined ? '--tls-cert' : '--tls-key'}: HTTPS needs both the certificate and its key.`);
+  }
+  return loadListenerTls({ cert: opts.tlsCert, key: opts.tlsKey }, '--tls-cert and --tls-key');
 }
 
 /** `host:port`, `[v6]:port` or `:port` (all interfaces); port 0 asks the kernel for a free one. */
@@ -116,9 +130,9 @@ function listenError(err: unknown, listen: string): unknown {
 }
 
 /** The address a browser on this machine dials: a wildcard listen is reached through loopback. */
-function pageUrl(host: string, port: number): string {
+function pageUrl(scheme: 'http' | 'https', host: string, port: number): string {
   const dial = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return `http://${dial.includes(':') ? `[${dial}]` : dial}:${port}/`;
+  return `${scheme}://${dial.includes(':') ? `[${dial}]` : dial}:${port}/`;
 }
 
 function openInBrowser(url: string): string {

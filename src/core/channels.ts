@@ -59,7 +59,9 @@ export interface RequestRefusedMessage {
 /**
  * A destination's inbound refused a caller by authorization (docs/authorization.md): `reason`
  * `deny_rule` (a deny rule matched; `rule` names it), `no_rule_allows` (an allow list or the
- * namespace's default), or `path_refused` (the path cannot be matched safely: 400).
+ * namespace's default), `path_refused` (the path cannot be matched safely: 400), or `plaintext`
+ * (a plain-text caller while the namespace's mTLS mode is strict; `rule` names the MeshNamespace
+ * when one says strict).
  * `service` is the inbound's own `<ns>/<name>`; `caller` the verified SPIFFE ID, undefined for a
  * plain-text caller; `cluster` the caller's issuing cluster when known. Published with the
  * InboundAuthorization as origin.
@@ -69,7 +71,7 @@ export interface AuthzDeniedMessage {
   service: string;
   caller: string | undefined;
   cluster: string | undefined;
-  reason: 'deny_rule' | 'no_rule_allows' | 'path_refused';
+  reason: 'deny_rule' | 'no_rule_allows' | 'path_refused' | 'plaintext';
   rule: string | undefined;
   at: number;
 }
@@ -156,7 +158,8 @@ export interface TcpOutboundMessage {
 
 /**
  * A TCP inbound listener decided on a caller: `accepted` (spliced to the app: the connection is
- * open), or a failure with its error code. `peer` is its SPIFFE ID once its certificate was accepted.
+ * open), or a failure with its error code. `peer` is its SPIFFE ID once its certificate was
+ * accepted; undefined for a plain-text caller (permissive mode) and before a certificate was.
  */
 export interface TcpInboundMessage {
   origin: object;
@@ -185,9 +188,9 @@ export interface TcpOutboundClosedMessage extends TcpClosedFields {
   cluster: string;
 }
 
-/** A connection through the TCP inbound closed; `peer` is the caller's SPIFFE ID. */
+/** A connection through the TCP inbound closed; `peer` is the caller's SPIFFE ID, undefined for a plain-text caller (permissive mode). */
 export interface TcpInboundClosedMessage extends TcpClosedFields {
-  peer: string;
+  peer: string | undefined;
 }
 
 /** A diagnostics channel whose messages have one type. */

@@ -18,6 +18,7 @@ export const errorCodes = {
   ISTHMUS_ERR_ETCD_NOT_CONFIGURED: { status: 400, summary: 'No etcd address was given (--etcd or ISTHMUS_ETCD).' },
   ISTHMUS_ERR_ETCD_TLS_FILE_INVALID: { status: 400, summary: 'A TLS file for etcd (--etcd-ca, --etcd-cert, --etcd-key or the config file\'s etcd.ca/cert/key) is missing, unreadable, not PEM, expired, or a key that does not match its certificate.' },
   ISTHMUS_ERR_ETCD_PERMISSION_DENIED: { status: 403, summary: 'etcd\'s authentication is on and the user of this client\'s certificate may not read or write that key.' },
+  ISTHMUS_ERR_LISTENER_TLS_FILE_INVALID: { status: 400, summary: 'A TLS certificate or key for an HTTPS listener (the dashboard, an admin port) is missing, unreadable, not PEM, expired, or a key that does not match its certificate.' },
   ISTHMUS_ERR_ETCD_TLS_FAILED: { status: 503, summary: 'The TLS handshake with etcd failed: its server certificate is not trusted, it refused the client certificate, or one side speaks plain text.' },
   // trust
   ISTHMUS_ERR_TRUST_CA_EXISTS: { status: 409, summary: 'A CA already exists where a new one would be written.' },

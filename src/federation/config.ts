@@ -7,6 +7,7 @@ import type { EtcdTlsFiles } from './etcd-tls.js';
 import { pathError } from '../core/user-paths.js';
 import { dnsLabelPattern } from '../core/names.js';
 import { durationPattern, parseDuration, validate } from '../core/validate.js';
+import { ListenerTlsSchema } from '../core/tls-files.js';
 
 const label = (description: string) => Type.String({ pattern: dnsLabelPattern, description });
 const hostPort = Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port' });
@@ -36,6 +37,7 @@ const Gateway = Type.Object({
   address: Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port the gateway listens on for TLS (default port 15443)' }),
   advertise: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port other clusters dial, published in the gateway\'s record, when it differs from address (a load balancer or NAT in front of the gateway)' })),
   admin: Type.Optional(Type.String({ pattern: '^[^:\\s]+:[0-9]{1,5}$', description: 'host:port of /healthz, /readyz, /metrics, /stats and /debug/connections (default: port 15021 on loopback: the gateway host if it is a loopback address, else 127.0.0.1)' })),
+  adminTls: Type.Optional(ListenerTlsSchema),
   zone: Type.Optional(label('zone')),
   clientHelloTimeout: duration('5s', 'a connection whose ClientHello has not arrived by then is refused'),
   connectTimeout: duration('2s', 'how long to wait for a local endpoint to accept'),
@@ -73,6 +75,7 @@ export const ClusterConfigSchema = Type.Object({
       default: 'operator',
       description: 'who may read the dashboard\'s /api/ data: operators only (an operator token), or anyone who reaches the port; /api/sidecars always needs an operator',
     }),
+    dashboardTls: Type.Optional(ListenerTlsSchema),
     leaseTtl: duration('15s', 'TTL of the cluster lease; its records vanish this long after the federation dies'),
     healthCheckInterval: duration('2s', 'how often local instances are probed'),
     probeInterval: duration('5s', 'how often every other cluster\'s gateways are probed (TLS round trip to their federation)'),

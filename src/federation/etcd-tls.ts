@@ -4,14 +4,13 @@
  * of etcd (the federation service, the CLI, `isthmus dash`, `isthmus dev up`, the tests) loads
  * its files here, so a bad file reads the same everywhere: which file, given how, and what to do.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { rootCertificates, connect as tlsConnect } from 'node:tls';
 import { resolve } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
-import { pathProblemReason } from '../core/path-problem.js';
+import { checkCurrent, pemCertificates, readCertAndKey, readTlsFile } from '../core/tls-files.js';
 
 /** Paths of the TLS files of an etcd client; all optional (https:// alone trusts Node's public CAs and NODE_EXTRA_CA_CERTS). */
 export interface EtcdTlsFiles {
@@ -37,29 +36,6 @@ const roles = {
 function fileInvalid(role: keyof typeof roles, path: string, problem: string, cause?: unknown): IsthmusError {
   const { what, given, todo } = roles[role];
   return new IsthmusError('ISTHMUS_ERR_ETCD_TLS_FILE_INVALID', `The ${what} ${path} (${given}) ${problem}; ${todo}.`, { ...(cause === undefined ? {} : { cause }), details: { file: path, role } });
-}
-
-function readTlsFile(role: keyof typeof roles, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw fileInvalid(role, path, `cannot be read: ${pathProblemReason('read-file', (err as NodeJS.ErrnoException).code)}`, err);
-  }
-}
-
-function certificates(role: 'ca' | 'cert', path: string, pem: Buffer): X509Certificate[] {
-  const blocks = pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw fileInvalid(role, path, 'holds no PEM certificate');
-  try {
-    return blocks.map((block) => new X509Certificate(block));
-  } catch (err) {
-    throw fileInvalid(role, path, `holds a certificate that cannot be parsed (${(err as Error).message})`, err);
-  }
-}
-
-function checkCurrent(role: 'ca' | 'cert', path: string, cert: X509Certificate, now: Date): void {
-  if (new Date(cert.validTo) <= now) throw fileInvalid(role, path, `expired at ${new Date(cert.validTo).toISOString()}`);
-  if (new Date(cert.validFrom) > now) throw fileInvalid(role, path, `is not valid before ${new Date(cert.validFrom).toISOString()} (is this machine's clock right?)`);
 }
 
 /** Every endpoint of one etcd speaks the same: all plain text or all TLS. */
@@ -97,23 +73,13 @@ export function loadEtcdTls(endpoints: readonly string[], files: EtcdTlsFiles | 
   };
   const tls: EtcdTls = { files: resolved };
   if (resolved.ca) {
-    tls.ca = readTlsFile('ca', resolved.ca);
-    const cas = certificates('ca', resolved.ca, tls.ca);
+    tls.ca = readTlsFile('ca', resolved.ca, fileInvalid);
+    const cas = pemCertificates('ca', resolved.ca, tls.ca, fileInvalid);
     if (!cas.some((c) => c.ca)) throw fileInvalid('ca', resolved.ca, 'holds no CA certificate (basicConstraints CA:TRUE)');
-    for (const c of cas) checkCurrent('ca', resolved.ca, c, now);
+    for (const c of cas) checkCurrent('ca', resolved.ca, c, now, fileInvalid);
   }
   if (resolved.cert && resolved.key) {
-    tls.cert = readTlsFile('cert', resolved.cert);
-    tls.key = readTlsFile('key', resolved.key);
-    const [leaf] = certificates('cert', resolved.cert, tls.cert);
-    checkCurrent('cert', resolved.cert, leaf!, now);
-    let key;
-    try {
-      key = createPrivateKey(tls.key);
-    } catch (err) {
-      throw fileInvalid('key', resolved.key, 'is not a PEM private key', err);
-    }
-    if (!leaf!.checkPrivateKey(key)) throw fileInvalid('key', resolved.key, `does not belong to the client certificate ${resolved.cert}`);
+    Object.assign(tls, readCertAndKey({ cert: resolved.cert, key: resolved.key }, { cert: 'cert', key: 'key', certLabel: 'client certificate' }, now, fileInvalid));
   }
   return tls;
 }

@@ -7,6 +7,7 @@ import type { SloView } from '../dashboard/overview.js';
 import { RolloutDriver } from './rollouts.js';
 import type { Logger } from '../core/log.js';
 import { startTelemetryServer, type TelemetryServer } from '../telemetry/http.js';
+import { loadListenerTls } from '../core/tls-files.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { meshRootsOfRecords } from '../trust/bundle.js';
 import { issueCertificate } from '../trust/ca.js';
@@ -44,6 +45,8 @@ export interface RunningFederation {
 export async function runFederation(loaded: LoadedClusterConfig, logger: Logger): Promise<RunningFederation> {
   const { config } = loaded;
   const clusterCa = readClusterCa(loaded.caDir);
+  // Read before anything connects: a bad file is an error naming it, not a port that fails later.
+  const dashboardTls = config.federation.dashboardTls ? loadListenerTls(config.federation.dashboardTls, `federation.dashboardTls in ${loaded.path}`, { baseDir: loaded.dir }) : undefined;
   const platform = await makePlatform(loaded, logger.child({ component: 'platform' }));
   const store = await FederationStore.connect({ endpoints: [...config.etcd.endpoints], tls: loaded.etcdTls, logger });
   const federation = new Federation(loaded, store, logger.child({ component: 'federation' }), platform);
@@ -159,7 +162,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     },
     ledger,
     logger: logger.child({ component: 'slo-alerter' }),
-    dashboard: () => (telemetry ? `http://${advertised(telemetry.address, config.federation.advertise)}/` : undefined),
+    dashboard: () => (telemetry ? `${dashboardTls ? 'https' : 'http'}://${advertised(telemetry.address, config.federation.advertise)}/` : undefined),
   });
   const rollouts: RolloutDriver = new RolloutDriver({
     cluster: config.cluster,
@@ -178,7 +181,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     telemetry = await startTelemetryServer({
       host: config.federation.host, port: config.federation.dashboardPort, metrics,
       healthz: () => ({ status: 'ok', cluster: config.cluster }),
-      extra: (req, res) => dashboard.handle(req, res),
+      extra: (req, res) => dashboard.handle(req, res), tls: dashboardTls,
     }).catch((err: unknown) => {
       logger.error({ err: (err as Error).message, port: config.federation.dashboardPort }, 'could not listen for /metrics on the dashboard port; /metrics is still served on the API port');
       return undefined;

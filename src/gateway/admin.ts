@@ -1,9 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { sendMetrics } from '../telemetry/http.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Gateway } from './gateway.js';
 import { limitHttpServer } from '../core/server-limits.js';
 import { admitOperator } from '../trust/operator.js';
+import { createListenerServer, type ListenerTls } from '../core/tls-files.js';
 
 /** What an operator credential must chain to, and the trust domain it must be of (the gateway's own). */
 export interface AdminOperators {
@@ -19,10 +20,11 @@ export interface AdminOperators {
  *
  * Who may ask (docs/security.md): /healthz, /readyz and /metrics anyone who reaches the port;
  * /stats a caller on this machine or an operator; /debug/connections (callers, SNIs, internal
- * endpoints) only an operator, wherever the port listens.
+ * endpoints) only an operator, wherever the port listens. With `tls` (the gateway entry's
+ * `adminTls`) it serves HTTPS, with the same rules.
  */
-export function startAdmin(gateway: Gateway, host: string, port: number, operators: AdminOperators, metrics?: Pick<Metrics, 'exposition'>): Promise<Server> {
-  const server = createServer((req, res) => {
+export function startAdmin(gateway: Gateway, host: string, port: number, operators: AdminOperators, metrics?: Pick<Metrics, 'exposition'>, tls?: ListenerTls): Promise<Server> {
+  const server = createListenerServer(tls, (req, res) => {
     const send = (status: number, body: unknown) => {
       const text = JSON.stringify(body);
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });

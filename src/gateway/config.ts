@@ -3,6 +3,7 @@ import { IsthmusError } from '../core/errors.js';
 import { parseDuration } from '../core/validate.js';
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
 import { isLoopbackAddress } from '../trust/operator.js';
+import { loadListenerTls, type ListenerTls } from '../core/tls-files.js';
 
 export interface GatewayConfig {
   cluster: string;
@@ -16,6 +17,8 @@ export interface GatewayConfig {
    */
   advertise?: { host: string; port: number } | undefined;
   admin: { host: string; port: number };
+  /** `adminTls`'s files, read and checked: the admin port serves HTTPS with them. */
+  adminTls?: ListenerTls | undefined;
   /** https://host:port of this cluster's federation API. */
   federationUrl: string;
   /** Only root-cert.pem is read from it when `tokenFile` is set. */
@@ -53,6 +56,7 @@ export function loadGatewayConfig(configPath: string, id: string | undefined, ov
     listen,
     advertise,
     admin,
+    ...(entry.adminTls ? { adminTls: loadListenerTls(entry.adminTls, `adminTls of gateway ${entry.id} in ${loaded.path}`, { baseDir: loaded.dir }) } : {}),
     federationUrl: `https://${federationHost}`,
     caDir: loaded.caDir,
     tokenFile: entry.tokenFile === undefined ? undefined : resolve(loaded.dir, entry.tokenFile),

@@ -27,7 +27,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
   let admin: Server | undefined;
   try {
     const listening = await gateway.listen();
-    admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics);
+    admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics, config.adminTls);
     const adminAddress = admin.address();
     await client.startCertificates();
     void client.watchRoutes((routes) => gateway.setRoutes(routes));

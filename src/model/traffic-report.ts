@@ -124,8 +124,11 @@ export function ejectionEvent(m: { address: string; reason: 'connect-error' | '5
  * times (the ledger folds equal summaries). The path is left out: it is the app's data, and
  * events cross clusters.
  */
-export function authzDeniedEvent(m: { service: string; caller: string | undefined; cluster: string | undefined; reason: 'deny_rule' | 'no_rule_allows' | 'path_refused'; rule: string | undefined; at: number }): ReportedEvent {
+export function authzDeniedEvent(m: { service: string; caller: string | undefined; cluster: string | undefined; reason: 'deny_rule' | 'no_rule_allows' | 'path_refused' | 'plaintext'; rule: string | undefined; at: number }): ReportedEvent {
   const who = `${m.caller ?? 'a plain-text caller'}${m.cluster === undefined ? '' : ` (cluster ${m.cluster})`}`;
-  const why = m.reason === 'deny_rule' ? `denied by ${m.rule ?? 'a deny rule'}` : m.reason === 'no_rule_allows' ? 'no rule allows it' : 'its path cannot be matched safely';
+  const why = m.reason === 'deny_rule' ? `denied by ${m.rule ?? 'a deny rule'}`
+    : m.reason === 'no_rule_allows' ? 'no rule allows it'
+      : m.reason === 'plaintext' ? 'the namespace\'s mTLS mode is strict (no plain text)'
+        : 'its path cannot be matched safely';
   return { at: new Date(m.at).toISOString(), kind: 'authz-denied', service: m.service, summary: `${m.service} refused ${who}: ${why}` };
 }

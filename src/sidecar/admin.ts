@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { isIsthmusError } from '../core/errors.js';
 import { sendMetrics } from '../telemetry/http.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -8,6 +8,7 @@ import { parseTraceRequest, type TraceRequest } from './trace.js';
 import { traceRequest, type TraceDeps } from './trace-request.js';
 import { limitHttpServer } from '../core/server-limits.js';
 import { admitOperator } from '../trust/operator.js';
+import { createListenerServer, type ListenerTls } from '../core/tls-files.js';
 
 const maxTraceBody = 16 * 1024;
 
@@ -33,10 +34,10 @@ export interface SidecarAdminState {
  * Who may ask (docs/security.md): /healthz, /readyz and /metrics anyone who reaches the port;
  * /routes a caller on this machine (it shows what the app's own outbound proxy, also on loopback,
  * would do) or an operator; POST /trace only an operator, from anywhere, because it sends a real
- * request with the workload's identity.
+ * request with the workload's identity. With `tls` (`admin.tls`) it serves HTTPS, with the same rules.
  */
-export function startSidecarAdmin(state: SidecarAdminState, host: string, port: number): Promise<Server> {
-  const server = createServer((req, res) => {
+export function startSidecarAdmin(state: SidecarAdminState, host: string, port: number, tls?: ListenerTls): Promise<Server> {
+  const server = createListenerServer(tls, (req, res) => {
     const send = (status: number, body: unknown) => {
       const text = JSON.stringify(body, null, 2);
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });

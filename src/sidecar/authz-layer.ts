@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { DetailedPeerCertificate } from 'node:tls';
-import { channels } from '../core/channels.js';
+import { channels, type AuthzDeniedMessage } from '../core/channels.js';
 import type { ErrorCode } from '../core/errors.js';
 import {
   authorizationApplies, authorize, compileAuthorization, emptyAuthorization, namespaceSettings,
@@ -65,6 +65,15 @@ export class InboundAuthorization {
     return decision.allowed ? undefined : this.denied(caller, decision, 'connect');
   }
 
+  /**
+   * A plain-text caller was refused because the namespace is strict (its TLS handshake failed on
+   * plain text, or it kept a connection open from permissive mode): counted and reported as the
+   * other refusals are, naming the MeshNamespace that says strict when one does.
+   */
+  plaintextRefused(): void {
+    this.publish({}, 'plaintext', namespaceSettings(this.table, this.namespace).policy);
+  }
+
   private denied(caller: CallerFacts, decision: Decision, what: string): AuthzRefusal {
     this.publish(caller, decision.rule === undefined ? 'no_rule_allows' : 'deny_rule', decision.rule);
     const who = caller.identity ?? 'a plain-text caller';
@@ -72,7 +81,7 @@ export class InboundAuthorization {
     return { code: 'ISTHMUS_ERR_AUTHZ_DENIED', status: 403, message: `${who}${from} may not ${what} on ${this.name}: ${decision.reason}` };
   }
 
-  private publish(caller: CallerFacts, reason: 'deny_rule' | 'no_rule_allows' | 'path_refused', rule: string | undefined): void {
+  private publish(caller: CallerFacts, reason: AuthzDeniedMessage['reason'], rule: string | undefined): void {
     if (deniedChannel.hasSubscribers) deniedChannel.publish({ origin: this, service: this.name, caller: caller.identity, cluster: caller.cluster, reason, rule, at: Date.now() });
   }
 }

@@ -105,3 +105,14 @@ describe('loadSidecarConfig with command-line values (a config shared by a names
     }));
   });
 });
+
+describe('admin.tls', () => {
+  test('a bad certificate file stops loading with an error naming the file and admin.tls', () => {
+    writeFileSync(join(dir, 'admin-key.pem'), 'not a key\n');
+    const path = write('admin-tls.yaml', { admin: { listen: '127.0.0.1:15020', tls: { cert: 'root-cert.pem', key: 'admin-key.pem' } } });
+    expect(() => loadSidecarConfig(path)).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_LISTENER_TLS_FILE_INVALID',
+      message: expect.stringMatching(new RegExp(`${join(dir, 'root-cert.pem').replaceAll('.', '\\.')} \\(admin\\.tls in .*admin-tls\\.yaml\\) holds no PEM certificate`)),
+    }));
+  });
+});

@@ -4,6 +4,7 @@ import { Type, type Static } from '../core/typebox.js';
 import { parse as parseYaml } from 'yaml';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { readUserFile } from '../core/user-paths.js';
+import { ListenerTlsSchema, loadListenerTls, type ListenerTls } from '../core/tls-files.js';
 import { dnsLabelPattern } from '../core/names.js';
 import { durationPattern, parseDuration, validate } from '../core/validate.js';
 import { TimeoutsSchema } from './timeouts.js';
@@ -35,7 +36,10 @@ export const SidecarConfigSchema = Type.Object({
     })),
     idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'appProtocol tcp: close a connection after this long without a byte either way (default: timeouts.tunnelIdle)' })),
   }, { additionalProperties: false })),
-  admin: Type.Object({ listen: hostPort('/healthz, /readyz, /metrics, /routes and POST /trace (docs/security.md); loopback unless you mean otherwise') }, { additionalProperties: false, default: { listen: '127.0.0.1:15020' } }),
+  admin: Type.Object({
+    listen: hostPort('/healthz, /readyz, /metrics, /routes and POST /trace (docs/security.md); loopback unless you mean otherwise'),
+    tls: Type.Optional(ListenerTlsSchema),
+  }, { additionalProperties: false, default: { listen: '127.0.0.1:15020' } }),
   /** For apps that cannot use a proxy (HTTP), and for plain TCP services: one listener per upstream service. */
   listeners: Type.Array(Type.Object({
     service: label('upstream service'),
@@ -51,6 +55,8 @@ export const SidecarConfigSchema = Type.Object({
 
 export type SidecarConfig = Static<typeof SidecarConfigSchema> & {
   rootCertPem: string; bootstrapToken?: string | undefined; stateDirPath: string;
+  /** `admin.tls`'s files, read and checked: the admin port serves HTTPS with them. */
+  adminTls?: ListenerTls | undefined;
   /** How often traffic counts go to the federation (default 5 s); from `reportInterval`, or set by `isthmus dev up` and tests. */
   reportIntervalMs?: number | undefined;
 };
@@ -105,6 +111,7 @@ export function loadSidecarConfig(path: string, overrides: SidecarOverrides = {}
   }
   return Object.freeze({
     ...config, rootCertPem: read(config.federation.rootCert, 'federation.rootCert'), bootstrapToken, stateDirPath: resolve(dir, config.stateDir),
+    ...(config.admin.tls ? { adminTls: loadListenerTls(config.admin.tls, `admin.tls in ${path}`, { baseDir: dir }) } : {}),
     ...(reportIntervalSeconds === undefined ? {} : { reportIntervalMs: reportIntervalSeconds * 1000 }),
   });
 }

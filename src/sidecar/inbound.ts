@@ -19,7 +19,7 @@ import { forwardStream } from './inbound-h2.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, repeatsHost, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
-import { acceptPlaintextWhen } from './plaintext-inbound.js';
+import { acceptPlaintextHttpWhen, isPlaintextCaller } from './plaintext-inbound.js';
 import { clientErrorHandler, headersCheckInterval, limitFirstRequestHead, refuseMalformed } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
@@ -115,7 +115,7 @@ export class Inbound {
     // Before the inbound's own 'connection' listener below; strict (the default) hands every
     // connection to TLS untouched.
     this.h2 = createH2Server();
-    acceptPlaintextWhen(this.server, this.plain, this.h2, () => this.authz?.mtls === 'permissive', timeouts.requestHeadersMs);
+    acceptPlaintextHttpWhen(this.server, this.plain, this.h2, () => this.authz?.mtls === 'permissive', timeouts.requestHeadersMs);
     limitFirstRequestHead(this.h2, timeouts.requestHeadersMs);
     this.h2.on('session', (session) => {
       session.setTimeout(timeouts.connectionIdleMs + 5_000, () => session.close());
@@ -139,7 +139,12 @@ export class Inbound {
     this.server.on('clientError', clientErrorHandler(this, 'inbound'));
     // No byte either way for streamIdle closes the connection (a request body stalled mid-way too).
     this.server.setTimeout(timeouts.streamIdleMs);
-    this.server.on('tlsClientError', (err) => this.logger.debug({ err: err.message }, 'inbound TLS handshake refused'));
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+      // In strict mode nothing is read before TLS, so a plain-text caller shows only as the
+      // handshake's failure; it is counted as a refusal (docs/authorization.md), other failures are not.
+      if (isPlaintextCaller(err)) this.authz?.plaintextRefused();
+      this.logger.debug({ err: err.message }, 'inbound TLS handshake refused');
+    });
   }
 
   private serve(req: IncomingMessage, res: ServerResponse): void {
@@ -155,7 +160,11 @@ export class Inbound {
   private peerOf(socket: TLSSocket): Peer {
     // Only the plain-text server hands over unencrypted sockets, and only while permissive; a
     // connection kept open from then is refused per request once the namespace is strict again.
-    if (socket.encrypted !== true) return this.authz?.mtls === 'permissive' ? plaintextPeer : plaintextRefused;
+    if (socket.encrypted !== true) {
+      if (this.authz?.mtls === 'permissive') return plaintextPeer;
+      this.authz?.plaintextRefused();
+      return plaintextRefused;
+    }
     let peer = this.peers.get(socket);
     if (!peer) {
       const cert = socket.getPeerCertificate(true);

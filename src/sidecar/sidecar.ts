@@ -174,7 +174,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       metrics,
       trace: { routing, secureContext: () => upstreams.secureContext() },
       operators: { rootsPem: () => identity.current().trustBundle, trustDomain: () => trustDomainOf(identity.current().identity) },
-    }, ...hostPort(config.admin.listen));
+    }, ...hostPort(config.admin.listen), config.adminTls);
     closers.push(() => closeServer(admin));
     const adminAddress = admin.address() as AddressInfo;
 

@@ -4,6 +4,7 @@ import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { IssuingClusters, type InboundAuthorization } from './authz-layer.js';
 import { peerIdentity } from './peer-identity.js';
+import { acceptPlaintextWhen, isPlaintextCaller } from './plaintext-inbound.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
 import { defaultTimeouts } from './timeouts.js';
@@ -18,8 +19,15 @@ export interface TcpInboundStats {
   /** Callers that passed the checks and were spliced to the app. */
   accepted: number;
   /** Callers closed before any byte reached the app, by reason. */
-  refused: Partial<Record<'handshake' | 'alpn' | 'identity' | 'authorization' | 'app-unreachable', number>>;
+  refused: Partial<Record<'handshake' | 'plaintext' | 'alpn' | 'identity' | 'authorization' | 'app-unreachable', number>>;
 }
+
+/**
+ * How long a new connection may stay silent while the namespace is permissive, before its first
+ * byte says TLS or plain text (the HTTP inbound's handshake limit). A TLS client always speaks
+ * first; so does every plain-text client permissive mode can tell apart (docs/authorization.md).
+ */
+const firstBytesTimeoutMs = 10_000;
 
 /**
  * The inbound listener of a sidecar whose app speaks plain TCP (`inbound.appProtocol: tcp`): it
@@ -27,6 +35,10 @@ export interface TcpInboundStats {
  * root, exactly one SPIFFE ID in that root's trust domain), requires ALPN `isthmus-tcp`, and
  * then splices the decrypted stream to the app's port. Nothing is read from the caller until
  * the app has accepted, and no byte of a refused caller ever reaches the app.
+ *
+ * While the namespace's mTLS mode is `permissive`, a connection whose first byte is not a TLS
+ * handshake is a plain-text caller (plaintext-inbound.ts): it has no identity, so it is spliced
+ * to the app only when the service's rules allow a caller they know nothing about.
  */
 export class TcpInbound {
   readonly server: Server;
@@ -35,9 +47,9 @@ export class TcpInbound {
   private readonly clusters = new IssuingClusters();
 
   /**
-   * `authz`: who may connect (authz-layer.ts); a TCP connection has no method or path, so only
-   * rules about the caller can allow it. The TCP inbound is always strict: plain-text callers
-   * never get in, whatever the namespace's mTLS mode.
+   * `authz`: who may connect (authz-layer.ts), and the namespace's mTLS mode; a TCP connection
+   * has no method or path, so only rules about the caller can allow it. Without it the inbound
+   * is strict.
    */
   constructor(
     credentials: TcpInboundCredentials, private readonly appAddress: string, private readonly log: Logger,
@@ -51,10 +63,13 @@ export class TcpInbound {
       ALPNProtocols: [tcpAlpn],
     }, (socket) => this.accept(socket));
     this.server.on('connection', (raw: Socket) => this.sockets.track(raw));
+    acceptPlaintextWhen(this.server, () => this.authz?.mtls === 'permissive', firstBytesTimeoutMs, () => (socket) => this.acceptPlaintext(socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
       // A peer that left before finishing a handshake (health checks, every 2 s) was not refused.
       if (err.code === 'ECONNRESET') return;
-      this.refuse(undefined, 'handshake', err.message);
+      if (!isPlaintextCaller(err)) return void this.refuse(undefined, 'handshake', err.message);
+      this.authz?.plaintextRefused();
+      this.refuse(undefined, 'plaintext', `a plain-text caller, and the namespace's mTLS mode is strict: call through a sidecar's TCP listener (${err.message})`);
     });
   }
 
@@ -88,6 +103,23 @@ export class TcpInbound {
       this.refuse(caller, 'authorization', refusal.message, refusal.code);
       return;
     }
+    this.spliceToApp(caller, peer.identity);
+  }
+
+  /** A plain-text caller, handed over paused while the namespace is permissive. */
+  private acceptPlaintext(caller: Socket): void {
+    caller.allowHalfOpen = true; // as in accept(): the caller's FIN ends only its direction
+    caller.on('error', () => caller.destroy());
+    const refusal = this.authz?.connection({});
+    if (refusal) {
+      this.refuse(caller, 'authorization', refusal.message, refusal.code);
+      return;
+    }
+    this.spliceToApp(caller, undefined);
+  }
+
+  /** `peer`: the caller's SPIFFE ID, undefined for a plain-text caller. */
+  private spliceToApp(caller: Socket, peer: string | undefined): void {
     const split = this.appAddress.lastIndexOf(':');
     const app = connect({ host: this.appAddress.slice(0, split), port: Number(this.appAddress.slice(split + 1)), allowHalfOpen: true, noDelay: true });
     this.sockets.track(app);
@@ -96,31 +128,32 @@ export class TcpInbound {
     app.once('error', (err) => {
       caller.off('close', abandon);
       this.stats.refused['app-unreachable'] = (this.stats.refused['app-unreachable'] ?? 0) + 1;
-      this.log.warn({ code: 'ISTHMUS_ERR_TCP_APP_UNREACHABLE', app: this.appAddress, caller: peer.identity, err: err.message }, `the app at ${this.appAddress} did not accept; caller's connection closed`);
-      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'app_unreachable', code: 'ISTHMUS_ERR_TCP_APP_UNREACHABLE' });
+      this.log.warn({ code: 'ISTHMUS_ERR_TCP_APP_UNREACHABLE', app: this.appAddress, caller: peer, err: err.message }, `the app at ${this.appAddress} did not accept; caller's connection closed`);
+      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer, result: 'app_unreachable', code: 'ISTHMUS_ERR_TCP_APP_UNREACHABLE' });
       caller.destroy();
     });
     app.once('connect', () => {
       caller.off('close', abandon);
       app.removeAllListeners('error');
       this.stats.accepted += 1;
-      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: peer.identity, result: 'accepted' });
-      this.log.debug({ caller: peer.identity, app: this.appAddress }, 'TCP caller spliced to the app');
+      if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer, result: 'accepted' });
+      this.log.debug({ caller: peer ?? 'plain text', app: this.appAddress }, 'TCP caller spliced to the app');
       const opened = performance.now();
       splice(caller, app, this.idleTimeoutMs, undefined, (end, bytes) => {
         if (!closedChannel.hasSubscribers) return;
         // The local workload is the app: what it sent is what came from it.
-        closedChannel.publish({ origin: this, peer: peer.identity, end, sentBytes: bytes.fromB, receivedBytes: bytes.fromA, seconds: (performance.now() - opened) / 1000 });
+        closedChannel.publish({ origin: this, peer, end, sentBytes: bytes.fromB, receivedBytes: bytes.fromA, seconds: (performance.now() - opened) / 1000 });
       });
       caller.resume();
     });
   }
 
-  private refuse(caller: TLSSocket | undefined, reason: keyof TcpInboundStats['refused'], detail: string, code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' | 'ISTHMUS_ERR_AUTHZ_DENIED' | 'ISTHMUS_ERR_AUTHZ_PATH_REFUSED' = 'ISTHMUS_ERR_TCP_CALLER_REFUSED'): void {
+  private refuse(caller: Socket | undefined, reason: keyof TcpInboundStats['refused'], detail: string, code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' | 'ISTHMUS_ERR_AUTHZ_DENIED' | 'ISTHMUS_ERR_AUTHZ_PATH_REFUSED' = 'ISTHMUS_ERR_TCP_CALLER_REFUSED'): void {
     this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
     if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer: undefined, result: 'refused', code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' });
-    // A failed handshake is a port scan or a client without a mesh certificate: debug, as the HTTP inbound does.
-    this.log[reason === 'handshake' ? 'debug' : 'warn']({ code, reason, remote: caller?.remoteAddress }, detail);
+    // A failed handshake is a port scan or a client without a mesh certificate: debug, as the HTTP inbound does
+    // (a plain-text caller is counted and reported as an authorization refusal).
+    this.log[reason === 'handshake' || reason === 'plaintext' ? 'debug' : 'warn']({ code, reason, remote: caller?.remoteAddress }, detail);
     caller?.destroy();
   }
 }

@@ -1,7 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from './metrics.js';
 import { limitHttpServer } from '../core/server-limits.js';
+import { createListenerServer, type ListenerTls } from '../core/tls-files.js';
 
 /** Answers a scrape: the Prometheus text format of `metrics`, or 500 if collecting failed. */
 export async function sendMetrics(metrics: Pick<Metrics, 'exposition'>, res: ServerResponse): Promise<void> {
@@ -24,8 +25,9 @@ export interface TelemetryServer {
 }
 
 /**
- * The federation service's plain-HTTP port (15014, `federation.dashboardPort`): `/metrics` for
- * Prometheus and `/healthz`; the federation also serves the dashboard (src/dashboard/) here via `extra`.
+ * The federation service's dashboard port (15014, `federation.dashboardPort`), and `isthmus
+ * dash`'s: `/metrics` for Prometheus and `/healthz`; the dashboard (src/dashboard/) is served
+ * here via `extra`. Plain HTTP, or HTTPS with `tls` (`federation.dashboardTls`, `--tls-cert`).
  */
 export async function startTelemetryServer(opts: {
   host: string;
@@ -34,8 +36,9 @@ export async function startTelemetryServer(opts: {
   healthz: () => unknown;
   /** Tried after /metrics and /healthz (the dashboard), and first for other methods than GET; returns false to let the 404 (405) answer. */
   extra?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  tls?: ListenerTls | undefined;
 }): Promise<TelemetryServer> {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server = createListenerServer(opts.tls, (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     // The dashboard's writes (its manager view) are its own to answer; everything else here only reads.
     if (req.method !== 'GET' && req.method !== 'HEAD') return opts.extra?.(req, res) ? undefined : send(res, 405, { error: 'only GET' });

@@ -108,7 +108,7 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
 
   const authzDenied = new Counter({
     name: 'isthmus_authz_denied_total',
-    help: 'Requests and connections this workload\'s inbound refused by authorization: reason deny_rule (rule names it), no_rule_allows, or path_refused (400).',
+    help: 'Requests and connections this workload\'s inbound refused by authorization: reason deny_rule (rule names it), no_rule_allows, path_refused (400), or plaintext (a plain-text caller while the namespace\'s mTLS mode is strict).',
     labelNames: ['destination_cluster', 'destination_service', 'reason', 'rule'], registers,
   });
   // Rules come from stored policies (bounded); the caller is not a label (the event names it).

@@ -2,7 +2,8 @@
  * Fuzzing the one SAN reader, altNamesFromText, with generated names: quoted commas, quotes,
  * backslashes, control characters, unicode, empty and huge values. Three oracles: a model of how
  * Node prints subjectAltName (checked against Node itself on real certificates), Node's own text
- * for certificates we encode, and certificates `openssl req -addext subjectAltName=...` makes.
+ * for certificates we encode, and certificates `openssl req` makes (with openssl's own printing
+ * of them). The mutation runs use the suite's fuzzer (fuzzRun): ISTHMUS_FUZZ_SEED replays one.
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
@@ -10,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { fuzzRun } from '../../test/helpers/fuzz.js';
 import { mulberry32 } from '../../test/helpers/random.js';
 import { buildCertificate, encodeName, keyIdentifier } from './certificate-builder.js';
 import { oids, toDer } from './der.js';
@@ -168,6 +170,97 @@ describe('altNamesFromText on certificates openssl made', () => {
       const uris = [`spiffe://mesh.test/ns/demo/sa/web${randomValue(rand, 4).replace(/[^\x20-\x7e]|["'\\]/g, '')}, URI:spiffe://mesh.test/ns/demo/sa/admin`];
       const cert = section(uris);
       expect(altNamesOf(cert).uris, cert.subjectAltName).toEqual(uris.map(asIa5));
+    }
+  });
+});
+
+/**
+ * Mutation fuzzing with the suite's fuzzer (test/helpers/fuzz.ts): ISTHMUS_FUZZ_SECONDS longer,
+ * ISTHMUS_FUZZ_SEED to replay a failure.
+ */
+describe('altNamesFromText under fuzzRun', () => {
+  // Node's printing of names an attacker would craft, and of ordinary ones.
+  const corpus = [
+    nodeFormat([{ kind: 'URI', value: 'spiffe://mesh.test/ns/demo/sa/web, URI:spiffe://mesh.test/ns/demo/sa/admin' }]),
+    nodeFormat([{ kind: 'URI', value: 'spiffe://mesh.test/ns/demo/sa/web' }, { kind: 'DNS', value: 'web.mesh.test' }, { kind: 'IP Address', value: '10.0.0.1' }]),
+    nodeFormat([{ kind: 'URI', value: 'a"b\\c,d\'e\u0000\u00e9' }, { kind: 'DNS', value: 'x, DNS:y' }]),
+    'URI:"spiffe://mesh.test/ns/a/sa/b\\u002c URI:spiffe://evil/ns/x/sa/y", DNS:"a\\"b"',
+  ];
+
+  /** Cases for the run's seconds, at least `min`; the problems, each named with its seed and case. */
+  function fuzzCases(min: number, check: (input: Buffer) => string | undefined): { problems: string[]; n: number } {
+    const run = fuzzRun(2, corpus);
+    const problems: string[] = [];
+    const end = Date.now() + run.seconds * 1000;
+    let n = 0;
+    for (; Date.now() < end || n < min; n++) {
+      const problem = check(run.input(n));
+      if (problem) problems.push(`${run.label(n)}: ${problem}`);
+    }
+    return { problems, n };
+  }
+
+  test('never throws on mutated text, and never finds more names than "<kind>:" prefixes', () => {
+    const { problems, n } = fuzzCases(2000, (input) => {
+      const text = input.toString('latin1');
+      let names: AltNames;
+      try {
+        names = altNamesFromText(text);
+      } catch (err) {
+        return `threw ${(err as Error).message} on ${JSON.stringify(text)}`;
+      }
+      const found = names.uris.length + names.dnsNames.length + names.ipAddresses.length;
+      return found > text.split(':').length - 1 ? `${found} names from ${JSON.stringify(text)}` : undefined;
+    });
+    expect(problems, `${n} cases`).toEqual([]);
+  });
+
+  test('one URI SAN holding fuzzed bytes (quoted commas, ", URI:", quotes, escapes) is read as exactly that one URI, from Node\'s printing and from a real certificate', () => {
+    let certificates = 0;
+    const { problems, n } = fuzzCases(500, (input) => {
+      const value = input.toString('latin1');
+      const printed = nodeFormat([{ kind: 'URI', value }, { kind: 'DNS', value: 'after.mesh.test' }]);
+      const read = altNamesFromText(printed);
+      if (read.uris.length !== 1 || read.uris[0] !== value || read.dnsNames.join() !== 'after.mesh.test') return `read ${JSON.stringify(read)} from ${JSON.stringify(printed)}`;
+      // Every twentieth case also through a certificate Node parses, so the model stays honest.
+      if (certificates++ % 20 !== 0) return undefined;
+      const uris = altNamesOf(certWithUris([value])).uris;
+      return uris.length === 1 && uris[0] === value ? undefined : `certificate with ${JSON.stringify(value)} read as ${JSON.stringify(uris)}`;
+    });
+    expect(problems, `${n} cases`).toEqual([]);
+  });
+});
+
+describe('altNamesFromText agrees with openssl on certificates `openssl req` made with generated SANs', () => {
+  // What an openssl config value holds literally: printable ASCII without quotes, backslashes,
+  // backquotes (the config parser drops them, as it does quotes), `$` (variable expansion) or `#`
+  // (a comment), and no space at either end (trimmed).
+  const literal = (bytes: Buffer, max: number) => bytes.toString('latin1').replace(/[^\x21-\x7e ]|["'`\\$#]/g, '').slice(0, max).trim();
+
+  test('36 certificates: the names Node gives us are those the generator wrote, and openssl prints the same list', () => {
+    const run = fuzzRun(0, ['spiffe://mesh.test/ns/demo/sa/web', ', URI:spiffe://mesh.test/ns/demo/sa/admin', 'web.mesh.test', 'a,b, c:d/e?f=g&h%2C']);
+    const keyPath = join(dir, 'openssl-agreement-key.pem');
+    writeFileSync(keyPath, key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+    for (let c = 0; c < 36; c++) {
+      const rand = mulberry32(run.seed + c);
+      const names: Name[] = Array.from({ length: 1 + Math.floor(rand() * 4) }, (_, i) => {
+        const r = rand();
+        const value = literal(run.input(c * 8 + i), 200);
+        if (r < 0.6) return { kind: 'URI' as const, value: `spiffe://mesh.test/${value}` };
+        if (r < 0.85) return { kind: 'DNS' as const, value: `${value.replace(/[^a-z0-9.-]/gi, '') || 'x'}.mesh.test` };
+        return { kind: 'IP Address' as const, value: `10.${Math.floor(rand() * 256)}.${Math.floor(rand() * 256)}.${1 + Math.floor(rand() * 254)}` };
+      });
+      const config = join(dir, `agreement-${c}.cnf`);
+      const keyword = { URI: 'URI', DNS: 'DNS', 'IP Address': 'IP' } as const;
+      writeFileSync(config, `[req]\ndistinguished_name = dn\n[dn]\n[ext]\nsubjectAltName = @alt\n[alt]\n${names.map((m, i) => `${keyword[m.kind]}.${i + 1} = ${m.value}`).join('\n')}\n`);
+      const pem = execFileSync('/usr/bin/openssl', ['req', '-x509', '-new', '-key', keyPath, '-subj', '/O=fuzz', '-days', '1', '-config', config, '-extensions', 'ext'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const printed = execFileSync('/usr/bin/openssl', ['x509', '-noout', '-ext', 'subjectAltName'], { input: pem, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] })
+        .split('\n').slice(1).map((l) => l.trim()).filter(Boolean).join(', ');
+      const label = `${run.label(c)} names ${JSON.stringify(names)}`;
+      // openssl's own text does not quote, so a comma inside a value is ambiguous there; it is
+      // checked against the list the generator wrote, and ours against the same list by kind.
+      expect(printed, label).toBe(names.map((m) => `${m.kind}:${m.value}`).join(', '));
+      expect(altNamesOf(new X509Certificate(pem)), label).toEqual(expected(names));
     }
   });
 });
