@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { fastify, LogController } from 'fastify';
+import { fastify, LogController, type FastifyReply } from 'fastify';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
@@ -59,6 +59,10 @@ export function buildApi(opts: ApiOptions) {
     connectionTimeout: 0,
     requestTimeout: 30_000,
     clientErrorHandler: refuseClientError,
+    // A path fastify's router cannot decode (`/h%ealthz`) is refused in the API's error shape too.
+    frameworkErrors: (err, request, reply) => {
+      void (reply as FastifyReply).status(400).send({ error: { code: 'ISTHMUS_ERR_API_BAD_REQUEST', message: `${err.message} (${request.method} request); send a path that is valid percent-encoding` } });
+    },
     https: {
       cert: [opts.tls.certPem, ...opts.tls.chainPem].join('\n'),
       key: opts.tls.keyPem,
