@@ -7,7 +7,7 @@ import { initEtcdCa, issueEtcdClient } from '../trust/etcd-ca.js';
 import { certificateInfo } from '../trust/verify.js';
 import { validateTrustDomain } from '../trust/spiffe.js';
 import { registerCaRoots } from './ca-roots.js';
-import { action, outputOption } from './common.js';
+import { action, outputOption, wholeNumber } from './common.js';
 import { printJson } from './output.js';
 
 export function registerCa(program: Command): void {
@@ -16,7 +16,7 @@ export function registerCa(program: Command): void {
     .description('create a root CA (root-cert.pem, root-key.pem) for a trust domain; refuses to overwrite one')
     .requiredOption('--trust-domain <domain>', 'SPIFFE trust domain, e.g. mesh.example.com')
     .requiredOption('--out <dir>', 'directory to write root-cert.pem and root-key.pem (mode 0600) into')
-    .option('--validity-days <days>', 'root certificate lifetime', (v) => Number.parseInt(v, 10), 3650)
+    .option('--validity-days <days>', 'root certificate lifetime', wholeNumber(1, 36500), 3650)
     .addOption(outputOption())
     .action(action(async (opts: { trustDomain: string; out: string; validityDays: number; output: string }) => {
       const trustDomain = validateTrustDomain(opts.trustDomain);
@@ -44,7 +44,7 @@ export function registerCa(program: Command): void {
     .description('create a CA for etcd, apart from the mesh\'s, and etcd\'s server certificate (ca.pem, ca-key.pem, server.pem, server-key.pem); refuses to overwrite them')
     .requiredOption('--out <dir>', 'directory to write the etcd CA and server certificate into (keys mode 0600)')
     .option('--host <name-or-ip>', 'an address clients dial etcd at, put in its server certificate; repeat or comma-separate', collect, [])
-    .option('--validity-days <days>', 'server certificate lifetime (the CA lives ten years)', (v) => Number.parseInt(v, 10), 365)
+    .option('--validity-days <days>', 'server certificate lifetime (the CA lives ten years)', wholeNumber(1, 36500), 365)
     .addOption(outputOption())
     .addHelpText('after', `
 Then start etcd with TLS and client-certificate authentication:
@@ -71,7 +71,7 @@ and give every writer its own client certificate with \`isthmus ca issue-etcd-cl
     .description('issue an etcd client certificate (client-<name>.pem, client-<name>-key.pem) from the etcd CA; its common name is the etcd user when etcd\'s auth is on')
     .argument('<name>', 'client name, e.g. federation-east or operator')
     .requiredOption('--ca-dir <dir>', 'the directory `isthmus ca init-etcd` wrote')
-    .option('--validity-days <days>', 'certificate lifetime', (v) => Number.parseInt(v, 10), 365)
+    .option('--validity-days <days>', 'certificate lifetime', wholeNumber(1, 36500), 365)
     .addOption(outputOption())
     .action(action(async (name: string, opts: { caDir: string; validityDays: number; output: string }) => {
       const files = issueEtcdClient(opts.caDir, name, { validityDays: opts.validityDays });

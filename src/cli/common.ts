@@ -1,6 +1,7 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { IsthmusError, describeError, isIsthmusError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
+import { parseDuration } from '../core/validate.js';
 import type { EtcdTlsFiles } from '../federation/etcd-tls.js';
 import type { FederationStore } from '../federation/store.js';
 import { parseOutputFormat, printJson, type OutputFormat } from './output.js';
@@ -9,6 +10,28 @@ function commandPath(command: Command | undefined): string {
   const names: string[] = [];
   for (let c = command; c?.parent; c = c.parent) names.unshift(c.name());
   return names.join(' ') || 'isthmus';
+}
+
+/**
+ * An option's parser for a whole number in [min, max]: anything else is a usage error that
+ * commander reports naming the option and the value (exit 2), before the command does anything.
+ */
+export function wholeNumber(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^[0-9]+$/.test(value.trim()) || n < min || n > max) throw new InvalidArgumentError(`give a whole number from ${min} to ${max}.`);
+    return n;
+  };
+}
+
+/** An option's parser for a duration (15s, 5m, 1h, 7d), checked as wholeNumber checks numbers. */
+export function duration(value: string): string {
+  try {
+    parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError(`${describeError(err)}.`);
+  }
+  return value;
 }
 
 /** Exit codes: 0 ok, 1 the operation failed, 2 the command line was wrong (commander's own). */
@@ -96,7 +119,7 @@ export function etcdEndpoints(value: string | undefined): string[] {
 export async function connectStore(flags: EtcdFlags): Promise<FederationStore> {
   // Loaded on use: the etcd client (gRPC, protobufs) is most of the CLI's start-up time.
   const { FederationStore } = await import('../federation/store.js');
-  return await FederationStore.connect({ endpoints: etcdEndpoints(flags.etcd), tls: etcdTlsFiles(flags), logger: silentLogger, dialTimeoutMs: 3000 });
+  return await FederationStore.connect({ endpoints: etcdEndpoints(flags.etcd), tls: etcdTlsFiles(flags), logger: silentLogger, dialTimeoutMs: 3000, refusedIsFinal: true });
 }
 
 /** Opens a store, runs `work`, always closes it. */

@@ -6,7 +6,7 @@ import { IsthmusError } from '../core/errors.js';
 import { ensureDirectory } from '../core/user-paths.js';
 import { canaryRouteName, rolloutObjectiveName, writeCanaryFiles, writeSloFile } from '../dev/canary-files.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
-import { action, etcdOption, etcdTlsFiles, outputOption, type EtcdFlags } from './common.js';
+import { action, connectStore, etcdOption, etcdTlsFiles, outputOption, wholeNumber, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
 interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; output: string }
@@ -18,8 +18,8 @@ export function registerDev(program: Command): void {
     .option('--clusters <names>', 'comma-separated cluster names', 'east,west')
     .option('--state-dir <dir>', 'keep state here (and write mesh.json); default: a temporary directory removed on exit')
     .option('--trust-domain <domain>', 'trust domain of the dev mesh', 'dev.isthmus')
-    .option('--gateways <n>', 'east-west gateways per cluster', (v) => Number.parseInt(v, 10), 1)
-    .option('--host-base <n>', 'cluster n listens on 127.0.<n+base-1>.1; change it to run a second dev mesh beside the first', (v) => Number.parseInt(v, 10), 1)
+    .option('--gateways <n>', 'east-west gateways per cluster', wholeNumber(0, 16), 1)
+    .option('--host-base <n>', 'cluster n listens on 127.0.<n+base-1>.1; change it to run a second dev mesh beside the first', wholeNumber(1, 254), 1)
     .option('--traffic <rps>', 'sample requests a second from each cluster\'s client sidecar, for the dashboard (0: none)', (v) => {
       const n = Number(v);
       if (!Number.isFinite(n) || n < 0 || n > 200) throw new InvalidArgumentError('give requests a second between 0 and 200');
@@ -32,6 +32,9 @@ export function registerDev(program: Command): void {
     .action(action(async (opts: DevUpOptions) => {
       const { startDevMesh } = await import('../dev/dev-mesh.js');
       const keep = opts.stateDir !== undefined;
+      // An etcd of the user's that cannot be reached (or whose TLS does not match) is refused
+      // before anything is written: the CA and the credentials would be made for nothing.
+      if (opts.etcd) await (await connectStore(opts)).close();
       // Refused before anything starts: a state dir that cannot be written would fail half-way.
       const stateDir = keep ? ensureDirectory(opts.stateDir!, '--state-dir') : mkdtempSync(join(tmpdir(), 'isthmus-dev-'));
       const clusters = opts.clusters.split(',').map((s) => s.trim()).filter(Boolean);

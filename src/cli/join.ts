@@ -17,7 +17,7 @@ import { readRootCa, writeClusterCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
 import { controlPlane, etcdFilesInPod } from './control-plane-objects.js';
 import type { ClusterObjects, ClusterTarget } from './join-kubernetes.js';
-import { action, connectStore, etcdEndpoints, etcdOption, outputOption, type EtcdFlags } from './common.js';
+import { action, connectStore, duration, etcdEndpoints, etcdOption, outputOption, wholeNumber, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 import { failedChecks, formatCheck, printChecks, runChecks, type Check, type CheckResult } from './preflight.js';
 
@@ -61,11 +61,7 @@ interface JoinContext {
 }
 
 const collect = (value: string, previous: string[]) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
-const port = (value: string) => {
-  const n = Number.parseInt(value, 10);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`"${value}" is not a port number`);
-  return n;
-};
+const port = wholeNumber(0, 65535);
 
 export function registerJoin(program: Command): void {
   program.command('join')
@@ -83,7 +79,7 @@ export function registerJoin(program: Command): void {
     .option('--api-port <port>', 'federation API port', port, 15010)
     .option('--dashboard-port <port>', 'dashboard port', port, 15014)
     .option('--gateway <host:port>', 'an east-west gateway address to publish; repeatable', collect, [])
-    .option('--lease-ttl <duration>', 'how long the cluster\'s records outlive its federation service', '15s')
+    .option('--lease-ttl <duration>', 'how long the cluster\'s records outlive its federation service', duration, '15s')
     .option('--federation-etcd-cert <file>', 'client certificate the cluster\'s federation presents to etcd, recorded in cluster.yaml (default: --etcd-cert, which join itself uses)')
     .option('--federation-etcd-key <file>', 'key of --federation-etcd-cert')
     .option('--force', 'replace a cluster of the same name and reuse a non-empty --out')

@@ -56,6 +56,7 @@ export const errorCodes = {
   ISTHMUS_ERR_KUBERNETES_CONFLICT: { status: 409, summary: 'An object `isthmus join` writes into the cluster appeared or changed while it was writing.' },
 
   ISTHMUS_ERR_API_BAD_REQUEST: { status: 400, summary: 'A request to the federation API is malformed.' },
+  ISTHMUS_ERR_API_NOT_FOUND: { status: 404, summary: 'A request named a route or method the federation API does not have.' },
   ISTHMUS_ERR_API_UNREACHABLE: { status: 503, summary: 'The federation API of a cluster did not answer.' },
   ISTHMUS_ERR_API_NOT_JSON: { status: 415, summary: 'A dashboard write was not sent as content-type: application/json (required, so that a form on another site cannot make it).' },
   ISTHMUS_ERR_API_TOO_MANY_STREAMS: { status: 429, summary: 'A client asked for another live stream (dashboard or catalog events) while it, or all clients together, already hold as many as the server allows.' },

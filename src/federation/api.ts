@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { fastify, LogController } from 'fastify';
+import { fastify, LogController, type FastifyReply } from 'fastify';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
@@ -17,6 +18,7 @@ import { TrafficReportSchema, type TrafficReport } from '../model/traffic-report
 import { parseSpiffeId } from '../trust/spiffe.js';
 import type { TrafficLedger } from './traffic-ledger.js';
 import { StreamSlots } from '../core/server-limits.js';
+import { errorResponse } from '../sidecar/http-head.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
 
@@ -56,12 +58,20 @@ export function buildApi(opts: ApiOptions) {
     // A request head or body that trickles in is cut off (long polls and streams are responses, not limited).
     connectionTimeout: 0,
     requestTimeout: 30_000,
+    clientErrorHandler: refuseClientError,
+    // A path fastify's router cannot decode (`/h%ealthz`) is refused in the API's error shape too.
+    frameworkErrors: (err, request, reply) => {
+      void (reply as FastifyReply).status(400).send({ error: { code: 'ISTHMUS_ERR_API_BAD_REQUEST', message: `${err.message} (${request.method} request); send a path that is valid percent-encoding` } });
+    },
     https: {
       cert: [opts.tls.certPem, ...opts.tls.chainPem].join('\n'),
       key: opts.tls.keyPem,
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      // Node answers a request without Host with a bare 400 of its own; no route here reads Host,
+      // so such a request is served (or refused) by the routes, in the API's error shape.
+      requireHostHeader: false,
     },
   });
 
@@ -73,6 +83,11 @@ export function buildApi(opts: ApiOptions) {
     const code = status < 500 ? 'ISTHMUS_ERR_API_BAD_REQUEST' : 'ISTHMUS_ERR_API_UNREACHABLE';
     return reply.status(status).send({ error: { code, message: err.message } });
   });
+
+  // An unknown route or method is a caller's mistake, told in the API's own error shape.
+  app.setNotFoundHandler((request, reply) => reply.status(404).send({
+    error: { code: 'ISTHMUS_ERR_API_NOT_FOUND', message: `no ${request.method} ${request.url.split('?')[0]} in the federation API; docs/federation.md lists its routes` },
+  }));
 
   function longPoll(path: string, event: SnapshotEvent, snapshot: () => { version?: number; revision?: number }): void {
     app.get<{ Querystring: { version?: string; wait?: string } }>(path, async (request) => {
@@ -242,6 +257,19 @@ export function buildApi(opts: ApiOptions) {
   });
 
   return app;
+}
+
+/**
+ * Node's parser refused the bytes (not HTTP/1.1, a head over its size limit, a head that took
+ * too long): the caller gets the API's JSON error, which says which, instead of fastify's
+ * generic "Client Error"; the connection is closed. A caller already gone is not answered.
+ */
+function refuseClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+  const [status, reason, what] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout', 'no complete request head in time']
+    : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large', 'the request head is larger than the API accepts']
+      : [400, 'Bad Request', 'these bytes are not an HTTP/1.1 request'];
+  socket.end(errorResponse(status, reason, 'ISTHMUS_ERR_API_BAD_REQUEST', `${what} (${err.code ?? err.message}); send HTTP/1.1 as docs/federation.md describes`));
 }
 
 /** Long-poll: resolves at the next `event`, when the client goes away, or at the deadline. */

@@ -16,7 +16,10 @@ export class HealthChecker {
       timeoutMs?: number;
       unhealthyAfter?: number;
       addresses: () => string[];
-      onChange: () => void;
+      /** Some address changed health; `failed` lists those that were healthy and are not now. */
+      onChange: (failed: string[]) => void;
+      /** How one address is checked; a TCP connect (`tcpProbe`) by default. */
+      probe?: (address: string, timeoutMs: number) => Promise<boolean>;
       /** After every round, changed or not (the sidecar un-ejects hosts that pass a check). */
       onRound?: () => void;
       /**
@@ -57,16 +60,19 @@ export class HealthChecker {
     const since = this.lastRoundAt;
     this.lastRoundAt = Date.now();
     const served = (a: string) => this.state.has(a) && this.opts.servedSince?.(a, since) === true;
+    const probe = this.opts.probe ?? tcpProbe;
     const results = await Promise.all(addresses.map(async (a) => [a, served(a) || await probe(a, this.opts.timeoutMs ?? 1000)] as const));
     let changed = false;
+    const failed: string[] = [];
     for (const [address, ok] of results) {
       const previous = this.state.get(address) ?? { healthy: false, failures: 0 };
       const failures = ok ? 0 : previous.failures + 1;
       const healthy = ok ? true : previous.healthy && failures < (this.opts.unhealthyAfter ?? 2);
       if (healthy !== previous.healthy || !this.state.has(address)) changed = true;
+      if (previous.healthy && !healthy) failed.push(address);
       this.state.set(address, { healthy, failures });
     }
-    if (changed) this.opts.onChange();
+    if (changed) this.opts.onChange(failed);
     this.opts.onRound?.();
     if (this.running) {
       if (this.timer) clearTimeout(this.timer);
@@ -76,7 +82,11 @@ export class HealthChecker {
   }
 }
 
-function probe(address: string, timeoutMs: number): Promise<boolean> {
+/**
+ * A TCP connect. It proves the kernel accepts connections, not that the process answers: a
+ * stopped process still completes handshakes into its listen backlog.
+ */
+export function tcpProbe(address: string, timeoutMs: number): Promise<boolean> {
   const split = address.lastIndexOf(':');
   const host = address.slice(0, split);
   const port = Number(address.slice(split + 1));

@@ -35,6 +35,12 @@ export interface ConnectOptions {
   tls?: EtcdTlsFiles | undefined;
   logger?: Logger;
   dialTimeoutMs?: number;
+  /**
+   * A refused connection ends the dial at once instead of being retried until dialTimeoutMs.
+   * For a command a person runs: nothing listening there is the answer, and waiting for an etcd
+   * that may be starting is what a long-running service does, not a shell verb.
+   */
+  refusedIsFinal?: boolean;
   callTimeoutMs?: number;
 }
 
@@ -210,15 +216,17 @@ export class FederationStore {
           throw failedTls;
         }
         if (!(err instanceof Error && isRecoverableError(err))) break;
+        if (opts.refusedIsFinal && reasonOf(err) === 'connection refused') break;
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, Math.max(0, deadline - Date.now()))));
       }
     }
     client.close();
     const failedTls = lastError === undefined ? undefined : await tlsFailure(endpoints, tls, lastError);
     if (failedTls) throw failedTls;
+    const reason = reasonOf(lastError);
     throw new IsthmusError(
       'ISTHMUS_ERR_ETCD_UNREACHABLE',
-      `etcd at ${endpoints.join(', ')} did not answer within ${dialTimeoutMs} ms (${reasonOf(lastError)}). ` +
+      (opts.refusedIsFinal && reason === 'connection refused' ? `etcd at ${endpoints.join(', ')} refused the connection: nothing listens there. ` : `etcd at ${endpoints.join(', ')} did not answer within ${dialTimeoutMs} ms (${reason}). `) +
         'Check that etcd is running and reachable there, or pass its address with --etcd or ISTHMUS_ETCD.',
       { cause: lastError, details: { endpoints } },
     );

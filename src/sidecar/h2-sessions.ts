@@ -16,7 +16,8 @@ export function goawayLastStreamId(session: ClientHttp2Session): number | undefi
  */
 export class H2Sessions {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
-  private readonly live = new Set<ClientHttp2Session>();
+  /** Every session not yet closed, with the key it serves. */
+  private readonly live = new Map<ClientHttp2Session, string>();
 
   constructor(private readonly idleMs: number) {}
 
@@ -35,7 +36,7 @@ export class H2Sessions {
   }
 
   private connect(id: string, session: ClientHttp2Session, connectTimeoutMs: number): Promise<ClientHttp2Session> {
-    this.live.add(session);
+    this.live.set(session, id);
     const forget = () => {
       this.live.delete(session);
       if (this.sessions.get(id) === pending) this.sessions.delete(id);
@@ -73,10 +74,24 @@ export class H2Sessions {
   /** New credentials or shutdown: no new stream goes to the current sessions; `graceful` lets theirs finish. */
   closeAll(graceful: boolean): void {
     this.sessions.clear();
-    for (const session of this.live) {
+    for (const session of this.live.keys()) {
       if (graceful) session.close();
       else session.destroy();
     }
     if (!graceful) this.live.clear();
+  }
+
+  /**
+   * The destination of every session whose key `matches` was found unhealthy: destroy them with
+   * `err`, so their open streams fail now as resets (retried elsewhere when idempotent) instead
+   * of waiting for an answer that will not come.
+   */
+  destroyWhere(matches: (id: string) => boolean, err: Error): void {
+    for (const [session, id] of [...this.live]) {
+      if (!matches(id)) continue;
+      if (this.sessions.has(id)) this.sessions.delete(id);
+      this.live.delete(session);
+      session.destroy(err);
+    }
   }
 }

@@ -108,6 +108,8 @@ export function failureKind(err: unknown): FailureKind {
   if (timeoutCodes.has(code)) return 'timeout';
   if (code === retriedAnswerCode) return 'response';
   if (code === 'ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN') return 'overflow';
+  // Anything else, our own closing of a connection to an unhealthy endpoint among them
+  // (upstreams.ts closeTo): the request may have been written, so a reset.
   return 'reset';
 }
 

@@ -159,6 +159,11 @@ export class RoutingTable {
     return [...new Set([...local, ...gateways])];
   }
 
+  /** The remote cluster whose gateway listens at `address` (host:port), or undefined for any other address. */
+  gatewayCluster(address: string): string | undefined {
+    return this.catalog?.clusters.find((c) => c.name !== this.caller.cluster && c.gateways.some((g) => `${g.address}:${g.port}` === address))?.name;
+  }
+
   knows(namespace: string, service: string): boolean {
     const key = `${namespace}/${service}`;
     return this.catalogServices.has(key) || this.localServices.has(key);

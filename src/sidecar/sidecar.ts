@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/log.js';
 import { parseDuration } from '../core/validate.js';
 import { HealthChecker } from '../federation/health-checker.js';
+import { GatewayCheck } from './gateway-check.js';
 import type { Catalog } from '../model/catalog.js';
+import { channels, type EjectionMessage } from '../core/channels.js';
 import type { PoliciesSnapshot } from '../model/policy-records.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
@@ -57,20 +59,34 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
 
     let catalog: Catalog | undefined;
     let endpoints: LocalEndpointsSnapshot | undefined;
+    const timeouts = resolveTimeouts(config.timeouts);
+    const gatewayCheck = new GatewayCheck((address) => routing.gatewayCluster(address), timeouts.connectMs);
     const health = new HealthChecker({
       intervalMs: 2000,
       unhealthyAfter: 1,
       addresses: () => routing.addresses(),
-      onChange: () => routing.invalidate(),
+      probe: gatewayCheck.probe,
+      onChange: (failed) => {
+        routing.invalidate();
+        for (const address of failed) upstreams.closeTo(address, 'its active health check failed');
+      },
       onRound: () => routing.unejectReachable((address) => health.healthOf(address)),
       servedSince: (address, since) => routing.answeredSince(address, since),
     });
     // An address not checked yet is as healthy as the federation says: no blackout at start or
     // when an endpoint appears.
     const routing: RoutingTable = new RoutingTable({ cluster: config.cluster, zone: config.zone }, (address) => health.healthOf(address) ?? true);
-    const timeouts = resolveTimeouts(config.timeouts);
     const upstreams = new Upstreams(() => identity.secureContext(), { connectTimeoutMs: timeouts.connectMs, idleMs: timeouts.connectionIdleMs });
     closers.push(() => upstreams.close());
+    // An endpoint ejected because new connections to it fail (refused, or no handshake within
+    // timeouts.connect) loses its pooled ones too: a peer that completes no handshake is most
+    // likely hung, and a request on a kept connection would wait for it. One ejected for 5xx
+    // answers keeps them: it answers, and what is in flight there gets its answer.
+    const onEjection = (message: EjectionMessage) => {
+      if (message.origin === routing && message.reason === 'connect-error') upstreams.closeTo(message.address, 'outlier detection ejected it: new connections to it fail');
+    };
+    channels.balancerEjection.subscribe(onEjection);
+    closers.push(() => { channels.balancerEjection.unsubscribe(onEjection); });
 
     const watch = new CatalogWatch({ federationUrl: config.federation.url, identity, stateDir: config.stateDirPath, logger });
     const first = (feed: 'catalog' | 'policies') => new Promise<void>((resolve) => {

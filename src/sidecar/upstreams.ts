@@ -30,6 +30,9 @@ export interface UpstreamOptions {
 
 const noop = (): void => undefined;
 
+/** The code of the error a request in flight gets when its connection is closed for health (retry-policy.ts: a reset). */
+export const upstreamUnhealthyCode = 'ISTHMUS_UPSTREAM_UNHEALTHY';
+
 /**
  * Keep-alive mTLS connection pools, one per (address, SNI), for HTTP/1.1 requests; and one kept
  * HTTP/2 session per (address, SNI) for requests that arrived as HTTP/2 (gRPC above all). A new handshake costs ~3 ms of CPU
@@ -178,6 +181,24 @@ export class Upstreams {
         reject(err);
       });
     });
+  }
+
+  /**
+   * `address` was found unhealthy (its active check failed, or outlier detection ejected it):
+   * close every pooled connection and HTTP/2 session to it at once, as Envoy's
+   * close_connections_on_host_health_failure does. A request in flight on them fails now as a
+   * reset, which the attempt layer retries elsewhere when it is idempotent, instead of waiting
+   * timeouts.responseHeaders for an answer from a peer that hangs. New requests open new pools.
+   */
+  closeTo(address: string, why: string): void {
+    const err = () => Object.assign(new Error(`connection to ${address} closed: ${why}`), { code: upstreamUnhealthyCode });
+    const prefix = `${address}|`;
+    for (const [id, pool] of this.pools) {
+      if (!id.startsWith(prefix)) continue;
+      this.pools.delete(id);
+      void pool.destroy(err()).catch(() => undefined);
+    }
+    this.sessions.destroyWhere((id) => id.startsWith(prefix), err());
   }
 
   /** New credentials: new pools for new connections; in-flight requests complete on the old ones. */

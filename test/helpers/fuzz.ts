@@ -25,8 +25,8 @@ const dictionary = [
   '{', '}', '[', ']', '"', '\\', '\\u0000', 'null', 'true', '1e999', '- ', '&a', '*a', '!!binary', '---\n', '...\n', '? ', '|', '>',
 ];
 
-export function fuzzRun(defaultSeconds = 2, corpus: readonly (string | Buffer)[] = []): FuzzRun {
-  const seed = Number(process.env.ISTHMUS_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+/** `seed`: another run's, for a second corpus that one printed seed must reproduce too. */
+export function fuzzRun(defaultSeconds = 2, corpus: readonly (string | Buffer)[] = [], seed = Number(process.env.ISTHMUS_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31))): FuzzRun {
   const seconds = Number(process.env.ISTHMUS_FUZZ_SECONDS ?? defaultSeconds);
   const bases = corpus.map((c) => (typeof c === 'string' ? Buffer.from(c, 'latin1') : c));
   return {

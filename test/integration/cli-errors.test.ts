@@ -1,9 +1,12 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { isthmus, isthmusBin, isthmusOk } from '../helpers/cli.js';
+import { buildProgram } from '../../src/cli/main.js';
+import { createRootCa } from '../../src/trust/ca.js';
+import { isthmus, isthmusBin, isthmusOk, type CliResult } from '../helpers/cli.js';
 import { etcdArgs, rawEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -35,6 +38,193 @@ beforeAll(async () => {
 afterAll(async () => {
   await etcd?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Every verb, every kind of bad input. The verbs come from `isthmus --help` (and the help of each
+// group of verbs), so a new verb is in the matrix without anyone adding it; its options decide
+// its cases. Each case must exit non-zero with a short message naming the problem, print no
+// stack trace, and write nothing (no file in its scratch directory, no key in etcd).
+
+/** A value for each mandatory option, so that the one bad input is what the verb stumbles on. */
+function mandatoryValue(long: string, verb: string, scratch: string): string {
+  const config = verb === 'sidecar' ? join(dir, 'matrix-sidecar.yaml') : join(dir, 'east', 'cluster.yaml');
+  const values: Record<string, string> = {
+    '--trust-domain': 'matrix.test', '--out': join(scratch, 'out'), '--ca-dir': ca, '--ca': ca, '--region': 'us', '--zone': 'a',
+    '--cluster': 'east', '--config': config, '--address': '127.0.224.1:9', '--name': 'alice', '--from': 'east',
+    '--file': join(dir, 'matrix-policy.yaml'), '--to': 'hello-v2', '--objective': 'hello-fast', '--namespace': 'demo',
+    '--filename': join(dir, 'matrix-manifest.yaml'),
+  };
+  const value = values[long];
+  if (value === undefined) throw new Error(`${verb}: no value for its mandatory option ${long}; add one to mandatoryValue`);
+  return value;
+}
+
+/** Values of required arguments, by name; a policy is named <namespace>/<name>. */
+const argumentValue = (verb: string, name: string) => ({ cluster: 'east', service: 'hello', source: 'demo/client', kind: 'TrafficSplit', name: verb.startsWith('policy') ? 'demo/alice' : 'alice' } as Record<string, string>)[name] ?? 'hello';
+
+/** Options a verb needs to get as far as etcd, though they are not mandatory for it. */
+const neededOptions: Record<string, string[]> = { explain: ['--from', 'east'] };
+
+/** Bad values by what an option takes (its `<placeholder>`), with what the message must name. */
+const wrongValues: Record<string, string> = { port: 'http', n: 'many', rps: 'lots', days: 'forever', duration: 'soon', 'host:port': 'nowhere', percents: '10,lots' };
+
+interface BadCase { verb: string; what: string; args: string[]; says: RegExp }
+
+interface Verb { path: string[]; command: Command }
+
+/** The verbs `isthmus --help` lists, with the verbs of each group (`ca`, `policy`, ...) from its own help. */
+async function helpVerbs(): Promise<string[][]> {
+  const listed = async (path: string[]) => {
+    const help = (await isthmusOk([...path, '--help'])).stdout;
+    const section = help.slice(help.indexOf('\nCommands:\n') + 11).split(/\n\S/)[0]!;
+    return [...section.matchAll(/^ {2}(\S+)( .*)?$/gm)].map((m) => ({ name: m[1]!, group: !/[<[]/.test(m[2] ?? '') })).filter((c) => c.name !== 'help');
+  };
+  const verbs: string[][] = [];
+  for (const { name, group } of await listed([])) {
+    if (!group) verbs.push([name]);
+    else for (const sub of await listed([name])) verbs.push([name, sub.name]);
+  }
+  return verbs;
+}
+
+function leaves(command: Command, path: string[] = []): Verb[] {
+  return command.commands.filter((c) => c.name() !== 'help').flatMap((c) => (c.commands.length > 0 ? leaves(c, [...path, c.name()]) : [{ path: [...path, c.name()], command: c }]));
+}
+
+function casesOf({ path, command }: Verb, scratch: string, closedPort: number, otherCa: string): BadCase[] {
+  const verb = path.join(' ');
+  const options = command.options;
+  const has = (long: string) => options.some((o) => o.long === long);
+  const positional = [...path, ...command.registeredArguments.filter((a) => a.required).map((a) => argumentValue(verb, a.name()))];
+  const given = new Map<string, string>(options.filter((o) => o.mandatory).map((o) => [o.long!, mandatoryValue(o.long!, verb, scratch)]));
+  for (let i = 0; i < (neededOptions[verb] ?? []).length; i += 2) given.set(neededOptions[verb]![i]!, neededOptions[verb]![i + 1]!);
+  const base = [...positional, ...[...given].flat()];
+  /** The base command with `changes` replacing (or joining) its options. */
+  const withOptions = (changes: Record<string, string>) => [...positional, ...[...new Map([...given, ...Object.entries(changes)])].flat()];
+  const cases: BadCase[] = [];
+  const goodEtcd = has('--etcd') ? etcdArgs(etcd) : [];
+  if (has('--etcd')) {
+    const tls = etcd.tls;
+    cases.push(
+      { verb, what: 'an unreachable etcd (a closed port)', args: [...base, '--etcd', `http://127.0.0.1:${closedPort}`], says: new RegExp(`127\\.0\\.0\\.1:${closedPort}`) },
+      { verb, what: 'an etcd whose certificate another CA signed', args: [...base, '--etcd', etcd.url, '--etcd-ca', otherCa, '--etcd-cert', tls.cert, '--etcd-key', tls.key], says: /certificate|CA/ },
+      { verb, what: 'a TLS etcd without a client certificate', args: [...base, '--etcd', etcd.url, '--etcd-ca', tls.ca], says: /client certificate|--etcd-cert/ },
+    );
+  }
+  for (const option of options) {
+    const long = option.long!;
+    const takes = /<([^>]+)>/.exec(option.flags)?.[1];
+    if (takes === undefined || /^--etcd-(ca|cert|key)$/.test(long)) continue;
+    // A certificate and its key go together: both get the bad value, so the path is what is wrong.
+    const partner = long.endsWith('-cert') ? long.replace(/-cert$/, '-key') : long.endsWith('-key') ? long.replace(/-key$/, '-cert') : undefined;
+    const args = (value: string) => [...withOptions({ [long]: value, ...(partner && has(partner) ? { [partner]: value } : {}) }), ...goodEtcd];
+    if (takes === 'file') {
+      cases.push({ verb, what: `${long}: a file that does not exist`, args: args('/proc/isthmus-nope.yaml'), says: /\/proc\/isthmus-nope\.yaml/ });
+      // The files a verb reads YAML from get the rest; the other files (certificates, keys) are
+      // read by the same code as the etcd files and the directories of cli-paths.test.ts.
+      if (['--config', '--file', '--filename'].includes(long)) {
+        const malformed = join(scratch, 'malformed.yaml');
+        const wrongTypes = join(scratch, long === '--filename' ? 'wrong-types-manifest.yaml' : 'wrong-types.yaml');
+        cases.push(
+          { verb, what: `${long}: a directory where a file is expected`, args: args(scratch), says: new RegExp(escape(scratch)) },
+          { verb, what: `${long}: malformed YAML`, args: args(malformed), says: new RegExp(escape(malformed)) },
+          { verb, what: `${long}: YAML of the wrong types`, args: args(wrongTypes), says: new RegExp(`${escape(wrongTypes)}|wrong-types`) },
+        );
+      }
+    } else if (takes === 'dir') {
+      cases.push({ verb, what: `${long}: a directory that cannot be used`, args: args('/proc/isthmus-nope'), says: /\/proc\/isthmus-nope/ });
+    } else if (wrongValues[takes] !== undefined) {
+      const value = wrongValues[takes];
+      cases.push({ verb, what: `${long}: a value of the wrong type`, args: args(value), says: new RegExp(`${escape(long)}|${escape(value)}`) });
+    }
+  }
+  return cases;
+}
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Runs `work` over `items`, at most `width` at a time. */
+async function pooled<T, R>(items: readonly T[], width: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i]!);
+    }
+  }));
+  return results;
+}
+
+/** What is wrong with one case's result, or undefined when it is refused as it should be. */
+function problemOf(c: BadCase, result: CliResult, writtenFiles: string[]): string | undefined {
+  const output = `${result.stdout}${result.stderr}`.trim();
+  const problems: string[] = [];
+  if (result.code === 0) problems.push('exit 0');
+  if (/\n\s+at \S/.test(`\n${output}`) || output.includes('node:internal')) problems.push('a stack trace');
+  if (output === '') problems.push('no message');
+  // `check` and `join` print their list of named checks (about a dozen lines); one line elsewhere.
+  if (output.split('\n').length > 16) problems.push(`${output.split('\n').length} lines of output`);
+  if (!c.says.test(output)) problems.push(`the message does not name the problem (${c.says})`);
+  if (writtenFiles.length > 0) problems.push(`wrote ${writtenFiles.join(', ')}`);
+  if (problems.length === 0) return undefined;
+  return `isthmus ${c.args.join(' ')}\n  (${c.what}): ${problems.join('; ')}\n  exit ${result.code}; output: ${output.slice(0, 600).replace(/\n/g, '\n  | ')}`;
+}
+
+describe('every verb given bad input: one short message, non-zero exit, no stack trace, nothing written', () => {
+  test('the verbs of `isthmus --help` are the verbs of the matrix', async () => {
+    const fromHelp = (await helpVerbs()).map((p) => p.join(' '));
+    expect(fromHelp.length).toBeGreaterThan(25);
+    expect(leaves(await buildProgram()).map((v) => v.path.join(' '))).toEqual(fromHelp);
+  });
+
+  test('unusable paths, malformed YAML, wrong types, an unreachable or TLS-mismatched etcd', async () => {
+    const verbs = leaves(await buildProgram());
+    const otherCa = join(dir, 'matrix-other-etcd-ca.pem');
+    writeFileSync(otherCa, createRootCa({ trustDomain: 'other.test' }).certPem);
+    writeFileSync(join(dir, 'matrix-policy.yaml'), readFileSync(new URL('../fixtures/policy/canary.yaml', import.meta.url), 'utf8'));
+    writeFileSync(join(dir, 'matrix-manifest.yaml'), readFileSync(new URL('../fixtures/inject/shop.yaml', import.meta.url), 'utf8'));
+    writeFileSync(join(dir, 'matrix-sidecar.yaml'), [
+      'cluster: east', 'zone: a', 'namespace: demo', 'service: client',
+      `federation: { url: "https://127.0.224.1:1", rootCert: ${join(ca, 'root-cert.pem')} }`,
+      'token: not-used', `stateDir: ${join(dir, 'matrix-sidecar-state')}`,
+      'outbound: { listen: "127.0.224.1:0" }', 'admin: { listen: "127.0.224.1:0" }', '',
+    ].join('\n'));
+    const closedPort = await freePort();
+    const before = await snapshot();
+    const started = Date.now();
+    const cases = verbs.flatMap((verb) => {
+      const scratch = mkdtempSync(join(dir, `matrix-${verb.path.join('-')}-`));
+      writeFileSync(join(scratch, 'malformed.yaml'), 'cluster: east\nregion: [us\n  zones: : a\n');
+      writeFileSync(join(scratch, 'wrong-types.yaml'), 'cluster: [east]\nregion: 7\nzones: a\nservice: { name: 1 }\nkind: 5\nmetadata: nope\n');
+      writeFileSync(join(scratch, 'wrong-types-manifest.yaml'), 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  template: 5\n');
+      return casesOf(verb, scratch, closedPort, otherCa).map((c) => ({ ...c, scratch }));
+    });
+    // Verbs that would run a mesh, a sidecar or a server when wrongly given a go: each case has a
+    // deadline, so a verb that does not refuse fails by name instead of hanging the suite.
+    const took: [number, string][] = [];
+    const problems = await pooled(cases, 4, async (c) => {
+      const inputs = readdirSync(c.scratch).sort();
+      let result: CliResult;
+      const at = Date.now();
+      try {
+        result = await isthmus(c.args, {}, { timeoutMs: 20_000 });
+      } catch (err) {
+        return `isthmus ${c.args.join(' ')}\n  (${c.what}): ${(err as Error).message.split('\n')[0]}`;
+      } finally {
+        took.push([Date.now() - at, `${c.verb}: ${c.what}`]);
+      }
+      const written = readdirSync(c.scratch).sort().filter((f) => !inputs.includes(f));
+      return problemOf(c, result, written);
+    });
+    console.log(`slowest: ${took.sort((a, b) => b[0] - a[0]).slice(0, 8).map(([ms, what]) => `${what} ${ms} ms`).join('; ')}`);
+    const failed = problems.filter((p): p is string => p !== undefined);
+    console.log(`bad-input matrix: ${verbs.length} verbs, ${cases.length} cases, ${failed.length} not refused as they should be, ${Date.now() - started} ms`);
+    expect(failed.join('\n\n')).toBe('');
+    expect(await snapshot()).toEqual(before);
+    expect(existsSync(join(dir, 'matrix-sidecar-state'))).toBe(false);
+  }, 240_000);
 });
 
 describe('bad input gets a clear error, a non-zero exit, and nothing half-written', () => {

@@ -1,0 +1,63 @@
+import { connect, type TLSSocket } from 'node:tls';
+import { tcpProbe } from '../federation/health-checker.js';
+import { formatProbeSni } from '../model/sni.js';
+
+/**
+ * The sidecar's active check of a remote cluster's gateway: a TLS ClientHello through it, with
+ * the gateway probe SNI (`probe.gateway.<cluster>.isthmus`, which the gateway pipes to its own
+ * federation API). A TCP connect cannot tell a hung gateway from a live one: the kernel of a
+ * stopped process still completes the TCP handshake into its listen backlog, so only a reaction
+ * to bytes proves the gateway process reads. Either reaction passes: the handshake completes
+ * (the gateway spliced it, the federation answered), or the gateway closes the connection after
+ * the TCP connect (it could not reach its federation: the gateway itself is alive, and the
+ * services behind it do not need the federation). Silence until the timeout fails, and so does
+ * a refused connection. The check asks only whether the path answers, never who answers: the
+ * connection carries no request, so no certificate is checked, and a ticket from the last check
+ * resumes the next handshake (no signature, little CPU).
+ */
+export class GatewayCheck {
+  private readonly tickets = new Map<string, Buffer>();
+
+  /**
+   * `handshakeTimeoutMs`: the data plane's own connect timeout (timeouts.connect), since a path
+   * that cannot finish a handshake in that time fails every new connection of a request anyway;
+   * a shorter one would call a gateway on a busy machine hung, and drop its connections.
+   */
+  constructor(private readonly clusterOf: (address: string) => string | undefined, private readonly handshakeTimeoutMs: number) {}
+
+  /** HealthChecker's probe: the handshake for a gateway, a TCP connect for anything else. */
+  readonly probe = (address: string, timeoutMs: number): Promise<boolean> => {
+    const cluster = this.clusterOf(address);
+    if (cluster === undefined) return tcpProbe(address, timeoutMs);
+    return this.handshake(address, formatProbeSni(cluster), this.handshakeTimeoutMs);
+  };
+
+  private handshake(address: string, servername: string, timeoutMs: number): Promise<boolean> {
+    const split = address.lastIndexOf(':');
+    const ticket = this.tickets.get(address);
+    return new Promise((resolve) => {
+      let socket: TLSSocket | undefined;
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        socket?.destroy();
+        resolve(ok);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      let reached = false;
+      socket = connect({
+        host: address.slice(0, split), port: Number(address.slice(split + 1)), servername,
+        rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...(ticket ? { session: ticket } : {}),
+      });
+      socket.once('connect', () => { reached = true; });
+      // Closed by the gateway after the TCP connect: it read the ClientHello and acted on it.
+      socket.once('close', () => done(reached));
+      socket.on('session', (session: Buffer) => {
+        this.tickets.set(address, session);
+        done(true);
+      });
+      // TLS 1.2 sends no ticket after the handshake; TLS 1.3 may send it just after: wait briefly for it.
+      socket.once('secureConnect', () => setTimeout(() => done(true), 50).unref());
+      socket.once('error', () => done(reached));
+    });
+  }
+}
