@@ -33,6 +33,8 @@ export interface GatewayConfig {
 
 /** The gateway runs from its cluster's cluster.yaml: its entry under `gateways:` picked by id. */
 export function loadGatewayConfig(configPath: string, id: string | undefined, overrides: { advertise?: string | undefined } = {}): GatewayConfig {
+  // A malformed --advertise is the caller's mistake whatever the file holds: say so first.
+  if (overrides.advertise !== undefined) gatewayAdvertise(overrides.advertise, { host: '127.0.0.1', port: 1 }, '--advertise', '--advertise');
   const loaded: LoadedClusterConfig = loadClusterConfig(configPath);
   const { config } = loaded;
   const ids = config.gateways.map((g) => g.id);

@@ -63,8 +63,8 @@ function mandatoryValue(long: string, verb: string, scratch: string): string {
 /** Values of required arguments, by name; a policy is named <namespace>/<name>. */
 const argumentValue = (verb: string, name: string) => ({ cluster: 'east', service: 'hello', source: 'demo/client', kind: 'TrafficSplit', name: verb.startsWith('policy') ? 'demo/alice' : 'alice' } as Record<string, string>)[name] ?? 'hello';
 
-/** Options a verb needs to get as far as etcd, though they are not mandatory for it. */
-const neededOptions: Record<string, string[]> = { explain: ['--from', 'east'] };
+/** Options a verb needs to get as far as etcd, though they are not mandatory for it (join takes --out or --kubeconfig). */
+const neededOptions = (scratch: string): Record<string, string[]> => ({ explain: ['--from', 'east'], join: ['--out', join(scratch, 'out')] });
 
 /** Bad values by what an option takes (its `<placeholder>`), with what the message must name. */
 const wrongValues: Record<string, string> = { port: 'http', n: 'many', rps: 'lots', days: 'forever', duration: 'soon', 'host:port': 'nowhere', percents: '10,lots' };
@@ -98,7 +98,8 @@ function casesOf({ path, command }: Verb, scratch: string, closedPort: number, o
   const has = (long: string) => options.some((o) => o.long === long);
   const positional = [...path, ...command.registeredArguments.filter((a) => a.required).map((a) => argumentValue(verb, a.name()))];
   const given = new Map<string, string>(options.filter((o) => o.mandatory).map((o) => [o.long!, mandatoryValue(o.long!, verb, scratch)]));
-  for (let i = 0; i < (neededOptions[verb] ?? []).length; i += 2) given.set(neededOptions[verb]![i]!, neededOptions[verb]![i + 1]!);
+  const needed = neededOptions(scratch)[verb] ?? [];
+  for (let i = 0; i < needed.length; i += 2) given.set(needed[i]!, needed[i + 1]!);
   const base = [...positional, ...[...given].flat()];
   /** The base command with `changes` replacing (or joining) its options. */
   const withOptions = (changes: Record<string, string>) => [...positional, ...[...new Map([...given, ...Object.entries(changes)])].flat()];
@@ -118,7 +119,9 @@ function casesOf({ path, command }: Verb, scratch: string, closedPort: number, o
     if (takes === undefined || /^--etcd-(ca|cert|key)$/.test(long)) continue;
     // A certificate and its key go together: both get the bad value, so the path is what is wrong.
     const partner = long.endsWith('-cert') ? long.replace(/-cert$/, '-key') : long.endsWith('-key') ? long.replace(/-key$/, '-cert') : undefined;
-    const args = (value: string) => [...withOptions({ [long]: value, ...(partner && has(partner) ? { [partner]: value } : {}) }), ...goodEtcd];
+    // join writes to --out or to --kubeconfig's cluster, not both: the kubeconfig cases go without --out.
+    const withoutOut = (a: string[]) => (long === '--kubeconfig' && a.includes('--out') ? a.filter((_, i) => a[i] !== '--out' && a[i - 1] !== '--out') : a);
+    const args = (value: string) => [...withoutOut(withOptions({ [long]: value, ...(partner && has(partner) ? { [partner]: value } : {}) })), ...goodEtcd];
     if (takes === 'file') {
       cases.push({ verb, what: `${long}: a file that does not exist`, args: args('/proc/isthmus-nope.yaml'), says: /\/proc\/isthmus-nope\.yaml/ });
       // The files a verb reads YAML from get the rest; the other files (certificates, keys) are

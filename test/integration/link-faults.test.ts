@@ -160,15 +160,10 @@ describe('a partition that drops everything (black hole): connections open, noth
     expect(results.length).toBeGreaterThan(0);
   }, 150_000);
 
-  // KNOWN DEFECT, found by this scenario (the same as a hung gateway's in cluster-killed.test.ts):
-  // while the link black-holes, each caller's request to hello hangs until the caller gives up
-  // (30 s; the sidecar would wait timeouts.responseHeaders, 60 s) instead of moving to north.
-  // The sidecar's health check of the gateway is a TCP connect, which the black hole accepts, so
-  // west stays in service. Likely, not yet established: the requests go out on connections kept
-  // from before the hole, where no answer is neither an error nor retried before that timeout.
-  // test.fails keeps the check running: it turns red the day the sidecar gives up on a silent
-  // gateway; make it a plain test then.
-  test.fails('while the link black-holes, no request fails or waits more than 10 s: they move to north', () => {
+  // While the link black-holes, the sidecar's TLS check of west's gateway gets no answer within
+  // timeouts.connect, so it closes its kept connections there: requests waiting on them end as
+  // resets and are retried on north (the same fix as the hung gateway's in cluster-killed.test.ts).
+  test('while the link black-holes, no request fails or waits more than 10 s: they move to north', () => {
     expect(results.length).toBeGreaterThan(0);
     expect(results.filter((r) => !r.ok || r.ms > 10_000)).toEqual([]);
     expect(firstFrom(results, 'north', holeAt)).toBeDefined();
