@@ -19,6 +19,10 @@ export interface BenchArgs {
   /** Cold start: this rate, cross-cluster, on the fresh chains before anything warms them (0: skip). */
   coldRate: number;
   coldSeconds: number;
+  /** Only the cold-start points: the mesh and the peers are started, measured cold, and stopped. */
+  coldOnly: boolean;
+  /** Scheduling priority for every process measured (both chains, etcd, the generator); 0 leaves it alone. */
+  nice: number;
 }
 
 export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
@@ -38,6 +42,9 @@ Runs our chains and the peer chain (nginx → HAProxy → nginx) interleaved, an
   --cold-rate <n>       cold start: requests/s sent cross-cluster to each fresh chain before any warm-up,
                         measured from the first request (default 500; 0 skips it)
   --cold-seconds <n>    how long the cold-start point lasts (default 5; 1..30)
+  --cold-only           measure only the cold start (no priming, no points at --rates): about a minute
+  --nice <n>            as root on a shared machine: give every measured process (ours, the peers', etcd,
+                        the generator) nice <n> and the same for their scheduling groups, e.g. --nice=-15 (default 0: unchanged)
   --cpu-prof <dir>      write a V8 CPU profile of the mesh process into <dir> (child mode; open it in Chrome DevTools)
   -o, --output table|json`;
 
@@ -94,6 +101,8 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
         'cpu-prof': { type: 'string' },
         'cold-rate': { type: 'string', default: '500' },
         'cold-seconds': { type: 'string', default: '5' },
+        'cold-only': { type: 'boolean', default: false },
+        nice: { type: 'string', default: '0' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -121,7 +130,10 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
     cpuProf: values['cpu-prof'],
     coldRate: integer('cold-rate', values['cold-rate'], 0, 5000),
     coldSeconds: integer('cold-seconds', values['cold-seconds'], 1, 30),
+    coldOnly: values['cold-only'],
+    nice: integer('nice', values.nice, -20, 19),
   };
+  if (args.coldOnly && args.coldRate === 0) throw invalid('--cold-only needs a --cold-rate above 0');
   if (args.cpuProf !== undefined && args.mesh !== 'child') throw invalid('--cpu-prof needs --mesh child: in-process, profile the bench itself with node --cpu-prof');
   const total = rates.length * scenarioCount * (args.seconds + args.warmup + 1) + (args.coldRate > 0 ? 2 * args.coldSeconds : 0);
   if (total > maxTotalSeconds) throw invalid(`that is about ${total} s of load; keep rates × ${scenarioCount} scenarios × (seconds + warmup) under ${maxTotalSeconds} s`);

@@ -14,6 +14,7 @@ import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
 import { ourProxyProcesses, proxiesSpent, readProcesses, type ProxyProcess } from './proxy-processes.js';
 import { buildRows, formatRows, type MeasuredPoint } from './report.js';
 import { sourceState } from './source-state.js';
+import { raisePriority } from './priority.js';
 import { targetClient, waitUntilServing, type ProbeResult, type TargetClient } from './target-client.js';
 import { benchTargets, chainDestinations, chainOrigins, clientCluster, responseBytes, targetLabel, type Destination } from './targets.js';
 
@@ -108,6 +109,10 @@ async function main(argv: string[]): Promise<number> {
       ...peers.processes.map((p): ProxyProcess => ({ side: 'peer', name: p.name, pid: p.pid, carries: p.services.flatMap(destinationOf), includesOrigin: false })),
     ];
 
+    if (args.nice !== 0) {
+      const failed = raisePriority([mesh.pid, ...peerPids, process.pid], args.nice);
+      say(`priority: nice ${args.nice} for the mesh, the peers, etcd and the generator${failed.length ? `; not changed: ${failed.slice(0, 3).join('; ')}${failed.length > 3 ? ` and ${failed.length - 3} more` : ''}` : ''}`);
+    }
     const targets = benchTargets(mesh.file, peers.outbound);
     for (const target of targets) probes.push(await waitUntilServing(target, readyTimeoutMs));
     clients = targets.map((t) => targetClient(t, args.connections));
@@ -129,6 +134,14 @@ async function main(argv: string[]): Promise<number> {
   // only the readiness probe has crossed each chain, so handshakes and compilation happen under load.
   const cold: ColdPoint[] = [];
   if (args.coldRate > 0) {
+    // The generator must be warm and only the chain cold: its own first requests (undici,
+    // the open loop, new connections) would otherwise be charged to whichever chain goes first,
+    // which is ours. It warms up against the origin directly, which crosses no proxy.
+    const origin = clients.find((c) => c.target.side === 'origin');
+    if (origin) {
+      say(`warming the load generator up: ${args.coldRate} rps for 2 s straight to the origin`);
+      await runOpenLoop({ rate: args.coldRate, seconds: 2, send: origin.send, maxInFlight: Math.max(256, args.coldRate * 2), drainMs: requestTimeoutMs + 1_000 });
+    }
     for (const client of clients.filter((c) => c.target.scenario === 'cross-cluster')) {
       const label = targetLabel(client.target);
       say(`cold start: ${label} at ${args.coldRate} rps for ${args.coldSeconds} s, measured from the first request`);
@@ -137,6 +150,12 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   const coldStart = coldRows(cold);
+  if (args.coldOnly) {
+    if (args.output === 'json') process.stdout.write(`${JSON.stringify({ date: new Date().toISOString(), source: sourceState(), settings: args, coldStart }, null, 2)}\n`);
+    else process.stdout.write(`\n${formatColdRows(coldStart)}\n`);
+    await cleanup();
+    return 0;
+  }
 
   // Once per scenario at the highest rate before anything is measured: JIT-compiled hot paths and
   // every keep-alive mTLS connection the sidecars' pools will need (a handshake is ~3 ms of CPU,
@@ -193,6 +212,7 @@ async function main(argv: string[]): Promise<number> {
     `latency from the scheduled send (open loop), keep-alive HTTP/1.1 (undici Pool of ${args.connections}) to the first hop, ${args.seconds} s per point after ${args.warmup} s warm-up at the same rate; "gen lag p99" = how late the generator's timer fired (inside every latency, mostly cancels out of "added")`,
     `targets (issue 9) are ratios isthmus/peer at 1000 requests/s: added p50 ≤ ${ratioTargets['added p50 ms']}×, added p99 ≤ ${ratioTargets['added p99 ms']}×, CPU ≤ ${ratioTargets['proxies CPU s/1k req']}×; at 2000 requests/s p50 ≤ ${ratioTargets['p50 ms']}× (no queueing). One run is not a trend: run it again before believing a ratio`,
     `source tree when the run started: ${source ? `commit ${source.commit}${source.uncommitted.length ? ` plus uncommitted changes in ${source.uncommitted.join(', ')}` : ', clean'}` : 'unknown (not a git checkout)'}; what ran is dist/, which \`npm run bench\` builds from it just before`,
+    ...(args.nice !== 0 ? [`priority: every measured process (ours, the peers', etcd, the generator) ran at nice ${args.nice}, its scheduling group too, so other work on the machine took less from both chains alike`] : []),
     `load generator: ${generatorPer1000.toFixed(3)} CPU s/1k req on average, in its own process${mesh.mode === 'child' ? '' : ' (the same one as the mesh)'}; machine: ${machine.cpus} × ${machine.model}, Node ${machine.node}`,
   ];
 

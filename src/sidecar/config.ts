@@ -51,6 +51,7 @@ export const SidecarConfigSchema = Type.Object({
   timeouts: Type.Optional(TimeoutsSchema),
   retryBuffer: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: 'bytes of a request body kept so a failed attempt can be resent elsewhere (default 1048576); a larger body is streamed and never retried' })),
   reportInterval: Type.Optional(Type.String({ pattern: durationPattern, description: 'how often traffic counts go to the federation, e.g. 5s (default 5s)' })),
+  warmUpRequests: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000, description: 'requests sent through a private copy of the data plane before the sidecar serves, so its first real requests do not run cold code (default 300; 0: none)' })),
 }, { additionalProperties: false });
 
 export type SidecarConfig = Static<typeof SidecarConfigSchema> & {

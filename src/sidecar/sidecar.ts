@@ -25,6 +25,7 @@ import { TcpListener } from './tcp-listener.js';
 import { catalogProtocol, listenerProtocol } from './tcp-protocol.js';
 import { resolveTimeouts } from './timeouts.js';
 import { Upstreams } from './upstreams.js';
+import { defaultWarmUpRequests, warmUp } from './warm-up.js';
 
 export interface RunningSidecar {
   outbound: string;
@@ -113,6 +114,10 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => watch.stop());
     // Serving before the first catalog would answer "not in the mesh" for everything.
     await Promise.all([firstCatalog, firstPolicies]);
+    // Before any listener opens, so that the first real requests meet compiled code (warm-up.ts).
+    const warm = await warmUp({ cluster: config.cluster, zone: config.zone, identity, timeouts, requests: config.warmUpRequests ?? defaultWarmUpRequests() });
+    if (warm.error !== undefined) logger.warn({ err: warm.error, answered: warm.answered, ms: Math.round(warm.ms) }, 'the warm-up failed; serving anyway, with cold code');
+    else if (warm.answered > 0) logger.info({ requests: warm.answered, ms: Math.round(warm.ms) }, 'warmed up');
     health.start();
     closers.push(() => health.stop());
     // Ejections end by time, not by an event: look again every second.

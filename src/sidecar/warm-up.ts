@@ -1,0 +1,112 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { silentLogger } from '../core/log.js';
+import { Pool } from '../core/undici.js';
+import { InboundAuthorization } from './authz-layer.js';
+import type { WorkloadIdentity } from './identity.js';
+import { Inbound } from './inbound.js';
+import { createOutbound } from './outbound.js';
+import { RoutingTable } from './routing.js';
+import type { DataPlaneTimeouts } from './timeouts.js';
+import { Upstreams } from './upstreams.js';
+
+/** The mesh name the warm-up calls; no real service can be in this namespace (it is never exported or registered). */
+const namespace = 'isthmus-warm-up';
+const service = 'warm-up';
+const body = Buffer.alloc(1024, 'w');
+/**
+ * Enough for V8 to optimise the functions every request runs (measured: docs/benchmarks.md,
+ * "Cold start"). ISTHMUS_SIDECAR_WARM_UP_REQUESTS changes the default for every sidecar a
+ * process starts (the test suite sets a small one: it starts hundreds of sidecars).
+ */
+export function defaultWarmUpRequests(env: NodeJS.ProcessEnv = process.env): number {
+  const fromEnv = Number(env.ISTHMUS_SIDECAR_WARM_UP_REQUESTS);
+  return env.ISTHMUS_SIDECAR_WARM_UP_REQUESTS !== undefined && Number.isInteger(fromEnv) && fromEnv >= 0 ? Math.min(fromEnv, 10_000) : 300;
+}
+
+export interface WarmUpOptions {
+  cluster: string;
+  zone: string;
+  /** The workload's own credentials: the private chain calls itself with them. */
+  identity: Pick<WorkloadIdentity, 'current' | 'secureContext'>;
+  timeouts: Readonly<DataPlaneTimeouts>;
+  /** Requests sent through the private chain; 0 skips the warm-up. */
+  requests: number;
+}
+
+/**
+ * Sends `requests` HTTP/1.1 requests through a private copy of this sidecar's own data plane
+ * before it starts serving: a client → an outbound proxy → a pooled mTLS connection with the
+ * workload's own certificate → an inbound → a small app, all on 127.0.0.1 ephemeral ports and
+ * torn down afterwards. The code is the real code (createOutbound, Upstreams, Inbound), so V8 has
+ * compiled and optimised the request path, and the TLS session code has run, by the time the
+ * first real request comes: without it, a fresh sidecar given hundreds of requests a second
+ * answered its first ones in tens of milliseconds (docs/benchmarks.md, "Cold start"). Nothing of
+ * it is seen outside: its routing table, inbound and authorization are its own objects, so the
+ * sidecar's metrics, traffic reports and events (which count only their own origins) never see
+ * it. Returns how long it took; never throws (a warm-up that fails only leaves the sidecar cold).
+ */
+export async function warmUp(opts: WarmUpOptions): Promise<{ ms: number; answered: number; error?: string }> {
+  const started = performance.now();
+  if (opts.requests <= 0) return { ms: 0, answered: 0 };
+  const closers: (() => Promise<unknown> | void)[] = [];
+  let answered = 0;
+  try {
+    const app = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body));
+    });
+    closers.push(() => closeServer(app));
+    const appAddress = await listenLoopback(app);
+
+    const credentials = opts.identity.current();
+    const inbound = new Inbound(credentials, appAddress, silentLogger, { cluster: opts.cluster, service: `${namespace}/${service}` }, opts.timeouts, 'http', new InboundAuthorization(namespace, service));
+    closers.push(() => inbound.close());
+    const inboundAddress = await listenLoopback(inbound.server);
+
+    const routing = new RoutingTable({ cluster: opts.cluster, zone: opts.zone }, () => true);
+    routing.setCatalog({ revision: 0, clusters: [], services: [], invalidKeys: [] });
+    routing.setEndpoints({
+      version: 0, cluster: opts.cluster,
+      services: [{ namespace, name: service, identities: [credentials.identity], endpoints: [{ address: inboundAddress, zone: opts.zone, healthy: true }] }],
+    });
+    const upstreams = new Upstreams(() => opts.identity.secureContext(), { connectTimeoutMs: opts.timeouts.connectMs, idleMs: opts.timeouts.connectionIdleMs });
+    closers.push(() => upstreams.close());
+    const outbound = createOutbound({ cluster: opts.cluster, routing, upstreams, timeouts: opts.timeouts, logger: silentLogger });
+    closers.push(() => closeServer(outbound));
+    const outboundAddress = await listenLoopback(outbound);
+
+    // A few at a time, as an app's burst would: the pool opens more than one connection and the
+    // later ones resume the first one's TLS session.
+    const client = new Pool(`http://${outboundAddress}`, { connections: 4 });
+    closers.push(() => client.close());
+    let next = 0;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (next < opts.requests) {
+        next += 1;
+        const res = await client.request({ method: next % 4 === 0 ? 'POST' : 'GET', path: `http://${service}.${namespace}.mesh/`, headers: { host: `${service}.${namespace}.mesh` }, ...(next % 4 === 0 ? { body } : {}) });
+        await res.body.dump();
+        if (res.statusCode === 200) answered += 1;
+      }
+    }));
+    return { ms: performance.now() - started, answered };
+  } catch (err) {
+    return { ms: performance.now() - started, answered, error: (err as Error).message };
+  } finally {
+    for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
+  }
+}
+
+function listenLoopback(server: Server): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(`127.0.0.1:${(server.address() as AddressInfo).port}`));
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeAllConnections?.();
+    server.close(() => resolve());
+  });
+}
