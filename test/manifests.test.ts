@@ -457,7 +457,9 @@ describe('manifests in deploy/', () => {
       `Secret ${controlPlane.caSecret}: ca-cert.pem,ca-key.pem,root-cert.pem,cert-chain.pem`,
       `Secret ${controlPlane.etcdSecret}: ca.pem,client.pem,client-key.pem`,
     ]);
-    expect(at(volume('isthmus-gateway'), 'configMap.name')).toBe(controlPlane.configMap);
+    // The gateway: the config and the root from the ConfigMap, its own token; never the CA Secret (test/pod-files.test.ts checks every path).
+    expect(listAt(volume('isthmus-gateway'), 'projected.sources').map((source) => Object.keys(source as Obj)[0])).toEqual(['configMap', 'serviceAccountToken']);
+    expect(at(listAt(volume('isthmus-gateway'), 'projected.sources')[0], 'configMap.name')).toBe(controlPlane.configMap);
   });
 
   it('the sample app\'s sidecar config passes the sidecar config validator once a pod\'s values are added', () => {

@@ -7,14 +7,8 @@ import { resolve } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { describeError, IsthmusError } from '../core/errors.js';
 import { statusOf } from '../federation/kubernetes/kube-watch.js';
-import { controlPlane } from './control-plane-objects.js';
+import { controlPlane, type ClusterObjects } from './control-plane-objects.js';
 import type { CheckResult } from './preflight.js';
-
-/** What `isthmus join --kubeconfig` writes: the data of ConfigMap isthmus-cluster and of each Secret (control-plane-objects.ts). */
-export interface ClusterObjects {
-  configMap: Record<string, string>;
-  secrets: { name: string; data: Record<string, string> }[];
-}
 
 type Kind = 'secrets' | 'configmaps' | 'namespaces';
 const kindName: Record<Kind, string> = { secrets: 'Secret', configmaps: 'ConfigMap', namespaces: 'Namespace' };

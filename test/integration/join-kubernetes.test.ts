@@ -1,9 +1,11 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadClusterConfig } from '../../src/federation/config.js';
+import { loadGatewayConfig } from '../../src/gateway/config.js';
+import { gatewayRoot } from '../../src/gateway/gateway-certificate.js';
 import { readClusterCa } from '../../src/trust/ca-files.js';
 import { isthmus, isthmusOk } from '../helpers/cli.js';
 import { etcdArgs, rawEtcd, startEtcd, type TestEtcd } from '../helpers/etcd.js';
@@ -32,6 +34,37 @@ async function clusterRecord(cluster: string): Promise<string | null> {
   }
 }
 
+/**
+ * The directory a pod of `deploy/multi-cluster/base/<file>` sees at /etc/isthmus, made from the
+ * objects in `kube` as the kubelet would project them (a token the fake issues for the pod's
+ * ServiceAccount and audience). Fails when an object or key the manifest names is missing.
+ */
+function podFiles(kube: FakeKubeApiServer, file: string, name: string): string {
+  const deployment = parseAllDocuments(readFileSync(new URL(`../../deploy/multi-cluster/base/${file}`, import.meta.url), 'utf8'))
+    .map((d) => d.toJS()).find((d) => d.kind === 'Deployment');
+  const spec = deployment.spec.template.spec;
+  const sources = spec.volumes.find((v: any) => v.name === 'cluster').projected.sources as any[];
+  const pod = join(dir, name);
+  mkdirSync(join(pod, 'etcd'), { recursive: true });
+  for (const source of sources) {
+    if (source.serviceAccountToken) {
+      const token = kube.issueToken({ namespace: 'isthmus-system', serviceAccount: spec.serviceAccountName, audiences: [source.serviceAccountToken.audience] });
+      writeFileSync(join(pod, source.serviceAccountToken.path), token);
+      continue;
+    }
+    const [plural, ref] = source.configMap ? ['configmaps', source.configMap] : ['secrets', source.secret];
+    const object = kube.get(plural, 'isthmus-system', ref.name);
+    expect(object, `${plural} ${ref.name}`).toBeDefined();
+    const data = plural === 'secrets' ? decoded(object) : object?.data as Record<string, string>;
+    for (const item of ref.items) {
+      expect(data[item.key], `${ref.name} key ${item.key}`).toBeTypeOf('string');
+      writeFileSync(join(pod, item.path), data[item.key] as string);
+    }
+  }
+  if (readdirSync(join(pod, 'etcd')).length === 0) rmdirSync(join(pod, 'etcd'));
+  return pod;
+}
+
 const decoded = (secret: KubeObject | undefined) => Object.fromEntries(Object.entries((secret?.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 
 beforeAll(async () => {
@@ -58,21 +91,7 @@ describe('isthmus join --kubeconfig writes the cluster\'s CA and config into the
     expect(east.get('namespaces', undefined, 'isthmus-system')).toBeDefined();
 
     // What deploy/multi-cluster/base/federation.yaml projects into /etc/isthmus must all be there.
-    const deployment = parseAllDocuments(readFileSync(new URL('../../deploy/multi-cluster/base/federation.yaml', import.meta.url), 'utf8'))
-      .map((d) => d.toJS()).find((d) => d.kind === 'Deployment');
-    const sources = deployment.spec.template.spec.volumes.find((v: any) => v.name === 'cluster').projected.sources as any[];
-    const pod = join(dir, 'pod-etc-isthmus');
-    mkdirSync(join(pod, 'etcd'), { recursive: true });
-    for (const source of sources) {
-      const [plural, ref] = source.configMap ? ['configmaps', source.configMap] : ['secrets', source.secret];
-      const object = east.get(plural, 'isthmus-system', ref.name);
-      expect(object, `${plural} ${ref.name}`).toBeDefined();
-      const data = plural === 'secrets' ? decoded(object) : object?.data as Record<string, string>;
-      for (const item of ref.items) {
-        expect(data[item.key], `${ref.name} key ${item.key}`).toBeTypeOf('string');
-        writeFileSync(join(pod, item.path), data[item.key] as string);
-      }
-    }
+    const pod = podFiles(east, 'federation.yaml', 'pod-etc-isthmus');
     // The files as the pod sees them: a CA chain that verifies, and a cluster.yaml that validates.
     const clusterCa = readClusterCa(pod);
     expect(clusterCa.trustDomain).toBe('mesh.test');
@@ -82,10 +101,19 @@ describe('isthmus join --kubeconfig writes the cluster\'s CA and config into the
       etcd: { ca: 'etcd/ca.pem', cert: 'etcd/client.pem', key: 'etcd/client-key.pem' },
       federation: { host: '0.0.0.0', advertise: 'isthmus-federation.isthmus-system.svc:15010' },
       certificates: { caDir: '.' },
-      gateways: [{ id: 'gw-1', address: 'gw.east.example:30443', admin: '0.0.0.0:15021' }],
+      gateways: [{ id: 'gw-1', address: '0.0.0.0:15443', advertise: 'gw.east.example:30443', admin: '0.0.0.0:15021', tokenFile: 'token' }],
+      kubernetes: { tokenAudience: 'isthmus', gatewayServiceAccount: 'isthmus-system/isthmus-gateway' },
     });
     expect(readFileSync(join(pod, 'etcd', 'client.pem'), 'utf8')).toBe(readFileSync(etcd.tls.cert, 'utf8'));
     expect(JSON.parse(await clusterRecord('east') ?? 'null')).toMatchObject({ name: 'east', federation: 'isthmus-federation.isthmus-system.svc:15010' });
+
+    // A gateway pod of base/gateway.yaml: it listens in the pod, advertises the --gateway address,
+    // trusts the root beside cluster.yaml and buys its certificate with its token; no CA key there.
+    const gatewayPodDir = podFiles(east, 'gateway.yaml', 'pod-gateway');
+    const gateway = loadGatewayConfig(join(gatewayPodDir, 'cluster.yaml'), undefined);
+    expect(gateway).toMatchObject({ listen: { host: '0.0.0.0', port: 15443 }, advertise: { host: 'gw.east.example', port: 30443 }, tokenFile: join(gatewayPodDir, 'token'), federationUrl: 'https://isthmus-federation.isthmus-system.svc:15010' });
+    expect(gatewayRoot(gateway)).toBe(readFileSync(join(pod, 'root-cert.pem'), 'utf8'));
+    expect(readdirSync(gatewayPodDir).sort()).toEqual(['cluster.yaml', 'root-cert.pem', 'token']);
   });
 
   test('a second join refuses without --force and changes nothing; with --force it replaces the Secrets and the ConfigMap in place', async () => {
