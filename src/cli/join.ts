@@ -17,6 +17,7 @@ import { certificateInfo } from '../trust/verify.js';
 import { clusterYaml } from './cluster-yaml.js';
 import { clusterObjects, controlPlane, type ClusterCaFiles, type ClusterObjects } from './control-plane-objects.js';
 import type { ClusterTarget } from './join-kubernetes.js';
+import { describePermission, grantHint, type Permission } from './join-permissions.js';
 import { action, connectStore, duration, etcdEndpoints, etcdOption, outputOption, wholeNumber, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 import { failedChecks, formatCheck, printChecks, runChecks, type Check, type CheckResult } from './preflight.js';
@@ -58,6 +59,8 @@ interface JoinContext {
   federationEtcd?: { cert?: string | undefined; key?: string | undefined };
   /** --kubeconfig: the cluster the Secrets and ConfigMap go to, once the check has reached it. */
   kube?: ClusterTarget;
+  /** --kubeconfig: the RBAC permissions the context's user lacks for this join (SelfSubjectAccessReview). */
+  kubeMissing?: Permission[];
 }
 
 const collect = (value: string, previous: string[]) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -155,6 +158,11 @@ export async function joinCluster(cluster: string, opts: JoinOptions, onCheck?: 
   try {
     const checks = await runChecks([...joinChecks, opts.kubeconfig !== undefined ? clusterObjectsCheck : outputDirectoryCheck], context, onCheck);
     const failed = failedChecks(checks);
+    if (context.kubeMissing?.length && context.kube) {
+      // The refusal a user acts on: every permission to grant, at once; other failures beside it.
+      const others = failed.filter((f) => f.name !== clusterObjectsCheck.name).map((f) => f.name);
+      throw new IsthmusError('ISTHMUS_ERR_KUBERNETES_FORBIDDEN', `context "${context.kube.context}" may not do what the join needs: ${context.kubeMissing.map(describePermission).join('; ')}; grant ${grantHint(context.kubeMissing)}, or use a context with more rights${others.length > 0 ? ` (failed too: ${others.join(', ')})` : ''}; nothing was written`, { details: checks });
+    }
     if (failed.length > 0) {
       throw new IsthmusError('ISTHMUS_ERR_PREFLIGHT_FAILED', `${failed.length} preflight check(s) failed (${failed.map((f) => f.name).join(', ')}); nothing was written`, { details: checks });
     }
@@ -288,7 +296,9 @@ const clusterObjectsCheck: Check<JoinContext> = {
     } catch (err) {
       return { status: 'failed', detail: describeError(err), hint: 'kubectl config get-contexts lists the contexts of a kubeconfig' };
     }
-    return await clusterCheck(ctx.kube, clusterSecrets(ctx), ctx.opts.force === true);
+    const { result, missing } = await clusterCheck(ctx.kube, clusterSecrets(ctx), ctx.opts.force === true);
+    ctx.kubeMissing = missing;
+    return result;
   },
 };
 

@@ -146,6 +146,27 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
     expect(status.message).toBe(fixture('status-forbidden.json').message.replace('"jane"', `"${fake.adminUser}"`));
   });
 
+  test('a SelfSubjectAccessReview: allowed with the authorizer\'s reason, or not allowed, as the rules granted say; and requests follow the same rules', async () => {
+    const ask = async (verb: string, resource: string, namespace?: string) => JSON.parse((await call('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
+      apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes: { verb, resource, group: '', ...(namespace ? { namespace } : {}) } },
+    })).text);
+    const allowed = await ask('create', 'secrets', 'isthmus-system');
+    expect(shapeProblems(fixture('selfsubjectaccessreview.json'), allowed)).toEqual([]);
+    expect(allowed.status.allowed).toBe(true);
+    // A Role in isthmus-system that reads Secrets: nothing else, nowhere else.
+    fake.grant([{ verbs: ['get'], resources: ['secrets'], namespaces: ['isthmus-system'] }]);
+    try {
+      expect((await ask('get', 'secrets', 'isthmus-system')).status.allowed).toBe(true);
+      expect((await ask('create', 'secrets', 'isthmus-system')).status).toEqual({ allowed: false });
+      expect((await ask('get', 'secrets', 'default')).status).toEqual({ allowed: false });
+      expect((await ask('create', 'namespaces')).status).toEqual({ allowed: false });
+      expect((await call('POST', '/api/v1/namespaces/isthmus-system/configmaps', { metadata: { name: 'refused' } })).status).toBe(403);
+      expect((await call('GET', '/api/v1/namespaces/isthmus-system/secrets/isthmus-cluster-ca')).status).not.toBe(403);
+    } finally {
+      fake.allowAll();
+    }
+  });
+
   test('a request without the bearer token is refused', async () => {
     const res = await request(`${fake.url}/api/v1/services`, { dispatcher: agent });
     expect(res.statusCode).toBe(401);

@@ -12,8 +12,9 @@ import { clusterRoleId } from '../../src/trust/spiffe.js';
  * FakeKubeApiServer: a small HTTPS server serving the Kubernetes list/watch endpoints the
  * Isthmus adapter uses, and the get/create/update of Namespaces, Secrets and ConfigMaps that
  * `isthmus join --kubeconfig` uses, and nothing else. It is not a Kubernetes API server: no
- * admission, no field validation, no label selectors, and RBAC is one bearer token whose verbs
- * a test can take away (`deny`, answered 403 as the real authorizer words it). What it does keep is
+ * admission, no field validation, no label selectors, and RBAC is one bearer token whose rights
+ * a test can set (`grant` a rule set, or `deny` one verb; answered 403 as the real authorizer
+ * words it, and told the same way to a SelfSubjectAccessReview). What it does keep is
  * what a watch client can get wrong: one resourceVersion counter shared by all kinds (as etcd's
  * revision is), watch streams of ADDED/MODIFIED/DELETED/BOOKMARK lines that resume from a
  * resourceVersion, and "410 Gone" (an ERROR event with a Status, as the real server sends) for a
@@ -56,6 +57,13 @@ interface WatchEvent { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: KubeObjec
 
 interface Watcher { resource: Resource; namespace: string | undefined; res: ServerResponse; bookmarks: boolean }
 
+/**
+ * One RBAC rule of the admin token's user (`grant`), as a Role's or ClusterRole's rule reads:
+ * `namespaces` absent is a ClusterRoleBinding (every namespace and the cluster scope), else
+ * RoleBindings in those namespaces only; `resourceNames` absent is every name.
+ */
+export interface RbacRule { verbs: string[]; resources: string[]; apiGroups?: string[]; namespaces?: string[]; resourceNames?: string[] }
+
 export interface ServiceAccountToken { namespace: string; serviceAccount: string; audiences: string[]; podName?: string }
 
 export class FakeKubeApiServer {
@@ -78,9 +86,11 @@ export class FakeKubeApiServer {
   /** Watches opened in total (a resumed watch counts again). */
   watchesOpened = 0;
   /** The next requests of a path prefix answer with this status (backoff tests). */
-  private readonly failures: { prefix: string; status: number; remaining: number }[] = [];
+  private readonly failures: { prefix: string; status: number; remaining: number; method: string | undefined }[] = [];
   /** `<verb> <plural>` the admin token's user is not granted (RBAC tests): answered 403 Forbidden. */
   private readonly denied = new Set<string>();
+  /** What the admin token's user is granted (`grant`); undefined: everything, as cluster-admin. */
+  private rules: RbacRule[] | undefined;
   /** The user the admin token authenticates as, named in Forbidden answers. */
   readonly adminUser = 'kubernetes-admin';
 
@@ -197,9 +207,9 @@ export class FakeKubeApiServer {
     for (const events of this.history.values()) events.length = 0;
   }
 
-  /** The next `count` requests whose path starts with `prefix` are answered with `status`. */
-  failNext(prefix: string, status: number, count = 1): void {
-    this.failures.push({ prefix, status, remaining: count });
+  /** The next `count` requests (of `method`, else any) whose path starts with `prefix` are answered with `status`. */
+  failNext(prefix: string, status: number, count = 1, method?: string): void {
+    this.failures.push({ prefix, status, remaining: count, method });
   }
 
   /**
@@ -210,9 +220,28 @@ export class FakeKubeApiServer {
     this.denied.add(`${verb} ${plural}`);
   }
 
-  /** Gives back every verb `deny` took. */
+  /**
+   * Replaces what the admin token's user may do with these rules (RBAC tests): requests and
+   * SelfSubjectAccessReviews outside them are refused as the real authorizer refuses them.
+   */
+  grant(rules: RbacRule[]): void {
+    this.rules = structuredClone(rules);
+  }
+
+  /** Gives back every verb `deny` took, and everything `grant` left out. */
   allowAll(): void {
     this.denied.clear();
+    this.rules = undefined;
+  }
+
+  /** Whether the admin token's user may do `verb` on `plural` (of `group`) in `namespace` (undefined: the cluster scope). */
+  allows(verb: string, group: string, plural: string, namespace: string | undefined, name: string | undefined): boolean {
+    if (this.denied.has(`${verb} ${plural}`)) return false;
+    if (this.rules === undefined) return true;
+    const has = (list: string[] | undefined, value: string) => list === undefined || list.includes('*') || list.includes(value);
+    return this.rules.some((r) => has(r.verbs, verb) && has(r.resources, plural) && has(r.apiGroups ?? [''], group)
+      && (r.namespaces === undefined || (namespace !== undefined && r.namespaces.includes(namespace)))
+      && (r.resourceNames === undefined || (name !== undefined && r.resourceNames.includes(name))));
   }
 
   /** Sends a BOOKMARK with the current resourceVersion to every watch that asked for bookmarks (the real server sends them about once a minute). */
@@ -237,7 +266,7 @@ export class FakeKubeApiServer {
     const url = new URL(req.url ?? '/', 'https://fake');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     if (req.headers.authorization !== `Bearer ${this.adminToken}`) return sendStatus(res, 401, 'Unauthorized', 'Unauthorized');
-    const failure = this.failures.find((f) => f.remaining > 0 && url.pathname.startsWith(f.prefix));
+    const failure = this.failures.find((f) => f.remaining > 0 && url.pathname.startsWith(f.prefix) && (f.method === undefined || f.method === req.method));
     if (failure) {
       failure.remaining -= 1;
       return sendStatus(res, failure.status, 'InternalError', `injected failure ${failure.status}`);
@@ -256,11 +285,13 @@ export class FakeKubeApiServer {
 
   private route(method: string, url: URL, contentType: string, body: string, res: ServerResponse): void {
     if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return this.tokenReview(body, res);
+    // Every authenticated user may ask what it may do (ClusterRole system:basic-user).
+    if (method === 'POST' && url.pathname === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') return this.accessReview(body, res);
     const path = parsePath(url.pathname);
     if (!path) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const { resource, namespace, name, subresource } = path;
     const verb = verbOf(method, name, url);
-    if (this.denied.has(`${verb} ${resource.plural}`)) return sendJson(res, 403, forbiddenStatus(this.adminUser, verb, resource, namespace, name));
+    if (!this.allows(verb, resource.group, resource.plural, namespace, name)) return sendJson(res, 403, forbiddenStatus(this.adminUser, verb, resource, namespace, name));
     const store = this.store(resource.plural);
     const key = name === undefined ? undefined : namespace ? `${namespace}/${name}` : name;
     if (name === undefined) {
@@ -332,6 +363,21 @@ export class FakeKubeApiServer {
     res.on('close', () => this.watchers.delete(watcher));
     const timeout = Number(url.searchParams.get('timeoutSeconds') ?? 0);
     if (timeout > 0) setTimeout(() => { this.watchers.delete(watcher); res.end(); }, timeout * 1000).unref();
+  }
+
+  /**
+   * A SelfSubjectAccessReview (authorization.k8s.io/v1): the spec back, and whether the admin
+   * token's user may do what its resourceAttributes say, with the RBAC authorizer's reason when it may.
+   */
+  private accessReview(body: string, res: ServerResponse): void {
+    const review = JSON.parse(body) as { spec?: { resourceAttributes?: { namespace?: string; verb?: string; group?: string; resource?: string; name?: string } } };
+    const attributes = review.spec?.resourceAttributes;
+    if (!attributes) return sendStatus(res, 422, 'Invalid', 'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified');
+    const allowed = this.allows(attributes.verb ?? '', attributes.group ?? '', attributes.resource ?? '', attributes.namespace || undefined, attributes.name || undefined);
+    sendJson(res, 201, {
+      kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata: { creationTimestamp: null }, spec: review.spec,
+      status: allowed ? { allowed: true, reason: `RBAC: allowed by ClusterRoleBinding "fake-admin" of ClusterRole "fake-admin" to User "${this.adminUser}"` } : { allowed: false },
+    });
   }
 
   private tokenReview(body: string, res: ServerResponse): void {

@@ -161,28 +161,54 @@ describe('isthmus join --kubeconfig writes the cluster\'s CA and config into the
     expect(await clusterRecord('north')).toBeNull();
   });
 
-  test('RBAC: a missing read permission fails preflight, a missing write permission fails the write; each names the verb, resource and namespace, and etcd keeps no record', async () => {
-    west.deny('get', 'secrets');
+  test('RBAC: join asks the API server for every permission it will use before writing, and refuses naming all that are missing; nothing is written, in the cluster or in etcd', async () => {
+    const writes = () => west.requests.filter((r) => /^(POST|PUT|PATCH|DELETE) \/api\//.test(r));
+    // A user with a Role in isthmus-system that may only read: no namespace rights, no writes.
+    west.grant([{ verbs: ['get'], resources: ['secrets', 'configmaps'], namespaces: ['isthmus-system'] }]);
+    const refused = await isthmus(joinArgs('west', west.writeKubeconfig(), ['-o', 'json']));
+    west.allowAll();
+    expect(refused.code).not.toBe(0);
+    const error = JSON.parse(refused.stdout).error;
+    expect(error.code).toBe('ISTHMUS_ERR_KUBERNETES_FORBIDDEN');
+    expect(error.message).toContain('context "fake" may not do what the join needs: get namespaces "isthmus-system" at the cluster scope; create namespaces at the cluster scope; create secrets in namespace isthmus-system; create configmaps in namespace isthmus-system; grant a ClusterRole with {apiGroups: [""], resources: [namespaces], verbs: [get, create]} and a Role in isthmus-system with {apiGroups: [""], resources: [secrets], verbs: [create]}, {apiGroups: [""], resources: [configmaps], verbs: [create]}');
+    expect(error.message).toContain('nothing was written');
+    expect(error.details.find((c: { name: string }) => c.name === 'Kubernetes cluster')).toMatchObject({ status: 'failed' });
+    expect(west.requests.filter((r) => r.startsWith('POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews')).length).toBeGreaterThanOrEqual(7);
+    expect(writes()).toEqual([]);
+    expect(west.list('namespaces')).toEqual([]);
+    expect(await clusterRecord('west')).toBeNull();
+
+    // The namespace exists and the user may create in it but not read the ConfigMap: one permission missing, named.
+    west.apply('namespaces', { metadata: { name: 'isthmus-system' } });
+    west.grant([
+      { verbs: ['get'], resources: ['namespaces'], resourceNames: ['isthmus-system'] },
+      { verbs: ['get', 'create', 'update'], resources: ['secrets'], namespaces: ['isthmus-system'] },
+      { verbs: ['create'], resources: ['configmaps'], namespaces: ['isthmus-system'] },
+    ]);
     const unreadable = await isthmus(joinArgs('west', west.writeKubeconfig()));
     expect(unreadable.code).not.toBe(0);
-    expect(unreadable.stdout).toContain('may not get secrets in namespace isthmus-system');
-    expect(unreadable.stdout).toContain('grant its user RBAC verb "get" on resource "secrets"');
-    west.allowAll();
+    expect(unreadable.stdout).toContain('its user may not get configmaps "isthmus-cluster" in namespace isthmus-system');
+    expect(unreadable.stderr).toMatch(/may not do what the join needs: get configmaps "isthmus-cluster" in namespace isthmus-system; grant a Role in isthmus-system with \{apiGroups: \[""\], resources: \[configmaps\], verbs: \[get\]\}, or use/);
+    expect(writes()).toEqual([]);
 
-    west.deny('create', 'configmaps');
-    const unwritable = await isthmus(joinArgs('west', west.writeKubeconfig(), ['-o', 'json']));
-    expect(unwritable.code).not.toBe(0);
-    expect(JSON.parse(unwritable.stdout).error.code).toBe('ISTHMUS_ERR_KUBERNETES_FORBIDDEN');
-    expect(unwritable.stderr).toContain('may not create configmaps in namespace isthmus-system');
-    expect(unwritable.stderr).toContain('User "kubernetes-admin" cannot create resource "configmaps"');
-    expect(unwritable.stderr).toContain('the cluster\'s records in etcd were removed again');
-    expect(await clusterRecord('west')).toBeNull();
+    // Granted that too, the join goes through without any right on namespaces beyond get.
+    west.grant([
+      { verbs: ['get'], resources: ['namespaces'], resourceNames: ['isthmus-system'] },
+      { verbs: ['get', 'create'], resources: ['secrets', 'configmaps'], namespaces: ['isthmus-system'] },
+    ]);
+    await isthmusOk(joinArgs('west', west.writeKubeconfig()));
     west.allowAll();
-
-    // Granted, the join goes through; what the failed one wrote is replaced only with --force.
-    expect((await isthmus(joinArgs('west', west.writeKubeconfig()))).code).not.toBe(0);
-    await isthmusOk(joinArgs('west', west.writeKubeconfig(), ['--force']));
     expect(parse((west.get('configmaps', 'isthmus-system', 'isthmus-cluster')?.data as Record<string, string>)['cluster.yaml'] as string).cluster).toBe('west');
     expect(await clusterRecord('west')).not.toBeNull();
+  });
+
+  test('a write refused after the preflight (RBAC changed in between) names the verb, resource and namespace, and etcd keeps no record', async () => {
+    west.failNext('/api/v1/namespaces/isthmus-system/configmaps', 403, 1, 'PUT');
+    const unwritable = await isthmus(joinArgs('west', west.writeKubeconfig(), ['--force', '-o', 'json']));
+    expect(unwritable.code).not.toBe(0);
+    expect(JSON.parse(unwritable.stdout).error.code).toBe('ISTHMUS_ERR_KUBERNETES_FORBIDDEN');
+    expect(unwritable.stderr).toContain('may not update configmaps in namespace isthmus-system');
+    expect(unwritable.stderr).toContain('the cluster\'s records in etcd were removed again');
+    expect(await clusterRecord('west')).toBeNull();
   });
 });
