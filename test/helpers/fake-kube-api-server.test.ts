@@ -167,6 +167,24 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
     }
   });
 
+  test('a create in a namespace that does not exist: 404 naming the namespace, as the real server answers; apply() refuses it too', async () => {
+    const refused = await call('POST', '/api/v1/namespaces/nowhere/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: {} });
+    expect(refused.status).toBe(404);
+    const status = JSON.parse(refused.text);
+    expect(shapeProblems(fixture('status-namespace-not-found.json'), status)).toEqual([]);
+    expect(status).toMatchObject({ message: 'namespaces "nowhere" not found', details: { name: 'nowhere', kind: 'namespaces' } });
+    expect(fake.get('namespaces', undefined, 'nowhere')).toBeUndefined();
+    expect(() => fake.apply('services', { metadata: { namespace: 'nowhere', name: 's' } })).toThrow('namespaces "nowhere" not found');
+    // A terminating namespace takes nothing new (the NamespaceLifecycle admission plugin).
+    fake.apply('namespaces', { metadata: { name: 'leaving' }, status: { phase: 'Terminating' } });
+    const closing = await call('POST', '/api/v1/namespaces/leaving/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: {} });
+    expect(closing.status).toBe(403);
+    expect(JSON.parse(closing.text).message).toBe('configmaps "c" is forbidden: unable to create new content in namespace leaving because it is being terminated');
+    // Reading an object there is a plain 404 of the object; listing is an empty list.
+    expect((await call('GET', '/api/v1/namespaces/nowhere/configmaps/c')).status).toBe(404);
+    expect(JSON.parse((await call('GET', '/api/v1/namespaces/nowhere/configmaps')).text).items).toEqual([]);
+  });
+
   test('a request without the bearer token is refused', async () => {
     const res = await request(`${fake.url}/api/v1/services`, { dispatcher: agent });
     expect(res.statusCode).toBe(401);

@@ -12,7 +12,8 @@ import { clusterRoleId } from '../../src/trust/spiffe.js';
  * FakeKubeApiServer: a small HTTPS server serving the Kubernetes list/watch endpoints the
  * Isthmus adapter uses, and the get/create/update of Namespaces, Secrets and ConfigMaps that
  * `isthmus join --kubeconfig` uses, and nothing else. It is not a Kubernetes API server: no
- * admission, no field validation, no label selectors, and RBAC is one bearer token whose rights
+ * admission beyond the namespace lifecycle (an object needs its namespace: 404 when it does not exist,
+ * 403 when it is terminating), no field validation, no label selectors, and RBAC is one bearer token whose rights
  * a test can set (`grant` a rule set, or `deny` one verb; answered 403 as the real authorizer
  * words it, and told the same way to a SelfSubjectAccessReview). What it does keep is
  * what a watch client can get wrong: one resourceVersion counter shared by all kinds (as etcd's
@@ -50,6 +51,9 @@ const resources: Resource[] = [
   { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true, statusSubresource: false },
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true, statusSubresource: false },
 ];
+
+/** What every cluster has from its start (Kubernetes docs, "Namespaces": initial namespaces). */
+export const initialNamespaces = ['default', 'kube-node-lease', 'kube-public', 'kube-system'];
 
 const apiVersionOf = (r: Resource) => (r.group === '' ? r.version : `${r.group}/${r.version}`);
 
@@ -112,6 +116,8 @@ export class FakeKubeApiServer {
   /** Listens on `host` port 0; `maxHistory` events per kind are kept for resuming watches. */
   static async start(opts: { host: string; maxHistory?: number; bookmarkIntervalMs?: number }): Promise<FakeKubeApiServer> {
     const fake = new FakeKubeApiServer(opts.host, opts.maxHistory ?? 10_000);
+    // The namespaces a new cluster's API server makes for itself; any other is created by the test, as by a user.
+    for (const name of initialNamespaces) fake.apply('namespaces', { metadata: { name } });
     await new Promise<void>((resolve) => fake.server.listen(0, opts.host, resolve));
     fake.bookmarkTimer = setInterval(() => fake.sendBookmarks(), opts.bookmarkIntervalMs ?? 1000);
     fake.bookmarkTimer.unref();
@@ -153,13 +159,13 @@ export class FakeKubeApiServer {
   // --- state, as kubectl would change it ---
 
   /**
-   * Creates or replaces an object, as `kubectl apply` would. An object of a namespace that does
-   * not exist yet brings its Namespace into being first (a test's convenience, as if `kubectl
-   * create namespace` had run); the real server would refuse it.
+   * Creates or replaces an object, as `kubectl apply` would. Like the real server, it refuses an
+   * object of a namespace that does not exist (throws `namespaces "<ns>" not found`): create the
+   * Namespace first, as a user would.
    */
   apply(plural: string, object: KubeObject): KubeObject {
     const ns = object.metadata.namespace;
-    if (ns && plural !== 'namespaces' && !this.store('namespaces').has(ns)) this.apply('namespaces', { metadata: { name: ns } });
+    if (ns && plural !== 'namespaces' && !this.store('namespaces').has(ns)) throw new Error(`FakeKubeApiServer.apply: namespaces "${ns}" not found (apply the Namespace first)`);
     const store = this.store(plural);
     const key = keyOf(object);
     const previous = store.get(key);
@@ -300,6 +306,14 @@ export class FakeKubeApiServer {
       if (method === 'POST') {
         const object = JSON.parse(body) as KubeObject;
         object.metadata.namespace = namespace;
+        // The real server refuses to create in a namespace that does not exist (or is going away).
+        if (namespace !== undefined) {
+          const home = this.store('namespaces').get(namespace);
+          if (!home) return sendJson(res, 404, namespaceNotFound(namespace));
+          if ((home.status as { phase?: string } | undefined)?.phase === 'Terminating') {
+            return sendStatus(res, 403, 'Forbidden', `${resource.plural} "${object.metadata.name}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`);
+          }
+        }
         if (store.has(keyOf(object))) return sendStatus(res, 409, 'AlreadyExists', `${resource.plural} "${object.metadata.name}" already exists`);
         return sendJson(res, 201, this.withKind(resource, this.apply(resource.plural, object)));
       }
@@ -525,6 +539,11 @@ function mergePatch(target: unknown, change: unknown): unknown {
     else out[k] = mergePatch(out[k], v);
   }
   return out;
+}
+
+/** The Status a create in a namespace that does not exist is answered with (404, details naming the namespace). */
+export function namespaceNotFound(namespace: string): KubeObject {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {} as KubeObject['metadata'], status: 'Failure', message: `namespaces "${namespace}" not found`, reason: 'NotFound', details: { name: namespace, kind: 'namespaces' }, code: 404 };
 }
 
 /** The Status the real server sends in an ERROR event when a watch's resourceVersion is compacted away. */

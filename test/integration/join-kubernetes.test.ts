@@ -89,6 +89,10 @@ describe('isthmus join --kubeconfig writes the cluster\'s CA and config into the
     const result = JSON.parse(joined.stdout);
     expect(result).toMatchObject({ joined: true, kubernetes: { context: 'fake', namespace: 'isthmus-system', objects: ['Namespace isthmus-system', 'Secret isthmus-cluster-ca', 'Secret isthmus-etcd-client', 'ConfigMap isthmus-cluster'] } });
     expect(east.get('namespaces', undefined, 'isthmus-system')).toBeDefined();
+    // The API server refuses objects of a namespace that does not exist: the namespace is made first.
+    expect(east.requests.filter((r) => r.startsWith('POST /api/v1/'))).toEqual([
+      'POST /api/v1/namespaces', 'POST /api/v1/namespaces/isthmus-system/secrets', 'POST /api/v1/namespaces/isthmus-system/secrets', 'POST /api/v1/namespaces/isthmus-system/configmaps',
+    ]);
 
     // What deploy/multi-cluster/base/federation.yaml projects into /etc/isthmus must all be there.
     const pod = podFiles(east, 'federation.yaml', 'pod-etc-isthmus');
@@ -175,7 +179,7 @@ describe('isthmus join --kubeconfig writes the cluster\'s CA and config into the
     expect(error.details.find((c: { name: string }) => c.name === 'Kubernetes cluster')).toMatchObject({ status: 'failed' });
     expect(west.requests.filter((r) => r.startsWith('POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews')).length).toBeGreaterThanOrEqual(7);
     expect(writes()).toEqual([]);
-    expect(west.list('namespaces')).toEqual([]);
+    expect(west.get('namespaces', undefined, 'isthmus-system')).toBeUndefined();
     expect(await clusterRecord('west')).toBeNull();
 
     // The namespace exists and the user may create in it but not read the ConfigMap: one permission missing, named.
