@@ -385,6 +385,12 @@ describe('manifests in deploy/', () => {
     expect(mount?.readOnly).toBe(true);
   });
 
+  it('the federation runs one replica: two are not safe yet (docs/kubernetes.md, "One federation replica")', () => {
+    expect(at(byName('Deployment', 'isthmus-federation').doc, 'spec.replicas')).toBe(1);
+    // A PodDisruptionBudget over one pod would block every node drain.
+    expect(ofKind('PodDisruptionBudget').filter((m) => objAt(m.doc, 'spec.selector.matchLabels')['app.kubernetes.io/name'] === 'isthmus-federation')).toEqual([]);
+  });
+
   it('the gateway runs two replicas spread across zones, behind a LoadBalancer on 15443', () => {
     const deployment = byName('Deployment', 'isthmus-gateway').doc;
     expect(at(deployment, 'spec.replicas')).toBe(2);
