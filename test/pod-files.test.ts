@@ -119,22 +119,31 @@ const deployment = (name: string, from: Manifest[] = manifests) => {
 };
 const podSpecOf = (doc: Obj) => at(doc, 'spec', 'template', 'spec') as Obj;
 
+/** A control-plane pod's files, and the cluster.yaml join writes as read from where its container's --config says. */
+function controlPlanePod(doc: Obj, containerName: string) {
+  const spec = podSpecOf(doc);
+  const { files, problems } = containerFiles(spec, containerName);
+  const configPath = configArg(list(spec.containers).find((c) => c.name === containerName));
+  return { spec, files, problems, configPath, loaded: parseClusterConfig(joinYaml, configPath) };
+}
+
+/** Each `[what, path]` not mounted, as a problem of `who`. */
+function unmounted(files: PodFile[], wanted: readonly (readonly [string, string])[], who: string): string[] {
+  return wanted.flatMap(([what, path]) => {
+    const file = fileAt(files, path, what);
+    return typeof file === 'string' ? [`${who}: ${file}`] : [];
+  });
+}
+
 /** The problems of the federation's pod: each file its cluster.yaml names, and where it comes from. */
 function federationProblems(doc: Obj): string[] {
-  const spec = podSpecOf(doc);
-  const container = list(spec.containers).find((c) => c.name === 'federation');
-  const { files, problems } = containerFiles(spec, 'federation');
-  const configPath = configArg(container);
-  const loaded = parseClusterConfig(joinYaml, configPath);
+  const { spec, files, problems, configPath, loaded } = controlPlanePod(doc, 'federation');
   const wanted: [string, string][] = [
     ['cluster.yaml', configPath],
     ...['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'].map((f): [string, string] => [`CA file ${f}`, posix.join(loaded.caDir, f)]),
     ...Object.entries(loaded.etcdTls).map(([which, path]): [string, string] => [`etcd.${which}`, path as string]),
   ];
-  for (const [what, path] of wanted) {
-    const file = fileAt(files, path, what);
-    if (typeof file === 'string') problems.push(`federation: ${file}`);
-  }
+  problems.push(...unmounted(files, wanted, 'federation'));
   const config = fileAt(files, configPath, 'cluster.yaml');
   if (typeof config !== 'string' && !(config.source.kind === 'ConfigMap' && config.source.name === controlPlane.configMap && config.source.key === 'cluster.yaml')) {
     problems.push(`federation: ${configPath} is not ConfigMap ${controlPlane.configMap}'s cluster.yaml`);
@@ -146,20 +155,13 @@ function federationProblems(doc: Obj): string[] {
 
 /** The problems of a gateway pod: its config, the root, its token (and the token's audience), and no CA key. */
 function gatewayProblems(doc: Obj): string[] {
-  const spec = podSpecOf(doc);
-  const container = list(spec.containers).find((c) => c.name === 'gateway');
-  const { files, problems } = containerFiles(spec, 'gateway');
-  const configPath = configArg(container);
-  const loaded = parseClusterConfig(joinYaml, configPath);
+  const { spec, files, problems, configPath, loaded } = controlPlanePod(doc, 'gateway');
   const entry = loaded.config.gateways[0];
   if (entry?.tokenFile === undefined) problems.push('gateway: cluster.yaml as join writes it gives the gateway no tokenFile: it would need the CA key');
   if (loaded.config.kubernetes.gatewayServiceAccount !== `${String(at(doc, 'metadata', 'namespace'))}/${String(spec.serviceAccountName)}`) {
     problems.push(`gateway: kubernetes.gatewayServiceAccount is ${String(loaded.config.kubernetes.gatewayServiceAccount)}, the pods run as ${String(spec.serviceAccountName)}`);
   }
-  for (const [what, path] of [['cluster.yaml', configPath], ['root-cert.pem', posix.join(loaded.caDir, 'root-cert.pem')]] as const) {
-    const file = fileAt(files, path, what);
-    if (typeof file === 'string') problems.push(`gateway: ${file}`);
-  }
+  problems.push(...unmounted(files, [['cluster.yaml', configPath], ['root-cert.pem', posix.join(loaded.caDir, 'root-cert.pem')]], 'gateway'));
   if (entry?.tokenFile !== undefined) {
     const token = fileAt(files, posix.resolve(dirname(configPath), entry.tokenFile), 'tokenFile');
     if (typeof token === 'string') problems.push(`gateway: ${token}`);
@@ -196,10 +198,7 @@ function sidecarProblems(injected: Manifest[], sidecarConfigMap: Obj): string[] 
   const wanted: [string, string][] = [['sidecar.yaml', configPath], ['federation.rootCert', posix.resolve(dir, config.federation.rootCert)]];
   if (config.tokenFile === undefined) problems.push('sidecar: the namespace\'s sidecar config names no tokenFile');
   else wanted.push(['tokenFile', posix.resolve(dir, config.tokenFile)]);
-  for (const [what, path] of wanted) {
-    const file = fileAt(files, path, what);
-    if (typeof file === 'string') problems.push(`sidecar: ${file}`);
-  }
+  problems.push(...unmounted(files, wanted, 'sidecar'));
   if (config.tokenFile !== undefined) {
     const token = fileAt(files, posix.resolve(dir, config.tokenFile), 'tokenFile');
     if (typeof token !== 'string') {
