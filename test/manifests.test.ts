@@ -5,6 +5,8 @@ import { SidecarConfigSchema } from '../src/sidecar/config.js';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { controlPlane } from '../src/cli/control-plane-objects.js';
+import { injectText } from '../src/inject/inject.js';
+import { defaultTokenAudience } from '../src/inject/sidecar-spec.js';
 import { ClusterConfigSchema, parseClusterConfig } from '../src/federation/config.js';
 import {
   isCrd, isKindCluster, isKustomization, isObj, loadManifests, parseManifests, root, schemaProblems, yamlFiles,
@@ -116,7 +118,9 @@ function checkService({ file, doc }: Manifest, all: Manifest[]): string[] {
   const problems: string[] = [];
   for (const port of listAt(doc, 'spec.ports').filter(isObj)) {
     const target = port.targetPort ?? port.port;
-    const declared = targets.some((t) => containersOf(t.doc).some((c) =>
+    // Native sidecars (init containers with restartPolicy: Always) serve the pod's ports too.
+    const serving = (t: Manifest) => [...containersOf(t.doc), ...listAt(t.doc, 'spec.template.spec.initContainers').filter(isObj).filter((c) => c.restartPolicy === 'Always')];
+    const declared = targets.some((t) => serving(t).some((c) =>
       listAt(c, 'ports').filter(isObj).some((p) => p.name === target || p.containerPort === target)));
     if (!declared) problems.push(`${where}: targetPort ${String(target)} is no container port of ${targets.map((t) => nameOf(t.doc)).join(', ')}`);
     if (typeof port.name !== 'string' || port.name === '') problems.push(`${where}: port ${String(port.port)} has no name`);
@@ -314,9 +318,12 @@ describe('manifests in deploy/', () => {
     expect(new Set(images)).toEqual(new Set([image]));
   });
 
-  it('Services select a workload\'s pods and target ports they declare', () => {
+  it('Services select a workload\'s pods and target ports they declare (the sample app as `isthmus inject` deploys it)', () => {
     expect(ofKind('Service').map((m) => nameOf(m.doc)).sort()).toEqual(['isthmus-etcd', 'isthmus-federation', 'isthmus-gateway', 'ledger']);
-    expect(ofKind('Service').flatMap((m) => checkService(m, objects))).toEqual([]);
+    const sampleFiles = [...new Set(objects.filter((m) => m.file.includes('/sample-app/')).map((m) => m.file))];
+    const injected = parseManifests(sampleFiles.map((file) => ({ file, text: injectText(readFileSync(join(root, file), 'utf8'), file, { image, tokenAudience: defaultTokenAudience }).text }))).manifests;
+    const deployed = [...objects.filter((m) => !m.file.includes('/sample-app/')), ...injected];
+    expect(ofKind('Service').flatMap((m) => checkService(m, deployed))).toEqual([]);
   });
 
   it('ClusterRoleBindings refer to a ClusterRole and ServiceAccounts in these files', () => {
@@ -383,6 +390,12 @@ describe('manifests in deploy/', () => {
     expect(byName('ConfigMap', 'isthmus-cluster').doc.data).toHaveProperty(['cluster.yaml']);
     const mount = listAt(container, 'volumeMounts').filter(isObj).find((m) => m.mountPath === '/etc/isthmus');
     expect(mount?.readOnly).toBe(true);
+  });
+
+  it('the federation runs one replica: two are not safe yet (docs/kubernetes.md, "One federation replica")', () => {
+    expect(at(byName('Deployment', 'isthmus-federation').doc, 'spec.replicas')).toBe(1);
+    // A PodDisruptionBudget over one pod would block every node drain.
+    expect(ofKind('PodDisruptionBudget').filter((m) => objAt(m.doc, 'spec.selector.matchLabels')['app.kubernetes.io/name'] === 'isthmus-federation')).toEqual([]);
   });
 
   it('the gateway runs two replicas spread across zones, behind a LoadBalancer on 15443', () => {
@@ -457,7 +470,18 @@ describe('manifests in deploy/', () => {
       `Secret ${controlPlane.caSecret}: ca-cert.pem,ca-key.pem,root-cert.pem,cert-chain.pem`,
       `Secret ${controlPlane.etcdSecret}: ca.pem,client.pem,client-key.pem`,
     ]);
-    expect(at(volume('isthmus-gateway'), 'configMap.name')).toBe(controlPlane.configMap);
+    // The gateway: the config and the root from the ConfigMap, its own token; never the CA Secret (test/pod-files.test.ts checks every path).
+    expect(listAt(volume('isthmus-gateway'), 'projected.sources').map((source) => Object.keys(source as Obj)[0])).toEqual(['configMap', 'serviceAccountToken']);
+    expect(at(listAt(volume('isthmus-gateway'), 'projected.sources')[0], 'configMap.name')).toBe(controlPlane.configMap);
+  });
+
+  it('an exported Service targets the sidecar\'s mTLS inbound: its EndpointSlice addresses are where gateways send other clusters\' TLS', () => {
+    const exported = ofKind('ServiceExport').map((m) => `${namespaceOf(m.doc)}/${nameOf(m.doc)}`);
+    expect(exported).toEqual(['demo/ledger']);
+    for (const id of exported) {
+      const service = ofKind('Service').find((m) => `${namespaceOf(m.doc)}/${nameOf(m.doc)}` === id);
+      expect(listAt(service?.doc, 'spec.ports').map((p) => at(p, 'targetPort')), id).toEqual([15006]);
+    }
   });
 
   it('the sample app\'s sidecar config passes the sidecar config validator once a pod\'s values are added', () => {

@@ -4,25 +4,20 @@
  * Every refusal is told as what to grant or fix (RBAC verb, resource, namespace; context names).
  */
 import { resolve } from 'node:path';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AuthorizationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { describeError, IsthmusError } from '../core/errors.js';
 import { statusOf } from '../federation/kubernetes/kube-watch.js';
-import { controlPlane } from './control-plane-objects.js';
+import { controlPlane, type ClusterObjects } from './control-plane-objects.js';
+import { describePermission, grantHint, objectLabels, readPermissions, writePermissions, type Permission, type SeenObjects } from './join-permissions.js';
 import type { CheckResult } from './preflight.js';
 
-/** What `isthmus join --kubeconfig` writes: the data of ConfigMap isthmus-cluster and of each Secret (control-plane-objects.ts). */
-export interface ClusterObjects {
-  configMap: Record<string, string>;
-  secrets: { name: string; data: Record<string, string> }[];
-}
-
-type Kind = 'secrets' | 'configmaps' | 'namespaces';
-const kindName: Record<Kind, string> = { secrets: 'Secret', configmaps: 'ConfigMap', namespaces: 'Namespace' };
+type Kind = 'secrets' | 'configmaps' | 'namespaces' | 'selfsubjectaccessreviews';
+const kindName: Record<Kind, string> = { secrets: 'Secret', configmaps: 'ConfigMap', namespaces: 'Namespace', selfsubjectaccessreviews: 'SelfSubjectAccessReview' };
 const labels = { 'app.kubernetes.io/part-of': 'isthmus' };
 
 /** One cluster's API, as a kubeconfig context reaches it. */
 export class ClusterTarget {
-  private constructor(private readonly core: CoreV1Api, readonly kubeconfig: string, readonly context: string, readonly server: string) {}
+  private constructor(private readonly core: CoreV1Api, private readonly authorization: AuthorizationV1Api, readonly kubeconfig: string, readonly context: string, readonly server: string) {}
 
   /**
    * Loads the kubeconfig and picks the context (the file's current-context when none is named).
@@ -47,17 +42,42 @@ export class ClusterTarget {
     kc.setCurrentContext(wanted);
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `context "${wanted}" of the kubeconfig ${file} names no cluster that the file defines; fix the file or pick another --context`);
-    return new ClusterTarget(kc.makeApiClient(CoreV1Api), file, wanted, cluster.server);
+    return new ClusterTarget(kc.makeApiClient(CoreV1Api), kc.makeApiClient(AuthorizationV1Api), file, wanted, cluster.server);
   }
 
-  /** Which of the objects join writes exist already (`Secret isthmus-cluster-ca`, …), and whether the namespace does. */
-  async existing(secrets: readonly string[]): Promise<{ namespace: boolean; found: string[] }> {
-    const namespace = await this.read('namespaces', controlPlane.namespace);
+  /**
+   * The permissions the context's user lacks, asked of the API server one SelfSubjectAccessReview
+   * each (what `kubectl auth can-i` does), so nothing needs to be tried, and nothing written, to know.
+   */
+  async missing(permissions: readonly Permission[]): Promise<Permission[]> {
+    const missing: Permission[] = [];
+    for (const p of permissions) {
+      const review = await this.call('create', 'selfsubjectaccessreviews', describePermission(p), () => this.authorization.createSelfSubjectAccessReview({
+        body: {
+          apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview',
+          spec: { resourceAttributes: { verb: p.verb, group: '', resource: p.resource, ...(p.namespace ? { namespace: p.namespace } : {}), ...(p.name && p.verb !== 'create' ? { name: p.name } : {}) } },
+        },
+      }));
+      if (review?.status?.allowed !== true) missing.push(p);
+    }
+    return missing;
+  }
+
+  /**
+   * Which of the objects join writes exist already (`Secret isthmus-cluster-ca`, …), and whether
+   * the namespace does; what `unreadable` names (reads the user lacks) is reported unread.
+   */
+  async existing(secrets: readonly string[], unreadable: readonly Permission[] = []): Promise<SeenObjects> {
+    const denied = (resource: string, name: string) => unreadable.some((p) => p.resource === resource && p.name === name);
+    const namespace = denied('namespaces', controlPlane.namespace) ? undefined : await this.read('namespaces', controlPlane.namespace) !== undefined;
     const found: string[] = [];
-    // Read even where the namespace is missing (404 then): a missing "get" shows here, before anything is written.
-    for (const secret of secrets) if (await this.read('secrets', secret)) found.push(`Secret ${secret}`);
-    if (await this.read('configmaps', controlPlane.configMap)) found.push(`ConfigMap ${controlPlane.configMap}`);
-    return { namespace: namespace !== undefined, found };
+    const unread: string[] = [];
+    // Read even where the namespace is missing: the API server answers 404 for the object.
+    for (const { label, resource, name } of objectLabels(secrets)) {
+      if (denied(resource, name)) unread.push(label);
+      else if (await this.read(resource, name)) found.push(label);
+    }
+    return { namespace, found, unread };
   }
 
   /**
@@ -114,7 +134,7 @@ export class ClusterTarget {
     } catch (err) {
       const status = statusOf(err);
       if (status === 409 && existsIsFine) return undefined;
-      const where = kind === 'namespaces' ? 'at the cluster scope' : `in namespace ${controlPlane.namespace}`;
+      const where = kind === 'namespaces' || kind === 'selfsubjectaccessreviews' ? 'at the cluster scope' : `in namespace ${controlPlane.namespace}`;
       if (status === 403) {
         throw new IsthmusError('ISTHMUS_ERR_KUBERNETES_FORBIDDEN', `context "${this.context}" may not ${verb} ${kind} ${where} (${kubeMessage(err)}); grant its user RBAC verb "${verb}" on resource "${kind}" (apiGroups [""]) ${where}, or use a context with more rights`, { cause: err });
       }
@@ -134,21 +154,40 @@ export class ClusterTarget {
   }
 }
 
-/** The preflight check of a join into a cluster: reachable, allowed to read, and what is there already. */
-export async function clusterCheck(target: ClusterTarget, secrets: readonly string[], force: boolean): Promise<Omit<CheckResult, 'name'>> {
-  let seen;
+/**
+ * The preflight check of a join into a cluster: reachable, allowed every request the join will
+ * make (all missing permissions at once, in `missing`), and what is there already.
+ */
+export async function clusterCheck(target: ClusterTarget, secrets: readonly string[], force: boolean): Promise<{ result: Omit<CheckResult, 'name'>; missing: Permission[] }> {
+  const failed = (err: unknown) => ({ result: { status: 'failed' as const, detail: describeError(err), hint: `check \`kubectl --context ${target.context} get ns\`` }, missing: [] });
+  let missing: Permission[];
+  let seen: SeenObjects;
   try {
-    seen = await target.existing(secrets);
+    missing = await target.missing(readPermissions(secrets));
+    // What may be read is read; the writes asked about follow from it (an unread object may need either).
+    seen = await target.existing(secrets, missing);
+    missing.push(...await target.missing(writePermissions(seen, secrets, force)));
   } catch (err) {
-    const forbidden = (err as IsthmusError).code === 'ISTHMUS_ERR_KUBERNETES_FORBIDDEN';
-    return { status: 'failed', detail: describeError(err), hint: forbidden ? 'join reads and writes Namespaces, Secrets and ConfigMaps in isthmus-system (docs/kubernetes.md lists the verbs)' : `check \`kubectl --context ${target.context} get ns\`` };
+    return failed(err);
   }
   const where = `context ${target.context} (${target.server})`;
-  if (!seen.namespace) return { status: 'ok', detail: `${where}: namespace ${controlPlane.namespace} will be created` };
-  if (seen.found.length === 0) return { status: 'ok', detail: `${where}: nothing of an earlier join in ${controlPlane.namespace}` };
-  const detail = `${where}: ${seen.found.join(', ')} in ${controlPlane.namespace} from an earlier join`;
-  if (force) return { status: 'warn', detail: `${detail}; --force replaces them`, hint: `restart the Deployments afterwards: kubectl --context ${target.context} -n ${controlPlane.namespace} rollout restart deploy` };
-  return { status: 'failed', detail, hint: 'pass --force to replace them (the cluster gets a new intermediate CA)' };
+  if (missing.length > 0) {
+    return {
+      result: {
+        status: 'failed',
+        detail: `${where}: its user may not ${missing.map(describePermission).join('; ')}`,
+        hint: `grant them (${grantHint(missing)}), or use a context with more rights; \`kubectl --context ${target.context} auth can-i <verb> <resource> -n ${controlPlane.namespace}\` checks one`,
+      },
+      missing,
+    };
+  }
+  const found = seen;
+  const ok = (result: Omit<CheckResult, 'name'>) => ({ result, missing });
+  if (!found.namespace) return ok({ status: 'ok', detail: `${where}: namespace ${controlPlane.namespace} will be created` });
+  if (found.found.length === 0) return ok({ status: 'ok', detail: `${where}: nothing of an earlier join in ${controlPlane.namespace}` });
+  const detail = `${where}: ${found.found.join(', ')} in ${controlPlane.namespace} from an earlier join`;
+  if (force) return ok({ status: 'warn', detail: `${detail}; --force replaces them`, hint: `restart the Deployments afterwards: kubectl --context ${target.context} -n ${controlPlane.namespace} rollout restart deploy` });
+  return ok({ status: 'failed', detail, hint: 'pass --force to replace them (the cluster gets a new intermediate CA)' });
 }
 
 function base64(data: Record<string, string>): Record<string, string> {

@@ -2,7 +2,6 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync,
 import { createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { stringify } from 'yaml';
 import { describeError, IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
@@ -15,8 +14,10 @@ import { addRoot, newBundle, validateBundle, type TrustBundle } from '../trust/b
 import { createIntermediateCa, type CertAndKey } from '../trust/ca.js';
 import { readRootCa, writeClusterCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
-import { controlPlane, etcdFilesInPod } from './control-plane-objects.js';
-import type { ClusterObjects, ClusterTarget } from './join-kubernetes.js';
+import { clusterYaml } from './cluster-yaml.js';
+import { clusterObjects, controlPlane, type ClusterCaFiles, type ClusterObjects } from './control-plane-objects.js';
+import type { ClusterTarget } from './join-kubernetes.js';
+import { describePermission, grantHint, type Permission } from './join-permissions.js';
 import { action, connectStore, duration, etcdEndpoints, etcdOption, outputOption, wholeNumber, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 import { failedChecks, formatCheck, printChecks, runChecks, type Check, type CheckResult } from './preflight.js';
@@ -58,6 +59,8 @@ interface JoinContext {
   federationEtcd?: { cert?: string | undefined; key?: string | undefined };
   /** --kubeconfig: the cluster the Secrets and ConfigMap go to, once the check has reached it. */
   kube?: ClusterTarget;
+  /** --kubeconfig: the RBAC permissions the context's user lacks for this join (SelfSubjectAccessReview). */
+  kubeMissing?: Permission[];
 }
 
 const collect = (value: string, previous: string[]) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -155,6 +158,11 @@ export async function joinCluster(cluster: string, opts: JoinOptions, onCheck?: 
   try {
     const checks = await runChecks([...joinChecks, opts.kubeconfig !== undefined ? clusterObjectsCheck : outputDirectoryCheck], context, onCheck);
     const failed = failedChecks(checks);
+    if (context.kubeMissing?.length && context.kube) {
+      // The refusal a user acts on: every permission to grant, at once; other failures beside it.
+      const others = failed.filter((f) => f.name !== clusterObjectsCheck.name).map((f) => f.name);
+      throw new IsthmusError('ISTHMUS_ERR_KUBERNETES_FORBIDDEN', `context "${context.kube.context}" may not do what the join needs: ${context.kubeMissing.map(describePermission).join('; ')}; grant ${grantHint(context.kubeMissing)}, or use a context with more rights${others.length > 0 ? ` (failed too: ${others.join(', ')})` : ''}; nothing was written`, { details: checks });
+    }
     if (failed.length > 0) {
       throw new IsthmusError('ISTHMUS_ERR_PREFLIGHT_FAILED', `${failed.length} preflight check(s) failed (${failed.map((f) => f.name).join(', ')}); nothing was written`, { details: checks });
     }
@@ -288,7 +296,9 @@ const clusterObjectsCheck: Check<JoinContext> = {
     } catch (err) {
       return { status: 'failed', detail: describeError(err), hint: 'kubectl config get-contexts lists the contexts of a kubeconfig' };
     }
-    return await clusterCheck(ctx.kube, clusterSecrets(ctx), ctx.opts.force === true);
+    const { result, missing } = await clusterCheck(ctx.kube, clusterSecrets(ctx), ctx.opts.force === true);
+    ctx.kubeMissing = missing;
+    return result;
   },
 };
 
@@ -306,7 +316,7 @@ async function writeJoin(ctx: JoinContext): Promise<JoinWritten> {
   const files = { caCert: intermediate.certPem, caKey: intermediate.keyPem, rootCert: root.certPem, certChain: `${intermediate.certPem.trim()}\n${root.certPem.trim()}\n` };
   const intermediateNotAfter = certificateInfo(intermediate.certPem).notAfter.toISOString();
   if (ctx.kube) {
-    const objects = clusterObjects(ctx, files);
+    const objects = joinObjects(ctx, files);
     await commitRecords(ctx, intermediate.certPem);
     try {
       const written = await ctx.kube.write(objects, ctx.opts.force === true);
@@ -322,7 +332,7 @@ async function writeJoin(ctx: JoinContext): Promise<JoinWritten> {
   const staging = mkdtempSync(join(dirname(out), `.${basename(out)}-`));
   try {
     writeClusterCa(staging, files);
-    writeFileSync(join(staging, 'cluster.yaml'), clusterYaml(ctx), { mode: 0o644 });
+    writeFileSync(join(staging, 'cluster.yaml'), clusterYamlOf(ctx), { mode: 0o644 });
     await commitRecords(ctx, intermediate.certPem);
     try {
       if (existsSync(out)) {
@@ -380,17 +390,10 @@ function clusterSecrets(ctx: JoinContext): string[] {
   return [controlPlane.caSecret, ...(Object.keys(recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd)).length > 0 ? [controlPlane.etcdSecret] : [])];
 }
 
-/** The files of a join, keyed as deploy/multi-cluster/base/federation.yaml projects them beside cluster.yaml. */
-function clusterObjects(ctx: JoinContext, files: { caCert: string; caKey: string; rootCert: string; certChain: string }): ClusterObjects {
+/** The files of a join, keyed as deploy/multi-cluster/base/ projects them beside cluster.yaml. */
+function joinObjects(ctx: JoinContext, files: ClusterCaFiles): ClusterObjects {
   const etcdFiles = recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd);
-  const etcdData = Object.fromEntries(Object.entries(etcdFiles).map(([which, path]) => [etcdFilesInPod[which as keyof typeof etcdFilesInPod].slice('etcd/'.length), readFileSync(path, 'utf8')]));
-  return {
-    configMap: { 'cluster.yaml': clusterYaml(ctx) },
-    secrets: [
-      { name: controlPlane.caSecret, data: { 'ca-cert.pem': files.caCert, 'ca-key.pem': files.caKey, 'root-cert.pem': files.rootCert, 'cert-chain.pem': files.certChain } },
-      ...(Object.keys(etcdData).length > 0 ? [{ name: controlPlane.etcdSecret, data: etcdData }] : []),
-    ],
-  };
+  return clusterObjects(clusterYamlOf(ctx), files, Object.fromEntries(Object.entries(etcdFiles).map(([which, path]) => [which, readFileSync(path, 'utf8')])));
 }
 
 function advertisedAddress(opts: JoinOptions): string {
@@ -436,30 +439,12 @@ function recordedEtcdTls(tls: EtcdTls | undefined, federation: JoinContext['fede
   return { ...(tls?.files.ca ? { ca: tls.files.ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
 }
 
-function clusterYaml(ctx: JoinContext): string {
+function clusterYamlOf(ctx: JoinContext): string {
   const { opts } = ctx;
-  const inCluster = ctx.kube !== undefined;
-  const etcdFiles = recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd);
-  const config = {
-    cluster: ctx.cluster,
-    region: opts.region,
-    zones: opts.zone,
-    trustDomain: ctx.root!.trustDomain,
-    // In a pod, etcd's files are Secret isthmus-etcd-client's, projected beside cluster.yaml.
-    etcd: { endpoints: ctx.endpoints, ...(inCluster ? Object.fromEntries(Object.keys(etcdFiles).map((which) => [which, etcdFilesInPod[which as keyof typeof etcdFilesInPod]])) : etcdFiles) },
-    federation: {
-      host: opts.federationHost ?? '127.0.0.1',
-      ...(opts.advertise ? { advertise: opts.advertise } : {}),
-      apiPort: opts.apiPort, dashboardPort: opts.dashboardPort, leaseTtl: opts.leaseTtl,
-    },
-    certificates: { workloadTtl: '24h', caDir: '.' },
-    // In a pod the admin port listens on every address, so the kubelet's probes reach /readyz.
-    gateways: opts.gateway.map((address, i) => ({ id: `gw-${i + 1}`, address, zone: opts.zone[0], ...(inCluster ? { admin: '0.0.0.0:15021' } : {}) })),
-    ...(inCluster ? { platform: 'kubernetes' } : {}),
-    services: [],
-  };
-  if (inCluster) {
-    return `# Written by \`isthmus join --kubeconfig\` into ConfigMap ${controlPlane.configMap}. Services come from the\n# cluster's Services and ServiceExports (platform: kubernetes, docs/kubernetes.md).\n${stringify(config)}`;
-  }
-  return `# Written by \`isthmus join\`. Services of the local platform go under services:, e.g.\n#   services:\n#     - name: hello\n#       namespace: demo\n#       ports: [{ port: 8080, protocol: http }]\n#       instances: [{ address: "127.0.0.1:8080", zone: ${opts.zone[0]} }]\n${stringify(config)}`;
+  return clusterYaml({
+    cluster: ctx.cluster, region: opts.region, zones: opts.zone, trustDomain: ctx.root!.trustDomain,
+    etcdEndpoints: ctx.endpoints, etcdFiles: recordedEtcdTls(ctx.store?.tls, ctx.federationEtcd),
+    federation: { host: opts.federationHost ?? '127.0.0.1', advertise: opts.advertise, apiPort: opts.apiPort, dashboardPort: opts.dashboardPort, leaseTtl: opts.leaseTtl },
+    gateways: opts.gateway, inCluster: ctx.kube !== undefined,
+  });
 }

@@ -146,6 +146,45 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
     expect(status.message).toBe(fixture('status-forbidden.json').message.replace('"jane"', `"${fake.adminUser}"`));
   });
 
+  test('a SelfSubjectAccessReview: allowed with the authorizer\'s reason, or not allowed, as the rules granted say; and requests follow the same rules', async () => {
+    const ask = async (verb: string, resource: string, namespace?: string) => JSON.parse((await call('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
+      apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes: { verb, resource, group: '', ...(namespace ? { namespace } : {}) } },
+    })).text);
+    const allowed = await ask('create', 'secrets', 'isthmus-system');
+    expect(shapeProblems(fixture('selfsubjectaccessreview.json'), allowed)).toEqual([]);
+    expect(allowed.status.allowed).toBe(true);
+    // A Role in isthmus-system that reads Secrets: nothing else, nowhere else.
+    fake.grant([{ verbs: ['get'], resources: ['secrets'], namespaces: ['isthmus-system'] }]);
+    try {
+      expect((await ask('get', 'secrets', 'isthmus-system')).status.allowed).toBe(true);
+      expect((await ask('create', 'secrets', 'isthmus-system')).status).toEqual({ allowed: false });
+      expect((await ask('get', 'secrets', 'default')).status).toEqual({ allowed: false });
+      expect((await ask('create', 'namespaces')).status).toEqual({ allowed: false });
+      expect((await call('POST', '/api/v1/namespaces/isthmus-system/configmaps', { metadata: { name: 'refused' } })).status).toBe(403);
+      expect((await call('GET', '/api/v1/namespaces/isthmus-system/secrets/isthmus-cluster-ca')).status).not.toBe(403);
+    } finally {
+      fake.allowAll();
+    }
+  });
+
+  test('a create in a namespace that does not exist: 404 naming the namespace, as the real server answers; apply() refuses it too', async () => {
+    const refused = await call('POST', '/api/v1/namespaces/nowhere/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: {} });
+    expect(refused.status).toBe(404);
+    const status = JSON.parse(refused.text);
+    expect(shapeProblems(fixture('status-namespace-not-found.json'), status)).toEqual([]);
+    expect(status).toMatchObject({ message: 'namespaces "nowhere" not found', details: { name: 'nowhere', kind: 'namespaces' } });
+    expect(fake.get('namespaces', undefined, 'nowhere')).toBeUndefined();
+    expect(() => fake.apply('services', { metadata: { namespace: 'nowhere', name: 's' } })).toThrow('namespaces "nowhere" not found');
+    // A terminating namespace takes nothing new (the NamespaceLifecycle admission plugin).
+    fake.apply('namespaces', { metadata: { name: 'leaving' }, status: { phase: 'Terminating' } });
+    const closing = await call('POST', '/api/v1/namespaces/leaving/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: {} });
+    expect(closing.status).toBe(403);
+    expect(JSON.parse(closing.text).message).toBe('configmaps "c" is forbidden: unable to create new content in namespace leaving because it is being terminated');
+    // Reading an object there is a plain 404 of the object; listing is an empty list.
+    expect((await call('GET', '/api/v1/namespaces/nowhere/configmaps/c')).status).toBe(404);
+    expect(JSON.parse((await call('GET', '/api/v1/namespaces/nowhere/configmaps')).text).items).toEqual([]);
+  });
+
   test('a request without the bearer token is refused', async () => {
     const res = await request(`${fake.url}/api/v1/services`, { dispatcher: agent });
     expect(res.statusCode).toBe(401);

@@ -12,8 +12,10 @@ import { clusterRoleId } from '../../src/trust/spiffe.js';
  * FakeKubeApiServer: a small HTTPS server serving the Kubernetes list/watch endpoints the
  * Isthmus adapter uses, and the get/create/update of Namespaces, Secrets and ConfigMaps that
  * `isthmus join --kubeconfig` uses, and nothing else. It is not a Kubernetes API server: no
- * admission, no field validation, no label selectors, and RBAC is one bearer token whose verbs
- * a test can take away (`deny`, answered 403 as the real authorizer words it). What it does keep is
+ * admission beyond the namespace lifecycle (an object needs its namespace: 404 when it does not exist,
+ * 403 when it is terminating), no field validation, no label selectors, and RBAC is one bearer token whose rights
+ * a test can set (`grant` a rule set, or `deny` one verb; answered 403 as the real authorizer
+ * words it, and told the same way to a SelfSubjectAccessReview). What it does keep is
  * what a watch client can get wrong: one resourceVersion counter shared by all kinds (as etcd's
  * revision is), watch streams of ADDED/MODIFIED/DELETED/BOOKMARK lines that resume from a
  * resourceVersion, and "410 Gone" (an ERROR event with a Status, as the real server sends) for a
@@ -50,11 +52,21 @@ const resources: Resource[] = [
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true, statusSubresource: false },
 ];
 
+/** What every cluster has from its start (Kubernetes docs, "Namespaces": initial namespaces). */
+export const initialNamespaces = ['default', 'kube-node-lease', 'kube-public', 'kube-system'];
+
 const apiVersionOf = (r: Resource) => (r.group === '' ? r.version : `${r.group}/${r.version}`);
 
 interface WatchEvent { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: KubeObject; rv: number }
 
 interface Watcher { resource: Resource; namespace: string | undefined; res: ServerResponse; bookmarks: boolean }
+
+/**
+ * One RBAC rule of the admin token's user (`grant`), as a Role's or ClusterRole's rule reads:
+ * `namespaces` absent is a ClusterRoleBinding (every namespace and the cluster scope), else
+ * RoleBindings in those namespaces only; `resourceNames` absent is every name.
+ */
+export interface RbacRule { verbs: string[]; resources: string[]; apiGroups?: string[]; namespaces?: string[]; resourceNames?: string[] }
 
 export interface ServiceAccountToken { namespace: string; serviceAccount: string; audiences: string[]; podName?: string }
 
@@ -78,9 +90,11 @@ export class FakeKubeApiServer {
   /** Watches opened in total (a resumed watch counts again). */
   watchesOpened = 0;
   /** The next requests of a path prefix answer with this status (backoff tests). */
-  private readonly failures: { prefix: string; status: number; remaining: number }[] = [];
+  private readonly failures: { prefix: string; status: number; remaining: number; method: string | undefined }[] = [];
   /** `<verb> <plural>` the admin token's user is not granted (RBAC tests): answered 403 Forbidden. */
   private readonly denied = new Set<string>();
+  /** What the admin token's user is granted (`grant`); undefined: everything, as cluster-admin. */
+  private rules: RbacRule[] | undefined;
   /** The user the admin token authenticates as, named in Forbidden answers. */
   readonly adminUser = 'kubernetes-admin';
 
@@ -102,6 +116,8 @@ export class FakeKubeApiServer {
   /** Listens on `host` port 0; `maxHistory` events per kind are kept for resuming watches. */
   static async start(opts: { host: string; maxHistory?: number; bookmarkIntervalMs?: number }): Promise<FakeKubeApiServer> {
     const fake = new FakeKubeApiServer(opts.host, opts.maxHistory ?? 10_000);
+    // The namespaces a new cluster's API server makes for itself; any other is created by the test, as by a user.
+    for (const name of initialNamespaces) fake.apply('namespaces', { metadata: { name } });
     await new Promise<void>((resolve) => fake.server.listen(0, opts.host, resolve));
     fake.bookmarkTimer = setInterval(() => fake.sendBookmarks(), opts.bookmarkIntervalMs ?? 1000);
     fake.bookmarkTimer.unref();
@@ -143,13 +159,13 @@ export class FakeKubeApiServer {
   // --- state, as kubectl would change it ---
 
   /**
-   * Creates or replaces an object, as `kubectl apply` would. An object of a namespace that does
-   * not exist yet brings its Namespace into being first (a test's convenience, as if `kubectl
-   * create namespace` had run); the real server would refuse it.
+   * Creates or replaces an object, as `kubectl apply` would. Like the real server, it refuses an
+   * object of a namespace that does not exist (throws `namespaces "<ns>" not found`): create the
+   * Namespace first, as a user would.
    */
   apply(plural: string, object: KubeObject): KubeObject {
     const ns = object.metadata.namespace;
-    if (ns && plural !== 'namespaces' && !this.store('namespaces').has(ns)) this.apply('namespaces', { metadata: { name: ns } });
+    if (ns && plural !== 'namespaces' && !this.store('namespaces').has(ns)) throw new Error(`FakeKubeApiServer.apply: namespaces "${ns}" not found (apply the Namespace first)`);
     const store = this.store(plural);
     const key = keyOf(object);
     const previous = store.get(key);
@@ -197,9 +213,9 @@ export class FakeKubeApiServer {
     for (const events of this.history.values()) events.length = 0;
   }
 
-  /** The next `count` requests whose path starts with `prefix` are answered with `status`. */
-  failNext(prefix: string, status: number, count = 1): void {
-    this.failures.push({ prefix, status, remaining: count });
+  /** The next `count` requests (of `method`, else any) whose path starts with `prefix` are answered with `status`. */
+  failNext(prefix: string, status: number, count = 1, method?: string): void {
+    this.failures.push({ prefix, status, remaining: count, method });
   }
 
   /**
@@ -210,9 +226,28 @@ export class FakeKubeApiServer {
     this.denied.add(`${verb} ${plural}`);
   }
 
-  /** Gives back every verb `deny` took. */
+  /**
+   * Replaces what the admin token's user may do with these rules (RBAC tests): requests and
+   * SelfSubjectAccessReviews outside them are refused as the real authorizer refuses them.
+   */
+  grant(rules: RbacRule[]): void {
+    this.rules = structuredClone(rules);
+  }
+
+  /** Gives back every verb `deny` took, and everything `grant` left out. */
   allowAll(): void {
     this.denied.clear();
+    this.rules = undefined;
+  }
+
+  /** Whether the admin token's user may do `verb` on `plural` (of `group`) in `namespace` (undefined: the cluster scope). */
+  allows(verb: string, group: string, plural: string, namespace: string | undefined, name: string | undefined): boolean {
+    if (this.denied.has(`${verb} ${plural}`)) return false;
+    if (this.rules === undefined) return true;
+    const has = (list: string[] | undefined, value: string) => list === undefined || list.includes('*') || list.includes(value);
+    return this.rules.some((r) => has(r.verbs, verb) && has(r.resources, plural) && has(r.apiGroups ?? [''], group)
+      && (r.namespaces === undefined || (namespace !== undefined && r.namespaces.includes(namespace)))
+      && (r.resourceNames === undefined || (name !== undefined && r.resourceNames.includes(name))));
   }
 
   /** Sends a BOOKMARK with the current resourceVersion to every watch that asked for bookmarks (the real server sends them about once a minute). */
@@ -237,7 +272,7 @@ export class FakeKubeApiServer {
     const url = new URL(req.url ?? '/', 'https://fake');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     if (req.headers.authorization !== `Bearer ${this.adminToken}`) return sendStatus(res, 401, 'Unauthorized', 'Unauthorized');
-    const failure = this.failures.find((f) => f.remaining > 0 && url.pathname.startsWith(f.prefix));
+    const failure = this.failures.find((f) => f.remaining > 0 && url.pathname.startsWith(f.prefix) && (f.method === undefined || f.method === req.method));
     if (failure) {
       failure.remaining -= 1;
       return sendStatus(res, failure.status, 'InternalError', `injected failure ${failure.status}`);
@@ -256,11 +291,13 @@ export class FakeKubeApiServer {
 
   private route(method: string, url: URL, contentType: string, body: string, res: ServerResponse): void {
     if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return this.tokenReview(body, res);
+    // Every authenticated user may ask what it may do (ClusterRole system:basic-user).
+    if (method === 'POST' && url.pathname === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') return this.accessReview(body, res);
     const path = parsePath(url.pathname);
     if (!path) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const { resource, namespace, name, subresource } = path;
     const verb = verbOf(method, name, url);
-    if (this.denied.has(`${verb} ${resource.plural}`)) return sendJson(res, 403, forbiddenStatus(this.adminUser, verb, resource, namespace, name));
+    if (!this.allows(verb, resource.group, resource.plural, namespace, name)) return sendJson(res, 403, forbiddenStatus(this.adminUser, verb, resource, namespace, name));
     const store = this.store(resource.plural);
     const key = name === undefined ? undefined : namespace ? `${namespace}/${name}` : name;
     if (name === undefined) {
@@ -269,6 +306,14 @@ export class FakeKubeApiServer {
       if (method === 'POST') {
         const object = JSON.parse(body) as KubeObject;
         object.metadata.namespace = namespace;
+        // The real server refuses to create in a namespace that does not exist (or is going away).
+        if (namespace !== undefined) {
+          const home = this.store('namespaces').get(namespace);
+          if (!home) return sendJson(res, 404, namespaceNotFound(namespace));
+          if ((home.status as { phase?: string } | undefined)?.phase === 'Terminating') {
+            return sendStatus(res, 403, 'Forbidden', `${resource.plural} "${object.metadata.name}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`);
+          }
+        }
         if (store.has(keyOf(object))) return sendStatus(res, 409, 'AlreadyExists', `${resource.plural} "${object.metadata.name}" already exists`);
         return sendJson(res, 201, this.withKind(resource, this.apply(resource.plural, object)));
       }
@@ -332,6 +377,21 @@ export class FakeKubeApiServer {
     res.on('close', () => this.watchers.delete(watcher));
     const timeout = Number(url.searchParams.get('timeoutSeconds') ?? 0);
     if (timeout > 0) setTimeout(() => { this.watchers.delete(watcher); res.end(); }, timeout * 1000).unref();
+  }
+
+  /**
+   * A SelfSubjectAccessReview (authorization.k8s.io/v1): the spec back, and whether the admin
+   * token's user may do what its resourceAttributes say, with the RBAC authorizer's reason when it may.
+   */
+  private accessReview(body: string, res: ServerResponse): void {
+    const review = JSON.parse(body) as { spec?: { resourceAttributes?: { namespace?: string; verb?: string; group?: string; resource?: string; name?: string } } };
+    const attributes = review.spec?.resourceAttributes;
+    if (!attributes) return sendStatus(res, 422, 'Invalid', 'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified');
+    const allowed = this.allows(attributes.verb ?? '', attributes.group ?? '', attributes.resource ?? '', attributes.namespace || undefined, attributes.name || undefined);
+    sendJson(res, 201, {
+      kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata: { creationTimestamp: null }, spec: review.spec,
+      status: allowed ? { allowed: true, reason: `RBAC: allowed by ClusterRoleBinding "fake-admin" of ClusterRole "fake-admin" to User "${this.adminUser}"` } : { allowed: false },
+    });
   }
 
   private tokenReview(body: string, res: ServerResponse): void {
@@ -479,6 +539,11 @@ function mergePatch(target: unknown, change: unknown): unknown {
     else out[k] = mergePatch(out[k], v);
   }
   return out;
+}
+
+/** The Status a create in a namespace that does not exist is answered with (404, details naming the namespace). */
+export function namespaceNotFound(namespace: string): KubeObject {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {} as KubeObject['metadata'], status: 'Failure', message: `namespaces "${namespace}" not found`, reason: 'NotFound', details: { name: namespace, kind: 'namespaces' }, code: 404 };
 }
 
 /** The Status the real server sends in an ERROR event when a watch's resourceVersion is compacted away. */

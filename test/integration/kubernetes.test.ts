@@ -71,6 +71,8 @@ beforeAll(async () => {
     appendFileSync(cluster.config, `platform: kubernetes\nkubernetes:\n  kubeconfig: ${kube.writeKubeconfig()}\n  namespaces: [demo]\n  gatewayServiceAccount: isthmus-system/isthmus-gateway\n`);
   }
 
+  // The demo namespace in both clusters, as `kubectl apply -f namespace.yaml` makes it (the API server refuses objects of a namespace that does not exist).
+  for (const kube of [eastKube, westKube]) kube.apply('namespaces', { metadata: { name: 'demo' } });
   // east runs ledger: an app, its sidecar's inbound as the EndpointSlice's address, on a node in zone b.
   app = createServer((req, res) => res.end(JSON.stringify({ cluster: 'east', path: req.url })));
   await new Promise<void>((resolve) => app.listen(0, '127.0.162.1', resolve));
@@ -78,7 +80,7 @@ beforeAll(async () => {
   eastKube.apply('nodes', { metadata: { name: 'east-node-1', labels: { 'topology.kubernetes.io/zone': 'b', 'topology.kubernetes.io/region': 'us-east' } } });
   eastKube.apply('services', service('ledger', 80));
   eastKube.apply('endpointslices', slice('ledger', ledgerInbound, true));
-  // west runs the caller; its Service makes the demo namespace exist there.
+  // west runs the caller.
   westKube.apply('services', service('client', 80));
 
   await Promise.all([mesh.startFederation('east'), mesh.startFederation('west')]);

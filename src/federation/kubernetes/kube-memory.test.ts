@@ -13,6 +13,7 @@ let fake: FakeKubeApiServer;
 
 beforeAll(async () => {
   fake = await FakeKubeApiServer.start({ host: '127.0.168.2', maxHistory: 1000 });
+  fake.apply('namespaces', { metadata: { name: 'bulk' } });
 });
 
 afterAll(async () => {

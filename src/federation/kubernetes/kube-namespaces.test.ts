@@ -92,6 +92,7 @@ describe('the adapter watches Namespaces', () => {
   test('with requireMeshLabel only namespaces labelled enabled are in', async () => {
     fake.apply('namespaces', namespace('optin', { 'isthmus.dev/mesh': 'enabled' }));
     fake.apply('services', svc('optin', 'api'));
+    fake.apply('namespaces', namespace('unlabelled'));
     fake.apply('services', svc('unlabelled', 'api'));
     const p = testKubePlatform(fake, '  requireMeshLabel: true');
     await p.start(() => undefined);

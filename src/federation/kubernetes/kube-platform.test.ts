@@ -15,6 +15,7 @@ let fake: FakeKubeApiServer;
 
 beforeAll(async () => {
   fake = await FakeKubeApiServer.start({ host: '127.0.161.3' });
+  for (const name of ['bulk', 'demo', 'other', 'shop', 'team-a', 'team-b']) fake.apply('namespaces', { metadata: { name } });
 });
 
 afterAll(async () => {

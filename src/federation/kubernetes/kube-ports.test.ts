@@ -13,6 +13,7 @@ let fake: FakeKubeApiServer;
 
 beforeAll(async () => {
   fake = await FakeKubeApiServer.start({ host: '127.0.166.2' });
+  fake.apply('namespaces', { metadata: { name: 'shop' } });
 });
 
 afterAll(async () => {

@@ -12,6 +12,7 @@ let kc: KubeConfig;
 
 beforeAll(async () => {
   fake = await FakeKubeApiServer.start({ host: '127.0.161.1', bookmarkIntervalMs: 200 });
+  for (const name of ['w1', 'w2', 'w3', 'w4']) fake.apply('namespaces', { metadata: { name } });
   kc = new KubeConfig();
   kc.loadFromFile(fake.writeKubeconfig());
 });
