@@ -344,7 +344,7 @@ describe('manifests in deploy/', () => {
     const verbsFor = (group: string, resource: string) => new Set(rules
       .filter((r) => listAt(r, 'apiGroups').includes(group) && listAt(r, 'resources').includes(resource))
       .flatMap((r) => listAt(r, 'verbs')));
-    for (const [group, resource] of [['', 'services'], ['', 'nodes'], ['discovery.k8s.io', 'endpointslices'],
+    for (const [group, resource] of [['', 'services'], ['', 'pods'], ['', 'nodes'], ['discovery.k8s.io', 'endpointslices'],
       ['multicluster.x-k8s.io', 'serviceexports'], ['multicluster.x-k8s.io', 'serviceimports']] as const) {
       expect(verbsFor(group, resource), resource).toEqual(new Set(['get', 'list', 'watch', ...resource === 'serviceimports' ? ['create', 'update', 'patch', 'delete'] : []]));
     }

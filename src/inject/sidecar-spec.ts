@@ -14,6 +14,8 @@
  */
 
 export const sidecarName = 'isthmus-sidecar';
+/** The name of the sidecar container's inbound port; the Kubernetes adapter reads it from each Pod. */
+export const sidecarInboundPortName = 'isthmus-in';
 export const defaultImage = 'ghcr.io/isthmus-mesh/isthmus:0.1.0';
 /** The audience of the projected ServiceAccount token; the federation's TokenReview asks for it. */
 export const defaultTokenAudience = 'isthmus';
@@ -89,7 +91,8 @@ export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
     ],
     ports: [
       { name: 'isthmus-out', containerPort: ports.outbound, protocol: 'TCP' },
-      { name: 'isthmus-in', containerPort: ports.inbound, protocol: 'TCP' },
+      // The federation's Kubernetes adapter finds the inbound by this name: callers dial <pod IP>:<it>.
+      { name: sidecarInboundPortName, containerPort: ports.inbound, protocol: 'TCP' },
       { name: 'isthmus-admin', containerPort: ports.admin, protocol: 'TCP' },
     ],
     // The app's containers start once this passes: the certificate and the catalog are loaded.
