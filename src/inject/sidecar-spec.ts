@@ -13,6 +13,8 @@
  * a later mode (docs/kubernetes.md).
  */
 
+import { meshProtocol, type MeshProtocol } from '../model/port-protocol.js';
+
 export const sidecarName = 'isthmus-sidecar';
 /** The name of the sidecar container's inbound port; the Kubernetes adapter reads it from each Pod. */
 export const sidecarInboundPortName = 'isthmus-in';
@@ -35,8 +37,13 @@ export interface InjectOptions {
 export interface PodFacts {
   /** The mesh service the pod serves. */
   service: string;
-  /** The port the app listens on, when it declares one: the sidecar's inbound hands mTLS traffic to it. */
-  appPort?: number | undefined;
+  /**
+   * The ports the app listens on, in the order its containers declare them (TCP ones only), with
+   * what each speaks (from the port's name, as for a Service port: `grpc-…` is h2c, `redis` and
+   * `tcp-…` are TCP). The sidecar's inbound hands mTLS traffic to each on loopback; the first is
+   * where a caller that names no port goes.
+   */
+  appPorts: { port: number; protocol: MeshProtocol }[];
 }
 
 type Obj = Record<string, unknown>;
@@ -52,9 +59,12 @@ export function podFacts(workloadName: string, podLabels: unknown, podSpec: unkn
   const named = labels['app.kubernetes.io/name'] ?? labels.app;
   const service = typeof named === 'string' && named !== '' ? named : workloadName;
   const spec = isObj(podSpec) ? podSpec : {};
-  const appPort = list(spec.containers).filter(isObj).flatMap((c) => list(c.ports).filter(isObj))
-    .find((p) => (p.protocol ?? 'TCP') === 'TCP' && typeof p.containerPort === 'number')?.containerPort;
-  return { service, appPort: typeof appPort === 'number' ? appPort : undefined };
+  const appPorts = new Map<number, MeshProtocol>();
+  for (const p of list(spec.containers).filter(isObj).flatMap((c) => list(c.ports).filter(isObj))) {
+    if ((p.protocol ?? 'TCP') !== 'TCP' || typeof p.containerPort !== 'number' || appPorts.has(p.containerPort)) continue;
+    appPorts.set(p.containerPort, meshProtocol(undefined, typeof p.name === 'string' ? p.name : undefined));
+  }
+  return { service, appPorts: [...appPorts].map(([port, protocol]) => ({ port, protocol })) };
 }
 
 /** The variables each app container gets: every plain-http call goes to the sidecar, except in-cluster names. */
@@ -71,6 +81,17 @@ export function proxyEnv(): { name: string; value: string }[] {
   ];
 }
 
+/** `--inbound-app` for the first app port, `--inbound-port` for each other one; a protocol only when it is not HTTP. */
+function inboundArgs(appPorts: PodFacts['appPorts']): string[] {
+  const [first, ...more] = appPorts;
+  if (!first) return [];
+  return [
+    '--inbound-app', `127.0.0.1:${first.port}`,
+    ...first.protocol === 'http' ? [] : ['--inbound-app-protocol', first.protocol],
+    ...more.flatMap((p) => ['--inbound-port', p.protocol === 'http' ? String(p.port) : `${p.port}/${p.protocol}`]),
+  ];
+}
+
 export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
   const admin = { path: '/readyz', port: 'isthmus-admin' };
   return {
@@ -80,7 +101,7 @@ export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
     args: [
       'sidecar', '--config', `${paths.config}/sidecar.yaml`,
       '--namespace', '$(POD_NAMESPACE)', '--service', facts.service, '--zone', '$(ISTHMUS_ZONE)',
-      ...facts.appPort === undefined ? [] : ['--inbound-app', `127.0.0.1:${facts.appPort}`],
+      ...inboundArgs(facts.appPorts),
     ],
     env: [
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },

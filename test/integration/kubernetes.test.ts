@@ -1,6 +1,6 @@
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -8,7 +8,8 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { silentLogger } from '../../src/core/log.js';
-import { startDevSidecar, type DevSidecar } from '../../src/dev/dev-sidecar.js';
+import { startDevSidecar, writeSidecarFiles, type DevSidecar, type DevSidecarSettings } from '../../src/dev/dev-sidecar.js';
+import { defaultImage, podFacts, sidecarContainer } from '../../src/inject/sidecar-spec.js';
 import { MeshProcess } from '../../src/dev/mesh-process.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
@@ -32,12 +33,21 @@ let etcd: Etcd3;
 let eastApi: ApiClient;
 let gateway: MeshProcess;
 let ledgerSidecar: DevSidecar;
+type DevSidecarListener = DevSidecarSettings['listeners'][number];
 let clientSidecar: DevSidecar;
 let app: Server;
 let ledgerInbound: number;
 let appPort: number;
 let operator: TestOperator;
 let logDir: string;
+// cart: one pod with three app ports (two HTTP, one TCP) behind one sidecar, run as a process
+// with the arguments `isthmus inject` gives it.
+let cartApps: { web: Server; admin: Server; cache: TcpServer };
+const cartPorts = { web: 0, admin: 0, cache: 0 };
+let cartSidecar: MeshProcess | undefined;
+let cartInbound: number;
+/** west's client's TCP listener for cart's cache port. */
+let cartListen: string;
 
 const service = (name: string, port: number): KubeObject => ({
   metadata: { namespace: 'demo', name },
@@ -117,22 +127,34 @@ beforeAll(async () => {
   });
   await gateway.start();
 
-  const sidecar = async (cluster: TestCluster, host: string, name: string, token: string, inbound?: { listen: string; app: string }) => startDevSidecar({
+  const sidecar = async (cluster: TestCluster, host: string, name: string, token: string, inbound?: { listen: string; app: string }, listeners: DevSidecarListener[] = []) => startDevSidecar({
     cluster: cluster.name, zone: 'a', namespace: 'demo', service: name,
     federation: { url: `https://${cluster.apiAddress}`, rootCert: cluster.rootCert },
     stateDir: join(logDir, `${cluster.name}-${name}`),
     outbound: { listen: `${host}:${await freePort(host)}` },
     admin: { listen: `${host}:${await freePort(host)}` },
     ...(inbound ? { inbound } : {}),
-    listeners: [],
+    listeners,
   }, { bootstrapToken: token }, { kind: 'in-process', logger: silentLogger });
   // Each pod's projected ServiceAccount token, as its own API server issued it.
   ledgerSidecar = await sidecar(east, '127.0.24.1', 'ledger', eastKube.issueToken({ namespace: 'demo', serviceAccount: 'ledger', audiences: ['isthmus'] }),
     { listen: `127.0.24.1:${ledgerInbound}`, app: `127.0.24.1:${appPort}` });
-  clientSidecar = await sidecar(west, '127.0.25.1', 'client', westKube.issueToken({ namespace: 'demo', serviceAccount: 'client', audiences: ['isthmus'] }));
+  // cart's apps in east: each says which one answered, and the HTTP ones who called.
+  const answering = (name: string) => createServer((req, res) => res.end(JSON.stringify({ app: name, xfcc: req.headers['x-forwarded-client-cert'] ?? null })));
+  cartApps = { web: answering('web'), admin: answering('admin'), cache: createTcpServer((socket) => socket.on('data', (d) => socket.write(`cache:${d.toString()}`))) };
+  for (const [name, server] of Object.entries(cartApps)) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.24.1', resolve));
+    cartPorts[name as keyof typeof cartPorts] = (server.address() as AddressInfo).port;
+  }
+  cartInbound = await freePort('127.0.24.1');
+  cartListen = `127.0.25.1:${await freePort('127.0.25.1')}`;
+  clientSidecar = await sidecar(west, '127.0.25.1', 'client', westKube.issueToken({ namespace: 'demo', serviceAccount: 'client', audiences: ['isthmus'] }), undefined,
+    [{ service: 'cart', namespace: 'demo', listen: cartListen, port: cartPorts.cache }]);
 }, 180_000);
 
 afterAll(async () => {
+  await cartSidecar?.stop();
+  for (const server of Object.values(cartApps ?? {})) server.close();
   await clientSidecar?.stop();
   await ledgerSidecar?.stop();
   await gateway?.stop();
@@ -212,6 +234,71 @@ spec:
     eastKube.remove('endpointslices', 'demo', 'plain-abc12');
     eastKube.remove('services', 'demo', 'plain');
     await waitFor(async () => (await exportRecord('east', 'plain')) === null, 15_000, 'plain withdrawn');
+  });
+
+  test('a Service with two HTTP ports and a TCP port: west reaches each through cart\'s one sidecar, which forwards to the port the caller named', async () => {
+    const ports = [
+      { name: 'http', port: cartPorts.web, containerPort: cartPorts.web },
+      { name: 'http-admin', port: cartPorts.admin, containerPort: cartPorts.admin },
+      { name: 'redis', port: cartPorts.cache, containerPort: cartPorts.cache },
+    ];
+    const podSpec = {
+      initContainers: [{ name: 'isthmus-sidecar', ports: [{ name: 'isthmus-in', containerPort: cartInbound, protocol: 'TCP' }] }],
+      containers: [{ name: 'cart', ports: ports.map((p) => ({ name: p.name, containerPort: p.containerPort, protocol: 'TCP' })) }],
+    };
+    eastKube.apply('services', { metadata: { namespace: 'demo', name: 'cart' }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.30', ports: ports.map((p) => ({ name: p.name, port: p.port, protocol: 'TCP', targetPort: p.containerPort })) } });
+    eastKube.apply('pods', { metadata: { namespace: 'demo', name: 'cart-6f7c', labels: { app: 'cart' } }, spec: podSpec });
+    eastKube.apply('endpointslices', {
+      metadata: { namespace: 'demo', name: 'cart-x1', labels: { 'kubernetes.io/service-name': 'cart' } }, addressType: 'IPv4',
+      ports: ports.map((p) => ({ name: p.name, port: p.containerPort, protocol: 'TCP' })),
+      endpoints: [{ addresses: ['127.0.24.1'], conditions: { ready: true }, nodeName: 'east-node-1', targetRef: { kind: 'Pod', namespace: 'demo', name: 'cart-6f7c' } }],
+    });
+    eastKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'cart' } });
+
+    // The sidecar runs as `isthmus inject` starts it in that pod: its --inbound-* arguments come
+    // from the pod spec (127.0.0.1 in a pod; the pod's address here).
+    const injected = sidecarContainer(podFacts('cart', { app: 'cart' }, podSpec), { image: defaultImage, tokenAudience: 'isthmus' }).args as string[];
+    const inboundArgs = injected.slice(injected.indexOf('--inbound-app')).map((a) => a.replace('127.0.0.1', '127.0.24.1'));
+    expect(inboundArgs).toEqual(['--inbound-app', `127.0.24.1:${cartPorts.web}`, '--inbound-port', String(cartPorts.admin), '--inbound-port', `${cartPorts.cache}/tcp`]);
+    const admin = `127.0.24.1:${await freePort('127.0.24.1')}`;
+    const config = writeSidecarFiles({
+      cluster: 'east', zone: 'a', namespace: 'demo', service: 'cart',
+      federation: { url: `https://${east.apiAddress}`, rootCert: east.rootCert },
+      stateDir: join(logDir, 'east-cart'), outbound: { listen: `127.0.24.1:${await freePort('127.0.24.1')}` }, admin: { listen: admin },
+      inbound: { listen: `127.0.24.1:${cartInbound}`, app: '127.0.24.1:1' }, listeners: [],
+    }, { bootstrapToken: eastKube.issueToken({ namespace: 'demo', serviceAccount: 'cart', audiences: ['isthmus'] }) });
+    cartSidecar = new MeshProcess({
+      name: 'east-cart', args: ['sidecar', '--config', config, ...inboundArgs], logFile: join(logDir, 'cart-sidecar.log'),
+      readyUrl: `http://${admin}/readyz`, onUnexpectedExit: () => undefined,
+    });
+    await cartSidecar.start();
+    await waitFor(async () => (await exportRecord('east', 'cart'))?.zones?.b?.healthy === 1, 15_000, 'cart exported');
+
+    const call = (port: number | undefined) => viaProxy(clientSidecar.outbound, `http://cart.demo.svc.clusterset.local${port === undefined ? '' : `:${port}`}/items`);
+    const { value: web } = await waitFor(async () => {
+      const res = await call(cartPorts.web);
+      return res.status === 200 && res;
+    }, 20_000, 'cart\'s web port from west');
+    expect(web.body.app).toBe('web');
+    expect(web.body.xfcc).toContain('URI=spiffe://mesh.test/ns/demo/sa/client');
+    const other = await call(cartPorts.admin);
+    expect(other.status).toBe(200);
+    expect(other.body).toMatchObject({ app: 'admin', xfcc: expect.stringContaining('URI=spiffe://mesh.test/ns/demo/sa/client') });
+    // A request that names no port goes to the first one.
+    expect((await call(undefined)).body.app).toBe('web');
+
+    // The TCP port, through west's listener for it: mTLS to east's gateway, then cart's sidecar, then the cache.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const [host, port] = cartListen.split(':');
+      const socket = connect({ host: host as string, port: Number(port) }, () => socket.write('PING\n'));
+      socket.setTimeout(10_000, () => socket.destroy(new Error('no answer from cart\'s cache port')));
+      socket.once('data', (d) => {
+        resolve(d.toString());
+        socket.end();
+      });
+      socket.once('error', reject);
+    });
+    expect(answer).toBe('cache:PING\n');
   });
 
   test('a restarted federation leaves its cluster\'s ServiceImports alone while it catches up with etcd', async () => {

@@ -5,6 +5,9 @@
  * Pure and tolerant: a field that is missing or of the wrong type reads as absent.
  */
 import { sidecarInboundPortName } from '../../inject/sidecar-spec.js';
+import { meshProtocol, type MeshProtocol } from '../../model/port-protocol.js';
+
+export { meshProtocol, type MeshProtocol };
 
 export interface ServiceSummary {
   namespace: string;
@@ -112,21 +115,6 @@ export function summarizeService(raw: unknown): ServiceSummary {
     ports,
     serviceAccount: str(meta.annotations[serviceAccountAnnotation]) ?? meta.name,
   };
-}
-
-/** What a port speaks, as the mesh's records and sidecars name it. */
-export type MeshProtocol = 'http' | 'h2c' | 'tcp';
-
-/**
- * What a port speaks: `appProtocol` first (as Kubernetes documents it: an IANA service name, or
- * `kubernetes.io/h2c`), then Istio's port-name convention (`http-…`, `http2-…`, `grpc-…`,
- * `tcp-…`); HTTP when neither says. gRPC is HTTP/2 without TLS to the app (h2c).
- */
-export function meshProtocol(appProtocol: string | undefined, name: string | undefined): MeshProtocol {
-  const said = (appProtocol ?? name?.split('-')[0] ?? '').toLowerCase();
-  if (said === 'tcp' || said === 'mysql' || said === 'redis' || said === 'mongo' || said === 'tls') return 'tcp';
-  if (said === 'kubernetes.io/h2c' || said === 'h2c' || said === 'grpc' || said === 'http2') return 'h2c';
-  return 'http';
 }
 
 /** The `appProtocol` a ServiceImport port says for a protocol: none for plain TCP. */
