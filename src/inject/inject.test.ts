@@ -84,6 +84,44 @@ describe('injectText', () => {
     expect((init[0]?.args as string[]).slice(9)).toEqual(['--inbound-app', '127.0.0.1:9090', '--inbound-app-protocol', 'h2c', '--inbound-port', '8081', '--inbound-port', '6379/tcp']);
   });
 
+  it('a Service in the same input whose ports differ from the container ports: each port is listed under the Service port callers name', () => {
+    const withService = `${deployment(`      containers:
+        - name: web
+          image: web:1
+          ports:
+            - name: http
+              containerPort: 8080
+            - name: grpc
+              containerPort: 9090
+            - name: redis
+              containerPort: 6379
+`)}---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports:
+    - {name: http, port: 80, targetPort: 8080}
+    - {name: grpc-api, port: 9000, targetPort: grpc}
+    - {name: cache, port: 6379, appProtocol: redis}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: other
+  namespace: shop
+spec:
+  selector: {app: other}
+  ports:
+    - {port: 7000, targetPort: 6379}
+`;
+    const init = podSpecOf(injectText(withService, 'app.yaml', options).text.split('---')[0] as string).initContainers as Obj[];
+    expect((init[0]?.args as string[]).slice(9)).toEqual(['--inbound-app', '127.0.0.1:8080', '--inbound-port', '9000=9090/h2c', '--inbound-port', '6379/tcp']);
+  });
+
   it('the token volume asks for the audience given', () => {
     const spec = podSpecOf(injectText(text, 'app.yaml', { ...options, tokenAudience: 'mesh.example.org' }).text);
     expect(JSON.stringify(spec.volumes)).toContain('"audience":"mesh.example.org"');

@@ -43,7 +43,39 @@ export interface PodFacts {
    * `tcp-…` are TCP). The sidecar's inbound hands mTLS traffic to each on loopback; the first is
    * where a caller that names no port goes.
    */
-  appPorts: { port: number; protocol: MeshProtocol }[];
+  appPorts: AppPortFacts[];
+}
+
+export interface AppPortFacts {
+  port: number;
+  protocol: MeshProtocol;
+  /**
+   * The ports callers name for it, when a Service of the same input selects the pod and targets
+   * this container port from other ports (`port: 9000, targetPort: 9090`); absent when none does.
+   */
+  servicePorts?: number[];
+}
+
+/** What inject reads from a Service in the same input: whom it selects, and its ports' targets. */
+export interface ServiceFacts {
+  namespace?: string | undefined;
+  selector: Record<string, string>;
+  ports: { port: number; targetPort?: number | string | undefined; name?: string | undefined; appProtocol?: string | undefined }[];
+}
+
+/** A Service's plain object (from YAML) as ServiceFacts; undefined when it selects nothing. */
+export function serviceFacts(raw: unknown): ServiceFacts | undefined {
+  const obj = isObj(raw) ? raw : {};
+  const metadata = isObj(obj.metadata) ? obj.metadata : {};
+  const spec = isObj(obj.spec) ? obj.spec : {};
+  const selector = isObj(spec.selector) ? Object.fromEntries(Object.entries(spec.selector).filter((e): e is [string, string] => typeof e[1] === 'string')) : {};
+  if (Object.keys(selector).length === 0) return undefined;
+  const ports = list(spec.ports).filter(isObj).flatMap((p) => {
+    if (typeof p.port !== 'number' || (p.protocol ?? 'TCP') !== 'TCP') return [];
+    const targetPort = typeof p.targetPort === 'number' || typeof p.targetPort === 'string' ? p.targetPort : undefined;
+    return [{ port: p.port, targetPort, name: typeof p.name === 'string' ? p.name : undefined, appProtocol: typeof p.appProtocol === 'string' ? p.appProtocol : undefined }];
+  });
+  return { namespace: typeof metadata.namespace === 'string' ? metadata.namespace : undefined, selector, ports };
 }
 
 type Obj = Record<string, unknown>;
@@ -54,17 +86,26 @@ const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
  * The service a pod serves: its `app.kubernetes.io/name` label, else its `app` label, else the
  * workload's name (the same choice `kubectl` users make for a Service's selector).
  */
-export function podFacts(workloadName: string, podLabels: unknown, podSpec: unknown): PodFacts {
+export function podFacts(workloadName: string, podLabels: unknown, podSpec: unknown, services: readonly ServiceFacts[] = [], namespace?: string): PodFacts {
   const labels = isObj(podLabels) ? podLabels : {};
   const named = labels['app.kubernetes.io/name'] ?? labels.app;
   const service = typeof named === 'string' && named !== '' ? named : workloadName;
   const spec = isObj(podSpec) ? podSpec : {};
-  const appPorts = new Map<number, MeshProtocol>();
+  // Services of the same input that select this pod (same namespace when both say one).
+  const selecting = services.filter((s) => (s.namespace === undefined || namespace === undefined || s.namespace === namespace)
+    && Object.entries(s.selector).every(([key, value]) => labels[key] === value));
+  const appPorts = new Map<number, AppPortFacts>();
   for (const p of list(spec.containers).filter(isObj).flatMap((c) => list(c.ports).filter(isObj))) {
     if ((p.protocol ?? 'TCP') !== 'TCP' || typeof p.containerPort !== 'number' || appPorts.has(p.containerPort)) continue;
-    appPorts.set(p.containerPort, meshProtocol(undefined, typeof p.name === 'string' ? p.name : undefined));
+    const name = typeof p.name === 'string' ? p.name : undefined;
+    const containerPort = p.containerPort;
+    // As the endpoints controller resolves targetPort: a number, or the container port's name; absent, the Service port.
+    const targeting = selecting.flatMap((s) => s.ports).filter((sp) => (sp.targetPort ?? sp.port) === containerPort || (name !== undefined && sp.targetPort === name));
+    const servicePorts = [...new Set(targeting.map((sp) => sp.port))];
+    const protocol = targeting[0] ? meshProtocol(targeting[0].appProtocol, targeting[0].name ?? name) : meshProtocol(undefined, name);
+    appPorts.set(containerPort, { port: containerPort, protocol, ...(servicePorts.some((sp) => sp !== containerPort) ? { servicePorts } : {}) });
   }
-  return { service, appPorts: [...appPorts].map(([port, protocol]) => ({ port, protocol })) };
+  return { service, appPorts: [...appPorts.values()] };
 }
 
 /** The variables each app container gets: every plain-http call goes to the sidecar, except in-cluster names. */
@@ -81,14 +122,19 @@ export function proxyEnv(): { name: string; value: string }[] {
   ];
 }
 
-/** `--inbound-app` for the first app port, `--inbound-port` for each other one; a protocol only when it is not HTTP. */
+/**
+ * `--inbound-app` for the first app port (callers naming no port, or one not listed, reach it),
+ * `--inbound-port` for each other one, under each Service port that targets it
+ * (`9000=9090/h2c`) or its own number; a protocol only when it is not HTTP.
+ */
 function inboundArgs(appPorts: PodFacts['appPorts']): string[] {
   const [first, ...more] = appPorts;
   if (!first) return [];
+  const entry = (named: number, p: AppPortFacts) => `${named}${named === p.port ? '' : `=${p.port}`}${p.protocol === 'http' ? '' : `/${p.protocol}`}`;
   return [
     '--inbound-app', `127.0.0.1:${first.port}`,
     ...first.protocol === 'http' ? [] : ['--inbound-app-protocol', first.protocol],
-    ...more.flatMap((p) => ['--inbound-port', p.protocol === 'http' ? String(p.port) : `${p.port}/${p.protocol}`]),
+    ...more.flatMap((p) => (p.servicePorts ?? [p.port]).flatMap((named) => ['--inbound-port', entry(named, p)])),
   ];
 }
 

@@ -116,6 +116,11 @@ describe('several app ports behind one inbound (inbound.ports)', () => {
     ]);
   });
 
+  test('--inbound-port 9000=9090/h2c: a Service port the app serves on another port', () => {
+    const config = loadSidecarConfig(write('ports-mapped.yaml', {}), { inboundApp: '127.0.0.1:8080', inboundPort: ['9000=9090/h2c'] });
+    expect(appPortsOf(config.inbound!)).toEqual([{ port: 9000, address: '127.0.0.1:9090', protocol: 'h2c' }]);
+  });
+
   test('a port entry may name the app\'s address (a Service port 80 the app serves on 8080)', () => {
     const config = loadSidecarConfig(write('ports-app.yaml', { inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:9000', ports: [{ port: 80, app: '127.0.0.1:8080' }] } }));
     expect(appPortsOf(config.inbound!)).toEqual([{ port: 80, address: '127.0.0.1:8080', protocol: 'http' }]);

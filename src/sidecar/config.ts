@@ -81,7 +81,7 @@ export interface SidecarOverrides {
   inboundApp?: string | undefined;
   /** `inbound.appProtocol`. */
   inboundAppProtocol?: string | undefined;
-  /** `inbound.ports`, each `<port>[/<protocol>]` (the app on inbound.app's host at that port). */
+  /** `inbound.ports`, each `<port>[=<app port>][/<protocol>]` (the app on inbound.app's host, at that port unless another is given). */
   inboundPort?: string[] | undefined;
 }
 
@@ -91,11 +91,11 @@ export function appPortsOf(inbound: NonNullable<Static<typeof SidecarConfigSchem
   return (inbound.ports ?? []).map((p) => ({ port: p.port, address: p.app ?? `${host}:${p.port}`, protocol: p.appProtocol ?? 'http' }));
 }
 
-/** `--inbound-port 9090/h2c` as an `inbound.ports` entry; anything else is left for the schema to refuse. */
-function portEntry(spec: string): unknown {
-  const match = /^(\d{1,5})(?:\/(.+))?$/.exec(spec);
+/** `--inbound-port 9000=9090/h2c` as an `inbound.ports` entry; anything else is left for the schema to refuse. */
+function portEntry(spec: string, host: string | undefined): unknown {
+  const match = /^(\d{1,5})(?:=(\d{1,5}))?(?:\/(.+))?$/.exec(spec);
   if (!match) return spec;
-  return { port: Number(match[1]), ...(match[2] ? { appProtocol: match[2] } : {}) };
+  return { port: Number(match[1]), ...(match[2] && host !== undefined ? { app: `${host}:${match[2]}` } : {}), ...(match[3] ? { appProtocol: match[3] } : {}) };
 }
 
 function applyOverrides(raw: unknown, overrides: SidecarOverrides): unknown {
@@ -108,7 +108,9 @@ function applyOverrides(raw: unknown, overrides: SidecarOverrides): unknown {
   }
   if (overrides.inboundAppProtocol && typeof config.inbound === 'object' && config.inbound !== null) config.inbound = { ...config.inbound, appProtocol: overrides.inboundAppProtocol };
   if (overrides.inboundPort && overrides.inboundPort.length > 0 && typeof config.inbound === 'object' && config.inbound !== null) {
-    config.inbound = { ...config.inbound, ports: overrides.inboundPort.map(portEntry) };
+    const app = (config.inbound as { app?: unknown }).app;
+    const host = typeof app === 'string' && app.includes(':') ? app.slice(0, app.lastIndexOf(':')) : undefined;
+    config.inbound = { ...config.inbound, ports: overrides.inboundPort.map((spec) => portEntry(spec, host)) };
   }
   return config;
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { silentLogger } from '../../src/core/log.js';
 import { startDevSidecar, writeSidecarFiles, type DevSidecar, type DevSidecarSettings } from '../../src/dev/dev-sidecar.js';
-import { defaultImage, podFacts, sidecarContainer } from '../../src/inject/sidecar-spec.js';
+import { defaultImage, podFacts, serviceFacts, sidecarContainer } from '../../src/inject/sidecar-spec.js';
 import { MeshProcess } from '../../src/dev/mesh-process.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
@@ -237,16 +237,19 @@ spec:
   });
 
   test('a Service with two HTTP ports and a TCP port: west reaches each through cart\'s one sidecar, which forwards to the port the caller named', async () => {
+    // The admin port's Service port is not its container port (targetPort by name), as is common.
+    const adminServicePort = 18443;
     const ports = [
-      { name: 'http', port: cartPorts.web, containerPort: cartPorts.web },
-      { name: 'http-admin', port: cartPorts.admin, containerPort: cartPorts.admin },
-      { name: 'redis', port: cartPorts.cache, containerPort: cartPorts.cache },
+      { name: 'http', port: cartPorts.web, containerPort: cartPorts.web, targetPort: cartPorts.web as number | string },
+      { name: 'http-admin', port: adminServicePort, containerPort: cartPorts.admin, targetPort: 'http-admin' },
+      { name: 'redis', port: cartPorts.cache, containerPort: cartPorts.cache, targetPort: cartPorts.cache },
     ];
     const podSpec = {
       initContainers: [{ name: 'isthmus-sidecar', ports: [{ name: 'isthmus-in', containerPort: cartInbound, protocol: 'TCP' }] }],
       containers: [{ name: 'cart', ports: ports.map((p) => ({ name: p.name, containerPort: p.containerPort, protocol: 'TCP' })) }],
     };
-    eastKube.apply('services', { metadata: { namespace: 'demo', name: 'cart' }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.30', ports: ports.map((p) => ({ name: p.name, port: p.port, protocol: 'TCP', targetPort: p.containerPort })) } });
+    const cartService = { metadata: { namespace: 'demo', name: 'cart' }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.30', selector: { app: 'cart' }, ports: ports.map((p) => ({ name: p.name, port: p.port, protocol: 'TCP', targetPort: p.targetPort })) } };
+    eastKube.apply('services', cartService);
     eastKube.apply('pods', { metadata: { namespace: 'demo', name: 'cart-6f7c', labels: { app: 'cart' } }, spec: podSpec });
     eastKube.apply('endpointslices', {
       metadata: { namespace: 'demo', name: 'cart-x1', labels: { 'kubernetes.io/service-name': 'cart' } }, addressType: 'IPv4',
@@ -255,11 +258,11 @@ spec:
     });
     eastKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'cart' } });
 
-    // The sidecar runs as `isthmus inject` starts it in that pod: its --inbound-* arguments come
-    // from the pod spec (127.0.0.1 in a pod; the pod's address here).
-    const injected = sidecarContainer(podFacts('cart', { app: 'cart' }, podSpec), { image: defaultImage, tokenAudience: 'isthmus' }).args as string[];
+    // The sidecar runs as `isthmus inject` starts it in that pod, the Service in the same input:
+    // its --inbound-* arguments come from both (127.0.0.1 in a pod; the pod's address here).
+    const injected = sidecarContainer(podFacts('cart', { app: 'cart' }, podSpec, [serviceFacts(cartService)!], 'demo'), { image: defaultImage, tokenAudience: 'isthmus' }).args as string[];
     const inboundArgs = injected.slice(injected.indexOf('--inbound-app')).map((a) => a.replace('127.0.0.1', '127.0.24.1'));
-    expect(inboundArgs).toEqual(['--inbound-app', `127.0.24.1:${cartPorts.web}`, '--inbound-port', String(cartPorts.admin), '--inbound-port', `${cartPorts.cache}/tcp`]);
+    expect(inboundArgs).toEqual(['--inbound-app', `127.0.24.1:${cartPorts.web}`, '--inbound-port', `${adminServicePort}=${cartPorts.admin}`, '--inbound-port', `${cartPorts.cache}/tcp`]);
     const admin = `127.0.24.1:${await freePort('127.0.24.1')}`;
     const config = writeSidecarFiles({
       cluster: 'east', zone: 'a', namespace: 'demo', service: 'cart',
@@ -281,7 +284,7 @@ spec:
     }, 20_000, 'cart\'s web port from west');
     expect(web.body.app).toBe('web');
     expect(web.body.xfcc).toContain('URI=spiffe://mesh.test/ns/demo/sa/client');
-    const other = await call(cartPorts.admin);
+    const other = await call(adminServicePort);
     expect(other.status).toBe(200);
     expect(other.body).toMatchObject({ app: 'admin', xfcc: expect.stringContaining('URI=spiffe://mesh.test/ns/demo/sa/client') });
     // A request that names no port goes to the first one.
