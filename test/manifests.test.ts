@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { controlPlane } from '../src/cli/control-plane-objects.js';
 import { injectText } from '../src/inject/inject.js';
-import { defaultTokenAudience } from '../src/inject/sidecar-spec.js';
+import { defaultTokenAudience, sidecarInboundPortName } from '../src/inject/sidecar-spec.js';
 import { ClusterConfigSchema, parseClusterConfig } from '../src/federation/config.js';
 import {
   isCrd, isKindCluster, isKustomization, isObj, loadManifests, parseManifests, root, schemaProblems, yamlFiles,
@@ -351,7 +351,7 @@ describe('manifests in deploy/', () => {
     const verbsFor = (group: string, resource: string) => new Set(rules
       .filter((r) => listAt(r, 'apiGroups').includes(group) && listAt(r, 'resources').includes(resource))
       .flatMap((r) => listAt(r, 'verbs')));
-    for (const [group, resource] of [['', 'services'], ['', 'nodes'], ['discovery.k8s.io', 'endpointslices'],
+    for (const [group, resource] of [['', 'services'], ['', 'pods'], ['', 'nodes'], ['discovery.k8s.io', 'endpointslices'],
       ['multicluster.x-k8s.io', 'serviceexports'], ['multicluster.x-k8s.io', 'serviceimports']] as const) {
       expect(verbsFor(group, resource), resource).toEqual(new Set(['get', 'list', 'watch', ...resource === 'serviceimports' ? ['create', 'update', 'patch', 'delete'] : []]));
     }
@@ -475,13 +475,18 @@ describe('manifests in deploy/', () => {
     expect(at(listAt(volume('isthmus-gateway'), 'projected.sources')[0], 'configMap.name')).toBe(controlPlane.configMap);
   });
 
-  it('an exported Service targets the sidecar\'s mTLS inbound: its EndpointSlice addresses are where gateways send other clusters\' TLS', () => {
+  it('an exported Service targets its app\'s own port; the mesh dials the pods\' sidecar inbound, which inject adds', () => {
     const exported = ofKind('ServiceExport').map((m) => `${namespaceOf(m.doc)}/${nameOf(m.doc)}`);
     expect(exported).toEqual(['demo/ledger']);
     for (const id of exported) {
       const service = ofKind('Service').find((m) => `${namespaceOf(m.doc)}/${nameOf(m.doc)}` === id);
-      expect(listAt(service?.doc, 'spec.ports').map((p) => at(p, 'targetPort')), id).toEqual([15006]);
+      expect(listAt(service?.doc, 'spec.ports').map((p) => at(p, 'targetPort')), id).toEqual(['http']);
     }
+    // The walk-through pipes ledger.yaml through `isthmus inject`: what comes out has the port the adapter looks for.
+    const file = 'deploy/multi-cluster/sample-app/ledger.yaml';
+    const injected = injectText(readFileSync(join(root, file), 'utf8'), file, { image, tokenAudience: defaultTokenAudience });
+    expect(injected.changed).toEqual([expect.stringMatching(/^Deployment demo\/ledger /)]);
+    expect(injected.text).toContain(`name: ${sidecarInboundPortName}`);
   });
 
   it('the sample app\'s sidecar config passes the sidecar config validator once a pod\'s values are added', () => {

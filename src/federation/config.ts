@@ -48,7 +48,7 @@ const Gateway = Type.Object({
 const Kubernetes = Type.Object({
   kubeconfig: Type.Optional(Type.String({ description: 'kubeconfig file (relative to this file); absent: in-cluster (the pod\'s ServiceAccount), else $KUBECONFIG or ~/.kube/config' })),
   context: Type.Optional(Type.String({ description: 'kubeconfig context; absent: its current-context' })),
-  namespaces: Type.Array(Type.String({ pattern: dnsLabelPattern }), { default: [], description: 'namespaces whose Services, EndpointSlices and ServiceExports are watched; empty: all (a namespace labelled isthmus.dev/mesh: disabled is left out either way)' }),
+  namespaces: Type.Array(Type.String({ pattern: dnsLabelPattern }), { default: [], description: 'namespaces whose Services, EndpointSlices, Pods and ServiceExports are watched; empty: all (a namespace labelled isthmus.dev/mesh: disabled is left out either way)' }),
   requireMeshLabel: Type.Boolean({ default: false, description: 'only namespaces labelled isthmus.dev/mesh: enabled are in the mesh; else every namespace not labelled disabled' }),
   tokenAudience: Type.String({ default: 'isthmus', description: 'audience a workload\'s projected ServiceAccount token must carry (TokenReview)' }),
   gatewayServiceAccount: Type.Optional(Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$', description: '<namespace>/<name> of the gateways\' ServiceAccount: its token buys the gateway identity, not a workload one' })),

@@ -23,14 +23,16 @@ type Obj = Record<string, unknown>;
 const podSpecOf = (text: string) => ((((parse(text) as Obj).spec as Obj).template as Obj).spec as Obj);
 
 describe('podFacts', () => {
-  it.each<[string, unknown, unknown, string, number | undefined]>([
-    ['the app.kubernetes.io/name label first', { 'app.kubernetes.io/name': 'cart', app: 'other' }, { containers: [{ ports: [{ containerPort: 8080 }] }] }, 'cart', 8080],
-    ['then the app label', { app: 'cart' }, {}, 'cart', undefined],
-    ['else the workload name', {}, {}, 'web', undefined],
-    ['an empty label does not count', { app: '' }, {}, 'web', undefined],
-    ['the first TCP port of any app container', {}, { containers: [{ ports: [{ containerPort: 53, protocol: 'UDP' }] }, { ports: [{ containerPort: 9000 }] }] }, 'web', 9000],
-  ])('%s', (_, labels, spec, service, appPort) => {
-    expect(podFacts('web', labels, spec)).toEqual({ service, appPort });
+  it.each<[string, unknown, unknown, string, { port: number; protocol: string }[]]>([
+    ['the app.kubernetes.io/name label first', { 'app.kubernetes.io/name': 'cart', app: 'other' }, { containers: [{ ports: [{ containerPort: 8080 }] }] }, 'cart', [{ port: 8080, protocol: 'http' }]],
+    ['then the app label', { app: 'cart' }, {}, 'cart', []],
+    ['else the workload name', {}, {}, 'web', []],
+    ['an empty label does not count', { app: '' }, {}, 'web', []],
+    ['every TCP port of every app container, in order', {}, { containers: [{ ports: [{ containerPort: 53, protocol: 'UDP' }] }, { ports: [{ containerPort: 9000 }, { containerPort: 9000, name: 'again' }] }] }, 'web', [{ port: 9000, protocol: 'http' }]],
+    ['what each speaks, from its name as for a Service port', {}, { containers: [{ ports: [{ name: 'http', containerPort: 8080 }, { name: 'grpc-api', containerPort: 9090 }] }, { ports: [{ name: 'redis', containerPort: 6379 }] }] }, 'web',
+      [{ port: 8080, protocol: 'http' }, { port: 9090, protocol: 'h2c' }, { port: 6379, protocol: 'tcp' }]],
+  ])('%s', (_, labels, spec, service, appPorts) => {
+    expect(podFacts('web', labels, spec)).toEqual({ service, appPorts });
   });
 });
 
@@ -61,6 +63,63 @@ describe('injectText', () => {
     expect(env).toEqual([{ name: 'LOG_LEVEL', value: 'info' }, ...proxyEnv()]);
     expect((spec.volumes as Obj[]).map((v) => v.name)).toEqual(['isthmus-sidecar-config', 'isthmus-token', 'isthmus-state']);
     expect(injected).toContain('- name: migrate # first the schema');
+  });
+
+  it('a sidecar fronts every app port: the first as inbound.app, each other one as --inbound-port with what it speaks', () => {
+    const multi = deployment(`      containers:
+        - name: web
+          image: web:1
+          ports:
+            - name: grpc
+              containerPort: 9090
+            - name: http-admin
+              containerPort: 8081
+        - name: cache
+          image: redis:7
+          ports:
+            - name: redis
+              containerPort: 6379
+`);
+    const init = podSpecOf(injectText(multi, 'app.yaml', options).text).initContainers as Obj[];
+    expect((init[0]?.args as string[]).slice(9)).toEqual(['--inbound-app', '127.0.0.1:9090', '--inbound-app-protocol', 'h2c', '--inbound-port', '8081', '--inbound-port', '6379/tcp']);
+  });
+
+  it('a Service in the same input whose ports differ from the container ports: each port is listed under the Service port callers name', () => {
+    const withService = `${deployment(`      containers:
+        - name: web
+          image: web:1
+          ports:
+            - name: http
+              containerPort: 8080
+            - name: grpc
+              containerPort: 9090
+            - name: redis
+              containerPort: 6379
+`)}---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports:
+    - {name: http, port: 80, targetPort: 8080}
+    - {name: grpc-api, port: 9000, targetPort: grpc}
+    - {name: cache, port: 6379, appProtocol: redis}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: other
+  namespace: shop
+spec:
+  selector: {app: other}
+  ports:
+    - {port: 7000, targetPort: 6379}
+`;
+    const init = podSpecOf(injectText(withService, 'app.yaml', options).text.split('---')[0] as string).initContainers as Obj[];
+    expect((init[0]?.args as string[]).slice(9)).toEqual(['--inbound-app', '127.0.0.1:8080', '--inbound-port', '9000=9090/h2c', '--inbound-port', '6379/tcp']);
   });
 
   it('the token volume asks for the audience given', () => {

@@ -1,7 +1,7 @@
 import { isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node, type YAMLMap } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
 import {
-  podFacts, proxyEnv, sidecarContainer, sidecarName, sidecarVolumes, volumeNames, type InjectOptions,
+  podFacts, proxyEnv, serviceFacts, sidecarContainer, sidecarName, sidecarVolumes, volumeNames, type InjectOptions, type ServiceFacts,
 } from './sidecar-spec.js';
 import {
   addToMap, appendToSeq, applyEdits, isBlockMap, isBlockSeq, pairOf, prependToSeq, removeItem, removePair, withFinalNewline, type Edit,
@@ -38,6 +38,7 @@ interface Workload {
   /** "Deployment demo/ledger (document 2, line 5)". */
   label: string;
   name: string;
+  namespace: string | undefined;
   pod: YAMLMap<unknown, unknown>;
   podSpec: YAMLMap<unknown, unknown>;
 }
@@ -81,8 +82,11 @@ function parse(text: string, source: string): Document.Parsed[] {
   return documents;
 }
 
-/** Every workload of the text, in order; List kinds (kind: List, DeploymentList, ...) are walked into. */
-function workloads(text: string, source: string): Workload[] {
+/**
+ * Every workload of the text, in order, and the Services beside them (whose ports tell which
+ * port callers name for each container port); List kinds (kind: List, DeploymentList, ...) are walked into.
+ */
+function workloads(text: string, source: string, services: ServiceFacts[] = []): Workload[] {
   const found: Workload[] = [];
   const visit = (node: unknown, document: number) => {
     if (!isMap(node)) return;
@@ -90,6 +94,11 @@ function workloads(text: string, source: string): Workload[] {
     const items = pairOf(node, 'items')?.value;
     if (kind.endsWith('List') && isSeq(items)) {
       for (const item of items.items) visit(item, document);
+      return;
+    }
+    if (kind === 'Service') {
+      const facts = serviceFacts(node.toJSON());
+      if (facts) services.push(facts);
       return;
     }
     const path = podPaths[kind];
@@ -102,7 +111,7 @@ function workloads(text: string, source: string): Workload[] {
     for (const step of path) pod = pod && childMap(pod, step, label);
     const podSpec = pod && childMap(pod, 'spec', label);
     if (!pod || !podSpec) throw unsupported(label, `no pod spec at ${[...path, 'spec'].join('.')}`);
-    found.push({ label, name, pod, podSpec });
+    found.push({ label, name, namespace, pod, podSpec });
   };
   parse(text, source).forEach((document, i) => visit(document.contents, i + 1));
   return found;
@@ -120,10 +129,10 @@ function blockList(map: YAMLMap<unknown, unknown>, key: string, where: string): 
 const nameOf = (item: Node) => (isMap(item) ? scalarAt(item, 'name') : undefined);
 const hasSidecar = (w: Workload) => (blockList(w.podSpec, 'initContainers', w.label) ?? []).some((c) => nameOf(c) === sidecarName);
 
-function injectEdits(text: string, w: Workload, options: InjectOptions): Edit[] {
+function injectEdits(text: string, w: Workload, options: InjectOptions, services: readonly ServiceFacts[]): Edit[] {
   const podJs: unknown = w.pod.toJSON();
   const podObj = (typeof podJs === 'object' && podJs !== null ? podJs : {}) as { metadata?: { labels?: unknown }; spec?: unknown };
-  const facts = podFacts(w.name, podObj.metadata?.labels, podObj.spec);
+  const facts = podFacts(w.name, podObj.metadata?.labels, podObj.spec, services, w.namespace);
   const edits: Edit[] = [];
   const { podSpec, label } = w;
 
@@ -182,7 +191,7 @@ function checked(text: string, source: string): string {
 }
 
 export function injectText(text: string, source: string, options: InjectOptions): InjectReport {
-  return edited(text, source, (w) => !hasSidecar(w), (lined, w) => injectEdits(lined, w, options));
+  return edited(text, source, (w) => !hasSidecar(w), (lined, w, services) => injectEdits(lined, w, options, services));
 }
 
 export function uninjectText(text: string, source: string): InjectReport {
@@ -190,15 +199,16 @@ export function uninjectText(text: string, source: string): InjectReport {
 }
 
 /** Applies `edits` to every workload `wanted` picks; the others are reported unchanged. */
-function edited(text: string, source: string, wanted: (w: Workload) => boolean, edits: (text: string, w: Workload) => Edit[]): InjectReport {
+function edited(text: string, source: string, wanted: (w: Workload) => boolean, edits: (text: string, w: Workload, services: readonly ServiceFacts[]) => Edit[]): InjectReport {
   const changed: string[] = [];
   const unchanged: string[] = [];
   const result = withFinalNewline(text, (lined) => {
     const all: Edit[] = [];
-    for (const w of workloads(lined, source)) {
+    const services: ServiceFacts[] = [];
+    for (const w of workloads(lined, source, services)) {
       if (!wanted(w)) unchanged.push(w.label);
       else {
-        all.push(...edits(lined, w));
+        all.push(...edits(lined, w, services));
         changed.push(w.label);
       }
     }

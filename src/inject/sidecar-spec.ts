@@ -13,7 +13,11 @@
  * a later mode (docs/kubernetes.md).
  */
 
+import { meshProtocol, type MeshProtocol } from '../model/port-protocol.js';
+
 export const sidecarName = 'isthmus-sidecar';
+/** The name of the sidecar container's inbound port; the Kubernetes adapter reads it from each Pod. */
+export const sidecarInboundPortName = 'isthmus-in';
 export const defaultImage = 'ghcr.io/isthmus-mesh/isthmus:0.1.0';
 /** The audience of the projected ServiceAccount token; the federation's TokenReview asks for it. */
 export const defaultTokenAudience = 'isthmus';
@@ -33,8 +37,45 @@ export interface InjectOptions {
 export interface PodFacts {
   /** The mesh service the pod serves. */
   service: string;
-  /** The port the app listens on, when it declares one: the sidecar's inbound hands mTLS traffic to it. */
-  appPort?: number | undefined;
+  /**
+   * The ports the app listens on, in the order its containers declare them (TCP ones only), with
+   * what each speaks (from the port's name, as for a Service port: `grpc-…` is h2c, `redis` and
+   * `tcp-…` are TCP). The sidecar's inbound hands mTLS traffic to each on loopback; the first is
+   * where a caller that names no port goes.
+   */
+  appPorts: AppPortFacts[];
+}
+
+export interface AppPortFacts {
+  port: number;
+  protocol: MeshProtocol;
+  /**
+   * The ports callers name for it, when a Service of the same input selects the pod and targets
+   * this container port from other ports (`port: 9000, targetPort: 9090`); absent when none does.
+   */
+  servicePorts?: number[];
+}
+
+/** What inject reads from a Service in the same input: whom it selects, and its ports' targets. */
+export interface ServiceFacts {
+  namespace?: string | undefined;
+  selector: Record<string, string>;
+  ports: { port: number; targetPort?: number | string | undefined; name?: string | undefined; appProtocol?: string | undefined }[];
+}
+
+/** A Service's plain object (from YAML) as ServiceFacts; undefined when it selects nothing. */
+export function serviceFacts(raw: unknown): ServiceFacts | undefined {
+  const obj = isObj(raw) ? raw : {};
+  const metadata = isObj(obj.metadata) ? obj.metadata : {};
+  const spec = isObj(obj.spec) ? obj.spec : {};
+  const selector = isObj(spec.selector) ? Object.fromEntries(Object.entries(spec.selector).filter((e): e is [string, string] => typeof e[1] === 'string')) : {};
+  if (Object.keys(selector).length === 0) return undefined;
+  const ports = list(spec.ports).filter(isObj).flatMap((p) => {
+    if (typeof p.port !== 'number' || (p.protocol ?? 'TCP') !== 'TCP') return [];
+    const targetPort = typeof p.targetPort === 'number' || typeof p.targetPort === 'string' ? p.targetPort : undefined;
+    return [{ port: p.port, targetPort, name: typeof p.name === 'string' ? p.name : undefined, appProtocol: typeof p.appProtocol === 'string' ? p.appProtocol : undefined }];
+  });
+  return { namespace: typeof metadata.namespace === 'string' ? metadata.namespace : undefined, selector, ports };
 }
 
 type Obj = Record<string, unknown>;
@@ -45,14 +86,26 @@ const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
  * The service a pod serves: its `app.kubernetes.io/name` label, else its `app` label, else the
  * workload's name (the same choice `kubectl` users make for a Service's selector).
  */
-export function podFacts(workloadName: string, podLabels: unknown, podSpec: unknown): PodFacts {
+export function podFacts(workloadName: string, podLabels: unknown, podSpec: unknown, services: readonly ServiceFacts[] = [], namespace?: string): PodFacts {
   const labels = isObj(podLabels) ? podLabels : {};
   const named = labels['app.kubernetes.io/name'] ?? labels.app;
   const service = typeof named === 'string' && named !== '' ? named : workloadName;
   const spec = isObj(podSpec) ? podSpec : {};
-  const appPort = list(spec.containers).filter(isObj).flatMap((c) => list(c.ports).filter(isObj))
-    .find((p) => (p.protocol ?? 'TCP') === 'TCP' && typeof p.containerPort === 'number')?.containerPort;
-  return { service, appPort: typeof appPort === 'number' ? appPort : undefined };
+  // Services of the same input that select this pod (same namespace when both say one).
+  const selecting = services.filter((s) => (s.namespace === undefined || namespace === undefined || s.namespace === namespace)
+    && Object.entries(s.selector).every(([key, value]) => labels[key] === value));
+  const appPorts = new Map<number, AppPortFacts>();
+  for (const p of list(spec.containers).filter(isObj).flatMap((c) => list(c.ports).filter(isObj))) {
+    if ((p.protocol ?? 'TCP') !== 'TCP' || typeof p.containerPort !== 'number' || appPorts.has(p.containerPort)) continue;
+    const name = typeof p.name === 'string' ? p.name : undefined;
+    const containerPort = p.containerPort;
+    // As the endpoints controller resolves targetPort: a number, or the container port's name; absent, the Service port.
+    const targeting = selecting.flatMap((s) => s.ports).filter((sp) => (sp.targetPort ?? sp.port) === containerPort || (name !== undefined && sp.targetPort === name));
+    const servicePorts = [...new Set(targeting.map((sp) => sp.port))];
+    const protocol = targeting[0] ? meshProtocol(targeting[0].appProtocol, targeting[0].name ?? name) : meshProtocol(undefined, name);
+    appPorts.set(containerPort, { port: containerPort, protocol, ...(servicePorts.some((sp) => sp !== containerPort) ? { servicePorts } : {}) });
+  }
+  return { service, appPorts: [...appPorts.values()] };
 }
 
 /** The variables each app container gets: every plain-http call goes to the sidecar, except in-cluster names. */
@@ -69,6 +122,22 @@ export function proxyEnv(): { name: string; value: string }[] {
   ];
 }
 
+/**
+ * `--inbound-app` for the first app port (callers naming no port, or one not listed, reach it),
+ * `--inbound-port` for each other one, under each Service port that targets it
+ * (`9000=9090/h2c`) or its own number; a protocol only when it is not HTTP.
+ */
+function inboundArgs(appPorts: PodFacts['appPorts']): string[] {
+  const [first, ...more] = appPorts;
+  if (!first) return [];
+  const entry = (named: number, p: AppPortFacts) => `${named}${named === p.port ? '' : `=${p.port}`}${p.protocol === 'http' ? '' : `/${p.protocol}`}`;
+  return [
+    '--inbound-app', `127.0.0.1:${first.port}`,
+    ...first.protocol === 'http' ? [] : ['--inbound-app-protocol', first.protocol],
+    ...more.flatMap((p) => (p.servicePorts ?? [p.port]).flatMap((named) => ['--inbound-port', entry(named, p)])),
+  ];
+}
+
 export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
   const admin = { path: '/readyz', port: 'isthmus-admin' };
   return {
@@ -78,7 +147,7 @@ export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
     args: [
       'sidecar', '--config', `${paths.config}/sidecar.yaml`,
       '--namespace', '$(POD_NAMESPACE)', '--service', facts.service, '--zone', '$(ISTHMUS_ZONE)',
-      ...facts.appPort === undefined ? [] : ['--inbound-app', `127.0.0.1:${facts.appPort}`],
+      ...inboundArgs(facts.appPorts),
     ],
     env: [
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
@@ -89,7 +158,8 @@ export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
     ],
     ports: [
       { name: 'isthmus-out', containerPort: ports.outbound, protocol: 'TCP' },
-      { name: 'isthmus-in', containerPort: ports.inbound, protocol: 'TCP' },
+      // The federation's Kubernetes adapter finds the inbound by this name: callers dial <pod IP>:<it>.
+      { name: sidecarInboundPortName, containerPort: ports.inbound, protocol: 'TCP' },
       { name: 'isthmus-admin', containerPort: ports.admin, protocol: 'TCP' },
     ],
     // The app's containers start once this passes: the certificate and the catalog are loaded.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { stringify } from 'yaml';
-import { loadSidecarConfig } from './config.js';
+import { appPortsOf, loadSidecarConfig } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-sidecar-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -102,6 +102,33 @@ describe('loadSidecarConfig with command-line values (a config shared by a names
     expect(loadSidecarConfig(write('no-inbound.yaml', {}), { inboundApp: '127.0.0.1:8080' }).inbound).toEqual({ listen: '0.0.0.0:15006', app: '127.0.0.1:8080' });
     expect(() => loadSidecarConfig(write('bad-zone.yaml', {}), { zone: 'Not A Label' })).toThrow(expect.objectContaining({
       code: 'ISTHMUS_ERR_CONFIG_INVALID', message: expect.stringContaining('/zone'),
+    }));
+  });
+});
+
+describe('several app ports behind one inbound (inbound.ports)', () => {
+  test('--inbound-app-protocol and --inbound-port as isthmus inject writes them: each port on inbound.app\'s host', () => {
+    const config = loadSidecarConfig(write('ports.yaml', {}), { inboundApp: '127.0.0.1:9090', inboundAppProtocol: 'h2c', inboundPort: ['8081', '6379/tcp'] });
+    expect(config.inbound).toEqual({ listen: '0.0.0.0:15006', app: '127.0.0.1:9090', appProtocol: 'h2c', ports: [{ port: 8081 }, { port: 6379, appProtocol: 'tcp' }] });
+    expect(appPortsOf(config.inbound!)).toEqual([
+      { port: 8081, address: '127.0.0.1:8081', protocol: 'http' },
+      { port: 6379, address: '127.0.0.1:6379', protocol: 'tcp' },
+    ]);
+  });
+
+  test('--inbound-port 9000=9090/h2c: a Service port the app serves on another port', () => {
+    const config = loadSidecarConfig(write('ports-mapped.yaml', {}), { inboundApp: '127.0.0.1:8080', inboundPort: ['9000=9090/h2c'] });
+    expect(appPortsOf(config.inbound!)).toEqual([{ port: 9000, address: '127.0.0.1:9090', protocol: 'h2c' }]);
+  });
+
+  test('a port entry may name the app\'s address (a Service port 80 the app serves on 8080)', () => {
+    const config = loadSidecarConfig(write('ports-app.yaml', { inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:9000', ports: [{ port: 80, app: '127.0.0.1:8080' }] } }));
+    expect(appPortsOf(config.inbound!)).toEqual([{ port: 80, address: '127.0.0.1:8080', protocol: 'http' }]);
+  });
+
+  test.each([['6379/redis', '/inbound/ports/0/appProtocol'], ['http', '/inbound/ports/0'], ['70000', '/inbound/ports/0/port']])('--inbound-port %j is refused, naming the field', (spec, field) => {
+    expect(() => loadSidecarConfig(write('bad-port.yaml', {}), { inboundApp: '127.0.0.1:8080', inboundPort: [spec] })).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_CONFIG_INVALID', message: expect.stringContaining(field),
     }));
   });
 });

@@ -35,6 +35,11 @@ export const SidecarConfigSchema = Type.Object({
       description: 'what the app speaks: http (HTTP/1.1, the default), h2c (HTTP/2 over cleartext, as a gRPC server does) or tcp (bytes piped to the app\'s port)',
     })),
     idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'appProtocol tcp: close a connection after this long without a byte either way (default: timeouts.tunnelIdle)' })),
+    ports: Type.Optional(Type.Array(Type.Object({
+      port: Type.Integer({ minimum: 1, maximum: 65535, description: 'the port callers name (the Kubernetes Service port): in the authority of an HTTP request, in the ALPN isthmus-tcp/<port> of a TCP listener' }),
+      app: Type.Optional(hostPort('where the app listens for it (default: inbound.app\'s host and this port)')),
+      appProtocol: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('h2c'), Type.Literal('tcp')], { description: 'what the app speaks on it (default http)' })),
+    }, { additionalProperties: false }), { description: 'more app ports behind the same inbound listener; a caller that names none of them reaches inbound.app' })),
   }, { additionalProperties: false })),
   admin: Type.Object({
     listen: hostPort('/healthz, /readyz, /metrics, /routes and POST /trace (docs/security.md); loopback unless you mean otherwise'),
@@ -45,7 +50,8 @@ export const SidecarConfigSchema = Type.Object({
     service: label('upstream service'),
     namespace: label('its namespace'),
     listen: hostPort('where the app connects, e.g. 127.0.0.1:9001'),
-    protocol: Type.Optional(appProtocol('http or tcp; left out, each connection follows the protocol the catalog declares for the service')),
+    protocol: Type.Optional(appProtocol('http or tcp; left out, each connection follows the protocol the catalog declares for the service (for port, if set)')),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'which port of a multi-port service this listener reaches (its Service port): sent as the HTTP authority\'s port, or as ALPN isthmus-tcp/<port>' })),
     idleTimeout: Type.Optional(Type.String({ pattern: durationPattern, description: 'TCP connections: close after this long without a byte either way (default 1h)' })),
   }, { additionalProperties: false }), { default: [] }),
   timeouts: Type.Optional(TimeoutsSchema),
@@ -74,6 +80,23 @@ export interface SidecarOverrides {
   zone?: string | undefined;
   /** `inbound.app`: where the app listens; `inbound.listen` keeps the file's value or 0.0.0.0:15006. */
   inboundApp?: string | undefined;
+  /** `inbound.appProtocol`. */
+  inboundAppProtocol?: string | undefined;
+  /** `inbound.ports`, each `<port>[=<app port>][/<protocol>]` (the app on inbound.app's host, at that port unless another is given). */
+  inboundPort?: string[] | undefined;
+}
+
+/** `inbound.ports` with every app address filled in. */
+export function appPortsOf(inbound: NonNullable<Static<typeof SidecarConfigSchema>['inbound']>): { port: number; address: string; protocol: 'http' | 'h2c' | 'tcp' }[] {
+  const host = inbound.app.slice(0, inbound.app.lastIndexOf(':'));
+  return (inbound.ports ?? []).map((p) => ({ port: p.port, address: p.app ?? `${host}:${p.port}`, protocol: p.appProtocol ?? 'http' }));
+}
+
+/** `--inbound-port 9000=9090/h2c` as an `inbound.ports` entry; anything else is left for the schema to refuse. */
+function portEntry(spec: string, host: string | undefined): unknown {
+  const match = /^(\d{1,5})(?:=(\d{1,5}))?(?:\/(.+))?$/.exec(spec);
+  if (!match) return spec;
+  return { port: Number(match[1]), ...(match[2] && host !== undefined ? { app: `${host}:${match[2]}` } : {}), ...(match[3] ? { appProtocol: match[3] } : {}) };
 }
 
 function applyOverrides(raw: unknown, overrides: SidecarOverrides): unknown {
@@ -83,6 +106,12 @@ function applyOverrides(raw: unknown, overrides: SidecarOverrides): unknown {
   if (overrides.inboundApp) {
     const inbound = typeof config.inbound === 'object' && config.inbound !== null ? config.inbound : { listen: '0.0.0.0:15006' };
     config.inbound = { ...inbound, app: overrides.inboundApp };
+  }
+  if (overrides.inboundAppProtocol && typeof config.inbound === 'object' && config.inbound !== null) config.inbound = { ...config.inbound, appProtocol: overrides.inboundAppProtocol };
+  if (overrides.inboundPort && overrides.inboundPort.length > 0 && typeof config.inbound === 'object' && config.inbound !== null) {
+    const app = (config.inbound as { app?: unknown }).app;
+    const host = typeof app === 'string' && app.includes(':') ? app.slice(0, app.lastIndexOf(':')) : undefined;
+    config.inbound = { ...config.inbound, ports: overrides.inboundPort.map((spec) => portEntry(spec, host)) };
   }
   return config;
 }

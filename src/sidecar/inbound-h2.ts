@@ -14,7 +14,8 @@ import { traceHeader } from './trace.js';
 /**
  * An HTTP/2 stream from another sidecar (ALPN h2), for the app behind this inbound. The same
  * admission as an HTTP/1.1 request (peer identity once per connection, XFCC set and any that
- * arrived dropped, the span); then, by `inbound.appProtocol`:
+ * arrived dropped, the span); then, by the protocol of the app port its `:authority` names
+ * (`inbound.appProtocol` for the default one, inbound-ports.ts):
  * - `h2c`: relayed as HTTP/2 over a kept cleartext session to the app (gRPC needs this);
  * - `http`: translated to HTTP/1.1 over the app's keep-alive pool (h2-headers.ts), except gRPC,
  *   which cannot live without HTTP/2 trailers: that gets 501, naming the setting to change.
@@ -43,10 +44,11 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
     inbound.answered(started, peer.identity, 429, span);
     return replyH2(stream, limited.code, limited.message, grpc, { status: 429, grpcStatus: grpcStatusOf(429), headers: limited.headers });
   }
+  const app = inbound.apps.for(headers[':authority']);
   const refuse = (err: Error) => {
     inbound.answered(started, peer.identity, 502, span);
     inbound.logger.warn({ err: err.message }, 'inbound HTTP/2 request to the app failed');
-    replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', `the app at ${inbound.appAddress} did not answer: ${err.message}`, grpc);
+    replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', `the app at ${app.address} did not answer: ${err.message}`, grpc);
   };
   const done = (status: number) => inbound.answered(started, peer.identity, status, span);
   const { timeouts } = inbound;
@@ -59,7 +61,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried', grpc);
   }
 
-  if (inbound.appProtocol === 'h2c') {
+  if (app.protocol === 'h2c') {
     const fields: Record<string, string | string[]> = {
       ...h2ForwardFields(headers, 'x-forwarded-client-cert'), ':method': method, ':path': path,
       ':authority': headers[':authority'] ?? '', ':scheme': 'http',
@@ -68,7 +70,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
     inbound.appFields(fields, peer.xfcc, span);
     let trailers: IncomingHttpHeaders | undefined;
     stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
-    inbound.appSession()
+    app.session()
       .then((session) => relayH2(session, stream, {
         headers: fields, body: stream.endAfterHeaders ? undefined : stream, trailers: () => trailers,
         responseHeadersMs: timeouts.responseHeadersMs, streamIdleMs: timeouts.streamIdleMs,
@@ -95,7 +97,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   // undici destroys a body stream once it has sent it; the HTTP/2 stream must live on for the
   // answer, so the body goes through a stream of its own (piped: back-pressure is kept).
   const body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
-  inbound.app.dispatch({
+  app.pool.dispatch({
     path: request.path, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body,
     headersTimeout: timeouts.responseHeadersMs, bodyTimeout: timeouts.streamIdleMs,
   }, relay);

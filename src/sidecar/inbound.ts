@@ -1,19 +1,18 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { connect as connectH2, createServer as createH2Server, type ClientHttp2Session, type Http2Server } from 'node:http2';
+import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
-import { Pool } from '../core/undici.js';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import type { CallerFacts } from '../model/authorization.js';
 import { IssuingClusters, type AuthzRefusal, type InboundAuthorization } from './authz-layer.js';
 import type { InboundRateLimit } from './inbound-rate-limit.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
-import { H2Sessions } from './h2-sessions.js';
+import { InboundApps, InboundApp, selectInboundAlpn, type AppPortSpec, type TcpPorts } from './inbound-ports.js';
 import { forwardableHeaders } from './headers.js';
 import { forwardStream } from './inbound-h2.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
@@ -26,6 +25,7 @@ import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
 import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
+import { isTcpAlpn } from './tcp-protocol.js';
 
 const requestChannel = channels.inboundRequest;
 
@@ -58,9 +58,8 @@ export class Inbound {
   readonly server: Server;
   /** Serves the connections whose ALPN chose h2 (inbound-h2.ts); the HTTPS server keeps HTTP/1.1. */
   private readonly h2: Http2Server;
-  readonly app: Pool;
-  /** The kept h2c session to an app that speaks HTTP/2 (`inbound.appProtocol: h2c`). */
-  private readonly appSessions: H2Sessions;
+  /** The app's HTTP ports: `inbound.app`, and those of `inbound.ports` (inbound-ports.ts). */
+  readonly apps: InboundApps;
   private identity: string;
   /**
    * The peer of a TLS connection does not change between its requests: read and check its
@@ -89,15 +88,23 @@ export class Inbound {
     readonly authz?: InboundAuthorization,
     /** The service's LocalRateLimit, taken after authorization (inbound-rate-limit.ts); absent: none. */
     readonly rateLimit?: InboundRateLimit,
+    /** More app ports, chosen by the port a request's authority names (`inbound.ports`, HTTP and h2c ones). */
+    ports: readonly AppPortSpec[] = [],
+    /** The app's TCP ports, when it has several ports: connections whose ALPN chose one go to its TCP inbound. */
+    tcp?: TcpPorts,
+    /** False when the app has TCP ports only: no HTTP ALPN is selected then. */
+    servesHttp = true,
   ) {
     this.identity = credentials.identity;
-    this.app = new Pool(`http://${appAddress}`, { connections: 64, keepAliveTimeout: 30_000, connect: { timeout: timeouts.connectMs } });
-    this.appSessions = new H2Sessions(30_000);
-    this.server = createServer({
-      ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
+    this.apps = new InboundApps(new InboundApp(appAddress, appProtocol, timeouts.connectMs), ports, timeouts.connectMs);
+    const alpn = tcp ? { ALPNCallback: ({ protocols }: { protocols: string[] }) => selectInboundAlpn(tcp, protocols, servesHttp) } : {
       // Other sidecars choose h2 for requests that came to them as HTTP/2 (gRPC) and http/1.1
       // for the rest; a client that offers no ALPN (a probe, openssl) gets HTTP/1.1.
       ALPNProtocols: ['h2', 'http/1.1'],
+    };
+    this.server = createServer({
+      ...tlsOptions(credentials), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
+      ...alpn,
       // Not allowHalfOpen: a TCP health check's FIN before any byte must close the socket at
       // once (half-open, it stayed in CLOSE-WAIT for ever: a descriptor per check). Tunnels are
       // made half-open when they open (tunnel()), before the caller's FIN can be read.
@@ -123,6 +130,7 @@ export class Inbound {
     });
     this.h2.on('stream', (stream, headers) => forwardStream(this, stream, headers));
     serveAlpnH2(this.server, this.h2);
+    if (tcp) serveAlpnTcp(this.server, tcp);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.server.on('connection', (raw: Socket) => {
@@ -152,7 +160,7 @@ export class Inbound {
       this.logger.warn({ err: (err as Error).message }, 'inbound request to the app failed');
       if (!res.headersSent) {
         res.writeHead(502, { 'content-type': 'application/json', 'x-isthmus-error': 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE' });
-        res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', message: `the app at ${this.appAddress} did not answer: ${(err as Error).message}` } }));
+        res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', message: `the app at ${this.apps.for(req.headers.host).address} did not answer: ${(err as Error).message}` } }));
       } else res.destroy();
     });
   }
@@ -193,13 +201,7 @@ export class Inbound {
     this.tunnels.destroyAll();
     this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.appSessions.closeAll(false);
-    await this.app.close();
-  }
-
-  /** The h2c session to the app, opened when there is none (inbound-h2.ts). */
-  appSession(): Promise<ClientHttp2Session> {
-    return this.appSessions.get('app', () => connectH2(`http://${this.appAddress}`), this.timeouts.connectMs);
+    await this.apps.close();
   }
 
   /** One event per answered request, for src/telemetry/, and the end of its span when tracing is on. */
@@ -289,7 +291,7 @@ export class Inbound {
     const relay = new ResponseRelay(res, undefined, traced
       ? (head) => { head[inboundReportHeader] = this.traceReport(req, peer.identity ?? null, performance.now() - appStarted); }
       : undefined);
-    this.app.dispatch({
+    this.apps.for(req.headers.host).pool.dispatch({
       path: target, method: req.method as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
       headersTimeout: this.timeouts.responseHeadersMs, bodyTimeout: this.timeouts.streamIdleMs,
     }, relay);
@@ -344,12 +346,13 @@ export class Inbound {
       socket.end(errorResponse(429, 'Too Many Requests', limited.code, limited.message, limited.headers));
       return;
     }
-    const split = this.appAddress.lastIndexOf(':');
-    const app = netConnect({ host: this.appAddress.slice(0, split), port: Number(this.appAddress.slice(split + 1)), allowHalfOpen: true });
+    const appAddress = this.apps.for(req.method === 'CONNECT' ? req.url : req.headers.host).address;
+    const split = appAddress.lastIndexOf(':');
+    const app = netConnect({ host: appAddress.slice(0, split), port: Number(appAddress.slice(split + 1)), allowHalfOpen: true });
     app.setNoDelay(true);
     const refuse = (err: Error) => {
       this.answered(started, peer.identity, 502, undefined);
-      socket.end(errorResponse(502, 'Bad Gateway', 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', `the app at ${this.appAddress} did not accept: ${err.message}`));
+      socket.end(errorResponse(502, 'Bad Gateway', 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', `the app at ${appAddress} did not accept: ${err.message}`));
     };
     const timer = setTimeout(() => app.destroy(new Error(`no connection within ${this.timeouts.connectMs} ms`)), this.timeouts.connectMs);
     app.once('error', refuse);
@@ -378,7 +381,7 @@ export class Inbound {
     this.handshakes.delete(socket);
     return encodeInboundReport({
       cluster: this.place.cluster, identity: this.identity, client, ...(clientError ? { clientError } : {}), ...(authorization ? { authorization } : {}),
-      endpoint: `${socket.localAddress}:${socket.localPort}`, app: this.appAddress,
+      endpoint: `${socket.localAddress}:${socket.localPort}`, app: this.apps.for(req.headers.host).address,
       ...(handshakeMs !== undefined ? { handshakeMs } : {}), appMs,
     });
   }
@@ -394,6 +397,20 @@ function answerError(req: IncomingMessage, res: ServerResponse, status: number, 
 
 function refusalOrTarget(refusal: AuthzRefusal | undefined, target: string): { target: string } | { refusal: AuthzRefusal } {
   return refusal ? { refusal } : { target };
+}
+
+/**
+ * Connections whose ALPN chose one of the app's TCP ports leave the HTTPS server before HTTP
+ * sees them (as serveAlpnH2 takes the h2 ones), to that port's TCP inbound.
+ */
+function serveAlpnTcp(https: Server, tcp: TcpPorts): void {
+  const [accept] = https.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
+  if (!accept) throw new Error('the HTTPS server has no connection handler to share');
+  https.removeListener('secureConnection', accept);
+  https.on('secureConnection', (socket: TLSSocket) => {
+    if (isTcpAlpn(socket.alpnProtocol)) tcp.accept(socket);
+    else accept.call(https, socket);
+  });
 }
 
 function tlsOptions(c: InboundCredentials) {

@@ -4,9 +4,12 @@
  */
 export interface MeshTarget { service: string; namespace: string }
 
+/** A fixed listener's service, and the one port of it that the listener reaches when it says so. */
+export interface FixedTarget extends MeshTarget { port?: number | undefined }
+
 export interface ResolvedTarget {
   target: MeshTarget;
-  /** The Host to send on: as the app wrote it, or `<service>.<namespace>.mesh` for a fixed listener. */
+  /** The Host to send on: as the app wrote it, or `<service>.<namespace>.mesh[:<port>]` for a fixed listener. */
   host: string;
   /** origin-form path and query for the upstream (RFC 9112 §3.2.1). */
   path: string;
@@ -28,7 +31,7 @@ export function meshTarget(host: string | undefined): MeshTarget | undefined {
  * pointed at the proxy directly or at a fixed listener, or authority-form (`ledger.demo.mesh:80`)
  * for CONNECT. A fixed listener serves one service whatever Host says.
  */
-export function resolveTarget(method: string | undefined, url: string | undefined, hostHeader: string | undefined, fixed?: MeshTarget): ResolvedTarget | TargetRefusal {
+export function resolveTarget(method: string | undefined, url: string | undefined, hostHeader: string | undefined, fixed?: FixedTarget): ResolvedTarget | TargetRefusal {
   const raw = url ?? '/';
   let host = hostHeader;
   let path = raw;
@@ -45,7 +48,7 @@ export function resolveTarget(method: string | undefined, url: string | undefine
     const fragment = path.indexOf('#');
     if (fragment >= 0) path = path.slice(0, fragment);
   }
-  if (fixed) return { target: fixed, host: `${fixed.service}.${fixed.namespace}.mesh`, path };
+  if (fixed) return { target: fixed, host: `${fixed.service}.${fixed.namespace}.mesh${fixed.port === undefined ? '' : `:${fixed.port}`}`, path };
   const target = meshTarget(host);
   if (!target) return { refused: `${host || '(no host)'} is not a mesh name: use http://<service>.<namespace>.mesh/` };
   return { target, host: host as string, path };

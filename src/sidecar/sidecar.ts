@@ -15,9 +15,10 @@ import { InboundAuthorization } from './authz-layer.js';
 import { InboundRateLimit } from './inbound-rate-limit.js';
 import { trustDomainOf } from '../trust/spiffe.js';
 import { CatalogWatch } from './catalog-watch.js';
-import type { SidecarConfig } from './config.js';
+import { appPortsOf, type SidecarConfig } from './config.js';
 import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
 import { Inbound } from './inbound.js';
+import { splitAppPorts, TcpPorts } from './inbound-ports.js';
 import { createOutbound } from './outbound.js';
 import { RoutingTable, type LocalEndpointsSnapshot } from './routing.js';
 import { TcpInbound } from './tcp-inbound.js';
@@ -30,7 +31,7 @@ import { defaultWarmUpRequests, warmUp } from './warm-up.js';
 export interface RunningSidecar {
   outbound: string;
   inbound: string | undefined;
-  /** `<ns>/<service>` → address of its fixed local listener. */
+  /** `<ns>/<service>` (`<ns>/<service>:<port>` for a listener with a port) → address of its fixed local listener. */
   listeners: Record<string, string>;
   admin: string;
   identity: WorkloadIdentity;
@@ -132,10 +133,10 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const listeners: Record<string, string> = {};
     for (const fixed of config.listeners ?? []) {
       const listenerLogger = logger.child({ component: 'listener', upstream: `${fixed.namespace}/${fixed.service}` });
-      const target = { service: fixed.service, namespace: fixed.namespace };
+      const target = { service: fixed.service, namespace: fixed.namespace, port: fixed.port };
       if (fixed.protocol === 'http') {
         const server = createOutbound({ ...outboundDeps, logger: listenerLogger }, target);
-        listeners[`${fixed.namespace}/${fixed.service}`] = await listen(server, fixed.listen);
+        listeners[`${fixed.namespace}/${fixed.service}${fixed.port === undefined ? '' : `:${fixed.port}`}`] = await listen(server, fixed.listen);
         closers.push(() => closeServer(server));
         continue;
       }
@@ -143,41 +144,52 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       const http = fixed.protocol === 'tcp' ? undefined : createOutbound({ ...outboundDeps, logger: listenerLogger }, target);
       const tcp = new TcpListener(
         { routing, upstreams, logger: listenerLogger, idleTimeoutMs: fixed.idleTimeout ? parseDuration(fixed.idleTimeout) * 1000 : timeouts.tunnelIdleMs },
-        target, () => listenerProtocol(fixed.protocol, catalogProtocol(catalog, fixed.namespace, fixed.service)), http,
+        target, () => listenerProtocol(fixed.protocol, catalogProtocol(catalog, fixed.namespace, fixed.service, fixed.port)), http,
       );
-      listeners[`${fixed.namespace}/${fixed.service}`] = await listen(tcp.server, fixed.listen);
+      listeners[`${fixed.namespace}/${fixed.service}${fixed.port === undefined ? '' : `:${fixed.port}`}`] = await listen(tcp.server, fixed.listen);
       closers.push(() => tcp.close());
     }
 
-    let tcpInbound: TcpInbound | undefined;
-    if (config.inbound?.appProtocol === 'tcp') {
-      const idle = config.inbound.idleTimeout ? parseDuration(config.inbound.idleTimeout) * 1000 : timeouts.tunnelIdleMs;
-      tcpInbound = new TcpInbound(identity.current(), config.inbound.app, logger.child({ component: 'inbound', protocol: 'tcp' }), idle, authorization);
-      const running = tcpInbound;
-      closers.push(() => running.close());
-    }
+    // The inbound: one mTLS listener in front of every app port (inbound-ports.ts). An app with
+    // one TCP port keeps the TCP inbound as its listener; any other app has the HTTP inbound,
+    // which hands the connections whose ALPN names a TCP port to that port's TCP inbound.
+    const tcpInbounds: TcpInbound[] = [];
     let inbound: Inbound | undefined;
     let inboundAddress: string | undefined;
-    if (tcpInbound && config.inbound) {
-      inboundAddress = await listen(tcpInbound.server, config.inbound.listen);
-    } else if (config.inbound) {
-      const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
-      inbound = new Inbound(credentials(identity.current()), config.inbound.app, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, config.inbound.appProtocol === 'h2c' ? 'h2c' : 'http', authorization, rateLimit);
-      inboundAddress = await listen(inbound.server, config.inbound.listen);
-      const running = inbound;
-      closers.push(() => running.close());
+    if (config.inbound) {
+      const idle = config.inbound.idleTimeout ? parseDuration(config.inbound.idleTimeout) * 1000 : timeouts.tunnelIdleMs;
+      const split = splitAppPorts({ address: config.inbound.app, protocol: config.inbound.appProtocol ?? 'http' }, appPortsOf(config.inbound));
+      const tcpInbound = (address: string) => {
+        const made = new TcpInbound(identity.current(), address, logger.child({ component: 'inbound', protocol: 'tcp', app: address }), idle, authorization);
+        tcpInbounds.push(made);
+        closers.push(() => made.close());
+        return made;
+      };
+      const tcp = split.tcp && (split.http || split.tcp.ports.length > 0)
+        ? new TcpPorts(new Map(split.tcp.ports.map((p) => [p.port, tcpInbound(p.address)])), split.tcp.fallback && tcpInbound(split.tcp.fallback.address))
+        : undefined;
+      if (!split.http && !tcp) {
+        inboundAddress = await listen(tcpInbound(config.inbound.app).server, config.inbound.listen);
+      } else {
+        const { fallback, ports } = split.http ?? { fallback: { address: config.inbound.app, protocol: 'http' as const }, ports: [] };
+        const credentials = (c: WorkloadCredentials) => ({ ...c, identity: c.identity });
+        inbound = new Inbound(credentials(identity.current()), fallback.address, logger.child({ component: 'inbound' }), { cluster: config.cluster, service: `${config.namespace}/${config.service}` }, timeouts, fallback.protocol, authorization, rateLimit, ports, tcp, split.http !== undefined);
+        inboundAddress = await listen(inbound.server, config.inbound.listen);
+        const running = inbound;
+        closers.push(() => running.close());
+      }
     }
     const refresh = () => {
       upstreams.rotate(() => identity.secureContext());
       inbound?.update(identity.current());
-      tcpInbound?.update(identity.current());
+      for (const tcpInbound of tcpInbounds) tcpInbound.update(identity.current());
     };
     identity.on('renewed', refresh);
     identity.on('trust-bundle', refresh);
 
     // Counts only this sidecar's events: others may share the process (isthmus dev up).
     const metrics = createMetrics('sidecar', { cluster: config.cluster }, {
-      origins: [routing, authorization, rateLimit, ...(inbound ? [inbound] : []), ...(tcpInbound ? [tcpInbound] : [])],
+      origins: [routing, authorization, rateLimit, ...(inbound ? [inbound] : []), ...tcpInbounds],
       service: `${config.namespace}/${config.service}`,
       certificates: () => [identity.current()],
     });

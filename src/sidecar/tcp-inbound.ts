@@ -8,7 +8,7 @@ import { acceptPlaintextWhen, isPlaintextCaller } from './plaintext-inbound.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
 import { defaultTimeouts } from './timeouts.js';
-import { tcpAlpn } from './tcp-protocol.js';
+import { isTcpAlpn, tcpAlpn } from './tcp-protocol.js';
 
 const tcpChannel = channels.tcpInbound;
 const closedChannel = channels.tcpInboundClosed;
@@ -61,7 +61,7 @@ export class TcpInbound {
       // socket at once (half-open, it would linger until the handshake timeout). Callers that
       // pass are made half-open in accept(), before the first byte is read.
       ALPNProtocols: [tcpAlpn],
-    }, (socket) => this.accept(socket));
+    }, (socket) => this.acceptSecure(socket));
     this.server.on('connection', (raw: Socket) => this.sockets.track(raw));
     acceptPlaintextWhen(this.server, () => this.authz?.mtls === 'permissive', firstBytesTimeoutMs, () => (socket) => this.acceptPlaintext(socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
@@ -83,12 +83,16 @@ export class TcpInbound {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private accept(caller: TLSSocket): void {
+  /**
+   * A caller whose TLS session is up: this listener's own, or one an HTTP inbound in front of
+   * several app ports handed over because its ALPN chose this TCP port (inbound-ports.ts).
+   */
+  acceptSecure(caller: TLSSocket): void {
     caller.allowHalfOpen = true; // read by the stream when the caller's end arrives: only that direction ends
     caller.pause();
     this.sockets.track(caller);
     caller.on('error', () => caller.destroy());
-    if (caller.alpnProtocol !== tcpAlpn) {
+    if (!isTcpAlpn(caller.alpnProtocol)) {
       this.refuse(caller, 'alpn', `the caller did not offer ALPN ${tcpAlpn} (got ${caller.alpnProtocol || 'none'}); connect through a sidecar's TCP listener`);
       return;
     }

@@ -9,7 +9,7 @@ import type { Route, RoutingTable } from './routing.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
 import { defaultTimeouts } from './timeouts.js';
-import { tcpAlpn, type AppProtocol } from './tcp-protocol.js';
+import { isTcpAlpn, tcpAlpn, tcpPortAlpn, type AppProtocol } from './tcp-protocol.js';
 import type { Upstreams } from './upstreams.js';
 
 /** As the HTTP path: at most 3 endpoints per connection, each given 2 s to connect and handshake. */
@@ -25,7 +25,8 @@ export interface TcpListenerDeps {
   idleTimeoutMs?: number | undefined;
 }
 
-export interface FixedTarget { service: string; namespace: string }
+/** `port`: the one port of a multi-port service this listener is for (offered as ALPN `isthmus-tcp/<port>`). */
+export interface FixedTarget { service: string; namespace: string; port?: number | undefined }
 
 /**
  * A fixed local listener for one service that carries raw TCP: each accepted connection gets
@@ -42,6 +43,7 @@ export class TcpListener {
   readonly server: Server;
   private readonly sockets = new OpenSockets();
   private readonly log: Logger;
+  private readonly alpn: string[];
 
   constructor(
     private readonly deps: TcpListenerDeps,
@@ -50,6 +52,7 @@ export class TcpListener {
     private readonly http?: HttpServer,
   ) {
     this.log = deps.logger;
+    this.alpn = target.port === undefined ? [tcpAlpn] : [tcpPortAlpn(target.port), tcpAlpn];
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
   }
 
@@ -106,7 +109,7 @@ export class TcpListener {
       servername: key.sni,
       secureContext: this.deps.upstreams.secureContext(),
       checkServerIdentity: checkDestination(key.identities),
-      ALPNProtocols: [tcpAlpn],
+      ALPNProtocols: this.alpn,
     });
     upstream.setNoDelay(true);
     this.sockets.track(upstream);
@@ -126,7 +129,7 @@ export class TcpListener {
     upstream.once('error', failed);
     upstream.once('secureConnect', () => {
       // Only a TCP inbound selects this ALPN: anything else would get the app's bytes as HTTP.
-      if (upstream.alpnProtocol !== tcpAlpn) {
+      if (!isTcpAlpn(upstream.alpnProtocol)) {
         failed(new Error(`the destination did not select ALPN ${tcpAlpn} (got ${upstream.alpnProtocol || 'none'}): its sidecar does not serve ${service} as TCP (inbound.appProtocol: tcp)`));
         return;
       }

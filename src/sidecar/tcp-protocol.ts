@@ -11,14 +11,29 @@ export type AppProtocol = 'http' | 'tcp';
 export const tcpAlpn = 'isthmus-tcp';
 
 /**
+ * The ALPN id that names one port of the destination's app (`isthmus-tcp/6379`): offered before
+ * `isthmus-tcp` by a listener that says which port it is for, so an inbound in front of several
+ * app ports picks that one (inbound-ports.ts); a single-port inbound selects `isthmus-tcp`.
+ */
+export function tcpPortAlpn(port: number): string {
+  return `${tcpAlpn}/${port}`;
+}
+
+/** `isthmus-tcp`, or `isthmus-tcp/<port>`. */
+export function isTcpAlpn(name: string | false | null | undefined): boolean {
+  return typeof name === 'string' && (name === tcpAlpn || name.startsWith(`${tcpAlpn}/`));
+}
+
+/**
  * The protocol the catalog declares for a service: `tcp` when every port that any exporting
  * cluster publishes for it is `tcp` (`isthmus register --protocol tcp`, or `protocol: tcp` in
  * cluster.yaml), `http` when any is something else, undefined when no cluster exports it.
  * Clusters that disagree are a mistake; HTTP then wins, as it is the default everywhere.
+ * With `port` (a listener for one port of a multi-port service), only that port counts.
  */
-export function catalogProtocol(catalog: { readonly services: readonly Catalog['services'][number][] } | undefined, namespace: string, service: string): AppProtocol | undefined {
+export function catalogProtocol(catalog: { readonly services: readonly Catalog['services'][number][] } | undefined, namespace: string, service: string, port?: number): AppProtocol | undefined {
   const entry = catalog?.services.find((s) => s.namespace === namespace && s.name === service);
-  const ports = entry?.clusters.flatMap((c) => c.ports) ?? [];
+  const ports = (entry?.clusters.flatMap((c) => c.ports) ?? []).filter((p) => port === undefined || p.port === port);
   if (ports.length === 0) return undefined;
   return ports.every((p) => p.protocol === 'tcp') ? 'tcp' : 'http';
 }

@@ -44,6 +44,7 @@ const resources: Resource[] = [
   { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true, statusSubresource: true },
   { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false, statusSubresource: true },
   { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true, statusSubresource: false },
+  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true, statusSubresource: true },
   { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceexports', kind: 'ServiceExport', namespaced: true, statusSubresource: true },
   { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceimports', kind: 'ServiceImport', namespaced: true, statusSubresource: true },
   // What `isthmus join --kubeconfig` reads and writes: the control plane's namespace, its Secrets and ConfigMap.

@@ -1,6 +1,6 @@
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -8,20 +8,22 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { silentLogger } from '../../src/core/log.js';
-import { startDevSidecar, type DevSidecar } from '../../src/dev/dev-sidecar.js';
+import { startDevSidecar, writeSidecarFiles, type DevSidecar, type DevSidecarSettings } from '../../src/dev/dev-sidecar.js';
+import { defaultImage, podFacts, serviceFacts, sidecarContainer } from '../../src/inject/sidecar-spec.js';
 import { MeshProcess } from '../../src/dev/mesh-process.js';
 import { createCsr } from '../../src/trust/ca.js';
-import { apiClient, waitFor, type ApiClient } from '../helpers/cli.js';
+import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
 import { FakeKubeApiServer, type KubeObject } from '../helpers/fake-kube-api-server.js';
-import { TestMesh, freePort, type TestCluster } from '../helpers/mesh.js';
+import { TestMesh, freePort, type TestCluster, type TestOperator } from '../helpers/mesh.js';
 import { viaProxy } from '../helpers/proxy.js';
-import { rawEtcd } from '../helpers/etcd.js';
+import { etcdEnv, rawEtcd } from '../helpers/etcd.js';
 
 // Two clusters on `platform: kubernetes`, each with its own FakeKubeApiServer (east on
-// 127.0.162.x, west on 127.0.163.x), one real etcd, real federation and gateway processes and
+// 127.0.24.x, west on 127.0.25.x), one real etcd, real federation and gateway processes and
 // in-process sidecars whose certificates are bought with ServiceAccount tokens. Everything a
 // user does is done to the API servers, as kubectl would: nothing is registered or exported
-// through the isthmus CLI.
+// through the isthmus CLI. ledger's EndpointSlice says what a real cluster's does, the app's
+// port; its Pod says where its sidecar's inbound is (the container port `isthmus-in`).
 let mesh: TestMesh;
 let east: TestCluster;
 let west: TestCluster;
@@ -31,21 +33,43 @@ let etcd: Etcd3;
 let eastApi: ApiClient;
 let gateway: MeshProcess;
 let ledgerSidecar: DevSidecar;
+type DevSidecarListener = DevSidecarSettings['listeners'][number];
 let clientSidecar: DevSidecar;
 let app: Server;
 let ledgerInbound: number;
+let appPort: number;
+let operator: TestOperator;
 let logDir: string;
+// cart: one pod with three app ports (two HTTP, one TCP) behind one sidecar, run as a process
+// with the arguments `isthmus inject` gives it.
+let cartApps: { web: Server; admin: Server; cache: TcpServer };
+const cartPorts = { web: 0, admin: 0, cache: 0 };
+let cartSidecar: MeshProcess | undefined;
+let cartInbound: number;
+/** west's client's TCP listener for cart's cache port. */
+let cartListen: string;
 
 const service = (name: string, port: number): KubeObject => ({
   metadata: { namespace: 'demo', name },
-  spec: { type: 'ClusterIP', clusterIP: '10.96.0.20', selector: { app: name }, ports: [{ name: 'http', port, protocol: 'TCP', targetPort: port }] },
+  spec: { type: 'ClusterIP', clusterIP: '10.96.0.20', selector: { app: name }, ports: [{ name: 'http', port, protocol: 'TCP', targetPort: 'http' }] },
 });
 
-const slice = (name: string, port: number, ready: boolean): KubeObject => ({
+/** A slice as the EndpointSlice controller writes it: the pod's IP, the app's container port, the Pod as targetRef. */
+const slice = (name: string, port: number, ready: boolean, pod = 'ledger-7d9f'): KubeObject => ({
   metadata: { namespace: 'demo', name: `${name}-abc12`, labels: { 'kubernetes.io/service-name': name } },
   addressType: 'IPv4',
   ports: [{ name: 'http', protocol: 'TCP', port }],
-  endpoints: [{ addresses: ['127.0.162.1'], conditions: { ready, serving: ready, terminating: false }, nodeName: 'east-node-1' }],
+  endpoints: [{ addresses: ['127.0.24.1'], conditions: { ready, serving: ready, terminating: false }, nodeName: 'east-node-1', targetRef: { kind: 'Pod', namespace: 'demo', name: pod } }],
+});
+
+/** A pod as `isthmus inject` leaves it: the sidecar's inbound port named isthmus-in (or no sidecar at all). */
+const pod = (name: string, app: number, inbound?: number): KubeObject => ({
+  metadata: { namespace: 'demo', name, labels: { app: name.split('-')[0] as string } },
+  spec: {
+    ...(inbound === undefined ? {} : { initContainers: [{ name: 'isthmus-sidecar', restartPolicy: 'Always', ports: [{ name: 'isthmus-out', containerPort: 15001, protocol: 'TCP' }, { name: 'isthmus-in', containerPort: inbound, protocol: 'TCP' }] }] }),
+    containers: [{ name: 'app', ports: [{ name: 'http', containerPort: app, protocol: 'TCP' }] }],
+  },
+  status: { podIP: '127.0.24.1' },
 });
 
 async function exportRecord(cluster: string, name: string): Promise<any> {
@@ -62,24 +86,28 @@ beforeAll(async () => {
   mesh = await TestMesh.create();
   etcd = rawEtcd(mesh.etcd);
   const ca = await mesh.caInit('ca', 'mesh.test');
-  const gatewayPort = await freePort('127.0.162.1');
-  east = await mesh.join('east', { index: 162, ca, region: 'us-east', zones: ['a', 'b'], gateways: [`127.0.162.1:${gatewayPort}`] });
-  west = await mesh.join('west', { index: 163, ca, region: 'us-west' });
-  eastKube = await FakeKubeApiServer.start({ host: '127.0.162.2' });
-  westKube = await FakeKubeApiServer.start({ host: '127.0.163.2' });
+  operator = await mesh.operator(ca);
+  const gatewayPort = await freePort('127.0.24.1');
+  east = await mesh.join('east', { index: 24, ca, region: 'us-east', zones: ['a', 'b'], gateways: [`127.0.24.1:${gatewayPort}`] });
+  west = await mesh.join('west', { index: 25, ca, region: 'us-west' });
+  eastKube = await FakeKubeApiServer.start({ host: '127.0.24.2' });
+  westKube = await FakeKubeApiServer.start({ host: '127.0.25.2' });
   for (const [cluster, kube] of [[east, eastKube], [west, westKube]] as const) {
     appendFileSync(cluster.config, `platform: kubernetes\nkubernetes:\n  kubeconfig: ${kube.writeKubeconfig()}\n  namespaces: [demo]\n  gatewayServiceAccount: isthmus-system/isthmus-gateway\n`);
   }
 
   // The demo namespace in both clusters, as `kubectl apply -f namespace.yaml` makes it (the API server refuses objects of a namespace that does not exist).
   for (const kube of [eastKube, westKube]) kube.apply('namespaces', { metadata: { name: 'demo' } });
-  // east runs ledger: an app, its sidecar's inbound as the EndpointSlice's address, on a node in zone b.
-  app = createServer((req, res) => res.end(JSON.stringify({ cluster: 'east', path: req.url })));
-  await new Promise<void>((resolve) => app.listen(0, '127.0.162.1', resolve));
-  ledgerInbound = await freePort('127.0.162.1');
+  // east runs ledger on a node in zone b: an app that says who called it, and its sidecar's
+  // inbound in front of it on another port of the same pod IP.
+  app = createServer((req, res) => res.end(JSON.stringify({ cluster: 'east', path: req.url, xfcc: req.headers['x-forwarded-client-cert'] ?? null })));
+  await new Promise<void>((resolve) => app.listen(0, '127.0.24.1', resolve));
+  appPort = (app.address() as AddressInfo).port;
+  ledgerInbound = await freePort('127.0.24.1');
   eastKube.apply('nodes', { metadata: { name: 'east-node-1', labels: { 'topology.kubernetes.io/zone': 'b', 'topology.kubernetes.io/region': 'us-east' } } });
   eastKube.apply('services', service('ledger', 80));
-  eastKube.apply('endpointslices', slice('ledger', ledgerInbound, true));
+  eastKube.apply('pods', pod('ledger-7d9f', appPort, ledgerInbound));
+  eastKube.apply('endpointslices', slice('ledger', appPort, true));
   // west runs the caller.
   westKube.apply('services', service('client', 80));
 
@@ -97,26 +125,38 @@ beforeAll(async () => {
   writeFileSync(join(gatewayDir, 'cluster.yaml'), stringify(podConfig));
   gateway = new MeshProcess({
     name: 'east-gateway', args: ['gateway', '--config', join(gatewayDir, 'cluster.yaml'), '--id', 'gw-1'], logFile: join(logDir, 'gateway.log'),
-    readyUrl: 'http://127.0.162.1:15021/readyz', onUnexpectedExit: () => undefined,
+    readyUrl: 'http://127.0.24.1:15021/readyz', onUnexpectedExit: () => undefined,
   });
   await gateway.start();
 
-  const sidecar = async (cluster: TestCluster, host: string, name: string, token: string, inbound?: { listen: string; app: string }) => startDevSidecar({
+  const sidecar = async (cluster: TestCluster, host: string, name: string, token: string, inbound?: { listen: string; app: string }, listeners: DevSidecarListener[] = []) => startDevSidecar({
     cluster: cluster.name, zone: 'a', namespace: 'demo', service: name,
     federation: { url: `https://${cluster.apiAddress}`, rootCert: cluster.rootCert },
     stateDir: join(logDir, `${cluster.name}-${name}`),
     outbound: { listen: `${host}:${await freePort(host)}` },
     admin: { listen: `${host}:${await freePort(host)}` },
     ...(inbound ? { inbound } : {}),
-    listeners: [],
+    listeners,
   }, { bootstrapToken: token }, { kind: 'in-process', logger: silentLogger });
   // Each pod's projected ServiceAccount token, as its own API server issued it.
-  ledgerSidecar = await sidecar(east, '127.0.162.1', 'ledger', eastKube.issueToken({ namespace: 'demo', serviceAccount: 'ledger', audiences: ['isthmus'] }),
-    { listen: `127.0.162.1:${ledgerInbound}`, app: `127.0.162.1:${(app.address() as AddressInfo).port}` });
-  clientSidecar = await sidecar(west, '127.0.163.1', 'client', westKube.issueToken({ namespace: 'demo', serviceAccount: 'client', audiences: ['isthmus'] }));
+  ledgerSidecar = await sidecar(east, '127.0.24.1', 'ledger', eastKube.issueToken({ namespace: 'demo', serviceAccount: 'ledger', audiences: ['isthmus'] }),
+    { listen: `127.0.24.1:${ledgerInbound}`, app: `127.0.24.1:${appPort}` });
+  // cart's apps in east: each says which one answered, and the HTTP ones who called.
+  const answering = (name: string) => createServer((req, res) => res.end(JSON.stringify({ app: name, xfcc: req.headers['x-forwarded-client-cert'] ?? null })));
+  cartApps = { web: answering('web'), admin: answering('admin'), cache: createTcpServer((socket) => socket.on('data', (d) => socket.write(`cache:${d.toString()}`))) };
+  for (const [name, server] of Object.entries(cartApps)) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.24.1', resolve));
+    cartPorts[name as keyof typeof cartPorts] = (server.address() as AddressInfo).port;
+  }
+  cartInbound = await freePort('127.0.24.1');
+  cartListen = `127.0.25.1:${await freePort('127.0.25.1')}`;
+  clientSidecar = await sidecar(west, '127.0.25.1', 'client', westKube.issueToken({ namespace: 'demo', serviceAccount: 'client', audiences: ['isthmus'] }), undefined,
+    [{ service: 'cart', namespace: 'demo', listen: cartListen, port: cartPorts.cache }]);
 }, 180_000);
 
 afterAll(async () => {
+  await cartSidecar?.stop();
+  for (const server of Object.values(cartApps ?? {})) server.close();
   await clientSidecar?.stop();
   await ledgerSidecar?.stop();
   await gateway?.stop();
@@ -148,10 +188,122 @@ describe('two clusters on Kubernetes, through the MCS API', () => {
       const res = await viaProxy(clientSidecar.outbound, 'http://ledger.demo.svc.clusterset.local/accounts?id=7');
       return res.status === 200 && res;
     }, 20_000, 'ledger.demo.svc.clusterset.local from west');
-    expect(value.body).toEqual({ cluster: 'east', path: '/accounts?id=7' });
+    // The call went through ledger's sidecar, not to the app's port: the app was told who called.
+    expect(value.body).toMatchObject({ cluster: 'east', path: '/accounts?id=7' });
+    expect(value.body.xfcc).toContain('URI=spiffe://mesh.test/ns/demo/sa/client');
     // That crossed east's gateway, which registered with a certificate bought by its token: it has no CA key.
     expect(existsSync(join(logDir, 'gateway-pod', 'ca', 'ca-key.pem'))).toBe(false);
     expect(readFileSync(join(logDir, 'gateway.log'), 'utf8')).toContain('gateway certificate obtained');
+  });
+
+  test('the destination sidecar enforces ledger\'s AuthorizationPolicy on calls from the other cluster', async () => {
+    const file = join(logDir, 'ledger-deny.yaml');
+    writeFileSync(file, `apiVersion: isthmus.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: ledger-admin, namespace: demo }
+spec:
+  service: ledger
+  deny:
+    - name: no-admin
+      to: { paths: [{ prefix: /admin }] }
+`);
+    const env = { ...etcdEnv(mesh.etcd), ...operator.env };
+    await isthmusOk(['policy', 'apply', '-f', file], env);
+    try {
+      const { value } = await waitFor(async () => {
+        const res = await viaProxy(clientSidecar.outbound, 'http://ledger.demo.svc.clusterset.local/admin/keys');
+        return res.status === 403 && res;
+      }, 20_000, 'the deny rule enforced for west\'s client');
+      expect(value.text).toContain('denied by AuthorizationPolicy demo/ledger-admin deny rule 0 (no-admin)');
+      expect((await viaProxy(clientSidecar.outbound, 'http://ledger.demo.svc.clusterset.local/accounts')).status).toBe(200);
+    } finally {
+      await isthmusOk(['policy', 'delete', 'AuthorizationPolicy', 'demo/ledger-admin'], env);
+    }
+  });
+
+  test('an endpoint whose pod has no sidecar is not an instance of the mesh: callers never reach its app port in plain text', async () => {
+    eastKube.apply('services', service('plain', 80));
+    eastKube.apply('pods', pod('plain-5c4b', appPort));
+    eastKube.apply('endpointslices', slice('plain', appPort, true, 'plain-5c4b'));
+    eastKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'plain' } });
+    await waitFor(async () => (await exportRecord('east', 'plain')) !== null, 15_000, 'plain exported');
+    expect((await exportRecord('east', 'plain')).zones).toEqual({ a: { healthy: 0, total: 0 }, b: { healthy: 0, total: 0 } });
+    // Injected (the pod replaced by one with the sidecar), it is an instance at the sidecar's inbound.
+    eastKube.remove('pods', 'demo', 'plain-5c4b');
+    eastKube.apply('pods', pod('plain-5c4b', appPort, ledgerInbound));
+    await waitFor(async () => (await exportRecord('east', 'plain'))?.zones?.b?.healthy === 1, 15_000, 'plain\'s injected pod exported');
+    eastKube.remove('serviceexports', 'demo', 'plain');
+    eastKube.remove('endpointslices', 'demo', 'plain-abc12');
+    eastKube.remove('services', 'demo', 'plain');
+    await waitFor(async () => (await exportRecord('east', 'plain')) === null, 15_000, 'plain withdrawn');
+  });
+
+  test('a Service with two HTTP ports and a TCP port: west reaches each through cart\'s one sidecar, which forwards to the port the caller named', async () => {
+    // The admin port's Service port is not its container port (targetPort by name), as is common.
+    const adminServicePort = 18443;
+    const ports = [
+      { name: 'http', port: cartPorts.web, containerPort: cartPorts.web, targetPort: cartPorts.web as number | string },
+      { name: 'http-admin', port: adminServicePort, containerPort: cartPorts.admin, targetPort: 'http-admin' },
+      { name: 'redis', port: cartPorts.cache, containerPort: cartPorts.cache, targetPort: cartPorts.cache },
+    ];
+    const podSpec = {
+      initContainers: [{ name: 'isthmus-sidecar', ports: [{ name: 'isthmus-in', containerPort: cartInbound, protocol: 'TCP' }] }],
+      containers: [{ name: 'cart', ports: ports.map((p) => ({ name: p.name, containerPort: p.containerPort, protocol: 'TCP' })) }],
+    };
+    const cartService = { metadata: { namespace: 'demo', name: 'cart' }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.30', selector: { app: 'cart' }, ports: ports.map((p) => ({ name: p.name, port: p.port, protocol: 'TCP', targetPort: p.targetPort })) } };
+    eastKube.apply('services', cartService);
+    eastKube.apply('pods', { metadata: { namespace: 'demo', name: 'cart-6f7c', labels: { app: 'cart' } }, spec: podSpec });
+    eastKube.apply('endpointslices', {
+      metadata: { namespace: 'demo', name: 'cart-x1', labels: { 'kubernetes.io/service-name': 'cart' } }, addressType: 'IPv4',
+      ports: ports.map((p) => ({ name: p.name, port: p.containerPort, protocol: 'TCP' })),
+      endpoints: [{ addresses: ['127.0.24.1'], conditions: { ready: true }, nodeName: 'east-node-1', targetRef: { kind: 'Pod', namespace: 'demo', name: 'cart-6f7c' } }],
+    });
+    eastKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'cart' } });
+
+    // The sidecar runs as `isthmus inject` starts it in that pod, the Service in the same input:
+    // its --inbound-* arguments come from both (127.0.0.1 in a pod; the pod's address here).
+    const injected = sidecarContainer(podFacts('cart', { app: 'cart' }, podSpec, [serviceFacts(cartService)!], 'demo'), { image: defaultImage, tokenAudience: 'isthmus' }).args as string[];
+    const inboundArgs = injected.slice(injected.indexOf('--inbound-app')).map((a) => a.replace('127.0.0.1', '127.0.24.1'));
+    expect(inboundArgs).toEqual(['--inbound-app', `127.0.24.1:${cartPorts.web}`, '--inbound-port', `${adminServicePort}=${cartPorts.admin}`, '--inbound-port', `${cartPorts.cache}/tcp`]);
+    const admin = `127.0.24.1:${await freePort('127.0.24.1')}`;
+    const config = writeSidecarFiles({
+      cluster: 'east', zone: 'a', namespace: 'demo', service: 'cart',
+      federation: { url: `https://${east.apiAddress}`, rootCert: east.rootCert },
+      stateDir: join(logDir, 'east-cart'), outbound: { listen: `127.0.24.1:${await freePort('127.0.24.1')}` }, admin: { listen: admin },
+      inbound: { listen: `127.0.24.1:${cartInbound}`, app: '127.0.24.1:1' }, listeners: [],
+    }, { bootstrapToken: eastKube.issueToken({ namespace: 'demo', serviceAccount: 'cart', audiences: ['isthmus'] }) });
+    cartSidecar = new MeshProcess({
+      name: 'east-cart', args: ['sidecar', '--config', config, ...inboundArgs], logFile: join(logDir, 'cart-sidecar.log'),
+      readyUrl: `http://${admin}/readyz`, onUnexpectedExit: () => undefined,
+    });
+    await cartSidecar.start();
+    await waitFor(async () => (await exportRecord('east', 'cart'))?.zones?.b?.healthy === 1, 15_000, 'cart exported');
+
+    const call = (port: number | undefined) => viaProxy(clientSidecar.outbound, `http://cart.demo.svc.clusterset.local${port === undefined ? '' : `:${port}`}/items`);
+    const { value: web } = await waitFor(async () => {
+      const res = await call(cartPorts.web);
+      return res.status === 200 && res;
+    }, 20_000, 'cart\'s web port from west');
+    expect(web.body.app).toBe('web');
+    expect(web.body.xfcc).toContain('URI=spiffe://mesh.test/ns/demo/sa/client');
+    const other = await call(adminServicePort);
+    expect(other.status).toBe(200);
+    expect(other.body).toMatchObject({ app: 'admin', xfcc: expect.stringContaining('URI=spiffe://mesh.test/ns/demo/sa/client') });
+    // A request that names no port goes to the first one.
+    expect((await call(undefined)).body.app).toBe('web');
+
+    // The TCP port, through west's listener for it: mTLS to east's gateway, then cart's sidecar, then the cache.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const [host, port] = cartListen.split(':');
+      const socket = connect({ host: host as string, port: Number(port) }, () => socket.write('PING\n'));
+      socket.setTimeout(10_000, () => socket.destroy(new Error('no answer from cart\'s cache port')));
+      socket.once('data', (d) => {
+        resolve(d.toString());
+        socket.end();
+      });
+      socket.once('error', reject);
+    });
+    expect(answer).toBe('cache:PING\n');
   });
 
   test('a restarted federation leaves its cluster\'s ServiceImports alone while it catches up with etcd', async () => {
@@ -166,10 +318,10 @@ describe('two clusters on Kubernetes, through the MCS API', () => {
   });
 
   test('an EndpointSlice that turns not ready and back, and a Service whose port changes, move the export and the import', async () => {
-    eastKube.apply('endpointslices', slice('ledger', ledgerInbound, false));
+    eastKube.apply('endpointslices', slice('ledger', appPort, false));
     await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 0, 15_000, 'no healthy endpoint exported');
     expect((await exportRecord('east', 'ledger')).zones.b.total).toBe(1);
-    eastKube.apply('endpointslices', slice('ledger', ledgerInbound, true));
+    eastKube.apply('endpointslices', slice('ledger', appPort, true));
     await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 1, 15_000, 'the endpoint healthy again');
     eastKube.apply('services', service('ledger', 8080));
     await waitFor(async () => (westKube.get('serviceimports', 'demo', 'ledger')?.spec as any)?.ports?.[0]?.port === 8080, 15_000, 'the import\'s port to follow');
@@ -184,7 +336,7 @@ describe('two clusters on Kubernetes, through the MCS API', () => {
     await waitFor(async () => (await exportRecord('east', 'ledger')) === null, 15_000, 'the export record withdrawn');
     await waitFor(async () => conditionsOf(eastKube, 'ledger').Valid === 'False/NoService', 15_000, 'Valid=False on the ServiceExport');
     eastKube.apply('services', service('ledger', 80));
-    eastKube.apply('endpointslices', slice('ledger', ledgerInbound, true));
+    eastKube.apply('endpointslices', slice('ledger', appPort, true));
     await waitFor(async () => (await exportRecord('east', 'ledger'))?.zones?.b?.healthy === 1, 15_000, 'the export back');
     await waitFor(async () => conditionsOf(eastKube, 'ledger').Valid === 'True/ServiceExported', 15_000, 'Valid=True again');
   });
@@ -210,7 +362,7 @@ describe('two clusters on Kubernetes, through the MCS API', () => {
     const listedBefore = lists();
     eastKube.dropWatches();
     eastKube.apply('services', service('billing', 80));
-    eastKube.apply('endpointslices', slice('billing', ledgerInbound, true));
+    eastKube.apply('endpointslices', slice('billing', appPort, true));
     eastKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'billing' } });
     eastKube.compact();
     await waitFor(async () => (await exportRecord('east', 'billing'))?.zones?.b?.healthy === 1, 20_000, 'billing exported after the 410');

@@ -4,6 +4,10 @@
  * memory grows with what the mesh needs (names, ports, addresses), not with what the API sends.
  * Pure and tolerant: a field that is missing or of the wrong type reads as absent.
  */
+import { sidecarInboundPortName } from '../../inject/sidecar-spec.js';
+import { meshProtocol, type MeshProtocol } from '../../model/port-protocol.js';
+
+export { meshProtocol, type MeshProtocol };
 
 export interface ServiceSummary {
   namespace: string;
@@ -25,6 +29,19 @@ export interface EndpointSummary {
   terminating: boolean;
   zone?: string;
   nodeName?: string;
+  /** `targetRef.name` when the endpoint is a Pod (`targetRef.kind: Pod`). */
+  pod?: string;
+}
+
+/**
+ * A Pod that runs the mesh's sidecar, and the port its sidecar's mTLS inbound listens on: the
+ * `containerPort` of the port named `isthmus-in` that `isthmus inject` gives the sidecar
+ * container. Pods without that port are not kept (summarizePod gives undefined for them).
+ */
+export interface PodSummary {
+  namespace: string;
+  name: string;
+  inboundPort: number;
 }
 
 export interface SliceSummary {
@@ -100,21 +117,6 @@ export function summarizeService(raw: unknown): ServiceSummary {
   };
 }
 
-/** What a port speaks, as the mesh's records and sidecars name it. */
-export type MeshProtocol = 'http' | 'h2c' | 'tcp';
-
-/**
- * What a port speaks: `appProtocol` first (as Kubernetes documents it: an IANA service name, or
- * `kubernetes.io/h2c`), then Istio's port-name convention (`http-…`, `http2-…`, `grpc-…`,
- * `tcp-…`); HTTP when neither says. gRPC is HTTP/2 without TLS to the app (h2c).
- */
-export function meshProtocol(appProtocol: string | undefined, name: string | undefined): MeshProtocol {
-  const said = (appProtocol ?? name?.split('-')[0] ?? '').toLowerCase();
-  if (said === 'tcp' || said === 'mysql' || said === 'redis' || said === 'mongo' || said === 'tls') return 'tcp';
-  if (said === 'kubernetes.io/h2c' || said === 'h2c' || said === 'grpc' || said === 'http2') return 'h2c';
-  return 'http';
-}
-
 /** The `appProtocol` a ServiceImport port says for a protocol: none for plain TCP. */
 export function appProtocolOf(protocol: string): string | undefined {
   return protocol === 'http' ? 'http' : protocol === 'h2c' ? 'kubernetes.io/h2c' : undefined;
@@ -143,6 +145,8 @@ export function summarizeSlice(raw: unknown): SliceSummary | undefined {
       const ready = bool(conditions.ready) ?? true;
       const zone = str(endpoint.zone) ?? str(obj(endpoint.deprecatedTopology)[zoneLabel]);
       const nodeName = str(endpoint.nodeName);
+      const targetRef = obj(endpoint.targetRef);
+      const pod = targetRef.kind === 'Pod' ? str(targetRef.name) : undefined;
       return {
         addresses: arr(endpoint.addresses).filter((a): a is string => typeof a === 'string'),
         ready,
@@ -150,9 +154,25 @@ export function summarizeSlice(raw: unknown): SliceSummary | undefined {
         terminating: bool(conditions.terminating) ?? false,
         ...(zone ? { zone } : {}),
         ...(nodeName ? { nodeName } : {}),
+        ...(pod ? { pod } : {}),
       };
     }),
   };
+}
+
+export function summarizePod(raw: unknown): PodSummary | undefined {
+  const meta = metaOf(raw);
+  const spec = obj(obj(raw).spec);
+  // A native sidecar is an init container; a sidecar added by hand may be a plain container.
+  for (const container of [...arr(spec.initContainers), ...arr(spec.containers)]) {
+    for (const p of arr(obj(container).ports)) {
+      const port = obj(p);
+      if (port.name === sidecarInboundPortName && typeof port.containerPort === 'number' && (port.protocol ?? 'TCP') === 'TCP') {
+        return { namespace: meta.namespace, name: meta.name, inboundPort: port.containerPort };
+      }
+    }
+  }
+  return undefined;
 }
 
 export function summarizeNode(raw: unknown): NodeSummary {

@@ -6,11 +6,11 @@ import type { LoadedClusterConfig } from '../config.js';
 import type { LocalService } from '../local-services.js';
 import type { Platform } from '../platform.js';
 import {
-  summarizeExport, summarizeNamespace, summarizeNode, summarizeService, summarizeSlice, metaOf,
-  type ExportSummary, type NamespaceSummary, type NodeSummary, type ServiceSummary, type SliceSummary,
+  summarizeExport, summarizeNamespace, summarizeNode, summarizePod, summarizeService, summarizeSlice, metaOf,
+  type ExportSummary, type NamespaceSummary, type NodeSummary, type PodSummary, type ServiceSummary, type SliceSummary,
 } from './kube-objects.js';
 import { inMesh } from './kube-namespaces.js';
-import { kubeServices } from './kube-services.js';
+import { kubeServices, type SkippedEndpoint } from './kube-services.js';
 import { backoffMs, KubeWatch, statusOf, type WatchSource } from './kube-watch.js';
 import { conditionsDiffer, mcsStatus, type ServiceImportSpec } from './mcs-status.js';
 
@@ -21,7 +21,8 @@ interface ImportSummary { namespace: string; name: string; managed: boolean; wri
 
 /**
  * The `kubernetes` platform: a cluster's services from its API server, through
- * @kubernetes/client-node. Watches Namespaces, Services, EndpointSlices, Nodes and the MCS API's
+ * @kubernetes/client-node. Watches Namespaces, Services, EndpointSlices, Pods (which run the
+ * sidecar, and its inbound port: what callers dial), Nodes and the MCS API's
  * ServiceExports (multicluster.x-k8s.io/v1alpha1) and ServiceImports; writes the mesh's imports
  * as ServiceImports and the truth about each export as its status conditions (Valid, Conflict);
  * checks workloads' projected ServiceAccount tokens with TokenReview. Loaded only when
@@ -38,6 +39,9 @@ export class KubernetesPlatform implements Platform {
   private readonly sliceWatches: KubeWatch<SliceSummary>[] = [];
   private readonly exportWatches: KubeWatch<ExportSummary>[] = [];
   private readonly importWatches: KubeWatch<ImportSummary>[] = [];
+  private readonly podWatches: KubeWatch<PodSummary>[] = [];
+  /** What the last skipped-endpoints log said, so it is said again only when it changes. */
+  private skippedSaid = '{}';
   private readonly nodeWatch: KubeWatch<NodeSummary>;
   private readonly namespaceWatch: KubeWatch<NamespaceSummary>;
   private current: LocalService[] = [];
@@ -77,6 +81,11 @@ export class KubernetesPlatform implements Platform {
         what: `endpointslices${where}`, path: ns ? `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices` : '/apis/discovery.k8s.io/v1/endpointslices',
         list: async () => listed(ns ? await this.discovery.listNamespacedEndpointSlice({ namespace: ns }) : await this.discovery.listEndpointSliceForAllNamespaces()),
       }, summarizeSlice, this.sliceWatches, changed);
+      // Which pods run a sidecar, and its inbound port: the address callers dial (kube-services.ts).
+      make({
+        what: `pods${where}`, path: ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods',
+        list: async () => listed(ns ? await this.core.listNamespacedPod({ namespace: ns }) : await this.core.listPodForAllNamespaces()),
+      }, summarizePod, this.podWatches, changed);
       make({
         what: `serviceexports${where}`, path: mcsPath('serviceexports', ns),
         list: async () => listed(ns ? await this.custom.listNamespacedCustomObject({ ...mcs, namespace: ns, plural: 'serviceexports' }) : await this.custom.listClusterCustomObject({ ...mcs, plural: 'serviceexports' })),
@@ -171,12 +180,30 @@ export class KubernetesPlatform implements Platform {
   }
 
   private computeServices(): LocalService[] {
-    return kubeServices({
+    const pods = this.podWatches.length === 1 ? (this.podWatches[0] as KubeWatch<PodSummary>).items : new Map(this.podWatches.flatMap((w) => [...w.items]));
+    const { services, skipped } = kubeServices({
       services: this.servicesInMesh(),
       slices: this.sliceWatches.flatMap((w) => [...w.items.values()]).filter((s) => this.inMesh(s.namespace)),
       nodes: this.nodeWatch.items,
+      pods,
       defaultZone: this.loaded.config.zones[0] ?? 'default',
     });
+    this.reportSkipped(skipped);
+    return services;
+  }
+
+  /** Endpoints without a sidecar are not instances; say so once per change, with a count per service. */
+  private reportSkipped(skipped: SkippedEndpoint[]): void {
+    const perService: Record<string, Partial<Record<SkippedEndpoint['reason'], number>>> = {};
+    for (const { service, reason } of skipped) {
+      const counts = perService[service] ??= {};
+      counts[reason] = (counts[reason] ?? 0) + 1;
+    }
+    const said = JSON.stringify(perService);
+    if (said === this.skippedSaid) return;
+    this.skippedSaid = said;
+    if (skipped.length === 0) return void this.log.info('every endpoint of the mesh\'s Services runs a sidecar again');
+    this.log.warn({ skipped: skipped.length, perService, example: skipped[0] }, 'endpoints left out of the mesh: their pod has no isthmus sidecar (inject it with `isthmus inject`), or they are not pods');
   }
 
   // --- writing: ServiceImports and ServiceExport status ---

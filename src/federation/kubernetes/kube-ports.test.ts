@@ -33,8 +33,10 @@ test('a Service with HTTP, gRPC and Redis ports (and a UDP one) is exported with
   fake.apply('endpointslices', {
     metadata: { namespace: 'shop', name: 'cart-x1', labels: { 'kubernetes.io/service-name': 'cart' } }, addressType: 'IPv4',
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'grpc-api', port: 9000, protocol: 'TCP' }, { name: 'cache', port: 6379, protocol: 'TCP' }],
-    endpoints: [{ addresses: ['10.1.0.5'], conditions: { ready: true }, zone: 'a' }],
+    endpoints: [{ addresses: ['10.1.0.5'], conditions: { ready: true }, zone: 'a', targetRef: { kind: 'Pod', namespace: 'shop', name: 'cart-1' } }],
   });
+  // The pod runs the sidecar: its endpoint is an instance (at the sidecar's inbound).
+  fake.apply('pods', { metadata: { namespace: 'shop', name: 'cart-1' }, spec: { initContainers: [{ name: 'isthmus-sidecar', ports: [{ name: 'isthmus-in', containerPort: 15006 }] }], containers: [{ name: 'cart' }] } });
   fake.apply('serviceexports', { metadata: { namespace: 'shop', name: 'cart' } });
   const p = testKubePlatform(fake, '  namespaces: [shop]\n');
   await p.start(() => undefined);

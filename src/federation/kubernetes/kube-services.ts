@@ -1,5 +1,14 @@
 import type { LocalInstance, LocalService } from '../local-services.js';
-import type { EndpointSummary, NodeSummary, ServiceSummary, SliceSummary } from './kube-objects.js';
+import type { EndpointSummary, NodeSummary, PodSummary, ServiceSummary, SliceSummary } from './kube-objects.js';
+
+/** An endpoint that is not an instance of the mesh, and why: callers could only reach it by skipping mTLS. */
+export interface SkippedEndpoint {
+  /** `<ns>/<service>`. */
+  service: string;
+  address: string;
+  /** `not-a-pod`: the endpoint has no Pod `targetRef`; `no-sidecar`: its Pod has no port named `isthmus-in`. */
+  reason: 'not-a-pod' | 'no-sidecar';
+}
 
 /**
  * A cluster's Services and EndpointSlices as the federation sees every platform's services.
@@ -7,8 +16,13 @@ import type { EndpointSummary, NodeSummary, ServiceSummary, SliceSummary } from 
  *
  * - An endpoint's zone is its own `zone`, else its node's `topology.kubernetes.io/zone` label,
  *   else the cluster's first zone.
- * - Its address is `<ip>:<port>` with the slice's port of the Service's first port (matched by
- *   name, as kube-proxy matches them), so a sidecar dials what the pod listens on.
+ * - Its address is `<ip>:<inbound port>`: the pod's sidecar's mTLS inbound (the container port
+ *   named `isthmus-in`), never the app's port, so every call passes the destination sidecar
+ *   (mTLS, authorization, XFCC). The sidecar hands it to the app's port on loopback.
+ * - Only the endpoints of slices that carry the Service's first port (matched by name, as
+ *   kube-proxy matches them) are taken.
+ * - An endpoint that is not a Pod, or whose Pod has no sidecar, is left out and reported in
+ *   `skipped`: callers always speak mTLS, and its app port would take plain text.
  * - Ready endpoints are healthy; not-ready ones are listed (they count in `total`) but unhealthy.
  * - Terminating endpoints are left out, unless the Service has no ready endpoint at all: then
  *   those still `serving` carry the traffic while they drain (KEP-1672, as kube-proxy does).
@@ -18,8 +32,10 @@ export function kubeServices(input: {
   services: Iterable<ServiceSummary>;
   slices: Iterable<SliceSummary>;
   nodes: ReadonlyMap<string, NodeSummary>;
+  /** Pods with a sidecar, by `<ns>/<name>`. */
+  pods: ReadonlyMap<string, PodSummary>;
   defaultZone: string;
-}): LocalService[] {
+}): { services: LocalService[]; skipped: SkippedEndpoint[] } {
   const slicesByService = new Map<string, SliceSummary[]>();
   for (const slice of input.slices) {
     const id = `${slice.namespace}/${slice.service}`;
@@ -28,22 +44,28 @@ export function kubeServices(input: {
     else slicesByService.set(id, [slice]);
   }
   const out: LocalService[] = [];
+  const skipped: SkippedEndpoint[] = [];
   for (const service of input.services) {
     if (service.type === 'ExternalName' || service.ports.length === 0) continue;
     const first = service.ports[0] as ServiceSummary['ports'][number];
-    const candidates: { endpoint: EndpointSummary; port: number }[] = [];
-    for (const slice of slicesByService.get(`${service.namespace}/${service.name}`) ?? []) {
+    const id = `${service.namespace}/${service.name}`;
+    const candidates: EndpointSummary[] = [];
+    for (const slice of slicesByService.get(id) ?? []) {
       const port = slice.ports.find((p) => p.name === first.name) ?? (first.name === undefined ? slice.ports[0] : undefined);
-      if (!port) continue;
-      for (const endpoint of slice.endpoints) candidates.push({ endpoint, port: port.port });
+      if (port) candidates.push(...slice.endpoints);
     }
-    const anyReady = candidates.some((c) => c.endpoint.ready && !c.endpoint.terminating);
+    const anyReady = candidates.some((c) => c.ready && !c.terminating);
     const instances = new Map<string, LocalInstance>();
-    for (const { endpoint, port } of candidates) {
+    for (const endpoint of candidates) {
       const draining = endpoint.terminating && !anyReady && endpoint.serving;
       if (endpoint.terminating && !draining) continue;
       const address = endpoint.addresses[0];
       if (address === undefined) continue;
+      const port = endpoint.pod === undefined ? undefined : input.pods.get(`${service.namespace}/${endpoint.pod}`)?.inboundPort;
+      if (port === undefined) {
+        skipped.push({ service: id, address, reason: endpoint.pod === undefined ? 'not-a-pod' : 'no-sidecar' });
+        continue;
+      }
       const hostPort = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
       const zone = endpoint.zone ?? (endpoint.nodeName ? input.nodes.get(endpoint.nodeName)?.zone : undefined) ?? input.defaultZone;
       instances.set(hostPort, { address: hostPort, zone, ready: draining || endpoint.ready });
@@ -57,5 +79,5 @@ export function kubeServices(input: {
       instances: [...instances.values()].sort((a, b) => a.address.localeCompare(b.address)),
     });
   }
-  return out.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  return { services: out.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)), skipped };
 }
