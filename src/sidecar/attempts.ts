@@ -5,6 +5,7 @@ import type { OutboundObserver } from './outbound-observer.js';
 import type { ResolvedTarget } from './request-target.js';
 import type { BreakerLimits } from '../model/circuit-breaker.js';
 import type { OutlierResult } from '../model/outlier.js';
+import { requestEnded, requestStarted } from '../model/peak-ewma.js';
 import type { RetryCondition } from '../model/resilience-policy.js';
 import type { RetryBudget } from '../model/retry-budget.js';
 import { publishPolicyAction } from './policy-actions.js';
@@ -126,7 +127,9 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
   const { route, service, observer, retry } = request;
   retry.budget?.request(Date.now());
   const tried = new Set<string>();
-  let endpoint: PickedEndpoint | undefined = routing.pick(route);
+  // One clock read serves the pick and the first attempt's start (peak-ewma.ts).
+  let startedAt = performance.now();
+  let endpoint: PickedEndpoint | undefined = routing.pick(route, undefined, startedAt);
   let failure: FailureKind = 'connect';
   let lastError = 'no eligible endpoint';
   let lastCluster: string | undefined;
@@ -151,12 +154,19 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
     const upstream = route.upstreams.get(endpoint.address);
     if (!upstream) break; // cannot happen: every endpoint of a route has its key
     const about = { service, cluster: endpoint.cluster };
+    // The balancer's view of the endpoint (peak-ewma.ts): outstanding while the attempt runs,
+    // then the time to the answer's head, or to the failure.
+    const load = endpoint.load;
+    if (attempts > 1) startedAt = performance.now();
+    if (load) requestStarted(load);
     try {
       const status = await attempt(upstream, endpoint, retryAnswer);
+      if (load) { const now = performance.now(); requestEnded(load, now - startedAt, true, now); }
       routing.record(endpoint.address, status >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
       observer.answered(status, service, endpoint.cluster);
       return { answered: true };
     } catch (err) {
+      if (load) { const now = performance.now(); requestEnded(load, now - startedAt, false, now); }
       failure = failureKind(err);
       lastError = `${endpoint.address}: ${(err as Error).message}`;
       if (failure === 'overflow') {
