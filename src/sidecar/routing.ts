@@ -262,6 +262,15 @@ export class RoutingTable {
     return pickEndpoint(route.localities, route.load.loads, Math.random, exclude, now);
   }
 
+  /**
+   * Whether the health checker must probe `address` this round although it is idle: requests
+   * sent there wait for their answers (they may hang there now), or outlier detection ejected
+   * it (a fresh check may end a connect-error ejection early; an old verdict must not).
+   */
+  needsCheck(address: string): boolean {
+    return (this.loads.get(address)?.outstanding ?? 0) > 0 || isEjected(this.outliers, address, this.now());
+  }
+
   /** Whether `address` answered a request at or after `since` (ms, this table's clock): the health checker's passive proof. */
   answeredSince(address: string, since: number): boolean {
     return (this.answeredAt.get(address) ?? Number.NEGATIVE_INFINITY) >= since;

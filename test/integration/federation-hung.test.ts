@@ -12,10 +12,11 @@ import { steadyTraffic, viaProxy } from '../helpers/proxy.js';
 // Three clusters on 127.0.64.1 (east), 127.0.65.1 (west), 127.0.66.1 (north); every sidecar,
 // gateway and federation a process of its own. East's own hello instances are stopped, so
 // east's client reaches hello in west and north (one priority). North's client never calls
-// west (its own hello is local): its sidecar checks west's gateway actively every 2 s, so its
-// view of that gateway is the check's verdict alone, while east's busy sidecar also has its
-// traffic as proof. Each fault lasts 8 s, well within the 15 s lease a dev cluster joins with,
-// so west stays in every catalog while its federation is stopped.
+// west (its own hello is local): its sidecar checks west's idle gateway actively every third
+// round (~6 s), so its view of that gateway is the check's verdict alone, while east's busy
+// sidecar also has its traffic as proof. Each fault lasts 8 s: long enough for at least one of
+// north's checks, and within the 15 s lease a dev cluster joins with, so west stays in every
+// catalog while its federation is stopped.
 let mesh: DevMesh;
 let stateDir: string;
 const client = (cluster: string) => mesh.file.clusters[cluster]!.client;
@@ -95,7 +96,10 @@ describe('a hung federation behind a live gateway, then the hung gateway itself'
     expect(north.filter((s) => s.healthy !== true)).toEqual([]);
   }, 150_000);
 
-  test('west\'s gateway stopped (SIGSTOP) 8 s under traffic: every request succeeds, sidecars count it down and move to north', async () => {
+  // North's idle sidecar checks west's gateway only every ~6 s, so whether it counts it down
+  // within the 8 s is printed (northSawWestDown), not required; east's requests waiting there
+  // make east's check due every round.
+  test('west\'s gateway stopped (SIGSTOP) 8 s under traffic: every request succeeds, east moves to north', async () => {
     await bothAnswer();
     const [gateway] = processTree(process.pid).filter((pid) => / gateway clusters\/west /.test(` ${processLabel(pid, stateDir)}`));
     expect(gateway).toBeDefined();
@@ -122,6 +126,5 @@ describe('a hung federation behind a live gateway, then the hung gateway itself'
     // 5 s: the check's interval (2 s) and its handshake timeout (2 s), and room.
     expect(settled.length).toBeGreaterThan(10);
     expect(settled.filter((r) => r.cluster !== 'north')).toEqual([]);
-    expect(north.filter((s) => s.at >= pausedAt + 5000 && s.at < resumedAt && s.healthy !== false)).toEqual([]);
   }, 150_000);
 });
