@@ -135,6 +135,7 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
   let lastCluster: string | undefined;
   let attempts = 1;
   let answerRetried = false;
+  let repeatable: PickedEndpoint | undefined;
   // The retry table first, then the budget: a retry the table refuses spends nothing.
   const mayRetry = (q: Pick<RetryQuestion, 'failure' | 'status' | 'grpcStatus'>): boolean => {
     if (!shouldRetry({ ...q, method: request.method, bodyReplayable: request.replayable(), attempts, maxAttempts: retry.maxAttempts, ...(retry.conditions ? { conditions: retry.conditions } : {}), grpc: request.grpc === true })) return false;
@@ -183,7 +184,11 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
       const retrying = failure === 'response' ? answerRetried : mayRetry({ failure });
       answerRetried = false;
       if (!retrying) break;
-      endpoint = routing.retries(route, endpoint, tried)[0] ?? (mayRepeatEndpoint(failure, retry.conditions !== undefined) ? endpoint : undefined);
+      // With every endpoint tried, the retry goes back to the latest one whose failure allows
+      // another try there, not only to the last one: a GET that timed out on a busy endpoint and
+      // then could not connect to the only other one gets its third attempt on the first.
+      if (mayRepeatEndpoint(failure, retry.conditions !== undefined)) repeatable = endpoint;
+      endpoint = routing.retries(route, endpoint, tried)[0] ?? repeatable;
     }
   }
   const code = tried.size === 0 ? 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT' : failureCodes[failure];
