@@ -16,6 +16,10 @@ export class OpenSockets {
     socket.once('close', () => this.sockets.delete(socket));
   }
 
+  get size(): number {
+    return this.sockets.size;
+  }
+
   destroyAll(): void {
     for (const socket of this.sockets) socket.destroy();
   }

@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
-import { HealthChecker } from './health-checker.js';
+import { HealthChecker, tcpProbe } from './health-checker.js';
 
 /** Real listeners counting the probes they accept. */
 const servers: Server[] = [];
@@ -51,5 +51,56 @@ describe('health checks with passive proof', () => {
     await trusting.round();
     await until(() => fresh.accepted() === 1);
     expect(fresh.accepted()).toBe(1);
+  });
+});
+
+describe('idle addresses checked less often (idleEvery)', () => {
+  test('a healthy idle address is probed once in idleEvery rounds; traffic counts as a check', async () => {
+    const idle = await listener();
+    const served = new Set<string>();
+    const health = new HealthChecker({ intervalMs: 60_000, addresses: () => [idle.address], onChange: () => undefined, servedSince: (a) => served.has(a), idleEvery: 3 });
+    for (let i = 0; i < 7; i += 1) await health.round();
+    await until(() => idle.accepted() === 3);
+    // Rounds 1, 4 and 7.
+    expect(idle.accepted()).toBe(3);
+    expect(health.isHealthy(idle.address)).toBe(true);
+    // Traffic at round 8 is a fresh verdict: the next probe is due at round 11.
+    served.add(idle.address);
+    await health.round();
+    served.clear();
+    await health.round();
+    await health.round();
+    expect(idle.accepted()).toBe(3);
+    await health.round();
+    await until(() => idle.accepted() === 4);
+    expect(idle.accepted()).toBe(4);
+  });
+
+  test('an address that needs a check (requests waiting on it, or ejected) is probed every round, and so is an unhealthy one', async () => {
+    const busy = await listener();
+    const gone = await listener();
+    await gone.close();
+    const probes = new Map<string, number>();
+    const health = new HealthChecker({
+      intervalMs: 60_000, unhealthyAfter: 1, addresses: () => [busy.address, gone.address], onChange: () => undefined,
+      idleEvery: 5, needsCheck: (a) => a === busy.address,
+      probe: (a, t) => { probes.set(a, (probes.get(a) ?? 0) + 1); return tcpProbe(a, t); },
+    });
+    for (let i = 0; i < 4; i += 1) await health.round();
+    expect([probes.get(busy.address), probes.get(gone.address)]).toEqual([4, 4]);
+    expect([health.isHealthy(busy.address), health.isHealthy(gone.address)]).toEqual([true, false]);
+  });
+
+  test('a healthy address that stops answering is found within idleEvery rounds even when idle', async () => {
+    const going = await listener();
+    const health = new HealthChecker({ intervalMs: 60_000, unhealthyAfter: 1, addresses: () => [going.address], onChange: () => undefined, idleEvery: 3 });
+    await health.round();
+    await going.close();
+    const verdicts: boolean[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      await health.round();
+      verdicts.push(health.isHealthy(going.address));
+    }
+    expect(verdicts).toEqual([true, true, false]);
   });
 });

@@ -6,7 +6,8 @@ import { connect } from 'node:net';
  * not flap the exported counts that every other cluster sees.
  */
 export class HealthChecker {
-  private readonly state = new Map<string, { healthy: boolean; failures: number }>();
+  private readonly state = new Map<string, { healthy: boolean; failures: number; checkedAtRound: number }>();
+  private rounds = 0;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
 
@@ -28,6 +29,18 @@ export class HealthChecker {
        * instances and gateways it calls are spared a connection from every caller every round.
        */
       servedSince?: (address: string, since: number) => boolean;
+      /**
+       * Checks of idle addresses spaced out: a healthy address that neither answered traffic
+       * since the last round nor `needsCheck` is probed only once in this many rounds (its last
+       * verdict, from a probe or from traffic, holds in between). 1 (the default): every round.
+       */
+      idleEvery?: number;
+      /**
+       * With `idleEvery`: the address must be probed this round anyway (the sidecar: requests
+       * wait on it for their answers, and may hang there now; or outlier detection ejected it,
+       * and only a fresh check may end that early). Unhealthy addresses are probed every round.
+       */
+      needsCheck?: (address: string) => boolean;
     },
   ) {}
 
@@ -38,6 +51,15 @@ export class HealthChecker {
   /** undefined until the address has been checked once. */
   healthOf(address: string): boolean | undefined {
     return this.state.get(address)?.healthy;
+  }
+
+  /** A healthy, idle address checked less than `idleEvery` rounds ago keeps its verdict this round. */
+  private restsThisRound(address: string, round: number): boolean {
+    const every = this.opts.idleEvery ?? 1;
+    const known = this.state.get(address);
+    if (every <= 1 || !known?.healthy) return false;
+    if (this.opts.needsCheck?.(address) === true) return false;
+    return round - known.checkedAtRound < every;
   }
 
   start(): void {
@@ -59,18 +81,24 @@ export class HealthChecker {
     for (const known of [...this.state.keys()]) if (!addresses.includes(known)) this.state.delete(known);
     const since = this.lastRoundAt;
     this.lastRoundAt = Date.now();
+    const round = (this.rounds += 1);
     const served = (a: string) => this.state.has(a) && this.opts.servedSince?.(a, since) === true;
     const probe = this.opts.probe ?? tcpProbe;
-    const results = await Promise.all(addresses.map(async (a) => [a, served(a) || await probe(a, this.opts.timeoutMs ?? 1000)] as const));
+    const results = await Promise.all(addresses.map(async (a) => {
+      // The third value: whether the verdict is fresh (traffic or a probe), not carried over.
+      if (served(a)) return [a, true, true] as const;
+      if (this.restsThisRound(a, round)) return [a, true, false] as const;
+      return [a, await probe(a, this.opts.timeoutMs ?? 1000), true] as const;
+    }));
     let changed = false;
     const failed: string[] = [];
-    for (const [address, ok] of results) {
-      const previous = this.state.get(address) ?? { healthy: false, failures: 0 };
+    for (const [address, ok, fresh] of results) {
+      const previous = this.state.get(address) ?? { healthy: false, failures: 0, checkedAtRound: round };
       const failures = ok ? 0 : previous.failures + 1;
       const healthy = ok ? true : previous.healthy && failures < (this.opts.unhealthyAfter ?? 2);
       if (healthy !== previous.healthy || !this.state.has(address)) changed = true;
       if (previous.healthy && !healthy) failed.push(address);
-      this.state.set(address, { healthy, failures });
+      this.state.set(address, { healthy, failures, checkedAtRound: fresh ? round : previous.checkedAtRound });
     }
     if (changed) this.opts.onChange(failed);
     this.opts.onRound?.();

@@ -23,6 +23,8 @@ export class FederationClient {
   private renewTimer: NodeJS.Timeout | undefined;
   private certificate: GatewayCertificate | undefined;
   private readonly abort = new AbortController();
+  /** Called with each certificate obtained, the first and every renewal (the gateway answers health checks with it). */
+  onCertificate: ((certificate: GatewayCertificate) => void) | undefined;
 
   constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
     this.agent = this.newAgent(undefined);
@@ -43,6 +45,7 @@ export class FederationClient {
         this.agent = this.newAgent(this.certificate);
         void old.close().catch(() => undefined);
         this.log.info({ notAfter: this.certificate.notAfter.toISOString() }, 'gateway certificate obtained');
+        this.onCertificate?.(this.certificate);
         failures = 0;
         nextMs = Math.max(1000, (this.certificate.notAfter.getTime() - Date.now()) / 2);
       } catch (err) {

@@ -1,4 +1,6 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
 import { channels } from '../core/channels.js';
@@ -7,6 +9,7 @@ import { activeTracer } from '../core/tracing.js';
 import { parseClientHello } from './client-hello.js';
 import { ConnectionLog } from './connection-log.js';
 import type { GatewayConfig } from './config.js';
+import type { GatewayCertificate } from './gateway-certificate.js';
 import { routeFor, type GatewayRefusal, type GatewayRoutes } from './routes.js';
 
 /** Published for src/telemetry/ to count (src/core/channels.ts); the core never imports a metrics library. */
@@ -41,6 +44,8 @@ export class Gateway {
   private next = 0;
   /** host:port of this cluster's federation API, where probe SNIs are piped (still TLS end to end). */
   private readonly probeTarget: string;
+  /** The gateway's own certificate, for the health checks it answers itself (one context, so its session tickets resume). */
+  private healthContext: SecureContext | undefined;
 
   constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
     const federation = new URL(config.federationUrl);
@@ -50,8 +55,18 @@ export class Gateway {
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'gateway listener error'));
   }
 
+  /** Sockets open now, callers' and upstreams' together (a connection that lingers shows here). */
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
   get ready(): boolean {
     return this.routes !== undefined;
+  }
+
+  /** The gateway's certificate, first or renewed: health checks complete their handshake with it. */
+  setCertificate(certificate: GatewayCertificate): void {
+    this.healthContext = createSecureContext({ cert: [certificate.certPem, ...certificate.chainPem].map((p) => p.trim()).join('\n'), key: certificate.keyPem });
   }
 
   setRoutes(routes: GatewayRoutes): void {
@@ -106,7 +121,8 @@ export class Gateway {
         this.refuse(client, decision.reason, decision.detail, alertUnrecognizedName);
         return;
       }
-      if (decision.kind === 'probe') this.splice(client, buffered, [this.probeTarget], 'probe', hello.serverName, clientHelloMs);
+      if (decision.kind === 'health') this.answerHealth(client, buffered);
+      else if (decision.kind === 'probe') this.splice(client, buffered, [this.probeTarget], 'probe', hello.serverName, clientHelloMs);
       else this.splice(client, buffered, decision.endpoints, `${decision.namespace}/${decision.service}`, hello.serverName, clientHelloMs);
     };
     client.on('data', onData);
@@ -164,6 +180,43 @@ export class Gateway {
       });
     };
     attempt(0);
+  }
+
+  /**
+   * A health check of this gateway (health.gateway.<cluster>.isthmus): the gateway completes the
+   * TLS handshake itself, with its own certificate, and closes once the checker does (or after
+   * clientHelloTimeout). What it proves is that this process reads and answers; unlike the probe
+   * SNI, it does not depend on the federation behind the gateway, which the data path does not
+   * need. No certificate yet (its federation never answered since start): refused with an alert,
+   * which a checker also takes as an answer.
+   */
+  private answerHealth(client: Socket, hello: Buffer): void {
+    if (!this.healthContext) {
+      this.refuse(client, 'not-ready', 'no gateway certificate yet to answer a health check with', alertInternalError);
+      return;
+    }
+    // The ClientHello was read already: the TLS layer gets it first, then what follows, through
+    // a stream of its own (TLSSocket reads a net.Socket's handle directly, past what was read).
+    const wire = new Duplex({
+      read: () => { client.resume(); },
+      write: (chunk: Buffer, _encoding, done) => { client.write(chunk, done); },
+      final: (done) => { client.end(); done(); },
+      destroy: (err, done) => { client.destroy(); done(err); },
+    });
+    wire.push(hello);
+    client.on('data', (chunk: Buffer) => { if (!wire.push(chunk)) client.pause(); });
+    client.once('end', () => wire.push(null));
+    client.once('close', () => wire.destroy());
+    const tls = new TLSSocket(wire, { isServer: true, secureContext: this.healthContext });
+    const timer = setTimeout(() => tls.destroy(), this.config.clientHelloTimeoutMs);
+    tls.on('error', () => tls.destroy());
+    tls.once('close', () => {
+      clearTimeout(timer);
+      client.destroy();
+    });
+    // Nothing is read from a health check but its end.
+    tls.on('data', () => undefined);
+    tls.once('end', () => tls.end());
   }
 
   private refuse(client: Socket, reason: GatewayRefusal, detail: string, alert?: Buffer): void {

@@ -29,6 +29,10 @@ describe('routeFor', () => {
     ['probe.gateway.west.isthmus', { kind: 'probe', cluster: 'west' }],
     // Another cluster's probe must not reach our federation: it measures the wrong path.
     ['probe.gateway.east.isthmus', refused('sni-other-cluster')],
+    // A health check the gateway answers itself, for its own cluster's name only.
+    ['health.gateway.west.isthmus', { kind: 'health', cluster: 'west' }],
+    ['health.gateway.east.isthmus', refused('sni-other-cluster')],
+    ['x.health.gateway.west.isthmus', refused('sni-not-mesh')],
     ['ledger.demo.svc.east.isthmus', refused('sni-other-cluster')],
     ['probe.gateway.west.example', refused('sni-not-mesh')],
     ['probe.west.isthmus', refused('sni-not-mesh')],

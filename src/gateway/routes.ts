@@ -1,6 +1,6 @@
 import type { GatewayRoutes } from '../model/records.js';
 import { hasLabels } from '../model/labels.js';
-import { parseProbeSni, parseServiceSni } from '../model/sni.js';
+import { parseGatewayHealthSni, parseProbeSni, parseServiceSni } from '../model/sni.js';
 
 export type { GatewayRoutes };
 
@@ -21,6 +21,8 @@ export type RouteDecision =
   | { kind: 'route'; service: string; namespace: string; endpoints: string[] }
   /** A gateway probe of this cluster: the gateway pipes it to its own federation API. */
   | { kind: 'probe'; cluster: string }
+  /** A health check of this gateway: it completes the TLS handshake itself. */
+  | { kind: 'health'; cluster: string }
   | { kind: 'refuse'; reason: GatewayRefusal; detail: string };
 
 /**
@@ -34,8 +36,13 @@ export function routeFor(serverName: string | undefined, routes: GatewayRoutes):
     if (probed === routes.cluster) return { kind: 'probe', cluster: probed };
     return { kind: 'refuse', reason: 'sni-other-cluster', detail: `"${serverName}" probes cluster ${probed}; this gateway serves ${routes.cluster}` };
   }
+  const checked = parseGatewayHealthSni(serverName);
+  if (checked !== undefined) {
+    if (checked === routes.cluster) return { kind: 'health', cluster: checked };
+    return { kind: 'refuse', reason: 'sni-other-cluster', detail: `"${serverName}" checks a gateway of cluster ${checked}; this gateway serves ${routes.cluster}` };
+  }
   const target = parseServiceSni(serverName);
-  if (!target) return { kind: 'refuse', reason: 'sni-not-mesh', detail: `"${serverName}" is not [<subset>.]<service>.<ns>.svc.<cluster>.isthmus nor probe.gateway.<cluster>.isthmus` };
+  if (!target) return { kind: 'refuse', reason: 'sni-not-mesh', detail: `"${serverName}" is not [<subset>.]<service>.<ns>.svc.<cluster>.isthmus nor probe.gateway.<cluster>.isthmus nor health.gateway.<cluster>.isthmus` };
   if (target.cluster !== routes.cluster) {
     return { kind: 'refuse', reason: 'sni-other-cluster', detail: `"${serverName}" names cluster ${target.cluster}; this gateway serves ${routes.cluster}` };
   }

@@ -29,6 +29,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     const listening = await gateway.listen();
     admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics, config.adminTls);
     const adminAddress = admin.address();
+    client.onCertificate = (certificate) => gateway.setCertificate(certificate);
     await client.startCertificates();
     void client.watchRoutes((routes) => gateway.setRoutes(routes));
     const address = `${listening.host}:${listening.port}`;

@@ -127,3 +127,62 @@ describe('pickPrepared (the per-request pick over endpoints prepared once per ro
     }
   });
 });
+
+describe('power of two choices within a priority (endpoints carrying their load)', () => {
+  const measured = (address: string, ewmaMs: number, outstanding = 0, weight = 1): Endpoint =>
+    ({ ...ep(address, weight), load: { ewmaMs, stampMs: 0, outstanding } });
+  const share = (shape: ServiceLocalities, loads: number[], picks = 4000, seed = 5) => {
+    const random = mulberry32(seed);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < picks; i++) {
+      const address = pickPrepared(prepareEndpoints(shape), loads, random, 0)?.address ?? 'none';
+      counts.set(address, (counts.get(address) ?? 0) + 1);
+    }
+    return (address: string) => (counts.get(address) ?? 0) / picks;
+  };
+
+  test.each([
+    // [endpoints, the share the fast one gets, why]
+    [[measured('fast', 3), measured('slow', 400)], 1, 'two endpoints: both are always drawn, the cheaper always wins'],
+    [[measured('fast', 3), measured('slow', 400), measured('slow2', 400)], 1 - 1 / 3, 'three: the fast one loses only when the two slow ones are drawn'],
+    [[measured('fast', 3, 200), measured('slow', 400)], 0, 'the fast one with 200 requests outstanding costs 3 × 201 > 400'],
+    [[measured('fast', 0), measured('slow', 0)], 0.5, 'nothing measured, nothing outstanding: equal cost, the first draw wins (weights alone)'],
+  ] as [Endpoint[], number, string][])('%#: %s', (endpoints, fastShare, why) => {
+    const share1 = share({ localities: [loc(0, 'east', 'a', endpoints)] }, [100, 0, 0, 0]);
+    expect(Math.abs(share1('fast') - fastShare), why).toBeLessThan(0.04);
+  });
+
+  test('the clusters of one priority are compared, the priorities are not: a slow P0 keeps its load share', () => {
+    const shape: ServiceLocalities = {
+      localities: [
+        loc(0, 'east', 'a', [measured('p0-slow', 500)]),
+        loc(2, 'west', 'a', [measured('gw-west-slow', 400)]),
+        loc(2, 'north', 'a', [measured('gw-north-fast', 3)]),
+      ],
+    };
+    const seen = share(shape, [70, 0, 30, 0]);
+    expect(Math.abs(seen('p0-slow') - 0.7)).toBeLessThan(0.04);
+    expect(Math.abs(seen('gw-north-fast') - 0.3)).toBeLessThan(0.04);
+    expect(seen('gw-west-slow')).toBe(0);
+  });
+
+  test('the exclude path (retries) chooses the same way: same draws, same choice as the prepared one', () => {
+    const random = mulberry32(11);
+    for (let round = 0; round < 300; round += 1) {
+      const shaped: ServiceLocalities = {
+        localities: service.localities.map((l) => ({ ...l, endpoints: l.endpoints.map((e) => ({ ...e, healthy: random() < 0.7, load: { ewmaMs: random() * 100, stampMs: 0, outstanding: Math.floor(random() * 3) } })) })),
+      };
+      const loads = priorityLoad(healthCounts(shaped)).loads;
+      const seed = Math.floor(random() * 1e9);
+      const general = pickEndpoint(shaped, loads, mulberry32(seed), new Set(['nowhere:1']), 0);
+      const prepared = pickPrepared(prepareEndpoints(shaped), loads, mulberry32(seed), 0);
+      expect(prepared).toEqual(general);
+    }
+  });
+
+  test('without `now` the pick is by weight alone, draw for draw as before', () => {
+    const shape: ServiceLocalities = { localities: [loc(0, 'east', 'a', [measured('fast', 3), measured('slow', 400)])] };
+    expect(pickPrepared(prepareEndpoints(shape), [100, 0, 0, 0], constant(0.9))?.address).toBe('slow');
+    expect(pickPrepared(prepareEndpoints(shape), [100, 0, 0, 0], constant(0.9), 0)?.address).toBe('fast');
+  });
+});

@@ -1,10 +1,16 @@
 import { priorityLevels, type Endpoint, type Priority, type ServiceLocalities } from './localities.js';
+import { loadCost } from './peak-ewma.js';
 
 /**
  * Which endpoint gets a request, given the service's localities and the priority load computed
  * from them (priority-load.ts). Two steps, as Envoy: choose a priority by its load, then a
- * healthy endpoint of that priority by weight. Randomness is a parameter so tests can seed it
- * and the sidecar can pass Math.random.
+ * healthy endpoint of that priority. Within the priority, when the endpoints carry their load
+ * (peak-ewma.ts) and `now` is given: power of two choices, two endpoints drawn by weight and
+ * the one with the lower cost (latency × outstanding requests) taken, as Linkerd's Peak-EWMA and
+ * Envoy's least-request balancers do; otherwise one endpoint by weight. Locality priorities
+ * are untouched: latency chooses only among endpoints (local pods, or the gateways of clusters)
+ * of the same priority. Randomness is a parameter so tests can seed it and the sidecar can pass
+ * Math.random.
  */
 export interface PickedEndpoint extends Endpoint {
   priority: Priority;
@@ -27,11 +33,12 @@ export function pickEndpoint(
   priorityLoads: readonly number[],
   random: Random,
   exclude: ReadonlySet<string> = noneExcluded,
+  now?: number,
 ): PickedEndpoint | undefined {
-  if (exclude.size === 0) return pickPrepared(prepareEndpoints(service), priorityLoads, random);
+  if (exclude.size === 0) return pickPrepared(prepareEndpoints(service), priorityLoads, random, now);
   const chosen = choosePriority(priorityLoads, random());
   for (const priority of fallbackOrder(chosen, priorityLevels(service).length)) {
-    const picked = weightedPick(eligible(service, priority, exclude), random());
+    const picked = pickWithin(eligible(service, priority, exclude), random(), random, now);
     if (picked) return picked;
   }
   return undefined;
@@ -51,7 +58,7 @@ export function prepareEndpoints(service: ServiceLocalities): PreparedEndpoints 
 }
 
 /** pickEndpoint with nothing excluded, over prepared endpoints: the same choice, no allocation. */
-export function pickPrepared(prepared: PreparedEndpoints, priorityLoads: readonly number[], random: Random): PickedEndpoint | undefined {
+export function pickPrepared(prepared: PreparedEndpoints, priorityLoads: readonly number[], random: Random, now?: number): PickedEndpoint | undefined {
   const chosen = choosePriority(priorityLoads, random());
   for (let i = 0; i < prepared.length; i += 1) {
     // The fallback order: chosen, the lower priorities, then the higher ones (as fallbackOrder).
@@ -59,9 +66,38 @@ export function pickPrepared(prepared: PreparedEndpoints, priorityLoads: readonl
     const items = prepared[priority];
     // One draw per priority tried, as pickEndpoint makes: seeded callers see the same sequence.
     const u = random();
-    if (items && items.length > 0) return weightedPick(items, u);
+    if (items && items.length > 0) return pickWithin(items, u, random, now);
   }
   return undefined;
+}
+
+/**
+ * One endpoint of a priority: the first drawn by weight with `u`; with loads and `now`, a second
+ * drawn by weight among the others (one more draw) and the cheaper of the two. O(endpoints of the
+ * priority) as the weighted draw already was, and allocation-free.
+ */
+function pickWithin(items: readonly PickedEndpoint[], u: number, random: Random, now: number | undefined): PickedEndpoint | undefined {
+  const first = weightedPick(items, u);
+  if (now === undefined || items.length < 2 || !first?.load) return first;
+  const second = weightedPickOther(items, first, random());
+  if (!second?.load) return first;
+  return loadCost(second.load, second.weight, now) < loadCost(first.load, first.weight, now) ? second : first;
+}
+
+/** weightedPick among `items` without `skip`. */
+function weightedPickOther<T extends { weight: number }>(items: readonly T[], skip: T, u: number): T | undefined {
+  let total = 0;
+  for (const item of items) if (item !== skip) total += item.weight;
+  const point = u * total;
+  let cumulative = 0;
+  let last: T | undefined;
+  for (const item of items) {
+    if (item === skip) continue;
+    cumulative += item.weight;
+    last = item;
+    if (point < cumulative) return item;
+  }
+  return last;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { EndpointLoad } from './peak-ewma.js';
 import { findService, type Catalog, type CatalogService } from './catalog.js';
 import { subsetCounts } from './labels.js';
 import { formatServiceSni } from './sni.js';
@@ -31,6 +32,8 @@ export interface Endpoint {
   kind: 'local' | 'gateway';
   /** Gateway endpoints only: the SNI that names the service to the remote gateway (contract). */
   sni?: string;
+  /** The sidecar's latency and outstanding requests for this address (peak-ewma.ts); absent, the balancer goes by weight alone. */
+  load?: EndpointLoad;
 }
 
 export interface Locality {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isIsthmusError } from '../core/errors.js';
-import { formatProbeSni, formatServiceSni, parseProbeSni, parseServiceSni } from './sni.js';
+import { formatGatewayHealthSni, formatProbeSni, formatServiceSni, parseGatewayHealthSni, parseProbeSni, parseServiceSni } from './sni.js';
 
 describe('formatServiceSni', () => {
   it.each([
@@ -79,6 +79,15 @@ describe('parseServiceSni', () => {
 });
 
 describe('probe SNI', () => {
+  it('formats and parses health.gateway.<cluster>.isthmus, which is neither a probe nor a service', () => {
+    expect(formatGatewayHealthSni('West')).toBe('health.gateway.west.isthmus');
+    expect(parseGatewayHealthSni('health.gateway.west.isthmus')).toBe('west');
+    expect(parseProbeSni('health.gateway.west.isthmus')).toBeUndefined();
+    expect(parseGatewayHealthSni('probe.gateway.west.isthmus')).toBeUndefined();
+    expect(parseServiceSni('health.gateway.west.isthmus')).toBeUndefined();
+    expect(parseGatewayHealthSni('health.gateway.-x.isthmus')).toBeUndefined();
+  });
+
   it('formats and parses probe.gateway.<cluster>.isthmus', () => {
     expect(formatProbeSni('West')).toBe('probe.gateway.west.isthmus');
     expect(parseProbeSni('probe.gateway.west.isthmus')).toBe('west');

@@ -52,8 +52,27 @@ export function formatProbeSni(cluster: string): string {
 
 /** The cluster a probe SNI names, or undefined for anything not exactly of that shape. */
 export function parseProbeSni(name: string): string | undefined {
+  return parseGatewayName(name, 'probe');
+}
+
+/**
+ * The SNI of a gateway health check: `health.gateway.<cluster>.isthmus`. The gateway of <cluster>
+ * answers it itself, completing a TLS handshake with its own certificate, so a check with it
+ * measures the gateway alone, not the federation behind it (the probe SNI's path). Four labels,
+ * like the probe SNI, so never a service name (docs/gateway.md, "Health checks").
+ */
+export function formatGatewayHealthSni(cluster: string): string {
+  return ['health', 'gateway', checkName('cluster', cluster.toLowerCase()), 'isthmus'].join('.');
+}
+
+/** The cluster a gateway health SNI names, or undefined for anything not exactly of that shape. */
+export function parseGatewayHealthSni(name: string): string | undefined {
+  return parseGatewayName(name, 'health');
+}
+
+function parseGatewayName(name: string, first: 'probe' | 'health'): string | undefined {
   const labels = name.split('.');
-  if (labels.length !== 4 || labels[0] !== 'probe' || labels[1] !== 'gateway' || labels[3] !== 'isthmus') return undefined;
+  if (labels.length !== 4 || labels[0] !== first || labels[1] !== 'gateway' || labels[3] !== 'isthmus') return undefined;
   const cluster = labels[2] ?? '';
   return dnsLabel.test(cluster) ? cluster : undefined;
 }

@@ -5,6 +5,7 @@ import type { OutboundObserver } from './outbound-observer.js';
 import type { ResolvedTarget } from './request-target.js';
 import type { BreakerLimits } from '../model/circuit-breaker.js';
 import type { OutlierResult } from '../model/outlier.js';
+import { requestEnded, requestStarted } from '../model/peak-ewma.js';
 import type { RetryCondition } from '../model/resilience-policy.js';
 import type { RetryBudget } from '../model/retry-budget.js';
 import { publishPolicyAction } from './policy-actions.js';
@@ -126,12 +127,15 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
   const { route, service, observer, retry } = request;
   retry.budget?.request(Date.now());
   const tried = new Set<string>();
-  let endpoint: PickedEndpoint | undefined = routing.pick(route);
+  // One clock read serves the pick and the first attempt's start (peak-ewma.ts).
+  let startedAt = performance.now();
+  let endpoint: PickedEndpoint | undefined = routing.pick(route, undefined, startedAt);
   let failure: FailureKind = 'connect';
   let lastError = 'no eligible endpoint';
   let lastCluster: string | undefined;
   let attempts = 1;
   let answerRetried = false;
+  let repeatable: PickedEndpoint | undefined;
   // The retry table first, then the budget: a retry the table refuses spends nothing.
   const mayRetry = (q: Pick<RetryQuestion, 'failure' | 'status' | 'grpcStatus'>): boolean => {
     if (!shouldRetry({ ...q, method: request.method, bodyReplayable: request.replayable(), attempts, maxAttempts: retry.maxAttempts, ...(retry.conditions ? { conditions: retry.conditions } : {}), grpc: request.grpc === true })) return false;
@@ -151,12 +155,19 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
     const upstream = route.upstreams.get(endpoint.address);
     if (!upstream) break; // cannot happen: every endpoint of a route has its key
     const about = { service, cluster: endpoint.cluster };
+    // The balancer's view of the endpoint (peak-ewma.ts): outstanding while the attempt runs,
+    // then the time to the answer's head, or to the failure.
+    const load = endpoint.load;
+    if (attempts > 1) startedAt = performance.now();
+    if (load) requestStarted(load);
     try {
       const status = await attempt(upstream, endpoint, retryAnswer);
+      if (load) { const now = performance.now(); requestEnded(load, now - startedAt, true, now); }
       routing.record(endpoint.address, status >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
       observer.answered(status, service, endpoint.cluster);
       return { answered: true };
     } catch (err) {
+      if (load) { const now = performance.now(); requestEnded(load, now - startedAt, false, now); }
       failure = failureKind(err);
       lastError = `${endpoint.address}: ${(err as Error).message}`;
       if (failure === 'overflow') {
@@ -173,7 +184,11 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
       const retrying = failure === 'response' ? answerRetried : mayRetry({ failure });
       answerRetried = false;
       if (!retrying) break;
-      endpoint = routing.retries(route, endpoint, tried)[0] ?? (mayRepeatEndpoint(failure, retry.conditions !== undefined) ? endpoint : undefined);
+      // With every endpoint tried, the retry goes back to the latest one whose failure allows
+      // another try there, not only to the last one: a GET that timed out on a busy endpoint and
+      // then could not connect to the only other one gets its third attempt on the first.
+      if (mayRepeatEndpoint(failure, retry.conditions !== undefined)) repeatable = endpoint;
+      endpoint = routing.retries(route, endpoint, tried)[0] ?? repeatable;
     }
   }
   const code = tried.size === 0 ? 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT' : failureCodes[failure];

@@ -52,14 +52,14 @@ describe('the active check of a gateway', () => {
       const check = new GatewayCheck((a) => (a === address ? 'north' : undefined), 2000);
       expect(await check.probe(address, 1000)).toBe(true);
       expect(await check.probe(address, 1000)).toBe(true);
-      expect(sni).toEqual(['probe.gateway.north.isthmus', 'probe.gateway.north.isthmus']);
+      expect(sni).toEqual(['health.gateway.north.isthmus', 'health.gateway.north.isthmus']);
       expect(resumed).toEqual([false, true]);
     } finally {
       await new Promise((r) => server.close(r));
     }
   });
 
-  test('a gateway that closes the connection is alive (its federation may be down); a closed port is not', async () => {
+  test('a gateway that closes the connection is alive (no certificate yet, or too old to know the name); a closed port is not', async () => {
     const closing = createNetServer((socket) => socket.once('data', () => socket.destroy()));
     const address = await listen(closing);
     const check = new GatewayCheck(() => 'north', 2000);

@@ -1,19 +1,21 @@
 import { connect, type TLSSocket } from 'node:tls';
 import { tcpProbe } from '../federation/health-checker.js';
-import { formatProbeSni } from '../model/sni.js';
+import { formatGatewayHealthSni } from '../model/sni.js';
 
 /**
- * The sidecar's active check of a remote cluster's gateway: a TLS ClientHello through it, with
- * the gateway probe SNI (`probe.gateway.<cluster>.isthmus`, which the gateway pipes to its own
- * federation API). A TCP connect cannot tell a hung gateway from a live one: the kernel of a
- * stopped process still completes the TCP handshake into its listen backlog, so only a reaction
- * to bytes proves the gateway process reads. Either reaction passes: the handshake completes
- * (the gateway spliced it, the federation answered), or the gateway closes the connection after
- * the TCP connect (it could not reach its federation: the gateway itself is alive, and the
- * services behind it do not need the federation). Silence until the timeout fails, and so does
- * a refused connection. The check asks only whether the path answers, never who answers: the
- * connection carries no request, so no certificate is checked, and a ticket from the last check
- * resumes the next handshake (no signature, little CPU).
+ * The sidecar's active check of a remote cluster's gateway: a TLS ClientHello to it with the
+ * gateway health SNI (`health.gateway.<cluster>.isthmus`), which the gateway answers itself,
+ * completing the handshake with its own certificate. A TCP connect cannot tell a hung gateway
+ * from a live one: the kernel of a stopped process still completes the TCP handshake into its
+ * listen backlog, so only a reaction to bytes proves the gateway process reads. The check
+ * measures the gateway and nothing behind it: the probe SNI, which the gateway splices to its
+ * federation, made a hung federation behind a live gateway look like a hung gateway, and the
+ * data path does not need the federation. Either reaction passes: the handshake completes, or
+ * the gateway closes the connection after the TCP connect (it has no certificate yet, or it is
+ * older and refuses the name: it read the ClientHello, so it is alive). Silence until the
+ * timeout fails, and so does a refused connection. The check asks only whether the gateway
+ * answers, never who answers: the connection carries no request, so no certificate is checked,
+ * and a ticket from the last check resumes the next handshake (no signature, little CPU).
  */
 export class GatewayCheck {
   private readonly tickets = new Map<string, Buffer>();
@@ -29,7 +31,7 @@ export class GatewayCheck {
   readonly probe = (address: string, timeoutMs: number): Promise<boolean> => {
     const cluster = this.clusterOf(address);
     if (cluster === undefined) return tcpProbe(address, timeoutMs);
-    return this.handshake(address, formatProbeSni(cluster), this.handshakeTimeoutMs);
+    return this.handshake(address, formatGatewayHealthSni(cluster), this.handshakeTimeoutMs);
   };
 
   private handshake(address: string, servername: string, timeoutMs: number): Promise<boolean> {

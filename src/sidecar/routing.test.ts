@@ -91,6 +91,22 @@ describe('RoutingTable', () => {
     expect(routing.ejected().size).toBe(0);
   });
 
+  // A TCP or TLS check says nothing about 5xx: an app that answers 500 still accepts
+  // connections, so a passing check must not end its ejection (docs/sidecar.md).
+  test('a host ejected for 5xx answers stays out its ejection time (30 s) although its check passes', () => {
+    const now = { t: 1_000 };
+    const routing = table(now);
+    for (let i = 0; i < 5; i += 1) routing.record('127.0.1.1:1', { ok: false, kind: '5xx' });
+    expect([...routing.ejected()]).toEqual(['127.0.1.1:1']);
+    for (const t of [3_000, 10_000, 30_999]) {
+      now.t = t;
+      routing.unejectReachable(() => true);
+      expect([...routing.ejected()], `at ${t} ms`).toEqual(['127.0.1.1:1']);
+    }
+    now.t = 31_000;
+    expect(routing.ejected().size).toBe(0);
+  });
+
   test('each endpoint of a route has its SNI and allowed identities worked out once', () => {
     const route = table().route('d', 'a')!;
     expect(route.upstreams.get('127.0.1.1:1')).toMatchObject({ sni: 'a.d.svc.east.isthmus', identities: ['spiffe://td/ns/d/sa/a'] });

@@ -4,6 +4,7 @@ import { pickEndpoint, pickPrepared, prepareEndpoints, retryOrder, type PickedEn
 import { withClusterOrder } from '../model/failover-order.js';
 import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
+import { endpointLoad, type EndpointLoad } from '../model/peak-ewma.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 import { hasLabels } from '../model/labels.js';
@@ -55,6 +56,12 @@ export class RoutingTable {
   private readonly lastPrimary = new Map<string, number | undefined>();
   /** Services this table has routed somewhere at least once: their first healthy decision is start-up, not a failover. */
   private readonly everRouted = new Set<string>();
+  /**
+   * Latency and outstanding requests per endpoint address, for the balancer (peak-ewma.ts): one
+   * object per address for its life in the catalog, so routes recomputed on a health change keep
+   * what was measured, and the request path updates it in place.
+   */
+  private readonly loads = new Map<string, EndpointLoad>();
   /** When each address last answered a request (this table's clock); few entries: one per endpoint or gateway ever called. */
   private readonly answeredAt = new Map<string, number>();
   /** Routing policies by `<ns>/<service>` (model/traffic-policy.ts), compiled once per policy snapshot. */
@@ -143,8 +150,18 @@ export class RoutingTable {
 
   /** Outlier history is kept for every endpoint of every service, and dropped only when it leaves. */
   private trackHosts(): void {
-    this.outliers = withHosts(this.outliers, this.addresses());
+    const addresses = this.addresses();
+    this.outliers = withHosts(this.outliers, addresses);
+    const present = new Set(addresses);
+    for (const address of this.loads.keys()) if (!present.has(address)) this.loads.delete(address);
     this.invalidate();
+  }
+
+  /** The balancer's record of `address` (made on first use). */
+  loadOf(address: string): EndpointLoad {
+    let load = this.loads.get(address);
+    if (!load) this.loads.set(address, (load = endpointLoad()));
+    return load;
   }
 
   /** Health of some endpoint changed (active check or ejection): recompute on next use. */
@@ -196,7 +213,7 @@ export class RoutingTable {
     const localities: ServiceLocalities = {
       localities: base.localities.map((l) => ({
         ...l,
-        endpoints: l.endpoints.map((e) => ({ ...e, healthy: e.healthy && this.activeHealthy(e.address) && !ejected.has(e.address) })),
+        endpoints: l.endpoints.map((e) => ({ ...e, healthy: e.healthy && this.activeHealthy(e.address) && !ejected.has(e.address), load: this.loadOf(e.address) })),
       })),
     };
     const load = priorityLoad(healthCounts(localities));
@@ -236,9 +253,22 @@ export class RoutingTable {
     return keys;
   }
 
-  pick(route: Route, exclude?: ReadonlySet<string>): PickedEndpoint | undefined {
-    if (!exclude || exclude.size === 0) return pickPrepared(route.prepared, route.load.loads, Math.random);
-    return pickEndpoint(route.localities, route.load.loads, Math.random, exclude);
+  /**
+   * `now`: performance.now(), the clock the request path stamps latencies with (attempts.ts);
+   * a caller that reads it anyway passes it, since a read costs as much as the rest of the pick.
+   */
+  pick(route: Route, exclude?: ReadonlySet<string>, now = performance.now()): PickedEndpoint | undefined {
+    if (!exclude || exclude.size === 0) return pickPrepared(route.prepared, route.load.loads, Math.random, now);
+    return pickEndpoint(route.localities, route.load.loads, Math.random, exclude, now);
+  }
+
+  /**
+   * Whether the health checker must probe `address` this round although it is idle: requests
+   * sent there wait for their answers (they may hang there now), or outlier detection ejected
+   * it (a fresh check may end a connect-error ejection early; an old verdict must not).
+   */
+  needsCheck(address: string): boolean {
+    return (this.loads.get(address)?.outstanding ?? 0) > 0 || isEjected(this.outliers, address, this.now());
   }
 
   /** Whether `address` answered a request at or after `since` (ms, this table's clock): the health checker's passive proof. */

@@ -74,6 +74,12 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       },
       onRound: () => routing.unejectReachable((address) => health.healthOf(address)),
       servedSince: (address, since) => routing.answeredSince(address, since),
+      // An idle, healthy address is checked every third round (~6 s), not every 2 s: a gateway
+      // check is a handshake, and each idle sidecar made one per remote gateway every round. A
+      // request waiting there makes it due at the next round, so a request never waits on a
+      // hung peer longer than before (docs/sidecar.md, "Health checks and outlier detection").
+      idleEvery: 3,
+      needsCheck: (address) => routing.needsCheck(address),
     });
     // An address not checked yet is as healthy as the federation says: no blackout at start or
     // when an endpoint appears.
