@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
-import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
+import { clockSkewOfEndpoints } from '../federation/clock.js';
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
 import type { FederationStore } from '../federation/store.js';
 import type { Catalog } from '../model/catalog.js';
@@ -89,11 +89,7 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
       name: 'clock skew',
       needs: ['etcd reachable and writable'],
       async run() {
-        const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '', ctx.store?.tls);
-        const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
-        if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise clocks with NTP: certificates are refused outside their validity window' };
-        if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };
-        return { status: 'ok', detail };
+        return await clockSkewOfEndpoints(ctx.endpoints, ctx.store?.tls, 'synchronise clocks with NTP: certificates are refused outside their validity window');
       },
     },
     {
