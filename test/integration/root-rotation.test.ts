@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
+import { loadClusterConfig } from '../../src/federation/config.js';
 import { FederationStore } from '../../src/federation/store.js';
 import type { IssuedRecord } from '../../src/federation/issued-ledger.js';
 import { isSignedBy } from '../../src/trust/verify.js';
@@ -87,6 +88,15 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     expect(before.every((h) => issuedBy(h, oldRootPem))).toBe(true);
     const oldLeaf = before[0]!;
 
+    // Before the new root is in the bundle, no cluster may take an intermediate of it, and nothing is written.
+    const eastCaCert = join(loadClusterConfig(mesh.file.clusters.east!.config).caDir, 'ca-cert.pem');
+    const eastIntermediate = readFileSync(eastCaCert, 'utf8');
+    const tooEarly = await isthmus(['ca', 'rotate-intermediate', '--ca', newRootDir, '-c', mesh.file.clusters.east!.config], env);
+    expect(tooEarly.code).not.toBe(0);
+    expect(tooEarly.stderr).toMatch(/^isthmus ca rotate-intermediate: the root in .* is not in the mesh bundle of rot\.test.*isthmus ca add-root/);
+    expect(tooEarly.stderr.trim().split('\n')).toHaveLength(1);
+    expect(readFileSync(eastCaCert, 'utf8')).toBe(eastIntermediate);
+
     const traffic = steadyTraffic(mesh.file.clusters.east!.client.proxy, 'http://ledger.demo.mesh/');
     await new Promise((r) => setTimeout(r, 2000));
     const phases: Record<string, string> = {};
@@ -107,6 +117,7 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     const rotateAt = Date.now();
     const east = JSON.parse((await isthmusOk(['ca', 'rotate-intermediate', '--ca', newRootDir, '-c', mesh.file.clusters.east!.config, '-o', 'json'], env)).stdout) as { changed: boolean; root: string };
     expect(east).toMatchObject({ changed: true, root: newPrint });
+    expect(isSignedBy(new X509Certificate(readFileSync(eastCaCert, 'utf8')), new X509Certificate(newRootPem))).toBe(true);
     const early = await isthmus(['ca', 'remove-root', '--ca', mesh.file.ca], env);
     expect(early.code).not.toBe(0);
     expect(early.stderr).toMatch(/^isthmus ca remove-root: Refusing to remove root .* while it is in use.*cluster west still signs with an intermediate of this root/);
