@@ -10,10 +10,8 @@ import { keys } from '../core/keys.js';
 import { addRoot, removeRoot, validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { readRootCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
-import { rootUsage } from '../trust/root-usage.js';
 import type { FederationStore } from '../federation/store.js';
-import type { IssuedRecord } from '../federation/issued-ledger.js';
-import type { ClusterRecord } from '../model/records.js';
+import { usesOfRoot } from './root-uses.js';
 import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
@@ -48,22 +46,6 @@ function report(opts: RootOptions, verb: 'added' | 'removed', trustDomain: strin
     next,
     '',
   ].join('\n'));
-}
-
-/**
- * What the mesh can see still chaining to `rootPem`: each cluster's intermediate in etcd, and the
- * certificates each federation issued or saw its gateways present (`/trust/issued/<c>`).
- */
-async function usesOfRoot(store: FederationStore, rootPem: string, trustDomain: string): Promise<string[]> {
-  const clusters = (await store.list<ClusterRecord>(keys.clusters)).records
-    .filter((r) => !r.key.slice(keys.clusters.length).includes('/') && r.value.trustDomain === trustDomain)
-    .map((r) => r.key.slice(keys.clusters.length));
-  const intermediates = (await store.list<{ certificate?: unknown }>(keys.intermediates)).records
-    .flatMap((r) => (typeof r.value.certificate === 'string' ? [{ cluster: r.key.slice(keys.intermediates.length), certificate: r.value.certificate }] : []));
-  const issued = (await store.list<IssuedRecord>(keys.issued)).records
-    .filter((r) => Array.isArray(r.value.roots))
-    .map((r) => ({ cluster: r.key.slice(keys.issued.length), roots: r.value.roots }));
-  return rootUsage({ rootPem, clusters, intermediates, issued, now: new Date() });
 }
 
 export function registerCaRoots(ca: Command): void {

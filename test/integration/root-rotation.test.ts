@@ -75,6 +75,12 @@ function opensslVerifies(caFile: string, held: { cert: string; chain: string[] }
   }
 }
 
+/** `isthmus check`'s "root rotation" check, as `-o json` gives it. */
+async function rotationCheck(env: Record<string, string>): Promise<{ status: string; detail: string; hint?: string } | undefined> {
+  const result = await isthmus(['check', '-o', 'json'], env);
+  return (JSON.parse(result.stdout) as { checks: { name: string; status: string; detail: string; hint?: string }[] }).checks.find((c) => c.name === 'root rotation');
+}
+
 describe('a whole root rotation under steady cross-cluster traffic', () => {
   test('add the new root, rotate both intermediates, every workload and gateway moves to it, remove the old root: no request fails', async () => {
     const env = etcdEnv(etcd);
@@ -125,6 +131,10 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     const west = JSON.parse((await isthmusOk(['ca', 'rotate-intermediate', '--ca', newRootDir, '-c', mesh.file.clusters.west!.config, '-o', 'json'], env)).stdout) as { changed: boolean };
     expect(west.changed).toBe(true);
     phases.intermediatesRotated = `${Date.now() - rotateAt}ms`;
+    // What `isthmus check` says between the steps: the old root is still in use, and why.
+    const during = await rotationCheck(env);
+    expect(during?.status).toBe('warn');
+    expect(during?.detail).toMatch(new RegExp(`rot\\.test: old root ${oldPrint} still in use: `));
     // Again: nothing to do, said so.
     const again = JSON.parse((await isthmusOk(['ca', 'rotate-intermediate', '--ca', newRootDir, '-c', mesh.file.clusters.west!.config, '-o', 'json'], env)).stdout) as { changed: boolean };
     expect(again.changed).toBe(false);
@@ -143,6 +153,9 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     }, 60_000, 'no certificate of the old root left in either cluster\'s record');
     phases.gatewaysAndLedgersOnNewRoot = `${Date.now() - rotateAt}ms`;
     expect(records.value.map((r) => r.value.cluster).sort()).toEqual(['east', 'west']);
+    const ready = await rotationCheck(env);
+    expect(ready).toMatchObject({ status: 'warn', detail: `rot.test: nothing uses old root ${oldPrint} any more` });
+    expect(ready?.hint).toMatch(/isthmus ca remove-root/);
 
     // 4. The old root leaves the bundle; every sidecar drops it.
     const removeAt = Date.now();
@@ -153,6 +166,7 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
       return held.length === before.length && held.every((h) => h.trustBundle.length === 1 && fingerprint(h.trustBundle[0]!) === newPrint);
     }, 90_000, 'every sidecar trusting only the new root');
     phases.oldRootDropped = `${dropped.ms}ms`;
+    expect(await rotationCheck(env)).toMatchObject({ status: 'ok', detail: 'no rotation under way (one root per trust domain)' });
     await new Promise((r) => setTimeout(r, 3000));
     const results = await traffic.stop();
     const failed = results.filter((r) => !r.ok);
