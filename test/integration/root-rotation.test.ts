@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { keys } from '../../src/core/keys.js';
@@ -75,6 +76,30 @@ function opensslVerifies(caFile: string, held: { cert: string; chain: string[] }
   }
 }
 
+interface SavedIdentity extends HeldIdentity { key: string }
+
+/**
+ * A TLS client presenting `held` to a sidecar's inbound listener, then one request: what a peer
+ * sidecar would do. `answered` when an HTTP response came back (the listener took the
+ * certificate); otherwise the error that ended the connection (TLS 1.3 refuses a client
+ * certificate after the client's handshake is done, with an alert).
+ */
+function presentTo(address: string, held: SavedIdentity): Promise<string> {
+  const split = address.lastIndexOf(':');
+  return new Promise((resolve) => {
+    let reply = '';
+    const socket = tlsConnect({
+      host: address.slice(0, split), port: Number(address.slice(split + 1)),
+      cert: [held.cert, ...held.chain].join('\n'), key: held.key, ca: held.trustBundle, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'],
+    });
+    const timer = setTimeout(() => { socket.destroy(); resolve(reply.startsWith('HTTP/1.1') ? 'answered' : 'silence'); }, 5000);
+    socket.once('secureConnect', () => socket.write('GET / HTTP/1.1\r\nhost: ledger.demo.mesh\r\nconnection: close\r\n\r\n'));
+    socket.on('data', (chunk: Buffer) => { reply += chunk.toString(); });
+    socket.once('close', () => { clearTimeout(timer); resolve(reply.startsWith('HTTP/1.1') ? 'answered' : 'closed'); });
+    socket.once('error', (err) => { clearTimeout(timer); socket.destroy(); resolve(reply.startsWith('HTTP/1.1') ? 'answered' : err.message); });
+  });
+}
+
 /** `isthmus check`'s "root rotation" check, as `-o json` gives it. */
 async function rotationCheck(env: Record<string, string>): Promise<{ status: string; detail: string; hint?: string } | undefined> {
   const result = await isthmus(['check', '-o', 'json'], env);
@@ -92,7 +117,11 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     const before = [...sidecarIdentities().values()];
     expect(before.length).toBeGreaterThanOrEqual(4);
     expect(before.every((h) => issuedBy(h, oldRootPem))).toBe(true);
-    const oldLeaf = before[0]!;
+    const oldLeaf = before[0]! as SavedIdentity;
+    // ledger's sidecar listens (inbound, mTLS) 1000 ports above its app in a dev mesh (src/dev/dev-mesh.ts).
+    const ledgerApp = mesh.file.clusters.west!.services.find((s) => s.name === 'ledger')!.instances[0]!;
+    const ledgerInbound = `${ledgerApp.slice(0, ledgerApp.lastIndexOf(':'))}:${Number(ledgerApp.slice(ledgerApp.lastIndexOf(':') + 1)) + 1000}`;
+    expect(await presentTo(ledgerInbound, oldLeaf)).toBe('answered');
 
     // Before the new root is in the bundle, no cluster may take an intermediate of it, and nothing is written.
     const eastCaCert = join(loadClusterConfig(mesh.file.clusters.east!.config).caDir, 'ca-cert.pem');
@@ -191,5 +220,11 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     }
     expect(opensslVerifies(oldRootFile, oldLeaf, 'old-leaf')).toBe(true);
     expect(opensslVerifies(bundleFile, oldLeaf, 'old-leaf')).toBe(false);
+    // And a sidecar refuses it: the same leaf ledger's sidecar took before the rotation, still
+    // within its validity, now ends the handshake.
+    expect(new Date(new X509Certificate(oldLeaf.cert).validTo).getTime()).toBeGreaterThan(Date.now());
+    const refused = await presentTo(ledgerInbound, oldLeaf);
+    process.stdout.write(`old leaf presented to ledger's sidecar after removal: ${refused}\n`);
+    expect(refused).toMatch(/alert|certificate|unknown ca|^closed$|ECONNRESET/i);
   }, 480_000);
 });
