@@ -38,7 +38,7 @@ for c in "$@"; do
   for prefix in "clusters/$c/" "exports/$c/" "gateways/$c/" "probes/$c/"; do
     e role grant-permission "$r" --prefix=true readwrite "$p/$prefix"
   done
-  for k in "traffic/$c" "events/$c"; do
+  for k in "traffic/$c" "events/$c" "trust/issued/$c"; do
     e role grant-permission "$r" readwrite "$p/$k"
   done
   # Shared by all federations: spent bootstrap tokens (any cluster's must be refused everywhere)

@@ -10,13 +10,15 @@ import { keys } from '../core/keys.js';
 import { addRoot, removeRoot, validateBundle, type TrustBundle } from '../trust/bundle.js';
 import { readRootCa } from '../trust/ca-files.js';
 import { certificateInfo } from '../trust/verify.js';
+import type { FederationStore } from '../federation/store.js';
+import { usesOfRoot } from './root-uses.js';
 import { action, etcdOption, outputOption, withStore, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
-interface RootOptions extends EtcdFlags { ca: string; output: string }
+interface RootOptions extends EtcdFlags { ca: string; output: string; force?: boolean }
 
 /** Applies `change` to the bundle of `trustDomain`; the bundle as it is now, and whether it changed. */
-async function changeBundle(flags: EtcdFlags, trustDomain: string, change: (bundle: TrustBundle) => TrustBundle): Promise<{ bundle: TrustBundle; changed: boolean }> {
+async function changeBundle(flags: EtcdFlags, trustDomain: string, change: (bundle: TrustBundle) => TrustBundle, check?: (store: FederationStore) => Promise<void>): Promise<{ bundle: TrustBundle; changed: boolean }> {
   return await withStore(flags, async (store) => {
     const key = keys.bundle(trustDomain);
     const stored = await store.get(key);
@@ -26,6 +28,7 @@ async function changeBundle(flags: EtcdFlags, trustDomain: string, change: (bund
     const current = validateBundle(stored.value);
     const next = change(current);
     if (next === current) return { bundle: current, changed: false };
+    await check?.(store);
     const committed = await store.transact({ ifModRevision: { [key]: stored.modRevision }, puts: [{ key, value: next }] });
     if (!committed) throw new IsthmusError('ISTHMUS_ERR_ETCD_CONFLICT', `the trust bundle of ${trustDomain} changed while this command ran; run it again`);
     return { bundle: next, changed: true };
@@ -55,24 +58,35 @@ export function registerCaRoots(ca: Command): void {
 The whole rotation (docs/trust.md, "Root rotation"):
   isthmus ca init --trust-domain <td> --out ./ca-new
   isthmus ca add-root --ca ./ca-new
-  ... wait until every sidecar holds both roots, re-issue intermediates and leaves ...
+  ... wait until every sidecar and gateway holds both roots ...
+  isthmus ca rotate-intermediate --ca ./ca-new -c <cluster.yaml>     (each cluster)
+  ... wait until every workload and gateway holds a certificate of the new root ...
   isthmus ca remove-root --ca ./ca-old`)
     .action(action(async (opts: RootOptions) => {
       const root = readRootCa(opts.ca);
       const { fingerprint256 } = certificateInfo(root.certPem);
       const result = await changeBundle(opts, root.trustDomain, (bundle) => addRoot(bundle, root.certPem));
-      report(opts, 'added', root.trustDomain, fingerprint256, result, 'Next: wait until every sidecar and gateway holds both roots (they refresh the bundle every 30 s and at each renewal); then re-issue the intermediates from the new root.');
+      report(opts, 'added', root.trustDomain, fingerprint256, result, 'Next: wait until every sidecar and gateway holds both roots (they refresh the bundle every 30 s and at each renewal); then give each cluster an intermediate of the new root with `isthmus ca rotate-intermediate`.');
     }));
 
   ca.command('remove-root')
     .description('drop an old root CA from its trust domain\'s bundle in etcd: the last step of a root rotation, once no certificate chains to it any more')
     .requiredOption('--ca <dir>', 'the old root\'s directory (root-cert.pem, root-key.pem)')
+    .option('--force', 'remove it even while a cluster still signs with an intermediate of it, or certificates under it are still held (peers then refuse those at once)')
     .addOption(etcdOption())
     .addOption(outputOption())
     .action(action(async (opts: RootOptions) => {
       const root = readRootCa(opts.ca);
       const { fingerprint256 } = certificateInfo(root.certPem);
-      const result = await changeBundle(opts, root.trustDomain, (bundle) => removeRoot(bundle, fingerprint256));
+      const result = await changeBundle(opts, root.trustDomain, (bundle) => removeRoot(bundle, fingerprint256), async (store) => {
+        const reasons = await usesOfRoot(store, root.certPem, root.trustDomain);
+        if (reasons.length === 0) return;
+        if (opts.force) {
+          process.stderr.write(`warning: removing root ${fingerprint256} although it is still in use (--force): ${reasons.join('; ')}\n`);
+          return;
+        }
+        throw new IsthmusError('ISTHMUS_ERR_TRUST_ROOT_IN_USE', `Refusing to remove root ${fingerprint256} of ${root.trustDomain} while it is in use, since every peer would then refuse what still chains to it: ${reasons.join('; ')}. Finish the rotation (docs/trust.md, "Root rotation"), or pass --force`);
+      });
       report(opts, 'removed', root.trustDomain, fingerprint256, result, 'Peers refuse certificates that chain to it from their next bundle refresh on.');
     }));
 }

@@ -7,6 +7,7 @@ import { initEtcdCa, issueEtcdClient } from '../trust/etcd-ca.js';
 import { certificateInfo } from '../trust/verify.js';
 import { validateTrustDomain } from '../trust/spiffe.js';
 import { registerCaRoots } from './ca-roots.js';
+import { registerCaRotate } from './ca-rotate.js';
 import { action, outputOption, wholeNumber } from './common.js';
 import { printJson } from './output.js';
 
@@ -83,4 +84,5 @@ and give every writer its own client certificate with \`isthmus ca issue-etcd-cl
       ].join('\n'));
     }));
   registerCaRoots(ca);
+  registerCaRotate(ca);
 }

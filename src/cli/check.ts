@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys } from '../core/keys.js';
-import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
+import { clockSkewOfEndpoints } from '../federation/clock.js';
+import { usesOfRoot } from './root-uses.js';
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
 import type { FederationStore } from '../federation/store.js';
 import type { Catalog } from '../model/catalog.js';
@@ -89,11 +90,7 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
       name: 'clock skew',
       needs: ['etcd reachable and writable'],
       async run() {
-        const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '', ctx.store?.tls);
-        const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
-        if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise clocks with NTP: certificates are refused outside their validity window' };
-        if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };
-        return { status: 'ok', detail };
+        return await clockSkewOfEndpoints(ctx.endpoints, ctx.store?.tls, 'synchronise clocks with NTP: certificates are refused outside their validity window');
       },
     },
     {
@@ -144,6 +141,31 @@ function checks(ctx: CheckContext): Check<CheckContext>[] {
         if (bad.length > 0) return { status: 'failed', detail: bad.join('; '), hint: 'rejoin those clusters with `isthmus join --force` to issue a new intermediate' };
         if (expiring.length > 0) return { status: 'warn', detail: expiring.join('; '), hint: 'rejoin those clusters to renew their intermediate' };
         return { status: 'ok', detail: `${records.length} intermediate(s) chain to a mesh root and are valid` };
+      },
+    },
+    {
+      // A bundle of more than one root is a rotation under way (docs/trust.md, "Root rotation"):
+      // say, for each older root, what still uses it, or that it can go.
+      name: 'root rotation',
+      needs: ['trust bundles'],
+      async run() {
+        const rotating = ctx.bundles.filter((b) => b.roots.length > 1);
+        if (rotating.length === 0) return { status: 'ok', detail: 'no rotation under way (one root per trust domain)' };
+        const found: string[] = [];
+        let inUse = false;
+        for (const bundle of rotating) {
+          // The newest root is the last; every one before it is on its way out.
+          for (const pem of bundle.roots.slice(0, -1)) {
+            const fingerprint = new X509Certificate(pem).fingerprint256;
+            const reasons = await usesOfRoot(ctx.store!, pem, bundle.trustDomain);
+            inUse ||= reasons.length > 0;
+            found.push(reasons.length > 0 ? `${bundle.trustDomain}: old root ${fingerprint} still in use: ${reasons.join('; ')}` : `${bundle.trustDomain}: nothing uses old root ${fingerprint} any more`);
+          }
+        }
+        return {
+          status: 'warn', detail: found.join('; '),
+          hint: inUse ? 'finish the rotation: `isthmus ca rotate-intermediate` for each cluster named, then wait for its workloads to renew (docs/trust.md, "Root rotation")' : 'remove it: isthmus ca remove-root --ca <that root\'s directory>',
+        };
       },
     },
     {

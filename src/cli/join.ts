@@ -6,7 +6,7 @@ import { describeError, IsthmusError, isIsthmusError } from '../core/errors.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
 import { checkDirectory, ensureDirectory } from '../core/user-paths.js';
-import { clockSkewFailMs, clockSkewWarnMs, etcdClockSkewMs } from '../federation/clock.js';
+import { clockSkewOfEndpoints } from '../federation/clock.js';
 import { loadEtcdTls, type EtcdTls } from '../federation/etcd-tls.js';
 import type { FederationStore } from '../federation/store.js';
 import type { ClusterRecord } from '../model/records.js';
@@ -204,11 +204,7 @@ const joinChecks: Check<JoinContext>[] = [
     name: 'clock skew',
     needs: ['etcd reachable and writable'],
     async run(ctx) {
-      const skew = await etcdClockSkewMs(ctx.endpoints[0] ?? '', ctx.store?.tls);
-      const detail = `${(skew / 1000).toFixed(1)} s from etcd's clock`;
-      if (Math.abs(skew) > clockSkewFailMs) return { status: 'failed', detail, hint: 'synchronise this machine\'s clock (NTP); certificates would be refused' };
-      if (Math.abs(skew) > clockSkewWarnMs) return { status: 'warn', detail, hint: 'synchronise clocks with NTP' };
-      return { status: 'ok', detail };
+      return await clockSkewOfEndpoints(ctx.endpoints, ctx.store?.tls, 'synchronise this machine\'s clock (NTP); certificates would be refused');
     },
   },
   {

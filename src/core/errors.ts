@@ -31,6 +31,7 @@ export const errorCodes = {
   ISTHMUS_ERR_TRUST_TOKEN_INVALID: { status: 401, summary: 'A bootstrap token is unknown, expired or malformed.' },
   ISTHMUS_ERR_TRUST_SPIFFE_INVALID: { status: 400, summary: 'A SPIFFE ID or trust domain is malformed.' },
   ISTHMUS_ERR_TRUST_BUNDLE_MISSING: { status: 404, summary: 'etcd holds no trust bundle for the trust domain of the given root.' },
+  ISTHMUS_ERR_TRUST_ROOT_IN_USE: { status: 409, summary: 'A root cannot leave its bundle yet: a cluster still signs with an intermediate of it, or certificates under it are still held.' },
   // the control plane's own callers (docs/security.md, "Endpoints")
   ISTHMUS_ERR_AUTH_CREDENTIAL_MISSING: { status: 401, summary: 'An admin, API or dashboard endpoint was called without the credential it needs (an operator token, or a mesh certificate as the TLS client certificate).' },
   ISTHMUS_ERR_AUTH_CREDENTIAL_INVALID: { status: 401, summary: 'A presented operator token or certificate does not verify: malformed, expired, altered, or not chained to a root of the mesh.' },

@@ -27,6 +27,9 @@ export const keys = {
   bundle: (trustDomain: string) => `${prefix}/trust/bundles/${trustDomain}`,
   intermediates: `${prefix}/trust/intermediates/`,
   intermediate: (cluster: string) => `${prefix}/trust/intermediates/${cluster}`,
+  /** Which roots the certificates a cluster's federation issued and saw still chain to, leased (docs/trust.md, "Root rotation"). */
+  issued: `${prefix}/trust/issued/`,
+  issuedOf: (cluster: string) => `${prefix}/trust/issued/${cluster}`,
   policies: `${prefix}/policies/`,
   policy: (kind: string, ns: string, name: string) => `${prefix}/policies/${kind}/${ns}/${name}`,
   sloPolicies: `${prefix}/policies/slo/`,

@@ -22,6 +22,9 @@ import { errorResponse } from '../sidecar/http-head.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
 
+/** A caller whose client certificate verified: its identity, its leaf's issuer and root (fingerprints), and when the leaf expires. */
+interface MeshCaller { identity: string; issuer: string | undefined; root: string | undefined; until: number }
+
 /** What telling a caller needs of a request: its socket, and a log for certificates that do not verify. */
 interface CallerRequest { raw: { socket: unknown }; log: Pick<Logger, 'warn'> }
 
@@ -35,8 +38,16 @@ export interface ApiOptions {
   metrics?: Pick<Metrics, 'exposition'>;
   /** Takes the sidecars' POST /v1/reports; without it the route answers 404. */
   ledger?: TrafficLedger;
-  /** PEM of this cluster's intermediate CA: reports are taken only from workloads it signed. */
-  clusterCaPem?: string;
+  /**
+   * PEMs of this cluster's intermediate CAs, the one in use first, then earlier ones still valid
+   * (after `isthmus ca rotate-intermediate`): reports and gateways are taken only from
+   * certificates they signed.
+   */
+  clusterCas?: () => string[];
+  /** Fingerprint of the intermediate in use, told with the roots on GET /v1/trust: a sidecar whose leaf has another issuer renews at once. */
+  issuer?: () => string;
+  /** A gateway of this cluster reported in with this certificate (to tell which root it still holds). */
+  onGatewayCertificate?: (id: string, leaf: { root: string; notAfter: number }) => void;
 }
 
 const maxWaitMs = 60_000;
@@ -101,19 +112,19 @@ export function buildApi(opts: ApiOptions) {
 
   // Gateways and sidecars call in every few seconds over kept connections: who the caller is gets
   // verified once per connection (until its leaf expires), not once per request.
-  const verifiedPeers = new WeakMap<TLSSocket, { identity: string; issuer: string | undefined; until: number }>();
+  const verifiedPeers = new WeakMap<TLSSocket, MeshCaller>();
   /** The caller's verified mesh identity (any trust domain of the mesh, as a client) and the CA that issued it. */
-  const meshCaller = (request: CallerRequest): { identity: string; issuer: string | undefined; until: number } | undefined => {
+  const meshCaller = (request: CallerRequest): MeshCaller | undefined => {
     const socket = request.raw.socket as TLSSocket;
     const known = verifiedPeers.get(socket);
     if (known && known.until > Date.now()) return known;
     const chain = peerChain(socket);
     if (chain?.[0] === undefined) return undefined;
     try {
-      // The peer's chain as Node gives it may stop at the leaf; our own intermediate is offered for that case.
-      const verified = verifyChain({ leafPem: chain[0], intermediatesPem: [...chain.slice(1), ...(opts.clusterCaPem ? [opts.clusterCaPem] : [])], rootsPem: opts.trustBundle(), purpose: 'client' });
+      // The peer's chain as Node gives it may stop at the leaf; our own intermediates are offered for that case.
+      const verified = verifyChain({ leafPem: chain[0], intermediatesPem: [...chain.slice(1), ...(opts.clusterCas?.() ?? [])], rootsPem: opts.trustBundle(), purpose: 'client' });
       if (verified.identity === undefined) return undefined;
-      const caller = { identity: verified.identity, issuer: verified.issuerChain[0]?.fingerprint256, until: verified.notAfter.getTime() };
+      const caller = { identity: verified.identity, issuer: verified.issuerChain[0]?.fingerprint256, root: verified.issuerChain.at(-1)?.fingerprint256, until: verified.notAfter.getTime() };
       verifiedPeers.set(socket, caller);
       return caller;
     } catch (err) {
@@ -196,16 +207,25 @@ export function buildApi(opts: ApiOptions) {
 
   // For writes, only certificates our own intermediate signed count: another cluster's workload or
   // gateway must not register gateways or book traffic here.
-  const ourCa = opts.clusterCaPem === undefined ? undefined : new X509Certificate(opts.clusterCaPem).fingerprint256;
-  const localCaller = (request: CallerRequest): string | undefined => {
+  // Fingerprints are remembered per list of PEMs: the list changes only with a new intermediate.
+  let ours: { pems: string[]; fingerprints: Set<string> } | undefined;
+  const ourCas = (): Set<string> | undefined => {
+    const pems = opts.clusterCas?.();
+    if (pems === undefined) return undefined;
+    if (ours?.pems.length !== pems.length || ours.pems.some((p, i) => p !== pems[i])) ours = { pems, fingerprints: new Set(pems.map((p) => new X509Certificate(p).fingerprint256)) };
+    return ours.fingerprints;
+  };
+  const localCaller = (request: CallerRequest): MeshCaller | undefined => {
     const caller = meshCaller(request);
-    return caller === undefined || (ourCa !== undefined && caller.issuer !== ourCa) ? undefined : caller.identity;
+    const cas = ourCas();
+    return caller === undefined || (cas !== undefined && (caller.issuer === undefined || !cas.has(caller.issuer))) ? undefined : caller;
   };
 
   app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown; admin?: unknown } }>('/v1/gateways', async (request) => {
     // Only this cluster's gateways may publish a gateway: anyone else could draw the mesh's traffic.
     const expected = clusterRoleId(federation.loaded.config.trustDomain, federation.cluster, 'gateway');
-    if (localCaller(request) !== expected) {
+    const caller = localCaller(request);
+    if (caller?.identity !== expected) {
       throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only ${expected} may register a gateway of ${federation.cluster}; present that certificate (the gateway makes it from the cluster's CA directory)`);
     }
     const { id, address, zone, admin } = request.body ?? {};
@@ -217,6 +237,7 @@ export function buildApi(opts: ApiOptions) {
     const zones = federation.loaded.config.zones;
     const gatewayZone = typeof zone === 'string' && zones.includes(zone) ? zone : zones[0] ?? 'default';
     const ttlMs = federation.registerGateway({ id, address, zone: gatewayZone, admin: typeof admin === 'string' ? admin : undefined });
+    if (caller.root !== undefined) opts.onGatewayCertificate?.(id, { root: caller.root, notAfter: caller.until });
     return { cluster: federation.cluster, id, zone: gatewayZone, ttlMs };
   });
 
@@ -230,7 +251,7 @@ export function buildApi(opts: ApiOptions) {
   const { ledger } = opts;
   if (ledger) {
     app.post<{ Body: unknown }>('/v1/reports', { bodyLimit: 1024 * 1024 }, async (request, reply) => {
-      const identity = localCaller(request);
+      const identity = localCaller(request)?.identity;
       const id = identity === undefined ? undefined : parseSpiffeId(identity);
       if (identity === undefined || id?.namespace === undefined || id.trustDomain !== federation.loaded.config.trustDomain) {
         throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only workloads of ${federation.cluster} may report traffic here; present the workload certificate this cluster's federation issued`);
@@ -244,7 +265,7 @@ export function buildApi(opts: ApiOptions) {
     });
   }
 
-  app.get('/v1/trust', async () => ({ roots: opts.trustBundle() }));
+  app.get('/v1/trust', async () => ({ roots: opts.trustBundle(), ...(opts.issuer ? { issuer: opts.issuer() } : {}) }));
 
   app.post<{ Body: { csr?: unknown } }>('/v1/certificates', async (request) => {
     const csr = request.body?.csr;

@@ -41,6 +41,9 @@ export type FederationEvent =
 
 const maxAttempts = 5;
 
+/** Who made a set of leased records published with the cluster's others: probes, sidecar traffic, the certificates issued (by root). */
+type TelemetrySource = 'probes' | 'traffic' | 'certificates';
+
 export class Federation extends EventEmitter {
   readonly mirror = new StoreMirror();
   readonly instanceId = randomUUID();
@@ -68,7 +71,7 @@ export class Federation extends EventEmitter {
    * Leased records made elsewhere in the process, published with this cluster's others: gateway
    * probe summaries (GatewayProber), sidecar traffic and events (TrafficLedger), by source.
    */
-  private readonly telemetryRecords = new Map<'probes' | 'traffic', ReadonlyMap<string, object>>();
+  private readonly telemetryRecords = new Map<TelemetrySource, ReadonlyMap<string, object>>();
   /** host:port of our plain-HTTP dashboard port once it listens; told to other clusters in the alive record. */
   private dashboardAddress: string | undefined;
   private stopped = false;
@@ -199,6 +202,7 @@ export class Federation extends EventEmitter {
         await this.publish();
         return;
       case 'tick':
+        this.announceIntermediate();
         this.refreshCatalog();
         if (this.expireGateways(now)) await this.publish();
         return;
@@ -216,6 +220,7 @@ export class Federation extends EventEmitter {
       this.emit('left');
       return;
     }
+    this.announceIntermediate();
     this.refreshCatalog();
     this.refreshPolicies();
     await this.syncExportIntents();
@@ -260,6 +265,16 @@ export class Federation extends EventEmitter {
     this.platform.meshChanged({ catalog: this.catalog, exportedAt });
   }
 
+  /**
+   * This cluster's intermediate as etcd has it (`isthmus ca rotate-intermediate` writes it), told
+   * after every change and every second: the listener (server.ts) switches to it once the CA
+   * directory holds it, and does nothing while it is the one in use.
+   */
+  private announceIntermediate(): void {
+    const record = this.mirror.get(keys.intermediate(this.cluster)) as { certificate?: unknown } | undefined;
+    if (typeof record?.certificate === 'string') this.emit('intermediate', record.certificate);
+  }
+
   get policies() {
     return this.policySnapshots.current;
   }
@@ -302,7 +317,7 @@ export class Federation extends EventEmitter {
   }
 
   /** Replaces one source's records; keys no longer given are deleted from etcd by the next publish. */
-  setTelemetryRecords(source: 'probes' | 'traffic', records: ReadonlyMap<string, object>): void {
+  setTelemetryRecords(source: TelemetrySource, records: ReadonlyMap<string, object>): void {
     this.telemetryRecords.set(source, records);
     this.enqueue({ type: 'telemetry' });
   }
@@ -396,7 +411,7 @@ export class Federation extends EventEmitter {
         if (record.lease !== this.session?.id) await this.store.delete(record.key);
       }
     }
-    for (const key of [keys.trafficOf(this.cluster), keys.eventsOf(this.cluster)]) {
+    for (const key of [keys.trafficOf(this.cluster), keys.eventsOf(this.cluster), keys.issuedOf(this.cluster)]) {
       const { records } = await this.store.list(key);
       for (const record of records) {
         if (record.key === key && record.lease !== this.session?.id) await this.store.delete(record.key);

@@ -10,13 +10,12 @@ import { startTelemetryServer, type TelemetryServer } from '../telemetry/http.js
 import { loadListenerTls } from '../core/tls-files.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { meshRootsOfRecords } from '../trust/bundle.js';
-import { issueCertificate } from '../trust/ca.js';
-import { readClusterCa } from '../trust/ca-files.js';
 import { clusterRoleId } from '../trust/spiffe.js';
-import { certificateInfo } from '../trust/verify.js';
 import { buildApi, type FederationApi } from './api.js';
 import type { LoadedClusterConfig } from './config.js';
+import { ClusterIssuer } from './cluster-issuer.js';
 import { Federation } from './federation.js';
+import { IssuedLedger } from './issued-ledger.js';
 import { GatewayProber } from './gateway-prober.js';
 import { TrafficLedger } from './traffic-ledger.js';
 import { Reachability } from './reachability.js';
@@ -44,7 +43,14 @@ export interface RunningFederation {
  */
 export async function runFederation(loaded: LoadedClusterConfig, logger: Logger): Promise<RunningFederation> {
   const { config } = loaded;
-  const clusterCa = readClusterCa(loaded.caDir);
+  // The serving certificate names every address a client may dial: the listen host and the advertised one.
+  const hosts = [config.federation.host, config.federation.advertise?.slice(0, config.federation.advertise.lastIndexOf(':'))]
+    .filter((h): h is string => h !== undefined && h !== '0.0.0.0' && h !== '::');
+  const issuer = new ClusterIssuer({
+    caDir: loaded.caDir, trustDomain: config.trustDomain, cluster: config.cluster,
+    dnsNames: [...new Set(['localhost', ...hosts.filter((h) => !isIp(h))])], ipAddresses: [...new Set(hosts.filter(isIp))],
+    logger: logger.child({ component: 'issuer' }),
+  });
   // Read before anything connects: a bad file is an error naming it, not a port that fails later.
   const dashboardTls = config.federation.dashboardTls ? loadListenerTls(config.federation.dashboardTls, `federation.dashboardTls in ${loaded.path}`, { baseDir: loaded.dir }) : undefined;
   const platform = await makePlatform(loaded, logger.child({ component: 'platform' }));
@@ -52,25 +58,14 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   const federation = new Federation(loaded, store, logger.child({ component: 'federation' }), platform);
   void sweepSpentTokens(store, new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not sweep expired spent-token records; they are retried at the next start'));
 
-  // Every root of every trust domain in the mesh, as etcd has them; our own root at least.
+  // Every root of every trust domain in the mesh, as etcd has them; the root of our intermediate at least.
   const trustBundle = (): string[] => meshRootsOfRecords(
     federation.mirror.entries(keys.bundles),
-    [{ version: 1, trustDomain: config.trustDomain, roots: [clusterCa.rootCert] }],
+    [{ version: 1, trustDomain: config.trustDomain, roots: [issuer.current.rootCert] }],
     (key, err) => logger.warn({ key, err: err.message }, 'ignoring an invalid trust bundle record'),
   );
 
-  // The serving certificate names every address a client may dial: the listen host and the advertised one.
-  const hosts = [config.federation.host, config.federation.advertise?.slice(0, config.federation.advertise.lastIndexOf(':'))]
-    .filter((h): h is string => h !== undefined && h !== '0.0.0.0' && h !== '::');
   const servingIdentity = clusterRoleId(config.trustDomain, config.cluster, 'federation');
-  const serving = issueCertificate({
-    identity: servingIdentity,
-    issuer: clusterCa.ca,
-    ttlSeconds: 30 * 24 * 3600,
-    dnsNames: [...new Set(['localhost', ...hosts.filter((h) => !isIp(h))])],
-    ipAddresses: [...new Set(hosts.filter(isIp))],
-  });
-  const servingNotAfter = certificateInfo(serving.certPem).notAfter;
   const reachability = new Reachability(config.cluster);
   const prober = new GatewayProber({
     cluster: config.cluster,
@@ -88,14 +83,16 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   const metrics = createMetrics('federation', { cluster: config.cluster }, {
     clusterSyncs: () => federation.mirror.clusterSyncs(),
     catalog: () => federation.catalog,
-    certificates: () => [{ identity: servingIdentity, notAfter: servingNotAfter }],
+    certificates: () => [{ identity: servingIdentity, notAfter: issuer.current.servingNotAfter }],
     probes: () => prober.records(),
     // The dashboard is made below; a scrape comes only once the federation is serving.
     slos: () => dashboard.overview().slos,
   });
+  const issued = new IssuedLedger(config.cluster);
   const signer = new WorkloadSigner({
-    issuer: clusterCa.ca,
-    issuerChain: [clusterCa.ca.certPem],
+    issuer: issuer.current.ca,
+    issuerChain: [issuer.current.ca.certPem],
+    onSigned: (leaf, replaces) => issued.signed(leaf.serial, { root: issuer.current.rootFingerprint256, notAfter: leaf.notAfter.getTime() }, replaces),
     trustDomain: config.trustDomain,
     cluster: config.cluster,
     ttlSeconds: loaded.workloadTtlSeconds,
@@ -118,15 +115,31 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     federation,
     signer,
     trustBundle,
-    tls: { certPem: serving.certPem, keyPem: serving.keyPem, chainPem: [clusterCa.ca.certPem] },
+    tls: { certPem: issuer.current.serving.certPem, keyPem: issuer.current.serving.keyPem, chainPem: [issuer.current.ca.certPem] },
     logger,
     metrics,
     ledger,
-    clusterCaPem: clusterCa.ca.certPem,
+    clusterCas: () => issuer.intermediates(),
+    issuer: () => issuer.current.fingerprint256,
+    onGatewayCertificate: (id, leaf) => issued.presented(`gateway:${id}`, leaf),
   });
+  // A new intermediate: signed with from the next request on, served from the next handshake on.
+  issuer.onChange((state) => {
+    signer.setIssuer(state.ca, [state.ca.certPem]);
+    api.server.setSecureContext({ cert: [state.serving.certPem, state.ca.certPem].join('\n'), key: state.serving.keyPem, minVersion: 'TLSv1.2' });
+  });
+  federation.on('intermediate', (published: string) => issuer.reconcile(published));
   // Counters change with every request: publish at most every 2 s, and only when something moved.
+  // The same for the roots issued certificates chain to, whose counts also fall as leaves expire.
   let publishedGeneration = -1;
+  let publishedIssued = '';
   const publishTraffic = setInterval(() => {
+    const issuedRecord = issued.record(Date.now());
+    const issuedJson = JSON.stringify(issuedRecord.roots);
+    if (issuedJson !== publishedIssued) {
+      publishedIssued = issuedJson;
+      federation.setTelemetryRecords('certificates', new Map([[keys.issuedOf(config.cluster), issuedRecord]]));
+    }
     if (ledger.generation === publishedGeneration) return;
     publishedGeneration = ledger.generation;
     federation.setTelemetryRecords('traffic', ledger.records());

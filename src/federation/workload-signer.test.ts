@@ -1,7 +1,9 @@
+import { X509Certificate } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { isIsthmusError } from '../core/errors.js';
 import { createCsr, createIntermediateCa, createRootCa, issueCertificate } from '../trust/ca.js';
 import { clusterRoleId } from '../trust/spiffe.js';
+import { verifyChain } from '../trust/verify.js';
 import { WorkloadSigner } from './workload-signer.js';
 
 // Who gets which identity: always decided by how the caller authenticated, never by the request.
@@ -38,5 +40,31 @@ describe('identities a signer on the kubernetes platform gives', () => {
     await expect(signer().sign(createCsr().csrPem, { peerChainPem: [theirs.certPem, west.certPem] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED'));
     const federation = issueCertificate({ identity: clusterRoleId('mesh.test', 'east', 'federation'), issuer: east });
     await expect(signer().sign(createCsr().csrPem, { peerChainPem: [federation.certPem, east.certPem] })).rejects.toSatisfy((err) => isIsthmusError(err, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED'));
+  });
+});
+
+describe('a new intermediate (ca rotate-intermediate)', () => {
+  test('after setIssuer every leaf is signed by it and chains to the new root; a renewal names the serial it replaces', async () => {
+    const newRoot = createRootCa({ trustDomain: 'mesh.test' });
+    const eastNew = createIntermediateCa({ root: newRoot, trustDomain: 'mesh.test', cluster: 'east' });
+    const signed: { serial: string; replaces: string | undefined }[] = [];
+    const rotating = new WorkloadSigner({
+      issuer: east, issuerChain: [east.certPem], trustDomain: 'mesh.test', cluster: 'east', ttlSeconds: 3600,
+      tokens: () => [], trustBundle: () => [root.certPem, newRoot.certPem],
+      reviewToken: async () => ({ namespace: 'demo', serviceAccount: 'ledger' }),
+      onSigned: (leaf, replaces) => signed.push({ serial: leaf.serial, replaces }),
+    });
+    const first = await rotating.sign(createCsr().csrPem, { bearerToken: 'demo/ledger' });
+    expect(new X509Certificate(first.certificate).checkIssued(new X509Certificate(east.certPem))).toBe(true);
+    rotating.setIssuer(eastNew, [eastNew.certPem]);
+    const firstKey = createCsr();
+    const renewed = await rotating.sign(firstKey.csrPem, { peerChainPem: [first.certificate, ...first.chain] });
+    expect(renewed.chain).toEqual([eastNew.certPem]);
+    expect(new X509Certificate(renewed.certificate).verify(new X509Certificate(eastNew.certPem).publicKey)).toBe(true);
+    expect(verifyChain({ leafPem: renewed.certificate, intermediatesPem: renewed.chain, rootsPem: [newRoot.certPem] }).identity).toBe('spiffe://mesh.test/ns/demo/sa/ledger');
+    expect(signed).toEqual([
+      { serial: new X509Certificate(first.certificate).serialNumber, replaces: undefined },
+      { serial: new X509Certificate(renewed.certificate).serialNumber, replaces: new X509Certificate(first.certificate).serialNumber },
+    ]);
   });
 });

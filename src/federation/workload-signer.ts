@@ -32,6 +32,9 @@ export interface SignedWorkload {
  * request, as Istio's CA does: a CSR is only a public key with a signature.
  */
 export class WorkloadSigner {
+  private issuer: CertAndKey;
+  private issuerChain: string[];
+
   constructor(
     private readonly opts: {
       issuer: CertAndKey;
@@ -54,8 +57,22 @@ export class WorkloadSigner {
       reviewToken?: ((token: string) => Promise<{ namespace: string; serviceAccount: string }>) | undefined;
       /** The reviewed account (`<ns>/<name>`) whose token buys this cluster's gateway identity instead of a workload one. */
       gatewayServiceAccount?: string | undefined;
+      /**
+       * Told of every leaf signed, with the serial of the certificate a renewal replaces: the
+       * federation's record of which certificates are still held (issued-ledger.ts).
+       */
+      onSigned?: ((leaf: { serial: string; notAfter: Date }, replaces: string | undefined) => void) | undefined;
     },
-  ) {}
+  ) {
+    this.issuer = opts.issuer;
+    this.issuerChain = [...opts.issuerChain];
+  }
+
+  /** A new intermediate (`isthmus ca rotate-intermediate`): every certificate from now on is signed with it. */
+  setIssuer(issuer: CertAndKey, issuerChain: string[]): void {
+    this.issuer = issuer;
+    this.issuerChain = [...issuerChain];
+  }
 
   /** Who the caller is: the token's identity (and the token, to spend once the certificate is made), or its certificate's. */
   async authenticate(caller: Caller, now = new Date()): Promise<{ identity: string; token?: TokenRecord }> {
@@ -88,7 +105,15 @@ export class WorkloadSigner {
   async sign(csrPem: string, caller: Caller, now = new Date()): Promise<SignedWorkload> {
     const { identity, token } = await this.authenticate(caller, now);
     // Signed before the token is spent, so a malformed CSR does not use the token up.
-    const { certPem } = signWorkloadCsr({ csrPem, identity, issuer: this.opts.issuer, ttlSeconds: this.opts.ttlSeconds, now });
+    const issuer = this.issuer;
+    const issuerChain = this.issuerChain;
+    const { certPem } = signWorkloadCsr({ csrPem, identity, issuer, ttlSeconds: this.opts.ttlSeconds, now });
+    const signed = new X509Certificate(certPem);
+    const notAfter = new Date(signed.validTo);
+    // Told before anything else is awaited, while the issuer it names is still the one in use. A
+    // certificate whose token turns out spent is counted too, and forgotten when it expires.
+    const renewed = token === undefined && caller.bearerToken === undefined && caller.peerChainPem?.[0] ? new X509Certificate(caller.peerChainPem[0]).serialNumber : undefined;
+    this.opts.onSigned?.({ serial: signed.serialNumber, notAfter }, renewed);
     if (token && this.opts.spendToken && !(await this.opts.spendToken(token, now))) {
       throw new IsthmusError(
         'ISTHMUS_ERR_TRUST_TOKEN_INVALID',
@@ -96,7 +121,6 @@ export class WorkloadSigner {
           'A workload renews with its saved certificate; if that is lost, issue a new token with `isthmus register`.',
       );
     }
-    const notAfter = new Date(new X509Certificate(certPem).validTo);
-    return { identity, certificate: certPem, chain: [...this.opts.issuerChain], trustBundle: this.opts.trustBundle(), notAfter: notAfter.toISOString() };
+    return { identity, certificate: certPem, chain: [...issuerChain], trustBundle: this.opts.trustBundle(), notAfter: notAfter.toISOString() };
   }
 }

@@ -5,8 +5,11 @@ import type { GatewayConfig } from './config.js';
 import { gatewayCertificate, gatewayRoot, type GatewayCertificate } from './gateway-certificate.js';
 import { longPoll, type LongPollFeed } from '../core/long-poll.js';
 import { GatewayRoutesSchema, type GatewayRoutes } from '../model/records.js';
+import { certificateInfo } from '../trust/verify.js';
 
 const longPollSeconds = 30;
+/** How often the gateway asks its federation for the mesh's roots and the intermediate in use. */
+const trustRefreshMs = 10_000;
 const routesFeed: LongPollFeed<typeof GatewayRoutesSchema> = { name: 'routing table', path: '/v1/gateway/routes', schema: GatewayRoutesSchema, versionOf: (r) => r.version };
 
 /**
@@ -21,6 +24,13 @@ export class FederationClient {
   private stopped = false;
   private registerTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  private trustTimer: NodeJS.Timeout | undefined;
+  private renewing = false;
+  private failures = 0;
+  /** The mesh's roots as GET /v1/trust last told them, trimmed and sorted. */
+  private roots: string[] = [];
+  /** The intermediate a renewal was last made for, because the federation named it. */
+  private renewedFor: string | undefined;
   private certificate: GatewayCertificate | undefined;
   private readonly abort = new AbortController();
   /** Called with each certificate obtained, the first and every renewal (the gateway answers health checks with it). */
@@ -36,37 +46,79 @@ export class FederationClient {
    * self-issued one (the CA directory is unusable) is thrown.
    */
   async startCertificates(): Promise<void> {
-    let failures = 0;
-    const renew = async (first: boolean): Promise<void> => {
-      let nextMs: number;
-      try {
-        this.certificate = await gatewayCertificate(this.config, this.certificate);
-        const old = this.agent;
-        this.agent = this.newAgent(this.certificate);
-        void old.close().catch(() => undefined);
-        this.log.info({ notAfter: this.certificate.notAfter.toISOString() }, 'gateway certificate obtained');
-        this.onCertificate?.(this.certificate);
-        failures = 0;
-        nextMs = Math.max(1000, (this.certificate.notAfter.getTime() - Date.now()) / 2);
-      } catch (err) {
-        // Made from the CA directory, a failure is a missing or unreadable file: say so at start.
-        if (first && this.config.tokenFile === undefined) throw err;
-        failures += 1;
-        nextMs = Math.min(60_000, 500 * 2 ** failures);
-        if (!this.stopped) this.log.warn({ err: describeError(err), retryInMs: nextMs }, 'could not get the gateway certificate; retrying');
+    await this.renew(true);
+    this.trustTimer = setInterval(() => void this.refreshTrust(), trustRefreshMs);
+    this.trustTimer.unref();
+  }
+
+  private async renew(first: boolean): Promise<void> {
+    if (this.renewing) return;
+    this.renewing = true;
+    clearTimeout(this.renewTimer);
+    let nextMs: number;
+    try {
+      this.certificate = await gatewayCertificate(this.config, this.certificate);
+      this.replaceAgent();
+      this.log.info({ notAfter: this.certificate.notAfter.toISOString() }, 'gateway certificate obtained');
+      this.onCertificate?.(this.certificate);
+      this.failures = 0;
+      nextMs = Math.max(1000, (this.certificate.notAfter.getTime() - Date.now()) / 2);
+    } catch (err) {
+      // Made from the CA directory, a failure is a missing or unreadable file: say so at start.
+      if (first && this.config.tokenFile === undefined) throw err;
+      this.failures += 1;
+      nextMs = Math.min(60_000, 500 * 2 ** this.failures);
+      if (!this.stopped) this.log.warn({ err: describeError(err), retryInMs: nextMs }, 'could not get the gateway certificate; retrying');
+    } finally {
+      this.renewing = false;
+    }
+    if (!this.stopped) {
+      this.renewTimer = setTimeout(() => void this.renew(false), nextMs);
+      this.renewTimer.unref();
+    }
+  }
+
+  /** A new agent for new requests (the old one finishes its own): after a new certificate or new roots. */
+  private replaceAgent(): void {
+    const old = this.agent;
+    this.agent = this.newAgent(this.certificate);
+    void old.close().catch(() => undefined);
+  }
+
+  /**
+   * The mesh's roots and the intermediate the federation signs with now, as sidecars learn them
+   * (GET /v1/trust). The roots let the gateway keep trusting its federation after a root rotation
+   * re-issues the federation's certificate from the new root; a new intermediate has the gateway
+   * renew at once instead of at half its certificate's life (docs/trust.md, "Root rotation").
+   */
+  private async refreshTrust(): Promise<void> {
+    try {
+      const res = await request(`${this.config.federationUrl}/v1/trust`, { dispatcher: this.agent, signal: this.abort.signal });
+      const body = (await res.body.json()) as { roots?: unknown; issuer?: unknown };
+      if (res.statusCode !== 200 || !Array.isArray(body.roots) || !body.roots.every((r) => typeof r === 'string')) return;
+      const roots = [...new Set((body.roots as string[]).map((r) => r.trim()))].sort();
+      if (roots.join('\n') !== this.roots.join('\n')) {
+        this.roots = roots;
+        this.replaceAgent();
       }
-      if (!this.stopped) {
-        this.renewTimer = setTimeout(() => void renew(false), nextMs);
-        this.renewTimer.unref();
+      const ours = this.certificate?.chainPem[0];
+      // Once per new intermediate: a CA directory that does not hold it yet (a Secret still being
+      // updated) gives the old one again, and the next renewal at half life tries again.
+      if (typeof body.issuer === 'string' && ours !== undefined && body.issuer !== this.renewedFor && certificateInfo(ours).fingerprint256 !== body.issuer) {
+        this.renewedFor = body.issuer;
+        this.log.info({ issuer: body.issuer }, 'the federation signs with a new intermediate; renewing the gateway certificate now');
+        await this.renew(false);
       }
-    };
-    await renew(true);
+    } catch (err) {
+      if (!this.stopped) this.log.debug({ err: describeError(err) }, 'could not refresh the trust bundle; keeping the roots held');
+    }
   }
 
   private newAgent(certificate: GatewayCertificate | undefined): Agent {
     return new Agent({
       connect: {
-        ca: certificate?.rootPem ?? gatewayRoot(this.config),
+        // The root of the CA directory, and every root of the mesh the federation has told of.
+        ca: [...new Set([(certificate?.rootPem ?? gatewayRoot(this.config)).trim(), ...this.roots])],
         ...(certificate ? { cert: [certificate.certPem, ...certificate.chainPem].map((p) => p.trim()).join('\n'), key: certificate.keyPem } : {}),
       },
       headersTimeout: (longPollSeconds + 10) * 1000,
@@ -120,6 +172,7 @@ export class FederationClient {
     this.stopped = true;
     if (this.registerTimer) clearTimeout(this.registerTimer);
     clearTimeout(this.renewTimer);
+    clearInterval(this.trustTimer);
     this.abort.abort();
     await this.agent.destroy();
   }

@@ -61,7 +61,7 @@ export class WorkloadIdentity extends EventEmitter {
   private held!: Held;
   private context: SecureContext | undefined;
   private federationContext: SecureContext | undefined;
-  private readonly agent: Agent;
+  private agent: Agent;
   private renewalAgent: Agent | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   /** Waits between failed renewals: about 1 s, growing to 30 s, with jitter so a mesh of sidecars does not retry in step. */
@@ -73,14 +73,16 @@ export class WorkloadIdentity extends EventEmitter {
   private stopped = false;
   private trustOutage = false;
   private refreshing = false;
+  private renewing = false;
 
   private constructor(private readonly opts: WorkloadIdentityOptions) {
     super();
     this.log = opts.logger.child({ component: 'identity' });
     this.now = opts.now ?? Date.now;
-    // Trust refreshes present the certificate held (the federation API serves mesh members only);
-    // the bootstrap has none yet and pays with its token. Renewals use their own agent.
-    this.agent = new Agent({ connect: connectorFor(() => (this.federationContext ??= this.heldContext())) });
+    // Trust refreshes present the certificate held (the federation API serves mesh members only).
+    // Certificate requests (the bootstrap, which has none yet and pays with its token, and
+    // renewals) use an agent of their own.
+    this.agent = this.federationAgent();
   }
 
   static async start(opts: WorkloadIdentityOptions): Promise<WorkloadIdentity> {
@@ -143,7 +145,8 @@ export class WorkloadIdentity extends EventEmitter {
   }
 
   private async renew(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.renewing) return;
+    this.renewing = true;
     try {
       const next = await this.obtain();
       if (this.stopped) return;
@@ -160,6 +163,8 @@ export class WorkloadIdentity extends EventEmitter {
       else if (left < minLifeLeft) this.log.error(fields, 'the workload certificate expires soon and could not be renewed; check the federation service');
       else this.log.warn(fields, 'could not renew the workload certificate; keeping the current one and retrying');
       this.renewTimer = setTimeout(() => void this.renew(), retryMs).unref();
+    } finally {
+      this.renewing = false;
     }
   }
 
@@ -179,10 +184,13 @@ export class WorkloadIdentity extends EventEmitter {
     const url = this.opts.federationUrl;
     // Made off the event loop: a synchronous RSA key takes long enough to stall the proxy's requests.
     const { csrPem, keyPem } = createCsr({ keyPem: (await generateRsaKey('rsa', { modulusLength: 2048 })).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
-    // A fresh connection for a renewal, so the federation sees the current certificate, not one an older connection presented.
-    const agent = 'token' in auth ? this.agent : (this.renewalAgent = new Agent({
-      connect: { ca: this.federationRoots(), cert: [auth.certificate.certPem, ...auth.certificate.chainPem].join('\n'), key: auth.certificate.keyPem },
-    }));
+    // A fresh connection for every certificate request, so the federation sees the current
+    // certificate, not one an older connection presented; and so a bootstrap's connection, which
+    // carries no certificate, is never kept for the trust refreshes that need one (the API keeps
+    // connections open 72 s, longer than the 30 s between refreshes).
+    const agent = this.renewalAgent = new Agent({
+      connect: { ca: this.federationRoots(), ...('certificate' in auth ? { cert: [auth.certificate.certPem, ...auth.certificate.chainPem].join('\n'), key: auth.certificate.keyPem } : {}) },
+    });
     let status: number;
     let body: unknown;
     try {
@@ -196,7 +204,7 @@ export class WorkloadIdentity extends EventEmitter {
     } catch (err) {
       throw new IsthmusError('ISTHMUS_ERR_API_UNREACHABLE', `The federation service at ${url} did not answer a certificate request (${describeError(err)}). Check that \`isthmus federation\` runs for this cluster and that ${url} is reachable from here.`, { cause: err });
     } finally {
-      if (agent !== this.agent) await agent.destroy();
+      await agent.destroy();
       this.renewalAgent = undefined;
     }
     if (status !== 200) throw refusal(url, status, body, 'token' in auth);
@@ -218,6 +226,11 @@ export class WorkloadIdentity extends EventEmitter {
     this.held = next;
     this.context = undefined;
     this.federationContext = undefined;
+    // New credentials or roots: new connections for the trust refreshes. A kept one would present
+    // the certificate before (which the API refuses once it expires) for as long as it is reused.
+    const old = this.agent;
+    this.agent = this.federationAgent();
+    void old.close().catch(() => undefined);
     this.save();
     if (announce) this.emit('renewed', this.current());
     if (previous && !sameRoots(previous.trustBundle, next.trustBundle)) this.emit('trust-bundle', [...next.trustBundle]);
@@ -228,13 +241,15 @@ export class WorkloadIdentity extends EventEmitter {
     this.refreshing = true;
     try {
       const res = await request(`${this.opts.federationUrl}/v1/trust`, { dispatcher: this.agent, signal: this.abort.signal });
-      const body = (await res.body.json()) as { roots?: unknown };
+      const body = (await res.body.json()) as { roots?: unknown; issuer?: unknown };
       if (res.statusCode !== 200 || !isStrings(body.roots) || body.roots.length === 0) throw new Error(`federation answered ${res.statusCode} without roots`);
       if (this.trustOutage) this.log.info('trust bundle reachable again');
       this.trustOutage = false;
-      if (sameRoots(this.held.trustBundle, body.roots)) return;
-      this.log.info({ roots: body.roots.length }, 'trust bundle changed');
-      this.install({ ...this.held, trustBundle: body.roots }, false);
+      if (!sameRoots(this.held.trustBundle, body.roots)) {
+        this.log.info({ roots: body.roots.length }, 'trust bundle changed');
+        this.install({ ...this.held, trustBundle: body.roots }, false);
+      }
+      if (typeof body.issuer === 'string') this.renewIfIssuerChanged(body.issuer);
     } catch (err) {
       if (this.stopped || this.trustOutage) return;
       this.trustOutage = true;
@@ -242,6 +257,23 @@ export class WorkloadIdentity extends EventEmitter {
     } finally {
       this.refreshing = false;
     }
+  }
+
+  /**
+   * The federation signs with another intermediate than the one our leaf names (`isthmus ca
+   * rotate-intermediate`): renew now rather than at half life, so a root rotation waits about one
+   * trust refresh for the workloads, not half a certificate's life.
+   */
+  private renewIfIssuerChanged(issuer: string): void {
+    const ours = this.held.chainPem[0];
+    if (ours === undefined || this.renewing || this.stopped || certificateInfo(ours).fingerprint256 === issuer) return;
+    this.log.info({ issuer }, 'the federation signs with a new intermediate; renewing now');
+    clearTimeout(this.renewTimer);
+    void this.renew();
+  }
+
+  private federationAgent(): Agent {
+    return new Agent({ connect: connectorFor(() => (this.federationContext ??= this.heldContext())) });
   }
 
   private heldContext(): SecureContext {

@@ -5,10 +5,10 @@
  *
  * Keys are created with mode 0600 in the same system call that creates the file (O_EXCL), so
  * there is no moment when a key sits on disk readable by others, and an existing CA is never
- * overwritten. Reads check that the files belong together, because the most common CA outage
+ * overwritten, except a cluster's by `isthmus ca rotate-intermediate` (replaceClusterCa). Reads check that the files belong together, because the most common CA outage
  * is a key copied from one directory and a certificate from another.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
@@ -129,7 +129,7 @@ export function readRootCa(dir: string): CertAndKey & { trustDomain: string } {
   return { certPem, keyPem, trustDomain };
 }
 
-export function writeClusterCa(dir: string, files: { caCert: string; caKey: string; rootCert: string; certChain: string }): void {
+export function writeClusterCa(dir: string, files: ClusterCaFiles): void {
   verifyKeyMatchesCert(files.caCert, files.caKey);
   writeExclusive(dir, [
     { name: 'ca-key.pem', content: files.caKey, mode: 0o600 },
@@ -137,6 +137,40 @@ export function writeClusterCa(dir: string, files: { caCert: string; caKey: stri
     { name: 'root-cert.pem', content: files.rootCert, mode: 0o644 },
     { name: 'cert-chain.pem', content: files.certChain, mode: 0o644 },
   ]);
+}
+
+/** The four files of a cluster's CA directory, as `join` and `ca rotate-intermediate` write them. */
+export interface ClusterCaFiles { caCert: string; caKey: string; rootCert: string; certChain: string }
+
+const clusterCaFiles: { name: string; field: keyof ClusterCaFiles; mode: number }[] = [
+  // The key first: a reader between two renames sees a key that does not match its certificate and
+  // is refused (and reads again), never a certificate whose key it cannot have.
+  { name: 'ca-key.pem', field: 'caKey', mode: 0o600 },
+  { name: 'ca-cert.pem', field: 'caCert', mode: 0o644 },
+  { name: 'cert-chain.pem', field: 'certChain', mode: 0o644 },
+  { name: 'root-cert.pem', field: 'rootCert', mode: 0o644 },
+];
+
+/**
+ * Replaces the CA files of an existing cluster directory in place, each with a synced temporary
+ * file renamed over it, so a running federation or gateway reading the directory sees each file
+ * whole, old or new. `isthmus ca rotate-intermediate` uses it (join writes new directories only).
+ */
+export function replaceClusterCa(dir: string, files: ClusterCaFiles): void {
+  verifyKeyMatchesCert(files.caCert, files.caKey);
+  for (const { name, field, mode } of clusterCaFiles) {
+    const path = join(dir, name);
+    const temp = `${path}.${process.pid}.new`;
+    const fd = openSync(temp, 'w', mode);
+    try {
+      writeSync(fd, files[field]);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    chmodSync(temp, mode);
+    renameSync(temp, path);
+  }
 }
 
 export function readClusterCa(dir: string): { ca: CertAndKey; rootCert: string; certChain: string; trustDomain: string; cluster: string } {

@@ -100,12 +100,18 @@ describe('certificates renewed and a new root added under steady cross-cluster t
 });
 
 describe('isthmus ca remove-root', () => {
-  test('drops a root it is given, refuses the last root of a trust domain and a trust domain etcd has no bundle for, one line each', async () => {
+  test('refuses a root still in use, naming why; --force removes it with a warning; refuses the last root of a trust domain and a trust domain etcd has no bundle for, one line each', async () => {
     const env = etcdEnv(etcd);
-    const removed = JSON.parse((await isthmusOk(['ca', 'remove-root', '--ca', join(stateDir, 'ca-new'), '-o', 'json'], env)).stdout) as { changed: boolean; roots: unknown[] };
-    expect(removed).toMatchObject({ changed: true, roots: [expect.anything()] });
+    const newPrint = fingerprint(readFileSync(join(stateDir, 'ca-new', 'root-cert.pem'), 'utf8'));
+    // Both clusters still sign with intermediates of the first root.
+    const inUse = await isthmus(['ca', 'remove-root', '--ca', mesh.file.ca], env);
+    expect(inUse.code).not.toBe(0);
+    expect(inUse.stderr).toMatch(/^isthmus ca remove-root: Refusing to remove root .* of dev\.test while it is in use.*cluster east still signs with an intermediate of this root.*cluster west still signs/);
+    const forced = await isthmusOk(['ca', 'remove-root', '--ca', mesh.file.ca, '--force', '-o', 'json'], env);
+    expect(forced.stderr).toMatch(/^warning: removing root .* although it is still in use \(--force\): cluster east still signs/);
+    expect(JSON.parse(forced.stdout)).toMatchObject({ changed: true, roots: [{ fingerprint256: newPrint }] });
 
-    const last = await isthmus(['ca', 'remove-root', '--ca', mesh.file.ca], env);
+    const last = await isthmus(['ca', 'remove-root', '--ca', join(stateDir, 'ca-new')], env);
     expect(last.code).not.toBe(0);
     expect(last.stderr).toMatch(/^isthmus ca remove-root: Refusing to remove the only root of trust domain "dev\.test".*isthmus ca add-root/);
 
@@ -114,7 +120,7 @@ describe('isthmus ca remove-root', () => {
     const unknown = await isthmus(['ca', 'add-root', '--ca', other], env);
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toMatch(/^isthmus ca add-root: etcd holds no trust bundle for other\.test/);
-    for (const result of [last, unknown]) {
+    for (const result of [inUse, last, unknown]) {
       expect(result.stderr.trim().split('\n')).toHaveLength(1);
       expect(result.stderr).not.toMatch(/\n\s+at /);
     }
