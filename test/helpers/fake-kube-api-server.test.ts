@@ -167,6 +167,26 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
     }
   });
 
+  test('a subresource is its own resource to RBAC: a rule for serviceexports does not grant serviceexports/status; the refusal as the real server words it', async () => {
+    fake.apply('serviceexports', { metadata: { namespace: 'default', name: 'cart' } });
+    const group = 'multicluster.x-k8s.io';
+    fake.grant([{ verbs: ['list', 'watch', 'patch'], resources: ['serviceexports'], apiGroups: [group] }]);
+    try {
+      const base = '/apis/multicluster.x-k8s.io/v1alpha1/namespaces/default/serviceexports/cart';
+      const denied = await call('PATCH', `${base}/status`, [{ op: 'add', path: '/status', value: { conditions: [] } }], 'application/json-patch+json');
+      expect(denied.status).toBe(403);
+      const status = JSON.parse(denied.text);
+      const recorded = fixture('status-forbidden-subresource.json');
+      expect(shapeProblems(recorded, status)).toEqual([]);
+      expect(status).toEqual({ ...recorded, message: recorded.message.replace('"jane"', `"${fake.adminUser}"`) });
+      expect(fake.forbidden).toContain(`patch ${group}/serviceexports/status in default`);
+      expect((await call('PATCH', base, { metadata: { labels: { a: 'b' } } }, 'application/merge-patch+json')).status).toBe(200);
+      expect(fake.used).toContain(`patch ${group}/serviceexports`);
+    } finally {
+      fake.allowAll();
+    }
+  });
+
   test('a create in a namespace that does not exist: 404 naming the namespace, as the real server answers; apply() refuses it too', async () => {
     const refused = await call('POST', '/api/v1/namespaces/nowhere/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: {} });
     expect(refused.status).toBe(404);
