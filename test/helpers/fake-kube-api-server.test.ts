@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { summarizeSlice } from '../../src/federation/kubernetes/kube-objects.js';
+import { summarizePod, summarizeSlice } from '../../src/federation/kubernetes/kube-objects.js';
 import { FakeKubeApiServer } from './fake-kube-api-server.js';
 
 // The fake is only worth what its answers are: each is compared with a shape recorded from the
@@ -105,6 +105,22 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
       namespace: 'default', name: 'example-abc', service: 'example', ports: [{ name: 'http', port: 80 }],
       endpoints: [{ addresses: ['10.1.2.3'], ready: true, serving: true, terminating: false, zone: 'us-west2-a', nodeName: 'node-1' }],
     });
+  });
+
+  test('Pods as the reference shows them: a PodList and a watch event, and the adapter reads the sidecar\'s inbound port', async () => {
+    const recorded = fixture('pod-list.json');
+    const from = fake.resourceVersion;
+    const pod = recorded.items[0];
+    expect((await call('POST', '/api/v1/namespaces/default/pods', { ...pod, metadata: { ...pod.metadata, namespace: 'default' } })).status).toBe(201);
+    const list = JSON.parse((await call('GET', '/api/v1/namespaces/default/pods')).text);
+    expect(shapeProblems(recorded, list)).toEqual([]);
+    expect(list.kind).toBe('PodList');
+    expect(list.items[0].kind).toBeUndefined();
+    const [added] = await watchLines(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${from}`, 1) as Record<string, any>[];
+    expect(shapeProblems(fixture('watch-pod-added.json'), added)).toEqual([]);
+    expect(added).toMatchObject({ type: 'ADDED', object: { kind: 'Pod', apiVersion: 'v1' } });
+    expect(summarizePod(fixture('watch-pod-added.json').object)).toEqual({ namespace: 'demo', name: 'ledger-7d9f8b6c5-x2k4q', inboundPort: 15006 });
+    expect(summarizePod(added?.object)).toEqual({ namespace: 'default', name: 'ledger-7d9f8b6c5-x2k4q', inboundPort: 15006 });
   });
 
   test('a TokenReview of a ServiceAccount token, and a 404 Status', async () => {
