@@ -402,6 +402,11 @@ describe('manifests in deploy/', () => {
     expect(ofKind('PodDisruptionBudget').filter((m) => objAt(m.doc, 'spec.selector.matchLabels')['app.kubernetes.io/name'] === 'isthmus-federation')).toEqual([]);
   });
 
+  it('the federation is updated by Recreate: a rolling update would run two replicas while the new pod starts (docs/kubernetes.md, "Updating the federation")', () => {
+    const deployment = byName('Deployment', 'isthmus-federation').doc;
+    expect(at(deployment, 'spec.strategy')).toEqual({ type: 'Recreate' });
+  });
+
   it('the gateway runs two replicas spread across zones, behind a LoadBalancer on 15443', () => {
     const deployment = byName('Deployment', 'isthmus-gateway').doc;
     expect(at(deployment, 'spec.replicas')).toBe(2);
