@@ -414,7 +414,7 @@ describe('manifests in deploy/', () => {
     expect(spread.some((c) => c.topologyKey === 'topology.kubernetes.io/zone'
       && selects(objAt(c, 'labelSelector.matchLabels'), objAt(deployment, 'spec.template.metadata.labels')))).toBe(true);
     const container = containerOf('isthmus-gateway');
-    expect(container.args).toEqual(['gateway', '--config', '/etc/isthmus/cluster.yaml']);
+    expect(container.args).toEqual(['gateway', '--config', '/etc/isthmus/cluster.yaml', '--admin-advertise', '$(POD_IP):15021', '--zone', '$(POD_ZONE)']);
     expect(at(container, 'readinessProbe.httpGet')).toMatchObject({ path: '/readyz', port: 'admin', scheme: 'HTTP' });
     const service = byName('Service', 'isthmus-gateway').doc;
     expect(at(service, 'spec.type')).toBe('LoadBalancer');
