@@ -123,6 +123,14 @@ export class KubernetesPlatform implements Platform {
     return this.current;
   }
 
+  skippedEndpoints(): Record<string, number> {
+    const total: Record<string, number> = { 'no-sidecar': 0, 'not-a-pod': 0 };
+    for (const counts of this.skipped.values()) {
+      for (const [reason, count] of Object.entries(counts)) total[reason] = (total[reason] ?? 0) + count;
+    }
+    return total;
+  }
+
   exports(): ReadonlyMap<string, string> {
     const out = new Map<string, string>();
     for (const e of this.exportsInMesh()) out.set(`${e.namespace}/${e.name}`, e.createdAt);
