@@ -346,24 +346,28 @@ describe('manifests in deploy/', () => {
     expect(ofKind('Namespace').map((m) => nameOf(m.doc)).sort()).toEqual(['demo', 'isthmus-system']);
   });
 
-  it('the federation ClusterRole is least privilege: reads what the adapter watches, writes imports, export status and TokenReviews only', () => {
+  it('the federation ClusterRole is least privilege: reads what the adapter watches, writes imports, export status and TokenReviews only (which verbs exactly: kube-rbac.test.ts)', () => {
     const rules = listAt(byName('ClusterRole', 'isthmus-federation').doc, 'rules').filter(isObj);
-    const verbsFor = (group: string, resource: string) => new Set(rules
-      .filter((r) => listAt(r, 'apiGroups').includes(group) && listAt(r, 'resources').includes(resource))
-      .flatMap((r) => listAt(r, 'verbs')));
-    for (const [group, resource] of [['', 'services'], ['', 'pods'], ['', 'nodes'], ['discovery.k8s.io', 'endpointslices'],
-      ['multicluster.x-k8s.io', 'serviceexports'], ['multicluster.x-k8s.io', 'serviceimports']] as const) {
-      expect(verbsFor(group, resource), resource).toEqual(new Set(['get', 'list', 'watch', ...resource === 'serviceimports' ? ['create', 'update', 'patch', 'delete'] : []]));
-    }
-    for (const resource of ['serviceexports/status', 'serviceimports/status']) {
-      expect(verbsFor('multicluster.x-k8s.io', resource), resource).toEqual(new Set(['get', 'update', 'patch']));
-    }
-    expect(verbsFor('authentication.k8s.io', 'tokenreviews')).toEqual(new Set(['create']));
     // Nothing else may be written, and no rule uses a wildcard.
     const writes = rules.filter((r) => listAt(r, 'verbs').some((v) => !['get', 'list', 'watch'].includes(String(v))));
     expect(new Set(writes.flatMap((r) => listAt(r, 'resources')))).toEqual(new Set(['serviceimports', 'serviceimports/status', 'serviceexports/status', 'tokenreviews']));
     expect(rules.flatMap((r) => [...listAt(r, 'apiGroups'), ...listAt(r, 'resources'), ...listAt(r, 'verbs')])).not.toContain('*');
     expect(ofKind('ClusterRole')).toHaveLength(1);
+  });
+
+  it('docs/kubernetes.md\'s table of what the federation\'s ServiceAccount may do is the ClusterRole\'s rules', () => {
+    const pairs = (rows: { group: string; resources: string[]; verbs: string[] }[]) => rows
+      .flatMap((r) => r.resources.flatMap((resource) => r.verbs.map((verb) => `${r.group}/${resource} ${verb}`))).sort();
+    const manifest = listAt(byName('ClusterRole', 'isthmus-federation').doc, 'rules').filter(isObj).flatMap((r) => listAt(r, 'apiGroups')
+      .map((group) => ({ group: String(group), resources: listAt(r, 'resources').map(String), verbs: listAt(r, 'verbs').map(String) })));
+    const doc = readFileSync(join(root, 'docs/kubernetes.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('### What the federation\'s ServiceAccount may do'));
+    const table = section.split('\n').filter((line) => /^\| `/.test(line)).map((line) => {
+      const [group, resources, verbs] = line.split('|').slice(1, 4).map((cell) => cell.trim());
+      return { group: (group ?? '').replace(/`/g, '').replace(/^""$/, ''), resources: (resources ?? '').split(', '), verbs: (verbs ?? '').split(', ') };
+    });
+    expect(table.length).toBeGreaterThan(0);
+    expect(pairs(table)).toEqual(pairs(manifest));
   });
 
   it('the federation runs `isthmus federation` hardened, with the CA Secret, etcd client Secret and config ConfigMap mounted', () => {
@@ -398,6 +402,11 @@ describe('manifests in deploy/', () => {
     expect(ofKind('PodDisruptionBudget').filter((m) => objAt(m.doc, 'spec.selector.matchLabels')['app.kubernetes.io/name'] === 'isthmus-federation')).toEqual([]);
   });
 
+  it('the federation is updated by Recreate: a rolling update would run two replicas while the new pod starts (docs/kubernetes.md, "Updating the federation")', () => {
+    const deployment = byName('Deployment', 'isthmus-federation').doc;
+    expect(at(deployment, 'spec.strategy')).toEqual({ type: 'Recreate' });
+  });
+
   it('the gateway runs two replicas spread across zones, behind a LoadBalancer on 15443', () => {
     const deployment = byName('Deployment', 'isthmus-gateway').doc;
     expect(at(deployment, 'spec.replicas')).toBe(2);
@@ -405,7 +414,7 @@ describe('manifests in deploy/', () => {
     expect(spread.some((c) => c.topologyKey === 'topology.kubernetes.io/zone'
       && selects(objAt(c, 'labelSelector.matchLabels'), objAt(deployment, 'spec.template.metadata.labels')))).toBe(true);
     const container = containerOf('isthmus-gateway');
-    expect(container.args).toEqual(['gateway', '--config', '/etc/isthmus/cluster.yaml']);
+    expect(container.args).toEqual(['gateway', '--config', '/etc/isthmus/cluster.yaml', '--admin-advertise', '$(POD_IP):15021', '--zone', '$(POD_ZONE)']);
     expect(at(container, 'readinessProbe.httpGet')).toMatchObject({ path: '/readyz', port: 'admin', scheme: 'HTTP' });
     const service = byName('Service', 'isthmus-gateway').doc;
     expect(at(service, 'spec.type')).toBe('LoadBalancer');

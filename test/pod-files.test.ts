@@ -174,7 +174,35 @@ function gatewayProblems(doc: Obj): string[] {
       problems.push(`gateway: ${f.path} comes from ${f.source.kind} ${'name' in f.source ? f.source.name : ''}, which holds the cluster CA key`);
     }
   }
+  problems.push(...replicaProblems(list(spec.containers).find((c) => c.name === 'gateway') ?? {}, entry?.admin));
   return [...problems, ...unknownSources(files, objectsOf(written)).map((p) => `gateway: ${p}`)];
+}
+
+/**
+ * Each gateway replica publishes its own admin address and zone: `--admin-advertise` is the
+ * pod's IP (downward API `status.podIP`) and the port the admin listens on (the entry's `admin`
+ * and the container port named admin), and `--zone` the pod's zone label, when it has one.
+ */
+function replicaProblems(container: Obj, admin: string | undefined): string[] {
+  const args = (Array.isArray(container.args) ? container.args : []).map(String);
+  const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] ?? '' : undefined);
+  const fieldOf = (value: string | undefined) => {
+    const variable = /^\$\(([A-Z_][A-Z0-9_]*)\)/.exec(value ?? '')?.[1];
+    const env = list(container.env).find((e) => e.name === variable);
+    return at(env ?? {}, 'valueFrom', 'fieldRef', 'fieldPath');
+  };
+  const problems: string[] = [];
+  const adminAdvertise = flag('--admin-advertise');
+  const adminPort = list(container.ports).find((p) => p.name === 'admin')?.containerPort;
+  if (adminAdvertise === undefined) problems.push('gateway: no --admin-advertise: every replica would publish the admin listen address, which nobody can dial');
+  else {
+    if (fieldOf(adminAdvertise) !== 'status.podIP') problems.push(`gateway: --admin-advertise ${adminAdvertise} is not the pod's IP (an env var from fieldRef status.podIP)`);
+    const port = adminAdvertise.slice(adminAdvertise.lastIndexOf(':') + 1);
+    if (port !== String(adminPort) || port !== admin?.slice(admin.lastIndexOf(':') + 1)) problems.push(`gateway: --admin-advertise port ${port} is not the admin port (container port ${String(adminPort)}, cluster.yaml admin ${String(admin)})`);
+  }
+  const zone = flag('--zone');
+  if (zone !== undefined && fieldOf(zone) !== "metadata.labels['topology.kubernetes.io/zone']") problems.push(`gateway: --zone ${zone} is not the pod's topology.kubernetes.io/zone label`);
+  return problems;
 }
 
 function tokenProblems(who: string, token: { audience: string; expirationSeconds: number }, audience: string): string[] {
@@ -258,6 +286,17 @@ describe('the checks fail when a mount goes', () => {
     expect(gatewayProblems(deployment('isthmus-gateway', withKey))).toEqual([expect.stringContaining('which holds the cluster CA key')]);
     const noVolume = replaced(`${base}/gateway.yaml`, '            - name: cluster\n              mountPath: /etc/isthmus', '            - name: cluster\n              mountPath: /etc/gateway');
     expect(gatewayProblems(deployment('isthmus-gateway', noVolume)).length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a gateway whose replicas would all publish the same admin address or zone', () => {
+    const noAdvertise = replaced(`${base}/gateway.yaml`, ', --admin-advertise, "$(POD_IP):15021"', '');
+    expect(gatewayProblems(deployment('isthmus-gateway', noAdvertise))).toEqual([expect.stringContaining('no --admin-advertise')]);
+    const hostIp = replaced(`${base}/gateway.yaml`, 'fieldPath: status.podIP', 'fieldPath: status.hostIP');
+    expect(gatewayProblems(deployment('isthmus-gateway', hostIp))).toEqual([expect.stringContaining('is not the pod\'s IP')]);
+    const otherPort = replaced(`${base}/gateway.yaml`, '"$(POD_IP):15021"', '"$(POD_IP):15443"');
+    expect(gatewayProblems(deployment('isthmus-gateway', otherPort))).toEqual([expect.stringContaining('is not the admin port')]);
+    const fixedZone = replaced(`${base}/gateway.yaml`, '--zone, "$(POD_ZONE)"', '--zone, us-east-1a');
+    expect(gatewayProblems(deployment('isthmus-gateway', fixedZone))).toEqual([expect.stringContaining('is not the pod\'s topology.kubernetes.io/zone label')]);
   });
 
   it('a federation without the etcd client files, or mounting a Secret join does not write', () => {

@@ -9,8 +9,11 @@ export function registerGateway(program: Command): void {
     .requiredOption('-c, --config <file>', 'the cluster.yaml of the gateway\'s cluster (its gateways: entry)')
     .option('--id <id>', 'which gateways: entry to run (optional when there is only one)')
     .option('--advertise <host:port>', 'the address other clusters dial, published instead of the listen address (a load balancer or NAT in front of the gateway); overrides the entry\'s advertise')
-    .action(action(async (opts: { config: string; id?: string; advertise?: string; logFormat: LogFormat; logLevel: string }) => {
-      const config = loadGatewayConfig(opts.config, opts.id, { advertise: opts.advertise });
+    // Set from the pod by the gateway Deployment (docs/kubernetes.md); empty values are ignored.
+    .option('--admin-advertise <host:port>', 'where the admin port is reached, published for `isthmus trace` instead of the admin listen address (a pod\'s IP)')
+    .option('--zone <zone>', 'zone of this gateway replica, over the entry\'s')
+    .action(action(async (opts: { config: string; id?: string; advertise?: string; adminAdvertise?: string; zone?: string; logFormat: LogFormat; logLevel: string }) => {
+      const config = loadGatewayConfig(opts.config, opts.id, { advertise: opts.advertise, adminAdvertise: opts.adminAdvertise, zone: opts.zone });
       const logger = createLogger({ name: `isthmus-gateway-${config.id}`, format: opts.logFormat, level: opts.logLevel });
       const { runGateway } = await import('../gateway/run.js');
       const running = await runGateway(config, logger);

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync,
 import { createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { describeError, IsthmusError, isIsthmusError } from '../core/errors.js';
+import { describeError, IsthmusError } from '../core/errors.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { checkName } from '../core/names.js';
 import { checkDirectory, ensureDirectory } from '../core/user-paths.js';
@@ -20,7 +20,7 @@ import type { ClusterTarget } from './join-kubernetes.js';
 import { describePermission, grantHint, type Permission } from './join-permissions.js';
 import { action, connectStore, duration, etcdEndpoints, etcdOption, outputOption, wholeNumber, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
-import { failedChecks, formatCheck, printChecks, runChecks, type Check, type CheckResult } from './preflight.js';
+import { failedChecks, formatCheck, runChecks, type Check, type CheckResult } from './preflight.js';
 
 export interface JoinOptions extends EtcdFlags {
   region: string;
@@ -89,10 +89,9 @@ export function registerJoin(program: Command): void {
     .addOption(outputOption())
     .action(action(async (cluster: string, opts: JoinOptions) => {
       const json = opts.output === 'json';
-      const joined = await joinCluster(cluster, opts, json ? undefined : (r) => process.stdout.write(`${formatCheck(r)}\n`)).catch((err: unknown) => {
-        if (json && isIsthmusError(err, 'ISTHMUS_ERR_PREFLIGHT_FAILED')) printChecks(err.details as CheckResult[], 'json', { joined: false });
-        throw err;
-      });
+      // A failed preflight is one JSON document, as every refusal is: `{ error: { code, message,
+      // details } }` with every check in `details`, printed by action().
+      const joined = await joinCluster(cluster, opts, json ? undefined : (r) => process.stdout.write(`${formatCheck(r)}\n`));
       if (json) return printJson({ joined: true, cluster, ...joined });
       if (joined.kubernetes) {
         const k = joined.kubernetes;

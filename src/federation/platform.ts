@@ -31,4 +31,9 @@ export interface Platform {
    * single-use bootstrap tokens (local).
    */
   readonly reviewToken: ((token: string) => Promise<{ namespace: string; serviceAccount: string }>) | undefined;
+  /**
+   * Endpoints of this cluster's services left out of the mesh, counted by reason (Kubernetes:
+   * `no-sidecar`, `not-a-pod`); undefined where every endpoint is registered by hand (local).
+   */
+  skippedEndpoints?(): Record<string, number>;
 }

@@ -87,6 +87,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     probes: () => prober.records(),
     // The dashboard is made below; a scrape comes only once the federation is serving.
     slos: () => dashboard.overview().slos,
+    ...(platform.skippedEndpoints ? { skippedEndpoints: () => platform.skippedEndpoints?.() ?? {} } : {}),
   });
   const issued = new IssuedLedger(config.cluster);
   const signer = new WorkloadSigner({

@@ -62,3 +62,28 @@ describe('the advertised address (what other clusters dial, published in the gat
     expect(() => loadGatewayConfig(clusterYaml({ id: 'adv-schema', address: '10.1.2.3:15443', advertise: 'no port here' }), undefined)).toThrow(/\/gateways\/0\/advertise/);
   });
 });
+
+describe('one replica of a gateway Deployment (flags set from the pod; docs/kubernetes.md)', () => {
+  const path = () => clusterYaml({ id: 'replica', address: '0.0.0.0:15443', advertise: 'gw.west.example.org:15443', admin: '0.0.0.0:15021' });
+
+  test('--admin-advertise is the admin address it publishes, --zone its zone; unset, the entry\'s', () => {
+    const replica = loadGatewayConfig(path(), undefined, { adminAdvertise: '10.1.0.9:15021', zone: 'b' });
+    expect(replica.adminAdvertise).toEqual({ host: '10.1.0.9', port: 15021 });
+    expect(replica.zone).toBe('b');
+    const plain = loadGatewayConfig(path(), undefined);
+    expect(plain.adminAdvertise).toBeUndefined();
+    expect(plain.zone).toBe('a');
+  });
+
+  test('empty values (a downward API field the pod lacks) are ignored', () => {
+    const replica = loadGatewayConfig(path(), undefined, { adminAdvertise: '', zone: '', advertise: '' });
+    expect(replica.zone).toBe('a');
+    expect(replica.adminAdvertise).toBeUndefined();
+    expect(replica.advertise).toEqual({ host: 'gw.west.example.org', port: 15443 });
+  });
+
+  test('--admin-advertise of a wildcard address, or without a port, is refused', () => {
+    expect(() => loadGatewayConfig(path(), undefined, { adminAdvertise: '0.0.0.0:15021' })).toThrow(/^--admin-advertise is "0\.0\.0\.0:15021": expected host:port/);
+    expect(() => loadGatewayConfig(path(), undefined, { adminAdvertise: '10.1.0.9' })).toThrow(/^--admin-advertise is "10\.1\.0\.9"/);
+  });
+});

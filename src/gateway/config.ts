@@ -17,6 +17,12 @@ export interface GatewayConfig {
    */
   advertise?: { host: string; port: number } | undefined;
   admin: { host: string; port: number };
+  /**
+   * Where others reach the admin port, published in the gateway's record (where `isthmus trace`
+   * finds it): `--admin-advertise`, in a pod its IP (`status.podIP`); undefined: the admin
+   * listen address.
+   */
+  adminAdvertise?: { host: string; port: number } | undefined;
   /** `adminTls`'s files, read and checked: the admin port serves HTTPS with them. */
   adminTls?: ListenerTls | undefined;
   /** https://host:port of this cluster's federation API. */
@@ -32,9 +38,13 @@ export interface GatewayConfig {
 }
 
 /** The gateway runs from its cluster's cluster.yaml: its entry under `gateways:` picked by id. */
-export function loadGatewayConfig(configPath: string, id: string | undefined, overrides: { advertise?: string | undefined } = {}): GatewayConfig {
+export function loadGatewayConfig(configPath: string, id: string | undefined, given: GatewayOverrides = {}): GatewayConfig {
+  // Empty values are ignored: a pod's manifest fills them from the downward API, which gives an
+  // empty string for what the pod does not have (a zone label, on most clusters).
+  const overrides = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined && v !== '')) as GatewayOverrides;
   // A malformed --advertise is the caller's mistake whatever the file holds: say so first.
   if (overrides.advertise !== undefined) gatewayAdvertise(overrides.advertise, { host: '127.0.0.1', port: 1 }, '--advertise', '--advertise');
+  const adminAdvertise = overrides.adminAdvertise === undefined ? undefined : gatewayAdvertise(overrides.adminAdvertise, { host: '127.0.0.1', port: 1 }, '--admin-advertise', '--admin-advertise');
   const loaded: LoadedClusterConfig = loadClusterConfig(configPath);
   const { config } = loaded;
   const ids = config.gateways.map((g) => g.id);
@@ -54,10 +64,11 @@ export function loadGatewayConfig(configPath: string, id: string | undefined, ov
     cluster: config.cluster,
     trustDomain: config.trustDomain,
     id: entry.id,
-    zone: entry.zone ?? config.zones[0] ?? 'default',
+    zone: overrides.zone ?? entry.zone ?? config.zones[0] ?? 'default',
     listen,
     advertise,
     admin,
+    ...(adminAdvertise ? { adminAdvertise } : {}),
     ...(entry.adminTls ? { adminTls: loadListenerTls(entry.adminTls, `adminTls of gateway ${entry.id} in ${loaded.path}`, { baseDir: loaded.dir }) } : {}),
     federationUrl: `https://${federationHost}`,
     caDir: loaded.caDir,
@@ -66,6 +77,13 @@ export function loadGatewayConfig(configPath: string, id: string | undefined, ov
     connectTimeoutMs: parseDuration(entry.connectTimeout) * 1000,
     idleTimeoutMs: 3_600_000,
   };
+}
+
+/** What `isthmus gateway`'s flags put over the gateway's entry; empty strings count as not given. */
+export interface GatewayOverrides {
+  advertise?: string | undefined;
+  adminAdvertise?: string | undefined;
+  zone?: string | undefined;
 }
 
 const unspecifiedHosts = new Set(['0.0.0.0', '::', '[::]']);

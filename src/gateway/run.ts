@@ -33,7 +33,9 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     await client.startCertificates();
     void client.watchRoutes((routes) => gateway.setRoutes(routes));
     const address = `${listening.host}:${listening.port}`;
-    const adminHostPort = `${config.admin.host}:${typeof adminAddress === 'object' && adminAddress ? adminAddress.port : config.admin.port}`;
+    const adminHostPort = config.adminAdvertise
+      ? `${config.adminAdvertise.host}:${config.adminAdvertise.port}`
+      : `${config.admin.host}:${typeof adminAddress === 'object' && adminAddress ? adminAddress.port : config.admin.port}`;
     // The advertised address (what other clusters dial: a load balancer, NAT or link in front of
     // this listener) and the admin address (where `isthmus trace` finds it) go into the
     // gateway's etcd record. A listen port 0 is advertised as the port bound.

@@ -15,6 +15,8 @@ export interface FederationSources {
   probes?: () => readonly { to: string; p50Ms: number | null; p99Ms: number | null }[];
   /** Every objective's verdict as the dashboard computes it (src/dashboard/overview.ts SloView). */
   slos?: () => readonly { namespace: string; name: string; service: string; burnRate: { window: number | null; short: number | null }; state: string }[];
+  /** Endpoints of this cluster's services left out of the mesh, by reason (Platform.skippedEndpoints). */
+  skippedEndpoints?: () => Record<string, number>;
   now?: () => number;
 }
 
@@ -81,6 +83,18 @@ export function federationMetrics(registry: Registry, cluster: string, sources: 
           if (slo.burnRate.window !== null) this.set({ ...labels, window: 'objective' }, slo.burnRate.window);
           if (slo.burnRate.short !== null) this.set({ ...labels, window: '5m' }, slo.burnRate.short);
         }
+      },
+    });
+  }
+  const { skippedEndpoints } = sources;
+  if (skippedEndpoints) {
+    new Gauge({
+      name: 'isthmus_kubernetes_endpoints_skipped',
+      help: 'Endpoints of this cluster\'s Services left out of the mesh, by reason: no-sidecar (its pod has no isthmus sidecar: inject the workload), not-a-pod (an EndpointSlice endpoint without a Pod). Each ServiceExport\'s Valid condition names its own.',
+      labelNames: ['cluster', 'reason'], registers,
+      collect() {
+        this.reset();
+        for (const [reason, count] of Object.entries(skippedEndpoints())) this.set({ cluster, reason }, count);
       },
     });
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { summarizeSlice } from '../../src/federation/kubernetes/kube-objects.js';
+import { summarizePod, summarizeSlice } from '../../src/federation/kubernetes/kube-objects.js';
 import { FakeKubeApiServer } from './fake-kube-api-server.js';
 
 // The fake is only worth what its answers are: each is compared with a shape recorded from the
@@ -107,6 +107,22 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
     });
   });
 
+  test('Pods as the reference shows them: a PodList and a watch event, and the adapter reads the sidecar\'s inbound port', async () => {
+    const recorded = fixture('pod-list.json');
+    const from = fake.resourceVersion;
+    const pod = recorded.items[0];
+    expect((await call('POST', '/api/v1/namespaces/default/pods', { ...pod, metadata: { ...pod.metadata, namespace: 'default' } })).status).toBe(201);
+    const list = JSON.parse((await call('GET', '/api/v1/namespaces/default/pods')).text);
+    expect(shapeProblems(recorded, list)).toEqual([]);
+    expect(list.kind).toBe('PodList');
+    expect(list.items[0].kind).toBeUndefined();
+    const [added] = await watchLines(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${from}`, 1) as Record<string, any>[];
+    expect(shapeProblems(fixture('watch-pod-added.json'), added)).toEqual([]);
+    expect(added).toMatchObject({ type: 'ADDED', object: { kind: 'Pod', apiVersion: 'v1' } });
+    expect(summarizePod(fixture('watch-pod-added.json').object)).toEqual({ namespace: 'demo', name: 'ledger-7d9f8b6c5-x2k4q', inboundPort: 15006 });
+    expect(summarizePod(added?.object)).toEqual({ namespace: 'default', name: 'ledger-7d9f8b6c5-x2k4q', inboundPort: 15006 });
+  });
+
   test('a TokenReview of a ServiceAccount token, and a 404 Status', async () => {
     const token = fake.issueToken({ namespace: 'default', serviceAccount: 'example', audiences: ['isthmus'] });
     const review = await call('POST', '/apis/authentication.k8s.io/v1/tokenreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: ['isthmus'] } });
@@ -162,6 +178,26 @@ describe('FakeKubeApiServer answers in the shapes the Kubernetes API reference r
       expect((await ask('create', 'namespaces')).status).toEqual({ allowed: false });
       expect((await call('POST', '/api/v1/namespaces/isthmus-system/configmaps', { metadata: { name: 'refused' } })).status).toBe(403);
       expect((await call('GET', '/api/v1/namespaces/isthmus-system/secrets/isthmus-cluster-ca')).status).not.toBe(403);
+    } finally {
+      fake.allowAll();
+    }
+  });
+
+  test('a subresource is its own resource to RBAC: a rule for serviceexports does not grant serviceexports/status; the refusal as the real server words it', async () => {
+    fake.apply('serviceexports', { metadata: { namespace: 'default', name: 'cart' } });
+    const group = 'multicluster.x-k8s.io';
+    fake.grant([{ verbs: ['list', 'watch', 'patch'], resources: ['serviceexports'], apiGroups: [group] }]);
+    try {
+      const base = '/apis/multicluster.x-k8s.io/v1alpha1/namespaces/default/serviceexports/cart';
+      const denied = await call('PATCH', `${base}/status`, [{ op: 'add', path: '/status', value: { conditions: [] } }], 'application/json-patch+json');
+      expect(denied.status).toBe(403);
+      const status = JSON.parse(denied.text);
+      const recorded = fixture('status-forbidden-subresource.json');
+      expect(shapeProblems(recorded, status)).toEqual([]);
+      expect(status).toEqual({ ...recorded, message: recorded.message.replace('"jane"', `"${fake.adminUser}"`) });
+      expect(fake.forbidden).toContain(`patch ${group}/serviceexports/status in default`);
+      expect((await call('PATCH', base, { metadata: { labels: { a: 'b' } } }, 'application/merge-patch+json')).status).toBe(200);
+      expect(fake.used).toContain(`patch ${group}/serviceexports`);
     } finally {
       fake.allowAll();
     }

@@ -98,6 +98,14 @@ export class FakeKubeApiServer {
   private rules: RbacRule[] | undefined;
   /** The user the admin token authenticates as, named in Forbidden answers. */
   readonly adminUser = 'kubernetes-admin';
+  /**
+   * Every (verb, resource) the admin token's user was allowed, as `<verb> <group>/<resource>`
+   * (`create authentication.k8s.io/tokenreviews`, `patch multicluster.x-k8s.io/serviceexports/status`,
+   * `list /pods` for the core group): what a least-privilege role must grant, and no more.
+   */
+  readonly used = new Set<string>();
+  /** Every request refused by RBAC, in the same form. */
+  readonly forbidden: string[] = [];
 
   private constructor(private readonly host: string, private readonly maxHistory: number) {
     const root = createRootCa({ trustDomain: 'kube-api.test' });
@@ -220,8 +228,9 @@ export class FakeKubeApiServer {
   }
 
   /**
-   * Takes `verb` (get, list, watch, create, update, patch, delete) on `plural` away from the admin
-   * token's user, as a Role without it would: such requests get 403 Forbidden in the real server's words.
+   * Takes `verb` (get, list, watch, create, update, patch, delete) on `plural` (or a subresource,
+   * `serviceexports/status`) away from the admin token's user, as a Role without it would: such
+   * requests get 403 Forbidden in the real server's words.
    */
   deny(verb: string, plural: string): void {
     this.denied.add(`${verb} ${plural}`);
@@ -241,7 +250,11 @@ export class FakeKubeApiServer {
     this.rules = undefined;
   }
 
-  /** Whether the admin token's user may do `verb` on `plural` (of `group`) in `namespace` (undefined: the cluster scope). */
+  /**
+   * Whether the admin token's user may do `verb` on `plural` (of `group`) in `namespace`
+   * (undefined: the cluster scope). A subresource is its own resource to RBAC: `plural` is then
+   * `serviceexports/status`, which a rule for `serviceexports` does not grant.
+   */
   allows(verb: string, group: string, plural: string, namespace: string | undefined, name: string | undefined): boolean {
     if (this.denied.has(`${verb} ${plural}`)) return false;
     if (this.rules === undefined) return true;
@@ -290,15 +303,30 @@ export class FakeKubeApiServer {
     });
   }
 
+  /** RBAC for one request: records the (verb, resource) used, or answers 403 and records the refusal. */
+  private authorize(verb: string, group: string, resource: string, namespace: string | undefined, name: string | undefined, res: ServerResponse): boolean {
+    const pair = `${verb} ${group}/${resource}`;
+    if (this.allows(verb, group, resource, namespace, name)) {
+      this.used.add(pair);
+      return true;
+    }
+    this.forbidden.push(`${pair}${namespace ? ` in ${namespace}` : ''}`);
+    sendJson(res, 403, forbiddenStatus(this.adminUser, verb, { group, plural: resource }, namespace, name));
+    return false;
+  }
+
   private route(method: string, url: URL, contentType: string, body: string, res: ServerResponse): void {
-    if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return this.tokenReview(body, res);
+    if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') {
+      if (!this.authorize('create', 'authentication.k8s.io', 'tokenreviews', undefined, undefined, res)) return;
+      return this.tokenReview(body, res);
+    }
     // Every authenticated user may ask what it may do (ClusterRole system:basic-user).
     if (method === 'POST' && url.pathname === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') return this.accessReview(body, res);
     const path = parsePath(url.pathname);
     if (!path) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const { resource, namespace, name, subresource } = path;
     const verb = verbOf(method, name, url);
-    if (!this.allows(verb, resource.group, resource.plural, namespace, name)) return sendJson(res, 403, forbiddenStatus(this.adminUser, verb, resource, namespace, name));
+    if (!this.authorize(verb, resource.group, subresource ? `${resource.plural}/${subresource}` : resource.plural, namespace, name, res)) return;
     const store = this.store(resource.plural);
     const key = name === undefined ? undefined : namespace ? `${namespace}/${name}` : name;
     if (name === undefined) {
@@ -385,10 +413,11 @@ export class FakeKubeApiServer {
    * token's user may do what its resourceAttributes say, with the RBAC authorizer's reason when it may.
    */
   private accessReview(body: string, res: ServerResponse): void {
-    const review = JSON.parse(body) as { spec?: { resourceAttributes?: { namespace?: string; verb?: string; group?: string; resource?: string; name?: string } } };
+    const review = JSON.parse(body) as { spec?: { resourceAttributes?: { namespace?: string; verb?: string; group?: string; resource?: string; subresource?: string; name?: string } } };
     const attributes = review.spec?.resourceAttributes;
     if (!attributes) return sendStatus(res, 422, 'Invalid', 'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified');
-    const allowed = this.allows(attributes.verb ?? '', attributes.group ?? '', attributes.resource ?? '', attributes.namespace || undefined, attributes.name || undefined);
+    const resource = attributes.subresource ? `${attributes.resource ?? ''}/${attributes.subresource}` : attributes.resource ?? '';
+    const allowed = this.allows(attributes.verb ?? '', attributes.group ?? '', resource, attributes.namespace || undefined, attributes.name || undefined);
     sendJson(res, 201, {
       kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata: { creationTimestamp: null }, spec: review.spec,
       status: allowed ? { allowed: true, reason: `RBAC: allowed by ClusterRoleBinding "fake-admin" of ClusterRole "fake-admin" to User "${this.adminUser}"` } : { allowed: false },
@@ -471,13 +500,21 @@ function verbOf(method: string, name: string | undefined, url: URL): string {
   return ({ POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' } as Record<string, string>)[method] ?? method.toLowerCase();
 }
 
-/** The Status an RBAC denial answers with, message and details as the real authorizer words them. */
+/**
+ * The Status an RBAC denial answers with, message and details as the real authorizer words them
+ * (test/fixtures/kubernetes/status-forbidden*.json): the object named by its group-qualified
+ * resource (`serviceexports.multicluster.x-k8s.io "cart"`), the authorizer's reason naming the
+ * resource as RBAC sees it, subresource included (`serviceexports/status`), and `details.kind`
+ * the plural without the subresource.
+ */
 export function forbiddenStatus(user: string, verb: string, resource: { group: string; plural: string }, namespace: string | undefined, name: string | undefined): KubeObject {
   const where = namespace ? ` in the namespace "${namespace}"` : ' at the cluster scope';
+  const plural = resource.plural.split('/')[0] as string;
+  const qualified = resource.group ? `${plural}.${resource.group}` : plural;
   return {
     kind: 'Status', apiVersion: 'v1', metadata: {} as KubeObject['metadata'], status: 'Failure',
-    message: `${resource.plural}${name ? ` "${name}"` : ''} is forbidden: User "${user}" cannot ${verb} resource "${resource.plural}" in API group "${resource.group}"${where}`,
-    reason: 'Forbidden', details: { ...(name ? { name } : {}), ...(resource.group ? { group: resource.group } : {}), kind: resource.plural }, code: 403,
+    message: `${qualified}${name ? ` "${name}"` : ''} is forbidden: User "${user}" cannot ${verb} resource "${resource.plural}" in API group "${resource.group}"${where}`,
+    reason: 'Forbidden', details: { ...(name ? { name } : {}), ...(resource.group ? { group: resource.group } : {}), kind: plural }, code: 403,
   };
 }
 

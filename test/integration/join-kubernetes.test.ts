@@ -162,6 +162,13 @@ describe('isthmus join --kubeconfig writes the cluster\'s CA and config into the
     const result = await isthmus(joinArgs('north', kubeconfig));
     expect(result.code).not.toBe(0);
     expect(result.stdout).toContain(`could not reach the Kubernetes API server https://127.0.165.3:${closed} of context "fake"`);
+    // With -o json: one JSON document, the error with every check in its details (as an RBAC refusal is).
+    const json = await isthmus(joinArgs('north', kubeconfig, ['-o', 'json']));
+    expect(json.code).not.toBe(0);
+    const { error, ...rest } = JSON.parse(json.stdout);
+    expect(rest).toEqual({});
+    expect(error.code).toBe('ISTHMUS_ERR_PREFLIGHT_FAILED');
+    expect(error.details.find((c: { name: string }) => c.name === 'Kubernetes cluster')).toMatchObject({ status: 'failed' });
     expect(await clusterRecord('north')).toBeNull();
   });
 

@@ -228,10 +228,15 @@ spec:
     eastKube.apply('serviceexports', { metadata: { namespace: 'demo', name: 'plain' } });
     await waitFor(async () => (await exportRecord('east', 'plain')) !== null, 15_000, 'plain exported');
     expect((await exportRecord('east', 'plain')).zones).toEqual({ a: { healthy: 0, total: 0 }, b: { healthy: 0, total: 0 } });
+    // Where a kubectl user looks: the ServiceExport's Valid condition counts the endpoint left out, and says why.
+    const validMessage = () => ((eastKube.get('serviceexports', 'demo', 'plain')?.status as { conditions?: { type: string; message: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === 'Valid')?.message;
+    await waitFor(async () => validMessage()?.includes('left out'), 15_000, 'the skipped endpoint on the ServiceExport');
+    expect(validMessage()).toBe('exported to the mesh by cluster east; 1 endpoint left out of the mesh: 1 whose pod has no isthmus sidecar (inject the workload with `isthmus inject`)');
     // Injected (the pod replaced by one with the sidecar), it is an instance at the sidecar's inbound.
     eastKube.remove('pods', 'demo', 'plain-5c4b');
     eastKube.apply('pods', pod('plain-5c4b', appPort, ledgerInbound));
     await waitFor(async () => (await exportRecord('east', 'plain'))?.zones?.b?.healthy === 1, 15_000, 'plain\'s injected pod exported');
+    await waitFor(async () => validMessage() === 'exported to the mesh by cluster east', 15_000, 'the ServiceExport to say nothing is left out');
     eastKube.remove('serviceexports', 'demo', 'plain');
     eastKube.remove('endpointslices', 'demo', 'plain-abc12');
     eastKube.remove('services', 'demo', 'plain');

@@ -6,6 +6,7 @@ import { silentLogger } from '../../core/log.js';
 import { FakeKubeApiServer, type KubeObject } from '../../../test/helpers/fake-kube-api-server.js';
 import { waitFor } from '../../../test/helpers/cli.js';
 import { testKubePlatform } from '../../../test/helpers/kube-platform.js';
+import { createMetrics } from '../../telemetry/metrics.js';
 import { parseClusterConfig } from '../config.js';
 import { KubernetesPlatform } from './kube-platform.js';
 
@@ -86,6 +87,31 @@ describe('the kubernetes platform', () => {
       expect(fake.requests).toContain('GET /apis/multicluster.x-k8s.io/v1alpha1/serviceexports');
     } finally {
       await p.stop();
+    }
+  });
+
+  test('endpoints left out of the mesh are counted by reason, and the federation\'s isthmus_kubernetes_endpoints_skipped gauge says so', async () => {
+    fake.apply('services', svc('shop', 'plain'));
+    fake.apply('pods', { metadata: { namespace: 'shop', name: 'plain-1' }, spec: { containers: [{ name: 'app', ports: [{ containerPort: 8080 }] }] } });
+    fake.apply('endpointslices', {
+      metadata: { namespace: 'shop', name: 'plain-abc', labels: { 'kubernetes.io/service-name': 'plain' } }, addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      endpoints: [
+        { addresses: ['10.1.0.7'], conditions: { ready: true }, targetRef: { kind: 'Pod', namespace: 'shop', name: 'plain-1' } },
+        { addresses: ['192.0.2.10'], conditions: { ready: true } },
+      ],
+    });
+    const p = testKubePlatform(fake, '  namespaces: [shop]');
+    await p.start(() => undefined);
+    try {
+      expect(p.skippedEndpoints()).toEqual({ 'no-sidecar': 1, 'not-a-pod': 1 });
+      const metrics = createMetrics('federation', { cluster: 'east' }, { skippedEndpoints: () => p.skippedEndpoints() });
+      const lines = (await metrics.exposition()).body.split('\n').filter((l) => l.startsWith('isthmus_kubernetes_endpoints_skipped{'));
+      expect(lines).toEqual(['isthmus_kubernetes_endpoints_skipped{cluster="east",reason="no-sidecar"} 1', 'isthmus_kubernetes_endpoints_skipped{cluster="east",reason="not-a-pod"} 1']);
+    } finally {
+      await p.stop();
+      fake.remove('endpointslices', 'shop', 'plain-abc');
+      fake.remove('pods', 'shop', 'plain-1');
+      fake.remove('services', 'shop', 'plain');
     }
   });
 

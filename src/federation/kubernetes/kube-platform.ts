@@ -12,7 +12,7 @@ import {
 import { inMesh } from './kube-namespaces.js';
 import { kubeServices, type SkippedEndpoint } from './kube-services.js';
 import { backoffMs, KubeWatch, statusOf, type WatchSource } from './kube-watch.js';
-import { conditionsDiffer, mcsStatus, type ServiceImportSpec } from './mcs-status.js';
+import { conditionsDiffer, mcsStatus, type ServiceImportSpec, type SkippedCounts } from './mcs-status.js';
 
 const mcs = { group: 'multicluster.x-k8s.io', version: 'v1alpha1' } as const;
 const managedBy = { 'app.kubernetes.io/managed-by': 'isthmus' };
@@ -42,6 +42,8 @@ export class KubernetesPlatform implements Platform {
   private readonly podWatches: KubeWatch<PodSummary>[] = [];
   /** What the last skipped-endpoints log said, so it is said again only when it changes. */
   private skippedSaid = '{}';
+  /** Endpoints left out of the mesh per `<ns>/<service>`: told on the ServiceExport's Valid condition. */
+  private skipped = new Map<string, SkippedCounts>();
   private readonly nodeWatch: KubeWatch<NodeSummary>;
   private readonly namespaceWatch: KubeWatch<NamespaceSummary>;
   private current: LocalService[] = [];
@@ -121,6 +123,14 @@ export class KubernetesPlatform implements Platform {
     return this.current;
   }
 
+  skippedEndpoints(): Record<string, number> {
+    const total: Record<string, number> = { 'no-sidecar': 0, 'not-a-pod': 0 };
+    for (const counts of this.skipped.values()) {
+      for (const [reason, count] of Object.entries(counts)) total[reason] = (total[reason] ?? 0) + count;
+    }
+    return total;
+  }
+
   exports(): ReadonlyMap<string, string> {
     const out = new Map<string, string>();
     for (const e of this.exportsInMesh()) out.set(`${e.namespace}/${e.name}`, e.createdAt);
@@ -192,13 +202,17 @@ export class KubernetesPlatform implements Platform {
     return services;
   }
 
-  /** Endpoints without a sidecar are not instances; say so once per change, with a count per service. */
+  /**
+   * Endpoints without a sidecar are not instances; say so once per change, with a count per
+   * service, and keep the counts for the ServiceExports' status (where kubectl users look).
+   */
   private reportSkipped(skipped: SkippedEndpoint[]): void {
-    const perService: Record<string, Partial<Record<SkippedEndpoint['reason'], number>>> = {};
+    const perService: Record<string, SkippedCounts> = {};
     for (const { service, reason } of skipped) {
       const counts = perService[service] ??= {};
       counts[reason] = (counts[reason] ?? 0) + 1;
     }
+    this.skipped = new Map(Object.entries(perService));
     const said = JSON.stringify(perService);
     if (said === this.skippedSaid) return;
     this.skippedSaid = said;
@@ -245,6 +259,7 @@ export class KubernetesPlatform implements Platform {
       exports: exportsHere,
       services,
       hasNamespace: (ns) => this.inMesh(ns),
+      skipped: this.skipped,
       now: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     });
     const observed = new Map(this.importWatches.flatMap((w) => [...w.items.values()]).map((i) => [`${i.namespace}/${i.name}`, i]));

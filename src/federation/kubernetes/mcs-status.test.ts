@@ -34,6 +34,19 @@ describe('what the MCS API objects of a cluster say (KEP-1645)', () => {
     expect(imports.get('demo/ledger')).toEqual({ namespace: 'demo', name: 'ledger', type: 'ClusterSetIP', ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }], clusters: ['north', 'west'] });
   });
 
+  test.each([
+    [undefined, 'exported to the mesh by cluster east'],
+    [{ 'no-sidecar': 2 }, 'exported to the mesh by cluster east; 2 endpoints left out of the mesh: 2 whose pod has no isthmus sidecar (inject the workload with `isthmus inject`)'],
+    [{ 'not-a-pod': 1 }, 'exported to the mesh by cluster east; 1 endpoint left out of the mesh: 1 not a pod (an EndpointSlice without a Pod targetRef; the mesh dials only pods\' sidecars)'],
+    [{ 'no-sidecar': 1, 'not-a-pod': 1 }, 'exported to the mesh by cluster east; 2 endpoints left out of the mesh: 1 whose pod has no isthmus sidecar (inject the workload with `isthmus inject`), 1 not a pod (an EndpointSlice without a Pod targetRef; the mesh dials only pods\' sidecars)'],
+  ])('endpoints left out of the mesh (%j) are counted in the Valid condition\'s message, which stays True', (counts, message) => {
+    const { conditions } = mcsStatus(input({
+      exports: new Map([['demo/ledger', serviceExport]]), services: new Map([['demo/ledger', service()]]),
+      ...(counts ? { skipped: new Map([['demo/ledger', counts]]) } : {}),
+    }));
+    expect(conditions.get('demo/ledger')?.find((c) => c.type === 'Valid')).toMatchObject({ status: 'True', reason: 'ServiceExported', message });
+  });
+
   test('a headless export is imported as Headless; a namespace this cluster lacks gets no import', () => {
     const catalog = { services: [{ namespace: 'demo', name: 'ledger', clusters: [exporter('west', port80, 'Headless')] }] };
     expect(mcsStatus(input({ catalog })).imports.get('demo/ledger')?.type).toBe('Headless');

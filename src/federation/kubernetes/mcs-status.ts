@@ -1,5 +1,6 @@
 import type { Catalog } from '../../model/catalog.js';
 import { appProtocolOf, type Condition, type ExportSummary, type ServiceSummary } from './kube-objects.js';
+import type { SkippedEndpoint } from './kube-services.js';
 
 /**
  * What the Multi-Cluster Services API objects of one cluster should say (KEP-1645), from the
@@ -15,6 +16,9 @@ import { appProtocolOf, type Condition, type ExportSummary, type ServiceSummary 
  *   cluster name). The import carries the winner's ports and type; an export whose ports differ
  *   from the winner's says Conflict=True and names the field and the winner.
  * - A ServiceExport whose Service is missing or is an ExternalName is Valid=False.
+ * - Endpoints of an exported Service that are left out of the mesh (no sidecar, not a pod) are
+ *   counted in the Valid condition's message, so `kubectl get serviceexport -o yaml` (and
+ *   `kubectl describe`) shows why the mesh has fewer instances than the Service.
  * - This cluster's own exports are taken from its ServiceExports and Services, not from etcd's
  *   echo of them, so a federation that restarts (and has not published yet) or loses etcd
  *   does not withdraw its own cluster's imports.
@@ -39,8 +43,12 @@ export interface McsInput {
   services: ReadonlyMap<string, ServiceSummary>;
   /** Whether a namespace exists here and is in the mesh (kube-namespaces.ts). */
   hasNamespace: (namespace: string) => boolean;
+  /** Endpoints of this cluster's Services left out of the mesh, by `<ns>/<name>` and reason (kube-services.ts). */
+  skipped?: ReadonlyMap<string, SkippedCounts>;
   now: string;
 }
+
+export type SkippedCounts = Partial<Record<SkippedEndpoint['reason'], number>>;
 
 export interface McsStatus {
   imports: Map<string, ServiceImportSpec>;
@@ -91,7 +99,7 @@ export function mcsStatus(input: McsInput): McsStatus {
         ? condition('Valid', 'False', 'ServiceUnsupported', `Service ${id} is of type ExternalName, which cannot be exported`)
         : service.ports.length === 0
           ? condition('Valid', 'False', 'ServiceUnsupported', `Service ${id} has no TCP port; the mesh carries TCP only`)
-          : condition('Valid', 'True', 'ServiceExported', `exported to the mesh by cluster ${input.cluster}`);
+          : condition('Valid', 'True', 'ServiceExported', `exported to the mesh by cluster ${input.cluster}${describeSkipped(input.skipped?.get(id))}`);
     const winner = winners.get(id);
     const ours = service ? service.ports.map((p) => ({ port: p.port, protocol: p.protocol, ...(p.name ? { name: p.name } : {}) })) : undefined;
     let conflict: Condition;
@@ -128,6 +136,19 @@ function withOwnExports(input: McsInput): MeshService[] {
     entry.clusters.push({ cluster: input.cluster, ports: service.ports.map((p) => ({ port: p.port, protocol: p.protocol, ...(p.name ? { name: p.name } : {}) })), ...(service.headless ? { serviceType: 'Headless' as const } : {}) });
   }
   return [...byId.values()].filter((s) => s.clusters.length > 0);
+}
+
+/** `; 3 endpoints left out of the mesh: 2 without …, 1 not a pod …`, or nothing when none are. */
+function describeSkipped(counts: SkippedCounts | undefined): string {
+  const noSidecar = counts?.['no-sidecar'] ?? 0;
+  const notAPod = counts?.['not-a-pod'] ?? 0;
+  if (noSidecar + notAPod === 0) return '';
+  const parts = [
+    ...(noSidecar > 0 ? [`${noSidecar} whose pod has no isthmus sidecar (inject the workload with \`isthmus inject\`)`] : []),
+    ...(notAPod > 0 ? [`${notAPod} not a pod (an EndpointSlice without a Pod targetRef; the mesh dials only pods' sidecars)`] : []),
+  ];
+  const total = noSidecar + notAPod;
+  return `; ${total} endpoint${total === 1 ? '' : 's'} left out of the mesh: ${parts.join(', ')}`;
 }
 
 function portKey(ports: Ports): string {
