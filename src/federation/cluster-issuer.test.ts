@@ -49,6 +49,28 @@ describe('ClusterIssuer: a new intermediate taken in place', () => {
     expect(issuer.reconcile(after.certPem, 10_000)).toBe(false);
   });
 
+  test('the API\'s serving certificate is renewed at half its life from the CA in use, and listeners get it', () => {
+    const root = createRootCa({ trustDomain: 'mesh.test' });
+    const east = createIntermediateCa({ root, trustDomain: 'mesh.test', cluster: 'east' });
+    const caDir = join(dir, 'serving');
+    writeClusterCa(caDir, files(east, root));
+    const issuer = new ClusterIssuer({ caDir, trustDomain: 'mesh.test', cluster: 'east', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], logger: silentLogger });
+    const changes: IssuerState[] = [];
+    issuer.onChange((state) => changes.push(state));
+    const first = new X509Certificate(issuer.current.serving.certPem);
+    const half = Date.parse(first.validFrom) + (Date.parse(first.validTo) - Date.parse(first.validFrom)) / 2;
+    expect(issuer.renewServingIfDue(half - 60_000)).toBe(false);
+    expect(changes).toHaveLength(0);
+    expect(issuer.renewServingIfDue(half + 60_000)).toBe(true);
+    expect(changes).toHaveLength(1);
+    const renewed = new X509Certificate(issuer.current.serving.certPem);
+    expect(renewed.serialNumber).not.toBe(first.serialNumber);
+    expect(isSignedBy(renewed, new X509Certificate(east.certPem))).toBe(true);
+    expect(renewed.subjectAltName).toBe(first.subjectAltName);
+    expect(issuer.current.servingNotAfter.getTime()).toBe(Date.parse(renewed.validTo));
+    expect(issuer.current.ca.certPem).toBe(east.certPem);
+  });
+
   test('a directory holding another cluster\'s CA is never taken, whatever the record says', () => {
     const root = createRootCa({ trustDomain: 'mesh.test' });
     const east = createIntermediateCa({ root, trustDomain: 'mesh.test', cluster: 'east' });

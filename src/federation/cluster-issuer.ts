@@ -97,6 +97,22 @@ export class ClusterIssuer {
     return true;
   }
 
+  /**
+   * Re-issues the API's serving certificate from the CA in use once half its life has passed
+   * (it lasts 30 days; a federation that runs longer would otherwise serve an expired one).
+   * Listeners get the new state as for a new intermediate. True when it was renewed.
+   */
+  renewServingIfDue(now = Date.now()): boolean {
+    const notBefore = Date.parse(new X509Certificate(this.state.serving.certPem).validFrom);
+    if (now < notBefore + (this.state.servingNotAfter.getTime() - notBefore) / 2) return false;
+    const hosts = { dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses };
+    const serving = issueCertificate({ identity: clusterRoleId(this.opts.trustDomain, this.opts.cluster, 'federation'), issuer: this.state.ca, ttlSeconds: servingTtlSeconds, ...hosts });
+    this.state = { ...this.state, serving, servingNotAfter: certificateInfo(serving.certPem).notAfter };
+    this.opts.logger.info({ notAfter: this.state.servingNotAfter.toISOString() }, 'the federation API\'s serving certificate was renewed');
+    for (const listener of this.listeners) listener(this.state);
+    return true;
+  }
+
   private load(files: ReturnType<typeof readClusterCa>): IssuerState {
     const hosts = { dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses };
     const serving = issueCertificate({ identity: clusterRoleId(this.opts.trustDomain, this.opts.cluster, 'federation'), issuer: files.ca, ttlSeconds: servingTtlSeconds, ...hosts });

@@ -130,6 +130,9 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     api.server.setSecureContext({ cert: [state.serving.certPem, state.ca.certPem].join('\n'), key: state.serving.keyPem, minVersion: 'TLSv1.2' });
   });
   federation.on('intermediate', (published: string) => issuer.reconcile(published));
+  // The serving certificate lasts 30 days: renewed at half life, looked at every hour.
+  const renewServing = setInterval(() => issuer.renewServingIfDue(), 3_600_000);
+  renewServing.unref();
   // Counters change with every request: publish at most every 2 s, and only when something moved.
   // The same for the roots issued certificates chain to, whose counts also fall as leaves expire.
   let publishedGeneration = -1;
@@ -205,6 +208,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     await rollouts.start();
   } catch (err) {
     clearInterval(publishTraffic);
+    clearInterval(renewServing);
     await alerter.stop();
     metrics.close();
     await prober.stop();
@@ -223,6 +227,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     stop: () => {
       stopping ??= (async () => {
         clearInterval(publishTraffic);
+    clearInterval(renewServing);
         federation.off('catalog', watchLiveness);
         await rollouts.stop().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not revoke the rollout driver\'s lease; another federation takes over when it expires'));
         await alerter.stop();
