@@ -39,6 +39,8 @@ export function clusterYaml(input: ClusterYamlInput): string {
       host: input.federation.host,
       ...(input.federation.advertise ? { advertise: input.federation.advertise } : {}),
       apiPort: input.federation.apiPort, dashboardPort: input.federation.dashboardPort, leaseTtl: input.federation.leaseTtl,
+      // A federation pod stops for an update far more often than for good: the next one takes its records over.
+      ...(inCluster ? { onStop: 'keep' } : {}),
     },
     certificates: { workloadTtl: '24h', caDir: '.' },
     gateways: input.gateways.map((address, i) => (inCluster

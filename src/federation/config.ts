@@ -77,6 +77,10 @@ export const ClusterConfigSchema = Type.Object({
     }),
     dashboardTls: Type.Optional(ListenerTlsSchema),
     leaseTtl: duration('15s', 'TTL of the cluster lease; its records vanish this long after the federation dies'),
+    onStop: Type.Union([Type.Literal('withdraw'), Type.Literal('keep')], {
+      default: 'withdraw',
+      description: 'on a graceful stop: withdraw (revoke the lease, so other clusters drop this cluster\'s exports at once) or keep (leave the lease to expire after leaseTtl, so a federation that replaces this one within it takes its records over and nobody sees them vanish: pod updates)',
+    }),
     healthCheckInterval: duration('2s', 'how often local instances are probed'),
     probeInterval: duration('5s', 'how often every other cluster\'s gateways are probed (TLS round trip to their federation)'),
   }, { additionalProperties: false, default: {} }),

@@ -131,7 +131,11 @@ export class Federation extends EventEmitter {
     this.log.info({ cluster: config.cluster, region: config.region, lease: this.session.id }, 'federation started');
   }
 
-  /** Graceful stop revokes the lease: other clusters drop our exports at once, not after the TTL. */
+  /**
+   * Graceful stop revokes the lease (`federation.onStop: withdraw`, the default): other clusters
+   * drop our exports at once, not after the TTL. With `keep` the lease is left to expire: a
+   * federation that replaces this one within the TTL (a pod update) takes the records over.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -139,6 +143,11 @@ export class Federation extends EventEmitter {
     this.health.stop();
     await this.platform.stop();
     await this.watch?.close();
+    if (this.loaded.config.federation.onStop === 'keep') {
+      await this.session?.release();
+      this.log.info({ ttlSeconds: this.loaded.leaseTtlSeconds }, 'stopped without withdrawing: the cluster\'s records stay until the lease expires, or until the next federation takes them over');
+      return;
+    }
     await this.session?.revoke().catch((err: unknown) => this.log.warn({ err: describeError(err) }, 'could not revoke the cluster lease; records expire with its TTL'));
   }
 

@@ -17,6 +17,8 @@ export interface LeaseSession {
   delete(key: string): Promise<void>;
   /** Stops the keepalive and revokes the lease, so its records vanish now; best effort if etcd is down. */
   revoke(): Promise<void>;
+  /** Stops the keepalive without revoking: etcd deletes the records when the TTL runs out. */
+  release(): Promise<void>;
 }
 
 export interface LeaseSessionOptions {

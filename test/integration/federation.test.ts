@@ -4,6 +4,7 @@ import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { keys } from '../../src/core/keys.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, waitFor, type ApiClient } from '../helpers/cli.js';
@@ -235,6 +236,49 @@ describe('a three-cluster mesh', () => {
     // Exports are intent in etcd: they come back with the federation.
     await mesh.startFederation('west');
     await waitFor(async () => served(await catalogOf(east), 'demo', 'ledger', 'west'), 5_000, 'ledger back after restart');
+  });
+
+  test('with federation.onStop: keep, a SIGTERM leaves the records for the next federation: east never loses west\'s ledger across the replacement', async () => {
+    // As `join --kubeconfig` writes it for a federation pod, whose SIGTERM is most often an update.
+    const config = parseYaml(readFileSync(west.config, 'utf8')) as { federation?: Record<string, unknown> };
+    config.federation = { ...config.federation, onStop: 'keep', leaseTtl: '15s' };
+    expect(await west.federation!.stop('SIGTERM')).toBe(0);
+    writeFileSync(west.config, stringifyYaml(config));
+    await mesh.startFederation('west');
+    await waitFor(async () => served(await catalogOf(east), 'demo', 'ledger', 'west'), 10_000, 'ledger from west in east');
+
+    const etcd = rawEtcd(mesh.etcd);
+    const deleted: string[] = [];
+    const watcher = await etcd.watch().prefix(keys.exportsOf('west')).create();
+    watcher.on('delete', (kv) => deleted.push(kv.key.toString()));
+    let missing = 0;
+    let polls = 0;
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        polls += 1;
+        if (!served(await catalogOf(east), 'demo', 'ledger', 'west')) missing += 1;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    try {
+      expect(await west.federation!.stop('SIGTERM')).toBe(0);
+      // Still there after the process has gone: nothing was revoked.
+      expect(Object.keys(await etcd.getAll().prefix(keys.exportsOf('west')).strings())).not.toEqual([]);
+      expect(await etcd.get(keys.alive('west')).string()).not.toBeNull();
+      await mesh.startFederation('west');
+      // The next federation holds them under its own lease: the old one may now expire.
+      await new Promise((resolve) => setTimeout(resolve, 16_000));
+    } finally {
+      polling = false;
+      await poll;
+      await watcher.cancel();
+      etcd.close();
+    }
+    expect(polls).toBeGreaterThan(20);
+    expect(missing).toBe(0);
+    expect(deleted).toEqual([]);
+    expect(served(await catalogOf(east), 'demo', 'ledger', 'west')).toBeTruthy();
   });
 
   test('no private key is ever written to etcd', async () => {
