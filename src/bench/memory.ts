@@ -18,20 +18,60 @@ import { loadedModules, parseProcStatus } from './loaded-modules.js';
  * way `isthmus register` and `isthmus export` do it (half in each cluster, so the sidecar holds
  * both local and remote routes). Memory is the process's VmRSS and VmHWM from /proc.
  */
-const { values: args } = parseArgs({
-  options: {
-    services: { type: 'string', default: '1000' },
-    requests: { type: 'string', default: '400' },
-    // Services exported per etcd transaction: 1 is `isthmus export` run once per service, and the
-    // sidecar then receives many more catalog snapshots on the way.
-    'export-batch': { type: 'string', default: '50' },
-    'host-base': { type: 'string', default: '80' },
-    output: { type: 'string', short: 'o', default: 'table' },
-  },
-});
-const extraServices = Number(args.services);
-const requestCount = Number(args.requests);
-const exportBatch = Math.min(50, Math.max(1, Number(args['export-batch'])));
+const usage = `usage: node dist/bench/memory.js [options]   (npm run bench:memory -- [options])
+What one sidecar process costs in memory: bare node, its module graph, and a running sidecar of a
+two-cluster dev mesh before and after --services more services are exported.
+  --services <n>        services registered and exported on top of the samples (default 1000; 0..5000)
+  --requests <n>        GETs sent through the sidecar before each "after requests" reading (default 400)
+  --export-batch <n>    services exported per etcd transaction, 1..50 (default 50; 1 is how
+                        \`isthmus export\` delivers them, one change at a time)
+  --host-base <n>       the dev mesh's clusters on 127.0.<n>.1 and 127.0.<n+1>.1 (default 80)
+  -o, --output table|json
+  -h, --help`;
+
+function parseMemoryArgs(): { services: number; requests: number; exportBatch: number; hostBase: number; output: 'table' | 'json' } {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        services: { type: 'string', default: '1000' },
+        requests: { type: 'string', default: '400' },
+        'export-batch': { type: 'string', default: '50' },
+        'host-base': { type: 'string', default: '80' },
+        output: { type: 'string', short: 'o', default: 'table' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`bench memory: ${(err as Error).message}\n${usage}\n`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  const integer = (name: string, min: number, max: number) => {
+    const n = Number(values[name]);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      process.stderr.write(`bench memory: --${name} must be an integer from ${min} to ${max}, not "${String(values[name])}"\n${usage}\n`);
+      process.exit(2);
+    }
+    return n;
+  };
+  if (values.output !== 'table' && values.output !== 'json') {
+    process.stderr.write(`bench memory: --output must be "table" or "json", not "${String(values.output)}"\n${usage}\n`);
+    process.exit(2);
+  }
+  return {
+    services: integer('services', 0, 5000), requests: integer('requests', 0, 100_000), exportBatch: integer('export-batch', 1, 50),
+    hostBase: integer('host-base', 1, 250), output: values.output,
+  };
+}
+
+const args = parseMemoryArgs();
+const extraServices = args.services;
+const requestCount = args.requests;
+const exportBatch = args.exportBatch;
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const namespace = 'bulk';
 
@@ -144,7 +184,7 @@ async function main(): Promise<void> {
   try {
     say(`a two-cluster dev mesh, one process per proxy, state in ${stateDir} ...`);
     mesh = await startDevMesh({
-      clusters: ['east', 'west'], stateDir, trustDomain: 'bench.isthmus', hostBase: Number(args['host-base']), processes: true,
+      clusters: ['east', 'west'], stateDir, trustDomain: 'bench.isthmus', hostBase: args.hostBase, processes: true,
       progress: (line) => say(line),
     });
     const file = JSON.parse(readFileSync(join(stateDir, 'mesh.json'), 'utf8')) as MeshFile;

@@ -95,6 +95,19 @@ describe('a directory a user names that cannot be used is refused at once, namin
     expectRefused({ code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr }, '/proc/isthmus-nope', /cannot be created as a directory/);
   });
 
+  test('bench:memory takes --help, and refuses a bad value or an unknown flag in one line and its usage, without a stack trace', () => {
+    const memory = new URL('../../dist/bench/memory.js', import.meta.url).pathname;
+    const help = spawnSync(process.execPath, [memory, '--help'], { encoding: 'utf8', timeout: deadlineMs });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^usage: node dist\/bench\/memory\.js/);
+    for (const bad of [['--services', 'lots'], ['--bogus']]) {
+      const result = spawnSync(process.execPath, [memory, ...bad], { encoding: 'utf8', timeout: deadlineMs });
+      expect(result.status, bad.join(' ')).toBe(2);
+      expect(result.stderr.split('\n')[0]).toMatch(/^bench memory: /);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
   test('a usable directory that does not exist yet is still created, parents and all', async () => {
     const out = join(dir, 'new', 'deeper', 'ca');
     await isthmusOk(['ca', 'init', '--trust-domain', 'paths.test', '--out', out]);
