@@ -14,6 +14,7 @@ import { Upstreams } from './upstreams.js';
 const namespace = 'isthmus-warm-up';
 const service = 'warm-up';
 const body = Buffer.alloc(1024, 'w');
+const warmUpDeadlineMs = 5_000;
 /**
  * Enough for V8 to optimise the functions every request runs (measured: docs/benchmarks.md,
  * "Cold start"). ISTHMUS_SIDECAR_WARM_UP_REQUESTS changes the default for every sidecar a
@@ -79,16 +80,20 @@ export async function warmUp(opts: WarmUpOptions): Promise<{ ms: number; answere
     // A few at a time, as an app's burst would: the pool opens more than one connection and the
     // later ones resume the first one's TLS session.
     const client = new Pool(`http://${outboundAddress}`, { connections: 4 });
-    closers.push(() => client.close());
+    closers.push(() => client.destroy());
     let next = 0;
-    await Promise.all(Array.from({ length: 4 }, async () => {
+    // Bounded: a warm-up that stalls (a busy machine, a bug) must never keep the sidecar from serving.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`not done within ${warmUpDeadlineMs / 1000} s`)), warmUpDeadlineMs); });
+    closers.push(() => clearTimeout(timer));
+    await Promise.race([deadline, Promise.all(Array.from({ length: 4 }, async () => {
       while (next < opts.requests) {
         next += 1;
         const res = await client.request({ method: next % 4 === 0 ? 'POST' : 'GET', path: `http://${service}.${namespace}.mesh/`, headers: { host: `${service}.${namespace}.mesh` }, ...(next % 4 === 0 ? { body } : {}) });
         await res.body.dump();
         if (res.statusCode === 200) answered += 1;
       }
-    }));
+    }))]);
     return { ms: performance.now() - started, answered };
   } catch (err) {
     return { ms: performance.now() - started, answered, error: (err as Error).message };
