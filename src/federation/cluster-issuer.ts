@@ -105,22 +105,27 @@ export class ClusterIssuer {
   renewServingIfDue(now = Date.now()): boolean {
     const notBefore = Date.parse(new X509Certificate(this.state.serving.certPem).validFrom);
     if (now < notBefore + (this.state.servingNotAfter.getTime() - notBefore) / 2) return false;
-    const hosts = { dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses };
-    const serving = issueCertificate({ identity: clusterRoleId(this.opts.trustDomain, this.opts.cluster, 'federation'), issuer: this.state.ca, ttlSeconds: servingTtlSeconds, ...hosts });
-    this.state = { ...this.state, serving, servingNotAfter: certificateInfo(serving.certPem).notAfter };
+    this.state = { ...this.state, ...this.serving(this.state.ca) };
     this.opts.logger.info({ notAfter: this.state.servingNotAfter.toISOString() }, 'the federation API\'s serving certificate was renewed');
     for (const listener of this.listeners) listener(this.state);
     return true;
   }
 
   private load(files: ReturnType<typeof readClusterCa>): IssuerState {
-    const hosts = { dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses };
-    const serving = issueCertificate({ identity: clusterRoleId(this.opts.trustDomain, this.opts.cluster, 'federation'), issuer: files.ca, ttlSeconds: servingTtlSeconds, ...hosts });
     return {
       ca: files.ca, rootCert: files.rootCert,
       fingerprint256: certificateInfo(files.ca.certPem).fingerprint256,
       rootFingerprint256: certificateInfo(files.rootCert).fingerprint256,
-      serving, servingNotAfter: certificateInfo(serving.certPem).notAfter,
+      ...this.serving(files.ca),
     };
+  }
+
+  /** A new serving certificate for the API, signed by `ca`. */
+  private serving(ca: CertAndKey): Pick<IssuerState, 'serving' | 'servingNotAfter'> {
+    const serving = issueCertificate({
+      identity: clusterRoleId(this.opts.trustDomain, this.opts.cluster, 'federation'), issuer: ca, ttlSeconds: servingTtlSeconds,
+      dnsNames: this.opts.dnsNames, ipAddresses: this.opts.ipAddresses,
+    });
+    return { serving, servingNotAfter: certificateInfo(serving.certPem).notAfter };
   }
 }

@@ -1,4 +1,3 @@
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/log.js';
 import { parseDuration } from '../core/validate.js';
@@ -27,6 +26,7 @@ import { catalogProtocol, listenerProtocol } from './tcp-protocol.js';
 import { resolveTimeouts } from './timeouts.js';
 import { Upstreams } from './upstreams.js';
 import { defaultWarmUpRequests, warmUp } from './warm-up.js';
+import { closeServer, hostPort, listen } from './listen.js';
 
 export interface RunningSidecar {
   outbound: string;
@@ -244,24 +244,4 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     await stop();
     throw err;
   }
-}
-
-function hostPort(address: string): [string, number] {
-  const split = address.lastIndexOf(':');
-  return [address.slice(0, split), Number(address.slice(split + 1))];
-}
-
-async function listen(server: Server | import('node:https').Server | import('node:net').Server, address: string): Promise<string> {
-  const [host, port] = hostPort(address);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const bound = server.address() as AddressInfo;
-  return `${host}:${bound.port}`;
-}
-
-async function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
 }

@@ -1,10 +1,10 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import { silentLogger } from '../core/log.js';
 import { Pool } from '../core/undici.js';
 import { InboundAuthorization } from './authz-layer.js';
 import type { WorkloadIdentity } from './identity.js';
 import { Inbound } from './inbound.js';
+import { closeServer, listen } from './listen.js';
 import { createOutbound } from './outbound.js';
 import { RoutingTable } from './routing.js';
 import type { DataPlaneTimeouts } from './timeouts.js';
@@ -58,12 +58,12 @@ export async function warmUp(opts: WarmUpOptions): Promise<{ ms: number; answere
       req.on('end', () => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body));
     });
     closers.push(() => closeServer(app));
-    const appAddress = await listenLoopback(app);
+    const appAddress = await listen(app, '127.0.0.1:0');
 
     const credentials = opts.identity.current();
     const inbound = new Inbound(credentials, appAddress, silentLogger, { cluster: opts.cluster, service: `${namespace}/${service}` }, opts.timeouts, 'http', new InboundAuthorization(namespace, service));
     closers.push(() => inbound.close());
-    const inboundAddress = await listenLoopback(inbound.server);
+    const inboundAddress = await listen(inbound.server, '127.0.0.1:0');
 
     const routing = new RoutingTable({ cluster: opts.cluster, zone: opts.zone }, () => true);
     routing.setCatalog({ revision: 0, clusters: [], services: [], invalidKeys: [] });
@@ -75,7 +75,7 @@ export async function warmUp(opts: WarmUpOptions): Promise<{ ms: number; answere
     closers.push(() => upstreams.close());
     const outbound = createOutbound({ cluster: opts.cluster, routing, upstreams, timeouts: opts.timeouts, logger: silentLogger });
     closers.push(() => closeServer(outbound));
-    const outboundAddress = await listenLoopback(outbound);
+    const outboundAddress = await listen(outbound, '127.0.0.1:0');
 
     // A few at a time, as an app's burst would: the pool opens more than one connection and the
     // later ones resume the first one's TLS session.
@@ -100,18 +100,4 @@ export async function warmUp(opts: WarmUpOptions): Promise<{ ms: number; answere
   } finally {
     for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
   }
-}
-
-function listenLoopback(server: Server): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(`127.0.0.1:${(server.address() as AddressInfo).port}`));
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.closeAllConnections?.();
-    server.close(() => resolve());
-  });
 }

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -8,6 +8,7 @@ import { isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 import { etcdEnv, startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { printFigure, trafficFigure } from '../helpers/faults.js';
 import { steadyTraffic } from '../helpers/proxy.js';
+import { sidecarIdentities } from '../helpers/held-identities.js';
 
 // Two clusters on 127.0.97.1 (east) and 127.0.98.1 (west), etcd on 127.0.99.1; ledger runs only
 // in west, so east's client crosses clusters. Workload certificates live 20 s, so every sidecar
@@ -29,26 +30,6 @@ afterAll(async () => {
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
-interface HeldIdentity { cert: string; trustBundle: string[] }
-
-/** What each sidecar holds now, as it saved it (`<state>/sidecars/<cluster>/<instance>/identity.json`). */
-function sidecarIdentities(): Map<string, HeldIdentity> {
-  const held = new Map<string, HeldIdentity>();
-  const root = join(stateDir, 'sidecars');
-  for (const cluster of readdirSync(root)) {
-    for (const instance of readdirSync(join(root, cluster))) {
-      const file = join(root, cluster, instance, 'identity.json');
-      if (!existsSync(file)) continue;
-      try {
-        held.set(`${cluster}/${instance}`, JSON.parse(readFileSync(file, 'utf8')) as HeldIdentity);
-      } catch {
-        // being replaced this moment (written atomically, but read between two renames on some file systems)
-      }
-    }
-  }
-  return held;
-}
-
 const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
 
 describe('certificates renewed and a new root added under steady cross-cluster traffic', () => {
@@ -57,7 +38,7 @@ describe('certificates renewed and a new root added under steady cross-cluster t
     const traffic = steadyTraffic(eastProxy(), 'http://ledger.demo.mesh/');
     const startedAt = Date.now();
     while (Date.now() - startedAt < 35_000) {
-      for (const [name, held] of sidecarIdentities()) serials.set(name, (serials.get(name) ?? new Set()).add(new X509Certificate(held.cert).serialNumber));
+      for (const [name, held] of sidecarIdentities(stateDir)) serials.set(name, (serials.get(name) ?? new Set()).add(new X509Certificate(held.cert).serialNumber));
       await new Promise((r) => setTimeout(r, 500));
     }
     const results = await traffic.stop();
@@ -82,7 +63,7 @@ describe('certificates renewed and a new root added under steady cross-cluster t
     const addedAt = Date.now();
     const added = JSON.parse((await isthmusOk(['ca', 'add-root', '--ca', newRoot, '-o', 'json'], etcdEnv(etcd))).stdout) as { changed: boolean; roots: { fingerprint256: string }[] };
     await waitFor(async () => {
-      const held = [...sidecarIdentities().values()];
+      const held = [...sidecarIdentities(stateDir).values()];
       return held.length > 0 && held.every((h) => h.trustBundle.map(fingerprint).includes(newPrint) && h.trustBundle.map(fingerprint).includes(oldPrint));
     }, 60_000, 'every sidecar holding both roots');
     const trustedAt = Date.now();

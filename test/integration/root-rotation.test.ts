@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 import { etcdEnv, startEtcd, storeOptions, type TestEtcd } from '../helpers/etcd.js';
 import { printFigure } from '../helpers/faults.js';
 import { steadyTraffic } from '../helpers/proxy.js';
+import { sidecarIdentities, type HeldIdentity } from '../helpers/held-identities.js';
 
 // Two clusters on 127.0.44.1 (east) and 127.0.45.1 (west), etcd on 127.0.46.1; ledger runs only
 // in west, so east's client crosses clusters through west's gateway all along. Workload
@@ -38,26 +39,6 @@ afterAll(async () => {
   await etcd?.destroy();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
-
-interface HeldIdentity { cert: string; chain: string[]; trustBundle: string[] }
-
-/** What each sidecar holds now, as it saved it (`<state>/sidecars/<cluster>/<instance>/identity.json`). */
-function sidecarIdentities(): Map<string, HeldIdentity> {
-  const held = new Map<string, HeldIdentity>();
-  const root = join(stateDir, 'sidecars');
-  for (const cluster of readdirSync(root)) {
-    for (const instance of readdirSync(join(root, cluster))) {
-      const file = join(root, cluster, instance, 'identity.json');
-      if (!existsSync(file)) continue;
-      try {
-        held.set(`${cluster}/${instance}`, JSON.parse(readFileSync(file, 'utf8')) as HeldIdentity);
-      } catch {
-        // being replaced this moment
-      }
-    }
-  }
-  return held;
-}
 
 const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
 const issuedBy = (held: HeldIdentity, rootPem: string) => held.chain[0] !== undefined && isSignedBy(new X509Certificate(held.chain[0]), new X509Certificate(rootPem));
@@ -114,7 +95,7 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     await isthmusOk(['ca', 'init', '--trust-domain', 'rot.test', '--out', newRootDir]);
     const newRootPem = readFileSync(join(newRootDir, 'root-cert.pem'), 'utf8');
     const [oldPrint, newPrint] = [fingerprint(oldRootPem), fingerprint(newRootPem)];
-    const before = [...sidecarIdentities().values()];
+    const before = [...sidecarIdentities(stateDir).values()];
     expect(before.length).toBeGreaterThanOrEqual(4);
     expect(before.every((h) => issuedBy(h, oldRootPem))).toBe(true);
     const oldLeaf = before[0]! as SavedIdentity;
@@ -140,7 +121,7 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     // 1. The new root joins the bundle; every sidecar holds both.
     await isthmusOk(['ca', 'add-root', '--ca', newRootDir], env);
     const trusted = await waitFor(async () => {
-      const held = [...sidecarIdentities().values()];
+      const held = [...sidecarIdentities(stateDir).values()];
       return held.length > 0 && held.every((h) => h.trustBundle.map(fingerprint).includes(newPrint) && h.trustBundle.map(fingerprint).includes(oldPrint));
     }, 90_000, 'every sidecar holding both roots');
     // Gateways ask their federation for the roots every 10 s: give them one more round.
@@ -171,7 +152,7 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     // 3. Every sidecar renews onto the new chain, and every federation's record of what its
     //    certificates chain to (leaves it signed, its gateways' certificates) names only the new root.
     const moved = await waitFor(async () => {
-      const held = [...sidecarIdentities().values()];
+      const held = [...sidecarIdentities(stateDir).values()];
       return held.length === before.length && held.every((h) => issuedBy(h, newRootPem));
     }, 120_000, 'every sidecar holding a certificate of the new root');
     phases.workloadsOnNewRoot = `${moved.ms}ms`;
@@ -191,7 +172,7 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     const removed = JSON.parse((await isthmusOk(['ca', 'remove-root', '--ca', mesh.file.ca, '-o', 'json'], env)).stdout) as { changed: boolean; roots: { fingerprint256: string }[] };
     expect(removed).toMatchObject({ changed: true, roots: [{ fingerprint256: newPrint }] });
     const dropped = await waitFor(async () => {
-      const held = [...sidecarIdentities().values()];
+      const held = [...sidecarIdentities(stateDir).values()];
       return held.length === before.length && held.every((h) => h.trustBundle.length === 1 && fingerprint(h.trustBundle[0]!) === newPrint);
     }, 90_000, 'every sidecar trusting only the new root');
     phases.oldRootDropped = `${dropped.ms}ms`;
@@ -212,7 +193,7 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
     const bundleFile = join(stateDir, 'final-bundle.pem');
     writeFileSync(newRootFile, newRootPem);
     writeFileSync(oldRootFile, oldRootPem);
-    const final = [...sidecarIdentities()];
+    const final = [...sidecarIdentities(stateDir)];
     writeFileSync(bundleFile, final[0]![1].trustBundle.join('\n'));
     for (const [name, held] of final) {
       const file = name.replace(/\//g, '-');
