@@ -24,6 +24,7 @@ export const channelNames = {
   policyAction: 'isthmus:sidecar:policy-action',
   requestRefused: 'isthmus:sidecar:request-refused',
   authzDenied: 'isthmus:sidecar:authz-denied',
+  upstreamConnect: 'isthmus:sidecar:upstream-connect',
 } as const;
 
 /**
@@ -193,6 +194,17 @@ export interface TcpInboundClosedMessage extends TcpClosedFields {
   peer: string | undefined;
 }
 
+/**
+ * An upstream pool (upstream-pool.ts) began opening a connection (`start`), or that attempt
+ * ended (`end`, with `error` when it failed): the pool's own view of its handshakes in flight.
+ * Published with the UpstreamPool as origin.
+ */
+export interface UpstreamConnectMessage {
+  origin: object;
+  phase: 'start' | 'end';
+  error?: string;
+}
+
 /** A diagnostics channel whose messages have one type. */
 export interface TypedChannel<T> {
   readonly name: string | symbol;
@@ -219,4 +231,5 @@ export const channels = {
   policyAction: typed<PolicyActionMessage>(channelNames.policyAction),
   requestRefused: typed<RequestRefusedMessage>(channelNames.requestRefused),
   authzDenied: typed<AuthzDeniedMessage>(channelNames.authzDenied),
+  upstreamConnect: typed<UpstreamConnectMessage>(channelNames.upstreamConnect),
 } as const;

@@ -9,6 +9,10 @@ declare module 'undici/lib/dispatcher/pool.js' { const value: typeof import('und
 declare module 'undici/lib/dispatcher/agent.js' { const value: typeof import('undici').Agent; export default value; }
 declare module 'undici/lib/core/connect.js' { const value: typeof import('undici').buildConnector; export default value; }
 declare module 'undici/lib/api/index.js' { const value: object; export default value; }
+declare module 'undici/lib/handler/wrap-handler.js' {
+  const value: { wrap(handler: import('undici').Dispatcher.DispatchHandler): import('undici').Dispatcher.DispatchHandler };
+  export default value;
+}
 
 declare module 'prom-client/lib/registry.js' { const value: typeof import('prom-client').Registry; export default value; }
 declare module 'prom-client/lib/counter.js' { const value: typeof import('prom-client').Counter; export default value; }

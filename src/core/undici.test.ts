@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as undici from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Agent, buildConnector, Client, Dispatcher, Pool, request } from './undici.js';
+import { Agent, buildConnector, Client, Dispatcher, Pool, request, wrapHandler } from './undici.js';
 
 /**
  * src/core/undici.ts reaches into undici's files to leave its index (fetch, WebSocket) unloaded.
@@ -28,6 +28,19 @@ describe('undici without its index', () => {
     expect(Agent).toBe(undici.Agent);
     expect(Dispatcher).toBe(undici.Dispatcher);
     expect(buildConnector).toBe(undici.buildConnector);
+  });
+
+  test('wrapHandler puts an older-interface handler behind the newer one and leaves a newer one as it is', () => {
+    const seen: string[] = [];
+    const older = { onHeaders: (status: number) => { seen.push(`head ${status}`); return true; }, onData: () => true, onComplete: () => { seen.push('end'); }, onError: () => undefined };
+    const wrapped = wrapHandler.wrap(older as unknown as Parameters<typeof wrapHandler.wrap>[0]);
+    expect(wrapped).not.toBe(older);
+    const controller = { pause: () => undefined, resume: () => undefined, abort: () => undefined, aborted: false, paused: false, reason: null };
+    wrapped.onResponseStart?.(controller as never, 204, {}, 'No Content');
+    wrapped.onResponseEnd?.(controller as never, {});
+    expect(seen).toEqual(['head 204', 'end']);
+    const newer = { onResponseStart: () => undefined, onRequestStart: () => undefined };
+    expect(wrapHandler.wrap(newer as never)).toBe(newer);
   });
 
   test('request(url, { dispatcher }) sends the path and query of the URL, GET by default', async () => {

@@ -5,6 +5,7 @@ import agent from 'undici/lib/dispatcher/agent.js';
 import client from 'undici/lib/dispatcher/client.js';
 import dispatcher from 'undici/lib/dispatcher/dispatcher.js';
 import pool from 'undici/lib/dispatcher/pool.js';
+import wrap from 'undici/lib/handler/wrap-handler.js';
 
 /**
  * The parts of undici the proxies use, without undici's index. The index also loads fetch,
@@ -26,6 +27,8 @@ export type Pool = Undici.Pool;
 export const Agent = agent;
 export type Agent = Undici.Agent;
 export const buildConnector = connect;
+/** A handler of undici's older interface (onConnect, onHeaders, ...) behind the newer one (onRequestStart, onResponseStart, ...); a newer one as it is. */
+export const wrapHandler = wrap;
 export type ConnectorOptions = Undici.buildConnector.BuildOptions;
 export type Connector = Undici.buildConnector.connector;
 

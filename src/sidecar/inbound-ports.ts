@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import { connect as connectH2, type ClientHttp2Session } from 'node:http2';
-import { Pool } from '../core/undici.js';
 import { H2Sessions } from './h2-sessions.js';
+import { UpstreamPool } from './upstream-pool.js';
 import { isTcpAlpn, tcpAlpn, tcpPortAlpn } from './tcp-protocol.js';
 
 /*
@@ -35,11 +35,14 @@ export function authorityPort(authority: string | undefined): number | undefined
 
 /** One HTTP port of the app: its keep-alive pool, and its kept h2c session when it speaks HTTP/2. */
 export class InboundApp {
-  readonly pool: Pool;
+  readonly pool: UpstreamPool;
   private readonly sessions = new H2Sessions(30_000);
 
   constructor(readonly address: string, readonly protocol: 'http' | 'h2c', private readonly connectMs: number) {
-    this.pool = new Pool(`http://${address}`, { connections: 64, keepAliveTimeout: 30_000, connect: { timeout: connectMs } });
+    // The same pool as the sidecar's upstreams (Node's HTTP/1.1 parser, one request per
+    // connection at a time), over plain TCP: an app closes idle connections on its own keep-alive
+    // timeout (Node's default is 5 s), which the pool reads from the answers and closes sooner.
+    this.pool = new UpstreamPool(`http://${address}`, { connections: 64, maxConnecting: 16, idleMs: 30_000, connect: { timeout: connectMs } });
   }
 
   /** The h2c session to this port, opened when there is none. */

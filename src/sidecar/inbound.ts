@@ -282,7 +282,7 @@ export class Inbound {
     const headers = forwardableHeaders(req.headers, 'x-forwarded-client-cert');
     this.appFields(headers, peer.xfcc, span);
     if (traced) delete headers[traceHeader];
-    // Expect: 100-continue was answered by this server already; undici refuses to send it on.
+    // Expect: 100-continue was answered by this server already; the next hop must not wait for another 100.
     delete headers.expect;
     const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
     if (!hasBody) req.resume();

@@ -112,7 +112,7 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
   // Trace mode is the admin port's (POST /trace); an app cannot ask a destination for its report.
   const headers = forwardableHeaders(req.headers, traceHeader);
   if (action?.headers) applyHeaderChanges(headers, action.headers);
-  // Expect: 100-continue was answered by this server already; undici refuses to send it on.
+  // Expect: 100-continue was answered by this server already; the next hop must not wait for another 100.
   delete headers.expect;
   headers.host = host;
   observer.propagate(headers);
@@ -127,9 +127,8 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
     route, service, method, observer, retry, replayable: () => body?.replayable ?? true, gone: () => res.destroyed,
   }, (upstream, _endpoint, retryAnswer) => {
     const relay = new ResponseRelay(res, inboundReportHeader, undefined, retryAnswer);
-    // undici would derive the TLS server name from the Host header; the mesh SNI must win.
     const options = {
-      path, method, headers, body: body ? body.open() : null, servername: upstream.sni, headersTimeout, bodyTimeout: deps.timeouts.streamIdleMs,
+      path, method, headers, body: body ? body.open() : null, headersTimeout, bodyTimeout: deps.timeouts.streamIdleMs,
     };
     deps.upstreams.get(upstream, breaker).dispatch(options as Dispatcher.DispatchOptions, relay);
     return relay.started;

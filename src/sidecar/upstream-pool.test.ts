@@ -1,8 +1,8 @@
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { channels, type UpstreamConnectMessage } from '../core/channels.js';
 import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
 import { checkDestination } from './peer-identity.js';
 import { UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.js';
@@ -75,15 +75,16 @@ const reset = () => Object.assign(seen, { full: 0, resumed: 0, connections: 0, i
 describe('an upstream pool of mTLS connections', () => {
   test('a burst of 60 requests on a cold pool: at most 2 handshakes at once, later ones resume the session, every request answered', async () => {
     reset();
-    // undici announces each connection attempt and its end on these channels: the client's view,
-    // which is the one the bound applies to (the server sees a handshake end half a round trip later).
+    // The pool announces each connection attempt and its end: the client's view, which is the one
+    // the bound applies to (the server sees a handshake end half a round trip later).
     const connecting = { now: 0, max: 0 };
-    const started = () => { connecting.now += 1; connecting.max = Math.max(connecting.max, connecting.now); };
-    const ended = () => { connecting.now -= 1; };
-    subscribe('undici:client:beforeConnect', started);
-    subscribe('undici:client:connected', ended);
-    subscribe('undici:client:connectError', ended);
     const p = pool();
+    const counted = (m: UpstreamConnectMessage) => {
+      if (m.origin !== p) return;
+      connecting.now += m.phase === 'start' ? 1 : -1;
+      connecting.max = Math.max(connecting.max, connecting.now);
+    };
+    channels.upstreamConnect.subscribe(counted);
     try {
       const answers = await Promise.all(Array.from({ length: 60 }, () => get(p)));
       expect(answers.every((a) => a === `URI:${clientId}`)).toBe(true);
@@ -94,9 +95,7 @@ describe('an upstream pool of mTLS connections', () => {
       expect(seen.resumed).toBeGreaterThan(0);
       expect(seen.full + seen.resumed).toBe(seen.connections);
     } finally {
-      unsubscribe('undici:client:beforeConnect', started);
-      unsubscribe('undici:client:connected', ended);
-      unsubscribe('undici:client:connectError', ended);
+      channels.upstreamConnect.unsubscribe(counted);
       await p.close();
     }
   });

@@ -2,7 +2,9 @@ import type { Dispatcher } from 'undici';
 import { IsthmusError } from '../core/errors.js';
 import { breakerVerdict, connectionCap, type BreakerLimits } from '../model/circuit-breaker.js';
 import { countedHandler } from './counted-handler.js';
-import { buildConnector, Client, Dispatcher as DispatcherBase, type Connector, type ConnectorOptions } from '../core/undici.js';
+import { channels } from '../core/channels.js';
+import { buildConnector, Dispatcher as DispatcherBase, type Connector, type ConnectorOptions } from '../core/undici.js';
+import { failHandler, H1Connection } from './h1-connection.js';
 
 export interface UpstreamPoolOptions {
   /** Keep-alive connections at most. */
@@ -22,7 +24,7 @@ export interface UpstreamPoolOptions {
 }
 
 interface Member {
-  client: Client;
+  client: H1Connection;
   connecting: boolean;
   /** The client said it takes nothing more (its dispatch returned false) until it emits 'drain'. */
   busy: boolean;
@@ -40,7 +42,9 @@ interface Waiting {
  * SNI), like undici's Pool, with one difference that matters at start-up: at most `maxConnecting`
  * handshakes at a time, and a request that finds every connection busy waits in the pool's own
  * queue for the first one that frees (or the next that connects), not behind a handshake of its
- * own. The connector is built once per pool, so its TLS session cache serves every connection.
+ * own. The connector is built once per pool, so its TLS session cache serves every connection,
+ * and it carries the mesh SNI (`connect.servername`). Each connection is an H1Connection
+ * (h1-connection.ts: Node's own HTTP/1.1 parser, one request at a time).
  */
 export class UpstreamPool extends DispatcherBase {
   private readonly members: Member[] = [];
@@ -144,20 +148,19 @@ export class UpstreamPool extends DispatcherBase {
   /** A new connection, if the pool may open one now. */
   private grow(): Member | undefined {
     if (!this.mayGrow()) return undefined;
-    const client = new Client(this.origin, {
-      connect: this.connector,
-      keepAliveTimeout: this.options.idleMs,
-      keepAliveMaxTimeout: this.options.idleMs,
-    });
+    if (channels.upstreamConnect.hasSubscribers) channels.upstreamConnect.publish({ origin: this, phase: 'start' });
+    const client = new H1Connection(this.origin, { connect: this.connector, idleMs: this.options.idleMs });
     const member: Member = { client, connecting: true, busy: false, removed: false };
     this.connecting += 1;
     client.on('connect', () => {
+      if (channels.upstreamConnect.hasSubscribers) channels.upstreamConnect.publish({ origin: this, phase: 'end' });
       member.connecting = false;
       this.connecting -= 1;
       this.drain(member);
       this.growForQueue();
     });
     client.on('connectionError', (_origin, _targets, err: Error) => {
+      if (channels.upstreamConnect.hasSubscribers) channels.upstreamConnect.publish({ origin: this, phase: 'end', error: err.message });
       if (member.connecting) {
         member.connecting = false;
         this.connecting -= 1;
@@ -235,12 +238,4 @@ export class UpstreamPool extends DispatcherBase {
     const i = this.members.indexOf(member);
     if (i !== -1) this.members.splice(i, 1);
   }
-}
-
-/** Ends a request that never reached a connection, for handlers of either undici interface. */
-function failHandler(handler: Dispatcher.DispatchHandler, err: Error): void {
-  if (handler.onResponseError) {
-    const controller = { aborted: true, paused: false, reason: err, abort: () => undefined, pause: () => undefined, resume: () => undefined };
-    handler.onResponseError(controller as unknown as Dispatcher.DispatchController, err);
-  } else handler.onError?.(err);
 }

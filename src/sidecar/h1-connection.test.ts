@@ -1,0 +1,312 @@
+import { createHash } from 'node:crypto';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { afterEach, describe, expect, test } from 'vitest';
+import { buildConnector } from '../core/undici.js';
+import { H1Connection } from './h1-connection.js';
+
+/**
+ * One keep-alive HTTP/1.1 connection on Node's parser, against real servers on loopback: a
+ * node:http server for what HTTP/1.1 servers do, and raw TCP servers that send exactly the bytes
+ * a test needs (a broken answer, an early answer, silence).
+ */
+
+const servers: (HttpServer | NetServer)[] = [];
+const connections: H1Connection[] = [];
+
+afterEach(async () => {
+  await Promise.all(connections.splice(0).map((c) => c.destroy()));
+  for (const s of servers.splice(0)) {
+    if ('closeAllConnections' in s) s.closeAllConnections();
+    await new Promise((resolve) => s.close(resolve));
+  }
+});
+
+async function listen<S extends HttpServer | NetServer>(server: S): Promise<string> {
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function connect(origin: string, idleMs = 10_000): Promise<H1Connection> {
+  const c = new H1Connection(origin, { connect: buildConnector({ timeout: 2_000 }), idleMs });
+  connections.push(c);
+  return new Promise((resolve, reject) => {
+    c.once('connect', () => resolve(c));
+    c.once('connectionError', (_o: string, _t: unknown, err: Error) => reject(err));
+  });
+}
+
+interface Answer { status: number; headers: Record<string, string | string[]>; body: Buffer; trailers: Record<string, string | string[]> }
+
+/** Sends one request through `c`; resolves with the whole answer, rejects with the error. */
+function send(c: H1Connection, opts: Partial<Dispatcher.DispatchOptions>, hooks: { onChunk?: (controller: Dispatcher.DispatchController, chunk: Buffer) => void; onStart?: (controller: Dispatcher.DispatchController) => void } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let status = 0;
+    let headers: Record<string, string | string[]> = {};
+    c.dispatch({ method: 'GET', path: '/', headers: {}, ...opts } as Dispatcher.DispatchOptions, {
+      onRequestStart: (controller) => hooks.onStart?.(controller),
+      onResponseStart: (_controller, s, h) => { status = s; headers = h as Record<string, string | string[]>; },
+      onResponseData: (controller, chunk) => { chunks.push(chunk); hooks.onChunk?.(controller, chunk); },
+      onResponseEnd: (_controller, trailers) => resolve({ status, headers, body: Buffer.concat(chunks), trailers: trailers as Record<string, string | string[]> }),
+      onResponseError: (_controller, err) => reject(err),
+    });
+  });
+}
+
+/** A node:http server that answers with what the request was (method, url, headers, the body's length and hash). */
+function echoServer(): HttpServer {
+  return createHttpServer((req, res) => {
+    const hash = createHash('sha256');
+    let length = 0;
+    req.on('data', (chunk: Buffer) => { length += chunk.length; hash.update(chunk); });
+    req.on('end', () => {
+      res.setHeader('set-cookie', ['a=1', 'b=2']);
+      res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, length, sha256: hash.digest('hex') }));
+    });
+  });
+}
+
+/** A raw TCP server that answers every request head it reads with `reply(head, socket)`. */
+function rawServer(reply: (head: string, socket: Socket) => void): NetServer {
+  return createNetServer((socket) => {
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      let end: number;
+      while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
+        const head = buffered.slice(0, end);
+        buffered = buffered.slice(end + 4);
+        reply(head, socket);
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+}
+
+describe('H1Connection: requests', () => {
+  test('keep-alive: three requests in turn on one connection; the head and the repeated fields arrive as sent', async () => {
+    const origin = await listen(echoServer());
+    const c = await connect(origin);
+    let accepted = 0;
+    (servers[0] as HttpServer).on('connection', () => { accepted += 1; });
+    // 'drain' says the connection takes the next request: once per answer, before the answer's promise settles.
+    let drains = 0;
+    c.on('drain', () => { drains += 1; });
+    for (const path of ['/a', '/b?x=1', '/c']) {
+      const answer = await send(c, { path, headers: { 'x-one': 'v', 'x-many': ['1', '2'] } });
+      expect(answer.status).toBe(200);
+      expect(answer.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+      const seen = JSON.parse(answer.body.toString()) as { url: string; headers: Record<string, string> };
+      expect(seen.url).toBe(path);
+      expect(seen.headers['x-one']).toBe('v');
+      expect(seen.headers['x-many']).toBe('1, 2');
+      // No Host was given: the origin's.
+      expect(seen.headers.host).toBe(new URL(origin).host);
+    }
+    expect(accepted).toBe(0); // the connection was open before the listener: no second one
+    expect(drains).toBe(3);
+  });
+
+  test.each([
+    ['a body of known length goes as it is', { 'content-length': String(3 * 65536) }, 3 * 65536, undefined],
+    ['a body without a length goes chunked', {}, 3 * 65536 + 5, 'chunked'],
+  ])('%s (hash checked)', async (_name, headers, size, encoding) => {
+    const origin = await listen(echoServer());
+    const c = await connect(origin);
+    const data = Buffer.alloc(size, 7);
+    const parts = [data.subarray(0, 1000), Buffer.alloc(0), data.subarray(1000)];
+    const answer = await send(c, { method: 'POST', headers, body: Readable.from(parts) });
+    const seen = JSON.parse(answer.body.toString()) as { length: number; sha256: string; headers: Record<string, string> };
+    expect(seen.length).toBe(size);
+    expect(seen.sha256).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(seen.headers['transfer-encoding']).toBe(encoding);
+  });
+
+  test('a POST without a body says content-length: 0; a GET says nothing', async () => {
+    const origin = await listen(echoServer());
+    const c = await connect(origin);
+    const post = JSON.parse((await send(c, { method: 'POST' })).body.toString()) as { headers: Record<string, string> };
+    expect(post.headers['content-length']).toBe('0');
+    const get = JSON.parse((await send(c, {})).body.toString()) as { headers: Record<string, string> };
+    expect(get.headers['content-length']).toBeUndefined();
+  });
+
+  test.each([
+    ['a CR LF in a value', { 'x-a': 'one\r\nx-injected: 1' }],
+    ['a space in a name', { 'x a': '1' }],
+  ])('a header with %s is refused before anything is written', async (_name, headers) => {
+    const heads: string[] = [];
+    const origin = await listen(rawServer((head) => heads.push(head)));
+    const c = await connect(origin);
+    await expect(send(c, { headers })).rejects.toMatchObject({ code: 'UND_ERR_INVALID_ARG' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(heads).toEqual([]);
+  });
+
+  test('a body longer than its content-length fails the request', async () => {
+    const origin = await listen(echoServer());
+    const c = await connect(origin);
+    await expect(send(c, { method: 'POST', headers: { 'content-length': '3' }, body: Readable.from([Buffer.from('12345')]) }))
+      .rejects.toMatchObject({ code: 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' });
+  });
+});
+
+describe('H1Connection: answers', () => {
+  test('HEAD, 204 and 304 answers have no body, and the connection carries the next request', async () => {
+    const origin = await listen(rawServer((head, socket) => {
+      const path = head.split(' ')[1];
+      if (path === '/head') socket.write('HTTP/1.1 200 OK\r\ncontent-length: 999\r\n\r\n');
+      else if (path === '/204') socket.write('HTTP/1.1 204 No Content\r\n\r\n');
+      else if (path === '/304') socket.write('HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n');
+      else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    }));
+    const c = await connect(origin);
+    expect((await send(c, { method: 'HEAD', path: '/head' })).body.length).toBe(0);
+    expect((await send(c, { path: '/204' })).status).toBe(204);
+    expect((await send(c, { path: '/304' })).status).toBe(304);
+    expect((await send(c, { path: '/next' })).body.toString()).toBe('ok');
+  });
+
+  test('an informational 103 is skipped; a chunked body and its trailers arrive', async () => {
+    const origin = await listen(rawServer((_head, socket) => {
+      socket.write('HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n');
+      socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: grpc-status\r\n\r\n3\r\nabc\r\n');
+      setTimeout(() => socket.write('2\r\nde\r\n0\r\ngrpc-status: 0\r\n\r\n'), 20);
+    }));
+    const c = await connect(origin);
+    const answer = await send(c, {});
+    expect(answer.status).toBe(200);
+    expect(answer.headers.link).toBeUndefined();
+    expect(answer.body.toString()).toBe('abcde');
+    expect(answer.trailers).toEqual({ 'grpc-status': '0' });
+  });
+
+  test('an answer delimited by the connection\'s end is complete at the end, and the connection leaves', async () => {
+    const origin = await listen(rawServer((_head, socket) => socket.end('HTTP/1.1 200 OK\r\n\r\nuntil the end')));
+    const c = await connect(origin);
+    const gone = new Promise((resolve) => c.once('disconnect', resolve));
+    expect((await send(c, {})).body.toString()).toBe('until the end');
+    await gone;
+  });
+
+  test.each([
+    ['not HTTP at all', 'garbage\r\n\r\n', 'UND_ERR_SOCKET', /not valid HTTP\/1\.1/],
+    ['a head cut short by the close', 'HTTP/1.1 200 OK\r\ncontent-le', 'UND_ERR_SOCKET', /before answering/],
+    ['a body cut short by the close', 'HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc', 'UND_ERR_SOCKET', /before the answer ended/],
+    ['a 101 nobody asked for', 'HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n', 'UND_ERR_SOCKET', /switched protocols/],
+  ])('%s fails the request with %s', async (_name, bytes, code, message) => {
+    const origin = await listen(rawServer((_head, socket) => socket.end(bytes)));
+    const c = await connect(origin);
+    const gone = new Promise((resolve) => c.once('disconnect', resolve));
+    const err = await send(c, {}).catch((e: Error & { code?: string }) => e);
+    expect(err).toMatchObject({ code });
+    expect((err as Error).message).toMatch(message);
+    await gone;
+  });
+
+  test('an answer that comes before the upload ended ends the request, and the connection is not used again', async () => {
+    const origin = await listen(rawServer((_head, socket) => socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n')));
+    const c = await connect(origin);
+    const body = new Readable({ read() { /* never ends */ } });
+    body.push(Buffer.alloc(100));
+    const gone = new Promise((resolve) => c.once('disconnect', resolve));
+    expect((await send(c, { method: 'PUT', body })).status).toBe(413);
+    await gone;
+    expect(body.destroyed).toBe(true);
+  });
+});
+
+describe('H1Connection: time and flow', () => {
+  test('no head within headersTimeout: UND_ERR_HEADERS_TIMEOUT', async () => {
+    const origin = await listen(rawServer(() => undefined));
+    const c = await connect(origin);
+    const started = Date.now();
+    await expect(send(c, { headersTimeout: 150 })).rejects.toMatchObject({ code: 'UND_ERR_HEADERS_TIMEOUT' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+  });
+
+  test('a body that keeps trickling is not timed out; one that falls silent is, after bodyTimeout', async () => {
+    const origin = await listen(rawServer((head, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
+      if (head.includes('/silent')) return;
+      let n = 0;
+      const timer = setInterval(() => {
+        n += 1;
+        if (n < 6) socket.write('1\r\nx\r\n');
+        else { clearInterval(timer); socket.write('0\r\n\r\n'); }
+      }, 60);
+    }));
+    const c = await connect(origin);
+    // Six gaps of 60 ms, 360 ms in all, against a 150 ms idle limit.
+    expect((await send(c, { path: '/trickle', bodyTimeout: 150 })).body.toString()).toBe('xxxxx');
+    await expect(send(c, { path: '/silent', bodyTimeout: 150 })).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
+  });
+
+  test('Keep-Alive: timeout=2 from the server closes the idle connection a second early, before the server would', async () => {
+    const origin = await listen(rawServer((_head, socket) => socket.write('HTTP/1.1 200 OK\r\nkeep-alive: timeout=2\r\ncontent-length: 0\r\n\r\n')));
+    const c = await connect(origin);
+    await send(c, {});
+    const started = Date.now();
+    await new Promise((resolve) => c.once('disconnect', resolve));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(Date.now() - started).toBeLessThan(1_900);
+  });
+
+  test('pause() stops reading from the socket until resume(); every byte arrives in order', async () => {
+    const size = 4 * 1024 * 1024;
+    const data = Buffer.alloc(size);
+    for (let i = 0; i < size; i += 1) data[i] = i % 251;
+    const origin = await listen(rawServer((_head, socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\n\r\n`);
+      socket.write(data);
+    }));
+    const c = await connect(origin);
+    let pauses = 0;
+    const answer = await send(c, {}, {
+      onChunk: (controller) => {
+        if (pauses < 5) {
+          pauses += 1;
+          controller.pause();
+          setTimeout(() => controller.resume(), 20);
+        }
+      },
+    });
+    expect(pauses).toBe(5);
+    expect(answer.body.equals(data)).toBe(true);
+  });
+
+  test('abort() fails the request with its reason and closes the connection', async () => {
+    const origin = await listen(rawServer(() => undefined));
+    const c = await connect(origin);
+    const gone = new Promise((resolve) => c.once('disconnect', resolve));
+    const reason = new Error('the app closed its connection');
+    await expect(send(c, {}, { onStart: (controller) => setTimeout(() => controller.abort(reason), 20) })).rejects.toBe(reason);
+    await gone;
+  });
+
+  test('a refused connection: connectionError, and a request dispatched before it fails with the same error', async () => {
+    const probe = createNetServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const c = new H1Connection(`http://127.0.0.1:${port}`, { connect: buildConnector({ timeout: 2_000 }), idleMs: 10_000 });
+    connections.push(c);
+    const refused = new Promise<Error>((resolve) => c.once('connectionError', (_o: string, _t: unknown, err: Error) => resolve(err)));
+    await expect(send(c, {})).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(await refused).toMatchObject({ code: 'ECONNREFUSED' });
+  });
+
+  test('close() waits for the answer in flight, then closes; later requests are refused', async () => {
+    const origin = await listen(rawServer((_head, socket) => setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate'), 50)));
+    const c = await connect(origin);
+    const answer = send(c, {});
+    const closing = c.close();
+    expect((await answer).body.toString()).toBe('late');
+    await closing;
+    await expect(send(c, {})).rejects.toMatchObject({ code: 'UND_ERR_CLOSED' });
+  });
+});

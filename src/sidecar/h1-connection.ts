@@ -1,0 +1,535 @@
+import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { wrapHandler, type Connector } from '../core/undici.js';
+
+/**
+ * Node's own HTTP/1.1 parser: llhttp compiled into the node binary, the one node:http's client and
+ * server use, reached through the module they share. It hands a response head to JavaScript in
+ * one call (names and values in one array) and body bytes as slices of what the socket read.
+ * undici's parser is llhttp compiled to WebAssembly and calls into JavaScript once per header
+ * name and value: measured on loopback (docs/benchmarks.md, "Where the CPU goes"), a request
+ * through undici's Client cost about 115 µs of CPU against about 71 µs through this parser.
+ */
+const nodeRequire = createRequire(import.meta.url);
+const { HTTPParser } = nodeRequire('_http_common') as { HTTPParser: ParserClass };
+
+interface ParserClass {
+  new (): NativeParser;
+  readonly RESPONSE: number;
+  readonly kOnHeaders: number;
+  readonly kOnHeadersComplete: number;
+  readonly kOnBody: number;
+  readonly kOnMessageComplete: number;
+}
+
+interface NativeParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | ParseError;
+  finish(): number | ParseError | undefined;
+  free(): void;
+  [callback: number]: unknown;
+}
+
+type ParseError = Error & { code?: string; reason?: string };
+
+/** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
+const skipBody = 1;
+
+type Controller = Dispatcher.DispatchController;
+type Handler = Dispatcher.DispatchHandler;
+type Headers = Record<string, string | string[]>;
+
+export interface H1ConnectionOptions {
+  /** Opens the socket: undici's connector (TLS options, session cache, connect timeout, no delay). */
+  connect: Connector;
+  /** An idle connection is closed after this; a shorter `Keep-Alive: timeout=` from the server wins. */
+  idleMs: number;
+}
+
+/** How much sooner than the server's announced keep-alive timeout an idle connection is closed. */
+const keepAliveMarginMs = 1_000;
+
+/** Methods whose request carries content: sent with `content-length: 0` when they have no body (as undici does). */
+const payloadMethods = new Set(['POST', 'PUT', 'PATCH']);
+
+// RFC 9110 §5.1 and §5.5: a field name is a token; a value has no CR, LF or NUL.
+const invalidName = /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/;
+const invalidValue = /[\r\n\0]/;
+
+/** An error with the code the attempt layer classifies by (retry-policy.ts): the same codes undici uses. */
+function failure(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/**
+ * One request in flight on a connection; it is also the handler's controller (pause, resume,
+ * abort), as undici's new handler interface expects.
+ */
+class Exchange implements Controller {
+  aborted = false;
+  paused = false;
+  reason: Error | null = null;
+  /** The head of the final answer arrived (1xx heads do not count). */
+  headDone = false;
+  /** An informational (1xx) head is being parsed: its end is not the answer's end. */
+  informational = false;
+  keepAlive = true;
+  finished = false;
+  /** The request's body was written to its end. */
+  bodySent: boolean;
+  body: Readable | undefined;
+  /** When the last byte of the answer arrived (Date.now()), for the body's idle timeout. */
+  lastActivity = 0;
+
+  constructor(
+    private readonly connection: H1Connection,
+    readonly handler: Handler,
+    readonly head: boolean,
+    readonly headersTimeout: number,
+    readonly bodyTimeout: number,
+    hasBody: boolean,
+  ) {
+    this.bodySent = !hasBody;
+  }
+
+  abort(reason: Error): void {
+    if (this.finished) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.connection.fail(this, reason);
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.connection.pauseReading();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.connection.resumeReading();
+  }
+}
+
+/**
+ * One keep-alive HTTP/1.1 connection to one upstream, one request at a time: the part of undici's
+ * Client that upstream-pool.ts uses (`dispatch` with undici's handler interface; the `connect`,
+ * `connectionError`, `disconnect` and `drain` events; `close`, `destroy`), built on Node's native
+ * parser. It opens its socket at once, not at the first request. Requests are written as one head
+ * string and the body as it streams (chunked when it has no length); the answer is handed to the
+ * handler as it is parsed, with back-pressure through the controller. Timeouts: the answer's head
+ * must start arriving within `headersTimeout`, and the body may be silent for at most
+ * `bodyTimeout`; failures carry undici's error codes, so the retry table classifies them alike.
+ */
+export class H1Connection extends EventEmitter {
+  private socket: Socket | undefined;
+  private readonly parser: NativeParser;
+  private current: Exchange | undefined;
+  /** A request dispatched while the socket was still connecting. */
+  private waiting: { opts: Dispatcher.DispatchOptions; handler: Handler } | undefined;
+  private state: 'connecting' | 'open' | 'closed' = 'connecting';
+  private closing = false;
+  private closed: Promise<void>;
+  private markClosed!: () => void;
+  /** Field names and values read since the last head (kOnHeaders): a long head, or the trailers. */
+  private pendingFields: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private timerFor: 'headers' | 'body' | 'idle' | undefined;
+  private idleMs: number;
+  /** Set while the parser runs: a finished answer's 'drain' waits until the parser has returned. */
+  private parsing = false;
+  private drainAfterParse = false;
+  private readonly hostHeader: string;
+  /** Why the socket closed, when it closed with an error. */
+  private socketError: Error | undefined;
+
+  constructor(private readonly origin: string, private readonly options: H1ConnectionOptions) {
+    super();
+    this.idleMs = options.idleMs;
+    this.closed = new Promise<void>((resolve) => { this.markClosed = resolve; });
+    const url = new URL(origin);
+    this.hostHeader = url.host;
+    const parser = new HTTPParser();
+    parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+    parser[HTTPParser.kOnHeaders] = (fields: string[]) => {
+      for (const f of fields) this.pendingFields.push(f);
+    };
+    parser[HTTPParser.kOnHeadersComplete] = (
+      _major: number, _minor: number, fields: string[] | undefined, _method: unknown, _url: unknown,
+      status: number, statusMessage: string, _upgrade: boolean, keepAlive: boolean,
+    ) => this.onHead(fields ?? this.takeFields(), status, statusMessage, keepAlive);
+    parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.onBody(chunk);
+    parser[HTTPParser.kOnMessageComplete] = () => this.onAnswerEnd();
+    this.parser = parser;
+    const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+    // WHATWG URLs keep an IPv6 literal's brackets in hostname; sockets want the address alone.
+    const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    options.connect({ hostname, host: url.host, protocol: url.protocol, port }, (err, socket) => {
+      if (err || !socket) return this.onConnectError(err ?? failure('UND_ERR_SOCKET', 'no socket'));
+      this.onConnected(socket as Socket);
+    });
+  }
+
+  /** Sends a request: false means the connection takes nothing more until it emits 'drain'. */
+  dispatch(opts: Dispatcher.DispatchOptions, given: Handler): boolean {
+    const handler = wrapHandler.wrap(given) as Handler;
+    if (this.state === 'closed' || this.closing) {
+      failHandler(handler, failure('UND_ERR_CLOSED', 'the upstream connection is closed'));
+      return false;
+    }
+    if (this.current || this.waiting) {
+      failHandler(handler, failure('UND_ERR_INFO', 'the upstream connection is busy (one request at a time)'));
+      return false;
+    }
+    if (this.state === 'connecting') this.waiting = { opts, handler };
+    else this.start(opts, handler);
+    return false;
+  }
+
+  /** Closes once the request in flight (if any) has its answer. */
+  close(): Promise<void> {
+    this.closing = true;
+    if (!this.current && !this.waiting) this.socket?.destroy();
+    if (this.state === 'connecting' && !this.waiting) this.finishClose();
+    return this.closed;
+  }
+
+  /** Closes now; a request in flight or waiting fails with `err`. */
+  destroy(err?: Error | null): Promise<void> {
+    this.closing = true;
+    const reason = err ?? failure('UND_ERR_DESTROYED', 'the upstream connection was destroyed');
+    if (this.waiting) {
+      const { handler } = this.waiting;
+      this.waiting = undefined;
+      failHandler(handler, reason);
+    }
+    if (this.current) this.fail(this.current, reason);
+    this.socket?.destroy();
+    if (this.state === 'connecting') this.finishClose();
+    return this.closed;
+  }
+
+  private onConnectError(err: Error): void {
+    if (this.state === 'closed') return;
+    this.finishClose();
+    this.emit('connectionError', this.origin, [this], err);
+    if (this.waiting) {
+      const { handler } = this.waiting;
+      this.waiting = undefined;
+      failHandler(handler, err);
+    }
+  }
+
+  private onConnected(socket: Socket): void {
+    if (this.state === 'closed') {
+      socket.destroy();
+      return;
+    }
+    this.socket = socket;
+    this.state = 'open';
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (err: Error) => { this.socketError = err; });
+    socket.on('close', () => this.onClose());
+    this.emit('connect', this.origin, [this]);
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    if (waiting) this.start(waiting.opts, waiting.handler);
+    else if (this.closing) socket.destroy();
+    else this.arm('idle', this.idleMs);
+  }
+
+  private start(opts: Dispatcher.DispatchOptions, handler: Handler): void {
+    const socket = this.socket as Socket;
+    const method = opts.method;
+    const body = opts.body as Readable | Buffer | string | null | undefined;
+    const exchange = new Exchange(this, handler, method === 'HEAD', opts.headersTimeout ?? 300_000, opts.bodyTimeout ?? 300_000, body !== null && body !== undefined);
+    this.current = exchange;
+    handler.onRequestStart?.(exchange, {});
+    if (exchange.finished) return;
+    let head = `${method} ${opts.path} HTTP/1.1\r\n`;
+    let host = false;
+    let length: number | undefined;
+    const headers = opts.headers as Record<string, string | string[] | undefined> | null | undefined;
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (invalidName.test(name)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid request header name ${JSON.stringify(name)}`));
+      const lower = name.length === 4 || name.length === 14 ? name.toLowerCase() : '';
+      if (lower === 'host') host = true;
+      else if (lower === 'content-length') length = Number(value);
+      if (typeof value === 'string') {
+        if (invalidValue.test(value)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid value of request header ${name}`));
+        head += `${name}: ${value}\r\n`;
+      } else {
+        for (const v of value) {
+          if (invalidValue.test(v)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid value of request header ${name}`));
+          head += `${name}: ${v}\r\n`;
+        }
+      }
+    }
+    if (!host) head += `host: ${this.hostHeader}\r\n`;
+    this.arm('headers', exchange.headersTimeout);
+    if (body === null || body === undefined) {
+      if (length === undefined && payloadMethods.has(method)) head += 'content-length: 0\r\n';
+      socket.write(`${head}\r\n`, 'latin1');
+      return;
+    }
+    if (typeof body === 'string' || Buffer.isBuffer(body)) {
+      const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+      if (length === undefined) head += `content-length: ${bytes.length}\r\n`;
+      socket.cork();
+      socket.write(`${head}\r\n`, 'latin1');
+      socket.write(bytes);
+      socket.uncork();
+      exchange.bodySent = true;
+      return;
+    }
+    const chunked = length === undefined || !Number.isFinite(length);
+    socket.write(chunked ? `${head}transfer-encoding: chunked\r\n\r\n` : `${head}\r\n`, 'latin1');
+    this.stream(exchange, body, chunked ? undefined : length);
+  }
+
+  /** Writes a streamed request body with back-pressure: as it is when its length is known, chunked otherwise. */
+  private stream(exchange: Exchange, body: Readable, length: number | undefined): void {
+    const socket = this.socket as Socket;
+    exchange.body = body;
+    let sent = 0;
+    const resume = () => body.resume();
+    body.on('data', (chunk: Buffer | string) => {
+      if (exchange.finished) return;
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      if (bytes.length === 0) return; // an empty chunk would end a chunked body
+      sent += bytes.length;
+      if (length !== undefined && sent > length) {
+        this.fail(exchange, failure('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', `the request body is longer than its content-length (${length})`));
+        return;
+      }
+      let ok: boolean;
+      if (length === undefined) {
+        socket.cork();
+        socket.write(`${bytes.length.toString(16)}\r\n`, 'latin1');
+        socket.write(bytes);
+        ok = socket.write('\r\n', 'latin1');
+        socket.uncork();
+      } else ok = socket.write(bytes);
+      if (!ok) {
+        body.pause();
+        socket.once('drain', resume);
+      }
+    });
+    body.once('end', () => {
+      if (exchange.finished) return;
+      if (length !== undefined && sent !== length) {
+        this.fail(exchange, failure('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', `the request body ended after ${sent} of its ${length} bytes`));
+        return;
+      }
+      if (length === undefined) socket.write('0\r\n\r\n', 'latin1');
+      exchange.bodySent = true;
+    });
+    body.once('error', (err: Error) => this.fail(exchange, err));
+  }
+
+  private onData(chunk: Buffer): void {
+    const exchange = this.current;
+    if (!exchange) {
+      // Bytes nobody asked for: the connection cannot be trusted with the next request.
+      this.socket?.destroy();
+      return;
+    }
+    this.parsing = true;
+    let result: number | ParseError;
+    try {
+      result = this.parser.execute(chunk);
+    } catch (err) {
+      // A handler threw while the parser called it.
+      result = err as ParseError;
+    } finally {
+      this.parsing = false;
+    }
+    if (typeof result !== 'number') {
+      const current = this.current;
+      if (current) this.fail(current, result.code?.startsWith('HPE_') ? failure('UND_ERR_SOCKET', `the upstream's answer is not valid HTTP/1.1: ${result.reason ?? result.message}`) : result);
+      this.socket?.destroy();
+      return;
+    }
+    if (this.drainAfterParse) {
+      this.drainAfterParse = false;
+      this.emit('drain', this.origin, [this]);
+    }
+  }
+
+  private takeFields(): string[] {
+    const fields = this.pendingFields;
+    this.pendingFields = [];
+    return fields;
+  }
+
+  private onHead(fields: string[], status: number, statusMessage: string, keepAlive: boolean): number {
+    const exchange = this.current;
+    if (!exchange || exchange.finished) return 0;
+    if (status < 200) {
+      if (status === 101) {
+        this.fail(exchange, failure('UND_ERR_SOCKET', 'the upstream switched protocols (101) on a request that asked for no upgrade'));
+        return 0;
+      }
+      exchange.informational = true;
+      return 0;
+    }
+    exchange.headDone = true;
+    exchange.keepAlive = keepAlive;
+    exchange.lastActivity = Date.now();
+    const headers: Headers = {};
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = (fields[i] as string).toLowerCase();
+      const value = fields[i + 1] as string;
+      const seen = headers[name];
+      if (seen === undefined) headers[name] = value;
+      else if (typeof seen === 'string') headers[name] = [seen, value];
+      else seen.push(value);
+      if (name === 'keep-alive') this.keepAliveHint(value);
+    }
+    this.arm('body', exchange.bodyTimeout);
+    exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);
+    return exchange.head ? skipBody : 0;
+  }
+
+  /** `Keep-Alive: timeout=<seconds>` (RFC 9112 appendix C.2.2 describes the field): close before the server does. */
+  private keepAliveHint(value: string): void {
+    const match = /timeout\s*=\s*(\d+)/i.exec(value);
+    if (!match) return;
+    this.idleMs = Math.min(this.options.idleMs, Number(match[1]) * 1000 - keepAliveMarginMs);
+  }
+
+  private onBody(chunk: Buffer): void {
+    const exchange = this.current;
+    if (!exchange || exchange.finished) return;
+    exchange.lastActivity = Date.now();
+    exchange.handler.onResponseData?.(exchange, chunk);
+  }
+
+  private onAnswerEnd(): void {
+    const exchange = this.current;
+    if (!exchange || exchange.finished) return;
+    if (exchange.informational) {
+      exchange.informational = false;
+      this.pendingFields = [];
+      return;
+    }
+    const trailers: Headers = {};
+    const fields = this.takeFields();
+    for (let i = 0; i < fields.length; i += 2) trailers[(fields[i] as string).toLowerCase()] = fields[i + 1] as string;
+    exchange.finished = true;
+    this.current = undefined;
+    this.disarm();
+    // The upstream answered before it had the whole body (an early error): the connection is
+    // mid-request and cannot carry another.
+    const reusable = exchange.keepAlive && exchange.bodySent && !this.closing && this.idleMs > 0;
+    if (!exchange.bodySent) exchange.body?.destroy();
+    if (exchange.paused) this.socket?.resume();
+    exchange.handler.onResponseEnd?.(exchange, trailers);
+    if (!reusable) {
+      this.socket?.destroy();
+      return;
+    }
+    this.arm('idle', this.idleMs);
+    if (this.parsing) this.drainAfterParse = true;
+    else this.emit('drain', this.origin, [this]);
+  }
+
+  private onEnd(): void {
+    // The server closed its side: an answer delimited by the connection's end is complete now.
+    if (this.current) {
+      try {
+        this.parser.finish();
+      } catch {
+        // a handler threw: the request fails below
+      }
+    }
+    this.socket?.destroy();
+  }
+
+  private onClose(): void {
+    const exchange = this.current;
+    if (exchange) this.fail(exchange, this.socketError ?? failure('UND_ERR_SOCKET', exchange.headDone ? 'the upstream closed the connection before the answer ended' : 'the upstream closed the connection before answering'));
+    this.finishClose();
+    this.emit('disconnect', this.origin, [this], this.socketError ?? failure('UND_ERR_SOCKET', 'closed'));
+  }
+
+  private finishClose(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.disarm();
+    this.parser.free();
+    this.markClosed();
+  }
+
+  /** Ends `exchange` with `err` (once); the connection is closed, since it may be mid-message. */
+  fail(exchange: Exchange, err: Error): void {
+    if (exchange.finished) return;
+    exchange.finished = true;
+    if (this.current === exchange) this.current = undefined;
+    this.disarm();
+    if (!exchange.bodySent) exchange.body?.destroy();
+    this.socket?.destroy();
+    const { handler } = exchange;
+    if (handler.onResponseError) handler.onResponseError(exchange, err);
+    else (handler as { onError?: (e: Error) => void }).onError?.(err);
+  }
+
+  pauseReading(): void {
+    this.socket?.pause();
+  }
+
+  resumeReading(): void {
+    this.socket?.resume();
+  }
+
+  private arm(what: 'headers' | 'body' | 'idle', ms: number): void {
+    this.disarm();
+    if (!(ms > 0)) return;
+    this.timerFor = what;
+    this.timer = setTimeout(() => this.onTimer(ms), ms);
+    this.timer.unref();
+  }
+
+  private disarm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerFor = undefined;
+  }
+
+  private onTimer(ms: number): void {
+    const what = this.timerFor;
+    this.timer = undefined;
+    this.timerFor = undefined;
+    const exchange = this.current;
+    if (what === 'idle') {
+      if (!exchange) this.socket?.destroy();
+      return;
+    }
+    if (!exchange) return;
+    if (what === 'headers') {
+      this.fail(exchange, failure('UND_ERR_HEADERS_TIMEOUT', `the upstream sent no answer within ${ms} ms`));
+      return;
+    }
+    // The body's timeout counts from its last byte: re-armed for what is left of it.
+    const silent = Date.now() - exchange.lastActivity;
+    if (silent >= exchange.bodyTimeout || exchange.paused) {
+      if (exchange.paused) this.arm('body', exchange.bodyTimeout);
+      else this.fail(exchange, failure('UND_ERR_BODY_TIMEOUT', `the upstream's answer was silent for ${exchange.bodyTimeout} ms`));
+      return;
+    }
+    this.arm('body', exchange.bodyTimeout - silent);
+  }
+}
+
+/** Ends a request that never reached the wire, for handlers of either undici interface. */
+export function failHandler(handler: Handler, err: Error): void {
+  if (handler.onResponseError) {
+    const controller = { aborted: true, paused: false, reason: err, abort: () => undefined, pause: () => undefined, resume: () => undefined };
+    handler.onResponseError(controller as unknown as Controller, err);
+  } else (handler as { onError?: (e: Error) => void }).onError?.(err);
+}
