@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as undici from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Agent, buildConnector, Client, Dispatcher, Pool, request, wrapHandler } from './undici.js';
+import { buildConnector, Dispatcher, request, wrapHandler } from './undici.js';
+import { Agent, Client, Pool } from './undici-client.js';
 
 /**
  * src/core/undici.ts reaches into undici's files to leave its index (fetch, WebSocket) unloaded.

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { PeerCertificate } from 'node:tls';
-import { buildConnector, Client } from '../core/undici.js';
+import { buildConnector } from '../core/undici.js';
+import { Client } from '../core/undici-client.js';
 import { keys } from '../core/keys.js';
 import type { Logger } from '../core/log.js';
 import type { Catalog } from '../model/catalog.js';

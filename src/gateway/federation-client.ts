@@ -1,4 +1,5 @@
-import { Agent, request } from '../core/undici.js';
+import { request } from '../core/undici.js';
+import { H1Agent } from '../sidecar/h1-agent.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { GatewayConfig } from './config.js';
@@ -20,7 +21,7 @@ const routesFeed: LongPollFeed<typeof GatewayRoutesSchema> = { name: 'routing ta
  * certificate) and retried. When the federation is down the gateway keeps routing with the last table it had.
  */
 export class FederationClient {
-  private agent: Agent;
+  private agent: H1Agent;
   private stopped = false;
   private registerTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
@@ -114,8 +115,8 @@ export class FederationClient {
     }
   }
 
-  private newAgent(certificate: GatewayCertificate | undefined): Agent {
-    return new Agent({
+  private newAgent(certificate: GatewayCertificate | undefined): H1Agent {
+    return new H1Agent({
       connect: {
         // The root of the CA directory, and every root of the mesh the federation has told of.
         ca: [...new Set([(certificate?.rootPem ?? gatewayRoot(this.config)).trim(), ...this.roots])],

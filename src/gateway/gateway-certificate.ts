@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { IsthmusError, describeError } from '../core/errors.js';
-import { Agent, request } from '../core/undici.js';
+import { request } from '../core/undici.js';
+import { H1Agent } from '../sidecar/h1-agent.js';
 import { createCsr, issueCertificate } from '../trust/ca.js';
 import { readClusterCa } from '../trust/ca-files.js';
 import { clusterRoleId } from '../trust/spiffe.js';
@@ -35,7 +36,7 @@ export async function gatewayCertificate(config: GatewayConfig, current: Gateway
   const token = renewWith ? undefined : readToken(config.tokenFile);
   const { csrPem, keyPem } = createCsr({ keyPem: (await generateRsaKey('rsa', { modulusLength: 2048 })).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
   // A connection of its own, so the federation sees the certificate being renewed, or none.
-  const agent = new Agent({ connect: { ca: rootPem, ...(renewWith ? { cert: [renewWith.certPem, ...renewWith.chainPem].join('\n'), key: renewWith.keyPem } : {}) } });
+  const agent = new H1Agent({ connect: { ca: rootPem, ...(renewWith ? { cert: [renewWith.certPem, ...renewWith.chainPem].join('\n'), key: renewWith.keyPem } : {}) } });
   try {
     const res = await request(`${config.federationUrl}/v1/certificates`, {
       method: 'POST', dispatcher: agent,

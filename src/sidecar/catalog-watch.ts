@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { Agent, request } from '../core/undici.js';
+import { request } from '../core/undici.js';
+import { H1Agent } from './h1-agent.js';
 import { longPoll, snapshotProblem, type LongPollFeed } from '../core/long-poll.js';
 import { Type, type TSchema } from '../core/typebox.js';
 import { describeError } from '../core/errors.js';
@@ -72,7 +73,7 @@ export class CatalogWatch extends EventEmitter {
    * change: with a big catalog, keeping the text itself would hold a second copy of it.
    */
   private readonly snapshots: { catalog?: { value: Catalog; digest: string; status: SnapshotStatus }; endpoints?: { value: LocalEndpoints; digest: string; status: SnapshotStatus }; policies?: { value: PoliciesSnapshot; digest: string; status: SnapshotStatus } } = {};
-  private readonly agent: Agent;
+  private readonly agent: H1Agent;
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private readonly waitSeconds: number;
@@ -83,7 +84,7 @@ export class CatalogWatch extends EventEmitter {
     super();
     this.log = opts.logger.child({ component: 'catalog-watch' });
     this.waitSeconds = opts.waitSeconds ?? 30;
-    this.agent = new Agent({
+    this.agent = new H1Agent({
       connect: connectorFor(() => this.federationContext()),
       headersTimeout: (this.waitSeconds + 10) * 1000,
       bodyTimeout: (this.waitSeconds + 10) * 1000,

@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { Agent, buildConnector, request, type Connector } from '../core/undici.js';
+import { buildConnector, request, type Connector } from '../core/undici.js';
+import { H1Agent } from './h1-agent.js';
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { ensureDirectory, writeTextAtomic } from '../core/user-paths.js';
@@ -61,8 +62,8 @@ export class WorkloadIdentity extends EventEmitter {
   private held!: Held;
   private context: SecureContext | undefined;
   private federationContext: SecureContext | undefined;
-  private agent: Agent;
-  private renewalAgent: Agent | undefined;
+  private agent: H1Agent;
+  private renewalAgent: H1Agent | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   /** Waits between failed renewals: about 1 s, growing to 30 s, with jitter so a mesh of sidecars does not retry in step. */
   private readonly renewBackoff = new Backoff({ initialMs: firstRetryMs, maxMs: maxRetryMs });
@@ -188,7 +189,7 @@ export class WorkloadIdentity extends EventEmitter {
     // certificate, not one an older connection presented; and so a bootstrap's connection, which
     // carries no certificate, is never kept for the trust refreshes that need one (the API keeps
     // connections open 72 s, longer than the 30 s between refreshes).
-    const agent = this.renewalAgent = new Agent({
+    const agent = this.renewalAgent = new H1Agent({
       connect: { ca: this.federationRoots(), ...('certificate' in auth ? { cert: [auth.certificate.certPem, ...auth.certificate.chainPem].join('\n'), key: auth.certificate.keyPem } : {}) },
     });
     let status: number;
@@ -272,8 +273,8 @@ export class WorkloadIdentity extends EventEmitter {
     void this.renew();
   }
 
-  private federationAgent(): Agent {
-    return new Agent({ connect: connectorFor(() => (this.federationContext ??= this.heldContext())) });
+  private federationAgent(): H1Agent {
+    return new H1Agent({ connect: connectorFor(() => (this.federationContext ??= this.heldContext())) });
   }
 
   private heldContext(): SecureContext {

@@ -23,11 +23,17 @@ describe('a sidecar or gateway process loads only what it uses (memory)', () => 
     expect(loaded.modules.filter((m) => /\/dist\/cli\/(join|check|dev|dash|policy|ca)\.js$/.test(m))).toEqual([]);
   });
 
-  test.each(['sidecar', 'gateway'] as const)('isthmus %s loads undici\'s client, pool and agent, not its index with fetch and WebSocket', async (kind) => {
-    const undici = (await loadedModules(kind)).modules.filter((m) => m.includes('/node_modules/undici/'));
-    expect(undici.some((m) => m.endsWith('/lib/dispatcher/client.js'))).toBe(true);
-    // The client's FormData support (lib/web/fetch/body.js) is required lazily, and a bundle
-    // carries it unexecuted; the index would also bring WebSocket, EventSource and the caches.
+  test.each(['sidecar', 'gateway'] as const)('isthmus %s loads neither undici\'s client, pool and agent (its WebAssembly parser) nor its index with fetch and WebSocket', async (kind) => {
+    const loaded = await loadedModules(kind);
+    const undici = loaded.modules.filter((m) => m.includes('/node_modules/undici/'));
+    // The dispatcher base, its request API and the connector are what h1-connection.ts builds on.
+    expect(undici.some((m) => m.endsWith('/lib/dispatcher/dispatcher.js'))).toBe(true);
+    expect(undici.some((m) => m.endsWith('/lib/core/connect.js'))).toBe(true);
+    expect(loaded.modules.some((m) => m.endsWith('/dist/sidecar/h1-connection.js'))).toBe(true);
+    // undici's client would compile its llhttp WebAssembly (about 4 MB) at the first connection.
+    expect(undici.filter((m) => /\/lib\/dispatcher\/(client|client-h1|client-h2|pool|agent)\.js$/.test(m) || m.includes('/lib/llhttp/'))).toEqual([]);
+    expect(loaded.modules.filter((m) => m.endsWith('/dist/core/undici-client.js'))).toEqual([]);
+    // The index would also bring WebSocket, EventSource and the caches.
     expect(undici.filter((m) => m.endsWith('/node_modules/undici/index.js') || /\/lib\/(web\/(websocket|eventsource)|cache|mock)\//.test(m))).toEqual([]);
   });
 

@@ -3,8 +3,9 @@ import { IsthmusError } from '../core/errors.js';
 import { breakerVerdict, connectionCap, type BreakerLimits } from '../model/circuit-breaker.js';
 import { countedHandler } from './counted-handler.js';
 import { channels } from '../core/channels.js';
-import { buildConnector, Dispatcher as DispatcherBase, type Connector, type ConnectorOptions } from '../core/undici.js';
+import { buildConnector, type Connector, type ConnectorOptions } from '../core/undici.js';
 import { failHandler, H1Connection } from './h1-connection.js';
+import { OwnDispatcher } from './own-dispatcher.js';
 
 export interface UpstreamPoolOptions {
   /** Keep-alive connections at most. */
@@ -19,8 +20,8 @@ export interface UpstreamPoolOptions {
   maxConnecting: number;
   /** An idle connection is closed after this. */
   idleMs: number;
-  /** What undici's connector gets: TLS options of the upstream, connect timeout, no delay. */
-  connect: ConnectorOptions;
+  /** What undici's connector gets (TLS options of the upstream, connect timeout, no delay), or a connector of one's own. */
+  connect: ConnectorOptions | Connector;
 }
 
 interface Member {
@@ -46,7 +47,7 @@ interface Waiting {
  * and it carries the mesh SNI (`connect.servername`). Each connection is an H1Connection
  * (h1-connection.ts: Node's own HTTP/1.1 parser, one request at a time).
  */
-export class UpstreamPool extends DispatcherBase {
+export class UpstreamPool extends OwnDispatcher {
   private readonly members: Member[] = [];
   private queue: Waiting[] = [];
   private head = 0;
@@ -60,7 +61,7 @@ export class UpstreamPool extends DispatcherBase {
 
   constructor(private readonly origin: string, private readonly options: UpstreamPoolOptions) {
     super();
-    this.connector = buildConnector(options.connect);
+    this.connector = typeof options.connect === 'function' ? options.connect : buildConnector(options.connect);
   }
 
   /** Requests waiting for a connection (not yet handed to one). */
@@ -112,28 +113,16 @@ export class UpstreamPool extends DispatcherBase {
     return true;
   }
 
-  override close(): Promise<void>;
-  override close(callback: () => void): void;
-  override close(callback?: () => void): Promise<void> | void {
+  protected closeAll(): Promise<void> {
     this.closed = true;
-    const done = (this.queued === 0 ? Promise.resolve() : new Promise<void>((resolve) => { this.closing = resolve; }))
+    return (this.queued === 0 ? Promise.resolve() : new Promise<void>((resolve) => { this.closing = resolve; }))
       .then(() => Promise.all(this.members.map((m) => m.client.close()))).then(() => undefined);
-    if (!callback) return done;
-    void done.then(callback);
   }
 
-  override destroy(): Promise<void>;
-  override destroy(err: Error | null): Promise<void>;
-  override destroy(callback: () => void): void;
-  override destroy(err: Error | null, callback: () => void): void;
-  override destroy(errOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | void {
-    const err = typeof errOrCallback === 'function' ? null : errOrCallback ?? null;
-    const cb = typeof errOrCallback === 'function' ? errOrCallback : callback;
+  protected destroyAll(err: Error | null): Promise<void> {
     this.closed = true;
     this.failQueued(err ?? Object.assign(new Error('the upstream pool was destroyed'), { code: 'UND_ERR_DESTROYED' }));
-    const done = Promise.all(this.members.map((m) => m.client.destroy(err))).then(() => undefined);
-    if (!cb) return done;
-    void done.then(cb);
+    return Promise.all(this.members.map((m) => m.client.destroy(err))).then(() => undefined);
   }
 
   private free(): Member | undefined {

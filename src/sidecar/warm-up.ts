@@ -1,6 +1,5 @@
 import { createServer } from 'node:http';
 import { silentLogger } from '../core/log.js';
-import { Pool } from '../core/undici.js';
 import { InboundAuthorization } from './authz-layer.js';
 import type { WorkloadIdentity } from './identity.js';
 import { Inbound } from './inbound.js';
@@ -8,6 +7,7 @@ import { closeServer, listen } from './listen.js';
 import { createOutbound } from './outbound.js';
 import { RoutingTable } from './routing.js';
 import type { DataPlaneTimeouts } from './timeouts.js';
+import { UpstreamPool } from './upstream-pool.js';
 import { Upstreams } from './upstreams.js';
 
 /** The mesh name the warm-up calls; no real service can be in this namespace (it is never exported or registered). */
@@ -79,7 +79,7 @@ export async function warmUp(opts: WarmUpOptions): Promise<{ ms: number; answere
 
     // A few at a time, as an app's burst would: the pool opens more than one connection and the
     // later ones resume the first one's TLS session.
-    const client = new Pool(`http://${outboundAddress}`, { connections: 4 });
+    const client = new UpstreamPool(`http://${outboundAddress}`, { connections: 4, maxConnecting: 4, idleMs: 10_000, connect: { timeout: 2_000 } });
     closers.push(() => client.destroy());
     let next = 0;
     // Bounded: a warm-up that stalls (a busy machine, a bug) must never keep the sidecar from serving.

@@ -1,0 +1,61 @@
+import type { Dispatcher } from 'undici';
+import type { Connector, ConnectorOptions } from '../core/undici.js';
+import { OwnDispatcher } from './own-dispatcher.js';
+import { UpstreamPool } from './upstream-pool.js';
+
+export interface H1AgentOptions {
+  /** TLS options (or a connector) for every origin's connections. */
+  connect: ConnectorOptions | Connector;
+  /** Applied to a request that sets none (undici's own defaults are 300 s each). */
+  headersTimeout?: number;
+  bodyTimeout?: number;
+  /** Keep-alive connections per origin (default 4). */
+  connections?: number;
+  /** An idle connection is closed after this (default 4 s, as undici's Agent; a shorter server hint wins). */
+  idleMs?: number;
+}
+
+/**
+ * Requests to whatever origin they name, each origin through an UpstreamPool of its own
+ * (h1-connection.ts: Node's own HTTP/1.1 parser): what sidecars and gateways use to call the
+ * federation API (certificates, trust, catalog, reports). It replaces undici's Agent there, so
+ * that a proxy process never loads undici's client, whose llhttp WebAssembly module alone
+ * costs about 4 MB of RSS once compiled (docs/benchmarks.md, "Memory of one sidecar process").
+ * undici's request API (`request()` in src/core/undici.ts) works on it as on any dispatcher.
+ */
+export class H1Agent extends OwnDispatcher {
+  private readonly pools = new Map<string, UpstreamPool>();
+  private closed = false;
+
+  constructor(private readonly options: H1AgentOptions) {
+    super();
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const origin = String(opts.origin);
+    let pool = this.pools.get(origin);
+    if (!pool) {
+      pool = new UpstreamPool(origin, {
+        connections: this.options.connections ?? 4, maxConnecting: 2, idleMs: this.options.idleMs ?? 4_000, connect: this.options.connect,
+      });
+      if (!this.closed) this.pools.set(origin, pool);
+      else void pool.close();
+    }
+    const { headersTimeout, bodyTimeout } = this.options;
+    return pool.dispatch({
+      ...opts,
+      ...(opts.headersTimeout === undefined && headersTimeout !== undefined ? { headersTimeout } : {}),
+      ...(opts.bodyTimeout === undefined && bodyTimeout !== undefined ? { bodyTimeout } : {}),
+    }, handler);
+  }
+
+  protected closeAll(): Promise<void> {
+    this.closed = true;
+    return Promise.all([...this.pools.values()].map((p) => p.close())).then(() => undefined);
+  }
+
+  protected destroyAll(err: Error | null): Promise<void> {
+    this.closed = true;
+    return Promise.all([...this.pools.values()].map((p) => p.destroy(err))).then(() => undefined);
+  }
+}
