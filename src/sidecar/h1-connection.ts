@@ -81,7 +81,7 @@ class Exchange implements Controller {
   /** The request's body was written to its end. */
   bodySent: boolean;
   body: Readable | undefined;
-  /** When the last byte of the answer arrived (Date.now()), for the body's idle timeout. */
+  /** When the last byte of the answer arrived (performance.now()), for the body's idle timeout. */
   lastActivity = 0;
 
   constructor(
@@ -135,13 +135,25 @@ export class H1Connection extends EventEmitter {
   private markClosed!: () => void;
   /** Field names and values read since the last head (kOnHeaders): a long head, or the trailers. */
   private pendingFields: string[] = [];
+  /**
+   * One timer per connection for all three deadlines, and not re-set per request: a phase moves
+   * the deadline (a number), and the timer, which wakes no later than the earliest deadline set
+   * since it was armed, compares and re-arms when it fires. A request then costs a clock read,
+   * not two timers created and cleared.
+   */
   private timer: NodeJS.Timeout | undefined;
-  private timerFor: 'headers' | 'body' | 'idle' | undefined;
+  /** When the pending timer fires (performance.now() time). */
+  private timerAt = 0;
+  private phase: 'headers' | 'body' | 'idle' | undefined;
+  /** The headers' or the idle deadline (performance.now() time); the body's follows its last byte. */
+  private deadline = 0;
   private idleMs: number;
   /** Set while the parser runs: a finished answer's 'drain' waits until the parser has returned. */
   private parsing = false;
   private drainAfterParse = false;
   private readonly hostHeader: string;
+  /** The last Keep-Alive field read (keepAliveHint). */
+  private lastHint: string | undefined;
   /** Why the socket closed, when it closed with an error. */
   private socketError: Error | undefined;
 
@@ -380,7 +392,7 @@ export class H1Connection extends EventEmitter {
     }
     exchange.headDone = true;
     exchange.keepAlive = keepAlive;
-    exchange.lastActivity = Date.now();
+    exchange.lastActivity = performance.now();
     const headers: Headers = {};
     for (let i = 0; i < fields.length; i += 2) {
       const name = (fields[i] as string).toLowerCase();
@@ -398,6 +410,9 @@ export class H1Connection extends EventEmitter {
 
   /** `Keep-Alive: timeout=<seconds>` (RFC 9112 appendix C.2.2 describes the field): close before the server does. */
   private keepAliveHint(value: string): void {
+    // A server repeats the same field on every answer: read it once.
+    if (value === this.lastHint) return;
+    this.lastHint = value;
     const match = /timeout\s*=\s*(\d+)/i.exec(value);
     if (!match) return;
     this.idleMs = Math.min(this.options.idleMs, Number(match[1]) * 1000 - keepAliveMarginMs);
@@ -406,7 +421,7 @@ export class H1Connection extends EventEmitter {
   private onBody(chunk: Buffer): void {
     const exchange = this.current;
     if (!exchange || exchange.finished) return;
-    exchange.lastActivity = Date.now();
+    exchange.lastActivity = performance.now();
     exchange.handler.onResponseData?.(exchange, chunk);
   }
 
@@ -462,6 +477,8 @@ export class H1Connection extends EventEmitter {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.disarm();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     this.parser.free();
     this.markClosed();
   }
@@ -488,41 +505,50 @@ export class H1Connection extends EventEmitter {
   }
 
   private arm(what: 'headers' | 'body' | 'idle', ms: number): void {
-    this.disarm();
-    if (!(ms > 0)) return;
-    this.timerFor = what;
-    this.timer = setTimeout(() => this.onTimer(ms), ms);
+    if (!(ms > 0)) {
+      this.phase = undefined;
+      return;
+    }
+    this.phase = what;
+    this.deadline = performance.now() + ms;
+    this.wakeBy(this.deadline);
+  }
+
+  /** Phase over: a pending timer finds nothing to do when it fires. */
+  private disarm(): void {
+    this.phase = undefined;
+  }
+
+  /** Makes sure the timer fires no later than `at`. */
+  private wakeBy(at: number): void {
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(1, at - performance.now()));
     this.timer.unref();
   }
 
-  private disarm(): void {
-    if (this.timer) clearTimeout(this.timer);
+  private onTimer(): void {
     this.timer = undefined;
-    this.timerFor = undefined;
-  }
-
-  private onTimer(ms: number): void {
-    const what = this.timerFor;
-    this.timer = undefined;
-    this.timerFor = undefined;
+    const what = this.phase;
+    if (what === undefined || this.state === 'closed') return;
+    const now = performance.now();
     const exchange = this.current;
+    if (what === 'body') {
+      if (!exchange) return;
+      // The body's timeout counts from its last byte; an answer held back by a full app socket is not silent.
+      if (exchange.paused) exchange.lastActivity = now;
+      const due = exchange.lastActivity + exchange.bodyTimeout;
+      if (now < due) return this.wakeBy(due);
+      this.fail(exchange, failure('UND_ERR_BODY_TIMEOUT', `the upstream's answer was silent for ${exchange.bodyTimeout} ms`));
+      return;
+    }
+    if (now < this.deadline) return this.wakeBy(this.deadline);
     if (what === 'idle') {
       if (!exchange) this.socket?.destroy();
       return;
     }
-    if (!exchange) return;
-    if (what === 'headers') {
-      this.fail(exchange, failure('UND_ERR_HEADERS_TIMEOUT', `the upstream sent no answer within ${ms} ms`));
-      return;
-    }
-    // The body's timeout counts from its last byte: re-armed for what is left of it.
-    const silent = Date.now() - exchange.lastActivity;
-    if (silent >= exchange.bodyTimeout || exchange.paused) {
-      if (exchange.paused) this.arm('body', exchange.bodyTimeout);
-      else this.fail(exchange, failure('UND_ERR_BODY_TIMEOUT', `the upstream's answer was silent for ${exchange.bodyTimeout} ms`));
-      return;
-    }
-    this.arm('body', exchange.bodyTimeout - silent);
+    if (exchange) this.fail(exchange, failure('UND_ERR_HEADERS_TIMEOUT', `the upstream sent no answer within ${exchange.headersTimeout} ms`));
   }
 }
 
