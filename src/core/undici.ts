@@ -11,9 +11,11 @@ import wrap from 'undici/lib/handler/wrap-handler.js';
  * them, eagerly: in a fresh Node 20 process that is about 9 MB of RSS more (measured for
  * docs/benchmarks.md, "Memory of one sidecar process"), and a sidecar pays it in every pod.
  * undici's client, pool and agent are in ./undici-client.ts, for the control plane: the proxies
- * connect through src/sidecar/h1-connection.ts, and never compile undici's WebAssembly parser. undici has no `exports` map, so these paths are importable (their types are in
- * ./deep-imports.d.ts); the version is pinned exactly in package.json, and src/core/undici.test.ts checks each export is what its
- * name says, so an upgrade that moves a file fails a test rather than a sidecar.
+ * connect through src/sidecar/h1-connection.ts, and never compile undici's WebAssembly parser.
+ * undici has no `exports` map, so these paths are importable (their types are in
+ * ./deep-imports.d.ts); the version is pinned exactly in package.json, and
+ * src/core/undici.test.ts checks each export is what its name says, so an upgrade that moves a
+ * file fails a test rather than a sidecar.
  */
 export const Dispatcher = dispatcher;
 // What undici's index does: request/stream/pipeline/upgrade/connect become methods of every dispatcher.

@@ -1,10 +1,10 @@
 import type { Dispatcher } from 'undici';
 
-const endings = new Set<PropertyKey>(['onResponseEnd', 'onResponseError', 'onComplete', 'onError']);
+const endings = new Set<PropertyKey>(['onResponseEnd', 'onResponseError']);
 
 /**
- * `handler` as it is, except that `done` runs once when the request ends, however it ends (either
- * of undici's handler interfaces). Used by upstream-pool.ts to count outstanding requests for a
+ * `handler` as it is, except that `done` runs once when the request ends, however it ends (undici's
+ * newer handler interface: upstream-pool.ts adapts an older one before it gets here). Used by upstream-pool.ts to count outstanding requests for a
  * circuit breaker's maxRequests, only when one is set.
  */
 export function countedHandler(handler: Dispatcher.DispatchHandler, done: () => void): Dispatcher.DispatchHandler {

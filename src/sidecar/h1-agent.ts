@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
-import type { Connector, ConnectorOptions } from '../core/undici.js';
+import { wrapHandler, type Connector, type ConnectorOptions } from '../core/undici.js';
+import { failHandler } from './h1-connection.js';
 import { OwnDispatcher } from './own-dispatcher.js';
 import { UpstreamPool } from './upstream-pool.js';
 
@@ -32,14 +33,17 @@ export class H1Agent extends OwnDispatcher {
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (this.closed) {
+      failHandler(wrapHandler.wrap(handler), Object.assign(new Error('the agent is closed'), { code: 'UND_ERR_CLOSED' }));
+      return false;
+    }
     const origin = String(opts.origin);
     let pool = this.pools.get(origin);
     if (!pool) {
       pool = new UpstreamPool(origin, {
         connections: this.options.connections ?? 4, maxConnecting: 2, idleMs: this.options.idleMs ?? 4_000, connect: this.options.connect,
       });
-      if (!this.closed) this.pools.set(origin, pool);
-      else void pool.close();
+      this.pools.set(origin, pool);
     }
     const { headersTimeout, bodyTimeout } = this.options;
     return pool.dispatch({

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { wrapHandler, type Connector } from '../core/undici.js';
+import type { Connector } from '../core/undici.js';
 
 /**
  * Node's own HTTP/1.1 parser: llhttp compiled into the node binary, the one node:http's client and
@@ -87,7 +87,8 @@ class Exchange implements Controller {
   constructor(
     private readonly connection: H1Connection,
     readonly handler: Handler,
-    readonly head: boolean,
+    /** The request is a HEAD: its answer has no body whatever its head says. */
+    readonly headRequest: boolean,
     readonly headersTimeout: number,
     readonly bodyTimeout: number,
     hasBody: boolean,
@@ -184,9 +185,12 @@ export class H1Connection extends EventEmitter {
     });
   }
 
-  /** Sends a request: false means the connection takes nothing more until it emits 'drain'. */
-  dispatch(opts: Dispatcher.DispatchOptions, given: Handler): boolean {
-    const handler = wrapHandler.wrap(given) as Handler;
+  /**
+   * Sends a request: false means the connection takes nothing more until it emits 'drain'. The
+   * handler speaks undici's newer interface (onRequestStart, onResponseStart, ...); upstream-pool.ts
+   * adapts an older one.
+   */
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Handler): boolean {
     if (this.state === 'closed' || this.closing) {
       failHandler(handler, failure('UND_ERR_CLOSED', 'the upstream connection is closed'));
       return false;
@@ -405,7 +409,7 @@ export class H1Connection extends EventEmitter {
     }
     this.arm('body', exchange.bodyTimeout);
     exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);
-    return exchange.head ? skipBody : 0;
+    return exchange.headRequest ? skipBody : 0;
   }
 
   /** `Keep-Alive: timeout=<seconds>` (RFC 9112 appendix C.2.2 describes the field): close before the server does. */
@@ -491,9 +495,7 @@ export class H1Connection extends EventEmitter {
     this.disarm();
     if (!exchange.bodySent) exchange.body?.destroy();
     this.socket?.destroy();
-    const { handler } = exchange;
-    if (handler.onResponseError) handler.onResponseError(exchange, err);
-    else (handler as { onError?: (e: Error) => void }).onError?.(err);
+    exchange.handler.onResponseError?.(exchange, err);
   }
 
   pauseReading(): void {
@@ -552,10 +554,8 @@ export class H1Connection extends EventEmitter {
   }
 }
 
-/** Ends a request that never reached the wire, for handlers of either undici interface. */
+/** Ends a request that never reached the wire. */
 export function failHandler(handler: Handler, err: Error): void {
-  if (handler.onResponseError) {
-    const controller = { aborted: true, paused: false, reason: err, abort: () => undefined, pause: () => undefined, resume: () => undefined };
-    handler.onResponseError(controller as unknown as Controller, err);
-  } else (handler as { onError?: (e: Error) => void }).onError?.(err);
+  const controller = { aborted: true, paused: false, reason: err, abort: () => undefined, pause: () => undefined, resume: () => undefined };
+  handler.onResponseError?.(controller as unknown as Controller, err);
 }

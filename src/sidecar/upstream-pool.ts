@@ -3,7 +3,7 @@ import { IsthmusError } from '../core/errors.js';
 import { breakerVerdict, connectionCap, type BreakerLimits } from '../model/circuit-breaker.js';
 import { countedHandler } from './counted-handler.js';
 import { channels } from '../core/channels.js';
-import { buildConnector, type Connector, type ConnectorOptions } from '../core/undici.js';
+import { buildConnector, wrapHandler, type Connector, type ConnectorOptions } from '../core/undici.js';
 import { failHandler, H1Connection } from './h1-connection.js';
 import { OwnDispatcher } from './own-dispatcher.js';
 
@@ -90,11 +90,13 @@ export class UpstreamPool extends OwnDispatcher {
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, given: Dispatcher.DispatchHandler): boolean {
+    // undici's request API passes a handler of its older interface: adapted here, once, so that
+    // everything below (the breaker's count, H1Connection) speaks only the newer one.
+    let handler = wrapHandler.wrap(given);
     if (this.closed) {
-      failHandler(given, Object.assign(new Error('the upstream pool is closed'), { code: 'UND_ERR_CLOSED' }));
+      failHandler(handler, Object.assign(new Error('the upstream pool is closed'), { code: 'UND_ERR_CLOSED' }));
       return false;
     }
-    let handler = given;
     if (this.limits) {
       const verdict = breakerVerdict({ inFlight: this.outstanding - this.queued, queued: this.queued, canSendNow: this.free() !== undefined || this.mayGrow() }, this.limits);
       if (verdict.open) {
