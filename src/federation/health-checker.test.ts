@@ -54,6 +54,25 @@ describe('health checks with passive proof', () => {
   });
 });
 
+describe('what onChange reports', () => {
+  test('an address that fails is reported failed, and recovered once it passes again; a first verdict is neither', async () => {
+    const up = { ok: true };
+    const calls: { failed: string[]; recovered: string[] }[] = [];
+    const health = new HealthChecker({
+      intervalMs: 60_000, unhealthyAfter: 1, addresses: () => ['a:1'], probe: async () => up.ok,
+      onChange: (failed, recovered) => { calls.push({ failed, recovered }); },
+    });
+    await health.round();
+    up.ok = false;
+    await health.round();
+    await health.round();
+    up.ok = true;
+    await health.round();
+    await health.round();
+    expect(calls).toEqual([{ failed: [], recovered: [] }, { failed: ['a:1'], recovered: [] }, { failed: [], recovered: ['a:1'] }]);
+  });
+});
+
 describe('idle addresses checked less often (idleEvery)', () => {
   test('a healthy idle address is probed once in idleEvery rounds; traffic counts as a check', async () => {
     const idle = await listener();

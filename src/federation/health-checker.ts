@@ -17,8 +17,11 @@ export class HealthChecker {
       timeoutMs?: number;
       unhealthyAfter?: number;
       addresses: () => string[];
-      /** Some address changed health; `failed` lists those that were healthy and are not now. */
-      onChange: (failed: string[]) => void;
+      /**
+       * Some address changed health; `failed` lists those that were healthy and are not now,
+       * `recovered` those that had failed and pass again (not addresses checked for the first time).
+       */
+      onChange: (failed: string[], recovered: string[]) => void;
       /** How one address is checked; a TCP connect (`tcpProbe`) by default. */
       probe?: (address: string, timeoutMs: number) => Promise<boolean>;
       /** After every round, changed or not (the sidecar un-ejects hosts that pass a check). */
@@ -92,15 +95,17 @@ export class HealthChecker {
     }));
     let changed = false;
     const failed: string[] = [];
+    const recovered: string[] = [];
     for (const [address, ok, fresh] of results) {
       const previous = this.state.get(address) ?? { healthy: false, failures: 0, checkedAtRound: round };
       const failures = ok ? 0 : previous.failures + 1;
       const healthy = ok ? true : previous.healthy && failures < (this.opts.unhealthyAfter ?? 2);
       if (healthy !== previous.healthy || !this.state.has(address)) changed = true;
       if (previous.healthy && !healthy) failed.push(address);
+      if (!previous.healthy && healthy && this.state.has(address)) recovered.push(address);
       this.state.set(address, { healthy, failures, checkedAtRound: fresh ? round : previous.checkedAtRound });
     }
-    if (changed) this.opts.onChange(failed);
+    if (changed) this.opts.onChange(failed, recovered);
     this.opts.onRound?.();
     if (this.running) {
       if (this.timer) clearTimeout(this.timer);

@@ -130,7 +130,7 @@ describe('pickPrepared (the per-request pick over endpoints prepared once per ro
 
 describe('power of two choices within a priority (endpoints carrying their load)', () => {
   const measured = (address: string, ewmaMs: number, outstanding = 0, weight = 1): Endpoint =>
-    ({ ...ep(address, weight), load: { ewmaMs, stampMs: 0, outstanding } });
+    ({ ...ep(address, weight), load: { ewmaMs, stampMs: 0, outstanding, since: Number.NEGATIVE_INFINITY } });
   const share = (shape: ServiceLocalities, loads: number[], picks = 4000, seed = 5) => {
     const random = mulberry32(seed);
     const counts = new Map<string, number>();
@@ -170,7 +170,7 @@ describe('power of two choices within a priority (endpoints carrying their load)
     const random = mulberry32(11);
     for (let round = 0; round < 300; round += 1) {
       const shaped: ServiceLocalities = {
-        localities: service.localities.map((l) => ({ ...l, endpoints: l.endpoints.map((e) => ({ ...e, healthy: random() < 0.7, load: { ewmaMs: random() * 100, stampMs: 0, outstanding: Math.floor(random() * 3) } })) })),
+        localities: service.localities.map((l) => ({ ...l, endpoints: l.endpoints.map((e) => ({ ...e, healthy: random() < 0.7, load: { ewmaMs: random() * 100, stampMs: 0, outstanding: Math.floor(random() * 3), since: Number.NEGATIVE_INFINITY } })) })),
       };
       const loads = priorityLoad(healthCounts(shaped)).loads;
       const seed = Math.floor(random() * 1e9);

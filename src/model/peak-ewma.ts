@@ -13,6 +13,11 @@
  *   when it reads a load), so an endpoint left for being slow is tried again after a while and
  *   wins its traffic back once it answers fast. With τ = 10 s (Linkerd's default decay) a 400 ms
  *   endpoint next to a 3 ms one gets one request every ~50 s while it stays slow.
+ * - An endpoint that comes back (its active health check passes again after failing, or an
+ *   ejection for refused connections ends early) starts again from nothing (`forgetLatency`):
+ *   what it measured while sick says nothing about it now. Without that, a gateway that hung
+ *   for 8 s answered its backlog at 8 s on resuming, and that peak kept it out of a two-endpoint
+ *   balancer for a minute (8000 ms decays to a healthy peer's ~3 ms only after τ × ln(2700)).
  * - Cost = (average + 1 ms) × (outstanding + 1) / weight. The 1 ms keeps the outstanding count
  *   meaningful when nothing was measured yet: an unmeasured endpoint costs as much as its queue,
  *   so new endpoints are tried at once (least-request, as Envoy's default) instead of given a
@@ -25,13 +30,15 @@ export interface EndpointLoad {
   stampMs: number;
   /** Requests sent to the endpoint and not yet answered or failed. */
   outstanding: number;
+  /** Attempts that started before this (same clock) are not measured: see `forgetLatency`. */
+  since: number;
 }
 
 /** τ of the average: how fast an old latency is forgotten (Linkerd's default decay, 10 s). */
 export const decayMs = 10_000;
 
 export function endpointLoad(): EndpointLoad {
-  return { ewmaMs: 0, stampMs: 0, outstanding: 0 };
+  return { ewmaMs: 0, stampMs: 0, outstanding: 0, since: Number.NEGATIVE_INFINITY };
 }
 
 /** One more request outstanding; end it with `requestEnded`. */
@@ -45,6 +52,7 @@ export function requestStarted(load: EndpointLoad): void {
  */
 export function requestEnded(load: EndpointLoad, latencyMs: number, answered: boolean, now: number): void {
   if (load.outstanding > 0) load.outstanding -= 1;
+  if (now - latencyMs < load.since) return;
   if (latencyMs > load.ewmaMs) {
     load.ewmaMs = latencyMs;
   } else if (answered) {
@@ -54,6 +62,17 @@ export function requestEnded(load: EndpointLoad, latencyMs: number, answered: bo
     return;
   }
   load.stampMs = now;
+}
+
+/**
+ * The endpoint is back in service: its average starts again from nothing (its cost is its queue
+ * again, as for a new endpoint), and attempts still in flight from before, which may end now with
+ * the whole outage as their latency, are not measured.
+ */
+export function forgetLatency(load: EndpointLoad, now: number): void {
+  load.ewmaMs = 0;
+  load.stampMs = now;
+  load.since = now;
 }
 
 /** What sending one more request to the endpoint is expected to cost; lower is better. */

@@ -4,7 +4,7 @@ import { pickEndpoint, pickPrepared, prepareEndpoints, retryOrder, type PickedEn
 import { withClusterOrder } from '../model/failover-order.js';
 import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
-import { endpointLoad, type EndpointLoad } from '../model/peak-ewma.js';
+import { endpointLoad, forgetLatency, type EndpointLoad } from '../model/peak-ewma.js';
 import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 import { hasLabels } from '../model/labels.js';
@@ -164,6 +164,15 @@ export class RoutingTable {
     return load;
   }
 
+  /**
+   * `address` is back in service (its check passes again, or its ejection ended early): the
+   * balancer's latency estimate restarts, so a peak from the outage does not keep it unused.
+   */
+  forgetLatency(address: string): void {
+    const load = this.loads.get(address);
+    if (load) forgetLatency(load, performance.now());
+  }
+
   /** Health of some endpoint changed (active check or ejection): recompute on next use. */
   invalidate(): void {
     this.routes.clear();
@@ -306,7 +315,10 @@ export class RoutingTable {
     const now = this.now();
     const before = this.outliers;
     for (const address of ejectedAddresses(this.outliers, now)) {
-      if (isReachable(address) === true) this.outliers = unejectHost(this.outliers, address, now, 'connect-error');
+      if (isReachable(address) !== true) continue;
+      const next = unejectHost(this.outliers, address, now, 'connect-error');
+      if (next !== this.outliers) this.forgetLatency(address);
+      this.outliers = next;
     }
     if (this.outliers !== before) this.invalidate();
   }

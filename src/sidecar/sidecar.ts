@@ -68,9 +68,11 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       unhealthyAfter: 1,
       addresses: () => routing.addresses(),
       probe: gatewayCheck.probe,
-      onChange: (failed) => {
+      onChange: (failed, recovered) => {
         routing.invalidate();
         for (const address of failed) upstreams.closeTo(address, 'its active health check failed');
+        // Back in service: the balancer forgets the latency it measured while the address was sick.
+        for (const address of recovered) routing.forgetLatency(address);
       },
       onRound: () => routing.unejectReachable((address) => health.healthOf(address)),
       servedSince: (address, since) => routing.answeredSince(address, since),

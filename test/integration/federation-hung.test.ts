@@ -109,6 +109,7 @@ describe('a hung federation behind a live gateway, then the hung gateway itself'
     const traffic = steadyTraffic(client('east').proxy, 'http://hello.demo.mesh/', 40, 30_000);
     let pausedAt = 0;
     let resumedAt = 0;
+    let bothBackAfterMs = 0;
     const north = await watchNorth(async () => {
       await new Promise((r) => setTimeout(r, 2000));
       pausedAt = Date.now();
@@ -116,13 +117,16 @@ describe('a hung federation behind a live gateway, then the hung gateway itself'
       await new Promise((r) => setTimeout(r, hangMs));
       paused.resume();
       resumedAt = Date.now();
+      // West's gateway answers its backlog on resuming, 8 s late; east's balancer forgets that
+      // when its check passes again (peak-ewma.ts), else west stayed unused for about a minute.
       await bothAnswer();
+      bothBackAfterMs = Date.now() - resumedAt;
     });
     const results = await traffic.stop();
     const settled = results.filter((r) => r.at >= pausedAt + 5000 && r.at < resumedAt);
     printFigure(trafficFigure('gateway west hung 8s', results, pausedAt, {
       startedAfter5s: settled.length, byWestAfter5s: settled.filter((r) => r.cluster === 'west').length,
-      northSawWestDown: north.filter((s) => s.healthy === false).length, longestMs: Math.max(...results.map((r) => r.ms)),
+      northSawWestDown: north.filter((s) => s.healthy === false).length, longestMs: Math.max(...results.map((r) => r.ms)), bothBackAfterMs,
     }));
     expect(results.filter((r) => !r.ok)).toEqual([]);
     expect(results.filter((r) => r.ms > 10_000)).toEqual([]);
