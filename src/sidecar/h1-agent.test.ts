@@ -51,6 +51,24 @@ describe('H1Agent', () => {
     }
   });
 
+  test('a connection idle for a traffic report\'s interval (5 s) is kept for the next call, as the federation API (72 s keep-alive) allows', async () => {
+    const server = createServer((req, res) => res.end(String(req.socket.remotePort)));
+    server.keepAliveTimeout = 72_000;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const agent = new H1Agent({ connect: { timeout: 2_000 } });
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/reports`;
+      const first = await (await request(url, { dispatcher: agent, method: 'POST', body: '{}' })).body.text();
+      await new Promise((resolve) => setTimeout(resolve, 5_200));
+      const second = await (await request(url, { dispatcher: agent, method: 'POST', body: '{}' })).body.text();
+      expect(second).toBe(first);
+    } finally {
+      await agent.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 15_000);
+
   test('the agent\'s headersTimeout applies to a request that sets none; an abort signal ends a request', async () => {
     const agent = new H1Agent({ connect: { timeout: 2_000 }, headersTimeout: 200 });
     try {

@@ -12,9 +12,17 @@ export interface H1AgentOptions {
   bodyTimeout?: number;
   /** Keep-alive connections per origin (default 4). */
   connections?: number;
-  /** An idle connection is closed after this (default 4 s, as undici's Agent; a shorter server hint wins). */
+  /**
+   * An idle connection is closed after this (default 60 s; a shorter server hint wins, and the
+   * federation API's is 72 s). Its calls come every 5 s (traffic reports) to 30 s (trust): with
+   * undici's 4 s, each report found its connection closed and paid a new TLS handshake, on the
+   * sidecar and on the federation, so an idle mesh of 1,000 sidecars cost its federation 200
+   * handshakes a second.
+   */
   idleMs?: number;
 }
+
+const defaultIdleMs = 60_000;
 
 /**
  * Requests to whatever origin they name, each origin through an UpstreamPool of its own
@@ -41,7 +49,7 @@ export class H1Agent extends OwnDispatcher {
     let pool = this.pools.get(origin);
     if (!pool) {
       pool = new UpstreamPool(origin, {
-        connections: this.options.connections ?? 4, maxConnecting: 2, idleMs: this.options.idleMs ?? 4_000, connect: this.options.connect,
+        connections: this.options.connections ?? 4, maxConnecting: 2, idleMs: this.options.idleMs ?? defaultIdleMs, connect: this.options.connect,
       });
       this.pools.set(origin, pool);
     }
