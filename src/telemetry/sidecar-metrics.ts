@@ -1,4 +1,5 @@
-import { Counter, Histogram, type CounterChild, type HistogramChild, type Registry } from './prom.js';
+import { Counter, type Registry } from './prom.js';
+import { TallyCounter, TallyHistogram, type TallyCounterChild, type TallyHistogramChild } from './tally-metrics.js';
 import { channels } from '../core/channels.js';
 import { parseSpiffeId } from '../trust/spiffe.js';
 import { certificateExpiry, type CertificateFacts, type Listen } from './shared.js';
@@ -19,19 +20,20 @@ export const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
  */
 export function sidecarMetrics(registry: Registry, cluster: string, sources: SidecarSources, listen: Listen): void {
   const registers = [registry];
-  const requests = new Counter({
+  // Counted on every request: tally metrics (tally-metrics.ts), whose children count without
+  // hashing the labels each time. The label sets are few and bounded (catalog services ×
+  // clusters × codes), so each one's child is looked up once, by a key cheaper than the labels.
+  const requests = new TallyCounter({
     name: 'isthmus_requests_total',
     help: 'Requests the app sent through this sidecar, by where they were answered and the status (or connect_error).',
-    labelNames: ['source_cluster', 'destination_cluster', 'destination_service', 'code'], registers,
+    registers,
   });
-  const duration = new Histogram({
+  const duration = new TallyHistogram({
     name: 'isthmus_request_duration_seconds',
     help: 'Time from the app\'s request to the response headers, through this sidecar, retries included.',
-    labelNames: ['source_cluster', 'destination_cluster', 'destination_service'], buckets: latencyBuckets, registers,
+    buckets: latencyBuckets, registers,
   });
-  // prom-client validates and hashes a label object on every call; the label sets are few and
-  // bounded (catalog services × clusters × codes), so each one's child is looked up once.
-  const outbound = new Map<string, { requests: CounterChild; duration: HistogramChild }>();
+  const outbound = new Map<string, { requests: TallyCounterChild; duration: TallyHistogramChild }>();
   listen(channels.outboundRequest, (m) => {
     const key = `${m.cluster ?? 'none'}\u0000${m.service ?? 'unknown'}\u0000${m.code}`;
     let children = outbound.get(key);
@@ -44,19 +46,19 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     children.duration.observe(m.seconds);
   });
 
-  const inbound = new Counter({
+  const inbound = new TallyCounter({
     name: 'isthmus_inbound_requests_total',
     help: 'Requests that reached this workload through its sidecar, by the caller\'s SPIFFE namespace and service account.',
-    labelNames: ['destination_cluster', 'destination_service', 'source_namespace', 'source_service_account', 'code'], registers,
+    registers,
   });
-  const inboundDuration = new Histogram({
+  const inboundDuration = new TallyHistogram({
     name: 'isthmus_inbound_request_duration_seconds',
     help: 'Time from a request\'s arrival at the inbound listener to the app\'s response headers.',
-    labelNames: ['destination_cluster', 'destination_service'], buckets: latencyBuckets, registers,
+    buckets: latencyBuckets, registers,
   });
   const destination = { destination_cluster: cluster, destination_service: sources.service ?? 'unknown' };
   const inboundDurationChild = inboundDuration.labels(destination);
-  const inboundChildren = new Map<string, CounterChild>();
+  const inboundChildren = new Map<string, TallyCounterChild>();
   listen(channels.inboundRequest, (m) => {
     const key = `${m.peer ?? ''}\u0000${m.code}`;
     let child = inboundChildren.get(key);
