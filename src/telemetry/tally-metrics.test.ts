@@ -51,14 +51,21 @@ describe('tally metrics: counting without hashing labels per request', () => {
     expect(await m.ours.getMetricsAsJSON()).toEqual(await m.prom.getMetricsAsJSON());
   });
 
-  test('a child is made once per label set and keeps counting; reset starts over', async () => {
+  test('a child is made once per label set and keeps counting; reset zeroes it, and the kept child counts on', async () => {
     const m = both();
     const labels = { source_cluster: 'east', destination_cluster: 'west', destination_service: 'demo/hello' };
     expect(m.ourCounter.labels({ ...labels, code: '200' })).toBe(m.ourCounter.labels({ ...labels, code: '200' }));
-    m.ourCounter.labels({ ...labels, code: '200' }).inc();
+    const kept = m.ourCounter.labels({ ...labels, code: '200' });
+    kept.inc();
     m.ourHistogram.labels(labels).observe(0.002);
     expect(await m.ours.metrics()).toContain('isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/hello",code="200"} 1');
     m.ours.resetMetrics();
-    expect(await m.ours.metrics()).not.toContain('demo/hello');
+    const zeroed = await m.ours.metrics();
+    expect(zeroed).toContain('isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/hello",code="200"} 0');
+    expect(zeroed).toContain('isthmus_request_duration_seconds_count{source_cluster="east",destination_cluster="west",destination_service="demo/hello"} 0');
+    expect(zeroed).toContain('isthmus_request_duration_seconds_bucket{le="0.0025",source_cluster="east",destination_cluster="west",destination_service="demo/hello"} 0');
+    // The child its holder kept still counts into what is scraped.
+    kept.inc();
+    expect(await m.ours.metrics()).toContain('isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/hello",code="200"} 1');
   });
 });

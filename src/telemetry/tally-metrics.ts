@@ -32,7 +32,7 @@ abstract class TallyMetric<Child> {
   readonly name: string;
   readonly help: string;
   readonly aggregator = 'sum';
-  protected children = new Map<string, { labels: Labels; child: Child }>();
+  private readonly children = new Map<string, { labels: Labels; child: Child }>();
 
   constructor(options: MetricOptions, readonly type: 'counter' | 'histogram') {
     this.name = options.name;
@@ -48,12 +48,21 @@ abstract class TallyMetric<Child> {
     return entry.child;
   }
 
+  /**
+   * Every label set back to zero. The children stay: their holders keep them (that is the point),
+   * so dropping them would leave those counting where no scrape looks.
+   */
   reset(): void {
-    this.children = new Map();
+    for (const { child } of this.children.values()) this.zero(child);
   }
 
   protected abstract newChild(): Child;
+  protected abstract zero(child: Child): void;
   protected abstract values(): ValuePair[];
+
+  protected entries(): IterableIterator<{ labels: Labels; child: Child }> {
+    return this.children.values();
+  }
 
   /** For the exposition: the registry escapes and formats the values. */
   getForPromString(): { name: string; help: string; type: string; values: ValuePair[]; aggregator: string } {
@@ -80,8 +89,12 @@ export class TallyCounter extends TallyMetric<TallyCounterChild & { value: numbe
     return { value: 0, inc() { this.value += 1; } };
   }
 
+  protected zero(child: TallyCounterChild & { value: number }): void {
+    child.value = 0;
+  }
+
   protected values(): ValuePair[] {
-    return [...this.children.values()].map(({ labels, child }) => ({ labels: { ...labels }, value: child.value }));
+    return [...this.entries()].map(({ labels, child }) => ({ labels: { ...labels }, value: child.value }));
   }
 }
 
@@ -120,9 +133,15 @@ export class TallyHistogram extends TallyMetric<HistogramTally> {
     return tally;
   }
 
+  protected zero(child: HistogramTally): void {
+    child.counts.fill(0);
+    child.sum = 0;
+    child.count = 0;
+  }
+
   protected values(): ValuePair[] {
     const bucket = `${this.name}_bucket`;
-    return [...this.children.values()].flatMap(({ labels, child }) => {
+    return [...this.entries()].flatMap(({ labels, child }) => {
       let cumulative = 0;
       const buckets: ValuePair[] = this.bounds.map((le, i) => {
         cumulative += child.counts[i] as number;
