@@ -76,7 +76,7 @@ export const errorCodes = {
   ISTHMUS_ERR_DATAPLANE_CIRCUIT_OPEN: { status: 503, summary: 'A CircuitBreaker limit of the upstream (maxRequests or maxPendingRequests) is reached; the request was refused at once, without being sent (the message names the limit).' },
   ISTHMUS_ERR_DATAPLANE_RATE_LIMITED: { status: 429, summary: 'The service\'s LocalRateLimit has no token left at the destination instance (for this caller, with per: caller); retry after the Retry-After header\'s seconds.' },
   ISTHMUS_ERR_DATAPLANE_FAULT_INJECTED: { status: 503, summary: 'A FaultInjection policy aborted the request on purpose, with the status it declares (503 is only the default of the code).' },
-  ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED: { status: 501, summary: 'The request uses a protocol feature the sidecar does not carry (the message names it).' },
+  ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED: { status: 501, summary: 'The request uses a protocol feature the sidecar does not carry (the message names it); 417 for an Expect other than 100-continue.' },
   // authorization (docs/authorization.md): what a destination's inbound sidecar answers a caller with
   ISTHMUS_ERR_AUTHZ_DENIED: { status: 403, summary: 'The destination\'s authorization policies do not let this caller make this request: a deny rule matched, or no rule allows it.' },
   ISTHMUS_ERR_AUTHZ_PATH_REFUSED: { status: 400, summary: 'The request path cannot be matched safely (an escaped slash or backslash, a malformed escape, a control character, a segment ending in a dot), and the service has authorization policies.' },

@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { fastify, LogController, type FastifyReply } from 'fastify';
@@ -84,6 +85,14 @@ export function buildApi(opts: ApiOptions) {
       // so such a request is served (or refused) by the routes, in the API's error shape.
       requireHostHeader: false,
     },
+  });
+
+  // Node answers an Expect other than 100-continue with a bare 417 of its own (no body, nothing
+  // to act on); the API gives it its error shape. The unread body is discarded by Node as usual.
+  app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    const body = JSON.stringify({ error: { code: 'ISTHMUS_ERR_API_BAD_REQUEST', message: `the API cannot meet the expectation ${JSON.stringify(request.headers.expect)}; send Expect: 100-continue or no Expect header` } });
+    response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    response.end(body);
   });
 
   app.setErrorHandler((raw, request, reply) => {

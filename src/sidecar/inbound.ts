@@ -19,7 +19,7 @@ import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, repeatsHost, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
 import { acceptPlaintextHttpWhen, isPlaintextCaller } from './plaintext-inbound.js';
-import { clientErrorHandler, headersCheckInterval, limitFirstRequestHead, refuseMalformed } from './request-head-timeout.js';
+import { answerUnknownExpectation, clientErrorHandler, headersCheckInterval, limitFirstRequestHead, refuseMalformed } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
@@ -118,6 +118,7 @@ export class Inbound {
     this.plain.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.plain.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.plain.on('clientError', clientErrorHandler(this, 'inbound'));
+    this.plain.on('checkExpectation', answerUnknownExpectation);
     this.plain.setTimeout(timeouts.streamIdleMs);
     // Before the inbound's own 'connection' listener below; strict (the default) hands every
     // connection to TLS untouched.
@@ -145,6 +146,7 @@ export class Inbound {
       if (at !== undefined) this.handshakes.set(socket, performance.now() - at);
     });
     this.server.on('clientError', clientErrorHandler(this, 'inbound'));
+    this.server.on('checkExpectation', answerUnknownExpectation);
     // No byte either way for streamIdle closes the connection (a request body stalled mid-way too).
     this.server.setTimeout(timeouts.streamIdleMs);
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {

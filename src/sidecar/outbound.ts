@@ -15,7 +15,7 @@ import { outboundObserver } from './outbound-observer.js';
 import { openTunnel } from './outbound-tunnel.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 import { RequestBody } from './request-body.js';
-import { clientErrorHandler, headersCheckInterval, refuseMalformed } from './request-head-timeout.js';
+import { answerUnknownExpectation, clientErrorHandler, headersCheckInterval, refuseMalformed } from './request-head-timeout.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { ResponseRelay } from './response-relay.js';
 import type { RoutingTable } from './routing.js';
@@ -72,6 +72,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   server.setTimeout(deps.timeouts.streamIdleMs);
   servePriorKnowledgeH2(server, createOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
   server.on('clientError', clientErrorHandler(deps.routing, 'outbound'));
+  server.on('checkExpectation', answerUnknownExpectation);
   const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (repeatsHost(req.rawHeaders)) {
       refused(deps);

@@ -1,10 +1,12 @@
 import { constants, type Http2Server, type Http2SecureServer } from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { channels, type RequestRefusedMessage } from '../core/channels.js';
 import { errorResponse } from './http-head.js';
 
 const code = 'ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT';
 const malformed = 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED';
+const unsupported = 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED';
 
 /**
  * `timeouts.requestHeaders` for both protocols a listener speaks, with one named error.
@@ -70,4 +72,17 @@ export function answerHeadTimeout(socket: Duplex): void {
 /** How often Node's HTTP/1.1 server looks for heads past `headersTimeout` (its default, 30 s, would stretch a 10 s limit to 40 s). */
 export function headersCheckInterval(requestHeadersMs: number): number {
   return Math.min(30_000, Math.max(250, Math.floor(requestHeadersMs / 2)));
+}
+
+/**
+ * An HTTP/1.1 server's `checkExpectation`: a request whose Expect is not 100-continue (RFC 9110
+ * §10.1.1) gets 417 with ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED and a message naming the
+ * expectation; without this Node answers a bare 417 no caller can tell from the app's. The
+ * request is not forwarded; Node discards its body and the connection stays usable.
+ */
+export function answerUnknownExpectation(req: IncomingMessage, res: ServerResponse): void {
+  const expectation = String(req.headers.expect).slice(0, 100);
+  const body = JSON.stringify({ error: { code: unsupported, message: `the sidecar cannot meet the expectation ${JSON.stringify(expectation)}; send Expect: 100-continue or no Expect field` } });
+  res.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': unsupported });
+  res.end(body);
 }

@@ -66,6 +66,19 @@ describe.each(['outbound', 'inbound'] as const)('request smuggling at the %s lis
     expect(await chain.refused(listener, 'malformed')).toBe(before + 2);
   });
 
+  test('an Expect other than 100-continue: 417 naming the expectation, never forwarded, and the connection serves the next request', async () => {
+    chain.seen.length = 0;
+    const t = target[listener];
+    const answered = await chain.send(listener, `POST ${t}/a HTTP/1.1\r\nhost: echo.demo.mesh\r\nexpect: 100-continuex\r\ncontent-length: 3\r\n\r\nabcGET ${t}/b HTTP/1.1\r\nhost: echo.demo.mesh\r\nconnection: close\r\n\r\n`);
+    const [refusal = '', next] = answered.split(/(?=HTTP\/1\.1 )/);
+    expect(refusal.split('\r\n')[0]).toBe('HTTP/1.1 417 Expectation Failed');
+    expect(refusal).toContain('x-isthmus-error: ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED');
+    expect(JSON.parse(refusal.slice(refusal.indexOf('\r\n\r\n') + 4)).error.message).toContain('"100-continuex"');
+    // The refused request's body was read and dropped, not taken for a request of its own.
+    expect(next?.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    expect(chain.seen).toEqual(['GET /b ']);
+  });
+
   test('the control: a well-framed chunked request and a pipelined second one both reach the app, each once', async () => {
     chain.seen.length = 0;
     const t = target[listener];

@@ -204,3 +204,17 @@ describe('the federation API under fuzzing', () => {
     }
   }, 120_000);
 });
+
+describe('the federation API given an Expect it cannot meet', () => {
+  // Found by the fuzzing above (seed=1306114348): Node's own answer was a 417 with no body.
+  test('an Expect other than 100-continue gets a 417 in the API\'s error shape, and the connection serves the next request', async () => {
+    const outcome = await exchange(Buffer.from('POST /v1/reports HTTP/1.1\r\nhost: east\r\nexpect: 100-continuehost\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}GET /healthz HTTP/1.1\r\nhost: east\r\nconnection: close\r\n\r\n', 'latin1'), true, 10_000);
+    expect(problemOf(outcome)).toBeUndefined();
+    const [refusal, next] = outcome.bytes.split(/(?=HTTP\/1\.1 )/);
+    expect(refusal!.split('\r\n')[0]).toBe('HTTP/1.1 417 Expectation Failed');
+    const error = JSON.parse(refusal!.slice(refusal!.indexOf('\r\n\r\n') + 4)).error;
+    expect(error.code).toBe('ISTHMUS_ERR_API_BAD_REQUEST');
+    expect(error.message).toContain('"100-continuehost"');
+    expect(next?.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+  }, 30_000);
+});
