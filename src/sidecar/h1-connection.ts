@@ -1,39 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
-
-/**
- * Node's own HTTP/1.1 parser: llhttp compiled into the node binary, the one node:http's client and
- * server use, reached through the module they share. It hands a response head to JavaScript in
- * one call (names and values in one array) and body bytes as slices of what the socket read.
- * undici's parser is llhttp compiled to WebAssembly and calls into JavaScript once per header
- * name and value: measured on loopback (docs/benchmarks.md, "Where the CPU goes"), a request
- * through undici's Client cost about 115 µs of CPU against about 71 µs through this parser.
- */
-const nodeRequire = createRequire(import.meta.url);
-const { HTTPParser } = nodeRequire('_http_common') as { HTTPParser: ParserClass };
-
-interface ParserClass {
-  new (): NativeParser;
-  readonly RESPONSE: number;
-  readonly kOnHeaders: number;
-  readonly kOnHeadersComplete: number;
-  readonly kOnBody: number;
-  readonly kOnMessageComplete: number;
-}
-
-interface NativeParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | ParseError;
-  finish(): number | ParseError | undefined;
-  free(): void;
-  [callback: number]: unknown;
-}
-
-type ParseError = Error & { code?: string; reason?: string };
+import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
 
 /** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
 const skipBody = 1;

@@ -1,0 +1,40 @@
+import { createRequire } from 'node:module';
+
+/**
+ * Node's own HTTP/1.1 parser: llhttp compiled into the node binary, the one node:http's client and
+ * server use, reached through the module they share. It hands a whole head to JavaScript in one
+ * call (names and values in one array) and body bytes as slices of what the socket read. undici's
+ * parser is llhttp compiled to WebAssembly and calls into JavaScript once per header name and
+ * value: measured on loopback (docs/benchmarks.md, "Where the CPU goes"), a request through
+ * undici's Client cost about 115 µs of CPU against about 71 µs through this parser.
+ *
+ * `_http_common` is not a documented module, but it is what Node's own HTTP code is built on and
+ * it has kept this shape across releases; the tests of the client (h1-connection.test.ts) and the
+ * server (h1-server.test.ts) fail at once if it changes.
+ */
+const nodeRequire = createRequire(import.meta.url);
+const common = nodeRequire('_http_common') as { HTTPParser: ParserClass; methods: readonly string[] };
+
+export const HTTPParser = common.HTTPParser;
+/** Method names by llhttp's method number, as `kOnHeadersComplete` reports a request's method. */
+export const parserMethods = common.methods;
+
+export interface ParserClass {
+  new (): NativeParser;
+  readonly REQUEST: number;
+  readonly RESPONSE: number;
+  readonly kOnHeaders: number;
+  readonly kOnHeadersComplete: number;
+  readonly kOnBody: number;
+  readonly kOnMessageComplete: number;
+}
+
+export interface NativeParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | ParseError;
+  finish(): number | ParseError | undefined;
+  free(): void;
+  [callback: number]: unknown;
+}
+
+export type ParseError = Error & { code?: string; reason?: string; bytesParsed?: number };
