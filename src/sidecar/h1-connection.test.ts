@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import { afterEach, describe, expect, test } from 'vitest';
 import { buildConnector } from '../core/undici.js';
 import { H1Connection } from './h1-connection.js';
+import { RequestBody } from './request-body.js';
 
 /**
  * One keep-alive HTTP/1.1 connection on Node's parser, against real servers on loopback: a
@@ -145,6 +146,22 @@ describe('H1Connection: requests', () => {
     await expect(send(c, { headers })).rejects.toMatchObject({ code: 'UND_ERR_INVALID_ARG' });
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(heads).toEqual([]);
+  });
+
+  test('a request body cut short while its attempt waited (RequestBody, nobody reading yet) throws nothing; the attempt then fails at once', async () => {
+    const origin = await listen(echoServer());
+    const c = await connect(origin);
+    const source = new Readable({ read() {} });
+    source.on('error', () => undefined);
+    const body = new RequestBody(source);
+    const attempt = body.open();
+    // The caller goes away before any attempt reads: the attempt's stream is destroyed with no 'error' listener.
+    source.destroy(new Error('the app went away'));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(attempt.destroyed).toBe(true);
+    const started = Date.now();
+    await expect(send(c, { method: 'POST', headers: { 'content-length': '5' }, body: attempt })).rejects.toThrow(/the app went away/);
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   test('a body longer than its content-length fails the request', async () => {

@@ -282,6 +282,11 @@ export class H1Connection extends EventEmitter {
   private stream(exchange: Exchange, body: Readable, length: number | undefined): void {
     const socket = this.socket as Socket;
     exchange.body = body;
+    // Cut short before this attempt could read it (the caller went away while it waited for a connection).
+    if (body.destroyed) {
+      this.fail(exchange, body.errored ?? failure('UND_ERR_ABORTED', 'the request body was cut short before it could be sent'));
+      return;
+    }
     let sent = 0;
     const resume = () => body.resume();
     body.on('data', (chunk: Buffer | string) => {

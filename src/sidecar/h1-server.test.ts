@@ -197,6 +197,23 @@ describe('a connection', () => {
     expect(got.match(/saw \/(upload|next)/g)).toEqual(['saw /upload', 'saw /next']);
   });
 
+  test('a body nobody reads, cut short by bad bytes or by the caller going away, throws nothing; the server serves on', async () => {
+    // The fuzz test found it: destroying such a body with an error, with no 'error' listener, threw.
+    const { server, port } = await h1(() => undefined);
+    server.on('clientError', (_err: Error, socket: Socket) => socket.destroy());
+    await exchange(port, 'POST /a HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcX\r\n');
+    const socket = netConnect(port, '127.0.0.1', () => socket.write('POST /b HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc'));
+    sockets.push(socket);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.destroy();
+    // A body that waits behind another request's answer, when the connection breaks.
+    await exchange(port, 'GET /c HTTP/1.1\r\nhost: a\r\n\r\nPOST /d HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nab\x00\r\n\r\n', undefined, 300).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    server.removeAllListeners('request');
+    server.on('request', (_req: H1Request, res: H1Response) => res.end('still here'));
+    expect(await exchange(port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n')).toMatch(/still here$/);
+  });
+
   test('Expect: 100-continue gets 100 before the body is sent, then the answer', async () => {
     const { port } = await h1((req, res) => {
       let n = 0;

@@ -145,6 +145,15 @@ export class H1RequestBody extends Readable {
   override _read(): void {
     this.connection.bodyWanted();
   }
+
+  /**
+   * A body cut short (the caller went away, bytes that are not HTTP) is an 'error' only for a
+   * reader that listens for one, as with node:http's IncomingMessage: a body nobody reads (a
+   * request answered without being forwarded, or still waiting behind another) must not throw.
+   */
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    process.nextTick(() => callback(this.listenerCount('error') > 0 ? err : null));
+  }
 }
 
 /**

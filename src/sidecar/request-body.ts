@@ -46,7 +46,9 @@ export class RequestBody {
           this.current = undefined;
           this.source.pause();
         }
-        callback(err);
+        // An attempt still waiting for a connection has no reader yet: the error must not be
+        // thrown for want of a listener; that attempt finds the stream destroyed when it starts.
+        process.nextTick(() => callback(stream.listenerCount('error') > 0 ? err : null));
       },
     });
     this.current = stream;
