@@ -73,7 +73,10 @@ const extraServices = args.services;
 const requestCount = args.requests;
 const exportBatch = args.exportBatch;
 const say = (line: string) => process.stderr.write(`${line}\n`);
-const namespace = 'bulk';
+// hello's namespace: the new services' instances answer at a hello sidecar, whose certificate
+// names ns/demo/sa/hello, and a route expects the identity of the instance's service account in
+// the service's namespace (in another namespace every request failed that check: 503).
+const namespace = 'demo';
 
 interface MemoryRow {
   what: string;
