@@ -13,15 +13,10 @@ import { createRequire } from 'node:module';
  * if it changes.
  */
 const nodeRequire = createRequire(import.meta.url);
-const common = nodeRequire('_http_common') as { HTTPParser: ParserClass; methods: readonly string[] };
-
-export const HTTPParser = common.HTTPParser;
-/** Method names by llhttp's method number, as `kOnHeadersComplete` reports a request's method. */
-export const parserMethods = common.methods;
+export const { HTTPParser } = nodeRequire('_http_common') as { HTTPParser: ParserClass };
 
 export interface ParserClass {
   new (): NativeParser;
-  readonly REQUEST: number;
   readonly RESPONSE: number;
   readonly kOnHeaders: number;
   readonly kOnHeadersComplete: number;
@@ -37,4 +32,4 @@ export interface NativeParser {
   [callback: number]: unknown;
 }
 
-export type ParseError = Error & { code?: string; reason?: string; bytesParsed?: number };
+export type ParseError = Error & { code?: string; reason?: string };
