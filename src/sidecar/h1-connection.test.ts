@@ -159,9 +159,8 @@ describe('H1Connection: requests', () => {
     source.destroy(new Error('the app went away'));
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(attempt.destroyed).toBe(true);
-    const started = Date.now();
+    // Without the fix the attempt waits for its request timeout (minutes) and this test's own timeout fails it.
     await expect(send(c, { method: 'POST', headers: { 'content-length': '5' }, body: attempt })).rejects.toThrow(/the app went away/);
-    expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   test('a body longer than its content-length fails the request', async () => {
