@@ -39,6 +39,9 @@ export type FederationEvent =
   | { type: 'heartbeat' }
   | { type: 'tick' };
 
+/** What drain() hands to handle(): store changes are in the mirror already by then. */
+type HandledEvent = Exclude<FederationEvent, { type: 'store-reset' | 'store-changes' }> | { type: 'store-changed' };
+
 const maxAttempts = 5;
 
 /** Who made a set of leased records published with the cluster's others: probes, sidecar traffic, the certificates issued (by root). */
@@ -157,18 +160,44 @@ export class Federation extends EventEmitter {
     if (!this.draining) void this.drain();
   }
 
+  /**
+   * Handles what queued up while the last batch was handled, as one batch: every store change in
+   * it goes into the mirror in order, then the work that follows a change (catalog, snapshots,
+   * publish) runs once, and each other kind of event once. Every handler recomputes from the
+   * current state, so handling an event once stands for all its copies. A burst of changes (a
+   * thousand exports arriving in a few watch responses, and our own writes echoed back) costs a
+   * few recomputations, not one per watch response: one per response kept the event loop busy
+   * for seconds at 1000 services, long enough to miss lease keep-alives.
+   */
   private async drain(): Promise<void> {
     this.draining = true;
     try {
-      for (let event = this.queue.shift(); event; event = this.queue.shift()) {
-        await this.handleWithRetry(event);
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0);
+        let storeChanged = false;
+        const others: HandledEvent[] = [];
+        const now = Date.now();
+        for (const event of batch) {
+          if (event.type === 'store-reset') {
+            this.mirror.reset(event.records, event.revision, now);
+            storeChanged = true;
+          } else if (event.type === 'store-changes') {
+            this.mirror.apply(event.events, event.revision, now);
+            storeChanged = true;
+          } else if (!others.some((o) => o.type === event.type)) others.push(event);
+        }
+        if (storeChanged) await this.handleWithRetry({ type: 'store-changed' });
+        for (const event of others) {
+          if (this.stopped) return;
+          await this.handleWithRetry(event);
+        }
       }
     } finally {
       this.draining = false;
     }
   }
 
-  private async handleWithRetry(event: FederationEvent): Promise<void> {
+  private async handleWithRetry(event: HandledEvent): Promise<void> {
     for (let attempt = 1; ; attempt += 1) {
       try {
         await this.handle(event);
@@ -185,15 +214,11 @@ export class Federation extends EventEmitter {
     }
   }
 
-  private async handle(event: FederationEvent): Promise<void> {
+  private async handle(event: HandledEvent): Promise<void> {
     const now = Date.now();
     switch (event.type) {
-      case 'store-reset':
-        this.mirror.reset(event.records, event.revision, now);
-        await this.afterStoreChange();
-        return;
-      case 'store-changes':
-        this.mirror.apply(event.events, event.revision, now);
+      case 'store-changed':
+        if (this.stopped) return;
         await this.afterStoreChange();
         return;
       case 'local-changed':
