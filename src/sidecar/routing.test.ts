@@ -84,6 +84,26 @@ describe('RoutingTable', () => {
     expect(events).toMatchObject([{ service: 'b', from: 0, to: undefined }, { service: 'b', from: undefined, to: 0 }]);
   });
 
+  test('local instances that pass their first check after remote ones were in use come into service without a failback; a later loss and return are events', () => {
+    const events: { from?: number; to?: number }[] = [];
+    const listener = (message: unknown) => events.push(message as { from?: number; to?: number });
+    failoverChannel.subscribe(listener);
+    const routing = new RoutingTable({ cluster: 'east', zone: 'a' }, () => true, () => 0);
+    const onlyA = (healthy: boolean) => ({ ...endpoints, services: [{ ...endpoints.services[0]!, endpoints: endpoints.services[0]!.endpoints.map((e) => ({ ...e, healthy })) }] });
+    routing.setCatalog(catalog);
+    routing.setEndpoints(onlyA(false));
+    expect(routing.route('d', 'a')!.primary).toBe(2); // starting: only west's gateway has passed a check
+    routing.setEndpoints(onlyA(true));
+    expect(routing.route('d', 'a')!.primary).toBe(0);
+    expect(events).toEqual([]);
+    routing.setEndpoints(onlyA(false));
+    expect(routing.route('d', 'a')!.primary).toBe(2);
+    routing.setEndpoints(onlyA(true));
+    expect(routing.route('d', 'a')!.primary).toBe(0);
+    failoverChannel.unsubscribe(listener);
+    expect(events).toMatchObject([{ service: 'a', from: 0, to: 2 }, { service: 'a', from: 2, to: 0 }]);
+  });
+
   test('a host ejected for refusing connections returns when an active check reaches it', () => {
     const routing = table();
     for (let i = 0; i < 3; i += 1) routing.record('127.0.1.1:1', { ok: false, kind: 'connect-error' });

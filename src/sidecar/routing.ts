@@ -54,8 +54,12 @@ export class RoutingTable {
   private readonly routes = new Map<string, Route>();
   private outliers: OutlierState = outlierState();
   private readonly lastPrimary = new Map<string, number | undefined>();
-  /** Services this table has routed somewhere at least once: their first healthy decision is start-up, not a failover. */
-  private readonly everRouted = new Set<string>();
+  /**
+   * The closest priority each service has had as its primary in this table. A move to a closer
+   * one than that is capacity coming into service (the first healthy decision at start-up, or
+   * local instances whose first check passes after remote ones were in use), not a failover.
+   */
+  private readonly closestEver = new Map<string, number>();
   /**
    * Latency and outstanding requests per endpoint address, for the balancer (peak-ewma.ts): one
    * object per address for its life in the catalog, so routes recomputed on a health change keep
@@ -230,11 +234,15 @@ export class RoutingTable {
     const route: Route = { namespace, service, localities, load, prepared: prepareEndpoints(localities), primary: primary < 0 ? undefined : primary, upstreams: this.upstreamKeys(namespace, service, localities), computedAt: now };
     this.routes.set(key, route);
     // "From nowhere" before any healthy decision is the mesh starting (or a service appearing),
-    // not traffic moving: no failover event and no failover count for it. Once routed, losing
-    // every endpoint and getting one back are failovers like any other move.
-    const startUp = !this.everRouted.has(key);
-    if (route.primary !== undefined) this.everRouted.add(key);
-    if (!startUp && this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
+    // not traffic moving: no failover event and no failover count for it. Nor is a move to a
+    // priority closer than any this service has used here: at start-up the remote clusters'
+    // instances may pass their checks before the local ones do, and the local ones then come
+    // into service. Once routed, losing every endpoint, moving away, and coming back to where
+    // traffic was are failovers (and failbacks) like any other move.
+    const closest = this.closestEver.get(key);
+    const newCapacity = closest === undefined || (route.primary !== undefined && route.primary < closest);
+    if (route.primary !== undefined && (closest === undefined || route.primary < closest)) this.closestEver.set(key, route.primary);
+    if (!newCapacity && this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
       const from = this.lastPrimary.get(key);
       const clustersAt = (priority: number | undefined) => [...new Set(localities.localities.filter((l) => l.priority === priority).map((l) => l.cluster))].sort();
       failoverChannel.publish({ origin: this, namespace, service, from, to: route.primary, fromClusters: clustersAt(from), toClusters: clustersAt(route.primary), loads: load.loads, at: now });
