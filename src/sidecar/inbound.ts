@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingHttpHeaders, type Server as HttpServer } from 'node:http';
+import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -19,7 +20,7 @@ import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, repeatsHost, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
 import { acceptPlaintextHttpWhen, isPlaintextCaller } from './plaintext-inbound.js';
-import { answerUnknownExpectation, clientErrorHandler, headersCheckInterval, limitFirstRequestHead, refuseMalformed } from './request-head-timeout.js';
+import { answerUnknownExpectation, clientErrorHandler, limitFirstRequestHead, refuseMalformed } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
@@ -110,16 +111,20 @@ export class Inbound {
       // made half-open when they open (tunnel()), before the caller's FIN can be read.
       // A connection that never finishes its handshake is dropped after this (Node's default is 120 s).
       handshakeTimeout: 10_000,
-      // Pooled connections from other sidecars stay open across bursts; the client side closes first.
-      keepAliveTimeout: timeouts.connectionIdleMs + 5_000, headersTimeout: timeouts.requestHeadersMs, requestTimeout: 0,
-      connectionsCheckingInterval: headersCheckInterval(timeouts.requestHeadersMs),
-    }, (req, res) => this.serve(req, res));
-    this.plain = createHttpServer({ keepAliveTimeout: timeouts.connectionIdleMs + 5_000, headersTimeout: timeouts.requestHeadersMs, requestTimeout: 0 }, (req, res) => this.serve(req, res));
-    this.plain.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
-    this.plain.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
+    });
+    // h1-server.ts reads and answers the HTTP/1.1 connections of both servers. Pooled connections
+    // from other sidecars stay open across bursts; the client side closes first. No byte either
+    // way for streamIdle closes a connection (a request body stalled mid-way too).
+    const h1 = { requestHeadersMs: timeouts.requestHeadersMs, keepAliveMs: timeouts.connectionIdleMs + 5_000, streamIdleMs: timeouts.streamIdleMs };
+    serveHttp1(this.server, h1);
+    this.server.on('request', (req: H1Request, res: H1Response) => this.serve(req, res));
+    this.plain = createHttpServer();
+    serveHttp1(this.plain, h1);
+    this.plain.on('request', (req: H1Request, res: H1Response) => this.serve(req, res));
+    this.plain.on('upgrade', (req: H1Request, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
+    this.plain.on('connect', (req: H1Request, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.plain.on('clientError', clientErrorHandler(this, 'inbound'));
     this.plain.on('checkExpectation', answerUnknownExpectation);
-    this.plain.setTimeout(timeouts.streamIdleMs);
     // Before the inbound's own 'connection' listener below; strict (the default) hands every
     // connection to TLS untouched.
     this.h2 = createH2Server();
@@ -132,8 +137,8 @@ export class Inbound {
     this.h2.on('stream', (stream, headers) => forwardStream(this, stream, headers));
     serveAlpnH2(this.server, this.h2);
     if (tcp) serveAlpnTcp(this.server, tcp);
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
-    this.server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
+    this.server.on('upgrade', (req: H1Request, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
+    this.server.on('connect', (req: H1Request, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));
     this.server.on('connection', (raw: Socket) => {
       this.accepted.set(raw, performance.now());
       this.sockets.track(raw);
@@ -147,8 +152,6 @@ export class Inbound {
     });
     this.server.on('clientError', clientErrorHandler(this, 'inbound'));
     this.server.on('checkExpectation', answerUnknownExpectation);
-    // No byte either way for streamIdle closes the connection (a request body stalled mid-way too).
-    this.server.setTimeout(timeouts.streamIdleMs);
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
       // In strict mode nothing is read before TLS, so a plain-text caller shows only as the
       // handshake's failure; it is counted as a refusal (docs/authorization.md), other failures are not.
@@ -157,7 +160,7 @@ export class Inbound {
     });
   }
 
-  private serve(req: IncomingMessage, res: ServerResponse): void {
+  private serve(req: H1Request, res: H1Response): void {
     void this.handle(req, res).catch((err: unknown) => {
       this.logger.warn({ err: (err as Error).message }, 'inbound request to the app failed');
       if (!res.headersSent) {
@@ -248,7 +251,7 @@ export class Inbound {
     if (channels.requestRefused.hasSubscribers) channels.requestRefused.publish({ origin: this, listener: 'inbound', reason: 'malformed' });
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async handle(req: H1Request, res: H1Response): Promise<void> {
     const { started, span, peer } = this.admit(req.method, req.headers, req.socket as TLSSocket);
     // `isthmus trace` asks for a report (docs/trace.md); ordinary requests pay this one lookup.
     const traced = req.headers[traceHeader] !== undefined;
@@ -286,15 +289,13 @@ export class Inbound {
     if (traced) delete headers[traceHeader];
     // Expect: 100-continue was answered by this server already; the next hop must not wait for another 100.
     delete headers.expect;
-    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
-    if (!hasBody) req.resume();
     const appStarted = traced ? performance.now() : 0;
     // A traced request's report rides on the response head (docs/trace.md).
     const relay = new ResponseRelay(res, undefined, traced
       ? (head) => { head[inboundReportHeader] = this.traceReport(req, peer.identity ?? null, performance.now() - appStarted); }
       : undefined);
     this.apps.for(req.headers.host).pool.dispatch({
-      path: target, method: req.method as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
+      path: target, method: req.method as Dispatcher.HttpMethod, headers, body: req.body ?? null,
       headersTimeout: this.timeouts.responseHeadersMs, bodyTimeout: this.timeouts.streamIdleMs,
     }, relay);
     try {
@@ -314,7 +315,7 @@ export class Inbound {
    * 200 here once the app accepted, and its bytes carry no header, so the app cannot learn the
    * caller from them. After that, bytes both ways until either side is done.
    */
-  private tunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  private tunnel(req: H1Request, socket: Duplex, head: Buffer): void {
     const started = performance.now();
     // A tunnel (WebSocket, CONNECT) passes the caller's FIN on and keeps answering: the stream
     // reads this when the caller's end arrives.
@@ -377,7 +378,7 @@ export class Inbound {
    * What this end saw of a traced request: who it is, whom it verified, where the app is, and
    * the connection's handshake time (given once: a trace always comes on a fresh connection).
    */
-  private traceReport(req: IncomingMessage, client: string | null, appMs: number, clientError?: string, authorization?: string): string {
+  private traceReport(req: H1Request, client: string | null, appMs: number, clientError?: string, authorization?: string): string {
     const socket = req.socket as TLSSocket;
     const handshakeMs = this.handshakes.get(socket);
     this.handshakes.delete(socket);
@@ -390,7 +391,7 @@ export class Inbound {
 }
 
 /** The inbound's own answer, instead of the app's; what is left of the request body is read and dropped. */
-function answerError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string, extra: Readonly<Record<string, string>> = {}): void {
+function answerError(req: H1Request, res: H1Response, status: number, code: string, message: string, extra: Readonly<Record<string, string>> = {}): void {
   req.resume();
   const body = JSON.stringify({ error: { code, message } });
   res.writeHead(status, { ...extra, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });

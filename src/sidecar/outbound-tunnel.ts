@@ -1,4 +1,5 @@
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { H1Request } from './h1-server.js';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCodes } from '../core/errors.js';
@@ -29,7 +30,7 @@ import { traceHeader } from './trace.js';
  * tunnel's connection counts toward the backend's CircuitBreaker `maxConnections` while it is
  * open; beyond it the tunnel is refused with 503 CIRCUIT_OPEN.
  */
-export async function openTunnel(deps: OutboundDeps, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
+export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
   const target = resolveTarget(req.method, req.url, req.headers.host, fixed);
   const connect = req.method === 'CONNECT';

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
@@ -8,6 +8,7 @@ import { applyHeaderChanges } from '../model/traffic-policy.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attempts.js';
 import { admitRequest } from './policy-step.js';
+import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
 import { forwardableHeaders } from './headers.js';
 import { repeatsHost } from './http-head.js';
 import { createOutboundH2 } from './outbound-h2.js';
@@ -15,7 +16,7 @@ import { outboundObserver } from './outbound-observer.js';
 import { openTunnel } from './outbound-tunnel.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 import { RequestBody } from './request-body.js';
-import { answerUnknownExpectation, clientErrorHandler, headersCheckInterval, refuseMalformed } from './request-head-timeout.js';
+import { answerUnknownExpectation, clientErrorHandler, refuseMalformed } from './request-head-timeout.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { ResponseRelay } from './response-relay.js';
 import type { RoutingTable } from './routing.js';
@@ -48,13 +49,13 @@ export interface OutboundDeps {
  */
 export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Server {
   const tunnels = new OpenSockets();
-  const server = createServer({
-    keepAliveTimeout: deps.timeouts.connectionIdleMs,
-    headersTimeout: deps.timeouts.requestHeadersMs,
-    connectionsCheckingInterval: headersCheckInterval(deps.timeouts.requestHeadersMs),
-    // No deadline on a whole request: uploads may take hours; silence is what is limited.
-    requestTimeout: 0,
-  }, (req, res) => {
+  // The server listens and holds the handlers; h1-server.ts reads and answers its connections.
+  // No deadline on a whole request: uploads may take hours; silence is what is limited (a
+  // connection with no byte either way for streamIdle is closed, whatever it waits for: a
+  // request body that stalls mid-way holds nothing for ever).
+  const server = createServer();
+  serveHttp1(server, { requestHeadersMs: deps.timeouts.requestHeadersMs, keepAliveMs: deps.timeouts.connectionIdleMs, streamIdleMs: deps.timeouts.streamIdleMs });
+  server.on('request', (req: H1Request, res: H1Response) => {
     if (repeatsHost(req.rawHeaders)) {
       refused(deps);
       return reply(res, 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED', 'the request has two Host fields (RFC 9112 §3.2); send one', { status: 400, headers: { connection: 'close' } });
@@ -67,13 +68,10 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   });
   server.on('connection', (socket) => socket.setNoDelay(true));
   // An app that speaks h2c (gRPC) on the same port: its connections go to the HTTP/2 server.
-  // A connection with no byte either way for streamIdle is closed, whatever it waits for: a
-  // request body that stalls mid-way (a chunked body whose end never comes) holds nothing for ever.
-  server.setTimeout(deps.timeouts.streamIdleMs);
   servePriorKnowledgeH2(server, createOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
   server.on('clientError', clientErrorHandler(deps.routing, 'outbound'));
   server.on('checkExpectation', answerUnknownExpectation);
-  const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const tunnel = (req: H1Request, socket: Duplex, head: Buffer) => {
     if (repeatsHost(req.rawHeaders)) {
       refused(deps);
       return refuseMalformed(socket, false, '(two Host fields, RFC 9112 §3.2)');
@@ -87,7 +85,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   return server;
 }
 
-async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse, fixed?: MeshTarget): Promise<void> {
+async function proxyRequest(deps: OutboundDeps, req: H1Request, res: H1Response, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
   const resolved = resolveTarget(req.method, req.url, req.headers.host, fixed);
   // The policy step needs the request only when some policy exists.
@@ -117,7 +115,7 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
   delete headers.expect;
   headers.host = host;
   observer.propagate(headers);
-  const body = hasBody(req) ? new RequestBody(req, deps.retryBufferBytes) : undefined;
+  const body = req.body ? new RequestBody(req.body, deps.retryBufferBytes) : undefined;
   if (!body) req.resume();
   const method = req.method ?? 'GET';
   const { retry, breaker } = resilienceOf(deps.routing, resolved as ResolvedTarget, route);
@@ -138,11 +136,6 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
 }
 
 /** RFC 9110 §6.4: a request has content when it says so by Content-Length or Transfer-Encoding. */
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
-}
-
 /** Counted as isthmus_requests_refused_total{listener="outbound",reason="malformed"}. */
 function refused(deps: OutboundDeps): void {
   if (channels.requestRefused.hasSubscribers) channels.requestRefused.publish({ origin: deps.routing, listener: 'outbound', reason: 'malformed' });
@@ -157,7 +150,7 @@ function knownService(deps: OutboundDeps, target: MeshTarget): string | undefine
 }
 
 /** `override`: a policy's own status and headers (a fault's status, a rate limit's retry-after). */
-function reply(res: ServerResponse, code: ErrorCode, message: string, override?: { status: number; headers?: Record<string, string> }): void {
+function reply(res: H1Response, code: ErrorCode, message: string, override?: { status: number; headers?: Record<string, string> }): void {
   if (res.destroyed) return;
   const body = JSON.stringify({ error: { code, message } });
   res.writeHead(override?.status ?? errorStatus(code), { ...override?.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });

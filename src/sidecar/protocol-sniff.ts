@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { alsoOnCloseAll } from '../core/open-sockets.js';
 import { sniffPreface } from './h2-preface.js';
+import { timesOwnHeads } from './h1-server.js';
 import { answerHeadTimeout } from './request-head-timeout.js';
 
 /**
@@ -43,6 +44,8 @@ export function servePriorKnowledgeH2(http1: HttpServer, h2: Http2Server, firstB
   const undecided = new Set<Socket>();
   const sessions = trackSessions(h2);
   const firstHeads = new FirstHeads(http1, firstBytesTimeoutMs);
+  // h1-server.ts times every head itself, listening or not.
+  const ownHeads = timesOwnHeads in http1Accept;
 
   http1.prependListener('connection', (socket: Socket) => {
     undecided.add(socket);
@@ -69,7 +72,7 @@ export function servePriorKnowledgeH2(http1: HttpServer, h2: Http2Server, firstB
       socket.unshift(seen);
       if (protocol === 'h2') return void h2.emit('connection', socket);
       http1Accept.call(http1, socket);
-      if (!http1.listening) firstHeads.arm(socket);
+      if (!http1.listening && !ownHeads) firstHeads.arm(socket);
       socket.resume();
     };
     socket.on('data', onData);
@@ -136,7 +139,7 @@ export class FirstHeads {
     if (!this.listening) {
       // Only servers that are handed sockets pay for these listeners.
       this.listening = true;
-      const arrived = (req: IncomingMessage) => this.clear(req.socket);
+      const arrived = (req: { socket: Duplex | null }) => { if (req.socket) this.clear(req.socket); };
       this.http1.on('request', arrived);
       this.http1.on('upgrade', arrived);
       this.http1.on('connect', arrived);

@@ -1,7 +1,7 @@
 import { constants, type Http2Server, type Http2SecureServer } from 'node:http2';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { channels, type RequestRefusedMessage } from '../core/channels.js';
+import type { H1Request, H1Response } from './h1-server.js';
 import { errorResponse } from './http-head.js';
 
 const code = 'ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT';
@@ -80,7 +80,7 @@ export function headersCheckInterval(requestHeadersMs: number): number {
  * expectation; without this Node answers a bare 417 no caller can tell from the app's. The
  * request is not forwarded; Node discards its body and the connection stays usable.
  */
-export function answerUnknownExpectation(req: IncomingMessage, res: ServerResponse): void {
+export function answerUnknownExpectation(req: H1Request, res: H1Response): void {
   const expectation = String(req.headers.expect).slice(0, 100);
   const body = JSON.stringify({ error: { code: unsupported, message: `the sidecar cannot meet the expectation ${JSON.stringify(expectation)}; send Expect: 100-continue or no Expect field` } });
   res.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': unsupported });

@@ -1,5 +1,5 @@
-import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
+import type { H1Response } from './h1-server.js';
 import { forwardableHeaders } from './headers.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
@@ -37,7 +37,7 @@ export class ResponseRelay implements Dispatcher.DispatchHandler {
    * own to the head just before it is written (the trace report).
    */
   constructor(
-    private readonly res: ServerResponse, private readonly drop?: string, private readonly decorate?: (headers: Record<string, string | string[]>) => void,
+    private readonly res: H1Response, private readonly drop?: string, private readonly decorate?: (headers: Record<string, string | string[]>) => void,
     /** Asked before the head is written: true holds the answer back (it will be retried, attempts.ts). */
     private readonly retryAnswer?: (status: number, grpcStatus: number | undefined) => boolean,
   ) {

@@ -1,0 +1,670 @@
+import { EventEmitter } from 'node:events';
+import { STATUS_CODES, type IncomingHttpHeaders, type Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { HTTPParser, parserMethods, type NativeParser, type ParseError } from './native-http-parser.js';
+import { headersCheckInterval } from './request-head-timeout.js';
+
+/**
+ * The sidecar's HTTP/1.1 server side, on Node's own parser (native-http-parser.ts), in place of
+ * node:http's connection handler on the listeners that carry an app's traffic (the outbound's
+ * proxy port and fixed listeners, the inbound). It does what the proxy needs of a server and no
+ * more: a request is a head and, only when one follows, a body stream; a response is a head
+ * written with its first bytes. node:http builds an IncomingMessage (a Readable) and a
+ * ServerResponse (a Writable-like OutgoingMessage) per request, with their state machines and
+ * several ticks; on loopback that cost about as much CPU as the rest of the hop's JavaScript
+ * (docs/benchmarks.md, "Where the CPU goes").
+ *
+ * The http.Server or https.Server stays the listener and the place handlers are registered: this
+ * takes its connection listener (as protocol-sniff.ts does) and emits the same events on it:
+ * 'request' (H1Request, H1Response), 'upgrade' and 'connect' (H1Request, socket, head),
+ * 'clientError' (error, socket), 'checkExpectation' (H1Request, H1Response).
+ *
+ * What node:http did that this keeps, checked by h1-server.test.ts against node:http itself:
+ * - request heads as llhttp strictly parses them (the request-smuggling shapes are parse errors,
+ *   reported as 'clientError'); the fields joined into `headers` by node:http's rules;
+ * - `Expect: 100-continue` answered with 100 before the request is handed on;
+ * - responses framed by Content-Length, chunked for HTTP/1.1 when they have none, delimited by
+ *   the connection's close for HTTP/1.0; no body for HEAD, 204, 304;
+ * - keep-alive as the request asks, announced with `Keep-Alive: timeout=`; pipelined requests
+ *   answered in order (one at a time: the next is handed on when the answer before it ends);
+ * - the three limits: a head must be complete within `requestHeadersMs` of the connection's
+ *   start or the request's first byte (else 'clientError' with ERR_HTTP_REQUEST_TIMEOUT), an idle
+ *   kept connection is closed after `keepAliveMs`, a connection silent both ways for
+ *   `streamIdleMs` is closed. The first two are checked by one sweep per server, every
+ *   headersCheckInterval of the shorter (as node:http's connectionsCheckingInterval does), so a
+ *   request costs two clock reads and no timer;
+ * - a request body read with back-pressure: the socket pauses while the body's reader does not
+ *   read; a body left unread when the answer ends is read and dropped, so the connection stays
+ *   usable.
+ */
+export interface H1ServerOptions {
+  requestHeadersMs: number;
+  keepAliveMs: number;
+  streamIdleMs: number;
+}
+
+type AnyServer = HttpServer | HttpsServer;
+
+/** node:http's limit on header lines kept (`server.maxHeadersCount`); lines beyond it are dropped. */
+const maxHeaderPairs = 2000;
+const continueExpression = /(?:^|\W)100-continue(?:$|\W)/i;
+// node:http's own checks for what goes into a response head.
+const tokenPattern = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const invalidValuePattern = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** Marks the connection listeners made here: they time request heads themselves. */
+export const timesOwnHeads = Symbol('isthmus.h1-server.times-own-heads');
+
+/**
+ * Replaces `server`'s node:http connection handler by this module's. Call it right after the
+ * server is made and before anything else takes that listener (protocol-sniff.ts, the inbound's
+ * ALPN routing): they then hand HTTP/1.1 connections to this one.
+ */
+export function serveHttp1(server: AnyServer, options: H1ServerOptions): void {
+  const event = 'setSecureContext' in server ? 'secureConnection' : 'connection';
+  const [nodeAccept] = server.listeners(event) as ((socket: Socket) => void)[];
+  if (!nodeAccept) throw new Error('the HTTP server has no connection handler to replace');
+  server.removeListener(event, nodeAccept);
+  const connections = new Set<H1ServerConnection>();
+  let sweep: NodeJS.Timeout | undefined;
+  const sweepEvery = Math.min(headersCheckInterval(options.requestHeadersMs), headersCheckInterval(options.keepAliveMs));
+  const accept = (socket: Socket) => {
+    const connection = new H1ServerConnection(server, socket, options, () => {
+      connections.delete(connection);
+      if (connections.size === 0 && sweep) {
+        clearInterval(sweep);
+        sweep = undefined;
+      }
+    });
+    connections.add(connection);
+    if (!sweep) {
+      sweep = setInterval(() => {
+        const now = performance.now();
+        for (const c of connections) c.check(now);
+      }, sweepEvery);
+      sweep.unref();
+    }
+  };
+  Object.defineProperty(accept, timesOwnHeads, { value: true });
+  server.prependListener(event, accept);
+  // node:http's closeAllConnections and closeIdleConnections (which close() calls) know only
+  // connections node:http tracks.
+  const closeAll = server.closeAllConnections.bind(server);
+  server.closeAllConnections = () => {
+    closeAll();
+    for (const c of connections) c.socket.destroy();
+  };
+  const closeIdle = server.closeIdleConnections.bind(server);
+  server.closeIdleConnections = () => {
+    closeIdle();
+    for (const c of connections) c.closeIfIdle();
+  };
+}
+
+/** A request as the handlers see it: its head, and a body stream only when a body follows. */
+export class H1Request {
+  /** Present when the request has content (a Content-Length above 0, or Transfer-Encoding). */
+  body: H1RequestBody | undefined;
+  /** The whole request has been read (its body to the end). */
+  complete = false;
+  readonly headers: IncomingHttpHeaders;
+
+  constructor(
+    readonly socket: Socket,
+    readonly method: string,
+    readonly url: string,
+    /** Names and values as they arrived, alternating (node:http's `rawHeaders`). */
+    readonly rawHeaders: string[],
+    readonly httpVersionMajor: number,
+    readonly httpVersionMinor: number,
+    /** llhttp's verdict: the connection may carry another request after this one. */
+    readonly keepAlive: boolean,
+    readonly upgrade: boolean,
+  ) {
+    this.headers = joinFields(rawHeaders);
+  }
+
+  get httpVersion(): string {
+    return `${this.httpVersionMajor}.${this.httpVersionMinor}`;
+  }
+
+  /** What is left of the body is read and dropped (a request answered without being forwarded). */
+  resume(): void {
+    this.body?.resume();
+  }
+}
+
+/** A request's body: bytes as the parser hands them, the socket paused while nobody reads. */
+export class H1RequestBody extends Readable {
+  constructor(private readonly connection: H1ServerConnection) {
+    super();
+  }
+
+  override _read(): void {
+    this.connection.bodyWanted();
+  }
+
+  /**
+   * A body cut short (the caller went away, bytes that are not HTTP) is an 'error' only for a
+   * reader that listens for one, as with node:http's IncomingMessage: a body nobody reads (a
+   * request answered without being forwarded, or still waiting behind another) must not throw.
+   */
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    process.nextTick(() => callback(this.listenerCount('error') > 0 ? err : null));
+  }
+}
+
+/**
+ * The answer to one request. The head is written with the first body bytes (one `writev`); the
+ * writes of one tick go out together (the socket is corked until the next tick, as node:http does).
+ */
+export class H1Response extends EventEmitter {
+  statusCode = 200;
+  headersSent = false;
+  writableEnded = false;
+  writableFinished = false;
+  private extra: Record<string, string | string[] | number> | undefined;
+  /** The head, built and not yet written. */
+  private head: string | undefined;
+  private chunked = false;
+  private bodyless = false;
+  private trailers = '';
+  /** The connection closes once this answer is written. */
+  closeAfter = false;
+
+  constructor(private readonly connection: H1ServerConnection, readonly req: H1Request) {
+    super();
+  }
+
+  get socket(): Socket {
+    return this.connection.socket;
+  }
+
+  get destroyed(): boolean {
+    return this.connection.socket.destroyed;
+  }
+
+  setHeader(name: string, value: string | string[] | number): this {
+    (this.extra ??= {})[name.toLowerCase()] = value;
+    return this;
+  }
+
+  writeHead(status: number, reason?: string | Readonly<Record<string, string | string[] | number | undefined>>, fields?: Readonly<Record<string, string | string[] | number | undefined>>, knownLength?: number): this {
+    if (this.headersSent) throw Object.assign(new Error('the response head was written already'), { code: 'ERR_HTTP_HEADERS_SENT' });
+    if (typeof reason === 'object') {
+      fields = reason;
+      reason = undefined;
+    }
+    if (!Number.isInteger(status) || status < 100 || status > 999) throw Object.assign(new RangeError(`invalid status code ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+    this.statusCode = status;
+    const req = this.req;
+    let head = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
+    let length = false;
+    let encoding: string | undefined;
+    let date = false;
+    let connection: string | undefined;
+    const add = (name: string, value: string | string[] | number | undefined) => {
+      if (value === undefined) return;
+      if (!tokenPattern.test(name)) throw Object.assign(new TypeError(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+      switch (name.length) {
+        case 4: date ||= name.toLowerCase() === 'date'; break;
+        case 10: if (name.toLowerCase() === 'connection') connection = String(value).toLowerCase(); break;
+        case 14: length ||= name.toLowerCase() === 'content-length'; break;
+        case 17: if (name.toLowerCase() === 'transfer-encoding') encoding = String(value).toLowerCase(); break;
+        default: break;
+      }
+      if (Array.isArray(value)) {
+        for (const v of value) head += headerLine(name, v);
+      } else head += headerLine(name, value);
+    };
+    if (this.extra) for (const name in this.extra) if (fields?.[name] === undefined) add(name, this.extra[name]);
+    if (fields) for (const name in fields) add(name, fields[name]);
+    this.bodyless = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    if (!date) head += `date: ${httpDate()}\r\n`;
+    if (encoding !== undefined) this.chunked = encoding.endsWith('chunked');
+    else if (!this.bodyless && !length) {
+      if (knownLength !== undefined) head += `content-length: ${knownLength}\r\n`;
+      else if (req.httpVersionMinor >= 1 && req.httpVersionMajor >= 1) {
+        head += 'transfer-encoding: chunked\r\n';
+        this.chunked = true;
+      } else this.closeAfter = true; // HTTP/1.0: the body ends with the connection
+    }
+    if (connection?.includes('close')) this.closeAfter = true;
+    const keep = req.keepAlive && !this.closeAfter && this.connection.mayKeep();
+    if (keep) {
+      if (connection === undefined) head += `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(this.connection.options.keepAliveMs / 1000)}\r\n`;
+    } else {
+      this.closeAfter = true;
+      if (connection === undefined) head += 'connection: close\r\n';
+    }
+    this.head = `${head}\r\n`;
+    this.headersSent = true;
+    return this;
+  }
+
+  write(chunk: Buffer | string, callback?: (err?: Error | null) => void): boolean {
+    if (this.writableEnded) {
+      callback?.(Object.assign(new Error('write after end'), { code: 'ERR_STREAM_WRITE_AFTER_END' }));
+      return false;
+    }
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    const socket = this.connection.socket;
+    if (socket.destroyed || socket.writableEnded) {
+      if (callback) process.nextTick(callback, Object.assign(new Error('the connection is closed'), { code: 'ERR_STREAM_DESTROYED' }));
+      return false;
+    }
+    const length = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    if (this.bodyless || length === 0) {
+      if (this.head !== undefined) this.flushHead();
+      if (callback) process.nextTick(callback);
+      return true;
+    }
+    this.connection.cork();
+    if (this.head !== undefined) this.flushHead();
+    if (!this.chunked) return socket.write(chunk, callback);
+    socket.write(`${length.toString(16)}\r\n`, 'latin1');
+    socket.write(chunk);
+    return socket.write('\r\n', 'latin1', callback);
+  }
+
+  /** Sent after a chunked body (RFC 9112 §7.1.2); an answer with a length has nowhere to put them. */
+  addTrailers(fields: Readonly<Record<string, string | string[] | undefined>>): void {
+    for (const name in fields) {
+      const value = fields[name];
+      if (value === undefined) continue;
+      if (!tokenPattern.test(name)) throw Object.assign(new TypeError(`invalid trailer name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+      if (Array.isArray(value)) for (const v of value) this.trailers += headerLine(name, v);
+      else this.trailers += headerLine(name, value);
+    }
+  }
+
+  end(chunk?: Buffer | string, callback?: () => void): this {
+    if (this.writableEnded) return this;
+    if (!this.headersSent) this.writeHead(this.statusCode, undefined, undefined, chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length);
+    if (chunk !== undefined) this.write(chunk);
+    const socket = this.connection.socket;
+    if (!socket.destroyed && !socket.writableEnded) {
+      if (this.head !== undefined) this.flushHead();
+      if (this.chunked && !this.bodyless) {
+        this.connection.cork();
+        socket.write(`0\r\n${this.trailers}\r\n`, 'latin1');
+      }
+    }
+    this.writableEnded = true;
+    this.writableFinished = true;
+    if (callback) process.nextTick(callback);
+    this.connection.answered(this);
+    this.emit('finish');
+    this.emit('close');
+    return this;
+  }
+
+  destroy(err?: Error): void {
+    this.connection.socket.destroy(err);
+  }
+
+  private flushHead(): void {
+    this.connection.cork();
+    this.connection.socket.write(this.head as string, 'latin1');
+    this.head = undefined;
+  }
+}
+
+function headerLine(name: string, value: string | number): string {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (invalidValuePattern.test(text)) throw Object.assign(new TypeError(`invalid character in header ${JSON.stringify(name)}`), { code: 'ERR_INVALID_CHAR' });
+  return `${name}: ${text}\r\n`;
+}
+
+let dateText = '';
+let dateSecond = -1;
+/** The Date field, made at most once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+/**
+ * node:http's joining of repeated fields (IncomingMessage's `headers`): a field that must occur
+ * once keeps its first value, set-cookie collects an array, cookie joins with "; ", the rest with ", ".
+ */
+const firstWins = new Set([
+  'content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization',
+  'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag',
+  'last-modified', 'server', 'age', 'expires',
+]);
+
+export function joinFields(raw: readonly string[]): IncomingHttpHeaders {
+  const headers: IncomingHttpHeaders = {};
+  const fields = headers as Record<string, string | string[] | undefined>;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    const value = raw[i + 1] as string;
+    const seen = fields[name];
+    if (seen === undefined) {
+      fields[name] = name === 'set-cookie' ? [value] : value;
+    } else if (name === 'set-cookie') {
+      (seen as string[]).push(value);
+    } else if (!firstWins.has(name)) {
+      fields[name] = `${seen as string}${name === 'cookie' ? '; ' : ', '}${value}`;
+    }
+  }
+  return headers;
+}
+
+const pausedForBody = 1;
+const pausedForQueue = 2;
+
+/** One accepted connection: the parser, the request being read, the answer being written. */
+export class H1ServerConnection {
+  private readonly parser: NativeParser;
+  /** 'head': waiting for (the rest of) a request head since `since`; 'busy': a request is being served; 'idle': kept alive since `since`. */
+  private phase: 'head' | 'busy' | 'idle' = 'head';
+  private since: number;
+  /** The request whose message the parser is reading (its body, until its end). */
+  private reading: H1Request | undefined;
+  /** The answer being written. */
+  private current: H1Response | undefined;
+  /** Requests that arrived (pipelined) while an answer was being written, handed on in order. */
+  private readonly queue: H1Request[] = [];
+  private paused = 0;
+  private corked = false;
+  private closed = false;
+  private ending = false;
+  private pendingFields: string[] = [];
+  private pendingUrl = '';
+  /** An upgrade or CONNECT head was read; the bytes after it belong to the new protocol. */
+  private upgrading: H1Request | undefined;
+  private readonly onData = (chunk: Buffer) => this.read(chunk);
+  private readonly onError = () => this.socket.destroy();
+  private freed = false;
+
+  constructor(private readonly server: AnyServer, readonly socket: Socket, readonly options: H1ServerOptions, private readonly onGone: () => void) {
+    this.since = performance.now();
+    const parser = new HTTPParser();
+    parser.initialize(HTTPParser.REQUEST, {}, 0, 0);
+    parser[HTTPParser.kOnHeaders] = (fields: string[], url: string) => {
+      for (const f of fields) if (this.pendingFields.length < maxHeaderPairs * 2) this.pendingFields.push(f);
+      this.pendingUrl += url;
+    };
+    parser[HTTPParser.kOnHeadersComplete] = (
+      major: number, minor: number, fields: string[] | undefined, method: number, url: string | undefined,
+      _status: unknown, _message: unknown, upgrade: boolean, keepAlive: boolean,
+    ) => this.onHead(major, minor, fields, method, url, upgrade, keepAlive);
+    parser[HTTPParser.kOnBody] = (chunk: Buffer) => this.onBody(chunk);
+    parser[HTTPParser.kOnMessageComplete] = () => this.onMessageEnd();
+    this.parser = parser;
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+    if (options.streamIdleMs > 0) {
+      socket.setTimeout(options.streamIdleMs);
+      socket.on('timeout', this.onIdle);
+    }
+  }
+
+  private readonly onIdle = () => this.socket.destroy();
+
+  /** Called by the server's sweep: a head that takes too long is refused, an idle kept connection closed. */
+  check(now: number): void {
+    if (this.closed || this.upgrading) return;
+    if (this.phase === 'head' && now - this.since > this.options.requestHeadersMs) {
+      this.refuse(Object.assign(new Error('no complete request head in time'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
+    } else if (this.phase === 'idle' && now - this.since > this.options.keepAliveMs) {
+      this.socket.destroy();
+    }
+  }
+
+  closeIfIdle(): void {
+    if (this.phase === 'idle' || (this.phase === 'head' && !this.reading && !this.current)) this.socket.destroy();
+  }
+
+  mayKeep(): boolean {
+    return !this.ending && !this.closed && this.options.keepAliveMs > 0;
+  }
+
+  cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(uncork, this);
+  }
+
+  uncorkNow(): void {
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  bodyWanted(): void {
+    this.unpause(pausedForBody);
+  }
+
+  private pause(why: number): void {
+    if (this.paused === 0) this.socket.pause();
+    this.paused |= why;
+  }
+
+  private unpause(why: number): void {
+    if ((this.paused & why) === 0) return;
+    this.paused &= ~why;
+    if (this.paused === 0 && !this.closed && !this.upgrading) this.socket.resume();
+  }
+
+  private read(chunk: Buffer): void {
+    if (this.phase === 'idle') {
+      this.phase = 'head';
+      this.since = performance.now();
+    }
+    let result: number | ParseError;
+    try {
+      result = this.parser.execute(chunk);
+    } catch (err) {
+      // A handler threw while the parser called it: that request cannot be answered sanely.
+      this.socket.destroy(err as Error);
+      return;
+    }
+    if (typeof result !== 'number') return this.onParseError(result);
+    if (this.upgrading && !this.closed) this.startUpgrade(chunk.subarray(result));
+  }
+
+  private onHead(major: number, minor: number, fields: string[] | undefined, methodIndex: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
+    const raw = fields ?? this.takeFields();
+    const target = url ?? this.takeUrl();
+    const req = new H1Request(this.socket, parserMethods[methodIndex] ?? 'GET', target, raw, major, minor, keepAlive, upgrade);
+    this.phase = 'busy';
+    if (upgrade) {
+      // The parser stops after this head; read() hands the socket over.
+      this.upgrading = req;
+      return 2;
+    }
+    const length = req.headers['content-length'];
+    if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) req.body = new H1RequestBody(this);
+    else req.complete = true;
+    this.reading = req.complete ? undefined : req;
+    if (this.current || this.queue.length > 0) {
+      this.queue.push(req);
+      this.pause(pausedForQueue);
+    } else this.dispatch(req);
+    return 0;
+  }
+
+  private onBody(chunk: Buffer): void {
+    const body = this.reading?.body;
+    if (body && !body.push(chunk)) this.pause(pausedForBody);
+  }
+
+  private onMessageEnd(): void {
+    const req = this.reading;
+    if (!req) return;
+    this.reading = undefined;
+    req.complete = true;
+    req.body?.push(null);
+    // Answered already (an early answer): the next request may come.
+    if (!this.current && this.queue.length === 0 && !this.ending) this.becomeIdle();
+  }
+
+  private dispatch(req: H1Request): void {
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && req.headers.host === undefined) {
+      this.refuse(new Error('an HTTP/1.1 request without a Host field (RFC 9112 §3.2)'));
+      return;
+    }
+    const res = new H1Response(this, req);
+    this.current = res;
+    const expect = req.headers.expect;
+    if (expect !== undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
+      if (continueExpression.test(expect)) {
+        this.cork();
+        this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+      } else if (this.server.listenerCount('checkExpectation') > 0) {
+        this.server.emit('checkExpectation', req, res);
+        return;
+      } else {
+        res.writeHead(417);
+        res.end();
+        return;
+      }
+    }
+    this.server.emit('request', req, res);
+  }
+
+  /** The answer `res` was written to its end. */
+  answered(res: H1Response): void {
+    if (this.current !== res) return;
+    this.current = undefined;
+    const req = res.req;
+    if (res.closeAfter || this.closed) {
+      this.ending = true;
+      this.socket.removeListener('data', this.onData);
+      if (!this.closed) this.socket.end();
+      return;
+    }
+    // The body nobody read is read and dropped, so the next request can follow it.
+    if (!req.complete) req.body?.resume();
+    const next = this.queue.shift();
+    if (next) {
+      if (this.queue.length === 0) this.unpause(pausedForQueue);
+      this.dispatch(next);
+      return;
+    }
+    if (req.complete && !this.reading) this.becomeIdle();
+  }
+
+  private becomeIdle(): void {
+    this.phase = 'idle';
+    this.since = performance.now();
+  }
+
+  private startUpgrade(head: Buffer): void {
+    const req = this.upgrading as H1Request;
+    if (this.current) {
+      // Pipelined behind an answer still being written: wait for it.
+      this.pause(pausedForQueue);
+      this.socket.removeListener('data', this.onData);
+      const waitFor = this.current;
+      waitFor.once('close', () => this.handOver(req, head));
+      return;
+    }
+    this.handOver(req, head);
+  }
+
+  /** The socket leaves HTTP: its bytes from now on are the upgraded protocol's (or the tunnel's). */
+  private handOver(req: H1Request, head: Buffer): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.socket.removeListener('data', this.onData);
+    this.socket.removeListener('timeout', this.onIdle);
+    this.socket.removeListener('end', this.onEnd);
+    this.socket.removeListener('close', this.onClose);
+    this.socket.removeListener('error', this.onError);
+    this.closed = true;
+    this.release();
+    this.socket.pause();
+    (this.socket as unknown as { readableFlowing: boolean | null }).readableFlowing = null;
+    const event = req.method === 'CONNECT' ? 'connect' : 'upgrade';
+    if (this.server.listenerCount(event) === 0) return void this.socket.destroy();
+    this.server.emit(event, req, this.socket, head);
+  }
+
+  private onParseError(err: ParseError): void {
+    // Bytes after a request that closes the connection are not read; its answer still goes out.
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      this.ending = true;
+      this.socket.removeListener('data', this.onData);
+      return;
+    }
+    this.refuse(err);
+  }
+
+  /** A request that cannot be served: the server's 'clientError' answers it and closes. */
+  private refuse(err: Error): void {
+    this.socket.removeListener('data', this.onData);
+    this.ending = true;
+    this.reading?.body?.destroy(err);
+    this.reading = undefined;
+    // An answer already under way cannot be followed by another head: the connection just closes.
+    if (this.current?.headersSent || this.server.listenerCount('clientError') === 0) return void this.socket.destroy();
+    this.server.emit('clientError', err, this.socket);
+  }
+
+  private readonly onEnd = (): void => {
+    // The caller sent its FIN. As node:http does (without httpAllowHalfOpen), a request not yet
+    // read whole is abandoned and the connection is ended once what was written has gone.
+    try {
+      this.parser.finish();
+    } catch {
+      // a handler threw; the connection is ending anyway
+    }
+    this.abandon();
+    if (this.socket.writable) this.socket.end();
+  };
+
+  private abandon(): void {
+    const req = this.reading;
+    this.reading = undefined;
+    if (req?.body && !req.complete) {
+      req.body.emit('aborted');
+      req.body.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+    }
+  }
+
+  private readonly onClose = (): void => {
+    if (this.closed) return;
+    this.closed = true;
+    this.abandon();
+    const res = this.current;
+    this.current = undefined;
+    this.queue.length = 0;
+    if (res && !res.writableEnded) res.emit('close');
+    this.release();
+  };
+
+  private release(): void {
+    if (this.freed) return;
+    this.freed = true;
+    this.parser.free();
+    this.onGone();
+  }
+
+  private takeFields(): string[] {
+    const fields = this.pendingFields;
+    this.pendingFields = [];
+    return fields;
+  }
+
+  private takeUrl(): string {
+    const url = this.pendingUrl;
+    this.pendingUrl = '';
+    return url;
+  }
+}
+
+function uncork(connection: H1ServerConnection): void {
+  connection.uncorkNow();
+}
