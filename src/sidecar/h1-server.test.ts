@@ -254,6 +254,38 @@ describe('a connection', () => {
     res?.end();
   });
 
+  test('a slow body keeps its connection: bytes arriving count as activity for streamIdleMs', async () => {
+    const { port } = await h1((req, res) => {
+      let got = '';
+      req.body?.on('data', (c: Buffer) => { got += c.toString(); });
+      req.body?.on('end', () => res.end(`got ${got}`));
+    }, { streamIdleMs: 400 });
+    const socket = netConnect(port, '127.0.0.1');
+    sockets.push(socket);
+    let answer = '';
+    socket.on('data', (c: Buffer) => { answer += c.toString(); });
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write('POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 12\r\n\r\n');
+    // 12 bytes, one every 150 ms: 1.8 s in all, far past the 400 ms limit, never 400 ms silent.
+    for (const byte of 'abcdefghijkl') {
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      socket.write(byte);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(answer).toMatch(/got abcdefghijkl$/);
+    // Silent now in both directions: closed by the limit.
+    await closed;
+  });
+
+  test('a request handler that throws loses its connection only: the process goes on and the next connection is served', async () => {
+    const { port } = await h1((req, res) => {
+      if (req.url === '/throw') throw new Error('a bug in a handler');
+      res.end('fine');
+    });
+    await exchange(port, 'GET /throw HTTP/1.1\r\nhost: a\r\n\r\n');
+    expect(await exchange(port, 'GET / HTTP/1.1\r\nhost: a\r\n\r\n', /fine$/)).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
   test('a head not complete within requestHeadersMs goes to clientError as ERR_HTTP_REQUEST_TIMEOUT', async () => {
     const { server, port } = await h1(() => undefined, { requestHeadersMs: 300 });
     const codes: string[] = [];
