@@ -259,20 +259,20 @@ describe('a connection', () => {
       let got = '';
       req.body?.on('data', (c: Buffer) => { got += c.toString(); });
       req.body?.on('end', () => res.end(`got ${got}`));
-    }, { streamIdleMs: 400 });
+    }, { streamIdleMs: 1000 });
     const socket = netConnect(port, '127.0.0.1');
     sockets.push(socket);
     let answer = '';
     socket.on('data', (c: Buffer) => { answer += c.toString(); });
     const closed = new Promise((resolve) => socket.on('close', resolve));
-    socket.write('POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 12\r\n\r\n');
-    // 12 bytes, one every 150 ms: 1.8 s in all, far past the 400 ms limit, never 400 ms silent.
-    for (const byte of 'abcdefghijkl') {
-      await new Promise((resolve) => setTimeout(resolve, 150));
+    socket.write('POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n');
+    // 10 bytes, one every 250 ms: 2.5 s in all, well past the 1 s limit, never near 1 s silent.
+    for (const byte of 'abcdefghij') {
+      await new Promise((resolve) => setTimeout(resolve, 250));
       socket.write(byte);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(answer).toMatch(/got abcdefghijkl$/);
+    expect(answer).toMatch(/got abcdefghij$/);
     // Silent now in both directions: closed by the limit.
     await closed;
   });
