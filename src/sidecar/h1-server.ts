@@ -485,6 +485,7 @@ export class H1ServerConnection {
       this.upgrading = req;
       return 2;
     }
+    // RFC 9110 §6.4: a request has content when it says so by Content-Length or Transfer-Encoding.
     const length = req.headers['content-length'];
     if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) req.body = new H1RequestBody(this);
     else req.complete = true;

@@ -37,4 +37,4 @@ export interface NativeParser {
   [callback: number]: unknown;
 }
 
-export type ParseError = Error & { code?: string; reason?: string; bytesParsed?: number };
+export type ParseError = Error & { code?: string; reason?: string };

@@ -135,7 +135,6 @@ async function proxyRequest(deps: OutboundDeps, req: H1Request, res: H1Response,
   if (!outcome.answered) reply(res, outcome.code, outcome.message);
 }
 
-/** RFC 9110 §6.4: a request has content when it says so by Content-Length or Transfer-Encoding. */
 /** Counted as isthmus_requests_refused_total{listener="outbound",reason="malformed"}. */
 function refused(deps: OutboundDeps): void {
   if (channels.requestRefused.hasSubscribers) channels.requestRefused.publish({ origin: deps.routing, listener: 'outbound', reason: 'malformed' });

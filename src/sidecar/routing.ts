@@ -240,9 +240,9 @@ export class RoutingTable {
     // into service. Once routed, losing every endpoint, moving away, and coming back to where
     // traffic was are failovers (and failbacks) like any other move.
     const closest = this.closestEver.get(key);
-    const newCapacity = closest === undefined || (route.primary !== undefined && route.primary < closest);
-    if (route.primary !== undefined && (closest === undefined || route.primary < closest)) this.closestEver.set(key, route.primary);
-    if (!newCapacity && this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
+    const closer = route.primary !== undefined && (closest === undefined || route.primary < closest);
+    if (closer) this.closestEver.set(key, route.primary as number);
+    if (closest !== undefined && !closer && this.lastPrimary.has(key) && this.lastPrimary.get(key) !== route.primary && failoverChannel.hasSubscribers) {
       const from = this.lastPrimary.get(key);
       const clustersAt = (priority: number | undefined) => [...new Set(localities.localities.filter((l) => l.priority === priority).map((l) => l.cluster))].sort();
       failoverChannel.publish({ origin: this, namespace, service, from, to: route.primary, fromClusters: clustersAt(from), toClusters: clustersAt(route.primary), loads: load.loads, at: now });
