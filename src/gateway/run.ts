@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { HeapTrim } from '../core/heap-trim.js';
 import type { Logger } from '../core/log.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
@@ -25,13 +26,18 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
   const client = new FederationClient(config, logger.child({ component: 'federation-client' }));
   const metrics = createMetrics('gateway', { cluster: config.cluster }, { origins: [gateway], activeConnections: () => gateway.stats.active });
   let admin: Server | undefined;
+  // Gives back the heap that loading the code and a large routing table grew (core/heap-trim.ts).
+  const heapTrim = new HeapTrim({ logger });
   try {
     const listening = await gateway.listen();
     admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics, config.adminTls);
     const adminAddress = admin.address();
     client.onCertificate = (certificate) => gateway.setCertificate(certificate);
     await client.startCertificates();
-    void client.watchRoutes((routes) => gateway.setRoutes(routes));
+    void client.watchRoutes((routes) => {
+      gateway.setRoutes(routes);
+      heapTrim.request('routes');
+    });
     const address = `${listening.host}:${listening.port}`;
     const adminHostPort = config.adminAdvertise
       ? `${config.adminAdvertise.host}:${config.adminAdvertise.port}`
@@ -47,6 +53,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
       advertised,
       admin: adminHostPort,
       stop: async () => {
+        heapTrim.stop();
         await client.close();
         await new Promise<void>((resolve) => admin?.close(() => resolve()));
         await gateway.close();
@@ -55,6 +62,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
       },
     };
   } catch (err) {
+    heapTrim.stop();
     metrics.close();
     await client.close();
     admin?.close();

@@ -1,0 +1,107 @@
+import { getHeapSpaceStatistics } from 'node:v8';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { HeapTrim, lowMemoryCollection } from './heap-trim.js';
+import { createLogger } from './log.js';
+
+const logger = createLogger({ name: 'test', level: 'silent' });
+
+/** A HeapTrim whose collection only records when it ran. */
+function counted(settleMs: number, minIntervalMs: number, pauseMs = 0) {
+  const ranAt: number[] = [];
+  const trim = new HeapTrim({ logger, settleMs, minIntervalMs, collect: async () => { ranAt.push(performance.now()); await sleep(pauseMs); } });
+  return { trim, ranAt };
+}
+
+describe('HeapTrim', () => {
+  it('runs once after a burst of requests, when the burst has settled', async () => {
+    const { trim, ranAt } = counted(50, 0);
+    const start = performance.now();
+    let lastRequest = 0;
+    for (let i = 0; i < 5; i++) {
+      trim.request('catalog');
+      lastRequest = performance.now();
+      await sleep(10);
+    }
+    await sleep(400);
+    expect(ranAt).toHaveLength(1);
+    // Not before the burst was over: the pause must not land in the middle of it.
+    expect(ranAt[0]! - lastRequest).toBeGreaterThanOrEqual(45);
+    expect(ranAt[0]! - start).toBeGreaterThanOrEqual(90);
+    trim.stop();
+  });
+
+  it('keeps a request made within the least interval and runs it at the interval\'s end', async () => {
+    const { trim, ranAt } = counted(10, 300);
+    trim.request('first');
+    await sleep(100);
+    expect(ranAt).toHaveLength(1);
+    trim.request('second');
+    trim.request('third');
+    await sleep(100);
+    // Still inside the 300 ms after the first trim.
+    expect(ranAt).toHaveLength(1);
+    await sleep(500);
+    expect(ranAt).toHaveLength(2);
+    expect(ranAt[1]! - ranAt[0]!).toBeGreaterThanOrEqual(295);
+    trim.stop();
+  });
+
+  it('waits longer after a longer pause, so that trims take at most 1/pauseShare of the time', async () => {
+    const ranAt: number[] = [];
+    // Each "collection" takes 20 ms; with pauseShare 20 the next may start 400 ms after it ends.
+    const trim = new HeapTrim({ logger, settleMs: 10, minIntervalMs: 0, pauseShare: 20, collect: async () => { ranAt.push(performance.now()); await sleep(20); } });
+    trim.request('first');
+    await sleep(100);
+    trim.request('second');
+    await sleep(150);
+    expect(ranAt).toHaveLength(1);
+    await sleep(600);
+    expect(ranAt).toHaveLength(2);
+    expect(ranAt[1]! - ranAt[0]!).toBeGreaterThanOrEqual(415);
+    trim.stop();
+  });
+
+  it('does nothing once stopped, and nothing without a request', async () => {
+    const { trim, ranAt } = counted(10, 0);
+    await sleep(50);
+    trim.request('catalog');
+    trim.stop();
+    trim.request('after stop');
+    await sleep(100);
+    expect(ranAt).toEqual([]);
+  });
+
+  it('survives a collection that fails, and trims again on the next request', async () => {
+    let calls = 0;
+    const trim = new HeapTrim({ logger, settleMs: 10, minIntervalMs: 0, collect: async () => { calls += 1; if (calls === 1) throw new Error('no inspector'); } });
+    trim.request('one');
+    await sleep(100);
+    trim.request('two');
+    await sleep(100);
+    expect(calls).toBe(2);
+    expect(trim.runs).toBe(1);
+    trim.stop();
+  });
+});
+
+describe('lowMemoryCollection', () => {
+  it('shrinks a young generation that a burst of allocation grew, which a plain full collection leaves', async () => {
+    const newSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size;
+    // Short-lived objects in quick succession, as a large catalog's parse makes: V8 grows the
+    // young generation for them.
+    let keep: unknown[] = [];
+    for (let round = 0; round < 60; round++) {
+      keep = Array.from({ length: 20_000 }, (_, i) => ({ name: `svc-${round}-${i}`, port: i }));
+    }
+    expect(keep.length).toBe(20_000);
+    keep = [];
+    const grown = newSpace();
+    await lowMemoryCollection();
+    // The session disconnects on the next turn of the loop; let it.
+    await sleep(10);
+    const after = newSpace();
+    expect(grown).toBeGreaterThan(2 * 1048576);
+    expect(after).toBeLessThan(grown / 2);
+  });
+});
