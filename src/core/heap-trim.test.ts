@@ -47,18 +47,22 @@ describe('HeapTrim', () => {
     trim.stop();
   });
 
-  it('waits longer after a longer pause, so that trims take at most 1/pauseShare of the time', async () => {
-    const ranAt: number[] = [];
-    // Each "collection" takes 20 ms; with pauseShare 20 the next may start 400 ms after it ends.
-    const trim = new HeapTrim({ logger, settleMs: 10, minIntervalMs: 0, pauseShare: 20, collect: async () => { ranAt.push(performance.now()); await sleep(20); } });
-    trim.request('first');
-    await sleep(100);
-    trim.request('second');
-    await sleep(150);
+  it('trims at once when asked to, folding in a pending request, and counts the interval from there', async () => {
+    const { trim, ranAt } = counted(50, 300);
+    trim.request('catalog');
+    const asked = performance.now();
+    await trim.now('start-up');
     expect(ranAt).toHaveLength(1);
-    await sleep(600);
+    expect(ranAt[0]! - asked).toBeLessThan(45);
+    await sleep(150);
+    // The pending request was folded in: nothing more ran at its settle time.
+    expect(ranAt).toHaveLength(1);
+    trim.request('catalog');
+    await sleep(100);
+    expect(ranAt).toHaveLength(1);
+    await sleep(300);
     expect(ranAt).toHaveLength(2);
-    expect(ranAt[1]! - ranAt[0]!).toBeGreaterThanOrEqual(415);
+    expect(ranAt[1]! - ranAt[0]!).toBeGreaterThanOrEqual(295);
     trim.stop();
   });
 

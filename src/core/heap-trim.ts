@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8';
 import type { Logger } from './log.js';
 
 /**
@@ -12,12 +13,12 @@ import type { Logger } from './log.js';
  * Measured on a sidecar with 1003 services: 76 → 66 MB of RSS for a 35 ms pause
  * (docs/benchmarks.md, "Memory of one sidecar process").
  *
- * Because it pauses the process, a trim runs `settleMs` after the last request for one (a burst
- * of catalog changes gets one trim, after it), and trims take at most 1/`pauseShare` of the time:
- * after a pause of p ms the next trim waits p × `pauseShare` ms, and at least `minIntervalMs`
- * (35 ms → 7 s with the defaults). A request inside that wait is kept and runs at its end, so
- * the last burst is always followed by one. Even a catalog that changed every second forever
- * would pause the process for 0.5% of the time, in single pauses, not more.
+ * Because it pauses the process (20–40 ms on an idle machine; up to 200 ms of wall time was seen
+ * while a whole dev mesh started on two cores), a trim runs `settleMs` after the last request
+ * for one, so a burst of changes gets one trim after it, and at most once per `minIntervalMs`.
+ * A request inside that interval is kept and runs at its end, so the last burst is always
+ * followed by a trim. Changes that kept coming every few seconds forever would pause the process
+ * for about 0.4% of the time with the defaults, one short pause every 10 s.
  */
 export interface HeapTrimOptions {
   logger: Logger;
@@ -25,18 +26,15 @@ export interface HeapTrimOptions {
   settleMs?: number;
   /** The least time between two trims. */
   minIntervalMs?: number;
-  /** Trims take at most 1/pauseShare of the time (see above). */
-  pauseShare?: number;
   /** The collection itself; the default is V8's low-memory collection through the inspector. */
   collect?: () => Promise<void>;
 }
 
-export const defaultHeapTrim = { settleMs: 2000, minIntervalMs: 5000, pauseShare: 200 } as const;
+export const defaultHeapTrim = { settleMs: 2000, minIntervalMs: 10_000 } as const;
 
 export class HeapTrim {
   private readonly settleMs: number;
   private readonly minIntervalMs: number;
-  private readonly pauseShare: number;
   private readonly collect: () => Promise<void>;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
@@ -51,7 +49,6 @@ export class HeapTrim {
   constructor(opts: HeapTrimOptions) {
     this.settleMs = opts.settleMs ?? defaultHeapTrim.settleMs;
     this.minIntervalMs = opts.minIntervalMs ?? defaultHeapTrim.minIntervalMs;
-    this.pauseShare = opts.pauseShare ?? defaultHeapTrim.pauseShare;
     this.collect = opts.collect ?? lowMemoryCollection;
     this.log = opts.logger.child({ component: 'heap-trim' });
   }
@@ -76,12 +73,29 @@ export class HeapTrim {
     this.timer.unref();
   }
 
+  /**
+   * Trims at once, whatever the interval: for a moment when no request can be waiting on the
+   * process, such as just before a proxy opens its listeners. A trim already asked for is
+   * folded into this one.
+   */
+  async now(reason: string): Promise<void> {
+    if (this.stopped || this.running) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pendingReason = undefined;
+    await this.collectOnce(reason);
+  }
+
   private async run(): Promise<void> {
     this.timer = undefined;
     if (this.stopped || this.pendingReason === undefined) return;
     if (this.running) return this.schedule(this.settleMs);
     const reason = this.pendingReason;
     this.pendingReason = undefined;
+    await this.collectOnce(reason);
+  }
+
+  private async collectOnce(reason: string): Promise<void> {
     this.running = true;
     const rssBefore = process.memoryUsage.rss();
     const started = performance.now();
@@ -96,8 +110,7 @@ export class HeapTrim {
       // Not worth more than a line: the process runs on with the memory it had.
       this.log.debug({ reason, err: String(err) }, 'could not trim the heap');
     } finally {
-      const ended = performance.now();
-      this.notBefore = ended + Math.max(this.minIntervalMs, (ended - started) * this.pauseShare);
+      this.notBefore = performance.now() + this.minIntervalMs;
       this.running = false;
     }
     // A request that came while this one ran is kept for after the interval.
@@ -111,9 +124,16 @@ const mb = (bytes: number) => Math.round(bytes / 104857.6) / 10;
  * V8's low-memory collection: full, compacting, the young generation shrunk and freed pages
  * returned. The session is disconnected on the next turn of the loop: disconnecting inside the
  * command's callback deadlocks Node 20 (the heap profiler agent's lock is still held there).
+ *
+ * A forced collection also throws away the bytecode of every function not running at that
+ * moment, which would undo the sidecar's warm-up: in the cold-start bench, p99 went from 17–24
+ * to 27–34 ms and the slowest request from 38 to 55–61 ms as the first requests recompiled the
+ * request path. Bytecode flushing is therefore turned off first, for the whole process; V8
+ * otherwise flushes only functions unused for a while, so little memory is kept for it.
  */
 export async function lowMemoryCollection(): Promise<void> {
   if (!process.features.inspector) throw new Error('this node has no inspector');
+  setFlagsFromString('--no-flush-bytecode');
   const { Session } = await import('node:inspector');
   const session = new Session();
   session.connect();

@@ -1,6 +1,12 @@
-import { expect, test } from 'vitest';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent } from 'undici';
+import { describe, expect, it, test } from 'vitest';
 import { CatalogSnapshotSchema, GatewayRoutesSchema, LocalEndpointsSchema } from '../model/records.js';
-import { snapshotProblem } from './long-poll.js';
+import { createLogger } from './log.js';
+import { longPoll, snapshotProblem } from './long-poll.js';
+import { Type } from './typebox.js';
 
 // What a sidecar or gateway refuses from the federation API, and the reason it logs.
 test.each([
@@ -22,4 +28,55 @@ test.each([
   ['routes', GatewayRoutesSchema, { version: 1, cluster: 'east', services: [], addedLater: true }, undefined],
 ])('%s %j → %s', (_kind, schema, value, problem) => {
   expect(snapshotProblem(schema, value)).toBe(problem);
+});
+
+describe('longPoll pacing', () => {
+  // A federation whose snapshot changes before every request, as during a burst of exports:
+  // each GET is answered at once with the next version.
+  async function churningFederation() {
+    let version = 0;
+    const server = createServer((_req, res) => {
+      version += 1;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ version, padding: 'x'.repeat(1000) }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return { url: `http://127.0.0.1:${port}`, served: () => version, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  }
+
+  async function poll(paceMs: ((bytes: number) => number) | undefined, forMs: number) {
+    const federation = await churningFederation();
+    const agent = new Agent();
+    const abort = new AbortController();
+    const seen: { version: number; at: number }[] = [];
+    const started = performance.now();
+    const feed = { name: 'test', path: '/v1/test', schema: Type.Object({ version: Type.Integer() }), versionOf: (v: { version: number }) => v.version, ...(paceMs ? { paceMs } : {}) };
+    const running = longPoll(feed, {
+      federationUrl: federation.url, dispatcher: () => agent, signal: abort.signal, logger: createLogger({ name: 'test', level: 'silent' }), waitSeconds: 1,
+      onSnapshot: (value) => { seen.push({ version: value.version, at: performance.now() - started }); },
+    });
+    await sleep(forMs);
+    abort.abort();
+    await running;
+    await agent.close();
+    await federation.close();
+    return seen;
+  }
+
+  it('asks for a snapshot at most once per pace while the feed churns', async () => {
+    const seen = await poll((bytes) => (bytes > 500 ? 300 : 0), 1000);
+    // At 0, ~300, ~600, ~900 ms: four, however fast the federation changes.
+    expect(seen.length).toBeGreaterThanOrEqual(2);
+    expect(seen.length).toBeLessThanOrEqual(4);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!.at - seen[i - 1]!.at).toBeGreaterThanOrEqual(295);
+  });
+
+  it('takes every snapshot when the feed sets no pace, or the snapshot is under its size', async () => {
+    const unpaced = await poll(undefined, 300);
+    const small = await poll((bytes) => (bytes > 1_000_000 ? 300 : 0), 300);
+    // Loopback answers in well under 30 ms each; a pace of 300 ms would allow two.
+    expect(unpaced.length).toBeGreaterThan(10);
+    expect(small.length).toBeGreaterThan(10);
+  });
 });

@@ -30,6 +30,13 @@ export interface LongPollFeed<S extends TSchema> {
   versionOf(value: Static<S>): number;
   /** A 404 means this federation does not serve the path (an older version), not a fault: ask again later. */
   optional?: boolean;
+  /**
+   * How long to wait, after passing on a snapshot of `bytes` bytes, before asking for the next.
+   * Changes made meanwhile are not lost: the next answer is the federation's latest snapshot,
+   * which holds them all. A large snapshot costs the receiver its whole size to parse, check
+   * and index at every change, so a burst of changes is taken as one every so often.
+   */
+  paceMs?(bytes: number): number;
 }
 
 export interface LongPollOptions<S extends TSchema> {
@@ -105,6 +112,8 @@ export async function longPoll<S extends TSchema>(feed: LongPollFeed<S>, opts: L
       if (digest === delivered) continue;
       delivered = digest;
       opts.onSnapshot(snapshot, held);
+      const pause = feed.paceMs?.(text.length) ?? 0;
+      if (pause > 0) await sleep(pause, undefined, { signal }).catch(() => undefined);
     } catch (err) {
       if (signal.aborted) return;
       if (!outage) log.warn({ err: describeError(err), url: opts.federationUrl }, `${feed.name} unavailable; keeping the last good one and retrying`);

@@ -9,6 +9,9 @@ import { FederationClient } from './federation-client.js';
 import { gatewayRoot } from './gateway-certificate.js';
 import { Gateway } from './gateway.js';
 
+/** From this many services on, each routing table's parse and index leave megabytes of heap behind. */
+const largeRoutingTableServices = 100;
+
 export interface RunningGateway {
   gateway: Gateway;
   address: string;
@@ -29,6 +32,8 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
   // Gives back the heap that loading the code and a large routing table grew (core/heap-trim.ts).
   const heapTrim = new HeapTrim({ logger });
   try {
+    // Before the listener opens, so that the pause delays no connection.
+    await heapTrim.now('start-up');
     const listening = await gateway.listen();
     admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics, config.adminTls);
     const adminAddress = admin.address();
@@ -36,7 +41,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     await client.startCertificates();
     void client.watchRoutes((routes) => {
       gateway.setRoutes(routes);
-      heapTrim.request('routes');
+      if (routes.services.length >= largeRoutingTableServices) heapTrim.request('routes');
     });
     const address = `${listening.host}:${listening.port}`;
     const adminHostPort = config.adminAdvertise
