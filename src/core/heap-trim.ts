@@ -1,6 +1,3 @@
-import { setFlagsFromString } from 'node:v8';
-import type { Logger } from './log.js';
-
 /**
  * Gives memory back to the system once a burst of garbage is over.
  *
@@ -10,16 +7,19 @@ import type { Logger } from './log.js';
  * generation nor returns the freed old-generation pages soon. What does both is V8's "low
  * memory" collection, which Node reaches only through the inspector protocol
  * (`HeapProfiler.collectGarbage`); an in-process session needs no port and no debugger.
- * Measured on a sidecar with 1003 services: 76 → 66 MB of RSS for a 35 ms pause
- * (docs/benchmarks.md, "Memory of one sidecar process").
+ * Measured on a sidecar with 1003 services: 67–75 → 64–67 MB of RSS (docs/benchmarks.md,
+ * "Memory of one sidecar process").
  *
- * Because it pauses the process (20–40 ms on an idle machine; up to 200 ms of wall time was seen
+ * Because it pauses the process (18–40 ms on an idle machine; up to 300 ms of wall time was seen
  * while a whole dev mesh started on two cores), a trim runs `settleMs` after the last request
  * for one, so a burst of changes gets one trim after it, and at most once per `minIntervalMs`.
  * A request inside that interval is kept and runs at its end, so the last burst is always
  * followed by a trim. Changes that kept coming every few seconds forever would pause the process
  * for about 0.4% of the time with the defaults, one short pause every 10 s.
  */
+import { setFlagsFromString } from 'node:v8';
+import type { Logger } from './log.js';
+
 export interface HeapTrimOptions {
   logger: Logger;
   /** How long after the last `request()` the trim runs. */
