@@ -47,25 +47,6 @@ describe('HeapTrim', () => {
     trim.stop();
   });
 
-  it('trims at once when asked to, folding in a pending request, and counts the interval from there', async () => {
-    const { trim, ranAt } = counted(50, 300);
-    trim.request('catalog');
-    const asked = performance.now();
-    await trim.now('start-up');
-    expect(ranAt).toHaveLength(1);
-    expect(ranAt[0]! - asked).toBeLessThan(45);
-    await sleep(150);
-    // The pending request was folded in: nothing more ran at its settle time.
-    expect(ranAt).toHaveLength(1);
-    trim.request('catalog');
-    await sleep(100);
-    expect(ranAt).toHaveLength(1);
-    await sleep(300);
-    expect(ranAt).toHaveLength(2);
-    expect(ranAt[1]! - ranAt[0]!).toBeGreaterThanOrEqual(295);
-    trim.stop();
-  });
-
   it('does nothing once stopped, and nothing without a request', async () => {
     const { trim, ranAt } = counted(10, 0);
     await sleep(50);

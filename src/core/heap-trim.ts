@@ -73,19 +73,6 @@ export class HeapTrim {
     this.timer.unref();
   }
 
-  /**
-   * Trims at once, whatever the interval: for a moment when no request can be waiting on the
-   * process, such as just before a proxy opens its listeners. A trim already asked for is
-   * folded into this one.
-   */
-  async now(reason: string): Promise<void> {
-    if (this.stopped || this.running) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.pendingReason = undefined;
-    await this.collectOnce(reason);
-  }
-
   private async run(): Promise<void> {
     this.timer = undefined;
     if (this.stopped || this.pendingReason === undefined) return;

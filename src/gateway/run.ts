@@ -29,11 +29,9 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
   const client = new FederationClient(config, logger.child({ component: 'federation-client' }));
   const metrics = createMetrics('gateway', { cluster: config.cluster }, { origins: [gateway], activeConnections: () => gateway.stats.active });
   let admin: Server | undefined;
-  // Gives back the heap that loading the code and a large routing table grew (core/heap-trim.ts).
+  // Gives back the heap that a large routing table grew (core/heap-trim.ts).
   const heapTrim = new HeapTrim({ logger });
   try {
-    // Before the listener opens, so that the pause delays no connection.
-    await heapTrim.now('start-up');
     const listening = await gateway.listen();
     admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics, config.adminTls);
     const adminAddress = admin.address();

@@ -139,9 +139,6 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const warm = await warmUp({ cluster: config.cluster, zone: config.zone, identity, timeouts, requests: config.warmUpRequests ?? defaultWarmUpRequests() });
     if (warm.error !== undefined) logger.warn({ err: warm.error, answered: warm.answered, ms: Math.round(warm.ms) }, 'the warm-up failed; serving anyway, with cold code');
     else if (warm.answered > 0) logger.info({ requests: warm.answered, ms: Math.round(warm.ms) }, 'warmed up');
-    // Loading the code and the warm-up grew the heap (about 8 MB more RSS than after a trim).
-    // Trimmed now, before the listeners open, so that the pause delays no request.
-    await heapTrim.now('start-up');
     health.start();
     closers.push(() => health.stop());
     // Ejections end by time, not by an event: look again every second.
