@@ -75,8 +75,9 @@ describe('longPoll pacing', () => {
   it('takes every snapshot when the feed sets no pace, or the snapshot is under its size', async () => {
     const unpaced = await poll(undefined, 300);
     const small = await poll((bytes) => (bytes > 1_000_000 ? 300 : 0), 300);
-    // Loopback answers in well under 30 ms each; a pace of 300 ms would allow two.
-    expect(unpaced.length).toBeGreaterThan(10);
-    expect(small.length).toBeGreaterThan(10);
+    // A pace of 300 ms would allow one snapshot in these 300 ms (two at the edge); three or
+    // more shows none was applied, however slow the machine is to answer.
+    expect(unpaced.length).toBeGreaterThanOrEqual(3);
+    expect(small.length).toBeGreaterThanOrEqual(3);
   });
 });
