@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { decayMs, endpointLoad, forgetLatency, loadCost, requestEnded, requestStarted } from './peak-ewma.js';
+import { decayMs, endpointLoad, forgetLatency, loadCost, requestEnded, requestStarted, staleMs } from './peak-ewma.js';
 
 const answered = (latencies: number[], everyMs: number) => {
   const load = endpointLoad();
@@ -42,15 +42,34 @@ describe('peak-EWMA of one endpoint', () => {
     expect(load.ewmaMs).toBe(2000);
   });
 
-  test('unused, the estimate decays towards 0 with τ = 10 s, so a slow endpoint is tried again', () => {
+  test('unused, the estimate decays towards 0 with τ = 10 s, and is dropped after 10 s without an answer', () => {
     const { load, now } = answered([400], 100);
     expect(loadCost(load, 1, now)).toBeCloseTo(401, 6);
-    expect(loadCost(load, 1, now + decayMs)).toBeCloseTo(400 / Math.E + 1, 6);
+    expect(loadCost(load, 1, now + staleMs)).toBeCloseTo(400 / Math.E + 1, 6);
     // Next to an endpoint in use that answers in 3 ms (its estimate fresh at every read), the
-    // unused 400 ms one is cheaper again after τ × ln(400/3) ≈ 49 s.
+    // unused 400 ms one stays dearer until its estimate is 10 s old, then costs its queue only:
+    // it gets the next request (decay alone would take τ × ln(400/3) ≈ 49 s).
     const fastAt = (at: number) => ({ ...endpointLoad(), ewmaMs: 3, stampMs: at });
-    const crossing = [40_000, 45_000, 50_000, 55_000].map((t) => loadCost(load, 1, now + t) < loadCost(fastAt(now + t), 1, now + t));
-    expect(crossing).toEqual([false, false, true, true]);
+    const cheaper = [1_000, 5_000, 9_900, 10_100, 40_000].map((t) => loadCost(load, 1, now + t) < loadCost(fastAt(now + t), 1, now + t));
+    expect(cheaper).toEqual([false, false, false, true, true]);
+    expect(loadCost(load, 1, now + staleMs + 1)).toBe(1);
+  });
+
+  test('the first answer after a stale estimate replaces it; a failure does not', () => {
+    const { load, now } = answered([85], 100);
+    // Within 10 s a fast answer only pulls the peak down by its time weight.
+    const early = { ...load };
+    requestStarted(early);
+    requestEnded(early, 3, true, now + 5_000);
+    expect(early.ewmaMs).toBeCloseTo(85 * Math.exp(-0.5) + 3 * (1 - Math.exp(-0.5)), 6);
+    // A failure after 10 s leaves the old estimate (dropped when read) as it was.
+    requestStarted(load);
+    requestEnded(load, 1, false, now + 12_000);
+    expect(load).toMatchObject({ ewmaMs: 85, stampMs: now });
+    // An answer after 10 s is the new estimate whole: the endpoint is as cheap as it answers.
+    requestStarted(load);
+    requestEnded(load, 3, true, now + 12_000);
+    expect(load).toMatchObject({ ewmaMs: 3, stampMs: now + 12_000, outstanding: 0 });
   });
 
   test('an endpoint back in service starts from nothing: its outage is forgotten, and attempts sent before its return are not measured', () => {
@@ -60,8 +79,8 @@ describe('peak-EWMA of one endpoint', () => {
     requestStarted(load);
     requestEnded(load, 8000, true, now + 8000);
     expect(load.ewmaMs).toBe(8000);
-    // Left that way, it costs more than a 3 ms peer for τ × ln(8000/3) ≈ 79 s.
-    expect(loadCost(load, 1, now + 8000 + 60_000)).toBeGreaterThan(loadCost({ ...endpointLoad(), ewmaMs: 3, stampMs: now + 68_000 }, 1, now + 68_000));
+    // Left that way, it costs more than a 3 ms peer until the estimate is 10 s old.
+    expect(loadCost(load, 1, now + 8000 + 9_000)).toBeGreaterThan(loadCost({ ...endpointLoad(), ewmaMs: 3, stampMs: now + 17_000 }, 1, now + 17_000));
     forgetLatency(load, now + 8001);
     expect(loadCost(load, 1, now + 8001)).toBe(2); // its queue only: the one attempt still outstanding
     // The other attempt from before the return ends late: it counts as done, not as a measurement.

@@ -11,8 +11,14 @@
  *   first slow answer, not after many.
  * - Read, the average decays towards 0 with the same τ while no answer comes (as tower decays it
  *   when it reads a load), so an endpoint left for being slow is tried again after a while and
- *   wins its traffic back once it answers fast. With τ = 10 s (Linkerd's default decay) a 400 ms
- *   endpoint next to a 3 ms one gets one request every ~50 s while it stays slow.
+ *   wins its traffic back once it answers fast.
+ * - An estimate with no answer for `staleMs` (10 s) is dropped: the endpoint costs its queue, as
+ *   a new one does, and its next answer is its estimate, not a blend with the old one. Decay
+ *   alone left an endpoint unused for τ × ln(peak / the others' latency): one 85 ms answer
+ *   beside 3 ms peers (a gateway catching up after a hang, or any answer on a busy machine) kept
+ *   it out for ~33 s, a 400 ms one for ~50 s. Now an endpoint unused for 10 s wins the next draw
+ *   it is in (every one, with two endpoints), and a slow one costs about one request per 10 s
+ *   while it stays slow.
  * - An endpoint that comes back (its active health check passes again after failing, or an
  *   ejection for refused connections ends early) starts again from nothing (`forgetLatency`):
  *   what it measured while sick says nothing about it now. Without that, a gateway that hung
@@ -37,6 +43,9 @@ export interface EndpointLoad {
 /** τ of the average: how fast an old latency is forgotten (Linkerd's default decay, 10 s). */
 export const decayMs = 10_000;
 
+/** An estimate not refreshed by an answer for this long says nothing about now: it is dropped. */
+export const staleMs = 10_000;
+
 export function endpointLoad(): EndpointLoad {
   return { ewmaMs: 0, stampMs: 0, outstanding: 0, since: Number.NEGATIVE_INFINITY };
 }
@@ -53,7 +62,7 @@ export function requestStarted(load: EndpointLoad): void {
 export function requestEnded(load: EndpointLoad, latencyMs: number, answered: boolean, now: number): void {
   if (load.outstanding > 0) load.outstanding -= 1;
   if (now - latencyMs < load.since) return;
-  if (latencyMs > load.ewmaMs) {
+  if (latencyMs > load.ewmaMs || (answered && now - load.stampMs > staleMs)) {
     load.ewmaMs = latencyMs;
   } else if (answered) {
     const kept = Math.exp(-Math.max(0, now - load.stampMs) / decayMs);
@@ -77,6 +86,7 @@ export function forgetLatency(load: EndpointLoad, now: number): void {
 
 /** What sending one more request to the endpoint is expected to cost; lower is better. */
 export function loadCost(load: EndpointLoad, weight: number, now: number): number {
-  const average = load.ewmaMs === 0 ? 0 : load.ewmaMs * Math.exp(-Math.max(0, now - load.stampMs) / decayMs);
+  const age = now - load.stampMs;
+  const average = load.ewmaMs === 0 || age > staleMs ? 0 : load.ewmaMs * Math.exp(-Math.max(0, age) / decayMs);
   return ((average + 1) * (load.outstanding + 1)) / weight;
 }

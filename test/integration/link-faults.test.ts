@@ -236,7 +236,7 @@ spec: { service: hello, attempts: ${attempts}, perTryTimeout: ${perTryMs}ms, ret
   // over the slow link before the balancer measured latency). The sidecar's power of two choices
   // over peak-EWMA latency (model/peak-ewma.ts) sends to the cheaper of the two: north, ~100×
   // faster here. West still gets some: the first requests before both are measured, one when
-  // its estimate has decayed (τ = 10 s) below north's, and those sent while north has requests
+  // its estimate is 10 s old and dropped, and those sent while north has requests
   // outstanding (two callers). 80% leaves room for those and for a busy machine, and is far
   // from the 50% that means latency is ignored.
   test('most of that traffic avoids the slow link: at least 80% goes to north', () => {
