@@ -122,13 +122,31 @@ export async function connectStore(flags: EtcdFlags): Promise<FederationStore> {
   return await FederationStore.connect({ endpoints: etcdEndpoints(flags.etcd), tls: etcdTlsFiles(flags), logger: silentLogger, dialTimeoutMs: 3000, refusedIsFinal: true });
 }
 
-/** Opens a store, runs `work`, always closes it. */
-export async function withStore<T>(flags: EtcdFlags, work: (store: FederationStore) => Promise<T>): Promise<T> {
+/**
+ * How long a command's work with etcd may take in all. Each etcd call has its own 5 s deadline,
+ * but a wait that no call owns (seen once: `policy apply` still running, idle, 32 minutes after
+ * a CI test gave up on it) must end the command with an error, not leave it running.
+ */
+export const storeWorkDeadlineMs = 60_000;
+/** How long closing the store may take once the work is done: the result is not held back for it. */
+const storeCloseMs = 2_000;
+
+/** Opens a store, runs `work` within `deadlineMs`, always closes it. */
+export async function withStore<T>(flags: EtcdFlags, work: (store: FederationStore) => Promise<T>, deadlineMs = storeWorkDeadlineMs): Promise<T> {
   const store = await connectStore(flags);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new IsthmusError('ISTHMUS_ERR_ETCD_UNREACHABLE',
+      `the work with etcd at ${etcdEndpoints(flags.etcd).join(', ')} did not finish within ${deadlineMs / 1000} s, although etcd answered at first. ` +
+      'A write may or may not have been made: check etcd (`etcdctl endpoint health`), then run the command again (it is safe to repeat).')), deadlineMs);
+  });
   try {
-    return await work(store);
+    return await Promise.race([work(store), late]);
   } finally {
-    await store.close().catch(() => undefined);
+    clearTimeout(timer);
+    let closing: NodeJS.Timeout | undefined;
+    await Promise.race([store.close().catch(() => undefined), new Promise((resolve) => { closing = setTimeout(resolve, storeCloseMs); })]);
+    clearTimeout(closing);
   }
 }
 
