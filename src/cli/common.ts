@@ -131,15 +131,24 @@ export const storeWorkDeadlineMs = 60_000;
 /** How long closing the store may take once the work is done: the result is not held back for it. */
 const storeCloseMs = 2_000;
 
-/** Opens a store, runs `work` within `deadlineMs`, always closes it. */
+/** Opens a store, runs `work`, always closes it; connecting and the work together get `deadlineMs`. */
 export async function withStore<T>(flags: EtcdFlags, work: (store: FederationStore) => Promise<T>, deadlineMs = storeWorkDeadlineMs): Promise<T> {
-  const store = await connectStore(flags);
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new IsthmusError('ISTHMUS_ERR_ETCD_UNREACHABLE',
-      `the work with etcd at ${etcdEndpoints(flags.etcd).join(', ')} did not finish within ${deadlineMs / 1000} s, although etcd answered at first. ` +
+      `the work with etcd at ${etcdEndpoints(flags.etcd).join(', ')} did not finish within ${deadlineMs / 1000} s. ` +
       'A write may or may not have been made: check etcd (`etcdctl endpoint health`), then run the command again (it is safe to repeat).')), deadlineMs);
   });
+  const connecting = connectStore(flags);
+  let store: FederationStore;
+  try {
+    store = await Promise.race([connecting, late]);
+  } catch (err) {
+    clearTimeout(timer);
+    // Too late: a store that connects after all is closed, not left holding the process.
+    connecting.then((s) => s.close(), () => undefined).catch(() => undefined);
+    throw err;
+  }
   try {
     return await Promise.race([work(store), late]);
   } finally {
