@@ -32,6 +32,13 @@ export interface HeapTrimOptions {
 
 export const defaultHeapTrim = { settleMs: 2000, minIntervalMs: 10_000 } as const;
 
+/**
+ * From this many services on, each catalog (sidecar) or routing table (gateway) parsed and
+ * indexed leaves megabytes of heap behind, and the proxy asks for a trim after it. Below it,
+ * a proxy never trims: no inspector session, no V8 flag.
+ */
+export const largeTableServices = 100;
+
 export class HeapTrim {
   private readonly settleMs: number;
   private readonly minIntervalMs: number;
@@ -43,7 +50,7 @@ export class HeapTrim {
   private running = false;
   private pendingReason: string | undefined;
   private stopped = false;
-  /** Trims run so far; for tests and the admin's view. */
+  /** Trims run so far (the tests read it). */
   runs = 0;
 
   constructor(opts: HeapTrimOptions) {

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { HeapTrim } from '../core/heap-trim.js';
+import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
 import type { Logger } from '../core/log.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
@@ -8,9 +8,6 @@ import type { GatewayConfig } from './config.js';
 import { FederationClient } from './federation-client.js';
 import { gatewayRoot } from './gateway-certificate.js';
 import { Gateway } from './gateway.js';
-
-/** From this many services on, each routing table's parse and index leave megabytes of heap behind. */
-const largeRoutingTableServices = 100;
 
 export interface RunningGateway {
   gateway: Gateway;
@@ -39,7 +36,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     await client.startCertificates();
     void client.watchRoutes((routes) => {
       gateway.setRoutes(routes);
-      if (routes.services.length >= largeRoutingTableServices) heapTrim.request('routes');
+      if (routes.services.length >= largeTableServices) heapTrim.request('routes');
     });
     const address = `${listening.host}:${listening.port}`;
     const adminHostPort = config.adminAdvertise

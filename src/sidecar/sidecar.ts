@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { HeapTrim } from '../core/heap-trim.js';
+import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
 import type { Logger } from '../core/log.js';
 import { parseDuration } from '../core/validate.js';
 import { HealthChecker } from '../federation/health-checker.js';
@@ -28,9 +28,6 @@ import { resolveTimeouts } from './timeouts.js';
 import { Upstreams } from './upstreams.js';
 import { defaultWarmUpRequests, warmUp } from './warm-up.js';
 import { closeServer, hostPort, listen } from './listen.js';
-
-/** From this many services on, each catalog's parse and index leave megabytes of heap behind. */
-const largeCatalogServices = 100;
 
 export interface RunningSidecar {
   outbound: string;
@@ -119,7 +116,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     watch.on('catalog', (c: Catalog) => {
       catalog = c;
       routing.setCatalog(c);
-      if (c.services.length >= largeCatalogServices) heapTrim.request('catalog');
+      if (c.services.length >= largeTableServices) heapTrim.request('catalog');
     });
     watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
     // Who may call this workload: enforced by its inbound (docs/authorization.md).
