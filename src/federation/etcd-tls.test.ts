@@ -157,3 +157,21 @@ describe('the CLI', () => {
     expect(JSON.parse(missing.stdout).error).toMatchObject({ code: 'ISTHMUS_ERR_ETCD_TLS_FILE_INVALID', message: expect.stringContaining(`${join(dir, 'gone-key.pem')} (--etcd-key`) });
   });
 });
+
+describe('gRPC credentials for etcd', () => {
+  test('once made, Node\'s DEP0123 warning (an IP address as TLS SNI, which gRPC sends) is dropped and every other warning still shows', async () => {
+    const seen: string[] = [];
+    const listener = (w: Error & { code?: string }) => seen.push(w.code ?? w.name);
+    process.on('warning', listener);
+    try {
+      grpcCredentials({ ca: Buffer.from('unused') } as Parameters<typeof grpcCredentials>[0]);
+      process.emitWarning('Setting the TLS ServerName to an IP address is not permitted by RFC 6066.', { type: 'DeprecationWarning', code: 'DEP0123' });
+      process.emitWarning('Setting the TLS ServerName to an IP address is not permitted by RFC 6066.', 'DeprecationWarning', 'DEP0123');
+      process.emitWarning('another deprecation', { type: 'DeprecationWarning', code: 'DEP0999' });
+      await new Promise((r) => setImmediate(r));
+      expect(seen).toEqual(['DEP0999']);
+    } finally {
+      process.off('warning', listener);
+    }
+  });
+});

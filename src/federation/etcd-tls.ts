@@ -101,8 +101,26 @@ function defaultRoots(): Buffer {
   return Buffer.from([...rootCertificates, extraPem].join('\n'));
 }
 
+/**
+ * gRPC names the server in TLS's SNI even when it is an IP address, and Node 20 warns about that
+ * (DEP0123) on the process's stderr, in the middle of a CLI command's output. The name is only
+ * SNI: the certificate is still checked against the IP address dialled. Only that warning is
+ * dropped, and only once the process makes gRPC credentials for etcd (below).
+ */
+function silenceIpServernameWarning(): void {
+  const emit = process.emitWarning;
+  if ((emit as { isthmusFiltered?: boolean }).isthmusFiltered) return;
+  const filtered = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+    const code = typeof rest[0] === 'object' && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+    if (code === 'DEP0123') return;
+    return (emit as (...args: unknown[]) => void).call(process, warning, ...rest);
+  };
+  process.emitWarning = Object.assign(filtered, { isthmusFiltered: true }) as typeof process.emitWarning;
+}
+
 /** etcd3's `credentials` option: gRPC's createSsl arguments. */
 export function grpcCredentials(tls: EtcdTls): { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer } {
+  silenceIpServernameWarning();
   return {
     rootCertificate: tls.ca ?? defaultRoots(),
     ...(tls.key ? { privateKey: tls.key } : {}),

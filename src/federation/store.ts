@@ -92,23 +92,6 @@ export function parseEndpoints(endpoints: string | string[]): string[] {
   return list;
 }
 
-/**
- * gRPC names the server in TLS's SNI even when it is an IP address, and Node 20 warns about that
- * (DEP0123) on the process's stderr, in the middle of a CLI command's output. The name is only
- * SNI: the certificate is still checked against the IP address dialled. Only that warning is
- * dropped, and only once the process talks TLS to etcd.
- */
-function silenceIpServernameWarning(): void {
-  const emit = process.emitWarning;
-  if ((emit as { isthmusFiltered?: boolean }).isthmusFiltered) return;
-  const filtered = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
-    const code = typeof rest[0] === 'object' && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
-    if (code === 'DEP0123') return;
-    return (emit as (...args: unknown[]) => void).call(process, warning, ...rest);
-  };
-  process.emitWarning = Object.assign(filtered, { isthmusFiltered: true }) as typeof process.emitWarning;
-}
-
 async function tlsFailure(endpoints: string[], tls: EtcdTls | undefined, cause: unknown): Promise<IsthmusError | undefined> {
   const reason = await diagnoseEtcdTls(endpoints[0]!, tls).catch(() => undefined);
   return reason === undefined ? undefined : new IsthmusError('ISTHMUS_ERR_ETCD_TLS_FAILED', `${reason}.`, { cause, details: { endpoints } });
@@ -179,7 +162,6 @@ export class FederationStore {
   static async connect(opts: ConnectOptions): Promise<FederationStore> {
     const endpoints = parseEndpoints(opts.endpoints);
     const tls = loadEtcdTls(endpoints, opts.tls);
-    if (tls) silenceIpServernameWarning();
     const dialTimeoutMs = opts.dialTimeoutMs ?? 3_000;
     const callTimeoutMs = opts.callTimeoutMs ?? 5_000;
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'federation-store' });
