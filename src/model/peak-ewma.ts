@@ -23,7 +23,8 @@
  *   ejection for refused connections ends early) starts again from nothing (`forgetLatency`):
  *   what it measured while sick says nothing about it now. Without that, a gateway that hung
  *   for 8 s answered its backlog at 8 s on resuming, and that peak kept it out of a two-endpoint
- *   balancer for a minute (8000 ms decays to a healthy peer's ~3 ms only after τ × ln(2700)).
+ *   balancer for a minute by decay alone (8000 ms reaches a healthy peer's ~3 ms only after
+ *   τ × ln(2700)), and would still keep it out for 10 s until the estimate goes stale.
  * - Cost = (average + 1 ms) × (outstanding + 1) / weight. The 1 ms keeps the outstanding count
  *   meaningful when nothing was measured yet: an unmeasured endpoint costs as much as its queue,
  *   so new endpoints are tried at once (least-request, as Envoy's default) instead of given a
