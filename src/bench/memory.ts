@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { etcdFlags, startDevMesh, type DevMesh, type MeshFile } from '../dev/dev
 import { requestThrough } from '../dev/traffic-generator.js';
 import { updateRegistry } from '../federation/registry-file.js';
 import { loadedModules, parseProcStatus } from './loaded-modules.js';
+import { writePeerCertificates } from './peer-certs.js';
 
 /**
  * `node dist/bench/memory.js [--services 1000] [-o json]`: what a sidecar process costs in
@@ -16,11 +18,15 @@ import { loadedModules, parseProcStatus } from './loaded-modules.js';
  * (the east client sidecar of a two-cluster `dev up --processes` mesh on loopback) with the
  * sample catalog and again after `--services` more services were registered and exported the
  * way `isthmus register` and `isthmus export` do it (half in each cluster, so the sidecar holds
- * both local and remote routes). Memory is the process's VmRSS and VmHWM from /proc.
+ * both local and remote routes). Memory is the process's VmRSS and VmHWM from /proc. Beside each
+ * reading of the sidecar stands the Node floor's at the same step: a minimal mutual-TLS proxy of
+ * node:http and node:https, started in the same run (node-floor.ts), so "over the floor" is what
+ * Isthmus holds beyond what any Node process doing this job holds.
  */
 const usage = `usage: node dist/bench/memory.js [options]   (npm run bench:memory -- [options])
-What one sidecar process costs in memory: bare node, its module graph, and a running sidecar of a
-two-cluster dev mesh before and after --services more services are exported.
+What one sidecar process costs in memory: bare node, its module graph, a minimal Node mutual-TLS
+proxy as the floor, and a running sidecar of a two-cluster dev mesh before and after --services
+more services are exported, each reading beside the floor's at the same step.
   --services <n>        services registered and exported on top of the samples (default 1000; 0..5000)
   --requests <n>        GETs sent through the sidecar before each "after requests" reading (default 400)
   --export-batch <n>    services exported per etcd transaction, 1..50 (default 50; 1 is how
@@ -83,6 +89,8 @@ interface MemoryRow {
   services: number | null;
   rssMb: number;
   peakRssMb: number;
+  /** For a running sidecar's reading: the Node floor's RSS at the same step (see nodeFloor). */
+  floorRssMb?: number;
   note: string;
 }
 
@@ -161,6 +169,71 @@ async function send(proxy: string, urls: string[], count: number, concurrency = 
   return statuses;
 }
 
+/** Starts dist/bench/node-floor.js with `args`; resolves with the child and the addresses it printed. */
+function startFloor(args: string[]): Promise<{ child: ChildProcess; inbound: string; outbound?: string }> {
+  const child = spawn(process.execPath, [new URL('./node-floor.js', import.meta.url).pathname, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stderr?.on('data', (c: Buffer) => { err += c.toString(); });
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('\n')) resolve({ child, ...(JSON.parse(out.split('\n')[0] as string) as { inbound: string; outbound?: string }) });
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`node-floor ${args.join(' ')} exited ${code}: ${err.trim()}`)));
+  });
+}
+
+interface FloorReadings {
+  atRest: { rssKb: number; hwmKb: number };
+  afterSamples: { rssKb: number; hwmKb: number };
+  afterMany?: { rssKb: number; hwmKb: number };
+  statuses: Record<string, number>;
+}
+
+/**
+ * The Node floor, read at the same steps as the sidecar: a minimal mutual-TLS proxy of node:http
+ * and node:https (dist/bench/node-floor.js) in front of a second such process, with certificates
+ * from our own CA. At rest 5 s after 8 GETs (warmed, as a sidecar is); after `requests` GETs to
+ * two names; and, when the
+ * sidecar gets requests to `manyNames` more services, after the same requests to as many names
+ * (one TLS connection each, as the sidecar has one per remote service's SNI).
+ */
+async function nodeFloor(hostBase: number, requests: number, manyNames: string[]): Promise<FloorReadings> {
+  const dir = mkdtempSync(join(tmpdir(), 'isthmus-bench-floor-'));
+  const children: ChildProcess[] = [];
+  try {
+    const certs = writePeerCertificates(join(dir, 'certs'), {
+      trustDomain: 'bench.isthmus', namespace, clientCluster: 'east', inbounds: [{ service: 'floor-upstream', cluster: 'west', sniName: 'floor-upstream' }],
+    });
+    const upstreamCert = certs.inbound['floor-upstream'] as { certChain: string; key: string };
+    const host = `127.0.${hostBase}.250`;
+    const upstream = await startFloor(['--role', 'upstream', '--host', host, '--ca', certs.rootCa, '--cert', upstreamCert.certChain, '--key', upstreamCert.key]);
+    children.push(upstream.child);
+    const proxy = await startFloor(['--role', 'proxy', '--host', host, '--ca', certs.rootCa, '--cert', certs.outbound.certChain, '--key', certs.outbound.key, '--upstream', upstream.inbound]);
+    children.push(proxy.child);
+    const pid = proxy.child.pid as number;
+    const samples = ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'];
+    // A few requests first, as a sidecar warms its TLS and HTTP paths before it is measured at rest.
+    const statuses = await send(proxy.outbound as string, samples, 8);
+    await sleep(5000);
+    const atRest = procMemory(pid);
+    for (const [status, count] of Object.entries(await send(proxy.outbound as string, samples, requests))) statuses[status] = (statuses[status] ?? 0) + count;
+    const afterSamples = procMemory(pid);
+    let afterMany: FloorReadings['afterMany'];
+    if (manyNames.length > 0) {
+      const more = await send(proxy.outbound as string, [...samples, ...manyNames.map((n) => `http://${n}.${namespace}.mesh/`)], requests);
+      for (const [status, count] of Object.entries(more)) statuses[status] = (statuses[status] ?? 0) + count;
+      afterMany = procMemory(pid);
+    }
+    return { atRest, afterSamples, afterMany, statuses };
+  } finally {
+    for (const child of children) child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function dirBytes(dir: string): number {
   let total = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -182,6 +255,14 @@ async function main(): Promise<void> {
     note: `imported, not started; heap used ${(graph.heapUsedBytes / 1048576).toFixed(1)} MB; ${traced.modules.length} modules; packages: ${traced.packages.join(' ')}`,
   });
 
+  say('the Node floor: a minimal mutual-TLS proxy of node:http and node:https, read at the same steps ...');
+  const floorNames = Array.from({ length: Math.min(extraServices, 100) }, (_, i) => `svc-${String(i).padStart(4, '0')}`);
+  const floor = await nodeFloor(args.hostBase, requestCount, floorNames);
+  const floorRow = (what: string, m: { rssKb: number; hwmKb: number }, note: string) => rows.push({ what, services: null, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), note });
+  floorRow('Node floor, at rest', floor.atRest, 'dist/bench/node-floor.js: plain HTTP in, mutual TLS out and in, 1 KiB answers, nothing of Isthmus; 5 s after 8 GETs');
+  floorRow('Node floor, after requests', floor.afterSamples, `${requestCount} GETs to 2 names`);
+  if (floor.afterMany) floorRow('Node floor, after requests', floor.afterMany, `${requestCount} more GETs to ${floorNames.length + 2} names (a TLS connection per name); statuses ${JSON.stringify(floor.statuses)}`);
+
   const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-bench-memory-'));
   let mesh: DevMesh | undefined;
   try {
@@ -195,17 +276,17 @@ async function main(): Promise<void> {
     const pid = pidListeningOn(east.client.admin);
     const clientState = join(stateDir, 'sidecars', 'east', 'client');
     const sampleUrls = ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'];
-    const measure = (what: string, services: number, note: string) => {
+    const measure = (what: string, services: number, note: string, floorReading?: { rssKb: number }) => {
       const m = procMemory(pid);
-      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), note });
+      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), ...(floorReading ? { floorRssMb: mb(floorReading.rssKb) } : {}), note });
       say(`  ${what}: ${services} services, RSS ${mb(m.rssKb)} MB, peak ${mb(m.hwmKb)} MB`);
     };
 
     const sampleCatalog = await waitForCatalog(clientState, 1, 30_000);
     await sleep(5000);
-    measure('sidecar running, catalog arrived', sampleCatalog, `pid ${pid}; state dir ${dirBytes(clientState)} bytes`);
+    measure('sidecar running, catalog arrived', sampleCatalog, `pid ${pid}; state dir ${dirBytes(clientState)} bytes`, floor.atRest);
     const before = await send(east.client.proxy, sampleUrls, requestCount);
-    measure('sidecar running, after requests', sampleCatalog, `${requestCount} GETs to hello and ledger: ${JSON.stringify(before)}`);
+    measure('sidecar running, after requests', sampleCatalog, `${requestCount} GETs to hello and ledger: ${JSON.stringify(before)}`, floor.afterSamples);
 
     if (extraServices > 0) {
       say(`registering and exporting ${extraServices} services, ${exportBatch} per transaction ...`);
@@ -236,10 +317,10 @@ async function main(): Promise<void> {
       const bigCatalog = await waitForCatalog(clientState, sampleCatalog + extraServices, 300_000);
       say(`  the sidecar's catalog has ${bigCatalog} services, ${((Date.now() - started) / 1000).toFixed(1)} s after the first export`);
       await sleep(5000);
-      measure('sidecar running, catalog arrived', bigCatalog, `state dir ${dirBytes(clientState)} bytes`);
+      measure('sidecar running, catalog arrived', bigCatalog, `state dir ${dirBytes(clientState)} bytes`, floor.atRest);
       const bulkUrls = names.slice(0, 100).map((n) => `http://${n}.${namespace}.mesh/`);
       const after = await send(east.client.proxy, [...sampleUrls, ...bulkUrls], requestCount);
-      measure('sidecar running, after requests', bigCatalog, `${requestCount} GETs to hello, ledger and 100 of the new services: ${JSON.stringify(after)}`);
+      measure('sidecar running, after requests', bigCatalog, `${requestCount} GETs to hello, ledger and 100 of the new services: ${JSON.stringify(after)}`, floor.afterMany);
       // After the last reading, so that it does not count: how long explaining every route takes.
       const explainStarted = Date.now();
       const explained = await fetch(`http://${east.client.admin}/routes`, { signal: AbortSignal.timeout(60_000) }).then(async (res) => ((await res.json()) as { services: unknown[] }).services.length, () => 0);
@@ -256,8 +337,9 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ rows }, null, 2)}\n`);
     return;
   }
-  const header = ['what', 'services', 'RSS MB', 'peak RSS MB'];
-  const lines = rows.map((r) => [r.what, r.services === null ? '—' : String(r.services), r.rssMb.toFixed(1), r.peakRssMb.toFixed(1)]);
+  const header = ['what', 'services', 'RSS MB', 'peak RSS MB', 'over the floor MB'];
+  const overFloor = (r: MemoryRow) => (r.floorRssMb === undefined ? '—' : `${r.rssMb >= r.floorRssMb ? '+' : ''}${(r.rssMb - r.floorRssMb).toFixed(1)}`);
+  const lines = rows.map((r) => [r.what, r.services === null ? '—' : String(r.services), r.rssMb.toFixed(1), r.peakRssMb.toFixed(1), overFloor(r)]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
   const format = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
   process.stdout.write(`${[format(header), ...lines.map(format)].join('\n')}\n\n${rows.map((r) => `${r.what} (${r.services ?? '—'}): ${r.note}`).join('\n')}\n`);
