@@ -185,6 +185,19 @@ describe('rows and ratios against the peer chain', () => {
     expect(table).toContain('≤ 2×: met (busy machine)');
     expect(table).toContain('no ratio target\n');
   });
+  test('a machine-wide stall of 10 ms or more in ours, the peer\'s or the baseline\'s window marks that rate\'s p99 ratios only', () => {
+    const stalled = (label: string, maxMs: number) => rows.map((r) => (r.label === label ? { ...r, machineStalls: { count: 1, maxMs, totalMs: maxMs } } : { ...r, machineStalls: { count: 0, maxMs: 0, totalMs: 0 } }));
+    const marked = (label: string, maxMs: number) => compareRows(stalled(label, maxMs)).filter((c) => c.machineStall).map((c) => `${c.chain} ${c.figure}`);
+    expect(marked('peer cross-cluster', 24)).toEqual(['cross-cluster added p99 ms']);
+    expect(marked('isthmus same-cluster', 10)).toEqual(['same-cluster added p99 ms']);
+    expect(marked('baseline', 30)).toEqual(['same-cluster added p99 ms', 'cross-cluster added p99 ms']);
+    expect(marked('peer cross-cluster', 9.9)).toEqual([]);
+    const table = formatComparisons(compareRows(stalled('baseline', 30)));
+    expect(table.split('\n')[0]).toContain('"(machine stall)"');
+    expect(table).toMatch(/cross-cluster +added p99 ms .*: missed \(machine stall\)\n/);
+    expect(table).not.toMatch(/added p50 ms .*machine stall/);
+    expect(formatRows(stalled('baseline', 30.4))).toMatch(/^baseline .* 1 \(max 30 ms\)$/m);
+  });
   test('a chain measured on one side only is not compared', () => {
     expect(compareRows(rows.filter((r) => r.label !== 'peer same-cluster')).map((c) => c.chain)).not.toContain('same-cluster');
   });

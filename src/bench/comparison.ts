@@ -35,7 +35,16 @@ export interface Comparison {
    * for the same cores, so a tail ratio in particular may say more about them than about us.
    */
   busyMachine: boolean;
+  /**
+   * For a tail figure: the sentinel saw a machine-wide stall of `stallFlagMs` or more during
+   * ours, the peer's or the baseline's window at that rate, which alone can decide a p99 of a
+   * 5 s window (stall-sentinel.ts).
+   */
+  machineStall: boolean;
 }
+
+/** A machine-wide stall at least this long in either window marks that pair's p99 ratio. */
+export const stallFlagMs = 10;
 
 /** CPU s/s of other processes (a 2-core machine has 2) above which a point's tail is suspect. */
 export const busyMachineCpuPerSecond = 0.3;
@@ -73,11 +82,15 @@ export function compareRows(rows: Row[]): Comparison[] {
       const ours = rows.find((r) => r.rate === rate && r.scenario === chain && r.side === 'isthmus');
       const peer = rows.find((r) => r.rate === rate && r.scenario === chain && r.side === 'peer');
       if (!ours || !peer) continue;
+      // "added" subtracts the baseline's p99, so a stall in its window moves both ratios' terms.
+      const base = rows.find((r) => r.rate === rate && r.scenario === 'baseline');
+      const longestStall = Math.max(...[ours, peer, base].map((r) => r?.machineStalls?.maxMs ?? 0));
       for (const figure of figuresAt(rate)) {
         const target = ratioTargets[figure];
         out.push({
           rate, chain, figure, isthmus: value(ours, figure), peer: value(peer, figure), target, ...ratioOf(value(ours, figure), value(peer, figure), target),
           busyMachine: Math.max(ours.otherCpuPerSecond, peer.otherCpuPerSecond) > busyMachineCpuPerSecond,
+          machineStall: figure === 'added p99 ms' && longestStall >= stallFlagMs,
         });
       }
     }
@@ -93,7 +106,7 @@ const figureText = (figure: FigureName, v: number) => {
   return v.toFixed(2);
 };
 
-const verdictText = (c: Comparison) => `${verdictWords(c)}${c.busyMachine && c.target !== undefined ? ' (busy machine)' : ''}`;
+const verdictText = (c: Comparison) => `${verdictWords(c)}${c.busyMachine && c.target !== undefined ? ' (busy machine)' : ''}${c.machineStall ? ' (machine stall)' : ''}`;
 
 const verdictWords = (c: Comparison) => {
   switch (c.verdict) {
@@ -110,8 +123,9 @@ export function formatComparisons(comparisons: Comparison[]): string {
   return rates.map((rate) => {
     const at = comparisons.filter((c) => c.rate === rate);
     const busy = at.some((c) => c.busyMachine);
+    const stalled = at.some((c) => c.machineStall);
     return [
-      `at ${rate} requests/s: isthmus against the peer chain, same run${busy ? `; "(busy machine)": other processes used more than ${busyMachineCpuPerSecond} CPU s/s during that chain's points, read its ratios with care` : ''}`,
+      `at ${rate} requests/s: isthmus against the peer chain, same run${busy ? `; "(busy machine)": other processes used more than ${busyMachineCpuPerSecond} CPU s/s during that chain's points, read its ratios with care` : ''}${stalled ? `; "(machine stall)": the machine itself stood still ${stallFlagMs} ms or more during ours, the peer's or the baseline's window (see "machine stalls"), which alone can set a p99` : ''}`,
       formatTable(
         ['chain', 'figure', 'isthmus', 'peer', 'isthmus/peer', 'target'],
         at.map((c) => [c.chain, c.figure, figureText(c.figure, c.isthmus), figureText(c.figure, c.peer), Number.isNaN(c.ratio) ? '—' : `${c.ratio.toFixed(2)}×`, verdictText(c)]),

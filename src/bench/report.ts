@@ -2,6 +2,7 @@ import { formatTable } from '../cli/output.js';
 import type { CpuSpent } from './cpu-snapshot.js';
 import type { OpenLoopResult } from './open-loop.js';
 import type { ProxiesSpent } from './proxy-processes.js';
+import type { StallSummary } from './stall-sentinel.js';
 import { targetLabel, type ScenarioName, type Side } from './targets.js';
 
 /** One measured point as the runner hands it over. */
@@ -18,6 +19,8 @@ export interface MeasuredPoint {
   proxies?: ProxiesSpent | undefined;
   /** Those proxies also serve the apps (our single-process mesh): subtract the baseline's share. */
   proxiesIncludeOrigin?: boolean;
+  /** Machine-wide stalls the sentinel saw during the measured window (stall-sentinel.ts). */
+  stalls?: StallSummary | undefined;
 }
 
 export interface Row {
@@ -46,6 +49,8 @@ export interface Row {
   otherCpuPerSecond: number;
   etcdCpuSeconds: number;
   sendLagP99Ms: number;
+  /** Machine-wide stalls during the measured window; undefined when no sentinel ran. */
+  machineStalls: StallSummary | undefined;
   requests: number;
   errors: number;
   failures: Record<string, number>;
@@ -71,6 +76,7 @@ export function buildRows(points: MeasuredPoint[]): Row[] {
       otherCpuPerSecond: p.cpu.other / p.cpu.seconds,
       etcdCpuSeconds: p.cpu.etcd,
       sendLagP99Ms: r.sendLag.percentile(99),
+      machineStalls: p.stalls,
       requests: r.scheduled, errors: r.failed, failures: r.failures,
     };
   });
@@ -96,15 +102,16 @@ const ms = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—
 const signed = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : `${v >= 0 ? '+' : ''}${v.toFixed(2)}`);
 const cpu = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(3));
 const mb = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(1));
+const stallText = (s: StallSummary | undefined) => (s === undefined ? '—' : s.count === 0 ? '0' : `${s.count} (max ${s.maxMs.toFixed(0)} ms)`);
 
 export function formatRows(rows: Row[]): string {
   return formatTable(
-    ['scenario', 'rate', 'achieved rps', 'p50 ms', 'p99 ms', 'max ms', 'added p50', 'added p99', 'proxies CPU s/1k', 'proxies RSS MB', 'errors', 'gen lag p99', 'other CPU/s'],
+    ['scenario', 'rate', 'achieved rps', 'p50 ms', 'p99 ms', 'max ms', 'added p50', 'added p99', 'proxies CPU s/1k', 'proxies RSS MB', 'errors', 'gen lag p99', 'other CPU/s', 'machine stalls'],
     rows.map((r) => [
       r.label, String(r.rate), r.achievedRps.toFixed(0), ms(r.p50Ms), ms(r.p99Ms), ms(r.maxMs),
       signed(r.addedP50Ms), signed(r.addedP99Ms), cpu(r.proxiesCpuSecondsPer1000), mb(r.proxiesPeakRssMb),
       r.errors === 0 ? '0' : `${r.errors} (${Object.entries(r.failures).map(([k, n]) => `${k}: ${n}`).join(', ')})`,
-      ms(r.sendLagP99Ms), r.otherCpuPerSecond.toFixed(2),
+      ms(r.sendLagP99Ms), r.otherCpuPerSecond.toFixed(2), stallText(r.machineStalls),
     ]),
   );
 }

@@ -14,6 +14,7 @@ import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
 import { ourProxyProcesses, proxiesSpent, readProcesses, type ProxyProcess } from './proxy-processes.js';
 import { buildRows, formatRows, type MeasuredPoint } from './report.js';
 import { sourceState } from './source-state.js';
+import { sentinelTickMs, StallSentinel, stallThresholdMs } from './stall-sentinel.js';
 import { raisePriority } from './priority.js';
 import { targetClient, waitUntilServing, type ProbeResult, type TargetClient } from './target-client.js';
 import { benchTargets, chainDestinations, chainOrigins, clientCluster, responseBytes, targetLabel, type Destination } from './targets.js';
@@ -52,10 +53,12 @@ async function main(argv: string[]): Promise<number> {
   let mesh: BenchMesh | undefined;
   let peers: PeerChain | undefined;
   let clients: TargetClient[] = [];
+  let sentinel: StallSentinel | undefined;
   let cleaned: Promise<void> | undefined;
   const cleanup = () => {
     cleaned ??= (async () => {
       await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+      await sentinel?.stop();
       if (peers) {
         say('stopping the peer chain...');
         await peers.stop().catch((err: unknown) => say(`could not stop the peer chain cleanly: ${describeError(err)}`));
@@ -116,6 +119,7 @@ async function main(argv: string[]): Promise<number> {
     const targets = benchTargets(mesh.file, peers.outbound);
     for (const target of targets) probes.push(await waitUntilServing(target, readyTimeoutMs));
     clients = targets.map((t) => targetClient(t, args.connections));
+    sentinel = await StallSentinel.start();
     const before = cpuSnapshot(mesh, peerPids);
     const beforeProxies = readProcesses(proxies.map((p) => p.pid));
     await sleep(1000);
@@ -179,7 +183,9 @@ async function main(argv: string[]): Promise<number> {
       if (args.warmup > 0) await runOpenLoop({ ...loop, seconds: args.warmup });
       const before = cpuSnapshot(mesh, peerPids);
       const beforeProxies = readProcesses(pids);
+      const windowStart = Date.now();
       const result = await runOpenLoop({ ...loop, seconds: args.seconds });
+      const windowEnd = Date.now();
       const afterProxies = readProcesses(pids);
       const cpu = cpuSpent(before, cpuSnapshot(mesh, peerPids), inside(mesh));
       // The baseline records our proxies too: with the whole mesh in one process, that process
@@ -189,6 +195,7 @@ async function main(argv: string[]): Promise<number> {
         scenario, side, result, cpu,
         proxies: proxiesSpent(proxies, proxySide, expect, beforeProxies, afterProxies),
         proxiesIncludeOrigin: proxySide === 'isthmus' && oursIncludeOrigin,
+        stalls: sentinel?.between(windowStart, windowEnd),
       });
     }
   }
@@ -207,6 +214,7 @@ async function main(argv: string[]): Promise<number> {
     `"proxies CPU s/1k" = utime + stime from /proc of the proxy processes on that chain, per 1000 answers; "proxies RSS MB" = the sum of their peak RSS (VmHWM). Counted for isthmus: ${counted('isthmus')}; for the peer: ${counted('peer')}`,
     ...(oursIncludeOrigin ? ['isthmus\'s proxies share a process with the sample apps here: their CPU is the chain\'s minus the baseline\'s at the same rate, and their RSS includes the apps, federation services and all other proxies'] : []),
     `idle before load: isthmus proxies ${idle.isthmusProxies.toFixed(3)} CPU s/s, peer proxies ${idle.peerProxies.toFixed(3)} CPU s/s, dev up's tree ${idle.mesh.toFixed(3)} CPU s/s, other processes on the machine ${idle.other.toFixed(2)} CPU s/s`,
+    `"machine stalls" = how often, and how long at most, an otherwise idle process (pid ${sentinel?.pid ?? '?'}${sentinel?.priorityRaised ? ', nice -20' : ', normal priority'}) found its ${sentinelTickMs} ms timer ${stallThresholdMs} ms late or more during the measured window: the machine itself standing still (a host pause), which alone can set a window's p99; busy cores do not delay it, so a bad tail with 0 here came from contention for the cores`,
     `"other CPU/s" = CPU seconds per second used during the point by processes that are neither the mesh, its etcd, the peer chain nor the generator: on a shared ${machine.cpus}-core machine, anything well above 0.1 competes with the proxies and inflates the tail`,
     `response bodies: ${scenarios.map((s) => `${s.scenario} ${s.responseBodyBytes} B`).join(', ')} (the sample app's JSON answer padded to ${responseBytes} bytes with ?size=, so both chains carry the same size although ours adds a longer x-forwarded-client-cert, which the app echoes)`,
     `latency from the scheduled send (open loop), keep-alive HTTP/1.1 (undici Pool of ${args.connections}) to the first hop, ${args.seconds} s per point after ${args.warmup} s warm-up at the same rate; "gen lag p99" = how late the generator's timer fired (inside every latency, mostly cancels out of "added")`,
