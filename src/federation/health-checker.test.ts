@@ -123,3 +123,25 @@ describe('idle addresses checked less often (idleEvery)', () => {
     expect(verdicts).toEqual([true, true, false]);
   });
 });
+
+describe('the wait between rounds', () => {
+  const checker = (opts: { jitter?: number; random: () => number }) => new HealthChecker({ intervalMs: 2000, addresses: () => [], onChange: () => undefined, ...opts });
+  test.each([
+    // [jitter, random draw, wait ms]: the draw maps [0, 1) onto [1 - jitter, 1 + jitter)
+    [undefined, 0, 1800], [undefined, 0.5, 2000], [undefined, 0.999, 2200],
+    [0.2, 0, 1600], [0.2, 0.75, 2200],
+    [0, 0, 2000], [0, 0.9, 2000],
+    [3, 0, 1000], // at most ± half the interval, whatever was asked
+  ])('jitter %s, draw %d: %d ms', (jitter, draw, wait) => {
+    expect(checker({ ...(jitter === undefined ? {} : { jitter }), random: () => draw }).nextWaitMs()).toBe(wait);
+  });
+  test('checkers started together drift apart: 20 of them, after 10 rounds, spread over more than a quarter of the interval', () => {
+    const clocks = Array.from({ length: 20 }, () => {
+      const health = checker({ random: Math.random });
+      let at = 0;
+      for (let round = 0; round < 10; round += 1) at += health.nextWaitMs();
+      return at % 2000;
+    });
+    expect(Math.max(...clocks) - Math.min(...clocks)).toBeGreaterThan(500);
+  });
+});

@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { defaultJitter, jitteredMs } from '../core/jitter.js';
 
 /**
  * Active TCP health checks of this cluster's instances. An instance is healthy once a connect
@@ -44,8 +45,22 @@ export class HealthChecker {
        * and only a fresh check may end that early). Unhealthy addresses are probed every round.
        */
       needsCheck?: (address: string) => boolean;
+      /**
+       * Each wait between rounds is `intervalMs` times a factor drawn from 1 ± `jitter` (default
+       * 0.1; core/jitter.ts), so that checkers started together drift apart instead of probing
+       * in step: each probe wakes its target too, and a fleet probing at once is a burst of CPU
+       * on every core that delays every request in flight. 0 turns it off.
+       */
+      jitter?: number;
+      /** A number in [0, 1); Math.random unless a test fixes it. */
+      random?: () => number;
     },
   ) {}
+
+  /** The wait before the next round: `intervalMs` scaled by a factor in [1 - jitter, 1 + jitter). */
+  nextWaitMs(): number {
+    return jitteredMs(this.opts.intervalMs, this.opts.jitter ?? defaultJitter, this.opts.random);
+  }
 
   isHealthy(address: string): boolean {
     return this.state.get(address)?.healthy ?? false;
@@ -109,7 +124,7 @@ export class HealthChecker {
     this.opts.onRound?.();
     if (this.running) {
       if (this.timer) clearTimeout(this.timer);
-      this.timer = setTimeout(() => void this.round(), this.opts.intervalMs);
+      this.timer = setTimeout(() => void this.round(), this.nextWaitMs());
       this.timer.unref();
     }
   }

@@ -5,6 +5,7 @@ import type { Logger } from '../core/log.js';
 import type { GatewayConfig } from './config.js';
 import { gatewayCertificate, gatewayRoot, type GatewayCertificate } from './gateway-certificate.js';
 import { longPoll, type LongPollFeed } from '../core/long-poll.js';
+import { jitteredInterval } from '../core/jitter.js';
 import { GatewayRoutesSchema, type GatewayRoutes } from '../model/records.js';
 import { certificateInfo } from '../trust/verify.js';
 
@@ -25,7 +26,7 @@ export class FederationClient {
   private stopped = false;
   private registerTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
-  private trustTimer: NodeJS.Timeout | undefined;
+  private trustTimer: { stop(): void } | undefined;
   private renewing = false;
   private failures = 0;
   /** The mesh's roots as GET /v1/trust last told them, trimmed and sorted. */
@@ -48,8 +49,8 @@ export class FederationClient {
    */
   async startCertificates(): Promise<void> {
     await this.renew(true);
-    this.trustTimer = setInterval(() => void this.refreshTrust(), trustRefreshMs);
-    this.trustTimer.unref();
+    // Jittered: the gateways and sidecars of a cluster ask the federation at their own moments (core/jitter.ts).
+    this.trustTimer = jitteredInterval(() => void this.refreshTrust(), trustRefreshMs);
   }
 
   private async renew(first: boolean): Promise<void> {
@@ -173,7 +174,7 @@ export class FederationClient {
     this.stopped = true;
     if (this.registerTimer) clearTimeout(this.registerTimer);
     clearTimeout(this.renewTimer);
-    clearInterval(this.trustTimer);
+    this.trustTimer?.stop();
     this.abort.abort();
     await this.agent.destroy();
   }

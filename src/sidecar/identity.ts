@@ -10,6 +10,7 @@ import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core
 import type { Logger } from '../core/log.js';
 import { ensureDirectory, writeTextAtomic } from '../core/user-paths.js';
 import { Backoff } from '../core/backoff.js';
+import { jitteredInterval } from '../core/jitter.js';
 import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
 
@@ -67,7 +68,7 @@ export class WorkloadIdentity extends EventEmitter {
   private renewTimer: NodeJS.Timeout | undefined;
   /** Waits between failed renewals: about 1 s, growing to 30 s, with jitter so a mesh of sidecars does not retry in step. */
   private readonly renewBackoff = new Backoff({ initialMs: firstRetryMs, maxMs: maxRetryMs });
-  private trustTimer: NodeJS.Timeout | undefined;
+  private trustTimer: { stop(): void } | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private readonly now: () => number;
@@ -111,7 +112,7 @@ export class WorkloadIdentity extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.renewTimer);
-    clearInterval(this.trustTimer);
+    this.trustTimer?.stop();
     this.abort.abort();
     await Promise.all([this.agent.destroy(), this.renewalAgent?.destroy()]);
   }
@@ -134,7 +135,8 @@ export class WorkloadIdentity extends EventEmitter {
     }
     this.log.info({ identity: this.held.identity, notAfter: this.held.notAfter }, 'workload identity ready');
     this.scheduleRenewal();
-    this.trustTimer = setInterval(() => void this.refreshTrust(), this.opts.trustRefreshMs ?? 30_000).unref();
+    // Jittered: every sidecar of a node asks the federation at its own moment (core/jitter.ts).
+    this.trustTimer = jitteredInterval(() => void this.refreshTrust(), this.opts.trustRefreshMs ?? 30_000);
   }
 
   private scheduleRenewal(): void {
