@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isthmusOk } from '../../test/helpers/cli.js';
 import { freePort, TestMesh, type TestCluster } from '../../test/helpers/mesh.js';
 import { silentLogger } from '../core/log.js';
-import { createRootCa } from '../trust/ca.js';
+import { createRootCa, issueCertificate } from '../trust/ca.js';
 import { certificateInfo } from '../trust/verify.js';
-import { WorkloadIdentity, type WorkloadCredentials } from './identity.js';
+import { firstCertificateAttempts, WorkloadIdentity, type WorkloadCredentials } from './identity.js';
 import { rawEtcd } from '../../test/helpers/etcd.js';
 
 let mesh: TestMesh;
@@ -157,6 +157,31 @@ describe('a sidecar gets, renews and keeps its workload certificate', () => {
     const err = await start({ bootstrapToken: token, stateDir: join(mesh.dir, 'unreachable'), federationUrl: url }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'ISTHMUS_ERR_API_UNREACHABLE' });
     expect((err as Error).message).toContain(url);
+  });
+
+  test('a federation that takes the certificate request and never answers: asked again, then an error naming the timeout, not a silent wait', async () => {
+    // A TLS server the sidecar trusts, at an address its certificate names, that reads requests and answers none.
+    const root = createRootCa({ trustDomain: 'silent.test' });
+    const leaf = issueCertificate({ identity: 'spiffe://silent.test/ns/x/sa/federation', issuer: root, ipAddresses: ['127.0.5.1'] });
+    let requests = 0;
+    const silent = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (socket) => {
+      socket.on('data', (chunk: Buffer) => { requests += chunk.toString('latin1').split('POST /v1/certificates').length - 1; });
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.5.1', resolve));
+    try {
+      const url = `https://127.0.5.1:${(silent.address() as { port: number }).port}`;
+      const started = Date.now();
+      const err = await WorkloadIdentity.start({
+        federationUrl: url, rootCertPem: root.certPem, stateDir: join(mesh.dir, 'silent'), logger: silentLogger, bootstrapToken: token, certificateRequestTimeoutMs: 300,
+      }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ISTHMUS_ERR_API_UNREACHABLE' });
+      expect((err as Error).message).toContain(url);
+      expect((err as Error).message).toMatch(/no answer within 300 ms/);
+      expect(requests).toBe(firstCertificateAttempts);
+      expect(Date.now() - started).toBeLessThan(30_000);
+    } finally {
+      silent.close();
+    }
   });
 
   test('a restart with the federation down uses the saved certificate', async () => {

@@ -37,8 +37,17 @@ export interface WorkloadIdentityOptions {
   /** Fraction of a certificate's life after which it is renewed. */
   renewAt?: number;
   trustRefreshMs?: number;
+  /**
+   * How long a certificate request may wait for the federation's answer (default 15 s; Node's
+   * own default would be 300 s, a sidecar that starts and says nothing for five minutes).
+   */
+  certificateRequestTimeoutMs?: number;
   now?: () => number;
 }
+
+/** A first certificate whose request got no answer in time is asked for this many times in all. */
+export const firstCertificateAttempts = 3;
+const defaultCertificateRequestTimeoutMs = 15_000;
 
 /** `lifeStart` is when we received the certificate: the CA backdates notBefore for clock skew, which is not life we can use. */
 interface Held extends WorkloadCredentials { lifeStart: number }
@@ -126,7 +135,7 @@ export class WorkloadIdentity extends EventEmitter {
     } else {
       if (saved) this.held = saved;
       try {
-        this.install(await this.obtain(), false);
+        this.install(await this.obtainFirst(), false);
       } catch (err) {
         if (!saved || saved.notAfter.getTime() <= this.now()) throw err;
         // Nearly spent still beats none: serve with it while the renewal loop keeps trying.
@@ -172,6 +181,25 @@ export class WorkloadIdentity extends EventEmitter {
   }
 
   /** Renews with the current certificate while it is valid, else with the bootstrap token. */
+  /**
+   * The certificate a start cannot do without. A request the federation did not answer in time
+   * is sent again (a busy federation, or a connection it accepted and never served); an
+   * unreachable federation or a refusal ends the start at once, as before.
+   */
+  private async obtainFirst(): Promise<Held> {
+    for (let attempt = 1; ; attempt += 1) {
+      this.log.info({ federation: this.opts.federationUrl, attempt }, 'asking the federation for a workload certificate');
+      try {
+        return await this.obtain();
+      } catch (err) {
+        const cause = (err as { cause?: { code?: unknown } }).cause?.code;
+        const unanswered = cause === 'UND_ERR_HEADERS_TIMEOUT' || cause === 'UND_ERR_BODY_TIMEOUT';
+        if (!unanswered || attempt >= firstCertificateAttempts || this.stopped) throw err;
+        this.log.warn({ err: describeError(err), attempt, of: firstCertificateAttempts }, 'the certificate request got no answer in time; asking again');
+      }
+    }
+  }
+
   private async obtain(): Promise<Held> {
     const held = this.held as Held | undefined;
     if (held && held.notAfter.getTime() > this.now()) return await this.sign({ certificate: held });
@@ -191,7 +219,9 @@ export class WorkloadIdentity extends EventEmitter {
     // certificate, not one an older connection presented; and so a bootstrap's connection, which
     // carries no certificate, is never kept for the trust refreshes that need one (the API keeps
     // connections open 72 s, longer than the 30 s between refreshes).
+    const answerMs = this.opts.certificateRequestTimeoutMs ?? defaultCertificateRequestTimeoutMs;
     const agent = this.renewalAgent = new H1Agent({
+      headersTimeout: answerMs, bodyTimeout: answerMs,
       connect: { ca: this.federationRoots(), ...('certificate' in auth ? { cert: [auth.certificate.certPem, ...auth.certificate.chainPem].join('\n'), key: auth.certificate.keyPem } : {}) },
     });
     let status: number;
