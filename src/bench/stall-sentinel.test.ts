@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { StallSentinel, stallsBetween } from './stall-sentinel.js';
 
@@ -32,5 +33,20 @@ describe('the stall sentinel process', () => {
       await sentinel.stop();
     }
     expect(() => process.kill(sentinel.pid, 0)).toThrow();
+  });
+});
+
+describe('the sentinel\'s priority', () => {
+  test('is raised in a session of its own: this process\'s scheduling group keeps its nice value', async () => {
+    const group = () => readFileSync(`/proc/${process.pid}/autogroup`, 'utf8');
+    const before = group();
+    const sentinel = await StallSentinel.start();
+    try {
+      expect(readFileSync(`/proc/${sentinel.pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[3]).toBe(String(sentinel.pid)); // its own session (field 6 of stat)
+      expect(group()).toBe(before);
+      if (sentinel.priorityRaised) expect(readFileSync(`/proc/${sentinel.pid}/autogroup`, 'utf8')).toMatch(/nice -20/);
+    } finally {
+      await sentinel.stop();
+    }
   });
 });

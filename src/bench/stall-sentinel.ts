@@ -66,7 +66,12 @@ export class StallSentinel {
 
   /** Starts the sentinel; it runs until stop() or until this process exits (its stdin closes). */
   static async start(nice = -20): Promise<StallSentinel> {
-    const child = spawn(process.execPath, ['-e', sentinelScript], { stdio: ['pipe', 'pipe', 'ignore'] });
+    // A session of its own (detached): Linux schedules by session (autogroups, sched(7)), and
+    // raisePriority sets the nice value of the sentinel's whole group. In the caller's session that
+    // would raise the caller and everything it started undetached too (the bench's load
+    // generator, or a test runner and its workers, which then starved the detached sidecars of
+    // other tests). It still ends when this process does: its stdin closes.
+    const child = spawn(process.execPath, ['-e', sentinelScript], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', reject);
