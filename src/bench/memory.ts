@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { etcdFlags, startDevMesh, type DevMesh, type MeshFile } from '../dev/dev
 import { requestThrough } from '../dev/traffic-generator.js';
 import { updateRegistry } from '../federation/registry-file.js';
 import { loadedModules, parseProcStatus } from './loaded-modules.js';
+import { startNodeFloor } from './node-floor-process.js';
 import { writePeerCertificates } from './peer-certs.js';
 
 /**
@@ -169,22 +170,6 @@ async function send(proxy: string, urls: string[], count: number, concurrency = 
   return statuses;
 }
 
-/** Starts dist/bench/node-floor.js with `args`; resolves with the child and the addresses it printed. */
-function startFloor(args: string[]): Promise<{ child: ChildProcess; inbound: string; outbound?: string }> {
-  const child = spawn(process.execPath, [new URL('./node-floor.js', import.meta.url).pathname, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stderr?.on('data', (c: Buffer) => { err += c.toString(); });
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('\n')) resolve({ child, ...(JSON.parse(out.split('\n')[0] as string) as { inbound: string; outbound?: string }) });
-    });
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`node-floor ${args.join(' ')} exited ${code}: ${err.trim()}`)));
-  });
-}
-
 interface FloorReadings {
   atRest: { rssKb: number; hwmKb: number };
   afterSamples: { rssKb: number; hwmKb: number };
@@ -196,9 +181,9 @@ interface FloorReadings {
  * The Node floor, read at the same steps as the sidecar: a minimal mutual-TLS proxy of node:http
  * and node:https (dist/bench/node-floor.js) in front of a second such process, with certificates
  * from our own CA. At rest 5 s after 8 GETs (warmed, as a sidecar is); after `requests` GETs to
- * two names; and, when the
- * sidecar gets requests to `manyNames` more services, after the same requests to as many names
- * (one TLS connection each, as the sidecar has one per remote service's SNI).
+ * two names; and, when the sidecar gets requests to `manyNames` more services, after the same
+ * requests to as many names (one TLS connection each, as the sidecar has one per remote
+ * service's SNI).
  */
 async function nodeFloor(hostBase: number, requests: number, manyNames: string[]): Promise<FloorReadings> {
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-bench-floor-'));
@@ -209,22 +194,25 @@ async function nodeFloor(hostBase: number, requests: number, manyNames: string[]
     });
     const upstreamCert = certs.inbound['floor-upstream'] as { certChain: string; key: string };
     const host = `127.0.${hostBase}.250`;
-    const upstream = await startFloor(['--role', 'upstream', '--host', host, '--ca', certs.rootCa, '--cert', upstreamCert.certChain, '--key', upstreamCert.key]);
+    const upstream = await startNodeFloor(['--role', 'upstream', '--host', host, '--ca', certs.rootCa, '--cert', upstreamCert.certChain, '--key', upstreamCert.key]);
     children.push(upstream.child);
-    const proxy = await startFloor(['--role', 'proxy', '--host', host, '--ca', certs.rootCa, '--cert', certs.outbound.certChain, '--key', certs.outbound.key, '--upstream', upstream.inbound]);
+    const proxy = await startNodeFloor(['--role', 'proxy', '--host', host, '--ca', certs.rootCa, '--cert', certs.outbound.certChain, '--key', certs.outbound.key, '--upstream', upstream.inbound]);
     children.push(proxy.child);
     const pid = proxy.child.pid as number;
     const samples = ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'];
     // A few requests first, as a sidecar warms its TLS and HTTP paths before it is measured at rest.
-    const statuses = await send(proxy.outbound as string, samples, 8);
+    const statuses: Record<string, number> = {};
+    const sendCounted = async (urls: string[], count: number) => {
+      for (const [status, n] of Object.entries(await send(proxy.outbound as string, urls, count))) statuses[status] = (statuses[status] ?? 0) + n;
+    };
+    await sendCounted(samples, 8);
     await sleep(5000);
     const atRest = procMemory(pid);
-    for (const [status, count] of Object.entries(await send(proxy.outbound as string, samples, requests))) statuses[status] = (statuses[status] ?? 0) + count;
+    await sendCounted(samples, requests);
     const afterSamples = procMemory(pid);
     let afterMany: FloorReadings['afterMany'];
     if (manyNames.length > 0) {
-      const more = await send(proxy.outbound as string, [...samples, ...manyNames.map((n) => `http://${n}.${namespace}.mesh/`)], requests);
-      for (const [status, count] of Object.entries(more)) statuses[status] = (statuses[status] ?? 0) + count;
+      await sendCounted([...samples, ...manyNames.map((n) => `http://${n}.${namespace}.mesh/`)], requests);
       afterMany = procMemory(pid);
     }
     return { atRest, afterSamples, afterMany, statuses };

@@ -1,28 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startNodeFloor } from './node-floor-process.js';
 import { writePeerCertificates, type PeerCertificates } from './peer-certs.js';
 
 // The memory bench's floor must do the job it stands for, or "over the floor" means nothing:
 // relay over mutual TLS, and refuse a caller without a certificate of our CA.
-const floorScript = new URL('../../dist/bench/node-floor.js', import.meta.url).pathname;
 const host = '127.0.48.1';
 
-function startFloor(args: string[]): Promise<{ child: ChildProcess; inbound: string; outbound?: string }> {
-  const child = spawn(process.execPath, [floorScript, '--host', host, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('\n')) resolve({ child, ...(JSON.parse(out.split('\n')[0] as string) as { inbound: string; outbound?: string }) });
-    });
-    child.once('exit', (code) => reject(new Error(`node-floor exited ${code}`)));
-  });
-}
+const startFloor = (args: string[]) => startNodeFloor(['--host', host, ...args], new URL('../../dist/bench/node-floor.js', import.meta.url));
 
 describe('the memory bench\'s Node floor (dist/bench/node-floor.js)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'isthmus-floor-test-'));
