@@ -34,9 +34,9 @@ Runs our chains and the peer chain (nginx → HAProxy → nginx) interleaved, an
   --mesh child|in-process
                         run the mesh in its own process (default) or inside this one (CPU then includes the generator)
   --processes [true|false], --no-processes
-                        child mode: every sidecar and gateway in a process of its own (isthmus dev up --processes),
-                        one process per proxy as the peers run (default); --no-processes: the whole mesh and the
-                        sample apps in dev up's one process
+                        child mode: every sidecar, gateway, federation service and sample app in a process of
+                        its own (isthmus dev up --processes), one process per proxy as the peers run (default);
+                        --no-processes: the whole mesh and the sample apps in dev up's one process
   --host-base <n>       dev mesh clusters on 127.0.<n>.1, 127.0.<n+1>.1 (default 60)
   --connections <n>     keep-alive connections per first hop (default 128; 1..1024)
   --cold-rate <n>       cold start: requests/s sent cross-cluster to each fresh chain before any warm-up,

@@ -103,7 +103,7 @@ async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
     pid,
     processes: opts.processes,
     cpuCovers: opts.processes
-      ? `the whole process tree of isthmus dev up --processes, read from /proc at each reading: dev up itself (pid ${pid}: federation services and sample apps), its ${proxies} sidecar and gateway processes, and etcd; the load generator not counted`
+      ? `the whole process tree of isthmus dev up --processes, read from /proc at each reading: dev up itself (pid ${pid}), its ${proxies} sidecar and gateway processes, the federation and sample app processes, and etcd; the load generator not counted`
       : `the whole process tree of isthmus dev up, read from /proc at each reading: dev up itself (pid ${pid}: federation, gateways, sidecars AND the sample apps, one Node event loop) and etcd; the load generator not counted`,
     cpuSeconds: () => processTreeCpuSeconds(pid),
     ...(etcdPid === undefined ? {} : { etcdCpuSeconds: () => (isAlive(etcdPid) ? processCpuSeconds(etcdPid) : Number.NaN) }),

@@ -7,8 +7,9 @@ import { raisePriority } from './priority.js';
  * interval inside every sidecar and gateway of a bench run shows all of them, idle ones
  * included, late by 10–45 ms at the same moments, and one such moment in a 5 s window at 1000
  * requests/s can decide that window's p99. Either the host stopped the whole virtual machine,
- * or both cores were busy (on 2026-12-04 they were: `dev up`'s own process, which serves the
- * sample apps behind both chains, and the kernel's kdamond thread ran in those moments).
+ * or both cores were busy (on 2026-12-04 they were: `dev up`'s own process, which then served
+ * the sample apps behind both chains beside the federation services, and the kernel's kdamond
+ * thread ran in those moments; the apps have had processes of their own since).
  *
  * The sentinel is a process of its own that does nothing but arm a timer every `sentinelTickMs`
  * and report how late it fired, at nice -20 with its scheduling group where allowed (root), so

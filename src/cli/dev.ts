@@ -25,7 +25,7 @@ export function registerDev(program: Command): void {
       if (!Number.isFinite(n) || n < 0 || n > 200) throw new InvalidArgumentError('give requests a second between 0 and 200');
       return n;
     }, 2)
-    .option('--processes', 'run every sidecar and gateway as its own process (isthmus sidecar / isthmus gateway), as they are deployed, instead of all in this one; etcd, the federation services and the sample apps stay as they are', false)
+    .option('--processes', 'run every sidecar, gateway, federation service and sample app as its own process (isthmus sidecar / gateway / federation), as they are deployed, instead of all in this one', false)
     .option('--no-versions', 'do not run hello-v1 and hello-v2 nor label hello\'s instances version=v1 / version=v2 (by default they run, to try traffic splits: docs/traffic-policy.md)')
     .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
     .addOption(outputOption())
@@ -44,8 +44,8 @@ export function registerDev(program: Command): void {
       const asked = stopRequests();
       let started = false;
       void asked.reason.then((reason) => { if (!started) say(`${reason}: the mesh stops as soon as it has finished starting...`); });
-      say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar and gateway in a process of its own' : ''}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, etcdTls: etcdTlsFiles(opts), trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
+      say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar, gateway, federation service and sample app in a process of its own' : ''}`);
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, etcdTls: etcdTlsFiles(opts), trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, federationProcesses: opts.processes, grpcEcho: true, versions: opts.versions, progress: say })
         .catch((err: unknown) => {
           asked.dispose();
           if (!keep) rmSync(stateDir, { recursive: true, force: true });

@@ -45,9 +45,10 @@ export interface DevMeshOptions {
   reportIntervalMs?: number;
   /**
    * Run every sidecar (the samples' and the client's) and every gateway as its own process
-   * through the CLI (`isthmus sidecar`, `isthmus gateway`), one event loop per proxy as deployed.
-   * etcd and the sample apps stay in this process either way, the federation services too
-   * unless `federationProcesses`.
+   * through the CLI (`isthmus sidecar`, `isthmus gateway`), one event loop per proxy as deployed,
+   * and every HTTP and gRPC sample app in one of its own (sample-app-process.ts), as an app's
+   * container beside its sidecar. The federation services stay in this process unless
+   * `federationProcesses` (`isthmus dev up --processes` sets both).
    */
   processes?: boolean;
   /**
@@ -251,6 +252,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
             stateDir: sidecarStateDir(opts.stateDir, name, instance), sidecar: sidecarRunner(`sidecar-${name}-${instance}`),
             reportIntervalMs: opts.reportIntervalMs, kind: sample.kind,
+            ...(opts.processes && sample.app !== 'redis' ? { appLogFile: logFile(`app-${name}-${instance}`) } : {}),
             ...(opts.versions ? { version: versionLabels(sample.name, instance).labels?.version } : {}),
           }));
         }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { redisPing } from '../../src/dev/redis-sample.js';
 import { waitFor } from '../helpers/cli.js';
+import { isAlive, listeningPid, processesMentioning } from '../helpers/processes.js';
 import { steadyTraffic, viaProxy } from '../helpers/proxy.js';
 
 let mesh: DevMesh;
@@ -29,7 +30,7 @@ afterAll(async () => {
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
-describe('a dev mesh with every sidecar and gateway in a process of its own', () => {
+describe('a dev mesh with every sidecar, gateway and sample app in a process of its own', () => {
   test('east reaches ledger, which only west runs, through west\'s gateway, with east\'s identity', async () => {
     const res = await viaProxy(eastProxy(), 'http://ledger.demo.mesh/accounts?id=7');
     expect(res.status).toBe(200);
@@ -43,7 +44,7 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
     expect(await redisPing(mesh.file.clusters.east!.client.listeners['demo/redis']!)).toBe(true);
   });
 
-  test('each sidecar\'s and gateway\'s admin port is served by a process of its own, started through the CLI; the federation stays here', () => {
+  test('each sidecar\'s and gateway\'s admin port, and each sample app, is served by a process of its own; the federation stays here', () => {
     const admins = Object.values(mesh.file.clusters).flatMap((c) => [
       { what: 'sidecar', address: c.client.admin },
       { what: 'gateway', address: `${c.host}:15021` },
@@ -61,6 +62,17 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
     });
     expect(new Set(pids).size).toBe(admins.length);
     expect(listeningPid(mesh.file.clusters.east!.federation)).toBe(process.pid);
+    // Each HTTP sample app listens in a process of its own too, as an app's container would.
+    const apps = mesh.workloads.filter((w) => w.spec.app !== 'redis').map((w) => w.appAddress);
+    expect(apps).toHaveLength(5); // hello twice in each cluster, ledger in west
+    const appPids = apps.map((address) => {
+      const pid = listeningPid(address);
+      expect(pid, address).toBeDefined();
+      expect(pid, address).not.toBe(process.pid);
+      expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '), address).toMatch(new RegExp(`sample-app-main\\.js .* --log-file ${stateDir}/logs/app-`));
+      return pid;
+    });
+    expect(new Set([...appPids, ...pids]).size).toBe(apps.length + admins.length);
     // Their logs go where the in-process mode writes them.
     expect(readFileSync(join(stateDir, 'logs', 'sidecar-east-client.log'), 'utf8')).toMatch(/"msg":"sidecar ready"/);
   });
@@ -70,9 +82,10 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
     await waitFor(async () => traffic.results.some((r) => r.cluster === 'east'), 5_000, 'hello answered in east');
     const eastHello = mesh.workloads.filter((w) => w.spec.cluster === 'east' && w.spec.service === 'hello');
     const sidecarPids = eastHello.map((w) => listeningPid(`${w.spec.host}:${w.spec.adminPort}`));
+    const appPids = eastHello.map((w) => listeningPid(w.appAddress));
     const stoppedAt = Date.now();
     await Promise.all(eastHello.map((w) => w.stop()));
-    for (const pid of sidecarPids) expect(isAlive(pid!)).toBe(false);
+    for (const pid of [...sidecarPids, ...appPids]) expect(isAlive(pid!)).toBe(false);
     await waitFor(async () => traffic.results.some((r) => r.at > stoppedAt && r.cluster === 'west'), 5_000, 'first answer from west');
     const firstWest = traffic.results.find((r) => r.at > stoppedAt && r.cluster === 'west')!;
     await new Promise((r) => setTimeout(r, 1_000));
@@ -118,7 +131,7 @@ describe('a dev mesh with every sidecar and gateway in a process of its own', ()
 
   test('mesh.stop() leaves no process behind', async () => {
     const children = processesMentioning(stateDir);
-    expect(children).toHaveLength(8 + 3 + 1); // 8 sidecars (redis's included), the 3 gateways still up, and etcd
+    expect(children).toHaveLength(8 + 5 + 3 + 1); // 8 sidecars (redis's included), 5 HTTP sample apps, the 3 gateways still up, and etcd
     // redis-server rewrites its command line (its process title), so it is found by its port.
     const redis = listeningPid(mesh.file.clusters.west!.services.find((s) => s.name === 'redis')!.instances[0]!);
     expect(redis).toBeDefined();
@@ -144,49 +157,3 @@ describe('a dev mesh with processes that fails halfway', () => {
     }
   }, 120_000);
 });
-
-/** The pid whose socket listens on host:port, from /proc/net/tcp (proc(5)) and every process's fds. */
-function listeningPid(address: string): number | undefined {
-  const [host, port] = address.split(':') as [string, string];
-  const hexHost = host.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).reverse().join('').toUpperCase();
-  const local = `${hexHost}:${Number(port).toString(16).toUpperCase().padStart(4, '0')}`;
-  const row = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).find((f) => f[1] === local && f[3] === '0A');
-  const inode = row?.[9];
-  if (!inode) return undefined;
-  const link = (path: string) => {
-    try {
-      return readlinkSync(path);
-    } catch {
-      return undefined; // an fd closed since the listing: a busy process (this one) does that all the time
-    }
-  };
-  for (const pid of pids()) {
-    try {
-      if (readdirSync(`/proc/${pid}/fd`).some((fd) => link(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`)) return pid;
-    } catch {
-      // gone, or another user's
-    }
-  }
-  return undefined;
-}
-
-function processesMentioning(text: string): number[] {
-  return pids().filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text);
-    } catch {
-      return false;
-    }
-  });
-}
-
-const pids = () => readdirSync('/proc').filter((d) => /^[0-9]+$/.test(d)).map(Number);
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
