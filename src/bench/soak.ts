@@ -53,7 +53,7 @@ export function readProcess(pid: number): ProcessReading | undefined {
   }
 }
 
-/** What a person recognises: `etcd`, `sidecar east client`, `gateway west gw-1`, or the command line. */
+/** What a person recognises: `etcd`, `sidecar east client`, `gateway west gw-1`, `app west ledger-west-1`, or the command line. */
 export function processLabel(pid: number, stateDir: string): string {
   let args: string[];
   try {
@@ -61,7 +61,17 @@ export function processLabel(pid: number, stateDir: string): string {
   } catch {
     return `pid ${pid}`;
   }
-  if (pid === process.pid) return 'this process (etcd client, federations, sample apps)';
+  if (pid === process.pid) return 'this process (etcd client, federations)';
+  const app = args.findIndex((a) => a.endsWith('/sample-app-main.js'));
+  if (app >= 0) {
+    // The app's spec is the JSON after the script (dev/sample-app-process.ts).
+    try {
+      const spec = JSON.parse(args[app + 1] ?? '') as { cluster?: string; instance?: string };
+      return `app ${spec.cluster ?? '?'} ${spec.instance ?? '?'}`;
+    } catch {
+      return 'app';
+    }
+  }
   const verb = args.findIndex((a) => a === 'sidecar' || a === 'gateway');
   const config = args[args.indexOf('--config') + 1] ?? '';
   const id = args[args.indexOf('--id') + 1];

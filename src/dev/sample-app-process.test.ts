@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { isAlive, listeningPid } from '../../test/helpers/processes.js';
+import { processLabel } from '../bench/soak.js';
 import { startSampleAppProcess, type SampleAppSpec } from './sample-app-process.js';
 
 // The sample apps of `dev up --processes`, each in a Node process of its own (runs dist/: needs
@@ -24,6 +25,8 @@ describe('a sample app in a process of its own', () => {
     expect(pid).toBeDefined();
     expect(pid).not.toBe(process.pid);
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain(log);
+    // The soak's and the fault tests' name for it.
+    expect(processLabel(pid!, dir)).toBe('app west ledger-west-1');
 
     const res = await fetch(`http://${app.address}/accounts?id=7&size=1024`, { headers: { 'x-forwarded-client-cert': 'By=x;URI=spiffe://t/ns/demo/sa/client' } });
     const text = await res.text();
