@@ -11,6 +11,10 @@ import { setFlagsFromString } from 'node:v8';
 // and gateways no longer load undici's client (they use Node's own parser); the federation and
 // the CLI's control-plane commands still do. It must be set before undici loads.
 setFlagsFromString('--liftoff-only');
+// A sidecar or gateway starts with a young generation that does not grow: what survives loading
+// and the warm-up goes to the old space instead of doubling the semi-spaces, about 7 MB less RSS
+// at rest. Each sets V8's default growth back once it serves (src/core/young-generation.ts).
+if (process.argv[2] === 'sidecar' || process.argv[2] === 'gateway') setFlagsFromString('--semi-space-growth-factor=1');
 
 const compiled = new URL('../dist/cli/main.js', import.meta.url);
 const bundled = new URL('../dist/bundle/main.js', import.meta.url);

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
+import { allowYoungGenerationGrowth } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
@@ -47,6 +48,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     // gateway's etcd record. A listen port 0 is advertised as the port bound.
     const advertised = config.advertise ? `${config.advertise.host}:${config.advertise.port}` : address;
     void client.startRegistering({ address: advertised, zone: config.zone, admin: adminHostPort });
+    allowYoungGenerationGrowth();
     return {
       gateway,
       address,

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
+import { allowYoungGenerationGrowth } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
 import { parseDuration } from '../core/validate.js';
 import { HealthChecker } from '../federation/health-checker.js';
@@ -250,6 +251,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => reporter.stop());
 
     logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');
+    allowYoungGenerationGrowth();
     return { outbound: outboundAddress, inbound: inboundAddress, listeners, admin: `${adminAddress.address}:${adminAddress.port}`, identity, routing, stop };
   } catch (err) {
     await stop();
