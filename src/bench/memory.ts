@@ -101,6 +101,23 @@ function procMemory(pid: number): { rssKb: number; hwmKb: number } {
   return parseProcStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
 }
 
+/**
+ * V8's heap spaces as the sidecar's own /metrics reports them (committed MB of the new, old,
+ * code and large-object spaces): which of them a reading's RSS is in.
+ */
+async function heapSpaces(admin: string): Promise<string> {
+  try {
+    const text = await (await fetch(`http://${admin}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    const space = (name: string) => {
+      const bytes = Number(new RegExp(`nodejs_heap_space_size_total_bytes\\{space="${name}"\\} (\\d+)`).exec(text)?.[1]);
+      return Number.isFinite(bytes) ? (bytes / 2 ** 20).toFixed(1) : '?';
+    };
+    return `V8 spaces committed MB: new ${space('new')}, old ${space('old')}, code ${space('code')}, large objects ${space('large_object')}`;
+  } catch (err) {
+    return `V8 spaces: /metrics did not answer (${(err as Error).message})`;
+  }
+}
+
 /** The pid of the process listening on host:port (IPv4), found through /proc/net/tcp and the fds of our own processes. */
 function pidListeningOn(address: string): number {
   const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
@@ -264,17 +281,19 @@ async function main(): Promise<void> {
     const pid = pidListeningOn(east.client.admin);
     const clientState = join(stateDir, 'sidecars', 'east', 'client');
     const sampleUrls = ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'];
-    const measure = (what: string, services: number, note: string, floorReading?: { rssKb: number }) => {
+    const measure = async (what: string, services: number, note: string, floorReading?: { rssKb: number }) => {
       const m = procMemory(pid);
-      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), ...(floorReading ? { floorRssMb: mb(floorReading.rssKb) } : {}), note });
-      say(`  ${what}: ${services} services, RSS ${mb(m.rssKb)} MB, peak ${mb(m.hwmKb)} MB`);
+      // Read after the RSS, so that the scrape's own garbage is not in it.
+      const spaces = await heapSpaces(east.client.admin);
+      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), ...(floorReading ? { floorRssMb: mb(floorReading.rssKb) } : {}), note: `${note}; ${spaces}` });
+      say(`  ${what}: ${services} services, RSS ${mb(m.rssKb)} MB, peak ${mb(m.hwmKb)} MB; ${spaces}`);
     };
 
     const sampleCatalog = await waitForCatalog(clientState, 1, 30_000);
     await sleep(5000);
-    measure('sidecar running, catalog arrived', sampleCatalog, `pid ${pid}; state dir ${dirBytes(clientState)} bytes`, floor.atRest);
+    await measure('sidecar running, catalog arrived', sampleCatalog, `pid ${pid}; state dir ${dirBytes(clientState)} bytes`, floor.atRest);
     const before = await send(east.client.proxy, sampleUrls, requestCount);
-    measure('sidecar running, after requests', sampleCatalog, `${requestCount} GETs to hello and ledger: ${JSON.stringify(before)}`, floor.afterSamples);
+    await measure('sidecar running, after requests', sampleCatalog, `${requestCount} GETs to hello and ledger: ${JSON.stringify(before)}`, floor.afterSamples);
 
     if (extraServices > 0) {
       say(`registering and exporting ${extraServices} services, ${exportBatch} per transaction ...`);
@@ -305,10 +324,10 @@ async function main(): Promise<void> {
       const bigCatalog = await waitForCatalog(clientState, sampleCatalog + extraServices, 300_000);
       say(`  the sidecar's catalog has ${bigCatalog} services, ${((Date.now() - started) / 1000).toFixed(1)} s after the first export`);
       await sleep(5000);
-      measure('sidecar running, catalog arrived', bigCatalog, `state dir ${dirBytes(clientState)} bytes`, floor.atRest);
+      await measure('sidecar running, catalog arrived', bigCatalog, `state dir ${dirBytes(clientState)} bytes`, floor.atRest);
       const bulkUrls = names.slice(0, 100).map((n) => `http://${n}.${namespace}.mesh/`);
       const after = await send(east.client.proxy, [...sampleUrls, ...bulkUrls], requestCount);
-      measure('sidecar running, after requests', bigCatalog, `${requestCount} GETs to hello, ledger and 100 of the new services: ${JSON.stringify(after)}`, floor.afterMany);
+      await measure('sidecar running, after requests', bigCatalog, `${requestCount} GETs to hello, ledger and 100 of the new services: ${JSON.stringify(after)}`, floor.afterMany);
       // After the last reading, so that it does not count: how long explaining every route takes.
       const explainStarted = Date.now();
       const explained = await fetch(`http://${east.client.admin}/routes`, { signal: AbortSignal.timeout(60_000) }).then(async (res) => ((await res.json()) as { services: unknown[] }).services.length, () => 0);
