@@ -252,7 +252,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
             federationUrl: `https://${host}:15010`, rootCertFile, bootstrapToken: token.token,
             stateDir: sidecarStateDir(opts.stateDir, name, instance), sidecar: sidecarRunner(`sidecar-${name}-${instance}`),
             reportIntervalMs: opts.reportIntervalMs, kind: sample.kind,
-            ...(opts.processes && sample.app !== 'redis' ? { appLogFile: logFile(`app-${name}-${instance}`) } : {}),
+            ...(opts.processes && sample.app !== 'redis' ? { appProcess: { logFile: logFile(`app-${name}-${instance}`), onUnexpectedExit } } : {}),
             ...(opts.versions ? { version: versionLabels(sample.name, instance).labels?.version } : {}),
           }));
         }

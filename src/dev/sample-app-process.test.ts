@@ -19,7 +19,7 @@ const spec = (port: number, over: Partial<SampleAppSpec> = {}): SampleAppSpec =>
 describe('a sample app in a process of its own', () => {
   test('answers as the in-process app does, takes an added delay, and is gone after close()', async () => {
     const log = join(dir, 'app-west-ledger-west-1.log');
-    const app = await startSampleAppProcess(spec(0), log);
+    const app = await startSampleAppProcess(spec(0), { logFile: log });
         expect(app.address).toMatch(/^127\.0\.49\.1:\d+$/);
     const pid = listeningPid(app.address);
     expect(pid).toBeDefined();
@@ -47,8 +47,23 @@ describe('a sample app in a process of its own', () => {
     await expect(fetch(`http://${app.address}/`)).rejects.toThrow();
   }, 30_000);
 
+  test('an app that dies without being asked to is said once, in the callback and in its log, and stays down', async () => {
+    const log = join(dir, 'app-west-hello-west-1.log');
+    const said: string[] = [];
+    const app = await startSampleAppProcess(spec(0, { service: 'hello', instance: 'hello-west-1' }), { logFile: log, onUnexpectedExit: (line) => said.push(line) });
+    const pid = listeningPid(app.address)!;
+    process.kill(pid, 'SIGKILL');
+    const deadline = Date.now() + 10_000;
+    while (said.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(said).toEqual([`app-west-hello-west-1 (pid ${pid}) was killed by SIGKILL unexpectedly; see ${log}`]);
+    expect(readFileSync(log, 'utf8')).toContain(`(pid ${pid}) was killed by SIGKILL unexpectedly`);
+    await app.close(); // nothing left to stop; no second report
+    expect(said).toHaveLength(1);
+    await expect(fetch(`http://${app.address}/`)).rejects.toThrow();
+  }, 30_000);
+
   test('the gRPC echo kind listens too', async () => {
-    const app = await startSampleAppProcess(spec(0, { kind: 'grpc', service: 'grpc-echo', instance: 'grpc-echo-west-1' }), join(dir, 'grpc.log'));
+    const app = await startSampleAppProcess(spec(0, { kind: 'grpc', service: 'grpc-echo', instance: 'grpc-echo-west-1' }), { logFile: join(dir, 'grpc.log') });
     const { EchoClient } = await import('./grpc-echo.js');
     const grpc = await import('@grpc/grpc-js');
     const client = new EchoClient(app.address, grpc.credentials.createInsecure());
@@ -65,7 +80,7 @@ describe('a sample app in a process of its own', () => {
     await new Promise<void>((resolve) => blocker.listen(0, host, resolve));
     const port = (blocker.address() as { port: number }).port;
     try {
-      await expect(startSampleAppProcess(spec(port), join(dir, 'taken.log'))).rejects.toThrow(new RegExp(`the ledger app \\(ledger-west-1\\) could not start: .*EADDRINUSE.*${host}:${port}`));
+      await expect(startSampleAppProcess(spec(port), { logFile: join(dir, 'taken.log') })).rejects.toThrow(new RegExp(`the ledger app \\(ledger-west-1\\) could not start: .*EADDRINUSE.*${host}:${port}`));
       expect(listeningPid(`${host}:${port}`)).toBe(process.pid);
     } finally {
       await new Promise((r) => blocker.close(r));

@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { SampleInstance } from './sample-service.js';
 
@@ -9,9 +9,12 @@ import type { SampleInstance } from './sample-service.js';
  * heap, whose full collections took 25–50 ms) with the federation services; every request of
  * the mesh, and of the bench's baseline and peer chain, waited through those pauses.
  *
- * The child is `node --import parent-watch.js sample-app-main.js <spec as JSON> --log-file <file>`: it starts the HTTP sample or the gRPC echo, sends `{ ready: address }` (or `{ failed }`) over
+ * The child is `node --import parent-watch.js sample-app-main.js <spec as JSON> --log-file <file>`:
+ * it starts the HTTP sample or the gRPC echo, sends `{ ready: address }` (or `{ failed }`) over
  * the IPC channel, takes `{ delayMs }` for the HTTP sample's added delay, and closes its server
- * and exits on SIGTERM or when the channel closes.
+ * and exits on SIGTERM or when the channel closes. One that exits without being asked to stays
+ * down, like a sidecar of dev up (mesh-process.ts): said once, through `onUnexpectedExit` and in
+ * its log.
  */
 
 export interface SampleAppSpec {
@@ -25,6 +28,13 @@ export interface SampleAppSpec {
   version?: string | undefined;
 }
 
+export interface SampleAppProcessOptions {
+  /** The child's stdout and stderr are appended here. */
+  logFile: string;
+  /** Said once for an exit nobody asked for, e.g. `app-west-ledger-west-1 (pid 12) was killed by SIGKILL unexpectedly; see <log>`. */
+  onUnexpectedExit?: (line: string) => void;
+}
+
 export type FromApp = { ready: string } | { failed: string };
 export type ToApp = { delayMs: number };
 
@@ -35,7 +45,8 @@ const appMain = fileURLToPath(new URL('../../dist/dev/sample-app-main.js', impor
 const parentWatch = new URL('../../dist/dev/parent-watch.js', import.meta.url).href;
 
 /** Starts the app in a child process; resolves once it listens, rejects with its reason otherwise. */
-export async function startSampleAppProcess(spec: SampleAppSpec, logFile: string): Promise<SampleInstance> {
+export async function startSampleAppProcess(spec: SampleAppSpec, opts: SampleAppProcessOptions): Promise<SampleInstance> {
+  const { logFile } = opts;
   const log = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
@@ -64,6 +75,12 @@ export async function startSampleAppProcess(spec: SampleAppSpec, logFile: string
     throw err;
   });
   let closing: Promise<void> | undefined;
+  child.once('exit', (code, signal) => {
+    if (closing) return; // stopped on purpose
+    const line = `app-${spec.cluster}-${spec.instance} (pid ${child.pid ?? '?'}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`} unexpectedly; see ${logFile}`;
+    appendFileSync(logFile, `${JSON.stringify({ level: 50, time: Date.now(), name: 'isthmus-dev', msg: line })}\n`);
+    opts.onUnexpectedExit?.(line);
+  });
   return {
     service: spec.service, cluster: spec.cluster, zone: spec.zone, instance: spec.instance, address,
     setDelay: (ms) => {

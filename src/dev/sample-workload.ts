@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { startDevSidecar, type DevSidecar, type SidecarRunner } from './dev-sidecar.js';
 import { startRedisInstance } from './redis-sample.js';
-import { startSampleAppProcess } from './sample-app-process.js';
+import { startSampleAppProcess, type SampleAppProcessOptions } from './sample-app-process.js';
 import { startSampleInstance, type SampleInstance } from './sample-service.js';
 
 export interface SampleWorkloadSpec {
@@ -32,16 +32,16 @@ export interface SampleWorkloadSpec {
   /** The instance's `version` label, which the HTTP sample names in every answer. */
   version?: string | undefined;
   /**
-   * Run the HTTP or gRPC sample in a process of its own, logging here (`dev up --processes`);
-   * in this process when absent. redis-server is always a process of its own.
+   * Run the HTTP or gRPC sample in a process of its own (`dev up --processes`), logging to
+   * `logFile`; in this process when absent. redis-server is always a process of its own.
    */
-  appLogFile?: string | undefined;
+  appProcess?: SampleAppProcessOptions | undefined;
 }
 
 /**
  * One sample instance of the dev mesh: the app and its sidecar, which stop and start together
  * as a pod would. A restart reuses the certificate the sidecar saved in its state dir. The app
- * and the sidecar each may run in a process of their own (spec.appLogFile, spec.sidecar); start()
+ * and the sidecar each may run in a process of their own (spec.appProcess, spec.sidecar); start()
  * then resolves once the app listens and the sidecar's admin /readyz answers 200.
  */
 export class SampleWorkload {
@@ -69,7 +69,7 @@ export class SampleWorkload {
     // gRPC is loaded only where a gRPC sample runs.
     this.app = s.app === 'redis'
       ? await startRedisInstance({ ...where, tempRoot: s.appTempRoot })
-      : s.appLogFile ? await startSampleAppProcess({ ...where, kind: s.kind ?? 'http', version: s.version }, s.appLogFile)
+      : s.appProcess ? await startSampleAppProcess({ ...where, kind: s.kind ?? 'http', version: s.version }, s.appProcess)
         : s.kind === 'grpc' ? await (await import('./grpc-echo.js')).startGrpcEchoInstance(where) : await startSampleInstance({ ...where, version: s.version });
     try {
       this.sidecar = await startDevSidecar({
