@@ -12,7 +12,7 @@ import type { OpenLoopResult } from './open-loop.js';
 import { peerBinary, startPeerChain, type PeerChain } from './peer-chain.js';
 import { nginxQuote, renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
 import { isAlive, parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js';
-import { ourCarries, ourRole, parsePeakRss, proxiesSpent, type ProcessReadings, type ProxyProcess } from './proxy-processes.js';
+import { idleCarriers, ourCarries, ourRole, parsePeakRss, proxiesSpent, withoutCarriers, type ProcessReadings, type ProxyProcess } from './proxy-processes.js';
 import { coldRows, formatColdRows } from './cold-start.js';
 import { compareRows, formatComparisons, ratioOf } from './comparison.js';
 import { buildRows, formatRows, type Row } from './report.js';
@@ -122,6 +122,39 @@ describe('which processes are a chain\'s proxies', () => {
     expect(spent).toMatchObject({ cpuSeconds: 0.75, peakRssBytes: 15e6 });
     expect(spent.processes.map((p) => p.name)).toEqual(['outbound', 'gateway']);
     expect(proxiesSpent(processes, 'isthmus', { service: 'nope', cluster: 'x' }, reading([], []), reading([], [])).cpuSeconds).toBeNaN();
+  });
+  describe('a process named for a chain that carried none of it while it was primed is not counted', () => {
+    const ours: ProxyProcess[] = [
+      { side: 'isthmus', name: 'sidecar east/client', pid: 1, carries: [hello, ledger], includesOrigin: false },
+      { side: 'isthmus', name: 'sidecar east/hello-east-1', pid: 2, carries: [hello], includesOrigin: false },
+      { side: 'isthmus', name: 'sidecar east/hello-east-2', pid: 3, carries: [hello], includesOrigin: false },
+      { side: 'isthmus', name: 'gateway west/gw-1', pid: 4, carries: [ledger], includesOrigin: false },
+      { side: 'isthmus', name: 'gateway west/gw-2', pid: 5, carries: [ledger], includesOrigin: false },
+      { side: 'peer', name: 'nginx inbound', pid: 6, carries: [hello], includesOrigin: false },
+    ];
+    const cpu = (seconds: number[]): ProcessReadings => new Map(seconds.map((c, i) => [i + 1, { cpuSeconds: c, peakRssBytes: 0 }]));
+    const zero = cpu([0, 0, 0, 0, 0, 0]);
+    test.each([
+      // CPU seconds while the chain was primed: client, hello-east-1, hello-east-2, gw-1, gw-2, nginx.
+      ["the other zone's hello sidecar, idle (1.5% of the client)", hello, [0.4, 0.35, 0.006, 0, 0, 0.2], ['sidecar east/hello-east-1']],
+      ['both hello sidecars when the balancer spreads over zones', hello, [0.4, 0.18, 0.17, 0, 0, 0.2], ['sidecar east/hello-east-1', 'sidecar east/hello-east-2']],
+      ['two gateways sharing a cluster\'s traffic (a fifth of the client each)', ledger, [0.4, 0.01, 0.01, 0.09, 0.08, 0], ['gateway west/gw-1', 'gateway west/gw-2']],
+    ])('%s', (_, destination, seconds, counted) => {
+      const idle = idleCarriers(ours, destination, zero, cpu(seconds));
+      const after = withoutCarriers(ours, idle.map((i) => i.process), destination);
+      expect(after.filter((p) => p.side === 'isthmus' && p.name !== 'sidecar east/client' && p.carries.some((d) => d.service === destination.service)).map((p) => p.name)).toEqual(counted);
+      // The peers' processes and the other chain are left as they were.
+      expect(after.find((p) => p.side === 'peer')).toEqual(ours[5]);
+      expect(after.find((p) => p.name === 'sidecar east/client')?.carries).toEqual([hello, ledger]);
+    });
+    test('a process gone or a window with no CPU at all leaves the naming as it was', () => {
+      expect(idleCarriers(ours, hello, zero, new Map([[1, { cpuSeconds: 0.4, peakRssBytes: 0 }]]))).toEqual([]);
+      expect(idleCarriers(ours, hello, zero, zero)).toEqual([]);
+    });
+    test('a process left carrying nothing is dropped from the list', () => {
+      const idle = idleCarriers(ours, hello, zero, cpu([0.4, 0.35, 0.006, 0, 0, 0.2]));
+      expect(withoutCarriers(ours, idle.map((i) => i.process), hello).map((p) => p.name)).not.toContain('sidecar east/hello-east-2');
+    });
   });
 });
 

@@ -85,6 +85,32 @@ function commandLine(pid: number): string[] {
   }
 }
 
+/**
+ * Pure. Our processes named as carrying `destination` that carried none of it while it was sent
+ * between `before` and `after` (the priming run): each used less than `share` of the CPU of the
+ * busiest of ours in that window. The naming (`ourCarries`) counts every instance of the service
+ * in its cluster, but the client's sidecar keeps traffic in its own zone while that zone has a
+ * healthy instance, so the other zone's sidecar sits idle; counting it would add an idle
+ * process's CPU and all of its memory to the chain. An idle sidecar uses about 1–2% of a
+ * carrying one at 1000 requests/s; a gateway that shares a cluster's traffic with a second one
+ * still uses about a fifth of the client sidecar's CPU.
+ */
+export function idleCarriers(processes: ProxyProcess[], destination: Destination, before: ProcessReadings, after: ProcessReadings, share = 0.1): { process: ProxyProcess; cpuSeconds: number; busiestCpuSeconds: number }[] {
+  const ours = processes.filter((p) => p.side === 'isthmus' && !p.includesOrigin && p.carries.some((d) => d.service === destination.service && d.cluster === destination.cluster));
+  const spent = ours.map((p) => ({ process: p, cpuSeconds: (after.get(p.pid)?.cpuSeconds ?? Number.NaN) - (before.get(p.pid)?.cpuSeconds ?? Number.NaN) }));
+  if (spent.some((s) => Number.isNaN(s.cpuSeconds))) return []; // a process gone: leave the naming as it is
+  const busiestCpuSeconds = Math.max(0, ...spent.map((s) => s.cpuSeconds));
+  if (busiestCpuSeconds <= 0) return [];
+  return spent.filter((s) => s.cpuSeconds < share * busiestCpuSeconds).map((s) => ({ ...s, busiestCpuSeconds }));
+}
+
+/** Pure. `processes` with `destination` taken out of the carries of `idle` (and those left carrying nothing dropped). */
+export function withoutCarriers(processes: ProxyProcess[], idle: ProxyProcess[], destination: Destination): ProxyProcess[] {
+  return processes
+    .map((p) => (idle.includes(p) ? { ...p, carries: p.carries.filter((d) => !(d.service === destination.service && d.cluster === destination.cluster)) } : p))
+    .filter((p) => p.carries.length > 0);
+}
+
 /** Pure. The peak resident set (VmHWM) in bytes from the text of /proc/<pid>/status (proc(5)). */
 export function parsePeakRss(status: string): number {
   const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);

@@ -11,7 +11,7 @@ import { coldRows, formatColdRows, type ColdPoint } from './cold-start.js';
 import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
 import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
-import { ourProxyProcesses, proxiesSpent, readProcesses, type ProxyProcess } from './proxy-processes.js';
+import { idleCarriers, ourProxyProcesses, proxiesSpent, readProcesses, withoutCarriers, type ProxyProcess } from './proxy-processes.js';
 import { buildRows, formatRows, type MeasuredPoint } from './report.js';
 import { sourceState } from './source-state.js';
 import { sentinelTickMs, StallSentinel, stallThresholdMs } from './stall-sentinel.js';
@@ -82,6 +82,8 @@ async function main(argv: string[]): Promise<number> {
   const probes: ProbeResult[] = [];
   let proxies: ProxyProcess[] = [];
   let peerPids: number[] = [];
+  /** Our processes the naming counted for a chain but that carried none of it (proxy-processes.ts, idleCarriers). */
+  const uncounted: string[] = [];
   const idle = { mesh: Number.NaN, other: Number.NaN, isthmusProxies: Number.NaN, peerProxies: Number.NaN };
   try {
     const hosts = `127.0.${args.hostBase}.1 and 127.0.${args.hostBase + 1}.1`;
@@ -167,7 +169,19 @@ async function main(argv: string[]): Promise<number> {
   if (args.warmup > 0) {
     const top = Math.max(...args.rates);
     say(`priming: each scenario at ${top} rps for ${args.warmup} s (not measured)`);
-    for (const client of clients) await runOpenLoop({ rate: top, seconds: args.warmup, send: client.send, maxInFlight: Math.max(256, top * 2), drainMs: requestTimeoutMs + 1_000 });
+    for (const client of clients) {
+      const before = readProcesses(proxies.map((p) => p.pid));
+      await runOpenLoop({ rate: top, seconds: args.warmup, send: client.send, maxInFlight: Math.max(256, top * 2), drainMs: requestTimeoutMs + 1_000 });
+      if (client.target.side !== 'isthmus') continue;
+      // Count for a chain only the processes that carried it (proxy-processes.ts, idleCarriers).
+      const unused = idleCarriers(proxies, client.target.expect, before, readProcesses(proxies.map((p) => p.pid)));
+      for (const { process: p, cpuSeconds, busiestCpuSeconds } of unused) {
+        const line = `${p.name} is not counted for ${client.target.expect.service}: it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU while that chain was primed, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms (it carried none of it: the client's sidecar keeps traffic in its own zone)`;
+        say(`  ${line}`);
+        uncounted.push(line);
+      }
+      proxies = withoutCarriers(proxies, unused.map((i) => i.process), client.target.expect);
+    }
   }
 
   const points: MeasuredPoint[] = [];
@@ -212,6 +226,7 @@ async function main(argv: string[]): Promise<number> {
     `isthmus: ${mesh.mode === 'in-process' ? 'startDevMesh INSIDE the bench process (proxies, apps and the load generator share one event loop)' : mesh.processes ? 'isthmus dev up --processes: each sidecar, gateway, federation service and sample app its own process, as the peers run' : 'isthmus dev up --no-processes: every proxy and the sample apps in that one process'}`,
     `peer chain: ${versions.nginx} outbound and inbound sidecars (master_process off: one process each), ${versions.haproxy} east-west gateway (mode tcp, SNI passthrough, nbthread 1); TLS 1.3 mutual TLS with RSA-2048 leaves under per-cluster intermediates from our own CA; keep-alive pools on every hop (up to ${args.connections} idle connections each); it ends at the same apps as ours`,
     `"proxies CPU s/1k" = utime + stime from /proc of the proxy processes on that chain, per 1000 answers; "proxies RSS MB" = the sum of their peak RSS (VmHWM). Counted for isthmus: ${counted('isthmus')}; for the peer: ${counted('peer')}`,
+    ...uncounted,
     ...(oursIncludeOrigin ? ['isthmus\'s proxies share a process with the sample apps here: their CPU is the chain\'s minus the baseline\'s at the same rate, and their RSS includes the apps, federation services and all other proxies'] : []),
     `idle before load: isthmus proxies ${idle.isthmusProxies.toFixed(3)} CPU s/s, peer proxies ${idle.peerProxies.toFixed(3)} CPU s/s, dev up's tree ${idle.mesh.toFixed(3)} CPU s/s, other processes on the machine ${idle.other.toFixed(2)} CPU s/s`,
     `"machine stalls" = how often, and how long at most, an otherwise idle process (pid ${sentinel?.pid ?? '?'}${sentinel?.priorityRaised ? ', nice -20' : ', normal priority'}) found its ${sentinelTickMs} ms timer ${stallThresholdMs} ms late or more during the measured window: the machine itself standing still (a host pause), which alone can set a window's p99; busy cores do not delay it, so a bad tail with 0 here came from contention for the cores`,
