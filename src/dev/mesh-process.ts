@@ -64,9 +64,7 @@ export class MeshProcess {
         resolve();
         if (this.child !== child) return; // stopped on purpose
         this.child = undefined;
-        const line = `${spec.name} (pid ${child.pid ?? '?'}) ${text} unexpectedly; see ${spec.logFile}`;
-        appendFileSync(spec.logFile, `${JSON.stringify({ level: 50, time: Date.now(), name: 'isthmus-dev', msg: line })}\n`);
-        spec.onUnexpectedExit(line);
+        reportUnexpectedExit(spec.name, child.pid, text, spec.logFile, spec.onUnexpectedExit);
       };
       child.once('exit', (code, signal) => done(signal ? `was killed by ${signal}` : `exited with code ${code}`));
       child.once('error', (err) => done(`could not run (${err.message})`));
@@ -98,6 +96,16 @@ export class MeshProcess {
     await this.exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * A child of dev up that exited without being asked to: one line, appended to its log as an
+ * error and handed to `say`, e.g. `sidecar-east-client (pid 12) was killed by SIGKILL unexpectedly; see <log>`.
+ */
+export function reportUnexpectedExit(name: string, pid: number | undefined, how: string, logFile: string, say: ((line: string) => void) | undefined): void {
+  const line = `${name} (pid ${pid ?? '?'}) ${how} unexpectedly; see ${logFile}`;
+  appendFileSync(logFile, `${JSON.stringify({ level: 50, time: Date.now(), name: 'isthmus-dev', msg: line })}\n`);
+  say?.(line);
 }
 
 function logTail(file: string): string {

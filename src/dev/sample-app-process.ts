@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { appendFileSync, closeSync, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { reportUnexpectedExit } from './mesh-process.js';
 import type { SampleInstance } from './sample-service.js';
 
 /**
@@ -77,9 +78,7 @@ export async function startSampleAppProcess(spec: SampleAppSpec, opts: SampleApp
   let closing: Promise<void> | undefined;
   child.once('exit', (code, signal) => {
     if (closing) return; // stopped on purpose
-    const line = `app-${spec.cluster}-${spec.instance} (pid ${child.pid ?? '?'}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`} unexpectedly; see ${logFile}`;
-    appendFileSync(logFile, `${JSON.stringify({ level: 50, time: Date.now(), name: 'isthmus-dev', msg: line })}\n`);
-    opts.onUnexpectedExit?.(line);
+    reportUnexpectedExit(`app-${spec.cluster}-${spec.instance}`, child.pid, signal ? `was killed by ${signal}` : `exited with code ${code}`, logFile, opts.onUnexpectedExit);
   });
   return {
     service: spec.service, cluster: spec.cluster, zone: spec.zone, instance: spec.instance, address,

