@@ -10,6 +10,7 @@ import { etcdFlags, startDevMesh, type DevMesh, type MeshFile } from '../dev/dev
 import { requestThrough } from '../dev/traffic-generator.js';
 import { updateRegistry } from '../federation/registry-file.js';
 import { loadedModules, parseProcStatus } from './loaded-modules.js';
+import { type RssByMapping, readRssByMapping } from './smaps.js';
 import { startNodeFloor } from './node-floor-process.js';
 import { writePeerCertificates } from './peer-certs.js';
 
@@ -97,8 +98,15 @@ interface MemoryRow {
 
 const mb = (kb: number) => Math.round(kb / 102.4) / 10;
 
-function procMemory(pid: number): { rssKb: number; hwmKb: number } {
-  return parseProcStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
+interface ProcMemory { rssKb: number; hwmKb: number; parts: RssByMapping }
+
+function procMemory(pid: number): ProcMemory {
+  return { ...parseProcStatus(readFileSync(`/proc/${pid}/status`, 'utf8')), parts: readRssByMapping(pid) };
+}
+
+/** Where a reading's RSS is: the node binary's pages are the same in every node process on a host. */
+function mappingNote(parts: RssByMapping): string {
+  return `RSS by mapping MB: node binary ${mb(parts.nodeBinaryKb)}, other files ${mb(parts.otherFilesKb)}, malloc heap ${mb(parts.mallocHeapKb)}, anonymous ${mb(parts.anonymousKb)}`;
 }
 
 /**
@@ -188,9 +196,9 @@ async function send(proxy: string, urls: string[], count: number, concurrency = 
 }
 
 interface FloorReadings {
-  atRest: { rssKb: number; hwmKb: number };
-  afterSamples: { rssKb: number; hwmKb: number };
-  afterMany?: { rssKb: number; hwmKb: number };
+  atRest: ProcMemory;
+  afterSamples: ProcMemory;
+  afterMany?: ProcMemory;
   statuses: Record<string, number>;
 }
 
@@ -263,7 +271,7 @@ async function main(): Promise<void> {
   say('the Node floor: a minimal mutual-TLS proxy of node:http and node:https, read at the same steps ...');
   const floorNames = Array.from({ length: Math.min(extraServices, 100) }, (_, i) => `svc-${String(i).padStart(4, '0')}`);
   const floor = await nodeFloor(args.hostBase, requestCount, floorNames);
-  const floorRow = (what: string, m: { rssKb: number; hwmKb: number }, note: string) => rows.push({ what, services: null, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), note });
+  const floorRow = (what: string, m: ProcMemory, note: string) => rows.push({ what, services: null, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), note: `${note}; ${mappingNote(m.parts)}` });
   floorRow('Node floor, at rest', floor.atRest, 'dist/bench/node-floor.js: plain HTTP in, mutual TLS out and in, 1 KiB answers, nothing of Isthmus; 5 s after 8 GETs');
   floorRow('Node floor, after requests', floor.afterSamples, `${requestCount} GETs to 2 names`);
   if (floor.afterMany) floorRow('Node floor, after requests', floor.afterMany, `${requestCount} more GETs to ${floorNames.length + 2} names (a TLS connection per name); statuses ${JSON.stringify(floor.statuses)}`);
@@ -283,10 +291,11 @@ async function main(): Promise<void> {
     const sampleUrls = ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'];
     const measure = async (what: string, services: number, note: string, floorReading?: { rssKb: number }) => {
       const m = procMemory(pid);
+      const where = mappingNote(m.parts);
       // Read after the RSS, so that the scrape's own garbage is not in it.
       const spaces = await heapSpaces(east.client.admin);
-      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), ...(floorReading ? { floorRssMb: mb(floorReading.rssKb) } : {}), note: `${note}; ${spaces}` });
-      say(`  ${what}: ${services} services, RSS ${mb(m.rssKb)} MB, peak ${mb(m.hwmKb)} MB; ${spaces}`);
+      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), ...(floorReading ? { floorRssMb: mb(floorReading.rssKb) } : {}), note: `${note}; ${where}; ${spaces}` });
+      say(`  ${what}: ${services} services, RSS ${mb(m.rssKb)} MB, peak ${mb(m.hwmKb)} MB; ${where}; ${spaces}`);
     };
 
     const sampleCatalog = await waitForCatalog(clientState, 1, 30_000);
