@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { carriesTraffic, proxyNodeFlags } from '../core/proxy-node-options.js';
 
 /** The real CLI (it runs dist/), and the watch that stops a child whose dev up died (dist/dev/parent-watch.js). */
 const isthmusBin = fileURLToPath(new URL('../../bin/isthmus.js', import.meta.url));
@@ -50,8 +49,7 @@ export class MeshProcess {
       // stops the children in order (client first, gateways last) instead of all at once.
       // Node refuses --cpu-prof in NODE_OPTIONS, so `npm run bench -- --cpu-prof` asks through ISTHMUS_CPU_PROF_DIR.
       const profile = process.env.ISTHMUS_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.ISTHMUS_CPU_PROF_DIR}`] : [];
-      const runtime = carriesTraffic(spec.args) ? proxyNodeFlags : [];
-      child = spawn(process.execPath, [...profile, ...runtime, '--import', parentWatch, isthmusBin, ...spec.args, '--log-format', 'json', '--log-level', 'info'], {
+      child = spawn(process.execPath, [...profile, '--import', parentWatch, isthmusBin, ...spec.args, '--log-format', 'json', '--log-level', 'info'], {
         stdio: ['ignore', log, log], detached: true,
       });
     } finally {

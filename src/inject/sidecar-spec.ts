@@ -14,7 +14,6 @@
  */
 
 import { meshProtocol, type MeshProtocol } from '../model/port-protocol.js';
-import { proxyNodeOptions } from '../core/proxy-node-options.js';
 
 export const sidecarName = 'isthmus-sidecar';
 /** The name of the sidecar container's inbound port; the Kubernetes adapter reads it from each Pod. */
@@ -156,7 +155,6 @@ export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
       // elsewhere, and the sidecar config's zone applies.
       { name: 'ISTHMUS_ZONE', valueFrom: { fieldRef: { fieldPath: 'metadata.labels[\'topology.kubernetes.io/zone\']' } } },
       { name: 'ISTHMUS_LOG_FORMAT', value: 'json' },
-      { name: 'NODE_OPTIONS', value: proxyNodeOptions },
     ],
     ports: [
       { name: 'isthmus-out', containerPort: ports.outbound, protocol: 'TCP' },
