@@ -85,6 +85,9 @@ function commandLine(pid: number): string[] {
   }
 }
 
+/** Below this share of the busiest of our processes' CPU, a process counts as having carried none of a chain. */
+export const idleCarrierShare = 0.1;
+
 /**
  * Pure. Our processes named as carrying `destination` that carried none of it while it was sent
  * between `before` and `after` (the priming run): each used less than `share` of the CPU of the
@@ -95,7 +98,7 @@ function commandLine(pid: number): string[] {
  * carrying one at 1000 requests/s; a gateway that shares a cluster's traffic with a second one
  * still uses about a fifth of the client sidecar's CPU.
  */
-export function idleCarriers(processes: ProxyProcess[], destination: Destination, before: ProcessReadings, after: ProcessReadings, share = 0.1): { process: ProxyProcess; cpuSeconds: number; busiestCpuSeconds: number }[] {
+export function idleCarriers(processes: ProxyProcess[], destination: Destination, before: ProcessReadings, after: ProcessReadings, share = idleCarrierShare): { process: ProxyProcess; cpuSeconds: number; busiestCpuSeconds: number }[] {
   const ours = processes.filter((p) => p.side === 'isthmus' && !p.includesOrigin && p.carries.some((d) => d.service === destination.service && d.cluster === destination.cluster));
   const spent = ours.map((p) => ({ process: p, cpuSeconds: (after.get(p.pid)?.cpuSeconds ?? Number.NaN) - (before.get(p.pid)?.cpuSeconds ?? Number.NaN) }));
   if (spent.some((s) => Number.isNaN(s.cpuSeconds))) return []; // a process gone: leave the naming as it is

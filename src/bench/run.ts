@@ -11,7 +11,7 @@ import { coldRows, formatColdRows, type ColdPoint } from './cold-start.js';
 import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
 import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
-import { idleCarriers, ourProxyProcesses, proxiesSpent, readProcesses, withoutCarriers, type ProxyProcess } from './proxy-processes.js';
+import { idleCarrierShare, idleCarriers, ourProxyProcesses, proxiesSpent, readProcesses, withoutCarriers, type ProxyProcess } from './proxy-processes.js';
 import { buildRows, formatRows, type MeasuredPoint } from './report.js';
 import { sourceState } from './source-state.js';
 import { sentinelTickMs, StallSentinel, stallThresholdMs } from './stall-sentinel.js';
@@ -176,7 +176,7 @@ async function main(argv: string[]): Promise<number> {
       // Count for a chain only the processes that carried it (proxy-processes.ts, idleCarriers).
       const unused = idleCarriers(proxies, client.target.expect, before, readProcesses(proxies.map((p) => p.pid)));
       for (const { process: p, cpuSeconds, busiestCpuSeconds } of unused) {
-        const line = `${p.name} is not counted for ${client.target.expect.service}: it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU while that chain was primed, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms (it carried none of it: the client's sidecar keeps traffic in its own zone)`;
+        const line = `${p.name} is not counted for ${client.target.expect.service}: it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU while that chain was primed, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms, under ${idleCarrierShare * 100}% of it: it carried none of that chain's requests (a sidecar in another zone than the client's, for instance, while the client's zone has a healthy instance)`;
         say(`  ${line}`);
         uncounted.push(line);
       }
