@@ -15,28 +15,3 @@ export function jitteredMs(intervalMs: number, jitter = defaultJitter, random: (
   const spread = Math.min(Math.max(jitter, 0), 0.5);
   return Math.round(intervalMs * (1 + spread * (2 * random() - 1)));
 }
-
-/**
- * Runs `work` again and again, each wait drawn by jitteredMs, until stop(). The timers are
- * unref'd: this never keeps a process alive. A `work` that returns a promise is not awaited; it
- * handles its own errors.
- */
-export function jitteredInterval(work: () => void, intervalMs: number, jitter = defaultJitter): { stop(): void } {
-  let timer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  const arm = () => {
-    timer = setTimeout(() => {
-      if (stopped) return;
-      arm();
-      work();
-    }, jitteredMs(intervalMs, jitter));
-    timer.unref();
-  };
-  arm();
-  return {
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
-    },
-  };
-}

@@ -81,3 +81,36 @@ describe('longPoll pacing', () => {
     expect(small.length).toBeGreaterThanOrEqual(3);
   });
 });
+
+describe('a federation that does not number the snapshot (one from before it was long-polled)', () => {
+  it('is asked again after unversionedRetryMs, not in a loop, and each new content is passed on', async () => {
+    const asked: string[] = [];
+    const server = createServer((req, res) => {
+      asked.push(req.url ?? '');
+      res.setHeader('content-type', 'application/json');
+      // The content changes at the third request: an older federation's answer, at once and without version.
+      res.end(JSON.stringify({ roots: [asked.length >= 3 ? 'second' : 'first'] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const agent = new Agent();
+    const abort = new AbortController();
+    const seen: { roots: string[]; version: number | undefined }[] = [];
+    const feed = { name: 'test', path: '/v1/test', schema: Type.Object({ version: Type.Optional(Type.Integer()), roots: Type.Array(Type.String()) }), versionOf: (v: { version?: number }) => v.version };
+    const running = longPoll(feed, {
+      federationUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, dispatcher: () => agent, signal: abort.signal,
+      logger: createLogger({ name: 'test', level: 'silent' }), waitSeconds: 30, unversionedRetryMs: 200,
+      onSnapshot: (value, version) => { seen.push({ roots: value.roots, version }); },
+    });
+    await sleep(700);
+    abort.abort();
+    await running;
+    await agent.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    // At 0, ~200, ~400, ~600 ms: a client that asked again at once would have sent hundreds.
+    expect(asked.length).toBeGreaterThanOrEqual(3);
+    expect(asked.length).toBeLessThanOrEqual(5);
+    // With no version to hold, it never asks to wait on one.
+    expect(asked.every((url) => url === '/v1/test')).toBe(true);
+    expect(seen).toEqual([{ roots: ['first'], version: undefined }, { roots: ['second'], version: undefined }]);
+  });
+});

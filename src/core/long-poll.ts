@@ -27,7 +27,12 @@ export interface LongPollFeed<S extends TSchema> {
   /** e.g. /v1/catalog */
   path: string;
   schema: S;
-  versionOf(value: Static<S>): number;
+  /**
+   * The snapshot's version. Undefined for a federation that does not number this snapshot (one
+   * from before it was long-polled): it answers at once whatever is asked, so the client asks
+   * again only after `unversionedRetryMs`.
+   */
+  versionOf(value: Static<S>): number | undefined;
   /** A 404 means this federation does not serve the path (an older version), not a fault: ask again later. */
   optional?: boolean;
   /**
@@ -49,10 +54,12 @@ export interface LongPollOptions<S extends TSchema> {
   waitSeconds: number;
   notFoundRetryMs?: number;
   rejectedRetryMs?: number;
+  /** How long to wait before asking again a federation that answered without a version (default 30 s). */
+  unversionedRetryMs?: number;
   /** The longest wait between attempts while the federation does not answer (from 1 s, doubling). */
   maxRetryMs?: number;
   /** Called with each snapshot whose content differs from the previous one passed on. */
-  onSnapshot(value: Static<S>, version: number): void;
+  onSnapshot(value: Static<S>, version: number | undefined): void;
 }
 
 /** Why an answer is not a snapshot of the schema (the first few problems with their paths), or undefined. */
@@ -127,10 +134,13 @@ export async function longPoll<S extends TSchema>(feed: LongPollFeed<S>, opts: L
         continue;
       }
       held = feed.versionOf(answer.snapshot);
-      if (answer.digest === delivered) continue;
-      delivered = answer.digest;
-      opts.onSnapshot(answer.snapshot, held);
-      const pause = feed.paceMs?.(answer.bytes) ?? 0;
+      const changed = answer.digest !== delivered;
+      if (changed) {
+        delivered = answer.digest;
+        opts.onSnapshot(answer.snapshot, held);
+      }
+      // A federation that does not number this snapshot answered at once: ask it again later.
+      const pause = held === undefined ? opts.unversionedRetryMs ?? 30_000 : changed ? feed.paceMs?.(answer.bytes) ?? 0 : 0;
       if (pause > 0) await sleep(pause, undefined, { signal }).catch(() => undefined);
     } catch (err) {
       if (signal.aborted) return;

@@ -11,6 +11,7 @@ import type { Catalog } from '../model/catalog.js';
 import { isRecord, ProbeRecordSchema } from '../model/records.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Federation } from './federation.js';
+import type { TrustFeed } from './trust-feed.js';
 import { clusterRoleId } from '../trust/spiffe.js';
 import { verifyChain } from '../trust/verify.js';
 import type { WorkloadSigner } from './workload-signer.js';
@@ -45,15 +46,21 @@ export interface ApiOptions {
    * certificates they signed.
    */
   clusterCas?: () => string[];
-  /** Fingerprint of the intermediate in use, told with the roots on GET /v1/trust: a sidecar whose leaf has another issuer renews at once. */
-  issuer?: () => string;
+  /**
+   * GET /v1/trust: the mesh's roots and the fingerprint of the intermediate in use, numbered and
+   * long-polled like the catalog. A sidecar whose leaf has another issuer renews at once.
+   */
+  trust: TrustFeed;
   /** A gateway of this cluster reported in with this certificate (to tell which root it still holds). */
   onGatewayCertificate?: (id: string, leaf: { root: string; notAfter: number }) => void;
 }
 
 const maxWaitMs = 60_000;
 
-type SnapshotEvent = 'catalog' | 'gateway-routes' | 'local-endpoints' | 'policies';
+/** Where a snapshot's changes are told: the federation's own events, or the trust feed's. */
+type SnapshotChanges =
+  | { source: Federation; event: 'catalog' | 'gateway-routes' | 'local-endpoints' | 'policies' }
+  | { source: TrustFeed; event: 'trust' };
 
 /**
  * The federation API (port 15010) for sidecars, gateways and operators, over TLS with the
@@ -109,12 +116,12 @@ export function buildApi(opts: ApiOptions) {
     error: { code: 'ISTHMUS_ERR_API_NOT_FOUND', message: `no ${request.method} ${request.url.split('?')[0]} in the federation API; docs/federation.md lists its routes` },
   }));
 
-  function longPoll(path: string, event: SnapshotEvent, snapshot: () => { version?: number; revision?: number }): void {
+  function longPoll(path: string, changes: SnapshotChanges, snapshot: () => { version?: number; revision?: number }): void {
     app.get<{ Querystring: { version?: string; wait?: string } }>(path, async (request) => {
       const current = () => { const v = snapshot(); return v.version ?? v.revision; };
       const known = request.query.version === undefined ? undefined : Number(request.query.version);
       const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
-      if (known !== undefined && known === current() && waitMs > 0) await nextEvent(federation, event, waitMs, request.raw);
+      if (known !== undefined && known === current() && waitMs > 0) await nextEvent(changes, waitMs, request.raw);
       return snapshot();
     });
   }
@@ -169,7 +176,7 @@ export function buildApi(opts: ApiOptions) {
   }
 
   // Long-polled snapshots: `?version=<what you have>&wait=<seconds>` answers when it changes.
-  longPoll('/v1/catalog', 'catalog', () => federation.catalog);
+  longPoll('/v1/catalog', { source: federation, event: 'catalog' }, () => federation.catalog);
 
   const slots = new StreamSlots();
   app.get('/v1/catalog/stream', (request, reply) => {
@@ -207,12 +214,12 @@ export function buildApi(opts: ApiOptions) {
     })),
   }));
 
-  longPoll('/v1/gateway/routes', 'gateway-routes', () => federation.gatewayRoutes);
+  longPoll('/v1/gateway/routes', { source: federation, event: 'gateway-routes' }, () => federation.gatewayRoutes);
 
-  longPoll('/v1/endpoints', 'local-endpoints', () => federation.localEndpoints);
+  longPoll('/v1/endpoints', { source: federation, event: 'local-endpoints' }, () => federation.localEndpoints);
 
   // Traffic policies (HTTPRoute, TrafficSplit, isthmus.dev kinds) for sidecars, long-polled the same way.
-  longPoll('/v1/policies', 'policies', () => federation.policies);
+  longPoll('/v1/policies', { source: federation, event: 'policies' }, () => federation.policies);
 
   // For writes, only certificates our own intermediate signed count: another cluster's workload or
   // gateway must not register gateways or book traffic here.
@@ -274,7 +281,7 @@ export function buildApi(opts: ApiOptions) {
     });
   }
 
-  app.get('/v1/trust', async () => ({ roots: opts.trustBundle(), ...(opts.issuer ? { issuer: opts.issuer() } : {}) }));
+  longPoll('/v1/trust', { source: opts.trust, event: 'trust' }, () => opts.trust.current);
 
   app.post<{ Body: { csr?: unknown } }>('/v1/certificates', async (request) => {
     const csr = request.body?.csr;
@@ -302,17 +309,17 @@ function refuseClientError(err: Error & { code?: string }, socket: Duplex): void
   socket.end(errorResponse(status, reason, 'ISTHMUS_ERR_API_BAD_REQUEST', `${what} (${err.code ?? err.message}); send HTTP/1.1 as docs/federation.md describes`));
 }
 
-/** Long-poll: resolves at the next `event`, when the client goes away, or at the deadline. */
-function nextEvent(federation: Federation, event: SnapshotEvent, waitMs: number, req: NodeJS.EventEmitter): Promise<void> {
+/** Long-poll: resolves at the next change, when the client goes away, or at the deadline. */
+function nextEvent({ source, event }: SnapshotChanges, waitMs: number, req: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
-      federation.off(event, done);
+      source.off(event, done);
       req.off('close', done);
       resolve();
     };
     const timer = setTimeout(done, waitMs);
-    federation.on(event, done);
+    source.on(event, done);
     req.on('close', done);
   });
 }

@@ -18,6 +18,7 @@ import { Federation } from './federation.js';
 import { IssuedLedger } from './issued-ledger.js';
 import { GatewayProber } from './gateway-prober.js';
 import { TrafficLedger } from './traffic-ledger.js';
+import { TrustFeed } from './trust-feed.js';
 import { Reachability } from './reachability.js';
 import type { Catalog } from '../model/catalog.js';
 import { liveTokens } from './registry-file.js';
@@ -64,6 +65,10 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     [{ version: 1, trustDomain: config.trustDomain, roots: [issuer.current.rootCert] }],
     (key, err) => logger.warn({ key, err: err.message }, 'ignoring an invalid trust bundle record'),
   );
+
+  // GET /v1/trust, numbered and long-polled: read again when the bundle records or our intermediate change.
+  const trust = new TrustFeed(() => ({ roots: trustBundle(), issuer: issuer.current.fingerprint256 }));
+  federation.on('bundles', () => trust.refresh());
 
   const servingIdentity = clusterRoleId(config.trustDomain, config.cluster, 'federation');
   const reachability = new Reachability(config.cluster);
@@ -121,13 +126,14 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     metrics,
     ledger,
     clusterCas: () => issuer.intermediates(),
-    issuer: () => issuer.current.fingerprint256,
+    trust,
     onGatewayCertificate: (id, leaf) => issued.presented(`gateway:${id}`, leaf),
   });
   // A new intermediate: signed with from the next request on, served from the next handshake on.
   issuer.onChange((state) => {
     signer.setIssuer(state.ca, [state.ca.certPem]);
     api.server.setSecureContext({ cert: [state.serving.certPem, state.ca.certPem].join('\n'), key: state.serving.keyPem, minVersion: 'TLSv1.2' });
+    trust.refresh();
   });
   federation.on('intermediate', (published: string) => issuer.reconcile(published));
   // The serving certificate lasts 30 days: renewed at half life, looked at every hour.

@@ -5,13 +5,10 @@ import type { Logger } from '../core/log.js';
 import type { GatewayConfig } from './config.js';
 import { gatewayCertificate, gatewayRoot, type GatewayCertificate } from './gateway-certificate.js';
 import { longPoll, type LongPollFeed } from '../core/long-poll.js';
-import { jitteredInterval } from '../core/jitter.js';
-import { GatewayRoutesSchema, type GatewayRoutes } from '../model/records.js';
+import { GatewayRoutesSchema, trustFeed, type GatewayRoutes, type TrustAnswer } from '../model/records.js';
 import { certificateInfo } from '../trust/verify.js';
 
 const longPollSeconds = 30;
-/** How often the gateway asks its federation for the mesh's roots and the intermediate in use. */
-const trustRefreshMs = 10_000;
 const routesFeed: LongPollFeed<typeof GatewayRoutesSchema> = { name: 'routing table', path: '/v1/gateway/routes', schema: GatewayRoutesSchema, versionOf: (r) => r.version };
 
 /**
@@ -26,7 +23,7 @@ export class FederationClient {
   private stopped = false;
   private registerTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
-  private trustTimer: { stop(): void } | undefined;
+  private trustPoll: Promise<void> | undefined;
   private renewing = false;
   private failures = 0;
   /** The mesh's roots as GET /v1/trust last told them, trimmed and sorted. */
@@ -49,8 +46,10 @@ export class FederationClient {
    */
   async startCertificates(): Promise<void> {
     await this.renew(true);
-    // Jittered: the gateways and sidecars of a cluster ask the federation at their own moments (core/jitter.ts).
-    this.trustTimer = jitteredInterval(() => void this.refreshTrust(), trustRefreshMs);
+    this.trustPoll = longPoll(trustFeed, {
+      federationUrl: this.config.federationUrl, dispatcher: () => this.agent, signal: this.abort.signal, logger: this.log,
+      waitSeconds: longPollSeconds, onSnapshot: (answer) => void this.takeTrust(answer),
+    });
   }
 
   private async renew(first: boolean): Promise<void> {
@@ -88,31 +87,25 @@ export class FederationClient {
   }
 
   /**
-   * The mesh's roots and the intermediate the federation signs with now, as sidecars learn them
-   * (GET /v1/trust). The roots let the gateway keep trusting its federation after a root rotation
+   * The mesh's roots and the intermediate the federation signs with now, long-polled as sidecars
+   * do (GET /v1/trust). The roots let the gateway keep trusting its federation after a root rotation
    * re-issues the federation's certificate from the new root; a new intermediate has the gateway
    * renew at once instead of at half its certificate's life (docs/trust.md, "Root rotation").
    */
-  private async refreshTrust(): Promise<void> {
-    try {
-      const res = await request(`${this.config.federationUrl}/v1/trust`, { dispatcher: this.agent, signal: this.abort.signal });
-      const body = (await res.body.json()) as { roots?: unknown; issuer?: unknown };
-      if (res.statusCode !== 200 || !Array.isArray(body.roots) || !body.roots.every((r) => typeof r === 'string')) return;
-      const roots = [...new Set((body.roots as string[]).map((r) => r.trim()))].sort();
-      if (roots.join('\n') !== this.roots.join('\n')) {
-        this.roots = roots;
-        this.replaceAgent();
-      }
-      const ours = this.certificate?.chainPem[0];
-      // Once per new intermediate: a CA directory that does not hold it yet (a Secret still being
-      // updated) gives the old one again, and the next renewal at half life tries again.
-      if (typeof body.issuer === 'string' && ours !== undefined && body.issuer !== this.renewedFor && certificateInfo(ours).fingerprint256 !== body.issuer) {
-        this.renewedFor = body.issuer;
-        this.log.info({ issuer: body.issuer }, 'the federation signs with a new intermediate; renewing the gateway certificate now');
-        await this.renew(false);
-      }
-    } catch (err) {
-      if (!this.stopped) this.log.debug({ err: describeError(err) }, 'could not refresh the trust bundle; keeping the roots held');
+  private async takeTrust(answer: TrustAnswer): Promise<void> {
+    if (this.stopped) return;
+    const roots = [...new Set(answer.roots.map((r) => r.trim()))].sort();
+    if (roots.join('\n') !== this.roots.join('\n')) {
+      this.roots = roots;
+      this.replaceAgent();
+    }
+    const ours = this.certificate?.chainPem[0];
+    // Once per new intermediate: a CA directory that does not hold it yet (a Secret still being
+    // updated) gives the old one again, and the next renewal at half life tries again.
+    if (answer.issuer !== undefined && ours !== undefined && answer.issuer !== this.renewedFor && certificateInfo(ours).fingerprint256 !== answer.issuer) {
+      this.renewedFor = answer.issuer;
+      this.log.info({ issuer: answer.issuer }, 'the federation signs with a new intermediate; renewing the gateway certificate now');
+      await this.renew(false);
     }
   }
 
@@ -174,8 +167,8 @@ export class FederationClient {
     this.stopped = true;
     if (this.registerTimer) clearTimeout(this.registerTimer);
     clearTimeout(this.renewTimer);
-    this.trustTimer?.stop();
     this.abort.abort();
+    await this.trustPoll;
     await this.agent.destroy();
   }
 }

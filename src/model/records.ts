@@ -1,3 +1,4 @@
+import type { LongPollFeed } from '../core/long-poll.js';
 import { Type, Value, type Static, type TSchema } from '../core/typebox.js';
 
 /**
@@ -266,3 +267,19 @@ export const GatewayRoutesSchema = Type.Object({
   })),
 });
 export type GatewayRoutes = Static<typeof GatewayRoutesSchema>;
+
+/**
+ * GET /v1/trust: every root of the mesh (all its trust domains) and the SHA-256 fingerprint of
+ * the intermediate the federation signs with now. Numbered like the other snapshots, so it is
+ * long-polled. A federation from before that answers at once and without `version`: its readers
+ * then ask again after a while instead of waiting on the answer.
+ */
+export const TrustAnswerSchema = Type.Object({
+  version: Type.Optional(Type.Integer()),
+  roots: Type.Array(Type.String(), { minItems: 1 }),
+  issuer: Type.Optional(Type.String()),
+});
+export type TrustAnswer = Static<typeof TrustAnswerSchema>;
+
+/** How sidecars and gateways long-poll GET /v1/trust (core/long-poll.ts). */
+export const trustFeed: LongPollFeed<typeof TrustAnswerSchema> = { name: 'trust bundle', path: '/v1/trust', schema: TrustAnswerSchema, versionOf: (t) => t.version };

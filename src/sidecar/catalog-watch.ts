@@ -6,7 +6,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { request } from '../core/undici.js';
 import { H1Agent } from './h1-agent.js';
 import { longPoll, snapshotProblem, type LongPollFeed } from '../core/long-poll.js';
-import { Type, type TSchema } from '../core/typebox.js';
+import { Type, type Static, type TSchema } from '../core/typebox.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { ensureDirectory } from '../core/user-paths.js';
@@ -40,6 +40,8 @@ export interface CatalogWatchOptions {
 interface Feed<S extends TSchema> extends LongPollFeed<S> {
   name: 'catalog' | 'endpoints' | 'policies';
   file: string;
+  /** These snapshots have been numbered since the first federation. */
+  versionOf(value: Static<S>): number;
 }
 
 /**
@@ -130,7 +132,7 @@ export class CatalogWatch extends EventEmitter {
     this.running = Promise.all(feeds.map((feed) => longPoll(feed, {
       federationUrl: this.opts.federationUrl, dispatcher: () => this.agent, signal: this.abort.signal, logger: this.log,
       waitSeconds: this.waitSeconds, ...(this.opts.notFoundRetryMs === undefined ? {} : { notFoundRetryMs: this.opts.notFoundRetryMs }),
-      onSnapshot: (value, version) => this.accept(feed, value, { version, receivedAt: new Date(), source: 'federation' }),
+      onSnapshot: (value) => this.accept(feed, value, { version: feed.versionOf(value), receivedAt: new Date(), source: 'federation' }),
     })));
   }
 

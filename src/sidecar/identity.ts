@@ -10,7 +10,8 @@ import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core
 import type { Logger } from '../core/log.js';
 import { ensureDirectory, writeTextAtomic } from '../core/user-paths.js';
 import { Backoff } from '../core/backoff.js';
-import { jitteredInterval } from '../core/jitter.js';
+import { longPoll } from '../core/long-poll.js';
+import { trustFeed, type TrustAnswer } from '../model/records.js';
 import { createCsr } from '../trust/csr.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
 
@@ -36,7 +37,8 @@ export interface WorkloadIdentityOptions {
   logger: Logger;
   /** Fraction of a certificate's life after which it is renewed. */
   renewAt?: number;
-  trustRefreshMs?: number;
+  /** How long a long poll of GET /v1/trust waits for a change before it is asked again (default 30 s). */
+  trustWaitSeconds?: number;
   /**
    * How long a certificate request may wait for the federation's answer (default 15 s; Node's
    * own default would be 300 s, a sidecar that starts and says nothing for five minutes).
@@ -58,6 +60,13 @@ const minLifeLeft = 0.1;
 const firstRetryMs = 1000;
 const maxRetryMs = 30_000;
 const maxTimerMs = 2 ** 31 - 1;
+/**
+ * A new intermediate reaches every sidecar of a cluster in the same moment (the trust bundle is
+ * long-polled): each renews after a random wait below this, so the federation signs them over a
+ * few seconds and a node's sidecars do not all make a key pair at once.
+ */
+const issuerRenewalSpreadMs = 5000;
+const defaultTrustWaitSeconds = 30;
 const generateRsaKey = promisify(generateKeyPair);
 
 /**
@@ -77,20 +86,20 @@ export class WorkloadIdentity extends EventEmitter {
   private renewTimer: NodeJS.Timeout | undefined;
   /** Waits between failed renewals: about 1 s, growing to 30 s, with jitter so a mesh of sidecars does not retry in step. */
   private readonly renewBackoff = new Backoff({ initialMs: firstRetryMs, maxMs: maxRetryMs });
-  private trustTimer: { stop(): void } | undefined;
+  private trustPoll: Promise<void> | undefined;
+  /** A renewal for a new intermediate, waiting out its share of the spread. */
+  private issuerRenewal: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private readonly now: () => number;
   private stopped = false;
-  private trustOutage = false;
-  private refreshing = false;
   private renewing = false;
 
   private constructor(private readonly opts: WorkloadIdentityOptions) {
     super();
     this.log = opts.logger.child({ component: 'identity' });
     this.now = opts.now ?? Date.now;
-    // Trust refreshes present the certificate held (the federation API serves mesh members only).
+    // The trust bundle's long poll presents the certificate held (the federation API serves mesh members only).
     // Certificate requests (the bootstrap, which has none yet and pays with its token, and
     // renewals) use an agent of their own.
     this.agent = this.federationAgent();
@@ -121,8 +130,9 @@ export class WorkloadIdentity extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.renewTimer);
-    this.trustTimer?.stop();
+    clearTimeout(this.issuerRenewal);
     this.abort.abort();
+    await this.trustPoll;
     await Promise.all([this.agent.destroy(), this.renewalAgent?.destroy()]);
   }
 
@@ -144,8 +154,12 @@ export class WorkloadIdentity extends EventEmitter {
     }
     this.log.info({ identity: this.held.identity, notAfter: this.held.notAfter }, 'workload identity ready');
     this.scheduleRenewal();
-    // Jittered: every sidecar of a node asks the federation at its own moment (core/jitter.ts).
-    this.trustTimer = jitteredInterval(() => void this.refreshTrust(), this.opts.trustRefreshMs ?? 30_000);
+    // Long-polled: a root added or removed, or a new intermediate, arrives within moments.
+    this.trustPoll = longPoll(trustFeed, {
+      federationUrl: this.opts.federationUrl, dispatcher: () => this.agent, signal: this.abort.signal, logger: this.log,
+      waitSeconds: this.opts.trustWaitSeconds ?? defaultTrustWaitSeconds,
+      onSnapshot: (answer) => this.takeTrust(answer),
+    });
   }
 
   private scheduleRenewal(): void {
@@ -217,8 +231,8 @@ export class WorkloadIdentity extends EventEmitter {
     const { csrPem, keyPem } = createCsr({ keyPem: (await generateRsaKey('rsa', { modulusLength: 2048 })).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
     // A fresh connection for every certificate request, so the federation sees the current
     // certificate, not one an older connection presented; and so a bootstrap's connection, which
-    // carries no certificate, is never kept for the trust refreshes that need one (the API keeps
-    // connections open 72 s, longer than the 30 s between refreshes).
+    // carries no certificate, is never kept for the trust bundle's long poll, which needs one (the
+    // API keeps idle connections open 72 s).
     const answerMs = this.opts.certificateRequestTimeoutMs ?? defaultCertificateRequestTimeoutMs;
     const agent = this.renewalAgent = new H1Agent({
       headersTimeout: answerMs, bodyTimeout: answerMs,
@@ -259,8 +273,8 @@ export class WorkloadIdentity extends EventEmitter {
     this.held = next;
     this.context = undefined;
     this.federationContext = undefined;
-    // New credentials or roots: new connections for the trust refreshes. A kept one would present
-    // the certificate before (which the API refuses once it expires) for as long as it is reused.
+    // New credentials or roots: new connections for the trust bundle's long poll (the poll in
+    // flight ends on the old one). A kept one would present the certificate before (which the API refuses once it expires) for as long as it is reused.
     const old = this.agent;
     this.agent = this.federationAgent();
     void old.close().catch(() => undefined);
@@ -269,44 +283,37 @@ export class WorkloadIdentity extends EventEmitter {
     if (previous && !sameRoots(previous.trustBundle, next.trustBundle)) this.emit('trust-bundle', [...next.trustBundle]);
   }
 
-  private async refreshTrust(): Promise<void> {
-    if (this.refreshing) return;
-    this.refreshing = true;
-    try {
-      const res = await request(`${this.opts.federationUrl}/v1/trust`, { dispatcher: this.agent, signal: this.abort.signal });
-      const body = (await res.body.json()) as { roots?: unknown; issuer?: unknown };
-      if (res.statusCode !== 200 || !isStrings(body.roots) || body.roots.length === 0) throw new Error(`federation answered ${res.statusCode} without roots`);
-      if (this.trustOutage) this.log.info('trust bundle reachable again');
-      this.trustOutage = false;
-      if (!sameRoots(this.held.trustBundle, body.roots)) {
-        this.log.info({ roots: body.roots.length }, 'trust bundle changed');
-        this.install({ ...this.held, trustBundle: body.roots }, false);
-      }
-      if (typeof body.issuer === 'string') this.renewIfIssuerChanged(body.issuer);
-    } catch (err) {
-      if (this.stopped || this.trustOutage) return;
-      this.trustOutage = true;
-      this.log.warn({ err: describeError(err) }, 'could not refresh the trust bundle; keeping the current one');
-    } finally {
-      this.refreshing = false;
+  /** A trust answer that differs from the last one: new roots are installed at once. */
+  private takeTrust(answer: TrustAnswer): void {
+    if (this.stopped) return;
+    if (!sameRoots(this.held.trustBundle, answer.roots)) {
+      this.log.info({ roots: answer.roots.length }, 'trust bundle changed');
+      this.install({ ...this.held, trustBundle: answer.roots }, false);
     }
+    if (answer.issuer !== undefined) this.renewIfIssuerChanged(answer.issuer);
   }
 
   /**
    * The federation signs with another intermediate than the one our leaf names (`isthmus ca
-   * rotate-intermediate`): renew now rather than at half life, so a root rotation waits about one
-   * trust refresh for the workloads, not half a certificate's life.
+   * rotate-intermediate`): renew within seconds rather than at half life, so a root rotation
+   * waits seconds for the workloads, not half a certificate's life.
    */
   private renewIfIssuerChanged(issuer: string): void {
     const ours = this.held.chainPem[0];
-    if (ours === undefined || this.renewing || this.stopped || certificateInfo(ours).fingerprint256 === issuer) return;
-    this.log.info({ issuer }, 'the federation signs with a new intermediate; renewing now');
-    clearTimeout(this.renewTimer);
-    void this.renew();
+    if (ours === undefined || this.renewing || this.stopped || this.issuerRenewal !== undefined || certificateInfo(ours).fingerprint256 === issuer) return;
+    const inMs = Math.floor(Math.random() * issuerRenewalSpreadMs);
+    this.log.info({ issuer, inMs }, 'the federation signs with a new intermediate; renewing');
+    this.issuerRenewal = setTimeout(() => {
+      this.issuerRenewal = undefined;
+      clearTimeout(this.renewTimer);
+      void this.renew();
+    }, inMs).unref();
   }
 
   private federationAgent(): H1Agent {
-    return new H1Agent({ connect: connectorFor(() => (this.federationContext ??= this.heldContext())) });
+    // A long poll is answered within its wait: no answer 10 s after that is a connection gone dead.
+    const answerMs = ((this.opts.trustWaitSeconds ?? defaultTrustWaitSeconds) + 10) * 1000;
+    return new H1Agent({ connect: connectorFor(() => (this.federationContext ??= this.heldContext())), headersTimeout: answerMs, bodyTimeout: answerMs });
   }
 
   private heldContext(): SecureContext {

@@ -124,8 +124,8 @@ describe('a whole root rotation under steady cross-cluster traffic', () => {
       const held = [...sidecarIdentities(stateDir).values()];
       return held.length > 0 && held.every((h) => h.trustBundle.map(fingerprint).includes(newPrint) && h.trustBundle.map(fingerprint).includes(oldPrint));
     }, 90_000, 'every sidecar holding both roots');
-    // Gateways ask their federation for the roots every 10 s: give them one more round.
-    await new Promise((r) => setTimeout(r, 11_000));
+    // Gateways long-poll the same federations for the roots as the sidecars: a moment more for them.
+    await new Promise((r) => setTimeout(r, 1000));
     phases.bothRootsTrusted = `${trusted.ms}ms`;
 
     // 2. East gets an intermediate of the new root; the old root is still in use by west's, so
