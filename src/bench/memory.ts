@@ -93,6 +93,9 @@ interface MemoryRow {
   peakRssMb: number;
   /** For a running sidecar's reading: the Node floor's RSS at the same step (see nodeFloor). */
   floorRssMb?: number;
+  /** For a live process's reading: its private pages (USS) and PSS, from smaps (src/bench/smaps.ts). */
+  privateMb?: number;
+  pssMb?: number;
   note: string;
 }
 
@@ -102,6 +105,11 @@ interface ProcMemory { rssKb: number; hwmKb: number; parts: RssByMapping }
 
 function procMemory(pid: number): ProcMemory {
   return { ...parseProcStatus(readFileSync(`/proc/${pid}/status`, 'utf8')), parts: readRssByMapping(pid) };
+}
+
+/** A reading's private pages and PSS, for the table's columns. */
+function shares(m: ProcMemory): { privateMb: number; pssMb: number } {
+  return { privateMb: mb(m.parts.privateKb), pssMb: mb(m.parts.pssKb) };
 }
 
 /** Where a reading's RSS is: the node binary's pages are the same in every node process on a host. */
@@ -271,7 +279,7 @@ async function main(): Promise<void> {
   say('the Node floor: a minimal mutual-TLS proxy of node:http and node:https, read at the same steps ...');
   const floorNames = Array.from({ length: Math.min(extraServices, 100) }, (_, i) => `svc-${String(i).padStart(4, '0')}`);
   const floor = await nodeFloor(args.hostBase, requestCount, floorNames);
-  const floorRow = (what: string, m: ProcMemory, note: string) => rows.push({ what, services: null, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), note: `${note}; ${mappingNote(m.parts)}` });
+  const floorRow = (what: string, m: ProcMemory, note: string) => rows.push({ what, services: null, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), ...shares(m), note: `${note}; ${mappingNote(m.parts)}` });
   floorRow('Node floor, at rest', floor.atRest, 'dist/bench/node-floor.js: plain HTTP in, mutual TLS out and in, 1 KiB answers, nothing of Isthmus; 5 s after 8 GETs');
   floorRow('Node floor, after requests', floor.afterSamples, `${requestCount} GETs to 2 names`);
   if (floor.afterMany) floorRow('Node floor, after requests', floor.afterMany, `${requestCount} more GETs to ${floorNames.length + 2} names (a TLS connection per name); statuses ${JSON.stringify(floor.statuses)}`);
@@ -294,7 +302,7 @@ async function main(): Promise<void> {
       const where = mappingNote(m.parts);
       // Read after the RSS, so that the scrape's own garbage is not in it.
       const spaces = await heapSpaces(east.client.admin);
-      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), ...(floorReading ? { floorRssMb: mb(floorReading.rssKb) } : {}), note: `${note}; ${where}; ${spaces}` });
+      rows.push({ what, services, rssMb: mb(m.rssKb), peakRssMb: mb(m.hwmKb), ...(floorReading ? { floorRssMb: mb(floorReading.rssKb) } : {}), ...shares(m), note: `${note}; ${where}; ${spaces}` });
       say(`  ${what}: ${services} services, RSS ${mb(m.rssKb)} MB, peak ${mb(m.hwmKb)} MB; ${where}; ${spaces}`);
     };
 
@@ -353,9 +361,10 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ rows }, null, 2)}\n`);
     return;
   }
-  const header = ['what', 'services', 'RSS MB', 'peak RSS MB', 'over the floor MB'];
+  const header = ['what', 'services', 'RSS MB', 'peak RSS MB', 'over the floor MB', 'private MB', 'PSS MB'];
   const overFloor = (r: MemoryRow) => (r.floorRssMb === undefined ? '—' : `${r.rssMb >= r.floorRssMb ? '+' : ''}${(r.rssMb - r.floorRssMb).toFixed(1)}`);
-  const lines = rows.map((r) => [r.what, r.services === null ? '—' : String(r.services), r.rssMb.toFixed(1), r.peakRssMb.toFixed(1), overFloor(r)]);
+  const share = (value: number | undefined) => (value === undefined ? '—' : value.toFixed(1));
+  const lines = rows.map((r) => [r.what, r.services === null ? '—' : String(r.services), r.rssMb.toFixed(1), r.peakRssMb.toFixed(1), overFloor(r), share(r.privateMb), share(r.pssMb)]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
   const format = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
   process.stdout.write(`${[format(header), ...lines.map(format)].join('\n')}\n\n${rows.map((r) => `${r.what} (${r.services ?? '—'}): ${r.note}`).join('\n')}\n`);

@@ -12,15 +12,24 @@ export interface RssByMapping {
   otherFilesKb: number;
   mallocHeapKb: number;
   anonymousKb: number;
+  /**
+   * Pages no other process maps (`Private_Clean` + `Private_Dirty`, the USS): what stopping this
+   * process would give back. On a host with many node processes (a node's sidecars) most of the
+   * binary's pages are shared, so this is near what one more sidecar costs there.
+   */
+  privateKb: number;
+  /** The proportional set size: each shared page divided among the processes that map it. */
+  pssKb: number;
 }
 
 /**
- * Sums the `Rss:` of each mapping in the text of an smaps file by what the mapping is.
+ * Sums the `Rss:` of each mapping in the text of an smaps file by what the mapping is, and the
+ * private pages and PSS of all of them.
  * `binary` is the node executable's real path, as the mapping lines name it.
  */
 export function rssByMapping(smaps: string, binary: string): RssByMapping {
-  const sums: RssByMapping = { nodeBinaryKb: 0, otherFilesKb: 0, mallocHeapKb: 0, anonymousKb: 0 };
-  let bucket: keyof RssByMapping = 'anonymousKb';
+  const sums: RssByMapping = { nodeBinaryKb: 0, otherFilesKb: 0, mallocHeapKb: 0, anonymousKb: 0, privateKb: 0, pssKb: 0 };
+  let bucket: 'nodeBinaryKb' | 'otherFilesKb' | 'mallocHeapKb' | 'anonymousKb' = 'anonymousKb';
   for (const line of smaps.split('\n')) {
     // A mapping's first line: address range, permissions, offset, device, inode, then the path if any.
     const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(line);
@@ -32,8 +41,12 @@ export function rssByMapping(smaps: string, binary: string): RssByMapping {
       else bucket = 'anonymousKb';
       continue;
     }
-    const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) sums[bucket] += Number(rss[1]);
+    const field = /^(Rss|Pss|Private_Clean|Private_Dirty):\s+(\d+) kB/.exec(line);
+    if (!field) continue;
+    const kb = Number(field[2]);
+    if (field[1] === 'Rss') sums[bucket] += kb;
+    else if (field[1] === 'Pss') sums.pssKb += kb;
+    else sums.privateKb += kb;
   }
   return sums;
 }
