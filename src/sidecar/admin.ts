@@ -60,14 +60,14 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
     if (url.pathname === '/routes') {
       const ejected = state.routing.ejected();
       const services = state.services().flatMap((s) => {
-        const route = state.routing.route(s.namespace, s.name);
+        const route = state.routing.peek(s.namespace, s.name);
         return route ? [explainRoute(route, from, ejected, state.routing.policiesOf(s.namespace, s.name), state.routing.authorizationOf(s.namespace, s.name))] : [];
       });
       return send(200, { from, identity: state.identity() ?? null, ...state.snapshot(), services });
     }
     const match = /^\/routes\/([a-z0-9-]+)\/([a-z0-9-]+)$/.exec(url.pathname);
     if (match) {
-      const route = state.routing.route(match[1] as string, match[2] as string);
+      const route = state.routing.peek(match[1] as string, match[2] as string);
       if (!route) return send(404, { error: { code: 'ISTHMUS_ERR_SERVICE_UNKNOWN', message: `${match[1]}/${match[2]} is not in this sidecar's catalog` } });
       return send(200, explainRoute(route, from, state.routing.ejected(), state.routing.policiesOf(match[1] as string, match[2] as string), state.routing.authorizationOf(match[1] as string, match[2] as string)));
     }

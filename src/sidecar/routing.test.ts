@@ -133,6 +133,21 @@ describe('RoutingTable', () => {
     expect(route.upstreams.get('127.0.2.1:15443')).toMatchObject({ sni: 'a.d.svc.west.isthmus', identities: ['spiffe://td/ns/d/sa/a'] });
   });
 
+  test('checks itself only the local instances of services the app called, and every remote gateway; a reader of routes calls nothing', () => {
+    const routing = table();
+    expect(routing.checkedAddresses()).toEqual(['127.0.2.1:15443']);
+    routing.peek('d', 'a');
+    routing.route('d', 'nope');
+    expect(routing.checkedAddresses()).toEqual(['127.0.2.1:15443']);
+    routing.route('d', 'a');
+    expect(routing.checkedAddresses()).toEqual(['127.0.1.1:1', '127.0.1.1:2', '127.0.2.1:15443']);
+    routing.route('d', 'b');
+    expect(routing.checkedAddresses()).toEqual(['127.0.1.1:1', '127.0.1.1:2', '127.0.1.1:3', '127.0.2.1:15443']);
+    // An instance that leaves the endpoints is no longer checked.
+    routing.setEndpoints({ ...endpoints, services: [endpoints.services[1]!] });
+    expect(routing.checkedAddresses()).toEqual(['127.0.1.1:3', '127.0.2.1:15443']);
+  });
+
   test('an unknown service has no route', () => {
     expect(table().route('d', 'nope')).toBeUndefined();
   });

@@ -68,6 +68,8 @@ export class RoutingTable {
   private readonly loads = new Map<string, EndpointLoad>();
   /** When each address last answered a request (this table's clock); few entries: one per endpoint or gateway ever called. */
   private readonly answeredAt = new Map<string, number>();
+  /** Services (`<ns>/<name>`) the app has sent a request or a connection to: only their local instances are checked actively. */
+  private readonly called = new Set<string>();
   /** Routing policies by `<ns>/<service>` (model/traffic-policy.ts), compiled once per policy snapshot. */
   private policies = new Map<string, ServiceRoutes>();
   /** Retries, breakers, outlier settings, rate limits, faults and failover per service (resilience-state.ts). */
@@ -185,8 +187,25 @@ export class RoutingTable {
   /** Every address the sidecar may send to, for active health checks. */
   addresses(): string[] {
     const local = this.endpoints?.services.flatMap((s) => s.endpoints.map((e) => e.address)) ?? [];
-    const gateways = this.catalog?.clusters.filter((c) => c.name !== this.caller.cluster).flatMap((c) => c.gateways.map((g) => `${g.address}:${g.port}`)) ?? [];
-    return [...new Set([...local, ...gateways])];
+    return [...new Set([...local, ...this.remoteGateways()])];
+  }
+
+  /**
+   * What this sidecar checks itself (sidecar.ts, HealthChecker): the local instances of the
+   * services its app has called, and the gateway of every other cluster. The federation already
+   * checks every local instance and sends its verdict with the endpoints; a sidecar that checked
+   * them all as well made each cluster's checks grow with the square of its instances, for
+   * services most sidecars never call. An instance not checked here is as healthy as the
+   * federation says; a service's instances are checked from the round after its first request.
+   */
+  checkedAddresses(): string[] {
+    const local: string[] = [];
+    for (const key of this.called) for (const e of this.localServices.get(key)?.endpoints ?? []) local.push(e.address);
+    return [...new Set([...local, ...this.remoteGateways()])];
+  }
+
+  private remoteGateways(): string[] {
+    return this.catalog?.clusters.filter((c) => c.name !== this.caller.cluster).flatMap((c) => c.gateways.map((g) => `${g.address}:${g.port}`)) ?? [];
   }
 
   /** The remote cluster whose gateway listens at `address` (host:port), or undefined for any other address. */
@@ -207,6 +226,16 @@ export class RoutingTable {
    */
   route(namespace: string, service: string, subset?: Backend['subset']): Route | undefined {
     const serviceKey = `${namespace}/${service}`;
+    if (!this.called.has(serviceKey) && this.knows(namespace, service)) this.called.add(serviceKey);
+    return this.resolve(serviceKey, namespace, service, subset);
+  }
+
+  /** The route as route() gives it, for a reader (admin /routes, explain): the service does not count as called. */
+  peek(namespace: string, service: string): Route | undefined {
+    return this.resolve(`${namespace}/${service}`, namespace, service);
+  }
+
+  private resolve(serviceKey: string, namespace: string, service: string, subset?: Backend['subset']): Route | undefined {
     const key = subset ? `${serviceKey}#${subset.name}` : serviceKey;
     const cached = this.routes.get(key);
     if (cached) return cached;

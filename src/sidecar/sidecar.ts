@@ -68,7 +68,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const health = new HealthChecker({
       intervalMs: 2000,
       unhealthyAfter: 1,
-      addresses: () => routing.addresses(),
+      addresses: () => routing.checkedAddresses(),
       probe: gatewayCheck.probe,
       onChange: (failed, recovered) => {
         routing.invalidate();
