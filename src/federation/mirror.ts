@@ -1,5 +1,6 @@
 import { keys, prefix } from '../core/keys.js';
 import { buildCatalog, type Catalog } from '../model/catalog.js';
+import { AliveRecordSchema, isRecord } from '../model/records.js';
 import type { StoredRecord, StoreEvent } from './store.js';
 
 export interface ClusterSync {
@@ -20,8 +21,16 @@ export class StoreMirror {
   private readonly heartbeatsSeenAt = new Map<string, number>();
   private readonly syncs = new Map<string, ClusterSync>();
   revision = 0;
+  /**
+   * Goes up when a record the catalog is built from changes (a cluster, gateway or export record
+   * put or deleted, a heartbeat appearing, leaving or turning invalid), not when a heartbeat is
+   * only rewritten, which each cluster does every second: the catalog reads whether one exists,
+   * and when it was last seen (catalogInputs).
+   */
+  private catalogGeneration = 0;
 
   reset(records: StoredRecord[], revision: number, now: number): void {
+    this.catalogGeneration += 1;
     this.records.clear();
     for (const record of records) this.records.set(record.key, record.value);
     // Anything listed is live in etcd right now, whatever we saw before.
@@ -33,9 +42,12 @@ export class StoreMirror {
   apply(events: StoreEvent[], revision: number, now: number): void {
     for (const event of events) {
       if (event.type === 'put') {
+        const before = this.records.get(event.record.key);
         this.records.set(event.record.key, event.record.value);
+        if (touchesCatalog(event.record.key, before, event.record.value)) this.catalogGeneration += 1;
         this.noteWriter(event.record.key, event.record.modRevision, now);
       } else {
+        if (this.records.has(event.key) && touchesCatalog(event.key, this.records.get(event.key), undefined)) this.catalogGeneration += 1;
         this.records.delete(event.key);
         const cluster = aliveKeyCluster(event.key);
         if (cluster) this.heartbeatsSeenAt.delete(cluster);
@@ -62,6 +74,17 @@ export class StoreMirror {
     });
   }
 
+  /**
+   * Changes whenever catalog() could answer differently: the records it is built from, or which
+   * clusters' heartbeats are recent enough at `now`. The same value means the same catalog, so a
+   * caller rebuilding it on every change of etcd and every tick can skip the rebuild.
+   */
+  catalogInputs(now: number, staleAfterMs: number): string {
+    const recent: string[] = [];
+    for (const [cluster, seenAt] of this.heartbeatsSeenAt) if (now - seenAt <= staleAfterMs) recent.push(cluster);
+    return `${this.catalogGeneration}|${recent.sort().join(',')}`;
+  }
+
   /** Per cluster: the last revision and when we saw it. */
   clusterSyncs(): ClusterSync[] {
     return [...this.syncs.values()].sort((a, b) => a.cluster.localeCompare(b.cluster));
@@ -75,6 +98,13 @@ export class StoreMirror {
       if (!previous || previous.revision <= modRevision) this.syncs.set(cluster, { cluster, revision: modRevision, seenAt: now });
     }
   }
+}
+
+/** Whether a record's change from `before` to `after` (undefined: absent) can change the catalog. */
+function touchesCatalog(key: string, before: unknown, after: unknown): boolean {
+  if (!key.startsWith(keys.clusters) && !key.startsWith(keys.gateways) && !key.startsWith(keys.exports)) return false;
+  if (before !== undefined && after !== undefined && aliveKeyCluster(key) !== undefined) return isRecord(AliveRecordSchema, before) !== isRecord(AliveRecordSchema, after);
+  return true;
 }
 
 function aliveKeyCluster(key: string): string | undefined {
