@@ -60,15 +60,18 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   void sweepSpentTokens(store, new Date()).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not sweep expired spent-token records; they are retried at the next start'));
 
   // Every root of every trust domain in the mesh, as etcd has them; the root of our intermediate at least.
-  const trustBundle = (): string[] => meshRootsOfRecords(
+  const readTrustBundle = (): string[] => meshRootsOfRecords(
     federation.mirror.entries(keys.bundles),
     [{ version: 1, trustDomain: config.trustDomain, roots: [issuer.current.rootCert] }],
     (key, err) => logger.warn({ key, err: err.message }, 'ignoring an invalid trust bundle record'),
   );
 
-  // GET /v1/trust, numbered and long-polled: read again when the bundle records or our intermediate change.
-  const trust = new TrustFeed(() => ({ roots: trustBundle(), issuer: issuer.current.fingerprint256 }));
+  // GET /v1/trust, numbered and long-polled: read again when the bundle records or our intermediate
+  // change, which are all it depends on. Everything else here that needs the roots takes them
+  // from it, instead of parsing every root again at each gateway probe and each new caller.
+  const trust = new TrustFeed(() => ({ roots: readTrustBundle(), issuer: issuer.current.fingerprint256 }));
   federation.on('bundles', () => trust.refresh());
+  const trustBundle = (): string[] => trust.current.roots;
 
   const servingIdentity = clusterRoleId(config.trustDomain, config.cluster, 'federation');
   const reachability = new Reachability(config.cluster);
