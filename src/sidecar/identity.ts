@@ -89,6 +89,8 @@ export class WorkloadIdentity extends EventEmitter {
   private trustPoll: Promise<void> | undefined;
   /** A renewal for a new intermediate, waiting out its share of the spread. */
   private issuerRenewal: NodeJS.Timeout | undefined;
+  /** The intermediate the federation last named as the one it signs with. */
+  private federationIssuer: string | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private readonly now: () => number;
@@ -189,9 +191,13 @@ export class WorkloadIdentity extends EventEmitter {
       else if (left < minLifeLeft) this.log.error(fields, 'the workload certificate expires soon and could not be renewed; check the federation service');
       else this.log.warn(fields, 'could not renew the workload certificate; keeping the current one and retrying');
       this.renewTimer = setTimeout(() => void this.renew(), retryMs).unref();
+      return;
     } finally {
       this.renewing = false;
     }
+    // A renewal already under way when the federation named a new intermediate may have been
+    // signed by the one before, and that answer is not told again: look now.
+    this.renewIfIssuerChanged();
   }
 
   /**
@@ -274,7 +280,8 @@ export class WorkloadIdentity extends EventEmitter {
     this.context = undefined;
     this.federationContext = undefined;
     // New credentials or roots: new connections for the trust bundle's long poll (the poll in
-    // flight ends on the old one). A kept one would present the certificate before (which the API refuses once it expires) for as long as it is reused.
+    // flight ends on the old one). A kept one would present the certificate before (which the
+    // API refuses once it expires) for as long as it is reused.
     const old = this.agent;
     this.agent = this.federationAgent();
     void old.close().catch(() => undefined);
@@ -290,7 +297,8 @@ export class WorkloadIdentity extends EventEmitter {
       this.log.info({ roots: answer.roots.length }, 'trust bundle changed');
       this.install({ ...this.held, trustBundle: answer.roots }, false);
     }
-    if (answer.issuer !== undefined) this.renewIfIssuerChanged(answer.issuer);
+    this.federationIssuer = answer.issuer;
+    this.renewIfIssuerChanged();
   }
 
   /**
@@ -298,9 +306,10 @@ export class WorkloadIdentity extends EventEmitter {
    * rotate-intermediate`): renew within seconds rather than at half life, so a root rotation
    * waits seconds for the workloads, not half a certificate's life.
    */
-  private renewIfIssuerChanged(issuer: string): void {
+  private renewIfIssuerChanged(): void {
+    const issuer = this.federationIssuer;
     const ours = this.held.chainPem[0];
-    if (ours === undefined || this.renewing || this.stopped || this.issuerRenewal !== undefined || certificateInfo(ours).fingerprint256 === issuer) return;
+    if (issuer === undefined || ours === undefined || this.renewing || this.stopped || this.issuerRenewal !== undefined || certificateInfo(ours).fingerprint256 === issuer) return;
     const inMs = Math.floor(Math.random() * issuerRenewalSpreadMs);
     this.log.info({ issuer, inMs }, 'the federation signs with a new intermediate; renewing');
     this.issuerRenewal = setTimeout(() => {
