@@ -1,4 +1,4 @@
-import { connect, type TLSSocket } from 'node:tls';
+import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { tcpProbe } from '../federation/health-checker.js';
 import { formatGatewayHealthSni } from '../model/sni.js';
 
@@ -19,6 +19,12 @@ import { formatGatewayHealthSni } from '../model/sni.js';
  */
 export class GatewayCheck {
   private readonly tickets = new Map<string, Buffer>();
+  /**
+   * One TLS context for every check: without it each connect made a context of its own (an
+   * OpenSSL SSL_CTX and its setup), 4% of an idle sidecar's busy time in a profile. The
+   * check presents no certificate and verifies none, so one context serves every gateway.
+   */
+  private context: SecureContext | undefined;
 
   /**
    * `handshakeTimeoutMs`: the data plane's own connect timeout (timeouts.connect), since a path
@@ -48,6 +54,7 @@ export class GatewayCheck {
       let reached = false;
       socket = connect({
         host: address.slice(0, split), port: Number(address.slice(split + 1)), servername,
+        secureContext: (this.context ??= createSecureContext()),
         rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...(ticket ? { session: ticket } : {}),
       });
       socket.once('connect', () => { reached = true; });
