@@ -48,7 +48,7 @@ export interface ApiOptions {
   clusterCas?: () => string[];
   /**
    * GET /v1/trust: the mesh's roots and the fingerprint of the intermediate in use, numbered and
-   * long-polled like the catalog. A sidecar whose leaf has another issuer renews at once.
+   * long-polled like the catalog. A sidecar whose leaf has another issuer renews within seconds.
    */
   trust: TrustFeed;
   /** A gateway of this cluster reported in with this certificate (to tell which root it still holds). */

@@ -184,7 +184,7 @@ export class RoutingTable {
     this.routes.clear();
   }
 
-  /** Every address the sidecar may send to, for active health checks. */
+  /** Every address the sidecar may send to: outlier and balancer records are kept for these, and dropped with them. */
   addresses(): string[] {
     const local = this.endpoints?.services.flatMap((s) => s.endpoints.map((e) => e.address)) ?? [];
     return [...new Set([...local, ...this.remoteGateways()])];
