@@ -34,7 +34,7 @@ export class ClusterIssuer {
   private state: IssuerState;
   private readonly previous: X509Certificate[] = [];
   private lastAttempt: { fingerprint256: string; at: number } | undefined;
-  /** The record reconcile last parsed and its fingerprint: the federation tells it every second and after every change of etcd, and it rarely differs (parsing it each time was a tenth of an idle federation's CPU). */
+  /** The record reconcile last parsed and its fingerprint: the federation tells it every second and after every change of etcd, and it rarely differs (parsing it each time was about 7% of an idle federation's busy time in a CPU profile). */
   private parsed: { pem: string; fingerprint256: string } | undefined;
   private readonly listeners: ((state: IssuerState) => void)[] = [];
 

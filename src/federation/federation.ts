@@ -70,8 +70,8 @@ export class Federation extends EventEmitter {
   private readonly catalogChanges = new CatalogChanges();
   /** Traffic policies for this cluster's sidecars (GET /v1/policies), versioned apart from the catalog. */
   private readonly policySnapshots = new PolicySnapshots();
-  /** The trust bundle records (`/trust/bundles/`) as the mirror last held them: a change is told as `bundles`. */
-  private bundleRecords: unknown[] = [];
+  /** The mirror's count of changes under the trust bundles (`/trust/bundles/`) when `bundles` was last told. */
+  private bundleChanges = -1;
   /**
    * Leased records made elsewhere in the process, published with this cluster's others: gateway
    * probe summaries (GatewayProber), sidecar traffic and events (TrafficLedger), by source.
@@ -312,15 +312,11 @@ export class Federation extends EventEmitter {
     if (typeof record?.certificate === 'string') this.emit('intermediate', record.certificate);
   }
 
-  /**
-   * Tells `bundles` when a trust bundle record was added, replaced or removed (GET /v1/trust is
-   * long-polled on it, through server.ts). The mirror keeps each record's value until a put
-   * replaces it, so comparing values by identity finds every change without parsing a PEM.
-   */
+  /** Tells `bundles` when a trust bundle record was added, replaced or removed (GET /v1/trust is long-polled on it, through server.ts). */
   private noteBundles(): void {
-    const records = this.mirror.entries(keys.bundles).map(([, value]) => value);
-    if (records.length === this.bundleRecords.length && records.every((value, i) => value === this.bundleRecords[i])) return;
-    this.bundleRecords = records;
+    const changes = this.mirror.changesUnder(keys.bundles);
+    if (changes === this.bundleChanges) return;
+    this.bundleChanges = changes;
     this.emit('bundles');
   }
 

@@ -22,15 +22,14 @@ export class StoreMirror {
   private readonly syncs = new Map<string, ClusterSync>();
   revision = 0;
   /**
-   * Goes up when a record the catalog is built from changes (a cluster, gateway or export record
-   * put or deleted, a heartbeat appearing, leaving or turning invalid), not when a heartbeat is
-   * only rewritten, which each cluster does every second: the catalog reads whether one exists,
-   * and when it was last seen (catalogInputs).
+   * Change counters of the key prefixes someone asked about (changesUnder). A record put with
+   * another value, added or deleted counts; a heartbeat rewritten with only a new time does not
+   * (each cluster rewrites its own every second; when it was seen is kept in heartbeatsSeenAt).
    */
-  private catalogGeneration = 0;
+  private readonly counters = new Map<string, number>();
 
   reset(records: StoredRecord[], revision: number, now: number): void {
-    this.catalogGeneration += 1;
+    for (const [keyPrefix, count] of this.counters) this.counters.set(keyPrefix, count + 1);
     this.records.clear();
     for (const record of records) this.records.set(record.key, record.value);
     // Anything listed is live in etcd right now, whatever we saw before.
@@ -44,16 +43,28 @@ export class StoreMirror {
       if (event.type === 'put') {
         const before = this.records.get(event.record.key);
         this.records.set(event.record.key, event.record.value);
-        if (touchesCatalog(event.record.key, before, event.record.value)) this.catalogGeneration += 1;
+        if (isChange(event.record.key, before, event.record.value)) this.count(event.record.key);
         this.noteWriter(event.record.key, event.record.modRevision, now);
       } else {
-        if (this.records.has(event.key) && touchesCatalog(event.key, this.records.get(event.key), undefined)) this.catalogGeneration += 1;
+        if (this.records.has(event.key)) this.count(event.key);
         this.records.delete(event.key);
         const cluster = aliveKeyCluster(event.key);
         if (cluster) this.heartbeatsSeenAt.delete(cluster);
       }
     }
     this.revision = Math.max(this.revision, revision);
+  }
+
+  /**
+   * How many times a record under `keyPrefix` changed since the first time anyone asked: the same
+   * number twice means nothing under it changed in between, so a caller that rebuilds something
+   * from those records on every store change can skip the rebuild.
+   */
+  changesUnder(keyPrefix: string): number {
+    const count = this.counters.get(keyPrefix);
+    if (count !== undefined) return count;
+    this.counters.set(keyPrefix, 0);
+    return 0;
   }
 
   get(key: string): unknown {
@@ -82,12 +93,17 @@ export class StoreMirror {
   catalogInputs(now: number, staleAfterMs: number): string {
     const recent: string[] = [];
     for (const [cluster, seenAt] of this.heartbeatsSeenAt) if (now - seenAt <= staleAfterMs) recent.push(cluster);
-    return `${this.catalogGeneration}|${recent.sort().join(',')}`;
+    const changes = catalogPrefixes.map((keyPrefix) => this.changesUnder(keyPrefix)).join(',');
+    return `${changes}|${recent.sort().join(',')}`;
   }
 
   /** Per cluster: the last revision and when we saw it. */
   clusterSyncs(): ClusterSync[] {
     return [...this.syncs.values()].sort((a, b) => a.cluster.localeCompare(b.cluster));
+  }
+
+  private count(key: string): void {
+    for (const [keyPrefix, count] of this.counters) if (key.startsWith(keyPrefix)) this.counters.set(keyPrefix, count + 1);
   }
 
   private noteWriter(key: string, modRevision: number, now: number): void {
@@ -100,10 +116,15 @@ export class StoreMirror {
   }
 }
 
-/** Whether a record's change from `before` to `after` (undefined: absent) can change the catalog. */
-function touchesCatalog(key: string, before: unknown, after: unknown): boolean {
-  if (!key.startsWith(keys.clusters) && !key.startsWith(keys.gateways) && !key.startsWith(keys.exports)) return false;
-  if (before !== undefined && after !== undefined && aliveKeyCluster(key) !== undefined) return isRecord(AliveRecordSchema, before) !== isRecord(AliveRecordSchema, after);
+/** The records buildCatalog reads. */
+const catalogPrefixes = [keys.clusters, keys.gateways, keys.exports];
+
+/**
+ * Whether a put from `before` (undefined: absent) to `after` counts as a change: any put does
+ * but a heartbeat's rewrite, which counts only when it turns valid or invalid.
+ */
+function isChange(key: string, before: unknown, after: unknown): boolean {
+  if (before !== undefined && aliveKeyCluster(key) !== undefined) return isRecord(AliveRecordSchema, before) !== isRecord(AliveRecordSchema, after);
   return true;
 }
 

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { TrustAnswer } from '../model/records.js';
+import { sameRoots } from '../trust/root-set.js';
 
 /** What the feed reads: every root of the mesh, and the fingerprint of the intermediate signing now. */
 export type TrustState = Omit<TrustAnswer, 'version'>;
@@ -35,8 +36,7 @@ export class TrustFeed extends EventEmitter {
   }
 }
 
-/** The same roots (in any order, PEM whitespace aside) and the same issuer. */
+/** The same set of roots and the same issuer. */
 export function sameTrust(a: TrustState, b: TrustState): boolean {
-  const roots = (state: TrustState) => state.roots.map((pem) => pem.trim()).sort().join('\n');
-  return a.issuer === b.issuer && roots(a) === roots(b);
+  return a.issuer === b.issuer && sameRoots(a.roots, b.roots);
 }

@@ -6,6 +6,7 @@ import type { GatewayConfig } from './config.js';
 import { gatewayCertificate, gatewayRoot, type GatewayCertificate } from './gateway-certificate.js';
 import { longPoll, type LongPollFeed } from '../core/long-poll.js';
 import { GatewayRoutesSchema, trustFeed, type GatewayRoutes, type TrustAnswer } from '../model/records.js';
+import { canonicalRoots } from '../trust/root-set.js';
 import { certificateInfo } from '../trust/verify.js';
 
 const longPollSeconds = 30;
@@ -94,7 +95,7 @@ export class FederationClient {
    */
   private async takeTrust(answer: TrustAnswer): Promise<void> {
     if (this.stopped) return;
-    const roots = [...new Set(answer.roots.map((r) => r.trim()))].sort();
+    const roots = canonicalRoots(answer.roots);
     if (roots.join('\n') !== this.roots.join('\n')) {
       this.roots = roots;
       this.replaceAgent();

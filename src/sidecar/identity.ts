@@ -13,6 +13,7 @@ import { Backoff } from '../core/backoff.js';
 import { longPoll } from '../core/long-poll.js';
 import { trustFeed, type TrustAnswer } from '../model/records.js';
 import { createCsr } from '../trust/csr.js';
+import { sameRoots } from '../trust/root-set.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
 
 export interface WorkloadCredentials {
@@ -411,10 +412,4 @@ function identityOf(identity: string | undefined): string {
 
 function isStrings(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === 'string');
-}
-
-function sameRoots(a: string[], b: string[]): boolean {
-  const left = new Set(a.map((pem) => pem.trim()));
-  const right = new Set(b.map((pem) => pem.trim()));
-  return left.size === right.size && [...left].every((pem) => right.has(pem));
 }
