@@ -274,6 +274,19 @@ describe('cold start rows', () => {
     expect(table[0]).toMatch(/^cold start\s+rate\s+p50 ms\s+p99 ms\s+max ms\s+errors\s+target p99 < 50 ms$/);
     expect(table[3]).toMatch(/1 \(status 503: 1\)\s+missed$/);
   });
+
+  test('slow answers are placed in the quarter second they were due in, so a burst at the start reads apart from a stall later', () => {
+    const result = { ...point(fast), slow: [{ dueAtMs: 2, ms: 90 }, { dueAtMs: 240, ms: 30 }, { dueAtMs: 3100, ms: 60 }, { dueAtMs: 260, ms: 26 }] };
+    const [row] = coldRows([{ label: 'isthmus cross-cluster', side: 'isthmus', result }]);
+    expect(row?.slowMoments).toEqual([
+      { fromS: 0, toS: 0.25, count: 2, maxMs: 90 },
+      { fromS: 0.25, toS: 0.5, count: 1, maxMs: 26 },
+      { fromS: 3, toS: 3.25, count: 1, maxMs: 60 },
+    ]);
+    const text = formatColdRows([row!, ...coldRows([{ label: 'peer cross-cluster', side: 'peer', result: point(fast) }])]);
+    expect(text).toContain('isthmus cross-cluster: answers over 25 ms were due at 0.00–0.25 s: 2 (max 90 ms), 0.25–0.50 s: 1 (max 26 ms), 3.00–3.25 s: 1 (max 60 ms)');
+    expect(text).toContain('peer cross-cluster: no answer over 25 ms');
+  });
 });
 
 describe('parseBenchArgs', () => {

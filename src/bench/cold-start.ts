@@ -1,5 +1,5 @@
 import { formatTable } from '../cli/output.js';
-import type { OpenLoopResult } from './open-loop.js';
+import type { OpenLoopResult, SlowAnswer } from './open-loop.js';
 import type { Side } from './targets.js';
 
 /**
@@ -8,6 +8,20 @@ import type { Side } from './targets.js';
  * it so a reader can tell the machine's share from ours.
  */
 export const coldStartP99TargetMs = 50;
+
+/** Answers slower than this are placed in time (ColdRow.slowMoments): half the target. */
+export const coldSlowAboveMs = coldStartP99TargetMs / 2;
+
+/** The width of one moment in ColdRow.slowMoments. */
+const momentMs = 250;
+
+/** A quarter second of the cold point in which answers over coldSlowAboveMs were due. */
+export interface SlowMoment {
+  fromS: number;
+  toS: number;
+  count: number;
+  maxMs: number;
+}
 
 /** One chain's first seconds of traffic, measured from the first request it ever carried at that rate. */
 export interface ColdPoint {
@@ -28,6 +42,24 @@ export interface ColdRow {
   failures: Record<string, number>;
   /** Only ours has a target; the peer's row is there for comparison. */
   verdict: 'met' | 'missed' | 'no target';
+  /**
+   * When the slow answers were due, by quarter second: slow ones all in the first moments are the
+   * start itself (handshakes, code not yet compiled); a cluster later is a stall of some process.
+   */
+  slowMoments: SlowMoment[];
+}
+
+/** Slow answers grouped by the quarter second they were due in, in time order. */
+export function slowMoments(slow: readonly SlowAnswer[]): SlowMoment[] {
+  const moments = new Map<number, SlowMoment>();
+  for (const { dueAtMs, ms } of slow) {
+    const bin = Math.max(0, Math.floor(dueAtMs / momentMs));
+    const moment = moments.get(bin) ?? { fromS: (bin * momentMs) / 1000, toS: ((bin + 1) * momentMs) / 1000, count: 0, maxMs: 0 };
+    moment.count += 1;
+    moment.maxMs = Math.max(moment.maxMs, ms);
+    moments.set(bin, moment);
+  }
+  return [...moments.values()].sort((a, b) => a.fromS - b.fromS);
 }
 
 export function coldRows(points: readonly ColdPoint[]): ColdRow[] {
@@ -40,6 +72,7 @@ export function coldRows(points: readonly ColdPoint[]): ColdRow[] {
       p50Ms: result.latency.percentile(50), p99Ms, maxMs: result.latency.max(),
       errors: result.failed, failures: result.failures,
       verdict: side === 'isthmus' ? (met ? 'met' : 'missed') : 'no target',
+      slowMoments: slowMoments(result.slow ?? []),
     };
   });
 }
@@ -47,7 +80,7 @@ export function coldRows(points: readonly ColdPoint[]): ColdRow[] {
 const ms = (v: number) => (Number.isNaN(v) ? '—' : v.toFixed(2));
 
 export function formatColdRows(rows: readonly ColdRow[]): string {
-  return formatTable(
+  const table = formatTable(
     ['cold start', 'rate', 'p50 ms', 'p99 ms', 'max ms', 'errors', `target p99 < ${coldStartP99TargetMs} ms`],
     rows.map((r) => [
       r.label, String(r.rate), ms(r.p50Ms), ms(r.p99Ms), ms(r.maxMs),
@@ -55,4 +88,11 @@ export function formatColdRows(rows: readonly ColdRow[]): string {
       r.verdict === 'no target' ? '—' : r.verdict,
     ]),
   );
+  const when = rows.map((r) => {
+    if (r.slowMoments.length === 0) return `  ${r.label}: no answer over ${coldSlowAboveMs} ms`;
+    const shown = r.slowMoments.slice(0, 8).map((m) => `${m.fromS.toFixed(2)}–${m.toS.toFixed(2)} s: ${m.count} (max ${m.maxMs.toFixed(0)} ms)`);
+    const more = r.slowMoments.length > 8 ? `, and ${r.slowMoments.length - 8} more quarter seconds` : '';
+    return `  ${r.label}: answers over ${coldSlowAboveMs} ms were due at ${shown.join(', ')}${more}`;
+  });
+  return `${table}\nwhen the slow answers were due, from the first request:\n${when.join('\n')}`;
 }

@@ -20,7 +20,18 @@ export interface OpenLoopOptions {
   maxInFlight: number;
   /** How long to wait for the last answers after the last scheduled send. */
   drainMs: number;
+  /** Keep when each answer slower than this was due (`slow`), to tell a burst at the start from a stall later. */
+  slowAboveMs?: number;
 }
+
+/** One slow answer: when it was due, from the first scheduled send, and how long it took. */
+export interface SlowAnswer {
+  dueAtMs: number;
+  ms: number;
+}
+
+/** At most this many slow answers are kept (the first ones). */
+export const maxSlowAnswers = 2000;
 
 export interface OpenLoopResult {
   rate: number;
@@ -38,6 +49,8 @@ export interface OpenLoopResult {
   elapsedSeconds: number;
   /** Body size of the last successful answer. */
   bytes: number;
+  /** With `slowAboveMs`: the successful answers slower than that, in the order they came. */
+  slow?: SlowAnswer[];
 }
 
 /**
@@ -64,6 +77,7 @@ export function runOpenLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   let bytes = 0;
   let lastAnswer = 0;
   let closed = false;
+  const slow: SlowAnswer[] = [];
   const start = performance.now() + 5;
   const dueAt = (i: number) => start + i * gapMs;
   const fail = (kind: string, n = 1) => {
@@ -79,7 +93,10 @@ export function runOpenLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
       if (drainTimer) clearTimeout(drainTimer);
       if (inFlight > 0) fail('unanswered after drain', inFlight);
       const end = Math.max(lastAnswer, dueAt(total));
-      resolve({ rate: opts.rate, scheduled: total, sent, ok, failed, failures, latency, sendLag, elapsedSeconds: (end - start) / 1000, bytes });
+      resolve({
+        rate: opts.rate, scheduled: total, sent, ok, failed, failures, latency, sendLag, elapsedSeconds: (end - start) / 1000, bytes,
+        ...(opts.slowAboveMs === undefined ? {} : { slow }),
+      });
     };
     const settled = (scheduledAt: number, outcome: Outcome | undefined, err?: unknown) => {
       if (closed) return;
@@ -89,7 +106,9 @@ export function runOpenLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
       if (outcome && outcome.status === 200) {
         ok += 1;
         bytes = outcome.bytes;
-        latency.record(now - scheduledAt);
+        const ms = now - scheduledAt;
+        latency.record(ms);
+        if (opts.slowAboveMs !== undefined && ms > opts.slowAboveMs && slow.length < maxSlowAnswers) slow.push({ dueAtMs: scheduledAt - start, ms });
       } else if (outcome) {
         fail(`status ${outcome.status}`);
       } else {

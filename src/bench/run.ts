@@ -7,7 +7,7 @@ import { ensureDirectory } from '../core/user-paths.js';
 import { parseBenchArgs, usage, type BenchArgs } from './args.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
 import { compareRows, formatComparisons, ratioTargets } from './comparison.js';
-import { coldRows, formatColdRows, type ColdPoint } from './cold-start.js';
+import { coldRows, coldSlowAboveMs, formatColdRows, type ColdPoint } from './cold-start.js';
 import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
 import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
@@ -151,7 +151,10 @@ async function main(argv: string[]): Promise<number> {
     for (const client of clients.filter((c) => c.target.scenario === 'cross-cluster')) {
       const label = targetLabel(client.target);
       say(`cold start: ${label} at ${args.coldRate} rps for ${args.coldSeconds} s, measured from the first request`);
-      const result = await runOpenLoop({ rate: args.coldRate, seconds: args.coldSeconds, send: client.send, maxInFlight: Math.max(256, args.coldRate * 2), drainMs: requestTimeoutMs + 1_000 });
+      const result = await runOpenLoop({
+        rate: args.coldRate, seconds: args.coldSeconds, send: client.send, maxInFlight: Math.max(256, args.coldRate * 2), drainMs: requestTimeoutMs + 1_000,
+        slowAboveMs: coldSlowAboveMs,
+      });
       cold.push({ label, side: client.target.side, result });
     }
   }

@@ -220,6 +220,8 @@ export class H1Connection extends EventEmitter {
     socket.on('error', (err: Error) => { this.socketError = err; });
     socket.on('close', () => this.onClose());
     this.emit('connect', this.origin, [this]);
+    // A pool hands a waiting request over as soon as it hears of the connection: it runs already.
+    if (this.current) return;
     const waiting = this.waiting;
     this.waiting = undefined;
     if (waiting) this.start(waiting.opts, waiting.handler);

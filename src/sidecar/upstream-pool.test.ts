@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { channels, type UpstreamConnectMessage } from '../core/channels.js';
 import { createIntermediateCa, createRootCa, issueCertificate, type CertAndKey } from '../trust/ca.js';
 import { checkDestination } from './peer-identity.js';
+import { buildConnector, type Connector, type ConnectorOptions } from '../core/undici.js';
 import { UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.js';
 
 /**
@@ -26,10 +27,7 @@ const seen = { full: 0, resumed: 0, connections: 0, inFlight: 0, maxInFlight: 0 
 beforeAll(async () => {
   root = createRootCa({ trustDomain });
   cluster = createIntermediateCa({ root, trustDomain, cluster: 'west' });
-  const leaf = issueCertificate({ identity: serverId, issuer: cluster });
-  server = createHttpsServer({
-    cert: leaf.certPem + cluster.certPem, key: leaf.keyPem, ca: root.certPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3',
-  }, (req, res) => {
+  server = createHttpsServer({ ...serverTls(), requestCert: true, rejectUnauthorized: true }, (req, res) => {
     seen.inFlight += 1;
     seen.maxInFlight = Math.max(seen.maxInFlight, seen.inFlight);
     // Every answer waits a little, so a burst finds every connection busy.
@@ -52,17 +50,22 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-function pool(overrides: Partial<UpstreamPoolOptions> = {}, port = address.port): UpstreamPool {
+function serverTls() {
+  const leaf = issueCertificate({ identity: serverId, issuer: cluster });
+  return { cert: leaf.certPem + cluster.certPem, key: leaf.keyPem, ca: root.certPem, minVersion: 'TLSv1.3' as const };
+}
+
+function connectOptions(port = address.port): ConnectorOptions {
   const client = issueCertificate({ identity: clientId, issuer: cluster });
-  return new UpstreamPool(`https://127.0.0.1:${port}`, {
-    connections: 16, maxConnecting: 2, idleMs: 10_000,
-    connect: {
-      host: address.host, port, servername: 'ledger.demo.mesh', timeout: 2_000,
-      cert: client.certPem + cluster.certPem, key: client.keyPem, ca: root.certPem,
-      checkServerIdentity: checkDestination([serverId]),
-    },
-    ...overrides,
-  });
+  return {
+    host: address.host, port, servername: 'ledger.demo.mesh', timeout: 2_000,
+    cert: client.certPem + cluster.certPem, key: client.keyPem, ca: root.certPem,
+    checkServerIdentity: checkDestination([serverId]),
+  };
+}
+
+function pool(overrides: Partial<UpstreamPoolOptions> = {}, port = address.port): UpstreamPool {
+  return new UpstreamPool(`https://127.0.0.1:${port}`, { connections: 16, maxConnecting: 2, idleMs: 10_000, connect: connectOptions(port), ...overrides });
 }
 
 async function get(p: UpstreamPool): Promise<string> {
@@ -111,6 +114,47 @@ describe('an upstream pool of mTLS connections', () => {
       expect(p.queued).toBe(0);
     } finally {
       await p.close();
+    }
+  });
+
+  test('a request that finds every connection busy takes the first that frees, not the slow handshake opened for it', async () => {
+    reset();
+    // Connections after the first take 300 ms to come up (a cold, busy upstream); the server answers in 15 ms.
+    const base = buildConnector(connectOptions());
+    let opened = 0;
+    const slowAfterFirst: Connector = (opts, callback) => base(opts, (err, socket) => {
+      opened += 1;
+      if (opened === 1) callback(err, socket as never);
+      else setTimeout(() => callback(err, socket as never), 300);
+    });
+    const p = pool({ connect: slowAfterFirst });
+    try {
+      expect(await get(p)).toBe(`URI:${clientId}`);
+      const started = performance.now();
+      const [first, second] = await Promise.all([get(p), get(p).then(() => performance.now() - started)]);
+      expect(first).toBe(`URI:${clientId}`);
+      // The second waited for the first's 15 ms answer, not for the 300 ms connection.
+      expect(second).toBeLessThan(250);
+      expect(opened).toBe(2);
+      // The connection opened for it is kept for the next burst.
+      for (let i = 0; i < 50 && p.busy > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(p.size).toBe(2);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('a request handed to a connection the moment it comes up keeps its headers timeout', async () => {
+    const slow = createHttpsServer({ ...serverTls(), requestCert: true, rejectUnauthorized: true }, (_req, res) => { setTimeout(() => res.end('late'), 400); });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const p = pool({}, (slow.address() as AddressInfo).port);
+    try {
+      // The pool's first request waits for the first connection and starts when it is up.
+      await expect(p.request({ method: 'GET', path: '/', headersTimeout: 100 })).rejects.toMatchObject({ code: 'UND_ERR_HEADERS_TIMEOUT' });
+    } finally {
+      await p.destroy();
+      slow.closeAllConnections();
+      await new Promise((resolve) => slow.close(resolve));
     }
   });
 

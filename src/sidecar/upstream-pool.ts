@@ -109,9 +109,16 @@ export class UpstreamPool extends OwnDispatcher {
         handler = countedHandler(handler, () => { this.outstanding -= 1; });
       }
     }
-    const member = this.free() ?? this.grow();
-    if (member) this.send(member, opts, handler);
-    else this.queue.push({ opts, handler });
+    const member = this.free();
+    if (member) {
+      this.send(member, opts, handler);
+      return true;
+    }
+    // Every connection busy: the request waits for whichever is first, a connection that frees
+    // (often within a millisecond) or one that opens for it (a handshake, milliseconds of CPU on
+    // both sidecars and more on a process still cold), never bound to a handshake of its own.
+    this.queue.push({ opts, handler });
+    this.growForQueue();
     return true;
   }
 
@@ -187,14 +194,14 @@ export class UpstreamPool extends OwnDispatcher {
     this.compact();
   }
 
-  /** Requests still waiting after a handshake finished: open the next connection for them. */
+  /**
+   * Opens connections for waiting requests, one per request that no handshake under way would
+   * serve: a request waits for one handshake at most, and a short burst that busy connections
+   * absorb does not leave a connection per request behind it. The new connection takes the
+   * longest-waiting request when it is up (drain), if a freed one has not taken it already.
+   */
   private growForQueue(): void {
-    while (this.queued > 0) {
-      const member = this.grow();
-      if (!member) return;
-      this.sendNext(member);
-    }
-    this.compact();
+    while (this.queued > this.connecting && this.grow());
   }
 
   /** Hands the longest-waiting request to `member`. */

@@ -26,8 +26,30 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     expect(sent[0]?.admin).toBe('127.0.0.1:15020');
     const routes = Object.fromEntries(sent[0]!.routes.map((r) => [`${r.service}@${r.to}`, [r.requests, r.errors, total(r.buckets)]]));
     expect(routes).toEqual({ 'ledger@west': [2, 1, 2], 'ledger@': [1, 1, 1] });
+    // Nothing since: the first empty report is held back, the second goes.
+    await reporter.flush();
+    expect(sent).toHaveLength(1);
     await reporter.flush();
     expect(sent[1]?.routes).toEqual([]);
+  });
+
+  test('while there is nothing to report, a report goes only every `emptyEvery` intervals; the first and any with counts always go', async () => {
+    const sent: TrafficReport[] = [];
+    reporter = new TrafficReporter({ cluster: 'east', origins: [origin], intervalMs: 60_000, emptyEvery: 3, send: async (r) => { sent.push(r); } });
+    reporter.start();
+    const sentAfterFlushes = async (flushes: number, withRequest: boolean[] = []) => {
+      const before = sent.length;
+      for (let i = 0; i < flushes; i += 1) {
+        if (withRequest[i]) channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001 });
+        await reporter!.flush();
+      }
+      return sent.length - before;
+    };
+    expect(await sentAfterFlushes(1)).toBe(1);
+    expect(await sentAfterFlushes(6)).toBe(2);
+    expect(await sentAfterFlushes(3, [true, true, true])).toBe(3);
+    expect(await sentAfterFlushes(2)).toBe(0);
+    expect(await sentAfterFlushes(1)).toBe(1);
   });
 
   test('a report the federation did not take goes out again with the next one', async () => {
@@ -64,13 +86,14 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     counts.set(snapshot.v1, 5);
     await reporter.flush();
     expect(sent[1]?.splits).toEqual([{ namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: 2 }]);
+    // Nothing chosen since: no report (the first empty one is held back).
     await reporter.flush();
-    expect(sent[2]?.splits).toBeUndefined();
+    expect(sent).toHaveLength(2);
     // A new policy snapshot: new objects, counters from zero.
     snapshot = { routes: { namespace: 'demo', service: 'hello' }, v1: { namespace: 'demo', service: 'hello-v1' }, v2: { namespace: 'demo', service: 'hello', subset: { name: 'v2' } } };
     counts.clear();
     counts.set(snapshot.v1, 1);
     await reporter.flush();
-    expect(sent[3]?.splits).toEqual([{ namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: 1 }]);
+    expect(sent[2]?.splits).toEqual([{ namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: 1 }]);
   });
 });

@@ -17,6 +17,12 @@ export interface TrafficReporterOptions {
   /** This sidecar's admin address, told to the federation so `isthmus trace` can find it. */
   admin?: string;
   intervalMs?: number;
+  /**
+   * A report with nothing in it is sent only every this many intervals (default 2): it only
+   * tells the federation the sidecar is still there, and the federation lists a sidecar for 30 s
+   * after its last report, so one lost still leaves it listed. The first report always goes.
+   */
+  emptyEvery?: number;
   onError?: (err: Error) => void;
   /** Where the splits' backend choices are counted; absent: no split counts are reported. */
   splitCounts?: SplitCountSource;
@@ -27,7 +33,7 @@ const maxPendingEvents = 100;
 /**
  * Counts this sidecar's outbound requests per destination service and cluster (requests,
  * errors, latency buckets) and the failovers and ejections it publishes, and sends them to its
- * federation every few seconds. Deltas only: a sidecar that restarts loses at most one interval,
+ * federation every few seconds (while there is nothing to report, every other time). Deltas only: a sidecar that restarts loses at most one interval,
  * and a report the federation did not take is merged into the next one, not dropped.
  */
 export class TrafficReporter {
@@ -39,6 +45,8 @@ export class TrafficReporter {
   private timer: NodeJS.Timeout | undefined;
   private sending: Promise<void> | undefined;
   private readonly origins: Set<object>;
+  /** Intervals since a report was last sent; the first report goes whatever it holds. */
+  private unsent = Infinity;
 
   private readonly onRequest = (m: OutboundRequestMessage): void => {
     if (!this.origins.has(m.origin) || m.service === undefined) return;
@@ -122,6 +130,10 @@ export class TrafficReporter {
 
   private async sendPending(): Promise<void> {
     this.takeSplits();
+    this.unsent += 1;
+    const empty = this.pending.size === 0 && this.pendingSplits.size === 0 && this.events.length === 0;
+    if (empty && this.unsent < (this.opts.emptyEvery ?? 2)) return;
+    this.unsent = 0;
     const routes = this.pending;
     const splits = this.pendingSplits;
     const events = this.events;
