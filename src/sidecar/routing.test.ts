@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { Catalog } from '../model/catalog.js';
-import { failoverChannel, RoutingTable } from './routing.js';
+import { calledWindowMs, failoverChannel, RoutingTable } from './routing.js';
 
 const catalog: Catalog = {
   revision: 1,
@@ -146,6 +146,25 @@ describe('RoutingTable', () => {
     // An instance that leaves the endpoints is no longer checked.
     routing.setEndpoints({ ...endpoints, services: [endpoints.services[1]!] });
     expect(routing.checkedAddresses()).toEqual(['127.0.1.1:3', '127.0.2.1:15443']);
+  });
+
+  test('a service the app stopped calling leaves the checks after one to two windows; one it keeps calling stays', () => {
+    const now = { t: 0 };
+    const routing = table(now);
+    const checked = (t: number) => { now.t = t; return routing.checkedAddresses().filter((a) => a.startsWith('127.0.1.1')); };
+    expect(checked(0)).toEqual([]);
+    routing.route('d', 'a');
+    routing.route('d', 'b');
+    expect(checked(1000)).toEqual(['127.0.1.1:1', '127.0.1.1:2', '127.0.1.1:3']);
+    // A new window: both still count (called in the one before); only b is called again.
+    expect(checked(calledWindowMs)).toEqual(['127.0.1.1:1', '127.0.1.1:2', '127.0.1.1:3']);
+    routing.route('d', 'b');
+    expect(checked(calledWindowMs + 1000)).toEqual(['127.0.1.1:1', '127.0.1.1:2', '127.0.1.1:3']);
+    // The window after: a was last called two windows ago and leaves; b stays.
+    expect(checked(2 * calledWindowMs)).toEqual(['127.0.1.1:3']);
+    // Calling a again brings its instances back from the next round.
+    routing.route('d', 'a');
+    expect(checked(2 * calledWindowMs + 2000)).toEqual(['127.0.1.1:3', '127.0.1.1:1', '127.0.1.1:2']);
   });
 
   test('an unknown service has no route', () => {

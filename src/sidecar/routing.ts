@@ -40,6 +40,9 @@ export interface Route {
   computedAt: number;
 }
 
+/** How long a service counts as called after the app's last request to it: between one and two of these. */
+export const calledWindowMs = 5 * 60_000;
+
 /**
  * The sidecar's routing state: catalog + local endpoints + health (active checks, outlier
  * ejections) → per-service localities and priority load. Decisions are cached per service and
@@ -68,8 +71,14 @@ export class RoutingTable {
   private readonly loads = new Map<string, EndpointLoad>();
   /** When each address last answered a request (this table's clock); few entries: one per endpoint or gateway ever called. */
   private readonly answeredAt = new Map<string, number>();
-  /** Services (`<ns>/<name>`) the app has sent a request or a connection to: only their local instances are checked actively. */
-  private readonly called = new Set<string>();
+  /**
+   * Services (`<ns>/<name>`) the app has sent a request or a connection to since `calledSince`,
+   * and in the window before (`calledBefore`): only their local instances are checked actively,
+   * so a service the app stopped calling leaves the checks after one to two windows.
+   */
+  private called = new Set<string>();
+  private calledBefore = new Set<string>();
+  private calledSince: number | undefined;
   /** Routing policies by `<ns>/<service>` (model/traffic-policy.ts), compiled once per policy snapshot. */
   private policies = new Map<string, ServiceRoutes>();
   /** Retries, breakers, outlier settings, rate limits, faults and failover per service (resilience-state.ts). */
@@ -196,11 +205,19 @@ export class RoutingTable {
    * checks every local instance and sends its verdict with the endpoints; a sidecar that checked
    * them all as well made each cluster's checks grow with the square of its instances, for
    * services most sidecars never call. An instance not checked here is as healthy as the
-   * federation says; a service's instances are checked from the round after its first request.
+   * federation says; a service's instances are checked from the round after its first request,
+   * and no longer once the app has not called it for one to two `calledWindowMs`.
    */
   checkedAddresses(): string[] {
+    const now = this.now();
+    this.calledSince ??= now;
+    if (now - this.calledSince >= calledWindowMs) {
+      this.calledBefore = this.called;
+      this.called = new Set();
+      this.calledSince = now;
+    }
     const local: string[] = [];
-    for (const key of this.called) for (const e of this.localServices.get(key)?.endpoints ?? []) local.push(e.address);
+    for (const key of new Set([...this.calledBefore, ...this.called])) for (const e of this.localServices.get(key)?.endpoints ?? []) local.push(e.address);
     return [...new Set([...local, ...this.remoteGateways()])];
   }
 
