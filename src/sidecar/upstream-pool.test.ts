@@ -174,6 +174,31 @@ describe('an upstream pool of mTLS connections', () => {
     }
   });
 
+  test('while one connection is busy and the upstream refuses new ones, each failed handshake fails one waiting request: no reconnecting in a loop', async () => {
+    const slow = createHttpsServer({ ...serverTls(), requestCert: true, rejectUnauthorized: true }, (_req, res) => { setTimeout(() => res.end('late'), 600); });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const p = pool({}, (slow.address() as AddressInfo).port);
+    let attempts = 0;
+    const counted = (m: UpstreamConnectMessage) => { if (m.origin === p && m.phase === 'start') attempts += 1; };
+    channels.upstreamConnect.subscribe(counted);
+    try {
+      const busy = get(p);
+      for (let i = 0; i < 100 && p.busy === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      slow.close(); // the connection in use stays; new ones are refused
+      const started = performance.now();
+      const outcomes = await Promise.allSettled([get(p), get(p), get(p)]);
+      expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code?: string }).code : 'answered'))).toEqual(['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED']);
+      expect(performance.now() - started).toBeLessThan(500);
+      expect(attempts).toBeLessThanOrEqual(4);
+      expect(await busy).toBe('late');
+    } finally {
+      channels.upstreamConnect.unsubscribe(counted);
+      await p.close();
+      slow.closeAllConnections();
+    }
+  });
+
   test('close() lets waiting and running requests finish, then refuses new ones', async () => {
     const p = pool({ connections: 1, maxConnecting: 1 });
     const pending = Array.from({ length: 5 }, () => get(p));

@@ -167,7 +167,13 @@ export class UpstreamPool extends OwnDispatcher {
       // Nothing connected to hand the waiting requests to: they would each wait for a handshake
       // that will most likely fail the same way. Fail them now; the attempt layer retries elsewhere.
       if (!this.members.some((m) => !m.connecting)) this.failQueued(err);
-      else this.growForQueue();
+      else {
+        // Busy connections remain: the longest-waiting request fails with this error, as one
+        // that waited for this handshake alone would, so that an upstream refusing new
+        // connections cannot keep the pool reconnecting while its old ones stay busy.
+        this.failNext(err);
+        this.growForQueue();
+      }
     });
     client.on('disconnect', () => {
       // A closed keep-alive connection (idle, or the server's choice) leaves the pool; a new one
@@ -175,6 +181,8 @@ export class UpstreamPool extends OwnDispatcher {
       if (member.connecting) return;
       this.remove(member);
       void client.close().catch(() => undefined);
+      // Requests waiting for it would otherwise wait for nothing.
+      this.growForQueue();
     });
     client.on('drain', () => {
       member.busy = false;
@@ -210,6 +218,15 @@ export class UpstreamPool extends OwnDispatcher {
     this.queue[this.head] = undefined as unknown as Waiting;
     this.head += 1;
     this.send(member, next.opts, next.handler);
+  }
+
+  private failNext(err: Error): void {
+    if (this.queued === 0) return;
+    const next = this.queue[this.head] as Waiting;
+    this.queue[this.head] = undefined as unknown as Waiting;
+    this.head += 1;
+    failHandler(next.handler, err);
+    this.compact();
   }
 
   private failQueued(err: Error): void {
