@@ -15,7 +15,8 @@ describe('runOpenLoop', () => {
       },
     });
     expect(result).toMatchObject({ scheduled: 100, sent: 100, ok: 100, failed: 0 });
-    expect(result.slow?.filter((s) => s.ms >= 250).map((s) => s.dueAtMs)).toEqual([50, 55, 60]);
+    // A timer may fire a fraction of a millisecond early, so the slow three are those over 200 ms.
+    expect(result.slow?.filter((s) => s.ms >= 200).map((s) => Math.round(s.dueAtMs))).toEqual([50, 55, 60]);
     // Only the slow ones, however busy the machine (a stall of its own would add a few).
     expect(result.slow?.length).toBeLessThan(50);
   });
