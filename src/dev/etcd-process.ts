@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 import { IsthmusError } from '../core/errors.js';
 import { etcdHttpGet, loadEtcdTls, type EtcdTls } from '../federation/etcd-tls.js';
 import { ensureEtcdPki, type EtcdClientFiles, type EtcdServerFiles } from '../trust/etcd-ca.js';
@@ -28,13 +29,40 @@ export const operatorEtcdClient = 'operator';
  * CA kept there (`--client-cert-auth`), made on first use, as a locked-down production etcd
  * does; the peer URL stays plain text on loopback, since this etcd has no peers.
  */
-export async function startEtcdProcess(opts: { dataDir: string; pkiDir?: string; host?: string; clientPort?: number; peerPort?: number }): Promise<EtcdProcess> {
+export async function startEtcdProcess(opts: EtcdProcessOptions): Promise<EtcdProcess> {
   if (spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status !== 0) {
     throw new IsthmusError('ISTHMUS_ERR_ETCD_UNREACHABLE', 'etcd is not installed: install it (Debian/Ubuntu: apt-get install -y etcd-server) or pass --etcd with the URL of a running one');
   }
+  // Ports picked here are free when picked, but another process (a test running beside this
+  // one, another dev mesh) can bind one before etcd does: then etcd exits with "address already
+  // in use", and, with a data dir this call made, new ports are tried.
+  const picksPorts = opts.clientPort === undefined && opts.peerPort === undefined;
+  const freshDataDir = !existsSync(opts.dataDir);
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startOnFreePorts(opts);
+    } catch (err) {
+      if (!picksPorts || !freshDataDir || attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
+      rmSync(opts.dataDir, { recursive: true, force: true });
+    }
+  }
+}
+
+interface EtcdProcessOptions {
+  dataDir: string;
+  pkiDir?: string;
+  host?: string;
+  clientPort?: number;
+  peerPort?: number;
+  /** How a port is picked when none is given (a test hands out a taken one to see the retry). */
+  pickPort?: (host: string) => Promise<number>;
+}
+
+async function startOnFreePorts(opts: EtcdProcessOptions): Promise<EtcdProcess> {
   const host = opts.host ?? '127.0.0.1';
-  const clientPort = opts.clientPort ?? (await freePort(host));
-  const peerPort = opts.peerPort ?? (await freePort(host));
+  const pick = opts.pickPort ?? freePort;
+  const clientPort = opts.clientPort ?? (await pick(host));
+  const peerPort = opts.peerPort ?? (await pick(host));
   const pki = opts.pkiDir === undefined ? undefined : ensureEtcdPki(opts.pkiDir, [host, 'localhost'], [operatorEtcdClient]);
   const url = `${pki ? 'https' : 'http'}://${host}:${clientPort}`;
   const clientFiles = pki?.clients[operatorEtcdClient];

@@ -64,6 +64,20 @@ function connectOptions(port = address.port): ConnectorOptions {
   };
 }
 
+/** Another mTLS server of the same identity, answering 'late' after `ms`. */
+async function slowServer(ms: number): Promise<{ server: Server; port: number; close: () => Promise<void> }> {
+  const slow = createHttpsServer({ ...serverTls(), requestCert: true, rejectUnauthorized: true }, (_req, res) => { setTimeout(() => res.end('late'), ms); });
+  await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+  return {
+    server: slow,
+    port: (slow.address() as AddressInfo).port,
+    close: async () => {
+      slow.closeAllConnections();
+      if (slow.listening) await new Promise((resolve) => slow.close(resolve));
+    },
+  };
+}
+
 function pool(overrides: Partial<UpstreamPoolOptions> = {}, port = address.port): UpstreamPool {
   return new UpstreamPool(`https://127.0.0.1:${port}`, { connections: 16, maxConnecting: 2, idleMs: 10_000, connect: connectOptions(port), ...overrides });
 }
@@ -145,16 +159,14 @@ describe('an upstream pool of mTLS connections', () => {
   });
 
   test('a request handed to a connection the moment it comes up keeps its headers timeout', async () => {
-    const slow = createHttpsServer({ ...serverTls(), requestCert: true, rejectUnauthorized: true }, (_req, res) => { setTimeout(() => res.end('late'), 400); });
-    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
-    const p = pool({}, (slow.address() as AddressInfo).port);
+    const slow = await slowServer(400);
+    const p = pool({}, slow.port);
     try {
       // The pool's first request waits for the first connection and starts when it is up.
       await expect(p.request({ method: 'GET', path: '/', headersTimeout: 100 })).rejects.toMatchObject({ code: 'UND_ERR_HEADERS_TIMEOUT' });
     } finally {
       await p.destroy();
-      slow.closeAllConnections();
-      await new Promise((resolve) => slow.close(resolve));
+      await slow.close();
     }
   });
 
@@ -175,9 +187,8 @@ describe('an upstream pool of mTLS connections', () => {
   });
 
   test('while one connection is busy and the upstream refuses new ones, each failed handshake fails one waiting request: no reconnecting in a loop', async () => {
-    const slow = createHttpsServer({ ...serverTls(), requestCert: true, rejectUnauthorized: true }, (_req, res) => { setTimeout(() => res.end('late'), 600); });
-    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
-    const p = pool({}, (slow.address() as AddressInfo).port);
+    const slow = await slowServer(600);
+    const p = pool({}, slow.port);
     let attempts = 0;
     const counted = (m: UpstreamConnectMessage) => { if (m.origin === p && m.phase === 'start') attempts += 1; };
     channels.upstreamConnect.subscribe(counted);
@@ -185,7 +196,7 @@ describe('an upstream pool of mTLS connections', () => {
       const busy = get(p);
       for (let i = 0; i < 100 && p.busy === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
       await new Promise((resolve) => setTimeout(resolve, 50));
-      slow.close(); // the connection in use stays; new ones are refused
+      slow.server.close(); // the connection in use stays; new ones are refused
       // Each fails with the refusal; none waits for the busy connection's answer instead.
       const outcomes = await Promise.allSettled([get(p), get(p), get(p)]);
       expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code?: string }).code : 'answered'))).toEqual(['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED']);
@@ -194,7 +205,7 @@ describe('an upstream pool of mTLS connections', () => {
     } finally {
       channels.upstreamConnect.unsubscribe(counted);
       await p.close();
-      slow.closeAllConnections();
+      await slow.close();
     }
   });
 

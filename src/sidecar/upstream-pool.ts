@@ -214,19 +214,23 @@ export class UpstreamPool extends OwnDispatcher {
 
   /** Hands the longest-waiting request to `member`. */
   private sendNext(member: Member): void {
-    const next = this.queue[this.head] as Waiting;
-    this.queue[this.head] = undefined as unknown as Waiting;
-    this.head += 1;
+    const next = this.takeNext();
     this.send(member, next.opts, next.handler);
   }
 
+  /** The longest-waiting request fails with `err`, if one waits. */
   private failNext(err: Error): void {
     if (this.queued === 0) return;
+    failHandler(this.takeNext().handler, err);
+    this.compact();
+  }
+
+  /** Takes the longest-waiting request off the queue (the caller knows one waits). */
+  private takeNext(): Waiting {
     const next = this.queue[this.head] as Waiting;
     this.queue[this.head] = undefined as unknown as Waiting;
     this.head += 1;
-    failHandler(next.handler, err);
-    this.compact();
+    return next;
   }
 
   private failQueued(err: Error): void {

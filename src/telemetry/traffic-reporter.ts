@@ -33,8 +33,9 @@ const maxPendingEvents = 100;
 /**
  * Counts this sidecar's outbound requests per destination service and cluster (requests,
  * errors, latency buckets) and the failovers and ejections it publishes, and sends them to its
- * federation every few seconds (while there is nothing to report, every other time). Deltas only: a sidecar that restarts loses at most one interval,
- * and a report the federation did not take is merged into the next one, not dropped.
+ * federation every few seconds (while there is nothing to report, every other time). Deltas
+ * only: a sidecar that restarts loses at most one interval, and a report the federation did not
+ * take is merged into the next one, not dropped.
  */
 export class TrafficReporter {
   private pending = new Map<string, RouteCounts>();

@@ -25,20 +25,7 @@ export interface TestEtcd extends EtcdProcess {
  * Tests reach it through etcdArgs, etcdEnv, storeOptions and rawEtcd below, never by its URL alone.
  */
 export async function startEtcd(options: { host?: string } = {}): Promise<TestEtcd> {
-  // The ports are free when picked, but another test running beside this one can take one
-  // before etcd binds it: then etcd exits with "address already in use", and new ports are tried.
-  for (let attempt = 1; ; attempt += 1) {
-    const dir = mkdtempSync(join(tmpdir(), 'isthmus-etcd-'));
-    try {
-      return await startEtcdIn(dir, options);
-    } catch (err) {
-      rmSync(dir, { recursive: true, force: true });
-      if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
-    }
-  }
-}
-
-async function startEtcdIn(dir: string, options: { host?: string }): Promise<TestEtcd> {
+  const dir = mkdtempSync(join(tmpdir(), 'isthmus-etcd-'));
   const pkiDir = join(dir, 'pki');
   const etcd = await startEtcdProcess({ dataDir: join(dir, 'data'), pkiDir, ...(options.host ? { host: options.host } : {}) });
   return {
