@@ -87,6 +87,13 @@ async function get(p: UpstreamPool): Promise<string> {
   return await res.body.text();
 }
 
+/** Two requests at once on a pool with one connection up: the first's answer, and how long the second took. */
+async function twoAtOnce(p: UpstreamPool): Promise<{ first: string; secondMs: number }> {
+  const started = performance.now();
+  const [first, secondMs] = await Promise.all([get(p), get(p).then(() => performance.now() - started)]);
+  return { first, secondMs };
+}
+
 const reset = () => Object.assign(seen, { full: 0, resumed: 0, connections: 0, inFlight: 0, maxInFlight: 0 });
 
 describe('an upstream pool of mTLS connections', () => {
@@ -132,29 +139,71 @@ describe('an upstream pool of mTLS connections', () => {
   });
 
   test('a request that finds every connection busy takes the first that frees, not the slow handshake opened for it', { timeout: 15_000 }, async () => {
-    reset();
-    // Connections after the first take 1.5 s to come up (a cold, busy upstream); the server answers in 15 ms.
-    const base = buildConnector(connectOptions());
+    // Connections after the first take 1.5 s to come up (a cold, busy upstream); the server answers
+    // in 100 ms, longer than the pool waits (maxGrowDelayMs) before it opens a connection.
+    const slow = await slowServer(100);
+    const base = buildConnector(connectOptions(slow.port));
     let opened = 0;
     const slowAfterFirst: Connector = (opts, callback) => base(opts, (err, socket) => {
       opened += 1;
       if (opened === 1) callback(err, socket as never);
       else setTimeout(() => callback(err, socket as never), 1500);
     });
-    const p = pool({ connect: slowAfterFirst });
+    const p = pool({ connect: slowAfterFirst }, slow.port);
     try {
-      expect(await get(p)).toBe(`URI:${clientId}`);
-      const started = performance.now();
-      const [first, second] = await Promise.all([get(p), get(p).then(() => performance.now() - started)]);
-      expect(first).toBe(`URI:${clientId}`);
-      // The second waited for the first's 15 ms answer, not for the 1.5 s connection.
-      expect(second).toBeLessThan(1000);
+      expect(await get(p)).toBe('late');
+      const { first, secondMs } = await twoAtOnce(p);
+      expect(first).toBe('late');
+      // The second waited for the first's answer, not for the 1.5 s connection opened for it.
+      expect(secondMs).toBeLessThan(1000);
       expect(opened).toBe(2);
       // The connection opened for it is kept for the next burst.
       for (let i = 0; i < 150 && p.busy > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
       expect(p.size).toBe(2);
     } finally {
       await p.close();
+      await slow.close();
+    }
+  });
+
+  test('with a connection up, a burst it clears sooner than a handshake takes opens no other connection', async () => {
+    // Answers come at once; every handshake takes 200 ms (a cold upstream), so the pool would wait
+    // maxGrowDelayMs before it opened another connection, and the burst is over by then.
+    const quick = await slowServer(0);
+    const base = buildConnector(connectOptions(quick.port));
+    const delayed: Connector = (opts, callback) => base(opts, (err, socket) => { setTimeout(() => callback(err, socket as never), 200); });
+    const p = pool({ connect: delayed }, quick.port);
+    let attempts = 0;
+    const counted = (m: UpstreamConnectMessage) => { if (m.origin === p && m.phase === 'start') attempts += 1; };
+    channels.upstreamConnect.subscribe(counted);
+    try {
+      expect(await get(p)).toBe('late');
+      expect(attempts).toBe(1);
+      const answers = await Promise.all(Array.from({ length: 5 }, () => get(p)));
+      expect(answers).toEqual(Array(5).fill('late'));
+      expect(attempts).toBe(1);
+      expect(p.size).toBe(1);
+    } finally {
+      channels.upstreamConnect.unsubscribe(counted);
+      await p.close();
+      await quick.close();
+    }
+  });
+
+  test('with a connection up, a request behind a long answer gets a connection of its own after a handshake\'s time', async () => {
+    const slow = await slowServer(600);
+    const p = pool({}, slow.port);
+    try {
+      expect(await get(p)).toBe('late');
+      const { first, secondMs } = await twoAtOnce(p);
+      expect(first).toBe('late');
+      // Waiting for the busy connection would have taken two answers (1.2 s); the pool opened a
+      // connection for it after at most maxGrowDelayMs instead.
+      expect(secondMs).toBeLessThan(1000);
+      expect(p.size).toBe(2);
+    } finally {
+      await p.close();
+      await slow.close();
     }
   });
 

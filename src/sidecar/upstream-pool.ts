@@ -36,7 +36,15 @@ interface Member {
 interface Waiting {
   opts: Dispatcher.DispatchOptions;
   handler: Dispatcher.DispatchHandler;
+  /** performance.now() when it began to wait. */
+  since: number;
 }
+
+/**
+ * With a connection up, a waiting request gets a new connection once it has waited as long as the
+ * pool's last handshake took, but never later than this, however slow this upstream's handshakes.
+ */
+export const maxGrowDelayMs = 50;
 
 /**
  * Keep-alive HTTP/1.1 connections to one upstream (a sidecar's inbound, or a gateway for one
@@ -58,6 +66,11 @@ export class UpstreamPool extends OwnDispatcher {
   /** A CircuitBreaker's limits (model/circuit-breaker.ts), and the requests it counts. */
   private limits: Readonly<BreakerLimits> | undefined;
   private outstanding = 0;
+  /** How long the pool's last handshake took (ms); 0 before the first. */
+  private handshakeMs = 0;
+  /** When the pool last began a handshake (performance.now()). */
+  private lastGrowAt = -Infinity;
+  private growTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly origin: string, private readonly options: UpstreamPoolOptions) {
     super();
@@ -117,7 +130,7 @@ export class UpstreamPool extends OwnDispatcher {
     // Every connection busy: the request waits for whichever is first, a connection that frees
     // (often within a millisecond) or one that opens for it (a handshake, milliseconds of CPU on
     // both sidecars and more on a process still cold), never bound to a handshake of its own.
-    this.queue.push({ opts, handler });
+    this.queue.push({ opts, handler, since: performance.now() });
     this.growForQueue();
     return true;
   }
@@ -150,8 +163,11 @@ export class UpstreamPool extends OwnDispatcher {
     const client = new H1Connection(this.origin, { connect: this.connector, idleMs: this.options.idleMs });
     const member: Member = { client, connecting: true, busy: false, removed: false };
     this.connecting += 1;
+    const started = performance.now();
+    this.lastGrowAt = started;
     client.on('connect', () => {
       if (channels.upstreamConnect.hasSubscribers) channels.upstreamConnect.publish({ origin: this, phase: 'end' });
+      this.handshakeMs = performance.now() - started;
       member.connecting = false;
       this.connecting -= 1;
       this.drain(member);
@@ -203,13 +219,34 @@ export class UpstreamPool extends OwnDispatcher {
   }
 
   /**
-   * Opens connections for waiting requests, one per request that no handshake under way would
-   * serve: a request waits for one handshake at most, and a short burst that busy connections
-   * absorb does not leave a connection per request behind it. The new connection takes the
-   * longest-waiting request when it is up (drain), if a freed one has not taken it already.
+   * Opens connections for waiting requests that no handshake under way would serve. With no
+   * connection up (a cold pool, or every connection gone), one per such request at once, up to
+   * maxConnecting: nothing else can serve them. With connections up, only once the
+   * longest-waiting request has waited as long as a handshake takes (the pool's last, at most
+   * maxGrowDelayMs), and then one per that interval while requests still wait: a busy connection
+   * usually frees sooner than a new one opens. When the processes on both ends are short of CPU
+   * (a cold start), answers slow down, requests queue, and opening a connection for each of them
+   * costs both sidecars a handshake apiece, which slows the answers further; paced, the pool
+   * grows as far as its connections' turnover falls short of a handshake's time, and no further.
    */
   private growForQueue(): void {
-    while (this.queued > this.connecting && this.grow());
+    if (!this.members.some((m) => !m.connecting)) {
+      while (this.queued > this.connecting && this.grow());
+      return;
+    }
+    if (this.growTimer || this.queued <= this.connecting) return;
+    const delay = Math.min(this.handshakeMs, maxGrowDelayMs);
+    const head = this.queue[this.head] as Waiting;
+    let due = Math.max(head.since, this.lastGrowAt) + delay - performance.now();
+    if (due <= 0) {
+      if (!this.grow()) return;
+      if (this.queued <= this.connecting) return;
+      due = delay;
+    }
+    this.growTimer = setTimeout(() => {
+      this.growTimer = undefined;
+      this.growForQueue();
+    }, Math.max(1, Math.ceil(due)));
   }
 
   /** Hands the longest-waiting request to `member`. */
@@ -234,6 +271,8 @@ export class UpstreamPool extends OwnDispatcher {
   }
 
   private failQueued(err: Error): void {
+    clearTimeout(this.growTimer);
+    this.growTimer = undefined;
     const waiting = this.queue.slice(this.head);
     this.queue = [];
     this.head = 0;
@@ -243,6 +282,8 @@ export class UpstreamPool extends OwnDispatcher {
 
   private compact(): void {
     if (this.head === this.queue.length) {
+      clearTimeout(this.growTimer);
+      this.growTimer = undefined;
       this.queue = [];
       this.head = 0;
       this.closing?.();
