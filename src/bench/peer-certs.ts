@@ -24,7 +24,7 @@ export interface PeerCertificateRequest {
 
 /**
  * The peers' certificates, made by our own CA code the way a mesh issues them: one root, an
- * intermediate per cluster, RSA-2048 leaves with a SPIFFE ID (plus the DNS name a peer
+ * intermediate per cluster, ECDSA P-256 leaves with a SPIFFE ID (plus the DNS name a peer
  * verifies), each leaf written with its intermediate so the other end can build the chain to
  * the root it trusts. Written 0600 into `dir`, which the bench deletes at the end.
  */

@@ -1,7 +1,5 @@
-import { generateKeyPair } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { IsthmusError, describeError } from '../core/errors.js';
 import { request } from '../core/undici.js';
 import { H1Agent } from '../sidecar/h1-agent.js';
@@ -10,8 +8,6 @@ import { readClusterCa } from '../trust/ca-files.js';
 import { clusterRoleId } from '../trust/spiffe.js';
 import { certificateInfo } from '../trust/verify.js';
 import type { GatewayConfig } from './config.js';
-
-const generateRsaKey = promisify(generateKeyPair);
 
 /** What the gateway presents to its federation: its leaf, the issuer chain, the key, and the roots it trusts. */
 export interface GatewayCertificate { certPem: string; chainPem: string[]; keyPem: string; rootPem: string; notAfter: Date }
@@ -34,7 +30,7 @@ export async function gatewayCertificate(config: GatewayConfig, current: Gateway
   const rootPem = gatewayRoot(config);
   const renewWith = current && current.notAfter.getTime() > Date.now() ? current : undefined;
   const token = renewWith ? undefined : readToken(config.tokenFile);
-  const { csrPem, keyPem } = createCsr({ keyPem: (await generateRsaKey('rsa', { modulusLength: 2048 })).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
+  const { csrPem, keyPem } = createCsr();
   // A connection of its own, so the federation sees the certificate being renewed, or none.
   const agent = new H1Agent({ connect: { ca: rootPem, ...(renewWith ? { cert: [renewWith.certPem, ...renewWith.chainPem].join('\n'), key: renewWith.keyPem } : {}) } });
   try {

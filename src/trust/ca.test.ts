@@ -163,10 +163,14 @@ describe('leaves', () => {
     expect(verifyChain({ leafPem: leaf, intermediatesPem: [east.certPem], rootsPem: [root.certPem] }).identity).toBe(alice);
   });
 
-  test('RSA leaves may encipher keys; EC leaves only sign (RFC 8813 §3)', () => {
-    expect(text(issueCertificate({ identity: alice, issuer: east }).certPem)).toMatch(/Digital Signature, Key Encipherment/);
+  test('RSA leaves may encipher keys; EC leaves, ours included, only sign (RFC 8813 §3)', () => {
+    const rsa = signWorkloadCsr({ csrPem: opensslCsr(['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']), identity: alice, issuer: east }).certPem;
+    expect(text(rsa)).toMatch(/Digital Signature, Key Encipherment/);
     const ec = signWorkloadCsr({ csrPem: opensslCsr(['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']), identity: alice, issuer: east }).certPem;
     expect(text(ec)).toMatch(/Key Usage: critical\s+Digital Signature\n/);
+    const ours = issueCertificate({ identity: alice, issuer: east });
+    expect(text(ours.certPem)).toMatch(/Key Usage: critical\s+Digital Signature\n/);
+    expect(text(ours.certPem)).toMatch(/Public Key Algorithm: id-ecPublicKey[\s\S]*NIST CURVE: P-256/);
   });
 
   test('issueCertificate puts DNS names and IP addresses in the SAN and returns a key that matches', () => {
@@ -233,7 +237,7 @@ describe('CSR checks', () => {
   function swappedKey(csrPem: string): string {
     const der = Buffer.from(csrPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
     const own = createPublicKey(sidecar.keyPem).export({ type: 'spki', format: 'der' });
-    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' });
+    const other = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ type: 'spki', format: 'der' });
     const at = der.indexOf(own);
     expect(at).toBeGreaterThan(0);
     expect(other.length).toBe(own.length);
@@ -241,11 +245,12 @@ describe('CSR checks', () => {
     return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
   }
 
-  /** The same CSR with its outer length in non-minimal long form: valid BER, not DER. */
+  /** The same CSR with its outer length in non-minimal long form (one leading zero byte more): valid BER, not DER. */
   function berLength(csrPem: string): string {
     const der = Buffer.from(csrPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
-    expect(der[1]).toBe(0x82);
-    const ber = Buffer.concat([Buffer.from([0x30, 0x83, 0x00]), der.subarray(2)]);
+    const lengthBytes = (der[1] as number) & 0x7f;
+    expect((der[1] as number) & 0x80).toBe(0x80);
+    const ber = Buffer.concat([Buffer.from([0x30, 0x80 | (lengthBytes + 1), 0x00]), der.subarray(2)]);
     return `-----BEGIN CERTIFICATE REQUEST-----\n${ber.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
   }
 
@@ -281,8 +286,9 @@ describe('CSR checks', () => {
     expect(codeOf(call)).toBe(code);
   });
 
-  test('createCsr makes a CSR openssl verifies, with no subject and no attributes', () => {
+  test('createCsr makes a CSR openssl verifies, with no subject and no attributes, for a new ECDSA P-256 key', () => {
     const out = run(['req', '-verify', '-noout', '-text'], sidecar.csrPem);
+    expect(out).toMatch(/Public Key Algorithm: id-ecPublicKey[\s\S]*NIST CURVE: P-256/);
     expect(out).toMatch(/Subject:\s*\n/);
     expect(out).toMatch(/Attributes:\s*\n\s*\(none\)/);
     expect(out).not.toContain('URI:');

@@ -11,7 +11,7 @@
 import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { IsthmusError } from '../core/errors.js';
 import { buildCertificate, encodeName, issuerFromCertificate, keyIdentifier, type Issuer, type NameAttribute } from './certificate-builder.js';
-import { generateRsaKey, readCsr } from './csr.js';
+import { generateLeafKey, generateRsaKey, readCsr } from './csr.js';
 import { oids, toDer } from './der.js';
 import { clusterRoleId, operatorId, parseSpiffeId, trustDomainId, trustDomainOf, validateTrustDomain } from './spiffe.js';
 import { parseCertificates } from './verify.js';
@@ -194,7 +194,7 @@ export function signWorkloadCsr(opts: { csrPem: string; identity: string; issuer
 export function issueCertificate(opts: LeafOptions): CertAndKey {
   const issuer = loadIssuer(opts.issuer, 'issuing');
   requireOwnDomain(opts.identity, issuer, 'certificate request');
-  const { privateKey, publicKey } = generateRsaKey();
+  const { privateKey, publicKey } = generateLeafKey();
   return { certPem: issueLeaf(publicKey, opts, issuer), keyPem: exportKey(privateKey) };
 }
 
@@ -205,7 +205,7 @@ export function issueCertificate(opts: LeafOptions): CertAndKey {
 export function issueOperatorCertificate(opts: { name: string; issuer: CertAndKey; issuerChainPem?: string[]; ttlSeconds: number; now?: Date }): CertAndKey & { identity: string; chainPem: string[] } {
   const issuer = loadIssuer(opts.issuer, 'issuing');
   const identity = operatorId(issuer.trustDomain, opts.name);
-  const { privateKey, publicKey } = generateRsaKey();
+  const { privateKey, publicKey } = generateLeafKey();
   const certPem = issueLeaf(publicKey, { identity, issuer: opts.issuer, ttlSeconds: opts.ttlSeconds, ...(opts.now ? { now: opts.now } : {}) }, issuer, 'operator');
   return { identity, certPem, keyPem: exportKey(privateKey), chainPem: opts.issuerChainPem ?? [] };
 }

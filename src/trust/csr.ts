@@ -29,9 +29,19 @@ function csrInvalid(message: string, cause?: unknown): IsthmusError {
   return new IsthmusError('ISTHMUS_ERR_TRUST_CSR_INVALID', message, cause === undefined ? {} : { cause });
 }
 
-/** RSA 2048 is the project default: every TLS stack we meet accepts it. */
+/** The key of a CA Isthmus makes (root, cluster intermediate): RSA 2048, which every TLS stack accepts and verifies fastest. */
 export function generateRsaKey(): { privateKey: KeyObject; publicKey: KeyObject } {
   return generateKeyPairSync('rsa', { modulusLength: 2048 });
+}
+
+/**
+ * The key of every leaf Isthmus makes (workloads, gateways, the federation API, operators):
+ * ECDSA P-256, as Linkerd, Consul and SPIRE make theirs. Made in about 0.1 ms where an RSA 2048
+ * key took 130 ms of CPU (a pause at every sidecar start and renewal), and a full handshake
+ * signs with it in 0.03 ms instead of 0.27 (measured here, docs/trust.md).
+ */
+export function generateLeafKey(): { privateKey: KeyObject; publicKey: KeyObject } {
+  return generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
 }
 
 /**
@@ -59,7 +69,7 @@ export function checkSubjectKey(key: KeyObject): void {
 export function createCsr(opts: { keyPem?: string } = {}): { csrPem: string; keyPem: string } {
   let privateKey: KeyObject;
   if (opts.keyPem === undefined) {
-    privateKey = generateRsaKey().privateKey;
+    privateKey = generateLeafKey().privateKey;
   } else {
     try {
       privateKey = createPrivateKey(opts.keyPem);
