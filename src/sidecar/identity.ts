@@ -62,7 +62,7 @@ const maxTimerMs = 2 ** 31 - 1;
 /**
  * A new intermediate reaches every sidecar of a cluster in the same moment (the trust bundle is
  * long-polled): each renews after a random wait below this, so the federation signs them over a
- * few seconds and a node's sidecars do not all make a key pair at once.
+ * few seconds rather than all in one burst.
  */
 const issuerRenewalSpreadMs = 5000;
 const defaultTrustWaitSeconds = 30;
