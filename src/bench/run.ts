@@ -17,7 +17,7 @@ import { sourceState } from './source-state.js';
 import { sentinelTickMs, StallSentinel, stallThresholdMs } from './stall-sentinel.js';
 import { raisePriority } from './priority.js';
 import { targetClient, waitUntilServing, type ProbeResult, type TargetClient } from './target-client.js';
-import { benchTargets, chainDestinations, chainOrigins, clientCluster, responseBytes, targetLabel, type Destination } from './targets.js';
+import { benchTargets, chainDestinations, chainOrigins, clientCluster, responseBytes, targetLabel, type Destination, type Target } from './targets.js';
 
 /**
  * `npm run bench`: the data plane's added latency, CPU and memory at fixed arrival rates, beside
@@ -79,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
     });
   }
 
-  const probes: ProbeResult[] = [];
+  const probes = new Map<Target, ProbeResult>();
   let proxies: ProxyProcess[] = [];
   let peerPids: number[] = [];
   /** Our processes the naming counted for a chain but that carried none of it (proxy-processes.ts, idleCarriers). */
@@ -119,7 +119,12 @@ async function main(argv: string[]): Promise<number> {
       say(`priority: nice ${args.nice} for the mesh, the peers, etcd and the generator${failed.length ? `; not changed: ${failed.slice(0, 3).join('; ')}${failed.length > 3 ? ` and ${failed.length - 3} more` : ''}` : ''}`);
     }
     const targets = benchTargets(mesh.file, peers.outbound);
-    for (const target of targets) probes.push(await waitUntilServing(target, readyTimeoutMs));
+    // With a cold-start point, our chains get no probe before it: the first request through them
+    // is the cold start's first, as on a mesh a user has just started. They are probed after it.
+    for (const target of targets) {
+      if (args.coldRate > 0 && target.side === 'isthmus') continue;
+      probes.set(target, await waitUntilServing(target, readyTimeoutMs));
+    }
     clients = targets.map((t) => targetClient(t, args.connections));
     sentinel = await StallSentinel.start();
     const before = cpuSnapshot(mesh, peerPids);
@@ -136,8 +141,9 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
 
-  // Cold start comes first, while every proxy is as fresh as dev up and the peers' start left it:
-  // only the readiness probe has crossed each chain, so handshakes and compilation happen under load.
+  // Cold start comes first, while every proxy is as fresh as dev up and the peers' start left it.
+  // No request has crossed our chains yet (the peers' had their readiness probe: nginx has nothing
+  // to compile, and its first handshakes are part of its own figure either way).
   const cold: ColdPoint[] = [];
   if (args.coldRate > 0) {
     // The generator must be warm and only the chain cold: its own first requests (undici,
@@ -159,6 +165,15 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   const coldStart = coldRows(cold);
+  try {
+    for (const client of clients) {
+      if (!probes.has(client.target)) probes.set(client.target, await waitUntilServing(client.target, readyTimeoutMs));
+    }
+  } catch (err) {
+    say(`after the cold start: ${describeError(err)}`);
+    await cleanup();
+    return 1;
+  }
   if (args.coldOnly) {
     if (args.output === 'json') process.stdout.write(`${JSON.stringify({ date: new Date().toISOString(), source: sourceState(), settings: args, coldStart }, null, 2)}\n`);
     else process.stdout.write(`\n${formatColdRows(coldStart)}\n`);
@@ -220,7 +235,7 @@ async function main(argv: string[]): Promise<number> {
   const rows = buildRows(points);
   const comparisons = compareRows(rows);
   const machine = { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version, loadavg: loadavg().map((l) => Number(l.toFixed(2))) };
-  const scenarios = clients.map((c, i) => ({ scenario: targetLabel(c.target), route: c.target.route, responseBodyBytes: probes[i]?.bytes ?? Number.NaN }));
+  const scenarios = clients.map((c) => ({ scenario: targetLabel(c.target), route: c.target.route, responseBodyBytes: probes.get(c.target)?.bytes ?? Number.NaN }));
   const source = sourceState();
   const versions = peerVersions();
   const generatorPer1000 = rows.reduce((sum, r) => sum + r.generatorCpuSecondsPer1000, 0) / Math.max(1, rows.length);
