@@ -7,7 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 // undici's client parses HTTP/1.1 with llhttp compiled to WebAssembly. By default V8 also
 // compiles that module with its optimising tier in the background just after start-up, which
 // lifted a process to about 107 MB of RSS for a moment (and left more behind). Its baseline
-// compiler alone avoids that peak (docs/benchmarks.md, "Memory of one sidecar process"). Sidecars
+// compiler alone avoids that peak (docs/benchmark-history.md, "Memory results"). Sidecars
 // and gateways no longer load undici's client (they use Node's own parser); the federation and
 // the CLI's control-plane commands still do. It must be set before undici loads.
 setFlagsFromString('--liftoff-only');

@@ -2,7 +2,7 @@
 // which bin/isthmus.js runs. Every sidecar and gateway is a process of this CLI, and a bundle
 // costs them less memory and start-up than hundreds of separate modules: one parse per chunk,
 // and only the parts of TypeBox, undici, prom-client and yaml that Isthmus reaches
-// (docs/benchmarks.md, "Memory of one sidecar process"). Each command stays its own chunk, so
+// (docs/benchmark-history.md, "Memory results"). Each command stays its own chunk, so
 // `isthmus sidecar` loads no etcd, dashboard or CA code. Packages that read their own files at
 // run time, or that only the control plane or optional features load, stay in node_modules.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -7,7 +7,7 @@ type Register = (program: Command) => void;
 /**
  * Each top-level command and the module that defines it, in help order. Loaded on demand: a
  * long-running `isthmus sidecar` should not carry the CA, etcd or dashboard code of the other
- * verbs (docs/benchmarks.md, "Memory of one sidecar process"). Several commands share a
+ * verbs (docs/benchmark-history.md, "Memory results"). Several commands share a
  * module (export and unexport).
  */
 const commands: readonly { names: readonly string[]; load: () => Promise<Register> }[] = [

@@ -7,8 +7,8 @@
  * generation nor returns the freed old-generation pages soon. What does both is V8's "low
  * memory" collection, which Node reaches only through the inspector protocol
  * (`HeapProfiler.collectGarbage`); an in-process session needs no port and no debugger.
- * Measured on a sidecar with 1003 services: 67–75 → 64–67 MB of RSS (docs/benchmarks.md,
- * "Memory of one sidecar process").
+ * Measured on a sidecar with 1003 services: 67–75 → 64–67 MB of RSS (docs/benchmark-history.md,
+ * "Memory results").
  *
  * Because it pauses the process (18–40 ms on an idle machine; up to 300 ms of wall time was seen
  * while a whole dev mesh started on two cores), a trim runs `settleMs` after the last request

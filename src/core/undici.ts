@@ -9,7 +9,7 @@ import wrap from 'undici/lib/handler/wrap-handler.js';
  * the request API, the connector (TLS, session cache, connect timeout) and the handler adapter.
  * The index also loads fetch, WebSocket, EventSource, the cache stores and the web streams behind
  * them, eagerly: in a fresh Node 20 process that is about 9 MB of RSS more (measured for
- * docs/benchmarks.md, "Memory of one sidecar process"), and a sidecar pays it in every pod.
+ * docs/benchmark-history.md, "Memory results"), and a sidecar pays it in every pod.
  * undici's client, pool and agent are in ./undici-client.ts, for the control plane: the proxies
  * connect through src/sidecar/h1-connection.ts, and never compile undici's WebAssembly parser.
  * undici has no `exports` map, so these paths are importable (their types are in

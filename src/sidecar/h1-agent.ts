@@ -29,7 +29,7 @@ const defaultIdleMs = 60_000;
  * (h1-connection.ts: Node's own HTTP/1.1 parser): what sidecars and gateways use to call the
  * federation API (certificates, trust, catalog, reports). It replaces undici's Agent there, so
  * that a proxy process never loads undici's client, whose llhttp WebAssembly module alone
- * costs about 4 MB of RSS once compiled (docs/benchmarks.md, "Memory of one sidecar process").
+ * costs about 4 MB of RSS once compiled (docs/benchmark-history.md, "Memory results").
  * undici's request API (`request()` in src/core/undici.ts) works on it as on any dispatcher.
  */
 export class H1Agent extends OwnDispatcher {

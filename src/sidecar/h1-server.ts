@@ -14,7 +14,7 @@ import { headersCheckInterval } from './request-head-timeout.js';
  * written with its first bytes. node:http builds an IncomingMessage (a Readable) and a
  * ServerResponse (a Writable-like OutgoingMessage) per request, with their state machines and
  * several ticks; on loopback that cost about as much CPU as the rest of the hop's JavaScript
- * (docs/benchmarks.md, "Where the CPU goes").
+ * (docs/benchmark-history.md, "Where the CPU goes").
  *
  * The http.Server or https.Server stays the listener and the place handlers are registered: this
  * takes its connection listener (as protocol-sniff.ts does) and emits the same events on it:

@@ -64,7 +64,7 @@ export class Inbound {
   private identity: string;
   /**
    * The peer of a TLS connection does not change between its requests: read and check its
-   * certificate once per connection, not per request (it was a quarter of the CPU, docs/benchmarks.md).
+   * certificate once per connection, not per request (it was a quarter of the CPU, docs/benchmark-history.md).
    */
   private readonly peers = new WeakMap<TLSSocket, Peer>();
   /** TCP accept time per raw socket, and TLS handshake duration per TLS socket, for `isthmus trace` (one entry per connection). */

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
  * server use, reached through the module they share. It hands a whole head to JavaScript in one
  * call (names and values in one array) and body bytes as slices of what the socket read. undici's
  * parser is llhttp compiled to WebAssembly and calls into JavaScript once per header name and
- * value: measured on loopback (docs/benchmarks.md, "Where the CPU goes"), a request through
+ * value: measured on loopback (docs/benchmark-history.md, "Where the CPU goes"), a request through
  * undici's Client cost about 115 µs of CPU against about 71 µs through this parser.
  *
  * `_http_common` is not a documented module, but it is what Node's own HTTP code is built on and

@@ -8,7 +8,7 @@ import { setTracer, type ActiveSpan, type SpanAttributes, type SpanKindName, typ
  * http/protobuf or http/json; endpoint, headers, timeout, compression; sampler; resource
  * attributes and detectors; propagators; batch settings). In a module of its own so that a
  * process without an OTLP endpoint never loads it (the SDK and its exporters are many MB of a
- * sidecar's memory; docs/benchmarks.md, "Memory of one sidecar process").
+ * sidecar's memory; docs/benchmark-history.md, "Memory results").
  */
 
 let sdk: NodeSDK | undefined;

@@ -3,7 +3,7 @@ import type { Registry } from './prom.js';
 /**
  * A counter and a histogram for what a proxy counts per request. prom-client validates and
  * hashes the label set on every `inc()` and `observe()`, even through a child kept per label
- * set: about 3% of a sidecar's CPU at 1000 requests/s (docs/benchmarks.md, "Where the CPU
+ * set: about 3% of a sidecar's CPU at 1000 requests/s (docs/benchmark-history.md, "Where the CPU
  * goes"). Here a child is made once per label set and counting is a field update; the work moves
  * to the scrape. Both register on a prom-client Registry as metrics of their own and hand it
  * their values in the shape prom-client's own Counter and Histogram do, so the registry formats
