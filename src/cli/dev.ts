@@ -105,6 +105,7 @@ export function tryLines(file: MeshFile, clusters: string[], stateDir: string, s
       ...(client.listeners['demo/ledger'] && client.listeners['demo/grpc-echo'] ? [`  curl --http2-prior-knowledge http://${client.listeners['demo/ledger']}/       # HTTP/2 (h2c); gRPC clients: ${client.listeners['demo/grpc-echo']} reaches grpc-echo`] : []),
       `  head -c 100000000 /dev/zero | curl -sS -x http://${proxy} -T - -X POST http://ledger.demo.mesh/echo | wc -c   # 100 MB, streamed both ways`,
       `  curl -p -x http://${proxy} http://ledger.demo.mesh/                # through a CONNECT tunnel`,
+      ...(client.listeners['demo/ledger'] ? [`  node -e "const ws = new (require('ws'))('ws://${client.listeners['demo/ledger']}/ws'); ws.on('open', () => ws.send('hi')); ws.on('message', (m) => { console.log(String(m)); ws.close(); })"   # a WebSocket echo from ledger (in the checkout: it uses its ws package)`] : []),
     ] : []),
     ...(redis ? [`  redis-cli -h ${redis.split(':')[0]} -p ${redis.split(':')[1]} ping                                       # a plain TCP service in west, through its gateway`] : []),
     `  export ISTHMUS_ETCD=${file.etcd}`,

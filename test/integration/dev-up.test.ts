@@ -1,13 +1,17 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, expect, test } from 'vitest';
 import { etcdArgs, etcdEnv } from '../helpers/etcd.js';
 import { isPortListening } from '../helpers/ports.js';
 import { apiClient, isthmus, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
 import { testOperator } from '../helpers/mesh.js';
 import { viaProxy } from '../helpers/proxy.js';
+
+const execFileAsync = promisify(execFile);
 
 const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-devup-'));
 // Its own host base (east 127.0.241.1, west 127.0.242.1), so it does not collide with a user's
@@ -67,6 +71,11 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
     const tryCommands = output.slice(output.indexOf('Try ('), output.indexOf('Press Ctrl-C')).split('\n')
       .filter((l) => l.startsWith('  ')).map(command);
     expect(tryCommands).toEqual(readmeCommands);
+    // The printed WebSocket line, run by a shell in the checkout as a user would: the echo comes back.
+    const wsLine = tryCommands.find((c) => c.startsWith('node -e '));
+    expect(wsLine).toContain(`ws://${mesh.clusters.east.client.listeners['demo/ledger']}/ws`);
+    const echoed = await execFileAsync('sh', ['-c', wsLine!], { cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 15_000 });
+    expect(echoed.stdout.trim()).toBe('hi');
 
     const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east'], { ...etcdEnv(mesh), ISTHMUS_OPERATOR_DIR: join(stateDir, 'operator') });
     expect(explained.stdout).toMatch(/demo\/ledger as seen from east .*most traffic to P3/);
@@ -84,7 +93,7 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
     const operatorDir = /^ {2}export ISTHMUS_OPERATOR_DIR=(\S+)/m.exec(output)?.[1];
     expect(operatorDir).toBe(join(stateDir, 'operator'));
     const traceArgs = printed(/^ {2}(isthmus trace ledger --from east.*)$/m);
-    // Sidecars are listed once they have reported (every 5 s); until then trace says none is.
+    // A sidecar is listed from its first report, sent as it becomes ready; the wait covers a slow federation.
     const { value: traced } = await waitFor(async () => {
       const res = await isthmus(traceArgs, { ...env, ISTHMUS_OPERATOR_DIR: operatorDir! });
       return res.code === 0 ? res : undefined;
