@@ -72,10 +72,15 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
       .filter((l) => l.startsWith('  ')).map(command);
     expect(tryCommands).toEqual(readmeCommands);
     // The printed WebSocket line, run by a shell in the checkout as a user would: the echo comes back.
-    const wsLine = tryCommands.find((c) => c.startsWith('node -e '));
+    const wsLine = tryCommands.find((c) => c.startsWith('node -e ') && c.includes('ws://'));
     expect(wsLine).toContain(`ws://${mesh.clusters.east.client.listeners['demo/ledger']}/ws`);
     const echoed = await execFileAsync('sh', ['-c', wsLine!], { cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 15_000 });
     expect(echoed.stdout.trim()).toBe('hi');
+    // And the printed gRPC call: grpc-echo in west answers through east's fixed listener, with the caller's identity.
+    const grpcLine = tryCommands.find((c) => c.startsWith('node -e ') && c.includes('@grpc/grpc-js'));
+    expect(grpcLine).toContain(`'${mesh.clusters.east.client.listeners['demo/grpc-echo']}'`);
+    const called = await execFileAsync('sh', ['-c', grpcLine!], { cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 15_000 });
+    expect(JSON.parse(called.stdout)).toMatchObject({ message: 'hi', cluster: 'west', caller: expect.stringContaining('URI=spiffe://dev.isthmus/ns/demo/sa/client') });
 
     const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east'], { ...etcdEnv(mesh), ISTHMUS_OPERATOR_DIR: join(stateDir, 'operator') });
     expect(explained.stdout).toMatch(/demo\/ledger as seen from east .*most traffic to P3/);
