@@ -40,8 +40,8 @@ Runs our chains and the peer chain (nginx → HAProxy → nginx) interleaved, an
   --host-base <n>       dev mesh clusters on 127.0.<n>.1, 127.0.<n+1>.1 (default 60)
   --connections <n>     keep-alive connections per first hop (default 128; 1..1024)
   --cold-rate <n>       cold start: requests/s sent cross-cluster to each fresh chain before any warm-up,
-                        measured from the first request; ours gets no request before it, not even a
-                        readiness probe (default 500; 0 skips it)
+                        measured from the first request; no probe crosses ours before it, only the
+                        request dev up's own readiness check sent (default 500; 0 skips it)
   --cold-seconds <n>    how long the cold-start point lasts (default 5; 1..30)
   --cold-only           measure only the cold start (no priming, no points at --rates): about a minute
   --nice <n>            as root on a shared machine: give every measured process (ours, the peers', etcd,

@@ -13,7 +13,7 @@ import { peerBinary, startPeerChain, type PeerChain } from './peer-chain.js';
 import { nginxQuote, renderHaproxyGateway, renderNginxInbound, renderNginxOutbound } from './peer-config.js';
 import { isAlive, parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js';
 import { idleCarriers, ourCarries, ourRole, parsePeakRss, proxiesSpent, withoutCarriers, type ProcessReadings, type ProxyProcess } from './proxy-processes.js';
-import { coldRows, formatColdRows } from './cold-start.js';
+import { coldRows, counterSum, formatColdRows } from './cold-start.js';
 import { compareRows, formatComparisons, ratioOf } from './comparison.js';
 import { buildRows, formatRows, type Row } from './report.js';
 import { benchTargets, chainOrigins, targetLabel } from './targets.js';
@@ -286,6 +286,34 @@ describe('cold start rows', () => {
     const text = formatColdRows([row!, ...coldRows([{ label: 'peer cross-cluster', side: 'peer', result: point(fast) }])]);
     expect(text).toContain('isthmus cross-cluster: answers over 25 ms were due at 0.00–0.25 s: 2 (max 90 ms), 0.25–0.50 s: 1 (max 26 ms), 3.00–3.25 s: 1 (max 60 ms)');
     expect(text).toContain('peer cross-cluster: no answer over 25 ms');
+  });
+
+  test('the requests our chain carried before the point are printed with it; the peer has no such count', () => {
+    const rows = coldRows([
+      { label: 'isthmus cross-cluster', side: 'isthmus', result: point(fast), carriedBefore: 1 },
+      { label: 'peer cross-cluster', side: 'peer', result: point(fast) },
+    ]);
+    expect(rows.map((r) => r.carriedBefore)).toEqual([1, undefined]);
+    const text = formatColdRows(rows);
+    expect(text).toMatch(/\nbefore the point:\n {2}isthmus cross-cluster: 1 request to that service through the client sidecar before the first$/);
+    expect(formatColdRows(coldRows([{ label: 'isthmus cross-cluster', side: 'isthmus', result: point(fast), carriedBefore: 0 }]))).toContain('0 requests to that service through the client sidecar before the first (a chain no request had crossed)');
+    expect(formatColdRows(coldRows([{ label: 'peer cross-cluster', side: 'peer', result: point(fast) }]))).not.toContain('before the point');
+  });
+
+  test('counterSum adds a counter\'s series that carry a label, and is NaN when it has none', () => {
+    const text = [
+      '# HELP isthmus_requests_total Requests the app sent through this sidecar.',
+      '# TYPE isthmus_requests_total counter',
+      'isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/ledger",code="200"} 3',
+      'isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/ledger",code="503"} 1',
+      'isthmus_requests_total{source_cluster="east",destination_cluster="east",destination_service="demo/hello",code="200"} 5',
+      'isthmus_requests_total_other{destination_service="demo/ledger"} 100',
+      'isthmus_request_duration_seconds_count{destination_service="demo/ledger"} 4',
+    ].join('\n');
+    expect(counterSum(text, 'isthmus_requests_total', 'destination_service="demo/ledger"')).toBe(4);
+    expect(counterSum(text, 'isthmus_requests_total')).toBe(9);
+    expect(counterSum(text, 'isthmus_requests_total', 'destination_service="demo/nope"')).toBeNaN();
+    expect(counterSum('# TYPE isthmus_requests_total counter\n', 'isthmus_requests_total')).toBeNaN();
   });
 });
 

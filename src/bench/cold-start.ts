@@ -28,6 +28,11 @@ export interface ColdPoint {
   label: string;
   side: Side;
   result: OpenLoopResult;
+  /**
+   * Ours: the requests the chain's first hop (the client sidecar) had carried before the point, by
+   * its own counter; 0 for a chain as fresh as a mesh just started. Absent when it could not be read.
+   */
+  carriedBefore?: number;
 }
 
 export interface ColdRow {
@@ -47,6 +52,8 @@ export interface ColdRow {
    * start itself (handshakes, code not yet compiled); a cluster later is a stall of some process.
    */
   slowMoments: SlowMoment[];
+  /** ColdPoint.carriedBefore. */
+  carriedBefore?: number;
 }
 
 /** Slow answers grouped by the quarter second they were due in, in time order. */
@@ -63,7 +70,7 @@ export function slowMoments(slow: readonly SlowAnswer[]): SlowMoment[] {
 }
 
 export function coldRows(points: readonly ColdPoint[]): ColdRow[] {
-  return points.map(({ label, side, result }) => {
+  return points.map(({ label, side, result, carriedBefore }) => {
     const p99Ms = result.latency.percentile(99);
     // Errors count as misses: a request that failed during the start is worse than a slow one.
     const met = result.failed === 0 && p99Ms < coldStartP99TargetMs;
@@ -73,6 +80,7 @@ export function coldRows(points: readonly ColdPoint[]): ColdRow[] {
       errors: result.failed, failures: result.failures,
       verdict: side === 'isthmus' ? (met ? 'met' : 'missed') : 'no target',
       slowMoments: slowMoments(result.slow ?? []),
+      ...(carriedBefore === undefined ? {} : { carriedBefore }),
     };
   });
 }
@@ -94,5 +102,38 @@ export function formatColdRows(rows: readonly ColdRow[]): string {
     const more = r.slowMoments.length > 8 ? `, and ${r.slowMoments.length - 8} more quarter seconds` : '';
     return `  ${r.label}: answers over ${coldSlowAboveMs} ms were due at ${shown.join(', ')}${more}`;
   });
-  return `${table}\nwhen the slow answers were due, from the first request:\n${when.join('\n')}`;
+  const before = rows.filter((r) => r.carriedBefore !== undefined)
+    .map((r) => `  ${r.label}: ${r.carriedBefore} request${r.carriedBefore === 1 ? '' : 's'} to that service through the client sidecar before the first${r.carriedBefore === 0 ? ' (a chain no request had crossed)' : ''}`);
+  return `${table}\nwhen the slow answers were due, from the first request:\n${when.join('\n')}${before.length > 0 ? `\nbefore the point:\n${before.join('\n')}` : ''}`;
+}
+
+/**
+ * The sum of a counter's series in Prometheus text, over the label sets that contain `having`
+ * (e.g. `destination_service="demo/ledger"`), or over all of them. NaN when no series is there
+ * (a sidecar's request counter has none until its first request: the caller says what that means).
+ */
+export function counterSum(text: string, name: string, having = ''): number {
+  let sum = Number.NaN;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    if (having !== '' && !line.slice(name.length, line.lastIndexOf('}') + 1).includes(having)) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) sum = (Number.isNaN(sum) ? 0 : sum) + value;
+  }
+  return sum;
+}
+
+/**
+ * How many requests to `service` (`<namespace>/<name>`) a sidecar's outbound has carried, from its
+ * admin /metrics; undefined if that cannot be read.
+ */
+export async function requestsCarried(admin: string, service: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(`http://${admin}/metrics`, { signal: AbortSignal.timeout(3000) });
+    if (!res.ok) return undefined;
+    const sum = counterSum(await res.text(), 'isthmus_requests_total', `destination_service="${service}"`);
+    return Number.isNaN(sum) ? 0 : sum;
+  } catch {
+    return undefined;
+  }
 }

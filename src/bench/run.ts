@@ -7,7 +7,7 @@ import { ensureDirectory } from '../core/user-paths.js';
 import { parseBenchArgs, usage, type BenchArgs } from './args.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
 import { compareRows, formatComparisons, ratioTargets } from './comparison.js';
-import { coldRows, coldSlowAboveMs, formatColdRows, type ColdPoint } from './cold-start.js';
+import { coldRows, coldSlowAboveMs, formatColdRows, requestsCarried, type ColdPoint } from './cold-start.js';
 import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
 import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
@@ -119,8 +119,9 @@ async function main(argv: string[]): Promise<number> {
       say(`priority: nice ${args.nice} for the mesh, the peers, etcd and the generator${failed.length ? `; not changed: ${failed.slice(0, 3).join('; ')}${failed.length > 3 ? ` and ${failed.length - 3} more` : ''}` : ''}`);
     }
     const targets = benchTargets(mesh.file, peers.outbound);
-    // With a cold-start point, our chains get no probe before it: the first request through them
-    // is the cold start's first, as on a mesh a user has just started. They are probed after it.
+    // With a cold-start point, our chains get no probe before it. The only request through them
+    // before it is dev up's own check that every client reaches every sample service, as on a mesh
+    // a user has just started; the cold point's rows say how many there were. Probed after it.
     for (const target of targets) {
       if (args.coldRate > 0 && target.side === 'isthmus') continue;
       probes.set(target, await waitUntilServing(target, readyTimeoutMs));
@@ -154,14 +155,17 @@ async function main(argv: string[]): Promise<number> {
       say(`warming the load generator up: ${args.coldRate} rps for 2 s straight to the origin`);
       await runOpenLoop({ rate: args.coldRate, seconds: 2, send: origin.send, maxInFlight: Math.max(256, args.coldRate * 2), drainMs: requestTimeoutMs + 1_000 });
     }
+    const clientAdmin = mesh.file.clusters[clientCluster]?.client.admin;
     for (const client of clients.filter((c) => c.target.scenario === 'cross-cluster')) {
       const label = targetLabel(client.target);
+      const { service } = client.target.expect;
+      const carriedBefore = client.target.side === 'isthmus' && clientAdmin ? await requestsCarried(clientAdmin, `${namespace}/${service}`) : undefined;
       say(`cold start: ${label} at ${args.coldRate} rps for ${args.coldSeconds} s, measured from the first request`);
       const result = await runOpenLoop({
         rate: args.coldRate, seconds: args.coldSeconds, send: client.send, maxInFlight: Math.max(256, args.coldRate * 2), drainMs: requestTimeoutMs + 1_000,
         slowAboveMs: coldSlowAboveMs,
       });
-      cold.push({ label, side: client.target.side, result });
+      cold.push({ label, side: client.target.side, result, ...(carriedBefore === undefined ? {} : { carriedBefore }) });
     }
   }
   const coldStart = coldRows(cold);
