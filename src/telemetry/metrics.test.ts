@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, test } from 'vitest';
 import { channels } from '../core/channels.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -85,6 +87,19 @@ describe('createMetrics', () => {
     expect(await sample(metrics, 'isthmus_inbound_tcp_connection_duration_seconds_count')).toEqual([
       'isthmus_inbound_tcp_connection_duration_seconds_count{destination_cluster="east",destination_service="demo/redis",end="idle"} 1',
     ]);
+    metrics.close();
+  });
+
+  test('every garbage collection is observed, not only the first of each batch the observer gets', async () => {
+    const metrics = createMetrics('federation', { cluster: 'gc' });
+    const majors = async () => Number((await sample(metrics, 'isthmus_nodejs_gc_duration_seconds_count')).find((l) => l.includes('kind="major"'))?.split(' ').pop() ?? 0);
+    const before = await majors();
+    setFlagsFromString('--expose-gc');
+    const collect = runInNewContext('gc') as () => void;
+    // Five full collections in one go: the performance observer hands them over in one batch.
+    for (let i = 0; i < 5; i += 1) collect();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await majors() - before).toBeGreaterThanOrEqual(5);
     metrics.close();
   });
 

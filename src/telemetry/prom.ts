@@ -3,7 +3,6 @@ import counter from 'prom-client/lib/counter.js';
 import gauge from 'prom-client/lib/gauge.js';
 import histogram from 'prom-client/lib/histogram.js';
 import eventLoopLag from 'prom-client/lib/metrics/eventLoopLag.js';
-import gc from 'prom-client/lib/metrics/gc.js';
 import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
 import heapSpacesSizeAndUsed from 'prom-client/lib/metrics/heapSpacesSizeAndUsed.js';
 import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
@@ -15,6 +14,7 @@ import processResources from 'prom-client/lib/metrics/processResources.js';
 import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
 import nodeVersion from 'prom-client/lib/metrics/version.js';
 import registry from 'prom-client/lib/registry.js';
+import { constants as perfConstants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 
 /**
  * The parts of prom-client Isthmus uses, without its index. The index also loads the push
@@ -39,7 +39,7 @@ export type HistogramChild = PromClient.Histogram.Internal<string>;
 /** prom-client's default process metrics (lib/defaultMetrics.js) but its CPU counter, which is below. */
 const processMetricFiles = [
   processStartTime, osMemoryHeap, processOpenFileDescriptors, processMaxFileDescriptors, eventLoopLag,
-  processHandles, processRequests, processResources, heapSizeAndUsed, heapSpacesSizeAndUsed, nodeVersion, gc,
+  processHandles, processRequests, processResources, heapSizeAndUsed, heapSpacesSizeAndUsed, nodeVersion,
 ];
 
 /**
@@ -53,6 +53,7 @@ export function collectProcessMetrics(registry: Registry, prefix: string): void 
   // whenever it holds up a sample, so the metric stays a fair picture of long stalls over a scrape.
   const config = { prefix, eventLoopMonitoringPrecision: 1000 };
   for (const collect of processMetricFiles) collect(registry, config);
+  gcDurations(registry, prefix);
   // CPU time as three counters moved forward at each scrape by what process.cpuUsage() gained.
   let last = process.cpuUsage();
   const user = new Counter({ name: `${prefix}process_cpu_user_seconds_total`, help: 'Total user CPU time spent in seconds.', registers: [registry] });
@@ -69,4 +70,33 @@ export function collectProcessMetrics(registry: Registry, prefix: string): void 
       this.inc(userSeconds + systemSeconds);
     },
   });
+}
+
+const gcKinds: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
+
+/**
+ * `<prefix>nodejs_gc_duration_seconds` by kind, with the name, help, labels and buckets of
+ * prom-client's own (lib/metrics/gc.js), which observes only the first collection of each batch
+ * the performance observer delivers: a busy proxy collects many times between two deliveries, so
+ * it undercounted exactly when collections mattered. Here every collection is observed.
+ */
+function gcDurations(registry: Registry, prefix: string): void {
+  const histogram = new Histogram({
+    name: `${prefix}nodejs_gc_duration_seconds`,
+    help: 'Garbage collection duration by kind, one of major, minor, incremental or weakcb.',
+    labelNames: ['kind'], buckets: [0.001, 0.01, 0.1, 1, 2, 5], registers: [registry],
+  });
+  const children = new Map<string, HistogramChild>();
+  const observe = (entry: PerformanceEntry) => {
+    const kind = gcKinds[(entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? -1] ?? 'unknown';
+    let child = children.get(kind);
+    if (!child) children.set(kind, (child = histogram.labels({ kind })));
+    child.observe(entry.duration / 1000);
+  };
+  new PerformanceObserver((list) => { for (const entry of list.getEntries()) observe(entry); }).observe({ entryTypes: ['gc'] });
 }
