@@ -143,8 +143,9 @@ async function main(argv: string[]): Promise<number> {
   }
 
   // Cold start comes first, while every proxy is as fresh as dev up and the peers' start left it.
-  // No request has crossed our chains yet (the peers' had their readiness probe: nginx has nothing
-  // to compile, and its first handshakes are part of its own figure either way).
+  // Only dev up's own readiness request has crossed our chains (counted in the rows); the peers'
+  // had their readiness probe (nginx has nothing to compile, and its first handshakes are part of
+  // its own figure either way).
   const cold: ColdPoint[] = [];
   if (args.coldRate > 0) {
     // The generator must be warm and only the chain cold: its own first requests (undici,
