@@ -109,16 +109,16 @@ export function formatColdRows(rows: readonly ColdRow[]): string {
 
 /**
  * The sum of a counter's series in Prometheus text, over the label sets that contain `having`
- * (e.g. `destination_service="demo/ledger"`), or over all of them. NaN when no series is there
- * (a sidecar's request counter has none until its first request: the caller says what that means).
+ * (e.g. `destination_service="demo/ledger"`), or over all of them; 0 when there is none (a
+ * sidecar's request counter has no series until its first request).
  */
 export function counterSum(text: string, name: string, having = ''): number {
-  let sum = Number.NaN;
+  let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
     if (having !== '' && !line.slice(name.length, line.lastIndexOf('}') + 1).includes(having)) continue;
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-    if (Number.isFinite(value)) sum = (Number.isNaN(sum) ? 0 : sum) + value;
+    if (Number.isFinite(value)) sum += value;
   }
   return sum;
 }
@@ -131,8 +131,7 @@ export async function requestsCarried(admin: string, service: string): Promise<n
   try {
     const res = await fetch(`http://${admin}/metrics`, { signal: AbortSignal.timeout(3000) });
     if (!res.ok) return undefined;
-    const sum = counterSum(await res.text(), 'isthmus_requests_total', `destination_service="${service}"`);
-    return Number.isNaN(sum) ? 0 : sum;
+    return counterSum(await res.text(), 'isthmus_requests_total', `destination_service="${service}"`);
   } catch {
     return undefined;
   }

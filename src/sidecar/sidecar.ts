@@ -248,9 +248,6 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       },
     });
     reporter.start();
-    // The first report at once, not an interval later: the federation lists a sidecar (for
-    // `isthmus explain`, `isthmus trace` and the dashboard) from its first report on.
-    void reporter.flush();
     closers.push(() => reporter.stop());
 
     logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');

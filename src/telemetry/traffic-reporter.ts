@@ -93,6 +93,9 @@ export class TrafficReporter {
     channels.authzDenied.subscribe(this.onAuthzDenied);
     this.timer = setInterval(() => void this.flush(), this.opts.intervalMs ?? 5000);
     this.timer.unref();
+    // The first report at once, not an interval later: the federation lists a sidecar (for
+    // `isthmus explain`, `isthmus trace` and the dashboard) from its first report on.
+    void this.flush();
   }
 
   /** Sends what has been counted since the last accepted report; one send at a time. */
