@@ -51,8 +51,8 @@ Runs our chains and the peer chain (nginx → HAProxy → nginx) interleaved, an
 
 /** Worst case the bench will agree to run, so a typo cannot keep a shared machine busy for an hour. */
 const maxTotalSeconds = 600;
-/** Baseline, then ours and the peers' for each of the two chains. */
-const scenarioCount = 5;
+/** For each of the two chains: its app's baseline, then ours and the peers'. */
+const scenarioCount = 6;
 
 const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
 

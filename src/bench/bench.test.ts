@@ -70,15 +70,33 @@ describe('buildRows', () => {
     return { rate, scheduled: latencies.length, sent: latencies.length, ok: latencies.length, failed: 0, failures: {}, latency, sendLag: new LatencySample(), elapsedSeconds: latencies.length / rate, bytes: 100 };
   };
   const cpu = (mesh: number) => ({ seconds: 1, mesh, etcd: 0, peers: 0, generator: 0, other: 0, steal: 0 });
+  const hello = { service: 'hello', cluster: 'east' };
+  const ledger = { service: 'ledger', cluster: 'west' };
   test('added figures are taken against the baseline of the same rate', () => {
     const rows = buildRows([
-      { scenario: 'baseline', side: 'origin', result: result(100, Array(100).fill(1)), cpu: cpu(0.1) },
-      { scenario: 'baseline', side: 'origin', result: result(200, Array(100).fill(2)), cpu: cpu(0.1) },
-      { scenario: 'cross-cluster', side: 'isthmus', result: result(200, Array(100).fill(5)), cpu: cpu(0.3) },
+      { scenario: 'baseline', side: 'origin', expect: ledger, result: result(100, Array(100).fill(1)), cpu: cpu(0.1) },
+      { scenario: 'baseline', side: 'origin', expect: ledger, result: result(200, Array(100).fill(2)), cpu: cpu(0.1) },
+      { scenario: 'cross-cluster', side: 'isthmus', expect: ledger, result: result(200, Array(100).fill(5)), cpu: cpu(0.3) },
     ]);
     expect(rows[0]?.addedP50Ms).toBeUndefined();
     expect(rows[2]).toMatchObject({ addedP50Ms: 3, addedP99Ms: 3, cpuSecondsPer1000: 3, achievedRps: 200 });
     expect(rows[2]?.addedCpuSecondsPer1000).toBeCloseTo(2);
+  });
+  test('each chain is measured against the baseline of the app it ends at, never another app\'s', () => {
+    const rows = buildRows([
+      { scenario: 'baseline', side: 'origin', expect: hello, result: result(1000, Array(100).fill(0.8)), cpu: cpu(0.1) },
+      { scenario: 'same-cluster', side: 'isthmus', expect: hello, result: result(1000, Array(100).fill(1.5)), cpu: cpu(0.1) },
+      { scenario: 'same-cluster', side: 'peer', expect: hello, result: result(1000, Array(100).fill(1.1)), cpu: cpu(0.1) },
+      { scenario: 'baseline', side: 'origin', expect: ledger, result: result(1000, Array(100).fill(1.0)), cpu: cpu(0.1) },
+      { scenario: 'cross-cluster', side: 'isthmus', expect: ledger, result: result(1000, Array(100).fill(1.6)), cpu: cpu(0.1) },
+      { scenario: 'cross-cluster', side: 'peer', expect: { service: 'ledger', cluster: 'east' }, result: result(1000, Array(100).fill(1.6)), cpu: cpu(0.1) },
+    ]);
+    expect(rows.map((r) => [r.label, r.addedP50Ms === undefined ? undefined : Number(r.addedP50Ms.toFixed(2))])).toEqual([
+      ['baseline hello', undefined], ['isthmus same-cluster', 0.7], ['peer same-cluster', 0.3],
+      ['baseline ledger', undefined], ['isthmus cross-cluster', 0.6],
+      // ledger in another cluster is another app: no baseline of its own, no "added" figure.
+      ['peer cross-cluster', undefined],
+    ]);
   });
 });
 
@@ -166,24 +184,28 @@ describe('rows and ratios against the peer chain', () => {
   };
   const cpu = { seconds: 1, mesh: 0, etcd: 0, peers: 0, generator: 0, other: 0, steal: 0 };
   const proxies = (cpuSeconds: number, peakRssBytes: number) => ({ cpuSeconds, peakRssBytes, processes: [{ name: 'p', cpuSeconds, peakRssBytes }] });
+  const hello = { service: 'hello', cluster: 'east' };
+  const ledger = { service: 'ledger', cluster: 'west' };
   const rows = buildRows([
-    { scenario: 'baseline', side: 'origin', result: result(1000, 1), cpu, proxies: proxies(0.01, 100e6) },
-    { scenario: 'same-cluster', side: 'isthmus', result: result(1000, 1.9), cpu, proxies: proxies(0.05, 120e6) },
-    { scenario: 'same-cluster', side: 'peer', result: result(1000, 1.3), cpu, proxies: proxies(0.02, 20e6) },
-    { scenario: 'cross-cluster', side: 'isthmus', result: result(1000, 2.2), cpu, proxies: proxies(0.03, 150e6) },
-    { scenario: 'cross-cluster', side: 'peer', result: result(1000, 1.4), cpu, proxies: proxies(0.02, 30e6) },
+    { scenario: 'baseline', side: 'origin', expect: hello, result: result(1000, 1), cpu, proxies: proxies(0.01, 100e6) },
+    { scenario: 'same-cluster', side: 'isthmus', expect: hello, result: result(1000, 1.9), cpu, proxies: proxies(0.05, 120e6) },
+    { scenario: 'same-cluster', side: 'peer', expect: hello, result: result(1000, 1.3), cpu, proxies: proxies(0.02, 20e6) },
+    { scenario: 'baseline', side: 'origin', expect: ledger, result: result(1000, 1), cpu, proxies: proxies(0.01, 100e6) },
+    { scenario: 'cross-cluster', side: 'isthmus', expect: ledger, result: result(1000, 2.2), cpu, proxies: proxies(0.03, 150e6) },
+    { scenario: 'cross-cluster', side: 'peer', expect: ledger, result: result(1000, 1.4), cpu, proxies: proxies(0.02, 30e6) },
   ]);
-  test('each row has its side\'s proxies, per 1000 answers; the baseline has none', () => {
+  test('each row has its side\'s proxies, per 1000 answers; the baselines have none', () => {
     expect(rows.map((r) => [r.label, r.proxiesCpuSecondsPer1000, r.proxiesPeakRssMb])).toEqual([
-      ['baseline', undefined, undefined],
+      ['baseline hello', undefined, undefined],
       ['isthmus same-cluster', 0.5, 120], ['peer same-cluster', 0.2, 20],
+      ['baseline ledger', undefined, undefined],
       ['isthmus cross-cluster', 0.3, 150], ['peer cross-cluster', 0.2, 30],
     ]);
   });
   test('proxies that also serve the apps (one process) count the chain minus the baseline', () => {
     const [, ours] = buildRows([
-      { scenario: 'baseline', side: 'origin', result: result(1000, 1), cpu, proxies: proxies(0.01, 100e6), proxiesIncludeOrigin: true },
-      { scenario: 'same-cluster', side: 'isthmus', result: result(1000, 2), cpu, proxies: proxies(0.05, 120e6), proxiesIncludeOrigin: true },
+      { scenario: 'baseline', side: 'origin', expect: hello, result: result(1000, 1), cpu, proxies: proxies(0.01, 100e6), proxiesIncludeOrigin: true },
+      { scenario: 'same-cluster', side: 'isthmus', expect: hello, result: result(1000, 2), cpu, proxies: proxies(0.05, 120e6), proxiesIncludeOrigin: true },
     ]);
     expect(ours?.proxiesCpuSecondsPer1000).toBeCloseTo(0.4);
   });
@@ -203,9 +225,9 @@ describe('rows and ratios against the peer chain', () => {
   });
   test('at 2000 requests/s, p50 itself is compared too (no queueing: within 2×)', () => {
     const at2000 = buildRows([
-      { scenario: 'baseline', side: 'origin', result: result(2000, 1), cpu },
-      { scenario: 'cross-cluster', side: 'isthmus', result: result(2000, 30), cpu },
-      { scenario: 'cross-cluster', side: 'peer', result: result(2000, 1.5), cpu },
+      { scenario: 'baseline', side: 'origin', expect: ledger, result: result(2000, 1), cpu },
+      { scenario: 'cross-cluster', side: 'isthmus', expect: ledger, result: result(2000, 30), cpu },
+      { scenario: 'cross-cluster', side: 'peer', expect: ledger, result: result(2000, 1.5), cpu },
     ]);
     expect(compareRows(at2000).find((c) => c.figure === 'p50 ms')).toMatchObject({ ratio: 20, target: 2, verdict: 'missed' });
   });
@@ -218,18 +240,19 @@ describe('rows and ratios against the peer chain', () => {
     expect(table).toContain('≤ 2×: met (busy machine)');
     expect(table).toContain('no ratio target\n');
   });
-  test('a machine-wide stall of 10 ms or more in ours, the peer\'s or the baseline\'s window marks that rate\'s p99 ratios only', () => {
+  test('a machine-wide stall of 10 ms or more in ours, the peer\'s or that chain\'s baseline\'s window marks that rate\'s p99 ratio only', () => {
     const stalled = (label: string, maxMs: number) => rows.map((r) => (r.label === label ? { ...r, machineStalls: { count: 1, maxMs, totalMs: maxMs } } : { ...r, machineStalls: { count: 0, maxMs: 0, totalMs: 0 } }));
     const marked = (label: string, maxMs: number) => compareRows(stalled(label, maxMs)).filter((c) => c.machineStall).map((c) => `${c.chain} ${c.figure}`);
     expect(marked('peer cross-cluster', 24)).toEqual(['cross-cluster added p99 ms']);
     expect(marked('isthmus same-cluster', 10)).toEqual(['same-cluster added p99 ms']);
-    expect(marked('baseline', 30)).toEqual(['same-cluster added p99 ms', 'cross-cluster added p99 ms']);
+    expect(marked('baseline hello', 30)).toEqual(['same-cluster added p99 ms']);
+    expect(marked('baseline ledger', 30)).toEqual(['cross-cluster added p99 ms']);
     expect(marked('peer cross-cluster', 9.9)).toEqual([]);
-    const table = formatComparisons(compareRows(stalled('baseline', 30)));
+    const table = formatComparisons(compareRows(stalled('baseline ledger', 30)));
     expect(table.split('\n')[0]).toContain('"(machine stall)"');
     expect(table).toMatch(/cross-cluster +added p99 ms .*: missed \(machine stall\)\n/);
     expect(table).not.toMatch(/added p50 ms .*machine stall/);
-    expect(formatRows(stalled('baseline', 30.4))).toMatch(/^baseline .* 1 \(max 30 ms\)$/m);
+    expect(formatRows(stalled('baseline ledger', 30.4))).toMatch(/^baseline ledger .* 1 \(max 30 ms\)$/m);
   });
   test('a chain measured on one side only is not compared', () => {
     expect(compareRows(rows.filter((r) => r.label !== 'peer same-cluster')).map((c) => c.chain)).not.toContain('same-cluster');
@@ -251,7 +274,7 @@ describe('rows and ratios against the peer chain', () => {
   test('the rows table labels each side and shows the proxies\' figures', () => {
     const lines = formatRows(rows as Row[]).split('\n');
     expect(lines[0]).toMatch(/^scenario\s+rate\s+achieved rps.*proxies CPU s\/1k\s+proxies RSS MB\s+errors/);
-    expect(lines.map((l) => l.split(/\s{2,}/)[0])).toEqual(['scenario', 'baseline', 'isthmus same-cluster', 'peer same-cluster', 'isthmus cross-cluster', 'peer cross-cluster']);
+    expect(lines.map((l) => l.split(/\s{2,}/)[0])).toEqual(['scenario', 'baseline hello', 'isthmus same-cluster', 'peer same-cluster', 'baseline ledger', 'isthmus cross-cluster', 'peer cross-cluster']);
   });
 });
 
@@ -359,18 +382,20 @@ describe('benchTargets', () => {
       west: cluster('127.0.61.1', [{ name: 'ledger', namespace: 'demo', instances: ['127.0.61.1:18082'] }]),
     },
   };
-  test('baseline goes straight to the west ledger app; both chains start at the east client proxy', () => {
+  test('each chain\'s baseline goes straight to the app it ends at; both chains start at the east client proxy', () => {
     expect(benchTargets(mesh).map((t) => [targetLabel(t), t.firstHop, t.path])).toEqual([
-      ['baseline', '127.0.61.1:18082', '/?size=1024'],
+      ['baseline hello', '127.0.60.1:18080', '/?size=1024'],
       ['isthmus same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/?size=1024'],
+      ['baseline ledger', '127.0.61.1:18082', '/?size=1024'],
       ['isthmus cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/?size=1024'],
     ]);
   });
   test('with the peer chain, each of its chains follows ours, to the same service and the same app', () => {
     expect(benchTargets(mesh, '127.0.60.2:4001').map((t) => [targetLabel(t), t.firstHop, t.path, `${t.expect.service}@${t.expect.cluster}`])).toEqual([
-      ['baseline', '127.0.61.1:18082', '/?size=1024', 'ledger@west'],
+      ['baseline hello', '127.0.60.1:18080', '/?size=1024', 'hello@east'],
       ['isthmus same-cluster', '127.0.60.1:15001', 'http://hello.demo.mesh/?size=1024', 'hello@east'],
       ['peer same-cluster', '127.0.60.2:4001', 'http://hello.demo.mesh/?size=1024', 'hello@east'],
+      ['baseline ledger', '127.0.61.1:18082', '/?size=1024', 'ledger@west'],
       ['isthmus cross-cluster', '127.0.60.1:15001', 'http://ledger.demo.mesh/?size=1024', 'ledger@west'],
       ['peer cross-cluster', '127.0.60.2:4001', 'http://ledger.demo.mesh/?size=1024', 'ledger@west'],
     ]);

@@ -1,6 +1,6 @@
 import { formatTable } from '../cli/output.js';
 import type { Row } from './report.js';
-import type { ChainName } from './targets.js';
+import { sameDestination, type ChainName } from './targets.js';
 
 /** The figures compared for each chain and rate, ours against the peer chain's. */
 export type FigureName = 'added p50 ms' | 'added p99 ms' | 'proxies CPU s/1k req' | 'proxies peak RSS MB' | 'p50 ms';
@@ -82,8 +82,9 @@ export function compareRows(rows: Row[]): Comparison[] {
       const ours = rows.find((r) => r.rate === rate && r.scenario === chain && r.side === 'isthmus');
       const peer = rows.find((r) => r.rate === rate && r.scenario === chain && r.side === 'peer');
       if (!ours || !peer) continue;
-      // "added" subtracts the baseline's p99, so a stall in its window moves both ratios' terms.
-      const base = rows.find((r) => r.rate === rate && r.scenario === 'baseline');
+      // "added" subtracts the p99 of the chain's own baseline, so a stall in its window moves both
+      // ratios' terms.
+      const base = rows.find((r) => r.rate === rate && r.scenario === 'baseline' && sameDestination(r.expect, ours.expect));
       const longestStall = Math.max(...[ours, peer, base].map((r) => r?.machineStalls?.maxMs ?? 0));
       for (const figure of figuresAt(rate)) {
         const target = ratioTargets[figure];

@@ -3,18 +3,20 @@ import type { CpuSpent } from './cpu-snapshot.js';
 import type { OpenLoopResult } from './open-loop.js';
 import type { ProxiesSpent } from './proxy-processes.js';
 import type { StallSummary } from './stall-sentinel.js';
-import { targetLabel, type ScenarioName, type Side } from './targets.js';
+import { sameDestination, targetLabel, type Destination, type ScenarioName, type Side } from './targets.js';
 
 /** One measured point as the runner hands it over. */
 export interface MeasuredPoint {
   scenario: ScenarioName;
   side: Side;
+  /** The app that answered: a chain's row is measured against the baseline with the same one. */
+  expect: Destination;
   result: OpenLoopResult;
   /** CPU spent during the measured window, last answers drained. */
   cpu: CpuSpent;
   /**
-   * The proxies of this point's side on its chain (for the baseline: ours on the cross-cluster
-   * chain, whose CPU is subtracted when `includeOrigin`).
+   * The proxies of this point's side on its chain (for a baseline: ours on the chain to the same
+   * app, whose CPU is subtracted when `includeOrigin`).
    */
   proxies?: ProxiesSpent | undefined;
   /** Those proxies also serve the apps (our single-process mesh): subtract the baseline's share. */
@@ -24,16 +26,21 @@ export interface MeasuredPoint {
 }
 
 export interface Row {
-  /** `baseline`, `isthmus same-cluster`, `peer cross-cluster`, ... */
+  /** `baseline hello`, `isthmus same-cluster`, `peer cross-cluster`, ... */
   label: string;
   scenario: ScenarioName;
   side: Side;
+  /** The app that answered (a baseline's, or the one the chain ends at). */
+  expect: Destination;
   rate: number;
   achievedRps: number;
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
-  /** Chain minus baseline at the same rate, same run; undefined for the baseline itself. */
+  /**
+   * Chain minus the baseline of the same app at the same rate, same run; undefined for a
+   * baseline itself, and for a chain whose app had no baseline measured.
+   */
   addedP50Ms: number | undefined;
   addedP99Ms: number | undefined;
   /** CPU of the whole dev up process tree (apps, federation, etcd, our proxies) per 1000 answers. */
@@ -56,14 +63,14 @@ export interface Row {
   failures: Record<string, number>;
 }
 
-/** Pure: turns measured points into rows, "added" taken against the baseline of the same rate. */
+/** Pure: turns measured points into rows, "added" taken against the baseline of the same app and rate. */
 export function buildRows(points: MeasuredPoint[]): Row[] {
   const rows = points.map((p): Row => {
     const r = p.result;
     const answered = r.ok + r.failed;
     const proxiesCpu = p.proxies && answered > 0 ? (p.proxies.cpuSeconds / answered) * 1000 : Number.NaN;
     return {
-      label: targetLabel(p), scenario: p.scenario, side: p.side, rate: r.rate,
+      label: targetLabel(p), scenario: p.scenario, side: p.side, expect: p.expect, rate: r.rate,
       achievedRps: r.ok / r.elapsedSeconds,
       p50Ms: r.latency.percentile(50), p99Ms: r.latency.percentile(99), maxMs: r.latency.max(),
       addedP50Ms: undefined, addedP99Ms: undefined,
@@ -82,7 +89,7 @@ export function buildRows(points: MeasuredPoint[]): Row[] {
   });
   rows.forEach((row, i) => {
     if (row.scenario === 'baseline') return;
-    const baseIndex = rows.findIndex((b) => b.scenario === 'baseline' && b.rate === row.rate);
+    const baseIndex = rows.findIndex((b) => b.scenario === 'baseline' && b.rate === row.rate && sameDestination(b.expect, row.expect));
     const base = rows[baseIndex];
     if (!base) return;
     row.addedP50Ms = row.p50Ms - base.p50Ms;

@@ -210,8 +210,9 @@ async function main(argv: string[]): Promise<number> {
   const points: MeasuredPoint[] = [];
   const pids = proxies.map((p) => p.pid);
   const oursIncludeOrigin = proxies.some((p) => p.side === 'isthmus' && p.includesOrigin);
-  // Scenarios interleave within each rate (baseline, ours and the peers' same-cluster, ours and
-  // the peers' cross-cluster) so that each pair shares the machine's state as closely as it can.
+  // Scenarios interleave within each rate (the hello app's baseline, ours and the peers'
+  // same-cluster, the ledger app's baseline, ours and the peers' cross-cluster) so that each chain
+  // shares the machine's state with its own baseline and its peer as closely as it can.
   for (const rate of args.rates) {
     for (const client of clients) {
       const { scenario, side, expect } = client.target;
@@ -229,7 +230,7 @@ async function main(argv: string[]): Promise<number> {
       // also serves the apps, and its baseline share is subtracted from our chains' figure.
       const proxySide = side === 'peer' ? 'peer' : 'isthmus';
       points.push({
-        scenario, side, result, cpu,
+        scenario, side, expect, result, cpu,
         proxies: proxiesSpent(proxies, proxySide, expect, beforeProxies, afterProxies),
         proxiesIncludeOrigin: proxySide === 'isthmus' && oursIncludeOrigin,
         stalls: sentinel?.between(windowStart, windowEnd),
@@ -250,7 +251,7 @@ async function main(argv: string[]): Promise<number> {
     `peer chain: ${versions.nginx} outbound and inbound sidecars (master_process off: one process each), ${versions.haproxy} east-west gateway (mode tcp, SNI passthrough, nbthread 1); TLS 1.3 mutual TLS with ECDSA P-256 leaves under per-cluster RSA-2048 intermediates from our own CA; keep-alive pools on every hop (up to ${args.connections} idle connections each); it ends at the same apps as ours`,
     `"proxies CPU s/1k" = utime + stime from /proc of the proxy processes on that chain, per 1000 answers; "proxies RSS MB" = the sum of their peak RSS (VmHWM). Counted for isthmus: ${counted('isthmus')}; for the peer: ${counted('peer')}`,
     ...uncounted,
-    ...(oursIncludeOrigin ? ['isthmus\'s proxies share a process with the sample apps here: their CPU is the chain\'s minus the baseline\'s at the same rate, and their RSS includes the apps, federation services and all other proxies'] : []),
+    ...(oursIncludeOrigin ? ['isthmus\'s proxies share a process with the sample apps here: their CPU is the chain\'s minus its app\'s baseline\'s at the same rate, and their RSS includes the apps, federation services and all other proxies'] : []),
     `idle before load: isthmus proxies ${idle.isthmusProxies.toFixed(3)} CPU s/s, peer proxies ${idle.peerProxies.toFixed(3)} CPU s/s, dev up's tree ${idle.mesh.toFixed(3)} CPU s/s, other processes on the machine ${idle.other.toFixed(2)} CPU s/s`,
     `"machine stalls" = how often, and how long at most, an otherwise idle process (pid ${sentinel?.pid ?? '?'}${sentinel?.priorityRaised ? ', nice -20' : ', normal priority'}) found its ${sentinelTickMs} ms timer ${stallThresholdMs} ms late or more during the measured window: the machine itself standing still (a host pause), which alone can set a window's p99; busy cores do not delay it, so a bad tail with 0 here came from contention for the cores`,
     `"other CPU/s" = CPU seconds per second used during the point by processes that are neither the mesh, its etcd, the peer chain nor the generator: on a shared ${machine.cpus}-core machine, anything well above 0.1 competes with the proxies and inflates the tail`,

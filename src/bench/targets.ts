@@ -27,8 +27,14 @@ export interface Target {
   expect: Destination;
 }
 
-/** How a target is named in tables: `baseline`, `isthmus cross-cluster`, `peer same-cluster`. */
-export const targetLabel = (t: { scenario: ScenarioName; side: Side }) => (t.side === 'origin' ? t.scenario : `${t.side} ${t.scenario}`);
+/**
+ * How a target is named in tables: `baseline hello` (straight to the app a chain ends at),
+ * `isthmus cross-cluster`, `peer same-cluster`.
+ */
+export const targetLabel = (t: { scenario: ScenarioName; side: Side; expect: Destination }) => (t.side === 'origin' ? `${t.scenario} ${t.expect.service}` : `${t.side} ${t.scenario}`);
+
+/** The same service in the same cluster: a chain's row and the baseline it is measured against. */
+export const sameDestination = (a: Destination, b: Destination) => a.service === b.service && a.cluster === b.cluster;
 
 /** Every answer is this many bytes, whichever chain carried it (the sample app pads its JSON). */
 export const responseBytes = 1024;
@@ -54,8 +60,10 @@ export function chainOrigins(mesh: MeshFile): Record<ChainName, string> {
 }
 
 /**
- * The paths the bench compares, in the order it measures them at each rate: the origin directly
- * (the baseline every "added" figure subtracts), then each chain through our mesh and through the
+ * The paths the bench compares, in the order it measures them at each rate. Each chain has a
+ * baseline of its own, the app it ends at asked directly, measured just before it: "added" is a
+ * chain's figure minus its own app's, so a difference between the two apps (processes, clusters'
+ * addresses) is not charged to either chain. Then the chain through our mesh and through the
  * peer chain, one after the other. `peerOutbound` is the peer chain's outbound nginx; without it
  * only our chains are measured.
  */
@@ -63,27 +71,30 @@ export function benchTargets(mesh: MeshFile, peerOutbound?: string): Target[] {
   const east = mesh.clusters.east;
   const west = mesh.clusters.west;
   if (!east || !west) throw new Error('the bench needs clusters "east" and "west" in mesh.json');
-  const ledgerApp = west.services.find((s) => s.name === 'ledger')?.instances[0];
-  if (!ledgerApp) throw new Error('mesh.json lists no ledger instance in west');
-  const origins = peerOutbound === undefined ? undefined : chainOrigins(mesh);
+  const origins = chainOrigins(mesh);
+  const baseline = (scenario: ChainName): Target => {
+    const { service, cluster } = chainDestinations[scenario];
+    return {
+      scenario: 'baseline', side: 'origin', route: `direct → ${cluster} ${service} app (${origins[scenario]})`,
+      firstHop: origins[scenario], path: `/${query}`, host: origins[scenario], expect: chainDestinations[scenario],
+    };
+  };
   const peer = (scenario: ChainName, route: string): Target[] => (peerOutbound === undefined ? [] : [{
     scenario, side: 'peer', route, firstHop: peerOutbound, path: `http://${hostOf(scenario)}/${query}`, host: hostOf(scenario), expect: chainDestinations[scenario],
   }]);
   return [
-    {
-      scenario: 'baseline', side: 'origin', route: `direct → west ledger app (${ledgerApp})`,
-      firstHop: ledgerApp, path: `/${query}`, host: ledgerApp, expect: { service: 'ledger', cluster: 'west' },
-    },
+    baseline('same-cluster'),
     {
       scenario: 'same-cluster', side: 'isthmus', route: `east client sidecar (${east.client.proxy}) → east hello sidecar inbound → app`,
       firstHop: east.client.proxy, path: `http://hello.demo.mesh/${query}`, host: 'hello.demo.mesh', expect: chainDestinations['same-cluster'],
     },
-    ...peer('same-cluster', `nginx outbound (${peerOutbound ?? ''}) → nginx inbound (client certificate required) → east hello app (${origins?.['same-cluster'] ?? ''})`),
+    ...peer('same-cluster', `nginx outbound (${peerOutbound ?? ''}) → nginx inbound (client certificate required) → east hello app (${origins['same-cluster']})`),
+    baseline('cross-cluster'),
     {
       scenario: 'cross-cluster', side: 'isthmus', route: `east client sidecar (${east.client.proxy}) → west gateway (${west.gateways[0] ?? '?'}) → west ledger sidecar inbound → app`,
       firstHop: east.client.proxy, path: `http://ledger.demo.mesh/${query}`, host: 'ledger.demo.mesh', expect: chainDestinations['cross-cluster'],
     },
-    ...peer('cross-cluster', `nginx outbound (${peerOutbound ?? ''}) → HAProxy gateway (SNI passthrough) → nginx inbound (client certificate required) → west ledger app (${origins?.['cross-cluster'] ?? ''})`),
+    ...peer('cross-cluster', `nginx outbound (${peerOutbound ?? ''}) → HAProxy gateway (SNI passthrough) → nginx inbound (client certificate required) → west ledger app (${origins['cross-cluster']})`),
   ];
 }
 
