@@ -26,7 +26,8 @@ export interface BenchArgs {
 }
 
 export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
-Runs our chains and the peer chain (nginx → HAProxy → nginx) interleaved, and prints ours/peer ratios.
+Runs our chains and the peer chain (nginx → HAProxy → nginx) interleaved, each chain's app asked directly
+just before them (its baseline, which "added" figures subtract), and prints ours/peer ratios.
   --rates <list>        fixed arrival rates in requests/s, comma-separated (default 1000,2000; each 1..5000, at most 6)
   --seconds <n>         measured seconds per point (default 10; 1..60)
   --warmup <n>          unmeasured seconds at the same rate before each point (default 2; 0..10)

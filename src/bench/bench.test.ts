@@ -15,7 +15,7 @@ import { isAlive, parseProcStatSystem, parseProcStatTicks } from './proc-cpu.js'
 import { idleCarriers, ourCarries, ourRole, parsePeakRss, proxiesSpent, withoutCarriers, type ProcessReadings, type ProxyProcess } from './proxy-processes.js';
 import { coldRows, counterSum, formatColdRows } from './cold-start.js';
 import { compareRows, formatComparisons, ratioOf } from './comparison.js';
-import { buildRows, formatRows, type Row } from './report.js';
+import { buildRows, formatProxyCpu, formatRows, type Row } from './report.js';
 import { benchTargets, chainOrigins, targetLabel } from './targets.js';
 
 describe('LatencySample', () => {
@@ -270,6 +270,15 @@ describe('rows and ratios against the peer chain', () => {
       'cross-cluster  proxies CPU s/1k req  0.300    0.200  1.50×         ≤ 2×: met',
       'cross-cluster  proxies peak RSS MB   150.0    30.0   5.00×         no ratio target',
     ].join('\n'));
+  });
+  test('each chain\'s proxies are also shown one by one, in µs of CPU per answered request', () => {
+    const [, , ...lines] = formatProxyCpu(rows as Row[]).split('\n');
+    expect(lines).toEqual([
+      'isthmus same-cluster   1000  p 500',
+      'peer same-cluster      1000  p 200',
+      'isthmus cross-cluster  1000  p 300',
+      'peer cross-cluster     1000  p 200',
+    ]);
   });
   test('the rows table labels each side and shows the proxies\' figures', () => {
     const lines = formatRows(rows as Row[]).split('\n');

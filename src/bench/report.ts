@@ -59,6 +59,8 @@ export interface Row {
   /** Machine-wide stalls during the measured window; undefined when no sentinel ran. */
   machineStalls: StallSummary | undefined;
   requests: number;
+  /** Requests that got an answer (a success or a counted failure): what per-request figures divide by. */
+  answered: number;
   errors: number;
   failures: Record<string, number>;
 }
@@ -84,7 +86,7 @@ export function buildRows(points: MeasuredPoint[]): Row[] {
       etcdCpuSeconds: p.cpu.etcd,
       sendLagP99Ms: r.sendLag.percentile(99),
       machineStalls: p.stalls,
-      requests: r.scheduled, errors: r.failed, failures: r.failures,
+      requests: r.scheduled, answered, errors: r.failed, failures: r.failures,
     };
   });
   rows.forEach((row, i) => {
@@ -121,4 +123,17 @@ export function formatRows(rows: Row[]): string {
       ms(r.sendLagP99Ms), r.otherCpuPerSecond.toFixed(2), stallText(r.machineStalls),
     ]),
   );
+}
+
+/**
+ * Each proxy's own CPU per answered request, in µs, for every chain and rate: the chain's
+ * "proxies CPU s/1k" taken apart, so that a gap can be traced to the hop that costs it.
+ */
+export function formatProxyCpu(rows: Row[]): string {
+  const chains = rows.filter((r) => r.side !== 'origin' && r.proxies.length > 0);
+  const micros = (cpuSeconds: number, answered: number) => (answered > 0 ? ((cpuSeconds / answered) * 1e6).toFixed(0) : '—');
+  return [
+    'each proxy\'s CPU per answered request, µs (utime + stime over the measured window)',
+    formatTable(['scenario', 'rate', 'proxies'], chains.map((r) => [r.label, String(r.rate), r.proxies.map((p) => `${p.name} ${micros(p.cpuSeconds, r.answered)}`).join(', ')])),
+  ].join('\n');
 }

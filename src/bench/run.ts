@@ -12,7 +12,7 @@ import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
 import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
 import { idleCarrierShare, idleCarriers, ourProxyProcesses, proxiesSpent, readProcesses, withoutCarriers, type ProxyProcess } from './proxy-processes.js';
-import { buildRows, formatRows, type MeasuredPoint } from './report.js';
+import { buildRows, formatProxyCpu, formatRows, type MeasuredPoint } from './report.js';
 import { sourceState } from './source-state.js';
 import { sentinelTickMs, StallSentinel, stallThresholdMs } from './stall-sentinel.js';
 import { raisePriority } from './priority.js';
@@ -275,7 +275,7 @@ async function main(argv: string[]): Promise<number> {
   } else {
     process.stdout.write(`\nIsthmus data plane against the peer chain, ${new Date().toISOString()}\n`);
     for (const s of scenarios) process.stdout.write(`  ${s.scenario}: ${s.route}\n`);
-    process.stdout.write(`\n${formatRows(rows)}\n\n${formatComparisons(comparisons)}\n\n`);
+    process.stdout.write(`\n${formatRows(rows)}\n\n${formatComparisons(comparisons)}\n\n${formatProxyCpu(rows)}\n\n`);
     if (coldStart.length > 0) process.stdout.write(`${formatColdRows(coldStart)}\n\n`);
     for (const line of notes) process.stdout.write(`- ${line}\n`);
   }
