@@ -32,7 +32,7 @@ function source(entries: Map<string, unknown>, sidecars?: () => unknown[]): Dash
   return {
     cluster: 'east', catalog,
     mirror: { entries: (prefix) => [...entries].filter(([k]) => k.startsWith(prefix)) },
-    on: () => undefined, off: () => undefined,
+    on: () => undefined,
     ...(sidecars ? { sidecars } : {}),
   };
 }

@@ -7,6 +7,7 @@ import { isRecord, TrafficRecordSchema, type TrafficRecord } from '../model/reco
 import { buildOverview, probeRecords, sloPolicies, type Overview, type OverviewSource } from './overview.js';
 import { splitRequests, statsOf, TrafficHistory } from './traffic-history.js';
 import { StreamSlots } from '../core/server-limits.js';
+import { ChangeFanout } from '../core/change-fanout.js';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 import { admitOperator, operatorCookie, verifyOperatorToken } from '../trust/operator.js';
 import type { FederationStore } from '../federation/store.js';
@@ -45,7 +46,6 @@ const assets: Record<string, [string, string]> = {
 
 export interface DashboardSource extends OverviewSource {
   on(event: 'catalog', listener: () => void): unknown;
-  off(event: 'catalog', listener: () => void): unknown;
   /** The sidecars reporting to this federation, for `/api/sidecars` (`isthmus trace` looks one up there). */
   sidecars?: () => unknown[];
   /**
@@ -94,6 +94,8 @@ export function trafficRecords(mirror: OverviewSource['mirror']): TrafficRecord[
 export function createDashboard(source: DashboardSource, opts: { access: DashboardAccess; pushIntervalMs?: number }): DashboardHandler {
   const streams = new Set<() => void>();
   const slots = new StreamSlots();
+  /** Every open page's stream, told of catalog changes behind one listener on the source. */
+  const changes = new ChangeFanout<void>((tell) => source.on('catalog', tell));
   const pushIntervalMs = opts.pushIntervalMs ?? 2000;
   // History for windows and SLOs, from the moment this process started: long enough for the
   // longest objective's window, at a resolution that keeps it to maxSamples.
@@ -143,13 +145,13 @@ export function createDashboard(source: DashboardSource, opts: { access: Dashboa
     };
     push();
     const timer = setInterval(push, pushIntervalMs);
-    source.on('catalog', push);
+    const stopPushing = changes.add(push);
     const expiry = until === undefined ? undefined : setTimeout(() => end(), Math.max(0, until - Date.now()));
     const end = () => {
       release();
       clearInterval(timer);
       clearTimeout(expiry);
-      source.off('catalog', push);
+      stopPushing();
       streams.delete(end);
       res.end();
     };

@@ -20,6 +20,7 @@ import { TrafficReportSchema, type TrafficReport } from '../model/traffic-report
 import { parseSpiffeId } from '../trust/spiffe.js';
 import type { TrafficLedger } from './traffic-ledger.js';
 import { StreamSlots } from '../core/server-limits.js';
+import { ChangeFanout } from '../core/change-fanout.js';
 import { errorResponse } from '../sidecar/http-head.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
@@ -117,11 +118,13 @@ export function buildApi(opts: ApiOptions) {
   }));
 
   function longPoll(path: string, changes: SnapshotChanges, snapshot: () => { version?: number; revision?: number }): void {
+    const waiters = new ChangeFanout<unknown>((tell) => changes.source.on(changes.event, tell));
     app.get<{ Querystring: { version?: string; wait?: string } }>(path, async (request) => {
       const current = () => { const v = snapshot(); return v.version ?? v.revision; };
       const known = request.query.version === undefined ? undefined : Number(request.query.version);
       const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
-      if (known !== undefined && known === current() && waitMs > 0) await nextEvent(changes, waitMs, request.raw);
+      // Resolves at the next change, when the caller goes away, or at the deadline.
+      if (known !== undefined && known === current() && waitMs > 0) await waiters.next(waitMs, request.raw);
       return snapshot();
     });
   }
@@ -179,6 +182,7 @@ export function buildApi(opts: ApiOptions) {
   longPoll('/v1/catalog', { source: federation, event: 'catalog' }, () => federation.catalog);
 
   const slots = new StreamSlots();
+  const streams = new ChangeFanout<Catalog>((tell) => federation.on('catalog', tell));
   app.get('/v1/catalog/stream', (request, reply) => {
     const client = request.raw.socket.remoteAddress ?? 'unknown';
     const release = slots.take(client);
@@ -189,7 +193,7 @@ export function buildApi(opts: ApiOptions) {
     const send = (catalog: Catalog) => res.write(`id: ${catalog.revision}\nevent: catalog\ndata: ${JSON.stringify(catalog)}\n\n`);
     send(federation.catalog);
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-    federation.on('catalog', send);
+    const stopSending = streams.add(send);
     // The caller's certificate was checked when the stream opened; the stream ends when it expires.
     const until = meshCaller(request)?.until ?? Date.now();
     const expiry = setTimeout(() => res.end(), Math.min(Math.max(0, until - Date.now()), 2 ** 31 - 1));
@@ -197,7 +201,7 @@ export function buildApi(opts: ApiOptions) {
       release();
       clearInterval(keepAlive);
       clearTimeout(expiry);
-      federation.off('catalog', send);
+      stopSending();
     });
   });
 
@@ -307,21 +311,6 @@ function refuseClientError(err: Error & { code?: string }, socket: Duplex): void
     : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large', 'the request head is larger than the API accepts']
       : [400, 'Bad Request', 'these bytes are not an HTTP/1.1 request'];
   socket.end(errorResponse(status, reason, 'ISTHMUS_ERR_API_BAD_REQUEST', `${what} (${err.code ?? err.message}); send HTTP/1.1 as docs/federation.md describes`));
-}
-
-/** Long-poll: resolves at the next change, when the client goes away, or at the deadline. */
-function nextEvent({ source, event }: SnapshotChanges, waitMs: number, req: NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      source.off(event, done);
-      req.off('close', done);
-      resolve();
-    };
-    const timer = setTimeout(done, waitMs);
-    source.on(event, done);
-    req.on('close', done);
-  });
 }
 
 /** The client's certificate chain as PEM, leaf first; empty when none was sent. */

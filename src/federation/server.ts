@@ -166,7 +166,6 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
     get catalog() { return federation.catalog; },
     mirror: federation.mirror,
     on: (event, listener) => federation.on(event, listener),
-    off: (event, listener) => federation.off(event, listener),
     sidecars: () => ledger.reportingSidecars(),
     store,
   }, { access: { reads: config.federation.dashboardReads, rootsPem: trustBundle, trustDomain: config.trustDomain } });
