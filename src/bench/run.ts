@@ -17,7 +17,7 @@ import { sourceState } from './source-state.js';
 import { sentinelTickMs, StallSentinel, stallThresholdMs } from './stall-sentinel.js';
 import { raisePriority } from './priority.js';
 import { targetClient, waitUntilServing, type ProbeResult, type TargetClient } from './target-client.js';
-import { benchTargets, chainDestinations, chainOrigins, clientCluster, responseBytes, targetLabel, type Destination, type Target } from './targets.js';
+import { benchTargets, chainDestinations, chainOrigins, clientCluster, responseBytes, sameDestination, targetLabel, type Destination, type Target } from './targets.js';
 
 /**
  * `npm run bench`: the data plane's added latency, CPU and memory at fixed arrival rates, beside
@@ -150,10 +150,12 @@ async function main(argv: string[]): Promise<number> {
   if (args.coldRate > 0) {
     // The generator must be warm and only the chain cold: its own first requests (undici,
     // the open loop, new connections) would otherwise be charged to whichever chain goes first,
-    // which is ours. It warms up against the origin directly, which crosses no proxy.
-    const origin = clients.find((c) => c.target.side === 'origin');
+    // which is ours. It warms up against the app both cold chains end at, directly, which
+    // crosses no proxy and warms that app too: ours goes first, and must not meet a colder app
+    // than the peer's does after it.
+    const origin = clients.find((c) => c.target.side === 'origin' && sameDestination(c.target.expect, chainDestinations['cross-cluster']));
     if (origin) {
-      say(`warming the load generator up: ${args.coldRate} rps for 2 s straight to the origin`);
+      say(`warming the load generator up: ${args.coldRate} rps for 2 s straight to the ${origin.target.expect.service} app`);
       await runOpenLoop({ rate: args.coldRate, seconds: 2, send: origin.send, maxInFlight: Math.max(256, args.coldRate * 2), drainMs: requestTimeoutMs + 1_000 });
     }
     const clientAdmin = mesh.file.clusters[clientCluster]?.client.admin;
