@@ -279,6 +279,8 @@ describe('rows and ratios against the peer chain', () => {
       'isthmus cross-cluster  1000  p 300',
       'peer cross-cluster     1000  p 200',
     ]);
+    expect(formatProxyCpu(rows as Row[]).split('\n')[0]).not.toContain('sample apps');
+    expect(formatProxyCpu(rows as Row[], true).split('\n')[0]).toContain('ours is one process with the sample apps here, and its figure includes them');
   });
   test('the rows table labels each side and shows the proxies\' figures', () => {
     const lines = formatRows(rows as Row[]).split('\n');

@@ -128,12 +128,14 @@ export function formatRows(rows: Row[]): string {
 /**
  * Each proxy's own CPU per answered request, in µs, for every chain and rate: the chain's
  * "proxies CPU s/1k" taken apart, so that a gap can be traced to the hop that costs it.
+ * `oursIncludeOrigin`: our proxies share a process with the sample apps (one-process mesh), whose
+ * figure here is then the whole process's, apps included (the chain's figure subtracts them).
  */
-export function formatProxyCpu(rows: Row[]): string {
+export function formatProxyCpu(rows: Row[], oursIncludeOrigin = false): string {
   const chains = rows.filter((r) => r.side !== 'origin' && r.proxies.length > 0);
   const micros = (cpuSeconds: number, answered: number) => (answered > 0 ? ((cpuSeconds / answered) * 1e6).toFixed(0) : '—');
   return [
-    'each proxy\'s CPU per answered request, µs (utime + stime over the measured window)',
+    `each proxy's CPU per answered request, µs (utime + stime over the measured window)${oursIncludeOrigin ? '; ours is one process with the sample apps here, and its figure includes them' : ''}`,
     formatTable(['scenario', 'rate', 'proxies'], chains.map((r) => [r.label, String(r.rate), r.proxies.map((p) => `${p.name} ${micros(p.cpuSeconds, r.answered)}`).join(', ')])),
   ].join('\n');
 }

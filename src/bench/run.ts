@@ -277,7 +277,7 @@ async function main(argv: string[]): Promise<number> {
   } else {
     process.stdout.write(`\nIsthmus data plane against the peer chain, ${new Date().toISOString()}\n`);
     for (const s of scenarios) process.stdout.write(`  ${s.scenario}: ${s.route}\n`);
-    process.stdout.write(`\n${formatRows(rows)}\n\n${formatComparisons(comparisons)}\n\n${formatProxyCpu(rows)}\n\n`);
+    process.stdout.write(`\n${formatRows(rows)}\n\n${formatComparisons(comparisons)}\n\n${formatProxyCpu(rows, oursIncludeOrigin)}\n\n`);
     if (coldStart.length > 0) process.stdout.write(`${formatColdRows(coldStart)}\n\n`);
     for (const line of notes) process.stdout.write(`- ${line}\n`);
   }

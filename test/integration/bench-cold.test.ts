@@ -17,7 +17,10 @@ const bench = new URL('../../dist/bench/run.js', import.meta.url).pathname;
 
 test('bench --cold-only: both chains measured from their first request, ours with only dev up\'s readiness request before it, and everything stopped', async () => {
   // Host base 69: east 127.0.69.x, west 127.0.70.x, used by no other test.
-  const { stdout } = await execFileAsync(process.execPath, [bench, '--cold-only', '--cold-rate', '100', '--cold-seconds', '1', '--host-base', '69', '-o', 'json'], { timeout: 150_000, maxBuffer: 16 * 1024 * 1024 });
+  const { stdout, stderr } = await execFileAsync(process.execPath, [bench, '--cold-only', '--cold-rate', '100', '--cold-seconds', '1', '--host-base', '69', '-o', 'json'], { timeout: 150_000, maxBuffer: 16 * 1024 * 1024 });
+  // The generator warms up against the app both cold chains end at, which warms that app too:
+  // ours, measured first, must not meet a colder app than the peer's does after it.
+  expect(stderr).toContain('warming the load generator up: 100 rps for 2 s straight to the ledger app');
   const report = JSON.parse(stdout) as { coldStart: { label: string; side: string; errors: number; rate: number; carriedBefore?: number }[] };
   expect(report.coldStart.map((r) => [r.label, r.side])).toEqual([['isthmus cross-cluster', 'isthmus'], ['peer cross-cluster', 'peer']]);
   const ours = report.coldStart[0]!;
