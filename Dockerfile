@@ -18,6 +18,9 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts
 FROM gcr.io/distroless/nodejs20-debian12:nonroot
 WORKDIR /app
 ENV NODE_ENV=production
+# Two malloc arenas per process, not up to eight per core: about 3 MB less RSS per sidecar
+# (src/core/malloc-arenas.ts).
+ENV MALLOC_ARENA_MAX=2
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/bin ./bin

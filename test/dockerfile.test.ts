@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { proxyMallocArenaMax } from '../src/core/malloc-arenas.js';
 import { root } from './helpers/manifests.js';
 
 /*
@@ -49,5 +50,10 @@ describe('Dockerfile', () => {
     const copied = final?.lines.filter((i) => i.word === 'COPY').map((i) => i.args.at(-2)) ?? [];
     // bin/isthmus.js loads dist/; version.ts reads package.json; the dashboard serves its assets.
     for (const path of ['package.json', 'node_modules', 'bin', 'dist', 'src/dashboard/assets']) expect(copied).toContain(`/src/${path}`);
+  });
+
+  it('starts every process of the image with the proxies\' number of malloc arenas', () => {
+    const env = final?.lines.filter((i) => i.word === 'ENV').map((i) => i.args.join(' ')) ?? [];
+    expect(env).toContain(`MALLOC_ARENA_MAX=${proxyMallocArenaMax}`);
   });
 });

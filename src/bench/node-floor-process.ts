@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { withProxyMallocArenas } from '../core/malloc-arenas.js';
 
 export interface NodeFloorProcess {
   child: ChildProcess;
@@ -13,7 +14,7 @@ export interface NodeFloorProcess {
  * on. `script`: the compiled script (tests, which run from the sources, name dist's).
  */
 export function startNodeFloor(args: string[], script = new URL('./node-floor.js', import.meta.url)): Promise<NodeFloorProcess> {
-  const child = spawn(process.execPath, [script.pathname, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [script.pathname, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: withProxyMallocArenas() });
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { withProxyMallocArenas } from '../core/malloc-arenas.js';
 
 /** The real CLI (it runs dist/), and the watch that stops a child whose dev up died (dist/dev/parent-watch.js). */
 const isthmusBin = fileURLToPath(new URL('../../bin/isthmus.js', import.meta.url));
@@ -50,7 +51,7 @@ export class MeshProcess {
       // Node refuses --cpu-prof in NODE_OPTIONS, so `npm run bench -- --cpu-prof` asks through ISTHMUS_CPU_PROF_DIR.
       const profile = process.env.ISTHMUS_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.ISTHMUS_CPU_PROF_DIR}`] : [];
       child = spawn(process.execPath, [...profile, '--import', parentWatch, isthmusBin, ...spec.args, '--log-format', 'json', '--log-level', 'info'], {
-        stdio: ['ignore', log, log], detached: true,
+        stdio: ['ignore', log, log], detached: true, env: withProxyMallocArenas(),
       });
     } finally {
       closeSync(log);

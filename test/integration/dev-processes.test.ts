@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { proxyMallocArenaMax } from '../../src/core/malloc-arenas.js';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { redisPing } from '../../src/dev/redis-sample.js';
 import { waitFor } from '../helpers/cli.js';
@@ -72,6 +73,9 @@ describe('a dev mesh with every sidecar, gateway and sample app in a process of 
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       expect(cmdline, address).toContain(what);
       expect(cmdline.join(' '), address).toContain(stateDir);
+      // Started with two malloc arenas (src/core/malloc-arenas.ts), unless this test's own environment named a number.
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      expect(environ, address).toContain(`MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? proxyMallocArenaMax}`);
       return pid;
     });
     expect(new Set(pids).size).toBe(admins.length);
