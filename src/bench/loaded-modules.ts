@@ -59,6 +59,11 @@ export interface LoadedModules {
   /** npm packages among them (`@scope/name` or `name`), sorted. */
   packages: string[];
   /**
+   * Node's own modules the process has loaded, by any path (`import`, `require`, or Node's
+   * internals), as `process.moduleLoadList` names them: `http2`, `internal/http2/core`, ...
+   */
+  builtins: string[];
+  /**
    * The process's VmRSS and VmHWM in kB once everything was imported (after a GC). With `trace`
    * the loader hooks' own thread is in them too (about 13 MB): read memory from a run without.
    */
@@ -98,7 +103,8 @@ export async function loadedModules(kind: ProcessKind, opts: { env?: Record<stri
   const script = `${steps.join('\n')}
 globalThis.gc?.();
 const status = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
-process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage().heapUsed }));`;
+const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
+process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage().heapUsed, builtins }));`;
   const childEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')));
   try {
     const stdout = await new Promise<string>((resolve, reject) => {
@@ -112,11 +118,11 @@ process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage
       child.once('error', reject);
       child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`node exited ${code} importing the ${kind} module graph: ${err.trim()}`))));
     });
-    const { status, heapUsedBytes } = JSON.parse(stdout) as { status: string; heapUsedBytes: number };
+    const { status, heapUsedBytes, builtins } = JSON.parse(stdout) as { status: string; heapUsedBytes: number; builtins: string[] };
     const traced = trace ? readFileSync(traceFile, 'utf8').split('\n').filter(Boolean) : [];
     const modules = [...new Set(meta ? unbundled(meta, traced) : traced)].sort();
     const packages = [...new Set(modules.map(packageOf).filter((p): p is string => p !== undefined))].sort();
-    return { modules, packages, ...parseProcStatus(status), heapUsedBytes };
+    return { modules, packages, builtins: [...new Set(builtins)].sort(), ...parseProcStatus(status), heapUsedBytes };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,11 +1,11 @@
-import { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { ClientHttp2Session, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } from './h2-codes.js';
 import type { Readable } from 'node:stream';
 import { IsthmusError } from '../core/errors.js';
 import { h2ForwardFields, h2Response } from './h2-headers.js';
 import { goawayLastStreamId } from './h2-sessions.js';
 import { h2StreamUnprocessed, retriedAnswerCode } from './retry-policy.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
 
 export interface H2Forward {
   /** The request head for the next hop, pseudo-headers included. */

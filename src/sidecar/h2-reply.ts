@@ -1,4 +1,5 @@
-import { constants, type ServerHttp2Stream } from 'node:http2';
+import type { ServerHttp2Stream } from 'node:http2';
+import { NGHTTP2_INTERNAL_ERROR } from './h2-codes.js';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import { encodeGrpcMessage, grpcStatusOf } from './grpc-status.js';
 
@@ -10,7 +11,7 @@ import { encodeGrpcMessage, grpcStatusOf } from './grpc-status.js';
  */
 export function replyH2(stream: ServerHttp2Stream, code: ErrorCode, message: string, grpc: boolean, override?: { status: number; grpcStatus: number; headers?: Record<string, string> }): void {
   if (stream.destroyed || stream.closed) return;
-  if (stream.headersSent) return void stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  if (stream.headersSent) return void stream.close(NGHTTP2_INTERNAL_ERROR);
   // A policy's own answer (a fault's status or gRPC code, a rate limit's retry-after) overrides the code's.
   const status = override?.status ?? errorCodes[code].status;
   // Whatever body is still arriving is not wanted; reading it lets the stream close cleanly.

@@ -1,4 +1,5 @@
-import { constants, type ServerHttp2Stream } from 'node:http2';
+import type { ServerHttp2Stream } from 'node:http2';
+import { NGHTTP2_INTERNAL_ERROR } from './h2-codes.js';
 import type { Dispatcher } from 'undici';
 import { bodiless, h2ForwardFields, http1ResponseAsH2 } from './h2-headers.js';
 
@@ -66,6 +67,6 @@ export class H2ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Controller, err: Error): void {
     if (!this.headWritten) this.reject(err);
-    else if (!this.stream.closed) this.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    else if (!this.stream.closed) this.stream.close(NGHTTP2_INTERNAL_ERROR);
   }
 }

@@ -10,7 +10,7 @@ import { ensureDirectory, writeTextAtomic } from '../core/user-paths.js';
 import { Backoff } from '../core/backoff.js';
 import { longPoll } from '../core/long-poll.js';
 import { trustFeed, type TrustAnswer } from '../model/records.js';
-import { createCsr } from '../trust/csr.js';
+import { createCsr } from '../trust/csr-request.js';
 import { sameRoots } from '../trust/root-set.js';
 import { certificateInfo, verifyChain, verifyKeyMatchesCert } from '../trust/verify.js';
 

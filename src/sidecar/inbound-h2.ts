@@ -1,4 +1,5 @@
-import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } from './h2-codes.js';
 import { PassThrough } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
@@ -54,7 +55,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   const { timeouts } = inbound;
   // Before the app's head, the relay's limits answer (responseHeaders, streamIdle: 502 named); after it, silence cuts the stream.
   stream.setTimeout(timeouts.streamIdleMs, () => {
-    if (stream.headersSent) stream.close(constants.NGHTTP2_CANCEL);
+    if (stream.headersSent) stream.close(NGHTTP2_CANCEL);
   });
   if (method === 'CONNECT') {
     inbound.answered(started, peer.identity, 501, span);
@@ -80,7 +81,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
         // its sidecar may send it again whatever the method (retry-policy.ts), here or elsewhere.
         if (!isIsthmusError(err, 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED')) return refuse(err as Error);
         inbound.answered(started, peer.identity, 503, span);
-        if (!stream.closed) stream.close(constants.NGHTTP2_REFUSED_STREAM);
+        if (!stream.closed) stream.close(NGHTTP2_REFUSED_STREAM);
       });
     return;
   }

@@ -1,5 +1,6 @@
 import type { TLSSocket } from 'node:tls';
-import { connect as connectH2, type ClientHttp2Session } from 'node:http2';
+import type { ClientHttp2Session } from 'node:http2';
+import { http2 } from './http2-on-demand.js';
 import { H2Sessions } from './h2-sessions.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { isTcpAlpn, tcpAlpn, tcpPortAlpn } from './tcp-protocol.js';
@@ -47,7 +48,7 @@ export class InboundApp {
 
   /** The h2c session to this port, opened when there is none. */
   session(): Promise<ClientHttp2Session> {
-    return this.sessions.get('app', () => connectH2(`http://${this.address}`), this.connectMs);
+    return this.sessions.get('app', () => http2().connect(`http://${this.address}`), this.connectMs);
   }
 
   async close(): Promise<void> {

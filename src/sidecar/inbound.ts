@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server as HttpServer } from 'node:http';
 import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
-import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -16,6 +15,7 @@ import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } fr
 import { InboundApps, InboundApp, selectInboundAlpn, type AppPortSpec, type TcpPorts } from './inbound-ports.js';
 import { forwardableHeaders } from './headers.js';
 import { forwardStream } from './inbound-h2.js';
+import { OnDemandH2Server } from './http2-on-demand.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, repeatsHost, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
@@ -58,7 +58,7 @@ export interface InboundPlace { cluster?: string; service?: string }
 export class Inbound {
   readonly server: Server;
   /** Serves the connections whose ALPN chose h2 (inbound-h2.ts); the HTTPS server keeps HTTP/1.1. */
-  private readonly h2: Http2Server;
+  private readonly h2: OnDemandH2Server;
   /** The app's HTTP ports: `inbound.app`, and those of `inbound.ports` (inbound-ports.ts). */
   readonly apps: InboundApps;
   private identity: string;
@@ -127,14 +127,16 @@ export class Inbound {
     this.plain.on('checkExpectation', answerUnknownExpectation);
     // Before the inbound's own 'connection' listener below; strict (the default) hands every
     // connection to TLS untouched.
-    this.h2 = createH2Server();
-    acceptPlaintextHttpWhen(this.server, this.plain, this.h2, () => this.authz?.mtls === 'permissive', timeouts.requestHeadersMs);
-    limitFirstRequestHead(this.h2, timeouts.requestHeadersMs);
-    this.h2.on('session', (session) => {
-      session.setTimeout(timeouts.connectionIdleMs + 5_000, () => session.close());
-      session.on('error', () => undefined);
+    // Made, with node:http2, at the first connection that chooses HTTP/2 (http2-on-demand.ts).
+    this.h2 = new OnDemandH2Server((h2) => {
+      limitFirstRequestHead(h2, timeouts.requestHeadersMs);
+      h2.on('session', (session) => {
+        session.setTimeout(timeouts.connectionIdleMs + 5_000, () => session.close());
+        session.on('error', () => undefined);
+      });
+      h2.on('stream', (stream, headers) => forwardStream(this, stream, headers));
     });
-    this.h2.on('stream', (stream, headers) => forwardStream(this, stream, headers));
+    acceptPlaintextHttpWhen(this.server, this.plain, this.h2, () => this.authz?.mtls === 'permissive', timeouts.requestHeadersMs);
     serveAlpnH2(this.server, this.h2);
     if (tcp) serveAlpnTcp(this.server, tcp);
     this.server.on('upgrade', (req: H1Request, socket: Duplex, head: Buffer) => this.tunnel(req, socket, head));

@@ -37,8 +37,22 @@ describe('a sidecar or gateway process loads only what it uses (memory)', () => 
     expect(undici.filter((m) => m.endsWith('/node_modules/undici/index.js') || /\/lib\/(web\/(websocket|eventsource)|cache|mock)\//.test(m))).toEqual([]);
   });
 
-  test('the sidecar loads node-forge\'s ASN.1 codec for its CSR, not the whole of node-forge', async () => {
-    const forge = (await loadedModules('sidecar')).modules.filter((m) => m.includes('/node_modules/node-forge/'));
+  test.each(['sidecar', 'gateway'] as const)('isthmus %s starts without node:http2, which it loads at its first HTTP/2 connection (http2-on-demand.ts)', async (kind) => {
+    const loaded = await loadedModules(kind);
+    // The control: Node's own modules are listed, the HTTP/1.1 and TLS ones among them.
+    expect(loaded.builtins).toEqual(expect.arrayContaining(['http', 'tls']));
+    expect(loaded.builtins.filter((m) => m === 'http2' || m.startsWith('internal/http2/'))).toEqual([]);
+  });
+
+  test('the sidecar loads no node-forge: it writes its CSR with src/trust/pkix.ts', async () => {
+    const loaded = await loadedModules('sidecar');
+    expect(loaded.modules.filter((m) => m.includes('/node_modules/node-forge/'))).toEqual([]);
+    expect(loaded.modules.some((m) => m.endsWith('/dist/trust/csr-request.js'))).toBe(true);
+    expect(loaded.modules.filter((m) => m.endsWith('/dist/trust/der.js') || m.endsWith('/dist/trust/csr.js'))).toEqual([]);
+  });
+
+  test('the gateway, which issues its own certificate, loads node-forge\'s ASN.1 codec, not the whole of node-forge', async () => {
+    const forge = (await loadedModules('gateway')).modules.filter((m) => m.includes('/node_modules/node-forge/'));
     expect(forge.some((m) => m.endsWith('/lib/asn1.js'))).toBe(true);
     expect(forge.filter((m) => /\/lib\/(index|pki|tls|rsa|jsbn)\.js$/.test(m))).toEqual([]);
   });

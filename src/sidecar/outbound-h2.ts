@@ -1,11 +1,13 @@
-import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { errorCodes } from '../core/errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { applyHeaderChanges } from '../model/traffic-policy.js';
 import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attempts.js';
 import { admitRequest } from './policy-step.js';
 import { isGrpc } from './grpc-status.js';
+import { NGHTTP2_CANCEL } from './h2-codes.js';
 import { h2ForwardFields } from './h2-headers.js';
+import { OnDemandH2Server } from './http2-on-demand.js';
 import { relayH2 } from './h2-relay.js';
 import { replyH2 } from './h2-reply.js';
 import type { OutboundDeps } from './outbound.js';
@@ -22,22 +24,23 @@ import { inboundReportHeader, traceHeader } from './trace.js';
  * so that gRPC's trailers and grpc-status pass intact. Bodies stream both ways; a cancel on
  * either side cancels the other; errors are HTTP/2 answers (gRPC ones trailers-only).
  */
-export function createOutboundH2(deps: OutboundDeps, fixedTarget?: MeshTarget): Http2Server {
-  const server = createServer();
-  limitFirstRequestHead(server, deps.timeouts.requestHeadersMs);
-  server.on('session', (session) => {
-    // An idle connection from the app is closed as an HTTP/1.1 keep-alive one would be.
-    session.setTimeout(deps.timeouts.connectionIdleMs, () => session.close());
-    session.on('error', () => undefined);
-  });
-  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    stream.on('error', () => undefined); // a stream reset by the app: its close does the cleaning up
-    proxyStream(deps, stream, headers, fixedTarget).catch((err: unknown) => {
-      deps.logger.error({ err: (err as Error).message }, 'outbound HTTP/2 stream failed unexpectedly');
-      replyH2(stream, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request', isGrpc(headers['content-type']));
+export function createOutboundH2(deps: OutboundDeps, fixedTarget?: MeshTarget): OnDemandH2Server {
+  // Made, with node:http2, when the first app connection sends the HTTP/2 preface (http2-on-demand.ts).
+  return new OnDemandH2Server((server) => {
+    limitFirstRequestHead(server, deps.timeouts.requestHeadersMs);
+    server.on('session', (session) => {
+      // An idle connection from the app is closed as an HTTP/1.1 keep-alive one would be.
+      session.setTimeout(deps.timeouts.connectionIdleMs, () => session.close());
+      session.on('error', () => undefined);
+    });
+    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      stream.on('error', () => undefined); // a stream reset by the app: its close does the cleaning up
+      proxyStream(deps, stream, headers, fixedTarget).catch((err: unknown) => {
+        deps.logger.error({ err: (err as Error).message }, 'outbound HTTP/2 stream failed unexpectedly');
+        replyH2(stream, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request', isGrpc(headers['content-type']));
+      });
     });
   });
-  return server;
 }
 
 async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, fixed?: MeshTarget): Promise<void> {
@@ -79,7 +82,7 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
   stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
   // Before the answer's head the attempt's own limits decide (504 UPSTREAM_TIMEOUT); after it, a silent stream is cut.
   stream.setTimeout(deps.timeouts.streamIdleMs, () => {
-    if (stream.headersSent) stream.close(constants.NGHTTP2_CANCEL);
+    if (stream.headersSent) stream.close(NGHTTP2_CANCEL);
   });
 
   const outcome = await attemptEndpoints(deps.routing, {

@@ -1,20 +1,19 @@
 import { createServer, type Server } from 'node:http';
-import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { h2Preface } from './h2-preface.js';
+import { OnDemandH2Server } from './http2-on-demand.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 
 let http1: Server;
-let h2: Http2Server;
+let h2: OnDemandH2Server;
 let port: number;
 const sockets: Socket[] = [];
 
 // A real HTTP/1.1 server sharing its port with a real HTTP/2 one, as the outbound proxy does.
 beforeEach(async () => {
   http1 = createServer((req, res) => res.end(`http1 ${req.method} ${req.url}`));
-  h2 = createH2Server();
-  h2.on('stream', (stream) => { stream.respond({ ':status': 200 }); stream.end('h2'); });
+  h2 = new OnDemandH2Server((server) => server.on('stream', (stream) => { stream.respond({ ':status': 200 }); stream.end('h2'); }));
   servePriorKnowledgeH2(http1, h2, 300);
   await new Promise<void>((resolve) => http1.listen(0, '127.0.0.1', resolve));
   port = (http1.address() as AddressInfo).port;
@@ -56,6 +55,14 @@ test('the HTTP/2 preface arriving in two pieces still reaches the HTTP/2 server,
   expect(received[3]).toBe(0x4); // frame type SETTINGS (RFC 9113 §6.5)
 });
 
+test('the HTTP/2 server is made by the first connection that sends the preface, not by HTTP/1.1 ones', async () => {
+  const { received } = await exchange([Buffer.from('GET /x HTTP/1.1\r\nhost: a\r\n\r\n')], (r) => r.includes('http1 GET /x'));
+  expect(received.toString()).toContain('http1 GET /x');
+  expect(h2.made).toBeUndefined();
+  await exchange([Buffer.concat([h2Preface, emptySettings])], (r) => r.length >= 9);
+  expect(h2.made).toBeDefined();
+});
+
 test('an HTTP/1.1 request whose first byte looks like the preface is served by the HTTP/1.1 server, bytes intact', async () => {
   const { received } = await exchange([Buffer.from('P'), Buffer.from('UT /kept HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n')], (r) => r.includes('http1 PUT /kept'));
   expect(received.toString()).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*http1 PUT \/kept$/);
@@ -81,7 +88,7 @@ describe('an HTTP/1.1 server that is handed its sockets (a fixed listener whose 
 
   beforeEach(async () => {
     handed = createServer((req, res) => res.end(`handed ${req.url}`));
-    servePriorKnowledgeH2(handed, createH2Server(), 300);
+    servePriorKnowledgeH2(handed, new OnDemandH2Server(() => undefined), 300);
     front = createNetServer((socket) => handed.emit('connection', socket));
     await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
   });

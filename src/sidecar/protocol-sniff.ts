@@ -1,11 +1,11 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { alsoOnCloseAll } from '../core/open-sockets.js';
 import { sniffPreface } from './h2-preface.js';
+import type { OnDemandH2Server } from './http2-on-demand.js';
 import { timesOwnHeads } from './h1-server.js';
 import { answerHeadTimeout } from './request-head-timeout.js';
 
@@ -37,12 +37,11 @@ import { answerHeadTimeout } from './request-head-timeout.js';
  * A server that is handed its sockets anyway (a fixed listener whose protocol the catalog
  * decides) gets the first head of each HTTP/1.1 connection timed here instead.
  */
-export function servePriorKnowledgeH2(http1: HttpServer, h2: Http2Server, firstBytesTimeoutMs: number): void {
+export function servePriorKnowledgeH2(http1: HttpServer, h2: OnDemandH2Server, firstBytesTimeoutMs: number): void {
   const [http1Accept] = http1.listeners('connection') as ((socket: Socket) => void)[];
   if (!http1Accept) throw new Error('the HTTP/1.1 server has no connection handler to share');
   http1.removeListener('connection', http1Accept);
   const undecided = new Set<Socket>();
-  const sessions = trackSessions(h2);
   const firstHeads = new FirstHeads(http1, firstBytesTimeoutMs);
   // h1-server.ts times every head itself, listening or not.
   const ownHeads = timesOwnHeads in http1Accept;
@@ -70,7 +69,7 @@ export function servePriorKnowledgeH2(http1: HttpServer, h2: Http2Server, firstB
       done();
       socket.pause();
       socket.unshift(seen);
-      if (protocol === 'h2') return void h2.emit('connection', socket);
+      if (protocol === 'h2') return void h2.accept(socket);
       http1Accept.call(http1, socket);
       if (!http1.listening && !ownHeads) firstHeads.arm(socket);
       socket.resume();
@@ -83,7 +82,7 @@ export function servePriorKnowledgeH2(http1: HttpServer, h2: Http2Server, firstB
   // The HTTP/1.1 server's closeAllConnections knows only its own connections.
   alsoOnCloseAll(http1, () => {
     for (const socket of undecided) socket.destroy();
-    for (const session of sessions) session.destroy();
+    h2.destroySessions();
   });
 }
 
@@ -98,29 +97,19 @@ export function servePriorKnowledgeH2(http1: HttpServer, h2: Http2Server, firstB
  * 'secureConnection' listener is taken and called for connections that did not choose h2; the
  * h2 ones are injected into the HTTP/2 server through its documented 'connection' event.
  */
-export function serveAlpnH2(https: HttpsServer, h2: Http2Server): void {
+export function serveAlpnH2(https: HttpsServer, h2: OnDemandH2Server): void {
   const [http1Accept] = https.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
   if (!http1Accept) throw new Error('the HTTPS server has no connection handler to share');
   https.removeListener('secureConnection', http1Accept);
-  const sessions = trackSessions(h2);
   https.on('secureConnection', (socket: TLSSocket) => {
-    if (socket.alpnProtocol === 'h2') h2.emit('connection', socket);
+    if (socket.alpnProtocol === 'h2') h2.accept(socket);
     else http1Accept.call(https, socket);
   });
   const closeAll = https.closeAllConnections.bind(https);
   https.closeAllConnections = () => {
     closeAll();
-    for (const session of sessions) session.destroy();
+    h2.destroySessions();
   };
-}
-
-function trackSessions(h2: Http2Server): Set<ServerHttp2Session> {
-  const sessions = new Set<ServerHttp2Session>();
-  h2.on('session', (session: ServerHttp2Session) => {
-    sessions.add(session);
-    session.once('close', () => sessions.delete(session));
-  });
-  return sessions;
 }
 
 /**

@@ -1,8 +1,9 @@
-import { constants, type Http2Server, type Http2SecureServer } from 'node:http2';
+import type { Http2Server, Http2SecureServer } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { channels, type RequestRefusedMessage } from '../core/channels.js';
 import type { H1Request, H1Response } from './h1-server.js';
 import { errorResponse } from './http-head.js';
+import { NGHTTP2_NO_ERROR } from './h2-codes.js';
 
 const code = 'ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT';
 const malformed = 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED';
@@ -25,7 +26,7 @@ export function limitFirstRequestHead(h2: Http2Server | Http2SecureServer, ms: n
   h2.on('session', (session) => {
     const timer = setTimeout(() => {
       if (session.closed || session.destroyed) return;
-      session.goaway(constants.NGHTTP2_NO_ERROR, 0, Buffer.from(`${code}: no request head within ${ms} ms (timeouts.requestHeaders)`));
+      session.goaway(NGHTTP2_NO_ERROR, 0, Buffer.from(`${code}: no request head within ${ms} ms (timeouts.requestHeaders)`));
       session.close();
     }, ms);
     const clear = () => clearTimeout(timer);

@@ -1,4 +1,5 @@
-import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
+import type { ClientHttp2Session } from 'node:http2';
+import { http2 } from './http2-on-demand.js';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { IsthmusError } from '../core/errors.js';
 import { breakerVerdict, tunnelVerdict, type BreakerLimits } from '../model/circuit-breaker.js';
@@ -100,7 +101,7 @@ export class Upstreams {
    * Through a gateway too: it passes TLS through by SNI, and ALPN is between the two sidecars.
    */
   h2Session(key: UpstreamKey): Promise<ClientHttp2Session> {
-    return this.sessions.get(key.id, () => h2Connect(`https://${key.address}`, {
+    return this.sessions.get(key.id, () => http2().connect(`https://${key.address}`, {
       createConnection: () => {
         const socket = tlsConnect({ ...this.tlsOptions(key), ALPNProtocols: ['h2'] });
         socket.setNoDelay(true);

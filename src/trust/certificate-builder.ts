@@ -6,13 +6,14 @@
  */
 import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
-import forge from 'node-forge';
 import { IsthmusError } from '../core/errors.js';
 import {
   algorithmIdentifier,
+  binary,
   children,
   explicit,
   fromDer,
+  generalizedTime,
   implicitPrimitive,
   integerBytes,
   isContextTag,
@@ -30,6 +31,7 @@ import {
   Tag,
   toDer,
   toPem,
+  utcTime,
   type Asn1,
 } from './der.js';
 
@@ -87,7 +89,7 @@ export function encodeName(attributes: readonly NameAttribute[]): Asn1 {
   // UTF8String throughout: PrintableString has no '_' and RFC 5280 §4.1.2.6 prefers UTF8String.
   return sequence(
     attributes.map((attribute) =>
-      node(Tag.SET, [sequence([oid(attribute.oid), node(Tag.UTF8, forge.util.encodeUtf8(attribute.value))])]),
+      node(Tag.SET, [sequence([oid(attribute.oid), node(Tag.UTF8, binary(Buffer.from(attribute.value, 'utf8')))])]),
     ),
   );
 }
@@ -117,8 +119,8 @@ function time(date: Date): Asn1 {
   // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050, whole seconds only.
   const whole = new Date(Math.floor(date.getTime() / 1000) * 1000);
   return whole.getUTCFullYear() < 2050
-    ? node(Tag.UTCTIME, forge.asn1.dateToUtcTime(whole))
-    : node(Tag.GENERALIZEDTIME, forge.asn1.dateToGeneralizedTime(whole));
+    ? node(Tag.UTCTIME, utcTime(whole))
+    : node(Tag.GENERALIZEDTIME, generalizedTime(whole));
 }
 
 /** A DER NamedBitList: bit 0 is the high bit of the first byte and trailing zero bits are dropped. */

@@ -6,14 +6,18 @@
  * holds the keys and makes every signature, so a CA key gets OpenSSL's constant-time, blinded
  * RSA instead of forge's pure-JS bignums, and EC keys work where forge's pki layer has none.
  */
-import { sign, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type forgeTypes from 'node-forge';
 import 'node-forge/lib/asn1.js';
 import forgeNamespace from 'node-forge/lib/forge.js';
+import { derAlgorithmIdentifier, signedDer, type SignatureAlgorithm } from './pkix.js';
+
+export { pemBlocks, signatureAlgorithmFor, signatureAlgorithms, toPem, type SignatureAlgorithm } from './pkix.js';
 
 // Only forge's ASN.1 codec and the byte buffer it uses (lib/asn1 loads lib/util), not its index:
-// that would bring its ciphers, TLS, PKI and bignums into every process that makes a CSR (each
-// sidecar) for nothing. lib/forge is the namespace object these modules fill in.
+// that would bring its ciphers, TLS, PKI and bignums into every process that issues a certificate
+// (each gateway, for its own) for nothing. lib/forge is the namespace object these modules fill
+// in; nothing else in Isthmus imports node-forge.
 const forge = forgeNamespace;
 const { asn1 } = forge;
 export type Asn1 = forgeTypes.asn1.Asn1;
@@ -35,40 +39,6 @@ export const oids = {
   clientAuth: '1.3.6.1.5.5.7.3.2',
 } as const;
 
-export interface SignatureAlgorithm {
-  oid: string;
-  digest: 'sha256' | 'sha384' | 'sha512';
-  keyType: 'rsa' | 'ec';
-}
-
-/**
- * Algorithms we accept on CSRs. SHA-1 and RSA-PSS are left out on purpose: the first is broken
- * for signatures, the second no sidecar of ours produces, and each extra row is attack surface.
- */
-export const signatureAlgorithms: readonly SignatureAlgorithm[] = [
-  { oid: '1.2.840.113549.1.1.11', digest: 'sha256', keyType: 'rsa' },
-  { oid: '1.2.840.113549.1.1.12', digest: 'sha384', keyType: 'rsa' },
-  { oid: '1.2.840.113549.1.1.13', digest: 'sha512', keyType: 'rsa' },
-  { oid: '1.2.840.10045.4.3.2', digest: 'sha256', keyType: 'ec' },
-  { oid: '1.2.840.10045.4.3.3', digest: 'sha384', keyType: 'ec' },
-  { oid: '1.2.840.10045.4.3.4', digest: 'sha512', keyType: 'ec' },
-];
-
-/** The algorithm we sign with for a given key: SHA-256, or SHA-384 to match a P-384 key's strength. */
-export function signatureAlgorithmFor(key: KeyObject): SignatureAlgorithm {
-  const wanted =
-    key.asymmetricKeyType === 'rsa'
-      ? '1.2.840.113549.1.1.11'
-      : key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1'
-        ? '1.2.840.10045.4.3.3'
-        : key.asymmetricKeyType === 'ec'
-          ? '1.2.840.10045.4.3.2'
-          : undefined;
-  const algorithm = signatureAlgorithms.find((a) => a.oid === wanted);
-  if (!algorithm) throw new Error(`cannot sign with a ${String(key.asymmetricKeyType)} key; use RSA or EC`);
-  return algorithm;
-}
-
 export const binary = (buf: Buffer): string => buf.toString('binary');
 export const bytes = (s: string): Buffer => Buffer.from(s, 'binary');
 
@@ -89,10 +59,15 @@ export const explicit = (tagNumber: number, inner: Asn1[]): Asn1 =>
 export const implicitPrimitive = (tagNumber: number, value: Buffer | string): Asn1 =>
   asn1.create(TagClass.CONTEXT_SPECIFIC, tagNumber as forgeTypes.asn1.Type, false, typeof value === 'string' ? value : binary(value));
 
+/** An AlgorithmIdentifier as a tree, for structures built here (a certificate's own copy of its signature algorithm). */
 export function algorithmIdentifier(algorithm: SignatureAlgorithm): Asn1 {
-  // RFC 4055 §5: RSA PKCS#1 v1.5 identifiers carry NULL parameters; RFC 5758 §3.2: ECDSA ones carry none.
-  return sequence(algorithm.keyType === 'rsa' ? [oid(algorithm.oid), node(Tag.NULL, '')] : [oid(algorithm.oid)]);
+  return fromDer(derAlgorithmIdentifier(algorithm));
 }
+
+/** A UTCTime's text (YYMMDDHHMMSSZ) for `date`, in the binary string forge's trees hold. */
+export const utcTime = (date: Date): string => asn1.dateToUtcTime(date);
+/** A GeneralizedTime's text (YYYYMMDDHHMMSSZ) for `date`. */
+export const generalizedTime = (date: Date): string => asn1.dateToGeneralizedTime(date);
 
 export function toDer(value: Asn1): Buffer {
   return bytes(asn1.toDer(value).getBytes());
@@ -131,25 +106,7 @@ export function oidOf(value: Asn1 | undefined): string | undefined {
   return isTag(value, Tag.OID) ? asn1.derToOid(forge.util.createBuffer(value.value as string)) : undefined;
 }
 
-export function toPem(label: string, der: Buffer): string {
-  const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
-}
-
-/** The DER bodies of every PEM block with one of the given labels, and the labels of all blocks. */
-export function pemBlocks(pem: string): { label: string; der: Buffer }[] {
-  const blocks: { label: string; der: Buffer }[] = [];
-  const re = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
-  for (const match of pem.matchAll(re)) {
-    const body = (match[2] ?? '').replace(/\s+/g, '');
-    blocks.push({ label: match[1] ?? '', der: Buffer.from(body, 'base64') });
-  }
-  return blocks;
-}
-
 /** Signs `data` and wraps it as `SEQUENCE { data, algorithm, BIT STRING signature }` (X.509 and PKCS#10 alike). */
 export function signedStructure(toBeSigned: Asn1, privateKey: KeyObject): Buffer {
-  const algorithm = signatureAlgorithmFor(privateKey);
-  const signature = sign(algorithm.digest, toDer(toBeSigned), privateKey);
-  return toDer(sequence([toBeSigned, algorithmIdentifier(algorithm), bitString(signature)]));
+  return signedDer(toDer(toBeSigned), privateKey);
 }

@@ -1,0 +1,61 @@
+import { createRequire } from 'node:module';
+import type * as Http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+
+let loaded: typeof Http2 | undefined;
+
+/**
+ * node:http2, loaded the first time a sidecar needs it: a connection that chose HTTP/2, an
+ * HTTP/2 session to another sidecar or to an app. Node's HTTP/2 modules and their nghttp2
+ * binding are about 1.3 MB of RSS, which a sidecar whose apps speak only HTTP/1.1 never pays
+ * (docs/benchmarks.md, "What still holds the memory"). Code that runs only once such a
+ * connection exists (stream handlers, GOAWAY and RST codes) reads `http2().constants`.
+ */
+export function http2(): typeof Http2 {
+  loaded ??= createRequire(import.meta.url)('node:http2') as typeof Http2;
+  return loaded;
+}
+
+/** Whether anything in this process has loaded node:http2 through `http2()` yet (tests). */
+export function http2Loaded(): boolean {
+  return loaded !== undefined;
+}
+
+/**
+ * An HTTP/2 server that is made, with its listeners (`setUp`), when the first connection is
+ * handed to it. Its listener (the HTTP/1.1 server that sniffs a prior-knowledge preface, or the
+ * TLS server whose ALPN chose h2) stays the one that accepts connections.
+ */
+export class OnDemandH2Server {
+  private server: Http2.Http2Server | undefined;
+  private readonly sessions = new Set<Http2.ServerHttp2Session>();
+
+  constructor(private readonly setUp: (server: Http2.Http2Server) => void) {}
+
+  /** Hands over a connection that chose HTTP/2; the server is made now if it was not. */
+  accept(socket: Duplex): void {
+    this.get().emit('connection', socket);
+  }
+
+  /** The server, once a connection has made it. */
+  get made(): Http2.Http2Server | undefined {
+    return this.server;
+  }
+
+  /** Closes every session open now (the listener's closeAllConnections calls it). */
+  destroySessions(): void {
+    for (const session of this.sessions) session.destroy();
+  }
+
+  private get(): Http2.Http2Server {
+    if (this.server) return this.server;
+    const server = http2().createServer();
+    server.on('session', (session: Http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+    });
+    this.setUp(server);
+    this.server = server;
+    return server;
+  }
+}
