@@ -50,6 +50,20 @@ export const processEntries = {
 } as const satisfies Record<string, readonly ({ program: string } | string)[]>;
 export type ProcessKind = keyof typeof processEntries;
 
+/**
+ * The V8 flags bin/isthmus.js sets before anything loads, for each kind: WebAssembly's baseline
+ * tier only, and for a sidecar or gateway a young generation that does not grow while it starts
+ * (src/core/young-generation.ts). Without them, the import alone doubled the semi-spaces to 8 MB
+ * and the reading said more about V8's young generation than about the modules. Set as
+ * bin/isthmus.js sets them, at run time: given on node's command line, the growth factor did not
+ * hold (a new space of 32 MB after the same allocations, 2 MB when set at run time; Node 20.20).
+ */
+const v8FlagsAtStart: Record<ProcessKind, string[]> = {
+  bare: [],
+  sidecar: ['--liftoff-only', '--semi-space-growth-factor=1'],
+  gateway: ['--liftoff-only', '--semi-space-growth-factor=1'],
+};
+
 export interface LoadedModules {
   /**
    * Every module URL the process loaded (file: URLs and node: builtins), sorted; empty without
@@ -70,6 +84,8 @@ export interface LoadedModules {
   rssKb: number;
   hwmKb: number;
   heapUsedBytes: number;
+  /** The size of V8's new space once everything was imported. */
+  newSpaceBytes: number;
 }
 
 /** The npm package a module URL or path belongs to (the last node_modules/ segment), if any. */
@@ -100,11 +116,13 @@ export async function loadedModules(kind: ProcessKind, opts: { env?: Record<stri
   const steps = processEntries[kind].map((entry) => (typeof entry === 'string'
     ? `await import(${JSON.stringify(moduleUrl(entry))});`
     : `await (await import(${JSON.stringify(meta ? new URL('bundle/main.js', dist).href : new URL('cli/main.js', dist).href)})).buildProgram(${JSON.stringify(entry.program)});`));
-  const script = `${steps.join('\n')}
+  const flags = v8FlagsAtStart[kind].map((flag) => `(await import('node:v8')).setFlagsFromString(${JSON.stringify(flag)});`);
+  const script = `${[...flags, ...steps].join('\n')}
 globalThis.gc?.();
 const status = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
+const newSpaceBytes = (await import('node:v8')).getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
 const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
-process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage().heapUsed, builtins }));`;
+process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage().heapUsed, builtins, newSpaceBytes }));`;
   const childEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')));
   try {
     const stdout = await new Promise<string>((resolve, reject) => {
@@ -118,11 +136,11 @@ process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage
       child.once('error', reject);
       child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`node exited ${code} importing the ${kind} module graph: ${err.trim()}`))));
     });
-    const { status, heapUsedBytes, builtins } = JSON.parse(stdout) as { status: string; heapUsedBytes: number; builtins: string[] };
+    const { status, heapUsedBytes, builtins, newSpaceBytes } = JSON.parse(stdout) as { status: string; heapUsedBytes: number; builtins: string[]; newSpaceBytes: number };
     const traced = trace ? readFileSync(traceFile, 'utf8').split('\n').filter(Boolean) : [];
     const modules = [...new Set(meta ? unbundled(meta, traced) : traced)].sort();
     const packages = [...new Set(modules.map(packageOf).filter((p): p is string => p !== undefined))].sort();
-    return { modules, packages, builtins: [...new Set(builtins)].sort(), ...parseProcStatus(status), heapUsedBytes };
+    return { modules, packages, builtins: [...new Set(builtins)].sort(), ...parseProcStatus(status), heapUsedBytes, newSpaceBytes };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -273,7 +273,7 @@ async function main(): Promise<void> {
   const traced = await loadedModules('sidecar');
   rows.push({
     what: 'sidecar module graph', services: null, rssMb: mb(graph.rssKb), peakRssMb: mb(graph.hwmKb),
-    note: `imported, not started; heap used ${(graph.heapUsedBytes / 1048576).toFixed(1)} MB; ${traced.modules.length} modules; packages: ${traced.packages.join(' ')}`,
+    note: `imported, not started, with the V8 flags bin/isthmus.js sets for a sidecar; heap used ${(graph.heapUsedBytes / 1048576).toFixed(1)} MB, new space ${(graph.newSpaceBytes / 1048576).toFixed(1)} MB; ${traced.modules.length} modules; packages: ${traced.packages.join(' ')}`,
   });
 
   say('the Node floor: a minimal mutual-TLS proxy of node:http and node:https, read at the same steps ...');

@@ -59,6 +59,9 @@ export function chainOrigins(mesh: MeshFile): Record<ChainName, string> {
   return { 'same-cluster': origin(chainDestinations['same-cluster']), 'cross-cluster': origin(chainDestinations['cross-cluster']) };
 }
 
+/** The mesh name a chain asks for: its destination app's service in the samples' namespace. */
+const hostOf = (scenario: ChainName) => `${chainDestinations[scenario].service}.demo.mesh`;
+
 /**
  * The paths the bench compares, in the order it measures them at each rate. Each chain has a
  * baseline of its own, the app it ends at asked directly, measured just before it: "added" is a
@@ -86,16 +89,15 @@ export function benchTargets(mesh: MeshFile, peerOutbound?: string): Target[] {
     baseline('same-cluster'),
     {
       scenario: 'same-cluster', side: 'isthmus', route: `east client sidecar (${east.client.proxy}) → east hello sidecar inbound → app`,
-      firstHop: east.client.proxy, path: `http://hello.demo.mesh/${query}`, host: 'hello.demo.mesh', expect: chainDestinations['same-cluster'],
+      firstHop: east.client.proxy, path: `http://${hostOf('same-cluster')}/${query}`, host: hostOf('same-cluster'), expect: chainDestinations['same-cluster'],
     },
     ...peer('same-cluster', `nginx outbound (${peerOutbound ?? ''}) → nginx inbound (client certificate required) → east hello app (${origins['same-cluster']})`),
     baseline('cross-cluster'),
     {
       scenario: 'cross-cluster', side: 'isthmus', route: `east client sidecar (${east.client.proxy}) → west gateway (${west.gateways[0] ?? '?'}) → west ledger sidecar inbound → app`,
-      firstHop: east.client.proxy, path: `http://ledger.demo.mesh/${query}`, host: 'ledger.demo.mesh', expect: chainDestinations['cross-cluster'],
+      firstHop: east.client.proxy, path: `http://${hostOf('cross-cluster')}/${query}`, host: hostOf('cross-cluster'), expect: chainDestinations['cross-cluster'],
     },
     ...peer('cross-cluster', `nginx outbound (${peerOutbound ?? ''}) → HAProxy gateway (SNI passthrough) → nginx inbound (client certificate required) → west ledger app (${origins['cross-cluster']})`),
   ];
 }
 
-const hostOf = (scenario: ChainName) => `${chainDestinations[scenario].service}.demo.mesh`;

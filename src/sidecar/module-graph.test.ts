@@ -44,6 +44,14 @@ describe('a sidecar or gateway process loads only what it uses (memory)', () => 
     expect(loaded.builtins.filter((m) => m === 'http2' || m.startsWith('internal/http2/'))).toEqual([]);
   });
 
+  test('the module graph is read as a sidecar starts: a young generation that did not grow while it loaded', async () => {
+    // bin/isthmus.js sets --semi-space-growth-factor=1 for a sidecar; without it the import alone
+    // doubled the semi-spaces to 8 MiB, and the bench's module-graph reading showed that.
+    const loaded = await loadedModules('sidecar', { trace: false });
+    expect(loaded.newSpaceBytes).toBeGreaterThan(0);
+    expect(loaded.newSpaceBytes).toBeLessThanOrEqual(2 * 1024 * 1024);
+  });
+
   test('the sidecar loads no node-forge: it writes its CSR with src/trust/pkix.ts', async () => {
     const loaded = await loadedModules('sidecar');
     expect(loaded.modules.filter((m) => m.includes('/node_modules/node-forge/'))).toEqual([]);
