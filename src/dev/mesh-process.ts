@@ -7,7 +7,9 @@ import { withProxyMallocArenas } from '../core/malloc-arenas.js';
 const isthmusBin = fileURLToPath(new URL('../../bin/isthmus.js', import.meta.url));
 const parentWatch = new URL('../../dist/dev/parent-watch.js', import.meta.url).href;
 
-const readyTimeoutMs = 30_000;
+// Longer than a sidecar's own budget for its first certificate (three requests of 15 s each,
+// src/sidecar/identity.ts): dev up does not give up on a component that is still asking.
+const readyTimeoutMs = 60_000;
 const killAfterMs = 10_000;
 
 export interface MeshProcessSpec {
@@ -71,20 +73,11 @@ export class MeshProcess {
       child.once('error', (err) => done(`could not run (${err.message})`));
     });
 
-    const deadline = Date.now() + readyTimeoutMs;
-    while (Date.now() < deadline) {
-      if (exitText) throw new Error(`${spec.name} ${exitText} before it was ready; the end of ${spec.logFile}:\n${logTail(spec.logFile)}`);
-      try {
-        const res = await fetch(spec.readyUrl, { signal: AbortSignal.timeout(1000) });
-        await res.body?.cancel();
-        if (res.status === 200) return;
-      } catch {
-        // not listening yet
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const last = await pollReady(spec.readyUrl, readyTimeoutMs, () => exitText !== '');
+    if (last === undefined) return;
+    if (exitText) throw new Error(`${spec.name} ${exitText} before it was ready; the end of ${spec.logFile}:\n${logTail(spec.logFile)}`);
     await this.stop();
-    throw new Error(`${spec.name} did not answer 200 on ${spec.readyUrl} within ${readyTimeoutMs / 1000} s; the end of ${spec.logFile}:\n${logTail(spec.logFile)}`);
+    throw new Error(`${spec.name} did not answer 200 on ${spec.readyUrl} within ${readyTimeoutMs / 1000} s (its last answer: ${last}); the end of ${spec.logFile}:\n${logTail(spec.logFile)}`);
   }
 
   /** SIGTERM, then SIGKILL if it has not exited after 10 s; resolves once it has exited. */
@@ -115,4 +108,28 @@ function logTail(file: string): string {
   } catch {
     return '(no log)';
   }
+}
+
+/**
+ * Asks `url` every 100 ms until it answers 200 (then undefined), `timeoutMs` pass or `stop()`
+ * says to; otherwise returns what it answered last, for the error: a sidecar's /readyz says
+ * whether it still waits for its certificate (`"identity":null`) or for its catalog.
+ */
+export async function pollReady(url: string, timeoutMs: number, stop: () => boolean): Promise<string | undefined> {
+  let last = 'none';
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !stop()) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) {
+        await res.body?.cancel();
+        return undefined;
+      }
+      last = `${res.status} ${(await res.text()).slice(0, 400)}`;
+    } catch (err) {
+      last = `no answer (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message})`;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return last;
 }
