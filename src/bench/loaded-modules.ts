@@ -9,6 +9,8 @@ const dist = new URL('../../dist/', import.meta.url);
 const traceEntry = fileURLToPath(new URL('bench/module-trace.js', dist));
 const root = new URL('../', dist);
 const bundleMeta = new URL('bundle/meta.json', dist);
+/** The V8 flags bin/isthmus.js sets at start, per command. */
+const startFlagsUrl = new URL('bin/start-flags.js', root);
 
 interface BundleMeta {
   outputs: Record<string, { entryPoint?: string; inputs: Record<string, unknown> }>;
@@ -49,20 +51,6 @@ export const processEntries = {
   gateway: [{ program: 'gateway' }, 'gateway/run.js'],
 } as const satisfies Record<string, readonly ({ program: string } | string)[]>;
 export type ProcessKind = keyof typeof processEntries;
-
-/**
- * The V8 flags bin/isthmus.js sets before anything loads, for each kind: WebAssembly's baseline
- * tier only, and for a sidecar or gateway a young generation that does not grow while it starts
- * (src/core/young-generation.ts). Without them, the import alone doubled the semi-spaces to 8 MB
- * and the reading said more about V8's young generation than about the modules. Set as
- * bin/isthmus.js sets them, at run time: given on node's command line, the growth factor did not
- * hold (a new space of 32 MB after the same allocations, 2 MB when set at run time; Node 20.20).
- */
-const v8FlagsAtStart: Record<ProcessKind, string[]> = {
-  bare: [],
-  sidecar: ['--liftoff-only', '--semi-space-growth-factor=1'],
-  gateway: ['--liftoff-only', '--semi-space-growth-factor=1'],
-};
 
 export interface LoadedModules {
   /**
@@ -116,7 +104,13 @@ export async function loadedModules(kind: ProcessKind, opts: { env?: Record<stri
   const steps = processEntries[kind].map((entry) => (typeof entry === 'string'
     ? `await import(${JSON.stringify(moduleUrl(entry))});`
     : `await (await import(${JSON.stringify(meta ? new URL('bundle/main.js', dist).href : new URL('cli/main.js', dist).href)})).buildProgram(${JSON.stringify(entry.program)});`));
-  const flags = v8FlagsAtStart[kind].map((flag) => `(await import('node:v8')).setFlagsFromString(${JSON.stringify(flag)});`);
+  // A sidecar's or gateway's graph is read with the V8 flags bin/isthmus.js sets for it before
+  // anything loads; without them the import alone doubled the young generation to 8 MB, and the
+  // reading moved with V8's semi-spaces rather than with the modules.
+  const flags = kind === 'bare' ? [] : [
+    `const { startFlags } = await import(${JSON.stringify(startFlagsUrl.href)});`,
+    `for (const flag of startFlags(${JSON.stringify(kind)})) (await import('node:v8')).setFlagsFromString(flag);`,
+  ];
   const script = `${[...flags, ...steps].join('\n')}
 globalThis.gc?.();
 const status = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');

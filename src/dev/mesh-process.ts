@@ -127,7 +127,9 @@ export async function pollReady(url: string, timeoutMs: number, stop: () => bool
       }
       last = `${res.status} ${(await res.text()).slice(0, 400)}`;
     } catch (err) {
-      last = `no answer (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message})`;
+      // fetch says only "fetch failed"; why is in its cause (ECONNREFUSED, a timeout).
+      const { cause, message } = err as Error;
+      last = `no answer (${cause instanceof Error ? cause.message : message})`;
     }
     await new Promise((r) => setTimeout(r, 100));
   }

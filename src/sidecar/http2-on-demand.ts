@@ -8,17 +8,12 @@ let loaded: typeof Http2 | undefined;
  * node:http2, loaded the first time a sidecar needs it: a connection that chose HTTP/2, an
  * HTTP/2 session to another sidecar or to an app. Node's HTTP/2 modules and their nghttp2
  * binding are about 1.3 MB of RSS, which a sidecar whose apps speak only HTTP/1.1 never pays
- * (docs/benchmarks.md, "What still holds the memory"). Code that runs only once such a
- * connection exists (stream handlers, GOAWAY and RST codes) reads `http2().constants`.
+ * (docs/benchmarks.md, "What still holds the memory"). The RST_STREAM and GOAWAY codes the
+ * sidecar sends are in h2-codes.ts, so the modules that send them load without it.
  */
 export function http2(): typeof Http2 {
   loaded ??= createRequire(import.meta.url)('node:http2') as typeof Http2;
   return loaded;
-}
-
-/** Whether anything in this process has loaded node:http2 through `http2()` yet (tests). */
-export function http2Loaded(): boolean {
-  return loaded !== undefined;
 }
 
 /**
