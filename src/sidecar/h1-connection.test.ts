@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -7,6 +7,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { buildConnector } from '../core/undici.js';
 import { H1Connection } from './h1-connection.js';
 import { RequestBody } from './request-body.js';
+import { readSocket, sharedReadConnector } from './shared-reads.js';
 
 /**
  * One keep-alive HTTP/1.1 connection on Node's parser, against real servers on loopback: a
@@ -31,8 +32,8 @@ async function listen<S extends HttpServer | NetServer>(server: S): Promise<stri
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-function connect(origin: string, idleMs = 10_000): Promise<H1Connection> {
-  const c = new H1Connection(origin, { connect: buildConnector({ timeout: 2_000 }), idleMs });
+function connect(origin: string, idleMs = 10_000, connector = buildConnector({ timeout: 2_000 })): Promise<H1Connection> {
+  const c = new H1Connection(origin, { connect: connector, idleMs });
   connections.push(c);
   return new Promise((resolve, reject) => {
     c.once('connect', () => resolve(c));
@@ -332,5 +333,69 @@ describe('H1Connection: time and flow', () => {
     expect((await answer).body.toString()).toBe('late');
     await closing;
     await expect(send(c, {})).rejects.toMatchObject({ code: 'UND_ERR_CLOSED' });
+  });
+});
+
+/** One GET whose body chunks are all kept until its end, as a handler that cannot write them yet would. */
+function fetchKept(c: H1Connection, path: string): Promise<{ sha256: string; chunks: number }> {
+  return new Promise((resolve, reject) => {
+    const kept: Buffer[] = [];
+    c.dispatch({ method: 'GET', path, headers: {} } as Dispatcher.DispatchOptions, {
+      onResponseData: (_controller, chunk) => { kept.push(chunk); },
+      onResponseEnd: () => resolve({ sha256: createHash('sha256').update(Buffer.concat(kept)).digest('hex'), chunks: kept.length }),
+      onResponseError: (_controller, err) => reject(err),
+    });
+  });
+}
+
+describe('reads into the shared buffer (shared-reads.ts): what a reader keeps survives every other connection\'s reads', () => {
+  test('two connections download 4 MiB each at once, every chunk kept to the end: both bodies arrive byte for byte', async () => {
+    const bodies = { '/a': randomBytes(4 << 20), '/b': randomBytes(4 << 20) };
+    const origin = await listen(createHttpServer((req, res) => {
+      const body = bodies[req.url as '/a' | '/b'];
+      res.writeHead(200, { 'content-length': body.length });
+      // Uneven writes, so reads of both connections interleave in pieces of every size.
+      let at = 0;
+      const next = () => {
+        if (at >= body.length) return void res.end();
+        const size = 1 + Math.floor(Math.random() * 40_000);
+        res.write(body.subarray(at, at + size));
+        at += size;
+        setImmediate(next);
+      };
+      next();
+    }));
+    const [a, b] = await Promise.all([connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 })), connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 }))]);
+    const [gotA, gotB] = await Promise.all([fetchKept(a as H1Connection, '/a'), fetchKept(b as H1Connection, '/b')]);
+    expect(gotA.sha256).toBe(createHash('sha256').update(bodies['/a']).digest('hex'));
+    expect(gotB.sha256).toBe(createHash('sha256').update(bodies['/b']).digest('hex'));
+    // Many reads each: had the chunks been views of the shared buffer, later reads would have overwritten them.
+    expect(gotA.chunks).toBeGreaterThan(10);
+    expect(gotB.chunks).toBeGreaterThan(10);
+  });
+
+  test('readSocket says which sockets read into the shared buffer; others are read through their data events', async () => {
+    const port = new URL(await listen(createNetServer((socket) => socket.end('hello')))).port;
+    const target = { hostname: '127.0.0.1', host: `127.0.0.1:${port}`, protocol: 'http:', port } as never;
+    // The reader is set in the connector's callback, as H1Connection sets its own.
+    const read = (connector: ReturnType<typeof buildConnector>) => new Promise<{ shared: boolean; text: string }>((resolve, reject) => {
+      connector(target, (err, socket) => {
+        if (err || !socket) return reject(err ?? new Error('no socket'));
+        let text = '';
+        const shared = readSocket(socket as Socket, (chunk) => { text += chunk.toString(); });
+        socket.on('end', () => resolve({ shared, text }));
+      });
+    });
+    expect(await read(sharedReadConnector({ timeout: 2_000 }))).toEqual({ shared: true, text: 'hello' });
+    expect(await read(buildConnector({ timeout: 2_000 }))).toEqual({ shared: false, text: 'hello' });
+  });
+
+  test('bytes on a shared-buffer socket before anyone reads it close the socket', async () => {
+    const port = new URL(await listen(createNetServer((socket) => socket.write('unasked')))).port;
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      sharedReadConnector({ timeout: 2_000 })({ hostname: '127.0.0.1', host: `127.0.0.1:${port}`, protocol: 'http:', port } as never, (err, s) => (err ? reject(err) : resolve(s as Socket)));
+    });
+    await new Promise((resolve) => socket.on('close', resolve));
+    expect(socket.destroyed).toBe(true);
   });
 });

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
 import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
+import { readSocket } from './shared-reads.js';
 
 /** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
 const skipBody = 1;
@@ -215,7 +216,7 @@ export class H1Connection extends EventEmitter {
     }
     this.socket = socket;
     this.state = 'open';
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    readSocket(socket, (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('error', (err: Error) => { this.socketError = err; });
     socket.on('close', () => this.onClose());

@@ -300,6 +300,68 @@ describe('a connection', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(300);
   });
 
+  test('on a kept connection, a second head that stalls is timed from its first byte by requestHeadersMs, not by keepAliveMs', async () => {
+    const { server, port } = await h1((_req, res) => res.end('x'), { requestHeadersMs: 300, keepAliveMs: 10_000 });
+    server.on('clientError', (_err: Error, socket: Socket) => socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n'));
+    const socket = netConnect(port, '127.0.0.1');
+    sockets.push(socket);
+    let got = '';
+    socket.on('data', (c: Buffer) => { got += c.toString('latin1'); });
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write('GET / HTTP/1.1\r\nhost: a\r\n\r\n');
+    await new Promise((resolve) => socket.once('data', resolve));
+    // Idle for longer than requestHeadersMs: a kept connection waits for its next request that long.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(socket.destroyed).toBe(false);
+    const started = Date.now();
+    socket.write('GET /second HTTP/1.1\r\nhost');
+    await closed;
+    expect(got).toMatch(/^HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 408 /);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  test('the parser reads the socket itself (its handle is consumed), also after bytes a protocol sniff put back; every request on the connection is served', async () => {
+    const consumed: unknown[] = [];
+    const server = createServer();
+    serveHttp1(server, { requestHeadersMs: 10_000, keepAliveMs: 10_000, streamIdleMs: 60_000 });
+    server.on('request', (req: H1Request, res: H1Response) => {
+      consumed.push((req.socket as unknown as { _handle?: { _consumed?: boolean } })._handle?._consumed);
+      res.end(`answer ${req.url}`);
+    });
+    // What protocol-sniff.ts does: read the first bytes, put them back, hand the socket over.
+    const [accept] = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => {
+      socket.once('data', (first: Buffer) => {
+        socket.pause();
+        socket.unshift(first);
+        (accept as (socket: Socket) => void).call(server, socket);
+        socket.resume();
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const socket = netConnect((server.address() as AddressInfo).port, '127.0.0.1');
+    sockets.push(socket);
+    let got = '';
+    for (const path of ['/1', '/2', '/3']) {
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: a\r\n\r\n`);
+      got = await new Promise<string>((resolve) => {
+        const onData = (c: Buffer) => {
+          got += c.toString('latin1');
+          if (got.endsWith(`answer ${path}`)) {
+            socket.removeListener('data', onData);
+            resolve(got);
+          }
+        };
+        socket.on('data', onData);
+      });
+    }
+    expect(got.match(/answer \/\d/g)).toEqual(['answer /1', 'answer /2', 'answer /3']);
+    expect(consumed).toEqual([true, true, true]);
+  });
+
   test('a kept connection idle for keepAliveMs is closed, and server.close() closes idle ones at once', async () => {
     const { server, port } = await h1((_req, res) => res.end('x'), { keepAliveMs: 300 });
     const socket = netConnect(port, '127.0.0.1');

@@ -27,6 +27,9 @@ export interface ParserClass {
   readonly kOnHeadersComplete: number;
   readonly kOnBody: number;
   readonly kOnMessageComplete: number;
+  readonly kOnMessageBegin: number;
+  /** Called after each read the parser took from a consumed handle, with `execute`'s result. */
+  readonly kOnExecute: number;
 }
 
 export interface NativeParser {
@@ -34,7 +37,23 @@ export interface NativeParser {
   execute(data: Buffer): number | ParseError;
   finish(): number | ParseError | undefined;
   free(): void;
+  /** The parser becomes the handle's reader: reads are parsed as they come (node:http's server does this). */
+  consume(handle: StreamHandle): void;
+  unconsume(): void;
+  /** A copy of the read being parsed, inside kOnExecute. */
+  getCurrentBuffer(): Buffer;
   [callback: number]: unknown;
+}
+
+/** A socket's native handle (`socket._handle`), as node:http's server drives it for a consumed parser. */
+export interface StreamHandle {
+  isStreamBase?: boolean;
+  /** Set by whoever made a parser consume it: a handle is consumed once. */
+  _consumed?: boolean;
+  /** net.Socket's own note of whether the handle reads. */
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
 }
 
 export type ParseError = Error & { code?: string; reason?: string };

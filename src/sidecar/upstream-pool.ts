@@ -3,7 +3,8 @@ import { IsthmusError } from '../core/errors.js';
 import { breakerVerdict, connectionCap, type BreakerLimits } from '../model/circuit-breaker.js';
 import { countedHandler } from './counted-handler.js';
 import { channels } from '../core/channels.js';
-import { buildConnector, wrapHandler, type Connector, type ConnectorOptions } from '../core/undici.js';
+import { wrapHandler, type Connector, type ConnectorOptions } from '../core/undici.js';
+import { sharedReadConnector } from './shared-reads.js';
 import { failHandler, H1Connection } from './h1-connection.js';
 import { OwnDispatcher } from './own-dispatcher.js';
 
@@ -74,7 +75,7 @@ export class UpstreamPool extends OwnDispatcher {
 
   constructor(private readonly origin: string, private readonly options: UpstreamPoolOptions) {
     super();
-    this.connector = typeof options.connect === 'function' ? options.connect : buildConnector(options.connect);
+    this.connector = typeof options.connect === 'function' ? options.connect : sharedReadConnector(options.connect);
   }
 
   /** Requests waiting for a connection (not yet handed to one). */
