@@ -140,6 +140,27 @@ describe('the response', () => {
     expect(none.endsWith('\r\n\r\n')).toBe(true);
   });
 
+  test.each([1, 2048, 2049, 70_000])('a first body chunk of %i bytes written as a Buffer arrives whole after the head, with its write callback called; HTTP/1.0 and HEAD too', async (size) => {
+    const body = Buffer.alloc(size, 'x');
+    body[size - 1] = 0x21;
+    let callbacks = 0;
+    const { port } = await h1((req, res) => {
+      if (req.url === '/close') res.writeHead(200, { 'content-type': 'text/plain' });
+      else res.writeHead(200, { 'content-length': size });
+      res.write(body, () => { callbacks += 1; });
+      res.end();
+    });
+    const got = await exchange(port, 'GET /length HTTP/1.1\r\nhost: a\r\n\r\n', new RegExp(`x*!$`));
+    expect(got).toMatch(new RegExp(`\r\ncontent-length: ${size}\r\n`));
+    expect(got.slice(got.indexOf('\r\n\r\n') + 4)).toBe(body.toString('latin1'));
+    const old = await exchange(port, 'GET /close HTTP/1.0\r\n\r\n');
+    expect(old).toMatch(/\r\nconnection: close\r\n/);
+    expect(old.slice(old.indexOf('\r\n\r\n') + 4)).toBe(body.toString('latin1'));
+    const head = await exchange(port, 'HEAD /length HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
+    expect(head.endsWith('\r\n\r\n')).toBe(true);
+    expect(callbacks).toBe(3);
+  });
+
   test('node:http\'s client reads a streamed answer and its trailers over one kept connection', async () => {
     const { port } = await h1((req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-n' });
