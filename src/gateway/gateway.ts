@@ -2,7 +2,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { OpenSockets } from '../core/open-sockets.js';
-import { splice } from '../core/splice.js';
+import { OwnReads, splice } from '../core/splice.js';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer } from '../core/tracing.js';
@@ -152,7 +152,10 @@ export class Gateway {
         return;
       }
       const split = address.lastIndexOf(':');
-      const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true, allowHalfOpen: true });
+      // What the destination sends is read into a buffer of this connection's own and written to
+      // the client from the read callback (core/splice.ts, OwnReads): no allocation per read.
+      const reads = new OwnReads();
+      const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true, allowHalfOpen: true, onread: reads.onread });
       this.sockets.track(upstream);
       let connected = false;
       const timeout = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.config.connectTimeoutMs);
@@ -175,7 +178,7 @@ export class Gateway {
         if (routedChannel.hasSubscribers) routedChannel.publish({ origin: this, service, endpoint: address, remote: client.remoteAddress });
         span?.setAttributes({ 'isthmus.endpoint': address });
         upstream.write(hello);
-        splice(client, upstream, this.config.idleTimeoutMs);
+        splice(client, upstream, this.config.idleTimeoutMs, undefined, undefined, reads);
         client.resume();
       });
     };
