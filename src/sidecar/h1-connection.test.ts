@@ -382,7 +382,9 @@ describe('reads into the shared buffer (shared-reads.ts): what a reader keeps su
       connector(target, (err, socket) => {
         if (err || !socket) return reject(err ?? new Error('no socket'));
         let text = '';
-        const shared = readSocket(socket as Socket, (chunk) => { text += chunk.toString(); });
+        readSocket(socket as Socket, (chunk) => { text += chunk.toString(); });
+        // A shared-buffer socket has no 'data' listener: its reads go to the callback.
+        const shared = socket.listenerCount('data') === 0;
         socket.on('end', () => resolve({ shared, text }));
       });
     });

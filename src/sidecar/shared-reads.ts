@@ -44,15 +44,10 @@ export function sharedReadConnector(options: ConnectorOptions): Connector {
 }
 
 /**
- * Reads `socket` with `reader`. Returns true when the chunks it gets are views of the shared
- * buffer (a socket of `sharedReadConnector`), valid only until `reader` returns; false when they
- * are the socket's own 'data' chunks.
+ * Reads `socket` with `reader`: a socket of `sharedReadConnector` through the shared buffer (each
+ * chunk a view valid only until `reader` returns), any other through its 'data' events.
  */
-export function readSocket(socket: Socket, reader: (chunk: Buffer) => void): boolean {
-  if (sharedSockets.has(socket)) {
-    readers.set(socket, reader);
-    return true;
-  }
-  socket.on('data', reader);
-  return false;
+export function readSocket(socket: Socket, reader: (chunk: Buffer) => void): void {
+  if (sharedSockets.has(socket)) readers.set(socket, reader);
+  else socket.on('data', reader);
 }
