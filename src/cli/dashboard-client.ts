@@ -4,6 +4,7 @@ import type { FederationStore } from '../federation/store.js';
 import { AliveRecordSchema, isRecord } from '../model/records.js';
 import { errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import { findOperatorCredential, operatorHeaders, type OperatorFlags } from '../trust/operator-files.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * Where a cluster's federation serves its dashboard, as its heartbeat says: undefined when the
@@ -28,7 +29,7 @@ export async function liveOverview(store: FederationStore, prefer?: string, time
   const dashboards = records
     .flatMap((r) => (r.key.endsWith('/alive') && isRecord(AliveRecordSchema, r.value) && r.value.dashboard
       ? [{ cluster: r.key.slice(keys.clusters.length, -'/alive'.length), address: r.value.dashboard }] : []))
-    .sort((a, b) => Number(b.cluster === prefer) - Number(a.cluster === prefer) || a.cluster.localeCompare(b.cluster));
+    .sort((a, b) => Number(b.cluster === prefer) - Number(a.cluster === prefer) || compareText(a.cluster, b.cluster));
   for (const d of dashboards) {
     try {
       const res = await fetch(`http://${d.address}/api/overview`, { headers, signal: AbortSignal.timeout(timeoutMs) });

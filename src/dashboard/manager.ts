@@ -10,6 +10,7 @@ import { compileTrafficPolicies } from '../model/traffic-policy.js';
 import { describeWaiting, stepProgress, type RolloutRecord } from '../model/rollout.js';
 import type { SloView } from './overview.js';
 import { liveShares } from './service-policies.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * The manager view (docs/dashboard.md, "The service page"): everything in force on one service,
@@ -96,7 +97,7 @@ const ofService = (records: readonly PolicyRecord[], namespace: string, name: st
 export function serviceDetail(records: readonly PolicyRecord[], namespace: string, name: string, requestsTo: (backend: string) => number, rollout: RolloutPanel | null = null): ServiceDetail {
   const service = `${namespace}/${name}`;
   const summary = summarisePolicies(compileTrafficPolicies(records).get(service), compileResiliencePolicies(records).get(service));
-  const mine = ofService(records, namespace, name).sort((a, b) => `${a.kind}/${a.name}`.localeCompare(`${b.kind}/${b.name}`));
+  const mine = ofService(records, namespace, name).sort((a, b) => compareText(`${a.kind}/${a.name}`, `${b.kind}/${b.name}`));
   const splits = mine.flatMap(splitViews);
   const faults = mine.filter((r) => r.kind === 'FaultInjection').map(faultView);
   const authorization = compileAuthorization(records);

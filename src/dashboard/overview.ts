@@ -6,6 +6,7 @@ import { PolicyRecordSchema } from '../model/policy-records.js';
 import { recentEvents } from './recent-events.js';
 import { liveShares, servicePolicies, type PolicyBadge } from './service-policies.js';
 import { splitRequests, statsOf, type RouteWindow, type TrafficHistory, type Window } from './traffic-history.js';
+import { compareText } from '../core/compare-text.js';
 
 /** What the dashboard page draws: one JSON document, sent by /api/overview and pushed by /api/stream. */
 export interface Overview {
@@ -99,7 +100,7 @@ export function buildOverview(source: OverviewSource, history?: TrafficHistory, 
     catalogRevision: catalog.revision,
     clusters: catalog.clusters
       .map((c) => ({ name: c.name, region: c.region, alive: c.alive, gateways: c.gateways.length }))
-      .sort((a, b) => a.name.localeCompare(b.name)),
+      .sort((a, b) => compareText(a.name, b.name)),
     services: catalog.services
       .map((s) => {
         const held = policies.get(`${s.namespace}/${s.name}`);
@@ -110,12 +111,12 @@ export function buildOverview(source: OverviewSource, history?: TrafficHistory, 
             cluster: c.cluster,
             healthy: c.zones.reduce((n, z) => n + z.healthy, 0),
             total: c.zones.reduce((n, z) => n + z.total, 0),
-          })).sort((a, b) => a.cluster.localeCompare(b.cluster)),
+          })).sort((a, b) => compareText(a.cluster, b.cluster)),
           traffic: serviceTraffic(recent.routes.filter((r) => r.namespace === s.namespace && r.service === s.name), seconds),
           ...(held ? { policies: { badges: held.badges, live: held.backends ? liveShares(held.backends, (backend) => splitRequests(recent.splits, `${s.namespace}/${s.name}`, backend)) : null } } : {}),
         };
       })
-      .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
+      .sort((a, b) => compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`)),
     probes: probeRecords(source.mirror)
       .map(({ version: _v, gateways: _g, ...rest }) => rest),
     traffic: { windowSeconds: trafficWindowSeconds, pairs: trafficPairs(recent.routes, seconds) },
@@ -132,7 +133,7 @@ function serviceTraffic(routes: RouteWindow[], seconds: number): ServiceTraffic 
   const answered = [...byCluster.values()].reduce((a, b) => a + b, 0);
   const servedFrom = [...byCluster]
     .map(([cluster, n]) => ({ cluster, share: Math.round((n / answered) * 1000) / 1000 }))
-    .sort((a, b) => b.share - a.share || a.cluster.localeCompare(b.cluster));
+    .sort((a, b) => b.share - a.share || compareText(a.cluster, b.cluster));
   return { ...stats, servedFrom };
 }
 
@@ -149,7 +150,7 @@ function trafficPairs(routes: RouteWindow[], seconds: number): TrafficStats[] {
   return [...byPair.values()].map((list) => {
     const { errors: _e, buckets: _b, ...stats } = statsOf(list, seconds);
     return { from: (list[0] as RouteWindow).from, to: (list[0] as RouteWindow).to, ...stats };
-  }).sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to));
+  }).sort((a, b) => compareText(a.from, b.from) || compareText(a.to, b.to));
 }
 
 function sloViews(mirror: OverviewSource['mirror'], history: TrafficHistory | undefined, now: number): SloView[] {
@@ -185,12 +186,12 @@ function sloViews(mirror: OverviewSource['mirror'], history: TrafficHistory | un
 export function sloPolicies(mirror: OverviewSource['mirror']): SloPolicy[] {
   return mirror.entries(keys.sloPolicies)
     .flatMap(([key, value]) => (key.slice(keys.sloPolicies.length).split('/').length === 2 && isRecord(SloPolicySchema, value) ? [value] : []))
-    .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    .sort((a, b) => compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
 }
 
 /** The same selection as the API's /v1/probes: `<prefix><from>/<to>` keys holding a valid record. */
 export function probeRecords(mirror: OverviewSource['mirror']): ProbeRecord[] {
   return mirror.entries(keys.probes)
     .flatMap(([key, value]) => (key.slice(keys.probes.length).split('/').length === 2 && isRecord(ProbeRecordSchema, value) ? [value] : []))
-    .sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to));
+    .sort((a, b) => compareText(a.from, b.from) || compareText(a.to, b.to));
 }

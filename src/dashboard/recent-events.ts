@@ -1,5 +1,6 @@
 import { EventsRecordSchema, isRecord, type MeshEvent } from '../model/records.js';
 import { keys } from '../core/keys.js';
+import { compareText } from '../core/compare-text.js';
 
 const maxShown = 50;
 /** The same change seen by several clusters within this long is shown once. */
@@ -16,7 +17,7 @@ export function recentEvents(entries: [string, unknown][]): (MeshEvent & { clust
     if (key.slice(keys.events.length).includes('/') || !isRecord(EventsRecordSchema, value)) continue;
     for (const event of value.events) all.push({ ...event, cluster: value.cluster });
   }
-  all.sort((a, b) => Date.parse(b.at) - Date.parse(a.at) || a.cluster.localeCompare(b.cluster));
+  all.sort((a, b) => Date.parse(b.at) - Date.parse(a.at) || compareText(a.cluster, b.cluster));
   const shown: (MeshEvent & { cluster: string })[] = [];
   for (const event of all) {
     const same = shown.find((e) => e.kind === event.kind && e.service === event.service && e.summary === event.summary

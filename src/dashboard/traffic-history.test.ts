@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { record as recordLatency, total, type Buckets } from '../model/latency-histogram.js';
 import type { TrafficRecord } from '../model/records.js';
 import { statsOf, TrafficHistory } from './traffic-history.js';
+import { compareText } from '../core/compare-text.js';
 
 const latencies = (...ms: number[]): Buckets => {
   const b: Buckets = [];
@@ -81,7 +82,7 @@ describe('TrafficHistory: windows as differences of growing counters', () => {
     h.observe([withSplits('east', 'e1', 10, 1), withSplits('west', 'w1', 5, 5)], 0);
     h.observe([withSplits('east', 'e1', 19, 2), withSplits('west', 'w2', 3, 0)], 60_000);
     // east: +9 / +1; west restarted (another epoch): its counters count whole, 3 / 0.
-    expect(h.window(60_000, 60_000).splits.sort((a, b) => a.backend.localeCompare(b.backend))).toEqual([
+    expect(h.window(60_000, 60_000).splits.sort((a, b) => compareText(a.backend, b.backend))).toEqual([
       { namespace: 'demo', service: 'hello', backend: 'demo/hello-v1', requests: 12 },
       { namespace: 'demo', service: 'hello', backend: 'demo/hello-v2', requests: 1 },
     ]);

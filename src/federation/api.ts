@@ -22,6 +22,7 @@ import type { TrafficLedger } from './traffic-ledger.js';
 import { StreamSlots } from '../core/server-limits.js';
 import { ChangeFanout } from '../core/change-fanout.js';
 import { errorResponse } from '../sidecar/http-head.js';
+import { compareText } from '../core/compare-text.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
 
@@ -265,7 +266,7 @@ export function buildApi(opts: ApiOptions) {
   app.get('/v1/probes', async () => ({
     probes: federation.mirror.entries(keys.probes)
       .flatMap(([key, value]) => (key.slice(keys.probes.length).split('/').length === 2 && isRecord(ProbeRecordSchema, value) ? [value] : []))
-      .sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to)),
+      .sort((a, b) => compareText(a.from, b.from) || compareText(a.to, b.to)),
   }));
 
   const { ledger } = opts;

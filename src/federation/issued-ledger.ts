@@ -1,4 +1,5 @@
 import { recordVersion } from '../core/keys.js';
+import { compareText } from '../core/compare-text.js';
 
 /** A certificate held by someone, as far as this federation knows: the root it chains to and when it expires. */
 export interface HeldLeaf { root: string; notAfter: number }
@@ -53,7 +54,7 @@ export class IssuedLedger {
       const entry = byRoot.get(leaf.root) ?? { leaves: 0, until: 0 };
       byRoot.set(leaf.root, { leaves: entry.leaves + 1, until: Math.max(entry.until, leaf.notAfter) });
     }
-    const roots = [...byRoot].sort(([a], [b]) => a.localeCompare(b)).map(([root, { leaves, until }]) => ({ root, leaves, until: new Date(until).toISOString() }));
+    const roots = [...byRoot].sort(([a], [b]) => compareText(a, b)).map(([root, { leaves, until }]) => ({ root, leaves, until: new Date(until).toISOString() }));
     return { version: recordVersion, cluster: this.cluster, roots };
   }
 }

@@ -1,5 +1,6 @@
 import type { ServiceConfig } from './config.js';
 import type { RegisteredInstance } from './registry-file.js';
+import { compareText } from '../core/compare-text.js';
 
 /** One service of this cluster as the federation sees it, whatever platform it came from. */
 export interface LocalService {
@@ -57,8 +58,8 @@ export function localServices(configured: readonly ServiceConfig[], registered: 
     }
   }
   const list = [...byId.values()];
-  for (const service of list) service.instances.sort((a, b) => a.address.localeCompare(b.address));
-  return list.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  for (const service of list) service.instances.sort((a, b) => compareText(a.address, b.address));
+  return list.sort((a, b) => compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
 }
 
 function portOf(address: string): number {

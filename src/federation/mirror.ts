@@ -2,6 +2,7 @@ import { keys, prefix } from '../core/keys.js';
 import { buildCatalog, type Catalog } from '../model/catalog.js';
 import { AliveRecordSchema, isRecord } from '../model/records.js';
 import type { StoredRecord, StoreEvent } from './store.js';
+import { compareText } from '../core/compare-text.js';
 
 export interface ClusterSync {
   cluster: string;
@@ -99,7 +100,7 @@ export class StoreMirror {
 
   /** Per cluster: the last revision and when we saw it. */
   clusterSyncs(): ClusterSync[] {
-    return [...this.syncs.values()].sort((a, b) => a.cluster.localeCompare(b.cluster));
+    return [...this.syncs.values()].sort((a, b) => compareText(a.cluster, b.cluster));
   }
 
   private count(key: string): void {

@@ -1,6 +1,7 @@
 import { keys } from '../core/keys.js';
 import { isRecord } from '../model/records.js';
 import { PolicyRecordSchema, type PoliciesSnapshot, type PolicyRecord } from '../model/policy-records.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * The traffic policies sidecars get (GET /v1/policies), from the federation's copy of etcd:
@@ -21,7 +22,7 @@ export class PolicySnapshots {
       if (isRecord(PolicyRecordSchema, value)) policies.push(value);
       else invalidKeys.push(key);
     }
-    policies.sort((a, b) => `${a.kind}/${a.namespace}/${a.name}`.localeCompare(`${b.kind}/${b.namespace}/${b.name}`));
+    policies.sort((a, b) => compareText(`${a.kind}/${a.namespace}/${a.name}`, `${b.kind}/${b.namespace}/${b.name}`));
     const json = JSON.stringify(policies);
     if (json === this.json) return undefined;
     this.json = json;

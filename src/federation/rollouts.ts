@@ -11,6 +11,7 @@ import {
 import { flagNames, invalidField, readRolloutTiming, type FieldNames, type RolloutStartInput } from './rollout-input.js';
 import type { FederationStore, LeaseSession, StoredRecord } from './store.js';
 import type { TrafficLedger } from './traffic-ledger.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * Progressive delivery (docs/rollouts.md): the verbs the CLI and the dashboard share, and the
@@ -142,7 +143,7 @@ export async function rolloutStatus(store: Store, namespace: string, service: st
 export async function listRollouts(store: Store, namespace?: string): Promise<RolloutRecord[]> {
   const { records } = await store.list<RolloutRecord>(keys.rollouts);
   return records.flatMap((r) => (isRecord(RolloutRecordSchema, r.value) && (!namespace || r.value.namespace === namespace) ? [r.value] : []))
-    .sort((a, b) => `${a.namespace}/${a.service}`.localeCompare(`${b.namespace}/${b.service}`));
+    .sort((a, b) => compareText(`${a.namespace}/${a.service}`, `${b.namespace}/${b.service}`));
 }
 
 /** Reads, changes and writes back a rollout that is still in one of `phases`; the split follows the new record's last step. */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { keys, recordVersion } from '../core/keys.js';
 import type { EventsRecord, MeshEvent, TrafficRecord } from '../model/records.js';
 import { mergeRoutes, mergeSplits, routeKey, splitKey, type ReportedEvent, type RouteCounts, type SplitCounts, type TrafficReport } from '../model/traffic-report.js';
+import { compareText } from '../core/compare-text.js';
 
 /** A sidecar that reported in, as `/api/sidecars` lists it. */
 export interface ReportingSidecar {
@@ -107,8 +108,8 @@ export class TrafficLedger {
         updatedAt: new Date(now).toISOString(),
         routes: [...this.routes.values()]
           .map((r) => ({ ...r, buckets: [...r.buckets] }))
-          .sort((a, b) => `${a.namespace}/${a.service}/${a.to}`.localeCompare(`${b.namespace}/${b.service}/${b.to}`)),
-        ...(this.splits.size > 0 ? { splits: [...this.splits.values()].map((s) => ({ ...s })).sort((a, b) => splitKey(a).localeCompare(splitKey(b))) } : {}),
+          .sort((a, b) => compareText(`${a.namespace}/${a.service}/${a.to}`, `${b.namespace}/${b.service}/${b.to}`)),
+        ...(this.splits.size > 0 ? { splits: [...this.splits.values()].map((s) => ({ ...s })).sort((a, b) => compareText(splitKey(a), splitKey(b))) } : {}),
       });
     }
     if (this.events.length > 0) {

@@ -4,6 +4,7 @@ import {
   type AuthorizationRule, type HttpRouteGroupSpec, type PathMatch,
 } from './authorization-spec.js';
 import type { PolicyRecord } from './policy-records.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * Who may call a service: the stored authorization kinds compiled once per policy snapshot, and
@@ -113,7 +114,7 @@ export function compileAuthorization(records: readonly PolicyRecord[]): Authoriz
     if (!e) services.set(key, (e = { namespace, service, allows: [], denies: [], allowList: false, policies: [], problems: [] }));
     return e;
   };
-  const ordered = [...records].sort((a, b) => `${a.kind}/${a.namespace}/${a.name}`.localeCompare(`${b.kind}/${b.namespace}/${b.name}`));
+  const ordered = [...records].sort((a, b) => compareText(`${a.kind}/${a.namespace}/${a.name}`, `${b.kind}/${b.namespace}/${b.name}`));
   for (const r of ordered) {
     if (r.kind === 'HTTPRouteGroup' && Value.Check(HttpRouteGroupSpecSchema, r.spec)) groups.set(`${r.namespace}/${r.name}`, r.spec);
     if (r.kind === 'MeshNamespace' && Value.Check(MeshNamespaceSpecSchema, r.spec) && !namespaces.has(r.namespace)) {

@@ -4,6 +4,7 @@ import {
   type ClusterRecord, type GatewayRecord,
 } from './records.js';
 import { prefix } from '../core/keys.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * The merged catalog: what every cluster of the mesh offers, built from the federation store's
@@ -103,7 +104,7 @@ export function buildCatalog(input: CatalogInput): Catalog {
         gateways: alive ? sortGateways(gateways.get(record.name) ?? []) : [],
       };
     })
-    .sort((x, y) => x.name.localeCompare(y.name));
+    .sort((x, y) => compareText(x.name, y.name));
   const liveClusters = new Map(clusters.filter((c) => c.alive).map((c) => [c.name, c]));
 
   const services = new Map<string, CatalogService>();
@@ -125,7 +126,7 @@ export function buildCatalog(input: CatalogInput): Catalog {
       region: cluster.region,
       zones: Object.entries(entry.value.zones)
         .map(([zone, counts]) => ({ zone, healthy: counts.healthy, total: counts.total }))
-        .sort((x, y) => x.zone.localeCompare(y.zone)),
+        .sort((x, y) => compareText(x.zone, y.zone)),
       gateways: cluster.gateways,
       identities: [...entry.value.identities].sort(),
       ports: entry.value.ports.map((p) => ({ ...p })),
@@ -133,12 +134,12 @@ export function buildCatalog(input: CatalogInput): Catalog {
       ...(entry.value.labelSets && entry.value.labelSets.length > 0 ? { labelSets: entry.value.labelSets.map((l) => ({ labels: { ...l.labels }, healthy: l.healthy, total: l.total })) } : {}),
     });
   }
-  for (const service of services.values()) service.clusters.sort((x, y) => x.cluster.localeCompare(y.cluster));
+  for (const service of services.values()) service.clusters.sort((x, y) => compareText(x.cluster, y.cluster));
 
   return {
     revision: input.revision,
     clusters,
-    services: [...services.values()].sort((x, y) => `${x.namespace}/${x.name}`.localeCompare(`${y.namespace}/${y.name}`)),
+    services: [...services.values()].sort((x, y) => compareText(`${x.namespace}/${x.name}`, `${y.namespace}/${y.name}`)),
     invalidKeys: invalidKeys.sort(),
   };
 }
@@ -148,7 +149,7 @@ function toGateway(id: string, value: GatewayRecord): CatalogGateway {
 }
 
 function sortGateways(list: CatalogGateway[]): CatalogGateway[] {
-  return [...list].sort((x, y) => x.id.localeCompare(y.id));
+  return [...list].sort((x, y) => compareText(x.id, y.id));
 }
 
 function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {

@@ -1,4 +1,5 @@
 import type { Locality, Priority, ServiceLocalities } from './localities.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * A FailoverPolicy's `order`: an explicit list of clusters to fail over to, in turn, once the
@@ -37,6 +38,6 @@ export function withClusterOrder(service: ServiceLocalities, order: readonly str
       : levelOf.get(l.cluster) ?? afterListed + unlistedLevels.indexOf(l.priority);
     return { ...l, priority };
   });
-  localities.sort((x, y) => x.priority - y.priority || x.cluster.localeCompare(y.cluster) || x.zone.localeCompare(y.zone));
+  localities.sort((x, y) => x.priority - y.priority || compareText(x.cluster, y.cluster) || compareText(x.zone, y.zone));
   return { localities };
 }

@@ -6,6 +6,7 @@
 import { Value } from '../core/typebox.js';
 import type { PolicyRecord } from './policy-records.js';
 import { ServiceSubsetSpecSchema } from './resilience-spec.js';
+import { compareText } from '../core/compare-text.js';
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -26,7 +27,7 @@ export function labelSets(instances: readonly { labels?: Labels | undefined; hea
   const sets = new Map<string, LabelSet>();
   for (const instance of instances) {
     if (!instance.labels || Object.keys(instance.labels).length === 0) continue;
-    const labels = Object.fromEntries(Object.entries(instance.labels).sort(([a], [b]) => a.localeCompare(b)));
+    const labels = Object.fromEntries(Object.entries(instance.labels).sort(([a], [b]) => compareText(a, b)));
     const key = JSON.stringify(labels);
     let set = sets.get(key);
     if (!set) {
@@ -36,7 +37,7 @@ export function labelSets(instances: readonly { labels?: Labels | undefined; hea
     set.total += 1;
     if (instance.healthy) set.healthy += 1;
   }
-  return [...sets.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, set]) => set);
+  return [...sets.entries()].sort(([a], [b]) => compareText(a, b)).map(([, set]) => set);
 }
 
 /** Healthy and total instances of `sets` that belong to the subset wanting `wanted`. */

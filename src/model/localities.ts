@@ -2,6 +2,7 @@ import type { EndpointLoad } from './peak-ewma.js';
 import { findService, type Catalog, type CatalogService } from './catalog.js';
 import { subsetCounts } from './labels.js';
 import { formatServiceSni } from './sni.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * The endpoints of one service as one caller sees them, grouped by locality and ranked by
@@ -128,12 +129,12 @@ export function localitiesFor(opts: LocalitiesInput): ServiceLocalities {
     }
   }
 
-  localities.sort((x, y) => x.priority - y.priority || x.cluster.localeCompare(y.cluster) || x.zone.localeCompare(y.zone));
+  localities.sort((x, y) => x.priority - y.priority || compareText(x.cluster, y.cluster) || compareText(x.zone, y.zone));
   return { localities };
 }
 
 function byAddress(x: Endpoint, y: Endpoint): number {
-  return x.address.localeCompare(y.address);
+  return compareText(x.address, y.address);
 }
 
 function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {

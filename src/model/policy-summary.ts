@@ -1,5 +1,6 @@
 import type { ServiceResilience } from './resilience-policy.js';
 import type { Backend, CompiledMatch, ServiceRoutes } from './traffic-policy.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * The policies in force for one service, as `isthmus explain` and the admin port's /routes show
@@ -84,7 +85,7 @@ function describeResilience(r: ServiceResilience): PolicySummary['resilience'] {
 /** Per backend, its share of `counts` (requests since the policy arrived), by backend name. */
 export function liveSplit(counts: ReadonlyMap<string, number>): LiveSplit[] {
   const total = [...counts.values()].reduce((a, b) => a + b, 0);
-  return [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([backend, requests]) => ({ backend, requests, percent: percentOf(requests, total) }));
+  return [...counts].sort(([a], [b]) => compareText(a, b)).map(([backend, requests]) => ({ backend, requests, percent: percentOf(requests, total) }));
 }
 
 /** Lines for people (`isthmus explain`), after the priorities. */

@@ -9,6 +9,7 @@ import {
   type retryConditions,
 } from './resilience-spec.js';
 import type { Static } from '../core/typebox.js';
+import { compareText } from '../core/compare-text.js';
 
 /**
  * The isthmus.dev resilience kinds → per-service settings the request path reads: retries and
@@ -112,7 +113,7 @@ const schemas = {
 export function compileResiliencePolicies(records: readonly PolicyRecord[]): Map<string, ServiceResilience> {
   const ordered = records
     .filter((r) => r.kind in schemas && Value.Check(schemas[r.kind as keyof typeof schemas], r.spec))
-    .sort((a, b) => (Date.parse(a.createdAt) || 0) - (Date.parse(b.createdAt) || 0) || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    .sort((a, b) => (Date.parse(a.createdAt) || 0) - (Date.parse(b.createdAt) || 0) || compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
   const out = new Map<string, ServiceResilience>();
   for (const record of ordered) {
     const spec = record.spec as { service: string };

@@ -1,5 +1,6 @@
 import type { LocalInstance, LocalService } from '../local-services.js';
 import type { EndpointSummary, NodeSummary, PodSummary, ServiceSummary, SliceSummary } from './kube-objects.js';
+import { compareText } from '../../core/compare-text.js';
 
 /** An endpoint that is not an instance of the mesh, and why: callers could only reach it by skipping mTLS. */
 export interface SkippedEndpoint {
@@ -76,8 +77,8 @@ export function kubeServices(input: {
       serviceAccount: service.serviceAccount,
       ports: service.ports.map((p) => ({ port: p.port, protocol: p.protocol, ...(p.name ? { name: p.name } : {}) })),
       ...(service.headless ? { serviceType: 'Headless' as const } : {}),
-      instances: [...instances.values()].sort((a, b) => a.address.localeCompare(b.address)),
+      instances: [...instances.values()].sort((a, b) => compareText(a.address, b.address)),
     });
   }
-  return { services: out.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)), skipped };
+  return { services: out.sort((a, b) => compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`)), skipped };
 }

@@ -1,6 +1,7 @@
 import type { Catalog } from '../../model/catalog.js';
 import { appProtocolOf, type Condition, type ExportSummary, type ServiceSummary } from './kube-objects.js';
 import type { SkippedEndpoint } from './kube-services.js';
+import { compareText } from '../../core/compare-text.js';
 
 /**
  * What the Multi-Cluster Services API objects of one cluster should say (KEP-1645), from the
@@ -65,7 +66,7 @@ export function mcsStatus(input: McsInput): McsStatus {
     const id = `${service.namespace}/${service.name}`;
     const ranked = [...service.clusters].sort((a, b) => {
       const at = (c: string) => (c === input.cluster ? input.exports.get(id)?.createdAt : undefined) ?? input.exportedAt.get(`${c}/${id}`) ?? '9999';
-      return at(a.cluster).localeCompare(at(b.cluster)) || a.cluster.localeCompare(b.cluster);
+      return compareText(at(a.cluster), at(b.cluster)) || compareText(a.cluster, b.cluster);
     });
     const winner = ranked[0];
     if (!winner) continue;
@@ -161,6 +162,6 @@ function describePorts(ports: Ports): string {
 
 /** True when the conditions differ in anything but lastTransitionTime's formatting. */
 export function conditionsDiffer(a: readonly Condition[], b: readonly Condition[]): boolean {
-  const key = (list: readonly Condition[]) => JSON.stringify([...list].sort((x, y) => x.type.localeCompare(y.type)).map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration ?? 0]));
+  const key = (list: readonly Condition[]) => JSON.stringify([...list].sort((x, y) => compareText(x.type, y.type)).map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration ?? 0]));
   return key(a) !== key(b);
 }
