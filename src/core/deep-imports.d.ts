@@ -19,7 +19,7 @@ declare module 'prom-client/lib/counter.js' { const value: typeof import('prom-c
 declare module 'prom-client/lib/gauge.js' { const value: typeof import('prom-client').Gauge; export default value; }
 declare module 'prom-client/lib/histogram.js' { const value: typeof import('prom-client').Histogram; export default value; }
 declare module 'prom-client/lib/metrics/*' {
-  const value: (registry: import('prom-client').Registry, config: { prefix: string; eventLoopMonitoringPrecision: number }) => void;
+  const value: (registry: import('prom-client').Registry, config: { prefix: string }) => void;
   export default value;
 }
 

@@ -4,6 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { channels } from '../core/channels.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { callerLabels } from './sidecar-metrics.js';
+import { lagSampleMs } from './event-loop-lag.js';
 
 const sample = async (metrics: Metrics, name: string): Promise<string[]> =>
   (await metrics.exposition()).body.split('\n').filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `));
@@ -109,6 +110,25 @@ describe('createMetrics', () => {
     const b = createMetrics('federation', { cluster: 'b' });
     expect(await sample(a, 'isthmus_process_cpu_seconds_total')).toHaveLength(1);
     expect(await sample(b, 'isthmus_process_cpu_seconds_total')).toHaveLength(1);
+  });
+
+  test('the event loop lag is how late a sample came, not the time between samples', async () => {
+    const metrics = createMetrics('sidecar', { cluster: 'east' });
+    const lag = async (figure: string) => Number((await sample(metrics, `isthmus_nodejs_eventloop_lag_${figure}_seconds`))[0]?.split(' ').pop());
+    // Two samples of an idle loop: about a millisecond each (monitorEventLoopDelay read 1.00 s).
+    await new Promise((resolve) => setTimeout(resolve, 2 * lagSampleMs + 300));
+    const idle = await lag('p50');
+    expect(idle).toBeGreaterThan(0);
+    expect(idle).toBeLessThan(0.5);
+    // A scrape with no sample since the last one keeps the figures (prom-client read 9.2e9 s).
+    expect(await lag('min')).toBeLessThan(0.5);
+    // A stall longer than the interval holds up the sample due inside it by at least 300 ms.
+    const until = performance.now() + lagSampleMs + 300;
+    while (performance.now() < until) { /* the stall */ }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await lag('max')).toBeGreaterThanOrEqual(0.3);
+    expect(await sample(metrics, 'isthmus_nodejs_eventloop_lag_seconds')).toHaveLength(1);
+    metrics.close();
   });
 });
 

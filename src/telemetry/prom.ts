@@ -2,7 +2,6 @@ import type * as PromClient from 'prom-client';
 import counter from 'prom-client/lib/counter.js';
 import gauge from 'prom-client/lib/gauge.js';
 import histogram from 'prom-client/lib/histogram.js';
-import eventLoopLag from 'prom-client/lib/metrics/eventLoopLag.js';
 import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
 import heapSpacesSizeAndUsed from 'prom-client/lib/metrics/heapSpacesSizeAndUsed.js';
 import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
@@ -15,6 +14,7 @@ import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
 import nodeVersion from 'prom-client/lib/metrics/version.js';
 import registry from 'prom-client/lib/registry.js';
 import { constants as perfConstants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { eventLoopLagMetrics } from './event-loop-lag.js';
 
 /**
  * The parts of prom-client Isthmus uses, without its index. The index also loads the push
@@ -36,9 +36,12 @@ export type Histogram<T extends string = string> = PromClient.Histogram<T>;
 export type CounterChild = PromClient.Counter.Internal;
 export type HistogramChild = PromClient.Histogram.Internal<string>;
 
-/** prom-client's default process metrics (lib/defaultMetrics.js) but its CPU counter, which is below. */
+/**
+ * prom-client's default process metrics (lib/defaultMetrics.js) but its CPU counter and its event
+ * loop lag, which are ours (below and event-loop-lag.ts).
+ */
 const processMetricFiles = [
-  processStartTime, osMemoryHeap, processOpenFileDescriptors, processMaxFileDescriptors, eventLoopLag,
+  processStartTime, osMemoryHeap, processOpenFileDescriptors, processMaxFileDescriptors,
   processHandles, processRequests, processResources, heapSizeAndUsed, heapSpacesSizeAndUsed, nodeVersion,
 ];
 
@@ -47,12 +50,9 @@ const processMetricFiles = [
  * on as prom-client's collectDefaultMetrics names them, so dashboards written for those work.
  */
 export function collectProcessMetrics(registry: Registry, prefix: string): void {
-  // The event loop lag is sampled once a second. prom-client's 10 ms default is a timer that wakes
-  // the process 100 times a second, which alone cost a bare node process 9.4 ms of CPU per second
-  // (0.19 ms at 1 s): nearly all of what an idle sidecar or gateway used. A stall still shows
-  // whenever it holds up a sample, so the metric stays a fair picture of long stalls over a scrape.
-  const config = { prefix, eventLoopMonitoringPrecision: 1000 };
+  const config = { prefix };
   for (const collect of processMetricFiles) collect(registry, config);
+  eventLoopLagMetrics(registry, prefix);
   gcDurations(registry, prefix);
   // CPU time as three counters moved forward at each scrape by what process.cpuUsage() gained.
   let last = process.cpuUsage();
