@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { withStore } from '../cli/common.js';
+import { defaultHeapTrim } from '../core/heap-trim.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { etcdFlags, startDevMesh, type DevMesh, type MeshFile } from '../dev/dev-mesh.js';
 import { requestThrough } from '../dev/traffic-generator.js';
@@ -340,7 +341,11 @@ async function main(): Promise<void> {
       say(`  registered and exported in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       const bigCatalog = await waitForCatalog(clientState, sampleCatalog + extraServices, 300_000);
       say(`  the sidecar's catalog has ${bigCatalog} services, ${((Date.now() - started) / 1000).toFixed(1)} s after the first export`);
-      await sleep(5000);
+      // At rest means after the heap trim the last catalog asked for. It runs settleMs after the
+      // request, but never within minIntervalMs of the one before, which an earlier batch of the
+      // same export may have run: read 5 s after the catalog, one run of 2026-12-05 caught the
+      // garbage before its trim (76.2 MB, against 62.8-65.4 in the runs around it).
+      await sleep(defaultHeapTrim.minIntervalMs + defaultHeapTrim.settleMs + 1000);
       await measure('sidecar running, catalog arrived', bigCatalog, `state dir ${dirBytes(clientState)} bytes`, floor.atRest);
       const bulkUrls = names.slice(0, 100).map((n) => `http://${n}.${namespace}.mesh/`);
       const after = await send(east.client.proxy, [...sampleUrls, ...bulkUrls], requestCount);
