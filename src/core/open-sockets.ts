@@ -1,5 +1,6 @@
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * The sockets a proxy has open now (accepted, dialled, or spliced), so that stopping it closes
@@ -22,6 +23,17 @@ export class OpenSockets {
 
   destroyAll(): void {
     for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** Resolves once none is open, or after `ms` with how many still are. */
+  async emptied(ms: number): Promise<number> {
+    const deadline = performance.now() + ms;
+    while (this.sockets.size > 0) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      await sleep(Math.min(25, left));
+    }
+    return this.sockets.size;
   }
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { stringify } from 'yaml';
 import { appPortsOf, loadSidecarConfig } from './config.js';
+import { resolveTimeouts } from './timeouts.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-sidecar-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -48,6 +49,18 @@ describe('loadSidecarConfig', () => {
     expect(() => loadSidecarConfig(write('bad.yaml', { reportInterval: value }))).toThrow(expect.objectContaining({
       code: 'ISTHMUS_ERR_CONFIG_INVALID',
       message: expect.stringContaining('/reportInterval'),
+    }));
+  });
+
+  test.each([[undefined, 5000], ['0s', 0], ['30s', 30_000]])('timeouts.drain %j: the inbound drains for %d ms on SIGTERM', (drain, ms) => {
+    const config = loadSidecarConfig(write(`drain-${String(drain)}.yaml`, drain === undefined ? {} : { timeouts: { drain } }));
+    expect(resolveTimeouts(config.timeouts).drainMs).toBe(ms);
+  });
+
+  test('timeouts.drain that is not a duration is refused, naming the field', () => {
+    expect(() => loadSidecarConfig(write('bad-drain.yaml', { timeouts: { drain: '5' } }))).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_CONFIG_INVALID',
+      message: expect.stringContaining('/timeouts/drain'),
     }));
   });
 

@@ -68,6 +68,8 @@ export function serveHttp1(server: AnyServer, options: H1ServerOptions): void {
   if (!nodeAccept) throw new Error('the HTTP server has no connection handler to replace');
   server.removeListener(event, nodeAccept);
   const connections = new Set<H1ServerConnection>();
+  const drain = { draining: false };
+  drainStates.set(server, { drain, connections });
   let sweep: NodeJS.Timeout | undefined;
   const sweepEvery = Math.min(headersCheckInterval(options.requestHeadersMs), headersCheckInterval(options.keepAliveMs));
   const accept = (socket: Socket) => {
@@ -77,7 +79,7 @@ export function serveHttp1(server: AnyServer, options: H1ServerOptions): void {
         clearInterval(sweep);
         sweep = undefined;
       }
-    });
+    }, drain);
     connections.add(connection);
     if (!sweep) {
       sweep = setInterval(() => {
@@ -101,6 +103,21 @@ export function serveHttp1(server: AnyServer, options: H1ServerOptions): void {
     closeIdle();
     for (const c of connections) c.closeIfIdle();
   };
+}
+
+const drainStates = new WeakMap<AnyServer, { drain: { draining: boolean }; connections: Set<H1ServerConnection> }>();
+
+/**
+ * From now on no connection of `server` (one given to serveHttp1) is kept after the answer it is
+ * writing or about to write: each such answer says `connection: close`, and the connection closes
+ * once it is sent. Idle kept connections close now. For a drain: the sockets then end by
+ * themselves, so a `server.close()` callback comes when the last request is answered.
+ */
+export function drainHttp1(server: AnyServer): void {
+  const state = drainStates.get(server);
+  if (!state) return;
+  state.drain.draining = true;
+  for (const c of state.connections) c.closeIfIdle();
 }
 
 /** A request as the handlers see it: its head, and a body stream only when a body follows. */
@@ -388,7 +405,10 @@ export class H1ServerConnection {
   /** The parser reads the socket's handle itself (consume()). */
   private consumed = false;
 
-  constructor(private readonly server: AnyServer, readonly socket: Socket, readonly options: H1ServerOptions, private readonly onGone: () => void) {
+  constructor(
+    private readonly server: AnyServer, readonly socket: Socket, readonly options: H1ServerOptions, private readonly onGone: () => void,
+    private readonly drain: { readonly draining: boolean } = { draining: false },
+  ) {
     this.since = performance.now();
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.REQUEST, {}, 0, 0);
@@ -433,7 +453,7 @@ export class H1ServerConnection {
   }
 
   mayKeep(): boolean {
-    return !this.ending && !this.closed && this.options.keepAliveMs > 0;
+    return !this.ending && !this.closed && this.options.keepAliveMs > 0 && !this.drain.draining;
   }
 
   cork(): void {

@@ -37,6 +37,11 @@ export class OnDemandH2Server {
     return this.server;
   }
 
+  /** Sends every session open now a GOAWAY: the streams it carries finish, no new one is taken. */
+  closeSessions(): void {
+    for (const session of this.sessions) session.close();
+  }
+
   /** Closes every session open now (the listener's closeAllConnections calls it). */
   destroySessions(): void {
     for (const session of this.sessions) session.destroy();

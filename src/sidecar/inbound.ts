@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server as HttpServer } from 'node:http';
-import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
+import { drainHttp1, serveHttp1, type H1Request, type H1Response } from './h1-server.js';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -200,6 +200,21 @@ export class Inbound {
   update(credentials: InboundCredentials): void {
     this.identity = credentials.identity;
     this.server.setSecureContext(tlsOptions(credentials));
+  }
+
+  /**
+   * The first step of stopping on SIGTERM: no new connection is taken (callers that dial now are
+   * refused and try another endpoint), idle kept connections close now, a connection busy with a
+   * request closes once its answer is sent (which says `connection: close`), HTTP/2 sessions get
+   * a GOAWAY and finish their streams, and tunnels run on. Resolves once every connection has
+   * closed, or after `ms` with how many are still open; close() ends those.
+   */
+  async drain(ms: number): Promise<number> {
+    this.server.close();
+    drainHttp1(this.server);
+    drainHttp1(this.plain);
+    this.h2.closeSessions();
+    return this.sockets.emptied(ms);
   }
 
   async close(): Promise<void> {

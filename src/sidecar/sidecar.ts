@@ -38,6 +38,13 @@ export interface RunningSidecar {
   admin: string;
   identity: WorkloadIdentity;
   routing: RoutingTable;
+  /**
+   * The inbound stops taking connections and lets those open finish, for `timeouts.drain` at
+   * most, while the outbound and the fixed listeners serve on (the app may still be finishing
+   * work that calls the mesh). Resolves with how many inbound connections were still open at
+   * the end; stop() then closes everything.
+   */
+  drain(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -252,7 +259,15 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
 
     logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');
     allowYoungGenerationGrowth();
-    return { outbound: outboundAddress, inbound: inboundAddress, listeners, admin: `${adminAddress.address}:${adminAddress.port}`, identity, routing, stop };
+    const drain = async (): Promise<number> => {
+      if (timeouts.drainMs === 0 || (!inbound && tcpInbounds.length === 0)) return 0;
+      const started = performance.now();
+      logger.info({ drainSeconds: timeouts.drainMs / 1000 }, 'draining: the inbound takes no new connection; those open may finish');
+      const left = (await Promise.all([...(inbound ? [inbound.drain(timeouts.drainMs)] : []), ...tcpInbounds.map((t) => t.drain(timeouts.drainMs))])).reduce((a, b) => a + b, 0);
+      logger.info({ ms: Math.round(performance.now() - started), stillOpen: left }, left === 0 ? 'drained: every inbound connection finished' : 'drain time is up: closing the inbound connections still open');
+      return left;
+    };
+    return { outbound: outboundAddress, inbound: inboundAddress, listeners, admin: `${adminAddress.address}:${adminAddress.port}`, identity, routing, drain, stop };
   } catch (err) {
     await stop();
     throw err;

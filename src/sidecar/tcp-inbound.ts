@@ -78,6 +78,12 @@ export class TcpInbound {
     this.server.setSecureContext(tlsOptions(credentials));
   }
 
+  /** No new connection; those open run on until they end, or for `ms` at most: resolves with how many are left. */
+  async drain(ms: number): Promise<number> {
+    this.server.close();
+    return this.sockets.emptied(ms);
+  }
+
   async close(): Promise<void> {
     this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

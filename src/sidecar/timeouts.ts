@@ -20,6 +20,11 @@ export interface DataPlaneTimeouts {
   connectionIdleMs: number;
   /** No byte either way on a WebSocket, CONNECT or TCP tunnel. */
   tunnelIdleMs: number;
+  /**
+   * On SIGTERM or SIGINT, how long the inbound's open connections may take to finish what they
+   * carry before the sidecar closes them (0: at once). Istio's terminationDrainDuration is 5 s.
+   */
+  drainMs: number;
 }
 
 export const defaultTimeouts: Readonly<DataPlaneTimeouts> = Object.freeze({
@@ -29,6 +34,7 @@ export const defaultTimeouts: Readonly<DataPlaneTimeouts> = Object.freeze({
   streamIdleMs: 300_000,
   connectionIdleMs: 60_000,
   tunnelIdleMs: 3_600_000,
+  drainMs: 5_000,
 });
 
 const duration = (description: string) => Type.Optional(Type.String({ pattern: durationPattern, description }));
@@ -41,6 +47,7 @@ export const TimeoutsSchema = Type.Object({
   streamIdle: duration('a body with no byte either way for this long is cut (default 5m)'),
   connectionIdle: duration('an idle keep-alive connection from the app is closed after this (default 60s)'),
   tunnelIdle: duration('a WebSocket, CONNECT or TCP tunnel with no byte either way is closed after this (default 1h)'),
+  drain: duration('on SIGTERM or SIGINT, the inbound stops taking connections and those open have this long to finish (default 5s; 0s: closed at once)'),
 }, { additionalProperties: false });
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
 
@@ -53,5 +60,6 @@ export function resolveTimeouts(config: TimeoutsConfig | undefined): Readonly<Da
     streamIdleMs: ms(config?.streamIdle, defaultTimeouts.streamIdleMs),
     connectionIdleMs: ms(config?.connectionIdle, defaultTimeouts.connectionIdleMs),
     tunnelIdleMs: ms(config?.tunnelIdle, defaultTimeouts.tunnelIdleMs),
+    drainMs: config?.drain === undefined ? defaultTimeouts.drainMs : Math.round(parseDuration(config.drain) * 1000),
   });
 }
