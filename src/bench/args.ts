@@ -57,11 +57,14 @@ const scenarioCount = 6;
 
 const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
 
-function integer(name: string, value: string, min: number, max: number): number {
+/** A bench script's integer flag within [min, max]; otherwise the error `invalid` makes of a message naming the flag. */
+export function integerFlag(name: string, value: string | undefined, min: number, max: number, invalid: (message: string) => Error): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) throw invalid(`--${name} must be an integer from ${min} to ${max}, not "${value}"`);
   return n;
 }
+
+const integer = (name: string, value: string, min: number, max: number) => integerFlag(name, value, min, max, invalid);
 
 /**
  * `--processes` is a boolean that also takes `true`/`false` and has a `--no-` form; node 20's

@@ -9,9 +9,9 @@ test('the soak takes its defaults, bounded flags and --help', () => {
 });
 
 test.each([
-  [['--seconds', 'ten'], /--seconds must be a whole number from 10 to 86400, not "ten"/],
-  [['--rps', '0'], /--rps must be a whole number from 1 to 500, not "0"/],
-  [['--host-base', '251'], /--host-base must be a whole number from 1 to 250/],
+  [['--seconds', 'ten'], /--seconds must be an integer from 10 to 86400, not "ten"/],
+  [['--rps', '0'], /--rps must be an integer from 1 to 500, not "0"/],
+  [['--host-base', '251'], /--host-base must be an integer from 1 to 250/],
   [['--output', 'yaml'], /--output must be "table" or "json", not "yaml"/],
   [['--minutes', '5'], /Unknown option '--minutes'/],
 ])('%j is refused with a message naming the flag and the usage', (argv, message) => {

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { IsthmusError } from '../core/errors.js';
+import { integerFlag } from './args.js';
 
 export const soakUsage = `usage: npm run soak [-- options]   (node dist/bench/soak-run.js [options] after a build)
 A two-cluster dev mesh with one process per proxy, under steady traffic for --seconds: prints each
@@ -43,11 +44,7 @@ export function parseSoakArgs(argv: string[]): SoakArgs | 'help' {
     throw invalid((err as Error).message);
   }
   if (values.help) return 'help';
-  const bounded = (name: 'seconds' | 'rps' | 'warm-up' | 'host-base', min: number, max: number): number => {
-    const n = Number(values[name]);
-    if (!Number.isInteger(n) || n < min || n > max) throw invalid(`--${name} must be a whole number from ${min} to ${max}, not "${values[name]}"`);
-    return n;
-  };
+  const bounded = (name: 'seconds' | 'rps' | 'warm-up' | 'host-base', min: number, max: number) => integerFlag(name, values[name], min, max, invalid);
   if (values.output !== 'table' && values.output !== 'json') throw invalid(`--output must be "table" or "json", not "${values.output}"`);
   return { seconds: bounded('seconds', 10, 86_400), rps: bounded('rps', 1, 500), warmUpSeconds: bounded('warm-up', 0, 600), hostBase: bounded('host-base', 1, 250), output: values.output };
 }

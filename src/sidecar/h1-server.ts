@@ -69,7 +69,7 @@ export function serveHttp1(server: AnyServer, options: H1ServerOptions): void {
   server.removeListener(event, nodeAccept);
   const connections = new Set<H1ServerConnection>();
   const drain = { draining: false };
-  drainStates.set(server, { drain, connections });
+  drainStates.set(server, drain);
   let sweep: NodeJS.Timeout | undefined;
   const sweepEvery = Math.min(headersCheckInterval(options.requestHeadersMs), headersCheckInterval(options.keepAliveMs));
   const accept = (socket: Socket) => {
@@ -105,19 +105,20 @@ export function serveHttp1(server: AnyServer, options: H1ServerOptions): void {
   };
 }
 
-const drainStates = new WeakMap<AnyServer, { drain: { draining: boolean }; connections: Set<H1ServerConnection> }>();
+const drainStates = new WeakMap<AnyServer, { draining: boolean }>();
 
 /**
  * From now on no connection of `server` (one given to serveHttp1) is kept after the answer it is
  * writing or about to write: each such answer says `connection: close`, and the connection closes
- * once it is sent. Idle kept connections close now. For a drain: the sockets then end by
- * themselves, so a `server.close()` callback comes when the last request is answered.
+ * once it is sent. Idle kept connections close now (through the closeIdleConnections above, which
+ * a listening server's close() also calls; a server that is only handed connections, like the
+ * inbound's plain-text one, is never closed). For a drain: the sockets then end by themselves.
  */
 export function drainHttp1(server: AnyServer): void {
-  const state = drainStates.get(server);
-  if (!state) return;
-  state.drain.draining = true;
-  for (const c of state.connections) c.closeIfIdle();
+  const drain = drainStates.get(server);
+  if (!drain) return;
+  drain.draining = true;
+  server.closeIdleConnections();
 }
 
 /** A request as the handlers see it: its head, and a body stream only when a body follows. */
@@ -407,7 +408,7 @@ export class H1ServerConnection {
 
   constructor(
     private readonly server: AnyServer, readonly socket: Socket, readonly options: H1ServerOptions, private readonly onGone: () => void,
-    private readonly drain: { readonly draining: boolean } = { draining: false },
+    private readonly drain: { readonly draining: boolean },
   ) {
     this.since = performance.now();
     const parser = new HTTPParser();

@@ -259,11 +259,14 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
 
     logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');
     allowYoungGenerationGrowth();
+    // The one inbound that listens: the HTTP one (whose raw sockets include the TCP sessions it
+    // hands over), else the TCP inbound of an app with one TCP port.
+    const listening = inbound ?? tcpInbounds[0];
     const drain = async (): Promise<number> => {
-      if (timeouts.drainMs === 0 || (!inbound && tcpInbounds.length === 0)) return 0;
+      if (timeouts.drainMs === 0 || !listening) return 0;
       const started = performance.now();
       logger.info({ drainSeconds: timeouts.drainMs / 1000 }, 'draining: the inbound takes no new connection; those open may finish');
-      const left = (await Promise.all([...(inbound ? [inbound.drain(timeouts.drainMs)] : []), ...tcpInbounds.map((t) => t.drain(timeouts.drainMs))])).reduce((a, b) => a + b, 0);
+      const left = await listening.drain(timeouts.drainMs);
       logger.info({ ms: Math.round(performance.now() - started), stillOpen: left }, left === 0 ? 'drained: every inbound connection finished' : 'drain time is up: closing the inbound connections still open');
       return left;
     };
