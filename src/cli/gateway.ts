@@ -18,6 +18,10 @@ export function registerGateway(program: Command): void {
       const { runGateway } = await import('../gateway/run.js');
       const running = await runGateway(config, logger);
       logger.info({ cluster: config.cluster, id: config.id, listen: running.address, advertised: running.advertised, admin: running.admin, federation: config.federationUrl }, 'gateway listening');
-      await runUntilSignal(logger, () => running.stop());
+      // SIGTERM (a pod being deleted) or Ctrl-C: withdraw, let the connections carried end (drainTimeout), then stop.
+      await runUntilSignal(logger, async () => {
+        await running.drain();
+        await running.stop();
+      });
     }));
 }

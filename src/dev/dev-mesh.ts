@@ -105,7 +105,8 @@ export interface MeshFile {
 export interface DevMesh {
   file: MeshFile;
   workloads: SampleWorkload[];
-  gateways: { cluster: string; id: string; address: string; stop(): Promise<void> }[];
+  /** `drain` only for gateways in this process (a gateway process drains on the SIGTERM its stop sends). */
+  gateways: { cluster: string; id: string; address: string; stop(): Promise<void>; drain?: () => Promise<number> }[];
   /** Each cluster's federation process, with `federationProcesses` (restartable after a crash with start()). */
   federationProcesses: { cluster: string; process: MeshProcess }[];
   stop(): Promise<void>;
@@ -314,7 +315,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
         };
         stoppers.push(stopGateway);
         gateways.push(gateway.address);
-        mesh.gateways.push({ cluster: name, id: `gw-${g}`, address: gateway.address, stop: stopGateway });
+        mesh.gateways.push({ cluster: name, id: `gw-${g}`, address: gateway.address, stop: stopGateway, ...('drain' in gateway ? { drain: () => gateway.drain() } : {}) });
       }
 
       await step(opts, `cluster ${name} samples with sidecars`, async () => {

@@ -242,24 +242,45 @@ export function buildApi(opts: ApiOptions) {
     return caller === undefined || (cas !== undefined && (caller.issuer === undefined || !cas.has(caller.issuer))) ? undefined : caller;
   };
 
-  app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown; admin?: unknown } }>('/v1/gateways', async (request) => {
-    // Only this cluster's gateways may publish a gateway: anyone else could draw the mesh's traffic.
+  // Only this cluster's gateways may publish or withdraw a gateway: anyone else could draw the
+  // mesh's traffic, or turn it away.
+  const gatewayCaller = (request: CallerRequest, what: string): MeshCaller => {
     const expected = clusterRoleId(federation.loaded.config.trustDomain, federation.cluster, 'gateway');
     const caller = localCaller(request);
     if (caller?.identity !== expected) {
-      throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only ${expected} may register a gateway of ${federation.cluster}; present that certificate (the gateway makes it from the cluster's CA directory)`);
+      throw new IsthmusError('ISTHMUS_ERR_TRUST_IDENTITY_DENIED', `only ${expected} may ${what} a gateway of ${federation.cluster}; present that certificate (the gateway makes it from the cluster's CA directory)`);
     }
-    const { id, address, zone, admin } = request.body ?? {};
+    return caller;
+  };
+  const gatewayIdPattern = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+  // A replica's own name for itself (a random UUID per gateway process), so that replicas of one id count apart.
+  const instancePattern = /^[-a-zA-Z0-9_.]{1,64}$/;
+
+  app.post<{ Body: { id?: unknown; address?: unknown; zone?: unknown; admin?: unknown; instance?: unknown } }>('/v1/gateways', async (request) => {
+    const caller = gatewayCaller(request, 'register');
+    const { id, address, zone, admin, instance } = request.body ?? {};
     const hostPort = /^[^:\s]+:[0-9]{1,5}$/;
-    if (typeof id !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(id) || typeof address !== 'string' || !hostPort.test(address)
-      || (admin !== undefined && (typeof admin !== 'string' || !hostPort.test(admin)))) {
-      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'send {"id": "<dns label>", "address": "<host:port>", "zone": "<zone>", "admin": "<host:port, optional>"}');
+    if (typeof id !== 'string' || !gatewayIdPattern.test(id) || typeof address !== 'string' || !hostPort.test(address)
+      || (admin !== undefined && (typeof admin !== 'string' || !hostPort.test(admin)))
+      || (instance !== undefined && (typeof instance !== 'string' || !instancePattern.test(instance)))) {
+      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'send {"id": "<dns label>", "address": "<host:port>", "zone": "<zone>", "admin": "<host:port, optional>", "instance": "<this replica\'s name, optional>"}');
     }
     const zones = federation.loaded.config.zones;
     const gatewayZone = typeof zone === 'string' && zones.includes(zone) ? zone : zones[0] ?? 'default';
-    const ttlMs = federation.registerGateway({ id, address, zone: gatewayZone, admin: typeof admin === 'string' ? admin : undefined });
+    const ttlMs = federation.registerGateway({ id, address, zone: gatewayZone, admin: typeof admin === 'string' ? admin : undefined, instance: typeof instance === 'string' ? instance : undefined });
     if (caller.root !== undefined) opts.onGatewayCertificate?.(id, { root: caller.root, notAfter: caller.until });
     return { cluster: federation.cluster, id, zone: gatewayZone, ttlMs };
+  });
+
+  // A draining gateway withdraws itself (Federation.withdrawGateway); `?instance=` names the replica.
+  app.delete<{ Params: { id: string }; Querystring: { instance?: unknown } }>('/v1/gateways/:id', async (request) => {
+    gatewayCaller(request, 'withdraw');
+    const { id } = request.params;
+    const instance = request.query?.instance;
+    if (!gatewayIdPattern.test(id) || (instance !== undefined && (typeof instance !== 'string' || !instancePattern.test(instance)))) {
+      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', 'send DELETE /v1/gateways/<id, a dns label>?instance=<the replica\'s name it registered with, optional>');
+    }
+    return { cluster: federation.cluster, id, ...federation.withdrawGateway(id, typeof instance === 'string' ? instance : '') };
   });
 
   // The whole cluster × cluster probe matrix, as every federation publishes it (from our mirror).

@@ -41,6 +41,7 @@ const Gateway = Type.Object({
   zone: Type.Optional(label('zone')),
   clientHelloTimeout: duration('5s', 'a connection whose ClientHello has not arrived by then is refused'),
   connectTimeout: duration('2s', 'how long to wait for a local endpoint to accept'),
+  drainTimeout: duration('5s', 'on SIGTERM or SIGINT the gateway withdraws its record and lets the connections it carries end; those still open after this long are closed (0s: at once)'),
   tokenFile: Type.Optional(Type.String({ description: 'a projected ServiceAccount token (Kubernetes) the gateway buys its certificate with, by CSR; absent: it makes its own from the CA key in caDir (relative to this file)' })),
 }, { additionalProperties: false });
 

@@ -60,7 +60,11 @@ export class Federation extends EventEmitter {
   private readonly health: HealthChecker;
   private readonly timers: NodeJS.Timeout[] = [];
   /** Gateways of this cluster that reported in through the API, published under our lease. */
-  private readonly gatewayRegistrations = new Map<string, { address: string; zone: string; admin: string | undefined; expiresAt: number }>();
+  /**
+   * Per gateway id: what it reports and until when, and each replica (`instance`) that reports
+   * under that id with its own deadline (several pods of one Deployment share an id).
+   */
+  private readonly gatewayRegistrations = new Map<string, { address: string; zone: string; admin: string | undefined; expiresAt: number; instances: Map<string, number> }>();
   /** What this cluster's gateways route: bumped whenever exported services or their health change. */
   gatewayRoutes: GatewayRoutes = { version: 0, cluster: '', services: [] };
   private gatewayRoutesJson = '';
@@ -350,15 +354,39 @@ export class Federation extends EventEmitter {
    * A gateway reports in every few seconds; it stays published while it does, and is dropped
    * (from etcd too) three report intervals after it stops, so sidecars elsewhere stop using it.
    */
-  registerGateway(gateway: { id: string; address: string; zone: string; admin?: string | undefined }, now = Date.now()): number {
+  registerGateway(gateway: { id: string; address: string; zone: string; admin?: string | undefined; instance?: string | undefined }, now = Date.now()): number {
     const previous = this.gatewayRegistrations.get(gateway.id);
     const ttlMs = this.gatewayTtlMs;
-    this.gatewayRegistrations.set(gateway.id, { address: gateway.address, zone: gateway.zone, admin: gateway.admin, expiresAt: now + ttlMs });
+    const instances = previous?.instances ?? new Map<string, number>();
+    instances.set(gateway.instance ?? '', now + ttlMs);
+    this.gatewayRegistrations.set(gateway.id, { address: gateway.address, zone: gateway.zone, admin: gateway.admin, expiresAt: now + ttlMs, instances });
     if (!previous || previous.address !== gateway.address || previous.zone !== gateway.zone || previous.admin !== gateway.admin) {
       this.log.info({ gateway: gateway.id, address: gateway.address }, 'gateway registered');
       this.enqueue({ type: 'local-changed' });
     }
     return ttlMs;
+  }
+
+  /**
+   * A gateway that starts to drain withdraws itself, so that other clusters stop sending new
+   * connections to it and their sidecars close the idle ones they hold (docs/gateway.md,
+   * "Draining"). The record goes (from etcd at the next publish) unless another replica of the
+   * same id reported within the TTL: then it stays for that replica, and this one's connections
+   * end with its drain. `withdrawn` says whether the record went.
+   */
+  withdrawGateway(id: string, instance = '', now = Date.now()): { withdrawn: boolean; replicasLeft: number } {
+    const registration = this.gatewayRegistrations.get(id);
+    if (!registration) return { withdrawn: false, replicasLeft: 0 };
+    registration.instances.delete(instance);
+    for (const [other, until] of registration.instances) if (until < now) registration.instances.delete(other);
+    if (registration.instances.size > 0) {
+      this.log.info({ gateway: id, instance, replicasLeft: registration.instances.size }, 'a gateway replica is draining; its record stays for the replicas still reporting');
+      return { withdrawn: false, replicasLeft: registration.instances.size };
+    }
+    this.gatewayRegistrations.delete(id);
+    this.log.info({ gateway: id, address: registration.address }, 'gateway draining; withdrawn');
+    this.enqueue({ type: 'local-changed' });
+    return { withdrawn: true, replicasLeft: 0 };
   }
 
   /** Replaces one source's records; keys no longer given are deleted from etcd by the next publish. */
@@ -384,6 +412,7 @@ export class Federation extends EventEmitter {
   private expireGateways(now: number): boolean {
     let changed = false;
     for (const [id, registration] of this.gatewayRegistrations) {
+      for (const [instance, until] of registration.instances) if (until < now) registration.instances.delete(instance);
       if (registration.expiresAt < now) {
         this.gatewayRegistrations.delete(id);
         this.log.warn({ gateway: id }, 'gateway stopped reporting; withdrawn');
@@ -477,7 +506,8 @@ export class Federation extends EventEmitter {
       const id = record.key.slice(keys.gatewaysOf(this.cluster).length);
       if (record.lease === this.session?.id || this.gatewayRegistrations.has(id) || !isRecord(GatewayRecordSchema, record.value)) continue;
       const { address, port, zone, admin } = record.value;
-      this.gatewayRegistrations.set(id, { address: `${address}:${port}`, zone, admin, expiresAt: now + this.gatewayTtlMs });
+      // No replica known yet: the first one to withdraw before any reports takes the record with it.
+      this.gatewayRegistrations.set(id, { address: `${address}:${port}`, zone, admin, expiresAt: now + this.gatewayTtlMs, instances: new Map() });
       this.log.info({ gateway: id, address: `${address}:${port}` }, 'gateway of the previous run kept until it reports in');
     }
   }

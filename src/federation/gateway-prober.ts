@@ -219,6 +219,19 @@ export class GatewayProber {
     this.connections.clear();
   }
 
+  /**
+   * The catalog changed: close the kept connections to gateways no longer in it now rather than
+   * at the next round, so that a draining gateway is not held by its probes (docs/gateway.md,
+   * "Draining"). A round in progress does the same at its end, and its probes are left alone.
+   */
+  async forgetGone(): Promise<void> {
+    if (this.running || this.stopped) return;
+    const live = new Set(this.opts.catalog().clusters.flatMap((c) => c.gateways.map((g) => `${c.name}/${g.id}`)));
+    const gone = [...this.connections].filter(([key]) => !live.has(key));
+    for (const [key] of gone) this.connections.delete(key);
+    await Promise.all(gone.map(([, connection]) => connection.close()));
+  }
+
   /** The records of the last round, for metrics. */
   records(): readonly ProbeRecord[] {
     return this.latest;

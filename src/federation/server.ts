@@ -88,6 +88,7 @@ export async function runFederation(loaded: LoadedClusterConfig, logger: Logger)
   });
   // A federation that leaves the mesh stops itself; its prober must not outlive it.
   federation.once('left', () => void prober.stop());
+  federation.on('catalog', () => void prober.forgetGone());
   const metrics = createMetrics('federation', { cluster: config.cluster }, {
     clusterSyncs: () => federation.mirror.clusterSyncs(),
     catalog: () => federation.catalog,

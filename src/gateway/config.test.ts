@@ -63,6 +63,15 @@ describe('the advertised address (what other clusters dial, published in the gat
   });
 });
 
+describe('drainTimeout (how long the connections carried have to end on SIGTERM)', () => {
+  test('5 s unless set; 0s turns the drain off; a malformed value is refused naming the field', () => {
+    expect(loadGatewayConfig(clusterYaml({ id: 'drain-default', address: '10.1.2.3:15443' }), undefined).drainTimeoutMs).toBe(5000);
+    expect(loadGatewayConfig(clusterYaml({ id: 'drain-zero', address: '10.1.2.3:15443', drainTimeout: '0s' }), undefined).drainTimeoutMs).toBe(0);
+    expect(loadGatewayConfig(clusterYaml({ id: 'drain-long', address: '10.1.2.3:15443', drainTimeout: '1m' }), undefined).drainTimeoutMs).toBe(60_000);
+    expect(() => loadGatewayConfig(clusterYaml({ id: 'drain-bad', address: '10.1.2.3:15443', drainTimeout: '5 seconds' }), undefined)).toThrow(/\/gateways\/0\/drainTimeout/);
+  });
+});
+
 describe('one replica of a gateway Deployment (flags set from the pod; docs/kubernetes.md)', () => {
   const path = () => clusterYaml({ id: 'replica', address: '0.0.0.0:15443', advertise: 'gw.west.example.org:15443', admin: '0.0.0.0:15021' });
 

@@ -35,6 +35,8 @@ export interface GatewayConfig {
   connectTimeoutMs: number;
   /** A spliced connection with no byte either way for this long is closed (default 1 h). */
   idleTimeoutMs: number;
+  /** On SIGTERM or SIGINT, how long the connections it carries have to end (docs/gateway.md, "Draining"). */
+  drainTimeoutMs: number;
 }
 
 /** The gateway runs from its cluster's cluster.yaml: its entry under `gateways:` picked by id. */
@@ -76,6 +78,7 @@ export function loadGatewayConfig(configPath: string, id: string | undefined, gi
     clientHelloTimeoutMs: parseDuration(entry.clientHelloTimeout) * 1000,
     connectTimeoutMs: parseDuration(entry.connectTimeout) * 1000,
     idleTimeoutMs: 3_600_000,
+    drainTimeoutMs: Math.round(parseDuration(entry.drainTimeout) * 1000),
   };
 }
 

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../core/undici.js';
 import { H1Agent } from '../sidecar/h1-agent.js';
 import { describeError } from '../core/errors.js';
@@ -23,6 +25,11 @@ export class FederationClient {
   private agent: H1Agent;
   private stopped = false;
   private registerTimer: NodeJS.Timeout | undefined;
+  /** This process's name among the replicas that report under the same id (one Deployment's pods). */
+  private readonly instance = randomUUID();
+  /** Set by withdraw(): no report goes out after it. */
+  private withdrawn = false;
+  private reportInFlight: Promise<unknown> | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private trustPoll: Promise<void> | undefined;
   private renewing = false;
@@ -134,22 +141,50 @@ export class FederationClient {
       const res = await request(`${this.config.federationUrl}/v1/gateways`, {
         method: 'POST', dispatcher: this.agent, signal: this.abort.signal,
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ id: this.config.id, address: advertise.address, zone: advertise.zone, ...(admin ? { admin } : {}) }),
+        body: JSON.stringify({ id: this.config.id, address: advertise.address, zone: advertise.zone, instance: this.instance, ...(admin ? { admin } : {}) }),
       });
       const body = (await res.body.json()) as { ttlMs?: number; error?: { message: string } };
       if (res.statusCode !== 200) throw new Error(body.error?.message ?? `federation answered ${res.statusCode}`);
       return body.ttlMs ?? 15_000;
     };
     const loop = async (): Promise<void> => {
+      if (this.withdrawn) return;
       let next = 1000;
       try {
-        next = Math.max(1000, (await once()) / 3);
+        const report = once();
+        this.reportInFlight = report;
+        next = Math.max(1000, (await report) / 3);
       } catch (err) {
-        if (!this.stopped) this.log.warn({ err: describeError(err) }, 'could not report to the federation service; retrying');
+        if (!this.stopped && !this.withdrawn) this.log.warn({ err: describeError(err) }, 'could not report to the federation service; retrying');
+      } finally {
+        this.reportInFlight = undefined;
       }
-      if (!this.stopped) this.registerTimer = setTimeout(() => void loop(), next);
+      if (!this.stopped && !this.withdrawn) this.registerTimer = setTimeout(() => void loop(), next);
     };
     await loop();
+  }
+
+  /**
+   * The gateway drains: it stops reporting and asks the federation to withdraw its record now
+   * rather than a TTL later, so that other clusters' sidecars stop sending to it and close what
+   * they hold. Waits `timeoutMs` at most (for a report still in flight too, which would
+   * otherwise register it again); a federation that cannot be reached is logged, and the record
+   * then goes when its TTL passes. Resolves with the federation's answer, or undefined.
+   */
+  async withdraw(timeoutMs = 2000): Promise<{ withdrawn: boolean; replicasLeft: number } | undefined> {
+    this.withdrawn = true;
+    if (this.registerTimer) clearTimeout(this.registerTimer);
+    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]);
+    if (this.reportInFlight) await Promise.race([this.reportInFlight.catch(() => undefined), sleep(timeoutMs, undefined, { signal }).catch(() => undefined)]);
+    try {
+      const res = await request(`${this.config.federationUrl}/v1/gateways/${this.config.id}?instance=${this.instance}`, { method: 'DELETE', dispatcher: this.agent, signal });
+      const body = (await res.body.json()) as { withdrawn?: boolean; replicasLeft?: number; error?: { message: string } };
+      if (res.statusCode !== 200) throw new Error(body.error?.message ?? `federation answered ${res.statusCode}`);
+      return { withdrawn: body.withdrawn === true, replicasLeft: body.replicasLeft ?? 0 };
+    } catch (err) {
+      this.log.warn({ err: describeError(err) }, 'could not withdraw the gateway from the federation service; its record goes when its TTL passes');
+      return undefined;
+    }
   }
 
   /**

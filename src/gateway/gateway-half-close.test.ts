@@ -34,7 +34,7 @@ beforeAll(async () => {
 
   gateway = new Gateway({
     cluster: 'west', trustDomain: 'example.org', id: 'gw-1', zone: 'west-a', listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 },
-    federationUrl: 'https://127.0.0.1:1', caDir: '.', clientHelloTimeoutMs: 5_000, connectTimeoutMs: 2_000, idleTimeoutMs: 60_000,
+    federationUrl: 'https://127.0.0.1:1', caDir: '.', clientHelloTimeoutMs: 5_000, connectTimeoutMs: 2_000, idleTimeoutMs: 60_000, drainTimeoutMs: 5_000,
   }, silentLogger);
   gateway.setRoutes({ version: 1, cluster: 'west', services: [{ namespace: 'demo', name: 'echo', identities: [], endpoints: [{ address: destinationAddress, zone: 'west-a', healthy: true }] }] });
   gatewayPort = (await gateway.listen()).port;

@@ -32,7 +32,7 @@ beforeAll(async () => {
   const leaf = issueCertificate({ identity: gatewayId, issuer: west });
   gateway = new Gateway({
     cluster: 'west', trustDomain: 'example.org', id: 'gw-1', zone: 'west-a', listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 },
-    federationUrl: `https://${federation}`, caDir: '.', clientHelloTimeoutMs: 5_000, connectTimeoutMs: 2_000, idleTimeoutMs: 60_000,
+    federationUrl: `https://${federation}`, caDir: '.', clientHelloTimeoutMs: 5_000, connectTimeoutMs: 2_000, idleTimeoutMs: 60_000, drainTimeoutMs: 5_000,
   }, silentLogger);
   gateway.setRoutes({ version: 1, cluster: 'west', services: [] });
   address = `127.0.0.1:${(await gateway.listen()).port}`;

@@ -83,6 +83,18 @@ export class Gateway {
     return { host: this.config.listen.host, port: typeof address === 'object' && address ? address.port : this.config.listen.port };
   }
 
+  /**
+   * Lets the connections the gateway carries end by themselves, for `ms` at most, while it keeps
+   * accepting and routing: a caller that has not yet heard of the withdrawal is still served.
+   * The gateway cannot see requests inside TLS, so it waits for the callers to close: sidecars
+   * close their idle connections to an address that left the catalog at once, and busy ones
+   * after their answer (sidecar/upstreams.ts retireExcept). Resolves with how many sockets were
+   * still open at the end; close() then cuts them.
+   */
+  async drain(ms: number): Promise<number> {
+    return await this.sockets.emptied(ms);
+  }
+
   async close(): Promise<void> {
     this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

@@ -16,6 +16,12 @@ export interface RunningGateway {
   /** What other clusters dial: the advertised address, else `address`. */
   advertised: string;
   admin: string;
+  /**
+   * Withdraws the gateway's record and lets the connections it carries end, for the entry's
+   * `drainTimeout` at most, while it keeps routing (docs/gateway.md, "Draining"). Resolves with
+   * how many sockets were still open at the end; stop() then closes everything.
+   */
+  drain(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -54,6 +60,18 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
       address,
       advertised,
       admin: adminHostPort,
+      drain: async () => {
+        const started = performance.now();
+        const log = logger.child({ component: 'drain' });
+        const answer = config.drainTimeoutMs > 0 ? await client.withdraw(Math.min(2000, config.drainTimeoutMs)) : undefined;
+        if (answer && !answer.withdrawn) log.info({ replicasLeft: answer.replicasLeft }, 'draining: the record stays for the other replicas of this gateway, which keep reporting; connections here end as their callers close them');
+        else if (answer) log.info({}, 'draining: record withdrawn; other clusters\' sidecars close their connections here as they hear of it');
+        const left = await gateway.drain(Math.max(0, config.drainTimeoutMs - (performance.now() - started)));
+        const ms = Math.round(performance.now() - started);
+        if (left === 0) log.info({ ms }, 'drained: every connection through the gateway ended');
+        else log.warn({ ms, openSockets: left, drainTimeoutMs: config.drainTimeoutMs }, 'drain timeout: closing the connections still open');
+        return left;
+      },
       stop: async () => {
         heapTrim.stop();
         await client.close();

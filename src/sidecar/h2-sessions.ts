@@ -82,6 +82,19 @@ export class H2Sessions {
   }
 
   /**
+   * Every session whose key `matches` goes to a destination that left the catalog: no new stream
+   * goes to it, and the streams open on it finish first (Node's graceful close).
+   */
+  closeWhere(matches: (id: string) => boolean): void {
+    for (const [session, id] of [...this.live]) {
+      if (!matches(id)) continue;
+      if (this.sessions.has(id)) this.sessions.delete(id);
+      this.live.delete(session);
+      session.close();
+    }
+  }
+
+  /**
    * The destination of every session whose key `matches` was found unhealthy: destroy them with
    * `err`, so their open streams fail now as resets (retried elsewhere when idempotent) instead
    * of waiting for an answer that will not come.

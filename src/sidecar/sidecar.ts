@@ -121,12 +121,19 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     // changes settle (core/heap-trim.ts). A small one costs too little to be worth the pause.
     const heapTrim = new HeapTrim({ logger });
     closers.push(() => heapTrim.stop());
+    // Pools to addresses that left the catalog close gracefully (upstreams.ts retireExcept): a
+    // draining gateway or a deregistered instance is let go of as soon as this sidecar hears.
+    const retireGone = () => {
+      const retired = upstreams.retireExcept(new Set(routing.addresses()));
+      if (retired > 0) logger.info({ pools: retired }, 'closing the connections to addresses that left the catalog, each after its answer in flight');
+    };
     watch.on('catalog', (c: Catalog) => {
       catalog = c;
       routing.setCatalog(c);
+      retireGone();
       if (c.services.length >= largeTableServices) heapTrim.request('catalog');
     });
-    watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
+    watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); retireGone(); health.round().catch(() => undefined); });
     // Who may call this workload: enforced by its inbound (docs/authorization.md).
     const authorization = new InboundAuthorization(config.namespace, config.service);
     // How many requests it takes in: its LocalRateLimit, also enforced by its inbound.

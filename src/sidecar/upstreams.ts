@@ -202,6 +202,27 @@ export class Upstreams {
     this.sessions.destroyWhere((id) => id.startsWith(prefix), err());
   }
 
+  /**
+   * The catalog changed and every address not in `routable` left it (an instance deregistered,
+   * a gateway withdrawn while it drains): their pools and HTTP/2 sessions close gracefully. An
+   * idle connection closes now, from this side, so no request can meet its close on the way; a
+   * busy one closes after its answer. Without this, pooled connections to a gone address stayed
+   * open until `timeouts.connectionIdle`, holding memory here and a connection at a draining
+   * gateway. Returns how many pools were retired.
+   */
+  retireExcept(routable: ReadonlySet<string>): number {
+    const gone = (id: string) => !routable.has(id.slice(0, id.indexOf('|')));
+    let retired = 0;
+    for (const [id, pool] of this.pools) {
+      if (!gone(id)) continue;
+      this.pools.delete(id);
+      retired += 1;
+      void pool.close().catch(() => undefined);
+    }
+    this.sessions.closeWhere(gone);
+    return retired;
+  }
+
   /** New credentials: new pools for new connections; in-flight requests complete on the old ones. */
   rotate(secureContext: () => SecureContext): void {
     this.contextOf = secureContext;

@@ -97,13 +97,14 @@ export async function startFederation(configPath: string, apiAddress: string, ca
 export interface ApiClient {
   get(url: string): Promise<{ status: number; body: any }>;
   post(url: string, body: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  delete(url: string): Promise<{ status: number; body: any }>;
   close(): Promise<void>;
 }
 
 /** An HTTPS client that trusts the given root file, and optionally presents a client certificate. */
 export function apiClient(caFile: string, clientCert?: { cert: string; key: string }): ApiClient {
   const agent = new Agent({ connect: { ca: readFileSync(caFile, 'utf8'), ...(clientCert ?? {}) } });
-  const call = async (method: 'GET' | 'POST', url: string, body?: unknown, headers: Record<string, string> = {}) => {
+  const call = async (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await request(url, {
       method,
       dispatcher: agent,
@@ -116,6 +117,7 @@ export function apiClient(caFile: string, clientCert?: { cert: string; key: stri
   return {
     get: (url) => call('GET', url),
     post: (url, body, headers) => call('POST', url, body, headers),
+    delete: (url) => call('DELETE', url),
     close: () => agent.close(),
   };
 }

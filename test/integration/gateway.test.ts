@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { readClusterCa } from '../../src/trust/ca-files.js';
 import { issueCertificate } from '../../src/trust/ca.js';
+import { clusterRoleId } from '../../src/trust/spiffe.js';
 import { apiClient, isthmusBin, isthmusOk, waitFor } from '../helpers/cli.js';
 import { TestMesh, freePort, type TestCluster } from '../helpers/mesh.js';
 import { etcdArgs } from '../helpers/etcd.js';
@@ -104,6 +105,39 @@ describe('the east-west gateway', () => {
   test('publishes itself under the cluster lease, so other clusters see the gateway address', async () => {
     const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', ...etcdArgs(mesh.etcd)])).stdout).clusters;
     expect(clusters[0].gateways).toEqual([{ id: 'gw-1', address: gatewayAddress.host, port: gatewayAddress.port, zone: 'a' }]);
+  });
+
+  test('replicas of one gateway id: the first to drain leaves the record to the other, the last takes it away; only the gateway role may', async () => {
+    const ca = readClusterCa(west.dir).ca;
+    const leaf = issueCertificate({ identity: clusterRoleId('mesh.test', 'west', 'gateway'), issuer: ca });
+    const asGateway = apiClient(west.rootCert, { cert: `${leaf.certPem}${ca.certPem}`, key: leaf.keyPem });
+    const published = async () => {
+      const clusters = JSON.parse((await isthmusOk(['clusters', '-o', 'json', ...etcdArgs(mesh.etcd)])).stdout).clusters;
+      return (clusters[0].gateways as { id: string }[]).some((g) => g.id === 'gw-r');
+    };
+    const base = `https://${west.apiAddress}/v1/gateways`;
+    try {
+      for (const instance of ['pod-a', 'pod-b']) {
+        expect((await asGateway.post(base, { id: 'gw-r', address: '127.0.2.1:19443', instance })).status).toBe(200);
+      }
+      await waitFor(published, 10_000, 'the replicas\' record in etcd');
+
+      const operator = apiClient(west.rootCert, (await mesh.operator(west.dir)).tls);
+      expect((await operator.delete(`${base}/gw-r?instance=pod-b`)).status).toBe(403);
+      await operator.close();
+      expect((await asGateway.delete(`${base}/gw-r?instance=${encodeURIComponent('no spaces')}`)).status).toBe(400);
+
+      expect(await asGateway.delete(`${base}/gw-r?instance=pod-a`)).toEqual({ status: 200, body: { cluster: 'west', id: 'gw-r', withdrawn: false, replicasLeft: 1 } });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await published()).toBe(true);
+
+      expect(await asGateway.delete(`${base}/gw-r?instance=pod-b`)).toEqual({ status: 200, body: { cluster: 'west', id: 'gw-r', withdrawn: true, replicasLeft: 0 } });
+      await waitFor(async () => !(await published()), 10_000, 'the record withdrawn from etcd');
+      // Withdrawing what is gone is no error: a gateway whose report was lost can still drain.
+      expect((await asGateway.delete(`${base}/gw-r?instance=pod-b`)).body).toMatchObject({ withdrawn: false, replicasLeft: 0 });
+    } finally {
+      await asGateway.close();
+    }
   });
 
   test.each([

@@ -118,7 +118,7 @@ describe('the gateway admin port with adminTls', () => {
   beforeAll(async () => {
     gateway = new Gateway({
       cluster: 'west', trustDomain, id: 'gw-1', zone: 'west-a', listen: { host, port: 0 }, admin: { host, port: 0 },
-      federationUrl: 'https://127.0.0.1:1', caDir: '.', clientHelloTimeoutMs: 5_000, connectTimeoutMs: 2_000, idleTimeoutMs: 60_000,
+      federationUrl: 'https://127.0.0.1:1', caDir: '.', clientHelloTimeoutMs: 5_000, connectTimeoutMs: 2_000, idleTimeoutMs: 60_000, drainTimeoutMs: 5_000,
     }, silentLogger);
     admin = await startAdmin(gateway, host, 0, { rootsPem: [pki.root.certPem], trustDomain }, undefined, tls);
     port = (admin.address() as AddressInfo).port;
