@@ -77,7 +77,7 @@ function bodyCorpus(): string[] {
 
 const routes: readonly [string, string][] = [
   ['POST', '/v1/certificates'], ['POST', '/v1/gateways'], ['POST', '/v1/reports'], ['GET', '/v1/catalog?version=0&wait=0'],
-  ['GET', '/v1/trust'], ['PUT', '/v1/certificates'], ['GET', '/healthz'],
+  ['GET', '/v1/trust'], ['PUT', '/v1/certificates'], ['GET', '/healthz'], ['DELETE', '/v1/gateways/gw-1?instance=fuzz'],
 ];
 
 /** A well-framed request (right content-length) to a real route, whose body and token are mutated. */

@@ -116,10 +116,14 @@ describe('the east-west gateway', () => {
       return (clusters[0].gateways as { id: string }[]).some((g) => g.id === 'gw-r');
     };
     const base = `https://${west.apiAddress}/v1/gateways`;
+    // pod-b reports as a live replica does, within the TTL (3 s here) until it drains itself.
+    let reporting: Promise<unknown> = Promise.resolve();
+    const report = () => { reporting = asGateway.post(base, { id: 'gw-r', address: '127.0.2.1:19443', instance: 'pod-b' }); };
+    const reports = setInterval(report, 500);
     try {
-      for (const instance of ['pod-a', 'pod-b']) {
-        expect((await asGateway.post(base, { id: 'gw-r', address: '127.0.2.1:19443', instance })).status).toBe(200);
-      }
+      expect((await asGateway.post(base, { id: 'gw-r', address: '127.0.2.1:19443', instance: 'pod-a' })).status).toBe(200);
+      report();
+      expect((await reporting as { status: number }).status).toBe(200);
       await waitFor(published, 10_000, 'the replicas\' record in etcd');
 
       const operator = apiClient(west.rootCert, (await mesh.operator(west.dir)).tls);
@@ -131,11 +135,15 @@ describe('the east-west gateway', () => {
       await new Promise((r) => setTimeout(r, 1500));
       expect(await published()).toBe(true);
 
+      clearInterval(reports);
+      await reporting;
       expect(await asGateway.delete(`${base}/gw-r?instance=pod-b`)).toEqual({ status: 200, body: { cluster: 'west', id: 'gw-r', withdrawn: true, replicasLeft: 0 } });
       await waitFor(async () => !(await published()), 10_000, 'the record withdrawn from etcd');
       // Withdrawing what is gone is no error: a gateway whose report was lost can still drain.
       expect((await asGateway.delete(`${base}/gw-r?instance=pod-b`)).body).toMatchObject({ withdrawn: false, replicasLeft: 0 });
     } finally {
+      clearInterval(reports);
+      await reporting.catch(() => undefined);
       await asGateway.close();
     }
   });
