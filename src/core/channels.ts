@@ -132,6 +132,10 @@ export interface OutboundRequestMessage {
   cluster: string | undefined;
   code: number | 'connect_error';
   seconds: number;
+  /** The request as the app sent it, by reference (the access log reads it; metrics never do). */
+  request?: RequestFacts;
+  /** host:port of the last endpoint tried (a local instance or a remote gateway), undefined when none was. */
+  endpoint?: string | undefined;
 }
 
 /** A request arrived through a sidecar's inbound mTLS listener; `peer` is the caller's SPIFFE ID if accepted. */
@@ -140,6 +144,18 @@ export interface InboundRequestMessage {
   peer: string | undefined;
   code: number;
   seconds: number;
+  /** The request as the caller sent it, by reference (the access log reads it; metrics never do). */
+  request?: RequestFacts | undefined;
+}
+
+/**
+ * What the access log reads of a request: an HTTP/1.1 request (its `url` is the request target)
+ * or an HTTP/2 stream's headers (`:method`, `:authority`, `:path` among them).
+ */
+export interface RequestFacts {
+  method?: string | undefined;
+  url?: string | undefined;
+  headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
 /**

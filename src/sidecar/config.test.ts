@@ -64,6 +64,19 @@ describe('loadSidecarConfig', () => {
     }));
   });
 
+  test('accessLog: absent, none; a file relative to the config; /dev/stdout as is; --access-log over the file\'s; a bad format refused naming the field', () => {
+    expect(loadSidecarConfig(write('no-access.yaml', {})).accessLog).toBeUndefined();
+    expect(loadSidecarConfig(write('access-file.yaml', { accessLog: { file: 'logs/access.json' } })).accessLog).toEqual({ file: join(dir, 'logs/access.json') });
+    const stdout = write('access-stdout.yaml', { accessLog: { file: '/dev/stdout', format: 'text' } });
+    expect(loadSidecarConfig(stdout).accessLog).toEqual({ file: '/dev/stdout', format: 'text' });
+    expect(loadSidecarConfig(stdout, { accessLog: '/dev/stderr' }).accessLog).toEqual({ file: '/dev/stderr', format: 'text' });
+    expect(loadSidecarConfig(write('access-flag.yaml', {}), { accessLog: '/dev/stdout' }).accessLog).toEqual({ file: '/dev/stdout' });
+    expect(() => loadSidecarConfig(write('access-bad.yaml', { accessLog: { file: '/dev/stdout', format: 'xml' } }))).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_CONFIG_INVALID',
+      message: expect.stringContaining('/accessLog/format'),
+    }));
+  });
+
   test('listeners and the inbound may declare protocol tcp and an idle timeout', () => {
     const config = loadSidecarConfig(write('tcp.yaml', {
       inbound: { listen: '127.0.0.1:15006', app: '127.0.0.1:6379', appProtocol: 'tcp', idleTimeout: '10m' },

@@ -58,6 +58,10 @@ export const SidecarConfigSchema = Type.Object({
   retryBuffer: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: 'bytes of a request body kept so a failed attempt can be resent elsewhere (default 1048576); a larger body is streamed and never retried' })),
   reportInterval: Type.Optional(Type.String({ pattern: durationPattern, description: 'how often traffic counts go to the federation, e.g. 5s (default 5s)' })),
   warmUpRequests: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000, description: 'requests sent through a private copy of the data plane before the sidecar serves, so its first real requests do not run cold code (default 300; 0: none)' })),
+  accessLog: Type.Optional(Type.Object({
+    file: Type.String({ minLength: 1, description: 'where each request and TCP connection gets a line: /dev/stdout (the container\'s log), /dev/stderr, or a file appended to (relative to this file)' }),
+    format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('text')], { description: 'json (default): one JSON object per line; text: one line of fields for people' })),
+  }, { additionalProperties: false, description: 'a line per request (inbound and outbound) and per TCP connection; absent: none (docs/sidecar.md, "Access log")' })),
 }, { additionalProperties: false });
 
 export type SidecarConfig = Static<typeof SidecarConfigSchema> & {
@@ -84,6 +88,8 @@ export interface SidecarOverrides {
   inboundAppProtocol?: string | undefined;
   /** `inbound.ports`, each `<port>[=<app port>][/<protocol>]` (the app on inbound.app's host, at that port unless another is given). */
   inboundPort?: string[] | undefined;
+  /** `accessLog.file` (the format stays the file's, json unless set). */
+  accessLog?: string | undefined;
 }
 
 /** `inbound.ports` with every app address filled in. */
@@ -113,6 +119,10 @@ function applyOverrides(raw: unknown, overrides: SidecarOverrides): unknown {
     const host = typeof app === 'string' && app.includes(':') ? app.slice(0, app.lastIndexOf(':')) : undefined;
     config.inbound = { ...config.inbound, ports: overrides.inboundPort.map((spec) => portEntry(spec, host)) };
   }
+  if (overrides.accessLog) {
+    const given = typeof config.accessLog === 'object' && config.accessLog !== null ? config.accessLog : {};
+    config.accessLog = { ...given, file: overrides.accessLog };
+  }
   return config;
 }
 
@@ -141,6 +151,7 @@ export function loadSidecarConfig(path: string, overrides: SidecarOverrides = {}
   }
   return Object.freeze({
     ...config, rootCertPem: read(config.federation.rootCert, 'federation.rootCert'), bootstrapToken, stateDirPath: resolve(dir, config.stateDir),
+    ...(config.accessLog ? { accessLog: { ...config.accessLog, file: resolve(dir, config.accessLog.file) } } : {}),
     ...(config.admin.tls ? { adminTls: loadListenerTls(config.admin.tls, `admin.tls in ${path}`, { baseDir: dir }) } : {}),
     ...(reportIntervalSeconds === undefined ? {} : { reportIntervalMs: reportIntervalSeconds * 1000 }),
   });

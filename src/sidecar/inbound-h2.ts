@@ -27,38 +27,39 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   const method = headers[':method'] ?? 'GET';
   const grpc = isGrpc(headers['content-type']);
   const { started, span, peer } = inbound.admit(method, headers, stream.session?.socket as TLSSocket);
+  const facts = { method, headers };
   if ('error' in peer) {
-    inbound.answered(started, undefined, 403, span);
+    inbound.answered(started, undefined, 403, span, facts);
     return replyH2(stream, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error, grpc);
   }
   let path = headers[':path'] ?? '/';
   if (inbound.authz && method !== 'CONNECT') {
     const verdict = inbound.authz.request(peer.caller, method, path, headers);
     if ('refusal' in verdict) {
-      inbound.answered(started, peer.identity, verdict.refusal.status, span);
+      inbound.answered(started, peer.identity, verdict.refusal.status, span, facts);
       return replyH2(stream, verdict.refusal.code, verdict.refusal.message, grpc);
     }
     path = verdict.target;
   }
   const limited = inbound.rateLimit?.admit(peer.caller);
   if (limited) {
-    inbound.answered(started, peer.identity, 429, span);
+    inbound.answered(started, peer.identity, 429, span, facts);
     return replyH2(stream, limited.code, limited.message, grpc, { status: 429, grpcStatus: grpcStatusOf(429), headers: limited.headers });
   }
   const app = inbound.apps.for(headers[':authority']);
   const refuse = (err: Error) => {
-    inbound.answered(started, peer.identity, 502, span);
+    inbound.answered(started, peer.identity, 502, span, facts);
     inbound.logger.warn({ err: err.message }, 'inbound HTTP/2 request to the app failed');
     replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', `the app at ${app.address} did not answer: ${err.message}`, grpc);
   };
-  const done = (status: number) => inbound.answered(started, peer.identity, status, span);
+  const done = (status: number) => inbound.answered(started, peer.identity, status, span, facts);
   const { timeouts } = inbound;
   // Before the app's head, the relay's limits answer (responseHeaders, streamIdle: 502 named); after it, silence cuts the stream.
   stream.setTimeout(timeouts.streamIdleMs, () => {
     if (stream.headersSent) stream.close(NGHTTP2_CANCEL);
   });
   if (method === 'CONNECT') {
-    inbound.answered(started, peer.identity, 501, span);
+    inbound.answered(started, peer.identity, 501, span, facts);
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried', grpc);
   }
 
@@ -80,14 +81,14 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
         // The app refused the stream unprocessed (REFUSED_STREAM, GOAWAY): so is the caller's, and
         // its sidecar may send it again whatever the method (retry-policy.ts), here or elsewhere.
         if (!isIsthmusError(err, 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED')) return refuse(err as Error);
-        inbound.answered(started, peer.identity, 503, span);
+        inbound.answered(started, peer.identity, 503, span, facts);
         if (!stream.closed) stream.close(NGHTTP2_REFUSED_STREAM);
       });
     return;
   }
 
   if (grpc) {
-    inbound.answered(started, peer.identity, 501, span);
+    inbound.answered(started, peer.identity, 501, span, facts);
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED',
       'gRPC needs HTTP/2 to the app, and this sidecar speaks HTTP/1.1 to it: set inbound.appProtocol: h2c in its config', true);
   }

@@ -6,7 +6,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
-import { channels } from '../core/channels.js';
+import { channels, type RequestFacts } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import type { CallerFacts } from '../model/authorization.js';
 import { IssuingClusters, type AuthzRefusal, type InboundAuthorization } from './authz-layer.js';
@@ -227,8 +227,8 @@ export class Inbound {
   }
 
   /** One event per answered request, for src/telemetry/, and the end of its span when tracing is on. */
-  answered(started: number, peer: string | undefined, code: number, span: ActiveSpan | undefined): void {
-    if (requestChannel.hasSubscribers) requestChannel.publish({ origin: this, peer, code, seconds: (performance.now() - started) / 1000 });
+  answered(started: number, peer: string | undefined, code: number, span: ActiveSpan | undefined, request?: RequestFacts): void {
+    if (requestChannel.hasSubscribers) requestChannel.publish({ origin: this, peer, code, seconds: (performance.now() - started) / 1000, request });
     span?.end({
       attributes: { 'isthmus.caller_identity': peer, 'http.status_code': code, 'http.response.status_code': code },
       ...(code >= 500 ? { error: String(code) } : code === 403 ? { error: 'caller identity denied' } : {}),
@@ -273,7 +273,7 @@ export class Inbound {
     // `isthmus trace` asks for a report (docs/trace.md); ordinary requests pay this one lookup.
     const traced = req.headers[traceHeader] !== undefined;
     if ('error' in peer) {
-      this.answered(started, undefined, 403, span);
+      this.answered(started, undefined, 403, span, req);
       if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, null, 0, peer.error));
       return answerError(req, res, 403, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error);
     }
@@ -281,7 +281,7 @@ export class Inbound {
     if (this.authz) {
       const verdict = this.authz.request(peer.caller, req.method ?? 'GET', target, req.headers);
       if ('refusal' in verdict) {
-        this.answered(started, peer.identity, verdict.refusal.status, span);
+        this.answered(started, peer.identity, verdict.refusal.status, span, req);
         if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, 0, undefined, verdict.refusal.message));
         return answerError(req, res, verdict.refusal.status, verdict.refusal.code, verdict.refusal.message);
       }
@@ -289,12 +289,12 @@ export class Inbound {
     }
     const limited = this.rateLimit?.admit(peer.caller);
     if (limited) {
-      this.answered(started, peer.identity, 429, span);
+      this.answered(started, peer.identity, 429, span, req);
       if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, 0, undefined, limited.message));
       return answerError(req, res, 429, limited.code, limited.message, limited.headers);
     }
     if (repeatsHost(req.rawHeaders)) {
-      this.answered(started, peer.identity, 400, span);
+      this.answered(started, peer.identity, 400, span, req);
       this.refusedMalformed();
       const message = 'the request has two Host fields (RFC 9112 §3.2); send one';
       res.writeHead(400, { 'content-type': 'application/json', 'x-isthmus-error': 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED', connection: 'close' });
@@ -317,9 +317,9 @@ export class Inbound {
     }, relay);
     try {
       const status = await relay.started;
-      this.answered(started, peer.identity, status, span);
+      this.answered(started, peer.identity, status, span, req);
     } catch (err) {
-      this.answered(started, peer.identity, 502, span);
+      this.answered(started, peer.identity, 502, span, req);
       if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, performance.now() - appStarted));
       throw err;
     }
@@ -339,13 +339,13 @@ export class Inbound {
     socket.allowHalfOpen = true;
     const peer = this.peerOf(socket as TLSSocket);
     if ('error' in peer) {
-      this.answered(started, undefined, 403, undefined);
+      this.answered(started, undefined, 403, undefined, req);
       socket.end(errorResponse(403, 'Forbidden', 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error));
       return;
     }
     // The head is written to the app from the raw fields; a second Host would go with it.
     if (repeatsHost(req.rawHeaders)) {
-      this.answered(started, peer.identity, 400, undefined);
+      this.answered(started, peer.identity, 400, undefined, req);
       this.refusedMalformed();
       return refuseMalformed(socket, false, '(two Host fields, RFC 9112 §3.2)');
     }
@@ -355,14 +355,14 @@ export class Inbound {
       : req.method === 'CONNECT' ? refusalOrTarget(this.authz.connection(peer.caller), target)
         : this.authz.request(peer.caller, req.method ?? 'GET', target, req.headers);
     if (verdict && 'refusal' in verdict) {
-      this.answered(started, peer.identity, verdict.refusal.status, undefined);
+      this.answered(started, peer.identity, verdict.refusal.status, undefined, req);
       socket.end(errorResponse(verdict.refusal.status, verdict.refusal.status === 403 ? 'Forbidden' : 'Bad Request', verdict.refusal.code, verdict.refusal.message));
       return;
     }
     if (verdict) target = verdict.target;
     const limited = this.rateLimit?.admit(peer.caller);
     if (limited) {
-      this.answered(started, peer.identity, 429, undefined);
+      this.answered(started, peer.identity, 429, undefined, req);
       socket.end(errorResponse(429, 'Too Many Requests', limited.code, limited.message, limited.headers));
       return;
     }
@@ -371,7 +371,7 @@ export class Inbound {
     const app = netConnect({ host: appAddress.slice(0, split), port: Number(appAddress.slice(split + 1)), allowHalfOpen: true });
     app.setNoDelay(true);
     const refuse = (err: Error) => {
-      this.answered(started, peer.identity, 502, undefined);
+      this.answered(started, peer.identity, 502, undefined, req);
       socket.end(errorResponse(502, 'Bad Gateway', 'ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE', `the app at ${appAddress} did not accept: ${err.message}`));
     };
     const timer = setTimeout(() => app.destroy(new Error(`no connection within ${this.timeouts.connectMs} ms`)), this.timeouts.connectMs);
@@ -381,10 +381,10 @@ export class Inbound {
       app.removeListener('error', refuse);
       if (req.method === 'CONNECT') {
         socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        this.answered(started, peer.identity, 200, undefined);
+        this.answered(started, peer.identity, 200, undefined, req);
       } else {
         app.write(requestHead(req.method ?? 'GET', target, req.rawHeaders, { drop: new Set(['x-forwarded-client-cert']), set: peer.xfcc === undefined ? {} : { 'x-forwarded-client-cert': peer.xfcc } }));
-        this.answered(started, peer.identity, 101, undefined);
+        this.answered(started, peer.identity, 101, undefined, req);
       }
       if (head.length > 0) app.write(head);
       splice(socket, app, this.timeouts.tunnelIdleMs, this.tunnels);

@@ -19,7 +19,7 @@ export interface OutboundObserver {
  * request (labels only from the catalog, so they stay bounded) and, when tracing is on, a
  * CLIENT span (docs/tracing.md). With tracing off and nobody subscribed it costs a timestamp.
  */
-export function outboundObserver(origin: object, cluster: string, req: Pick<IncomingMessage, 'method' | 'headers'>): OutboundObserver {
+export function outboundObserver(origin: object, cluster: string, req: Pick<IncomingMessage, 'method' | 'headers'> & { url?: string | undefined }): OutboundObserver {
   const started = performance.now();
   const span = activeTracer()?.start({
     kind: 'client', name: 'outbound',
@@ -39,7 +39,7 @@ export function outboundObserver(origin: object, cluster: string, req: Pick<Inco
       last = endpoint;
     },
     answered(code, service, destination) {
-      if (requestChannel.hasSubscribers) requestChannel.publish({ origin, service, cluster: destination, code, seconds: (performance.now() - started) / 1000 });
+      if (requestChannel.hasSubscribers) requestChannel.publish({ origin, service, cluster: destination, code, seconds: (performance.now() - started) / 1000, request: req, endpoint: last?.address });
       span?.end({
         // Span names stay bounded: a name the catalog does not know is not one.
         name: service ? `outbound ${service}` : 'outbound',

@@ -226,6 +226,13 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       certificates: () => [identity.current()],
     });
     closers.push(() => metrics.close());
+    if (config.accessLog) {
+      // Loaded only when configured; closed last, so that requests answered while draining are logged.
+      const { startAccessLog } = await import('../telemetry/access-log.js');
+      const accessLog = startAccessLog({ file: config.accessLog.file, format: config.accessLog.format, origins: [routing, ...(inbound ? [inbound] : []), ...tcpInbounds] });
+      closers.unshift(() => accessLog.close());
+      logger.info({ file: config.accessLog.file, format: config.accessLog.format ?? 'json' }, 'access log on');
+    }
 
     const admin = await startSidecarAdmin({
       cluster: config.cluster,

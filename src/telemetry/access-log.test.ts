@@ -1,0 +1,113 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { clientId, sidecarChain, testPki, type SidecarChain } from '../../test/helpers/sidecar-fixtures.js';
+import { requestFields, startAccessLog, tcpRecord, textLine, type AccessRecord } from './access-log.js';
+
+const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+
+describe('what a line says of a request', () => {
+  test.each<[string, Parameters<typeof requestFields>[0], object]>([
+    ['absolute-form, as an app sends to its proxy', { method: 'GET', url: 'http://ledger.demo.mesh/accounts?id=7', headers: { host: 'ledger.demo.mesh' } },
+      { method: 'GET', authority: 'ledger.demo.mesh', path: '/accounts?id=7', protocol: 'HTTP/1.1' }],
+    ['absolute-form with a port and no path', { method: 'GET', url: 'http://ledger.demo.mesh:8080', headers: {} },
+      { method: 'GET', authority: 'ledger.demo.mesh:8080', path: '/', protocol: 'HTTP/1.1' }],
+    ['origin-form: the authority is the Host field', { method: 'POST', url: '/orders', headers: { host: 'ledger' } },
+      { method: 'POST', authority: 'ledger', path: '/orders', protocol: 'HTTP/1.1' }],
+    ['CONNECT: the target is the authority, there is no path', { method: 'CONNECT', url: 'ledger.demo.mesh:443', headers: { host: 'ledger.demo.mesh:443' } },
+      { method: 'CONNECT', authority: 'ledger.demo.mesh:443', protocol: 'HTTP/1.1' }],
+    ['HTTP/2: the pseudo-headers', { method: 'POST', headers: { ':method': 'POST', ':authority': 'echo.demo.mesh', ':path': '/grpc.Echo/Say' } },
+      { method: 'POST', authority: 'echo.demo.mesh', path: '/grpc.Echo/Say', protocol: 'HTTP/2' }],
+    ['a traceparent gives its trace id; x-request-id and user-agent are kept', { method: 'GET', url: '/', headers: { host: 'a', traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'x-request-id': 'r-1', 'user-agent': 'curl/7.88.1' } },
+      { method: 'GET', authority: 'a', path: '/', protocol: 'HTTP/1.1', traceId, requestId: 'r-1', userAgent: 'curl/7.88.1' }],
+    ['a malformed traceparent gives none', { method: 'GET', url: '/', headers: { host: 'a', traceparent: 'not-a-trace' } },
+      { method: 'GET', authority: 'a', path: '/', protocol: 'HTTP/1.1' }],
+    ['an all-zero trace id is invalid (W3C) and gives none', { method: 'GET', url: '/', headers: { host: 'a', traceparent: `00-${'0'.repeat(32)}-00f067aa0ba902b7-01` } },
+      { method: 'GET', authority: 'a', path: '/', protocol: 'HTTP/1.1' }],
+  ])('%s', (_what, facts, expected) => {
+    expect(requestFields(facts)).toEqual(expected);
+  });
+
+  test('the text format: a fixed head, then the fields present, quoted when they hold a space, a quote or =', () => {
+    const record: AccessRecord = {
+      time: '2026-12-05T18:00:00.000Z', direction: 'outbound', kind: 'http', method: 'GET', authority: 'ledger.demo.mesh', path: '/a?b=c', protocol: 'HTTP/1.1',
+      status: 200, durationMs: 1.234, service: 'demo/ledger', cluster: 'west', endpoint: '127.0.2.1:15443', userAgent: 'Mozilla/5.0 (X11)',
+    };
+    expect(textLine(record)).toBe('2026-12-05T18:00:00.000Z outbound "GET ledger.demo.mesh/a?b=c HTTP/1.1" 200 1.234ms service=demo/ledger cluster=west endpoint=127.0.2.1:15443 userAgent="Mozilla/5.0 (X11)"');
+    expect(textLine({ time: 't', direction: 'outbound', kind: 'http', error: 'connect_error', durationMs: 3 })).toBe('t outbound "- - -" connect_error 3ms');
+    const tcp = tcpRecord({ origin: {}, end: 'closed', sentBytes: 10, receivedBytes: 2048, seconds: 1.5, service: 'demo/redis', cluster: 'west' }, 'outbound', new Date(0));
+    expect(textLine(tcp)).toBe('1970-01-01T00:00:00.000Z outbound tcp closed 1500ms service=demo/redis cluster=west sentBytes=10 receivedBytes=2048');
+  });
+});
+
+describe('the access log of a real outbound → inbound chain', () => {
+  let chain: SidecarChain;
+  let dir: string;
+  beforeAll(async () => {
+    chain = await sidecarChain(testPki());
+    dir = mkdtempSync(join(tmpdir(), 'isthmus-access-log-'));
+  });
+  afterAll(async () => {
+    await chain?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function viaOutbound(method: string, url: string, headers: Record<string, string> = {}): Promise<number> {
+    const [host, port] = chain.outbound.split(':') as [string, string];
+    return new Promise((resolve, reject) => {
+      const req = request({ host, port: Number(port), method, path: url, headers: { host: new URL(url).host, ...headers } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(method === 'POST' ? 'body' : undefined);
+    });
+  }
+
+  test('each request gets an outbound and an inbound line, with where it went, who called and its trace id; a name not in the mesh gets its refusal', async () => {
+    const file = join(dir, 'logs', 'access.json');
+    const log = startAccessLog({ file });
+    let unknown = 0;
+    try {
+      expect(await viaOutbound('GET', 'http://echo.demo.mesh/items?id=7', { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'user-agent': 'test-client' })).toBe(200);
+      expect(await viaOutbound('POST', 'http://echo.demo.mesh/orders')).toBe(200);
+      unknown = await viaOutbound('GET', 'http://nowhere.demo.mesh/');
+      expect(unknown).toBeGreaterThanOrEqual(400);
+    } finally {
+      log.close();
+    }
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AccessRecord);
+    const outbound = lines.filter((l) => l.direction === 'outbound');
+    const inbound = lines.filter((l) => l.direction === 'inbound');
+    expect(outbound).toEqual([
+      expect.objectContaining({ kind: 'http', method: 'GET', authority: 'echo.demo.mesh', path: '/items?id=7', protocol: 'HTTP/1.1', status: 200, service: 'demo/echo', cluster: 'west', endpoint: chain.inbound, traceId, userAgent: 'test-client' }),
+      expect.objectContaining({ method: 'POST', path: '/orders', status: 200, service: 'demo/echo', endpoint: chain.inbound }),
+      expect.objectContaining({ method: 'GET', authority: 'nowhere.demo.mesh', path: '/', status: unknown }),
+    ]);
+    expect(outbound[2]).not.toHaveProperty('endpoint');
+    // The inbound line carries the caller's verified identity and the same trace (the outbound's span continues it).
+    expect(inbound).toEqual([
+      expect.objectContaining({ kind: 'http', method: 'GET', path: '/items?id=7', status: 200, caller: clientId, traceId }),
+      expect.objectContaining({ method: 'POST', path: '/orders', status: 200, caller: clientId }),
+    ]);
+    for (const line of lines) {
+      expect(Number.isFinite(line.durationMs) && line.durationMs >= 0).toBe(true);
+      expect(new Date(line.time).toISOString()).toBe(line.time);
+    }
+  });
+
+  test('text format, and nothing more is written once closed', async () => {
+    const file = join(dir, 'access.txt');
+    const log = startAccessLog({ file, format: 'text' });
+    expect(await viaOutbound('GET', 'http://echo.demo.mesh/plain')).toBe(200);
+    log.close();
+    expect(await viaOutbound('GET', 'http://echo.demo.mesh/after-close')).toBe(200);
+    // The inbound answers first (when the app's head arrives), the outbound once it relayed it.
+    const lines = readFileSync(file, 'utf8').trim().split('\n').sort();
+    expect(lines).toHaveLength(2);
+    expect(lines.find((l) => l.includes(' outbound '))).toMatch(/^\S+Z outbound "GET echo\.demo\.mesh\/plain HTTP\/1\.1" 200 [\d.]+ms service=demo\/echo cluster=west endpoint=\S+$/);
+    expect(lines.find((l) => l.includes(' inbound '))).toMatch(/^\S+Z inbound "GET echo\.demo\.mesh\/plain HTTP\/1\.1" 200 [\d.]+ms caller=spiffe:\/\/example\.org\/ns\/demo\/sa\/client$/);
+  });
+});

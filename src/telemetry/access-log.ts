@@ -1,0 +1,185 @@
+import pino from 'pino';
+import { channels, type InboundRequestMessage, type OutboundRequestMessage, type RequestFacts, type TcpInboundClosedMessage, type TcpOutboundClosedMessage, type TypedChannel } from '../core/channels.js';
+
+/**
+ * The sidecar's access log (docs/sidecar.md, "Access log"): one line per HTTP request its
+ * outbound or inbound answered and one per TCP connection that closed, to the container's
+ * standard output or a file, as JSON or as a line for people. Off unless `accessLog` is
+ * configured; then it subscribes to the same diagnostics channels the metrics read
+ * (core/channels.ts), so the request path pays for it only when it is on. The request's own
+ * fields (method, authority, path, the trace id) are read from the request object the channel
+ * message refers to, only here.
+ */
+
+export type AccessLogFormat = 'json' | 'text';
+
+/** One line of the access log, before it is written. Absent fields are left out. */
+export interface AccessRecord {
+  time: string;
+  /** outbound: the app called through this sidecar; inbound: a caller reached the app. */
+  direction: 'outbound' | 'inbound';
+  /** http: a request (WebSocket and CONNECT included, logged when the tunnel opens); tcp: a connection, logged when it closed. */
+  kind: 'http' | 'tcp';
+  method?: string;
+  authority?: string;
+  path?: string;
+  protocol?: 'HTTP/1.1' | 'HTTP/2';
+  /** The status the app (outbound) or the caller (inbound) was answered; absent when no endpoint answered. */
+  status?: number;
+  /** Why there is no status: `connect_error` (no endpoint could be reached). */
+  error?: string;
+  /** Until the response head (HTTP) or the end of the connection (TCP), retries included. */
+  durationMs: number;
+  /** Outbound: the catalog's `<ns>/<name>` (left out for a name the catalog does not know). */
+  service?: string;
+  /** Outbound: the cluster of the endpoint that answered (or was tried last). */
+  cluster?: string;
+  /** Outbound: host:port of that endpoint, a local instance or a remote gateway. */
+  endpoint?: string;
+  /** Inbound: the caller's SPIFFE ID (absent: a plain-text caller in a permissive namespace, or refused before it was known). */
+  caller?: string;
+  /** The W3C trace id of the request's traceparent, to find its spans. */
+  traceId?: string;
+  requestId?: string;
+  userAgent?: string;
+  /** TCP: what the local workload sent and got back, and how the connection ended. */
+  sentBytes?: number;
+  receivedBytes?: number;
+  end?: 'closed' | 'idle' | 'error';
+}
+
+const first = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
+
+/** method, authority, path and protocol of an HTTP/1.1 request (its request target in any form) or of HTTP/2 headers. */
+export function requestFields(request: RequestFacts): Pick<AccessRecord, 'method' | 'authority' | 'path' | 'protocol' | 'traceId' | 'requestId' | 'userAgent'> {
+  const { headers } = request;
+  const h2 = headers[':method'] !== undefined;
+  const method = request.method ?? first(headers[':method']);
+  let authority = first(h2 ? headers[':authority'] : headers.host);
+  let path = h2 ? first(headers[':path']) : request.url;
+  if (!h2 && path !== undefined) {
+    if (method === 'CONNECT') {
+      // authority-form: host:port is the whole target.
+      authority = path;
+      path = undefined;
+    } else if (!path.startsWith('/') && path !== '*') {
+      // absolute-form, as an app sends to a proxy: http://host[:port]/path?query
+      const scheme = path.indexOf('://');
+      const slash = scheme < 0 ? -1 : path.indexOf('/', scheme + 3);
+      if (scheme >= 0) {
+        authority = slash < 0 ? path.slice(scheme + 3) : path.slice(scheme + 3, slash);
+        path = slash < 0 ? '/' : path.slice(slash);
+      }
+    }
+  }
+  const traceparent = first(headers.traceparent);
+  // W3C: version-traceid-parentid-flags; the trace id is 32 lowercase hex digits, not all zero.
+  const traceId = traceparent !== undefined && /^[0-9a-f]{2}-[0-9a-f]{32}-/.test(traceparent) && !traceparent.startsWith('00000000000000000000000000000000', 3) ? traceparent.slice(3, 35) : undefined;
+  return {
+    ...(method === undefined ? {} : { method }),
+    ...(authority === undefined ? {} : { authority }),
+    ...(path === undefined ? {} : { path }),
+    protocol: h2 ? 'HTTP/2' : 'HTTP/1.1',
+    ...(traceId === undefined ? {} : { traceId }),
+    ...optional('requestId', first(headers['x-request-id'])),
+    ...optional('userAgent', first(headers['user-agent'])),
+  };
+}
+
+function optional<K extends string>(key: K, value: string | undefined): Partial<Record<K, string>> {
+  return value === undefined ? {} : ({ [key]: value } as Record<K, string>);
+}
+
+const ms = (seconds: number) => Math.round(seconds * 1e6) / 1e3;
+
+export function outboundRecord(m: OutboundRequestMessage, now: Date): AccessRecord {
+  return {
+    time: now.toISOString(), direction: 'outbound', kind: 'http',
+    ...(m.request ? requestFields(m.request) : {}),
+    ...(typeof m.code === 'number' ? { status: m.code } : { error: m.code }),
+    durationMs: ms(m.seconds),
+    ...optional('service', m.service), ...optional('cluster', m.cluster), ...optional('endpoint', m.endpoint),
+  };
+}
+
+export function inboundRecord(m: InboundRequestMessage, now: Date): AccessRecord {
+  return {
+    time: now.toISOString(), direction: 'inbound', kind: 'http',
+    ...(m.request ? requestFields(m.request) : {}),
+    status: m.code, durationMs: ms(m.seconds),
+    ...optional('caller', m.peer),
+  };
+}
+
+export function tcpRecord(m: TcpOutboundClosedMessage | TcpInboundClosedMessage, direction: 'outbound' | 'inbound', now: Date): AccessRecord {
+  return {
+    time: now.toISOString(), direction, kind: 'tcp', durationMs: ms(m.seconds),
+    ...('service' in m ? { service: m.service, cluster: m.cluster } : optional('caller', m.peer)),
+    sentBytes: m.sentBytes, receivedBytes: m.receivedBytes, end: m.end,
+  };
+}
+
+/**
+ * A line for people, fields in a fixed order, as web servers' combined logs have them:
+ * `<time> <direction> "<method> <authority><path> <protocol>" <status> <ms>ms` and then the
+ * fields that are present as key=value (values with a space or quote are JSON-quoted).
+ */
+export function textLine(r: AccessRecord): string {
+  const head = r.kind === 'tcp'
+    ? `${r.time} ${r.direction} tcp ${r.end ?? '-'} ${r.durationMs}ms`
+    : `${r.time} ${r.direction} "${r.method ?? '-'} ${`${r.authority ?? ''}${r.path ?? ''}` || '-'} ${r.protocol ?? '-'}" ${r.status ?? r.error ?? '-'} ${r.durationMs}ms`;
+  const rest: string[] = [];
+  for (const key of ['service', 'cluster', 'endpoint', 'caller', 'sentBytes', 'receivedBytes', 'traceId', 'requestId', 'userAgent'] as const) {
+    const value = r[key];
+    if (value === undefined) continue;
+    const text = String(value);
+    rest.push(`${key}=${/[\s"=]/.test(text) || text === '' ? JSON.stringify(text) : text}`);
+  }
+  return rest.length === 0 ? head : `${head} ${rest.join(' ')}`;
+}
+
+export interface AccessLog {
+  /** Writes what is buffered and stops listening. */
+  close(): void;
+}
+
+/**
+ * Starts the access log: `file` `/dev/stdout` and `/dev/stderr` write to the process's own
+ * descriptors (opening the device again would write at offset 0 of a redirected file); any
+ * other path is appended to. Lines are buffered up to 4 KiB and written at least every
+ * second. With `origins`, only messages published by those objects are logged (several
+ * sidecars share a process in `isthmus dev up`).
+ */
+export function startAccessLog(opts: { file: string; format?: AccessLogFormat | undefined; origins?: readonly object[] }): AccessLog {
+  const fd = opts.file === '/dev/stdout' ? 1 : opts.file === '/dev/stderr' ? 2 : undefined;
+  const destination = pino.destination(fd === undefined ? { dest: opts.file, sync: false, minLength: 4096, append: true, mkdir: true } : { dest: fd, sync: false, minLength: 4096 });
+  const text = opts.format === 'text';
+  const write = (record: AccessRecord) => destination.write(`${text ? textLine(record) : JSON.stringify(record)}\n`);
+  const origins = opts.origins === undefined ? undefined : new Set(opts.origins);
+  const subscriptions: (() => void)[] = [];
+  const listen = <T extends { origin: object }>(channel: TypedChannel<T>, toRecord: (message: T, now: Date) => AccessRecord) => {
+    const listener = (message: T) => {
+      if (!origins || origins.has(message.origin)) write(toRecord(message, new Date()));
+    };
+    channel.subscribe(listener);
+    subscriptions.push(() => channel.unsubscribe(listener));
+  };
+  listen(channels.outboundRequest, outboundRecord);
+  listen(channels.inboundRequest, inboundRecord);
+  listen(channels.tcpOutboundClosed, (m, now) => tcpRecord(m, 'outbound', now));
+  listen(channels.tcpInboundClosed, (m, now) => tcpRecord(m, 'inbound', now));
+  const flush = setInterval(() => destination.flush(), 1000);
+  flush.unref();
+  return {
+    close() {
+      for (const unsubscribe of subscriptions) unsubscribe();
+      clearInterval(flush);
+      try {
+        destination.flushSync();
+      } catch {
+        // A destination not open yet (a file still being opened) has nothing to flush.
+      }
+      if (fd === undefined) destination.end();
+    },
+  };
+}
