@@ -1,4 +1,6 @@
+import { closeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import type { AccessLog } from '../telemetry/access-log.js';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
 import { allowYoungGenerationGrowth } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
@@ -59,6 +61,17 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
   };
   try {
+    // The access log's file first: a path that cannot be written stops the start here, named.
+    const accessLogModule = config.accessLog ? await import('../telemetry/access-log.js') : undefined;
+    const accessLogFd = config.accessLog && accessLogModule?.openAccessLog(config.accessLog.file, 'accessLog.file (or --access-log)');
+    let accessLog: AccessLog | undefined;
+    // The first closer, so the last to run: requests answered while draining are logged.
+    if (accessLogFd !== undefined) {
+      closers.push(() => {
+        if (accessLog) accessLog.close();
+        else if (accessLogFd > 2) closeSync(accessLogFd);
+      });
+    }
     // Process-wide and idempotent: on only when an OTLP endpoint is set (docs/tracing.md).
     await startTracing('isthmus-sidecar');
     closers.push(() => flushTracing());
@@ -226,11 +239,9 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       certificates: () => [identity.current()],
     });
     closers.push(() => metrics.close());
-    if (config.accessLog) {
-      // Loaded only when configured; closed last, so that requests answered while draining are logged.
-      const { startAccessLog } = await import('../telemetry/access-log.js');
-      const accessLog = startAccessLog({ file: config.accessLog.file, format: config.accessLog.format, origins: [routing, ...(inbound ? [inbound] : []), ...tcpInbounds] });
-      closers.unshift(() => accessLog.close());
+    if (config.accessLog && accessLogModule && accessLogFd !== undefined) {
+      // Loaded only when configured.
+      accessLog = accessLogModule.startAccessLog({ fd: accessLogFd, format: config.accessLog.format, origins: [routing, ...(inbound ? [inbound] : []), ...tcpInbounds] });
       logger.info({ file: config.accessLog.file, format: config.accessLog.format ?? 'json' }, 'access log on');
     }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { clientId, sidecarChain, testPki, type SidecarChain } from '../../test/helpers/sidecar-fixtures.js';
-import { requestFields, startAccessLog, tcpRecord, textLine, type AccessRecord } from './access-log.js';
+import { openAccessLog, requestFields, startAccessLog, tcpRecord, textLine, type AccessRecord } from './access-log.js';
 
 const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
 
@@ -68,7 +68,7 @@ describe('the access log of a real outbound → inbound chain', () => {
 
   test('each request gets an outbound and an inbound line, with where it went, who called and its trace id; a name not in the mesh gets its refusal', async () => {
     const file = join(dir, 'logs', 'access.json');
-    const log = startAccessLog({ file });
+    const log = startAccessLog({ fd: openAccessLog(file, 'accessLog.file') });
     let unknown = 0;
     try {
       expect(await viaOutbound('GET', 'http://echo.demo.mesh/items?id=7', { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'user-agent': 'test-client' })).toBe(200);
@@ -98,9 +98,17 @@ describe('the access log of a real outbound → inbound chain', () => {
     }
   });
 
+  test('a file that cannot be written is refused at once, naming it and why; /dev/stdout is the process\'s own descriptor', () => {
+    expect(() => openAccessLog('/proc/isthmus-access.log', '--access-log')).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_CONFIG_PATH_UNUSABLE', message: expect.stringMatching(/\/proc\/isthmus-access\.log/),
+    }));
+    expect(() => openAccessLog(dir, '--access-log')).toThrow(expect.objectContaining({ message: expect.stringContaining('it is a directory') }));
+    expect(openAccessLog('/dev/stdout', '--access-log')).toBe(1);
+  });
+
   test('text format, and nothing more is written once closed', async () => {
     const file = join(dir, 'access.txt');
-    const log = startAccessLog({ file, format: 'text' });
+    const log = startAccessLog({ fd: openAccessLog(file, 'accessLog.file'), format: 'text' });
     expect(await viaOutbound('GET', 'http://echo.demo.mesh/plain')).toBe(200);
     log.close();
     expect(await viaOutbound('GET', 'http://echo.demo.mesh/after-close')).toBe(200);

@@ -1,4 +1,7 @@
+import { openSync } from 'node:fs';
 import pino from 'pino';
+import { dirname } from 'node:path';
+import { ensureDirectory, pathError } from '../core/user-paths.js';
 import { channels, type InboundRequestMessage, type OutboundRequestMessage, type RequestFacts, type TcpInboundClosedMessage, type TcpOutboundClosedMessage, type TypedChannel } from '../core/channels.js';
 
 /**
@@ -144,15 +147,37 @@ export interface AccessLog {
 }
 
 /**
- * Starts the access log: `file` `/dev/stdout` and `/dev/stderr` write to the process's own
+ * Opens the access log's file, first thing at start, so that a path that cannot be written is
+ * refused at once, naming it (`given`: the flag or field it came from), before the sidecar asks
+ * for a certificate or listens. `/dev/stdout` and `/dev/stderr` are the process's own
  * descriptors (opening the device again would write at offset 0 of a redirected file); any
- * other path is appended to. Lines are buffered up to 4 KiB and written at least every
- * second. With `origins`, only messages published by those objects are logged (several
- * sidecars share a process in `isthmus dev up`).
+ * other path is created if missing (its directory too) and appended to. Returns the descriptor.
  */
-export function startAccessLog(opts: { file: string; format?: AccessLogFormat | undefined; origins?: readonly object[] }): AccessLog {
-  const fd = opts.file === '/dev/stdout' ? 1 : opts.file === '/dev/stderr' ? 2 : undefined;
-  const destination = pino.destination(fd === undefined ? { dest: opts.file, sync: false, minLength: 4096, append: true, mkdir: true } : { dest: fd, sync: false, minLength: 4096 });
+export function openAccessLog(file: string, given: string): number {
+  if (file === '/dev/stdout') return 1;
+  if (file === '/dev/stderr') return 2;
+  try {
+    ensureDirectory(dirname(file), given);
+  } catch (err) {
+    // Named by the file the user gave, with the reason its directory could not be used.
+    throw pathError((err as { cause?: unknown }).cause ?? err, file, 'write-file', given);
+  }
+  try {
+    return openSync(file, 'a', 0o644);
+  } catch (err) {
+    throw pathError(err, file, 'write-file', given);
+  }
+}
+
+/**
+ * Starts the access log on a descriptor from openAccessLog (its own file is closed by close()).
+ * Lines are buffered up to 4 KiB and written at least every second. With `origins`, only
+ * messages published by those objects are logged (several sidecars share a process in
+ * `isthmus dev up`).
+ */
+export function startAccessLog(opts: { fd: number; format?: AccessLogFormat | undefined; origins?: readonly object[] }): AccessLog {
+  const { fd } = opts;
+  const destination = pino.destination({ fd, sync: false, minLength: 4096, periodicFlush: 1000 });
   const text = opts.format === 'text';
   const write = (record: AccessRecord) => destination.write(`${text ? textLine(record) : JSON.stringify(record)}\n`);
   const origins = opts.origins === undefined ? undefined : new Set(opts.origins);
@@ -168,18 +193,15 @@ export function startAccessLog(opts: { file: string; format?: AccessLogFormat | 
   listen(channels.inboundRequest, inboundRecord);
   listen(channels.tcpOutboundClosed, (m, now) => tcpRecord(m, 'outbound', now));
   listen(channels.tcpInboundClosed, (m, now) => tcpRecord(m, 'inbound', now));
-  const flush = setInterval(() => destination.flush(), 1000);
-  flush.unref();
   return {
     close() {
       for (const unsubscribe of subscriptions) unsubscribe();
-      clearInterval(flush);
       try {
         destination.flushSync();
       } catch {
         // A destination not open yet (a file still being opened) has nothing to flush.
       }
-      if (fd === undefined) destination.end();
+      if (fd > 2) destination.end();
     },
   };
 }
