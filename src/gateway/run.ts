@@ -64,7 +64,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
         const started = performance.now();
         const log = logger.child({ component: 'drain' });
         const answer = config.drainTimeoutMs > 0 ? await client.withdraw(Math.min(2000, config.drainTimeoutMs)) : undefined;
-        if (answer && !answer.withdrawn) log.info({ replicasLeft: answer.replicasLeft }, 'draining: the record stays for the other replicas of this gateway, which keep reporting; connections here end as their callers close them');
+        if (answer && !answer.withdrawn) log.info({ replicasLeft: answer.replicasLeft }, 'draining: the record stays for the other replicas of this gateway, which keep reporting; the connections this one carries end when their callers close them, or at drainTimeout');
         else if (answer) log.info({}, 'draining: record withdrawn; other clusters\' sidecars close their connections here as they hear of it');
         const left = await gateway.drain(Math.max(0, config.drainTimeoutMs - (performance.now() - started)));
         const ms = Math.round(performance.now() - started);

@@ -122,6 +122,19 @@ spec:
     expect((init[0]?.args as string[]).slice(9)).toEqual(['--inbound-app', '127.0.0.1:8080', '--inbound-port', '9000=9090/h2c', '--inbound-port', '6379/tcp']);
   });
 
+  it('the pod annotation isthmus.dev/access-log turns the sidecar\'s access log on, to its container log', () => {
+    const annotated = text.replace('      labels: {app: web}\n', '      labels: {app: web}\n      annotations:\n        isthmus.dev/access-log: /dev/stdout\n');
+    const init = podSpecOf(injectText(annotated, 'app.yaml', options).text).initContainers as Obj[];
+    expect((init[0]?.args as string[]).slice(-2)).toEqual(['--access-log', '/dev/stdout']);
+    // Without the annotation: no access log.
+    expect(podSpecOf(injectText(text, 'app.yaml', options).text).initContainers as Obj[]).not.toContainEqual(expect.objectContaining({ args: expect.arrayContaining(['--access-log']) }));
+    // A file: the sidecar's root file system is read-only, so only its container log is offered.
+    const toFile = text.replace('      labels: {app: web}\n', '      labels: {app: web}\n      annotations:\n        isthmus.dev/access-log: /var/log/access.log\n');
+    expect(() => injectText(toFile, 'app.yaml', options)).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_INJECT_UNSUPPORTED', message: expect.stringMatching(/Deployment shop\/web .*isthmus\.dev\/access-log is "\/var\/log\/access\.log": give \/dev\/stdout or \/dev\/stderr/),
+    }));
+  });
+
   it('the token volume asks for the audience given', () => {
     const spec = podSpecOf(injectText(text, 'app.yaml', { ...options, tokenAudience: 'mesh.example.org' }).text);
     expect(JSON.stringify(spec.volumes)).toContain('"audience":"mesh.example.org"');

@@ -1,7 +1,7 @@
 import { isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node, type YAMLMap } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
 import {
-  podFacts, proxyEnv, serviceFacts, sidecarContainer, sidecarName, sidecarVolumes, volumeNames, type InjectOptions, type ServiceFacts,
+  accessLogAnnotation, accessLogTargets, podFacts, proxyEnv, serviceFacts, sidecarContainer, sidecarName, sidecarVolumes, volumeNames, type InjectOptions, type ServiceFacts,
 } from './sidecar-spec.js';
 import {
   addToMap, appendToSeq, applyEdits, isBlockMap, isBlockSeq, pairOf, prependToSeq, removeItem, removePair, withFinalNewline, type Edit,
@@ -131,8 +131,16 @@ const hasSidecar = (w: Workload) => (blockList(w.podSpec, 'initContainers', w.la
 
 function injectEdits(text: string, w: Workload, options: InjectOptions, services: readonly ServiceFacts[]): Edit[] {
   const podJs: unknown = w.pod.toJSON();
-  const podObj = (typeof podJs === 'object' && podJs !== null ? podJs : {}) as { metadata?: { labels?: unknown }; spec?: unknown };
+  const podObj = (typeof podJs === 'object' && podJs !== null ? podJs : {}) as { metadata?: { labels?: unknown; annotations?: unknown }; spec?: unknown };
   const facts = podFacts(w.name, podObj.metadata?.labels, podObj.spec, services, w.namespace);
+  const annotations = podObj.metadata?.annotations;
+  const accessLog = typeof annotations === 'object' && annotations !== null ? (annotations as Record<string, unknown>)[accessLogAnnotation] : undefined;
+  if (accessLog !== undefined) {
+    if (typeof accessLog !== 'string' || !accessLogTargets.includes(accessLog)) {
+      throw unsupported(w.label, `the pod annotation ${accessLogAnnotation} is ${JSON.stringify(accessLog)}: give ${accessLogTargets.join(' or ')} (the sidecar container's log; its root file system is read-only)`);
+    }
+    facts.accessLog = accessLog;
+  }
   const edits: Edit[] = [];
   const { podSpec, label } = w;
 

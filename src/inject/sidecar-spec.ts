@@ -44,7 +44,14 @@ export interface PodFacts {
    * where a caller that names no port goes.
    */
   appPorts: AppPortFacts[];
+  /** The pod's `isthmus.dev/access-log` annotation: where the sidecar writes its access log (`--access-log`). */
+  accessLog?: string;
 }
+
+/** The pod annotation that turns a sidecar's access log on (docs/sidecar.md, "Access log"). */
+export const accessLogAnnotation = 'isthmus.dev/access-log';
+/** Where a pod's sidecar may write it: its container's log (its root file system is read-only). */
+export const accessLogTargets: readonly string[] = ['/dev/stdout', '/dev/stderr'];
 
 export interface AppPortFacts {
   port: number;
@@ -148,6 +155,7 @@ export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
       'sidecar', '--config', `${paths.config}/sidecar.yaml`,
       '--namespace', '$(POD_NAMESPACE)', '--service', facts.service, '--zone', '$(ISTHMUS_ZONE)',
       ...inboundArgs(facts.appPorts),
+      ...(facts.accessLog ? ['--access-log', facts.accessLog] : []),
     ],
     env: [
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
