@@ -67,8 +67,8 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     let accessLog: AccessLog | undefined;
     // The first closer, so the last to run: requests answered while draining are logged.
     if (accessLogFd !== undefined) {
-      closers.push(() => {
-        if (accessLog) accessLog.close();
+      closers.push(async () => {
+        if (accessLog) await accessLog.close();
         else if (accessLogFd > 2) closeSync(accessLogFd);
       });
     }
@@ -241,7 +241,10 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => metrics.close());
     if (config.accessLog && accessLogModule && accessLogFd !== undefined) {
       // Loaded only when configured.
-      accessLog = accessLogModule.startAccessLog({ fd: accessLogFd, format: config.accessLog.format, origins: [routing, ...(inbound ? [inbound] : []), ...tcpInbounds] });
+      accessLog = accessLogModule.startAccessLog({
+        fd: accessLogFd, format: config.accessLog.format, origins: [routing, ...(inbound ? [inbound] : []), ...tcpInbounds],
+        onProblem: (problem) => logger.warn({ file: config.accessLog?.file }, problem),
+      });
       logger.info({ file: config.accessLog.file, format: config.accessLog.format ?? 'json' }, 'access log on');
     }
 

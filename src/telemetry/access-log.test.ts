@@ -76,7 +76,7 @@ describe('the access log of a real outbound → inbound chain', () => {
       unknown = await viaOutbound('GET', 'http://nowhere.demo.mesh/');
       expect(unknown).toBeGreaterThanOrEqual(400);
     } finally {
-      log.close();
+      await log.close();
     }
     const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AccessRecord);
     const outbound = lines.filter((l) => l.direction === 'outbound');
@@ -106,11 +106,28 @@ describe('the access log of a real outbound → inbound chain', () => {
     expect(openAccessLog('/dev/stdout', '--access-log')).toBe(1);
   });
 
+  test('a log that cannot be written (a full disk: /dev/full) turns itself off and says so once; the sidecar serves on', async () => {
+    const problems: string[] = [];
+    const log = startAccessLog({ fd: openAccessLog('/dev/full', 'accessLog.file'), onProblem: (p) => problems.push(p) });
+    try {
+      for (let i = 0; i < 3; i += 1) expect(await viaOutbound('GET', 'http://echo.demo.mesh/full')).toBe(200);
+      // Written at the periodic flush (every second).
+      const until = Date.now() + 5000;
+      while (problems.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      expect(problems).toEqual([expect.stringMatching(/^the access log cannot be written \(.*ENOSPC.*\); it is off until the sidecar restarts$/)]);
+      expect(await viaOutbound('GET', 'http://echo.demo.mesh/after')).toBe(200);
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(problems).toHaveLength(1);
+    } finally {
+      await log.close();
+    }
+  });
+
   test('text format, and nothing more is written once closed', async () => {
     const file = join(dir, 'access.txt');
     const log = startAccessLog({ fd: openAccessLog(file, 'accessLog.file'), format: 'text' });
     expect(await viaOutbound('GET', 'http://echo.demo.mesh/plain')).toBe(200);
-    log.close();
+    await log.close();
     expect(await viaOutbound('GET', 'http://echo.demo.mesh/after-close')).toBe(200);
     // The inbound answers first (when the app's head arrives), the outbound once it relayed it.
     const lines = readFileSync(file, 'utf8').trim().split('\n').sort();

@@ -142,8 +142,8 @@ export function textLine(r: AccessRecord): string {
 }
 
 export interface AccessLog {
-  /** Writes what is buffered and stops listening. */
-  close(): void;
+  /** Stops listening, writes what is buffered (1 s at most) and closes its own file. */
+  close(): Promise<void>;
 }
 
 /**
@@ -169,17 +169,34 @@ export function openAccessLog(file: string, given: string): number {
   }
 }
 
+/** Lines waiting to be written beyond this (a reader that does not keep up) are dropped, not held. */
+export const accessLogMaxBuffered = 8 * 1024 * 1024;
+
 /**
  * Starts the access log on a descriptor from openAccessLog (its own file is closed by close()).
- * Lines are buffered up to 4 KiB and written at least every second. With `origins`, only
- * messages published by those objects are logged (several sidecars share a process in
- * `isthmus dev up`).
+ * Lines are buffered up to 4 KiB and written at least every second; when more than
+ * `accessLogMaxBuffered` bytes wait (the pipe behind /dev/stdout is not read), new lines are
+ * dropped and counted. A write that fails (a reader that went away: EPIPE) stops the log, never
+ * the sidecar: `onProblem` is told once, either way. With `origins`, only messages published by
+ * those objects are logged (several sidecars share a process in `isthmus dev up`).
  */
-export function startAccessLog(opts: { fd: number; format?: AccessLogFormat | undefined; origins?: readonly object[] }): AccessLog {
+export function startAccessLog(opts: { fd: number; format?: AccessLogFormat | undefined; origins?: readonly object[]; onProblem?: (problem: string) => void }): AccessLog & { dropped(): number } {
   const { fd } = opts;
-  const destination = pino.destination({ fd, sync: false, minLength: 4096, periodicFlush: 1000 });
+  const destination = pino.destination({ fd, sync: false, minLength: 4096, maxLength: accessLogMaxBuffered, periodicFlush: 1000 });
+  let dropped = 0;
+  let failed = false;
+  destination.on('drop', () => {
+    if (dropped++ === 0) opts.onProblem?.(`the access log's reader does not keep up: lines beyond ${accessLogMaxBuffered} bytes waiting are dropped`);
+  });
+  destination.on('error', (err: Error) => {
+    if (failed) return;
+    failed = true;
+    opts.onProblem?.(`the access log cannot be written (${err.message}); it is off until the sidecar restarts`);
+  });
   const text = opts.format === 'text';
-  const write = (record: AccessRecord) => destination.write(`${text ? textLine(record) : JSON.stringify(record)}\n`);
+  const write = (record: AccessRecord) => {
+    if (!failed) destination.write(`${text ? textLine(record) : JSON.stringify(record)}\n`);
+  };
   const origins = opts.origins === undefined ? undefined : new Set(opts.origins);
   const subscriptions: (() => void)[] = [];
   const listen = <T extends { origin: object }>(channel: TypedChannel<T>, toRecord: (message: T, now: Date) => AccessRecord) => {
@@ -194,14 +211,34 @@ export function startAccessLog(opts: { fd: number; format?: AccessLogFormat | un
   listen(channels.tcpOutboundClosed, (m, now) => tcpRecord(m, 'outbound', now));
   listen(channels.tcpInboundClosed, (m, now) => tcpRecord(m, 'inbound', now));
   return {
+    dropped: () => dropped,
     close() {
       for (const unsubscribe of subscriptions) unsubscribe();
-      try {
-        destination.flushSync();
-      } catch {
-        // A destination not open yet (a file still being opened) has nothing to flush.
+      if (failed) {
+        destination.destroy();
+        return Promise.resolve();
       }
-      if (fd > 2) destination.end();
+      // Asynchronous, and bounded: a synchronous flush would spin for as long as a pipe nobody
+      // reads stays full (sonic-boom retries EAGAIN, and other errors, without end).
+      return new Promise<void>((resolve) => {
+        // Not written within a second: what is left is dropped, and its retries stop.
+        const timer = setTimeout(() => {
+          try {
+            destination.destroy();
+          } catch {
+            // Closed meanwhile.
+          }
+          resolve();
+        }, 1000);
+        timer.unref();
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        destination.once('close', done);
+        destination.once('error', done);
+        destination.end();
+      });
     },
   };
 }
