@@ -86,12 +86,7 @@ export class H2Sessions {
    * goes to it, and the streams open on it finish first (Node's graceful close).
    */
   closeWhere(matches: (id: string) => boolean): void {
-    for (const [session, id] of [...this.live]) {
-      if (!matches(id)) continue;
-      if (this.sessions.has(id)) this.sessions.delete(id);
-      this.live.delete(session);
-      session.close();
-    }
+    for (const session of this.takeWhere(matches)) session.close();
   }
 
   /**
@@ -100,11 +95,18 @@ export class H2Sessions {
    * of waiting for an answer that will not come.
    */
   destroyWhere(matches: (id: string) => boolean, err: Error): void {
+    for (const session of this.takeWhere(matches)) session.destroy(err);
+  }
+
+  /** Forgets every session whose key `matches` (no new stream goes to it) and returns them, for the caller to end. */
+  private takeWhere(matches: (id: string) => boolean): ClientHttp2Session[] {
+    const taken: ClientHttp2Session[] = [];
     for (const [session, id] of [...this.live]) {
       if (!matches(id)) continue;
-      if (this.sessions.has(id)) this.sessions.delete(id);
+      this.sessions.delete(id);
       this.live.delete(session);
-      session.destroy(err);
+      taken.push(session);
     }
+    return taken;
   }
 }

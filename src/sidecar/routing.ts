@@ -163,6 +163,12 @@ export class RoutingTable {
     return { policies, liveSplit: liveSplit(counts) };
   }
 
+  /**
+   * Called with every address the sidecar may send to, each time the catalog or the local
+   * endpoints change: the sidecar closes its connections to the others (upstreams.ts retireExcept).
+   */
+  onAddresses: ((present: ReadonlySet<string>) => void) | undefined;
+
   /** Outlier history is kept for every endpoint of every service, and dropped only when it leaves. */
   private trackHosts(): void {
     const addresses = this.addresses();
@@ -170,6 +176,7 @@ export class RoutingTable {
     const present = new Set(addresses);
     for (const address of this.loads.keys()) if (!present.has(address)) this.loads.delete(address);
     this.invalidate();
+    this.onAddresses?.(present);
   }
 
   /** The balancer's record of `address` (made on first use). */

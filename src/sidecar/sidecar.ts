@@ -1,6 +1,4 @@
-import { closeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import type { AccessLog } from '../telemetry/access-log.js';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
 import { allowYoungGenerationGrowth } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
@@ -62,16 +60,12 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
   };
   try {
     // The access log's file first: a path that cannot be written stops the start here, named.
-    const accessLogModule = config.accessLog ? await import('../telemetry/access-log.js') : undefined;
-    const accessLogFd = config.accessLog && accessLogModule?.openAccessLog(config.accessLog.file, 'accessLog.file (or --access-log)');
-    let accessLog: AccessLog | undefined;
-    // The first closer, so the last to run: requests answered while draining are logged.
-    if (accessLogFd !== undefined) {
-      closers.push(async () => {
-        if (accessLog) await accessLog.close();
-        else if (accessLogFd > 2) closeSync(accessLogFd);
-      });
-    }
+    // Loaded only when configured. The first closer, so the last to run: requests answered while draining are logged.
+    const accessLog = config.accessLog && (await import('../telemetry/access-log.js')).openAccessLog({
+      file: config.accessLog.file, given: 'accessLog.file (or --access-log)', format: config.accessLog.format,
+      onProblem: (problem) => logger.warn({ file: config.accessLog?.file }, problem),
+    });
+    if (accessLog) closers.push(() => accessLog.close());
     // Process-wide and idempotent: on only when an OTLP endpoint is set (docs/tracing.md).
     await startTracing('isthmus-sidecar');
     closers.push(() => flushTracing());
@@ -136,17 +130,16 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => heapTrim.stop());
     // Pools to addresses that left the catalog close gracefully (upstreams.ts retireExcept): a
     // draining gateway or a deregistered instance is let go of as soon as this sidecar hears.
-    const retireGone = () => {
-      const retired = upstreams.retireExcept(new Set(routing.addresses()));
+    routing.onAddresses = (present) => {
+      const retired = upstreams.retireExcept(present);
       if (retired > 0) logger.info({ pools: retired }, 'closing the connections to addresses that left the catalog, each after its answer in flight');
     };
     watch.on('catalog', (c: Catalog) => {
       catalog = c;
       routing.setCatalog(c);
-      retireGone();
       if (c.services.length >= largeTableServices) heapTrim.request('catalog');
     });
-    watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); retireGone(); health.round().catch(() => undefined); });
+    watch.on('endpoints', (e: LocalEndpointsSnapshot) => { endpoints = e; routing.setEndpoints(e); health.round().catch(() => undefined); });
     // Who may call this workload: enforced by its inbound (docs/authorization.md).
     const authorization = new InboundAuthorization(config.namespace, config.service);
     // How many requests it takes in: its LocalRateLimit, also enforced by its inbound.
@@ -239,12 +232,8 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       certificates: () => [identity.current()],
     });
     closers.push(() => metrics.close());
-    if (config.accessLog && accessLogModule && accessLogFd !== undefined) {
-      // Loaded only when configured.
-      accessLog = accessLogModule.startAccessLog({
-        fd: accessLogFd, format: config.accessLog.format, origins: [routing, ...(inbound ? [inbound] : []), ...tcpInbounds],
-        onProblem: (problem) => logger.warn({ file: config.accessLog?.file }, problem),
-      });
+    if (accessLog && config.accessLog) {
+      accessLog.start([routing, ...(inbound ? [inbound] : []), ...tcpInbounds]);
       logger.info({ file: config.accessLog.file, format: config.accessLog.format ?? 'json' }, 'access log on');
     }
 

@@ -31,6 +31,9 @@ export interface UpstreamOptions {
 
 const noop = (): void => undefined;
 
+/** The address part of an UpstreamKey id (`address|sni|identities`). */
+const addressOf = (id: string): string => id.slice(0, id.indexOf('|'));
+
 /** The code of the error a request in flight gets when its connection is closed for health (retry-policy.ts: a reset). */
 export const upstreamUnhealthyCode = 'ISTHMUS_UPSTREAM_UNHEALTHY';
 
@@ -193,13 +196,9 @@ export class Upstreams {
    */
   closeTo(address: string, why: string): void {
     const err = () => Object.assign(new Error(`connection to ${address} closed: ${why}`), { code: upstreamUnhealthyCode });
-    const prefix = `${address}|`;
-    for (const [id, pool] of this.pools) {
-      if (!id.startsWith(prefix)) continue;
-      this.pools.delete(id);
-      void pool.destroy(err()).catch(() => undefined);
-    }
-    this.sessions.destroyWhere((id) => id.startsWith(prefix), err());
+    const at = (id: string) => addressOf(id) === address;
+    for (const pool of this.takePools(at)) void pool.destroy(err()).catch(() => undefined);
+    this.sessions.destroyWhere(at, err());
   }
 
   /**
@@ -211,16 +210,22 @@ export class Upstreams {
    * gateway. Returns how many pools were retired.
    */
   retireExcept(routable: ReadonlySet<string>): number {
-    const gone = (id: string) => !routable.has(id.slice(0, id.indexOf('|')));
-    let retired = 0;
-    for (const [id, pool] of this.pools) {
-      if (!gone(id)) continue;
-      this.pools.delete(id);
-      retired += 1;
-      void pool.close().catch(() => undefined);
-    }
+    const gone = (id: string) => !routable.has(addressOf(id));
+    const retired = this.takePools(gone);
+    for (const pool of retired) void pool.close().catch(() => undefined);
     this.sessions.closeWhere(gone);
-    return retired;
+    return retired.length;
+  }
+
+  /** Removes the pools whose key `matches` (new requests open new ones) and returns them, for the caller to end. */
+  private takePools(matches: (id: string) => boolean): UpstreamPool[] {
+    const taken: UpstreamPool[] = [];
+    for (const [id, pool] of this.pools) {
+      if (!matches(id)) continue;
+      this.pools.delete(id);
+      taken.push(pool);
+    }
+    return taken;
   }
 
   /** New credentials: new pools for new connections; in-flight requests complete on the old ones. */

@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { clientId, sidecarChain, testPki, type SidecarChain } from '../../test/helpers/sidecar-fixtures.js';
-import { openAccessLog, requestFields, startAccessLog, tcpRecord, textLine, type AccessRecord } from './access-log.js';
+import { openAccessLog, requestFields, tcpRecord, textLine, type AccessLog, type AccessRecord } from './access-log.js';
 
 const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
 
@@ -42,6 +42,12 @@ describe('what a line says of a request', () => {
   });
 });
 
+/** Every request in this worker: the chain's outbound and inbound are the only publishers. */
+const started = (log: AccessLog): AccessLog => {
+  log.start();
+  return log;
+};
+
 describe('the access log of a real outbound → inbound chain', () => {
   let chain: SidecarChain;
   let dir: string;
@@ -68,7 +74,7 @@ describe('the access log of a real outbound → inbound chain', () => {
 
   test('each request gets an outbound and an inbound line, with where it went, who called and its trace id; a name not in the mesh gets its refusal', async () => {
     const file = join(dir, 'logs', 'access.json');
-    const log = startAccessLog({ fd: openAccessLog(file, 'accessLog.file') });
+    const log = started(openAccessLog({ file, given: 'accessLog.file' }));
     let unknown = 0;
     try {
       expect(await viaOutbound('GET', 'http://echo.demo.mesh/items?id=7', { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'user-agent': 'test-client' })).toBe(200);
@@ -98,17 +104,18 @@ describe('the access log of a real outbound → inbound chain', () => {
     }
   });
 
-  test('a file that cannot be written is refused at once, naming it and why; /dev/stdout is the process\'s own descriptor', () => {
-    expect(() => openAccessLog('/proc/isthmus-access.log', '--access-log')).toThrow(expect.objectContaining({
+  test('a file that cannot be written is refused at once, naming it and why; /dev/stdout is the process\'s own descriptor, left open when the log closes', () => {
+    expect(() => openAccessLog({ file: '/proc/isthmus-access.log', given: '--access-log' })).toThrow(expect.objectContaining({
       code: 'ISTHMUS_ERR_CONFIG_PATH_UNUSABLE', message: expect.stringMatching(/\/proc\/isthmus-access\.log/),
     }));
-    expect(() => openAccessLog(dir, '--access-log')).toThrow(expect.objectContaining({ message: expect.stringContaining('it is a directory') }));
-    expect(openAccessLog('/dev/stdout', '--access-log')).toBe(1);
+    expect(() => openAccessLog({ file: dir, given: '--access-log' })).toThrow(expect.objectContaining({ message: expect.stringContaining('it is a directory') }));
+    // Its own descriptor: closing the log does not close the process's standard output.
+    return openAccessLog({ file: '/dev/stdout', given: '--access-log' }).close().then(() => expect(fstatSync(1).isFile() || fstatSync(1).isFIFO() || fstatSync(1).isCharacterDevice() || fstatSync(1).isSocket()).toBe(true));
   });
 
   test('a log that cannot be written (a full disk: /dev/full) turns itself off and says so once; the sidecar serves on', async () => {
     const problems: string[] = [];
-    const log = startAccessLog({ fd: openAccessLog('/dev/full', 'accessLog.file'), onProblem: (p) => problems.push(p) });
+    const log = started(openAccessLog({ file: '/dev/full', given: 'accessLog.file', onProblem: (p) => problems.push(p) }));
     try {
       for (let i = 0; i < 3; i += 1) expect(await viaOutbound('GET', 'http://echo.demo.mesh/full')).toBe(200);
       // Written at the periodic flush (every second).
@@ -125,7 +132,7 @@ describe('the access log of a real outbound → inbound chain', () => {
 
   test('text format, and nothing more is written once closed', async () => {
     const file = join(dir, 'access.txt');
-    const log = startAccessLog({ fd: openAccessLog(file, 'accessLog.file'), format: 'text' });
+    const log = started(openAccessLog({ file, given: 'accessLog.file', format: 'text' }));
     expect(await viaOutbound('GET', 'http://echo.demo.mesh/plain')).toBe(200);
     await log.close();
     expect(await viaOutbound('GET', 'http://echo.demo.mesh/after-close')).toBe(200);

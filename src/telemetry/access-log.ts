@@ -1,8 +1,9 @@
-import { openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import pino from 'pino';
 import { dirname } from 'node:path';
 import { ensureDirectory, pathError } from '../core/user-paths.js';
-import { channels, type InboundRequestMessage, type OutboundRequestMessage, type RequestFacts, type TcpInboundClosedMessage, type TcpOutboundClosedMessage, type TypedChannel } from '../core/channels.js';
+import { channels, type InboundRequestMessage, type OutboundRequestMessage, type RequestFacts, type TcpInboundClosedMessage, type TcpOutboundClosedMessage } from '../core/channels.js';
+import { originListener } from './shared.js';
 
 /**
  * The sidecar's access log (docs/sidecar.md, "Access log"): one line per HTTP request its
@@ -142,18 +143,102 @@ export function textLine(r: AccessRecord): string {
 }
 
 export interface AccessLog {
+  /**
+   * Starts writing: a line for each request and TCP connection published by `origins` (every
+   * one in the process when undefined; several sidecars share a process in `isthmus dev up`).
+   */
+  start(origins?: readonly object[]): void;
   /** Stops listening, writes what is buffered (1 s at most) and closes its own file. */
   close(): Promise<void>;
 }
 
+/** Lines waiting to be written beyond this (a reader that does not keep up) are dropped, not held. */
+export const accessLogMaxBuffered = 8 * 1024 * 1024;
+
 /**
  * Opens the access log's file, first thing at start, so that a path that cannot be written is
  * refused at once, naming it (`given`: the flag or field it came from), before the sidecar asks
- * for a certificate or listens. `/dev/stdout` and `/dev/stderr` are the process's own
- * descriptors (opening the device again would write at offset 0 of a redirected file); any
- * other path is created if missing (its directory too) and appended to. Returns the descriptor.
+ * for a certificate or listens; start() begins the lines once its listeners exist.
+ * `/dev/stdout` and `/dev/stderr` are the process's own descriptors (opening the device again
+ * would write at offset 0 of a redirected file); any other path is created if missing (its
+ * directory too) and appended to.
+ *
+ * Lines are buffered up to 4 KiB and written at least every second. When more than
+ * `accessLogMaxBuffered` bytes wait (the pipe behind /dev/stdout is not read), new lines are
+ * dropped. A write that fails (a full disk, a reader gone) turns the log off, never the sidecar.
+ * `onProblem` is told once of each.
  */
-export function openAccessLog(file: string, given: string): number {
+export function openAccessLog(opts: { file: string; given: string; format?: AccessLogFormat | undefined; onProblem?: (problem: string) => void }): AccessLog {
+  const fd = openDescriptor(opts.file, opts.given);
+  let destination: ReturnType<typeof pino.destination> | undefined;
+  let failed = false;
+  let unsubscribe = (): void => undefined;
+  return {
+    start(origins) {
+      if (destination) return;
+      const out = pino.destination({ fd, sync: false, minLength: 4096, maxLength: accessLogMaxBuffered, periodicFlush: 1000 });
+      destination = out;
+      let dropping = false;
+      out.on('drop', () => {
+        if (dropping) return;
+        dropping = true;
+        opts.onProblem?.(`the access log's reader does not keep up: lines beyond ${accessLogMaxBuffered} bytes waiting are dropped`);
+      });
+      out.on('error', (err: Error) => {
+        if (failed) return;
+        failed = true;
+        opts.onProblem?.(`the access log cannot be written (${err.message}); it is off until the sidecar restarts`);
+      });
+      const text = opts.format === 'text';
+      const line = <T>(toRecord: (message: T, now: Date) => AccessRecord) => (message: T) => {
+        if (failed) return;
+        const record = toRecord(message, new Date());
+        out.write(`${text ? textLine(record) : JSON.stringify(record)}\n`);
+      };
+      const { listen, close } = originListener(origins);
+      unsubscribe = close;
+      listen(channels.outboundRequest, line(outboundRecord));
+      listen(channels.inboundRequest, line(inboundRecord));
+      listen(channels.tcpOutboundClosed, line((m: TcpOutboundClosedMessage, now) => tcpRecord(m, 'outbound', now)));
+      listen(channels.tcpInboundClosed, line((m: TcpInboundClosedMessage, now) => tcpRecord(m, 'inbound', now)));
+    },
+    close() {
+      unsubscribe();
+      const out = destination;
+      if (!out) {
+        if (fd > 2) closeSync(fd);
+        return Promise.resolve();
+      }
+      if (failed) {
+        out.destroy();
+        return Promise.resolve();
+      }
+      // Asynchronous, and bounded: a synchronous flush would spin for as long as a pipe nobody
+      // reads stays full (sonic-boom retries EAGAIN, and other errors, without end).
+      return new Promise<void>((resolve) => {
+        // Not written within a second: what is left is dropped, and its retries stop.
+        const timer = setTimeout(() => {
+          try {
+            out.destroy();
+          } catch {
+            // Closed meanwhile.
+          }
+          resolve();
+        }, 1000);
+        timer.unref();
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        out.once('close', done);
+        out.once('error', done);
+        out.end();
+      });
+    },
+  };
+}
+
+function openDescriptor(file: string, given: string): number {
   if (file === '/dev/stdout') return 1;
   if (file === '/dev/stderr') return 2;
   try {
@@ -167,78 +252,4 @@ export function openAccessLog(file: string, given: string): number {
   } catch (err) {
     throw pathError(err, file, 'write-file', given);
   }
-}
-
-/** Lines waiting to be written beyond this (a reader that does not keep up) are dropped, not held. */
-export const accessLogMaxBuffered = 8 * 1024 * 1024;
-
-/**
- * Starts the access log on a descriptor from openAccessLog (its own file is closed by close()).
- * Lines are buffered up to 4 KiB and written at least every second; when more than
- * `accessLogMaxBuffered` bytes wait (the pipe behind /dev/stdout is not read), new lines are
- * dropped and counted. A write that fails (a reader that went away: EPIPE) stops the log, never
- * the sidecar: `onProblem` is told once, either way. With `origins`, only messages published by
- * those objects are logged (several sidecars share a process in `isthmus dev up`).
- */
-export function startAccessLog(opts: { fd: number; format?: AccessLogFormat | undefined; origins?: readonly object[]; onProblem?: (problem: string) => void }): AccessLog & { dropped(): number } {
-  const { fd } = opts;
-  const destination = pino.destination({ fd, sync: false, minLength: 4096, maxLength: accessLogMaxBuffered, periodicFlush: 1000 });
-  let dropped = 0;
-  let failed = false;
-  destination.on('drop', () => {
-    if (dropped++ === 0) opts.onProblem?.(`the access log's reader does not keep up: lines beyond ${accessLogMaxBuffered} bytes waiting are dropped`);
-  });
-  destination.on('error', (err: Error) => {
-    if (failed) return;
-    failed = true;
-    opts.onProblem?.(`the access log cannot be written (${err.message}); it is off until the sidecar restarts`);
-  });
-  const text = opts.format === 'text';
-  const write = (record: AccessRecord) => {
-    if (!failed) destination.write(`${text ? textLine(record) : JSON.stringify(record)}\n`);
-  };
-  const origins = opts.origins === undefined ? undefined : new Set(opts.origins);
-  const subscriptions: (() => void)[] = [];
-  const listen = <T extends { origin: object }>(channel: TypedChannel<T>, toRecord: (message: T, now: Date) => AccessRecord) => {
-    const listener = (message: T) => {
-      if (!origins || origins.has(message.origin)) write(toRecord(message, new Date()));
-    };
-    channel.subscribe(listener);
-    subscriptions.push(() => channel.unsubscribe(listener));
-  };
-  listen(channels.outboundRequest, outboundRecord);
-  listen(channels.inboundRequest, inboundRecord);
-  listen(channels.tcpOutboundClosed, (m, now) => tcpRecord(m, 'outbound', now));
-  listen(channels.tcpInboundClosed, (m, now) => tcpRecord(m, 'inbound', now));
-  return {
-    dropped: () => dropped,
-    close() {
-      for (const unsubscribe of subscriptions) unsubscribe();
-      if (failed) {
-        destination.destroy();
-        return Promise.resolve();
-      }
-      // Asynchronous, and bounded: a synchronous flush would spin for as long as a pipe nobody
-      // reads stays full (sonic-boom retries EAGAIN, and other errors, without end).
-      return new Promise<void>((resolve) => {
-        // Not written within a second: what is left is dropped, and its retries stop.
-        const timer = setTimeout(() => {
-          try {
-            destination.destroy();
-          } catch {
-            // Closed meanwhile.
-          }
-          resolve();
-        }, 1000);
-        timer.unref();
-        const done = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        destination.once('close', done);
-        destination.once('error', done);
-        destination.end();
-      });
-    },
-  };
 }

@@ -1,7 +1,7 @@
 import { collectProcessMetrics, Registry } from './prom.js';
 import { federationMetrics, type FederationSources } from './federation-metrics.js';
 import { gatewayMetrics, type GatewaySources } from './gateway-metrics.js';
-import type { Listen } from './shared.js';
+import { originListener } from './shared.js';
 import { sidecarMetrics, type SidecarSources } from './sidecar-metrics.js';
 
 export type { CertificateFacts } from './shared.js';
@@ -51,23 +51,13 @@ export function createMetrics<R extends Role>(role: R, base: { cluster: string }
     const metric = shared.getSingleMetric(name);
     if (metric) registry.registerMetric(metric);
   }
-  const origins = sources.origins === undefined ? undefined : new Set(sources.origins);
-  const unsubscribe: (() => void)[] = [];
-  const listen: Listen = (channel, listener) => {
-    const filtered = (message: Parameters<typeof listener>[0]) => {
-      if (!origins || origins.has(message.origin)) listener(message);
-    };
-    channel.subscribe(filtered);
-    unsubscribe.push(() => channel.unsubscribe(filtered));
-  };
+  const { listen, close } = originListener(sources.origins);
   if (role === 'sidecar') sidecarMetrics(registry, base.cluster, sources as SidecarSources, listen);
   else if (role === 'gateway') gatewayMetrics(registry, base.cluster, sources as GatewaySources, listen);
   else federationMetrics(registry, base.cluster, sources as FederationSources);
   return {
     registry,
     exposition: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
-    close: () => {
-      for (const off of unsubscribe.splice(0)) off();
-    },
+    close,
   };
 }

@@ -4,6 +4,28 @@ import type { TypedChannel } from '../core/channels.js';
 /** Subscribes to a channel, keeping only the messages of the observed components (their `origin`). */
 export type Listen = <T extends { origin: object }>(channel: TypedChannel<T>, listener: (message: T) => void) => void;
 
+/**
+ * A Listen that keeps the messages published by `origins` (every message when undefined: one
+ * component per process), and `close()` that unsubscribes everything it subscribed.
+ */
+export function originListener(origins: readonly object[] | undefined): { listen: Listen; close(): void } {
+  const kept = origins === undefined ? undefined : new Set(origins);
+  const unsubscribe: (() => void)[] = [];
+  const listen: Listen = (channel, listener) => {
+    const filtered = (message: Parameters<typeof listener>[0]) => {
+      if (!kept || kept.has(message.origin)) listener(message);
+    };
+    channel.subscribe(filtered);
+    unsubscribe.push(() => channel.unsubscribe(filtered));
+  };
+  return {
+    listen,
+    close: () => {
+      for (const off of unsubscribe.splice(0)) off();
+    },
+  };
+}
+
 export interface CertificateFacts {
   identity: string;
   notAfter: Date;
