@@ -11,6 +11,7 @@ import { etcdFlags, startDevMesh, type DevMesh, type MeshFile } from '../dev/dev
 import { requestThrough } from '../dev/traffic-generator.js';
 import { updateRegistry } from '../federation/registry-file.js';
 import { loadedModules, parseProcStatus } from './loaded-modules.js';
+import { processCpuSeconds } from './proc-cpu.js';
 import { type RssByMapping, readRssByMapping } from './smaps.js';
 import { startNodeFloor } from './node-floor-process.js';
 import { writePeerCertificates } from './peer-certs.js';
@@ -21,7 +22,8 @@ import { writePeerCertificates } from './peer-certs.js';
  * (the east client sidecar of a two-cluster `dev up --processes` mesh on loopback) with the
  * sample catalog and again after `--services` more services were registered and exported the
  * way `isthmus register` and `isthmus export` do it (half in each cluster, so the sidecar holds
- * both local and remote routes). Memory is the process's VmRSS and VmHWM from /proc. Beside each
+ * both local and remote routes), and after a churn of one service's export withdrawn and put back
+ * twenty times (with the sidecar's CPU per change). Memory is the process's VmRSS and VmHWM from /proc. Beside each
  * reading of the sidecar stands the Node floor's at the same step: a minimal mutual-TLS proxy of
  * node:http and node:https, started in the same run (node-floor.ts), so "over the floor" is what
  * Isthmus holds beyond what any Node process doing this job holds.
@@ -29,7 +31,8 @@ import { writePeerCertificates } from './peer-certs.js';
 const usage = `usage: node dist/bench/memory.js [options]   (npm run bench:memory -- [options])
 What one sidecar process costs in memory: bare node, its module graph, a minimal Node mutual-TLS
 proxy as the floor, and a running sidecar of a two-cluster dev mesh before and after --services
-more services are exported, each reading beside the floor's at the same step.
+more services are exported, each reading beside the floor's at the same step, and after twenty
+catalog changes of one service each (with the sidecar's CPU per change).
   --services <n>        services registered and exported on top of the samples (default 1000; 0..5000)
   --requests <n>        GETs sent through the sidecar before each "after requests" reading (default 400)
   --export-batch <n>    services exported per etcd transaction, 1..50 (default 50; 1 is how
@@ -86,6 +89,9 @@ const say = (line: string) => process.stderr.write(`${line}\n`);
 // names ns/demo/sa/hello, and a route expects the identity of the instance's service account in
 // the service's namespace (in another namespace every request failed that check: 503).
 const namespace = 'demo';
+/** The churn step: how many catalog changes, and how far apart. */
+const churnChanges = 20;
+const churnEveryMs = 500;
 
 interface MemoryRow {
   what: string;
@@ -350,6 +356,27 @@ async function main(): Promise<void> {
       const bulkUrls = names.slice(0, 100).map((n) => `http://${n}.${namespace}.mesh/`);
       const after = await send(east.client.proxy, [...sampleUrls, ...bulkUrls], requestCount);
       await measure('sidecar running, after requests', bigCatalog, `${requestCount} GETs to hello, ledger and 100 of the new services: ${JSON.stringify(after)}`, floor.afterMany);
+      // Churn: one service's export withdrawn and put back, `churnChanges` times, each a catalog
+      // change of one service among a thousand. The sidecar's CPU over it, less what it spent at
+      // rest over as long, is what a change costs it; its RSS after says what the changes left.
+      const churned = keys.serviceExport(clusterOf(0), namespace, names[0] as string);
+      const idleCpu = processCpuSeconds(pid);
+      await sleep(churnChanges * churnEveryMs);
+      const idle = processCpuSeconds(pid) - idleCpu;
+      const churnCpu = processCpuSeconds(pid);
+      await withStore(etcdFlags(file.etcd, file.etcdTls), async (store) => {
+        for (let i = 0; i < churnChanges; i += 1) {
+          if (i % 2 === 0) await store.delete(churned);
+          else await store.put(churned, { version: recordVersion, exportedAt: now });
+          await sleep(churnEveryMs);
+        }
+        // Back as it was, and the last change taken.
+        if (churnChanges % 2 === 1) await store.put(churned, { version: recordVersion, exportedAt: now });
+      });
+      await waitForCatalog(clientState, bigCatalog, 30_000);
+      await sleep(2000);
+      const perChangeMs = ((processCpuSeconds(pid) - churnCpu - idle) * 1000) / churnChanges;
+      await measure('sidecar running, catalog churn', bigCatalog, `${churnChanges} changes of one service, one every ${churnEveryMs} ms: ${perChangeMs.toFixed(1)} ms of CPU per change (over ${(idle * 1000).toFixed(0)} ms at rest in as long)`);
       // After the last reading, so that it does not count: how long explaining every route takes.
       const explainStarted = Date.now();
       const explained = await fetch(`http://${east.client.admin}/routes`, { signal: AbortSignal.timeout(60_000) }).then(async (res) => ((await res.json()) as { services: unknown[] }).services.length, () => 0);

@@ -9,7 +9,7 @@ const logger = createLogger({ name: 'test', level: 'silent' });
 /** A HeapTrim whose collection only records when it ran. */
 function counted(settleMs: number, minIntervalMs: number) {
   const ranAt: number[] = [];
-  const trim = new HeapTrim({ logger, settleMs, minIntervalMs, collect: async () => { ranAt.push(performance.now()); } });
+  const trim = new HeapTrim({ logger, settleMs, minIntervalMs, minGrowthBytes: 0, collect: async () => { ranAt.push(performance.now()); } });
   return { trim, ranAt };
 }
 
@@ -59,13 +59,34 @@ describe('HeapTrim', () => {
 
   it('survives a collection that fails, and trims again on the next request', async () => {
     let calls = 0;
-    const trim = new HeapTrim({ logger, settleMs: 10, minIntervalMs: 0, collect: async () => { calls += 1; if (calls === 1) throw new Error('no inspector'); } });
+    const trim = new HeapTrim({ logger, settleMs: 10, minIntervalMs: 0, minGrowthBytes: 0, collect: async () => { calls += 1; if (calls === 1) throw new Error('no inspector'); } });
     trim.request('one');
     await sleep(100);
     trim.request('two');
     await sleep(100);
     expect(calls).toBe(2);
     expect(trim.runs).toBe(1);
+    trim.stop();
+  });
+
+  it('after the first trim, runs again only once the old generation has grown by minGrowthBytes', async () => {
+    let heap = 50_000_000;
+    let calls = 0;
+    const trim = new HeapTrim({ logger, settleMs: 5, minIntervalMs: 0, minGrowthBytes: 2_000_000, heapBytes: () => heap, collect: async () => { calls += 1; heap -= 3_000_000; } });
+    const settle = () => sleep(60);
+    trim.request('the first large catalog');
+    await settle();
+    expect([trim.runs, trim.skipped]).toEqual([1, 0]);
+    // One small change: the heap grew by half a megabyte since the trim.
+    heap += 500_000;
+    trim.request('one change');
+    await settle();
+    expect([trim.runs, trim.skipped]).toEqual([1, 1]);
+    // A burst of changes: 2.5 MB more since the trim, which counts from what it left.
+    heap += 2_000_000;
+    trim.request('a burst');
+    await settle();
+    expect([trim.runs, trim.skipped, calls]).toEqual([2, 1, 2]);
     trim.stop();
   });
 });

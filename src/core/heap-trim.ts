@@ -17,7 +17,7 @@
  * followed by a trim. Changes that kept coming every few seconds forever would pause the process
  * for about 0.4% of the time with the defaults, one short pause every 10 s.
  */
-import { setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import type { Logger } from './log.js';
 
 export interface HeapTrimOptions {
@@ -28,9 +28,18 @@ export interface HeapTrimOptions {
   minIntervalMs?: number;
   /** The collection itself; the default is V8's low-memory collection through the inspector. */
   collect?: () => Promise<void>;
+  /**
+   * After the first trim, a trim runs only if the old generation (old and large-object spaces,
+   * where a catalog's garbage goes) has grown by this much since the last one. A burst of
+   * catalogs grows it by megabytes; one small change to a large catalog by far less, and is not
+   * worth a pause. Default 2 MiB.
+   */
+  minGrowthBytes?: number;
+  /** What the growth is measured on; default the old and large-object spaces' physical size. */
+  heapBytes?: () => number;
 }
 
-export const defaultHeapTrim = { settleMs: 2000, minIntervalMs: 10_000 } as const;
+export const defaultHeapTrim = { settleMs: 2000, minIntervalMs: 10_000, minGrowthBytes: 2 * 1024 * 1024 } as const;
 
 /**
  * From this many services on, each catalog (sidecar) or routing table (gateway) parsed and
@@ -43,6 +52,10 @@ export class HeapTrim {
   private readonly settleMs: number;
   private readonly minIntervalMs: number;
   private readonly collect: () => Promise<void>;
+  private readonly minGrowthBytes: number;
+  private readonly heapBytes: () => number;
+  /** `heapBytes()` right after the last trim. */
+  private afterLast: number | undefined;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
   /** When the next trim may run, by `performance.now()`. */
@@ -50,13 +63,16 @@ export class HeapTrim {
   private running = false;
   private pendingReason: string | undefined;
   private stopped = false;
-  /** Trims run so far (the tests read it). */
+  /** Trims run so far, and trims not run for too little growth (the tests read them). */
   runs = 0;
+  skipped = 0;
 
   constructor(opts: HeapTrimOptions) {
     this.settleMs = opts.settleMs ?? defaultHeapTrim.settleMs;
     this.minIntervalMs = opts.minIntervalMs ?? defaultHeapTrim.minIntervalMs;
     this.collect = opts.collect ?? lowMemoryCollection;
+    this.minGrowthBytes = opts.minGrowthBytes ?? defaultHeapTrim.minGrowthBytes;
+    this.heapBytes = opts.heapBytes ?? oldGenerationBytes;
     this.log = opts.logger.child({ component: 'heap-trim' });
   }
 
@@ -90,12 +106,19 @@ export class HeapTrim {
   }
 
   private async collectOnce(reason: string): Promise<void> {
+    const grown = this.afterLast === undefined ? undefined : this.heapBytes() - this.afterLast;
+    if (grown !== undefined && grown < this.minGrowthBytes) {
+      this.skipped += 1;
+      this.log.debug({ reason, grownKb: Math.round(grown / 1024) }, 'heap grew too little since the last trim to be worth a pause');
+      return;
+    }
     this.running = true;
     const rssBefore = process.memoryUsage.rss();
     const started = performance.now();
     try {
       await this.collect();
       this.runs += 1;
+      this.afterLast = this.heapBytes();
       this.log.debug({
         reason, ms: Math.round(performance.now() - started),
         rssBeforeMb: mb(rssBefore), rssAfterMb: mb(process.memoryUsage.rss()),
@@ -110,6 +133,13 @@ export class HeapTrim {
     // A request that came while this one ran is kept for after the interval.
     if (this.pendingReason !== undefined && !this.stopped) this.schedule(this.settleMs);
   }
+}
+
+/** The physical size of V8's old and large-object spaces, where what survives a catalog's indexing lives. */
+function oldGenerationBytes(): number {
+  let bytes = 0;
+  for (const space of getHeapSpaceStatistics()) if (space.space_name === 'old_space' || space.space_name === 'large_object_space') bytes += space.physical_space_size;
+  return bytes;
 }
 
 const mb = (bytes: number) => Math.round(bytes / 104857.6) / 10;

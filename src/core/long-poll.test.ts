@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from 'undici';
 import { describe, expect, it, test } from 'vitest';
-import { CatalogSnapshotSchema, GatewayRoutesSchema, LocalEndpointsSchema } from '../model/records.js';
+import { applyCatalogChanges } from '../model/catalog.js';
+import { CatalogChangesSchema, CatalogSnapshotSchema, GatewayRoutesSchema, LocalEndpointsSchema } from '../model/records.js';
 import { createLogger } from './log.js';
 import { longPoll, snapshotProblem } from './long-poll.js';
 import { Type } from './typebox.js';
@@ -114,3 +115,76 @@ describe('a federation that does not number the snapshot (one from before it was
     expect(seen).toEqual([{ roots: ['first'], version: undefined }, { roots: ['second'], version: undefined }]);
   });
 });
+
+describe('a snapshot the federation sends as changes (the catalog)', () => {
+  it('asks with the position of its last answer, applies changes to what it holds, and asks whole when they do not fit', async () => {
+    const svc = (name: string) => ({ namespace: 'demo', name, clusters: [] });
+    const whole = (revision: number, names: string[], epoch: string, generation: number) => ({ revision, clusters: [], services: names.map(svc), invalidKeys: [], epoch, generation });
+    const changes = (revision: number, epoch: string, since: number, generation: number, upserts: string[], services: number) => ({
+      revision, epoch, since, generation, clusters: [], invalidKeys: [], upserts: upserts.map(svc), removed: [], services,
+    });
+    // The federation's answers in turn; after them it holds the poll open.
+    const answers: unknown[] = [
+      whole(1, ['a'], 'e1', 1),
+      changes(2, 'e1', 1, 2, ['b'], 2),
+      // From a position the reader does not hold: refused, and the reader asks for the catalog whole.
+      changes(3, 'e1', 1, 3, ['c'], 2),
+      whole(3, ['a', 'b', 'c'], 'e2', 1),
+      // A long poll that timed out: no change, nothing passed on.
+      changes(3, 'e2', 1, 1, [], 3),
+      // A count that does not come out: refused too.
+      changes(4, 'e2', 1, 2, ['d'], 9),
+      whole(4, ['a', 'b', 'c', 'd'], 'e2', 2),
+    ];
+    const asked: string[] = [];
+    const server = createServer((req, res) => {
+      asked.push(req.url ?? '');
+      const answer = answers.shift();
+      if (answer === undefined) return void setTimeout(() => res.destroy(), 5000);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(answer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const agent = new Agent();
+    const abort = new AbortController();
+    const seen: { names: string[]; version: number | undefined; keys: string[] }[] = [];
+    const feed = {
+      name: 'catalog', path: '/v1/catalog', schema: CatalogSnapshotSchema, versionOf: (c: { revision: number }) => c.revision,
+      changes: { schema: CatalogChangesSchema, apply: applyCatalogChanges },
+    };
+    const running = longPoll(feed, {
+      federationUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, dispatcher: () => agent, signal: abort.signal,
+      logger: createLogger({ name: 'test', level: 'silent' }), waitSeconds: 30,
+      onSnapshot: (value, version) => { seen.push({ names: value.services.map((s) => s.name), version, keys: Object.keys(value) }); },
+    });
+    await waitUntil(() => answers.length === 0 && asked.length === 8);
+    abort.abort();
+    await running;
+    await agent.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    expect(asked).toEqual([
+      '/v1/catalog',
+      '/v1/catalog?version=1&wait=30&since=e1.1',
+      '/v1/catalog?version=2&wait=30&since=e1.2',
+      '/v1/catalog',
+      '/v1/catalog?version=3&wait=30&since=e2.1',
+      '/v1/catalog?version=3&wait=30&since=e2.1',
+      '/v1/catalog',
+      '/v1/catalog?version=4&wait=30&since=e2.2',
+    ]);
+    expect(seen).toEqual([
+      { names: ['a'], version: 1, keys: ['revision', 'clusters', 'services', 'invalidKeys'] },
+      { names: ['a', 'b'], version: 2, keys: ['revision', 'clusters', 'services', 'invalidKeys'] },
+      { names: ['a', 'b', 'c'], version: 3, keys: ['revision', 'clusters', 'services', 'invalidKeys'] },
+      { names: ['a', 'b', 'c', 'd'], version: 4, keys: ['revision', 'clusters', 'services', 'invalidKeys'] },
+    ]);
+  });
+});
+
+async function waitUntil(done: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await sleep(20);
+  }
+}

@@ -21,6 +21,7 @@ import { parseSpiffeId } from '../trust/spiffe.js';
 import type { TrafficLedger } from './traffic-ledger.js';
 import { StreamSlots } from '../core/server-limits.js';
 import { ChangeFanout } from '../core/change-fanout.js';
+import { CatalogHistory, parsePosition } from './catalog-history.js';
 import { errorResponse } from '../sidecar/http-head.js';
 import { compareText } from '../core/compare-text.js';
 
@@ -118,15 +119,19 @@ export function buildApi(opts: ApiOptions) {
     error: { code: 'ISTHMUS_ERR_API_NOT_FOUND', message: `no ${request.method} ${request.url.split('?')[0]} in the federation API; docs/federation.md lists its routes` },
   }));
 
-  function longPoll(path: string, changes: SnapshotChanges, snapshot: () => { version?: number; revision?: number }): void {
+  /** `answer` makes the body from the query once the wait is over; the snapshot itself by default. */
+  function longPoll(
+    path: string, changes: SnapshotChanges, snapshot: () => { version?: number; revision?: number },
+    answer: (query: Record<string, string | undefined>) => unknown = () => snapshot(),
+  ): void {
     const waiters = new ChangeFanout<unknown>((tell) => changes.source.on(changes.event, tell));
-    app.get<{ Querystring: { version?: string; wait?: string } }>(path, async (request) => {
+    app.get<{ Querystring: Record<string, string | undefined> }>(path, async (request) => {
       const current = () => { const v = snapshot(); return v.version ?? v.revision; };
       const known = request.query.version === undefined ? undefined : Number(request.query.version);
       const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
       // Resolves at the next change, when the caller goes away, or at the deadline.
       if (known !== undefined && known === current() && waitMs > 0) await waiters.next(waitMs, request.raw);
-      return snapshot();
+      return answer(request.query);
     });
   }
 
@@ -180,7 +185,20 @@ export function buildApi(opts: ApiOptions) {
   }
 
   // Long-polled snapshots: `?version=<what you have>&wait=<seconds>` answers when it changes.
-  longPoll('/v1/catalog', { source: federation, event: 'catalog' }, () => federation.catalog);
+  // A reader that names the catalog it holds (`since=<epoch>.<generation>`, from its last answer)
+  // gets what changed since, when this process still knows; otherwise, and without `since`, the
+  // catalog whole with its position (docs/federation.md).
+  const catalogHistory = new CatalogHistory();
+  longPoll('/v1/catalog', { source: federation, event: 'catalog' }, () => federation.catalog, (query) => {
+    const catalog = federation.catalog;
+    const position = catalogHistory.record(catalog);
+    if (query.since === undefined) return { ...catalog, ...position };
+    const since = parsePosition(query.since);
+    if (since === undefined) {
+      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `since=${JSON.stringify(query.since.slice(0, 64))} is not a catalog position: send back the "epoch" and "generation" of the last catalog answer as <epoch>.<generation>, or leave since out for the whole catalog`);
+    }
+    return catalogHistory.changesSince(since) ?? { ...catalog, ...position };
+  });
 
   const slots = new StreamSlots();
   const streams = new ChangeFanout<Catalog>((tell) => federation.on('catalog', tell));

@@ -161,3 +161,45 @@ function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 export function findService(catalog: Catalog, namespace: string, name: string): CatalogService | undefined {
   return catalog.services.find((s) => s.namespace === namespace && s.name === name);
 }
+
+/** `GET /v1/catalog?since=`: what changed since a catalog the reader holds (src/federation/catalog-history.ts). */
+export interface CatalogChanges {
+  revision: number;
+  clusters: CatalogCluster[];
+  invalidKeys: string[];
+  upserts: CatalogService[];
+  /** `<namespace>/<name>` */
+  removed: string[];
+  /** How many services the catalog holds after the changes. */
+  services: number;
+}
+
+/**
+ * The catalog `changes` make of `last`, in the order the federation builds it (by
+ * `<namespace>/<name>`), sharing every unchanged service with `last`; or why they do not apply:
+ * a count that does not come out as the federation's means the two no longer agree, and the
+ * reader asks for the catalog whole.
+ */
+export function applyCatalogChanges(last: Catalog, changes: CatalogChanges): { snapshot: Catalog } | { problem: string } {
+  const key = (s: CatalogService) => `${s.namespace}/${s.name}`;
+  const upserts = new Map(changes.upserts.map((s) => [key(s), s]));
+  const removed = new Set(changes.removed);
+  const services: CatalogService[] = [];
+  for (const service of last.services) {
+    const k = key(service);
+    if (removed.has(k)) continue;
+    const changed = upserts.get(k);
+    services.push(changed ?? service);
+    upserts.delete(k);
+  }
+  if (upserts.size > 0) {
+    // New services: the rest keep their order, so one sort of the whole list places them.
+    services.push(...upserts.values());
+    const keys = new Map(services.map((s) => [s, key(s)]));
+    services.sort((x, y) => compareText(keys.get(x)!, keys.get(y)!));
+  }
+  if (services.length !== changes.services) {
+    return { problem: `the changes leave ${services.length} services where the federation has ${changes.services}` };
+  }
+  return { snapshot: { revision: changes.revision, clusters: changes.clusters, services, invalidKeys: changes.invalidKeys } };
+}

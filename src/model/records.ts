@@ -213,27 +213,46 @@ export function isRecord<S extends TSchema>(schema: S, value: unknown): value is
  */
 const CatalogGatewaySchema = Type.Object({ id: Type.String(), address: Type.String(), port: Type.Integer(), zone: Type.String() });
 
+const CatalogClustersSchema = Type.Array(Type.Object({
+  name: Type.String(), region: Type.String(), zones: Type.Array(Type.String()), trustDomain: Type.String(),
+  federation: Type.String(), joinedAt: Type.String(), alive: Type.Boolean(), gateways: Type.Array(CatalogGatewaySchema),
+}));
+const CatalogServiceSchema = Type.Object({
+  namespace: Type.String(),
+  name: Type.String(),
+  clusters: Type.Array(Type.Object({
+    cluster: Type.String(),
+    region: Type.String(),
+    zones: Type.Array(Type.Object({ zone: Type.String(), healthy: Type.Integer({ minimum: 0 }), total: Type.Integer({ minimum: 0 }) })),
+    gateways: Type.Array(CatalogGatewaySchema),
+    identities: Type.Array(Type.String()),
+    ports: Type.Array(Type.Object({ port: Type.Integer(), protocol: Type.String(), name: Type.Optional(Type.String()) })),
+    labelSets: Type.Optional(Type.Array(LabelSetSchema)),
+  })),
+});
+
 /** src/model/catalog.ts's `Catalog`; its version is the etcd `revision`. */
 export const CatalogSnapshotSchema = Type.Object({
   revision: Type.Integer(),
-  clusters: Type.Array(Type.Object({
-    name: Type.String(), region: Type.String(), zones: Type.Array(Type.String()), trustDomain: Type.String(),
-    federation: Type.String(), joinedAt: Type.String(), alive: Type.Boolean(), gateways: Type.Array(CatalogGatewaySchema),
-  })),
-  services: Type.Array(Type.Object({
-    namespace: Type.String(),
-    name: Type.String(),
-    clusters: Type.Array(Type.Object({
-      cluster: Type.String(),
-      region: Type.String(),
-      zones: Type.Array(Type.Object({ zone: Type.String(), healthy: Type.Integer({ minimum: 0 }), total: Type.Integer({ minimum: 0 }) })),
-      gateways: Type.Array(CatalogGatewaySchema),
-      identities: Type.Array(Type.String()),
-      ports: Type.Array(Type.Object({ port: Type.Integer(), protocol: Type.String(), name: Type.Optional(Type.String()) })),
-      labelSets: Type.Optional(Type.Array(LabelSetSchema)),
-    })),
-  })),
+  clusters: CatalogClustersSchema,
+  services: Type.Array(CatalogServiceSchema),
   invalidKeys: Type.Array(Type.String()),
+});
+
+/**
+ * `GET /v1/catalog?since=<epoch>.<generation>`: what changed since the catalog the reader holds
+ * (src/federation/catalog-history.ts), told apart from a whole catalog by `since`.
+ */
+export const CatalogChangesSchema = Type.Object({
+  revision: Type.Integer(),
+  epoch: Type.String(),
+  generation: Type.Integer({ minimum: 0 }),
+  since: Type.Integer({ minimum: 0 }),
+  clusters: CatalogClustersSchema,
+  invalidKeys: Type.Array(Type.String()),
+  upserts: Type.Array(CatalogServiceSchema),
+  removed: Type.Array(Type.String()),
+  services: Type.Integer({ minimum: 0 }),
 });
 
 /** One instance of a service as the federation API serves it: where, in which zone, whether it answers health checks. */

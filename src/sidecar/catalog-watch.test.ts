@@ -75,6 +75,18 @@ describe('the sidecar follows the catalog and keeps the last good one', () => {
     await w.stop();
   });
 
+  test('a snapshot is saved a second after it came, and at once when the watch stops', async () => {
+    const dir = join(mesh.dir, 'saved-on-stop');
+    const w = new CatalogWatch({ federationUrl: `https://${cluster.apiAddress}`, identity, stateDir: dir, logger: silentLogger, waitSeconds: 2 });
+    const first = new Promise((resolve) => w.once('catalog', resolve));
+    w.start();
+    await first;
+    // Not yet: a burst of changes is saved once, after it.
+    expect(existsSync(join(dir, 'catalog.json'))).toBe(false);
+    await w.stop();
+    expect(JSON.parse(readFileSync(join(dir, 'catalog.json'), 'utf8'))).toEqual(w.catalog());
+  });
+
   test('with the federation down, a new watch emits the saved catalog from disk and keeps it, warning once', async () => {
     const saved = JSON.parse(readFileSync(join(stateDir, 'catalog.json'), 'utf8')) as Catalog;
     await cluster.federation?.stop();

@@ -10,8 +10,8 @@ import { Type, type Static, type TSchema } from '../core/typebox.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { ensureDirectory } from '../core/user-paths.js';
-import type { Catalog } from '../model/catalog.js';
-import { CatalogSnapshotSchema, LocalEndpointsSchema, type LocalEndpoints } from '../model/records.js';
+import { applyCatalogChanges, type Catalog, type CatalogChanges } from '../model/catalog.js';
+import { CatalogChangesSchema, CatalogSnapshotSchema, LocalEndpointsSchema, type LocalEndpoints } from '../model/records.js';
 import type { PoliciesSnapshot } from '../model/policy-records.js';
 import { connectorFor, type WorkloadIdentity } from './identity.js';
 import { writeTextAtomic } from '../core/user-paths.js';
@@ -22,6 +22,8 @@ export interface SnapshotStatus {
   version: number;
   receivedAt: Date;
   source: 'federation' | 'disk';
+  /** The size of the federation's answer it came in: a whole catalog, or what changed since the last. */
+  bytes?: number;
 }
 
 export interface CatalogWatchOptions {
@@ -56,6 +58,8 @@ const largeCatalogPaceMs = 1000;
 const catalogFeed: Feed<typeof CatalogSnapshotSchema> = {
   name: 'catalog', path: '/v1/catalog', file: 'catalog.json', schema: CatalogSnapshotSchema, versionOf: (c) => c.revision,
   paceMs: (bytes) => (bytes >= largeCatalogBytes ? largeCatalogPaceMs : 0),
+  // After the first, a federation that can sends only what changed (src/federation/catalog-history.ts).
+  changes: { schema: CatalogChangesSchema, apply: (last, changes: CatalogChanges) => applyCatalogChanges(last, changes) },
 };
 const endpointsFeed: Feed<typeof LocalEndpointsSchema> = {
   name: 'endpoints', path: '/v1/endpoints', file: 'endpoints.json', schema: LocalEndpointsSchema, versionOf: (e) => e.version, optional: true,
@@ -70,6 +74,8 @@ const policiesFeed: Feed<typeof PoliciesEnvelopeSchema> = {
   name: 'policies', path: '/v1/policies', file: 'policies.json', schema: PoliciesEnvelopeSchema, versionOf: (p) => p.version, optional: true,
 };
 const feeds = [catalogFeed, endpointsFeed, policiesFeed] as Feed<TSchema>[];
+/** How long after a snapshot arrives it is saved to the state dir. */
+const saveDelayMs = 1000;
 
 /**
  * Keeps the sidecar's view of the mesh (the merged catalog) and of its own cluster (local
@@ -82,15 +88,19 @@ const feeds = [catalogFeed, endpointsFeed, policiesFeed] as Feed<TSchema>[];
 export class CatalogWatch extends EventEmitter {
   /**
    * The last good snapshot of each feed, with a digest of its JSON to tell a repeat from a
-   * change: with a big catalog, keeping the text itself would hold a second copy of it.
+   * change (with a big catalog, keeping the text itself would hold a second copy of it); none
+   * for one that came as changes.
    */
-  private readonly snapshots: { catalog?: { value: Catalog; digest: string; status: SnapshotStatus }; endpoints?: { value: LocalEndpoints; digest: string; status: SnapshotStatus }; policies?: { value: PoliciesSnapshot; digest: string; status: SnapshotStatus } } = {};
+  private readonly snapshots: { catalog?: { value: Catalog; digest?: string; status: SnapshotStatus }; endpoints?: { value: LocalEndpoints; digest?: string; status: SnapshotStatus }; policies?: { value: PoliciesSnapshot; digest?: string; status: SnapshotStatus } } = {};
   private readonly agent: H1Agent;
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private readonly waitSeconds: number;
   private running: Promise<unknown> | undefined;
   private context: { base: SecureContext; context: SecureContext } | undefined;
+  /** Snapshots waiting to be saved, by file. */
+  private readonly unsaved = new Map<string, { feed: Feed<TSchema>; value: unknown }>();
+  private saveTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: CatalogWatchOptions) {
     super();
@@ -132,7 +142,7 @@ export class CatalogWatch extends EventEmitter {
     this.running = Promise.all(feeds.map((feed) => longPoll(feed, {
       federationUrl: this.opts.federationUrl, dispatcher: () => this.agent, signal: this.abort.signal, logger: this.log,
       waitSeconds: this.waitSeconds, ...(this.opts.notFoundRetryMs === undefined ? {} : { notFoundRetryMs: this.opts.notFoundRetryMs }),
-      onSnapshot: (value) => this.accept(feed, value, { version: feed.versionOf(value), receivedAt: new Date(), source: 'federation' }),
+      onSnapshot: (value, _version, answer) => this.accept(feed, value, { version: feed.versionOf(value), receivedAt: new Date(), source: 'federation', bytes: answer.bytes }, answer.changes),
     })));
   }
 
@@ -155,6 +165,7 @@ export class CatalogWatch extends EventEmitter {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.running;
+    this.saveNow();
     await this.agent.destroy();
   }
 
@@ -174,25 +185,45 @@ export class CatalogWatch extends EventEmitter {
     this.accept(feed, value, { version: feed.versionOf(value), receivedAt, source: 'disk' });
   }
 
-  private accept(feed: Feed<TSchema>, value: unknown, status: SnapshotStatus): void {
-    const json = JSON.stringify(value);
-    const digest = createHash('sha256').update(json).digest('base64');
+  /**
+   * `changes`: the snapshot came as changes to the last one, so it is one; a whole snapshot may
+   * repeat what the disk gave at start, which its digest tells.
+   */
+  private accept(feed: Feed<TSchema>, value: unknown, status: SnapshotStatus, changes = false): void {
     const held = this.snapshots[feed.name];
-    if (held?.digest === digest) {
+    const digest = changes ? undefined : createHash('sha256').update(JSON.stringify(value)).digest('base64');
+    if (digest !== undefined && held?.digest === digest) {
       // The same snapshot, now confirmed by the federation: nothing to announce.
       held.status = { ...held.status, source: status.source };
       return;
     }
     (this.snapshots as Record<string, unknown>)[feed.name] = { value, digest, status };
-    if (status.source === 'federation') {
+    if (status.source === 'federation') this.save(feed, value);
+    this.log.debug({ version: status.version, source: status.source, bytes: status.bytes }, `new ${feed.name}`);
+    this.emit(feed.name, value, status);
+  }
+
+  /**
+   * Saves a snapshot for this sidecar's restarts, a second after it came: a burst of changes is
+   * saved once (a catalog of 1000 services is 450 KB, written and synced to disk each time), and
+   * the request path does not wait on the disk at every change. Stopping saves what is pending.
+   */
+  private save(feed: Feed<TSchema>, value: unknown): void {
+    this.unsaved.set(feed.file, { feed, value });
+    this.saveTimer ??= setTimeout(() => this.saveNow(), saveDelayMs).unref();
+  }
+
+  private saveNow(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    for (const [file, { feed, value }] of this.unsaved) {
       try {
         // Compact, as it came: the file is for this sidecar's restarts, not for people.
-        writeTextAtomic(join(this.opts.stateDir, feed.file), `${json}\n`);
+        writeTextAtomic(join(this.opts.stateDir, file), `${JSON.stringify(value)}\n`);
       } catch (err) {
         this.log.warn({ err: describeError(err), stateDir: this.opts.stateDir }, `could not save the ${feed.name}; a restart will need the federation service`);
       }
     }
-    this.log.debug({ version: status.version, source: status.source }, `new ${feed.name}`);
-    this.emit(feed.name, value, status);
+    this.unsaved.clear();
   }
 }

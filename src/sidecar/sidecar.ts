@@ -125,7 +125,8 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     // pass. A federation that serves no policies is waited for 10 s at most, as the catalog is.
     const firstPolicies = first('policies');
     // A large catalog leaves the heap grown by its parse and index; give that back once the
-    // changes settle (core/heap-trim.ts). A small one costs too little to be worth the pause.
+    // changes settle (core/heap-trim.ts). A small one costs too little to be worth the pause, and
+    // so does one change to a large one, which the trim tells by how little the heap grew.
     const heapTrim = new HeapTrim({ logger });
     closers.push(() => heapTrim.stop());
     // Pools to addresses that left the catalog close gracefully (upstreams.ts retireExcept): a

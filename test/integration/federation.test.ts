@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { keys } from '../../src/core/keys.js';
+import { applyCatalogChanges, type Catalog } from '../../src/model/catalog.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, sleep, waitFor, type ApiClient } from '../helpers/cli.js';
 import { TestMesh, testOperator, type TestCluster, type TestOperator } from '../helpers/mesh.js';
@@ -95,6 +96,58 @@ describe('a three-cluster mesh', () => {
       expect(served(answer.body, 'demo', 'hello', 'west')).toBeDefined();
     }
     expect(east.federation?.logs()).not.toMatch(/MaxListenersExceeded/);
+  });
+
+  test('a reader that names the catalog it holds gets only what changed since; one the federation cannot place gets it whole', async () => {
+    const url = (held: { revision: number; position: string }) => `https://${east.apiAddress}/v1/catalog?version=${held.revision}&wait=5&since=${held.position}`;
+    const whole = await catalogOf(east);
+    expect(whole.epoch).toMatch(/^[A-Za-z0-9_-]{8}$/);
+    expect(whole.generation).toBeGreaterThan(0);
+    const { epoch, generation, ...first } = whole;
+    let held = { catalog: first as Catalog, revision: whole.revision as number, position: `${epoch}.${generation}` };
+    const answers: any[] = [];
+    /** Long-polls with `since` until `done` holds for the catalog the changes make, as a sidecar does. */
+    const follow = (what: string, done: (catalog: Catalog) => unknown) => waitFor(async () => {
+      const { status, body } = await client(east).get(url(held));
+      expect(status).toBe(200);
+      expect(body.since, 'an answer of changes').toBe(Number(held.position.split('.')[1]));
+      answers.push(body);
+      const applied = applyCatalogChanges(held.catalog, body);
+      if (!('snapshot' in applied)) throw new Error(applied.problem);
+      held = { catalog: applied.snapshot, revision: body.revision, position: `${body.epoch}.${body.generation}` };
+      return done(held.catalog);
+    }, 20_000, what);
+
+    await isthmusOk(['register', 'audit', '-n', 'demo', '-c', east.config, '--address', await mesh.workload('east')]);
+    await isthmusOk(['export', 'audit', '-n', 'demo', '--cluster', 'east', ...etcdArgs(mesh.etcd)]);
+    await follow('audit from east', (catalog) => served(catalog, 'demo', 'audit', 'east'));
+    const added = answers.find((a) => a.upserts.some((s: any) => s.name === 'audit'));
+    // The one new service, not the catalog again.
+    expect(added.upserts.map((s: any) => s.name)).toEqual(['audit']);
+    expect(added.removed).toEqual([]);
+    // What the changes made is what the federation holds: compared at the same position (health
+    // counts may still move; then catch up and compare again).
+    const same = await waitFor(async () => {
+      const { epoch: e, generation: g, ...now } = await catalogOf(east);
+      if (`${e}.${g}` === held.position) return now;
+      await follow('catching up', () => true);
+      return undefined;
+    }, 10_000, 'the whole catalog at the position the changes reached');
+    expect(held.catalog).toEqual(same.value);
+    await isthmusOk(['unexport', 'audit', '-n', 'demo', '--cluster', 'east', ...etcdArgs(mesh.etcd)]);
+    await follow('audit gone', (catalog) => !catalog.services.some((s) => s.name === 'audit'));
+    expect(answers.at(-1).removed).toContain('demo/audit');
+
+    // Another process's position (a restarted federation's readers): the catalog whole, with this one's position.
+    const foreign = await client(east).get(`https://${east.apiAddress}/v1/catalog?since=elsewhere.${generation}`);
+    expect(foreign.status).toBe(200);
+    expect(foreign.body.since).toBeUndefined();
+    expect(foreign.body.epoch).toBe(epoch);
+    expect(foreign.body.services.map((s: any) => `${s.namespace}/${s.name}`)).toEqual(held.catalog.services.map((s) => `${s.namespace}/${s.name}`));
+    const malformed = await client(east).get(`https://${east.apiAddress}/v1/catalog?since=yesterday`);
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.error.code).toBe('ISTHMUS_ERR_API_BAD_REQUEST');
+    expect(malformed.body.error.message).toMatch(/since="yesterday" is not a catalog position/);
   });
 
   test('every cluster trusts both trust domains without copying a file', async () => {
