@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from 'undici';
 import { describe, expect, it, test } from 'vitest';
-import { applyCatalogChanges } from '../model/catalog.js';
-import { CatalogChangesSchema, CatalogSnapshotSchema, GatewayRoutesSchema, LocalEndpointsSchema } from '../model/records.js';
+import { serviceListChanges } from '../model/service-changes.js';
+import { CatalogSnapshotSchema, GatewayRoutesSchema, LocalEndpointsSchema } from '../model/records.js';
 import { createLogger } from './log.js';
 import { longPoll, snapshotProblem } from './long-poll.js';
 import { Type } from './typebox.js';
@@ -150,12 +150,12 @@ describe('a snapshot the federation sends as changes (the catalog)', () => {
     const seen: { names: string[]; version: number | undefined; keys: string[] }[] = [];
     const feed = {
       name: 'catalog', path: '/v1/catalog', schema: CatalogSnapshotSchema, versionOf: (c: { revision: number }) => c.revision,
-      changes: { schema: CatalogChangesSchema, apply: applyCatalogChanges },
+      changes: serviceListChanges(CatalogSnapshotSchema),
     };
     const running = longPoll(feed, {
       federationUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, dispatcher: () => agent, signal: abort.signal,
       logger: createLogger({ name: 'test', level: 'silent' }), waitSeconds: 30,
-      onSnapshot: (value, version) => { seen.push({ names: value.services.map((s) => s.name), version, keys: Object.keys(value) }); },
+      onSnapshot: (value, version) => { seen.push({ names: value.services.map((s) => s.name), version, keys: Object.keys(value).sort() }); },
     });
     await waitUntil(() => answers.length === 0 && asked.length === 8);
     abort.abort();
@@ -173,10 +173,10 @@ describe('a snapshot the federation sends as changes (the catalog)', () => {
       '/v1/catalog?version=4&wait=30&since=e2.2',
     ]);
     expect(seen).toEqual([
-      { names: ['a'], version: 1, keys: ['revision', 'clusters', 'services', 'invalidKeys'] },
-      { names: ['a', 'b'], version: 2, keys: ['revision', 'clusters', 'services', 'invalidKeys'] },
-      { names: ['a', 'b', 'c'], version: 3, keys: ['revision', 'clusters', 'services', 'invalidKeys'] },
-      { names: ['a', 'b', 'c', 'd'], version: 4, keys: ['revision', 'clusters', 'services', 'invalidKeys'] },
+      { names: ['a'], version: 1, keys: ['clusters', 'invalidKeys', 'revision', 'services'] },
+      { names: ['a', 'b'], version: 2, keys: ['clusters', 'invalidKeys', 'revision', 'services'] },
+      { names: ['a', 'b', 'c'], version: 3, keys: ['clusters', 'invalidKeys', 'revision', 'services'] },
+      { names: ['a', 'b', 'c', 'd'], version: 4, keys: ['clusters', 'invalidKeys', 'revision', 'services'] },
     ]);
   });
 });

@@ -4,5 +4,5 @@
  * the bundler keep only those parts. Schemas are plain objects marked with global symbols, so
  * fastify's copy of TypeBox reads ours.
  */
-export { Type, type Static, type TSchema } from '@sinclair/typebox';
+export { Type, type Static, type TArray, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
 export { Value } from '@sinclair/typebox/value';

@@ -21,7 +21,8 @@ import { parseSpiffeId } from '../trust/spiffe.js';
 import type { TrafficLedger } from './traffic-ledger.js';
 import { StreamSlots } from '../core/server-limits.js';
 import { ChangeFanout } from '../core/change-fanout.js';
-import { CatalogHistory, parsePosition } from './catalog-history.js';
+import { SnapshotHistory } from './snapshot-history.js';
+import type { ServiceList } from '../model/service-changes.js';
 import { errorResponse } from '../sidecar/http-head.js';
 import { compareText } from '../core/compare-text.js';
 
@@ -120,6 +121,21 @@ export function buildApi(opts: ApiOptions) {
   }));
 
   /** `answer` makes the body from the query once the wait is over; the snapshot itself by default. */
+  /**
+   * For a snapshot that is a list of services: a reader that names the one it holds
+   * (`since=<epoch>.<generation>`, from its last answer) gets what changed since, when this
+   * process still knows; otherwise, and without `since`, the snapshot whole with its position
+   * (docs/federation.md, "Changes since a snapshot").
+   */
+  function withChanges<T extends ServiceList>(snapshot: () => T): (query: Record<string, string | undefined>) => unknown {
+    const history = new SnapshotHistory<T>();
+    return (query) => {
+      const answer = history.answer(snapshot(), query.since);
+      if (answer !== undefined) return answer;
+      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `since=${JSON.stringify(String(query.since).slice(0, 64))} is not a snapshot position: send back the "epoch" and "generation" of the last answer as <epoch>.<generation>, or leave since out for the whole snapshot`);
+    };
+  }
+
   function longPoll(
     path: string, changes: SnapshotChanges, snapshot: () => { version?: number; revision?: number },
     answer: (query: Record<string, string | undefined>) => unknown = () => snapshot(),
@@ -185,20 +201,7 @@ export function buildApi(opts: ApiOptions) {
   }
 
   // Long-polled snapshots: `?version=<what you have>&wait=<seconds>` answers when it changes.
-  // A reader that names the catalog it holds (`since=<epoch>.<generation>`, from its last answer)
-  // gets what changed since, when this process still knows; otherwise, and without `since`, the
-  // catalog whole with its position (docs/federation.md).
-  const catalogHistory = new CatalogHistory();
-  longPoll('/v1/catalog', { source: federation, event: 'catalog' }, () => federation.catalog, (query) => {
-    const catalog = federation.catalog;
-    const position = catalogHistory.record(catalog);
-    if (query.since === undefined) return { ...catalog, ...position };
-    const since = parsePosition(query.since);
-    if (since === undefined) {
-      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `since=${JSON.stringify(query.since.slice(0, 64))} is not a catalog position: send back the "epoch" and "generation" of the last catalog answer as <epoch>.<generation>, or leave since out for the whole catalog`);
-    }
-    return catalogHistory.changesSince(since) ?? { ...catalog, ...position };
-  });
+  longPoll('/v1/catalog', { source: federation, event: 'catalog' }, () => federation.catalog, withChanges(() => federation.catalog));
 
   const slots = new StreamSlots();
   const streams = new ChangeFanout<Catalog>((tell) => federation.on('catalog', tell));
@@ -237,9 +240,9 @@ export function buildApi(opts: ApiOptions) {
     })),
   }));
 
-  longPoll('/v1/gateway/routes', { source: federation, event: 'gateway-routes' }, () => federation.gatewayRoutes);
+  longPoll('/v1/gateway/routes', { source: federation, event: 'gateway-routes' }, () => federation.gatewayRoutes, withChanges(() => federation.gatewayRoutes));
 
-  longPoll('/v1/endpoints', { source: federation, event: 'local-endpoints' }, () => federation.localEndpoints);
+  longPoll('/v1/endpoints', { source: federation, event: 'local-endpoints' }, () => federation.localEndpoints, withChanges(() => federation.localEndpoints));
 
   // Traffic policies (HTTPRoute, TrafficSplit, isthmus.dev kinds) for sidecars, long-polled the same way.
   longPoll('/v1/policies', { source: federation, event: 'policies' }, () => federation.policies);

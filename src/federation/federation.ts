@@ -10,6 +10,7 @@ import { version as federationVersion } from '../core/version.js';
 import { subsetsByService } from '../model/labels.js';
 import { workloadId } from '../trust/spiffe.js';
 import { CatalogChanges, staleAfterMs } from './catalog-changes.js';
+import { compareText } from '../core/compare-text.js';
 import type { LoadedClusterConfig } from './config.js';
 import { desiredRecords } from './desired-records.js';
 import { HealthChecker } from './health-checker.js';
@@ -425,7 +426,8 @@ export class Federation extends EventEmitter {
   /** Recomputes what local sidecars and gateways route to; each snapshot's version moves only when it changes. */
   private refreshLocalSnapshots(): void {
     const exported = this.exportedServices();
-    const services = this.services.map((s) => ({
+    // In `<namespace>/<name>` order, as a reader applying changes to them keeps them (model/service-changes.ts).
+    const services = [...this.services].sort((x, y) => compareText(`${x.namespace}/${x.name}`, `${y.namespace}/${y.name}`)).map((s) => ({
       namespace: s.namespace,
       name: s.name,
       identities: [workloadId(this.loaded.config.trustDomain, s.namespace, s.serviceAccount)],

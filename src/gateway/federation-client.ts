@@ -10,9 +10,13 @@ import { longPoll, type LongPollFeed } from '../core/long-poll.js';
 import { GatewayRoutesSchema, trustFeed, type GatewayRoutes, type TrustAnswer } from '../model/records.js';
 import { canonicalRoots } from '../trust/root-set.js';
 import { certificateInfo } from '../trust/verify.js';
+import { serviceListChanges } from '../model/service-changes.js';
 
 const longPollSeconds = 30;
-const routesFeed: LongPollFeed<typeof GatewayRoutesSchema> = { name: 'routing table', path: '/v1/gateway/routes', schema: GatewayRoutesSchema, versionOf: (r) => r.version };
+/** After the first, a federation that can sends only the services that changed (model/service-changes.ts). */
+const routesFeed: LongPollFeed<typeof GatewayRoutesSchema> = {
+  name: 'routing table', path: '/v1/gateway/routes', schema: GatewayRoutesSchema, versionOf: (r) => r.version, changes: serviceListChanges(GatewayRoutesSchema),
+};
 
 /**
  * The gateway's line to its cluster's federation service: it reports itself (so the federation

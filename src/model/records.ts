@@ -239,21 +239,6 @@ export const CatalogSnapshotSchema = Type.Object({
   invalidKeys: Type.Array(Type.String()),
 });
 
-/**
- * `GET /v1/catalog?since=<epoch>.<generation>`: what changed since the catalog the reader holds
- * (src/federation/catalog-history.ts), told apart from a whole catalog by `since`.
- */
-export const CatalogChangesSchema = Type.Object({
-  revision: Type.Integer(),
-  epoch: Type.String(),
-  generation: Type.Integer({ minimum: 0 }),
-  since: Type.Integer({ minimum: 0 }),
-  clusters: CatalogClustersSchema,
-  invalidKeys: Type.Array(Type.String()),
-  upserts: Type.Array(CatalogServiceSchema),
-  removed: Type.Array(Type.String()),
-  services: Type.Integer({ minimum: 0 }),
-});
 
 /** One instance of a service as the federation API serves it: where, in which zone, whether it answers health checks. */
 const EndpointSchema = Type.Object({

@@ -10,8 +10,9 @@ import { Type, type Static, type TSchema } from '../core/typebox.js';
 import { describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { ensureDirectory } from '../core/user-paths.js';
-import { applyCatalogChanges, type Catalog, type CatalogChanges } from '../model/catalog.js';
-import { CatalogChangesSchema, CatalogSnapshotSchema, LocalEndpointsSchema, type LocalEndpoints } from '../model/records.js';
+import type { Catalog } from '../model/catalog.js';
+import { serviceListChanges } from '../model/service-changes.js';
+import { CatalogSnapshotSchema, LocalEndpointsSchema, type LocalEndpoints } from '../model/records.js';
 import type { PoliciesSnapshot } from '../model/policy-records.js';
 import { connectorFor, type WorkloadIdentity } from './identity.js';
 import { writeTextAtomic } from '../core/user-paths.js';
@@ -58,11 +59,12 @@ const largeCatalogPaceMs = 1000;
 const catalogFeed: Feed<typeof CatalogSnapshotSchema> = {
   name: 'catalog', path: '/v1/catalog', file: 'catalog.json', schema: CatalogSnapshotSchema, versionOf: (c) => c.revision,
   paceMs: (bytes) => (bytes >= largeCatalogBytes ? largeCatalogPaceMs : 0),
-  // After the first, a federation that can sends only what changed (src/federation/catalog-history.ts).
-  changes: { schema: CatalogChangesSchema, apply: (last, changes: CatalogChanges) => applyCatalogChanges(last, changes) },
+  // After the first, a federation that can sends only what changed (src/federation/snapshot-history.ts).
+  changes: serviceListChanges(CatalogSnapshotSchema),
 };
 const endpointsFeed: Feed<typeof LocalEndpointsSchema> = {
   name: 'endpoints', path: '/v1/endpoints', file: 'endpoints.json', schema: LocalEndpointsSchema, versionOf: (e) => e.version, optional: true,
+  changes: serviceListChanges(LocalEndpointsSchema),
 };
 const PoliciesEnvelopeSchema = Type.Object({ version: Type.Integer(), policies: Type.Array(Type.Unknown()) });
 /**

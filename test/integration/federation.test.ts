@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { keys } from '../../src/core/keys.js';
-import { applyCatalogChanges, type Catalog } from '../../src/model/catalog.js';
+import type { Catalog } from '../../src/model/catalog.js';
+import { applyServiceChanges } from '../../src/model/service-changes.js';
 import { createCsr } from '../../src/trust/ca.js';
 import { apiClient, isthmusOk, sleep, waitFor, type ApiClient } from '../helpers/cli.js';
 import { TestMesh, testOperator, type TestCluster, type TestOperator } from '../helpers/mesh.js';
@@ -98,7 +99,7 @@ describe('a three-cluster mesh', () => {
     expect(east.federation?.logs()).not.toMatch(/MaxListenersExceeded/);
   });
 
-  test('a reader that names the catalog it holds gets only what changed since; one the federation cannot place gets it whole', async () => {
+  test('a reader that names the catalog (or endpoints, or routes) it holds gets only what changed since; one the federation cannot place gets it whole', async () => {
     const url = (held: { revision: number; position: string }) => `https://${east.apiAddress}/v1/catalog?version=${held.revision}&wait=5&since=${held.position}`;
     const whole = await catalogOf(east);
     expect(whole.epoch).toMatch(/^[A-Za-z0-9_-]{8}$/);
@@ -112,15 +113,27 @@ describe('a three-cluster mesh', () => {
       expect(status).toBe(200);
       expect(body.since, 'an answer of changes').toBe(Number(held.position.split('.')[1]));
       answers.push(body);
-      const applied = applyCatalogChanges(held.catalog, body);
+      const applied = applyServiceChanges(held.catalog, body);
       if (!('snapshot' in applied)) throw new Error(applied.problem);
       held = { catalog: applied.snapshot, revision: body.revision, position: `${body.epoch}.${body.generation}` };
       return done(held.catalog);
     }, 20_000, what);
 
+    // This cluster's endpoints and its gateways' routes are told the same way.
+    const at = async (path: string) => { const { body } = await client(east).get(`https://${east.apiAddress}${path}`); return `${body.epoch}.${body.generation}`; };
+    const endpointsAt = await at('/v1/endpoints');
+    const routesAt = await at('/v1/gateway/routes');
     await isthmusOk(['register', 'audit', '-n', 'demo', '-c', east.config, '--address', await mesh.workload('east')]);
     await isthmusOk(['export', 'audit', '-n', 'demo', '--cluster', 'east', ...etcdArgs(mesh.etcd)]);
     await follow('audit from east', (catalog) => served(catalog, 'demo', 'audit', 'east'));
+    for (const [path, from] of [['/v1/endpoints', endpointsAt], ['/v1/gateway/routes', routesAt]] as const) {
+      const { value: changes } = await waitFor(async () => {
+        const { body } = await client(east).get(`https://${east.apiAddress}${path}?since=${from}`);
+        return body.upserts?.some((s: any) => s.name === 'audit') && body;
+      }, 10_000, `audit in the changes to ${path}`);
+      expect(changes, path).toMatchObject({ cluster: 'east', since: Number(from.split('.')[1]), removed: [] });
+      expect(changes.upserts.find((s: any) => s.name === 'audit').endpoints, path).toHaveLength(1);
+    }
     const added = answers.find((a) => a.upserts.some((s: any) => s.name === 'audit'));
     // The one new service, not the catalog again.
     expect(added.upserts.map((s: any) => s.name)).toEqual(['audit']);
@@ -147,7 +160,7 @@ describe('a three-cluster mesh', () => {
     const malformed = await client(east).get(`https://${east.apiAddress}/v1/catalog?since=yesterday`);
     expect(malformed.status).toBe(400);
     expect(malformed.body.error.code).toBe('ISTHMUS_ERR_API_BAD_REQUEST');
-    expect(malformed.body.error.message).toMatch(/since="yesterday" is not a catalog position/);
+    expect(malformed.body.error.message).toMatch(/since="yesterday" is not a snapshot position/);
   });
 
   test('every cluster trusts both trust domains without copying a file', async () => {
