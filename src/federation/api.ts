@@ -21,12 +21,19 @@ import { parseSpiffeId } from '../trust/spiffe.js';
 import type { TrafficLedger } from './traffic-ledger.js';
 import { StreamSlots } from '../core/server-limits.js';
 import { ChangeFanout } from '../core/change-fanout.js';
-import { SnapshotHistory } from './snapshot-history.js';
+import { SnapshotHistory, parsePosition } from './snapshot-history.js';
 import type { ServiceList } from '../model/service-changes.js';
 import { errorResponse } from '../sidecar/http-head.js';
 import { compareText } from '../core/compare-text.js';
 
 export type FederationApi = ReturnType<typeof buildApi>;
+
+/** A long-polled route whose snapshot is a list of services, sent as changes to a reader that names its position. */
+interface ChangesRoute {
+  answer(query: Record<string, string | undefined>): unknown;
+  /** Whether the reader's `since` is the current snapshot, or undefined when it names none of this process's. */
+  holdsCurrent(query: Record<string, string | undefined>): boolean | undefined;
+}
 
 /** A caller whose client certificate verified: its identity, its leaf's issuer and root (fingerprints), and when the leaf expires. */
 interface MeshCaller { identity: string; issuer: string | undefined; root: string | undefined; until: number }
@@ -127,27 +134,38 @@ export function buildApi(opts: ApiOptions) {
    * process still knows; otherwise, and without `since`, the snapshot whole with its position
    * (docs/federation.md, "Changes since a snapshot").
    */
-  function withChanges<T extends ServiceList>(snapshot: () => T): (query: Record<string, string | undefined>) => unknown {
+  function withChanges<T extends ServiceList>(snapshot: () => T): ChangesRoute {
     const history = new SnapshotHistory<T>();
-    return (query) => {
-      const answer = history.answer(snapshot(), query.since);
-      if (answer !== undefined) return answer;
-      throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `since=${JSON.stringify(String(query.since).slice(0, 64))} is not a snapshot position: send back the "epoch" and "generation" of the last answer as <epoch>.<generation>, or leave since out for the whole snapshot`);
+    return {
+      answer: (query) => {
+        const answer = history.answer(snapshot(), query.since);
+        if (answer !== undefined) return answer;
+        throw new IsthmusError('ISTHMUS_ERR_API_BAD_REQUEST', `since=${JSON.stringify(String(query.since).slice(0, 64))} is not a snapshot position: send back the "epoch" and "generation" of the last answer as <epoch>.<generation>, or leave since out for the whole snapshot`);
+      },
+      // A position of this process says exactly whether the reader is current; a catalog's
+      // revision can stay while its content moves (a cluster going stale with time alone).
+      holdsCurrent: (query) => {
+        const since = parsePosition(query.since);
+        if (since === undefined || since.epoch !== history.epoch) return undefined;
+        return since.generation === history.record(snapshot()).generation;
+      },
     };
   }
 
-  function longPoll(
-    path: string, changes: SnapshotChanges, snapshot: () => { version?: number; revision?: number },
-    answer: (query: Record<string, string | undefined>) => unknown = () => snapshot(),
-  ): void {
-    const waiters = new ChangeFanout<unknown>((tell) => changes.source.on(changes.event, tell));
+  /**
+   * `GET <path>?version=<what you have>&wait=<seconds>` answers when the snapshot changes; with
+   * `changes`, a reader's `since` decides whether it is current and the answer may be changes.
+   */
+  function longPoll(path: string, source: SnapshotChanges, snapshot: () => { version?: number; revision?: number }, changes?: ChangesRoute): void {
+    const waiters = new ChangeFanout<unknown>((tell) => source.source.on(source.event, tell));
     app.get<{ Querystring: Record<string, string | undefined> }>(path, async (request) => {
+      const { query } = request;
       const current = () => { const v = snapshot(); return v.version ?? v.revision; };
-      const known = request.query.version === undefined ? undefined : Number(request.query.version);
-      const waitMs = Math.min(Number(request.query.wait ?? 0) * 1000 || 0, maxWaitMs);
+      const waitMs = Math.min(Number(query.wait ?? 0) * 1000 || 0, maxWaitMs);
+      const holdsCurrent = query.version === undefined ? false : changes?.holdsCurrent(query) ?? Number(query.version) === current();
       // Resolves at the next change, when the caller goes away, or at the deadline.
-      if (known !== undefined && known === current() && waitMs > 0) await waiters.next(waitMs, request.raw);
-      return answer(request.query);
+      if (holdsCurrent && waitMs > 0) await waiters.next(waitMs, request.raw);
+      return changes ? changes.answer(query) : snapshot();
     });
   }
 

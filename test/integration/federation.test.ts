@@ -161,6 +161,20 @@ describe('a three-cluster mesh', () => {
     expect(malformed.status).toBe(400);
     expect(malformed.body.error.code).toBe('ISTHMUS_ERR_API_BAD_REQUEST');
     expect(malformed.body.error.message).toMatch(/since="yesterday" is not a snapshot position/);
+
+    // Once the catalog is quiet, a reader whose position is behind is answered at once, even when
+    // the version it sends is the current one: the position, not the version, says whether it
+    // holds the latest (a catalog's revision can stay while its content moves).
+    const { value: quiet } = await waitFor(async () => {
+      const before = await catalogOf(east);
+      await sleep(3000);
+      const after = await catalogOf(east);
+      return after.generation === before.generation && after;
+    }, 30_000, 'a quiet catalog');
+    const asked = Date.now();
+    const behind = await client(east).get(`https://${east.apiAddress}/v1/catalog?version=${quiet.revision}&wait=20&since=${epoch}.${generation}`);
+    expect(Date.now() - asked).toBeLessThan(10_000);
+    expect(behind.body).toMatchObject({ since: generation, generation: quiet.generation });
   });
 
   test('every cluster trusts both trust domains without copying a file', async () => {
