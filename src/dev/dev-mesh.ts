@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { withStore, type EtcdFlags } from '../cli/common.js';
 import { keys, recordVersion } from '../core/keys.js';
@@ -51,6 +51,8 @@ export interface DevMeshOptions {
    * `federationProcesses` (`isthmus dev up --processes` sets both).
    */
   processes?: boolean;
+  /** Every sidecar writes an access log in this format to `logs/<sidecar>.access.log` (`isthmus dev up --access-log`). */
+  accessLog?: 'json' | 'text';
   /**
    * Run each cluster's federation service as its own `isthmus federation --config` process too,
    * as deployed, so that it can crash alone (the reliability scenarios SIGKILL it).
@@ -153,9 +155,10 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
   const log = (name: string): Logger => createLogger({ name, format: 'json', level: 'info', file: logFile(name) });
   // A crashed child stays down (as a pod without a restart policy): said once, in the progress and its log.
   const onUnexpectedExit = (line: string) => opts.progress(`  ✗ ${line}`);
-  const sidecarRunner = (name: string): SidecarRunner => (opts.processes
-    ? { kind: 'process', name, logFile: logFile(name), onUnexpectedExit }
-    : { kind: 'in-process', logger: log(name) });
+  const sidecarRunner = (name: string): SidecarRunner => ({
+    ...(opts.processes ? { kind: 'process', name, logFile: logFile(name), onUnexpectedExit } as const : { kind: 'in-process', logger: log(name) } as const),
+    ...(opts.accessLog ? { accessLog: { file: resolve(opts.stateDir, 'logs', `${name}.access.log`), format: opts.accessLog } } : {}),
+  });
   try {
     // Our own etcd takes TLS clients with certificates of its own CA only, as a production one
     // should (docs/security.md, "etcd"); each cluster's federation gets a client certificate.

@@ -10,9 +10,13 @@ import { MeshProcess } from './mesh-process.js';
 export type DevSidecarSettings = Omit<SidecarConfig, 'rootCertPem' | 'bootstrapToken' | 'stateDirPath' | 'reportIntervalMs' | 'token' | 'tokenFile' | 'reportInterval'>;
 
 /** Where a dev mesh sidecar runs: inside this process, or as its own `isthmus sidecar` process. */
-export type SidecarRunner =
+export type SidecarRunner = (
   | { kind: 'in-process'; logger: Logger }
-  | { kind: 'process'; name: string; logFile: string; onUnexpectedExit: (line: string) => void };
+  | { kind: 'process'; name: string; logFile: string; onUnexpectedExit: (line: string) => void }
+) & {
+  /** `isthmus dev up --access-log`: this sidecar's access log, beside its log. */
+  accessLog?: { file: string; format: 'json' | 'text' };
+};
 
 export interface DevSidecar {
   outbound: string;
@@ -27,7 +31,8 @@ export interface DevSidecar {
  * Starts one sidecar of the dev mesh and resolves once it is ready (its /readyz would answer 200).
  * Both ways get the same settings, so addresses, identity and state dir are identical.
  */
-export async function startDevSidecar(settings: DevSidecarSettings, secrets: { bootstrapToken: string; reportIntervalMs?: number | undefined }, runner: SidecarRunner): Promise<DevSidecar> {
+export async function startDevSidecar(given: DevSidecarSettings, secrets: { bootstrapToken: string; reportIntervalMs?: number | undefined }, runner: SidecarRunner): Promise<DevSidecar> {
+  const settings = runner.accessLog ? { ...given, accessLog: runner.accessLog } : given;
   if (runner.kind === 'in-process') {
     const { runSidecar } = await import('../sidecar/sidecar.js');
     const running = await runSidecar({

@@ -20,7 +20,7 @@ const hostBase = '241';
 afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
 test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.json, its canary walkthrough works, and SIGTERM stops everything including etcd', async () => {
-  const child = spawn(process.execPath, [isthmusBin, 'dev', 'up', '--clusters', 'east,west', '--state-dir', stateDir, '--host-base', hostBase], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [isthmusBin, 'dev', 'up', '--clusters', 'east,west', '--state-dir', stateDir, '--host-base', hostBase, '--access-log'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (c: Buffer) => { output += c.toString(); });
   child.stderr.on('data', (c: Buffer) => { output += c.toString(); });
@@ -61,6 +61,12 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
     expect(hello.body).toMatchObject({ service: 'hello', cluster: 'east' });
     expect(['v1', 'v2']).toContain(hello.body.version);
     expect(output).toContain('curl -x http://127.0.241.1:15001 http://ledger.demo.mesh/');
+    // --access-log: each sidecar writes one beside its log; east's client sidecar has that request, as JSON.
+    expect(output).toContain(`Access logs: ${join(stateDir, 'logs')}/*.access.log`);
+    const accessLog = join(stateDir, 'logs', 'sidecar-east-client.access.log');
+    const { value: logged } = await waitFor(async () => existsSync(accessLog) && readFileSync(accessLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      .find((r: any) => r.direction === 'outbound' && r.service === 'demo/ledger' && r.status === 200), 10_000, 'the ledger request in east\'s client access log');
+    expect(logged).toMatchObject({ kind: 'http', method: 'GET', cluster: 'west', authority: 'ledger.demo.mesh' });
     // The Try list and README.md's set-up and canary blocks name the same commands.
     const command = (line: string) => line.replace(/\s+#\s.*$/, '').trim();
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
