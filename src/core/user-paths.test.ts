@@ -1,8 +1,8 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, onTestFinished, test } from 'vitest';
-import { checkDirectory, ensureDirectory, readUserFile } from './user-paths.js';
+import { checkDirectory, ensureDirectory, readUserFile, writeTextAtomic, writeTextAtomicAsync } from './user-paths.js';
 
 /** A directory of the running test's own, removed when it finishes. */
 const scratch = () => {
@@ -50,4 +50,22 @@ test('readUserFile names a directory, a missing file and a file below a file', (
   expect(() => readUserFile(dir, '--config')).toThrow(expect.objectContaining({ code: 'ISTHMUS_ERR_CONFIG_UNREADABLE', message: expect.stringMatching(/is a directory, and a file is needed/) }));
   expect(() => readUserFile(join(dir, 'nope'), '--config')).toThrow(/does not exist/);
   expect(() => readUserFile(join(dir, 'f', 'g'), '--config')).toThrow(/a part of the path is a file/);
+});
+
+test.each([
+  ['writeTextAtomic', async (path: string, text: string) => writeTextAtomic(path, text)],
+  ['writeTextAtomicAsync', writeTextAtomicAsync],
+])('%s replaces the whole file, mode 0600, and leaves no temp file', async (_name, write) => {
+  const dir = scratch();
+  const path = join(dir, 'catalog.json');
+  writeFileSync(path, 'old content that is longer than the new\n', { mode: 0o644 });
+  await write(path, '{"revision":2}\n');
+  expect(readFileSync(path, 'utf8')).toBe('{"revision":2}\n');
+  expect(statSync(path).mode & 0o777).toBe(0o600);
+  expect(readdirSync(dir)).toEqual(['catalog.json']);
+});
+
+test('writeTextAtomicAsync into a directory that is gone rejects, naming the file', async () => {
+  const dir = scratch();
+  await expect(writeTextAtomicAsync(join(dir, 'gone', 'catalog.json'), 'x')).rejects.toThrow(/catalog\.json/);
 });

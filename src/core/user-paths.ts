@@ -6,6 +6,7 @@
  * are made here one level at a time, each step bounded by the number of path components.
  */
 import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmdirSync, statSync, writeSync, type Stats } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { IsthmusError } from './errors.js';
 import { describePathProblem, type PathUse } from './path-problem.js';
@@ -92,4 +93,21 @@ export function writeTextAtomic(path: string, text: string): void {
     closeSync(fd);
   }
   renameSync(temp, path);
+}
+
+/**
+ * `writeTextAtomic` off the event loop: the write and the fsync run on libuv's thread pool, so a
+ * slow disk does not hold up a proxy's requests. Callers that write one file more than once
+ * must not run two at a time (they share the temp file).
+ */
+export async function writeTextAtomicAsync(path: string, text: string): Promise<void> {
+  const temp = `${path}.${process.pid}.tmp`;
+  const file = await open(temp, 'w', 0o600);
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temp, path);
 }

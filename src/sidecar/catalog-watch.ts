@@ -15,7 +15,7 @@ import { serviceListChanges } from '../model/service-changes.js';
 import { CatalogSnapshotSchema, LocalEndpointsSchema, type LocalEndpoints } from '../model/records.js';
 import type { PoliciesSnapshot } from '../model/policy-records.js';
 import { connectorFor, type WorkloadIdentity } from './identity.js';
-import { writeTextAtomic } from '../core/user-paths.js';
+import { writeTextAtomicAsync } from '../core/user-paths.js';
 
 export type { LocalEndpoints };
 
@@ -103,6 +103,8 @@ export class CatalogWatch extends EventEmitter {
   /** Snapshots waiting to be saved, by file. */
   private readonly unsaved = new Map<string, { feed: Feed<TSchema>; value: unknown }>();
   private saveTimer: NodeJS.Timeout | undefined;
+  /** The saves under way, one after another. */
+  private saving = Promise.resolve();
 
   constructor(private readonly opts: CatalogWatchOptions) {
     super();
@@ -167,7 +169,7 @@ export class CatalogWatch extends EventEmitter {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.running;
-    this.saveNow();
+    await this.saveNow();
     await this.agent.destroy();
   }
 
@@ -208,24 +210,29 @@ export class CatalogWatch extends EventEmitter {
   /**
    * Saves a snapshot for this sidecar's restarts, a second after it came: a burst of changes is
    * saved once (a catalog of 1000 services is 450 KB, written and synced to disk each time), and
-   * the request path does not wait on the disk at every change. Stopping saves what is pending.
+   * the disk's own time is spent off the event loop, so a slow disk does not hold up requests.
+   * Saves run one after another; stopping saves what is pending and waits for it.
    */
   private save(feed: Feed<TSchema>, value: unknown): void {
     this.unsaved.set(feed.file, { feed, value });
     this.saveTimer ??= setTimeout(() => this.saveNow(), saveDelayMs).unref();
   }
 
-  private saveNow(): void {
+  private saveNow(): Promise<void> {
     clearTimeout(this.saveTimer);
     this.saveTimer = undefined;
-    for (const [file, { feed, value }] of this.unsaved) {
-      try {
-        // Compact, as it came: the file is for this sidecar's restarts, not for people.
-        writeTextAtomic(join(this.opts.stateDir, file), `${JSON.stringify(value)}\n`);
-      } catch (err) {
-        this.log.warn({ err: describeError(err), stateDir: this.opts.stateDir }, `could not save the ${feed.name}; a restart will need the federation service`);
-      }
-    }
+    const pending = [...this.unsaved];
     this.unsaved.clear();
+    this.saving = this.saving.then(async () => {
+      for (const [file, { feed, value }] of pending) {
+        try {
+          // Compact, as it came: the file is for this sidecar's restarts, not for people.
+          await writeTextAtomicAsync(join(this.opts.stateDir, file), `${JSON.stringify(value)}\n`);
+        } catch (err) {
+          this.log.warn({ err: describeError(err), stateDir: this.opts.stateDir }, `could not save the ${feed.name}; a restart will need the federation service`);
+        }
+      }
+    });
+    return this.saving;
   }
 }
