@@ -9,7 +9,7 @@ import type { MeshFile } from '../dev/dev-mesh.js';
 import { action, connectStore, etcdOption, etcdTlsFiles, outputOption, wholeNumber, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; accessLog?: 'json' | 'text'; output: string }
+interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; accessLog?: 'json' | 'text' | true; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -27,6 +27,7 @@ export function registerDev(program: Command): void {
     }, 2)
     .option('--processes', 'run every sidecar, gateway, federation service and sample app as its own process (isthmus sidecar / gateway / federation), as they are deployed, instead of all in this one', false)
     .option('--no-versions', 'do not run hello-v1 and hello-v2 nor label hello\'s instances version=v1 / version=v2 (by default they run, to try traffic splits: docs/traffic-policy.md)')
+    // Given without a value, commander sets it to true: json.
     .option('--access-log [format]', 'every sidecar writes an access log, a line per request and per TCP connection, to logs/<sidecar>.access.log in the state dir: json (the default) or text (docs/sidecar.md, "Access log")', (v) => {
       if (v !== 'json' && v !== 'text') throw new InvalidArgumentError('give json or text (or nothing, for json)');
       return v;
@@ -49,7 +50,7 @@ export function registerDev(program: Command): void {
       let started = false;
       void asked.reason.then((reason) => { if (!started) say(`${reason}: the mesh stops as soon as it has finished starting...`); });
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar, gateway, federation service and sample app in a process of its own' : ''}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, etcdTls: etcdTlsFiles(opts), trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, federationProcesses: opts.processes, grpcEcho: true, versions: opts.versions, ...(opts.accessLog === undefined ? {} : { accessLog: (opts.accessLog as unknown) === true ? 'json' : opts.accessLog }), progress: say })
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, etcdTls: etcdTlsFiles(opts), trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, federationProcesses: opts.processes, grpcEcho: true, versions: opts.versions, ...(opts.accessLog === undefined ? {} : { accessLog: opts.accessLog === true ? 'json' : opts.accessLog }), progress: say })
         .catch((err: unknown) => {
           asked.dispose();
           if (!keep) rmSync(stateDir, { recursive: true, force: true });

@@ -213,4 +213,3 @@ export async function longPoll<S extends TSchema>(feed: LongPollFeed<S>, opts: L
     }
   }
 }
-

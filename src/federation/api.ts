@@ -127,7 +127,6 @@ export function buildApi(opts: ApiOptions) {
     error: { code: 'ISTHMUS_ERR_API_NOT_FOUND', message: `no ${request.method} ${request.url.split('?')[0]} in the federation API; docs/federation.md lists its routes` },
   }));
 
-  /** `answer` makes the body from the query once the wait is over; the snapshot itself by default. */
   /**
    * For a snapshot that is a list of services: a reader that names the one it holds
    * (`since=<epoch>.<generation>`, from its last answer) gets what changed since, when this

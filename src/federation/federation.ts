@@ -11,6 +11,7 @@ import { subsetsByService } from '../model/labels.js';
 import { workloadId } from '../trust/spiffe.js';
 import { CatalogChanges, staleAfterMs } from './catalog-changes.js';
 import { compareText } from '../core/compare-text.js';
+import { serviceKey } from '../model/service-changes.js';
 import type { LoadedClusterConfig } from './config.js';
 import { desiredRecords } from './desired-records.js';
 import { HealthChecker } from './health-checker.js';
@@ -52,6 +53,7 @@ export class Federation extends EventEmitter {
   readonly mirror = new StoreMirror();
   readonly instanceId = randomUUID();
   catalog: Catalog = { revision: 0, clusters: [], services: [], invalidKeys: [] };
+  /** In `<namespace>/<name>` order, which the snapshots served from them keep (a reader applying changes keeps it too: model/service-changes.ts). */
   services: LocalService[] = [];
   private readonly queue: FederationEvent[] = [];
   private draining = false;
@@ -114,7 +116,7 @@ export class Federation extends EventEmitter {
   async start(): Promise<void> {
     const { config } = this.loaded;
     await this.platform.start(() => this.enqueue({ type: 'local-changed' }));
-    this.services = this.platform.services();
+    this.services = byServiceKey(this.platform.services());
     this.session = await this.store.leaseSession({
       ttlSeconds: this.loaded.leaseTtlSeconds,
       onLost: (err) => this.log.warn({ err: describeError(err) }, 'cluster lease lost; re-granting and re-publishing'),
@@ -229,7 +231,7 @@ export class Federation extends EventEmitter {
         await this.afterStoreChange();
         return;
       case 'local-changed':
-        this.services = this.platform.services();
+        this.services = byServiceKey(this.platform.services());
         await this.syncExportIntents();
         await this.publish();
         this.showMesh();
@@ -426,8 +428,7 @@ export class Federation extends EventEmitter {
   /** Recomputes what local sidecars and gateways route to; each snapshot's version moves only when it changes. */
   private refreshLocalSnapshots(): void {
     const exported = this.exportedServices();
-    // In `<namespace>/<name>` order, as a reader applying changes to them keeps them (model/service-changes.ts).
-    const services = [...this.services].sort((x, y) => compareText(`${x.namespace}/${x.name}`, `${y.namespace}/${y.name}`)).map((s) => ({
+    const services = this.services.map((s) => ({
       namespace: s.namespace,
       name: s.name,
       identities: [workloadId(this.loaded.config.trustDomain, s.namespace, s.serviceAccount)],
@@ -530,4 +531,10 @@ export class Federation extends EventEmitter {
     if (!this.session) throw new Error('federation not started');
     return this.session;
   }
+}
+
+/** The platform's services in `<namespace>/<name>` order. */
+function byServiceKey(services: LocalService[]): LocalService[] {
+  const keys = new Map(services.map((s) => [s, serviceKey(s)]));
+  return [...services].sort((x, y) => compareText(keys.get(x)!, keys.get(y)!));
 }

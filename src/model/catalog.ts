@@ -161,4 +161,3 @@ function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 export function findService(catalog: Catalog, namespace: string, name: string): CatalogService | undefined {
   return catalog.services.find((s) => s.namespace === namespace && s.name === name);
 }
-

@@ -239,7 +239,6 @@ export const CatalogSnapshotSchema = Type.Object({
   invalidKeys: Type.Array(Type.String()),
 });
 
-
 /** One instance of a service as the federation API serves it: where, in which zone, whether it answers health checks. */
 const EndpointSchema = Type.Object({
   address: Type.String(), zone: Type.String(), healthy: Type.Boolean(), labels: Type.Optional(Type.Record(Type.String(), Type.String())),
