@@ -54,6 +54,29 @@ describe('health checks with passive proof', () => {
   });
 });
 
+describe('an address listed more than once', () => {
+  test('is probed once a round, and turns unhealthy after unhealthyAfter rounds, not sooner', async () => {
+    const up = { ok: true };
+    const probed: string[] = [];
+    const changes: string[][] = [];
+    // Two services on one pod: the federation lists the pod's address once per service.
+    const health = new HealthChecker({
+      intervalMs: 60_000, unhealthyAfter: 2, addresses: () => ['pod:80', 'other:80', 'pod:80'],
+      probe: async (address) => { probed.push(address); return address === 'other:80' || up.ok; },
+      onChange: (failed) => { changes.push(failed); },
+    });
+    await health.round();
+    expect(probed.sort()).toEqual(['other:80', 'pod:80']);
+    up.ok = false;
+    await health.round();
+    expect(health.isHealthy('pod:80')).toBe(true);
+    await health.round();
+    expect(health.isHealthy('pod:80')).toBe(false);
+    expect(probed.filter((a) => a === 'pod:80')).toHaveLength(3);
+    expect(changes).toEqual([[], ['pod:80']]);
+  });
+});
+
 describe('what onChange reports', () => {
   test('an address that fails is reported failed, and recovered once it passes again; a first verdict is neither', async () => {
     const up = { ok: true };

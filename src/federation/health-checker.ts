@@ -95,8 +95,12 @@ export class HealthChecker {
 
   /** Checks every address once now (or takes its recent traffic as proof); resolves when all are done. */
   async round(): Promise<void> {
-    const addresses = this.opts.addresses();
-    for (const known of [...this.state.keys()]) if (!addresses.includes(known)) this.state.delete(known);
+    // An address listed more than once (one pod behind several services, or several ports of one
+    // instance named by the same address) is one target: probed once a round, and its failures
+    // counted once a round, so `unhealthyAfter` means rounds for it too.
+    const addresses = [...new Set(this.opts.addresses())];
+    const listed = new Set(addresses);
+    for (const known of [...this.state.keys()]) if (!listed.has(known)) this.state.delete(known);
     const since = this.lastRoundAt;
     this.lastRoundAt = Date.now();
     const round = (this.rounds += 1);
