@@ -156,6 +156,21 @@ export interface RequestFacts {
   method?: string | undefined;
   url?: string | undefined;
   headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** Body bytes read from the sender so far (an HTTP/1.1 request). */
+  readonly bodyBytes?: number;
+  /** The answer being written to the sender (an HTTP/1.1 request): the access log waits for its end. */
+  readonly response?: ExchangeEnd | undefined;
+}
+
+/** What the access log reads of an answer to learn when and how it ended. */
+export interface ExchangeEnd {
+  /** Body bytes written so far. */
+  readonly bodyBytes: number;
+  /** 'close' was emitted already. */
+  readonly closed: boolean;
+  /** The whole answer was written (at 'close': false if its connection closed first). */
+  readonly writableFinished: boolean;
+  once(event: 'close', listener: () => void): unknown;
 }
 
 /**

@@ -128,6 +128,10 @@ export class H1Request {
   /** The whole request has been read (its body to the end). */
   complete = false;
   readonly headers: IncomingHttpHeaders;
+  /** Body bytes read so far (the access log's `requestBytes`). */
+  bodyBytes = 0;
+  /** The answer, once the request is handed on (the access log waits for its end). */
+  response: H1Response | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -191,9 +195,14 @@ export class H1Response extends EventEmitter {
   private trailers = '';
   /** The connection closes once this answer is written. */
   closeAfter = false;
+  /** Body bytes written so far (the access log's `responseBytes`). */
+  bodyBytes = 0;
+  /** 'close' was emitted: the answer ended, or its connection closed before it did. */
+  closed = false;
 
   constructor(private readonly connection: H1ServerConnection, readonly req: H1Request) {
     super();
+    req.response = this;
   }
 
   get socket(): Socket {
@@ -279,6 +288,7 @@ export class H1Response extends EventEmitter {
       if (callback) process.nextTick(callback);
       return true;
     }
+    this.bodyBytes += length;
     this.connection.cork();
     if (this.head !== undefined) this.flushHead();
     if (!this.chunked) return socket.write(chunk, callback);
@@ -315,6 +325,7 @@ export class H1Response extends EventEmitter {
     if (callback) process.nextTick(callback);
     this.connection.answered(this);
     this.emit('finish');
+    this.closed = true;
     this.emit('close');
     return this;
   }
@@ -591,8 +602,10 @@ export class H1ServerConnection {
   }
 
   private onBody(chunk: Buffer): void {
-    const body = this.reading?.body;
-    if (body && !body.push(chunk)) this.pause(pausedForBody);
+    const req = this.reading;
+    if (!req) return;
+    req.bodyBytes += chunk.length;
+    if (req.body && !req.body.push(chunk)) this.pause(pausedForBody);
   }
 
   private onMessageEnd(): void {
@@ -735,7 +748,10 @@ export class H1ServerConnection {
     const res = this.current;
     this.current = undefined;
     this.queue.length = 0;
-    if (res && !res.writableEnded) res.emit('close');
+    if (res && !res.writableEnded) {
+      res.closed = true;
+      res.emit('close');
+    }
     this.release();
   };
 

@@ -1,4 +1,5 @@
-import { fstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, fstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,6 +105,61 @@ describe('the access log of a real outbound → inbound chain', () => {
     }
   });
 
+  test('an HTTP/1.1 line is written when the answer ends: body bytes both ways, the whole duration beside the time to the head, and whether it was cut short', async () => {
+    const file = join(dir, 'exchanges.json');
+    const log = started(openAccessLog({ file, given: 'accessLog.file' }));
+    const [host, port] = chain.outbound.split(':') as [string, string];
+    const body = randomBytes(300_000);
+    try {
+      // 300 kB up, echoed back as it arrives.
+      const echoed = await new Promise<Buffer>((resolve, reject) => {
+        const req = request({ host, port: Number(port), method: 'POST', path: 'http://echo.demo.mesh/test/echo-body', headers: { host: 'echo.demo.mesh' } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve(Buffer.concat(chunks)));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+      expect(echoed.equals(body)).toBe(true);
+      // An answer whose first 1000 bytes arrive and whose caller then leaves.
+      await new Promise<void>((resolve, reject) => {
+        const req = request({ host, port: Number(port), method: 'GET', path: 'http://echo.demo.mesh/test/stall', headers: { host: 'echo.demo.mesh' } }, (res) => {
+          let got = 0;
+          res.on('data', (c: Buffer) => {
+            got += c.length;
+            if (got >= 1000) req.destroy();
+          });
+          res.on('close', () => resolve());
+        });
+        req.on('error', () => undefined);
+        req.on('close', () => resolve());
+        req.end();
+        setTimeout(() => reject(new Error('the stalled answer never reached the caller')), 5000).unref();
+      });
+      // The inbound's line comes once the outbound's connection to it closes, the app's after that.
+      const until = Date.now() + 5000;
+      while (Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 50));
+        const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+        if ((text.match(/"end":"aborted"/g) ?? []).length >= 2) break;
+      }
+    } finally {
+      await log.close();
+    }
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AccessRecord);
+    const of = (direction: string, path: string) => lines.find((l) => l.direction === direction && l.path === path);
+    for (const direction of ['outbound', 'inbound']) {
+      const echo = of(direction, '/test/echo-body');
+      expect(echo).toEqual(expect.objectContaining({ method: 'POST', status: 200, requestBytes: 300_000, responseBytes: 300_000, end: 'complete' }));
+      expect(echo?.durationMs).toBeGreaterThanOrEqual(echo?.headMs ?? Infinity);
+      const stalled = of(direction, '/test/stall');
+      expect(stalled).toEqual(expect.objectContaining({ method: 'GET', status: 200, requestBytes: 0, end: 'aborted' }));
+      expect(stalled?.responseBytes).toBeGreaterThanOrEqual(1000);
+      expect(stalled?.responseBytes).toBeLessThan(30_000);
+    }
+  });
+
   test('a file that cannot be written is refused at once, naming it and why; /dev/stdout is the process\'s own descriptor, left open when the log closes', () => {
     expect(() => openAccessLog({ file: '/proc/isthmus-access.log', given: '--access-log' })).toThrow(expect.objectContaining({
       code: 'ISTHMUS_ERR_CONFIG_PATH_UNUSABLE', message: expect.stringMatching(/\/proc\/isthmus-access\.log/),
@@ -139,7 +195,8 @@ describe('the access log of a real outbound → inbound chain', () => {
     // The inbound answers first (when the app's head arrives), the outbound once it relayed it.
     const lines = readFileSync(file, 'utf8').trim().split('\n').sort();
     expect(lines).toHaveLength(2);
-    expect(lines.find((l) => l.includes(' outbound '))).toMatch(/^\S+Z outbound "GET echo\.demo\.mesh\/plain HTTP\/1\.1" 200 [\d.]+ms service=demo\/echo cluster=west endpoint=\S+$/);
-    expect(lines.find((l) => l.includes(' inbound '))).toMatch(/^\S+Z inbound "GET echo\.demo\.mesh\/plain HTTP\/1\.1" 200 [\d.]+ms caller=spiffe:\/\/example\.org\/ns\/demo\/sa\/client$/);
+    // 'app answered' is 12 bytes.
+    expect(lines.find((l) => l.includes(' outbound '))).toMatch(/^\S+Z outbound "GET echo\.demo\.mesh\/plain HTTP\/1\.1" 200 [\d.]+ms service=demo\/echo cluster=west endpoint=\S+ headMs=[\d.]+ requestBytes=0 responseBytes=12 end=complete$/);
+    expect(lines.find((l) => l.includes(' inbound '))).toMatch(/^\S+Z inbound "GET echo\.demo\.mesh\/plain HTTP\/1\.1" 200 [\d.]+ms caller=spiffe:\/\/example\.org\/ns\/demo\/sa\/client headMs=[\d.]+ requestBytes=0 responseBytes=12 end=complete$/);
   });
 });

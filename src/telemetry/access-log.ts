@@ -32,8 +32,17 @@ export interface AccessRecord {
   status?: number;
   /** Why there is no status: `connect_error` (no endpoint could be reached). */
   error?: string;
-  /** Until the response head (HTTP) or the end of the connection (TCP), retries included. */
+  /**
+   * HTTP/1.1: until the answer's last byte was written (or its connection closed first);
+   * HTTP/2, WebSocket and CONNECT: until the response head; TCP: until the connection's end.
+   * Retries included.
+   */
   durationMs: number;
+  /** HTTP/1.1: until the response head was written, retries included (the rest is the body's transfer). */
+  headMs?: number;
+  /** HTTP/1.1: body bytes of the request as read from its sender, and of the answer as written to it. */
+  requestBytes?: number;
+  responseBytes?: number;
   /** Outbound: the catalog's `<ns>/<name>` (left out for a name the catalog does not know). */
   service?: string;
   /** Outbound: the cluster of the endpoint that answered (or was tried last). */
@@ -46,10 +55,14 @@ export interface AccessRecord {
   traceId?: string;
   requestId?: string;
   userAgent?: string;
-  /** TCP: what the local workload sent and got back, and how the connection ended. */
+  /** TCP: what the local workload sent and got back. */
   sentBytes?: number;
   receivedBytes?: number;
-  end?: 'closed' | 'idle' | 'error';
+  /**
+   * How it ended. TCP: `closed`, `idle` or `error`. HTTP/1.1: `complete` (the whole answer was
+   * written) or `aborted` (the connection closed first: the sender left, or the answer was cut).
+   */
+  end?: 'closed' | 'idle' | 'error' | 'complete' | 'aborted';
 }
 
 const first = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
@@ -96,23 +109,58 @@ function optional<K extends string>(key: K, value: string | undefined): Partial<
 
 const ms = (seconds: number) => Math.round(seconds * 1e6) / 1e3;
 
-export function outboundRecord(m: OutboundRequestMessage, now: Date): AccessRecord {
+/** How an HTTP/1.1 exchange ended, when the access log waited for its end. */
+export interface ExchangeOutcome {
+  /** From the request's start to the end of its answer. */
+  durationMs: number;
+  requestBytes: number;
+  responseBytes: number;
+  /** The whole answer was written. */
+  complete: boolean;
+}
+
+function timing(seconds: number, ended: ExchangeOutcome | undefined): Pick<AccessRecord, 'durationMs' | 'headMs' | 'requestBytes' | 'responseBytes' | 'end'> {
+  if (!ended) return { durationMs: ms(seconds) };
+  return {
+    durationMs: Math.round(ended.durationMs * 1e3) / 1e3, headMs: ms(seconds),
+    requestBytes: ended.requestBytes, responseBytes: ended.responseBytes, end: ended.complete ? 'complete' : 'aborted',
+  };
+}
+
+export function outboundRecord(m: OutboundRequestMessage, now: Date, ended?: ExchangeOutcome): AccessRecord {
   return {
     time: now.toISOString(), direction: 'outbound', kind: 'http',
     ...(m.request ? requestFields(m.request) : {}),
     ...(typeof m.code === 'number' ? { status: m.code } : { error: m.code }),
-    durationMs: ms(m.seconds),
+    ...timing(m.seconds, ended),
     ...optional('service', m.service), ...optional('cluster', m.cluster), ...optional('endpoint', m.endpoint),
   };
 }
 
-export function inboundRecord(m: InboundRequestMessage, now: Date): AccessRecord {
+export function inboundRecord(m: InboundRequestMessage, now: Date, ended?: ExchangeOutcome): AccessRecord {
   return {
     time: now.toISOString(), direction: 'inbound', kind: 'http',
     ...(m.request ? requestFields(m.request) : {}),
-    status: m.code, durationMs: ms(m.seconds),
+    status: m.code, ...timing(m.seconds, ended),
     ...optional('caller', m.peer),
   };
+}
+
+/**
+ * Calls `write` with the exchange's outcome once its answer has ended (at once if it has; an
+ * HTTP/1.1 request carries its answer), or with none when the request carries no answer to wait
+ * for (HTTP/2, and WebSocket and CONNECT, whose tunnels outlive the head).
+ */
+export function whenExchangeEnds(m: { request?: RequestFacts | undefined; seconds: number }, write: (ended: ExchangeOutcome | undefined) => void): void {
+  const response = m.request?.response;
+  if (!response) return write(undefined);
+  const outcome = (sinceHeadMs: number): ExchangeOutcome => ({
+    durationMs: m.seconds * 1000 + sinceHeadMs, requestBytes: m.request?.bodyBytes ?? 0,
+    responseBytes: response.bodyBytes, complete: response.writableFinished,
+  });
+  if (response.closed) return write(outcome(0));
+  const headAt = performance.now();
+  response.once('close', () => write(outcome(performance.now() - headAt)));
 }
 
 export function tcpRecord(m: TcpOutboundClosedMessage | TcpInboundClosedMessage, direction: 'outbound' | 'inbound', now: Date): AccessRecord {
@@ -133,9 +181,10 @@ export function textLine(r: AccessRecord): string {
     ? `${r.time} ${r.direction} tcp ${r.end ?? '-'} ${r.durationMs}ms`
     : `${r.time} ${r.direction} "${r.method ?? '-'} ${`${r.authority ?? ''}${r.path ?? ''}` || '-'} ${r.protocol ?? '-'}" ${r.status ?? r.error ?? '-'} ${r.durationMs}ms`;
   const rest: string[] = [];
-  for (const key of ['service', 'cluster', 'endpoint', 'caller', 'sentBytes', 'receivedBytes', 'traceId', 'requestId', 'userAgent'] as const) {
+  for (const key of ['service', 'cluster', 'endpoint', 'caller', 'headMs', 'requestBytes', 'responseBytes', 'end', 'sentBytes', 'receivedBytes', 'traceId', 'requestId', 'userAgent'] as const) {
     const value = r[key];
-    if (value === undefined) continue;
+    // A TCP line says how it ended in its head.
+    if (value === undefined || (key === 'end' && r.kind === 'tcp')) continue;
     const text = String(value);
     rest.push(`${key}=${/[\s"=]/.test(text) || text === '' ? JSON.stringify(text) : text}`);
   }
@@ -172,6 +221,7 @@ export function openAccessLog(opts: { file: string; given: string; format?: Acce
   const fd = openDescriptor(opts.file, opts.given);
   let destination: ReturnType<typeof pino.destination> | undefined;
   let failed = false;
+  let stopped = false;
   let unsubscribe = (): void => undefined;
   return {
     start(origins) {
@@ -190,20 +240,28 @@ export function openAccessLog(opts: { file: string; given: string; format?: Acce
         opts.onProblem?.(`the access log cannot be written (${err.message}); it is off until the sidecar restarts`);
       });
       const text = opts.format === 'text';
-      const line = <T>(toRecord: (message: T, now: Date) => AccessRecord) => (message: T) => {
-        if (failed) return;
-        const record = toRecord(message, new Date());
+      const write = (record: AccessRecord) => {
+        if (failed || stopped) return;
         out.write(`${text ? textLine(record) : JSON.stringify(record)}\n`);
+      };
+      const line = <T>(toRecord: (message: T, now: Date) => AccessRecord) => (message: T) => {
+        if (!failed) write(toRecord(message, new Date()));
+      };
+      // An HTTP/1.1 exchange is written when its answer ends, with its bytes and whole duration.
+      const exchange = <T extends { request?: RequestFacts | undefined; seconds: number }>(toRecord: (message: T, now: Date, ended?: ExchangeOutcome) => AccessRecord) => (message: T) => {
+        if (!failed) whenExchangeEnds(message, (ended) => write(toRecord(message, new Date(), ended)));
       };
       const { listen, close } = originListener(origins);
       unsubscribe = close;
-      listen(channels.outboundRequest, line(outboundRecord));
-      listen(channels.inboundRequest, line(inboundRecord));
+      listen(channels.outboundRequest, exchange(outboundRecord));
+      listen(channels.inboundRequest, exchange(inboundRecord));
       listen(channels.tcpOutboundClosed, line((m: TcpOutboundClosedMessage, now) => tcpRecord(m, 'outbound', now)));
       listen(channels.tcpInboundClosed, line((m: TcpInboundClosedMessage, now) => tcpRecord(m, 'inbound', now)));
     },
     close() {
       unsubscribe();
+      // Exchanges still open when the sidecar stops are not written: the file is closing.
+      stopped = true;
       const out = destination;
       if (!out) {
         if (fd > 2) closeSync(fd);

@@ -54,7 +54,8 @@ export async function listen(server: Pick<Server, 'listen' | 'address'>): Promis
 
 /**
  * A real outbound → inbound (mTLS) → app chain in one process, as two sidecars of demo/client and
- * demo/echo would be: the app records every request it gets (`seen`), and `refused()` reads
+ * demo/echo would be: the app records every request it gets (`seen`; but for `/test/echo-body`
+ * and `/test/stall`, see the app below), and `refused()` reads
  * isthmus_requests_refused_total from the two sidecars' metrics. `send` writes raw bytes to one
  * listener and returns all it answered before closing (or fails after `waitMs`).
  */
@@ -80,6 +81,20 @@ export async function sidecarChain(pki: TestPki, timeouts: Partial<import('../..
   const limits = { ...defaultTimeouts, ...timeouts };
   const seen: string[] = [];
   const app = createServer((req, res) => {
+    // Two paths of their own for the access log's tests: the body sent back as it arrives, and
+    // an answer that sends 1000 bytes and then nothing for 30 s (a caller leaves before its end).
+    if (req.url === '/test/echo-body') {
+      res.writeHead(200);
+      req.pipe(res);
+      return;
+    }
+    if (req.url === '/test/stall') {
+      res.writeHead(200);
+      res.write(Buffer.alloc(1000, 'a'));
+      const stall = setTimeout(() => res.end(), 30_000);
+      res.on('close', () => clearTimeout(stall));
+      return;
+    }
     let body = '';
     req.on('data', (c: Buffer) => { body += c.toString('latin1'); });
     req.on('end', () => {
