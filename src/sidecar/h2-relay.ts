@@ -2,6 +2,7 @@ import type { ClientHttp2Session, IncomingHttpHeaders, OutgoingHttpHeaders, Serv
 import { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } from './h2-codes.js';
 import type { Readable } from 'node:stream';
 import { IsthmusError } from '../core/errors.js';
+import { h2ExchangeOf } from './h2-exchange.js';
 import { h2ForwardFields, h2Response } from './h2-headers.js';
 import { goawayLastStreamId } from './h2-sessions.js';
 import { h2StreamUnprocessed, retriedAnswerCode } from './retry-policy.js';
@@ -94,6 +95,8 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
         downstream.respond(head, { waitForTrailers: true });
         downstream.once('wantTrailers', () => downstream.sendTrailers(h2ForwardFields(trailers ?? {})));
         upstream.pipe(downstream);
+        const exchange = h2ExchangeOf(downstream);
+        if (exchange) upstream.on('data', (chunk: Buffer) => { exchange.responseBytes += chunk.length; });
       }
       started = true;
       resolve(head[':status'] as number);

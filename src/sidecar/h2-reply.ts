@@ -2,6 +2,7 @@ import type { ServerHttp2Stream } from 'node:http2';
 import { NGHTTP2_INTERNAL_ERROR } from './h2-codes.js';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import { encodeGrpcMessage, grpcStatusOf } from './grpc-status.js';
+import { h2ExchangeOf } from './h2-exchange.js';
 
 /**
  * The sidecar's own answer on an HTTP/2 stream: the same JSON error and `x-isthmus-error` as on
@@ -24,6 +25,8 @@ export function replyH2(stream: ServerHttp2Stream, code: ErrorCode, message: str
     return;
   }
   const body = JSON.stringify({ error: { code, message } });
+  const exchange = h2ExchangeOf(stream);
+  if (exchange) exchange.responseBytes += Buffer.byteLength(body);
   stream.respond({ ...override?.headers, ':status': status, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
   stream.end(body);
 }

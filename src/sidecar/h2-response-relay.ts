@@ -1,6 +1,7 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import { NGHTTP2_INTERNAL_ERROR } from './h2-codes.js';
 import type { Dispatcher } from 'undici';
+import { h2ExchangeOf, type H2Exchange } from './h2-exchange.js';
 import { bodiless, h2ForwardFields, http1ResponseAsH2 } from './h2-headers.js';
 
 type Controller = Dispatcher.DispatchController;
@@ -21,11 +22,14 @@ export class H2ResponseRelay implements Dispatcher.DispatchHandler {
   private headWritten = false;
   private noBody = false;
   private trailers: Record<string, string | string[]> = {};
+  /** The access log's counts of the caller's stream, when it keeps them. */
+  private readonly exchange: H2Exchange | undefined;
   private readonly flushed = () => {
     if (this.controller?.paused) this.controller.resume();
   };
 
   constructor(private readonly stream: ServerHttp2Stream, private readonly method: string, private readonly decorate?: (headers: Record<string, string | string[] | number>) => void) {
+    this.exchange = h2ExchangeOf(stream);
     this.started = new Promise<number>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -56,6 +60,7 @@ export class H2ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.noBody || this.stream.destroyed) return;
+    if (this.exchange) this.exchange.responseBytes += chunk.length;
     if (!this.stream.write(chunk, this.flushed)) controller.pause();
   }
 

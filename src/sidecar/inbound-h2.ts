@@ -5,6 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { isIsthmusError } from '../core/errors.js';
 import { grpcStatusOf, isGrpc } from './grpc-status.js';
+import { countRequestBody, trackH2Exchange } from './h2-exchange.js';
 import { h2ForwardFields, h2RequestAsHttp1 } from './h2-headers.js';
 import { relayH2 } from './h2-relay.js';
 import { replyH2 } from './h2-reply.js';
@@ -27,7 +28,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   const method = headers[':method'] ?? 'GET';
   const grpc = isGrpc(headers['content-type']);
   const { started, span, peer } = inbound.admit(method, headers, stream.session?.socket as TLSSocket);
-  const facts = { method, headers };
+  const { facts, exchange } = trackH2Exchange(stream, method, headers);
   if ('error' in peer) {
     inbound.answered(started, undefined, 403, span, facts);
     return replyH2(stream, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error, grpc);
@@ -73,10 +74,15 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
     let trailers: IncomingHttpHeaders | undefined;
     stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
     app.session()
-      .then((session) => relayH2(session, stream, {
-        headers: fields, body: stream.endAfterHeaders ? undefined : stream, trailers: () => trailers,
-        responseHeadersMs: timeouts.responseHeadersMs, streamIdleMs: timeouts.streamIdleMs,
-      }))
+      .then((session) => {
+        const relayed = relayH2(session, stream, {
+          headers: fields, body: stream.endAfterHeaders ? undefined : stream, trailers: () => trailers,
+          responseHeadersMs: timeouts.responseHeadersMs, streamIdleMs: timeouts.streamIdleMs,
+        });
+        // The relay has piped the body by now.
+        if (!stream.endAfterHeaders) countRequestBody(stream, exchange);
+        return relayed;
+      })
       .then(done, (err: unknown) => {
         // The app refused the stream unprocessed (REFUSED_STREAM, GOAWAY): so is the caller's, and
         // its sidecar may send it again whatever the method (retry-policy.ts), here or elsewhere.
@@ -99,6 +105,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   // undici destroys a body stream once it has sent it; the HTTP/2 stream must live on for the
   // answer, so the body goes through a stream of its own (piped: back-pressure is kept).
   const body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
+  if (body) countRequestBody(stream, exchange);
   app.pool.dispatch({
     path: request.path, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body,
     headersTimeout: timeouts.responseHeadersMs, bodyTimeout: timeouts.streamIdleMs,

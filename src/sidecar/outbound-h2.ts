@@ -9,6 +9,7 @@ import { NGHTTP2_CANCEL } from './h2-codes.js';
 import { h2ForwardFields } from './h2-headers.js';
 import { OnDemandH2Server } from './http2-on-demand.js';
 import { relayH2 } from './h2-relay.js';
+import { countRequestBody, trackH2Exchange } from './h2-exchange.js';
 import { replyH2 } from './h2-reply.js';
 import type { OutboundDeps } from './outbound.js';
 import { outboundObserver } from './outbound-observer.js';
@@ -46,7 +47,8 @@ export function createOutboundH2(deps: OutboundDeps, fixedTarget?: MeshTarget): 
 async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, fixed?: MeshTarget): Promise<void> {
   const method = headers[':method'] ?? 'GET';
   const grpc = isGrpc(headers['content-type']);
-  const observer = outboundObserver(deps.routing, deps.cluster, { method, headers });
+  const { facts, exchange } = trackH2Exchange(stream, method, headers);
+  const observer = outboundObserver(deps.routing, deps.cluster, facts);
   if (method === 'CONNECT') {
     observer.answered(501);
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried: send CONNECT over HTTP/1.1 to the proxy port', grpc);
@@ -78,6 +80,7 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
   const { retry, breaker } = resilienceOf(deps.routing, resolved as ResolvedTarget, route);
   const responseHeadersMs = attemptTimeout(action?.timeoutMs ?? deps.timeouts.responseHeadersMs, retry);
   const body = stream.endAfterHeaders ? undefined : new RequestBody(stream, deps.retryBufferBytes);
+  if (body) countRequestBody(stream, exchange);
   let trailers: IncomingHttpHeaders | undefined;
   stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
   // Before the answer's head the attempt's own limits decide (504 UPSTREAM_TIMEOUT); after it, a silent stream is cut.

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, fstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect as connectH2, constants as h2constants } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -42,6 +43,22 @@ describe('what a line says of a request', () => {
     expect(textLine(tcp)).toBe('1970-01-01T00:00:00.000Z outbound tcp closed 1500ms service=demo/redis cluster=west sentBytes=10 receivedBytes=2048');
   });
 });
+
+/** Waits (5 s at most) until `file` holds `count` lines of aborted exchanges: they are written when the connections close. */
+async function abortedLines(file: string, count: number): Promise<void> {
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    if ((text.match(/"end":"aborted"/g) ?? []).length >= count) return;
+  }
+}
+
+/** The JSON lines of `file`, found by direction and path. */
+function lineOf(file: string): (direction: string, path: string) => AccessRecord | undefined {
+  const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AccessRecord);
+  return (direction, path) => lines.find((l) => l.direction === direction && l.path === path);
+}
 
 /** Every request in this worker: the chain's outbound and inbound are the only publishers. */
 const started = (log: AccessLog): AccessLog => {
@@ -138,17 +155,11 @@ describe('the access log of a real outbound → inbound chain', () => {
         setTimeout(() => reject(new Error('the stalled answer never reached the caller')), 5000).unref();
       });
       // The inbound's line comes once the outbound's connection to it closes, the app's after that.
-      const until = Date.now() + 5000;
-      while (Date.now() < until) {
-        await new Promise((r) => setTimeout(r, 50));
-        const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-        if ((text.match(/"end":"aborted"/g) ?? []).length >= 2) break;
-      }
+      await abortedLines(file, 2);
     } finally {
       await log.close();
     }
-    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AccessRecord);
-    const of = (direction: string, path: string) => lines.find((l) => l.direction === direction && l.path === path);
+    const of = lineOf(file);
     for (const direction of ['outbound', 'inbound']) {
       const echo = of(direction, '/test/echo-body');
       expect(echo).toEqual(expect.objectContaining({ method: 'POST', status: 200, requestBytes: 300_000, responseBytes: 300_000, end: 'complete' }));
@@ -157,6 +168,47 @@ describe('the access log of a real outbound → inbound chain', () => {
       expect(stalled).toEqual(expect.objectContaining({ method: 'GET', status: 200, requestBytes: 0, end: 'aborted' }));
       expect(stalled?.responseBytes).toBeGreaterThanOrEqual(1000);
       expect(stalled?.responseBytes).toBeLessThan(30_000);
+    }
+  });
+
+  test('an HTTP/2 stream (h2c from the app) gets its line when the stream closes, with its bytes; a stream the app resets is aborted', async () => {
+    const file = join(dir, 'h2-exchanges.json');
+    const log = started(openAccessLog({ file, given: 'accessLog.file' }));
+    const session = connectH2(`http://${chain.outbound}`);
+    session.on('error', () => undefined);
+    const body = randomBytes(200_000);
+    try {
+      const echoed = await new Promise<Buffer>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/test/echo-body', ':authority': 'echo.demo.mesh' });
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => resolve(Buffer.concat(chunks)));
+        stream.on('error', reject);
+        stream.end(body);
+      });
+      expect(echoed.equals(body)).toBe(true);
+      await new Promise<void>((resolve) => {
+        const stream = session.request({ ':method': 'GET', ':path': '/test/stall', ':authority': 'echo.demo.mesh' });
+        let got = 0;
+        stream.on('data', (c: Buffer) => {
+          got += c.length;
+          if (got >= 1000) stream.close(h2constants.NGHTTP2_CANCEL);
+        });
+        stream.on('error', () => undefined);
+        stream.on('close', () => resolve());
+      });
+      await abortedLines(file, 2);
+    } finally {
+      session.close();
+      await log.close();
+    }
+    const of = lineOf(file);
+    for (const direction of ['outbound', 'inbound']) {
+      expect(of(direction, '/test/echo-body')).toEqual(expect.objectContaining({ protocol: 'HTTP/2', method: 'POST', status: 200, requestBytes: 200_000, responseBytes: 200_000, end: 'complete' }));
+      const stalled = of(direction, '/test/stall');
+      expect(stalled).toEqual(expect.objectContaining({ protocol: 'HTTP/2', status: 200, requestBytes: 0, end: 'aborted' }));
+      expect(stalled?.responseBytes).toBeGreaterThanOrEqual(1000);
+      expect(stalled?.durationMs).toBeGreaterThanOrEqual(stalled?.headMs ?? Infinity);
     }
   });
 

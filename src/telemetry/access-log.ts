@@ -33,14 +33,14 @@ export interface AccessRecord {
   /** Why there is no status: `connect_error` (no endpoint could be reached). */
   error?: string;
   /**
-   * HTTP/1.1: until the answer's last byte was written (or its connection closed first);
-   * HTTP/2, WebSocket and CONNECT: until the response head; TCP: until the connection's end.
-   * Retries included.
+   * HTTP: until the answer's last byte was written (or its connection or stream closed first);
+   * WebSocket and CONNECT: until the response head; TCP: until the connection's end. Retries
+   * included.
    */
   durationMs: number;
-  /** HTTP/1.1: until the response head was written, retries included (the rest is the body's transfer). */
+  /** HTTP: until the response head was written, retries included (the rest is the body's transfer). */
   headMs?: number;
-  /** HTTP/1.1: body bytes of the request as read from its sender, and of the answer as written to it. */
+  /** HTTP: body bytes of the request as read from its sender, and of the answer as written to it. */
   requestBytes?: number;
   responseBytes?: number;
   /** Outbound: the catalog's `<ns>/<name>` (left out for a name the catalog does not know). */
@@ -59,8 +59,9 @@ export interface AccessRecord {
   sentBytes?: number;
   receivedBytes?: number;
   /**
-   * How it ended. TCP: `closed`, `idle` or `error`. HTTP/1.1: `complete` (the whole answer was
-   * written) or `aborted` (the connection closed first: the sender left, or the answer was cut).
+   * How it ended. TCP: `closed`, `idle` or `error`. HTTP: `complete` (the whole answer was
+   * written) or `aborted` (the connection closed or the stream was reset first: the sender left,
+   * or the answer was cut short).
    */
   end?: 'closed' | 'idle' | 'error' | 'complete' | 'aborted';
 }
@@ -109,7 +110,7 @@ function optional<K extends string>(key: K, value: string | undefined): Partial<
 
 const ms = (seconds: number) => Math.round(seconds * 1e6) / 1e3;
 
-/** How an HTTP/1.1 exchange ended, when the access log waited for its end. */
+/** How an HTTP exchange ended, when the access log waited for its end. */
 export interface ExchangeOutcome {
   /** From the request's start to the end of its answer. */
   durationMs: number;
@@ -147,9 +148,9 @@ export function inboundRecord(m: InboundRequestMessage, now: Date, ended?: Excha
 }
 
 /**
- * Calls `write` with the exchange's outcome once its answer has ended (at once if it has; an
- * HTTP/1.1 request carries its answer), or with none when the request carries no answer to wait
- * for (HTTP/2, and WebSocket and CONNECT, whose tunnels outlive the head).
+ * Calls `write` with the exchange's outcome once its answer has ended (at once if it has: an
+ * HTTP/1.1 request and an HTTP/2 stream carry their answer), or with none when the request
+ * carries no answer to wait for (WebSocket and CONNECT, whose tunnels outlive the head).
  */
 export function whenExchangeEnds(m: { request?: RequestFacts | undefined; seconds: number }, write: (ended: ExchangeOutcome | undefined) => void): void {
   const response = m.request?.response;
@@ -247,7 +248,7 @@ export function openAccessLog(opts: { file: string; given: string; format?: Acce
       const line = <T>(toRecord: (message: T, now: Date) => AccessRecord) => (message: T) => {
         if (!failed) write(toRecord(message, new Date()));
       };
-      // An HTTP/1.1 exchange is written when its answer ends, with its bytes and whole duration.
+      // An HTTP exchange is written when its answer ends, with its bytes and whole duration.
       const exchange = <T extends { request?: RequestFacts | undefined; seconds: number }>(toRecord: (message: T, now: Date, ended?: ExchangeOutcome) => AccessRecord) => (message: T) => {
         if (!failed) whenExchangeEnds(message, (ended) => write(toRecord(message, new Date(), ended)));
       };
