@@ -170,6 +170,8 @@ export interface ExchangeEnd {
   readonly closed: boolean;
   /** The whole answer was written (at 'close': false if its connection closed first). */
   readonly writableFinished: boolean;
+  /** A gRPC answer's `grpc-status`, once its trailers went out. */
+  readonly grpcStatus?: number | undefined;
   once(event: 'close', listener: () => void): unknown;
 }
 

@@ -11,6 +11,8 @@ import { NGHTTP2_NO_ERROR } from './h2-codes.js';
 export class H2Exchange implements ExchangeEnd {
   requestBytes = 0;
   responseBytes = 0;
+  /** A gRPC answer's status, from its trailers (or its trailers-only head). */
+  grpcStatus: number | undefined;
 
   constructor(private readonly stream: ServerHttp2Stream) {}
 
@@ -25,6 +27,12 @@ export class H2Exchange implements ExchangeEnd {
   /** Closed without an error code: the whole answer went out (a reset stream, by either side, did not). */
   get writableFinished(): boolean {
     return this.stream.closed && this.stream.rstCode === NGHTTP2_NO_ERROR;
+  }
+
+  /** Keeps the `grpc-status` of an answer's trailers (or trailers-only head), if it has a valid one. */
+  noteGrpcStatus(fields: IncomingHttpHeaders): void {
+    const value = fields['grpc-status'];
+    if (typeof value === 'string' && /^\d{1,2}$/.test(value)) this.grpcStatus = Number(value);
   }
 
   once(event: 'close', listener: () => void): unknown {

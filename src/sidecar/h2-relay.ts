@@ -85,17 +85,21 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
         }
       }
       const head = h2Response(headers, f.drop);
+      const exchange = h2ExchangeOf(downstream);
       // gRPC's trailers-only answer (an error, most often) must stay one HEADERS frame with END_STREAM.
       if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+        exchange?.noteGrpcStatus(headers);
         downstream.respond(head, { endStream: true });
         upstream.resume();
       } else {
         let trailers: IncomingHttpHeaders | undefined;
-        upstream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
+        upstream.once('trailers', (t: IncomingHttpHeaders) => {
+          trailers = t;
+          exchange?.noteGrpcStatus(t);
+        });
         downstream.respond(head, { waitForTrailers: true });
         downstream.once('wantTrailers', () => downstream.sendTrailers(h2ForwardFields(trailers ?? {})));
         upstream.pipe(downstream);
-        const exchange = h2ExchangeOf(downstream);
         if (exchange) upstream.on('data', (chunk: Buffer) => { exchange.responseBytes += chunk.length; });
       }
       started = true;

@@ -18,6 +18,8 @@ export function replyH2(stream: ServerHttp2Stream, code: ErrorCode, message: str
   // Whatever body is still arriving is not wanted; reading it lets the stream close cleanly.
   stream.resume();
   if (grpc) {
+    const exchange = h2ExchangeOf(stream);
+    if (exchange) exchange.grpcStatus = override?.grpcStatus ?? grpcStatusOf(status);
     stream.respond({
       ...override?.headers, ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(override?.grpcStatus ?? grpcStatusOf(status)),
       'grpc-message': encodeGrpcMessage(message), 'x-isthmus-error': code,

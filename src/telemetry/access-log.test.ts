@@ -171,7 +171,7 @@ describe('the access log of a real outbound → inbound chain', () => {
     }
   });
 
-  test('an HTTP/2 stream (h2c from the app) gets its line when the stream closes, with its bytes; a stream the app resets is aborted', async () => {
+  test('an HTTP/2 stream (h2c from the app) gets its line when the stream closes, with its bytes and a gRPC answer\'s status; a stream the app resets is aborted', async () => {
     const file = join(dir, 'h2-exchanges.json');
     const log = started(openAccessLog({ file, given: 'accessLog.file' }));
     const session = connectH2(`http://${chain.outbound}`);
@@ -187,6 +187,14 @@ describe('the access log of a real outbound → inbound chain', () => {
         stream.end(body);
       });
       expect(echoed.equals(body)).toBe(true);
+      const grpcStatus = await new Promise<string | undefined>((resolve) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/pkg.Svc/Call', ':authority': 'echo.demo.mesh', 'content-type': 'application/grpc', te: 'trailers' });
+        stream.on('response', (headers) => resolve(headers['grpc-status'] as string | undefined));
+        stream.on('error', () => resolve(undefined));
+        stream.resume();
+        stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      });
+      expect(grpcStatus).toBe('12');
       await new Promise<void>((resolve) => {
         const stream = session.request({ ':method': 'GET', ':path': '/test/stall', ':authority': 'echo.demo.mesh' });
         let got = 0;
@@ -203,6 +211,8 @@ describe('the access log of a real outbound → inbound chain', () => {
       await log.close();
     }
     const of = lineOf(file);
+    // The inbound refuses gRPC to an HTTP/1.1 app (501, UNIMPLEMENTED, trailers-only); the outbound relays that.
+    for (const direction of ['outbound', 'inbound']) expect(of(direction, '/pkg.Svc/Call')).toEqual(expect.objectContaining({ protocol: 'HTTP/2', grpcStatus: 12, end: 'complete' }));
     for (const direction of ['outbound', 'inbound']) {
       expect(of(direction, '/test/echo-body')).toEqual(expect.objectContaining({ protocol: 'HTTP/2', method: 'POST', status: 200, requestBytes: 200_000, responseBytes: 200_000, end: 'complete' }));
       const stalled = of(direction, '/test/stall');

@@ -43,6 +43,8 @@ export interface AccessRecord {
   /** HTTP: body bytes of the request as read from its sender, and of the answer as written to it. */
   requestBytes?: number;
   responseBytes?: number;
+  /** gRPC: the `grpc-status` of the answer's trailers (0 OK, 14 UNAVAILABLE, ...). */
+  grpcStatus?: number;
   /** Outbound: the catalog's `<ns>/<name>` (left out for a name the catalog does not know). */
   service?: string;
   /** Outbound: the cluster of the endpoint that answered (or was tried last). */
@@ -118,13 +120,16 @@ export interface ExchangeOutcome {
   responseBytes: number;
   /** The whole answer was written. */
   complete: boolean;
+  /** A gRPC answer's status. */
+  grpcStatus?: number | undefined;
 }
 
-function timing(seconds: number, ended: ExchangeOutcome | undefined): Pick<AccessRecord, 'durationMs' | 'headMs' | 'requestBytes' | 'responseBytes' | 'end'> {
+function timing(seconds: number, ended: ExchangeOutcome | undefined): Pick<AccessRecord, 'durationMs' | 'headMs' | 'requestBytes' | 'responseBytes' | 'end' | 'grpcStatus'> {
   if (!ended) return { durationMs: ms(seconds) };
   return {
     durationMs: Math.round(ended.durationMs * 1e3) / 1e3, headMs: ms(seconds),
     requestBytes: ended.requestBytes, responseBytes: ended.responseBytes, end: ended.complete ? 'complete' : 'aborted',
+    ...(ended.grpcStatus === undefined ? {} : { grpcStatus: ended.grpcStatus }),
   };
 }
 
@@ -157,7 +162,7 @@ export function whenExchangeEnds(m: { request?: RequestFacts | undefined; second
   if (!response) return write(undefined);
   const outcome = (sinceHeadMs: number): ExchangeOutcome => ({
     durationMs: m.seconds * 1000 + sinceHeadMs, requestBytes: m.request?.bodyBytes ?? 0,
-    responseBytes: response.bodyBytes, complete: response.writableFinished,
+    responseBytes: response.bodyBytes, complete: response.writableFinished, grpcStatus: response.grpcStatus,
   });
   if (response.closed) return write(outcome(0));
   const headAt = performance.now();
@@ -182,7 +187,7 @@ export function textLine(r: AccessRecord): string {
     ? `${r.time} ${r.direction} tcp ${r.end ?? '-'} ${r.durationMs}ms`
     : `${r.time} ${r.direction} "${r.method ?? '-'} ${`${r.authority ?? ''}${r.path ?? ''}` || '-'} ${r.protocol ?? '-'}" ${r.status ?? r.error ?? '-'} ${r.durationMs}ms`;
   const rest: string[] = [];
-  for (const key of ['service', 'cluster', 'endpoint', 'caller', 'headMs', 'requestBytes', 'responseBytes', 'end', 'sentBytes', 'receivedBytes', 'traceId', 'requestId', 'userAgent'] as const) {
+  for (const key of ['service', 'cluster', 'endpoint', 'caller', 'headMs', 'requestBytes', 'responseBytes', 'grpcStatus', 'end', 'sentBytes', 'receivedBytes', 'traceId', 'requestId', 'userAgent'] as const) {
     const value = r[key];
     // A TCP line says how it ended in its head.
     if (value === undefined || (key === 'end' && r.kind === 'tcp')) continue;
