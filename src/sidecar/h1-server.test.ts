@@ -218,6 +218,33 @@ describe('a connection', () => {
     expect(got.match(/saw \/(upload|next)/g)).toEqual(['saw /upload', 'saw /next']);
   });
 
+  test('a body larger than the reader\'s buffer, read after it all arrived: the connection\'s next request is served', async () => {
+    // The body's stream took more than its high-water mark at once, so reading held the socket;
+    // the body ended with that hold on, and the next request on the connection was never read.
+    const { port } = await h1((req, res) => {
+      let bytes = 0;
+      setTimeout(() => {
+        if (!req.body) return void res.end(`${req.url} 0`);
+        req.body.on('data', (c: Buffer) => { bytes += c.length; });
+        req.body.on('end', () => res.end(`${req.url} ${bytes}`));
+      }, 30);
+    });
+    const socket = netConnect(port, '127.0.0.1');
+    sockets.push(socket);
+    let got = '';
+    socket.on('data', (c: Buffer) => { got += c.toString('latin1'); });
+    const answered = async (pattern: RegExp) => {
+      const until = Date.now() + 3000;
+      while (!pattern.test(got) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      return got;
+    };
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(`POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 20000\r\n\r\n${'x'.repeat(20_000)}`);
+    expect(await answered(/\/upload 20000/)).toMatch(/\/upload 20000/);
+    socket.write('GET /next HTTP/1.1\r\nhost: a\r\n\r\n');
+    expect(await answered(/\/next 0/)).toMatch(/\/next 0/);
+  });
+
   test('a body nobody reads, cut short by bad bytes or by the caller going away, throws nothing; the server serves on', async () => {
     // The fuzz test found it: destroying such a body with an error, with no 'error' listener, threw.
     const { server, port } = await h1(() => undefined);

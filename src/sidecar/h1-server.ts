@@ -614,6 +614,10 @@ export class H1ServerConnection {
     this.reading = undefined;
     req.complete = true;
     req.body?.push(null);
+    // Held for the body's reader: with the body whole, no byte more is its, and a stream that has
+    // ended asks for no more (no _read), so the hold would never end and the connection's next
+    // request would never be read. What follows is the next request's, held only by the queue.
+    this.unpause(pausedForBody);
     // Answered already (an early answer): the next request may come.
     if (!this.current && this.queue.length === 0 && !this.ending) this.becomeIdle();
   }
