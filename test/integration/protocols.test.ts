@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,6 +108,41 @@ describe('bodies of any size stream through the mesh', () => {
     expect(result.code).toBe(0);
     expect(result.sha256).toBe(patternHash(bytes));
   }, 60_000);
+});
+
+describe('one kept connection, bodies of many sizes', () => {
+  test('POSTs of 0 B to 1 MB and GETs between them, one after another on one connection to the outbound, cross-cluster and within east: each answered whole', async () => {
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const { host, port } = split(east().client.proxy);
+    const send = (url: string, body?: Buffer) => new Promise<{ status: number; echoed: Buffer; reused: boolean }>((resolve, reject) => {
+      const req = httpRequest({ host, port, agent, method: body ? 'POST' : 'GET', path: url, headers: { host: new URL(url).host } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, echoed: Buffer.concat(chunks), reused: req.reusedSocket }));
+      });
+      // A request the connection never reads hangs: fail it instead of the whole test's timeout.
+      req.setTimeout(10_000, () => req.destroy(new Error(`no answer to ${url} within 10 s`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+    try {
+      let reused = 0;
+      for (const service of ['ledger', 'hello']) {
+        for (const size of [0, 1, 16_383, 16_384, 16_385, 20_000, 65_536, 300_000, 1_000_000]) {
+          const body = patternChunk(0, size);
+          const posted = await send(`http://${service}.demo.mesh/echo`, body);
+          expect({ service, size, status: posted.status, same: posted.echoed.equals(body) }).toEqual({ service, size, status: 200, same: true });
+          const got = await send(`http://${service}.demo.mesh/`);
+          expect({ service, size, status: got.status }).toEqual({ service, size, status: 200 });
+          reused += Number(posted.reused) + Number(got.reused);
+        }
+      }
+      // Every request but the first went on the connection the first opened.
+      expect(reused).toBe(2 * 2 * 9 - 1);
+    } finally {
+      agent.destroy();
+    }
+  }, 120_000);
 });
 
 /** Sends a raw request head to `address` and reads until the end of the response head. */
