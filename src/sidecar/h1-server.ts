@@ -3,6 +3,7 @@ import { STATUS_CODES, type IncomingHttpHeaders, type Server as HttpServer } fro
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import type { ExchangeEnd } from '../core/channels.js';
 import { HTTPParser, parserMethods, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
 
@@ -130,8 +131,8 @@ export class H1Request {
   readonly headers: IncomingHttpHeaders;
   /** Body bytes read so far (the access log's `requestBytes`). */
   bodyBytes = 0;
-  /** The answer, once the request is handed on (the access log waits for its end). */
-  response: H1Response | undefined;
+  /** The answer once the request is handed on, or its tunnel's (the access log waits for its end). */
+  response: ExchangeEnd | undefined;
 
   constructor(
     readonly socket: Socket,

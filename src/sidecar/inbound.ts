@@ -27,6 +27,7 @@ import { splice } from '../core/splice.js';
 import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 import { isTcpAlpn } from './tcp-protocol.js';
+import { TunnelExchange } from './tunnel-exchange.js';
 
 const requestChannel = channels.inboundRequest;
 
@@ -379,6 +380,7 @@ export class Inbound {
     app.once('connect', () => {
       clearTimeout(timer);
       app.removeListener('error', refuse);
+      const exchange = new TunnelExchange(req, head.length);
       if (req.method === 'CONNECT') {
         socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         this.answered(started, peer.identity, 200, undefined, req);
@@ -387,7 +389,7 @@ export class Inbound {
         this.answered(started, peer.identity, 101, undefined, req);
       }
       if (head.length > 0) app.write(head);
-      splice(socket, app, this.timeouts.tunnelIdleMs, this.tunnels);
+      splice(socket, app, this.timeouts.tunnelIdleMs, this.tunnels, exchange.ended);
     });
   }
 

@@ -10,6 +10,7 @@ import { maxAttempts, routeOf } from './attempts.js';
 import { errorResponse, requestHead, type HeadChanges } from './http-head.js';
 import type { OutboundDeps } from './outbound.js';
 import { outboundObserver } from './outbound-observer.js';
+import { TunnelExchange } from './tunnel-exchange.js';
 import { publishPolicyAction } from './policy-actions.js';
 import { admitRequest } from './policy-step.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
@@ -88,8 +89,9 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
       deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
       tls.write(upstreamHead);
       if (head.length > 0) tls.write(head);
+      const exchange = new TunnelExchange(req, head.length);
       observer.answered(connect ? 200 : 101, service, endpoint.cluster);
-      splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels);
+      splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels, exchange.ended);
       return;
     } catch (err) {
       release();

@@ -222,6 +222,28 @@ describe('the access log of a real outbound → inbound chain', () => {
     }
   });
 
+  test('a CONNECT tunnel gets its line when it closes, with the bytes it carried each way', async () => {
+    const file = join(dir, 'tunnels.json');
+    const log = started(openAccessLog({ file, given: 'accessLog.file' }));
+    // The request through the tunnel comes with its opening head; the app answers it and closes.
+    const inside = 'GET /through-the-tunnel HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n';
+    let answered = '';
+    try {
+      answered = await chain.send('outbound', `CONNECT echo.demo.mesh:80 HTTP/1.1\r\nhost: echo.demo.mesh:80\r\n\r\n${inside}`);
+      expect(answered).toMatch(/^HTTP\/1\.1 200 [^]*HTTP\/1\.1 200 OK[^]*app answered$/);
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      await log.close();
+    }
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AccessRecord);
+    const outbound = lines.find((l) => l.direction === 'outbound' && l.method === 'CONNECT');
+    const inbound = lines.find((l) => l.direction === 'inbound' && l.method === 'CONNECT');
+    // Back to the caller: the inbound's 200 and the app's whole answer, which the outbound passes on unread.
+    expect(outbound).toEqual(expect.objectContaining({ status: 200, requestBytes: inside.length, responseBytes: answered.length, end: 'complete', service: 'demo/echo' }));
+    const appAnswer = answered.slice(answered.indexOf('HTTP/1.1 200 OK'));
+    expect(inbound).toEqual(expect.objectContaining({ status: 200, requestBytes: inside.length, responseBytes: appAnswer.length, end: 'complete', caller: clientId }));
+  });
+
   test('a file that cannot be written is refused at once, naming it and why; /dev/stdout is the process\'s own descriptor, left open when the log closes', () => {
     expect(() => openAccessLog({ file: '/proc/isthmus-access.log', given: '--access-log' })).toThrow(expect.objectContaining({
       code: 'ISTHMUS_ERR_CONFIG_PATH_UNUSABLE', message: expect.stringMatching(/\/proc\/isthmus-access\.log/),

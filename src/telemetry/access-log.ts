@@ -153,9 +153,9 @@ export function inboundRecord(m: InboundRequestMessage, now: Date, ended?: Excha
 }
 
 /**
- * Calls `write` with the exchange's outcome once its answer has ended (at once if it has: an
- * HTTP/1.1 request and an HTTP/2 stream carry their answer), or with none when the request
- * carries no answer to wait for (WebSocket and CONNECT, whose tunnels outlive the head).
+ * Calls `write` with the exchange's outcome once its answer has ended (at once if it has): an
+ * HTTP/1.1 request carries its answer or its tunnel's (WebSocket, CONNECT), an HTTP/2 stream
+ * itself. A request that carries none (no answer was begun for it) is written at once.
  */
 export function whenExchangeEnds(m: { request?: RequestFacts | undefined; seconds: number }, write: (ended: ExchangeOutcome | undefined) => void): void {
   const response = m.request?.response;
