@@ -27,7 +27,7 @@ import { splice } from '../core/splice.js';
 import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 import { isTcpAlpn } from './tcp-protocol.js';
-import { TunnelExchange } from './tunnel-exchange.js';
+import { TunnelExchange, whenTunnelAnswered } from './tunnel-exchange.js';
 
 const requestChannel = channels.inboundRequest;
 
@@ -386,7 +386,8 @@ export class Inbound {
         this.answered(started, peer.identity, 200, undefined, req);
       } else {
         app.write(requestHead(req.method ?? 'GET', target, req.rawHeaders, { drop: new Set(['x-forwarded-client-cert']), set: peer.xfcc === undefined ? {} : { 'x-forwarded-client-cert': peer.xfcc } }));
-        this.answered(started, peer.identity, 101, undefined, req);
+        // Recorded with the app's answer (101, or its refusal), read as it passes.
+        whenTunnelAnswered(app, 101, (status) => this.answered(started, peer.identity, status, undefined, req));
       }
       if (head.length > 0) app.write(head);
       splice(socket, app, this.timeouts.tunnelIdleMs, this.tunnels, exchange.ended);

@@ -10,7 +10,7 @@ import { maxAttempts, routeOf } from './attempts.js';
 import { errorResponse, requestHead, type HeadChanges } from './http-head.js';
 import type { OutboundDeps } from './outbound.js';
 import { outboundObserver } from './outbound-observer.js';
-import { TunnelExchange } from './tunnel-exchange.js';
+import { TunnelExchange, whenTunnelAnswered } from './tunnel-exchange.js';
 import { publishPolicyAction } from './policy-actions.js';
 import { admitRequest } from './policy-step.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
@@ -90,7 +90,9 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
       tls.write(upstreamHead);
       if (head.length > 0) tls.write(head);
       const exchange = new TunnelExchange(req, head.length);
-      observer.answered(connect ? 200 : 101, service, endpoint.cluster);
+      // Recorded with the destination's answer, read as it passes (before the splice's listener).
+      const cluster = endpoint.cluster;
+      whenTunnelAnswered(tls, connect ? 200 : 101, (status) => observer.answered(status, service, cluster));
       splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels, exchange.ended);
       return;
     } catch (err) {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
 import type { ExchangeEnd } from '../core/channels.js';
 import type { SpliceEnd, SplicedBytes } from '../core/splice.js';
 import type { H1Request } from './h1-server.js';
@@ -28,4 +29,30 @@ export class TunnelExchange extends EventEmitter implements ExchangeEnd {
     this.writableFinished = how === 'closed';
     this.emit('close');
   };
+}
+
+/**
+ * The status of the answer to a tunnel's opening request, read from the first bytes its side
+ * sends back (`HTTP/1.1 101 ...`, `HTTP/1.1 403 ...`), which are then passed on unread: the
+ * metrics and the access log count a refused upgrade as the refusal it is, not as the 101 it
+ * asked for. `fallback` when the first bytes are not a status line; 502 when that side closes
+ * before sending any byte. `tell` is called once.
+ */
+export function whenTunnelAnswered(answering: Duplex, fallback: number, tell: (status: number) => void): void {
+  let told = false;
+  const once = (status: number) => {
+    if (told) return;
+    told = true;
+    answering.removeListener('close', closedFirst);
+    tell(status);
+  };
+  const closedFirst = () => once(502);
+  answering.once('data', (first: Buffer) => once(answerStatus(first) ?? fallback));
+  answering.once('close', closedFirst);
+}
+
+/** The status code of an HTTP/1.x status line at the start of `bytes`, if there is one. */
+export function answerStatus(bytes: Buffer): number | undefined {
+  const line = /^HTTP\/1\.[01] ([1-5]\d\d)[ \r]/.exec(bytes.subarray(0, 16).toString('latin1'));
+  return line ? Number(line[1]) : undefined;
 }

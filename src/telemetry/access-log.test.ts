@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, fstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import { connect as connectH2, constants as h2constants } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { clientId, sidecarChain, testPki, type SidecarChain } from '../../test/helpers/sidecar-fixtures.js';
+import { answerStatus } from '../sidecar/tunnel-exchange.js';
 import { openAccessLog, requestFields, tcpRecord, textLine, type AccessLog, type AccessRecord } from './access-log.js';
 
 const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -242,6 +244,36 @@ describe('the access log of a real outbound → inbound chain', () => {
     expect(outbound).toEqual(expect.objectContaining({ status: 200, requestBytes: inside.length, responseBytes: answered.length, end: 'complete', service: 'demo/echo' }));
     const appAnswer = answered.slice(answered.indexOf('HTTP/1.1 200 OK'));
     expect(inbound).toEqual(expect.objectContaining({ status: 200, requestBytes: inside.length, responseBytes: appAnswer.length, end: 'complete', caller: clientId }));
+  });
+
+  test('an upgrade the app does not take: the tunnel\'s lines give the status the caller got, not the 101 it asked for', async () => {
+    const file = join(dir, 'upgrade.json');
+    const log = started(openAccessLog({ file, given: 'accessLog.file' }));
+    let answered = '';
+    try {
+      // The chain's app is a plain node:http server with no 'upgrade' handler: it answers as to
+      // any request. The caller reads the first bytes back and leaves.
+      const [host, port] = chain.outbound.split(':') as [string, string];
+      answered = await new Promise<string>((resolve, reject) => {
+        const socket = netConnect({ host, port: Number(port) }, () => socket.write('GET http://echo.demo.mesh/ws HTTP/1.1\r\nhost: echo.demo.mesh\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n'));
+        socket.once('data', (first: Buffer) => {
+          socket.destroy();
+          resolve(first.toString('latin1'));
+        });
+        socket.once('close', () => resolve(''));
+        socket.once('error', reject);
+      });
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      await log.close();
+    }
+    const status = answerStatus(Buffer.from(answered, 'latin1'));
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AccessRecord);
+    const outbound = lines.find((l) => l.direction === 'outbound' && l.path === '/ws');
+    const inbound = lines.find((l) => l.direction === 'inbound' && l.path === '/ws');
+    // An answer with a status line passes it on; none (the app closed) is a 502 in both lines.
+    expect(status === undefined ? answered : status).not.toBe(101);
+    expect([outbound?.status, inbound?.status]).toEqual([status ?? 502, status ?? 502]);
   });
 
   test('a file that cannot be written is refused at once, naming it and why; /dev/stdout is the process\'s own descriptor, left open when the log closes', () => {
