@@ -17,7 +17,7 @@ export interface SoakOptions {
   stateDir: string;
   /** Clusters on 127.0.<hostBase>.1 and 127.0.<hostBase + 1>.1. */
   hostBase: number;
-  /** Requests a second from each cluster's client (to hello and ledger in turn). */
+  /** Requests a second from each cluster's client (GETs to hello and ledger in turn, every fifth an echo POST to ledger). */
   rps: number;
   /** Traffic before the first reading, so that start-up allocation is not counted as growth. */
   warmUpSeconds: number;
@@ -93,13 +93,19 @@ function errorLines(stateDir: string): Map<number, number> {
   return counts;
 }
 
+/** The echo POSTs' body sizes, in turn: on both sides of the 16 KiB and 64 KiB buffers a body passes through. */
+export const soakEchoSizes = [1024, 16_385, 20_000, 65_537, 300_000] as const;
+
 /** Runs the soak; the mesh is stopped before it returns, whatever happens. */
 export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   let mesh: DevMesh | undefined;
   const generator: { current?: TrafficGenerator } = {};
   try {
     mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir: opts.stateDir, trustDomain: 'soak.test', hostBase: opts.hostBase, gateways: 1, processes: true, progress: opts.progress });
-    const targets: TrafficTarget[] = Object.values(mesh.file.clusters).map((c) => ({ proxy: c.client.proxy, urls: ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'] }));
+    // Every fifth request an echo POST to ledger of 1 KiB to 300 kB (on kept connections, as the
+    // rest): each answer must come back as long as its body.
+    const echo = { url: 'http://ledger.demo.mesh/echo', sizes: soakEchoSizes, every: 5 };
+    const targets: TrafficTarget[] = Object.values(mesh.file.clusters).map((c) => ({ proxy: c.client.proxy, urls: ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'], echo }));
     generator.current = new TrafficGenerator(targets, opts.rps);
     generator.current.start();
     await new Promise((r) => setTimeout(r, opts.warmUpSeconds * 1000));

@@ -3,8 +3,14 @@ import { request } from 'node:http';
 export interface TrafficTarget {
   /** host:port of a sidecar's outbound HTTP proxy. */
   proxy: string;
-  /** Absolute URLs the proxy routes, e.g. http://hello.demo.mesh/. */
+  /** Absolute URLs the proxy routes, e.g. http://hello.demo.mesh/, asked with GET in turn. */
   urls: string[];
+  /**
+   * Echo POSTs mixed in: every `every`-th request is a POST of the next of `sizes` bytes to `url`
+   * (a sample app's `/echo`), and an answer of another length counts as failed. Bodies larger
+   * than a reader's buffer, on kept connections, are what a load of GETs never exercises.
+   */
+  echo?: { url: string; sizes: readonly number[]; every: number };
 }
 
 /**
@@ -25,11 +31,18 @@ export class TrafficGenerator {
     if (this.rps <= 0) return;
     for (const target of this.targets) {
       let next = 0;
+      let gets = 0;
       const timer = setInterval(() => {
         // A stalled mesh must not pile up sockets: at most 50 requests wait at once.
         if (this.inFlight >= 50 || target.urls.length === 0) return;
-        const url = target.urls[next % target.urls.length] as string;
+        const { echo } = target;
         next += 1;
+        if (echo && echo.sizes.length > 0 && next % echo.every === 0) {
+          this.post(target.proxy, echo.url, echo.sizes[(next / echo.every - 1) % echo.sizes.length] as number);
+          return;
+        }
+        const url = target.urls[gets % target.urls.length] as string;
+        gets += 1;
         this.send(target.proxy, url);
       }, 1000 / this.rps);
       timer.unref();
@@ -40,6 +53,15 @@ export class TrafficGenerator {
   stop(): void {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
+  }
+
+  private post(proxy: string, url: string, size: number): void {
+    this.inFlight += 1;
+    this.sent += 1;
+    void postThrough(proxy, url, bodyOf(size)).then(({ status, bytes }) => {
+      this.inFlight -= 1;
+      if (status >= 500 || bytes !== size) this.failed += 1;
+    });
   }
 
   private send(proxy: string, url: string): void {
@@ -64,6 +86,32 @@ export function requestThrough(proxy: string, url: string, timeoutMs = 10_000): 
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', () => resolve(599));
     req.end();
+  });
+}
+
+const bodies = new Map<number, Buffer>();
+const bodyOf = (size: number): Buffer => {
+  let body = bodies.get(size);
+  if (!body) bodies.set(size, (body = Buffer.alloc(size, 'isthmus ')));
+  return body;
+};
+
+/** One POST of `body` to `url` through the HTTP proxy at `proxy`: the status and how many bytes came back (599 and 0 when no answer came). */
+export function postThrough(proxy: string, url: string, body: Buffer, timeoutMs = 10_000): Promise<{ status: number; bytes: number }> {
+  const split = proxy.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const req = request({
+      host: proxy.slice(0, split), port: Number(proxy.slice(split + 1)), method: 'POST', path: url, timeout: timeoutMs,
+      headers: { host: new URL(url).host, 'content-type': 'application/octet-stream', 'content-length': body.length },
+    }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => { bytes += c.length; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 599, bytes }));
+      res.on('error', () => resolve({ status: 599, bytes }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', () => resolve({ status: 599, bytes: 0 }));
+    req.end(body);
   });
 }
 
