@@ -162,6 +162,27 @@ export interface RequestFacts {
   readonly response?: ExchangeEnd | undefined;
 }
 
+let exchangeReaders = 0;
+
+/**
+ * An access log that reads exchanges' bytes and ends has started (several sidecars may share a
+ * process); the returned function says it stopped. The HTTP/2 paths count a stream's bytes only
+ * while one reads them (sidecar/h2-exchange.ts); HTTP/1.1's counts are two additions, always made.
+ */
+export function countExchangeBytes(): () => void {
+  exchangeReaders += 1;
+  let stopped = false;
+  return () => {
+    if (!stopped) exchangeReaders -= 1;
+    stopped = true;
+  };
+}
+
+/** Whether an access log reads exchanges' bytes and ends now. */
+export function exchangeBytesCounted(): boolean {
+  return exchangeReaders > 0;
+}
+
 /** What the access log reads of an answer to learn when and how it ended. */
 export interface ExchangeEnd {
   /** Body bytes written so far. */

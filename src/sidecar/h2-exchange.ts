@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-import type { ExchangeEnd, RequestFacts } from '../core/channels.js';
+import { exchangeBytesCounted, type ExchangeEnd, type RequestFacts } from '../core/channels.js';
 import { NGHTTP2_NO_ERROR } from './h2-codes.js';
 
 /**
@@ -43,10 +43,12 @@ export class H2Exchange implements ExchangeEnd {
 const exchanges = new WeakMap<ServerHttp2Stream, H2Exchange>();
 
 /**
- * Starts counting `stream`'s bytes. `facts` is what the access log reads of the request, its
- * answer included; the request's body bytes are counted by whoever reads them (`countRequestBody`).
+ * Starts counting `stream`'s bytes, if an access log reads them (none does: nothing is counted,
+ * and `exchange` is undefined). `facts` is what the access log reads of the request, its answer
+ * included; the request's body bytes are counted by whoever reads them (`countRequestBody`).
  */
-export function trackH2Exchange(stream: ServerHttp2Stream, method: string, headers: IncomingHttpHeaders): { facts: RequestFacts; exchange: H2Exchange } {
+export function trackH2Exchange(stream: ServerHttp2Stream, method: string, headers: IncomingHttpHeaders): { facts: RequestFacts; exchange: H2Exchange | undefined } {
+  if (!exchangeBytesCounted()) return { facts: { method, headers }, exchange: undefined };
   const exchange = new H2Exchange(stream);
   exchanges.set(stream, exchange);
   return { facts: { method, headers, get bodyBytes() { return exchange.requestBytes; }, response: exchange }, exchange };
@@ -57,8 +59,8 @@ export function trackH2Exchange(stream: ServerHttp2Stream, method: string, heade
  * RequestBody made): a 'data' listener added before would start the stream flowing with nobody
  * to take the bytes.
  */
-export function countRequestBody(stream: ServerHttp2Stream, exchange: H2Exchange): void {
-  stream.on('data', (chunk: Buffer) => { exchange.requestBytes += chunk.length; });
+export function countRequestBody(stream: ServerHttp2Stream, exchange: H2Exchange | undefined): void {
+  if (exchange) stream.on('data', (chunk: Buffer) => { exchange.requestBytes += chunk.length; });
 }
 
 /** The counts of a stream `trackH2Exchange` was given (undefined for any other). */

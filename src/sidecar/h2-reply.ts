@@ -17,17 +17,17 @@ export function replyH2(stream: ServerHttp2Stream, code: ErrorCode, message: str
   const status = override?.status ?? errorCodes[code].status;
   // Whatever body is still arriving is not wanted; reading it lets the stream close cleanly.
   stream.resume();
+  const exchange = h2ExchangeOf(stream);
   if (grpc) {
-    const exchange = h2ExchangeOf(stream);
-    if (exchange) exchange.grpcStatus = override?.grpcStatus ?? grpcStatusOf(status);
+    const grpcStatus = override?.grpcStatus ?? grpcStatusOf(status);
+    if (exchange) exchange.grpcStatus = grpcStatus;
     stream.respond({
-      ...override?.headers, ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(override?.grpcStatus ?? grpcStatusOf(status)),
+      ...override?.headers, ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatus),
       'grpc-message': encodeGrpcMessage(message), 'x-isthmus-error': code,
     }, { endStream: true });
     return;
   }
   const body = JSON.stringify({ error: { code, message } });
-  const exchange = h2ExchangeOf(stream);
   if (exchange) exchange.responseBytes += Buffer.byteLength(body);
   stream.respond({ ...override?.headers, ':status': status, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-isthmus-error': code });
   stream.end(body);

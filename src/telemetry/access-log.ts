@@ -2,7 +2,7 @@ import { closeSync, openSync } from 'node:fs';
 import pino from 'pino';
 import { dirname } from 'node:path';
 import { ensureDirectory, pathError } from '../core/user-paths.js';
-import { channels, type InboundRequestMessage, type OutboundRequestMessage, type RequestFacts, type TcpInboundClosedMessage, type TcpOutboundClosedMessage } from '../core/channels.js';
+import { channels, countExchangeBytes, type InboundRequestMessage, type OutboundRequestMessage, type RequestFacts, type TcpInboundClosedMessage, type TcpOutboundClosedMessage } from '../core/channels.js';
 import { originListener } from './shared.js';
 
 /**
@@ -34,7 +34,7 @@ export interface AccessRecord {
   error?: string;
   /**
    * HTTP: until the answer's last byte was written (or its connection or stream closed first);
-   * WebSocket and CONNECT: until the response head; TCP: until the connection's end. Retries
+   * WebSocket and CONNECT: until the tunnel closed; TCP: until the connection's end. Retries
    * included.
    */
   durationMs: number;
@@ -258,7 +258,11 @@ export function openAccessLog(opts: { file: string; given: string; format?: Acce
         if (!failed) whenExchangeEnds(message, (ended) => write(toRecord(message, new Date(), ended)));
       };
       const { listen, close } = originListener(origins);
-      unsubscribe = close;
+      const stopCounting = countExchangeBytes();
+      unsubscribe = () => {
+        close();
+        stopCounting();
+      };
       listen(channels.outboundRequest, exchange(outboundRecord));
       listen(channels.inboundRequest, exchange(inboundRecord));
       listen(channels.tcpOutboundClosed, line((m: TcpOutboundClosedMessage, now) => tcpRecord(m, 'outbound', now)));
