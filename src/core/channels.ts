@@ -17,6 +17,8 @@ export const channelNames = {
   balancerEjection: 'isthmus:balancer:ejection',
   outboundRequest: 'isthmus:sidecar:outbound',
   inboundRequest: 'isthmus:sidecar:inbound',
+  grpcOutboundEnded: 'isthmus:sidecar:grpc-outbound-ended',
+  grpcInboundEnded: 'isthmus:sidecar:grpc-inbound-ended',
   tcpOutbound: 'isthmus:sidecar:tcp-outbound',
   tcpInbound: 'isthmus:sidecar:tcp-inbound',
   tcpOutboundClosed: 'isthmus:sidecar:tcp-outbound-closed',
@@ -136,6 +138,31 @@ export interface OutboundRequestMessage {
   request?: RequestFacts;
   /** host:port of the last endpoint tried (a local instance or a remote gateway), undefined when none was. */
   endpoint?: string | undefined;
+  /** A gRPC call (HTTP/2, content-type application/grpc…): its end is published too, on grpcOutboundEnded. */
+  grpc: boolean;
+}
+
+/**
+ * A gRPC call through a sidecar's outbound ended (its stream closed), published after its
+ * OutboundRequestMessage with the same `service`, `cluster`, `code` and `seconds` (to the
+ * response head). `grpcStatus` is the status it ended with, from the answer's trailers or
+ * trailers-only head (the sidecar's own gRPC errors included); undefined when the stream was
+ * reset before one came.
+ */
+export interface GrpcOutboundEndedMessage {
+  origin: object;
+  service: string | undefined;
+  cluster: string | undefined;
+  code: number | 'connect_error';
+  seconds: number;
+  grpcStatus: number | undefined;
+}
+
+/** A gRPC call through a sidecar's inbound ended; `peer` as in InboundRequestMessage, `grpcStatus` as in GrpcOutboundEndedMessage. */
+export interface GrpcInboundEndedMessage {
+  origin: object;
+  peer: string | undefined;
+  grpcStatus: number | undefined;
 }
 
 /** A request arrived through a sidecar's inbound mTLS listener; `peer` is the caller's SPIFFE ID if accepted. */
@@ -278,6 +305,8 @@ export const channels = {
   balancerEjection: typed<EjectionMessage>(channelNames.balancerEjection),
   outboundRequest: typed<OutboundRequestMessage>(channelNames.outboundRequest),
   inboundRequest: typed<InboundRequestMessage>(channelNames.inboundRequest),
+  grpcOutboundEnded: typed<GrpcOutboundEndedMessage>(channelNames.grpcOutboundEnded),
+  grpcInboundEnded: typed<GrpcInboundEndedMessage>(channelNames.grpcInboundEnded),
   tcpOutbound: typed<TcpOutboundMessage>(channelNames.tcpOutbound),
   tcpInbound: typed<TcpInboundMessage>(channelNames.tcpInbound),
   tcpOutboundClosed: typed<TcpOutboundClosedMessage>(channelNames.tcpOutboundClosed),

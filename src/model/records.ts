@@ -123,7 +123,7 @@ export const TrafficRecordSchema = Type.Object({
     /** The destination cluster; "" when no endpoint answered at all. */
     to: Type.String(),
     requests: count,
-    /** 5xx answers and requests no endpoint answered. */
+    /** 5xx answers, requests no endpoint answered, and gRPC calls that ended with a server-error grpc-status (grpc-status.ts). */
     errors: count,
     buckets: Type.Array(count, { maxItems: 85 }),
   })),
@@ -172,7 +172,7 @@ export const SloPolicySchema = Type.Object({
   service: Type.String(),
   /** "99% of requests faster than 250 ms": percentile 99, belowMs 250. */
   latency: Type.Optional(Type.Object({ percentile: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 100 }), belowMs: Type.Number({ exclusiveMinimum: 0 }) })),
-  /** Percent of requests that must succeed (not 5xx, not unanswered), e.g. 99.9. */
+  /** Percent of requests that must succeed (not 5xx, not unanswered, no gRPC server error), e.g. 99.9. */
   successPercent: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 100 })),
   windowSeconds: Type.Integer({ minimum: 60 }),
   /** Fewer requests than this in the window say nothing: no verdict, no page. */

@@ -10,7 +10,7 @@ import type { RoutingTable } from './routing.js';
  * goes to, given how the earlier ones failed. The attempts fail with the error codes undici and
  * Node raise (retry-policy.ts decides on codes only).
  */
-const observer: OutboundObserver = { propagate: () => undefined, tried: () => undefined, answered: () => undefined };
+const observer: OutboundObserver = { propagate: () => undefined, tried: () => undefined, answered: () => undefined, grpcEnded: () => undefined };
 const failWith = (code: string) => Object.assign(new Error(code), { code });
 
 function request(routing: RoutingTable, conditions: RetryCondition[]): AttemptedRequest {
@@ -44,5 +44,35 @@ describe('where a retry goes once every endpoint was tried', () => {
       expect(order[2]).toBe(third === 'first' ? order[0] : order[1]);
       expect(outcome).toEqual({ answered: true });
     }
+  });
+});
+
+describe('what outlier detection hears of an answered attempt', () => {
+  // The relays tell each answer's head through retryAnswer (status, and a trailers-only head's grpc-status).
+  const answer = (status: number, grpcStatus: number | undefined) =>
+    async (_u: unknown, _e: unknown, retryAnswer: (status: number, grpcStatus: number | undefined) => boolean) => {
+      retryAnswer(status, grpcStatus);
+      return status;
+    };
+  test.each([
+    // [grpc request, head status, head grpc-status, ejected after five]
+    [true, 200, 14, true, 'gRPC UNAVAILABLE, trailers-only: a server error'],
+    [true, 200, 13, true, 'gRPC INTERNAL'],
+    [true, 200, 5, false, 'gRPC NOT_FOUND: the caller\'s doing'],
+    [true, 200, undefined, false, 'a gRPC answer with a body: its status comes later, in trailers'],
+    [false, 200, 14, false, 'not a gRPC request: the header means nothing'],
+    [false, 503, undefined, true, 'a 503'],
+  ] as [boolean, number, number | undefined, boolean, string][])('grpc %s, %i, grpc-status %s → ejected %s (%s)', async (grpc, status, grpcStatus, ejected) => {
+    const routing = routingTo(['127.0.0.1:1', '127.0.0.1:2']);
+    const picked: string[] = [];
+    // No retry conditions: each request is one attempt. Five in a row at one endpoint is the default ejection.
+    for (let i = 0; i < 200 && picked.filter((a) => a === '127.0.0.1:1').length < 5; i += 1) {
+      await attemptEndpoints(routing, { ...request(routing, []), grpc, retry: { maxAttempts: 1 } }, async (u, endpoint, retryAnswer) => {
+        picked.push(endpoint.address);
+        if (endpoint.address !== '127.0.0.1:1') return 200;
+        return answer(status, grpcStatus)(u, endpoint, retryAnswer);
+      });
+    }
+    expect(routing.ejected().has('127.0.0.1:1')).toBe(ejected);
   });
 });

@@ -5,6 +5,7 @@ import type { OutboundObserver } from './outbound-observer.js';
 import type { ResolvedTarget } from './request-target.js';
 import type { BreakerLimits } from '../model/circuit-breaker.js';
 import type { OutlierResult } from '../model/outlier.js';
+import { grpcServerError } from './grpc-status.js';
 import { requestEnded, requestStarted } from '../model/peak-ewma.js';
 import type { RetryCondition } from '../model/resilience-policy.js';
 import type { RetryBudget } from '../model/retry-budget.js';
@@ -143,7 +144,10 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
     publishPolicyAction(routing, service, 'retry_budget_exhausted', retry.policy);
     return false;
   };
+  // A gRPC error the destination answered at once comes trailers-only: its status is in the head.
+  let headGrpcStatus: number | undefined;
   const retryAnswer: RetryAnswer = (status, grpcStatus) => {
+    headGrpcStatus = grpcStatus;
     if (!retry.conditions || (status < 400 && !grpcStatus) || request.gone()) return false;
     answerRetried = mayRetry({ failure: 'response', status, ...(grpcStatus === undefined ? {} : { grpcStatus }) });
     return answerRetried;
@@ -160,10 +164,13 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
     const load = endpoint.load;
     if (attempts > 1) startedAt = performance.now();
     if (load) requestStarted(load);
+    headGrpcStatus = undefined;
     try {
       const status = await attempt(upstream, endpoint, retryAnswer);
       if (load) { const now = performance.now(); requestEnded(load, now - startedAt, true, now); }
-      routing.record(endpoint.address, status >= 500 ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
+      // Outlier detection counts a gRPC server error (UNAVAILABLE, INTERNAL…, grpc-status.ts) as a 5xx.
+      const failed = status >= 500 || (request.grpc === true && headGrpcStatus !== undefined && grpcServerError(headGrpcStatus));
+      routing.record(endpoint.address, failed ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
       observer.answered(status, service, endpoint.cluster);
       return { answered: true };
     } catch (err) {

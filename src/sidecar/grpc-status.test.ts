@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { encodeGrpcMessage, grpcStatusOf, isGrpc } from './grpc-status.js';
+import { encodeGrpcMessage, grpcServerError, grpcStatusOf, isGrpc } from './grpc-status.js';
 
 test.each([
   ['application/grpc', true],
@@ -29,4 +29,14 @@ test.each([
   ['demo/grpc-echo: no endpoint; last: 127.0.0.1:1', 'demo/grpc-echo: no endpoint; last: 127.0.0.1:1'],
 ])('grpc-message of %j is %j', (message, encoded) => {
   expect(encodeGrpcMessage(message)).toBe(encoded);
+});
+
+test.each([
+  [0, 'OK', false], [1, 'CANCELLED', false], [2, 'UNKNOWN', true], [3, 'INVALID_ARGUMENT', false],
+  [4, 'DEADLINE_EXCEEDED', true], [5, 'NOT_FOUND', false], [6, 'ALREADY_EXISTS', false], [7, 'PERMISSION_DENIED', false],
+  [8, 'RESOURCE_EXHAUSTED', false], [9, 'FAILED_PRECONDITION', false], [10, 'ABORTED', false], [11, 'OUT_OF_RANGE', false],
+  [12, 'UNIMPLEMENTED', true], [13, 'INTERNAL', true], [14, 'UNAVAILABLE', true], [15, 'DATA_LOSS', true],
+  [16, 'UNAUTHENTICATED', false], [17, 'not a status', false],
+])('grpc-status %i (%s) is a server error: %s', (status, _name, expected) => {
+  expect(grpcServerError(status)).toBe(expected);
 });

@@ -49,6 +49,17 @@ export function httpStatusOfGrpc(grpcStatus: number): number {
   }
 }
 
+/**
+ * The gRPC statuses that say the server (or what stands for it) failed, as 5xx answers do: those
+ * whose HTTP equivalent in google.rpc.Code (googleapis, google/rpc/code.proto) is a 5xx —
+ * UNKNOWN 500, DEADLINE_EXCEEDED 504, UNIMPLEMENTED 501, INTERNAL 500, UNAVAILABLE 503,
+ * DATA_LOSS 500. The others are the caller's doing or an answer (CANCELLED, INVALID_ARGUMENT,
+ * NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED 429…), as a 4xx is. Pure: grpc-status.test.ts.
+ */
+export function grpcServerError(grpcStatus: number): boolean {
+  return grpcStatus === 2 || grpcStatus === 4 || grpcStatus === 12 || grpcStatus === 13 || grpcStatus === 14 || grpcStatus === 15;
+}
+
 /** grpc-message is percent-encoded UTF-8: every byte outside 0x20–0x7E, and '%' itself (PROTOCOL-HTTP2, "Responses"). */
 export function encodeGrpcMessage(message: string): string {
   let out = '';

@@ -10,7 +10,7 @@ const stream = () => Object.assign(new EventEmitter(), { closed: false, rstCode:
 describe('an HTTP/2 stream\'s counts', () => {
   test('are kept only while an access log reads them: with none, a stream carries no answer to wait for and no counting listener', () => {
     const untracked = stream();
-    const quiet = trackH2Exchange(untracked, 'POST', { ':method': 'POST' });
+    const quiet = trackH2Exchange(untracked, 'POST', { ':method': 'POST' }, false);
     expect([quiet.exchange, quiet.facts.response, h2ExchangeOf(untracked)]).toEqual([undefined, undefined, undefined]);
     countRequestBody(untracked, quiet.exchange);
     expect(untracked.listenerCount('data')).toBe(0);
@@ -18,7 +18,7 @@ describe('an HTTP/2 stream\'s counts', () => {
     const stop = countExchangeBytes();
     try {
       const tracked = stream();
-      const { facts, exchange } = trackH2Exchange(tracked, 'POST', { ':method': 'POST' });
+      const { facts, exchange } = trackH2Exchange(tracked, 'POST', { ':method': 'POST' }, false);
       expect(h2ExchangeOf(tracked)).toBe(exchange);
       countRequestBody(tracked, exchange);
       tracked.emit('data', Buffer.alloc(300));
@@ -31,6 +31,19 @@ describe('an HTTP/2 stream\'s counts', () => {
       stop();
       stop(); // a second stop does not count twice
     }
-    expect(trackH2Exchange(stream(), 'GET', {}).exchange).toBeUndefined();
+    expect(trackH2Exchange(stream(), 'GET', {}, false).exchange).toBeUndefined();
+  });
+
+  test('a gRPC call is followed for its status with no access log, and nothing counts its bytes', () => {
+    const call = stream();
+    const { facts, exchange } = trackH2Exchange(call, 'POST', { ':method': 'POST', 'content-type': 'application/grpc' }, true);
+    expect(h2ExchangeOf(call)).toBe(exchange);
+    expect(exchange?.countsBytes).toBe(false);
+    // The access log is not running: the facts carry no answer for it to wait on.
+    expect(facts.response).toBeUndefined();
+    countRequestBody(call, exchange);
+    expect(call.listenerCount('data')).toBe(0);
+    exchange!.noteGrpcStatus({ 'grpc-status': '0' });
+    expect(exchange!.grpcStatus).toBe(0);
   });
 });

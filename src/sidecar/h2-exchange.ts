@@ -3,10 +3,12 @@ import { exchangeBytesCounted, type ExchangeEnd, type RequestFacts } from '../co
 import { NGHTTP2_NO_ERROR } from './h2-codes.js';
 
 /**
- * The body bytes of one HTTP/2 stream a sidecar answers (outbound from the app, inbound from
- * another sidecar), counted by whatever writes its answer or reads its body: the relays and the
- * sidecar's own error answers. The access log reads them when the stream closes
- * (telemetry/access-log.ts), as it does an HTTP/1.1 answer's.
+ * What is known of one HTTP/2 stream a sidecar answers (outbound from the app, inbound from
+ * another sidecar) when it ends: a gRPC call's grpc-status, noted by whatever passes the answer's
+ * trailers on or makes the answer (the relays, the sidecar's own error answers), and, while an
+ * access log reads them, the body bytes each way. The access log reads them when the stream
+ * closes (telemetry/access-log.ts), as it does an HTTP/1.1 answer's; a gRPC call's end is
+ * published for the metrics whether or not a log runs.
  */
 export class H2Exchange implements ExchangeEnd {
   requestBytes = 0;
@@ -14,7 +16,8 @@ export class H2Exchange implements ExchangeEnd {
   /** A gRPC answer's status, from its trailers (or its trailers-only head). */
   grpcStatus: number | undefined;
 
-  constructor(private readonly stream: ServerHttp2Stream) {}
+  /** `countsBytes`: an access log reads the byte counts (else they stay 0, and nothing counts them). */
+  constructor(private readonly stream: ServerHttp2Stream, readonly countsBytes: boolean) {}
 
   get bodyBytes(): number {
     return this.responseBytes;
@@ -43,14 +46,17 @@ export class H2Exchange implements ExchangeEnd {
 const exchanges = new WeakMap<ServerHttp2Stream, H2Exchange>();
 
 /**
- * Starts counting `stream`'s bytes, if an access log reads them (none does: nothing is counted,
- * and `exchange` is undefined). `facts` is what the access log reads of the request, its answer
- * included; the request's body bytes are counted by whoever reads them (`countRequestBody`).
+ * Starts following `stream`: its bytes, if an access log reads them, and a gRPC call's status.
+ * Neither (no log, not gRPC): nothing is followed, and `exchange` is undefined. `facts` is what
+ * the access log reads of the request, its answer included; the request's body bytes are
+ * counted by whoever reads them (`countRequestBody`).
  */
-export function trackH2Exchange(stream: ServerHttp2Stream, method: string, headers: IncomingHttpHeaders): { facts: RequestFacts; exchange: H2Exchange | undefined } {
-  if (!exchangeBytesCounted()) return { facts: { method, headers }, exchange: undefined };
-  const exchange = new H2Exchange(stream);
+export function trackH2Exchange(stream: ServerHttp2Stream, method: string, headers: IncomingHttpHeaders, grpc: boolean): { facts: RequestFacts; exchange: H2Exchange | undefined } {
+  const counted = exchangeBytesCounted();
+  if (!counted && !grpc) return { facts: { method, headers }, exchange: undefined };
+  const exchange = new H2Exchange(stream, counted);
   exchanges.set(stream, exchange);
+  if (!counted) return { facts: { method, headers }, exchange };
   return { facts: { method, headers, get bodyBytes() { return exchange.requestBytes; }, response: exchange }, exchange };
 }
 
@@ -60,7 +66,7 @@ export function trackH2Exchange(stream: ServerHttp2Stream, method: string, heade
  * to take the bytes.
  */
 export function countRequestBody(stream: ServerHttp2Stream, exchange: H2Exchange | undefined): void {
-  if (exchange) stream.on('data', (chunk: Buffer) => { exchange.requestBytes += chunk.length; });
+  if (exchange?.countsBytes) stream.on('data', (chunk: Buffer) => { exchange.requestBytes += chunk.length; });
 }
 
 /** The counts of a stream `trackH2Exchange` was given (undefined for any other). */

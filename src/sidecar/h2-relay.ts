@@ -100,7 +100,7 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
         downstream.respond(head, { waitForTrailers: true });
         downstream.once('wantTrailers', () => downstream.sendTrailers(h2ForwardFields(trailers ?? {})));
         upstream.pipe(downstream);
-        if (exchange) upstream.on('data', (chunk: Buffer) => { exchange.responseBytes += chunk.length; });
+        if (exchange?.countsBytes) upstream.on('data', (chunk: Buffer) => { exchange.responseBytes += chunk.length; });
       }
       started = true;
       resolve(head[':status'] as number);

@@ -28,7 +28,8 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   const method = headers[':method'] ?? 'GET';
   const grpc = isGrpc(headers['content-type']);
   const { started, span, peer } = inbound.admit(method, headers, stream.session?.socket as TLSSocket);
-  const { facts, exchange } = trackH2Exchange(stream, method, headers);
+  const { facts, exchange } = trackH2Exchange(stream, method, headers, grpc);
+  if (grpc) stream.once('close', () => inbound.grpcEnded('error' in peer ? undefined : peer.identity, exchange?.grpcStatus));
   if ('error' in peer) {
     inbound.answered(started, undefined, 403, span, facts);
     return replyH2(stream, 'ISTHMUS_ERR_TRUST_IDENTITY_DENIED', peer.error, grpc);

@@ -30,6 +30,7 @@ import { isTcpAlpn } from './tcp-protocol.js';
 import { TunnelExchange, whenTunnelAnswered } from './tunnel-exchange.js';
 
 const requestChannel = channels.inboundRequest;
+const grpcEndedChannel = channels.grpcInboundEnded;
 
 /** What the app behind the inbound speaks: HTTP/1.1, or HTTP/2 over cleartext (a gRPC server). */
 export type AppProtocol = 'http' | 'h2c';
@@ -234,6 +235,11 @@ export class Inbound {
       attributes: { 'isthmus.caller_identity': peer, 'http.status_code': code, 'http.response.status_code': code },
       ...(code >= 500 ? { error: String(code) } : code === 403 ? { error: 'caller identity denied' } : {}),
     });
+  }
+
+  /** A gRPC call's stream closed (inbound-h2.ts), with the grpc-status it ended with; undefined: reset before one. */
+  grpcEnded(peer: string | undefined, grpcStatus: number | undefined): void {
+    if (grpcEndedChannel.hasSubscribers) grpcEndedChannel.publish({ origin: this, peer, grpcStatus });
   }
 
   /**

@@ -47,8 +47,10 @@ export function createOutboundH2(deps: OutboundDeps, fixedTarget?: MeshTarget): 
 async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, fixed?: MeshTarget): Promise<void> {
   const method = headers[':method'] ?? 'GET';
   const grpc = isGrpc(headers['content-type']);
-  const { facts, exchange } = trackH2Exchange(stream, method, headers);
-  const observer = outboundObserver(deps.routing, deps.cluster, facts);
+  const { facts, exchange } = trackH2Exchange(stream, method, headers, grpc);
+  const observer = outboundObserver(deps.routing, deps.cluster, facts, grpc);
+  // A gRPC call's status is known when its stream closes: the metrics and the dashboard count it then.
+  if (grpc) stream.once('close', () => observer.grpcEnded(exchange?.grpcStatus));
   if (method === 'CONNECT') {
     observer.answered(501);
     return replyH2(stream, 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED', 'CONNECT over HTTP/2 is not carried: send CONNECT over HTTP/1.1 to the proxy port', grpc);

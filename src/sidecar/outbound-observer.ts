@@ -4,6 +4,7 @@ import { activeTracer, formatTraceparent, parseTraceparent } from '../core/traci
 import type { PickedEndpoint } from '../model/balancer.js';
 
 const requestChannel = channels.outboundRequest;
+const grpcEndedChannel = channels.grpcOutboundEnded;
 
 export interface OutboundObserver {
   /** Adds this request's traceparent (the outbound span's) to the upstream headers, when tracing is on. */
@@ -12,6 +13,11 @@ export interface OutboundObserver {
   tried(endpoint: PickedEndpoint): void;
   /** Once per request: what the app was answered, for src/telemetry/ and the span. */
   answered(code: number | 'connect_error', service?: string, cluster?: string): void;
+  /**
+   * A gRPC call's stream closed, with the grpc-status it ended with (undefined: reset before
+   * one). Published once the call has been `answered`, which a stream reset first comes before.
+   */
+  grpcEnded(grpcStatus: number | undefined): void;
 }
 
 /**
@@ -19,7 +25,7 @@ export interface OutboundObserver {
  * request (labels only from the catalog, so they stay bounded) and, when tracing is on, a
  * CLIENT span (docs/tracing.md). With tracing off and nobody subscribed it costs a timestamp.
  */
-export function outboundObserver(origin: object, cluster: string, req: Pick<IncomingMessage, 'method' | 'headers'> & { url?: string | undefined }): OutboundObserver {
+export function outboundObserver(origin: object, cluster: string, req: Pick<IncomingMessage, 'method' | 'headers'> & { url?: string | undefined }, grpc = false): OutboundObserver {
   const started = performance.now();
   const span = activeTracer()?.start({
     kind: 'client', name: 'outbound',
@@ -27,6 +33,12 @@ export function outboundObserver(origin: object, cluster: string, req: Pick<Inco
     attributes: { 'isthmus.source_cluster': cluster, 'http.request.method': req.method },
   });
   let last: PickedEndpoint | undefined;
+  // A gRPC call's answer, kept for its end; and an end that came before the answer.
+  let answer: { service: string | undefined; cluster: string | undefined; code: number | 'connect_error'; seconds: number } | undefined;
+  let endedFirst: { grpcStatus: number | undefined } | undefined;
+  const publishEnd = (grpcStatus: number | undefined) => {
+    if (answer && grpcEndedChannel.hasSubscribers) grpcEndedChannel.publish({ origin, ...answer, grpcStatus });
+  };
   return {
     propagate(headers) {
       if (!span) return;
@@ -39,7 +51,12 @@ export function outboundObserver(origin: object, cluster: string, req: Pick<Inco
       last = endpoint;
     },
     answered(code, service, destination) {
-      if (requestChannel.hasSubscribers) requestChannel.publish({ origin, service, cluster: destination, code, seconds: (performance.now() - started) / 1000, request: req, endpoint: last?.address });
+      const seconds = (performance.now() - started) / 1000;
+      if (requestChannel.hasSubscribers) requestChannel.publish({ origin, service, cluster: destination, code, seconds, request: req, endpoint: last?.address, grpc });
+      if (grpc) {
+        answer = { service, cluster: destination, code, seconds };
+        if (endedFirst) publishEnd(endedFirst.grpcStatus);
+      }
       span?.end({
         // Span names stay bounded: a name the catalog does not know is not one.
         name: service ? `outbound ${service}` : 'outbound',
@@ -50,6 +67,10 @@ export function outboundObserver(origin: object, cluster: string, req: Pick<Inco
         },
         ...(code === 'connect_error' || code >= 500 ? { error: String(code) } : {}),
       });
+    },
+    grpcEnded(grpcStatus) {
+      if (answer) publishEnd(grpcStatus);
+      else endedFirst = { grpcStatus };
     },
   };
 }

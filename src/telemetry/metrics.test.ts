@@ -14,18 +14,41 @@ describe('createMetrics', () => {
     const mine = {};
     const other = {};
     const metrics = createMetrics('sidecar', { cluster: 'east' }, { origins: [mine] });
-    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02 });
-    channels.outboundRequest.publish({ origin: other, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02 });
-    channels.outboundRequest.publish({ origin: mine, service: undefined, cluster: undefined, code: 503, seconds: 0 });
-    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 'connect_error', seconds: 1 });
+    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02, grpc: false });
+    channels.outboundRequest.publish({ origin: other, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02, grpc: false });
+    channels.outboundRequest.publish({ origin: mine, service: undefined, cluster: undefined, code: 503, seconds: 0, grpc: false });
+    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 'connect_error', seconds: 1, grpc: false });
     expect(await sample(metrics, 'isthmus_requests_total')).toEqual([
       'isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/ledger",code="200"} 1',
       'isthmus_requests_total{source_cluster="east",destination_cluster="none",destination_service="unknown",code="503"} 1',
       'isthmus_requests_total{source_cluster="east",destination_cluster="west",destination_service="demo/ledger",code="connect_error"} 1',
     ]);
     metrics.close();
-    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02 });
+    channels.outboundRequest.publish({ origin: mine, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.02, grpc: false });
     expect((await sample(metrics, 'isthmus_requests_total'))[0]).toMatch(/ 1$/);
+  });
+
+  test('a sidecar counts gRPC calls when they end, by the grpc-status they ended with, both ways', async () => {
+    const mine = {};
+    const metrics = createMetrics('sidecar', { cluster: 'west' }, { origins: [mine], service: 'demo/grpc-echo' });
+    const ended = (grpcStatus: number | undefined) => channels.grpcOutboundEnded.publish({ origin: mine, service: 'demo/ledger', cluster: 'east', code: 200, seconds: 0.01, grpcStatus });
+    ended(0);
+    ended(0);
+    ended(14);
+    ended(undefined);
+    channels.grpcOutboundEnded.publish({ origin: {}, service: 'demo/ledger', cluster: 'east', code: 200, seconds: 0.01, grpcStatus: 13 });
+    expect(await sample(metrics, 'isthmus_grpc_requests_total')).toEqual([
+      'isthmus_grpc_requests_total{source_cluster="west",destination_cluster="east",destination_service="demo/ledger",grpc_status="0"} 2',
+      'isthmus_grpc_requests_total{source_cluster="west",destination_cluster="east",destination_service="demo/ledger",grpc_status="14"} 1',
+      'isthmus_grpc_requests_total{source_cluster="west",destination_cluster="east",destination_service="demo/ledger",grpc_status="none"} 1',
+    ]);
+    channels.grpcInboundEnded.publish({ origin: mine, peer: 'spiffe://t.test/ns/demo/sa/client', grpcStatus: 12 });
+    channels.grpcInboundEnded.publish({ origin: mine, peer: undefined, grpcStatus: 0 });
+    expect(await sample(metrics, 'isthmus_inbound_grpc_requests_total')).toEqual([
+      'isthmus_inbound_grpc_requests_total{destination_cluster="west",destination_service="demo/grpc-echo",source_namespace="demo",source_service_account="client",grpc_status="12"} 1',
+      'isthmus_inbound_grpc_requests_total{destination_cluster="west",destination_service="demo/grpc-echo",source_namespace="unauthenticated",source_service_account="unauthenticated",grpc_status="0"} 1',
+    ]);
+    metrics.close();
   });
 
   test('the gateway counts refusals by reason and reads active connections on scrape', async () => {

@@ -72,6 +72,30 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     inboundDurationChild.observe(m.seconds);
   });
 
+  // gRPC calls by the status they ended with, counted when their stream closes: a gRPC error is
+  // an HTTP 200 with a grpc-status in its trailers, which the counters above cannot see.
+  const grpcCalls = new TallyCounter({
+    name: 'isthmus_grpc_requests_total',
+    help: 'gRPC calls the app made through this sidecar, counted when they end, by the grpc-status they ended with (0 OK, 14 UNAVAILABLE, ...; "none": the stream was reset before a status).',
+    registers,
+  });
+  const grpcOutbound = new Map<string, TallyCounterChild>();
+  listen(channels.grpcOutboundEnded, (m) => {
+    const status = grpcStatusLabel(m.grpcStatus);
+    childOf(grpcOutbound, `${m.cluster ?? 'none'}\u0000${m.service ?? 'unknown'}\u0000${status}`, () =>
+      grpcCalls.labels({ source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service ?? 'unknown', grpc_status: status })).inc();
+  });
+  const grpcInboundCalls = new TallyCounter({
+    name: 'isthmus_inbound_grpc_requests_total',
+    help: 'gRPC calls that reached this workload through its sidecar, counted when they end, by the caller\'s SPIFFE namespace and service account and the grpc-status they ended with ("none": reset before a status).',
+    registers,
+  });
+  const grpcInbound = new Map<string, TallyCounterChild>();
+  listen(channels.grpcInboundEnded, (m) => {
+    const status = grpcStatusLabel(m.grpcStatus);
+    childOf(grpcInbound, `${m.peer ?? ''}\u0000${status}`, () => grpcInboundCalls.labels({ ...destination, ...callerLabels(m.peer), grpc_status: status })).inc();
+  });
+
   const ejections = new Counter({
     name: 'isthmus_endpoint_ejections_total',
     help: 'Endpoints (local instances or remote gateways) ejected by outlier detection, by the request that tipped it.',
@@ -121,6 +145,23 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
   tcpMetrics(registry, cluster, destination, callerLabels, listen);
 
   certificateExpiry(registry, cluster, sources.certificates);
+}
+
+const grpcStatusLabel = (status: number | undefined): string => (status === undefined ? 'none' : String(status));
+
+/**
+ * A metric's child for one label set, made once and then found by `key`, a string cheaper to
+ * build than the labels. The sets are bounded (catalog services, mesh identities, status codes);
+ * the cap is a guard that costs nothing.
+ */
+function childOf<C>(children: Map<string, C>, key: string, make: () => C): C {
+  let child = children.get(key);
+  if (!child) {
+    child = make();
+    if (children.size >= 10_000) children.clear();
+    children.set(key, child);
+  }
+  return child;
 }
 
 const callers = new Map<string, { source_namespace: string; source_service_account: string }>();

@@ -17,12 +17,12 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     await reporter.flush(); // the report start() sends at once, empty
     sent.length = 0;
     const publish = (code: number | 'connect_error', cluster: string | undefined, from: object = origin, service: string | undefined = 'demo/ledger') =>
-      channels.outboundRequest.publish({ origin: from, service, cluster, code, seconds: 0.004 });
+      channels.outboundRequest.publish({ origin: from, service, cluster, code, seconds: 0.004, grpc: false });
     publish(200, 'west');
     publish(503, 'west');
     publish('connect_error', undefined);
     publish(200, 'west', other);
-    channels.outboundRequest.publish({ origin, service: undefined, cluster: undefined, code: 404, seconds: 0.001 });
+    channels.outboundRequest.publish({ origin, service: undefined, cluster: undefined, code: 404, seconds: 0.001, grpc: false });
     await reporter.flush();
     expect(sent).toHaveLength(1);
     expect(sent[0]?.admin).toBe('127.0.0.1:15020');
@@ -35,6 +35,30 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     expect(sent[1]?.routes).toEqual([]);
   });
 
+  test('a gRPC call is counted when it ends: failed if its head was a 5xx or its grpc-status a server error (UNAVAILABLE, INTERNAL…), not for a client-side status', async () => {
+    const sent: TrafficReport[] = [];
+    reporter = new TrafficReporter({ cluster: 'east', origins: [origin], intervalMs: 60_000, send: async (r) => { sent.push(r); } });
+    reporter.start();
+    await reporter.flush();
+    sent.length = 0;
+    const call = (code: number | 'connect_error', grpcStatus: number | undefined) => {
+      channels.outboundRequest.publish({ origin, service: 'demo/grpc-echo', cluster: 'west', code, seconds: 0.003, grpc: true });
+      return () => channels.grpcOutboundEnded.publish({ origin, service: 'demo/grpc-echo', cluster: 'west', code, seconds: 0.003, grpcStatus });
+    };
+    // Three calls whose heads came, none ended yet: nothing is counted.
+    const ends = [call(200, 0), call(200, 14), call(200, 5)];
+    await reporter.flush();
+    expect(sent.flatMap((r) => r.routes)).toEqual([]);
+    for (const end of ends) end();
+    call(503, 14)(); // the sidecar's own UNAVAILABLE, accounted as its 503
+    call(200, undefined)(); // reset before a status: not counted as failed
+    call(200, 13)();
+    channels.grpcOutboundEnded.publish({ origin: other, service: 'demo/grpc-echo', cluster: 'west', code: 200, seconds: 0.003, grpcStatus: 14 });
+    await reporter.flush();
+    const route = sent.flatMap((r) => r.routes).find((r) => r.service === 'grpc-echo');
+    expect([route?.requests, route?.errors, route ? total(route.buckets) : 0]).toEqual([6, 3, 6]);
+  });
+
   test('start() sends the first report at once, however empty; then, while there is nothing to report, one goes only every `emptyEvery` intervals, and any with counts always', async () => {
     const sent: TrafficReport[] = [];
     reporter = new TrafficReporter({ cluster: 'east', origins: [origin], admin: '127.0.0.1:15020', intervalMs: 60_000, emptyEvery: 3, send: async (r) => { sent.push(r); } });
@@ -45,7 +69,7 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     const sentAfterFlushes = async (flushes: number, withRequest: boolean[] = []) => {
       const before = sent.length;
       for (let i = 0; i < flushes; i += 1) {
-        if (withRequest[i]) channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001 });
+        if (withRequest[i]) channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001, grpc: false });
         await reporter!.flush();
       }
       return sent.length - before;
@@ -62,10 +86,10 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     reporter = new TrafficReporter({ cluster: 'east', origins: [origin], intervalMs: 60_000, send: async (r) => { if (fail) throw new Error('federation away'); sent.push(r); } });
     reporter.start();
     await reporter.flush(); // start()'s first report, not taken either
-    channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001 });
+    channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001, grpc: false });
     channels.balancerFailover.publish({ origin, namespace: 'demo', service: 'hello', from: 1, to: 2, fromClusters: ['east'], toClusters: ['west'], loads: [0, 0, 100, 0], at: 0 });
     await reporter.flush();
-    channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001 });
+    channels.outboundRequest.publish({ origin, service: 'demo/hello', cluster: 'east', code: 200, seconds: 0.001, grpc: false });
     fail = false;
     await reporter.flush();
     expect(sent).toHaveLength(1);

@@ -1,4 +1,5 @@
-import { channels, type AuthzDeniedMessage, type EjectionMessage, type FailoverMessage, type OutboundRequestMessage } from '../core/channels.js';
+import { channels, type AuthzDeniedMessage, type EjectionMessage, type FailoverMessage, type GrpcOutboundEndedMessage, type OutboundRequestMessage } from '../core/channels.js';
+import { grpcServerError } from '../sidecar/grpc-status.js';
 import { record } from '../model/latency-histogram.js';
 import { backendName } from '../model/policy-summary.js';
 import { authzDeniedEvent, ejectionEvent, failoverEvent, mergeRoutes, mergeSplits, splitKey, type ReportedEvent, type RouteCounts, type SplitCounts, type TrafficReport } from '../model/traffic-report.js';
@@ -50,20 +51,37 @@ export class TrafficReporter {
   private unsent = Infinity;
 
   private readonly onRequest = (m: OutboundRequestMessage): void => {
+    // A gRPC call is counted when it ends, with the status it ended with (onGrpcEnded).
+    if (!this.origins.has(m.origin) || m.service === undefined || m.grpc) return;
+    this.count(m.service, m.cluster, m.code === 'connect_error' || m.code >= 500, m.seconds);
+  };
+
+  /**
+   * A gRPC call ended. It failed if its answer's head did (a 5xx or no endpoint: the sidecar's
+   * own gRPC errors are accounted so), or if it ended with a server-error grpc-status
+   * (grpc-status.ts: UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED…), which an app's gRPC errors
+   * carry behind an HTTP 200. Its latency is still the time to the answer's head.
+   */
+  private readonly onGrpcEnded = (m: GrpcOutboundEndedMessage): void => {
     if (!this.origins.has(m.origin) || m.service === undefined) return;
-    const to = m.cluster ?? '';
+    const failed = m.code === 'connect_error' || m.code >= 500 || (m.grpcStatus !== undefined && grpcServerError(m.grpcStatus));
+    this.count(m.service, m.cluster, failed, m.seconds);
+  };
+
+  private count(service: string, cluster: string | undefined, failed: boolean, seconds: number): void {
+    const to = cluster ?? '';
     // `<ns>/<name>\0<to>`: the same key routeKey() makes, without splitting the name per request.
-    const key = `${m.service}\u0000${to}`;
+    const key = `${service}\u0000${to}`;
     let counts = this.pending.get(key);
     if (!counts) {
-      const split = m.service.indexOf('/');
-      counts = { namespace: m.service.slice(0, split), service: m.service.slice(split + 1), to, requests: 0, errors: 0, buckets: [] };
+      const split = service.indexOf('/');
+      counts = { namespace: service.slice(0, split), service: service.slice(split + 1), to, requests: 0, errors: 0, buckets: [] };
       this.pending.set(key, counts);
     }
     counts.requests += 1;
-    if (m.code === 'connect_error' || m.code >= 500) counts.errors += 1;
-    record(counts.buckets, m.seconds * 1000);
-  };
+    if (failed) counts.errors += 1;
+    record(counts.buckets, seconds * 1000);
+  }
 
   private readonly onFailover = (m: FailoverMessage): void => {
     if (this.origins.has(m.origin)) this.addEvent(failoverEvent(m));
@@ -88,6 +106,7 @@ export class TrafficReporter {
 
   start(): void {
     channels.outboundRequest.subscribe(this.onRequest);
+    channels.grpcOutboundEnded.subscribe(this.onGrpcEnded);
     channels.balancerFailover.subscribe(this.onFailover);
     channels.balancerEjection.subscribe(this.onEjection);
     channels.authzDenied.subscribe(this.onAuthzDenied);
@@ -107,6 +126,7 @@ export class TrafficReporter {
   /** Stops counting and makes one last attempt to deliver. */
   async stop(): Promise<void> {
     channels.outboundRequest.unsubscribe(this.onRequest);
+    channels.grpcOutboundEnded.unsubscribe(this.onGrpcEnded);
     channels.balancerFailover.unsubscribe(this.onFailover);
     channels.balancerEjection.unsubscribe(this.onEjection);
     channels.authzDenied.unsubscribe(this.onAuthzDenied);

@@ -9,7 +9,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { EchoClient, type EchoReply } from '../../src/dev/grpc-echo.js';
 import { sidecarStateDir } from '../../src/dev/sample-workload.js';
+import { keys } from '../../src/core/keys.js';
+import { FederationStore } from '../../src/federation/store.js';
+import type { TrafficRecord } from '../../src/model/records.js';
 import { waitFor } from '../helpers/cli.js';
+import { storeOptions } from '../helpers/etcd.js';
 import { viaProxy } from '../helpers/proxy.js';
 
 const run = promisify(execFile);
@@ -29,7 +33,7 @@ function unary(client: InstanceType<typeof EchoClient>, message: string, metadat
 // `isthmus dev up` with the gRPC echo sample in west, on 127.0.172.1 (east) / 127.0.173.1 (west).
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-http2-'));
-  mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'h2.test', gateways: 1, hostBase: 171, grpcEcho: true, progress: () => undefined });
+  mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'h2.test', gateways: 1, hostBase: 171, grpcEcho: true, reportIntervalMs: 1000, progress: () => undefined });
   await waitFor(async () => (await viaProxy(east().client.proxy, 'http://ledger.demo.mesh/')).status === 200, 15_000, 'ledger reachable from east');
   echo = new EchoClient(grpcListener(), grpc.credentials.createInsecure());
   await waitFor(async () => (await unary(echo, 'ready?').catch(() => undefined))?.cluster === 'west', 15_000, 'grpc-echo reachable from east');
@@ -148,6 +152,41 @@ describe('HTTP/2 and gRPC from east to services only west runs, through west\'s 
     });
     expect(await alpn(['h2', 'http/1.1'])).toBe('h2');
     expect(await alpn(['http/1.1'])).toBe('http/1.1');
+  });
+
+  test('a gRPC call is counted when it ends, by its grpc-status, at both sidecars; an UNAVAILABLE from the app counts as failed in the traffic the dashboard shows', async () => {
+    const echoAdmin = (() => { const w = mesh.workloads.find((x) => x.spec.service === 'grpc-echo')!; return `${w.spec.host}:${w.spec.adminPort}`; })();
+    const count = async (admin: string, metric: string, labels: RegExp) => {
+      const text = await (await fetch(`http://${admin}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${metric}{`) && labels.test(l));
+      return Number(line?.split(' ').pop() ?? 0);
+    };
+    const outbound = (status: string) => count(east().client.admin, 'isthmus_grpc_requests_total', new RegExp(`destination_service="demo/grpc-echo",grpc_status="${status}"`));
+    const inbound = (status: string) => count(echoAdmin, 'isthmus_inbound_grpc_requests_total', new RegExp(`source_service_account="client",grpc_status="${status}"`));
+    const store = await FederationStore.connect(storeOptions(mesh.file));
+    try {
+      const reported = async () => (await store.get<TrafficRecord>(keys.trafficOf('east')))?.value.routes.find((r) => r.service === 'grpc-echo' && r.to === 'west');
+      // The earlier tests' calls are reported first: their counts are the baseline.
+      await new Promise((r) => setTimeout(r, 2500));
+      const before = { ok: await outbound('0'), unavailable: await outbound('14'), notFound: await outbound('5'), inbound: await inbound('14'), traffic: await reported() };
+      const failing = (status: number) => { const m = new grpc.Metadata(); m.set('x-echo-status', String(status)); return m; };
+      for (let i = 0; i < 2; i += 1) await unary(echo, 'fine');
+      for (let i = 0; i < 3; i += 1) await expect(unary(echo, 'down', failing(grpc.status.UNAVAILABLE))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      await expect(unary(echo, 'nothing', failing(grpc.status.NOT_FOUND))).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+      // Counted once each stream has closed.
+      await waitFor(async () => (await outbound('14')) === before.unavailable + 3 && (await inbound('14')) === before.inbound + 3, 5_000, 'the calls counted');
+      expect(await outbound('0')).toBe(before.ok + 2);
+      expect(await outbound('5')).toBe(before.notFound + 1);
+      // Only the three UNAVAILABLE count as failed: NOT_FOUND is the caller's doing, as a 404 would be.
+      const { value: traffic } = await waitFor(async () => {
+        const now = await reported();
+        return now && now.requests >= (before.traffic?.requests ?? 0) + 6 ? now : undefined;
+      }, 10_000, 'the calls reported to the federation');
+      expect(traffic.requests - (before.traffic?.requests ?? 0)).toBe(6);
+      expect(traffic.errors - (before.traffic?.errors ?? 0)).toBe(3);
+    } finally {
+      await store.close();
+    }
   });
 
   test('with grpc-echo gone, a gRPC call gets UNAVAILABLE (14) from east\'s sidecar, with the error code in its metadata', async () => {
