@@ -64,15 +64,11 @@ describe('what outlier detection hears of an answered attempt', () => {
     [false, 503, undefined, true, 'a 503'],
   ] as [boolean, number, number | undefined, boolean, string][])('grpc %s, %i, grpc-status %s → ejected %s (%s)', async (grpc, status, grpcStatus, ejected) => {
     const routing = routingTo(['127.0.0.1:1', '127.0.0.1:2']);
-    const picked: string[] = [];
-    // No retry conditions: each request is one attempt. Five in a row at one endpoint is the default ejection.
-    for (let i = 0; i < 200 && picked.filter((a) => a === '127.0.0.1:1').length < 5; i += 1) {
-      await attemptEndpoints(routing, { ...request(routing, []), grpc, retry: { maxAttempts: 1 } }, async (u, endpoint, retryAnswer) => {
-        picked.push(endpoint.address);
-        if (endpoint.address !== '127.0.0.1:1') return 200;
-        return answer(status, grpcStatus)(u, endpoint, retryAnswer);
-      });
+    // Both endpoints answer alike, one attempt per request (no retry conditions): after ten
+    // requests one of them has had five in a row, the default ejection, whichever the balancer chose.
+    for (let i = 0; i < 10; i += 1) {
+      await attemptEndpoints(routing, { ...request(routing, []), grpc, retry: { maxAttempts: 1 } }, answer(status, grpcStatus));
     }
-    expect(routing.ejected().has('127.0.0.1:1')).toBe(ejected);
+    expect(routing.ejected().size).toBe(ejected ? 1 : 0);
   });
 });
