@@ -23,6 +23,8 @@ export interface BenchArgs {
   coldOnly: boolean;
   /** Scheduling priority for every process measured (both chains, etcd, the generator); 0 leaves it alone. */
   nice: number;
+  /** Both chains write a line per request: ours `dev up --access-log`, the peer's nginx a JSON access log on both sides. */
+  accessLog: boolean;
 }
 
 export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
@@ -47,6 +49,9 @@ just before them (its baseline, which "added" figures subtract), and prints ours
   --cold-only           measure only the cold start (no priming, no points at --rates): about a minute
   --nice <n>            as root on a shared machine: give every measured process (ours, the peers', etcd,
                         the generator) nice <n> and the same for their scheduling groups, e.g. --nice=-15 (default 0: unchanged)
+  --access-log          both chains write a line per request, to see what logging costs: every sidecar of ours
+                        (isthmus dev up --access-log, JSON lines) and the peer's nginx outbound and inbounds
+                        (a JSON log_format with the same kind of fields); neither gateway logs (both splice TLS)
   --cpu-prof <dir>      write a V8 CPU profile of the mesh process into <dir> (child mode; open it in Chrome DevTools)
   -o, --output table|json`;
 
@@ -108,6 +113,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
         'cold-seconds': { type: 'string', default: '5' },
         'cold-only': { type: 'boolean', default: false },
         nice: { type: 'string', default: '0' },
+        'access-log': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -137,6 +143,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
     coldSeconds: integer('cold-seconds', values['cold-seconds'], 1, 30),
     coldOnly: values['cold-only'],
     nice: integer('nice', values.nice, -20, 19),
+    accessLog: values['access-log'],
   };
   if (args.coldOnly && args.coldRate === 0) throw invalid('--cold-only needs a --cold-rate above 0');
   if (args.cpuProf !== undefined && args.mesh !== 'child') throw invalid('--cpu-prof needs --mesh child: in-process, profile the bench itself with node --cpu-prof');

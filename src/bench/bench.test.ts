@@ -353,7 +353,8 @@ describe('cold start rows', () => {
 
 describe('parseBenchArgs', () => {
   test('defaults', () => {
-    expect(parseBenchArgs([])).toMatchObject({ rates: [1000, 2000], seconds: 10, warmup: 2, output: 'table', mesh: 'child', processes: true, quick: false, hostBase: 60, coldRate: 500, coldSeconds: 5 });
+    expect(parseBenchArgs([])).toMatchObject({ rates: [1000, 2000], seconds: 10, warmup: 2, output: 'table', mesh: 'child', processes: true, quick: false, hostBase: 60, coldRate: 500, coldSeconds: 5, accessLog: false });
+    expect(parseBenchArgs(['--access-log', '--quick'])).toMatchObject({ accessLog: true, quick: true });
   });
   test('--cold-rate 0 skips the cold-start point; --cold-seconds sets its length', () => {
     expect(parseBenchArgs(['--cold-rate', '0', '--cold-seconds', '3'])).toMatchObject({ coldRate: 0, coldSeconds: 3 });
@@ -484,7 +485,7 @@ describe('peer chain (nginx → HAProxy → nginx with certificates from our CA)
     let chain: PeerChain | undefined;
     try {
       chain = await startPeerChain({
-        dir, trustDomain: 'bench.isthmus', namespace: 'demo', clientCluster: 'east', accessLogs: true,
+        dir, trustDomain: 'bench.isthmus', namespace: 'demo', clientCluster: 'east', accessLogs: true, requestLogs: true,
         hosts: { east: '127.0.0.1', west: '127.0.0.1' },
         services: [{ name: 'ledger', cluster: 'west', origin: origin.address }],
       });
@@ -510,6 +511,15 @@ describe('peer chain (nginx → HAProxy → nginx with certificates from our CA)
       // for the client; still, poll briefly rather than rely on that.
       const lines = await waitForLines(chain.accessLogs.ledger as string, 5);
       expect(lines).toEqual(Array(5).fill('SUCCESS "O=bench.isthmus" TLSv1.3 200'));
+      // --access-log: a JSON line per request on both nginx sidecars (the 404 of an unknown host is not a route's, and not logged).
+      expect(Object.keys(chain.requestLogs).sort()).toEqual(['inbound-ledger-west', 'outbound-east']);
+      for (const [name, file] of Object.entries(chain.requestLogs)) {
+        const records = (await waitForLines(file, 5)).map((line) => JSON.parse(line) as Record<string, string>);
+        expect(records, name).toHaveLength(5);
+        for (const r of records) expect(r, name).toMatchObject({ method: 'GET', path: '/', status: '200' });
+        expect(Number(records[0]!.responseBytes), name).toBeGreaterThan(100);
+        if (name.startsWith('inbound')) expect(records[0]!.caller).toBe('O=bench.isthmus');
+      }
     } finally {
       const pids = chain?.processes.map((p) => p.pid) ?? [];
       await chain?.stop();

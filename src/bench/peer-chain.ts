@@ -29,6 +29,8 @@ export interface PeerChainOptions {
   keepalive?: number;
   /** Inbounds write one line per request with `$ssl_client_verify` (tests only). */
   accessLogs?: boolean;
+  /** The outbound and every inbound write a JSON line per request (`npm run bench -- --access-log`), to `<dir>/<name>/requests.log`. */
+  requestLogs?: boolean;
   nginx?: string;
   haproxy?: string;
 }
@@ -43,6 +45,8 @@ export interface PeerChain {
   outbound: string;
   /** Each inbound's access log, when asked for, by service. */
   accessLogs: Record<string, string>;
+  /** Each nginx's request log, when asked for, by process name (`outbound-east`, `inbound-ledger-west`…). */
+  requestLogs: Record<string, string>;
   processes: RunningPeerProcess[];
   stop(): Promise<void>;
 }
@@ -95,6 +99,12 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
   };
 
   const accessLogs: Record<string, string> = {};
+  const requestLogs: Record<string, string> = {};
+  const requestLog = (name: string, dir: string) => {
+    if (!opts.requestLogs) return {};
+    requestLogs[name] = join(dir, 'requests.log');
+    return { requestLog: requestLogs[name] };
+  };
   try {
     // Inbounds first, then gateways, then the outbound: each starts with what it sends to already up.
     const inbounds = new Map<string, string>();
@@ -107,7 +117,7 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
       const accessLog = opts.accessLogs ? join(dir, 'access.log') : undefined;
       if (accessLog) accessLogs[service.name] = accessLog;
       await runNginx(name, renderNginxInbound({
-        prefix: dir, listen, serverName: peerServiceHost(service.name, opts.namespace), tls, origin: service.origin, keepalive, ...(accessLog ? { accessLog } : {}),
+        prefix: dir, listen, serverName: peerServiceHost(service.name, opts.namespace), tls, origin: service.origin, keepalive, ...(accessLog ? { accessLog } : {}), ...requestLog(name, dir),
       }), listen, [service.name]);
       inbounds.set(service.name, listen);
     }
@@ -134,14 +144,14 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
     const dir = prefix(name);
     const outbound = await address(opts.clientCluster);
     await runNginx(name, renderNginxOutbound({
-      prefix: dir, listen: outbound, tls: certs.outbound, keepalive,
+      prefix: dir, listen: outbound, tls: certs.outbound, keepalive, ...requestLog(name, dir),
       routes: opts.services.map((s) => ({
         host: peerServiceHost(s.name, opts.namespace),
         upstream: s.cluster === opts.clientCluster ? inbounds.get(s.name) as string : gateways.get(s.cluster) as string,
         sniName: peerServiceHost(s.name, opts.namespace),
       })),
     }), outbound, opts.services.map((s) => s.name));
-    return { outbound, accessLogs, processes: [...processes], stop };
+    return { outbound, accessLogs, requestLogs, processes: [...processes], stop };
   } catch (err) {
     await stop();
     throw err;

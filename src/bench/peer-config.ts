@@ -31,6 +31,8 @@ export interface NginxOutboundSpec {
   listen: string;
   /** One per service name the app may ask for (the Host of its request). */
   routes: { host: string; upstream: string; sniName: string }[];
+  /** A JSON line per request (`npm run bench -- --access-log`), as our sidecars' access log writes. */
+  requestLog?: File;
   /** The outbound's client certificate and the root it verifies servers with. */
   tls: PeerTlsFiles;
   /** Idle keep-alive connections kept per upstream. */
@@ -48,6 +50,8 @@ export interface NginxInboundSpec {
   keepalive: number;
   /** One line per request with the client certificate's verification result, for tests. */
   accessLog?: File;
+  /** A JSON line per request (`npm run bench -- --access-log`), as our sidecars' access log writes. */
+  requestLog?: File;
 }
 
 export interface HaproxyGatewaySpec {
@@ -98,6 +102,18 @@ function upstream(name: string, server: string, keepalive: number): string[] {
   ];
 }
 
+/**
+ * The peer's counterpart of our sidecars' JSON access log (docs/sidecar.md, "Access log"): a JSON
+ * object per request with the fields both have (time, method, path, status, bytes each way, the
+ * duration, the upstream and its time, the caller's certificate subject on an inbound, the user
+ * agent and x-request-id), written when the request ends, as ours is.
+ */
+const requestLogFormat = `log_format peer_requests escape=json '${JSON.stringify({
+  time: '$time_iso8601', method: '$request_method', path: '$request_uri', status: '$status', requestBytes: '$request_length',
+  responseBytes: '$bytes_sent', durationS: '$request_time', upstream: '$upstream_addr', upstreamS: '$upstream_response_time',
+  caller: '$ssl_client_s_dn', userAgent: '$http_user_agent', requestId: '$http_x_request_id',
+})}';`;
+
 /** HTTP/1.1 with keep-alive to the upstream (nginx speaks 1.0 and closes unless told). */
 const keepAliveProxying = ['proxy_http_version 1.1;', 'proxy_set_header Connection "";'];
 
@@ -107,13 +123,15 @@ export function nginxQuote(value: string): string {
 }
 
 export function renderNginxOutbound(spec: NginxOutboundSpec): string {
-  const http: string[] = [];
+  const http: string[] = spec.requestLog ? [requestLogFormat] : [];
   spec.routes.forEach((route, i) => http.push(...upstream(`route_${i}`, route.upstream, spec.keepalive), ''));
   spec.routes.forEach((route, i) => {
     http.push(
       'server {',
       `  listen ${spec.listen};`,
       `  server_name ${route.host};`,
+      // At server level: the http level's `access_log off` would cancel it there.
+      ...(spec.requestLog ? [`  access_log ${spec.requestLog} peer_requests;`] : []),
       '  location / {',
       ...[
         `proxy_pass https://route_${i};`,
@@ -145,6 +163,7 @@ export function renderNginxInbound(spec: NginxInboundSpec): string {
   const xfcc = 'Hash=$ssl_client_fingerprint;Subject="$ssl_client_s_dn"';
   return nginxMain(spec.prefix, [
     ...(spec.accessLog ? ['log_format peer_mtls \'$ssl_client_verify "$ssl_client_s_dn" $ssl_protocol $status\';'] : []),
+    ...(spec.requestLog ? [requestLogFormat] : []),
     ...upstream('origin', spec.origin, spec.keepalive),
     '',
     'server {',
@@ -159,6 +178,7 @@ export function renderNginxInbound(spec: NginxInboundSpec): string {
       'ssl_verify_depth 2;',
       // At server level: the http level's `access_log off` would cancel it there.
       ...(spec.accessLog ? [`access_log ${spec.accessLog} peer_mtls;`] : []),
+      ...(spec.requestLog ? [`access_log ${spec.requestLog} peer_requests;`] : []),
       'location / {',
       '  proxy_pass http://origin;',
       ...keepAliveProxying.map((line) => `  ${line}`),

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { countLines } from './line-count.js';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -93,6 +94,7 @@ async function main(argv: string[]): Promise<number> {
     mesh = await startBenchMesh({
       mode: args.mesh, processes: args.processes, stateDir, hostBase: args.hostBase, clusters: ['east', 'west'], trustDomain: 'bench.isthmus', gateways: 1,
       cpuProfileDir: args.cpuProf === undefined ? undefined : resolve(args.cpuProf),
+      accessLog: args.accessLog,
       say: args.mesh === 'child' ? say : () => undefined,
     });
     const origins = chainOrigins(mesh.file);
@@ -105,7 +107,7 @@ async function main(argv: string[]): Promise<number> {
     // nginx closes an upstream connection beyond `keepalive` idle ones after its request, and a new
     // one costs an RSA handshake: a pool that keeps as many as the generator can have in flight
     // never churns (ours keeps up to 32 per upstream and queues beyond that).
-    peers = await startPeerChain({ dir: peerDir, trustDomain: 'bench.isthmus', namespace, clientCluster, hosts: peerHosts, services, keepalive: args.connections });
+    peers = await startPeerChain({ dir: peerDir, trustDomain: 'bench.isthmus', namespace, clientCluster, hosts: peerHosts, services, keepalive: args.connections, requestLogs: args.accessLog });
     for (const p of peers.processes) say(`  peer: ${p.name} (pid ${p.pid}) carries ${p.services.join(', ')}`);
     peerPids = peers.processes.map((p) => p.pid);
     const destinationOf = (service: string) => destinations.filter((d) => d.service === service);
@@ -261,6 +263,7 @@ async function main(argv: string[]): Promise<number> {
     `latency from the scheduled send (open loop), keep-alive HTTP/1.1 (undici Pool of ${args.connections}) to the first hop, ${args.seconds} s per point after ${args.warmup} s warm-up at the same rate; "gen lag p99" = how late the generator's timer fired (inside every latency, mostly cancels out of "added")`,
     `targets (issue 9) are ratios isthmus/peer at 1000 requests/s: added p50 ≤ ${ratioTargets['added p50 ms']}×, added p99 ≤ ${ratioTargets['added p99 ms']}×, CPU ≤ ${ratioTargets['proxies CPU s/1k req']}×; at 2000 requests/s p50 ≤ ${ratioTargets['p50 ms']}× (no queueing). One run is not a trend: run it again before believing a ratio`,
     `source tree when the run started: ${source ? `commit ${source.commit}${source.uncommitted.length ? ` plus uncommitted changes in ${source.uncommitted.join(', ')}` : ', clean'}` : 'unknown (not a git checkout)'}; what ran is dist/, which \`npm run bench\` builds from it just before`,
+    ...(args.accessLog ? [accessLogNote(join(stateDir, 'logs'), peers?.requestLogs ?? {})] : []),
     ...(args.nice !== 0 ? [`priority: every measured process (ours, the peers', etcd, the generator) ran at nice ${args.nice}, its scheduling group too, so other work on the machine took less from both chains alike`] : []),
     `load generator: ${generatorPer1000.toFixed(3)} CPU s/1k req on average, in its own process${mesh.mode === 'child' ? '' : ' (the same one as the mesh)'}; machine: ${machine.cpus} × ${machine.model}, Node ${machine.node}`,
   ];
@@ -290,3 +293,10 @@ const inside = (mesh: BenchMesh) => ({ generator: mesh.mode === 'in-process', et
 process.exitCode = await main(process.argv.slice(2));
 // undici or a timer may still hold the loop for a moment; the work is done and reported.
 setTimeout(() => process.exit(), 500).unref();
+
+/** What `--access-log` wrote, counted when the notes are made: proof that both chains logged, and how much. */
+function accessLogNote(ourLogDir: string, peerLogs: Record<string, string>): string {
+  const ours = existsSync(ourLogDir) ? readdirSync(ourLogDir).filter((f) => f.endsWith('.access.log')).map((f) => `${f.replace(/\.access\.log$/, '')} ${countLines(join(ourLogDir, f))}`) : [];
+  const peer = Object.entries(peerLogs).map(([name, file]) => `${name} ${countLines(file)}`);
+  return `access logs on both chains (--access-log): every sidecar of ours wrote a JSON line per request and TCP connection (isthmus dev up --access-log json), the peer's nginx outbound and inbounds a JSON line per request with the same kind of fields; neither gateway logs. Lines written by the end: ours ${ours.join(', ') || 'none'}; peer ${peer.join(', ') || 'none'}`;
+}
