@@ -95,14 +95,11 @@ export function requestFields(request: RequestFacts): Pick<AccessRecord, 'method
   const traceparent = first(headers.traceparent);
   // W3C: version-traceid-parentid-flags; the trace id is 32 lowercase hex digits, not all zero.
   const traceId = traceparent !== undefined && /^[0-9a-f]{2}-[0-9a-f]{32}-/.test(traceparent) && !traceparent.startsWith('00000000000000000000000000000000', 3) ? traceparent.slice(3, 35) : undefined;
+  // A field it does not have is undefined, which JSON.stringify and textLine leave out: one object
+  // per request, no spreads (the log's cost per line is what a sidecar pays per request with it on).
   return {
-    ...(method === undefined ? {} : { method }),
-    ...(authority === undefined ? {} : { authority }),
-    ...(path === undefined ? {} : { path }),
-    protocol: h2 ? 'HTTP/2' : 'HTTP/1.1',
-    ...(traceId === undefined ? {} : { traceId }),
-    ...optional('requestId', first(headers['x-request-id'])),
-    ...optional('userAgent', first(headers['user-agent'])),
+    method, authority, path, protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', traceId,
+    requestId: first(headers['x-request-id']), userAgent: first(headers['user-agent']),
   };
 }
 
@@ -111,6 +108,7 @@ function optional<K extends string>(key: K, value: string | undefined): Partial<
 }
 
 const ms = (seconds: number) => Math.round(seconds * 1e6) / 1e3;
+const round3 = (milliseconds: number) => Math.round(milliseconds * 1e3) / 1e3;
 
 /** How an HTTP exchange ended, when the access log waited for its end. */
 export interface ExchangeOutcome {
@@ -124,31 +122,29 @@ export interface ExchangeOutcome {
   grpcStatus?: number | undefined;
 }
 
-function timing(seconds: number, ended: ExchangeOutcome | undefined): Pick<AccessRecord, 'durationMs' | 'headMs' | 'requestBytes' | 'responseBytes' | 'end' | 'grpcStatus'> {
-  if (!ended) return { durationMs: ms(seconds) };
-  return {
-    durationMs: Math.round(ended.durationMs * 1e3) / 1e3, headMs: ms(seconds),
-    requestBytes: ended.requestBytes, responseBytes: ended.responseBytes, end: ended.complete ? 'complete' : 'aborted',
-    ...(ended.grpcStatus === undefined ? {} : { grpcStatus: ended.grpcStatus }),
-  };
-}
-
 export function outboundRecord(m: OutboundRequestMessage, now: Date, ended?: ExchangeOutcome): AccessRecord {
+  const r = m.request ? requestFields(m.request) : undefined;
+  const failed = typeof m.code === 'number' ? undefined : m.code;
+  // Keys in the order a line shows them; an undefined one is left out of the line.
   return {
     time: now.toISOString(), direction: 'outbound', kind: 'http',
-    ...(m.request ? requestFields(m.request) : {}),
-    ...(typeof m.code === 'number' ? { status: m.code } : { error: m.code }),
-    ...timing(m.seconds, ended),
-    ...optional('service', m.service), ...optional('cluster', m.cluster), ...optional('endpoint', m.endpoint),
+    method: r?.method, authority: r?.authority, path: r?.path, protocol: r?.protocol, traceId: r?.traceId, requestId: r?.requestId, userAgent: r?.userAgent,
+    status: failed === undefined ? m.code as number : undefined, error: failed,
+    durationMs: ended ? round3(ended.durationMs) : ms(m.seconds), headMs: ended ? ms(m.seconds) : undefined,
+    requestBytes: ended?.requestBytes, responseBytes: ended?.responseBytes, end: ended ? (ended.complete ? 'complete' : 'aborted') : undefined, grpcStatus: ended?.grpcStatus,
+    service: m.service, cluster: m.cluster, endpoint: m.endpoint,
   };
 }
 
 export function inboundRecord(m: InboundRequestMessage, now: Date, ended?: ExchangeOutcome): AccessRecord {
+  const r = m.request ? requestFields(m.request) : undefined;
   return {
     time: now.toISOString(), direction: 'inbound', kind: 'http',
-    ...(m.request ? requestFields(m.request) : {}),
-    status: m.code, ...timing(m.seconds, ended),
-    ...optional('caller', m.peer),
+    method: r?.method, authority: r?.authority, path: r?.path, protocol: r?.protocol, traceId: r?.traceId, requestId: r?.requestId, userAgent: r?.userAgent,
+    status: m.code,
+    durationMs: ended ? round3(ended.durationMs) : ms(m.seconds), headMs: ended ? ms(m.seconds) : undefined,
+    requestBytes: ended?.requestBytes, responseBytes: ended?.responseBytes, end: ended ? (ended.complete ? 'complete' : 'aborted') : undefined, grpcStatus: ended?.grpcStatus,
+    caller: m.peer,
   };
 }
 
