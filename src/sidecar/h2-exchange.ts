@@ -15,6 +15,8 @@ export class H2Exchange implements ExchangeEnd {
   responseBytes = 0;
   /** A gRPC answer's status, from its trailers (or its trailers-only head). */
   grpcStatus: number | undefined;
+  /** The request body's bytes are being counted (countRequestBody ran). */
+  bodyCounted = false;
 
   /** `countsBytes`: an access log reads the byte counts (else they stay 0, and nothing counts them). */
   constructor(private readonly stream: ServerHttp2Stream, readonly countsBytes: boolean) {}
@@ -66,7 +68,9 @@ export function trackH2Exchange(stream: ServerHttp2Stream, method: string, heade
  * to take the bytes.
  */
 export function countRequestBody(stream: ServerHttp2Stream, exchange: H2Exchange | undefined): void {
-  if (exchange?.countsBytes) stream.on('data', (chunk: Buffer) => { exchange.requestBytes += chunk.length; });
+  if (!exchange?.countsBytes || exchange.bodyCounted) return;
+  exchange.bodyCounted = true;
+  stream.on('data', (chunk: Buffer) => { exchange.requestBytes += chunk.length; });
 }
 
 /** The counts of a stream `trackH2Exchange` was given (undefined for any other). */

@@ -2,7 +2,7 @@ import type { ServerHttp2Stream } from 'node:http2';
 import { NGHTTP2_INTERNAL_ERROR } from './h2-codes.js';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import { encodeGrpcMessage, grpcStatusOf } from './grpc-status.js';
-import { h2ExchangeOf } from './h2-exchange.js';
+import { countRequestBody, h2ExchangeOf } from './h2-exchange.js';
 
 /**
  * The sidecar's own answer on an HTTP/2 stream: the same JSON error and `x-isthmus-error` as on
@@ -15,9 +15,11 @@ export function replyH2(stream: ServerHttp2Stream, code: ErrorCode, message: str
   if (stream.headersSent) return void stream.close(NGHTTP2_INTERNAL_ERROR);
   // A policy's own answer (a fault's status or gRPC code, a rate limit's retry-after) overrides the code's.
   const status = override?.status ?? errorCodes[code].status;
-  // Whatever body is still arriving is not wanted; reading it lets the stream close cleanly.
-  stream.resume();
   const exchange = h2ExchangeOf(stream);
+  // Whatever body is still arriving is not wanted; reading it lets the stream close cleanly. The
+  // access log counts it, as it does a body that was forwarded (once: a relay may count it already).
+  countRequestBody(stream, exchange);
+  stream.resume();
   if (grpc) {
     const grpcStatus = override?.grpcStatus ?? grpcStatusOf(status);
     if (exchange) exchange.grpcStatus = grpcStatus;
