@@ -369,6 +369,13 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       admin: (file.clusters[name] as MeshFileCluster).client.admin,
       urls: [`http://hello.${namespace}.mesh/`, ...(opts.clusters.includes('west') ? [`http://ledger.${namespace}.mesh/`] : [])],
     }));
+    // With the gRPC sample, every fifth request of a client that has its listener is a gRPC call,
+    // so the dashboard shows a gRPC service too (counted by the status each call ended with).
+    const grpcListener = (name: string) => (file.clusters[name] as MeshFileCluster).client.listeners[`${namespace}/grpc-echo`];
+    const withGrpc = targets.map((t, i) => {
+      const listener = grpcListener(opts.clusters[i] as string);
+      return listener ? { ...t, grpc: { listener, every: 5 } } : t;
+    });
     await step(opts, 'every client reaches every sample service', async () => {
       const failing = await waitUntilServing(targets, 20_000);
       const redisClients = opts.clusters.map((name) => file.clusters[name]?.client).filter((c) => c?.listeners[`${namespace}/redis`] !== undefined);
@@ -376,10 +383,11 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       return { url: failing.length === 0 ? 'ok' : `still failing after 20 s: ${failing.join(', ')} (see the logs)` };
     });
     if (opts.traffic && opts.traffic > 0) {
-      const generator = new TrafficGenerator(targets, opts.traffic);
+      const generator = new TrafficGenerator(withGrpc, opts.traffic);
       generator.start();
       stoppers.push(async () => generator.stop());
-      opts.progress(`  ✓ sample traffic: ${opts.traffic} requests/s from each cluster's client to hello${opts.clusters.includes('west') ? ' and ledger' : ''}`);
+      const grpcFrom = withGrpc.some((t) => 'grpc' in t) ? ', and gRPC calls to grpc-echo' : '';
+      opts.progress(`  ✓ sample traffic: ${opts.traffic} requests/s from each cluster's client to hello${opts.clusters.includes('west') ? ' and ledger' : ''}${grpcFrom}`);
     }
 
     const firstMetrics = file.clusters[opts.clusters[0] ?? '']?.metrics;

@@ -1,4 +1,8 @@
 import { request } from 'node:http';
+import { grpcServerError } from '../sidecar/grpc-status.js';
+
+/** A unary call: resolves with its gRPC status (0 OK). */
+type GrpcCall = () => Promise<number>;
 
 export interface TrafficTarget {
   /** host:port of a sidecar's outbound HTTP proxy. */
@@ -11,6 +15,12 @@ export interface TrafficTarget {
    * than a reader's buffer, on kept connections, are what a load of GETs never exercises.
    */
   echo?: { url: string; sizes: readonly number[]; every: number };
+  /**
+   * gRPC calls mixed in: every `every`-th request is a unary `Echo` of the gRPC sample
+   * (grpc-echo.ts) through `listener`, the client sidecar's fixed listener for it (h2c). A call
+   * that ends with a server-error status (UNAVAILABLE, INTERNAL…) counts as failed.
+   */
+  grpc?: { listener: string; every: number };
 }
 
 /**
@@ -21,6 +31,8 @@ export interface TrafficTarget {
  */
 export class TrafficGenerator {
   private timers: NodeJS.Timeout[] = [];
+  /** One gRPC client per listener, made at the first call (loading @grpc/grpc-js only then). */
+  private grpcClients = new Map<string, Promise<{ call: GrpcCall; close: () => void }>>();
   private inFlight = 0;
   sent = 0;
   failed = 0;
@@ -34,9 +46,14 @@ export class TrafficGenerator {
       let gets = 0;
       const timer = setInterval(() => {
         // A stalled mesh must not pile up sockets: at most 50 requests wait at once.
-        if (this.inFlight >= 50 || target.urls.length === 0) return;
-        const { echo } = target;
+        if (this.inFlight >= 50) return;
+        const { echo, grpc } = target;
         next += 1;
+        if (grpc && next % grpc.every === 0) {
+          this.callGrpc(grpc.listener);
+          return;
+        }
+        if (target.urls.length === 0) return;
         if (echo && echo.sizes.length > 0 && next % echo.every === 0) {
           this.post(target.proxy, echo.url, echo.sizes[(next / echo.every - 1) % echo.sizes.length] as number);
           return;
@@ -53,6 +70,19 @@ export class TrafficGenerator {
   stop(): void {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
+    for (const client of this.grpcClients.values()) void client.then((c) => c.close(), () => undefined);
+    this.grpcClients.clear();
+  }
+
+  private callGrpc(listener: string): void {
+    this.inFlight += 1;
+    this.sent += 1;
+    let client = this.grpcClients.get(listener);
+    if (!client) this.grpcClients.set(listener, (client = grpcEchoCaller(listener)));
+    void client.then((c) => c.call()).then((status) => status, () => 14).then((status) => {
+      this.inFlight -= 1;
+      if (grpcServerError(status)) this.failed += 1;
+    });
   }
 
   private post(proxy: string, url: string, size: number): void {
@@ -155,3 +185,18 @@ export async function routeHasHealthyEndpoint(admin: string, url: string): Promi
     return false;
   }
 }
+
+/** A unary Echo caller of the gRPC sample through `listener` (h2c), with a 10 s deadline per call. */
+async function grpcEchoCaller(listener: string): Promise<{ call: GrpcCall; close: () => void }> {
+  const [grpc, { EchoClient }] = await Promise.all([import('@grpc/grpc-js'), import('./grpc-echo.js')]);
+  const client = new EchoClient(listener, grpc.credentials.createInsecure());
+  type Unary = (request: { message: string }, metadata: InstanceType<typeof grpc.Metadata>, options: { deadline: number }, callback: (err: { code?: number } | null) => void) => void;
+  const echo = (client as unknown as { Echo: Unary }).Echo.bind(client);
+  return {
+    call: () => new Promise<number>((resolve) => {
+      echo({ message: 'sample traffic' }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => resolve(err ? err.code ?? 2 : 0));
+    }),
+    close: () => client.close(),
+  };
+}
+

@@ -1,6 +1,6 @@
 import { formatAuthorizationSummary, type AuthorizationSummary } from '../model/authorization-summary.js';
 import { formatPolicySummary, type LiveSplit, type PolicySummary } from '../model/policy-summary.js';
-import type { Route } from './routing.js';
+import { serviceAtGateway, type Route } from './routing.js';
 
 export interface RouteExplanation {
   namespace: string;
@@ -43,7 +43,11 @@ export function explainRoute(
       region: l.region,
       cluster: l.cluster,
       zone: l.zone,
-      endpoints: l.endpoints.map((e) => ({ address: e.address, kind: e.kind, ...(e.sni ? { sni: e.sni } : {}), healthy: e.healthy, ejected: ejected.has(e.address) })),
+      // A gateway may be ejected for this service's answers alone (routing.ts, record()).
+      endpoints: l.endpoints.map((e) => ({
+        address: e.address, kind: e.kind, ...(e.sni ? { sni: e.sni } : {}), healthy: e.healthy,
+        ejected: ejected.has(e.address) || (e.kind === 'gateway' && ejected.has(serviceAtGateway(e.address, `${route.namespace}/${route.service}`))),
+      })),
     })),
     computedAt: new Date(route.computedAt).toISOString(),
     ...policies,
@@ -58,7 +62,8 @@ export function formatExplanation(e: RouteExplanation): string {
     lines.push(`  P${p.priority}  ${String(p.load).padStart(3)}% of requests  ${p.healthy}/${p.total} healthy  — ${p.reason}`);
     for (const l of e.localities.filter((x) => x.priority === p.priority)) {
       for (const ep of l.endpoints) {
-        const state = ep.ejected ? 'EJECTED (outlier detection)' : ep.healthy ? 'healthy' : 'unhealthy';
+        // Ejected but healthy: every endpoint of the service is ejected, and it is routed to anyway (routing.ts).
+        const state = ep.ejected ? (ep.healthy ? 'EJECTED, still used (every endpoint is)' : 'EJECTED (outlier detection)') : ep.healthy ? 'healthy' : 'unhealthy';
         const via = ep.kind === 'gateway' ? `gateway of ${l.cluster}, SNI ${ep.sni}` : `local sidecar`;
         lines.push(`        ${l.cluster}/${l.zone}  ${ep.address}  ${state}  (${via})`);
       }

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { Catalog } from '../model/catalog.js';
+import { explainRoute, formatExplanation } from './explain.js';
 import { calledWindowMs, failoverChannel, RoutingTable } from './routing.js';
 
 const catalog: Catalog = {
@@ -169,5 +170,64 @@ describe('RoutingTable', () => {
 
   test('an unknown service has no route', () => {
     expect(table().route('d', 'nope')).toBeUndefined();
+  });
+});
+
+describe('outlier detection at another cluster\'s gateway, and when every endpoint is ejected', () => {
+  const gw = '127.0.2.1:15443';
+  const gateway = { id: 'gw-1', address: '127.0.2.1', port: 15443, zone: 'a' };
+  // d/c is served in west only: from east its one endpoint is west's gateway, which d/a's P2 is too.
+  const withC: Catalog = {
+    ...catalog,
+    services: [...catalog.services, { namespace: 'd', name: 'c', clusters: [{ cluster: 'west', region: 'us', zones: [{ zone: 'a', healthy: 1, total: 1 }], gateways: [gateway], identities: ['spiffe://td/ns/d/sa/c'], ports: [] }] }],
+  };
+  const tableWithC = () => {
+    const routing = new RoutingTable({ cluster: 'east', zone: 'a' }, () => true, () => 0);
+    routing.setCatalog(withC);
+    routing.setEndpoints(endpoints);
+    return routing;
+  };
+  const gatewayOf = (routing: RoutingTable, service: string) => routing.route('d', service)!.localities.localities.flatMap((l) => l.endpoints).find((e) => e.address === gw)!;
+
+  test('five 5xx answers of one service through a gateway take the gateway out for that service only', () => {
+    const routing = tableWithC();
+    for (let i = 0; i < 5; i += 1) routing.record(gw, { ok: false, kind: '5xx' }, { service: 'd/a', cluster: 'west' });
+    expect(gatewayOf(routing, 'a').healthy).toBe(false);
+    expect(gatewayOf(routing, 'c').healthy).toBe(true);
+    expect(routing.ejected().has(gw)).toBe(false);
+    // A catalog change keeps that verdict (the gateway is still there).
+    routing.setEndpoints({ ...endpoints, version: 2 });
+    expect(gatewayOf(routing, 'a').healthy).toBe(false);
+  });
+
+  test('the gateway\'s own connect errors take it out for every service (for d/c, whose only endpoint it is, routed to anyway)', () => {
+    const routing = tableWithC();
+    for (let i = 0; i < 3; i += 1) routing.record(gw, { ok: false, kind: 'connect-error' }, { service: 'd/c', cluster: 'west' });
+    expect(routing.ejected().has(gw)).toBe(true);
+    expect(gatewayOf(routing, 'a').healthy).toBe(false);
+    // Nothing else serves d/c: ejection alone does not leave it without an endpoint.
+    expect(gatewayOf(routing, 'c').healthy).toBe(true);
+    expect(routing.route('d', 'c')!.primary).toBe(2);
+  });
+
+  test('a service whose only instance is ejected for 5xx is still routed to it, and its route says the endpoint is ejected', () => {
+    const routing = tableWithC();
+    for (let i = 0; i < 5; i += 1) routing.record('127.0.1.1:3', { ok: false, kind: '5xx' }, { service: 'd/b', cluster: 'east' });
+    expect(routing.ejected().has('127.0.1.1:3')).toBe(true);
+    const b = routing.route('d', 'b')!;
+    expect(b.primary).toBe(0);
+    expect(b.localities.localities[0]!.endpoints[0]!.healthy).toBe(true);
+    expect(formatExplanation(explainRoute(b, { cluster: 'east', zone: 'a' }, routing.ejected()))).toMatch(/127\.0\.1\.1:3 {2}EJECTED, still used \(every endpoint is\)/);
+    // d/a has instances left in service: its ejected ones stay out.
+    for (let i = 0; i < 5; i += 1) routing.record('127.0.1.1:1', { ok: false, kind: '5xx' }, { service: 'd/a', cluster: 'east' });
+    expect(routing.route('d', 'a')!.localities.localities[0]!.endpoints.find((e) => e.address === '127.0.1.1:1')!.healthy).toBe(false);
+  });
+
+  test('a gateway taken out for one service\'s answers shows so in that service\'s explanation only', () => {
+    const routing = tableWithC();
+    for (let i = 0; i < 5; i += 1) routing.record(gw, { ok: false, kind: '5xx' }, { service: 'd/a', cluster: 'west' });
+    const explained = (service: string) => formatExplanation(explainRoute(routing.route('d', service)!, { cluster: 'east', zone: 'a' }, routing.ejected()));
+    expect(explained('a')).toMatch(/127\.0\.2\.1:15443 {2}EJECTED \(outlier detection\)/);
+    expect(explained('c')).toMatch(/127\.0\.2\.1:15443 {2}healthy/);
   });
 });

@@ -5,7 +5,7 @@ import { withClusterOrder } from '../model/failover-order.js';
 import { withinScope } from '../model/failover-scope.js';
 import { localitiesFor, type ServiceLocalities } from '../model/localities.js';
 import { endpointLoad, forgetLatency, type EndpointLoad } from '../model/peak-ewma.js';
-import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierResult, type OutlierState } from '../model/outlier.js';
+import { ejectedAddresses, isEjected, outlierState, recordResult, unejectHost, withHosts, type OutlierConfig, type OutlierResult, type OutlierState } from '../model/outlier.js';
 import { healthCounts, priorityLoad, type PriorityLoad } from '../model/priority-load.js';
 import { hasLabels } from '../model/labels.js';
 import { formatServiceSni } from '../model/sni.js';
@@ -56,6 +56,8 @@ export class RoutingTable {
   private localServices = new Map<string, LocalEndpointsSnapshot['services'][number]>();
   private readonly routes = new Map<string, Route>();
   private outliers: OutlierState = outlierState();
+  /** host:port of every other cluster's gateway (remoteGateways()), for record() on the request path. */
+  private gateways = new Set<string>();
   private readonly lastPrimary = new Map<string, number | undefined>();
   /**
    * The closest priority each service has had as its primary in this table. A move to a closer
@@ -172,8 +174,14 @@ export class RoutingTable {
   /** Outlier history is kept for every endpoint of every service, and dropped only when it leaves. */
   private trackHosts(): void {
     const addresses = this.addresses();
-    this.outliers = withHosts(this.outliers, addresses);
     const present = new Set(addresses);
+    this.gateways = new Set(this.remoteGateways());
+    // A gateway's answers per service (record()) are kept while the gateway is.
+    const perService = [...this.outliers.hosts.keys()].filter((key) => {
+      const split = key.indexOf(' ');
+      return split > 0 && present.has(key.slice(0, split));
+    });
+    this.outliers = withHosts(this.outliers, [...addresses, ...perService]);
     for (const address of this.loads.keys()) if (!present.has(address)) this.loads.delete(address);
     this.invalidate();
     this.onAddresses?.(present);
@@ -268,18 +276,25 @@ export class RoutingTable {
     const all = this.localServices.get(serviceKey)?.endpoints ?? [];
     const local = subset ? all.filter((e) => hasLabels(e.labels, subset.labels)) : all;
     const now = this.now();
-    const ejected = ejectedAddresses(this.outliers, now);
+    const ejectedNow = ejectedAddresses(this.outliers, now);
     const catalogService = this.catalogServices.get(serviceKey) ?? null;
     const unscoped = localitiesFor({ catalog: this.catalog, namespace, service, caller: { ...this.caller, region }, localEndpoints: local, catalogService, ...(subset ? { subset } : {}) });
     // A FailoverPolicy's scope keeps traffic within the caller's zone, cluster or region; its
     // order then ranks the remaining clusters, one priority level each.
     const failover = this.resilience.of(serviceKey)?.failover;
     const base = failover ? withClusterOrder(withinScope(unscoped, failover.scope), failover.order, this.caller.cluster) : unscoped;
-    // Health as this sidecar sees it: what the federation reports, and our own checks, and not ejected.
+    // Health as this sidecar sees it: what the federation reports, and our own checks, and not
+    // ejected (a gateway also not for this service's answers through it). If ejections alone would
+    // leave the service nothing, they are set aside for it, as Envoy's panic threshold routes to
+    // every host when too few are healthy: an app that answers 5xx on some paths then still serves
+    // the rest, instead of none for the ejection's time.
+    const ejected = (e: { address: string; kind: string }) => ejectedNow.has(e.address) || (e.kind === 'gateway' && ejectedNow.has(serviceAtGateway(e.address, serviceKey)));
+    const checked = (e: { address: string; healthy: boolean }) => e.healthy && this.activeHealthy(e.address);
+    const panic = ejectedNow.size > 0 && !base.localities.some((l) => l.endpoints.some((e) => checked(e) && !ejected(e)));
     const localities: ServiceLocalities = {
       localities: base.localities.map((l) => ({
         ...l,
-        endpoints: l.endpoints.map((e) => ({ ...e, healthy: e.healthy && this.activeHealthy(e.address) && !ejected.has(e.address), load: this.loadOf(e.address) })),
+        endpoints: l.endpoints.map((e) => ({ ...e, healthy: checked(e) && (panic || !ejected(e)), load: this.loadOf(e.address) })),
       })),
     };
     const load = priorityLoad(healthCounts(localities));
@@ -352,16 +367,32 @@ export class RoutingTable {
 
   /**
    * Feeds outlier detection; an ejection or a return changes health, so routes are recomputed.
-   * `about` (the request's `<ns>/<name>` and the endpoint's cluster) only labels the ejection event.
+   * `about` is the request's `<ns>/<name>` and the endpoint's cluster.
+   *
+   * Another cluster's gateway carries every service that cluster exports, so what its answers
+   * say is about the service behind it, not the gateway: a 5xx (or an answer) through a gateway
+   * counts for that service at that gateway (`serviceAtGateway`), as Envoy counts a host per
+   * cluster, and five 5xx of one service no longer eject the gateway for every other one. A
+   * refused connection or failed handshake is the gateway's own, and counts for it whatever the
+   * service.
    */
   record(address: string, result: OutlierResult, about?: { service: string; cluster: string }): void {
     const now = this.now();
     if (result.ok) this.answeredAt.set(address, now);
-    const before = isEjected(this.outliers, address, now);
-    // A service's OutlierDetection policy replaces the defaults for the results of its requests.
     const config = about ? this.resilience.of(about.service)?.outlier : undefined;
-    this.outliers = recordResult(this.outliers, address, result, now, config);
-    if (isEjected(this.outliers, address, now) === before) return;
+    if (about && result.kind !== 'connect-error' && this.gateways.has(address)) {
+      // An answer also clears the gateway's own count of connect errors in a row.
+      if (result.ok) this.outliers = recordResult(this.outliers, address, result, now, config);
+      return this.recordAt(serviceAtGateway(address, about.service), address, result, now, config, about);
+    }
+    this.recordAt(address, address, result, now, config, about);
+  }
+
+  private recordAt(key: string, address: string, result: OutlierResult, now: number, config: OutlierConfig | undefined, about: { service: string; cluster: string } | undefined): void {
+    const before = isEjected(this.outliers, key, now);
+    // A service's OutlierDetection policy replaces the defaults for the results of its requests.
+    this.outliers = recordResult(this.outliers, key, result, now, config);
+    if (isEjected(this.outliers, key, now) === before) return;
     this.invalidate();
     if (!before && !result.ok && ejectionChannel.hasSubscribers) {
       ejectionChannel.publish({ origin: this, address, reason: result.kind, service: about?.service, cluster: about?.cluster, at: now });
@@ -387,5 +418,10 @@ export class RoutingTable {
   ejected(): Set<string> {
     return ejectedAddresses(this.outliers, this.now());
   }
+}
+
+/** The outlier key of `service`'s answers through the gateway at `address` (RoutingTable.record). */
+export function serviceAtGateway(address: string, service: string): string {
+  return `${address} ${service}`;
 }
 

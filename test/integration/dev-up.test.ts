@@ -87,6 +87,11 @@ test('`isthmus dev up` starts a working mesh with hello v1 and v2, writes mesh.j
     expect(grpcLine).toContain(`'${mesh.clusters.east.client.listeners['demo/grpc-echo']}'`);
     const called = await execFileAsync('sh', ['-c', grpcLine!], { cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 15_000 });
     expect(JSON.parse(called.stdout)).toMatchObject({ message: 'hi', cluster: 'west', caller: expect.stringContaining('URI=spiffe://dev.isthmus/ns/demo/sa/client') });
+    // The sample traffic makes gRPC calls too: east's client sidecar counts them by the status they ended with.
+    await waitFor(async () => {
+      const metrics = await (await fetch(`http://${mesh.clusters.east.client.admin}/metrics`)).text();
+      return /^isthmus_grpc_requests_total\{[^}]*destination_service="demo\/grpc-echo",grpc_status="0"\} [1-9]/m.test(metrics);
+    }, 20_000, 'sample gRPC calls counted with grpc_status 0');
 
     const explained = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--from', 'east'], { ...etcdEnv(mesh), ISTHMUS_OPERATOR_DIR: join(stateDir, 'operator') });
     expect(explained.stdout).toMatch(/demo\/ledger as seen from east .*most traffic to P3/);
