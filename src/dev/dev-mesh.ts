@@ -364,17 +364,16 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       };
     }
 
-    const targets = opts.clusters.map((name) => ({
-      proxy: (file.clusters[name] as MeshFileCluster).client.proxy,
-      admin: (file.clusters[name] as MeshFileCluster).client.admin,
-      urls: [`http://hello.${namespace}.mesh/`, ...(opts.clusters.includes('west') ? [`http://ledger.${namespace}.mesh/`] : [])],
-    }));
     // With the gRPC sample, every fifth request of a client that has its listener is a gRPC call,
     // so the dashboard shows a gRPC service too (counted by the status each call ended with).
-    const grpcListener = (name: string) => (file.clusters[name] as MeshFileCluster).client.listeners[`${namespace}/grpc-echo`];
-    const withGrpc = targets.map((t, i) => {
-      const listener = grpcListener(opts.clusters[i] as string);
-      return listener ? { ...t, grpc: { listener, every: 5 } } : t;
+    const targets = opts.clusters.map((name) => {
+      const client = (file.clusters[name] as MeshFileCluster).client;
+      const grpcListener = client.listeners[`${namespace}/grpc-echo`];
+      return {
+        proxy: client.proxy, admin: client.admin,
+        urls: [`http://hello.${namespace}.mesh/`, ...(opts.clusters.includes('west') ? [`http://ledger.${namespace}.mesh/`] : [])],
+        ...(grpcListener ? { grpc: { listener: grpcListener, every: 5 } } : {}),
+      };
     });
     await step(opts, 'every client reaches every sample service', async () => {
       const failing = await waitUntilServing(targets, 20_000);
@@ -383,10 +382,10 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       return { url: failing.length === 0 ? 'ok' : `still failing after 20 s: ${failing.join(', ')} (see the logs)` };
     });
     if (opts.traffic && opts.traffic > 0) {
-      const generator = new TrafficGenerator(withGrpc, opts.traffic);
+      const generator = new TrafficGenerator(targets, opts.traffic);
       generator.start();
       stoppers.push(async () => generator.stop());
-      const grpcFrom = withGrpc.some((t) => 'grpc' in t) ? ', and gRPC calls to grpc-echo' : '';
+      const grpcFrom = targets.some((t) => t.grpc) ? ', and gRPC calls to grpc-echo' : '';
       opts.progress(`  ✓ sample traffic: ${opts.traffic} requests/s from each cluster's client to hello${opts.clusters.includes('west') ? ' and ledger' : ''}${grpcFrom}`);
     }
 

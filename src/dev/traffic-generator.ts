@@ -199,4 +199,3 @@ async function grpcEchoCaller(listener: string): Promise<{ call: GrpcCall; close
     close: () => client.close(),
   };
 }
-

@@ -58,6 +58,8 @@ export class RoutingTable {
   private outliers: OutlierState = outlierState();
   /** host:port of every other cluster's gateway (remoteGateways()), for record() on the request path. */
   private gateways = new Set<string>();
+  /** serviceAtGateway's keys by gateway and service, made once each rather than per answer. */
+  private readonly gatewayKeys = new Map<string, Map<string, string>>();
   private readonly lastPrimary = new Map<string, number | undefined>();
   /**
    * The closest priority each service has had as its primary in this table. A move to a closer
@@ -176,6 +178,7 @@ export class RoutingTable {
     const addresses = this.addresses();
     const present = new Set(addresses);
     this.gateways = new Set(this.remoteGateways());
+    this.gatewayKeys.clear();
     // A gateway's answers per service (record()) are kept while the gateway is.
     const perService = [...this.outliers.hosts.keys()].filter((key) => {
       const split = key.indexOf(' ');
@@ -383,9 +386,17 @@ export class RoutingTable {
     if (about && result.kind !== 'connect-error' && this.gateways.has(address)) {
       // An answer also clears the gateway's own count of connect errors in a row.
       if (result.ok) this.outliers = recordResult(this.outliers, address, result, now, config);
-      return this.recordAt(serviceAtGateway(address, about.service), address, result, now, config, about);
+      return this.recordAt(this.gatewayKey(address, about.service), address, result, now, config, about);
     }
     this.recordAt(address, address, result, now, config, about);
+  }
+
+  private gatewayKey(address: string, service: string): string {
+    let byService = this.gatewayKeys.get(address);
+    if (!byService) this.gatewayKeys.set(address, (byService = new Map()));
+    let key = byService.get(service);
+    if (key === undefined) byService.set(service, (key = serviceAtGateway(address, service)));
+    return key;
   }
 
   private recordAt(key: string, address: string, result: OutlierResult, now: number, config: OutlierConfig | undefined, about: { service: string; cluster: string } | undefined): void {
@@ -424,4 +435,3 @@ export class RoutingTable {
 export function serviceAtGateway(address: string, service: string): string {
   return `${address} ${service}`;
 }
-

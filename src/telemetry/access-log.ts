@@ -95,8 +95,7 @@ export function requestFields(request: RequestFacts): Pick<AccessRecord, 'method
   const traceparent = first(headers.traceparent);
   // W3C: version-traceid-parentid-flags; the trace id is 32 lowercase hex digits, not all zero.
   const traceId = traceparent !== undefined && /^[0-9a-f]{2}-[0-9a-f]{32}-/.test(traceparent) && !traceparent.startsWith('00000000000000000000000000000000', 3) ? traceparent.slice(3, 35) : undefined;
-  // A field it does not have is undefined, which JSON.stringify and textLine leave out: one object
-  // per request, no spreads (the log's cost per line is what a sidecar pays per request with it on).
+  // A field it does not have is undefined, left out of the line (httpRecord).
   return {
     method, authority, path, protocol: h2 ? 'HTTP/2' : 'HTTP/1.1', traceId,
     requestId: first(headers['x-request-id']), userAgent: first(headers['user-agent']),
@@ -123,28 +122,33 @@ export interface ExchangeOutcome {
 }
 
 export function outboundRecord(m: OutboundRequestMessage, now: Date, ended?: ExchangeOutcome): AccessRecord {
-  const r = m.request ? requestFields(m.request) : undefined;
   const failed = typeof m.code === 'number' ? undefined : m.code;
-  // Keys in the order a line shows them; an undefined one is left out of the line.
-  return {
-    time: now.toISOString(), direction: 'outbound', kind: 'http',
-    method: r?.method, authority: r?.authority, path: r?.path, protocol: r?.protocol, traceId: r?.traceId, requestId: r?.requestId, userAgent: r?.userAgent,
-    status: failed === undefined ? m.code as number : undefined, error: failed,
-    durationMs: ended ? round3(ended.durationMs) : ms(m.seconds), headMs: ended ? ms(m.seconds) : undefined,
-    requestBytes: ended?.requestBytes, responseBytes: ended?.responseBytes, end: ended ? (ended.complete ? 'complete' : 'aborted') : undefined, grpcStatus: ended?.grpcStatus,
-    service: m.service, cluster: m.cluster, endpoint: m.endpoint,
-  };
+  const record = httpRecord('outbound', m.request, failed === undefined ? m.code as number : undefined, failed, m.seconds, now, ended);
+  record.service = m.service;
+  record.cluster = m.cluster;
+  record.endpoint = m.endpoint;
+  return record;
 }
 
 export function inboundRecord(m: InboundRequestMessage, now: Date, ended?: ExchangeOutcome): AccessRecord {
-  const r = m.request ? requestFields(m.request) : undefined;
+  const record = httpRecord('inbound', m.request, m.code, undefined, m.seconds, now, ended);
+  record.caller = m.peer;
+  return record;
+}
+
+/**
+ * The fields of an HTTP line both directions share, in the order a line shows them (each
+ * direction's own come after). One object per request, no spreads: a field it lacks is
+ * undefined, which JSON.stringify and textLine leave out.
+ */
+function httpRecord(direction: 'outbound' | 'inbound', request: RequestFacts | undefined, status: number | undefined, error: string | undefined, seconds: number, now: Date, ended: ExchangeOutcome | undefined): AccessRecord {
+  const r = request ? requestFields(request) : undefined;
   return {
-    time: now.toISOString(), direction: 'inbound', kind: 'http',
+    time: now.toISOString(), direction, kind: 'http',
     method: r?.method, authority: r?.authority, path: r?.path, protocol: r?.protocol, traceId: r?.traceId, requestId: r?.requestId, userAgent: r?.userAgent,
-    status: m.code,
-    durationMs: ended ? round3(ended.durationMs) : ms(m.seconds), headMs: ended ? ms(m.seconds) : undefined,
+    status, error,
+    durationMs: ended ? round3(ended.durationMs) : ms(seconds), headMs: ended ? ms(seconds) : undefined,
     requestBytes: ended?.requestBytes, responseBytes: ended?.responseBytes, end: ended ? (ended.complete ? 'complete' : 'aborted') : undefined, grpcStatus: ended?.grpcStatus,
-    caller: m.peer,
   };
 }
 

@@ -39,8 +39,7 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     let children = outbound.get(key);
     if (!children) {
       const labels = { source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service ?? 'unknown' };
-      children = { requests: requests.labels({ ...labels, code: String(m.code) }), duration: duration.labels(labels) };
-      outbound.set(key, children);
+      children = keep(outbound, key, { requests: requests.labels({ ...labels, code: String(m.code) }), duration: duration.labels(labels) });
     }
     children.requests.inc();
     children.duration.observe(m.seconds);
@@ -61,13 +60,7 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
   const inboundChildren = new Map<string, TallyCounterChild>();
   listen(channels.inboundRequest, (m) => {
     const key = `${m.peer ?? ''}\u0000${m.code}`;
-    let child = inboundChildren.get(key);
-    if (!child) {
-      child = inbound.labels({ ...destination, ...callerLabels(m.peer), code: String(m.code) });
-      // Peers are mesh identities (bounded), but a cap costs nothing.
-      if (inboundChildren.size >= 10_000) inboundChildren.clear();
-      inboundChildren.set(key, child);
-    }
+    const child = inboundChildren.get(key) ?? keep(inboundChildren, key, inbound.labels({ ...destination, ...callerLabels(m.peer), code: String(m.code) }));
     child.inc();
     inboundDurationChild.observe(m.seconds);
   });
@@ -82,8 +75,10 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
   const grpcOutbound = new Map<string, TallyCounterChild>();
   listen(channels.grpcOutboundEnded, (m) => {
     const status = grpcStatusLabel(m.grpcStatus);
-    childOf(grpcOutbound, `${m.cluster ?? 'none'}\u0000${m.service ?? 'unknown'}\u0000${status}`, () =>
-      grpcCalls.labels({ source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service ?? 'unknown', grpc_status: status })).inc();
+    const key = `${m.cluster ?? 'none'}\u0000${m.service ?? 'unknown'}\u0000${status}`;
+    const child = grpcOutbound.get(key)
+      ?? keep(grpcOutbound, key, grpcCalls.labels({ source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service ?? 'unknown', grpc_status: status }));
+    child.inc();
   });
   const grpcInboundCalls = new TallyCounter({
     name: 'isthmus_inbound_grpc_requests_total',
@@ -93,7 +88,9 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
   const grpcInbound = new Map<string, TallyCounterChild>();
   listen(channels.grpcInboundEnded, (m) => {
     const status = grpcStatusLabel(m.grpcStatus);
-    childOf(grpcInbound, `${m.peer ?? ''}\u0000${status}`, () => grpcInboundCalls.labels({ ...destination, ...callerLabels(m.peer), grpc_status: status })).inc();
+    const key = `${m.peer ?? ''}\u0000${status}`;
+    const child = grpcInbound.get(key) ?? keep(grpcInbound, key, grpcInboundCalls.labels({ ...destination, ...callerLabels(m.peer), grpc_status: status }));
+    child.inc();
   });
 
   const ejections = new Counter({
@@ -150,17 +147,13 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
 const grpcStatusLabel = (status: number | undefined): string => (status === undefined ? 'none' : String(status));
 
 /**
- * A metric's child for one label set, made once and then found by `key`, a string cheaper to
- * build than the labels. The sets are bounded (catalog services, mesh identities, status codes);
- * the cap is a guard that costs nothing.
+ * Keeps a metric's child for one label set under `key`, a string cheaper to build than the
+ * labels, and returns it; the listeners look it up first and make it only when missing. The sets
+ * are bounded (catalog services, mesh identities, status codes); the cap is a guard that costs nothing.
  */
-function childOf<C>(children: Map<string, C>, key: string, make: () => C): C {
-  let child = children.get(key);
-  if (!child) {
-    child = make();
-    if (children.size >= 10_000) children.clear();
-    children.set(key, child);
-  }
+function keep<C>(children: Map<string, C>, key: string, child: C): C {
+  if (children.size >= 10_000) children.clear();
+  children.set(key, child);
   return child;
 }
 

@@ -166,8 +166,16 @@ describe('HTTP/2 and gRPC from east to services only west runs, through west\'s 
     const store = await FederationStore.connect(storeOptions(mesh.file));
     try {
       const reported = async () => (await store.get<TrafficRecord>(keys.trafficOf('east')))?.value.routes.find((r) => r.service === 'grpc-echo' && r.to === 'west');
-      // The earlier tests' calls are reported first: their counts are the baseline.
-      await new Promise((r) => setTimeout(r, 2500));
+      // The earlier tests' calls are reported first (reports go every second): their counts,
+      // once two reads 1.5 s apart agree, are the baseline.
+      let last = -1;
+      await waitFor(async () => {
+        const requests = (await reported())?.requests ?? 0;
+        const settled = requests === last;
+        last = requests;
+        if (!settled) await new Promise((r) => setTimeout(r, 1500));
+        return settled;
+      }, 15_000, 'the earlier calls reported');
       const before = { ok: await outbound('0'), unavailable: await outbound('14'), notFound: await outbound('5'), inbound: await inbound('14'), traffic: await reported() };
       const failing = (status: number) => { const m = new grpc.Metadata(); m.set('x-echo-status', String(status)); return m; };
       for (let i = 0; i < 2; i += 1) await unary(echo, 'fine');
