@@ -1,7 +1,7 @@
-import type { ClientHttp2Session, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } from './h2-codes.js';
-import type { Readable } from 'node:stream';
 import { IsthmusError } from '../core/errors.js';
+import { forwardBytes } from './forward-bytes.js';
 import { h2ExchangeOf } from './h2-exchange.js';
 import { h2ForwardFields, h2Response } from './h2-headers.js';
 import { goawayLastStreamId } from './h2-sessions.js';
@@ -11,10 +11,20 @@ import { h2StreamUnprocessed, retriedAnswerCode } from './retry-policy.js';
 export interface H2Forward {
   /** The request head for the next hop, pseudo-headers included. */
   headers: OutgoingHttpHeaders;
-  /** The request body for this attempt; absent when the request ended with its headers. */
-  body: Readable | undefined;
-  /** The request's trailers, read when the body has been sent (gRPC rarely has any; they pass if present). */
+  /**
+   * Starts writing the request body into the upstream stream, ending it at the body's end (and
+   * cancelling it if the body fails); absent when the request ended with its headers.
+   */
+  sendBody: ((upstream: ClientHttp2Stream) => void) | undefined;
+  /**
+   * The request's trailers, read when the body has been sent; they pass if present. Not asked
+   * for a gRPC request: gRPC's request is headers, messages and the end of the stream, never
+   * trailers (gRPC over HTTP/2, "Requests"), and waiting for them costs every call a round of
+   * callbacks.
+   */
   trailers: () => IncomingHttpHeaders | undefined;
+  /** The request is a gRPC call (grpc-status.ts isGrpc). */
+  grpc: boolean;
   responseHeadersMs: number;
   streamIdleMs: number;
   /** A response header the caller must not see (the trace report between sidecars). */
@@ -27,7 +37,7 @@ export interface H2Forward {
 
 /**
  * One HTTP/2 stream relayed over `session` into the caller's stream `downstream`: body both
- * ways with back-pressure (pipe, within HTTP/2 flow control), trailers both ways (gRPC's
+ * ways with back-pressure (forwardBytes, within HTTP/2 flow control), trailers both ways (gRPC's
  * grpc-status lives there), a trailers-only answer kept trailers-only, and cancellation both
  * ways: an RST_STREAM from either side closes the other with the same code.
  *
@@ -40,7 +50,8 @@ export interface H2Forward {
 export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stream, f: H2Forward): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let started = false;
-    const upstream = session.request(f.headers, { endStream: !f.body, waitForTrailers: f.body !== undefined });
+    const body = f.sendBody;
+    const upstream = session.request(f.headers, { endStream: !body, waitForTrailers: body !== undefined && !f.grpc });
     if (f.done) upstream.once('close', f.done);
     const fail = (err: Error) => {
       clearTimeout(headTimer);
@@ -68,9 +79,8 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
       upstream.close(NGHTTP2_CANCEL);
     });
 
-    if (f.body) {
-      f.body.pipe(upstream);
-      f.body.once('error', () => upstream.close(NGHTTP2_CANCEL));
+    if (body) {
+      body(upstream);
       upstream.once('wantTrailers', () => upstream.sendTrailers(h2ForwardFields(f.trailers() ?? {})));
     }
 
@@ -99,14 +109,16 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
         });
         downstream.respond(head, { waitForTrailers: true });
         downstream.once('wantTrailers', () => downstream.sendTrailers(h2ForwardFields(trailers ?? {})));
-        upstream.pipe(downstream);
+        forwardBytes(upstream, downstream);
         if (exchange?.countsBytes) upstream.on('data', (chunk: Buffer) => { exchange.responseBytes += chunk.length; });
       }
       started = true;
       resolve(head[':status'] as number);
     });
 
-    upstream.once('error', (err: Error) => {
+    // `on`, not `once`: a stream can report a second error (a write after its reset), and one
+    // without a listener would throw.
+    upstream.on('error', (err: Error) => {
       if (!started) ended(err);
     });
     upstream.once('close', () => {

@@ -21,6 +21,8 @@ export class H2ResponseRelay implements Dispatcher.DispatchHandler {
   private controller: Controller | undefined;
   private headWritten = false;
   private noBody = false;
+  /** The answer's trailers are passed on (the app announced them). */
+  private withTrailers = false;
   private trailers: Record<string, string | string[]> = {};
   /** The access log's counts of the caller's stream, when it keeps them. */
   private readonly exchange: H2Exchange | undefined;
@@ -49,7 +51,12 @@ export class H2ResponseRelay implements Dispatcher.DispatchHandler {
     const head = http1ResponseAsH2(statusCode, headers);
     this.decorate?.(head);
     this.noBody = bodiless(this.method, statusCode);
+    // Trailers are waited for only when the app announced some (its Trailer field, RFC 9110
+    // §6.6.2): waiting costs every answer another round of callbacks and an END_STREAM of its
+    // own, and a chunked answer that sends trailers unannounced is rare. Those are dropped.
+    this.withTrailers = !this.noBody && headers.trailer !== undefined;
     if (this.noBody) this.stream.respond(head, { endStream: true });
+    else if (!this.withTrailers) this.stream.respond(head);
     else {
       this.stream.respond(head, { waitForTrailers: true });
       this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
@@ -66,7 +73,7 @@ export class H2ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
     if (this.noBody || this.stream.destroyed) return;
-    this.trailers = h2ForwardFields(trailers);
+    if (this.withTrailers) this.trailers = h2ForwardFields(trailers);
     this.stream.end();
   }
 

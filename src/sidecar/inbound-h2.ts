@@ -7,6 +7,7 @@ import { isIsthmusError } from '../core/errors.js';
 import { grpcStatusOf, isGrpc } from './grpc-status.js';
 import { countRequestBody, trackH2Exchange } from './h2-exchange.js';
 import { h2ForwardFields, h2RequestAsHttp1 } from './h2-headers.js';
+import { forwardBytes } from './forward-bytes.js';
 import { relayH2 } from './h2-relay.js';
 import { replyH2 } from './h2-reply.js';
 import { H2ResponseRelay } from './h2-response-relay.js';
@@ -77,10 +78,10 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
     app.session()
       .then((session) => {
         const relayed = relayH2(session, stream, {
-          headers: fields, body: stream.endAfterHeaders ? undefined : stream, trailers: () => trailers,
+          headers: fields, sendBody: stream.endAfterHeaders ? undefined : (sink) => forwardBytes(stream, sink), trailers: () => trailers, grpc,
           responseHeadersMs: timeouts.responseHeadersMs, streamIdleMs: timeouts.streamIdleMs,
         });
-        // The relay has piped the body by now.
+        // The relay reads the body by now.
         if (!stream.endAfterHeaders) countRequestBody(stream, exchange);
         return relayed;
       })

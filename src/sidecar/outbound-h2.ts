@@ -97,7 +97,8 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
     try {
       const session = await deps.upstreams.h2Session(upstream);
       return await relayH2(session, stream, {
-        headers: upstreamHeaders, body: body?.open(), trailers: () => trailers, drop: inboundReportHeader,
+        headers: upstreamHeaders, sendBody: body ? (sink) => body.feed(sink, () => sink.close(NGHTTP2_CANCEL)) : undefined,
+        trailers: () => trailers, grpc, drop: inboundReportHeader,
         responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs, retryAnswer, done: release,
       });
     } catch (err) {

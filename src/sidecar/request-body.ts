@@ -1,11 +1,12 @@
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 
 /** Envoy keeps up to its per-request buffer limit (1 MiB by default) so that a retry can resend a body; so do we. */
 export const defaultRetryBufferBytes = 1024 * 1024;
 
 /**
  * An app's request body (an HTTP/1.1 request or an HTTP/2 stream), streamed to the upstream with back-pressure and never held whole.
- * Each attempt reads it through `open()`; the first `limit` bytes are also kept, so that an
+ * Each attempt reads it through `open()` (a stream of its own, for undici) or has it written into
+ * its upstream stream by `feed()` (HTTP/2, with no stream in between); the first `limit` bytes are also kept, so that an
  * attempt that failed before the upstream answered can be repeated elsewhere with the same body.
  * Once more than `limit` bytes have gone out, the kept bytes are dropped (memory stays flat for
  * a 1 GiB upload) and `replayable` turns false: such a request is never retried.
@@ -14,6 +15,10 @@ export class RequestBody {
   private kept: Buffer[] | undefined = [];
   private keptBytes = 0;
   private current: Readable | undefined;
+  /** The attempt `feed()` writes into, and what cancels it if the body fails. */
+  private sink: Writable | undefined;
+  private cancelSink: (() => void) | undefined;
+  private readonly resumeSource = () => this.source.resume();
   private ended = false;
   private failed: Error | undefined;
 
@@ -22,6 +27,7 @@ export class RequestBody {
     source.once('end', () => {
       this.ended = true;
       this.current?.push(null);
+      if (this.sink?.writable) this.sink.end();
     });
     // The app went away mid-body: the attempt reading it fails too, and is never retried.
     source.once('aborted', () => this.fail(new Error('the app closed its request before the body ended')));
@@ -36,7 +42,7 @@ export class RequestBody {
 
   /** A stream of the whole body for one attempt: the kept bytes first, then the rest as it arrives. */
   open(): Readable {
-    this.current?.destroy();
+    this.detach();
     const stream = new Readable({
       read: () => {
         if (!this.ended) this.source.resume();
@@ -58,11 +64,47 @@ export class RequestBody {
     return stream;
   }
 
+  /**
+   * Writes the whole body into `sink` for one attempt, the kept bytes first, then the rest as it
+   * arrives, with back-pressure, and ends it; `cancel` runs instead if the body fails. The
+   * attempt before, if any, gets nothing more.
+   */
+  feed(sink: Writable, cancel: () => void): void {
+    this.detach();
+    this.sink = sink;
+    this.cancelSink = cancel;
+    // At most `limit` bytes, in memory already.
+    for (const chunk of this.kept ?? []) sink.write(chunk);
+    if (this.failed) return cancel();
+    if (this.ended) return void sink.end();
+    this.source.resume();
+  }
+
+  /** The attempt reading now, if any, gets nothing more. */
+  private detach(): void {
+    this.current?.destroy();
+    if (this.sink) {
+      this.sink.removeListener('drain', this.resumeSource);
+      this.sink = undefined;
+      this.cancelSink = undefined;
+      this.source.pause();
+    }
+  }
+
   private onData(chunk: Buffer): void {
     if (this.kept) {
       this.keptBytes += chunk.length;
       if (this.keptBytes <= this.limit) this.kept.push(chunk);
       else this.kept = undefined;
+    }
+    if (this.sink) {
+      // A sink that takes no more (its attempt failed): the chunk is kept, if it can be, for the next.
+      if (!this.sink.writable) return void this.source.pause();
+      if (!this.sink.write(chunk)) {
+        this.source.pause();
+        this.sink.once('drain', this.resumeSource);
+      }
+      return;
     }
     if (!this.current) {
       // Nobody reads now (between attempts): hold this chunk only if it is kept anyway.
@@ -77,5 +119,6 @@ export class RequestBody {
     if (this.failed) return;
     this.failed = err;
     this.current?.destroy(err);
+    this.cancelSink?.();
   }
 }

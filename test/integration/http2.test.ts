@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as h2Connect, type IncomingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
@@ -66,6 +68,41 @@ describe('HTTP/2 and gRPC from east to services only west runs, through west\'s 
     // HTTP/1.1 on the same port still works as before.
     const { stdout } = await run('curl', ['-sS', '-w', '\n%{http_version}', `http://${east().client.listeners['demo/ledger']}/h1`]);
     expect(stdout.endsWith('\n1.1')).toBe(true);
+  });
+
+  test('a 24 MiB HTTP/2 upload to ledger\'s /echo (an HTTP/1.1 app) comes back whole, with the x-sha256 trailer the app announced', async () => {
+    const body = randomBytes(24 * 1024 * 1024);
+    const sent = createHash('sha256').update(body).digest('hex');
+    const session = h2Connect(`http://${east().client.listeners['demo/ledger']}`);
+    try {
+      const answer = await new Promise<{ status: unknown; hash: string; bytes: number; trailers: IncomingHttpHeaders | undefined }>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/echo', 'content-type': 'application/octet-stream' });
+        const hash = createHash('sha256');
+        let bytes = 0;
+        let status: unknown;
+        let trailers: IncomingHttpHeaders | undefined;
+        stream.on('response', (headers) => { status = headers[':status']; });
+        stream.on('trailers', (t) => { trailers = t; });
+        stream.on('data', (chunk: Buffer) => { hash.update(chunk); bytes += chunk.length; });
+        stream.on('end', () => resolve({ status, hash: hash.digest('hex'), bytes, trailers }));
+        stream.on('error', reject);
+        // In 1 MiB writes, so that HTTP/2 flow control and the sidecars' back-pressure are in play.
+        let offset = 0;
+        const next = () => {
+          while (offset < body.length) {
+            const chunk = body.subarray(offset, offset + 1024 * 1024);
+            offset += chunk.length;
+            if (!stream.write(chunk)) return void stream.once('drain', next);
+          }
+          stream.end();
+        };
+        next();
+      });
+      expect(answer).toMatchObject({ status: 200, bytes: body.length, hash: sent });
+      expect(answer.trailers?.['x-sha256']).toBe(sent);
+    } finally {
+      session.close();
+    }
   });
 
   test('a sidecar\'s own error reaches an HTTP/2 client as an HTTP/2 answer with x-isthmus-error', async () => {
@@ -166,16 +203,18 @@ describe('HTTP/2 and gRPC from east to services only west runs, through west\'s 
     const store = await FederationStore.connect(storeOptions(mesh.file));
     try {
       const reported = async () => (await store.get<TrafficRecord>(keys.trafficOf('east')))?.value.routes.find((r) => r.service === 'grpc-echo' && r.to === 'west');
-      // The earlier tests' calls are reported first (reports go every second): their counts,
-      // once two reads 1.5 s apart agree, are the baseline.
+      // The earlier tests' calls are reported first: their counts, once two reads 3.5 s apart
+      // agree, are the baseline. A call reaches the record in up to 3 s (the sidecar reports
+      // every second, the federation publishes what it got every 2 s), so reads closer than
+      // that can agree while a report is still on its way.
       let last = -1;
       await waitFor(async () => {
         const requests = (await reported())?.requests ?? 0;
         const settled = requests === last;
         last = requests;
-        if (!settled) await new Promise((r) => setTimeout(r, 1500));
+        if (!settled) await new Promise((r) => setTimeout(r, 3500));
         return settled;
-      }, 15_000, 'the earlier calls reported');
+      }, 20_000, 'the earlier calls reported');
       const before = { ok: await outbound('0'), unavailable: await outbound('14'), notFound: await outbound('5'), inbound: await inbound('14'), traffic: await reported() };
       const failing = (status: number) => { const m = new grpc.Metadata(); m.set('x-echo-status', String(status)); return m; };
       for (let i = 0; i < 2; i += 1) await unary(echo, 'fine');

@@ -1,0 +1,70 @@
+import { PassThrough, Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { RequestBody } from './request-body.js';
+
+/** A sink that collects what it is given and says when it ended. */
+function sink() {
+  const chunks: Buffer[] = [];
+  let ended = false;
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, callback) { chunks.push(chunk); callback(); },
+    final(callback) { ended = true; callback(); },
+  });
+  return { stream, text: () => Buffer.concat(chunks).toString(), ended: () => ended };
+}
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('RequestBody.feed: the body written into an attempt\'s upstream stream', () => {
+  it('writes the whole body and ends the sink', async () => {
+    const app = new PassThrough();
+    const body = new RequestBody(app);
+    const a = sink();
+    body.feed(a.stream, () => { throw new Error('not cancelled'); });
+    app.write('hello ');
+    app.end('world');
+    await tick();
+    expect(a.text()).toBe('hello world');
+    expect(a.ended()).toBe(true);
+  });
+
+  it('a second attempt gets the kept bytes first, then the rest; the first gets nothing more', async () => {
+    const app = new PassThrough();
+    const body = new RequestBody(app);
+    const first = sink();
+    body.feed(first.stream, () => undefined);
+    app.write('part one, ');
+    await tick();
+    first.stream.destroy(); // the attempt failed
+    const second = sink();
+    body.feed(second.stream, () => undefined);
+    app.end('part two');
+    await tick();
+    expect(first.text()).toBe('part one, ');
+    expect(second.text()).toBe('part one, part two');
+    expect(second.ended()).toBe(true);
+    expect(body.replayable).toBe(true);
+  });
+
+  it('past the retry buffer the body is not kept: not replayable, and memory stays flat', async () => {
+    const app = new PassThrough();
+    const body = new RequestBody(app, 8);
+    const a = sink();
+    body.feed(a.stream, () => undefined);
+    app.end('more than eight bytes');
+    await tick();
+    expect(a.text()).toBe('more than eight bytes');
+    expect(body.replayable).toBe(false);
+  });
+
+  it('the app going away mid-body cancels the attempt', async () => {
+    const app = new PassThrough();
+    const body = new RequestBody(app);
+    let cancelled = 0;
+    body.feed(sink().stream, () => { cancelled += 1; });
+    app.write('half');
+    app.destroy(new Error('gone'));
+    await tick();
+    expect(cancelled).toBe(1);
+    expect(body.replayable).toBe(false);
+  });
+});
