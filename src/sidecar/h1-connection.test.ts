@@ -246,6 +246,41 @@ describe('H1Connection: time and flow', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
   });
 
+  test('headersTimeout counts from the end of the request: an upload longer than it is answered, a silent one fails after bodyTimeout', async () => {
+    // The server answers once the whole body is in, as most do.
+    const origin = await listen(createHttpServer((req, res) => {
+      let bytes = 0;
+      req.on('data', (c: Buffer) => { bytes += c.length; });
+      req.on('end', () => res.end(String(bytes)));
+    }));
+    const c = await connect(origin);
+    // Eight chunks 60 ms apart: the upload takes about 480 ms, against a 200 ms head limit.
+    const trickle = Readable.from((async function* () {
+      for (let i = 0; i < 8; i += 1) {
+        await new Promise((r) => setTimeout(r, 60));
+        yield Buffer.alloc(1000, 1);
+      }
+    })());
+    const answer = await send(c, { method: 'POST', path: '/upload', body: trickle, headersTimeout: 200, bodyTimeout: 300 });
+    expect(answer).toMatchObject({ status: 200 });
+    expect(answer.body.toString()).toBe('8000');
+    // A body that stops halfway: nothing moves for bodyTimeout, and the request fails naming it.
+    const c2 = await connect(origin);
+    const stalled = new Readable({ read() {} });
+    stalled.push(Buffer.alloc(100, 1));
+    const started = Date.now();
+    await expect(send(c2, { method: 'POST', path: '/stalled', body: stalled, headers: { 'content-length': '200' }, headersTimeout: 5_000, bodyTimeout: 250 }))
+      .rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT', message: expect.stringContaining('request body moved no byte') });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(240);
+    // Once the body has ended, the head is due within headersTimeout: a server that reads it all and stays silent.
+    const silent = await listen(rawServer(() => undefined));
+    const c3 = await connect(silent);
+    const after = Date.now();
+    await expect(send(c3, { method: 'POST', path: '/', body: Readable.from([Buffer.from('abc')]), headersTimeout: 150, bodyTimeout: 10_000 }))
+      .rejects.toMatchObject({ code: 'UND_ERR_HEADERS_TIMEOUT' });
+    expect(Date.now() - after).toBeLessThan(5_000);
+  });
+
   test('a body that keeps trickling is not timed out; one that falls silent is, after bodyTimeout', async () => {
     const origin = await listen(rawServer((head, socket) => {
       socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');

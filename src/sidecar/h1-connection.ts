@@ -52,7 +52,10 @@ class Exchange implements Controller {
   /** The request's body was written to its end. */
   bodySent: boolean;
   body: Readable | undefined;
-  /** When the last byte of the answer arrived (performance.now()), for the body's idle timeout. */
+  /**
+   * When the last byte moved (performance.now()), for the idle timeouts: of the request body
+   * while it streams out, then of the answer's body.
+   */
   lastActivity = 0;
 
   constructor(
@@ -92,8 +95,11 @@ class Exchange implements Controller {
  * parser. It opens its socket at once, not at the first request. Requests are written as one head
  * string and the body as it streams (chunked when it has no length); the answer is handed to the
  * handler as it is parsed, with back-pressure through the controller. Timeouts: the answer's head
- * must start arriving within `headersTimeout`, and the body may be silent for at most
- * `bodyTimeout`; failures carry undici's error codes, so the retry table classifies them alike.
+ * must start arriving within `headersTimeout` of the request's end (its last body byte written,
+ * as Envoy counts its route timeout: an upload that takes minutes is not cut for want of an
+ * answer nobody could give yet), a streamed request body may be silent for at most
+ * `bodyTimeout` while it goes out, and so may the answer's body; failures carry undici's error
+ * codes, so the retry table classifies them alike.
  */
 export class H1Connection extends EventEmitter {
   private socket: Socket | undefined;
@@ -116,7 +122,7 @@ export class H1Connection extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   /** When the pending timer fires (performance.now() time). */
   private timerAt = 0;
-  private phase: 'headers' | 'body' | 'idle' | undefined;
+  private phase: 'upload' | 'headers' | 'body' | 'idle' | undefined;
   /** The headers' or the idle deadline (performance.now() time); the body's follows its last byte. */
   private deadline = 0;
   private idleMs: number;
@@ -260,7 +266,8 @@ export class H1Connection extends EventEmitter {
       }
     }
     if (!host) head += `host: ${this.hostHeader}\r\n`;
-    this.arm('headers', exchange.headersTimeout);
+    // A streamed body's head deadline starts at its end (stream()); a body in hand goes at once.
+    if (body === null || body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) this.arm('headers', exchange.headersTimeout);
     if (body === null || body === undefined) {
       if (length === undefined && payloadMethods.has(method)) head += 'content-length: 0\r\n';
       socket.write(`${head}\r\n`, 'latin1');
@@ -292,8 +299,11 @@ export class H1Connection extends EventEmitter {
     }
     let sent = 0;
     const resume = () => body.resume();
+    exchange.lastActivity = performance.now();
+    this.arm('upload', exchange.bodyTimeout);
     body.on('data', (chunk: Buffer | string) => {
       if (exchange.finished) return;
+      exchange.lastActivity = performance.now();
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       if (bytes.length === 0) return; // an empty chunk would end a chunked body
       sent += bytes.length;
@@ -322,6 +332,8 @@ export class H1Connection extends EventEmitter {
       }
       if (length === undefined) socket.write('0\r\n\r\n', 'latin1');
       exchange.bodySent = true;
+      // The request is whole: now the answer is due (unless it came early, while the body went out).
+      if (!exchange.headDone) this.arm('headers', exchange.headersTimeout);
     });
     body.once('error', (err: Error) => this.fail(exchange, err));
   }
@@ -484,7 +496,7 @@ export class H1Connection extends EventEmitter {
     this.socket?.resume();
   }
 
-  private arm(what: 'headers' | 'body' | 'idle', ms: number): void {
+  private arm(what: 'upload' | 'headers' | 'body' | 'idle', ms: number): void {
     if (!(ms > 0)) {
       this.phase = undefined;
       return;
@@ -514,6 +526,14 @@ export class H1Connection extends EventEmitter {
     if (what === undefined || this.state === 'closed') return;
     const now = performance.now();
     const exchange = this.current;
+    if (what === 'upload') {
+      if (!exchange) return;
+      // Bytes of the request body moving (the app sending, the upstream reading) are not silence.
+      const due = exchange.lastActivity + exchange.bodyTimeout;
+      if (now < due) return this.wakeBy(due);
+      this.fail(exchange, failure('UND_ERR_BODY_TIMEOUT', `the request body moved no byte for ${exchange.bodyTimeout} ms, and no answer came`));
+      return;
+    }
     if (what === 'body') {
       if (!exchange) return;
       // The body's timeout counts from its last byte; an answer held back by a full app socket is not silent.

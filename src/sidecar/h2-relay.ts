@@ -25,6 +25,7 @@ export interface H2Forward {
   trailers: () => IncomingHttpHeaders | undefined;
   /** The request is a gRPC call (grpc-status.ts isGrpc). */
   grpc: boolean;
+  /** The answer's head must come within this, counted from the request's end. */
   responseHeadersMs: number;
   streamIdleMs: number;
   /** A response header the caller must not see (the trace report between sidecars). */
@@ -65,10 +66,17 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
         ? new IsthmusError('ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', `the destination refused the stream unprocessed (${err.message})`, { cause: err })
         : err);
     };
-    const headTimer = setTimeout(() => {
-      upstream.close(NGHTTP2_CANCEL);
-      fail(Object.assign(new Error(`no response head within ${f.responseHeadersMs} ms`), { code: 'ETIMEDOUT' }));
-    }, f.responseHeadersMs);
+    // The head is due `responseHeadersMs` after the request's end, as over HTTP/1.1
+    // (h1-connection.ts): a client-streaming gRPC call or a long upload is not cut while it still
+    // sends; until then only silence (streamIdleMs, below) ends it.
+    let headTimer: NodeJS.Timeout | undefined;
+    const startHeadClock = () => {
+      if (started) return;
+      headTimer = setTimeout(() => {
+        upstream.close(NGHTTP2_CANCEL);
+        fail(Object.assign(new Error(`no response head within ${f.responseHeadersMs} ms of the request's end`), { code: 'ETIMEDOUT' }));
+      }, f.responseHeadersMs);
+    };
     // The caller cancelled (or its connection went): the destination stops working on it too.
     const onDownstreamClose = () => {
       if (!upstream.closed) upstream.close(downstream.rstCode && downstream.rstCode !== NGHTTP2_NO_ERROR ? downstream.rstCode : NGHTTP2_CANCEL);
@@ -79,7 +87,9 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
       upstream.close(NGHTTP2_CANCEL);
     });
 
-    if (body) {
+    if (!body) startHeadClock();
+    else {
+      upstream.once('finish', startHeadClock);
       body(upstream);
       upstream.once('wantTrailers', () => upstream.sendTrailers(h2ForwardFields(f.trailers() ?? {})));
     }

@@ -214,6 +214,38 @@ describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
     expect(dest.streams).toEqual(['GET /slow']);
   });
 
+  test('timeouts.responseHeaders counts from the request\'s end: an upload that outlasts it is answered; a whole request then unanswered gets 504', async () => {
+    const dest = await destination([answer, () => undefined]);
+    const address = await outbound(dest.address, { responseHeadersMs: 200, streamIdleMs: 2_000 });
+    const session = connect(`http://${address}`);
+    session.on('error', () => undefined);
+    try {
+      // Six parts 80 ms apart: about 480 ms of upload against a 200 ms head limit. The
+      // destination answers at the body's end, as a client-streaming gRPC server does.
+      const stream = session.request({ ':method': 'POST', ':path': '/upload', ':authority': 'echo.demo.mesh' });
+      const reply = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        let status = 0;
+        let body = '';
+        stream.on('response', (h) => { status = Number(h[':status']); });
+        stream.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+        stream.on('end', () => resolve({ status, body }));
+        stream.on('error', reject);
+      });
+      for (let i = 0; i < 6; i += 1) {
+        await new Promise((r) => setTimeout(r, 80));
+        stream.write(`part${i};`);
+      }
+      stream.end();
+      expect(await reply).toEqual({ status: 200, body: 'echo:part0;part1;part2;part3;part4;part5;' });
+    } finally {
+      session.destroy();
+    }
+    const started = Date.now();
+    const [late] = await h2c(address, [{ method: 'POST', path: '/never', body: 'x' }]);
+    expect(late).toMatchObject({ status: 504, error: 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_TIMEOUT' });
+    expect(Date.now() - started).toBeLessThan(1_500);
+  });
+
   test('a destination silent for timeouts.streamIdle after its head: the app\'s stream is reset with CANCEL', async () => {
     const dest = await destination([(stream) => {
       stream.respond({ ':status': 200 });
