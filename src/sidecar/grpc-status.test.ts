@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { encodeGrpcMessage, grpcServerError, grpcStatusOf, isGrpc } from './grpc-status.js';
+import { encodeGrpcMessage, grpcServerError, grpcStatusOf, grpcTimeoutMs, headWaitMs, isGrpc } from './grpc-status.js';
 
 test.each([
   ['application/grpc', true],
@@ -39,4 +39,19 @@ test.each([
   [16, 'UNAUTHENTICATED', false], [17, 'not a status', false],
 ])('grpc-status %i (%s) is a server error: %s', (status, _name, expected) => {
   expect(grpcServerError(status)).toBe(expected);
+});
+
+// grpc-timeout: at most eight digits and one unit (gRPC over HTTP/2, "Requests").
+test.each([
+  ['1H', 3_600_000], ['2M', 120_000], ['90S', 90_000], ['250m', 250], ['1500u', 1.5], ['2000000n', 2],
+  ['99999999m', 99_999_999], ['123456789m', undefined], ['1s', undefined], ['-1S', undefined], ['1.5S', undefined], ['S', undefined], ['', undefined], [undefined, undefined],
+] as const)('grpc-timeout %j is %j ms', (value, ms) => {
+  expect(grpcTimeoutMs(value)).toBe(ms);
+});
+
+test('a gRPC deadline replaces the configured wait for the head, both ways, with a grace second; without one the configured wait stays', () => {
+  expect(headWaitMs(60_000, '5M')).toBe(301_000);
+  expect(headWaitMs(60_000, '100m')).toBe(1_100);
+  expect(headWaitMs(60_000, undefined)).toBe(60_000);
+  expect(headWaitMs(60_000, 'soon')).toBe(60_000);
 });

@@ -11,6 +11,35 @@ export function isGrpc(contentType: string | string[] | undefined): boolean {
   return typeof contentType === 'string' && /^application\/grpc(?:[+;-]|$)/i.test(contentType);
 }
 
+/** Milliseconds per unit of `grpc-timeout` (gRPC over HTTP/2, "Requests": Timeout). */
+const grpcTimeoutUnits: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/**
+ * A gRPC call's deadline from its `grpc-timeout` field, in milliseconds: at most eight digits
+ * and a unit (`H`, `M`, `S`, `m`, `u`, `n`); undefined when absent or malformed.
+ */
+export function grpcTimeoutMs(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  return match ? Number(match[1]) * (grpcTimeoutUnits[match[2] as string] as number) : undefined;
+}
+
+/** How long after a gRPC deadline a sidecar still waits: time for the caller's own cancel to arrive and win. */
+export const grpcDeadlineGraceMs = 1000;
+
+/**
+ * How long a sidecar waits for the answer's head, from the request's end: `configuredMs`
+ * (timeouts.responseHeaders), except for a gRPC call that carries a deadline, whose caller
+ * decides: it is waited for until its deadline and a grace second (a caller that allows a
+ * five-minute call is not cut at 60 s; one that allows 100 ms cancels the stream itself, and the
+ * cancel passes on). An operator's route timeout (an HTTPRoute rule's) is not replaced by it:
+ * where one applies, callers use it and do not ask.
+ */
+export function headWaitMs(configuredMs: number, grpcTimeout: string | string[] | undefined): number {
+  const deadline = grpcTimeoutMs(grpcTimeout);
+  return deadline === undefined ? configuredMs : deadline + grpcDeadlineGraceMs;
+}
+
 export const grpcCodes = { OK: 0, UNKNOWN: 2, PERMISSION_DENIED: 7, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
 /**

@@ -4,7 +4,7 @@ import { PassThrough } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { isIsthmusError } from '../core/errors.js';
-import { grpcStatusOf, isGrpc } from './grpc-status.js';
+import { grpcStatusOf, headWaitMs, isGrpc } from './grpc-status.js';
 import { countRequestBody, trackH2Exchange } from './h2-exchange.js';
 import { h2ForwardFields, h2RequestAsHttp1 } from './h2-headers.js';
 import { forwardBytes } from './forward-bytes.js';
@@ -79,7 +79,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
       .then((session) => {
         const relayed = relayH2(session, stream, {
           headers: fields, sendBody: stream.endAfterHeaders ? undefined : (sink) => forwardBytes(stream, sink), trailers: () => trailers, grpc,
-          responseHeadersMs: timeouts.responseHeadersMs, streamIdleMs: timeouts.streamIdleMs,
+          responseHeadersMs: headWaitMs(timeouts.responseHeadersMs, grpc ? headers['grpc-timeout'] : undefined), streamIdleMs: timeouts.streamIdleMs,
         });
         // The relay reads the body by now.
         if (!stream.endAfterHeaders) countRequestBody(stream, exchange);

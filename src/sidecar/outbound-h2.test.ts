@@ -246,6 +246,43 @@ describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
     expect(Date.now() - started).toBeLessThan(1_500);
   });
 
+  test('a gRPC call\'s own deadline (grpc-timeout) replaces timeouts.responseHeaders: a 400 ms answer within a 2 s deadline passes a 200 ms limit', async () => {
+    const late: Behaviour = (stream) => {
+      setTimeout(() => {
+        if (stream.destroyed || stream.closed) return; // cancelled by the sidecar meanwhile
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      }, 400);
+    };
+    const dest = await destination([late]);
+    const address = await outbound(dest.address, { responseHeadersMs: 200 });
+    const call = async (deadline?: string) => {
+      const session = connect(`http://${address}`);
+      session.on('error', () => undefined);
+      try {
+        const stream = session.request({
+          ':method': 'POST', ':path': '/echo.Echo/Slow', ':authority': 'echo.demo.mesh', 'content-type': 'application/grpc', te: 'trailers',
+          ...(deadline ? { 'grpc-timeout': deadline } : {}),
+        });
+        stream.end(Buffer.from([0, 0, 0, 0, 0]));
+        return await new Promise<string | undefined>((resolve, reject) => {
+          let status: string | undefined;
+          stream.on('response', (h) => { status = h['grpc-status'] as string | undefined; });
+          stream.on('trailers', (t) => { status = t['grpc-status'] as string | undefined; });
+          stream.resume();
+          stream.on('close', () => resolve(status));
+          stream.on('error', reject);
+        });
+      } finally {
+        session.destroy();
+      }
+    };
+    expect(await call('2S')).toBe('0');
+    // Without a deadline the sidecar's own limit holds: UNAVAILABLE (its 504) at 200 ms.
+    expect(await call()).toBe('14');
+  });
+
   test('a destination silent for timeouts.streamIdle after its head: the app\'s stream is reset with CANCEL', async () => {
     const dest = await destination([(stream) => {
       stream.respond({ ':status': 200 });

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { applyHeaderChanges } from '../model/traffic-policy.js';
 import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attempts.js';
 import { admitRequest } from './policy-step.js';
-import { isGrpc } from './grpc-status.js';
+import { headWaitMs, isGrpc } from './grpc-status.js';
 import { NGHTTP2_CANCEL } from './h2-codes.js';
 import { h2ForwardFields } from './h2-headers.js';
 import { OnDemandH2Server } from './http2-on-demand.js';
@@ -80,7 +80,7 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
   if (action?.headers) applyHeaderChanges(upstreamHeaders, action.headers);
   observer.propagate(upstreamHeaders);
   const { retry, breaker } = resilienceOf(deps.routing, resolved as ResolvedTarget, route);
-  const responseHeadersMs = attemptTimeout(action?.timeoutMs ?? deps.timeouts.responseHeadersMs, retry);
+  const responseHeadersMs = attemptTimeout(action?.timeoutMs ?? headWaitMs(deps.timeouts.responseHeadersMs, grpc ? headers['grpc-timeout'] : undefined), retry);
   const body = stream.endAfterHeaders ? undefined : new RequestBody(stream, deps.retryBufferBytes);
   if (body) countRequestBody(stream, exchange);
   let trailers: IncomingHttpHeaders | undefined;
