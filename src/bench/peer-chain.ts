@@ -13,6 +13,8 @@ export interface PeerService {
   cluster: string;
   /** host:port of the app: the same origin our chain ends at. */
   origin: string;
+  /** The app speaks gRPC (h2c): the chain carries it as HTTP/2 end to end (nginx's gRPC proxy). */
+  grpc?: boolean;
 }
 
 export interface PeerChainOptions {
@@ -43,6 +45,8 @@ export interface RunningPeerProcess extends PeerProcess {
 export interface PeerChain {
   /** host:port the app sends plain HTTP to, absolute-form (`http://<service>.<namespace>.mesh/`). */
   outbound: string;
+  /** host:port the app sends gRPC to (h2c, `:authority` the service's name), when a service is gRPC. */
+  grpcOutbound?: string;
   /** Each inbound's access log, when asked for, by service. */
   accessLogs: Record<string, string>;
   /** Each nginx's request log, when asked for, by process name (`outbound-east`, `inbound-ledger-west`…). */
@@ -118,6 +122,7 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
       if (accessLog) accessLogs[service.name] = accessLog;
       await runNginx(name, renderNginxInbound({
         prefix: dir, listen, serverName: peerServiceHost(service.name, opts.namespace), tls, origin: service.origin, keepalive, ...(accessLog ? { accessLog } : {}), ...requestLog(name, dir),
+        ...(service.grpc ? { grpc: true } : {}),
       }), listen, [service.name]);
       inbounds.set(service.name, listen);
     }
@@ -143,15 +148,17 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
     const name = `outbound-${opts.clientCluster}`;
     const dir = prefix(name);
     const outbound = await address(opts.clientCluster);
+    const grpcOutbound = opts.services.some((s) => s.grpc) ? await address(opts.clientCluster) : undefined;
     await runNginx(name, renderNginxOutbound({
-      prefix: dir, listen: outbound, tls: certs.outbound, keepalive, ...requestLog(name, dir),
+      prefix: dir, listen: outbound, tls: certs.outbound, keepalive, ...requestLog(name, dir), ...(grpcOutbound ? { grpcListen: grpcOutbound } : {}),
       routes: opts.services.map((s) => ({
         host: peerServiceHost(s.name, opts.namespace),
         upstream: s.cluster === opts.clientCluster ? inbounds.get(s.name) as string : gateways.get(s.cluster) as string,
         sniName: peerServiceHost(s.name, opts.namespace),
+        ...(s.grpc ? { grpc: true } : {}),
       })),
     }), outbound, opts.services.map((s) => s.name));
-    return { outbound, accessLogs, requestLogs, processes: [...processes], stop };
+    return { outbound, ...(grpcOutbound ? { grpcOutbound } : {}), accessLogs, requestLogs, processes: [...processes], stop };
   } catch (err) {
     await stop();
     throw err;

@@ -29,8 +29,14 @@ export interface NginxOutboundSpec {
   prefix: File;
   /** host:port the load generator sends plain HTTP to (absolute-form, as to our outbound). */
   listen: string;
-  /** One per service name the app may ask for (the Host of its request). */
-  routes: { host: string; upstream: string; sniName: string }[];
+  /**
+   * One per service name the app may ask for (the Host of its request). A `grpc` route is served
+   * on `grpcListen` instead, as HTTP/2 (h2c with prior knowledge, as gRPC clients speak it), and
+   * goes on with nginx's gRPC proxy over mutual TLS (ALPN h2), as our sidecars send gRPC.
+   */
+  routes: { host: string; upstream: string; sniName: string; grpc?: boolean }[];
+  /** host:port for the gRPC routes (nginx serves h2c only on a listener of its own). */
+  grpcListen?: string;
   /** A JSON line per request (`npm run bench -- --access-log`), as our sidecars' access log writes. */
   requestLog?: File;
   /** The outbound's client certificate and the root it verifies servers with. */
@@ -47,6 +53,8 @@ export interface NginxInboundSpec {
   tls: PeerTlsFiles;
   /** host:port of the app behind this sidecar. */
   origin: string;
+  /** The app speaks gRPC (h2c): the listener takes HTTP/2 (ALPN h2) and passes calls on with grpc_pass. */
+  grpc?: boolean;
   keepalive: number;
   /** One line per request with the client certificate's verification result, for tests. */
   accessLog?: File;
@@ -126,6 +134,7 @@ export function renderNginxOutbound(spec: NginxOutboundSpec): string {
   const http: string[] = spec.requestLog ? [requestLogFormat] : [];
   spec.routes.forEach((route, i) => http.push(...upstream(`route_${i}`, route.upstream, spec.keepalive), ''));
   spec.routes.forEach((route, i) => {
+    if (route.grpc) return void http.push(...grpcOutboundServer(spec, route, i));
     http.push(
       'server {',
       `  listen ${spec.listen};`,
@@ -157,6 +166,33 @@ export function renderNginxOutbound(spec: NginxOutboundSpec): string {
   return nginxMain(spec.prefix, http);
 }
 
+/** The same TLS to the next hop as the HTTP routes', with nginx's gRPC proxy (grpc_ssl_* mirror proxy_ssl_*). */
+function grpcOutboundServer(spec: NginxOutboundSpec, route: NginxOutboundSpec['routes'][number], i: number): string[] {
+  if (!spec.grpcListen) throw new Error(`route ${route.host} is gRPC, and the outbound has no grpcListen`);
+  return [
+    'server {',
+    `  listen ${spec.grpcListen} http2;`,
+    `  server_name ${route.host};`,
+    ...(spec.requestLog ? [`  access_log ${spec.requestLog} peer_requests;`] : []),
+    '  location / {',
+    ...[
+      `grpc_pass grpcs://route_${i};`,
+      'grpc_ssl_protocols TLSv1.3;',
+      'grpc_ssl_server_name on;',
+      `grpc_ssl_name ${route.sniName};`,
+      `grpc_ssl_certificate ${spec.tls.certChain};`,
+      `grpc_ssl_certificate_key ${spec.tls.key};`,
+      `grpc_ssl_trusted_certificate ${spec.tls.rootCa};`,
+      'grpc_ssl_verify on;',
+      'grpc_ssl_verify_depth 2;',
+      'grpc_ssl_session_reuse on;',
+    ].map((line) => `    ${line}`),
+    '  }',
+    '}',
+    '',
+  ];
+}
+
 export function renderNginxInbound(spec: NginxInboundSpec): string {
   // The caller's identity goes to the app as ours sends it (x-forwarded-client-cert), so both
   // chains hand the app a header of about the same size and the answers are alike.
@@ -167,7 +203,7 @@ export function renderNginxInbound(spec: NginxInboundSpec): string {
     ...upstream('origin', spec.origin, spec.keepalive),
     '',
     'server {',
-    `  listen ${spec.listen} ssl;`,
+    `  listen ${spec.listen} ssl${spec.grpc ? ' http2' : ''};`,
     `  server_name ${spec.serverName};`,
     ...[
       `ssl_certificate ${spec.tls.certChain};`,
@@ -180,9 +216,9 @@ export function renderNginxInbound(spec: NginxInboundSpec): string {
       ...(spec.accessLog ? [`access_log ${spec.accessLog} peer_mtls;`] : []),
       ...(spec.requestLog ? [`access_log ${spec.requestLog} peer_requests;`] : []),
       'location / {',
-      '  proxy_pass http://origin;',
-      ...keepAliveProxying.map((line) => `  ${line}`),
-      `  proxy_set_header x-forwarded-client-cert ${nginxQuote(xfcc)};`,
+      ...(spec.grpc
+        ? ['  grpc_pass grpc://origin;', `  grpc_set_header x-forwarded-client-cert ${nginxQuote(xfcc)};`]
+        : ['  proxy_pass http://origin;', ...keepAliveProxying.map((line) => `  ${line}`), `  proxy_set_header x-forwarded-client-cert ${nginxQuote(xfcc)};`]),
       '}',
     ].map((line) => `  ${line}`),
     '}',
