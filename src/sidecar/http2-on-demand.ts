@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as Http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { bindWithoutAsyncResourceProperty } from './async-resource-bind.js';
 
 let loaded: typeof Http2 | undefined;
 
@@ -12,7 +13,10 @@ let loaded: typeof Http2 | undefined;
  * sidecar sends are in h2-codes.ts, so the modules that send them load without it.
  */
 export function http2(): typeof Http2 {
-  loaded ??= createRequire(import.meta.url)('node:http2') as typeof Http2;
+  if (loaded) return loaded;
+  // Each HTTP/2 request binds an AsyncResource: without the deprecated property, it costs less (async-resource-bind.ts).
+  bindWithoutAsyncResourceProperty();
+  loaded = createRequire(import.meta.url)('node:http2') as typeof Http2;
   return loaded;
 }
 

@@ -67,11 +67,13 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   }
 
   if (app.protocol === 'h2c') {
-    const fields: Record<string, string | string[]> = {
-      ...h2ForwardFields(headers, 'x-forwarded-client-cert'), ':method': method, ':path': path,
-      ':authority': headers[':authority'] ?? '', ':scheme': 'http',
-    };
-    delete fields[traceHeader];
+    const fields = h2ForwardFields(headers, 'x-forwarded-client-cert');
+    fields[':method'] = method;
+    fields[':path'] = path;
+    fields[':authority'] = headers[':authority'] ?? '';
+    fields[':scheme'] = 'http';
+    // Only in trace mode; a `delete` otherwise would slow the object down for nothing.
+    if (fields[traceHeader] !== undefined) delete fields[traceHeader];
     inbound.appFields(fields, peer.xfcc, span);
     let trailers: IncomingHttpHeaders | undefined;
     stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });

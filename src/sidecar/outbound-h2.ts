@@ -74,9 +74,12 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
   const { route, service, action } = routed;
   const { host, path } = resolved as ResolvedTarget;
   // Trace mode is the admin port's (POST /trace); an app cannot ask a destination for its report.
-  const upstreamHeaders: Record<string, string | string[]> = {
-    ...h2ForwardFields(headers, traceHeader), ':method': method, ':path': path, ':authority': host, ':scheme': 'https',
-  };
+  // Node sends the pseudo-headers first whatever their place in the object.
+  const upstreamHeaders = h2ForwardFields(headers, traceHeader);
+  upstreamHeaders[':method'] = method;
+  upstreamHeaders[':path'] = path;
+  upstreamHeaders[':authority'] = host;
+  upstreamHeaders[':scheme'] = 'https';
   if (action?.headers) applyHeaderChanges(upstreamHeaders, action.headers);
   observer.propagate(upstreamHeaders);
   const { retry, breaker } = resilienceOf(deps.routing, resolved as ResolvedTarget, route);
