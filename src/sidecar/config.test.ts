@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { stringify } from 'yaml';
 import { appPortsOf, loadSidecarConfig } from './config.js';
-import { resolveTimeouts } from './timeouts.js';
+import { inboundKeepAliveMs, resolveTimeouts } from './timeouts.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-sidecar-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,6 +55,14 @@ describe('loadSidecarConfig', () => {
   test.each([[undefined, 5000], ['0s', 0], ['30s', 30_000]])('timeouts.drain %j: the inbound drains for %d ms on SIGTERM', (drain, ms) => {
     const config = loadSidecarConfig(write(`drain-${String(drain)}.yaml`, drain === undefined ? {} : { timeouts: { drain } }));
     expect(resolveTimeouts(config.timeouts).drainMs).toBe(ms);
+  });
+
+  test.each([[undefined, 600_000, 605_000], ['30m', 1_800_000, 1_805_000], ['10s', 10_000, 65_000]])('timeouts.upstreamIdle %j: pools to other sidecars kept %d ms idle, the inbound keeps its side %d ms', (upstreamIdle, ms, inboundMs) => {
+    const config = loadSidecarConfig(write(`upstream-idle-${String(upstreamIdle)}.yaml`, upstreamIdle === undefined ? {} : { timeouts: { upstreamIdle } }));
+    const timeouts = resolveTimeouts(config.timeouts);
+    expect(timeouts.upstreamIdleMs).toBe(ms);
+    // Longer than the caller's pool, or than an app's keep-alive (connectionIdle, 60 s by default): the caller closes first.
+    expect(inboundKeepAliveMs(timeouts)).toBe(inboundMs);
   });
 
   test('timeouts.drain that is not a duration is refused, naming the field', () => {

@@ -24,7 +24,7 @@ import { answerUnknownExpectation, clientErrorHandler, limitFirstRequestHead, re
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
-import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
+import { defaultTimeouts, inboundKeepAliveMs, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 import { isTcpAlpn } from './tcp-protocol.js';
 import { TunnelExchange, whenTunnelAnswered } from './tunnel-exchange.js';
@@ -115,9 +115,11 @@ export class Inbound {
       handshakeTimeout: 10_000,
     });
     // h1-server.ts reads and answers the HTTP/1.1 connections of both servers. Pooled connections
-    // from other sidecars stay open across bursts; the client side closes first. No byte either
-    // way for streamIdle closes a connection (a request body stalled mid-way too).
-    const h1 = { requestHeadersMs: timeouts.requestHeadersMs, keepAliveMs: timeouts.connectionIdleMs + 5_000, streamIdleMs: timeouts.streamIdleMs };
+    // from other sidecars stay open across bursts (their pools keep them upstreamIdle); the client
+    // side closes first. No byte either way for streamIdle closes a connection (a request body
+    // stalled mid-way too).
+    const keptMs = inboundKeepAliveMs(timeouts);
+    const h1 = { requestHeadersMs: timeouts.requestHeadersMs, keepAliveMs: keptMs, streamIdleMs: timeouts.streamIdleMs };
     serveHttp1(this.server, h1);
     this.server.on('request', (req: H1Request, res: H1Response) => this.serve(req, res));
     this.plain = createHttpServer();
@@ -133,7 +135,7 @@ export class Inbound {
     this.h2 = new OnDemandH2Server((h2) => {
       limitFirstRequestHead(h2, timeouts.requestHeadersMs);
       h2.on('session', (session) => {
-        session.setTimeout(timeouts.connectionIdleMs + 5_000, () => session.close());
+        session.setTimeout(keptMs, () => session.close());
         session.on('error', () => undefined);
       });
       h2.on('stream', (stream, headers) => forwardStream(this, stream, headers));

@@ -102,7 +102,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     // An address not checked yet is as healthy as the federation says: no blackout at start or
     // when an endpoint appears.
     const routing: RoutingTable = new RoutingTable({ cluster: config.cluster, zone: config.zone }, (address) => health.healthOf(address) ?? true);
-    const upstreams = new Upstreams(() => identity.secureContext(), { connectTimeoutMs: timeouts.connectMs, idleMs: timeouts.connectionIdleMs });
+    const upstreams = new Upstreams(() => identity.secureContext(), { connectTimeoutMs: timeouts.connectMs, idleMs: timeouts.upstreamIdleMs });
     closers.push(() => upstreams.close());
     // An endpoint ejected because new connections to it fail (refused, or no handshake within
     // timeouts.connect) loses its pooled ones too: a peer that completes no handshake is most
