@@ -191,7 +191,7 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   const pids = proxies.map((p) => p.pid);
-  const loop = { rate: args.rate, send: undefined as unknown as () => Promise<Outcome>, maxInFlight: Math.max(256, args.rate * 2), drainMs: requestTimeoutMs + 1_000 };
+  const loop = { rate: args.rate, maxInFlight: Math.max(256, args.rate * 2), drainMs: requestTimeoutMs + 1_000 };
   const points: Point[] = [];
   for (let round = 1; round <= args.rounds; round += 1) {
     for (const { target, send } of clients) {

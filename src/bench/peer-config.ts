@@ -133,59 +133,38 @@ export function nginxQuote(value: string): string {
 export function renderNginxOutbound(spec: NginxOutboundSpec): string {
   const http: string[] = spec.requestLog ? [requestLogFormat] : [];
   spec.routes.forEach((route, i) => http.push(...upstream(`route_${i}`, route.upstream, spec.keepalive), ''));
-  spec.routes.forEach((route, i) => {
-    if (route.grpc) return void http.push(...grpcOutboundServer(spec, route, i));
-    http.push(
-      'server {',
-      `  listen ${spec.listen};`,
-      `  server_name ${route.host};`,
-      // At server level: the http level's `access_log off` would cancel it there.
-      ...(spec.requestLog ? [`  access_log ${spec.requestLog} peer_requests;`] : []),
-      '  location / {',
-      ...[
-        `proxy_pass https://route_${i};`,
-        ...keepAliveProxying,
-        'proxy_set_header Host $host;',
-        'proxy_ssl_protocols TLSv1.3;',
-        'proxy_ssl_server_name on;',
-        `proxy_ssl_name ${route.sniName};`,
-        `proxy_ssl_certificate ${spec.tls.certChain};`,
-        `proxy_ssl_certificate_key ${spec.tls.key};`,
-        `proxy_ssl_trusted_certificate ${spec.tls.rootCa};`,
-        'proxy_ssl_verify on;',
-        'proxy_ssl_verify_depth 2;',
-        'proxy_ssl_session_reuse on;',
-      ].map((line) => `    ${line}`),
-      '  }',
-      '}',
-      '',
-    );
-  });
+  spec.routes.forEach((route, i) => http.push(...outboundServer(spec, route, i)));
   // A Host no route names gets an answer, not whichever route happens to be first.
   http.push('server {', `  listen ${spec.listen} default_server;`, '  return 404;', '}');
   return nginxMain(spec.prefix, http);
 }
 
-/** The same TLS to the next hop as the HTTP routes', with nginx's gRPC proxy (grpc_ssl_* mirror proxy_ssl_*). */
-function grpcOutboundServer(spec: NginxOutboundSpec, route: NginxOutboundSpec['routes'][number], i: number): string[] {
-  if (!spec.grpcListen) throw new Error(`route ${route.host} is gRPC, and the outbound has no grpcListen`);
+/**
+ * One route's server block. HTTP goes on with nginx's HTTP proxy, gRPC (on the h2c listener)
+ * with its gRPC proxy; both with the same TLS to the next hop, whose directives differ only by
+ * their prefix (`proxy_ssl_*`, `grpc_ssl_*`).
+ */
+function outboundServer(spec: NginxOutboundSpec, route: NginxOutboundSpec['routes'][number], i: number): string[] {
+  if (route.grpc && !spec.grpcListen) throw new Error(`route ${route.host} is gRPC, and the outbound has no grpcListen`);
+  const module = route.grpc ? 'grpc' : 'proxy';
   return [
     'server {',
-    `  listen ${spec.grpcListen} http2;`,
+    route.grpc ? `  listen ${spec.grpcListen} http2;` : `  listen ${spec.listen};`,
     `  server_name ${route.host};`,
+    // At server level: the http level's `access_log off` would cancel it there.
     ...(spec.requestLog ? [`  access_log ${spec.requestLog} peer_requests;`] : []),
     '  location / {',
     ...[
-      `grpc_pass grpcs://route_${i};`,
-      'grpc_ssl_protocols TLSv1.3;',
-      'grpc_ssl_server_name on;',
-      `grpc_ssl_name ${route.sniName};`,
-      `grpc_ssl_certificate ${spec.tls.certChain};`,
-      `grpc_ssl_certificate_key ${spec.tls.key};`,
-      `grpc_ssl_trusted_certificate ${spec.tls.rootCa};`,
-      'grpc_ssl_verify on;',
-      'grpc_ssl_verify_depth 2;',
-      'grpc_ssl_session_reuse on;',
+      ...(route.grpc ? [`grpc_pass grpcs://route_${i};`] : [`proxy_pass https://route_${i};`, ...keepAliveProxying, 'proxy_set_header Host $host;']),
+      `${module}_ssl_protocols TLSv1.3;`,
+      `${module}_ssl_server_name on;`,
+      `${module}_ssl_name ${route.sniName};`,
+      `${module}_ssl_certificate ${spec.tls.certChain};`,
+      `${module}_ssl_certificate_key ${spec.tls.key};`,
+      `${module}_ssl_trusted_certificate ${spec.tls.rootCa};`,
+      `${module}_ssl_verify on;`,
+      `${module}_ssl_verify_depth 2;`,
+      `${module}_ssl_session_reuse on;`,
     ].map((line) => `    ${line}`),
     '  }',
     '}',

@@ -25,7 +25,7 @@ export function grpcTimeoutMs(value: string | string[] | undefined): number | un
 }
 
 /** How long after a gRPC deadline a sidecar still waits: time for the caller's own cancel to arrive and win. */
-export const grpcDeadlineGraceMs = 1000;
+const grpcDeadlineGraceMs = 1000;
 
 /**
  * How long a sidecar waits for the answer's head, from the request's end: `configuredMs`

@@ -266,8 +266,8 @@ export class H1Connection extends EventEmitter {
       }
     }
     if (!host) head += `host: ${this.hostHeader}\r\n`;
-    // A streamed body's head deadline starts at its end (stream()); a body in hand goes at once.
-    if (body === null || body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) this.arm('headers', exchange.headersTimeout);
+    // A streamed body replaces this with its own phase, and the head's deadline starts at its end (stream()).
+    this.arm('headers', exchange.headersTimeout);
     if (body === null || body === undefined) {
       if (length === undefined && payloadMethods.has(method)) head += 'content-length: 0\r\n';
       socket.write(`${head}\r\n`, 'latin1');
