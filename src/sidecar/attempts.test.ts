@@ -48,26 +48,31 @@ describe('where a retry goes once every endpoint was tried', () => {
 });
 
 describe('what outlier detection hears of an answered attempt', () => {
-  // The relays tell each answer's head through retryAnswer (status, and a trailers-only head's grpc-status).
-  const answer = (status: number, grpcStatus: number | undefined) =>
-    async (_u: unknown, _e: unknown, retryAnswer: (status: number, grpcStatus: number | undefined) => boolean) => {
+  // The relays tell each answer's head through retryAnswer (status, and a trailers-only head's
+  // grpc-status), and an HTTP/2 relay the grpc-status of trailers that came after a head without one.
+  const answer = (status: number, grpcStatus: number | undefined, trailersStatus: number | undefined) =>
+    async (_u: unknown, _e: unknown, retryAnswer: (status: number, grpcStatus: number | undefined) => boolean, trailers: (grpcStatus: number) => void) => {
       retryAnswer(status, grpcStatus);
+      if (trailersStatus !== undefined) setImmediate(() => trailers(trailersStatus));
       return status;
     };
   test.each([
-    // [grpc request, head status, head grpc-status, ejected after five]
-    [true, 200, 14, true, 'gRPC UNAVAILABLE, trailers-only: a server error'],
-    [true, 200, 13, true, 'gRPC INTERNAL'],
-    [true, 200, 5, false, 'gRPC NOT_FOUND: the caller\'s doing'],
-    [true, 200, undefined, false, 'a gRPC answer with a body: its status comes later, in trailers'],
-    [false, 200, 14, false, 'not a gRPC request: the header means nothing'],
-    [false, 503, undefined, true, 'a 503'],
-  ] as [boolean, number, number | undefined, boolean, string][])('grpc %s, %i, grpc-status %s → ejected %s (%s)', async (grpc, status, grpcStatus, ejected) => {
+    // [grpc request, head status, head grpc-status, trailers' grpc-status, ejected after five]
+    [true, 200, 14, undefined, true, 'gRPC UNAVAILABLE, trailers-only: a server error'],
+    [true, 200, 13, undefined, true, 'gRPC INTERNAL'],
+    [true, 200, 5, undefined, false, 'gRPC NOT_FOUND: the caller\'s doing'],
+    [true, 200, undefined, 14, true, 'UNAVAILABLE in the trailers, after the head and a body'],
+    [true, 200, undefined, 0, false, 'OK in the trailers'],
+    [true, 200, undefined, undefined, false, 'a gRPC answer that ended without trailers: no verdict'],
+    [false, 200, 14, undefined, false, 'not a gRPC request: the header means nothing'],
+    [false, 503, undefined, undefined, true, 'a 503'],
+  ] as [boolean, number, number | undefined, number | undefined, boolean, string][])('grpc %s, %i, grpc-status %s, trailers %s → ejected %s (%s)', async (grpc, status, grpcStatus, trailersStatus, ejected) => {
     const routing = routingTo(['127.0.0.1:1', '127.0.0.1:2']);
     // Both endpoints answer alike, one attempt per request (no retry conditions): after ten
     // requests one of them has had five in a row, the default ejection, whichever the balancer chose.
     for (let i = 0; i < 10; i += 1) {
-      await attemptEndpoints(routing, { ...request(routing, []), grpc, retry: { maxAttempts: 1 } }, answer(status, grpcStatus));
+      await attemptEndpoints(routing, { ...request(routing, []), grpc, retry: { maxAttempts: 1 } }, answer(status, grpcStatus, trailersStatus));
+      await new Promise((resolve) => setImmediate(resolve));
     }
     expect(routing.ejected().size).toBe(ejected ? 1 : 0);
   });

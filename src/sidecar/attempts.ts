@@ -116,10 +116,17 @@ export interface AttemptedRequest {
 export type RetryAnswer = (status: number, grpcStatus: number | undefined) => boolean;
 
 /**
+ * The grpc-status of an answer's trailers, told by an HTTP/2 attempt once they came, when its
+ * head had none and was not a 5xx (those were judged at the head): a gRPC call that sent its
+ * head, maybe messages, and then its status.
+ */
+export type TrailersStatus = (grpcStatus: number) => void;
+
+/**
  * One attempt at one endpoint: resolves with the status once the answer's head was passed to
  * the app, rejects (with an error code retry-policy.ts knows) when it failed before that.
  */
-export type Attempt = (upstream: UpstreamKey, endpoint: PickedEndpoint, retryAnswer: RetryAnswer) => Promise<number>;
+export type Attempt = (upstream: UpstreamKey, endpoint: PickedEndpoint, retryAnswer: RetryAnswer, trailersStatus: TrailersStatus) => Promise<number>;
 
 /** `answered`: the app has its answer (or left); otherwise the error it must be given. */
 export type AttemptsOutcome = { answered: true } | { answered: false; code: ErrorCode; message: string };
@@ -166,11 +173,14 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
     if (load) requestStarted(load);
     headGrpcStatus = undefined;
     try {
-      const status = await attempt(upstream, endpoint, retryAnswer);
+      const status = await attempt(upstream, endpoint, retryAnswer, request.grpc === true ? trailersVerdict(routing, endpoint.address, about) : ignoreTrailers);
       if (load) { const now = performance.now(); requestEnded(load, now - startedAt, true, now); }
-      // Outlier detection counts a gRPC server error (UNAVAILABLE, INTERNAL…, grpc-status.ts) as a 5xx.
-      const failed = status >= 500 || (request.grpc === true && headGrpcStatus !== undefined && grpcServerError(headGrpcStatus));
-      routing.record(endpoint.address, failed ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
+      // Outlier detection counts a gRPC server error (UNAVAILABLE, INTERNAL…, grpc-status.ts) as a
+      // 5xx. A gRPC answer whose head has no grpc-status is judged by its trailers, when they come
+      // (a call that fails after it began); one that ends without them gets no verdict.
+      if (status >= 500) routing.record(endpoint.address, { ok: false, kind: '5xx' }, about);
+      else if (request.grpc !== true) routing.record(endpoint.address, { ok: true, kind: 'ok' }, about);
+      else if (headGrpcStatus !== undefined) routing.record(endpoint.address, grpcServerError(headGrpcStatus) ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
       observer.answered(status, service, endpoint.cluster);
       return { answered: true };
     } catch (err) {
@@ -201,6 +211,13 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
   const code = tried.size === 0 ? 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT' : failureCodes[failure];
   observer.answered(failure === 'connect' && tried.size > 0 ? 'connect_error' : errorCodes[code].status, service, lastCluster);
   return { answered: false, code, message: `${service}: ${describeFailure(failure, tried.size)}; last: ${lastError}` };
+}
+
+const ignoreTrailers: TrailersStatus = () => undefined;
+
+/** Outlier detection's verdict on a gRPC answer from the status in its trailers. */
+function trailersVerdict(routing: RoutingTable, address: string, about: { service: string; cluster: string }): TrailersStatus {
+  return (grpcStatus) => routing.record(address, grpcServerError(grpcStatus) ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
 }
 
 function outlierResult(failure: FailureKind, status: number | undefined): OutlierResult {

@@ -32,6 +32,8 @@ export interface H2Forward {
   drop?: string;
   /** Asked before the head is passed on: true drops the answer (it will be retried, attempts.ts). */
   retryAnswer?: (status: number, grpcStatus: number | undefined) => boolean;
+  /** Told the grpc-status of the answer's trailers when its head had none and was not a 5xx (attempts.ts TrailersStatus). */
+  trailersStatus?: (grpcStatus: number) => void;
   /** Runs once when the stream is over, however it ended (a circuit breaker's count). */
   done?: () => void;
 }
@@ -97,9 +99,10 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
     upstream.once('response', (headers, flags) => {
       clearTimeout(headTimer);
       if (downstream.destroyed || downstream.closed) return void upstream.close(NGHTTP2_CANCEL);
+      const status = Number(headers[':status']);
       if (f.retryAnswer) {
         const grpcStatus = headers['grpc-status'] === undefined ? undefined : Number(headers['grpc-status']);
-        if (f.retryAnswer(Number(headers[':status']), grpcStatus)) {
+        if (f.retryAnswer(status, grpcStatus)) {
           fail(Object.assign(new Error(`the destination answered ${headers[':status']}${grpcStatus === undefined ? '' : ` (grpc-status ${grpcStatus})`}; retried`), { code: retriedAnswerCode, status: Number(headers[':status']) }));
           return void upstream.close(NGHTTP2_CANCEL);
         }
@@ -113,9 +116,11 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
         upstream.resume();
       } else {
         let trailers: IncomingHttpHeaders | undefined;
+        const judge = f.trailersStatus !== undefined && headers['grpc-status'] === undefined && status < 500 ? f.trailersStatus : undefined;
         upstream.once('trailers', (t: IncomingHttpHeaders) => {
           trailers = t;
           exchange?.noteGrpcStatus(t);
+          if (judge && typeof t['grpc-status'] === 'string') judge(Number(t['grpc-status']));
         });
         downstream.respond(head, { waitForTrailers: true });
         downstream.once('wantTrailers', () => downstream.sendTrailers(h2ForwardFields(trailers ?? {})));

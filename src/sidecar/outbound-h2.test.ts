@@ -65,9 +65,9 @@ async function destination(behaviours: Behaviour[], options: { h2c?: boolean; se
   return { address, streams, sessions: () => sessions };
 }
 
-async function outbound(address: string, timeouts: Partial<DataPlaneTimeouts> = {}): Promise<string> {
+async function outbound(address: string, timeouts: Partial<DataPlaneTimeouts> = {}, routing = routingTo([address])): Promise<string> {
   const upstreams = new Upstreams(() => clientContext(pki));
-  const server: Server = createOutbound({ cluster: 'west', routing: routingTo([address]), upstreams, logger: silentLogger, timeouts: { ...defaultTimeouts, ...timeouts } });
+  const server: Server = createOutbound({ cluster: 'west', routing, upstreams, logger: silentLogger, timeouts: { ...defaultTimeouts, ...timeouts } });
   const listening = await listen(server);
   closers.push(async () => {
     server.closeAllConnections();
@@ -106,6 +106,36 @@ async function h2c(outboundAddress: string, requests: { method: string; path: st
   }
   return answers;
 }
+
+/** One unary gRPC call from an h2c app to the outbound: the grpc-status it ends with (head or trailers). */
+async function grpcCall(outboundAddress: string, deadline?: string): Promise<string | undefined> {
+  const session = connect(`http://${outboundAddress}`);
+  session.on('error', () => undefined);
+  try {
+    const stream = session.request({
+      ':method': 'POST', ':path': '/echo.Echo/Slow', ':authority': 'echo.demo.mesh', 'content-type': 'application/grpc', te: 'trailers',
+      ...(deadline ? { 'grpc-timeout': deadline } : {}),
+    });
+    stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    return await new Promise<string | undefined>((resolve, reject) => {
+      let status: string | undefined;
+      stream.on('response', (h) => { status = h['grpc-status'] as string | undefined; });
+      stream.on('trailers', (t) => { status = t['grpc-status'] as string | undefined; });
+      stream.resume();
+      stream.on('close', () => resolve(status));
+      stream.on('error', reject);
+    });
+  } finally {
+    session.destroy();
+  }
+}
+
+/** A gRPC server's answer: a head, one empty message, then `grpcStatus` in the trailers. */
+const grpcAnswer = (grpcStatus: number): Behaviour => (stream) => {
+  stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+  stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': String(grpcStatus) }));
+  stream.end(Buffer.from([0, 0, 0, 0, 0]));
+};
 
 const refuse: Behaviour = (stream) => stream.close(constants.NGHTTP2_REFUSED_STREAM);
 const goaway = (code: number): Behaviour => (stream) => stream.session?.goaway(code, (stream.id ?? 1) - 2, Buffer.from('draining'));
@@ -257,27 +287,7 @@ describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
     };
     const dest = await destination([late]);
     const address = await outbound(dest.address, { responseHeadersMs: 200 });
-    const call = async (deadline?: string) => {
-      const session = connect(`http://${address}`);
-      session.on('error', () => undefined);
-      try {
-        const stream = session.request({
-          ':method': 'POST', ':path': '/echo.Echo/Slow', ':authority': 'echo.demo.mesh', 'content-type': 'application/grpc', te: 'trailers',
-          ...(deadline ? { 'grpc-timeout': deadline } : {}),
-        });
-        stream.end(Buffer.from([0, 0, 0, 0, 0]));
-        return await new Promise<string | undefined>((resolve, reject) => {
-          let status: string | undefined;
-          stream.on('response', (h) => { status = h['grpc-status'] as string | undefined; });
-          stream.on('trailers', (t) => { status = t['grpc-status'] as string | undefined; });
-          stream.resume();
-          stream.on('close', () => resolve(status));
-          stream.on('error', reject);
-        });
-      } finally {
-        session.destroy();
-      }
-    };
+    const call = (deadline?: string) => grpcCall(address, deadline);
     expect(await call('2S')).toBe('0');
     // Without a deadline the sidecar's own limit holds: UNAVAILABLE (its 504) at 200 ms.
     expect(await call()).toBe('14');
@@ -290,6 +300,21 @@ describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
     }]);
     const err = await h2c(await outbound(dest.address, { streamIdleMs: 200 }), [{ method: 'GET', path: '/stalls' }]).then(() => undefined, (e: Error) => e);
     expect(err?.message).toBe(`stream reset with code ${constants.NGHTTP2_CANCEL} after the head`);
+  });
+});
+
+describe('outlier detection hears a gRPC status that comes in trailers', () => {
+  // A server that sent its head (and maybe messages) before failing puts grpc-status in the
+  // trailers, not in the head: the verdict waits for them.
+  test.each([
+    [14, 1, 'UNAVAILABLE after the head: a server error, one of the two ejected after five in a row'],
+    [5, 0, 'NOT_FOUND: the caller\'s doing, nobody ejected'],
+  ])('grpc-status %i in trailers → %i ejected (%s)', async (grpcStatus, ejected) => {
+    const [a, b] = [await destination([grpcAnswer(grpcStatus)]), await destination([grpcAnswer(grpcStatus)])];
+    const routing = routingTo([a.address, b.address]);
+    const address = await outbound(a.address, {}, routing);
+    for (let i = 0; i < 10; i += 1) expect(await grpcCall(address)).toBe(String(grpcStatus));
+    expect(routing.ejected().size).toBe(ejected);
   });
 });
 

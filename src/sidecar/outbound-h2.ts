@@ -95,14 +95,14 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
 
   const outcome = await attemptEndpoints(deps.routing, {
     route, service, method, observer, retry, grpc, replayable: () => body?.replayable ?? true, gone: () => stream.closed || stream.destroyed,
-  }, async (upstream, _endpoint, retryAnswer) => {
+  }, async (upstream, _endpoint, retryAnswer, trailersStatus) => {
     const release = deps.upstreams.admitStream(upstream, breaker);
     try {
       const session = await deps.upstreams.h2Session(upstream);
       return await relayH2(session, stream, {
         headers: upstreamHeaders, sendBody: body ? (sink) => body.feed(sink, () => sink.close(NGHTTP2_CANCEL)) : undefined,
         trailers: () => trailers, grpc, drop: inboundReportHeader,
-        responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs, retryAnswer, done: release,
+        responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs, retryAnswer, trailersStatus: grpc ? trailersStatus : undefined, done: release,
       });
     } catch (err) {
       release();
