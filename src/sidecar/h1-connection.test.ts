@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { afterEach, describe, expect, test } from 'vitest';
 import { buildConnector } from '../core/undici.js';
-import { H1Connection } from './h1-connection.js';
+import { chunkIsView, H1Connection, viewKept, type ViewReader } from './h1-connection.js';
 import { RequestBody } from './request-body.js';
 import { readSocket, sharedReadConnector } from './shared-reads.js';
 
@@ -371,6 +371,23 @@ describe('H1Connection: time and flow', () => {
   });
 });
 
+/** Serves `bodies` with a content-length, in uneven writes so that reads come in pieces of every size. */
+function unevenServer(bodies: Record<string, Buffer>): HttpServer {
+  return createHttpServer((req, res) => {
+    const body = bodies[req.url as string] as Buffer;
+    res.writeHead(200, { 'content-length': body.length });
+    let at = 0;
+    const next = () => {
+      if (at >= body.length) return void res.end();
+      const size = 1 + Math.floor(Math.random() * 40_000);
+      res.write(body.subarray(at, at + size));
+      at += size;
+      setImmediate(next);
+    };
+    next();
+  });
+}
+
 /** One GET whose body chunks are all kept until its end, as a handler that cannot write them yet would. */
 function fetchKept(c: H1Connection, path: string): Promise<{ sha256: string; chunks: number }> {
   return new Promise((resolve, reject) => {
@@ -386,20 +403,7 @@ function fetchKept(c: H1Connection, path: string): Promise<{ sha256: string; chu
 describe('reads into the shared buffer (shared-reads.ts): what a reader keeps survives every other connection\'s reads', () => {
   test('two connections download 4 MiB each at once, every chunk kept to the end: both bodies arrive byte for byte', async () => {
     const bodies = { '/a': randomBytes(4 << 20), '/b': randomBytes(4 << 20) };
-    const origin = await listen(createHttpServer((req, res) => {
-      const body = bodies[req.url as '/a' | '/b'];
-      res.writeHead(200, { 'content-length': body.length });
-      // Uneven writes, so reads of both connections interleave in pieces of every size.
-      let at = 0;
-      const next = () => {
-        if (at >= body.length) return void res.end();
-        const size = 1 + Math.floor(Math.random() * 40_000);
-        res.write(body.subarray(at, at + size));
-        at += size;
-        setImmediate(next);
-      };
-      next();
-    }));
+    const origin = await listen(unevenServer(bodies));
     const [a, b] = await Promise.all([connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 })), connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 }))]);
     const [gotA, gotB] = await Promise.all([fetchKept(a as H1Connection, '/a'), fetchKept(b as H1Connection, '/b')]);
     expect(gotA.sha256).toBe(createHash('sha256').update(bodies['/a']).digest('hex'));
@@ -434,5 +438,113 @@ describe('reads into the shared buffer (shared-reads.ts): what a reader keeps su
     });
     await new Promise((resolve) => socket.on('close', resolve));
     expect(socket.destroyed).toBe(true);
+  });
+});
+
+/**
+ * One GET through a ViewReader handler (as response-relay.ts is): each chunk is hashed before the
+ * callback returns, since a view is valid only until then. `hold` keeps every `n`-th view past
+ * its callback, as a socket that cannot take a write whole does, and says so (viewKept).
+ */
+function fetchViews(c: H1Connection, path: string, hold = 0): Promise<{ sha256: string; views: number; held: number; overwritten: number }> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    const heldViews: { view: Buffer; copy: Buffer }[] = [];
+    let seen = 0;
+    let views = 0;
+    const handler: Dispatcher.DispatchHandler & ViewReader = {
+      takesViews: true,
+      onResponseData: (controller, chunk) => {
+        hash.update(chunk);
+        if (chunkIsView(controller)) views += 1;
+        seen += 1;
+        if (hold > 0 && seen % hold === 0 && chunkIsView(controller)) {
+          heldViews.push({ view: chunk, copy: Buffer.from(chunk) });
+          viewKept(controller);
+        }
+      },
+      onResponseEnd: () => {
+        // Views said to be kept are never overwritten by later reads, of this connection or any other.
+        const overwritten = heldViews.filter(({ view, copy }) => !view.equals(copy)).length;
+        resolve({ sha256: hash.digest('hex'), views, held: heldViews.length, overwritten });
+      },
+      onResponseError: (_controller, err) => reject(err),
+    };
+    c.dispatch({ method: 'GET', path, headers: {} } as Dispatcher.DispatchOptions, handler);
+  });
+}
+
+describe('a body with a length read past the parser, as views (a ViewReader handler)', () => {
+  test('two connections on the shared buffer download 4 MiB each at once: byte for byte, as views, and each connection carries the next request', async () => {
+    const bodies = { '/a': randomBytes(4 << 20), '/b': randomBytes(4 << 20), '/small': randomBytes(3000) };
+    const origin = await listen(unevenServer(bodies));
+    const [a, b] = await Promise.all([connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 })), connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 }))]);
+    // b keeps every fifth view past its callback and gives the buffer up each time.
+    const [gotA, gotB] = await Promise.all([fetchViews(a, '/a'), fetchViews(b, '/b', 5)]);
+    expect(gotA.sha256).toBe(createHash('sha256').update(bodies['/a']).digest('hex'));
+    expect(gotB.sha256).toBe(createHash('sha256').update(bodies['/b']).digest('hex'));
+    expect(gotA.views).toBeGreaterThan(10);
+    expect(gotB.held).toBeGreaterThan(2);
+    expect(gotB.overwritten).toBe(0);
+    // The parser starts afresh after a body it did not read: the next answer on each connection is whole.
+    for (const c of [a, b]) {
+      const next = await send(c, { path: '/small' });
+      expect(next.body.equals(bodies['/small'])).toBe(true);
+    }
+  });
+
+  test('a handler that takes no views gets copies from the parser, as before', async () => {
+    const origin = await listen(unevenServer({ '/a': randomBytes(1 << 20) }));
+    const c = await connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 }));
+    let views = 0;
+    await send(c, { path: '/a' }, { onChunk: (controller) => { if (chunkIsView(controller)) views += 1; } });
+    expect(views).toBe(0);
+  });
+
+  test('bytes after the body\'s length: the answer is whole, and the connection is not used again', async () => {
+    const body = randomBytes(100_000);
+    const origin = await listen(rawServer((_head, socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`);
+      socket.write(Buffer.concat([body, Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra')]));
+    }));
+    const c = await connect(origin);
+    const closed = new Promise((resolve) => c.once('disconnect', resolve));
+    const got = await fetchViews(c, '/');
+    expect(got.sha256).toBe(createHash('sha256').update(body).digest('hex'));
+    await closed;
+  });
+
+  test('the upstream closes before the body\'s length: the request fails, naming it', async () => {
+    const origin = await listen(rawServer((_head, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 500000\r\n\r\n');
+      socket.end(randomBytes(200_000));
+    }));
+    const c = await connect(origin);
+    await expect(fetchViews(c, '/')).rejects.toThrow('the upstream closed the connection before the answer ended');
+  });
+
+  test('HEAD, 204 and 304 answers with a content-length still have no body when the handler takes views', async () => {
+    const origin = await listen(rawServer((head, socket) => {
+      const path = head.split(' ')[1];
+      if (path === '/204') socket.write('HTTP/1.1 204 No Content\r\ncontent-length: 10\r\n\r\n');
+      else if (path === '/304') socket.write('HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n');
+      else if (head.startsWith('HEAD')) socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n');
+      else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    }));
+    const c = await connect(origin);
+    const viewing = (method: string, path: string) => new Promise<number>((resolve, reject) => {
+      let bytes = 0;
+      const handler: Dispatcher.DispatchHandler & ViewReader = {
+        takesViews: true,
+        onResponseData: (_controller, chunk) => { bytes += chunk.length; },
+        onResponseEnd: () => resolve(bytes),
+        onResponseError: (_controller, err) => reject(err),
+      };
+      c.dispatch({ method, path, headers: {} } as Dispatcher.DispatchOptions, handler);
+    });
+    expect(await viewing('HEAD', '/')).toBe(0);
+    expect(await viewing('GET', '/204')).toBe(0);
+    expect(await viewing('GET', '/304')).toBe(0);
+    expect(await viewing('GET', '/')).toBe(2);
   });
 });

@@ -4,10 +4,39 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
 import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
-import { readSocket } from './shared-reads.js';
+import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
 
 /** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
 const skipBody = 1;
+/**
+ * The callback's return value that tells llhttp to stop after the head, as for an upgrade: the
+ * parser reports how far it read, and the bytes after that are the connection's to read (a body
+ * relayed as views, below).
+ */
+const stopAfterHead = 2;
+
+/**
+ * A handler that may be handed body chunks as views of a read buffer that a later read reuses:
+ * it hands each one on before its onResponseData returns, or, when something still holds it,
+ * says so with `viewKept(controller)`. Such a handler gets a long body with a length without
+ * Node's parser copying each chunk into a buffer of its own (response-relay.ts).
+ */
+export interface ViewReader {
+  readonly takesViews: true;
+}
+
+/** Whether the chunk just handed to a ViewReader's onResponseData is a view of a read buffer. */
+export function chunkIsView(controller: unknown): boolean {
+  return controller instanceof Exchange && controller.views;
+}
+
+/**
+ * The view just handed over is still held after the callback (a write its socket did not take
+ * whole): the connection's next read goes into a fresh buffer, the held one left to its holder.
+ */
+export function viewKept(controller: unknown): void {
+  if (controller instanceof Exchange && controller.views) controller.keptView();
+}
 
 type Controller = Dispatcher.DispatchController;
 type Handler = Dispatcher.DispatchHandler;
@@ -49,6 +78,8 @@ class Exchange implements Controller {
   informational = false;
   keepAlive = true;
   finished = false;
+  /** The body comes past the parser, as views of the reads (H1Connection.rawBody). */
+  views = false;
   /** The request's body was written to its end. */
   bodySent: boolean;
   body: Readable | undefined;
@@ -85,6 +116,10 @@ class Exchange implements Controller {
   resume(): void {
     this.paused = false;
     this.connection.resumeReading();
+  }
+
+  keptView(): void {
+    this.connection.freshReadBuffer();
   }
 }
 
@@ -130,6 +165,11 @@ export class H1Connection extends EventEmitter {
   private parsing = false;
   private drainAfterParse = false;
   private readonly hostHeader: string;
+  /**
+   * Bytes still due of an answer whose body is read past the parser (onHead): its chunks go to
+   * the handler as they were read, with no copy. 0 when the parser reads.
+   */
+  private rawLeft = 0;
   /** The last Keep-Alive field read (keepAliveHint). */
   private lastHint: string | undefined;
   /** Why the socket closed, when it closed with an error. */
@@ -348,7 +388,18 @@ export class H1Connection extends EventEmitter {
     this.parsing = true;
     let result: number | ParseError;
     try {
-      result = this.parser.execute(chunk);
+      if (this.rawLeft > 0) result = this.rawBody(exchange, chunk);
+      else {
+        result = this.parser.execute(chunk);
+        // The head said the body is read past the parser: what follows it in this read is body. That
+        // read may be in the shared buffer, so its part goes as a copy; the reads after it are the
+        // socket's own (onHead) and go as views.
+        if (typeof result === 'number' && this.rawLeft > 0 && result < chunk.length) {
+          exchange.views = false;
+          result = this.rawBody(exchange, Buffer.from(chunk.subarray(result)));
+          exchange.views = true;
+        }
+      }
     } catch (err) {
       // A handler threw while the parser called it.
       result = err as ParseError;
@@ -365,6 +416,26 @@ export class H1Connection extends EventEmitter {
       this.drainAfterParse = false;
       this.emit('drain', this.origin, [this]);
     }
+  }
+
+  /**
+   * Body bytes of an answer with a length, read past the parser: handed to the handler as they
+   * are (views of the read), and the answer ends with its last byte. Bytes after it are more
+   * than the upstream was asked for: the connection is closed.
+   */
+  private rawBody(exchange: Exchange, chunk: Buffer): number {
+    const take = Math.min(chunk.length, this.rawLeft);
+    this.rawLeft -= take;
+    exchange.lastActivity = performance.now();
+    if (!exchange.finished) exchange.handler.onResponseData?.(exchange, take === chunk.length ? chunk : chunk.subarray(0, take));
+    if (this.rawLeft > 0 || exchange.finished) return take;
+    // The parser stopped after the head as for an upgrade: it starts afresh for the next answer,
+    // which is read into the shared buffer again.
+    this.parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+    if (this.socket) readSharedBuffer(this.socket);
+    if (take < chunk.length) exchange.keepAlive = false;
+    this.onAnswerEnd();
+    return take;
   }
 
   private takeFields(): string[] {
@@ -399,7 +470,21 @@ export class H1Connection extends EventEmitter {
     }
     this.arm('body', exchange.bodyTimeout);
     exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);
-    return exchange.headRequest ? skipBody : 0;
+    if (exchange.headRequest) return skipBody;
+    // A body with a length, for a handler that takes views, is read past the parser (rawBody):
+    // no copy per chunk, which for a large download was most of a sidecar's garbage. Not for
+    // statuses that have no body whatever their head says (RFC 9112 §6.3), nor beside a
+    // transfer-encoding (llhttp refuses that pair, and so does the parser path).
+    const length = headers['content-length'];
+    if (typeof length === 'string' && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
+      && (exchange.handler as Partial<ViewReader>).takesViews === true && /^\d{1,15}$/.test(length) && Number(length) > 0) {
+      this.rawLeft = Number(length);
+      exchange.views = true;
+      // Its reads go into a buffer of the socket's own, which only the views of this body use.
+      if (this.socket) readOwnBuffer(this.socket);
+      return stopAfterHead;
+    }
+    return 0;
   }
 
   /** `Keep-Alive: timeout=<seconds>` (RFC 9112 appendix C.2.2 describes the field): close before the server does. */
@@ -422,6 +507,8 @@ export class H1Connection extends EventEmitter {
   private onAnswerEnd(): void {
     const exchange = this.current;
     if (!exchange || exchange.finished) return;
+    // The parser's end of a head it stopped after: the body is still to come (rawBody).
+    if (this.rawLeft > 0) return;
     if (exchange.informational) {
       exchange.informational = false;
       this.pendingFields = [];
@@ -450,7 +537,7 @@ export class H1Connection extends EventEmitter {
 
   private onEnd(): void {
     // The server closed its side: an answer delimited by the connection's end is complete now.
-    if (this.current) {
+    if (this.current && this.rawLeft === 0) {
       try {
         this.parser.finish();
       } catch {
@@ -486,6 +573,11 @@ export class H1Connection extends EventEmitter {
     if (!exchange.bodySent) exchange.body?.destroy();
     this.socket?.destroy();
     exchange.handler.onResponseError?.(exchange, err);
+  }
+
+  /** A view of the last read is held: the next read goes into a fresh buffer of the socket's own. */
+  freshReadBuffer(): void {
+    if (this.socket) readOwnBuffer(this.socket);
   }
 
   pauseReading(): void {

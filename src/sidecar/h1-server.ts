@@ -298,6 +298,16 @@ export class H1Response extends EventEmitter {
     return socket.write('\r\n', 'latin1', callback);
   }
 
+  /**
+   * Writes out what this tick's writes corked, and says whether the socket still holds bytes it
+   * could not hand on at once (so a chunk written from a buffer that will be reused is still
+   * referenced: response-relay.ts then gives the shared read buffer up).
+   */
+  flushHolds(): boolean {
+    this.connection.uncorkNow();
+    return this.connection.socket.writableLength > 0;
+  }
+
   /** Sent after a chunked body (RFC 9112 §7.1.2); an answer with a length has nowhere to put them. */
   addTrailers(fields: Readonly<Record<string, string | string[] | undefined>>): void {
     for (const name in fields) {
@@ -477,6 +487,7 @@ export class H1ServerConnection {
   }
 
   uncorkNow(): void {
+    if (!this.corked) return;
     this.corked = false;
     this.socket.uncork();
   }

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import type { H1Response } from './h1-server.js';
 import { forwardableHeaders } from './headers.js';
+import { chunkIsView, viewKept, type ViewReader } from './h1-connection.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
 type Controller = Dispatcher.DispatchController;
@@ -10,11 +11,16 @@ type Controller = Dispatcher.DispatchController;
  * response: head, body chunks with back-pressure (the upstream is paused while the app's socket
  * is full), trailers, end. No BodyReadable, no pipe and no promise per chunk.
  *
+ * A long body with a length comes as views of the upstream connection's reads (h1-connection.ts
+ * ViewReader): each is written out at once, and if the app's socket could not take it whole,
+ * the connection reads into a fresh buffer after it.
+ *
  * `started` settles once: with the status when the head has been written, or with the error
  * when the attempt failed before any byte of an answer (the caller may then retry). After the
  * head, a failure can only cut the app's response short.
  */
-export class ResponseRelay implements Dispatcher.DispatchHandler {
+export class ResponseRelay implements Dispatcher.DispatchHandler, ViewReader {
+  readonly takesViews = true;
   readonly started: Promise<number>;
   private resolve!: (status: number) => void;
   private reject!: (err: Error) => void;
@@ -71,7 +77,10 @@ export class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.dropping) return;
-    if (!this.res.write(chunk, this.flushed)) controller.pause();
+    const ok = this.res.write(chunk, this.flushed);
+    // A view of a read buffer goes out now, or the connection reads into a fresh one after it.
+    if (chunkIsView(controller) && this.res.flushHolds()) viewKept(controller);
+    if (!ok) controller.pause();
   }
 
   onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
