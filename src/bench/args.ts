@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { IsthmusError } from '../core/errors.js';
+import { describeError, IsthmusError } from '../core/errors.js';
 import type { MeshMode } from './bench-mesh.js';
 
 export interface BenchArgs {
@@ -150,4 +150,38 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
   const total = rates.length * scenarioCount * (args.seconds + args.warmup + 1) + (args.coldRate > 0 ? 2 * args.coldSeconds : 0);
   if (total > maxTotalSeconds) throw invalid(`that is about ${total} s of load; keep rates × ${scenarioCount} scenarios × (seconds + warmup) under ${maxTotalSeconds} s`);
   return args;
+}
+
+/**
+ * A bench script's flags read, or what to exit with: 0 after printing `usage` for --help, 1
+ * after saying what is wrong with them.
+ */
+export function benchArgsOrExit<T>(parse: (argv: string[]) => T | 'help', argv: string[], usage: string, say: (line: string) => void): T | { exit: number } {
+  try {
+    const parsed = parse(argv);
+    if (parsed !== 'help') return parsed;
+    process.stdout.write(`${usage}\n`);
+    return { exit: 0 };
+  } catch (err) {
+    say(describeError(err));
+    return { exit: 1 };
+  }
+}
+
+/**
+ * A bench script's flags: each of `defaults` a string flag, plus `-o, --output table|json` and
+ * `-h, --help`; unknown flags and a wrong output are errors made by `invalid`.
+ */
+export function benchFlags<K extends string>(argv: string[], defaults: Record<K, string>, invalid: (message: string) => Error): { values: Record<K, string>; output: 'table' | 'json' } | 'help' {
+  const options: Record<string, { type: 'string' | 'boolean'; default?: string; short?: string }> = { output: { type: 'string', short: 'o', default: 'table' }, help: { type: 'boolean', short: 'h' } };
+  for (const name in defaults) options[name] = { type: 'string', default: defaults[name] };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: argv, allowPositionals: false, options }).values as Record<string, string | boolean | undefined>;
+  } catch (err) {
+    throw invalid((err as Error).message);
+  }
+  if (values.help) return 'help';
+  if (values.output !== 'table' && values.output !== 'json') throw invalid(`--output must be table or json, not "${String(values.output)}"`);
+  return { values: values as Record<K, string>, output: values.output };
 }

@@ -6,6 +6,7 @@ import { describe, expect, test } from 'vitest';
 import { startSampleInstance } from '../dev/sample-service.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
 import { parseBenchArgs } from './args.js';
+import { transfer } from './bulk.js';
 import { cpuSpent, type CpuSnapshot } from './cpu-snapshot.js';
 import { LatencySample } from './latency-sample.js';
 import type { OpenLoopResult } from './open-loop.js';
@@ -529,6 +530,37 @@ describe('peer chain (nginx → HAProxy → nginx with certificates from our CA)
       expect(processesMentioning(dir)).toEqual([]);
     }
   }, 30_000);
+});
+
+describe('peer chain streaming bodies (npm run bench:bulk), started for real', () => {
+  test('with streamBodies a 20 MB upload to the sample app\'s /upload and a 20 MB download cross it whole; with nginx\'s defaults the upload is refused (413)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'isthmus-peer-bulk-'));
+    const origin = await startSampleInstance({ service: 'ledger', cluster: 'west', zone: 'west-a', instance: 'ledger-west-1', host: '127.0.0.1', port: 0 });
+    const chains: PeerChain[] = [];
+    try {
+      const start = async (streamBodies: boolean) => {
+        const chain = await startPeerChain({
+          dir: join(dir, String(streamBodies)), trustDomain: 'bench.isthmus', namespace: 'demo', clientCluster: 'east', streamBodies,
+          hosts: { east: '127.0.0.1', west: '127.0.0.1' }, services: [{ name: 'ledger', cluster: 'west', origin: origin.address }],
+        });
+        chains.push(chain);
+        return chain;
+      };
+      const size = 20_000_000;
+      const streamed = await start(true);
+      const up = await transfer(streamed.outbound, true, 'upload', size);
+      expect(up).toMatchObject({ bytes: size });
+      expect(up.error).toBeUndefined();
+      const down = await transfer(streamed.outbound, true, 'download', size);
+      expect(down.error).toBeUndefined();
+      const buffered = await start(false);
+      expect((await transfer(buffered.outbound, true, 'upload', size)).error).toBe('status 413');
+    } finally {
+      for (const chain of chains) await chain.stop();
+      await origin.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('peerBinary', () => {

@@ -1,14 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type ClientHttp2Session } from 'node:http2';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { describeError, IsthmusError } from '../core/errors.js';
-import { integerFlag } from './args.js';
-import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
+import { IsthmusError } from '../core/errors.js';
+import { benchArgsOrExit, benchFlags, integerFlag } from './args.js';
 import { runOpenLoop, type OpenLoopResult, type Outcome } from './open-loop.js';
-import { peerServiceHost, peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
-import { ourProxyProcesses, proxiesSpent, readProcesses, type ProxyProcess } from './proxy-processes.js';
+import { peerServiceHost, peerVersions } from './peer-chain.js';
+import { proxiesSpent, readProcesses } from './proxy-processes.js';
+import { columns, median, startSideBySide } from './side-by-side.js';
 import { sourceState } from './source-state.js';
 import type { Destination } from './targets.js';
 
@@ -41,21 +37,9 @@ interface GrpcBenchArgs { rate: number; seconds: number; warmup: number; rounds:
 const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
 
 export function parseGrpcBenchArgs(argv: string[]): GrpcBenchArgs | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: false, options: {
-        rate: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '5' }, warmup: { type: 'string', default: '2' },
-        rounds: { type: 'string', default: '2' }, sessions: { type: 'string', default: '8' }, 'host-base': { type: 'string', default: '56' },
-        output: { type: 'string', short: 'o', default: 'table' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw invalid((err as Error).message);
-  }
-  const v = parsed.values;
-  if (v.help) return 'help';
-  if (v.output !== 'table' && v.output !== 'json') throw invalid(`--output must be table or json, not "${v.output}"`);
+  const flags = benchFlags(argv, { rate: '1000', seconds: '5', warmup: '2', rounds: '2', sessions: '8', 'host-base': '56' }, invalid);
+  if (flags === 'help') return 'help';
+  const v = flags.values;
   return {
     rate: integerFlag('rate', v.rate, 1, 5000, invalid),
     seconds: integerFlag('seconds', v.seconds, 1, 60, invalid),
@@ -63,7 +47,7 @@ export function parseGrpcBenchArgs(argv: string[]): GrpcBenchArgs | 'help' {
     rounds: integerFlag('rounds', v.rounds, 1, 5, invalid),
     sessions: integerFlag('sessions', v.sessions, 1, 64, invalid),
     hostBase: integerFlag('host-base', v['host-base'], 1, 250, invalid),
-    output: v.output,
+    output: flags.output,
   };
 }
 
@@ -115,61 +99,27 @@ interface Point { side: Side; round: number; result: OpenLoopResult; cpuSeconds:
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function main(argv: string[]): Promise<number> {
-  let args: GrpcBenchArgs;
-  try {
-    const parsed = parseGrpcBenchArgs(argv);
-    if (parsed === 'help') {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
-    args = parsed;
-  } catch (err) {
-    say(describeError(err));
-    return 1;
-  }
-  const stateDir = mkdtempSync(join(tmpdir(), 'isthmus-bench-grpc-'));
-  const peerDir = mkdtempSync(join(tmpdir(), 'isthmus-bench-grpc-peers-'));
-  let mesh: BenchMesh | undefined;
-  let peers: PeerChain | undefined;
+  const args = benchArgsOrExit(parseGrpcBenchArgs, argv, usage, say);
+  if ('exit' in args) return args.exit;
+  const started = await startSideBySide({ name: 'grpc', hostBase: args.hostBase, destination, grpc: true, say });
+  if (!started) return 1;
+  const { peers, east, origin, proxies } = started;
   const callers: { close: () => void }[] = [];
   const cleanup = async () => {
     for (const c of callers) c.close();
-    await peers?.stop().catch((err: unknown) => say(`could not stop the peer chain cleanly: ${describeError(err)}`));
-    await mesh?.stop().catch((err: unknown) => say(`could not stop the mesh cleanly: ${describeError(err)}`));
-    rmSync(stateDir, { recursive: true, force: true });
-    rmSync(peerDir, { recursive: true, force: true });
+    await started.cleanup();
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void cleanup().finally(() => process.exit(130)));
-
-  let targets: GrpcTarget[];
-  let proxies: ProxyProcess[];
-  try {
-    say(`starting the dev mesh (isthmus dev up --processes) on 127.0.${args.hostBase}.1 and 127.0.${args.hostBase + 1}.1`);
-    mesh = await startBenchMesh({ mode: 'child', processes: true, stateDir, hostBase: args.hostBase, clusters: ['east', 'west'], trustDomain: 'bench.isthmus', gateways: 1, say });
-    const east = mesh.file.clusters.east;
-    const origin = mesh.file.clusters.west?.services.find((s) => s.name === destination.service)?.instances[0];
-    const listener = east?.client.listeners[`demo/${destination.service}`];
-    if (!east || !origin || !listener) throw new Error('the dev mesh has no grpc-echo sample in west, or east\'s client sidecar no listener for it');
-    say('starting the peer chain (nginx gRPC proxy → HAProxy → nginx gRPC proxy)');
-    peers = await startPeerChain({
-      dir: peerDir, trustDomain: 'bench.isthmus', namespace: 'demo', clientCluster: 'east', keepalive: 64,
-      hosts: { east: `127.0.${args.hostBase}.2`, west: `127.0.${args.hostBase + 1}.2` },
-      services: [{ name: destination.service, cluster: destination.cluster, origin, grpc: true }],
-    });
-    targets = [
-      { side: 'origin', label: 'baseline grpc-echo', route: `direct → west grpc-echo app (${origin})`, firstHop: origin },
-      { side: 'isthmus', label: 'isthmus cross-cluster', route: `east client sidecar's grpc-echo listener (${listener}) → west gateway → grpc-echo sidecar → app`, firstHop: listener },
-      { side: 'peer', label: 'peer cross-cluster', route: `nginx outbound (${peers.grpcOutbound}) → HAProxy gateway (SNI passthrough) → nginx inbound → app`, firstHop: peers.grpcOutbound as string },
-    ];
-    proxies = [
-      ...ourProxyProcesses({ pid: mesh.pid, processes: true, mode: 'child' }, [destination], 'east'),
-      ...peers.processes.map((p): ProxyProcess => ({ side: 'peer', name: p.name, pid: p.pid, carries: [destination], includesOrigin: false })),
-    ];
-  } catch (err) {
-    say(`setup failed: ${describeError(err)}`);
+  const listener = east.client.listeners[`demo/${destination.service}`];
+  if (!listener || !peers.grpcOutbound) {
+    say('east\'s client sidecar has no listener for grpc-echo, or the peer chain no gRPC listener');
     await cleanup();
     return 1;
   }
+  const targets: GrpcTarget[] = [
+    { side: 'origin', label: 'baseline grpc-echo', route: `direct → west grpc-echo app (${origin})`, firstHop: origin },
+    { side: 'isthmus', label: 'isthmus cross-cluster', route: `east client sidecar's grpc-echo listener (${listener}) → west gateway → grpc-echo sidecar → app`, firstHop: listener },
+    { side: 'peer', label: 'peer cross-cluster', route: `nginx outbound (${peers.grpcOutbound}) → HAProxy gateway (SNI passthrough) → nginx inbound → app`, firstHop: peers.grpcOutbound },
+  ];
 
   const clients = targets.map((t) => {
     const caller = grpcCaller(t.firstHop, args.sessions);
@@ -235,11 +185,6 @@ function perProcess(points: Point[]): string[] {
 
 export interface GrpcRow { side: Side; p50Ms: number; p99Ms: number; addedP50Ms: number; addedP99Ms: number; cpuSecondsPer1000: number; peakRssMb: number; errors: number; calls: number }
 
-const median = (values: number[]) => {
-  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
-  return sorted.length === 0 ? Number.NaN : sorted[Math.floor((sorted.length - 1) / 2)] as number;
-};
-
 /** Pure. One row per side: the median over the rounds of each point's figures, "added" against the baseline of the same round. */
 export function grpcRows(points: Point[]): GrpcRow[] {
   const sides: Side[] = ['origin', 'isthmus', 'peer'];
@@ -277,8 +222,7 @@ export function formatGrpcRows(rows: GrpcRow[]): string {
   for (const r of rows) lines.push([r.side === 'origin' ? 'baseline (the app)' : r.side, n(r.p50Ms), n(r.p99Ms), n(r.addedP50Ms), n(r.addedP99Ms), n(r.cpuSecondsPer1000, 3), n(r.peakRssMb, 1), `${r.errors}/${r.calls}`]);
   const ratios = grpcRatios(rows);
   lines.push(['isthmus/peer', '', '', `${n(ratios.addedP50)}×`, `${n(ratios.addedP99)}×`, `${n(ratios.cpu)}×`, '', '']);
-  const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => (l[i] as string).length)));
-  return lines.map((l) => l.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ')).join('\n');
+  return columns(lines);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

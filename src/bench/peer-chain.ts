@@ -31,6 +31,8 @@ export interface PeerChainOptions {
   keepalive?: number;
   /** Inbounds write one line per request with `$ssl_client_verify` (tests only). */
   accessLogs?: boolean;
+  /** The outbound and inbounds pass bodies of any size as they stream (`npm run bench:bulk`; nginx's defaults refuse over 1 MB and buffer). */
+  streamBodies?: boolean;
   /** The outbound and every inbound write a JSON line per request (`npm run bench -- --access-log`), to `<dir>/<name>/requests.log`. */
   requestLogs?: boolean;
   nginx?: string;
@@ -122,7 +124,7 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
       if (accessLog) accessLogs[service.name] = accessLog;
       await runNginx(name, renderNginxInbound({
         prefix: dir, listen, serverName: peerServiceHost(service.name, opts.namespace), tls, origin: service.origin, keepalive, ...(accessLog ? { accessLog } : {}), ...requestLog(name, dir),
-        ...(service.grpc ? { grpc: true } : {}),
+        ...(service.grpc ? { grpc: true } : {}), ...(opts.streamBodies ? { streamBodies: true } : {}),
       }), listen, [service.name]);
       inbounds.set(service.name, listen);
     }
@@ -151,6 +153,7 @@ export async function startPeerChain(opts: PeerChainOptions): Promise<PeerChain>
     const grpcOutbound = opts.services.some((s) => s.grpc) ? await address(opts.clientCluster) : undefined;
     await runNginx(name, renderNginxOutbound({
       prefix: dir, listen: outbound, tls: certs.outbound, keepalive, ...requestLog(name, dir), ...(grpcOutbound ? { grpcListen: grpcOutbound } : {}),
+      ...(opts.streamBodies ? { streamBodies: true } : {}),
       routes: opts.services.map((s) => ({
         host: peerServiceHost(s.name, opts.namespace),
         upstream: s.cluster === opts.clientCluster ? inbounds.get(s.name) as string : gateways.get(s.cluster) as string,

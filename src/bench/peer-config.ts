@@ -43,6 +43,8 @@ export interface NginxOutboundSpec {
   tls: PeerTlsFiles;
   /** Idle keep-alive connections kept per upstream. */
   keepalive: number;
+  /** Bodies of any size pass as they stream, with no temporary files (`npm run bench:bulk`). */
+  streamBodies?: boolean;
 }
 
 export interface NginxInboundSpec {
@@ -60,6 +62,8 @@ export interface NginxInboundSpec {
   accessLog?: File;
   /** A JSON line per request (`npm run bench -- --access-log`), as our sidecars' access log writes. */
   requestLog?: File;
+  /** Bodies of any size pass as they stream, with no temporary files (`npm run bench:bulk`). */
+  streamBodies?: boolean;
 }
 
 export interface HaproxyGatewaySpec {
@@ -122,6 +126,13 @@ const requestLogFormat = `log_format peer_requests escape=json '${JSON.stringify
   caller: '$ssl_client_s_dn', userAgent: '$http_user_agent', requestId: '$http_x_request_id',
 })}';`;
 
+/**
+ * Bodies streamed both ways as ours are: nginx otherwise refuses a request body over 1 MB (413),
+ * reads a whole request body before it sends it on, and keeps what does not fit its buffers of
+ * an answer in a temporary file.
+ */
+const streamingBodies = ['client_max_body_size 0;', 'proxy_request_buffering off;', 'proxy_buffering off;'];
+
 /** HTTP/1.1 with keep-alive to the upstream (nginx speaks 1.0 and closes unless told). */
 const keepAliveProxying = ['proxy_http_version 1.1;', 'proxy_set_header Connection "";'];
 
@@ -131,7 +142,7 @@ export function nginxQuote(value: string): string {
 }
 
 export function renderNginxOutbound(spec: NginxOutboundSpec): string {
-  const http: string[] = spec.requestLog ? [requestLogFormat] : [];
+  const http: string[] = [...(spec.requestLog ? [requestLogFormat] : []), ...(spec.streamBodies ? streamingBodies : [])];
   spec.routes.forEach((route, i) => http.push(...upstream(`route_${i}`, route.upstream, spec.keepalive), ''));
   spec.routes.forEach((route, i) => http.push(...outboundServer(spec, route, i)));
   // A Host no route names gets an answer, not whichever route happens to be first.
@@ -179,6 +190,7 @@ export function renderNginxInbound(spec: NginxInboundSpec): string {
   return nginxMain(spec.prefix, [
     ...(spec.accessLog ? ['log_format peer_mtls \'$ssl_client_verify "$ssl_client_s_dn" $ssl_protocol $status\';'] : []),
     ...(spec.requestLog ? [requestLogFormat] : []),
+    ...(spec.streamBodies ? streamingBodies : []),
     ...upstream('origin', spec.origin, spec.keepalive),
     '',
     'server {',

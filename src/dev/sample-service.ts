@@ -21,6 +21,7 @@ const maxDownload = 4 * 1024 * 1024 * 1024;
  * - any path: JSON naming where it runs (cluster, zone, instance, and its version when it has one), the caller's identity as its
  *   sidecar gave it (x-forwarded-client-cert) and the traceparent;
  * - `POST /echo`: streams the request body back as it arrives, and says its SHA-256 in a trailer;
+ * - `POST /upload`: reads the request body to its end and answers its length and SHA-256 (JSON);
  * - `GET /bytes?n=<count>`: streams that many bytes of a known pattern (byte i is i mod 251);
  * - `/ws`: a WebSocket that echoes every message; the 101 names the caller (x-sample-caller).
  * - `/status/<code>` answers with that status (to try a RetryPolicy or OutlierDetection), and
@@ -32,6 +33,7 @@ export async function startSampleInstance(opts: { service: string; cluster: stri
   const where = { service: opts.service, cluster: opts.cluster, zone: opts.zone, instance: opts.instance, ...(opts.version ? { version: opts.version } : {}) };
   const server: Server = createServer((req, res) => {
     if (req.method === 'POST' && req.url?.split('?')[0] === '/echo') return echo(req, res);
+    if (req.method === 'POST' && req.url?.split('?')[0] === '/upload') return upload(req, res);
     if (req.url?.startsWith('/bytes?')) return bytes(req, res);
     const body = padded({
       ...where, method: req.method, path: req.url, caller: req.headers['x-forwarded-client-cert'] ?? null,
@@ -120,6 +122,21 @@ export function padded(answer: Record<string, unknown>, url: string | undefined)
   const bare = JSON.stringify({ ...answer, pad: '' });
   if (!Number.isSafeInteger(size) || size > 65_536 || size < Buffer.byteLength(bare)) return plain;
   return JSON.stringify({ ...answer, pad: '.'.repeat(size - Buffer.byteLength(bare)) });
+}
+
+function upload(req: IncomingMessage, res: ServerResponse): void {
+  const hash = createHash('sha256');
+  let length = 0;
+  req.on('data', (chunk: Buffer) => {
+    length += chunk.length;
+    hash.update(chunk);
+  });
+  req.once('end', () => {
+    const body = JSON.stringify({ bytes: length, sha256: hash.digest('hex') });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+  req.once('error', () => res.destroy());
 }
 
 function bytes(req: IncomingMessage, res: ServerResponse): void {
