@@ -23,18 +23,34 @@ async function listen(server: Server): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-/** A relay that splices each caller to `destination`, reading the destination with OwnReads; resolves with how the splice ended. */
-async function relay(destination: number, idleMs = 10_000): Promise<{ port: number; ended: Promise<{ how: SpliceEnd; bytes: SplicedBytes }> }> {
+/**
+ * A relay that splices each caller to `destination`, reading the destination with OwnReads and,
+ * with `callerReads`, the accepted caller too (as the gateway does); resolves with how the splice
+ * ended.
+ */
+async function relay(destination: number, idleMs = 10_000, callerReads = false): Promise<{ port: number; ended: Promise<{ how: SpliceEnd; bytes: SplicedBytes }> }> {
   let done: (v: { how: SpliceEnd; bytes: SplicedBytes }) => void = () => undefined;
   const ended = new Promise<{ how: SpliceEnd; bytes: SplicedBytes }>((resolve) => { done = resolve; });
   const port = await listen(createServer({ allowHalfOpen: true, pauseOnConnect: true }, (caller) => {
     const reads = new OwnReads();
-    const upstream = connect({ host: '127.0.0.1', port: destination, allowHalfOpen: true, onread: reads.onread });
-    sockets.push(caller, upstream);
-    upstream.once('connect', () => {
-      splice(caller, upstream, idleMs, undefined, (how, bytes) => done({ how, bytes }), reads);
-      caller.resume();
+    sockets.push(caller);
+    const start = (first?: Buffer) => {
+      const upstream = connect({ host: '127.0.0.1', port: destination, allowHalfOpen: true, onread: reads.onread });
+      sockets.push(upstream);
+      upstream.once('connect', () => {
+        if (first) upstream.write(first);
+        splice(caller, upstream, idleMs, undefined, (how, bytes) => done({ how, bytes }), reads, callerReads ? new OwnReads() : undefined);
+        caller.resume();
+      });
+    };
+    if (!callerReads) return start();
+    // As the gateway: the first bytes read in flowing mode (its ClientHello), then paused while
+    // it connects; what the caller sends meanwhile waits in the socket's readable buffer.
+    caller.once('data', (first: Buffer) => {
+      caller.pause();
+      start(first);
     });
+    caller.resume();
   }));
   return { port, ended };
 }
@@ -165,6 +181,109 @@ describe('splice with OwnReads on the destination side', () => {
     expect(how).toBe('idle');
     // Eight dots 100 ms apart kept it open past 300 ms; it closed once they stopped.
     expect(got).toBe('........');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(800);
+  });
+});
+
+describe('splice with OwnReads on both sides (the gateway\'s accepted caller adopted)', () => {
+  test('an accepted socket can be adopted on this Node (net.Socket\'s onread keys are where adopt looks)', async () => {
+    const adopted = new Promise<boolean>((resolve) => {
+      void listen(createServer((socket) => {
+        sockets.push(socket);
+        resolve(new OwnReads().adopt(socket));
+      })).then((port) => sockets.push(connect(port, '127.0.0.1')));
+    });
+    expect(await adopted).toBe(true);
+  });
+
+  test('16 MiB from the caller, in small pieces, after bytes it sent before the splice, reach a destination that stops reading now and then: byte for byte, with the relay holding little', async () => {
+    const body = randomBytes(16 << 20);
+    let held = 0;
+    const received = new Promise<Buffer>((resolve) => {
+      void listen(createServer({ allowHalfOpen: true }, (socket) => {
+        const chunks: Buffer[] = [];
+        socket.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          if (chunks.length % 10 === 0) {
+            socket.pause();
+            setTimeout(() => socket.resume(), 50);
+          }
+        });
+        socket.on('end', () => {
+          socket.end();
+          resolve(Buffer.concat(chunks));
+        });
+      })).then(async (destination) => {
+        const { port } = await relay(destination, 10_000, true);
+        const relaySide = new Promise<Socket>((r) => servers[servers.length - 1]?.once('connection', r));
+        const caller = connect(port, '127.0.0.1');
+        sockets.push(caller);
+        // Sent at once: the relay has not spliced yet (it connects to the destination first).
+        caller.write(body.subarray(0, 1000));
+        const relayIn = await relaySide;
+        const upstreams = () => sockets.filter((s) => s !== caller && s !== relayIn);
+        const watch = setInterval(() => { for (const u of upstreams()) held = Math.max(held, u.writableLength); }, 2);
+        let at = 1000;
+        const next = (): void => {
+          while (at < body.length) {
+            const size = 500 + Math.floor(Math.random() * 2500);
+            const more = caller.write(body.subarray(at, at + size));
+            at += size;
+            if (!more) return void caller.once('drain', next);
+          }
+          caller.end();
+        };
+        next();
+        caller.on('close', () => clearInterval(watch));
+        caller.resume();
+      });
+    });
+    const got = await received;
+    expect(got.length).toBe(body.length);
+    expect(sha256(got)).toBe(sha256(body));
+    // Back-pressure: the relay stops reading the caller while the destination does not read.
+    expect(held).toBeLessThan(256 * 1024);
+  });
+
+  test('a half-close is passed on both ways, and the caller\'s bytes are counted', async () => {
+    const destination = await listen(createServer({ allowHalfOpen: true }, (socket) => {
+      let heard = '';
+      socket.on('data', (c: Buffer) => { heard += c.toString(); });
+      // The caller's FIN arrives; the destination still answers, then ends.
+      socket.on('end', () => socket.end(`heard ${heard}`));
+    }));
+    const { port, ended } = await relay(destination, 10_000, true);
+    const caller = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    sockets.push(caller);
+    // The first bytes are the relay's to read before it splices (the gateway's ClientHello); the rest after.
+    caller.write('hi ');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    caller.end('words');
+    let got = '';
+    caller.on('data', (c: Buffer) => { got += c.toString(); });
+    await new Promise((resolve) => caller.on('end', resolve));
+    expect(got).toBe('heard hi words');
+    caller.destroy();
+    const { bytes } = await ended;
+    expect(bytes).toEqual({ fromA: 5, fromB: 14 });
+  });
+
+  test('bytes from the caller count as activity for the idle timeout', async () => {
+    const destination = await listen(createServer((socket) => socket.resume()));
+    const { port, ended } = await relay(destination, 300, true);
+    const caller = connect(port, '127.0.0.1');
+    sockets.push(caller);
+    let n = 0;
+    const timer = setInterval(() => {
+      caller.write('.');
+      if (++n === 8) clearInterval(timer);
+    }, 100);
+    const started = Date.now();
+    const { how, bytes } = await ended;
+    clearInterval(timer);
+    expect(how).toBe('idle');
+    // The first dot was read before the splice, as the gateway reads a ClientHello.
+    expect(bytes.fromA).toBe(7);
     expect(Date.now() - started).toBeGreaterThanOrEqual(800);
   });
 });

@@ -16,7 +16,7 @@ export interface SplicedBytes { fromA: number; fromB: number }
  * stopping proxy can close its tunnels (an HTTP server's closeAllConnections does not see them).
  * `onEnd` is told once, when both are closed, how it ended and how many bytes each side sent.
  */
-export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets, onEnd?: (how: SpliceEnd, bytes: SplicedBytes) => void, bReads?: OwnReads): void {
+export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets, onEnd?: (how: SpliceEnd, bytes: SplicedBytes) => void, bReads?: OwnReads, aReads?: OwnReads): void {
   open?.track(a);
   open?.track(b);
   let done = false;
@@ -30,10 +30,27 @@ export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets,
   };
   const timer = setTimeout(() => finish('idle'), idleMs);
   const bytes: SplicedBytes = { fromA: 0, fromB: 0 };
-  a.on('data', (chunk: Buffer) => {
-    bytes.fromA += chunk.length;
-    timer.refresh();
-  });
+  // a, already open, switched to aReads: what it had read before goes first, then its reads are
+  // written to b from the read callback.
+  // Not once a has read its end: the end is already in its readable state, and 'end' (below) passes it on.
+  const early = aReads ? (a.read() as Buffer | null) : null;
+  const aOwn = aReads !== undefined && !readEnd(a) && aReads.adopt(a as Socket);
+  if (early) {
+    bytes.fromA += early.length;
+    b.write(early);
+  }
+  if (aOwn) {
+    aReads.attach(b, (n) => {
+      bytes.fromA += n;
+      timer.refresh();
+    });
+    a.once('end', () => b.end());
+  } else {
+    a.on('data', (chunk: Buffer) => {
+      bytes.fromA += chunk.length;
+      timer.refresh();
+    });
+  }
   if (bReads) {
     // b was opened with bReads' onread: its reads are written to a from the read callback.
     bReads.attach(a, (n) => {
@@ -59,8 +76,28 @@ export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets,
   };
   a.once('close', onClose(a));
   b.once('close', onClose(b));
-  a.pipe(b);
+  if (!aOwn) a.pipe(b);
   if (!bReads) b.pipe(a);
+}
+
+/** Whether `stream` has read its end (a FIN), whether or not 'end' was emitted yet. */
+function readEnd(stream: Duplex): boolean {
+  return (stream as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true || stream.readableEnded;
+}
+
+/**
+ * The symbols net.Socket keeps its `onread` option under (`kBuffer`, `kBufferCb`, `kBufferGen`,
+ * set on every socket by its constructor, null when unused); undefined when a socket has not
+ * exactly one of each, as a Node that changed them would not.
+ */
+function onreadKeys(socket: Socket): { buffer: symbol; callback: symbol; generator: symbol } | undefined {
+  const symbols = Object.getOwnPropertySymbols(socket);
+  const one = (name: string) => {
+    const found = symbols.filter((s) => s.description === name);
+    return found.length === 1 ? found[0] : undefined;
+  };
+  const [buffer, callback, generator] = [one('kBuffer'), one('kBufferCb'), one('kBufferGen')];
+  return buffer && callback && generator ? { buffer, callback, generator } : undefined;
 }
 
 /** What a socket opened with `OwnReads` reads at a time: a TLS record and then some, as HAProxy's default buffer. */
@@ -91,6 +128,26 @@ export class OwnReads {
         return reads.deliver(this, nread, buffer as Buffer);
       },
     };
+  }
+
+  /**
+   * Makes `socket`, opened without this buffer (an accepted connection: net.Server takes no
+   * `onread`), read into it from its next read on, by setting the keys net.Socket keeps for its
+   * `onread` option and handing the buffer to its handle, as net does for a socket made with
+   * one. False, and the socket reads as before, when this Node has no such keys or the socket
+   * no handle that takes a buffer; the caller then reads it through its 'data' events. What the
+   * socket read before is left in its readable buffer.
+   */
+  adopt(socket: Socket): boolean {
+    const keys = onreadKeys(socket);
+    const handle = (socket as unknown as { _handle?: { useUserBuffer?: (buffer: Uint8Array) => void } })._handle;
+    if (!keys || typeof handle?.useUserBuffer !== 'function') return false;
+    const own = socket as unknown as Record<symbol, unknown>;
+    own[keys.buffer] = this.buffer;
+    own[keys.callback] = this.onread.callback;
+    own[keys.generator] = this.onread.buffer;
+    handle.useUserBuffer(this.buffer);
+    return true;
   }
 
   /** From now on what the socket reads goes to `to`; `onBytes` hears of each read. */

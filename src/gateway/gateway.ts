@@ -190,7 +190,8 @@ export class Gateway {
         if (routedChannel.hasSubscribers) routedChannel.publish({ origin: this, service, endpoint: address, remote: client.remoteAddress });
         span?.setAttributes({ 'isthmus.endpoint': address });
         upstream.write(hello);
-        splice(client, upstream, this.config.idleTimeoutMs, undefined, undefined, reads);
+        // The caller's side reads into a buffer of its own too, so neither direction allocates per read.
+        splice(client, upstream, this.config.idleTimeoutMs, undefined, undefined, reads, new OwnReads());
         client.resume();
       });
     };
