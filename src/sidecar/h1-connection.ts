@@ -15,6 +15,9 @@ const skipBody = 1;
  */
 const stopAfterHead = 2;
 
+/** From this length on, a body is relayed as views (rawBody): more than one read of the shared buffer holds. */
+const viewsFromBytes = 64 * 1024;
+
 /**
  * A handler that may be handed body chunks as views of a read buffer that a later read reuses:
  * it hands each one on before its onResponseData returns, or, when something still holds it,
@@ -471,13 +474,15 @@ export class H1Connection extends EventEmitter {
     this.arm('body', exchange.bodyTimeout);
     exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);
     if (exchange.headRequest) return skipBody;
-    // A body with a length, for a handler that takes views, is read past the parser (rawBody):
-    // no copy per chunk, which for a large download was most of a sidecar's garbage. Not for
-    // statuses that have no body whatever their head says (RFC 9112 §6.3), nor beside a
-    // transfer-encoding (llhttp refuses that pair, and so does the parser path).
+    // A body longer than one read, for a handler that takes views, is read past the parser
+    // (rawBody): no copy per chunk, which for a large download was most of a sidecar's garbage.
+    // A shorter one stays with the parser, whose one copy costs less than starting it afresh and
+    // a buffer of the socket's own. Not for statuses that have no body whatever their head says
+    // (RFC 9112 §6.3), nor beside a transfer-encoding (llhttp refuses that pair, and so does the
+    // parser path).
     const length = headers['content-length'];
-    if (typeof length === 'string' && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
-      && (exchange.handler as Partial<ViewReader>).takesViews === true && /^\d{1,15}$/.test(length) && Number(length) > 0) {
+    if (typeof length === 'string' && length.length > 5 && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
+      && (exchange.handler as Partial<ViewReader>).takesViews === true && /^\d{1,15}$/.test(length) && Number(length) > viewsFromBytes) {
       this.rawLeft = Number(length);
       exchange.views = true;
       // Its reads go into a buffer of the socket's own, which only the views of this body use.
