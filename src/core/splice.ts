@@ -31,8 +31,8 @@ export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets,
   const timer = setTimeout(() => finish('idle'), idleMs);
   const bytes: SplicedBytes = { fromA: 0, fromB: 0 };
   // a, already open, switched to aReads: what it had read before goes first, then its reads are
-  // written to b from the read callback.
-  // Not once a has read its end: the end is already in its readable state, and 'end' (below) passes it on.
+  // written to b from the read callback. Not once a has read its end: that end is already in its
+  // readable state, and the stream's own 'end' passes it on.
   const early = aReads ? (a.read() as Buffer | null) : null;
   const aOwn = aReads !== undefined && !readEnd(a) && aReads.adopt(a as Socket);
   if (early) {

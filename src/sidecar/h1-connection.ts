@@ -481,7 +481,7 @@ export class H1Connection extends EventEmitter {
     // (RFC 9112 §6.3), nor beside a transfer-encoding (llhttp refuses that pair, and so does the
     // parser path).
     const length = headers['content-length'];
-    if (typeof length === 'string' && length.length > 5 && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
+    if (typeof length === 'string' && length.length >= 5 && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
       && (exchange.handler as Partial<ViewReader>).takesViews === true && /^\d{1,15}$/.test(length) && Number(length) > viewsFromBytes) {
       this.rawLeft = Number(length);
       exchange.views = true;
