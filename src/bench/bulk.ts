@@ -2,8 +2,7 @@ import { request } from 'node:http';
 import { IsthmusError } from '../core/errors.js';
 import { benchArgsOrExit, benchFlags, integerFlag } from './args.js';
 import { peerServiceHost, peerVersions } from './peer-chain.js';
-import { proxiesSpent, readProcesses } from './proxy-processes.js';
-import { columns, median, startSideBySide } from './side-by-side.js';
+import { columns, measured, median, startSideBySide, type ChainSpent } from './side-by-side.js';
 import { sourceState } from './source-state.js';
 import type { Destination } from './targets.js';
 
@@ -65,7 +64,8 @@ export interface Transfer { seconds: number; bytes: number; error?: string }
  * 64 KiB block repeated, written with back-pressure) and reads the app's count of what arrived.
  */
 export function transfer(firstHop: string, viaProxy: boolean, kind: TransferKind, bytes: number): Promise<Transfer> {
-  const [hostname, port] = [firstHop.slice(0, firstHop.lastIndexOf(':')), Number(firstHop.slice(firstHop.lastIndexOf(':') + 1))];
+  const colon = firstHop.lastIndexOf(':');
+  const [hostname, port] = [firstHop.slice(0, colon), Number(firstHop.slice(colon + 1))];
   const path = kind === 'download' ? `/bytes?n=${bytes}` : '/upload';
   const started = performance.now();
   return new Promise((resolve) => {
@@ -111,7 +111,7 @@ export function transfer(firstHop: string, viaProxy: boolean, kind: TransferKind
   });
 }
 
-export interface BulkPoint { side: Side; kind: TransferKind; round: number; transfer: Transfer; cpuSeconds: number; peakRssBytes: number; processes: { name: string; cpuSeconds: number }[] }
+export interface BulkPoint extends ChainSpent { side: Side; kind: TransferKind; round: number; transfer: Transfer }
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -142,20 +142,14 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   const bytes = args.megabytes * 1_000_000;
-  const pids = proxies.map((p) => p.pid);
   const points: BulkPoint[] = [];
   for (let round = 1; round <= args.rounds; round += 1) {
     for (const kind of ['download', 'upload'] as const) {
       for (const target of targets) {
         say(`  round ${round}: ${kind} of ${args.megabytes} MB, ${target.label}`);
-        const before = readProcesses(pids);
-        const moved = await transfer(target.firstHop, target.viaProxy, kind, bytes);
-        const spent = target.side === 'origin' ? undefined : proxiesSpent(proxies, target.side, destination, before, readProcesses(pids));
+        const { result: moved, ...spent } = await measured(proxies, target.side, destination, () => transfer(target.firstHop, target.viaProxy, kind, bytes));
         if (moved.error) say(`    failed: ${moved.error}`);
-        points.push({
-          side: target.side, kind, round, transfer: moved, cpuSeconds: spent?.cpuSeconds ?? Number.NaN, peakRssBytes: spent?.peakRssBytes ?? Number.NaN,
-          processes: spent?.processes.map((p) => ({ name: p.name, cpuSeconds: p.cpuSeconds })) ?? [],
-        });
+        points.push({ side: target.side, kind, round, transfer: moved, ...spent });
       }
     }
   }

@@ -3,8 +3,7 @@ import { IsthmusError } from '../core/errors.js';
 import { benchArgsOrExit, benchFlags, integerFlag } from './args.js';
 import { runOpenLoop, type OpenLoopResult, type Outcome } from './open-loop.js';
 import { peerServiceHost, peerVersions } from './peer-chain.js';
-import { proxiesSpent, readProcesses } from './proxy-processes.js';
-import { columns, median, startSideBySide } from './side-by-side.js';
+import { columns, measured, median, startSideBySide, type ChainSpent } from './side-by-side.js';
 import { sourceState } from './source-state.js';
 import type { Destination } from './targets.js';
 
@@ -94,7 +93,7 @@ export function grpcCaller(firstHop: string, sessions: number): { send: () => Pr
   };
 }
 
-interface Point { side: Side; round: number; result: OpenLoopResult; cpuSeconds: number; peakRssBytes: number; processes: { name: string; cpuSeconds: number }[] }
+interface Point extends ChainSpent { side: Side; round: number; result: OpenLoopResult }
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -140,20 +139,13 @@ async function main(argv: string[]): Promise<number> {
       await new Promise((r) => setTimeout(r, 250));
     }
   }
-  const pids = proxies.map((p) => p.pid);
   const loop = { rate: args.rate, maxInFlight: Math.max(256, args.rate * 2), drainMs: requestTimeoutMs + 1_000 };
   const points: Point[] = [];
   for (let round = 1; round <= args.rounds; round += 1) {
     for (const { target, send } of clients) {
       say(`  round ${round}: ${target.label} at ${args.rate} calls/s: ${args.warmup} s warm-up, ${args.seconds} s measured`);
       if (args.warmup > 0) await runOpenLoop({ ...loop, send, seconds: args.warmup });
-      const before = readProcesses(pids);
-      const result = await runOpenLoop({ ...loop, send, seconds: args.seconds });
-      const spent = target.side === 'origin' ? undefined : proxiesSpent(proxies, target.side, destination, before, readProcesses(pids));
-      points.push({
-        side: target.side, round, result, cpuSeconds: spent?.cpuSeconds ?? Number.NaN, peakRssBytes: spent?.peakRssBytes ?? Number.NaN,
-        processes: spent?.processes.map((p) => ({ name: p.name, cpuSeconds: p.cpuSeconds })) ?? [],
-      });
+      points.push({ side: target.side, round, ...await measured(proxies, target.side, destination, () => runOpenLoop({ ...loop, send, seconds: args.seconds })) });
     }
   }
   const rows = grpcRows(points);

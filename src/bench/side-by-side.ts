@@ -5,7 +5,7 @@ import { describeError } from '../core/errors.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
 import { startPeerChain, type PeerChain } from './peer-chain.js';
-import { ourProxyProcesses, type ProxyProcess } from './proxy-processes.js';
+import { ourProxyProcesses, proxiesSpent, readProcesses, type ProxyProcess } from './proxy-processes.js';
 import type { Destination } from './targets.js';
 
 /**
@@ -72,6 +72,22 @@ export async function startSideBySide(opts: SideBySideOptions): Promise<SideBySi
     await cleanup();
     return undefined;
   }
+}
+
+/** What the chain of `side` spent while `work` ran: its proxies' CPU, the sum of their peak RSS, and each one's CPU. */
+export interface ChainSpent { cpuSeconds: number; peakRssBytes: number; processes: { name: string; cpuSeconds: number }[] }
+
+/**
+ * Runs `work` and reads what the proxies of `side` that carry `destination` spent meanwhile; the
+ * app asked straight (`origin`) has no proxies, and reads NaN and none.
+ */
+export async function measured<T>(proxies: ProxyProcess[], side: ProxyProcess['side'] | 'origin', destination: Destination, work: () => Promise<T>): Promise<{ result: T } & ChainSpent> {
+  const pids = proxies.map((p) => p.pid);
+  const before = readProcesses(pids);
+  const result = await work();
+  if (side === 'origin') return { result, cpuSeconds: Number.NaN, peakRssBytes: Number.NaN, processes: [] };
+  const spent = proxiesSpent(proxies, side, destination, before, readProcesses(pids));
+  return { result, cpuSeconds: spent.cpuSeconds, peakRssBytes: spent.peakRssBytes, processes: spent.processes.map((p) => ({ name: p.name, cpuSeconds: p.cpuSeconds })) };
 }
 
 /** The middle value, the lower of the two middles for an even count; NaN values are left out (NaN when none is left). */

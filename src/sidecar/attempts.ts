@@ -178,9 +178,8 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
       // Outlier detection counts a gRPC server error (UNAVAILABLE, INTERNAL…, grpc-status.ts) as a
       // 5xx. A gRPC answer whose head has no grpc-status is judged by its trailers, when they come
       // (a call that fails after it began); one that ends without them gets no verdict.
-      if (status >= 500) routing.record(endpoint.address, { ok: false, kind: '5xx' }, about);
-      else if (request.grpc !== true) routing.record(endpoint.address, { ok: true, kind: 'ok' }, about);
-      else if (headGrpcStatus !== undefined) routing.record(endpoint.address, grpcServerError(headGrpcStatus) ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
+      if (status >= 500 || request.grpc !== true) routing.record(endpoint.address, status >= 500 ? serverError : answered, about);
+      else if (headGrpcStatus !== undefined) routing.record(endpoint.address, grpcVerdict(headGrpcStatus), about);
       observer.answered(status, service, endpoint.cluster);
       return { answered: true };
     } catch (err) {
@@ -213,18 +212,26 @@ export async function attemptEndpoints(routing: RoutingTable, request: Attempted
   return { answered: false, code, message: `${service}: ${describeFailure(failure, tried.size)}; last: ${lastError}` };
 }
 
+const serverError: OutlierResult = { ok: false, kind: '5xx' };
+const answered: OutlierResult = { ok: true, kind: 'ok' };
+
+/** Outlier detection's verdict on a gRPC status: a server error (grpc-status.ts) counts as a 5xx. */
+function grpcVerdict(grpcStatus: number): OutlierResult {
+  return grpcServerError(grpcStatus) ? serverError : answered;
+}
+
 const ignoreTrailers: TrailersStatus = () => undefined;
 
 /** Outlier detection's verdict on a gRPC answer from the status in its trailers. */
 function trailersVerdict(routing: RoutingTable, address: string, about: { service: string; cluster: string }): TrailersStatus {
-  return (grpcStatus) => routing.record(address, grpcServerError(grpcStatus) ? { ok: false, kind: '5xx' } : { ok: true, kind: 'ok' }, about);
+  return (grpcStatus) => routing.record(address, grpcVerdict(grpcStatus), about);
 }
 
 function outlierResult(failure: FailureKind, status: number | undefined): OutlierResult {
   // A refused stream counts as a refused connection would: the endpoint did not take the request.
   if (failure === 'connect' || failure === 'unprocessed') return { ok: false, kind: 'connect-error' };
-  if (failure === 'response' && status !== undefined && status < 500) return { ok: true, kind: 'ok' };
-  return { ok: false, kind: '5xx' };
+  if (failure === 'response' && status !== undefined && status < 500) return answered;
+  return serverError;
 }
 
 function describeFailure(failure: FailureKind, tried: number): string {

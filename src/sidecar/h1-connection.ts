@@ -397,9 +397,8 @@ export class H1Connection extends EventEmitter {
         // The head said the body is read past the parser: what follows it in this read is body. That
         // read may be in the shared buffer, so its part goes as a copy; the reads after it are the
         // socket's own (onHead) and go as views.
-        if (typeof result === 'number' && this.rawLeft > 0 && result < chunk.length) {
-          exchange.views = false;
-          result = this.rawBody(exchange, Buffer.from(chunk.subarray(result)));
+        if (typeof result === 'number' && this.rawLeft > 0) {
+          if (result < chunk.length) result = this.rawBody(exchange, Buffer.from(chunk.subarray(result)));
           exchange.views = true;
         }
       }
@@ -484,7 +483,6 @@ export class H1Connection extends EventEmitter {
     if (typeof length === 'string' && length.length >= 5 && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
       && (exchange.handler as Partial<ViewReader>).takesViews === true && /^\d{1,15}$/.test(length) && Number(length) > viewsFromBytes) {
       this.rawLeft = Number(length);
-      exchange.views = true;
       // Its reads go into a buffer of the socket's own, which only the views of this body use.
       if (this.socket) readOwnBuffer(this.socket);
       return stopAfterHead;

@@ -103,7 +103,7 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
       if (f.retryAnswer) {
         const grpcStatus = headers['grpc-status'] === undefined ? undefined : Number(headers['grpc-status']);
         if (f.retryAnswer(status, grpcStatus)) {
-          fail(Object.assign(new Error(`the destination answered ${headers[':status']}${grpcStatus === undefined ? '' : ` (grpc-status ${grpcStatus})`}; retried`), { code: retriedAnswerCode, status: Number(headers[':status']) }));
+          fail(Object.assign(new Error(`the destination answered ${status}${grpcStatus === undefined ? '' : ` (grpc-status ${grpcStatus})`}; retried`), { code: retriedAnswerCode, status }));
           return void upstream.close(NGHTTP2_CANCEL);
         }
       }
