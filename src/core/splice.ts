@@ -39,31 +39,25 @@ export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets,
     bytes.fromA += early.length;
     b.write(early);
   }
-  if (aOwn) {
-    aReads.attach(b, (n) => {
-      bytes.fromA += n;
-      timer.refresh();
-    });
-    a.once('end', () => b.end());
-  } else {
-    a.on('data', (chunk: Buffer) => {
-      bytes.fromA += chunk.length;
-      timer.refresh();
-    });
-  }
-  if (bReads) {
-    // b was opened with bReads' onread: its reads are written to a from the read callback.
-    bReads.attach(a, (n) => {
-      bytes.fromB += n;
-      timer.refresh();
-    });
-    b.once('end', () => a.end());
-  } else {
-    b.on('data', (chunk: Buffer) => {
-      bytes.fromB += chunk.length;
-      timer.refresh();
-    });
-  }
+  // One direction: from a socket opened with (or adopted by) OwnReads, written on from its read
+  // callback; otherwise through its 'data' events and pipe().
+  const direction = (from: Duplex, to: Duplex, reads: OwnReads | undefined, count: (n: number) => void) => {
+    if (reads) {
+      reads.attach(to, (n) => {
+        count(n);
+        timer.refresh();
+      });
+      from.once('end', () => to.end());
+    } else {
+      from.on('data', (chunk: Buffer) => {
+        count(chunk.length);
+        timer.refresh();
+      });
+      from.pipe(to);
+    }
+  };
+  direction(a, b, aOwn ? aReads : undefined, (n) => { bytes.fromA += n; });
+  direction(b, a, bReads, (n) => { bytes.fromB += n; });
   a.on('error', () => finish('error'));
   b.on('error', () => finish('error'));
   // A side that closed after its clean end (FIN) leaves the other to finish its direction; one
@@ -76,8 +70,6 @@ export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets,
   };
   a.once('close', onClose(a));
   b.once('close', onClose(b));
-  if (!aOwn) a.pipe(b);
-  if (!bReads) b.pipe(a);
 }
 
 /** Whether `stream` has read its end (a FIN), whether or not 'end' was emitted yet. */
