@@ -92,6 +92,34 @@ function onreadKeys(socket: Socket): { buffer: symbol; callback: symbol; generat
   return buffer && callback && generator ? { buffer, callback, generator } : undefined;
 }
 
+/**
+ * Makes `socket`, opened without an `onread` option (an accepted connection: net.Server takes
+ * none), read into `buffer` from its next read on: `callback` is called for each read, as a
+ * method of the socket, with the byte count and the buffer, and `next` names the buffer of the
+ * read after it. This sets the keys net.Socket keeps for its `onread` option and hands the buffer
+ * to its handle, as net does for a socket made with one. False, and the socket reads as before,
+ * when this Node has no such keys or the socket no handle that takes a buffer. What the socket
+ * read before is left in its readable buffer. Once adopted, a socket reads this way for good
+ * (its handle keeps the reader; a parser that consumes the handle reads in front of it).
+ */
+export function adoptReads(socket: Socket, buffer: Buffer, callback: (this: Socket, nread: number, buffer: Uint8Array) => boolean, next: () => Buffer): boolean {
+  const keys = onreadKeys(socket);
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (buffer: Uint8Array) => void } })._handle;
+  if (!keys || typeof handle?.useUserBuffer !== 'function') return false;
+  const own = socket as unknown as Record<symbol, unknown>;
+  own[keys.buffer] = buffer;
+  own[keys.callback] = callback;
+  own[keys.generator] = next;
+  handle.useUserBuffer(buffer);
+  return true;
+}
+
+/** Whether adoptReads can switch `socket` (this Node has the keys, its handle takes a buffer). */
+export function readsAdoptable(socket: Socket): boolean {
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: unknown } })._handle;
+  return typeof handle?.useUserBuffer === 'function' && onreadKeys(socket) !== undefined;
+}
+
 /** What a socket opened with `OwnReads` reads at a time: a TLS record and then some, as HAProxy's default buffer. */
 export const ownReadBytes = 16 * 1024;
 
@@ -123,23 +151,12 @@ export class OwnReads {
   }
 
   /**
-   * Makes `socket`, opened without this buffer (an accepted connection: net.Server takes no
-   * `onread`), read into it from its next read on, by setting the keys net.Socket keeps for its
-   * `onread` option and handing the buffer to its handle, as net does for a socket made with
-   * one. False, and the socket reads as before, when this Node has no such keys or the socket
-   * no handle that takes a buffer; the caller then reads it through its 'data' events. What the
-   * socket read before is left in its readable buffer.
+   * Makes `socket`, opened without this buffer (an accepted connection), read into it from its
+   * next read on (adoptReads). False when it cannot: the caller then reads it through its 'data'
+   * events.
    */
   adopt(socket: Socket): boolean {
-    const keys = onreadKeys(socket);
-    const handle = (socket as unknown as { _handle?: { useUserBuffer?: (buffer: Uint8Array) => void } })._handle;
-    if (!keys || typeof handle?.useUserBuffer !== 'function') return false;
-    const own = socket as unknown as Record<symbol, unknown>;
-    own[keys.buffer] = this.buffer;
-    own[keys.callback] = this.onread.callback;
-    own[keys.generator] = this.onread.buffer;
-    handle.useUserBuffer(this.buffer);
-    return true;
+    return adoptReads(socket, this.buffer, this.onread.callback, this.onread.buffer);
   }
 
   /** From now on what the socket reads goes to `to`; `onBytes` hears of each read. */

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
 import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
+import { keepsView } from './lent-views.js';
 import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
 
 /** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
@@ -354,6 +355,7 @@ export class H1Connection extends EventEmitter {
         this.fail(exchange, failure('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', `the request body is longer than its content-length (${length})`));
         return;
       }
+      const queued = socket.writableLength > 0 || socket.connecting;
       let ok: boolean;
       if (length === undefined) {
         socket.cork();
@@ -362,6 +364,10 @@ export class H1Connection extends EventEmitter {
         ok = socket.write('\r\n', 'latin1');
         socket.uncork();
       } else ok = socket.write(bytes);
+      // A view of the app's read buffer (lent-views.ts) is still referenced if the socket queued
+      // it behind an earlier write, or, over plain TCP, if the kernel did not take it whole. TLS
+      // encrypts what it is handed at once: a write still pending holds only its ciphertext.
+      if (queued || (socket.writableLength > 0 && (socket as { encrypted?: boolean }).encrypted !== true)) keepsView(bytes);
       if (!ok) {
         body.pause();
         socket.once('drain', resume);

@@ -4,6 +4,8 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ExchangeEnd } from '../core/channels.js';
+import { adoptReads, readsAdoptable } from '../core/splice.js';
+import { lendView } from './lent-views.js';
 import { HTTPParser, parserMethods, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
 
@@ -44,6 +46,13 @@ export interface H1ServerOptions {
   requestHeadersMs: number;
   keepAliveMs: number;
   streamIdleMs: number;
+  /**
+   * Long request bodies with a length are read past the parser and handed to the body's reader
+   * as views of the connection's own read buffer (see H1ServerConnection.startRaw): every
+   * 'request' handler of the server then hands each chunk on inside its 'data' callback, or
+   * copies it, or says it keeps it (lent-views.ts). The outbound and the inbound do.
+   */
+  bodyViews?: boolean;
 }
 
 type AnyServer = HttpServer | HttpsServer;
@@ -165,8 +174,34 @@ export class H1RequestBody extends Readable {
     super();
   }
 
+  /** Its reader paused it (pause()). */
+  private held = false;
+  /** Readable asked for more while the reader held it: asked again at resume(). */
+  private asked = false;
+
   override _read(): void {
-    this.connection.bodyWanted();
+    // Readable asks for more to fill its buffer even while its reader has paused it: a paused
+    // body reads nothing, and asks once resumed (Readable asks no more until something is pushed).
+    if (this.held) this.asked = true;
+    else this.connection.bodyWanted();
+  }
+
+  override pause(): this {
+    super.pause();
+    if (!this.held) {
+      this.held = true;
+      this.connection.bodyPaused(this);
+    }
+    return this;
+  }
+
+  override resume(): this {
+    const held = this.held;
+    this.held = false;
+    super.resume();
+    if (held) this.connection.bodyResumed(this.asked);
+    this.asked = false;
+    return this;
   }
 
   /**
@@ -399,8 +434,15 @@ export function joinFields(raw: readonly string[]): IncomingHttpHeaders {
   return headers;
 }
 
+/** Why the socket does not read: the body's buffer is full; requests wait behind an answer; the body's reader paused it. */
 const pausedForBody = 1;
 const pausedForQueue = 2;
+const pausedByReader = 4;
+
+/** The head callback's answer that stops llhttp after the head, as for an upgrade. */
+const stopAfterHead = 2;
+/** From this length on a request body is read past the parser (bodyViews): it is longer than one read. */
+const viewsFromBytes = 64 * 1024;
 
 /** One accepted connection: the parser, the request being read, the answer being written. */
 export class H1ServerConnection {
@@ -427,6 +469,12 @@ export class H1ServerConnection {
   private freed = false;
   /** The parser reads the socket's handle itself (consume()). */
   private consumed = false;
+  /** Body bytes still to come past the parser (startRaw); the parser waits for the body's end. */
+  private rawLeft = 0;
+  /** The body is read past the parser now (rawRead). */
+  private raw = false;
+  /** The buffer the socket reads into past the parser, once adopted (startRaw). */
+  private rawBuffer: Buffer | undefined;
 
   constructor(
     private readonly server: AnyServer, readonly socket: Socket, readonly options: H1ServerOptions, private readonly onGone: () => void,
@@ -496,6 +544,21 @@ export class H1ServerConnection {
     this.unpause(pausedForBody);
   }
 
+  /**
+   * The body still being read was paused by its reader. A body read past the parser stops the
+   * socket now (a read that waited in the body's buffer would hold its view); a short one read by
+   * the parser is stopped once its buffer is full, as a Readable is, without a system call per
+   * request for a pause its reader lifts at once.
+   */
+  bodyPaused(body: H1RequestBody): void {
+    if (this.reading?.body === body && this.rawLeft > 0) this.pause(pausedByReader);
+  }
+
+  /** The body's reader resumed it; `asked`: its stream asked for more meanwhile. */
+  bodyResumed(asked: boolean): void {
+    this.unpause(asked ? pausedByReader | pausedForBody : pausedByReader);
+  }
+
   private pause(why: number): void {
     if (this.paused === 0) {
       this.socket.pause();
@@ -557,6 +620,7 @@ export class H1ServerConnection {
     (this.socket as unknown as { _unrefTimer(): void })._unrefTimer();
     if (typeof result !== 'number') return this.onParseError(result);
     if (this.upgrading && !this.closed) this.startUpgrade(this.parser.getCurrentBuffer().subarray(result));
+    else if (this.rawLeft > 0 && !this.raw) this.startRaw(this.parser.getCurrentBuffer().subarray(result));
   };
 
   /** A request's first byte: a kept-alive connection starts timing its next head. */
@@ -577,6 +641,7 @@ export class H1ServerConnection {
     }
     if (typeof result !== 'number') return this.onParseError(result);
     if (this.upgrading && !this.closed) this.startUpgrade(chunk.subarray(result));
+    else if (this.rawLeft > 0 && !this.raw) this.startRaw(Buffer.from(chunk.subarray(result)));
   }
 
   private onHead(major: number, minor: number, fields: string[] | undefined, methodIndex: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
@@ -606,11 +671,17 @@ export class H1ServerConnection {
     if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) req.body = new H1RequestBody(this);
     else req.complete = true;
     this.reading = req.complete ? undefined : req;
+    // A body longer than one read, with a length and no transfer-encoding (llhttp refuses that
+    // pair), is read past the parser when the server's handlers take views: no copy per chunk.
+    const views = this.options.bodyViews === true && typeof length === 'string' && length.length >= 5
+      && req.headers['transfer-encoding'] === undefined && /^\d{1,15}$/.test(length) && Number(length) > viewsFromBytes
+      && (this.rawBuffer !== undefined || readsAdoptable(this.socket));
+    if (views) this.rawLeft = Number(length);
     if (this.current || this.queue.length > 0) {
       this.queue.push(req);
       this.pause(pausedForQueue);
     } else this.dispatch(req);
-    return 0;
+    return views ? stopAfterHead : 0;
   }
 
   private onBody(chunk: Buffer): void {
@@ -622,14 +693,15 @@ export class H1ServerConnection {
 
   private onMessageEnd(): void {
     const req = this.reading;
-    if (!req) return;
+    // The parser's end of a head it stopped after: the body is still to come (rawRead).
+    if (!req || this.rawLeft > 0) return;
     this.reading = undefined;
     req.complete = true;
     req.body?.push(null);
     // Held for the body's reader: with the body whole, no byte more is its, and a stream that has
     // ended asks for no more (no _read), so the hold would never end and the connection's next
     // request would never be read. What follows is the next request's, held only by the queue.
-    this.unpause(pausedForBody);
+    this.unpause(pausedForBody | pausedByReader);
     // Answered already (an early answer): the next request may come.
     if (!this.current && this.queue.length === 0 && !this.ending) this.becomeIdle();
   }
@@ -678,6 +750,79 @@ export class H1ServerConnection {
       return;
     }
     if (req.complete && !this.reading) this.becomeIdle();
+  }
+
+  /**
+   * A long body with a length, read past the parser: from the read after its head, the socket
+   * reads into a buffer of this connection's own (adoptReads: an accepted socket takes no
+   * `onread` option) and each read goes to the body's reader as a view of it, lent (lent-views.ts):
+   * Node's parser would copy every chunk into a fresh buffer, which for a large upload was most of
+   * a sidecar's garbage and the major collections it starts (docs/benchmark-history.md). A view
+   * still held after its callback (the body's own buffer, a write not taken whole) leaves that
+   * buffer to its holder, and the next read goes into a fresh one. `rest`, what followed the
+   * head in its read, is a copy already. At the body's end the parser reads again (endRaw).
+   */
+  private startRaw(rest: Buffer): void {
+    // Refused at dispatch (the connection is ending): nothing more is read for it.
+    if (this.closed || !this.reading) return;
+    this.raw = true;
+    if (this.consumed) {
+      this.consumed = false;
+      this.parser.unconsume();
+    }
+    if (!this.rawBuffer) {
+      // TLS hands decrypted bytes on a record (16 KiB at most) at a time; plain TCP up to 64 KiB a read.
+      const buffer = Buffer.allocUnsafeSlow((this.socket as { encrypted?: boolean }).encrypted ? 16 * 1024 : 64 * 1024);
+      if (!adoptReads(this.socket, buffer, this.rawRead, this.nextRawBuffer)) {
+        // Checked at the head (readsAdoptable): a socket that still refuses cannot be read.
+        this.socket.destroy(new Error('the request body could not be read past the parser'));
+        return;
+      }
+      this.rawBuffer = buffer;
+    }
+    if (rest.length > 0) this.rawBytes(rest, false);
+  }
+
+  /** The buffer of the socket's next read past the parser (net asks right after each read). */
+  private readonly nextRawBuffer = (): Buffer => this.rawBuffer as Buffer;
+
+  /** A read past the parser, into rawBuffer. */
+  private readonly rawRead = (nread: number, buffer: Uint8Array): boolean => {
+    const bytes = (buffer as Buffer).subarray(0, nread);
+    // Not in a body (cannot happen while the parser reads the handle in front): parsed as a copy.
+    if (!this.raw) this.read(Buffer.from(bytes));
+    else this.rawBytes(bytes, true);
+    return true;
+  };
+
+  private rawBytes(chunk: Buffer, lent: boolean): void {
+    const req = this.reading;
+    if (!req) return;
+    const take = Math.min(chunk.length, this.rawLeft);
+    const part = take === chunk.length ? chunk : chunk.subarray(0, take);
+    this.rawLeft -= take;
+    req.bodyBytes += take;
+    if (!lent) this.pushBody(part);
+    else if (lendView(part, this.pushBody) || (req.body?.readableLength ?? 0) > 0) this.rawBuffer = Buffer.allocUnsafeSlow((this.rawBuffer as Buffer).length);
+    if (this.rawLeft === 0) this.endRaw(take < chunk.length ? Buffer.from(chunk.subarray(take)) : undefined);
+  }
+
+  private readonly pushBody = (chunk: Buffer): void => {
+    const body = this.reading?.body;
+    if (body && !body.push(chunk)) this.pause(pausedForBody);
+  };
+
+  /** The body read past the parser has ended: the parser starts afresh and reads the handle again; `rest` is the next request's. */
+  private endRaw(rest: Buffer | undefined): void {
+    this.raw = false;
+    this.parser.initialize(HTTPParser.REQUEST, {}, 0, 0);
+    const handle = this.handle;
+    if (handle && !this.closed) {
+      this.parser.consume(handle);
+      this.consumed = true;
+    }
+    this.onMessageEnd();
+    if (rest && !this.closed) this.read(rest);
   }
 
   private becomeIdle(): void {

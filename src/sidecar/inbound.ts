@@ -119,7 +119,7 @@ export class Inbound {
     // side closes first. No byte either way for streamIdle closes a connection (a request body
     // stalled mid-way too).
     const keptMs = inboundKeepAliveMs(timeouts);
-    const h1 = { requestHeadersMs: timeouts.requestHeadersMs, keepAliveMs: keptMs, streamIdleMs: timeouts.streamIdleMs };
+    const h1 = { requestHeadersMs: timeouts.requestHeadersMs, keepAliveMs: keptMs, streamIdleMs: timeouts.streamIdleMs, bodyViews: true };
     serveHttp1(this.server, h1);
     this.server.on('request', (req: H1Request, res: H1Response) => this.serve(req, res));
     this.plain = createHttpServer();

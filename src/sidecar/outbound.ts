@@ -54,7 +54,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   // connection with no byte either way for streamIdle is closed, whatever it waits for: a
   // request body that stalls mid-way holds nothing for ever).
   const server = createServer();
-  serveHttp1(server, { requestHeadersMs: deps.timeouts.requestHeadersMs, keepAliveMs: deps.timeouts.connectionIdleMs, streamIdleMs: deps.timeouts.streamIdleMs });
+  serveHttp1(server, { requestHeadersMs: deps.timeouts.requestHeadersMs, keepAliveMs: deps.timeouts.connectionIdleMs, streamIdleMs: deps.timeouts.streamIdleMs, bodyViews: true });
   server.on('request', (req: H1Request, res: H1Response) => {
     if (repeatsHost(req.rawHeaders)) {
       refused(deps);

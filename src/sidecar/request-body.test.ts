@@ -1,5 +1,6 @@
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { lendView } from './lent-views.js';
 import { RequestBody } from './request-body.js';
 
 /** A sink that collects what it is given and says when it ended. */
@@ -66,5 +67,39 @@ describe('RequestBody.feed: the body written into an attempt\'s upstream stream'
     await tick();
     expect(cancelled).toBe(1);
     expect(body.replayable).toBe(false);
+  });
+});
+
+describe('RequestBody and views lent by the app\'s connection (lent-views.ts)', () => {
+  it('keeps a lent view for another attempt as a copy, so the connection\'s next read cannot change it', async () => {
+    const app = new Readable({ read() {} });
+    const body = new RequestBody(app);
+    const first = sink();
+    body.feed(first.stream, () => undefined);
+    await tick();
+    const readBuffer = Buffer.from('first read');
+    expect(lendView(readBuffer.subarray(0), (view) => app.push(view))).toBe(false);
+    readBuffer.write('OVERWRITE!'); // the connection's next read lands in the same buffer
+    first.stream.destroy(); // the attempt failed
+    const second = sink();
+    body.feed(second.stream, () => undefined);
+    app.push(null);
+    await tick();
+    expect(second.text()).toBe('first read');
+  });
+
+  it('says a lent view is held when the attempt\'s reader has paused and its stream must buffer it', async () => {
+    const app = new Readable({ read() {} });
+    const body = new RequestBody(app, 0);
+    const stream = body.open();
+    const got: string[] = [];
+    stream.on('data', (chunk: Buffer) => { got.push(chunk.toString()); });
+    await tick();
+    expect(lendView(Buffer.from('one'), (view) => app.push(view))).toBe(false);
+    stream.pause(); // the attempt's socket is full
+    expect(lendView(Buffer.from('two'), (view) => app.push(view))).toBe(true);
+    expect(got).toEqual(['one']);
+    // and the app's side waits with it
+    expect(app.isPaused()).toBe(true);
   });
 });

@@ -1,4 +1,5 @@
 import { Readable, type Writable } from 'node:stream';
+import { isLentView, keepsView } from './lent-views.js';
 
 /** Envoy keeps up to its per-request buffer limit (1 MiB by default) so that a retry can resend a body; so do we. */
 export const defaultRetryBufferBytes = 1024 * 1024;
@@ -44,8 +45,10 @@ export class RequestBody {
   open(): Readable {
     this.detach();
     const stream = new Readable({
+      // Readable asks for more to fill its buffer even while its reader has paused it: the app's
+      // side is resumed only for a reader that reads.
       read: () => {
-        if (!this.ended) this.source.resume();
+        if (!this.ended && !stream.isPaused()) this.source.resume();
       },
       destroy: (err, callback) => {
         if (this.current === stream) {
@@ -56,6 +59,10 @@ export class RequestBody {
         // thrown for want of a listener; that attempt finds the stream destroyed when it starts.
         process.nextTick(() => callback(stream.listenerCount('error') > 0 ? err : null));
       },
+    });
+    // A read asked for while paused waits for this: Readable asks no more until something is pushed.
+    stream.on('resume', () => {
+      if (this.current === stream && !this.ended) this.source.resume();
     });
     this.current = stream;
     for (const chunk of this.kept ?? []) stream.push(chunk);
@@ -94,13 +101,16 @@ export class RequestBody {
   private onData(chunk: Buffer): void {
     if (this.kept) {
       this.keptBytes += chunk.length;
-      if (this.keptBytes <= this.limit) this.kept.push(chunk);
+      // A view lent by the app's connection (lent-views.ts) is overwritten by its next read: kept as a copy.
+      if (this.keptBytes <= this.limit) this.kept.push(isLentView(chunk) ? Buffer.from(chunk) : chunk);
       else this.kept = undefined;
     }
     if (this.sink) {
       // A sink that takes no more (its attempt failed): the chunk is kept, if it can be, for the next.
       if (!this.sink.writable) return void this.source.pause();
-      if (!this.sink.write(chunk)) {
+      const ok = this.sink.write(chunk);
+      if (this.sink.writableLength > 0) keepsView(chunk);
+      if (!ok) {
         this.source.pause();
         this.sink.once('drain', this.resumeSource);
       }
@@ -112,7 +122,12 @@ export class RequestBody {
       if (!this.kept) this.fail(new Error('the request body could not be kept for another attempt'));
       return;
     }
-    if (!this.current.push(chunk)) this.source.pause();
+    const ok = this.current.push(chunk);
+    // Not read at once (the attempt's reader is paused): the stream holds it.
+    if (this.current.readableLength > 0) keepsView(chunk);
+    // The attempt's reader paused (its socket is full): the app's side waits with it, rather than
+    // fill this stream's buffer first.
+    if (!ok || this.current.isPaused()) this.source.pause();
   }
 
   private fail(err: Error): void {

@@ -1,0 +1,226 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import type { Dispatcher } from 'undici';
+import { afterEach, describe, expect, test } from 'vitest';
+import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
+import { keepsView } from './lent-views.js';
+import { UpstreamPool } from './upstream-pool.js';
+
+/**
+ * Long request bodies read past the parser (h1-server.ts `bodyViews`): each read reaches the
+ * body's reader as a view of the connection's own buffer, and a view something still holds is
+ * left to it (lent-views.ts). Every body is checked by its SHA-256 at the far end.
+ */
+
+const servers: Server[] = [];
+const sockets: Socket[] = [];
+const pools: UpstreamPool[] = [];
+
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const p of pools.splice(0)) await p.destroy();
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((resolve) => s.close(resolve));
+  }
+});
+
+type Handler = (req: H1Request, res: H1Response) => void;
+
+async function listen(server: Server): Promise<number> {
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+async function h1(handler: Handler, bodyViews = true): Promise<number> {
+  const server = createServer();
+  serveHttp1(server, { requestHeadersMs: 10_000, keepAliveMs: 10_000, streamIdleMs: 60_000, bodyViews });
+  server.on('request', handler);
+  return listen(server);
+}
+
+const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * A POST of `body` with its length, written in pieces of `piece` bytes, then `after` on the same
+ * connection; what came back once `answers` answers have arrived whole (each of them short, with
+ * a length), or the connection closed. The caller does not half-close: node:http and h1-server.ts
+ * end a connection on the caller's FIN.
+ */
+function post(port: number, body: Buffer, after: Buffer | string = '', answers = 1, piece = 200_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, '127.0.0.1');
+    sockets.push(socket);
+    let got = '';
+    const whole = () => [...got.matchAll(/content-length: (\d+)\r\n(?:.*\r\n)*?\r\n/gi)]
+      .filter((m) => got.length >= (m.index ?? 0) + m[0].length + Number(m[1])).length >= answers;
+    socket.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (whole()) {
+        socket.destroy();
+        resolve(got);
+      }
+    });
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
+    socket.on('connect', async () => {
+      socket.write(`POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`);
+      for (let at = 0; at < body.length; at += piece) {
+        // Each piece waits for the one before it to be taken, so the server reads many times.
+        if (!socket.write(body.subarray(at, at + piece))) await new Promise((r) => socket.once('drain', r));
+      }
+      socket.write(typeof after === 'string' ? Buffer.from(after, 'latin1') : after);
+    });
+  });
+}
+
+/** Answers each request with the SHA-256 and length of its body, read through `read`. */
+function hashing(read: (req: H1Request, done: (bytes: Buffer) => void) => void): Handler {
+  return (req, res) => {
+    if (!req.body) {
+      res.writeHead(200, { 'content-length': '7' });
+      res.end('no body');
+      return;
+    }
+    read(req, (bytes) => {
+      const text = `${bytes.length} ${sha(bytes)}`;
+      res.writeHead(200, { 'content-length': String(text.length) });
+      res.end(text);
+    });
+  };
+}
+
+describe('a long request body read as views', () => {
+  test('reaches a reader that hands each chunk on at once whole, in views of a few reused buffers', async () => {
+    const body = randomBytes(8 * 1024 * 1024);
+    const buffers = new Set<ArrayBuffer>();
+    let chunks = 0;
+    const port = await h1((req, res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.body?.on('data', (c: Buffer) => {
+        chunks += 1;
+        buffers.add(c.buffer as ArrayBuffer);
+        hash.update(c);
+        bytes += c.length;
+      });
+      req.body?.on('end', () => {
+        const text = `${bytes} ${hash.digest('hex')}`;
+        res.writeHead(200, { 'content-length': String(text.length) });
+        res.end(text);
+      });
+    });
+    const answer = await post(port, body);
+    expect(answer).toContain(`${body.length} ${sha(body)}`);
+    // Node's parser would hand over a fresh buffer per chunk; here most chunks share one.
+    expect(chunks).toBeGreaterThan(20);
+    expect(buffers.size).toBeLessThan(chunks / 4);
+  });
+
+  test('a reader that keeps each chunk and says so (keepsView) gets every byte', async () => {
+    const body = randomBytes(4 * 1024 * 1024);
+    const port = await h1(hashing((req, done) => {
+      const kept: Buffer[] = [];
+      req.body?.on('data', (c: Buffer) => {
+        kept.push(c);
+        keepsView(c);
+      });
+      req.body?.on('end', () => done(Buffer.concat(kept)));
+    }));
+    expect(await post(port, body)).toContain(`${body.length} ${sha(body)}`);
+  });
+
+  test('a body nobody reads for a while is held by its own stream, and read later whole', async () => {
+    const body = randomBytes(3 * 1024 * 1024);
+    const port = await h1(hashing((req, done) => {
+      setTimeout(async () => {
+        const kept: Buffer[] = [];
+        for await (const c of req.body as AsyncIterable<Buffer>) kept.push(c);
+        done(Buffer.concat(kept));
+      }, 300);
+    }));
+    expect(await post(port, body)).toContain(`${body.length} ${sha(body)}`);
+  });
+
+  test('relayed to a slow upstream over a pooled connection (the inbound\'s path), every byte arrives', async () => {
+    const body = randomBytes(16 * 1024 * 1024);
+    // The upstream stops reading for a while, so the relay's writes are not taken whole.
+    const upstreamPort = await listen(createServer((req, res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.pause();
+      setTimeout(() => {
+        req.on('data', (c: Buffer) => { hash.update(c); bytes += c.length; });
+        req.on('end', () => res.end(`${bytes} ${hash.digest('hex')}`));
+        req.resume();
+      }, 500);
+    }));
+    const pool = new UpstreamPool(`http://127.0.0.1:${upstreamPort}`, { connections: 4, maxConnecting: 2, idleMs: 10_000, connect: { timeout: 5_000 } });
+    pools.push(pool);
+    const port = await h1((req, res) => {
+      pool.request({ path: '/', method: 'POST', headers: { 'content-length': req.headers['content-length'] as string }, body: req.body ?? null } as Dispatcher.RequestOptions)
+        .then(async (answer) => {
+          const text = await answer.body.text();
+          res.writeHead(answer.statusCode, { 'content-length': String(text.length) });
+          res.end(text);
+        })
+        .catch((err: Error) => {
+          res.writeHead(502);
+          res.end(err.message);
+        });
+    });
+    expect(await post(port, body)).toContain(`${body.length} ${sha(body)}`);
+  });
+
+  test('a request pipelined after the body is read and answered on the same connection', async () => {
+    const body = randomBytes(2 * 1024 * 1024 + 7);
+    const port = await h1(hashing((req, done) => {
+      const hash: Buffer[] = [];
+      req.body?.on('data', (c: Buffer) => { hash.push(Buffer.from(c)); });
+      req.body?.on('end', () => done(Buffer.concat(hash)));
+    }));
+    const answer = await post(port, body, 'GET /next HTTP/1.1\r\nHost: h\r\n\r\n', 2);
+    expect(answer).toContain(`${body.length} ${sha(body)}`);
+    expect(answer).toContain('no body');
+    expect(answer.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
+  });
+
+  test('two long bodies one after the other on one kept connection both arrive whole', async () => {
+    const first = randomBytes(1024 * 1024);
+    const second = randomBytes(3 * 1024 * 1024 + 1);
+    const port = await h1(hashing((req, done) => {
+      const hash: Buffer[] = [];
+      req.body?.on('data', (c: Buffer) => { hash.push(Buffer.from(c)); });
+      req.body?.on('end', () => done(Buffer.concat(hash)));
+    }));
+    const bytes = Buffer.concat([
+      Buffer.from(`POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: ${first.length}\r\n\r\n`), first,
+      Buffer.from(`POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: ${second.length}\r\n\r\n`), second,
+    ]);
+    const answer = await post(port, Buffer.alloc(0), bytes, 3);
+    // post() sent an empty POST first; its answer is "no body".
+    expect(answer).toContain(`${first.length} ${sha(first)}`);
+    expect(answer).toContain(`${second.length} ${sha(second)}`);
+  });
+
+  test('a caller that goes away mid-body aborts the body', async () => {
+    let aborted: Promise<string> | undefined;
+    const port = await h1((req) => {
+      aborted = new Promise((resolve) => {
+        req.body?.on('error', (err: Error) => resolve(err.message));
+        req.body?.resume();
+      });
+    });
+    const socket = netConnect(port, '127.0.0.1');
+    sockets.push(socket);
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(`POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${10 * 1024 * 1024}\r\n\r\n`);
+    socket.write(randomBytes(300_000));
+    await new Promise((r) => setTimeout(r, 100));
+    socket.destroy();
+    await expect.poll(() => aborted).toBeDefined();
+    expect(await aborted).toBe('aborted');
+  });
+});
