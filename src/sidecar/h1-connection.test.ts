@@ -5,7 +5,8 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { afterEach, describe, expect, test } from 'vitest';
 import { buildConnector } from '../core/undici.js';
-import { chunkIsView, H1Connection, viewKept, type ViewReader } from './h1-connection.js';
+import { H1Connection, type ViewReader } from './h1-connection.js';
+import { isLentView, keepsView } from './lent-views.js';
 import { RequestBody } from './request-body.js';
 import { readSocket, sharedReadConnector } from './shared-reads.js';
 
@@ -444,7 +445,7 @@ describe('reads into the shared buffer (shared-reads.ts): what a reader keeps su
 /**
  * One GET through a ViewReader handler (as response-relay.ts is): each chunk is hashed before the
  * callback returns, since a view is valid only until then. `hold` keeps every `n`-th view past
- * its callback, as a socket that cannot take a write whole does, and says so (viewKept).
+ * its callback, as a socket that cannot take a write whole does, and says so (keepsView).
  */
 function fetchViews(c: H1Connection, path: string, hold = 0): Promise<{ sha256: string; views: number; held: number; overwritten: number }> {
   return new Promise((resolve, reject) => {
@@ -456,11 +457,11 @@ function fetchViews(c: H1Connection, path: string, hold = 0): Promise<{ sha256: 
       takesViews: true,
       onResponseData: (controller, chunk) => {
         hash.update(chunk);
-        if (chunkIsView(controller)) views += 1;
+        if (isLentView(chunk)) views += 1;
         seen += 1;
-        if (hold > 0 && seen % hold === 0 && chunkIsView(controller)) {
+        if (hold > 0 && seen % hold === 0 && isLentView(chunk)) {
           heldViews.push({ view: chunk, copy: Buffer.from(chunk) });
-          viewKept(controller);
+          keepsView(chunk);
         }
       },
       onResponseEnd: () => {
@@ -501,7 +502,7 @@ describe('a body with a length read past the parser, as views (a ViewReader hand
     const origin = await listen(unevenServer({ '/a': randomBytes(1 << 20) }));
     const c = await connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 }));
     let views = 0;
-    await send(c, { path: '/a' }, { onChunk: (controller) => { if (chunkIsView(controller)) views += 1; } });
+    await send(c, { path: '/a' }, { onChunk: (_controller, chunk) => { if (isLentView(chunk)) views += 1; } });
     expect(views).toBe(0);
   });
 

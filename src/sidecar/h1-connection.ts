@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
 import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
-import { keepsView } from './lent-views.js';
+import { keepsView, lendView } from './lent-views.js';
 import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
 
 /** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
@@ -20,26 +20,13 @@ const stopAfterHead = 2;
 const viewsFromBytes = 64 * 1024;
 
 /**
- * A handler that may be handed body chunks as views of a read buffer that a later read reuses:
- * it hands each one on before its onResponseData returns, or, when something still holds it,
- * says so with `viewKept(controller)`. Such a handler gets a long body with a length without
- * Node's parser copying each chunk into a buffer of its own (response-relay.ts).
+ * A handler that may be handed body chunks as views of a read buffer that a later read reuses,
+ * lent (lent-views.ts): it hands each one on before its onResponseData returns, or, when
+ * something still holds it, says so with `keepsView(chunk)`. Such a handler gets a long body with
+ * a length without Node's parser copying each chunk into a buffer of its own (response-relay.ts).
  */
 export interface ViewReader {
   readonly takesViews: true;
-}
-
-/** Whether the chunk just handed to a ViewReader's onResponseData is a view of a read buffer. */
-export function chunkIsView(controller: unknown): boolean {
-  return controller instanceof Exchange && controller.views;
-}
-
-/**
- * The view just handed over is still held after the callback (a write its socket did not take
- * whole): the connection's next read goes into a fresh buffer, the held one left to its holder.
- */
-export function viewKept(controller: unknown): void {
-  if (controller instanceof Exchange && controller.views) controller.keptView();
 }
 
 type Controller = Dispatcher.DispatchController;
@@ -120,10 +107,6 @@ class Exchange implements Controller {
   resume(): void {
     this.paused = false;
     this.connection.resumeReading();
-  }
-
-  keptView(): void {
-    this.connection.freshReadBuffer();
   }
 }
 
@@ -435,7 +418,13 @@ export class H1Connection extends EventEmitter {
     const take = Math.min(chunk.length, this.rawLeft);
     this.rawLeft -= take;
     exchange.lastActivity = performance.now();
-    if (!exchange.finished) exchange.handler.onResponseData?.(exchange, take === chunk.length ? chunk : chunk.subarray(0, take));
+    if (!exchange.finished) {
+      const part = take === chunk.length ? chunk : chunk.subarray(0, take);
+      // A view still held when its callback returns: the next read goes into a fresh buffer of the
+      // socket's own, the held one left to its holder.
+      if (!exchange.views) exchange.handler.onResponseData?.(exchange, part);
+      else if (lendView(part, (view) => exchange.handler.onResponseData?.(exchange, view)) && this.socket) readOwnBuffer(this.socket);
+    }
     if (this.rawLeft > 0 || exchange.finished) return take;
     // The parser stopped after the head as for an upgrade: it starts afresh for the next answer,
     // which is read into the shared buffer again.
@@ -582,11 +571,6 @@ export class H1Connection extends EventEmitter {
     if (!exchange.bodySent) exchange.body?.destroy();
     this.socket?.destroy();
     exchange.handler.onResponseError?.(exchange, err);
-  }
-
-  /** A view of the last read is held: the next read goes into a fresh buffer of the socket's own. */
-  freshReadBuffer(): void {
-    if (this.socket) readOwnBuffer(this.socket);
   }
 
   pauseReading(): void {

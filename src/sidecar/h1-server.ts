@@ -336,7 +336,7 @@ export class H1Response extends EventEmitter {
   /**
    * Writes out what this tick's writes corked, and says whether the socket still holds bytes it
    * could not hand on at once (so a chunk written from a read buffer is still referenced:
-   * response-relay.ts then has its connection read into a fresh one, h1-connection.ts viewKept).
+   * response-relay.ts then says it keeps it, lent-views.ts).
    */
   flushHolds(): boolean {
     this.connection.uncorkNow();

@@ -1,7 +1,8 @@
 import type { Dispatcher } from 'undici';
 import type { H1Response } from './h1-server.js';
 import { forwardableHeaders } from './headers.js';
-import { chunkIsView, viewKept, type ViewReader } from './h1-connection.js';
+import type { ViewReader } from './h1-connection.js';
+import { isLentView, keepsView } from './lent-views.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
 type Controller = Dispatcher.DispatchController;
@@ -79,7 +80,7 @@ export class ResponseRelay implements Dispatcher.DispatchHandler, ViewReader {
     if (this.dropping) return;
     const ok = this.res.write(chunk, this.flushed);
     // A view of a read buffer goes out now, or the connection reads into a fresh one after it.
-    if (chunkIsView(controller) && this.res.flushHolds()) viewKept(controller);
+    if (isLentView(chunk) && this.res.flushHolds()) keepsView(chunk);
     if (!ok) controller.pause();
   }
 
