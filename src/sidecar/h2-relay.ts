@@ -28,6 +28,12 @@ export interface H2Forward {
   /** The answer's head must come within this, counted from the request's end. */
   responseHeadersMs: number;
   streamIdleMs: number;
+  /**
+   * Once the answer's head has passed, silence on the stream (both ways) is limited by this
+   * instead of `streamIdleMs`: a gRPC call's (timeouts.tunnelIdle), since a server-streaming or
+   * bidirectional call (a watch, a subscription) may rightly stay silent for minutes.
+   */
+  answeredIdleMs?: number;
   /** A response header the caller must not see (the trace report between sidecars). */
   drop?: string;
   /** Asked before the head is passed on: true drops the answer (it will be retried, attempts.ts). */
@@ -124,6 +130,11 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
         });
         downstream.respond(head, { waitForTrailers: true });
         downstream.once('wantTrailers', () => downstream.sendTrailers(h2ForwardFields(trailers ?? {})));
+        if (f.answeredIdleMs !== undefined) {
+          // The same timeout listeners, a longer limit.
+          upstream.setTimeout(f.answeredIdleMs);
+          downstream.setTimeout(f.answeredIdleMs);
+        }
         forwardBytes(upstream, downstream);
         if (exchange?.countsBytes) upstream.on('data', (chunk: Buffer) => { exchange.responseBytes += chunk.length; });
       }

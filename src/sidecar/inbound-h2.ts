@@ -57,7 +57,8 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   };
   const done = (status: number) => inbound.answered(started, peer.identity, status, span, facts);
   const { timeouts } = inbound;
-  // Before the app's head, the relay's limits answer (responseHeaders, streamIdle: 502 named); after it, silence cuts the stream.
+  // Before the app's head, the relay's limits answer (responseHeaders, streamIdle: 502 named); after
+  // it, silence cuts the stream (a gRPC call's after timeouts.tunnelIdle, h2-relay.ts answeredIdleMs).
   stream.setTimeout(timeouts.streamIdleMs, () => {
     if (stream.headersSent) stream.close(NGHTTP2_CANCEL);
   });
@@ -82,6 +83,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
         const relayed = relayH2(session, stream, {
           headers: fields, sendBody: stream.endAfterHeaders ? undefined : (sink) => forwardBytes(stream, sink), trailers: () => trailers, grpc,
           responseHeadersMs: headWaitMs(timeouts.responseHeadersMs, grpc ? headers['grpc-timeout'] : undefined), streamIdleMs: timeouts.streamIdleMs,
+          answeredIdleMs: grpc ? timeouts.tunnelIdleMs : undefined,
         });
         // The relay reads the body by now.
         if (!stream.endAfterHeaders) countRequestBody(stream, exchange);

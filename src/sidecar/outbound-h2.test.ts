@@ -303,6 +303,33 @@ describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
   });
 });
 
+describe('a gRPC call that has answered may stay silent for timeouts.tunnelIdle, not streamIdle', () => {
+  /** A server-streaming call: a head and one message, `silentMs` of silence, a second message, then grpc-status 0 in the trailers. */
+  const watch = (silentMs: number): Behaviour => (stream) => {
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.write(Buffer.from([0, 0, 0, 0, 0]));
+    setTimeout(() => {
+      if (!stream.destroyed && !stream.closed) stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    }, silentMs);
+  };
+
+  test('silent for three times streamIdle between two messages: the call ends with grpc-status 0, through the client sidecar and an inbound', async () => {
+    const app = await destination([watch(600)], { h2c: true });
+    const timeouts = { ...defaultTimeouts, streamIdleMs: 200, tunnelIdleMs: 5_000 };
+    const inbound = new Inbound({ certPem: pki.echo.certPem, chainPem: [pki.west.certPem], keyPem: pki.echo.keyPem, trustBundle: [pki.root.certPem], identity: echoId },
+      app.address, silentLogger, {}, timeouts, 'h2c');
+    const inboundAddress = await listen(inbound.server as unknown as import('node:net').Server);
+    closers.push(() => inbound.close());
+    expect(await grpcCall(await outbound(inboundAddress, timeouts))).toBe('0');
+  });
+
+  test('silent longer than tunnelIdle: the call is cut (CANCEL), no status', async () => {
+    const dest = await destination([watch(1_000)]);
+    expect(await grpcCall(await outbound(dest.address, { streamIdleMs: 100, tunnelIdleMs: 300 }))).toBeUndefined();
+  });
+});
+
 describe('outlier detection hears a gRPC status that comes in trailers', () => {
   // A server that sent its head (and maybe messages) before failing puts grpc-status in the
   // trailers, not in the head: the verdict waits for them.

@@ -88,7 +88,8 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
   if (body) countRequestBody(stream, exchange);
   let trailers: IncomingHttpHeaders | undefined;
   stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
-  // Before the answer's head the attempt's own limits decide (504 UPSTREAM_TIMEOUT); after it, a silent stream is cut.
+  // Before the answer's head the attempt's own limits decide (504 UPSTREAM_TIMEOUT); after it, a
+  // silent stream is cut (a gRPC call's after timeouts.tunnelIdle, h2-relay.ts answeredIdleMs).
   stream.setTimeout(deps.timeouts.streamIdleMs, () => {
     if (stream.headersSent) stream.close(NGHTTP2_CANCEL);
   });
@@ -102,7 +103,7 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
       return await relayH2(session, stream, {
         headers: upstreamHeaders, sendBody: body ? (sink) => body.feed(sink, () => sink.close(NGHTTP2_CANCEL)) : undefined,
         trailers: () => trailers, grpc, drop: inboundReportHeader,
-        responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs, retryAnswer, trailersStatus: grpc ? trailersStatus : undefined, done: release,
+        responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs, answeredIdleMs: grpc ? deps.timeouts.tunnelIdleMs : undefined, retryAnswer, trailersStatus: grpc ? trailersStatus : undefined, done: release,
       });
     } catch (err) {
       release();

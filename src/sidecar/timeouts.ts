@@ -25,7 +25,7 @@ export interface DataPlaneTimeouts {
    * other side of these a little longer, so that the caller always closes first.
    */
   upstreamIdleMs: number;
-  /** No byte either way on a WebSocket, CONNECT or TCP tunnel. */
+  /** No byte either way on a WebSocket, CONNECT or TCP tunnel, or on a gRPC call once answered (a watch may be silent for minutes). */
   tunnelIdleMs: number;
   /**
    * On SIGTERM or SIGINT, how long the inbound's open connections may take to finish what they
@@ -55,7 +55,7 @@ export const TimeoutsSchema = Type.Object({
   streamIdle: duration('a body with no byte either way for this long is cut (default 5m)'),
   connectionIdle: duration('an idle keep-alive connection from the app is closed after this (default 60s)'),
   upstreamIdle: duration('a pooled connection or HTTP/2 session to another sidecar or a gateway, idle this long, is closed (default 10m)'),
-  tunnelIdle: duration('a WebSocket, CONNECT or TCP tunnel with no byte either way is closed after this (default 1h)'),
+  tunnelIdle: duration('a WebSocket, CONNECT or TCP tunnel, or a gRPC call once answered, with no byte either way is closed after this (default 1h)'),
   drain: duration('on SIGTERM or SIGINT, the inbound stops taking connections and those open have this long to finish (default 5s; 0s: closed at once)'),
 }, { additionalProperties: false });
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
