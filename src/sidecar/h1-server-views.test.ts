@@ -1,10 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, get as httpsGet } from 'node:https';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { serverTls, testPki } from '../../test/helpers/sidecar-fixtures.js';
 import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
 import { keepsView } from './lent-views.js';
+import { ResponseRelay } from './response-relay.js';
 import { UpstreamPool } from './upstream-pool.js';
 
 /**
@@ -222,5 +225,49 @@ describe('a long request body read as views', () => {
     socket.destroy();
     await expect.poll(() => aborted).toBeDefined();
     expect(await aborted).toBe('aborted');
+  });
+});
+
+describe('a long answer with a length, relayed as views to a caller over TLS (the inbound\'s side of a download)', () => {
+  test.each([
+    ['a caller that reads at once', 0],
+    ['a caller that reads nothing for 300 ms (the relay waits for its socket to drain)', 300],
+  ])('%s: arrives whole, and pending TLS writes alone do not make the connection read into a fresh buffer each time', async (_name, pauseMs) => {
+    const body = randomBytes(8 * 1024 * 1024);
+    const app = await listen(createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(body.length) });
+      res.end(body);
+    }));
+    const pool = new UpstreamPool(`http://127.0.0.1:${app}`, { connections: 4, maxConnecting: 2, idleMs: 10_000, connect: { timeout: 5_000 } });
+    pools.push(pool);
+    const pki = testPki();
+    const server = createHttpsServer({ ...serverTls(pki), requestCert: false });
+    serveHttp1(server, { requestHeadersMs: 10_000, keepAliveMs: 10_000, streamIdleMs: 60_000 });
+    server.on('request', (_req: H1Request, res: H1Response) => {
+      pool.dispatch({ path: '/', method: 'GET', headers: {} } as Dispatcher.DispatchOptions, new ResponseRelay(res));
+    });
+    const port = await listen(server as unknown as Server);
+    // A connection whose view is held reads into a fresh buffer (Buffer.allocUnsafeSlow): counted while the answer streams.
+    const fresh = vi.spyOn(Buffer, 'allocUnsafeSlow');
+    try {
+      const got = await new Promise<{ sha256: string; reads: number }>((resolve, reject) => {
+        httpsGet({ host: '127.0.0.1', port, path: '/', ca: pki.root.certPem, servername: 'localhost', checkServerIdentity: () => undefined }, (res) => {
+          const hash = createHash('sha256');
+          let reads = 0;
+          res.pause();
+          setTimeout(() => {
+            res.on('data', (c: Buffer) => { hash.update(c); reads += 1; });
+            res.on('end', () => resolve({ sha256: hash.digest('hex'), reads }));
+            res.resume();
+          }, pauseMs);
+          res.on('error', reject);
+        }).on('error', reject);
+      });
+      expect(got.sha256).toBe(sha(body));
+      // 8 MiB came in about 128 reads of the app's connection; before, each was held by its pending TLS write.
+      if (pauseMs === 0) expect(fresh.mock.calls.filter(([size]) => size === 64 * 1024).length).toBeLessThan(32);
+    } finally {
+      fresh.mockRestore();
+    }
   });
 });

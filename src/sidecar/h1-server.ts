@@ -233,6 +233,8 @@ export class H1Response extends EventEmitter {
   closeAfter = false;
   /** Body bytes written so far (the access log's `responseBytes`). */
   bodyBytes = 0;
+  /** The socket still held bytes of earlier writes when the last body chunk was written (flushHolds). */
+  private queuedBefore = false;
   /** 'close' was emitted: the answer ended, or its connection closed before it did. */
   closed = false;
 
@@ -325,6 +327,7 @@ export class H1Response extends EventEmitter {
       return true;
     }
     this.bodyBytes += length;
+    this.queuedBefore = socket.writableLength > 0;
     this.connection.cork();
     if (this.head !== undefined) this.flushHead();
     if (!this.chunked) return socket.write(chunk, callback);
@@ -340,7 +343,11 @@ export class H1Response extends EventEmitter {
    */
   flushHolds(): boolean {
     this.connection.uncorkNow();
-    return this.connection.socket.writableLength > 0;
+    const socket = this.connection.socket;
+    // Queued behind an earlier write, the chunk is still referenced; over plain TCP, so is a write
+    // the kernel did not take whole. TLS encrypts what it is handed at once: a write still pending
+    // there holds only its ciphertext.
+    return this.queuedBefore || (socket.writableLength > 0 && (socket as { encrypted?: boolean }).encrypted !== true);
   }
 
   /** Sent after a chunked body (RFC 9112 §7.1.2); an answer with a length has nowhere to put them. */
