@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
 import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
-import { keepsView, lendView } from './lent-views.js';
+import { keepsView, lendView, socketHolds, viewsLength } from './lent-views.js';
 import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
 
 /** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
@@ -15,9 +15,6 @@ const skipBody = 1;
  * relayed as views, below).
  */
 const stopAfterHead = 2;
-
-/** From this length on, a body is relayed as views (rawBody): more than one read of the shared buffer holds. */
-const viewsFromBytes = 64 * 1024;
 
 /**
  * A handler that may be handed body chunks as views of a read buffer that a later read reuses,
@@ -347,10 +344,8 @@ export class H1Connection extends EventEmitter {
         ok = socket.write('\r\n', 'latin1');
         socket.uncork();
       } else ok = socket.write(bytes);
-      // A view of the app's read buffer (lent-views.ts) is still referenced if the socket queued
-      // it behind an earlier write, or, over plain TCP, if the kernel did not take it whole. TLS
-      // encrypts what it is handed at once: a write still pending holds only its ciphertext.
-      if (queued || (socket.writableLength > 0 && (socket as { encrypted?: boolean }).encrypted !== true)) keepsView(bytes);
+      // A view of the app's read buffer (lent-views.ts) the socket still references.
+      if (socketHolds(socket, queued)) keepsView(bytes);
       if (!ok) {
         body.pause();
         socket.once('drain', resume);
@@ -468,16 +463,14 @@ export class H1Connection extends EventEmitter {
     this.arm('body', exchange.bodyTimeout);
     exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);
     if (exchange.headRequest) return skipBody;
-    // A body longer than one read, for a handler that takes views, is read past the parser
-    // (rawBody): no copy per chunk, which for a large download was most of a sidecar's garbage.
-    // A shorter one stays with the parser, whose one copy costs less than starting it afresh and
-    // a buffer of the socket's own. Not for statuses that have no body whatever their head says
-    // (RFC 9112 §6.3), nor beside a transfer-encoding (llhttp refuses that pair, and so does the
-    // parser path).
-    const length = headers['content-length'];
-    if (typeof length === 'string' && length.length >= 5 && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
-      && (exchange.handler as Partial<ViewReader>).takesViews === true && /^\d{1,15}$/.test(length) && Number(length) > viewsFromBytes) {
-      this.rawLeft = Number(length);
+    // A body longer than one read (viewsLength), for a handler that takes views, is read past the
+    // parser (rawBody): no copy per chunk, which for a large download was most of a sidecar's
+    // garbage. Not for statuses that have no body whatever their head says (RFC 9112 §6.3), nor
+    // beside a transfer-encoding.
+    const length = viewsLength(headers['content-length']);
+    if (length > 0 && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
+      && (exchange.handler as Partial<ViewReader>).takesViews === true) {
+      this.rawLeft = length;
       // Its reads go into a buffer of the socket's own, which only the views of this body use.
       if (this.socket) readOwnBuffer(this.socket);
       return stopAfterHead;

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ExchangeEnd } from '../core/channels.js';
 import { adoptReads, readsAdoptable } from '../core/splice.js';
-import { lendView } from './lent-views.js';
+import { lendView, socketHolds, viewsLength } from './lent-views.js';
 import { HTTPParser, parserMethods, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
 
@@ -343,11 +343,7 @@ export class H1Response extends EventEmitter {
    */
   flushHolds(): boolean {
     this.connection.uncorkNow();
-    const socket = this.connection.socket;
-    // Queued behind an earlier write, the chunk is still referenced; over plain TCP, so is a write
-    // the kernel did not take whole. TLS encrypts what it is handed at once: a write still pending
-    // there holds only its ciphertext.
-    return this.queuedBefore || (socket.writableLength > 0 && (socket as { encrypted?: boolean }).encrypted !== true);
+    return socketHolds(this.connection.socket, this.queuedBefore);
   }
 
   /** Sent after a chunked body (RFC 9112 §7.1.2); an answer with a length has nowhere to put them. */
@@ -448,8 +444,6 @@ const pausedByReader = 4;
 
 /** The head callback's answer that stops llhttp after the head, as for an upgrade. */
 const stopAfterHead = 2;
-/** From this length on a request body is read past the parser (bodyViews): it is longer than one read. */
-const viewsFromBytes = 64 * 1024;
 
 /** One accepted connection: the parser, the request being read, the answer being written. */
 export class H1ServerConnection {
@@ -678,12 +672,11 @@ export class H1ServerConnection {
     if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) req.body = new H1RequestBody(this);
     else req.complete = true;
     this.reading = req.complete ? undefined : req;
-    // A body longer than one read, with a length and no transfer-encoding (llhttp refuses that
-    // pair), is read past the parser when the server's handlers take views: no copy per chunk.
-    const views = this.options.bodyViews === true && typeof length === 'string' && length.length >= 5
-      && req.headers['transfer-encoding'] === undefined && /^\d{1,15}$/.test(length) && Number(length) > viewsFromBytes
-      && (this.rawBuffer !== undefined || readsAdoptable(this.socket));
-    if (views) this.rawLeft = Number(length);
+    // A body longer than one read (viewsLength), with no transfer-encoding beside its length, is
+    // read past the parser when the server's handlers take views: no copy per chunk.
+    const viewed = this.options.bodyViews === true && req.headers['transfer-encoding'] === undefined ? viewsLength(length) : 0;
+    const views = viewed > 0 && (this.rawBuffer !== undefined || readsAdoptable(this.socket));
+    if (views) this.rawLeft = viewed;
     if (this.current || this.queue.length > 0) {
       this.queue.push(req);
       this.pause(pausedForQueue);

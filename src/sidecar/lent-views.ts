@@ -9,6 +9,32 @@
  * it (`isLentView`). A chunk buffered on the way and handed on later is no longer lent: its
  * buffer is already the holder's.
  */
+import type { Socket } from 'node:net';
+
+/** From this length on a body is read past the parser as views: it is longer than one read (64 KiB). */
+const viewsFromBytes = 64 * 1024;
+
+/**
+ * The length of a body read past the parser as views, from its `content-length` field; 0 for one
+ * the parser reads (no field, not a plain decimal, or no longer than one read, whose one copy
+ * costs less than restarting the parser and a buffer of the socket's own). The caller checks
+ * there is no transfer-encoding beside it (llhttp refuses that pair).
+ */
+export function viewsLength(contentLength: string | string[] | undefined): number {
+  if (typeof contentLength !== 'string' || contentLength.length < 5 || !/^\d{1,15}$/.test(contentLength)) return 0;
+  const length = Number(contentLength);
+  return length > viewsFromBytes ? length : 0;
+}
+
+/**
+ * Whether `socket` still references a chunk just written to it: one queued behind bytes it held
+ * before the write (`queuedBefore`), or, over plain TCP, one the kernel did not take whole. TLS
+ * encrypts what it is handed at once: a write still pending there holds only its ciphertext.
+ */
+export function socketHolds(socket: Socket, queuedBefore: boolean): boolean {
+  return queuedBefore || (socket.writableLength > 0 && (socket as { encrypted?: boolean }).encrypted !== true);
+}
+
 let lent: Buffer | undefined;
 let held = false;
 
