@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { afterEach, describe, expect, test } from 'vitest';
 import { buildConnector } from '../core/undici.js';
-import { H1Connection, type ViewReader } from './h1-connection.js';
+import { H1Connection, type H1DispatchOptions, type ViewReader } from './h1-connection.js';
 import { isLentView, keepsView } from './lent-views.js';
 import { RequestBody } from './request-body.js';
 import { readSocket, sharedReadConnector } from './shared-reads.js';
@@ -45,7 +45,7 @@ function connect(origin: string, idleMs = 10_000, connector = buildConnector({ t
 interface Answer { status: number; headers: Record<string, string | string[]>; body: Buffer; trailers: Record<string, string | string[]> }
 
 /** Sends one request through `c`; resolves with the whole answer, rejects with the error. */
-function send(c: H1Connection, opts: Partial<Dispatcher.DispatchOptions>, hooks: { onChunk?: (controller: Dispatcher.DispatchController, chunk: Buffer) => void; onStart?: (controller: Dispatcher.DispatchController) => void } = {}): Promise<Answer> {
+function send(c: H1Connection, opts: Partial<H1DispatchOptions>, hooks: { onChunk?: (controller: Dispatcher.DispatchController, chunk: Buffer) => void; onStart?: (controller: Dispatcher.DispatchController) => void } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let status = 0;
@@ -297,6 +297,25 @@ describe('H1Connection: time and flow', () => {
     // Ten gaps of 50 ms, 500 ms in all, against a 300 ms idle limit: only silence counts.
     expect((await send(c, { path: '/trickle', bodyTimeout: 300 })).body.toString()).toBe('xxxxxxxxx');
     await expect(send(c, { path: '/silent', bodyTimeout: 300 })).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
+  });
+
+  test('openEndedTimeout: an answer of no stated length may fall silent that long once its head has come; one of a stated length may not', async () => {
+    // Server-sent events, or a watch: an event, 600 ms of silence, an event, the end.
+    const origin = await listen(rawServer((head, socket) => {
+      const chunked = head.includes('/events');
+      socket.write(chunked ? 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst\n\r\n' : 'HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\nfirst\n');
+      setTimeout(() => {
+        if (!socket.destroyed) socket.write(chunked ? '7\r\nsecond\n\r\n0\r\n\r\n' : 'second\n');
+      }, 600);
+    }));
+    const c = await connect(origin);
+    expect((await send(c, { path: '/events', bodyTimeout: 200, openEndedTimeout: 5_000 })).body.toString()).toBe('first\nsecond\n');
+    // The same answer with a content-length is a stalled download after 200 ms.
+    await expect(send(await connect(origin), { path: '/download', bodyTimeout: 200, openEndedTimeout: 5_000 })).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
+    // Without openEndedTimeout, bodyTimeout holds for both.
+    await expect(send(await connect(origin), { path: '/events', bodyTimeout: 200 })).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
+    // And openEndedTimeout is a limit too.
+    await expect(send(await connect(origin), { path: '/events', bodyTimeout: 100, openEndedTimeout: 300 })).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
   });
 
   test('Keep-Alive: timeout=2 from the server closes the idle connection a second early, before the server would', async () => {

@@ -6,6 +6,7 @@ import type { Connector } from '../core/undici.js';
 import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
 import { keepsView, lendView, socketHolds, viewsLength } from './lent-views.js';
 import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
+import { openEndedAnswer } from './timeouts.js';
 
 /** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
 const skipBody = 1;
@@ -47,6 +48,13 @@ const payloadMethods = new Set(['POST', 'PUT', 'PATCH']);
 const invalidName = /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/;
 const invalidValue = /[\r\n\0]/;
 
+/**
+ * undici's dispatch options and one of this connection's own: how long an open-ended answer
+ * (timeouts.ts openEndedAnswer: no content-length) may be silent once its head has come, in place
+ * of `bodyTimeout` (the sidecars give timeouts.tunnelIdle). Unset, `bodyTimeout` holds throughout.
+ */
+export type H1DispatchOptions = Dispatcher.DispatchOptions & { openEndedTimeout?: number };
+
 /** An error with the code the attempt layer classifies by (retry-policy.ts): the same codes undici uses. */
 function failure(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -83,8 +91,10 @@ class Exchange implements Controller {
     /** The request is a HEAD: its answer has no body whatever its head says. */
     readonly headRequest: boolean,
     readonly headersTimeout: number,
-    readonly bodyTimeout: number,
+    /** Silence allowed on the request body going out and on the answer's body (openEndedTimeout may lengthen the latter). */
+    public bodyTimeout: number,
     hasBody: boolean,
+    readonly openEndedTimeout: number | undefined,
   ) {
     this.bodySent = !hasBody;
   }
@@ -264,7 +274,7 @@ export class H1Connection extends EventEmitter {
     const socket = this.socket as Socket;
     const method = opts.method;
     const body = opts.body as Readable | Buffer | string | null | undefined;
-    const exchange = new Exchange(this, handler, method === 'HEAD', opts.headersTimeout ?? 300_000, opts.bodyTimeout ?? 300_000, body !== null && body !== undefined);
+    const exchange = new Exchange(this, handler, method === 'HEAD', opts.headersTimeout ?? 300_000, opts.bodyTimeout ?? 300_000, body !== null && body !== undefined, (opts as H1DispatchOptions).openEndedTimeout);
     this.current = exchange;
     handler.onRequestStart?.(exchange, {});
     if (exchange.finished) return;
@@ -459,6 +469,9 @@ export class H1Connection extends EventEmitter {
       else if (typeof seen === 'string') headers[name] = [seen, value];
       else seen.push(value);
       if (name === 'keep-alive') this.keepAliveHint(value);
+    }
+    if (exchange.openEndedTimeout !== undefined && !exchange.headRequest && status !== 204 && status !== 304 && openEndedAnswer(headers)) {
+      exchange.bodyTimeout = exchange.openEndedTimeout;
     }
     this.arm('body', exchange.bodyTimeout);
     exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);

@@ -1,7 +1,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
-import { afterEach, describe, expect, test } from 'vitest';
-import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { serveHttp1, type H1Request, type H1Response, type H1ServerOptions } from './h1-server.js';
 
 /**
  * The sidecar's HTTP/1.1 server (h1-server.ts) on loopback, driven with raw bytes and with
@@ -22,7 +22,7 @@ afterEach(async () => {
 
 type Handler = (req: H1Request, res: H1Response) => void;
 
-async function h1(handler: Handler, options: Partial<{ requestHeadersMs: number; keepAliveMs: number; streamIdleMs: number }> = {}): Promise<{ server: Server; port: number }> {
+async function h1(handler: Handler, options: Partial<H1ServerOptions> = {}): Promise<{ server: Server; port: number }> {
   const server = createServer();
   serveHttp1(server, { requestHeadersMs: 10_000, keepAliveMs: 10_000, streamIdleMs: 60_000, ...options });
   server.on('request', handler);
@@ -323,6 +323,40 @@ describe('a connection', () => {
     expect(answer).toMatch(/got abcdefghij$/);
     // Silent now in both directions: closed by the limit.
     await closed;
+  });
+
+  test('an open-ended answer may be silent for openEndedIdleMs; once it ends, and for an answer of a stated length, streamIdleMs holds', async () => {
+    const { port } = await h1((req, res) => {
+      if (req.url === '/upload') {
+        req.body?.resume();
+        return;
+      }
+      // An event, 600 ms of silence, an event: with a length only at /download.
+      res.writeHead(200, req.url === '/download' ? { 'content-length': 13 } : {});
+      res.write('first\n');
+      setTimeout(() => { if (!res.destroyed) res.end('second\n'); }, 600);
+    }, { streamIdleMs: 200, openEndedIdleMs: 20_000 });
+    const open = (): { socket: Socket; text: () => string; closed: Promise<void> } => {
+      const socket = netConnect(port, '127.0.0.1');
+      sockets.push(socket);
+      let text = '';
+      socket.on('data', (c: Buffer) => { text += c.toString(); });
+      return { socket, text: () => text, closed: new Promise((resolve) => socket.on('close', () => resolve())) };
+    };
+    const events = open();
+    events.socket.write('GET /events HTTP/1.1\r\nhost: a\r\n\r\n');
+    await vi.waitFor(() => expect(events.text()).toMatch(/first\n\r\n7\r\nsecond\n\r\n0\r\n\r\n$/), { timeout: 3_000 });
+    // The answer is over: a request body that stalls on the same connection is cut after streamIdleMs.
+    // (openEndedIdleMs is 20 s: a connection still under it would outlast the 3 s waited for.)
+    events.socket.write('POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc');
+    const within = (ms: number) => new Promise<string>((resolve) => setTimeout(() => resolve('still open'), ms));
+    expect(await Promise.race([events.closed.then(() => 'closed'), within(3_000)])).toBe('closed');
+
+    // With a content-length, the same silence is a stalled download: cut before its second event.
+    const download = open();
+    download.socket.write('GET /download HTTP/1.1\r\nhost: a\r\n\r\n');
+    await download.closed;
+    expect(download.text()).toMatch(/content-length: 13\r\n[^]*\r\n\r\nfirst\n$/);
   });
 
   test('a request handler that throws loses its connection only: the process goes on and the next connection is served', async () => {

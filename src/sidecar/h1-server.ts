@@ -47,6 +47,12 @@ export interface H1ServerOptions {
   keepAliveMs: number;
   streamIdleMs: number;
   /**
+   * Once the head of an open-ended answer (timeouts.ts openEndedAnswer: no content-length, a
+   * body) is written, the connection may be silent this long instead of `streamIdleMs`, until
+   * that answer ends. The sidecars give timeouts.tunnelIdle. Unset: `streamIdleMs` throughout.
+   */
+  openEndedIdleMs?: number;
+  /**
    * Long request bodies with a length are read past the parser and handed to the body's reader
    * as views of the connection's own read buffer (see H1ServerConnection.startRaw): every
    * 'request' handler of the server then hands each chunk on inside its 'data' callback, or
@@ -297,6 +303,7 @@ export class H1Response extends EventEmitter {
       } else this.closeAfter = true; // HTTP/1.0: the body ends with the connection
     }
     if (connection?.includes('close')) this.closeAfter = true;
+    if (!this.bodyless && !length && knownLength === undefined) this.connection.openEndedAnswer();
     const keep = req.keepAlive && !this.closeAfter && this.connection.mayKeep();
     if (keep) {
       if (connection === undefined) head += `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(this.connection.options.keepAliveMs / 1000)}\r\n`;
@@ -461,6 +468,8 @@ export class H1ServerConnection {
   private corked = false;
   private closed = false;
   private ending = false;
+  /** The answer being written is open-ended and the socket's idle limit is `openEndedIdleMs` (openEndedAnswer). */
+  private openEnded = false;
   private pendingFields: string[] = [];
   private pendingUrl = '';
   /** An upgrade or CONNECT head was read; the bytes after it belong to the new protocol. */
@@ -509,6 +518,14 @@ export class H1ServerConnection {
   }
 
   private readonly onIdle = () => this.socket.destroy();
+
+  /** The answer being written is open-ended: silence is limited by `openEndedIdleMs` until it ends. */
+  openEndedAnswer(): void {
+    const ms = this.options.openEndedIdleMs;
+    if (ms === undefined || this.options.streamIdleMs <= 0 || this.openEnded) return;
+    this.openEnded = true;
+    this.socket.setTimeout(ms);
+  }
 
   /** Called by the server's sweep: a head that takes too long is refused, an idle kept connection closed. */
   check(now: number): void {
@@ -734,6 +751,10 @@ export class H1ServerConnection {
   answered(res: H1Response): void {
     if (this.current !== res) return;
     this.current = undefined;
+    if (this.openEnded) {
+      this.openEnded = false;
+      this.socket.setTimeout(this.options.streamIdleMs);
+    }
     const req = res.req;
     if (res.closeAfter || this.closed) {
       this.ending = true;

@@ -6,6 +6,7 @@ import { h2ExchangeOf } from './h2-exchange.js';
 import { h2ForwardFields, h2Response } from './h2-headers.js';
 import { goawayLastStreamId } from './h2-sessions.js';
 import { h2StreamUnprocessed, retriedAnswerCode } from './retry-policy.js';
+import { openEndedAnswer } from './timeouts.js';
 
 
 export interface H2Forward {
@@ -29,11 +30,12 @@ export interface H2Forward {
   responseHeadersMs: number;
   streamIdleMs: number;
   /**
-   * Once the answer's head has passed, silence on the stream (both ways) is limited by this
-   * instead of `streamIdleMs`: a gRPC call's (timeouts.tunnelIdle), since a server-streaming or
-   * bidirectional call (a watch, a subscription) may rightly stay silent for minutes.
+   * Once the head of an open-ended answer (timeouts.ts openEndedAnswer: no content-length, as
+   * every gRPC answer) has passed, silence on the stream (both ways) is limited by this instead
+   * of `streamIdleMs` (the sidecars give timeouts.tunnelIdle): a server-streaming or
+   * bidirectional call, a watch, server-sent events may rightly stay silent for minutes.
    */
-  answeredIdleMs?: number;
+  openEndedIdleMs?: number;
   /** A response header the caller must not see (the trace report between sidecars). */
   drop?: string;
   /** Asked before the head is passed on: true drops the answer (it will be retried, attempts.ts). */
@@ -130,10 +132,10 @@ export function relayH2(session: ClientHttp2Session, downstream: ServerHttp2Stre
         });
         downstream.respond(head, { waitForTrailers: true });
         downstream.once('wantTrailers', () => downstream.sendTrailers(h2ForwardFields(trailers ?? {})));
-        if (f.answeredIdleMs !== undefined) {
+        if (f.openEndedIdleMs !== undefined && openEndedAnswer(headers)) {
           // The same timeout listeners, a longer limit.
-          upstream.setTimeout(f.answeredIdleMs);
-          downstream.setTimeout(f.answeredIdleMs);
+          upstream.setTimeout(f.openEndedIdleMs);
+          downstream.setTimeout(f.openEndedIdleMs);
         }
         forwardBytes(upstream, downstream);
         if (exchange?.countsBytes) upstream.on('data', (chunk: Buffer) => { exchange.responseBytes += chunk.length; });

@@ -3,6 +3,7 @@ import { NGHTTP2_INTERNAL_ERROR } from './h2-codes.js';
 import type { Dispatcher } from 'undici';
 import { h2ExchangeOf, type H2Exchange } from './h2-exchange.js';
 import { bodiless, h2ForwardFields, http1ResponseAsH2 } from './h2-headers.js';
+import { openEndedAnswer } from './timeouts.js';
 
 type Controller = Dispatcher.DispatchController;
 
@@ -30,7 +31,13 @@ export class H2ResponseRelay implements Dispatcher.DispatchHandler {
     if (this.controller?.paused) this.controller.resume();
   };
 
-  constructor(private readonly stream: ServerHttp2Stream, private readonly method: string, private readonly decorate?: (headers: Record<string, string | string[] | number>) => void) {
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly method: string,
+    private readonly decorate?: (headers: Record<string, string | string[] | number>) => void,
+    /** The caller's stream may be silent this long once an open-ended answer's head is written (timeouts.ts openEndedAnswer); its timeout listener stays. */
+    private readonly openEndedIdleMs?: number,
+  ) {
     this.exchange = h2ExchangeOf(stream);
     this.started = new Promise<number>((resolve, reject) => {
       this.resolve = resolve;
@@ -61,6 +68,7 @@ export class H2ResponseRelay implements Dispatcher.DispatchHandler {
       this.stream.respond(head, { waitForTrailers: true });
       this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
     }
+    if (this.openEndedIdleMs !== undefined && !this.noBody && openEndedAnswer(headers)) this.stream.setTimeout(this.openEndedIdleMs);
     this.headWritten = true;
     this.resolve(statusCode);
   }

@@ -10,6 +10,7 @@ import { h2ForwardFields, h2RequestAsHttp1 } from './h2-headers.js';
 import { forwardBytes } from './forward-bytes.js';
 import { relayH2 } from './h2-relay.js';
 import { replyH2 } from './h2-reply.js';
+import type { H1DispatchOptions } from './h1-connection.js';
 import { H2ResponseRelay } from './h2-response-relay.js';
 import type { Inbound } from './inbound.js';
 import { traceHeader } from './trace.js';
@@ -58,7 +59,8 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   const done = (status: number) => inbound.answered(started, peer.identity, status, span, facts);
   const { timeouts } = inbound;
   // Before the app's head, the relay's limits answer (responseHeaders, streamIdle: 502 named); after
-  // it, silence cuts the stream (a gRPC call's after timeouts.tunnelIdle, h2-relay.ts answeredIdleMs).
+  // it, silence cuts the stream (an open-ended answer's, a gRPC call's among them, after timeouts.tunnelIdle: h2-relay.ts
+  // openEndedIdleMs; H2ResponseRelay's likewise).
   stream.setTimeout(timeouts.streamIdleMs, () => {
     if (stream.headersSent) stream.close(NGHTTP2_CANCEL);
   });
@@ -83,7 +85,7 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
         const relayed = relayH2(session, stream, {
           headers: fields, sendBody: stream.endAfterHeaders ? undefined : (sink) => forwardBytes(stream, sink), trailers: () => trailers, grpc,
           responseHeadersMs: headWaitMs(timeouts.responseHeadersMs, grpc ? headers['grpc-timeout'] : undefined), streamIdleMs: timeouts.streamIdleMs,
-          answeredIdleMs: grpc ? timeouts.tunnelIdleMs : undefined,
+          openEndedIdleMs: timeouts.tunnelIdleMs,
         });
         // The relay reads the body by now.
         if (!stream.endAfterHeaders) countRequestBody(stream, exchange);
@@ -107,14 +109,14 @@ export function forwardStream(inbound: Inbound, stream: ServerHttp2Stream, heade
   const request = h2RequestAsHttp1(path === headers[':path'] ? headers : { ...headers, ':path': path }, 'x-forwarded-client-cert');
   delete request.headers[traceHeader];
   inbound.appFields(request.headers, peer.xfcc, span);
-  const relay = new H2ResponseRelay(stream, method);
+  const relay = new H2ResponseRelay(stream, method, undefined, timeouts.tunnelIdleMs);
   // undici destroys a body stream once it has sent it; the HTTP/2 stream must live on for the
   // answer, so the body goes through a stream of its own (piped: back-pressure is kept).
   const body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
   if (body) countRequestBody(stream, exchange);
   app.pool.dispatch({
     path: request.path, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body,
-    headersTimeout: timeouts.responseHeadersMs, bodyTimeout: timeouts.streamIdleMs,
-  }, relay);
+    headersTimeout: timeouts.responseHeadersMs, bodyTimeout: timeouts.streamIdleMs, openEndedTimeout: timeouts.tunnelIdleMs,
+  } as H1DispatchOptions, relay);
   relay.started.then(done, refuse);
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server as HttpServer } from 'node:http';
+import type { H1DispatchOptions } from './h1-connection.js';
 import { drainHttp1, serveHttp1, type H1Request, type H1Response } from './h1-server.js';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -119,7 +120,7 @@ export class Inbound {
     // side closes first. No byte either way for streamIdle closes a connection (a request body
     // stalled mid-way too).
     const keptMs = inboundKeepAliveMs(timeouts);
-    const h1 = { requestHeadersMs: timeouts.requestHeadersMs, keepAliveMs: keptMs, streamIdleMs: timeouts.streamIdleMs, bodyViews: true };
+    const h1 = { requestHeadersMs: timeouts.requestHeadersMs, keepAliveMs: keptMs, streamIdleMs: timeouts.streamIdleMs, openEndedIdleMs: timeouts.tunnelIdleMs, bodyViews: true };
     serveHttp1(this.server, h1);
     this.server.on('request', (req: H1Request, res: H1Response) => this.serve(req, res));
     this.plain = createHttpServer();
@@ -322,8 +323,8 @@ export class Inbound {
       : undefined);
     this.apps.for(req.headers.host).pool.dispatch({
       path: target, method: req.method as Dispatcher.HttpMethod, headers, body: req.body ?? null,
-      headersTimeout: this.timeouts.responseHeadersMs, bodyTimeout: this.timeouts.streamIdleMs,
-    }, relay);
+      headersTimeout: this.timeouts.responseHeadersMs, bodyTimeout: this.timeouts.streamIdleMs, openEndedTimeout: this.timeouts.tunnelIdleMs,
+    } as H1DispatchOptions, relay);
     try {
       const status = await relay.started;
       this.answered(started, peer.identity, status, span, req);

@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { isLentView, keepsView, lendView, viewsLength } from './lent-views.js';
 
 describe('viewsLength: which bodies are read past the parser as views', () => {
-  test.each([
+  test.each<[string | string[] | undefined, number, string]>([
     [undefined, 0, 'no content-length'],
     ['0', 0, 'empty'],
     ['65536', 0, 'one read at most: the parser copies it once'],
@@ -14,7 +14,7 @@ describe('viewsLength: which bodies are read past the parser as views', () => {
     ['1234567890123456', 0, 'more digits than a safe length'],
     [['70000', '70000'], 0, 'the field twice'],
   ])('%j → %i (%s)', (field, expected) => {
-    expect(viewsLength(field as string | string[] | undefined)).toBe(expected);
+    expect(viewsLength(field)).toBe(expected);
   });
 });
 

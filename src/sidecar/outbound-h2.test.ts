@@ -293,9 +293,10 @@ describe('HTTP/2 timeouts on the outbound, named as on HTTP/1.1', () => {
     expect(await call()).toBe('14');
   });
 
-  test('a destination silent for timeouts.streamIdle after its head: the app\'s stream is reset with CANCEL', async () => {
+  test('a destination silent for timeouts.streamIdle in an answer of a stated length: the app\'s stream is reset with CANCEL', async () => {
     const dest = await destination([(stream) => {
-      stream.respond({ ':status': 200 });
+      // A stalled download. Without a content-length it would be open-ended, allowed tunnelIdle (open-ended-answers.test.ts).
+      stream.respond({ ':status': 200, 'content-length': '100' });
       stream.write('partial');
     }]);
     const err = await h2c(await outbound(dest.address, { streamIdleMs: 200 }), [{ method: 'GET', path: '/stalls' }]).then(() => undefined, (e: Error) => e);

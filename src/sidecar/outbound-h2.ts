@@ -89,7 +89,7 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
   let trailers: IncomingHttpHeaders | undefined;
   stream.once('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
   // Before the answer's head the attempt's own limits decide (504 UPSTREAM_TIMEOUT); after it, a
-  // silent stream is cut (a gRPC call's after timeouts.tunnelIdle, h2-relay.ts answeredIdleMs).
+  // silent stream is cut (an open-ended answer's, a gRPC call's among them, after timeouts.tunnelIdle: h2-relay.ts openEndedIdleMs).
   stream.setTimeout(deps.timeouts.streamIdleMs, () => {
     if (stream.headersSent) stream.close(NGHTTP2_CANCEL);
   });
@@ -103,7 +103,7 @@ async function proxyStream(deps: OutboundDeps, stream: ServerHttp2Stream, header
       return await relayH2(session, stream, {
         headers: upstreamHeaders, sendBody: body ? (sink) => body.feed(sink, () => sink.close(NGHTTP2_CANCEL)) : undefined,
         trailers: () => trailers, grpc, drop: inboundReportHeader,
-        responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs, answeredIdleMs: grpc ? deps.timeouts.tunnelIdleMs : undefined, retryAnswer, trailersStatus: grpc ? trailersStatus : undefined, done: release,
+        responseHeadersMs, streamIdleMs: deps.timeouts.streamIdleMs, openEndedIdleMs: deps.timeouts.tunnelIdleMs, retryAnswer, trailersStatus: grpc ? trailersStatus : undefined, done: release,
       });
     } catch (err) {
       release();

@@ -54,7 +54,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   // connection with no byte either way for streamIdle is closed, whatever it waits for: a
   // request body that stalls mid-way holds nothing for ever).
   const server = createServer();
-  serveHttp1(server, { requestHeadersMs: deps.timeouts.requestHeadersMs, keepAliveMs: deps.timeouts.connectionIdleMs, streamIdleMs: deps.timeouts.streamIdleMs, bodyViews: true });
+  serveHttp1(server, { requestHeadersMs: deps.timeouts.requestHeadersMs, keepAliveMs: deps.timeouts.connectionIdleMs, streamIdleMs: deps.timeouts.streamIdleMs, openEndedIdleMs: deps.timeouts.tunnelIdleMs, bodyViews: true });
   server.on('request', (req: H1Request, res: H1Response) => {
     if (repeatsHost(req.rawHeaders)) {
       refused(deps);
@@ -127,7 +127,7 @@ async function proxyRequest(deps: OutboundDeps, req: H1Request, res: H1Response,
   }, (upstream, _endpoint, retryAnswer) => {
     const relay = new ResponseRelay(res, inboundReportHeader, undefined, retryAnswer);
     const options = {
-      path, method, headers, body: body ? body.open() : null, headersTimeout, bodyTimeout: deps.timeouts.streamIdleMs,
+      path, method, headers, body: body ? body.open() : null, headersTimeout, bodyTimeout: deps.timeouts.streamIdleMs, openEndedTimeout: deps.timeouts.tunnelIdleMs,
     };
     deps.upstreams.get(upstream, breaker).dispatch(options as Dispatcher.DispatchOptions, relay);
     return relay.started;

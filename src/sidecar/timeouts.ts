@@ -25,7 +25,11 @@ export interface DataPlaneTimeouts {
    * other side of these a little longer, so that the caller always closes first.
    */
   upstreamIdleMs: number;
-  /** No byte either way on a WebSocket, CONNECT or TCP tunnel, or on a gRPC call once answered (a watch may be silent for minutes). */
+  /**
+   * No byte either way on a WebSocket, CONNECT or TCP tunnel, or on an open-ended answer once its
+   * head has passed (`openEndedAnswer`: a gRPC call, server-sent events, a watch), which may
+   * rightly be silent for minutes.
+   */
   tunnelIdleMs: number;
   /**
    * On SIGTERM or SIGINT, how long the inbound's open connections may take to finish what they
@@ -55,10 +59,23 @@ export const TimeoutsSchema = Type.Object({
   streamIdle: duration('a body with no byte either way for this long is cut (default 5m)'),
   connectionIdle: duration('an idle keep-alive connection from the app is closed after this (default 60s)'),
   upstreamIdle: duration('a pooled connection or HTTP/2 session to another sidecar or a gateway, idle this long, is closed (default 10m)'),
-  tunnelIdle: duration('a WebSocket, CONNECT or TCP tunnel, or a gRPC call once answered, with no byte either way is closed after this (default 1h)'),
+  tunnelIdle: duration('a WebSocket, CONNECT or TCP tunnel, or an answer of no stated length (a gRPC call, server-sent events, a watch) once its head has passed, with no byte either way is closed after this (default 1h)'),
   drain: duration('on SIGTERM or SIGINT, the inbound stops taking connections and those open have this long to finish (default 5s; 0s: closed at once)'),
 }, { additionalProperties: false });
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
+
+/**
+ * Whether an answer with a body is open-ended: its head gives no `content-length` (chunked over
+ * HTTP/1.1, or read until the connection closes; over HTTP/2 a stream of DATA frames, as every
+ * gRPC answer is). Such an answer may be a stream that stays silent for minutes between events:
+ * server-sent events, a Kubernetes-style watch, a gRPC subscription. Once its head has passed,
+ * silence on it is limited by `tunnelIdle`, not `streamIdle`; an answer of a stated length that
+ * stops moving is a stalled download, cut after `streamIdle`. Envoy's stream idle timeout
+ * (5 minutes by default) applies to both alike; Istio turns it off in its sidecars.
+ */
+export function openEndedAnswer(headers: { readonly 'content-length'?: unknown }): boolean {
+  return headers['content-length'] === undefined;
+}
 
 /**
  * How long the inbound keeps an idle connection (HTTP/1.1 keep-alive, HTTP/2 session): longer than
