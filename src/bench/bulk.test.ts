@@ -103,4 +103,12 @@ describe('the bench\'s transfers', () => {
     server?.on('request', (_req, res) => { res.writeHead(413); res.end(); });
     expect((await transfer(address, false, 'upload', 10)).error).toBe('status 413');
   });
+
+  test('a chunked upload sends the same body with no length, chunked, and reads the app\'s count', async () => {
+    const address = await app((req, body) => ({
+      status: req.url === '/upload' && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === 'chunked' ? 200 : 411,
+      body: Buffer.from(JSON.stringify({ bytes: body.length })),
+    }));
+    expect(await transfer(address, false, 'chunked upload', 1_000_000)).toMatchObject({ bytes: 1_000_000 });
+  });
 });

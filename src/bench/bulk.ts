@@ -9,9 +9,10 @@ import type { Destination } from './targets.js';
 /**
  * `npm run bench:bulk`: what large bodies cost through our mesh across clusters, beside the peer
  * chain carrying the same transfers (nginx with bodies streamed, HAProxy passing TLS through by
- * SNI, nginx), in the same run. Two kinds of transfer from east to west's ledger, one at a time:
- * a download (`GET /bytes?n=`, answered with a content-length) and an upload (`POST /upload` with
- * a body of the same size and a content-length, answered with its length once read). For each:
+ * SNI, nginx), in the same run. Three kinds of transfer from east to west's ledger, one at a time:
+ * a download (`GET /bytes?n=`, answered with a content-length), an upload (`POST /upload` with
+ * a body of the same size and a content-length, answered with its length once read) and the same
+ * upload chunked, with no length, as `curl -T -` or a streaming client sends it. For each:
  * the throughput, the CPU of each chain's three proxies per gigabyte moved, and their peak RSS.
  * The app asked straight gives the baseline throughput. Exits non-zero only when the mesh or the
  * peer chain could not be started.
@@ -22,11 +23,12 @@ import type { Destination } from './targets.js';
  */
 
 const usage = `usage: node dist/bench/bulk.js [options]   (npm run bench:bulk -- [options])
-Large transfers from east to west's ledger, one at a time: straight to the app (baseline),
+Large transfers from east to west's ledger, one at a time (a download, an upload with a
+length, a chunked upload): straight to the app (baseline),
 through our mesh (east client sidecar → west gateway → ledger's sidecar) and through the peer
 chain (nginx → HAProxy → nginx, bodies streamed, mutual TLS), interleaved; prints each and the
 ratios ours/peer.
-  --megabytes <n>   size of each download and of each upload, in MB of 10⁶ bytes (default 256; 1..4096)
+  --megabytes <n>   size of each download and of each upload, either kind, in MB of 10⁶ bytes (default 256; 1..4096)
   --rounds <n>      every transfer repeated this many times in turn (default 2; 1..5)
   --host-base <n>   the dev mesh's clusters on 127.0.<n>.1 and 127.0.<n+1>.1 (default 86)
   -o, --output table|json
@@ -49,7 +51,9 @@ export function parseBulkBenchArgs(argv: string[]): BulkBenchArgs | 'help' {
 }
 
 type Side = 'origin' | 'isthmus' | 'peer';
-export type TransferKind = 'download' | 'upload';
+/** The kinds of transfer, in the order they run and print. */
+export const transferKinds = ['download', 'upload', 'chunked upload'] as const;
+export type TransferKind = typeof transferKinds[number];
 interface BulkTarget { side: Side; label: string; route: string; firstHop: string; viaProxy: boolean }
 
 const destination: Destination = { service: 'ledger', cluster: 'west' };
@@ -67,24 +71,26 @@ export function transfer(firstHop: string, viaProxy: boolean, kind: TransferKind
   const colon = firstHop.lastIndexOf(':');
   const [hostname, port] = [firstHop.slice(0, colon), Number(firstHop.slice(colon + 1))];
   const path = kind === 'download' ? `/bytes?n=${bytes}` : '/upload';
+  const upload = kind !== 'download';
   const started = performance.now();
   return new Promise((resolve) => {
     let bytesIn = 0;
     let bytesOut = 0;
     let answer = '';
-    const done = (error?: string) => resolve({ seconds: (performance.now() - started) / 1000, bytes: kind === 'download' ? bytesIn : bytesOut, ...(error ? { error } : {}) });
+    const done = (error?: string) => resolve({ seconds: (performance.now() - started) / 1000, bytes: upload ? bytesOut : bytesIn, ...(error ? { error } : {}) });
     const shortfall = (): string | undefined => {
-      if (kind === 'download') return bytesIn === bytes ? undefined : `${bytesIn} of ${bytes} bytes came`;
+      if (!upload) return bytesIn === bytes ? undefined : `${bytesIn} of ${bytes} bytes came`;
       const arrived = (JSON.parse(answer) as { bytes?: unknown }).bytes;
       return arrived === bytes ? undefined : `the app read ${String(arrived)} of ${bytes} bytes`;
     };
     const req = request({
-      hostname, port, agent: false, method: kind === 'download' ? 'GET' : 'POST', path: viaProxy ? `http://${host}${path}` : path,
-      headers: { host, ...(kind === 'upload' ? { 'content-length': String(bytes), 'content-type': 'application/octet-stream' } : {}) },
+      hostname, port, agent: false, method: upload ? 'POST' : 'GET', path: viaProxy ? `http://${host}${path}` : path,
+      // A chunked upload has no length: node:http then frames each 64 KiB write as a chunk.
+      headers: { host, ...(upload ? { 'content-type': 'application/octet-stream' } : {}), ...(kind === 'upload' ? { 'content-length': String(bytes) } : {}) },
     }, (res) => {
       res.on('data', (chunk: Buffer) => {
         bytesIn += chunk.length;
-        if (kind === 'upload' && answer.length < 4096) answer += chunk.toString();
+        if (upload && answer.length < 4096) answer += chunk.toString();
       });
       res.once('end', () => {
         if (res.statusCode !== 200) return done(`status ${res.statusCode}`);
@@ -97,7 +103,7 @@ export function transfer(firstHop: string, viaProxy: boolean, kind: TransferKind
       res.once('error', (err) => done(err.message));
     });
     req.once('error', (err) => done(err.message));
-    if (kind === 'download') return void req.end();
+    if (!upload) return void req.end();
     const block = Buffer.alloc(64 * 1024, 0x61);
     const more = () => {
       while (bytesOut < bytes) {
@@ -144,7 +150,7 @@ async function main(argv: string[]): Promise<number> {
   const bytes = args.megabytes * 1_000_000;
   const points: BulkPoint[] = [];
   for (let round = 1; round <= args.rounds; round += 1) {
-    for (const kind of ['download', 'upload'] as const) {
+    for (const kind of transferKinds) {
       for (const target of targets) {
         say(`  round ${round}: ${kind} of ${args.megabytes} MB, ${target.label}`);
         const { result: moved, ...spent } = await measured(proxies, target.side, destination, () => transfer(target.firstHop, target.viaProxy, kind, bytes));
@@ -162,7 +168,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`\nLarge transfers, east → west ledger, ${args.megabytes} MB each, ${args.rounds} round(s), ${new Date().toISOString()}\n`);
     for (const t of targets) process.stdout.write(`  ${t.label}: ${t.route}\n`);
     process.stdout.write(`\n${formatBulkRows(rows)}\n`);
-    process.stdout.write(`- download: GET /bytes?n= (answered with a content-length); upload: POST /upload with a content-length (the app answers the count it read)\n`);
+    process.stdout.write(`- download: GET /bytes?n= (answered with a content-length); upload: POST /upload with a content-length (the app answers the count it read); chunked upload: the same with no length (transfer-encoding: chunked, a chunk per 64 KiB write)\n`);
     process.stdout.write(`- peer chain: ${versions.nginx} (client_max_body_size 0, proxy_request_buffering off, proxy_buffering off; TLS 1.3 with the client certificate required) and ${versions.haproxy} (mode tcp, SNI passthrough); one process each\n`);
     process.stdout.write(`- each figure is the median over the rounds; CPU = utime + stime of the chain's three proxies per GB of body moved; RSS = the sum of their peak RSS (MB = 10⁶ bytes, GB = 10⁹)\n`);
     process.stdout.write(`- each proxy's CPU per GB in the last round: ${perProcess(points).join('; ')}\n`);
@@ -184,7 +190,7 @@ export interface BulkRow { side: Side; kind: TransferKind; megabytesPerSecond: n
 /** Pure. One row per side and kind: the median over the rounds; a failed transfer counts in `failed` and in no figure. */
 export function bulkRows(points: BulkPoint[]): BulkRow[] {
   const rows: BulkRow[] = [];
-  for (const kind of ['download', 'upload'] as const) {
+  for (const kind of transferKinds) {
     for (const side of ['origin', 'isthmus', 'peer'] as const) {
       const mine = points.filter((p) => p.side === side && p.kind === kind);
       if (mine.length === 0) continue;
@@ -210,17 +216,14 @@ export function bulkRatios(rows: BulkRow[]): Record<TransferKind, { throughput: 
     const peer = rows.find((r) => r.side === 'peer' && r.kind === kind);
     return ours && peer ? f(ours) / f(peer) : Number.NaN;
   };
-  return {
-    download: { throughput: ratio('download', (r) => r.megabytesPerSecond), cpu: ratio('download', (r) => r.cpuSecondsPerGb) },
-    upload: { throughput: ratio('upload', (r) => r.megabytesPerSecond), cpu: ratio('upload', (r) => r.cpuSecondsPerGb) },
-  };
+  return Object.fromEntries(transferKinds.map((kind) => [kind, { throughput: ratio(kind, (r) => r.megabytesPerSecond), cpu: ratio(kind, (r) => r.cpuSecondsPerGb) }])) as Record<TransferKind, { throughput: number; cpu: number }>;
 }
 
 export function formatBulkRows(rows: BulkRow[]): string {
   const n = (v: number, digits = 2) => (Number.isNaN(v) ? '—' : v.toFixed(digits));
   const lines = [['', 'MB/s', 'proxies CPU s/GB', 'proxies RSS MB', 'failed/transfers']];
   const ratios = bulkRatios(rows);
-  for (const kind of ['download', 'upload'] as const) {
+  for (const kind of transferKinds) {
     for (const r of rows.filter((row) => row.kind === kind)) {
       lines.push([`${kind} ${r.side === 'origin' ? 'baseline (the app)' : r.side}`, n(r.megabytesPerSecond, 0), n(r.cpuSecondsPerGb), n(r.peakRssMb, 1), `${r.failed}/${r.transfers}`]);
     }

@@ -55,6 +55,27 @@ const invalidValue = /[\r\n\0]/;
  */
 export type H1DispatchOptions = Dispatcher.DispatchOptions & { openEndedTimeout?: number };
 
+const crlf = Buffer.from('\r\n', 'latin1');
+const lastChunk = Buffer.from('0\r\n\r\n', 'latin1');
+
+/**
+ * One chunk of a chunked request body, in one corked write of three Buffers; false when the
+ * socket asks the writer to wait. No strings: a corked write that mixes them is first copied
+ * whole into a fresh buffer that JavaScript keeps until the write is done (node's
+ * StreamBase::Writev), which V8 counts as external memory, and for a large upload those copies
+ * started a major collection every few megabytes. Buffers go to plain TCP as they are; TLS copies
+ * them into one short-lived buffer of its own and encrypts that in one go, which measured cheaper
+ * than a write (and a record, and a system call) per piece (docs/benchmark-history.md).
+ */
+function writeChunk(socket: Socket, data: Buffer): boolean {
+  socket.cork();
+  socket.write(Buffer.from(`${data.length.toString(16)}\r\n`, 'latin1'));
+  socket.write(data);
+  const ok = socket.write(crlf);
+  socket.uncork();
+  return ok;
+}
+
 /** An error with the code the attempt layer classifies by (retry-policy.ts): the same codes undici uses. */
 function failure(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -347,13 +368,8 @@ export class H1Connection extends EventEmitter {
       }
       const queued = socket.writableLength > 0 || socket.connecting;
       let ok: boolean;
-      if (length === undefined) {
-        socket.cork();
-        socket.write(`${bytes.length.toString(16)}\r\n`, 'latin1');
-        socket.write(bytes);
-        ok = socket.write('\r\n', 'latin1');
-        socket.uncork();
-      } else ok = socket.write(bytes);
+      if (length === undefined) ok = writeChunk(socket, bytes);
+      else ok = socket.write(bytes);
       // A view of the app's read buffer (lent-views.ts) the socket still references.
       if (socketHolds(socket, queued)) keepsView(bytes);
       if (!ok) {
@@ -367,7 +383,7 @@ export class H1Connection extends EventEmitter {
         this.fail(exchange, failure('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', `the request body ended after ${sent} of its ${length} bytes`));
         return;
       }
-      if (length === undefined) socket.write('0\r\n\r\n', 'latin1');
+      if (length === undefined) socket.write(lastChunk);
       exchange.bodySent = true;
       // The request is whole: now the answer is due (unless it came early, while the body went out).
       if (!exchange.headDone) this.arm('headers', exchange.headersTimeout);

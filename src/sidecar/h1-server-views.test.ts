@@ -46,13 +46,27 @@ async function h1(handler: Handler, bodyViews = true): Promise<number> {
 
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
+type Framing = 'length' | 'chunked';
+
+/** A request's head and body framed by a Content-Length, or chunked in pieces of `piece` bytes (each its own chunk). */
+function framed(path: string, body: Buffer, framing: Framing, piece = 200_000): Buffer[] {
+  if (framing === 'length') return [Buffer.from(`POST ${path} HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`), body];
+  const parts: Buffer[] = [Buffer.from(`POST ${path} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n`)];
+  for (let at = 0; at < body.length; at += piece) {
+    const data = body.subarray(at, at + piece);
+    parts.push(Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n'));
+  }
+  parts.push(Buffer.from('0\r\n\r\n'));
+  return parts;
+}
+
 /**
- * A POST of `body` with its length, written in pieces of `piece` bytes, then `after` on the same
- * connection; what came back once `answers` answers have arrived whole (each of them short, with
- * a length), or the connection closed. The caller does not half-close: node:http and h1-server.ts
- * end a connection on the caller's FIN.
+ * A POST of `body`, framed by its length or chunked, written in pieces of `piece` bytes, then
+ * `after` on the same connection; what came back once `answers` answers have arrived whole (each
+ * of them short, with a length), or the connection closed. The caller does not half-close:
+ * node:http and h1-server.ts end a connection on the caller's FIN.
  */
-function post(port: number, body: Buffer, after: Buffer | string = '', answers = 1, piece = 200_000): Promise<string> {
+function post(port: number, body: Buffer, after: Buffer | string = '', answers = 1, piece = 200_000, framing: Framing = 'length'): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = netConnect(port, '127.0.0.1');
     sockets.push(socket);
@@ -69,10 +83,14 @@ function post(port: number, body: Buffer, after: Buffer | string = '', answers =
     socket.on('close', () => resolve(got));
     socket.on('error', reject);
     socket.on('connect', async () => {
-      socket.write(`POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`);
-      for (let at = 0; at < body.length; at += piece) {
-        // Each piece waits for the one before it to be taken, so the server reads many times.
-        if (!socket.write(body.subarray(at, at + piece))) await new Promise((r) => socket.once('drain', r));
+      const [head, ...rest] = framed('/upload', body, framing, piece);
+      socket.write(head as Buffer);
+      const bytes = framing === 'length' ? rest : [Buffer.concat(rest)];
+      for (const part of bytes) {
+        for (let at = 0; at < part.length; at += piece) {
+          // Each piece waits for the one before it to be taken, so the server reads many times.
+          if (!socket.write(part.subarray(at, at + piece))) await new Promise((r) => socket.once('drain', r));
+        }
       }
       socket.write(typeof after === 'string' ? Buffer.from(after, 'latin1') : after);
     });
@@ -95,7 +113,10 @@ function hashing(read: (req: H1Request, done: (bytes: Buffer) => void) => void):
   };
 }
 
-describe('a long request body read as views', () => {
+describe.each<[string, Framing]>([
+  ['with a length', 'length'],
+  ['chunked', 'chunked'],
+])('a long request body %s, read as views', (_framing, framing) => {
   test('reaches a reader that hands each chunk on at once whole, in views of a few reused buffers', async () => {
     const body = randomBytes(8 * 1024 * 1024);
     const buffers = new Set<ArrayBuffer>();
@@ -115,7 +136,7 @@ describe('a long request body read as views', () => {
         res.end(text);
       });
     });
-    const answer = await post(port, body);
+    const answer = await post(port, body, '', 1, 200_000, framing);
     expect(answer).toContain(`${body.length} ${sha(body)}`);
     // Node's parser would hand over a fresh buffer per chunk; here most chunks share one.
     expect(chunks).toBeGreaterThan(20);
@@ -132,7 +153,7 @@ describe('a long request body read as views', () => {
       });
       req.body?.on('end', () => done(Buffer.concat(kept)));
     }));
-    expect(await post(port, body)).toContain(`${body.length} ${sha(body)}`);
+    expect(await post(port, body, '', 1, 200_000, framing)).toContain(`${body.length} ${sha(body)}`);
   });
 
   test('a body nobody reads for a while is held by its own stream, and read later whole', async () => {
@@ -144,7 +165,7 @@ describe('a long request body read as views', () => {
         done(Buffer.concat(kept));
       }, 300);
     }));
-    expect(await post(port, body)).toContain(`${body.length} ${sha(body)}`);
+    expect(await post(port, body, '', 1, 200_000, framing)).toContain(`${body.length} ${sha(body)}`);
   });
 
   test('relayed to a slow upstream over a pooled connection (the inbound\'s path), every byte arrives', async () => {
@@ -163,7 +184,8 @@ describe('a long request body read as views', () => {
     const pool = new UpstreamPool(`http://127.0.0.1:${upstreamPort}`, { connections: 4, maxConnecting: 2, idleMs: 10_000, connect: { timeout: 5_000 } });
     pools.push(pool);
     const port = await h1((req, res) => {
-      pool.request({ path: '/', method: 'POST', headers: { 'content-length': req.headers['content-length'] as string }, body: req.body ?? null } as Dispatcher.RequestOptions)
+      const length = req.headers['content-length'];
+      pool.request({ path: '/', method: 'POST', headers: length === undefined ? {} : { 'content-length': length }, body: req.body ?? null } as Dispatcher.RequestOptions)
         .then(async (answer) => {
           const text = await answer.body.text();
           res.writeHead(answer.statusCode, { 'content-length': String(text.length) });
@@ -174,7 +196,7 @@ describe('a long request body read as views', () => {
           res.end(err.message);
         });
     });
-    expect(await post(port, body)).toContain(`${body.length} ${sha(body)}`);
+    expect(await post(port, body, '', 1, 200_000, framing)).toContain(`${body.length} ${sha(body)}`);
   });
 
   test('a request pipelined after the body is read and answered on the same connection', async () => {
@@ -184,7 +206,7 @@ describe('a long request body read as views', () => {
       req.body?.on('data', (c: Buffer) => { hash.push(Buffer.from(c)); });
       req.body?.on('end', () => done(Buffer.concat(hash)));
     }));
-    const answer = await post(port, body, 'GET /next HTTP/1.1\r\nHost: h\r\n\r\n', 2);
+    const answer = await post(port, body, 'GET /next HTTP/1.1\r\nHost: h\r\n\r\n', 2, 200_000, framing);
     expect(answer).toContain(`${body.length} ${sha(body)}`);
     expect(answer).toContain('no body');
     expect(answer.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
@@ -198,10 +220,7 @@ describe('a long request body read as views', () => {
       req.body?.on('data', (c: Buffer) => { hash.push(Buffer.from(c)); });
       req.body?.on('end', () => done(Buffer.concat(hash)));
     }));
-    const bytes = Buffer.concat([
-      Buffer.from(`POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: ${first.length}\r\n\r\n`), first,
-      Buffer.from(`POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: ${second.length}\r\n\r\n`), second,
-    ]);
+    const bytes = Buffer.concat([...framed('/a', first, framing), ...framed('/b', second, framing, 65_537)]);
     const answer = await post(port, Buffer.alloc(0), bytes, 3);
     // post() sent an empty POST first; its answer is "no body".
     expect(answer).toContain(`${first.length} ${sha(first)}`);
@@ -219,12 +238,85 @@ describe('a long request body read as views', () => {
     const socket = netConnect(port, '127.0.0.1');
     sockets.push(socket);
     await new Promise((r) => socket.once('connect', r));
-    socket.write(`POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${10 * 1024 * 1024}\r\n\r\n`);
-    socket.write(randomBytes(300_000));
+    const [head, ...rest] = framed('/', randomBytes(10 * 1024 * 1024), framing);
+    socket.write(head as Buffer);
+    socket.write(Buffer.concat(rest).subarray(0, 300_000));
     await new Promise((r) => setTimeout(r, 100));
     socket.destroy();
     await expect.poll(() => aborted).toBeDefined();
     expect(await aborted).toBe('aborted');
+  });
+});
+
+describe('the framing of a chunked body', () => {
+  /** Writes `parts` one by one, 50 ms apart, and returns what came back once the connection closed or `answers` answers came. */
+  function exchange(port: number, parts: string[], answers: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect(port, '127.0.0.1');
+      sockets.push(socket);
+      let got = '';
+      socket.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+        if ((got.match(/HTTP\/1\.1 /g) ?? []).length >= answers && /\r\n\r\n[^]*$/.test(got) && got.endsWith('|')) socket.end();
+      });
+      socket.on('close', () => resolve(got));
+      socket.on('error', reject);
+      socket.on('connect', async () => {
+        for (const part of parts) {
+          socket.write(part);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      });
+    });
+  }
+
+  /** Answers each request with its path, its body and its header names, ending with `|`. */
+  const echoing: Handler = (req, res) => {
+    const chunks: Buffer[] = [];
+    const answer = () => {
+      const text = `${req.url} ${Buffer.concat(chunks).toString()} ${Object.keys(req.headers).join(',')}|`;
+      res.writeHead(200, { 'content-length': String(text.length) });
+      res.end(text);
+    };
+    if (!req.body) return answer();
+    req.body.on('data', (c: Buffer) => chunks.push(Buffer.from(c)));
+    req.body.on('end', answer);
+    req.body.on('error', () => undefined);
+  };
+
+  test.each([true, false])('extensions and trailers are read and dropped; the trailers never become fields of the next request, whose head comes in two reads (bodyViews %s)', async (bodyViews) => {
+    const port = await h1(echoing, bodyViews);
+    const got = await exchange(port, [
+      'POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;note="x y"\r\nhello\r\n6\r\n world\r\n0\r\nX-Injected: yes\r\n\r\n',
+      'GET /b HTTP/1.1\r\nHost: h\r\n',
+      'X-Second: 1\r\n\r\n',
+    ], 2);
+    expect(got).toContain('/a hello world host,transfer-encoding|');
+    expect(got).toContain('/b  host,x-second|');
+    expect(got).not.toContain('x-injected');
+  });
+
+  test.each([
+    ['a space after a chunk size', '5 \r\nhello\r\n0\r\n\r\n'],
+    ['a bare LF after the data', '5\r\nhello\n0\r\n\r\n'],
+    ['more data than the size said', '5\r\nhelloX\r\n0\r\n\r\n'],
+    ['a size that is not hexadecimal', '5\r\nhello\r\nzz\r\n\r\n'],
+  ])('%s: the body fails and the connection closes; the next request on it is not read', async (_name, body) => {
+    let failed: string | undefined;
+    const port = await h1((req, res) => {
+      if (!req.body) {
+        res.writeHead(200, { 'content-length': '5' });
+        return res.end('next|');
+      }
+      req.body.on('error', (err: Error & { code?: string }) => { failed = err.code; });
+      req.body.resume();
+    });
+    const got = await exchange(port, [
+      `POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n${body}`,
+      'GET /next HTTP/1.1\r\nHost: h\r\n\r\n',
+    ], 1);
+    expect(got).not.toContain('next|');
+    expect(failed).toMatch(/^HPE_/);
   });
 });
 

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ExchangeEnd } from '../core/channels.js';
 import { adoptReads, readsAdoptable } from '../core/splice.js';
+import { ChunkedDecoder } from './chunked-decoder.js';
 import { lendView, socketHolds, viewsLength } from './lent-views.js';
 import { HTTPParser, parserMethods, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
@@ -69,6 +70,11 @@ const continueExpression = /(?:^|\W)100-continue(?:$|\W)/i;
 // node:http's own checks for what goes into a response head.
 const tokenPattern = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const invalidValuePattern = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** A Transfer-Encoding of `chunked` alone (any case, no other coding before it). */
+function onlyChunked(encoding: string): boolean {
+  return encoding.length === 7 ? encoding.toLowerCase() === 'chunked' : encoding.trim().toLowerCase() === 'chunked';
+}
 
 /** Marks the connection listeners made here: they time request heads themselves. */
 export const timesOwnHeads = Symbol('isthmus.h1-server.times-own-heads');
@@ -485,6 +491,10 @@ export class H1ServerConnection {
   private raw = false;
   /** The buffer the socket reads into past the parser, once adopted (startRaw). */
   private rawBuffer: Buffer | undefined;
+  /** A chunked body read past the parser: its framing, decoded here (chunked-decoder.ts). */
+  private chunked: ChunkedDecoder | undefined;
+  /** A view of rawBuffer handed to the body's reader was kept by it (lendChunk). */
+  private viewKept = false;
 
   constructor(
     private readonly server: AnyServer, readonly socket: Socket, readonly options: H1ServerOptions, private readonly onGone: () => void,
@@ -569,7 +579,7 @@ export class H1ServerConnection {
    * request for a pause its reader lifts at once.
    */
   bodyPaused(body: H1RequestBody): void {
-    if (this.reading?.body === body && this.rawLeft > 0) this.pause(pausedByReader);
+    if (this.reading?.body === body && this.rawPending) this.pause(pausedByReader);
   }
 
   /** The body's reader resumed it; `asked`: its stream asked for more meanwhile. */
@@ -638,7 +648,7 @@ export class H1ServerConnection {
     (this.socket as unknown as { _unrefTimer(): void })._unrefTimer();
     if (typeof result !== 'number') return this.onParseError(result);
     if (this.upgrading && !this.closed) this.startUpgrade(this.parser.getCurrentBuffer().subarray(result));
-    else if (this.rawLeft > 0 && !this.raw) this.startRaw(this.parser.getCurrentBuffer().subarray(result));
+    else if (this.rawPending && !this.raw) this.startRaw(this.parser.getCurrentBuffer().subarray(result));
   };
 
   /** A request's first byte: a kept-alive connection starts timing its next head. */
@@ -659,7 +669,7 @@ export class H1ServerConnection {
     }
     if (typeof result !== 'number') return this.onParseError(result);
     if (this.upgrading && !this.closed) this.startUpgrade(chunk.subarray(result));
-    else if (this.rawLeft > 0 && !this.raw) this.startRaw(Buffer.from(chunk.subarray(result)));
+    else if (this.rawPending && !this.raw) this.startRaw(Buffer.from(chunk.subarray(result)));
   }
 
   private onHead(major: number, minor: number, fields: string[] | undefined, methodIndex: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
@@ -689,11 +699,15 @@ export class H1ServerConnection {
     if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) req.body = new H1RequestBody(this);
     else req.complete = true;
     this.reading = req.complete ? undefined : req;
-    // A body longer than one read (viewsLength), with no transfer-encoding beside its length, is
-    // read past the parser when the server's handlers take views: no copy per chunk.
-    const viewed = this.options.bodyViews === true && req.headers['transfer-encoding'] === undefined ? viewsLength(length) : 0;
-    const views = viewed > 0 && (this.rawBuffer !== undefined || readsAdoptable(this.socket));
-    if (views) this.rawLeft = viewed;
+    // A body longer than one read (viewsLength), with no transfer-encoding beside its length, and
+    // a chunked body (its framing checked by ChunkedDecoder as llhttp would) are read past the
+    // parser when the server's handlers take views: no copy per chunk.
+    const encoding = req.headers['transfer-encoding'];
+    const chunked = this.options.bodyViews === true && length === undefined && encoding !== undefined && onlyChunked(encoding);
+    const viewed = this.options.bodyViews === true && encoding === undefined ? viewsLength(length) : 0;
+    const views = (viewed > 0 || chunked) && (this.rawBuffer !== undefined || readsAdoptable(this.socket));
+    if (views && chunked) this.chunked = new ChunkedDecoder();
+    else if (views) this.rawLeft = viewed;
     if (this.current || this.queue.length > 0) {
       this.queue.push(req);
       this.pause(pausedForQueue);
@@ -711,8 +725,10 @@ export class H1ServerConnection {
   private onMessageEnd(): void {
     const req = this.reading;
     // The parser's end of a head it stopped after: the body is still to come (rawRead).
-    if (!req || this.rawLeft > 0) return;
+    if (!req || this.rawPending) return;
     this.reading = undefined;
+    // Node's parser hands a chunked body's trailers over as fields after it: not the next head's.
+    this.pendingFields.length = 0;
     req.complete = true;
     req.body?.push(null);
     // Held for the body's reader: with the body whole, no byte more is its, and a stream that has
@@ -819,6 +835,7 @@ export class H1ServerConnection {
   private rawBytes(chunk: Buffer, lent: boolean): void {
     const req = this.reading;
     if (!req) return;
+    if (this.chunked) return this.rawChunked(req, this.chunked, chunk, lent);
     const take = Math.min(chunk.length, this.rawLeft);
     const part = take === chunk.length ? chunk : chunk.subarray(0, take);
     this.rawLeft -= take;
@@ -826,6 +843,36 @@ export class H1ServerConnection {
     if (!lent) this.pushBody(part);
     else if (lendView(part, this.pushBody) || (req.body?.readableLength ?? 0) > 0) this.rawBuffer = Buffer.allocUnsafeSlow((this.rawBuffer as Buffer).length);
     if (this.rawLeft === 0) this.endRaw(take < chunk.length ? Buffer.from(chunk.subarray(take)) : undefined);
+  }
+
+  /**
+   * Bytes of a chunked body read past the parser: each piece of chunk data goes to the body's
+   * reader (lent, when it is a view of rawBuffer); the trailers are read and dropped, as node:http
+   * and the parser's own path here do. Framing that llhttp would refuse refuses the request.
+   */
+  private rawChunked(req: H1Request, decoder: ChunkedDecoder, chunk: Buffer, lent: boolean): void {
+    let end: number;
+    this.viewKept = false;
+    try {
+      end = decoder.feed(chunk, lent ? this.lendChunk : this.pushBody);
+    } catch (err) {
+      this.chunked = undefined;
+      return this.refuse(err as Error);
+    }
+    req.bodyBytes = decoder.bytes;
+    if (lent && (this.viewKept || (req.body?.readableLength ?? 0) > 0)) this.rawBuffer = Buffer.allocUnsafeSlow((this.rawBuffer as Buffer).length);
+    if (end < 0) return;
+    this.chunked = undefined;
+    this.endRaw(end < chunk.length ? Buffer.from(chunk.subarray(end)) : undefined);
+  }
+
+  private readonly lendChunk = (view: Buffer): void => {
+    if (lendView(view, this.pushBody)) this.viewKept = true;
+  };
+
+  /** A body is still to come past the parser: the rest of a length (rawLeft), or a chunked body. */
+  private get rawPending(): boolean {
+    return this.rawLeft > 0 || this.chunked !== undefined;
   }
 
   private readonly pushBody = (chunk: Buffer): void => {
