@@ -9,10 +9,11 @@ import type { Destination } from './targets.js';
 /**
  * `npm run bench:bulk`: what large bodies cost through our mesh across clusters, beside the peer
  * chain carrying the same transfers (nginx with bodies streamed, HAProxy passing TLS through by
- * SNI, nginx), in the same run. Three kinds of transfer from east to west's ledger, one at a time:
- * a download (`GET /bytes?n=`, answered with a content-length), an upload (`POST /upload` with
- * a body of the same size and a content-length, answered with its length once read) and the same
- * upload chunked, with no length, as `curl -T -` or a streaming client sends it. For each:
+ * SNI, nginx), in the same run. Four kinds of transfer from east to west's ledger, one at a time:
+ * a download (`GET /bytes?n=`, answered with a content-length), the same download chunked (as an
+ * app that streams what it does not measure answers), an upload (`POST /upload` with a body of
+ * the same size and a content-length, answered with its length once read) and the same upload
+ * chunked, with no length, as `curl -T -` or a streaming client sends it. For each:
  * the throughput, the CPU of each chain's three proxies per gigabyte moved, and their peak RSS.
  * The app asked straight gives the baseline throughput. Exits non-zero only when the mesh or the
  * peer chain could not be started.
@@ -23,8 +24,8 @@ import type { Destination } from './targets.js';
  */
 
 const usage = `usage: node dist/bench/bulk.js [options]   (npm run bench:bulk -- [options])
-Large transfers from east to west's ledger, one at a time (a download, an upload with a
-length, a chunked upload): straight to the app (baseline),
+Large transfers from east to west's ledger, one at a time (a download and an upload, each with
+a length and chunked): straight to the app (baseline),
 through our mesh (east client sidecar → west gateway → ledger's sidecar) and through the peer
 chain (nginx → HAProxy → nginx, bodies streamed, mutual TLS), interleaved; prints each and the
 ratios ours/peer.
@@ -52,7 +53,7 @@ export function parseBulkBenchArgs(argv: string[]): BulkBenchArgs | 'help' {
 
 type Side = 'origin' | 'isthmus' | 'peer';
 /** The kinds of transfer, in the order they run and print. */
-export const transferKinds = ['download', 'upload', 'chunked upload'] as const;
+export const transferKinds = ['download', 'chunked download', 'upload', 'chunked upload'] as const;
 export type TransferKind = typeof transferKinds[number];
 interface BulkTarget { side: Side; label: string; route: string; firstHop: string; viaProxy: boolean }
 
@@ -70,8 +71,8 @@ export interface Transfer { seconds: number; bytes: number; error?: string }
 export function transfer(firstHop: string, viaProxy: boolean, kind: TransferKind, bytes: number): Promise<Transfer> {
   const colon = firstHop.lastIndexOf(':');
   const [hostname, port] = [firstHop.slice(0, colon), Number(firstHop.slice(colon + 1))];
-  const path = kind === 'download' ? `/bytes?n=${bytes}` : '/upload';
-  const upload = kind !== 'download';
+  const upload = kind === 'upload' || kind === 'chunked upload';
+  const path = upload ? '/upload' : `/bytes?n=${bytes}${kind === 'chunked download' ? '&chunked=1' : ''}`;
   const started = performance.now();
   return new Promise((resolve) => {
     let bytesIn = 0;
@@ -168,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`\nLarge transfers, east → west ledger, ${args.megabytes} MB each, ${args.rounds} round(s), ${new Date().toISOString()}\n`);
     for (const t of targets) process.stdout.write(`  ${t.label}: ${t.route}\n`);
     process.stdout.write(`\n${formatBulkRows(rows)}\n`);
-    process.stdout.write(`- download: GET /bytes?n= (answered with a content-length); upload: POST /upload with a content-length (the app answers the count it read); chunked upload: the same with no length (transfer-encoding: chunked, a chunk per 64 KiB write)\n`);
+    process.stdout.write(`- download: GET /bytes?n= (answered with a content-length); chunked download: GET /bytes?n=&chunked=1 (no length, a chunk per 64 KiB write); upload: POST /upload with a content-length (the app answers the count it read); chunked upload: the same with no length (transfer-encoding: chunked, a chunk per 64 KiB write)\n`);
     process.stdout.write(`- peer chain: ${versions.nginx} (client_max_body_size 0, proxy_request_buffering off, proxy_buffering off; TLS 1.3 with the client certificate required) and ${versions.haproxy} (mode tcp, SNI passthrough); one process each\n`);
     process.stdout.write(`- each figure is the median over the rounds; CPU = utime + stime of the chain's three proxies per GB of body moved; RSS = the sum of their peak RSS (MB = 10⁶ bytes, GB = 10⁹)\n`);
     process.stdout.write(`- each proxy's CPU per GB in the last round: ${perProcess(points).join('; ')}\n`);

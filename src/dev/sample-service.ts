@@ -22,7 +22,8 @@ const maxDownload = 4 * 1024 * 1024 * 1024;
  *   sidecar gave it (x-forwarded-client-cert) and the traceparent;
  * - `POST /echo`: streams the request body back as it arrives, and says its SHA-256 in a trailer;
  * - `POST /upload`: reads the request body to its end and answers its length and SHA-256 (JSON);
- * - `GET /bytes?n=<count>`: streams that many bytes of a known pattern (byte i is i mod 251);
+ * - `GET /bytes?n=<count>`: streams that many bytes of a known pattern (byte i is i mod 251), with a
+ *   content-length, or chunked with `&chunked=1` (as an app that streams what it does not measure);
  * - `/ws`: a WebSocket that echoes every message; the 101 names the caller (x-sample-caller).
  * - `/status/<code>` answers with that status (to try a RetryPolicy or OutlierDetection), and
  *   `?delay=<ms>` on any plain path waits that long first (to try a CircuitBreaker or timeouts).
@@ -141,14 +142,16 @@ function upload(req: IncomingMessage, res: ServerResponse): void {
 
 function bytes(req: IncomingMessage, res: ServerResponse): void {
   req.resume();
-  const n = Number(new URLSearchParams(req.url?.split('?')[1] ?? '').get('n'));
+  const query = new URLSearchParams(req.url?.split('?')[1] ?? '');
+  const n = Number(query.get('n'));
   if (!Number.isSafeInteger(n) || n < 0 || n > maxDownload) {
     res.writeHead(400, { 'content-type': 'text/plain' });
     return void res.end(`n must be a whole number of bytes up to ${maxDownload}\n`);
   }
   // One 64 KiB block repeats exactly when its length is a multiple of 251.
   const block = patternChunk(0, 251 * 261);
-  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
+  // Without a content-length node:http sends the body chunked, a chunk per write.
+  res.writeHead(200, query.get('chunked') === '1' ? { 'content-type': 'application/octet-stream' } : { 'content-type': 'application/octet-stream', 'content-length': n });
   let sent = 0;
   const more = () => {
     while (sent < n) {

@@ -71,6 +71,11 @@ function quotedTextByte(byte: number): boolean {
   return textByte(byte) && byte !== QUOTE && byte !== BACKSLASH;
 }
 
+/** A Transfer-Encoding of `chunked` alone (any case, no other coding before it): a body this decoder may frame. */
+export function onlyChunked(encoding: string): boolean {
+  return encoding.length === 7 ? encoding.toLowerCase() === 'chunked' : encoding.trim().toLowerCase() === 'chunked';
+}
+
 /** A malformed chunked body; `code` is llhttp's for the same fault, as the servers' clientError reads it. */
 export class ChunkedBodyError extends Error {
   constructor(readonly code: string, message: string) {

@@ -466,7 +466,7 @@ describe('reads into the shared buffer (shared-reads.ts): what a reader keeps su
  * callback returns, since a view is valid only until then. `hold` keeps every `n`-th view past
  * its callback, as a socket that cannot take a write whole does, and says so (keepsView).
  */
-function fetchViews(c: H1Connection, path: string, hold = 0): Promise<{ sha256: string; views: number; held: number; overwritten: number }> {
+function fetchViews(c: H1Connection, path: string, hold = 0): Promise<{ sha256: string; views: number; held: number; overwritten: number; trailers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     const heldViews: { view: Buffer; copy: Buffer }[] = [];
@@ -483,10 +483,10 @@ function fetchViews(c: H1Connection, path: string, hold = 0): Promise<{ sha256: 
           keepsView(chunk);
         }
       },
-      onResponseEnd: () => {
+      onResponseEnd: (_controller, trailers) => {
         // Views said to be kept are never overwritten by later reads, of this connection or any other.
         const overwritten = heldViews.filter(({ view, copy }) => !view.equals(copy)).length;
-        resolve({ sha256: hash.digest('hex'), views, held: heldViews.length, overwritten });
+        resolve({ sha256: hash.digest('hex'), views, held: heldViews.length, overwritten, trailers });
       },
       onResponseError: (_controller, err) => reject(err),
     };
@@ -571,5 +571,66 @@ describe('a body with a length read past the parser, as views (a ViewReader hand
     expect(await viewing('GET', '/204')).toBe(0);
     expect(await viewing('GET', '/304')).toBe(0);
     expect(await viewing('GET', '/')).toBe(100_000);
+  });
+});
+
+describe('a chunked answer read past the parser, as views (a ViewReader handler)', () => {
+  /** A server that answers `body` chunked, in chunks of random sizes written in random groups, with a trailer; `after` follows the last chunk. */
+  function chunkedServer(body: Buffer, after = ''): NetServer {
+    return rawServer((_head, socket) => {
+      let text = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n';
+      const parts: Buffer[] = [Buffer.from(text)];
+      for (let at = 0; at < body.length;) {
+        const size = Math.min(body.length - at, 1 + Math.floor(Math.random() * 70_000));
+        parts.push(Buffer.from(`${size.toString(16)}${Math.random() < 0.2 ? ';ext=1' : ''}\r\n`), body.subarray(at, at + size), Buffer.from('\r\n'));
+        at += size;
+      }
+      text = `0\r\nx-sum: ${createHash('sha256').update(body).digest('hex')}\r\n\r\n${after}`;
+      parts.push(Buffer.from(text));
+      const all = Buffer.concat(parts);
+      let at = 0;
+      const next = () => {
+        if (at >= all.length || socket.destroyed) return;
+        const size = 1 + Math.floor(Math.random() * 90_000);
+        socket.write(all.subarray(at, at + size));
+        at += size;
+        setImmediate(next);
+      };
+      next();
+    });
+  }
+
+  test('4 MiB arrive byte for byte as views, some of them kept past their callbacks, with the trailers; the connection carries the next request', async () => {
+    const body = randomBytes(4 << 20);
+    const origin = await listen(chunkedServer(body));
+    const c = await connect(origin, 10_000, sharedReadConnector({ timeout: 2_000 }));
+    for (const hold of [0, 3]) {
+      const got = await fetchViews(c, '/', hold);
+      const sum = createHash('sha256').update(body).digest('hex');
+      expect(got.sha256).toBe(sum);
+      expect(got.trailers).toEqual({ 'x-sum': sum });
+      expect(got.views).toBeGreaterThan(10);
+      if (hold > 0) expect(got.held).toBeGreaterThan(2);
+      expect(got.overwritten).toBe(0);
+    }
+  });
+
+  test('framing llhttp would refuse fails the answer, naming it, and closes the connection', async () => {
+    const origin = await listen(rawServer((_head, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n3 \r\nabc\r\n0\r\n\r\n');
+    }));
+    const c = await connect(origin);
+    const closed = new Promise((resolve) => c.once('disconnect', resolve));
+    await expect(fetchViews(c, '/')).rejects.toThrow(/the upstream's answer is not valid HTTP\/1\.1: malformed chunked body: byte 0x20 after a chunk size/);
+    await closed;
+  });
+
+  test('bytes after the last chunk: the answer is whole, and the connection is not used again', async () => {
+    const body = randomBytes(100_000);
+    const origin = await listen(chunkedServer(body, 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra'));
+    const c = await connect(origin);
+    const closed = new Promise((resolve) => c.once('disconnect', resolve));
+    expect((await fetchViews(c, '/')).sha256).toBe(createHash('sha256').update(body).digest('hex'));
+    await closed;
   });
 });

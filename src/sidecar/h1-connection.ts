@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
 import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
+import { ChunkedDecoder, onlyChunked } from './chunked-decoder.js';
 import { keepsView, lendView, socketHolds, viewsLength } from './lent-views.js';
 import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
 import { openEndedAnswer } from './timeouts.js';
@@ -185,6 +186,8 @@ export class H1Connection extends EventEmitter {
    * the handler as they were read, with no copy. 0 when the parser reads.
    */
   private rawLeft = 0;
+  /** A chunked answer read past the parser: its framing, decoded here (chunked-decoder.ts). */
+  private chunked: ChunkedDecoder | undefined;
   /** The last Keep-Alive field read (keepAliveHint). */
   private lastHint: string | undefined;
   /** Why the socket closed, when it closed with an error. */
@@ -401,13 +404,13 @@ export class H1Connection extends EventEmitter {
     this.parsing = true;
     let result: number | ParseError;
     try {
-      if (this.rawLeft > 0) result = this.rawBody(exchange, chunk);
+      if (this.rawPending) result = this.rawBody(exchange, chunk);
       else {
         result = this.parser.execute(chunk);
         // The head said the body is read past the parser: what follows it in this read is body. That
         // read may be in the shared buffer, so its part goes as a copy; the reads after it are the
         // socket's own (onHead) and go as views.
-        if (typeof result === 'number' && this.rawLeft > 0) {
+        if (typeof result === 'number' && this.rawPending) {
           if (result < chunk.length) result = this.rawBody(exchange, Buffer.from(chunk.subarray(result)));
           exchange.views = true;
         }
@@ -436,6 +439,7 @@ export class H1Connection extends EventEmitter {
    * than the upstream was asked for: the connection is closed.
    */
   private rawBody(exchange: Exchange, chunk: Buffer): number {
+    if (this.chunked) return this.rawChunked(exchange, this.chunked, chunk);
     const take = Math.min(chunk.length, this.rawLeft);
     this.rawLeft -= take;
     exchange.lastActivity = performance.now();
@@ -454,6 +458,35 @@ export class H1Connection extends EventEmitter {
     if (take < chunk.length) exchange.keepAlive = false;
     this.onAnswerEnd();
     return take;
+  }
+
+  /**
+   * Bytes of a chunked answer read past the parser: the chunk data of each read goes to the
+   * handler as one view (lent, as rawBody's), the trailers are passed on at the end. Framing that
+   * llhttp would refuse fails the answer as its parser's errors do (onData).
+   */
+  private rawChunked(exchange: Exchange, decoder: ChunkedDecoder, chunk: Buffer): number {
+    exchange.lastActivity = performance.now();
+    let kept = false;
+    const end = decoder.feed(chunk, (data) => {
+      if (exchange.finished) return;
+      if (!exchange.views) exchange.handler.onResponseData?.(exchange, data);
+      else if (lendView(data, (view) => exchange.handler.onResponseData?.(exchange, view))) kept = true;
+    });
+    if (kept && this.socket) readOwnBuffer(this.socket);
+    if (end < 0) return chunk.length;
+    this.chunked = undefined;
+    this.pendingFields = decoder.trailers;
+    this.parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+    if (this.socket) readSharedBuffer(this.socket);
+    if (end < chunk.length) exchange.keepAlive = false;
+    this.onAnswerEnd();
+    return end;
+  }
+
+  /** A body is still to come past the parser: the rest of a length (rawLeft), or a chunked answer. */
+  private get rawPending(): boolean {
+    return this.rawLeft > 0 || this.chunked !== undefined;
   }
 
   private takeFields(): string[] {
@@ -492,19 +525,20 @@ export class H1Connection extends EventEmitter {
     this.arm('body', exchange.bodyTimeout);
     exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);
     if (exchange.headRequest) return skipBody;
-    // A body longer than one read (viewsLength), for a handler that takes views, is read past the
-    // parser (rawBody): no copy per chunk, which for a large download was most of a sidecar's
-    // garbage. Not for statuses that have no body whatever their head says (RFC 9112 §6.3), nor
-    // beside a transfer-encoding.
-    const length = viewsLength(headers['content-length']);
-    if (length > 0 && !exchange.finished && status !== 204 && status !== 304 && headers['transfer-encoding'] === undefined
-      && (exchange.handler as Partial<ViewReader>).takesViews === true) {
-      this.rawLeft = length;
-      // Its reads go into a buffer of the socket's own, which only the views of this body use.
-      if (this.socket) readOwnBuffer(this.socket);
-      return stopAfterHead;
-    }
-    return 0;
+    // A body longer than one read (viewsLength), and a chunked one (its framing checked by
+    // ChunkedDecoder as llhttp would), for a handler that takes views, is read past the parser
+    // (rawBody): no copy per chunk, which for a large download was most of a sidecar's garbage.
+    // Not for statuses that have no body whatever their head says (RFC 9112 §6.3), nor for a
+    // length beside a transfer-encoding.
+    if (exchange.finished || status === 204 || status === 304 || (exchange.handler as Partial<ViewReader>).takesViews !== true) return 0;
+    const encoding = headers['transfer-encoding'];
+    const length = encoding === undefined ? viewsLength(headers['content-length']) : 0;
+    if (length > 0) this.rawLeft = length;
+    else if (typeof encoding === 'string' && headers['content-length'] === undefined && onlyChunked(encoding)) this.chunked = new ChunkedDecoder();
+    else return 0;
+    // Its reads go into a buffer of the socket's own, which only the views of this body use.
+    if (this.socket) readOwnBuffer(this.socket);
+    return stopAfterHead;
   }
 
   /** `Keep-Alive: timeout=<seconds>` (RFC 9112 appendix C.2.2 describes the field): close before the server does. */
@@ -528,7 +562,7 @@ export class H1Connection extends EventEmitter {
     const exchange = this.current;
     if (!exchange || exchange.finished) return;
     // The parser's end of a head it stopped after: the body is still to come (rawBody).
-    if (this.rawLeft > 0) return;
+    if (this.rawPending) return;
     if (exchange.informational) {
       exchange.informational = false;
       this.pendingFields = [];
@@ -557,7 +591,7 @@ export class H1Connection extends EventEmitter {
 
   private onEnd(): void {
     // The server closed its side: an answer delimited by the connection's end is complete now.
-    if (this.current && this.rawLeft === 0) {
+    if (this.current && !this.rawPending) {
       try {
         this.parser.finish();
       } catch {

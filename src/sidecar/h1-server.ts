@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ExchangeEnd } from '../core/channels.js';
 import { adoptReads, readsAdoptable } from '../core/splice.js';
-import { ChunkedDecoder } from './chunked-decoder.js';
+import { ChunkedDecoder, onlyChunked } from './chunked-decoder.js';
 import { lendView, socketHolds, viewsLength } from './lent-views.js';
 import { HTTPParser, parserMethods, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
@@ -71,10 +71,7 @@ const continueExpression = /(?:^|\W)100-continue(?:$|\W)/i;
 const tokenPattern = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const invalidValuePattern = /[^\t\x20-\x7e\x80-\xff]/;
 
-/** A Transfer-Encoding of `chunked` alone (any case, no other coding before it). */
-function onlyChunked(encoding: string): boolean {
-  return encoding.length === 7 ? encoding.toLowerCase() === 'chunked' : encoding.trim().toLowerCase() === 'chunked';
-}
+const crlf = Buffer.from('\r\n', 'latin1');
 
 /** Marks the connection listeners made here: they time request heads themselves. */
 export const timesOwnHeads = Symbol('isthmus.h1-server.times-own-heads');
@@ -344,9 +341,11 @@ export class H1Response extends EventEmitter {
     this.connection.cork();
     if (this.head !== undefined) this.flushHead();
     if (!this.chunked) return socket.write(chunk, callback);
-    socket.write(`${length.toString(16)}\r\n`, 'latin1');
+    // Buffers only: a corked write that mixes in strings is first copied whole into a fresh buffer
+    // (h1-connection.ts writeChunk says more).
+    socket.write(Buffer.from(`${length.toString(16)}\r\n`, 'latin1'));
     socket.write(chunk);
-    return socket.write('\r\n', 'latin1', callback);
+    return socket.write(crlf, callback);
   }
 
   /**
