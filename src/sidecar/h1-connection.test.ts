@@ -625,6 +625,15 @@ describe('a chunked answer read past the parser, as views (a ViewReader handler)
     await closed;
   });
 
+  test('the upstream closes before the last chunk: the request fails, naming it', async () => {
+    const origin = await listen(rawServer((_head, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
+      socket.end(Buffer.concat([Buffer.from('30000\r\n'), randomBytes(100_000)]));
+    }));
+    const c = await connect(origin);
+    await expect(fetchViews(c, '/')).rejects.toThrow('the upstream closed the connection before the answer ended');
+  });
+
   test('bytes after the last chunk: the answer is whole, and the connection is not used again', async () => {
     const body = randomBytes(100_000);
     const origin = await listen(chunkedServer(body, 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra'));
