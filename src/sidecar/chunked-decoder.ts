@@ -93,23 +93,21 @@ export class ChunkedDecoder {
   private trailerBytes = 0;
   /** Trailer fields as name, value pairs, names lower-cased. */
   readonly trailers: string[] = [];
-  /** Data bytes handed on so far. */
-  bytes = 0;
-
-  get ended(): boolean {
-    return this.state === done;
-  }
+  /**
+   * After `feed`: the index just past the body's last byte (its final CRLF) in the bytes fed,
+   * what follows being the next message's, or -1 when more is to come.
+   */
+  end = -1;
 
   /** The chunk data found so far in the bytes being fed, moved together: chunk[from, to). */
   private from = -1;
   private to = -1;
 
   /**
-   * Decodes `chunk` and hands the chunk data in it to `onData`, once, as one view of `chunk`.
-   * Returns the index just past the body's last byte (its final CRLF) when the body ends within
-   * `chunk`, what follows being the next message's, or -1 when more is to come. Throws
-   * ChunkedBodyError at the first byte the framing does not allow (after handing on the data
-   * before it, as Node's parser does).
+   * Decodes `chunk` and returns the chunk data in it as one view of `chunk` (undefined when it
+   * held only framing); `end` says whether the body ended in it. Throws ChunkedBodyError at the
+   * first byte the framing does not allow; the request or answer then fails whole, so the data
+   * of that read before the fault is not handed on.
    *
    * Data after the first piece is moved up against it within `chunk`, over the framing between
    * them (a few bytes: CRLF, the next size line): a read that holds the end of one chunk and the
@@ -118,17 +116,11 @@ export class ChunkedDecoder {
    * first, holding the read's buffer, so the connection would read into a fresh one every time.
    * `feed` therefore writes into `chunk`: pass only bytes that are the caller's to change.
    */
-  feed(chunk: Buffer, onData: (view: Buffer) => void): number {
+  feed(chunk: Buffer): Buffer | undefined {
     this.from = -1;
-    try {
-      return this.decode(chunk);
-    } finally {
-      if (this.from >= 0) {
-        const view = this.from === 0 && this.to === chunk.length ? chunk : chunk.subarray(this.from, this.to);
-        this.from = -1;
-        onData(view);
-      }
-    }
+    this.end = this.decode(chunk);
+    if (this.from < 0) return undefined;
+    return this.from === 0 && this.to === chunk.length ? chunk : chunk.subarray(this.from, this.to);
   }
 
   private decode(chunk: Buffer): number {
@@ -139,7 +131,6 @@ export class ChunkedDecoder {
       if (state === data) {
         const take = Math.min(this.left, n - i);
         this.left -= take;
-        this.bytes += take;
         if (this.from < 0) {
           this.from = i;
           this.to = i + take;

@@ -4,7 +4,8 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
 import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
-import { ChunkedDecoder, onlyChunked } from './chunked-decoder.js';
+import { onlyChunked } from './chunked-decoder.js';
+import { RawBody } from './raw-body.js';
 import { keepsView, lendView, socketHolds, viewsLength } from './lent-views.js';
 import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
 import { openEndedAnswer } from './timeouts.js';
@@ -22,7 +23,8 @@ const stopAfterHead = 2;
  * A handler that may be handed body chunks as views of a read buffer that a later read reuses,
  * lent (lent-views.ts): it hands each one on before its onResponseData returns, or, when
  * something still holds it, says so with `keepsView(chunk)`. Such a handler gets a long body with
- * a length without Node's parser copying each chunk into a buffer of its own (response-relay.ts).
+ * a length, or a chunked one, without Node's parser copying each chunk into a buffer of its own
+ * (response-relay.ts).
  */
 export interface ViewReader {
   readonly takesViews: true;
@@ -96,7 +98,7 @@ class Exchange implements Controller {
   informational = false;
   keepAlive = true;
   finished = false;
-  /** The body comes past the parser, as views of the reads (H1Connection.rawBody). */
+  /** The body comes past the parser, as views of the reads (H1Connection.rawBytes). */
   views = false;
   /** The request's body was written to its end. */
   bodySent: boolean;
@@ -182,12 +184,10 @@ export class H1Connection extends EventEmitter {
   private drainAfterParse = false;
   private readonly hostHeader: string;
   /**
-   * Bytes still due of an answer whose body is read past the parser (onHead): its chunks go to
-   * the handler as they were read, with no copy. 0 when the parser reads.
+   * Where an answer whose body is read past the parser (onHead) ends: its chunks go to the
+   * handler as they were read, with no copy. Not pending when the parser reads.
    */
-  private rawLeft = 0;
-  /** A chunked answer read past the parser: its framing, decoded here (chunked-decoder.ts). */
-  private chunked: ChunkedDecoder | undefined;
+  private readonly rawBody = new RawBody();
   /** The last Keep-Alive field read (keepAliveHint). */
   private lastHint: string | undefined;
   /** Why the socket closed, when it closed with an error. */
@@ -404,14 +404,14 @@ export class H1Connection extends EventEmitter {
     this.parsing = true;
     let result: number | ParseError;
     try {
-      if (this.rawPending) result = this.rawBody(exchange, chunk);
+      if (this.rawBody.pending) result = this.rawBytes(exchange, chunk);
       else {
         result = this.parser.execute(chunk);
         // The head said the body is read past the parser: what follows it in this read is body. That
         // read may be in the shared buffer, so its part goes as a copy; the reads after it are the
         // socket's own (onHead) and go as views.
-        if (typeof result === 'number' && this.rawPending) {
-          if (result < chunk.length) result = this.rawBody(exchange, Buffer.from(chunk.subarray(result)));
+        if (typeof result === 'number' && this.rawBody.pending) {
+          if (result < chunk.length) result = this.rawBytes(exchange, Buffer.from(chunk.subarray(result)));
           exchange.views = true;
         }
       }
@@ -434,59 +434,33 @@ export class H1Connection extends EventEmitter {
   }
 
   /**
-   * Body bytes of an answer with a length, read past the parser: handed to the handler as they
-   * are (views of the read), and the answer ends with its last byte. Bytes after it are more
-   * than the upstream was asked for: the connection is closed.
+   * Body bytes of an answer read past the parser, framed by its length or chunked (the
+   * chunk data of the read, one view; framing llhttp would refuse throws, and fails the answer as
+   * the parser's errors do, onData): handed to the handler as they are (views of the read), and
+   * the answer ends with its last byte, a chunked one's trailers passed on. Bytes after it are
+   * more than the upstream was asked for: the connection is closed.
    */
-  private rawBody(exchange: Exchange, chunk: Buffer): number {
-    if (this.chunked) return this.rawChunked(exchange, this.chunked, chunk);
-    const take = Math.min(chunk.length, this.rawLeft);
-    this.rawLeft -= take;
+  private rawBytes(exchange: Exchange, chunk: Buffer): number {
+    const part = this.rawBody.take(chunk);
+    const end = this.rawBody.end;
     exchange.lastActivity = performance.now();
-    if (!exchange.finished) {
-      const part = take === chunk.length ? chunk : chunk.subarray(0, take);
+    if (part && !exchange.finished) {
       // A view still held when its callback returns: the next read goes into a fresh buffer of the
       // socket's own, the held one left to its holder.
       if (!exchange.views) exchange.handler.onResponseData?.(exchange, part);
       else if (lendView(part, (view) => exchange.handler.onResponseData?.(exchange, view)) && this.socket) readOwnBuffer(this.socket);
     }
-    if (this.rawLeft > 0 || exchange.finished) return take;
+    if (end < 0) return chunk.length;
+    if (exchange.finished) return end;
+    const trailers = this.rawBody.trailers;
+    if (trailers) this.pendingFields = trailers;
     // The parser stopped after the head as for an upgrade: it starts afresh for the next answer,
     // which is read into the shared buffer again.
-    this.parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
-    if (this.socket) readSharedBuffer(this.socket);
-    if (take < chunk.length) exchange.keepAlive = false;
-    this.onAnswerEnd();
-    return take;
-  }
-
-  /**
-   * Bytes of a chunked answer read past the parser: the chunk data of each read goes to the
-   * handler as one view (lent, as rawBody's), the trailers are passed on at the end. Framing that
-   * llhttp would refuse fails the answer as its parser's errors do (onData).
-   */
-  private rawChunked(exchange: Exchange, decoder: ChunkedDecoder, chunk: Buffer): number {
-    exchange.lastActivity = performance.now();
-    let kept = false;
-    const end = decoder.feed(chunk, (data) => {
-      if (exchange.finished) return;
-      if (!exchange.views) exchange.handler.onResponseData?.(exchange, data);
-      else if (lendView(data, (view) => exchange.handler.onResponseData?.(exchange, view))) kept = true;
-    });
-    if (kept && this.socket) readOwnBuffer(this.socket);
-    if (end < 0) return chunk.length;
-    this.chunked = undefined;
-    this.pendingFields = decoder.trailers;
     this.parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
     if (this.socket) readSharedBuffer(this.socket);
     if (end < chunk.length) exchange.keepAlive = false;
     this.onAnswerEnd();
     return end;
-  }
-
-  /** A body is still to come past the parser: the rest of a length (rawLeft), or a chunked answer. */
-  private get rawPending(): boolean {
-    return this.rawLeft > 0 || this.chunked !== undefined;
   }
 
   private takeFields(): string[] {
@@ -526,15 +500,15 @@ export class H1Connection extends EventEmitter {
     exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);
     if (exchange.headRequest) return skipBody;
     // A body longer than one read (viewsLength), and a chunked one (its framing checked by
-    // ChunkedDecoder as llhttp would), for a handler that takes views, is read past the parser
-    // (rawBody): no copy per chunk, which for a large download was most of a sidecar's garbage.
+    // raw-body.ts as llhttp would), for a handler that takes views, is read past the parser
+    // (rawBytes): no copy per chunk, which for a large download was most of a sidecar's garbage.
     // Not for statuses that have no body whatever their head says (RFC 9112 §6.3), nor for a
     // length beside a transfer-encoding.
     if (exchange.finished || status === 204 || status === 304 || (exchange.handler as Partial<ViewReader>).takesViews !== true) return 0;
     const encoding = headers['transfer-encoding'];
     const length = encoding === undefined ? viewsLength(headers['content-length']) : 0;
-    if (length > 0) this.rawLeft = length;
-    else if (typeof encoding === 'string' && headers['content-length'] === undefined && onlyChunked(encoding)) this.chunked = new ChunkedDecoder();
+    if (length > 0) this.rawBody.counted(length);
+    else if (typeof encoding === 'string' && headers['content-length'] === undefined && onlyChunked(encoding)) this.rawBody.chunked();
     else return 0;
     // Its reads go into a buffer of the socket's own, which only the views of this body use.
     if (this.socket) readOwnBuffer(this.socket);
@@ -561,8 +535,8 @@ export class H1Connection extends EventEmitter {
   private onAnswerEnd(): void {
     const exchange = this.current;
     if (!exchange || exchange.finished) return;
-    // The parser's end of a head it stopped after: the body is still to come (rawBody).
-    if (this.rawPending) return;
+    // The parser's end of a head it stopped after: the body is still to come (rawBytes).
+    if (this.rawBody.pending) return;
     if (exchange.informational) {
       exchange.informational = false;
       this.pendingFields = [];
@@ -591,7 +565,7 @@ export class H1Connection extends EventEmitter {
 
   private onEnd(): void {
     // The server closed its side: an answer delimited by the connection's end is complete now.
-    if (this.current && !this.rawPending) {
+    if (this.current && !this.rawBody.pending) {
       try {
         this.parser.finish();
       } catch {

@@ -5,8 +5,9 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ExchangeEnd } from '../core/channels.js';
 import { adoptReads, readsAdoptable } from '../core/splice.js';
-import { ChunkedDecoder, onlyChunked } from './chunked-decoder.js';
+import { onlyChunked } from './chunked-decoder.js';
 import { lendView, socketHolds, viewsLength } from './lent-views.js';
+import { RawBody } from './raw-body.js';
 import { HTTPParser, parserMethods, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
 
@@ -54,8 +55,8 @@ export interface H1ServerOptions {
    */
   openEndedIdleMs?: number;
   /**
-   * Long request bodies with a length are read past the parser and handed to the body's reader
-   * as views of the connection's own read buffer (see H1ServerConnection.startRaw): every
+   * Long request bodies with a length, and chunked ones, are read past the parser and handed to
+   * the body's reader as views of the connection's own read buffer (see H1ServerConnection.startRaw): every
    * 'request' handler of the server then hands each chunk on inside its 'data' callback, or
    * copies it, or says it keeps it (lent-views.ts). The outbound and the inbound do.
    */
@@ -484,16 +485,12 @@ export class H1ServerConnection {
   private freed = false;
   /** The parser reads the socket's handle itself (consume()). */
   private consumed = false;
-  /** Body bytes still to come past the parser (startRaw); the parser waits for the body's end. */
-  private rawLeft = 0;
+  /** Where the body read past the parser ends (startRaw); the parser waits for that end. */
+  private readonly rawBody = new RawBody();
   /** The body is read past the parser now (rawRead). */
   private raw = false;
   /** The buffer the socket reads into past the parser, once adopted (startRaw). */
   private rawBuffer: Buffer | undefined;
-  /** A chunked body read past the parser: its framing, decoded here (chunked-decoder.ts). */
-  private chunked: ChunkedDecoder | undefined;
-  /** A view of rawBuffer handed to the body's reader was kept by it (lendChunk). */
-  private viewKept = false;
 
   constructor(
     private readonly server: AnyServer, readonly socket: Socket, readonly options: H1ServerOptions, private readonly onGone: () => void,
@@ -578,7 +575,7 @@ export class H1ServerConnection {
    * request for a pause its reader lifts at once.
    */
   bodyPaused(body: H1RequestBody): void {
-    if (this.reading?.body === body && this.rawPending) this.pause(pausedByReader);
+    if (this.reading?.body === body && this.rawBody.pending) this.pause(pausedByReader);
   }
 
   /** The body's reader resumed it; `asked`: its stream asked for more meanwhile. */
@@ -647,7 +644,7 @@ export class H1ServerConnection {
     (this.socket as unknown as { _unrefTimer(): void })._unrefTimer();
     if (typeof result !== 'number') return this.onParseError(result);
     if (this.upgrading && !this.closed) this.startUpgrade(this.parser.getCurrentBuffer().subarray(result));
-    else if (this.rawPending && !this.raw) this.startRaw(this.parser.getCurrentBuffer().subarray(result));
+    else if (this.rawBody.pending && !this.raw) this.startRaw(this.parser.getCurrentBuffer().subarray(result));
   };
 
   /** A request's first byte: a kept-alive connection starts timing its next head. */
@@ -668,7 +665,7 @@ export class H1ServerConnection {
     }
     if (typeof result !== 'number') return this.onParseError(result);
     if (this.upgrading && !this.closed) this.startUpgrade(chunk.subarray(result));
-    else if (this.rawPending && !this.raw) this.startRaw(Buffer.from(chunk.subarray(result)));
+    else if (this.rawBody.pending && !this.raw) this.startRaw(Buffer.from(chunk.subarray(result)));
   }
 
   private onHead(major: number, minor: number, fields: string[] | undefined, methodIndex: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
@@ -699,14 +696,14 @@ export class H1ServerConnection {
     else req.complete = true;
     this.reading = req.complete ? undefined : req;
     // A body longer than one read (viewsLength), with no transfer-encoding beside its length, and
-    // a chunked body (its framing checked by ChunkedDecoder as llhttp would) are read past the
+    // a chunked body (its framing checked as llhttp would, raw-body.ts) are read past the
     // parser when the server's handlers take views: no copy per chunk.
     const encoding = req.headers['transfer-encoding'];
     const chunked = this.options.bodyViews === true && length === undefined && encoding !== undefined && onlyChunked(encoding);
     const viewed = this.options.bodyViews === true && encoding === undefined ? viewsLength(length) : 0;
     const views = (viewed > 0 || chunked) && (this.rawBuffer !== undefined || readsAdoptable(this.socket));
-    if (views && chunked) this.chunked = new ChunkedDecoder();
-    else if (views) this.rawLeft = viewed;
+    if (views && chunked) this.rawBody.chunked();
+    else if (views) this.rawBody.counted(viewed);
     if (this.current || this.queue.length > 0) {
       this.queue.push(req);
       this.pause(pausedForQueue);
@@ -724,7 +721,7 @@ export class H1ServerConnection {
   private onMessageEnd(): void {
     const req = this.reading;
     // The parser's end of a head it stopped after: the body is still to come (rawRead).
-    if (!req || this.rawPending) return;
+    if (!req || this.rawBody.pending) return;
     this.reading = undefined;
     // Node's parser hands a chunked body's trailers over as fields after it: not the next head's.
     this.pendingFields.length = 0;
@@ -789,9 +786,9 @@ export class H1ServerConnection {
   }
 
   /**
-   * A long body with a length, read past the parser: from the read after its head, the socket
-   * reads into a buffer of this connection's own (adoptReads: an accepted socket takes no
-   * `onread` option) and each read goes to the body's reader as a view of it, lent (lent-views.ts):
+   * A long body with a length, or a chunked one, read past the parser: from the read after its
+   * head, the socket reads into a buffer of this connection's own (adoptReads: an accepted socket
+   * takes no `onread` option) and each read goes to the body's reader as a view of it, lent (lent-views.ts):
    * Node's parser would copy every chunk into a fresh buffer, which for a large upload was most of
    * a sidecar's garbage and the major collections it starts (docs/benchmark-history.md). A view
    * still held after its callback (the body's own buffer, a write not taken whole) leaves that
@@ -831,47 +828,30 @@ export class H1ServerConnection {
     return true;
   };
 
+  /**
+   * Bytes of a body read past the parser, framed by its length or chunked (the chunk
+   * data of the read, one view; a chunked body's trailers are read and dropped, as node:http and
+   * the parser's own path here do, and framing llhttp would refuse refuses the request). The body's
+   * part goes to its reader, lent when it is a view of rawBuffer; one still held afterwards leaves
+   * rawBuffer to its holder.
+   */
   private rawBytes(chunk: Buffer, lent: boolean): void {
     const req = this.reading;
     if (!req) return;
-    if (this.chunked) return this.rawChunked(req, this.chunked, chunk, lent);
-    const take = Math.min(chunk.length, this.rawLeft);
-    const part = take === chunk.length ? chunk : chunk.subarray(0, take);
-    this.rawLeft -= take;
-    req.bodyBytes += take;
-    if (!lent) this.pushBody(part);
-    else if (lendView(part, this.pushBody) || (req.body?.readableLength ?? 0) > 0) this.rawBuffer = Buffer.allocUnsafeSlow((this.rawBuffer as Buffer).length);
-    if (this.rawLeft === 0) this.endRaw(take < chunk.length ? Buffer.from(chunk.subarray(take)) : undefined);
-  }
-
-  /**
-   * Bytes of a chunked body read past the parser: each piece of chunk data goes to the body's
-   * reader (lent, when it is a view of rawBuffer); the trailers are read and dropped, as node:http
-   * and the parser's own path here do. Framing that llhttp would refuse refuses the request.
-   */
-  private rawChunked(req: H1Request, decoder: ChunkedDecoder, chunk: Buffer, lent: boolean): void {
-    let end: number;
-    this.viewKept = false;
+    let part: Buffer | undefined;
     try {
-      end = decoder.feed(chunk, lent ? this.lendChunk : this.pushBody);
+      part = this.rawBody.take(chunk);
     } catch (err) {
-      this.chunked = undefined;
       return this.refuse(err as Error);
     }
-    req.bodyBytes = decoder.bytes;
-    if (lent && (this.viewKept || (req.body?.readableLength ?? 0) > 0)) this.rawBuffer = Buffer.allocUnsafeSlow((this.rawBuffer as Buffer).length);
+    if (part) {
+      req.bodyBytes += part.length;
+      if (!lent) this.pushBody(part);
+      else if (lendView(part, this.pushBody) || (req.body?.readableLength ?? 0) > 0) this.rawBuffer = Buffer.allocUnsafeSlow((this.rawBuffer as Buffer).length);
+    }
+    const end = this.rawBody.end;
     if (end < 0) return;
-    this.chunked = undefined;
     this.endRaw(end < chunk.length ? Buffer.from(chunk.subarray(end)) : undefined);
-  }
-
-  private readonly lendChunk = (view: Buffer): void => {
-    if (lendView(view, this.pushBody)) this.viewKept = true;
-  };
-
-  /** A body is still to come past the parser: the rest of a length (rawLeft), or a chunked body. */
-  private get rawPending(): boolean {
-    return this.rawLeft > 0 || this.chunked !== undefined;
   }
 
   private readonly pushBody = (chunk: Buffer): void => {

@@ -1,7 +1,7 @@
 /**
- * Views of a read buffer lent to the code that relays them, for a long body with a length read
- * past Node's parser: an upload at the server side (h1-server.ts), a download at the upstream
- * side (h1-connection.ts). Such a body arrives as views of its connection's own read buffer,
+ * Views of a read buffer lent to the code that relays them, for a body read past Node's parser
+ * (a long one with a length, or a chunked one): an upload at the server side (h1-server.ts), a
+ * download at the upstream side (h1-connection.ts). Such a body arrives as views of its connection's own read buffer,
  * which the connection's next read overwrites. Each view is handed on inside `lendView`; whoever
  * still references it once its callback returns (a socket write not taken whole, a stream's
  * buffer) says so with `keepsView`, and the connection then reads into a fresh buffer, leaving
