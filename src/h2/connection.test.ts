@@ -1,0 +1,387 @@
+import { createHash } from 'node:crypto';
+import { connect as h2connect, constants, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { EchoClient, startGrpcEchoInstance, type EchoReply } from '../dev/grpc-echo.js';
+import { H2Connection } from './connection.js';
+import { connectionPreface, dataFrameHeader, FrameReader, frameType, h2Error, headerFrames, rstStreamFrame, settingsFrame } from './frames.js';
+import { HpackEncoder, type HeaderBlock } from './hpack.js';
+import type { H2Stream, StreamHandler } from './stream.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const clean of cleanups.splice(0).reverse()) await clean();
+});
+
+const listen = (server: Server | Http2Server): Promise<number> =>
+  new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+
+const field = (block: HeaderBlock, name: string): string | undefined => {
+  for (let i = 0; i < block.fields.length; i += 2) if (block.fields[i] === name) return block.fields[i + 1];
+  return undefined;
+};
+
+/** A server of ours on plain TCP (h2c) whose streams `onStream` takes; every connection it made. */
+async function ourServer(onStream: (stream: H2Stream, head: HeaderBlock, endStream: boolean) => void) {
+  const connections: H2Connection[] = [];
+  const server = createServer((socket) => {
+    socket.setNoDelay(true);
+    connections.push(new H2Connection(socket, { role: 'server', onStream }));
+  });
+  const port = await listen(server);
+  cleanups.push(() => new Promise<void>((resolve) => {
+    for (const c of connections) c.destroy();
+    server.close(() => resolve());
+  }));
+  return { port, connections };
+}
+
+/** Echoes each request's body back, with the request's x-echo-* fields in the head and a trailer. */
+function echo(stream: H2Stream, head: HeaderBlock, endStream: boolean, seen?: { closes: number[] }): void {
+  const answer = [':status', '200', 'content-type', 'application/octet-stream'];
+  for (let i = 0; i < head.fields.length; i += 2) if (head.fields[i]!.startsWith('x-echo-')) answer.push(head.fields[i]!, head.fields[i + 1]!);
+  stream.handler = {
+    onHeaders: (s, _trailers, end) => { if (end) s.end(['x-trailer', 'done']); },
+    onData: (s, piece, end) => {
+      if (piece.length > 0) {
+        s.write(Buffer.from(piece));
+        s.consumed(piece.length);
+      }
+      if (end) s.end(['x-trailer', 'done']);
+    },
+    onClose: (_s, code) => seen?.closes.push(code),
+  };
+  stream.sendHeaders(answer, false);
+  if (endStream) stream.end(['x-trailer', 'done']);
+}
+
+function nodeClient(port: number): ClientHttp2Session {
+  const session = h2connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => undefined);
+  cleanups.push(() => session.destroy());
+  return session;
+}
+
+function exchange(session: ClientHttp2Session, headers: Record<string, string>, body?: Buffer) {
+  return new Promise<{ head: IncomingHttpHeaders; trailers: IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+    const stream = session.request({ ':method': 'POST', ':path': '/echo', ...headers }, { endStream: body === undefined });
+    let head: IncomingHttpHeaders = {};
+    let trailers: IncomingHttpHeaders = {};
+    const parts: Buffer[] = [];
+    stream.on('response', (h) => { head = h; });
+    stream.on('trailers', (t) => { trailers = t; });
+    stream.on('data', (c: Buffer) => parts.push(c));
+    stream.on('end', () => resolve({ head, trailers, body: Buffer.concat(parts) }));
+    stream.on('error', reject);
+    if (body) stream.end(body);
+  });
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('H2Connection as a server, with node:http2 as the client', () => {
+  it('answers a request with a head, the echoed body and trailers', async () => {
+    const { port } = await ourServer((s, h, e) => echo(s, h, e));
+    const got = await exchange(nodeClient(port), { 'x-echo-who': 'me' }, Buffer.from('hello'));
+    expect(got.head[':status']).toBe(200);
+    expect(got.head['x-echo-who']).toBe('me');
+    expect(got.body.toString()).toBe('hello');
+    expect(got.trailers['x-trailer']).toBe('done');
+  });
+
+  it('carries 8 MiB both ways on one stream within both sides\' flow-control windows, byte for byte', async () => {
+    const { port } = await ourServer((s, h, e) => echo(s, h, e));
+    const body = Buffer.alloc(8 * 1024 * 1024);
+    for (let i = 0; i < body.length; i += 4) body.writeUInt32LE(i * 2654435761 >>> 0, i);
+    const got = await exchange(nodeClient(port), {}, body);
+    expect(got.body.length).toBe(body.length);
+    expect(sha(got.body)).toBe(sha(body));
+  });
+
+  it('serves 300 streams at once on one connection', async () => {
+    const { port } = await ourServer((s, h, e) => echo(s, h, e));
+    const session = nodeClient(port);
+    const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => exchange(session, { 'x-echo-n': String(i) }, Buffer.from(`body ${i}`))));
+    answers.forEach((a, i) => {
+      expect(a.head['x-echo-n']).toBe(String(i));
+      expect(a.body.toString()).toBe(`body ${i}`);
+    });
+  });
+
+  it('tells the handler when the client resets a stream it has not ended (CANCEL)', async () => {
+    const seen = { closes: [] as number[] };
+    const { port } = await ourServer((s, h, e) => echo(s, h, e, seen));
+    const raw = await rawClient(port);
+    raw.socket.write(headerFrames(1, new HpackEncoder().encode([':method', 'POST', ':scheme', 'http', ':path', '/slow', ':authority', 'x']), false, 16_384));
+    await waitFor(() => raw.frames.some((f) => f.type === frameType.headers && f.streamId === 1));
+    raw.socket.write(rstStreamFrame(1, h2Error.cancel));
+    await waitFor(() => seen.closes.length === 1);
+    expect(seen.closes).toEqual([h2Error.cancel]);
+  });
+
+  it.each([
+    ['te other than trailers', ['te', 'gzip']],
+    ['a connection-specific field', ['connection', 'keep-alive']],
+    ['an upper-case name', ['X-Upper', 'a']],
+    ['a value with a line feed', ['x-a', 'b\nc']],
+  ])('resets a request stream with %s (PROTOCOL_ERROR) and keeps the connection', async (_what, extra) => {
+    let streams = 0;
+    const { port } = await ourServer((s, h, e) => { streams += 1; echo(s, h, e); });
+    const raw = await rawClient(port);
+    const encoder = new HpackEncoder();
+    raw.socket.write(headerFrames(1, encoder.encode([':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'x', ...extra]), true, 16_384));
+    raw.socket.write(headerFrames(3, encoder.encode([':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'x']), true, 16_384));
+    await waitFor(() => raw.frames.some((f) => f.type === frameType.headers && f.streamId === 3));
+    expect(raw.frames.find((f) => f.type === frameType.rstStream && f.streamId === 1)?.code).toBe(h2Error.protocolError);
+    expect(streams).toBe(1);
+  });
+
+  it('resets a stream whose DATA falls short of its content-length (PROTOCOL_ERROR)', async () => {
+    const { port } = await ourServer((s, h, e) => echo(s, h, e));
+    const raw = await rawClient(port);
+    raw.socket.write(headerFrames(1, new HpackEncoder().encode([':method', 'POST', ':scheme', 'http', ':path', '/', ':authority', 'x', 'content-length', '5']), false, 16_384));
+    raw.socket.write(Buffer.concat([dataFrameHeader(1, 3, true), Buffer.from('abc')]));
+    await waitFor(() => raw.frames.some((f) => f.type === frameType.rstStream));
+    expect(raw.frames.find((f) => f.type === frameType.rstStream)).toEqual({ type: frameType.rstStream, streamId: 1, code: h2Error.protocolError });
+  });
+
+  it('refuses a stream over its SETTINGS_MAX_CONCURRENT_STREAMS with REFUSED_STREAM, which a client may send again', async () => {
+    const connections: H2Connection[] = [];
+    const server = createServer((socket) => connections.push(new H2Connection(socket, { role: 'server', settings: { maxConcurrentStreams: 2 }, onStream: (st, h, e) => echo(st, h, e) })));
+    const port = await listen(server);
+    cleanups.push(() => new Promise<void>((resolve) => { for (const c of connections) c.destroy(); server.close(() => resolve()); }));
+    const raw = await rawClient(port);
+    const encoder = new HpackEncoder();
+    for (const id of [1, 3, 5]) raw.socket.write(headerFrames(id, encoder.encode([':method', 'POST', ':scheme', 'http', ':path', '/', ':authority', 'x']), false, 16_384));
+    await waitFor(() => raw.frames.some((f) => f.type === frameType.rstStream));
+    expect(raw.frames.filter((f) => f.type === frameType.rstStream)).toEqual([{ type: frameType.rstStream, streamId: 5, code: h2Error.refusedStream }]);
+  });
+
+  it('ends a connection whose client opens and resets streams faster than allowed (rapid reset) with GOAWAY ENHANCE_YOUR_CALM', async () => {
+    const { port } = await ourServer((s, h, e) => echo(s, h, e));
+    const raw = await rawClient(port);
+    const encoder = new HpackEncoder();
+    const burst: Buffer[] = [];
+    for (let id = 1; id < 2 * 1100; id += 2) {
+      burst.push(headerFrames(id, encoder.encode([':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'x']), false, 16_384), rstStreamFrame(id, h2Error.cancel));
+    }
+    raw.socket.write(Buffer.concat(burst));
+    await waitFor(() => raw.closed);
+    expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.enhanceYourCalm);
+  });
+
+  it('ends a connection that does not open with the HTTP/2 preface with GOAWAY PROTOCOL_ERROR', async () => {
+    const { port } = await ourServer((s, h, e) => echo(s, h, e));
+    const raw = await rawClient(port, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    await waitFor(() => raw.closed);
+    expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.protocolError);
+  });
+});
+
+describe('H2Connection as a client, with node:http2 as the server', () => {
+  async function nodeServer(handle: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void) {
+    const server = createH2Server();
+    const sessions: { destroy: () => void }[] = [];
+    server.on('session', (session) => sessions.push(session));
+    server.on('stream', handle);
+    const port = await listen(server);
+    cleanups.push(() => new Promise<void>((resolve) => {
+      for (const session of sessions) session.destroy();
+      server.close(() => resolve());
+    }));
+    const socket = await new Promise<Socket>((resolve) => { const s = netConnect(port, '127.0.0.1', () => resolve(s)); });
+    const connection = new H2Connection(socket, { role: 'client' });
+    cleanups.push(() => {
+      connection.destroy();
+      socket.destroy();
+    });
+    return connection;
+  }
+
+  /** A handler that collects what comes and consumes it at once. */
+  function collector() {
+    const got = { head: undefined as HeaderBlock | undefined, trailers: undefined as HeaderBlock | undefined, body: [] as Buffer[], code: -1, unprocessed: false, closed: false };
+    const handler: StreamHandler = {
+      onHeaders: (_s, block, _end, kind) => { if (kind === 'head') got.head = block; else if (kind === 'trailers') got.trailers = block; },
+      onData: (s, piece) => { got.body.push(Buffer.from(piece)); s.consumed(piece.length); },
+      onClose: (_s, code, unprocessed) => { got.code = code; got.unprocessed = unprocessed; got.closed = true; },
+    };
+    return { got, handler };
+  }
+
+  const get = (path: string) => [':method', 'GET', ':scheme', 'http', ':path', path, ':authority', 'test'];
+
+  it('reads an 8 MiB answer and its trailers, crediting the windows as it consumes', async () => {
+    const big = Buffer.alloc(8 * 1024 * 1024, 'q');
+    const connection = await nodeServer((stream) => {
+      stream.respond({ ':status': 200 }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(big);
+    });
+    const { got, handler } = collector();
+    connection.request(get('/big'), true, handler);
+    await waitFor(() => got.closed);
+    expect(got.code).toBe(0);
+    expect(field(got.head!, ':status')).toBe('200');
+    expect(Buffer.concat(got.body).length).toBe(big.length);
+    expect(field(got.trailers!, 'grpc-status')).toBe('0');
+  });
+
+  it('sends a body larger than the server\'s window, waiting for its WINDOW_UPDATEs', async () => {
+    let received = 0;
+    const connection = await nodeServer((stream) => {
+      stream.on('data', (c: Buffer) => { received += c.length; });
+      stream.on('end', () => { stream.respond({ ':status': 200 }); stream.end(String(received)); });
+    });
+    const { got, handler } = collector();
+    let writable = 0;
+    const stream = connection.request([':method', 'POST', ':scheme', 'http', ':path', '/up', ':authority', 'test'], false, { ...handler, onWritable: () => { writable += 1; } });
+    expect(stream.write(Buffer.alloc(3 * 1024 * 1024, 1), true)).toBe(false);
+    await waitFor(() => got.closed);
+    expect(Buffer.concat(got.body).toString()).toBe(String(3 * 1024 * 1024));
+    expect(writable).toBeGreaterThan(0);
+  });
+
+  it('closes the streams past a GOAWAY\'s last stream as unprocessed, and lets the ones before it finish', async () => {
+    const held: ServerHttp2Stream[] = [];
+    const connection = await nodeServer((stream) => {
+      stream.on('error', () => undefined);
+      held.push(stream);
+      if (held.length === 2) {
+        stream.session?.goaway(constants.NGHTTP2_NO_ERROR, held[0]!.id!);
+        held[0]!.respond({ ':status': 200 });
+        held[0]!.end('first');
+      }
+    });
+    const first = collector();
+    const second = collector();
+    connection.request(get('/1'), true, first.handler);
+    connection.request(get('/2'), true, second.handler);
+    await waitFor(() => first.got.closed && second.got.closed);
+    expect([second.got.code, second.got.unprocessed]).toEqual([h2Error.refusedStream, true]);
+    expect([first.got.code, Buffer.concat(first.got.body).toString()]).toEqual([0, 'first']);
+    expect(connection.usable).toBe(false);
+  });
+
+  it('reports a stream the server refused (REFUSED_STREAM) as unprocessed, and one it reset otherwise as processed', async () => {
+    const connection = await nodeServer((stream, headers) => {
+      stream.on('error', () => undefined);
+      stream.close(headers[':path'] === '/refuse' ? constants.NGHTTP2_REFUSED_STREAM : constants.NGHTTP2_INTERNAL_ERROR);
+    });
+    const refused = collector();
+    const failed = collector();
+    connection.request(get('/refuse'), true, refused.handler);
+    connection.request(get('/fail'), true, failed.handler);
+    await waitFor(() => refused.got.closed && failed.got.closed);
+    expect([refused.got.code, refused.got.unprocessed]).toEqual([h2Error.refusedStream, true]);
+    expect([failed.got.code, failed.got.unprocessed]).toEqual([h2Error.internalError, false]);
+  });
+});
+
+describe('gRPC relayed through two H2Connections (grpc-js client → ours as server → ours as client → grpc-js server)', () => {
+  /** A relay of the kind the sidecar will run: streams paired, data passed on as it comes, credited once written. */
+  async function relay(upstreamPort: number) {
+    const upSocket = await new Promise<Socket>((resolve) => { const s = netConnect(upstreamPort, '127.0.0.1', () => resolve(s)); });
+    upSocket.setNoDelay(true);
+    const upstream = new H2Connection(upSocket, { role: 'client' });
+    cleanups.push(() => upstream.destroy());
+    const pass = (to: () => H2Stream | undefined): Pick<StreamHandler, 'onData' | 'onClose'> => ({
+      onData: (s, piece, end) => {
+        const target = to();
+        if (!target) return;
+        if (piece.length > 0 || end) target.write(Buffer.from(piece), end);
+        s.consumed(piece.length);
+      },
+      onClose: (_s, code) => { if (code !== 0) to()?.reset(code); },
+    });
+    return ourServer((down, head, endStream) => {
+      let up: H2Stream | undefined;
+      down.handler = {
+        ...pass(() => up),
+        onHeaders: (_s, trailers) => up?.end(trailers.fields),
+      };
+      up = upstream.request(head.fields, endStream, {
+        ...pass(() => down),
+        onHeaders: (_s, block, end, kind) => {
+          if (kind === 'trailers') down.end(block.fields);
+          else if (kind === 'head') down.sendHeaders(block.fields, end);
+        },
+      });
+    });
+  }
+
+  it('carries unary calls, an error status with trailer metadata, a bidirectional stream and a cancel', async () => {
+    const app = await startGrpcEchoInstance({ service: 'grpc-echo', cluster: 'east', zone: 'a', instance: 'echo-1', host: '127.0.0.1', port: 0 });
+    cleanups.push(() => app.close());
+    const { port } = await relay(Number(app.address.split(':')[1]));
+    const client = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as {
+      Echo: (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, reply: EchoReply) => void) => void;
+      EchoStream: () => grpc.ClientDuplexStream<unknown, EchoReply>;
+      close: () => void;
+    };
+    cleanups.push(() => client.close());
+
+    const unary = (message: string, md = new grpc.Metadata()) => new Promise<{ err: grpc.ServiceError | null; reply: EchoReply }>((resolve) => client.Echo({ message }, md, (err, reply) => resolve({ err, reply })));
+    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => unary(`m${i}`)));
+    replies.forEach((r, i) => {
+      expect(r.err).toBeNull();
+      expect(r.reply.message).toBe(`m${i}`);
+    });
+
+    const md = new grpc.Metadata();
+    md.set('x-echo-status', '5');
+    const failed = await unary('not here', md);
+    expect(failed.err?.code).toBe(grpc.status.NOT_FOUND);
+    expect(failed.err?.details).toBe('not here');
+    expect(failed.err?.metadata.get('x-echo-where')).toEqual(['east/echo-1']);
+
+    const call = client.EchoStream();
+    const streamed: string[] = [];
+    call.on('data', (r: EchoReply) => streamed.push(r.message));
+    for (let i = 0; i < 100; i += 1) call.write({ message: `s${i}` });
+    call.end();
+    await new Promise((resolve) => call.on('end', resolve));
+    expect(streamed).toEqual(Array.from({ length: 100 }, (_, i) => `s${i}`));
+
+    const cancelled = client.EchoStream();
+    cancelled.on('error', () => undefined);
+    cancelled.write({ message: 'first' });
+    await new Promise((resolve) => cancelled.once('data', resolve));
+    cancelled.cancel();
+    await waitFor(async () => (await unary('count')).reply.cancelledStreams === 1);
+  });
+});
+
+/** A raw socket that sends the preface (or `opening`) and our SETTINGS, and records the frames it gets back. */
+async function rawClient(port: number, opening?: Buffer) {
+  const socket = await new Promise<Socket>((resolve) => { const s = netConnect(port, '127.0.0.1', () => resolve(s)); });
+  cleanups.push(() => socket.destroy());
+  const frames: { type: number; streamId: number; code?: number }[] = [];
+  const state = { socket, frames, closed: false };
+  const reader = new FrameReader({
+    dataStart: (id) => frames.push({ type: frameType.data, streamId: id }),
+    dataPiece: () => undefined,
+    dataEnd: () => undefined,
+    headers: (id) => frames.push({ type: frameType.headers, streamId: id }),
+    rstStream: (id, code) => frames.push({ type: frameType.rstStream, streamId: id, code }),
+    settings: (ack) => { if (!ack) socket.write(settingsFrame([], true)); },
+    ping: () => undefined,
+    goaway: (_last, code) => frames.push({ type: frameType.goaway, streamId: 0, code }),
+    windowUpdate: () => undefined,
+    streamError: () => undefined,
+  });
+  socket.on('data', (chunk: Buffer) => reader.push(chunk));
+  socket.on('close', () => { state.closed = true; });
+  socket.on('error', () => undefined);
+  socket.write(opening ?? Buffer.concat([connectionPreface, settingsFrame([])]));
+  return state;
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
