@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
-import { connect as h2connect, constants, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { connect as h2connect, constants, createSecureServer as createSecureH2Server, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import { serverTls, testPki } from '../../test/helpers/sidecar-fixtures.js';
 import * as grpc from '@grpc/grpc-js';
 import { EchoClient, startGrpcEchoInstance, type EchoReply } from '../dev/grpc-echo.js';
 import { H2Connection } from './connection.js';
@@ -350,6 +352,51 @@ describe('gRPC relayed through two H2Connections (grpc-js client → ours as ser
     await new Promise((resolve) => cancelled.once('data', resolve));
     cancelled.cancel();
     await waitFor(async () => (await unary('count')).reply.cancelledStreams === 1);
+  });
+});
+
+describe('H2Connection over mutual TLS with ALPN h2, as between sidecars', () => {
+  it('serves node:http2\'s TLS client, and as a client reaches node:http2\'s TLS server, certificates from our CA', async () => {
+    const pki = testPki();
+    // Ours as the server: a TLS server that offers only h2.
+    const connections: H2Connection[] = [];
+    const tlsServer = createTlsServer({ ...serverTls(pki), ALPNProtocols: ['h2'] }, (socket) => {
+      expect(socket.alpnProtocol).toBe('h2');
+      connections.push(new H2Connection(socket, { role: 'server', onStream: (st, h, e) => echo(st, h, e) }));
+    });
+    const port = await listen(tlsServer);
+    cleanups.push(() => new Promise<void>((resolve) => { for (const c of connections) c.destroy(); tlsServer.close(() => resolve()); }));
+    const session = h2connect(`https://127.0.0.1:${port}`, { ca: pki.root.certPem, cert: pki.client.certPem + pki.west.certPem, key: pki.client.keyPem, servername: 'echo' , checkServerIdentity: () => undefined });
+    session.on('error', () => undefined);
+    cleanups.push(() => session.destroy());
+    const big = Buffer.alloc(2 * 1024 * 1024, 'z');
+    const got = await exchange(session, { 'x-echo-tls': 'yes' }, big);
+    expect([got.head['x-echo-tls'], got.body.length, got.trailers['x-trailer']]).toEqual(['yes', big.length, 'done']);
+
+    // Ours as the client: TLS with ALPN h2 to node:http2's secure server.
+    const nodeServer = createSecureH2Server({ ...serverTls(pki) });
+    nodeServer.on('stream', (stream, headers) => {
+      stream.respond({ ':status': 200, 'x-peer': String((stream.session?.socket as TLSSocket).getPeerCertificate().subjectaltname) });
+      stream.end(String(headers[':path']));
+    });
+    const nodePort = await listen(nodeServer);
+    cleanups.push(() => new Promise<void>((resolve) => nodeServer.close(() => resolve())));
+    const socket = tlsConnect({ host: '127.0.0.1', port: nodePort, ALPNProtocols: ['h2'], ca: pki.root.certPem, cert: pki.client.certPem + pki.west.certPem, key: pki.client.keyPem, checkServerIdentity: () => undefined });
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    expect(socket.alpnProtocol).toBe('h2');
+    const client = new H2Connection(socket, { role: 'client' });
+    cleanups.push(() => { client.destroy(); socket.destroy(); });
+    const body: Buffer[] = [];
+    let head: HeaderBlock | undefined;
+    let code = -1;
+    client.request([':method', 'GET', ':scheme', 'https', ':path', '/over-tls', ':authority', 'echo'], true, {
+      onHeaders: (_s, block) => { head = block; },
+      onData: (st, piece) => { body.push(Buffer.from(piece)); st.consumed(piece.length); },
+      onClose: (_s, c) => { code = c; },
+    });
+    await waitFor(() => code >= 0);
+    expect([code, field(head!, ':status'), Buffer.concat(body).toString()]).toEqual([0, '200', '/over-tls']);
+    expect(field(head!, 'x-peer')).toContain('spiffe://example.org/ns/demo/sa/client');
   });
 });
 
