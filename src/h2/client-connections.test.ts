@@ -19,7 +19,7 @@ async function h2cServer() {
     connections.push(new H2Connection(socket, {
       role: 'server',
       onStream: (stream) => {
-        stream.handler = { onHeaders: () => undefined, onData: (s, p) => s.consumed(p.length), onClose: () => undefined };
+        stream.attach({ onHeaders: () => undefined, onData: (s, p) => s.consumed(p.length), onClose: () => undefined });
         stream.sendHeaders([':status', '200'], true);
       },
     }));

@@ -43,7 +43,7 @@ async function ourServer(onStream: (stream: H2Stream, head: HeaderBlock, endStre
 function echo(stream: H2Stream, head: HeaderBlock, endStream: boolean, seen?: { closes: number[] }): void {
   const answer = [':status', '200', 'content-type', 'application/octet-stream'];
   for (let i = 0; i < head.fields.length; i += 2) if (head.fields[i]!.startsWith('x-echo-')) answer.push(head.fields[i]!, head.fields[i + 1]!);
-  stream.handler = {
+  stream.attach({
     onHeaders: (s, _trailers, end) => { if (end) s.end(['x-trailer', 'done']); },
     onData: (s, piece, end) => {
       if (piece.length > 0) {
@@ -53,7 +53,7 @@ function echo(stream: H2Stream, head: HeaderBlock, endStream: boolean, seen?: { 
       if (end) s.end(['x-trailer', 'done']);
     },
     onClose: (_s, code) => seen?.closes.push(code),
-  };
+  });
   stream.sendHeaders(answer, false);
   if (endStream) stream.end(['x-trailer', 'done']);
 }
@@ -299,10 +299,10 @@ describe('gRPC relayed through two H2Connections (grpc-js client → ours as ser
     });
     return ourServer((down, head, endStream) => {
       let up: H2Stream | undefined;
-      down.handler = {
+      down.attach({
         ...pass(() => up),
         onHeaders: (_s, trailers) => up?.end(trailers.fields),
-      };
+      });
       up = upstream.request(head.fields, endStream, {
         ...pass(() => down),
         onHeaders: (_s, block, end, kind) => {

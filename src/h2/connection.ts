@@ -33,7 +33,10 @@ const defaultWindow = 65_535;
 export interface H2ConnectionOptions {
   role: 'client' | 'server';
   settings?: Partial<LocalSettings>;
-  /** Server: the peer opened a stream with `head` (checked as a request). Set `stream.handler` before returning. */
+  /**
+   * Server: the peer opened a stream with `head` (checked as a request). Attach its handler now
+   * or later (`stream.attach`): what arrives before that is kept and replayed.
+   */
   onStream?: (stream: H2Stream, head: HeaderBlock, endStream: boolean) => void;
   /** The connection is over: after a GOAWAY both ways and its streams' end, a connection error (`err`), or its socket's close. */
   onClose?: (err: Error | undefined) => void;
@@ -140,7 +143,7 @@ export class H2Connection implements FrameSink, StreamOwner {
     if (!this.usable) throw new H2ConnectionError(h2Error.refusedStream, 'the connection takes no new streams (GOAWAY, or closed)');
     const stream = new H2Stream(this.nextStreamId, this, this.peerInitialWindow, this.local.initialWindowSize);
     this.nextStreamId += 2;
-    stream.handler = handler;
+    stream.attach(handler);
     if (this.streams.size >= this.peerMaxStreams) this.queued.push({ stream, fields, endStream, neverIndexed });
     else this.open(stream, fields, endStream, neverIndexed);
     return stream;
@@ -240,7 +243,7 @@ export class H2Connection implements FrameSink, StreamOwner {
     if (stream.expectedBytes >= 0 && stream.receivedBytes > stream.expectedBytes) {
       throw new H2StreamError(streamId, h2Error.protocolError, `more DATA on stream ${streamId} than its content-length of ${stream.expectedBytes}`);
     }
-    stream.handler?.onData(stream, piece, false);
+    stream.emitData(piece, false);
   }
 
   dataEnd(streamId: number, endStream: boolean): void {
@@ -255,7 +258,7 @@ export class H2Connection implements FrameSink, StreamOwner {
     if (stream.expectedBytes >= 0 && stream.receivedBytes !== stream.expectedBytes) {
       throw new H2StreamError(streamId, h2Error.protocolError, `stream ${streamId} ended after ${stream.receivedBytes} octets of DATA, not its content-length of ${stream.expectedBytes}`);
     }
-    stream.handler?.onData(stream, empty, true);
+    stream.emitData(empty, true);
     this.remoteEnded(stream);
   }
 
@@ -288,7 +291,7 @@ export class H2Connection implements FrameSink, StreamOwner {
         existing.expectedBytes = facts.contentLength;
       }
     }
-    existing.handler?.onHeaders(existing, block, endStream, report);
+    existing.emitHeaders(block, endStream, report);
     if (endStream) this.remoteEnded(existing);
   }
 
@@ -309,8 +312,8 @@ export class H2Connection implements FrameSink, StreamOwner {
     stream.expectedBytes = facts.contentLength;
     if (endStream && facts.contentLength > 0) throw new H2StreamError(streamId, h2Error.protocolError, `stream ${streamId} ended with its head, before the ${facts.contentLength} octets its content-length says`);
     this.streams.set(streamId, stream);
-    this.options.onStream?.(stream, block, endStream);
-    if (!stream.handler && !stream.closed) stream.reset(h2Error.refusedStream);
+    if (this.options.onStream) this.options.onStream(stream, block, endStream);
+    else stream.reset(h2Error.refusedStream);
   }
 
   rstStream(streamId: number, code: number): void {
@@ -524,7 +527,7 @@ export class H2Connection implements FrameSink, StreamOwner {
     stream.held = 0;
     this.streams.delete(stream.id);
     this.blocked.delete(stream);
-    stream.handler?.onClose(stream, code, unprocessed);
+    stream.emitClose(code, unprocessed);
     this.startQueued();
     this.endIfIdle();
   }

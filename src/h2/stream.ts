@@ -43,7 +43,13 @@ export interface StreamOwner {
  */
 export class H2Stream {
   state: StreamState = 'idle';
-  handler: StreamHandler | undefined;
+  private handler: StreamHandler | undefined;
+  /**
+   * What the peer sent before a handler was attached (a server's stream while its route is
+   * still being decided): kept in order, data copied, and replayed on attach. Bounded by the
+   * stream's receive window, since nothing of it is credited until the handler consumes it.
+   */
+  private early: (() => void)[] | undefined;
   /** What this side may still send (the peer's window for it), and what the peer may still send us. */
   sendWindow: number;
   receiveWindow: number;
@@ -68,6 +74,37 @@ export class H2Stream {
   constructor(readonly id: number, private readonly owner: StreamOwner, sendWindow: number, receiveWindow: number) {
     this.sendWindow = sendWindow;
     this.receiveWindow = receiveWindow;
+  }
+
+  /** Gives the stream its handler, which first hears what came before it. */
+  attach(handler: StreamHandler): void {
+    this.handler = handler;
+    const early = this.early;
+    this.early = undefined;
+    if (early) for (const replay of early) replay();
+  }
+
+  get attached(): boolean {
+    return this.handler !== undefined;
+  }
+
+  /** For the connection: hands an event to the handler, or keeps it until one is attached. */
+  emitHeaders(block: HeaderBlock, endStream: boolean, kind: 'head' | 'informational' | 'trailers'): void {
+    if (this.handler) this.handler.onHeaders(this, block, endStream, kind);
+    else (this.early ??= []).push(() => this.handler!.onHeaders(this, block, endStream, kind));
+  }
+
+  emitData(piece: Buffer, endStream: boolean): void {
+    if (this.handler) this.handler.onData(this, piece, endStream);
+    else {
+      const kept = Buffer.from(piece);
+      (this.early ??= []).push(() => this.handler!.onData(this, kept, endStream));
+    }
+  }
+
+  emitClose(code: number, unprocessed: boolean): void {
+    if (this.handler) this.handler.onClose(this, code, unprocessed);
+    else (this.early ??= []).push(() => this.handler!.onClose(this, code, unprocessed));
   }
 
   get closed(): boolean {

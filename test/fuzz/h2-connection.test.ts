@@ -37,14 +37,14 @@ beforeAll(async () => {
       role: 'server',
       onStream: (stream, _head, endStream) => {
         served += 1;
-        stream.handler = {
+        stream.attach({
           onHeaders: (s, _t, end) => { if (end) s.end(); },
           onData: (s, piece, end) => {
             s.consumed(piece.length);
             if (end) s.end();
           },
           onClose: () => undefined,
-        };
+        });
         stream.sendHeaders([':status', '200'], false);
         if (endStream) stream.end();
       },

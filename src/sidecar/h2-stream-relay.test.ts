@@ -1,0 +1,178 @@
+import { createHash } from 'node:crypto';
+import { connect as h2connect, constants, createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EchoClient, startGrpcEchoInstance, type EchoReply } from '../dev/grpc-echo.js';
+import { H2ClientConnections } from '../h2/client-connections.js';
+import { H2Connection } from '../h2/connection.js';
+import { relayStream, type StreamForward } from './h2-stream-relay.js';
+import { retriedAnswerCode } from './retry-policy.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const clean of cleanups.splice(0).reverse()) await clean();
+});
+
+const listen = (server: Server | ReturnType<typeof createH2Server>): Promise<number> =>
+  new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+
+/**
+ * A caller-facing h2c server of ours whose every stream is relayed by relayStream to the h2c
+ * server at `upstreamPort`; `outcomes` gets each relay's settled result.
+ */
+async function relayTo(upstreamPort: number, options: Partial<StreamForward> = {}) {
+  const upstreams = new H2ClientConnections(60_000);
+  cleanups.push(() => upstreams.closeAll(false));
+  const outcomes: (number | Error)[] = [];
+  const connections: H2Connection[] = [];
+  const server = createServer((socket) => {
+    connections.push(new H2Connection(socket, {
+      role: 'server',
+      onStream: (stream, head, endStream) => {
+        const fields = head.fields.slice();
+        // The relay attaches its handler once the upstream connection is there; what the caller
+        // sends before that is kept by the stream.
+        const relayed = upstreams.get('app', () => connect(upstreamPort, '127.0.0.1'), 'connect', 2_000)
+          .then((upstream) => relayStream(upstream, stream, { fields, endStream, responseHeadersMs: 5_000, streamIdleMs: 5_000, ...options }));
+        relayed.then((status) => outcomes.push(status), (err: Error) => {
+          outcomes.push(err);
+          if (!stream.closed) stream.reset(constants.NGHTTP2_REFUSED_STREAM);
+        });
+      },
+    }));
+  });
+  const port = await listen(server);
+  cleanups.push(() => new Promise<void>((resolve) => { for (const c of connections) c.destroy(); server.close(() => resolve()); }));
+  return { port, outcomes };
+}
+
+async function nodeUpstream(handle: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void) {
+  const server = createH2Server();
+  const sessions: { destroy: () => void }[] = [];
+  server.on('session', (s) => sessions.push(s));
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => undefined);
+    handle(stream, headers);
+  });
+  const port = await listen(server);
+  cleanups.push(() => new Promise<void>((resolve) => { for (const s of sessions) s.destroy(); server.close(() => resolve()); }));
+  return port;
+}
+
+function callerSession(port: number) {
+  const session = h2connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => undefined);
+  cleanups.push(() => session.destroy());
+  return session;
+}
+
+describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () => {
+  it('carries gRPC: unary calls, an error with trailer metadata, a bidirectional stream', async () => {
+    const app = await startGrpcEchoInstance({ service: 'grpc-echo', cluster: 'east', zone: 'a', instance: 'echo-1', host: '127.0.0.1', port: 0 });
+    cleanups.push(() => app.close());
+    const { port, outcomes } = await relayTo(Number(app.address.split(':')[1]), { openEndedIdleMs: 60_000 });
+    const client = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as {
+      Echo: (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, reply: EchoReply) => void) => void;
+      EchoStream: () => grpc.ClientDuplexStream<unknown, EchoReply>;
+      close: () => void;
+    };
+    cleanups.push(() => client.close());
+    const unary = (message: string, md = new grpc.Metadata()) => new Promise<{ err: grpc.ServiceError | null; reply: EchoReply }>((resolve) => client.Echo({ message }, md, (err, reply) => resolve({ err, reply })));
+
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => unary(`m${i}`)));
+    expect(replies.map((r) => r.reply.message)).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
+    const md = new grpc.Metadata();
+    md.set('x-echo-status', '7');
+    const denied = await unary('no', md);
+    expect([denied.err?.code, denied.err?.details, denied.err?.metadata.get('x-echo-where')]).toEqual([grpc.status.PERMISSION_DENIED, 'no', ['east/echo-1']]);
+
+    const call = client.EchoStream();
+    const streamed: string[] = [];
+    call.on('data', (r: EchoReply) => streamed.push(r.message));
+    for (let i = 0; i < 50; i += 1) call.write({ message: `s${i}` });
+    call.end();
+    await new Promise((resolve) => call.on('end', resolve));
+    expect(streamed).toEqual(Array.from({ length: 50 }, (_, i) => `s${i}`));
+
+    expect(outcomes.filter((o) => o !== 200).map(String)).toEqual([]);
+  });
+
+  it('relays a 16 MiB answer and a 16 MiB request byte for byte within the windows of both connections', async () => {
+    const upstreamPort = await nodeUpstream((stream) => {
+      const hash = createHash('sha256');
+      stream.on('data', (c: Buffer) => hash.update(c));
+      stream.on('end', () => {
+        stream.respond({ ':status': 200, 'x-request-sha': hash.digest('hex') });
+        stream.end(Buffer.alloc(16 * 1024 * 1024, 'd'));
+      });
+    });
+    const { port } = await relayTo(upstreamPort);
+    const body = Buffer.alloc(16 * 1024 * 1024, 'u');
+    const got = await new Promise<{ sha: string; length: number }>((resolve, reject) => {
+      const stream = callerSession(port).request({ ':method': 'POST', ':path': '/big' });
+      let sha = '';
+      let length = 0;
+      stream.on('response', (h) => { sha = String(h['x-request-sha']); });
+      stream.on('data', (c: Buffer) => { length += c.length; });
+      stream.on('end', () => resolve({ sha, length }));
+      stream.on('error', reject);
+      stream.end(body);
+    });
+    expect(got).toEqual({ sha: createHash('sha256').update(body).digest('hex'), length: 16 * 1024 * 1024 });
+  });
+
+  it('passes a caller\'s cancel on to the destination\'s stream with its code, and sends no reset after a stream that ended well', async () => {
+    const upstreamCloses: number[] = [];
+    const upstreamPort = await nodeUpstream((stream, headers) => {
+      stream.on('close', () => upstreamCloses.push(stream.rstCode ?? -1));
+      stream.respond({ ':status': 200 });
+      if (headers[':path'] === '/quick') stream.end('done');
+      else stream.write('streaming');
+    });
+    const { port } = await relayTo(upstreamPort);
+    const session = callerSession(port);
+    await new Promise<void>((resolve) => { const s = session.request({ ':path': '/quick' }); s.resume(); s.on('end', resolve); });
+    const stream = session.request({ ':method': 'POST', ':path': '/long' });
+    stream.on('error', () => undefined);
+    await new Promise((resolve) => stream.once('data', resolve));
+    stream.close(constants.NGHTTP2_CANCEL);
+    await waitFor(() => upstreamCloses.length === 2);
+    expect(upstreamCloses).toEqual([constants.NGHTTP2_NO_ERROR, constants.NGHTTP2_CANCEL]);
+  });
+
+  it('gives up on a head that does not come within responseHeadersMs of the request\'s end, and cancels the upstream stream', async () => {
+    const upstreamCloses: number[] = [];
+    const upstreamPort = await nodeUpstream((stream) => { stream.on('close', () => upstreamCloses.push(stream.rstCode ?? -1)); });
+    const { port, outcomes } = await relayTo(upstreamPort, { responseHeadersMs: 200 });
+    const stream = callerSession(port).request({ ':path': '/never' });
+    stream.on('error', () => undefined);
+    await waitFor(() => outcomes.length === 1 && upstreamCloses.length === 1);
+    expect((outcomes[0] as Error & { code?: string }).code).toBe('ETIMEDOUT');
+    expect(upstreamCloses).toEqual([constants.NGHTTP2_CANCEL]);
+  });
+
+  it('rejects as unprocessed (retryable) a stream the destination refused, and holds back an answer retryAnswer takes', async () => {
+    const upstreamPort = await nodeUpstream((stream, headers) => {
+      if (headers[':path'] === '/refuse') stream.close(constants.NGHTTP2_REFUSED_STREAM);
+      else {
+        stream.respond({ ':status': 503 });
+        stream.end('busy');
+      }
+    });
+    const { port, outcomes } = await relayTo(upstreamPort, { retryAnswer: (status) => status === 503 });
+    const session = callerSession(port);
+    for (const path of ['/refuse', '/busy']) session.request({ ':path': path }).on('error', () => undefined);
+    await waitFor(() => outcomes.length === 2);
+    const codes = outcomes.map((o) => (o as Error & { code?: string }).code).sort();
+    expect(codes).toEqual(['ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', retriedAnswerCode].sort());
+  });
+});
+
+async function waitFor(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

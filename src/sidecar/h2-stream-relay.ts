@@ -1,0 +1,213 @@
+import { IsthmusError } from '../core/errors.js';
+import type { H2Connection } from '../h2/connection.js';
+import { h2Error } from '../h2/frames.js';
+import type { HeaderBlock } from '../h2/hpack.js';
+import type { H2Stream, StreamHandler } from '../h2/stream.js';
+import { retriedAnswerCode } from './retry-policy.js';
+
+/**
+ * The HTTP/2 relay of h2-relay.ts, on Isthmus's own HTTP/2 (src/h2/) instead of node:http2:
+ * one stream from the caller (`downstream`, a stream an H2Connection server handed over) relayed
+ * as a stream on `upstream`, an H2Connection client. Not wired into the sidecar yet; it keeps
+ * h2-relay.ts's contract so that the listeners can move to it:
+ *
+ * - bodies both ways as they come, each piece credited to the side it came from only once the
+ *   other side's connection took it, so a slow reader holds the sender back by HTTP/2 flow
+ *   control and nothing piles up here;
+ * - trailers both ways (gRPC's grpc-status), a trailers-only answer kept trailers-only;
+ * - cancellation both ways: a reset on either side resets the other with its code;
+ * - resolves with the status once the answer's head has been passed on; rejects before that so
+ *   the caller may retry: ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED when the destination provably did
+ *   not process the stream (REFUSED_STREAM, or past a GOAWAY), ETIMEDOUT when no head came within
+ *   `responseHeadersMs` of the request's end or nothing moved for `streamIdleMs`, the retried
+ *   answer's code when `retryAnswer` holds it back. After the head, a failure or silence cuts the
+ *   caller's stream.
+ */
+export interface StreamForward {
+  /** The request head for the next hop, pseudo-header fields first (name, value, ...). */
+  fields: string[];
+  neverIndexed?: number[];
+  /** The caller's request ended with its head. */
+  endStream: boolean;
+  responseHeadersMs: number;
+  streamIdleMs: number;
+  /** Silence allowed once the head of an answer without content-length (gRPC, a watch) has passed. */
+  openEndedIdleMs?: number;
+  /** A response field the caller must not see (the trace report between sidecars). */
+  drop?: string;
+  retryAnswer?: (status: number, grpcStatus: number | undefined) => boolean;
+  trailersStatus?: (grpcStatus: number) => void;
+  /** Runs once when the upstream stream is over, however it ended. */
+  done?: () => void;
+}
+
+const fieldOf = (block: HeaderBlock, name: string): string | undefined => {
+  for (let i = 0; i < block.fields.length; i += 2) if (block.fields[i] === name) return block.fields[i + 1];
+  return undefined;
+};
+
+/** `fields` less the field named `drop` (and its never-indexed marks moved with the rest). */
+function without(block: HeaderBlock, drop: string | undefined): { fields: string[]; neverIndexed: number[] | undefined } {
+  if (drop === undefined || fieldOf(block, drop) === undefined) return { fields: block.fields, neverIndexed: block.neverIndexed };
+  const fields: string[] = [];
+  const neverIndexed: number[] = [];
+  for (let i = 0; i < block.fields.length; i += 2) {
+    if (block.fields[i] === drop) continue;
+    if (block.neverIndexed?.includes(i / 2)) neverIndexed.push(fields.length / 2);
+    fields.push(block.fields[i]!, block.fields[i + 1]!);
+  }
+  return { fields, neverIndexed: neverIndexed.length > 0 ? neverIndexed : undefined };
+}
+
+/**
+ * Passes one side's data to the other: written at once; credited to the sender at once when
+ * the receiver's side took it, else when the receiver says it can take more.
+ */
+class Pipe {
+  private owed = 0;
+  constructor(private readonly from: () => H2Stream | undefined, private readonly to: () => H2Stream | undefined) {}
+
+  data(piece: Buffer, end: boolean): void {
+    const target = this.to();
+    const source = this.from();
+    if (!target || target.closed) {
+      source?.consumed(piece.length);
+      return;
+    }
+    const taken = target.write(piece, end);
+    if (taken) source?.consumed(piece.length);
+    else this.owed += piece.length;
+  }
+
+  /** The receiving side drained: credit what waited. */
+  writable(): void {
+    if (this.owed === 0) return;
+    const owed = this.owed;
+    this.owed = 0;
+    this.from()?.consumed(owed);
+  }
+}
+
+export function relayStream(upstream: H2Connection, downstream: H2Stream, f: StreamForward): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let started = false;
+    let settled = false;
+    let up: H2Stream | undefined;
+    let idleMs = f.streamIdleMs;
+    let headTimer: NodeJS.Timeout | undefined;
+    let idleTimer: NodeJS.Timeout | undefined;
+    /** Told the grpc-status of the trailers when the head had none and was not a 5xx (attempts.ts TrailersStatus). */
+    let judge: ((grpcStatus: number) => void) | undefined;
+    const requestBody = new Pipe(() => downstream, () => up);
+    const answerBody = new Pipe(() => up, () => downstream);
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(headTimer);
+      clearTimeout(idleTimer);
+      reject(err);
+    };
+    const touch = () => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => {
+        if (!started) fail(Object.assign(new Error(`no byte either way for ${f.streamIdleMs} ms before a response head (timeouts.streamIdle)`), { code: 'ETIMEDOUT' }));
+        up?.reset(h2Error.cancel);
+        if (started) downstream.reset(h2Error.cancel);
+      }, idleMs);
+    };
+    const startHeadClock = () => {
+      if (started || headTimer) return;
+      headTimer = setTimeout(() => {
+        // The reason first: the reset below closes the upstream stream, which would report another.
+        fail(Object.assign(new Error(`no response head within ${f.responseHeadersMs} ms of the request's end`), { code: 'ETIMEDOUT' }));
+        up?.reset(h2Error.cancel);
+      }, f.responseHeadersMs);
+    };
+
+    const upHandler: StreamHandler = {
+      onHeaders: (_s, block, endStream, kind) => {
+        touch();
+        if (kind === 'trailers') {
+          const status = fieldOf(block, 'grpc-status');
+          if (judge && status !== undefined) judge(Number(status));
+          downstream.end(block.fields, block.neverIndexed);
+          return;
+        }
+        const head = without(block, f.drop);
+        if (kind === 'informational') {
+          downstream.sendHeaders(head.fields, false, head.neverIndexed);
+          return;
+        }
+        clearTimeout(headTimer);
+        const status = Number(fieldOf(block, ':status'));
+        const grpcStatus = fieldOf(block, 'grpc-status');
+        if (f.retryAnswer?.(status, grpcStatus === undefined ? undefined : Number(grpcStatus))) {
+          fail(Object.assign(new Error(`the destination answered ${status}${grpcStatus === undefined ? '' : ` (grpc-status ${grpcStatus})`}; retried`), { code: retriedAnswerCode, status }));
+          up?.reset(h2Error.cancel);
+          return;
+        }
+        judge = f.trailersStatus !== undefined && grpcStatus === undefined && status < 500 ? f.trailersStatus : undefined;
+        if (f.openEndedIdleMs !== undefined && fieldOf(block, 'content-length') === undefined) idleMs = f.openEndedIdleMs;
+        // Started before the head is written: a trailers-only head closes the caller's stream at once.
+        started = true;
+        if (!settled) {
+          settled = true;
+          resolve(status);
+        }
+        // gRPC's trailers-only answer (an error, most often) stays one HEADERS frame with END_STREAM.
+        downstream.sendHeaders(head.fields, endStream, head.neverIndexed);
+      },
+      onData: (_s, piece, end) => {
+        touch();
+        answerBody.data(piece, end);
+      },
+      onWritable: () => requestBody.writable(),
+      onClose: (_s, code, unprocessed) => {
+        f.done?.();
+        clearTimeout(headTimer);
+        if (!started) {
+          clearTimeout(idleTimer);
+          fail(unprocessed
+            ? new IsthmusError('ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', `the destination refused the stream unprocessed (code ${code})`)
+            : Object.assign(new Error(`the destination closed the stream (code ${code}) before answering`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
+          return;
+        }
+        // Cut mid-answer: the caller's stream ends the same way.
+        if (code !== h2Error.noError && !downstream.closed) downstream.reset(code);
+        if (downstream.closed) clearTimeout(idleTimer);
+      },
+    };
+
+    try {
+      up = upstream.request(f.fields, f.endStream, upHandler, f.neverIndexed);
+    } catch (err) {
+      f.done?.();
+      fail(new IsthmusError('ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', `the destination's connection takes no new streams: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    // After the upstream stream exists: what the caller sent before this is replayed into it now.
+    downstream.attach({
+      onHeaders: (_s, trailers) => {
+        touch();
+        up?.end(trailers.fields, trailers.neverIndexed);
+        startHeadClock();
+      },
+      onData: (_s, piece, end) => {
+        touch();
+        requestBody.data(piece, end);
+        if (end) startHeadClock();
+      },
+      onWritable: () => answerBody.writable(),
+      onClose: (_s, code) => {
+        clearTimeout(idleTimer);
+        // The caller cancelled, or its connection went: the destination stops working on it too.
+        // (Closed with NO_ERROR, both of its ends have passed: nothing is left to stop.)
+        if (code !== h2Error.noError && up && !up.closed) up.reset(code);
+        if (!started) fail(Object.assign(new Error(`the caller closed the stream (code ${code}) before an answer`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
+      },
+    });
+
+    touch();
+    if (f.endStream) startHeadClock();
+  });
+}
