@@ -200,6 +200,13 @@ export class H2Stream {
     }
   }
 
+  /** Octets written to the stream and still waiting for the peer's window (held in this process). */
+  get waitingBytes(): number {
+    let n = 0;
+    for (const w of this.waiting) n += w.data.length;
+    return n;
+  }
+
   /** Whether writes wait for window. */
   get blocked(): boolean {
     return this.waiting.length > 0;

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EchoClient, startGrpcEchoInstance, type EchoReply } from '../dev/grpc-echo.js';
 import { H2ClientConnections } from '../h2/client-connections.js';
 import { H2Connection } from '../h2/connection.js';
+import type { H2Stream } from '../h2/stream.js';
 import { relayStream, type StreamForward } from './h2-stream-relay.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
@@ -25,11 +26,13 @@ async function relayTo(upstreamPort: number, options: Partial<StreamForward> = {
   const upstreams = new H2ClientConnections(60_000);
   cleanups.push(() => upstreams.closeAll(false));
   const outcomes: (number | Error)[] = [];
+  const downstreams: H2Stream[] = [];
   const connections: H2Connection[] = [];
   const server = createServer((socket) => {
     connections.push(new H2Connection(socket, {
       role: 'server',
       onStream: (stream, head, endStream) => {
+        downstreams.push(stream);
         const fields = head.fields.slice();
         // The relay attaches its handler once the upstream connection is there; what the caller
         // sends before that is kept by the stream.
@@ -44,7 +47,7 @@ async function relayTo(upstreamPort: number, options: Partial<StreamForward> = {
   });
   const port = await listen(server);
   cleanups.push(() => new Promise<void>((resolve) => { for (const c of connections) c.destroy(); server.close(() => resolve()); }));
-  return { port, outcomes };
+  return { port, outcomes, downstreams };
 }
 
 async function nodeUpstream(handle: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void) {
@@ -139,6 +142,42 @@ describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () =>
     stream.close(constants.NGHTTP2_CANCEL);
     await waitFor(() => upstreamCloses.length === 2);
     expect(upstreamCloses).toEqual([constants.NGHTTP2_NO_ERROR, constants.NGHTTP2_CANCEL]);
+  });
+
+  it('holds back a destination that sends faster than the caller reads: what waits in the relay stays within the windows', async () => {
+    let sent = 0;
+    const upstreamPort = await nodeUpstream((stream) => {
+      stream.respond({ ':status': 200 });
+      const chunk = Buffer.alloc(64 * 1024, 'f');
+      const pump = () => {
+        while (sent < 4 * 1024 * 1024 && !stream.destroyed) {
+          sent += chunk.length;
+          if (!stream.write(chunk)) return void stream.once('drain', pump);
+        }
+        stream.end();
+      };
+      pump();
+    });
+    const { port, downstreams } = await relayTo(upstreamPort);
+    const stream = callerSession(port).request({ ':path': '/firehose' });
+    stream.on('error', () => undefined);
+    await new Promise((resolve) => stream.once('response', resolve));
+    // The caller reads nothing for a while.
+    stream.pause();
+    await new Promise((r) => setTimeout(r, 1_000));
+    const waiting = downstreams[0]!.waitingBytes;
+    // The caller's window (64 KiB by node:http2's default) and our stream's window upstream
+    // (256 KiB) bound it; a relay without back-pressure would have taken the whole 4 MiB by now.
+    expect(waiting).toBeLessThanOrEqual(512 * 1024);
+    expect(sent).toBeLessThan(4 * 1024 * 1024);
+    let read = 0;
+    stream.on('data', (c: Buffer) => { read += c.length; });
+    stream.resume();
+    await new Promise((resolve) => stream.on('close', resolve));
+    expect(read).toBe(4 * 1024 * 1024);
+    // Ended, not cut: node:http2's server closes such a stream with RST_STREAM NO_ERROR in place
+    // of END_STREAM, which the relay passes on as the answer's clean end.
+    expect(stream.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
   });
 
   it('gives up on a head that does not come within responseHeadersMs of the request\'s end, and cancels the upstream stream', async () => {

@@ -172,8 +172,11 @@ export function relayStream(upstream: H2Connection, downstream: H2Stream, f: Str
             : Object.assign(new Error(`the destination closed the stream (code ${code}) before answering`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
           return;
         }
-        // Cut mid-answer: the caller's stream ends the same way.
+        // Cut mid-answer: the caller's stream ends the same way. A reset with NO_ERROR after the
+        // head is a server done with the stream (node:http2 sends one after a flow-controlled
+        // answer in place of END_STREAM): the caller's answer ends cleanly after what it has.
         if (code !== h2Error.noError && !downstream.closed) downstream.reset(code);
+        else if (code === h2Error.noError && downstream.localOpen) downstream.end();
         if (downstream.closed) clearTimeout(idleTimer);
       },
     };
