@@ -3,11 +3,12 @@ import { connect as h2connect, constants, createSecureServer as createSecureH2Se
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import { rawH2Client, waitFor } from '../../test/helpers/h2-raw.js';
 import { serverTls, testPki } from '../../test/helpers/sidecar-fixtures.js';
 import * as grpc from '@grpc/grpc-js';
 import { EchoClient, startGrpcEchoInstance, type EchoReply } from '../dev/grpc-echo.js';
 import { H2Connection } from './connection.js';
-import { connectionPreface, dataFrameHeader, FrameReader, frameType, h2Error, headerFrames, rstStreamFrame, settingsFrame } from './frames.js';
+import { dataFrameHeader, frameType, h2Error, headerFrames, rstStreamFrame } from './frames.js';
 import { HpackEncoder, type HeaderBlock } from './hpack.js';
 import type { H2Stream, StreamHandler } from './stream.js';
 
@@ -114,7 +115,7 @@ describe('H2Connection as a server, with node:http2 as the client', () => {
   it('tells the handler when the client resets a stream it has not ended (CANCEL)', async () => {
     const seen = { closes: [] as number[] };
     const { port } = await ourServer((s, h, e) => echo(s, h, e, seen));
-    const raw = await rawClient(port);
+    const raw = await rawH2Client(port, cleanups);
     raw.socket.write(headerFrames(1, new HpackEncoder().encode([':method', 'POST', ':scheme', 'http', ':path', '/slow', ':authority', 'x']), false, 16_384));
     await waitFor(() => raw.frames.some((f) => f.type === frameType.headers && f.streamId === 1));
     raw.socket.write(rstStreamFrame(1, h2Error.cancel));
@@ -130,7 +131,7 @@ describe('H2Connection as a server, with node:http2 as the client', () => {
   ])('resets a request stream with %s (PROTOCOL_ERROR) and keeps the connection', async (_what, extra) => {
     let streams = 0;
     const { port } = await ourServer((s, h, e) => { streams += 1; echo(s, h, e); });
-    const raw = await rawClient(port);
+    const raw = await rawH2Client(port, cleanups);
     const encoder = new HpackEncoder();
     raw.socket.write(headerFrames(1, encoder.encode([':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'x', ...extra]), true, 16_384));
     raw.socket.write(headerFrames(3, encoder.encode([':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'x']), true, 16_384));
@@ -141,7 +142,7 @@ describe('H2Connection as a server, with node:http2 as the client', () => {
 
   it('resets a stream whose DATA falls short of its content-length (PROTOCOL_ERROR)', async () => {
     const { port } = await ourServer((s, h, e) => echo(s, h, e));
-    const raw = await rawClient(port);
+    const raw = await rawH2Client(port, cleanups);
     raw.socket.write(headerFrames(1, new HpackEncoder().encode([':method', 'POST', ':scheme', 'http', ':path', '/', ':authority', 'x', 'content-length', '5']), false, 16_384));
     raw.socket.write(Buffer.concat([dataFrameHeader(1, 3, true), Buffer.from('abc')]));
     await waitFor(() => raw.frames.some((f) => f.type === frameType.rstStream));
@@ -153,7 +154,7 @@ describe('H2Connection as a server, with node:http2 as the client', () => {
     const server = createServer((socket) => connections.push(new H2Connection(socket, { role: 'server', settings: { maxConcurrentStreams: 2 }, onStream: (st, h, e) => echo(st, h, e) })));
     const port = await listen(server);
     cleanups.push(() => new Promise<void>((resolve) => { for (const c of connections) c.destroy(); server.close(() => resolve()); }));
-    const raw = await rawClient(port);
+    const raw = await rawH2Client(port, cleanups);
     const encoder = new HpackEncoder();
     for (const id of [1, 3, 5]) raw.socket.write(headerFrames(id, encoder.encode([':method', 'POST', ':scheme', 'http', ':path', '/', ':authority', 'x']), false, 16_384));
     await waitFor(() => raw.frames.some((f) => f.type === frameType.rstStream));
@@ -162,7 +163,7 @@ describe('H2Connection as a server, with node:http2 as the client', () => {
 
   it('ends a connection whose client opens and resets streams faster than allowed (rapid reset) with GOAWAY ENHANCE_YOUR_CALM', async () => {
     const { port } = await ourServer((s, h, e) => echo(s, h, e));
-    const raw = await rawClient(port);
+    const raw = await rawH2Client(port, cleanups);
     const encoder = new HpackEncoder();
     const burst: Buffer[] = [];
     for (let id = 1; id < 2 * 1100; id += 2) {
@@ -175,7 +176,7 @@ describe('H2Connection as a server, with node:http2 as the client', () => {
 
   it('ends a connection that does not open with the HTTP/2 preface with GOAWAY PROTOCOL_ERROR', async () => {
     const { port } = await ourServer((s, h, e) => echo(s, h, e));
-    const raw = await rawClient(port, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    const raw = await rawH2Client(port, cleanups, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
     await waitFor(() => raw.closed);
     expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.protocolError);
   });
@@ -399,36 +400,3 @@ describe('H2Connection over mutual TLS with ALPN h2, as between sidecars', () =>
     expect(field(head!, 'x-peer')).toContain('spiffe://example.org/ns/demo/sa/client');
   });
 });
-
-/** A raw socket that sends the preface (or `opening`) and our SETTINGS, and records the frames it gets back. */
-async function rawClient(port: number, opening?: Buffer) {
-  const socket = await new Promise<Socket>((resolve) => { const s = netConnect(port, '127.0.0.1', () => resolve(s)); });
-  cleanups.push(() => socket.destroy());
-  const frames: { type: number; streamId: number; code?: number }[] = [];
-  const state = { socket, frames, closed: false };
-  const reader = new FrameReader({
-    dataStart: (id) => frames.push({ type: frameType.data, streamId: id }),
-    dataPiece: () => undefined,
-    dataEnd: () => undefined,
-    headers: (id) => frames.push({ type: frameType.headers, streamId: id }),
-    rstStream: (id, code) => frames.push({ type: frameType.rstStream, streamId: id, code }),
-    settings: (ack) => { if (!ack) socket.write(settingsFrame([], true)); },
-    ping: () => undefined,
-    goaway: (_last, code) => frames.push({ type: frameType.goaway, streamId: 0, code }),
-    windowUpdate: () => undefined,
-    streamError: () => undefined,
-  });
-  socket.on('data', (chunk: Buffer) => reader.push(chunk));
-  socket.on('close', () => { state.closed = true; });
-  socket.on('error', () => undefined);
-  socket.write(opening ?? Buffer.concat([connectionPreface, settingsFrame([])]));
-  return state;
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

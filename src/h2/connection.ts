@@ -83,6 +83,12 @@ export class H2Connection implements FrameSink, StreamOwner {
   private connectionUnacknowledged = 0;
   /** The highest stream the peer opened, and the next this side will open (client). */
   private lastPeerStream = 0;
+  /**
+   * The last streams to close, by id: true for those this side reset, whose peer may still have
+   * frames in flight (ignored, §5.1 "closed"), false for those that ended otherwise, where a new
+   * HEADERS or DATA is the peer's error (STREAM_CLOSED). Bounded: the oldest are forgotten.
+   */
+  private readonly recentlyClosed = new Map<number, boolean>();
   private nextStreamId = 1;
   /** Client requests waiting for a stream slot (the peer's SETTINGS_MAX_CONCURRENT_STREAMS). */
   private readonly queued: { stream: H2Stream; fields: readonly string[]; endStream: boolean; neverIndexed: readonly number[] | undefined }[] = [];
@@ -214,11 +220,12 @@ export class H2Connection implements FrameSink, StreamOwner {
     this.dataDelivered = 0;
     const stream = this.streamFor(streamId, 'DATA');
     if (!stream) {
-      // A closed stream (this side may have reset it while the peer still sent): ignored, but
-      // what it sent counted against the connection's window (§6.9).
+      // A closed stream: what it sent counted against the connection's window all the same (§6.9).
       this.dataLength = 0;
       this.creditConnection(length);
-      return;
+      // Reset by this side (or long gone): frames the peer sent before it knew are ignored.
+      if (this.recentlyClosed.get(streamId) !== false) return;
+      throw new H2StreamError(streamId, h2Error.streamClosed, `DATA on stream ${streamId}, which had ended`);
     }
     if (stream.state === 'half-closed-remote') {
       this.dataLength = 0;
@@ -270,7 +277,8 @@ export class H2Connection implements FrameSink, StreamOwner {
     if (!existing) {
       if (this.role === 'client') {
         this.streamFor(streamId, 'HEADERS');
-        throw new H2StreamError(streamId, h2Error.streamClosed, `HEADERS on stream ${streamId}, which is closed`);
+        if (this.recentlyClosed.get(streamId) !== false) return;
+        throw new H2ConnectionError(h2Error.streamClosed, `HEADERS on stream ${streamId}, which had ended`);
       }
       return this.openedByPeer(streamId, block, endStream);
     }
@@ -297,9 +305,14 @@ export class H2Connection implements FrameSink, StreamOwner {
 
   private openedByPeer(streamId: number, block: HeaderBlock, endStream: boolean): void {
     if (streamId % 2 === 0) throw new H2ConnectionError(h2Error.protocolError, `a client opened the even stream ${streamId}`);
-    // A closed stream: trailers or a head that crossed this side's RST_STREAM. Decoded (the
-    // table changed with it), otherwise ignored (§5.1, "closed").
-    if (streamId <= this.lastPeerStream) return;
+    if (streamId <= this.lastPeerStream) {
+      const resetHere = this.recentlyClosed.get(streamId);
+      // Trailers that crossed this side's RST_STREAM: decoded above (the table changed with
+      // them), otherwise ignored (§5.1, "closed").
+      if (resetHere === true) return;
+      if (resetHere === false) throw new H2ConnectionError(h2Error.streamClosed, `HEADERS on stream ${streamId}, which had ended`);
+      throw new H2ConnectionError(h2Error.protocolError, `a new stream ${streamId} below the last one opened (${this.lastPeerStream}), RFC 9113 §5.1.1`);
+    }
     this.lastPeerStream = streamId;
     if (this.goawaySent) return; // after our GOAWAY: not processed (the peer knows from its last stream id)
     if (this.streams.size >= this.local.maxConcurrentStreams) throw new H2StreamError(streamId, h2Error.refusedStream, `stream ${streamId} is over the ${this.local.maxConcurrentStreams} allowed at a time`);
@@ -397,7 +410,8 @@ export class H2Connection implements FrameSink, StreamOwner {
   streamError(err: H2StreamError): void {
     const stream = this.streams.get(err.streamId);
     this.queue(rstStreamFrame(err.streamId, err.code));
-    if (stream) this.finish(stream, err.code, false);
+    if (stream) this.finish(stream, err.code, false, true);
+    else this.remember(err.streamId, true);
   }
 
   // --- writing -------------------------------------------------------------------------
@@ -439,7 +453,7 @@ export class H2Connection implements FrameSink, StreamOwner {
 
   sendReset(stream: H2Stream, code: number): void {
     if (this.closedWith === undefined) this.queue(rstStreamFrame(stream.id, code));
-    this.finish(stream, code, false);
+    this.finish(stream, code, false, true);
   }
 
   credit(stream: H2Stream, n: number): void {
@@ -517,9 +531,10 @@ export class H2Connection implements FrameSink, StreamOwner {
     else if (stream.state === 'half-closed-remote') this.finish(stream, h2Error.noError, false);
   }
 
-  private finish(stream: H2Stream, code: number, unprocessed: boolean): void {
+  private finish(stream: H2Stream, code: number, unprocessed: boolean, resetHere = false): void {
     if (stream.state === 'closed') return;
     stream.state = 'closed';
+    this.remember(stream.id, resetHere);
     stream.closeCode = code;
     stream.discard();
     // What the handler never passed on would otherwise stay out of the connection's window for good.
@@ -530,6 +545,11 @@ export class H2Connection implements FrameSink, StreamOwner {
     stream.emitClose(code, unprocessed);
     this.startQueued();
     this.endIfIdle();
+  }
+
+  private remember(streamId: number, resetHere: boolean): void {
+    this.recentlyClosed.set(streamId, resetHere);
+    if (this.recentlyClosed.size > 1000) this.recentlyClosed.delete(this.recentlyClosed.keys().next().value as number);
   }
 
   private countReset(): void {
