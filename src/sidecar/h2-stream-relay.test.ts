@@ -7,6 +7,7 @@ import { EchoClient, startGrpcEchoInstance, type EchoReply } from '../dev/grpc-e
 import { H2ClientConnections } from '../h2/client-connections.js';
 import { H2Connection } from '../h2/connection.js';
 import type { H2Stream } from '../h2/stream.js';
+import { CallerStream } from './h2-caller.js';
 import { relayStream, type StreamForward } from './h2-stream-relay.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
@@ -22,7 +23,7 @@ const listen = (server: Server | ReturnType<typeof createH2Server>): Promise<num
  * A caller-facing h2c server of ours whose every stream is relayed by relayStream to the h2c
  * server at `upstreamPort`; `outcomes` gets each relay's settled result.
  */
-async function relayTo(upstreamPort: number, options: Partial<StreamForward> = {}) {
+async function relayTo(upstreamPort: number, options: Partial<StreamForward> = {}, retryPort?: number) {
   const upstreams = new H2ClientConnections(60_000);
   cleanups.push(() => upstreams.closeAll(false));
   const outcomes: (number | Error)[] = [];
@@ -34,10 +35,15 @@ async function relayTo(upstreamPort: number, options: Partial<StreamForward> = {
       onStream: (stream, head, endStream) => {
         downstreams.push(stream);
         const fields = head.fields.slice();
-        // The relay attaches its handler once the upstream connection is there; what the caller
-        // sends before that is kept by the stream.
-        const relayed = upstreams.get('app', () => connect(upstreamPort, '127.0.0.1'), 'connect', 2_000)
-          .then((upstream) => relayStream(upstream, stream, { fields, endStream, responseHeadersMs: 5_000, streamIdleMs: 5_000, ...options }));
+        // The caller's side takes the stream now; the relay starts once the upstream connection is there.
+        const caller = new CallerStream(stream, endStream);
+        const attempt = (port: number) => upstreams.get(`app:${port}`, () => connect(port, '127.0.0.1'), 'connect', 2_000)
+          .then((upstream) => relayStream(upstream, caller, { fields, responseHeadersMs: 5_000, streamIdleMs: 5_000, ...options }));
+        // With a second destination, an attempt refused unprocessed is sent there again, as attempts.ts would.
+        const relayed = attempt(upstreamPort).catch((err: Error & { code?: string }) => {
+          if (retryPort === undefined || err.code !== 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED' || !caller.replayable) throw err;
+          return attempt(retryPort);
+        });
         relayed.then((status) => outcomes.push(status), (err: Error) => {
           outcomes.push(err);
           if (!stream.closed) stream.reset(constants.NGHTTP2_REFUSED_STREAM);
@@ -178,6 +184,35 @@ describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () =>
     // Ended, not cut: node:http2's server closes such a stream with RST_STREAM NO_ERROR in place
     // of END_STREAM, which the relay passes on as the answer's clean end.
     expect(stream.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+  });
+
+  it('sends a request refused unprocessed to the next destination with its whole body, kept for it; a body past the limit is not kept', async () => {
+    // Reads the whole body, then refuses the stream as unprocessed (as a server going away would).
+    const refusing = await nodeUpstream((stream) => {
+      stream.resume();
+      stream.on('end', () => stream.close(constants.NGHTTP2_REFUSED_STREAM));
+    });
+    const answering = await nodeUpstream((stream) => {
+      const hash = createHash('sha256');
+      let length = 0;
+      stream.on('data', (c: Buffer) => { hash.update(c); length += c.length; });
+      stream.on('end', () => { stream.respond({ ':status': 200, 'x-sha': hash.digest('hex'), 'x-length': String(length) }); stream.end(); });
+    });
+    const { port, outcomes } = await relayTo(refusing, {}, answering);
+    const session = callerSession(port);
+    const post = (body: Buffer) => new Promise<{ status: number; sha?: string }>((resolve) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/upload' });
+      stream.on('response', (h) => resolve({ status: Number(h[':status']), sha: h['x-sha'] as string | undefined }));
+      stream.on('error', () => undefined);
+      stream.on('close', () => resolve({ status: stream.rstCode === 0 ? 0 : -stream.rstCode! }));
+      stream.end(body);
+    });
+    const small = Buffer.alloc(300 * 1024, 's');
+    expect(await post(small)).toEqual({ status: 200, sha: createHash('sha256').update(small).digest('hex') });
+    // 2 MiB, all of it sent before the refusal, is past the 1 MiB kept for another attempt: the
+    // refusal reaches the caller instead.
+    expect(await post(Buffer.alloc(2 * 1024 * 1024, 'b'))).toEqual({ status: -constants.NGHTTP2_REFUSED_STREAM });
+    expect(outcomes.map((o) => (typeof o === 'number' ? o : (o as Error & { code?: string }).code))).toEqual([200, 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED']);
   });
 
   it('gives up on a head that does not come within responseHeadersMs of the request\'s end, and cancels the upstream stream', async () => {

@@ -3,12 +3,14 @@ import type { H2Connection } from '../h2/connection.js';
 import { h2Error } from '../h2/frames.js';
 import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream, StreamHandler } from '../h2/stream.js';
+import type { CallerStream } from './h2-caller.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
 /**
  * The HTTP/2 relay of h2-relay.ts, on Isthmus's own HTTP/2 (src/h2/) instead of node:http2:
- * one stream from the caller (`downstream`, a stream an H2Connection server handed over) relayed
- * as a stream on `upstream`, an H2Connection client. Not wired into the sidecar yet; it keeps
+ * one stream from the caller (`caller`, the side of a stream an H2Connection server handed over,
+ * h2-caller.ts, which feeds the request body to each attempt and keeps it for the next) relayed
+ * as a stream on `upstream`, an H2Connection client. Called once per attempt. Not wired into the sidecar yet; it keeps
  * h2-relay.ts's contract so that the listeners can move to it:
  *
  * - bodies both ways as they come, each piece credited to the side it came from only once the
@@ -27,8 +29,6 @@ export interface StreamForward {
   /** The request head for the next hop, pseudo-header fields first (name, value, ...). */
   fields: string[];
   neverIndexed?: number[];
-  /** The caller's request ended with its head. */
-  endStream: boolean;
   responseHeadersMs: number;
   streamIdleMs: number;
   /** Silence allowed once the head of an answer without content-length (gRPC, a watch) has passed. */
@@ -88,7 +88,8 @@ class Pipe {
   }
 }
 
-export function relayStream(upstream: H2Connection, downstream: H2Stream, f: StreamForward): Promise<number> {
+export function relayStream(upstream: H2Connection, caller: CallerStream, f: StreamForward): Promise<number> {
+  const downstream = caller.stream;
   return new Promise<number>((resolve, reject) => {
     let started = false;
     let settled = false;
@@ -98,13 +99,15 @@ export function relayStream(upstream: H2Connection, downstream: H2Stream, f: Str
     let idleTimer: NodeJS.Timeout | undefined;
     /** Told the grpc-status of the trailers when the head had none and was not a 5xx (attempts.ts TrailersStatus). */
     let judge: ((grpcStatus: number) => void) | undefined;
-    const requestBody = new Pipe(() => downstream, () => up);
     const answerBody = new Pipe(() => up, () => downstream);
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(headTimer);
       clearTimeout(idleTimer);
+      // The next attempt, if any, takes the caller's body from here.
+      caller.detach();
+      caller.link(undefined);
       reject(err);
     };
     const touch = () => {
@@ -161,7 +164,7 @@ export function relayStream(upstream: H2Connection, downstream: H2Stream, f: Str
         touch();
         answerBody.data(piece, end);
       },
-      onWritable: () => requestBody.writable(),
+      onWritable: () => caller.upWritable(),
       onClose: (_s, code, unprocessed) => {
         f.done?.();
         clearTimeout(headTimer);
@@ -181,27 +184,17 @@ export function relayStream(upstream: H2Connection, downstream: H2Stream, f: Str
       },
     };
 
+    const headOnly = caller.headOnly;
     try {
-      up = upstream.request(f.fields, f.endStream, upHandler, f.neverIndexed);
+      up = upstream.request(f.fields, headOnly, upHandler, f.neverIndexed);
     } catch (err) {
       f.done?.();
       fail(new IsthmusError('ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', `the destination's connection takes no new streams: ${(err as Error).message}`, { cause: err }));
       return;
     }
-    // After the upstream stream exists: what the caller sent before this is replayed into it now.
-    downstream.attach({
-      onHeaders: (_s, trailers) => {
-        touch();
-        up?.end(trailers.fields, trailers.neverIndexed);
-        startHeadClock();
-      },
-      onData: (_s, piece, end) => {
-        touch();
-        requestBody.data(piece, end);
-        if (end) startHeadClock();
-      },
-      onWritable: () => answerBody.writable(),
-      onClose: (_s, code) => {
+    caller.link({
+      callerWritable: () => answerBody.writable(),
+      callerClosed: (code) => {
         clearTimeout(idleTimer);
         // The caller cancelled, or its connection went: the destination stops working on it too.
         // (Closed with NO_ERROR, both of its ends have passed: nothing is left to stop.)
@@ -209,8 +202,8 @@ export function relayStream(upstream: H2Connection, downstream: H2Stream, f: Str
         if (!started) fail(Object.assign(new Error(`the caller closed the stream (code ${code}) before an answer`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
       },
     });
-
     touch();
-    if (f.endStream) startHeadClock();
+    if (headOnly) startHeadClock();
+    else caller.feed(up, startHeadClock);
   });
 }
