@@ -124,6 +124,8 @@ export class H2Connection implements FrameSink, StreamOwner {
     socket.on('drain', () => this.drained());
     socket.on('error', (err: Error) => this.end(err));
     socket.on('close', () => this.end(undefined));
+    // A socket handed over paused (a sniffer read its first bytes and put them back) reads on.
+    socket.resume();
   }
 
   /** Streams open now. */

@@ -105,6 +105,17 @@ export class H2Stream {
   emitClose(code: number, unprocessed: boolean): void {
     if (this.handler) this.handler.onClose(this, code, unprocessed);
     else (this.early ??= []).push(() => this.handler!.onClose(this, code, unprocessed));
+    const watchers = this.closeWatchers;
+    this.closeWatchers = undefined;
+    if (watchers) for (const watcher of watchers) watcher();
+  }
+
+  private closeWatchers: (() => void)[] | undefined;
+
+  /** Runs `listener` once the stream has closed (after its handler heard it), or now if it has. */
+  whenClosed(listener: () => void): void {
+    if (this.state === 'closed') listener();
+    else (this.closeWatchers ??= []).push(listener);
   }
 
   get closed(): boolean {

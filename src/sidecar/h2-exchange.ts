@@ -10,6 +10,13 @@ import { NGHTTP2_NO_ERROR } from './h2-codes.js';
  * closes (telemetry/access-log.ts), as it does an HTTP/1.1 answer's; a gRPC call's end is
  * published for the metrics whether or not a log runs.
  */
+/** What H2Exchange reads of a stream: node:http2's ServerHttp2Stream, or an adapter of our own H2Stream (outbound-h2.ts). */
+export interface ExchangeStream {
+  readonly closed: boolean;
+  readonly rstCode?: number;
+  once(event: 'close', listener: () => void): unknown;
+}
+
 export class H2Exchange implements ExchangeEnd {
   requestBytes = 0;
   responseBytes = 0;
@@ -19,7 +26,7 @@ export class H2Exchange implements ExchangeEnd {
   bodyCounted = false;
 
   /** `countsBytes`: an access log reads the byte counts (else they stay 0, and nothing counts them). */
-  constructor(private readonly stream: ServerHttp2Stream, readonly countsBytes: boolean) {}
+  constructor(private readonly stream: ExchangeStream, readonly countsBytes: boolean) {}
 
   get bodyBytes(): number {
     return this.responseBytes;
@@ -45,7 +52,7 @@ export class H2Exchange implements ExchangeEnd {
   }
 }
 
-const exchanges = new WeakMap<ServerHttp2Stream, H2Exchange>();
+const exchanges = new WeakMap<object, H2Exchange>();
 
 /**
  * Starts following `stream`: its bytes, if an access log reads them, and a gRPC call's status.
@@ -53,7 +60,7 @@ const exchanges = new WeakMap<ServerHttp2Stream, H2Exchange>();
  * the access log reads of the request, its answer included; the request's body bytes are
  * counted by whoever reads them (`countRequestBody`).
  */
-export function trackH2Exchange(stream: ServerHttp2Stream, method: string, headers: IncomingHttpHeaders, grpc: boolean): { facts: RequestFacts; exchange: H2Exchange | undefined } {
+export function trackH2Exchange(stream: ExchangeStream, method: string, headers: IncomingHttpHeaders, grpc: boolean): { facts: RequestFacts; exchange: H2Exchange | undefined } {
   const counted = exchangeBytesCounted();
   if (!counted && !grpc) return { facts: { method, headers }, exchange: undefined };
   const exchange = new H2Exchange(stream, counted);
@@ -74,6 +81,6 @@ export function countRequestBody(stream: ServerHttp2Stream, exchange: H2Exchange
 }
 
 /** The counts of a stream `trackH2Exchange` was given (undefined for any other). */
-export function h2ExchangeOf(stream: ServerHttp2Stream): H2Exchange | undefined {
+export function h2ExchangeOf(stream: object): H2Exchange | undefined {
   return exchanges.get(stream);
 }

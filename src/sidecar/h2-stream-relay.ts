@@ -39,6 +39,10 @@ export interface StreamForward {
   trailersStatus?: (grpcStatus: number) => void;
   /** Runs once when the upstream stream is over, however it ended. */
   done?: () => void;
+  /** Told the answer's head as it is passed on (its grpc-status, for a trailers-only answer), its trailers, and its body's bytes: the caller's telemetry. */
+  onHead?: (head: HeaderBlock) => void;
+  onTrailers?: (trailers: HeaderBlock) => void;
+  onAnswerBytes?: (n: number) => void;
 }
 
 const fieldOf = (block: HeaderBlock, name: string): string | undefined => {
@@ -133,6 +137,7 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
         if (kind === 'trailers') {
           const status = fieldOf(block, 'grpc-status');
           if (judge && status !== undefined) judge(Number(status));
+          f.onTrailers?.(block);
           downstream.end(block.fields, block.neverIndexed);
           return;
         }
@@ -157,11 +162,13 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
           settled = true;
           resolve(status);
         }
+        f.onHead?.(block);
         // gRPC's trailers-only answer (an error, most often) stays one HEADERS frame with END_STREAM.
         downstream.sendHeaders(head.fields, endStream, head.neverIndexed);
       },
       onData: (_s, piece, end) => {
         touch();
+        if (f.onAnswerBytes && piece.length > 0) f.onAnswerBytes(piece.length);
         answerBody.data(piece, end);
       },
       onWritable: () => caller.upWritable(),

@@ -11,7 +11,7 @@ import { admitRequest } from './policy-step.js';
 import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
 import { forwardableHeaders } from './headers.js';
 import { repeatsHost } from './http-head.js';
-import { createOutboundH2 } from './outbound-h2.js';
+import { OwnOutboundH2 } from './outbound-h2.js';
 import { outboundObserver } from './outbound-observer.js';
 import { openTunnel } from './outbound-tunnel.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
@@ -68,7 +68,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   });
   server.on('connection', (socket) => socket.setNoDelay(true));
   // An app that speaks h2c (gRPC) on the same port: its connections go to the HTTP/2 server.
-  servePriorKnowledgeH2(server, createOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
+  servePriorKnowledgeH2(server, new OwnOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
   server.on('clientError', clientErrorHandler(deps.routing, 'outbound'));
   server.on('checkExpectation', answerUnknownExpectation);
   const tunnel = (req: H1Request, socket: Duplex, head: Buffer) => {

@@ -37,7 +37,14 @@ import { answerHeadTimeout } from './request-head-timeout.js';
  * A server that is handed its sockets anyway (a fixed listener whose protocol the catalog
  * decides) gets the first head of each HTTP/1.1 connection timed here instead.
  */
-export function servePriorKnowledgeH2(http1: HttpServer, h2: OnDemandH2Server, firstBytesTimeoutMs: number): void {
+/** What takes the connections that chose HTTP/2: node:http2's server made on demand, or the outbound's own (outbound-h2.ts). */
+export interface H2Acceptor {
+  accept(socket: Duplex): void;
+  /** Closes every HTTP/2 connection it holds (the listener's closeAllConnections). */
+  destroySessions(): void;
+}
+
+export function servePriorKnowledgeH2(http1: HttpServer, h2: H2Acceptor, firstBytesTimeoutMs: number): void {
   const [http1Accept] = http1.listeners('connection') as ((socket: Socket) => void)[];
   if (!http1Accept) throw new Error('the HTTP/1.1 server has no connection handler to share');
   http1.removeListener('connection', http1Accept);

@@ -6,6 +6,8 @@ import { breakerVerdict, tunnelVerdict, type BreakerLimits } from '../model/circ
 import { defaultTimeouts } from './timeouts.js';
 import { checkDestination } from './peer-identity.js';
 import { H2Sessions } from './h2-sessions.js';
+import { H2ClientConnections } from '../h2/client-connections.js';
+import type { H2Connection } from '../h2/connection.js';
 import { UpstreamPool } from './upstream-pool.js';
 
 export interface UpstreamKey {
@@ -50,6 +52,8 @@ export class Upstreams {
   /** WebSocket and CONNECT tunnels open per key, counted only for services with a CircuitBreaker's maxConnections. */
   private readonly tunnels = new Map<string, number>();
   private sessions: H2Sessions;
+  /** The same, on Isthmus's own HTTP/2 (src/h2/): the outbound's HTTP/2 streams use these. */
+  private h2Connections: H2ClientConnections;
   private readonly connections: number;
   private readonly maxConnecting: number;
   private readonly connectTimeoutMs: number;
@@ -61,6 +65,7 @@ export class Upstreams {
     this.connectTimeoutMs = options.connectTimeoutMs ?? defaultTimeouts.connectMs;
     this.idleMs = options.idleMs ?? 60_000;
     this.sessions = new H2Sessions(this.idleMs);
+    this.h2Connections = new H2ClientConnections(this.idleMs);
   }
 
   /** The credentials new connections use now (renewals apply at once); `isthmus trace` dials with them too. */
@@ -111,6 +116,20 @@ export class Upstreams {
         return socket;
       },
     }), this.connectTimeoutMs);
+  }
+
+  /**
+   * The kept HTTP/2 connection to `key` on Isthmus's own HTTP/2, with the same TLS as h2Session
+   * (our certificate, the mesh SNI, the catalog's identities checked in the handshake) and ALPN
+   * `h2`. Rejects with the connection's own error (its code tells retry-policy.ts it was a
+   * connect failure) or after the connect timeout.
+   */
+  h2Connection(key: UpstreamKey): Promise<H2Connection> {
+    return this.h2Connections.get(key.id, () => {
+      const socket = tlsConnect({ ...this.tlsOptions(key), ALPNProtocols: ['h2'] });
+      socket.setNoDelay(true);
+      return socket;
+    }, 'secureConnect', this.connectTimeoutMs);
   }
 
   /**
@@ -199,6 +218,7 @@ export class Upstreams {
     const at = (id: string) => addressOf(id) === address;
     for (const pool of this.takePools(at)) void pool.destroy(err()).catch(() => undefined);
     this.sessions.destroyWhere(at, err());
+    this.h2Connections.destroyWhere(at);
   }
 
   /**
@@ -214,6 +234,7 @@ export class Upstreams {
     const retired = this.takePools(gone);
     for (const pool of retired) void pool.close().catch(() => undefined);
     this.sessions.closeWhere(gone);
+    this.h2Connections.closeWhere(gone);
     return retired.length;
   }
 
@@ -235,11 +256,14 @@ export class Upstreams {
     this.pools.clear();
     this.sessions.closeAll(true);
     this.sessions = new H2Sessions(this.idleMs);
+    this.h2Connections.closeAll(true);
+    this.h2Connections = new H2ClientConnections(this.idleMs);
     for (const pool of old) void pool.close().catch(() => undefined);
   }
 
   async close(): Promise<void> {
     this.sessions.closeAll(false);
+    this.h2Connections.closeAll(false);
     await Promise.all([...this.pools.values()].map((p) => p.destroy()));
     this.pools.clear();
   }
