@@ -4,8 +4,8 @@ import { H2Connection, type LocalSettings } from './connection.js';
 /**
  * Kept client connections of ours, one per key (a destination): HTTP/2 multiplexes every stream
  * on one connection, so one per destination replaces a pool, and its handshake is paid once.
- * The same contract as the sidecar's node:http2 sessions (src/sidecar/h2-sessions.ts), for the
- * relay that will use H2Connection: a connection that fails, closes or receives GOAWAY is
+ * For the sidecar's HTTP/2 hops (Upstreams.h2Connection, InboundApp.h2Connection): a
+ * connection that fails, closes or receives GOAWAY is
  * forgotten, and the next stream opens a new one; one idle for `idleMs` (no byte either way) is
  * closed gracefully, its streams finishing first.
  */

@@ -172,6 +172,8 @@ export class H2Stream {
 
   /** Ends the stream: with trailers when given, else with an empty DATA frame. */
   end(trailers?: readonly string[], neverIndexed?: readonly number[]): void {
+    // Already ending: trailers wait behind data still waiting for window.
+    if (this.waitingTrailers) return;
     if (trailers && trailers.length > 0) this.sendHeaders(trailers, true, neverIndexed);
     else this.write(Buffer.alloc(0), true);
   }

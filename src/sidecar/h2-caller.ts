@@ -2,6 +2,15 @@ import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream } from '../h2/stream.js';
 import { defaultRetryBufferBytes } from './request-body.js';
 
+/** Where an attempt's request body goes: its upstream HTTP/2 stream, or a body stream for an HTTP/1.1 app (inbound-h2.ts). */
+export interface BodySink {
+  /** False when it takes no more for now; the sink's owner calls CallerStream.upWritable when it does. */
+  write(data: Buffer, end?: boolean): boolean;
+  /** Ends the body, with trailers when given. */
+  end(trailers?: readonly string[], neverIndexed?: readonly number[]): void;
+  readonly closed: boolean;
+}
+
 /** What the relay of the current attempt hears of the caller's stream (h2-stream-relay.ts). */
 export interface CallerLink {
   /** The caller reset its stream, or its connection went (`code` its RST_STREAM code), or it ended well (0). */
@@ -25,7 +34,7 @@ export interface CallerLink {
 export class CallerStream {
   private kept: Buffer[] | undefined = [];
   private keptBytes = 0;
-  private up: H2Stream | undefined;
+  private up: BodySink | undefined;
   private onEnded: (() => void) | undefined;
   private trailers: HeaderBlock | undefined;
   private relay: CallerLink | undefined;
@@ -37,8 +46,8 @@ export class CallerStream {
   closedCode: number | undefined;
   /** Request body bytes received, for the access log. */
   requestBytes = 0;
-  /** A byte arrived that could be neither kept nor passed on (no attempt, and past `limit`). */
-  private lost = false;
+  /** Bytes that arrived while no attempt ran, for the next one; `credited` when they are kept too. */
+  private undelivered: { data: Buffer; credited: boolean }[] = [];
 
   constructor(readonly stream: H2Stream, endedWithHead: boolean, private readonly limit = defaultRetryBufferBytes) {
     this.ended = endedWithHead;
@@ -60,7 +69,7 @@ export class CallerStream {
 
   /** True while every body byte handed to an attempt is still kept: another attempt can send it all again. */
   get replayable(): boolean {
-    return this.kept !== undefined && !this.lost;
+    return this.kept !== undefined;
   }
 
   /** The relay of the attempt now running (undefined between attempts). */
@@ -74,10 +83,23 @@ export class CallerStream {
    * runs once the whole request has been handed to `up` (the answer's head is due from then).
    * The attempt before, if any, gets nothing more.
    */
-  feed(up: H2Stream, onEnded: () => void): void {
+  feed(up: BodySink, onEnded: () => void): void {
     this.up = up;
     this.onEnded = onEnded;
-    for (const piece of this.kept ?? []) up.write(piece);
+    if (this.kept) {
+      // Every byte so far is kept (and credited): the whole body to this point, again.
+      for (const piece of this.kept) up.write(piece);
+    } else {
+      // What no attempt had yet; bytes not credited are credited as the attempt takes them.
+      for (const { data, credited } of this.undelivered) {
+        const taken = up.write(data);
+        if (!credited) {
+          if (taken) this.stream.consumed(data.length);
+          else this.owed += data.length;
+        }
+      }
+    }
+    this.undelivered = [];
     if (this.ended) this.endUp();
   }
 
@@ -98,31 +120,31 @@ export class CallerStream {
 
   private onData(piece: Buffer, end: boolean): void {
     this.requestBytes += piece.length;
-    let out = piece;
+    if (end) this.ended = true;
+    const up = this.up && !this.up.closed ? this.up : undefined;
+    let held: Buffer | undefined;
+    let credited = false;
     if (this.kept && piece.length > 0) {
-      this.keptBytes += piece.length;
-      if (this.keptBytes <= this.limit) {
-        out = Buffer.from(piece);
-        this.kept.push(out);
+      if (this.keptBytes + piece.length <= this.limit) {
+        held = Buffer.from(piece);
+        this.kept.push(held);
+        this.keptBytes += piece.length;
         this.stream.consumed(piece.length);
+        credited = true;
       } else {
-        // Past the limit: no attempt after this one can be sent the whole body.
+        // Past the limit: no attempt after this one can be sent the whole body. What no attempt
+        // has had yet stays in `undelivered` below.
         this.kept = undefined;
       }
     }
-    const credited = out !== piece;
-    if (end) this.ended = true;
-    const up = this.up;
-    if (!up || up.closed) {
-      if (!credited && piece.length > 0) {
-        // Neither kept nor passed on: this body cannot reach any attempt whole now.
-        this.lost = true;
-        this.stream.consumed(piece.length);
-      }
+    if (!up) {
+      // No attempt runs now (the first is still connecting, or one failed): held for the next.
+      // Bytes not kept are not credited, so flow control stops the caller while it waits.
+      if (piece.length > 0) this.undelivered.push({ data: held ?? Buffer.from(piece), credited });
       return;
     }
     if (piece.length > 0 || end) {
-      const taken = up.write(out, end && this.trailers === undefined);
+      const taken = up.write(held ?? piece, end && this.trailers === undefined);
       if (!credited && piece.length > 0) {
         if (taken) this.stream.consumed(piece.length);
         else this.owed += piece.length;

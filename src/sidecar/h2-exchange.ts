@@ -22,8 +22,6 @@ export class H2Exchange implements ExchangeEnd {
   responseBytes = 0;
   /** A gRPC answer's status, from its trailers (or its trailers-only head). */
   grpcStatus: number | undefined;
-  /** The request body's bytes are being counted (countRequestBody ran). */
-  bodyCounted = false;
 
   /** `countsBytes`: an access log reads the byte counts (else they stay 0, and nothing counts them). */
   constructor(private readonly stream: ExchangeStream, readonly countsBytes: boolean) {}
@@ -52,35 +50,17 @@ export class H2Exchange implements ExchangeEnd {
   }
 }
 
-const exchanges = new WeakMap<object, H2Exchange>();
-
 /**
  * Starts following `stream`: its bytes, if an access log reads them, and a gRPC call's status.
  * Neither (no log, not gRPC): nothing is followed, and `exchange` is undefined. `facts` is what
  * the access log reads of the request, its answer included; the request's body bytes are
- * counted by whoever reads them (`countRequestBody`).
+ * counted by whoever reads them (h2-caller.ts), and set on the exchange when the stream closes.
  */
 export function trackH2Exchange(stream: ExchangeStream, method: string, headers: IncomingHttpHeaders, grpc: boolean): { facts: RequestFacts; exchange: H2Exchange | undefined } {
   const counted = exchangeBytesCounted();
   if (!counted && !grpc) return { facts: { method, headers }, exchange: undefined };
   const exchange = new H2Exchange(stream, counted);
-  exchanges.set(stream, exchange);
   if (!counted) return { facts: { method, headers }, exchange };
   return { facts: { method, headers, get bodyBytes() { return exchange.requestBytes; }, response: exchange }, exchange };
 }
 
-/**
- * Counts the request body as it is read. Call it once the body has its reader (piped, or a
- * RequestBody made): a 'data' listener added before would start the stream flowing with nobody
- * to take the bytes.
- */
-export function countRequestBody(stream: ServerHttp2Stream, exchange: H2Exchange | undefined): void {
-  if (!exchange?.countsBytes || exchange.bodyCounted) return;
-  exchange.bodyCounted = true;
-  stream.on('data', (chunk: Buffer) => { exchange.requestBytes += chunk.length; });
-}
-
-/** The counts of a stream `trackH2Exchange` was given (undefined for any other). */
-export function h2ExchangeOf(stream: object): H2Exchange | undefined {
-  return exchanges.get(stream);
-}

@@ -54,13 +54,6 @@ export function http1ResponseAsH2(status: number, headers: Fields, drop?: string
   return out;
 }
 
-/** An HTTP/2 response head for the next HTTP/2 hop: its `:status` and end-to-end fields. */
-export function h2Response(headers: Fields, drop?: string): Record<string, string | string[] | number> {
-  const out: Record<string, string | string[] | number> = h2ForwardFields(headers, drop);
-  out[':status'] = Number(headers[':status']);
-  return out;
-}
-
 /** A response with no body whatever it says: answered with END_STREAM on its HEADERS frame (RFC 9110 §6.4.1). */
 export function bodiless(method: string, status: number): boolean {
   return method === 'HEAD' || status === 204 || status === 205 || status === 304;

@@ -150,10 +150,11 @@ describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () =>
     expect(upstreamCloses).toEqual([constants.NGHTTP2_NO_ERROR, constants.NGHTTP2_CANCEL]);
   });
 
-  it('holds back a destination that sends faster than the caller reads: what waits in the relay stays within the windows', async () => {
+  it('holds back a destination that sends faster than the caller reads: what waits in the relay stays within the windows, and the trailers follow the data', async () => {
     let sent = 0;
     const upstreamPort = await nodeUpstream((stream) => {
-      stream.respond({ ':status': 200 });
+      stream.respond({ ':status': 200 }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'x-done': 'yes' }));
       const chunk = Buffer.alloc(64 * 1024, 'f');
       const pump = () => {
         while (sent < 4 * 1024 * 1024 && !stream.destroyed) {
@@ -177,12 +178,14 @@ describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () =>
     expect(waiting).toBeLessThanOrEqual(512 * 1024);
     expect(sent).toBeLessThan(4 * 1024 * 1024);
     let read = 0;
+    let trailers: Record<string, unknown> = {};
+    stream.on('trailers', (t) => { trailers = t; });
     stream.on('data', (c: Buffer) => { read += c.length; });
     stream.resume();
     await new Promise((resolve) => stream.on('close', resolve));
     expect(read).toBe(4 * 1024 * 1024);
-    // Ended, not cut: node:http2's server closes such a stream with RST_STREAM NO_ERROR in place
-    // of END_STREAM, which the relay passes on as the answer's clean end.
+    // The trailers waited behind the data the caller had not read, and still came after it.
+    expect(trailers['x-done']).toBe('yes');
     expect(stream.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
   });
 
@@ -213,6 +216,31 @@ describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () =>
     // refusal reaches the caller instead.
     expect(await post(Buffer.alloc(2 * 1024 * 1024, 'b'))).toEqual({ status: -constants.NGHTTP2_REFUSED_STREAM });
     expect(outcomes.map((o) => (typeof o === 'number' ? o : (o as Error & { code?: string }).code))).toEqual([200, 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED']);
+  });
+
+  it('keeps an answer\'s trailers behind its data when the destination has finished and the caller still has data to read', async () => {
+    // 200 KiB fits the relay's window towards the destination, not node:http2's 64 KiB window of
+    // a caller that does not read: the destination ends (trailers, then its stream closes) while
+    // most of the answer still waits in the relay.
+    const upstreamPort = await nodeUpstream((stream) => {
+      stream.respond({ ':status': 200 }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'x-done': 'yes' }));
+      stream.end(Buffer.alloc(200 * 1024, 't'));
+    });
+    const { port, downstreams } = await relayTo(upstreamPort);
+    const stream = callerSession(port).request({ ':path': '/small' });
+    stream.on('error', () => undefined);
+    stream.pause();
+    await new Promise((resolve) => stream.once('response', resolve));
+    await waitFor(() => (downstreams[0]?.waitingBytes ?? 0) > 0);
+    await new Promise((r) => setTimeout(r, 200));
+    let read = 0;
+    let trailers: Record<string, unknown> = {};
+    stream.on('trailers', (t) => { trailers = t; });
+    stream.on('data', (c: Buffer) => { read += c.length; });
+    stream.resume();
+    await new Promise((resolve) => stream.on('close', resolve));
+    expect([read, trailers['x-done'], stream.rstCode]).toEqual([200 * 1024, 'yes', constants.NGHTTP2_NO_ERROR]);
   });
 
   it('gives up on a head that does not come within responseHeadersMs of the request\'s end, and cancels the upstream stream', async () => {

@@ -7,11 +7,11 @@ import type { CallerStream } from './h2-caller.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
 /**
- * The HTTP/2 relay of h2-relay.ts, on Isthmus's own HTTP/2 (src/h2/) instead of node:http2:
+ * The sidecar's HTTP/2 relay, on Isthmus's own HTTP/2 (src/h2/):
  * one stream from the caller (`caller`, the side of a stream an H2Connection server handed over,
  * h2-caller.ts, which feeds the request body to each attempt and keeps it for the next) relayed
- * as a stream on `upstream`, an H2Connection client. Called once per attempt. Not wired into the sidecar yet; it keeps
- * h2-relay.ts's contract so that the listeners can move to it:
+ * as a stream on `upstream`, an H2Connection client. Called once per attempt, by outbound-h2.ts
+ * and inbound-h2.ts, with the contract of the node:http2 relay it replaced:
  *
  * - bodies both ways as they come, each piece credited to the side it came from only once the
  *   other side's connection took it, so a slow reader holds the sender back by HTTP/2 flow
@@ -101,6 +101,8 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
     let idleMs = f.streamIdleMs;
     let headTimer: NodeJS.Timeout | undefined;
     let idleTimer: NodeJS.Timeout | undefined;
+    /** The answer's end (END_STREAM or trailers) has been passed to the caller, though it may still wait there for window. */
+    let answerEnded = false;
     /** Told the grpc-status of the trailers when the head had none and was not a 5xx (attempts.ts TrailersStatus). */
     let judge: ((grpcStatus: number) => void) | undefined;
     const answerBody = new Pipe(() => up, () => downstream);
@@ -138,6 +140,7 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
           const status = fieldOf(block, 'grpc-status');
           if (judge && status !== undefined) judge(Number(status));
           f.onTrailers?.(block);
+          answerEnded = true;
           downstream.end(block.fields, block.neverIndexed);
           return;
         }
@@ -164,10 +167,12 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
         }
         f.onHead?.(block);
         // gRPC's trailers-only answer (an error, most often) stays one HEADERS frame with END_STREAM.
+        if (endStream) answerEnded = true;
         downstream.sendHeaders(head.fields, endStream, head.neverIndexed);
       },
       onData: (_s, piece, end) => {
         touch();
+        if (end) answerEnded = true;
         if (f.onAnswerBytes && piece.length > 0) f.onAnswerBytes(piece.length);
         answerBody.data(piece, end);
       },
@@ -186,7 +191,7 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
         // head is a server done with the stream (node:http2 sends one after a flow-controlled
         // answer in place of END_STREAM): the caller's answer ends cleanly after what it has.
         if (code !== h2Error.noError && !downstream.closed) downstream.reset(code);
-        else if (code === h2Error.noError && downstream.localOpen) downstream.end();
+        else if (code === h2Error.noError && !answerEnded && downstream.localOpen) downstream.end();
         if (downstream.closed) clearTimeout(idleTimer);
       },
     };

@@ -1,7 +1,7 @@
+import { connect as netConnect } from 'node:net';
+import { H2ClientConnections } from '../h2/client-connections.js';
+import type { H2Connection } from '../h2/connection.js';
 import type { TLSSocket } from 'node:tls';
-import type { ClientHttp2Session } from 'node:http2';
-import { http2 } from './http2-on-demand.js';
-import { H2Sessions } from './h2-sessions.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { isTcpAlpn, tcpAlpn, tcpPortAlpn } from './tcp-protocol.js';
 
@@ -34,10 +34,10 @@ export function authorityPort(authority: string | undefined): number | undefined
   return Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
 }
 
-/** One HTTP port of the app: its keep-alive pool, and its kept h2c session when it speaks HTTP/2. */
+/** One HTTP port of the app: its keep-alive pool, and its kept h2c connection when it speaks HTTP/2. */
 export class InboundApp {
   readonly pool: UpstreamPool;
-  private readonly sessions = new H2Sessions(30_000);
+  private readonly connections = new H2ClientConnections(30_000);
 
   constructor(readonly address: string, readonly protocol: 'http' | 'h2c', private readonly connectMs: number) {
     // The same pool as the sidecar's upstreams (Node's HTTP/1.1 parser, one request per
@@ -46,13 +46,17 @@ export class InboundApp {
     this.pool = new UpstreamPool(`http://${address}`, { connections: 64, maxConnecting: 16, idleMs: 30_000, connect: { timeout: connectMs } });
   }
 
-  /** The h2c session to this port, opened when there is none. */
-  session(): Promise<ClientHttp2Session> {
-    return this.sessions.get('app', () => http2().connect(`http://${this.address}`), this.connectMs);
+  /** The kept h2c connection to this port on Isthmus's own HTTP/2 (inbound-h2.ts), opened when there is none. */
+  h2Connection(): Promise<H2Connection> {
+    return this.connections.get('app', () => {
+      const split = this.address.lastIndexOf(':');
+      const socket = netConnect({ host: this.address.slice(0, split), port: Number(this.address.slice(split + 1)), noDelay: true });
+      return socket;
+    }, 'connect', this.connectMs);
   }
 
   async close(): Promise<void> {
-    this.sessions.closeAll(false);
+    this.connections.closeAll(false);
     await this.pool.close();
   }
 }

@@ -15,13 +15,12 @@ import type { InboundRateLimit } from './inbound-rate-limit.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import { InboundApps, InboundApp, selectInboundAlpn, type AppPortSpec, type TcpPorts } from './inbound-ports.js';
 import { forwardableHeaders } from './headers.js';
-import { forwardStream } from './inbound-h2.js';
-import { OnDemandH2Server } from './http2-on-demand.js';
+import { OwnInboundH2 } from './inbound-h2.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, repeatsHost, requestHead } from './http-head.js';
 import { peerIdentity } from './peer-identity.js';
 import { acceptPlaintextHttpWhen, isPlaintextCaller } from './plaintext-inbound.js';
-import { answerUnknownExpectation, clientErrorHandler, limitFirstRequestHead, refuseMalformed } from './request-head-timeout.js';
+import { answerUnknownExpectation, clientErrorHandler, refuseMalformed } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { splice } from '../core/splice.js';
@@ -61,7 +60,7 @@ export interface InboundPlace { cluster?: string; service?: string }
 export class Inbound {
   readonly server: Server;
   /** Serves the connections whose ALPN chose h2 (inbound-h2.ts); the HTTPS server keeps HTTP/1.1. */
-  private readonly h2: OnDemandH2Server;
+  private readonly h2: OwnInboundH2;
   /** The app's HTTP ports: `inbound.app`, and those of `inbound.ports` (inbound-ports.ts). */
   readonly apps: InboundApps;
   private identity: string;
@@ -132,15 +131,8 @@ export class Inbound {
     this.plain.on('checkExpectation', answerUnknownExpectation);
     // Before the inbound's own 'connection' listener below; strict (the default) hands every
     // connection to TLS untouched.
-    // Made, with node:http2, at the first connection that chooses HTTP/2 (http2-on-demand.ts).
-    this.h2 = new OnDemandH2Server((h2) => {
-      limitFirstRequestHead(h2, timeouts.requestHeadersMs);
-      h2.on('session', (session) => {
-        session.setTimeout(keptMs, () => session.close());
-        session.on('error', () => undefined);
-      });
-      h2.on('stream', (stream, headers) => forwardStream(this, stream, headers));
-    });
+    // Other sidecars' HTTP/2 runs on the sidecar's own HTTP/2 (src/h2/, inbound-h2.ts).
+    this.h2 = new OwnInboundH2(this, keptMs);
     acceptPlaintextHttpWhen(this.server, this.plain, this.h2, () => this.authz?.mtls === 'permissive', timeouts.requestHeadersMs);
     serveAlpnH2(this.server, this.h2);
     if (tcp) serveAlpnTcp(this.server, tcp);

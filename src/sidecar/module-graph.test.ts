@@ -37,7 +37,7 @@ describe('a sidecar or gateway process loads only what it uses (memory)', () => 
     expect(undici.filter((m) => m.endsWith('/node_modules/undici/index.js') || /\/lib\/(web\/(websocket|eventsource)|cache|mock)\//.test(m))).toEqual([]);
   });
 
-  test.each(['sidecar', 'gateway'] as const)('isthmus %s starts without node:http2, which it loads at its first HTTP/2 connection (http2-on-demand.ts)', async (kind) => {
+  test.each(['sidecar', 'gateway'] as const)('isthmus %s loads no node:http2: its HTTP/2 is its own (src/h2/)', async (kind) => {
     const loaded = await loadedModules(kind);
     // The control: Node's own modules are listed, the HTTP/1.1 and TLS ones among them.
     expect(loaded.builtins).toEqual(expect.arrayContaining(['http', 'tls']));

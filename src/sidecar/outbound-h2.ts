@@ -1,16 +1,15 @@
 import type { IncomingHttpHeaders } from 'node:http2';
-import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
-import { H2Connection } from '../h2/connection.js';
 import { h2Error } from '../h2/frames.js';
 import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream } from '../h2/stream.js';
 import { applyHeaderChanges } from '../model/traffic-policy.js';
 import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attempts.js';
-import { encodeGrpcMessage, grpcStatusOf, headWaitMs, isGrpc } from './grpc-status.js';
+import { headWaitMs, isGrpc } from './grpc-status.js';
 import { CallerStream } from './h2-caller.js';
-import { trackH2Exchange, type ExchangeStream, type H2Exchange } from './h2-exchange.js';
+import { trackH2Exchange } from './h2-exchange.js';
+import { exchangeStream, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
 import { h2ForwardFields } from './h2-headers.js';
 import { relayStream } from './h2-stream-relay.js';
 import type { OutboundDeps } from './outbound.js';
@@ -27,44 +26,12 @@ import { inboundReportHeader, traceHeader } from './trace.js';
  * h2-stream-relay.ts, so that gRPC's trailers and grpc-status pass intact: bodies streamed both
  * ways, kept up to 1 MiB for a retry (h2-caller.ts), cancels both ways, errors as HTTP/2 answers
  * (gRPC ones trailers-only). Until 2026-12-06 this ran on node:http2, whose per-stream cost was
- * most of a sidecar's CPU per gRPC call (docs/benchmarks.md); the destination sidecar's inbound
- * (inbound-h2.ts) still does.
+ * most of a sidecar's CPU per gRPC call (docs/benchmarks.md).
  */
-export class OwnOutboundH2 {
-  private readonly connections = new Set<H2Connection>();
-
-  constructor(private readonly deps: OutboundDeps, private readonly fixedTarget?: MeshTarget) {}
-
-  /** A connection that opened with the HTTP/2 preface (protocol-sniff.ts), its first bytes put back. */
-  accept(socket: Duplex): void {
-    const { timeouts } = this.deps;
-    let first = true;
-    const connection: H2Connection = new H2Connection(socket, {
-      role: 'server',
-      onStream: (stream, head, endStream) => {
-        if (first) {
-          first = false;
-          clearTimeout(headTimer);
-        }
-        this.stream(stream, head, endStream);
-      },
-      onClose: () => {
-        clearTimeout(headTimer);
-        this.connections.delete(connection);
-      },
-    });
-    this.connections.add(connection);
-    // A connection with no request head within timeouts.requestHeaders is closed, as on HTTP/1.1.
-    const headTimer = setTimeout(() => {
-      connection.destroy(h2Error.noError, `ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT: no request head within ${timeouts.requestHeadersMs} ms (timeouts.requestHeaders)`);
-    }, timeouts.requestHeadersMs);
+export class OwnOutboundH2 extends H2Listener {
+  constructor(private readonly deps: OutboundDeps, private readonly fixedTarget?: MeshTarget) {
     // An idle connection from the app is closed as an HTTP/1.1 keep-alive one would be.
-    (socket as { setTimeout?: (ms: number, cb: () => void) => void }).setTimeout?.(timeouts.connectionIdleMs, () => connection.close());
-  }
-
-  /** Closes every connection open now (the listener's closeAllConnections calls it). */
-  destroySessions(): void {
-    for (const connection of this.connections) connection.destroy();
+    super({ requestHeadersMs: deps.timeouts.requestHeadersMs, idleMs: deps.timeouts.connectionIdleMs }, (_socket, stream, head, endStream) => this.stream(stream, head, endStream));
   }
 
   private stream(stream: H2Stream, head: HeaderBlock, endStream: boolean): void {
@@ -75,65 +42,6 @@ export class OwnOutboundH2 {
       replyOwnH2(stream, 'ISTHMUS_ERR_INTERNAL_UNEXPECTED', 'the sidecar failed to forward the request', isGrpc(headers['content-type']), undefined);
     });
   }
-}
-
-/** A header block as node:http2 hands one over: repeated fields joined (cookie with "; ", others with ", "). */
-export function headersOf(fields: readonly string[]): IncomingHttpHeaders {
-  const out: Record<string, string> = {};
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i]!;
-    const value = fields[i + 1]!;
-    const had = out[name];
-    out[name] = had === undefined ? value : `${had}${name === 'cookie' ? '; ' : ', '}${value}`;
-  }
-  return out;
-}
-
-/** A header object (pseudo-headers among its keys) as a block's fields, pseudo-headers first. */
-function fieldsOf(headers: Record<string, string | string[] | number | undefined>): string[] {
-  const pseudo: string[] = [];
-  const regular: string[] = [];
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    const list = name.charCodeAt(0) === 58 ? pseudo : regular;
-    if (Array.isArray(value)) for (const v of value) list.push(name, v);
-    else list.push(name, String(value));
-  }
-  return pseudo.concat(regular);
-}
-
-/** Our H2Stream as H2Exchange reads a stream: closed, its code, and a 'close' listener. */
-function exchangeStream(stream: H2Stream): ExchangeStream {
-  return {
-    get closed() { return stream.closed; },
-    get rstCode() { return stream.closeCode; },
-    once: (_event: 'close', listener: () => void) => stream.whenClosed(listener),
-  };
-}
-
-/**
- * The sidecar's own answer on a stream of ours, as replyH2 gives on node:http2: the JSON error
- * and `x-isthmus-error`, or for gRPC a trailers-only answer with the mapped grpc-status and the
- * message. A stream whose head went out already is reset instead.
- */
-export function replyOwnH2(stream: H2Stream, code: ErrorCode, message: string, grpc: boolean, exchange: H2Exchange | undefined, override?: { status: number; grpcStatus?: number; headers?: Record<string, string> }): void {
-  if (stream.closed) return;
-  if (stream.headSent) return void stream.reset(h2Error.internalError);
-  const status = override?.status ?? errorCodes[code].status;
-  if (grpc) {
-    const grpcStatus = override?.grpcStatus ?? grpcStatusOf(status);
-    if (exchange) exchange.grpcStatus = grpcStatus;
-    stream.sendHeaders(fieldsOf({
-      ':status': 200, ...override?.headers, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatus),
-      'grpc-message': encodeGrpcMessage(message), 'x-isthmus-error': code,
-    }), true);
-    return;
-  }
-  const body = Buffer.from(JSON.stringify({ error: { code, message } }));
-  if (exchange) exchange.responseBytes += body.length;
-  stream.sendHeaders(fieldsOf({ ':status': status, ...override?.headers, 'content-type': 'application/json', 'content-length': body.length, 'x-isthmus-error': code }), false);
-  stream.write(body, true);
 }
 
 async function proxyStream(deps: OutboundDeps, caller: CallerStream, headers: IncomingHttpHeaders, fixed?: MeshTarget): Promise<void> {

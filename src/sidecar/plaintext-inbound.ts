@@ -5,7 +5,7 @@ import type { Server as TlsServer } from 'node:tls';
 import { Duplex } from 'node:stream';
 import { sniffPreface } from './h2-preface.js';
 import { FirstHeads } from './protocol-sniff.js';
-import type { OnDemandH2Server } from './http2-on-demand.js';
+import type { H2Acceptor } from './protocol-sniff.js';
 
 /** The first byte of every TLS connection: a handshake record (RFC 8446 §5.1, content type 22). */
 const tlsHandshake = 0x16;
@@ -68,7 +68,7 @@ export function acceptPlaintextWhen(server: TlsServer, permissive: () => boolean
  * clients send it) goes to `h2`, anything else to `plain` (HTTP/1.1), whose first head is timed
  * (protocol-sniff.ts, FirstHeads).
  */
-export function acceptPlaintextHttpWhen(https: HttpsServer, plain: HttpServer, h2: OnDemandH2Server, permissive: () => boolean, firstBytesTimeoutMs: number): void {
+export function acceptPlaintextHttpWhen(https: HttpsServer, plain: HttpServer, h2: H2Acceptor, permissive: () => boolean, firstBytesTimeoutMs: number): void {
   const firstHeads = new FirstHeads(plain, firstBytesTimeoutMs);
   acceptPlaintextWhen(https, permissive, firstBytesTimeoutMs, (seen) => {
     const protocol = sniffPreface(seen);

@@ -2,18 +2,31 @@ import { createServer, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { h2Preface } from './h2-preface.js';
-import { OnDemandH2Server } from './http2-on-demand.js';
-import { servePriorKnowledgeH2 } from './protocol-sniff.js';
+import { H2Connection } from '../h2/connection.js';
+import { servePriorKnowledgeH2, type H2Acceptor } from './protocol-sniff.js';
 
 let http1: Server;
-let h2: OnDemandH2Server;
+let h2: H2Acceptor;
+let accepted = 0;
 let port: number;
 const sockets: Socket[] = [];
 
 // A real HTTP/1.1 server sharing its port with a real HTTP/2 one, as the outbound proxy does.
 beforeEach(async () => {
   http1 = createServer((req, res) => res.end(`http1 ${req.method} ${req.url}`));
-  h2 = new OnDemandH2Server((server) => server.on('stream', (stream) => { stream.respond({ ':status': 200 }); stream.end('h2'); }));
+  const connections: H2Connection[] = [];
+  accepted = 0;
+  h2 = {
+    accept: (socket) => (accepted += 1) && connections.push(new H2Connection(socket, {
+      role: 'server',
+      onStream: (stream) => {
+        stream.attach({ onHeaders: () => undefined, onData: (st, piece) => st.consumed(piece.length), onClose: () => undefined });
+        stream.sendHeaders([':status', '200'], false);
+        stream.write(Buffer.from('h2'), true);
+      },
+    })),
+    destroySessions: () => { for (const c of connections) c.destroy(); },
+  };
   servePriorKnowledgeH2(http1, h2, 300);
   await new Promise<void>((resolve) => http1.listen(0, '127.0.0.1', resolve));
   port = (http1.address() as AddressInfo).port;
@@ -55,12 +68,12 @@ test('the HTTP/2 preface arriving in two pieces still reaches the HTTP/2 server,
   expect(received[3]).toBe(0x4); // frame type SETTINGS (RFC 9113 §6.5)
 });
 
-test('the HTTP/2 server is made by the first connection that sends the preface, not by HTTP/1.1 ones', async () => {
+test('only a connection that sends the preface reaches the HTTP/2 side; HTTP/1.1 ones never do', async () => {
   const { received } = await exchange([Buffer.from('GET /x HTTP/1.1\r\nhost: a\r\n\r\n')], (r) => r.includes('http1 GET /x'));
   expect(received.toString()).toContain('http1 GET /x');
-  expect(h2.made).toBeUndefined();
+  expect(accepted).toBe(0);
   await exchange([Buffer.concat([h2Preface, emptySettings])], (r) => r.length >= 9);
-  expect(h2.made).toBeDefined();
+  expect(accepted).toBe(1);
 });
 
 test('an HTTP/1.1 request whose first byte looks like the preface is served by the HTTP/1.1 server, bytes intact', async () => {
@@ -88,7 +101,7 @@ describe('an HTTP/1.1 server that is handed its sockets (a fixed listener whose 
 
   beforeEach(async () => {
     handed = createServer((req, res) => res.end(`handed ${req.url}`));
-    servePriorKnowledgeH2(handed, new OnDemandH2Server(() => undefined), 300);
+    servePriorKnowledgeH2(handed, { accept: (socket) => socket.destroy(), destroySessions: () => undefined }, 300);
     front = createNetServer((socket) => handed.emit('connection', socket));
     await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
   });

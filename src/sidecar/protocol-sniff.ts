@@ -5,7 +5,6 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { alsoOnCloseAll } from '../core/open-sockets.js';
 import { sniffPreface } from './h2-preface.js';
-import type { OnDemandH2Server } from './http2-on-demand.js';
 import { timesOwnHeads } from './h1-server.js';
 import { answerHeadTimeout } from './request-head-timeout.js';
 
@@ -104,7 +103,7 @@ export function servePriorKnowledgeH2(http1: HttpServer, h2: H2Acceptor, firstBy
  * 'secureConnection' listener is taken and called for connections that did not choose h2; the
  * h2 ones are injected into the HTTP/2 server through its documented 'connection' event.
  */
-export function serveAlpnH2(https: HttpsServer, h2: OnDemandH2Server): void {
+export function serveAlpnH2(https: HttpsServer, h2: H2Acceptor): void {
   const [http1Accept] = https.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
   if (!http1Accept) throw new Error('the HTTPS server has no connection handler to share');
   https.removeListener('secureConnection', http1Accept);

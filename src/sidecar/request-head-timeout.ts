@@ -1,39 +1,18 @@
-import type { Http2Server, Http2SecureServer } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { channels, type RequestRefusedMessage } from '../core/channels.js';
 import type { H1Request, H1Response } from './h1-server.js';
 import { errorResponse } from './http-head.js';
-import { NGHTTP2_NO_ERROR } from './h2-codes.js';
 
+/**
+ * `timeouts.requestHeaders` for HTTP/1.1: Node's server measures it (`headersTimeout`, from a
+ * connection's start or a request's first byte) and reports ERR_HTTP_REQUEST_TIMEOUT; the caller
+ * gets 408 with the code. HTTP/2 connections (outbound-h2.ts, inbound-h2.ts) must open their first
+ * stream within the same time, or are closed with GOAWAY (NO_ERROR, last-stream-id 0: nothing was
+ * processed) whose debug data names the code.
+ */
 const code = 'ISTHMUS_ERR_DATAPLANE_REQUEST_HEADERS_TIMEOUT';
 const malformed = 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED';
 const unsupported = 'ISTHMUS_ERR_DATAPLANE_PROTOCOL_UNSUPPORTED';
-
-/**
- * `timeouts.requestHeaders` for both protocols a listener speaks, with one named error.
- *
- * HTTP/1.1: Node's server measures it (`headersTimeout`, from a connection's start or a request's
- * first byte) and reports ERR_HTTP_REQUEST_TIMEOUT; the caller gets 408 with the code.
- *
- * HTTP/2: Node's server has no such limit, and it hands a stream over only once its whole header
- * block has arrived. So a new session must open its first stream within the same time, as a new
- * HTTP/1.1 connection must send its first head; one that does not is closed with GOAWAY
- * (NO_ERROR, last-stream-id 0: nothing was processed) whose debug data names the code. Later
- * heads on a session that is in use are not timed: Node does not say when one has begun, and a
- * silent session is closed by `timeouts.connectionIdle`.
- */
-export function limitFirstRequestHead(h2: Http2Server | Http2SecureServer, ms: number): void {
-  h2.on('session', (session) => {
-    const timer = setTimeout(() => {
-      if (session.closed || session.destroyed) return;
-      session.goaway(NGHTTP2_NO_ERROR, 0, Buffer.from(`${code}: no request head within ${ms} ms (timeouts.requestHeaders)`));
-      session.close();
-    }, ms);
-    const clear = () => clearTimeout(timer);
-    session.once('stream', clear);
-    session.once('close', clear);
-  });
-}
 
 /**
  * An HTTP/1.1 server's `clientError`: a head that took too long gets 408, bytes that are not

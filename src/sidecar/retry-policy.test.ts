@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { RetryCondition } from '../model/resilience-policy.js';
-import { failureKind, h2StreamUnprocessed, mayRepeatEndpoint, retriedAnswerCode, shouldRetry, type FailureKind, type H2StreamEnd } from './retry-policy.js';
+import { failureKind, mayRepeatEndpoint, retriedAnswerCode, shouldRetry, type FailureKind } from './retry-policy.js';
 
 // Which error × which method × body state → retry? Every combination, written out.
 const table: [FailureKind, string, boolean, boolean][] = [
@@ -63,25 +63,6 @@ describe('mayRepeatEndpoint', () => {
     ['unprocessed', true], ['connect', false], ['reset', false], ['timeout', false], ['response', false],
   ] as [FailureKind, boolean][])('after %s → %s', (failure, expected) => {
     expect(mayRepeatEndpoint(failure)).toBe(expected);
-  });
-});
-
-describe('h2StreamUnprocessed (RFC 9113 §8.7)', () => {
-  // rstCode: 0 NO_ERROR, 2 INTERNAL_ERROR, 7 REFUSED_STREAM, 8 CANCEL, 11 ENHANCE_YOUR_CALM
-  const table: [string, H2StreamEnd, boolean][] = [
-    ['RST_STREAM REFUSED_STREAM', { rstCode: 7, streamId: 3, goawayLastStreamId: undefined }, true],
-    ['RST_STREAM CANCEL', { rstCode: 8, streamId: 3, goawayLastStreamId: undefined }, false],
-    ['RST_STREAM INTERNAL_ERROR', { rstCode: 2, streamId: 3, goawayLastStreamId: undefined }, false],
-    ['closed with NO_ERROR and no GOAWAY', { rstCode: 0, streamId: 3, goawayLastStreamId: undefined }, false],
-    ['GOAWAY NO_ERROR below the stream (Node closes it REFUSED_STREAM)', { rstCode: 7, streamId: 3, goawayLastStreamId: 1 }, true],
-    ['GOAWAY with an error code below the stream (Node reports the session error)', { rstCode: 11, streamId: 3, goawayLastStreamId: 1 }, true],
-    ['GOAWAY with last-stream-id 0: nothing was processed', { rstCode: 2, streamId: 1, goawayLastStreamId: 0 }, true],
-    ['GOAWAY at the stream: it may have been processed', { rstCode: 11, streamId: 3, goawayLastStreamId: 3 }, false],
-    ['GOAWAY above the stream', { rstCode: 2, streamId: 3, goawayLastStreamId: 5 }, false],
-    ['never sent (no stream id)', { rstCode: undefined, streamId: undefined, goawayLastStreamId: undefined }, true],
-  ];
-  test.each(table)('%s → %s', (_name, end, expected) => {
-    expect(h2StreamUnprocessed(end)).toBe(expected);
   });
 });
 

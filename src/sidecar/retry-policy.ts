@@ -95,7 +95,7 @@ const connectCodes = new Set([
 export const retriedAnswerCode = 'ISTHMUS_RETRIED_ANSWER';
 
 // Raised when a stream could not even be opened (the session was closing or gone), and our own
-// code for a stream the destination refused unprocessed (h2StreamUnprocessed).
+// code for a stream the destination refused unprocessed (src/h2/connection.ts reports it so).
 const unprocessedCodes = new Set(['ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_INVALID_SESSION', 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED']);
 const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
@@ -122,24 +122,4 @@ export function mayRepeatEndpoint(failure: FailureKind, byPolicy = false): boole
 }
 
 /** RST_STREAM's REFUSED_STREAM error code (RFC 9113 §7). */
-const refusedStream = 0x7;
 
-export interface H2StreamEnd {
-  /** The stream's RST_STREAM code as Node reports it (`rstCode`); undefined while it is open. */
-  rstCode: number | undefined;
-  /** The stream id, undefined when the stream was never sent. */
-  streamId: number | undefined;
-  /** The last-stream-id of a GOAWAY the session received, undefined without one. */
-  goawayLastStreamId: number | undefined;
-}
-
-/**
- * Did an HTTP/2 stream that ended with no response head provably go unprocessed (RFC 9113 §8.7)?
- * Node reports a GOAWAY with an error code as a session error on every stream, so the
- * last-stream-id is compared here rather than trusting the stream's own code.
- */
-export function h2StreamUnprocessed(end: H2StreamEnd): boolean {
-  if (end.streamId === undefined) return true;
-  if (end.rstCode === refusedStream) return true;
-  return end.goawayLastStreamId !== undefined && end.streamId > end.goawayLastStreamId;
-}

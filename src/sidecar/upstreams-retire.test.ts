@@ -106,24 +106,27 @@ describe('connections to addresses that left the catalog', () => {
     }
   });
 
-  test('an HTTP/2 session to a gone address finishes its open stream, then closes; a new stream opens a new session', async () => {
+  test('an HTTP/2 connection to a gone address finishes its open stream, then closes; a new stream opens a new connection', async () => {
     const pools = new Upstreams(() => clientContext(pki), { idleMs: 60_000 });
     try {
-      const session = await pools.h2Session(keyOf(h2Address));
-      const stream = session.request({ ':path': '/?ms=800' });
+      const connection = await pools.h2Connection(keyOf(h2Address));
       let body = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (c: string) => { body += c; });
-      const ended = new Promise<void>((resolve, reject) => { stream.on('end', resolve); stream.on('error', reject); });
+      const ended = new Promise<number>((resolve) => {
+        connection.request([':method', 'GET', ':scheme', 'https', ':path', '/?ms=800', ':authority', 'x'], true, {
+          onHeaders: () => undefined,
+          onData: (stream, piece) => { body += piece.toString('utf8'); stream.consumed(piece.length); },
+          onClose: (_stream, code) => resolve(code),
+        });
+      });
       await new Promise((r) => setTimeout(r, 50));
       pools.retireExcept(new Set());
-      // Closed gracefully: the session waits for its stream instead of cutting it.
-      expect(session.destroyed).toBe(false);
-      await ended;
+      // Closed gracefully: it takes no new stream, and waits for its stream instead of cutting it.
+      expect(connection.usable).toBe(false);
+      expect(await ended).toBe(0);
       expect(body).toBe('answered over h2');
-      expect(await waitUntil(() => session.closed || session.destroyed, 2000)).toBe(true);
-      const next = await pools.h2Session(keyOf(h2Address));
-      expect(next).not.toBe(session);
+      expect(await waitUntil(() => connection.activeStreams === 0, 2000)).toBe(true);
+      const next = await pools.h2Connection(keyOf(h2Address));
+      expect(next).not.toBe(connection);
     } finally {
       await pools.close();
     }

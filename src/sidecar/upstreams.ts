@@ -1,11 +1,8 @@
-import type { ClientHttp2Session } from 'node:http2';
-import { http2 } from './http2-on-demand.js';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import { IsthmusError } from '../core/errors.js';
 import { breakerVerdict, tunnelVerdict, type BreakerLimits } from '../model/circuit-breaker.js';
 import { defaultTimeouts } from './timeouts.js';
 import { checkDestination } from './peer-identity.js';
-import { H2Sessions } from './h2-sessions.js';
 import { H2ClientConnections } from '../h2/client-connections.js';
 import type { H2Connection } from '../h2/connection.js';
 import { UpstreamPool } from './upstream-pool.js';
@@ -51,8 +48,7 @@ export class Upstreams {
   private readonly streams = new Map<string, number>();
   /** WebSocket and CONNECT tunnels open per key, counted only for services with a CircuitBreaker's maxConnections. */
   private readonly tunnels = new Map<string, number>();
-  private sessions: H2Sessions;
-  /** The same, on Isthmus's own HTTP/2 (src/h2/): the outbound's HTTP/2 streams use these. */
+  /** One kept HTTP/2 connection per (address, SNI), on Isthmus's own HTTP/2 (src/h2/), for requests that arrived as HTTP/2. */
   private h2Connections: H2ClientConnections;
   private readonly connections: number;
   private readonly maxConnecting: number;
@@ -64,7 +60,6 @@ export class Upstreams {
     this.maxConnecting = options.maxConnecting ?? 2;
     this.connectTimeoutMs = options.connectTimeoutMs ?? defaultTimeouts.connectMs;
     this.idleMs = options.idleMs ?? 60_000;
-    this.sessions = new H2Sessions(this.idleMs);
     this.h2Connections = new H2ClientConnections(this.idleMs);
   }
 
@@ -104,22 +99,7 @@ export class Upstreams {
   }
 
   /**
-   * The HTTP/2 session to `key`: the same TLS as the pools (our certificate, the mesh SNI, the
-   * catalog's identities) with ALPN `h2`, so that the destination sidecar serves it as HTTP/2.
-   * Through a gateway too: it passes TLS through by SNI, and ALPN is between the two sidecars.
-   */
-  h2Session(key: UpstreamKey): Promise<ClientHttp2Session> {
-    return this.sessions.get(key.id, () => http2().connect(`https://${key.address}`, {
-      createConnection: () => {
-        const socket = tlsConnect({ ...this.tlsOptions(key), ALPNProtocols: ['h2'] });
-        socket.setNoDelay(true);
-        return socket;
-      },
-    }), this.connectTimeoutMs);
-  }
-
-  /**
-   * The kept HTTP/2 connection to `key` on Isthmus's own HTTP/2, with the same TLS as h2Session
+   * The kept HTTP/2 connection to `key` on Isthmus's own HTTP/2, with the same TLS as the pools
    * (our certificate, the mesh SNI, the catalog's identities checked in the handshake) and ALPN
    * `h2`. Rejects with the connection's own error (its code tells retry-policy.ts it was a
    * connect failure) or after the connect timeout.
@@ -217,7 +197,6 @@ export class Upstreams {
     const err = () => Object.assign(new Error(`connection to ${address} closed: ${why}`), { code: upstreamUnhealthyCode });
     const at = (id: string) => addressOf(id) === address;
     for (const pool of this.takePools(at)) void pool.destroy(err()).catch(() => undefined);
-    this.sessions.destroyWhere(at, err());
     this.h2Connections.destroyWhere(at);
   }
 
@@ -233,7 +212,6 @@ export class Upstreams {
     const gone = (id: string) => !routable.has(addressOf(id));
     const retired = this.takePools(gone);
     for (const pool of retired) void pool.close().catch(() => undefined);
-    this.sessions.closeWhere(gone);
     this.h2Connections.closeWhere(gone);
     return retired.length;
   }
@@ -254,15 +232,12 @@ export class Upstreams {
     this.contextOf = secureContext;
     const old = [...this.pools.values()];
     this.pools.clear();
-    this.sessions.closeAll(true);
-    this.sessions = new H2Sessions(this.idleMs);
     this.h2Connections.closeAll(true);
     this.h2Connections = new H2ClientConnections(this.idleMs);
     for (const pool of old) void pool.close().catch(() => undefined);
   }
 
   async close(): Promise<void> {
-    this.sessions.closeAll(false);
     this.h2Connections.closeAll(false);
     await Promise.all([...this.pools.values()].map((p) => p.destroy()));
     this.pools.clear();
