@@ -174,6 +174,22 @@ describe('H2Connection as a server, with node:http2 as the client', () => {
     expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.enhanceYourCalm);
   });
 
+  it('ends the connection with INTERNAL_ERROR when a stream handler throws, and tells onClose why, instead of throwing out of the socket\'s read', async () => {
+    const closes: (Error | undefined)[] = [];
+    const server = createServer((socket) => new H2Connection(socket, {
+      role: 'server',
+      onStream: () => { throw new Error('a bug in the handler'); },
+      onClose: (err) => closes.push(err),
+    }));
+    const port = await listen(server);
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const raw = await rawH2Client(port, cleanups);
+    raw.socket.write(headerFrames(1, new HpackEncoder().encode([':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'x']), true, 16_384));
+    await waitFor(() => raw.closed);
+    expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.internalError);
+    expect(closes.map((e) => [e?.message, (e as Error & { cause?: Error })?.cause?.message])).toEqual([['a stream handler failed: a bug in the handler', 'a bug in the handler']]);
+  });
+
   it('ends a connection that does not open with the HTTP/2 preface with GOAWAY PROTOCOL_ERROR', async () => {
     const { port } = await ourServer((s, h, e) => echo(s, h, e));
     const raw = await rawH2Client(port, cleanups, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));

@@ -84,7 +84,12 @@ export function replyOwnH2(stream: H2Stream, code: ErrorCode, message: string, g
 export class H2Listener {
   private readonly connections = new Set<H2Connection>();
 
-  constructor(private readonly limits: { requestHeadersMs: number; idleMs: number }, private readonly onStream: (socket: Duplex, stream: H2Stream, head: HeaderBlock, endStream: boolean) => void) {}
+  /** `failed`: a connection ended by a failure of the sidecar's own code (a stream handler threw), which must not pass unseen. */
+  constructor(
+    private readonly limits: { requestHeadersMs: number; idleMs: number },
+    private readonly onStream: (socket: Duplex, stream: H2Stream, head: HeaderBlock, endStream: boolean) => void,
+    private readonly failed?: (err: Error) => void,
+  ) {}
 
   accept(socket: Duplex): void {
     let first = true;
@@ -97,9 +102,10 @@ export class H2Listener {
         }
         this.onStream(socket, stream, head, endStream);
       },
-      onClose: () => {
+      onClose: (err) => {
         clearTimeout(headTimer);
         this.connections.delete(connection);
+        if (err && (err as Error & { cause?: unknown }).cause !== undefined) this.failed?.(err);
       },
     });
     this.connections.add(connection);

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http2';
 import { PassThrough, type Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
@@ -32,7 +31,8 @@ type Controller = Dispatcher.DispatchController;
  */
 export class OwnInboundH2 extends H2Listener {
   constructor(inbound: Inbound, keptMs: number) {
-    super({ requestHeadersMs: inbound.timeouts.requestHeadersMs, idleMs: keptMs }, (socket, stream, head, endStream) => forwardStream(inbound, socket, stream, head, endStream));
+    super({ requestHeadersMs: inbound.timeouts.requestHeadersMs, idleMs: keptMs }, (socket, stream, head, endStream) => forwardStream(inbound, socket, stream, head, endStream),
+      (err) => inbound.logger.error({ err: err.message }, 'an HTTP/2 connection from another sidecar ended on a failure of the sidecar'));
   }
 }
 
@@ -235,5 +235,3 @@ export class OwnH2ResponseRelay implements Dispatcher.DispatchHandler {
     else if (!this.stream.closed) this.stream.reset(h2Error.internalError);
   }
 }
-
-export type { IncomingHttpHeaders };

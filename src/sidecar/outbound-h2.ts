@@ -31,7 +31,8 @@ import { inboundReportHeader, traceHeader } from './trace.js';
 export class OwnOutboundH2 extends H2Listener {
   constructor(private readonly deps: OutboundDeps, private readonly fixedTarget?: MeshTarget) {
     // An idle connection from the app is closed as an HTTP/1.1 keep-alive one would be.
-    super({ requestHeadersMs: deps.timeouts.requestHeadersMs, idleMs: deps.timeouts.connectionIdleMs }, (_socket, stream, head, endStream) => this.stream(stream, head, endStream));
+    super({ requestHeadersMs: deps.timeouts.requestHeadersMs, idleMs: deps.timeouts.connectionIdleMs }, (_socket, stream, head, endStream) => this.stream(stream, head, endStream),
+      (err) => deps.logger.error({ err: err.message }, 'an HTTP/2 connection from the app ended on a failure of the sidecar'));
   }
 
   private stream(stream: H2Stream, head: HeaderBlock, endStream: boolean): void {
