@@ -1,7 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
-import { h2Error } from '../h2/frames.js';
 import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream } from '../h2/stream.js';
 import { applyHeaderChanges } from '../model/traffic-policy.js';
