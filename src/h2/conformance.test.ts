@@ -112,6 +112,16 @@ describe('H2Connection answers the peer errors RFC 9113 names', () => {
     expect(raw.frames.find((f) => f.type === frameType.goaway)).toBeUndefined();
   });
 
+  it('§6.5.3 ends a connection whose peer never acknowledges its SETTINGS with SETTINGS_TIMEOUT', async () => {
+    const connections: H2Connection[] = [];
+    const listener = createServer((socket) => connections.push(new H2Connection(socket, { role: 'server', settings: { settingsTimeoutMs: 200 }, onStream: () => undefined })));
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => { for (const c of connections) c.destroy(); listener.close(() => resolve()); }));
+    const raw = await rawH2Client((listener.address() as AddressInfo).port, cleanups, undefined, false);
+    await waitFor(() => raw.closed);
+    expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.settingsTimeout);
+  });
+
   it('§5.1 ignores frames that crossed its own RST_STREAM, and goes on serving', async () => {
     const port = await server({ maxConcurrentStreams: 1 });
     const raw = await rawH2Client(port, cleanups);

@@ -15,6 +15,8 @@ export interface LocalSettings {
   maxHeaderListSize: number;
   /** The connection's receive window, over all streams (opened with a WINDOW_UPDATE after SETTINGS). */
   connectionWindowSize: number;
+  /** How long the peer has to acknowledge this side's SETTINGS before the connection ends with SETTINGS_TIMEOUT (RFC 9113 §6.5.3). */
+  settingsTimeoutMs: number;
 }
 
 /**
@@ -25,6 +27,7 @@ export interface LocalSettings {
  */
 export const defaultLocalSettings: LocalSettings = {
   maxConcurrentStreams: 1000, initialWindowSize: 256 * 1024, maxHeaderListSize: 64 * 1024, connectionWindowSize: 8 * 1024 * 1024,
+  settingsTimeoutMs: 10_000,
 };
 
 /** Every peer's settings until its SETTINGS frame says otherwise (RFC 9113 §6.5.2). */
@@ -104,6 +107,7 @@ export class H2Connection implements FrameSink, StreamOwner {
   /** The DATA frame being read: its flow-control length and the octets handed on from it. */
   private dataLength = 0;
   private dataDelivered = 0;
+  private settingsTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly socket: Duplex, private readonly options: H2ConnectionOptions) {
     this.role = options.role;
@@ -120,6 +124,10 @@ export class H2Connection implements FrameSink, StreamOwner {
       setting.maxHeaderListSize, this.local.maxHeaderListSize,
     ]));
     if (this.local.connectionWindowSize > defaultWindow) this.queue(windowUpdateFrame(0, this.local.connectionWindowSize - defaultWindow));
+    this.settingsTimer = setTimeout(() => {
+      this.fail(new H2ConnectionError(h2Error.settingsTimeout, `the peer did not acknowledge this side's SETTINGS within ${this.local.settingsTimeoutMs} ms`));
+    }, this.local.settingsTimeoutMs);
+    this.settingsTimer.unref();
     socket.on('data', (chunk: Buffer) => this.read(chunk));
     socket.on('drain', () => this.drained());
     socket.on('error', (err: Error) => this.end(err));
@@ -342,6 +350,7 @@ export class H2Connection implements FrameSink, StreamOwner {
   settings(ack: boolean, entries: number[]): void {
     if (ack) {
       if (!this.peerSettingsSeen) throw new H2ConnectionError(h2Error.protocolError, 'a SETTINGS acknowledgement before the peer\'s SETTINGS');
+      clearTimeout(this.settingsTimer);
       return;
     }
     this.peerSettingsSeen = true;
@@ -580,6 +589,7 @@ export class H2Connection implements FrameSink, StreamOwner {
       this.queue(goawayFrame(this.lastPeerStream, err.code, err.message));
     }
     this.closedWith = err;
+    clearTimeout(this.settingsTimer);
     for (const stream of [...this.streams.values()]) this.finish(stream, err.code, false);
     for (const { stream } of this.queued.splice(0)) this.finish(stream, err.code, true);
     this.socket.end();
@@ -592,6 +602,7 @@ export class H2Connection implements FrameSink, StreamOwner {
   private end(err: Error | undefined): void {
     if (this.closedWith !== undefined) return;
     this.closedWith = err ?? null;
+    clearTimeout(this.settingsTimer);
     const code = h2Error.cancel;
     for (const stream of [...this.streams.values()]) this.finish(stream, code, false);
     for (const { stream } of this.queued.splice(0)) this.finish(stream, code, true);
