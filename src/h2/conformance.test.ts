@@ -112,6 +112,15 @@ describe('H2Connection answers the peer errors RFC 9113 names', () => {
     expect(raw.frames.find((f) => f.type === frameType.goaway)).toBeUndefined();
   });
 
+  it('ends a connection that floods empty DATA frames with ENHANCE_YOUR_CALM (CVE-2019-9518)', async () => {
+    const port = await server();
+    const raw = await rawH2Client(port, cleanups);
+    const e = encoder();
+    raw.socket.write(Buffer.concat([get(e, 1, false), ...Array.from({ length: 1200 }, () => dataFrameHeader(1, 0, false))]));
+    await waitFor(() => raw.closed);
+    expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.enhanceYourCalm);
+  });
+
   it('§6.5.3 ends a connection whose peer never acknowledges its SETTINGS with SETTINGS_TIMEOUT', async () => {
     const connections: H2Connection[] = [];
     const listener = createServer((socket) => connections.push(new H2Connection(socket, { role: 'server', settings: { settingsTimeoutMs: 200 }, onStream: () => undefined })));

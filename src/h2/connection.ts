@@ -264,6 +264,9 @@ export class H2Connection implements FrameSink, StreamOwner {
   }
 
   dataEnd(streamId: number, endStream: boolean): void {
+    // An empty DATA frame that does not end its stream carries nothing: a flood of them costs this
+    // side work for no data (CVE-2019-9518, "empty frames"). The same budget as resets.
+    if (this.dataLength === 0 && !endStream) this.spend('empty DATA frames');
     const stream = this.streams.get(streamId);
     // Padding is never handed on: credit it at once.
     const padding = this.dataLength - this.dataDelivered;
@@ -343,7 +346,7 @@ export class H2Connection implements FrameSink, StreamOwner {
     this.expectSettings();
     const stream = this.streamFor(streamId, 'RST_STREAM');
     if (!stream) return;
-    if (this.role === 'server') this.countReset();
+    if (this.role === 'server') this.spend('streams reset by the peer (a rapid-reset flood)');
     this.finish(stream, code, code === h2Error.refusedStream);
   }
 
@@ -563,12 +566,13 @@ export class H2Connection implements FrameSink, StreamOwner {
     if (this.recentlyClosed.size > 1000) this.recentlyClosed.delete(this.recentlyClosed.keys().next().value as number);
   }
 
-  private countReset(): void {
+  /** One frame that costs work for nothing: resets by the peer, empty DATA frames. Past the budget the connection ends with ENHANCE_YOUR_CALM. */
+  private spend(what: string): void {
     const now = Date.now();
     this.resetTokens = Math.min(resetBurst, this.resetTokens + ((now - this.resetRefilledAt) / 1000) * resetRefillPerSecond);
     this.resetRefilledAt = now;
     this.resetTokens -= 1;
-    if (this.resetTokens < 0) throw new H2ConnectionError(h2Error.enhanceYourCalm, 'streams reset faster than this side allows (a rapid-reset flood)');
+    if (this.resetTokens < 0) throw new H2ConnectionError(h2Error.enhanceYourCalm, `${what}, faster than this side allows`);
   }
 
   /** After GOAWAY either way, the connection ends once its last stream has. */
