@@ -5,8 +5,6 @@ import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket 
 import { afterEach, describe, expect, it } from 'vitest';
 import { rawH2Client, waitFor } from '../../test/helpers/h2-raw.js';
 import { serverTls, testPki } from '../../test/helpers/sidecar-fixtures.js';
-import * as grpc from '@grpc/grpc-js';
-import { EchoClient, startGrpcEchoInstance, type EchoReply } from '../dev/grpc-echo.js';
 import { H2Connection } from './connection.js';
 import { dataFrameHeader, frameType, h2Error, headerFrames, rstStreamFrame } from './frames.js';
 import { HpackEncoder, type HeaderBlock } from './hpack.js';
@@ -295,80 +293,6 @@ describe('H2Connection as a client, with node:http2 as the server', () => {
     await waitFor(() => refused.got.closed && failed.got.closed);
     expect([refused.got.code, refused.got.unprocessed]).toEqual([h2Error.refusedStream, true]);
     expect([failed.got.code, failed.got.unprocessed]).toEqual([h2Error.internalError, false]);
-  });
-});
-
-describe('gRPC relayed through two H2Connections (grpc-js client → ours as server → ours as client → grpc-js server)', () => {
-  /** A relay of the kind the sidecar will run: streams paired, data passed on as it comes, credited once written. */
-  async function relay(upstreamPort: number) {
-    const upSocket = await new Promise<Socket>((resolve) => { const s = netConnect(upstreamPort, '127.0.0.1', () => resolve(s)); });
-    upSocket.setNoDelay(true);
-    const upstream = new H2Connection(upSocket, { role: 'client' });
-    cleanups.push(() => upstream.destroy());
-    const pass = (to: () => H2Stream | undefined): Pick<StreamHandler, 'onData' | 'onClose'> => ({
-      onData: (s, piece, end) => {
-        const target = to();
-        if (!target) return;
-        if (piece.length > 0 || end) target.write(Buffer.from(piece), end);
-        s.consumed(piece.length);
-      },
-      onClose: (_s, code) => { if (code !== 0) to()?.reset(code); },
-    });
-    return ourServer((down, head, endStream) => {
-      let up: H2Stream | undefined;
-      down.attach({
-        ...pass(() => up),
-        onHeaders: (_s, trailers) => up?.end(trailers.fields),
-      });
-      up = upstream.request(head.fields, endStream, {
-        ...pass(() => down),
-        onHeaders: (_s, block, end, kind) => {
-          if (kind === 'trailers') down.end(block.fields);
-          else if (kind === 'head') down.sendHeaders(block.fields, end);
-        },
-      });
-    });
-  }
-
-  it('carries unary calls, an error status with trailer metadata, a bidirectional stream and a cancel', async () => {
-    const app = await startGrpcEchoInstance({ service: 'grpc-echo', cluster: 'east', zone: 'a', instance: 'echo-1', host: '127.0.0.1', port: 0 });
-    cleanups.push(() => app.close());
-    const { port } = await relay(Number(app.address.split(':')[1]));
-    const client = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as {
-      Echo: (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, reply: EchoReply) => void) => void;
-      EchoStream: () => grpc.ClientDuplexStream<unknown, EchoReply>;
-      close: () => void;
-    };
-    cleanups.push(() => client.close());
-
-    const unary = (message: string, md = new grpc.Metadata()) => new Promise<{ err: grpc.ServiceError | null; reply: EchoReply }>((resolve) => client.Echo({ message }, md, (err, reply) => resolve({ err, reply })));
-    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => unary(`m${i}`)));
-    replies.forEach((r, i) => {
-      expect(r.err).toBeNull();
-      expect(r.reply.message).toBe(`m${i}`);
-    });
-
-    const md = new grpc.Metadata();
-    md.set('x-echo-status', '5');
-    const failed = await unary('not here', md);
-    expect(failed.err?.code).toBe(grpc.status.NOT_FOUND);
-    expect(failed.err?.details).toBe('not here');
-    expect(failed.err?.metadata.get('x-echo-where')).toEqual(['east/echo-1']);
-
-    const call = client.EchoStream();
-    const streamed: string[] = [];
-    call.on('data', (r: EchoReply) => streamed.push(r.message));
-    for (let i = 0; i < 100; i += 1) call.write({ message: `s${i}` });
-    call.end();
-    await new Promise((resolve) => call.on('end', resolve));
-    expect(streamed).toEqual(Array.from({ length: 100 }, (_, i) => `s${i}`));
-
-    const cancelled = client.EchoStream();
-    cancelled.on('error', () => undefined);
-    cancelled.write({ message: 'first' });
-    await new Promise((resolve) => cancelled.once('data', resolve));
-    cancelled.cancel();
-    await waitFor(async () => (await unary('count')).reply.cancelledStreams === 1);
   });
 });
 

@@ -125,3 +125,20 @@ export class H2Listener {
     for (const connection of this.connections) connection.destroy();
   }
 }
+
+/** A field's value in a decoded block (the first, if repeated), without building an object. */
+export function fieldOf(block: HeaderBlock, name: string): string | undefined {
+  for (let i = 0; i < block.fields.length; i += 2) if (block.fields[i] === name) return block.fields[i + 1];
+  return undefined;
+}
+
+/** What relayStream tells the caller's telemetry: the answer's grpc-status (head or trailers) and, while an access log reads them, its body's bytes. */
+export function exchangeNotes(exchange: H2Exchange | undefined) {
+  if (!exchange) return {};
+  const note = (block: HeaderBlock) => exchange.noteGrpcStatus({ 'grpc-status': fieldOf(block, 'grpc-status') });
+  return {
+    onHead: note,
+    onTrailers: note,
+    onAnswerBytes: exchange.countsBytes ? (n: number) => { exchange.responseBytes += n; } : undefined,
+  };
+}

@@ -4,6 +4,7 @@ import { h2Error } from '../h2/frames.js';
 import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream, StreamHandler } from '../h2/stream.js';
 import type { CallerStream } from './h2-caller.js';
+import { fieldOf } from './h2-own-stream.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
 /**
@@ -44,11 +45,6 @@ export interface StreamForward {
   onTrailers?: (trailers: HeaderBlock) => void;
   onAnswerBytes?: (n: number) => void;
 }
-
-const fieldOf = (block: HeaderBlock, name: string): string | undefined => {
-  for (let i = 0; i < block.fields.length; i += 2) if (block.fields[i] === name) return block.fields[i + 1];
-  return undefined;
-};
 
 /** `fields` less the field named `drop` (and its never-indexed marks moved with the rest). */
 function without(block: HeaderBlock, drop: string | undefined): { fields: string[]; neverIndexed: number[] | undefined } {

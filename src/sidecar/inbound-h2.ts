@@ -9,7 +9,7 @@ import { grpcStatusOf, headWaitMs, isGrpc } from './grpc-status.js';
 import { CallerStream, type BodySink } from './h2-caller.js';
 import { trackH2Exchange, type H2Exchange } from './h2-exchange.js';
 import { bodiless, h2ForwardFields, h2RequestAsHttp1, http1ResponseAsH2 } from './h2-headers.js';
-import { exchangeStream, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
+import { exchangeNotes, exchangeStream, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
 import { relayStream } from './h2-stream-relay.js';
 import type { H1DispatchOptions } from './h1-connection.js';
 import type { Inbound } from './inbound.js';
@@ -115,15 +115,6 @@ function forwardStream(inbound: Inbound, socket: Duplex, stream: H2Stream, head:
     headersTimeout: timeouts.responseHeadersMs, bodyTimeout: timeouts.streamIdleMs, openEndedTimeout: timeouts.tunnelIdleMs,
   } as H1DispatchOptions, relay);
   relay.started.then(done, refuse);
-}
-
-function exchangeNotes(exchange: H2Exchange | undefined) {
-  if (!exchange) return {};
-  return {
-    onHead: (block: HeaderBlock) => exchange.noteGrpcStatus(headersOf(block.fields)),
-    onTrailers: (block: HeaderBlock) => exchange.noteGrpcStatus(headersOf(block.fields)),
-    onAnswerBytes: exchange.countsBytes ? (n: number) => { exchange.responseBytes += n; } : undefined,
-  };
 }
 
 /**

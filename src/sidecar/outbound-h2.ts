@@ -8,7 +8,7 @@ import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attem
 import { headWaitMs, isGrpc } from './grpc-status.js';
 import { CallerStream } from './h2-caller.js';
 import { trackH2Exchange } from './h2-exchange.js';
-import { exchangeStream, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
+import { exchangeNotes, exchangeStream, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
 import { h2ForwardFields } from './h2-headers.js';
 import { relayStream } from './h2-stream-relay.js';
 import type { OutboundDeps } from './outbound.js';
@@ -85,11 +85,7 @@ async function proxyStream(deps: OutboundDeps, caller: CallerStream, headers: In
   const fields = [':method', method, ':scheme', 'https', ':authority', host, ':path', path, ...fieldsOf(upstreamHeaders)];
   const { retry, breaker } = resilienceOf(deps.routing, resolved as ResolvedTarget, route);
   const responseHeadersMs = attemptTimeout(action?.timeoutMs ?? headWaitMs(deps.timeouts.responseHeadersMs, grpc ? headers['grpc-timeout'] : undefined), retry);
-  const notes = exchange ? {
-    onHead: (block: HeaderBlock) => exchange.noteGrpcStatus(headersOf(block.fields)),
-    onTrailers: (block: HeaderBlock) => exchange.noteGrpcStatus(headersOf(block.fields)),
-    onAnswerBytes: exchange.countsBytes ? (n: number) => { exchange.responseBytes += n; } : undefined,
-  } : {};
+  const notes = exchangeNotes(exchange);
 
   const outcome = await attemptEndpoints(deps.routing, {
     route, service, method, observer, retry, grpc, replayable: () => caller.replayable, gone: () => caller.closedCode !== undefined,
