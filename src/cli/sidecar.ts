@@ -25,7 +25,7 @@ export function registerSidecar(program: Command): void {
       const config = loadSidecarConfig(opts.config, opts);
       const logger = createLogger({ name: `isthmus-sidecar-${config.service}`, format: opts.logFormat, level: opts.logLevel });
       const { runSidecar } = await import('../sidecar/sidecar.js');
-      const running = await runSidecar(config, logger);
+      const running = await runSidecar(config, logger, { ownProcess: true });
       // SIGTERM (a pod being deleted) or Ctrl-C: callers' requests in flight finish first (timeouts.drain).
       await runUntilSignal(logger, async () => {
         await running.drain();

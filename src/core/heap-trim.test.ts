@@ -89,6 +89,25 @@ describe('HeapTrim', () => {
     expect([trim.runs, trim.skipped, calls]).toEqual([2, 1, 2]);
     trim.stop();
   });
+
+  it('runs a request made with always whatever the old generation grew (the young generation after load)', async () => {
+    const heap = 50_000_000;
+    const trim = new HeapTrim({ logger, settleMs: 5, minIntervalMs: 0, minGrowthBytes: 2_000_000, heapBytes: () => heap, collect: async () => undefined });
+    const settle = () => sleep(60);
+    trim.request('the first large catalog');
+    await settle();
+    trim.request('one change');
+    await settle();
+    expect([trim.runs, trim.skipped]).toEqual([1, 1]);
+    trim.request('young generation at 8 MB after load', { always: true });
+    await settle();
+    expect([trim.runs, trim.skipped]).toEqual([2, 1]);
+    // always holds for that request only.
+    trim.request('one more change');
+    await settle();
+    expect([trim.runs, trim.skipped]).toEqual([2, 2]);
+    trim.stop();
+  });
 });
 
 describe('lowMemoryCollection', () => {

@@ -62,6 +62,7 @@ export class HeapTrim {
   private notBefore = -Infinity;
   private running = false;
   private pendingReason: string | undefined;
+  private pendingAlways = false;
   private stopped = false;
   /** Trims run so far, and trims not run for too little growth (the tests read them). */
   runs = 0;
@@ -76,10 +77,15 @@ export class HeapTrim {
     this.log = opts.logger.child({ component: 'heap-trim' });
   }
 
-  /** Asks for a trim once things settle; `reason` goes into the log line. */
-  request(reason: string): void {
+  /**
+   * Asks for a trim once things settle; `reason` goes into the log line. With `always`, the
+   * trim runs whatever the old generation grew (the young generation or dead Buffers are what
+   * the caller saw grow).
+   */
+  request(reason: string, opts: { always?: boolean } = {}): void {
     if (this.stopped) return;
     this.pendingReason = reason;
+    if (opts.always) this.pendingAlways = true;
     this.schedule(this.settleMs);
   }
 
@@ -101,13 +107,15 @@ export class HeapTrim {
     if (this.stopped || this.pendingReason === undefined) return;
     if (this.running) return this.schedule(this.settleMs);
     const reason = this.pendingReason;
+    const always = this.pendingAlways;
     this.pendingReason = undefined;
-    await this.collectOnce(reason);
+    this.pendingAlways = false;
+    await this.collectOnce(reason, always);
   }
 
-  private async collectOnce(reason: string): Promise<void> {
+  private async collectOnce(reason: string, always: boolean): Promise<void> {
     const grown = this.afterLast === undefined ? undefined : this.heapBytes() - this.afterLast;
-    if (grown !== undefined && grown < this.minGrowthBytes) {
+    if (!always && grown !== undefined && grown < this.minGrowthBytes) {
       this.skipped += 1;
       this.log.debug({ reason, grownKb: Math.round(grown / 1024) }, 'heap grew too little since the last trim to be worth a pause');
       return;

@@ -1,22 +1,157 @@
-import { setFlagsFromString } from 'node:v8';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'node:v8';
 
 /**
- * The young generation of a sidecar or gateway, kept small while it starts.
+ * The young generation of a sidecar or gateway: small while it starts, allowed to grow under
+ * load up to a cap, and given back once the load is over.
  *
  * V8 doubles a semi-space whenever many objects survive a scavenge, which loading a module
  * graph and a sidecar's warm-up both do: a client sidecar sat at rest with a new space of
  * 8 MB committed (74 MB of RSS) until an idle collection gave it back later. Started with a
  * growth factor of 1, the same sidecar holds a new space of 1 MB and 67 MB of RSS at rest; the
  * objects that survive start-up are promoted to the old space, where they live anyway.
- *
  * bin/isthmus.js sets the factor to 1 for `isthmus sidecar` and `isthmus gateway` before anything
- * loads; `allowYoungGenerationGrowth()` sets V8's default (2) back once the process serves, so
- * that under load the young generation grows as before: kept at 1 it cost ~5% more CPU per
- * request at 1000 requests/s (docs/benchmarks.md, "What still holds the memory").
+ * loads.
+ *
+ * Once the process serves, `serve()` sets V8's default (2) back, so that under load the young
+ * generation grows: kept at 1 MB it cost ~5% more CPU per request at 1000 requests/s
+ * (docs/benchmarks.md, "What still holds the memory"). Left to itself V8 grows it up to 32 MB,
+ * which gRPC traffic reached within seconds (50 calls in flight keep their objects alive across
+ * scavenges) and kept long after the traffic stopped. So the growth stops at `capBytes`: after
+ * each collection the factor is set to 1 once one more doubling would pass the cap, and back to
+ * 2 when V8 has shrunk the space below it. `--max-semi-space-size` would do the same, but V8
+ * reads it only from node's command line, which a user's manifest owns.
+ *
+ * A young generation that grew, or Buffers that died, stay until the next collection, and an
+ * idle process does not collect: after a burst of traffic a sidecar kept 30–60 MB more than at
+ * rest. When no collection has run for `quietMs` (the process allocates little: the burst is
+ * over: no scavenge) and the new space has grown to four times its size at start or more (one
+ * doubling is not worth a pause), or the external memory (Buffers) is `externalGrowthBytes`
+ * above what it was then, `onQuiet` is told, once until the next scavenge: the sidecar and
+ * gateway ask their HeapTrim for a low-memory collection then.
  */
-/** V8's default `--semi-space-growth-factor`. */
-const servingGrowthFactor = 2;
-
-export function allowYoungGenerationGrowth(): void {
-  setFlagsFromString(`--semi-space-growth-factor=${servingGrowthFactor}`);
+export interface YoungGenerationOptions {
+  /** The new space's size (both semi-spaces) past which it does not grow. Default 8 MiB. */
+  capBytes?: number;
+  /** How long without a collection counts as quiet. Default 5 s. */
+  quietMs?: number;
+  /** How much more external memory than at start is worth a collection when quiet. Default 4 MiB. */
+  externalGrowthBytes?: number;
+  /** Told when the process has gone quiet with more young generation or external memory than at start. */
+  onQuiet?: (reason: string) => void;
+  /** Reads and the flag setter, for tests; defaults are V8's own. */
+  newSpaceBytes?: () => number;
+  externalBytes?: () => number;
+  setGrowthFactor?: (factor: number) => void;
 }
+
+export const defaultYoungGeneration = { capBytes: 8 * 1024 * 1024, quietMs: 5000, externalGrowthBytes: 4 * 1024 * 1024 } as const;
+
+/** V8's default `--semi-space-growth-factor`, and the one that stops growth. */
+const growing = 2;
+const held = 1;
+
+/** The growth factor for a new space of `bytes`: 2 while one more doubling stays within `capBytes`. */
+export function growthFactorFor(bytes: number, capBytes: number): number {
+  return bytes * growing <= capBytes ? growing : held;
+}
+
+export class YoungGeneration {
+  private readonly capBytes: number;
+  private readonly quietMs: number;
+  private readonly externalGrowthBytes: number;
+  private readonly newSpaceBytes: () => number;
+  private readonly externalBytes: () => number;
+  private readonly setGrowthFactor: (factor: number) => void;
+  private readonly onQuiet: ((reason: string) => void) | undefined;
+  /** The factor bin/isthmus.js started the process with. */
+  private factor = held;
+  private observer: PerformanceObserver | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private startNewSpace = 0;
+  private startExternal = 0;
+  /** Scavenges seen since the last quiet check. */
+  private collections = 0;
+  /** Whether onQuiet was told since the last collection. */
+  private told = false;
+
+  constructor(opts: YoungGenerationOptions = {}) {
+    this.capBytes = opts.capBytes ?? defaultYoungGeneration.capBytes;
+    this.quietMs = opts.quietMs ?? defaultYoungGeneration.quietMs;
+    this.externalGrowthBytes = opts.externalGrowthBytes ?? defaultYoungGeneration.externalGrowthBytes;
+    this.newSpaceBytes = opts.newSpaceBytes ?? newSpaceSize;
+    this.externalBytes = opts.externalBytes ?? (() => getHeapStatistics().external_memory);
+    this.setGrowthFactor = opts.setGrowthFactor ?? ((factor) => setFlagsFromString(`--semi-space-growth-factor=${factor}`));
+    this.onQuiet = opts.onQuiet;
+  }
+
+  /** The process serves from now on: growth up to the cap, and quiet checks. */
+  serve(): void {
+    if (this.observer) return;
+    this.startNewSpace = this.newSpaceBytes();
+    this.startExternal = this.externalBytes();
+    this.adjust();
+    this.observer = new PerformanceObserver((list) => {
+      this.collected(list.getEntries().some((entry) => (entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR));
+    });
+    this.observer.observe({ entryTypes: ['gc'] });
+    if (this.onQuiet) {
+      this.timer = setInterval(() => this.check(), this.quietMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Stops watching, and leaves V8's default growth factor set. */
+  stop(): void {
+    if (this.observer && this.factor !== growing) {
+      this.factor = growing;
+      this.setGrowthFactor(growing);
+    }
+    this.observer?.disconnect();
+    this.observer = undefined;
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * After one or more collections (the observer's entries come in batches). Only scavenges count
+   * as activity: the low-memory collection onQuiet asks for is a full one, and must not make
+   * the process look busy again.
+   */
+  collected(scavenged: boolean): void {
+    if (scavenged) {
+      this.collections += 1;
+      this.told = false;
+    }
+    this.adjust();
+  }
+
+  /** Every quietMs: a process that collected nothing since the last check and holds more than at start is told once. */
+  check(): void {
+    const quiet = this.collections === 0;
+    this.collections = 0;
+    if (!quiet || this.told) return;
+    const newSpace = this.newSpaceBytes();
+    const external = this.externalBytes() - this.startExternal;
+    let reason: string | undefined;
+    if (newSpace >= this.startNewSpace * 4) reason = `young generation at ${mb(newSpace)} MB after load`;
+    else if (external >= this.externalGrowthBytes) reason = `${mb(external)} MB more Buffers than at start after load`;
+    if (reason === undefined) return;
+    this.told = true;
+    this.onQuiet?.(reason);
+  }
+
+  private adjust(): void {
+    const factor = growthFactorFor(this.newSpaceBytes(), this.capBytes);
+    if (factor === this.factor) return;
+    this.factor = factor;
+    this.setGrowthFactor(factor);
+  }
+}
+
+function newSpaceSize(): number {
+  for (const space of getHeapSpaceStatistics()) if (space.space_name === 'new_space') return space.space_size;
+  return 0;
+}
+
+const mb = (bytes: number) => Math.round(bytes / 104857.6) / 10;

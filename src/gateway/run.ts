@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
-import { allowYoungGenerationGrowth } from '../core/young-generation.js';
+import { YoungGeneration } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
 import { createMetrics } from '../telemetry/metrics.js';
 import { flushTracing, startTracing } from '../telemetry/tracing.js';
@@ -26,7 +26,7 @@ export interface RunningGateway {
 }
 
 /** Starts a gateway: its listener, admin port, routing-table watch and self-registration. */
-export async function runGateway(config: GatewayConfig, logger: Logger): Promise<RunningGateway> {
+export async function runGateway(config: GatewayConfig, logger: Logger, run: { ownProcess?: boolean } = {}): Promise<RunningGateway> {
   // Process-wide and idempotent: on only when an OTLP endpoint is set (docs/tracing.md).
   await startTracing('isthmus-gateway');
   const gateway = new Gateway(config, logger.child({ component: 'gateway' }));
@@ -35,6 +35,9 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
   let admin: Server | undefined;
   // Gives back the heap that a large routing table grew (core/heap-trim.ts).
   const heapTrim = new HeapTrim({ logger });
+  // Under load the young generation may grow (to a cap), and after a burst the memory it and the
+  // Buffers took goes back through the heap trim (core/young-generation.ts).
+  const youngGeneration = new YoungGeneration({ onQuiet: (reason) => heapTrim.request(reason, { always: true }) });
   try {
     const listening = await gateway.listen();
     admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics, config.adminTls);
@@ -54,7 +57,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
     // gateway's etcd record. A listen port 0 is advertised as the port bound.
     const advertised = config.advertise ? `${config.advertise.host}:${config.advertise.port}` : address;
     void client.startRegistering({ address: advertised, zone: config.zone, admin: adminHostPort });
-    allowYoungGenerationGrowth();
+    if (run.ownProcess) youngGeneration.serve();
     return {
       gateway,
       address,
@@ -73,6 +76,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
         return left;
       },
       stop: async () => {
+        youngGeneration.stop();
         heapTrim.stop();
         await client.close();
         await new Promise<void>((resolve) => admin?.close(() => resolve()));
@@ -82,6 +86,7 @@ export async function runGateway(config: GatewayConfig, logger: Logger): Promise
       },
     };
   } catch (err) {
+    youngGeneration.stop();
     heapTrim.stop();
     metrics.close();
     await client.close();

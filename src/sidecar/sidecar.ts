@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
-import { allowYoungGenerationGrowth } from '../core/young-generation.js';
+import { YoungGeneration } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
 import { parseDuration } from '../core/validate.js';
 import { HealthChecker } from '../federation/health-checker.js';
@@ -53,7 +53,15 @@ export interface RunningSidecar {
  * inbound mTLS listener in front of it, and the admin port. Starts with the federation down
  * when an earlier run left a certificate and catalog in stateDir.
  */
-export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger): Promise<RunningSidecar> {
+export interface RunOptions {
+  /**
+   * The sidecar is the process (`isthmus sidecar`), not one of many in a dev mesh's or a test's
+   * process: it then manages the process's young generation (core/young-generation.ts).
+   */
+  ownProcess?: boolean;
+}
+
+export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger, run: RunOptions = {}): Promise<RunningSidecar> {
   const closers: (() => Promise<void> | void)[] = [];
   const stop = async () => {
     for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
@@ -276,7 +284,13 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     closers.push(() => reporter.stop());
 
     logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');
-    allowYoungGenerationGrowth();
+    // Under load the young generation may grow (to a cap), and after a burst the memory it and
+    // the Buffers took goes back through the heap trim (core/young-generation.ts).
+    if (run.ownProcess) {
+      const youngGeneration = new YoungGeneration({ onQuiet: (reason) => heapTrim.request(reason, { always: true }) });
+      youngGeneration.serve();
+      closers.push(() => youngGeneration.stop());
+    }
     // The one inbound that listens: the HTTP one (whose raw sockets include the TCP sessions it
     // hands over), else the TCP inbound of an app with one TCP port.
     const listening = inbound ?? tcpInbounds[0];

@@ -1,0 +1,124 @@
+import { getHeapSpaceStatistics } from 'node:v8';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { growthFactorFor, YoungGeneration } from './young-generation.js';
+
+const MiB = 1024 * 1024;
+
+/** A YoungGeneration over sizes the test sets, recording the factors it sets and what it is told. */
+function simulated(opts: { capBytes?: number; newSpace?: number; external?: number } = {}) {
+  const state = { newSpace: opts.newSpace ?? 1 * MiB, external: opts.external ?? 2 * MiB };
+  const factors: number[] = [];
+  const told: string[] = [];
+  const young = new YoungGeneration({
+    capBytes: opts.capBytes ?? 8 * MiB, quietMs: 60_000, externalGrowthBytes: 4 * MiB,
+    newSpaceBytes: () => state.newSpace, externalBytes: () => state.external,
+    setGrowthFactor: (f) => factors.push(f), onQuiet: (reason) => told.push(reason),
+  });
+  return { young, state, factors, told };
+}
+
+describe('growthFactorFor', () => {
+  it.each([
+    [1 * MiB, 8 * MiB, 2],
+    [2 * MiB, 8 * MiB, 2],
+    [4 * MiB, 8 * MiB, 2], // one more doubling reaches the cap exactly
+    [8 * MiB, 8 * MiB, 1],
+    [16 * MiB, 8 * MiB, 1], // above the cap (grown before serving): no further growth
+    [1 * MiB, 1 * MiB, 1], // a cap at the start size: never grows
+  ])('a new space of %i bytes with a cap of %i grows by %i', (bytes, cap, factor) => {
+    expect(growthFactorFor(bytes, cap)).toBe(factor);
+  });
+});
+
+describe('YoungGeneration', () => {
+  it('lets the young generation double up to the cap, holds it there, and lets it grow again once V8 shrank it', () => {
+    const { young, state, factors } = simulated();
+    young.serve();
+    // Serving: the factor bin/isthmus.js started with (1) becomes V8's default.
+    expect(factors).toEqual([2]);
+    state.newSpace = 4 * MiB;
+    young.collected(true);
+    expect(factors).toEqual([2]);
+    state.newSpace = 8 * MiB;
+    young.collected(true);
+    expect(factors).toEqual([2, 1]);
+    young.collected(true);
+    expect(factors).toEqual([2, 1]);
+    state.newSpace = 1 * MiB;
+    young.collected(false);
+    expect(factors).toEqual([2, 1, 2]);
+    young.stop();
+  });
+
+  it('tells onQuiet once when no scavenge ran since the last check and the young generation grew fourfold', () => {
+    const { young, state, told } = simulated();
+    young.serve();
+    // One doubling (1 → 2 MiB), then quiet: not worth a pause.
+    state.newSpace = 2 * MiB;
+    young.collected(true);
+    young.check();
+    young.check();
+    expect(told).toEqual([]);
+    state.newSpace = 8 * MiB;
+    young.collected(true);
+    // Scavenges since the last check: busy, nothing said.
+    young.check();
+    expect(told).toEqual([]);
+    // Quiet since: said once.
+    young.check();
+    expect(told).toEqual(['young generation at 8 MB after load']);
+    young.check();
+    expect(told).toHaveLength(1);
+    // The trim's own full collection is not activity: still nothing more.
+    young.collected(false);
+    young.check();
+    expect(told).toHaveLength(1);
+    // New load, then quiet again, still grown: said again.
+    young.collected(true);
+    young.check();
+    young.check();
+    expect(told).toHaveLength(2);
+    young.stop();
+  });
+
+  it('tells onQuiet of Buffers that grew by externalGrowthBytes, and of nothing at its start size', () => {
+    const { young, state, told } = simulated();
+    young.serve();
+    young.check();
+    state.external += 3 * MiB;
+    young.check();
+    expect(told).toEqual([]);
+    state.external += 2 * MiB;
+    young.collected(true);
+    young.check();
+    young.check();
+    expect(told).toEqual(['5 MB more Buffers than at start after load']);
+    young.stop();
+  });
+
+  it('holds V8\'s real young generation at the cap under allocation that survives scavenges', async () => {
+    const before = newSpace();
+    // A cap of twice the present size: one doubling, no more, whatever the allocation below does.
+    const young = new YoungGeneration({ capBytes: before * 2 });
+    young.serve();
+    try {
+      const live: { n: number; text: string }[] = [];
+      for (let round = 0; round < 40; round++) {
+        for (let i = 0; i < 50_000; i++) {
+          live.push({ n: i, text: `item ${round}/${i}` });
+          if (live.length > 40_000) live.splice(0, 20_000);
+        }
+        // The observer hears of the collections between rounds.
+        await sleep(1);
+      }
+      expect(newSpace()).toBeLessThanOrEqual(before * 2);
+    } finally {
+      young.stop();
+    }
+  });
+});
+
+function newSpace(): number {
+  return getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+}
