@@ -161,6 +161,17 @@ describe('HPACK encoder', () => {
       roundTrip(encoder, decoder, fields);
     }
   });
+
+  it('forgets entries as they leave the table: a long connection with ever new paths holds no more than the table', () => {
+    const encoder = new HpackEncoder();
+    const decoder = new HpackDecoder();
+    for (let n = 0; n < 20_000; n += 1) roundTrip(encoder, decoder, [':method', 'GET', ':path', `/users/${n}`, 'accept', 'application/json']);
+    // 4096 octets hold at most 4096 / (5 + 6 + 32) entries of the smallest kind here.
+    expect(encoder.remembered).toBeLessThanOrEqual(Math.floor(4096 / 43));
+    expect(encoder.remembered).toBeGreaterThan(10);
+    // What it still remembers it still uses: a repeat of the newest path is one octet.
+    expect(encoder.encode([':path', '/users/19999'])).toHaveLength(1);
+  });
 });
 
 describe('HPACK encoder, table size changes between blocks', () => {

@@ -66,7 +66,8 @@ class DynamicTable {
   inserted = 0;
   evicted = 0;
 
-  constructor(public maxSize: number) {}
+  /** `onEvict` hears of each entry as it leaves the table, with its entry number. */
+  constructor(public maxSize: number, private readonly onEvict?: (name: string, value: string, n: number) => void) {}
 
   /** The entry at dynamic index `i` (1 = newest), as a ring position. */
   position(i: number): number {
@@ -96,9 +97,12 @@ class DynamicTable {
   private evictTo(limit: number): void {
     while (this.length > 0 && this.size > Math.max(limit, 0)) {
       const oldest = this.position(this.length);
-      this.size -= entrySize(this.names[oldest]!, this.values[oldest]!);
+      const name = this.names[oldest]!;
+      const value = this.values[oldest]!;
+      this.size -= entrySize(name, value);
       this.length -= 1;
       this.evicted += 1;
+      this.onEvict?.(name, value, this.evicted);
     }
   }
 
@@ -229,10 +233,15 @@ export class HpackDecoder {
 }
 
 /** Static table lookups for the encoder: name + NUL + value → index, and name → its first index. */
-const staticExact = new Map<string, number>();
+/** Static indexes by name, then value (no key string to build per field). */
+const staticExact = new Map<string, Map<string, number>>();
 const staticName = new Map<string, number>();
 staticTable.forEach(([name, value], i) => {
-  if (value !== '') staticExact.set(`${name}\0${value}`, i + 1);
+  if (value !== '') {
+    const values = staticExact.get(name) ?? new Map<string, number>();
+    values.set(value, i + 1);
+    staticExact.set(name, values);
+  }
   if (!staticName.has(name)) staticName.set(name, i + 1);
 });
 
@@ -251,8 +260,12 @@ const secretFields = new Set(['authorization', 'proxy-authorization']);
 
 export class HpackEncoder {
   private readonly table: DynamicTable;
-  /** Dynamic entry numbers by name + NUL + value and by name: the newest entry for each. */
-  private readonly exact = new Map<string, number>();
+  /**
+   * Dynamic entry numbers by name then value, and by name: the newest entry for each, forgotten
+   * as it leaves the table, so that a long connection with ever new values (paths, say) holds no
+   * more of them than the table does.
+   */
+  private readonly exact = new Map<string, Map<string, number>>();
   private readonly byName = new Map<string, number>();
   private out = Buffer.allocUnsafe(1024);
   private o = 0;
@@ -266,7 +279,23 @@ export class HpackEncoder {
 
   /** `maxTableSize`: the most this side will use of the peer's table, whatever the peer allows. */
   constructor(private readonly maxTableSize = defaultTableSize) {
-    this.table = new DynamicTable(Math.min(maxTableSize, defaultTableSize));
+    this.table = new DynamicTable(Math.min(maxTableSize, defaultTableSize), (name, value, n) => this.forget(name, value, n));
+  }
+
+  /** How many name-and-value pairs the encoder remembers for its table (for tests and diagnostics). */
+  get remembered(): number {
+    let n = 0;
+    for (const values of this.exact.values()) n += values.size;
+    return n;
+  }
+
+  private forget(name: string, value: string, n: number): void {
+    const values = this.exact.get(name);
+    if (values?.get(value) === n) {
+      values.delete(value);
+      if (values.size === 0) this.exact.delete(name);
+    }
+    if (this.byName.get(name) === n) this.byName.delete(name);
   }
 
   /** The peer's SETTINGS_HEADER_TABLE_SIZE: the table this encoder fills is at most that. */
@@ -294,9 +323,8 @@ export class HpackEncoder {
       const name = fields[i]!;
       const value = fields[i + 1]!;
       const secret = secretFields.has(name) || (neverIndexed !== undefined && neverIndexed.includes(i / 2));
-      const key = `${name}\0${value}`;
       if (!secret) {
-        const index = staticExact.get(key) ?? this.dynamicIndex(this.exact.get(key));
+        const index = staticExact.get(name)?.get(value) ?? this.dynamicIndex(this.exact.get(name)?.get(value));
         if (index !== undefined) {
           this.integer(index, 7, 0x80);
           continue;
@@ -313,7 +341,12 @@ export class HpackEncoder {
       this.string(value);
       if (index) {
         this.table.add(name, value);
-        this.exact.set(key, this.table.inserted);
+        let values = this.exact.get(name);
+        if (values === undefined) {
+          values = new Map<string, number>();
+          this.exact.set(name, values);
+        }
+        values.set(value, this.table.inserted);
         this.byName.set(name, this.table.inserted);
       }
     }
