@@ -106,19 +106,32 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
       if (settled) return;
       settled = true;
       clearTimeout(headTimer);
-      clearTimeout(idleTimer);
+      stopIdle();
       // The next attempt, if any, takes the caller's body from here.
       caller.detach();
       caller.link(undefined);
       reject(err);
     };
+    const onIdle = () => {
+      if (!started) fail(Object.assign(new Error(`no byte either way for ${f.streamIdleMs} ms before a response head (timeouts.streamIdle)`), { code: 'ETIMEDOUT' }));
+      up?.reset(h2Error.cancel);
+      if (started) downstream.reset(h2Error.cancel);
+    };
+    /** The idle limit the running timer was set with. */
+    let idleTimerMs = 0;
+    // Every frame either way restarts the idle clock: the same timer, refreshed, unless the limit changed.
     const touch = () => {
+      if (idleTimer !== undefined && idleTimerMs === idleMs) {
+        idleTimer.refresh();
+        return;
+      }
       clearTimeout(idleTimer);
-      idleTimer = setTimeout(() => {
-        if (!started) fail(Object.assign(new Error(`no byte either way for ${f.streamIdleMs} ms before a response head (timeouts.streamIdle)`), { code: 'ETIMEDOUT' }));
-        up?.reset(h2Error.cancel);
-        if (started) downstream.reset(h2Error.cancel);
-      }, idleMs);
+      idleTimerMs = idleMs;
+      idleTimer = setTimeout(onIdle, idleMs);
+    };
+    const stopIdle = () => {
+      clearTimeout(idleTimer);
+      idleTimer = undefined;
     };
     const startHeadClock = () => {
       if (started || headTimer) return;
@@ -177,7 +190,7 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
         f.done?.();
         clearTimeout(headTimer);
         if (!started) {
-          clearTimeout(idleTimer);
+          stopIdle();
           fail(unprocessed
             ? new IsthmusError('ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', `the destination refused the stream unprocessed (code ${code})`)
             : Object.assign(new Error(`the destination closed the stream (code ${code}) before answering`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
@@ -188,7 +201,7 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
         // answer in place of END_STREAM): the caller's answer ends cleanly after what it has.
         if (code !== h2Error.noError && !downstream.closed) downstream.reset(code);
         else if (code === h2Error.noError && !answerEnded && downstream.localOpen) downstream.end();
-        if (downstream.closed) clearTimeout(idleTimer);
+        if (downstream.closed) stopIdle();
       },
     };
 
@@ -203,7 +216,7 @@ export function relayStream(upstream: H2Connection, caller: CallerStream, f: Str
     caller.link({
       callerWritable: () => answerBody.writable(),
       callerClosed: (code) => {
-        clearTimeout(idleTimer);
+        stopIdle();
         // The caller cancelled, or its connection went: the destination stops working on it too.
         // (Closed with NO_ERROR, both of its ends have passed: nothing is left to stop.)
         if (code !== h2Error.noError && up && !up.closed) up.reset(code);
