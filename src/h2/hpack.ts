@@ -124,12 +124,18 @@ class DynamicTable {
 /** Continuation bytes an integer may take (§5.1): five carry 35 bits, more than any size or index here can need. */
 const maxIntegerBytes = 5;
 
+const noBlock = Buffer.alloc(0);
+
 export class HpackDecoder {
   private readonly table: DynamicTable;
   /** Huffman output: a string of n octets decodes to at most 8n/5 octets. */
   private scratch = Buffer.allocUnsafe(256);
   /** The largest table the peer may ask for: what our SETTINGS_HEADER_TABLE_SIZE allows (§4.2, §6.3). */
   private limit: number;
+  /** The block being decoded, where the next field starts, and where the block ends. */
+  private block: Buffer = noBlock;
+  private p = 0;
+  private end = 0;
 
   constructor(maxTableSize = defaultTableSize) {
     this.table = new DynamicTable(maxTableSize);
@@ -149,90 +155,113 @@ export class HpackDecoder {
 
   /** Decodes one complete header block (a HEADERS frame's fragment and its CONTINUATIONs, joined). Throws HpackError. */
   decode(block: Buffer, start = 0, end = block.length): HeaderBlock {
+    this.block = block;
+    this.p = start;
+    this.end = end;
+    try {
+      return this.fields();
+    } finally {
+      // The block is the reader's; keep none of it past the call.
+      this.block = noBlock;
+    }
+  }
+
+  /** The fields of the block being decoded (this.block from this.p to this.end). */
+  private fields(): HeaderBlock {
     const fields: string[] = [];
     let neverIndexed: number[] | undefined;
     let listSize = 0;
-    let p = start;
     let fieldsSeen = false;
-
-    const integer = (prefixBits: number): number => {
-      const mask = (1 << prefixBits) - 1;
-      let value = block[p++]! & mask;
-      if (value < mask) return value;
-      let shift = 0;
-      for (let n = 0; ; n += 1) {
-        if (p >= end) throw new HpackError('a header block ends inside an integer');
-        if (n === maxIntegerBytes) throw new HpackError('an integer in a header block is too long');
-        const byte = block[p++]!;
-        value += (byte & 0x7f) * 2 ** shift;
-        shift += 7;
-        if ((byte & 0x80) === 0) return value;
-      }
-    };
-    const string = (): string => {
-      if (p >= end) throw new HpackError('a header block ends before a string');
-      const huffman = (block[p]! & 0x80) !== 0;
-      const length = integer(7);
-      if (length > end - p) throw new HpackError('a string runs past the end of its header block');
-      const from = p;
-      p += length;
-      if (!huffman) return block.toString('latin1', from, p);
-      if (this.scratch.length < length * 2) this.scratch = Buffer.allocUnsafe(length * 2);
-      try {
-        const n = huffmanDecode(block, from, p, this.scratch);
-        return this.scratch.toString('latin1', 0, n);
-      } catch (err) {
-        if (err instanceof HuffmanError) throw new HpackError(err.message);
-        throw err;
-      }
-    };
-    const entry = (index: number): number => {
-      if (index === 0) throw new HpackError('index 0 in a header block');
-      if (index > staticCount + this.table.length) throw new HpackError(`index ${index} is beyond the tables (${staticCount} static, ${this.table.length} dynamic)`);
-      return index;
-    };
-    const nameOf = (index: number): string => (index <= staticCount ? staticTable[index - 1]![0] : this.table.names[this.table.position(index - staticCount)]!);
-    const valueOf = (index: number): string => (index <= staticCount ? staticTable[index - 1]![1] : this.table.values[this.table.position(index - staticCount)]!);
-    const push = (name: string, value: string) => {
-      fields.push(name, value);
-      listSize += entrySize(name, value);
-      fieldsSeen = true;
-    };
-
-    while (p < end) {
-      const byte = block[p]!;
+    const block = this.block;
+    while (this.p < this.end) {
+      const byte = block[this.p]!;
+      let name: string;
+      let value: string;
       if (byte & 0x80) {
         // Indexed field (§6.1).
-        const index = entry(integer(7));
-        push(nameOf(index), valueOf(index));
+        const index = this.entry(this.integer(7));
+        name = this.nameOf(index);
+        value = this.valueOf(index);
       } else if (byte & 0x40) {
         // Literal with incremental indexing (§6.2.1).
-        const index = integer(6);
-        const name = index === 0 ? string() : nameOf(entry(index));
-        const value = string();
-        push(name, value);
+        const index = this.integer(6);
+        name = index === 0 ? this.string() : this.nameOf(this.entry(index));
+        value = this.string();
         this.table.add(name, value);
       } else if (byte & 0x20) {
         // Dynamic table size update (§6.3): only before the block's first field (§4.2).
         if (fieldsSeen) throw new HpackError('a dynamic table size update after a field');
-        const size = integer(5);
+        const size = this.integer(5);
         if (size > this.limit) throw new HpackError(`a dynamic table size update to ${size} octets, over the ${this.limit} allowed`);
         this.table.resize(size);
+        continue;
       } else {
         // Literal without indexing (§6.2.2) or never indexed (§6.2.3).
         const never = (byte & 0x10) !== 0;
-        const index = integer(4);
-        const name = index === 0 ? string() : nameOf(entry(index));
-        const value = string();
+        const index = this.integer(4);
+        name = index === 0 ? this.string() : this.nameOf(this.entry(index));
+        value = this.string();
         if (never) (neverIndexed ??= []).push(fields.length / 2);
-        push(name, value);
       }
+      fields.push(name, value);
+      listSize += entrySize(name, value);
+      fieldsSeen = true;
     }
     return { fields, neverIndexed, listSize };
   }
+
+  /** An integer with a `prefixBits`-bit prefix (§5.1) at this.p. */
+  private integer(prefixBits: number): number {
+    const block = this.block;
+    const mask = (1 << prefixBits) - 1;
+    let value = block[this.p++]! & mask;
+    if (value < mask) return value;
+    let shift = 0;
+    for (let n = 0; ; n += 1) {
+      if (this.p >= this.end) throw new HpackError('a header block ends inside an integer');
+      if (n === maxIntegerBytes) throw new HpackError('an integer in a header block is too long');
+      const byte = block[this.p++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((byte & 0x80) === 0) return value;
+    }
+  }
+
+  /** A string literal (§5.2) at this.p, Huffman-coded or not. */
+  private string(): string {
+    if (this.p >= this.end) throw new HpackError('a header block ends before a string');
+    const huffman = (this.block[this.p]! & 0x80) !== 0;
+    const length = this.integer(7);
+    if (length > this.end - this.p) throw new HpackError('a string runs past the end of its header block');
+    const from = this.p;
+    this.p += length;
+    if (!huffman) return this.block.toString('latin1', from, this.p);
+    if (this.scratch.length < length * 2) this.scratch = Buffer.allocUnsafe(length * 2);
+    try {
+      const n = huffmanDecode(this.block, from, this.p, this.scratch);
+      return this.scratch.toString('latin1', 0, n);
+    } catch (err) {
+      if (err instanceof HuffmanError) throw new HpackError(err.message);
+      throw err;
+    }
+  }
+
+  /** `index`, checked to name an entry of the static or dynamic table. */
+  private entry(index: number): number {
+    if (index === 0) throw new HpackError('index 0 in a header block');
+    if (index > staticCount + this.table.length) throw new HpackError(`index ${index} is beyond the tables (${staticCount} static, ${this.table.length} dynamic)`);
+    return index;
+  }
+
+  private nameOf(index: number): string {
+    return index <= staticCount ? staticTable[index - 1]![0] : this.table.names[this.table.position(index - staticCount)]!;
+  }
+
+  private valueOf(index: number): string {
+    return index <= staticCount ? staticTable[index - 1]![1] : this.table.values[this.table.position(index - staticCount)]!;
+  }
 }
 
-/** Static table lookups for the encoder: name + NUL + value → index, and name → its first index. */
 /** Static indexes by name, then value (no key string to build per field). */
 const staticExact = new Map<string, Map<string, number>>();
 const staticName = new Map<string, number>();
