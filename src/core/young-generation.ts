@@ -27,7 +27,7 @@ import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'n
  * rest. When no collection has run for `quietMs` (the process allocates little: the burst is
  * over: no scavenge) and the new space has grown to four times its size at start or more (one
  * doubling is not worth a pause), or the external memory (Buffers) is `externalGrowthBytes`
- * above what it was then, `onQuiet` is told, once until the next scavenge: the sidecar and
+ * above what it was then (or after the last trim, once quiet), `onQuiet` is told, once until the next scavenge: the sidecar and
  * gateway ask their HeapTrim for a low-memory collection then.
  */
 export interface YoungGenerationOptions {
@@ -69,7 +69,8 @@ export class YoungGeneration {
   private observer: PerformanceObserver | undefined;
   private timer: NodeJS.Timeout | undefined;
   private startNewSpace = 0;
-  private startExternal = 0;
+  /** External memory at start, or once quiet after the last trim asked for. */
+  private baseExternal = 0;
   /** Scavenges seen since the last quiet check. */
   private collections = 0;
   /** Whether onQuiet was told since the last collection. */
@@ -89,7 +90,7 @@ export class YoungGeneration {
   serve(): void {
     if (this.observer) return;
     this.startNewSpace = this.newSpaceBytes();
-    this.startExternal = this.externalBytes();
+    this.baseExternal = this.externalBytes();
     this.adjust();
     this.observer = new PerformanceObserver((list) => {
       this.collected(list.getEntries().some((entry) => (entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR));
@@ -130,12 +131,19 @@ export class YoungGeneration {
   check(): void {
     const quiet = this.collections === 0;
     this.collections = 0;
-    if (!quiet || this.told) return;
+    if (!quiet) return;
+    if (this.told) {
+      // Quiet since it was told (and the trim ran): what Buffers hold now is live, and the next
+      // burst is counted from it, so that Buffers a sidecar keeps do not ask for a trim after
+      // every scavenge.
+      this.baseExternal = this.externalBytes();
+      return;
+    }
     const newSpace = this.newSpaceBytes();
-    const external = this.externalBytes() - this.startExternal;
+    const external = this.externalBytes() - this.baseExternal;
     let reason: string | undefined;
     if (newSpace >= this.startNewSpace * 4) reason = `young generation at ${mb(newSpace)} MB after load`;
-    else if (external >= this.externalGrowthBytes) reason = `${mb(external)} MB more Buffers than at start after load`;
+    else if (external >= this.externalGrowthBytes) reason = `${mb(external)} MB more Buffers than before the load`;
     if (reason === undefined) return;
     this.told = true;
     this.onQuiet?.(reason);
