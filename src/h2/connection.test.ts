@@ -5,7 +5,7 @@ import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket 
 import { afterEach, describe, expect, it } from 'vitest';
 import { rawH2Client, waitFor } from '../../test/helpers/h2-raw.js';
 import { serverTls, testPki } from '../../test/helpers/sidecar-fixtures.js';
-import { H2Connection } from './connection.js';
+import { H2Connection, RecentlyClosed } from './connection.js';
 import { dataFrameHeader, frameType, h2Error, headerFrames, rstStreamFrame } from './frames.js';
 import { HpackEncoder, type HeaderBlock } from './hpack.js';
 import type { H2Stream, StreamHandler } from './stream.js';
@@ -338,5 +338,22 @@ describe('H2Connection over mutual TLS with ALPN h2, as between sidecars', () =>
     await waitFor(() => code >= 0);
     expect([code, field(head!, ':status'), Buffer.concat(body).toString()]).toEqual([0, '200', '/over-tls']);
     expect(field(head!, 'x-peer')).toContain('spiffe://example.org/ns/demo/sa/client');
+  });
+});
+
+describe('RecentlyClosed', () => {
+  it('remembers the last streams closed and whether this side reset each, forgetting the oldest past its capacity', () => {
+    const closed = new RecentlyClosed(3);
+    expect(closed.get(1)).toBeUndefined();
+    closed.add(1, false);
+    closed.add(3, true);
+    closed.add(5, false);
+    expect([closed.get(1), closed.get(3), closed.get(5), closed.get(7)]).toEqual([false, true, false, undefined]);
+    closed.add(7, true);
+    // Stream 1 was the oldest: forgotten, as a stream long gone.
+    expect([closed.get(1), closed.get(3), closed.get(5), closed.get(7)]).toEqual([undefined, true, false, true]);
+    // Stream ids up to 2^31 - 1 keep their value.
+    closed.add(2 ** 31 - 1, true);
+    expect(closed.get(2 ** 31 - 1)).toBe(true);
   });
 });

@@ -91,7 +91,7 @@ export class H2Connection implements FrameSink, StreamOwner {
    * frames in flight (ignored, §5.1 "closed"), false for those that ended otherwise, where a new
    * HEADERS or DATA is the peer's error (STREAM_CLOSED). Bounded: the oldest are forgotten.
    */
-  private readonly recentlyClosed = new Map<number, boolean>();
+  private readonly recentlyClosed = new RecentlyClosed(1000);
   private nextStreamId = 1;
   /** Client requests waiting for a stream slot (the peer's SETTINGS_MAX_CONCURRENT_STREAMS). */
   private readonly queued: { stream: H2Stream; fields: readonly string[]; endStream: boolean; neverIndexed: readonly number[] | undefined }[] = [];
@@ -562,8 +562,7 @@ export class H2Connection implements FrameSink, StreamOwner {
   }
 
   private remember(streamId: number, resetHere: boolean): void {
-    this.recentlyClosed.set(streamId, resetHere);
-    if (this.recentlyClosed.size > 1000) this.recentlyClosed.delete(this.recentlyClosed.keys().next().value as number);
+    this.recentlyClosed.add(streamId, resetHere);
   }
 
   /** One frame that costs work for nothing: resets by the peer, empty DATA frames. Past the budget the connection ends with ENHANCE_YOUR_CALM. */
@@ -615,3 +614,38 @@ export class H2Connection implements FrameSink, StreamOwner {
   }
 }
 
+/**
+ * The last `capacity` streams that closed, and whether this side reset each (RFC 9113 §5.1,
+ * "closed": frames the peer sent before it learnt of our RST_STREAM are ignored, others on a
+ * closed stream are errors). A ring of ids, made at the first close: a Map here allocated and
+ * rehashed on every stream once full (an iterator per eviction, a new table now and then),
+ * about 1 KB per gRPC call over a sidecar's two connections. Looked up only for frames on
+ * streams that are not open, which are rare.
+ */
+export class RecentlyClosed {
+  private ids: Uint32Array | undefined;
+  private resets: Uint8Array | undefined;
+  private next = 0;
+  private count = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  add(streamId: number, resetHere: boolean): void {
+    this.ids ??= new Uint32Array(this.capacity);
+    this.resets ??= new Uint8Array(this.capacity);
+    this.ids[this.next] = streamId;
+    this.resets[this.next] = resetHere ? 1 : 0;
+    this.next = (this.next + 1) % this.capacity;
+    if (this.count < this.capacity) this.count += 1;
+  }
+
+  /** Whether this side reset `streamId`, if it is among the streams remembered; undefined if not. */
+  get(streamId: number): boolean | undefined {
+    if (!this.ids || !this.resets) return undefined;
+    for (let k = 1; k <= this.count; k += 1) {
+      const i = (this.next - k + this.capacity) % this.capacity;
+      if (this.ids[i] === streamId) return this.resets[i] === 1;
+    }
+    return undefined;
+  }
+}
