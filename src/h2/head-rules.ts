@@ -52,7 +52,12 @@ export interface BlockFacts {
 /** Why `fields` (name, value, ...) is malformed as a block of `kind`, or its facts. */
 export function checkBlock(fields: readonly string[], kind: BlockKind): string | BlockFacts {
   let regularSeen = false;
-  const pseudo = new Map<string, string>();
+  // The pseudo-headers seen, one variable each (a Map here was an allocation per block).
+  let method: string | undefined;
+  let scheme: string | undefined;
+  let authority: string | undefined;
+  let path: string | undefined;
+  let status: string | undefined;
   let contentLength = -1;
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i]!;
@@ -63,9 +68,14 @@ export function checkBlock(fields: readonly string[], kind: BlockKind): string |
     if (name.charCodeAt(0) === 0x3a) {
       if (kind === 'trailers') return `a pseudo-header (${name}) in trailers`;
       if (regularSeen) return `the pseudo-header ${name} after a regular field`;
-      if (pseudo.has(name)) return `two ${name} pseudo-headers`;
       if (kind === 'request' ? !requestPseudo.has(name) : name !== ':status') return `the pseudo-header ${name} in a ${kind}`;
-      pseudo.set(name, value);
+      const before = name === ':method' ? method : name === ':scheme' ? scheme : name === ':authority' ? authority : name === ':path' ? path : status;
+      if (before !== undefined) return `two ${name} pseudo-headers`;
+      if (name === ':method') method = value;
+      else if (name === ':scheme') scheme = value;
+      else if (name === ':authority') authority = value;
+      else if (name === ':path') path = value;
+      else status = value;
       continue;
     }
     regularSeen = true;
@@ -79,19 +89,16 @@ export function checkBlock(fields: readonly string[], kind: BlockKind): string |
     }
   }
   if (kind === 'request') {
-    const method = pseudo.get(':method');
     if (!method) return 'a request without :method';
     if (method === 'CONNECT') {
-      if (!pseudo.get(':authority')) return 'a CONNECT request without :authority';
-      if (pseudo.has(':scheme') || pseudo.has(':path')) return 'a CONNECT request with :scheme or :path';
+      if (!authority) return 'a CONNECT request without :authority';
+      if (scheme !== undefined || path !== undefined) return 'a CONNECT request with :scheme or :path';
     } else {
-      if (!pseudo.get(':scheme')) return 'a request without :scheme';
-      const path = pseudo.get(':path');
+      if (!scheme) return 'a request without :scheme';
       if (!path) return 'a request without :path, or an empty one';
       if (path.charCodeAt(0) !== 0x2f && !(path === '*' && method === 'OPTIONS')) return `the :path ${JSON.stringify(path)} neither starts with "/" nor is "*" for OPTIONS`;
     }
   } else if (kind === 'response') {
-    const status = pseudo.get(':status');
     if (!status || !/^[1-9]\d\d$/.test(status)) return `a response whose :status is ${status === undefined ? 'missing' : JSON.stringify(status)}`;
   }
   return { contentLength };
