@@ -425,7 +425,7 @@ export class H2Connection implements FrameSink, StreamOwner {
     const stream = this.streams.get(err.streamId);
     this.queue(rstStreamFrame(err.streamId, err.code));
     if (stream) this.finish(stream, err.code, false, true);
-    else this.remember(err.streamId, true);
+    else this.recentlyClosed.add(err.streamId, true);
   }
 
   // --- writing -------------------------------------------------------------------------
@@ -548,7 +548,7 @@ export class H2Connection implements FrameSink, StreamOwner {
   private finish(stream: H2Stream, code: number, unprocessed: boolean, resetHere = false): void {
     if (stream.state === 'closed') return;
     stream.state = 'closed';
-    this.remember(stream.id, resetHere);
+    this.recentlyClosed.add(stream.id, resetHere);
     stream.closeCode = code;
     stream.discard();
     // What the handler never passed on would otherwise stay out of the connection's window for good.
@@ -559,10 +559,6 @@ export class H2Connection implements FrameSink, StreamOwner {
     stream.emitClose(code, unprocessed);
     this.startQueued();
     this.endIfIdle();
-  }
-
-  private remember(streamId: number, resetHere: boolean): void {
-    this.recentlyClosed.add(streamId, resetHere);
   }
 
   /** One frame that costs work for nothing: resets by the peer, empty DATA frames. Past the budget the connection ends with ENHANCE_YOUR_CALM. */

@@ -1,10 +1,9 @@
-import { EventEmitter } from 'node:events';
 import { describe, expect, test } from 'vitest';
 import { countExchangeBytes } from '../core/channels.js';
 import { trackH2Exchange, type ExchangeStream } from './h2-exchange.js';
 
-/** Enough of a stream for the counting: events, and what `closed` and `rstCode` say. */
-const stream = () => Object.assign(new EventEmitter(), { closed: false, rstCode: undefined as number | undefined }) as unknown as ExchangeStream & EventEmitter;
+/** Enough of a stream for the counting: whether it closed, its code, and its close listeners. */
+const stream = (): ExchangeStream => ({ closed: false, closeCode: -1, whenClosed: () => undefined });
 
 describe('an HTTP/2 stream\'s counts', () => {
   test('are kept only while an access log reads them: with none, a stream carries no answer to wait for', () => {
@@ -19,8 +18,8 @@ describe('an HTTP/2 stream\'s counts', () => {
       // The caller's side (h2-caller.ts) counts the body and sets it when the stream closes.
       exchange!.requestBytes = 320;
       expect(facts.bodyBytes).toBe(320);
-      exchange!.noteGrpcStatus({ 'grpc-status': '14' });
-      exchange!.noteGrpcStatus({ 'grpc-status': 'not a code' });
+      exchange!.noteGrpcStatus('14');
+      exchange!.noteGrpcStatus('not a code');
       expect(exchange!.grpcStatus).toBe(14);
     } finally {
       stop();
@@ -35,7 +34,7 @@ describe('an HTTP/2 stream\'s counts', () => {
     expect(exchange?.countsBytes).toBe(false);
     // The access log is not running: the facts carry no answer for it to wait on.
     expect(facts.response).toBeUndefined();
-    exchange!.noteGrpcStatus({ 'grpc-status': '0' });
+    exchange!.noteGrpcStatus('0');
     expect(exchange!.grpcStatus).toBe(0);
   });
 });

@@ -1,6 +1,7 @@
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { exchangeBytesCounted, type ExchangeEnd, type RequestFacts } from '../core/channels.js';
-import { NGHTTP2_NO_ERROR } from './h2-codes.js';
+import { h2Error } from '../h2/frames.js';
+import type { H2Stream } from '../h2/stream.js';
 
 /**
  * What is known of one HTTP/2 stream a sidecar answers (outbound from the app, inbound from
@@ -10,12 +11,8 @@ import { NGHTTP2_NO_ERROR } from './h2-codes.js';
  * closes (telemetry/access-log.ts), as it does an HTTP/1.1 answer's; a gRPC call's end is
  * published for the metrics whether or not a log runs.
  */
-/** What H2Exchange reads of a stream: node:http2's ServerHttp2Stream, or an adapter of our own H2Stream (outbound-h2.ts). */
-export interface ExchangeStream {
-  readonly closed: boolean;
-  readonly rstCode?: number;
-  once(event: 'close', listener: () => void): unknown;
-}
+/** What H2Exchange reads of the caller's stream (src/h2/stream.ts). */
+export type ExchangeStream = Pick<H2Stream, 'closed' | 'closeCode' | 'whenClosed'>;
 
 export class H2Exchange implements ExchangeEnd {
   requestBytes = 0;
@@ -36,17 +33,17 @@ export class H2Exchange implements ExchangeEnd {
 
   /** Closed without an error code: the whole answer went out (a reset stream, by either side, did not). */
   get writableFinished(): boolean {
-    return this.stream.closed && this.stream.rstCode === NGHTTP2_NO_ERROR;
+    return this.stream.closed && this.stream.closeCode === h2Error.noError;
   }
 
-  /** Keeps the `grpc-status` of an answer's trailers (or trailers-only head), if it has a valid one. */
-  noteGrpcStatus(fields: IncomingHttpHeaders): void {
-    const value = fields['grpc-status'];
-    if (typeof value === 'string' && /^\d{1,2}$/.test(value)) this.grpcStatus = Number(value);
+  /** Keeps the `grpc-status` value of an answer's trailers (or trailers-only head), if it is a valid one. */
+  noteGrpcStatus(value: string | undefined): void {
+    if (value !== undefined && /^\d{1,2}$/.test(value)) this.grpcStatus = Number(value);
   }
 
-  once(event: 'close', listener: () => void): unknown {
-    return this.stream.once(event, listener);
+  /** The access log's wait for the end (ExchangeEnd). */
+  once(_event: 'close', listener: () => void): void {
+    this.stream.whenClosed(listener);
   }
 }
 

@@ -6,12 +6,12 @@ import type { HeaderBlock } from '../h2/hpack.js';
 import { h2Error } from '../h2/frames.js';
 import type { H2Stream } from '../h2/stream.js';
 import { encodeGrpcMessage, grpcStatusOf } from './grpc-status.js';
-import type { ExchangeStream, H2Exchange } from './h2-exchange.js';
+import type { H2Exchange } from './h2-exchange.js';
 
 /**
  * What the sidecar's listeners on its own HTTP/2 (outbound-h2.ts, inbound-h2.ts) share: header
- * blocks as the objects the request path reads, objects back as blocks, our streams as the
- * access log reads a stream, and the sidecar's own answers on them.
+ * blocks as the objects the request path reads, objects back as blocks, the sidecar's own
+ * answers on its streams, and what the relay tells an exchange's telemetry.
  */
 
 /** A header block as node:http2 hands one over: repeated fields joined (cookie with "; ", others with ", "). */
@@ -38,15 +38,6 @@ export function fieldsOf(headers: Record<string, string | string[] | number | un
     else list.push(name, String(value));
   }
   return pseudo.concat(regular);
-}
-
-/** Our H2Stream as H2Exchange reads a stream: closed, its code, and a 'close' listener. */
-export function exchangeStream(stream: H2Stream): ExchangeStream {
-  return {
-    get closed() { return stream.closed; },
-    get rstCode() { return stream.closeCode; },
-    once: (_event: 'close', listener: () => void) => stream.whenClosed(listener),
-  };
 }
 
 /**
@@ -135,7 +126,7 @@ export function fieldOf(block: HeaderBlock, name: string): string | undefined {
 /** What relayStream tells the caller's telemetry: the answer's grpc-status (head or trailers) and, while an access log reads them, its body's bytes. */
 export function exchangeNotes(exchange: H2Exchange | undefined) {
   if (!exchange) return {};
-  const note = (block: HeaderBlock) => exchange.noteGrpcStatus({ 'grpc-status': fieldOf(block, 'grpc-status') });
+  const note = (block: HeaderBlock) => exchange.noteGrpcStatus(fieldOf(block, 'grpc-status'));
   return {
     onHead: note,
     onTrailers: note,

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { connect as h2connect, constants, createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { connect as h2connect, constants, createServer as createH2Server, type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../test/helpers/h2-raw.js';
 import { EchoClient, startGrpcEchoInstance, type EchoReply } from '../dev/grpc-echo.js';
 import { H2ClientConnections } from '../h2/client-connections.js';
 import { H2Connection } from '../h2/connection.js';
@@ -177,12 +178,7 @@ describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () =>
     // (256 KiB) bound it; a relay without back-pressure would have taken the whole 4 MiB by now.
     expect(waiting).toBeLessThanOrEqual(512 * 1024);
     expect(sent).toBeLessThan(4 * 1024 * 1024);
-    let read = 0;
-    let trailers: Record<string, unknown> = {};
-    stream.on('trailers', (t) => { trailers = t; });
-    stream.on('data', (c: Buffer) => { read += c.length; });
-    stream.resume();
-    await new Promise((resolve) => stream.on('close', resolve));
+    const { read, trailers } = await readToClose(stream);
     expect(read).toBe(4 * 1024 * 1024);
     // The trailers waited behind the data the caller had not read, and still came after it.
     expect(trailers['x-done']).toBe('yes');
@@ -234,12 +230,7 @@ describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () =>
     await new Promise((resolve) => stream.once('response', resolve));
     await waitFor(() => (downstreams[0]?.waitingBytes ?? 0) > 0);
     await new Promise((r) => setTimeout(r, 200));
-    let read = 0;
-    let trailers: Record<string, unknown> = {};
-    stream.on('trailers', (t) => { trailers = t; });
-    stream.on('data', (c: Buffer) => { read += c.length; });
-    stream.resume();
-    await new Promise((resolve) => stream.on('close', resolve));
+    const { read, trailers } = await readToClose(stream);
     expect([read, trailers['x-done'], stream.rstCode]).toEqual([200 * 1024, 'yes', constants.NGHTTP2_NO_ERROR]);
   });
 
@@ -271,10 +262,13 @@ describe('relayStream: an HTTP/2 stream relayed on Isthmus\'s own HTTP/2', () =>
   });
 });
 
-async function waitFor(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Resumes a paused caller stream and reads it to its close: the bytes, and the trailers. */
+async function readToClose(stream: ClientHttp2Stream): Promise<{ read: number; trailers: Record<string, unknown> }> {
+  let read = 0;
+  let trailers: Record<string, unknown> = {};
+  stream.on('trailers', (t) => { trailers = t; });
+  stream.on('data', (c: Buffer) => { read += c.length; });
+  stream.resume();
+  await new Promise((resolve) => stream.on('close', resolve));
+  return { read, trailers };
 }

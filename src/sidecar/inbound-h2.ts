@@ -9,7 +9,7 @@ import { grpcStatusOf, headWaitMs, isGrpc } from './grpc-status.js';
 import { CallerStream, type BodySink } from './h2-caller.js';
 import { trackH2Exchange, type H2Exchange } from './h2-exchange.js';
 import { bodiless, h2ForwardFields, h2RequestAsHttp1, http1ResponseAsH2 } from './h2-headers.js';
-import { exchangeNotes, exchangeStream, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
+import { exchangeNotes, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
 import { relayStream } from './h2-stream-relay.js';
 import type { H1DispatchOptions } from './h1-connection.js';
 import type { Inbound } from './inbound.js';
@@ -42,7 +42,7 @@ function forwardStream(inbound: Inbound, socket: Duplex, stream: H2Stream, head:
   const method = headers[':method'] ?? 'GET';
   const grpc = isGrpc(headers['content-type']);
   const { started, span, peer } = inbound.admit(method, headers, socket as TLSSocket);
-  const { facts, exchange } = trackH2Exchange(exchangeStream(stream), method, headers, grpc);
+  const { facts, exchange } = trackH2Exchange(stream, method, headers, grpc);
   stream.whenClosed(() => {
     if (exchange) exchange.requestBytes = caller.requestBytes;
     if (grpc) inbound.grpcEnded('error' in peer ? undefined : peer.identity, exchange?.grpcStatus);
@@ -181,10 +181,16 @@ export class OwnH2ResponseRelay implements Dispatcher.DispatchHandler {
     return this.caller.stream;
   }
 
-  /** After the head, a stream silent both ways for the idle limit is cut, as the node:http2 stream's timeout did. */
+  /**
+   * After the head, a stream silent both ways for the idle limit is cut. Each piece of the
+   * answer refreshes the one timer (the limit is set with the head and does not change after).
+   */
   private touch(): void {
     if (!this.headWritten) return;
-    clearTimeout(this.idleTimer);
+    if (this.idleTimer) {
+      this.idleTimer.refresh();
+      return;
+    }
     this.idleTimer = setTimeout(() => {
       if (!this.stream.closed) this.stream.reset(h2Error.cancel);
       this.controller?.abort(new Error('the caller\'s stream was silent too long'));

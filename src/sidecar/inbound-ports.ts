@@ -1,7 +1,8 @@
 import { connect as netConnect } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { H2ClientConnections } from '../h2/client-connections.js';
 import type { H2Connection } from '../h2/connection.js';
-import type { TLSSocket } from 'node:tls';
+import { hostPort } from './listen.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { isTcpAlpn, tcpAlpn, tcpPortAlpn } from './tcp-protocol.js';
 
@@ -49,9 +50,8 @@ export class InboundApp {
   /** The kept h2c connection to this port on Isthmus's own HTTP/2 (inbound-h2.ts), opened when there is none. */
   h2Connection(): Promise<H2Connection> {
     return this.connections.get('app', () => {
-      const split = this.address.lastIndexOf(':');
-      const socket = netConnect({ host: this.address.slice(0, split), port: Number(this.address.slice(split + 1)), noDelay: true });
-      return socket;
+      const [host, port] = hostPort(this.address);
+      return netConnect({ host, port, noDelay: true });
     }, 'connect', this.connectMs);
   }
 

@@ -8,7 +8,7 @@ import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attem
 import { headWaitMs, isGrpc } from './grpc-status.js';
 import { CallerStream } from './h2-caller.js';
 import { trackH2Exchange } from './h2-exchange.js';
-import { exchangeNotes, exchangeStream, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
+import { exchangeNotes, fieldsOf, H2Listener, headersOf, replyOwnH2 } from './h2-own-stream.js';
 import { h2ForwardFields } from './h2-headers.js';
 import { relayStream } from './h2-stream-relay.js';
 import type { OutboundDeps } from './outbound.js';
@@ -48,7 +48,7 @@ async function proxyStream(deps: OutboundDeps, caller: CallerStream, headers: In
   const stream = caller.stream;
   const method = headers[':method'] ?? 'GET';
   const grpc = isGrpc(headers['content-type']);
-  const { facts, exchange } = trackH2Exchange(exchangeStream(stream), method, headers, grpc);
+  const { facts, exchange } = trackH2Exchange(stream, method, headers, grpc);
   const observer = outboundObserver(deps.routing, deps.cluster, facts, grpc);
   stream.whenClosed(() => {
     if (exchange) exchange.requestBytes = caller.requestBytes;

@@ -44,7 +44,7 @@ describe('failureKind', () => {
     ['ECONNREFUSED', 'connect'], ['EHOSTUNREACH', 'connect'], ['UND_ERR_CONNECT_TIMEOUT', 'connect'],
     ['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'connect'], ['ERR_TLS_CERT_ALTNAME_INVALID', 'connect'],
     ['ISTHMUS_ERR_TRUST_IDENTITY_DENIED', 'connect'],
-    ['ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', 'unprocessed'], ['ERR_HTTP2_GOAWAY_SESSION', 'unprocessed'], ['ERR_HTTP2_INVALID_SESSION', 'unprocessed'],
+    ['ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED', 'unprocessed'],
     ['ERR_HTTP2_STREAM_ERROR', 'reset'], ['ERR_HTTP2_SESSION_ERROR', 'reset'],
     ['UND_ERR_HEADERS_TIMEOUT', 'timeout'], ['UND_ERR_BODY_TIMEOUT', 'timeout'],
     ['ECONNRESET', 'reset'], ['UND_ERR_SOCKET', 'reset'], ['EPIPE', 'reset'],

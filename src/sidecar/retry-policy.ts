@@ -94,9 +94,9 @@ const connectCodes = new Set([
 /** What a relay rejects with when it held back an answer that will be retried (attempts.ts). */
 export const retriedAnswerCode = 'ISTHMUS_RETRIED_ANSWER';
 
-// Raised when a stream could not even be opened (the session was closing or gone), and our own
-// code for a stream the destination refused unprocessed (src/h2/connection.ts reports it so).
-const unprocessedCodes = new Set(['ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_INVALID_SESSION', 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED']);
+// Our code for a stream the destination refused unprocessed, or that its connection could not
+// even open (h2-stream-relay.ts, from what src/h2/connection.ts reports).
+const unprocessedCodes = new Set(['ISTHMUS_ERR_DATAPLANE_UPSTREAM_REFUSED']);
 const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
 /** Which kind of failure an error from an upstream attempt is (decided on codes, never on messages). */
@@ -121,5 +121,4 @@ export function mayRepeatEndpoint(failure: FailureKind, byPolicy = false): boole
   return failure === 'unprocessed' || (byPolicy && (failure === 'response' || failure === 'reset' || failure === 'timeout'));
 }
 
-/** RST_STREAM's REFUSED_STREAM error code (RFC 9113 §7). */
 
