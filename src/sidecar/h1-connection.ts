@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
-import { HTTPParser, type NativeParser, type ParseError } from './native-http-parser.js';
+import { HTTPParser, releaseParser, type NativeParser, type ParseError } from './native-http-parser.js';
 import { onlyChunked } from './chunked-decoder.js';
 import { RawBody } from './raw-body.js';
 import { keepsView, lendView, socketHolds, viewsLength } from './lent-views.js';
@@ -588,7 +588,7 @@ export class H1Connection extends EventEmitter {
     this.disarm();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.parser.free();
+    releaseParser(this.parser);
     this.markClosed();
   }
 

@@ -8,7 +8,7 @@ import { adoptReads, readsAdoptable } from '../core/splice.js';
 import { onlyChunked } from './chunked-decoder.js';
 import { lendView, socketHolds, viewsLength } from './lent-views.js';
 import { RawBody } from './raw-body.js';
-import { HTTPParser, parserMethods, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
+import { HTTPParser, parserMethods, releaseParser, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
 
 /**
@@ -970,7 +970,7 @@ export class H1ServerConnection {
       this.consumed = false;
       this.parser.unconsume();
     }
-    this.parser.free();
+    releaseParser(this.parser);
     this.onGone();
   }
 

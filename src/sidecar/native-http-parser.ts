@@ -36,7 +36,10 @@ export interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
   execute(data: Buffer): number | ParseError;
   finish(): number | ParseError | undefined;
+  /** Runs the parser's async-hook destroy callbacks; the native parser stays. */
   free(): void;
+  /** Deletes the native parser and the handle that keeps its JavaScript object alive. */
+  close(): void;
   /** The parser becomes the handle's reader: reads are parsed as they come (node:http's server does this). */
   consume(handle: StreamHandle): void;
   unconsume(): void;
@@ -57,3 +60,20 @@ export interface StreamHandle {
 }
 
 export type ParseError = Error & { code?: string; reason?: string };
+
+/**
+ * Ends a parser once its connection is done with it. The native parser holds its JavaScript
+ * object through a strong handle until `close()` deletes it, and that object holds the callbacks
+ * set on it, so a parser only freed keeps its whole connection alive (sockets, buffers, the
+ * request): one leaked connection per connection ever opened. node:http closes the parsers it
+ * does not keep for reuse the same way, after the stack that may still be inside one of the
+ * parser's callbacks has unwound.
+ */
+export function releaseParser(parser: NativeParser): void {
+  parser.free();
+  setImmediate(closeParser, parser);
+}
+
+function closeParser(parser: NativeParser): void {
+  parser.close();
+}
