@@ -121,6 +121,30 @@ describe('H2Connection answers the peer errors RFC 9113 names', () => {
     expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.enhanceYourCalm);
   });
 
+  it('takes 100 PRIORITY frames per stream opened, then ends the connection with ENHANCE_YOUR_CALM (CVE-2019-9513)', async () => {
+    const port = await server();
+    const priority = (id: number) => frame(frameType.priority, 0, id, Buffer.from([0, 0, 0, 0, 15]));
+    const e = encoder();
+    // One stream opened: 200 PRIORITY frames are within its allowance, and the stream is served.
+    const served = await rawH2Client(port, cleanups);
+    served.socket.write(Buffer.concat([...Array.from({ length: 100 }, (_, i) => priority(2 * i + 1)), get(e, 1, true), ...Array.from({ length: 100 }, () => priority(1)), pingFrame(Buffer.from('stillok!'), false)]));
+    await waitFor(() => served.frames.some((f) => f.type === frameType.ping && f.ack));
+    expect(served.frames.find((f) => f.type === frameType.goaway)).toBeUndefined();
+    // Without a stream, the 101st is one too many; RFC 9218's PRIORITY_UPDATE (0x10) counts alike.
+    const flood = await rawH2Client(port, cleanups);
+    flood.socket.write(Buffer.concat([...Array.from({ length: 60 }, (_, i) => priority(2 * i + 1)), ...Array.from({ length: 41 }, () => frame(0x10, 0, 0, Buffer.from([0, 0, 0, 1, 0x75, 0x3d, 0x31])))]));
+    await waitFor(() => flood.closed);
+    expect(flood.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.enhanceYourCalm);
+  });
+
+  it('ends a connection that floods frames of unknown types with ENHANCE_YOUR_CALM, after a burst a well-behaved peer never reaches', async () => {
+    const port = await server();
+    const raw = await rawH2Client(port, cleanups);
+    raw.socket.write(Buffer.concat(Array.from({ length: 1200 }, () => frame(0xee, 0, 0, Buffer.from('x')))));
+    await waitFor(() => raw.closed);
+    expect(raw.frames.find((f) => f.type === frameType.goaway)?.code).toBe(h2Error.enhanceYourCalm);
+  });
+
   it('§6.5.3 ends a connection whose peer never acknowledges its SETTINGS with SETTINGS_TIMEOUT', async () => {
     const connections: H2Connection[] = [];
     const listener = createServer((socket) => connections.push(new H2Connection(socket, { role: 'server', settings: { settingsTimeoutMs: 200 }, onStream: () => undefined })));

@@ -51,6 +51,15 @@ export interface H2ConnectionOptions {
  */
 const resetBurst = 1000;
 const resetRefillPerSecond = 33;
+/**
+ * PRIORITY frames a peer may send: this many for each stream opened on the connection, and as
+ * many before the first. They change nothing here, but each costs a read and a check; Envoy
+ * bounds them the same way and with the same default (`max_inbound_priority_frames_per_stream`,
+ * 100), against floods of them (CVE-2019-9513). RFC 9218's PRIORITY_UPDATE frames, unknown to
+ * this side and sent by clients per request, count as PRIORITY frames.
+ */
+const priorityFramesPerStream = 100;
+const priorityUpdateType = 0x10;
 /** Bytes waiting in the socket past which PING and SETTINGS from the peer are a flood (it does not read our acknowledgements). */
 const controlFloodBytes = 4 * 1024 * 1024;
 
@@ -104,6 +113,9 @@ export class H2Connection implements FrameSink, StreamOwner {
   private corked = false;
   private resetTokens = resetBurst;
   private resetRefilledAt = Date.now();
+  /** Streams opened on this connection by either side, and PRIORITY frames from the peer (bounded by them). */
+  private streamsOpened = 0;
+  private priorityFrames = 0;
   /** The DATA frame being read: its flow-control length and the octets handed on from it. */
   private dataLength = 0;
   private dataDelivered = 0;
@@ -327,6 +339,7 @@ export class H2Connection implements FrameSink, StreamOwner {
       throw new H2ConnectionError(h2Error.protocolError, `a new stream ${streamId} below the last one opened (${this.lastPeerStream}), RFC 9113 §5.1.1`);
     }
     this.lastPeerStream = streamId;
+    this.streamsOpened += 1;
     if (this.goawaySent) return; // after our GOAWAY: not processed (the peer knows from its last stream id)
     if (this.streams.size >= this.local.maxConcurrentStreams) throw new H2StreamError(streamId, h2Error.refusedStream, `stream ${streamId} is over the ${this.local.maxConcurrentStreams} allowed at a time`);
     if (block.listSize > this.local.maxHeaderListSize) throw new H2StreamError(streamId, h2Error.protocolError, `a header list of ${block.listSize} octets, over the ${this.local.maxHeaderListSize} allowed`);
@@ -340,6 +353,18 @@ export class H2Connection implements FrameSink, StreamOwner {
     this.streams.set(streamId, stream);
     if (this.options.onStream) this.options.onStream(stream, block, endStream);
     else stream.reset(h2Error.refusedStream);
+  }
+
+  priority(): void {
+    this.priorityFrames += 1;
+    if (this.priorityFrames > priorityFramesPerStream * (1 + this.streamsOpened)) {
+      throw new H2ConnectionError(h2Error.enhanceYourCalm, `more than ${priorityFramesPerStream} PRIORITY frames per stream opened`);
+    }
+  }
+
+  unknownFrame(type: number): void {
+    if (type === priorityUpdateType) this.priority();
+    else this.spend('frames of a type this side does not know');
   }
 
   rstStream(streamId: number, code: number): void {
@@ -522,6 +547,7 @@ export class H2Connection implements FrameSink, StreamOwner {
 
   private open(stream: H2Stream, fields: readonly string[], endStream: boolean, neverIndexed?: readonly number[]): void {
     this.streams.set(stream.id, stream);
+    this.streamsOpened += 1;
     stream.state = 'open';
     this.sendHeaders(stream, fields, endStream, neverIndexed);
     // What was written while the head waited for a slot.

@@ -19,6 +19,8 @@ function recorder() {
     ping: (ack, payload) => events.push(`ping${ack ? ' ack' : ''} ${payload.toString('hex')}`),
     goaway: (last, code, debug) => events.push(`goaway ${last} ${code} ${debug.toString()}`),
     windowUpdate: (id, increment) => events.push(`window ${id} ${increment}`),
+    priority: (id) => events.push(`priority ${id}`),
+    unknownFrame: (type) => events.push(`unknown ${type}`),
     streamError: (err) => events.push(`stream-error ${err.streamId} ${err.code}`),
   };
   return { events, sink };
@@ -54,6 +56,8 @@ const expected = [
   'data-start 1 14', 'data 1  world end',
   `headers 3 ${Buffer.from('a'.repeat(40)).toString('hex')} end`,
   'headers 5 82',
+  'unknown 250',
+  'priority 7',
   'window 0 65535',
   'window 1 10',
   'rst 3 8',

@@ -64,6 +64,10 @@ export interface FrameSink {
   ping(ack: boolean, payload: Buffer): void;
   goaway(lastStreamId: number, code: number, debug: Buffer): void;
   windowUpdate(streamId: number, increment: number): void;
+  /** A well-formed PRIORITY frame: advisory and deprecated (RFC 9113 §5.3.2), told only so that the sink can bound how many it takes. */
+  priority(streamId: number): void;
+  /** A frame of a type this side does not know, skipped (§5.5); told only so that the sink can bound how many it takes. */
+  unknownFrame(type: number): void;
   /** A frame broke one stream (thrown by the reader's checks or by the sink itself): reset it; reading goes on. */
   streamError(err: H2StreamError): void;
 }
@@ -261,6 +265,7 @@ export class FrameReader {
         if (payload.length !== 5) throw new H2StreamError(streamId, h2Error.frameSizeError, `a PRIORITY frame of ${payload.length} octets, not 5`);
         if ((payload.readUInt32BE(0) & 0x7fffffff) === streamId) throw new H2StreamError(streamId, h2Error.protocolError, `stream ${streamId} depends on itself`);
         // Priorities are advisory and deprecated (§5.3.2): a relay has nothing to do with them.
+        this.sink.priority(streamId);
         return;
       case frameType.rstStream:
         if (streamId === 0) throw new H2ConnectionError(h2Error.protocolError, 'a RST_STREAM frame on stream 0');
@@ -295,6 +300,7 @@ export class FrameReader {
       }
       default:
         // Unknown types (and extensions this side did not agree to) are ignored (§5.5).
+        this.sink.unknownFrame(type);
         return;
     }
   }

@@ -40,6 +40,8 @@ function rawServer(answer: (request: HeaderBlock) => { fields: string[]; neverIn
       ping: () => undefined,
       goaway: () => undefined,
       windowUpdate: () => undefined,
+      priority: () => undefined,
+      unknownFrame: () => undefined,
       streamError: (err) => { throw err; },
     };
     const reader = new FrameReader(sink);

@@ -34,6 +34,8 @@ export async function rawH2Client(port: number, cleanups: (() => unknown)[], ope
     ping: (ack, payload) => frames.push({ type: frameType.ping, streamId: 0, ack, payload: payload.toString('hex') }),
     goaway: (_last, code) => frames.push({ type: frameType.goaway, streamId: 0, code }),
     windowUpdate: (id) => frames.push({ type: frameType.windowUpdate, streamId: id }),
+    priority: (id) => frames.push({ type: frameType.priority, streamId: id }),
+    unknownFrame: () => undefined,
     streamError: () => undefined,
   });
   socket.on('data', (chunk: Buffer) => {
