@@ -101,11 +101,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   let mesh: DevMesh | undefined;
   const generator: { current?: TrafficGenerator } = {};
   try {
-    mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir: opts.stateDir, trustDomain: 'soak.test', hostBase: opts.hostBase, gateways: 1, processes: true, progress: opts.progress });
-    // Every fifth request an echo POST to ledger of 1 KiB to 300 kB (on kept connections, as the
-    // rest): each answer must come back as long as its body.
+    mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir: opts.stateDir, trustDomain: 'soak.test', hostBase: opts.hostBase, gateways: 1, processes: true, grpcEcho: true, progress: opts.progress });
+    // Every fifth request an echo POST to ledger of 1 KiB to 300 kB (on kept connections): each
+    // answer must come back as long as its body. Every seventh a gRPC call to grpc-echo in west
+    // through the client's fixed listener (h2c, one kept connection). Of the GETs, every fourth
+    // on a connection of its own, closed after its answer: setup and teardown under load.
     const echo = { url: 'http://ledger.demo.mesh/echo', sizes: soakEchoSizes, every: 5 };
-    const targets: TrafficTarget[] = Object.values(mesh.file.clusters).map((c) => ({ proxy: c.client.proxy, urls: ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'], echo }));
+    const targets: TrafficTarget[] = Object.values(mesh.file.clusters).map((c) => ({
+      proxy: c.client.proxy, urls: ['http://hello.demo.mesh/', 'http://ledger.demo.mesh/'], echo, fresh: { every: 4 },
+      ...(c.client.listeners['demo/grpc-echo'] ? { grpc: { listener: c.client.listeners['demo/grpc-echo'], every: 7 } } : {}),
+    }));
     generator.current = new TrafficGenerator(targets, opts.rps);
     generator.current.start();
     await new Promise((r) => setTimeout(r, opts.warmUpSeconds * 1000));

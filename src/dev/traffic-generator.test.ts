@@ -32,3 +32,37 @@ test('sample gRPC calls: answered ones count as sent, and once the server is gon
   const failedBefore = generator.failed;
   await until('calls failing after the server closed', () => generator!.failed >= failedBefore + 5);
 });
+
+test('with fresh every 3, one GET in three arrives on a connection of its own that closes after it; the rest share kept connections', async () => {
+  // A stand-in for a sidecar's proxy port: it answers every request and notes the connection it came on.
+  const { createServer } = await import('node:http');
+  const requestsBySocket = new Map<object, { requests: number; close: string[] }>();
+  const proxy = createServer((req, res) => {
+    const seen = requestsBySocket.get(req.socket) ?? { requests: 0, close: [] };
+    seen.requests += 1;
+    seen.close.push(String(req.headers.connection));
+    requestsBySocket.set(req.socket, seen);
+    res.end('ok');
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (proxy.address() as { port: number }).port;
+    generator = new TrafficGenerator([{ proxy: `127.0.0.1:${port}`, urls: ['http://hello.demo.mesh/'], fresh: { every: 3 } }], 50);
+    generator.start();
+    await until('30 GETs answered', () => [...requestsBySocket.values()].reduce((n, s) => n + s.requests, 0) >= 30);
+    generator.stop();
+    const connections = [...requestsBySocket.values()];
+    const fresh = connections.filter((c) => c.close[0] === 'close');
+    // Each fresh GET had its connection to itself.
+    expect(fresh.every((c) => c.requests === 1)).toBe(true);
+    const total = connections.reduce((n, c) => n + c.requests, 0);
+    expect(fresh.length).toBeGreaterThanOrEqual(Math.floor(total / 3) - 1);
+    expect(fresh.length).toBeLessThanOrEqual(Math.ceil(total / 3) + 1);
+    // The others came on kept connections, several requests each.
+    expect(connections.filter((c) => c.close[0] !== 'close').some((c) => c.requests > 1)).toBe(true);
+    expect(generator.failed).toBe(0);
+  } finally {
+    proxy.closeAllConnections();
+    await new Promise((resolve) => proxy.close(resolve));
+  }
+});

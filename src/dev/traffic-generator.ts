@@ -21,6 +21,12 @@ export interface TrafficTarget {
    * that ends with a server-error status (UNAVAILABLE, INTERNAL…) counts as failed.
    */
   grpc?: { listener: string; every: number };
+  /**
+   * Every `every`-th GET on a connection of its own, closed after the answer (`connection:
+   * close`), as apps that keep no connections send them; the others share kept connections.
+   * Connections that come and go are what kept traffic never exercises (their setup and teardown).
+   */
+  fresh?: { every: number };
 }
 
 /**
@@ -60,7 +66,7 @@ export class TrafficGenerator {
         }
         const url = target.urls[gets % target.urls.length] as string;
         gets += 1;
-        this.send(target.proxy, url);
+        this.send(target.proxy, url, target.fresh !== undefined && gets % target.fresh.every === 0);
       }, 1000 / this.rps);
       timer.unref();
       this.timers.push(timer);
@@ -94,21 +100,25 @@ export class TrafficGenerator {
     });
   }
 
-  private send(proxy: string, url: string): void {
+  private send(proxy: string, url: string, fresh: boolean): void {
     this.inFlight += 1;
     this.sent += 1;
-    void requestThrough(proxy, url).then((status) => {
+    void requestThrough(proxy, url, 10_000, fresh).then((status) => {
       this.inFlight -= 1;
       if (status >= 500) this.failed += 1;
     });
   }
 }
 
-/** One GET of `url` through the HTTP proxy at `proxy`: the status, or 599 when none came. */
-export function requestThrough(proxy: string, url: string, timeoutMs = 10_000): Promise<number> {
+/**
+ * One GET of `url` through the HTTP proxy at `proxy`: the status, or 599 when none came. With
+ * `fresh`, on a connection of its own that closes after the answer; otherwise on Node's kept ones.
+ */
+export function requestThrough(proxy: string, url: string, timeoutMs = 10_000, fresh = false): Promise<number> {
   const split = proxy.lastIndexOf(':');
   return new Promise((resolve) => {
-    const req = request({ host: proxy.slice(0, split), port: Number(proxy.slice(split + 1)), path: url, headers: { host: new URL(url).host }, timeout: timeoutMs }, (res) => {
+    const headers = fresh ? { host: new URL(url).host, connection: 'close' } : { host: new URL(url).host };
+    const req = request({ host: proxy.slice(0, split), port: Number(proxy.slice(split + 1)), path: url, headers, timeout: timeoutMs, ...(fresh ? { agent: false } : {}) }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 599));
       res.on('error', () => resolve(599));
