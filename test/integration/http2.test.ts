@@ -5,11 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as h2Connect, type IncomingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { EchoClient, type EchoReply } from '../../src/dev/grpc-echo.js';
+import { patternChunk } from '../../src/dev/sample-service.js';
 import { sidecarStateDir } from '../../src/dev/sample-workload.js';
 import { keys } from '../../src/core/keys.js';
 import { FederationStore } from '../../src/federation/store.js';
@@ -104,6 +106,52 @@ describe('HTTP/2 and gRPC from east to services only west runs, through west\'s 
       session.close();
     }
   });
+
+  test('a 128 MiB HTTP/2 download read slowly arrives whole (hash checked), and no proxy on the way holds what the reader has not taken', async () => {
+    const size = 128 * 1024 * 1024;
+    // The reader rests 2 ms after each 64 KiB (at most 32 MB/s), so the app and the proxies
+    // would run far ahead of it without back-pressure through HTTP/2's windows and HTTP/1.1's
+    // sockets; anything a hop took in and held would show in this process's memory (the whole
+    // mesh runs in it).
+    const expected = createHash('sha256');
+    const block = patternChunk(0, 251 * 261);
+    for (let sent = 0; sent < size; sent += block.length) expected.update(size - sent >= block.length ? block : block.subarray(0, size - sent));
+    const session = h2Connect(`http://${east().client.listeners['demo/ledger']}`);
+    global.gc?.();
+    const before = process.memoryUsage.rss();
+    let peak = before;
+    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 100);
+    try {
+      const answer = await new Promise<{ status: unknown; hash: string; bytes: number }>((resolve, reject) => {
+        const stream = session.request({ ':method': 'GET', ':path': `/bytes?n=${size}` });
+        const hash = createHash('sha256');
+        let bytes = 0;
+        let status: unknown;
+        stream.on('response', (headers) => { status = headers[':status']; });
+        stream.on('error', reject);
+        let sinceRest = 0;
+        const slow = new Writable({
+          highWaterMark: 64 * 1024,
+          write(chunk: Buffer, _encoding, done) {
+            hash.update(chunk);
+            bytes += chunk.length;
+            sinceRest += chunk.length;
+            if (sinceRest < 64 * 1024) return done();
+            sinceRest = 0;
+            setTimeout(done, 2);
+          },
+        });
+        slow.on('finish', () => resolve({ status, hash: hash.digest('hex'), bytes }));
+        stream.pipe(slow);
+      });
+      expect(answer).toMatchObject({ status: 200, bytes: size, hash: expected.digest('hex') });
+      // Held whole anywhere, the body would add 128 MiB; measured: +38 MiB (the windows, sockets and garbage of six proxies in one process).
+      expect(peak - before, `RSS ${Math.round(before / 1048576)} MiB before, at most ${Math.round(peak / 1048576)} MiB during`).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      clearInterval(sampler);
+      session.close();
+    }
+  }, 120_000);
 
   test('a sidecar\'s own error reaches an HTTP/2 client as an HTTP/2 answer with x-isthmus-error', async () => {
     const { stdout } = await run('curl', ['-sS', '-i', '--http2-prior-knowledge', '-H', 'host: nope.demo.mesh', `http://${east().client.proxy}/`]);
