@@ -27,8 +27,8 @@ import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'n
  * rest. When no collection has run for `quietMs` (the process allocates little: the burst is
  * over: no scavenge) and the new space has grown to four times its size at start or more (one
  * doubling is not worth a pause), or the external memory (Buffers) is `externalGrowthBytes`
- * above what it was then (or after the last trim, once quiet), `onQuiet` is told, once until the next scavenge: the sidecar and
- * gateway ask their HeapTrim for a low-memory collection then.
+ * above what it was then (or after the last trim, once quiet), `onQuiet` is told, once until the
+ * next scavenge: the sidecar and gateway ask their HeapTrim for a low-memory collection then.
  */
 export interface YoungGenerationOptions {
   /** The new space's size (both semi-spaces) past which it does not grow. Default 8 MiB. */

@@ -69,13 +69,15 @@ export function checkBlock(fields: readonly string[], kind: BlockKind): string |
       if (kind === 'trailers') return `a pseudo-header (${name}) in trailers`;
       if (regularSeen) return `the pseudo-header ${name} after a regular field`;
       if (kind === 'request' ? !requestPseudo.has(name) : name !== ':status') return `the pseudo-header ${name} in a ${kind}`;
-      const before = name === ':method' ? method : name === ':scheme' ? scheme : name === ':authority' ? authority : name === ':path' ? path : status;
-      if (before !== undefined) return `two ${name} pseudo-headers`;
-      if (name === ':method') method = value;
-      else if (name === ':scheme') scheme = value;
-      else if (name === ':authority') authority = value;
-      else if (name === ':path') path = value;
-      else status = value;
+      let first = true;
+      switch (name) {
+        case ':method': first = method === undefined; method = value; break;
+        case ':scheme': first = scheme === undefined; scheme = value; break;
+        case ':authority': first = authority === undefined; authority = value; break;
+        case ':path': first = path === undefined; path = value; break;
+        default: first = status === undefined; status = value;
+      }
+      if (!first) return `two ${name} pseudo-headers`;
       continue;
     }
     regularSeen = true;

@@ -120,5 +120,3 @@ export function mayRepeatEndpoint(failure: FailureKind, byPolicy = false): boole
   // the same one gets them (as Envoy retries the only host), but never a refused connection.
   return failure === 'unprocessed' || (byPolicy && (failure === 'response' || failure === 'reset' || failure === 'timeout'));
 }
-
-

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { EchoClient } from '../../src/dev/grpc-echo.js';
+import { hostPort } from '../../src/sidecar/listen.js';
 import { waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
 
@@ -31,7 +32,10 @@ import { viaProxy } from '../helpers/proxy.js';
 let mesh: DevMesh;
 let stateDir: string;
 const east = () => mesh.file.clusters.east!;
-const split = (address: string) => ({ host: address.slice(0, address.lastIndexOf(':')), port: Number(address.slice(address.lastIndexOf(':') + 1)) });
+const split = (address: string) => {
+  const [host, port] = hostPort(address);
+  return { host, port };
+};
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
