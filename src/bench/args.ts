@@ -25,6 +25,8 @@ export interface BenchArgs {
   nice: number;
   /** Both chains write a line per request: ours `dev up --access-log`, the peer's nginx a JSON access log on both sides. */
   accessLog: boolean;
+  /** Our sidecars carry HTTP/1.1 requests between them as HTTP/2 streams (`dev up --upgrade-to-http2`). */
+  upgradeToHttp2: boolean;
 }
 
 export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
@@ -52,6 +54,8 @@ just before them (its baseline, which "added" figures subtract), and prints ours
   --access-log          both chains write a line per request, to see what logging costs: every sidecar of ours
                         (isthmus dev up --access-log, JSON lines) and the peer's nginx outbound and inbounds
                         (a JSON log_format with the same kind of fields); neither gateway logs (both splice TLS)
+  --upgrade-to-http2    our sidecars carry the generator's HTTP/1.1 requests between them as HTTP/2 streams
+                        (isthmus dev up --upgrade-to-http2); the peer chain is unchanged
   --cpu-prof <dir>      write a V8 CPU profile of the mesh process into <dir> (child mode; open it in Chrome DevTools)
   -o, --output table|json`;
 
@@ -114,6 +118,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
         'cold-only': { type: 'boolean', default: false },
         nice: { type: 'string', default: '0' },
         'access-log': { type: 'boolean', default: false },
+        'upgrade-to-http2': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -144,6 +149,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
     coldOnly: values['cold-only'],
     nice: integer('nice', values.nice, -20, 19),
     accessLog: values['access-log'],
+    upgradeToHttp2: values['upgrade-to-http2'],
   };
   if (args.coldOnly && args.coldRate === 0) throw invalid('--cold-only needs a --cold-rate above 0');
   if (args.cpuProf !== undefined && args.mesh !== 'child') throw invalid('--cpu-prof needs --mesh child: in-process, profile the bench itself with node --cpu-prof');

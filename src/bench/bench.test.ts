@@ -356,6 +356,8 @@ describe('parseBenchArgs', () => {
   test('defaults', () => {
     expect(parseBenchArgs([])).toMatchObject({ rates: [1000, 2000], seconds: 10, warmup: 2, output: 'table', mesh: 'child', processes: true, quick: false, hostBase: 60, coldRate: 500, coldSeconds: 5, accessLog: false });
     expect(parseBenchArgs(['--access-log', '--quick'])).toMatchObject({ accessLog: true, quick: true });
+    expect(parseBenchArgs([])).toMatchObject({ upgradeToHttp2: false });
+    expect(parseBenchArgs(['--upgrade-to-http2', '--cold-only'])).toMatchObject({ upgradeToHttp2: true, coldOnly: true });
   });
   test('--cold-rate 0 skips the cold-start point; --cold-seconds sets its length', () => {
     expect(parseBenchArgs(['--cold-rate', '0', '--cold-seconds', '3'])).toMatchObject({ coldRate: 0, coldSeconds: 3 });

@@ -53,6 +53,8 @@ export interface DevMeshOptions {
   processes?: boolean;
   /** Every sidecar writes an access log in this format to `logs/<sidecar>.access.log` (`isthmus dev up --access-log`). */
   accessLog?: 'json' | 'text';
+  /** Every sidecar sends HTTP/1.1 requests to other sidecars as HTTP/2 streams (`isthmus dev up --upgrade-to-http2`). */
+  upgradeToHttp2?: boolean;
   /**
    * Run each cluster's federation service as its own `isthmus federation --config` process too,
    * as deployed, so that it can crash alone (the reliability scenarios SIGKILL it).
@@ -158,6 +160,7 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
   const sidecarRunner = (name: string): SidecarRunner => ({
     ...(opts.processes ? { kind: 'process', name, logFile: logFile(name), onUnexpectedExit } as const : { kind: 'in-process', logger: log(name) } as const),
     ...(opts.accessLog ? { accessLog: { file: resolve(opts.stateDir, 'logs', `${name}.access.log`), format: opts.accessLog } } : {}),
+    ...(opts.upgradeToHttp2 ? { upgradeToHttp2: true } : {}),
   });
   try {
     // Our own etcd takes TLS clients with certificates of its own CA only, as a production one

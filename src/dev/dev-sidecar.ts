@@ -16,6 +16,8 @@ export type SidecarRunner = (
 ) & {
   /** `isthmus dev up --access-log`: this sidecar's access log, beside its log. */
   accessLog?: { file: string; format: 'json' | 'text' };
+  /** `isthmus dev up --upgrade-to-http2`: HTTP/1.1 requests go to other sidecars as HTTP/2 (outbound.upgradeToHttp2). */
+  upgradeToHttp2?: boolean;
 };
 
 export interface DevSidecar {
@@ -32,7 +34,8 @@ export interface DevSidecar {
  * Both ways get the same settings, so addresses, identity and state dir are identical.
  */
 export async function startDevSidecar(given: DevSidecarSettings, secrets: { bootstrapToken: string; reportIntervalMs?: number | undefined }, runner: SidecarRunner): Promise<DevSidecar> {
-  const settings = runner.accessLog ? { ...given, accessLog: runner.accessLog } : given;
+  let settings = runner.accessLog ? { ...given, accessLog: runner.accessLog } : given;
+  if (runner.upgradeToHttp2) settings = { ...settings, outbound: { ...settings.outbound, upgradeToHttp2: true } };
   if (runner.kind === 'in-process') {
     const { runSidecar } = await import('../sidecar/sidecar.js');
     const running = await runSidecar({

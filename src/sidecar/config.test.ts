@@ -72,6 +72,15 @@ describe('loadSidecarConfig', () => {
     }));
   });
 
+  test('outbound.upgradeToHttp2: absent, off; true, read as given; anything but a boolean refused, naming the field', () => {
+    expect(loadSidecarConfig(write('no-upgrade.yaml', {})).outbound.upgradeToHttp2).toBeUndefined();
+    expect(loadSidecarConfig(write('upgrade.yaml', { outbound: { listen: '127.0.0.1:15001', upgradeToHttp2: true } })).outbound.upgradeToHttp2).toBe(true);
+    expect(() => loadSidecarConfig(write('bad-upgrade.yaml', { outbound: { listen: '127.0.0.1:15001', upgradeToHttp2: 'yes' } }))).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_CONFIG_INVALID',
+      message: expect.stringContaining('/outbound/upgradeToHttp2'),
+    }));
+  });
+
   test('accessLog: absent, none; a file relative to the config; /dev/stdout as is; --access-log over the file\'s; a bad format refused naming the field', () => {
     expect(loadSidecarConfig(write('no-access.yaml', {})).accessLog).toBeUndefined();
     expect(loadSidecarConfig(write('access-file.yaml', { accessLog: { file: 'logs/access.json' } })).accessLog).toEqual({ file: join(dir, 'logs/access.json') });

@@ -26,7 +26,12 @@ export const SidecarConfigSchema = Type.Object({
   token: Type.Optional(Type.String({ description: 'bootstrap token from `isthmus register` (or use tokenFile)' })),
   tokenFile: Type.Optional(Type.String({ description: 'file holding the bootstrap token' })),
   stateDir: Type.String({ description: 'where the certificate and the last catalog are kept, so a restart works with the federation down' }),
-  outbound: Type.Object({ listen: hostPort('the app\'s HTTP proxy (HTTP_PROXY), default port 15001') }, { additionalProperties: false }),
+  outbound: Type.Object({
+    listen: hostPort('the app\'s HTTP proxy (HTTP_PROXY), default port 15001'),
+    upgradeToHttp2: Type.Optional(Type.Boolean({
+      description: 'send the app\'s HTTP/1.1 requests to other sidecars as HTTP/2 streams on one kept connection per destination, not on pooled HTTP/1.1 connections (default false: HTTP/2 costs more CPU per request; docs/sidecar.md, "HTTP/1.1 or HTTP/2 between sidecars")',
+    })),
+  }, { additionalProperties: false }),
   inbound: Type.Optional(Type.Object({
     listen: hostPort('the mTLS listener other sidecars and gateways connect to, default port 15006'),
     app: hostPort('where the app itself listens (loopback)'),

@@ -10,6 +10,7 @@ import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attem
 import { admitRequest } from './policy-step.js';
 import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
 import { forwardableHeaders } from './headers.js';
+import { dispatchOverH2 } from './h2-dispatch.js';
 import { repeatsHost } from './http-head.js';
 import { OwnOutboundH2 } from './outbound-h2.js';
 import { outboundObserver } from './outbound-observer.js';
@@ -35,6 +36,11 @@ export interface OutboundDeps {
   timeouts: Readonly<DataPlaneTimeouts>;
   /** Bytes of a request body kept so that a failed attempt can be repeated (default 1 MiB). */
   retryBufferBytes?: number;
+  /**
+   * The app's HTTP/1.1 requests go to other sidecars as HTTP/2 streams on one kept connection
+   * per destination (h2-dispatch.ts) instead of the HTTP/1.1 pools (config outbound.upgradeToHttp2).
+   */
+  upgradeToHttp2?: boolean;
 }
 
 /**
@@ -129,7 +135,11 @@ async function proxyRequest(deps: OutboundDeps, req: H1Request, res: H1Response,
     const options = {
       path, method, headers, body: body ? body.open() : null, headersTimeout, bodyTimeout: deps.timeouts.streamIdleMs, openEndedTimeout: deps.timeouts.tunnelIdleMs,
     };
-    deps.upstreams.get(upstream, breaker).dispatch(options as Dispatcher.DispatchOptions, relay);
+    if (deps.upgradeToHttp2) {
+      // A stream on the kept HTTP/2 connection; a CircuitBreaker's maxRequests counts streams.
+      const release = deps.upstreams.admitStream(upstream, breaker);
+      dispatchOverH2(deps.upstreams.h2Connection(upstream), options, relay, release);
+    } else deps.upstreams.get(upstream, breaker).dispatch(options as Dispatcher.DispatchOptions, relay);
     return relay.started;
   });
   if (!outcome.answered) reply(res, outcome.code, outcome.message);

@@ -163,7 +163,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     // Serving before the first catalog would answer "not in the mesh" for everything.
     await Promise.all([firstCatalog, firstPolicies]);
     // Before any listener opens, so that the first real requests meet compiled code (warm-up.ts).
-    const warm = await warmUp({ cluster: config.cluster, zone: config.zone, identity, timeouts, requests: config.warmUpRequests ?? defaultWarmUpRequests() });
+    const warm = await warmUp({ cluster: config.cluster, zone: config.zone, identity, timeouts, requests: config.warmUpRequests ?? defaultWarmUpRequests(), upgradeToHttp2: config.outbound.upgradeToHttp2 === true });
     if (warm.error !== undefined) logger.warn({ err: warm.error, answered: warm.answered, ms: Math.round(warm.ms) }, 'the warm-up failed; serving anyway, with cold code');
     else if (warm.answered > 0) logger.info({ requests: warm.answered, ms: Math.round(warm.ms) }, 'warmed up');
     health.start();
@@ -173,7 +173,10 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     recheck.unref();
     closers.push(() => clearInterval(recheck));
 
-    const outboundDeps = { cluster: config.cluster, routing, upstreams, timeouts, ...(config.retryBuffer === undefined ? {} : { retryBufferBytes: config.retryBuffer }) };
+    const outboundDeps = {
+      cluster: config.cluster, routing, upstreams, timeouts, upgradeToHttp2: config.outbound.upgradeToHttp2 === true,
+      ...(config.retryBuffer === undefined ? {} : { retryBufferBytes: config.retryBuffer }),
+    };
     const outbound = createOutbound({ ...outboundDeps, logger: logger.child({ component: 'outbound' }) });
     const outboundAddress = await listen(outbound, config.outbound.listen);
     closers.push(() => closeServer(outbound));

@@ -33,6 +33,8 @@ export interface WarmUpOptions {
   timeouts: Readonly<DataPlaneTimeouts>;
   /** Requests sent through the private chain; 0 skips the warm-up. */
   requests: number;
+  /** The private chain carries them as the sidecar will: HTTP/2 between its outbound and inbound (outbound.upgradeToHttp2). */
+  upgradeToHttp2?: boolean;
 }
 
 /**
@@ -73,7 +75,7 @@ export async function warmUp(opts: WarmUpOptions): Promise<{ ms: number; answere
     });
     const upstreams = new Upstreams(() => opts.identity.secureContext(), { connectTimeoutMs: opts.timeouts.connectMs, idleMs: opts.timeouts.connectionIdleMs });
     closers.push(() => upstreams.close());
-    const outbound = createOutbound({ cluster: opts.cluster, routing, upstreams, timeouts: opts.timeouts, logger: silentLogger });
+    const outbound = createOutbound({ cluster: opts.cluster, routing, upstreams, timeouts: opts.timeouts, logger: silentLogger, upgradeToHttp2: opts.upgradeToHttp2 === true });
     closers.push(() => closeServer(outbound));
     const outboundAddress = await listen(outbound, '127.0.0.1:0');
 
