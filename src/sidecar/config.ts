@@ -62,7 +62,7 @@ export const SidecarConfigSchema = Type.Object({
   timeouts: Type.Optional(TimeoutsSchema),
   retryBuffer: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024, description: 'bytes of a request body kept so a failed attempt can be resent elsewhere (default 1048576); a larger body is streamed and never retried' })),
   reportInterval: Type.Optional(Type.String({ pattern: durationPattern, description: 'how often traffic counts go to the federation, e.g. 5s (default 5s)' })),
-  warmUpRequests: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000, description: 'requests sent through a private copy of the data plane before the sidecar serves, so its first real requests do not run cold code (default 300; 0: none)' })),
+  warmUpRequests: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000, description: 'requests sent through a private copy of the data plane before the sidecar serves, so its first real requests do not run cold code (default 1000; 0: none)' })),
   accessLog: Type.Optional(Type.Object({
     file: Type.String({ minLength: 1, description: 'where each request and TCP connection gets a line: /dev/stdout (the container\'s log), /dev/stderr, or a file appended to (relative to this file)' }),
     format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('text')], { description: 'json (default): one JSON object per line; text: one line of fields for people' })),

@@ -165,7 +165,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     // Before any listener opens, so that the first real requests meet compiled code (warm-up.ts).
     const warm = await warmUp({ cluster: config.cluster, zone: config.zone, identity, timeouts, requests: config.warmUpRequests ?? defaultWarmUpRequests(), upgradeToHttp2: config.outbound.upgradeToHttp2 === true });
     if (warm.error !== undefined) logger.warn({ err: warm.error, answered: warm.answered, ms: Math.round(warm.ms) }, 'the warm-up failed; serving anyway, with cold code');
-    else if (warm.answered > 0) logger.info({ requests: warm.answered, ms: Math.round(warm.ms) }, 'warmed up');
+    else if (warm.answered > 0) logger.info({ requests: warm.answered, ms: Math.round(warm.ms), ...(warm.cutShort ? { cutShort: true } : {}) }, warm.cutShort ? 'warmed up, cut short at the deadline (a busy machine)' : 'warmed up');
     health.start();
     closers.push(() => health.stop());
     // Ejections end by time, not by an event: look again every second.

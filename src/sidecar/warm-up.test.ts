@@ -67,8 +67,19 @@ describe('the sidecar warm-up', () => {
 
   test('0 requests skips it; the default can be changed for a whole process through the environment', async () => {
     expect(await warmUp({ cluster: 'west', zone: 'west-a', identity, timeouts: defaultTimeouts, requests: 0 })).toEqual({ ms: 0, answered: 0 });
-    expect(defaultWarmUpRequests({})).toBe(300);
+    expect(defaultWarmUpRequests({})).toBe(1000);
     expect(defaultWarmUpRequests({ ISTHMUS_SIDECAR_WARM_UP_REQUESTS: '20' })).toBe(20);
-    expect(defaultWarmUpRequests({ ISTHMUS_SIDECAR_WARM_UP_REQUESTS: 'lots' })).toBe(300);
+    expect(defaultWarmUpRequests({ ISTHMUS_SIDECAR_WARM_UP_REQUESTS: 'lots' })).toBe(1000);
+  });
+
+  test('a warm-up still running at its deadline stops sending and returns what it did, without an error: the sidecar serves on time', async () => {
+    const started = performance.now();
+    const result = await warmUp({ cluster: 'west', zone: 'west-a', identity, timeouts: defaultTimeouts, requests: 10_000, deadlineMs: 300 });
+    expect(result.error).toBeUndefined();
+    expect(result.cutShort).toBe(true);
+    expect(result.answered).toBeGreaterThan(0);
+    expect(result.answered).toBeLessThan(10_000);
+    // The requests in flight at the deadline finish; nothing more is sent.
+    expect(performance.now() - started).toBeLessThan(2_000);
   });
 });
