@@ -20,8 +20,9 @@ export function registerSidecar(program: Command): void {
     .option('--inbound-app <host:port>', 'where the app listens (inbound.app), over the config\'s')
     .option('--inbound-app-protocol <protocol>', 'what the app speaks there: http, h2c or tcp (inbound.appProtocol), over the config\'s')
     .option('--access-log <file>', 'a line per request and TCP connection to this file: /dev/stdout for the container\'s log (accessLog.file), over the config\'s')
+    .option('--upgrade-to-http2', 'send the app\'s HTTP/1.1 requests to other sidecars as HTTP/2 streams on one connection per destination (outbound.upgradeToHttp2), over the config\'s')
     .option('--inbound-port <port[=app-port][/protocol]>', 'one more app port on inbound.app\'s host, by the port callers name, e.g. 9090/h2c, 6379/tcp, or 9000=9090/h2c for a Service port 9000 the app serves on 9090 (inbound.ports; repeat for each)', (value: string, previous: string[]) => [...previous, value], [] as string[])
-    .action(action(async (opts: { config: string; namespace?: string; service?: string; zone?: string; inboundApp?: string; inboundAppProtocol?: string; inboundPort: string[]; accessLog?: string; logFormat: LogFormat; logLevel: string }) => {
+    .action(action(async (opts: { config: string; namespace?: string; service?: string; zone?: string; inboundApp?: string; inboundAppProtocol?: string; inboundPort: string[]; accessLog?: string; upgradeToHttp2?: boolean; logFormat: LogFormat; logLevel: string }) => {
       const config = loadSidecarConfig(opts.config, opts);
       const logger = createLogger({ name: `isthmus-sidecar-${config.service}`, format: opts.logFormat, level: opts.logLevel });
       const { runSidecar } = await import('../sidecar/sidecar.js');

@@ -135,6 +135,17 @@ spec:
     }));
   });
 
+  it('the pod annotation isthmus.dev/upgrade-to-http2 sends the app\'s HTTP/1.1 requests to other sidecars as HTTP/2; another value is refused', () => {
+    const annotate = (value: string) => text.replace('      labels: {app: web}\n', `      labels: {app: web}\n      annotations:\n        isthmus.dev/upgrade-to-http2: ${value}\n`);
+    const argsOf = (input: string) => (podSpecOf(injectText(input, 'app.yaml', options).text).initContainers as Obj[])[0]?.args as string[];
+    expect(argsOf(annotate('"true"')).slice(-1)).toEqual(['--upgrade-to-http2']);
+    expect(argsOf(annotate('"false"'))).not.toContain('--upgrade-to-http2');
+    expect(argsOf(text)).not.toContain('--upgrade-to-http2');
+    expect(() => injectText(annotate('"yes"'), 'app.yaml', options)).toThrow(expect.objectContaining({
+      code: 'ISTHMUS_ERR_INJECT_UNSUPPORTED', message: expect.stringMatching(/Deployment shop\/web .*isthmus\.dev\/upgrade-to-http2 is "yes": give "true" or "false"/),
+    }));
+  });
+
   it('the token volume asks for the audience given', () => {
     const spec = podSpecOf(injectText(text, 'app.yaml', { ...options, tokenAudience: 'mesh.example.org' }).text);
     expect(JSON.stringify(spec.volumes)).toContain('"audience":"mesh.example.org"');

@@ -1,7 +1,7 @@
 import { isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node, type YAMLMap } from 'yaml';
 import { IsthmusError } from '../core/errors.js';
 import {
-  accessLogAnnotation, accessLogTargets, podFacts, proxyEnv, serviceFacts, sidecarContainer, sidecarName, sidecarVolumes, volumeNames, type InjectOptions, type ServiceFacts,
+  accessLogAnnotation, accessLogTargets, upgradeToHttp2Annotation, podFacts, proxyEnv, serviceFacts, sidecarContainer, sidecarName, sidecarVolumes, volumeNames, type InjectOptions, type ServiceFacts,
 } from './sidecar-spec.js';
 import {
   addToMap, appendToSeq, applyEdits, isBlockMap, isBlockSeq, pairOf, prependToSeq, removeItem, removePair, withFinalNewline, type Edit,
@@ -140,6 +140,14 @@ function injectEdits(text: string, w: Workload, options: InjectOptions, services
       throw unsupported(w.label, `the pod annotation ${accessLogAnnotation} is ${JSON.stringify(accessLog)}: give ${accessLogTargets.join(' or ')} (the sidecar container's log; its root file system is read-only)`);
     }
     facts.accessLog = accessLog;
+  }
+  const upgrade = typeof annotations === 'object' && annotations !== null ? (annotations as Record<string, unknown>)[upgradeToHttp2Annotation] : undefined;
+  if (upgrade !== undefined) {
+    // Annotation values are strings; a YAML boolean is what people write by mistake, and is read the same.
+    if (upgrade !== 'true' && upgrade !== 'false' && typeof upgrade !== 'boolean') {
+      throw unsupported(w.label, `the pod annotation ${upgradeToHttp2Annotation} is ${JSON.stringify(upgrade)}: give "true" or "false"`);
+    }
+    if (upgrade === 'true' || upgrade === true) facts.upgradeToHttp2 = true;
   }
   const edits: Edit[] = [];
   const { podSpec, label } = w;

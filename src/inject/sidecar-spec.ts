@@ -46,12 +46,16 @@ export interface PodFacts {
   appPorts: AppPortFacts[];
   /** The pod's `isthmus.dev/access-log` annotation: where the sidecar writes its access log (`--access-log`). */
   accessLog?: string;
+  /** The pod's `isthmus.dev/upgrade-to-http2: "true"` annotation (`--upgrade-to-http2`). */
+  upgradeToHttp2?: boolean;
 }
 
 /** The pod annotation that turns a sidecar's access log on (docs/sidecar.md, "Access log"). */
 export const accessLogAnnotation = 'isthmus.dev/access-log';
 /** Where a pod's sidecar may write it: its container's log (its root file system is read-only). */
 export const accessLogTargets: readonly string[] = ['/dev/stdout', '/dev/stderr'];
+/** The pod annotation that sends the app's HTTP/1.1 requests to other sidecars as HTTP/2 (docs/sidecar.md, "HTTP/1.1 or HTTP/2 between sidecars"). */
+export const upgradeToHttp2Annotation = 'isthmus.dev/upgrade-to-http2';
 
 export interface AppPortFacts {
   port: number;
@@ -156,6 +160,7 @@ export function sidecarContainer(facts: PodFacts, options: InjectOptions): Obj {
       '--namespace', '$(POD_NAMESPACE)', '--service', facts.service, '--zone', '$(ISTHMUS_ZONE)',
       ...inboundArgs(facts.appPorts),
       ...(facts.accessLog ? ['--access-log', facts.accessLog] : []),
+      ...(facts.upgradeToHttp2 ? ['--upgrade-to-http2'] : []),
     ],
     env: [
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },

@@ -75,6 +75,8 @@ describe('loadSidecarConfig', () => {
   test('outbound.upgradeToHttp2: absent, off; true, read as given; anything but a boolean refused, naming the field', () => {
     expect(loadSidecarConfig(write('no-upgrade.yaml', {})).outbound.upgradeToHttp2).toBeUndefined();
     expect(loadSidecarConfig(write('upgrade.yaml', { outbound: { listen: '127.0.0.1:15001', upgradeToHttp2: true } })).outbound.upgradeToHttp2).toBe(true);
+    // --upgrade-to-http2 (what isthmus inject passes for the pod annotation) over a file without it.
+    expect(loadSidecarConfig(write('no-upgrade-2.yaml', {}), { upgradeToHttp2: true }).outbound.upgradeToHttp2).toBe(true);
     expect(() => loadSidecarConfig(write('bad-upgrade.yaml', { outbound: { listen: '127.0.0.1:15001', upgradeToHttp2: 'yes' } }))).toThrow(expect.objectContaining({
       code: 'ISTHMUS_ERR_CONFIG_INVALID',
       message: expect.stringContaining('/outbound/upgradeToHttp2'),

@@ -95,6 +95,8 @@ export interface SidecarOverrides {
   inboundPort?: string[] | undefined;
   /** `accessLog.file` (the format stays the file's, json unless set). */
   accessLog?: string | undefined;
+  /** `outbound.upgradeToHttp2: true`; absent or false leaves the file's. */
+  upgradeToHttp2?: boolean | undefined;
 }
 
 /** `inbound.ports` with every app address filled in. */
@@ -124,6 +126,7 @@ function applyOverrides(raw: unknown, overrides: SidecarOverrides): unknown {
     const host = typeof app === 'string' && app.includes(':') ? app.slice(0, app.lastIndexOf(':')) : undefined;
     config.inbound = { ...config.inbound, ports: overrides.inboundPort.map((spec) => portEntry(spec, host)) };
   }
+  if (overrides.upgradeToHttp2 && typeof config.outbound === 'object' && config.outbound !== null) config.outbound = { ...config.outbound, upgradeToHttp2: true };
   if (overrides.accessLog) {
     const given = typeof config.accessLog === 'object' && config.accessLog !== null ? config.accessLog : {};
     config.accessLog = { ...given, file: overrides.accessLog };
