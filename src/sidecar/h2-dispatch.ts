@@ -6,7 +6,7 @@ import { h2Error } from '../h2/frames.js';
 import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream, StreamHandler } from '../h2/stream.js';
 import { h2ForwardFields } from './h2-headers.js';
-import { fieldsOf } from './h2-own-stream.js';
+import { fieldOf, fieldsOf } from './h2-own-stream.js';
 
 /** What outbound.ts hands a pool's dispatch for one attempt, and what this sends it over instead. */
 export interface H2DispatchOptions {
@@ -35,12 +35,6 @@ function recordOf(block: HeaderBlock): Record<string, string | string[]> {
     else out[name] = [had, value];
   }
   return out;
-}
-
-function statusOf(block: HeaderBlock): number {
-  const fields = block.fields;
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === ':status') return Number(fields[i + 1]);
-  return 0;
 }
 
 const empty = Buffer.alloc(0);
@@ -158,7 +152,7 @@ export function dispatchOverH2(connection: Promise<H2Connection>, opts: H2Dispat
         idleTimer = undefined;
         touch();
       }
-      handler.onResponseStart?.(controller, statusOf(block), headers, '');
+      handler.onResponseStart?.(controller, Number(fieldOf(block, ':status')), headers, '');
       if (endStream) finish(undefined);
     },
     onData: (s, piece, end) => {

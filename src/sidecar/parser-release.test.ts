@@ -14,8 +14,7 @@ import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
  * its socket and its buffers) alive until it is closed; a sidecar that only freed its parsers
  * kept every connection it ever served or opened (seen in a dev mesh: 1000 rounds of short-lived
  * connections took a sidecar's heap from 13 to 95 MB, with 68 MB more of Buffers). Each test
- * opens connections, closes them,
- * collects garbage and asserts that what it holds weakly is gone.
+ * opens connections, closes them, collects garbage and asserts that what it holds weakly is gone.
  */
 
 const servers: Server[] = [];
