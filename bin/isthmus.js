@@ -1,9 +1,15 @@
 #!/usr/bin/env node
 // The `isthmus` command. The TypeScript sources are compiled to dist/ by `npm ci` (prepare).
-import { existsSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
+import { createRequire } from 'node:module';
 import { startFlags } from './start-flags.js';
+
+// Node's own modules through require(), as the bundle reaches them (scripts/bundle.mjs): an
+// imported built-in gets a facade that reads every export, and `fs.promises` then loads the
+// whole promise API into every sidecar.
+const require = createRequire(import.meta.url);
+const { existsSync, statSync } = require('node:fs');
+const { fileURLToPath } = require('node:url');
+const { setFlagsFromString } = require('node:v8');
 
 for (const flag of startFlags(process.argv[2])) setFlagsFromString(flag);
 

@@ -109,12 +109,16 @@ export async function loadedModules(kind: ProcessKind, opts: { env?: Record<stri
   // reading moved with V8's semi-spaces rather than with the modules.
   const flags = kind === 'bare' ? [] : [
     `const { startFlags } = await import(${JSON.stringify(startFlagsUrl.href)});`,
-    `for (const flag of startFlags(${JSON.stringify(kind)})) (await import('node:v8')).setFlagsFromString(flag);`,
+    `for (const flag of startFlags(${JSON.stringify(kind)})) require('node:v8').setFlagsFromString(flag);`,
   ];
-  const script = `${[...flags, ...steps].join('\n')}
+  // Node's own modules through require(), as bin/isthmus.js reaches them: an imported built-in's
+  // facade reads every export (fs.promises, tls.rootCertificates) and would load more than the
+  // process does.
+  const script = `const require = (await import('node:module')).createRequire(${JSON.stringify(startFlagsUrl.href)});
+${[...flags, ...steps].join('\n')}
 globalThis.gc?.();
-const status = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
-const newSpaceBytes = (await import('node:v8')).getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+const status = require('node:fs').readFileSync('/proc/self/status', 'utf8');
+const newSpaceBytes = require('node:v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
 const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
 process.stdout.write(JSON.stringify({ status, heapUsedBytes: process.memoryUsage().heapUsed, builtins, newSpaceBytes }));`;
   const childEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')));

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { rootCertificates, connect as tlsConnect } from 'node:tls';
+import tls, { connect as tlsConnect } from 'node:tls';
 import { resolve } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
 import { checkCurrent, pemCertificates, readCertAndKey, readTlsFile } from '../core/tls-files.js';
@@ -98,7 +98,8 @@ function defaultRoots(): Buffer {
   } catch {
     // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS; so do we, by ignoring it.
   }
-  return Buffer.from([...rootCertificates, extraPem].join('\n'));
+  // Read where needed: `rootCertificates` is a lazy getter that builds 140 strings.
+  return Buffer.from([...tls.rootCertificates, extraPem].join('\n'));
 }
 
 /**
