@@ -4,6 +4,8 @@
 
 # Build: compile and bundle (npm run build), then drop the dev dependencies.
 FROM node:20-bookworm-slim AS build
+# A C compiler for native/malloc-trim.c (scripts/native.mjs); Node's headers come with the image.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would build before the sources are copied; the build runs below.
@@ -11,6 +13,7 @@ RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY scripts ./scripts
+COPY native ./native
 COPY src ./src
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 

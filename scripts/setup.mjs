@@ -50,6 +50,20 @@ function aptInstall(packages) {
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 20) fail([`Node.js ${process.versions.node} is too old; Isthmus needs Node 20 or newer.`]);
 
+// A C compiler: \`npm run build\` compiles native/malloc-trim.c, the binding through which every
+// sidecar and gateway gives malloc's free pages back to the system (src/core/malloc-trim.ts).
+// Node's headers, which it also needs, come with Node's own packages.
+if (!has(process.env.CC || 'cc')) {
+  if (!aptInstall(['gcc', 'libc6-dev'])) {
+    const lines = [
+      'no C compiler (cc): the build leaves out dist/native/malloc-trim.node, and sidecars and gateways then keep',
+      "  the memory malloc frees. Debian/Ubuntu: sudo apt-get install -y gcc libc6-dev (or set CC), then run this again.",
+    ];
+    if (purpose === 'test') fail(lines);
+    for (const line of lines) say(line);
+  }
+}
+
 // npm packages: install when missing or when the lock file changed since the last install.
 const installedLock = join(root, 'node_modules', '.package-lock.json');
 const lock = join(root, 'package-lock.json');

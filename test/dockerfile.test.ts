@@ -52,6 +52,17 @@ describe('Dockerfile', () => {
     for (const path of ['package.json', 'node_modules', 'bin', 'dist', 'src/dashboard/assets']) expect(copied).toContain(`/src/${path}`);
   });
 
+  it('builds the malloc_trim binding: a C compiler and native/ in the build stage before npm run build', () => {
+    const build = stages[0]?.lines ?? [];
+    const runIndex = (pattern: RegExp) => build.findIndex((i) => i.word === 'RUN' && pattern.test(i.args.join(' ')));
+    const compiler = runIndex(/apt-get install .*\bgcc\b/);
+    const copyNative = build.findIndex((i) => i.word === 'COPY' && i.args[0] === 'native');
+    const npmBuild = runIndex(/npm run build/);
+    expect(compiler, 'apt-get install gcc in the build stage').toBeGreaterThanOrEqual(0);
+    expect(copyNative, 'COPY native in the build stage').toBeGreaterThanOrEqual(0);
+    expect(npmBuild).toBeGreaterThan(Math.max(compiler, copyNative));
+  });
+
   it('starts every process of the image with the proxies\' number of malloc arenas', () => {
     const env = final?.lines.filter((i) => i.word === 'ENV').map((i) => i.args.join(' ')) ?? [];
     expect(env).toContain(`MALLOC_ARENA_MAX=${proxyMallocArenaMax}`);

@@ -47,6 +47,21 @@ describe('HeapTrim', () => {
     trim.stop();
   });
 
+  it('gives malloc\'s free pages back after each collection, once the collection has freed them', async () => {
+    const order: string[] = [];
+    const trim = new HeapTrim({
+      logger, settleMs: 10, minIntervalMs: 0, minGrowthBytes: 0,
+      collect: async () => { await sleep(20); order.push('collect'); },
+      releaseMalloc: () => { order.push('malloc'); return { released: true }; },
+    });
+    trim.request('catalog');
+    await sleep(150);
+    trim.request('quiet', { always: true });
+    await sleep(150);
+    expect(order).toEqual(['collect', 'malloc', 'collect', 'malloc']);
+    trim.stop();
+  });
+
   it('does nothing once stopped, and nothing without a request', async () => {
     const { trim, ranAt } = counted(10, 0);
     await sleep(50);

@@ -19,6 +19,7 @@
  */
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import type { Logger } from './log.js';
+import { mallocTrim, mallocTrimOutcome, type MallocTrimResult } from './malloc-trim.js';
 
 export interface HeapTrimOptions {
   logger: Logger;
@@ -28,6 +29,11 @@ export interface HeapTrimOptions {
   minIntervalMs?: number;
   /** The collection itself; the default is V8's low-memory collection through the inspector. */
   collect?: () => Promise<void>;
+  /**
+   * Run after the collection, which frees Buffers and other memory V8 held in malloc's arenas;
+   * the default gives their free pages back to the system (core/malloc-trim.ts).
+   */
+  releaseMalloc?: () => MallocTrimResult;
   /**
    * After the first trim, a trim runs only if the old generation (old and large-object spaces,
    * where a catalog's garbage goes) has grown by this much since the last one. A burst of
@@ -52,6 +58,7 @@ export class HeapTrim {
   private readonly settleMs: number;
   private readonly minIntervalMs: number;
   private readonly collect: () => Promise<void>;
+  private readonly releaseMalloc: () => MallocTrimResult;
   private readonly minGrowthBytes: number;
   private readonly heapBytes: () => number;
   /** `heapBytes()` right after the last trim. */
@@ -72,6 +79,7 @@ export class HeapTrim {
     this.settleMs = opts.settleMs ?? defaultHeapTrim.settleMs;
     this.minIntervalMs = opts.minIntervalMs ?? defaultHeapTrim.minIntervalMs;
     this.collect = opts.collect ?? lowMemoryCollection;
+    this.releaseMalloc = opts.releaseMalloc ?? mallocTrim;
     this.minGrowthBytes = opts.minGrowthBytes ?? defaultHeapTrim.minGrowthBytes;
     this.heapBytes = opts.heapBytes ?? oldGenerationBytes;
     this.log = opts.logger.child({ component: 'heap-trim' });
@@ -125,11 +133,13 @@ export class HeapTrim {
     const started = performance.now();
     try {
       await this.collect();
+      const malloc = this.releaseMalloc();
       this.runs += 1;
       this.afterLast = this.heapBytes();
       this.log.debug({
         reason, ms: Math.round(performance.now() - started),
         rssBeforeMb: mb(rssBefore), rssAfterMb: mb(process.memoryUsage.rss()),
+        mallocTrim: mallocTrimOutcome(malloc),
       }, 'gave memory back after a burst of garbage');
     } catch (err) {
       // Not worth more than a line: the process runs on with the memory it had.

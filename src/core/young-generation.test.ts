@@ -10,12 +10,13 @@ function simulated(opts: { capBytes?: number; newSpace?: number; external?: numb
   const state = { newSpace: opts.newSpace ?? 1 * MiB, external: opts.external ?? 2 * MiB };
   const factors: number[] = [];
   const told: string[] = [];
+  let idle = 0;
   const young = new YoungGeneration({
     capBytes: opts.capBytes ?? 8 * MiB, quietMs: 60_000, externalGrowthBytes: 4 * MiB,
     newSpaceBytes: () => state.newSpace, externalBytes: () => state.external,
-    setGrowthFactor: (f) => factors.push(f), onQuiet: (reason) => told.push(reason),
+    setGrowthFactor: (f) => factors.push(f), onQuiet: (reason) => told.push(reason), onIdle: () => { idle += 1; },
   });
-  return { young, state, factors, told };
+  return { young, state, factors, told, idle: () => idle };
 }
 
 describe('growthFactorFor', () => {
@@ -32,22 +33,41 @@ describe('growthFactorFor', () => {
 });
 
 describe('YoungGeneration', () => {
-  it('lets the young generation double up to the cap, holds it there, and lets it grow again once V8 shrank it', () => {
+  it('holds the young generation until the process is busy, then lets it double up to the cap, and holds it again once quiet', () => {
     const { young, state, factors } = simulated();
     young.serve();
-    // Serving: the factor bin/isthmus.js started with (1) becomes V8's default.
-    expect(factors).toEqual([2]);
+    // Serving but not busy: held, whatever the process started with.
+    expect(factors).toEqual([1]);
+    // Four scavenges within a second are not yet busy; the fifth is.
+    for (const at of [0, 100, 200, 300]) young.collected(true, at);
+    expect(factors).toEqual([1]);
+    young.collected(true, 400);
+    expect(factors).toEqual([1, 2]);
     state.newSpace = 4 * MiB;
-    young.collected(true);
-    expect(factors).toEqual([2]);
+    young.collected(true, 500);
+    expect(factors).toEqual([1, 2]);
     state.newSpace = 8 * MiB;
-    young.collected(true);
-    expect(factors).toEqual([2, 1]);
-    young.collected(true);
-    expect(factors).toEqual([2, 1]);
+    young.collected(true, 600);
+    expect(factors).toEqual([1, 2, 1]);
+    young.collected(true, 700);
+    expect(factors).toEqual([1, 2, 1]);
+    // V8 shrank it (the heap trim's full collection): free to grow again while still busy.
     state.newSpace = 1 * MiB;
-    young.collected(false);
-    expect(factors).toEqual([2, 1, 2]);
+    young.collected(false, 800);
+    expect(factors).toEqual([1, 2, 1, 2]);
+    // An interval with scavenges, then a quiet one: the load is over, held again.
+    young.check();
+    expect(factors).toEqual([1, 2, 1, 2]);
+    young.check();
+    expect(factors).toEqual([1, 2, 1, 2, 1]);
+    young.stop();
+  });
+
+  it('never lets light traffic grow the young generation: scavenges seconds apart are not busy', () => {
+    const { young, factors } = simulated();
+    young.serve();
+    for (let at = 0; at < 60_000; at += 400) young.collected(true, at);
+    expect(factors).toEqual([1]);
     young.stop();
   });
 
@@ -106,6 +126,31 @@ describe('YoungGeneration', () => {
     young.check();
     young.check();
     expect(told).toEqual(['5 MB more Buffers than before the load', '4 MB more Buffers than before the load']);
+    young.stop();
+  });
+
+  it('tells onIdle once per quiet spell that follows collections, whatever they freed, and never while busy', () => {
+    const { young, idle, told } = simulated();
+    young.serve();
+    // Nothing collected since it began to serve: nothing for malloc to give back.
+    young.check();
+    expect(idle()).toBe(0);
+    young.collected(true);
+    // Scavenges in this interval: busy.
+    young.check();
+    expect(idle()).toBe(0);
+    young.check();
+    expect(idle()).toBe(1);
+    // Still quiet, nothing collected since: not again.
+    young.check();
+    young.check();
+    expect(idle()).toBe(1);
+    // A full collection (V8's own while idle, or a heap trim's) frees Buffers too, and is no activity.
+    young.collected(false);
+    young.check();
+    expect(idle()).toBe(2);
+    // Without growth onQuiet had nothing to say throughout.
+    expect(told).toEqual([]);
     young.stop();
   });
 

@@ -13,9 +13,14 @@ import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'n
  * bin/isthmus.js sets the factor to 1 for `isthmus sidecar` and `isthmus gateway` before anything
  * loads.
  *
- * Once the process serves, `serve()` sets V8's default (2) back, so that under load the young
- * generation grows: kept at 1 MB it cost ~5% more CPU per request at 1000 requests/s
- * (docs/benchmarks.md, "What still holds the memory"). Left to itself V8 grows it up to 32 MB,
+ * Once the process serves and is busy (`busyScavenges` scavenges within a second: a sidecar at
+ * 1000 requests/s scavenges ten times a second or more, one at a few requests a second every few
+ * seconds), V8's default factor (2) is set back, so that under load the young generation grows:
+ * kept at 1 MB it cost ~5% more CPU per request at 1000 requests/s (docs/benchmarks.md, "What
+ * still holds the memory"). Until then, and again once the process has gone quiet, the factor
+ * stays 1: V8 grows the space by what survived its scavenges in total, so light traffic, a few
+ * health checks and catalog changes grew an idle sidecar's young generation from 1 to 4 MB
+ * within seconds of its start, and slowly on to the cap. Left to itself V8 grows it up to 32 MB,
  * which gRPC traffic reached within seconds (50 calls in flight keep their objects alive across
  * scavenges) and kept long after the traffic stopped. So the growth stops at `capBytes`: after
  * each collection the factor is set to 1 once one more doubling would pass the cap, and back to
@@ -33,19 +38,28 @@ import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'n
 export interface YoungGenerationOptions {
   /** The new space's size (both semi-spaces) past which it does not grow. Default 8 MiB. */
   capBytes?: number;
+  /** How many scavenges within a second make the process busy, and its young generation free to grow. Default 5. */
+  busyScavenges?: number;
   /** How long without a collection counts as quiet. Default 5 s. */
   quietMs?: number;
   /** How much more external memory than at start is worth a collection when quiet. Default 4 MiB. */
   externalGrowthBytes?: number;
   /** Told when the process has gone quiet with more young generation or external memory than at start. */
   onQuiet?: (reason: string) => void;
+  /**
+   * Told when the process has gone quiet after one or more collections, whatever they freed:
+   * once per quiet spell. The Buffers a collection freed went back to malloc, and the sidecar and
+   * gateway give malloc's free pages back to the system then (core/malloc-trim.ts), which costs
+   * no collection.
+   */
+  onIdle?: () => void;
   /** Reads and the flag setter, for tests; defaults are V8's own. */
   newSpaceBytes?: () => number;
   externalBytes?: () => number;
   setGrowthFactor?: (factor: number) => void;
 }
 
-export const defaultYoungGeneration = { capBytes: 8 * 1024 * 1024, quietMs: 5000, externalGrowthBytes: 4 * 1024 * 1024 } as const;
+export const defaultYoungGeneration = { capBytes: 8 * 1024 * 1024, busyScavenges: 5, quietMs: 5000, externalGrowthBytes: 4 * 1024 * 1024 } as const;
 
 /** V8's default `--semi-space-growth-factor`, and the one that stops growth. */
 const growing = 2;
@@ -58,12 +72,20 @@ export function growthFactorFor(bytes: number, capBytes: number): number {
 
 export class YoungGeneration {
   private readonly capBytes: number;
+  private readonly busyScavenges: number;
   private readonly quietMs: number;
   private readonly externalGrowthBytes: number;
   private readonly newSpaceBytes: () => number;
   private readonly externalBytes: () => number;
   private readonly setGrowthFactor: (factor: number) => void;
   private readonly onQuiet: ((reason: string) => void) | undefined;
+  private readonly onIdle: (() => void) | undefined;
+  /** Whether any collection ran since onIdle was last told (or since serve()). */
+  private collectedSinceIdle = false;
+  /** When the last `busyScavenges` scavenges ran (performance.now()), oldest first. */
+  private readonly recentScavenges: number[] = [];
+  /** Busy since the last quiet check: the young generation may grow. */
+  private busy = false;
   /** The factor bin/isthmus.js started the process with. */
   private factor = held;
   private observer: PerformanceObserver | undefined;
@@ -78,25 +100,31 @@ export class YoungGeneration {
 
   constructor(opts: YoungGenerationOptions = {}) {
     this.capBytes = opts.capBytes ?? defaultYoungGeneration.capBytes;
+    this.busyScavenges = opts.busyScavenges ?? defaultYoungGeneration.busyScavenges;
     this.quietMs = opts.quietMs ?? defaultYoungGeneration.quietMs;
     this.externalGrowthBytes = opts.externalGrowthBytes ?? defaultYoungGeneration.externalGrowthBytes;
     this.newSpaceBytes = opts.newSpaceBytes ?? newSpaceSize;
     this.externalBytes = opts.externalBytes ?? (() => getHeapStatistics().external_memory);
     this.setGrowthFactor = opts.setGrowthFactor ?? ((factor) => setFlagsFromString(`--semi-space-growth-factor=${factor}`));
     this.onQuiet = opts.onQuiet;
+    this.onIdle = opts.onIdle;
   }
 
-  /** The process serves from now on: growth up to the cap, and quiet checks. */
+  /** The process serves from now on: growth up to the cap when busy, and quiet checks. */
   serve(): void {
     if (this.observer) return;
     this.startNewSpace = this.newSpaceBytes();
     this.baseExternal = this.externalBytes();
-    this.adjust();
+    // Held until busy, whatever the process started with (bin/isthmus.js sets 1; V8's default is 2).
+    this.factor = held;
+    this.setGrowthFactor(held);
     this.observer = new PerformanceObserver((list) => {
-      this.collected(list.getEntries().some((entry) => (entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR));
+      for (const entry of list.getEntries()) {
+        this.collected((entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR, entry.startTime);
+      }
     });
     this.observer.observe({ entryTypes: ['gc'] });
-    if (this.onQuiet) {
+    if (this.onQuiet || this.onIdle) {
       this.timer = setInterval(() => this.check(), this.quietMs);
       this.timer.unref();
     }
@@ -115,23 +143,39 @@ export class YoungGeneration {
   }
 
   /**
-   * After one or more collections (the observer's entries come in batches). Only scavenges count
-   * as activity: the low-memory collection onQuiet asks for is a full one, and must not make
-   * the process look busy again.
+   * After a collection that began at `now` (the observer's entries come in batches). Only
+   * scavenges count as activity: the low-memory collection onQuiet asks for is a full one, and
+   * must not make the process look busy again.
    */
-  collected(scavenged: boolean): void {
+  collected(scavenged: boolean, now: number = performance.now()): void {
+    this.collectedSinceIdle = true;
     if (scavenged) {
       this.collections += 1;
       this.told = false;
+      this.recentScavenges.push(now);
+      if (this.recentScavenges.length > this.busyScavenges) this.recentScavenges.shift();
+      if (this.recentScavenges.length === this.busyScavenges && now - this.recentScavenges[0]! <= 1000) this.busy = true;
     }
     this.adjust();
   }
 
-  /** Every quietMs: a process that collected nothing since the last check and holds more than at start is told once. */
+  /**
+   * Every quietMs: a process that collected nothing since the last check is idle (onIdle, if it
+   * collected since the last time), and if it holds more than at start, onQuiet is told once.
+   */
   check(): void {
     const quiet = this.collections === 0;
     this.collections = 0;
     if (!quiet) return;
+    if (this.busy) {
+      // The load is over: no more growth until the next.
+      this.busy = false;
+      this.adjust();
+    }
+    if (this.collectedSinceIdle) {
+      this.collectedSinceIdle = false;
+      this.onIdle?.();
+    }
     if (this.told) {
       // Quiet since it was told (and the trim ran): what Buffers hold now is live, and the next
       // burst is counted from it, so that Buffers a sidecar keeps do not ask for a trim after
@@ -150,7 +194,7 @@ export class YoungGeneration {
   }
 
   private adjust(): void {
-    const factor = growthFactorFor(this.newSpaceBytes(), this.capBytes);
+    const factor = this.busy ? growthFactorFor(this.newSpaceBytes(), this.capBytes) : held;
     if (factor === this.factor) return;
     this.factor = factor;
     this.setGrowthFactor(factor);

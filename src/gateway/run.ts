@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
+import { mallocTrimWhenIdle } from '../core/malloc-trim.js';
 import { YoungGeneration } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
 import { createMetrics } from '../telemetry/metrics.js';
@@ -36,8 +37,9 @@ export async function runGateway(config: GatewayConfig, logger: Logger, run: { o
   // Gives back the heap that a large routing table grew (core/heap-trim.ts).
   const heapTrim = new HeapTrim({ logger });
   // Under load the young generation may grow (to a cap), and after a burst the memory it and the
-  // Buffers took goes back through the heap trim (core/young-generation.ts).
-  const youngGeneration = new YoungGeneration({ onQuiet: (reason) => heapTrim.request(reason, { always: true }) });
+  // Buffers took goes back through the heap trim (core/young-generation.ts), and once idle after
+  // collections, the pages malloc keeps for what they freed (core/malloc-trim.ts).
+  const youngGeneration = new YoungGeneration({ onQuiet: (reason) => heapTrim.request(reason, { always: true }), onIdle: mallocTrimWhenIdle(logger) });
   try {
     const listening = await gateway.listen();
     admin = await startAdmin(gateway, config.admin.host, config.admin.port, { rootsPem: [gatewayRoot(config)], trustDomain: config.trustDomain }, metrics, config.adminTls);

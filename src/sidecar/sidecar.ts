@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
+import { mallocTrim, mallocTrimOutcome, mallocTrimWhenIdle } from '../core/malloc-trim.js';
 import { YoungGeneration } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
 import { parseDuration } from '../core/validate.js';
@@ -164,8 +165,12 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     await Promise.all([firstCatalog, firstPolicies]);
     // Before any listener opens, so that the first real requests meet compiled code (warm-up.ts).
     const warm = await warmUp({ cluster: config.cluster, zone: config.zone, identity, timeouts, requests: config.warmUpRequests ?? defaultWarmUpRequests(), upgradeToHttp2: config.outbound.upgradeToHttp2 === true });
+    // The warm-up's TLS records, parsers and compiler zones were malloc'd and freed: give their
+    // pages back before serving (core/malloc-trim.ts).
+    const malloc = mallocTrim();
+    if ('unavailable' in malloc) logger.info({ why: malloc.unavailable }, 'malloc_trim is not available: memory freed after bursts stays with the process');
     if (warm.error !== undefined) logger.warn({ err: warm.error, answered: warm.answered, ms: Math.round(warm.ms) }, 'the warm-up failed; serving anyway, with cold code');
-    else if (warm.answered > 0) logger.info({ requests: warm.answered, ms: Math.round(warm.ms), ...(warm.cutShort ? { cutShort: true } : {}) }, warm.cutShort ? 'warmed up, cut short at the deadline (a busy machine)' : 'warmed up');
+    else if (warm.answered > 0) logger.info({ requests: warm.answered, ms: Math.round(warm.ms), ...(warm.cutShort ? { cutShort: true } : {}), mallocTrim: mallocTrimOutcome(malloc) }, warm.cutShort ? 'warmed up, cut short at the deadline (a busy machine)' : 'warmed up');
     health.start();
     closers.push(() => health.stop());
     // Ejections end by time, not by an event: look again every second.
@@ -288,9 +293,10 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
 
     logger.info({ identity: identity.current().identity, outbound: outboundAddress, inbound: inboundAddress, admin: `${adminAddress.address}:${adminAddress.port}` }, 'sidecar ready');
     // Under load the young generation may grow (to a cap), and after a burst the memory it and
-    // the Buffers took goes back through the heap trim (core/young-generation.ts).
+    // the Buffers took goes back through the heap trim (core/young-generation.ts), and once idle
+    // after collections, the pages malloc keeps for what they freed (core/malloc-trim.ts).
     if (run.ownProcess) {
-      const youngGeneration = new YoungGeneration({ onQuiet: (reason) => heapTrim.request(reason, { always: true }) });
+      const youngGeneration = new YoungGeneration({ onQuiet: (reason) => heapTrim.request(reason, { always: true }), onIdle: mallocTrimWhenIdle(logger) });
       youngGeneration.serve();
       closers.push(() => youngGeneration.stop());
     }
