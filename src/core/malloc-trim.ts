@@ -8,12 +8,14 @@
  * so a sidecar that once needed more (its warm-up, a catalog of 1000 services, a burst of large
  * gRPC messages) goes on holding it: at rest, a client sidecar's main arena held 8.0 MB of which
  * 4.7 MB was in use. `malloc_trim(0)` walks every arena and returns each whole free page
- * (docs/benchmark-history.md, "2026-12-07 04:40 UTC"). Node has no binding for it. Envoy does
- * the same with tcmalloc's release of free memory under its overload manager (`shrink_heap`).
+ * (docs/benchmark-history.md, "2026-12-07 04:40 UTC"). Node has no binding for it. Envoy has
+ * an overload action for the same (`envoy.overload_actions.shrink_heap`).
  *
  * It runs where a process has just let go of memory and is about to go on at rest: after the
- * sidecar's warm-up and after each heap trim (core/heap-trim.ts). It pauses the thread that calls
- * it for as long as the walk takes, a fraction of a millisecond for a sidecar's few megabytes.
+ * sidecar's warm-up, after each heap trim (core/heap-trim.ts), and when a sidecar or gateway
+ * goes idle after collections (core/young-generation.ts, onIdle). It pauses the thread that
+ * calls it for as long as the walk takes: 0.5–0.8 ms in a process with little to return, 24 ms
+ * when it returned 60 MB (src/core/malloc-trim.test.ts's case).
  *
  * Where the module could not be built (no C compiler, no Node headers, a libc without
  * `malloc_trim` such as musl) every call reports `unavailable` and the process runs on with the
