@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { createRootCa, issueCertificate } from '../trust/ca.js';
 import { isIsthmusError } from './errors.js';
-import { loadListenerTls } from './tls-files.js';
+import { createListenerServer, loadListenerTls } from './tls-files.js';
 
 /** A listener's certificate and key files, as `isthmus dash --tls-cert/--tls-key` and the admin ports' `tls` read them. */
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-tls-files-'));
@@ -54,5 +54,24 @@ describe('loadListenerTls', () => {
     const error = failure({ cert: 'cert.pem', key: 'key.pem' }, new Date(Date.now() + 400 * 86_400_000));
     expect(error.code).toBe('ISTHMUS_ERR_LISTENER_TLS_FILE_INVALID');
     expect(error.message).toMatch(/cert\.pem \(admin\.tls in sidecar\.yaml\) expired at /);
+  });
+});
+
+describe('createListenerServer', () => {
+  test('answers with an HTTP Date field of its own making, once per response, in IMF-fixdate', async () => {
+    const server = createListenerServer(undefined, (_req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      const before = Math.floor(Date.now() / 1000) * 1000;
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      expect(await res.text()).toBe('ok');
+      const date = res.headers.get('date') ?? '';
+      expect(date).toMatch(/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$/);
+      expect(Date.parse(date)).toBeGreaterThanOrEqual(before);
+      expect(Date.parse(date)).toBeLessThanOrEqual(Date.now());
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { resolve } from 'node:path';
+import { httpDateNow } from './utc-text.js';
 import { IsthmusError } from './errors.js';
 import { pathProblemReason } from './path-problem.js';
 import { Type, type Static } from './typebox.js';
@@ -90,5 +91,12 @@ export function loadListenerTls(files: ListenerTlsFiles, given: string, opts: { 
  * loopback). Typed as the HTTP server both are to their handlers and to server-limits.ts.
  */
 export function createListenerServer(tls: ListenerTls | undefined, handler: RequestListener): HttpServer {
-  return tls === undefined ? createHttpServer(handler) : createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler) as unknown as HttpServer;
+  // The Date field is ours: node:http writes it with Date#toUTCString, which reads the time-zone
+  // tables of Node's ICU data into memory for nothing (core/utc-text.ts).
+  const dated: RequestListener = (req, res) => {
+    res.sendDate = false;
+    res.setHeader('date', httpDateNow());
+    handler(req, res);
+  };
+  return tls === undefined ? createHttpServer(dated) : createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, dated) as unknown as HttpServer;
 }

@@ -1,6 +1,7 @@
 import { formatAuthorizationSummary, type AuthorizationSummary } from '../model/authorization-summary.js';
 import { formatPolicySummary, type LiveSplit, type PolicySummary } from '../model/policy-summary.js';
 import { serviceAtGateway, type Route } from './routing.js';
+import { isoTime } from '../core/utc-text.js';
 
 export interface RouteExplanation {
   namespace: string;
@@ -49,7 +50,7 @@ export function explainRoute(
         ejected: ejected.has(e.address) || (e.kind === 'gateway' && ejected.has(serviceAtGateway(e.address, `${route.namespace}/${route.service}`))),
       })),
     })),
-    computedAt: new Date(route.computedAt).toISOString(),
+    computedAt: isoTime(route.computedAt),
     ...policies,
     ...(authorization ? { authorization } : {}),
   };

@@ -3,6 +3,7 @@ import { STATUS_CODES, type IncomingHttpHeaders, type Server as HttpServer } fro
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { httpDateNow } from '../core/utc-text.js';
 import type { ExchangeEnd } from '../core/channels.js';
 import { adoptReads, readsAdoptable } from '../core/splice.js';
 import { onlyChunked } from './chunked-decoder.js';
@@ -297,7 +298,7 @@ export class H1Response extends EventEmitter {
     if (this.extra) for (const name in this.extra) if (fields?.[name] === undefined) add(name, this.extra[name]);
     if (fields) for (const name in fields) add(name, fields[name]);
     this.bodyless = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
-    if (!date) head += `date: ${httpDate()}\r\n`;
+    if (!date) head += `date: ${httpDateNow()}\r\n`;
     if (encoding !== undefined) this.chunked = encoding.endsWith('chunked');
     else if (!this.bodyless && !length) {
       if (knownLength !== undefined) head += `content-length: ${knownLength}\r\n`;
@@ -409,18 +410,6 @@ function headerLine(name: string, value: string | number): string {
   return `${name}: ${text}\r\n`;
 }
 
-let dateText = '';
-let dateSecond = -1;
-/** The Date field, made at most once a second. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
 
 /**
  * node:http's joining of repeated fields (IncomingMessage's `headers`): a field that must occur

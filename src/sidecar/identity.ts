@@ -6,6 +6,7 @@ import { buildConnector, request, type Connector } from '../core/undici.js';
 import { H1Agent } from './h1-agent.js';
 import { describeError, errorCodes, IsthmusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { isoTime } from '../core/utc-text.js';
 import { ensureDirectory, writeTextAtomic } from '../core/user-paths.js';
 import { Backoff } from '../core/backoff.js';
 import { longPoll } from '../core/long-poll.js';
@@ -140,7 +141,7 @@ export class WorkloadIdentity extends EventEmitter {
     ensureDirectory(this.opts.stateDir, 'the sidecar\'s stateDir', 0o700);
     const saved = this.load();
     if (saved && this.lifeLeft(saved) > minLifeLeft) {
-      this.log.info({ identity: saved.identity, notAfter: saved.notAfter }, 'using the saved workload certificate');
+      this.log.info({ identity: saved.identity, notAfter: isoTime(saved.notAfter) }, 'using the saved workload certificate');
       this.install(saved, false);
     } else {
       if (saved) this.held = saved;
@@ -149,10 +150,10 @@ export class WorkloadIdentity extends EventEmitter {
       } catch (err) {
         if (!saved || saved.notAfter.getTime() <= this.now()) throw err;
         // Nearly spent still beats none: serve with it while the renewal loop keeps trying.
-        this.log.error({ err: describeError(err), notAfter: saved.notAfter }, 'could not renew the saved certificate, which is close to expiry; using it meanwhile');
+        this.log.error({ err: describeError(err), notAfter: isoTime(saved.notAfter) }, 'could not renew the saved certificate, which is close to expiry; using it meanwhile');
       }
     }
-    this.log.info({ identity: this.held.identity, notAfter: this.held.notAfter }, 'workload identity ready');
+    this.log.info({ identity: this.held.identity, notAfter: isoTime(this.held.notAfter) }, 'workload identity ready');
     this.scheduleRenewal();
     // Long-polled: a root added or removed, or a new intermediate, arrives within moments.
     this.trustPoll = longPoll(trustFeed, {
@@ -178,13 +179,13 @@ export class WorkloadIdentity extends EventEmitter {
       if (this.stopped) return;
       this.install(next, true);
       this.renewBackoff.reset();
-      this.log.info({ identity: this.held.identity, notAfter: this.held.notAfter }, 'workload certificate renewed');
+      this.log.info({ identity: this.held.identity, notAfter: isoTime(this.held.notAfter) }, 'workload certificate renewed');
       this.scheduleRenewal();
     } catch (err) {
       if (this.stopped) return;
       const left = this.lifeLeft(this.held);
       const retryMs = this.renewBackoff.next();
-      const fields = { err: describeError(err), notAfter: this.held.notAfter, retryInMs: retryMs };
+      const fields = { err: describeError(err), notAfter: isoTime(this.held.notAfter), retryInMs: retryMs };
       if (left <= 0) this.log.error(fields, 'the workload certificate has EXPIRED and could not be renewed: peers refuse this workload until renewal succeeds');
       else if (left < minLifeLeft) this.log.error(fields, 'the workload certificate expires soon and could not be renewed; check the federation service');
       else this.log.warn(fields, 'could not renew the workload certificate; keeping the current one and retrying');
@@ -341,7 +342,7 @@ export class WorkloadIdentity extends EventEmitter {
   private save(): void {
     const { identity, certPem, chainPem, keyPem, trustBundle, notAfter, lifeStart } = this.held;
     try {
-      writeJsonAtomic(join(this.opts.stateDir, fileName), { identity, cert: certPem, chain: chainPem, key: keyPem, trustBundle, notAfter, receivedAt: new Date(lifeStart) });
+      writeJsonAtomic(join(this.opts.stateDir, fileName), { identity, cert: certPem, chain: chainPem, key: keyPem, trustBundle, notAfter: isoTime(notAfter), receivedAt: isoTime(lifeStart) });
     } catch (err) {
       this.log.error({ err: describeError(err), stateDir: this.opts.stateDir }, 'could not save the workload certificate; a restart will need the federation service');
     }

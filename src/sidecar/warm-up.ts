@@ -63,6 +63,8 @@ export async function warmUp(opts: WarmUpOptions): Promise<{ ms: number; answere
   let answered = 0;
   try {
     const app = createServer((req, res) => {
+      // No Date field: node:http would write it with Date#toUTCString (core/utc-text.ts).
+      res.sendDate = false;
       req.resume();
       req.on('end', () => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body));
     });

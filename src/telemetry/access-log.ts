@@ -2,6 +2,7 @@ import { closeSync, openSync } from 'node:fs';
 import pino from 'pino';
 import { dirname } from 'node:path';
 import { ensureDirectory, pathError } from '../core/user-paths.js';
+import { isoTime } from '../core/utc-text.js';
 import { channels, countExchangeBytes, type InboundRequestMessage, type OutboundRequestMessage, type RequestFacts, type TcpInboundClosedMessage, type TcpOutboundClosedMessage } from '../core/channels.js';
 import { originListener } from './shared.js';
 
@@ -144,7 +145,7 @@ export function inboundRecord(m: InboundRequestMessage, now: Date, ended?: Excha
 function httpRecord(direction: 'outbound' | 'inbound', request: RequestFacts | undefined, status: number | undefined, error: string | undefined, seconds: number, now: Date, ended: ExchangeOutcome | undefined): AccessRecord {
   const r = request ? requestFields(request) : undefined;
   return {
-    time: now.toISOString(), direction, kind: 'http',
+    time: isoTime(now), direction, kind: 'http',
     method: r?.method, authority: r?.authority, path: r?.path, protocol: r?.protocol, traceId: r?.traceId, requestId: r?.requestId, userAgent: r?.userAgent,
     status, error,
     durationMs: ended ? round3(ended.durationMs) : ms(seconds), headMs: ended ? ms(seconds) : undefined,
@@ -171,7 +172,7 @@ export function whenExchangeEnds(m: { request?: RequestFacts | undefined; second
 
 export function tcpRecord(m: TcpOutboundClosedMessage | TcpInboundClosedMessage, direction: 'outbound' | 'inbound', now: Date): AccessRecord {
   return {
-    time: now.toISOString(), direction, kind: 'tcp', durationMs: ms(m.seconds),
+    time: isoTime(now), direction, kind: 'tcp', durationMs: ms(m.seconds),
     ...('service' in m ? { service: m.service, cluster: m.cluster } : optional('caller', m.peer)),
     sentBytes: m.sentBytes, receivedBytes: m.receivedBytes, end: m.end,
   };
