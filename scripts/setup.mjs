@@ -15,6 +15,12 @@ function fail(lines) {
   process.exit(1);
 }
 
+/** Something the tests need and other purposes can do without: fatal for `--for test`, said otherwise. */
+function lacking(lines) {
+  if (purpose === 'test') fail(lines);
+  for (const line of lines) say(line);
+}
+
 function has(command, args = ['--version']) {
   return spawnSync(command, args, { stdio: 'ignore' }).status === 0;
 }
@@ -50,17 +56,15 @@ function aptInstall(packages) {
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 20) fail([`Node.js ${process.versions.node} is too old; Isthmus needs Node 20 or newer.`]);
 
-// A C compiler: \`npm run build\` compiles native/malloc-trim.c, the binding through which every
+// A C compiler: `npm run build` compiles native/malloc-trim.c, the binding through which every
 // sidecar and gateway gives malloc's free pages back to the system (src/core/malloc-trim.ts).
 // Node's headers, which it also needs, come with Node's own packages.
 if (!has(process.env.CC || 'cc')) {
   if (!aptInstall(['gcc', 'libc6-dev'])) {
-    const lines = [
+    lacking([
       'no C compiler (cc): the build leaves out dist/native/malloc-trim.node, and sidecars and gateways then keep',
       "  the memory malloc frees. Debian/Ubuntu: sudo apt-get install -y gcc libc6-dev (or set CC), then run this again.",
-    ];
-    if (purpose === 'test') fail(lines);
-    for (const line of lines) say(line);
+    ]);
   }
 }
 
@@ -115,12 +119,10 @@ if (purpose === 'test' && !existsSync('/usr/bin/chromium')) {
 // The dev mesh's TCP sample (demo/redis in west) is Debian's redis-server; the tests drive it with redis-cli.
 if ((purpose === 'test' || purpose === 'dev') && !(has('redis-server') && has('redis-cli'))) {
   if (!aptInstall(['redis-server', 'redis-tools'])) {
-    const lines = [
+    lacking([
       'redis-server and redis-cli are not installed: `isthmus dev up` leaves its TCP sample (demo/redis) out without them,',
       '  and the TCP services test needs both. Debian/Ubuntu: sudo apt-get install -y redis-server redis-tools',
-    ];
-    if (purpose === 'test') fail(lines);
-    for (const line of lines) say(line);
+    ]);
   }
 }
 

@@ -67,6 +67,16 @@ export function mallocTrimOutcome(result: MallocTrimResult): 'released' | 'nothi
 }
 
 /**
+ * The trim a sidecar or gateway runs once it has started (its warm-up's and start-up's memory
+ * freed), and where it cannot run, one line at start that says why.
+ */
+export function mallocTrimAtStart(logger: Logger): MallocTrimResult {
+  const result = mallocTrim();
+  if ('unavailable' in result) logger.info({ why: result.unavailable }, 'malloc_trim is not available: memory freed after bursts stays with the process');
+  return result;
+}
+
+/**
  * For YoungGeneration's onIdle: a process gone quiet after collections trims, and says so in a
  * debug line with how long the walk took.
  */

@@ -1,3 +1,5 @@
+import { isoTime } from '../core/utc-text.js';
+
 /** One routed connection as the gateway saw it (GET /debug/connections on the admin port). */
 export interface RoutedConnection {
   /** When the connection was routed, ISO 8601. */
@@ -45,7 +47,7 @@ export class ConnectionLog {
       const remote = normalise(`${entry.remoteAddress ?? '?'}:${entry.remotePort ?? '?'}`);
       if (wanted !== undefined && remote !== wanted) continue;
       out.push({
-        at: new Date(entry.at).toISOString(), remote, sni: entry.sni, service: entry.service, endpoint: entry.endpoint,
+        at: isoTime(entry.at), remote, sni: entry.sni, service: entry.service, endpoint: entry.endpoint,
         clientHelloMs: round3(entry.clientHelloMs), dialMs: round3(entry.dialMs),
       });
     }

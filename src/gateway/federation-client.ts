@@ -11,6 +11,7 @@ import { GatewayRoutesSchema, trustFeed, type GatewayRoutes, type TrustAnswer } 
 import { canonicalRoots } from '../trust/root-set.js';
 import { certificateInfo } from '../trust/verify.js';
 import { serviceListChanges } from '../model/service-changes.js';
+import { isoTime } from '../core/utc-text.js';
 
 const longPollSeconds = 30;
 /** After the first, a federation that can sends only the services that changed (model/service-changes.ts). */
@@ -72,7 +73,7 @@ export class FederationClient {
     try {
       this.certificate = await gatewayCertificate(this.config, this.certificate);
       this.replaceAgent();
-      this.log.info({ notAfter: this.certificate.notAfter.toISOString() }, 'gateway certificate obtained');
+      this.log.info({ notAfter: isoTime(this.certificate.notAfter) }, 'gateway certificate obtained');
       this.onCertificate?.(this.certificate);
       this.failures = 0;
       nextMs = Math.max(1000, (this.certificate.notAfter.getTime() - Date.now()) / 2);

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
-import { mallocTrimWhenIdle } from '../core/malloc-trim.js';
+import { mallocTrimAtStart, mallocTrimWhenIdle } from '../core/malloc-trim.js';
 import { YoungGeneration } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
 import { createMetrics } from '../telemetry/metrics.js';
@@ -46,6 +46,8 @@ export async function runGateway(config: GatewayConfig, logger: Logger, run: { o
     const adminAddress = admin.address();
     client.onCertificate = (certificate) => gateway.setCertificate(certificate);
     await client.startCertificates();
+    // What loading and the first handshakes freed goes back before it serves (core/malloc-trim.ts).
+    mallocTrimAtStart(logger);
     void client.watchRoutes((routes) => {
       gateway.setRoutes(routes);
       if (routes.services.length >= largeTableServices) heapTrim.request('routes');

@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { HeapTrim, largeTableServices } from '../core/heap-trim.js';
-import { mallocTrim, mallocTrimOutcome, mallocTrimWhenIdle } from '../core/malloc-trim.js';
+import { mallocTrimAtStart, mallocTrimOutcome, mallocTrimWhenIdle } from '../core/malloc-trim.js';
 import { YoungGeneration } from '../core/young-generation.js';
 import type { Logger } from '../core/log.js';
 import { parseDuration } from '../core/validate.js';
@@ -167,8 +167,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
     const warm = await warmUp({ cluster: config.cluster, zone: config.zone, identity, timeouts, requests: config.warmUpRequests ?? defaultWarmUpRequests(), upgradeToHttp2: config.outbound.upgradeToHttp2 === true });
     // The warm-up's TLS records, parsers and compiler zones were malloc'd and freed: give their
     // pages back before serving (core/malloc-trim.ts).
-    const malloc = mallocTrim();
-    if ('unavailable' in malloc) logger.info({ why: malloc.unavailable }, 'malloc_trim is not available: memory freed after bursts stays with the process');
+    const malloc = mallocTrimAtStart(logger);
     if (warm.error !== undefined) logger.warn({ err: warm.error, answered: warm.answered, ms: Math.round(warm.ms) }, 'the warm-up failed; serving anyway, with cold code');
     else if (warm.answered > 0) logger.info({ requests: warm.answered, ms: Math.round(warm.ms), ...(warm.cutShort ? { cutShort: true } : {}), mallocTrim: mallocTrimOutcome(malloc) }, warm.cutShort ? 'warmed up, cut short at the deadline (a busy machine)' : 'warmed up');
     health.start();
