@@ -19,21 +19,26 @@ describe('malloc trim', () => {
   it('gives back the pages glibc keeps after Buffers are freed', () => {
     // In a fresh process, so that nothing else in it allocates between the readings: 64 MB of
     // 16 KiB Buffers (malloc'd from the heap, below glibc's mmap threshold), one in sixteen kept
-    // so that the heap cannot shrink from its top, the rest collected.
+    // so that the heap cannot shrink from its top, the rest collected. They are made inside a
+    // function: an array held in a variable of the module's own code can stay reachable from its
+    // suspended frame after the variable is cleared, and then nothing is freed at all.
     const script = `
       import { readFileSync } from 'node:fs';
       import { mallocTrim } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', '..', 'dist', 'core', 'malloc-trim.js')).href)};
       const rss = () => Number(/^VmRSS:\\s+(\\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
       const start = rss();
-      const kept = [];
-      let dropped = [];
-      for (let i = 0; i < 4096; i++) {
-        const b = Buffer.allocUnsafeSlow(16 * 1024);
-        b.fill(i);
-        (i % 16 === 0 ? kept : dropped).push(b);
+      function fill() {
+        const kept = [];
+        const dropped = [];
+        for (let i = 0; i < 4096; i++) {
+          const b = Buffer.allocUnsafeSlow(16 * 1024);
+          b.fill(i);
+          (i % 16 === 0 ? kept : dropped).push(b);
+        }
+        return kept;
       }
+      const kept = fill();
       const grown = rss();
-      dropped = undefined;
       gc();
       await new Promise((r) => setTimeout(r, 300));
       gc();
