@@ -1,4 +1,5 @@
 import { Type, type Static } from '../core/typebox.js';
+import { isoTime } from '../core/utc-text.js';
 import { add, type Buckets } from './latency-histogram.js';
 import { MeshEventSchema, type MeshEvent } from './records.js';
 
@@ -99,7 +100,7 @@ export function failoverEvent(m: { namespace: string; service: string; from: num
     : back
       ? `${service}: traffic back to ${where(m.toClusters, m.to)} from ${where(m.fromClusters, m.from)}`
       : `${service}: traffic moved from ${where(m.fromClusters, m.from)} to ${where(m.toClusters, m.to)}`;
-  return { at: new Date(m.at).toISOString(), kind: back ? 'failback' : 'failover', service, summary };
+  return { at: isoTime(m.at), kind: back ? 'failback' : 'failover', service, summary };
 }
 
 /**
@@ -111,7 +112,7 @@ export function ejectionEvent(m: { address: string; reason: 'connect-error' | '5
   const why = m.reason === '5xx' ? 'consecutive 5xx answers' : 'connections refused or timed out';
   const what = m.cluster !== undefined && m.cluster !== ownCluster ? `${m.cluster}'s gateway ${m.address}` : `an instance in ${m.cluster ?? ownCluster}`;
   return {
-    at: new Date(m.at).toISOString(),
+    at: isoTime(m.at),
     kind: 'ejection',
     ...(m.service ? { service: m.service } : {}),
     summary: `ejected ${what}${m.service ? ` for ${m.service}` : ''} after ${why}`,
@@ -130,5 +131,5 @@ export function authzDeniedEvent(m: { service: string; caller: string | undefine
     : m.reason === 'no_rule_allows' ? 'no rule allows it'
       : m.reason === 'plaintext' ? 'the namespace\'s mTLS mode is strict (no plain text)'
         : 'its path cannot be matched safely';
-  return { at: new Date(m.at).toISOString(), kind: 'authz-denied', service: m.service, summary: `${m.service} refused ${who}: ${why}` };
+  return { at: isoTime(m.at), kind: 'authz-denied', service: m.service, summary: `${m.service} refused ${who}: ${why}` };
 }
