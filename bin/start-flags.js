@@ -17,5 +17,16 @@ export function startFlags(verb) {
     // and the warm-up goes to the old space instead of doubling the semi-spaces, about 7 MB less RSS
     // at rest. Each sets V8's default growth back once it serves (src/core/young-generation.ts).
     ...(verb === 'sidecar' || verb === 'gateway' ? ['--semi-space-growth-factor=1'] : []),
+    // No Sparkplug (V8's baseline compiler) in a sidecar. V8 keeps a function's baseline code for
+    // the life of the process, beside its optimised code once it has that (it drops bytecode that
+    // has not run for a while, never baseline code), and a sidecar's warm-up and start give
+    // hundreds of functions some. Without it a dev mesh's sidecars held 1.6-1.8 MB less each at
+    // rest and the memory bench's at rest with 1003 services read 59.4 and 59.8 MB against
+    // 60.9-62.0; the request path is optimised by TurboFan either way, and the CPU per request
+    // did not move. Gateways keep it: without it, the code each new connection runs there (a
+    // few times per connection, never enough for TurboFan) ran interpreted, and a fresh mesh's
+    // cold start missed its target in three runs of eight against none of eight
+    // (docs/benchmark-history.md, "2026-12-07 09:51 UTC"). V8 reads this flag only at start.
+    ...(verb === 'sidecar' ? ['--no-sparkplug'] : []),
   ];
 }
