@@ -26,7 +26,8 @@ export function startFlags(verb) {
     // did not move. Gateways keep it: without it, the code each new connection runs there (a
     // few times per connection, never enough for TurboFan) ran interpreted, and a fresh mesh's
     // cold start missed its target in three runs of eight against none of eight
-    // (docs/benchmark-history.md, "2026-12-07 09:51 UTC"). V8 reads this flag only at start.
+    // (docs/benchmark-history.md, "2026-12-07 09:51 UTC"). It is set here, before the code loads;
+    // V8 takes it at run time this way, but `--sparkplug` given later does not turn it back on.
     ...(verb === 'sidecar' ? ['--no-sparkplug'] : []),
   ];
 }
