@@ -21,7 +21,8 @@ const maxDownload = 4 * 1024 * 1024 * 1024;
  * - any path: JSON naming where it runs (cluster, zone, instance, and its version when it has one), the caller's identity as its
  *   sidecar gave it (x-forwarded-client-cert) and the traceparent;
  * - `POST /echo`: streams the request body back as it arrives, and says its SHA-256 in a trailer;
- * - `POST /upload`: reads the request body to its end and answers its length and SHA-256 (JSON);
+ * - `POST /upload`: reads the request body to its end and answers its length and SHA-256 (JSON),
+ *   and the request's trailers (`trailers`) when it ended with some (a chunked upload may);
  * - `GET /bytes?n=<count>`: streams that many bytes of a known pattern (byte i is i mod 251), with a
  *   content-length, or chunked with `&chunked=1` (as an app that streams what it does not measure);
  * - `/ws`: a WebSocket that echoes every message; the 101 names the caller (x-sample-caller).
@@ -133,7 +134,8 @@ function upload(req: IncomingMessage, res: ServerResponse): void {
     hash.update(chunk);
   });
   req.once('end', () => {
-    const body = JSON.stringify({ bytes: length, sha256: hash.digest('hex') });
+    const trailers = Object.keys(req.trailers).length > 0 ? { trailers: req.trailers } : {};
+    const body = JSON.stringify({ bytes: length, sha256: hash.digest('hex'), ...trailers });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });

@@ -4,7 +4,9 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Connector } from '../core/undici.js';
 import { HTTPParser, releaseParser, type NativeParser, type ParseError } from './native-http-parser.js';
+import { bodyTrailers, forwardableTrailers, lastChunkWith } from './body-trailers.js';
 import { onlyChunked } from './chunked-decoder.js';
+import { invalidFieldName, invalidFieldValue } from './headers.js';
 import { RawBody } from './raw-body.js';
 import { keepsView, lendView, socketHolds, viewsLength } from './lent-views.js';
 import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
@@ -46,10 +48,6 @@ const keepAliveMarginMs = 1_000;
 
 /** Methods whose request carries content: sent with `content-length: 0` when they have no body (as undici does). */
 const payloadMethods = new Set(['POST', 'PUT', 'PATCH']);
-
-// RFC 9110 §5.1 and §5.5: a field name is a token; a value has no CR, LF or NUL.
-const invalidName = /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/;
-const invalidValue = /[\r\n\0]/;
 
 /**
  * undici's dispatch options and one of this connection's own: how long an open-ended answer
@@ -146,8 +144,9 @@ class Exchange implements Controller {
  * Client that upstream-pool.ts uses (`dispatch` with undici's handler interface; the `connect`,
  * `connectionError`, `disconnect` and `drain` events; `close`, `destroy`), built on Node's native
  * parser. It opens its socket at once, not at the first request. Requests are written as one head
- * string and the body as it streams (chunked when it has no length); the answer is handed to the
- * handler as it is parsed, with back-pressure through the controller. Timeouts: the answer's head
+ * string and the body as it streams (chunked when it has no length, its trailers after the last
+ * chunk); the answer is handed to the handler as it is parsed, with back-pressure through the
+ * controller. Timeouts: the answer's head
  * must start arriving within `headersTimeout` of the request's end (its last body byte written,
  * as Envoy counts its route timeout: an upload that takes minutes is not cut for want of an
  * answer nobody could give yet), a streamed request body may be silent for at most
@@ -309,16 +308,16 @@ export class H1Connection extends EventEmitter {
     for (const name in headers) {
       const value = headers[name];
       if (value === undefined) continue;
-      if (invalidName.test(name)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid request header name ${JSON.stringify(name)}`));
+      if (invalidFieldName.test(name)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid request header name ${JSON.stringify(name)}`));
       const lower = name.length === 4 || name.length === 14 ? name.toLowerCase() : '';
       if (lower === 'host') host = true;
       else if (lower === 'content-length') length = Number(value);
       if (typeof value === 'string') {
-        if (invalidValue.test(value)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid value of request header ${name}`));
+        if (invalidFieldValue.test(value)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid value of request header ${name}`));
         head += `${name}: ${value}\r\n`;
       } else {
         for (const v of value) {
-          if (invalidValue.test(v)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid value of request header ${name}`));
+          if (invalidFieldValue.test(v)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid value of request header ${name}`));
           head += `${name}: ${v}\r\n`;
         }
       }
@@ -346,7 +345,7 @@ export class H1Connection extends EventEmitter {
     this.stream(exchange, body, chunked ? undefined : length);
   }
 
-  /** Writes a streamed request body with back-pressure: as it is when its length is known, chunked otherwise. */
+  /** Writes a streamed request body with back-pressure: as it is when its length is known, chunked (with any trailers it ends with) otherwise. */
   private stream(exchange: Exchange, body: Readable, length: number | undefined): void {
     const socket = this.socket as Socket;
     exchange.body = body;
@@ -386,7 +385,13 @@ export class H1Connection extends EventEmitter {
         this.fail(exchange, failure('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', `the request body ended after ${sent} of its ${length} bytes`));
         return;
       }
-      if (length === undefined) socket.write(lastChunk);
+      // The body's trailers (body-trailers.ts) follow its last chunk. A body sent with a length
+      // has nowhere to put them (only the chunked coding has a trailer section, RFC 9112 §7.1.2):
+      // they are dropped.
+      if (length === undefined) {
+        const trailers = forwardableTrailers(bodyTrailers(body));
+        socket.write(trailers === undefined ? lastChunk : lastChunkWith(trailers));
+      }
       exchange.bodySent = true;
       // The request is whole: now the answer is due (unless it came early, while the body went out).
       if (!exchange.headDone) this.arm('headers', exchange.headersTimeout);

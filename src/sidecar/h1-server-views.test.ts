@@ -5,6 +5,7 @@ import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { serverTls, testPki } from '../../test/helpers/sidecar-fixtures.js';
+import { bodyTrailers } from './body-trailers.js';
 import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
 import { keepsView } from './lent-views.js';
 import { ResponseRelay } from './response-relay.js';
@@ -284,7 +285,7 @@ describe('the framing of a chunked body', () => {
     req.body.on('error', () => undefined);
   };
 
-  test.each([true, false])('extensions and trailers are read and dropped; the trailers never become fields of the next request, whose head comes in two reads (bodyViews %s)', async (bodyViews) => {
+  test.each([true, false])('extensions are read and dropped; the trailers never become fields of the next request, whose head comes in two reads (bodyViews %s)', async (bodyViews) => {
     const port = await h1(echoing, bodyViews);
     const got = await exchange(port, [
       'POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;note="x y"\r\nhello\r\n6\r\n world\r\n0\r\nX-Injected: yes\r\n\r\n',
@@ -294,6 +295,34 @@ describe('the framing of a chunked body', () => {
     expect(got).toContain('/a hello world host,transfer-encoding|');
     expect(got).toContain('/b  host,x-second|');
     expect(got).not.toContain('x-injected');
+  });
+
+  test.each([
+    // Read past the parser, the trailer names come lower-cased from chunked-decoder.ts: that is
+    // how the test knows which path read them.
+    [true, ['x-checksum', 'abc', 'x-multi', '1', 'x-multi', '2']],
+    [false, ['X-Checksum', 'abc', 'x-multi', '1', 'X-Multi', '2']],
+  ])('a chunked body\'s trailers are the request\'s (trailers, rawTrailers, and on its body stream), in place when the body ends, even when they come in two reads; the next request on the connection has none (bodyViews %s)', async (bodyViews, raw) => {
+    const port = await h1((req, res) => {
+      const chunks: Buffer[] = [];
+      req.body?.on('data', (c: Buffer) => chunks.push(Buffer.from(c)));
+      req.body?.on('end', () => {
+        const seen = { trailers: req.trailers, raw: req.rawTrailers, carried: bodyTrailers(req.body!) ?? null, complete: req.complete };
+        const text = `${req.url} ${Buffer.concat(chunks).toString()} ${JSON.stringify(seen)}|`;
+        res.writeHead(200, { 'content-length': String(text.length) });
+        res.end(text);
+      });
+    }, bodyViews);
+    const got = await exchange(port, [
+      'POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\n',
+      'x-multi: 1\r\nX-Multi: 2\r\n\r\nPOST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+    ], 2);
+    const answers = [...got.matchAll(/(\/[ab]) (\w+) (\{.*?\})\|/g)].map((m) => [m[1], m[2], JSON.parse(m[3]!)]);
+    const trailers = { 'x-checksum': 'abc', 'x-multi': '1, 2' };
+    expect(answers).toEqual([
+      ['/a', 'hello', { trailers, raw, carried: trailers, complete: true }],
+      ['/b', 'hi', { trailers: {}, raw: [], carried: null, complete: true }],
+    ]);
   });
 
   test.each([

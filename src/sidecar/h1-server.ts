@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { httpDateNow } from '../core/utc-text.js';
 import type { ExchangeEnd } from '../core/channels.js';
 import { adoptReads, readsAdoptable } from '../core/splice.js';
+import { setBodyTrailers } from './body-trailers.js';
 import { onlyChunked } from './chunked-decoder.js';
 import { lendView, socketHolds, viewsLength } from './lent-views.js';
 import { RawBody } from './raw-body.js';
@@ -43,7 +44,8 @@ import { headersCheckInterval } from './request-head-timeout.js';
  *   request costs two clock reads and no timer;
  * - a request body read with back-pressure: the socket pauses while the body's reader does not
  *   read; a body left unread when the answer ends is read and dropped, so the connection stays
- *   usable.
+ *   usable;
+ * - a chunked body's trailer fields in `trailers` and `rawTrailers`, there before its end.
  */
 export interface H1ServerOptions {
   requestHeadersMs: number;
@@ -142,6 +144,10 @@ export function drainHttp1(server: AnyServer): void {
   server.closeIdleConnections();
 }
 
+/** Shared by every request without trailers: no object per request. */
+const noTrailers: Readonly<IncomingHttpHeaders> = Object.freeze({});
+const noRawTrailers: readonly string[] = Object.freeze([]);
+
 /** A request as the handlers see it: its head, and a body stream only when a body follows. */
 export class H1Request {
   /** Present when the request has content (a Content-Length above 0, or Transfer-Encoding). */
@@ -149,6 +155,18 @@ export class H1Request {
   /** The whole request has been read (its body to the end). */
   complete = false;
   readonly headers: IncomingHttpHeaders;
+  /**
+   * A chunked body's trailer fields, joined as `headers` are (node:http's IncomingMessage.trailers),
+   * names lower-cased; set when the body has ended, before its end is pushed, and carried on the
+   * body stream too (body-trailers.ts). Empty (and frozen) when it had none.
+   */
+  trailers: Readonly<IncomingHttpHeaders> = noTrailers;
+  /**
+   * The trailer fields as they arrived, name and value alternating (node:http's `rawTrailers`).
+   * Names keep their case when the parser read the body; a body read past it (chunked-decoder.ts)
+   * gives them lower-cased.
+   */
+  rawTrailers: readonly string[] = noRawTrailers;
   /** Body bytes read so far (the access log's `requestBytes`). */
   bodyBytes = 0;
   /** The answer once the request is handed on, or its tunnel's (the access log waits for its end). */
@@ -712,8 +730,10 @@ export class H1ServerConnection {
     // The parser's end of a head it stopped after: the body is still to come (rawRead).
     if (!req || this.rawBody.pending) return;
     this.reading = undefined;
-    // Node's parser hands a chunked body's trailers over as fields after it: not the next head's.
-    this.pendingFields.length = 0;
+    // A chunked body's trailers: Node's parser hands them over as fields after the body, and a
+    // body read past it leaves them here too (rawBytes). They are this request's, never the next
+    // head's; and they are in place before the body's end, which is when its reader looks.
+    if (this.pendingFields.length > 0) this.takeTrailers(req);
     req.complete = true;
     req.body?.push(null);
     // Held for the body's reader: with the body whole, no byte more is its, and a stream that has
@@ -819,8 +839,8 @@ export class H1ServerConnection {
 
   /**
    * Bytes of a body read past the parser, framed by its length or chunked (the chunk
-   * data of the read, one view; a chunked body's trailers are read and dropped, as node:http and
-   * the parser's own path here do, and framing llhttp would refuse refuses the request). The body's
+   * data of the read, one view; a chunked body's trailers become the request's, as on the
+   * parser's own path, and framing llhttp would refuse refuses the request). The body's
    * part goes to its reader, lent when it is a view of rawBuffer; one still held afterwards leaves
    * rawBuffer to its holder.
    */
@@ -840,6 +860,9 @@ export class H1ServerConnection {
     }
     const end = this.rawBody.end;
     if (end < 0) return;
+    // A chunked body's trailers, for onMessageEnd as the parser's own would be.
+    const trailers = this.rawBody.trailers;
+    if (trailers !== undefined && trailers.length > 0) this.pendingFields = trailers;
     this.endRaw(end < chunk.length ? Buffer.from(chunk.subarray(end)) : undefined);
   }
 
@@ -961,6 +984,13 @@ export class H1ServerConnection {
     }
     releaseParser(this.parser);
     this.onGone();
+  }
+
+  private takeTrailers(req: H1Request): void {
+    const raw = this.takeFields();
+    req.rawTrailers = raw;
+    req.trailers = joinFields(raw);
+    if (req.body) setBodyTrailers(req.body, req.trailers);
   }
 
   private takeFields(): string[] {

@@ -8,6 +8,7 @@ import { waitFor } from '../../test/helpers/h2-raw.js';
 import { H2Connection } from '../h2/connection.js';
 import { h2Error } from '../h2/frames.js';
 import type { H2Stream } from '../h2/stream.js';
+import { setBodyTrailers } from './body-trailers.js';
 import { dispatchOverH2, type H2DispatchOptions } from './h2-dispatch.js';
 
 const cleanups: (() => unknown)[] = [];
@@ -198,6 +199,32 @@ describe('dispatchOverH2: an HTTP/1.1 request of the app sent as a stream on Ist
     expect([answer.length, sha(answer)]).toEqual([answerBody.length, sha(answerBody)]);
     expect(got.trailers).toEqual({ 'x-answer-sha': sha(answerBody) });
     expect(got.dones).toBe(1);
+  });
+
+  // An app's chunked request that ended with trailers (h1-server.ts puts them on its body):
+  // they close the stream as a HEADERS frame, without what may not be forwarded.
+  test('a request body that ended with trailers ends the stream with them; fields forbidden in trailers are left out', async () => {
+    const { port } = await destination((stream) => {
+      const hash = createHash('sha256');
+      stream.on('data', (c: Buffer) => hash.update(c));
+      let trailers: IncomingHttpHeaders = {};
+      stream.on('trailers', (t: IncomingHttpHeaders) => { trailers = t; });
+      stream.on('end', () => {
+        stream.respond({ ':status': 200, 'content-type': 'application/json' });
+        stream.end(JSON.stringify({ sha256: hash.digest('hex'), trailers }));
+      });
+    });
+    const text = Buffer.from('a body with trailers');
+    const body = new Readable({ read() {} });
+    body.push(text);
+    setBodyTrailers(body, { 'x-checksum': sha(text), 'x-multi': ['1', '2'], 'content-length': '1', 'transfer-encoding': 'chunked', te: 'trailers', 'x-forwarded-client-cert': 'By=forged' });
+    body.push(null);
+    const { ended } = dispatch(Promise.resolve(clientTo(port)), { method: 'POST', path: '/t', headers: { host: 'dest.test' }, body });
+    const got = await ended;
+    expect(got.error).toBeUndefined();
+    const seen = JSON.parse(Buffer.concat(got.body).toString()) as { sha256: string; trailers: Record<string, string> };
+    expect(seen.sha256).toBe(sha(text));
+    expect(seen.trailers).toEqual({ 'x-checksum': sha(text), 'x-multi': '1, 2' });
   });
 
   // A slow app holds a fast destination back through HTTP/2 flow control instead of the sidecar

@@ -5,6 +5,7 @@ import type { H2Connection } from '../h2/connection.js';
 import { h2Error } from '../h2/frames.js';
 import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream, StreamHandler } from '../h2/stream.js';
+import { bodyTrailers, forwardableTrailers } from './body-trailers.js';
 import { h2ForwardFields } from './h2-headers.js';
 import { fieldOf, fieldsOf } from './h2-own-stream.js';
 
@@ -45,9 +46,10 @@ const empty = Buffer.alloc(0);
  * HTTP/1.1 pool would call (response-relay.ts), with the same contract as an H1Connection:
  *
  * - the request body streams out with back-pressure (a full stream pauses the body until the
- *   destination's window opens); the answer's body pieces go to the handler as they come, each
- *   credited to the destination once the handler took it, and only after `resume` when it paused:
- *   a slow app holds the destination back by HTTP/2 flow control;
+ *   destination's window opens), and ends with its trailers when it has any; the answer's body
+ *   pieces go to the handler as they come, each credited to the destination once the handler
+ *   took it, and only after `resume` when it paused: a slow app holds the destination back by
+ *   HTTP/2 flow control;
  * - `headersTimeout` counts from the request's end to the answer's head, `bodyTimeout` is the
  *   silence allowed either way (an answer held back by a paused handler is not silence), and
  *   `openEndedTimeout` replaces it once the head of an answer without content-length passed;
@@ -207,7 +209,11 @@ export function dispatchOverH2(connection: Promise<H2Connection>, opts: H2Dispat
     });
     body.once('end', () => {
       if (over) return;
-      up.write(empty, true);
+      // An app's chunked request that ended with trailers (body-trailers.ts): they close the
+      // stream as a HEADERS frame, and the destination's inbound writes them after the last chunk.
+      const trailers = forwardableTrailers(bodyTrailers(body));
+      if (trailers === undefined) up.write(empty, true);
+      else up.end(fieldsOf(trailers));
       startHeadClock();
     });
     body.once('error', (err) => cancel(err));

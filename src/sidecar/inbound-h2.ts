@@ -5,6 +5,7 @@ import { isIsthmusError } from '../core/errors.js';
 import { h2Error } from '../h2/frames.js';
 import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream } from '../h2/stream.js';
+import { setBodyTrailers } from './body-trailers.js';
 import { grpcStatusOf, headWaitMs, isGrpc } from './grpc-status.js';
 import { CallerStream, type BodySink } from './h2-caller.js';
 import { trackH2Exchange, type H2Exchange } from './h2-exchange.js';
@@ -120,7 +121,9 @@ function forwardStream(inbound: Inbound, socket: Duplex, stream: H2Stream, head:
 /**
  * The caller's request body as a stream for an HTTP/1.1 app's pool, with back-pressure: the
  * caller is credited only as the pool reads (a PassThrough of its own: undici destroys a body
- * stream once it has sent it, and the HTTP/2 stream must live on for the answer).
+ * stream once it has sent it, and the HTTP/2 stream must live on for the answer). Trailers the
+ * request ended with reach the app as a chunked body's (they do not when the caller gave a
+ * content-length, which the app's request then keeps).
  */
 function bodyStream(caller: CallerStream): PassThrough {
   const pass = new PassThrough();
@@ -131,7 +134,11 @@ function bodyStream(caller: CallerStream): PassThrough {
       if (end) pass.end();
       return ok;
     },
-    end: () => { pass.end(); },
+    end: (trailers) => {
+      // The caller's trailers go to the app after the last chunk (h1-connection.ts, body-trailers.ts).
+      if (trailers !== undefined && trailers.length > 0) setBodyTrailers(pass, headersOf(trailers));
+      pass.end();
+    },
     get closed() { return pass.destroyed || pass.writableEnded; },
   };
   pass.on('drain', () => caller.upWritable());

@@ -1,5 +1,6 @@
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { bodyTrailers, setBodyTrailers } from './body-trailers.js';
 import { lendView } from './lent-views.js';
 import { RequestBody } from './request-body.js';
 
@@ -67,6 +68,56 @@ describe('RequestBody.feed: the body written into an attempt\'s upstream stream'
     await tick();
     expect(cancelled).toBe(1);
     expect(body.replayable).toBe(false);
+  });
+});
+
+describe('RequestBody and the trailers the app\'s body ends with (body-trailers.ts)', () => {
+  const read = (stream: Readable) => new Promise<string>((resolve) => {
+    let text = '';
+    stream.on('data', (chunk: Buffer) => { text += chunk.toString(); });
+    stream.on('end', () => resolve(text));
+  });
+
+  it('an attempt\'s stream has them when it ends; a retried attempt replays the kept bytes and ends with them too', async () => {
+    const app = new PassThrough();
+    const body = new RequestBody(app);
+    const first = body.open();
+    first.resume();
+    app.write('part one, ');
+    await tick();
+    first.destroy(); // the attempt failed
+    const second = body.open();
+    const secondEnd = read(second);
+    app.write('part two');
+    setBodyTrailers(app, { 'x-checksum': 'abc' });
+    app.end();
+    expect(await secondEnd).toBe('part one, part two');
+    expect(bodyTrailers(second)).toEqual({ 'x-checksum': 'abc' });
+    // An attempt opened after the body ended: the kept bytes and the trailers.
+    const third = body.open();
+    expect(bodyTrailers(third)).toEqual({ 'x-checksum': 'abc' });
+    expect(await read(third)).toBe('part one, part two');
+  });
+
+  it('a body without trailers gives its attempts none; a sink fed the body gets them before its end', async () => {
+    const plain = new PassThrough();
+    const attempt = new RequestBody(plain).open();
+    const done = read(attempt);
+    plain.end('no trailers');
+    await done;
+    expect(bodyTrailers(attempt)).toBeUndefined();
+
+    const app = new PassThrough();
+    const body = new RequestBody(app);
+    const a = sink();
+    let atEnd: unknown;
+    a.stream.on('finish', () => { atEnd = bodyTrailers(a.stream as unknown as Readable); });
+    body.feed(a.stream, () => undefined);
+    setBodyTrailers(app, { 'x-sum': '1' });
+    app.end('fed');
+    await tick();
+    expect(a.ended()).toBe(true);
+    expect(atEnd).toEqual({ 'x-sum': '1' });
   });
 });
 

@@ -1,4 +1,5 @@
 import { Readable, type Writable } from 'node:stream';
+import { passTrailers } from './body-trailers.js';
 import { isLentView, keepsView } from './lent-views.js';
 
 /** Envoy keeps up to its per-request buffer limit (1 MiB by default) so that a retry can resend a body; so do we. */
@@ -10,7 +11,8 @@ export const defaultRetryBufferBytes = 1024 * 1024;
  * its upstream stream by `feed()` (HTTP/2, with no stream in between); the first `limit` bytes are also kept, so that an
  * attempt that failed before the upstream answered can be repeated elsewhere with the same body.
  * Once more than `limit` bytes have gone out, the kept bytes are dropped (memory stays flat for
- * a 1 GiB upload) and `replayable` turns false: such a request is never retried.
+ * a 1 GiB upload) and `replayable` turns false: such a request is never retried. The source's
+ * trailers, if it ends with any, go on every attempt's stream before its end (body-trailers.ts).
  */
 export class RequestBody {
   private kept: Buffer[] | undefined = [];
@@ -27,8 +29,16 @@ export class RequestBody {
     source.on('data', (chunk: Buffer) => this.onData(chunk));
     source.once('end', () => {
       this.ended = true;
-      this.current?.push(null);
-      if (this.sink?.writable) this.sink.end();
+      // The attempt's stream ends with the source's trailers (body-trailers.ts), for its writer.
+      const current = this.current;
+      if (current) {
+        passTrailers(source, current);
+        current.push(null);
+      }
+      if (this.sink?.writable) {
+        passTrailers(source, this.sink);
+        this.sink.end();
+      }
     });
     // The app went away mid-body: the attempt reading it fails too, and is never retried.
     source.once('aborted', () => this.fail(new Error('the app closed its request before the body ended')));
@@ -67,7 +77,11 @@ export class RequestBody {
     this.current = stream;
     for (const chunk of this.kept ?? []) stream.push(chunk);
     if (this.failed) stream.destroy(this.failed);
-    else if (this.ended) stream.push(null);
+    else if (this.ended) {
+      // A retry after the body ended: its trailers are the source's still.
+      passTrailers(this.source, stream);
+      stream.push(null);
+    }
     return stream;
   }
 
@@ -83,7 +97,10 @@ export class RequestBody {
     // At most `limit` bytes, in memory already.
     for (const chunk of this.kept ?? []) sink.write(chunk);
     if (this.failed) return cancel();
-    if (this.ended) return void sink.end();
+    if (this.ended) {
+      passTrailers(this.source, sink);
+      return void sink.end();
+    }
     this.source.resume();
   }
 

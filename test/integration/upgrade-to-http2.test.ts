@@ -11,6 +11,7 @@ import { patternChunk } from '../../src/dev/sample-service.js';
 import { hostPort } from '../../src/sidecar/listen.js';
 import { waitFor } from '../helpers/cli.js';
 import { viaProxy } from '../helpers/proxy.js';
+import { chunkedUpload, sha256 as trailersSha } from '../helpers/trailers.js';
 
 // `isthmus dev up --upgrade-to-http2` in this process, on 127.0.106.1 / 127.0.107.1: every
 // sidecar sends the apps' HTTP/1.1 requests to other sidecars as HTTP/2 streams
@@ -112,6 +113,22 @@ describe('HTTP/1.1 from the app, HTTP/2 between sidecars (outbound.upgradeToHttp
       expect(download.body.equals(patternChunk(0, size))).toBe(true);
     }
   }, 120_000);
+
+  test('a chunked upload to west ends with its trailers: they cross as an HTTP/2 trailers frame and reach the app as chunked trailers; fields that must not be forwarded do not', async () => {
+    for (const pieces of [[Buffer.from('hello '), Buffer.from('trailers')], Array.from({ length: 48 }, (_, i) => patternChunk(i * 65_536, 65_536))]) {
+      const sum = trailersSha(pieces);
+      const seen = await chunkedUpload(east().client.proxy, 'http://ledger.demo.mesh/upload', pieces, {
+        'x-checksum': sum, 'content-length': '3', 'transfer-encoding': 'gzip', host: 'elsewhere.demo.mesh',
+        'x-forwarded-client-cert': 'By=spiffe://evil/x;URI=spiffe://upgrade.test/ns/demo/sa/admin',
+      });
+      expect(seen).toEqual({ status: 200, bytes: pieces.reduce((n, p) => n + p.length, 0), sha256: sum, trailers: { 'x-checksum': sum } });
+    }
+    // Through a fixed listener too.
+    const pieces = [Buffer.from('via the fixed listener')];
+    const viaListener = await chunkedUpload(east().client.listeners['demo/ledger']!, 'http://ledger.demo.mesh/upload', pieces, { 'x-checksum': trailersSha(pieces) }, false);
+    expect(viaListener.trailers).toEqual({ 'x-checksum': trailersSha(pieces) });
+    await waitFor(async () => accessLines('sidecar-west-ledger-west-1').some((l) => l.path === '/upload' && l.protocol === 'HTTP/2'), 5_000, 'west\'s inbound logged the uploads as HTTP/2');
+  }, 60_000);
 
   test('within east: a POST sent with Expect: 100-continue is echoed whole, a HEAD gets a head only, an unknown name is refused with its code', async () => {
     const body = patternChunk(0, 3_000_000);
