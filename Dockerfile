@@ -4,7 +4,7 @@
 
 # Build: compile and bundle (npm run build), then drop the dev dependencies.
 FROM node:20-bookworm-slim AS build
-# A C compiler for native/malloc-trim.c (scripts/native.mjs); Node's headers come with the image.
+# A C compiler for native/malloc-trim.c and native/relay.c (scripts/native.mjs); Node's headers come with the image.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./

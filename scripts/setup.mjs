@@ -62,8 +62,9 @@ if (major < 20) fail([`Node.js ${process.versions.node} is too old; Isthmus need
 if (!has(process.env.CC || 'cc')) {
   if (!aptInstall(['gcc', 'libc6-dev'])) {
     lacking([
-      'no C compiler (cc): the build leaves out dist/native/malloc-trim.node, and sidecars and gateways then keep',
-      "  the memory malloc frees. Debian/Ubuntu: sudo apt-get install -y gcc libc6-dev (or set CC), then run this again.",
+      'no C compiler (cc): the build leaves out dist/native/malloc-trim.node and dist/native/relay.node: sidecars and',
+      '  gateways then keep the memory malloc frees, and gateways copy bytes in JavaScript.',
+      "  Debian/Ubuntu: sudo apt-get install -y gcc libc6-dev (or set CC), then run this again.",
     ]);
   }
 }

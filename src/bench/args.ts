@@ -27,6 +27,8 @@ export interface BenchArgs {
   accessLog: boolean;
   /** Our sidecars carry HTTP/1.1 requests between them as HTTP/2 streams (`dev up --upgrade-to-http2`). */
   upgradeToHttp2: boolean;
+  /** What copies bytes in our gateways (`dev up --gateway-relay`): native by default, node for a comparison. */
+  gatewayRelay: 'native' | 'node';
 }
 
 export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
@@ -56,6 +58,8 @@ just before them (its baseline, which "added" figures subtract), and prints ours
                         (a JSON log_format with the same kind of fields); neither gateway logs (both splice TLS)
   --upgrade-to-http2    our sidecars carry the generator's HTTP/1.1 requests between them as HTTP/2 streams
                         (isthmus dev up --upgrade-to-http2); the peer chain is unchanged
+  --gateway-relay R     native (default) or node: what copies bytes in our gateways (dev up --gateway-relay),
+                        node to compare with the relay in JavaScript
   --cpu-prof <dir>      write a V8 CPU profile of the mesh process into <dir> (child mode; open it in Chrome DevTools)
   -o, --output table|json`;
 
@@ -119,6 +123,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
         nice: { type: 'string', default: '0' },
         'access-log': { type: 'boolean', default: false },
         'upgrade-to-http2': { type: 'boolean', default: false },
+        'gateway-relay': { type: 'string', default: 'native' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -131,6 +136,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
   if (rates.length === 0 || rates.length > 6) throw invalid('--rates takes 1 to 6 rates');
   if (values.output !== 'table' && values.output !== 'json') throw invalid(`--output must be "table" or "json", not "${values.output}"`);
   if (values.mesh !== 'child' && values.mesh !== 'in-process') throw invalid(`--mesh must be "child" or "in-process", not "${values.mesh}"`);
+  if (values['gateway-relay'] !== 'native' && values['gateway-relay'] !== 'node') throw invalid(`--gateway-relay must be "native" or "node", not "${values['gateway-relay']}"`);
   if (values.processes !== undefined && values.processes !== 'true' && values.processes !== 'false') throw invalid(`--processes takes true or false, not "${values.processes}"`);
   if (values.processes === 'true' && values.mesh === 'in-process') throw invalid('--processes needs --mesh child: in-process, the mesh runs inside the bench');
   const args: BenchArgs = {
@@ -150,6 +156,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
     nice: integer('nice', values.nice, -20, 19),
     accessLog: values['access-log'],
     upgradeToHttp2: values['upgrade-to-http2'],
+    gatewayRelay: values['gateway-relay'],
   };
   if (args.coldOnly && args.coldRate === 0) throw invalid('--cold-only needs a --cold-rate above 0');
   if (args.cpuProf !== undefined && args.mesh !== 'child') throw invalid('--cpu-prof needs --mesh child: in-process, profile the bench itself with node --cpu-prof');

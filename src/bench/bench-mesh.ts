@@ -20,6 +20,8 @@ export interface BenchMeshOptions {
   accessLog?: boolean;
   /** Every sidecar sends HTTP/1.1 requests to other sidecars as HTTP/2 streams (`dev up --upgrade-to-http2`). */
   upgradeToHttp2?: boolean;
+  /** `dev up --gateway-relay node`: our gateways copy bytes in JavaScript. */
+  gatewayRelay?: 'native' | 'node';
   /** Progress for a person watching (stderr). */
   say: (line: string) => void;
 }
@@ -59,7 +61,7 @@ async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
     // No sample traffic: the only requests are the bench's own. No hello-v1/hello-v2: the
     // mesh measured stays the one earlier runs measured (docs/benchmarks.md).
     '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '--traffic', '0', '--no-versions', '-o', 'json', ...(opts.processes ? ['--processes'] : []), ...(opts.accessLog ? ['--access-log', 'json'] : []),
-    ...(opts.upgradeToHttp2 ? ['--upgrade-to-http2'] : [])];
+    ...(opts.upgradeToHttp2 ? ['--upgrade-to-http2'] : []), ...(opts.gatewayRelay === 'node' ? ['--gateway-relay', 'node'] : [])];
   const profile = opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
   // With --processes the proxies are dev up's children; Node refuses --cpu-prof in NODE_OPTIONS,
   // so dev up passes it to each child it starts (src/dev/mesh-process.ts), one file each.
@@ -144,6 +146,7 @@ async function startInProcess(opts: BenchMeshOptions): Promise<BenchMesh> {
     clusters: opts.clusters, hostBase: opts.hostBase, gateways: opts.gateways, stateDir: opts.stateDir,
     trustDomain: opts.trustDomain, progress: () => undefined, ...(opts.accessLog ? { accessLog: 'json' as const } : {}),
     ...(opts.upgradeToHttp2 ? { upgradeToHttp2: true } : {}),
+    ...(opts.gatewayRelay ? { gatewayRelay: opts.gatewayRelay } : {}),
   });
   const etcdPid = childPids(process.pid).find((p) => processName(p) === 'etcd');
   return {

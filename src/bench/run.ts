@@ -96,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
       cpuProfileDir: args.cpuProf === undefined ? undefined : resolve(args.cpuProf),
       accessLog: args.accessLog,
       upgradeToHttp2: args.upgradeToHttp2,
+      gatewayRelay: args.gatewayRelay,
       say: args.mesh === 'child' ? say : () => undefined,
     });
     const origins = chainOrigins(mesh.file);
@@ -252,7 +253,7 @@ async function main(argv: string[]): Promise<number> {
   const generatorPer1000 = rows.reduce((sum, r) => sum + r.generatorCpuSecondsPer1000, 0) / Math.max(1, rows.length);
   const counted = (side: ProxyProcess['side']) => proxies.filter((p) => p.side === side).map((p) => `${p.name} (${p.carries.map((d) => d.service).join('+')})`).join(', ');
   const notes = [
-    `isthmus: ${mesh.mode === 'in-process' ? 'startDevMesh INSIDE the bench process (proxies, apps and the load generator share one event loop)' : mesh.processes ? 'isthmus dev up --processes: each sidecar, gateway, federation service and sample app its own process, as the peers run' : 'isthmus dev up --no-processes: every proxy and the sample apps in that one process'}${args.upgradeToHttp2 ? '; --upgrade-to-http2: HTTP/1.1 requests cross between our sidecars as HTTP/2 streams' : ''}`,
+    `isthmus: ${mesh.mode === 'in-process' ? 'startDevMesh INSIDE the bench process (proxies, apps and the load generator share one event loop)' : mesh.processes ? 'isthmus dev up --processes: each sidecar, gateway, federation service and sample app its own process, as the peers run' : 'isthmus dev up --no-processes: every proxy and the sample apps in that one process'}${args.upgradeToHttp2 ? '; --upgrade-to-http2: HTTP/1.1 requests cross between our sidecars as HTTP/2 streams' : ''}${args.gatewayRelay === 'node' ? '; --gateway-relay node: our gateways copy bytes in JavaScript' : ''}`,
     `peer chain: ${versions.nginx} outbound and inbound sidecars (master_process off: one process each), ${versions.haproxy} east-west gateway (mode tcp, SNI passthrough, nbthread 1); TLS 1.3 mutual TLS with ECDSA P-256 leaves under per-cluster RSA-2048 intermediates from our own CA; keep-alive pools on every hop (up to ${args.connections} idle connections each); it ends at the same apps as ours`,
     `"proxies CPU s/1k" = utime + stime from /proc of the proxy processes on that chain, per 1000 answers; "proxies RSS MB" = the sum of their peak RSS (VmHWM). Counted for isthmus: ${counted('isthmus')}; for the peer: ${counted('peer')}`,
     ...uncounted,

@@ -9,7 +9,7 @@ import type { MeshFile } from '../dev/dev-mesh.js';
 import { action, connectStore, etcdOption, etcdTlsFiles, outputOption, wholeNumber, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; accessLog?: 'json' | 'text' | true; upgradeToHttp2: boolean; output: string }
+interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; accessLog?: 'json' | 'text' | true; upgradeToHttp2: boolean; gatewayRelay: 'native' | 'node'; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -32,6 +32,7 @@ export function registerDev(program: Command): void {
       if (v !== 'json' && v !== 'text') throw new InvalidArgumentError('give json or text (or nothing, for json)');
       return v;
     })
+    .option('--gateway-relay <relay>', 'what copies the bytes of routed connections in every gateway: native (a thread of dist/native/relay.node) or node (JavaScript; gateways[].relay, docs/gateway.md "The relay")', relayChoice, 'native')
     .option('--upgrade-to-http2', 'every sidecar sends the apps\' HTTP/1.1 requests to other sidecars as HTTP/2 streams on one connection per destination (outbound.upgradeToHttp2; docs/sidecar.md, "HTTP/1.1 or HTTP/2 between sidecars")', false)
     .addOption(etcdOption().env('ISTHMUS_DEV_ETCD'))
     .addOption(outputOption())
@@ -51,7 +52,7 @@ export function registerDev(program: Command): void {
       let started = false;
       void asked.reason.then((reason) => { if (!started) say(`${reason}: the mesh stops as soon as it has finished starting...`); });
       say(`Starting a ${clusters.length}-cluster mesh (${clusters.join(', ')}) in ${stateDir}${opts.processes ? ', every sidecar, gateway, federation service and sample app in a process of its own' : ''}`);
-      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, etcdTls: etcdTlsFiles(opts), trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, federationProcesses: opts.processes, grpcEcho: true, versions: opts.versions, ...(opts.accessLog === undefined ? {} : { accessLog: opts.accessLog === true ? 'json' : opts.accessLog }), ...(opts.upgradeToHttp2 ? { upgradeToHttp2: true } : {}), progress: say })
+      const mesh = await startDevMesh({ clusters, stateDir, etcd: opts.etcd, etcdTls: etcdTlsFiles(opts), trustDomain: opts.trustDomain, gateways: opts.gateways, hostBase: opts.hostBase, traffic: opts.traffic, processes: opts.processes, federationProcesses: opts.processes, grpcEcho: true, versions: opts.versions, ...(opts.accessLog === undefined ? {} : { accessLog: opts.accessLog === true ? 'json' : opts.accessLog }), ...(opts.upgradeToHttp2 ? { upgradeToHttp2: true } : {}), gatewayRelay: opts.gatewayRelay, progress: say })
         .catch((err: unknown) => {
           asked.dispose();
           if (!keep) rmSync(stateDir, { recursive: true, force: true });
@@ -199,4 +200,10 @@ function stopRequests(): { reason: Promise<string>; dispose(): void } {
       }
     },
   };
+}
+
+/** `--gateway-relay`: native or node. */
+function relayChoice(value: string): 'native' | 'node' {
+  if (value !== 'native' && value !== 'node') throw new InvalidArgumentError(`"${value}" is not a relay: give native or node`);
+  return value;
 }

@@ -17,7 +17,7 @@ export function registerGateway(program: Command): void {
       const logger = createLogger({ name: `isthmus-gateway-${config.id}`, format: opts.logFormat, level: opts.logLevel });
       const { runGateway } = await import('../gateway/run.js');
       const running = await runGateway(config, logger, { ownProcess: true });
-      logger.info({ cluster: config.cluster, id: config.id, listen: running.address, advertised: running.advertised, admin: running.admin, federation: config.federationUrl }, 'gateway listening');
+      logger.info({ cluster: config.cluster, id: config.id, listen: running.address, advertised: running.advertised, admin: running.admin, federation: config.federationUrl, relay: running.gateway.relayKind }, 'gateway listening');
       // SIGTERM (a pod being deleted) or Ctrl-C: withdraw, let the connections carried end (drainTimeout), then stop.
       await runUntilSignal(logger, async () => {
         await running.drain();

@@ -1,6 +1,11 @@
 import type { Server } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+/** A socket, or what stands for some (the gateway's natively relayed pairs, core/native-relay.ts). */
+export interface Closable {
+  once(event: 'close', listener: () => void): unknown;
+  destroy(): unknown;
+}
 
 /**
  * The sockets a proxy has open now (accepted, dialled, or spliced), so that stopping it closes
@@ -8,10 +13,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * or spliced socket may never do so.
  */
 export class OpenSockets {
-  private readonly sockets = new Set<Duplex>();
+  private readonly sockets = new Set<Closable>();
 
   /** Holds `socket` until it closes. */
-  track(socket: Duplex): void {
+  track(socket: Closable): void {
     if (this.sockets.has(socket)) return;
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));

@@ -55,6 +55,8 @@ export interface DevMeshOptions {
   accessLog?: 'json' | 'text';
   /** Every sidecar sends HTTP/1.1 requests to other sidecars as HTTP/2 streams (`isthmus dev up --upgrade-to-http2`). */
   upgradeToHttp2?: boolean;
+  /** What copies bytes in the gateways (`isthmus dev up --gateway-relay`; gateways[].relay): native unless set. */
+  gatewayRelay?: 'native' | 'node';
   /**
    * Run each cluster's federation service as its own `isthmus federation --config` process too,
    * as deployed, so that it can crash alone (the reliability scenarios SIGKILL it).
@@ -211,8 +213,12 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       await step(opts, `cluster ${name} joined`, async () => {
         if (existsSync(config)) {
           // Kept from an earlier run; our own etcd may have a new port this time.
-          const kept = parse(readFileSync(config, 'utf8')) as { etcd: { endpoints: string[] }; federation?: Record<string, unknown> };
+          const kept = parse(readFileSync(config, 'utf8')) as { etcd: { endpoints: string[] }; federation?: Record<string, unknown>; gateways?: { relay?: string }[] };
           kept.etcd = { endpoints: etcdUrl.split(','), ...clusterTls };
+          for (const g of kept.gateways ?? []) {
+            if (opts.gatewayRelay) g.relay = opts.gatewayRelay;
+            else delete g.relay;
+          }
           // A state dir from before dashboardReads existed: keep its dashboard open, as it was.
           kept.federation = { dashboardReads: 'public', ...kept.federation };
           writeFileSync(config, stringify(kept));
@@ -223,8 +229,11 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
           gateway: Array.from({ length: gatewayCount }, (_, g) => `${host}:${15443 + g}`), leaseTtl: '15s', output: 'table',
         });
         // Each gateway's admin port beside its TLS port: 15021, 15022, ...
-        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string }[]; federation?: Record<string, unknown>; certificates?: Record<string, unknown> };
-        yaml.gateways.forEach((g, i) => { g.admin = `${host}:${15021 + i}`; });
+        const yaml = parse(readFileSync(config, 'utf8')) as { gateways: { admin?: string; relay?: string }[]; federation?: Record<string, unknown>; certificates?: Record<string, unknown> };
+        yaml.gateways.forEach((g, i) => {
+          g.admin = `${host}:${15021 + i}`;
+          if (opts.gatewayRelay) g.relay = opts.gatewayRelay;
+        });
         // Dashboard data for anyone who reaches 127.0.x.1: a dev mesh is one person's, on loopback,
         // and a browser opens it without a token. /api/sidecars still needs the operator.
         yaml.federation = { ...yaml.federation, dashboardReads: 'public' };

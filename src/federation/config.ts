@@ -43,6 +43,7 @@ const Gateway = Type.Object({
   connectTimeout: duration('2s', 'how long to wait for a local endpoint to accept'),
   drainTimeout: duration('5s', 'on SIGTERM or SIGINT the gateway withdraws its record and lets the connections it carries end; those still open after this long are closed (0s: at once)'),
   tokenFile: Type.Optional(Type.String({ description: 'a projected ServiceAccount token (Kubernetes) the gateway buys its certificate with, by CSR; absent: it makes its own from the CA key in caDir (relative to this file)' })),
+  relay: Type.Union([Type.Literal('native'), Type.Literal('node')], { default: 'native', description: 'what copies the bytes of a routed connection: native (a thread of the native module dist/native/relay.node; the gateway falls back to node, and says so, where it was not built) or node (JavaScript on the main thread)' }),
 }, { additionalProperties: false });
 
 /** `platform: kubernetes`: where the adapter finds the API server and what it watches (docs/config.md). */

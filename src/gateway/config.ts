@@ -37,6 +37,8 @@ export interface GatewayConfig {
   idleTimeoutMs: number;
   /** On SIGTERM or SIGINT, how long the connections it carries have to end (docs/gateway.md, "Draining"). */
   drainTimeoutMs: number;
+  /** What copies a routed connection's bytes (docs/gateway.md, "The relay"); default native. */
+  relay?: 'native' | 'node';
 }
 
 /** The gateway runs from its cluster's cluster.yaml: its entry under `gateways:` picked by id. */
@@ -79,6 +81,7 @@ export function loadGatewayConfig(configPath: string, id: string | undefined, gi
     connectTimeoutMs: parseDuration(entry.connectTimeout) * 1000,
     idleTimeoutMs: 3_600_000,
     drainTimeoutMs: Math.round(parseDuration(entry.drainTimeout) * 1000),
+    relay: entry.relay,
   };
 }
 

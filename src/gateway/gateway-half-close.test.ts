@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { connect, createServer, type Server } from 'node:tls';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { silentLogger } from '../core/log.js';
 import { createIntermediateCa, createRootCa, issueCertificate } from '../trust/ca.js';
 import { Gateway } from './gateway.js';
@@ -9,67 +9,94 @@ import { Gateway } from './gateway.js';
 /**
  * Plain TCP services rely on the gateway passing a half-close through: the caller sends its
  * last bytes and a FIN (a TLS close_notify, then TCP FIN), and the answer must still come back
- * on the other direction. Real TLS end to end through a real gateway, as in a mesh.
+ * on the other direction. Real TLS end to end through a real gateway, as in a mesh, with each of
+ * the gateway's relays: the native module's thread (the default) and JavaScript (`relay: node`).
  */
 
-let destination: Server;
-let gateway: Gateway;
-let gatewayPort: number;
-let rootPem: string;
+describe.each(['native', 'node'] as const)('with the %s relay', (relay) => {
+  let destination: Server;
+  let gateway: Gateway;
+  let gatewayPort: number;
+  let rootPem: string;
 
-beforeAll(async () => {
-  const root = createRootCa({ trustDomain: 'example.org' });
-  const west = createIntermediateCa({ root, trustDomain: 'example.org', cluster: 'west' });
-  const leaf = issueCertificate({ identity: 'spiffe://example.org/ns/demo/sa/echo', issuer: west });
-  rootPem = root.certPem;
-  // Reads to the end of the caller's stream, then answers with the hash of what came.
-  destination = createServer({ cert: leaf.certPem + west.certPem, key: leaf.keyPem, allowHalfOpen: true }, (socket) => {
-    const hash = createHash('sha256');
-    socket.on('data', (chunk: Buffer) => hash.update(chunk));
-    socket.on('end', () => socket.end(hash.digest('hex')));
-    socket.on('error', () => socket.destroy());
-  });
-  await new Promise<void>((resolve) => destination.listen(0, '127.0.0.1', resolve));
-  const destinationAddress = `127.0.0.1:${(destination.address() as AddressInfo).port}`;
-
-  gateway = new Gateway({
-    cluster: 'west', trustDomain: 'example.org', id: 'gw-1', zone: 'west-a', listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 },
-    federationUrl: 'https://127.0.0.1:1', caDir: '.', clientHelloTimeoutMs: 5_000, connectTimeoutMs: 2_000, idleTimeoutMs: 60_000, drainTimeoutMs: 5_000,
-  }, silentLogger);
-  gateway.setRoutes({ version: 1, cluster: 'west', services: [{ namespace: 'demo', name: 'echo', identities: [], endpoints: [{ address: destinationAddress, zone: 'west-a', healthy: true }] }] });
-  gatewayPort = (await gateway.listen()).port;
-});
-
-afterAll(async () => {
-  await gateway?.close();
-  await new Promise((resolve) => destination?.close(resolve));
-});
-
-test('a caller that half-closes through the gateway still gets the whole answer', async () => {
-  const payload = randomBytes(2 * 1024 * 1024);
-  const answer = await new Promise<string>((resolve, reject) => {
-    const socket = connect({
-      host: '127.0.0.1', port: gatewayPort, servername: 'echo.demo.svc.west.isthmus', ca: rootPem,
-      checkServerIdentity: () => undefined, ...({ allowHalfOpen: true } as object),
+  beforeAll(async () => {
+    const root = createRootCa({ trustDomain: 'example.org' });
+    const west = createIntermediateCa({ root, trustDomain: 'example.org', cluster: 'west' });
+    const leaf = issueCertificate({ identity: 'spiffe://example.org/ns/demo/sa/echo', issuer: west });
+    rootPem = root.certPem;
+    // Reads to the end of the caller's stream, then answers with the hash of what came.
+    destination = createServer({ cert: leaf.certPem + west.certPem, key: leaf.keyPem, allowHalfOpen: true }, (socket) => {
+      const hash = createHash('sha256');
+      socket.on('data', (chunk: Buffer) => hash.update(chunk));
+      socket.on('end', () => socket.end(hash.digest('hex')));
+      socket.on('error', () => socket.destroy());
     });
-    let received = '';
-    socket.on('data', (chunk: Buffer) => { received += chunk.toString(); });
-    socket.once('secureConnect', () => socket.end(payload));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(received));
-  });
-  expect(answer).toBe(createHash('sha256').update(payload).digest('hex'));
-  expect(gateway.stats.routed).toBeGreaterThanOrEqual(1);
-});
+    await new Promise<void>((resolve) => destination.listen(0, '127.0.0.1', resolve));
+    const destinationAddress = `127.0.0.1:${(destination.address() as AddressInfo).port}`;
 
-test('a peer that closes before sending a ClientHello (a TCP health check) is closed at once, not counted as refused', async () => {
-  const refusedBefore = { ...gateway.stats.refused };
-  await new Promise<void>((resolve) => {
-    const socket = tcpConnect({ host: '127.0.0.1', port: gatewayPort, allowHalfOpen: true });
-    socket.once('connect', () => socket.end());
-    socket.on('error', () => undefined);
-    // With allowHalfOpen, only the gateway closing its side ends this.
-    socket.on('close', () => resolve());
+    gateway = new Gateway({
+      cluster: 'west', trustDomain: 'example.org', id: 'gw-1', zone: 'west-a', listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 },
+      federationUrl: 'https://127.0.0.1:1', caDir: '.', clientHelloTimeoutMs: 5_000, connectTimeoutMs: 2_000, idleTimeoutMs: 60_000, drainTimeoutMs: 5_000, relay,
+    }, silentLogger);
+    gateway.setRoutes({ version: 1, cluster: 'west', services: [{ namespace: 'demo', name: 'echo', identities: [], endpoints: [{ address: destinationAddress, zone: 'west-a', healthy: true }] }] });
+    gatewayPort = (await gateway.listen()).port;
   });
-  expect(gateway.stats.refused).toEqual(refusedBefore);
+
+  afterAll(async () => {
+    await gateway?.close();
+    await new Promise((resolve) => destination?.close(resolve));
+  });
+
+  test('a caller that half-closes through the gateway still gets the whole answer', async () => {
+    const payload = randomBytes(2 * 1024 * 1024);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect({
+        host: '127.0.0.1', port: gatewayPort, servername: 'echo.demo.svc.west.isthmus', ca: rootPem,
+        checkServerIdentity: () => undefined, ...({ allowHalfOpen: true } as object),
+      });
+      let received = '';
+      socket.on('data', (chunk: Buffer) => { received += chunk.toString(); });
+      socket.once('secureConnect', () => socket.end(payload));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(received));
+    });
+    expect(answer).toBe(createHash('sha256').update(payload).digest('hex'));
+    expect(gateway.stats.routed).toBeGreaterThanOrEqual(1);
+    // The connection is over on the gateway's side too: nothing held, nothing counted as active.
+    for (let i = 0; (gateway.openConnections > 0 || gateway.stats.active > 0) && i < 50; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(gateway.openConnections).toBe(0);
+    expect(gateway.stats.active).toBe(0);
+  });
+
+  test('the relay is the one configured', () => {
+    expect(gateway.relayKind).toBe(relay);
+  });
+
+  test('a peer that closes before sending a ClientHello (a TCP health check) is closed at once, not counted as refused', async () => {
+    const refusedBefore = { ...gateway.stats.refused };
+    await new Promise<void>((resolve) => {
+      const socket = tcpConnect({ host: '127.0.0.1', port: gatewayPort, allowHalfOpen: true });
+      socket.once('connect', () => socket.end());
+      socket.on('error', () => undefined);
+      // With allowHalfOpen, only the gateway closing its side ends this.
+      socket.on('close', () => resolve());
+    });
+    expect(gateway.stats.refused).toEqual(refusedBefore);
+  });
+
+  test('a gateway that closes closes the connections it carries', async () => {
+    const closed = await new Promise<boolean>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port: gatewayPort, servername: 'echo.demo.svc.west.isthmus', ca: rootPem, checkServerIdentity: () => undefined });
+      socket.on('error', () => undefined);
+      socket.once('secureConnect', () => {
+        socket.write('partial');
+        // Give the destination time to read it, then stop the gateway under the open connection.
+        setTimeout(() => { void gateway.close().then(() => undefined, reject); }, 50);
+      });
+      socket.once('close', () => resolve(true));
+    });
+    expect(closed).toBe(true);
+    for (let i = 0; gateway.openConnections > 0 && i < 50; i += 1) await new Promise((r) => setTimeout(r, 20));
+    expect(gateway.openConnections).toBe(0);
+  });
 });

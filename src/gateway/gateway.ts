@@ -1,6 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
+import { nativeRelay, NativeRelay } from '../core/native-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { OwnReads, splice } from '../core/splice.js';
 import { channels } from '../core/channels.js';
@@ -46,8 +47,15 @@ export class Gateway {
   private readonly probeTarget: string;
   /** The gateway's own certificate, for the health checks it answers itself (one context, so its session tickets resume). */
   private healthContext: SecureContext | undefined;
+  /** The native module's relay thread (core/native-relay.ts); undefined: bytes are copied in JavaScript (core/splice.ts). */
+  private readonly relay: NativeRelay | undefined;
 
   constructor(private readonly config: GatewayConfig, private readonly log: Logger) {
+    if (config.relay !== 'node') {
+      const relay = nativeRelay();
+      if (relay instanceof NativeRelay) this.relay = relay;
+      else log.warn({ reason: relay.unavailable }, 'the native relay is unavailable: routed connections are relayed in JavaScript, at a higher CPU cost per request');
+    }
     const federation = new URL(config.federationUrl);
     this.probeTarget = `${federation.hostname}:${federation.port || '443'}`;
     // allowHalfOpen: one side's FIN is passed on while the other direction keeps flowing (TCP services, CONNECT).
@@ -55,9 +63,17 @@ export class Gateway {
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'gateway listener error'));
   }
 
-  /** Sockets open now, callers' and upstreams' together (a connection that lingers shows here). */
+  /**
+   * Sockets open now, callers' and upstreams' together (a connection that lingers shows here); a
+   * pair the native module relays counts once.
+   */
   get openConnections(): number {
     return this.sockets.size;
+  }
+
+  /** What copies routed connections' bytes here: the native module's thread, or JavaScript. */
+  get relayKind(): 'native' | 'node' {
+    return this.relay ? 'native' : 'node';
   }
 
   get ready(): boolean {
@@ -152,7 +168,9 @@ export class Gateway {
       kind: 'internal', name: `gateway ${service}`,
       attributes: { 'isthmus.cluster': this.config.cluster, 'isthmus.destination_service': service, 'tls.server_name': sni, 'network.peer.address': client.remoteAddress },
     });
-    if (span) client.once('close', () => span.end());
+    // Handed to the native relay, the client's socket closes at once: the span ends with the pair.
+    let relayed = false;
+    if (span) client.once('close', () => { if (!relayed) span.end(); });
     const start = this.next++ % endpoints.length;
     const order = endpoints.map((_, i) => endpoints[(start + i) % endpoints.length] as string);
     const dialStarted = performance.now();
@@ -164,10 +182,12 @@ export class Gateway {
         return;
       }
       const split = address.lastIndexOf(':');
-      // What the destination sends is read into a buffer of this connection's own and written to
-      // the client from the read callback (core/splice.ts, OwnReads): no allocation per read.
-      const reads = new OwnReads();
-      const upstream = connect({ host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true, allowHalfOpen: true, onread: reads.onread });
+      // Relayed in JavaScript, what the destination sends is read into a buffer of this
+      // connection's own and written to the client from the read callback (core/splice.ts,
+      // OwnReads): no allocation per read.
+      const reads = this.relay ? undefined : new OwnReads();
+      const options = { host: address.slice(0, split), port: Number(address.slice(split + 1)), noDelay: true, allowHalfOpen: true };
+      const upstream = connect(reads ? { ...options, onread: reads.onread } : options);
       this.sockets.track(upstream);
       let connected = false;
       const timeout = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.config.connectTimeoutMs);
@@ -186,9 +206,20 @@ export class Gateway {
           at: Date.now(), remoteAddress: client.remoteAddress, remotePort: client.remotePort, sni, service, endpoint: address,
           clientHelloMs, dialMs: performance.now() - dialStarted,
         });
-        upstream.once('close', () => { this.stats.active -= 1; });
         if (routedChannel.hasSubscribers) routedChannel.publish({ origin: this, service, endpoint: address, remote: client.remoteAddress });
         span?.setAttributes({ 'isthmus.endpoint': address });
+        // Called in 'connect', before the socket first reads: nothing of the destination's is read yet.
+        const pair = this.relay?.splice(client, upstream, hello, this.config.idleTimeoutMs);
+        if (pair) {
+          relayed = true;
+          this.sockets.track(pair);
+          pair.once('close', () => {
+            this.stats.active -= 1;
+            span?.end();
+          });
+          return;
+        }
+        upstream.once('close', () => { this.stats.active -= 1; });
         upstream.write(hello);
         // The caller's side reads into a buffer of its own too, so neither direction allocates per read.
         splice(client, upstream, this.config.idleTimeoutMs, undefined, undefined, reads, new OwnReads());
