@@ -166,6 +166,17 @@ describe('which processes are a chain\'s proxies', () => {
       expect(after.find((p) => p.side === 'peer')).toEqual(ours[5]);
       expect(after.find((p) => p.name === 'sidecar east/client')?.carries).toEqual([hello, ledger]);
     });
+    test('a sample sidecar whose inbound counts are known is judged by them, not by its CPU', () => {
+      // hello-east-2 spent a fifth of the busiest's CPU (a collection, say) but answered nothing.
+      const busyIdle = idleCarriers(ours, hello, zero, cpu([0.05, 0.04, 0.01, 0, 0, 0.02]), 0.1, { before: new Map([[2, 100], [3, 7]]), after: new Map([[2, 400], [3, 7]]) });
+      expect(busyIdle.map((i) => [i.process.name, i.by])).toEqual([['sidecar east/hello-east-2', 'requests']]);
+      // It answered a few requests with hardly any CPU: it carried the chain, so it counts.
+      const quietCarrier = idleCarriers(ours, hello, zero, cpu([0.4, 0.35, 0.001, 0, 0, 0.2]), 0.1, { before: new Map([[2, 0], [3, 0]]), after: new Map([[2, 900], [3, 3]]) });
+      expect(quietCarrier).toEqual([]);
+      // No count for it (its admin port did not answer): the CPU rule decides.
+      const unknown = idleCarriers(ours, hello, zero, cpu([0.4, 0.35, 0.006, 0, 0, 0.2]), 0.1, { before: new Map([[2, 0]]), after: new Map([[2, 900]]) });
+      expect(unknown.map((i) => [i.process.name, i.by])).toEqual([['sidecar east/hello-east-2', 'cpu']]);
+    });
     test('a process gone or a window with no CPU at all leaves the naming as it was', () => {
       expect(idleCarriers(ours, hello, zero, new Map([[1, { cpuSeconds: 0.4, peakRssBytes: 0 }]]))).toEqual([]);
       expect(idleCarriers(ours, hello, zero, zero)).toEqual([]);
@@ -358,6 +369,9 @@ describe('parseBenchArgs', () => {
     expect(parseBenchArgs(['--access-log', '--quick'])).toMatchObject({ accessLog: true, quick: true });
     expect(parseBenchArgs([])).toMatchObject({ upgradeToHttp2: false });
     expect(parseBenchArgs(['--upgrade-to-http2', '--cold-only'])).toMatchObject({ upgradeToHttp2: true, coldOnly: true });
+    expect(parseBenchArgs([])).toMatchObject({ gatewayRelay: 'native' });
+    expect(parseBenchArgs(['--gateway-relay', 'node'])).toMatchObject({ gatewayRelay: 'node' });
+    expect(() => parseBenchArgs(['--gateway-relay', 'fast'])).toThrow(/--gateway-relay must be "native" or "node", not "fast"/);
   });
   test('--cold-rate 0 skips the cold-start point; --cold-seconds sets its length', () => {
     expect(parseBenchArgs(['--cold-rate', '0', '--cold-seconds', '3'])).toMatchObject({ coldRate: 0, coldSeconds: 3 });

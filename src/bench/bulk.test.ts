@@ -53,7 +53,9 @@ describe('npm run bench:bulk, its figures', () => {
   });
 
   test('flags: defaults, limits named, help', () => {
-    expect(parseBulkBenchArgs([])).toEqual({ megabytes: 256, rounds: 2, hostBase: 86, output: 'table' });
+    expect(parseBulkBenchArgs([])).toEqual({ megabytes: 256, rounds: 2, hostBase: 86, gatewayRelay: 'native', output: 'table' });
+    expect(parseBulkBenchArgs(['--gateway-relay', 'node'])).toMatchObject({ gatewayRelay: 'node' });
+    expect(() => parseBulkBenchArgs(['--gateway-relay', 'fast'])).toThrow(/--gateway-relay must be native or node, not "fast"/);
     expect(parseBulkBenchArgs(['-h'])).toBe('help');
     expect(() => parseBulkBenchArgs(['--megabytes', '0'])).toThrow(/--megabytes must be an integer from 1 to 4096, not "0"/);
     expect(() => parseBulkBenchArgs(['--rate', '5'])).toThrow(/Unknown option '--rate'/);

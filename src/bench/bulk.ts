@@ -32,21 +32,25 @@ ratios ours/peer.
   --megabytes <n>   size of each download and of each upload, either kind, in MB of 10⁶ bytes (default 256; 1..4096)
   --rounds <n>      every transfer repeated this many times in turn (default 2; 1..5)
   --host-base <n>   the dev mesh's clusters on 127.0.<n>.1 and 127.0.<n+1>.1 (default 86)
+  --gateway-relay native|node  what copies bytes in our gateway (default native; node: JavaScript, to compare)
   -o, --output table|json
   -h, --help`;
 
-export interface BulkBenchArgs { megabytes: number; rounds: number; hostBase: number; output: 'table' | 'json' }
+export interface BulkBenchArgs { megabytes: number; rounds: number; hostBase: number; gatewayRelay: 'native' | 'node'; output: 'table' | 'json' }
 
 const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
 
 export function parseBulkBenchArgs(argv: string[]): BulkBenchArgs | 'help' {
-  const flags = benchFlags(argv, { megabytes: '256', rounds: '2', 'host-base': '86' }, invalid);
+  const flags = benchFlags(argv, { megabytes: '256', rounds: '2', 'host-base': '86', 'gateway-relay': 'native' }, invalid);
   if (flags === 'help') return 'help';
   const v = flags.values;
+  const relay = v['gateway-relay'];
+  if (relay !== 'native' && relay !== 'node') throw invalid(`--gateway-relay must be native or node, not "${relay}"`);
   return {
     megabytes: integerFlag('megabytes', v.megabytes, 1, 4096, invalid),
     rounds: integerFlag('rounds', v.rounds, 1, 5, invalid),
     hostBase: integerFlag('host-base', v['host-base'], 1, 250, invalid),
+    gatewayRelay: relay,
     output: flags.output,
   };
 }
@@ -125,7 +129,7 @@ const say = (line: string) => process.stderr.write(`${line}\n`);
 async function main(argv: string[]): Promise<number> {
   const args = benchArgsOrExit(parseBulkBenchArgs, argv, usage, say);
   if ('exit' in args) return args.exit;
-  const started = await startSideBySide({ name: 'bulk', hostBase: args.hostBase, destination, streamBodies: true, say });
+  const started = await startSideBySide({ name: 'bulk', hostBase: args.hostBase, destination, streamBodies: true, gatewayRelay: args.gatewayRelay, say });
   if (!started) return 1;
   const { peers, east, origin, proxies, cleanup } = started;
   const targets: BulkTarget[] = [

@@ -128,10 +128,22 @@ export function counterSum(text: string, name: string, having = ''): number {
  * admin /metrics; undefined if that cannot be read.
  */
 export async function requestsCarried(admin: string, service: string): Promise<number | undefined> {
+  return await metricSum(admin, 'isthmus_requests_total', `destination_service="${service}"`);
+}
+
+/**
+ * How many requests reached a sidecar's inbound (every caller, every port), from its admin
+ * /metrics; undefined if that cannot be read.
+ */
+export async function inboundRequests(admin: string): Promise<number | undefined> {
+  return await metricSum(admin, 'isthmus_inbound_requests_total');
+}
+
+async function metricSum(admin: string, name: string, having = ''): Promise<number | undefined> {
   try {
     const res = await fetch(`http://${admin}/metrics`, { signal: AbortSignal.timeout(3000) });
     if (!res.ok) return undefined;
-    return counterSum(await res.text(), 'isthmus_requests_total', `destination_service="${service}"`);
+    return counterSum(await res.text(), name, having);
   } catch {
     return undefined;
   }

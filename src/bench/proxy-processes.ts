@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { processCpuSeconds, processTree } from './proc-cpu.js';
 import type { Destination, Side } from './targets.js';
 
@@ -18,6 +19,8 @@ export interface ProxyProcess {
    * then counted as the chain's minus the baseline's at the same rate.
    */
   includesOrigin: boolean;
+  /** A sample's sidecar: host:port of its admin port (plain HTTP), where its inbound's requests are counted. */
+  admin?: string;
 }
 
 /** Which of our components a process is, from its command line (`isthmus sidecar --config ...`). */
@@ -69,12 +72,25 @@ export function ourProxyProcesses(mesh: { pid: number; processes: boolean; mode:
   if (!mesh.processes) return [{ side: 'isthmus', name: `dev up (every proxy and the sample apps, pid ${mesh.pid})`, pid: mesh.pid, carries: destinations, includesOrigin: true }];
   const found: ProxyProcess[] = [];
   for (const pid of processTree(mesh.pid).slice(1)) {
-    const role = ourRole(commandLine(pid));
+    const args = commandLine(pid);
+    const role = ourRole(args);
     if (!role) continue;
     const carries = ourCarries(role, destinations, fromCluster);
-    if (carries.length > 0) found.push({ side: 'isthmus', name: roleName(role), pid, carries, includesOrigin: false });
+    if (carries.length === 0) continue;
+    const admin = role.kind === 'sidecar' && role.instance !== 'client' ? sidecarAdmin(args[args.indexOf('--config') + 1] ?? '') : undefined;
+    found.push({ side: 'isthmus', name: roleName(role), pid, carries, includesOrigin: false, ...(admin ? { admin } : {}) });
   }
   return found;
+}
+
+/** The plain-HTTP admin address in a sidecar's config file; undefined when it has none or serves it over TLS. */
+function sidecarAdmin(configPath: string): string | undefined {
+  try {
+    const config = parse(readFileSync(configPath, 'utf8')) as { admin?: { listen?: unknown; tls?: unknown } };
+    return typeof config.admin?.listen === 'string' && config.admin.tls === undefined ? config.admin.listen : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function commandLine(pid: number): string[] {
@@ -89,22 +105,42 @@ function commandLine(pid: number): string[] {
 export const idleCarrierShare = 0.1;
 
 /**
- * Pure. Our processes named as carrying `destination` that carried none of it while it was sent
- * between `before` and `after` (the priming run): each used less than `share` of the CPU of the
- * busiest of ours in that window. The naming (`ourCarries`) counts every instance of the service
- * in its cluster, but the client's sidecar keeps traffic in its own zone while that zone has a
- * healthy instance, so the other zone's sidecar sits idle; counting it would add an idle
- * process's CPU and all of its memory to the chain. An idle sidecar uses about 1–2% of a
- * carrying one at 1000 requests/s; a gateway that shares a cluster's traffic with a second one
- * still uses about a fifth of the client sidecar's CPU.
+ * Requests each sample sidecar's inbound had answered (by pid), read from its admin port before
+ * and after the priming run (cold-start.ts inboundRequests); a pid missing from either has no count.
  */
-export function idleCarriers(processes: ProxyProcess[], destination: Destination, before: ProcessReadings, after: ProcessReadings, share = idleCarrierShare): { process: ProxyProcess; cpuSeconds: number; busiestCpuSeconds: number }[] {
+export interface InboundCounts { before: Map<number, number>; after: Map<number, number> }
+
+/** Why a process was found idle: its inbound answered no request, or it used too little CPU. */
+export interface IdleCarrier { process: ProxyProcess; cpuSeconds: number; busiestCpuSeconds: number; by: 'requests' | 'cpu' }
+
+/**
+ * Pure. Our processes named as carrying `destination` that carried none of it while it was sent
+ * between `before` and `after` (the priming run). The naming (`ourCarries`) counts every instance
+ * of the service in its cluster, but the client's sidecar keeps traffic in its own zone while
+ * that zone has a healthy instance, so the other zone's sidecar sits idle; counting it would add
+ * an idle process's CPU and all of its memory to the chain.
+ *
+ * A sample's sidecar whose inbound counts are known (`inbound`) is idle when its inbound answered
+ * no request in that window, whatever CPU it used (a collection or a catalog update in a short
+ * window can cost an idle sidecar more than a tenth of a busy one's CPU). Any other process is
+ * idle when it used less than `share` of the CPU of the busiest of ours in that window: an idle
+ * sidecar uses about 1–2% of a carrying one at 1000 requests/s; a gateway that shares a
+ * cluster's traffic with a second one still uses about a fifth of the client sidecar's CPU.
+ */
+export function idleCarriers(processes: ProxyProcess[], destination: Destination, before: ProcessReadings, after: ProcessReadings, share = idleCarrierShare, inbound?: InboundCounts): IdleCarrier[] {
   const ours = processes.filter((p) => p.side === 'isthmus' && !p.includesOrigin && p.carries.some((d) => d.service === destination.service && d.cluster === destination.cluster));
   const spent = ours.map((p) => ({ process: p, cpuSeconds: (after.get(p.pid)?.cpuSeconds ?? Number.NaN) - (before.get(p.pid)?.cpuSeconds ?? Number.NaN) }));
   if (spent.some((s) => Number.isNaN(s.cpuSeconds))) return []; // a process gone: leave the naming as it is
   const busiestCpuSeconds = Math.max(0, ...spent.map((s) => s.cpuSeconds));
   if (busiestCpuSeconds <= 0) return [];
-  return spent.filter((s) => s.cpuSeconds < share * busiestCpuSeconds).map((s) => ({ ...s, busiestCpuSeconds }));
+  const idle: IdleCarrier[] = [];
+  for (const s of spent) {
+    const [from, to] = [inbound?.before.get(s.process.pid), inbound?.after.get(s.process.pid)];
+    if (from !== undefined && to !== undefined) {
+      if (to === from) idle.push({ ...s, busiestCpuSeconds, by: 'requests' });
+    } else if (s.cpuSeconds < share * busiestCpuSeconds) idle.push({ ...s, busiestCpuSeconds, by: 'cpu' });
+  }
+  return idle;
 }
 
 /** Pure. `processes` with `destination` taken out of the carries of `idle` (and those left carrying nothing dropped). */

@@ -8,11 +8,11 @@ import { ensureDirectory } from '../core/user-paths.js';
 import { parseBenchArgs, usage, type BenchArgs } from './args.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
 import { compareRows, formatComparisons, ratioTargets } from './comparison.js';
-import { coldRows, coldSlowAboveMs, formatColdRows, requestsCarried, type ColdPoint } from './cold-start.js';
+import { coldRows, coldSlowAboveMs, formatColdRows, inboundRequests, requestsCarried, type ColdPoint } from './cold-start.js';
 import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
 import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
-import { idleCarrierShare, idleCarriers, ourProxyProcesses, proxiesSpent, readProcesses, withoutCarriers, type ProxyProcess } from './proxy-processes.js';
+import { idleCarrierShare, idleCarriers, ourProxyProcesses, proxiesSpent, readProcesses, withoutCarriers, type InboundCounts, type ProxyProcess } from './proxy-processes.js';
 import { buildRows, formatProxyCpu, formatRows, type MeasuredPoint } from './report.js';
 import { sourceState } from './source-state.js';
 import { sentinelTickMs, StallSentinel, stallThresholdMs } from './stall-sentinel.js';
@@ -199,13 +199,20 @@ async function main(argv: string[]): Promise<number> {
     const top = Math.max(...args.rates);
     say(`priming: each scenario at ${top} rps for ${args.warmup} s (not measured)`);
     for (const client of clients) {
+      const ours = client.target.side === 'isthmus';
+      const inbound: InboundCounts = { before: ours ? await inboundCounts(proxies) : new Map(), after: new Map() };
       const before = readProcesses(proxies.map((p) => p.pid));
       await runOpenLoop({ rate: top, seconds: args.warmup, send: client.send, maxInFlight: Math.max(256, top * 2), drainMs: requestTimeoutMs + 1_000 });
-      if (client.target.side !== 'isthmus') continue;
+      if (!ours) continue;
+      const after = readProcesses(proxies.map((p) => p.pid));
+      inbound.after = await inboundCounts(proxies);
       // Count for a chain only the processes that carried it (proxy-processes.ts, idleCarriers).
-      const unused = idleCarriers(proxies, client.target.expect, before, readProcesses(proxies.map((p) => p.pid)));
-      for (const { process: p, cpuSeconds, busiestCpuSeconds } of unused) {
-        const line = `${p.name} is not counted for ${client.target.expect.service}: it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU while that chain was primed, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms, under ${idleCarrierShare * 100}% of it: it carried none of that chain's requests (a sidecar in another zone than the client's, for instance, while the client's zone has a healthy instance)`;
+      const unused = idleCarriers(proxies, client.target.expect, before, after, idleCarrierShare, inbound);
+      for (const { process: p, cpuSeconds, busiestCpuSeconds, by } of unused) {
+        const why = by === 'requests'
+          ? `its inbound answered no request while that chain was primed (it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms)`
+          : `it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU while that chain was primed, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms, under ${idleCarrierShare * 100}% of it`;
+        const line = `${p.name} is not counted for ${client.target.expect.service}: ${why}: it carried none of that chain's requests (a sidecar in another zone than the client's, for instance, while the client's zone has a healthy instance)`;
         say(`  ${line}`);
         uncounted.push(line);
       }
@@ -301,4 +308,15 @@ function accessLogNote(ourLogDir: string, peerLogs: Record<string, string>): str
   const ours = existsSync(ourLogDir) ? readdirSync(ourLogDir).filter((f) => f.endsWith('.access.log')).map((f) => `${f.replace(/\.access\.log$/, '')} ${countLines(join(ourLogDir, f))}`) : [];
   const peer = Object.entries(peerLogs).map(([name, file]) => `${name} ${countLines(file)}`);
   return `access logs on both chains (--access-log): every sidecar of ours wrote a JSON line per request and TCP connection (isthmus dev up --access-log json), the peer's nginx outbound and inbounds a JSON line per request with the same kind of fields; neither gateway logs. Lines written by the end: ours ${ours.join(', ') || 'none'}; peer ${peer.join(', ') || 'none'}`;
+}
+
+/** Each sample sidecar's inbound request count (by pid), where its admin port answers. */
+async function inboundCounts(proxies: ProxyProcess[]): Promise<Map<number, number>> {
+  const counts = new Map<number, number>();
+  await Promise.all(proxies.map(async (p) => {
+    if (p.admin === undefined) return;
+    const n = await inboundRequests(p.admin);
+    if (n !== undefined) counts.set(p.pid, n);
+  }));
+  return counts;
 }

@@ -33,6 +33,8 @@ export interface SideBySideOptions {
   grpc?: boolean;
   /** The peer chain's nginx processes stream bodies of any size. */
   streamBodies?: boolean;
+  /** `--gateway-relay node`: our gateway copies bytes in JavaScript (docs/gateway.md, "The relay"). */
+  gatewayRelay?: 'native' | 'node';
   say: (line: string) => void;
 }
 
@@ -52,7 +54,7 @@ export async function startSideBySide(opts: SideBySideOptions): Promise<SideBySi
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void cleanup().finally(() => process.exit(130)));
   try {
     say(`starting the dev mesh (isthmus dev up --processes) on 127.0.${opts.hostBase}.1 and 127.0.${opts.hostBase + 1}.1`);
-    mesh = await startBenchMesh({ mode: 'child', processes: true, stateDir, hostBase: opts.hostBase, clusters: ['east', 'west'], trustDomain: 'bench.isthmus', gateways: 1, say });
+    mesh = await startBenchMesh({ mode: 'child', processes: true, stateDir, hostBase: opts.hostBase, clusters: ['east', 'west'], trustDomain: 'bench.isthmus', gateways: 1, ...(opts.gatewayRelay ? { gatewayRelay: opts.gatewayRelay } : {}), say });
     const east = mesh.file.clusters.east;
     const origin = mesh.file.clusters[destination.cluster]?.services.find((s) => s.name === destination.service)?.instances[0];
     if (!east || !origin) throw new Error(`the dev mesh has no ${destination.service} sample in ${destination.cluster}, or no east cluster`);
