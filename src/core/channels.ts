@@ -13,6 +13,7 @@ import { channel } from 'node:diagnostics_channel';
 export const channelNames = {
   gatewayRefused: 'isthmus:gateway:refused',
   gatewayRouted: 'isthmus:gateway:routed',
+  gatewayClosed: 'isthmus:gateway:closed',
   balancerFailover: 'isthmus:balancer:failover',
   balancerEjection: 'isthmus:balancer:ejection',
   outboundRequest: 'isthmus:sidecar:outbound',
@@ -93,6 +94,19 @@ export interface GatewayRoutedMessage {
   service: string;
   endpoint: string;
   remote: string | undefined;
+}
+
+/**
+ * A connection the gateway routed has ended: `end` says how (both sides closed, the idle limit,
+ * an error or reset on either side), with the bytes each side sent through it (the caller's
+ * ClientHello included).
+ */
+export interface GatewayClosedMessage {
+  origin: object;
+  service: string;
+  end: 'closed' | 'idle' | 'error';
+  fromCaller: number;
+  fromEndpoint: number;
 }
 
 /** A sidecar moved a service's primary traffic to another locality priority (undefined: none left). */
@@ -301,6 +315,7 @@ const typed = <T>(name: string): TypedChannel<T> => channel(name) as unknown as 
 export const channels = {
   gatewayRefused: typed<GatewayRefusedMessage>(channelNames.gatewayRefused),
   gatewayRouted: typed<GatewayRoutedMessage>(channelNames.gatewayRouted),
+  gatewayClosed: typed<GatewayClosedMessage>(channelNames.gatewayClosed),
   balancerFailover: typed<FailoverMessage>(channelNames.balancerFailover),
   balancerEjection: typed<EjectionMessage>(channelNames.balancerEjection),
   outboundRequest: typed<OutboundRequestMessage>(channelNames.outboundRequest),

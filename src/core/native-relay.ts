@@ -34,11 +34,12 @@ const ends: readonly SpliceEnd[] = ['closed', 'idle', 'error', 'error'];
 /**
  * Two sockets relayed by the native module. It stands where the two sockets stood for whoever
  * holds open connections (core/open-sockets.ts): `destroy()` closes both, and 'close' comes
- * once, when the pair has ended, with how it ended and the bytes each side sent.
+ * once, when the pair has ended, with how it ended and the bytes each side sent (`fromA`
+ * counts what was handed over with it: `first` and what `a` held).
  */
 export class RelayedPair extends EventEmitter {
   closed = false;
-  constructor(private readonly relay: NativeRelay, readonly id: number) {
+  constructor(private readonly relay: NativeRelay, readonly id: number, private readonly handedOver: number) {
     super();
   }
 
@@ -49,7 +50,7 @@ export class RelayedPair extends EventEmitter {
   /** Called by the relay when the module reports the end. */
   ended(how: SpliceEnd, bytes: SplicedBytes): void {
     this.closed = true;
-    this.emit('close', how, bytes);
+    this.emit('close', how, { fromA: bytes.fromA + this.handedOver, fromB: bytes.fromB });
   }
 }
 
@@ -87,7 +88,7 @@ export class NativeRelay {
     const aEnded = (a as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true;
     const bytes = held.length === 0 ? undefined : held.length === 1 ? held[0] : Buffer.concat(held);
     const id = this.binding.relay(fdA, fdB, idleMs, bytes, aEnded);
-    const pair = new RelayedPair(this, id);
+    const pair = new RelayedPair(this, id, bytes?.length ?? 0);
     this.pairs.set(id, pair);
     // Node's descriptors are closed; the module's duplicates keep the connections open.
     a.destroy();

@@ -15,9 +15,16 @@ export interface RoutedConnection {
   clientHelloMs: number;
   /** From the first dial until an endpoint accepted (failed dials included). */
   dialMs: number;
+  /** Once it has ended: how, after how long, and the bytes each side sent (the ClientHello included). */
+  ended?: { end: 'closed' | 'idle' | 'error'; afterMs: number; fromCaller: number; fromEndpoint: number };
 }
 
-interface Entry { at: number; remoteAddress: string | undefined; remotePort: number | undefined; sni: string | undefined; service: string; endpoint: string; clientHelloMs: number; dialMs: number }
+/** A routed connection; `ended` is set on the same object when it ends (Gateway). */
+export interface ConnectionEntry {
+  at: number; remoteAddress: string | undefined; remotePort: number | undefined; sni: string | undefined; service: string; endpoint: string; clientHelloMs: number; dialMs: number;
+  ended?: { end: 'closed' | 'idle' | 'error'; at: number; fromCaller: number; fromEndpoint: number };
+}
+type Entry = ConnectionEntry;
 
 /**
  * The last `capacity` routed connections, for `isthmus trace` to find its own connection by the
@@ -49,6 +56,7 @@ export class ConnectionLog {
       out.push({
         at: isoTime(entry.at), remote, sni: entry.sni, service: entry.service, endpoint: entry.endpoint,
         clientHelloMs: round3(entry.clientHelloMs), dialMs: round3(entry.dialMs),
+        ...(entry.ended ? { ended: { end: entry.ended.end, afterMs: entry.ended.at - entry.at, fromCaller: entry.ended.fromCaller, fromEndpoint: entry.ended.fromEndpoint } } : {}),
       });
     }
     return out;

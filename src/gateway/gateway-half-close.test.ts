@@ -62,6 +62,15 @@ describe.each(['native', 'node'] as const)('with the %s relay', (relay) => {
     });
     expect(answer).toBe(createHash('sha256').update(payload).digest('hex'));
     expect(gateway.stats.routed).toBeGreaterThanOrEqual(1);
+    // The connection log says how it ended and what crossed it: the 2 MiB upload and the
+    // 64-character answer, each in TLS records, and the handshakes.
+    for (let i = 0; gateway.connections.recent()[0]?.ended === undefined && i < 50; i += 1) await new Promise((r) => setTimeout(r, 20));
+    const ended = gateway.connections.recent()[0]?.ended;
+    expect(ended?.end).toBe('closed');
+    expect(ended?.fromCaller).toBeGreaterThan(payload.length);
+    expect(ended?.fromCaller).toBeLessThan(payload.length * 1.01 + 4096);
+    expect(ended?.fromEndpoint).toBeGreaterThan(64);
+    expect(ended?.fromEndpoint).toBeLessThan(16 * 1024);
     // The connection is over on the gateway's side too: nothing held, nothing counted as active.
     for (let i = 0; (gateway.openConnections > 0 || gateway.stats.active > 0) && i < 50; i += 1) await new Promise((r) => setTimeout(r, 20));
     expect(gateway.openConnections).toBe(0);

@@ -3,12 +3,12 @@ import { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { nativeRelay, NativeRelay } from '../core/native-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
-import { OwnReads, splice } from '../core/splice.js';
+import { OwnReads, splice, type SplicedBytes, type SpliceEnd } from '../core/splice.js';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer } from '../core/tracing.js';
 import { parseClientHello } from './client-hello.js';
-import { ConnectionLog } from './connection-log.js';
+import { ConnectionLog, type ConnectionEntry } from './connection-log.js';
 import type { GatewayConfig } from './config.js';
 import type { GatewayCertificate } from './gateway-certificate.js';
 import { routeFor, type GatewayRefusal, type GatewayRoutes } from './routes.js';
@@ -16,6 +16,7 @@ import { routeFor, type GatewayRefusal, type GatewayRoutes } from './routes.js';
 /** Published for src/telemetry/ to count (src/core/channels.ts); the core never imports a metrics library. */
 export const refusedChannel = channels.gatewayRefused;
 export const routedChannel = channels.gatewayRouted;
+export const closedChannel = channels.gatewayClosed;
 
 export interface GatewayStats {
   accepted: number;
@@ -202,10 +203,11 @@ export class Gateway {
         upstream.removeAllListeners('error');
         this.stats.routed += 1;
         this.stats.active += 1;
-        this.connections.add({
+        const entry: ConnectionEntry = {
           at: Date.now(), remoteAddress: client.remoteAddress, remotePort: client.remotePort, sni, service, endpoint: address,
           clientHelloMs, dialMs: performance.now() - dialStarted,
-        });
+        };
+        this.connections.add(entry);
         if (routedChannel.hasSubscribers) routedChannel.publish({ origin: this, service, endpoint: address, remote: client.remoteAddress });
         span?.setAttributes({ 'isthmus.endpoint': address });
         // Called in 'connect', before the socket first reads: nothing of the destination's is read yet.
@@ -213,20 +215,27 @@ export class Gateway {
         if (pair) {
           relayed = true;
           this.sockets.track(pair);
-          pair.once('close', () => {
+          pair.once('close', (how: SpliceEnd, bytes: SplicedBytes) => {
             this.stats.active -= 1;
             span?.end();
+            this.ended(entry, how, bytes.fromA, bytes.fromB);
           });
           return;
         }
         upstream.once('close', () => { this.stats.active -= 1; });
         upstream.write(hello);
         // The caller's side reads into a buffer of its own too, so neither direction allocates per read.
-        splice(client, upstream, this.config.idleTimeoutMs, undefined, undefined, reads, new OwnReads());
+        splice(client, upstream, this.config.idleTimeoutMs, undefined, (how, bytes) => this.ended(entry, how, hello.length + bytes.fromA, bytes.fromB), reads, new OwnReads());
         client.resume();
       });
     };
     attempt(0);
+  }
+
+  /** A routed connection has ended: its log entry says how, and the metrics count it. */
+  private ended(entry: ConnectionEntry, end: SpliceEnd, fromCaller: number, fromEndpoint: number): void {
+    entry.ended = { end, at: Date.now(), fromCaller, fromEndpoint };
+    if (closedChannel.hasSubscribers) closedChannel.publish({ origin: this, service: entry.service, end, fromCaller, fromEndpoint });
   }
 
   /**

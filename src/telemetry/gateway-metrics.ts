@@ -24,6 +24,22 @@ export function gatewayMetrics(registry: Registry, cluster: string, sources: Gat
   });
   listen(channels.gatewayRefused, (m) => refusals.inc({ cluster, reason: m.reason }));
 
+  const closed = new Counter({
+    name: 'isthmus_gateway_closed_connections_total',
+    help: 'Routed connections that ended, by service and how: closed (both sides finished), idle (no byte either way for the idle limit), error (a reset or error on either side, or the gateway stopping).',
+    labelNames: ['cluster', 'destination_service', 'end'], registers,
+  });
+  const bytes = new Counter({
+    name: 'isthmus_gateway_bytes_total',
+    help: 'Bytes carried by routed connections that ended, by service and direction (from_caller, the ClientHello included; from_endpoint). Counted when a connection ends.',
+    labelNames: ['cluster', 'destination_service', 'direction'], registers,
+  });
+  listen(channels.gatewayClosed, (m) => {
+    closed.inc({ cluster, destination_service: m.service, end: m.end });
+    bytes.inc({ cluster, destination_service: m.service, direction: 'from_caller' }, m.fromCaller);
+    bytes.inc({ cluster, destination_service: m.service, direction: 'from_endpoint' }, m.fromEndpoint);
+  });
+
   const { activeConnections } = sources;
   if (activeConnections) {
     new Gauge({

@@ -61,6 +61,17 @@ describe('createMetrics', () => {
     expect(await sample(metrics, 'isthmus_gateway_refusals_total')).toEqual(['isthmus_gateway_refusals_total{cluster="west",reason="sni-not-mesh"} 1']);
     expect(await sample(metrics, 'isthmus_gateway_connections_total')).toEqual(['isthmus_gateway_connections_total{cluster="west",destination_service="demo/ledger"} 1']);
     expect(await sample(metrics, 'isthmus_gateway_active_connections')).toEqual(['isthmus_gateway_active_connections{cluster="west"} 2']);
+    channels.gatewayClosed.publish({ origin: gateway, service: 'demo/ledger', end: 'closed', fromCaller: 1200, fromEndpoint: 5000 });
+    channels.gatewayClosed.publish({ origin: gateway, service: 'demo/ledger', end: 'idle', fromCaller: 300, fromEndpoint: 0 });
+    channels.gatewayClosed.publish({ origin: {}, service: 'demo/ledger', end: 'error', fromCaller: 1, fromEndpoint: 1 });
+    expect(await sample(metrics, 'isthmus_gateway_closed_connections_total')).toEqual([
+      'isthmus_gateway_closed_connections_total{cluster="west",destination_service="demo/ledger",end="closed"} 1',
+      'isthmus_gateway_closed_connections_total{cluster="west",destination_service="demo/ledger",end="idle"} 1',
+    ]);
+    expect(await sample(metrics, 'isthmus_gateway_bytes_total')).toEqual([
+      'isthmus_gateway_bytes_total{cluster="west",destination_service="demo/ledger",direction="from_caller"} 1500',
+      'isthmus_gateway_bytes_total{cluster="west",destination_service="demo/ledger",direction="from_endpoint"} 5000',
+    ]);
     metrics.close();
   });
 
