@@ -97,6 +97,21 @@ describe('the native relay', () => {
     expect(bytes).toEqual({ fromA: total, fromB: total });
   });
 
+  it('keeps 100 pairs at once apart, each byte to its own peer', async () => {
+    const pairs = await Promise.all(Array.from({ length: 100 }, () => wiring()));
+    const results = await Promise.all(pairs.map(async ({ c, a, b, d }, i) => {
+      const pair = relay().splice(a, b, undefined, 60_000) as RelayedPair;
+      const end = ended(pair);
+      const size = 64 * 1024 + i * 997;
+      const back = Math.floor(size / 2);
+      const [atD, atC, sentByC, sentByD] = await Promise.all([readAll(d), readAll(c), writeAll(c, size), writeAll(d, back)]);
+      const [how] = await end;
+      return { how, up: atD.sha256 === sentByC && atD.bytes === size, down: atC.sha256 === sentByD && atC.bytes === back };
+    }));
+    expect(results.filter((r) => r.how !== 'closed' || !r.up || !r.down)).toEqual([]);
+    expect(relay().size).toBe(0);
+  });
+
   it('sends what the gateway read first, then what the caller\'s socket still held, before anything else', async () => {
     const { c, a, b, d } = await wiring();
     a.pause();
