@@ -34,7 +34,7 @@ export function startAdmin(gateway: Gateway, host: string, port: number, operato
     const permitted = (what: string, loopbackSuffices: boolean) => admitOperator(req, send, { ...operators, what: `GET ${what}`, loopbackSuffices }) !== undefined;
     if (req.url === '/healthz') return send(200, { status: 'ok' });
     if (req.url === '/readyz') return gateway.ready ? send(200, { status: 'ready' }) : send(503, { status: 'waiting for the routing table from the federation service' });
-    if (req.url === '/stats') return permitted('/stats from another machine', true) ? send(200, gateway.stats) : undefined;
+    if (req.url === '/stats') return permitted('/stats from another machine', true) ? send(200, { ...gateway.stats, relay: gateway.relayKind }) : undefined;
     if (req.url === '/metrics' && metrics) return void sendMetrics(metrics, res);
     if (req.url?.startsWith('/debug/connections')) {
       const url = new URL(req.url, 'http://admin');

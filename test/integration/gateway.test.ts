@@ -160,6 +160,12 @@ describe('the east-west gateway', () => {
     expect(after).toBe(before + 1);
   });
 
+  test('the built gateway copies routed bytes on the native relay, and says so in /stats and its start line', async () => {
+    const stats = (await (await fetch(`${adminUrl}/stats`)).json()) as { relay?: string };
+    expect(stats.relay).toBe('native');
+    expect(gatewayLogs).toMatch(/"relay":"native".*gateway listening|gateway listening.*"relay":"native"/);
+  });
+
   test('refuses bytes that are not a ClientHello, and a ClientHello that never arrives; stays up', async () => {
     const refused = async () => ((await (await fetch(`${adminUrl}/stats`)).json()) as { refused: Record<string, number> }).refused;
     const before = await refused();
