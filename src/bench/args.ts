@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { describeError, IsthmusError } from '../core/errors.js';
+import { isRelayKind, type RelayKind } from '../core/native-relay.js';
 import type { MeshMode } from './bench-mesh.js';
 
 export interface BenchArgs {
@@ -28,7 +29,7 @@ export interface BenchArgs {
   /** Our sidecars carry HTTP/1.1 requests between them as HTTP/2 streams (`dev up --upgrade-to-http2`). */
   upgradeToHttp2: boolean;
   /** What copies bytes in our gateways (`dev up --gateway-relay`): native by default, node for a comparison. */
-  gatewayRelay: 'native' | 'node';
+  gatewayRelay: RelayKind;
 }
 
 export const usage = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
@@ -136,7 +137,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | 'help' {
   if (rates.length === 0 || rates.length > 6) throw invalid('--rates takes 1 to 6 rates');
   if (values.output !== 'table' && values.output !== 'json') throw invalid(`--output must be "table" or "json", not "${values.output}"`);
   if (values.mesh !== 'child' && values.mesh !== 'in-process') throw invalid(`--mesh must be "child" or "in-process", not "${values.mesh}"`);
-  if (values['gateway-relay'] !== 'native' && values['gateway-relay'] !== 'node') throw invalid(`--gateway-relay must be "native" or "node", not "${values['gateway-relay']}"`);
+  if (!isRelayKind(values['gateway-relay'])) throw invalid(`--gateway-relay must be "native" or "node", not "${values['gateway-relay']}"`);
   if (values.processes !== undefined && values.processes !== 'true' && values.processes !== 'false') throw invalid(`--processes takes true or false, not "${values.processes}"`);
   if (values.processes === 'true' && values.mesh === 'in-process') throw invalid('--processes needs --mesh child: in-process, the mesh runs inside the bench');
   const args: BenchArgs = {

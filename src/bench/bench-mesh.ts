@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { RelayKind } from '../core/native-relay.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
 import { childPids, isAlive, processCpuSeconds, processName, processTree, processTreeCpuSeconds } from './proc-cpu.js';
 
@@ -21,7 +22,7 @@ export interface BenchMeshOptions {
   /** Every sidecar sends HTTP/1.1 requests to other sidecars as HTTP/2 streams (`dev up --upgrade-to-http2`). */
   upgradeToHttp2?: boolean;
   /** `dev up --gateway-relay node`: our gateways copy bytes in JavaScript. */
-  gatewayRelay?: 'native' | 'node';
+  gatewayRelay?: RelayKind;
   /** Progress for a person watching (stderr). */
   say: (line: string) => void;
 }

@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { IsthmusError } from '../core/errors.js';
+import { isRelayKind, type RelayKind } from '../core/native-relay.js';
 import { benchArgsOrExit, benchFlags, integerFlag } from './args.js';
 import { peerServiceHost, peerVersions } from './peer-chain.js';
 import { columns, measured, median, startSideBySide, type ChainSpent } from './side-by-side.js';
@@ -36,7 +37,7 @@ ratios ours/peer.
   -o, --output table|json
   -h, --help`;
 
-export interface BulkBenchArgs { megabytes: number; rounds: number; hostBase: number; gatewayRelay: 'native' | 'node'; output: 'table' | 'json' }
+export interface BulkBenchArgs { megabytes: number; rounds: number; hostBase: number; gatewayRelay: RelayKind; output: 'table' | 'json' }
 
 const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
 
@@ -45,7 +46,7 @@ export function parseBulkBenchArgs(argv: string[]): BulkBenchArgs | 'help' {
   if (flags === 'help') return 'help';
   const v = flags.values;
   const relay = v['gateway-relay'];
-  if (relay !== 'native' && relay !== 'node') throw invalid(`--gateway-relay must be native or node, not "${relay}"`);
+  if (!isRelayKind(relay)) throw invalid(`--gateway-relay must be native or node, not "${relay}"`);
   return {
     megabytes: integerFlag('megabytes', v.megabytes, 1, 4096, invalid),
     rounds: integerFlag('rounds', v.rounds, 1, 5, invalid),

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeError } from '../core/errors.js';
+import type { RelayKind } from '../core/native-relay.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
 import { startPeerChain, type PeerChain } from './peer-chain.js';
@@ -34,7 +35,7 @@ export interface SideBySideOptions {
   /** The peer chain's nginx processes stream bodies of any size. */
   streamBodies?: boolean;
   /** `--gateway-relay node`: our gateway copies bytes in JavaScript (docs/gateway.md, "The relay"). */
-  gatewayRelay?: 'native' | 'node';
+  gatewayRelay?: RelayKind;
   say: (line: string) => void;
 }
 

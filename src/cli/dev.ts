@@ -5,11 +5,12 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { ensureDirectory } from '../core/user-paths.js';
 import { canaryRouteName, rolloutObjectiveName, writeCanaryFiles, writeSloFile } from '../dev/canary-files.js';
+import type { RelayKind } from '../core/native-relay.js';
 import type { MeshFile } from '../dev/dev-mesh.js';
 import { action, connectStore, etcdOption, etcdTlsFiles, outputOption, wholeNumber, type EtcdFlags } from './common.js';
 import { printJson } from './output.js';
 
-interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; accessLog?: 'json' | 'text' | true; upgradeToHttp2: boolean; gatewayRelay: 'native' | 'node'; output: string }
+interface DevUpOptions extends EtcdFlags { clusters: string; stateDir?: string; trustDomain: string; gateways: number; hostBase: number; traffic: number; processes: boolean; versions: boolean; accessLog?: 'json' | 'text' | true; upgradeToHttp2: boolean; gatewayRelay: RelayKind; output: string }
 
 export function registerDev(program: Command): void {
   const dev = program.command('dev').description('run a whole mesh on this machine, for trying Isthmus out');
@@ -203,7 +204,7 @@ function stopRequests(): { reason: Promise<string>; dispose(): void } {
 }
 
 /** `--gateway-relay`: native or node. */
-function relayChoice(value: string): 'native' | 'node' {
+function relayChoice(value: string): RelayKind {
   if (value !== 'native' && value !== 'node') throw new InvalidArgumentError(`"${value}" is not a relay: give native or node`);
   return value;
 }

@@ -1,4 +1,5 @@
 import { channel } from 'node:diagnostics_channel';
+import type { SpliceEnd } from './splice.js';
 
 /**
  * Every `node:diagnostics_channel` the core publishes on, with the shape of its messages: the
@@ -104,7 +105,7 @@ export interface GatewayRoutedMessage {
 export interface GatewayClosedMessage {
   origin: object;
   service: string;
-  end: 'closed' | 'idle' | 'error';
+  end: SpliceEnd;
   fromCaller: number;
   fromEndpoint: number;
 }

@@ -19,6 +19,14 @@ import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { SpliceEnd, SplicedBytes } from './splice.js';
 
+/** What copies a gateway's routed bytes: this module's thread, or JavaScript (core/splice.ts). */
+export type RelayKind = 'native' | 'node';
+
+/** Whether `value` names a relay (a flag's value). */
+export function isRelayKind(value: unknown): value is RelayKind {
+  return value === 'native' || value === 'node';
+}
+
 /** dist/native/relay.node, from dist/core, dist/bundle or src/core alike. */
 export const relayModule = fileURLToPath(new URL('../../dist/native/relay.node', import.meta.url));
 

@@ -5,6 +5,7 @@ import { parse, stringify } from 'yaml';
 import { withStore, type EtcdFlags } from '../cli/common.js';
 import { keys, recordVersion } from '../core/keys.js';
 import { createLogger, type Logger } from '../core/log.js';
+import type { RelayKind } from '../core/native-relay.js';
 import { checkName } from '../core/names.js';
 import { ensureDirectory } from '../core/user-paths.js';
 import { loadClusterConfig } from '../federation/config.js';
@@ -56,7 +57,7 @@ export interface DevMeshOptions {
   /** Every sidecar sends HTTP/1.1 requests to other sidecars as HTTP/2 streams (`isthmus dev up --upgrade-to-http2`). */
   upgradeToHttp2?: boolean;
   /** What copies bytes in the gateways (`isthmus dev up --gateway-relay`; gateways[].relay): native unless set. */
-  gatewayRelay?: 'native' | 'node';
+  gatewayRelay?: RelayKind;
   /**
    * Run each cluster's federation service as its own `isthmus federation --config` process too,
    * as deployed, so that it can crash alone (the reliability scenarios SIGKILL it).

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
+import type { RelayKind } from '../core/native-relay.js';
 import { parseDuration } from '../core/validate.js';
 import { loadClusterConfig, type LoadedClusterConfig } from '../federation/config.js';
 import { isLoopbackAddress } from '../trust/operator.js';
@@ -38,7 +39,7 @@ export interface GatewayConfig {
   /** On SIGTERM or SIGINT, how long the connections it carries have to end (docs/gateway.md, "Draining"). */
   drainTimeoutMs: number;
   /** What copies a routed connection's bytes (docs/gateway.md, "The relay"); default native. */
-  relay?: 'native' | 'node';
+  relay?: RelayKind;
 }
 
 /** The gateway runs from its cluster's cluster.yaml: its entry under `gateways:` picked by id. */

@@ -1,3 +1,4 @@
+import type { SpliceEnd } from '../core/splice.js';
 import { isoTime } from '../core/utc-text.js';
 
 /** One routed connection as the gateway saw it (GET /debug/connections on the admin port). */
@@ -16,15 +17,14 @@ export interface RoutedConnection {
   /** From the first dial until an endpoint accepted (failed dials included). */
   dialMs: number;
   /** Once it has ended: how, after how long, and the bytes each side sent (the ClientHello included). */
-  ended?: { end: 'closed' | 'idle' | 'error'; afterMs: number; fromCaller: number; fromEndpoint: number };
+  ended?: { end: SpliceEnd; afterMs: number; fromCaller: number; fromEndpoint: number };
 }
 
 /** A routed connection; `ended` is set on the same object when it ends (Gateway). */
 export interface ConnectionEntry {
   at: number; remoteAddress: string | undefined; remotePort: number | undefined; sni: string | undefined; service: string; endpoint: string; clientHelloMs: number; dialMs: number;
-  ended?: { end: 'closed' | 'idle' | 'error'; at: number; fromCaller: number; fromEndpoint: number };
+  ended?: { end: SpliceEnd; at: number; fromCaller: number; fromEndpoint: number };
 }
-type Entry = ConnectionEntry;
 
 /**
  * The last `capacity` routed connections, for `isthmus trace` to find its own connection by the
@@ -32,14 +32,14 @@ type Entry = ConnectionEntry;
  * someone reads. Memory stays bounded however many connections pass.
  */
 export class ConnectionLog {
-  private readonly entries: (Entry | undefined)[];
+  private readonly entries: (ConnectionEntry | undefined)[];
   private next = 0;
 
   constructor(readonly capacity = 256) {
-    this.entries = new Array<Entry | undefined>(capacity);
+    this.entries = new Array<ConnectionEntry | undefined>(capacity);
   }
 
-  add(entry: Entry): void {
+  add(entry: ConnectionEntry): void {
     this.entries[this.next] = entry;
     this.next = (this.next + 1) % this.capacity;
   }

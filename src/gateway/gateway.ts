@@ -1,7 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
-import { nativeRelay, NativeRelay } from '../core/native-relay.js';
+import { nativeRelay, NativeRelay, type RelayKind } from '../core/native-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { OwnReads, splice, type SplicedBytes, type SpliceEnd } from '../core/splice.js';
 import { channels } from '../core/channels.js';
@@ -73,7 +73,7 @@ export class Gateway {
   }
 
   /** What copies routed connections' bytes here: the native module's thread, or JavaScript. */
-  get relayKind(): 'native' | 'node' {
+  get relayKind(): RelayKind {
     return this.relay ? 'native' : 'node';
   }
 
