@@ -13,7 +13,9 @@
  * - an error or reset on either side closes both;
  * - no byte either way for `idleMs` closes both.
  * How each pair ended, and the bytes each side sent, go back to JavaScript through a
- * thread-safe function.
+ * thread-safe function. While a pair is open, the bytes each side has sent so far are stored
+ * after each read into its slot of a Float64Array that JavaScript gave at start and reads when
+ * metrics are scraped (src/core/byte-meter.ts): two doubles per slot, each stored whole.
  *
  * Built by scripts/native.mjs as dist/native/relay.node (Linux: epoll).
  */
@@ -61,6 +63,7 @@ typedef struct {
 
 struct pair {
   uint32_t id;
+  int32_t slot; /* its two doubles in the counts array, or -1 */
   end_t ends[2];
   flow_t flows[2];
   int64_t idle_ms, last;
@@ -87,6 +90,10 @@ typedef struct {
   /* The relay thread's own. */
   pair *pairs;
   char *buffer;
+  /* JavaScript's Float64Array of live byte counts (two per slot), kept alive by counts_ref. */
+  double *counts;
+  size_t count_slots;
+  napi_ref counts_ref;
   /* The JavaScript thread's own. */
   napi_threadsafe_function tsfn;
   uint32_t next_id;
@@ -192,6 +199,10 @@ static int pump(relay_t *r, pair *p, int side, int64_t now) {
     }
     p->last = now;
     f->bytes += (uint64_t)n;
+    if (p->slot >= 0) {
+      double sofar = (double)f->bytes;
+      __atomic_store(&r->counts[(size_t)p->slot * 2 + (size_t)side], &sofar, __ATOMIC_RELAXED);
+    }
     ssize_t sent = 0;
     while (sent < n) {
       ssize_t w = send(to, r->buffer + sent, (size_t)(n - sent), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -391,15 +402,32 @@ static napi_value throw_errno(napi_env env, const char *what) {
   return NULL;
 }
 
-/* start(onEnd): the relay thread, once per process (or worker). */
+/*
+ * start(onEnd, counts): the relay thread, once per process (or worker). `counts`, a Float64Array,
+ * gets each open pair's bytes so far at its slot (relay()'s last argument).
+ */
 static napi_value start(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   relay_t *r;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&r) != napi_ok) return NULL;
   if (r->started) {
     napi_throw_error(env, NULL, "the relay has started already");
     return NULL;
+  }
+  bool typed = false;
+  if (argc > 1) napi_is_typedarray(env, argv[1], &typed);
+  if (typed) {
+    napi_typedarray_type type;
+    size_t length;
+    void *data;
+    if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array) {
+      napi_throw_type_error(env, NULL, "start(onEnd, counts): counts is a Float64Array");
+      return NULL;
+    }
+    if (napi_create_reference(env, argv[1], 1, &r->counts_ref) != napi_ok) return NULL;
+    r->counts = data;
+    r->count_slots = length / 2;
   }
   napi_value name;
   napi_create_string_utf8(env, "isthmus-relay", NAPI_AUTO_LENGTH, &name);
@@ -433,13 +461,14 @@ static int take_fd(int fd) {
 }
 
 /*
- * relay(fdA, fdB, idleMs, first, aEnded) -> id. Duplicates both descriptors (the caller then
- * closes its own); `first` (a Buffer or undefined) is sent to b before anything else; aEnded:
- * a's FIN was read already.
+ * relay(fdA, fdB, idleMs, first, aEnded, slot) -> id. Duplicates both descriptors (the caller
+ * then closes its own); `first` (a Buffer or undefined) is sent to b before anything else;
+ * aEnded: a's FIN was read already; slot: where in start()'s counts the pair's bytes so far go
+ * (-1 or beyond the array: nowhere).
  */
 static napi_value relay(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   relay_t *r;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&r) != napi_ok) return NULL;
   if (!r->started) {
@@ -454,6 +483,9 @@ static napi_value relay(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_get_value_bool(env, argv[4], &a_ended);
+  int32_t slot = -1;
+  if (argc > 5 && napi_get_value_int32(env, argv[5], &slot) != napi_ok) slot = -1;
+  if (slot < 0 || r->counts == NULL || (size_t)slot >= r->count_slots) slot = -1;
   void *first = NULL;
   size_t first_len = 0;
   bool is_buffer = false;
@@ -492,6 +524,7 @@ static napi_value relay(napi_env env, napi_callback_info info) {
     p->ends[s].side = s;
   }
   p->idle_ms = idle_ms < 1 ? 1 : (int64_t)idle_ms;
+  p->slot = slot;
   p->id = ++r->next_id;
   if (r->active++ == 0) napi_ref_threadsafe_function(env, r->tsfn);
   pthread_mutex_lock(&r->lock);

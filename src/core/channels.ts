@@ -15,6 +15,7 @@ export const channelNames = {
   gatewayRefused: 'isthmus:gateway:refused',
   gatewayRouted: 'isthmus:gateway:routed',
   gatewayClosed: 'isthmus:gateway:closed',
+  gatewayBytes: 'isthmus:gateway:bytes',
   balancerFailover: 'isthmus:balancer:failover',
   balancerEjection: 'isthmus:balancer:ejection',
   outboundRequest: 'isthmus:sidecar:outbound',
@@ -25,6 +26,8 @@ export const channelNames = {
   tcpInbound: 'isthmus:sidecar:tcp-inbound',
   tcpOutboundClosed: 'isthmus:sidecar:tcp-outbound-closed',
   tcpInboundClosed: 'isthmus:sidecar:tcp-inbound-closed',
+  tcpOutboundBytes: 'isthmus:sidecar:tcp-outbound-bytes',
+  tcpInboundBytes: 'isthmus:sidecar:tcp-inbound-bytes',
   policyAction: 'isthmus:sidecar:policy-action',
   requestRefused: 'isthmus:sidecar:request-refused',
   authzDenied: 'isthmus:sidecar:authz-denied',
@@ -106,6 +109,18 @@ export interface GatewayClosedMessage {
   origin: object;
   service: string;
   end: SpliceEnd;
+  fromCaller: number;
+  fromEndpoint: number;
+}
+
+/**
+ * Bytes a routed connection carried since its last such message (core/byte-meter.ts): sent while
+ * it is open, when metrics are scraped, and for the rest when it ends (before its
+ * `gatewayClosed`). Summed, they are its totals.
+ */
+export interface GatewayBytesMessage {
+  origin: object;
+  service: string;
   fromCaller: number;
   fromEndpoint: number;
 }
@@ -291,6 +306,28 @@ export interface TcpInboundClosedMessage extends TcpClosedFields {
 }
 
 /**
+ * Bytes a spliced TCP connection carried since its last such message, as GatewayBytesMessage:
+ * while it is open (at each metrics scrape) and for the rest when it closes, before its closed
+ * message. `sentBytes` and `receivedBytes` as in TcpClosedFields.
+ */
+export interface TcpBytesFields {
+  origin: object;
+  sentBytes: number;
+  receivedBytes: number;
+}
+
+/** Bytes through a TCP fixed listener, labelled as its TcpOutboundClosedMessage will be. */
+export interface TcpOutboundBytesMessage extends TcpBytesFields {
+  service: string;
+  cluster: string;
+}
+
+/** Bytes through the TCP inbound, labelled as its TcpInboundClosedMessage will be. */
+export interface TcpInboundBytesMessage extends TcpBytesFields {
+  peer: string | undefined;
+}
+
+/**
  * An upstream pool (upstream-pool.ts) began opening a connection (`start`), or that attempt
  * ended (`end`, with `error` when it failed): the pool's own view of its handshakes in flight.
  * Published with the UpstreamPool as origin.
@@ -317,6 +354,7 @@ export const channels = {
   gatewayRefused: typed<GatewayRefusedMessage>(channelNames.gatewayRefused),
   gatewayRouted: typed<GatewayRoutedMessage>(channelNames.gatewayRouted),
   gatewayClosed: typed<GatewayClosedMessage>(channelNames.gatewayClosed),
+  gatewayBytes: typed<GatewayBytesMessage>(channelNames.gatewayBytes),
   balancerFailover: typed<FailoverMessage>(channelNames.balancerFailover),
   balancerEjection: typed<EjectionMessage>(channelNames.balancerEjection),
   outboundRequest: typed<OutboundRequestMessage>(channelNames.outboundRequest),
@@ -327,6 +365,8 @@ export const channels = {
   tcpInbound: typed<TcpInboundMessage>(channelNames.tcpInbound),
   tcpOutboundClosed: typed<TcpOutboundClosedMessage>(channelNames.tcpOutboundClosed),
   tcpInboundClosed: typed<TcpInboundClosedMessage>(channelNames.tcpInboundClosed),
+  tcpOutboundBytes: typed<TcpOutboundBytesMessage>(channelNames.tcpOutboundBytes),
+  tcpInboundBytes: typed<TcpInboundBytesMessage>(channelNames.tcpInboundBytes),
   policyAction: typed<PolicyActionMessage>(channelNames.policyAction),
   requestRefused: typed<RequestRefusedMessage>(channelNames.requestRefused),
   authzDenied: typed<AuthzDeniedMessage>(channelNames.authzDenied),

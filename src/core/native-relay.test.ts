@@ -67,6 +67,16 @@ function readAll(socket: Socket, slow = false): Promise<{ bytes: number; sha256:
   });
 }
 
+/** Resolves once `socket` has read `n` bytes (and no more are expected). */
+async function readExactly(socket: Socket, n: number): Promise<void> {
+  let got = 0;
+  while (got < n) {
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    got += chunk.length;
+  }
+  expect(got).toBe(n);
+}
+
 /** Writes `total` random bytes in pieces, with back-pressure, then ends; resolves with their hash. */
 async function writeAll(socket: Socket, total: number): Promise<string> {
   const hash = createHash('sha256');
@@ -95,6 +105,45 @@ describe('the native relay', () => {
     const [how, bytes] = await end;
     expect(how).toBe('closed');
     expect(bytes).toEqual({ fromA: total, fromB: total });
+  });
+
+  it('says how many bytes each side has sent while the pair is still open, then the totals', async () => {
+    const { c, a, b, d } = await wiring();
+    const pair = relay().splice(a, b, Buffer.from('hello;'), 60_000) as RelayedPair;
+    const end = ended(pair);
+    // What was handed over counts from the start, before the thread has read anything.
+    expect(pair.bytes()).toEqual({ fromA: 6, fromB: 0 });
+    c.write('x'.repeat(1000));
+    await readExactly(d, 1006);
+    d.write('y'.repeat(300));
+    await readExactly(c, 300);
+    // Open still: the counts are those of the bytes that went through, not zero until the end.
+    expect(pair.closed).toBe(false);
+    expect(pair.bytes()).toEqual({ fromA: 1006, fromB: 300 });
+    c.end();
+    d.end();
+    const [, bytes] = await end;
+    expect(bytes).toEqual({ fromA: 1006, fromB: 300 });
+    expect(pair.bytes()).toEqual({ fromA: 1006, fromB: 300 });
+  });
+
+  it('gives an ended pair\'s count slot to the next pair, counted from zero', async () => {
+    const first = await wiring();
+    const one = relay().splice(first.a, first.b, undefined, 60_000) as RelayedPair;
+    first.c.write('abc');
+    await readExactly(first.d, 3);
+    first.c.end();
+    first.d.end();
+    await ended(one);
+    const second = await wiring();
+    const two = relay().splice(second.a, second.b, undefined, 60_000) as RelayedPair;
+    expect(two.slot).toBe(one.slot);
+    expect(two.bytes()).toEqual({ fromA: 0, fromB: 0 });
+    second.d.write('z');
+    await readExactly(second.c, 1);
+    expect(two.bytes()).toEqual({ fromA: 0, fromB: 1 });
+    two.destroy();
+    await ended(two);
   });
 
   it('keeps 100 pairs at once apart, each byte to its own peer', async () => {

@@ -7,7 +7,8 @@
  * thread that also accepts, routes and collects garbage; a request on a kept connection costs two
  * of them, and a request that arrives during a collection waits for it. Here one thread of the
  * native module moves the bytes with epoll, recv and send, and JavaScript hears of a pair only
- * when it ends. The sockets' descriptors are duplicated and Node's own are closed: from then on
+ * when it ends; the bytes each side has sent so far it reads, when it asks, from a Float64Array
+ * the thread stores them into after each read (a slot per open pair). The sockets' descriptors are duplicated and Node's own are closed: from then on
  * the connection is the module's.
  *
  * Where the module could not be built (no C compiler, no Node headers, not Linux) `nativeRelay()`
@@ -31,10 +32,17 @@ export function isRelayKind(value: unknown): value is RelayKind {
 export const relayModule = fileURLToPath(new URL('../../dist/native/relay.node', import.meta.url));
 
 interface RelayBinding {
-  start(onEnd: (id: number, how: number, fromA: number, fromB: number) => void): void;
-  relay(fdA: number, fdB: number, idleMs: number, first: Buffer | undefined, aEnded: boolean): number;
+  start(onEnd: (id: number, how: number, fromA: number, fromB: number) => void, counts?: Float64Array): void;
+  relay(fdA: number, fdB: number, idleMs: number, first: Buffer | undefined, aEnded: boolean, slot?: number): number;
   stop(id: number): void;
 }
+
+/**
+ * Open pairs whose bytes so far can be read while they are open (a slot each in the counts the
+ * thread writes): 16 bytes a slot, 1 MiB of address space, of which only the pages of slots in use
+ * are ever touched. A pair beyond them is relayed all the same; its bytes are known at its end.
+ */
+export const liveCountSlots = 65_536;
 
 /** How native/relay.c numbers the ends (END_CLOSED, END_IDLE, END_ERROR, END_STOPPED). */
 const ends: readonly SpliceEnd[] = ['closed', 'idle', 'error', 'error'];
@@ -47,7 +55,8 @@ const ends: readonly SpliceEnd[] = ['closed', 'idle', 'error', 'error'];
  */
 export class RelayedPair extends EventEmitter {
   closed = false;
-  constructor(private readonly relay: NativeRelay, readonly id: number, private readonly handedOver: number) {
+  private final: SplicedBytes | undefined;
+  constructor(private readonly relay: NativeRelay, readonly id: number, private readonly handedOver: number, readonly slot: number) {
     super();
   }
 
@@ -55,23 +64,56 @@ export class RelayedPair extends EventEmitter {
     if (!this.closed) this.relay.stop(this.id);
   }
 
+  /**
+   * The bytes each side has sent so far (`fromA` with what was handed over), read from what the
+   * relay thread stored after its last read; the totals once the pair has ended. A pair without
+   * a slot (more pairs open than liveCountSlots) reads only what was handed over until its end.
+   */
+  bytes(): SplicedBytes {
+    if (this.final) return this.final;
+    const [fromA, fromB] = this.slot < 0 ? [0, 0] : this.relay.counted(this.slot);
+    return { fromA: fromA + this.handedOver, fromB };
+  }
+
   /** Called by the relay when the module reports the end. */
   ended(how: SpliceEnd, bytes: SplicedBytes): void {
     this.closed = true;
-    this.emit('close', how, { fromA: bytes.fromA + this.handedOver, fromB: bytes.fromB });
+    this.final = { fromA: bytes.fromA + this.handedOver, fromB: bytes.fromB };
+    this.emit('close', how, this.final);
   }
 }
 
 export class NativeRelay {
   private readonly pairs = new Map<number, RelayedPair>();
+  /** Two doubles per slot, written by the relay thread (an ArrayBuffer's store never moves). */
+  private readonly counts = new Float64Array(new ArrayBuffer(liveCountSlots * 16));
+  /** Slots given back by ended pairs, and the first never given. */
+  private readonly freeSlots: number[] = [];
+  private nextSlot = 0;
 
   constructor(private readonly binding: RelayBinding) {
     binding.start((id, how, fromA, fromB) => {
       const pair = this.pairs.get(id);
       if (!pair) return;
       this.pairs.delete(id);
+      // The thread wrote the slot for the last time before it reported the end.
+      if (pair.slot >= 0) this.freeSlots.push(pair.slot);
       pair.ended(ends[how] ?? 'error', { fromA, fromB });
-    });
+    }, this.counts);
+  }
+
+  /** What the pair at `slot` has read from each side so far. */
+  counted(slot: number): [number, number] {
+    return [this.counts[slot * 2] ?? 0, this.counts[slot * 2 + 1] ?? 0];
+  }
+
+  private takeSlot(): number {
+    const slot = this.freeSlots.pop() ?? (this.nextSlot < liveCountSlots ? this.nextSlot++ : -1);
+    if (slot >= 0) {
+      this.counts[slot * 2] = 0;
+      this.counts[slot * 2 + 1] = 0;
+    }
+    return slot;
   }
 
   /** Pairs relayed now. */
@@ -95,8 +137,15 @@ export class NativeRelay {
     for (let chunk = a.read() as Buffer | null; chunk !== null; chunk = a.read() as Buffer | null) held.push(chunk);
     const aEnded = (a as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true;
     const bytes = held.length === 0 ? undefined : held.length === 1 ? held[0] : Buffer.concat(held);
-    const id = this.binding.relay(fdA, fdB, idleMs, bytes, aEnded);
-    const pair = new RelayedPair(this, id, bytes?.length ?? 0);
+    const slot = this.takeSlot();
+    let id: number;
+    try {
+      id = this.binding.relay(fdA, fdB, idleMs, bytes, aEnded, slot);
+    } catch (err) {
+      if (slot >= 0) this.freeSlots.push(slot);
+      throw err;
+    }
+    const pair = new RelayedPair(this, id, bytes?.length ?? 0, slot);
     this.pairs.set(id, pair);
     // Node's descriptors are closed; the module's duplicates keep the connections open.
     a.destroy();

@@ -15,8 +15,10 @@ export interface SplicedBytes { fromA: number; fromB: number }
  * sockets forever). `open`, when given, holds both sockets while they are spliced, so that a
  * stopping proxy can close its tunnels (an HTTP server's closeAllConnections does not see them).
  * `onEnd` is told once, when both are closed, how it ended and how many bytes each side sent.
+ * Returns those byte counts, which move as the bytes do (core/byte-meter.ts reads them while
+ * the connection is open).
  */
-export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets, onEnd?: (how: SpliceEnd, bytes: SplicedBytes) => void, bReads?: OwnReads, aReads?: OwnReads): void {
+export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets, onEnd?: (how: SpliceEnd, bytes: SplicedBytes) => void, bReads?: OwnReads, aReads?: OwnReads): Readonly<SplicedBytes> {
   open?.track(a);
   open?.track(b);
   let done = false;
@@ -70,6 +72,7 @@ export function splice(a: Duplex, b: Duplex, idleMs: number, open?: OpenSockets,
   };
   a.once('close', onClose(a));
   b.once('close', onClose(b));
+  return bytes;
 }
 
 /** Whether `stream` has read its end (a FIN), whether or not 'end' was emitted yet. */

@@ -1,4 +1,4 @@
-import type { SpliceEnd } from '../core/splice.js';
+import type { SpliceEnd, SplicedBytes } from '../core/splice.js';
 import { isoTime } from '../core/utc-text.js';
 
 /** One routed connection as the gateway saw it (GET /debug/connections on the admin port). */
@@ -16,6 +16,8 @@ export interface RoutedConnection {
   clientHelloMs: number;
   /** From the first dial until an endpoint accepted (failed dials included). */
   dialMs: number;
+  /** While it is open: the bytes each side has sent so far (the ClientHello included). */
+  bytes?: { fromCaller: number; fromEndpoint: number };
   /** Once it has ended: how, after how long, and the bytes each side sent (the ClientHello included). */
   ended?: { end: SpliceEnd; afterMs: number; fromCaller: number; fromEndpoint: number };
 }
@@ -24,6 +26,8 @@ export interface RoutedConnection {
 export interface ConnectionEntry {
   at: number; remoteAddress: string | undefined; remotePort: number | undefined; sni: string | undefined; service: string; endpoint: string; clientHelloMs: number; dialMs: number;
   ended?: { end: SpliceEnd; at: number; fromCaller: number; fromEndpoint: number };
+  /** While it is open: reads the bytes each side has sent so far (A the caller, B the endpoint). */
+  sofar?: (() => SplicedBytes) | undefined;
 }
 
 /**
@@ -56,11 +60,17 @@ export class ConnectionLog {
       out.push({
         at: isoTime(entry.at), remote, sni: entry.sni, service: entry.service, endpoint: entry.endpoint,
         clientHelloMs: round3(entry.clientHelloMs), dialMs: round3(entry.dialMs),
+        ...(entry.sofar && !entry.ended ? { bytes: sofarOf(entry.sofar) } : {}),
         ...(entry.ended ? { ended: { end: entry.ended.end, afterMs: entry.ended.at - entry.at, fromCaller: entry.ended.fromCaller, fromEndpoint: entry.ended.fromEndpoint } } : {}),
       });
     }
     return out;
   }
+}
+
+function sofarOf(read: () => SplicedBytes): { fromCaller: number; fromEndpoint: number } {
+  const { fromA, fromB } = read();
+  return { fromCaller: fromA, fromEndpoint: fromB };
 }
 
 /** An IPv4 peer of a dual-stack listener shows as ::ffff:a.b.c.d; the caller knows it as a.b.c.d. */

@@ -3,6 +3,7 @@ import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { connect, createServer, type Server } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { silentLogger } from '../core/log.js';
+import { createMetrics } from '../telemetry/metrics.js';
 import { createIntermediateCa, createRootCa, issueCertificate } from '../trust/ca.js';
 import { Gateway } from './gateway.js';
 
@@ -75,6 +76,51 @@ describe.each(['native', 'node'] as const)('with the %s relay', (relay) => {
     for (let i = 0; (gateway.openConnections > 0 || gateway.stats.active > 0) && i < 50; i += 1) await new Promise((r) => setTimeout(r, 20));
     expect(gateway.openConnections).toBe(0);
     expect(gateway.stats.active).toBe(0);
+  });
+
+  test('an open connection\'s bytes so far show in /debug/connections and isthmus_gateway_bytes_total before it ends, and each byte counts once', async () => {
+    const metrics = createMetrics('gateway', { cluster: 'west' }, { origins: [gateway] });
+    const scrape = async () => {
+      const text = await metrics.registry.metrics();
+      const value = (direction: string) => Number(new RegExp(`^isthmus_gateway_bytes_total\\{[^}]*destination_service="demo/echo",direction="${direction}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+      return { fromCaller: value('from_caller'), fromEndpoint: value('from_endpoint') };
+    };
+    const before = await scrape();
+    const payload = randomBytes(256 * 1024);
+    const socket = connect({ host: '127.0.0.1', port: gatewayPort, servername: 'echo.demo.svc.west.isthmus', ca: rootPem, checkServerIdentity: () => undefined, ...({ allowHalfOpen: true } as object) });
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => { answer += chunk.toString(); });
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    await new Promise((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject); });
+    socket.write(payload);
+    // The destination answers only at the end: once the upload has crossed, nothing moves.
+    const settled = async () => {
+      let last = -1;
+      for (let i = 0; i < 100; i += 1) {
+        const now = gateway.connections.recent()[0]?.bytes?.fromCaller ?? 0;
+        if (now > payload.length && now === last) return;
+        last = now;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`the upload did not settle in the connection log (${last} bytes)`);
+    };
+    await settled();
+    const entry = gateway.connections.recent()[0];
+    expect(entry?.ended).toBeUndefined();
+    expect(entry?.bytes?.fromCaller).toBeLessThan(payload.length * 1.01 + 4096);
+    expect(entry?.bytes?.fromEndpoint).toBeGreaterThan(0); // the server's handshake
+    const open = await scrape();
+    expect({ fromCaller: open.fromCaller - before.fromCaller, fromEndpoint: open.fromEndpoint - before.fromEndpoint }).toEqual(entry?.bytes);
+    socket.end();
+    await closed;
+    expect(answer).toBe(createHash('sha256').update(payload).digest('hex'));
+    for (let i = 0; gateway.connections.recent()[0]?.ended === undefined && i < 50; i += 1) await new Promise((r) => setTimeout(r, 20));
+    const ended = gateway.connections.recent()[0]?.ended;
+    expect(ended?.end).toBe('closed');
+    expect(gateway.connections.recent()[0]?.bytes).toBeUndefined();
+    const after = await scrape();
+    expect({ fromCaller: after.fromCaller - before.fromCaller, fromEndpoint: after.fromEndpoint - before.fromEndpoint }).toEqual({ fromCaller: ended?.fromCaller, fromEndpoint: ended?.fromEndpoint });
+    metrics.close();
   });
 
   test('the relay is the one configured', () => {

@@ -2,6 +2,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { nativeRelay, NativeRelay, type RelayKind } from '../core/native-relay.js';
+import { ByteMeter } from '../core/byte-meter.js';
 import { OpenSockets } from '../core/open-sockets.js';
 import { OwnReads, splice, type SplicedBytes, type SpliceEnd } from '../core/splice.js';
 import { channels } from '../core/channels.js';
@@ -17,6 +18,7 @@ import { routeFor, type GatewayRefusal, type GatewayRoutes } from './routes.js';
 export const refusedChannel = channels.gatewayRefused;
 export const routedChannel = channels.gatewayRouted;
 export const closedChannel = channels.gatewayClosed;
+const bytesChannel = channels.gatewayBytes;
 
 export interface GatewayStats {
   accepted: number;
@@ -215,25 +217,42 @@ export class Gateway {
         if (pair) {
           relayed = true;
           this.sockets.track(pair);
+          const meter = this.meter(entry, () => pair.bytes());
           pair.once('close', (how: SpliceEnd, bytes: SplicedBytes) => {
             this.stats.active -= 1;
             span?.end();
-            this.ended(entry, how, bytes.fromA, bytes.fromB);
+            this.ended(entry, meter, how, bytes.fromA, bytes.fromB);
           });
           return;
         }
         upstream.once('close', () => { this.stats.active -= 1; });
         upstream.write(hello);
+        let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
+        const meter = this.meter(entry, () => ({ fromA: hello.length + sofar.fromA, fromB: sofar.fromB }));
         // The caller's side reads into a buffer of its own too, so neither direction allocates per read.
-        splice(client, upstream, this.config.idleTimeoutMs, undefined, (how, bytes) => this.ended(entry, how, hello.length + bytes.fromA, bytes.fromB), reads, new OwnReads());
+        sofar = splice(client, upstream, this.config.idleTimeoutMs, undefined, (how, bytes) => this.ended(entry, meter, how, hello.length + bytes.fromA, bytes.fromB), reads, new OwnReads());
         client.resume();
       });
     };
     attempt(0);
   }
 
+  /**
+   * The bytes of a routed connection, counted while it is open (core/byte-meter.ts: at each
+   * metrics scrape) as well as at its end, and shown by /debug/connections while it is open.
+   * `read`: the bytes each side has sent so far, the caller's ClientHello included.
+   */
+  private meter(entry: ConnectionEntry, read: () => SplicedBytes): ByteMeter {
+    entry.sofar = read;
+    return new ByteMeter(read, (fromCaller, fromEndpoint) => {
+      if (bytesChannel.hasSubscribers) bytesChannel.publish({ origin: this, service: entry.service, fromCaller, fromEndpoint });
+    });
+  }
+
   /** A routed connection has ended: its log entry says how, and the metrics count it. */
-  private ended(entry: ConnectionEntry, end: SpliceEnd, fromCaller: number, fromEndpoint: number): void {
+  private ended(entry: ConnectionEntry, meter: ByteMeter, end: SpliceEnd, fromCaller: number, fromEndpoint: number): void {
+    meter.close({ fromA: fromCaller, fromB: fromEndpoint });
+    entry.sofar = undefined;
     entry.ended = { end, at: Date.now(), fromCaller, fromEndpoint };
     if (closedChannel.hasSubscribers) closedChannel.publish({ origin: this, service: entry.service, end, fromCaller, fromEndpoint });
   }

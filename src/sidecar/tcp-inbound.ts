@@ -6,12 +6,14 @@ import { IssuingClusters, type InboundAuthorization } from './authz-layer.js';
 import { peerIdentity } from './peer-identity.js';
 import { acceptPlaintextWhen, isPlaintextCaller } from './plaintext-inbound.js';
 import { OpenSockets } from '../core/open-sockets.js';
-import { splice } from '../core/splice.js';
+import { ByteMeter } from '../core/byte-meter.js';
+import { splice, type SplicedBytes } from '../core/splice.js';
 import { defaultTimeouts } from './timeouts.js';
 import { isTcpAlpn, tcpAlpn } from './tcp-protocol.js';
 
 const tcpChannel = channels.tcpInbound;
 const closedChannel = channels.tcpInboundClosed;
+const bytesChannel = channels.tcpInboundBytes;
 
 export interface TcpInboundCredentials { certPem: string; chainPem: string[]; keyPem: string; trustBundle: string[] }
 
@@ -149,7 +151,14 @@ export class TcpInbound {
       if (tcpChannel.hasSubscribers) tcpChannel.publish({ origin: this, peer, result: 'accepted' });
       this.log.debug({ caller: peer ?? 'plain text', app: this.appAddress }, 'TCP caller spliced to the app');
       const opened = performance.now();
-      splice(caller, app, this.idleTimeoutMs, undefined, (end, bytes) => {
+      // The bytes counted while the connection is open too (core/byte-meter.ts), not only at its
+      // end. The local workload is the app: what it sent is what came from it (b).
+      let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
+      const meter = new ByteMeter(() => sofar, (fromCaller, fromApp) => {
+        if (bytesChannel.hasSubscribers) bytesChannel.publish({ origin: this, peer, sentBytes: fromApp, receivedBytes: fromCaller });
+      });
+      sofar = splice(caller, app, this.idleTimeoutMs, undefined, (end, bytes) => {
+        meter.close(bytes);
         if (!closedChannel.hasSubscribers) return;
         // The local workload is the app: what it sent is what came from it.
         closedChannel.publish({ origin: this, peer, end, sentBytes: bytes.fromB, receivedBytes: bytes.fromA, seconds: (performance.now() - opened) / 1000 });

@@ -7,7 +7,8 @@ import type { PickedEndpoint } from '../model/balancer.js';
 import { checkDestination } from './peer-identity.js';
 import type { Route, RoutingTable } from './routing.js';
 import { OpenSockets } from '../core/open-sockets.js';
-import { splice } from '../core/splice.js';
+import { ByteMeter } from '../core/byte-meter.js';
+import { splice, type SplicedBytes } from '../core/splice.js';
 import { defaultTimeouts } from './timeouts.js';
 import { isTcpAlpn, tcpAlpn, tcpPortAlpn, type AppProtocol } from './tcp-protocol.js';
 import type { Upstreams } from './upstreams.js';
@@ -17,6 +18,7 @@ const maxAttempts = 3;
 const connectTimeoutMs = 2_000;
 const tcpChannel = channels.tcpOutbound;
 const closedChannel = channels.tcpOutboundClosed;
+const bytesChannel = channels.tcpOutboundBytes;
 
 export interface TcpListenerDeps {
   routing: RoutingTable;
@@ -140,7 +142,14 @@ export class TcpListener {
       this.log.debug({ service, endpoint: endpoint.address, cluster: endpoint.cluster, priority: endpoint.priority }, 'TCP connection spliced');
       this.publish(service, endpoint.cluster, 'connected');
       const opened = performance.now();
-      splice(client, upstream, this.deps.idleTimeoutMs ?? defaultTimeouts.tunnelIdleMs, undefined, (end, bytes) => {
+      // The bytes counted while the connection is open too (core/byte-meter.ts), not only at its end.
+      const origin = this.deps.routing;
+      let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
+      const meter = new ByteMeter(() => sofar, (sent, received) => {
+        if (bytesChannel.hasSubscribers) bytesChannel.publish({ origin, service, cluster: endpoint.cluster, sentBytes: sent, receivedBytes: received });
+      });
+      sofar = splice(client, upstream, this.deps.idleTimeoutMs ?? defaultTimeouts.tunnelIdleMs, undefined, (end, bytes) => {
+        meter.close(bytes);
         if (!closedChannel.hasSubscribers) return;
         closedChannel.publish({
           origin: this.deps.routing, service, cluster: endpoint.cluster, end,

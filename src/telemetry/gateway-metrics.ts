@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from './prom.js';
+import { reportOpenMeters } from '../core/byte-meter.js';
 import { channels } from '../core/channels.js';
 import type { Listen } from './shared.js';
 
@@ -29,13 +30,14 @@ export function gatewayMetrics(registry: Registry, cluster: string, sources: Gat
     help: 'Routed connections that ended, by service and how: closed (both sides finished), idle (no byte either way for the idle limit), error (a reset or error on either side, or the gateway stopping).',
     labelNames: ['cluster', 'destination_service', 'end'], registers,
   });
+  listen(channels.gatewayClosed, (m) => closed.inc({ cluster, destination_service: m.service, end: m.end }));
   const bytes = new Counter({
     name: 'isthmus_gateway_bytes_total',
-    help: 'Bytes carried by routed connections that ended, by service and direction (from_caller, the ClientHello included; from_endpoint). Counted when a connection ends.',
+    help: 'Bytes carried by routed connections, by service and direction (from_caller, the ClientHello included; from_endpoint). Counted as they move: an open connection\'s bytes so far at each scrape.',
     labelNames: ['cluster', 'destination_service', 'direction'], registers,
+    collect: reportOpenMeters,
   });
-  listen(channels.gatewayClosed, (m) => {
-    closed.inc({ cluster, destination_service: m.service, end: m.end });
+  listen(channels.gatewayBytes, (m) => {
     bytes.inc({ cluster, destination_service: m.service, direction: 'from_caller' }, m.fromCaller);
     bytes.inc({ cluster, destination_service: m.service, direction: 'from_endpoint' }, m.fromEndpoint);
   });

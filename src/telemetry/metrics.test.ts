@@ -1,6 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, test } from 'vitest';
+import { ByteMeter } from '../core/byte-meter.js';
 import { channels } from '../core/channels.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { callerLabels } from './sidecar-metrics.js';
@@ -61,17 +62,28 @@ describe('createMetrics', () => {
     expect(await sample(metrics, 'isthmus_gateway_refusals_total')).toEqual(['isthmus_gateway_refusals_total{cluster="west",reason="sni-not-mesh"} 1']);
     expect(await sample(metrics, 'isthmus_gateway_connections_total')).toEqual(['isthmus_gateway_connections_total{cluster="west",destination_service="demo/ledger"} 1']);
     expect(await sample(metrics, 'isthmus_gateway_active_connections')).toEqual(['isthmus_gateway_active_connections{cluster="west"} 2']);
-    channels.gatewayClosed.publish({ origin: gateway, service: 'demo/ledger', end: 'closed', fromCaller: 1200, fromEndpoint: 5000 });
+    // A routed connection still open: its bytes so far are counted at the scrape, as the gateway's meter reports them.
+    const sofar = { fromA: 1200, fromB: 5000 };
+    const meter = new ByteMeter(() => sofar, (fromCaller, fromEndpoint) => channels.gatewayBytes.publish({ origin: gateway, service: 'demo/ledger', fromCaller, fromEndpoint }));
+    const bytes = (caller: number, endpoint: number) => [
+      `isthmus_gateway_bytes_total{cluster="west",destination_service="demo/ledger",direction="from_caller"} ${caller}`,
+      `isthmus_gateway_bytes_total{cluster="west",destination_service="demo/ledger",direction="from_endpoint"} ${endpoint}`,
+    ];
+    expect(await sample(metrics, 'isthmus_gateway_bytes_total')).toEqual(bytes(1200, 5000));
+    sofar.fromB = 5100;
+    expect(await sample(metrics, 'isthmus_gateway_bytes_total')).toEqual(bytes(1200, 5100));
+    meter.close({ fromA: 1250, fromB: 5100 });
+    channels.gatewayClosed.publish({ origin: gateway, service: 'demo/ledger', end: 'closed', fromCaller: 1250, fromEndpoint: 5100 });
+    channels.gatewayBytes.publish({ origin: gateway, service: 'demo/ledger', fromCaller: 300, fromEndpoint: 0 });
     channels.gatewayClosed.publish({ origin: gateway, service: 'demo/ledger', end: 'idle', fromCaller: 300, fromEndpoint: 0 });
+    channels.gatewayBytes.publish({ origin: {}, service: 'demo/ledger', fromCaller: 1, fromEndpoint: 1 });
     channels.gatewayClosed.publish({ origin: {}, service: 'demo/ledger', end: 'error', fromCaller: 1, fromEndpoint: 1 });
     expect(await sample(metrics, 'isthmus_gateway_closed_connections_total')).toEqual([
       'isthmus_gateway_closed_connections_total{cluster="west",destination_service="demo/ledger",end="closed"} 1',
       'isthmus_gateway_closed_connections_total{cluster="west",destination_service="demo/ledger",end="idle"} 1',
     ]);
-    expect(await sample(metrics, 'isthmus_gateway_bytes_total')).toEqual([
-      'isthmus_gateway_bytes_total{cluster="west",destination_service="demo/ledger",direction="from_caller"} 1500',
-      'isthmus_gateway_bytes_total{cluster="west",destination_service="demo/ledger",direction="from_endpoint"} 5000',
-    ]);
+    // Each byte once: what was counted while open is not counted again at the end; another gateway's not at all.
+    expect(await sample(metrics, 'isthmus_gateway_bytes_total')).toEqual(bytes(1550, 5100));
     metrics.close();
   });
 
@@ -94,9 +106,12 @@ describe('createMetrics', () => {
     channels.tcpOutbound.publish({ origin: routing, service: 'demo/redis', cluster: 'west', result: 'connected' });
     channels.tcpOutbound.publish({ origin: routing, service: 'demo/redis', cluster: 'west', result: 'connected' });
     channels.tcpOutbound.publish({ origin: routing, service: 'demo/redis', cluster: 'west', result: 'unreachable', code: 'ISTHMUS_ERR_TCP_UPSTREAM_UNREACHABLE' });
+    channels.tcpOutboundBytes.publish({ origin: routing, service: 'demo/redis', cluster: 'west', sentBytes: 40, receivedBytes: 5 });
+    channels.tcpOutboundBytes.publish({ origin: routing, service: 'demo/redis', cluster: 'west', sentBytes: 9, receivedBytes: 0 });
     channels.tcpOutboundClosed.publish({ origin: routing, service: 'demo/redis', cluster: 'west', end: 'closed', sentBytes: 49, receivedBytes: 5, seconds: 0.02 });
     channels.tcpInbound.publish({ origin: tcpInbound, peer: client, result: 'accepted' });
     channels.tcpInbound.publish({ origin: tcpInbound, peer: undefined, result: 'refused', code: 'ISTHMUS_ERR_TCP_CALLER_REFUSED' });
+    channels.tcpInboundBytes.publish({ origin: tcpInbound, peer: client, sentBytes: 22, receivedBytes: 27 });
     channels.tcpInboundClosed.publish({ origin: tcpInbound, peer: client, end: 'idle', sentBytes: 22, receivedBytes: 27, seconds: 3600 });
     const route = 'source_cluster="east",destination_cluster="west",destination_service="demo/redis"';
     expect(await sample(metrics, 'isthmus_tcp_connections_total')).toEqual([

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from './prom.js';
+import { reportOpenMeters } from '../core/byte-meter.js';
 import { channels } from '../core/channels.js';
 import type { Listen } from './shared.js';
 
@@ -14,7 +15,7 @@ const listenerSide: Side = {
   prefix: 'isthmus_tcp',
   connections: 'Connections the app opened to a TCP fixed listener, by where they were spliced and the result (connected, no_endpoint, unreachable).',
   open: 'Connections from the app through a TCP fixed listener that are spliced now.',
-  bytes: 'Bytes carried through TCP fixed listeners: sent by the app to the service, or received by the app from it (counted when a connection closes).',
+  bytes: 'Bytes carried through TCP fixed listeners: sent by the app to the service, or received by the app from it (counted as they move: an open connection\'s bytes so far at each scrape).',
   duration: 'How long connections through TCP fixed listeners stayed spliced, by how they ended (closed, idle, error).',
 };
 
@@ -22,7 +23,7 @@ const inboundSide: Side = {
   prefix: 'isthmus_inbound_tcp',
   connections: 'Connections to this workload\'s TCP inbound listener, by the caller\'s SPIFFE namespace and service account and the result (accepted, refused, app_unreachable).',
   open: 'Callers spliced to this workload\'s app through its TCP inbound now.',
-  bytes: 'Bytes carried through this workload\'s TCP inbound: received by the app from the caller, or sent by the app to it (counted when a connection closes).',
+  bytes: 'Bytes carried through this workload\'s TCP inbound: received by the app from the caller, or sent by the app to it (counted as they move: an open connection\'s bytes so far at each scrape).',
   duration: 'How long callers stayed spliced to this workload\'s app through its TCP inbound, by how they ended (closed, idle, error).',
 };
 
@@ -32,7 +33,8 @@ function family(registry: Registry, side: Side, labelNames: readonly string[], d
   return {
     connections: new Counter({ name: `${side.prefix}_connections_total`, help: side.connections, labelNames: [...labelNames, 'result'], registers }),
     open: new Gauge({ name: `${side.prefix}_open_connections`, help: side.open, labelNames, registers }),
-    bytes: new Counter({ name: `${side.prefix}_bytes_total`, help: side.bytes, labelNames: [...labelNames, 'direction'], registers }),
+    // A scrape first has every open connection report its bytes so far (core/byte-meter.ts).
+    bytes: new Counter({ name: `${side.prefix}_bytes_total`, help: side.bytes, labelNames: [...labelNames, 'direction'], registers, collect: reportOpenMeters }),
     duration: new Histogram({ name: `${side.prefix}_connection_duration_seconds`, help: side.duration, labelNames: [...durationLabels, 'end'], buckets: connectionBuckets, registers }),
   };
 }
@@ -53,11 +55,14 @@ export function tcpMetrics(registry: Registry, cluster: string, destination: { d
     client.connections.inc({ ...labels, result: m.result });
     if (m.result === 'connected') client.open.inc(labels);
   });
+  listen(channels.tcpOutboundBytes, (m) => {
+    const labels = { source_cluster: cluster, destination_cluster: m.cluster, destination_service: m.service };
+    client.bytes.inc({ ...labels, direction: 'sent' }, m.sentBytes);
+    client.bytes.inc({ ...labels, direction: 'received' }, m.receivedBytes);
+  });
   listen(channels.tcpOutboundClosed, (m) => {
     const labels = { source_cluster: cluster, destination_cluster: m.cluster, destination_service: m.service };
     client.open.dec(labels);
-    client.bytes.inc({ ...labels, direction: 'sent' }, m.sentBytes);
-    client.bytes.inc({ ...labels, direction: 'received' }, m.receivedBytes);
     client.duration.observe({ ...labels, end: m.end }, m.seconds);
   });
 
@@ -67,11 +72,14 @@ export function tcpMetrics(registry: Registry, cluster: string, destination: { d
     inbound.connections.inc({ ...labels, result: m.result });
     if (m.result === 'accepted') inbound.open.inc(labels);
   });
+  listen(channels.tcpInboundBytes, (m) => {
+    const labels = { ...destination, ...callerLabels(m.peer) };
+    inbound.bytes.inc({ ...labels, direction: 'received' }, m.receivedBytes);
+    inbound.bytes.inc({ ...labels, direction: 'sent' }, m.sentBytes);
+  });
   listen(channels.tcpInboundClosed, (m) => {
     const labels = { ...destination, ...callerLabels(m.peer) };
     inbound.open.dec(labels);
-    inbound.bytes.inc({ ...labels, direction: 'received' }, m.receivedBytes);
-    inbound.bytes.inc({ ...labels, direction: 'sent' }, m.sentBytes);
     inbound.duration.observe({ ...destination, end: m.end }, m.seconds);
   });
 }

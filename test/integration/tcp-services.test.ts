@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { redisListenerPort, startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
@@ -24,6 +25,16 @@ afterAll(async () => {
   await mesh?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
+
+// East's client (the caller) and west's redis sidecar, as their TCP metrics label them.
+const route = 'source_cluster="east",destination_cluster="west",destination_service="demo/redis"';
+const caller = 'destination_cluster="west",destination_service="demo/redis",source_namespace="demo",source_service_account="client"';
+
+/** The admin addresses of east's client sidecar and of west's redis sidecar. */
+function redisAdmins(): { east: string; west: string } {
+  const redis = mesh.workloads.find((w) => w.spec.service === 'redis')!;
+  return { east: mesh.file.clusters.east!.client.admin, west: `${redis.spec.host}:${redis.spec.adminPort}` };
+}
 
 const eastListener = () => mesh.file.clusters.east!.client.listeners['demo/redis']!;
 const redisInbound = () => mesh.workloads.find((w) => w.spec.service === 'redis')!.inbound;
@@ -76,11 +87,7 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
   });
 
   test('each redis-cli connection shows exactly in both sidecars\' /metrics: connections, bytes each way, durations, none left open', async () => {
-    const east = mesh.file.clusters.east!.client.admin;
-    const redis = mesh.workloads.find((w) => w.spec.service === 'redis')!;
-    const west = `${redis.spec.host}:${redis.spec.adminPort}`;
-    const route = 'source_cluster="east",destination_cluster="west",destination_service="demo/redis"';
-    const caller = 'destination_cluster="west",destination_service="demo/redis",source_namespace="demo",source_service_account="client"';
+    const { east, west } = redisAdmins();
     const read = async () => {
       const [e, w] = await Promise.all([east, west].map(async (admin) => (await fetch(`http://${admin}/metrics`)).text())) as [string, string];
       return {
@@ -120,6 +127,58 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     });
     expect(after.open).toBe(0);
     expect(after.inboundOpen).toBe(0);
+  });
+
+  test('a connection held open (a client\'s pool) shows its bytes in both sidecars\' and the gateway\'s /metrics before it closes, each byte once', async () => {
+    const { east, west } = redisAdmins();
+    const read = async () => {
+      const [e, w, g] = await Promise.all([east, west, gatewayAdmin('west')].map(async (admin) => (await fetch(`http://${admin}/metrics`)).text())) as [string, string, string];
+      return {
+        open: counter(e, 'isthmus_tcp_open_connections', route),
+        sent: counter(e, 'isthmus_tcp_bytes_total', `${route},direction="sent"`),
+        received: counter(e, 'isthmus_tcp_bytes_total', `${route},direction="received"`),
+        appReceived: counter(w, 'isthmus_inbound_tcp_bytes_total', `${caller},direction="received"`),
+        appSent: counter(w, 'isthmus_inbound_tcp_bytes_total', `${caller},direction="sent"`),
+        gatewayFromCaller: counter(g, 'isthmus_gateway_bytes_total', 'destination_service="demo/redis",direction="from_caller"'),
+        gatewayFromEndpoint: counter(g, 'isthmus_gateway_bytes_total', 'destination_service="demo/redis",direction="from_endpoint"'),
+      };
+    };
+    const { value: before } = await waitFor(async () => {
+      const now = await read();
+      return now.open === 0 ? now : undefined;
+    }, 10_000, 'no TCP connection open through the mesh');
+    const [host, port] = eastListener().split(':') as [string, string];
+    const socket = tcpConnect({ host, port: Number(port) });
+    let answers = '';
+    socket.on('data', (chunk: Buffer) => { answers += chunk.toString('latin1'); });
+    try {
+      // RESP inline commands: 6 bytes up, 7 back each.
+      socket.write('PING\r\n');
+      await waitFor(async () => answers === '+PONG\r\n' || undefined, 10_000, 'the first PONG');
+      const first = await read();
+      expect(first.open - before.open).toBe(1);
+      expect({ sent: first.sent - before.sent, received: first.received - before.received, appReceived: first.appReceived - before.appReceived, appSent: first.appSent - before.appSent })
+        .toEqual({ sent: 6, received: 7, appReceived: 6, appSent: 7 });
+      // West's gateway carries the connection's TLS: its handshake and records, more than the payload either way.
+      expect(first.gatewayFromCaller - before.gatewayFromCaller).toBeGreaterThan(6);
+      expect(first.gatewayFromEndpoint - before.gatewayFromEndpoint).toBeGreaterThan(7);
+      socket.write('PING\r\n');
+      await waitFor(async () => answers === '+PONG\r\n+PONG\r\n' || undefined, 10_000, 'the second PONG');
+      const second = await read();
+      expect({ sent: second.sent - before.sent, received: second.received - before.received, appReceived: second.appReceived - before.appReceived, appSent: second.appSent - before.appSent })
+        .toEqual({ sent: 12, received: 14, appReceived: 12, appSent: 14 });
+      expect(second.gatewayFromCaller).toBeGreaterThan(first.gatewayFromCaller);
+      expect(second.gatewayFromEndpoint).toBeGreaterThan(first.gatewayFromEndpoint);
+    } finally {
+      socket.end();
+    }
+    // Closed: what was counted while it was open is not counted again.
+    const { value: after } = await waitFor(async () => {
+      const now = await read();
+      return now.open === before.open ? now : undefined;
+    }, 10_000, 'the held connection closed');
+    expect({ sent: after.sent - before.sent, received: after.received - before.received, appReceived: after.appReceived - before.appReceived, appSent: after.appSent - before.appSent })
+      .toEqual({ sent: 12, received: 14, appReceived: 12, appSent: 14 });
   });
 
   test('a 1 MiB value goes up and comes back intact (checked by hash)', async () => {
@@ -195,11 +254,23 @@ async function pingOverTls(address: string, options: ConnectionOptions): Promise
   });
 }
 
+/** The admin address (host:port) of the cluster's first gateway. */
+function gatewayAdmin(cluster: string): string {
+  const g = mesh.gateways.find((x) => x.cluster === cluster);
+  if (!g) throw new Error(`no gateway in ${cluster}`);
+  return adminOf(g.address);
+}
+
+/** A gateway's admin port is as far from 15021 as its listener is from 15443 in a dev mesh. */
+function adminOf(address: string): string {
+  return address.replace(/:(\d+)$/, (_m, p) => `:${Number(p) - 15443 + 15021}`);
+}
+
 /** Connections the cluster's gateways routed to `service`, from their /metrics. */
 async function gatewayConnections(cluster: string, service: string): Promise<number> {
   let total = 0;
   for (const g of mesh.gateways.filter((x) => x.cluster === cluster)) {
-    const admin = g.address.replace(/:(\d+)$/, (_m, p) => `:${Number(p) - 15443 + 15021}`);
+    const admin = adminOf(g.address);
     const text = await (await fetch(`http://${admin}/metrics`)).text();
     const match = new RegExp(`^isthmus_gateway_connections_total\\{[^}]*destination_service="${service}"[^}]*\\} (\\d+)`, 'm').exec(text);
     total += Number(match?.[1] ?? 0);
