@@ -5,7 +5,7 @@ import { isIsthmusError } from '../core/errors.js';
 import { h2Error } from '../h2/frames.js';
 import type { HeaderBlock } from '../h2/hpack.js';
 import type { H2Stream } from '../h2/stream.js';
-import { setBodyTrailers } from './body-trailers.js';
+import { forwardableTrailers, setBodyTrailers } from './body-trailers.js';
 import { grpcStatusOf, headWaitMs, isGrpc } from './grpc-status.js';
 import { CallerStream, type BodySink } from './h2-caller.js';
 import { trackH2Exchange, type H2Exchange } from './h2-exchange.js';
@@ -229,7 +229,9 @@ export class OwnH2ResponseRelay implements Dispatcher.DispatchHandler {
   onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
     clearTimeout(this.idleTimer);
     if (this.noBody || this.stream.closed) return;
-    const fields = fieldsOf(h2ForwardFields(trailers));
+    // Without the fields a trailer may not carry (body-trailers.ts), as a request's.
+    const forwardable = forwardableTrailers(trailers);
+    const fields = forwardable === undefined ? [] : fieldsOf(forwardable);
     this.stream.end(fields.length > 0 ? fields : undefined);
   }
 

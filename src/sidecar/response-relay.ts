@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { H1Response } from './h1-server.js';
+import { forwardableTrailers } from './body-trailers.js';
 import { forwardableHeaders } from './headers.js';
 import type { ViewReader } from './h1-connection.js';
 import { isLentView, keepsView } from './lent-views.js';
@@ -86,9 +87,11 @@ export class ResponseRelay implements Dispatcher.DispatchHandler, ViewReader {
 
   onResponseEnd(_controller: Controller, trailers: Record<string, string | string[] | undefined>): void {
     if (this.dropping) return;
-    // Trailers reach an HTTP/1.1 app only on a chunked response (RFC 9112 §7.1.2).
-    for (const name in trailers) {
-      this.res.addTrailers(forwardableHeaders(trailers));
+    // Trailers reach an HTTP/1.1 app only on a chunked response (RFC 9112 §7.1.2), without the
+    // fields a trailer may not carry (body-trailers.ts), as a request's are.
+    for (const _name in trailers) {
+      const fields = forwardableTrailers(trailers);
+      if (fields) this.res.addTrailers(fields);
       break;
     }
     this.res.end();
