@@ -1,27 +1,19 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { proxyMallocArenaMax } from '../src/core/malloc-arenas.js';
+import { dockerfileStages, dockerignore } from './helpers/dockerfile.js';
 import { root } from './helpers/manifests.js';
 
 /*
  * No container engine runs here, so the Dockerfile cannot be built in the tests. These checks
- * catch what breaks it without a build: a COPY of a path that does not exist or that
+ * catch what breaks it without a build (dockerfile-build.test.ts replays its steps): a COPY of a path that does not exist or that
  * .dockerignore leaves out of the context, a final stage that runs as root or lacks what
  * bin/isthmus.js needs at run time.
  */
 
-const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
-const ignored = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-const instructions = dockerfile.split('\n').filter((l) => /^[A-Z]+\s/.test(l)).map((l) => {
-  const [word = '', ...rest] = l.split(/\s+/);
-  return { word, args: rest };
-});
-const stages = instructions.reduce<{ from: string; lines: typeof instructions }[]>((acc, i) => {
-  if (i.word === 'FROM') acc.push({ from: i.args[0] ?? '', lines: [] });
-  else acc.at(-1)?.lines.push(i);
-  return acc;
-}, []);
+const ignored = dockerignore();
+const stages = dockerfileStages();
 const final = stages.at(-1);
 
 describe('Dockerfile', () => {
