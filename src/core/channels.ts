@@ -28,6 +28,8 @@ export const channelNames = {
   tcpInboundClosed: 'isthmus:sidecar:tcp-inbound-closed',
   tcpOutboundBytes: 'isthmus:sidecar:tcp-outbound-bytes',
   tcpInboundBytes: 'isthmus:sidecar:tcp-inbound-bytes',
+  tunnelOutboundBytes: 'isthmus:sidecar:tunnel-outbound-bytes',
+  tunnelInboundBytes: 'isthmus:sidecar:tunnel-inbound-bytes',
   policyAction: 'isthmus:sidecar:policy-action',
   requestRefused: 'isthmus:sidecar:request-refused',
   authzDenied: 'isthmus:sidecar:authz-denied',
@@ -328,6 +330,22 @@ export interface TcpInboundBytesMessage extends TcpBytesFields {
 }
 
 /**
+ * Bytes a WebSocket or CONNECT tunnel carried after its opening request's head (the answer's
+ * head included), from the app's side: at the caller's sidecar `sentBytes` is what the app sent
+ * into it; at the destination's inbound what the app there sent back. As TcpBytesFields: while
+ * it is open at each metrics scrape, and the rest when it closes.
+ */
+export interface TunnelOutboundBytesMessage extends TcpBytesFields {
+  service: string;
+  cluster: string | undefined;
+}
+
+/** A tunnel's bytes at the destination's inbound; `peer` the caller's SPIFFE ID (undefined: plain text, permissive mode). */
+export interface TunnelInboundBytesMessage extends TcpBytesFields {
+  peer: string | undefined;
+}
+
+/**
  * An upstream pool (upstream-pool.ts) began opening a connection (`start`), or that attempt
  * ended (`end`, with `error` when it failed): the pool's own view of its handshakes in flight.
  * Published with the UpstreamPool as origin.
@@ -367,6 +385,8 @@ export const channels = {
   tcpInboundClosed: typed<TcpInboundClosedMessage>(channelNames.tcpInboundClosed),
   tcpOutboundBytes: typed<TcpOutboundBytesMessage>(channelNames.tcpOutboundBytes),
   tcpInboundBytes: typed<TcpInboundBytesMessage>(channelNames.tcpInboundBytes),
+  tunnelOutboundBytes: typed<TunnelOutboundBytesMessage>(channelNames.tunnelOutboundBytes),
+  tunnelInboundBytes: typed<TunnelInboundBytesMessage>(channelNames.tunnelInboundBytes),
   policyAction: typed<PolicyActionMessage>(channelNames.policyAction),
   requestRefused: typed<RequestRefusedMessage>(channelNames.requestRefused),
   authzDenied: typed<AuthzDeniedMessage>(channelNames.authzDenied),

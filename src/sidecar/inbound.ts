@@ -23,7 +23,8 @@ import { acceptPlaintextHttpWhen, isPlaintextCaller } from './plaintext-inbound.
 import { answerUnknownExpectation, clientErrorHandler, refuseMalformed } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
-import { splice } from '../core/splice.js';
+import { ByteMeter } from '../core/byte-meter.js';
+import { splice, type SplicedBytes } from '../core/splice.js';
 import { defaultTimeouts, inboundKeepAliveMs, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 import { isTcpAlpn } from './tcp-protocol.js';
@@ -31,6 +32,7 @@ import { TunnelExchange, whenTunnelAnswered } from './tunnel-exchange.js';
 
 const requestChannel = channels.inboundRequest;
 const grpcEndedChannel = channels.grpcInboundEnded;
+const tunnelInboundBytes = channels.tunnelInboundBytes;
 
 /** What the app behind the inbound speaks: HTTP/1.1, or HTTP/2 over cleartext (a gRPC server). */
 export type AppProtocol = 'http' | 'h2c';
@@ -391,7 +393,16 @@ export class Inbound {
         whenTunnelAnswered(app, 101, (status) => this.answered(started, peer.identity, status, undefined, req));
       }
       if (head.length > 0) app.write(head);
-      splice(socket, app, this.timeouts.tunnelIdleMs, this.tunnels, exchange.ended);
+      // The tunnel's bytes, counted while it is open too (core/byte-meter.ts): the caller's (a), the app's (b).
+      const early = head.length;
+      let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
+      const meter = new ByteMeter(() => ({ fromA: early + sofar.fromA, fromB: sofar.fromB }), (fromCaller, fromApp) => {
+        if (tunnelInboundBytes.hasSubscribers) tunnelInboundBytes.publish({ origin: this, peer: peer.identity, sentBytes: fromApp, receivedBytes: fromCaller });
+      });
+      sofar = splice(socket, app, this.timeouts.tunnelIdleMs, this.tunnels, (how, bytes) => {
+        meter.close({ fromA: early + bytes.fromA, fromB: bytes.fromB });
+        exchange.ended(how, bytes);
+      });
     });
   }
 

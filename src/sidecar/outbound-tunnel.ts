@@ -4,7 +4,9 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCodes } from '../core/errors.js';
 import type { OpenSockets } from '../core/open-sockets.js';
-import { splice } from '../core/splice.js';
+import { ByteMeter } from '../core/byte-meter.js';
+import { channels } from '../core/channels.js';
+import { splice, type SplicedBytes } from '../core/splice.js';
 import type { HeaderChanges } from '../model/traffic-policy.js';
 import { maxAttempts, routeOf } from './attempts.js';
 import { errorResponse, requestHead, type HeadChanges } from './http-head.js';
@@ -93,7 +95,16 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
       // Recorded with the destination's answer, read as it passes (before the splice's listener).
       const cluster = endpoint.cluster;
       whenTunnelAnswered(tls, connect ? 200 : 101, (status) => observer.answered(status, service, cluster));
-      splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels, exchange.ended);
+      // The tunnel's bytes, counted while it is open too (core/byte-meter.ts): the app's (a), the destination's (b).
+      const early = head.length;
+      let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
+      const meter = new ByteMeter(() => ({ fromA: early + sofar.fromA, fromB: sofar.fromB }), (sent, received) => {
+        if (tunnelBytes.hasSubscribers) tunnelBytes.publish({ origin: deps.routing, service, cluster, sentBytes: sent, receivedBytes: received });
+      });
+      sofar = splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels, (how, bytes) => {
+        meter.close({ fromA: early + bytes.fromA, fromB: bytes.fromB });
+        exchange.ended(how, bytes);
+      });
       return;
     } catch (err) {
       release();
@@ -117,3 +128,4 @@ function headChanges(host: string, rule: HeaderChanges | undefined): HeadChanges
   };
 }
 const tunnelDrops: ReadonlySet<string> = new Set(['host', traceHeader]);
+const tunnelBytes = channels.tunnelOutboundBytes;

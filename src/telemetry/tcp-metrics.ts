@@ -42,7 +42,9 @@ function family(registry: Registry, side: Side, labelNames: readonly string[], d
 /**
  * A sidecar's TCP service metrics (docs/metrics.md): connections, open connections, bytes each
  * way and connection durations, for the app's connections through fixed TCP listeners
- * (`isthmus_tcp_*`) and for callers through the TCP inbound (`isthmus_inbound_tcp_*`). Failures
+ * (`isthmus_tcp_*`) and for callers through the TCP inbound (`isthmus_inbound_tcp_*`), and the
+ * bytes of WebSocket and CONNECT tunnels at both ends (`isthmus_tunnel_bytes_total`,
+ * `isthmus_inbound_tunnel_bytes_total`). Failures
  * are the `result` label, one value per error code (no_endpoint: ISTHMUS_ERR_TCP_NO_ENDPOINT,
  * unreachable: _UPSTREAM_UNREACHABLE, refused: _CALLER_REFUSED, app_unreachable: _APP_UNREACHABLE).
  * `direction` is from the local workload's side: `sent` by it, `received` by it.
@@ -81,5 +83,28 @@ export function tcpMetrics(registry: Registry, cluster: string, destination: { d
     const labels = { ...destination, ...callerLabels(m.peer) };
     inbound.open.dec(labels);
     inbound.duration.observe({ ...destination, end: m.end }, m.seconds);
+  });
+
+  // WebSocket and CONNECT tunnels: their requests are counted with the others (the 101 or 200),
+  // their bytes after the opening head here, both sides, as they move.
+  const tunnel = new Counter({
+    name: 'isthmus_tunnel_bytes_total',
+    help: 'Bytes carried by WebSocket and CONNECT tunnels the app opened through this sidecar, after the opening request\'s head (the answer\'s head included): sent by the app, or received by it (counted as they move: an open tunnel\'s bytes so far at each scrape).',
+    labelNames: [...route, 'direction'], registers: [registry], collect: reportOpenMeters,
+  });
+  listen(channels.tunnelOutboundBytes, (m) => {
+    const labels = { source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service };
+    tunnel.inc({ ...labels, direction: 'sent' }, m.sentBytes);
+    tunnel.inc({ ...labels, direction: 'received' }, m.receivedBytes);
+  });
+  const inboundTunnel = new Counter({
+    name: 'isthmus_inbound_tunnel_bytes_total',
+    help: 'Bytes carried by WebSocket and CONNECT tunnels callers opened to this workload, after the opening request\'s head: received by the app from the caller, or sent by the app to it (counted as they move).',
+    labelNames: ['destination_cluster', 'destination_service', 'source_namespace', 'source_service_account', 'direction'], registers: [registry], collect: reportOpenMeters,
+  });
+  listen(channels.tunnelInboundBytes, (m) => {
+    const labels = { ...destination, ...callerLabels(m.peer) };
+    inboundTunnel.inc({ ...labels, direction: 'received' }, m.receivedBytes);
+    inboundTunnel.inc({ ...labels, direction: 'sent' }, m.sentBytes);
   });
 }

@@ -266,6 +266,47 @@ describe('WebSocket and CONNECT', () => {
     ws.close();
   });
 
+  test('a WebSocket held open shows its bytes in east\'s isthmus_tunnel_bytes_total and ledger\'s isthmus_inbound_tunnel_bytes_total before it closes, each byte once', async () => {
+    const ledger = mesh.workloads.find((w) => w.spec.service === 'ledger')!;
+    const route = 'source_cluster="east",destination_cluster="west",destination_service="demo/ledger"';
+    const caller = 'destination_cluster="west",destination_service="demo/ledger",source_namespace="demo",source_service_account="client"';
+    const read = async () => {
+      const [e, w] = await Promise.all([east().client.admin, `${ledger.spec.host}:${ledger.spec.adminPort}`].map(async (admin) => (await fetch(`http://${admin}/metrics`)).text())) as [string, string];
+      const value = (text: string, name: string, labels: string) => Number(text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels))?.split(' ').pop() ?? 0);
+      return {
+        sent: value(e, 'isthmus_tunnel_bytes_total', `${route},direction="sent"`),
+        received: value(e, 'isthmus_tunnel_bytes_total', `${route},direction="received"`),
+        appReceived: value(w, 'isthmus_inbound_tunnel_bytes_total', `${caller},direction="received"`),
+        appSent: value(w, 'isthmus_inbound_tunnel_bytes_total', `${caller},direction="sent"`),
+      };
+    };
+    const delta = (a: Awaited<ReturnType<typeof read>>, b: Awaited<ReturnType<typeof read>>) => ({ sent: a.sent - b.sent, received: a.received - b.received, appReceived: a.appReceived - b.appReceived, appSent: a.appSent - b.appSent });
+    const before = await read();
+    const ws = new WebSocket(`ws://${east().client.listeners['demo/ledger']!}/ws`);
+    await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+    const replies: string[] = [];
+    ws.on('message', (data) => replies.push(data.toString()));
+    const message = 'y'.repeat(100_000);
+    ws.send(message);
+    await waitFor(async () => replies.length === 1, 10_000, 'the echo');
+    // Open still: 100 kB each way (in WebSocket frames), and the 101 back, are counted already, the same at both ends.
+    const open = delta(await read(), before);
+    expect(open.sent).toBeGreaterThan(100_000);
+    expect(open.received).toBeGreaterThan(100_000);
+    expect(open).toEqual({ sent: open.sent, received: open.received, appReceived: open.sent, appSent: open.received });
+    const closed = new Promise((resolve) => ws.once('close', resolve));
+    ws.close();
+    await closed;
+    // Closed: only the close frames come on top; what was counted while open is not counted again.
+    const { value: after } = await waitFor(async () => {
+      const now = delta(await read(), before);
+      return now.sent > open.sent && now.appSent > open.appSent ? now : undefined;
+    }, 10_000, 'the close frames counted');
+    expect(after.sent - open.sent).toBeLessThan(64);
+    expect(after.received - open.received).toBeLessThan(64);
+    expect(after).toEqual({ sent: after.sent, received: after.received, appReceived: after.sent, appSent: after.received });
+  });
+
   test('an absolute-form WebSocket upgrade through the outbound proxy gets the app\'s 101', async () => {
     const { socket, head } = await rawExchange(east().client.proxy, [
       'GET http://ledger.demo.mesh/ws HTTP/1.1', 'Host: ledger.demo.mesh', 'Upgrade: websocket', 'Connection: Upgrade',
