@@ -1,5 +1,7 @@
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ByteMeter, openMeterCount, reportOpenMeters } from './byte-meter.js';
+import { ByteMeter, meteredSplice, openMeterCount, reportOpenMeters } from './byte-meter.js';
 import type { SplicedBytes } from './splice.js';
 
 /** A connection whose bytes so far the test moves by hand, and what its meter reported. */
@@ -47,5 +49,54 @@ describe('ByteMeter', () => {
     // A total that forgot part of what was read live (it cannot happen with splice's counts; the meter does not count backwards all the same).
     meter.close({ fromA: 8, fromB: 3 });
     expect(reports).toEqual([[10, 0], [0, 3]]);
+  });
+});
+
+/** Two connected socket pairs: `c` ↔ `a` and `b` ↔ `d`, as a proxy holds `a` and `b`. */
+async function pairs(): Promise<{ c: Socket; a: Socket; b: Socket; d: Socket; close: () => void }> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  const accept = async () => {
+    const accepted = once(server, 'connection') as Promise<[Socket]>;
+    const outer = connect({ host: '127.0.0.1', port });
+    await once(outer, 'connect');
+    return { outer, inner: (await accepted)[0] };
+  };
+  const x = await accept();
+  const y = await accept();
+  return { c: x.outer, a: x.inner, b: y.outer, d: y.inner, close: () => { for (const s of [x.outer, x.inner, y.outer, y.inner]) s.destroy(); server.close(); } };
+}
+
+describe('meteredSplice', () => {
+  it('reports a connection\'s bytes while it is open, bytes written before the splice among a\'s, and the rest once at its end', async () => {
+    const { c, a, b, d, close } = await pairs();
+    try {
+      const reports: [number, number][] = [];
+      const ended = new Promise<[string, { fromA: number; fromB: number }]>((resolve) => {
+        b.write('early');
+        const read = meteredSplice(a, b, { idleMs: 60_000, early: 5, report: (x, y) => reports.push([x, y]), onEnd: (how, bytes) => resolve([how, bytes]) });
+        void (async () => {
+          c.write('hello');
+          // 'early' and 'hello', in one read or two.
+          for (let got = 0; got < 10;) got += ((await once(d, 'data')) as [Buffer])[0].length;
+          d.write('back!!');
+          await once(c, 'data');
+          expect(read()).toEqual({ fromA: 10, fromB: 6 });
+          reportOpenMeters();
+          expect(reports).toEqual([[10, 6]]);
+          c.end();
+          d.end();
+        })();
+      });
+      const [how, bytes] = await ended;
+      expect(how).toBe('closed');
+      // splice's own counts reach onEnd; the meter had reported everything already, so nothing more.
+      expect(bytes).toEqual({ fromA: 5, fromB: 6 });
+      expect(reports).toEqual([[10, 6]]);
+    } finally {
+      close();
+    }
   });
 });

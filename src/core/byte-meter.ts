@@ -1,4 +1,6 @@
-import type { SplicedBytes } from './splice.js';
+import type { Duplex } from 'node:stream';
+import type { OpenSockets } from './open-sockets.js';
+import { splice, type OwnReads, type SpliceEnd, type SplicedBytes } from './splice.js';
 
 /**
  * Byte counters that move while a long-lived connection is still open.
@@ -56,4 +58,34 @@ export function reportOpenMeters(): void {
 /** Meters whose connection is still open. */
 export function openMeterCount(): number {
   return openMeters.size;
+}
+
+export interface MeteredSpliceOptions {
+  idleMs: number;
+  /** Holds both sockets while they are spliced (splice's `open`). */
+  open?: OpenSockets | undefined;
+  /** Bytes of a's written to b before the splice began (what came after a tunnel's opening head): counted as a's. */
+  early?: number;
+  /** Told what moved each way since it was last told, `early` included: at each metrics scrape while open, and the rest at the end. */
+  report: (fromA: number, fromB: number) => void;
+  /** splice's `onEnd`, after the last report: how it ended and the bytes splice moved (`early` not included). */
+  onEnd?: (how: SpliceEnd, bytes: SplicedBytes) => void;
+  bReads?: OwnReads;
+  aReads?: OwnReads;
+}
+
+/**
+ * splice() (core/splice.ts) with a ByteMeter over it: a spliced connection's bytes are reported
+ * while it is open as well as at its end. Returns a reading of its bytes so far, `early` included.
+ */
+export function meteredSplice(a: Duplex, b: Duplex, opts: MeteredSpliceOptions): () => SplicedBytes {
+  const early = opts.early ?? 0;
+  let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
+  const read = (): SplicedBytes => ({ fromA: early + sofar.fromA, fromB: sofar.fromB });
+  const meter = new ByteMeter(read, opts.report);
+  sofar = splice(a, b, opts.idleMs, opts.open, (how, bytes) => {
+    meter.close({ fromA: early + bytes.fromA, fromB: bytes.fromB });
+    opts.onEnd?.(how, bytes);
+  }, opts.bReads, opts.aReads);
+  return read;
 }

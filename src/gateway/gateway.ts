@@ -2,9 +2,9 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { nativeRelay, NativeRelay, type RelayKind } from '../core/native-relay.js';
-import { ByteMeter } from '../core/byte-meter.js';
+import { ByteMeter, meteredSplice } from '../core/byte-meter.js';
 import { OpenSockets } from '../core/open-sockets.js';
-import { OwnReads, splice, type SplicedBytes, type SpliceEnd } from '../core/splice.js';
+import { OwnReads, type SplicedBytes, type SpliceEnd } from '../core/splice.js';
 import { channels } from '../core/channels.js';
 import type { Logger } from '../core/log.js';
 import { activeTracer } from '../core/tracing.js';
@@ -217,20 +217,23 @@ export class Gateway {
         if (pair) {
           relayed = true;
           this.sockets.track(pair);
-          const meter = this.meter(entry, () => pair.bytes());
+          entry.sofar = () => pair.bytes();
+          const meter = new ByteMeter(entry.sofar, this.bytesReport(entry));
           pair.once('close', (how: SpliceEnd, bytes: SplicedBytes) => {
             this.stats.active -= 1;
             span?.end();
-            this.ended(entry, meter, how, bytes.fromA, bytes.fromB);
+            meter.close(bytes);
+            this.ended(entry, how, bytes.fromA, bytes.fromB);
           });
           return;
         }
         upstream.once('close', () => { this.stats.active -= 1; });
         upstream.write(hello);
-        let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
-        const meter = this.meter(entry, () => ({ fromA: hello.length + sofar.fromA, fromB: sofar.fromB }));
         // The caller's side reads into a buffer of its own too, so neither direction allocates per read.
-        sofar = splice(client, upstream, this.config.idleTimeoutMs, undefined, (how, bytes) => this.ended(entry, meter, how, hello.length + bytes.fromA, bytes.fromB), reads, new OwnReads());
+        entry.sofar = meteredSplice(client, upstream, {
+          idleMs: this.config.idleTimeoutMs, early: hello.length, report: this.bytesReport(entry), bReads: reads, aReads: new OwnReads(),
+          onEnd: (how, bytes) => this.ended(entry, how, hello.length + bytes.fromA, bytes.fromB),
+        });
         client.resume();
       });
     };
@@ -238,20 +241,18 @@ export class Gateway {
   }
 
   /**
-   * The bytes of a routed connection, counted while it is open (core/byte-meter.ts: at each
-   * metrics scrape) as well as at its end, and shown by /debug/connections while it is open.
-   * `read`: the bytes each side has sent so far, the caller's ClientHello included.
+   * Where a routed connection's byte meter reports (core/byte-meter.ts): its bytes are counted
+   * while it is open (at each metrics scrape) as well as at its end, the caller's ClientHello
+   * included; `entry.sofar` reads them for /debug/connections while it is open.
    */
-  private meter(entry: ConnectionEntry, read: () => SplicedBytes): ByteMeter {
-    entry.sofar = read;
-    return new ByteMeter(read, (fromCaller, fromEndpoint) => {
+  private bytesReport(entry: ConnectionEntry): (fromCaller: number, fromEndpoint: number) => void {
+    return (fromCaller, fromEndpoint) => {
       if (bytesChannel.hasSubscribers) bytesChannel.publish({ origin: this, service: entry.service, fromCaller, fromEndpoint });
-    });
+    };
   }
 
-  /** A routed connection has ended: its log entry says how, and the metrics count it. */
-  private ended(entry: ConnectionEntry, meter: ByteMeter, end: SpliceEnd, fromCaller: number, fromEndpoint: number): void {
-    meter.close({ fromA: fromCaller, fromB: fromEndpoint });
+  /** A routed connection has ended (its meter has reported the rest): its log entry says how, and the metrics count it. */
+  private ended(entry: ConnectionEntry, end: SpliceEnd, fromCaller: number, fromEndpoint: number): void {
     entry.sofar = undefined;
     entry.ended = { end, at: Date.now(), fromCaller, fromEndpoint };
     if (closedChannel.hasSubscribers) closedChannel.publish({ origin: this, service: entry.service, end, fromCaller, fromEndpoint });

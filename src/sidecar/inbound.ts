@@ -23,8 +23,7 @@ import { acceptPlaintextHttpWhen, isPlaintextCaller } from './plaintext-inbound.
 import { answerUnknownExpectation, clientErrorHandler, refuseMalformed } from './request-head-timeout.js';
 import { ResponseRelay } from './response-relay.js';
 import { OpenSockets } from '../core/open-sockets.js';
-import { ByteMeter } from '../core/byte-meter.js';
-import { splice, type SplicedBytes } from '../core/splice.js';
+import { meteredSplice } from '../core/byte-meter.js';
 import { defaultTimeouts, inboundKeepAliveMs, type DataPlaneTimeouts } from './timeouts.js';
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 import { isTcpAlpn } from './tcp-protocol.js';
@@ -394,14 +393,11 @@ export class Inbound {
       }
       if (head.length > 0) app.write(head);
       // The tunnel's bytes, counted while it is open too (core/byte-meter.ts): the caller's (a), the app's (b).
-      const early = head.length;
-      let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
-      const meter = new ByteMeter(() => ({ fromA: early + sofar.fromA, fromB: sofar.fromB }), (fromCaller, fromApp) => {
-        if (tunnelInboundBytes.hasSubscribers) tunnelInboundBytes.publish({ origin: this, peer: peer.identity, sentBytes: fromApp, receivedBytes: fromCaller });
-      });
-      sofar = splice(socket, app, this.timeouts.tunnelIdleMs, this.tunnels, (how, bytes) => {
-        meter.close({ fromA: early + bytes.fromA, fromB: bytes.fromB });
-        exchange.ended(how, bytes);
+      meteredSplice(socket, app, {
+        idleMs: this.timeouts.tunnelIdleMs, open: this.tunnels, early: head.length, onEnd: exchange.ended,
+        report: (fromCaller, fromApp) => {
+          if (tunnelInboundBytes.hasSubscribers) tunnelInboundBytes.publish({ origin: this, peer: peer.identity, sentBytes: fromApp, receivedBytes: fromCaller });
+        },
       });
     });
   }

@@ -4,9 +4,8 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCodes } from '../core/errors.js';
 import type { OpenSockets } from '../core/open-sockets.js';
-import { ByteMeter } from '../core/byte-meter.js';
+import { meteredSplice } from '../core/byte-meter.js';
 import { channels } from '../core/channels.js';
-import { splice, type SplicedBytes } from '../core/splice.js';
 import type { HeaderChanges } from '../model/traffic-policy.js';
 import { maxAttempts, routeOf } from './attempts.js';
 import { errorResponse, requestHead, type HeadChanges } from './http-head.js';
@@ -96,14 +95,11 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
       const cluster = endpoint.cluster;
       whenTunnelAnswered(tls, connect ? 200 : 101, (status) => observer.answered(status, service, cluster));
       // The tunnel's bytes, counted while it is open too (core/byte-meter.ts): the app's (a), the destination's (b).
-      const early = head.length;
-      let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
-      const meter = new ByteMeter(() => ({ fromA: early + sofar.fromA, fromB: sofar.fromB }), (sent, received) => {
-        if (tunnelBytes.hasSubscribers) tunnelBytes.publish({ origin: deps.routing, service, cluster, sentBytes: sent, receivedBytes: received });
-      });
-      sofar = splice(socket, tls, deps.timeouts.tunnelIdleMs, tunnels, (how, bytes) => {
-        meter.close({ fromA: early + bytes.fromA, fromB: bytes.fromB });
-        exchange.ended(how, bytes);
+      meteredSplice(socket, tls, {
+        idleMs: deps.timeouts.tunnelIdleMs, open: tunnels, early: head.length, onEnd: exchange.ended,
+        report: (sent, received) => {
+          if (tunnelBytes.hasSubscribers) tunnelBytes.publish({ origin: deps.routing, service, cluster, sentBytes: sent, receivedBytes: received });
+        },
       });
       return;
     } catch (err) {

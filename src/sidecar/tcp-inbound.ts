@@ -6,8 +6,7 @@ import { IssuingClusters, type InboundAuthorization } from './authz-layer.js';
 import { peerIdentity } from './peer-identity.js';
 import { acceptPlaintextWhen, isPlaintextCaller } from './plaintext-inbound.js';
 import { OpenSockets } from '../core/open-sockets.js';
-import { ByteMeter } from '../core/byte-meter.js';
-import { splice, type SplicedBytes } from '../core/splice.js';
+import { meteredSplice } from '../core/byte-meter.js';
 import { defaultTimeouts } from './timeouts.js';
 import { isTcpAlpn, tcpAlpn } from './tcp-protocol.js';
 
@@ -153,15 +152,14 @@ export class TcpInbound {
       const opened = performance.now();
       // The bytes counted while the connection is open too (core/byte-meter.ts), not only at its
       // end. The local workload is the app: what it sent is what came from it (b).
-      let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
-      const meter = new ByteMeter(() => sofar, (fromCaller, fromApp) => {
-        if (bytesChannel.hasSubscribers) bytesChannel.publish({ origin: this, peer, sentBytes: fromApp, receivedBytes: fromCaller });
-      });
-      sofar = splice(caller, app, this.idleTimeoutMs, undefined, (end, bytes) => {
-        meter.close(bytes);
-        if (!closedChannel.hasSubscribers) return;
-        // The local workload is the app: what it sent is what came from it.
-        closedChannel.publish({ origin: this, peer, end, sentBytes: bytes.fromB, receivedBytes: bytes.fromA, seconds: (performance.now() - opened) / 1000 });
+      meteredSplice(caller, app, {
+        idleMs: this.idleTimeoutMs,
+        report: (fromCaller, fromApp) => {
+          if (bytesChannel.hasSubscribers) bytesChannel.publish({ origin: this, peer, sentBytes: fromApp, receivedBytes: fromCaller });
+        },
+        onEnd: (end, bytes) => {
+          if (closedChannel.hasSubscribers) closedChannel.publish({ origin: this, peer, end, sentBytes: bytes.fromB, receivedBytes: bytes.fromA, seconds: (performance.now() - opened) / 1000 });
+        },
       });
       caller.resume();
     });

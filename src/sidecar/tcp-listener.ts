@@ -7,8 +7,7 @@ import type { PickedEndpoint } from '../model/balancer.js';
 import { checkDestination } from './peer-identity.js';
 import type { Route, RoutingTable } from './routing.js';
 import { OpenSockets } from '../core/open-sockets.js';
-import { ByteMeter } from '../core/byte-meter.js';
-import { splice, type SplicedBytes } from '../core/splice.js';
+import { meteredSplice } from '../core/byte-meter.js';
 import { defaultTimeouts } from './timeouts.js';
 import { isTcpAlpn, tcpAlpn, tcpPortAlpn, type AppProtocol } from './tcp-protocol.js';
 import type { Upstreams } from './upstreams.js';
@@ -144,17 +143,18 @@ export class TcpListener {
       const opened = performance.now();
       // The bytes counted while the connection is open too (core/byte-meter.ts), not only at its end.
       const origin = this.deps.routing;
-      let sofar: Readonly<SplicedBytes> = { fromA: 0, fromB: 0 };
-      const meter = new ByteMeter(() => sofar, (sent, received) => {
-        if (bytesChannel.hasSubscribers) bytesChannel.publish({ origin, service, cluster: endpoint.cluster, sentBytes: sent, receivedBytes: received });
-      });
-      sofar = splice(client, upstream, this.deps.idleTimeoutMs ?? defaultTimeouts.tunnelIdleMs, undefined, (end, bytes) => {
-        meter.close(bytes);
-        if (!closedChannel.hasSubscribers) return;
-        closedChannel.publish({
-          origin: this.deps.routing, service, cluster: endpoint.cluster, end,
-          sentBytes: bytes.fromA, receivedBytes: bytes.fromB, seconds: (performance.now() - opened) / 1000,
-        });
+      meteredSplice(client, upstream, {
+        idleMs: this.deps.idleTimeoutMs ?? defaultTimeouts.tunnelIdleMs,
+        report: (sent, received) => {
+          if (bytesChannel.hasSubscribers) bytesChannel.publish({ origin, service, cluster: endpoint.cluster, sentBytes: sent, receivedBytes: received });
+        },
+        onEnd: (end, bytes) => {
+          if (!closedChannel.hasSubscribers) return;
+          closedChannel.publish({
+            origin, service, cluster: endpoint.cluster, end,
+            sentBytes: bytes.fromA, receivedBytes: bytes.fromB, seconds: (performance.now() - opened) / 1000,
+          });
+        },
       });
       client.resume();
     });
