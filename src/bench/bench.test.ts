@@ -177,6 +177,11 @@ describe('which processes are a chain\'s proxies', () => {
       const unknown = idleCarriers(ours, hello, zero, cpu([0.4, 0.35, 0.006, 0, 0, 0.2]), 0.1, { before: new Map([[2, 0]]), after: new Map([[2, 900]]) });
       expect(unknown.map((i) => [i.process.name, i.by])).toEqual([['sidecar east/hello-east-2', 'cpu']]);
     });
+    test('a gateway whose byte count is known is judged by it: one that carried bytes counts however little CPU its relay used', () => {
+      // gw-1 (native relay) used 2% of the client's CPU in a short window's clock ticks but carried the chain's bytes; gw-2 carried none.
+      const idle = idleCarriers(ours, ledger, zero, cpu([0.5, 0, 0, 0.01, 0.01, 0]), 0.1, { before: new Map([[4, 1000], [5, 40]]), after: new Map([[4, 250_000], [5, 40]]) });
+      expect(idle.map((i) => [i.process.name, i.by])).toEqual([['gateway west/gw-2', 'requests']]);
+    });
     test('a process gone or a window with no CPU at all leaves the naming as it was', () => {
       expect(idleCarriers(ours, hello, zero, new Map([[1, { cpuSeconds: 0.4, peakRssBytes: 0 }]]))).toEqual([]);
       expect(idleCarriers(ours, hello, zero, zero)).toEqual([]);

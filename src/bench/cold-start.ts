@@ -139,6 +139,11 @@ export async function inboundRequests(admin: string): Promise<number | undefined
   return await metricSum(admin, 'isthmus_inbound_requests_total');
 }
 
+/** The bytes a gateway's routed connections carried, both ways, open ones included (a scrape counts their bytes so far), from its admin /metrics. */
+export async function gatewayBytes(admin: string): Promise<number | undefined> {
+  return await metricSum(admin, 'isthmus_gateway_bytes_total');
+}
+
 async function metricSum(admin: string, name: string, having = ''): Promise<number | undefined> {
   try {
     const res = await fetch(`http://${admin}/metrics`, { signal: AbortSignal.timeout(3000) });

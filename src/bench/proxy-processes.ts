@@ -19,8 +19,12 @@ export interface ProxyProcess {
    * then counted as the chain's minus the baseline's at the same rate.
    */
   includesOrigin: boolean;
-  /** A sample's sidecar: host:port of its admin port (plain HTTP), where its inbound's requests are counted. */
+  /**
+   * host:port of its admin port (plain HTTP), where what it carried is counted: a sample's
+   * sidecar's inbound requests, a gateway's bytes (`carried` says which).
+   */
   admin?: string;
+  carried?: 'inbound-requests' | 'gateway-bytes';
 }
 
 /** Which of our components a process is, from its command line (`isthmus sidecar --config ...`). */
@@ -77,10 +81,23 @@ export function ourProxyProcesses(mesh: { pid: number; processes: boolean; mode:
     if (!role) continue;
     const carries = ourCarries(role, destinations, fromCluster);
     if (carries.length === 0) continue;
-    const admin = role.kind === 'sidecar' && role.instance !== 'client' ? sidecarAdmin(args[args.indexOf('--config') + 1] ?? '') : undefined;
-    found.push({ side: 'isthmus', name: roleName(role), pid, carries, includesOrigin: false, ...(admin ? { admin } : {}) });
+    const config = args[args.indexOf('--config') + 1] ?? '';
+    const admin = role.kind === 'gateway' ? gatewayAdmin(config, role.id) : role.instance !== 'client' ? sidecarAdmin(config) : undefined;
+    const carried = role.kind === 'gateway' ? 'gateway-bytes' as const : 'inbound-requests' as const;
+    found.push({ side: 'isthmus', name: roleName(role), pid, carries, includesOrigin: false, ...(admin ? { admin, carried } : {}) });
   }
   return found;
+}
+
+/** The plain-HTTP admin address of gateway `id` in its cluster.yaml; undefined when it names none or serves it over TLS. */
+function gatewayAdmin(configPath: string, id: string): string | undefined {
+  try {
+    const config = parse(readFileSync(configPath, 'utf8')) as { gateways?: { id?: unknown; admin?: unknown; adminTls?: unknown }[] };
+    const gateway = config.gateways?.find((g) => g.id === id);
+    return typeof gateway?.admin === 'string' && gateway.adminTls === undefined ? gateway.admin : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The plain-HTTP admin address in a sidecar's config file; undefined when it has none or serves it over TLS. */
@@ -122,7 +139,9 @@ export interface IdleCarrier { process: ProxyProcess; cpuSeconds: number; busies
  *
  * A sample's sidecar whose inbound counts are known (`inbound`) is idle when its inbound answered
  * no request in that window, whatever CPU it used (a collection or a catalog update in a short
- * window can cost an idle sidecar more than a tenth of a busy one's CPU). Any other process is
+ * window can cost an idle sidecar more than a tenth of a busy one's CPU); a gateway whose byte
+ * count is known, when it carried no byte (its native relay costs so little CPU per request that
+ * a short window's clock ticks can put a busy gateway under the share below). Any other process is
  * idle when it used less than `share` of the CPU of the busiest of ours in that window: an idle
  * sidecar uses about 1–2% of a carrying one at 1000 requests/s; a gateway that shares a
  * cluster's traffic with a second one still uses about a fifth of the client sidecar's CPU.

@@ -8,7 +8,7 @@ import { ensureDirectory } from '../core/user-paths.js';
 import { parseBenchArgs, usage, type BenchArgs } from './args.js';
 import { startBenchMesh, type BenchMesh } from './bench-mesh.js';
 import { compareRows, formatComparisons, ratioTargets } from './comparison.js';
-import { coldRows, coldSlowAboveMs, formatColdRows, inboundRequests, requestsCarried, type ColdPoint } from './cold-start.js';
+import { coldRows, coldSlowAboveMs, formatColdRows, gatewayBytes, inboundRequests, requestsCarried, type ColdPoint } from './cold-start.js';
 import { cpuSnapshot, cpuSpent } from './cpu-snapshot.js';
 import { runOpenLoop } from './open-loop.js';
 import { peerVersions, startPeerChain, type PeerChain } from './peer-chain.js';
@@ -210,7 +210,7 @@ async function main(argv: string[]): Promise<number> {
       const unused = idleCarriers(proxies, client.target.expect, before, after, idleCarrierShare, inbound);
       for (const { process: p, cpuSeconds, busiestCpuSeconds, by } of unused) {
         const why = by === 'requests'
-          ? `its inbound answered no request while that chain was primed (it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms)`
+          ? `${p.carried === 'gateway-bytes' ? 'it carried no byte' : 'its inbound answered no request'} while that chain was primed (it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms)`
           : `it used ${(cpuSeconds * 1000).toFixed(0)} ms of CPU while that chain was primed, the busiest of ours ${(busiestCpuSeconds * 1000).toFixed(0)} ms, under ${idleCarrierShare * 100}% of it`;
         const line = `${p.name} is not counted for ${client.target.expect.service}: ${why}: it carried none of that chain's requests (a sidecar in another zone than the client's, for instance, while the client's zone has a healthy instance)`;
         say(`  ${line}`);
@@ -310,12 +310,12 @@ function accessLogNote(ourLogDir: string, peerLogs: Record<string, string>): str
   return `access logs on both chains (--access-log): every sidecar of ours wrote a JSON line per request and TCP connection (isthmus dev up --access-log json), the peer's nginx outbound and inbounds a JSON line per request with the same kind of fields; neither gateway logs. Lines written by the end: ours ${ours.join(', ') || 'none'}; peer ${peer.join(', ') || 'none'}`;
 }
 
-/** Each sample sidecar's inbound request count (by pid), where its admin port answers. */
+/** What each sample sidecar's inbound answered (requests) and each gateway carried (bytes), by pid, where its admin port answers. */
 async function inboundCounts(proxies: ProxyProcess[]): Promise<Map<number, number>> {
   const counts = new Map<number, number>();
   await Promise.all(proxies.map(async (p) => {
     if (p.admin === undefined) return;
-    const n = await inboundRequests(p.admin);
+    const n = p.carried === 'gateway-bytes' ? await gatewayBytes(p.admin) : await inboundRequests(p.admin);
     if (n !== undefined) counts.set(p.pid, n);
   }));
   return counts;
