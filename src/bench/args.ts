@@ -80,6 +80,19 @@ export function integerFlag(name: string, value: string | undefined, min: number
 
 const integer = (name: string, value: string, min: number, max: number) => integerFlag(name, value, min, max, invalid);
 
+/** What the open-loop companions (`bench:grpc`, `bench:floor`) measure each point with. */
+export interface PointFlags { rate: number; seconds: number; warmup: number; rounds: number }
+
+/** Pure. --rate (1..5000), --seconds (1..60), --warmup (0..10) and --rounds (1..maxRounds), read as integerFlag reads them. */
+export function pointFlags(v: Record<'rate' | 'seconds' | 'warmup' | 'rounds', string>, maxRounds: number, invalid: (message: string) => Error): PointFlags {
+  return {
+    rate: integerFlag('rate', v.rate, 1, 5000, invalid),
+    seconds: integerFlag('seconds', v.seconds, 1, 60, invalid),
+    warmup: integerFlag('warmup', v.warmup, 0, 10, invalid),
+    rounds: integerFlag('rounds', v.rounds, 1, maxRounds, invalid),
+  };
+}
+
 /**
  * `--processes` is a boolean that also takes `true`/`false` and has a `--no-` form; node 20's
  * parseArgs knows neither, so they become `--processes=<value>` first.

@@ -1,13 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IsthmusError } from '../core/errors.js';
-import { withProxyMallocArenas } from '../core/malloc-arenas.js';
-import { benchArgsOrExit, benchFlags, integerFlag } from './args.js';
+import { benchArgsOrExit, benchFlags, integerFlag, pointFlags, type PointFlags } from './args.js';
 import type { FloorRole } from './floor-chain.js';
 import { runOpenLoop, type OpenLoopResult } from './open-loop.js';
 import { peerVersions } from './peer-chain.js';
+import { startReporting } from './node-floor-process.js';
 import { writePeerCertificates } from './peer-certs.js';
 import { idleCarrierShare, idleCarriers, proxiesSpent, readProcesses, withoutCarriers, type ProxyProcess } from './proxy-processes.js';
 import { columns, median, startSideBySide } from './side-by-side.js';
@@ -39,7 +39,7 @@ chain's CPU per request and added p50, and their ratios to the peer chain's.
   -o, --output table|json
   -h, --help`;
 
-export interface FloorBenchArgs { rate: number; seconds: number; warmup: number; rounds: number; hostBase: number; output: 'table' | 'json' }
+export interface FloorBenchArgs extends PointFlags { hostBase: number; output: 'table' | 'json' }
 
 const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
 
@@ -48,10 +48,7 @@ export function parseFloorBenchArgs(argv: string[]): FloorBenchArgs | 'help' {
   if (flags === 'help') return 'help';
   const v = flags.values;
   return {
-    rate: integerFlag('rate', v.rate, 1, 5000, invalid),
-    seconds: integerFlag('seconds', v.seconds, 1, 60, invalid),
-    warmup: integerFlag('warmup', v.warmup, 0, 10, invalid),
-    rounds: integerFlag('rounds', v.rounds, 1, 9, invalid),
+    ...pointFlags(v, 9, invalid),
     hostBase: integerFlag('host-base', v['host-base'], 1, 250, invalid),
     output: flags.output,
   };
@@ -117,19 +114,9 @@ export function formatFloorRows(rows: FloorRow[]): string {
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 /** Starts one floor-chain.js process; resolves with it and where it listens. */
-export function startFloorHop(role: FloorRole, args: { host: string; to: string; ca: string; cert: string; key: string }, script = new URL('./floor-chain.js', import.meta.url)): Promise<{ child: ChildProcess; listen: string }> {
-  const child = spawn(process.execPath, [script.pathname, '--role', role, '--host', args.host, '--to', args.to, '--ca', args.ca, '--cert', args.cert, '--key', args.key], { stdio: ['ignore', 'pipe', 'pipe'], env: withProxyMallocArenas() });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stderr?.on('data', (c: Buffer) => { err += c.toString(); });
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('\n')) resolve({ child, listen: (JSON.parse(out.split('\n')[0] as string) as { listen: string }).listen });
-    });
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`floor-chain ${role} exited (code ${code}): ${err.trim()}`)));
-  });
+export async function startFloorHop(role: FloorRole, args: { host: string; to: string; ca: string; cert: string; key: string }, script = new URL('./floor-chain.js', import.meta.url)): Promise<{ child: ChildProcess; listen: string }> {
+  const { child, first } = await startReporting<{ listen: string }>(script, ['--role', role, '--host', args.host, '--to', args.to, '--ca', args.ca, '--cert', args.cert, '--key', args.key], 'floor-chain');
+  return { child, listen: first.listen };
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,6 @@
 import { connect, type ClientHttp2Session } from 'node:http2';
 import { IsthmusError } from '../core/errors.js';
-import { benchArgsOrExit, benchFlags, integerFlag } from './args.js';
+import { benchArgsOrExit, benchFlags, integerFlag, pointFlags, type PointFlags } from './args.js';
 import { runOpenLoop, type OpenLoopResult, type Outcome } from './open-loop.js';
 import { peerServiceHost, peerVersions } from './peer-chain.js';
 import { columns, measured, median, startSideBySide, type ChainSpent } from './side-by-side.js';
@@ -31,7 +31,7 @@ HAProxy → nginx, gRPC proxy with mutual TLS), interleaved; prints each and the
   -o, --output table|json
   -h, --help`;
 
-interface GrpcBenchArgs { rate: number; seconds: number; warmup: number; rounds: number; sessions: number; hostBase: number; output: 'table' | 'json' }
+interface GrpcBenchArgs extends PointFlags { sessions: number; hostBase: number; output: 'table' | 'json' }
 
 const invalid = (message: string) => new IsthmusError('ISTHMUS_ERR_CONFIG_INVALID', `${message}\n${usage}`);
 
@@ -40,10 +40,7 @@ export function parseGrpcBenchArgs(argv: string[]): GrpcBenchArgs | 'help' {
   if (flags === 'help') return 'help';
   const v = flags.values;
   return {
-    rate: integerFlag('rate', v.rate, 1, 5000, invalid),
-    seconds: integerFlag('seconds', v.seconds, 1, 60, invalid),
-    warmup: integerFlag('warmup', v.warmup, 0, 10, invalid),
-    rounds: integerFlag('rounds', v.rounds, 1, 5, invalid),
+    ...pointFlags(v, 5, invalid),
     sessions: integerFlag('sessions', v.sessions, 1, 64, invalid),
     hostBase: integerFlag('host-base', v['host-base'], 1, 250, invalid),
     output: flags.output,

@@ -8,8 +8,8 @@
  * of them, and a request that arrives during a collection waits for it. Here one thread of the
  * native module moves the bytes with epoll, recv and send, and JavaScript hears of a pair only
  * when it ends; the bytes each side has sent so far it reads, when it asks, from a Float64Array
- * the thread stores them into after each read (a slot per open pair). The sockets' descriptors are duplicated and Node's own are closed: from then on
- * the connection is the module's.
+ * the thread stores them into after each read (a slot per open pair). The sockets' descriptors
+ * are duplicated and Node's own are closed: from then on the connection is the module's.
  *
  * Where the module could not be built (no C compiler, no Node headers, not Linux) `nativeRelay()`
  * says why, and the gateway relays in JavaScript (core/splice.ts) as before.
@@ -54,10 +54,14 @@ const ends: readonly SpliceEnd[] = ['closed', 'idle', 'error', 'error'];
  * counts what was handed over with it: `first` and what `a` held).
  */
 export class RelayedPair extends EventEmitter {
-  closed = false;
+  /** The totals, once the module has reported the end. */
   private final: SplicedBytes | undefined;
   constructor(private readonly relay: NativeRelay, readonly id: number, private readonly handedOver: number, readonly slot: number) {
     super();
+  }
+
+  get closed(): boolean {
+    return this.final !== undefined;
   }
 
   destroy(): void {
@@ -77,7 +81,6 @@ export class RelayedPair extends EventEmitter {
 
   /** Called by the relay when the module reports the end. */
   ended(how: SpliceEnd, bytes: SplicedBytes): void {
-    this.closed = true;
     this.final = { fromA: bytes.fromA + this.handedOver, fromB: bytes.fromB };
     this.emit('close', how, this.final);
   }

@@ -26,7 +26,7 @@ export interface RoutedConnection {
 export interface ConnectionEntry {
   at: number; remoteAddress: string | undefined; remotePort: number | undefined; sni: string | undefined; service: string; endpoint: string; clientHelloMs: number; dialMs: number;
   ended?: { end: SpliceEnd; at: number; fromCaller: number; fromEndpoint: number };
-  /** While it is open: reads the bytes each side has sent so far (A the caller, B the endpoint). */
+  /** While it is open (cleared when it ends): reads the bytes each side has sent so far (A the caller, B the endpoint). */
   sofar?: (() => SplicedBytes) | undefined;
 }
 
@@ -60,7 +60,7 @@ export class ConnectionLog {
       out.push({
         at: isoTime(entry.at), remote, sni: entry.sni, service: entry.service, endpoint: entry.endpoint,
         clientHelloMs: round3(entry.clientHelloMs), dialMs: round3(entry.dialMs),
-        ...(entry.sofar && !entry.ended ? { bytes: sofarOf(entry.sofar) } : {}),
+        ...(entry.sofar ? { bytes: sofarOf(entry.sofar) } : {}),
         ...(entry.ended ? { ended: { end: entry.ended.end, afterMs: entry.ended.at - entry.at, fromCaller: entry.ended.fromCaller, fromEndpoint: entry.ended.fromEndpoint } } : {}),
       });
     }

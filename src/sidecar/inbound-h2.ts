@@ -231,8 +231,7 @@ export class OwnH2ResponseRelay implements Dispatcher.DispatchHandler {
     if (this.noBody || this.stream.closed) return;
     // Without the fields a trailer may not carry (body-trailers.ts), as a request's.
     const forwardable = forwardableTrailers(trailers);
-    const fields = forwardable === undefined ? [] : fieldsOf(forwardable);
-    this.stream.end(fields.length > 0 ? fields : undefined);
+    this.stream.end(forwardable === undefined ? undefined : fieldsOf(forwardable));
   }
 
   onResponseError(_controller: Controller, err: Error): void {

@@ -89,11 +89,8 @@ export class ResponseRelay implements Dispatcher.DispatchHandler, ViewReader {
     if (this.dropping) return;
     // Trailers reach an HTTP/1.1 app only on a chunked response (RFC 9112 §7.1.2), without the
     // fields a trailer may not carry (body-trailers.ts), as a request's are.
-    for (const _name in trailers) {
-      const fields = forwardableTrailers(trailers);
-      if (fields) this.res.addTrailers(fields);
-      break;
-    }
+    const fields = forwardableTrailers(trailers);
+    if (fields) this.res.addTrailers(fields);
     this.res.end();
   }
 
