@@ -5,7 +5,7 @@ import { evaluateSlo } from '../model/slo.js';
 import { PolicyRecordSchema } from '../model/policy-records.js';
 import { recentEvents } from './recent-events.js';
 import { liveShares, servicePolicies, type PolicyBadge } from './service-policies.js';
-import { splitRequests, statsOf, type RouteWindow, type TrafficHistory, type Window } from './traffic-history.js';
+import { emptyWindow, splitRequests, statsOf, type RouteWindow, type TcpWindow, type TrafficHistory, type Window } from './traffic-history.js';
 import { compareText } from '../core/compare-text.js';
 
 /** What the dashboard page draws: one JSON document, sent by /api/overview and pushed by /api/stream. */
@@ -17,6 +17,10 @@ export interface Overview {
   clusters: { name: string; region: string; alive: boolean; gateways: number }[];
   services: {
     namespace: string; name: string; clusters: { cluster: string; healthy: number; total: number }[]; traffic: ServiceTraffic | null;
+    /** The protocols its exported ports declare (http, http2, grpc, tcp…), distinct and sorted. */
+    protocols: string[];
+    /** Connections through fixed TCP listeners (a TCP service's port); null when none came, closed or was open in the window. */
+    tcp: ServiceTcp | null;
     /** Policies in force (service-policies.ts), and how the window's requests were shared among a split's backends; absent without a policy. */
     policies?: { badges: PolicyBadge[]; live: { backend: string; share: number }[] | null };
   }[];
@@ -56,6 +60,27 @@ export interface ServiceTraffic {
   servedFrom: { cluster: string; share: number }[];
 }
 
+/**
+ * A TCP service's connections over the window, from every source cluster's fixed listeners
+ * together; bytes are from the apps' side (sent by the callers, received by them).
+ */
+export interface ServiceTcp {
+  /** Connections the apps opened to the listeners in the window, and per second. */
+  connections: number;
+  connectionsPerSecond: number;
+  /** Share of them spliced to an endpoint (the rest found none or could not reach one); null without connections. */
+  successPercent: number | null;
+  /** Spliced connections open at the window's end. */
+  open: number;
+  sentBytesPerSecond: number;
+  receivedBytesPerSecond: number;
+  /**
+   * Share of the window's spliced connections each destination cluster took (0..1), largest
+   * first; when none was opened in the window, the share of those open.
+   */
+  servedFrom: { cluster: string; share: number }[];
+}
+
 export interface SloView {
   namespace: string;
   name: string;
@@ -91,7 +116,7 @@ const shortBurnSeconds = 300;
 export function buildOverview(source: OverviewSource, history?: TrafficHistory, now = new Date()): Overview {
   const { catalog } = source;
   const t = now.getTime();
-  const recent = history?.window(trafficWindowSeconds * 1000, t) ?? { coveredMs: 0, routes: [], splits: [] };
+  const recent = history?.window(trafficWindowSeconds * 1000, t) ?? emptyWindow;
   const seconds = recent.coveredMs / 1000;
   const policies = servicePolicies(source.mirror.entries(keys.policies).flatMap(([, value]) => (isRecord(PolicyRecordSchema, value) ? [value] : [])));
   return {
@@ -107,12 +132,14 @@ export function buildOverview(source: OverviewSource, history?: TrafficHistory, 
         return {
           namespace: s.namespace,
           name: s.name,
+          protocols: [...new Set(s.clusters.flatMap((c) => c.ports.map((p) => p.protocol)))].sort(compareText),
           clusters: s.clusters.map((c) => ({
             cluster: c.cluster,
             healthy: c.zones.reduce((n, z) => n + z.healthy, 0),
             total: c.zones.reduce((n, z) => n + z.total, 0),
           })).sort((a, b) => compareText(a.cluster, b.cluster)),
           traffic: serviceTraffic(recent.routes.filter((r) => r.namespace === s.namespace && r.service === s.name), seconds),
+          tcp: serviceTcp(recent.tcp.filter((r) => r.namespace === s.namespace && r.service === s.name), seconds),
           ...(held ? { policies: { badges: held.badges, live: held.backends ? liveShares(held.backends, (backend) => splitRequests(recent.splits, `${s.namespace}/${s.name}`, backend)) : null } } : {}),
         };
       })
@@ -137,6 +164,46 @@ function serviceTraffic(routes: RouteWindow[], seconds: number): ServiceTraffic 
   return { ...stats, servedFrom };
 }
 
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+function serviceTcp(rows: TcpWindow[], seconds: number): ServiceTcp | null {
+  if (rows.length === 0) return null;
+  let connections = 0;
+  let failed = 0;
+  let open = 0;
+  let sent = 0;
+  let received = 0;
+  const spliced = new Map<string, number>();
+  const openBy = new Map<string, number>();
+  for (const r of rows) {
+    connections += r.connections;
+    failed += r.failed;
+    open += r.open;
+    sent += r.sentBytes;
+    received += r.receivedBytes;
+    if (r.to === '') continue;
+    spliced.set(r.to, (spliced.get(r.to) ?? 0) + r.connections - r.failed);
+    openBy.set(r.to, (openBy.get(r.to) ?? 0) + r.open);
+  }
+  const rate = (n: number) => (seconds > 0 ? round3(n / seconds) : 0);
+  const shares = (by: Map<string, number>) => {
+    const sum = [...by.values()].reduce((a, b) => a + b, 0);
+    return sum === 0 ? [] : [...by].filter(([, n]) => n > 0)
+      .map(([cluster, n]) => ({ cluster, share: round3(n / sum) }))
+      .sort((a, b) => b.share - a.share || compareText(a.cluster, b.cluster));
+  };
+  const byConnections = shares(spliced);
+  return {
+    connections,
+    connectionsPerSecond: rate(connections),
+    successPercent: connections > 0 ? round3(100 * (1 - failed / connections)) : null,
+    open,
+    sentBytesPerSecond: rate(sent),
+    receivedBytesPerSecond: rate(received),
+    servedFrom: byConnections.length > 0 ? byConnections : shares(openBy),
+  };
+}
+
 /** Source → destination cluster pairs; requests no endpoint answered have no destination and are left out. */
 function trafficPairs(routes: RouteWindow[], seconds: number): TrafficStats[] {
   const byPair = new Map<string, RouteWindow[]>();
@@ -157,8 +224,8 @@ function sloViews(mirror: OverviewSource['mirror'], history: TrafficHistory | un
   const statuses = new Map(mirror.entries(keys.sloStatuses));
   return sloPolicies(mirror).map((policy) => {
     const forService = (w: Window) => w.routes.filter((r) => r.namespace === policy.namespace && r.service === policy.service);
-    const whole = history?.window(policy.windowSeconds * 1000, now) ?? { coveredMs: 0, routes: [], splits: [] };
-    const short = history?.window(Math.min(shortBurnSeconds, policy.windowSeconds) * 1000, now) ?? { coveredMs: 0, routes: [], splits: [] };
+    const whole = history?.window(policy.windowSeconds * 1000, now) ?? emptyWindow;
+    const short = history?.window(Math.min(shortBurnSeconds, policy.windowSeconds) * 1000, now) ?? emptyWindow;
     const verdict = evaluateSlo(policy, statsOf(forService(whole), 0));
     const shortVerdict = evaluateSlo(policy, statsOf(forService(short), 0));
     const status = statuses.get(keys.sloStatus(policy.namespace, policy.name));

@@ -64,6 +64,7 @@ test('the overview marks the split service\'s row with its policies and the live
       coveredMs: 60_000,
       routes: [['hello-v1', 45], ['hello-v2', 45]].map(([service, requests]) => ({ namespace: 'demo', service, from: 'east', to: 'east', requests, errors: 0, buckets: [] })),
       splits: [['demo/hello-v1', 30], ['demo/hello-v2', 3], ['demo/hello-v1', 15], ['demo/hello-v2', 2]].map(([backend, requests]) => ({ namespace: 'demo', service: 'hello', backend, requests })),
+      tcp: [],
     }),
   };
   const overview = buildOverview({ cluster: 'east', catalog, mirror: { entries: (prefix: string) => [...entries].filter(([k]) => k.startsWith(prefix)) } } as never, history as never);
@@ -71,4 +72,45 @@ test('the overview marks the split service\'s row with its policies and the live
   expect(hello?.policies?.badges.map((b) => b.label).sort()).toEqual(['route → hello-v2', 'split 90/10']);
   expect(hello?.policies?.live).toEqual([{ backend: 'demo/hello-v1', share: 0.9 }, { backend: 'demo/hello-v2', share: 0.1 }]);
   expect(overview.services.find((s) => s.name === 'hello-v1')?.policies).toBeUndefined();
+});
+
+test('a TCP service\'s row: connections per second, the share established, those open, bytes each way, and where they went', () => {
+  const catalog = {
+    revision: 1, clusters: [], invalidKeys: [],
+    services: [
+      { namespace: 'demo', name: 'redis', clusters: [{ cluster: 'west', zones: [], ports: [{ port: 6379, protocol: 'tcp' }] }] },
+      { namespace: 'demo', name: 'hello', clusters: [{ cluster: 'east', zones: [], ports: [{ port: 80, protocol: 'http' }, { port: 81, protocol: 'grpc' }] }] },
+    ],
+  } as unknown as Catalog;
+  const tcp = (from: string, to: string, connections: number, failed: number, open: number, sentBytes: number, receivedBytes: number) =>
+    ({ from, namespace: 'demo', service: 'redis', to, connections, failed, closed: connections - failed - open, sentBytes, receivedBytes, open });
+  const history = {
+    window: () => ({
+      coveredMs: 60_000, routes: [], splits: [],
+      tcp: [tcp('east', 'west', 12, 0, 2, 60_000, 120_000), tcp('north', 'west', 6, 0, 1, 0, 6_000), tcp('north', '', 2, 2, 0, 0, 0)],
+    }),
+  };
+  const overview = buildOverview({ cluster: 'east', catalog, mirror: { entries: () => [] } } as never, history as never);
+  const redis = overview.services.find((s) => s.name === 'redis');
+  expect(redis?.protocols).toEqual(['tcp']);
+  expect(redis?.traffic).toBeNull();
+  expect(redis?.tcp).toEqual({
+    connections: 20, connectionsPerSecond: 0.333, successPercent: 90, open: 3,
+    sentBytesPerSecond: 1000, receivedBytesPerSecond: 2100, servedFrom: [{ cluster: 'west', share: 1 }],
+  });
+  const hello = overview.services.find((s) => s.name === 'hello');
+  expect(hello?.protocols).toEqual(['grpc', 'http']);
+  expect(hello?.tcp).toBeNull();
+});
+
+test('a TCP service with only a connection held open in the window: served from where that connection goes, no rate of new ones', () => {
+  const catalog = { revision: 1, clusters: [], invalidKeys: [], services: [{ namespace: 'demo', name: 'redis', clusters: [] }] } as unknown as Catalog;
+  const history = {
+    window: () => ({
+      coveredMs: 60_000, routes: [], splits: [],
+      tcp: [{ from: 'east', namespace: 'demo', service: 'redis', to: 'west', connections: 0, failed: 0, closed: 0, sentBytes: 600, receivedBytes: 60, open: 1 }],
+    }),
+  };
+  const redis = buildOverview({ cluster: 'east', catalog, mirror: { entries: () => [] } } as never, history as never).services[0];
+  expect(redis?.tcp).toMatchObject({ connections: 0, connectionsPerSecond: 0, successPercent: null, open: 1, sentBytesPerSecond: 10, servedFrom: [{ cluster: 'west', share: 1 }] });
 });

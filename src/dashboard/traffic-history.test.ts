@@ -88,3 +88,33 @@ describe('TrafficHistory: windows as differences of growing counters', () => {
     ]);
   });
 });
+
+describe('TrafficHistory: TCP services\' connections', () => {
+  const tcpRec = (epoch: string, rows: [to: string, connections: number, failed: number, closed: number, sent: number, received: number][]): TrafficRecord => ({
+    ...rec('east', epoch, []),
+    tcp: rows.map(([to, connections, failed, closed, sentBytes, receivedBytes]) => ({ namespace: 'demo', service: 'redis', to, connections, failed, closed, sentBytes, receivedBytes })),
+  });
+
+  test('connections, failures, closes and bytes over the window as differences; open ones from the latest counters', () => {
+    const h = new TrafficHistory({ resolutionMs: 5000, retentionMs: 600_000 });
+    h.observe([tcpRec('e1', [['west', 10, 1, 6, 1000, 500]])], 0);
+    h.observe([tcpRec('e1', [['west', 16, 2, 10, 4000, 2500]])], 60_000);
+    const w = h.window(60_000, 60_000);
+    expect(w.routes).toEqual([]);
+    expect(w.tcp).toEqual([{ from: 'east', namespace: 'demo', service: 'redis', to: 'west', connections: 6, failed: 1, closed: 4, sentBytes: 3000, receivedBytes: 2000, open: 4 }]);
+  });
+
+  test('a connection held open with nothing new in the window still shows, as open; a row with nothing open or new does not', () => {
+    const h = new TrafficHistory({ resolutionMs: 5000, retentionMs: 600_000 });
+    h.observe([tcpRec('e1', [['west', 2, 0, 1, 100, 100], ['north', 3, 0, 3, 10, 10]])], 0);
+    h.observe([tcpRec('e1', [['west', 2, 0, 1, 100, 100], ['north', 3, 0, 3, 10, 10]])], 60_000);
+    expect(h.window(60_000, 60_000).tcp.map((r) => [r.to, r.connections, r.open])).toEqual([['west', 0, 1]]);
+  });
+
+  test('a new epoch counts from zero, and closes of connections from before it never make open negative', () => {
+    const h = new TrafficHistory({ resolutionMs: 1000, retentionMs: 600_000 });
+    h.observe([tcpRec('e1', [['west', 50, 0, 40, 9000, 9000]])], 0);
+    h.observe([tcpRec('e2', [['west', 1, 0, 3, 30, 20]])], 10_000);
+    expect(h.window(10_000, 10_000).tcp.map((r) => [r.connections, r.closed, r.sentBytes, r.open])).toEqual([[1, 3, 30, 0]]);
+  });
+});

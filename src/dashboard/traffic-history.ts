@@ -20,12 +20,34 @@ export interface SplitWindow {
   requests: number;
 }
 
+/**
+ * Connections of one TCP service through one source cluster's fixed listeners to one destination
+ * cluster over some window (`connections`, `failed`, `closed`, bytes from the app's side), and
+ * how many are open at the window's end (from the latest counters, not a difference).
+ */
+export interface TcpWindow {
+  from: string;
+  namespace: string;
+  service: string;
+  to: string;
+  connections: number;
+  failed: number;
+  closed: number;
+  sentBytes: number;
+  receivedBytes: number;
+  open: number;
+}
+
 export interface Window {
   /** How much of the asked window the history covers (less while the reader is young). */
   coveredMs: number;
   routes: RouteWindow[];
   splits: SplitWindow[];
+  tcp: TcpWindow[];
 }
+
+/** A window with nothing in it (no history yet). */
+export const emptyWindow: Window = Object.freeze({ coveredMs: 0, routes: [], splits: [], tcp: [] }) as Window;
 
 interface Sample {
   t: number;
@@ -63,9 +85,9 @@ export class TrafficHistory {
   /** Counts over the last `ms` (or over the history there is): latest counters minus those at the window's start. */
   window(ms: number, now: number): Window {
     const latest = this.samples.at(-1);
-    if (!latest) return { coveredMs: 0, routes: [], splits: [] };
+    if (!latest) return emptyWindow;
     const base = this.baseline(now - ms) ?? latest;
-    return { coveredMs: Math.max(0, latest.t - base.t), routes: difference(latest, base), splits: splitDifference(latest, base) };
+    return { coveredMs: Math.max(0, latest.t - base.t), routes: difference(latest, base), splits: splitDifference(latest, base), tcp: tcpDifference(latest, base) };
   }
 
   /**
@@ -112,6 +134,37 @@ function difference(later: Sample, earlier: Sample): RouteWindow[] {
         errors: p && !reset ? r.errors - p.errors : r.errors,
         buckets: p && !reset ? subtract(r.buckets, p.buckets) : [...r.buckets],
       });
+    }
+  }
+  return out;
+}
+
+type TcpRow = NonNullable<TrafficRecord['tcp']>[number];
+const tcpCounted = ['connections', 'failed', 'closed', 'sentBytes', 'receivedBytes'] as const;
+
+/**
+ * The TCP rows' counts between two samples, as difference() does for requests; a row whose
+ * counters went back (a reset) counts from zero. `open` is the later sample's own: connections
+ * that came, less those that failed or closed, never below zero (connections opened before the
+ * federation's epoch began and closed in it would take it there).
+ */
+function tcpDifference(later: Sample, earlier: Sample): TcpWindow[] {
+  const out: TcpWindow[] = [];
+  for (const [from, record] of later.records) {
+    const before = earlier.records.get(from);
+    const sameEpoch = before !== undefined && before.epoch === record.epoch;
+    const previous = new Map<string, TcpRow>(sameEpoch ? (before.tcp ?? []).map((r) => [`${r.namespace}/${r.service}\u0000${r.to}`, r]) : []);
+    for (const r of record.tcp ?? []) {
+      const p = previous.get(`${r.namespace}/${r.service}\u0000${r.to}`);
+      const reset = p !== undefined && tcpCounted.some((k) => r[k] < p[k]);
+      const delta = (k: typeof tcpCounted[number]) => (p && !reset ? r[k] - p[k] : r[k]);
+      const open = Math.max(0, r.connections - r.failed - r.closed);
+      const row: TcpWindow = {
+        from, namespace: r.namespace, service: r.service, to: r.to,
+        connections: delta('connections'), failed: delta('failed'), closed: delta('closed'), sentBytes: delta('sentBytes'), receivedBytes: delta('receivedBytes'), open,
+      };
+      if (tcpCounted.every((k) => row[k] === 0) && open === 0) continue;
+      out.push(row);
     }
   }
   return out;

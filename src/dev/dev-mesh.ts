@@ -382,10 +382,12 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
     const targets = opts.clusters.map((name) => {
       const client = (file.clusters[name] as MeshFileCluster).client;
       const grpcListener = client.listeners[`${namespace}/grpc-echo`];
+      const redisListener = client.listeners[`${namespace}/redis`];
       return {
         proxy: client.proxy, admin: client.admin,
         urls: [`http://hello.${namespace}.mesh/`, ...(opts.clusters.includes('west') ? [`http://ledger.${namespace}.mesh/`] : [])],
         ...(grpcListener ? { grpc: { listener: grpcListener, every: 5 } } : {}),
+        ...(redisListener ? { redis: { listener: redisListener, every: 7 } } : {}),
       };
     });
     await step(opts, 'every client reaches every sample service', async () => {
@@ -398,8 +400,9 @@ export async function startDevMesh(opts: DevMeshOptions): Promise<DevMesh> {
       const generator = new TrafficGenerator(targets, opts.traffic);
       generator.start();
       stoppers.push(async () => generator.stop());
-      const grpcFrom = targets.some((t) => t.grpc) ? ', and gRPC calls to grpc-echo' : '';
-      opts.progress(`  ✓ sample traffic: ${opts.traffic} requests/s from each cluster's client to hello${opts.clusters.includes('west') ? ' and ledger' : ''}${grpcFrom}`);
+      const grpcFrom = targets.some((t) => t.grpc) ? ', gRPC calls to grpc-echo' : '';
+      const redisFrom = targets.some((t) => t.redis) ? ', redis PINGs through the fixed TCP listeners' : '';
+      opts.progress(`  ✓ sample traffic: ${opts.traffic} requests/s from each cluster's client to hello${opts.clusters.includes('west') ? ' and ledger' : ''}${grpcFrom}${redisFrom}`);
     }
 
     const firstMetrics = file.clusters[opts.clusters[0] ?? '']?.metrics;

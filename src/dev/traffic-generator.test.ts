@@ -1,5 +1,9 @@
 import { afterEach, expect, test } from 'vitest';
 import { startGrpcEchoInstance } from './grpc-echo.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { freePort } from './ports.js';
+import { startRedisInstance } from './redis-sample.js';
 import { TrafficGenerator } from './traffic-generator.js';
 import type { SampleInstance } from './sample-service.js';
 
@@ -11,6 +15,12 @@ afterEach(async () => {
   generator = undefined;
   echo = undefined;
 });
+
+/** One command through Debian's redis-cli; its output. */
+const redisCommand = async (address: string, command: string) => {
+  const split = address.lastIndexOf(':');
+  return (await promisify(execFile)('redis-cli', ['-h', address.slice(0, split), '-p', address.slice(split + 1), ...command.split(' ')])).stdout;
+};
 
 const until = async (what: string, ok: () => boolean, ms = 5_000) => {
   const deadline = Date.now() + ms;
@@ -65,4 +75,27 @@ test('with fresh every 3, one GET in three arrives on a connection of its own th
     proxy.closeAllConnections();
     await new Promise((resolve) => proxy.close(resolve));
   }
+});
+
+test('redis PINGs: three in four on one kept connection, the fourth on a connection of its own; failures counted once the server is gone', async () => {
+  const redis = await startRedisInstance({ service: 'redis', cluster: 'west', zone: 'west-a', instance: 'redis-gen', host: '127.0.0.1', port: await freePort() });
+  echo = redis; // closed after the test
+  const connectionsSoFar = async () => Number(/total_connections_received:(\d+)/.exec(await redisCommand(redis.address, 'INFO stats'))?.[1]);
+  const before = await connectionsSoFar();
+  // Straight to the server here; `isthmus dev up` points it at a client sidecar's fixed TCP listener.
+  generator = new TrafficGenerator([{ proxy: '127.0.0.1:1', urls: [], redis: { listener: redis.address, every: 1 } }], 50);
+  generator.start();
+  await until('40 PINGs answered', () => generator!.sent >= 40);
+  generator.stop();
+  const sent = generator.sent;
+  expect(generator.failed).toBe(0);
+  // One connection for the kept PINGs, one per fresh PING, and this test's own INFO.
+  const opened = (await connectionsSoFar()) - before - 1;
+  expect(opened).toBeGreaterThanOrEqual(1 + Math.floor(sent / 4) - 1);
+  expect(opened).toBeLessThanOrEqual(1 + Math.ceil(sent / 4) + 1);
+  await redis.close();
+  echo = undefined;
+  generator = new TrafficGenerator([{ proxy: '127.0.0.1:1', urls: [], redis: { listener: redis.address, every: 1 } }], 50);
+  generator.start();
+  await until('PINGs failing with no server', () => generator!.failed >= 5);
 });

@@ -1,4 +1,6 @@
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { redisPing } from './redis-sample.js';
 import { grpcServerError } from '../sidecar/grpc-status.js';
 
 /** A unary call: resolves with its gRPC status (0 OK). */
@@ -27,6 +29,13 @@ export interface TrafficTarget {
    * Connections that come and go are what kept traffic never exercises (their setup and teardown).
    */
   fresh?: { every: number };
+  /**
+   * Redis commands mixed in, through `listener` (the client sidecar's fixed TCP listener for the
+   * redis sample): every `every`-th tick a PING on one connection kept open (opened again when it
+   * closes), and every fourth of those on a connection of its own, so a TCP service shows both
+   * open connections and new ones. A PING not answered with PONG counts as failed.
+   */
+  redis?: { listener: string; every: number };
 }
 
 /**
@@ -39,6 +48,8 @@ export class TrafficGenerator {
   private timers: NodeJS.Timeout[] = [];
   /** One gRPC client per listener, made at the first call (loading @grpc/grpc-js only then). */
   private grpcClients = new Map<string, Promise<{ call: GrpcCall; close: () => void }>>();
+  /** One kept redis connection per listener. */
+  private redisConnections = new Map<string, KeptRedis>();
   private inFlight = 0;
   sent = 0;
   failed = 0;
@@ -53,10 +64,14 @@ export class TrafficGenerator {
       const timer = setInterval(() => {
         // A stalled mesh must not pile up sockets: at most 50 requests wait at once.
         if (this.inFlight >= 50) return;
-        const { echo, grpc } = target;
+        const { echo, grpc, redis } = target;
         next += 1;
         if (grpc && next % grpc.every === 0) {
           this.callGrpc(grpc.listener);
+          return;
+        }
+        if (redis && next % redis.every === 0) {
+          this.ping(redis.listener, (next / redis.every) % 4 === 0);
           return;
         }
         if (target.urls.length === 0) return;
@@ -78,6 +93,19 @@ export class TrafficGenerator {
     this.timers = [];
     for (const client of this.grpcClients.values()) void client.then((c) => c.close(), () => undefined);
     this.grpcClients.clear();
+    for (const connection of this.redisConnections.values()) connection.close();
+    this.redisConnections.clear();
+  }
+
+  private ping(listener: string, fresh: boolean): void {
+    this.inFlight += 1;
+    this.sent += 1;
+    let kept = this.redisConnections.get(listener);
+    if (!kept && !fresh) this.redisConnections.set(listener, (kept = new KeptRedis(listener)));
+    void (fresh || !kept ? redisPing(listener, 10_000) : kept.ping()).then((ok) => {
+      this.inFlight -= 1;
+      if (!ok) this.failed += 1;
+    });
   }
 
   private callGrpc(listener: string): void {
@@ -208,4 +236,57 @@ async function grpcEchoCaller(listener: string): Promise<{ call: GrpcCall; close
     }),
     close: () => client.close(),
   };
+}
+
+/**
+ * A redis connection kept open for PINGs, one at a time (a PING sent while one waits fails at
+ * once rather than queue); opened again at the next PING after it closed or failed.
+ */
+class KeptRedis {
+  private socket: Socket | undefined;
+  private waiting: ((ok: boolean) => void) | undefined;
+  private answer = '';
+
+  constructor(private readonly listener: string) {}
+
+  ping(timeoutMs = 10_000): Promise<boolean> {
+    if (this.waiting) return Promise.resolve(false);
+    const socket = this.socket ?? this.open();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.settle(false, true), timeoutMs);
+      this.waiting = (ok) => { clearTimeout(timer); resolve(ok); };
+      this.answer = '';
+      socket.write('PING\r\n');
+    });
+  }
+
+  close(): void {
+    this.settle(false, true);
+  }
+
+  private open(): Socket {
+    const split = this.listener.lastIndexOf(':');
+    const socket = connect({ host: this.listener.slice(0, split), port: Number(this.listener.slice(split + 1)) });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.answer += chunk.toString('latin1');
+      if (this.answer.includes('\r\n')) this.settle(this.answer.startsWith('+PONG'), false);
+    });
+    socket.on('error', () => this.settle(false, true));
+    socket.on('close', () => this.settle(false, true));
+    this.socket = socket;
+    return socket;
+  }
+
+  /** Ends the PING that waits, if any; `drop` closes the connection (the next PING opens another). */
+  private settle(ok: boolean, drop: boolean): void {
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    if (drop && this.socket) {
+      const socket = this.socket;
+      this.socket = undefined;
+      socket.destroy();
+    }
+    waiting?.(ok);
+  }
 }

@@ -33,6 +33,18 @@ describe('TrafficLedger: the federation side of sidecar reports', () => {
     expect(traffic.splits).toEqual([split('demo/hello-v1', 12), split('demo/hello-v2', 1)]);
   });
 
+  test('TCP connection counts add up per service and destination cluster, in the same record; rows that say nothing are left out', () => {
+    const ledger = new TrafficLedger('east');
+    const tcp = (to: string, connections: number, failed: number, closed: number, sentBytes: number, receivedBytes: number) => ({ namespace: 'demo', service: 'redis', to, connections, failed, closed, sentBytes, receivedBytes });
+    ledger.accept({ version: 1, routes: [], tcp: [tcp('west', 3, 0, 1, 140, 70), tcp('', 1, 1, 0, 0, 0)], events: [] }, caller);
+    // An open connection's bytes with no connection event; and an empty row.
+    ledger.accept({ version: 1, routes: [], tcp: [tcp('west', 0, 0, 0, 14, 7), tcp('north', 0, 0, 0, 0, 0)], events: [] }, caller);
+    const traffic = ledger.records().get(keys.trafficOf('east')) as TrafficRecord;
+    expect(isRecord(TrafficRecordSchema, traffic)).toBe(true);
+    expect(traffic.routes).toEqual([]);
+    expect(traffic.tcp).toEqual([tcp('', 1, 1, 0, 0, 0), tcp('west', 3, 0, 1, 154, 77)]);
+  });
+
   test('the same failover from fifty sidecars is one event with a count; others stay separate', () => {
     const ledger = new TrafficLedger('east');
     const moved = failoverEvent({ namespace: 'demo', service: 'hello', from: 1, to: 2, fromClusters: ['east'], toClusters: ['west'], at: Date.parse('2026-01-01T00:00:00Z') });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { keys, recordVersion } from '../core/keys.js';
 import type { EventsRecord, MeshEvent, TrafficRecord } from '../model/records.js';
-import { mergeRoutes, mergeSplits, routeKey, splitKey, type ReportedEvent, type RouteCounts, type SplitCounts, type TrafficReport } from '../model/traffic-report.js';
+import { mergeRoutes, mergeSplits, mergeTcp, routeKey, splitKey, tcpRowEmpty, type ReportedEvent, type RouteCounts, type SplitCounts, type TcpCounts, type TrafficReport } from '../model/traffic-report.js';
 import { compareText } from '../core/compare-text.js';
 
 /** A sidecar that reported in, as `/api/sidecars` lists it. */
@@ -21,8 +21,8 @@ const sidecarTtlMs = 30_000;
 export const maxRoutes = 5000;
 
 /**
- * The federation's side of the sidecars' reports: this cluster's request counters since the
- * federation started (one `epoch`), its recent events, and which sidecars report. Produces the
+ * The federation's side of the sidecars' reports: this cluster's request and TCP connection
+ * counters since the federation started (one `epoch`), its recent events, and which sidecars report. Produces the
  * leased `/traffic/<cluster>` and `/events/<cluster>` records. No I/O: the federation publishes
  * what records() returns.
  */
@@ -31,6 +31,8 @@ export class TrafficLedger {
   private readonly routes = new Map<string, RouteCounts>();
   /** Requests per split and backend (the policy step's choices), capped as routes are. */
   private readonly splits = new Map<string, SplitCounts>();
+  /** Connections through fixed TCP listeners per service and destination cluster, capped as routes are. */
+  private readonly tcp = new Map<string, TcpCounts>();
   private events: MeshEvent[] = [];
   private readonly sidecars = new Map<string, ReportingSidecar & { at: number }>();
   private seq = 0;
@@ -45,11 +47,15 @@ export class TrafficLedger {
     if (report.routes.length > 0) {
       // Sidecars name only services their catalog knows, so rows follow services × clusters; the
       // cap keeps a misbehaving workload from growing the record without bound.
-      mergeRoutes(this.routes, this.withinCap(report.routes, this.routes, routeKey));
+      mergeRoutes(this.routes, this.withinCap(report.routes, this.routes, routeKey, (r) => r.requests === 0));
       this.generation += 1;
     }
     if (report.splits && report.splits.length > 0) {
-      mergeSplits(this.splits, this.withinCap(report.splits, this.splits, splitKey));
+      mergeSplits(this.splits, this.withinCap(report.splits, this.splits, splitKey, (s) => s.requests === 0));
+      this.generation += 1;
+    }
+    if (report.tcp && report.tcp.length > 0) {
+      mergeTcp(this.tcp, this.withinCap(report.tcp, this.tcp, routeKey, tcpRowEmpty));
       this.generation += 1;
     }
     for (const event of report.events) this.addEvent(event, now);
@@ -61,10 +67,10 @@ export class TrafficLedger {
   }
 
   /** The rows of a report worth adding: not empty, and either known already or within maxRoutes new rows. */
-  private withinCap<T extends { requests: number }>(rows: readonly T[], held: ReadonlyMap<string, unknown>, keyOf: (row: T) => string): T[] {
+  private withinCap<T>(rows: readonly T[], held: ReadonlyMap<string, unknown>, keyOf: (row: T) => string, empty: (row: T) => boolean): T[] {
     let room = maxRoutes - held.size;
     return rows.filter((row) => {
-      if (row.requests === 0) return false;
+      if (empty(row)) return false;
       if (held.has(keyOf(row))) return true;
       if (room <= 0) {
         this.droppedRoutes += 1;
@@ -100,7 +106,7 @@ export class TrafficLedger {
   /** The leased records for this cluster: counters once anything was counted, events once any happened. */
   records(now = Date.now()): Map<string, TrafficRecord | EventsRecord> {
     const out = new Map<string, TrafficRecord | EventsRecord>();
-    if (this.routes.size > 0 || this.splits.size > 0) {
+    if (this.routes.size > 0 || this.splits.size > 0 || this.tcp.size > 0) {
       out.set(keys.trafficOf(this.cluster), {
         version: recordVersion,
         from: this.cluster,
@@ -110,6 +116,7 @@ export class TrafficLedger {
           .map((r) => ({ ...r, buckets: [...r.buckets] }))
           .sort((a, b) => compareText(`${a.namespace}/${a.service}/${a.to}`, `${b.namespace}/${b.service}/${b.to}`)),
         ...(this.splits.size > 0 ? { splits: [...this.splits.values()].map((s) => ({ ...s })).sort((a, b) => compareText(splitKey(a), splitKey(b))) } : {}),
+        ...(this.tcp.size > 0 ? { tcp: [...this.tcp.values()].map((r) => ({ ...r })).sort((a, b) => compareText(routeKey(a), routeKey(b))) } : {}),
       });
     }
     if (this.events.length > 0) {

@@ -129,6 +129,15 @@ export const TrafficRecordSchema = Type.Object({
   })),
   /** Requests each traffic split sent to each backend, as the policy step chose (the dashboard's live split). */
   splits: Type.Optional(Type.Array(Type.Object({ namespace: Type.String(), service: Type.String(), backend: Type.String(), requests: count }))),
+  /**
+   * Connections through the sidecars' fixed TCP listeners (TCP services), per service and
+   * destination cluster: opened, failed (never spliced), closed, and bytes each way from the
+   * app's side, counted while connections are open. Open now = connections − failed − closed.
+   */
+  tcp: Type.Optional(Type.Array(Type.Object({
+    namespace: Type.String(), service: Type.String(), to: Type.String(),
+    connections: count, failed: count, closed: count, sentBytes: count, receivedBytes: count,
+  }))),
 });
 export type TrafficRecord = Static<typeof TrafficRecordSchema>;
 

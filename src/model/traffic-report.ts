@@ -46,6 +46,44 @@ export function mergeSplits(into: Map<string, SplitCounts>, from: Iterable<Split
 }
 
 /**
+ * One TCP service's connections through the sidecar's fixed TCP listeners since its previous
+ * accepted report (deltas, as routes): `connections` the app opened to the listener, `failed`
+ * of them never spliced (no endpoint, upstream unreachable), `closed` spliced ones that ended,
+ * and the bytes the app sent and received through them, counted while they are open. `to` is
+ * the destination cluster ("" when none was reached).
+ */
+export const TcpCountsSchema = Type.Object({
+  namespace: label,
+  service: label,
+  to: Type.String({ maxLength: 253 }),
+  connections: count,
+  failed: count,
+  closed: count,
+  sentBytes: count,
+  receivedBytes: count,
+});
+export type TcpCounts = Static<typeof TcpCountsSchema>;
+
+/** Adds `from` into `into` row by row (keyed as routes are). */
+export function mergeTcp(into: Map<string, TcpCounts>, from: Iterable<TcpCounts>): Map<string, TcpCounts> {
+  for (const r of from) {
+    const key = routeKey(r);
+    const have = into.get(key);
+    if (have) {
+      have.connections += r.connections;
+      have.failed += r.failed;
+      have.closed += r.closed;
+      have.sentBytes += r.sentBytes;
+      have.receivedBytes += r.receivedBytes;
+    } else into.set(key, { ...r });
+  }
+  return into;
+}
+
+/** True when a row says nothing (no connection came, ended or moved a byte). */
+export const tcpRowEmpty = (r: TcpCounts): boolean => r.connections === 0 && r.closed === 0 && r.sentBytes === 0 && r.receivedBytes === 0;
+
+/**
  * What a sidecar sends its federation every few seconds (POST /v1/reports): its requests since
  * the last report the federation accepted, the events it saw, and where its admin port is (so
  * `isthmus trace` can find a sidecar of a cluster). The caller's identity is its client
@@ -56,6 +94,8 @@ export const TrafficReportSchema = Type.Object({
   admin: Type.Optional(Type.String({ maxLength: 300 })),
   routes: Type.Array(RouteCountsSchema, { maxItems: 2000 }),
   splits: Type.Optional(Type.Array(SplitCountsSchema, { maxItems: 2000 })),
+  /** Connections through TCP fixed listeners; absent when there were none (a federation before this field refuses a report that has it). */
+  tcp: Type.Optional(Type.Array(TcpCountsSchema, { maxItems: 2000 })),
   events: Type.Array(Type.Omit(MeshEventSchema, ['id']), { maxItems: 100 }),
 }, { additionalProperties: false });
 export type TrafficReport = Static<typeof TrafficReportSchema>;

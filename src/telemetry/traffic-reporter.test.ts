@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from 'vitest';
+import { ByteMeter } from '../core/byte-meter.js';
 import { channels } from '../core/channels.js';
 import { total } from '../model/latency-histogram.js';
 import type { TrafficReport } from '../model/traffic-report.js';
@@ -33,6 +34,36 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     expect(sent).toHaveLength(1);
     await reporter.flush();
     expect(sent[1]?.routes).toEqual([]);
+  });
+
+  test('connections through fixed TCP listeners: opened, failed, closed, and bytes, an open connection\'s so far at each report', async () => {
+    const sent: TrafficReport[] = [];
+    reporter = new TrafficReporter({ cluster: 'east', origins: [origin], intervalMs: 60_000, send: async (r) => { sent.push(r); } });
+    reporter.start();
+    await reporter.flush();
+    sent.length = 0;
+    const service = 'demo/redis';
+    channels.tcpOutbound.publish({ origin, service, cluster: 'west', result: 'connected' });
+    channels.tcpOutbound.publish({ origin, service, cluster: undefined, result: 'no_endpoint', code: 'ISTHMUS_ERR_TCP_NO_ENDPOINT' });
+    channels.tcpOutbound.publish({ origin: other, service, cluster: 'west', result: 'connected' });
+    // The open connection's meter, as the listener keeps one: app → service is A, back is B.
+    let moved = { fromA: 14, fromB: 7 };
+    const meter = new ByteMeter(() => moved, (fromA, fromB) => channels.tcpOutboundBytes.publish({ origin, service, cluster: 'west', sentBytes: fromA, receivedBytes: fromB }));
+    await reporter.flush();
+    const rows = (r: TrafficReport | undefined) => Object.fromEntries((r?.tcp ?? []).map((t) => [`${t.service}@${t.to}`, [t.connections, t.failed, t.closed, t.sentBytes, t.receivedBytes]]));
+    expect(rows(sent[0])).toEqual({ 'redis@west': [1, 0, 0, 14, 7], 'redis@': [1, 1, 0, 0, 0] });
+    // Still open: the next report has only what moved since; then it closes.
+    moved = { fromA: 28, fromB: 107 };
+    await reporter.flush();
+    expect(rows(sent[1])).toEqual({ 'redis@west': [0, 0, 0, 14, 100] });
+    meter.close({ fromA: 30, fromB: 107 });
+    channels.tcpOutboundClosed.publish({ origin, service, cluster: 'west', end: 'closed', seconds: 1, sentBytes: 30, receivedBytes: 107 });
+    await reporter.flush();
+    expect(rows(sent[2])).toEqual({ 'redis@west': [0, 0, 1, 2, 0] });
+    // Nothing since: no TCP rows at all.
+    await reporter.flush();
+    await reporter.flush();
+    expect(sent.slice(3).every((r) => r.tcp === undefined)).toBe(true);
   });
 
   test('a gRPC call is counted when it ends: failed if its head was a 5xx or its grpc-status a server error (UNAVAILABLE, INTERNAL…), not for a client-side status', async () => {

@@ -1,8 +1,9 @@
-import { channels, type AuthzDeniedMessage, type EjectionMessage, type FailoverMessage, type GrpcOutboundEndedMessage, type OutboundRequestMessage } from '../core/channels.js';
+import { reportOpenMeters } from '../core/byte-meter.js';
+import { channels, type AuthzDeniedMessage, type EjectionMessage, type FailoverMessage, type GrpcOutboundEndedMessage, type OutboundRequestMessage, type TcpOutboundBytesMessage, type TcpOutboundClosedMessage, type TcpOutboundMessage } from '../core/channels.js';
 import { grpcServerError } from '../sidecar/grpc-status.js';
 import { record } from '../model/latency-histogram.js';
 import { backendName } from '../model/policy-summary.js';
-import { authzDeniedEvent, ejectionEvent, failoverEvent, mergeRoutes, mergeSplits, splitKey, type ReportedEvent, type RouteCounts, type SplitCounts, type TrafficReport } from '../model/traffic-report.js';
+import { authzDeniedEvent, ejectionEvent, failoverEvent, mergeRoutes, mergeSplits, mergeTcp, splitKey, tcpRowEmpty, type ReportedEvent, type RouteCounts, type SplitCounts, type TcpCounts, type TrafficReport } from '../model/traffic-report.js';
 
 type SplitBackend = { namespace: string; service: string; subset?: { name: string } | undefined };
 
@@ -33,7 +34,8 @@ const maxPendingEvents = 100;
 
 /**
  * Counts this sidecar's outbound requests per destination service and cluster (requests,
- * errors, latency buckets) and the failovers and ejections it publishes, and sends them to its
+ * errors, latency buckets), its connections through fixed TCP listeners (opened, failed, closed,
+ * bytes each way), and the failovers and ejections it publishes, and sends them to its
  * federation every few seconds (while there is nothing to report, every other time). Deltas
  * only: a sidecar that restarts loses at most one interval, and a report the federation did not
  * take is merged into the next one, not dropped.
@@ -41,6 +43,7 @@ const maxPendingEvents = 100;
 export class TrafficReporter {
   private pending = new Map<string, RouteCounts>();
   private pendingSplits = new Map<string, SplitCounts>();
+  private pendingTcp = new Map<string, TcpCounts>();
   /** The split counts already taken into a report, by the source's own objects (a new policy snapshot brings new ones). */
   private splitsSeen = new WeakMap<object, Map<object, number>>();
   private events: ReportedEvent[] = [];
@@ -83,6 +86,37 @@ export class TrafficReporter {
     record(counts.buckets, seconds * 1000);
   }
 
+  /** The row of a TCP service and destination cluster, made at its first message. */
+  private tcpRow(service: string, cluster: string | undefined): TcpCounts {
+    const to = cluster ?? '';
+    const key = `${service}\u0000${to}`;
+    let row = this.pendingTcp.get(key);
+    if (!row) {
+      const split = service.indexOf('/');
+      row = { namespace: service.slice(0, split), service: service.slice(split + 1), to, connections: 0, failed: 0, closed: 0, sentBytes: 0, receivedBytes: 0 };
+      this.pendingTcp.set(key, row);
+    }
+    return row;
+  }
+
+  private readonly onTcp = (m: TcpOutboundMessage): void => {
+    if (!this.origins.has(m.origin)) return;
+    const row = this.tcpRow(m.service, m.cluster);
+    row.connections += 1;
+    if (m.result !== 'connected') row.failed += 1;
+  };
+
+  private readonly onTcpBytes = (m: TcpOutboundBytesMessage): void => {
+    if (!this.origins.has(m.origin)) return;
+    const row = this.tcpRow(m.service, m.cluster);
+    row.sentBytes += m.sentBytes;
+    row.receivedBytes += m.receivedBytes;
+  };
+
+  private readonly onTcpClosed = (m: TcpOutboundClosedMessage): void => {
+    if (this.origins.has(m.origin)) this.tcpRow(m.service, m.cluster).closed += 1;
+  };
+
   private readonly onFailover = (m: FailoverMessage): void => {
     if (this.origins.has(m.origin)) this.addEvent(failoverEvent(m));
   };
@@ -110,6 +144,9 @@ export class TrafficReporter {
     channels.balancerFailover.subscribe(this.onFailover);
     channels.balancerEjection.subscribe(this.onEjection);
     channels.authzDenied.subscribe(this.onAuthzDenied);
+    channels.tcpOutbound.subscribe(this.onTcp);
+    channels.tcpOutboundBytes.subscribe(this.onTcpBytes);
+    channels.tcpOutboundClosed.subscribe(this.onTcpClosed);
     this.timer = setInterval(() => void this.flush(), this.opts.intervalMs ?? 5000);
     this.timer.unref();
     // The first report at once, not an interval later: the federation lists a sidecar (for
@@ -130,6 +167,9 @@ export class TrafficReporter {
     channels.balancerFailover.unsubscribe(this.onFailover);
     channels.balancerEjection.unsubscribe(this.onEjection);
     channels.authzDenied.unsubscribe(this.onAuthzDenied);
+    channels.tcpOutbound.unsubscribe(this.onTcp);
+    channels.tcpOutboundBytes.unsubscribe(this.onTcpBytes);
+    channels.tcpOutboundClosed.unsubscribe(this.onTcpClosed);
     if (this.timer) clearInterval(this.timer);
     await this.sending;
     await this.flush();
@@ -154,18 +194,24 @@ export class TrafficReporter {
 
   private async sendPending(): Promise<void> {
     this.takeSplits();
+    // Open connections' bytes so far join this report (each meter tells what moved since it last told anyone).
+    reportOpenMeters();
+    for (const [key, row] of this.pendingTcp) if (tcpRowEmpty(row)) this.pendingTcp.delete(key);
     this.unsent += 1;
-    const empty = this.pending.size === 0 && this.pendingSplits.size === 0 && this.events.length === 0;
+    const empty = this.pending.size === 0 && this.pendingSplits.size === 0 && this.pendingTcp.size === 0 && this.events.length === 0;
     if (empty && this.unsent < (this.opts.emptyEvery ?? 2)) return;
     this.unsent = 0;
     const routes = this.pending;
     const splits = this.pendingSplits;
+    const tcp = this.pendingTcp;
     const events = this.events;
     this.pending = new Map();
     this.pendingSplits = new Map();
+    this.pendingTcp = new Map();
     this.events = [];
     const report: TrafficReport = {
-      version: 1, routes: [...routes.values()], ...(splits.size > 0 ? { splits: [...splits.values()] } : {}), events,
+      version: 1, routes: [...routes.values()], ...(splits.size > 0 ? { splits: [...splits.values()] } : {}),
+      ...(tcp.size > 0 ? { tcp: [...tcp.values()] } : {}), events,
       ...(this.opts.admin ? { admin: this.opts.admin } : {}),
     };
     try {
@@ -174,6 +220,7 @@ export class TrafficReporter {
       // Not taken: what was counted meanwhile joins it, and the next interval tries again.
       this.pending = mergeRoutes(routes, this.pending.values());
       this.pendingSplits = mergeSplits(splits, this.pendingSplits.values());
+      this.pendingTcp = mergeTcp(tcp, this.pendingTcp.values());
       this.events = [...events, ...this.events].slice(-maxPendingEvents);
       this.opts.onError?.(err as Error);
     }

@@ -210,6 +210,28 @@ describe('dashboard on the federation\'s port 15014', () => {
       expect(await page.locator('#matrix td.cell[data-view="probes"]').count()).toBe(6);
     }, 60_000);
 
+    test('TCP services: demo/redis with the sample traffic\'s PINGs from east and north, served from west, connections open and bytes each way (screenshot)', async ({ skip }) => {
+      if (!page) return skip(browserProblem ?? 'the page did not open');
+      expect(await page.locator('#tcp-section').isVisible()).toBe(true);
+      const redis = page.locator('#tcp tr[data-service="demo/redis"]');
+      // dev up's traffic keeps one connection open per calling cluster and opens one in four PINGs' own.
+      await waitFor(async () => {
+        const open = Number(await redis.locator('td[data-col="open"]').textContent().catch(() => ''));
+        const sent = (await redis.locator('td[data-col="sent"]').textContent().catch(() => '')) ?? '';
+        return open >= 2 && /B\/s$/.test(sent) && sent !== '0 B/s' ? true : undefined;
+      }, 30_000, 'demo/redis with two open connections and bytes in the TCP table');
+      expect(await redis.locator('td[data-col="served-from"]').textContent()).toBe('west 100%');
+      expect(await redis.locator('td[data-col="conn-rate"]').textContent()).toMatch(/^[0-9.]+$/);
+      expect(await redis.locator('td[data-col="established"]').textContent()).toMatch(/^(100|9[0-9](\.[0-9]+)?)%$/);
+      expect(await redis.locator('td[data-col="received"]').textContent()).toMatch(/^[0-9.]+ [kMG]?B\/s$/);
+      // Only TCP services are in it; the services table names where redis's connections went too.
+      expect(await page.locator('#tcp tr[data-service]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-service')))).toEqual(['demo/redis']);
+      expect(await page.locator('#services tr[data-service="demo/redis"] td[data-col="served-from"]').textContent()).toBe('west 100%');
+      expect(await page.locator('#services tr[data-service] .badge[data-protocol="tcp"]').evaluateAll((badges) => badges.map((b) => b.closest('tr')?.getAttribute('data-service')))).toEqual(['demo/redis']);
+      mkdirSync(resultsDir, { recursive: true });
+      await page.locator('#tcp-section').screenshot({ path: join(resultsDir, 'dashboard-tcp.png') });
+    }, 40_000);
+
     test('an SLO applied with `isthmus policy apply` shows ok with a burn rate; a failover of demo/hello shows in the events list (screenshot)', async ({ skip }) => {
       if (!page) return skip(browserProblem ?? 'the page did not open');
       const slos = page.locator('#slos');

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { redisListenerPort, startDevMesh, type DevMesh } from '../../src/dev/dev-mesh.js';
 import { apiClient, isthmus, isthmusOk, waitFor } from '../helpers/cli.js';
 import { testOperator } from '../helpers/mesh.js';
+import { etcdEnv } from '../helpers/etcd.js';
 
 let mesh: DevMesh;
 let stateDir: string;
@@ -18,7 +19,7 @@ let stateDir: string;
 // listener for it on port 16379.
 beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'isthmus-tcp-'));
-  mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 141, progress: () => undefined });
+  mesh = await startDevMesh({ clusters: ['east', 'west'], stateDir, trustDomain: 'dev.test', hostBase: 141, reportIntervalMs: 1000, progress: () => undefined });
 }, 120_000);
 
 afterAll(async () => {
@@ -180,6 +181,48 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     expect({ sent: after.sent - before.sent, received: after.received - before.received, appReceived: after.appReceived - before.appReceived, appSent: after.appSent - before.appSent })
       .toEqual({ sent: 12, received: 14, appReceived: 12, appSent: 14 });
   });
+
+  test('`isthmus stat` and the dashboard\'s overview show redis as a TCP service: connections, the one held open, bytes each way, served from west', async () => {
+    const [host, port] = eastListener().split(':') as [string, string];
+    const held = tcpConnect({ host, port: Number(port) });
+    let answers = '';
+    held.on('data', (chunk: Buffer) => { answers += chunk.toString('latin1'); });
+    try {
+      held.write('PING\r\n');
+      await waitFor(async () => answers === '+PONG\r\n' || undefined, 10_000, 'the held connection\'s PONG');
+      // Two more that come and go, through redis-cli.
+      for (let i = 0; i < 2; i += 1) expect((await redisCli(['-h', host, '-p', port, 'PING'])).trim()).toBe('PONG');
+      type Tcp = { connections: number; connectionsPerSecond: number; successPercent: number | null; open: number; sentBytesPerSecond: number; receivedBytesPerSecond: number; servedFrom: { cluster: string; share: number }[] };
+      // Sidecars report every second here; the dashboard keeps a sample every few seconds.
+      const { value: redis } = await waitFor(async () => {
+        const out = await isthmus(['stat', '--output', 'json', '--from', 'east'], etcdEnv(mesh.file));
+        if (out.code !== 0) return undefined;
+        const services = (JSON.parse(out.stdout) as { services: { name: string; protocols: string[]; traffic: unknown; tcp: Tcp | null }[] }).services;
+        const found = services.find((x) => x.name === 'redis');
+        return found?.tcp && found.tcp.connections >= 3 && found.tcp.open >= 1 ? found : undefined;
+      }, 30_000, 'demo/redis with 3 connections, one open, in isthmus stat');
+      expect(redis.protocols).toEqual(['tcp']);
+      expect(redis.traffic).toBeNull();
+      const tcp = redis.tcp!;
+      expect(tcp.successPercent).toBe(100);
+      expect(tcp.servedFrom).toEqual([{ cluster: 'west', share: 1 }]);
+      expect(tcp.connectionsPerSecond).toBeGreaterThan(0);
+      // Bytes from the callers' side: PINGs up, PONGs back (and whatever earlier tests moved within the window).
+      expect(tcp.sentBytesPerSecond).toBeGreaterThan(0);
+      expect(tcp.receivedBytesPerSecond).toBeGreaterThan(0);
+      const table = await isthmus(['stat'], etcdEnv(mesh.file));
+      expect(table.code).toBe(0);
+      expect(table.stdout).toMatch(/^TCP SERVICE\s+SERVED FROM\s+CONN\/S\s+ESTABLISHED\s+OPEN\s+SENT\/S\s+RECEIVED\/S$/m);
+      expect(table.stdout).toMatch(/^demo\/redis\s+west 100%\s+[0-9.]+\s+100\.0%\s+[1-9][0-9]*\s+[0-9.]+ [kMG]?B\s+[0-9.]+ [kMG]?B$/m);
+    } finally {
+      held.end();
+    }
+    // Closed: the dashboard's next samples say none is open.
+    await waitFor(async () => {
+      const overview = (await (await fetch(`http://${mesh.file.clusters.east!.metrics}/api/overview`)).json()) as { services: { name: string; tcp: { open: number } | null }[] };
+      return overview.services.find((x) => x.name === 'redis')?.tcp?.open === 0 || undefined;
+    }, 30_000, 'no redis connection open in the overview');
+  }, 70_000);
 
   test('a 1 MiB value goes up and comes back intact (checked by hash)', async () => {
     const value = randomBytes(512 * 1024).toString('hex');

@@ -276,7 +276,8 @@ function choosePair(key) {
 // ---- services ----
 
 function servedFrom(s) {
-  const t = s.traffic;
+  // A TCP service has connections, not requests: where they went, as its own table says.
+  const t = s.traffic ?? (s.tcp && s.tcp.servedFrom.length > 0 ? s.tcp : null);
   if (!t) return el('span', { class: 'muted', title: 'no requests in the window; these clusters export it' }, s.clusters.map((c) => c.cluster).join(', '));
   if (t.servedFrom.length === 0) return el('span', { class: 'bad-text' }, 'no answer');
   // Never round a share to 0% or 100% that is not.
@@ -302,7 +303,9 @@ function renderServices(o) {
     const byCluster = new Map(s.clusters.map((c) => [c.cluster, c]));
     const t = s.traffic;
     return el('tr', { 'data-service': `${s.namespace}/${s.name}` },
-      el('td', { 'data-col': 'service' }, el('a', { href: `#service=${s.namespace}/${s.name}`, 'data-open-service': `${s.namespace}/${s.name}` }, `${s.namespace}/${s.name}`), ...policyBadges(s.policies)),
+      el('td', { 'data-col': 'service' }, el('a', { href: `#service=${s.namespace}/${s.name}`, 'data-open-service': `${s.namespace}/${s.name}` }, `${s.namespace}/${s.name}`),
+        ...((s.protocols ?? []).includes('tcp') ? [' ', el('span', { class: 'badge protocol', 'data-protocol': 'tcp', title: 'a TCP service: its connections and bytes are in the TCP services table below' }, 'tcp')] : []),
+        ...policyBadges(s.policies)),
       el('td', { 'data-col': 'served-from' }, servedFrom(s)),
       el('td', { 'data-col': 'rate', class: 'num' }, fmtRate(t?.rps)),
       el('td', { 'data-col': 'success', class: `num${isNum(t?.successPercent) && t.successPercent < 99 ? ' bad-text' : ''}` }, fmtPct(t?.successPercent)),
@@ -315,6 +318,39 @@ function renderServices(o) {
       }));
   });
   $('services').replaceChildren(el('thead', {}, head), el('tbody', {}, ...rows));
+}
+
+/** Bytes per second in powers of 1000, as `isthmus stat` prints them. */
+function fmtBytes(perSecond) {
+  if (!isNum(perSecond)) return '–';
+  if (perSecond < 1000) return `${Math.round(perSecond)} B/s`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = perSecond / 1000;
+  let unit = 0;
+  while (v >= 1000 && unit < units.length - 1) { v /= 1000; unit += 1; }
+  return `${v.toFixed(1)} ${units[unit]}/s`;
+}
+
+/** TCP services (a port declared tcp, or connections seen): connections and bytes through the callers' fixed listeners. */
+function renderTcp(o) {
+  const tcp = o.services.filter((s) => s.tcp || (s.protocols ?? []).includes('tcp'));
+  if (!changed('tcp', tcp)) return;
+  $('tcp-section').hidden = tcp.length === 0;
+  const head = el('tr', {},
+    el('th', {}, 'service'), el('th', {}, 'served from'), el('th', {}, 'conn/s'), el('th', {}, 'established'),
+    el('th', {}, 'open'), el('th', {}, 'sent'), el('th', {}, 'received'));
+  const rows = tcp.map((s) => {
+    const t = s.tcp;
+    return el('tr', { 'data-service': `${s.namespace}/${s.name}` },
+      el('td', { 'data-col': 'service' }, `${s.namespace}/${s.name}`),
+      el('td', { 'data-col': 'served-from' }, servedFrom({ ...s, traffic: null })),
+      el('td', { 'data-col': 'conn-rate', class: 'num' }, fmtRate(t?.connectionsPerSecond)),
+      el('td', { 'data-col': 'established', class: `num${isNum(t?.successPercent) && t.successPercent < 99 ? ' bad-text' : ''}` }, fmtPct(t?.successPercent)),
+      el('td', { 'data-col': 'open', class: 'num' }, t ? String(t.open) : '–'),
+      el('td', { 'data-col': 'sent', class: 'num', title: 'bytes the callers sent per second' }, fmtBytes(t?.sentBytesPerSecond)),
+      el('td', { 'data-col': 'received', class: 'num', title: 'bytes the callers received per second' }, fmtBytes(t?.receivedBytesPerSecond)));
+  });
+  $('tcp').replaceChildren(el('thead', {}, head), el('tbody', {}, ...rows));
 }
 
 // ---- events ----
@@ -410,6 +446,7 @@ function render(o) {
   renderClusters(o);
   renderMatrix(o);
   renderServices(o);
+  renderTcp(o);
   renderSlos(o);
   renderEvents(o);
   record(o);
