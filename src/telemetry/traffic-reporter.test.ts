@@ -66,6 +66,54 @@ describe('TrafficReporter: a sidecar\'s requests and events, as deltas to its fe
     expect(sent.slice(3).every((r) => r.tcp === undefined)).toBe(true);
   });
 
+  test('a federation older than the tcp field refuses it: the rest of the report goes at once without it, TCP counts stay out for tcpRetryMs, then are tried again', async () => {
+    const sent: TrafficReport[] = [];
+    const errors: string[] = [];
+    let federationKnowsTcp = false;
+    let failOnce = false;
+    reporter = new TrafficReporter({
+      cluster: 'east', origins: [origin], intervalMs: 60_000, tcpRetryMs: 300, onError: (err) => errors.push(err.message),
+      send: async (r) => {
+        // What an older federation's POST /v1/reports answers (src/federation/api.ts, additionalProperties: false).
+        if (failOnce) {
+          failOnce = false;
+          throw new Error('the federation answered 503 to POST /v1/reports: {}');
+        }
+        if (r.tcp && !federationKnowsTcp) throw new Error('the federation answered 400 to POST /v1/reports: {"error":{"code":"ISTHMUS_ERR_API_BAD_REQUEST","message":"a traffic report is {...}; /tcp: Unexpected property"}}');
+        sent.push(r);
+      },
+    });
+    reporter.start();
+    await reporter.flush();
+    sent.length = 0;
+    const request = () => channels.outboundRequest.publish({ origin, service: 'demo/ledger', cluster: 'west', code: 200, seconds: 0.002, grpc: false });
+    const connection = () => channels.tcpOutbound.publish({ origin, service: 'demo/redis', cluster: 'west', result: 'connected' });
+    request();
+    connection();
+    await reporter.flush();
+    expect(sent.map((r) => [r.routes.length, r.tcp?.length])).toEqual([[1, undefined]]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/does not take TCP connection counts yet \(upgrade it/);
+    // Within tcpRetryMs: TCP counts are dropped, not kept (no report is refused for them).
+    connection();
+    request();
+    await reporter.flush();
+    expect(sent.map((r) => [r.routes.length, r.tcp?.length])).toEqual([[1, undefined], [1, undefined]]);
+    // The federation was upgraded meanwhile; after tcpRetryMs the field goes again.
+    federationKnowsTcp = true;
+    await new Promise((r) => setTimeout(r, 350));
+    connection();
+    await reporter.flush();
+    expect(sent.at(-1)?.tcp?.map((t) => t.connections)).toEqual([1]);
+    // Any other refusal keeps the whole report, TCP counts included, for the next try.
+    failOnce = true;
+    connection();
+    await reporter.flush();
+    connection();
+    await reporter.flush();
+    expect(sent.at(-1)?.tcp?.map((t) => t.connections)).toEqual([2]);
+  });
+
   test('a gRPC call is counted when it ends: failed if its head was a 5xx or its grpc-status a server error (UNAVAILABLE, INTERNAL…), not for a client-side status', async () => {
     const sent: TrafficReport[] = [];
     reporter = new TrafficReporter({ cluster: 'east', origins: [origin], intervalMs: 60_000, send: async (r) => { sent.push(r); } });

@@ -26,11 +26,18 @@ export interface TrafficReporterOptions {
    */
   emptyEvery?: number;
   onError?: (err: Error) => void;
+  /** How long TCP counts stay out of reports after a federation refused the field (default 10 min). */
+  tcpRetryMs?: number;
   /** Where the splits' backend choices are counted; absent: no split counts are reported. */
   splitCounts?: SplitCountSource;
 }
 
 const maxPendingEvents = 100;
+/** How long TCP counts stay out of reports after a federation refused them. */
+const tcpRetryMs = 10 * 60_000;
+
+/** The federation's 400 for a report field it does not know, that field being `tcp`. */
+const refusedTcp = (err: unknown): boolean => /\b400\b/.test((err as Error).message) && (err as Error).message.includes('/tcp: Unexpected property');
 
 /**
  * Counts this sidecar's outbound requests per destination service and cluster (requests,
@@ -52,6 +59,12 @@ export class TrafficReporter {
   private readonly origins: Set<object>;
   /** Intervals since a report was last sent; the first report goes whatever it holds. */
   private unsent = Infinity;
+  /**
+   * Until when TCP counts are left out of reports: a federation older than the `tcp` field refused
+   * one that had it (400, `/tcp: Unexpected property`). Its other counts go at once without it;
+   * the TCP counts of that time are dropped, and `tcp` is tried again after tcpRetryMs.
+   */
+  private tcpRefusedUntil = 0;
 
   private readonly onRequest = (m: OutboundRequestMessage): void => {
     // A gRPC call is counted when it ends, with the status it ended with (onGrpcEnded).
@@ -196,6 +209,7 @@ export class TrafficReporter {
     this.takeSplits();
     // Open connections' bytes so far join this report (each meter tells what moved since it last told anyone).
     reportOpenMeters();
+    if (Date.now() < this.tcpRefusedUntil) this.pendingTcp.clear();
     for (const [key, row] of this.pendingTcp) if (tcpRowEmpty(row)) this.pendingTcp.delete(key);
     this.unsent += 1;
     const empty = this.pending.size === 0 && this.pendingSplits.size === 0 && this.pendingTcp.size === 0 && this.events.length === 0;
@@ -215,7 +229,17 @@ export class TrafficReporter {
       ...(this.opts.admin ? { admin: this.opts.admin } : {}),
     };
     try {
-      await this.opts.send(report);
+      try {
+        await this.opts.send(report);
+      } catch (err) {
+        if (!report.tcp || !refusedTcp(err)) throw err;
+        // An older federation: the rest goes now, the TCP counts are lost, and TCP waits a while.
+        this.tcpRefusedUntil = Date.now() + (this.opts.tcpRetryMs ?? tcpRetryMs);
+        tcp.clear();
+        const { tcp: _left, ...withoutTcp } = report;
+        this.opts.onError?.(new Error(`the federation does not take TCP connection counts yet (upgrade it to this sidecar's version); they are left out of reports for ${Math.round((this.opts.tcpRetryMs ?? tcpRetryMs) / 60_000)} min: ${(err as Error).message}`));
+        await this.opts.send(withoutTcp);
+      }
     } catch (err) {
       // Not taken: what was counted meanwhile joins it, and the next interval tries again.
       this.pending = mergeRoutes(routes, this.pending.values());
