@@ -18,6 +18,11 @@ export interface OutboundObserver {
    * one). Published once the call has been `answered`, which a stream reset first comes before.
    */
   grpcEnded(grpcStatus: number | undefined): void;
+  /**
+   * A CONNECT became a TCP stream to a TCP service: counted as a TCP connection
+   * (isthmus_tcp_*), not as a request; only the span ends, named for the service.
+   */
+  handedToTcp(service: string): void;
 }
 
 /**
@@ -67,6 +72,9 @@ export function outboundObserver(origin: object, cluster: string, req: Pick<Inco
         },
         ...(code === 'connect_error' || code >= 500 ? { error: String(code) } : {}),
       });
+    },
+    handedToTcp(service) {
+      span?.end({ name: `outbound ${service}`, attributes: { 'isthmus.destination_service': service, 'network.protocol.name': 'tcp' } });
     },
     grpcEnded(grpcStatus) {
       if (answer) publishEnd(grpcStatus);

@@ -16,6 +16,9 @@ import { publishPolicyAction } from './policy-actions.js';
 import { admitRequest } from './policy-step.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
 import { traceHeader } from './trace.js';
+import type { Route } from './routing.js';
+import { dialTcpService } from './tcp-listener.js';
+import { connectTcpAlpn } from './tcp-protocol.js';
 
 /**
  * An HTTP/1.1 Upgrade (WebSocket) or a CONNECT: the policy step at the opening request, then
@@ -58,6 +61,11 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
   }
   const { route, service, action } = routed;
   const resolved = target as ResolvedTarget; // routeOf refused every other case
+  if (connect) {
+    // A TCP service (its ports declared tcp): the stream goes to its TCP inbound, as through a fixed TCP listener.
+    const alpn = connectTcpAlpn(deps.routing.catalogService(route.namespace, route.service), authorityPort(resolved.host));
+    if (alpn) return connectTcp(deps, socket, head, tunnels, route, alpn, () => observer.handedToTcp(service));
+  }
   const upstreamHead = connect
     ? `CONNECT ${resolved.host} HTTP/1.1\r\nhost: ${resolved.host}\r\n\r\n`
     : requestHead(req.method ?? 'GET', resolved.path, req.rawHeaders, headChanges(resolved.host, action?.headers));
@@ -112,6 +120,29 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
   observer.answered(tried.size > 0 ? 'connect_error' : 503, service, lastCluster);
   const message = `${service}: no endpoint could be reached after ${tried.size} attempt(s); last: ${lastError}`;
   socket.end(errorResponse(503, 'Service Unavailable', 'ISTHMUS_ERR_DATAPLANE_UPSTREAM_UNREACHABLE', message));
+}
+
+/**
+ * CONNECT to a TCP service: dialled as a fixed TCP listener dials (tcp-listener.ts: endpoints
+ * tried in locality order, ALPN isthmus-tcp, counted in isthmus_tcp_* and the traffic reports);
+ * the app gets `200 Connection Established` once the destination's TCP inbound took the stream,
+ * or a 503 naming the error when no endpoint did. Bytes the app sent after its CONNECT head go
+ * first.
+ */
+function connectTcp(deps: OutboundDeps, socket: Duplex, head: Buffer, tunnels: OpenSockets, route: Route, alpn: string[], handed: () => void): void {
+  handed();
+  socket.pause();
+  dialTcpService({ routing: deps.routing, upstreams: deps.upstreams, logger: deps.logger, idleTimeoutMs: deps.timeouts.tunnelIdleMs, sockets: tunnels }, {
+    client: socket, route, alpn, early: head.length > 0 ? head : undefined,
+    connected: () => socket.write('HTTP/1.1 200 Connection Established\r\n\r\n'),
+    failed: (code, message) => socket.end(errorResponse(503, 'Service Unavailable', code, message)),
+  });
+}
+
+/** The port of a CONNECT authority (`redis.demo.mesh:6379`), if it has one. */
+function authorityPort(authority: string): number | undefined {
+  const match = /:(\d+)$/.exec(authority);
+  return match ? Number(match[1]) : undefined;
 }
 
 /** The upgrade head's changes: the mesh Host, no trace header, and a routing rule's header modifiers. */

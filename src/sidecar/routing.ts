@@ -248,6 +248,11 @@ export class RoutingTable {
     return this.catalog?.clusters.find((c) => c.name !== this.caller.cluster && c.gateways.some((g) => `${g.address}:${g.port}` === address))?.name;
   }
 
+  /** The service's entry in the current catalog (every cluster that exports it, with its ports). */
+  catalogService(namespace: string, service: string): Catalog['services'][number] | undefined {
+    return this.catalogServices.get(`${namespace}/${service}`);
+  }
+
   knows(namespace: string, service: string): boolean {
     const key = `${namespace}/${service}`;
     return this.catalogServices.has(key) || this.localServices.has(key);

@@ -38,6 +38,21 @@ export function catalogProtocol(catalog: { readonly services: readonly Catalog['
   return ports.every((p) => p.protocol === 'tcp') ? 'tcp' : 'http';
 }
 
+/**
+ * What a CONNECT to `<service>.<ns>.mesh:<port>` reaches: for a service the catalog declares
+ * `tcp`, the TCP inbound, with the ALPN to offer (`isthmus-tcp/<port>` first when `port` is one of
+ * its published ports, as a fixed TCP listener for that port offers); undefined for anything
+ * else (an HTTP CONNECT tunnel to the destination's HTTP inbound, as before). When `port` is
+ * not a published port, the whole service's ports decide, as for a listener without a port.
+ */
+export function connectTcpAlpn(entry: Catalog['services'][number] | undefined, port: number | undefined): string[] | undefined {
+  if (!entry) return undefined;
+  const published = entry.clusters.some((c) => c.ports.some((p) => p.port === port));
+  const one = published ? port : undefined;
+  if (catalogProtocol({ services: [entry] }, entry.namespace, entry.name, one) !== 'tcp') return undefined;
+  return one === undefined ? [tcpAlpn] : [tcpPortAlpn(one), tcpAlpn];
+}
+
 /** A listener's own `protocol` wins; else what the catalog says now; else HTTP (the default). */
 export function listenerProtocol(configured: AppProtocol | undefined, fromCatalog: AppProtocol | undefined): AppProtocol {
   return configured ?? fromCatalog ?? 'http';

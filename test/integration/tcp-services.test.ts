@@ -224,6 +224,33 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     }, 30_000, 'no redis connection open in the overview');
   }, 70_000);
 
+  test('CONNECT redis.demo.mesh:6379 on east\'s proxy port reaches redis in west as TCP: curl\'s telnet through the proxy, and bytes sent with the CONNECT head; counted as TCP connections', async () => {
+    const proxy = mesh.file.clusters.east!.client.proxy;
+    const connected = async () => counter(await (await fetch(`http://${mesh.file.clusters.east!.client.admin}/metrics`)).text(), 'isthmus_tcp_connections_total', `${route},result="connected"`);
+    const before = await connected();
+    // curl -p (proxytunnel) to a telnet:// URL: CONNECT, then stdin's bytes up and redis's answers back; QUIT makes redis close.
+    const telnet = await new Promise<string>((resolve, reject) => {
+      const child = execFile('curl', ['-sS', '--max-time', '10', '-p', '-x', `http://${proxy}`, 'telnet://redis.demo.mesh:6379'], (err, stdout, stderr) => (err ? reject(new Error(`curl: ${err.message} ${stderr}`)) : resolve(stdout)));
+      child.stdin?.end('PING\r\nQUIT\r\n');
+    });
+    expect(telnet).toBe('+PONG\r\n+OK\r\n');
+    // The first bytes in the same write as the CONNECT head: they reach redis first, after the 200.
+    const [host, port] = proxy.split(':') as [string, string];
+    const raw = tcpConnect({ host, port: Number(port) });
+    let answer = '';
+    raw.on('data', (chunk: Buffer) => { answer += chunk.toString('latin1'); });
+    raw.on('error', () => undefined); // a reset shows as the answer's absence below
+    try {
+      raw.write('CONNECT redis.demo.mesh:6379 HTTP/1.1\r\nhost: redis.demo.mesh:6379\r\n\r\nPING\r\n');
+      await waitFor(async () => answer.endsWith('+PONG\r\n') || undefined, 10_000, 'the PONG after the 200');
+      expect(answer).toBe('HTTP/1.1 200 Connection Established\r\n\r\n+PONG\r\n');
+    } finally {
+      raw.destroy();
+    }
+    // Counted as TCP connections through the client sidecar (not as requests).
+    await waitFor(async () => ((await connected()) >= before + 2) || undefined, 10_000, 'two more connected TCP connections in east\'s metrics');
+  });
+
   test('a 1 MiB value goes up and comes back intact (checked by hash)', async () => {
     const value = randomBytes(512 * 1024).toString('hex');
     const [host, port] = eastListener().split(':') as [string, string];
