@@ -2,6 +2,7 @@ import { formatAuthorizationSummary, type AuthorizationSummary } from '../model/
 import { formatPolicySummary, type LiveSplit, type PolicySummary } from '../model/policy-summary.js';
 import { serviceAtGateway, type Route } from './routing.js';
 import { isoTime } from '../core/utc-text.js';
+import type { AppProtocol } from './tcp-protocol.js';
 
 export interface RouteExplanation {
   namespace: string;
@@ -24,12 +25,14 @@ export interface RouteExplanation {
   liveSplit?: LiveSplit[];
   /** Who may call the service: its namespace's mTLS mode and default, and its authorization rules. */
   authorization?: AuthorizationSummary;
+  /** What its ports declare in the catalog: `tcp` for a TCP service (its traffic is connections), else `http` (absent from a sidecar before this field: http). */
+  protocol?: AppProtocol;
 }
 
 /** Where traffic for one service goes now and why, as data (admin /routes) for people and tools. */
 export function explainRoute(
   route: Route, from: { cluster: string; zone: string }, ejected: ReadonlySet<string>, policies?: { policies: PolicySummary; liveSplit: LiveSplit[] },
-  authorization?: AuthorizationSummary,
+  authorization?: AuthorizationSummary, protocol: AppProtocol = 'http',
 ): RouteExplanation {
   const primary = route.load.loads.reduce((best, load, priority) => (load > (route.load.loads[best] ?? 0) ? priority : best), 0);
   return {
@@ -53,14 +56,19 @@ export function explainRoute(
     computedAt: isoTime(route.computedAt),
     ...policies,
     ...(authorization ? { authorization } : {}),
+    protocol,
   };
 }
 
 /** The same, as a person reads it (`isthmus explain`). */
 export function formatExplanation(e: RouteExplanation): string {
-  const lines = [`${e.namespace}/${e.service} as seen from ${e.from.cluster} (zone ${e.from.zone}): ${e.status === 'no-healthy-endpoints' ? 'NO HEALTHY ENDPOINT' : `most traffic to P${e.primary}`}`, ''];
+  const tcp = e.protocol === 'tcp';
+  const lines = [`${e.namespace}/${e.service} as seen from ${e.from.cluster} (zone ${e.from.zone}): ${e.status === 'no-healthy-endpoints' ? 'NO HEALTHY ENDPOINT' : `most traffic to P${e.primary}`}`];
+  // A TCP service's traffic is connections: say so, and how an app reaches it.
+  if (tcp) lines.push(`  a TCP service: apps reach it through a fixed TCP listener, or CONNECT ${e.service}.${e.namespace}.mesh:<port> on the proxy port`);
+  lines.push('');
   for (const p of e.priorities) {
-    lines.push(`  P${p.priority}  ${String(p.load).padStart(3)}% of requests  ${p.healthy}/${p.total} healthy  — ${p.reason}`);
+    lines.push(`  P${p.priority}  ${String(p.load).padStart(3)}% of ${tcp ? 'connections' : 'requests'}  ${p.healthy}/${p.total} healthy  — ${p.reason}`);
     for (const l of e.localities.filter((x) => x.priority === p.priority)) {
       for (const ep of l.endpoints) {
         // Ejected but healthy: every endpoint of the service is ejected, and it is routed to anyway (routing.ts).

@@ -251,6 +251,18 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     await waitFor(async () => ((await connected()) >= before + 2) || undefined, 10_000, 'two more connected TCP connections in east\'s metrics');
   });
 
+  test('isthmus explain says demo/redis is a TCP service, how apps reach it, and shares connections, not requests', async () => {
+    const explained = await isthmusOk(['explain', 'redis', '-n', 'demo', '--sidecar', mesh.file.clusters.east!.client.admin]);
+    expect(explained.stdout).toContain('a TCP service: apps reach it through a fixed TCP listener, or CONNECT redis.demo.mesh:<port> on the proxy port');
+    expect(explained.stdout).toMatch(/^ {2}P3 {2}100% of connections {2}1\/1 healthy/m);
+    const json = JSON.parse((await isthmusOk(['explain', 'redis', '-n', 'demo', '--sidecar', mesh.file.clusters.east!.client.admin, '-o', 'json'])).stdout) as { protocol?: string };
+    expect(json.protocol).toBe('tcp');
+    // An HTTP service says requests, as before.
+    const ledger = await isthmusOk(['explain', 'ledger', '-n', 'demo', '--sidecar', mesh.file.clusters.east!.client.admin]);
+    expect(ledger.stdout).toMatch(/% of requests/);
+    expect(ledger.stdout).not.toContain('a TCP service');
+  });
+
   test('a 1 MiB value goes up and comes back intact (checked by hash)', async () => {
     const value = randomBytes(512 * 1024).toString('hex');
     const [host, port] = eastListener().split(':') as [string, string];
