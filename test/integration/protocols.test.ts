@@ -263,7 +263,9 @@ describe('WebSocket and CONNECT', () => {
     for (const text of ['one', 'two', big]) ws.send(text);
     await waitFor(async () => replies.length === 3, 10_000, 'three echoes');
     expect(replies).toEqual(['one', 'two', big]);
+    const closed = new Promise((resolve) => ws.once('close', resolve));
     ws.close();
+    await closed;
   });
 
   test('a WebSocket held open shows its bytes in east\'s isthmus_tunnel_bytes_total and ledger\'s isthmus_inbound_tunnel_bytes_total before it closes, each byte once', async () => {
@@ -281,7 +283,13 @@ describe('WebSocket and CONNECT', () => {
       };
     };
     const delta = (a: Awaited<ReturnType<typeof read>>, b: Awaited<ReturnType<typeof read>>) => ({ sent: a.sent - b.sent, received: a.received - b.received, appReceived: a.appReceived - b.appReceived, appSent: a.appSent - b.appSent });
-    const before = await read();
+    // The starting point is taken once both ends agree: an earlier test's tunnel may still be
+    // closing, its last frames counted at one end before this reading and at the other after
+    // (ci102), which no later reading could make equal again.
+    const { value: before } = await waitFor(async () => {
+      const now = await read();
+      return now.appReceived === now.sent && now.appSent === now.received ? now : undefined;
+    }, 10_000, 'both ends agreeing before the test\'s tunnel opens');
     const ws = new WebSocket(`ws://${east().client.listeners['demo/ledger']!}/ws`);
     await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
     const replies: string[] = [];
