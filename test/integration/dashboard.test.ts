@@ -230,6 +230,17 @@ describe('dashboard on the federation\'s port 15014', () => {
       expect(await page.locator('#services tr[data-service] .badge[data-protocol="tcp"]').evaluateAll((badges) => badges.map((b) => b.closest('tr')?.getAttribute('data-service')))).toEqual(['demo/redis']);
       mkdirSync(resultsDir, { recursive: true });
       await page.locator('#tcp-section').screenshot({ path: join(resultsDir, 'dashboard-tcp.png') });
+      // Its service page says what applies to a TCP service's connections; an HTTP service's does not.
+      await page.locator('#services a[data-open-service="demo/redis"]').click();
+      const note = page.locator('#service-body [data-section="protocol"]');
+      await expect.poll(() => note.count(), { timeout: 10_000 }).toBe(1);
+      expect(await note.textContent()).toContain('demo/redis is a TCP service: its traffic is connections');
+      await page.locator('#service-page').screenshot({ path: join(resultsDir, 'dashboard-tcp-service-page.png') });
+      await page.locator('#services a[data-open-service="demo/ledger"]').click();
+      await expect.poll(() => page.locator('#service-body').getAttribute('data-service'), { timeout: 10_000 }).toBe('demo/ledger');
+      expect(await page.locator('#service-body [data-section="protocol"]').count()).toBe(0);
+      await page.locator('#service-close').click();
+      expect(await page.locator('#service-page').isHidden()).toBe(true);
     }, 40_000);
 
     test('an SLO applied with `isthmus policy apply` shows ok with a burn rate; a failover of demo/hello shows in the events list (screenshot)', async ({ skip }) => {

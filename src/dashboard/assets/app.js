@@ -512,7 +512,10 @@ async function refreshService(full) {
   }
   $('service-body').dataset.service = key;
   $('service-body').dataset.drawnFrom = drawnFrom;
+  // A TCP service's traffic is connections: say what of this page applies to them.
+  const tcp = (latest?.services ?? []).some((s) => `${s.namespace}/${s.name}` === key && (s.protocols ?? []).includes('tcp'));
   $('service-body').replaceChildren(
+    ...(tcp ? [el('p', { class: 'note', 'data-section': 'protocol' }, `${key} is a TCP service: its traffic is connections (the TCP services table). Authorization applies as they arrive, by the caller's identity (rules with from only); rollouts, splits, routes, faults, retries and rate limits act on HTTP requests, not on its connections.`)] : []),
     el('h3', {}, 'Splits'), ...(d.splits.length ? d.splits.map((sp) => splitEditor(key, sp, live, d.writable, rolloutActive && d.rollout?.record.split === sp.policy && sp.kind === 'TrafficSplit')) : [el('p', { class: 'muted' }, 'no HTTPRoute or TrafficSplit routes this service')]),
     el('h3', {}, 'Routes'), list(d.routes.map((r) => `${r.policy}: ${r.match} → ${r.backends.map((b) => `${b.backend.slice(b.backend.indexOf('/') + 1)} ${b.percent}%`).join(' / ')}${r.timeoutMs !== undefined ? `, timeout ${r.timeoutMs} ms` : ''}`), 'routes', 'every request goes to the service itself'),
     el('h3', {}, 'Faults'), ...(d.faults.length ? d.faults.map((f) => faultEditor(key, f, d.writable)) : [el('p', { class: 'muted' }, 'no FaultInjection on this service')]),
