@@ -237,7 +237,7 @@ describe('dashboard on the federation\'s port 15014', () => {
       expect(await note.textContent()).toContain('demo/redis is a TCP service: its traffic is connections');
       await page.locator('#service-page').screenshot({ path: join(resultsDir, 'dashboard-tcp-service-page.png') });
       await page.locator('#services a[data-open-service="demo/ledger"]').click();
-      await expect.poll(() => page.locator('#service-body').getAttribute('data-service'), { timeout: 10_000 }).toBe('demo/ledger');
+      await expect.poll(() => page!.locator('#service-body').getAttribute('data-service'), { timeout: 10_000 }).toBe('demo/ledger');
       expect(await page.locator('#service-body [data-section="protocol"]').count()).toBe(0);
       await page.locator('#service-close').click();
       expect(await page.locator('#service-page').isHidden()).toBe(true);
