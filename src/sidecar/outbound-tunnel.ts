@@ -132,6 +132,8 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
 function connectTcp(deps: OutboundDeps, socket: Duplex, head: Buffer, tunnels: OpenSockets, route: Route, alpn: string[], handed: () => void): void {
   handed();
   socket.pause();
+  // Held with the tunnels from now: the outbound closing while the stream is still being dialled ends it too.
+  tunnels.track(socket);
   dialTcpService({ routing: deps.routing, upstreams: deps.upstreams, logger: deps.logger, idleTimeoutMs: deps.timeouts.tunnelIdleMs, sockets: tunnels }, {
     client: socket, route, alpn, early: head.length > 0 ? head : undefined,
     connected: () => socket.write('HTTP/1.1 200 Connection Established\r\n\r\n'),
