@@ -92,8 +92,8 @@ describe('meteredSplice', () => {
       });
       const [how, bytes] = await ended;
       expect(how).toBe('closed');
-      // splice's own counts reach onEnd; the meter had reported everything already, so nothing more.
-      expect(bytes).toEqual({ fromA: 5, fromB: 6 });
+      // The totals reach onEnd, `early` included; the meter had reported everything already, so nothing more.
+      expect(bytes).toEqual({ fromA: 10, fromB: 6 });
       expect(reports).toEqual([[10, 6]]);
     } finally {
       close();

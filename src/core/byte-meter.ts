@@ -68,7 +68,7 @@ export interface MeteredSpliceOptions {
   early?: number;
   /** Told what moved each way since it was last told, `early` included: at each metrics scrape while open, and the rest at the end. */
   report: (fromA: number, fromB: number) => void;
-  /** splice's `onEnd`, after the last report: how it ended and the bytes splice moved (`early` not included). */
+  /** After the last report: how it ended and the connection's totals, `early` included. */
   onEnd?: (how: SpliceEnd, bytes: SplicedBytes) => void;
   bReads?: OwnReads;
   aReads?: OwnReads;
@@ -84,8 +84,9 @@ export function meteredSplice(a: Duplex, b: Duplex, opts: MeteredSpliceOptions):
   const read = (): SplicedBytes => ({ fromA: early + sofar.fromA, fromB: sofar.fromB });
   const meter = new ByteMeter(read, opts.report);
   sofar = splice(a, b, opts.idleMs, opts.open, (how, bytes) => {
-    meter.close({ fromA: early + bytes.fromA, fromB: bytes.fromB });
-    opts.onEnd?.(how, bytes);
+    const total = { fromA: early + bytes.fromA, fromB: bytes.fromB };
+    meter.close(total);
+    opts.onEnd?.(how, total);
   }, opts.bReads, opts.aReads);
   return read;
 }

@@ -1,5 +1,6 @@
 import { add, quantile, subtract, total, type Buckets } from '../model/latency-histogram.js';
 import type { TrafficRecord } from '../model/records.js';
+import { routeKey } from '../model/traffic-report.js';
 
 /** Requests of one route (source cluster → service → destination cluster) over some window. */
 export interface RouteWindow {
@@ -153,9 +154,9 @@ function tcpDifference(later: Sample, earlier: Sample): TcpWindow[] {
   for (const [from, record] of later.records) {
     const before = earlier.records.get(from);
     const sameEpoch = before !== undefined && before.epoch === record.epoch;
-    const previous = new Map<string, TcpRow>(sameEpoch ? (before.tcp ?? []).map((r) => [`${r.namespace}/${r.service}\u0000${r.to}`, r]) : []);
+    const previous = new Map<string, TcpRow>(sameEpoch ? (before.tcp ?? []).map((r) => [routeKey(r), r]) : []);
     for (const r of record.tcp ?? []) {
-      const p = previous.get(`${r.namespace}/${r.service}\u0000${r.to}`);
+      const p = previous.get(routeKey(r));
       const reset = p !== undefined && tcpCounted.some((k) => r[k] < p[k]);
       const delta = (k: typeof tcpCounted[number]) => (p && !reset ? r[k] - p[k] : r[k]);
       const open = Math.max(0, r.connections - r.failed - r.closed);

@@ -232,7 +232,7 @@ export class Gateway {
         // The caller's side reads into a buffer of its own too, so neither direction allocates per read.
         entry.sofar = meteredSplice(client, upstream, {
           idleMs: this.config.idleTimeoutMs, early: hello.length, report: this.bytesReport(entry), bReads: reads, aReads: new OwnReads(),
-          onEnd: (how, bytes) => this.ended(entry, how, hello.length + bytes.fromA, bytes.fromB),
+          onEnd: (how, bytes) => this.ended(entry, how, bytes.fromA, bytes.fromB),
         });
         client.resume();
       });

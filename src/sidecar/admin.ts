@@ -4,7 +4,6 @@ import { sendMetrics } from '../telemetry/http.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { explainRoute } from './explain.js';
 import type { RoutingTable } from './routing.js';
-import { catalogProtocol, type AppProtocol } from './tcp-protocol.js';
 import { parseTraceRequest, type TraceRequest } from './trace.js';
 import { traceRequest, type TraceDeps } from './trace-request.js';
 import { limitHttpServer } from '../core/server-limits.js';
@@ -62,7 +61,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
       const ejected = state.routing.ejected();
       const services = state.services().flatMap((s) => {
         const route = state.routing.peek(s.namespace, s.name);
-        return route ? [explainRoute(route, from, ejected, state.routing.policiesOf(s.namespace, s.name), state.routing.authorizationOf(s.namespace, s.name), protocolOf(state.routing, s.namespace, s.name))] : [];
+        return route ? [explainRoute(route, from, ejected, state.routing.policiesOf(s.namespace, s.name), state.routing.authorizationOf(s.namespace, s.name), state.routing.protocolOf(s.namespace, s.name))] : [];
       });
       return send(200, { from, identity: state.identity() ?? null, ...state.snapshot(), services });
     }
@@ -71,7 +70,7 @@ export function startSidecarAdmin(state: SidecarAdminState, host: string, port: 
       const route = state.routing.peek(match[1] as string, match[2] as string);
       if (!route) return send(404, { error: { code: 'ISTHMUS_ERR_SERVICE_UNKNOWN', message: `${match[1]}/${match[2]} is not in this sidecar's catalog` } });
       const [namespace, service] = [match[1] as string, match[2] as string];
-      return send(200, explainRoute(route, from, state.routing.ejected(), state.routing.policiesOf(namespace, service), state.routing.authorizationOf(namespace, service), protocolOf(state.routing, namespace, service)));
+      return send(200, explainRoute(route, from, state.routing.ejected(), state.routing.policiesOf(namespace, service), state.routing.authorizationOf(namespace, service), state.routing.protocolOf(namespace, service)));
     }
     if (url.pathname === '/trace') {
       if (!permitted(false)) return;
@@ -121,10 +120,4 @@ async function trace(state: SidecarAdminState, req: IncomingMessage): Promise<{ 
     if (isIsthmusError(err)) return { status: err.status, body: { error: err.toJSON() } };
     throw err;
   }
-}
-
-/** What the catalog declares for a service: `tcp` when all its ports are (tcp-protocol.ts), else `http`. */
-function protocolOf(routing: RoutingTable, namespace: string, service: string): AppProtocol {
-  const entry = routing.catalogService(namespace, service);
-  return entry ? catalogProtocol({ services: [entry] }, namespace, service) ?? 'http' : 'http';
 }

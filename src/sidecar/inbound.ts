@@ -382,7 +382,7 @@ export class Inbound {
     app.once('connect', () => {
       clearTimeout(timer);
       app.removeListener('error', refuse);
-      const exchange = new TunnelExchange(req, head.length);
+      const exchange = new TunnelExchange(req);
       if (req.method === 'CONNECT') {
         socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         this.answered(started, peer.identity, 200, undefined, req);

@@ -98,7 +98,7 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
       deps.routing.record(endpoint.address, { ok: true, kind: 'ok' }, { service, cluster: endpoint.cluster });
       tls.write(upstreamHead);
       if (head.length > 0) tls.write(head);
-      const exchange = new TunnelExchange(req, head.length);
+      const exchange = new TunnelExchange(req);
       // Recorded with the destination's answer, read as it passes (before the splice's listener).
       const cluster = endpoint.cluster;
       whenTunnelAnswered(tls, connect ? 200 : 101, (status) => observer.answered(status, service, cluster));

@@ -1,5 +1,6 @@
 import { channels } from '../core/channels.js';
 import type { Catalog } from '../model/catalog.js';
+import { serviceProtocol, type AppProtocol } from './tcp-protocol.js';
 import { pickEndpoint, pickPrepared, prepareEndpoints, retryOrder, type PickedEndpoint, type PreparedEndpoints } from '../model/balancer.js';
 import { withClusterOrder } from '../model/failover-order.js';
 import { withinScope } from '../model/failover-scope.js';
@@ -251,6 +252,11 @@ export class RoutingTable {
   /** The service's entry in the current catalog (every cluster that exports it, with its ports). */
   catalogService(namespace: string, service: string): Catalog['services'][number] | undefined {
     return this.catalogServices.get(`${namespace}/${service}`);
+  }
+
+  /** What the catalog declares for a service now (tcp-protocol.ts serviceProtocol); undefined when no cluster exports it. */
+  protocolOf(namespace: string, service: string, port?: number): AppProtocol | undefined {
+    return serviceProtocol(this.catalogService(namespace, service), port);
   }
 
   knows(namespace: string, service: string): boolean {

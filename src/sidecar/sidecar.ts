@@ -25,7 +25,7 @@ import { createOutbound } from './outbound.js';
 import { RoutingTable, type LocalEndpointsSnapshot } from './routing.js';
 import { TcpInbound } from './tcp-inbound.js';
 import { TcpListener } from './tcp-listener.js';
-import { catalogProtocol, listenerProtocol } from './tcp-protocol.js';
+import { listenerProtocol } from './tcp-protocol.js';
 import { resolveTimeouts } from './timeouts.js';
 import { Upstreams } from './upstreams.js';
 import { defaultWarmUpRequests, warmUp } from './warm-up.js';
@@ -198,7 +198,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>, logger: Logger
       const http = fixed.protocol === 'tcp' ? undefined : createOutbound({ ...outboundDeps, logger: listenerLogger }, target);
       const tcp = new TcpListener(
         { routing, upstreams, logger: listenerLogger, idleTimeoutMs: fixed.idleTimeout ? parseDuration(fixed.idleTimeout) * 1000 : timeouts.tunnelIdleMs },
-        target, () => listenerProtocol(fixed.protocol, catalogProtocol(catalog, fixed.namespace, fixed.service, fixed.port)), http,
+        target, () => listenerProtocol(fixed.protocol, routing.protocolOf(fixed.namespace, fixed.service, fixed.port)), http,
       );
       listeners[`${fixed.namespace}/${fixed.service}${fixed.port === undefined ? '' : `:${fixed.port}`}`] = await listen(tcp.server, fixed.listen);
       closers.push(() => tcp.close());

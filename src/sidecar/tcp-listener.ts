@@ -194,7 +194,7 @@ function attempt(deps: TcpListenerDeps & { sockets: OpenSockets }, stream: TcpSt
         if (!closedChannel.hasSubscribers) return;
         closedChannel.publish({
           origin, service, cluster: endpoint.cluster, end,
-          sentBytes: early + bytes.fromA, receivedBytes: bytes.fromB, seconds: (performance.now() - opened) / 1000,
+          sentBytes: bytes.fromA, receivedBytes: bytes.fromB, seconds: (performance.now() - opened) / 1000,
         });
       },
     });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { CatalogService } from '../model/catalog.js';
-import { catalogProtocol, connectTcpAlpn, listenerProtocol } from './tcp-protocol.js';
+import { connectTcpAlpn, listenerProtocol, serviceProtocol } from './tcp-protocol.js';
 
 const exported = (...portsPerCluster: { port: number; protocol: string }[][]): { services: CatalogService[] } => ({
   services: [{
@@ -9,7 +9,7 @@ const exported = (...portsPerCluster: { port: number; protocol: string }[][]): {
   }],
 });
 
-describe('catalogProtocol: what the exporting clusters declare for a service', () => {
+describe('serviceProtocol: what the exporting clusters declare for a service', () => {
   test.each([
     ['one cluster, tcp', exported([{ port: 6379, protocol: 'tcp' }]), 'tcp'],
     ['two clusters, both tcp', exported([{ port: 6379, protocol: 'tcp' }], [{ port: 7000, protocol: 'tcp' }]), 'tcp'],
@@ -19,11 +19,11 @@ describe('catalogProtocol: what the exporting clusters declare for a service', (
     ['exported with no ports', exported([]), undefined],
     ['not exported at all', { services: [] }, undefined],
   ] as const)('%s → %s', (_what, catalog, expected) => {
-    expect(catalogProtocol(catalog, 'demo', 'redis')).toBe(expected);
+    expect(serviceProtocol(catalog.services[0])).toBe(expected);
   });
 
-  test('no catalog yet: unknown', () => {
-    expect(catalogProtocol(undefined, 'demo', 'redis')).toBeUndefined();
+  test('no catalog entry: unknown', () => {
+    expect(serviceProtocol(undefined)).toBeUndefined();
   });
 });
 

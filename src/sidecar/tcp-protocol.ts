@@ -30,9 +30,9 @@ export function isTcpAlpn(name: string | false | null | undefined): boolean {
  * cluster.yaml), `http` when any is something else, undefined when no cluster exports it.
  * Clusters that disagree are a mistake; HTTP then wins, as it is the default everywhere.
  * With `port` (a listener for one port of a multi-port service), only that port counts.
+ * `entry`: the service's catalog entry (RoutingTable.protocolOf finds it by name).
  */
-export function catalogProtocol(catalog: { readonly services: readonly Catalog['services'][number][] } | undefined, namespace: string, service: string, port?: number): AppProtocol | undefined {
-  const entry = catalog?.services.find((s) => s.namespace === namespace && s.name === service);
+export function serviceProtocol(entry: Catalog['services'][number] | undefined, port?: number): AppProtocol | undefined {
   const ports = (entry?.clusters.flatMap((c) => c.ports) ?? []).filter((p) => port === undefined || p.port === port);
   if (ports.length === 0) return undefined;
   return ports.every((p) => p.protocol === 'tcp') ? 'tcp' : 'http';
@@ -49,7 +49,7 @@ export function connectTcpAlpn(entry: Catalog['services'][number] | undefined, p
   if (!entry) return undefined;
   const published = entry.clusters.some((c) => c.ports.some((p) => p.port === port));
   const one = published ? port : undefined;
-  if (catalogProtocol({ services: [entry] }, entry.namespace, entry.name, one) !== 'tcp') return undefined;
+  if (serviceProtocol(entry, one) !== 'tcp') return undefined;
   return one === undefined ? [tcpAlpn] : [tcpPortAlpn(one), tcpAlpn];
 }
 

@@ -15,15 +15,18 @@ export class TunnelExchange extends EventEmitter implements ExchangeEnd {
   closed = false;
   writableFinished = false;
 
-  /** `early`: bytes that came after the opening head, written on before the splice began. */
-  constructor(private readonly req: H1Request, private readonly early: number) {
+  constructor(private readonly req: H1Request) {
     super();
     req.response = this;
   }
 
-  /** splice's `onEnd`, with the caller's socket as its first side: closed cleanly, or idle or broken (aborted). */
+  /**
+   * meteredSplice's `onEnd`, with the caller's socket as its first side (its totals count the
+   * bytes that came after the opening head and were written on before the splice began):
+   * closed cleanly, or idle or broken (aborted).
+   */
   readonly ended = (how: SpliceEnd, bytes: SplicedBytes): void => {
-    this.req.bodyBytes = this.early + bytes.fromA;
+    this.req.bodyBytes = bytes.fromA;
     this.bodyBytes = bytes.fromB;
     this.closed = true;
     this.writableFinished = how === 'closed';

@@ -234,10 +234,11 @@ export class TrafficReporter {
       } catch (err) {
         if (!report.tcp || !refusedTcp(err)) throw err;
         // An older federation: the rest goes now, the TCP counts are lost, and TCP waits a while.
-        this.tcpRefusedUntil = Date.now() + (this.opts.tcpRetryMs ?? tcpRetryMs);
+        const waitMs = this.opts.tcpRetryMs ?? tcpRetryMs;
+        this.tcpRefusedUntil = Date.now() + waitMs;
         tcp.clear();
         const { tcp: _left, ...withoutTcp } = report;
-        this.opts.onError?.(new Error(`the federation does not take TCP connection counts yet (upgrade it to this sidecar's version); they are left out of reports for ${Math.round((this.opts.tcpRetryMs ?? tcpRetryMs) / 60_000)} min: ${(err as Error).message}`));
+        this.opts.onError?.(new Error(`the federation does not take TCP connection counts yet (upgrade it to this sidecar's version); they are left out of reports for ${Math.round(waitMs / 60_000)} min: ${(err as Error).message}`));
         await this.opts.send(withoutTcp);
       }
     } catch (err) {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { catalogProtocol } from '../../sidecar/tcp-protocol.js';
+import { serviceProtocol } from '../../sidecar/tcp-protocol.js';
 import { FakeKubeApiServer, type KubeObject } from '../../../test/helpers/fake-kube-api-server.js';
 import { waitFor } from '../../../test/helpers/cli.js';
 import { testKubePlatform } from '../../../test/helpers/kube-platform.js';
@@ -50,8 +50,8 @@ test('a Service with HTTP, gRPC and Redis ports (and a UDP one) is exported with
     expect(exported().zones).toEqual({ a: { healthy: 1, total: 1 } });
 
     // What a sidecar's listener without a protocol of its own decides from the catalog: HTTP while any port is.
-    const catalogOf = (ports: { port: number; protocol: string; name?: string }[]) => ({ services: [{ namespace: 'shop', name: 'cart', clusters: [{ cluster: 'east', region: 'us', zones: [], gateways: [], identities: [], ports }] }] });
-    expect(catalogProtocol(catalogOf(exported().ports as never), 'shop', 'cart')).toBe('http');
+    const entryOf = (ports: { port: number; protocol: string; name?: string }[]) => ({ namespace: 'shop', name: 'cart', clusters: [{ cluster: 'east', region: 'us', zones: [], gateways: [], identities: [], ports }] });
+    expect(serviceProtocol(entryOf(exported().ports as never))).toBe('http');
 
     p.meshChanged({ catalog: { revision: 1, clusters: [], invalidKeys: [], services: [] }, exportedAt: new Map() });
     await waitFor(async () => fake.get('serviceimports', 'shop', 'cart')?.status !== undefined, 5000, 'the ServiceImport');
@@ -67,7 +67,7 @@ test('a Service with HTTP, gRPC and Redis ports (and a UDP one) is exported with
     // The HTTP and gRPC ports removed: a TCP-only service, in the record, the import and the sidecar's choice.
     fake.apply('services', cart([{ name: 'cache', port: 6379, protocol: 'TCP', appProtocol: 'redis' }]));
     await waitFor(async () => exported().ports.length === 1, 5000, 'the export to carry one port');
-    expect(catalogProtocol(catalogOf(exported().ports as never), 'shop', 'cart')).toBe('tcp');
+    expect(serviceProtocol(entryOf(exported().ports as never))).toBe('tcp');
     p.meshChanged({ catalog: { revision: 2, clusters: [], invalidKeys: [], services: [] }, exportedAt: new Map() });
     await waitFor(async () => ((fake.get('serviceimports', 'shop', 'cart')?.spec as { ports: unknown[] }).ports.length === 1), 5000, 'the import to carry one port');
     expect((fake.get('serviceimports', 'shop', 'cart')?.spec as { ports: unknown[] }).ports).toEqual([{ name: 'cache', port: 6379, protocol: 'TCP' }]);
