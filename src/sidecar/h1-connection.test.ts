@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import { afterEach, describe, expect, test } from 'vitest';
 import { buildConnector } from '../core/undici.js';
 import { bodyTrailers, setBodyTrailers } from './body-trailers.js';
-import { H1Connection, type H1DispatchOptions, type ViewReader } from './h1-connection.js';
+import { H1Connection, type FieldsReader, type H1DispatchOptions, type ViewReader } from './h1-connection.js';
 import { isLentView, keepsView } from './lent-views.js';
 import { RequestBody } from './request-body.js';
 import { readSocket, sharedReadConnector } from './shared-reads.js';
@@ -58,6 +58,27 @@ function send(c: H1Connection, opts: Partial<H1DispatchOptions>, hooks: { onChun
       onResponseEnd: (_controller, trailers) => resolve({ status, headers, body: Buffer.concat(chunks), trailers: trailers as Record<string, string | string[]> }),
       onResponseError: (_controller, err) => reject(err),
     });
+  });
+}
+
+/**
+ * `send` with a handler that takes the head as fields (FieldsReader), as the sidecars' relay does:
+ * `headers` is then the fields as they came, and `objects` counts heads handed as an object.
+ */
+function sendFields(c: H1Connection, opts: Partial<H1DispatchOptions>): Promise<{ status: number; fields: readonly string[]; objects: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let status = 0;
+    let fields: readonly string[] = [];
+    let objects = 0;
+    const handler: Dispatcher.DispatchHandler & FieldsReader = {
+      onResponseFields: (_controller, s, f) => { status = s; fields = f; },
+      onResponseStart: () => { objects += 1; },
+      onResponseData: (_controller, chunk) => { chunks.push(chunk); },
+      onResponseEnd: () => resolve({ status, fields, objects, body: Buffer.concat(chunks) }),
+      onResponseError: (_controller, err) => reject(err),
+    };
+    c.dispatch({ method: 'GET', path: '/', headers: {}, ...opts } as Dispatcher.DispatchOptions, handler);
   });
 }
 
@@ -248,6 +269,17 @@ describe('H1Connection: answers', () => {
     expect(answer.trailers).toEqual({ 'grpc-status': '0' });
   });
 
+  test('a handler that takes fields gets the final head as it came (case, repeats, order) and never an object; the object form lower-cases names and gathers repeats', async () => {
+    const head = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Trace: a\r\nx-trace: b\r\nContent-Length: 2\r\n\r\nok';
+    const origin = await listen(rawServer((_head, socket) => socket.write(`HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n${head}`)));
+    const c = await connect(origin);
+    const raw = await sendFields(c, {});
+    expect(raw).toMatchObject({ status: 200, objects: 0, body: Buffer.from('ok') });
+    expect(raw.fields).toEqual(['Content-Type', 'text/plain', 'X-Trace', 'a', 'x-trace', 'b', 'Content-Length', '2']);
+    const object = await send(c, {});
+    expect(object.headers).toEqual({ 'content-type': 'text/plain', 'x-trace': ['a', 'b'], 'content-length': '2' });
+  });
+
   test('an answer delimited by the connection\'s end is complete at the end, and the connection leaves', async () => {
     const origin = await listen(rawServer((_head, socket) => socket.end('HTTP/1.1 200 OK\r\n\r\nuntil the end')));
     const c = await connect(origin);
@@ -363,16 +395,17 @@ describe('H1Connection: time and flow', () => {
     await expect(send(await connect(origin), { path: '/events', bodyTimeout: 100, openEndedTimeout: 300 })).rejects.toMatchObject({ code: 'UND_ERR_BODY_TIMEOUT' });
   });
 
-  test('Keep-Alive: timeout=2 from the server closes the idle connection a second early, before the server would', async () => {
+  test.each(['object', 'fields'])('Keep-Alive: timeout=2 from the server (a %s handler) closes the idle connection a second early, before the server would', async (kind) => {
     // The server keeps its word: 2 s after its answer it closes. Who closed first is what counts.
     let clientClosedFirst: boolean | undefined;
     const origin = await listen(rawServer((_head, socket) => {
-      socket.write('HTTP/1.1 200 OK\r\nkeep-alive: timeout=2\r\ncontent-length: 0\r\n\r\n');
+      socket.write('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=2\r\ncontent-length: 0\r\n\r\n');
       const own = setTimeout(() => { clientClosedFirst ??= false; socket.end(); }, 2_000);
       socket.once('close', () => { clientClosedFirst ??= true; clearTimeout(own); });
     }));
     const c = await connect(origin);
-    await send(c, {});
+    if (kind === 'object') await send(c, {});
+    else await sendFields(c, {});
     const started = Date.now();
     await new Promise((resolve) => c.once('disconnect', resolve));
     // Not at once: it stayed open for reuse for about a second.

@@ -6,11 +6,10 @@ import type { Connector } from '../core/undici.js';
 import { HTTPParser, releaseParser, type NativeParser, type ParseError } from './native-http-parser.js';
 import { bodyTrailers, forwardableTrailers, lastChunkWith } from './body-trailers.js';
 import { onlyChunked } from './chunked-decoder.js';
-import { invalidFieldName, invalidFieldValue } from './headers.js';
+import { fieldsObject, invalidFieldName, invalidFieldValue } from './headers.js';
 import { RawBody } from './raw-body.js';
 import { keepsView, lendView, socketHolds, viewsLength } from './lent-views.js';
 import { readOwnBuffer, readSharedBuffer, readSocket } from './shared-reads.js';
-import { openEndedAnswer } from './timeouts.js';
 
 /** The callback's return value that tells llhttp the response has no body (an answer to HEAD). */
 const skipBody = 1;
@@ -30,6 +29,15 @@ const stopAfterHead = 2;
  */
 export interface ViewReader {
   readonly takesViews: true;
+}
+
+/**
+ * A handler that takes an answer's head as the parser gave it, names and values alternating, in
+ * place of onResponseStart's object: names as the upstream spelled them, each one already checked
+ * by llhttp (a token; a value without CR, LF or NUL). A 1xx head never reaches it.
+ */
+export interface FieldsReader {
+  onResponseFields(controller: Dispatcher.DispatchController, status: number, fields: readonly string[], statusMessage: string): void;
 }
 
 type Controller = Dispatcher.DispatchController;
@@ -488,32 +496,44 @@ export class H1Connection extends EventEmitter {
     exchange.headDone = true;
     exchange.keepAlive = keepAlive;
     exchange.lastActivity = performance.now();
-    const headers: Headers = {};
+    // The fields this connection reads itself, found by their lengths before any name is
+    // lower-cased: most of a head's fields cost one comparison here.
+    let lengthField: string | undefined;
+    let lengths = 0;
+    let encoding: string | undefined;
+    let encodings = 0;
     for (let i = 0; i < fields.length; i += 2) {
-      const name = (fields[i] as string).toLowerCase();
-      const value = fields[i + 1] as string;
-      const seen = headers[name];
-      if (seen === undefined) headers[name] = value;
-      else if (typeof seen === 'string') headers[name] = [seen, value];
-      else seen.push(value);
-      if (name === 'keep-alive') this.keepAliveHint(value);
+      const name = fields[i] as string;
+      const n = name.length;
+      if (n !== 10 && n !== 14 && n !== 17) continue;
+      const lower = name.toLowerCase();
+      if (lower === 'content-length') {
+        lengthField = fields[i + 1];
+        lengths += 1;
+      } else if (lower === 'transfer-encoding') {
+        encoding = fields[i + 1];
+        encodings += 1;
+      } else if (lower === 'keep-alive') this.keepAliveHint(fields[i + 1] as string);
     }
-    if (exchange.openEndedTimeout !== undefined && !exchange.headRequest && status !== 204 && status !== 304 && openEndedAnswer(headers)) {
+    // An answer without a length is open-ended (timeouts.ts openEndedAnswer).
+    if (exchange.openEndedTimeout !== undefined && !exchange.headRequest && status !== 204 && status !== 304 && lengths === 0) {
       exchange.bodyTimeout = exchange.openEndedTimeout;
     }
     this.arm('body', exchange.bodyTimeout);
-    exchange.handler.onResponseStart?.(exchange, status, headers, statusMessage);
+    // A handler that takes the fields as they came writes them on without an object per head.
+    const handler = exchange.handler as Handler & Partial<FieldsReader>;
+    if (handler.onResponseFields !== undefined) handler.onResponseFields(exchange, status, fields, statusMessage);
+    else handler.onResponseStart?.(exchange, status, fieldsObject(fields), statusMessage);
     if (exchange.headRequest) return skipBody;
     // A body longer than one read (viewsLength), and a chunked one (its framing checked by
     // raw-body.ts as llhttp would), for a handler that takes views, is read past the parser
     // (rawBytes): no copy per chunk, which for a large download was most of a sidecar's garbage.
     // Not for statuses that have no body whatever their head says (RFC 9112 §6.3), nor for a
-    // length beside a transfer-encoding.
-    if (exchange.finished || status === 204 || status === 304 || (exchange.handler as Partial<ViewReader>).takesViews !== true) return 0;
-    const encoding = headers['transfer-encoding'];
-    const length = encoding === undefined ? viewsLength(headers['content-length']) : 0;
+    // length beside a transfer-encoding, nor for a field given twice.
+    if (exchange.finished || status === 204 || status === 304 || (handler as Partial<ViewReader>).takesViews !== true) return 0;
+    const length = encodings === 0 && lengths === 1 ? viewsLength(lengthField) : 0;
     if (length > 0) this.rawBody.counted(length);
-    else if (typeof encoding === 'string' && headers['content-length'] === undefined && onlyChunked(encoding)) this.rawBody.chunked();
+    else if (encodings === 1 && lengths === 0 && onlyChunked(encoding as string)) this.rawBody.chunked();
     else return 0;
     // Its reads go into a buffer of the socket's own, which only the views of this body use.
     if (this.socket) readOwnBuffer(this.socket);

@@ -189,6 +189,43 @@ describe('the response', () => {
   });
 });
 
+describe('a relayed head, as the upstream\'s parser gave it (writeFields)', () => {
+  const upstream = ['Content-Type', 'text/plain', 'Connection', 'close', 'Keep-Alive', 'timeout=5', 'Transfer-Encoding', 'chunked', 'X-Isthmus-Report', 'secret', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'TE', 'trailers', 'Proxy-Connection', 'x', 'Upgrade', 'h2c', 'Trailer', 'x-n'];
+
+  test.each([
+    // [what the handler adds, a field it drops, what must be in the head, what must not]
+    ['no length: chunked, its own connection fields', 'x-isthmus-report', ['Content-Type: text/plain', 'Set-Cookie: a=1', 'set-cookie: b=2', 'transfer-encoding: chunked', 'connection: keep-alive'], ['Connection: close', 'Keep-Alive:', 'Transfer-Encoding:', 'X-Isthmus-Report', 'TE:', 'Proxy-Connection', 'Upgrade', 'Trailer:']],
+    ['a length of its own, the report kept when not dropped', undefined, ['Content-Length: 3', 'X-Isthmus-Report: secret', 'Date: yesterday'], ['transfer-encoding', 'date: ']],
+  ] as const)('%s', async (label, drop, present, absent) => {
+    const withLength = label.startsWith('a length');
+    const { port } = await h1((_req, res) => {
+      res.writeFields(201, 'Made', withLength ? [...upstream, 'Content-Length', '3', 'Date', 'yesterday'] : upstream, drop);
+      res.end('abc');
+    });
+    const got = await exchange(port, 'GET / HTTP/1.1\r\nhost: a\r\n\r\n', withLength ? /abc$/ : /0\r\n\r\n$/);
+    const head = got.slice(0, got.indexOf('\r\n\r\n') + 2);
+    expect(head.startsWith('HTTP/1.1 201 Made\r\n')).toBe(true);
+    for (const line of present) expect(head).toContain(`\r\n${line}`);
+    for (const line of absent) expect(head).not.toContain(`\r\n${line}`);
+    if (!withLength) expect(head).toMatch(/\r\ndate: \w{3}, \d{2} \w{3} \d{4} /);
+  });
+
+  test('a field set before it (setHeader) is merged by name, the head\'s own value winning', async () => {
+    const { port } = await h1((_req, res) => {
+      res.setHeader('x-extra', 'mine');
+      res.setHeader('content-type', 'overridden');
+      res.writeFields(200, '', ['Content-Type', 'text/plain', 'Connection', 'close', 'Content-Length', '2'], undefined);
+      res.end('ok');
+    });
+    const got = await exchange(port, 'GET / HTTP/1.1\r\nhost: a\r\n\r\n', /ok$/);
+    expect(got).toContain('\r\nx-extra: mine\r\n');
+    expect(got).toContain('\r\ncontent-type: text/plain\r\n');
+    expect(got).not.toContain('overridden');
+    expect(got).not.toMatch(/\r\nconnection: close/i);
+    expect(got.startsWith('HTTP/1.1 200 OK\r\n')).toBe(true);
+  });
+});
+
 describe('a connection', () => {
   test('pipelined requests are answered in order, one at a time, each with its own body', async () => {
     const order: string[] = [];

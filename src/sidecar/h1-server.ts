@@ -12,6 +12,7 @@ import { lendView, socketHolds, viewsLength } from './lent-views.js';
 import { RawBody } from './raw-body.js';
 import { HTTPParser, parserMethods, releaseParser, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
+import { fieldsObject, forwardableHeaders, isHopByHop } from './headers.js';
 
 /**
  * The sidecar's HTTP/1.1 server side, on Node's own parser (native-http-parser.ts), in place of
@@ -293,7 +294,6 @@ export class H1Response extends EventEmitter {
     }
     if (!Number.isInteger(status) || status < 100 || status > 999) throw Object.assign(new RangeError(`invalid status code ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
     this.statusCode = status;
-    const req = this.req;
     let head = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
     let length = false;
     let encoding: string | undefined;
@@ -315,6 +315,41 @@ export class H1Response extends EventEmitter {
     };
     if (this.extra) for (const name in this.extra) if (fields?.[name] === undefined) add(name, this.extra[name]);
     if (fields) for (const name in fields) add(name, fields[name]);
+    return this.endHead(head, length, date, encoding, connection, knownLength);
+  }
+
+  /**
+   * The head of an answer relayed as the upstream's parser gave it (FieldsReader in
+   * h1-connection.ts: names and values alternating, each checked by llhttp already), minus the
+   * connection-specific fields and `drop` (any case): no object per head and no second check of
+   * each field. Names keep the upstream's case, as nginx and HAProxy pass them.
+   */
+  writeFields(status: number, reason: string, fields: readonly string[], drop: string | undefined): this {
+    // setHeader's fields are merged by name: the object form does that (an error path's, rare).
+    if (this.extra !== undefined) return this.writeHead(status, reason, forwardableHeaders(fieldsObject(fields), drop));
+    if (this.headersSent) throw Object.assign(new Error('the response head was written already'), { code: 'ERR_HTTP_HEADERS_SENT' });
+    if (!Number.isInteger(status) || status < 100 || status > 999) throw Object.assign(new RangeError(`invalid status code ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+    this.statusCode = status;
+    let head = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
+    let length = false;
+    let date = false;
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i] as string;
+      if (isHopByHop(name)) continue;
+      const n = name.length;
+      if (drop !== undefined && n === drop.length && name.toLowerCase() === drop) continue;
+      if (n === 4) date ||= name.toLowerCase() === 'date';
+      else if (n === 14) length ||= name.toLowerCase() === 'content-length';
+      head += `${name}: ${fields[i + 1] as string}\r\n`;
+    }
+    return this.endHead(head, length, date, undefined, undefined, undefined);
+  }
+
+  /** What every head ends with: date, framing, connection; then it waits for the first body bytes. */
+  private endHead(start: string, length: boolean, date: boolean, encoding: string | undefined, connection: string | undefined, knownLength: number | undefined): this {
+    let head = start;
+    const req = this.req;
+    const status = this.statusCode;
     this.bodyless = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     if (!date) head += `date: ${httpDateNow()}\r\n`;
     if (encoding !== undefined) this.chunked = encoding.endsWith('chunked');

@@ -18,3 +18,29 @@ export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string,
   }
   return out;
 }
+
+/**
+ * Whether a field name, in any case, is connection-specific (`hopByHop`). Only names of those
+ * lengths are lower-cased to look: a head's other fields cost a length check each.
+ */
+export function isHopByHop(name: string): boolean {
+  const n = name.length;
+  return (n === 2 || n === 7 || n === 10 || n === 16 || n === 17 || n === 18 || n === 19) && hopByHop.has(name.toLowerCase());
+}
+
+/**
+ * A head's fields as the parser gives them (names and values alternating) as one object: names
+ * lower-cased, a repeated field's values in an array in the order they came (undici's way).
+ */
+export function fieldsObject(fields: readonly string[]): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = (fields[i] as string).toLowerCase();
+    const value = fields[i + 1] as string;
+    const seen = headers[name];
+    if (seen === undefined) headers[name] = value;
+    else if (typeof seen === 'string') headers[name] = [seen, value];
+    else seen.push(value);
+  }
+  return headers;
+}

@@ -38,3 +38,14 @@ test('meshTarget lower-cases and ignores the port', () => {
   expect(meshTarget('Ledger.Demo.MESH:80')).toEqual({ service: 'ledger', namespace: 'demo' });
   expect(meshTarget('a.b.c.mesh')).toBeUndefined();
 });
+
+test('meshTarget answers a Host it saw before, and every Host after many others, as it did the first time', () => {
+  const hosts = ['Ledger.Demo.Mesh:8080', 'not-a-mesh-name', 'a.b.svc.clusterset.local', 'x.y.mesh.evil'];
+  const first = hosts.map((h) => meshTarget(h));
+  expect(first).toEqual([{ service: 'ledger', namespace: 'demo' }, undefined, { service: 'a', namespace: 'b' }, undefined]);
+  expect(hosts.map((h) => meshTarget(h))).toEqual(first);
+  // More distinct hosts than it keeps: the answers do not change.
+  for (let i = 0; i < 2000; i += 1) expect(meshTarget(`s${i}.ns.mesh`)).toEqual({ service: `s${i}`, namespace: 'ns' });
+  expect(hosts.map((h) => meshTarget(h))).toEqual(first);
+  expect(meshTarget('s1999.ns.mesh')).toEqual({ service: 's1999', namespace: 'ns' });
+});

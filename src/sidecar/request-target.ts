@@ -8,7 +8,7 @@ export interface MeshTarget { service: string; namespace: string }
 export interface FixedTarget extends MeshTarget { port?: number | undefined }
 
 export interface ResolvedTarget {
-  target: MeshTarget;
+  target: Readonly<MeshTarget>;
   /** The Host to send on: as the app wrote it, or `<service>.<namespace>.mesh[:<port>]` for a fixed listener. */
   host: string;
   /** origin-form path and query for the upstream (RFC 9112 §3.2.1). */
@@ -17,12 +17,25 @@ export interface ResolvedTarget {
 
 export type TargetRefusal = { refused: string };
 
+/**
+ * The names of recent Hosts, so that an app's requests to the same service, which all carry the
+ * same Host, cost a map lookup each rather than a replace, a lower-casing and a match. Bounded:
+ * an app that names many hosts empties it and starts again.
+ */
+const recentTargets = new Map<string, Readonly<MeshTarget> | null>();
+const recentTargetsMax = 512;
+
 /** `<service>.<ns>.mesh` or `<service>.<ns>.svc.clusterset.local` (the MCS API's name), any port. */
-export function meshTarget(host: string | undefined): MeshTarget | undefined {
+export function meshTarget(host: string | undefined): Readonly<MeshTarget> | undefined {
   if (!host) return undefined;
+  const known = recentTargets.get(host);
+  if (known !== undefined) return known ?? undefined;
   const name = host.replace(/:\d+$/, '').toLowerCase();
   const match = /^([a-z0-9-]+)\.([a-z0-9-]+)\.(?:mesh|svc\.clusterset\.local)$/.exec(name);
-  return match ? { service: match[1] as string, namespace: match[2] as string } : undefined;
+  const target = match ? Object.freeze({ service: match[1] as string, namespace: match[2] as string }) : null;
+  if (recentTargets.size >= recentTargetsMax) recentTargets.clear();
+  recentTargets.set(host, target);
+  return target ?? undefined;
 }
 
 /**

@@ -1,8 +1,8 @@
 import type { Dispatcher } from 'undici';
 import type { H1Response } from './h1-server.js';
 import { forwardableTrailers } from './body-trailers.js';
-import { forwardableHeaders } from './headers.js';
-import type { ViewReader } from './h1-connection.js';
+import { fieldsObject, forwardableHeaders } from './headers.js';
+import type { FieldsReader, ViewReader } from './h1-connection.js';
 import { isLentView, keepsView } from './lent-views.js';
 import { retriedAnswerCode } from './retry-policy.js';
 
@@ -21,7 +21,7 @@ type Controller = Dispatcher.DispatchController;
  * when the attempt failed before any byte of an answer (the caller may then retry). After the
  * head, a failure can only cut the app's response short.
  */
-export class ResponseRelay implements Dispatcher.DispatchHandler, ViewReader {
+export class ResponseRelay implements Dispatcher.DispatchHandler, ViewReader, FieldsReader {
   readonly takesViews = true;
   readonly started: Promise<number>;
   private resolve!: (status: number) => void;
@@ -64,17 +64,30 @@ export class ResponseRelay implements Dispatcher.DispatchHandler, ViewReader {
   }
 
   onResponseStart(_controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
-    if (statusCode < 200) return; // 1xx: informational, the final head follows
-    if (this.retryAnswer?.(statusCode, undefined)) {
-      this.dropping = true;
-      this.reject(Object.assign(new Error(`the destination answered ${statusCode}; retried`), { code: retriedAnswerCode, status: statusCode }));
-      return;
-    }
+    if (statusCode < 200 || this.retried(statusCode)) return; // 1xx: informational, the final head follows
     const forwarded = forwardableHeaders(headers, this.drop);
     this.decorate?.(forwarded);
     this.res.writeHead(statusCode, statusMessage ?? '', forwarded);
     this.headWritten = true;
     this.resolve(statusCode);
+  }
+
+  /** The head of an HTTP/1.1 upstream's answer, as its parser gave it (h1-connection.ts FieldsReader). */
+  onResponseFields(controller: Controller, statusCode: number, fields: readonly string[], statusMessage: string): void {
+    // A traced answer gets fields of this sidecar's own: the object form adds them.
+    if (this.decorate !== undefined) return this.onResponseStart(controller, statusCode, fieldsObject(fields), statusMessage);
+    if (this.retried(statusCode)) return;
+    this.res.writeFields(statusCode, statusMessage, fields, this.drop);
+    this.headWritten = true;
+    this.resolve(statusCode);
+  }
+
+  /** Whether the answer is held back to be retried: its body is then read to its end and dropped. */
+  private retried(statusCode: number): boolean {
+    if (!this.retryAnswer?.(statusCode, undefined)) return false;
+    this.dropping = true;
+    this.reject(Object.assign(new Error(`the destination answered ${statusCode}; retried`), { code: retriedAnswerCode, status: statusCode }));
+    return true;
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
