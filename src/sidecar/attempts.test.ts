@@ -10,7 +10,7 @@ import type { RoutingTable } from './routing.js';
  * goes to, given how the earlier ones failed. The attempts fail with the error codes undici and
  * Node raise (retry-policy.ts decides on codes only).
  */
-const observer: OutboundObserver = { propagate: () => undefined, tried: () => undefined, answered: () => undefined, grpcEnded: () => undefined, handedToTcp: () => undefined };
+const observer: OutboundObserver = { traced: false, propagate: () => undefined, tried: () => undefined, answered: () => undefined, grpcEnded: () => undefined, handedToTcp: () => undefined };
 const failWith = (code: string) => Object.assign(new Error(code), { code });
 
 function request(routing: RoutingTable, conditions: RetryCondition[]): AttemptedRequest {

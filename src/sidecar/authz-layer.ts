@@ -46,14 +46,15 @@ export class InboundAuthorization {
     return namespaceSettings(this.table, this.namespace).mtls;
   }
 
-  request(caller: CallerFacts, method: string, target: string, headers: IncomingHttpHeaders): RequestVerdict {
+  /** `request.headers` is read only when a policy applies and asks for a field (an HTTP/1.1 request builds it then). */
+  request(caller: CallerFacts, method: string, target: string, request: { readonly headers: IncomingHttpHeaders }): RequestVerdict {
     if (!authorizationApplies(this.table, this.namespace, this.service)) return { target };
     const normalised = normaliseRequestPath(target);
     if ('refused' in normalised) {
       this.publish(caller, 'path_refused', undefined);
       return { refusal: { code: 'ISTHMUS_ERR_AUTHZ_PATH_REFUSED', status: 400, message: `${normalised.refused}; ${this.name} has authorization policies, so its paths must be unambiguous` } };
     }
-    const decision = authorize(this.table, this.namespace, this.service, caller, { method, path: normalised.path, header: (n) => headerValue(headers[n]) });
+    const decision = authorize(this.table, this.namespace, this.service, caller, { method, path: normalised.path, header: (n) => headerValue(request.headers[n]) });
     if (!decision.allowed) return { refusal: this.denied(caller, decision, `${method} ${normalised.path}`) };
     return { target: `${normalised.path}${normalised.query}` };
   }

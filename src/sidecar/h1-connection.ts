@@ -61,6 +61,10 @@ const payloadMethods = new Set(['POST', 'PUT', 'PATCH']);
  * undici's dispatch options and one of this connection's own: how long an open-ended answer
  * (timeouts.ts openEndedAnswer: no content-length) may be silent once its head has come, in place
  * of `bodyTimeout` (the sidecars give timeouts.tunnelIdle). Unset, `bodyTimeout` holds throughout.
+ *
+ * `headers` may be a flat array, names and values alternating (a form undici takes too): those
+ * fields are written as they are, unchecked, so they must be fields a head's parser gave (llhttp
+ * checks every name and value) or the sidecar's own. An object's fields are checked one by one.
  */
 export type H1DispatchOptions = Dispatcher.DispatchOptions & { openEndedTimeout?: number };
 
@@ -312,9 +316,19 @@ export class H1Connection extends EventEmitter {
     let head = `${method} ${opts.path} HTTP/1.1\r\n`;
     let host = false;
     let length: number | undefined;
-    const headers = opts.headers as Record<string, string | string[] | undefined> | null | undefined;
-    for (const name in headers) {
-      const value = headers[name];
+    const headers = opts.headers as Record<string, string | string[] | undefined> | readonly string[] | null | undefined;
+    if (Array.isArray(headers)) {
+      // Fields as a head's parser gave them, and the sidecar's own (H1DispatchOptions): written as they are.
+      const fields = headers as readonly string[];
+      for (let i = 0; i < fields.length; i += 2) {
+        const name = fields[i] as string;
+        const n = name.length;
+        if (n === 4 && !host) host = name.toLowerCase() === 'host';
+        else if (n === 14 && name.toLowerCase() === 'content-length') length = Number(fields[i + 1]);
+        head += `${name}: ${fields[i + 1] as string}\r\n`;
+      }
+    } else for (const name in headers) {
+      const value = (headers as Record<string, string | string[] | undefined>)[name];
       if (value === undefined) continue;
       if (invalidFieldName.test(name)) return this.fail(exchange, failure('UND_ERR_INVALID_ARG', `invalid request header name ${JSON.stringify(name)}`));
       const lower = name.length === 4 || name.length === 14 ? name.toLowerCase() : '';

@@ -86,7 +86,14 @@ describe('the request head', () => {
     expect(ours?.url).toBe(theirs?.url);
     expect(ours?.httpVersion).toBe(theirs?.httpVersion);
     expect(ours?.rawHeaders).toEqual(theirs?.rawHeaders);
+    // A field read alone, before the joined object exists, is what the object says.
+    const names = [...new Set((theirs?.rawHeaders ?? []).filter((_v, i) => i % 2 === 0).map((n) => n.toLowerCase()))].filter((n) => n !== 'set-cookie');
+    expect(names.length).toBeGreaterThan(0);
+    const alone = Object.fromEntries([...names, 'absent'].map((n) => [n, ours?.field(n)]));
     expect({ ...ours?.headers }).toEqual({ ...theirs?.headers });
+    for (const name of names) expect(alone[name]).toBe(theirs?.headers[name]);
+    expect(alone.absent).toBeUndefined();
+    expect(ours?.field('host')).toBe(theirs?.headers.host);
   });
 
   test('bytes that are not HTTP/1.1, and an HTTP/1.1 request without Host, go to clientError; nothing reaches the handler', async () => {

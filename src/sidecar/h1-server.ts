@@ -155,7 +155,6 @@ export class H1Request {
   body: H1RequestBody | undefined;
   /** The whole request has been read (its body to the end). */
   complete = false;
-  readonly headers: IncomingHttpHeaders;
   /**
    * A chunked body's trailer fields, joined as `headers` are (node:http's IncomingMessage.trailers),
    * names lower-cased; set when the body has ended, before its end is pushed, and carried on the
@@ -172,6 +171,7 @@ export class H1Request {
   bodyBytes = 0;
   /** The answer once the request is handed on, or its tunnel's (the access log waits for its end). */
   response: ExchangeEnd | undefined;
+  private joined: IncomingHttpHeaders | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -184,8 +184,32 @@ export class H1Request {
     /** llhttp's verdict: the connection may carry another request after this one. */
     readonly keepAlive: boolean,
     readonly upgrade: boolean,
-  ) {
-    this.headers = joinFields(rawHeaders);
+  ) {}
+
+  /**
+   * The fields joined into one object as node:http's IncomingMessage has them (joinFields), built
+   * the first time something asks: the request path reads the few fields it needs with `field`.
+   */
+  get headers(): IncomingHttpHeaders {
+    return (this.joined ??= joinFields(this.rawHeaders));
+  }
+
+  /**
+   * One field's value as `headers` has it, looked up in `rawHeaders` without building the
+   * object when the field came at most once: `lower` is a lower-case name other than set-cookie.
+   */
+  field(lower: string): string | undefined {
+    if (this.joined !== undefined) return this.joined[lower] as string | undefined;
+    const raw = this.rawHeaders;
+    let found: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      if (name.length !== lower.length || name.toLowerCase() !== lower) continue;
+      // Given twice: joined as joinFields joins it (first wins, or a list).
+      if (found !== undefined) return this.headers[lower] as string | undefined;
+      found = raw[i + 1] as string;
+    }
+    return found;
   }
 
   get httpVersion(): string {
@@ -733,14 +757,14 @@ export class H1ServerConnection {
       return 2;
     }
     // RFC 9110 §6.4: a request has content when it says so by Content-Length or Transfer-Encoding.
-    const length = req.headers['content-length'];
-    if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) req.body = new H1RequestBody(this);
+    const length = req.field('content-length');
+    const encoding = req.field('transfer-encoding');
+    if ((length !== undefined && length !== '0') || encoding !== undefined) req.body = new H1RequestBody(this);
     else req.complete = true;
     this.reading = req.complete ? undefined : req;
     // A body longer than one read (viewsLength), with no transfer-encoding beside its length, and
     // a chunked body (its framing checked as llhttp would, raw-body.ts) are read past the
     // parser when the server's handlers take views: no copy per chunk.
-    const encoding = req.headers['transfer-encoding'];
     const chunked = this.options.bodyViews === true && length === undefined && encoding !== undefined && onlyChunked(encoding);
     const viewed = this.options.bodyViews === true && encoding === undefined ? viewsLength(length) : 0;
     const views = (viewed > 0 || chunked) && (this.rawBuffer !== undefined || readsAdoptable(this.socket));
@@ -780,13 +804,13 @@ export class H1ServerConnection {
   }
 
   private dispatch(req: H1Request): void {
-    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && req.headers.host === undefined) {
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && req.field('host') === undefined) {
       this.refuse(new Error('an HTTP/1.1 request without a Host field (RFC 9112 §3.2)'));
       return;
     }
     const res = new H1Response(this, req);
     this.current = res;
-    const expect = req.headers.expect;
+    const expect = req.field('expect');
     if (expect !== undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
       if (continueExpression.test(expect)) {
         this.cork();

@@ -44,3 +44,24 @@ export function fieldsObject(fields: readonly string[]): Record<string, string |
   }
   return headers;
 }
+
+/**
+ * A request head's end-to-end fields as they arrived (names and values alternating), for an
+ * HTTP/1.1 hop to write on as they are (h1-connection.ts H1DispatchOptions): without the
+ * hop-by-hop ones and the names in `drop` (lower-case; matched in any case), in their order and
+ * case, repeated fields as they came, after what `out` holds already. Fields llhttp parsed need
+ * no further check.
+ */
+export function forwardableFields(raw: readonly string[], drop: readonly string[], out: string[] = []): string[] {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (isHopByHop(name) || namedIn(name, drop)) continue;
+    out.push(name, raw[i + 1] as string);
+  }
+  return out;
+}
+
+function namedIn(name: string, names: readonly string[]): boolean {
+  for (const lower of names) if (name.length === lower.length && name.toLowerCase() === lower) return true;
+  return false;
+}

@@ -42,7 +42,7 @@ function forwardStream(inbound: Inbound, socket: Duplex, stream: H2Stream, head:
   const headers = headersOf(head.fields);
   const method = headers[':method'] ?? 'GET';
   const grpc = isGrpc(headers['content-type']);
-  const { started, span, peer } = inbound.admit(method, headers, socket as TLSSocket);
+  const { started, span, peer } = inbound.admit(method, { headers }, socket as TLSSocket);
   const { facts, exchange } = trackH2Exchange(stream, method, headers, grpc);
   stream.whenClosed(() => {
     if (exchange) exchange.requestBytes = caller.requestBytes;
@@ -55,7 +55,7 @@ function forwardStream(inbound: Inbound, socket: Duplex, stream: H2Stream, head:
   }
   let path = headers[':path'] ?? '/';
   if (inbound.authz && method !== 'CONNECT') {
-    const verdict = inbound.authz.request(peer.caller, method, path, headers);
+    const verdict = inbound.authz.request(peer.caller, method, path, { headers });
     if ('refusal' in verdict) {
       inbound.answered(started, peer.identity, verdict.refusal.status, span, facts);
       return reply(verdict.refusal.code, verdict.refusal.message);

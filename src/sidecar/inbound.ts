@@ -14,7 +14,7 @@ import { IssuingClusters, type AuthzRefusal, type InboundAuthorization } from '.
 import type { InboundRateLimit } from './inbound-rate-limit.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import { InboundApps, InboundApp, selectInboundAlpn, type AppPortSpec, type TcpPorts } from './inbound-ports.js';
-import { forwardableHeaders } from './headers.js';
+import { forwardableFields, forwardableHeaders, invalidFieldValue } from './headers.js';
 import { OwnInboundH2 } from './inbound-h2.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, repeatsHost, requestHead } from './http-head.js';
@@ -28,6 +28,9 @@ import { defaultTimeouts, inboundKeepAliveMs, type DataPlaneTimeouts } from './t
 import { encodeInboundReport, inboundReportHeader, traceHeader } from './trace.js';
 import { isTcpAlpn } from './tcp-protocol.js';
 import { TunnelExchange, whenTunnelAnswered } from './tunnel-exchange.js';
+
+/** Fields of a caller's request that never reach the app: its own identity claim, and Expect. */
+const appDropped = ['x-forwarded-client-cert', 'expect'];
 
 const requestChannel = channels.inboundRequest;
 const grpcEndedChannel = channels.grpcInboundEnded;
@@ -243,12 +246,13 @@ export class Inbound {
    * (child of the caller's traceparent, only when tracing is on, docs/tracing.md) and the
    * caller's identity, read once per connection.
    */
-  admit(method: string | undefined, headers: IncomingHttpHeaders, socket: TLSSocket): Admitted {
+  admit(method: string | undefined, request: { readonly headers: IncomingHttpHeaders }, socket: TLSSocket): Admitted {
     const started = performance.now();
+    // `request.headers` is read only with tracing on: an HTTP/1.1 request builds it when asked.
     const span = activeTracer()?.start({
       kind: 'server',
       name: this.place.service ? `inbound ${this.place.service}` : 'inbound',
-      parent: parseTraceparent(headers.traceparent, headers.tracestate),
+      parent: parseTraceparent(request.headers.traceparent, request.headers.tracestate),
       attributes: { 'isthmus.cluster': this.place.cluster, 'isthmus.service': this.place.service, 'http.request.method': method, 'network.peer.address': socket.remoteAddress },
     });
     return { started, span, peer: this.peerOf(socket) };
@@ -266,15 +270,24 @@ export class Inbound {
     }
   }
 
+  /** The fields for the app as an object: the identity's, the span's traceparent, no trace request. */
+  private changedHeaders(req: H1Request, xfcc: string | undefined, span: ActiveSpan | undefined, traced: boolean): Record<string, string | string[]> {
+    const headers = forwardableHeaders(req.headers, 'x-forwarded-client-cert');
+    this.appFields(headers, xfcc, span);
+    if (traced) delete headers[traceHeader];
+    delete headers.expect;
+    return headers;
+  }
+
   /** Counted as isthmus_requests_refused_total{listener="inbound",reason="malformed"}. */
   private refusedMalformed(): void {
     if (channels.requestRefused.hasSubscribers) channels.requestRefused.publish({ origin: this, listener: 'inbound', reason: 'malformed' });
   }
 
   private async handle(req: H1Request, res: H1Response): Promise<void> {
-    const { started, span, peer } = this.admit(req.method, req.headers, req.socket as TLSSocket);
+    const { started, span, peer } = this.admit(req.method, req, req.socket as TLSSocket);
     // `isthmus trace` asks for a report (docs/trace.md); ordinary requests pay this one lookup.
-    const traced = req.headers[traceHeader] !== undefined;
+    const traced = req.field(traceHeader) !== undefined;
     if ('error' in peer) {
       this.answered(started, undefined, 403, span, req);
       if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, null, 0, peer.error));
@@ -282,7 +295,7 @@ export class Inbound {
     }
     let target = req.url ?? '/';
     if (this.authz) {
-      const verdict = this.authz.request(peer.caller, req.method ?? 'GET', target, req.headers);
+      const verdict = this.authz.request(peer.caller, req.method ?? 'GET', target, req);
       if ('refusal' in verdict) {
         this.answered(started, peer.identity, verdict.refusal.status, span, req);
         if (traced) res.setHeader(inboundReportHeader, this.traceReport(req, peer.identity ?? null, 0, undefined, verdict.refusal.message));
@@ -304,17 +317,18 @@ export class Inbound {
       res.end(JSON.stringify({ error: { code: 'ISTHMUS_ERR_DATAPLANE_REQUEST_MALFORMED', message } }));
       return;
     }
-    const headers = forwardableHeaders(req.headers, 'x-forwarded-client-cert');
-    this.appFields(headers, peer.xfcc, span);
-    if (traced) delete headers[traceHeader];
     // Expect: 100-continue was answered by this server already; the next hop must not wait for another 100.
-    delete headers.expect;
+    // The caller's fields go on as they came, the identity's in place of any it sent; a traced
+    // request and one with a span change more (an object then).
+    const headers = traced || span !== undefined || (peer.xfcc !== undefined && invalidFieldValue.test(peer.xfcc))
+      ? this.changedHeaders(req, peer.xfcc, span, traced)
+      : forwardableFields(req.rawHeaders, appDropped, peer.xfcc === undefined ? [] : ['x-forwarded-client-cert', peer.xfcc]);
     const appStarted = traced ? performance.now() : 0;
     // A traced request's report rides on the response head (docs/trace.md).
     const relay = new ResponseRelay(res, undefined, traced
       ? (head) => { head[inboundReportHeader] = this.traceReport(req, peer.identity ?? null, performance.now() - appStarted); }
       : undefined);
-    this.apps.for(req.headers.host).pool.dispatch({
+    this.apps.for(req.field('host')).pool.dispatch({
       path: target, method: req.method as Dispatcher.HttpMethod, headers, body: req.body ?? null,
       headersTimeout: this.timeouts.responseHeadersMs, bodyTimeout: this.timeouts.streamIdleMs, openEndedTimeout: this.timeouts.tunnelIdleMs,
     } as H1DispatchOptions, relay);
@@ -356,7 +370,7 @@ export class Inbound {
     let target = req.url ?? '/';
     const verdict: { target: string } | { refusal: AuthzRefusal } | undefined = !this.authz ? undefined
       : req.method === 'CONNECT' ? refusalOrTarget(this.authz.connection(peer.caller), target)
-        : this.authz.request(peer.caller, req.method ?? 'GET', target, req.headers);
+        : this.authz.request(peer.caller, req.method ?? 'GET', target, req);
     if (verdict && 'refusal' in verdict) {
       this.answered(started, peer.identity, verdict.refusal.status, undefined, req);
       socket.end(errorResponse(verdict.refusal.status, verdict.refusal.status === 403 ? 'Forbidden' : 'Bad Request', verdict.refusal.code, verdict.refusal.message));

@@ -7,6 +7,8 @@ const requestChannel = channels.outboundRequest;
 const grpcEndedChannel = channels.grpcOutboundEnded;
 
 export interface OutboundObserver {
+  /** Tracing is on for this request: `propagate` has fields to add. */
+  readonly traced: boolean;
   /** Adds this request's traceparent (the outbound span's) to the upstream headers, when tracing is on. */
   propagate(headers: Record<string, string | string[]>): void;
   /** The endpoint an attempt goes to; the span names the last one. */
@@ -45,6 +47,7 @@ export function outboundObserver(origin: object, cluster: string, req: Pick<Inco
     if (answer && grpcEndedChannel.hasSubscribers) grpcEndedChannel.publish({ origin, ...answer, grpcStatus });
   };
   return {
+    traced: span !== undefined,
     propagate(headers) {
       if (!span) return;
       // W3C: the upstream's parent is this span; tracestate goes on only with a valid traceparent.

@@ -4,16 +4,16 @@ import type { Dispatcher } from 'undici';
 import { channels } from '../core/channels.js';
 import { errorCodes, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { applyHeaderChanges } from '../model/traffic-policy.js';
+import { applyHeaderChanges, type RuleAction } from '../model/traffic-policy.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { attemptEndpoints, attemptTimeout, resilienceOf, routeOf } from './attempts.js';
 import { admitRequest } from './policy-step.js';
 import { serveHttp1, type H1Request, type H1Response } from './h1-server.js';
-import { forwardableHeaders } from './headers.js';
+import { forwardableFields, forwardableHeaders } from './headers.js';
 import { dispatchOverH2 } from './h2-dispatch.js';
 import { repeatsHost } from './http-head.js';
 import { OwnOutboundH2 } from './outbound-h2.js';
-import { outboundObserver } from './outbound-observer.js';
+import { outboundObserver, type OutboundObserver } from './outbound-observer.js';
 import { openTunnel } from './outbound-tunnel.js';
 import { servePriorKnowledgeH2 } from './protocol-sniff.js';
 import { RequestBody } from './request-body.js';
@@ -93,7 +93,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
 
 async function proxyRequest(deps: OutboundDeps, req: H1Request, res: H1Response, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
-  const resolved = resolveTarget(req.method, req.url, req.headers.host, fixed);
+  const resolved = resolveTarget(req.method, req.url, req.field('host'), fixed);
   // The policy step needs the request only when some policy exists.
   const withPolicies = deps.routing.hasPolicies && !('refused' in resolved);
   if (withPolicies) {
@@ -115,12 +115,11 @@ async function proxyRequest(deps: OutboundDeps, req: H1Request, res: H1Response,
   const { route, service, action } = routed;
   const { host, path } = resolved as ResolvedTarget;
   // Trace mode is the admin port's (POST /trace); an app cannot ask a destination for its report.
-  const headers = forwardableHeaders(req.headers, traceHeader);
-  if (action?.headers) applyHeaderChanges(headers, action.headers);
   // Expect: 100-continue was answered by this server already; the next hop must not wait for another 100.
-  delete headers.expect;
-  headers.host = host;
-  observer.propagate(headers);
+  // The app's fields go on as they came unless a rule or a span changes some (an object then).
+  const headers = action?.headers || observer.traced || deps.upgradeToHttp2
+    ? changedHeaders(req, host, observer, action)
+    : forwardableFields(req.rawHeaders, droppedFields, ['host', host]);
   const body = req.body ? new RequestBody(req.body, deps.retryBufferBytes) : undefined;
   if (!body) req.resume();
   const method = req.method ?? 'GET';
@@ -138,11 +137,25 @@ async function proxyRequest(deps: OutboundDeps, req: H1Request, res: H1Response,
     if (deps.upgradeToHttp2) {
       // A stream on the kept HTTP/2 connection; a CircuitBreaker's maxRequests counts streams.
       const release = deps.upstreams.admitStream(upstream, breaker);
-      dispatchOverH2(deps.upstreams.h2Connection(upstream), options, relay, release);
+      // (Its fields are an object: upgradeToHttp2 sends them through changedHeaders.)
+      dispatchOverH2(deps.upstreams.h2Connection(upstream), { ...options, headers: headers as Record<string, string | string[]> }, relay, release);
     } else deps.upstreams.get(upstream, breaker).dispatch(options as Dispatcher.DispatchOptions, relay);
     return relay.started;
   });
   if (!outcome.answered) reply(res, outcome.code, outcome.message);
+}
+
+/** Fields of the app's request that never go on: the trace request, Expect, and Host (set anew). */
+const droppedFields = [traceHeader, 'expect', 'host'];
+
+/** The fields to send as an object: a rule's header changes applied, the span's traceparent added. */
+function changedHeaders(req: H1Request, host: string, observer: OutboundObserver, action: RuleAction | undefined): Record<string, string | string[]> {
+  const headers = forwardableHeaders(req.headers, traceHeader);
+  if (action?.headers) applyHeaderChanges(headers, action.headers);
+  delete headers.expect;
+  headers.host = host;
+  observer.propagate(headers);
+  return headers;
 }
 
 /** Counted as isthmus_requests_refused_total{listener="outbound",reason="malformed"}. */
