@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { channels } from '../core/channels.js';
-import { activeTracer, formatTraceparent, parseTraceparent } from '../core/tracing.js';
+import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import type { PickedEndpoint } from '../model/balancer.js';
 
 const requestChannel = channels.outboundRequest;
@@ -33,55 +33,72 @@ export interface OutboundObserver {
  * CLIENT span (docs/tracing.md). With tracing off and nobody subscribed it costs a timestamp.
  */
 export function outboundObserver(origin: object, cluster: string, req: Pick<IncomingMessage, 'method' | 'headers'> & { url?: string | undefined }, grpc = false): OutboundObserver {
-  const started = performance.now();
-  const span = activeTracer()?.start({
-    kind: 'client', name: 'outbound',
-    parent: parseTraceparent(req.headers.traceparent, req.headers.tracestate),
-    attributes: { 'isthmus.source_cluster': cluster, 'http.request.method': req.method },
-  });
-  let last: PickedEndpoint | undefined;
-  // A gRPC call's answer, kept for its end; and an end that came before the answer.
-  let answer: { service: string | undefined; cluster: string | undefined; code: number | 'connect_error'; seconds: number } | undefined;
-  let endedFirst: { grpcStatus: number | undefined } | undefined;
-  const publishEnd = (grpcStatus: number | undefined) => {
-    if (answer && grpcEndedChannel.hasSubscribers) grpcEndedChannel.publish({ origin, ...answer, grpcStatus });
-  };
-  return {
-    traced: span !== undefined,
-    propagate(headers) {
-      if (!span) return;
-      // W3C: the upstream's parent is this span; tracestate goes on only with a valid traceparent.
-      headers.traceparent = formatTraceparent(span.context);
-      if (span.context.traceState) headers.tracestate = span.context.traceState;
-      else delete headers.tracestate;
-    },
-    tried(endpoint) {
-      last = endpoint;
-    },
-    answered(code, service, destination) {
-      const seconds = (performance.now() - started) / 1000;
-      if (requestChannel.hasSubscribers) requestChannel.publish({ origin, service, cluster: destination, code, seconds, request: req, endpoint: last?.address, grpc });
-      if (grpc) {
-        answer = { service, cluster: destination, code, seconds };
-        if (endedFirst) publishEnd(endedFirst.grpcStatus);
-      }
-      span?.end({
-        // Span names stay bounded: a name the catalog does not know is not one.
-        name: service ? `outbound ${service}` : 'outbound',
-        attributes: {
-          'isthmus.destination_service': service, 'isthmus.destination_cluster': destination, 'isthmus.priority': last?.priority,
-          'http.status_code': typeof code === 'number' ? code : undefined, 'http.response.status_code': typeof code === 'number' ? code : undefined,
-          'network.peer.address': last?.address, 'isthmus.endpoint_kind': last?.kind,
-        },
-        ...(code === 'connect_error' || code >= 500 ? { error: String(code) } : {}),
-      });
-    },
-    handedToTcp(service) {
-      span?.end({ name: `outbound ${service}`, attributes: { 'isthmus.destination_service': service, 'network.protocol.name': 'tcp' } });
-    },
-    grpcEnded(grpcStatus) {
-      if (answer) publishEnd(grpcStatus);
-      else endedFirst = { grpcStatus };
-    },
-  };
+  return new RequestObserver(origin, cluster, req, grpc);
+}
+
+/** One request's observer: a class, so that a request costs one object and no closures. */
+class RequestObserver implements OutboundObserver {
+  readonly traced: boolean;
+  private readonly started = performance.now();
+  private readonly span: ActiveSpan | undefined;
+  private last: PickedEndpoint | undefined;
+  /** A gRPC call's answer, kept for its end; and an end that came before the answer. */
+  private answer: { service: string | undefined; cluster: string | undefined; code: number | 'connect_error'; seconds: number } | undefined;
+  private endedFirst: { grpcStatus: number | undefined } | undefined;
+
+  constructor(private readonly origin: object, cluster: string, private readonly req: Pick<IncomingMessage, 'method' | 'headers'> & { url?: string | undefined }, private readonly grpc: boolean) {
+    // `req.headers` is read only with tracing on: an HTTP/1.1 request builds it when asked.
+    this.span = activeTracer()?.start({
+      kind: 'client', name: 'outbound',
+      parent: parseTraceparent(req.headers.traceparent, req.headers.tracestate),
+      attributes: { 'isthmus.source_cluster': cluster, 'http.request.method': req.method },
+    });
+    this.traced = this.span !== undefined;
+  }
+
+  propagate(headers: Record<string, string | string[]>): void {
+    const span = this.span;
+    if (!span) return;
+    // W3C: the upstream's parent is this span; tracestate goes on only with a valid traceparent.
+    headers.traceparent = formatTraceparent(span.context);
+    if (span.context.traceState) headers.tracestate = span.context.traceState;
+    else delete headers.tracestate;
+  }
+
+  tried(endpoint: PickedEndpoint): void {
+    this.last = endpoint;
+  }
+
+  answered(code: number | 'connect_error', service?: string, destination?: string): void {
+    const seconds = (performance.now() - this.started) / 1000;
+    const last = this.last;
+    if (requestChannel.hasSubscribers) requestChannel.publish({ origin: this.origin, service, cluster: destination, code, seconds, request: this.req, endpoint: last?.address, grpc: this.grpc });
+    if (this.grpc) {
+      this.answer = { service, cluster: destination, code, seconds };
+      if (this.endedFirst) this.publishEnd(this.endedFirst.grpcStatus);
+    }
+    this.span?.end({
+      // Span names stay bounded: a name the catalog does not know is not one.
+      name: service ? `outbound ${service}` : 'outbound',
+      attributes: {
+        'isthmus.destination_service': service, 'isthmus.destination_cluster': destination, 'isthmus.priority': last?.priority,
+        'http.status_code': typeof code === 'number' ? code : undefined, 'http.response.status_code': typeof code === 'number' ? code : undefined,
+        'network.peer.address': last?.address, 'isthmus.endpoint_kind': last?.kind,
+      },
+      ...(code === 'connect_error' || code >= 500 ? { error: String(code) } : {}),
+    });
+  }
+
+  handedToTcp(service: string): void {
+    this.span?.end({ name: `outbound ${service}`, attributes: { 'isthmus.destination_service': service, 'network.protocol.name': 'tcp' } });
+  }
+
+  grpcEnded(grpcStatus: number | undefined): void {
+    if (this.answer) this.publishEnd(grpcStatus);
+    else this.endedFirst = { grpcStatus };
+  }
+
+  private publishEnd(grpcStatus: number | undefined): void {
+    if (this.answer && grpcEndedChannel.hasSubscribers) grpcEndedChannel.publish({ origin: this.origin, ...this.answer, grpcStatus });
+  }
 }
