@@ -23,6 +23,8 @@ export interface BenchMeshOptions {
   upgradeToHttp2?: boolean;
   /** `dev up --gateway-relay node`: our gateways copy bytes in JavaScript. */
   gatewayRelay?: RelayKind;
+  /** Child mode: the `isthmus` command to run, when not this checkout's (`bench:pair` runs another build). */
+  binPath?: string;
   /** Progress for a person watching (stderr). */
   say: (line: string) => void;
 }
@@ -58,7 +60,7 @@ export async function startBenchMesh(opts: BenchMeshOptions): Promise<BenchMesh>
  * with the proxies. dev up prints mesh.json's content on stdout (-o json) once everything listens.
  */
 async function startChild(opts: BenchMeshOptions): Promise<BenchMesh> {
-  const args = [binPath, 'dev', 'up', '--clusters', opts.clusters.join(','), '--host-base', String(opts.hostBase), '--state-dir', opts.stateDir,
+  const args = [opts.binPath ?? binPath, 'dev', 'up', '--clusters', opts.clusters.join(','), '--host-base', String(opts.hostBase), '--state-dir', opts.stateDir,
     // No sample traffic: the only requests are the bench's own. No hello-v1/hello-v2: the
     // mesh measured stays the one earlier runs measured (docs/benchmarks.md).
     '--trust-domain', opts.trustDomain, '--gateways', String(opts.gateways), '--traffic', '0', '--no-versions', '-o', 'json', ...(opts.processes ? ['--processes'] : []), ...(opts.accessLog ? ['--access-log', 'json'] : []),
