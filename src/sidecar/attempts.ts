@@ -58,7 +58,7 @@ export function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refu
     if (backend) return { code: 'ISTHMUS_ERR_DATAPLANE_NO_BACKEND', service: `${namespace}/${service}`, message: `${choice.action.policy} sends ${namespace}/${service} to ${backend.namespace}/${backend.service}${backend.subset ? ` (subset ${backend.subset.name})` : ''}, which is not in the mesh (isthmus services)` };
     return { code: 'ISTHMUS_ERR_DATAPLANE_NO_ROUTE', message: `${namespace}/${service} is not in the mesh: no cluster runs or exports it (isthmus services)` };
   }
-  const name = `${route.namespace}/${route.service}`;
+  const name = route.name;
   if (route.load.status === 'no-healthy-endpoints') {
     return { code: 'ISTHMUS_ERR_DATAPLANE_NO_HEALTHY_ENDPOINT', service: name, message: `${name} has no healthy endpoint in any cluster (isthmus explain ${service} -n ${namespace})` };
   }
@@ -74,7 +74,7 @@ export function routeOf(routing: RoutingTable, resolved: ResolvedTarget | { refu
 export function resilienceOf(routing: RoutingTable, resolved: ResolvedTarget, route: Route): { retry: RetryLimits; breaker: BreakerLimits | undefined } {
   if (routing.resilience.size === 0) return { retry: builtInRetries, breaker: undefined };
   const named = `${resolved.target.namespace}/${resolved.target.service}`;
-  const routed = `${route.namespace}/${route.service}`;
+  const routed = route.name;
   const retry = routing.resilience.of(named)?.retry ? routing.resilience.retryLimits(named) : routing.resilience.retryLimits(routed);
   return { retry, breaker: routing.resilience.of(routed)?.breaker };
 }

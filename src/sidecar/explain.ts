@@ -50,7 +50,7 @@ export function explainRoute(
       // A gateway may be ejected for this service's answers alone (routing.ts, record()).
       endpoints: l.endpoints.map((e) => ({
         address: e.address, kind: e.kind, ...(e.sni ? { sni: e.sni } : {}), healthy: e.healthy,
-        ejected: ejected.has(e.address) || (e.kind === 'gateway' && ejected.has(serviceAtGateway(e.address, `${route.namespace}/${route.service}`))),
+        ejected: ejected.has(e.address) || (e.kind === 'gateway' && ejected.has(serviceAtGateway(e.address, route.name))),
       })),
     })),
     computedAt: isoTime(route.computedAt),

@@ -26,17 +26,25 @@ afterEach(async () => {
 const answer = 'HTTP/1.1 200 OK\r\nX-Resp: 1\r\nConnection: keep-alive\r\nx-resp: 2\r\nKeep-Alive: timeout=30\r\nProxy-Connection: keep-alive\r\nTrailer: x-sum\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok';
 
 /** The chain; resolves with the outbound's address and the heads the app received. */
-async function chain(): Promise<{ outbound: string; heads: string[] }> {
+async function chain(): Promise<{ outbound: string; heads: string[]; streams: { closed: boolean }[] }> {
   const heads: string[] = [];
+  const streams: { closed: boolean }[] = [];
   const app = createNetServer((socket) => {
     let got = '';
     socket.on('data', (chunk: Buffer) => {
       got += chunk.toString('latin1');
       const end = got.indexOf('\r\n\r\n');
       if (end < 0) return;
-      heads.push(got.slice(0, end + 2));
+      const head = got.slice(0, end + 2);
+      heads.push(head);
       got = got.slice(end + 4);
-      socket.write(answer);
+      if (!head.startsWith('GET /stream ')) return void socket.write(answer);
+      // An answer that never ends: a chunk every 20 ms until the connection closes.
+      const stream = { closed: false };
+      streams.push(stream);
+      socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n');
+      const timer = setInterval(() => socket.write('5\r\ntick\n\r\n'), 20);
+      socket.once('close', () => { stream.closed = true; clearInterval(timer); });
     });
     socket.on('error', () => undefined);
   });
@@ -54,7 +62,7 @@ async function chain(): Promise<{ outbound: string; heads: string[] }> {
     await inbound.close();
     await new Promise<void>((resolve) => app.close(() => resolve()));
   });
-  return { outbound: outboundAddress, heads };
+  return { outbound: outboundAddress, heads, streams };
 }
 
 /** Sends raw bytes to `address`; resolves with what came back once `until` matches it. */
@@ -107,5 +115,26 @@ describe('fields through outbound → inbound → app (HTTP/1.1 both hops)', () 
     expect(back.filter((l) => /^(proxy-connection|trailer):/i.test(l))).toEqual([]);
     expect(back.filter((l) => /^keep-alive:/i.test(l))).not.toContain('Keep-Alive: timeout=30');
     expect(back.filter((l) => /^connection:/i.test(l))).toEqual(['connection: keep-alive']);
+  });
+
+  test('a caller that goes away in the middle of an answer: each hop stops its upstream, and the app\'s connection closes', async () => {
+    const { outbound, streams } = await chain();
+    const [host, port] = outbound.split(':') as [string, string];
+    const socket = connect(Number(port), host, () => socket.write('GET http://echo.demo.mesh/stream HTTP/1.1\r\nHost: echo.demo.mesh\r\n\r\n'));
+    socket.on('error', () => undefined);
+    // Some of the answer arrives: the chain carries it.
+    await new Promise<void>((resolve) => {
+      let got = '';
+      socket.on('data', (chunk: Buffer) => {
+        got += chunk.toString('latin1');
+        if ((got.match(/tick/g) ?? []).length >= 3) resolve();
+      });
+    });
+    expect(streams).toHaveLength(1);
+    expect(streams[0]?.closed).toBe(false);
+    socket.destroy();
+    const deadline = Date.now() + 3_000;
+    while (!streams[0]?.closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(streams[0]?.closed).toBe(true);
   });
 });

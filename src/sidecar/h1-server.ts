@@ -291,6 +291,11 @@ export class H1Response extends EventEmitter {
   private queuedBefore = false;
   /** 'close' was emitted: the answer ended, or its connection closed before it did. */
   closed = false;
+  /**
+   * Told once, before 'close', when the connection closes before this answer ended: the relay
+   * writing the answer (response-relay.ts) stops its upstream without a listener per request.
+   */
+  cutWatcher: { responseCut(): void } | undefined;
 
   constructor(private readonly connection: H1ServerConnection, readonly req: H1Request) {
     super();
@@ -1029,6 +1034,7 @@ export class H1ServerConnection {
     this.queue.length = 0;
     if (res && !res.writableEnded) {
       res.closed = true;
+      res.cutWatcher?.responseCut();
       res.emit('close');
     }
     this.release();

@@ -70,7 +70,7 @@ export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Dup
     ? `CONNECT ${resolved.host} HTTP/1.1\r\nhost: ${resolved.host}\r\n\r\n`
     : requestHead(req.method ?? 'GET', resolved.path, req.rawHeaders, headChanges(resolved.host, action?.headers));
   // A tunnel holds a connection for its life: it counts toward the backend's CircuitBreaker maxConnections.
-  const breaker = withPolicies ? deps.routing.resilience.of(`${route.namespace}/${route.service}`)?.breaker : undefined;
+  const breaker = withPolicies ? deps.routing.resilience.of(route.name)?.breaker : undefined;
   const tried = new Set<string>();
   let endpoint = deps.routing.pick(route);
   let lastError = 'no eligible endpoint';

@@ -57,10 +57,13 @@ export class ResponseRelay implements Dispatcher.DispatchHandler, ViewReader, Fi
 
   onRequestStart(controller: Controller): void {
     this.controller = controller;
-    // The app went away: stop reading (and stop the upstream sending) at once.
-    this.res.once('close', () => {
-      if (!this.res.writableFinished && !controller.aborted) controller.abort(new Error('the app closed its connection'));
-    });
+    this.res.cutWatcher = this;
+  }
+
+  /** The app went away before its answer ended: stop reading (and stop the upstream sending) at once. */
+  responseCut(): void {
+    const controller = this.controller;
+    if (controller && !this.res.writableFinished && !controller.aborted) controller.abort(new Error('the app closed its connection'));
   }
 
   onResponseStart(_controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {

@@ -30,6 +30,8 @@ export interface LocalEndpointsSnapshot {
 export interface Route {
   namespace: string;
   service: string;
+  /** `<namespace>/<service>`, made once per route: telemetry keys and labels use this one string. */
+  name: string;
   localities: ServiceLocalities;
   load: PriorityLoad;
   /** Where most traffic goes now: the lowest priority with load. */
@@ -313,7 +315,7 @@ export class RoutingTable {
     };
     const load = priorityLoad(healthCounts(localities));
     const primary = load.loads.findIndex((l) => l > 0);
-    const route: Route = { namespace, service, localities, load, prepared: prepareEndpoints(localities), primary: primary < 0 ? undefined : primary, upstreams: this.upstreamKeys(namespace, service, localities), computedAt: now };
+    const route: Route = { namespace, service, name: `${namespace}/${service}`, localities, load, prepared: prepareEndpoints(localities), primary: primary < 0 ? undefined : primary, upstreams: this.upstreamKeys(namespace, service, localities), computedAt: now };
     this.routes.set(key, route);
     // "From nowhere" before any healthy decision is the mesh starting (or a service appearing),
     // not traffic moving: no failover event and no failover count for it. Nor is a move to a

@@ -127,7 +127,7 @@ export function dialTcpService(deps: TcpListenerDeps & { sockets: OpenSockets },
 
 function attempt(deps: TcpListenerDeps & { sockets: OpenSockets }, stream: TcpStream, endpoint: PickedEndpoint | undefined, tried: Set<string>, n: number, lastError: string, lastCluster?: string): void {
   const { client, route } = stream;
-  const service = `${route.namespace}/${route.service}`;
+  const service = route.name;
   if (client.destroyed) return;
   const key = endpoint && n <= maxAttempts ? route.upstreams.get(endpoint.address) : undefined;
   if (!endpoint || !key) {

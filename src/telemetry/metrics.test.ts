@@ -4,7 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { ByteMeter } from '../core/byte-meter.js';
 import { channels } from '../core/channels.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { callerLabels } from './sidecar-metrics.js';
+import { callerLabels, ChildrenByKeys } from './sidecar-metrics.js';
 import { lagSampleMs } from './event-loop-lag.js';
 
 const sample = async (metrics: Metrics, name: string): Promise<string[]> =>
@@ -186,4 +186,17 @@ test('inbound callers are labelled by SPIFFE namespace and service account, neve
   expect(callerLabels('spiffe://dev.test/cluster/east/gateway')).toEqual({ source_namespace: 'other', source_service_account: 'other' });
   expect(callerLabels('not an id')).toEqual({ source_namespace: 'other', source_service_account: 'other' });
   expect(callerLabels(undefined)).toEqual({ source_namespace: 'unauthenticated', source_service_account: 'unauthenticated' });
+});
+
+test('metric children by three keys: found by the same keys, kept apart by any one of them, and all dropped past the cap', () => {
+  const kept = new ChildrenByKeys<string>();
+  expect(kept.set('west', 'demo/ledger', 200, 'a')).toBe('a');
+  kept.set('west', 'demo/ledger', 503, 'b');
+  kept.set('east', 'demo/ledger', 200, 'c');
+  kept.set('west', 'demo/hello', '200', 'd');
+  expect([kept.get('west', 'demo/ledger', 200), kept.get('west', 'demo/ledger', 503), kept.get('east', 'demo/ledger', 200), kept.get('west', 'demo/hello', '200')]).toEqual(['a', 'b', 'c', 'd']);
+  expect(kept.get('west', 'demo/hello', 200)).toBeUndefined();
+  for (let i = 0; i < 10_000; i += 1) kept.set('x', String(i), 0, 'filler');
+  expect(kept.get('west', 'demo/ledger', 200)).toBeUndefined();
+  expect(kept.get('x', '9999', 0)).toBe('filler');
 });

@@ -33,13 +33,14 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
     help: 'Time from the app\'s request to the response headers, through this sidecar, retries included.',
     buckets: latencyBuckets, registers,
   });
-  const outbound = new Map<string, { requests: TallyCounterChild; duration: TallyHistogramChild }>();
+  const outbound = new ChildrenByKeys<{ requests: TallyCounterChild; duration: TallyHistogramChild }>();
   listen(channels.outboundRequest, (m) => {
-    const key = `${m.cluster ?? 'none'}\u0000${m.service ?? 'unknown'}\u0000${m.code}`;
-    let children = outbound.get(key);
+    const to = m.cluster ?? 'none';
+    const service = m.service ?? 'unknown';
+    let children = outbound.get(to, service, m.code);
     if (!children) {
-      const labels = { source_cluster: cluster, destination_cluster: m.cluster ?? 'none', destination_service: m.service ?? 'unknown' };
-      children = keep(outbound, key, { requests: requests.labels({ ...labels, code: String(m.code) }), duration: duration.labels(labels) });
+      const labels = { source_cluster: cluster, destination_cluster: to, destination_service: service };
+      children = outbound.set(to, service, m.code, { requests: requests.labels({ ...labels, code: String(m.code) }), duration: duration.labels(labels) });
     }
     children.requests.inc();
     children.duration.observe(m.seconds);
@@ -57,10 +58,10 @@ export function sidecarMetrics(registry: Registry, cluster: string, sources: Sid
   });
   const destination = { destination_cluster: cluster, destination_service: sources.service ?? 'unknown' };
   const inboundDurationChild = inboundDuration.labels(destination);
-  const inboundChildren = new Map<string, TallyCounterChild>();
+  const inboundChildren = new ChildrenByKeys<TallyCounterChild>();
   listen(channels.inboundRequest, (m) => {
-    const key = `${m.peer ?? ''}\u0000${m.code}`;
-    const child = inboundChildren.get(key) ?? keep(inboundChildren, key, inbound.labels({ ...destination, ...callerLabels(m.peer), code: String(m.code) }));
+    const peer = m.peer ?? '';
+    const child = inboundChildren.get(peer, '', m.code) ?? inboundChildren.set(peer, '', m.code, inbound.labels({ ...destination, ...callerLabels(m.peer), code: String(m.code) }));
     child.inc();
     inboundDurationChild.observe(m.seconds);
   });
@@ -155,6 +156,35 @@ function keep<C>(children: Map<string, C>, key: string, child: C): C {
   if (children.size >= 10_000) children.clear();
   children.set(key, child);
   return child;
+}
+
+/**
+ * Metric children by three keys, map within map: the keys of a request's labels (catalog names, a
+ * mesh identity, a status code) are the same string objects request after request, so each lookup
+ * hashes nothing new, where one key joined from them would be a new string to hash every time.
+ * Bounded as `keep` is.
+ */
+export class ChildrenByKeys<C> {
+  private readonly children = new Map<string, Map<string, Map<number | string, C>>>();
+  private size = 0;
+
+  get(a: string, b: string, c: number | string): C | undefined {
+    return this.children.get(a)?.get(b)?.get(c);
+  }
+
+  set(a: string, b: string, c: number | string, child: C): C {
+    if (this.size >= 10_000) {
+      this.children.clear();
+      this.size = 0;
+    }
+    let byB = this.children.get(a);
+    if (!byB) this.children.set(a, (byB = new Map()));
+    let byC = byB.get(b);
+    if (!byC) byB.set(b, (byC = new Map()));
+    if (!byC.has(c)) this.size += 1;
+    byC.set(c, child);
+    return child;
+  }
 }
 
 const callers = new Map<string, { source_namespace: string; source_service_account: string }>();

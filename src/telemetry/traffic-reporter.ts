@@ -49,6 +49,7 @@ const refusedTcp = (err: unknown): boolean => /\b400\b/.test((err as Error).mess
  */
 export class TrafficReporter {
   private pending = new Map<string, RouteCounts>();
+  private readonly keys = new Map<string, Map<string, string>>();
   private pendingSplits = new Map<string, SplitCounts>();
   private pendingTcp = new Map<string, TcpCounts>();
   /** The split counts already taken into a report, by the source's own objects (a new policy snapshot brings new ones). */
@@ -86,8 +87,7 @@ export class TrafficReporter {
 
   private count(service: string, cluster: string | undefined, failed: boolean, seconds: number): void {
     const to = cluster ?? '';
-    // `<ns>/<name>\0<to>`: the same key routeKey() makes, without splitting the name per request.
-    const key = `${service}\u0000${to}`;
+    const key = this.keyOf(service, to);
     let counts = this.pending.get(key);
     if (!counts) {
       const split = service.indexOf('/');
@@ -97,6 +97,21 @@ export class TrafficReporter {
     counts.requests += 1;
     if (failed) counts.errors += 1;
     record(counts.buckets, seconds * 1000);
+  }
+
+  /**
+   * `<ns>/<name>\0<to>`, the same key routeKey() makes, without splitting the name per request;
+   * one string per pair, made once, so that a request's lookup hashes no new string.
+   */
+  private keyOf(service: string, to: string): string {
+    let byTo = this.keys.get(service);
+    if (!byTo) {
+      if (this.keys.size >= 10_000) this.keys.clear();
+      this.keys.set(service, (byTo = new Map()));
+    }
+    let key = byTo.get(to);
+    if (key === undefined) byTo.set(to, (key = `${service}\u0000${to}`));
+    return key;
   }
 
   /** The row of a TCP service and destination cluster, made at its first message. */
