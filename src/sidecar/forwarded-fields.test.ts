@@ -1,11 +1,6 @@
-import { createServer as createNetServer, connect, type Server, type Socket } from 'node:net';
+import { createServer as createNetServer, connect } from 'node:net';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { clientContext, clientId, listen, routingTo, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
-import { silentLogger } from '../core/log.js';
-import { Inbound } from './inbound.js';
-import { createOutbound } from './outbound.js';
-import { defaultTimeouts } from './timeouts.js';
-import { Upstreams } from './upstreams.js';
+import { clientId, sidecarChain, testPki, type SidecarChain, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
 
 /**
  * What passes through the chain in a head, both ways: an app's raw HTTP/1.1 request → outbound →
@@ -15,18 +10,18 @@ import { Upstreams } from './upstreams.js';
  */
 
 let pki: TestPki;
-const closers: (() => Promise<void>)[] = [];
+const chains: SidecarChain[] = [];
 beforeAll(() => {
   pki = testPki();
 });
 afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
+  for (const chain of chains.splice(0)) await chain.close();
 });
 
 const answer = 'HTTP/1.1 200 OK\r\nX-Resp: 1\r\nConnection: keep-alive\r\nx-resp: 2\r\nKeep-Alive: timeout=30\r\nProxy-Connection: keep-alive\r\nTrailer: x-sum\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok';
 
-/** The chain; resolves with the outbound's address and the heads the app received. */
-async function chain(): Promise<{ outbound: string; heads: string[]; streams: { closed: boolean }[] }> {
+/** The chain to a raw app; `heads` are the request heads the app received, `streams` its never-ending answers to /stream. */
+async function chain(): Promise<{ outbound: SidecarChain; heads: string[]; streams: { closed: boolean }[] }> {
   const heads: string[] = [];
   const streams: { closed: boolean }[] = [];
   const app = createNetServer((socket) => {
@@ -48,39 +43,9 @@ async function chain(): Promise<{ outbound: string; heads: string[]; streams: { 
     });
     socket.on('error', () => undefined);
   });
-  const appAddress = await listen(app);
-  const inbound = new Inbound({ certPem: pki.echo.certPem, chainPem: [pki.west.certPem], keyPem: pki.echo.keyPem, trustBundle: [pki.root.certPem], identity: `spiffe://example.org/ns/demo/sa/echo` },
-    appAddress, silentLogger, {}, defaultTimeouts);
-  const inboundAddress = await listen(inbound.server as unknown as Server);
-  const upstreams = new Upstreams(() => clientContext(pki));
-  const outbound = createOutbound({ cluster: 'west', routing: routingTo([inboundAddress]), upstreams, logger: silentLogger, timeouts: defaultTimeouts });
-  const outboundAddress = await listen(outbound);
-  closers.push(async () => {
-    outbound.closeAllConnections();
-    await new Promise<void>((resolve) => outbound.close(() => resolve()));
-    await upstreams.close();
-    await inbound.close();
-    await new Promise<void>((resolve) => app.close(() => resolve()));
-  });
-  return { outbound: outboundAddress, heads, streams };
-}
-
-/** Sends raw bytes to `address`; resolves with what came back once `until` matches it. */
-function exchange(address: string, bytes: string, until: RegExp): Promise<string> {
-  const [host, port] = address.split(':') as [string, string];
-  return new Promise((resolve, reject) => {
-    const socket: Socket = connect(Number(port), host, () => socket.write(bytes));
-    let got = '';
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`no whole answer: ${JSON.stringify(got)}`)); }, 5_000);
-    socket.on('data', (chunk: Buffer) => {
-      got += chunk.toString('latin1');
-      if (!until.test(got)) return;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(got);
-    });
-    socket.on('error', reject);
-  });
+  const outbound = await sidecarChain(pki, {}, app);
+  chains.push(outbound);
+  return { outbound, heads, streams };
 }
 
 const lines = (head: string) => head.split('\r\n').filter((l) => l !== '');
@@ -91,9 +56,10 @@ describe('fields through outbound → inbound → app (HTTP/1.1 both hops)', () 
     ['origin-form with a Host', 'GET /path?q=1 HTTP/1.1\r\nHOST: Echo.Demo.Mesh'],
   ])('%s: the app gets the end-to-end fields as sent, one Host, the caller\'s identity from the inbound and nothing connection-specific', async (_form, start) => {
     const { outbound, heads } = await chain();
-    const request = `${start}\r\nX-Dup: a\r\nConnection: keep-alive, X-Hop\r\nx-dup: b\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nKeep-Alive: timeout=9\r\n`
+    // `Connection: close` ends the caller's connection after the answer (send reads until then); it must not reach the app either.
+    const request = `${start}\r\nX-Dup: a\r\nConnection: close, X-Hop\r\nx-dup: b\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nKeep-Alive: timeout=9\r\n`
       + 'X-Forwarded-Client-Cert: By=spiffe://evil/x;URI=spiffe://example.org/ns/demo/sa/admin\r\nCookie: a=1\r\ncookie: b=2\r\nUser-Agent: raw/1\r\n\r\n';
-    const got = await exchange(outbound, request, /\r\n\r\nok$/);
+    const got = await outbound.send('outbound', request);
     expect(heads).toHaveLength(1);
     const app = lines(heads[0] as string);
     expect(app[0]).toBe('GET /path?q=1 HTTP/1.1');
@@ -109,17 +75,17 @@ describe('fields through outbound → inbound → app (HTTP/1.1 both hops)', () 
     expect(xfcc[0]).not.toContain('evil');
 
     // The answer: its end-to-end fields as the app sent them, connection fields the sidecar's own.
+    expect(got.endsWith('\r\n\r\nok')).toBe(true);
     const back = lines(got.slice(0, got.indexOf('\r\n\r\n')));
     expect(back[0]).toBe('HTTP/1.1 200 OK');
     expect(back.filter((l) => /^(x-resp|content-type|content-length):/i.test(l))).toEqual(['X-Resp: 1', 'x-resp: 2', 'Content-Type: text/plain', 'Content-Length: 2']);
-    expect(back.filter((l) => /^(proxy-connection|trailer):/i.test(l))).toEqual([]);
-    expect(back.filter((l) => /^keep-alive:/i.test(l))).not.toContain('Keep-Alive: timeout=30');
-    expect(back.filter((l) => /^connection:/i.test(l))).toEqual(['connection: keep-alive']);
+    expect(back.filter((l) => /^(proxy-connection|trailer|keep-alive):/i.test(l))).toEqual([]);
+    expect(back.filter((l) => /^connection:/i.test(l))).toEqual(['connection: close']);
   });
 
   test('a caller that goes away in the middle of an answer: each hop stops its upstream, and the app\'s connection closes', async () => {
     const { outbound, streams } = await chain();
-    const [host, port] = outbound.split(':') as [string, string];
+    const [host, port] = outbound.outbound.split(':') as [string, string];
     const socket = connect(Number(port), host, () => socket.write('GET http://echo.demo.mesh/stream HTTP/1.1\r\nHost: echo.demo.mesh\r\n\r\n'));
     socket.on('error', () => undefined);
     // Some of the answer arrives: the chain carries it.

@@ -12,7 +12,7 @@ import { lendView, socketHolds, viewsLength } from './lent-views.js';
 import { RawBody } from './raw-body.js';
 import { HTTPParser, parserMethods, releaseParser, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
-import { fieldsObject, forwardableHeaders, isHopByHop } from './headers.js';
+import { fieldsObject, forwardableHeaders, isField, isHopByHop } from './headers.js';
 
 /**
  * The sidecar's HTTP/1.1 server side, on Node's own parser (native-http-parser.ts), in place of
@@ -203,8 +203,7 @@ export class H1Request {
     const raw = this.rawHeaders;
     let found: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i] as string;
-      if (name.length !== lower.length || name.toLowerCase() !== lower) continue;
+      if (!isField(raw[i] as string, lower)) continue;
       // Given twice: joined as joinFields joins it (first wins, or a list).
       if (found !== undefined) return this.headers[lower] as string | undefined;
       found = raw[i + 1] as string;
@@ -316,14 +315,11 @@ export class H1Response extends EventEmitter {
   }
 
   writeHead(status: number, reason?: string | Readonly<Record<string, string | string[] | number | undefined>>, fields?: Readonly<Record<string, string | string[] | number | undefined>>, knownLength?: number): this {
-    if (this.headersSent) throw Object.assign(new Error('the response head was written already'), { code: 'ERR_HTTP_HEADERS_SENT' });
     if (typeof reason === 'object') {
       fields = reason;
       reason = undefined;
     }
-    if (!Number.isInteger(status) || status < 100 || status > 999) throw Object.assign(new RangeError(`invalid status code ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
-    this.statusCode = status;
-    let head = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
+    let head = this.statusLine(status, reason);
     let length = false;
     let encoding: string | undefined;
     let date = false;
@@ -356,22 +352,26 @@ export class H1Response extends EventEmitter {
   writeFields(status: number, reason: string, fields: readonly string[], drop: string | undefined): this {
     // setHeader's fields are merged by name: the object form does that (an error path's, rare).
     if (this.extra !== undefined) return this.writeHead(status, reason, forwardableHeaders(fieldsObject(fields), drop));
-    if (this.headersSent) throw Object.assign(new Error('the response head was written already'), { code: 'ERR_HTTP_HEADERS_SENT' });
-    if (!Number.isInteger(status) || status < 100 || status > 999) throw Object.assign(new RangeError(`invalid status code ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
-    this.statusCode = status;
-    let head = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
+    let head = this.statusLine(status, reason);
     let length = false;
     let date = false;
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
       if (isHopByHop(name)) continue;
-      const n = name.length;
-      if (drop !== undefined && n === drop.length && name.toLowerCase() === drop) continue;
-      if (n === 4) date ||= name.toLowerCase() === 'date';
-      else if (n === 14) length ||= name.toLowerCase() === 'content-length';
+      if (drop !== undefined && isField(name, drop)) continue;
+      date ||= isField(name, 'date');
+      length ||= isField(name, 'content-length');
       head += `${name}: ${fields[i + 1] as string}\r\n`;
     }
     return this.endHead(head, length, date, undefined, undefined, undefined);
+  }
+
+  /** What every head starts with, once: the status checked and kept, and its line. */
+  private statusLine(status: number, reason: string | undefined): string {
+    if (this.headersSent) throw Object.assign(new Error('the response head was written already'), { code: 'ERR_HTTP_HEADERS_SENT' });
+    if (!Number.isInteger(status) || status < 100 || status > 999) throw Object.assign(new RangeError(`invalid status code ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+    this.statusCode = status;
+    return `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
   }
 
   /** What every head ends with: date, framing, connection; then it waits for the first body bytes. */

@@ -61,7 +61,12 @@ export function forwardableFields(raw: readonly string[], drop: readonly string[
   return out;
 }
 
+/** Whether a field name as it arrived, in any case, is `lower`: its length first, so most names are never lower-cased. */
+export function isField(name: string, lower: string): boolean {
+  return name.length === lower.length && name.toLowerCase() === lower;
+}
+
 function namedIn(name: string, names: readonly string[]): boolean {
-  for (const lower of names) if (name.length === lower.length && name.toLowerCase() === lower) return true;
+  for (const lower of names) if (isField(name, lower)) return true;
   return false;
 }

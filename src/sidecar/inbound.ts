@@ -14,7 +14,7 @@ import { IssuingClusters, type AuthzRefusal, type InboundAuthorization } from '.
 import type { InboundRateLimit } from './inbound-rate-limit.js';
 import { activeTracer, formatTraceparent, parseTraceparent, type ActiveSpan } from '../core/tracing.js';
 import { InboundApps, InboundApp, selectInboundAlpn, type AppPortSpec, type TcpPorts } from './inbound-ports.js';
-import { forwardableFields, forwardableHeaders, invalidFieldValue } from './headers.js';
+import { forwardableFields, forwardableHeaders } from './headers.js';
 import { OwnInboundH2 } from './inbound-h2.js';
 import { serveAlpnH2 } from './protocol-sniff.js';
 import { errorResponse, repeatsHost, requestHead } from './http-head.js';
@@ -318,9 +318,10 @@ export class Inbound {
       return;
     }
     // Expect: 100-continue was answered by this server already; the next hop must not wait for another 100.
-    // The caller's fields go on as they came, the identity's in place of any it sent; a traced
-    // request and one with a span change more (an object then).
-    const headers = traced || span !== undefined || (peer.xfcc !== undefined && invalidFieldValue.test(peer.xfcc))
+    // The caller's fields go on as they came, the identity's in place of any it sent (made of a
+    // checked SPIFFE ID and a hex hash, peerOf: nothing to check per request); a traced request
+    // and one with a span change more (an object then).
+    const headers = traced || span !== undefined
       ? this.changedHeaders(req, peer.xfcc, span, traced)
       : forwardableFields(req.rawHeaders, appDropped, peer.xfcc === undefined ? [] : ['x-forwarded-client-cert', peer.xfcc]);
     const appStarted = traced ? performance.now() : 0;

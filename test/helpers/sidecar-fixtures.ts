@@ -57,7 +57,8 @@ export async function listen(server: Pick<Server, 'listen' | 'address'>): Promis
  * demo/echo would be: the app records every request it gets (`seen`; but for `/test/echo-body`
  * and `/test/stall`, see the app below), and `refused()` reads
  * isthmus_requests_refused_total from the two sidecars' metrics. `send` writes raw bytes to one
- * listener and returns all it answered before closing (or fails after `waitMs`).
+ * listener and returns all it answered before closing (or fails after `waitMs`). `app`, when
+ * given, is the app instead (a raw TCP server that sees heads byte for byte; `seen` stays empty).
  */
 export interface SidecarChain {
   outbound: string;
@@ -68,7 +69,7 @@ export interface SidecarChain {
   close(): Promise<void>;
 }
 
-export async function sidecarChain(pki: TestPki, timeouts: Partial<import('../../src/sidecar/timeouts.js').DataPlaneTimeouts> = {}): Promise<SidecarChain> {
+export async function sidecarChain(pki: TestPki, timeouts: Partial<import('../../src/sidecar/timeouts.js').DataPlaneTimeouts> = {}, ownApp?: Server): Promise<SidecarChain> {
   const { createServer } = await import('node:http');
   const { connect: tcpConnect } = await import('node:net');
   const { connect: tlsConnect } = await import('node:tls');
@@ -80,7 +81,7 @@ export async function sidecarChain(pki: TestPki, timeouts: Partial<import('../..
   const { Upstreams } = await import('../../src/sidecar/upstreams.js');
   const limits = { ...defaultTimeouts, ...timeouts };
   const seen: string[] = [];
-  const app = createServer((req, res) => {
+  const app = ownApp ?? createServer((req, res) => {
     // Two paths of their own for the access log's tests: the body sent back as it arrives, and
     // an answer that sends 1000 bytes and then nothing for 30 s (a caller leaves before its end).
     if (req.url === '/test/echo-body') {
