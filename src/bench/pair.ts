@@ -16,15 +16,16 @@ import type { Destination, Target } from './targets.js';
  * for a change too small to see between runs one after the other (on these shared machines a
  * build's CPU per request moves by ±10% from run to run). Each build runs a dev mesh of its own
  * (`isthmus dev up --processes`), both are loaded at once with the same same-cluster requests, and
- * each round gives the CPU per request of each mesh's sidecars on that chain and their ratio: what
- * the machine does to one round it does to both. Which mesh starts second, and its addresses,
+ * each round gives the CPU per request of each mesh's sidecars on that chain, each mesh's p50
+ * latency, and their ratios: what the machine does to one round it does to both. Which mesh starts second, and its addresses,
  * bias the ratio a little; `--against .` (this build twice) measures that bias.
  */
 
 const usage = `usage: node dist/bench/pair.js --against <checkout> [options]   (npm run bench:pair -- --against <checkout> [options])
 This checkout's sidecars against another build's, measured at the same time: each in a dev mesh of its
 own, both loaded at once with same-cluster requests (east client → east hello, 1 KiB answers); prints
-each round's CPU per request of each mesh's client and hello sidecars, the ratio this/other and its median.
+each round's CPU per request of each mesh's client and hello sidecars and each mesh's p50 latency, the
+ratios this/other and their medians.
   --against <dir>   a checkout of isthmus with dist/ built (npm ci there); "." measures the setup's own bias
   --rate <n>        requests per second to each mesh (default 500; 1..5000)
   --seconds <n>     measured seconds per round (default 30; 1..60)
@@ -46,22 +47,31 @@ export function parsePairBenchArgs(argv: string[]): PairBenchArgs | 'help' {
   return { ...pointFlags(v, 30, invalid), against: v.against, hostBase: integerFlag('host-base', v['host-base'], 1, 250, invalid), output: flags.output };
 }
 
-/** One round: the CPU per request, µs, of each mesh's sidecars on the chain, and ours over theirs. */
-export interface PairRound { round: number; oursMicros: number; theirsMicros: number; ratio: number; failed: number }
+/**
+ * One round: the CPU per request, µs, of each mesh's sidecars on the chain, and ours over theirs;
+ * and each mesh's p50 latency, ms, from the scheduled send to the answer's last byte (the app's
+ * time included, the same in both), and ours over theirs.
+ */
+export interface PairRound { round: number; oursMicros: number; theirsMicros: number; ratio: number; oursP50Ms: number; theirsP50Ms: number; p50Ratio: number; failed: number }
 
-/** Pure. A round from the CPU seconds each side's sidecars spent and the answers each side got. */
+/** Pure. A round from the CPU seconds each side's sidecars spent and the answers (and their latencies) each side got. */
 export function pairRound(round: number, ours: { cpuSeconds: number; result: OpenLoopResult }, theirs: { cpuSeconds: number; result: OpenLoopResult }): PairRound {
   const perRequest = (cpu: number, r: OpenLoopResult) => (r.ok > 0 ? (cpu / r.ok) * 1e6 : Number.NaN);
   const oursMicros = perRequest(ours.cpuSeconds, ours.result);
   const theirsMicros = perRequest(theirs.cpuSeconds, theirs.result);
-  return { round, oursMicros, theirsMicros, ratio: oursMicros / theirsMicros, failed: ours.result.failed + theirs.result.failed };
+  const oursP50Ms = ours.result.latency.percentile(50);
+  const theirsP50Ms = theirs.result.latency.percentile(50);
+  return {
+    round, oursMicros, theirsMicros, ratio: oursMicros / theirsMicros, oursP50Ms, theirsP50Ms, p50Ratio: oursP50Ms / theirsP50Ms, failed: ours.result.failed + theirs.result.failed,
+  };
 }
 
 export function formatPairRounds(rounds: PairRound[]): string {
   const n = (v: number, digits: number) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
-  const lines = [['round', 'this build µs/request', 'other build µs/request', 'this / other', 'failed']];
-  for (const r of rounds) lines.push([String(r.round), n(r.oursMicros, 1), n(r.theirsMicros, 1), n(r.ratio, 3), String(r.failed)]);
-  lines.push(['median', n(median(rounds.map((r) => r.oursMicros)), 1), n(median(rounds.map((r) => r.theirsMicros)), 1), n(median(rounds.map((r) => r.ratio)), 3), '']);
+  const lines = [['round', 'this build µs/request', 'other build µs/request', 'this / other', 'this p50 ms', 'other p50 ms', 'p50 this / other', 'failed']];
+  for (const r of rounds) lines.push([String(r.round), n(r.oursMicros, 1), n(r.theirsMicros, 1), n(r.ratio, 3), n(r.oursP50Ms, 3), n(r.theirsP50Ms, 3), n(r.p50Ratio, 3), String(r.failed)]);
+  const m = (pick: (r: PairRound) => number, digits: number) => n(median(rounds.map(pick)), digits);
+  lines.push(['median', m((r) => r.oursMicros, 1), m((r) => r.theirsMicros, 1), m((r) => r.ratio, 3), m((r) => r.oursP50Ms, 3), m((r) => r.theirsP50Ms, 3), m((r) => r.p50Ratio, 3), '']);
   return columns(lines);
 }
 
@@ -113,14 +123,17 @@ async function main(argv: string[]): Promise<number> {
       const after = readProcesses(pids);
       const spent = (side: Side) => proxiesSpent(side.sidecars, 'isthmus', destination, before, after).cpuSeconds;
       rounds.push(pairRound(round, { cpuSeconds: spent(ours), result: ourResult }, { cpuSeconds: spent(theirs), result: theirResult }));
-      say(`  round ${round}: this/other ${(rounds.at(-1) as PairRound).ratio.toFixed(3)}`);
+      const last = rounds.at(-1) as PairRound;
+      say(`  round ${round}: this/other CPU ${last.ratio.toFixed(3)}, p50 ${last.p50Ratio.toFixed(3)}`);
     }
     const source = sourceState();
     if (args.output === 'json') {
-      process.stdout.write(`${JSON.stringify({ date: new Date().toISOString(), source, settings: args, rounds, medianRatio: median(rounds.map((r) => r.ratio)) }, null, 2)}\n`);
+      const medians = { medianRatio: median(rounds.map((r) => r.ratio)), medianP50Ratio: median(rounds.map((r) => r.p50Ratio)) };
+      process.stdout.write(`${JSON.stringify({ date: new Date().toISOString(), source, settings: args, rounds, ...medians }, null, 2)}\n`);
     } else {
       process.stdout.write(`\nThis build against ${args.against}, at once: ${args.rate} requests/s to each mesh's east client → east hello, ${args.seconds} s per round\n\n${formatPairRounds(rounds)}\n`);
       process.stdout.write('- CPU = utime + stime over the round of each mesh\'s east client sidecar and east hello sidecars, per answered request\n');
+      process.stdout.write('- p50 = the median answer\'s time from its scheduled send to its last byte, through the app too (the same app in both meshes); both meshes share the machine, so it reads higher than alone\n');
       process.stdout.write(`- this build: ${source ? `commit ${source.commit}${source.uncommitted.length ? ' plus uncommitted changes' : ''}` : 'unknown'}; compare with --against . for the setup's own bias\n`);
     }
     return 0;

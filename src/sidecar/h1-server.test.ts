@@ -147,6 +147,37 @@ describe('the response', () => {
     expect(none.endsWith('\r\n\r\n')).toBe(true);
   });
 
+  test('an answer that ends goes out at once, head and body in one write, not after the rest of its tick', async () => {
+    const seen: { corkedAfterWrite: number; corkedAfterEnd: number; writes: number }[] = [];
+    const { port } = await h1((req, res) => {
+      const socket = req.socket;
+      // What the stream hands to the handle: one call per system write (writev for several chunks).
+      let writes = 0;
+      const write = socket._write.bind(socket);
+      const writev = socket._writev?.bind(socket);
+      socket._write = (...args: Parameters<Socket['_write']>) => {
+        writes += 1;
+        write(...args);
+      };
+      if (writev) {
+        socket._writev = (...args: Parameters<NonNullable<Socket['_writev']>>) => {
+          writes += 1;
+          writev(...args);
+        };
+      }
+      res.writeHead(200, { 'content-length': 10 });
+      res.write('hello');
+      const corkedAfterWrite = socket.writableCorked;
+      res.end('world');
+      // Nothing more is written in this tick: whatever went out went out in end().
+      seen.push({ corkedAfterWrite, corkedAfterEnd: socket.writableCorked, writes });
+    });
+    const got = await exchange(port, 'GET / HTTP/1.1\r\nhost: a\r\n\r\n', /helloworld$/);
+    expect(got).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    // Written in the same tick, the head and both chunks wait for the end and leave in one writev.
+    expect(seen).toEqual([{ corkedAfterWrite: 1, corkedAfterEnd: 0, writes: 1 }]);
+  });
+
   test.each([1, 2048, 2049, 70_000])('a first body chunk of %i bytes written as a Buffer arrives whole after the head, with its write callback called; HTTP/1.0 and HEAD too', async (size) => {
     const body = Buffer.alloc(size, 'x');
     body[size - 1] = 0x21;

@@ -269,7 +269,8 @@ export class H1RequestBody extends Readable {
 
 /**
  * The answer to one request. The head is written with the first body bytes (one `writev`); the
- * writes of one tick go out together (the socket is corked until the next tick, as node:http does).
+ * writes of one tick go out together (the socket is corked until the next tick, as node:http
+ * does), and an answer that ends goes out at once.
  */
 export class H1Response extends EventEmitter {
   statusCode = 200;
@@ -464,6 +465,9 @@ export class H1Response extends EventEmitter {
         this.connection.cork();
         socket.write(`0\r\n${this.trailers}\r\n`, 'latin1');
       }
+      // The answer is whole: it goes out now rather than after whatever else this tick runs (the
+      // bookkeeping below, the upstream connection going back to its pool, the parser's return).
+      this.connection.uncorkNow();
     }
     this.writableEnded = true;
     this.writableFinished = true;
