@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { clientContext, echoId, listen, routingTo, serverTls, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
 import { silentLogger } from '../core/log.js';
+import { answerFields } from './h2-tunnel-socket.js';
 import { Inbound } from './inbound.js';
 import { createOutbound } from './outbound.js';
 import { defaultTimeouts, type DataPlaneTimeouts } from './timeouts.js';
@@ -374,3 +375,140 @@ describe('bytes that are not HTTP on the outbound\'s proxy port', () => {
     expect(dest.streams).toEqual([]);
   });
 });
+
+describe('CONNECT over HTTP/2 (RFC 9113 §8.5): a tunnel, as CONNECT over HTTP/1.1 opens one', () => {
+  /** A TCP app that echoes what it reads and ends when its caller does; `seen` are its connections' bytes and ends. */
+  async function echoApp(): Promise<{ address: string; seen: { bytes: number; ended: boolean; closed: boolean }[] }> {
+    const { createServer: tcpServer } = await import('node:net');
+    const seen: { bytes: number; ended: boolean; closed: boolean }[] = [];
+    const server = tcpServer({ allowHalfOpen: true }, (socket) => {
+      const mine = { bytes: 0, ended: false, closed: false };
+      seen.push(mine);
+      socket.on('data', (c: Buffer) => { mine.bytes += c.length; });
+      socket.on('end', () => { mine.ended = true; });
+      socket.on('close', () => { mine.closed = true; });
+      socket.on('error', () => undefined);
+      socket.pipe(socket);
+    });
+    const address = await listen(server);
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    return { address, seen };
+  }
+
+  /** The destination sidecar's inbound in front of `app`; returns the address of a client sidecar's outbound that routes echo.demo.mesh to it. */
+  async function meshTo(app: string, timeouts: Partial<DataPlaneTimeouts> = {}): Promise<string> {
+    const inbound = new Inbound({ certPem: pki.echo.certPem, chainPem: [pki.west.certPem], keyPem: pki.echo.keyPem, trustBundle: [pki.root.certPem], identity: echoId },
+      app, silentLogger, {}, { ...defaultTimeouts, ...timeouts });
+    const inboundAddress = await listen(inbound.server as unknown as import('node:net').Server);
+    closers.push(() => inbound.close());
+    return outbound(inboundAddress, timeouts);
+  }
+
+  interface Tunnel { head: Record<string, string | string[] | undefined>; body: Buffer; rstCode: number | undefined }
+
+  /** Node's HTTP/2 client as the app: CONNECT `authority`, write `send` (then end, unless `keepOpen`), read until the stream closes. */
+  async function connectOverH2(outboundAddress: string, authority: string, send: Buffer, opts: { keepOpen?: boolean; resetAfterMs?: number } = {}): Promise<Tunnel> {
+    const session = connect(`http://${outboundAddress}`);
+    session.on('error', () => undefined);
+    try {
+      const stream = session.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
+      stream.on('error', () => undefined);
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      const head = await new Promise<Tunnel['head']>((resolve, reject) => {
+        stream.once('response', resolve);
+        stream.once('close', () => reject(new Error(`the stream closed before an answer (code ${stream.rstCode})`)));
+      });
+      if (send.length > 0) stream.write(send);
+      if (opts.resetAfterMs !== undefined) setTimeout(() => stream.close(constants.NGHTTP2_CANCEL), opts.resetAfterMs);
+      else if (!opts.keepOpen) stream.end();
+      await new Promise((resolve) => stream.once('close', resolve));
+      return { head, body: Buffer.concat(chunks), rstCode: stream.rstCode };
+    } finally {
+      session.destroy();
+    }
+  }
+
+  test('200 with no length, then 5 MB each way, hashed: the app\'s end (END_STREAM) reaches the echo app, whose end closes the stream cleanly', async () => {
+    const app = await echoApp();
+    const sent = Buffer.alloc(5 * 1024 * 1024);
+    for (let i = 0; i < sent.length; i += 1) sent[i] = (i * 31) % 251;
+    const tunnel = await connectOverH2(await meshTo(app.address), 'echo.demo.mesh:7000', sent);
+    expect(tunnel.head[':status']).toBe(200);
+    expect(tunnel.head['content-length']).toBeUndefined();
+    expect(tunnel.body.length).toBe(sent.length);
+    expect(tunnel.body.equals(sent)).toBe(true);
+    expect(tunnel.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+    expect(app.seen).toEqual([{ bytes: sent.length, ended: true, closed: true }]);
+  });
+
+  test('a name that is not in the mesh: 503 ISTHMUS_ERR_DATAPLANE_NO_ROUTE with its JSON body, then the stream ends', async () => {
+    const app = await echoApp();
+    const tunnel = await connectOverH2(await meshTo(app.address), 'nope.demo.mesh:80', Buffer.alloc(0), { keepOpen: true });
+    expect(tunnel.head[':status']).toBe(503);
+    expect(tunnel.head['x-isthmus-error']).toBe('ISTHMUS_ERR_DATAPLANE_NO_ROUTE');
+    expect(tunnel.head.connection).toBeUndefined();
+    expect(JSON.parse(tunnel.body.toString()).error.message).toMatch(/demo\/nope is not in the mesh/);
+    expect(Number(tunnel.head['content-length'])).toBe(tunnel.body.length);
+    expect(app.seen).toEqual([]);
+  });
+
+  test('the destination\'s app does not accept: the destination sidecar\'s 502 comes back as the stream\'s answer', async () => {
+    const app = await echoApp();
+    // A port with nobody behind it: taken, then let go.
+    const { createServer: tcpServer } = await import('node:net');
+    const taken = tcpServer();
+    const closedPort = await listen(taken);
+    await new Promise<void>((resolve) => taken.close(() => resolve()));
+    const tunnel = await connectOverH2(await meshTo(closedPort), 'echo.demo.mesh:7000', Buffer.alloc(0), { keepOpen: true });
+    expect(tunnel.head[':status']).toBe(502);
+    expect(tunnel.head['x-isthmus-error']).toBe('ISTHMUS_ERR_DATAPLANE_APP_UNREACHABLE');
+    expect(app.seen).toEqual([]);
+  });
+
+  test('the app resets its CONNECT stream: the tunnel goes, and the echo app\'s connection is closed', async () => {
+    const app = await echoApp();
+    const tunnel = await connectOverH2(await meshTo(app.address), 'echo.demo.mesh:7000', Buffer.from('ping'), { resetAfterMs: 100 });
+    expect(tunnel.head[':status']).toBe(200);
+    expect(tunnel.body.toString()).toBe('ping');
+    await waitUntil(() => app.seen[0]?.closed === true, 5_000);
+    expect(app.seen[0]?.bytes).toBe(4);
+  });
+
+  test('a silent tunnel is closed after timeouts.tunnelIdle, its stream reset with CONNECT_ERROR', async () => {
+    const app = await echoApp();
+    const tunnel = await connectOverH2(await meshTo(app.address, { tunnelIdleMs: 300 }), 'echo.demo.mesh:7000', Buffer.from('once'), { keepOpen: true });
+    expect(tunnel.body.toString()).toBe('once');
+    expect(tunnel.rstCode).toBe(constants.NGHTTP2_CONNECT_ERROR);
+    await waitUntil(() => app.seen[0]?.closed === true, 5_000);
+  });
+});
+
+describe('the head of a tunnel\'s answer as HTTP/2 fields (answerFields)', () => {
+  test.each([
+    ['HTTP/1.1 200 Connection Established', [':status', '200']],
+    ['HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\nX-A: b', [':status', '200', 'x-a', 'b']],
+    ['HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 42\r\nconnection: close', [':status', '503', 'content-type', 'application/json', 'content-length', '42']],
+    ['HTTP/1.0 403 Forbidden\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c', [':status', '403']],
+  ])('%j', (head, fields) => {
+    expect(answerFields(head)).toEqual(fields);
+  });
+
+  test.each([
+    ['HTTP/1.1 101 Switching Protocols', /final status line/],
+    ['SSH-2.0-OpenSSH_9.2', /final status line/],
+    ['HTTP/1.1 200 OK\r\nno colon here', /malformed field line/],
+  ])('%j is refused', (head, message) => {
+    const fields = answerFields(head);
+    expect(fields).toBeInstanceOf(Error);
+    expect((fields as Error).message).toMatch(message);
+  });
+});
+
+async function waitUntil(check: () => boolean, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`not true within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,5 +1,4 @@
 import { STATUS_CODES } from 'node:http';
-import type { H1Request } from './h1-server.js';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCodes } from '../core/errors.js';
@@ -11,7 +10,7 @@ import { maxAttempts, routeOf } from './attempts.js';
 import { errorResponse, requestHead, type HeadChanges } from './http-head.js';
 import type { OutboundDeps } from './outbound.js';
 import { outboundObserver } from './outbound-observer.js';
-import { TunnelExchange, whenTunnelAnswered } from './tunnel-exchange.js';
+import { TunnelExchange, whenTunnelAnswered, type TunnelRequest } from './tunnel-exchange.js';
 import { publishPolicyAction } from './policy-actions.js';
 import { admitRequest } from './policy-step.js';
 import { resolveTarget, type MeshTarget, type ResolvedTarget } from './request-target.js';
@@ -21,7 +20,8 @@ import { dialTcpService } from './tcp-listener.js';
 import { connectTcpAlpn } from './tcp-protocol.js';
 
 /**
- * An HTTP/1.1 Upgrade (WebSocket) or a CONNECT: the policy step at the opening request, then
+ * An HTTP/1.1 Upgrade (WebSocket) or a CONNECT (over HTTP/1.1, or over HTTP/2 through
+ * h2-tunnel-socket.ts, which makes the stream a socket): the policy step at the opening request, then
  * pick an endpoint as for a request, open an mTLS connection to it (a local sidecar, or a remote
  * gateway by SNI), write the request head, then splice bytes both ways. The destination's
  * answer (101, 200 or a refusal) flows back as is.
@@ -35,7 +35,7 @@ import { connectTcpAlpn } from './tcp-protocol.js';
  * tunnel's connection counts toward the backend's CircuitBreaker `maxConnections` while it is
  * open; beyond it the tunnel is refused with 503 CIRCUIT_OPEN.
  */
-export async function openTunnel(deps: OutboundDeps, req: H1Request, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
+export async function openTunnel(deps: OutboundDeps, req: TunnelRequest, socket: Duplex, head: Buffer, tunnels: OpenSockets, fixed?: MeshTarget): Promise<void> {
   const observer = outboundObserver(deps.routing, deps.cluster, req);
   const target = resolveTarget(req.method, req.url, req.headers.host, fixed);
   const connect = req.method === 'CONNECT';

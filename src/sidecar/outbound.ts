@@ -74,7 +74,7 @@ export function createOutbound(deps: OutboundDeps, fixedTarget?: MeshTarget): Se
   });
   server.on('connection', (socket) => socket.setNoDelay(true));
   // An app that speaks h2c (gRPC) on the same port: its connections go to the HTTP/2 server.
-  servePriorKnowledgeH2(server, new OwnOutboundH2(deps, fixedTarget), deps.timeouts.requestHeadersMs);
+  servePriorKnowledgeH2(server, new OwnOutboundH2(deps, tunnels, fixedTarget), deps.timeouts.requestHeadersMs);
   server.on('clientError', clientErrorHandler(deps.routing, 'outbound'));
   server.on('checkExpectation', answerUnknownExpectation);
   const tunnel = (req: H1Request, socket: Duplex, head: Buffer) => {

@@ -2,7 +2,22 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { ExchangeEnd } from '../core/channels.js';
 import type { SpliceEnd, SplicedBytes } from '../core/splice.js';
-import type { H1Request } from './h1-server.js';
+import type { IncomingHttpHeaders } from 'node:http';
+
+/**
+ * The request that opens a tunnel, as the tunnel code and the access log read it: an HTTP/1.1
+ * Upgrade or CONNECT (h1-server.ts H1Request), or an HTTP/2 CONNECT's head (outbound-h2.ts).
+ */
+export interface TunnelRequest {
+  readonly method: string;
+  /** The request target: a CONNECT's authority (`ledger.demo.mesh:80`), an upgrade's path. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  /** Names and values as they arrived, alternating; an upgrade's head is written on from them. */
+  readonly rawHeaders: string[];
+  bodyBytes: number;
+  response: ExchangeEnd | undefined;
+}
 
 /**
  * A WebSocket or CONNECT tunnel as the access log reads it (telemetry/access-log.ts): like an
@@ -15,7 +30,7 @@ export class TunnelExchange extends EventEmitter implements ExchangeEnd {
   closed = false;
   writableFinished = false;
 
-  constructor(private readonly req: H1Request) {
+  constructor(private readonly req: TunnelRequest) {
     super();
     req.response = this;
   }

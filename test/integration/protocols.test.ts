@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { connect as http2Connect } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -341,6 +342,33 @@ describe('WebSocket and CONNECT', () => {
     const answer = (await readAll(socket, rest)).toString('latin1');
     expect(answer).toMatch(/^HTTP\/1\.1 200 /);
     expect(answer).toContain(body);
+  });
+
+  test('CONNECT ledger.demo.mesh:80 over HTTP/2 (Node\'s HTTP/2 client as the app, h2c to the proxy port) opens the same tunnel to west\'s ledger', async () => {
+    const session = http2Connect(`http://${east().client.proxy}`);
+    session.on('error', () => undefined);
+    try {
+      const stream = session.request({ ':method': 'CONNECT', ':authority': 'ledger.demo.mesh:80' }, { endStream: false });
+      const head = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        stream.once('response', resolve);
+        stream.once('error', reject);
+      });
+      expect(head[':status']).toBe(200);
+      const body = 'through an HTTP/2 tunnel';
+      // An HTTP/1.1 exchange inside the tunnel, then the app's END_STREAM: the answer still comes back whole.
+      stream.end(`POST /echo HTTP/1.1\r\nHost: ledger.demo.mesh\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      await new Promise((resolve) => stream.once('close', resolve));
+      const answer = Buffer.concat(chunks).toString('latin1');
+      expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+      // The echo app streams the body back chunked, its SHA-256 in a trailer: the same bytes came through.
+      const sha256 = createHash('sha256').update(body).digest('hex');
+      expect(answer).toContain(`\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\nx-sha256: ${sha256}\r\n\r\n`);
+      expect(stream.rstCode).toBe(0);
+    } finally {
+      session.destroy();
+    }
   });
 
   test('CONNECT to a name that is not in the mesh is refused with a code, at once', async () => {

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { connect as http2Connect } from 'node:http2';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -249,6 +250,30 @@ describe('a plain TCP service (redis in west) used from another cluster', () => 
     }
     // Counted as TCP connections through the client sidecar (not as requests).
     await waitFor(async () => ((await connected()) >= before + 2) || undefined, 10_000, 'two more connected TCP connections in east\'s metrics');
+  });
+
+  test('CONNECT redis.demo.mesh:6379 over HTTP/2 on east\'s proxy port (Node\'s HTTP/2 client, h2c) reaches redis in west as TCP', async () => {
+    const session = http2Connect(`http://${mesh.file.clusters.east!.client.proxy}`);
+    session.on('error', () => undefined);
+    try {
+      const stream = session.request({ ':method': 'CONNECT', ':authority': 'redis.demo.mesh:6379' }, { endStream: false });
+      let answer = '';
+      stream.on('data', (c: Buffer) => { answer += c.toString('latin1'); });
+      const head = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        stream.once('response', resolve);
+        stream.once('error', reject);
+      });
+      expect(head[':status']).toBe(200);
+      stream.write('PING\r\nSET h2-tunnel yes\r\nGET h2-tunnel\r\nQUIT\r\n');
+      // QUIT makes redis close: its end comes back as the stream's end (END_STREAM), and the app ends its side.
+      await new Promise((resolve) => stream.once('end', resolve));
+      stream.end();
+      await new Promise((resolve) => stream.once('close', resolve));
+      expect(answer).toBe('+PONG\r\n+OK\r\n$3\r\nyes\r\n+OK\r\n');
+      expect(stream.rstCode).toBe(0);
+    } finally {
+      session.destroy();
+    }
   });
 
   test('isthmus explain says demo/redis is a TCP service, how apps reach it, and shares connections, not requests', async () => {
