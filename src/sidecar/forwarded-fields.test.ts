@@ -83,6 +83,19 @@ describe('fields through outbound → inbound → app (HTTP/1.1 both hops)', () 
     expect(back.filter((l) => /^connection:/i.test(l))).toEqual(['connection: close']);
   });
 
+  test('an upgrade to h2c (curl --http2 on an http:// URL) is served as the HTTP/1.1 request it also is, and a request pipelined behind it too; its Upgrade and HTTP2-Settings go no further', async () => {
+    const { outbound, heads } = await chain();
+    const h2cUpgrade = 'GET http://echo.demo.mesh/first HTTP/1.1\r\nHost: echo.demo.mesh\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nX-Kept: 1\r\n\r\n';
+    // Both in one write: the second head follows the first in the same read.
+    const got = await outbound.send('outbound', `${h2cUpgrade}GET http://echo.demo.mesh/second HTTP/1.1\r\nHost: echo.demo.mesh\r\nConnection: close\r\n\r\n`);
+    expect(got.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+    expect(got).not.toMatch(/101 Switching/);
+    expect(heads.map((h) => lines(h)[0])).toEqual(['GET /first HTTP/1.1', 'GET /second HTTP/1.1']);
+    const first = lines(heads[0] as string).slice(1);
+    expect(first).toContain('X-Kept: 1');
+    expect(first.filter((l) => /^(upgrade|http2-settings|connection):/i.test(l))).toEqual([]);
+  });
+
   test('a caller that goes away in the middle of an answer: each hop stops its upstream, and the app\'s connection closes', async () => {
     const { outbound, streams } = await chain();
     const [host, port] = outbound.outbound.split(':') as [string, string];

@@ -1,7 +1,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, test, vi } from 'vitest';
-import { serveHttp1, type H1Request, type H1Response, type H1ServerOptions } from './h1-server.js';
+import { onlyH2c, serveHttp1, type H1Request, type H1Response, type H1ServerOptions } from './h1-server.js';
 
 /**
  * The sidecar's HTTP/1.1 server (h1-server.ts) on loopback, driven with raw bytes and with
@@ -560,5 +560,46 @@ describe('a connection', () => {
       });
     });
     expect(got).toBe('HTTP/1.1 200 OK\r\n\r\ndb.demo.mesh:5432|hello again');
+  });
+});
+
+describe('an Upgrade to h2c alone is not an upgrade (onlyH2c)', () => {
+  test.each([
+    [['Upgrade', 'h2c'], true],
+    [['upgrade', 'H2C'], true],
+    [['Upgrade', 'h2c', 'upgrade', ' h2c '], true],
+    [['Upgrade', 'websocket'], false],
+    [['Upgrade', 'h2c, websocket'], false],
+    [['Connection', 'upgrade'], false],
+    [[], false],
+  ])('%j: %s', (raw, expected) => {
+    expect(onlyH2c(raw)).toBe(expected);
+  });
+
+  test('served as a request, with a body and requests pipelined behind it in the same read', async () => {
+    const seen: string[] = [];
+    let upgrades = 0;
+    const { server, port } = await h1((req, res) => {
+      const chunks: Buffer[] = [];
+      const done = () => {
+        seen.push(`${req.method} ${req.url} upgrade=${req.upgrade} body=${Buffer.concat(chunks).toString()}`);
+        res.writeHead(200, { 'content-length': 2 }).end('ok');
+      };
+      if (!req.body) return done();
+      req.body.on('data', (c: Buffer) => chunks.push(c));
+      req.body.on('end', done);
+    });
+    server.on('upgrade', (_req: H1Request, socket: Socket) => {
+      upgrades += 1;
+      socket.destroy();
+    });
+    const h2c = 'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n';
+    const got = await exchange(port, `POST /a HTTP/1.1\r\nhost: a\r\n${h2c}content-length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nhost: a\r\n${h2c}\r\nGET /c HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n`);
+    expect(got.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 200']);
+    expect(seen).toEqual(['POST /a upgrade=false body=abc', 'GET /b upgrade=false body=', 'GET /c upgrade=false body=']);
+    expect(upgrades).toBe(0);
+    // A WebSocket upgrade is still one.
+    await exchange(port, 'GET /ws HTTP/1.1\r\nhost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    expect(upgrades).toBe(1);
   });
 });

@@ -530,6 +530,25 @@ const pausedForBody = 1;
 const pausedForQueue = 2;
 const pausedByReader = 4;
 
+/**
+ * Pure. Whether a request's Upgrade field asks only for h2c (`curl --http2` on an http:// URL
+ * sends one): RFC 9113 §3.1 retired that upgrade, and a server may ignore an Upgrade it does not
+ * take (RFC 9110 §7.8), so the request is served as the HTTP/1.1 request it also is, and its
+ * Connection, Upgrade and HTTP2-Settings fields go no further (headers.ts hopByHop). An app that
+ * wants HTTP/2 speaks it with prior knowledge, which the sidecars take on the same ports.
+ */
+export function onlyH2c(raw: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!isField(raw[i] as string, 'upgrade')) continue;
+    for (const token of (raw[i + 1] as string).split(',')) {
+      if (token.trim().toLowerCase() !== 'h2c') return false;
+      seen = true;
+    }
+  }
+  return seen;
+}
+
 /** The head callback's answer that stops llhttp after the head, as for an upgrade. */
 const stopAfterHead = 2;
 
@@ -555,6 +574,11 @@ export class H1ServerConnection {
   private pendingUrl = '';
   /** An upgrade or CONNECT head was read; the bytes after it belong to the new protocol. */
   private upgrading: H1Request | undefined;
+  /**
+   * An upgrade to h2c was read and served as a plain request (ignoredUpgrade): llhttp still stops
+   * after that request, and what followed it in the same read is parsed again from there.
+   */
+  private resumeAfterUpgrade = false;
   private readonly onData = (chunk: Buffer) => this.read(chunk);
   private readonly onError = () => this.socket.destroy();
   private freed = false;
@@ -720,6 +744,7 @@ export class H1ServerConnection {
     if (typeof result !== 'number') return this.onParseError(result);
     if (this.upgrading && !this.closed) this.startUpgrade(this.parser.getCurrentBuffer().subarray(result));
     else if (this.rawBody.pending && !this.raw) this.startRaw(this.parser.getCurrentBuffer().subarray(result));
+    else if (this.resumeAfterUpgrade) this.parseRest(Buffer.from(this.parser.getCurrentBuffer().subarray(result)));
   };
 
   /** A request's first byte: a kept-alive connection starts timing its next head. */
@@ -741,6 +766,22 @@ export class H1ServerConnection {
     if (typeof result !== 'number') return this.onParseError(result);
     if (this.upgrading && !this.closed) this.startUpgrade(chunk.subarray(result));
     else if (this.rawBody.pending && !this.raw) this.startRaw(Buffer.from(chunk.subarray(result)));
+    else if (this.resumeAfterUpgrade) this.parseRest(chunk.subarray(result));
+  }
+
+  /**
+   * After a request whose upgrade was ignored (onlyH2c) ended: llhttp stopped there as for an
+   * upgrade, and parses on as HTTP/1.1 when given the rest. Given it once the current read is
+   * over (from the consumed handle's callback the parser is still in that read).
+   */
+  private parseRest(rest: Buffer): void {
+    // The request may still be reading its body: llhttp stops only at its end.
+    if (this.reading !== undefined) return;
+    this.resumeAfterUpgrade = false;
+    if (rest.length === 0 || this.closed) return;
+    process.nextTick(() => {
+      if (!this.closed) this.read(rest);
+    });
   }
 
   private onHead(major: number, minor: number, fields: string[] | undefined, methodIndex: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
@@ -758,12 +799,16 @@ export class H1ServerConnection {
   private takeHead(major: number, minor: number, fields: string[] | undefined, methodIndex: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
     const raw = fields ?? this.takeFields();
     const target = url ?? this.takeUrl();
-    const req = new H1Request(this.socket, parserMethods[methodIndex] ?? 'GET', target, raw, major, minor, keepAlive, upgrade);
+    const method = parserMethods[methodIndex] ?? 'GET';
+    const req = new H1Request(this.socket, method, target, raw, major, minor, keepAlive, upgrade && (method === 'CONNECT' || !onlyH2c(raw)));
     this.phase = 'busy';
     if (upgrade) {
-      // The parser stops after this head; read() hands the socket over.
-      this.upgrading = req;
-      return 2;
+      if (req.upgrade) {
+        // The parser stops after this head; read() hands the socket over.
+        this.upgrading = req;
+        return 2;
+      }
+      this.resumeAfterUpgrade = true;
     }
     // RFC 9110 §6.4: a request has content when it says so by Content-Length or Transfer-Encoding.
     const length = req.field('content-length');

@@ -1,7 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** RFC 9110 §7.6.1: connection-specific fields are never forwarded by a proxy. */
-export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/**
+ * RFC 9110 §7.6.1: connection-specific fields are never forwarded by a proxy. HTTP2-Settings
+ * belongs to the connection by definition (RFC 7540 §3.2.1, an h2c upgrade's, h1-server.ts onlyH2c).
+ */
+export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings']);
 
 // RFC 9110 §5.1 and §5.5: a field name is a token; a value has no CR, LF or NUL (which would end
 // the line early and let the rest be read as another field).
@@ -25,7 +28,7 @@ export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string,
  */
 export function isHopByHop(name: string): boolean {
   const n = name.length;
-  return (n === 2 || n === 7 || n === 10 || n === 16 || n === 17 || n === 18 || n === 19) && hopByHop.has(name.toLowerCase());
+  return (n === 2 || n === 7 || n === 10 || n === 14 || n === 16 || n === 17 || n === 18 || n === 19) && hopByHop.has(name.toLowerCase());
 }
 
 /**

@@ -247,6 +247,28 @@ function readAll(socket: Socket, first: Buffer): Promise<Buffer> {
   });
 }
 
+describe('curl --http2 on an http:// URL (an upgrade to h2c)', () => {
+  test.each([
+    ['east\'s fixed listener for ledger', () => [`http://${east().client.listeners['demo/ledger']!}/`]],
+    ['the proxy port', () => ['-x', `http://${east().client.proxy}`, 'http://ledger.demo.mesh/']],
+  ])('through %s: answered over HTTP/1.1 by west\'s ledger, the upgrade ignored', async (_where, args) => {
+    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn('curl', ['-sS', '-m', '10', '--http2', '-w', '\n%{http_code} %{http_version}', ...args()], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+      child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const [body, status] = run.stdout.split('\n') as [string, string];
+    expect(status).toBe('200 1.1');
+    expect(JSON.parse(body)).toMatchObject({ service: 'ledger', cluster: 'west' });
+  });
+});
+
 describe('WebSocket and CONNECT', () => {
   test('a WebSocket through east\'s fixed listener for ledger echoes messages both ways, and the app learns the caller\'s identity', async () => {
     const listener = east().client.listeners['demo/ledger']!;
