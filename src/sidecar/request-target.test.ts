@@ -34,9 +34,12 @@ describe('resolveTarget', () => {
   });
 });
 
-test('meshTarget lower-cases and ignores the port', () => {
+test('meshTarget lower-cases, ignores the port, and takes an absolute name\'s final dot', () => {
   expect(meshTarget('Ledger.Demo.MESH:80')).toEqual({ service: 'ledger', namespace: 'demo' });
+  expect(meshTarget('ledger.demo.mesh.')).toEqual({ service: 'ledger', namespace: 'demo' });
+  expect(meshTarget('ledger.demo.svc.clusterset.local.:8080')).toEqual({ service: 'ledger', namespace: 'demo' });
   expect(meshTarget('a.b.c.mesh')).toBeUndefined();
+  expect(meshTarget('ledger.demo.mesh..')).toBeUndefined();
 });
 
 test('meshTarget answers a Host it saw before, and every Host after many others, as it did the first time', () => {

@@ -25,13 +25,17 @@ export type TargetRefusal = { refused: string };
 const recentTargets = new Map<string, Readonly<MeshTarget> | null>();
 const recentTargetsMax = 512;
 
-/** `<service>.<ns>.mesh` or `<service>.<ns>.svc.clusterset.local` (the MCS API's name), any port. */
+/**
+ * `<service>.<ns>.mesh` or `<service>.<ns>.svc.clusterset.local` (the MCS API's name), any port;
+ * also written as an absolute DNS name, with a final dot (`ledger.demo.mesh.`), as configurations
+ * that avoid resolver search lists do.
+ */
 export function meshTarget(host: string | undefined): Readonly<MeshTarget> | undefined {
   if (!host) return undefined;
   const known = recentTargets.get(host);
   if (known !== undefined) return known ?? undefined;
   const name = host.replace(/:\d+$/, '').toLowerCase();
-  const match = /^([a-z0-9-]+)\.([a-z0-9-]+)\.(?:mesh|svc\.clusterset\.local)$/.exec(name);
+  const match = /^([a-z0-9-]+)\.([a-z0-9-]+)\.(?:mesh|svc\.clusterset\.local)\.?$/.exec(name);
   const target = match ? Object.freeze({ service: match[1] as string, namespace: match[2] as string }) : null;
   if (recentTargets.size >= recentTargetsMax) recentTargets.clear();
   recentTargets.set(host, target);
