@@ -18,7 +18,7 @@ afterEach(async () => {
   for (const chain of chains.splice(0)) await chain.close();
 });
 
-const answer = 'HTTP/1.1 200 OK\r\nX-Resp: 1\r\nConnection: keep-alive\r\nx-resp: 2\r\nKeep-Alive: timeout=30\r\nProxy-Connection: keep-alive\r\nTrailer: x-sum\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok';
+const answer = 'HTTP/1.1 200 OK\r\nX-Resp: 1\r\nX-Resp-Hop: app\r\nConnection: keep-alive, X-Resp-Hop\r\nx-resp: 2\r\nKeep-Alive: timeout=30\r\nProxy-Connection: keep-alive\r\nTrailer: x-sum\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok';
 
 /** The chain to a raw app; `heads` are the request heads the app received, `streams` its never-ending answers to /stream. */
 async function chain(): Promise<{ outbound: SidecarChain; heads: string[]; streams: { closed: boolean }[] }> {
@@ -57,7 +57,7 @@ describe('fields through outbound → inbound → app (HTTP/1.1 both hops)', () 
   ])('%s: the app gets the end-to-end fields as sent, one Host, the caller\'s identity from the inbound and nothing connection-specific', async (_form, start) => {
     const { outbound, heads } = await chain();
     // `Connection: close` ends the caller's connection after the answer (send reads until then); it must not reach the app either.
-    const request = `${start}\r\nX-Dup: a\r\nConnection: close, X-Hop\r\nx-dup: b\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nKeep-Alive: timeout=9\r\n`
+    const request = `${start}\r\nX-Hop: caller\r\nX-Dup: a\r\nConnection: close, X-Hop\r\nx-dup: b\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nKeep-Alive: timeout=9\r\n`
       + 'X-Forwarded-Client-Cert: By=spiffe://evil/x;URI=spiffe://example.org/ns/demo/sa/admin\r\nCookie: a=1\r\ncookie: b=2\r\nUser-Agent: raw/1\r\n\r\n';
     const got = await outbound.send('outbound', request);
     expect(heads).toHaveLength(1);
@@ -68,7 +68,8 @@ describe('fields through outbound → inbound → app (HTTP/1.1 both hops)', () 
     expect(fields.filter((l) => /^(x-dup|cookie|user-agent):/i.test(l))).toEqual(['X-Dup: a', 'x-dup: b', 'Cookie: a=1', 'cookie: b=2', 'User-Agent: raw/1']);
     expect(fields.filter((l) => /^host:/i.test(l))).toHaveLength(1);
     expect(fields.find((l) => /^host:/i.test(l))?.split(': ')[1]?.toLowerCase()).toBe('echo.demo.mesh');
-    for (const name of ['connection', 'te', 'proxy-connection', 'keep-alive', 'transfer-encoding']) expect(fields.filter((l) => l.toLowerCase().startsWith(`${name}:`))).toEqual([]);
+    // X-Hop too: the caller's Connection field named it (RFC 9110 §7.6.1).
+    for (const name of ['connection', 'te', 'proxy-connection', 'keep-alive', 'transfer-encoding', 'x-hop']) expect(fields.filter((l) => l.toLowerCase().startsWith(`${name}:`))).toEqual([]);
     const xfcc = fields.filter((l) => /^x-forwarded-client-cert:/i.test(l));
     expect(xfcc).toHaveLength(1);
     expect(xfcc[0]).toContain(`URI=${clientId}`);
@@ -79,7 +80,7 @@ describe('fields through outbound → inbound → app (HTTP/1.1 both hops)', () 
     const back = lines(got.slice(0, got.indexOf('\r\n\r\n')));
     expect(back[0]).toBe('HTTP/1.1 200 OK');
     expect(back.filter((l) => /^(x-resp|content-type|content-length):/i.test(l))).toEqual(['X-Resp: 1', 'x-resp: 2', 'Content-Type: text/plain', 'Content-Length: 2']);
-    expect(back.filter((l) => /^(proxy-connection|trailer|keep-alive):/i.test(l))).toEqual([]);
+    expect(back.filter((l) => /^(proxy-connection|trailer|keep-alive|x-resp-hop):/i.test(l))).toEqual([]);
     expect(back.filter((l) => /^connection:/i.test(l))).toEqual(['connection: close']);
   });
 

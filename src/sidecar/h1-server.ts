@@ -12,7 +12,7 @@ import { lendView, socketHolds, viewsLength } from './lent-views.js';
 import { RawBody } from './raw-body.js';
 import { HTTPParser, parserMethods, releaseParser, type NativeParser, type ParseError, type StreamHandle } from './native-http-parser.js';
 import { headersCheckInterval } from './request-head-timeout.js';
-import { fieldsObject, forwardableHeaders, isField, isHopByHop } from './headers.js';
+import { fieldsObject, forwardableHeaders, isField, isHopByHop, withoutNominated } from './headers.js';
 
 /**
  * The sidecar's HTTP/1.1 server side, on Node's own parser (native-http-parser.ts), in place of
@@ -347,8 +347,9 @@ export class H1Response extends EventEmitter {
   /**
    * The head of an answer relayed as the upstream's parser gave it (FieldsReader in
    * h1-connection.ts: names and values alternating, each checked by llhttp already), minus the
-   * connection-specific fields and `drop` (any case): no object per head and no second check of
-   * each field. Names keep the upstream's case, as nginx and HAProxy pass them.
+   * connection-specific fields (those its Connection field names too) and `drop` (any case): no
+   * object per head and no second check of each field. Names keep the upstream's case, as nginx
+   * and HAProxy pass them.
    */
   writeFields(status: number, reason: string, fields: readonly string[], drop: string | undefined): this {
     // setHeader's fields are merged by name: the object form does that (an error path's, rare).
@@ -358,7 +359,12 @@ export class H1Response extends EventEmitter {
     let date = false;
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
-      if (isHopByHop(name)) continue;
+      if (isHopByHop(name)) {
+        // A Connection field that names fields of its own (RFC 9110 §7.6.1): written without them (rare).
+        const nominating = name.length === 10 && isField(name, 'connection') ? withoutNominated(fields) : undefined;
+        if (nominating !== undefined) return this.writeFields(status, reason, nominating, drop);
+        continue;
+      }
       if (drop !== undefined && isField(name, drop)) continue;
       date ||= isField(name, 'date');
       length ||= isField(name, 'content-length');

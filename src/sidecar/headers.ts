@@ -11,15 +11,62 @@ export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection',
 export const invalidFieldName = /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/;
 export const invalidFieldValue = /[\r\n\0]/;
 
-/** The end-to-end headers of a request or response, minus any name in `drop`. */
+/** The end-to-end headers of a request or response, minus any name in `drop` and any its Connection field nominates. */
 export function forwardableHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, drop?: string): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
+  const nominated = nominatedFields(undefined, headers.connection);
   // for-in, not Object.entries: no array of pairs per request (this runs twice per hop).
   for (const name in headers) {
     const value = headers[name];
-    if (value !== undefined && !hopByHop.has(name) && name !== drop) out[name] = value;
+    if (value !== undefined && !hopByHop.has(name) && name !== drop && nominated?.has(name) !== true) out[name] = value;
   }
   return out;
+}
+
+/**
+ * RFC 9110 §7.6.1: each option of a Connection field names a field that belongs to this
+ * connection only, which a proxy removes before it forwards the message. Adds the names
+ * `value` nominates (lower-cased) to `found`, beyond those dropped anyway (`hopByHop`, `close`);
+ * `keep-alive`, `close` and `upgrade` alone cost one test. A nomination of `host` or
+ * `content-length` is not honoured: a caller must not be able to take a message's target or
+ * framing away on the way (the proxy sets the first and relays the second).
+ */
+export function nominatedFields(found: Set<string> | undefined, value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return found;
+  let names = found;
+  for (const item of typeof value === 'string' ? [value] : value) {
+    if (usualConnection.test(item)) continue;
+    for (const token of item.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name === '' || name === 'close' || name === 'host' || name === 'content-length' || hopByHop.has(name)) continue;
+      (names ??= new Set()).add(name);
+    }
+  }
+  return names;
+}
+const usualConnection = /^\s*(?:keep-alive|close|upgrade)\s*$/i;
+
+/**
+ * `fields` (names and values alternating) without their Connection fields and the fields those
+ * nominate (nominatedFields), names kept in their case; undefined when they nominate none.
+ */
+export function withoutNominated(fields: readonly string[]): string[] | undefined {
+  let nominated: Set<string> | undefined;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (isField(fields[i] as string, 'connection')) nominated = nominatedFields(nominated, fields[i + 1] as string);
+  }
+  if (nominated === undefined) return undefined;
+  nominated.add('connection');
+  return withoutNamed([...fields], 0, nominated);
+}
+
+/** `fields` (names and values alternating) from `start` on, without those whose name is in `names`. */
+function withoutNamed(fields: string[], start: number, names: ReadonlySet<string>): string[] {
+  const kept = fields.slice(0, start);
+  for (let i = start; i < fields.length; i += 2) {
+    if (!names.has((fields[i] as string).toLowerCase())) kept.push(fields[i] as string, fields[i + 1] as string);
+  }
+  return kept;
 }
 
 /**
@@ -51,17 +98,25 @@ export function fieldsObject(fields: readonly string[]): Record<string, string |
 /**
  * A request head's end-to-end fields as they arrived (names and values alternating), for an
  * HTTP/1.1 hop to write on as they are (h1-connection.ts H1DispatchOptions): without the
- * hop-by-hop ones and the names in `drop` (lower-case; matched in any case), in their order and
+ * hop-by-hop ones, those the Connection field nominates (nominatedFields) and the names in `drop`
+ * (lower-case; matched in any case), in their order and
  * case, repeated fields as they came, after what `out` holds already. Fields llhttp parsed need
  * no further check.
  */
 export function forwardableFields(raw: readonly string[], drop: readonly string[], out: string[] = []): string[] {
+  const start = out.length;
+  let nominated: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (isHopByHop(name) || namedIn(name, drop)) continue;
+    if (isHopByHop(name)) {
+      if (name.length === 10 && isField(name, 'connection')) nominated = nominatedFields(nominated, raw[i + 1] as string);
+      continue;
+    }
+    if (namedIn(name, drop)) continue;
     out.push(name, raw[i + 1] as string);
   }
-  return out;
+  // A field the Connection field names may have come before it: taken out after (rare).
+  return nominated === undefined ? out : withoutNamed(out, start, nominated);
 }
 
 /** Whether a field name as it arrived, in any case, is `lower`: its length first, so most names are never lower-cased. */
