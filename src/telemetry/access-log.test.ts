@@ -24,6 +24,8 @@ describe('what a line says of a request', () => {
       { method: 'CONNECT', authority: 'ledger.demo.mesh:443', protocol: 'HTTP/1.1' }],
     ['HTTP/2: the pseudo-headers', { method: 'POST', headers: { ':method': 'POST', ':authority': 'echo.demo.mesh', ':path': '/grpc.Echo/Say' } },
       { method: 'POST', authority: 'echo.demo.mesh', path: '/grpc.Echo/Say', protocol: 'HTTP/2' }],
+    ['CONNECT over HTTP/2 (outbound-h2.ts): :authority is the target, there is no :path', { method: 'CONNECT', url: 'redis.demo.mesh:6379', headers: { ':method': 'CONNECT', ':authority': 'redis.demo.mesh:6379' } },
+      { method: 'CONNECT', authority: 'redis.demo.mesh:6379', protocol: 'HTTP/2' }],
     ['a traceparent gives its trace id; x-request-id and user-agent are kept', { method: 'GET', url: '/', headers: { host: 'a', traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'x-request-id': 'r-1', 'user-agent': 'curl/7.88.1' } },
       { method: 'GET', authority: 'a', path: '/', protocol: 'HTTP/1.1', traceId, requestId: 'r-1', userAgent: 'curl/7.88.1' }],
     ['a malformed traceparent gives none', { method: 'GET', url: '/', headers: { host: 'a', traceparent: 'not-a-trace' } },
