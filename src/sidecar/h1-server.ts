@@ -540,7 +540,8 @@ const pausedByReader = 4;
  * Pure. Whether a request's Upgrade field asks only for h2c (`curl --http2` on an http:// URL
  * sends one): RFC 9113 §3.1 retired that upgrade, and a server may ignore an Upgrade it does not
  * take (RFC 9110 §7.8), so the request is served as the HTTP/1.1 request it also is, and its
- * Connection, Upgrade and HTTP2-Settings fields go no further (headers.ts hopByHop). An app that
+ * Connection, Upgrade and HTTP2-Settings fields go no further (the last as its Connection field
+ * names it, headers.ts nominatedFields). An app that
  * wants HTTP/2 speaks it with prior knowledge, which the sidecars take on the same ports.
  */
 export function onlyH2c(raw: readonly string[]): boolean {

@@ -1,16 +1,11 @@
 import { Duplex } from 'node:stream';
 import { h2Error } from '../h2/frames.js';
 import type { H2Stream } from '../h2/stream.js';
+import { hopByHop, withoutNominated } from './headers.js';
 
 /** The longest answer head the tunnel waits for: far beyond any head the mesh writes. */
 export const maxTunnelHeadBytes = 16 * 1024;
 
-/**
- * Fields of an HTTP/1.1 answer head that HTTP/2 does not carry (RFC 9113 §8.2.2); a 2xx answer
- * to CONNECT drops its framing fields too (RFC 9110 §9.3.6: it has no content).
- */
-const connectionFields: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
-const framingFields: ReadonlySet<string> = new Set(['content-length']);
 
 /**
  * An HTTP/2 CONNECT stream from the app (RFC 9113 §8.5) as a byte stream, so that the tunnel
@@ -132,22 +127,28 @@ export class H2TunnelSocket extends Duplex {
 
 /**
  * Pure. An HTTP/1.1 answer head (without its final empty line) as HTTP/2 fields: `:status`
- * first, names lower-cased, connection-specific fields dropped, and for a 2xx its length too.
- * An Error for a head that is not an HTTP/1.x final answer's.
+ * first, names lower-cased, the connection-specific fields dropped (RFC 9113 §8.2.2: headers.ts
+ * hopByHop and what a Connection field names), and for a 2xx its length too (RFC 9110 §9.3.6: a
+ * 2xx to CONNECT has no content). An Error for a head that is not an HTTP/1.x final answer's.
  */
 export function answerFields(head: string): string[] | Error {
   const lines = head.split('\r\n');
   const status = /^HTTP\/1\.[01] ([2-5]\d\d)(?: |$)/.exec(lines[0] ?? '');
   if (!status) return new Error(`the tunnel's answer does not start with an HTTP/1.1 final status line: ${JSON.stringify((lines[0] ?? '').slice(0, 40))}`);
   const code = status[1] as string;
-  const fields = [':status', code];
   const success = code.startsWith('2');
+  const raw: string[] = [];
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(':');
     if (colon <= 0) return new Error(`the tunnel's answer has a malformed field line: ${JSON.stringify(line.slice(0, 40))}`);
-    const name = line.slice(0, colon).trim().toLowerCase();
-    if (connectionFields.has(name) || (success && framingFields.has(name))) continue;
-    fields.push(name, line.slice(colon + 1).trim());
+    raw.push(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  const fields = [':status', code];
+  const named = withoutNominated(raw) ?? raw;
+  for (let i = 0; i < named.length; i += 2) {
+    const name = named[i] as string;
+    if (hopByHop.has(name) || (success && name === 'content-length')) continue;
+    fields.push(name, named[i + 1] as string);
   }
   return fields;
 }

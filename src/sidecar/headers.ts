@@ -1,10 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 /**
- * RFC 9110 §7.6.1: connection-specific fields are never forwarded by a proxy. HTTP2-Settings
- * belongs to the connection by definition (RFC 7540 §3.2.1, an h2c upgrade's, h1-server.ts onlyH2c).
+ * RFC 9110 §7.6.1: connection-specific fields are never forwarded by a proxy. Others are so when
+ * a Connection field names them (nominatedFields), as an h2c upgrade names its HTTP2-Settings
+ * (RFC 7540 §3.2.1; h1-server.ts onlyH2c).
  */
-export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings']);
+export const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 // RFC 9110 §5.1 and §5.5: a field name is a token; a value has no CR, LF or NUL (which would end
 // the line early and let the rest be read as another field).
@@ -57,14 +58,9 @@ export function withoutNominated(fields: readonly string[]): string[] | undefine
   }
   if (nominated === undefined) return undefined;
   nominated.add('connection');
-  return withoutNamed([...fields], 0, nominated);
-}
-
-/** `fields` (names and values alternating) from `start` on, without those whose name is in `names`. */
-function withoutNamed(fields: string[], start: number, names: ReadonlySet<string>): string[] {
-  const kept = fields.slice(0, start);
-  for (let i = start; i < fields.length; i += 2) {
-    if (!names.has((fields[i] as string).toLowerCase())) kept.push(fields[i] as string, fields[i + 1] as string);
+  const kept: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) {
+    if (!nominated.has((fields[i] as string).toLowerCase())) kept.push(fields[i] as string, fields[i + 1] as string);
   }
   return kept;
 }
@@ -75,7 +71,7 @@ function withoutNamed(fields: string[], start: number, names: ReadonlySet<string
  */
 export function isHopByHop(name: string): boolean {
   const n = name.length;
-  return (n === 2 || n === 7 || n === 10 || n === 14 || n === 16 || n === 17 || n === 18 || n === 19) && hopByHop.has(name.toLowerCase());
+  return (n === 2 || n === 7 || n === 10 || n === 16 || n === 17 || n === 18 || n === 19) && hopByHop.has(name.toLowerCase());
 }
 
 /**
@@ -105,18 +101,21 @@ export function fieldsObject(fields: readonly string[]): Record<string, string |
  */
 export function forwardableFields(raw: readonly string[], drop: readonly string[], out: string[] = []): string[] {
   const start = out.length;
-  let nominated: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     if (isHopByHop(name)) {
-      if (name.length === 10 && isField(name, 'connection')) nominated = nominatedFields(nominated, raw[i + 1] as string);
+      // A Connection field that names fields of its own (rare): the head again without them, from the start.
+      const plain = name.length === 10 && isField(name, 'connection') ? withoutNominated(raw) : undefined;
+      if (plain !== undefined) {
+        out.length = start;
+        return forwardableFields(plain, drop, out);
+      }
       continue;
     }
     if (namedIn(name, drop)) continue;
     out.push(name, raw[i + 1] as string);
   }
-  // A field the Connection field names may have come before it: taken out after (rare).
-  return nominated === undefined ? out : withoutNamed(out, start, nominated);
+  return out;
 }
 
 /** Whether a field name as it arrived, in any case, is `lower`: its length first, so most names are never lower-cased. */

@@ -1,6 +1,7 @@
 import { connect, constants, createSecureServer, createServer, type Http2SecureServer, type Http2Server, type ServerHttp2Stream, type Settings } from 'node:http2';
 import type { Server } from 'node:http';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { waitFor } from '../../test/helpers/cli.js';
 import { clientContext, echoId, listen, routingTo, serverTls, testPki, type TestPki } from '../../test/helpers/sidecar-fixtures.js';
 import { silentLogger } from '../core/log.js';
 import { answerFields } from './h2-tunnel-socket.js';
@@ -471,7 +472,7 @@ describe('CONNECT over HTTP/2 (RFC 9113 §8.5): a tunnel, as CONNECT over HTTP/1
     const tunnel = await connectOverH2(await meshTo(app.address), 'echo.demo.mesh:7000', Buffer.from('ping'), { resetAfterMs: 100 });
     expect(tunnel.head[':status']).toBe(200);
     expect(tunnel.body.toString()).toBe('ping');
-    await waitUntil(() => app.seen[0]?.closed === true, 5_000);
+    await waitFor(async () => app.seen[0]?.closed, 5_000, 'the echo app\'s connection closed');
     expect(app.seen[0]?.bytes).toBe(4);
   });
 
@@ -480,7 +481,7 @@ describe('CONNECT over HTTP/2 (RFC 9113 §8.5): a tunnel, as CONNECT over HTTP/1
     const tunnel = await connectOverH2(await meshTo(app.address, { tunnelIdleMs: 300 }), 'echo.demo.mesh:7000', Buffer.from('once'), { keepOpen: true });
     expect(tunnel.body.toString()).toBe('once');
     expect(tunnel.rstCode).toBe(constants.NGHTTP2_CONNECT_ERROR);
-    await waitUntil(() => app.seen[0]?.closed === true, 5_000);
+    await waitFor(async () => app.seen[0]?.closed, 5_000, 'the echo app\'s connection closed');
   });
 });
 
@@ -490,6 +491,7 @@ describe('the head of a tunnel\'s answer as HTTP/2 fields (answerFields)', () =>
     ['HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\nX-A: b', [':status', '200', 'x-a', 'b']],
     ['HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 42\r\nconnection: close', [':status', '503', 'content-type', 'application/json', 'content-length', '42']],
     ['HTTP/1.0 403 Forbidden\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c', [':status', '403']],
+    ['HTTP/1.1 502 Bad Gateway\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\nX-A: b', [':status', '502', 'x-a', 'b']],
   ])('%j', (head, fields) => {
     expect(answerFields(head)).toEqual(fields);
   });
@@ -504,11 +506,3 @@ describe('the head of a tunnel\'s answer as HTTP/2 fields (answerFields)', () =>
     expect((fields as Error).message).toMatch(message);
   });
 });
-
-async function waitUntil(check: () => boolean, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`not true within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
